@@ -1,0 +1,115 @@
+/*
+ * Shard arenas over jemalloc (see arena.h): creation and teardown through mallctl. Cold
+ * path, start-up and shutdown only.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "arena.h"
+
+static int arena_ctl_unsigned(const char *name, unsigned *out)
+{
+	size_t size = sizeof(*out);
+	int rc = mallctl(name, out, &size, NULL, 0);
+	if (rc != 0) {
+		fprintf(stderr, "rill: jemalloc mallctl(\"%s\") failed: %s\n", name, strerror(rc));
+		return rc == ENOMEM || rc == EAGAIN ? -ENOMEM : -EIO;
+	}
+	return 0;
+}
+
+__thread struct rill_arena *rill_arena_bound;
+
+static uint64_t arena_thread_allocated(void)
+{
+	uint64_t bytes = 0;
+	size_t size = sizeof(bytes);
+	if (mallctl("thread.allocated", &bytes, &size, NULL, 0) != 0)
+		return 0;
+	return bytes;
+}
+
+/*
+ * Whether malloc() in this process is jemalloc's: under a sanitizer, or with another
+ * allocator preloaded, it is not, and memory from it must not reach sdallocx. jemalloc's
+ * per-thread byte counter moves only for its own allocations.
+ */
+static bool arena_malloc_is_jemalloc(void)
+{
+	uint64_t before = arena_thread_allocated();
+	void *volatile p = malloc(256);
+	bool ours = p != NULL && arena_thread_allocated() >= before + 256;
+	free(p);
+	return ours;
+}
+
+int rill_arena_init(struct rill_arena *arena)
+{
+	RILL_ASSERT(arena != NULL);
+	memset(arena, 0, sizeof(*arena));
+	int rc = arena_ctl_unsigned("arenas.create", &arena->arena_index);
+	if (rc != 0)
+		return rc;
+	arena->flags_alloc = (int)(MALLOCX_ARENA(arena->arena_index) | MALLOCX_TCACHE_NONE);
+	arena->malloc_is_jemalloc = arena_malloc_is_jemalloc();
+	return 0;
+}
+
+int rill_arena_bind(struct rill_arena *arena)
+{
+	RILL_ASSERT(arena != NULL);
+	if (!arena->malloc_is_jemalloc)
+		return 0; /* stay on mallocx with MALLOCX_ARENA: correct, just slower */
+	/* The thread's cache holds objects of the arena it used so far: hand them back first. */
+	int rc = mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+	RILL_ASSERT(rc == 0 || rc == EFAULT); /* EFAULT: the thread has no cache */
+	rc = mallctl("thread.arena", NULL, NULL, &arena->arena_index, sizeof(arena->arena_index));
+	if (rc != 0) {
+		fprintf(stderr, "rill: jemalloc mallctl(\"thread.arena\") failed: %s\n",
+			strerror(rc));
+		return -EIO;
+	}
+	rill_arena_bound = arena;
+	return 0;
+}
+
+void rill_arena_destroy(struct rill_arena *arena)
+{
+	RILL_ASSERT(arena != NULL);
+	/* This thread's cache holds freed objects of the arena: empty it before the arena goes. */
+	int rc = mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+	RILL_ASSERT(rc == 0 || rc == EFAULT); /* EFAULT: the thread has no cache */
+	if (rill_arena_bound == arena) {
+		unsigned default_arena = 0;
+		rc = mallctl("thread.arena", NULL, NULL, &default_arena, sizeof(default_arena));
+		RILL_ASSERT(rc == 0);
+		rill_arena_bound = NULL;
+	}
+	char name[64];
+	snprintf(name, sizeof(name), "arena.%u.destroy", arena->arena_index);
+	rc = mallctl(name, NULL, NULL, NULL, 0);
+	RILL_ASSERT(rc == 0); /* only fails for an arena still bound to another thread: a bug */
+	memset(arena, 0, sizeof(*arena));
+}
+
+void rill_arena_stats(const struct rill_arena *arena, struct rill_arena_stats *stats)
+{
+	RILL_ASSERT(arena != NULL && stats != NULL);
+	stats->bytes_in_use = rill_atomic_load_relaxed_u64(&arena->bytes_in_use);
+	stats->objects_in_use = rill_atomic_load_relaxed_u64(&arena->objects_in_use);
+	stats->alloc_failures = rill_atomic_load_relaxed_u64(&arena->alloc_failures);
+	stats->bytes_mapped = 0;
+
+	/* jemalloc's statistics are refreshed by writing the epoch; then read the arena's. */
+	uint64_t epoch = 1;
+	size_t size = sizeof(epoch);
+	if (mallctl("epoch", &epoch, &size, &epoch, size) != 0)
+		return;
+	char name[64];
+	size_t mapped = 0;
+	size = sizeof(mapped);
+	snprintf(name, sizeof(name), "stats.arenas.%u.mapped", arena->arena_index);
+	if (mallctl(name, &mapped, &size, NULL, 0) == 0)
+		stats->bytes_mapped = mapped;
+}

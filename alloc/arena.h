@@ -1,0 +1,144 @@
+/*
+ * Per-shard memory over jemalloc. Each shard creates one arena at start: a jemalloc arena
+ * of its own (arenas.create), to which the shard's thread is bound (thread.arena), so the
+ * shard's allocations never contend with another thread's and never go through the C
+ * library's malloc. Frees are sized (sdallocx), which spares jemalloc its size lookup. The
+ * arena keeps counters of the bytes and objects in use, which any thread may read.
+ *
+ * Why the thread is bound instead of passing MALLOCX_ARENA and an explicit tcache with
+ * every call: jemalloc 5.3 takes its fast path only for calls without flags. Measured on
+ * the CI machine (64-byte objects, batches of 64), explicit arena + explicit tcache ran at
+ * 27 M ops/s against 69 M for plain malloc/free; a bound thread with the automatic tcache
+ * (which is per thread, so per shard) and sized frees ran at 88 M. Calls from a thread not
+ * bound to the arena still land in it, through MALLOCX_ARENA without a cache (the slow
+ * path), so no thread cache ever mixes objects of two arenas.
+ *
+ * Threading: an arena belongs to one thread (its shard). rill_arena_alloc and
+ * rill_arena_free are for that thread only, which is why they need no locks; memory
+ * allocated by a shard is handed back to it over a ring to be freed (STYLE rule 15).
+ * rill_arena_stats may be called from any thread.
+ *
+ * Hot path: alloc and free are inline and cost one jemalloc fast-path call plus two
+ * counter updates. After start-up the engine uses fixed pools (pool.h) instead.
+ */
+#ifndef RILL_ALLOC_ARENA_H
+#define RILL_ALLOC_ARENA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <jemalloc/jemalloc.h>
+
+#include "base/assert.h"
+#include "base/atomic.h"
+#include "base/compiler.h"
+
+struct rill_arena {
+	int flags_alloc;         /* MALLOCX_ARENA | MALLOCX_TCACHE_NONE: calls off the fast path */
+	unsigned arena_index;    /* jemalloc arena */
+	bool malloc_is_jemalloc; /* malloc() here is jemalloc's (not a sanitizer's or a preload's) */
+	/* Counters: written by the owner only (plain load + relaxed store), read by anyone. */
+	uint64_t bytes_in_use;   /* bytes asked for and not yet freed */
+	uint64_t objects_in_use; /* live allocations */
+	uint64_t alloc_failures; /* mallocx returned NULL */
+};
+
+struct rill_arena_stats {
+	uint64_t bytes_in_use;
+	uint64_t objects_in_use;
+	uint64_t alloc_failures;
+	uint64_t bytes_mapped; /* jemalloc's own figure for the arena's mapped pages */
+};
+
+/* The arena the calling thread is bound to (rill_arena_bind), or NULL. */
+extern __thread struct rill_arena *rill_arena_bound;
+
+/*
+ * rill_arena_init - create a jemalloc arena for one shard.
+ * Returns 0, -ENOMEM, or -EIO when jemalloc refuses the control calls (reported with
+ * jemalloc's error number on stderr). Start-up only; any thread.
+ */
+int rill_arena_init(struct rill_arena *arena);
+
+/*
+ * rill_arena_bind - bind the calling thread to @arena: its allocations then take
+ * jemalloc's fast path, and so does whatever else the thread allocates with malloc.
+ * A shard's thread calls it once at start. Returns 0 or -EIO. Does not block.
+ */
+int rill_arena_bind(struct rill_arena *arena);
+
+/*
+ * rill_arena_destroy - release the arena with every allocation still in it. Owner thread
+ * only, after it stopped using the arena's memory; if the thread is bound to the arena,
+ * its cache is flushed and it is rebound to jemalloc's default arena first.
+ */
+void rill_arena_destroy(struct rill_arena *arena);
+
+/* rill_arena_stats - a snapshot of @arena's counters. Any thread; does not block. */
+void rill_arena_stats(const struct rill_arena *arena, struct rill_arena_stats *stats);
+
+static inline void rill_arena_count(uint64_t *counter, int64_t delta)
+{
+	/* Relaxed is enough: the owner is the only writer; readers want a recent value only. */
+	rill_atomic_store_relaxed_u64(counter, *counter + (uint64_t)delta);
+}
+
+/*
+ * rill_arena_alloc - @bytes (1 or more) from the shard's arena, aligned to at least 16.
+ * Returns the memory or NULL when out of memory (counted). Owner thread only.
+ */
+static inline void *rill_arena_alloc(struct rill_arena *arena, size_t bytes)
+{
+	RILL_DASSERT(bytes > 0);
+	void *p;
+	if (rill_likely(rill_arena_bound == arena))
+		p = malloc(bytes); /* jemalloc's fast path, into this arena (rill_arena_bind) */
+	else
+		p = mallocx(bytes, arena->flags_alloc);
+	if (rill_unlikely(p == NULL)) {
+		rill_arena_count(&arena->alloc_failures, 1);
+		return NULL;
+	}
+	rill_arena_count(&arena->bytes_in_use, (int64_t)bytes);
+	rill_arena_count(&arena->objects_in_use, 1);
+	return p;
+}
+
+/*
+ * rill_arena_alloc_aligned - like rill_arena_alloc, aligned to @align (a power of two).
+ */
+static inline void *rill_arena_alloc_aligned(struct rill_arena *arena, size_t bytes, size_t align)
+{
+	RILL_DASSERT(bytes > 0 && rill_is_power_of_two(align));
+	int flags = rill_arena_bound == arena ? (int)MALLOCX_ALIGN(align)
+					      : arena->flags_alloc | (int)MALLOCX_ALIGN(align);
+	void *p = mallocx(bytes, flags); /* bound: the thread's arena and cache */
+	if (rill_unlikely(p == NULL)) {
+		rill_arena_count(&arena->alloc_failures, 1);
+		return NULL;
+	}
+	rill_arena_count(&arena->bytes_in_use, (int64_t)bytes);
+	rill_arena_count(&arena->objects_in_use, 1);
+	return p;
+}
+
+/*
+ * rill_arena_free - give back @p, allocated from @arena with exactly @bytes (and @align if
+ * it was aligned: pass 0 otherwise). NULL is ignored. Owner thread only.
+ */
+static inline void rill_arena_free(struct rill_arena *arena, void *p, size_t bytes, size_t align)
+{
+	if (p == NULL)
+		return;
+	RILL_DASSERT(arena->objects_in_use > 0 && arena->bytes_in_use >= bytes);
+	int flags = align > 0 ? MALLOCX_ALIGN(align) : 0;
+	if (rill_unlikely(rill_arena_bound != arena))
+		flags |= MALLOCX_TCACHE_NONE;
+	sdallocx(p, bytes, flags); /* flags 0 is jemalloc's sized-free fast path */
+	rill_arena_count(&arena->bytes_in_use, -(int64_t)bytes);
+	rill_arena_count(&arena->objects_in_use, -1);
+}
+
+#endif /* RILL_ALLOC_ARENA_H */

@@ -1,0 +1,76 @@
+/*
+ * The few out-of-line pieces of base/: the assertion handler, rill_strerror() and thread
+ * pinning. Cold code, any thread.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rill/error.h"
+#include "assert.h"
+#include "thread.h"
+
+_Noreturn void rill_assert_fail(const char *expr, const char *file, int line, const char *func)
+{
+	fprintf(stderr, "rill: %s:%d: %s: assertion `%s' failed\n", file, line, func, expr);
+	fflush(stderr);
+	abort();
+}
+
+/* Indexed by -code - RILL_E_BASE; slot 0 is unused. */
+static const char *const rill_error_texts[] = {
+	[1] = "record truncated: the buffer ends before the record",
+	[2] = "record too large: length field above the record limit",
+	[3] = "record length field disagrees with its key and payload sizes",
+	[4] = "record CRC32C mismatch",
+	[5] = "unknown record format version",
+	[6] = "record has reserved bits set",
+	[7] = "record key longer than the key limit",
+	[8] = "output buffer too small for the record",
+	[9] = "record payload longer than the payload limit",
+};
+_Static_assert(RILL_ARRAY_COUNT(rill_error_texts) == -(RILL_E_LAST + RILL_E_BASE),
+	       "every rill error code needs a text");
+
+const char *rill_strerror(int code)
+{
+	if (code == 0)
+		return "success";
+	if (code > -RILL_E_BASE) {
+		/* strerrordesc_np returns a static string: thread-safe, unlike strerror. */
+		const char *text = strerrordesc_np(-code);
+		return text != NULL ? text : "unknown error";
+	}
+	int index = -code - RILL_E_BASE;
+	if (code > RILL_E_LAST && index < (int)RILL_ARRAY_COUNT(rill_error_texts) &&
+	    rill_error_texts[index] != NULL)
+		return rill_error_texts[index];
+	return "unknown rill error";
+}
+
+int rill_cpu_count(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 1;
+	int count = CPU_COUNT(&set);
+	return count > 0 ? count : 1;
+}
+
+int rill_thread_pin(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0 || cpu >= CPU_SETSIZE)
+		return -EINVAL;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	/* pid 0: the calling thread, not the whole process. */
+	if (sched_setaffinity(0, sizeof(set), &set) != 0)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,41 @@
+/*
+ * rill's own error codes. Every rill action returns 0 or a negative code: either -errno
+ * (a system error such as -ENOMEM or -EAGAIN) or one of the RILL_E_* codes below, which
+ * live in their own range (below -RILL_E_BASE) so they never collide with errno values.
+ * rill_strerror() names both kinds. Thread-safe, never blocks.
+ */
+#ifndef RILL_ERROR_H
+#define RILL_ERROR_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* errno values on Linux stay below 4096; rill's codes start well past them. */
+#define RILL_E_BASE 10000
+
+enum rill_error {
+	/* Event record codec (include/rill/record.h). */
+	RILL_E_RECORD_TRUNCATED = -(RILL_E_BASE + 1), /* buffer ends before the record does */
+	RILL_E_RECORD_TOO_LARGE = -(RILL_E_BASE + 2), /* length field above RILL_RECORD_BYTES_MAX */
+	RILL_E_RECORD_LENGTH = -(RILL_E_BASE + 3),    /* length field disagrees with key+payload */
+	RILL_E_RECORD_CRC = -(RILL_E_BASE + 4),       /* CRC32C mismatch */
+	RILL_E_RECORD_VERSION = -(RILL_E_BASE + 5),   /* unknown record format version */
+	RILL_E_RECORD_RESERVED = -(RILL_E_BASE + 6),  /* reserved bits or flags set */
+	RILL_E_RECORD_KEY_TOO_LONG = -(RILL_E_BASE + 7),     /* key above RILL_KEY_BYTES_MAX */
+	RILL_E_RECORD_NO_SPACE = -(RILL_E_BASE + 8),         /* encode: output buffer too small */
+	RILL_E_RECORD_PAYLOAD_TOO_LONG = -(RILL_E_BASE + 9), /* payload above the limit */
+	RILL_E_LAST = -(RILL_E_BASE + 10),
+};
+
+/*
+ * rill_strerror - a static, human-readable description of @code.
+ * @code: 0, a negative errno value or a RILL_E_* code.
+ * Returns a string that lives for the whole program; unknown codes get a generic text.
+ */
+const char *rill_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RILL_ERROR_H */

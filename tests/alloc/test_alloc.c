@@ -1,0 +1,239 @@
+/*
+ * Unit tests of alloc/: shard arenas (counters, alignment, separate jemalloc arenas,
+ * teardown), fixed-size pools (exhaustion, LIFO reuse, invariants, alignment) and huge-page
+ * buffers (alignment, zero fill, fallback, bad sizes).
+ */
+#include "tests/common/test_util.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "alloc/arena.h"
+#include "alloc/hugebuf.h"
+#include "alloc/pool.h"
+#include "base/compiler.h"
+#include "rill/limits.h"
+
+/* The jemalloc arena that holds @p (arenas.lookup). */
+static unsigned arena_of(void *p)
+{
+	unsigned index = ~0u;
+	size_t size = sizeof(index);
+	assert_int_equal(mallctl("arenas.lookup", &index, &size, &p, sizeof(p)), 0);
+	return index;
+}
+
+/* Memory comes from the shard's own arena, bound to the thread or not, small or large. */
+static void test_arena_memory_lands_in_its_arena(void **state)
+{
+	(void)state;
+	struct rill_arena a, b;
+	assert_int_equal(rill_arena_init(&a), 0);
+	assert_int_equal(rill_arena_init(&b), 0);
+	static const size_t sizes[] = {8, 64, 1024, 100000, 4 << 20};
+	for (int bound = 0; bound < 2; bound++) {
+		if (bound)
+			assert_int_equal(rill_arena_bind(&a), 0);
+		for (size_t i = 0; i < RILL_ARRAY_COUNT(sizes); i++) {
+			void *pa = rill_arena_alloc(&a, sizes[i]);
+			void *pb = rill_arena_alloc(&b, sizes[i]); /* b is never bound */
+			void *qa = rill_arena_alloc_aligned(&a, sizes[i], 256);
+			assert_int_equal(arena_of(pa), a.arena_index);
+			assert_int_equal(arena_of(pb), b.arena_index);
+			assert_int_equal(arena_of(qa), a.arena_index);
+			rill_arena_free(&a, pa, sizes[i], 0);
+			rill_arena_free(&b, pb, sizes[i], 0);
+			rill_arena_free(&a, qa, sizes[i], 256);
+		}
+	}
+	fprintf(stderr, "arena: malloc is jemalloc's: %s, bound fast path: %s\n",
+		a.malloc_is_jemalloc ? "yes" : "no", rill_arena_bound == &a ? "yes" : "no");
+	rill_arena_destroy(&b);
+	rill_arena_destroy(&a); /* flushes this thread's cache and unbinds it */
+	assert_null(rill_arena_bound);
+}
+
+static void test_arena_counts_bytes_and_objects(void **state)
+{
+	(void)state;
+	struct rill_arena arena;
+	assert_int_equal(rill_arena_init(&arena), 0);
+	struct rill_arena_stats stats;
+	void *p[100];
+	for (int i = 0; i < 100; i++) {
+		p[i] = rill_arena_alloc(&arena, (size_t)i + 1);
+		assert_non_null(p[i]);
+		memset(p[i], 0xab, (size_t)i + 1);
+	}
+	rill_arena_stats(&arena, &stats);
+	assert_int_equal(stats.objects_in_use, 100);
+	assert_int_equal(stats.bytes_in_use, 100 * 101 / 2);
+	assert_int_equal(stats.alloc_failures, 0);
+	assert_true(stats.bytes_mapped > 0);
+	for (int i = 0; i < 100; i++)
+		rill_arena_free(&arena, p[i], (size_t)i + 1, 0);
+	rill_arena_free(&arena, NULL, 0, 0);
+	rill_arena_stats(&arena, &stats);
+	assert_int_equal(stats.objects_in_use, 0);
+	assert_int_equal(stats.bytes_in_use, 0);
+	rill_arena_destroy(&arena);
+}
+
+static void test_arena_aligned_and_separate(void **state)
+{
+	(void)state;
+	struct rill_arena a, b;
+	assert_int_equal(rill_arena_init(&a), 0);
+	assert_int_equal(rill_arena_init(&b), 0);
+	assert_int_not_equal(a.arena_index, b.arena_index);
+	for (size_t align = 16; align <= 4096; align *= 2) {
+		void *p = rill_arena_alloc_aligned(&a, 100, align);
+		assert_non_null(p);
+		assert_true(((uintptr_t)p & (align - 1)) == 0);
+		rill_arena_free(&a, p, 100, align);
+	}
+	/* A 1 MiB block from b is counted in b only. */
+	void *big = rill_arena_alloc(&b, 1 << 20);
+	assert_non_null(big);
+	struct rill_arena_stats sa, sb;
+	rill_arena_stats(&a, &sa);
+	rill_arena_stats(&b, &sb);
+	assert_int_equal(sa.bytes_in_use, 0);
+	assert_int_equal(sb.bytes_in_use, 1 << 20);
+	/* Destroying an arena releases what is still in it. */
+	rill_arena_destroy(&b);
+	rill_arena_destroy(&a);
+}
+
+static void test_arena_reports_failure(void **state)
+{
+	(void)state;
+	struct rill_arena arena;
+	assert_int_equal(rill_arena_init(&arena), 0);
+	/* More than the address space: jemalloc must refuse, and the refusal is counted. */
+	assert_null(rill_arena_alloc(&arena, (size_t)1 << 62));
+	struct rill_arena_stats stats;
+	rill_arena_stats(&arena, &stats);
+	assert_int_equal(stats.alloc_failures, 1);
+	assert_int_equal(stats.objects_in_use, 0);
+	rill_arena_destroy(&arena);
+}
+
+static void test_pool_rejects_bad_sizes(void **state)
+{
+	(void)state;
+	struct rill_arena arena;
+	struct rill_pool pool;
+	assert_int_equal(rill_arena_init(&arena), 0);
+	assert_int_equal(rill_pool_init(&pool, &arena, 0, 10), -EINVAL);
+	assert_int_equal(rill_pool_init(&pool, &arena, 64, 0), -EINVAL);
+	assert_int_equal(rill_pool_init(&pool, &arena, RILL_POOL_OBJECT_BYTES_MAX + 1, 1), -EINVAL);
+	assert_int_equal(rill_pool_init(&pool, &arena, 8, RILL_POOL_OBJECTS_MAX + 1), -EINVAL);
+	rill_arena_destroy(&arena);
+}
+
+static void test_pool_exhausts_and_reuses(void **state)
+{
+	(void)state;
+	struct rill_arena arena;
+	struct rill_pool pool;
+	assert_int_equal(rill_arena_init(&arena), 0);
+	const uint32_t count = 1000;
+	assert_int_equal(rill_pool_init(&pool, &arena, 100, count), 0);
+	void **got = calloc(count, sizeof(*got));
+	for (uint32_t i = 0; i < count; i++) {
+		got[i] = rill_pool_get(&pool);
+		assert_non_null(got[i]);
+		assert_true(((uintptr_t)got[i] & 63) == 0); /* >= 64-byte objects: cache aligned */
+		assert_true(rill_pool_owns(&pool, got[i]));
+		memset(got[i], (int)i, 100);
+		for (uint32_t j = 0; j < i; j += 97)
+			assert_ptr_not_equal(got[i], got[j]);
+	}
+	assert_int_equal(rill_pool_in_use(&pool), count);
+	assert_null(rill_pool_get(&pool));
+	assert_int_equal(pool.get_failures, 1);
+	rill_pool_check(&pool);
+	/* LIFO: the last object returned is the next one handed out. */
+	rill_pool_put(&pool, got[10]);
+	rill_pool_put(&pool, got[20]);
+	assert_ptr_equal(rill_pool_get(&pool), got[20]);
+	assert_ptr_equal(rill_pool_get(&pool), got[10]);
+	for (uint32_t i = 0; i < count; i++)
+		rill_pool_put(&pool, got[i]);
+	assert_int_equal(rill_pool_in_use(&pool), 0);
+	rill_pool_check(&pool);
+	assert_false(rill_pool_owns(&pool, (uint8_t *)got[0] + 1));
+	assert_false(rill_pool_owns(&pool, &pool));
+	rill_pool_destroy(&pool);
+	struct rill_arena_stats stats;
+	rill_arena_stats(&arena, &stats);
+	assert_int_equal(stats.objects_in_use, 0);
+	free(got);
+	rill_arena_destroy(&arena);
+}
+
+static void test_pool_small_objects(void **state)
+{
+	(void)state;
+	struct rill_arena arena;
+	struct rill_pool pool;
+	assert_int_equal(rill_arena_init(&arena), 0);
+	assert_int_equal(rill_pool_init(&pool, &arena, 1, 64), 0);
+	assert_true(pool.stride >= sizeof(void *));
+	void *a = rill_pool_get(&pool);
+	void *b = rill_pool_get(&pool);
+	assert_true(((uintptr_t)a & 15) == 0);
+	assert_int_equal((uint8_t *)b - (uint8_t *)a, (ptrdiff_t)pool.stride);
+	rill_pool_put(&pool, a);
+	rill_pool_put(&pool, b);
+	rill_pool_check(&pool);
+	rill_pool_destroy(&pool);
+	rill_arena_destroy(&arena);
+}
+
+static void test_hugebuf_small_and_large(void **state)
+{
+	(void)state;
+	struct rill_hugebuf buf;
+	assert_int_equal(rill_hugebuf_alloc(&buf, 0, 0), -EINVAL);
+	assert_null(buf.base);
+	assert_int_equal(rill_hugebuf_alloc(&buf, 100, 0), 0);
+	assert_int_equal(buf.bytes, 4096);
+	assert_int_equal(buf.kind, RILL_HUGEBUF_PAGES);
+	assert_true(((uintptr_t)buf.base & 4095) == 0);
+	rill_hugebuf_free(&buf);
+	assert_null(buf.base);
+	rill_hugebuf_free(&buf); /* an empty buffer is fine */
+
+	for (unsigned flags = 0; flags <= RILL_HUGEBUF_F_NO_HUGETLB; flags++) {
+		size_t bytes = 3 * RILL_HUGE_PAGE_BYTES + 5;
+		assert_int_equal(rill_hugebuf_alloc(&buf, bytes, flags), 0);
+		assert_int_equal(buf.bytes, 4 * (size_t)RILL_HUGE_PAGE_BYTES);
+		assert_true(((uintptr_t)buf.base & (RILL_HUGE_PAGE_BYTES - 1)) == 0);
+		if (flags & RILL_HUGEBUF_F_NO_HUGETLB)
+			assert_int_not_equal(buf.kind, RILL_HUGEBUF_HUGETLB);
+		const uint8_t *p = buf.base;
+		for (size_t i = 0; i < buf.bytes; i += 4096)
+			assert_int_equal(p[i], 0);
+		memset(buf.base, 0x5a, buf.bytes);
+		fprintf(stderr, "hugebuf: %zu bytes, kind %d\n", buf.bytes, (int)buf.kind);
+		rill_hugebuf_free(&buf);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_arena_memory_lands_in_its_arena),
+		cmocka_unit_test(test_arena_counts_bytes_and_objects),
+		cmocka_unit_test(test_arena_aligned_and_separate),
+		cmocka_unit_test(test_arena_reports_failure),
+		cmocka_unit_test(test_pool_rejects_bad_sizes),
+		cmocka_unit_test(test_pool_exhausts_and_reuses),
+		cmocka_unit_test(test_pool_small_objects),
+		cmocka_unit_test(test_hugebuf_small_and_large),
+	};
+	test_seed();
+	return cmocka_run_group_tests_name("alloc", tests, NULL, NULL);
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs one libFuzzer target for a bounded time from a fresh seed corpus.
+# usage: run-fuzz.sh FUZZER SEED_GENERATOR SECONDS CORPUS_DIR
+set -euo pipefail
+fuzzer=$1 seedgen=$2 seconds=$3 corpus=$4
+rm -rf "$corpus" && mkdir -p "$corpus"
+"$seedgen" "$corpus"
+# -seed makes a failing run replayable; RILL_FUZZ_SEED overrides it.
+seed=${RILL_FUZZ_SEED:-$(date +%s)}
+echo "fuzz: $(basename "$fuzzer") for ${seconds}s, -seed=$seed"
+exec "$fuzzer" -seed="$seed" -max_total_time="$seconds" -print_final_stats=1 \
+	-artifact_prefix="$corpus/../" "$corpus"

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Sets everything up on a fresh Debian 12 machine and runs every test suite of every build:
+#   release  gcc, -Werror; unit, stress and CLI tests
+#   asan     clang, address+undefined sanitizers, debug assertions, libFuzzer smoke runs
+#   tsan     gcc, thread sanitizer, debug assertions
+# and ends with one line of its own, "N passed, N failed" (", N skipped" when any were),
+# counted over every test of every build (scripts/test-summary.py). Exits non-zero on any
+# failure, a build that does not compile included.
+#
+# usage: scripts/test.sh [--long] [--only release|asan|tsan]...
+#   --long   the long soak: 500 M items through the ring stress test, 10 minutes per fuzz
+#            target (default: 50 M items, 30 s per fuzz target; a CI run takes minutes)
+# Environment: RILL_STRESS_ITEMS, RILL_FUZZ_SECONDS and RILL_TEST_SEED override.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+
+long=0
+only=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--long) long=1 ;;
+	--only) only+=("$2"); shift ;;
+	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+	*) echo "test.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+scripts/setup.sh || { echo "test.sh: setup failed" >&2; exit 1; }
+
+if [ "$long" = 1 ]; then
+	export RILL_STRESS_ITEMS=${RILL_STRESS_ITEMS:-500000000}
+	fuzz_seconds=${RILL_FUZZ_SECONDS:-600}
+else
+	export RILL_STRESS_ITEMS=${RILL_STRESS_ITEMS:-50000000}
+	fuzz_seconds=${RILL_FUZZ_SECONDS:-30}
+fi
+
+# name  compiler  meson options
+builds=(
+	"release gcc   -Dbuildtype=release"
+	"asan    clang -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Ddasserts=true -Dfuzzing=true -Dfuzz_seconds=$fuzz_seconds"
+	"tsan    gcc   -Dbuildtype=debugoptimized -Db_sanitize=thread -Ddasserts=true"
+)
+
+wanted() {
+	[ "${#only[@]}" -eq 0 ] && return 0
+	local o
+	for o in "${only[@]}"; do [ "$o" = "$1" ] && return 0; done
+	return 1
+}
+
+mkdir -p build
+results=()
+for b in "${builds[@]}"; do
+	read -r name compiler opts <<<"$b"
+	wanted "$name" || continue
+	dir="build/$name"
+	echo "=== $name build ($compiler $opts)"
+	if [ "$compiler" = clang ]; then cxx=clang++; else cxx=g++; fi
+	# shellcheck disable=SC2086 # opts is a list of words
+	if [ -d "$dir/meson-private" ]; then
+		meson setup --reconfigure "$dir" -Dwerror=true $opts >"$dir.setup.log" 2>&1
+	else
+		CC=$compiler CXX=$cxx meson setup "$dir" -Dwerror=true $opts >"$dir.setup.log" 2>&1
+	fi
+	if [ $? -ne 0 ] || ! ninja -C "$dir"; then
+		[ -f "$dir.setup.log" ] && tail -n 30 "$dir.setup.log"
+		results+=("$dir=failed")
+		continue
+	fi
+	rm -f "$dir/meson-logs/testlog.json"
+	# ASan's leak checker needs ptrace-like rights that some containers lack; the fuzzers
+	# still report memory errors. halt_on_error makes UBSan findings fail the test.
+	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+	UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
+	TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+		meson test -C "$dir" --num-processes 2 --print-errorlogs
+	results+=("$dir")
+done
+
+exec python3 scripts/test-summary.py "${results[@]}"

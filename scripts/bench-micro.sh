@@ -39,8 +39,11 @@ echo "bench-micro: $(nproc) CPUs, $reps repetitions of ${min_time}s per case, in
 python3 - "$out" <<'PY'
 import json, sys
 raw = json.load(open(sys.argv[1]))
-med = {}
+med, errors = {}, {}
 for b in raw["benchmarks"]:
+    if b.get("error_occurred"):
+        errors[b["name"].removesuffix("/real_time")] = b.get("error_message")
+        continue
     if b.get("aggregate_name") != "median":
         continue
     name = b["run_name"].removesuffix("/real_time")
@@ -56,6 +59,7 @@ def ratio(a, b, key="items_per_second"):
 summary = {
     "context": {k: raw["context"].get(k) for k in ("date", "host_name", "num_cpus", "mhz_per_cpu")},
     "median": med,
+    "errors": errors,
     "ratios": {
         "ring_cross_core_single_rill_vs_rte_ring": ratio("ring/rill/cross_core/single", "ring/rte_ring/cross_core/single"),
         "ring_cross_core_burst32_rill_vs_rte_ring": ratio("ring/rill/cross_core/burst:32", "ring/rte_ring/cross_core/burst:32"),

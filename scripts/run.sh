@@ -6,6 +6,8 @@
 # scripts/bench-micro.sh (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Set-up and build chatter goes to stderr, so stdout carries the JSON alone.
+exec 3>&1 1>&2
 scripts/setup.sh
 mkdir -p build
 if [ ! -d build/release/meson-private ]; then
@@ -14,4 +16,4 @@ fi
 ninja -C build/release
 echo "run.sh: rill $(build/release/rill version | cut -d' ' -f2): no server yet;" \
 	"running the micro-benchmarks (scripts/bench-micro.sh)" >&2
-exec scripts/bench-micro.sh "$@"
+exec scripts/bench-micro.sh "$@" >&3

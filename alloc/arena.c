@@ -3,6 +3,7 @@
  * path, start-up and shutdown only.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,13 +45,43 @@ static bool arena_malloc_is_jemalloc(void)
 	return ours;
 }
 
+/*
+ * Arenas retired after a thread was bound to them, kept for the next rill_arena_init: a
+ * process that opens and closes engines repeatedly reuses them instead of piling them up.
+ * Start-up and shutdown only, so a mutex is fine here.
+ */
+#define ARENAS_RETIRED_MAX 1024u
+static pthread_mutex_t arenas_retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned arenas_retired[ARENAS_RETIRED_MAX];
+static unsigned arenas_retired_count;
+
+static bool arena_take_retired(unsigned *index)
+{
+	pthread_mutex_lock(&arenas_retired_lock);
+	bool found = arenas_retired_count > 0;
+	if (found)
+		*index = arenas_retired[--arenas_retired_count];
+	pthread_mutex_unlock(&arenas_retired_lock);
+	return found;
+}
+
+static void arena_retire(unsigned index)
+{
+	pthread_mutex_lock(&arenas_retired_lock);
+	if (arenas_retired_count < ARENAS_RETIRED_MAX)
+		arenas_retired[arenas_retired_count++] = index;
+	pthread_mutex_unlock(&arenas_retired_lock); /* past the limit: left to the process */
+}
+
 int rill_arena_init(struct rill_arena *arena)
 {
 	RILL_ASSERT(arena != NULL);
 	memset(arena, 0, sizeof(*arena));
-	int rc = arena_ctl_unsigned("arenas.create", &arena->arena_index);
-	if (rc != 0)
-		return rc;
+	if (!arena_take_retired(&arena->arena_index)) {
+		int rc = arena_ctl_unsigned("arenas.create", &arena->arena_index);
+		if (rc != 0)
+			return rc;
+	}
 	arena->flags_alloc = (int)(MALLOCX_ARENA(arena->arena_index) | MALLOCX_TCACHE_NONE);
 	arena->malloc_is_jemalloc = arena_malloc_is_jemalloc();
 	return 0;
@@ -64,12 +95,17 @@ int rill_arena_bind(struct rill_arena *arena)
 	/* The thread's cache holds objects of the arena it used so far: hand them back first. */
 	int rc = mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 	RILL_ASSERT(rc == 0 || rc == EFAULT); /* EFAULT: the thread has no cache */
-	rc = mallctl("thread.arena", NULL, NULL, &arena->arena_index, sizeof(arena->arena_index));
+	unsigned before = 0;
+	size_t size = sizeof(before);
+	rc = mallctl("thread.arena", &before, &size, &arena->arena_index,
+		     sizeof(arena->arena_index));
 	if (rc != 0) {
 		fprintf(stderr, "rill: jemalloc mallctl(\"thread.arena\") failed: %s\n",
 			strerror(rc));
 		return -EIO;
 	}
+	arena->thread_arena_before = before;
+	arena->was_bound = true;
 	rill_arena_bound = arena;
 	return 0;
 }
@@ -81,15 +117,19 @@ void rill_arena_destroy(struct rill_arena *arena)
 	int rc = mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 	RILL_ASSERT(rc == 0 || rc == EFAULT); /* EFAULT: the thread has no cache */
 	if (rill_arena_bound == arena) {
-		unsigned default_arena = 0;
-		rc = mallctl("thread.arena", NULL, NULL, &default_arena, sizeof(default_arena));
+		rc = mallctl("thread.arena", NULL, NULL, &arena->thread_arena_before,
+			     sizeof(arena->thread_arena_before));
 		RILL_ASSERT(rc == 0);
 		rill_arena_bound = NULL;
 	}
-	char name[64];
-	snprintf(name, sizeof(name), "arena.%u.destroy", arena->arena_index);
-	rc = mallctl(name, NULL, NULL, NULL, 0);
-	RILL_ASSERT(rc == 0); /* only fails for an arena still bound to another thread: a bug */
+	if (arena->was_bound) {
+		arena_retire(arena->arena_index);
+	} else {
+		char name[64];
+		snprintf(name, sizeof(name), "arena.%u.destroy", arena->arena_index);
+		rc = mallctl(name, NULL, NULL, NULL, 0);
+		RILL_ASSERT(rc == 0); /* only fails for an arena bound to a thread: a bug */
+	}
 	memset(arena, 0, sizeof(*arena));
 }
 

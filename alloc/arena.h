@@ -10,8 +10,12 @@
  * the CI machine (64-byte objects, batches of 64), explicit arena + explicit tcache ran at
  * 27 M ops/s against 69 M for plain malloc/free; a bound thread with the automatic tcache
  * (which is per thread, so per shard) and sized frees ran at 88 M. Calls from a thread not
- * bound to the arena still land in it, through MALLOCX_ARENA without a cache (the slow
- * path), so no thread cache ever mixes objects of two arenas.
+ * bound to the arena still land in it, through MALLOCX_ARENA without a thread cache (the
+ * slow path).
+ *
+ * Binding has a consequence: everything the thread mallocs afterwards, the C library's own
+ * allocations included, lives in the arena too. Such an arena can never be destroyed
+ * safely, so rill_arena_destroy retires it instead and the next rill_arena_init reuses it.
  *
  * Threading: an arena belongs to one thread (its shard). rill_arena_alloc and
  * rill_arena_free are for that thread only, which is why they need no locks; memory
@@ -39,6 +43,8 @@ struct rill_arena {
 	int flags_alloc;         /* MALLOCX_ARENA | MALLOCX_TCACHE_NONE: calls off the fast path */
 	unsigned arena_index;    /* jemalloc arena */
 	bool malloc_is_jemalloc; /* malloc() here is jemalloc's (not a sanitizer's or a preload's) */
+	bool was_bound;          /* a thread was bound to it once: retire, never destroy */
+	unsigned thread_arena_before; /* the bound thread's arena before rill_arena_bind */
 	/* Counters: written by the owner only (plain load + relaxed store), read by anyone. */
 	uint64_t bytes_in_use;   /* bytes asked for and not yet freed */
 	uint64_t objects_in_use; /* live allocations */
@@ -70,13 +76,18 @@ int rill_arena_init(struct rill_arena *arena);
 int rill_arena_bind(struct rill_arena *arena);
 
 /*
- * rill_arena_destroy - release the arena with every allocation still in it. Owner thread
- * only, after it stopped using the arena's memory; if the thread is bound to the arena,
- * its cache is flushed and it is rebound to jemalloc's default arena first.
+ * rill_arena_destroy - release the arena. Owner thread only, after it stopped using the
+ * arena's memory. A thread bound to it gets its cache flushed and its former arena back.
+ * An arena never bound is destroyed with every allocation still in it; one that was bound
+ * is retired for reuse instead (its memory may hold the thread's other allocations), and
+ * memory still allocated from it stays valid.
  */
 void rill_arena_destroy(struct rill_arena *arena);
 
-/* rill_arena_stats - a snapshot of @arena's counters. Any thread; does not block. */
+/*
+ * rill_arena_stats - a snapshot of @arena's counters. Any thread; takes jemalloc's
+ * statistics lock briefly to refresh bytes_mapped.
+ */
 void rill_arena_stats(const struct rill_arena *arena, struct rill_arena_stats *stats);
 
 static inline void rill_arena_count(uint64_t *counter, int64_t delta)

@@ -31,6 +31,8 @@ static const char *const rill_error_texts[] = {
 	[7] = "record key longer than the key limit",
 	[8] = "output buffer too small for the record",
 	[9] = "record payload longer than the payload limit",
+	[10] = "log damaged beyond what recovery may repair",
+	[11] = "unknown log format version",
 };
 _Static_assert(RILL_ARRAY_COUNT(rill_error_texts) == -(RILL_E_LAST + RILL_E_BASE),
 	       "every rill error code needs a text");
@@ -44,9 +46,10 @@ const char *rill_strerror(int code)
 		const char *text = strerrordesc_np(-code);
 		return text != NULL ? text : "unknown error";
 	}
+	if (code <= RILL_E_LAST) /* also keeps -code below from overflowing at INT_MIN */
+		return "unknown rill error";
 	int index = -code - RILL_E_BASE;
-	if (code > RILL_E_LAST && index < (int)RILL_ARRAY_COUNT(rill_error_texts) &&
-	    rill_error_texts[index] != NULL)
+	if (index < (int)RILL_ARRAY_COUNT(rill_error_texts) && rill_error_texts[index] != NULL)
 		return rill_error_texts[index];
 	return "unknown rill error";
 }

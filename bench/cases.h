@@ -35,6 +35,9 @@ extern const size_t rill_bench_codec_case_count;
 /* The reason the last setup returned NULL, for Google Benchmark's SkipWithError. */
 extern const char *rill_bench_skip_reason;
 
+/* Set by main() before it pins itself: the process may run on CPUs 0 and 1. */
+extern int rill_bench_cross_core_ok;
+
 /* Keep the compiler from deleting work whose result is unused. */
 static inline void rill_bench_escape(const void *p)
 {

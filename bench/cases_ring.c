@@ -10,7 +10,8 @@
  *   ring/<impl>/same_core/...        one thread enqueues then dequeues: the cost of the
  *                                    calls with no cache-line transfer.
  *
- * Both rings have 1024 slots of 8 bytes (rte_ring stores void *); RILL_BENCH_RING_SLOTS
+ * Both rings have 1024 slots of 8 bytes (rte_ring stores void *, and in its usual mode,
+ * without RING_F_EXACT_SZ, holds one item less); RILL_BENCH_RING_SLOTS
  * sets another power of two for both. A full ring makes the
  * producer spin with a pause hint, an empty one the consumer. Items counted are items
  * enqueued; the consumer lags by at most the ring's size, which teardown drains untimed.
@@ -21,7 +22,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "base/atomic.h"
 #include "base/compiler.h"
@@ -52,9 +52,11 @@ struct ring_ctx {
 	uint64_t produced; /* total sent: written before stop, read by the consumer after */
 	uint64_t stop;     /* 0 then 1: R2 by teardown, A2 by the consumer */
 	_Alignas(RILL_CACHE_GUARD_BYTES) uint64_t consumed; /* consumer's count, read after join */
+	uint64_t pinned; /* 0 until the consumer tried to pin itself, then 1 (done) or 2 (failed) */
 };
 
 const char *rill_bench_skip_reason;
+int rill_bench_cross_core_ok;
 
 /* One call of the ring's enqueue (burst 1: the single-item call). Returns items taken. */
 static inline __attribute__((always_inline)) unsigned ring_put(enum ring_kind kind, void *r,
@@ -92,9 +94,8 @@ static void *consumer_main(void *arg)
 	struct ring_ctx *c = arg;
 	uint64_t objs[BENCH_BURST];
 	uint64_t consumed = 0;
-	if (rill_thread_pin(1) != 0)
-		fprintf(stderr,
-			"bench: cannot pin the consumer to CPU 1: the case is not cross-core\n");
+	/* R3: pairs with A3 in setup, which waits to know the case really is cross-core. */
+	rill_atomic_store_release_u64(&c->pinned, rill_thread_pin(1) == 0 ? 1 : 2);
 	for (;;) {
 		unsigned n =
 			c->kind == KIND_RILL
@@ -152,8 +153,7 @@ static void *ring_setup(const struct rill_bench_case *bc)
 		ssize_t bytes = rte_ring_get_memsize(slots);
 		if (bytes < 0 || posix_memalign(&c->rte_mem, 128, (size_t)bytes) != 0)
 			goto out_free;
-		if (rte_ring_init(c->rte_mem, "bench", slots,
-				  RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ) != 0)
+		if (rte_ring_init(c->rte_mem, "bench", slots, RING_F_SP_ENQ | RING_F_SC_DEQ) != 0)
 			goto out_free_mem;
 		c->ring = c->rte_mem;
 #else
@@ -162,9 +162,9 @@ static void *ring_setup(const struct rill_bench_case *bc)
 #endif
 	}
 	if (c->cross_core) {
-		/* Online CPUs, not this thread's mask: main() pinned the benchmark thread. */
-		if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
-			rill_bench_skip_reason = "cross-core cases need two CPUs";
+		/* main() checked the process's own CPUs before it pinned itself to CPU 0. */
+		if (!rill_bench_cross_core_ok) {
+			rill_bench_skip_reason = "cross-core cases need CPUs 0 and 1";
 			goto out_destroy;
 		}
 		pthread_getaffinity_np(pthread_self(), sizeof(c->saved_affinity),
@@ -172,6 +172,16 @@ static void *ring_setup(const struct rill_bench_case *bc)
 		(void)rill_thread_pin(0);
 		if (pthread_create(&c->consumer, NULL, consumer_main, c) != 0)
 			goto out_destroy;
+		/* A3: pairs with R3. */
+		uint64_t pinned;
+		while ((pinned = rill_atomic_load_acquire_u64(&c->pinned)) == 0)
+			rill_cpu_pause();
+		if (pinned != 1) {
+			rill_atomic_store_release_u64(&c->stop, 1); /* R2: nothing was produced */
+			pthread_join(c->consumer, NULL);
+			rill_bench_skip_reason = "cannot pin the consumer to CPU 1";
+			goto out_destroy;
+		}
 	}
 	return c;
 

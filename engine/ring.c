@@ -58,7 +58,7 @@ void rill_ring_check(const struct rill_ring *ring)
 		    ring->slot_bytes +
 			    (ring->flags & RILL_RING_F_VARIABLE ? 0 : RILL_RING_STAMP_BYTES));
 	uint64_t tail = rill_atomic_load_acquire_u64(&ring->tail); /* pairs with R1 */
-	uint64_t head = rill_atomic_load_acquire_u64(&ring->head); /* pairs with R0 */
+	uint64_t head = rill_atomic_load_acquire_u64(&ring->head); /* A2: pairs with R2 */
 	RILL_ASSERT(tail <= head);                                 /* I1 */
 	RILL_ASSERT(head - tail <= ring->slot_count);
 }

@@ -64,8 +64,8 @@
  *                                                                     pairs with R2.
  * In fixed mode the consumer goes by stamps only; head is published for rill_ring_count.
  *
- * Invariants (rill_ring_check asserts I1 and I3; ring tests call it):
- *   I1. tail <= head and head - tail <= slot_count (read on one side, so approximate).
+ * Invariants (rill_ring_check asserts I1 and I3; call it only while both sides are idle):
+ *   I1. tail <= head and head - tail <= slot_count.
  *   I2. each side's cached view of the other index only lags, so the free and ready
  *       counts it derives never exceed slot_count (DASSERTs in the count helpers).
  *   I3. slot_count is a power of two, mask == slot_count - 1, slot_bytes % 8 == 0,
@@ -151,7 +151,7 @@ int rill_ring_create(struct rill_ring **out, uint64_t slot_count, uint32_t slot_
 /* rill_ring_destroy - free @ring (NULL is fine). No thread may be using it. */
 void rill_ring_destroy(struct rill_ring *ring);
 
-/* rill_ring_check - assert invariants I1 and I3 from one thread's point of view. */
+/* rill_ring_check - assert invariants I1 and I3. Only while neither side is in a call. */
 void rill_ring_check(const struct rill_ring *ring);
 
 static inline void rill_ring_slot_copy(void *dst, const void *src, uint32_t bytes)
@@ -438,15 +438,20 @@ static inline void rill_ring_release(struct rill_ring *ring)
 }
 
 /*
- * rill_ring_count - slots in use: exact when both sides are idle, a recent estimate
- * otherwise (for statistics and backpressure decisions). Any thread.
+ * rill_ring_count - slots in use: exact when both sides are idle, a recent estimate in
+ * 0 .. slot_count otherwise (for statistics and backpressure decisions). Any thread.
  */
 static inline uint64_t rill_ring_count(const struct rill_ring *ring)
 {
-	/* Tail first, both acquire: the head read after it is never older, so no underflow. */
 	uint64_t tail = rill_atomic_load_acquire_u64(&ring->tail); /* pairs with R1 */
 	uint64_t head = rill_atomic_load_acquire_u64(&ring->head); /* A2: pairs with R2 */
-	return head - tail;
+	/*
+	 * In fixed mode the consumer goes by stamps, so it may release tail past a head the
+	 * producer has not stored yet: a moment where tail > head. Clamp rather than wrap.
+	 */
+	if ((int64_t)(head - tail) < 0)
+		return 0;
+	return head - tail < ring->slot_count ? head - tail : ring->slot_count;
 }
 
 /*

@@ -24,11 +24,12 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
+case "$reps" in
+''|*[!0-9]*|0|1) echo "bench-micro.sh: --repetitions needs 2 or more (medians)" >&2; exit 2 ;;
+esac
 bin=build/release/bench/rill-bench-micro
-if [ ! -x "$bin" ] || [ -n "$(find engine alloc base bench include -newer "$bin" -print -quit)" ]; then
-	[ -d build/release/meson-private ] || meson setup build/release -Dbuildtype=release >/dev/null
-	ninja -C build/release >&2
-fi
+[ -d build/release/meson-private ] || meson setup build/release -Dbuildtype=release >&2
+ninja -C build/release >&2 # a no-op when nothing changed
 
 echo "bench-micro: $(nproc) CPUs, $reps repetitions of ${min_time}s per case, interleaved" >&2
 "$bin" --benchmark_filter="$filter" --benchmark_repetitions="$reps" \

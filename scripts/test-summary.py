@@ -6,9 +6,10 @@ Each build's meson-logs/testlog.json lists its test programs. A cmocka program c
 its cases, read from cmocka's own summary lines; any other program (the CLI checks, a fuzz
 run) counts as one. A program that failed without a cmocka summary (a crash, a sanitizer
 report, a timeout) counts as one failure. A build that did not compile is named on the
-command line as BUILD=failed and counts as one failure.
+command line as BUILD=failed and counts as one failure; BUILD=tests-failed (meson test
+exited non-zero) counts at least one failure whatever the log says.
 
-usage: test-summary.py BUILD_DIR[=failed] ...
+usage: test-summary.py BUILD_DIR[=failed|=tests-failed] ...
 """
 import json
 import os
@@ -36,13 +37,13 @@ def count_build(path):
             s = sum(int(n) for n in SKIPPED.findall(text))
             if result == "SKIP":
                 skipped += 1
-            elif result in ("OK", "EXPECTEDFAIL"):
+            elif result in ("OK", "EXPECTEDFAIL") and not x:
                 if p or s:
                     passed += p
                     skipped += s
                 else:
                     passed += 1
-            else:  # FAIL, TIMEOUT, ERROR, UNEXPECTEDPASS
+            else:  # FAIL, TIMEOUT, ERROR, UNEXPECTEDPASS, or cmocka failures behind an OK
                 passed += p
                 skipped += s
                 failed += x if x else 1
@@ -60,6 +61,9 @@ def main(argv):
             counts = (0, 1, 0)
         else:
             counts = count_build(path)
+            if state == "tests-failed" and counts[1] == 0:
+                print(f"test-summary: {path}: meson test failed", file=sys.stderr)
+                counts = (counts[0], 1, counts[2])
         total = [a + b for a, b in zip(total, counts)]
     line = f"{total[0]} passed, {total[1]} failed"
     if total[2]:

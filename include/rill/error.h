@@ -25,7 +25,10 @@ enum rill_error {
 	RILL_E_RECORD_KEY_TOO_LONG = -(RILL_E_BASE + 7),     /* key above RILL_KEY_BYTES_MAX */
 	RILL_E_RECORD_NO_SPACE = -(RILL_E_BASE + 8),         /* encode: output buffer too small */
 	RILL_E_RECORD_PAYLOAD_TOO_LONG = -(RILL_E_BASE + 9), /* payload above the limit */
-	RILL_E_LAST = -(RILL_E_BASE + 10),
+	/* The log (engine/log.h). */
+	RILL_E_LOG_CORRUPT = -(RILL_E_BASE + 10), /* damage recovery may not repair */
+	RILL_E_LOG_FORMAT = -(RILL_E_BASE + 11),  /* unknown on-disk format version */
+	RILL_E_LAST = -(RILL_E_BASE + 12),
 };
 
 /*

@@ -21,9 +21,10 @@
  *       64    . key             key_bytes bytes
  *        .    . payload         payload_bytes bytes
  *
- * Decoding never reads outside the buffer it is given and never trusts a length field: the
- * record length is checked against the buffer and the limits, and against the key and
- * payload sizes, before anything else is read. Each malformed input has its own error.
+ * Decoding never reads outside the buffer it is given and never trusts a length field: it
+ * reads nothing before knowing the 64-byte header is there, checks the length field against
+ * the limits and against the key and payload sizes, and reads key and payload only once the
+ * buffer is known to hold the whole record. Each malformed input has its own error.
  *
  * Threading: every function is pure (no state); any thread, never blocks.
  */

@@ -6,6 +6,7 @@
 #include "tests/common/test_util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "alloc/arena.h"
@@ -51,6 +52,33 @@ static void test_arena_memory_lands_in_its_arena(void **state)
 	rill_arena_destroy(&b);
 	rill_arena_destroy(&a); /* flushes this thread's cache and unbinds it */
 	assert_null(rill_arena_bound);
+}
+
+/*
+ * Once bound, everything the thread mallocs (the C library's own allocations included)
+ * lives in the arena: destroying it must not take that memory along. It is retired, and
+ * the next arena created reuses it.
+ */
+static void test_arena_bound_is_retired_not_destroyed(void **state)
+{
+	(void)state;
+	struct rill_arena arena;
+	assert_int_equal(rill_arena_init(&arena), 0);
+	assert_int_equal(rill_arena_bind(&arena), 0);
+	char *text = strdup("allocated by libc while bound");
+	assert_non_null(text);
+	unsigned index = arena.arena_index;
+	bool bound = arena.was_bound;
+	rill_arena_destroy(&arena);
+	assert_string_equal(text, "allocated by libc while bound"); /* still valid */
+	free(text);
+	assert_int_equal(rill_arena_init(&arena), 0);
+	if (bound) /* under a sanitizer malloc is not jemalloc's and binding is skipped */
+		assert_int_equal(arena.arena_index, index);
+	void *p = rill_arena_alloc(&arena, 100);
+	assert_non_null(p);
+	rill_arena_free(&arena, p, 100, 0);
+	rill_arena_destroy(&arena);
 }
 
 static void test_arena_counts_bytes_and_objects(void **state)
@@ -226,6 +254,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_arena_memory_lands_in_its_arena),
+		cmocka_unit_test(test_arena_bound_is_retired_not_destroyed),
 		cmocka_unit_test(test_arena_counts_bytes_and_objects),
 		cmocka_unit_test(test_arena_aligned_and_separate),
 		cmocka_unit_test(test_arena_reports_failure),

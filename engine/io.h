@@ -1,0 +1,98 @@
+/*
+ * The file I/O layer under the log. Every file the log touches goes through one ops table,
+ * so that tests can swap the real backend for a simulated one that injects errors and
+ * power cuts (tests/common/io_sim.c) — kill -9 alone never tests fdatasync, since the page
+ * cache survives it, and an LD_PRELOAD shim cannot see io_uring.
+ *
+ * Two kinds of call:
+ *   - synchronous metadata and read calls (open, pread, truncate, rename, directory fsync,
+ *     listing), used at open, recovery, roll and by readers;
+ *   - the one asynchronous call on the append path, write_sync: write a buffer at an offset
+ *     and fdatasync the file, as one unit whose completion is reported later by poll. The
+ *     io_uring backend issues it as a linked write + fdatasync pair; the POSIX backend
+ *     runs it at once and queues the completion.
+ *
+ * Handles are small non-negative integers chosen by the backend. All calls return 0 or
+ * -errno. Threading: an rill_io belongs to one thread (a shard); calls never block except
+ * where noted, and blocking calls are the synchronous ones.
+ */
+#ifndef RILL_ENGINE_IO_H
+#define RILL_ENGINE_IO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rill_io;
+
+/* Open flags. */
+#define RILL_IO_CREATE 1u /* create the file if missing (mode 0644) */
+#define RILL_IO_RDONLY 2u /* read only; otherwise read and write */
+
+/* A finished write_sync: its token and result (0, or -errno from the write or the sync). */
+struct rill_io_completion {
+	uint64_t token;
+	int result;
+};
+
+typedef int (*rill_io_list_fn)(void *arg, const char *name);
+
+struct rill_io_ops {
+	int (*open)(struct rill_io *io, const char *path, unsigned flags, int *handle);
+	int (*close)(struct rill_io *io, int handle);
+	/* Reads up to @bytes; *got is what was read (short at end of file). */
+	int (*pread)(struct rill_io *io, int handle, void *buf, size_t bytes, uint64_t offset,
+		     size_t *got);
+	/* Synchronous full write (no sync): segment headers, index files. */
+	int (*pwrite)(struct rill_io *io, int handle, const void *buf, size_t bytes,
+		      uint64_t offset);
+	int (*fsync)(struct rill_io *io, int handle); /* data and metadata */
+	int (*truncate)(struct rill_io *io, int handle, uint64_t bytes);
+	int (*size)(struct rill_io *io, int handle, uint64_t *bytes);
+	int (*rename)(struct rill_io *io, const char *from, const char *to);
+	int (*unlink)(struct rill_io *io, const char *path);
+	int (*mkdir)(struct rill_io *io, const char *path); /* 0 if it exists already */
+	int (*fsync_dir)(struct rill_io *io, const char *path);
+	/* Calls @fn for each entry of directory @path but . and ..; stops at a non-zero return. */
+	int (*list)(struct rill_io *io, const char *path, rill_io_list_fn fn, void *arg);
+	/*
+	 * Write @bytes at @offset then fdatasync, completing later with @token. The buffer must
+	 * stay untouched until then. At most RILL_IO_INFLIGHT_MAX calls in flight.
+	 */
+	int (*write_sync)(struct rill_io *io, int handle, const void *buf, size_t bytes,
+			  uint64_t offset, uint64_t token);
+	/*
+	 * Up to @count finished write_syncs into @out; returns how many (0 .. count) or -errno.
+	 * @wait_ns: 0 to poll, otherwise block up to that long for at least one.
+	 */
+	int (*poll)(struct rill_io *io, struct rill_io_completion *out, unsigned count,
+		    uint64_t wait_ns);
+	void (*destroy)(struct rill_io *io);
+};
+
+struct rill_io {
+	const struct rill_io_ops *ops;
+	const char *name; /* "posix", "uring", "sim" */
+};
+
+#define RILL_IO_INFLIGHT_MAX 4u
+
+/*
+ * rill_io_posix_create - the portable backend: plain system calls, write_sync done in the
+ * calling thread. Returns 0 or -ENOMEM.
+ */
+int rill_io_posix_create(struct rill_io **out);
+
+/*
+ * rill_io_uring_create - the io_uring backend (linked write + fdatasync). Returns 0, or
+ * -errno when the kernel refuses a ring (callers fall back to POSIX and say so).
+ */
+int rill_io_uring_create(struct rill_io **out);
+
+static inline void rill_io_destroy(struct rill_io *io)
+{
+	if (io != NULL)
+		io->ops->destroy(io);
+}
+
+#endif /* RILL_ENGINE_IO_H */

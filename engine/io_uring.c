@@ -1,0 +1,145 @@
+/*
+ * The io_uring backend of the I/O layer (io.h). write_sync is one linked pair of SQEs, a
+ * write then an fdatasync (IOSQE_IO_LINK: the sync starts only after the write completed in
+ * full, and is cancelled if the write failed or was short), submitted in one syscall. Both
+ * CQEs are gathered before the call is reported complete. Everything else is the POSIX
+ * backend's. Runs on the owning shard's thread; poll may block up to its wait.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <liburing.h>
+
+#include "base/assert.h"
+#include "io_int.h"
+
+#define URING_ENTRIES 16u /* two SQEs per write_sync, RILL_IO_INFLIGHT_MAX of them, and room */
+_Static_assert(URING_ENTRIES >= 2 * RILL_IO_INFLIGHT_MAX, "a ring holds every pair in flight");
+
+/* user_data: the slot index in the low bits, which half of the pair in bit 8. */
+#define URING_TAG_SYNC 0x100u
+
+struct uring_pending {
+	bool used;
+	bool write_done, sync_done;
+	int write_res, sync_res;
+	uint32_t bytes;
+	uint64_t token;
+};
+
+struct io_uring_backend {
+	struct rill_io io;
+	struct rill_io_ops ops;
+	struct io_uring ring;
+	struct uring_pending pending[RILL_IO_INFLIGHT_MAX];
+};
+
+static int uring_write_sync(struct rill_io *io, int handle, const void *buf, size_t bytes,
+			    uint64_t offset, uint64_t token)
+{
+	struct io_uring_backend *u = (struct io_uring_backend *)io;
+	if (bytes > UINT32_MAX)
+		return -EINVAL;
+	unsigned slot = 0;
+	while (slot < RILL_IO_INFLIGHT_MAX && u->pending[slot].used)
+		slot++;
+	if (slot == RILL_IO_INFLIGHT_MAX)
+		return -EBUSY;
+	struct io_uring_sqe *w = io_uring_get_sqe(&u->ring);
+	struct io_uring_sqe *s = w != NULL ? io_uring_get_sqe(&u->ring) : NULL;
+	RILL_ASSERT(w != NULL && s != NULL); /* URING_ENTRIES covers every pair in flight */
+	io_uring_prep_write(w, handle, buf, (unsigned)bytes, offset);
+	w->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(w, slot);
+	io_uring_prep_fsync(s, handle, IORING_FSYNC_DATASYNC);
+	io_uring_sqe_set_data64(s, slot | URING_TAG_SYNC);
+	u->pending[slot] =
+		(struct uring_pending){.used = true, .bytes = (uint32_t)bytes, .token = token};
+	int rc = io_uring_submit(&u->ring);
+	if (rc < 0) {
+		u->pending[slot].used = false;
+		return rc;
+	}
+	return 0;
+}
+
+/* The pair's result: the write's error first, a short write as EIO, then the sync's. */
+static int uring_pair_result(const struct uring_pending *p)
+{
+	if (p->write_res < 0)
+		return p->write_res;
+	if ((uint32_t)p->write_res != p->bytes)
+		return -EIO;
+	return p->sync_res < 0 ? p->sync_res : 0;
+}
+
+static int uring_poll(struct rill_io *io, struct rill_io_completion *out, unsigned count,
+		      uint64_t wait_ns)
+{
+	struct io_uring_backend *u = (struct io_uring_backend *)io;
+	unsigned n = 0;
+	bool may_wait = wait_ns > 0;
+	while (n < count) {
+		struct io_uring_cqe *cqe;
+		int rc;
+		if (may_wait && n == 0) {
+			struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ns / 1000000000u),
+						       .tv_nsec =
+							       (long long)(wait_ns % 1000000000u)};
+			rc = io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts);
+		} else {
+			rc = io_uring_peek_cqe(&u->ring, &cqe);
+		}
+		if (rc == -EAGAIN || rc == -ETIME || rc == -EINTR)
+			break;
+		if (rc < 0)
+			return rc;
+		uint64_t data = io_uring_cqe_get_data64(cqe);
+		unsigned slot = (unsigned)(data & 0xffu);
+		RILL_ASSERT(slot < RILL_IO_INFLIGHT_MAX && u->pending[slot].used);
+		struct uring_pending *p = &u->pending[slot];
+		if (data & URING_TAG_SYNC) {
+			p->sync_done = true;
+			p->sync_res = cqe->res;
+		} else {
+			p->write_done = true;
+			p->write_res = cqe->res;
+		}
+		io_uring_cqe_seen(&u->ring, cqe);
+		if (p->write_done && p->sync_done) {
+			out[n++] = (struct rill_io_completion){.token = p->token,
+							       .result = uring_pair_result(p)};
+			p->used = false;
+		}
+	}
+	return (int)n;
+}
+
+static void uring_destroy(struct rill_io *io)
+{
+	struct io_uring_backend *u = (struct io_uring_backend *)io;
+	io_uring_queue_exit(&u->ring);
+	free(u);
+}
+
+int rill_io_uring_create(struct rill_io **out)
+{
+	struct io_uring_backend *u = calloc(1, sizeof(*u));
+	if (u == NULL)
+		return -ENOMEM;
+	int rc = io_uring_queue_init(URING_ENTRIES, &u->ring, 0);
+	if (rc < 0) {
+		free(u);
+		return rc;
+	}
+	u->ops = rill_io_posix_ops;
+	u->ops.write_sync = uring_write_sync;
+	u->ops.poll = uring_poll;
+	u->ops.destroy = uring_destroy;
+	u->io.ops = &u->ops;
+	u->io.name = "uring";
+	*out = &u->io;
+	return 0;
+}

@@ -1,0 +1,881 @@
+/*
+ * The append log's writer side: open and recovery, append, group commit, roll, retention,
+ * close (design in log.h, format in log_format.h). Runs on the owning shard's thread; the
+ * append path is hot, open/roll/close are cold.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/assert.h"
+#include "base/clock.h"
+#include "base/compiler.h"
+#include "log_int.h"
+
+#define LOG_SUFFIX_LOG "log"
+
+void rill_log_config_default(struct rill_log_config *config)
+{
+	*config = (struct rill_log_config){
+		.batch_bytes_max = 256u << 10,
+		.batch_delay_ns = 0,
+		.segment_bytes_max = 1ull << 30,
+		.index_interval_bytes = 4096,
+		.durability = RILL_DURABILITY_GROUP,
+	};
+}
+
+static int log_config_check(const struct rill_log_config *c)
+{
+	if (c->batch_bytes_max < 4096 || c->batch_bytes_max > RILL_LOG_BATCH_BYTES_MAX / 2)
+		return -EINVAL;
+	if (c->segment_bytes_max < 64u << 10) /* a batch bigger than this still gets a segment */
+		return -EINVAL;
+	if (c->index_interval_bytes == 0 || c->batch_delay_ns > 10ull * 1000000000u)
+		return -EINVAL;
+	if (c->durability != RILL_DURABILITY_NONE && c->durability != RILL_DURABILITY_GROUP)
+		return -EINVAL;
+	return 0;
+}
+
+static uint64_t log_wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void log_report(struct rill_log_recovery *report, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void log_report(struct rill_log_recovery *report, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(report->message, sizeof(report->message), fmt, ap);
+	va_end(ap);
+}
+
+int log_index_batch(struct rill_log *log, struct log_segment *seg, uint64_t pos,
+		    uint64_t base_offset, uint64_t timestamp_max_ns)
+{
+	if (seg->idx.count == 0 || pos - seg->indexed_pos >= log->config.index_interval_bytes) {
+		int rc = log_index_add(&seg->idx, base_offset, pos);
+		if (rc == 0)
+			rc = log_index_add(&seg->tix, log->ts_running_max, base_offset);
+		if (rc < 0)
+			return rc;
+		seg->indexed_pos = pos;
+	}
+	if (timestamp_max_ns > log->ts_running_max)
+		log->ts_running_max = timestamp_max_ns;
+	return 0;
+}
+
+/* ---- segments ------------------------------------------------------------------------ */
+
+static int log_segment_push(struct rill_log *log, uint64_t base_offset, uint64_t created_ns)
+{
+	if (log->segment_count == RILL_LOG_SEGMENTS_MAX)
+		return -EMFILE;
+	if (log->segment_count == log->segment_capacity) {
+		uint32_t capacity = log->segment_capacity ? log->segment_capacity * 2 : 16;
+		struct log_segment *grown = realloc(log->segments, capacity * sizeof(*grown));
+		if (grown == NULL)
+			return -ENOMEM;
+		log->segments = grown;
+		log->segment_capacity = capacity;
+	}
+	struct log_segment *seg = &log->segments[log->segment_count++];
+	*seg = (struct log_segment){.base_offset = base_offset,
+				    .end_offset = base_offset,
+				    .bytes = RILL_SEGMENT_HEADER_BYTES,
+				    .created_ns = created_ns};
+	return 0;
+}
+
+static void log_segment_header_make(struct rill_segment_header *h, uint64_t base_offset,
+				    uint64_t created_ns)
+{
+	memset(h, 0, sizeof(*h));
+	h->magic = RILL_SEGMENT_MAGIC;
+	h->version = RILL_LOG_FORMAT_VERSION;
+	h->header_bytes = RILL_SEGMENT_HEADER_BYTES;
+	h->base_offset = base_offset;
+	h->created_ns = created_ns;
+	h->crc32c = rill_crc32c(h, offsetof(struct rill_segment_header, crc32c));
+}
+
+/*
+ * Create the segment file for @base_offset and make it durable: header written and
+ * fsync'ed, then the directory fsync'ed so the new name survives a power cut.
+ */
+static int log_segment_create(struct rill_log *log, uint64_t base_offset, int *handle)
+{
+	char path[LOG_PATH_BYTES + 32];
+	log_segment_path(log, base_offset, LOG_SUFFIX_LOG, path, sizeof(path));
+	struct rill_io *io = log->io;
+	uint64_t created_ns = log_wall_ns();
+	struct rill_segment_header h;
+	log_segment_header_make(&h, base_offset, created_ns);
+	int rc = io->ops->open(io, path, RILL_IO_CREATE, handle);
+	if (rc < 0)
+		return rc;
+	rc = io->ops->truncate(io, *handle, 0);
+	if (rc == 0)
+		rc = io->ops->pwrite(io, *handle, &h, sizeof(h), 0);
+	if (rc == 0)
+		rc = io->ops->fsync(io, *handle);
+	if (rc == 0)
+		rc = io->ops->fsync_dir(io, log->dir);
+	if (rc == 0)
+		rc = log_segment_push(log, base_offset, created_ns);
+	if (rc < 0) {
+		io->ops->close(io, *handle);
+		*handle = -1;
+	}
+	return rc;
+}
+
+static int log_read_segment_header(struct rill_log *log, int handle, uint64_t base_offset,
+				   uint64_t *created_ns, struct rill_log_recovery *report,
+				   const char *path)
+{
+	struct rill_segment_header h;
+	size_t got = 0;
+	int rc = log->io->ops->pread(log->io, handle, &h, sizeof(h), 0, &got);
+	if (rc < 0)
+		return rc;
+	if (got < sizeof(h) || h.magic != RILL_SEGMENT_MAGIC ||
+	    h.crc32c != rill_crc32c(&h, offsetof(struct rill_segment_header, crc32c))) {
+		log_report(report, "%s: offset 0: segment header damaged or missing", path);
+		return RILL_E_LOG_CORRUPT;
+	}
+	if (h.version != RILL_LOG_FORMAT_VERSION) {
+		log_report(report, "%s: segment format version %u, this rill reads %u", path,
+			   h.version, RILL_LOG_FORMAT_VERSION);
+		return RILL_E_LOG_FORMAT;
+	}
+	if (h.base_offset != base_offset || h.header_bytes != RILL_SEGMENT_HEADER_BYTES) {
+		log_report(report, "%s: header names base offset %" PRIu64, path, h.base_offset);
+		return RILL_E_LOG_CORRUPT;
+	}
+	*created_ns = h.created_ns;
+	return 0;
+}
+
+/* ---- checkpoint ----------------------------------------------------------------------- */
+
+/* Record durable_offset in the checkpoint: temp file, fsync, rename, directory fsync. */
+static int log_checkpoint_write(struct rill_log *log)
+{
+	struct rill_io *io = log->io;
+	char tmp[LOG_PATH_BYTES + 32], path[LOG_PATH_BYTES + 32];
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", log->dir, RILL_CHECKPOINT_NAME);
+	snprintf(path, sizeof(path), "%s/%s", log->dir, RILL_CHECKPOINT_NAME);
+	struct rill_checkpoint c = {.magic = RILL_CHECKPOINT_MAGIC,
+				    .version = RILL_LOG_FORMAT_VERSION,
+				    .durable_offset = log->durable_offset,
+				    .written_ns = log_wall_ns()};
+	c.crc32c = rill_crc32c(&c, offsetof(struct rill_checkpoint, crc32c));
+	int handle;
+	int rc = io->ops->open(io, tmp, RILL_IO_CREATE, &handle);
+	if (rc < 0)
+		return rc;
+	rc = io->ops->truncate(io, handle, 0);
+	if (rc == 0)
+		rc = io->ops->pwrite(io, handle, &c, sizeof(c), 0);
+	if (rc == 0)
+		rc = io->ops->fsync(io, handle);
+	int close_rc = io->ops->close(io, handle);
+	if (rc == 0)
+		rc = close_rc;
+	if (rc == 0)
+		rc = io->ops->rename(io, tmp, path);
+	if (rc == 0)
+		rc = io->ops->fsync_dir(io, log->dir);
+	if (rc == 0)
+		log->checkpoint = c.durable_offset;
+	return rc;
+}
+
+/* Read the checkpoint if there is one; a damaged one is reported and ignored. */
+static int log_checkpoint_read(struct rill_log *log)
+{
+	struct rill_io *io = log->io;
+	char path[LOG_PATH_BYTES + 32];
+	snprintf(path, sizeof(path), "%s/%s", log->dir, RILL_CHECKPOINT_NAME);
+	int handle;
+	int rc = io->ops->open(io, path, RILL_IO_RDONLY, &handle);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	struct rill_checkpoint c;
+	size_t got = 0;
+	rc = io->ops->pread(io, handle, &c, sizeof(c), 0, &got);
+	io->ops->close(io, handle);
+	if (rc < 0)
+		return rc;
+	if (got != sizeof(c) || c.magic != RILL_CHECKPOINT_MAGIC ||
+	    c.crc32c != rill_crc32c(&c, offsetof(struct rill_checkpoint, crc32c))) {
+		fprintf(stderr, "rill: %s: damaged, ignored (recovery falls back on the batches)\n",
+			path);
+		return 0;
+	}
+	log->checkpoint = c.durable_offset;
+	return 0;
+}
+
+/* ---- recovery -------------------------------------------------------------------------- */
+
+/* A buffer for one batch, grown to the largest batch met (most logs never need 16 MiB). */
+struct log_scratch {
+	uint8_t *p;
+	uint32_t bytes;
+};
+
+static int log_scratch_ensure(struct log_scratch *scratch, uint32_t bytes)
+{
+	if (bytes <= scratch->bytes)
+		return 0;
+	uint32_t want = scratch->bytes ? scratch->bytes : 64u << 10;
+	while (want < bytes)
+		want *= 2;
+	uint8_t *grown = realloc(scratch->p, want);
+	if (grown == NULL)
+		return -ENOMEM;
+	scratch->p = grown;
+	scratch->bytes = want;
+	return 0;
+}
+
+struct log_scan {
+	uint64_t end_pos;       /* end of the last valid batch */
+	uint64_t next_offset;   /* one past the last valid record */
+	uint64_t known_durable; /* highest durable_offset any valid batch recorded */
+	uint64_t records;
+	const char *damage; /* NULL: the file ends cleanly at end_pos */
+};
+
+/* Whether a complete, valid batch starts anywhere in [from, size). */
+static bool log_valid_batch_after(struct rill_log *log, int handle, struct log_scratch *scratch,
+				  uint64_t from, uint64_t size)
+{
+	struct rill_io *io = log->io;
+	for (uint64_t pos = from; pos + RILL_BATCH_HEADER_BYTES <= size; pos++) {
+		struct rill_batch_header h;
+		size_t got = 0;
+		if (io->ops->pread(io, handle, &h, sizeof(h), pos, &got) < 0 || got < sizeof(h))
+			return false;
+		if (log_batch_check_header(&h, size - pos) != NULL)
+			continue;
+		if (log_scratch_ensure(scratch, h.batch_bytes) < 0 ||
+		    io->ops->pread(io, handle, scratch->p, h.batch_bytes, pos, &got) < 0 ||
+		    got < h.batch_bytes)
+			continue;
+		struct log_batch_info info;
+		if (log_batch_check(scratch->p, &info) == NULL)
+			return true;
+	}
+	return false;
+}
+
+/* Verify a segment's batches from its header on, indexing them; stop at the first damage. */
+static int log_scan_segment(struct rill_log *log, struct log_segment *seg, int handle,
+			    uint64_t size, struct log_scratch *scratch, struct log_scan *scan)
+{
+	struct rill_io *io = log->io;
+	*scan = (struct log_scan){.end_pos = RILL_SEGMENT_HEADER_BYTES,
+				  .next_offset = seg->base_offset};
+	uint64_t pos = RILL_SEGMENT_HEADER_BYTES;
+	while (pos < size) {
+		struct rill_batch_header h;
+		size_t got = 0;
+		int rc = io->ops->pread(io, handle, &h, sizeof(h), pos, &got);
+		if (rc < 0)
+			return rc;
+		if (got < sizeof(h)) {
+			scan->damage = "partial batch header at the end of the file";
+			return 0;
+		}
+		scan->damage = log_batch_check_header(&h, size - pos);
+		if (scan->damage != NULL)
+			return 0;
+		rc = log_scratch_ensure(scratch, h.batch_bytes);
+		if (rc == 0)
+			rc = io->ops->pread(io, handle, scratch->p, h.batch_bytes, pos, &got);
+		if (rc < 0)
+			return rc;
+		struct log_batch_info info;
+		scan->damage = log_batch_check(scratch->p, &info);
+		if (scan->damage != NULL)
+			return 0;
+		if (info.base_offset != scan->next_offset) {
+			scan->damage = "batch offset does not follow the previous batch";
+			return 0;
+		}
+		rc = log_index_batch(log, seg, pos, info.base_offset, info.timestamp_max_ns);
+		if (rc < 0)
+			return rc;
+		if (info.durable_offset > scan->known_durable)
+			scan->known_durable = info.durable_offset;
+		scan->next_offset += info.record_count;
+		scan->records += info.record_count;
+		pos += info.batch_bytes;
+		scan->end_pos = pos;
+	}
+	return 0;
+}
+
+/*
+ * Decide what to do with damage at scan->end_pos of the tail segment (log.h, "Recovery"):
+ * truncate a torn tail, or refuse. Returns 0 (clean or truncated) or RILL_E_LOG_CORRUPT.
+ */
+static int log_recover_tail(struct rill_log *log, int handle, uint64_t size,
+			    struct log_scratch *scratch, const struct log_scan *scan,
+			    const char *path, struct rill_log_recovery *report)
+{
+	uint64_t cut = size - scan->end_pos;
+	uint64_t in_flight_max = 2ull * (log->buf_capacity);
+	const char *why = NULL;
+	if (!log->config.repair) {
+		if (log_valid_batch_after(log, handle, scratch, scan->end_pos + 1, size))
+			why = "a valid batch follows it: mid-log corruption";
+		else if (scan->next_offset < scan->known_durable ||
+			 scan->next_offset < log->checkpoint)
+			why = "it lies inside the region recorded as durable";
+		else if (cut > in_flight_max)
+			why = "it is larger than what can be in flight";
+	}
+	if (why != NULL) {
+		log_report(report,
+			   "%s: position %" PRIu64 " (offset %" PRIu64 "): %s; refusing because %s "
+			   "(%" PRIu64 " bytes after it; --repair cuts them)",
+			   path, scan->end_pos, scan->next_offset, scan->damage, why, cut);
+		return RILL_E_LOG_CORRUPT;
+	}
+	report->truncated_bytes = cut;
+	log_report(report,
+		   "%s: %s tail at position %" PRIu64 " (offset %" PRIu64 "): %s; %" PRIu64
+		   " bytes %s",
+		   path, log->config.repair ? "damaged" : "torn", scan->end_pos, scan->next_offset,
+		   scan->damage, cut, log->config.read_only ? "would be cut" : "cut");
+	if (log->config.read_only)
+		return 0;
+	int rc = log->io->ops->truncate(log->io, handle, scan->end_pos);
+	if (rc == 0)
+		rc = log->io->ops->fsync(log->io, handle);
+	return rc;
+}
+
+struct log_listing {
+	uint64_t *bases;
+	uint32_t count, capacity;
+	int error;
+};
+
+static int log_list_entry(void *arg, const char *name)
+{
+	struct log_listing *l = arg;
+	size_t len = strlen(name);
+	if (len != 24 || strcmp(name + 20, "." LOG_SUFFIX_LOG) != 0)
+		return 0; /* index files, temporaries and strangers are not segments */
+	uint64_t base = 0;
+	for (int i = 0; i < 20; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return 0;
+		base = base * 10 + (uint64_t)(name[i] - '0');
+	}
+	if (l->count == l->capacity) {
+		uint32_t capacity = l->capacity ? l->capacity * 2 : 16;
+		uint64_t *grown = realloc(l->bases, capacity * sizeof(*grown));
+		if (grown == NULL) {
+			l->error = -ENOMEM;
+			return 1;
+		}
+		l->bases = grown;
+		l->capacity = capacity;
+	}
+	l->bases[l->count++] = base;
+	return 0;
+}
+
+static int log_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * A tail segment whose header never became durable (a power cut while it was created:
+ * the name survived, the header did not) holds nothing: remove it and say so.
+ */
+static int log_drop_torn_creation(struct rill_log *log, const char *path, uint64_t size,
+				  struct rill_log_recovery *report)
+{
+	log_report(report,
+		   "%s: %" PRIu64 " bytes, header incomplete: a segment whose creation "
+		   "was cut short; %s",
+		   path, size, log->config.read_only ? "would be removed" : "removed");
+	report->truncated_bytes += size;
+	if (log->config.read_only)
+		return 0;
+	int rc = log->io->ops->unlink(log->io, path);
+	return rc == 0 ? log->io->ops->fsync_dir(log->io, log->dir) : rc;
+}
+
+/* Open, check and index one segment; recover it if it is the tail. */
+static int log_recover_segment(struct rill_log *log, uint64_t base, bool tail,
+			       struct log_scratch *scratch, struct rill_log_recovery *report)
+{
+	struct rill_io *io = log->io;
+	char path[LOG_PATH_BYTES + 32];
+	log_segment_path(log, base, LOG_SUFFIX_LOG, path, sizeof(path));
+	int handle;
+	int rc = io->ops->open(io, path, log->config.read_only ? RILL_IO_RDONLY : 0, &handle);
+	if (rc < 0)
+		return rc;
+	uint64_t created_ns = 0, size = 0;
+	rc = io->ops->size(io, handle, &size);
+	if (rc < 0)
+		goto out_close;
+	if (tail && size <= RILL_SEGMENT_HEADER_BYTES && (log->segment_count > 0 || base == 0) &&
+	    log_read_segment_header(log, handle, base, &created_ns, report, path) < 0) {
+		io->ops->close(io, handle);
+		memset(report->message, 0, sizeof(report->message));
+		return log_drop_torn_creation(log, path, size, report);
+	}
+	rc = log_read_segment_header(log, handle, base, &created_ns, report, path);
+	if (rc == 0 && log->segment_count > 0 &&
+	    log->segments[log->segment_count - 1].end_offset != base) {
+		log_report(report,
+			   "%s: starts at offset %" PRIu64 " but the segment before ends at "
+			   "%" PRIu64,
+			   path, base, log->segments[log->segment_count - 1].end_offset);
+		rc = RILL_E_LOG_CORRUPT;
+	}
+	if (rc == 0)
+		rc = log_segment_push(log, base, created_ns);
+	if (rc < 0)
+		goto out_close;
+	struct log_segment *seg = &log->segments[log->segment_count - 1];
+	struct log_scan scan;
+	rc = log_scan_segment(log, seg, handle, size, scratch, &scan);
+	if (rc == 0 && scan.damage != NULL && tail)
+		rc = log_recover_tail(log, handle, size, scratch, &scan, path, report);
+	else if (rc == 0 && scan.damage != NULL) {
+		log_report(report, "%s: position %" PRIu64 ": %s (a sealed segment)", path,
+			   scan.end_pos, scan.damage);
+		rc = RILL_E_LOG_CORRUPT;
+	}
+	if (rc < 0)
+		goto out_close;
+	seg->end_offset = scan.next_offset;
+	seg->bytes = scan.end_pos;
+	if (scan.known_durable > report->durable_offset)
+		report->durable_offset = scan.known_durable;
+	if (tail) {
+		report->records = scan.records;
+		log->active_handle = handle;
+		return 0;
+	}
+out_close:
+	io->ops->close(io, handle);
+	return rc;
+}
+
+/* Open and check every segment in offset order; recover the tail. */
+static int log_recover(struct rill_log *log, struct rill_log_recovery *report)
+{
+	struct log_listing listing = {0};
+	int rc = log_checkpoint_read(log);
+	if (rc == 0)
+		rc = log->io->ops->list(log->io, log->dir, log_list_entry, &listing);
+	if (rc == 0)
+		rc = listing.error;
+	if (rc == 0 && listing.count > RILL_LOG_SEGMENTS_MAX)
+		rc = -EMFILE;
+	struct log_scratch scratch = {0};
+	if (rc == 0) {
+		qsort(listing.bases, listing.count, sizeof(uint64_t), log_cmp_u64);
+		report->segments = listing.count;
+	}
+	for (uint32_t i = 0; rc == 0 && i < listing.count; i++)
+		rc = log_recover_segment(log, listing.bases[i], i + 1 == listing.count, &scratch,
+					 report);
+	uint64_t end = log->segment_count ? log->segments[log->segment_count - 1].end_offset : 0;
+	if (rc == 0 && end < log->checkpoint && !log->config.repair) {
+		log_report(report,
+			   "%s: the log ends at offset %" PRIu64 " but its checkpoint "
+			   "records offsets up to %" PRIu64
+			   " as durable: acknowledged records are missing",
+			   log->dir, end, log->checkpoint);
+		rc = RILL_E_LOG_CORRUPT;
+	}
+	if (rc == 0 && log->checkpoint > report->durable_offset)
+		report->durable_offset = log->checkpoint;
+	/* A dropped torn tail leaves the segment before it as the tail: reopen it for writing. */
+	if (rc == 0 && log->active_handle < 0 && log->segment_count > 0 && !log->config.read_only) {
+		char path[LOG_PATH_BYTES + 32];
+		log_segment_path(log, log->segments[log->segment_count - 1].base_offset,
+				 LOG_SUFFIX_LOG, path, sizeof(path));
+		rc = log->io->ops->open(log->io, path, 0, &log->active_handle);
+	}
+	free(scratch.p);
+	free(listing.bases);
+	return rc;
+}
+
+/* ---- open and close ------------------------------------------------------------------- */
+
+int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
+		  const struct rill_log_config *config, struct rill_log_recovery *report)
+{
+	RILL_ASSERT(out != NULL && io != NULL && dir != NULL && config != NULL);
+	*out = NULL;
+	struct rill_log_recovery local;
+	if (report == NULL)
+		report = &local;
+	memset(report, 0, sizeof(*report));
+	int rc = log_config_check(config);
+	if (rc < 0) {
+		log_report(report, "invalid log configuration");
+		return rc;
+	}
+	if (strlen(dir) >= LOG_PATH_BYTES - 64) {
+		log_report(report, "directory path too long");
+		return -ENAMETOOLONG;
+	}
+	struct rill_log *log = calloc(1, sizeof(*log));
+	if (log == NULL)
+		return -ENOMEM;
+	log->io = io;
+	log->config = *config;
+	log->active_handle = -1;
+	snprintf(log->dir, sizeof(log->dir), "%s", dir);
+	log->buf_capacity = (uint32_t)rill_align_up(
+		(uint64_t)config->batch_bytes_max + RILL_RECORD_BYTES_MAX + RILL_BATCH_HEADER_BYTES,
+		4096);
+	_Static_assert(RILL_LOG_BATCH_BYTES_MAX / 2 + RILL_RECORD_BYTES_MAX +
+				       RILL_BATCH_HEADER_BYTES + 4096 <=
+			       RILL_LOG_BATCH_BYTES_MAX,
+		       "a full buffer is a batch the format accepts");
+
+	if (!config->read_only) {
+		rc = io->ops->mkdir(io, dir);
+		if (rc < 0)
+			goto out_free;
+	}
+	rc = log_recover(log, report);
+	if (rc < 0)
+		goto out_close;
+	if (log->segment_count == 0) {
+		if (config->read_only)
+			goto out_empty;
+		rc = log_segment_create(log, 0, &log->active_handle);
+		if (rc < 0)
+			goto out_close;
+	}
+out_empty:;
+	struct log_segment *tail =
+		log->segment_count ? &log->segments[log->segment_count - 1] : NULL;
+	log->next_offset = tail ? tail->end_offset : 0;
+	/* Everything that survived recovery is on disk and was synced or is now (truncate + fsync). */
+	log->durable_offset = log->next_offset;
+	log->written_offset = log->next_offset;
+	log->fill_base = log->next_offset;
+	log->write_pos = tail ? tail->bytes : RILL_SEGMENT_HEADER_BYTES;
+	log->fill_bytes = RILL_BATCH_HEADER_BYTES;
+	report->next_offset = log->next_offset;
+	if (!config->read_only) {
+		rc = rill_hugebuf_alloc(&log->buffers, 2ull * log->buf_capacity, 0);
+		if (rc < 0)
+			goto out_close;
+		log->buf[0] = log->buffers.base;
+		log->buf[1] = (uint8_t *)log->buffers.base + log->buf_capacity;
+	}
+	*out = log;
+	return 0;
+
+out_close:
+	if (log->active_handle >= 0)
+		io->ops->close(io, log->active_handle);
+out_free:
+	for (uint32_t i = 0; i < log->segment_count; i++) {
+		log_index_free(&log->segments[i].idx);
+		log_index_free(&log->segments[i].tix);
+	}
+	free(log->segments);
+	free(log);
+	return rc;
+}
+
+/* ---- group commit --------------------------------------------------------------------- */
+
+/* Close the filling batch's header and hand it to the I/O layer (nothing in flight). */
+static int log_submit(struct rill_log *log)
+{
+	RILL_ASSERT(!log->inflight);
+	uint8_t *p = log->buf[log->filling];
+	struct rill_batch_header h = {
+		.magic = RILL_BATCH_MAGIC,
+		.batch_bytes = log->fill_bytes,
+		.version = RILL_LOG_FORMAT_VERSION,
+		.base_offset = log->fill_base,
+		.record_count = log->fill_count,
+		.timestamp_min_ns = log->fill_ts_min,
+		.timestamp_max_ns = log->fill_ts_max,
+		.durable_offset = log->durable_offset,
+	};
+	memcpy(p, &h, sizeof(h));
+	h.crc32c = rill_crc32c(p + 12, log->fill_bytes - 12u);
+	memcpy(p + 8, &h.crc32c, sizeof(h.crc32c));
+
+	struct log_segment *seg = &log->segments[log->segment_count - 1];
+	int rc = log_index_batch(log, seg, log->write_pos, log->fill_base, log->fill_ts_max);
+	if (rc < 0)
+		return rc;
+	uint64_t end = log->fill_base + log->fill_count;
+	rc = log->io->ops->write_sync(log->io, log->active_handle, p, log->fill_bytes,
+				      log->write_pos, end);
+	if (rc < 0)
+		return rc;
+	log->inflight = true;
+	log->written_offset = end;
+	log->write_pos += log->fill_bytes;
+	/* The other buffer starts filling; the one written stays untouched until done. */
+	log->filling ^= 1u;
+	log->fill_base = end;
+	log->fill_count = 0;
+	log->fill_bytes = RILL_BATCH_HEADER_BYTES;
+	log->fill_ts_min = log->fill_ts_max = 0;
+	return 0;
+}
+
+/* Seal the active segment and start the next at the filling batch's offset. */
+static int log_roll(struct rill_log *log)
+{
+	RILL_ASSERT(!log->inflight);
+	int rc = log->io->ops->close(log->io, log->active_handle);
+	log->active_handle = -1;
+	if (rc < 0)
+		return rc;
+	rc = log_segment_create(log, log->fill_base, &log->active_handle);
+	if (rc < 0)
+		return rc;
+	log->write_pos = RILL_SEGMENT_HEADER_BYTES;
+	/* Everything in the sealed segment is durable: say so where damage cannot reach it. */
+	return log_checkpoint_write(log);
+}
+
+static bool log_roll_due(const struct rill_log *log)
+{
+	const struct log_segment *seg = &log->segments[log->segment_count - 1];
+	if (seg->end_offset == seg->base_offset)
+		return false; /* never roll an empty segment */
+	if (log->write_pos + log->fill_bytes > log->config.segment_bytes_max)
+		return true;
+	return log->config.segment_age_ns_max != 0 &&
+	       log_wall_ns() - seg->created_ns >= log->config.segment_age_ns_max;
+}
+
+/* Delete whole segments, oldest first, past the retention limits (never the active one). */
+static int log_retain(struct rill_log *log)
+{
+	uint64_t total = 0;
+	for (uint32_t i = 0; i < log->segment_count; i++)
+		total += log->segments[i].bytes;
+	uint64_t now = log_wall_ns();
+	uint32_t drop = 0;
+	while (drop + 1 < log->segment_count) {
+		const struct log_segment *seg = &log->segments[drop];
+		bool too_big = log->config.retention_bytes && total > log->config.retention_bytes;
+		bool too_old =
+			log->config.retention_age_ns &&
+			now - seg->created_ns > log->config.retention_age_ns &&
+			now - log->segments[drop + 1].created_ns > log->config.retention_age_ns;
+		if (!too_big && !too_old)
+			break;
+		char path[LOG_PATH_BYTES + 32];
+		log_segment_path(log, seg->base_offset, LOG_SUFFIX_LOG, path, sizeof(path));
+		int rc = log->io->ops->unlink(log->io, path);
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
+		total -= seg->bytes;
+		drop++;
+	}
+	if (drop == 0)
+		return 0;
+	for (uint32_t i = 0; i < drop; i++) {
+		log_index_free(&log->segments[i].idx);
+		log_index_free(&log->segments[i].tix);
+	}
+	memmove(log->segments, log->segments + drop,
+		(log->segment_count - drop) * sizeof(*log->segments));
+	log->segment_count -= drop;
+	return log->io->ops->fsync_dir(log->io, log->dir);
+}
+
+static int log_fail(struct rill_log *log, int error)
+{
+	if (log->failed == 0) {
+		log->failed = error;
+		fprintf(stderr,
+			"rill: log %s: write or fdatasync failed (%s); the log is stopped "
+			"and reports nothing further as durable\n",
+			log->dir, rill_strerror(error));
+	}
+	return log->failed;
+}
+
+/* Submit the filling batch if it is due and nothing is in flight. */
+static int log_maybe_submit(struct rill_log *log, bool force)
+{
+	if (log->inflight || log->fill_count == 0)
+		return 0;
+	bool due = force || log->fill_bytes >= log->config.batch_bytes_max ||
+		   rill_clock_now_ns() - log->fill_started_ns >= log->config.batch_delay_ns;
+	if (!due)
+		return 0;
+	int rc = 0;
+	if (log_roll_due(log)) {
+		rc = log_roll(log);
+		if (rc == 0)
+			rc = log_retain(log);
+	}
+	if (rc == 0)
+		rc = log_submit(log);
+	return rc < 0 ? log_fail(log, rc) : 0;
+}
+
+int rill_log_poll(struct rill_log *log, uint64_t wait_ns)
+{
+	if (log->failed)
+		return log->failed;
+	if (log->inflight) {
+		struct rill_io_completion done[RILL_IO_INFLIGHT_MAX];
+		int n = log->io->ops->poll(log->io, done, RILL_IO_INFLIGHT_MAX, wait_ns);
+		if (n < 0)
+			return log_fail(log, n);
+		for (int i = 0; i < n; i++) {
+			RILL_ASSERT(done[i].token == log->written_offset); /* one in flight */
+			if (done[i].result < 0)
+				return log_fail(log, done[i].result);
+			log->inflight = false;
+			log->durable_offset = done[i].token;
+			struct log_segment *seg = &log->segments[log->segment_count - 1];
+			seg->end_offset = done[i].token;
+			seg->bytes = log->write_pos;
+		}
+	}
+	/* A completed sync is itself a trigger: what filled meanwhile goes now. */
+	return log_maybe_submit(log, false);
+}
+
+int rill_log_append(struct rill_log *log, const struct rill_record *record, uint64_t *offset)
+{
+	if (rill_unlikely(log->failed))
+		return log->failed;
+	RILL_DASSERT(!log->config.read_only);
+	uint32_t bytes = rill_record_bytes(record->key_bytes, record->payload_bytes);
+	if (rill_unlikely(bytes == 0))
+		return record->key_bytes > RILL_KEY_BYTES_MAX ? RILL_E_RECORD_KEY_TOO_LONG
+							      : RILL_E_RECORD_PAYLOAD_TOO_LONG;
+	if (log->fill_bytes + bytes > log->buf_capacity) {
+		/* The filling buffer is full: it must go before this record fits. */
+		int rc = rill_log_poll(log, 0);
+		if (rc == 0)
+			rc = log_maybe_submit(log, true);
+		if (rc < 0)
+			return rc;
+		if (log->fill_bytes + bytes > log->buf_capacity)
+			return -EAGAIN; /* a write is in flight: backpressure */
+	}
+	int rc = rill_record_encode(log->buf[log->filling] + log->fill_bytes, bytes, record);
+	RILL_ASSERT(rc == (int)bytes);
+	if (log->fill_count == 0) {
+		log->fill_started_ns = rill_clock_now_ns();
+		log->fill_ts_min = log->fill_ts_max = record->timestamp_ns;
+	}
+	if (record->timestamp_ns < log->fill_ts_min)
+		log->fill_ts_min = record->timestamp_ns;
+	if (record->timestamp_ns > log->fill_ts_max)
+		log->fill_ts_max = record->timestamp_ns;
+	log->fill_bytes += bytes;
+	log->fill_count++;
+	*offset = log->next_offset++;
+	/* Nothing in flight: the batch goes now (or when its delay passes, via poll). */
+	return log_maybe_submit(log, false);
+}
+
+int rill_log_sync(struct rill_log *log)
+{
+	while (!log->failed && (log->inflight || log->fill_count > 0)) {
+		int rc = log_maybe_submit(log, true);
+		if (rc == 0)
+			rc = rill_log_poll(log, 100u * 1000000u);
+		if (rc < 0)
+			return rc;
+	}
+	return log->failed;
+}
+
+uint64_t rill_log_next_offset(const struct rill_log *log)
+{
+	return log->next_offset;
+}
+
+uint64_t rill_log_durable_offset(const struct rill_log *log)
+{
+	return log->durable_offset;
+}
+
+uint64_t rill_log_start_offset(const struct rill_log *log)
+{
+	return log->segment_count ? log->segments[0].base_offset : 0;
+}
+
+int rill_log_error(const struct rill_log *log)
+{
+	return log->failed;
+}
+
+void rill_log_drop(struct rill_log *log)
+{
+	if (log == NULL)
+		return;
+	if (log->active_handle >= 0)
+		(void)log->io->ops->close(log->io, log->active_handle);
+	for (uint32_t i = 0; i < log->segment_count; i++) {
+		log_index_free(&log->segments[i].idx);
+		log_index_free(&log->segments[i].tix);
+	}
+	free(log->segments);
+	rill_hugebuf_free(&log->buffers);
+	free(log);
+}
+
+int rill_log_close(struct rill_log *log)
+{
+	if (log == NULL)
+		return 0;
+	int rc = 0;
+	if (!log->config.read_only) {
+		rc = rill_log_sync(log);
+		if (rc == 0 && log->durable_offset > log->checkpoint)
+			rc = log_checkpoint_write(log);
+	}
+	if (log->active_handle >= 0) {
+		int close_rc = log->io->ops->close(log->io, log->active_handle);
+		if (rc == 0)
+			rc = close_rc;
+		log->active_handle = -1;
+	}
+	rill_log_drop(log);
+	return rc;
+}

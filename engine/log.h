@@ -1,0 +1,161 @@
+/*
+ * The per-partition append log: the engine's source of truth. Records are appended into a
+ * batch buffer; a batch is written and fdatasync'ed as one unit through the I/O layer (a
+ * linked write + fdatasync on io_uring), at most one in flight, the next one filling while
+ * it runs (group commit). The log is cut into segments named by base offset, each with a
+ * sparse offset index and time index; segments roll by size and age and are deleted whole
+ * by retention. Format: engine/log_format.h and docs/FORMAT.md.
+ *
+ * Durability. rill_log_append gives a record its offset at once ("applied"); the record is
+ * durable when rill_log_durable_offset() has passed it, which happens only when the
+ * fdatasync covering it has completed successfully. A failed write or fdatasync makes the
+ * log fail-stop: it never again reports anything as durable, and every call returns the
+ * error (no retry: after a failed fdatasync the page cache may have dropped the data).
+ *
+ * Recovery at open verifies the tail segment batch by batch. A damaged tail is truncated
+ * (and the cut reported) only if it lies past the last offset known durable, nothing valid
+ * follows it, and it is no larger than what can be in flight; anything else is refused with
+ * the file, position and reason, unless config.repair asks to cut at the first damage.
+ *
+ * Threading: a log belongs to one thread (its shard); nothing here locks. Calls do not
+ * block except rill_log_open, rill_log_sync, rill_log_close and rill_log_poll with a wait.
+ */
+#ifndef RILL_ENGINE_LOG_H
+#define RILL_ENGINE_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/io.h"
+#include "rill/record.h"
+
+struct rill_log;
+
+enum rill_durability {
+	RILL_DURABILITY_NONE = 0,  /* acknowledged once appended in memory */
+	RILL_DURABILITY_GROUP = 1, /* acknowledged after the covering fdatasync */
+};
+
+struct rill_log_config {
+	uint32_t batch_bytes_max;    /* submit a batch once it holds this much (default 256 KiB) */
+	uint64_t batch_delay_ns;     /* or once its first record waited this long (default 0) */
+	uint64_t segment_bytes_max;  /* roll past this size (default 1 GiB) */
+	uint64_t segment_age_ns_max; /* roll a segment this old (default 0: never by age) */
+	uint64_t retention_bytes;    /* delete oldest segments past this total (0: keep all) */
+	uint64_t retention_age_ns;   /* delete segments older than this (0: keep all) */
+	uint32_t index_interval_bytes; /* one index entry per this many bytes (default 4 KiB) */
+	enum rill_durability durability;
+	bool repair;    /* recovery cuts at the first damage, whatever it is */
+	bool read_only; /* never write: verification and dumps */
+};
+
+/* What recovery found and did. */
+struct rill_log_recovery {
+	uint32_t segments;        /* segment files found */
+	uint64_t next_offset;     /* offset the next append gets */
+	uint64_t durable_offset;  /* highest offset known durable (batches and checkpoint) */
+	uint64_t records;         /* records in the tail segment */
+	uint64_t truncated_bytes; /* bytes cut from the tail (or that would be, read-only) */
+	char message[512];        /* what was cut or why the log was refused; empty if clean */
+};
+
+/* Log limits. */
+#define RILL_LOG_BATCH_BYTES_MAX (16u << 20) /* largest batch on disk, header included */
+#define RILL_LOG_SEGMENTS_MAX    65536u
+
+/* rill_log_config_default - the defaults above. */
+void rill_log_config_default(struct rill_log_config *config);
+
+/*
+ * rill_log_open - open (creating if needed) the log in directory @dir and recover it.
+ * @io: the I/O backend, owned by the caller, outliving the log.
+ * @report: optional; filled with what recovery found.
+ * Returns 0, -EINVAL for a bad config, RILL_E_LOG_CORRUPT when recovery refuses the log
+ * (report->message says where and why), RILL_E_LOG_FORMAT for an unknown format version, or
+ * -errno from the file system. Blocks.
+ */
+int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
+		  const struct rill_log_config *config, struct rill_log_recovery *report);
+
+/*
+ * rill_log_append - add @record to the filling batch and give it the next offset.
+ * Returns 0, -EAGAIN when both batch buffers are busy (poll, then retry: backpressure),
+ * an RILL_E_RECORD_* error for a record over the limits, or the fail-stop error.
+ */
+int rill_log_append(struct rill_log *log, const struct rill_record *record, uint64_t *offset);
+
+/*
+ * rill_log_poll - drive group commit: reap finished writes, advance the durable offset,
+ * submit the filling batch when its trigger has come. @wait_ns: 0, or how long to block
+ * for a write to finish. Returns 0 or the fail-stop error.
+ */
+int rill_log_poll(struct rill_log *log, uint64_t wait_ns);
+
+/* rill_log_sync - submit what is filling and wait until all of it is durable. Blocks. */
+int rill_log_sync(struct rill_log *log);
+
+/* The offset the next append gets. */
+uint64_t rill_log_next_offset(const struct rill_log *log);
+
+/* Every offset below this is durable (written and fdatasync'ed). */
+uint64_t rill_log_durable_offset(const struct rill_log *log);
+
+/* The first offset still held (retention may have deleted older ones). */
+uint64_t rill_log_start_offset(const struct rill_log *log);
+
+/* 0, or the error that made the log fail-stop. */
+int rill_log_error(const struct rill_log *log);
+
+/*
+ * rill_log_close - sync, record the durable offset in the checkpoint, close. Frees @log
+ * whatever happens; returns 0 or the first error. Blocks.
+ */
+int rill_log_close(struct rill_log *log);
+
+/*
+ * rill_log_drop - free @log without any I/O, as a crash would leave it: what is not
+ * durable may be lost. For shutting down after a fail-stop, and for crash simulations.
+ */
+void rill_log_drop(struct rill_log *log);
+
+/*
+ * Reading. An iterator reads complete, durable batches from any offset forward, one batch
+ * in memory at a time, through handles of its own, so it never disturbs the writer. Records
+ * point into the iterator's buffer and stay valid until the next call.
+ */
+struct rill_log_iter {
+	struct rill_log *log;
+	uint64_t offset;       /* next record's offset */
+	uint8_t *buf;          /* one batch */
+	uint32_t buf_bytes;    /* capacity */
+	uint32_t batch_bytes;  /* bytes of the batch in buf (0: none) */
+	uint32_t batch_pos;    /* position of the next record in buf */
+	uint64_t batch_offset; /* offset of the record at batch_pos */
+	uint32_t segment;      /* index of the segment being read */
+	int handle;            /* open segment file, or -1 */
+	uint64_t file_pos;     /* position of the next batch in the segment file */
+};
+
+/*
+ * rill_log_iter_init - an iterator at @offset (clamped to the first offset held).
+ * Returns 0, -ENOMEM, or -ERANGE if @offset is past the next offset.
+ */
+int rill_log_iter_init(struct rill_log_iter *it, struct rill_log *log, uint64_t offset);
+
+/*
+ * rill_log_iter_next - the next record. Returns 1 with @record and @offset set, 0 at the
+ * end of durable data (call again later for more), RILL_E_LOG_CORRUPT if a batch fails its
+ * check, or -errno.
+ */
+int rill_log_iter_next(struct rill_log_iter *it, struct rill_record *record, uint64_t *offset);
+
+void rill_log_iter_fini(struct rill_log_iter *it);
+
+/*
+ * rill_log_find_time - the first offset whose batch holds a record at or after
+ * @timestamp_ns (through the time index), or the next offset if none. Returns 0 or -errno.
+ */
+int rill_log_find_time(struct rill_log *log, uint64_t timestamp_ns, uint64_t *offset);
+
+#endif /* RILL_ENGINE_LOG_H */

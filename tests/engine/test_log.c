@@ -1,0 +1,446 @@
+/*
+ * Tests of the append log (engine/log.h) over the simulated file system (tests/common/
+ * io_sim.c) and the real ones: round trips, group commit, roll and retention, reads by
+ * offset and time, and the durability claims under power cuts, I/O errors and corruption:
+ * nothing acknowledged is ever lost, damage is truncated only where log.h allows it, and
+ * mid-log damage is refused. RILL_LOG_POWER_CUTS sets the number of simulated cuts,
+ * RILL_LOG_IO_ERROR_STRIDE and RILL_LOG_DAMAGE_STRIDE thin out the exhaustive loops (the
+ * plain build runs them whole; the sanitizer builds, several times slower, sample them).
+ */
+#include "tests/common/test_util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/compiler.h"
+#include "engine/log.h"
+#include "engine/log_format.h"
+#include "tests/common/io_sim.h"
+#include "tests/engine/log_check.h"
+
+#define DIR_SIM "/sim/p0"
+
+static struct rill_log_config small_config(void)
+{
+	struct rill_log_config c;
+	rill_log_config_default(&c);
+	c.batch_bytes_max = 8192;
+	c.segment_bytes_max = 64u << 10;
+	c.index_interval_bytes = 1024;
+	return c;
+}
+
+static int append_one(struct rill_log *log, uint64_t expect_offset)
+{
+	struct log_check_record r;
+	log_check_make(&r, expect_offset);
+	uint64_t offset = UINT64_MAX;
+	int rc;
+	while ((rc = rill_log_append(log, &r.rec, &offset)) == -EAGAIN) {
+		rc = rill_log_poll(log, 1000000);
+		if (rc < 0)
+			return rc;
+	}
+	if (rc == 0 && offset != expect_offset)
+		return -EPROTO;
+	return rc;
+}
+
+static void test_round_trip_and_reopen(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 1), 0);
+	struct rill_log_config c = small_config();
+	struct rill_log *log;
+	struct rill_log_recovery report;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report), 0);
+	assert_int_equal(report.next_offset, 0);
+	for (uint64_t i = 0; i < 1000; i++) {
+		assert_int_equal(append_one(log, i), 0);
+		if (i % 7 == 0)
+			assert_int_equal(rill_log_poll(log, 0), 0);
+	}
+	assert_int_equal(rill_log_sync(log), 0);
+	assert_int_equal(rill_log_durable_offset(log), 1000);
+	assert_int_equal(log_check_all(log, 1000), 1000);
+	assert_int_equal(rill_log_close(log), 0);
+
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report), 0);
+	assert_int_equal(report.next_offset, 1000);
+	assert_string_equal(report.message, "");
+	assert_true(report.segments > 1); /* 64 KiB segments: it rolled */
+	assert_int_equal(log_check_all(log, 1000), 1000);
+	for (uint64_t i = 1000; i < 1100; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_close(log), 0);
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	assert_int_equal(log_check_all(log, 1100), 1100);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_destroy(sim);
+}
+
+static void test_read_from_offset_and_time(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 2), 0);
+	struct rill_log_config c = small_config();
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	for (uint64_t i = 0; i < 2000; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	static const uint64_t starts[] = {0, 1, 63, 500, 1234, 1999, 2000};
+	for (size_t s = 0; s < RILL_ARRAY_COUNT(starts); s++) {
+		struct rill_log_iter it;
+		assert_int_equal(rill_log_iter_init(&it, log, starts[s]), 0);
+		struct rill_record rec;
+		uint64_t offset, expect = starts[s];
+		while (rill_log_iter_next(&it, &rec, &offset) == 1) {
+			assert_int_equal(offset, expect);
+			assert_true(log_check_matches(&rec, offset));
+			expect++;
+		}
+		assert_int_equal(expect, 2000);
+		rill_log_iter_fini(&it);
+	}
+	struct rill_log_iter it;
+	assert_int_equal(rill_log_iter_init(&it, log, 2001), -ERANGE);
+	/* Timestamps are 1000000 + 10 * offset. */
+	uint64_t offset;
+	assert_int_equal(rill_log_find_time(log, 0, &offset), 0);
+	assert_int_equal(offset, 0);
+	assert_int_equal(rill_log_find_time(log, 1000000 + 10 * 777, &offset), 0);
+	assert_int_equal(offset, 777);
+	assert_int_equal(rill_log_find_time(log, 1000000 + 10 * 777 + 1, &offset), 0);
+	assert_int_equal(offset, 778);
+	assert_int_equal(rill_log_find_time(log, UINT64_MAX, &offset), 0);
+	assert_int_equal(offset, 2000);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_destroy(sim);
+}
+
+static void test_retention_by_bytes(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 3), 0);
+	struct rill_log_config c = small_config();
+	c.retention_bytes = 200u << 10;
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	for (uint64_t i = 0; i < 5000; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	uint64_t start = rill_log_start_offset(log);
+	assert_true(start > 0); /* old segments went */
+	assert_int_equal(log_check_all(log, 5000), 5000);
+	assert_int_equal(rill_log_close(log), 0);
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	assert_int_equal(rill_log_start_offset(log), start);
+	assert_int_equal(rill_log_next_offset(log), 5000);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_destroy(sim);
+}
+
+static void test_group_commit_batches(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 4), 0);
+	struct rill_log_config c = small_config();
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	/* While the first batch is in flight, the next ones fill: appends never wait for it. */
+	assert_int_equal(append_one(log, 0), 0);
+	assert_int_equal(rill_log_durable_offset(log), 0);
+	uint64_t ops_before = io_sim_ops(sim);
+	for (uint64_t i = 1; i < 10; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(io_sim_ops(sim), ops_before); /* no I/O: filling behind the write */
+	assert_int_equal(rill_log_poll(log, 0), 0);    /* completes batch 1, submits 2..10 */
+	assert_int_equal(rill_log_durable_offset(log), 1);
+	assert_int_equal(rill_log_poll(log, 0), 0);
+	assert_int_equal(rill_log_durable_offset(log), 10);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_destroy(sim);
+}
+
+static void test_bad_config_refused(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 5), 0);
+	struct rill_log_config c = small_config();
+	struct rill_log *log;
+	c.batch_bytes_max = 100;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), -EINVAL);
+	c = small_config();
+	c.durability = 7;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), -EINVAL);
+	io_sim_destroy(sim);
+}
+
+/*
+ * Power cuts: append with random pauses and syncs, cut the power at a random moment,
+ * reopen: recovery must accept the log (a cut only ever tears the tail) and every offset
+ * acknowledged durable must be there, intact. The log carries on across cuts.
+ */
+static void test_power_cuts(void **state)
+{
+	(void)state;
+	uint64_t cuts = test_env_u64("RILL_LOG_POWER_CUTS", 10000);
+	struct test_rng rng;
+	test_rng_init(&rng, 6);
+	struct io_sim *sim = NULL;
+	struct rill_log_config c = small_config();
+	uint64_t acked = 0, truncations = 0, fresh = 0;
+	for (uint64_t cut = 0; cut < cuts; cut++) {
+		if (sim == NULL || test_rng_below(&rng, 50) == 0) {
+			io_sim_destroy(sim); /* a fresh disk now and then keeps logs small */
+			assert_int_equal(io_sim_create(&sim, test_rng_next(&rng)), 0);
+			acked = 0;
+			fresh++;
+		}
+		struct rill_log *log;
+		struct rill_log_recovery report;
+		int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
+		if (rc != 0)
+			fail_msg("cut %llu: reopen refused: %s (%s)", (unsigned long long)cut,
+				 rill_strerror(rc), report.message);
+		truncations += report.truncated_bytes > 0;
+		if (log_check_all(log, acked) < 0)
+			fail_msg("cut %llu: acknowledged records lost", (unsigned long long)cut);
+		uint64_t next = rill_log_next_offset(log);
+		uint64_t steps = test_rng_below(&rng, 60);
+		for (uint64_t s = 0; s < steps; s++) {
+			if (append_one(log, next) != 0)
+				break;
+			next++;
+			if (test_rng_below(&rng, 4) == 0)
+				rill_log_poll(log, 0);
+			if (test_rng_below(&rng, 20) == 0)
+				rill_log_sync(log);
+			if (rill_log_durable_offset(log) > acked)
+				acked = rill_log_durable_offset(log);
+		}
+		if (test_rng_below(&rng, 10) == 0)
+			rill_log_close(log); /* a clean close now and then before the cut */
+		else
+			rill_log_drop(log); /* as a crash leaves it: no further I/O */
+		io_sim_power_cut(sim);
+	}
+	fprintf(stderr, "power cuts: %llu, torn tails cut: %llu, fresh disks: %llu\n",
+		(unsigned long long)cuts, (unsigned long long)truncations,
+		(unsigned long long)fresh);
+	io_sim_destroy(sim);
+}
+
+/* The workload of the I/O-error loop: 10,000 events in chunks, polled, synced, closed. */
+static int io_error_workload(struct io_sim *sim, uint64_t *acked)
+{
+	struct rill_log_config c = small_config();
+	struct rill_log *log;
+	int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL);
+	if (rc < 0)
+		return rc;
+	for (uint64_t i = 0; i < 10000 && rc == 0; i++) {
+		rc = append_one(log, i);
+		if (rc == 0 && i % 100 == 99)
+			rc = rill_log_poll(log, 0);
+		if (rill_log_durable_offset(log) > *acked)
+			*acked = rill_log_durable_offset(log);
+	}
+	if (rc == 0)
+		rc = rill_log_sync(log);
+	if (rill_log_durable_offset(log) > *acked)
+		*acked = rill_log_durable_offset(log);
+	if (rc == 0)
+		return rill_log_close(log);
+	/* Fail-stop: nothing may become durable after the error, not even by closing. */
+	uint64_t durable = rill_log_durable_offset(log);
+	int again = rill_log_sync(log);
+	if (again == 0 || rill_log_durable_offset(log) != durable)
+		fail_msg("the log carried on after error %s", rill_strerror(rc));
+	rill_log_drop(log);
+	return rc;
+}
+
+/*
+ * SQLite's I/O-error loop: fail the Nth operation of the workload, for every N, once and
+ * for good, with EIO and with ENOSPC; then cut the power and reopen without faults. The
+ * log must stop at the error, and every offset it had acknowledged must be there.
+ */
+static void test_io_error_loop(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 7), 0);
+	uint64_t acked = 0;
+	assert_int_equal(io_error_workload(sim, &acked), 0);
+	assert_int_equal(acked, 10000);
+	uint64_t total_ops = io_sim_ops(sim);
+	io_sim_destroy(sim);
+
+	static const int errors[] = {EIO, ENOSPC};
+	uint64_t runs = 0, failed_runs = 0;
+	/* Every operation index by default; the sanitizer builds take every Nth. */
+	uint64_t stride = test_env_u64("RILL_LOG_IO_ERROR_STRIDE", 1);
+	for (uint64_t index = 0; index < total_ops; index += stride) {
+		for (int always = 0; always < 2; always++) {
+			for (size_t e = 0; e < RILL_ARRAY_COUNT(errors); e++) {
+				assert_int_equal(
+					io_sim_create(&sim, index * 4 + (uint64_t)always * 2 + e),
+					0);
+				io_sim_fail_at(sim, index, errors[e], always);
+				acked = 0;
+				int rc = io_error_workload(sim, &acked);
+				failed_runs += rc != 0;
+				io_sim_power_cut(sim); /* also clears the fault */
+				struct rill_log *log;
+				struct rill_log_recovery report;
+				struct rill_log_config c = small_config();
+				rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
+				if (rc != 0)
+					fail_msg("op %llu (%s, %s): reopen refused: %s (%s)",
+						 (unsigned long long)index, strerror(errors[e]),
+						 always ? "always" : "once", rill_strerror(rc),
+						 report.message);
+				if (log_check_all(log, acked) < 0)
+					fail_msg("op %llu (%s, %s): acknowledged records lost",
+						 (unsigned long long)index, strerror(errors[e]),
+						 always ? "always" : "once");
+				rill_log_drop(log);
+				io_sim_destroy(sim);
+				runs++;
+			}
+		}
+	}
+	fprintf(stderr, "io error loop: %llu operations, %llu runs, %llu stopped by the fault\n",
+		(unsigned long long)total_ops, (unsigned long long)runs,
+		(unsigned long long)failed_runs);
+	assert_true(failed_runs > runs / 2); /* the faults did land */
+}
+
+/* Build a log of @records, closed cleanly; returns its single segment's path. */
+static void build_closed_log(struct io_sim *sim, uint64_t records)
+{
+	struct rill_log_config c = small_config();
+	c.segment_bytes_max = 16u << 20; /* one segment */
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	for (uint64_t i = 0; i < records; i++) {
+		assert_int_equal(append_one(log, i), 0);
+		if (i % 10 == 9)
+			assert_int_equal(rill_log_sync(log), 0); /* batches of 10 */
+	}
+	assert_int_equal(rill_log_close(log), 0);
+}
+
+/* Batch start positions of the segment, in order. */
+static uint32_t batch_positions(const uint8_t *data, uint64_t size, uint64_t *pos, uint32_t max)
+{
+	uint32_t n = 0;
+	for (uint64_t p = RILL_SEGMENT_HEADER_BYTES;
+	     p + RILL_BATCH_HEADER_BYTES <= size && n < max;) {
+		struct rill_batch_header h;
+		memcpy(&h, data + p, sizeof(h));
+		pos[n++] = p;
+		p += h.batch_bytes;
+	}
+	return n;
+}
+
+/*
+ * After damage, reopening must either refuse the log or give back every record intact:
+ * a clean close left a marker saying everything is durable, so no damage may be taken for
+ * a torn write and cut away.
+ */
+static void check_damaged(struct io_sim *sim, uint64_t records, uint64_t *refused,
+			  uint64_t *accepted, const char *what, uint64_t where)
+{
+	io_sim_sync_all(sim);
+	struct rill_log *log;
+	struct rill_log_recovery report;
+	struct rill_log_config c = small_config();
+	c.segment_bytes_max = 16u << 20;
+	int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
+	if (rc == RILL_E_LOG_CORRUPT) {
+		(*refused)++;
+		return;
+	}
+	if (rc != 0)
+		fail_msg("%s at %llu: open failed: %s", what, (unsigned long long)where,
+			 rill_strerror(rc));
+	if (log_check_all(log, records) != (int64_t)records)
+		fail_msg("%s at %llu: accepted with records lost or changed (%s)", what,
+			 (unsigned long long)where, report.message);
+	(*accepted)++;
+	rill_log_drop(log);
+}
+
+static void test_bit_flips_and_zeroed_sectors(void **state)
+{
+	(void)state;
+	const uint64_t records = 200;
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%020llu.log", DIR_SIM, 0ull);
+	uint64_t refused = 0, accepted = 0, positions = 0;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 8), 0);
+	build_closed_log(sim, records);
+	uint64_t size;
+	uint8_t *data = io_sim_file_data(sim, path, &size);
+	assert_non_null(data);
+	uint8_t *pristine = malloc(size);
+	memcpy(pristine, data, size);
+	uint64_t pos[64];
+	uint32_t batches = batch_positions(data, size, pos, 64);
+	assert_true(batches >= 4);
+	/* Every bit of the last two batches; every 61st byte before them. */
+	uint64_t from = pos[batches - 2];
+	uint64_t stride = test_env_u64("RILL_LOG_DAMAGE_STRIDE", 1); /* sanitizer builds: > 1 */
+	for (uint64_t p = 0; p < size; p += p < from ? 61 : stride) {
+		for (int bit = 0; bit < 8; bit += p < from ? 8 : 1) {
+			data = io_sim_file_data(sim, path, &size);
+			data[p] ^= (uint8_t)(1u << ((bit + p) % 8));
+			check_damaged(sim, records, &refused, &accepted, "bit flip", p);
+			data = io_sim_file_data(sim, path, &size);
+			memcpy(data, pristine, size);
+			positions++;
+		}
+	}
+	for (uint64_t p = 0; p + 512 <= size; p += 512) {
+		data = io_sim_file_data(sim, path, &size);
+		memset(data + p, 0, 512);
+		check_damaged(sim, records, &refused, &accepted, "zeroed sector", p);
+		data = io_sim_file_data(sim, path, &size);
+		memcpy(data, pristine, size);
+		positions++;
+	}
+	fprintf(stderr, "damage: %llu cases, %llu refused, %llu accepted intact\n",
+		(unsigned long long)positions, (unsigned long long)refused,
+		(unsigned long long)accepted);
+	assert_true(refused > 0);
+	free(pristine);
+	io_sim_destroy(sim);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip_and_reopen),
+		cmocka_unit_test(test_read_from_offset_and_time),
+		cmocka_unit_test(test_retention_by_bytes),
+		cmocka_unit_test(test_group_commit_batches),
+		cmocka_unit_test(test_bad_config_refused),
+		cmocka_unit_test(test_power_cuts),
+		cmocka_unit_test(test_io_error_loop),
+		cmocka_unit_test(test_bit_flips_and_zeroed_sectors),
+	};
+	test_seed();
+	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
+}

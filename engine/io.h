@@ -63,7 +63,8 @@ struct rill_io_ops {
 			  uint64_t offset, uint64_t token);
 	/*
 	 * Up to @count finished write_syncs into @out; returns how many (0 .. count) or -errno.
-	 * @wait_ns: 0 to poll, otherwise block up to that long for at least one.
+	 * @wait_ns: 0 to poll, otherwise block up to that long for at least one. With @count 0
+	 * it only waits (until one has finished or the time is up) and reaps nothing.
 	 */
 	int (*poll)(struct rill_io *io, struct rill_io_completion *out, unsigned count,
 		    uint64_t wait_ns);

@@ -81,6 +81,14 @@ static int uring_poll(struct rill_io *io, struct rill_io_completion *out, unsign
 	struct io_uring_backend *u = (struct io_uring_backend *)io;
 	unsigned n = 0;
 	bool may_wait = wait_ns > 0;
+	if (count == 0) {
+		/* Wait only: the CQE stays in the ring for the next poll to reap. */
+		struct io_uring_cqe *cqe;
+		struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ns / 1000000000u),
+					       .tv_nsec = (long long)(wait_ns % 1000000000u)};
+		int rc = io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts);
+		return rc == 0 || rc == -ETIME || rc == -EINTR ? 0 : rc;
+	}
 	while (n < count) {
 		struct io_uring_cqe *cqe;
 		int rc;

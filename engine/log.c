@@ -556,11 +556,15 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 		return -ENOMEM;
 	log->io = io;
 	log->config = *config;
+	rill_hist_init(&log->sync_ns);
 	log->active_handle = -1;
 	snprintf(log->dir, sizeof(log->dir), "%s", dir);
-	log->buf_capacity = (uint32_t)rill_align_up(
-		(uint64_t)config->batch_bytes_max + RILL_RECORD_BYTES_MAX + RILL_BATCH_HEADER_BYTES,
-		4096);
+	/* A batch holds at most batch_bytes_max, or one record that is larger on its own. */
+	uint64_t batch_max =
+		config->batch_bytes_max > RILL_RECORD_BYTES_MAX + RILL_BATCH_HEADER_BYTES
+			? config->batch_bytes_max
+			: RILL_RECORD_BYTES_MAX + RILL_BATCH_HEADER_BYTES;
+	log->buf_capacity = (uint32_t)rill_align_up(batch_max, 4096);
 	_Static_assert(RILL_LOG_BATCH_BYTES_MAX / 2 + RILL_RECORD_BYTES_MAX +
 				       RILL_BATCH_HEADER_BYTES + 4096 <=
 			       RILL_LOG_BATCH_BYTES_MAX,
@@ -646,6 +650,7 @@ static int log_submit(struct rill_log *log)
 	if (rc < 0)
 		return rc;
 	log->inflight = true;
+	log->submit_ns = rill_clock_now_ns();
 	log->written_offset = end;
 	log->write_pos += log->fill_bytes;
 	/* The other buffer starts filling; the one written stays untouched until done. */
@@ -767,6 +772,8 @@ int rill_log_poll(struct rill_log *log, uint64_t wait_ns)
 			if (done[i].result < 0)
 				return log_fail(log, done[i].result);
 			log->inflight = false;
+			log->batches++;
+			rill_hist_record(&log->sync_ns, rill_clock_now_ns() - log->submit_ns);
 			log->durable_offset = done[i].token;
 			struct log_segment *seg = &log->segments[log->segment_count - 1];
 			seg->end_offset = done[i].token;
@@ -786,16 +793,17 @@ int rill_log_append(struct rill_log *log, const struct rill_record *record, uint
 	if (rill_unlikely(bytes == 0))
 		return record->key_bytes > RILL_KEY_BYTES_MAX ? RILL_E_RECORD_KEY_TOO_LONG
 							      : RILL_E_RECORD_PAYLOAD_TOO_LONG;
-	if (log->fill_bytes + bytes > log->buf_capacity) {
-		/* The filling buffer is full: it must go before this record fits. */
+	if (log->fill_count > 0 && log->fill_bytes + bytes > log->config.batch_bytes_max) {
+		/* The filling batch is at its byte limit: it must go before this record. */
 		int rc = rill_log_poll(log, 0);
 		if (rc == 0)
 			rc = log_maybe_submit(log, true);
 		if (rc < 0)
 			return rc;
-		if (log->fill_bytes + bytes > log->buf_capacity)
+		if (log->fill_count > 0)
 			return -EAGAIN; /* a write is in flight: backpressure */
 	}
+	RILL_DASSERT(log->fill_bytes + bytes <= log->buf_capacity);
 	int rc = rill_record_encode(log->buf[log->filling] + log->fill_bytes, bytes, record);
 	RILL_ASSERT(rc == (int)bytes);
 	if (log->fill_count == 0) {
@@ -811,6 +819,13 @@ int rill_log_append(struct rill_log *log, const struct rill_record *record, uint
 	*offset = log->next_offset++;
 	/* Nothing in flight: the batch goes now (or when its delay passes, via poll). */
 	return log_maybe_submit(log, false);
+}
+
+int rill_log_wait(struct rill_log *log, uint64_t wait_ns)
+{
+	if (log->failed || !log->inflight || wait_ns == 0)
+		return log->failed;
+	return log->io->ops->poll(log->io, NULL, 0, wait_ns);
 }
 
 int rill_log_sync(struct rill_log *log)
@@ -843,6 +858,20 @@ uint64_t rill_log_start_offset(const struct rill_log *log)
 int rill_log_error(const struct rill_log *log)
 {
 	return log->failed;
+}
+
+void rill_log_stats(const struct rill_log *log, struct rill_log_stats *stats)
+{
+	*stats = (struct rill_log_stats){.segments = log->segment_count,
+					 .start_offset = rill_log_start_offset(log),
+					 .next_offset = log->next_offset,
+					 .durable_offset = log->durable_offset};
+	for (uint32_t i = 0; i < log->segment_count; i++)
+		stats->bytes += log->segments[i].bytes;
+	stats->batches = log->batches;
+	stats->sync_ns_p50 = rill_hist_percentile(&log->sync_ns, 50);
+	stats->sync_ns_p99 = rill_hist_percentile(&log->sync_ns, 99);
+	stats->sync_ns_max = log->sync_ns.max;
 }
 
 void rill_log_drop(struct rill_log *log)

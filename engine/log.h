@@ -92,6 +92,13 @@ int rill_log_append(struct rill_log *log, const struct rill_record *record, uint
  */
 int rill_log_poll(struct rill_log *log, uint64_t wait_ns);
 
+/*
+ * rill_log_wait - block until the write in flight finishes or @wait_ns passes, without
+ * reaping it: the caller can append what came meanwhile, so that rill_log_poll submits it
+ * in the very next batch. Returns at once when nothing is in flight. 0 or -errno.
+ */
+int rill_log_wait(struct rill_log *log, uint64_t wait_ns);
+
 /* rill_log_sync - submit what is filling and wait until all of it is durable. Blocks. */
 int rill_log_sync(struct rill_log *log);
 
@@ -106,6 +113,21 @@ uint64_t rill_log_start_offset(const struct rill_log *log);
 
 /* 0, or the error that made the log fail-stop. */
 int rill_log_error(const struct rill_log *log);
+
+struct rill_log_stats {
+	uint32_t segments;
+	uint64_t bytes;        /* valid bytes of every segment, headers included */
+	uint64_t start_offset; /* first offset held */
+	uint64_t next_offset;
+	uint64_t durable_offset;
+	uint64_t batches;     /* written since open */
+	uint64_t sync_ns_p50; /* write+fdatasync time per batch, since open */
+	uint64_t sync_ns_p99;
+	uint64_t sync_ns_max;
+};
+
+/* rill_log_stats - sizes, offsets and batch timings of @log. */
+void rill_log_stats(const struct rill_log *log, struct rill_log_stats *stats);
 
 /*
  * rill_log_close - sync, record the durable offset in the checkpoint, close. Frees @log

@@ -1,0 +1,270 @@
+/*
+ * `rill bench log`: append records to a log on a real disk and measure throughput and the
+ * latency from the append call to the record's durable acknowledgement (or, with
+ * durability none, to append's return). With --rate the load is open loop: record i is due
+ * at start + i / rate, and its latency counts from when it was due, not from when it could
+ * be sent, so a stall is charged to every record it delayed (no coordinated omission).
+ * Prints one JSON object. Main thread; runs for --seconds.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/compiler.h"
+#include "base/hist.h"
+#include "cli.h"
+#include "engine/log.h"
+
+struct bench_log_args {
+	const char *dir;
+	uint64_t record_bytes;
+	uint64_t seconds;
+	uint64_t batch_bytes;
+	uint64_t rate; /* events per second; 0: closed loop */
+	uint64_t batch_delay_us;
+	uint64_t segment_bytes;
+	enum rill_durability durability;
+	bool keep;
+};
+
+static int bench_log_parse(int argc, char **argv, struct bench_log_args *a)
+{
+	*a = (struct bench_log_args){.record_bytes = 1024,
+				     .seconds = 10,
+				     .batch_bytes = 256u << 10,
+				     .durability = RILL_DURABILITY_GROUP};
+	for (int i = 0; i < argc; i++) {
+		const char *opt = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+		int rc = 0;
+		if (strcmp(opt, "--json") == 0)
+			continue; /* the output is always JSON */
+		if (strcmp(opt, "--keep") == 0) {
+			a->keep = true;
+			continue;
+		}
+		if (val == NULL)
+			return cli_usage_error("bench log",
+					       "every option but --json and --keep takes a value");
+		i++;
+		if (strcmp(opt, "--dir") == 0)
+			a->dir = val;
+		else if (strcmp(opt, "--record-bytes") == 0)
+			rc = cli_parse_u64(val, &a->record_bytes);
+		else if (strcmp(opt, "--seconds") == 0)
+			rc = cli_parse_u64(val, &a->seconds);
+		else if (strcmp(opt, "--batch-bytes") == 0)
+			rc = cli_parse_u64(val, &a->batch_bytes);
+		else if (strcmp(opt, "--rate") == 0)
+			rc = cli_parse_u64(val, &a->rate);
+		else if (strcmp(opt, "--segment-bytes") == 0)
+			rc = cli_parse_u64(val, &a->segment_bytes);
+		else if (strcmp(opt, "--batch-delay-us") == 0)
+			rc = cli_parse_u64(val, &a->batch_delay_us);
+		else if (strcmp(opt, "--durability") == 0 && strcmp(val, "group") == 0)
+			a->durability = RILL_DURABILITY_GROUP;
+		else if (strcmp(opt, "--durability") == 0 && strcmp(val, "none") == 0)
+			a->durability = RILL_DURABILITY_NONE;
+		else
+			return cli_usage_error("bench log",
+					       "unknown option or value (see rill help)");
+		if (rc != 0)
+			return cli_usage_error("bench log", "a number was expected");
+	}
+	if (a->dir == NULL)
+		return cli_usage_error("bench log", "--dir is required");
+	if (a->record_bytes < RILL_RECORD_HEADER_BYTES + 8 ||
+	    a->record_bytes > RILL_RECORD_BYTES_MAX)
+		return cli_usage_error("bench log", "--record-bytes must be 72 .. 1048576");
+	if (a->seconds == 0 || a->seconds > 3600)
+		return cli_usage_error("bench log", "--seconds must be 1 .. 3600");
+	if (a->batch_bytes < 4096 || a->batch_bytes > RILL_LOG_BATCH_BYTES_MAX / 2)
+		return cli_usage_error("bench log", "--batch-bytes must be 4096 .. 8388608");
+	if (a->batch_delay_us > 10000000)
+		return cli_usage_error("bench log", "--batch-delay-us must be 0 .. 10000000");
+	return 0;
+}
+
+/* Below this much time to wait, spin: a sleep costs about as much. */
+#define BENCH_SPIN_NS 20000u
+/* The longest blocking wait for a write in flight before checking the clock again. */
+#define BENCH_WAIT_NS 2000000u
+
+struct bench_log_run {
+	struct rill_log *log;
+	uint64_t *due_ns; /* due time of each offset still waiting, by offset & mask */
+	uint64_t mask;
+	uint64_t acked; /* offsets below this are accounted for */
+	uint64_t last_ack_ns;
+	struct rill_hist hist;
+};
+
+/* Charge every newly acknowledged offset its latency. */
+static void bench_log_reap(struct bench_log_run *r, uint64_t upto)
+{
+	uint64_t now = rill_clock_now_ns();
+	for (; r->acked < upto; r->acked++)
+		rill_hist_record(&r->hist, now - r->due_ns[r->acked & r->mask]);
+	r->last_ack_ns = now;
+}
+
+static int bench_log_loop(struct bench_log_run *r, const struct bench_log_args *a,
+			  uint64_t *appended)
+{
+	static uint8_t payload[RILL_RECORD_BYTES_MAX];
+	struct rill_record rec = {
+		.key = "bench-01",
+		.key_bytes = 8,
+		.type_id = 1,
+		.schema_version = 1,
+		.payload = payload,
+		.payload_bytes = (uint32_t)(a->record_bytes - RILL_RECORD_HEADER_BYTES - 8)};
+	uint64_t start = rill_clock_now_ns(), end = start + a->seconds * 1000000000ull;
+	uint64_t i = 0, now = start;
+	bool none = a->durability == RILL_DURABILITY_NONE;
+	while (now < end) {
+		uint64_t due =
+			a->rate ? start + (uint64_t)((double)i * 1e9 / (double)a->rate) : now;
+		if (due > now) {
+			/*
+			 * Open loop, ahead of schedule: block in the kernel rather than spin. On a
+			 * small machine a spinning thread starves the kernel threads that run the
+			 * fdatasync and writeback, which shows as milliseconds of tail latency.
+			 * With a write in flight, sleep until it finishes (what comes due meanwhile
+			 * is appended right after, in time for the next batch); otherwise sleep
+			 * until the next record is due.
+			 */
+			int rc = rill_log_wait(r->log, BENCH_WAIT_NS);
+			if (rc == 0)
+				rc = rill_log_poll(r->log, 0);
+			if (rc < 0)
+				return rc;
+			if (!none)
+				bench_log_reap(r, rill_log_durable_offset(r->log));
+			now = rill_clock_now_ns();
+			if (due > now + BENCH_SPIN_NS &&
+			    rill_log_durable_offset(r->log) == rill_log_next_offset(r->log)) {
+				struct timespec ts = {.tv_sec = 0,
+						      .tv_nsec = (long)(due - now - BENCH_SPIN_NS)};
+				nanosleep(&ts, NULL);
+				now = rill_clock_now_ns();
+			}
+			continue;
+		}
+		rec.timestamp_ns = due;
+		rec.sequence = i;
+		uint64_t offset;
+		int rc = rill_log_append(r->log, &rec, &offset);
+		if (rc == -EAGAIN) { /* both buffers busy: wait for the write in flight */
+			rc = rill_log_poll(r->log, 50000);
+		} else if (rc == 0) {
+			r->due_ns[offset & r->mask] = due;
+			i++;
+			if (none)
+				bench_log_reap(r, offset + 1);
+			if ((i & 15) == 0)
+				rc = rill_log_poll(r->log, 0);
+		}
+		if (rc < 0)
+			return rc;
+		if (!none)
+			bench_log_reap(r, rill_log_durable_offset(r->log));
+		now = rill_clock_now_ns();
+	}
+	int rc = rill_log_sync(r->log);
+	if (rc == 0 && !none)
+		bench_log_reap(r, rill_log_durable_offset(r->log));
+	*appended = i;
+	return rc;
+}
+
+static void bench_log_print(const struct bench_log_args *a, const struct bench_log_run *r,
+			    uint64_t events, double seconds, const char *backend)
+{
+	const struct rill_hist *h = &r->hist;
+	struct rill_log_stats s;
+	rill_log_stats(r->log, &s);
+	printf("{\"bench\":\"log\",\"backend\":\"%s\",\"durability\":\"%s\",\"record_bytes\":"
+	       "%" PRIu64 ",\"batch_bytes\":%" PRIu64 ",\"rate\":%" PRIu64
+	       ",\"seconds\":%.3f,\"events\":%" PRIu64
+	       ",\"events_per_s\":%.0f,\"mb_per_s\":%.2f,\"p50_us\":%.1f,\"p99_us\":%.1f"
+	       ",\"p999_us\":%.1f,\"p9999_us\":%.1f,\"max_us\":%.1f,\"batches\":%" PRIu64
+	       ",\"batch_sync_p50_us\":%.1f,\"batch_sync_p99_us\":%.1f,\"batch_sync_max_us\":%.1f}"
+	       "\n",
+	       backend, a->durability == RILL_DURABILITY_NONE ? "none" : "group", a->record_bytes,
+	       a->batch_bytes, a->rate, seconds, events, (double)events / seconds,
+	       (double)events * (double)a->record_bytes / seconds / 1e6,
+	       (double)rill_hist_percentile(h, 50) / 1e3, (double)rill_hist_percentile(h, 99) / 1e3,
+	       (double)rill_hist_percentile(h, 99.9) / 1e3,
+	       (double)rill_hist_percentile(h, 99.99) / 1e3, (double)h->max / 1e3, s.batches,
+	       (double)s.sync_ns_p50 / 1e3, (double)s.sync_ns_p99 / 1e3,
+	       (double)s.sync_ns_max / 1e3);
+}
+
+int cli_bench_log(int argc, char **argv)
+{
+	struct bench_log_args a;
+	int rc = bench_log_parse(argc, argv, &a);
+	if (rc != 0)
+		return rc;
+	char dir[4096];
+	if (snprintf(dir, sizeof(dir), "%s/rill-bench-log-%d", a.dir, (int)getpid()) >=
+	    (int)sizeof(dir))
+		return cli_usage_error("bench log", "--dir is too long");
+	struct rill_io *io;
+	const char *backend = "uring";
+	if (rill_io_uring_create(&io) != 0) {
+		backend = "posix";
+		fprintf(stderr,
+			"rill: bench log: io_uring unavailable, using plain system calls\n");
+		if (rill_io_posix_create(&io) != 0)
+			return 1;
+	}
+	struct rill_log_config c;
+	rill_log_config_default(&c);
+	c.batch_bytes_max = (uint32_t)a.batch_bytes;
+	c.batch_delay_ns = a.batch_delay_us * 1000;
+	if (a.segment_bytes)
+		c.segment_bytes_max = a.segment_bytes;
+	c.durability = a.durability;
+	struct bench_log_run r = {0};
+	struct rill_log_recovery report;
+	rc = rill_log_open(&r.log, io, dir, &c, &report);
+	if (rc != 0) {
+		fprintf(stderr, "rill: bench log: %s: %s %s\n", dir, rill_strerror(rc),
+			report.message);
+		rill_io_destroy(io);
+		return 1;
+	}
+	/* Room for every record the two batch buffers can hold, and then some. */
+	uint64_t slots = 1;
+	while (slots < 4 * (a.batch_bytes + RILL_RECORD_BYTES_MAX) / a.record_bytes + 64)
+		slots <<= 1;
+	r.mask = slots - 1;
+	r.due_ns = calloc(slots, sizeof(*r.due_ns));
+	rill_hist_init(&r.hist);
+	uint64_t start = rill_clock_now_ns(), events = 0;
+	rc = r.due_ns ? bench_log_loop(&r, &a, &events) : -ENOMEM;
+	double seconds = (double)(r.last_ack_ns - start) / 1e9;
+	if (rc == 0)
+		bench_log_print(&a, &r, r.acked, seconds > 0 ? seconds : 1e-9, backend);
+	else
+		fprintf(stderr, "rill: bench log: %s\n", rill_strerror(rc));
+	(void)events;
+	free(r.due_ns);
+	int close_rc = rill_log_close(r.log);
+	rill_io_destroy(io);
+	if (!a.keep) {
+		char cmd[4200];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "rill: bench log: could not remove %s\n", dir);
+	}
+	return rc == 0 && close_rc == 0 ? 0 : 1;
+}

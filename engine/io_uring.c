@@ -32,6 +32,7 @@ struct uring_pending {
 struct io_uring_backend {
 	struct rill_io io;
 	struct rill_io_ops ops;
+	int broken; /* a submission failed half-way: every later call returns this */
 	struct io_uring ring;
 	struct uring_pending pending[RILL_IO_INFLIGHT_MAX];
 };
@@ -40,6 +41,8 @@ static int uring_write_sync(struct rill_io *io, int handle, const void *buf, siz
 			    uint64_t offset, uint64_t token)
 {
 	struct io_uring_backend *u = (struct io_uring_backend *)io;
+	if (u->broken)
+		return u->broken;
 	if (bytes > UINT32_MAX)
 		return -EINVAL;
 	unsigned slot = 0;
@@ -57,10 +60,18 @@ static int uring_write_sync(struct rill_io *io, int handle, const void *buf, siz
 	io_uring_sqe_set_data64(s, slot | URING_TAG_SYNC);
 	u->pending[slot] =
 		(struct uring_pending){.used = true, .bytes = (uint32_t)bytes, .token = token};
-	int rc = io_uring_submit(&u->ring);
-	if (rc < 0) {
-		u->pending[slot].used = false;
-		return rc;
+	/*
+	 * Both SQEs must reach the kernel: a partial submission would leave the sync queued
+	 * behind, to go out with some later, unrelated submission. Retry what is transient;
+	 * anything else leaves the pair in an unknown state, so the backend stops for good
+	 * and the log above fail-stops.
+	 */
+	for (int tries = 0; io_uring_sq_ready(&u->ring) > 0; tries++) {
+		int rc = io_uring_submit(&u->ring);
+		if (rc >= 0 || ((rc == -EAGAIN || rc == -EINTR || rc == -EBUSY) && tries < 1000))
+			continue;
+		u->broken = rc < 0 ? rc : -EIO;
+		return u->broken;
 	}
 	return 0;
 }
@@ -79,6 +90,8 @@ static int uring_poll(struct rill_io *io, struct rill_io_completion *out, unsign
 		      uint64_t wait_ns)
 {
 	struct io_uring_backend *u = (struct io_uring_backend *)io;
+	if (u->broken)
+		return u->broken;
 	unsigned n = 0;
 	bool may_wait = wait_ns > 0;
 	if (count == 0) {

@@ -50,6 +50,12 @@ static uint64_t log_wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Age of something created at @created_ns; 0 if the wall clock has since gone back. */
+static uint64_t log_age_ns(uint64_t now_ns, uint64_t created_ns)
+{
+	return now_ns > created_ns ? now_ns - created_ns : 0;
+}
+
 static void log_report(struct rill_log_recovery *report, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void log_report(struct rill_log_recovery *report, const char *fmt, ...)
@@ -93,7 +99,7 @@ static int log_segment_push(struct rill_log *log, uint64_t base_offset, uint64_t
 	struct log_segment *seg = &log->segments[log->segment_count++];
 	*seg = (struct log_segment){.base_offset = base_offset,
 				    .end_offset = base_offset,
-				    .bytes = RILL_SEGMENT_HEADER_BYTES,
+				    .bytes = RILL_SEGMENT_DATA_START,
 				    .created_ns = created_ns};
 	return 0;
 }
@@ -120,14 +126,17 @@ static int log_segment_create(struct rill_log *log, uint64_t base_offset, int *h
 	log_segment_path(log, base_offset, LOG_SUFFIX_LOG, path, sizeof(path));
 	struct rill_io *io = log->io;
 	uint64_t created_ns = log_wall_ns();
+	/* The header, then zeros to the first batch's sector. */
+	uint8_t first[RILL_SEGMENT_DATA_START] = {0};
 	struct rill_segment_header h;
 	log_segment_header_make(&h, base_offset, created_ns);
+	memcpy(first, &h, sizeof(h));
 	int rc = io->ops->open(io, path, RILL_IO_CREATE, handle);
 	if (rc < 0)
 		return rc;
 	rc = io->ops->truncate(io, *handle, 0);
 	if (rc == 0)
-		rc = io->ops->pwrite(io, *handle, &h, sizeof(h), 0);
+		rc = io->ops->pwrite(io, *handle, first, sizeof(first), 0);
 	if (rc == 0)
 		rc = io->ops->fsync(io, *handle);
 	if (rc == 0)
@@ -259,30 +268,39 @@ struct log_scan {
 	uint64_t next_offset;   /* one past the last valid record */
 	uint64_t known_durable; /* highest durable_offset any valid batch recorded */
 	uint64_t records;
-	const char *damage; /* NULL: the file ends cleanly at end_pos */
+	uint32_t batch_bytes_max; /* largest batch met */
+	const char *damage;       /* NULL: the file ends cleanly at end_pos */
 };
 
-/* Whether a complete, valid batch starts anywhere in [from, size). */
-static bool log_valid_batch_after(struct rill_log *log, int handle, struct log_scratch *scratch,
-				  uint64_t from, uint64_t size)
+/*
+ * Whether a complete, valid batch starts at any sector boundary in [from, size): 1 yes,
+ * 0 no, or -errno when the file cannot be read (never taken for "no": that would allow a
+ * truncation).
+ */
+static int log_valid_batch_after(struct rill_log *log, int handle, struct log_scratch *scratch,
+				 uint64_t from, uint64_t size)
 {
 	struct rill_io *io = log->io;
-	for (uint64_t pos = from; pos + RILL_BATCH_HEADER_BYTES <= size; pos++) {
+	from = rill_align_up(from, RILL_LOG_SECTOR_BYTES);
+	for (uint64_t pos = from; pos + RILL_BATCH_HEADER_BYTES <= size;
+	     pos += RILL_LOG_SECTOR_BYTES) {
 		struct rill_batch_header h;
 		size_t got = 0;
-		if (io->ops->pread(io, handle, &h, sizeof(h), pos, &got) < 0 || got < sizeof(h))
-			return false;
-		if (log_batch_check_header(&h, size - pos) != NULL)
+		int rc = io->ops->pread(io, handle, &h, sizeof(h), pos, &got);
+		if (rc < 0)
+			return rc;
+		if (got < sizeof(h) || log_batch_check_header(&h, size - pos) != NULL)
 			continue;
-		if (log_scratch_ensure(scratch, h.batch_bytes) < 0 ||
-		    io->ops->pread(io, handle, scratch->p, h.batch_bytes, pos, &got) < 0 ||
-		    got < h.batch_bytes)
-			continue;
+		rc = log_scratch_ensure(scratch, h.batch_bytes);
+		if (rc == 0)
+			rc = io->ops->pread(io, handle, scratch->p, h.batch_bytes, pos, &got);
+		if (rc < 0)
+			return rc;
 		struct log_batch_info info;
-		if (log_batch_check(scratch->p, &info) == NULL)
-			return true;
+		if (got == h.batch_bytes && log_batch_check(scratch->p, &info) == NULL)
+			return 1;
 	}
-	return false;
+	return 0;
 }
 
 /* Verify a segment's batches from its header on, indexing them; stop at the first damage. */
@@ -290,9 +308,9 @@ static int log_scan_segment(struct rill_log *log, struct log_segment *seg, int h
 			    uint64_t size, struct log_scratch *scratch, struct log_scan *scan)
 {
 	struct rill_io *io = log->io;
-	*scan = (struct log_scan){.end_pos = RILL_SEGMENT_HEADER_BYTES,
+	*scan = (struct log_scan){.end_pos = RILL_SEGMENT_DATA_START,
 				  .next_offset = seg->base_offset};
-	uint64_t pos = RILL_SEGMENT_HEADER_BYTES;
+	uint64_t pos = RILL_SEGMENT_DATA_START;
 	while (pos < size) {
 		struct rill_batch_header h;
 		size_t got = 0;
@@ -319,14 +337,30 @@ static int log_scan_segment(struct rill_log *log, struct log_segment *seg, int h
 			scan->damage = "batch offset does not follow the previous batch";
 			return 0;
 		}
+		/* The zeros after it, as far as the file goes (a torn write may stop short). */
+		uint64_t padded = rill_align_up(info.batch_bytes, RILL_LOG_SECTOR_BYTES);
+		uint64_t pad_end = pos + padded < size ? pos + padded : size;
+		uint8_t pad[RILL_LOG_SECTOR_BYTES];
+		size_t pad_bytes = (size_t)(pad_end - (pos + info.batch_bytes));
+		rc = io->ops->pread(io, handle, pad, pad_bytes, pos + info.batch_bytes, &got);
+		if (rc < 0)
+			return rc;
+		for (size_t b = 0; b < pad_bytes; b++) {
+			if (pad[b] != 0) {
+				scan->damage = "non-zero bytes in the padding after a batch";
+				return 0;
+			}
+		}
 		rc = log_index_batch(log, seg, pos, info.base_offset, info.timestamp_max_ns);
 		if (rc < 0)
 			return rc;
 		if (info.durable_offset > scan->known_durable)
 			scan->known_durable = info.durable_offset;
+		if (info.batch_bytes > scan->batch_bytes_max)
+			scan->batch_bytes_max = info.batch_bytes;
 		scan->next_offset += info.record_count;
 		scan->records += info.record_count;
-		pos += info.batch_bytes;
+		pos += padded;
 		scan->end_pos = pos;
 	}
 	return 0;
@@ -341,16 +375,24 @@ static int log_recover_tail(struct rill_log *log, int handle, uint64_t size,
 			    const char *path, struct rill_log_recovery *report)
 {
 	uint64_t cut = size - scan->end_pos;
-	uint64_t in_flight_max = 2ull * (log->buf_capacity);
+	/* One batch in flight (the filling one is not on disk), written by this or an earlier
+	 * configuration: the larger of the two, and of any batch this segment holds. */
+	uint64_t batch_max = log->buf_capacity > scan->batch_bytes_max ? log->buf_capacity
+								       : scan->batch_bytes_max;
+	uint64_t in_flight_max = 2 * rill_align_up(batch_max, RILL_LOG_SECTOR_BYTES);
 	const char *why = NULL;
 	if (!log->config.repair) {
-		if (log_valid_batch_after(log, handle, scratch, scan->end_pos + 1, size))
-			why = "a valid batch follows it: mid-log corruption";
-		else if (scan->next_offset < scan->known_durable ||
-			 scan->next_offset < log->checkpoint)
+		/* The cheap checks first: the scan for a valid batch reads the whole rest. */
+		int after = 0;
+		if (scan->next_offset < scan->known_durable || scan->next_offset < log->checkpoint)
 			why = "it lies inside the region recorded as durable";
 		else if (cut > in_flight_max)
 			why = "it is larger than what can be in flight";
+		else if ((after = log_valid_batch_after(log, handle, scratch, scan->end_pos + 1,
+							size)) < 0)
+			return after;
+		else if (after)
+			why = "a valid batch follows it: mid-log corruption";
 	}
 	if (why != NULL) {
 		log_report(report,
@@ -387,9 +429,10 @@ static int log_list_entry(void *arg, const char *name)
 		return 0; /* index files, temporaries and strangers are not segments */
 	uint64_t base = 0;
 	for (int i = 0; i < 20; i++) {
-		if (name[i] < '0' || name[i] > '9')
-			return 0;
-		base = base * 10 + (uint64_t)(name[i] - '0');
+		uint64_t digit = (uint64_t)(name[i] - '0');
+		if (name[i] < '0' || name[i] > '9' || base > (UINT64_MAX - digit) / 10)
+			return 0; /* not a segment name rill writes */
+		base = base * 10 + digit;
 	}
 	if (l->count == l->capacity) {
 		uint32_t capacity = l->capacity ? l->capacity * 2 : 16;
@@ -444,7 +487,7 @@ static int log_recover_segment(struct rill_log *log, uint64_t base, bool tail,
 	rc = io->ops->size(io, handle, &size);
 	if (rc < 0)
 		goto out_close;
-	if (tail && size <= RILL_SEGMENT_HEADER_BYTES && (log->segment_count > 0 || base == 0) &&
+	if (tail && size < RILL_SEGMENT_DATA_START && (log->segment_count > 0 || base == 0) &&
 	    log_read_segment_header(log, handle, base, &created_ns, report, path) < 0) {
 		io->ops->close(io, handle);
 		memset(report->message, 0, sizeof(report->message));
@@ -533,6 +576,50 @@ static int log_recover(struct rill_log *log, struct rill_log_recovery *report)
 
 /* ---- open and close ------------------------------------------------------------------- */
 
+/* fsync every segment above the checkpoint (in practice the tail), then the directory. */
+static int log_sync_recovered(struct rill_log *log)
+{
+	struct rill_io *io = log->io;
+	for (uint32_t i = log->segment_count; i-- > 0;) {
+		const struct log_segment *seg = &log->segments[i];
+		if (seg->end_offset <= log->checkpoint && i + 1 < log->segment_count)
+			break;
+		int rc;
+		if (i + 1 == log->segment_count) {
+			rc = io->ops->fsync(io, log->active_handle);
+		} else {
+			char path[LOG_PATH_BYTES + 32];
+			int handle;
+			log_segment_path(log, seg->base_offset, LOG_SUFFIX_LOG, path, sizeof(path));
+			rc = io->ops->open(io, path, 0, &handle);
+			if (rc == 0) {
+				rc = io->ops->fsync(io, handle);
+				int close_rc = io->ops->close(io, handle);
+				if (rc == 0)
+					rc = close_rc;
+			}
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return io->ops->fsync_dir(io, log->dir);
+}
+
+/* fsync the directory holding @dir, so that a partition directory just made survives. */
+static int log_sync_parent(struct rill_log *log)
+{
+	char parent[LOG_PATH_BYTES];
+	snprintf(parent, sizeof(parent), "%s", log->dir);
+	char *slash = strrchr(parent, '/');
+	if (slash == NULL)
+		snprintf(parent, sizeof(parent), ".");
+	else if (slash == parent)
+		parent[1] = '\0';
+	else
+		*slash = '\0';
+	return log->io->ops->fsync_dir(log->io, parent);
+}
+
 int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 		  const struct rill_log_config *config, struct rill_log_recovery *report)
 {
@@ -564,7 +651,7 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 		config->batch_bytes_max > RILL_RECORD_BYTES_MAX + RILL_BATCH_HEADER_BYTES
 			? config->batch_bytes_max
 			: RILL_RECORD_BYTES_MAX + RILL_BATCH_HEADER_BYTES;
-	log->buf_capacity = (uint32_t)rill_align_up(batch_max, 4096);
+	log->buf_capacity = (uint32_t)rill_align_up(batch_max + RILL_LOG_SECTOR_BYTES, 4096);
 	_Static_assert(RILL_LOG_BATCH_BYTES_MAX / 2 + RILL_RECORD_BYTES_MAX +
 				       RILL_BATCH_HEADER_BYTES + 4096 <=
 			       RILL_LOG_BATCH_BYTES_MAX,
@@ -572,6 +659,8 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 
 	if (!config->read_only) {
 		rc = io->ops->mkdir(io, dir);
+		if (rc == 0)
+			rc = log_sync_parent(log);
 		if (rc < 0)
 			goto out_free;
 	}
@@ -589,11 +678,19 @@ out_empty:;
 	struct log_segment *tail =
 		log->segment_count ? &log->segments[log->segment_count - 1] : NULL;
 	log->next_offset = tail ? tail->end_offset : 0;
-	/* Everything that survived recovery is on disk and was synced or is now (truncate + fsync). */
+	/*
+	 * What recovery found may be in the page cache only (the writer was killed before its
+	 * fdatasync finished): sync it before calling it durable, and the directory with it.
+	 */
+	if (!config->read_only) {
+		rc = log_sync_recovered(log);
+		if (rc < 0)
+			goto out_close;
+	}
 	log->durable_offset = log->next_offset;
 	log->written_offset = log->next_offset;
 	log->fill_base = log->next_offset;
-	log->write_pos = tail ? tail->bytes : RILL_SEGMENT_HEADER_BYTES;
+	log->write_pos = tail ? tail->bytes : RILL_SEGMENT_DATA_START;
 	log->fill_bytes = RILL_BATCH_HEADER_BYTES;
 	report->next_offset = log->next_offset;
 	if (!config->read_only) {
@@ -645,14 +742,16 @@ static int log_submit(struct rill_log *log)
 	if (rc < 0)
 		return rc;
 	uint64_t end = log->fill_base + log->fill_count;
-	rc = log->io->ops->write_sync(log->io, log->active_handle, p, log->fill_bytes,
-				      log->write_pos, end);
+	/* Zeros to the next sector: the next batch never shares a sector with this one. */
+	uint32_t padded = (uint32_t)rill_align_up(log->fill_bytes, RILL_LOG_SECTOR_BYTES);
+	memset(p + log->fill_bytes, 0, padded - log->fill_bytes);
+	rc = log->io->ops->write_sync(log->io, log->active_handle, p, padded, log->write_pos, end);
 	if (rc < 0)
 		return rc;
 	log->inflight = true;
 	log->submit_ns = rill_clock_now_ns();
 	log->written_offset = end;
-	log->write_pos += log->fill_bytes;
+	log->write_pos += padded;
 	/* The other buffer starts filling; the one written stays untouched until done. */
 	log->filling ^= 1u;
 	log->fill_base = end;
@@ -673,7 +772,7 @@ static int log_roll(struct rill_log *log)
 	rc = log_segment_create(log, log->fill_base, &log->active_handle);
 	if (rc < 0)
 		return rc;
-	log->write_pos = RILL_SEGMENT_HEADER_BYTES;
+	log->write_pos = RILL_SEGMENT_DATA_START;
 	/* Everything in the sealed segment is durable: say so where damage cannot reach it. */
 	return log_checkpoint_write(log);
 }
@@ -686,7 +785,7 @@ static bool log_roll_due(const struct rill_log *log)
 	if (log->write_pos + log->fill_bytes > log->config.segment_bytes_max)
 		return true;
 	return log->config.segment_age_ns_max != 0 &&
-	       log_wall_ns() - seg->created_ns >= log->config.segment_age_ns_max;
+	       log_age_ns(log_wall_ns(), seg->created_ns) >= log->config.segment_age_ns_max;
 }
 
 /* Delete whole segments, oldest first, past the retention limits (never the active one). */
@@ -700,16 +799,21 @@ static int log_retain(struct rill_log *log)
 	while (drop + 1 < log->segment_count) {
 		const struct log_segment *seg = &log->segments[drop];
 		bool too_big = log->config.retention_bytes && total > log->config.retention_bytes;
-		bool too_old =
-			log->config.retention_age_ns &&
-			now - seg->created_ns > log->config.retention_age_ns &&
-			now - log->segments[drop + 1].created_ns > log->config.retention_age_ns;
+		bool too_old = log->config.retention_age_ns &&
+			       log_age_ns(now, seg->created_ns) > log->config.retention_age_ns &&
+			       log_age_ns(now, log->segments[drop + 1].created_ns) >
+				       log->config.retention_age_ns;
 		if (!too_big && !too_old)
 			break;
 		char path[LOG_PATH_BYTES + 32];
 		log_segment_path(log, seg->base_offset, LOG_SUFFIX_LOG, path, sizeof(path));
 		int rc = log->io->ops->unlink(log->io, path);
 		if (rc < 0 && rc != -ENOENT)
+			return rc;
+		/* One at a time, oldest first, each made durable: a power cut leaves a suffix of
+		 * the segments, never a gap. */
+		rc = log->io->ops->fsync_dir(log->io, log->dir);
+		if (rc < 0)
 			return rc;
 		total -= seg->bytes;
 		drop++;
@@ -723,7 +827,7 @@ static int log_retain(struct rill_log *log)
 	memmove(log->segments, log->segments + drop,
 		(log->segment_count - drop) * sizeof(*log->segments));
 	log->segment_count -= drop;
-	return log->io->ops->fsync_dir(log->io, log->dir);
+	return 0;
 }
 
 static int log_fail(struct rill_log *log, int error)
@@ -878,6 +982,14 @@ void rill_log_drop(struct rill_log *log)
 {
 	if (log == NULL)
 		return;
+	/* The kernel may still be writing from the buffer: wait for it (bounded) before freeing
+	 * the buffer, and so that no late completion reaches another user of the backend. */
+	for (int tries = 0; log->inflight && tries < 600; tries++) {
+		struct rill_io_completion done[RILL_IO_INFLIGHT_MAX];
+		int n = log->io->ops->poll(log->io, done, RILL_IO_INFLIGHT_MAX, 100u * 1000000u);
+		if (n > 0 || n < 0)
+			log->inflight = false; /* reaped (result ignored) or the backend is gone */
+	}
 	if (log->active_handle >= 0)
 		(void)log->io->ops->close(log->io, log->active_handle);
 	for (uint32_t i = 0; i < log->segment_count; i++) {

@@ -32,6 +32,11 @@
 
 struct rill_log;
 
+/*
+ * When the layer above acknowledges an event. The log itself writes and syncs every batch
+ * the same way in both modes; the mode tells the caller which of the two points it may
+ * acknowledge at (append's return, or the durable offset passing the event).
+ */
 enum rill_durability {
 	RILL_DURABILITY_NONE = 0,  /* acknowledged once appended in memory */
 	RILL_DURABILITY_GROUP = 1, /* acknowledged after the covering fdatasync */
@@ -154,7 +159,7 @@ struct rill_log_iter {
 	uint32_t batch_bytes;  /* bytes of the batch in buf (0: none) */
 	uint32_t batch_pos;    /* position of the next record in buf */
 	uint64_t batch_offset; /* offset of the record at batch_pos */
-	uint32_t segment;      /* index of the segment being read */
+	uint64_t segment_base; /* base offset of the segment being read */
 	int handle;            /* open segment file, or -1 */
 	uint64_t file_pos;     /* position of the next batch in the segment file */
 };
@@ -168,7 +173,7 @@ int rill_log_iter_init(struct rill_log_iter *it, struct rill_log *log, uint64_t 
 /*
  * rill_log_iter_next - the next record. Returns 1 with @record and @offset set, 0 at the
  * end of durable data (call again later for more), RILL_E_LOG_CORRUPT if a batch fails its
- * check, or -errno.
+ * check, -ERANGE if retention deleted the records it was at, or -errno.
  */
 int rill_log_iter_next(struct rill_log_iter *it, struct rill_record *record, uint64_t *offset);
 

@@ -7,8 +7,12 @@
  *   00000000000000000000.tix   sparse timestamp -> offset (sealed segments)
  *   checkpoint                 the offset known durable at the last close or roll
  *
- *   .log:  | segment header (64) | batch | batch | ... |
+ *   .log:  | segment header (64) | zeros to 512 | batch | pad | batch | pad | ... |
  *   batch: | batch header (64) | record | record | ... |     records: include/rill/record.h
+ *
+ * Every batch starts on a 512-byte boundary and is followed by zeros up to the next one, so
+ * a write never rewrites a sector an earlier, synced batch lies in: a torn write can only
+ * damage the batch being written.
  *
  * Integers little-endian. Every header carries a CRC32C; a batch's CRC covers the rest of
  * its header and all its records, so records inside a verified batch are decoded with
@@ -23,7 +27,9 @@
 
 #define RILL_SEGMENT_MAGIC        0x314753454c4c4952ull /* "RILLSEG1" */
 #define RILL_SEGMENT_HEADER_BYTES 64u
-#define RILL_BATCH_MAGIC          0x31544252u /* "RBT1" */
+#define RILL_LOG_SECTOR_BYTES     512u                  /* batch alignment */
+#define RILL_SEGMENT_DATA_START   RILL_LOG_SECTOR_BYTES /* the first batch's position */
+#define RILL_BATCH_MAGIC          0x31544252u           /* "RBT1" */
 #define RILL_BATCH_HEADER_BYTES   64u
 #define RILL_INDEX_MAGIC          0x31584449u /* "IDX1" */
 #define RILL_TINDEX_MAGIC         0x31584954u /* "TIX1" */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/assert.h"
+#include "base/compiler.h"
 #include "log_int.h"
 
 void log_segment_path(const struct rill_log *log, uint64_t base_offset, const char *suffix,
@@ -104,7 +105,7 @@ static uint32_t log_segment_find(const struct rill_log *log, uint64_t offset)
 /* The file position of the last indexed batch starting at or before @offset. */
 static uint64_t log_index_lookup(const struct log_index *idx, uint64_t offset)
 {
-	uint64_t pos = RILL_SEGMENT_HEADER_BYTES;
+	uint64_t pos = RILL_SEGMENT_DATA_START;
 	uint32_t lo = 0, hi = idx->count;
 	while (lo < hi) { /* first entry with key > offset */
 		uint32_t mid = lo + (hi - lo) / 2;
@@ -131,8 +132,7 @@ int rill_log_iter_init(struct rill_log_iter *it, struct rill_log *log, uint64_t 
 	it->buf = malloc(it->buf_bytes);
 	if (it->buf == NULL)
 		return -ENOMEM;
-	it->segment = log_segment_find(log, it->offset);
-	it->file_pos = log_index_lookup(&log->segments[it->segment].idx, it->offset);
+	it->segment_base = UINT64_MAX; /* positioned by the first load */
 	return 0;
 }
 
@@ -145,14 +145,43 @@ void rill_log_iter_fini(struct rill_log_iter *it)
 	it->handle = -1;
 }
 
+/*
+ * Find the segment the iterator reads, by base offset: retention may have shifted the
+ * segment array since the last call. Returns its index, or -ERANGE when the records the
+ * iterator is at were deleted meanwhile.
+ */
+static int iter_segment(struct rill_log_iter *it)
+{
+	struct rill_log *log = it->log;
+	if (log->segment_count == 0)
+		return -ENOENT;
+	if (it->offset < rill_log_start_offset(log))
+		return -ERANGE;
+	uint32_t i = log_segment_find(log, it->offset);
+	if (it->segment_base != log->segments[i].base_offset) {
+		/* The first load, or the segment went: seek afresh. */
+		if (it->handle >= 0)
+			log->io->ops->close(log->io, it->handle);
+		it->handle = -1;
+		it->segment_base = log->segments[i].base_offset;
+		it->file_pos = log_index_lookup(&log->segments[i].idx, it->offset);
+	}
+	return (int)i;
+}
+
 /* Read and check the batch at it->file_pos. Returns 1, 0 at the end of durable data, <0. */
 static int iter_load_batch(struct rill_log_iter *it)
 {
 	struct rill_log *log = it->log;
 	struct rill_io *io = log->io;
 	for (;;) {
-		const struct log_segment *seg = &log->segments[it->segment];
-		bool active = it->segment + 1 == log->segment_count;
+		int index = iter_segment(it);
+		if (index == -ENOENT)
+			return 0; /* an empty log */
+		if (index < 0)
+			return index;
+		const struct log_segment *seg = &log->segments[index];
+		bool active = (uint32_t)index + 1 == log->segment_count;
 		/* Only written and durable bytes are read: a batch in flight is not complete. */
 		uint64_t limit = seg->bytes;
 		if (active && it->offset >= log->durable_offset)
@@ -160,11 +189,12 @@ static int iter_load_batch(struct rill_log_iter *it)
 		if (it->file_pos >= limit) {
 			if (active)
 				return 0;
+			/* On to the next segment, which starts where this one ends. */
 			if (it->handle >= 0)
 				io->ops->close(io, it->handle);
 			it->handle = -1;
-			it->segment++;
-			it->file_pos = RILL_SEGMENT_HEADER_BYTES;
+			it->segment_base = seg[1].base_offset;
+			it->file_pos = RILL_SEGMENT_DATA_START;
 			continue;
 		}
 		if (it->handle < 0) {
@@ -190,7 +220,7 @@ static int iter_load_batch(struct rill_log_iter *it)
 		struct log_batch_info info;
 		if (got != h.batch_bytes - sizeof(h) || log_batch_check(it->buf, &info) != NULL)
 			return RILL_E_LOG_CORRUPT;
-		it->file_pos += info.batch_bytes;
+		it->file_pos += rill_align_up(info.batch_bytes, RILL_LOG_SECTOR_BYTES);
 		if (info.record_count == 0 || info.base_offset + info.record_count <= it->offset)
 			continue; /* wholly before the offset asked for */
 		it->batch_bytes = info.batch_bytes;

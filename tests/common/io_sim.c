@@ -25,7 +25,8 @@ struct sim_file {
 	uint64_t capacity;
 	uint8_t *durable; /* content as of the last sync */
 	uint64_t durable_size;
-	uint8_t *dirty;       /* one flag per page written since the last sync */
+	uint8_t *dirty;       /* per page: 0 clean, 1 written since the last sync, 2 lost (a
+	                       * sync failed: Linux marked it clean without writing it) */
 	uint64_t dirty_pages; /* length of dirty */
 };
 
@@ -43,6 +44,7 @@ struct io_sim {
 	struct sim_pending pending[RILL_IO_INFLIGHT_MAX];
 	unsigned pending_count;
 	uint64_t ops_count;
+	bool crashed; /* io_sim_crash: everything fails until io_sim_restart */
 	uint64_t fail_index;
 	int fail_error;
 	bool fail_always;
@@ -61,6 +63,8 @@ static uint64_t sim_rand(struct io_sim *sim)
 static int sim_op(struct io_sim *sim)
 {
 	uint64_t index = sim->ops_count++;
+	if (sim->crashed)
+		return -EIO;
 	if (index == sim->fail_index || (sim->fail_always && index > sim->fail_index))
 		return -sim->fail_error;
 	return 0;
@@ -125,14 +129,36 @@ static int sim_write(struct sim_file *f, const void *buf, size_t bytes, uint64_t
 	return 0;
 }
 
+#define SIM_PAGE_LOST 2
+
 static void sim_sync_file(struct sim_file *f)
 {
-	uint8_t *durable = realloc(f->durable, f->size ? f->size : 1);
+	uint8_t *durable = malloc(f->size ? f->size : 1);
 	RILL_ASSERT(durable != NULL);
 	memcpy(durable, f->data, f->size);
+	for (uint64_t page = 0; page < f->dirty_pages; page++) {
+		uint64_t from = page * SIM_PAGE_BYTES;
+		if (f->dirty[page] != SIM_PAGE_LOST || from >= f->size)
+			continue;
+		/* A lost page keeps what the disk had: the old bytes, or zeros past the old end. */
+		uint64_t to = from + SIM_PAGE_BYTES < f->size ? from + SIM_PAGE_BYTES : f->size;
+		for (uint64_t b = from; b < to; b++)
+			durable[b] = b < f->durable_size ? f->durable[b] : 0;
+	}
+	free(f->durable);
 	f->durable = durable;
 	f->durable_size = f->size;
-	memset(f->dirty, 0, f->dirty_pages);
+	for (uint64_t page = 0; page < f->dirty_pages; page++)
+		if (f->dirty[page] == 1)
+			f->dirty[page] = 0;
+}
+
+/* A failed sync: what was dirty is marked clean but never reaches the disk. */
+static void sim_sync_failed(struct sim_file *f)
+{
+	for (uint64_t page = 0; page < f->dirty_pages; page++)
+		if (f->dirty[page] == 1)
+			f->dirty[page] = SIM_PAGE_LOST;
 }
 
 static int sim_open(struct rill_io *io, const char *path, unsigned flags, int *handle)
@@ -210,8 +236,11 @@ static int sim_fsync(struct rill_io *io, int handle)
 	struct io_sim *sim = (struct io_sim *)io;
 	int rc = sim_op(sim);
 	struct sim_file *f = sim_handle_file(sim, handle);
-	if (rc < 0)
-		return rc; /* like Linux: the dirty pages may now be dropped at a power cut */
+	if (rc < 0) {
+		if (f != NULL)
+			sim_sync_failed(f); /* like Linux: pages marked clean, not on disk */
+		return rc;
+	}
 	if (f == NULL)
 		return -EBADF;
 	sim_sync_file(f);
@@ -355,6 +384,8 @@ static int sim_poll(struct rill_io *io, struct rill_io_completion *out, unsigned
 			p.result = sim_op(sim); /* the fdatasync */
 			if (p.result == 0)
 				sim_sync_file(&sim->files[p.file]);
+			else
+				sim_sync_failed(&sim->files[p.file]);
 		}
 		out[n++] = (struct rill_io_completion){.token = p.token, .result = p.result};
 	}
@@ -443,7 +474,7 @@ static void sim_cut_file(struct io_sim *sim, struct sim_file *f)
 		uint64_t to = from + SIM_PAGE_BYTES < f->size ? from + SIM_PAGE_BYTES : f->size;
 		if (from >= to)
 			continue; /* the page lies past a truncation: nothing new there */
-		uint64_t fate = sim_rand(sim) % 3;
+		uint64_t fate = f->dirty[page] == SIM_PAGE_LOST ? 1 : sim_rand(sim) % 3;
 		if (fate == 1)
 			continue; /* dropped: the durable bytes (or a hole of zeros) stay */
 		uint64_t keep_to = to;
@@ -474,6 +505,7 @@ static void sim_cut_file(struct io_sim *sim, struct sim_file *f)
 		memset(f->data + size, 0, f->capacity - size);
 	f->size = size;
 	free(after);
+	memset(f->dirty, 0, f->dirty_pages); /* after the cut, the disk is all there is */
 	sim_sync_file(f);
 }
 
@@ -487,11 +519,24 @@ void io_sim_power_cut(struct io_sim *sim)
 		if (f->live)
 			sim_cut_file(sim, f);
 	}
+	io_sim_restart(sim);
+}
+
+void io_sim_crash(struct io_sim *sim)
+{
+	sim->crashed = true;
+	for (unsigned i = 0; i < sim->pending_count; i++)
+		sim->pending[i].result = -EIO; /* the syncs never ran */
+}
+
+void io_sim_restart(struct io_sim *sim)
+{
 	for (unsigned h = 0; h < SIM_HANDLES_MAX; h++)
 		sim->handles[h] = -1;
 	sim->pending_count = 0;
 	sim->fail_index = UINT64_MAX;
 	sim->fail_always = false;
+	sim->crashed = false;
 }
 
 uint8_t *io_sim_file_data(struct io_sim *sim, const char *path, uint64_t *size)

@@ -35,6 +35,16 @@ void io_sim_fail_at(struct io_sim *sim, uint64_t index, int error, bool always);
 /* Cut the power (see above). Completions still pending are lost. */
 void io_sim_power_cut(struct io_sim *sim);
 
+/*
+ * The process dies (kill -9): from now on every operation fails with EIO and writes in
+ * flight complete with EIO without being synced, so code that drains on its way out does
+ * not make anything durable. The page cache keeps what was written.
+ */
+void io_sim_crash(struct io_sim *sim);
+
+/* A new process after io_sim_crash, same boot: handles gone, the page cache as it was. */
+void io_sim_restart(struct io_sim *sim);
+
 /* Bytes of @path as the page cache holds them (for corrupting files in tests). */
 uint8_t *io_sim_file_data(struct io_sim *sim, const char *path, uint64_t *size);
 /* Make the current content of every file durable (as after a clean shutdown and sync). */

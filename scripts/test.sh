@@ -9,8 +9,10 @@
 #
 # usage: scripts/test.sh [--long] [--only release|asan|tsan]...
 #   --long   the long soak: 500 M items through the ring stress test, 10 minutes per fuzz
-#            target (default: 50 M items, 30 s per fuzz target; a CI run takes minutes)
-# Environment: RILL_STRESS_ITEMS, RILL_FUZZ_SECONDS and RILL_TEST_SEED override.
+#            target, 1,000 kill -9 rounds, 100,000 simulated power cuts (default: 50 M
+#            items, 30 s per fuzz target, 100 rounds, 10,000 cuts; a CI run takes minutes)
+# Environment: RILL_STRESS_ITEMS, RILL_FUZZ_SECONDS, RILL_CRASH_ROUNDS and RILL_TEST_SEED
+# override.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
 		*) echo "test.sh: --only takes release, asan or tsan, not '${2:-}'" >&2; exit 2 ;;
 		esac
 		shift ;;
-	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,17p' "$0"; exit 0 ;;
 	*) echo "test.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -35,6 +37,8 @@ scripts/setup.sh || { echo "test.sh: setup failed" >&2; exit 1; }
 
 if [ "$long" = 1 ]; then
 	export RILL_STRESS_ITEMS=${RILL_STRESS_ITEMS:-500000000}
+	export RILL_CRASH_ROUNDS=${RILL_CRASH_ROUNDS:-1000}
+	export RILL_LOG_POWER_CUTS_LONG=100000
 	fuzz_seconds=${RILL_FUZZ_SECONDS:-600}
 else
 	export RILL_STRESS_ITEMS=${RILL_STRESS_ITEMS:-50000000}

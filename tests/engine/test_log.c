@@ -266,7 +266,9 @@ static void test_bad_config_refused(void **state)
 static void test_power_cuts(void **state)
 {
 	(void)state;
-	uint64_t cuts = test_env_u64("RILL_LOG_POWER_CUTS", 10000);
+	/* The build sets RILL_LOG_POWER_CUTS; scripts/test.sh --long overrides it. */
+	uint64_t cuts = test_env_u64("RILL_LOG_POWER_CUTS_LONG",
+				     test_env_u64("RILL_LOG_POWER_CUTS", 10000));
 	struct test_rng rng;
 	test_rng_init(&rng, 6);
 	struct io_sim *sim = NULL;

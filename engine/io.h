@@ -68,6 +68,13 @@ struct rill_io_ops {
 	 */
 	int (*poll)(struct rill_io *io, struct rill_io_completion *out, unsigned count,
 		    uint64_t wait_ns);
+	/*
+	 * Optional (NULL where the backend has no use for it): pin [@base, @base + @bytes) for
+	 * write_sync calls from inside it (io_uring fixed buffers: no page pinning per write).
+	 * Returns 0 or -errno; callers go on unregistered after a failure.
+	 */
+	int (*buffer_register)(struct rill_io *io, void *base, size_t bytes);
+	void (*buffer_unregister)(struct rill_io *io, void *base);
 	void (*destroy)(struct rill_io *io);
 };
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include <liburing.h>
 
@@ -29,13 +30,64 @@ struct uring_pending {
 	uint64_t token;
 };
 
+#define URING_BUFFERS_MAX 64u /* registered regions: a shard's partitions' batch buffers */
+
+struct uring_buffer {
+	uint8_t *base; /* NULL: free slot */
+	size_t bytes;
+};
+
 struct io_uring_backend {
 	struct rill_io io;
 	struct rill_io_ops ops;
+	bool buffers_ok; /* the sparse buffer table was registered */
+	struct uring_buffer buffers[URING_BUFFERS_MAX];
 	int broken; /* a submission failed half-way: every later call returns this */
 	struct io_uring ring;
 	struct uring_pending pending[RILL_IO_INFLIGHT_MAX];
 };
+
+/* The registered buffer holding [buf, buf + bytes), or -1. */
+static int uring_buffer_find(const struct io_uring_backend *u, const void *buf, size_t bytes)
+{
+	const uint8_t *p = buf;
+	for (unsigned i = 0; i < URING_BUFFERS_MAX; i++) {
+		const struct uring_buffer *b = &u->buffers[i];
+		if (b->base != NULL && p >= b->base && p + bytes <= b->base + b->bytes)
+			return (int)i;
+	}
+	return -1;
+}
+
+static int uring_buffer_register(struct rill_io *io, void *base, size_t bytes)
+{
+	struct io_uring_backend *u = (struct io_uring_backend *)io;
+	if (!u->buffers_ok)
+		return -ENOTSUP;
+	for (unsigned i = 0; i < URING_BUFFERS_MAX; i++) {
+		if (u->buffers[i].base != NULL)
+			continue;
+		struct iovec iov = {.iov_base = base, .iov_len = bytes};
+		int rc = io_uring_register_buffers_update_tag(&u->ring, i, &iov, NULL, 1);
+		if (rc < 0)
+			return rc;
+		u->buffers[i] = (struct uring_buffer){.base = base, .bytes = bytes};
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+static void uring_buffer_unregister(struct rill_io *io, void *base)
+{
+	struct io_uring_backend *u = (struct io_uring_backend *)io;
+	for (unsigned i = 0; i < URING_BUFFERS_MAX; i++) {
+		if (u->buffers[i].base != base)
+			continue;
+		struct iovec empty = {.iov_base = NULL, .iov_len = 0};
+		(void)io_uring_register_buffers_update_tag(&u->ring, i, &empty, NULL, 1);
+		u->buffers[i] = (struct uring_buffer){0};
+	}
+}
 
 static int uring_write_sync(struct rill_io *io, int handle, const void *buf, size_t bytes,
 			    uint64_t offset, uint64_t token)
@@ -53,7 +105,11 @@ static int uring_write_sync(struct rill_io *io, int handle, const void *buf, siz
 	struct io_uring_sqe *w = io_uring_get_sqe(&u->ring);
 	struct io_uring_sqe *s = w != NULL ? io_uring_get_sqe(&u->ring) : NULL;
 	RILL_ASSERT(w != NULL && s != NULL); /* URING_ENTRIES covers every pair in flight */
-	io_uring_prep_write(w, handle, buf, (unsigned)bytes, offset);
+	int fixed = uring_buffer_find(u, buf, bytes);
+	if (fixed >= 0)
+		io_uring_prep_write_fixed(w, handle, buf, (unsigned)bytes, offset, fixed);
+	else
+		io_uring_prep_write(w, handle, buf, (unsigned)bytes, offset);
 	w->flags |= IOSQE_IO_LINK;
 	io_uring_sqe_set_data64(w, slot);
 	io_uring_prep_fsync(s, handle, IORING_FSYNC_DATASYNC);
@@ -155,7 +211,12 @@ int rill_io_uring_create(struct rill_io **out)
 		free(u);
 		return rc;
 	}
+	/* A sparse table of fixed buffers, filled by the logs that use this backend. Kernels
+	 * before 5.19 refuse it: writes then go without fixed buffers. */
+	u->buffers_ok = io_uring_register_buffers_sparse(&u->ring, URING_BUFFERS_MAX) == 0;
 	u->ops = rill_io_posix_ops;
+	u->ops.buffer_register = uring_buffer_register;
+	u->ops.buffer_unregister = uring_buffer_unregister;
 	u->ops.write_sync = uring_write_sync;
 	u->ops.poll = uring_poll;
 	u->ops.destroy = uring_destroy;

@@ -473,7 +473,7 @@ static int log_drop_torn_creation(struct rill_log *log, const char *path, uint64
 }
 
 /* Open, check and index one segment; recover it if it is the tail. */
-static int log_recover_segment(struct rill_log *log, uint64_t base, bool tail,
+static int log_recover_segment(struct rill_log *log, uint64_t base, uint64_t next_base, bool tail,
 			       struct log_scratch *scratch, struct rill_log_recovery *report)
 {
 	struct rill_io *io = log->io;
@@ -507,6 +507,12 @@ static int log_recover_segment(struct rill_log *log, uint64_t base, bool tail,
 	if (rc < 0)
 		goto out_close;
 	struct log_segment *seg = &log->segments[log->segment_count - 1];
+	/* A sealed segment with sound index files needs no scan (the tools always scan). */
+	if (!tail && !log->config.read_only) {
+		rc = log_index_load(log, seg, next_base, size);
+		if (rc != 0)
+			goto out_close; /* 1: loaded; <0: an error */
+	}
 	struct log_scan scan;
 	rc = log_scan_segment(log, seg, handle, size, scratch, &scan);
 	if (rc == 0 && scan.damage != NULL && tail)
@@ -522,6 +528,8 @@ static int log_recover_segment(struct rill_log *log, uint64_t base, bool tail,
 	seg->bytes = scan.end_pos;
 	if (scan.known_durable > report->durable_offset)
 		report->durable_offset = scan.known_durable;
+	if (!tail && !log->config.read_only)
+		(void)log_index_save(log, seg); /* missing or stale: rebuilt, best effort */
 	if (tail) {
 		report->records = scan.records;
 		log->active_handle = handle;
@@ -529,7 +537,7 @@ static int log_recover_segment(struct rill_log *log, uint64_t base, bool tail,
 	}
 out_close:
 	io->ops->close(io, handle);
-	return rc;
+	return rc == 1 ? 0 : rc;
 }
 
 /* Open and check every segment in offset order; recover the tail. */
@@ -545,12 +553,14 @@ static int log_recover(struct rill_log *log, struct rill_log_recovery *report)
 		rc = -EMFILE;
 	struct log_scratch scratch = {0};
 	if (rc == 0) {
-		qsort(listing.bases, listing.count, sizeof(uint64_t), log_cmp_u64);
+		if (listing.count > 1) /* qsort must not see the NULL of an empty listing */
+			qsort(listing.bases, listing.count, sizeof(uint64_t), log_cmp_u64);
 		report->segments = listing.count;
 	}
 	for (uint32_t i = 0; rc == 0 && i < listing.count; i++)
-		rc = log_recover_segment(log, listing.bases[i], i + 1 == listing.count, &scratch,
-					 report);
+		rc = log_recover_segment(log, listing.bases[i],
+					 i + 1 < listing.count ? listing.bases[i + 1] : UINT64_MAX,
+					 i + 1 == listing.count, &scratch, report);
 	uint64_t end = log->segment_count ? log->segments[log->segment_count - 1].end_offset : 0;
 	if (rc == 0 && end < log->checkpoint && !log->config.repair) {
 		log_report(report,
@@ -699,6 +709,10 @@ out_empty:;
 			goto out_close;
 		log->buf[0] = log->buffers.base;
 		log->buf[1] = (uint8_t *)log->buffers.base + log->buf_capacity;
+		/* Fixed buffers where the backend has them; plain writes otherwise. */
+		if (io->ops->buffer_register != NULL)
+			log->buffers_registered = io->ops->buffer_register(io, log->buffers.base,
+									   log->buffers.bytes) == 0;
 	}
 	*out = log;
 	return 0;
@@ -769,6 +783,8 @@ static int log_roll(struct rill_log *log)
 	log->active_handle = -1;
 	if (rc < 0)
 		return rc;
+	/* Best effort: without its index files a sealed segment is scanned at open instead. */
+	(void)log_index_save(log, &log->segments[log->segment_count - 1]);
 	rc = log_segment_create(log, log->fill_base, &log->active_handle);
 	if (rc < 0)
 		return rc;
@@ -810,6 +826,13 @@ static int log_retain(struct rill_log *log)
 		int rc = log->io->ops->unlink(log->io, path);
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
+		static const char *const index_suffixes[] = {"idx", "tix"};
+		for (size_t k = 0; k < RILL_ARRAY_COUNT(index_suffixes); k++) {
+			char index_path[LOG_PATH_BYTES + 32];
+			log_segment_path(log, seg->base_offset, index_suffixes[k], index_path,
+					 sizeof(index_path));
+			(void)log->io->ops->unlink(log->io, index_path); /* may not exist */
+		}
 		/* One at a time, oldest first, each made durable: a power cut leaves a suffix of
 		 * the segments, never a gap. */
 		rc = log->io->ops->fsync_dir(log->io, log->dir);
@@ -992,6 +1015,8 @@ void rill_log_drop(struct rill_log *log)
 	}
 	if (log->active_handle >= 0)
 		(void)log->io->ops->close(log->io, log->active_handle);
+	if (log->buffers_registered)
+		log->io->ops->buffer_unregister(log->io, log->buffers.base);
 	for (uint32_t i = 0; i < log->segment_count; i++) {
 		log_index_free(&log->segments[i].idx);
 		log_index_free(&log->segments[i].tix);

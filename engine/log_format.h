@@ -3,8 +3,8 @@
  * holds segments named by their first offset:
  *
  *   00000000000000000000.log   segment header, then record batches
- *   00000000000000000000.idx   sparse offset -> file position (sealed segments)
- *   00000000000000000000.tix   sparse timestamp -> offset (sealed segments)
+ *   00000000000000000000.idx   sparse offset -> file position (sealed segments; log_index.c)
+ *   00000000000000000000.tix   sparse timestamp -> offset (sealed segments; log_index.c)
  *   checkpoint                 the offset known durable at the last close or roll
  *
  *   .log:  | segment header (64) | zeros to 512 | batch | pad | batch | pad | ... |
@@ -83,7 +83,8 @@ struct rill_index_entry {
 	uint64_t value; /* .idx: file position of the batch; .tix: batch base offset */
 };
 
-/* .idx / .tix file: | magic u32 | version u32 | count u64 | entries... | crc32c u32 | */
+/* .idx / .tix file: | magic u32 | version u32 | count u64 | entries... | trailer (32) |
+ * (the trailer, with its CRC, is defined in log_index.c) */
 #define RILL_INDEX_HEADER_BYTES 16u
 
 _Static_assert(sizeof(struct rill_segment_header) == RILL_SEGMENT_HEADER_BYTES, "segment header");

@@ -50,6 +50,7 @@ struct rill_log {
 	 *   L4. failed != 0 implies durable_offset never moves again.
 	 */
 	struct rill_hugebuf buffers;
+	bool buffers_registered; /* with the I/O backend (io_uring fixed buffers) */
 	uint8_t *buf[2];
 	uint32_t buf_capacity; /* bytes per buffer */
 	unsigned filling;      /* index of the buffer filling */
@@ -102,6 +103,16 @@ void log_segment_path(const struct rill_log *log, uint64_t base_offset, const ch
 		      char *out, size_t out_bytes);
 
 int log_index_add(struct log_index *index, uint64_t key, uint64_t value);
+
+/* Save a sealed segment's indexes to its .idx and .tix files (log_index.c). */
+int log_index_save(struct rill_log *log, const struct log_segment *seg);
+
+/*
+ * Load a sealed segment's index files if they are whole and describe it (@end_offset, file
+ * @size): 1 loaded (seg->idx, tix, end_offset and bytes set), 0 missing or stale, <0.
+ */
+int log_index_load(struct rill_log *log, struct log_segment *seg, uint64_t end_offset,
+		   uint64_t size);
 void log_index_free(struct log_index *index);
 
 #endif /* RILL_ENGINE_LOG_INT_H */

@@ -122,7 +122,8 @@ static int sim_write(struct sim_file *f, const void *buf, size_t bytes, uint64_t
 		return rc;
 	if (offset > f->size)
 		sim_mark_dirty(f, f->size, offset);
-	memcpy(f->data + offset, buf, bytes);
+	if (bytes > 0)
+		memcpy(f->data + offset, buf, bytes);
 	sim_mark_dirty(f, offset, offset + bytes);
 	if (offset + bytes > f->size)
 		f->size = offset + bytes;
@@ -135,7 +136,8 @@ static void sim_sync_file(struct sim_file *f)
 {
 	uint8_t *durable = malloc(f->size ? f->size : 1);
 	RILL_ASSERT(durable != NULL);
-	memcpy(durable, f->data, f->size);
+	if (f->size > 0)
+		memcpy(durable, f->data, f->size);
 	for (uint64_t page = 0; page < f->dirty_pages; page++) {
 		uint64_t from = page * SIM_PAGE_BYTES;
 		if (f->dirty[page] != SIM_PAGE_LOST || from >= f->size)
@@ -215,7 +217,8 @@ static int sim_pread(struct rill_io *io, int handle, void *buf, size_t bytes, ui
 	size_t n = offset >= f->size
 			   ? 0
 			   : (size_t)(f->size - offset < bytes ? f->size - offset : bytes);
-	memcpy(buf, f->data + offset, n);
+	if (n > 0)
+		memcpy(buf, f->data + offset, n);
 	*got = n;
 	return 0;
 }
@@ -464,7 +467,8 @@ static void sim_cut_file(struct io_sim *sim, struct sim_file *f)
 	uint64_t size = f->durable_size;
 	uint8_t *after = calloc(1, f->capacity > size ? f->capacity : size + 1);
 	RILL_ASSERT(after != NULL);
-	memcpy(after, f->durable, f->durable_size < f->size ? f->durable_size : f->size);
+	if (f->durable != NULL) /* NULL: never synced (memcpy may not see NULL, even for 0) */
+		memcpy(after, f->durable, f->durable_size < f->size ? f->durable_size : f->size);
 	if (f->durable_size > f->size)
 		memcpy(after + f->size, f->durable + f->size, f->durable_size - f->size);
 	for (uint64_t page = 0; page < f->dirty_pages; page++) {
@@ -498,14 +502,16 @@ static void sim_cut_file(struct io_sim *sim, struct sim_file *f)
 	/* A truncation not yet synced may or may not have reached the disk. */
 	if (f->size < f->durable_size && (sim_rand(sim) & 1))
 		size = f->size;
-	memcpy(f->data, after, size < f->capacity ? size : f->capacity);
-	sim_reserve(f, size);
-	memcpy(f->data, after, size);
+	int rc = sim_reserve(f, size);
+	RILL_ASSERT(rc == 0);
+	if (size > 0)
+		memcpy(f->data, after, size);
 	if (f->capacity > size)
 		memset(f->data + size, 0, f->capacity - size);
 	f->size = size;
 	free(after);
-	memset(f->dirty, 0, f->dirty_pages); /* after the cut, the disk is all there is */
+	if (f->dirty_pages > 0) /* after the cut, the disk is all there is */
+		memset(f->dirty, 0, f->dirty_pages);
 	sim_sync_file(f);
 }
 

@@ -220,6 +220,59 @@ static void test_read_only_empty(void **state)
 	io_sim_destroy(sim);
 }
 
+/*
+ * Sealed segments get .idx and .tix files at roll; open trusts sound ones instead of
+ * scanning the segment (only the tail is verified batch by batch), while a read-only open
+ * (the tools) scans everything. Without them, open scans and writes them again.
+ */
+static void test_index_files(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 12), 0);
+	struct rill_log_config c = small_config();
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	for (uint64_t i = 0; i < 1000; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_sync_all(sim);
+	char idx[256], tix[256], seg[256];
+	snprintf(idx, sizeof(idx), "%s/%020llu.idx", DIR_SIM, 0ull);
+	snprintf(tix, sizeof(tix), "%s/%020llu.tix", DIR_SIM, 0ull);
+	snprintf(seg, sizeof(seg), "%s/%020llu.log", DIR_SIM, 0ull);
+	uint64_t size;
+	assert_non_null(io_sim_file_data(sim, idx, &size));
+	assert_non_null(io_sim_file_data(sim, tix, &size));
+
+	/* Reads through the loaded indexes find every record, by offset and by time. */
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	assert_int_equal(log_check_all(log, 1000), 1000);
+	uint64_t offset;
+	assert_int_equal(rill_log_find_time(log, 1000000 + 10 * 123, &offset), 0);
+	assert_int_equal(offset, 123);
+	assert_int_equal(rill_log_close(log), 0);
+
+	/* Damage inside the first (sealed) segment: its index spares the scan at open... */
+	uint8_t *data = io_sim_file_data(sim, seg, &size);
+	data[RILL_SEGMENT_DATA_START + 100] ^= 0x40;
+	io_sim_sync_all(sim);
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	rill_log_drop(log);
+	/* ...but a read-only open (rill log verify) scans it and refuses, */
+	struct rill_log_config ro = c;
+	ro.read_only = true;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &ro, NULL),
+			 RILL_E_LOG_CORRUPT);
+	/* and so does an open that finds a stale index (here: a damaged one). */
+	data = io_sim_file_data(sim, idx, &size);
+	data[size - 12] ^= 1; /* the trailer's CRC */
+	io_sim_sync_all(sim);
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL),
+			 RILL_E_LOG_CORRUPT);
+	io_sim_destroy(sim);
+}
+
 static void test_group_commit_batches(void **state)
 {
 	(void)state;
@@ -528,6 +581,7 @@ int main(void)
 		cmocka_unit_test(test_read_from_offset_and_time),
 		cmocka_unit_test(test_retention_by_bytes),
 		cmocka_unit_test(test_group_commit_batches),
+		cmocka_unit_test(test_index_files),
 		cmocka_unit_test(test_iterator_across_retention),
 		cmocka_unit_test(test_read_only_empty),
 		cmocka_unit_test(test_bad_config_refused),

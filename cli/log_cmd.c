@@ -35,6 +35,28 @@ static bool dir_has_segments(const char *dir)
 	return found;
 }
 
+/*
+ * Open the log in @dir read-only through a POSIX backend of its own. Returns 0, or the
+ * error with report->message saying where and why.
+ */
+static int open_read_only(const char *dir, struct rill_io **io, struct rill_log **log,
+			  struct rill_log_recovery *report)
+{
+	memset(report, 0, sizeof(*report));
+	int rc = rill_io_posix_create(io);
+	if (rc != 0)
+		return rc;
+	struct rill_log_config c;
+	rill_log_config_default(&c);
+	c.read_only = true;
+	rc = rill_log_open(log, *io, dir, &c, report);
+	if (rc != 0) {
+		rill_io_destroy(*io);
+		*io = NULL;
+	}
+	return rc;
+}
+
 struct verify_totals {
 	uint32_t partitions, damaged;
 	uint64_t records, bytes, torn_bytes;
@@ -43,23 +65,14 @@ struct verify_totals {
 static void verify_partition(const char *dir, struct verify_totals *t)
 {
 	struct rill_io *io;
-	if (rill_io_posix_create(&io) != 0) {
-		fprintf(stderr, "rill: out of memory\n");
-		t->damaged++;
-		return;
-	}
-	struct rill_log_config c;
-	rill_log_config_default(&c);
-	c.read_only = true;
 	struct rill_log *log;
 	struct rill_log_recovery report;
-	int rc = rill_log_open(&log, io, dir, &c, &report);
+	int rc = open_read_only(dir, &io, &log, &report);
 	t->partitions++;
 	if (rc != 0) {
 		printf("%s: DAMAGED: %s%s%s\n", dir, rill_strerror(rc),
 		       report.message[0] ? ": " : "", report.message);
 		t->damaged++;
-		rill_io_destroy(io);
 		return;
 	}
 	struct rill_log_stats s;
@@ -168,18 +181,12 @@ static int log_dump(int argc, char **argv)
 		return cli_usage_error("log dump",
 				       "usage: rill log dump DIR [--from OFFSET] [--limit N]");
 	struct rill_io *io;
-	if (rill_io_posix_create(&io) != 0)
-		return 1;
-	struct rill_log_config c;
-	rill_log_config_default(&c);
-	c.read_only = true;
 	struct rill_log *log;
 	struct rill_log_recovery report;
-	int rc = rill_log_open(&log, io, dir, &c, &report);
+	int rc = open_read_only(dir, &io, &log, &report);
 	if (rc != 0) {
 		fprintf(stderr, "rill: log dump: %s: %s%s%s\n", dir, rill_strerror(rc),
 			report.message[0] ? ": " : "", report.message);
-		rill_io_destroy(io);
 		return 1;
 	}
 	struct rill_log_iter it;

@@ -273,6 +273,19 @@ struct log_scan {
 };
 
 /*
+ * Read the batch whose (checked) header @h says it starts at @pos into @scratch.
+ * Returns 0 with *got set to the bytes read, or -errno.
+ */
+static int log_read_batch(struct rill_log *log, int handle, struct log_scratch *scratch,
+			  const struct rill_batch_header *h, uint64_t pos, size_t *got)
+{
+	int rc = log_scratch_ensure(scratch, h->batch_bytes);
+	if (rc == 0)
+		rc = log->io->ops->pread(log->io, handle, scratch->p, h->batch_bytes, pos, got);
+	return rc;
+}
+
+/*
  * Whether a complete, valid batch starts at any sector boundary in [from, size): 1 yes,
  * 0 no, or -errno when the file cannot be read (never taken for "no": that would allow a
  * truncation).
@@ -291,9 +304,7 @@ static int log_valid_batch_after(struct rill_log *log, int handle, struct log_sc
 			return rc;
 		if (got < sizeof(h) || log_batch_check_header(&h, size - pos) != NULL)
 			continue;
-		rc = log_scratch_ensure(scratch, h.batch_bytes);
-		if (rc == 0)
-			rc = io->ops->pread(io, handle, scratch->p, h.batch_bytes, pos, &got);
+		rc = log_read_batch(log, handle, scratch, &h, pos, &got);
 		if (rc < 0)
 			return rc;
 		struct log_batch_info info;
@@ -324,9 +335,7 @@ static int log_scan_segment(struct rill_log *log, struct log_segment *seg, int h
 		scan->damage = log_batch_check_header(&h, size - pos);
 		if (scan->damage != NULL)
 			return 0;
-		rc = log_scratch_ensure(scratch, h.batch_bytes);
-		if (rc == 0)
-			rc = io->ops->pread(io, handle, scratch->p, h.batch_bytes, pos, &got);
+		rc = log_read_batch(log, handle, scratch, &h, pos, &got);
 		if (rc < 0)
 			return rc;
 		struct log_batch_info info;

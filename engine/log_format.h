@@ -5,7 +5,7 @@
  *   00000000000000000000.log   segment header, then record batches
  *   00000000000000000000.idx   sparse offset -> file position (sealed segments; log_index.c)
  *   00000000000000000000.tix   sparse timestamp -> offset (sealed segments; log_index.c)
- *   checkpoint                 the offset known durable at the last close or roll
+ *   checkpoint                 the offset known durable at the last clean close
  *
  *   .log:  | segment header (64) | zeros to 512 | batch | pad | batch | pad | ... |
  *   batch: | batch header (64) | record | record | ... |     records: include/rill/record.h
@@ -64,7 +64,7 @@ struct rill_batch_header {
 
 /*
  * The checkpoint file: a lower bound of what is durable, written (temp file, fsync, rename,
- * directory fsync) at every clean close and roll. Recovery refuses damage below it, and a
+ * directory fsync) at every clean close. Recovery refuses damage below it, and a
  * log that ends before it, instead of taking them for a torn write: batches alone cannot
  * tell a torn last batch from a damaged one that had been acknowledged.
  */

@@ -30,15 +30,21 @@ mkdir -p "$dir"
 out=$(mktemp -d)
 trap 'rm -rf "$out" "$dir/fio.dat"' EXIT
 
+sync
 echo "bench-log: fio, ${seconds}s" >&2
 fio --name=wal --filename="$dir/fio.dat" --ioengine=io_uring --rw=write --bs="$batch" \
 	--fdatasync=1 --size=8g --runtime="$seconds" --time_based --output-format=json \
 	>"$out/fio.json" 2>"$out/fio.err" || { cat "$out/fio.err" >&2; exit 1; }
 rm -f "$dir/fio.dat"
+# Each phase starts on a quiet disk: the writeback and block freeing the previous phase
+# left behind would otherwise land in the next phase's latency.
+settle() { sync; sleep 3; }
+settle
 echo "bench-log: rill, closed loop, ${seconds}s" >&2
 build/release/rill bench log --dir "$dir" --record-bytes "$record" --seconds "$seconds" \
 	--batch-bytes "$batch" --durability group --json >"$out/max.json"
 rate=$(python3 -c "import json; print(int(json.load(open('$out/max.json'))['events_per_s'] / 2))")
+settle
 echo "bench-log: rill, open loop at $rate events/s, ${seconds}s" >&2
 build/release/rill bench log --dir "$dir" --record-bytes "$record" --seconds "$seconds" \
 	--batch-bytes "$batch" --durability group --rate "$rate" --json >"$out/half.json"

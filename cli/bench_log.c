@@ -114,8 +114,7 @@ static void bench_log_reap(struct bench_log_run *r, uint64_t upto)
 	r->last_ack_ns = now;
 }
 
-static int bench_log_loop(struct bench_log_run *r, const struct bench_log_args *a,
-			  uint64_t *appended)
+static int bench_log_loop(struct bench_log_run *r, const struct bench_log_args *a)
 {
 	static uint8_t payload[RILL_RECORD_BYTES_MAX];
 	struct rill_record rec = {
@@ -180,7 +179,6 @@ static int bench_log_loop(struct bench_log_run *r, const struct bench_log_args *
 	int rc = rill_log_sync(r->log);
 	if (rc == 0 && !none)
 		bench_log_reap(r, rill_log_durable_offset(r->log));
-	*appended = i;
 	return rc;
 }
 
@@ -249,14 +247,13 @@ int cli_bench_log(int argc, char **argv)
 	r.mask = slots - 1;
 	r.due_ns = calloc(slots, sizeof(*r.due_ns));
 	rill_hist_init(&r.hist);
-	uint64_t start = rill_clock_now_ns(), events = 0;
-	rc = r.due_ns ? bench_log_loop(&r, &a, &events) : -ENOMEM;
+	uint64_t start = rill_clock_now_ns();
+	rc = r.due_ns ? bench_log_loop(&r, &a) : -ENOMEM;
 	double seconds = (double)(r.last_ack_ns - start) / 1e9;
 	if (rc == 0)
 		bench_log_print(&a, &r, r.acked, seconds > 0 ? seconds : 1e-9, backend);
 	else
 		fprintf(stderr, "rill: bench log: %s\n", rill_strerror(rc));
-	(void)events;
 	free(r.due_ns);
 	int close_rc = rill_log_close(r.log);
 	rill_io_destroy(io);

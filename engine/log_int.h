@@ -80,7 +80,6 @@ int log_index_batch(struct rill_log *log, struct log_segment *seg, uint64_t pos,
 struct log_batch_info {
 	uint32_t batch_bytes;
 	uint32_t record_count;
-	uint16_t flags;
 	uint64_t base_offset;
 	uint64_t timestamp_max_ns;
 	uint64_t durable_offset;

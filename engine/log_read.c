@@ -81,7 +81,6 @@ const char *log_batch_check(const uint8_t *p, struct log_batch_info *info)
 		return "batch has bytes after its last record";
 	*info = (struct log_batch_info){.batch_bytes = h.batch_bytes,
 					.record_count = h.record_count,
-					.flags = h.flags,
 					.base_offset = h.base_offset,
 					.timestamp_max_ns = h.timestamp_max_ns,
 					.durable_offset = h.durable_offset};

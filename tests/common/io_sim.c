@@ -204,16 +204,27 @@ static int sim_close(struct rill_io *io, int handle)
 	return sim_op(sim);
 }
 
-static int sim_pread(struct rill_io *io, int handle, void *buf, size_t bytes, uint64_t offset,
-		     size_t *got)
+/*
+ * Count an operation on an open file: *f is the file (or NULL for a bad handle, also
+ * when an error is injected); returns the injected error, -EBADF, or 0.
+ */
+static int sim_file_op(struct rill_io *io, int handle, struct sim_file **f)
 {
 	struct io_sim *sim = (struct io_sim *)io;
 	int rc = sim_op(sim);
-	struct sim_file *f = sim_handle_file(sim, handle);
+	*f = sim_handle_file(sim, handle);
 	if (rc < 0)
 		return rc;
-	if (f == NULL)
-		return -EBADF;
+	return *f == NULL ? -EBADF : 0;
+}
+
+static int sim_pread(struct rill_io *io, int handle, void *buf, size_t bytes, uint64_t offset,
+		     size_t *got)
+{
+	struct sim_file *f;
+	int rc = sim_file_op(io, handle, &f);
+	if (rc < 0)
+		return rc;
 	size_t n = offset >= f->size
 			   ? 0
 			   : (size_t)(f->size - offset < bytes ? f->size - offset : bytes);
@@ -226,39 +237,30 @@ static int sim_pread(struct rill_io *io, int handle, void *buf, size_t bytes, ui
 static int sim_pwrite(struct rill_io *io, int handle, const void *buf, size_t bytes,
 		      uint64_t offset)
 {
-	struct io_sim *sim = (struct io_sim *)io;
-	int rc = sim_op(sim);
-	struct sim_file *f = sim_handle_file(sim, handle);
-	if (rc < 0)
-		return rc;
-	return f == NULL ? -EBADF : sim_write(f, buf, bytes, offset);
+	struct sim_file *f;
+	int rc = sim_file_op(io, handle, &f);
+	return rc < 0 ? rc : sim_write(f, buf, bytes, offset);
 }
 
 static int sim_fsync(struct rill_io *io, int handle)
 {
-	struct io_sim *sim = (struct io_sim *)io;
-	int rc = sim_op(sim);
-	struct sim_file *f = sim_handle_file(sim, handle);
+	struct sim_file *f;
+	int rc = sim_file_op(io, handle, &f);
 	if (rc < 0) {
 		if (f != NULL)
 			sim_sync_failed(f); /* like Linux: pages marked clean, not on disk */
 		return rc;
 	}
-	if (f == NULL)
-		return -EBADF;
 	sim_sync_file(f);
 	return 0;
 }
 
 static int sim_truncate(struct rill_io *io, int handle, uint64_t bytes)
 {
-	struct io_sim *sim = (struct io_sim *)io;
-	int rc = sim_op(sim);
-	struct sim_file *f = sim_handle_file(sim, handle);
+	struct sim_file *f;
+	int rc = sim_file_op(io, handle, &f);
 	if (rc < 0)
 		return rc;
-	if (f == NULL)
-		return -EBADF;
 	rc = sim_reserve(f, bytes);
 	if (rc < 0)
 		return rc;
@@ -271,13 +273,10 @@ static int sim_truncate(struct rill_io *io, int handle, uint64_t bytes)
 
 static int sim_size(struct rill_io *io, int handle, uint64_t *bytes)
 {
-	struct io_sim *sim = (struct io_sim *)io;
-	int rc = sim_op(sim);
-	struct sim_file *f = sim_handle_file(sim, handle);
+	struct sim_file *f;
+	int rc = sim_file_op(io, handle, &f);
 	if (rc < 0)
 		return rc;
-	if (f == NULL)
-		return -EBADF;
 	*bytes = f->size;
 	return 0;
 }

@@ -909,9 +909,9 @@ int rill_log_poll(struct rill_log *log, uint64_t wait_ns)
 			return log_fail(log, n);
 		for (int i = 0; i < n; i++) {
 			RILL_ASSERT(done[i].token == log->written_offset); /* one in flight */
+			log->inflight = false; /* finished, well or not: nothing to wait for */
 			if (done[i].result < 0)
 				return log_fail(log, done[i].result);
-			log->inflight = false;
 			log->batches++;
 			rill_hist_record(&log->sync_ns, rill_clock_now_ns() - log->submit_ns);
 			log->durable_offset = done[i].token;

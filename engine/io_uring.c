@@ -142,6 +142,12 @@ static int uring_pair_result(const struct uring_pending *p)
 	return p->sync_res < 0 ? p->sync_res : 0;
 }
 
+static struct __kernel_timespec uring_timespec(uint64_t ns)
+{
+	return (struct __kernel_timespec){.tv_sec = (long long)(ns / 1000000000u),
+					  .tv_nsec = (long long)(ns % 1000000000u)};
+}
+
 static int uring_poll(struct rill_io *io, struct rill_io_completion *out, unsigned count,
 		      uint64_t wait_ns)
 {
@@ -153,8 +159,7 @@ static int uring_poll(struct rill_io *io, struct rill_io_completion *out, unsign
 	if (count == 0) {
 		/* Wait only: the CQE stays in the ring for the next poll to reap. */
 		struct io_uring_cqe *cqe;
-		struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ns / 1000000000u),
-					       .tv_nsec = (long long)(wait_ns % 1000000000u)};
+		struct __kernel_timespec ts = uring_timespec(wait_ns);
 		int rc = io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts);
 		return rc == 0 || rc == -ETIME || rc == -EINTR ? 0 : rc;
 	}
@@ -162,9 +167,7 @@ static int uring_poll(struct rill_io *io, struct rill_io_completion *out, unsign
 		struct io_uring_cqe *cqe;
 		int rc;
 		if (may_wait && n == 0) {
-			struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ns / 1000000000u),
-						       .tv_nsec =
-							       (long long)(wait_ns % 1000000000u)};
+			struct __kernel_timespec ts = uring_timespec(wait_ns);
 			rc = io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts);
 		} else {
 			rc = io_uring_peek_cqe(&u->ring, &cqe);

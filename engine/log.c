@@ -595,8 +595,45 @@ static int log_recover(struct rill_log *log, struct rill_log_recovery *report)
 
 /* ---- open and close ------------------------------------------------------------------- */
 
+/*
+ * Write the tail segment's unproven bytes again: those past the last offset the log had
+ * recorded as durable (in the checkpoint or a batch header). They were read from the page
+ * cache, and after a failed writeback Linux keeps such pages readable but marks them clean
+ * (the writer that saw the error may have died before cutting them off): an fdatasync
+ * alone would not write them, and they would count as durable without being on disk.
+ * Writing them dirties them again. At most what was in flight, give or take one index
+ * interval (the rewrite starts at the index entry before the proven offset).
+ */
+static int log_rewrite_unproven(struct rill_log *log, uint64_t proven)
+{
+	const struct log_segment *seg = &log->segments[log->segment_count - 1];
+	if (seg->end_offset <= proven)
+		return 0;
+	uint64_t pos = RILL_SEGMENT_DATA_START;
+	for (uint32_t i = 0; i < seg->idx.count && seg->idx.entries[i].key <= proven; i++)
+		pos = seg->idx.entries[i].value;
+	uint8_t *buf = malloc(LOG_REWRITE_CHUNK_BYTES);
+	if (buf == NULL)
+		return -ENOMEM;
+	int rc = 0;
+	while (rc == 0 && pos < seg->bytes) {
+		size_t want = seg->bytes - pos < LOG_REWRITE_CHUNK_BYTES
+				      ? (size_t)(seg->bytes - pos)
+				      : LOG_REWRITE_CHUNK_BYTES;
+		size_t got = 0;
+		rc = log->io->ops->pread(log->io, log->active_handle, buf, want, pos, &got);
+		if (rc == 0 && got > 0)
+			rc = log->io->ops->pwrite(log->io, log->active_handle, buf, got, pos);
+		if (got < want)
+			break; /* the last batch's zero padding may stop short of its sector */
+		pos += want;
+	}
+	free(buf);
+	return rc;
+}
+
 /* fsync every segment above the checkpoint (in practice the tail), then the directory. */
-static int log_sync_recovered(struct rill_log *log)
+static int log_sync_recovered(struct rill_log *log, uint64_t proven)
 {
 	struct rill_io *io = log->io;
 	for (uint32_t i = log->segment_count; i-- > 0;) {
@@ -605,7 +642,9 @@ static int log_sync_recovered(struct rill_log *log)
 			break;
 		int rc;
 		if (i + 1 == log->segment_count) {
-			rc = io->ops->fsync(io, log->active_handle);
+			rc = log_rewrite_unproven(log, proven);
+			if (rc == 0)
+				rc = io->ops->fsync(io, log->active_handle);
 		} else {
 			char path[LOG_PATH_BYTES + 32];
 			int handle;
@@ -702,7 +741,8 @@ out_empty:;
 	 * fdatasync finished): sync it before calling it durable, and the directory with it.
 	 */
 	if (!config->read_only) {
-		rc = log_sync_recovered(log);
+		uint64_t proven = report->durable_offset; /* checkpoint, batch headers */
+		rc = log_sync_recovered(log, proven);
 		if (rc < 0)
 			goto out_close;
 	}

@@ -34,6 +34,17 @@ static inline uint64_t rill_atomic_fetch_add_relaxed_u64(uint64_t *p, uint64_t v
 	return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 
+/* Pointers published to other threads: the pointee is fully written before the release. */
+static inline void *rill_atomic_load_acquire_ptr(void *const *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline void rill_atomic_store_release_ptr(void **p, void *v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
 /* Spin-wait hint: tells the core this is a busy loop (PAUSE on x86, YIELD on arm64). */
 static inline void rill_cpu_pause(void)
 {

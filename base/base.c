@@ -33,6 +33,12 @@ static const char *const rill_error_texts[] = {
 	[9] = "record payload longer than the payload limit",
 	[10] = "log damaged beyond what recovery may repair",
 	[11] = "unknown log format version",
+	[12] = "invalid schema definition",
+	[13] = "schema incompatible with the type's compatibility mode",
+	[14] = "schema version conflicts with the registry",
+	[15] = "event cannot be read as the requested schema version",
+	[16] = "payload does not follow its schema",
+	[17] = "JSON does not fit the schema",
 };
 _Static_assert(RILL_ARRAY_COUNT(rill_error_texts) == -(RILL_E_LAST + RILL_E_BASE),
 	       "every rill error code needs a text");

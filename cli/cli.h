@@ -7,6 +7,9 @@
 /* rill log verify|dump ...; returns the process exit status. */
 int cli_log(int argc, char **argv);
 
+/* rill schema check|encode|decode ...; returns the process exit status. */
+int cli_schema(int argc, char **argv);
+
 /* rill bench log ...; returns the process exit status. */
 int cli_bench_log(int argc, char **argv);
 

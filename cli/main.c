@@ -33,6 +33,13 @@ static void usage(FILE *out)
 		"                                         print throughput and append-to-durable "
 		"latency\n"
 		"                                         as JSON (open loop with --rate)\n"
+		"  schema check FILE...                   parse schema definitions and print "
+		"their\n"
+		"                                         layouts as JSON lines\n"
+		"  schema encode --file SCHEMA.json       JSON lines on stdin to payloads in "
+		"hex\n"
+		"  schema decode --file SCHEMA.json       payloads in hex on stdin to JSON "
+		"lines\n"
 		"  help                                   print this text\n"
 		"\n"
 		"The server and the client commands are not built yet; scripts/run.sh runs the\n"
@@ -76,6 +83,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "log") == 0)
 		return cli_log(argc - 2, argv + 2);
+	if (strcmp(cmd, "schema") == 0)
+		return cli_schema(argc - 2, argv + 2);
 	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "log") == 0)
 		return cli_bench_log(argc - 3, argv + 3);
 	fprintf(stderr, "rill: unknown command '%s' (try 'rill help')\n", cmd);

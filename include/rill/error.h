@@ -28,7 +28,14 @@ enum rill_error {
 	/* The log (engine/log.h). */
 	RILL_E_LOG_CORRUPT = -(RILL_E_BASE + 10), /* damage recovery may not repair */
 	RILL_E_LOG_FORMAT = -(RILL_E_BASE + 11),  /* unknown on-disk format version */
-	RILL_E_LAST = -(RILL_E_BASE + 12),
+	/* Schemas (include/rill/schema.h). */
+	RILL_E_SCHEMA_INVALID = -(RILL_E_BASE + 12),      /* malformed schema definition */
+	RILL_E_SCHEMA_INCOMPATIBLE = -(RILL_E_BASE + 13), /* breaks the type's compat mode */
+	RILL_E_SCHEMA_CONFLICT = -(RILL_E_BASE + 14),     /* version taken or out of order */
+	RILL_E_SCHEMA_UPCAST = -(RILL_E_BASE + 15),       /* no way to read it as the version */
+	RILL_E_PAYLOAD_INVALID = -(RILL_E_BASE + 16),     /* payload breaks its schema */
+	RILL_E_JSON_INVALID = -(RILL_E_BASE + 17),        /* JSON does not fit the schema */
+	RILL_E_LAST = -(RILL_E_BASE + 18),
 };
 
 /*

@@ -23,6 +23,15 @@
 #define RILL_POOL_OBJECT_BYTES_MAX (1u << 20)
 #define RILL_HUGE_PAGE_BYTES       (2u << 20)
 
+/* Schemas (include/rill/schema.h). */
+#define RILL_SCHEMA_FIELDS_MAX     256u        /* fields per schema version */
+#define RILL_SCHEMA_NAME_BYTES_MAX 128u        /* type, field and symbol names */
+#define RILL_SCHEMA_SYMBOLS_MAX    1024u       /* symbols per enum */
+#define RILL_SCHEMA_DOC_BYTES_MAX  4096u       /* one doc string */
+#define RILL_SCHEMA_VERSIONS_MAX   1024u       /* versions per type */
+#define RILL_SCHEMA_TYPES_MAX      4096u       /* types per registry */
+#define RILL_SCHEMA_JSON_BYTES_MAX (256u << 10) /* one definition's JSON text */
+
 _Static_assert(RILL_KEY_BYTES_MAX <= 0xffffu, "key length must fit the 16-bit header field");
 _Static_assert(RILL_RECORD_HEADER_BYTES + RILL_KEY_BYTES_MAX < RILL_RECORD_BYTES_MAX,
 	       "a record with the longest key must still fit the record limit");
@@ -32,5 +41,14 @@ _Static_assert(RILL_RING_RESERVE_BYTES_MAX >= RILL_RECORD_BYTES_MAX,
 	       "a whole record must fit one ring reservation");
 _Static_assert(RILL_POOL_OBJECT_BYTES_MAX >= RILL_RECORD_BYTES_MAX,
 	       "a pool object can hold a whole record");
+
+_Static_assert(RILL_SCHEMA_VERSIONS_MAX <= 0xffffu, "versions must fit the record's 16 bits");
+_Static_assert(RILL_SCHEMA_SYMBOLS_MAX <= 0x10000u, "enum indexes are stored in 16 bits");
+_Static_assert(8u + 8u * RILL_SCHEMA_FIELDS_MAX <= RILL_PAYLOAD_BYTES_MAX,
+	       "the largest fixed block must fit a payload");
+_Static_assert(RILL_SCHEMA_JSON_BYTES_MAX <= RILL_PAYLOAD_BYTES_MAX,
+	       "a definition is stored as one record of the registry's log");
+_Static_assert(RILL_SCHEMA_NAME_BYTES_MAX <= RILL_KEY_BYTES_MAX,
+	       "a type name is the key of its registry records");
 
 #endif /* RILL_LIMITS_H */

@@ -1,7 +1,7 @@
 /*
  * rill: an event stream engine to embed. This is the one header an embedding application
- * includes. For now it brings the pieces that exist: error codes, limits and the event
- * record codec; the engine API (open, topics, publish, subscribe, query) lands here next.
+ * includes. For now it brings the pieces that exist: error codes, limits, the event
+ * record codec and event schemas; the engine API (open, topics, publish, subscribe, query) lands here next.
  */
 #ifndef RILL_RILL_H
 #define RILL_RILL_H
@@ -9,6 +9,7 @@
 #include "rill/error.h"
 #include "rill/limits.h"
 #include "rill/record.h"
+#include "rill/schema.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -2,8 +2,9 @@
 # Runs the micro-benchmarks (build/release/bench/rill-bench-micro) and prints, as JSON, the
 # median of each case over several interleaved repetitions and the ratios the acceptance
 # criteria name: rill's ring against DPDK's rte_ring, the shard arena against jemalloc and
-# glibc, and the CRC32C rate. Baselines run in the same process, interleaved at random with
-# rill's cases, because absolute figures drift on shared machines; read the ratios.
+# glibc, the CRC32C rate, and the schema cases in ns per operation (field reads: 2 ns or
+# less). Baselines run in the same process, interleaved at random with rill's cases, because
+# absolute figures drift on shared machines; read the ratios.
 #
 # usage: scripts/bench-micro.sh [--repetitions N] [--min-time SECONDS] [--filter REGEX]
 #        [--out FILE]    (defaults: 5 repetitions, 0.5 s each, every case,
@@ -74,6 +75,17 @@ summary = {
     },
     "crc32c_4096_gb_per_s": round(rate("codec/crc32c/4096", "bytes_per_second") / 1e9, 2)
         if rate("codec/crc32c/4096", "bytes_per_second") else None,
+}
+
+# Schema cases: ns per operation (1e9 / median items/s), and the field-read target.
+schema_ns = {name.removeprefix("schema/"): round(1e9 / m["items_per_second"], 3)
+             for name, m in sorted(med.items())
+             if name.startswith("schema/") and m.get("items_per_second")}
+field_read_ns = schema_ns.get("field_read")
+summary["schema"] = {
+    "ns_per_op": schema_ns,
+    "field_read_ns": field_read_ns,
+    "field_read_within_2ns": field_read_ns <= 2 if field_read_ns is not None else None,
 }
 print(json.dumps(summary, indent=2))
 PY

@@ -13,7 +13,9 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -3112,6 +3114,122 @@ static void test_builder_defaults(void **state)
 	rill_schema_free(s);
 }
 
+/* ---- Lookups during registration ------------------------------------------------------ */
+
+#define RACE_VERSIONS 120u
+#define RACE_TYPES    40u
+
+struct race {
+	struct rill_schema_registry *reg;
+	int done; /* set by the writer when it has registered everything (atomic builtins) */
+};
+
+/* Version @v of "Race": fields f1..fv, each added with a default (BACKWARD). */
+static char *race_definition(const char *type, unsigned v)
+{
+	size_t cap = 128 + 64 * (size_t)v;
+	char *json = malloc(cap);
+	assert_non_null(json);
+	int n = snprintf(json, cap, "{\"type\": \"%s\", \"version\": %u, \"fields\": [", type, v);
+	for (unsigned f = 1; f <= v; f++)
+		n += snprintf(json + n, cap - (size_t)n,
+			      "%s{\"name\": \"f%u\", \"type\": \"i64\", \"default\": %u}",
+			      f > 1 ? "," : "", f, f);
+	snprintf(json + n, cap - (size_t)n, "]}");
+	return json;
+}
+
+static void *race_writer(void *arg)
+{
+	struct race *r = arg;
+	char type[32];
+	for (unsigned v = 1; v <= RACE_VERSIONS; v++) {
+		char *json = race_definition("Race", v);
+		struct rill_schema_error err;
+		if (rill_schema_register(r->reg, json, strlen(json), -1, NULL, &err) != 0)
+			fail_msg("register Race v%u: %s", v, err.message);
+		free(json);
+		if (v <= RACE_TYPES) {
+			snprintf(type, sizeof(type), "Other%u", v);
+			json = race_definition(type, 1);
+			if (rill_schema_register(r->reg, json, strlen(json), -1, NULL, &err) != 0)
+				fail_msg("register %s: %s", type, err.message);
+			free(json);
+		}
+	}
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* What a lookup sees must be whole: version v has fields f1..fv with their defaults. */
+static void race_check(const struct rill_schema *s)
+{
+	unsigned v = rill_schema_version(s);
+	assert_int_equal(rill_schema_field_count(s), v);
+	const struct rill_schema_field *last = rill_schema_field(s, v - 1);
+	assert_non_null(last);
+	assert_true(last->has_default);
+	assert_int_equal(last->default_value.i64, (int64_t)v);
+}
+
+/*
+ * Lookups take no lock (schema.h, "Threading"): one thread registers versions and types
+ * while this one reads through get, get_id, list and a reader, and must only ever see
+ * whole versions. Run under ThreadSanitizer in CI.
+ */
+static void test_registry_concurrent_lookups(void **state)
+{
+	(void)state;
+	struct race r = {0};
+	assert_int_equal(rill_schema_registry_open(&r.reg, NULL, NULL, NULL), 0);
+	char *v1 = race_definition("Race", 1);
+	assert_int_equal(rill_schema_register(r.reg, v1, strlen(v1), -1, NULL, NULL), 0);
+	struct rill_schema_reader *reader;
+	assert_int_equal(rill_schema_reader_create(&reader, r.reg, "Race", 1), 0);
+	uint8_t payload[64];
+	uint32_t payload_bytes;
+	assert_int_equal(rill_schema_json_encode(rill_schema_get(r.reg, "Race", 1), "{}", 2,
+						 payload, sizeof(payload), &payload_bytes, NULL),
+			 0);
+	free(v1);
+	pthread_t writer;
+	assert_int_equal(pthread_create(&writer, NULL, race_writer, &r), 0);
+	unsigned seen_max = 0, lookups = 0;
+	bool done = false;
+	while (!done) {
+		done = __atomic_load_n(&r.done, __ATOMIC_ACQUIRE) != 0;
+		const struct rill_schema *latest = rill_schema_get(r.reg, "Race", 0);
+		assert_non_null(latest);
+		race_check(latest);
+		unsigned v = rill_schema_version(latest);
+		assert_true(v >= seen_max); /* versions only ever appear */
+		seen_max = v;
+		const struct rill_schema *by_id = rill_schema_get_id(r.reg, 1, (uint16_t)v);
+		assert_ptr_equal(by_id, latest);
+		race_check(rill_schema_get_id(r.reg, 1, (uint16_t)(1 + lookups % v)));
+		/* A newer event read by the v1 reader: in place (v only appends fields). */
+		struct rill_payload_builder b;
+		uint8_t newer[RACE_VERSIONS * 8 + 16];
+		assert_int_equal(rill_payload_builder_init(&b, latest, newer, sizeof(newer)), 0);
+		uint32_t newer_bytes;
+		assert_int_equal(rill_payload_builder_finish(&b, &newer_bytes, NULL), 0);
+		const void *out;
+		uint32_t out_bytes;
+		assert_int_equal(rill_schema_reader_read(reader, (uint16_t)v, newer, newer_bytes,
+							 false, &out, &out_bytes, NULL),
+				 0);
+		assert_ptr_equal(out, newer);
+		lookups++;
+	}
+	assert_int_equal(pthread_join(writer, NULL), 0);
+	assert_int_equal(rill_schema_version(rill_schema_get(r.reg, "Race", 0)), RACE_VERSIONS);
+	assert_non_null(rill_schema_get(r.reg, "Other40", 1));
+	rill_schema_reader_destroy(reader);
+	assert_int_equal(rill_schema_registry_close(r.reg), 0);
+	print_message("concurrent lookups: %u while %u versions and %u types were registered\n",
+		      lookups, RACE_VERSIONS, RACE_TYPES);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3143,6 +3261,7 @@ int main(void)
 		cmocka_unit_test(test_builder_errors),
 		cmocka_unit_test(test_builder_overwrite),
 		cmocka_unit_test(test_builder_defaults),
+		cmocka_unit_test(test_registry_concurrent_lookups),
 	};
 	test_seed();
 	return cmocka_run_group_tests_name("schema", tests, NULL, NULL);

@@ -137,12 +137,40 @@ static long hex_decode(const char *text, size_t len, uint8_t *out, size_t out_by
 	return (long)(len / 2);
 }
 
+/* One hex line to a JSON line on stdout; *text grows when a payload's JSON needs it. */
+static int decode_line(const struct rill_schema *s, const char *line, size_t len, uint8_t *payload,
+		       char **text, size_t *text_cap, struct rill_schema_error *err)
+{
+	uint32_t cap = rill_schema_payload_bytes_max(s);
+	long n = hex_decode(line, len, payload, cap);
+	if (n < 0) {
+		snprintf(err->message, sizeof(err->message),
+			 "not a payload in hex (at most %u bytes)", cap);
+		return -EINVAL;
+	}
+	size_t json_bytes;
+	int rc = rill_schema_json_decode(s, payload, (uint32_t)n, *text, *text_cap, &json_bytes,
+					 err);
+	if (rc == -ENOSPC) { /* long field names: grow to what it needs, once */
+		char *grown = realloc(*text, json_bytes + 1);
+		if (grown == NULL)
+			return -ENOMEM;
+		*text = grown;
+		*text_cap = json_bytes + 1;
+		rc = rill_schema_json_decode(s, payload, (uint32_t)n, *text, *text_cap, &json_bytes,
+					     err);
+	}
+	if (rc == 0)
+		puts(*text);
+	return rc;
+}
+
 /* Encode (JSON lines to hex) or decode (hex lines to JSON) stdin to stdout. */
 static int transcode(const char *command, const struct rill_schema *s, bool encode)
 {
 	uint32_t cap = rill_schema_payload_bytes_max(s);
 	uint8_t *payload = malloc(cap);
-	size_t text_cap = (size_t)cap * 8 + 4096; /* JSON of a payload: escapes included */
+	size_t text_cap = (size_t)cap * 8 + 4096; /* JSON of most payloads; grown on demand */
 	char *text = malloc(text_cap);
 	char *line = NULL;
 	size_t line_cap = 0;
@@ -170,17 +198,7 @@ static int transcode(const char *command, const struct rill_schema *s, bool enco
 			if (rc == 0)
 				putchar('\n');
 		} else {
-			long n = hex_decode(line, (size_t)len, payload, cap);
-			size_t json_bytes;
-			rc = n < 0 ? -EINVAL : 0;
-			if (rc != 0)
-				snprintf(err.message, sizeof(err.message),
-					 "not a payload in hex (at most %u bytes)", cap);
-			else
-				rc = rill_schema_json_decode(s, payload, (uint32_t)n, text,
-							     text_cap, &json_bytes, &err);
-			if (rc == 0)
-				puts(text);
+			rc = decode_line(s, line, (size_t)len, payload, &text, &text_cap, &err);
 		}
 		if (rc != 0) {
 			fprintf(stderr, "rill: schema %s: line %lu: %s\n", command, number,

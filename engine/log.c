@@ -581,8 +581,14 @@ static int log_recover(struct rill_log *log, struct rill_log_recovery *report)
 	}
 	if (rc == 0 && log->checkpoint > report->durable_offset)
 		report->durable_offset = log->checkpoint;
-	/* A dropped torn tail leaves the segment before it as the tail: reopen it for writing. */
+	/*
+	 * A dropped torn tail leaves the segment before it as the tail: reopen it for writing.
+	 * A roll seals a segment only once nothing is in flight, so all of it is durable.
+	 */
 	if (rc == 0 && log->active_handle < 0 && log->segment_count > 0 && !log->config.read_only) {
+		uint64_t sealed_end = log->segments[log->segment_count - 1].end_offset;
+		if (sealed_end > report->durable_offset)
+			report->durable_offset = sealed_end;
 		char path[LOG_PATH_BYTES + 32];
 		log_segment_path(log, log->segments[log->segment_count - 1].base_offset,
 				 LOG_SUFFIX_LOG, path, sizeof(path));
@@ -596,15 +602,17 @@ static int log_recover(struct rill_log *log, struct rill_log_recovery *report)
 /* ---- open and close ------------------------------------------------------------------- */
 
 /*
- * Write the tail segment's unproven bytes again: those past the last offset the log had
+ * Write the tail segment's unproven batches again: those past the last offset the log had
  * recorded as durable (in the checkpoint or a batch header). They were read from the page
  * cache, and after a failed writeback Linux keeps such pages readable but marks them clean
- * (the writer that saw the error may have died before cutting them off): an fdatasync
- * alone would not write them, and they would count as durable without being on disk.
- * Writing them dirties them again. At most what was in flight, give or take one index
- * interval (the rewrite starts at the index entry before the proven offset).
+ * (the writer that saw the error may have died right after): an fdatasync alone would not
+ * write them, and they would count as durable without being on disk. Writing them dirties
+ * them again. Each batch is checked once more as it is written, in case a clean page was
+ * dropped and read back from the disk since the scan. At most what was in flight, give or
+ * take one index interval (the rewrite starts at the index entry before the proven offset).
  */
-static int log_rewrite_unproven(struct rill_log *log, uint64_t proven)
+static int log_rewrite_unproven(struct rill_log *log, uint64_t proven,
+				struct rill_log_recovery *report)
 {
 	const struct log_segment *seg = &log->segments[log->segment_count - 1];
 	if (seg->end_offset <= proven)
@@ -612,28 +620,48 @@ static int log_rewrite_unproven(struct rill_log *log, uint64_t proven)
 	uint64_t pos = RILL_SEGMENT_DATA_START;
 	for (uint32_t i = 0; i < seg->idx.count && seg->idx.entries[i].key <= proven; i++)
 		pos = seg->idx.entries[i].value;
-	uint8_t *buf = malloc(LOG_REWRITE_CHUNK_BYTES);
-	if (buf == NULL)
-		return -ENOMEM;
+	static const uint8_t zeros[RILL_LOG_SECTOR_BYTES];
+	struct log_scratch scratch = {0};
 	int rc = 0;
 	while (rc == 0 && pos < seg->bytes) {
-		size_t want = seg->bytes - pos < LOG_REWRITE_CHUNK_BYTES
-				      ? (size_t)(seg->bytes - pos)
-				      : LOG_REWRITE_CHUNK_BYTES;
+		struct rill_batch_header h;
 		size_t got = 0;
-		rc = log->io->ops->pread(log->io, log->active_handle, buf, want, pos, &got);
-		if (rc == 0 && got > 0)
-			rc = log->io->ops->pwrite(log->io, log->active_handle, buf, got, pos);
-		if (got < want)
-			break; /* the last batch's zero padding may stop short of its sector */
-		pos += want;
+		rc = log->io->ops->pread(log->io, log->active_handle, &h, sizeof(h), pos, &got);
+		if (rc < 0)
+			break;
+		struct log_batch_info info;
+		const char *why = got < sizeof(h) ? "partial batch header"
+						  : log_batch_check_header(&h, seg->bytes - pos);
+		if (why == NULL) {
+			rc = log_read_batch(log, log->active_handle, &scratch, &h, pos, &got);
+			if (rc < 0)
+				break;
+			why = got < h.batch_bytes ? "short batch"
+						  : log_batch_check(scratch.p, &info);
+		}
+		if (why != NULL) {
+			log_report(report,
+				   "%s: position %" PRIu64 ": %s, on rewriting what the scan "
+				   "had found sound",
+				   log->dir, pos, why);
+			rc = RILL_E_LOG_CORRUPT;
+			break;
+		}
+		uint64_t padded = rill_align_up(h.batch_bytes, RILL_LOG_SECTOR_BYTES);
+		rc = log->io->ops->pwrite(log->io, log->active_handle, scratch.p, h.batch_bytes,
+					  pos);
+		if (rc == 0 && padded > h.batch_bytes)
+			rc = log->io->ops->pwrite(log->io, log->active_handle, zeros,
+						  padded - h.batch_bytes, pos + h.batch_bytes);
+		pos += padded;
 	}
-	free(buf);
+	free(scratch.p);
 	return rc;
 }
 
 /* fsync every segment above the checkpoint (in practice the tail), then the directory. */
-static int log_sync_recovered(struct rill_log *log, uint64_t proven)
+static int log_sync_recovered(struct rill_log *log, uint64_t proven,
+			      struct rill_log_recovery *report)
 {
 	struct rill_io *io = log->io;
 	for (uint32_t i = log->segment_count; i-- > 0;) {
@@ -642,7 +670,7 @@ static int log_sync_recovered(struct rill_log *log, uint64_t proven)
 			break;
 		int rc;
 		if (i + 1 == log->segment_count) {
-			rc = log_rewrite_unproven(log, proven);
+			rc = log_rewrite_unproven(log, proven, report);
 			if (rc == 0)
 				rc = io->ops->fsync(io, log->active_handle);
 		} else {
@@ -742,7 +770,7 @@ out_empty:;
 	 */
 	if (!config->read_only) {
 		uint64_t proven = report->durable_offset; /* checkpoint, batch headers */
-		rc = log_sync_recovered(log, proven);
+		rc = log_sync_recovered(log, proven, report);
 		if (rc < 0)
 			goto out_close;
 	}

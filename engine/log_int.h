@@ -13,7 +13,6 @@
 #include "engine/log_format.h"
 
 #define LOG_PATH_BYTES          4096u
-#define LOG_REWRITE_CHUNK_BYTES (256u << 10) /* recovery's rewrite of an unproven tail */
 
 struct log_index {
 	struct rill_index_entry *entries;

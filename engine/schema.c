@@ -693,6 +693,12 @@ int schema_from_json(struct rill_schema **out, json_t *root, struct rill_schema_
 		s->json = canonical_json(s);
 		if (s->json == NULL)
 			rc = -ENOMEM;
+		/* The registry stores the canonical text and parses it again at open. */
+		else if (strlen(s->json) > RILL_SCHEMA_JSON_BYTES_MAX)
+			rc = schema_fail(err, RILL_E_SCHEMA_INVALID,
+					 "schema %s: its canonical form takes %zu bytes, over the "
+					 "%u a definition may have",
+					 s->type_name, strlen(s->json), RILL_SCHEMA_JSON_BYTES_MAX);
 	}
 	if (rc != 0) {
 		rill_schema_free(s);

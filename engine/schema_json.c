@@ -73,7 +73,8 @@ int rill_schema_json_encode(const struct rill_schema *s, const char *json, size_
 				   "%s v%u: a buffer of %u bytes is below the %u the version needs",
 				   s->type_name, s->version, buf_bytes, s->payload_bytes_max);
 	json_error_t jerr;
-	json_t *root = json_loadb(json, json_bytes, JSON_REJECT_DUPLICATES, &jerr);
+	/* NUL is a valid character of a string value: decode writes it as \u0000. */
+	json_t *root = json_loadb(json, json_bytes, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (root == NULL)
 		return schema_fail(err, RILL_E_JSON_INVALID, "line %d, column %d: %s", jerr.line,
 				   jerr.column, jerr.text);
@@ -132,9 +133,11 @@ int rill_schema_json_decode(const struct rill_schema *s, const void *payload,
 	json_decref(root);
 	if (need == 0)
 		return -ENOMEM;
-	if (need >= text_bytes)
+	if (need >= text_bytes) {
+		*json_bytes = need;
 		return schema_fail(err, -ENOSPC, "%s v%u: the JSON needs %zu bytes, %zu given",
 				   s->type_name, s->version, need + 1, text_bytes);
+	}
 	text[need] = '\0';
 	*json_bytes = need;
 	return 0;

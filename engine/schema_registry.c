@@ -136,20 +136,18 @@ static struct schema_type *type_new(struct rill_schema_registry *reg, const char
 	return t;
 }
 
-/* Make @s version latest + 1 of @t (a new type when @t is NULL). G1, G4. */
-static int publish(struct rill_schema_registry *reg, struct schema_type *t, struct rill_schema *s,
-		   int compat)
+/*
+ * Make @s version latest + 1 of @t; with @fresh, @t is a new type (from type_new) to add.
+ * G1, G4. Cannot fail: the caller has checked the limits and allocated what it needs, so
+ * that nothing can go wrong between making a change durable and publishing it.
+ */
+static void publish(struct rill_schema_registry *reg, struct schema_type *t, bool fresh,
+		    struct rill_schema *s, int compat)
 {
-	bool fresh = t == NULL;
-	if (fresh) {
-		if (reg->type_count >= RILL_SCHEMA_TYPES_MAX)
-			return -ENOSPC;
-		t = type_new(reg, s->type_name);
-		if (t == NULL)
-			return -ENOMEM;
-	}
 	uint64_t count = t->version_count;
 	RILL_ASSERT(s->version == count + 1);
+	RILL_ASSERT(count < RILL_SCHEMA_VERSIONS_MAX);
+	RILL_ASSERT(!fresh || reg->type_count < RILL_SCHEMA_TYPES_MAX);
 	s->type_id = t->type_id;
 	t->versions[count] = s;
 	rill_atomic_store_release_u64(&t->version_count, count + 1); /* R1 */
@@ -159,7 +157,6 @@ static int publish(struct rill_schema_registry *reg, struct schema_type *t, stru
 		reg->types[reg->type_count] = t;
 		rill_atomic_store_release_u64(&reg->type_count, reg->type_count + 1); /* R2 */
 	}
-	return 0;
 }
 
 static uint64_t wall_ns(void)
@@ -329,12 +326,18 @@ static int register_locked(struct rill_schema_registry *reg, struct rill_schema 
 	int store_compat = compat;
 	if (compat >= 0 && compat == (int)(t == NULL ? RILL_COMPAT_DEFAULT : type_compat(t)))
 		store_compat = -1;
+	struct schema_type *fresh = NULL;
+	if (t == NULL && (fresh = type_new(reg, s->type_name)) == NULL)
+		return -ENOMEM;
 	rc = persist(reg, s, s->type_name, store_compat, err);
-	if (rc == 0)
-		rc = publish(reg, t, s, compat);
-	if (rc == 0 && out != NULL)
+	if (rc != 0) {
+		free(fresh);
+		return rc;
+	}
+	publish(reg, t != NULL ? t : fresh, fresh != NULL, s, compat);
+	if (out != NULL)
 		*out = s;
-	return rc;
+	return 0;
 }
 
 static int register_or_check(struct rill_schema_registry *reg, const char *json, size_t json_bytes,
@@ -431,11 +434,61 @@ int rill_schema_list(struct rill_schema_registry *reg, rill_schema_list_fn *fn, 
 
 /* ---- Open, replay, close --------------------------------------------------------------- */
 
+static int replay_compat(struct schema_type *t, const struct rill_record *rec)
+{
+	for (int m = RILL_COMPAT_NONE; m <= RILL_COMPAT_FULL_TRANSITIVE; m++) {
+		const char *name = rill_schema_compat_name((enum rill_schema_compat)m);
+		if (t != NULL && rec->payload_bytes == strlen(name) &&
+		    memcmp(rec->payload, name, rec->payload_bytes) == 0) {
+			rill_atomic_store_relaxed_u64(&t->compat, (uint64_t)m);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * One REGISTER record: a canonical definition (exactly what register writes), version
+ * latest + 1 of its type, within the limits. Returns 0 or -1 with @why set.
+ */
+static int replay_register(struct rill_schema_registry *reg, struct schema_type *t,
+			   const char *name, const struct rill_record *rec,
+			   struct rill_schema_error *why)
+{
+	struct rill_schema *s;
+	int rc = rill_schema_parse(&s, rec->payload, rec->payload_bytes, why);
+	if (rc != 0)
+		return rc;
+	const char *fault = NULL;
+	if (strlen(s->json) != rec->payload_bytes ||
+	    memcmp(s->json, rec->payload, rec->payload_bytes) != 0)
+		fault = "not in canonical form";
+	else if (strcmp(s->type_name, name) != 0)
+		fault = "stored under another type name";
+	else if (s->version != (t == NULL ? 0 : t->version_count) + 1)
+		fault = "out of order";
+	else if (t == NULL ? reg->type_count >= RILL_SCHEMA_TYPES_MAX
+			   : t->version_count >= RILL_SCHEMA_VERSIONS_MAX)
+		fault = "past the registry's limits";
+	struct schema_type *fresh = NULL;
+	if (fault == NULL && t == NULL && (fresh = type_new(reg, name)) == NULL)
+		rc = -ENOMEM;
+	if (fault != NULL || rc != 0) {
+		snprintf(why->message, sizeof(why->message), "%s v%u: %s", name,
+			 (unsigned)s->version, fault != NULL ? fault : rill_strerror(rc));
+		rill_schema_free(s);
+		return rc != 0 ? rc : RILL_E_SCHEMA_INVALID;
+	}
+	publish(reg, t != NULL ? t : fresh, fresh != NULL, s, -1);
+	return 0;
+}
+
 static int replay_entry(struct rill_schema_registry *reg, const struct rill_record *rec,
 			uint64_t offset, struct rill_schema_error *err)
 {
 	char name[RILL_SCHEMA_NAME_BYTES_MAX + 1];
-	if (rec->key_bytes == 0 || rec->key_bytes > RILL_SCHEMA_NAME_BYTES_MAX)
+	if (rec->key_bytes == 0 || rec->key_bytes > RILL_SCHEMA_NAME_BYTES_MAX ||
+	    memchr(rec->key, '\0', rec->key_bytes) != NULL)
 		return schema_fail(err, RILL_E_SCHEMA_INVALID,
 				   "schema registry, offset %llu: bad type name",
 				   (unsigned long long)offset);
@@ -443,39 +496,18 @@ static int replay_entry(struct rill_schema_registry *reg, const struct rill_reco
 	name[rec->key_bytes] = '\0';
 	struct schema_type *t = find_type(reg, name);
 	if (rec->type_id == REGISTRY_COMPAT) {
-		char mode[32];
-		enum rill_schema_compat compat;
-		snprintf(mode, sizeof(mode), "%.*s",
-			 (int)(rec->payload_bytes < 31 ? rec->payload_bytes : 31),
-			 (const char *)rec->payload);
-		if (t == NULL || rill_schema_compat_parse(mode, &compat) != 0)
+		if (replay_compat(t, rec) != 0)
 			return schema_fail(err, RILL_E_SCHEMA_INVALID,
 					   "schema registry, offset %llu: bad mode for %s",
 					   (unsigned long long)offset, name);
-		rill_atomic_store_relaxed_u64(&t->compat, compat);
 		return 0;
 	}
 	if (rec->type_id != REGISTRY_REGISTER)
 		return schema_fail(err, RILL_E_SCHEMA_INVALID,
 				   "schema registry, offset %llu: unknown entry kind %u",
 				   (unsigned long long)offset, rec->type_id);
-	struct rill_schema *s;
 	struct rill_schema_error why;
-	int rc = rill_schema_parse(&s, rec->payload, rec->payload_bytes, &why);
-	if (rc == 0 && (strcmp(s->type_name, name) != 0 ||
-			s->version != (t == NULL ? 0 : t->version_count) + 1)) {
-		snprintf(why.message, sizeof(why.message), "%s v%u out of order", name,
-			 (unsigned)s->version);
-		rill_schema_free(s);
-		rc = RILL_E_SCHEMA_INVALID;
-	}
-	if (rc == 0) {
-		rc = publish(reg, t, s, -1);
-		if (rc != 0) {
-			snprintf(why.message, sizeof(why.message), "%s", rill_strerror(rc));
-			rill_schema_free(s);
-		}
-	}
+	int rc = replay_register(reg, t, name, rec, &why);
 	if (rc != 0)
 		return schema_fail(err, rc == -ENOMEM ? rc : RILL_E_SCHEMA_INVALID,
 				   "schema registry, offset %llu: %s", (unsigned long long)offset,
@@ -508,6 +540,13 @@ static int open_log(struct rill_schema_registry *reg, struct rill_io *io, const 
 	struct rill_log_config config;
 	rill_log_config_default(&config);
 	config.durability = RILL_DURABILITY_GROUP;
+	/*
+	 * Batches go out only when persist() syncs (the longest delay the log takes, against
+	 * the microseconds between two appends of one change): a change's REGISTER and COMPAT
+	 * records then share one batch, which recovery keeps or cuts whole.
+	 */
+	config.batch_delay_ns = 10ull * 1000000000ull;
+	config.batch_bytes_max = 1u << 20; /* a definition's record and a mode's, together */
 	config.segment_bytes_max = 64u << 20;
 	struct rill_log_recovery report;
 	int rc = rill_log_open(&reg->log, io, dir, &config, &report);

@@ -276,7 +276,8 @@ int rill_schema_json_encode(const struct rill_schema *schema, const char *json, 
  * rill_schema_json_decode - the payload as a compact JSON object, fields in declared order,
  * in the encodings above. The payload is validated first. Writes at most @text_bytes bytes
  * with a final NUL; @json_bytes gets the length without it.
- * Returns 0, RILL_E_PAYLOAD_INVALID, -ENOSPC when @text is too small, or -ENOMEM.
+ * Returns 0, RILL_E_PAYLOAD_INVALID, -ENOSPC when @text is too small (@json_bytes then
+ * gets the length needed, without the NUL), or -ENOMEM.
  */
 int rill_schema_json_decode(const struct rill_schema *schema, const void *payload,
 			    uint32_t payload_bytes, char *text, size_t text_bytes,
@@ -335,7 +336,9 @@ int rill_schema_registry_close(struct rill_schema_registry *reg);
  * RILL_E_SCHEMA_INCOMPATIBLE, RILL_E_SCHEMA_CONFLICT (this version exists with another
  * definition, or the version is not latest + 1), -EINVAL for an unknown @compat, -ENOSPC
  * past the registry's limits, or a
- * storage error (after which the registry refuses every change). Blocks; serialised.
+ * storage error, after which the registry refuses every change and whether this one was
+ * stored is unknown until the next open (like any write whose sync failed). Blocks;
+ * serialised.
  */
 int rill_schema_register(struct rill_schema_registry *reg, const char *json, size_t json_bytes,
 			 int compat, const struct rill_schema **out, struct rill_schema_error *err);

@@ -38,6 +38,15 @@ err=$(echo "zz" | "$rill" schema decode --file "$dir/order.json" 2>&1 >/dev/null
 check "decode refuses non-hex" '[ $rc -eq 1 ] && [[ "$err" == *"line 1"* ]]'
 err=$(echo "${hex}00" | "$rill" schema decode --file "$dir/order.json" 2>&1 >/dev/null); rc=$?
 check "decode refuses a payload with a stray byte" '[ $rc -eq 1 ] && [[ "$err" == *"follow"* ]]'
+# Long field names make the JSON much longer than the payload: decode must still fit it.
+python3 - "$dir/long.json" <<'PY'
+import json, sys
+fields = [{"name": "f%03d_" % i + "x" * 100, "type": "bool", "default": True} for i in range(64)]
+json.dump({"type": "Long", "version": 1, "fields": fields}, open(sys.argv[1], "w"))
+PY
+out=$(echo '{}' | "$rill" schema encode --file "$dir/long.json" | "$rill" schema decode --file "$dir/long.json"); rc=$?
+check "decode fits JSON longer than its first buffer" '[ $rc -eq 0 ] && [ ${#out} -gt 7000 ]'
+
 "$rill" schema encode >/dev/null 2>&1; rc=$?
 check "encode without --file is a usage error" '[ $rc -eq 2 ]'
 exit $fail

@@ -3114,6 +3114,104 @@ static void test_builder_defaults(void **state)
 	rill_schema_free(s);
 }
 
+/* ---- Review findings ------------------------------------------------------------------ */
+
+/*
+ * The registry stores a definition's canonical text and parses it again at open, so the
+ * canonical form must fit the definition limit too: f64 defaults grow when written back
+ * ("1e300" becomes "1.0000000000000001e+300"). A definition just under the limit whose
+ * canonical form is over it is refused at parse, not accepted and left unloadable.
+ */
+static void test_canonical_form_within_limit(void **state)
+{
+	(void)state;
+	size_t cap = RILL_SCHEMA_JSON_BYTES_MAX + 4096;
+	char *json = malloc(cap);
+	assert_non_null(json);
+	size_t n = (size_t)snprintf(json, cap, "{\"type\":\"Big\",\"version\":1,\"fields\":[");
+	unsigned fields = 64;
+	size_t doc_bytes = (RILL_SCHEMA_JSON_BYTES_MAX - 200) / fields - 64;
+	assert_true(doc_bytes <= RILL_SCHEMA_DOC_BYTES_MAX);
+	for (unsigned i = 0; i < fields; i++) {
+		n += (size_t)snprintf(json + n, cap - n,
+				      "%s{\"name\":\"f%03u\",\"type\":\"f64\",\"default\":1e300,"
+				      "\"doc\":\"",
+				      i ? "," : "", i);
+		memset(json + n, 'd', doc_bytes);
+		n += doc_bytes;
+		n += (size_t)snprintf(json + n, cap - n, "\"}");
+	}
+	n += (size_t)snprintf(json + n, cap - n, "]}");
+	assert_true(n <= RILL_SCHEMA_JSON_BYTES_MAX);
+	struct rill_schema *s = NULL;
+	struct rill_schema_error err = {{0}};
+	int rc = rill_schema_parse(&s, json, n, &err);
+	assert_int_equal(rc, RILL_E_SCHEMA_INVALID);
+	assert_non_null(strstr(err.message, "canonical"));
+	free(json);
+}
+
+/* Decode's -ENOSPC says how much it needs, so a caller can grow its buffer and retry. */
+static void test_json_decode_reports_needed(void **state)
+{
+	(void)state;
+	char *def = dq("{'type': 'T', 'version': 1, 'fields': [{'name': "
+		       "'a_rather_long_field_name_that_makes_the_json_long', 'type': 'bool'}]}");
+	struct rill_schema *s;
+	assert_int_equal(rill_schema_parse(&s, def, strlen(def), NULL), 0);
+	uint8_t payload[64];
+	uint32_t payload_bytes;
+	char *in = dq("{'a_rather_long_field_name_that_makes_the_json_long': true}");
+	assert_int_equal(rill_schema_json_encode(s, in, strlen(in), payload, sizeof(payload),
+						 &payload_bytes, NULL),
+			 0);
+	char small[16];
+	size_t need = 0;
+	assert_int_equal(rill_schema_json_decode(s, payload, payload_bytes, small, sizeof(small),
+						 &need, NULL),
+			 -ENOSPC);
+	assert_int_equal(need, strlen(in) - 1); /* compact: no space after the colon */
+	char *text = malloc(need + 1);
+	size_t got;
+	assert_int_equal(
+		rill_schema_json_decode(s, payload, payload_bytes, text, need + 1, &got, NULL), 0);
+	assert_int_equal(got, need);
+	free(text);
+	free(in);
+	free(def);
+	rill_schema_free(s);
+}
+
+/* A NUL inside a string is a valid value: decode writes \u0000 and encode takes it back. */
+static void test_json_nul_in_string(void **state)
+{
+	(void)state;
+	char *def = dq("{'type': 'T', 'version': 1, 'fields': [{'name': 's', 'type': 'string', "
+		       "'max_length': 8}]}");
+	struct rill_schema *s;
+	assert_int_equal(rill_schema_parse(&s, def, strlen(def), NULL), 0);
+	struct rill_payload_builder b;
+	uint8_t payload[64], again[64];
+	assert_int_equal(rill_payload_builder_init(&b, s, payload, sizeof(payload)), 0);
+	assert_int_equal(rill_payload_set_var(&b, 0, "a\0b", 3), 0);
+	uint32_t bytes, again_bytes;
+	assert_int_equal(rill_payload_builder_finish(&b, &bytes, NULL), 0);
+	char text[64];
+	size_t text_bytes;
+	assert_int_equal(
+		rill_schema_json_decode(s, payload, bytes, text, sizeof(text), &text_bytes, NULL),
+		0);
+	assert_string_equal(text, "{\"s\":\"a\\u0000b\"}");
+	struct rill_schema_error err = {{0}};
+	assert_int_equal(rill_schema_json_encode(s, text, text_bytes, again, sizeof(again),
+						 &again_bytes, &err),
+			 0);
+	assert_int_equal(again_bytes, bytes);
+	assert_memory_equal(again, payload, bytes);
+	free(def);
+	rill_schema_free(s);
+}
+
 /* ---- Lookups during registration ------------------------------------------------------ */
 
 #define RACE_VERSIONS 120u
@@ -3262,6 +3360,9 @@ int main(void)
 		cmocka_unit_test(test_builder_overwrite),
 		cmocka_unit_test(test_builder_defaults),
 		cmocka_unit_test(test_registry_concurrent_lookups),
+		cmocka_unit_test(test_canonical_form_within_limit),
+		cmocka_unit_test(test_json_decode_reports_needed),
+		cmocka_unit_test(test_json_nul_in_string),
 	};
 	test_seed();
 	return cmocka_run_group_tests_name("schema", tests, NULL, NULL);

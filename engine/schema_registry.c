@@ -524,13 +524,13 @@ static int replay(struct rill_schema_registry *reg, struct rill_schema_error *er
 	struct rill_record rec;
 	uint64_t offset;
 	while ((rc = rill_log_iter_next(&it, &rec, &offset)) == 1) {
-		rc = replay_entry(reg, &rec, offset, err);
+		rc = replay_entry(reg, &rec, offset, err); /* fills @err on failure */
 		if (rc != 0)
 			break;
 	}
-	rill_log_iter_fini(&it);
-	if (rc < 0 && err != NULL && err->message[0] == '\0')
+	if (rc < 0 && rc != RILL_E_SCHEMA_INVALID && rc != -ENOMEM)
 		schema_fail(err, rc, "schema registry: reading its log: %s", rill_strerror(rc));
+	rill_log_iter_fini(&it);
 	return rc < 0 ? rc : 0;
 }
 
@@ -553,8 +553,6 @@ static int open_log(struct rill_schema_registry *reg, struct rill_io *io, const 
 	if (rc != 0)
 		return schema_fail(err, rc, "schema registry %s: %s%s%s", dir, rill_strerror(rc),
 				   report.message[0] ? ": " : "", report.message);
-	if (err != NULL)
-		err->message[0] = '\0';
 	return replay(reg, err);
 }
 

@@ -8,5 +8,6 @@ rm -rf "$corpus" && mkdir -p "$corpus"
 # -seed makes a failing run replayable; RILL_FUZZ_SEED overrides it.
 seed=${RILL_FUZZ_SEED:-$(date +%s)}
 echo "fuzz: $(basename "$fuzzer") for ${seconds}s, -seed=$seed"
-exec "$fuzzer" -seed="$seed" -max_total_time="$seconds" -print_final_stats=1 \
+# -error_exitcode=1: libFuzzer's own default, 77, is what meson reads as "skipped".
+exec "$fuzzer" -seed="$seed" -max_total_time="$seconds" -print_final_stats=1 -error_exitcode=1 \
 	-artifact_prefix="$corpus/../" "$corpus"

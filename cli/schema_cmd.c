@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "base/hex.h"
 #include "cli.h"
 #include "rill/schema.h"
 
@@ -112,28 +113,13 @@ static int schema_check(int argc, char **argv)
 	return status;
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Hex text (no separators) to bytes; -1 when it is not hex or too long. */
 static long hex_decode(const char *text, size_t len, uint8_t *out, size_t out_bytes)
 {
 	if (len % 2 != 0 || len / 2 > out_bytes)
 		return -1;
-	for (size_t i = 0; i < len; i += 2) {
-		int h = hex_value(text[i]), l = hex_value(text[i + 1]);
-		if (h < 0 || l < 0)
-			return -1;
-		out[i / 2] = (uint8_t)(h << 4 | l);
-	}
+	if (rill_hex_decode(text, len, out) != len)
+		return -1;
 	return (long)(len / 2);
 }
 

@@ -12,6 +12,7 @@
 
 #include "base/assert.h"
 #include "base/compiler.h"
+#include "base/hex.h"
 #include "engine/schema_int.h"
 
 static const char *const field_type_names[] = {
@@ -158,17 +159,6 @@ static int parse_type(const char *name, enum rill_field_type *type)
 	return -1;
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Decimal text to u64. strtoull alone accepts signs, spaces and wraps silently on some
  * inputs; the digits are checked first so that only plain decimal gets through.
@@ -218,14 +208,10 @@ static int json_var_value(const struct rill_schema_field *f, json_t *value,
 			 f->max_length);
 		return -1;
 	}
-	for (size_t i = 0; i < n; i += 2) {
-		int h = hex_digit(s[i]), l = hex_digit(s[i + 1]);
-		if (h < 0 || l < 0) {
-			snprintf(why, why_bytes, "not a hex digit at character %zu",
-				 h < 0 ? i : i + 1);
-			return -1;
-		}
-		var[i / 2] = (uint8_t)(h << 4 | l);
+	size_t bad = rill_hex_decode(s, n, var);
+	if (bad != n) {
+		snprintf(why, why_bytes, "not a hex digit at character %zu", bad);
+		return -1;
 	}
 	out->var.data = var;
 	out->var.bytes = (uint32_t)(n / 2);

@@ -39,6 +39,7 @@ static const char *const rill_error_texts[] = {
 	[15] = "event cannot be read as the requested schema version",
 	[16] = "payload does not follow its schema",
 	[17] = "JSON does not fit the schema",
+	[18] = "not a sound snapshot of this projection",
 };
 _Static_assert(RILL_ARRAY_COUNT(rill_error_texts) == -(RILL_E_LAST + RILL_E_BASE),
 	       "every rill error code needs a text");

@@ -33,6 +33,8 @@ extern const struct rill_bench_case rill_bench_codec_cases[];
 extern const size_t rill_bench_codec_case_count;
 extern const struct rill_bench_case rill_bench_schema_cases[];
 extern const size_t rill_bench_schema_case_count;
+extern const struct rill_bench_case rill_bench_projection_cases[];
+extern const size_t rill_bench_projection_case_count;
 
 /* The reason the last setup returned NULL, for Google Benchmark's SkipWithError. */
 extern const char *rill_bench_skip_reason;

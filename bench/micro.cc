@@ -65,6 +65,7 @@ int main(int argc, char **argv)
 	register_table(rill_bench_alloc_cases, rill_bench_alloc_case_count);
 	register_table(rill_bench_codec_cases, rill_bench_codec_case_count);
 	register_table(rill_bench_schema_cases, rill_bench_schema_case_count);
+	register_table(rill_bench_projection_cases, rill_bench_projection_case_count);
 	benchmark::Initialize(&argc, argv);
 	if (benchmark::ReportUnrecognizedArguments(argc, argv))
 		return 1;

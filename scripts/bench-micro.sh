@@ -2,8 +2,8 @@
 # Runs the micro-benchmarks (build/release/bench/rill-bench-micro) and prints, as JSON, the
 # median of each case over several interleaved repetitions and the ratios the acceptance
 # criteria name: rill's ring against DPDK's rte_ring, the shard arena against jemalloc and
-# glibc, the CRC32C rate, and the schema cases in ns per operation (field reads: 2 ns or
-# less). Baselines run in the same process, interleaved at random with rill's cases, because
+# glibc, the CRC32C rate, and the schema and projection cases in ns per operation (field
+# reads: 2 ns or less). Baselines run in the same process, interleaved at random with rill's cases, because
 # absolute figures drift on shared machines; read the ratios.
 #
 # usage: scripts/bench-micro.sh [--repetitions N] [--min-time SECONDS] [--filter REGEX]
@@ -86,6 +86,11 @@ summary["schema"] = {
     "ns_per_op": schema_ns,
     "field_read_ns": field_read_ns,
     "field_read_within_2ns": field_read_ns <= 2 if field_read_ns is not None else None,
+}
+summary["projection"] = {
+    "ns_per_op": {name.removeprefix("projection/"): round(1e9 / m["items_per_second"], 3)
+                  for name, m in sorted(med.items())
+                  if name.startswith("projection/") and m.get("items_per_second")},
 }
 print(json.dumps(summary, indent=2))
 PY

@@ -35,7 +35,9 @@ enum rill_error {
 	RILL_E_SCHEMA_UPCAST = -(RILL_E_BASE + 15),       /* no way to read it as the version */
 	RILL_E_PAYLOAD_INVALID = -(RILL_E_BASE + 16),     /* payload breaks its schema */
 	RILL_E_JSON_INVALID = -(RILL_E_BASE + 17),        /* JSON does not fit the schema */
-	RILL_E_LAST = -(RILL_E_BASE + 18),
+	/* Projections (engine/projection.h). */
+	RILL_E_PROJECTION_SNAPSHOT = -(RILL_E_BASE + 18), /* not a sound snapshot of it */
+	RILL_E_LAST = -(RILL_E_BASE + 19),
 };
 
 /*

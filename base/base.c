@@ -40,6 +40,8 @@ static const char *const rill_error_texts[] = {
 	[16] = "payload does not follow its schema",
 	[17] = "JSON does not fit the schema",
 	[18] = "not a sound snapshot of this projection",
+	[19] = "event type or version not registered",
+	[20] = "producer sequence out of order (a gap, or older than the recent ones kept)",
 };
 _Static_assert(RILL_ARRAY_COUNT(rill_error_texts) == -(RILL_E_LAST + RILL_E_BASE),
 	       "every rill error code needs a text");

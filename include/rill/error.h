@@ -37,7 +37,10 @@ enum rill_error {
 	RILL_E_JSON_INVALID = -(RILL_E_BASE + 17),        /* JSON does not fit the schema */
 	/* Projections (engine/projection.h). */
 	RILL_E_PROJECTION_SNAPSHOT = -(RILL_E_BASE + 18), /* not a sound snapshot of it */
-	RILL_E_LAST = -(RILL_E_BASE + 19),
+	/* The write model (engine/partition.h). */
+	RILL_E_WRITE_UNKNOWN_TYPE = -(RILL_E_BASE + 19), /* type or version not registered */
+	RILL_E_WRITE_SEQUENCE = -(RILL_E_BASE + 20),     /* producer sequence gap or too old */
+	RILL_E_LAST = -(RILL_E_BASE + 21),
 };
 
 /*

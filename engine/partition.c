@@ -1,0 +1,302 @@
+/*
+ * The write model of one partition (engine/partition.h): check, deduplicate, append,
+ * project. Runs on the owner shard's thread, once per event: no locks, no allocation after
+ * open (the dedup table is sized by producers_max).
+ *
+ * Dedup table: open addressing with linear probing over a power-of-two capacity of at
+ * least twice producers_max, keyed by producer id (never 0). Per producer: the highest
+ * sequence written and the offsets of the last RILL_PARTITION_DEDUP_WINDOW sequences, in a
+ * ring indexed by sequence.
+ *
+ * Invariants:
+ *   W1. A producer's sequences in the log are contiguous from its first one: the write
+ *       model refuses gaps, and replay at open sees the same sequence of writes.
+ *   W2. offsets[seq % WINDOW] is the offset of seq for every seq in
+ *       (last_seq - WINDOW, last_seq] the producer has written.
+ *   W3. Every projection bound has folded every event of the log below next_offset, and
+ *       nothing else.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/assert.h"
+#include "base/compiler.h"
+#include "engine/partition.h"
+#include "engine/schema_int.h"
+
+#define PARTITION_PRODUCERS_DEFAULT 4096u
+
+struct dedup_entry {
+	uint64_t producer_id; /* 0: empty */
+	uint64_t first_seq;   /* the first sequence this partition holds from it */
+	uint64_t last_seq;
+	uint64_t offsets[RILL_PARTITION_DEDUP_WINDOW]; /* W2 */
+};
+
+struct rill_partition {
+	struct rill_log *log;
+	struct rill_schema_registry *schemas;
+	struct dedup_entry *dedup;
+	uint64_t dedup_mask;
+	uint32_t producers_max;
+	struct rill_projection *projections[RILL_PARTITION_PROJECTIONS_MAX];
+	uint32_t projection_count;
+	struct rill_partition_stats stats;
+};
+
+void rill_partition_config_default(struct rill_partition_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	rill_log_config_default(&c->log);
+	c->producers_max = PARTITION_PRODUCERS_DEFAULT;
+}
+
+/* The entry of @producer_id, or the empty slot where it would go. */
+static struct dedup_entry *dedup_slot(const struct rill_partition *part, uint64_t producer_id)
+{
+	uint64_t h = producer_id * 0x9e3779b97f4a7c15ull; /* Fibonacci hashing: ids are dense */
+	for (uint64_t i = h >> 20;; i++) {
+		struct dedup_entry *e = &part->dedup[i & part->dedup_mask];
+		if (e->producer_id == producer_id || e->producer_id == 0)
+			return e;
+	}
+}
+
+/* Record that @producer_id wrote @seq at @offset (a slot from dedup_slot). */
+static void dedup_record(struct rill_partition *part, struct dedup_entry *e, uint64_t producer_id,
+			 uint64_t seq, uint64_t offset)
+{
+	if (e->producer_id == 0) {
+		e->producer_id = producer_id;
+		e->first_seq = seq;
+		part->stats.producers++;
+	}
+	e->last_seq = seq;
+	e->offsets[seq % RILL_PARTITION_DEDUP_WINDOW] = offset;
+}
+
+/* Fold the event at @offset into every projection; errors are the projections' to count. */
+static void project(struct rill_partition *part, const struct rill_record *rec, uint64_t offset)
+{
+	for (uint32_t i = 0; i < part->projection_count; i++)
+		if (rill_unlikely(rill_projection_apply(part->projections[i], rec, offset) != 0))
+			part->stats.projection_errors++;
+}
+
+/*
+ * Walk the log from @from_offset: rebuild the dedup table (@dedup) and fold into @proj
+ * (when not NULL). Makes everything written durable first: iterators read durable data.
+ */
+static int replay(struct rill_partition *part, uint64_t from_offset, bool dedup,
+		  struct rill_projection *proj)
+{
+	int rc = rill_log_sync(part->log);
+	struct rill_log_iter it;
+	if (rc == 0)
+		rc = rill_log_iter_init(&it, part->log, from_offset);
+	if (rc != 0)
+		return rc;
+	if (it.offset != from_offset && proj != NULL) {
+		rill_log_iter_fini(&it);
+		return -ERANGE; /* retention deleted events the projection needs */
+	}
+	struct rill_record rec;
+	uint64_t offset;
+	while ((rc = rill_log_iter_next(&it, &rec, &offset)) == 1) {
+		if (dedup && rec.producer_id != 0) {
+			struct dedup_entry *e = dedup_slot(part, rec.producer_id);
+			if (e->producer_id == 0 && part->stats.producers >= part->producers_max) {
+				rc = -ENOSPC; /* written under a larger limit */
+				break;
+			}
+			dedup_record(part, e, rec.producer_id, rec.sequence, offset);
+		}
+		if (dedup)
+			part->stats.replayed++;
+		if (proj != NULL && rill_projection_apply(proj, &rec, offset) != 0)
+			part->stats.projection_errors++;
+	}
+	rill_log_iter_fini(&it);
+	return rc;
+}
+
+int rill_partition_open(struct rill_partition **out, const struct rill_partition_config *config,
+			struct rill_log_recovery *report)
+{
+	if (config->io == NULL || config->dir == NULL || config->schemas == NULL ||
+	    config->producers_max == 0 || config->producers_max > RILL_PARTITION_PRODUCERS_MAX)
+		return -EINVAL;
+	struct rill_partition *part = calloc(1, sizeof(*part));
+	if (part == NULL)
+		return -ENOMEM;
+	part->schemas = config->schemas;
+	part->producers_max = config->producers_max;
+	uint64_t capacity = 1;
+	while (capacity < 2ull * config->producers_max)
+		capacity <<= 1;
+	part->dedup_mask = capacity - 1;
+	part->dedup = calloc(capacity, sizeof(*part->dedup));
+	int rc = part->dedup == NULL ? -ENOMEM : 0;
+	if (rc == 0)
+		rc = rill_log_open(&part->log, config->io, config->dir, &config->log, report);
+	if (rc == 0)
+		rc = replay(part, 0, true, NULL);
+	if (rc != 0) {
+		if (part->log != NULL)
+			rill_log_drop(part->log);
+		free(part->dedup);
+		free(part);
+		return rc;
+	}
+	*out = part;
+	return 0;
+}
+
+static void partition_free(struct rill_partition *part)
+{
+	free(part->dedup);
+	free(part);
+}
+
+int rill_partition_close(struct rill_partition *part)
+{
+	int rc = rill_log_close(part->log);
+	partition_free(part);
+	return rc;
+}
+
+void rill_partition_drop(struct rill_partition *part)
+{
+	rill_log_drop(part->log);
+	partition_free(part);
+}
+
+int rill_partition_projection_add(struct rill_partition *part, struct rill_projection *proj,
+				  uint64_t from_offset)
+{
+	if (part->projection_count == RILL_PARTITION_PROJECTIONS_MAX)
+		return -ENOSPC;
+	if (from_offset > rill_log_next_offset(part->log))
+		return -EINVAL;
+	int rc = replay(part, from_offset, false, proj); /* W3 */
+	if (rc != 0)
+		return rc;
+	part->projections[part->projection_count++] = proj;
+	return 0;
+}
+
+/* Steps 1 and 2: the event's schema, then its producer's sequence. */
+static int admit(struct rill_partition *part, const struct rill_record *rec,
+		 struct dedup_entry **entry, struct rill_partition_write *result,
+		 struct rill_schema_error *err)
+{
+	const struct rill_schema *s =
+		rec->schema_version == 0
+			? NULL
+			: rill_schema_get_id(part->schemas, rec->type_id, rec->schema_version);
+	if (rill_unlikely(s == NULL))
+		return schema_fail(err, RILL_E_WRITE_UNKNOWN_TYPE,
+				   "event type %u version %u is not registered", rec->type_id,
+				   rec->schema_version);
+	int rc = rill_schema_validate(s, rec->payload, rec->payload_bytes, err);
+	if (rill_unlikely(rc != 0))
+		return rc;
+	*entry = NULL;
+	if (rec->producer_id == 0)
+		return 0;
+	struct dedup_entry *e = dedup_slot(part, rec->producer_id);
+	*entry = e;
+	if (e->producer_id == 0) {
+		if (rill_unlikely(part->stats.producers >= part->producers_max))
+			return schema_fail(err, -ENOSPC,
+					   "producer %llu: this partition tracks %u producers "
+					   "already",
+					   (unsigned long long)rec->producer_id,
+					   part->producers_max);
+		return 0; /* the first sequence of a producer sets its start */
+	}
+	uint64_t seq = rec->sequence;
+	if (seq > e->last_seq) {
+		if (rill_unlikely(seq != e->last_seq + 1))
+			return schema_fail(err, RILL_E_WRITE_SEQUENCE,
+					   "producer %llu: sequence %llu after %llu leaves a gap",
+					   (unsigned long long)rec->producer_id,
+					   (unsigned long long)seq,
+					   (unsigned long long)e->last_seq);
+		return 0;
+	}
+	if (rill_unlikely(seq < e->first_seq || e->last_seq - seq >= RILL_PARTITION_DEDUP_WINDOW))
+		return schema_fail(err, RILL_E_WRITE_SEQUENCE,
+				   "producer %llu: sequence %llu is below its first (%llu) or "
+				   "older than the last %u kept (last %llu)",
+				   (unsigned long long)rec->producer_id, (unsigned long long)seq,
+				   (unsigned long long)e->first_seq, RILL_PARTITION_DEDUP_WINDOW,
+				   (unsigned long long)e->last_seq);
+	result->duplicate = true;
+	result->offset = e->offsets[seq % RILL_PARTITION_DEDUP_WINDOW];
+	return 0;
+}
+
+int rill_partition_write(struct rill_partition *part, const struct rill_record *rec,
+			 struct rill_partition_write *result, struct rill_schema_error *err)
+{
+	struct dedup_entry *e = NULL;
+	result->duplicate = false;
+	int rc = rill_log_error(part->log);
+	if (rill_unlikely(rc != 0)) /* fail-stop: not even a duplicate is acknowledged */
+		return schema_fail(err, rc, "the log has stopped: %s", rill_strerror(rc));
+	rc = admit(part, rec, &e, result, err);
+	if (rill_unlikely(rc != 0)) {
+		part->stats.refused++;
+		return rc;
+	}
+	if (result->duplicate) {
+		part->stats.duplicates++;
+		return 0;
+	}
+	uint64_t offset;
+	rc = rill_log_append(part->log, rec, &offset);
+	if (rill_unlikely(rc != 0)) {
+		if (rc <= RILL_E_RECORD_TRUNCATED && rc >= RILL_E_RECORD_PAYLOAD_TOO_LONG)
+			part->stats.refused++; /* the record itself is over a limit */
+		return schema_fail(err, rc, "append: %s", rill_strerror(rc));
+	}
+	if (e != NULL)
+		dedup_record(part, e, rec->producer_id, rec->sequence, offset);
+	project(part, rec, offset);
+	part->stats.written++;
+	result->offset = offset;
+	return 0;
+}
+
+int rill_partition_poll(struct rill_partition *part, uint64_t wait_ns)
+{
+	return rill_log_poll(part->log, wait_ns);
+}
+
+int rill_partition_sync(struct rill_partition *part)
+{
+	return rill_log_sync(part->log);
+}
+
+uint64_t rill_partition_durable_offset(const struct rill_partition *part)
+{
+	return rill_log_durable_offset(part->log);
+}
+
+uint64_t rill_partition_next_offset(const struct rill_partition *part)
+{
+	return rill_log_next_offset(part->log);
+}
+
+struct rill_log *rill_partition_log(struct rill_partition *part)
+{
+	return part->log;
+}
+
+void rill_partition_stats(const struct rill_partition *part, struct rill_partition_stats *out)
+{
+	*out = part->stats;
+}

@@ -1,0 +1,129 @@
+/*
+ * A partition on its owner shard: the write model in front of the partition's log and the
+ * projections behind it (ARCHITECTURE.md, "The data path", steps 3 to 6). Each event
+ * written is, in order:
+ *
+ *   1. checked: its type and version are registered and its payload is valid for them;
+ *   2. deduplicated: an idempotent producer (producer id != 0) sends sequence numbers
+ *      0, 1, 2, ... per partition; a sequence already written is acknowledged again with
+ *      its original offset and not appended, a gap is refused;
+ *   3. appended to the log, getting its offset ("applied" may be acknowledged from here);
+ *   4. folded into every projection bound to the partition, from the same bytes;
+ *   5. durable once the log's group commit covering it completes.
+ *
+ * The dedup state and the projections are rebuilt from the log when the partition opens
+ * (and a projection bound later is brought up to date from the log), so idempotence and
+ * read models survive restarts with no window: what the log holds, they reflect.
+ *
+ * Threading: a partition belongs to its shard's thread; nothing here locks. Write and poll
+ * never block (poll with a wait does); open and projection_add read the log and block.
+ */
+#ifndef RILL_ENGINE_PARTITION_H
+#define RILL_ENGINE_PARTITION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/io.h"
+#include "engine/log.h"
+#include "engine/projection.h"
+#include "rill/record.h"
+#include "rill/schema.h"
+
+struct rill_partition;
+
+/* Partition limits. */
+#define RILL_PARTITION_PRODUCERS_MAX   (1u << 20) /* idempotent producers tracked */
+#define RILL_PARTITION_PROJECTIONS_MAX 64u        /* projections bound to one partition */
+#define RILL_PARTITION_DEDUP_WINDOW    8u         /* recent sequences kept per producer */
+
+struct rill_partition_config {
+	struct rill_io *io;                   /* the shard's I/O backend */
+	const char *dir;                      /* the partition's log directory */
+	struct rill_schema_registry *schemas; /* types and versions events must follow */
+	struct rill_log_config log;           /* segments, group commit, retention, durability */
+	uint32_t producers_max;               /* default 4,096 */
+};
+
+/* rill_partition_config_default - the log's defaults and 4,096 producers; io, dir and
+ * schemas stay the caller's to set. */
+void rill_partition_config_default(struct rill_partition_config *config);
+
+/* What a write did. */
+struct rill_partition_write {
+	uint64_t offset; /* the event's offset (the original one for a duplicate) */
+	bool duplicate;  /* already written: acknowledged again, not appended */
+};
+
+/*
+ * rill_partition_open - open the partition's log (recovering it) and rebuild the dedup
+ * state from it. @report (optional) gets the log's recovery report.
+ * Returns 0, -EINVAL, -ENOMEM, -ENOSPC when the log holds more idempotent producers than
+ * producers_max (written under a larger limit: dropping one from the table would let its
+ * retries in twice), a log error (RILL_E_LOG_*, with report->message) or -errno.
+ * Blocks.
+ */
+int rill_partition_open(struct rill_partition **out, const struct rill_partition_config *config,
+			struct rill_log_recovery *report);
+
+/*
+ * rill_partition_close - sync and close the log (a clean shutdown). The projections bound
+ * to it stay the caller's. Returns 0 or the first error. Blocks.
+ */
+int rill_partition_close(struct rill_partition *part);
+
+/* rill_partition_drop - free without any I/O, as a crash would leave it (tests). */
+void rill_partition_drop(struct rill_partition *part);
+
+/*
+ * rill_partition_projection_add - bind @proj (which must be fresh, or restored from a
+ * snapshot covering offsets below @from_offset) and fold into it every event the log
+ * holds from @from_offset on, so it reflects the whole log before the next write.
+ * Returns 0, -ENOSPC past RILL_PARTITION_PROJECTIONS_MAX, -EINVAL for @from_offset past
+ * the next offset, -ERANGE if retention deleted events it needs, or a log read error.
+ * Blocks (reads the log).
+ */
+int rill_partition_projection_add(struct rill_partition *part, struct rill_projection *proj,
+				  uint64_t from_offset);
+
+/*
+ * rill_partition_write - the write model for one event (steps 1 to 4 above).
+ * Returns 0 with @result set, or refuses with @err naming the reason:
+ *   RILL_E_WRITE_UNKNOWN_TYPE   type or version not registered
+ *   RILL_E_PAYLOAD_INVALID      the payload breaks its schema
+ *   RILL_E_WRITE_SEQUENCE       a producer's sequence skips ahead (gap), or is older than
+ *                               the recent ones kept (its offset is no longer known)
+ *   -ENOSPC                     a new producer past producers_max
+ *   -EAGAIN                     the log's batch buffers are both busy: poll, then retry
+ *   a RILL_E_RECORD_* error, or the log's fail-stop error
+ * Nothing is appended when it refuses. Never blocks.
+ */
+int rill_partition_write(struct rill_partition *part, const struct rill_record *rec,
+			 struct rill_partition_write *result, struct rill_schema_error *err);
+
+/* rill_partition_poll - drive the log's group commit (rill_log_poll). 0 or its error. */
+int rill_partition_poll(struct rill_partition *part, uint64_t wait_ns);
+
+/* rill_partition_sync - everything written so far, durable. Blocks. */
+int rill_partition_sync(struct rill_partition *part);
+
+/* Every offset below this is durable. */
+uint64_t rill_partition_durable_offset(const struct rill_partition *part);
+/* The offset the next event gets. */
+uint64_t rill_partition_next_offset(const struct rill_partition *part);
+
+/* The partition's log, for readers (iterators, find by time). */
+struct rill_log *rill_partition_log(struct rill_partition *part);
+
+struct rill_partition_stats {
+	uint64_t written;           /* events appended since open */
+	uint64_t duplicates;        /* acknowledged again, not appended */
+	uint64_t refused;           /* refused by the write model */
+	uint64_t producers;         /* idempotent producers tracked */
+	uint64_t replayed;          /* events read back from the log at open */
+	uint64_t projection_errors; /* events a projection could not fold (see its stats) */
+};
+
+void rill_partition_stats(const struct rill_partition *part, struct rill_partition_stats *out);
+
+#endif /* RILL_ENGINE_PARTITION_H */

@@ -1,0 +1,2004 @@
+/*
+ * Tests of the partition's write model (engine/partition.h) over the simulated file system
+ * (tests/common/io_sim.c). Every write goes through one oracle that predicts, from a model
+ * of what the log holds, whether the partition must append it (and at which offset),
+ * acknowledge it again as a duplicate (with the original offset) or refuse it (and why);
+ * the model is checked against the log read back, byte for byte. Covered: each refusal of
+ * the write model with nothing appended; producer idempotence (retries inside the window,
+ * sequences too old, gaps, producer 0, first sequences, many producers interleaved, the
+ * producer limit); idempotence across a clean close, kill -9 and power cuts; projections
+ * of every kind folded after append, bound late, snapshot + replay == rebuild, all equal
+ * to a reference fold over the events the log holds; a seeded power-cut loop
+ * (RILL_PARTITION_ROUNDS); I/O errors injected at every operation of a workload
+ * (RILL_PARTITION_IO_ERROR_STRIDE) and of the rebuild at open: fail-stop, nothing durable
+ * lost, no half-rebuilt state.
+ */
+#include "tests/common/test_util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/log.h"
+#include "engine/partition.h"
+#include "engine/projection.h"
+#include "rill/error.h"
+#include "rill/record.h"
+#include "rill/schema.h"
+#include "tests/common/io_sim.h"
+
+#define DIR_SIM      "/sim/p0"
+#define ERR_SENTINEL "untouched"
+#define WINDOW       RILL_PARTITION_DEDUP_WINDOW
+
+#define KEYS        10u
+#define PRODUCERS   8u    /* producer slots of the random workloads; slot 0 is id 0 */
+#define PAYLOAD_MAX 64u   /* largest Order or Ping payload the tests build */
+#define WIN_NS      1000u /* window of the windowed projections */
+#define JITTER_NS   1500u /* event time may lag the clock by this much: late events */
+#define BAD_TYPE_ID 999u  /* never registered */
+#define BAD_VERSION 77u   /* Order has versions 1 to 3 */
+#define PROJ_KEYS   64u   /* keys_max of the projections */
+
+/* Three versions of Order, each appending a field with a default (BACKWARD compatible). */
+#define ORDER_FIELDS_V1                                                                            \
+	"{\"name\":\"amount\",\"type\":\"i64\"},"                                                  \
+	"{\"name\":\"note\",\"type\":\"string\",\"max_length\":8}"
+#define ORDER_V1 "{\"type\":\"Order\",\"version\":1,\"fields\":[" ORDER_FIELDS_V1 "]}"
+#define ORDER_V2                                                                                   \
+	"{\"type\":\"Order\",\"version\":2,\"fields\":[" ORDER_FIELDS_V1                           \
+	",{\"name\":\"fee\",\"type\":\"i64\",\"default\":5}]}"
+#define ORDER_V3                                                                                   \
+	"{\"type\":\"Order\",\"version\":3,\"fields\":[" ORDER_FIELDS_V1                           \
+	",{\"name\":\"fee\",\"type\":\"i64\",\"default\":5},"                                      \
+	"{\"name\":\"price\",\"type\":\"f64\",\"default\":1.5}]}"
+#define PING_V1       "{\"type\":\"Ping\",\"version\":1,\"fields\":[{\"name\":\"n\",\"type\":\"u64\"}]}"
+#define FEE_DEFAULT   5
+#define PRICE_DEFAULT 1.5
+
+static const char *const key_text[KEYS] = {"",   "alpha", "beta", "gamma", "delta",
+					   "k5", "k6",    "k7",   "k8",    "a-longer-key-9"};
+
+/* ---- The world: a disk, the schemas, a partition and the model of its log -------------- */
+
+/* One event the log holds (or is expected to), as the test wrote it. */
+struct mev {
+	uint64_t producer, seq, ts, corr;
+	uint32_t type_id;
+	uint16_t version;
+	uint16_t key;
+	int64_t amount, fee; /* fee as an Order v2 reader sees it (the default for v1) */
+	double price;        /* as a v3 reader sees it */
+	uint32_t payload_bytes;
+	uint8_t payload[PAYLOAD_MAX];
+};
+
+/* What the partition should know of one producer: what the model's log says. */
+struct prod {
+	uint64_t id;
+	bool known;
+	uint64_t start, last; /* first and last sequence the log holds from it */
+};
+
+struct world {
+	struct io_sim *sim;
+	struct rill_schema_registry *reg;
+	const struct rill_schema *order[4]; /* [1..3] */
+	const struct rill_schema *ping;
+	struct rill_partition_config config;
+	struct rill_partition *part;
+	struct mev *ev; /* by offset: what the log holds */
+	uint64_t ev_count, ev_cap;
+	struct prod prod[256];
+	uint32_t prod_count;
+	uint64_t clock_ns;
+	/* Counters of what the oracle expected, to compare with the partition's stats. */
+	uint64_t appended, duplicates, refused;
+};
+
+static void err_reset(struct rill_schema_error *err)
+{
+	memset(err, 0, sizeof(*err));
+	strcpy(err->message, ERR_SENTINEL);
+}
+
+static const struct rill_schema *reg_ok(struct rill_schema_registry *reg, const char *json)
+{
+	const struct rill_schema *out = NULL;
+	struct rill_schema_error err;
+	err_reset(&err);
+	int rc = rill_schema_register(reg, json, strlen(json), -1, &out, &err);
+	if (rc != 0)
+		fail_msg("register refused (%d) %s: %s", rc, err.message, json);
+	assert_non_null(out);
+	return out;
+}
+
+static struct rill_log_config small_log_config(void)
+{
+	struct rill_log_config c;
+	rill_log_config_default(&c);
+	c.batch_bytes_max = 8192;
+	c.segment_bytes_max = 64u << 10;
+	c.index_interval_bytes = 1024;
+	return c;
+}
+
+static void world_init(struct world *w, uint64_t sim_seed)
+{
+	memset(w, 0, sizeof(*w));
+	assert_int_equal(io_sim_create(&w->sim, sim_seed), 0);
+	assert_int_equal(rill_schema_registry_open(&w->reg, NULL, NULL, NULL), 0);
+	w->order[1] = reg_ok(w->reg, ORDER_V1);
+	w->order[2] = reg_ok(w->reg, ORDER_V2);
+	w->order[3] = reg_ok(w->reg, ORDER_V3);
+	w->ping = reg_ok(w->reg, PING_V1);
+	assert_int_not_equal(rill_schema_type_id(w->order[1]), rill_schema_type_id(w->ping));
+	assert_int_not_equal(rill_schema_type_id(w->order[1]), BAD_TYPE_ID);
+	rill_partition_config_default(&w->config);
+	assert_int_equal(w->config.producers_max, 4096);
+	w->config.io = io_sim_io(w->sim);
+	w->config.dir = DIR_SIM;
+	w->config.schemas = w->reg;
+	w->config.log = small_log_config();
+	w->clock_ns = 1000000;
+}
+
+static void world_fini(struct world *w)
+{
+	assert_null(w->part); /* closed or dropped by the test */
+	free(w->ev);
+	assert_int_equal(rill_schema_registry_close(w->reg), 0);
+	io_sim_destroy(w->sim);
+}
+
+/* A fresh disk: the model forgets everything. */
+static void world_new_disk(struct world *w, uint64_t sim_seed)
+{
+	io_sim_destroy(w->sim);
+	assert_int_equal(io_sim_create(&w->sim, sim_seed), 0);
+	w->config.io = io_sim_io(w->sim);
+	w->ev_count = 0;
+	w->prod_count = 0;
+}
+
+static uint32_t order_type(const struct world *w)
+{
+	return rill_schema_type_id(w->order[1]);
+}
+
+static struct rill_log *wlog(struct world *w)
+{
+	return rill_partition_log(w->part);
+}
+
+static void part_open(struct world *w, struct rill_log_recovery *report)
+{
+	struct rill_log_recovery local;
+	if (report == NULL)
+		report = &local;
+	memset(report, 0, sizeof(*report));
+	int rc = rill_partition_open(&w->part, &w->config, report);
+	if (rc != 0)
+		fail_msg("partition open refused: %s (%s)", rill_strerror(rc), report->message);
+	assert_non_null(w->part);
+}
+
+static void part_close(struct world *w)
+{
+	assert_int_equal(rill_partition_close(w->part), 0);
+	w->part = NULL;
+}
+
+static void part_drop(struct world *w)
+{
+	rill_partition_drop(w->part);
+	w->part = NULL;
+}
+
+/* ---- Producers ------------------------------------------------------------------------ */
+
+/* Producer slot @i's id: spread out, so a table keyed by id cannot get by on small ids. */
+static uint64_t prod_id(uint32_t i)
+{
+	return i == 0 ? 0 : (uint64_t)i * 0x100000001b3ull + ((uint64_t)i << 56);
+}
+
+static struct prod *prod_get(struct world *w, uint64_t id)
+{
+	for (uint32_t i = 0; i < w->prod_count; i++)
+		if (w->prod[i].id == id)
+			return &w->prod[i];
+	assert_true(w->prod_count < sizeof(w->prod) / sizeof(w->prod[0]));
+	struct prod *p = &w->prod[w->prod_count++];
+	memset(p, 0, sizeof(*p));
+	p->id = id;
+	return p;
+}
+
+static uint32_t prods_known(const struct world *w)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < w->prod_count; i++)
+		n += w->prod[i].known;
+	return n;
+}
+
+/* What the producers' state must be, from the model's log alone (as replay sees it). */
+static void prods_rebuild(struct world *w)
+{
+	for (uint32_t i = 0; i < w->prod_count; i++)
+		w->prod[i].known = false;
+	for (uint64_t o = 0; o < w->ev_count; o++) {
+		const struct mev *m = &w->ev[o];
+		if (m->producer == 0)
+			continue;
+		struct prod *p = prod_get(w, m->producer);
+		if (!p->known) {
+			p->known = true;
+			p->start = m->seq;
+		} else if (m->seq != p->last + 1) {
+			fail_msg("the log holds producer %llx seq %llu after %llu (offset %llu)",
+				 (unsigned long long)m->producer, (unsigned long long)m->seq,
+				 (unsigned long long)p->last, (unsigned long long)o);
+		}
+		p->last = m->seq;
+	}
+}
+
+/* The offset the model's log holds (@producer, @seq) at, or UINT64_MAX. */
+static uint64_t model_find(const struct world *w, uint64_t producer, uint64_t seq)
+{
+	for (uint64_t o = w->ev_count; o-- > 0;)
+		if (w->ev[o].producer == producer && w->ev[o].seq == seq)
+			return o;
+	return UINT64_MAX;
+}
+
+/* ---- Events --------------------------------------------------------------------------- */
+
+enum fault { FAULT_NONE, FAULT_PAYLOAD, FAULT_VERSION, FAULT_TYPE };
+
+struct evspec {
+	uint64_t producer, seq;
+	uint32_t key;
+	bool ping;
+	uint16_t version; /* Order's version (1 to 3) */
+	enum fault fault;
+	int64_t amount, fee;
+	double price;
+	uint32_t note_bytes;
+};
+
+/* An encodable event and the buffers its pointers use. */
+struct wbuf {
+	struct rill_record rec;
+	struct mev m; /* what the log must hold if it is appended */
+};
+
+static uint32_t fidx(const struct rill_schema *s, const char *name)
+{
+	int i = rill_schema_field_index(s, name);
+	if (i < 0)
+		fail_msg("no field %s", name);
+	return (uint32_t)i;
+}
+
+static void build_event(struct world *w, const struct evspec *s, struct wbuf *b)
+{
+	struct mev *m = &b->m;
+	memset(b, 0, sizeof(*b));
+	w->clock_ns += 1 + (s->amount & 0xff); /* deterministic from the spec */
+	m->producer = s->producer;
+	m->seq = s->seq;
+	m->ts = w->clock_ns - (uint64_t)((s->amount * 7 + 1000000) % JITTER_NS);
+	m->corr = s->seq * 31 + s->producer;
+	m->key = (uint16_t)s->key;
+	uint8_t buf[PAYLOAD_MAX];
+	struct rill_payload_builder pb;
+	if (s->ping) {
+		m->type_id = rill_schema_type_id(w->ping);
+		m->version = 1;
+		assert_int_equal(rill_payload_builder_init(&pb, w->ping, buf, sizeof(buf)), 0);
+		assert_int_equal(rill_payload_set_u64(&pb, 0, (uint64_t)s->amount), 0);
+	} else {
+		const struct rill_schema *sc = w->order[s->version];
+		assert_true(rill_schema_payload_bytes_max(sc) <= PAYLOAD_MAX);
+		m->type_id = order_type(w);
+		m->version = s->version;
+		assert_int_equal(rill_payload_builder_init(&pb, sc, buf, sizeof(buf)), 0);
+		assert_int_equal(rill_payload_set_i64(&pb, fidx(sc, "amount"), s->amount), 0);
+		assert_int_equal(
+			rill_payload_set_var(&pb, fidx(sc, "note"), "abcdefgh", s->note_bytes), 0);
+		m->amount = s->amount;
+		m->fee = FEE_DEFAULT;
+		m->price = PRICE_DEFAULT;
+		if (s->version >= 2) {
+			assert_int_equal(rill_payload_set_i64(&pb, fidx(sc, "fee"), s->fee), 0);
+			m->fee = s->fee;
+		}
+		if (s->version >= 3) {
+			assert_int_equal(rill_payload_set_f64(&pb, fidx(sc, "price"), s->price), 0);
+			m->price = s->price;
+		}
+	}
+	assert_int_equal(rill_payload_builder_finish(&pb, &m->payload_bytes, NULL), 0);
+	memcpy(m->payload, buf, m->payload_bytes);
+	if (s->fault == FAULT_PAYLOAD) {
+		uint32_t block;
+		memcpy(&block, m->payload, sizeof(block));
+		block += 8; /* a block_bytes the version does not have */
+		memcpy(m->payload, &block, sizeof(block));
+	} else if (s->fault == FAULT_VERSION) {
+		m->version = BAD_VERSION;
+	} else if (s->fault == FAULT_TYPE) {
+		m->type_id = BAD_TYPE_ID;
+	}
+	b->rec = (struct rill_record){.timestamp_ns = m->ts,
+				      .producer_id = m->producer,
+				      .sequence = m->seq,
+				      .correlation_id = m->corr,
+				      .causation_id = m->seq ^ 0x55,
+				      .type_id = m->type_id,
+				      .schema_version = m->version,
+				      .key_bytes = (uint16_t)strlen(key_text[m->key]),
+				      .payload_bytes = m->payload_bytes,
+				      .key = key_text[m->key],
+				      .payload = m->payload};
+}
+
+/* The record the model holds at @o (pointers into the model). */
+static struct rill_record model_record(const struct world *w, uint64_t o)
+{
+	const struct mev *m = &w->ev[o];
+	return (struct rill_record){.timestamp_ns = m->ts,
+				    .producer_id = m->producer,
+				    .sequence = m->seq,
+				    .correlation_id = m->corr,
+				    .causation_id = m->seq ^ 0x55,
+				    .type_id = m->type_id,
+				    .schema_version = m->version,
+				    .key_bytes = (uint16_t)strlen(key_text[m->key]),
+				    .payload_bytes = m->payload_bytes,
+				    .key = key_text[m->key],
+				    .payload = m->payload};
+}
+
+static void model_push(struct world *w, const struct mev *m)
+{
+	if (w->ev_count == w->ev_cap) {
+		w->ev_cap = w->ev_cap ? w->ev_cap * 2 : 1024;
+		w->ev = realloc(w->ev, w->ev_cap * sizeof(*w->ev));
+		assert_non_null(w->ev);
+	}
+	w->ev[w->ev_count++] = *m;
+}
+
+/* ---- The oracle and the write ---------------------------------------------------------- */
+
+struct expect {
+	int rc;
+	bool dup;
+	uint64_t offset;
+};
+
+/* What the partition must do with @s, from the header's rules and the model. */
+static struct expect oracle(struct world *w, const struct evspec *s)
+{
+	struct expect e = {0, false, w->ev_count};
+	if (s->fault == FAULT_TYPE || s->fault == FAULT_VERSION)
+		return (struct expect){RILL_E_WRITE_UNKNOWN_TYPE, false, 0};
+	if (s->fault == FAULT_PAYLOAD)
+		return (struct expect){RILL_E_PAYLOAD_INVALID, false, 0};
+	if (s->producer == 0)
+		return e; /* never deduplicated */
+	struct prod *p = prod_get(w, s->producer);
+	if (!p->known) /* its first sequence here, whatever it is */
+		return prods_known(w) >= w->config.producers_max
+			       ? (struct expect){-ENOSPC, false, 0}
+			       : e;
+	if (s->seq == p->last + 1)
+		return e;
+	if (s->seq > p->last + 1)
+		return (struct expect){RILL_E_WRITE_SEQUENCE, false, 0}; /* a gap */
+	if (s->seq >= p->start && p->last - s->seq < WINDOW) {
+		uint64_t o = model_find(w, s->producer, s->seq);
+		assert_true(o != UINT64_MAX);
+		return (struct expect){0, true, o};
+	}
+	return (struct expect){RILL_E_WRITE_SEQUENCE, false, 0}; /* older than the window */
+}
+
+static bool msg_has(const char *msg, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (const char *p = msg; *p != '\0'; p++) {
+		size_t i = 0;
+		while (i < n && p[i] != '\0' &&
+		       tolower((unsigned char)p[i]) == tolower((unsigned char)needle[i]))
+			i++;
+		if (i == n)
+			return true;
+	}
+	return false;
+}
+
+static const char *fault_name(enum fault f)
+{
+	static const char *const names[] = {"none", "payload", "version", "type"};
+	return names[f];
+}
+
+static void spec_describe(const struct evspec *s, char *out, size_t bytes)
+{
+	snprintf(out, bytes, "producer %llx seq %llu %s v%u key %u fault %s",
+		 (unsigned long long)s->producer, (unsigned long long)s->seq,
+		 s->ping ? "Ping" : "Order", s->version, s->key, fault_name(s->fault));
+}
+
+/* rill_partition_write, polling while the log pushes back. */
+static int write_retry(struct rill_partition *part, const struct rill_record *rec,
+		       struct rill_partition_write *res, struct rill_schema_error *err)
+{
+	int rc;
+	while ((rc = rill_partition_write(part, rec, res, err)) == -EAGAIN) {
+		int prc = rill_partition_poll(part, 1000000);
+		if (prc < 0)
+			return prc;
+	}
+	return rc;
+}
+
+/* A refusal's message must say why. */
+static void check_refusal_message(const struct evspec *s, int rc, const char *msg, const char *what)
+{
+	if (strcmp(msg, ERR_SENTINEL) == 0 || msg[0] == '\0')
+		fail_msg("%s: refused (%s) with no message", what, rill_strerror(rc));
+	const char *needle = NULL;
+	char num[32];
+	if (s->fault == FAULT_TYPE) {
+		snprintf(num, sizeof(num), "%u", BAD_TYPE_ID);
+		needle = num;
+	} else if (s->fault == FAULT_VERSION) {
+		snprintf(num, sizeof(num), "%u", BAD_VERSION);
+		needle = num;
+	} else if (s->fault == FAULT_PAYLOAD) {
+		needle = "block_bytes";
+	} else if (rc == RILL_E_WRITE_SEQUENCE) {
+		needle = "sequence";
+	} else if (rc == -ENOSPC) {
+		needle = "producer";
+	}
+	if (needle != NULL && !msg_has(msg, needle))
+		fail_msg("%s: refused (%s), but the message does not name the reason (\"%s\"): %s",
+			 what, rill_strerror(rc), needle, msg);
+}
+
+/*
+ * Write @s and check the partition did what the oracle says; the model follows. With
+ * @log_error_ok, a log failure is returned instead of failing the test. Returns the rc.
+ */
+static int do_write_ex(struct world *w, const struct evspec *s, bool log_error_ok)
+{
+	char what[160];
+	spec_describe(s, what, sizeof(what));
+	struct expect e = oracle(w, s);
+	struct wbuf b;
+	build_event(w, s, &b);
+	struct rill_schema_error err;
+	err_reset(&err);
+	struct rill_partition_write res = {.offset = 0xdeadbeef, .duplicate = true};
+	uint64_t before = rill_partition_next_offset(w->part);
+	if (before != w->ev_count)
+		fail_msg("%s: next offset %llu, the model holds %llu", what,
+			 (unsigned long long)before, (unsigned long long)w->ev_count);
+	int rc = write_retry(w->part, &b.rec, &res, &err);
+	if (rc != e.rc && log_error_ok && rc < 0 && rc == rill_log_error(wlog(w)))
+		return rc;
+	if (rc != e.rc)
+		fail_msg("%s: write returned %d (%s: %s), expected %d (%s)", what, rc,
+			 rill_strerror(rc), rc ? err.message : "-", e.rc, rill_strerror(e.rc));
+	uint64_t after = rill_partition_next_offset(w->part);
+	if (rc != 0) {
+		if (after != before)
+			fail_msg("%s: refused (%s) but next offset went %llu -> %llu", what,
+				 rill_strerror(rc), (unsigned long long)before,
+				 (unsigned long long)after);
+		check_refusal_message(s, rc, err.message, what);
+		w->refused++;
+		return rc;
+	}
+	if (res.duplicate != e.dup || res.offset != e.offset)
+		fail_msg("%s: acknowledged duplicate=%d offset %llu, expected duplicate=%d offset "
+			 "%llu",
+			 what, res.duplicate, (unsigned long long)res.offset, e.dup,
+			 (unsigned long long)e.offset);
+	if (after != before + (e.dup ? 0 : 1))
+		fail_msg("%s: next offset went %llu -> %llu (duplicate=%d)", what,
+			 (unsigned long long)before, (unsigned long long)after, e.dup);
+	if (e.dup) {
+		w->duplicates++;
+		return 0;
+	}
+	model_push(w, &b.m);
+	w->appended++;
+	if (s->producer != 0) {
+		struct prod *p = prod_get(w, s->producer);
+		if (!p->known)
+			p->start = s->seq;
+		p->known = true;
+		p->last = s->seq;
+	}
+	return 0;
+}
+
+static int do_write(struct world *w, const struct evspec *s)
+{
+	return do_write_ex(w, s, false);
+}
+
+/* A valid Order v1 event. */
+static struct evspec spec_order(uint64_t producer, uint64_t seq, uint32_t key, int64_t amount)
+{
+	return (struct evspec){.producer = producer,
+			       .seq = seq,
+			       .key = key,
+			       .version = 1,
+			       .amount = amount,
+			       .note_bytes = 3};
+}
+
+/*
+ * A random event of the workload: mostly the producer's next sequence, with retries,
+ * gaps, sequences too old, producer 0, Pings, three versions and (with @faults) events the
+ * write model must refuse.
+ */
+static struct evspec gen_spec(struct world *w, struct test_rng *rng, bool faults)
+{
+	struct evspec s = {0};
+	uint32_t slot = (uint32_t)test_rng_below(rng, PRODUCERS);
+	s.producer = prod_id(slot);
+	s.key = (uint32_t)test_rng_below(rng, KEYS);
+	s.ping = test_rng_below(rng, 10) == 0;
+	s.version = (uint16_t)(s.ping ? 1 : 1 + test_rng_below(rng, 3));
+	s.amount = (int64_t)test_rng_below(rng, 2001) - 1000;
+	s.fee = (int64_t)test_rng_below(rng, 100);
+	s.price = (double)test_rng_below(rng, 64) / 4.0;
+	s.note_bytes = (uint32_t)test_rng_below(rng, 9);
+	if (s.producer == 0) {
+		s.seq = test_rng_below(rng, 4); /* anything: never deduplicated */
+	} else {
+		struct prod *p = prod_get(w, s.producer);
+		uint64_t r = test_rng_below(rng, 100);
+		if (!p->known) {
+			s.seq = test_rng_below(rng, 3) == 0 ? 0 : test_rng_below(rng, 1000);
+		} else if (r < 75) {
+			s.seq = p->last + 1;
+		} else if (r < 87) {
+			uint64_t span = p->last - p->start + 1;
+			s.seq = p->last - test_rng_below(rng, span < WINDOW ? span : WINDOW);
+		} else if (r < 93) {
+			s.seq = p->last + 2 + test_rng_below(rng, 4);
+		} else if (p->last - p->start >= WINDOW) {
+			s.seq = p->last - WINDOW -
+				test_rng_below(rng, p->last - p->start - WINDOW + 1);
+		} else if (p->start > 0) {
+			s.seq = p->start - 1 - test_rng_below(rng, p->start < 3 ? p->start : 3);
+		} else {
+			s.seq = p->last + 1;
+		}
+		if (faults && p->known && s.seq != p->last + 1)
+			return s; /* refusals only on sequences that would be appended */
+	}
+	if (faults) {
+		uint64_t r = test_rng_below(rng, 60);
+		s.fault = r == 0   ? FAULT_PAYLOAD
+			  : r == 1 ? FAULT_VERSION
+			  : r == 2 ? FAULT_TYPE
+				   : FAULT_NONE;
+	}
+	return s;
+}
+
+/* ---- Reading the log back ------------------------------------------------------------- */
+
+static bool record_matches(const struct rill_record *got, const struct rill_record *want)
+{
+	return got->timestamp_ns == want->timestamp_ns && got->producer_id == want->producer_id &&
+	       got->sequence == want->sequence && got->correlation_id == want->correlation_id &&
+	       got->causation_id == want->causation_id && got->type_id == want->type_id &&
+	       got->schema_version == want->schema_version && got->key_bytes == want->key_bytes &&
+	       got->payload_bytes == want->payload_bytes &&
+	       memcmp(got->key, want->key, got->key_bytes) == 0 &&
+	       memcmp(got->payload, want->payload, got->payload_bytes) == 0;
+}
+
+/*
+ * Read the whole log: every record must be the model's at its offset, at least
+ * @durable_min of them, and as many as the partition's next offset. The model is cut to
+ * what the log holds (a crash may lose what was not durable) and the producers rebuilt.
+ */
+static void check_log_is_model(struct world *w, uint64_t durable_min, const char *what)
+{
+	struct rill_log *log = wlog(w);
+	uint64_t next = rill_partition_next_offset(w->part);
+	assert_int_equal(rill_log_next_offset(log), next);
+	struct rill_log_iter it;
+	assert_int_equal(rill_log_iter_init(&it, log, 0), 0);
+	struct rill_record rec;
+	uint64_t offset, expect = 0;
+	int rc;
+	while ((rc = rill_log_iter_next(&it, &rec, &offset)) == 1) {
+		if (offset != expect)
+			fail_msg("%s: the log reads offset %llu where %llu was expected", what,
+				 (unsigned long long)offset, (unsigned long long)expect);
+		if (offset >= w->ev_count)
+			fail_msg("%s: the log holds offset %llu, past the %llu events written",
+				 what, (unsigned long long)offset, (unsigned long long)w->ev_count);
+		struct rill_record want = model_record(w, offset);
+		if (!record_matches(&rec, &want))
+			fail_msg("%s: offset %llu is not the event written there (producer %llx "
+				 "seq %llu; expected producer %llx seq %llu)",
+				 what, (unsigned long long)offset,
+				 (unsigned long long)rec.producer_id,
+				 (unsigned long long)rec.sequence,
+				 (unsigned long long)want.producer_id,
+				 (unsigned long long)want.sequence);
+		expect++;
+	}
+	rill_log_iter_fini(&it);
+	if (rc != 0)
+		fail_msg("%s: reading the log failed at %llu: %s", what, (unsigned long long)expect,
+			 rill_strerror(rc));
+	if (expect < durable_min)
+		fail_msg("%s: the log holds %llu events, %llu were durable: acknowledged events "
+			 "lost",
+			 what, (unsigned long long)expect, (unsigned long long)durable_min);
+	if (expect != next)
+		fail_msg("%s: the log reads %llu events, next offset is %llu", what,
+			 (unsigned long long)expect, (unsigned long long)next);
+	w->ev_count = expect;
+	prods_rebuild(w);
+}
+
+/*
+ * The dedup state must be what the log says: every producer's last WINDOW sequences are
+ * duplicates with their offsets, the one before them is refused as too old, a gap is
+ * refused. Appends nothing.
+ */
+static void check_dedup_is_log(struct world *w)
+{
+	for (uint32_t i = 0; i < w->prod_count; i++) {
+		struct prod p = w->prod[i];
+		if (!p.known)
+			continue;
+		uint64_t span = p.last - p.start + 1;
+		for (uint64_t d = 0; d < span && d < WINDOW; d++) {
+			struct evspec s = spec_order(p.id, p.last - d, 1, 1);
+			assert_int_equal(do_write(w, &s), 0);
+		}
+		if (span > WINDOW) {
+			struct evspec s = spec_order(p.id, p.last - WINDOW, 1, 1);
+			assert_int_equal(do_write(w, &s), RILL_E_WRITE_SEQUENCE);
+		}
+		struct evspec gap = spec_order(p.id, p.last + 2, 1, 1);
+		assert_int_equal(do_write(w, &gap), RILL_E_WRITE_SEQUENCE);
+	}
+}
+
+/* ---- Projections and their reference fold ---------------------------------------------- */
+
+enum value_of { V_NONE, V_AMOUNT, V_FEE, V_PRICE };
+
+struct pcase {
+	const char *name;
+	enum rill_projection_kind kind;
+	const char *field;
+	uint16_t version;
+	uint64_t window_ns;
+	enum value_of value;
+};
+
+/* Read as v1 (newer events by name), v2 (v1 events get fee's default) and v3. */
+static const struct pcase pcases[] = {
+	{"count", RILL_PROJECTION_COUNT, NULL, 1, 0, V_NONE},
+	{"sum", RILL_PROJECTION_SUM, "amount", 1, 0, V_AMOUNT},
+	{"min", RILL_PROJECTION_MIN, "amount", 1, 0, V_AMOUNT},
+	{"max", RILL_PROJECTION_MAX, "amount", 2, 0, V_AMOUNT},
+	{"last", RILL_PROJECTION_LAST, "amount", 3, 0, V_AMOUNT},
+	{"avg", RILL_PROJECTION_AVG, "amount", 1, 0, V_AMOUNT},
+	{"wcount", RILL_PROJECTION_WINDOW_COUNT, NULL, 1, WIN_NS, V_NONE},
+	{"wsum", RILL_PROJECTION_WINDOW_SUM, "amount", 1, WIN_NS, V_AMOUNT},
+	{"fee_sum", RILL_PROJECTION_SUM, "fee", 2, 0, V_FEE},
+	{"price_last", RILL_PROJECTION_LAST, "price", 3, 0, V_PRICE},
+	{"price_max", RILL_PROJECTION_MAX, "price", 3, 0, V_PRICE},
+};
+#define PCASES (sizeof(pcases) / sizeof(pcases[0]))
+
+static bool pcase_windowed(const struct pcase *pc)
+{
+	return pc->window_ns != 0;
+}
+
+static struct rill_projection *proj_new(struct world *w, const struct pcase *pc)
+{
+	struct rill_projection_config c;
+	memset(&c, 0, sizeof(c));
+	c.name = pc->name;
+	c.type = "Order";
+	c.version = pc->version;
+	c.kind = pc->kind;
+	c.field = pc->field;
+	c.window_ns = pc->window_ns;
+	c.keys_max = PROJ_KEYS;
+	c.key_store_bytes = 4096;
+	struct rill_projection *p = NULL;
+	struct rill_schema_error err;
+	err_reset(&err);
+	int rc = rill_projection_create(&p, w->reg, &c, &err);
+	if (rc != 0)
+		fail_msg("projection %s refused (%d): %s", pc->name, rc, err.message);
+	return p;
+}
+
+struct rkey {
+	uint64_t count, offset;
+	int64_t isum, imin, imax, ilast;
+	double fmin, fmax, flast;
+	bool seen;
+	uint64_t win_start, win_count, prev_count, win_offset;
+	int64_t win_sum, prev_sum;
+};
+
+struct rfold {
+	struct rkey key[KEYS];
+	uint64_t typed, ignored, late;
+};
+
+static int64_t ival(const struct mev *m, enum value_of v)
+{
+	return v == V_FEE ? m->fee : m->amount;
+}
+
+static void rfold_window(struct rfold *r, struct rkey *k, const struct mev *m, uint64_t o,
+			 const struct pcase *pc)
+{
+	uint64_t wn = pc->window_ns;
+	uint64_t start = m->ts / wn * wn;
+	int64_t v = ival(m, pc->value);
+	if (!k->seen || start > k->win_start) {
+		bool adjacent = k->seen && start - k->win_start == wn;
+		k->prev_count = adjacent ? k->win_count : 0;
+		k->prev_sum = adjacent ? k->win_sum : 0;
+		k->win_start = start;
+		k->win_count = 0;
+		k->win_sum = 0;
+	}
+	k->seen = true;
+	if (start == k->win_start) {
+		k->win_count++;
+		k->win_sum += v;
+	} else if (start + wn == k->win_start) {
+		k->prev_count++;
+		k->prev_sum += v;
+	} else {
+		r->late++;
+		return;
+	}
+	k->win_offset = o;
+}
+
+/* The reference fold of @pc over the model's events (which the log has been shown to hold). */
+static void rfold_run(const struct world *w, const struct pcase *pc, struct rfold *r)
+{
+	memset(r, 0, sizeof(*r));
+	for (uint64_t o = 0; o < w->ev_count; o++) {
+		const struct mev *m = &w->ev[o];
+		if (m->type_id != order_type(w)) {
+			r->ignored++;
+			continue;
+		}
+		r->typed++;
+		struct rkey *k = &r->key[m->key];
+		if (pcase_windowed(pc)) {
+			rfold_window(r, k, m, o, pc);
+			continue;
+		}
+		int64_t v = ival(m, pc->value);
+		double f = m->price;
+		if (k->count == 0 || v < k->imin)
+			k->imin = v;
+		if (k->count == 0 || v > k->imax)
+			k->imax = v;
+		if (k->count == 0 || f < k->fmin)
+			k->fmin = f;
+		if (k->count == 0 || f > k->fmax)
+			k->fmax = f;
+		k->ilast = v;
+		k->flast = f;
+		k->isum += v;
+		k->count++;
+		k->offset = o;
+	}
+}
+
+static bool near(double got, double want)
+{
+	double d = got > want ? got - want : want - got;
+	double a = got < 0 ? -got : got, b = want < 0 ? -want : want;
+	return d <= 1e-12 * (a > b ? a : b); /* no libm: the log test's dependencies */
+}
+
+static void check_proj_key(const struct rill_projection *p, const struct pcase *pc,
+			   const struct rkey *rk, uint32_t k, const char *what)
+{
+	struct rill_projection_value v;
+	memset(&v, 0x5a, sizeof(v));
+	const char *key = key_text[k];
+	bool found = rill_projection_get(p, key, (uint32_t)strlen(key), &v);
+	bool want = pcase_windowed(pc) ? rk->seen : rk->count > 0;
+	if (found != want)
+		fail_msg("%s %s key \"%s\": get says %d, expected %d", what, pc->name, key, found,
+			 want);
+	if (!found)
+		return;
+	if (pcase_windowed(pc)) {
+		if (v.count != rk->win_count || v.window_start_ns != rk->win_start ||
+		    v.offset != rk->win_offset)
+			fail_msg("%s %s key \"%s\": window %llu count %llu offset %llu, expected "
+				 "%llu %llu %llu",
+				 what, pc->name, key, (unsigned long long)v.window_start_ns,
+				 (unsigned long long)v.count, (unsigned long long)v.offset,
+				 (unsigned long long)rk->win_start,
+				 (unsigned long long)rk->win_count,
+				 (unsigned long long)rk->win_offset);
+		if (pc->kind == RILL_PROJECTION_WINDOW_SUM && v.i64 != rk->win_sum)
+			fail_msg("%s %s key \"%s\": window sum %lld, expected %lld", what, pc->name,
+				 key, (long long)v.i64, (long long)rk->win_sum);
+		return;
+	}
+	if (v.count != rk->count || v.offset != rk->offset)
+		fail_msg("%s %s key \"%s\": count %llu offset %llu, expected %llu %llu", what,
+			 pc->name, key, (unsigned long long)v.count, (unsigned long long)v.offset,
+			 (unsigned long long)rk->count, (unsigned long long)rk->offset);
+	bool fl = pc->value == V_PRICE;
+	bool ok = true;
+	switch (pc->kind) {
+	case RILL_PROJECTION_SUM:
+		ok = v.i64 == rk->isum && !v.sum_overflow;
+		break;
+	case RILL_PROJECTION_MIN:
+		ok = fl ? v.f64 == rk->fmin : v.i64 == rk->imin;
+		break;
+	case RILL_PROJECTION_MAX:
+		ok = fl ? v.f64 == rk->fmax : v.i64 == rk->imax;
+		break;
+	case RILL_PROJECTION_LAST:
+		ok = fl ? v.f64 == rk->flast : v.i64 == rk->ilast;
+		break;
+	case RILL_PROJECTION_AVG:
+		ok = near(v.avg, (double)rk->isum / (double)rk->count);
+		break;
+	default:
+		break;
+	}
+	if (!ok)
+		fail_msg("%s %s key \"%s\": i64 %lld f64 %g avg %g; expected sum %lld min %lld max "
+			 "%lld last %lld (f64 min %g max %g last %g)",
+			 what, pc->name, key, (long long)v.i64, v.f64, v.avg, (long long)rk->isum,
+			 (long long)rk->imin, (long long)rk->imax, (long long)rk->ilast, rk->fmin,
+			 rk->fmax, rk->flast);
+}
+
+static uint8_t *snapshot_of(const struct rill_projection *p, size_t *bytes)
+{
+	size_t need = rill_projection_snapshot_bytes(p);
+	uint8_t *buf = malloc(need);
+	assert_non_null(buf);
+	int64_t n = rill_projection_snapshot(p, buf, need);
+	if (n < 0 || (size_t)n != need)
+		fail_msg("snapshot of %s: %lld, expected %zu", rill_projection_name(p),
+			 (long long)n, need);
+	*bytes = need;
+	return buf;
+}
+
+static void assert_same_snapshot(const struct rill_projection *a, const struct rill_projection *b,
+				 const char *what)
+{
+	size_t na, nb;
+	uint8_t *sa = snapshot_of(a, &na);
+	uint8_t *sb = snapshot_of(b, &nb);
+	if (na != nb || memcmp(sa, sb, na) != 0) {
+		size_t at = 0;
+		while (at < na && at < nb && sa[at] == sb[at])
+			at++;
+		fail_msg("%s %s: snapshots differ (%zu and %zu bytes, first at byte %zu)", what,
+			 rill_projection_name(a), na, nb, at);
+	}
+	free(sa);
+	free(sb);
+}
+
+/*
+ * @p must equal the reference fold of @pc over the log (the model, checked against it),
+ * key by key, in its stats (unless @restored: a restore does not carry them), and to the
+ * byte in its snapshot against a twin fed the same events directly.
+ */
+static void check_proj(struct world *w, const struct rill_projection *p, const struct pcase *pc,
+		       bool restored, const char *what)
+{
+	struct rfold r;
+	rfold_run(w, pc, &r);
+	for (uint32_t k = 0; k < KEYS; k++)
+		check_proj_key(p, pc, &r.key[k], k, what);
+	if (!restored) {
+		struct rill_projection_stats st;
+		rill_projection_stats(p, &st);
+		uint64_t late = pcase_windowed(pc) ? r.late : 0;
+		if (st.applied != r.typed - late || st.ignored != r.ignored || st.late != late ||
+		    st.errors != 0 || st.refused_full != 0)
+			fail_msg("%s %s: stats applied %llu ignored %llu late %llu errors %llu, "
+				 "expected %llu %llu %llu 0",
+				 what, pc->name, (unsigned long long)st.applied,
+				 (unsigned long long)st.ignored, (unsigned long long)st.late,
+				 (unsigned long long)st.errors,
+				 (unsigned long long)(r.typed - late),
+				 (unsigned long long)r.ignored, (unsigned long long)late);
+	}
+	struct rill_projection *twin = proj_new(w, pc);
+	for (uint64_t o = 0; o < w->ev_count; o++) {
+		struct rill_record rec = model_record(w, o);
+		assert_int_equal(rill_projection_apply(twin, &rec, o), 0);
+	}
+	assert_same_snapshot(p, twin, what);
+	rill_projection_destroy(twin);
+}
+
+/* @p folded exactly the model's events: its snapshot is a twin's fed them directly. */
+static void check_proj_twin_only(struct world *w, const struct rill_projection *p)
+{
+	const struct pcase *pc = NULL;
+	for (size_t i = 0; i < PCASES && pc == NULL; i++)
+		if (strcmp(pcases[i].name, rill_projection_name(p)) == 0)
+			pc = &pcases[i];
+	assert_non_null(pc);
+	struct rill_projection *twin = proj_new(w, pc);
+	for (uint64_t o = 0; o < w->ev_count; o++) {
+		struct rill_record rec = model_record(w, o);
+		assert_int_equal(rill_projection_apply(twin, &rec, o), 0);
+	}
+	assert_same_snapshot(p, twin, "folded vs appended");
+	rill_projection_destroy(twin);
+}
+
+static void projs_bind(struct world *w, struct rill_projection **ps)
+{
+	for (size_t i = 0; i < PCASES; i++) {
+		ps[i] = proj_new(w, &pcases[i]);
+		int rc = rill_partition_projection_add(w->part, ps[i], 0);
+		if (rc != 0)
+			fail_msg("projection_add %s: %s", pcases[i].name, rill_strerror(rc));
+	}
+}
+
+static void projs_check(struct world *w, struct rill_projection **ps, const char *what)
+{
+	for (size_t i = 0; i < PCASES; i++)
+		check_proj(w, ps[i], &pcases[i], false, what);
+}
+
+static void projs_destroy(struct rill_projection **ps)
+{
+	for (size_t i = 0; i < PCASES; i++)
+		rill_projection_destroy(ps[i]);
+}
+
+/* ---- 1. Refusals ----------------------------------------------------------------------- */
+
+static void test_refusals(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 1);
+	w.config.producers_max = 4;
+	part_open(&w, NULL);
+	struct evspec s = spec_order(0, 0, 1, 10);
+	assert_int_equal(do_write(&w, &s), 0);
+
+	/* Each refusal appends nothing (do_write checks next offset and the message). */
+	s.fault = FAULT_TYPE;
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_UNKNOWN_TYPE);
+	s.fault = FAULT_VERSION;
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_UNKNOWN_TYPE);
+	s.fault = FAULT_PAYLOAD;
+	assert_int_equal(do_write(&w, &s), RILL_E_PAYLOAD_INVALID);
+	s.version = 3; /* every version is checked against its own schema */
+	assert_int_equal(do_write(&w, &s), RILL_E_PAYLOAD_INVALID);
+	/* A Ping's payload is not an Order's: an Order type id over a Ping payload. */
+	struct evspec ping = s;
+	ping.fault = FAULT_NONE;
+	ping.ping = true;
+	struct wbuf b;
+	build_event(&w, &ping, &b);
+	b.rec.type_id = order_type(&w);
+	struct rill_schema_error err;
+	err_reset(&err);
+	struct rill_partition_write res;
+	assert_int_equal(write_retry(w.part, &b.rec, &res, &err), RILL_E_PAYLOAD_INVALID);
+	assert_string_not_equal(err.message, ERR_SENTINEL);
+	w.refused++;
+	/* A key over the limit: a record error, nothing appended, and the producer's sequence
+	 * not taken (below, p1 starts at 0). */
+	static char long_key[RILL_KEY_BYTES_MAX + 1];
+	memset(long_key, 'k', sizeof(long_key));
+	build_event(&w, &(struct evspec){.producer = prod_id(1), .version = 1, .amount = 3}, &b);
+	b.rec.key = long_key;
+	b.rec.key_bytes = RILL_KEY_BYTES_MAX + 1;
+	err_reset(&err);
+	int rc = write_retry(w.part, &b.rec, &res, &err);
+	assert_int_equal(rc, RILL_E_RECORD_KEY_TOO_LONG);
+	assert_int_equal(rill_partition_next_offset(w.part), w.ev_count);
+	w.refused++;
+
+	/* A gap: refused, and the producer's state unchanged. */
+	const uint64_t p1 = prod_id(1), p2 = prod_id(2), p3 = prod_id(3), p4 = prod_id(4);
+	s = spec_order(p1, 0, 2, 20);
+	assert_int_equal(do_write(&w, &s), 0);
+	s.seq = 2;
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
+	s.seq = 5;
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
+	s.seq = 1;
+	assert_int_equal(do_write(&w, &s), 0);
+	/* A refused event of the next sequence does not take it. */
+	s.seq = 2;
+	s.fault = FAULT_PAYLOAD;
+	assert_int_equal(do_write(&w, &s), RILL_E_PAYLOAD_INVALID);
+	s.fault = FAULT_VERSION;
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_UNKNOWN_TYPE);
+	s.fault = FAULT_NONE;
+	assert_int_equal(do_write(&w, &s), 0);
+
+	/* The producer limit (4): a refused event of a new producer takes no slot. */
+	s = spec_order(prod_id(9), 0, 3, 1);
+	s.fault = FAULT_PAYLOAD;
+	assert_int_equal(do_write(&w, &s), RILL_E_PAYLOAD_INVALID);
+	uint64_t news[] = {p2, p3, p4};
+	for (int i = 0; i < 3; i++) {
+		s = spec_order(news[i], 100 + (uint64_t)i, 3, i);
+		assert_int_equal(do_write(&w, &s), 0);
+	}
+	struct rill_partition_stats st;
+	rill_partition_stats(w.part, &st);
+	assert_int_equal(st.producers, 4);
+	for (uint32_t i = 5; i < 9; i++) {
+		s = spec_order(prod_id(i), 0, 4, 1);
+		assert_int_equal(do_write(&w, &s), -ENOSPC);
+	}
+	/* Known producers go on, duplicates included, and producer 0 needs no slot. */
+	s = spec_order(p1, 3, 5, 7);
+	assert_int_equal(do_write(&w, &s), 0);
+	s = spec_order(p3, 102, 5, 7);
+	assert_int_equal(do_write(&w, &s), 0);
+	s = spec_order(p2, 100, 5, 7);
+	assert_int_equal(do_write(&w, &s), 0); /* duplicate */
+	s = spec_order(0, 0, 5, 7);
+	assert_int_equal(do_write(&w, &s), 0);
+	rill_partition_stats(w.part, &st);
+	assert_int_equal(st.producers, 4);
+	assert_int_equal(st.written, w.appended);
+	assert_int_equal(st.duplicates, w.duplicates);
+	/* The key error is the record's rather than the write model's: either count will do. */
+	assert_true(st.refused == w.refused || st.refused == w.refused - 1);
+	assert_int_equal(rill_partition_sync(w.part), 0);
+	check_log_is_model(&w, w.ev_count, "refusals");
+	part_close(&w);
+	/* Reopened, the limit still holds: the four producers are rebuilt from the log. */
+	part_open(&w, NULL);
+	rill_partition_stats(w.part, &st);
+	assert_int_equal(st.producers, 4);
+	s = spec_order(prod_id(7), 0, 4, 1);
+	assert_int_equal(do_write(&w, &s), -ENOSPC);
+	s = spec_order(p4, 103, 4, 1);
+	assert_int_equal(do_write(&w, &s), 0);
+	part_close(&w);
+	/* Under a smaller limit the log's four producers do not fit: dropping one from the
+	 * table would let its retries in twice, so the open is refused. */
+	w.config.producers_max = 3;
+	struct rill_partition *smaller = NULL;
+	assert_int_equal(rill_partition_open(&smaller, &w.config, NULL), -ENOSPC);
+	assert_null(smaller);
+	w.config.producers_max = 4;
+	world_fini(&w);
+}
+
+/* A bad config is refused. */
+static void test_bad_config(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	struct rill_partition_config c = w.config;
+	struct rill_partition *part = NULL;
+	c.schemas = NULL;
+	assert_int_equal(rill_partition_open(&part, &c, NULL), -EINVAL);
+	c = w.config;
+	c.io = NULL;
+	assert_int_equal(rill_partition_open(&part, &c, NULL), -EINVAL);
+	c = w.config;
+	c.dir = NULL;
+	assert_int_equal(rill_partition_open(&part, &c, NULL), -EINVAL);
+	c = w.config;
+	c.log.batch_bytes_max = 100; /* the log's own check */
+	assert_int_equal(rill_partition_open(&part, &c, NULL), -EINVAL);
+	world_fini(&w);
+}
+
+/* ---- 2. Idempotence -------------------------------------------------------------------- */
+
+static void test_idempotence(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 3);
+	part_open(&w, NULL);
+	const uint64_t p = prod_id(1);
+	uint64_t offsets[20];
+	for (uint64_t q = 0; q < 20; q++) {
+		struct evspec s = spec_order(p, q, (uint32_t)(q % KEYS), (int64_t)q);
+		assert_int_equal(do_write(&w, &s), 0);
+		offsets[q] = w.ev_count - 1;
+		/* Producer 0 in between: offsets of p are not consecutive. */
+		s = spec_order(0, q, 0, 1);
+		assert_int_equal(do_write(&w, &s), 0);
+	}
+	/* Retries of the last WINDOW: the original offsets, nothing appended. */
+	for (uint64_t q = 20 - WINDOW; q < 20; q++) {
+		struct evspec s = spec_order(p, q, 3, 999); /* even with other content */
+		struct wbuf b;
+		build_event(&w, &s, &b);
+		struct rill_partition_write res;
+		uint64_t next = rill_partition_next_offset(w.part);
+		assert_int_equal(write_retry(w.part, &b.rec, &res, NULL), 0);
+		assert_true(res.duplicate);
+		assert_int_equal(res.offset, offsets[q]);
+		assert_int_equal(rill_partition_next_offset(w.part), next);
+		w.duplicates++;
+	}
+	/* Older than the window: refused. */
+	for (uint64_t q = 0; q < 20 - WINDOW; q++) {
+		struct evspec s = spec_order(p, q, 3, 1);
+		assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
+	}
+	/* Producer 0 is never deduplicated: the same sequence twice is two events. */
+	struct evspec z = spec_order(0, 5, 2, 1);
+	assert_int_equal(do_write(&w, &z), 0);
+	uint64_t first = w.ev_count - 1;
+	assert_int_equal(do_write(&w, &z), 0);
+	assert_int_equal(w.ev_count - 1, first + 1);
+	/* An unknown producer starts wherever it starts; below its start is not a duplicate. */
+	const uint64_t q = prod_id(2);
+	struct evspec s = spec_order(q, 1000, 1, 1);
+	assert_int_equal(do_write(&w, &s), 0);
+	s.seq = 999;
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
+	s.seq = 0;
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
+	s.seq = 1000;
+	assert_int_equal(do_write(&w, &s), 0); /* duplicate */
+	s.seq = 1002;
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
+	s.seq = 1001;
+	assert_int_equal(do_write(&w, &s), 0);
+	/* A producer whose first sequence is near the top of the range. */
+	s = spec_order(prod_id(3), UINT64_MAX - 3, 1, 1);
+	assert_int_equal(do_write(&w, &s), 0);
+	s.seq++;
+	assert_int_equal(do_write(&w, &s), 0);
+	s.seq--;
+	assert_int_equal(do_write(&w, &s), 0); /* duplicate */
+	/* The largest producer id. */
+	s = spec_order(UINT64_MAX, 0, 1, 1);
+	assert_int_equal(do_write(&w, &s), 0);
+	assert_int_equal(do_write(&w, &s), 0);
+
+	/* Many producers interleaved, at random, with retries, gaps and old sequences. */
+	struct test_rng rng;
+	test_rng_init(&rng, 3);
+	for (int i = 0; i < 4000; i++) {
+		struct evspec r = gen_spec(&w, &rng, false);
+		r.producer = r.producer == 0 ? 0 : prod_id(10 + (uint32_t)(r.producer % 37));
+		if (r.producer != 0) { /* regenerate the sequence for the remapped producer */
+			struct prod *pp = prod_get(&w, r.producer);
+			uint64_t k = test_rng_below(&rng, 10);
+			if (!pp->known)
+				r.seq = test_rng_below(&rng, 1000); /* its first: anything */
+			else if (k < 6)
+				r.seq = pp->last + 1;
+			else if (k < 8)
+				r.seq = pp->last - test_rng_below(&rng, WINDOW + 2);
+			else
+				r.seq = pp->last + 2;
+		}
+		(void)do_write(&w, &r);
+		if (i % 50 == 0)
+			assert_int_equal(rill_partition_poll(w.part, 0), 0);
+	}
+	struct rill_partition_stats st;
+	rill_partition_stats(w.part, &st);
+	assert_int_equal(st.written, w.appended);
+	assert_int_equal(st.duplicates, w.duplicates);
+	assert_int_equal(st.refused, w.refused);
+	assert_int_equal(st.producers, prods_known(&w));
+	assert_int_equal(st.replayed, 0);
+	assert_int_equal(rill_partition_sync(w.part), 0);
+	check_log_is_model(&w, w.ev_count, "idempotence");
+	check_dedup_is_log(&w);
+	part_close(&w);
+	world_fini(&w);
+}
+
+/*
+ * A backend whose writes finish only when polled with a wait: io_sim completes them at
+ * once, so the log would never push back. Every other call goes to io_sim.
+ */
+struct slow_io {
+	struct rill_io io; /* first: the log's handle */
+	struct rill_io *inner;
+};
+
+static struct rill_io *slow_inner(struct rill_io *io)
+{
+	return ((struct slow_io *)(void *)io)->inner;
+}
+
+static int slow_open(struct rill_io *io, const char *path, unsigned flags, int *handle)
+{
+	return slow_inner(io)->ops->open(slow_inner(io), path, flags, handle);
+}
+
+static int slow_close(struct rill_io *io, int handle)
+{
+	return slow_inner(io)->ops->close(slow_inner(io), handle);
+}
+
+static int slow_pread(struct rill_io *io, int handle, void *buf, size_t bytes, uint64_t offset,
+		      size_t *got)
+{
+	return slow_inner(io)->ops->pread(slow_inner(io), handle, buf, bytes, offset, got);
+}
+
+static int slow_pwrite(struct rill_io *io, int handle, const void *buf, size_t bytes,
+		       uint64_t offset)
+{
+	return slow_inner(io)->ops->pwrite(slow_inner(io), handle, buf, bytes, offset);
+}
+
+static int slow_fsync(struct rill_io *io, int handle)
+{
+	return slow_inner(io)->ops->fsync(slow_inner(io), handle);
+}
+
+static int slow_truncate(struct rill_io *io, int handle, uint64_t bytes)
+{
+	return slow_inner(io)->ops->truncate(slow_inner(io), handle, bytes);
+}
+
+static int slow_size(struct rill_io *io, int handle, uint64_t *bytes)
+{
+	return slow_inner(io)->ops->size(slow_inner(io), handle, bytes);
+}
+
+static int slow_rename(struct rill_io *io, const char *from, const char *to)
+{
+	return slow_inner(io)->ops->rename(slow_inner(io), from, to);
+}
+
+static int slow_unlink(struct rill_io *io, const char *path)
+{
+	return slow_inner(io)->ops->unlink(slow_inner(io), path);
+}
+
+static int slow_mkdir(struct rill_io *io, const char *path)
+{
+	return slow_inner(io)->ops->mkdir(slow_inner(io), path);
+}
+
+static int slow_fsync_dir(struct rill_io *io, const char *path)
+{
+	return slow_inner(io)->ops->fsync_dir(slow_inner(io), path);
+}
+
+static int slow_list(struct rill_io *io, const char *path, rill_io_list_fn fn, void *arg)
+{
+	return slow_inner(io)->ops->list(slow_inner(io), path, fn, arg);
+}
+
+static int slow_write_sync(struct rill_io *io, int handle, const void *buf, size_t bytes,
+			   uint64_t offset, uint64_t token)
+{
+	return slow_inner(io)->ops->write_sync(slow_inner(io), handle, buf, bytes, offset, token);
+}
+
+static int slow_poll(struct rill_io *io, struct rill_io_completion *out, unsigned count,
+		     uint64_t wait_ns)
+{
+	if (wait_ns == 0)
+		return 0; /* still in flight */
+	return slow_inner(io)->ops->poll(slow_inner(io), out, count, wait_ns);
+}
+
+static int slow_buffer_register(struct rill_io *io, void *base, size_t bytes)
+{
+	struct rill_io *in = slow_inner(io);
+	return in->ops->buffer_register != NULL ? in->ops->buffer_register(in, base, bytes) : 0;
+}
+
+static void slow_buffer_unregister(struct rill_io *io, void *base)
+{
+	struct rill_io *in = slow_inner(io);
+	if (in->ops->buffer_unregister != NULL)
+		in->ops->buffer_unregister(in, base);
+}
+
+static void slow_destroy(struct rill_io *io)
+{
+	(void)io; /* the test owns both */
+}
+
+static const struct rill_io_ops slow_ops = {
+	.open = slow_open,
+	.close = slow_close,
+	.pread = slow_pread,
+	.pwrite = slow_pwrite,
+	.fsync = slow_fsync,
+	.truncate = slow_truncate,
+	.size = slow_size,
+	.rename = slow_rename,
+	.unlink = slow_unlink,
+	.mkdir = slow_mkdir,
+	.fsync_dir = slow_fsync_dir,
+	.list = slow_list,
+	.write_sync = slow_write_sync,
+	.poll = slow_poll,
+	.buffer_register = slow_buffer_register,
+	.buffer_unregister = slow_buffer_unregister,
+	.destroy = slow_destroy,
+};
+
+/*
+ * Backpressure: with both batch buffers busy, a write returns -EAGAIN and must leave no
+ * trace; the same event written again after a poll is appended, not taken for a duplicate.
+ */
+static void test_backpressure(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 31);
+	struct slow_io slow = {.io = {.ops = &slow_ops, .name = "slow"}, .inner = w.config.io};
+	w.config.io = &slow.io;
+	part_open(&w, NULL);
+	const uint64_t p = prod_id(1);
+	uint64_t eagain = 0;
+	for (uint64_t q = 0; q < 2000; q++) {
+		struct evspec s = spec_order(q % 3 == 0 ? 0 : p, q, (uint32_t)(q % KEYS), 1);
+		if (s.producer != 0)
+			s.seq = prod_get(&w, p)->known ? prod_get(&w, p)->last + 1 : 0;
+		s.note_bytes = 8;
+		struct wbuf b;
+		build_event(&w, &s, &b);
+		struct rill_partition_write res;
+		struct rill_partition_stats before, after;
+		rill_partition_stats(w.part, &before);
+		uint64_t next = rill_partition_next_offset(w.part);
+		int rc = rill_partition_write(w.part, &b.rec, &res, NULL);
+		if (rc == -EAGAIN) {
+			eagain++;
+			rill_partition_stats(w.part, &after);
+			assert_int_equal(rill_partition_next_offset(w.part), next);
+			assert_int_equal(after.written, before.written);
+			assert_int_equal(after.duplicates, before.duplicates);
+			assert_int_equal(after.producers, before.producers);
+			assert_int_equal(rill_partition_poll(w.part, 1000000), 0);
+			w.clock_ns -= 1 + ((uint64_t)s.amount & 0xff); /* the same event again */
+			assert_int_equal(do_write(&w, &s), 0);
+		} else {
+			assert_int_equal(rc, 0);
+			assert_false(res.duplicate);
+			assert_int_equal(res.offset, w.ev_count);
+			model_push(&w, &b.m);
+			w.appended++;
+			if (s.producer != 0) {
+				struct prod *pp = prod_get(&w, p);
+				pp->start = pp->known ? pp->start : s.seq;
+				pp->known = true;
+				pp->last = s.seq;
+			}
+		}
+		if (s.producer != 0) /* a retry of it now is a duplicate */
+			assert_int_equal(do_write(&w, &s), 0);
+		if (q % 500 == 499)
+			assert_int_equal(rill_partition_poll(w.part, 0), 0);
+	}
+	assert_true(eagain > 0); /* the log pushed back */
+	assert_int_equal(rill_partition_sync(w.part), 0);
+	check_log_is_model(&w, w.ev_count, "backpressure");
+	part_close(&w);
+	world_fini(&w);
+}
+
+/* ---- 3. Idempotence across restarts -------------------------------------------------------- */
+
+enum ending { END_CLOSE, END_CRASH, END_POWER_CUT };
+
+static void restart_case(enum ending ending)
+{
+	static const char *const names[] = {"close", "kill -9", "power cut"};
+	struct world w;
+	world_init(&w, 40 + (uint64_t)ending);
+	part_open(&w, NULL);
+	struct test_rng rng;
+	test_rng_init(&rng, 40 + (uint64_t)ending);
+	for (int i = 0; i < 3000; i++) {
+		struct evspec s = gen_spec(&w, &rng, true);
+		(void)do_write(&w, &s);
+		if (i % 16 == 0)
+			assert_int_equal(rill_partition_poll(w.part, 0), 0);
+	}
+	assert_int_equal(rill_partition_sync(w.part), 0);
+	uint64_t durable = rill_partition_durable_offset(w.part);
+	assert_int_equal(durable, w.ev_count);
+	assert_true(durable > 1500);
+	/* A few more, not synced: they may or may not survive a crash. */
+	for (int i = 0; i < 30; i++) {
+		struct evspec s = gen_spec(&w, &rng, false);
+		(void)do_write(&w, &s);
+	}
+	if (ending == END_CLOSE) {
+		part_close(&w);
+		durable = w.ev_count; /* close syncs */
+	} else if (ending == END_CRASH) {
+		io_sim_crash(w.sim);
+		part_drop(&w);
+		io_sim_restart(w.sim);
+	} else {
+		io_sim_crash(w.sim);
+		part_drop(&w);
+		io_sim_power_cut(w.sim);
+	}
+	for (int reopen = 0; reopen < 2; reopen++) {
+		part_open(&w, NULL);
+		check_log_is_model(&w, durable, names[ending]);
+		struct rill_partition_stats st;
+		rill_partition_stats(w.part, &st);
+		if (st.replayed != w.ev_count)
+			fail_msg("%s: replayed %llu, the log holds %llu", names[ending],
+				 (unsigned long long)st.replayed, (unsigned long long)w.ev_count);
+		assert_int_equal(st.producers, prods_known(&w));
+		assert_int_equal(st.written, 0);
+		check_dedup_is_log(&w);
+		/* Each producer's next sequence continues its run. */
+		for (uint32_t i = 0; i < w.prod_count; i++) {
+			if (!w.prod[i].known)
+				continue;
+			struct evspec s = spec_order(w.prod[i].id, w.prod[i].last + 1, i % KEYS, 5);
+			assert_int_equal(do_write(&w, &s), 0);
+		}
+		durable = w.ev_count;
+		part_close(&w);
+	}
+	world_fini(&w);
+}
+
+static void test_restart_close(void **state)
+{
+	(void)state;
+	restart_case(END_CLOSE);
+}
+
+static void test_restart_crash(void **state)
+{
+	(void)state;
+	restart_case(END_CRASH);
+}
+
+static void test_restart_power_cut(void **state)
+{
+	(void)state;
+	restart_case(END_POWER_CUT);
+}
+
+/* ---- 4. Projections -------------------------------------------------------------------- */
+
+/*
+ * Projections bound before the first write fold every event appended, and nothing else;
+ * one bound after many writes (not synced) catches up; a snapshot restored and replayed
+ * from its offset equals a rebuild from 0; all equal the reference fold of the log.
+ */
+static void test_projections(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 5);
+	part_open(&w, NULL);
+	struct rill_projection *early[PCASES];
+	projs_bind(&w, early);
+	/* One whose key table is too small: what it cannot fold, the partition counts. */
+	struct rill_projection_config tc;
+	memset(&tc, 0, sizeof(tc));
+	tc.name = "tiny";
+	tc.type = "Order";
+	tc.kind = RILL_PROJECTION_COUNT;
+	tc.keys_max = 2;
+	tc.key_store_bytes = 64;
+	struct rill_projection *tiny = NULL;
+	assert_int_equal(rill_projection_create(&tiny, w.reg, &tc, NULL), 0);
+	assert_int_equal(rill_partition_projection_add(w.part, tiny, 0), 0);
+	struct test_rng rng;
+	test_rng_init(&rng, 5);
+	uint8_t *snap[PCASES];
+	size_t snap_bytes[PCASES];
+	uint64_t snap_next = 0;
+	for (int i = 0; i < 6000; i++) {
+		struct evspec s = gen_spec(&w, &rng, true);
+		(void)do_write(&w, &s);
+		if (i % 20 == 0)
+			assert_int_equal(rill_partition_poll(w.part, 0), 0);
+		if (i == 2500) {
+			snap_next = rill_partition_next_offset(w.part);
+			for (size_t p = 0; p < PCASES; p++)
+				snap[p] = snapshot_of(early[p], &snap_bytes[p]);
+		}
+	}
+	struct rill_partition_stats st;
+	rill_partition_stats(w.part, &st);
+	struct rill_projection_stats tst;
+	rill_projection_stats(tiny, &tst);
+	assert_true(tst.refused_full > 0);
+	assert_int_equal(st.projection_errors, tst.refused_full);
+	/* Bound late, before any sync: it must still reflect the whole log. */
+	struct rill_projection *late[PCASES];
+	projs_bind(&w, late);
+	/* Restored from the snapshot at snap_next, caught up from there. */
+	struct rill_projection *restored[PCASES];
+	for (size_t p = 0; p < PCASES; p++) {
+		restored[p] = proj_new(&w, &pcases[p]);
+		struct rill_schema_error err;
+		err_reset(&err);
+		assert_int_equal(rill_projection_restore(restored[p], snap[p], snap_bytes[p], &err),
+				 0);
+		assert_int_equal(rill_partition_projection_add(w.part, restored[p], snap_next), 0);
+		free(snap[p]);
+	}
+	/* All three keep folding the same events from here on. */
+	for (int i = 0; i < 1500; i++) {
+		struct evspec s = gen_spec(&w, &rng, true);
+		(void)do_write(&w, &s);
+	}
+	assert_int_equal(rill_partition_sync(w.part), 0);
+	check_log_is_model(&w, w.ev_count, "projections");
+	projs_check(&w, early, "bound before writing");
+	projs_check(&w, late, "bound after writing");
+	for (size_t p = 0; p < PCASES; p++) {
+		check_proj(&w, restored[p], &pcases[p], true, "snapshot + replay");
+		assert_same_snapshot(restored[p], early[p], "snapshot + replay vs bound");
+	}
+	/* And a projection rebuilt from 0 at the end, after the sync. */
+	struct rill_projection *rebuilt[PCASES];
+	projs_bind(&w, rebuilt);
+	for (size_t p = 0; p < PCASES; p++)
+		assert_same_snapshot(rebuilt[p], restored[p], "rebuild vs snapshot + replay");
+	rill_partition_stats(w.part, &st);
+	rill_projection_stats(tiny, &tst);
+	assert_int_equal(st.projection_errors, tst.refused_full); /* the others: none */
+	part_close(&w);
+	rill_projection_destroy(tiny);
+
+	/* Reopened: projections bound to the new partition are rebuilt from the log. */
+	part_open(&w, NULL);
+	struct rill_projection *reopened[PCASES];
+	projs_bind(&w, reopened);
+	projs_check(&w, reopened, "after reopen");
+	part_close(&w);
+	projs_destroy(early);
+	projs_destroy(late);
+	projs_destroy(restored);
+	projs_destroy(rebuilt);
+	projs_destroy(reopened);
+	world_fini(&w);
+}
+
+/* A partition binds at most RILL_PARTITION_PROJECTIONS_MAX; a projection needing events
+ * retention deleted is refused with -ERANGE. */
+static void test_projection_limits(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 6);
+	w.config.log.retention_bytes = 200u << 10;
+	part_open(&w, NULL);
+	struct rill_projection *ps[RILL_PARTITION_PROJECTIONS_MAX + 1];
+	for (uint32_t i = 0; i <= RILL_PARTITION_PROJECTIONS_MAX; i++) {
+		ps[i] = proj_new(&w, &pcases[0]);
+		int rc = rill_partition_projection_add(w.part, ps[i], 0);
+		assert_int_equal(rc, i < RILL_PARTITION_PROJECTIONS_MAX ? 0 : -ENOSPC);
+	}
+	/* Events past retention: the 64 bound fold each one; a new one cannot rebuild. */
+	struct test_rng rng;
+	test_rng_init(&rng, 6);
+	for (int i = 0; i < 6000; i++) {
+		struct evspec s = gen_spec(&w, &rng, false);
+		s.note_bytes = 8;
+		(void)do_write(&w, &s);
+	}
+	assert_int_equal(rill_partition_sync(w.part), 0);
+	uint64_t start = rill_log_start_offset(wlog(&w));
+	assert_true(start > 0);
+	/* The bound ones saw every event: count = the Orders written. */
+	uint64_t orders = 0;
+	for (uint64_t o = 0; o < w.ev_count; o++)
+		orders += w.ev[o].type_id == order_type(&w);
+	for (uint32_t i = 0; i < RILL_PARTITION_PROJECTIONS_MAX; i += 9) {
+		struct rill_projection_stats pst;
+		rill_projection_stats(ps[i], &pst);
+		assert_int_equal(pst.applied, orders);
+	}
+	part_close(&w);
+	/* Reopened past retention: replay reads what is held, dedup of recent ones stands. */
+	part_open(&w, NULL);
+	struct rill_partition_stats st;
+	rill_partition_stats(w.part, &st);
+	assert_int_equal(st.replayed, rill_partition_next_offset(w.part) - start);
+	/* A projection from 0 needs events retention deleted; from the start it may bind. */
+	struct rill_projection *fresh = proj_new(&w, &pcases[1]);
+	assert_int_equal(rill_partition_projection_add(w.part, fresh, 0), -ERANGE);
+	rill_projection_destroy(fresh);
+	fresh = proj_new(&w, &pcases[0]);
+	assert_int_equal(rill_partition_projection_add(w.part, fresh, start), 0);
+	struct rill_projection_stats pst;
+	rill_projection_stats(fresh, &pst);
+	uint64_t held = 0;
+	for (uint64_t o = start; o < w.ev_count; o++)
+		held += w.ev[o].type_id == order_type(&w);
+	assert_int_equal(pst.applied, held);
+	for (uint32_t i = 0; i < w.prod_count; i++) {
+		if (!w.prod[i].known)
+			continue;
+		struct evspec s = spec_order(w.prod[i].id, w.prod[i].last, 1, 1);
+		assert_int_equal(do_write(&w, &s), 0); /* the model keeps it: a duplicate */
+	}
+	part_close(&w);
+	rill_projection_destroy(fresh);
+	for (uint32_t i = 0; i <= RILL_PARTITION_PROJECTIONS_MAX; i++)
+		rill_projection_destroy(ps[i]);
+	world_fini(&w);
+}
+
+/* ---- 5. Power cuts and kill -9 ----------------------------------------------------------- */
+
+static void test_crash_loop(void **state)
+{
+	(void)state;
+	uint64_t rounds = test_env_u64("RILL_PARTITION_ROUNDS", 300);
+	struct test_rng rng;
+	test_rng_init(&rng, 7);
+	struct world w;
+	world_init(&w, test_rng_next(&rng));
+	uint64_t acked = 0, kills = 0, cuts = 0, lost = 0, fresh = 0;
+	for (uint64_t round = 0; round < rounds; round++) {
+		if (test_rng_below(&rng, 40) == 0) {
+			world_new_disk(&w, test_rng_next(&rng));
+			acked = 0;
+			fresh++;
+		}
+		char what[64];
+		snprintf(what, sizeof(what), "round %llu", (unsigned long long)round);
+		uint64_t written = w.ev_count;
+		part_open(&w, NULL);
+		check_log_is_model(&w, acked, what);
+		lost += written - w.ev_count;
+		struct rill_partition_stats st;
+		rill_partition_stats(w.part, &st);
+		if (st.replayed != w.ev_count)
+			fail_msg("%s: replayed %llu, the log holds %llu", what,
+				 (unsigned long long)st.replayed, (unsigned long long)w.ev_count);
+		if (st.producers != prods_known(&w))
+			fail_msg("%s: %llu producers rebuilt, the log has %u", what,
+				 (unsigned long long)st.producers, prods_known(&w));
+		check_dedup_is_log(&w);
+		struct rill_projection *ps[PCASES];
+		projs_bind(&w, ps);
+		projs_check(&w, ps, what);
+		acked = rill_partition_durable_offset(w.part);
+		assert_int_equal(acked, w.ev_count); /* what the reopened log holds is durable */
+		uint64_t steps = test_rng_below(&rng, 80);
+		for (uint64_t s = 0; s < steps; s++) {
+			struct evspec sp = gen_spec(&w, &rng, true);
+			(void)do_write(&w, &sp);
+			if (test_rng_below(&rng, 4) == 0)
+				assert_int_equal(rill_partition_poll(w.part, 0), 0);
+			if (test_rng_below(&rng, 25) == 0)
+				assert_int_equal(rill_partition_sync(w.part), 0);
+			if (rill_partition_durable_offset(w.part) > acked)
+				acked = rill_partition_durable_offset(w.part);
+		}
+		assert_true(rill_partition_durable_offset(w.part) <= w.ev_count);
+		if (round % 8 == 0) { /* folded after append: compared with the model's fold */
+			for (size_t i = 0; i < PCASES; i++)
+				check_proj(&w, ps[i], &pcases[i], false, what);
+		}
+		uint64_t ending = test_rng_below(&rng, 10);
+		if (ending == 0) {
+			part_close(&w);
+			acked = w.ev_count;
+			io_sim_power_cut(w.sim);
+		} else if (ending <= 3) {
+			io_sim_crash(w.sim);
+			part_drop(&w);
+			io_sim_restart(w.sim);
+			kills++;
+		} else {
+			io_sim_crash(w.sim);
+			part_drop(&w);
+			io_sim_power_cut(w.sim);
+			cuts++;
+		}
+		projs_destroy(ps);
+	}
+	fprintf(stderr,
+		"crash loop: %llu rounds (%llu kill -9, %llu power cuts), %llu events lost "
+		"unacknowledged, %llu fresh disks\n",
+		(unsigned long long)rounds, (unsigned long long)kills, (unsigned long long)cuts,
+		(unsigned long long)lost, (unsigned long long)fresh);
+	world_fini(&w);
+}
+
+/* ---- 6. I/O errors ------------------------------------------------------------------------- */
+
+#define FAULT_EVENTS 400
+
+/*
+ * The fault workload: producers 1 to 3 and 0, a projection, polls, a sync half way, a sync
+ * and a close at the end. A failure must stop the partition: from then on every write
+ * returns the log's error and nothing more becomes durable. Returns 0 or the error.
+ */
+static int fault_workload(struct world *w, uint64_t *acked)
+{
+	int rc = rill_partition_open(&w->part, &w->config, NULL);
+	if (rc != 0)
+		return rc;
+	struct rill_projection *proj = proj_new(w, &pcases[1]);
+	rc = rill_partition_projection_add(w->part, proj, 0);
+	struct test_rng rng = {.state = 0x1234567};
+	for (int i = 0; i < FAULT_EVENTS && rc == 0; i++) {
+		uint32_t slot = (uint32_t)test_rng_below(&rng, 4);
+		struct prod *p = prod_get(w, prod_id(slot));
+		struct evspec s = spec_order(prod_id(slot), p->known ? p->last + 1 : 0,
+					     (uint32_t)test_rng_below(&rng, KEYS), i);
+		s.note_bytes = 8;
+		if (slot != 0 && p->known && i % 13 == 0)
+			s.seq = p->last; /* a retry */
+		rc = do_write_ex(w, &s, true);
+		if (rc == 0 && i % 10 == 9)
+			rc = rill_partition_poll(w->part, 0);
+		if (rc == 0 && i == FAULT_EVENTS / 2)
+			rc = rill_partition_sync(w->part);
+		if (rill_partition_durable_offset(w->part) > *acked)
+			*acked = rill_partition_durable_offset(w->part);
+	}
+	if (rc == 0)
+		rc = rill_partition_sync(w->part);
+	if (rill_partition_durable_offset(w->part) > *acked)
+		*acked = rill_partition_durable_offset(w->part);
+	if (rc == 0) {
+		/* What was appended, and only that, was folded. */
+		check_proj_twin_only(w, proj);
+		rc = rill_partition_close(w->part);
+		w->part = NULL;
+		rill_projection_destroy(proj);
+		return rc;
+	}
+	/* Fail-stop: every later write returns the log's error and appends nothing. */
+	int failed = rill_log_error(wlog(w));
+	if (failed == 0)
+		fail_msg("an error (%s) but the log is not failed", rill_strerror(rc));
+	uint64_t durable = rill_partition_durable_offset(w->part);
+	uint64_t next = rill_partition_next_offset(w->part);
+	for (uint32_t slot = 0; slot < 4; slot++) {
+		struct prod *p = prod_get(w, prod_id(slot));
+		struct evspec s = spec_order(prod_id(slot), p->known ? p->last + 1 : 0, 1, 1);
+		struct wbuf b;
+		build_event(w, &s, &b);
+		struct rill_partition_write res;
+		int again = rill_partition_write(w->part, &b.rec, &res, NULL);
+		if (again != failed)
+			fail_msg("after the log failed (%s), a write of producer %u returned %s",
+				 rill_strerror(failed), slot, rill_strerror(again));
+	}
+	if (rill_partition_sync(w->part) == 0 || rill_partition_poll(w->part, 0) == 0)
+		fail_msg("the partition carried on after %s", rill_strerror(failed));
+	if (rill_partition_durable_offset(w->part) != durable ||
+	    rill_partition_next_offset(w->part) != next)
+		fail_msg("after %s: durable %llu -> %llu, next %llu -> %llu", rill_strerror(failed),
+			 (unsigned long long)durable,
+			 (unsigned long long)rill_partition_durable_offset(w->part),
+			 (unsigned long long)next,
+			 (unsigned long long)rill_partition_next_offset(w->part));
+	check_proj_twin_only(w, proj);
+	part_drop(w);
+	rill_projection_destroy(proj);
+	return rc;
+}
+
+/*
+ * SQLite's I/O-error loop: fail the Nth operation of the workload, for every N, once and
+ * for good, with EIO and ENOSPC; then cut the power and reopen without faults. Every
+ * event acknowledged durable must be there as written, the dedup state must match the log.
+ */
+static void test_io_error_loop(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 8);
+	uint64_t acked = 0;
+	assert_int_equal(fault_workload(&w, &acked), 0);
+	uint64_t total_ops = io_sim_ops(w.sim);
+	assert_int_equal(acked, w.ev_count);
+	world_fini(&w);
+
+	static const int errors[] = {EIO, ENOSPC};
+	uint64_t stride = test_env_u64("RILL_PARTITION_IO_ERROR_STRIDE", 1);
+	if (stride == 0)
+		stride = 1;
+	uint64_t runs = 0, stopped = 0;
+	for (uint64_t index = 0; index < total_ops; index += stride) {
+		for (int always = 0; always < 2; always++) {
+			for (size_t e = 0; e < 2; e++) {
+				char what[96];
+				snprintf(what, sizeof(what), "op %llu (%s, %s)",
+					 (unsigned long long)index, strerror(errors[e]),
+					 always ? "always" : "once");
+				world_init(&w, index * 4 + (uint64_t)always * 2 + e);
+				io_sim_fail_at(w.sim, index, errors[e], always);
+				acked = 0;
+				int rc = fault_workload(&w, &acked);
+				stopped += rc != 0;
+				io_sim_power_cut(w.sim); /* also clears the fault */
+				struct rill_log_recovery report;
+				rc = rill_partition_open(&w.part, &w.config, &report);
+				if (rc != 0)
+					fail_msg("%s: reopen refused: %s (%s)", what,
+						 rill_strerror(rc), report.message);
+				check_log_is_model(&w, acked, what);
+				struct rill_partition_stats st;
+				rill_partition_stats(w.part, &st);
+				if (st.replayed != w.ev_count)
+					fail_msg("%s: replayed %llu of %llu", what,
+						 (unsigned long long)st.replayed,
+						 (unsigned long long)w.ev_count);
+				check_dedup_is_log(&w);
+				part_drop(&w);
+				world_fini(&w);
+				runs++;
+			}
+		}
+	}
+	fprintf(stderr, "io error loop: %llu operations, %llu runs, %llu stopped by the fault\n",
+		(unsigned long long)total_ops, (unsigned long long)runs,
+		(unsigned long long)stopped);
+	assert_true(stopped > runs / 2); /* the faults did land */
+}
+
+/* A log of producers' events, closed cleanly; the model knows it. */
+static void build_closed(struct world *w, uint64_t events)
+{
+	part_open(w, NULL);
+	struct test_rng rng = {.state = 0xabcdef};
+	for (uint64_t i = 0; i < events; i++) {
+		struct evspec s = gen_spec(w, &rng, false);
+		s.note_bytes = 8;
+		(void)do_write(w, &s);
+	}
+	part_close(w);
+	io_sim_sync_all(w->sim);
+}
+
+/*
+ * The rebuild at open and at projection_add, with an I/O error at each of their
+ * operations: each either fails or gives the whole state, never a partition that forgot
+ * part of the log's producers or a projection that missed events.
+ */
+static void test_rebuild_io_errors(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 9);
+	build_closed(&w, 1500);
+	uint64_t before = io_sim_ops(w.sim);
+	part_open(&w, NULL);
+	uint64_t open_ops = io_sim_ops(w.sim) - before;
+	struct rill_projection *p = proj_new(&w, &pcases[7]);
+	before = io_sim_ops(w.sim);
+	assert_int_equal(rill_partition_projection_add(w.part, p, 0), 0);
+	uint64_t add_ops = io_sim_ops(w.sim) - before;
+	rill_projection_destroy(p);
+	part_close(&w);
+	world_fini(&w);
+	assert_true(open_ops > 0);
+
+	uint64_t failed_opens = 0, failed_adds = 0;
+	for (uint64_t i = 0; i < open_ops + add_ops; i++) {
+		char what[64];
+		snprintf(what, sizeof(what), "rebuild, op %llu", (unsigned long long)i);
+		world_init(&w, 9);
+		build_closed(&w, 1500);
+		uint64_t base = io_sim_ops(w.sim);
+		if (i < open_ops) {
+			io_sim_fail_at(w.sim, base + i, EIO, false);
+			struct rill_partition *part = NULL;
+			int rc = rill_partition_open(&part, &w.config, NULL);
+			io_sim_fail_at(w.sim, UINT64_MAX, 0, false);
+			if (rc != 0) {
+				failed_opens++;
+				part_open(&w, NULL); /* a clean retry */
+			} else {
+				w.part = part;
+			}
+		} else {
+			part_open(&w, NULL);
+		}
+		check_log_is_model(&w, w.ev_count, what);
+		struct rill_partition_stats st;
+		rill_partition_stats(w.part, &st);
+		if (st.replayed != w.ev_count || st.producers != prods_known(&w))
+			fail_msg("%s: opened having replayed %llu of %llu events, %llu of %u "
+				 "producers",
+				 what, (unsigned long long)st.replayed,
+				 (unsigned long long)w.ev_count, (unsigned long long)st.producers,
+				 prods_known(&w));
+		check_dedup_is_log(&w);
+		p = proj_new(&w, &pcases[7]);
+		if (i >= open_ops)
+			io_sim_fail_at(w.sim, io_sim_ops(w.sim) + (i - open_ops), EIO, false);
+		int rc = rill_partition_projection_add(w.part, p, 0);
+		io_sim_fail_at(w.sim, UINT64_MAX, 0, false);
+		if (rc != 0) {
+			failed_adds++;
+			rill_projection_destroy(p);
+			p = proj_new(&w, &pcases[7]);
+			rc = rill_partition_projection_add(w.part, p, 0);
+			if (rc != 0)
+				fail_msg("%s: projection_add after a failed one: %s", what,
+					 rill_strerror(rc));
+		}
+		check_proj(&w, p, &pcases[7], false, what);
+		/* The partition goes on. */
+		struct evspec s = spec_order(0, 0, 1, 1);
+		assert_int_equal(do_write(&w, &s), 0);
+		part_close(&w);
+		rill_projection_destroy(p);
+		world_fini(&w);
+	}
+	fprintf(stderr,
+		"rebuild io errors: %llu + %llu operations, %llu opens and %llu adds failed\n",
+		(unsigned long long)open_ops, (unsigned long long)add_ops,
+		(unsigned long long)failed_opens, (unsigned long long)failed_adds);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_refusals),          cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_idempotence),       cmocka_unit_test(test_backpressure),
+		cmocka_unit_test(test_restart_close),     cmocka_unit_test(test_restart_crash),
+		cmocka_unit_test(test_restart_power_cut), cmocka_unit_test(test_projections),
+		cmocka_unit_test(test_projection_limits), cmocka_unit_test(test_crash_loop),
+		cmocka_unit_test(test_io_error_loop),     cmocka_unit_test(test_rebuild_io_errors),
+	};
+	test_seed();
+	return cmocka_run_group_tests_name("partition", tests, NULL, NULL);
+}

@@ -40,6 +40,7 @@ struct rill_partition {
 	struct rill_schema_registry *schemas;
 	struct dedup_entry *dedup;
 	uint64_t dedup_mask;
+	unsigned dedup_shift; /* 64 - log2(capacity) */
 	uint32_t producers_max;
 	struct rill_projection *projections[RILL_PARTITION_PROJECTIONS_MAX];
 	uint32_t projection_count;
@@ -56,8 +57,9 @@ void rill_partition_config_default(struct rill_partition_config *c)
 /* The entry of @producer_id, or the empty slot where it would go. */
 static struct dedup_entry *dedup_slot(const struct rill_partition *part, uint64_t producer_id)
 {
-	uint64_t h = producer_id * 0x9e3779b97f4a7c15ull; /* Fibonacci hashing: ids are dense */
-	for (uint64_t i = h >> 20;; i++) {
+	/* Fibonacci hashing: the product's top bits, as dense ids would collide in the low. */
+	uint64_t h = producer_id * 0x9e3779b97f4a7c15ull;
+	for (uint64_t i = h >> part->dedup_shift;; i++) {
 		struct dedup_entry *e = &part->dedup[i & part->dedup_mask];
 		if (e->producer_id == producer_id || e->producer_id == 0)
 			return e;
@@ -137,6 +139,7 @@ int rill_partition_open(struct rill_partition **out, const struct rill_partition
 	while (capacity < 2ull * config->producers_max)
 		capacity <<= 1;
 	part->dedup_mask = capacity - 1;
+	part->dedup_shift = 64u - (unsigned)__builtin_ctzll(capacity);
 	part->dedup = calloc(capacity, sizeof(*part->dedup));
 	int rc = part->dedup == NULL ? -ENOMEM : 0;
 	if (rc == 0)
@@ -176,6 +179,9 @@ void rill_partition_drop(struct rill_partition *part)
 int rill_partition_projection_add(struct rill_partition *part, struct rill_projection *proj,
 				  uint64_t from_offset)
 {
+	for (uint32_t i = 0; i < part->projection_count; i++)
+		if (part->projections[i] == proj)
+			return -EEXIST; /* it would fold every event twice */
 	if (part->projection_count == RILL_PARTITION_PROJECTIONS_MAX)
 		return -ENOSPC;
 	if (from_offset > rill_log_next_offset(part->log))
@@ -215,7 +221,21 @@ static int admit(struct rill_partition *part, const struct rill_record *rec,
 					   "already",
 					   (unsigned long long)rec->producer_id,
 					   part->producers_max);
-		return 0; /* the first sequence of a producer sets its start */
+		/*
+		 * The first sequence of a producer sets its start, unless retention deleted
+		 * part of the log: the producer may have written there, and a retry of one
+		 * of those events would go in twice.
+		 */
+		uint64_t start = rill_log_start_offset(part->log);
+		if (rill_unlikely(rec->sequence != 0 && start > 0))
+			return schema_fail(
+				err, RILL_E_WRITE_SEQUENCE,
+				"producer %llu: unknown here, and the log before offset "
+				"%llu was deleted, so sequence %llu cannot be checked; a "
+				"new producer starts at 0",
+				(unsigned long long)rec->producer_id, (unsigned long long)start,
+				(unsigned long long)rec->sequence);
+		return 0;
 	}
 	uint64_t seq = rec->sequence;
 	if (seq > e->last_seq) {

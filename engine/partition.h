@@ -4,9 +4,15 @@
  * written is, in order:
  *
  *   1. checked: its type and version are registered and its payload is valid for them;
- *   2. deduplicated: an idempotent producer (producer id != 0) sends sequence numbers
- *      0, 1, 2, ... per partition; a sequence already written is acknowledged again with
- *      its original offset and not appended, a gap is refused;
+ *   2. deduplicated: an idempotent producer (producer id != 0) numbers its events
+ *      0, 1, 2, ... per partition (sequences never wrap); a retry of one of its last
+ *      RILL_PARTITION_DEDUP_WINDOW sequences is acknowledged again with its original offset
+ *      and not appended (its content is not compared), a gap or an older retry is refused.
+ *      The first sequence a partition sees from a producer sets its start, except when
+ *      retention has deleted part of the log: then a producer unknown here must start at
+ *      0, since a retry of an event in the deleted part could not be recognised. (Until
+ *      snapshots keep the dedup table, a retry of sequence 0 itself by a producer whose
+ *      whole history retention deleted still goes in again: use fresh producer ids.)
  *   3. appended to the log, getting its offset ("applied" may be acknowledged from here);
  *   4. folded into every projection bound to the partition, from the same bytes;
  *   5. durable once the log's group commit covering it completes.
@@ -79,9 +85,11 @@ void rill_partition_drop(struct rill_partition *part);
  * rill_partition_projection_add - bind @proj (which must be fresh, or restored from a
  * snapshot covering offsets below @from_offset) and fold into it every event the log
  * holds from @from_offset on, so it reflects the whole log before the next write.
- * Returns 0, -ENOSPC past RILL_PARTITION_PROJECTIONS_MAX, -EINVAL for @from_offset past
- * the next offset, -ERANGE if retention deleted events it needs, or a log read error.
- * Blocks (reads the log).
+ * Returns 0, -EEXIST if @proj is bound already, -ENOSPC past
+ * RILL_PARTITION_PROJECTIONS_MAX, -EINVAL for @from_offset past the next offset, -ERANGE
+ * if retention deleted events it needs, or a log read error, after which @proj may hold
+ * part of the log: destroy it. Projections reflect every event written (applied), durable
+ * or not yet. Blocks (reads the log).
  */
 int rill_partition_projection_add(struct rill_partition *part, struct rill_projection *proj,
 				  uint64_t from_offset);

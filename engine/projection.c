@@ -31,9 +31,10 @@
 
 /*
  * GCC and Clang's 128-bit integer, for exact sums of 64-bit fields; __extension__ keeps
- * -Wpedantic quiet about it (the one typedef of the file: the keyword needs a name).
+ * -Wpedantic quiet about it (the file's two typedefs: the keyword needs a name).
  */
 __extension__ typedef __int128 proj_int128;
+__extension__ typedef unsigned __int128 proj_uint128;
 
 /* An accumulator: exact 128-bit sums for integer fields, a double for f64 ones. */
 union proj_acc {
@@ -233,7 +234,11 @@ static struct proj_slot *slot_find(struct rill_projection *p, const void *key, u
 				   bool insert)
 {
 	uint64_t h = rill_key_hash(key, bytes);
-	for (uint64_t i = h & p->mask;; i = (i + 1) & p->mask) {
+	/*
+	 * Probe from the hash's high half: partitions are picked from the same hash (low bits
+	 * first), so every key of one partition shares its low bits.
+	 */
+	for (uint64_t i = (h >> 32 | h << 32) & p->mask;; i = (i + 1) & p->mask) {
 		struct proj_slot *s = &p->slots[i];
 		if (!s->used) {
 			if (!insert || p->key_count == p->keys_max ||
@@ -243,13 +248,14 @@ static struct proj_slot *slot_find(struct rill_projection *p, const void *key, u
 			s->hash = h;
 			s->key_pos = p->key_store_used;
 			s->key_bytes = bytes;
-			memcpy(p->key_store + s->key_pos, key, bytes);
+			if (bytes > 0) /* an empty key may come as NULL */
+				memcpy(p->key_store + s->key_pos, key, bytes);
 			p->key_store_used += bytes;
 			p->order[p->key_count++] = (uint32_t)i; /* P1 */
 			return s;
 		}
 		if (s->hash == h && s->key_bytes == bytes &&
-		    memcmp(p->key_store + s->key_pos, key, bytes) == 0)
+		    (bytes == 0 || memcmp(p->key_store + s->key_pos, key, bytes) == 0))
 			return s;
 	}
 }
@@ -257,12 +263,16 @@ static struct proj_slot *slot_find(struct rill_projection *p, const void *key, u
 /* a + b for the field's accumulator. */
 static void acc_add(union proj_acc *a, enum rill_field_type t, union proj_val v)
 {
-	if (t == RILL_FIELD_F64)
+	if (t == RILL_FIELD_F64) {
 		a->f += v.f;
-	else if (t == RILL_FIELD_U64)
-		a->i += (proj_int128)v.u;
-	else
-		a->i += (proj_int128)v.i;
+		return;
+	}
+	/*
+	 * In unsigned arithmetic, which wraps where signed would be undefined: 2^64 events
+	 * cannot carry a sum past 128 bits, but a crafted snapshot can start one near it.
+	 */
+	proj_uint128 add = t == RILL_FIELD_U64 ? (proj_uint128)v.u : (proj_uint128)(proj_int128)v.i;
+	a->i = (proj_int128)((proj_uint128)a->i + add);
 }
 
 /* Whether @v is below (@less) or above the slot's value. */
@@ -570,9 +580,15 @@ static int restore_entry(struct rill_projection *p, const struct proj_snap_entry
 {
 	if (e->reserved != 0 || e->key_bytes > RILL_KEY_BYTES_MAX)
 		return snap_fail(err, p, "entry malformed");
-	if (kind_windowed(p->kind) && e->prev_count > 0 &&
-	    e->prev_start + p->window_ns != e->window_start) /* P3 */
-		return snap_fail(err, p, "entry with windows out of step");
+	if (e->count == 0) /* a key exists once an event was applied to it */
+		return snap_fail(err, p, "entry without events");
+	bool windowed = kind_windowed(p->kind);
+	if (windowed && (e->window_start % p->window_ns != 0 ||
+			 (e->prev_count > 0 && e->prev_start + p->window_ns != e->window_start)))
+		return snap_fail(err, p, "entry with windows out of step"); /* P3 */
+	if (!windowed && (e->window_start | e->prev_start | e->prev_count | e->prev_sum[0] |
+			  e->prev_sum[1]) != 0)
+		return snap_fail(err, p, "entry with window fields for a kind without windows");
 	uint32_t before = p->key_count;
 	struct proj_slot *s = slot_find(p, key, e->key_bytes, true);
 	if (s == NULL || p->key_count == before)

@@ -2055,6 +2055,82 @@ static void test_snapshot_small_buffer(void **state)
 	world_fini(&w);
 }
 
+/*
+ * Review findings: an empty key given as NULL; snapshot entries apply could never make
+ * (a key without events, a window not on its boundary, window fields on a plain kind);
+ * and a crafted accumulator at the edge of 128 bits, which the next apply must take
+ * without undefined behaviour (UBSan in CI).
+ */
+static void test_restore_impossible_states(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w);
+	struct test_rng rng;
+	test_rng_init(&rng, 5);
+	union val v[F_COUNT] = {{.i = 5}, {.u = 5}, {.f = 5}, {.i = 5000}};
+	uint8_t payload[256];
+	uint32_t bytes = build_metric(&w, payload, sizeof(payload), v, &rng);
+	struct rill_record rec = {.type_id = rill_schema_type_id(w.metric),
+				  .schema_version = 1,
+				  .timestamp_ns = 5000,
+				  .key = NULL, /* the empty key, as NULL */
+				  .key_bytes = 0,
+				  .payload = payload,
+				  .payload_bytes = bytes};
+	const struct {
+		enum rill_projection_kind kind;
+		const char *field;
+		uint64_t window_ns;
+		size_t at; /* entry field to set: offset within the 88-byte entry */
+		uint64_t value;
+	} cases[] = {
+		{RILL_PROJECTION_SUM, "u", 0, 16, 0},              /* count 0 */
+		{RILL_PROJECTION_WINDOW_SUM, "i", 1000, 48, 5001}, /* window_start off boundary */
+		{RILL_PROJECTION_MIN, "i", 0, 56, 1000}, /* window_start on a plain kind */
+		{RILL_PROJECTION_SUM, "i", 0, 72, 1},    /* prev_count on a plain kind */
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct rill_projection_config pc = config_of("edge", "Metric", 1, cases[c].kind,
+							     cases[c].field, cases[c].window_ns);
+		struct rill_projection *p = proj_ok(w.reg, &pc);
+		assert_int_equal(rill_projection_apply(p, &rec, 0), 0);
+		struct rill_projection_value out;
+		assert_true(rill_projection_get(p, "", 0, &out));
+		assert_true(rill_projection_get(p, NULL, 0, &out));
+		size_t n;
+		uint8_t *snap = snapshot_of(p, &n);
+		put64(snap + 88 + cases[c].at, cases[c].value);
+		reseal(snap, n);
+		struct rill_projection *q = proj_ok(w.reg, &pc);
+		assert_int_equal(rill_projection_restore(q, snap, n, NULL),
+				 RILL_E_PROJECTION_SNAPSHOT);
+		rill_projection_destroy(q);
+		free(snap);
+		rill_projection_destroy(p);
+	}
+	/* A u64 sum whose accumulator a crafted snapshot sets to the largest 128-bit value. */
+	struct rill_projection_config pc =
+		config_of("edge", "Metric", 1, RILL_PROJECTION_SUM, "u", 0);
+	struct rill_projection *p = proj_ok(w.reg, &pc);
+	assert_int_equal(rill_projection_apply(p, &rec, 0), 0);
+	size_t n;
+	uint8_t *snap = snapshot_of(p, &n);
+	put64(snap + 88 + 24, UINT64_MAX);
+	put64(snap + 88 + 32, (uint64_t)INT64_MAX);
+	reseal(snap, n);
+	struct rill_projection *q = proj_ok(w.reg, &pc);
+	assert_int_equal(rill_projection_restore(q, snap, n, NULL), 0);
+	assert_int_equal(rill_projection_apply(q, &rec, 1), 0); /* wraps, defined */
+	struct rill_projection_value out;
+	assert_true(rill_projection_get(q, NULL, 0, &out));
+	assert_true(out.sum_overflow);
+	free(snap);
+	rill_projection_destroy(q);
+	rill_projection_destroy(p);
+	world_fini(&w);
+}
+
 int main(void)
 {
 	test_seed();
@@ -2072,6 +2148,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_format),
 		cmocka_unit_test(test_restore_refusals),
 		cmocka_unit_test(test_restore_structural_damage),
+		cmocka_unit_test(test_restore_impossible_states),
 		cmocka_unit_test(test_snapshot_small_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,7 +12,7 @@
 #include "engine/log.h"
 #include "engine/log_format.h"
 
-#define LOG_PATH_BYTES          4096u
+#define LOG_PATH_BYTES 4096u
 
 struct log_index {
 	struct rill_index_entry *entries;

@@ -24,12 +24,12 @@
 #define RILL_HUGE_PAGE_BYTES       (2u << 20)
 
 /* Schemas (include/rill/schema.h). */
-#define RILL_SCHEMA_FIELDS_MAX     256u        /* fields per schema version */
-#define RILL_SCHEMA_NAME_BYTES_MAX 128u        /* type, field and symbol names */
-#define RILL_SCHEMA_SYMBOLS_MAX    1024u       /* symbols per enum */
-#define RILL_SCHEMA_DOC_BYTES_MAX  4096u       /* one doc string */
-#define RILL_SCHEMA_VERSIONS_MAX   1024u       /* versions per type */
-#define RILL_SCHEMA_TYPES_MAX      4096u       /* types per registry */
+#define RILL_SCHEMA_FIELDS_MAX     256u         /* fields per schema version */
+#define RILL_SCHEMA_NAME_BYTES_MAX 128u         /* type, field and symbol names */
+#define RILL_SCHEMA_SYMBOLS_MAX    1024u        /* symbols per enum */
+#define RILL_SCHEMA_DOC_BYTES_MAX  4096u        /* one doc string */
+#define RILL_SCHEMA_VERSIONS_MAX   1024u        /* versions per type */
+#define RILL_SCHEMA_TYPES_MAX      4096u        /* types per registry */
 #define RILL_SCHEMA_JSON_BYTES_MAX (256u << 10) /* one definition's JSON text */
 
 _Static_assert(RILL_KEY_BYTES_MAX <= 0xffffu, "key length must fit the 16-bit header field");

@@ -48,6 +48,12 @@ struct rill_io_ops {
 		      uint64_t offset);
 	int (*fsync)(struct rill_io *io, int handle); /* data and metadata */
 	int (*truncate)(struct rill_io *io, int handle, uint64_t bytes);
+	/*
+	 * Take an exclusive lock on the file @path (created if missing) without waiting:
+	 * -EBUSY while any other handle holds it, in this process or another. The lock lasts
+	 * until @handle is closed (or the process dies).
+	 */
+	int (*lock)(struct rill_io *io, const char *path, int *handle);
 	int (*size)(struct rill_io *io, int handle, uint64_t *bytes);
 	int (*rename)(struct rill_io *io, const char *from, const char *to);
 	int (*unlink)(struct rill_io *io, const char *path);

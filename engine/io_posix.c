@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "base/assert.h"
@@ -31,6 +32,22 @@ static int posix_open(struct rill_io *io, const char *path, unsigned flags, int 
 	int fd = open(path, oflags, 0644);
 	if (fd < 0)
 		return -errno;
+	*handle = fd;
+	return 0;
+}
+
+/* flock: per open file description, so a second open in this process conflicts too. */
+static int posix_lock(struct rill_io *io, const char *path, int *handle)
+{
+	(void)io;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(fd);
+		return rc;
+	}
 	*handle = fd;
 	return 0;
 }
@@ -180,6 +197,7 @@ static void posix_destroy(struct rill_io *io)
 }
 
 const struct rill_io_ops rill_io_posix_ops = {
+	.lock = posix_lock,
 	.open = posix_open,
 	.close = posix_close,
 	.pread = posix_pread,

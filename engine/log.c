@@ -691,6 +691,22 @@ static int log_sync_recovered(struct rill_log *log, uint64_t proven,
 	return io->ops->fsync_dir(io, log->dir);
 }
 
+/*
+ * One writer per log: two (processes, or log objects in one process) appending to the
+ * same segments would interleave their batches. A read-only open takes no lock, so the
+ * offline tools work beside a running writer.
+ */
+static int log_lock(struct rill_log *log, struct rill_log_recovery *report)
+{
+	char path[LOG_PATH_BYTES + 8];
+	snprintf(path, sizeof(path), "%s/lock", log->dir);
+	int rc = log->io->ops->lock(log->io, path, &log->lock_handle);
+	if (rc == -EBUSY)
+		log_report(report, "%s: the log is open for writing elsewhere (%s is locked)",
+			   log->dir, path);
+	return rc;
+}
+
 /* fsync the directory holding @dir, so that a partition directory just made survives. */
 static int log_sync_parent(struct rill_log *log)
 {
@@ -731,6 +747,7 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 	log->config = *config;
 	rill_hist_init(&log->sync_ns);
 	log->active_handle = -1;
+	log->lock_handle = -1;
 	snprintf(log->dir, sizeof(log->dir), "%s", dir);
 	/* A batch holds at most batch_bytes_max, or one record that is larger on its own. */
 	uint64_t batch_max =
@@ -747,6 +764,8 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 		rc = io->ops->mkdir(io, dir);
 		if (rc == 0)
 			rc = log_sync_parent(log);
+		if (rc == 0)
+			rc = log_lock(log, report);
 		if (rc < 0)
 			goto out_free;
 	}
@@ -798,6 +817,8 @@ out_close:
 	if (log->active_handle >= 0)
 		io->ops->close(io, log->active_handle);
 out_free:
+	if (log->lock_handle >= 0)
+		io->ops->close(io, log->lock_handle);
 	for (uint32_t i = 0; i < log->segment_count; i++) {
 		log_index_free(&log->segments[i].idx);
 		log_index_free(&log->segments[i].tix);
@@ -1096,6 +1117,8 @@ void rill_log_drop(struct rill_log *log)
 	}
 	if (log->active_handle >= 0)
 		(void)log->io->ops->close(log->io, log->active_handle);
+	if (log->lock_handle >= 0) /* as a dying process's would be */
+		(void)log->io->ops->close(log->io, log->lock_handle);
 	if (log->buffers_registered)
 		log->io->ops->buffer_unregister(log->io, log->buffers.base);
 	for (uint32_t i = 0; i < log->segment_count; i++) {

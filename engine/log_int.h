@@ -39,6 +39,7 @@ struct rill_log {
 	uint32_t segment_count;
 	uint32_t segment_capacity;
 	int active_handle; /* the active segment, read-write; -1 when read-only */
+	int lock_handle;   /* holds DIR/lock while the log is open for writing; -1 otherwise */
 
 	/*
 	 * Group commit: two batch buffers, one being written while the other fills.

@@ -41,6 +41,7 @@ struct io_sim {
 	struct rill_io_ops ops;
 	struct sim_file files[SIM_FILES_MAX];
 	int handles[SIM_HANDLES_MAX]; /* file index, or -1 */
+	bool locked[SIM_HANDLES_MAX]; /* the handle holds its file's lock (ops->lock) */
 	struct sim_pending pending[RILL_IO_INFLIGHT_MAX];
 	unsigned pending_count;
 	uint64_t ops_count;
@@ -201,7 +202,27 @@ static int sim_close(struct rill_io *io, int handle)
 	if (sim_handle_file(sim, handle) == NULL)
 		return -EBADF;
 	sim->handles[handle] = -1;
+	sim->locked[handle] = false;
 	return sim_op(sim);
+}
+
+/* Locks live with handles: a crash, restart or power cut, which drop every handle, drop
+ * them too, as the kernel does for a dead process. */
+static int sim_lock(struct rill_io *io, const char *path, int *handle)
+{
+	struct io_sim *sim = (struct io_sim *)io;
+	int rc = sim_open(io, path, RILL_IO_CREATE, handle);
+	if (rc < 0)
+		return rc;
+	int file = sim->handles[*handle];
+	for (unsigned h = 0; h < SIM_HANDLES_MAX; h++) {
+		if (sim->locked[h] && sim->handles[h] == file) {
+			sim->handles[*handle] = -1;
+			return -EBUSY;
+		}
+	}
+	sim->locked[*handle] = true;
+	return 0;
 }
 
 /*
@@ -407,6 +428,7 @@ int io_sim_create(struct io_sim **out, uint64_t seed)
 	sim->ops = (struct rill_io_ops){
 		.open = sim_open,
 		.close = sim_close,
+		.lock = sim_lock,
 		.pread = sim_pread,
 		.pwrite = sim_pwrite,
 		.fsync = sim_fsync,
@@ -423,8 +445,10 @@ int io_sim_create(struct io_sim **out, uint64_t seed)
 	};
 	sim->io.ops = &sim->ops;
 	sim->io.name = "sim";
-	for (unsigned h = 0; h < SIM_HANDLES_MAX; h++)
+	for (unsigned h = 0; h < SIM_HANDLES_MAX; h++) {
 		sim->handles[h] = -1;
+		sim->locked[h] = false;
+	}
 	sim->fail_index = UINT64_MAX;
 	sim->rng = seed * 0x9E3779B97F4A7C15ull + 1;
 	*out = sim;
@@ -536,8 +560,10 @@ void io_sim_crash(struct io_sim *sim)
 
 void io_sim_restart(struct io_sim *sim)
 {
-	for (unsigned h = 0; h < SIM_HANDLES_MAX; h++)
+	for (unsigned h = 0; h < SIM_HANDLES_MAX; h++) {
 		sim->handles[h] = -1;
+		sim->locked[h] = false;
+	}
 	sim->pending_count = 0;
 	sim->fail_index = UINT64_MAX;
 	sim->fail_always = false;

@@ -82,6 +82,53 @@ static void test_round_trip_and_reopen(void **state)
 	io_sim_destroy(sim);
 }
 
+/* One writer per log: a second open for writing is refused (-EBUSY, saying why) while
+ * the first holds it, read-only opens are not, and the lock goes with close or drop. Over
+ * the simulated file system and over real files (flock), in one process. */
+static void check_one_writer(struct rill_io *io, const char *dir)
+{
+	struct rill_log_config c = small_config();
+	struct rill_log *log, *second;
+	struct rill_log_recovery report;
+	assert_int_equal(rill_log_open(&log, io, dir, &c, NULL), 0);
+	assert_int_equal(append_one(log, 0), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	memset(&report, 0, sizeof(report));
+	assert_int_equal(rill_log_open(&second, io, dir, &c, &report), -EBUSY);
+	assert_non_null(strstr(report.message, "open for writing elsewhere"));
+	struct rill_log_config ro = c;
+	ro.read_only = true;
+	assert_int_equal(rill_log_open(&second, io, dir, &ro, NULL), 0);
+	assert_int_equal(log_check_all(second, 1), 1);
+	assert_int_equal(rill_log_close(second), 0);
+	rill_log_drop(log); /* as a crash: the lock goes with it */
+	assert_int_equal(rill_log_open(&log, io, dir, &c, NULL), 0);
+	assert_int_equal(rill_log_close(log), 0);
+	assert_int_equal(rill_log_open(&log, io, dir, &c, NULL), 0);
+	assert_int_equal(rill_log_close(log), 0);
+}
+
+static void test_one_writer(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 9), 0);
+	check_one_writer(io_sim_io(sim), DIR_SIM);
+	io_sim_destroy(sim);
+
+	char dir[] = "/tmp/rill-test-lock-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[64];
+	snprintf(path, sizeof(path), "%s/p0", dir);
+	struct rill_io *io;
+	assert_int_equal(rill_io_posix_create(&io), 0);
+	check_one_writer(io, path);
+	rill_io_destroy(io);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_read_from_offset_and_time(void **state)
 {
 	(void)state;
@@ -685,6 +732,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_and_reopen),
+		cmocka_unit_test(test_one_writer),
 		cmocka_unit_test(test_read_from_offset_and_time),
 		cmocka_unit_test(test_retention_by_bytes),
 		cmocka_unit_test(test_group_commit_batches),

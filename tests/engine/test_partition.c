@@ -1261,6 +1261,11 @@ static int slow_open(struct rill_io *io, const char *path, unsigned flags, int *
 	return slow_inner(io)->ops->open(slow_inner(io), path, flags, handle);
 }
 
+static int slow_lock(struct rill_io *io, const char *path, int *handle)
+{
+	return slow_inner(io)->ops->lock(slow_inner(io), path, handle);
+}
+
 static int slow_close(struct rill_io *io, int handle)
 {
 	return slow_inner(io)->ops->close(slow_inner(io), handle);
@@ -1353,6 +1358,7 @@ static void slow_destroy(struct rill_io *io)
 static const struct rill_io_ops slow_ops = {
 	.open = slow_open,
 	.close = slow_close,
+	.lock = slow_lock,
 	.pread = slow_pread,
 	.pwrite = slow_pwrite,
 	.fsync = slow_fsync,

@@ -629,6 +629,7 @@ static struct rill_io *crash_io_next(struct rill_io *io)
 CRASH_IO_FORWARD(open, (struct rill_io * io, const char *path, unsigned flags, int *handle),
 		 (inner, path, flags, handle))
 CRASH_IO_FORWARD(close, (struct rill_io * io, int handle), (inner, handle))
+CRASH_IO_FORWARD(lock, (struct rill_io * io, const char *path, int *handle), (inner, path, handle))
 CRASH_IO_FORWARD(pread,
 		 (struct rill_io * io, int handle, void *buf, size_t bytes, uint64_t offset,
 		  size_t *got),
@@ -665,6 +666,7 @@ static void crash_io_init(struct crash_io *c, struct io_sim *sim)
 	c->ops = (struct rill_io_ops){
 		.open = crash_io_open,
 		.close = crash_io_close,
+		.lock = crash_io_lock,
 		.pread = crash_io_pread,
 		.pwrite = crash_io_pwrite,
 		.fsync = crash_io_fsync,

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/assert.h"
 #include "base/clock.h"
@@ -41,13 +40,6 @@ static int log_config_check(const struct rill_log_config *c)
 	if (c->durability != RILL_DURABILITY_NONE && c->durability != RILL_DURABILITY_GROUP)
 		return -EINVAL;
 	return 0;
-}
-
-static uint64_t log_wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Age of something created at @created_ns; 0 if the wall clock has since gone back. */
@@ -125,7 +117,7 @@ static int log_segment_create(struct rill_log *log, uint64_t base_offset, int *h
 	char path[LOG_PATH_BYTES + 32];
 	log_segment_path(log, base_offset, LOG_SUFFIX_LOG, path, sizeof(path));
 	struct rill_io *io = log->io;
-	uint64_t created_ns = log_wall_ns();
+	uint64_t created_ns = rill_clock_wall_ns();
 	/* The header, then zeros to the first batch's sector. */
 	uint8_t first[RILL_SEGMENT_DATA_START] = {0};
 	struct rill_segment_header h;
@@ -189,7 +181,7 @@ static int log_checkpoint_write(struct rill_log *log)
 	struct rill_checkpoint c = {.magic = RILL_CHECKPOINT_MAGIC,
 				    .version = RILL_LOG_FORMAT_VERSION,
 				    .durable_offset = log->durable_offset,
-				    .written_ns = log_wall_ns()};
+				    .written_ns = rill_clock_wall_ns()};
 	c.crc32c = rill_crc32c(&c, offsetof(struct rill_checkpoint, crc32c));
 	int handle;
 	int rc = io->ops->open(io, tmp, RILL_IO_CREATE, &handle);
@@ -903,7 +895,7 @@ static bool log_roll_due(const struct rill_log *log)
 	if (log->write_pos + log->fill_bytes > log->config.segment_bytes_max)
 		return true;
 	return log->config.segment_age_ns_max != 0 &&
-	       log_age_ns(log_wall_ns(), seg->created_ns) >= log->config.segment_age_ns_max;
+	       log_age_ns(rill_clock_wall_ns(), seg->created_ns) >= log->config.segment_age_ns_max;
 }
 
 /* Delete whole segments, oldest first, past the retention limits (never the active one). */
@@ -912,7 +904,7 @@ static int log_retain(struct rill_log *log)
 	uint64_t total = 0;
 	for (uint32_t i = 0; i < log->segment_count; i++)
 		total += log->segments[i].bytes;
-	uint64_t now = log_wall_ns();
+	uint64_t now = rill_clock_wall_ns();
 	uint32_t drop = 0;
 	while (drop + 1 < log->segment_count) {
 		const struct log_segment *seg = &log->segments[drop];

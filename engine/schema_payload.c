@@ -157,34 +157,31 @@ int rill_payload_builder_init(struct rill_payload_builder *b, const struct rill_
 	return 0;
 }
 
-static uint8_t *field_place(struct rill_payload_builder *b, uint32_t field,
-			    enum rill_field_type type)
+/*
+ * Write the @bytes at @value into fixed field @field, which must be of @type (timestamp
+ * fields take i64). 0, or -EINVAL for no such field or another type.
+ */
+static int set_fixed(struct rill_payload_builder *b, uint32_t field, enum rill_field_type type,
+		     const void *value, size_t bytes)
 {
 	if (field >= b->schema->field_count)
-		return NULL;
+		return -EINVAL;
 	enum rill_field_type t = b->schema->fields[field].type;
 	if (t != type && !(type == RILL_FIELD_I64 && t == RILL_FIELD_TIMESTAMP))
-		return NULL;
+		return -EINVAL;
+	memcpy(b->buf + b->schema->fields[field].offset, value, bytes);
 	schema_builder_mark(b, field);
-	return b->buf + b->schema->fields[field].offset;
+	return 0;
 }
 
 int rill_payload_set_i64(struct rill_payload_builder *b, uint32_t field, int64_t value)
 {
-	uint8_t *p = field_place(b, field, RILL_FIELD_I64);
-	if (p == NULL)
-		return -EINVAL;
-	memcpy(p, &value, sizeof(value));
-	return 0;
+	return set_fixed(b, field, RILL_FIELD_I64, &value, sizeof(value));
 }
 
 int rill_payload_set_u64(struct rill_payload_builder *b, uint32_t field, uint64_t value)
 {
-	uint8_t *p = field_place(b, field, RILL_FIELD_U64);
-	if (p == NULL)
-		return -EINVAL;
-	memcpy(p, &value, sizeof(value));
-	return 0;
+	return set_fixed(b, field, RILL_FIELD_U64, &value, sizeof(value));
 }
 
 int rill_payload_set_f64(struct rill_payload_builder *b, uint32_t field, double value)
@@ -192,20 +189,13 @@ int rill_payload_set_f64(struct rill_payload_builder *b, uint32_t field, double 
 	if (field < b->schema->field_count && b->schema->fields[field].type == RILL_FIELD_F64 &&
 	    !isfinite(value))
 		return -EDOM;
-	uint8_t *p = field_place(b, field, RILL_FIELD_F64);
-	if (p == NULL)
-		return -EINVAL;
-	memcpy(p, &value, sizeof(value));
-	return 0;
+	return set_fixed(b, field, RILL_FIELD_F64, &value, sizeof(value));
 }
 
 int rill_payload_set_bool(struct rill_payload_builder *b, uint32_t field, bool value)
 {
-	uint8_t *p = field_place(b, field, RILL_FIELD_BOOL);
-	if (p == NULL)
-		return -EINVAL;
-	*p = value ? 1 : 0;
-	return 0;
+	uint8_t byte = value ? 1 : 0;
+	return set_fixed(b, field, RILL_FIELD_BOOL, &byte, sizeof(byte));
 }
 
 int rill_payload_set_enum(struct rill_payload_builder *b, uint32_t field, uint16_t symbol)
@@ -213,11 +203,7 @@ int rill_payload_set_enum(struct rill_payload_builder *b, uint32_t field, uint16
 	if (field < b->schema->field_count && b->schema->fields[field].type == RILL_FIELD_ENUM &&
 	    symbol >= b->schema->fields[field].symbol_count)
 		return -EDOM;
-	uint8_t *p = field_place(b, field, RILL_FIELD_ENUM);
-	if (p == NULL)
-		return -EINVAL;
-	memcpy(p, &symbol, sizeof(symbol));
-	return 0;
+	return set_fixed(b, field, RILL_FIELD_ENUM, &symbol, sizeof(symbol));
 }
 
 void schema_builder_var_done(struct rill_payload_builder *b, uint32_t field, uint32_t bytes)

@@ -21,10 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/assert.h"
 #include "base/atomic.h"
+#include "base/clock.h"
 #include "engine/log.h"
 #include "engine/schema_int.h"
 
@@ -159,18 +159,11 @@ static void publish(struct rill_schema_registry *reg, struct schema_type *t, boo
 	}
 }
 
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int append_entry(struct rill_schema_registry *reg, enum registry_kind kind, const char *name,
 			const char *text)
 {
 	struct rill_record rec = {
-		.timestamp_ns = wall_ns(),
+		.timestamp_ns = rill_clock_wall_ns(),
 		.type_id = kind,
 		.key = name,
 		.key_bytes = (uint16_t)strlen(name),

@@ -34,6 +34,22 @@ static inline uint64_t rill_atomic_fetch_add_relaxed_u64(uint64_t *p, uint64_t v
 	return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 
+/* Exchange with acquire and release: the one winner of a race sees and publishes. */
+static inline uint64_t rill_atomic_exchange_acq_rel_u64(uint64_t *p, uint64_t v)
+{
+	return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL);
+}
+
+/*
+ * A full fence: orders every store before it against every load after it, which acquire
+ * and release alone never do (the "store flag, then check the other side" handshake of a
+ * sleeper and its waker).
+ */
+static inline void rill_atomic_fence_seq_cst(void)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 /* Pointers published to other threads: the pointee is fully written before the release. */
 static inline void *rill_atomic_load_acquire_ptr(void *const *p)
 {

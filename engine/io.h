@@ -81,6 +81,12 @@ struct rill_io_ops {
 	 */
 	int (*buffer_register)(struct rill_io *io, void *base, size_t bytes);
 	void (*buffer_unregister)(struct rill_io *io, void *base);
+	/*
+	 * Optional (NULL where write_sync completes at submission): signal the eventfd @fd
+	 * each time a write_sync completes, so that a thread blocked on @fd wakes for it (a
+	 * shard sleeping in adaptive mode). Returns 0 or -errno.
+	 */
+	int (*notify)(struct rill_io *io, int fd);
 	void (*destroy)(struct rill_io *io);
 };
 
@@ -89,7 +95,9 @@ struct rill_io {
 	const char *name; /* "posix", "uring", "sim" */
 };
 
-#define RILL_IO_INFLIGHT_MAX 4u
+/* write_syncs in flight on one backend: one per log, and a shard's logs share its backend
+ * (through rill_io_mux), so this also bounds the partitions of one shard. */
+#define RILL_IO_INFLIGHT_MAX 64u
 
 /*
  * rill_io_posix_create - the portable backend: plain system calls, write_sync done in the
@@ -102,6 +110,30 @@ int rill_io_posix_create(struct rill_io **out);
  * -errno when the kernel refuses a ring (callers fall back to POSIX and say so).
  */
 int rill_io_uring_create(struct rill_io **out);
+
+/*
+ * A shard has one backend (one io_uring) and many logs, each of which assumes that the
+ * completions it polls are its own. A mux shares one backend among views: each view is an
+ * rill_io of its own for one log, and a completion reaped through any view is kept for the
+ * view that submitted it. Same thread as the backend; the backend outlives the mux.
+ */
+struct rill_io_mux;
+
+/* rill_io_mux_create - a mux over @base. Returns 0 or -ENOMEM. */
+int rill_io_mux_create(struct rill_io_mux **out, struct rill_io *base);
+
+/*
+ * rill_io_mux_view - a new view: an rill_io whose write_sync and poll go through the mux
+ * and whose other calls go straight to the backend. rill_io_destroy frees the view only.
+ * Returns 0 or -ENOMEM.
+ */
+int rill_io_mux_view(struct rill_io_mux *mux, struct rill_io **out);
+
+/* rill_io_mux_reap - reap every finished write_sync now, for its view. 0 or -errno. */
+int rill_io_mux_reap(struct rill_io_mux *mux);
+
+/* rill_io_mux_destroy - free the mux; every view must be destroyed already. */
+void rill_io_mux_destroy(struct rill_io_mux *mux);
 
 static inline void rill_io_destroy(struct rill_io *io)
 {

@@ -16,8 +16,9 @@
 #include "base/assert.h"
 #include "io_int.h"
 
-#define URING_ENTRIES 16u /* two SQEs per write_sync, RILL_IO_INFLIGHT_MAX of them, and room */
+#define URING_ENTRIES 256u /* two SQEs per write_sync, RILL_IO_INFLIGHT_MAX of them, and room */
 _Static_assert(URING_ENTRIES >= 2 * RILL_IO_INFLIGHT_MAX, "a ring holds every pair in flight");
+_Static_assert(RILL_IO_INFLIGHT_MAX <= 0x100u, "a slot index fits the low byte of user_data");
 
 /* user_data: the slot index in the low bits, which half of the pair in bit 8. */
 #define URING_TAG_SYNC 0x100u
@@ -197,6 +198,12 @@ static int uring_poll(struct rill_io *io, struct rill_io_completion *out, unsign
 	return (int)n;
 }
 
+static int uring_notify(struct rill_io *io, int fd)
+{
+	struct io_uring_backend *u = (struct io_uring_backend *)io;
+	return io_uring_register_eventfd(&u->ring, fd);
+}
+
 static void uring_destroy(struct rill_io *io)
 {
 	struct io_uring_backend *u = (struct io_uring_backend *)io;
@@ -222,6 +229,7 @@ int rill_io_uring_create(struct rill_io **out)
 	u->ops.buffer_unregister = uring_buffer_unregister;
 	u->ops.write_sync = uring_write_sync;
 	u->ops.poll = uring_poll;
+	u->ops.notify = uring_notify;
 	u->ops.destroy = uring_destroy;
 	u->io.ops = &u->ops;
 	u->io.name = "uring";

@@ -29,18 +29,11 @@
 
 #include "engine/io.h"
 #include "rill/record.h"
+#include "rill/rill.h"
 
 struct rill_log;
 
-/*
- * When the layer above acknowledges an event. The log itself writes and syncs every batch
- * the same way in both modes; the mode tells the caller which of the two points it may
- * acknowledge at (append's return, or the durable offset passing the event).
- */
-enum rill_durability {
-	RILL_DURABILITY_NONE = 0,  /* acknowledged once appended in memory */
-	RILL_DURABILITY_GROUP = 1, /* acknowledged after the covering fdatasync */
-};
+/* enum rill_durability (when events are acknowledged) is public: rill/rill.h. */
 
 struct rill_log_config {
 	uint32_t batch_bytes_max;    /* submit a batch once it holds this much (default 256 KiB) */

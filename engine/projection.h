@@ -33,21 +33,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rill/projection.h"
 #include "rill/record.h"
 #include "rill/schema.h"
 
 struct rill_projection;
-
-enum rill_projection_kind {
-	RILL_PROJECTION_COUNT = 1,
-	RILL_PROJECTION_SUM = 2,
-	RILL_PROJECTION_MIN = 3,
-	RILL_PROJECTION_MAX = 4,
-	RILL_PROJECTION_LAST = 5,
-	RILL_PROJECTION_AVG = 6,
-	RILL_PROJECTION_WINDOW_COUNT = 7,
-	RILL_PROJECTION_WINDOW_SUM = 8,
-};
 
 /* Projection limits. */
 #define RILL_PROJECTION_KEYS_MAX       (1u << 24)   /* keys per projection */
@@ -67,19 +57,6 @@ struct rill_projection_config {
 
 /* rill_projection_config_default - zero fields above take their defaults. */
 void rill_projection_config_default(struct rill_projection_config *config);
-
-/* What a projection holds for one key. */
-struct rill_projection_value {
-	uint64_t count;    /* events applied (in the window, for window kinds) */
-	bool is_float;     /* an f64 field: read f64; else i64 (i64, timestamp) or u64 (u64) */
-	int64_t i64;       /* sum (clamped to int64; see sum_overflow), min, max, last */
-	uint64_t u64;      /* the same for u64 fields (sum clamped to uint64) */
-	double f64;        /* the same for f64 fields */
-	double avg;        /* avg: sum / count, for every numeric field */
-	bool sum_overflow; /* an integer sum is beyond the field type's 64 bits: clamped */
-	uint64_t window_start_ns; /* window kinds: the window these values belong to */
-	uint64_t offset;          /* offset of the last event applied for the key */
-};
 
 /* Counters of a projection. */
 struct rill_projection_stats {

@@ -438,6 +438,16 @@ static inline void rill_ring_release(struct rill_ring *ring)
 }
 
 /*
+ * rill_ring_unpeek - leave the record returned by the last rill_ring_peek in the ring, to
+ * be peeked again later (a consumer that cannot take it yet). Consumer only.
+ */
+static inline void rill_ring_unpeek(struct rill_ring *ring)
+{
+	RILL_ASSERT(ring->peek_slots > 0);
+	ring->peek_slots = 0;
+}
+
+/*
  * rill_ring_count - slots in use: exact when both sides are idle, a recent estimate in
  * 0 .. slot_count otherwise (for statistics and backpressure decisions). Any thread.
  */

@@ -40,7 +40,9 @@ enum rill_error {
 	/* The write model (engine/partition.h). */
 	RILL_E_WRITE_UNKNOWN_TYPE = -(RILL_E_BASE + 19), /* type or version not registered */
 	RILL_E_WRITE_SEQUENCE = -(RILL_E_BASE + 20),     /* producer sequence gap or too old */
-	RILL_E_LAST = -(RILL_E_BASE + 21),
+	/* The engine (include/rill/rill.h). */
+	RILL_E_QUERY_STALE = -(RILL_E_BASE + 21), /* the token's offset not applied in time */
+	RILL_E_LAST = -(RILL_E_BASE + 22),
 };
 
 /*

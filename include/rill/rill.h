@@ -1,13 +1,40 @@
 /*
  * rill: an event stream engine to embed. This is the one header an embedding application
- * includes. For now it brings the pieces that exist: error codes, limits, the event
- * record codec and event schemas; the engine API (open, topics, publish, subscribe, query) lands here next.
+ * includes: error codes, limits, the event record codec, event schemas, and the engine.
+ *
+ * The engine in one paragraph. rill_engine_open starts one thread per shard, pinned, over a
+ * data directory. Topics have partitions; an event's partition is XXH3(key) mod
+ * partitions, and each partition belongs to one shard, which validates every event against
+ * the write model (registered type, valid payload, producer idempotence), appends it to the
+ * partition's log, folds it into the projections bound to the topic, and acknowledges it.
+ * A host thread publishes through a producer handle of its own (one SPSC ring to each
+ * shard, one back for acknowledgements); acknowledgements come back by callback, run by
+ * rill_producer_poll on the producer's thread. Queries go to the shard that owns the key.
+ *
+ *   struct rill_engine_config cfg;
+ *   rill_engine_config_default(&cfg);
+ *   cfg.data_dir = "/var/lib/rill";
+ *   rill_engine_open(&engine, &cfg, &err);
+ *   rill_schema_register(rill_engine_schemas(engine), json, -1, &schema, &serr);
+ *   rill_topic_create(engine, &topic_cfg, &topic, &err);
+ *   rill_projection_define(engine, &proj_cfg, &err);
+ *   rill_producer_open(engine, &prod_cfg, &producer);
+ *   rill_publish(producer, topic, &event, RILL_ACKS_APPLIED, cookie);   (-EAGAIN: poll, retry)
+ *   rill_producer_poll(producer, 0);                                   (runs the callbacks)
+ *   rill_query(engine, "orders_total", key, key_bytes, &token, timeout_ns, &value);
+ *   rill_producer_close(producer);
+ *   rill_engine_close(engine);                                          (drain, final sync)
  */
 #ifndef RILL_RILL_H
 #define RILL_RILL_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "rill/error.h"
 #include "rill/limits.h"
+#include "rill/projection.h"
 #include "rill/record.h"
 #include "rill/schema.h"
 
@@ -17,6 +44,252 @@ extern "C" {
 
 /* rill_version - the library's version, "MAJOR.MINOR.PATCH". Any thread. */
 const char *rill_version(void);
+
+/* A message saying what went wrong and where, filled by calls that take one. */
+struct rill_error_text {
+	char message[512];
+};
+
+/*
+ * When an event may be acknowledged as stored, per topic. The log writes and syncs every
+ * batch the same way in both modes; the mode says which of the two points counts.
+ */
+enum rill_durability {
+	RILL_DURABILITY_NONE = 0,  /* acknowledged once appended in memory */
+	RILL_DURABILITY_GROUP = 1, /* acknowledged after the covering fdatasync */
+};
+
+/* How a shard waits for work. */
+enum rill_poll_mode {
+	RILL_POLL_ADAPTIVE = 0, /* spin briefly, then sleep until woken (eventfd): the default */
+	RILL_POLL_BUSY = 1,     /* never sleep: for cores of their own (isolcpus) */
+};
+
+/* What a publisher asks to hear back about an event (a refusal is always reported). */
+enum rill_acks {
+	RILL_ACKS_NONE = 0,    /* nothing, unless the event is refused */
+	RILL_ACKS_APPLIED = 1, /* once appended and folded into the projections */
+	RILL_ACKS_DURABLE = 2, /* applied, then again once its fdatasync completed */
+};
+
+/* Engine limits. */
+#define RILL_ENGINE_SHARDS_MAX          64u
+#define RILL_ENGINE_TOPICS_MAX          1024u
+#define RILL_ENGINE_PARTITIONS_MAX      1024u /* per topic */
+#define RILL_ENGINE_PROJECTIONS_MAX     256u
+#define RILL_ENGINE_PRODUCERS_MAX       64u  /* producer handles open at once */
+#define RILL_ENGINE_NAME_BYTES_MAX      128u /* topic and projection names */
+#define RILL_ENGINE_RING_BYTES_MAX      (256u << 20)
+#define RILL_ENGINE_DURABLE_PENDING_MAX (1u << 16) /* durable acks waiting, per partition */
+
+struct rill_engine;
+struct rill_topic;
+struct rill_producer;
+
+struct rill_engine_config {
+	const char *data_dir;         /* default "./data"; created if missing */
+	uint32_t shards;              /* default: one per CPU this process may use */
+	const int *cpus;              /* CPU of each shard (shards entries); NULL: 0, 1, ... */
+	bool pin;                     /* pin shard threads to their CPUs (default true) */
+	enum rill_poll_mode poll;     /* default adaptive */
+	uint64_t idle_spin_ns;        /* adaptive: spin this long idle before sleeping (50 µs) */
+	uint32_t ring_bytes;          /* each producer → shard ring (default 1 MiB) */
+	uint32_t ack_ring_bytes;      /* each shard → producer ring (default 1 MiB) */
+	uint32_t producers_max;       /* idempotent producers per partition (default 4,096) */
+	uint32_t projection_keys_max; /* keys per projection per shard (default 16,384) */
+	uint64_t projection_key_store_bytes; /* key bytes per projection per shard (4 MiB) */
+};
+
+/* rill_engine_config_default - the defaults above. */
+void rill_engine_config_default(struct rill_engine_config *config);
+
+/*
+ * rill_engine_open - lock the data directory (one engine per directory), load the schema
+ * registry, reopen every topic (recovering its logs) and projection (rebuilding it from the
+ * logs), and start the shards.
+ * Returns 0, or -EINVAL (a bad config), -EBUSY (another engine has the directory), a log
+ * or schema error, or -errno, with @err (optional) saying what and where. Blocks.
+ */
+int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *config,
+		     struct rill_error_text *err);
+
+/*
+ * rill_engine_close - stop: every shard processes what its rings hold, syncs its logs and
+ * sends the durable acknowledgements, then the threads exit and everything is freed.
+ * Every producer must be closed first (-EBUSY otherwise, and nothing is done). Returns 0 or
+ * the first error met (the engine is freed all the same). Blocks.
+ */
+int rill_engine_close(struct rill_engine *engine);
+
+/* The engine's schema registry (include/rill/schema.h): register types before use. */
+struct rill_schema_registry *rill_engine_schemas(struct rill_engine *engine);
+
+/* The number of shards running. */
+uint32_t rill_engine_shards(const struct rill_engine *engine);
+
+/* Topics. */
+struct rill_topic_config {
+	const char *name;                /* [A-Za-z0-9_.-], 1 to 128 bytes */
+	uint32_t partitions;             /* 1 .. RILL_ENGINE_PARTITIONS_MAX */
+	enum rill_durability durability; /* default none */
+	uint64_t retention_bytes;        /* per partition; 0: keep all */
+	uint64_t retention_age_ns;       /* 0: keep all */
+	uint64_t segment_bytes_max;      /* 0: the log's default (1 GiB) */
+	uint32_t batch_bytes_max;        /* group commit: 0: the log's default (256 KiB) */
+	uint64_t batch_delay_ns;         /* group commit: 0: submit when the disk is free */
+};
+
+/*
+ * rill_topic_create - create the topic (stored under DATA/topics/NAME) and open its
+ * partitions on their shards; creating it again with the same partitions and durability
+ * returns the existing topic. Returns 0, -EINVAL, -EEXIST (exists, otherwise defined),
+ * -ENOSPC past RILL_ENGINE_TOPICS_MAX, or a log error, with @err saying why. Any host
+ * thread; blocks.
+ */
+int rill_topic_create(struct rill_engine *engine, const struct rill_topic_config *config,
+		      struct rill_topic **out, struct rill_error_text *err);
+
+/* rill_topic_find - the topic named @name, or NULL. Any thread; never blocks. */
+struct rill_topic *rill_topic_find(struct rill_engine *engine, const char *name);
+
+uint32_t rill_topic_partitions(const struct rill_topic *topic);
+
+/* rill_topic_partition - the partition @key goes to: XXH3(key) mod partitions. */
+uint32_t rill_topic_partition(const struct rill_topic *topic, const void *key, size_t key_bytes);
+
+/* Projections: a built-in read model over one event type of one topic. */
+struct rill_projection_def {
+	const char *name;  /* [A-Za-z_][A-Za-z0-9_.-]*, at most 128 bytes */
+	const char *topic; /* an existing topic */
+	const char *type;  /* a registered event type */
+	uint16_t version;  /* read events as this version (0: the latest now) */
+	enum rill_projection_kind kind;
+	const char *field;  /* the numeric field (not for count kinds) */
+	uint64_t window_ns; /* window kinds: the tumbling window's length */
+};
+
+/*
+ * rill_projection_define - define the projection (stored under DATA/projections), build
+ * it from everything the topic's logs hold, and keep it up to date from then on. Defining
+ * it again the same way is a no-op. Returns 0, -EINVAL, -ENOENT (no such topic, type or
+ * field), -EEXIST (exists, otherwise defined), -ENOSPC, or a log error, with @err. Blocks
+ * (replays the logs).
+ */
+int rill_projection_define(struct rill_engine *engine, const struct rill_projection_def *def,
+			   struct rill_error_text *err);
+
+/* A read-your-writes token: an acknowledgement's (partition, offset). */
+struct rill_token {
+	uint32_t partition;
+	uint64_t offset;
+};
+
+/*
+ * rill_query - the value of projection @name for @key. With @after (optional, from an
+ * acknowledgement of the same topic), waits up to @timeout_ns until the offset is applied.
+ * Returns 0 with @out filled, -ENOENT (no such projection, or the key was never seen),
+ * RILL_E_QUERY_STALE (the token's offset not applied in time), -EINVAL. Any host thread;
+ * blocks until the owner shard answers.
+ */
+int rill_query(struct rill_engine *engine, const char *name, const void *key, size_t key_bytes,
+	       const struct rill_token *after, uint64_t timeout_ns,
+	       struct rill_projection_value *out);
+
+/* Publishing. */
+struct rill_event {
+	const void *key; /* 0 .. RILL_KEY_BYTES_MAX bytes: picks the partition */
+	uint32_t key_bytes;
+	uint32_t type_id; /* rill_schema_get_id(schemas, "OrderPlaced") */
+	uint16_t version; /* the payload's schema version */
+	const void *payload;
+	uint32_t payload_bytes;
+	uint64_t sequence;       /* idempotent producers: 0, 1, 2, ... per partition */
+	uint64_t timestamp_ns;   /* event time, wall clock; 0: now */
+	uint64_t correlation_id; /* tracing: the conversation it belongs to */
+	uint64_t causation_id;   /* tracing: the event that caused it */
+	uint64_t ingress_ns;     /* latency counts from here (monotonic clock); 0: now */
+};
+
+/* An acknowledgement, as the callback receives it (valid during the call only). */
+struct rill_ack {
+	uint64_t cookie;         /* what rill_publish was given */
+	enum rill_acks level;    /* APPLIED or DURABLE, or the level refused at */
+	int error;               /* 0, or why the event was refused or lost (rill_strerror) */
+	const char *reason;      /* a refusal's reason in words ("" when none) */
+	struct rill_token token; /* where the event is (valid when error is 0) */
+	bool duplicate;          /* a retry of an event already written: its first offset */
+	uint64_t ingress_ns;     /* the event's ingress time */
+	uint64_t done_ns;        /* when it was applied, or became durable (monotonic) */
+};
+
+typedef void (*rill_ack_fn)(void *arg, const struct rill_ack *ack);
+
+struct rill_producer_config {
+	uint64_t producer_id; /* non-zero: idempotent, with sequences per partition */
+	rill_ack_fn on_ack;   /* optional */
+	void *arg;
+};
+
+/*
+ * rill_producer_open - a producer handle for the calling thread: rings to and from every
+ * shard. Use it from one thread at a time. Returns 0, -ENOSPC past
+ * RILL_ENGINE_PRODUCERS_MAX handles, -ENOMEM. Blocks briefly (the shards attach it).
+ */
+int rill_producer_open(struct rill_engine *engine, const struct rill_producer_config *config,
+		       struct rill_producer **out);
+
+/*
+ * rill_publish - hand @event to the shard owning its partition of @topic. Returns 0 once
+ * it is in the ring (not yet checked: a refusal comes back as an acknowledgement with an
+ * error), -EAGAIN when the ring to that shard is full (backpressure: poll acknowledgements,
+ * retry; counted), -EINVAL for a key or payload over the limits. Never blocks.
+ */
+int rill_publish(struct rill_producer *producer, struct rill_topic *topic,
+		 const struct rill_event *event, enum rill_acks acks, uint64_t cookie);
+
+/*
+ * rill_producer_poll - run the callback for every acknowledgement that has arrived,
+ * waiting up to @wait_ns for the first. Returns how many were delivered.
+ */
+int rill_producer_poll(struct rill_producer *producer, uint64_t wait_ns);
+
+/*
+ * rill_producer_flush - poll until every event published has been processed and every
+ * acknowledgement asked for has been delivered, or @timeout_ns passes. Returns 0 or
+ * -ETIMEDOUT.
+ */
+int rill_producer_flush(struct rill_producer *producer, uint64_t timeout_ns);
+
+/* rill_producer_close - flush (without a time limit), detach from the shards, free. */
+int rill_producer_close(struct rill_producer *producer);
+
+/* Latency of one stage, from a log-linear histogram (relative error under 1%). */
+struct rill_latency {
+	uint64_t count;
+	uint64_t p50_ns, p99_ns, p999_ns, p9999_ns, max_ns;
+};
+
+/* A shard's counters and stage latencies, read while it runs. */
+struct rill_shard_stats {
+	uint32_t partitions;
+	uint64_t events;             /* appended */
+	uint64_t duplicates;         /* retries acknowledged with their first offset */
+	uint64_t refused;            /* refused by the write model */
+	uint64_t stalls;             /* times a producer's ring was left full: log, ack ring or
+				* durable queue busy (backpressure inside the shard) */
+	uint64_t sleeps;             /* adaptive mode: times the shard slept */
+	struct rill_latency ring;    /* ingress → taken from the ring */
+	struct rill_latency apply;   /* taken from the ring → applied */
+	struct rill_latency applied; /* ingress → applied */
+	struct rill_latency durable; /* ingress → durable */
+};
+
+/* rill_engine_shard_stats - shard @shard's counters. 0 or -EINVAL. Blocks briefly. */
+int rill_engine_shard_stats(struct rill_engine *engine, uint32_t shard,
+			    struct rill_shard_stats *out);
+
+/* rill_engine_backpressure - times rill_publish returned -EAGAIN, over all producers. */
+uint64_t rill_engine_backpressure(const struct rill_engine *engine);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,600 @@
+/*
+ * The engine's control path (include/rill/rill.h): open and close, topics, projections,
+ * queries and statistics. Runs on host threads; changes are serialised by the engine's
+ * mutex and carried out on the shards through their mailboxes (shard_control.c). Topic and
+ * projection descriptions are complete before they are published with a release store of
+ * their count, so lookups (rill_topic_find, rill_query) take no lock. Not the hot path.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/assert.h"
+#include "base/atomic.h"
+#include "base/clock.h"
+#include "base/thread.h"
+#include "engine/engine_int.h"
+
+#define ENGINE_RING_BYTES_DEFAULT (1u << 20)
+#define ENGINE_RING_BYTES_MIN     (64u << 10)
+#define ENGINE_IDLE_SPIN_NS       50000u
+#define ENGINE_QUERY_NAP_NS       20000u
+
+_Static_assert(RILL_ENGINE_SHARDS_MAX *RILL_ENGINE_PRODUCERS_MAX <= 65536u,
+	       "rings per engine stay countable");
+_Static_assert(RILL_ENGINE_RING_BYTES_MAX / ENGINE_RING_SLOT_BYTES <= RILL_RING_SLOTS_MAX,
+	       "the largest ring fits the ring's slot limit");
+
+int engine_error(struct rill_error_text *err, int code, const char *fmt, ...)
+{
+	if (err != NULL) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->message, sizeof(err->message), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+void rill_engine_config_default(struct rill_engine_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->pin = true;
+	c->poll = RILL_POLL_ADAPTIVE;
+	c->idle_spin_ns = ENGINE_IDLE_SPIN_NS;
+	c->ring_bytes = ENGINE_RING_BYTES_DEFAULT;
+	c->ack_ring_bytes = ENGINE_RING_BYTES_DEFAULT;
+}
+
+static bool engine_ring_bytes_ok(uint32_t bytes)
+{
+	return bytes >= ENGINE_RING_BYTES_MIN && bytes <= RILL_ENGINE_RING_BYTES_MAX &&
+	       (bytes & (bytes - 1)) == 0;
+}
+
+static int engine_config_check(struct rill_engine_config *c, struct rill_error_text *err)
+{
+	if (c->data_dir == NULL)
+		c->data_dir = "./data";
+	if (c->shards == 0)
+		c->shards = (uint32_t)rill_cpu_count();
+	if (c->shards > RILL_ENGINE_SHARDS_MAX)
+		return engine_error(err, -EINVAL, "shards: %u is more than the %u allowed",
+				    c->shards, RILL_ENGINE_SHARDS_MAX);
+	if (!engine_ring_bytes_ok(c->ring_bytes) || !engine_ring_bytes_ok(c->ack_ring_bytes))
+		return engine_error(err, -EINVAL,
+				    "ring_bytes and ack_ring_bytes: powers of two from %u to %u",
+				    ENGINE_RING_BYTES_MIN, RILL_ENGINE_RING_BYTES_MAX);
+	if (c->poll != RILL_POLL_ADAPTIVE && c->poll != RILL_POLL_BUSY)
+		return engine_error(err, -EINVAL, "poll: adaptive or busy");
+	if (strlen(c->data_dir) + 512 > sizeof(((struct rill_engine *)0)->data_dir))
+		return engine_error(err, -EINVAL, "data_dir: path too long");
+	if (c->producers_max == 0)
+		c->producers_max = 4096;
+	return 0;
+}
+
+static void *shard_thread(void *arg)
+{
+	struct shard *s = arg;
+	if (s->engine->config.pin) {
+		int rc = rill_thread_pin(s->cpu);
+		if (rc < 0)
+			fprintf(stderr,
+				"rill: shard %u: cannot pin to CPU %d (%s); running unpinned\n",
+				s->index, s->cpu, rill_strerror(rc));
+	}
+	bool arena = rill_arena_init(&s->arena) == 0 && rill_arena_bind(&s->arena) == 0;
+	shard_main(s);
+	if (arena)
+		rill_arena_destroy(&s->arena);
+	return NULL;
+}
+
+static int shard_init(struct rill_engine *e, uint32_t index, struct rill_error_text *err)
+{
+	struct shard *s = &e->shards[index];
+	s->engine = e;
+	s->index = index;
+	s->cpu = e->config.cpus != NULL ? e->config.cpus[index]
+					: (int)(index % (uint32_t)rill_cpu_count());
+	s->delay_ns_min = UINT64_MAX;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->wake_fd < 0)
+		return engine_error(err, -errno, "shard %u: eventfd: %s", index, strerror(errno));
+	int rc = rill_io_uring_create(&s->io);
+	if (rc < 0) {
+		fprintf(stderr, "rill: shard %u: io_uring refused (%s); using plain system calls\n",
+			index, rill_strerror(rc));
+		rc = rill_io_posix_create(&s->io);
+		if (rc < 0)
+			return engine_error(err, rc, "shard %u: out of memory", index);
+	}
+	s->notify_ok = s->io->ops->notify != NULL && s->io->ops->notify(s->io, s->wake_fd) == 0;
+	rc = rill_io_mux_create(&s->mux, s->io);
+	struct rill_hist **hists[] = {&s->hist_ring, &s->hist_apply, &s->hist_applied,
+				      &s->hist_durable};
+	for (unsigned i = 0; i < RILL_ARRAY_COUNT(hists) && rc == 0; i++) {
+		*hists[i] = malloc(sizeof(struct rill_hist));
+		if (*hists[i] == NULL)
+			rc = -ENOMEM;
+		else
+			rill_hist_init(*hists[i]);
+	}
+	if (rc < 0)
+		return engine_error(err, rc, "shard %u: out of memory", index);
+	rc = pthread_create(&s->thread, NULL, shard_thread, s);
+	if (rc != 0)
+		return engine_error(err, -rc, "shard %u: cannot start its thread: %s", index,
+				    strerror(rc));
+	s->started = true;
+	return 0;
+}
+
+/* Stop shard @s (if it runs) and free what it holds. Returns its first error. */
+static int shard_fini(struct shard *s)
+{
+	int rc = 0;
+	if (s->started) {
+		struct shard_req req = {.kind = SHARD_REQ_STOP};
+		shard_call(s, &req);
+		pthread_join(s->thread, NULL);
+		rc = s->error;
+	}
+	free(s->hist_ring);
+	free(s->hist_apply);
+	free(s->hist_applied);
+	free(s->hist_durable);
+	rill_io_mux_destroy(s->mux);
+	rill_io_destroy(s->io);
+	if (s->wake_fd > 0)
+		close(s->wake_fd);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	return rc;
+}
+
+static int engine_topic_open(struct rill_engine *e, const struct rill_topic_config *c,
+			     struct rill_error_text *err);
+static int engine_projection_open(struct rill_engine *e, const struct rill_projection_def *d,
+				  struct rill_error_text *err);
+
+int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *config,
+		     struct rill_error_text *err)
+{
+	struct rill_engine *e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return engine_error(err, -ENOMEM, "out of memory");
+	if (config != NULL)
+		e->config = *config;
+	else
+		rill_engine_config_default(&e->config);
+	e->lock_handle = -1;
+	pthread_mutex_init(&e->lock, NULL);
+	int rc = engine_config_check(&e->config, err);
+	if (rc < 0)
+		goto out_free;
+	snprintf(e->data_dir, sizeof(e->data_dir), "%s", e->config.data_dir);
+	e->config.data_dir = e->data_dir;
+	rc = rill_io_posix_create(&e->io);
+	if (rc == 0)
+		rc = rill_io_posix_create(&e->schema_io);
+	if (rc < 0) {
+		engine_error(err, rc, "out of memory");
+		goto out_free;
+	}
+	rc = engine_meta_init(e, err); /* lock, DATA/meta, folders */
+	if (rc < 0)
+		goto out_free;
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/schemas", e->data_dir);
+	struct rill_schema_error serr;
+	rc = rill_schema_registry_open(&e->schemas, e->schema_io, path, &serr);
+	if (rc < 0) {
+		engine_error(err, rc, "schema registry %s: %s", path, serr.message);
+		goto out_free;
+	}
+	e->shard_count = e->config.shards;
+	e->shards = aligned_alloc(_Alignof(struct shard), e->shard_count * sizeof(struct shard));
+	if (e->shards == NULL) {
+		rc = engine_error(err, -ENOMEM, "out of memory");
+		goto out_free;
+	}
+	memset(e->shards, 0, e->shard_count * sizeof(struct shard));
+	for (uint32_t i = 0; i < e->shard_count; i++) {
+		e->shards[i].wake_fd = -1;
+		rc = shard_init(e, i, err);
+		if (rc < 0)
+			goto out_free;
+	}
+	rc = engine_meta_topics_load(e, engine_topic_open, err);
+	if (rc == 0)
+		rc = engine_meta_projections_load(e, engine_projection_open, err);
+	if (rc < 0)
+		goto out_free;
+	*out = e;
+	return 0;
+out_free:
+	rill_engine_close(e);
+	return rc;
+}
+
+int rill_engine_close(struct rill_engine *e)
+{
+	if (e == NULL)
+		return 0;
+	pthread_mutex_lock(&e->lock);
+	uint32_t producers = e->producer_count;
+	pthread_mutex_unlock(&e->lock);
+	if (producers > 0)
+		return -EBUSY;
+	int first = 0;
+	for (uint32_t i = 0; e->shards != NULL && i < e->shard_count; i++) {
+		int rc = shard_fini(&e->shards[i]);
+		if (rc < 0 && first == 0)
+			first = rc;
+	}
+	free(e->shards);
+	for (uint32_t i = 0; i < RILL_ENGINE_PROJECTIONS_MAX; i++)
+		free(e->projections[i]);
+	for (uint32_t i = 0; i < RILL_ENGINE_TOPICS_MAX; i++) {
+		if (e->topics[i] != NULL)
+			free(e->topics[i]->parts);
+		free(e->topics[i]);
+	}
+	if (e->schemas != NULL) {
+		int rc = rill_schema_registry_close(e->schemas);
+		if (rc < 0 && first == 0)
+			first = rc;
+	}
+	if (e->lock_handle >= 0)
+		e->io->ops->close(e->io, e->lock_handle);
+	rill_io_destroy(e->schema_io);
+	rill_io_destroy(e->io);
+	pthread_mutex_destroy(&e->lock);
+	free(e);
+	return first;
+}
+
+struct rill_schema_registry *rill_engine_schemas(struct rill_engine *e)
+{
+	return e->schemas;
+}
+
+uint32_t rill_engine_shards(const struct rill_engine *e)
+{
+	return e->shard_count;
+}
+
+uint64_t rill_engine_backpressure(const struct rill_engine *e)
+{
+	return rill_atomic_load_relaxed_u64(&e->backpressure); /* a counter: any recent value */
+}
+
+/* A name of [A-Za-z0-9_.-], 1 to RILL_ENGINE_NAME_BYTES_MAX bytes, not starting with a
+ * dot (no "." or "..", and names with a leading dot are the metadata's temporary files). */
+static bool engine_name_ok(const char *name)
+{
+	size_t n = name != NULL ? strnlen(name, RILL_ENGINE_NAME_BYTES_MAX + 1) : 0;
+	if (n == 0 || n > RILL_ENGINE_NAME_BYTES_MAX || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			  (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static struct engine_topic *engine_topic_find(struct rill_engine *e, const char *name)
+{
+	uint32_t n = (uint32_t)rill_atomic_load_acquire_u64((const uint64_t *)&e->topic_count_pub);
+	for (uint32_t i = 0; i < n; i++) {
+		if (strcmp(e->topics[i]->name, name) == 0)
+			return e->topics[i];
+	}
+	return NULL;
+}
+
+struct rill_topic *rill_topic_find(struct rill_engine *e, const char *name)
+{
+	return name != NULL ? (struct rill_topic *)engine_topic_find(e, name) : NULL;
+}
+
+uint32_t rill_topic_partitions(const struct rill_topic *topic)
+{
+	return ((const struct engine_topic *)topic)->config.partitions;
+}
+
+static int engine_topic_check(const struct rill_topic_config *c, struct rill_error_text *err)
+{
+	if (!engine_name_ok(c->name))
+		return engine_error(err, -EINVAL,
+				    "topic name: 1 to %u characters of A-Z a-z 0-9 _ . -, not "
+				    "starting with a dot",
+				    RILL_ENGINE_NAME_BYTES_MAX);
+	if (c->partitions == 0 || c->partitions > RILL_ENGINE_PARTITIONS_MAX)
+		return engine_error(err, -EINVAL, "topic %s: partitions: 1 to %u", c->name,
+				    RILL_ENGINE_PARTITIONS_MAX);
+	if (c->durability != RILL_DURABILITY_NONE && c->durability != RILL_DURABILITY_GROUP)
+		return engine_error(err, -EINVAL, "topic %s: durability: none or group", c->name);
+	if (c->batch_bytes_max > RILL_LOG_BATCH_BYTES_MAX / 2)
+		return engine_error(err, -EINVAL, "topic %s: batch_bytes_max: at most %u", c->name,
+				    RILL_LOG_BATCH_BYTES_MAX / 2);
+	return 0;
+}
+
+/* Open topic @c on the shards and publish it. Under e->lock, or at open. */
+static int engine_topic_open(struct rill_engine *e, const struct rill_topic_config *c,
+			     struct rill_error_text *err)
+{
+	int rc = engine_topic_check(c, err);
+	if (rc < 0)
+		return rc;
+	uint32_t index = e->topic_count;
+	if (index == RILL_ENGINE_TOPICS_MAX)
+		return engine_error(err, -ENOSPC, "topic %s: the engine holds %u topics already",
+				    c->name, RILL_ENGINE_TOPICS_MAX);
+	/* Every shard's logs share its backend, whose calls in flight are bounded. */
+	for (uint32_t s = 0; s < e->shard_count; s++) {
+		uint32_t adding = c->partitions / e->shard_count +
+				  ((s + e->shard_count - index % e->shard_count) % e->shard_count <
+				   c->partitions % e->shard_count);
+		if (e->shard_partitions[s] + adding > RILL_IO_INFLIGHT_MAX)
+			return engine_error(err, -ENOSPC,
+					    "topic %s: shard %u would own more than %u partitions",
+					    c->name, s, RILL_IO_INFLIGHT_MAX);
+	}
+	struct engine_topic *t = calloc(1, sizeof(*t));
+	if (t == NULL || (t->parts = calloc(c->partitions, sizeof(*t->parts))) == NULL) {
+		free(t);
+		return engine_error(err, -ENOMEM, "out of memory");
+	}
+	t->engine = e;
+	t->index = index;
+	snprintf(t->name, sizeof(t->name), "%s", c->name);
+	t->config = *c;
+	t->config.name = t->name;
+	e->topics[index] = t; /* visible to shards through the requests below; not yet found */
+	e->topic_count = index + 1;
+	for (uint32_t p = 0; p < c->partitions; p++) {
+		uint32_t s = (index + p) % e->shard_count;
+		t->parts[p].shard = s;
+		struct shard_req req = {
+			.kind = SHARD_REQ_PART_OPEN, .topic = t, .partition = p, .err = err};
+		rc = shard_call(&e->shards[s], &req);
+		if (rc < 0)
+			return rc; /* the partitions opened stay with their shards until close */
+		e->shard_partitions[s]++;
+	}
+	/* R4: pairs with the acquire in engine_topic_find; the topic is complete. */
+	rill_atomic_store_release_u64(&e->topic_count_pub, index + 1);
+	return 0;
+}
+
+int rill_topic_create(struct rill_engine *e, const struct rill_topic_config *config,
+		      struct rill_topic **out, struct rill_error_text *err)
+{
+	int rc = engine_topic_check(config, err);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&e->lock);
+	struct engine_topic *t = engine_topic_find(e, config->name);
+	if (t != NULL) {
+		if (t->config.partitions != config->partitions ||
+		    t->config.durability != config->durability)
+			rc = engine_error(
+				err, -EEXIST, "topic %s exists with %u partitions, durability %s",
+				t->name, t->config.partitions,
+				t->config.durability == RILL_DURABILITY_GROUP ? "group" : "none");
+		goto out_unlock;
+	}
+	if (e->topic_count != (uint32_t)e->topic_count_pub) {
+		rc = engine_error(err, -EIO, "an earlier topic failed to open: reopen the engine");
+		goto out_unlock;
+	}
+	rc = engine_meta_topic_write(e, config);
+	if (rc < 0) {
+		engine_error(err, rc, "topic %s: storing its definition: %s", config->name,
+			     rill_strerror(rc));
+		goto out_unlock;
+	}
+	rc = engine_topic_open(e, config, err);
+	if (rc == 0)
+		t = e->topics[e->topic_count - 1];
+out_unlock:
+	pthread_mutex_unlock(&e->lock);
+	if (rc == 0 && out != NULL)
+		*out = (struct rill_topic *)t;
+	return rc;
+}
+
+static struct engine_projection *engine_projection_find(struct rill_engine *e, const char *name)
+{
+	uint32_t n = (uint32_t)rill_atomic_load_acquire_u64(&e->projection_count_pub);
+	for (uint32_t i = 0; i < n; i++) {
+		if (strcmp(e->projections[i]->name, name) == 0)
+			return e->projections[i];
+	}
+	return NULL;
+}
+
+static bool engine_projection_same(const struct rill_projection_def *a,
+				   const struct rill_projection_def *b)
+{
+	return strcmp(a->topic, b->topic) == 0 && strcmp(a->type, b->type) == 0 &&
+	       (b->version == 0 || a->version == b->version) && a->kind == b->kind &&
+	       strcmp(a->field != NULL ? a->field : "", b->field != NULL ? b->field : "") == 0 &&
+	       a->window_ns == b->window_ns;
+}
+
+/* Check @d against the registry and resolve its version (0: the latest now). */
+static int engine_projection_check(struct rill_engine *e, struct rill_projection_def *d,
+				   struct rill_error_text *err)
+{
+	if (d->name == NULL || d->topic == NULL || d->type == NULL)
+		return engine_error(err, -EINVAL, "projection: name, topic and type are needed");
+	if (engine_topic_find(e, d->topic) == NULL)
+		return engine_error(err, -ENOENT, "projection %s: no topic %s", d->name, d->topic);
+	const struct rill_schema *schema = rill_schema_get(e->schemas, d->type, d->version);
+	if (schema == NULL)
+		return engine_error(err, -ENOENT,
+				    "projection %s: type %s version %u not registered", d->name,
+				    d->type, d->version);
+	d->version = rill_schema_version(schema);
+	/* A trial instance checks name, kind, field and window the way the shards will. */
+	struct rill_projection_config pc;
+	rill_projection_config_default(&pc);
+	pc.name = d->name;
+	pc.type = d->type;
+	pc.version = d->version;
+	pc.kind = d->kind;
+	pc.field = d->field;
+	pc.window_ns = d->window_ns;
+	pc.keys_max = 16;
+	pc.key_store_bytes = 4096;
+	struct rill_schema_error serr;
+	struct rill_projection *trial;
+	int rc = rill_projection_create(&trial, e->schemas, &pc, &serr);
+	if (rc < 0)
+		return engine_error(err, rc, "projection %s: %s", d->name, serr.message);
+	rill_projection_destroy(trial);
+	return 0;
+}
+
+static int engine_projection_open(struct rill_engine *e, const struct rill_projection_def *d,
+				  struct rill_error_text *err)
+{
+	struct rill_projection_def def = *d;
+	int rc = engine_projection_check(e, &def, err);
+	if (rc < 0)
+		return rc;
+	uint32_t index = e->projection_count;
+	if (index == RILL_ENGINE_PROJECTIONS_MAX)
+		return engine_error(err, -ENOSPC, "projection %s: the engine holds %u already",
+				    def.name, RILL_ENGINE_PROJECTIONS_MAX);
+	struct engine_projection *ep = calloc(1, sizeof(*ep));
+	if (ep == NULL)
+		return engine_error(err, -ENOMEM, "out of memory");
+	ep->index = index;
+	snprintf(ep->name, sizeof(ep->name), "%s", def.name);
+	snprintf(ep->type, sizeof(ep->type), "%s", def.type);
+	snprintf(ep->field, sizeof(ep->field), "%s", def.field != NULL ? def.field : "");
+	ep->topic = engine_topic_find(e, def.topic);
+	ep->def = def;
+	ep->def.name = ep->name;
+	ep->def.topic = ep->topic->name;
+	ep->def.type = ep->type;
+	ep->def.field = def.field != NULL ? ep->field : NULL;
+	e->projections[index] = ep;
+	e->projection_count = index + 1;
+	for (uint32_t s = 0; s < e->shard_count; s++) {
+		bool owns = false;
+		for (uint32_t p = 0; p < ep->topic->config.partitions && !owns; p++)
+			owns = ep->topic->parts[p].shard == s;
+		if (!owns)
+			continue;
+		struct shard_req req = {.kind = SHARD_REQ_PROJECTION_ADD, .proj = ep, .err = err};
+		rc = shard_call(&e->shards[s], &req);
+		if (rc < 0)
+			return rc;
+	}
+	/* R5: pairs with the acquire in engine_projection_find; the projection is complete. */
+	rill_atomic_store_release_u64(&e->projection_count_pub, index + 1);
+	return 0;
+}
+
+int rill_projection_define(struct rill_engine *e, const struct rill_projection_def *def,
+			   struct rill_error_text *err)
+{
+	struct rill_projection_def d = *def;
+	pthread_mutex_lock(&e->lock);
+	int rc = engine_projection_check(e, &d, err);
+	if (rc < 0)
+		goto out_unlock;
+	struct engine_projection *ep = engine_projection_find(e, d.name);
+	if (ep != NULL) {
+		if (!engine_projection_same(&ep->def, &d))
+			rc = engine_error(err, -EEXIST, "projection %s exists, otherwise defined",
+					  d.name);
+		goto out_unlock;
+	}
+	if (e->projection_count != (uint32_t)e->projection_count_pub) {
+		rc = engine_error(err, -EIO,
+				  "an earlier projection failed to build: reopen the engine");
+		goto out_unlock;
+	}
+	rc = engine_meta_projection_write(e, &d);
+	if (rc < 0) {
+		engine_error(err, rc, "projection %s: storing its definition: %s", d.name,
+			     rill_strerror(rc));
+		goto out_unlock;
+	}
+	rc = engine_projection_open(e, &d, err);
+out_unlock:
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+static void engine_nap(void)
+{
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = ENGINE_QUERY_NAP_NS};
+	nanosleep(&ts, NULL);
+}
+
+int rill_query(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
+	       const struct rill_token *after, uint64_t timeout_ns,
+	       struct rill_projection_value *out)
+{
+	if (name == NULL || out == NULL || key_bytes > RILL_KEY_BYTES_MAX ||
+	    (key == NULL && key_bytes > 0))
+		return -EINVAL;
+	struct engine_projection *ep = engine_projection_find(e, name);
+	if (ep == NULL)
+		return -ENOENT;
+	struct engine_topic *t = ep->topic;
+	if (after != NULL) {
+		if (after->partition >= t->config.partitions)
+			return -EINVAL;
+		uint64_t deadline = rill_clock_now_ns() + timeout_ns;
+		for (;;) {
+			struct shard_req req = {.kind = SHARD_REQ_QUERY,
+						.proj = ep,
+						.partition = after->partition,
+						.min_offset = after->offset};
+			int rc = shard_call(&e->shards[t->parts[after->partition].shard], &req);
+			if (rc != RILL_E_QUERY_STALE)
+				break;
+			if (rill_clock_now_ns() >= deadline)
+				return RILL_E_QUERY_STALE;
+			engine_nap();
+		}
+	}
+	static const uint8_t empty_key[1];
+	uint32_t p = rill_topic_partition((struct rill_topic *)t, key, key_bytes);
+	struct shard_req req = {.kind = SHARD_REQ_QUERY,
+				.proj = ep,
+				.partition = p,
+				.key = key != NULL ? key : empty_key,
+				.key_bytes = (uint32_t)key_bytes,
+				.value = out};
+	return shard_call(&e->shards[t->parts[p].shard], &req);
+}
+
+int rill_engine_shard_stats(struct rill_engine *e, uint32_t shard, struct rill_shard_stats *out)
+{
+	if (shard >= e->shard_count || out == NULL)
+		return -EINVAL;
+	struct shard_req req = {.kind = SHARD_REQ_STATS, .stats = out};
+	return shard_call(&e->shards[shard], &req);
+}

@@ -1,0 +1,249 @@
+/*
+ * The engine's internals, shared by engine.c (open, close, topics, projections, queries:
+ * the control path on host threads), shard.c (the shard threads: the data path) and
+ * producer.c (the producer handles of host threads).
+ *
+ *   host thread                                  shard s (one thread, pinned)
+ *   -----------                                  ----------------------------
+ *   rill_publish ──► events ring (producer, s) ──► write model → log → projections
+ *   rill_producer_poll ◄── acks ring (s, producer) ◄── applied / durable / refused
+ *   rill_topic_create, rill_query, ... ──► control mailbox of s (mutex; off the data path)
+ *
+ * Ownership: a shard's partitions, projection instances, durable queues and counters are
+ * touched by its thread only. Host threads reach them only through the control mailbox,
+ * whose requests the shard runs between bursts. Topic and projection descriptions are
+ * written once, before they are published (release) to other threads, and never change.
+ */
+#ifndef RILL_ENGINE_ENGINE_INT_H
+#define RILL_ENGINE_ENGINE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "alloc/arena.h"
+#include "base/hist.h"
+#include "engine/io.h"
+#include "engine/partition.h"
+#include "engine/projection.h"
+#include "engine/ring.h"
+#include "rill/rill.h"
+
+/* Ring slot size of both rings: an acknowledgement without a reason takes one slot. */
+#define ENGINE_RING_SLOT_BYTES  64u
+#define ENGINE_REASON_BYTES_MAX 256u /* a refusal's reason, as sent back (truncated) */
+#define ENGINE_BURST_MAX        64u  /* events taken from one ring per turn (STYLE rule 19) */
+
+/* An event on a producer → shard ring: this header, the key, then the payload. */
+struct engine_event_msg {
+	uint64_t ingress_ns; /* monotonic: when the event entered (latency starts here) */
+	uint64_t cookie;
+	uint64_t timestamp_ns;
+	uint64_t producer_id;
+	uint64_t sequence;
+	uint64_t correlation_id;
+	uint64_t causation_id;
+	uint32_t topic_index;
+	uint32_t partition;
+	uint32_t type_id;
+	uint32_t payload_bytes;
+	uint16_t version;
+	uint16_t key_bytes;
+	uint8_t acks; /* enum rill_acks */
+	uint8_t reserved[3];
+};
+_Static_assert(sizeof(struct engine_event_msg) == 80, "event header layout");
+
+/* An acknowledgement on a shard → producer ring: this header, then reason_bytes of text. */
+struct engine_ack_msg {
+	uint64_t cookie;
+	uint64_t offset;
+	uint64_t ingress_ns;
+	uint64_t done_ns;
+	uint32_t partition;
+	int32_t error;
+	uint8_t level; /* enum rill_acks */
+	uint8_t duplicate;
+	uint16_t reason_bytes;
+	uint8_t settles; /* acknowledgements owed that this one settles (0, 1 or 2) */
+	uint8_t reserved[3];
+};
+_Static_assert(sizeof(struct engine_ack_msg) + 8u <= ENGINE_RING_SLOT_BYTES,
+	       "an acknowledgement without a reason takes one ring slot");
+
+/* A durable acknowledgement owed, queued per partition in offset order. */
+struct engine_durable_wait {
+	uint64_t cookie;
+	uint64_t offset;
+	uint64_t ingress_ns;
+	uint32_t producer_slot;
+	uint32_t reserved;
+};
+
+struct engine_topic;
+
+/* A partition on its owner shard. */
+struct shard_part {
+	struct engine_topic *topic;
+	uint32_t partition;
+	struct rill_io *io; /* a view of the shard's mux */
+	struct rill_partition *part;
+	/* Durable acknowledgements owed: a FIFO of RILL_ENGINE_DURABLE_PENDING_MAX. */
+	struct engine_durable_wait *waits;
+	uint32_t waits_head, waits_count;
+	uint64_t durable_sent; /* the durable offset acknowledgements were last sent up to */
+	int error;             /* the log's fail-stop error, once met */
+};
+
+/* Where a partition lives. */
+struct engine_part_ref {
+	uint32_t shard;
+	struct shard_part *sp; /* the owner shard's; only that thread dereferences it */
+};
+
+struct engine_topic {
+	struct rill_engine *engine;
+	uint32_t index;
+	char name[RILL_ENGINE_NAME_BYTES_MAX + 1];
+	struct rill_topic_config config; /* config.name points at name */
+	struct engine_part_ref *parts;   /* [config.partitions] */
+};
+
+struct engine_projection {
+	uint32_t index;
+	char name[RILL_ENGINE_NAME_BYTES_MAX + 1];
+	char type[RILL_SCHEMA_NAME_BYTES_MAX + 1];
+	char field[RILL_SCHEMA_NAME_BYTES_MAX + 1];
+	struct rill_projection_def def; /* strings point at the arrays here */
+	struct engine_topic *topic;
+	struct rill_projection *shard_inst[RILL_ENGINE_SHARDS_MAX]; /* owner shard's only */
+};
+
+/* A producer handle as one shard sees it. */
+struct shard_producer {
+	struct rill_ring *events; /* consumer: this shard */
+	struct rill_ring *acks;   /* producer: this shard */
+	uint64_t acks_reserved;   /* ack ring slots promised to durable acks owed */
+	bool attached;
+};
+
+enum shard_req_kind {
+	SHARD_REQ_PART_OPEN,
+	SHARD_REQ_PROJECTION_ADD,
+	SHARD_REQ_PRODUCER_ATTACH,
+	SHARD_REQ_PRODUCER_DETACH,
+	SHARD_REQ_QUERY,
+	SHARD_REQ_STATS,
+	SHARD_REQ_STOP,
+};
+
+/* A control request, run by the shard between bursts; the caller waits for done. */
+struct shard_req {
+	enum shard_req_kind kind;
+	struct shard_req *next;
+	bool done;
+	int result;
+	struct engine_topic *topic;
+	uint32_t partition;
+	struct engine_projection *proj;
+	uint32_t producer_slot;
+	struct rill_ring *events, *acks;
+	const void *key;
+	uint32_t key_bytes;
+	uint64_t min_offset; /* query without a key: is this offset of partition applied? */
+	struct rill_projection_value *value;
+	struct rill_shard_stats *stats;
+	struct rill_error_text *err;
+};
+
+struct shard {
+	struct rill_engine *engine;
+	uint32_t index;
+	int cpu;
+	pthread_t thread;
+	bool started;
+	struct rill_arena arena;
+	struct rill_io *io; /* the shard's backend: io_uring, or POSIX where refused */
+	struct rill_io_mux *mux;
+	int wake_fd;    /* eventfd: producers and the backend's completions wake a sleeping shard */
+	bool notify_ok; /* the backend signals wake_fd when a write completes */
+
+	/* Written by the shard, read by producers (pairs in shard.c, labels W0/W1). */
+	_Alignas(RILL_CACHE_GUARD_BYTES) uint64_t sleeping; /* 1 while asleep or about to */
+
+	/* Control mailbox. */
+	_Alignas(RILL_CACHE_GUARD_BYTES) pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct shard_req *reqs;
+	uint64_t reqs_pending; /* requests waiting: the shard's cheap check */
+
+	/* The shard thread's own. */
+	_Alignas(RILL_CACHE_GUARD_BYTES) struct shard_part **parts;
+	uint32_t part_count;
+	struct shard_producer producers[RILL_ENGINE_PRODUCERS_MAX];
+	uint64_t events, duplicates, refused, stalls, sleeps;
+	uint64_t delay_ns_min; /* the smallest batch delay of its topics (sleep bound) */
+	bool stopping;
+	int error; /* the first fatal error (reported at close) */
+	struct rill_hist *hist_ring, *hist_apply, *hist_applied, *hist_durable;
+};
+
+struct rill_engine {
+	struct rill_engine_config config;
+	char data_dir[4096];
+	struct rill_io *io;        /* control path: metadata files (POSIX) */
+	struct rill_io *schema_io; /* the registry's log (its changes hold its own lock) */
+	int lock_handle;
+	struct rill_schema_registry *schemas;
+	uint32_t shard_count;
+	struct shard *shards;
+
+	pthread_mutex_t lock; /* serialises topic, projection and producer changes */
+	struct engine_topic *topics[RILL_ENGINE_TOPICS_MAX];
+	uint32_t topic_count;     /* topics made (under lock) */
+	uint64_t topic_count_pub; /* topics complete: published with release (R4) */
+	struct engine_projection *projections[RILL_ENGINE_PROJECTIONS_MAX];
+	uint32_t projection_count;                         /* likewise */
+	uint64_t projection_count_pub;                     /* (R5) */
+	uint32_t shard_partitions[RILL_ENGINE_SHARDS_MAX]; /* partitions each shard owns */
+	struct rill_producer *producers[RILL_ENGINE_PRODUCERS_MAX];
+	uint32_t producer_count;
+	uint64_t backpressure; /* rill_publish's -EAGAIN, relaxed adds */
+};
+
+struct rill_producer {
+	struct rill_engine *engine;
+	uint32_t slot;
+	struct rill_producer_config config;
+	uint64_t published[RILL_ENGINE_SHARDS_MAX]; /* events put on each shard's ring */
+	uint64_t acks_owed;                         /* acknowledgements asked for, not yet seen */
+	struct rill_ring *events[RILL_ENGINE_SHARDS_MAX];
+	struct rill_ring *acks[RILL_ENGINE_SHARDS_MAX];
+};
+
+/* shard.c */
+void *shard_main(void *arg);
+int shard_call(struct shard *s, struct shard_req *req);
+/* shard_control.c: run the requests in @s's mailbox (shard thread). Returns how many. */
+unsigned shard_control_run(struct shard *s);
+void shard_wake(struct shard *s);
+
+/* engine_meta.c: the metadata files under DATA (docs/FORMAT.md, "Engine metadata"). */
+int engine_meta_init(struct rill_engine *e, struct rill_error_text *err);
+int engine_meta_topic_write(struct rill_engine *e, const struct rill_topic_config *c);
+int engine_meta_projection_write(struct rill_engine *e, const struct rill_projection_def *d);
+/* Calls back for each stored topic / projection (the config's strings are temporary). */
+int engine_meta_topics_load(struct rill_engine *e,
+			    int (*fn)(struct rill_engine *, const struct rill_topic_config *,
+				      struct rill_error_text *),
+			    struct rill_error_text *err);
+int engine_meta_projections_load(struct rill_engine *e,
+				 int (*fn)(struct rill_engine *, const struct rill_projection_def *,
+					   struct rill_error_text *),
+				 struct rill_error_text *err);
+
+/* Formats into @err (when not NULL) and returns @code. */
+int engine_error(struct rill_error_text *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif /* RILL_ENGINE_ENGINE_INT_H */

@@ -1,0 +1,364 @@
+/*
+ * The engine's metadata under the data directory (docs/FORMAT.md, "Engine metadata"):
+ *
+ *   DATA/lock                      flock: one engine per directory
+ *   DATA/meta                      {"format": 1, "engine_id": "<16 hex digits>"}
+ *   DATA/topics/NAME/topic.json    a topic's definition
+ *   DATA/projections/NAME.json     a projection's definition
+ *
+ * Every file is written whole to a temporary name, synced, renamed over the old one and its
+ * directory synced, so a crash leaves the old definition or the new one, never a mix. JSON
+ * through jansson. Host threads, under the engine's lock; not the hot path.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "base/clock.h"
+#include "engine/engine_int.h"
+
+#define META_FORMAT     1
+#define META_BYTES_MAX  (64u << 10) /* one definition file */
+#define META_PATH_BYTES 4400u
+
+/* Write @text to DIR/NAME through a temporary file, rename and directory sync. */
+static int meta_write(struct rill_engine *e, const char *dir, const char *name, const char *text)
+{
+	struct rill_io *io = e->io;
+	char tmp[META_PATH_BYTES], path[META_PATH_BYTES];
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int handle;
+	int rc = io->ops->open(io, tmp, RILL_IO_CREATE, &handle);
+	if (rc < 0)
+		return rc;
+	rc = io->ops->truncate(io, handle, 0);
+	if (rc == 0)
+		rc = io->ops->pwrite(io, handle, text, strlen(text), 0);
+	if (rc == 0)
+		rc = io->ops->fsync(io, handle);
+	int crc = io->ops->close(io, handle);
+	if (rc == 0)
+		rc = crc;
+	if (rc == 0)
+		rc = io->ops->rename(io, tmp, path);
+	if (rc == 0)
+		rc = io->ops->fsync_dir(io, dir);
+	return rc;
+}
+
+/* Read DIR/NAME as JSON into @out. -ENOENT if missing, RILL_E_JSON_INVALID if not JSON. */
+static int meta_read(struct rill_engine *e, const char *path, json_t **out,
+		     struct rill_error_text *err)
+{
+	struct rill_io *io = e->io;
+	int handle;
+	int rc = io->ops->open(io, path, RILL_IO_RDONLY, &handle);
+	if (rc < 0)
+		return rc;
+	uint64_t size = 0;
+	rc = io->ops->size(io, handle, &size);
+	char *buf = NULL;
+	size_t got = 0;
+	if (rc == 0 && size > META_BYTES_MAX)
+		rc = engine_error(err, -EFBIG, "%s: larger than %u bytes", path, META_BYTES_MAX);
+	if (rc == 0 && (buf = malloc(size + 1)) == NULL)
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = io->ops->pread(io, handle, buf, size, 0, &got);
+	io->ops->close(io, handle);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	json_error_t jerr;
+	*out = json_loadb(buf, got, JSON_REJECT_DUPLICATES, &jerr);
+	free(buf);
+	if (*out == NULL)
+		return engine_error(err, RILL_E_JSON_INVALID, "%s: line %d column %d: %s", path,
+				    jerr.line, jerr.column, jerr.text);
+	return 0;
+}
+
+static int meta_write_json(struct rill_engine *e, const char *dir, const char *name, json_t *j)
+{
+	if (j == NULL)
+		return -ENOMEM;
+	char *text = json_dumps(j, JSON_SORT_KEYS | JSON_INDENT(2));
+	json_decref(j);
+	if (text == NULL)
+		return -ENOMEM;
+	int rc = meta_write(e, dir, name, text);
+	free(text);
+	return rc;
+}
+
+static int meta_mkdir(struct rill_engine *e, const char *sub)
+{
+	char path[META_PATH_BYTES];
+	snprintf(path, sizeof(path), "%s/%s", e->data_dir, sub);
+	return e->io->ops->mkdir(e->io, path);
+}
+
+int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
+{
+	struct rill_io *io = e->io;
+	int rc = io->ops->mkdir(io, e->data_dir);
+	if (rc < 0)
+		return engine_error(err, rc, "data directory %s: %s", e->data_dir,
+				    rill_strerror(rc));
+	char path[META_PATH_BYTES];
+	snprintf(path, sizeof(path), "%s/lock", e->data_dir);
+	rc = io->ops->lock(io, path, &e->lock_handle);
+	if (rc < 0) {
+		e->lock_handle = -1;
+		return engine_error(err, rc, "%s: %s", path,
+				    rc == -EBUSY ? "another engine is using this data directory"
+						 : rill_strerror(rc));
+	}
+	snprintf(path, sizeof(path), "%s/meta", e->data_dir);
+	json_t *meta;
+	rc = meta_read(e, path, &meta, err);
+	if (rc == -ENOENT) {
+		char id[17];
+		snprintf(id, sizeof(id), "%016llx",
+			 (unsigned long long)(rill_clock_wall_ns() ^ rill_clock_now_ns() << 20));
+		rc = meta_write_json(
+			e, e->data_dir, "meta",
+			json_pack("{s:i, s:s}", "format", META_FORMAT, "engine_id", id));
+		if (rc < 0)
+			return engine_error(err, rc, "%s: %s", path, rill_strerror(rc));
+	} else if (rc < 0) {
+		return rc == RILL_E_JSON_INVALID
+			       ? rc
+			       : engine_error(err, rc, "%s: %s", path, rill_strerror(rc));
+	} else {
+		json_int_t format = -1;
+		int bad = json_unpack(meta, "{s:I}", "format", &format);
+		json_decref(meta);
+		if (bad || format != META_FORMAT)
+			return engine_error(err, RILL_E_LOG_FORMAT,
+					    "%s: data format %lld, this build reads format %d",
+					    path, (long long)format, META_FORMAT);
+	}
+	rc = meta_mkdir(e, "topics");
+	if (rc == 0)
+		rc = meta_mkdir(e, "projections");
+	if (rc < 0)
+		return engine_error(err, rc, "%s: creating its folders: %s", e->data_dir,
+				    rill_strerror(rc));
+	return 0;
+}
+
+int engine_meta_topic_write(struct rill_engine *e, const struct rill_topic_config *c)
+{
+	char dir[META_PATH_BYTES];
+	snprintf(dir, sizeof(dir), "%s/topics/%s", e->data_dir, c->name);
+	int rc = e->io->ops->mkdir(e->io, dir);
+	if (rc == 0) {
+		char parent[META_PATH_BYTES];
+		snprintf(parent, sizeof(parent), "%s/topics", e->data_dir);
+		rc = e->io->ops->fsync_dir(e->io, parent);
+	}
+	if (rc < 0)
+		return rc;
+	json_t *j = json_pack(
+		"{s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "name", c->name, "partitions",
+		(json_int_t)c->partitions, "durability",
+		c->durability == RILL_DURABILITY_GROUP ? "group" : "none", "retention_bytes",
+		(json_int_t)c->retention_bytes, "retention_age_ns", (json_int_t)c->retention_age_ns,
+		"segment_bytes_max", (json_int_t)c->segment_bytes_max, "batch_bytes_max",
+		(json_int_t)c->batch_bytes_max, "batch_delay_ns", (json_int_t)c->batch_delay_ns);
+	return meta_write_json(e, dir, "topic.json", j);
+}
+
+static const char *const meta_kinds[] = {
+	[RILL_PROJECTION_COUNT] = "count",
+	[RILL_PROJECTION_SUM] = "sum",
+	[RILL_PROJECTION_MIN] = "min",
+	[RILL_PROJECTION_MAX] = "max",
+	[RILL_PROJECTION_LAST] = "last",
+	[RILL_PROJECTION_AVG] = "avg",
+	[RILL_PROJECTION_WINDOW_COUNT] = "window_count",
+	[RILL_PROJECTION_WINDOW_SUM] = "window_sum",
+};
+
+int engine_meta_projection_write(struct rill_engine *e, const struct rill_projection_def *d)
+{
+	char dir[META_PATH_BYTES], name[RILL_ENGINE_NAME_BYTES_MAX + 8];
+	snprintf(dir, sizeof(dir), "%s/projections", e->data_dir);
+	snprintf(name, sizeof(name), "%s.json", d->name);
+	if ((unsigned)d->kind >= RILL_ARRAY_COUNT(meta_kinds) || meta_kinds[d->kind] == NULL)
+		return -EINVAL;
+	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I}", "name", d->name, "topic",
+			      d->topic, "type", d->type, "version", (json_int_t)d->version, "kind",
+			      meta_kinds[d->kind], "field", d->field != NULL ? d->field : "",
+			      "window_ns", (json_int_t)d->window_ns);
+	return meta_write_json(e, dir, name, j);
+}
+
+/* Names in a directory, sorted, so that definitions load in a stable order. */
+struct meta_names {
+	char **names;
+	size_t count, capacity;
+};
+
+static int meta_names_add(void *arg, const char *name)
+{
+	struct meta_names *n = arg;
+	if (name[0] == '.')
+		return 0; /* temporary files of an interrupted write */
+	if (n->count == RILL_ENGINE_TOPICS_MAX + RILL_ENGINE_PROJECTIONS_MAX)
+		return -ENOSPC;
+	if (n->count == n->capacity) {
+		size_t cap = n->capacity ? n->capacity * 2 : 16;
+		char **grown = realloc(n->names, cap * sizeof(*grown));
+		if (grown == NULL)
+			return -ENOMEM;
+		n->names = grown;
+		n->capacity = cap;
+	}
+	n->names[n->count] = strdup(name);
+	if (n->names[n->count] == NULL)
+		return -ENOMEM;
+	n->count++;
+	return 0;
+}
+
+static int meta_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void meta_names_free(struct meta_names *n)
+{
+	for (size_t i = 0; i < n->count; i++)
+		free(n->names[i]);
+	free(n->names);
+}
+
+static int meta_list(struct rill_engine *e, const char *sub, struct meta_names *n,
+		     struct rill_error_text *err)
+{
+	char dir[META_PATH_BYTES];
+	snprintf(dir, sizeof(dir), "%s/%s", e->data_dir, sub);
+	int rc = e->io->ops->list(e->io, dir, meta_names_add, n);
+	if (rc < 0)
+		return engine_error(err, rc, "%s: %s", dir, rill_strerror(rc));
+	qsort(n->names, n->count, sizeof(*n->names), meta_cmp);
+	return 0;
+}
+
+static int meta_bad(struct rill_error_text *err, const char *path, const char *what)
+{
+	return engine_error(err, RILL_E_JSON_INVALID, "%s: %s", path, what);
+}
+
+int engine_meta_topics_load(struct rill_engine *e,
+			    int (*fn)(struct rill_engine *, const struct rill_topic_config *,
+				      struct rill_error_text *),
+			    struct rill_error_text *err)
+{
+	struct meta_names names = {0};
+	int rc = meta_list(e, "topics", &names, err);
+	for (size_t i = 0; rc == 0 && i < names.count; i++) {
+		char path[META_PATH_BYTES];
+		snprintf(path, sizeof(path), "%s/topics/%s/topic.json", e->data_dir,
+			 names.names[i]);
+		json_t *j;
+		rc = meta_read(e, path, &j, err);
+		if (rc == -ENOENT) {
+			/* A folder made by a create that crashed before its definition: the
+			 * topic was never acknowledged; skip it. */
+			rc = 0;
+			continue;
+		}
+		if (rc < 0) {
+			if (rc != RILL_E_JSON_INVALID && rc != -EFBIG)
+				engine_error(err, rc, "%s: %s", path, rill_strerror(rc));
+			break;
+		}
+		const char *name, *durability;
+		json_int_t parts, rbytes, rage, seg, bbytes, bdelay;
+		if (json_unpack(j, "{s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "name", &name,
+				"partitions", &parts, "durability", &durability, "retention_bytes",
+				&rbytes, "retention_age_ns", &rage, "segment_bytes_max", &seg,
+				"batch_bytes_max", &bbytes, "batch_delay_ns", &bdelay) != 0 ||
+		    strcmp(name, names.names[i]) != 0 || parts <= 0 || parts > UINT32_MAX ||
+		    rbytes < 0 || rage < 0 || seg < 0 || bbytes < 0 || bbytes > UINT32_MAX ||
+		    bdelay < 0 ||
+		    (strcmp(durability, "group") != 0 && strcmp(durability, "none") != 0)) {
+			rc = meta_bad(err, path, "not a topic definition");
+		} else {
+			struct rill_topic_config c = {.name = name,
+						      .partitions = (uint32_t)parts,
+						      .durability = strcmp(durability, "group") == 0
+									    ? RILL_DURABILITY_GROUP
+									    : RILL_DURABILITY_NONE,
+						      .retention_bytes = (uint64_t)rbytes,
+						      .retention_age_ns = (uint64_t)rage,
+						      .segment_bytes_max = (uint64_t)seg,
+						      .batch_bytes_max = (uint32_t)bbytes,
+						      .batch_delay_ns = (uint64_t)bdelay};
+			rc = fn(e, &c, err);
+		}
+		json_decref(j);
+	}
+	meta_names_free(&names);
+	return rc;
+}
+
+static int meta_kind(const char *text)
+{
+	for (size_t k = 0; k < RILL_ARRAY_COUNT(meta_kinds); k++) {
+		if (meta_kinds[k] != NULL && strcmp(meta_kinds[k], text) == 0)
+			return (int)k;
+	}
+	return -1;
+}
+
+int engine_meta_projections_load(struct rill_engine *e,
+				 int (*fn)(struct rill_engine *, const struct rill_projection_def *,
+					   struct rill_error_text *),
+				 struct rill_error_text *err)
+{
+	struct meta_names names = {0};
+	int rc = meta_list(e, "projections", &names, err);
+	for (size_t i = 0; rc == 0 && i < names.count; i++) {
+		char path[META_PATH_BYTES];
+		snprintf(path, sizeof(path), "%s/projections/%s", e->data_dir, names.names[i]);
+		json_t *j;
+		rc = meta_read(e, path, &j, err);
+		if (rc < 0) {
+			if (rc != RILL_E_JSON_INVALID && rc != -EFBIG)
+				engine_error(err, rc, "%s: %s", path, rill_strerror(rc));
+			break;
+		}
+		const char *name, *topic, *type, *kind, *field;
+		json_int_t version, window;
+		int k = -1;
+		if (json_unpack(j, "{s:s, s:s, s:s, s:I, s:s, s:s, s:I}", "name", &name, "topic",
+				&topic, "type", &type, "version", &version, "kind", &kind, "field",
+				&field, "window_ns", &window) != 0 ||
+		    version <= 0 || version > UINT16_MAX || window < 0 ||
+		    (k = meta_kind(kind)) < 0) {
+			rc = meta_bad(err, path, "not a projection definition");
+		} else {
+			struct rill_projection_def d = {.name = name,
+							.topic = topic,
+							.type = type,
+							.version = (uint16_t)version,
+							.kind = (enum rill_projection_kind)k,
+							.field = field[0] != '\0' ? field : NULL,
+							.window_ns = (uint64_t)window};
+			rc = fn(e, &d, err);
+		}
+		json_decref(j);
+	}
+	meta_names_free(&names);
+	return rc;
+}

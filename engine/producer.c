@@ -1,0 +1,241 @@
+/*
+ * Producer handles: how a host thread publishes into the engine. Each handle owns, per
+ * shard, an events ring (this thread → the shard) and an acks ring (the shard → this
+ * thread), both SPSC and bounded. rill_publish encodes the event once, in place, into the
+ * ring of the shard that owns its partition; rill_producer_poll reads acknowledgements
+ * and runs the callback. Hot path (publish and poll); runs on the handle's thread only,
+ * except open and close, which also talk to the shards through their mailboxes.
+ *
+ * Back-pressure: a full events ring makes rill_publish return -EAGAIN (counted); the shard
+ * leaves events in the ring while the acks ring lacks room for their acknowledgements, so a
+ * producer that stops polling is stopped in turn, and nothing is ever dropped.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/assert.h"
+#include "base/atomic.h"
+#include "base/clock.h"
+#include "engine/engine_int.h"
+
+#define PRODUCER_IDLE_SLEEP_NS 20000u /* poll with a wait: nap between looks */
+
+int rill_producer_open(struct rill_engine *e, const struct rill_producer_config *config,
+		       struct rill_producer **out)
+{
+	struct rill_producer *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	p->engine = e;
+	if (config != NULL)
+		p->config = *config;
+	int rc = 0;
+	for (uint32_t i = 0; i < e->shard_count && rc == 0; i++) {
+		rc = rill_ring_create(&p->events[i], e->config.ring_bytes / ENGINE_RING_SLOT_BYTES,
+				      ENGINE_RING_SLOT_BYTES, RILL_RING_F_VARIABLE);
+		if (rc == 0)
+			rc = rill_ring_create(&p->acks[i],
+					      e->config.ack_ring_bytes / ENGINE_RING_SLOT_BYTES,
+					      ENGINE_RING_SLOT_BYTES, RILL_RING_F_VARIABLE);
+	}
+	if (rc < 0)
+		goto out_free;
+	pthread_mutex_lock(&e->lock);
+	uint32_t slot = 0;
+	while (slot < RILL_ENGINE_PRODUCERS_MAX && e->producers[slot] != NULL)
+		slot++;
+	if (slot == RILL_ENGINE_PRODUCERS_MAX) {
+		pthread_mutex_unlock(&e->lock);
+		rc = -ENOSPC;
+		goto out_free;
+	}
+	e->producers[slot] = p;
+	e->producer_count++;
+	pthread_mutex_unlock(&e->lock);
+	p->slot = slot;
+	for (uint32_t i = 0; i < e->shard_count; i++) {
+		struct shard_req req = {.kind = SHARD_REQ_PRODUCER_ATTACH,
+					.producer_slot = slot,
+					.events = p->events[i],
+					.acks = p->acks[i]};
+		rc = shard_call(&e->shards[i], &req);
+		RILL_ASSERT(rc == 0);
+	}
+	*out = p;
+	return 0;
+out_free:
+	for (uint32_t i = 0; i < e->shard_count; i++) {
+		rill_ring_destroy(p->events[i]);
+		rill_ring_destroy(p->acks[i]);
+	}
+	free(p);
+	return rc;
+}
+
+uint32_t rill_topic_partition(const struct rill_topic *topic, const void *key, size_t key_bytes)
+{
+	const struct engine_topic *t = (const struct engine_topic *)topic;
+	return (uint32_t)(rill_key_hash(key, key_bytes) % t->config.partitions);
+}
+
+int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct rill_event *ev,
+		 enum rill_acks acks, uint64_t cookie)
+{
+	struct engine_topic *t = (struct engine_topic *)topic;
+	if (rill_unlikely(ev->key_bytes > RILL_KEY_BYTES_MAX ||
+			  ev->payload_bytes > RILL_PAYLOAD_BYTES_MAX || (unsigned)acks > 2 ||
+			  (ev->key_bytes > 0 && ev->key == NULL) ||
+			  (ev->payload_bytes > 0 && ev->payload == NULL)))
+		return -EINVAL;
+	uint32_t partition = rill_topic_partition(topic, ev->key, ev->key_bytes);
+	uint32_t shard = t->parts[partition].shard;
+	struct rill_ring *ring = p->events[shard];
+	uint64_t bytes = sizeof(struct engine_event_msg) + ev->key_bytes + ev->payload_bytes;
+	if (rill_unlikely(bytes > rill_ring_reserve_bytes_max(ring)))
+		return -EMSGSIZE; /* the ring is smaller than this event: config.ring_bytes */
+	uint8_t *dst = rill_ring_reserve(ring, (uint32_t)bytes);
+	if (dst == NULL) {
+		rill_atomic_fetch_add_relaxed_u64(&p->engine->backpressure, 1); /* a counter */
+		return -EAGAIN;
+	}
+	struct engine_event_msg m = {
+		.ingress_ns = ev->ingress_ns != 0 ? ev->ingress_ns : rill_clock_now_ns(),
+		.cookie = cookie,
+		.timestamp_ns = ev->timestamp_ns != 0 ? ev->timestamp_ns : rill_clock_wall_ns(),
+		.producer_id = p->config.producer_id,
+		.sequence = p->config.producer_id != 0 ? ev->sequence : 0,
+		.correlation_id = ev->correlation_id,
+		.causation_id = ev->causation_id,
+		.topic_index = t->index,
+		.partition = partition,
+		.type_id = ev->type_id,
+		.payload_bytes = ev->payload_bytes,
+		.version = ev->version,
+		.key_bytes = (uint16_t)ev->key_bytes,
+		.acks = (uint8_t)acks};
+	memcpy(dst, &m, sizeof(m));
+	if (ev->key_bytes > 0)
+		memcpy(dst + sizeof(m), ev->key, ev->key_bytes);
+	if (ev->payload_bytes > 0)
+		memcpy(dst + sizeof(m) + ev->key_bytes, ev->payload, ev->payload_bytes);
+	rill_ring_commit(ring, (uint32_t)bytes);
+	p->published[shard]++;
+	p->acks_owed += (uint64_t)acks; /* applied: one; durable: applied, then durable */
+	struct rill_engine *e = p->engine;
+	if (e->config.poll == RILL_POLL_ADAPTIVE) {
+		struct shard *s = &e->shards[shard];
+		rill_atomic_fence_seq_cst(); /* W1: pairs with W0 in shard_sleep */
+		if (rill_atomic_load_relaxed_u64(&s->sleeping) != 0 &&
+		    rill_atomic_exchange_acq_rel_u64(&s->sleeping, 0) != 0)
+			shard_wake(s);
+	}
+	return 0;
+}
+
+/* Deliver every acknowledgement waiting in the acks ring of @shard. */
+static int producer_drain(struct rill_producer *p, uint32_t shard)
+{
+	struct rill_ring *ring = p->acks[shard];
+	int n = 0;
+	for (;;) {
+		uint32_t bytes;
+		const uint8_t *msg = rill_ring_peek(ring, &bytes);
+		if (msg == NULL)
+			break;
+		struct engine_ack_msg m;
+		RILL_ASSERT(bytes >= sizeof(m));
+		memcpy(&m, msg, sizeof(m));
+		RILL_ASSERT(bytes == sizeof(m) + m.reason_bytes); /* paired with shard_ack_send */
+		char reason[ENGINE_REASON_BYTES_MAX + 1];
+		memcpy(reason, msg + sizeof(m), m.reason_bytes);
+		reason[m.reason_bytes] = '\0';
+		rill_ring_release(ring);
+		RILL_ASSERT(p->acks_owed >= m.settles);
+		p->acks_owed -= m.settles;
+		if (p->config.on_ack != NULL) {
+			struct rill_ack ack = {
+				.cookie = m.cookie,
+				.level = (enum rill_acks)m.level,
+				.error = m.error,
+				.reason = reason,
+				.token = {.partition = m.partition, .offset = m.offset},
+				.duplicate = m.duplicate != 0,
+				.ingress_ns = m.ingress_ns,
+				.done_ns = m.done_ns};
+			p->config.on_ack(p->config.arg, &ack);
+		}
+		n++;
+	}
+	return n;
+}
+
+static void producer_nap(void)
+{
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = PRODUCER_IDLE_SLEEP_NS};
+	nanosleep(&ts, NULL);
+}
+
+int rill_producer_poll(struct rill_producer *p, uint64_t wait_ns)
+{
+	uint64_t deadline = wait_ns > 0 ? rill_clock_now_ns() + wait_ns : 0;
+	for (;;) {
+		int n = 0;
+		for (uint32_t i = 0; i < p->engine->shard_count; i++)
+			n += producer_drain(p, i);
+		if (n > 0 || wait_ns == 0 || rill_clock_now_ns() >= deadline)
+			return n;
+		producer_nap();
+	}
+}
+
+/* True once every event put in a ring has been taken out of it (processed). */
+static bool producer_rings_empty(const struct rill_producer *p)
+{
+	for (uint32_t i = 0; i < p->engine->shard_count; i++) {
+		if (rill_ring_count(p->events[i]) > 0)
+			return false;
+	}
+	return true;
+}
+
+int rill_producer_flush(struct rill_producer *p, uint64_t timeout_ns)
+{
+	uint64_t deadline = rill_clock_now_ns() + timeout_ns;
+	if (deadline < timeout_ns)
+		deadline = UINT64_MAX;
+	for (;;) {
+		/* Rings first: a shard sends an event's refusal before releasing it. */
+		bool empty = producer_rings_empty(p);
+		rill_producer_poll(p, 0);
+		if (empty && p->acks_owed == 0)
+			return 0;
+		if (rill_clock_now_ns() >= deadline)
+			return -ETIMEDOUT;
+		producer_nap();
+	}
+}
+
+int rill_producer_close(struct rill_producer *p)
+{
+	if (p == NULL)
+		return 0;
+	struct rill_engine *e = p->engine;
+	int rc = rill_producer_flush(p, UINT64_MAX);
+	for (uint32_t i = 0; i < e->shard_count; i++) {
+		struct shard_req req = {.kind = SHARD_REQ_PRODUCER_DETACH,
+					.producer_slot = p->slot};
+		int drc = shard_call(&e->shards[i], &req);
+		RILL_ASSERT(drc == 0);
+		rill_ring_destroy(p->events[i]);
+		rill_ring_destroy(p->acks[i]);
+	}
+	pthread_mutex_lock(&e->lock);
+	e->producers[p->slot] = NULL;
+	e->producer_count--;
+	pthread_mutex_unlock(&e->lock);
+	free(p);
+	return rc;
+}

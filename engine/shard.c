@@ -1,0 +1,406 @@
+/*
+ * A shard: one thread, pinned, owning its partitions (logs, write models, projections),
+ * its jemalloc arena and one I/O backend (one io_uring shared by its logs through a mux).
+ * Hot path. The loop, each turn:
+ *
+ *   1. runs the control requests waiting in its mailbox (topics, projections, producers
+ *      attaching, queries, statistics): rare, and the only place a lock is taken;
+ *   2. drains each producer's events ring, at most ENGINE_BURST_MAX events per ring per
+ *      turn: write model, append, projections, "applied" acknowledgement;
+ *   3. polls each partition's log (group commit) and sends the "durable" acknowledgements
+ *      its durable offset now covers;
+ *   4. when a turn found nothing to do: spins (busy mode), or spins up to idle_spin_ns and
+ *      then sleeps on its eventfd (adaptive mode), which producers and io_uring completions
+ *      signal.
+ *
+ * Invariants:
+ *   I1. An event is taken from its ring only when the producer's ack ring has room for
+ *       every acknowledgement it may cause: sending one never fails, and the shard never
+ *       blocks on a slow producer; the producer's events ring fills instead (backpressure).
+ *   I2. acks_reserved counts the durable acknowledgements owed to a producer (one slot
+ *       each); ack ring space beyond them is what immediate acknowledgements may use.
+ *   I3. Durable acknowledgements are sent only once the partition's durable offset is past
+ *       the event's offset; a log that fails sends every owed one with its error.
+ *   I4. An event leaves its ring only after it was refused or written: a stop drains the
+ *       rings first, so nothing a producer put in is dropped.
+ *
+ * Sleeping (adaptive mode) is a store-then-check handshake between the shard and the
+ * producers, each side with a full fence between its store and its check:
+ *   shard:    sleeping = 1; fence (W0); any ring non-empty? -> stay awake; else sleep
+ *   producer: commit (head, release); fence (W1); sleeping? -> clear it, write the eventfd
+ * W0 pairs with W1: either the shard sees the new event, or the producer sees the flag.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/assert.h"
+#include "base/atomic.h"
+#include "base/clock.h"
+#include "base/thread.h"
+#include "engine/engine_int.h"
+
+/* Ack ring slots one immediate acknowledgement may take, the worst padding included. */
+static uint64_t shard_ack_slots_immediate(const struct rill_ring *acks)
+{
+	uint64_t slots = rill_ring_record_slots(acks, sizeof(struct engine_ack_msg) +
+							      ENGINE_REASON_BYTES_MAX);
+	return 2 * slots - 1;
+}
+
+/* Send one acknowledgement; room was checked before (I1). */
+static void shard_ack_send(struct shard *s, uint32_t slot, struct engine_ack_msg *m,
+			   const char *reason)
+{
+	struct shard_producer *p = &s->producers[slot];
+	size_t reason_bytes = reason != NULL ? strnlen(reason, ENGINE_REASON_BYTES_MAX) : 0;
+	m->reason_bytes = (uint16_t)reason_bytes;
+	uint8_t *dst = rill_ring_reserve(p->acks, (uint32_t)(sizeof(*m) + reason_bytes));
+	RILL_ASSERT(dst != NULL); /* I1 */
+	memcpy(dst, m, sizeof(*m));
+	if (reason_bytes > 0)
+		memcpy(dst + sizeof(*m), reason, reason_bytes);
+	rill_ring_commit(p->acks, (uint32_t)(sizeof(*m) + reason_bytes));
+}
+
+static void shard_latency(struct rill_hist *h, uint64_t from_ns, uint64_t to_ns)
+{
+	rill_hist_record(h, to_ns > from_ns ? to_ns - from_ns : 0);
+}
+
+/* Send every durable acknowledgement the partition's durable offset covers (I3). */
+static unsigned shard_part_durable(struct shard *s, struct shard_part *sp)
+{
+	if (sp->waits_count == 0)
+		return 0;
+	uint64_t durable = rill_partition_durable_offset(sp->part);
+	if (durable == sp->durable_sent && sp->error == 0)
+		return 0;
+	sp->durable_sent = durable;
+	uint64_t now = rill_clock_now_ns();
+	unsigned sent = 0;
+	while (sp->waits_count > 0) {
+		struct engine_durable_wait *w = &sp->waits[sp->waits_head];
+		if (sp->error == 0 && w->offset >= durable)
+			break;
+		struct engine_ack_msg m = {.cookie = w->cookie,
+					   .offset = w->offset,
+					   .ingress_ns = w->ingress_ns,
+					   .done_ns = now,
+					   .partition = sp->partition,
+					   .error = w->offset < durable ? 0 : sp->error,
+					   .level = RILL_ACKS_DURABLE,
+					   .settles = 1};
+		struct shard_producer *p = &s->producers[w->producer_slot];
+		RILL_ASSERT(p->acks_reserved > 0); /* I2 */
+		p->acks_reserved--;
+		shard_ack_send(s, w->producer_slot, &m, NULL);
+		if (m.error == 0)
+			shard_latency(s->hist_durable, w->ingress_ns, now);
+		sp->waits_head = (sp->waits_head + 1) % RILL_ENGINE_DURABLE_PENDING_MAX;
+		sp->waits_count--;
+		sent++;
+	}
+	return sent;
+}
+
+static void shard_durable_wait_push(struct shard *s, struct shard_part *sp, uint32_t slot,
+				    const struct engine_event_msg *m, uint64_t offset)
+{
+	RILL_ASSERT(sp->waits_count < RILL_ENGINE_DURABLE_PENDING_MAX);
+	uint32_t tail = (sp->waits_head + sp->waits_count) % RILL_ENGINE_DURABLE_PENDING_MAX;
+	sp->waits[tail] = (struct engine_durable_wait){.cookie = m->cookie,
+						       .offset = offset,
+						       .ingress_ns = m->ingress_ns,
+						       .producer_slot = slot};
+	sp->waits_count++;
+	s->producers[slot].acks_reserved++; /* I2 */
+}
+
+/*
+ * Take one event: the write model, append, projections (rill_partition_write), then its
+ * acknowledgements. Returns true if the event was dealt with (it may leave the ring), false
+ * to leave it there and come back later (a stall: the log's buffers, the durable queue or
+ * the producer's ack ring is full).
+ */
+static bool shard_event(struct shard *s, uint32_t slot, const struct engine_event_msg *m,
+			const uint8_t *body, uint64_t taken_ns)
+{
+	struct shard_producer *p = &s->producers[slot];
+	struct rill_engine *e = s->engine;
+	RILL_ASSERT(m->topic_index < RILL_ENGINE_TOPICS_MAX);
+	struct engine_topic *t = e->topics[m->topic_index];
+	RILL_ASSERT(t != NULL && m->partition < t->config.partitions);
+	RILL_DASSERT(t->parts[m->partition].shard == s->index); /* paired with producer.c */
+	struct shard_part *sp = t->parts[m->partition].sp;
+	bool wants_durable =
+		m->acks == RILL_ACKS_DURABLE && t->config.durability == RILL_DURABILITY_GROUP;
+	uint64_t need = p->acks_reserved + shard_ack_slots_immediate(p->acks) * 2 + 1;
+	if (rill_ring_free_count_producer(p->acks, p->acks->head, need) < need ||
+	    (wants_durable && sp->waits_count == RILL_ENGINE_DURABLE_PENDING_MAX))
+		return false; /* I1 */
+
+	struct rill_record rec = {.timestamp_ns = m->timestamp_ns,
+				  .producer_id = m->producer_id,
+				  .sequence = m->sequence,
+				  .correlation_id = m->correlation_id,
+				  .causation_id = m->causation_id,
+				  .type_id = m->type_id,
+				  .payload_bytes = m->payload_bytes,
+				  .schema_version = m->version,
+				  .key_bytes = m->key_bytes,
+				  .key = body,
+				  .payload = body + m->key_bytes};
+	struct rill_partition_write res = {0};
+	struct rill_schema_error serr;
+	serr.message[0] = '\0';
+	int rc = sp->error != 0 ? sp->error : rill_partition_write(sp->part, &rec, &res, &serr);
+	if (rc == -EAGAIN)
+		return false; /* both batch buffers busy: the log's own backpressure */
+	uint64_t now = rill_clock_now_ns();
+	struct engine_ack_msg ack = {.cookie = m->cookie,
+				     .offset = res.offset,
+				     .ingress_ns = m->ingress_ns,
+				     .done_ns = now,
+				     .partition = m->partition,
+				     .error = rc,
+				     .level = m->acks == RILL_ACKS_NONE ? RILL_ACKS_APPLIED
+									: m->acks,
+				     .duplicate = res.duplicate,
+				     .settles = 1};
+	if (rc < 0) {
+		/* A refusal settles everything the publisher asked for, and is always sent. */
+		s->refused++;
+		ack.level = m->acks;
+		ack.settles = m->acks;
+		shard_ack_send(s, slot, &ack, serr.message[0] ? serr.message : rill_strerror(rc));
+		return true;
+	}
+	if (res.duplicate)
+		s->duplicates++;
+	else
+		s->events++;
+	shard_latency(s->hist_ring, m->ingress_ns, taken_ns);
+	shard_latency(s->hist_apply, taken_ns, now);
+	shard_latency(s->hist_applied, m->ingress_ns, now);
+	if (m->acks == RILL_ACKS_NONE)
+		return true;
+	ack.level = RILL_ACKS_APPLIED;
+	shard_ack_send(s, slot, &ack, NULL);
+	if (m->acks != RILL_ACKS_DURABLE)
+		return true;
+	if (!wants_durable || res.offset < rill_partition_durable_offset(sp->part)) {
+		/* A topic of durability none promises memory only; or a retry of an event
+		 * durable already. Either way the durable acknowledgement is due now. */
+		ack.level = RILL_ACKS_DURABLE;
+		shard_ack_send(s, slot, &ack, NULL);
+		shard_latency(s->hist_durable, m->ingress_ns, now);
+		return true;
+	}
+	shard_durable_wait_push(s, sp, slot, m, res.offset);
+	return true;
+}
+
+/* Drain up to ENGINE_BURST_MAX events from producer @slot's ring. Returns events taken. */
+static unsigned shard_drain(struct shard *s, uint32_t slot)
+{
+	struct shard_producer *p = &s->producers[slot];
+	unsigned n = 0;
+	uint64_t taken_ns = 0;
+	while (n < ENGINE_BURST_MAX) {
+		uint32_t bytes;
+		const uint8_t *msg = rill_ring_peek(p->events, &bytes);
+		if (msg == NULL)
+			break;
+		if (taken_ns == 0)
+			taken_ns = rill_clock_now_ns();
+		struct engine_event_msg m;
+		RILL_ASSERT(bytes >= sizeof(m));
+		memcpy(&m, msg, sizeof(m));
+		RILL_ASSERT(bytes == sizeof(m) + m.key_bytes + m.payload_bytes); /* producer.c */
+		if (!shard_event(s, slot, &m, msg + sizeof(m), taken_ns)) {
+			/* Leave it: the peek is undone by simply not releasing. */
+			s->stalls++;
+			rill_ring_unpeek(p->events);
+			break;
+		}
+		rill_ring_release(p->events);
+		n++;
+	}
+	return n;
+}
+
+/* Group commit of every partition, then the durable acknowledgements it allows. */
+static unsigned shard_poll_logs(struct shard *s)
+{
+	unsigned work = 0;
+	for (uint32_t i = 0; i < s->part_count; i++) {
+		struct shard_part *sp = s->parts[i];
+		if (sp->error == 0) {
+			int rc = rill_partition_poll(sp->part, 0);
+			if (rc < 0) {
+				sp->error =
+					rc; /* fail-stop: owed acks go out with the error (I3) */
+				if (s->error == 0)
+					s->error = rc;
+				fprintf(stderr, "rill: shard %u: topic %s partition %u: %s\n",
+					s->index, sp->topic->name, sp->partition,
+					rill_strerror(rc));
+			}
+		}
+		work += shard_part_durable(s, sp);
+	}
+	return work;
+}
+
+/* True if some partition holds appended events not yet durable. */
+static bool shard_dirty(const struct shard *s)
+{
+	for (uint32_t i = 0; i < s->part_count; i++) {
+		const struct shard_part *sp = s->parts[i];
+		if (sp->error == 0 &&
+		    rill_partition_durable_offset(sp->part) < rill_partition_next_offset(sp->part))
+			return true;
+	}
+	return false;
+}
+
+static bool shard_has_input(struct shard *s)
+{
+	if (rill_atomic_load_acquire_u64(&s->reqs_pending)) /* pairs with R3 in shard_call */
+		return true;
+	for (uint32_t i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++) {
+		if (s->producers[i].attached && rill_ring_count(s->producers[i].events) > 0)
+			return true;
+	}
+	return false;
+}
+
+/* Adaptive mode, idle: sleep on the eventfd until woken or the next group commit is due. */
+static void shard_sleep(struct shard *s)
+{
+	rill_atomic_store_relaxed_u64(&s->sleeping, 1);
+	rill_atomic_fence_seq_cst(); /* W0: pairs with W1 in shard_wake's callers */
+	if (shard_has_input(s)) {
+		rill_atomic_store_relaxed_u64(&s->sleeping, 0);
+		return;
+	}
+	uint64_t wait_ns = 100u * 1000000u;
+	if (shard_dirty(s))
+		wait_ns = s->delay_ns_min;
+	struct timespec ts = {.tv_sec = (time_t)(wait_ns / 1000000000u),
+			      .tv_nsec = (long)(wait_ns % 1000000000u)};
+	struct pollfd pfd = {.fd = s->wake_fd, .events = POLLIN};
+	s->sleeps++;
+	if (ppoll(&pfd, 1, &ts, NULL) > 0) {
+		uint64_t count;
+		ssize_t got = read(s->wake_fd, &count, sizeof(count));
+		(void)got; /* drained; a spurious wake-up costs one turn */
+	}
+	/* Relaxed: the flag is only a hint to producers; a stale 1 costs one eventfd write. */
+	rill_atomic_store_relaxed_u64(&s->sleeping, 0);
+}
+
+void shard_wake(struct shard *s)
+{
+	uint64_t one = 1;
+	ssize_t put = write(s->wake_fd, &one, sizeof(one));
+	(void)put; /* EAGAIN: the counter is saturated, so the shard is awake anyway */
+}
+
+/* Stop: drain what the rings still hold (I4), sync, close every partition. */
+static void shard_finish(struct shard *s)
+{
+	for (;;) {
+		unsigned work = 0;
+		for (uint32_t i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++) {
+			if (s->producers[i].attached)
+				work += shard_drain(s, i);
+		}
+		work += shard_poll_logs(s);
+		if (work == 0 && !shard_has_input(s))
+			break;
+	}
+	for (uint32_t i = 0; i < s->part_count; i++) {
+		struct shard_part *sp = s->parts[i];
+		int rc = sp->error == 0 ? rill_partition_sync(sp->part) : sp->error;
+		if (rc < 0 && sp->error == 0)
+			sp->error = rc;
+		shard_part_durable(s, sp);
+		rc = sp->error == 0 ? rill_partition_close(sp->part)
+				    : (rill_partition_drop(sp->part), 0);
+		if (rc < 0 && s->error == 0)
+			s->error = rc;
+		rill_io_destroy(sp->io);
+		free(sp->waits);
+		free(sp);
+	}
+	free(s->parts);
+	s->parts = NULL;
+	s->part_count = 0;
+	/* The projection instances this shard made, in its arena. */
+	struct rill_engine *e = s->engine;
+	for (uint32_t i = 0; i < e->projection_count; i++) {
+		rill_projection_destroy(e->projections[i]->shard_inst[s->index]);
+		e->projections[i]->shard_inst[s->index] = NULL;
+	}
+}
+
+void *shard_main(void *arg)
+{
+	struct shard *s = arg;
+	struct rill_engine *e = s->engine;
+	uint64_t idle_since = 0;
+	while (!s->stopping) {
+		unsigned work = 0;
+		if (rill_atomic_load_relaxed_u64(&s->reqs_pending)) /* a hint; shard_control_run
+								     * takes the lock */
+			work += shard_control_run(s);
+		for (uint32_t i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++) {
+			if (s->producers[i].attached)
+				work += shard_drain(s, i);
+		}
+		work += shard_poll_logs(s);
+		if (work > 0) {
+			idle_since = 0;
+			continue;
+		}
+		if (e->config.poll == RILL_POLL_BUSY) {
+			rill_cpu_pause();
+			continue;
+		}
+		uint64_t now = rill_clock_now_ns();
+		if (idle_since == 0)
+			idle_since = now;
+		if (now - idle_since < e->config.idle_spin_ns) {
+			rill_cpu_pause();
+			continue;
+		}
+		shard_sleep(s);
+		idle_since = 0;
+	}
+	shard_finish(s);
+	return NULL;
+}
+
+int shard_call(struct shard *s, struct shard_req *req)
+{
+	req->done = false;
+	pthread_mutex_lock(&s->lock);
+	req->next = s->reqs;
+	s->reqs = req;
+	rill_atomic_store_release_u64(&s->reqs_pending, 1); /* R3: pairs with shard_has_input */
+	pthread_mutex_unlock(&s->lock);
+	shard_wake(s);
+	pthread_mutex_lock(&s->lock);
+	while (!req->done)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	return req->result;
+}

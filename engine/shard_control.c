@@ -1,0 +1,228 @@
+/*
+ * The shard's side of the control path: the requests host threads leave in its mailbox
+ * (engine_int.h, struct shard_req), run on the shard's thread between bursts. Opening a
+ * partition or defining a projection reads the log and blocks the shard meanwhile; that is
+ * the price of touching the shard's state without locks, and it is paid at set-up.
+ * Not the hot path.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/assert.h"
+#include "base/atomic.h"
+#include "engine/engine_int.h"
+
+/* The time a sleeping shard waits before looking at a batch that has a delay. */
+#define SHARD_SLEEP_DIRTY_NS_MAX 1000000u /* completions wake it earlier (eventfd) */
+#define SHARD_SLEEP_NO_NOTIFY_NS 50000u   /* a backend that cannot signal completions */
+
+static int shard_part_open(struct shard *s, struct shard_req *r)
+{
+	struct rill_engine *e = s->engine;
+	struct engine_topic *t = r->topic;
+	struct shard_part *sp = calloc(1, sizeof(*sp));
+	char dir[4400];
+	int rc = -ENOMEM;
+	if (sp == NULL)
+		return engine_error(r->err, rc, "out of memory");
+	sp->topic = t;
+	sp->partition = r->partition;
+	sp->waits = calloc(RILL_ENGINE_DURABLE_PENDING_MAX, sizeof(*sp->waits));
+	struct shard_part **parts = realloc(s->parts, (s->part_count + 1) * sizeof(*parts));
+	if (sp->waits == NULL || parts == NULL) {
+		engine_error(r->err, rc, "out of memory");
+		goto out_free;
+	}
+	s->parts = parts;
+	rc = rill_io_mux_view(s->mux, &sp->io);
+	if (rc < 0) {
+		engine_error(r->err, rc, "out of memory");
+		goto out_free;
+	}
+	snprintf(dir, sizeof(dir), "%s/topics/%s/%u", e->data_dir, t->name, r->partition);
+	struct rill_partition_config pc;
+	rill_partition_config_default(&pc);
+	pc.io = sp->io;
+	pc.dir = dir;
+	pc.schemas = e->schemas;
+	pc.producers_max = e->config.producers_max;
+	pc.log.durability = t->config.durability;
+	pc.log.retention_bytes = t->config.retention_bytes;
+	pc.log.retention_age_ns = t->config.retention_age_ns;
+	if (t->config.segment_bytes_max > 0)
+		pc.log.segment_bytes_max = t->config.segment_bytes_max;
+	if (t->config.batch_bytes_max > 0)
+		pc.log.batch_bytes_max = t->config.batch_bytes_max;
+	pc.log.batch_delay_ns = t->config.batch_delay_ns;
+	struct rill_log_recovery report = {0};
+	rc = rill_partition_open(&sp->part, &pc, &report);
+	if (rc < 0) {
+		engine_error(r->err, rc, "topic %s partition %u (%s): %s%s%s", t->name,
+			     r->partition, dir, rill_strerror(rc), report.message[0] ? ": " : "",
+			     report.message);
+		goto out_view;
+	}
+	if (report.truncated_bytes > 0)
+		fprintf(stderr, "rill: topic %s partition %u: %s\n", t->name, r->partition,
+			report.message);
+	sp->durable_sent = rill_partition_durable_offset(sp->part);
+	s->parts[s->part_count++] = sp;
+	t->parts[r->partition].sp = sp;
+	uint64_t bound =
+		t->config.batch_delay_ns > 0 ? t->config.batch_delay_ns : SHARD_SLEEP_DIRTY_NS_MAX;
+	if (!s->notify_ok && bound > SHARD_SLEEP_NO_NOTIFY_NS)
+		bound = SHARD_SLEEP_NO_NOTIFY_NS;
+	if (bound < s->delay_ns_min)
+		s->delay_ns_min = bound;
+	return 0;
+out_view:
+	rill_io_destroy(sp->io);
+out_free:
+	free(sp->waits);
+	free(sp);
+	return rc;
+}
+
+/* Create this shard's instance of a projection and fold its partitions' logs into it. */
+static int shard_projection_add(struct shard *s, struct shard_req *r)
+{
+	struct rill_engine *e = s->engine;
+	struct engine_projection *ep = r->proj;
+	struct rill_projection_config pc;
+	rill_projection_config_default(&pc);
+	pc.name = ep->def.name;
+	pc.type = ep->def.type;
+	pc.version = ep->def.version;
+	pc.kind = ep->def.kind;
+	pc.field = ep->def.field;
+	pc.window_ns = ep->def.window_ns;
+	pc.keys_max = e->config.projection_keys_max;
+	pc.key_store_bytes = e->config.projection_key_store_bytes;
+	struct rill_schema_error serr;
+	struct rill_projection *inst;
+	int rc = rill_projection_create(&inst, e->schemas, &pc, &serr);
+	if (rc < 0)
+		return engine_error(r->err, rc, "projection %s: %s", ep->name, serr.message);
+	for (uint32_t i = 0; i < s->part_count; i++) {
+		struct shard_part *sp = s->parts[i];
+		if (sp->topic != ep->topic)
+			continue;
+		rc = rill_partition_projection_add(sp->part, inst, 0);
+		if (rc < 0) {
+			/* Bound to some partitions already, which would keep feeding it: the
+			 * shard cannot unbind, so the error is fatal to the definition. */
+			engine_error(r->err, rc,
+				     "projection %s: rebuilding from topic %s partition %u: %s",
+				     ep->name, sp->topic->name, sp->partition, rill_strerror(rc));
+			ep->shard_inst[s->index] = inst; /* freed at close with the others */
+			return rc;
+		}
+	}
+	ep->shard_inst[s->index] = inst;
+	return 0;
+}
+
+static int shard_query(struct shard *s, struct shard_req *r)
+{
+	struct engine_topic *t = r->proj->topic;
+	RILL_ASSERT(t->parts[r->partition].shard == s->index);
+	if (r->key == NULL) {
+		/* Only the token's check: is its offset applied? */
+		struct shard_part *sp = t->parts[r->partition].sp;
+		return rill_partition_next_offset(sp->part) > r->min_offset ? 0
+									    : RILL_E_QUERY_STALE;
+	}
+	struct rill_projection *inst = r->proj->shard_inst[s->index];
+	if (inst == NULL || !rill_projection_get(inst, r->key, r->key_bytes, r->value))
+		return -ENOENT;
+	return 0;
+}
+
+static void shard_latency_fill(struct rill_latency *out, const struct rill_hist *h)
+{
+	*out = (struct rill_latency){.count = h->count,
+				     .p50_ns = rill_hist_percentile(h, 50.0),
+				     .p99_ns = rill_hist_percentile(h, 99.0),
+				     .p999_ns = rill_hist_percentile(h, 99.9),
+				     .p9999_ns = rill_hist_percentile(h, 99.99),
+				     .max_ns = h->count > 0 ? h->max : 0};
+}
+
+static int shard_stats(struct shard *s, struct rill_shard_stats *out)
+{
+	*out = (struct rill_shard_stats){.partitions = s->part_count,
+					 .events = s->events,
+					 .duplicates = s->duplicates,
+					 .refused = s->refused,
+					 .stalls = s->stalls,
+					 .sleeps = s->sleeps};
+	shard_latency_fill(&out->ring, s->hist_ring);
+	shard_latency_fill(&out->apply, s->hist_apply);
+	shard_latency_fill(&out->applied, s->hist_applied);
+	shard_latency_fill(&out->durable, s->hist_durable);
+	return 0;
+}
+
+static int shard_req_run(struct shard *s, struct shard_req *r)
+{
+	struct shard_producer *p = &s->producers[r->producer_slot];
+	switch (r->kind) {
+	case SHARD_REQ_PART_OPEN:
+		return shard_part_open(s, r);
+	case SHARD_REQ_PROJECTION_ADD:
+		return shard_projection_add(s, r);
+	case SHARD_REQ_PRODUCER_ATTACH:
+		RILL_ASSERT(!p->attached);
+		*p = (struct shard_producer){
+			.events = r->events, .acks = r->acks, .attached = true};
+		return 0;
+	case SHARD_REQ_PRODUCER_DETACH:
+		/* The producer flushed: nothing left in its ring, nothing owed to it. */
+		RILL_ASSERT(p->attached && rill_ring_count(p->events) == 0);
+		RILL_ASSERT(p->acks_reserved == 0);
+		*p = (struct shard_producer){0};
+		return 0;
+	case SHARD_REQ_QUERY:
+		return shard_query(s, r);
+	case SHARD_REQ_STATS:
+		return shard_stats(s, r->stats);
+	case SHARD_REQ_STOP:
+		s->stopping = true;
+		return 0;
+	}
+	RILL_ASSERT(0 && "unknown request");
+	return -EINVAL;
+}
+
+unsigned shard_control_run(struct shard *s)
+{
+	pthread_mutex_lock(&s->lock);
+	struct shard_req *list = s->reqs;
+	s->reqs = NULL;
+	rill_atomic_store_relaxed_u64(&s->reqs_pending, 0); /* under the lock: no lost request */
+	pthread_mutex_unlock(&s->lock);
+	/* The list is newest first: turn it round so requests run in the order made. */
+	struct shard_req *fifo = NULL;
+	while (list != NULL) {
+		struct shard_req *next = list->next;
+		list->next = fifo;
+		fifo = list;
+		list = next;
+	}
+	unsigned n = 0;
+	while (fifo != NULL) {
+		struct shard_req *next = fifo->next; /* the caller frees fifo once it is done */
+		int rc = shard_req_run(s, fifo);
+		pthread_mutex_lock(&s->lock);
+		fifo->result = rc;
+		fifo->done = true;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		fifo = next;
+		n++;
+	}
+	return n;
+}

@@ -258,9 +258,7 @@ int cli_bench_log(int argc, char **argv)
 	int close_rc = rill_log_close(r.log);
 	rill_io_destroy(io);
 	if (!a.keep) {
-		char cmd[4200];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		if (system(cmd) != 0)
+		if (cli_remove_tree(dir) != 0)
 			fprintf(stderr, "rill: bench log: could not remove %s\n", dir);
 	}
 	return rc == 0 && close_rc == 0 ? 0 : 1;

@@ -13,6 +13,12 @@ int cli_schema(int argc, char **argv);
 /* rill bench log ...; returns the process exit status. */
 int cli_bench_log(int argc, char **argv);
 
+/* rill bench engine ...; returns the process exit status. */
+int cli_bench_engine(int argc, char **argv);
+
+/* Remove the directory tree @dir (a benchmark's scratch folder). 0 or -errno. */
+int cli_remove_tree(const char *dir);
+
 /* A whole decimal unsigned number; 0 or -EINVAL. */
 int cli_parse_u64(const char *text, uint64_t *out);
 

@@ -2,7 +2,9 @@
  * The `rill` command: dispatches to the command groups in cli/. The server (`rill serve`)
  * and the client commands arrive with their subsystems. Main thread; not a hot path.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,14 @@ static void usage(FILE *out)
 		"                                         print throughput and append-to-durable "
 		"latency\n"
 		"                                         as JSON (open loop with --rate)\n"
+		"  bench engine [--shards N] [--events M] [--record-bytes B] [--rate R]\n"
+		"               [--durability none|group] [--poll busy|adaptive] [--dir DIR] "
+		"[--keep]\n"
+		"               [--json]                 the engine in process: events/s and "
+		"publish →\n"
+		"                                         applied / durable latency as JSON "
+		"(open loop\n"
+		"                                         with --rate)\n"
 		"  schema check FILE...                   parse schema definitions and print "
 		"their\n"
 		"                                         layouts as JSON lines\n"
@@ -57,6 +67,18 @@ int cli_parse_u64(const char *text, uint64_t *out)
 		return -EINVAL;
 	*out = v;
 	return 0;
+}
+
+static int cli_remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path) == 0 ? 0 : -errno;
+}
+
+int cli_remove_tree(const char *dir)
+{
+	/* Depth first (children before their folder), without following symbolic links. */
+	return nftw(dir, cli_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int cli_usage_error(const char *command, const char *message)
@@ -87,6 +109,8 @@ int main(int argc, char **argv)
 		return cli_schema(argc - 2, argv + 2);
 	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "log") == 0)
 		return cli_bench_log(argc - 3, argv + 3);
+	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "engine") == 0)
+		return cli_bench_engine(argc - 3, argv + 3);
 	fprintf(stderr, "rill: unknown command '%s' (try 'rill help')\n", cmd);
 	return 2;
 }

@@ -232,7 +232,7 @@ int rill_engine_close(struct rill_engine *e)
 	if (e == NULL)
 		return 0;
 	pthread_mutex_lock(&e->lock);
-	uint32_t producers = e->producer_count;
+	uint32_t producers = e->producer_count + e->subscription_count;
 	pthread_mutex_unlock(&e->lock);
 	if (producers > 0)
 		return -EBUSY;

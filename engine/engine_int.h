@@ -125,9 +125,32 @@ struct shard_producer {
 	struct rill_ring *acks;   /* producer: this shard */
 	uint64_t acks_reserved;   /* ack ring slots promised to durable acks owed */
 	bool attached;
+	bool waits_for_log; /* its next event waits for the log (buffers or durable queue):
+			     * an io_uring completion, which wakes the shard, will free it */
+};
+
+/* A subscription as its shard sees it: a log iterator feeding a ring to the consumer. */
+struct shard_sub {
+	bool attached;
+	bool ended; /* an error was sent: nothing more follows */
+	bool held;  /* `held` is read from the log but not yet in the ring (it was full) */
+	struct rill_ring *ring; /* producer: this shard */
+	struct shard_part *sp;
+	struct rill_log_iter it;
+	struct rill_record rec; /* the held record (points into it.buf) */
+	uint64_t rec_offset;
+};
+
+/* A message on a subscription's ring: this header, then the encoded record. */
+struct engine_sub_msg {
+	uint64_t offset;
+	int32_t error; /* non-zero: the subscription ended with this error; no record */
+	uint32_t record_bytes;
 };
 
 enum shard_req_kind {
+	SHARD_REQ_SUB_ATTACH,
+	SHARD_REQ_SUB_DETACH,
 	SHARD_REQ_PART_OPEN,
 	SHARD_REQ_PROJECTION_ADD,
 	SHARD_REQ_PRODUCER_ATTACH,
@@ -146,8 +169,9 @@ struct shard_req {
 	struct engine_topic *topic;
 	uint32_t partition;
 	struct engine_projection *proj;
-	uint32_t producer_slot;
+	uint32_t producer_slot; /* or the subscription's slot */
 	struct rill_ring *events, *acks;
+	uint64_t from_offset; /* subscriptions */
 	const void *key;
 	uint32_t key_bytes;
 	uint64_t min_offset; /* query without a key: is this offset of partition applied? */
@@ -181,6 +205,7 @@ struct shard {
 	_Alignas(RILL_CACHE_GUARD_BYTES) struct shard_part **parts;
 	uint32_t part_count;
 	struct shard_producer producers[RILL_ENGINE_PRODUCERS_MAX];
+	struct shard_sub subs[RILL_ENGINE_SUBSCRIPTIONS_MAX];
 	uint64_t events, duplicates, refused, stalls, sleeps;
 	uint64_t delay_ns_min; /* the smallest batch delay of its topics (sleep bound) */
 	bool stopping;
@@ -208,6 +233,8 @@ struct rill_engine {
 	uint32_t shard_partitions[RILL_ENGINE_SHARDS_MAX]; /* partitions each shard owns */
 	struct rill_producer *producers[RILL_ENGINE_PRODUCERS_MAX];
 	uint32_t producer_count;
+	uint32_t subscription_count; /* subscriptions open */
+	uint8_t sub_slots[RILL_ENGINE_SHARDS_MAX][RILL_ENGINE_SUBSCRIPTIONS_MAX]; /* in use */
 	uint64_t backpressure; /* rill_publish's -EAGAIN, relaxed adds */
 };
 
@@ -224,6 +251,11 @@ struct rill_producer {
 /* shard.c */
 void *shard_main(void *arg);
 int shard_call(struct shard *s, struct shard_req *req);
+/* subscription.c: feed every subscription of @s (shard thread); returns records sent. */
+unsigned shard_subs_feed(struct shard *s);
+bool shard_subs_ready(struct shard *s);
+int shard_sub_attach(struct shard *s, struct shard_req *r);
+void shard_sub_detach(struct shard *s, uint32_t slot);
 /* shard_control.c: run the requests in @s's mailbox (shard thread). Returns how many. */
 unsigned shard_control_run(struct shard *s);
 void shard_wake(struct shard *s);

@@ -123,14 +123,20 @@ static void shard_durable_wait_push(struct shard *s, struct shard_part *sp, uint
 	s->producers[slot].acks_reserved++; /* I2 */
 }
 
+/* What became of an event offered to the shard. */
+enum shard_take {
+	SHARD_TAKEN,      /* refused or written: it may leave the ring */
+	SHARD_STALL_ACKS, /* the producer's acks ring lacks room: it must poll */
+	SHARD_STALL_LOG,  /* the log's buffers or the durable queue are full: the disk must
+			   * catch up */
+};
+
 /*
  * Take one event: the write model, append, projections (rill_partition_write), then its
- * acknowledgements. Returns true if the event was dealt with (it may leave the ring), false
- * to leave it there and come back later (a stall: the log's buffers, the durable queue or
- * the producer's ack ring is full).
+ * acknowledgements. Anything but SHARD_TAKEN leaves the event in its ring for later.
  */
-static bool shard_event(struct shard *s, uint32_t slot, const struct engine_event_msg *m,
-			const uint8_t *body, uint64_t taken_ns)
+static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct engine_event_msg *m,
+				   const uint8_t *body, uint64_t taken_ns)
 {
 	struct shard_producer *p = &s->producers[slot];
 	struct rill_engine *e = s->engine;
@@ -142,9 +148,10 @@ static bool shard_event(struct shard *s, uint32_t slot, const struct engine_even
 	bool wants_durable =
 		m->acks == RILL_ACKS_DURABLE && t->config.durability == RILL_DURABILITY_GROUP;
 	uint64_t need = p->acks_reserved + shard_ack_slots_immediate(p->acks) * 2 + 1;
-	if (rill_ring_free_count_producer(p->acks, p->acks->head, need) < need ||
-	    (wants_durable && sp->waits_count == RILL_ENGINE_DURABLE_PENDING_MAX))
-		return false; /* I1 */
+	if (rill_ring_free_count_producer(p->acks, p->acks->head, need) < need)
+		return SHARD_STALL_ACKS; /* I1 */
+	if (wants_durable && sp->waits_count == RILL_ENGINE_DURABLE_PENDING_MAX)
+		return SHARD_STALL_LOG;
 
 	struct rill_record rec = {.timestamp_ns = m->timestamp_ns,
 				  .producer_id = m->producer_id,
@@ -162,7 +169,7 @@ static bool shard_event(struct shard *s, uint32_t slot, const struct engine_even
 	serr.message[0] = '\0';
 	int rc = sp->error != 0 ? sp->error : rill_partition_write(sp->part, &rec, &res, &serr);
 	if (rc == -EAGAIN)
-		return false; /* both batch buffers busy: the log's own backpressure */
+		return SHARD_STALL_LOG; /* both batch buffers busy: the log's own backpressure */
 	uint64_t now = rill_clock_now_ns();
 	struct engine_ack_msg ack = {.cookie = m->cookie,
 				     .offset = res.offset,
@@ -180,7 +187,7 @@ static bool shard_event(struct shard *s, uint32_t slot, const struct engine_even
 		ack.level = m->acks;
 		ack.settles = m->acks;
 		shard_ack_send(s, slot, &ack, serr.message[0] ? serr.message : rill_strerror(rc));
-		return true;
+		return SHARD_TAKEN;
 	}
 	if (res.duplicate)
 		s->duplicates++;
@@ -190,21 +197,21 @@ static bool shard_event(struct shard *s, uint32_t slot, const struct engine_even
 	shard_latency(s->hist_apply, taken_ns, now);
 	shard_latency(s->hist_applied, m->ingress_ns, now);
 	if (m->acks == RILL_ACKS_NONE)
-		return true;
+		return SHARD_TAKEN;
 	ack.level = RILL_ACKS_APPLIED;
 	shard_ack_send(s, slot, &ack, NULL);
 	if (m->acks != RILL_ACKS_DURABLE)
-		return true;
+		return SHARD_TAKEN;
 	if (!wants_durable || res.offset < rill_partition_durable_offset(sp->part)) {
 		/* A topic of durability none promises memory only; or a retry of an event
 		 * durable already. Either way the durable acknowledgement is due now. */
 		ack.level = RILL_ACKS_DURABLE;
 		shard_ack_send(s, slot, &ack, NULL);
 		shard_latency(s->hist_durable, m->ingress_ns, now);
-		return true;
+		return SHARD_TAKEN;
 	}
 	shard_durable_wait_push(s, sp, slot, m, res.offset);
-	return true;
+	return SHARD_TAKEN;
 }
 
 /* Drain up to ENGINE_BURST_MAX events from producer @slot's ring. Returns events taken. */
@@ -224,10 +231,11 @@ static unsigned shard_drain(struct shard *s, uint32_t slot)
 		RILL_ASSERT(bytes >= sizeof(m));
 		memcpy(&m, msg, sizeof(m));
 		RILL_ASSERT(bytes == sizeof(m) + m.key_bytes + m.payload_bytes); /* producer.c */
-		if (!shard_event(s, slot, &m, msg + sizeof(m), taken_ns)) {
-			/* Leave it: the peek is undone by simply not releasing. */
+		enum shard_take took = shard_event(s, slot, &m, msg + sizeof(m), taken_ns);
+		p->waits_for_log = took == SHARD_STALL_LOG;
+		if (took != SHARD_TAKEN) {
 			s->stalls++;
-			rill_ring_unpeek(p->events);
+			rill_ring_unpeek(p->events); /* left for a later turn */
 			break;
 		}
 		rill_ring_release(p->events);
@@ -275,8 +283,15 @@ static bool shard_has_input(struct shard *s)
 {
 	if (rill_atomic_load_acquire_u64(&s->reqs_pending)) /* pairs with R3 in shard_call */
 		return true;
+	if (shard_subs_ready(s))
+		return true;
 	for (uint32_t i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++) {
-		if (s->producers[i].attached && rill_ring_count(s->producers[i].events) > 0)
+		const struct shard_producer *p = &s->producers[i];
+		/* A ring whose next event waits for the disk is no reason to stay awake when
+		 * the disk's completion will wake the shard: spinning would only take the CPU
+		 * from the kernel threads doing the write. */
+		if (p->attached && !(p->waits_for_log && s->notify_ok) &&
+		    rill_ring_count(p->events) > 0)
 			return true;
 	}
 	return false;
@@ -319,13 +334,20 @@ static void shard_finish(struct shard *s)
 {
 	for (;;) {
 		unsigned work = 0;
+		bool left = false;
 		for (uint32_t i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++) {
-			if (s->producers[i].attached)
-				work += shard_drain(s, i);
+			if (!s->producers[i].attached)
+				continue;
+			work += shard_drain(s, i);
+			left |= rill_ring_count(s->producers[i].events) > 0;
 		}
 		work += shard_poll_logs(s);
-		if (work == 0 && !shard_has_input(s))
+		if (!left)
 			break;
+		if (work == 0) {
+			struct timespec nap = {.tv_sec = 0, .tv_nsec = 50000}; /* the disk's turn */
+			nanosleep(&nap, NULL);
+		}
 	}
 	for (uint32_t i = 0; i < s->part_count; i++) {
 		struct shard_part *sp = s->parts[i];
@@ -367,6 +389,7 @@ void *shard_main(void *arg)
 				work += shard_drain(s, i);
 		}
 		work += shard_poll_logs(s);
+		work += shard_subs_feed(s);
 		if (work > 0) {
 			idle_since = 0;
 			continue;

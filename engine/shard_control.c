@@ -185,6 +185,11 @@ static int shard_req_run(struct shard *s, struct shard_req *r)
 		RILL_ASSERT(p->acks_reserved == 0);
 		*p = (struct shard_producer){0};
 		return 0;
+	case SHARD_REQ_SUB_ATTACH:
+		return shard_sub_attach(s, r);
+	case SHARD_REQ_SUB_DETACH:
+		shard_sub_detach(s, r->producer_slot);
+		return 0;
 	case SHARD_REQ_QUERY:
 		return shard_query(s, r);
 	case SHARD_REQ_STATS:

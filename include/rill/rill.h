@@ -78,6 +78,7 @@ enum rill_acks {
 #define RILL_ENGINE_PARTITIONS_MAX      1024u /* per topic */
 #define RILL_ENGINE_PROJECTIONS_MAX     256u
 #define RILL_ENGINE_PRODUCERS_MAX       64u  /* producer handles open at once */
+#define RILL_ENGINE_SUBSCRIPTIONS_MAX   64u  /* subscriptions open at once, per shard */
 #define RILL_ENGINE_NAME_BYTES_MAX      128u /* topic and projection names */
 #define RILL_ENGINE_RING_BYTES_MAX      (256u << 20)
 #define RILL_ENGINE_DURABLE_PENDING_MAX (1u << 16) /* durable acks waiting, per partition */
@@ -85,6 +86,7 @@ enum rill_acks {
 struct rill_engine;
 struct rill_topic;
 struct rill_producer;
+struct rill_subscription;
 
 struct rill_engine_config {
 	const char *data_dir;         /* default "./data"; created if missing */
@@ -116,7 +118,8 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
 /*
  * rill_engine_close - stop: every shard processes what its rings hold, syncs its logs and
  * sends the durable acknowledgements, then the threads exit and everything is freed.
- * Every producer must be closed first (-EBUSY otherwise, and nothing is done). Returns 0 or
+ * Every producer and subscription must be closed first (-EBUSY otherwise, and nothing is
+ * done). Returns 0 or
  * the first error met (the engine is freed all the same). Blocks.
  */
 int rill_engine_close(struct rill_engine *engine);
@@ -262,6 +265,34 @@ int rill_producer_flush(struct rill_producer *producer, uint64_t timeout_ns);
 
 /* rill_producer_close - flush (without a time limit), detach from the shards, free. */
 int rill_producer_close(struct rill_producer *producer);
+
+/*
+ * Subscriptions: read one partition of a topic in order, from any offset, as its events
+ * become durable (a consumer never sees an event a crash could take back). The owner shard
+ * reads the log and feeds a bounded ring to the subscriber; a subscriber that does not
+ * keep up only stops its own feed. Independent subscribers each keep their own offset.
+ */
+
+/*
+ * rill_subscribe - a subscription to @partition of @topic from @from_offset (clamped to
+ * the first offset retention kept). Returns 0, -EINVAL, -ERANGE for an offset past the
+ * partition's end, -ENOSPC past RILL_ENGINE_SUBSCRIPTIONS_MAX on that shard, -ENOMEM.
+ * Any host thread; blocks briefly. Use the subscription from one thread at a time.
+ */
+int rill_subscribe(struct rill_engine *engine, struct rill_topic *topic, uint32_t partition,
+		   uint64_t from_offset, struct rill_subscription **out);
+
+/*
+ * rill_subscription_next - the next event, waiting up to @wait_ns for it. Returns 1 with
+ * @event (its pointers valid until the next call) and @offset filled, 0 when none came in
+ * time, or the error that ended the subscription (the log's, or -ERANGE when retention
+ * deleted the events it was at); after an error, close it.
+ */
+int rill_subscription_next(struct rill_subscription *sub, struct rill_record *event,
+			   uint64_t *offset, uint64_t wait_ns);
+
+/* rill_subscription_close - stop and free. 0. Blocks briefly. */
+int rill_subscription_close(struct rill_subscription *sub);
 
 /* Latency of one stage, from a log-linear histogram (relative error under 1%). */
 struct rill_latency {

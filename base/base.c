@@ -74,6 +74,19 @@ int rill_cpu_count(void)
 	return count > 0 ? count : 1;
 }
 
+int rill_cpu_nth(int n)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0 || CPU_COUNT(&set) == 0)
+		return 0;
+	int want = n % CPU_COUNT(&set);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (CPU_ISSET(cpu, &set) && want-- == 0)
+			return cpu;
+	}
+	return 0;
+}
+
 int rill_thread_pin(int cpu)
 {
 	cpu_set_t set;

@@ -14,4 +14,7 @@ int rill_thread_pin(int cpu);
 /* rill_cpu_count - the number of CPUs this process may run on (at least 1). */
 int rill_cpu_count(void);
 
+/* rill_cpu_nth - the @n-th CPU (from 0, modulo their count) this process may run on. */
+int rill_cpu_nth(int n);
+
 #endif /* RILL_BASE_THREAD_H */

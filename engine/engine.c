@@ -62,8 +62,11 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 {
 	if (c->data_dir == NULL)
 		c->data_dir = "./data";
-	if (c->shards == 0)
+	if (c->shards == 0) {
 		c->shards = (uint32_t)rill_cpu_count();
+		if (c->shards > RILL_ENGINE_SHARDS_MAX)
+			c->shards = RILL_ENGINE_SHARDS_MAX;
+	}
 	if (c->shards > RILL_ENGINE_SHARDS_MAX)
 		return engine_error(err, -EINVAL, "shards: %u is more than the %u allowed",
 				    c->shards, RILL_ENGINE_SHARDS_MAX);
@@ -102,11 +105,11 @@ static int shard_init(struct rill_engine *e, uint32_t index, struct rill_error_t
 	struct shard *s = &e->shards[index];
 	s->engine = e;
 	s->index = index;
-	s->cpu = e->config.cpus != NULL ? e->config.cpus[index]
-					: (int)(index % (uint32_t)rill_cpu_count());
+	s->cpu = e->config.cpus != NULL ? e->config.cpus[index] : rill_cpu_nth((int)index);
 	s->delay_ns_min = UINT64_MAX;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	s->inited = true;
 	s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (s->wake_fd < 0)
 		return engine_error(err, -errno, "shard %u: eventfd: %s", index, strerror(errno));
@@ -143,6 +146,8 @@ static int shard_init(struct rill_engine *e, uint32_t index, struct rill_error_t
 static int shard_fini(struct shard *s)
 {
 	int rc = 0;
+	if (!s->inited)
+		return 0;
 	if (s->started) {
 		struct shard_req req = {.kind = SHARD_REQ_STOP};
 		shard_call(s, &req);
@@ -155,7 +160,7 @@ static int shard_fini(struct shard *s)
 	free(s->hist_durable);
 	rill_io_mux_destroy(s->mux);
 	rill_io_destroy(s->io);
-	if (s->wake_fd > 0)
+	if (s->wake_fd >= 0)
 		close(s->wake_fd);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
@@ -209,8 +214,9 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
 		goto out_free;
 	}
 	memset(e->shards, 0, e->shard_count * sizeof(struct shard));
-	for (uint32_t i = 0; i < e->shard_count; i++) {
+	for (uint32_t i = 0; i < e->shard_count; i++)
 		e->shards[i].wake_fd = -1;
+	for (uint32_t i = 0; i < e->shard_count; i++) {
 		rc = shard_init(e, i, err);
 		if (rc < 0)
 			goto out_free;
@@ -328,14 +334,23 @@ static int engine_topic_check(const struct rill_topic_config *c, struct rill_err
 				    RILL_ENGINE_PARTITIONS_MAX);
 	if (c->durability != RILL_DURABILITY_NONE && c->durability != RILL_DURABILITY_GROUP)
 		return engine_error(err, -EINVAL, "topic %s: durability: none or group", c->name);
-	if (c->batch_bytes_max > RILL_LOG_BATCH_BYTES_MAX / 2)
-		return engine_error(err, -EINVAL, "topic %s: batch_bytes_max: at most %u", c->name,
-				    RILL_LOG_BATCH_BYTES_MAX / 2);
+	/* The log's own limits (engine/log.c), checked here so that a definition the log
+	 * would refuse is never stored. */
+	if (c->batch_bytes_max != 0 &&
+	    (c->batch_bytes_max < 4096 || c->batch_bytes_max > RILL_LOG_BATCH_BYTES_MAX / 2))
+		return engine_error(err, -EINVAL, "topic %s: batch_bytes_max: 0 or 4096 to %u",
+				    c->name, RILL_LOG_BATCH_BYTES_MAX / 2);
+	if (c->segment_bytes_max != 0 && c->segment_bytes_max < (64u << 10))
+		return engine_error(err, -EINVAL,
+				    "topic %s: segment_bytes_max: 0 or at least 65536", c->name);
+	if (c->batch_delay_ns > 10ull * 1000000000u)
+		return engine_error(err, -EINVAL, "topic %s: batch_delay_ns: at most 10 s",
+				    c->name);
 	return 0;
 }
 
-/* Open topic @c on the shards and publish it. Under e->lock, or at open. */
-static int engine_topic_open(struct rill_engine *e, const struct rill_topic_config *c,
+/* The checks engine_topic_open would fail, made before anything is stored. */
+static int engine_topic_fits(struct rill_engine *e, const struct rill_topic_config *c,
 			     struct rill_error_text *err)
 {
 	int rc = engine_topic_check(c, err);
@@ -355,6 +370,31 @@ static int engine_topic_open(struct rill_engine *e, const struct rill_topic_conf
 					    "topic %s: shard %u would own more than %u partitions",
 					    c->name, s, RILL_IO_INFLIGHT_MAX);
 	}
+	return 0;
+}
+
+/* Close the first @opened partitions of @t (never published) and forget it. */
+static void engine_topic_undo(struct rill_engine *e, struct engine_topic *t, uint32_t opened)
+{
+	for (uint32_t p = 0; p < opened; p++) {
+		struct shard_req req = {.kind = SHARD_REQ_PART_CLOSE, .topic = t, .partition = p};
+		(void)shard_call(&e->shards[t->parts[p].shard], &req); /* errors: logged there */
+		e->shard_partitions[t->parts[p].shard]--;
+	}
+	e->topics[t->index] = NULL;
+	e->topic_count = t->index;
+	free(t->parts);
+	free(t);
+}
+
+/* Open topic @c on the shards and publish it. Under e->lock, or at open. */
+static int engine_topic_open(struct rill_engine *e, const struct rill_topic_config *c,
+			     struct rill_error_text *err)
+{
+	int rc = engine_topic_fits(e, c, err);
+	if (rc < 0)
+		return rc;
+	uint32_t index = e->topic_count;
 	struct engine_topic *t = calloc(1, sizeof(*t));
 	if (t == NULL || (t->parts = calloc(c->partitions, sizeof(*t->parts))) == NULL) {
 		free(t);
@@ -373,8 +413,10 @@ static int engine_topic_open(struct rill_engine *e, const struct rill_topic_conf
 		struct shard_req req = {
 			.kind = SHARD_REQ_PART_OPEN, .topic = t, .partition = p, .err = err};
 		rc = shard_call(&e->shards[s], &req);
-		if (rc < 0)
-			return rc; /* the partitions opened stay with their shards until close */
+		if (rc < 0) {
+			engine_topic_undo(e, t, p);
+			return rc;
+		}
 		e->shard_partitions[s]++;
 	}
 	/* R4: pairs with the acquire in engine_topic_find; the topic is complete. */
@@ -385,6 +427,8 @@ static int engine_topic_open(struct rill_engine *e, const struct rill_topic_conf
 int rill_topic_create(struct rill_engine *e, const struct rill_topic_config *config,
 		      struct rill_topic **out, struct rill_error_text *err)
 {
+	if (config == NULL)
+		return engine_error(err, -EINVAL, "topic: no config");
 	int rc = engine_topic_check(config, err);
 	if (rc < 0)
 		return rc;
@@ -399,10 +443,10 @@ int rill_topic_create(struct rill_engine *e, const struct rill_topic_config *con
 				t->config.durability == RILL_DURABILITY_GROUP ? "group" : "none");
 		goto out_unlock;
 	}
-	if (e->topic_count != (uint32_t)e->topic_count_pub) {
-		rc = engine_error(err, -EIO, "an earlier topic failed to open: reopen the engine");
+	RILL_ASSERT(e->topic_count == (uint32_t)e->topic_count_pub); /* failures undo */
+	rc = engine_topic_fits(e, config, err);
+	if (rc < 0)
 		goto out_unlock;
-	}
 	rc = engine_meta_topic_write(e, config);
 	if (rc < 0) {
 		engine_error(err, rc, "topic %s: storing its definition: %s", config->name,
@@ -412,6 +456,8 @@ int rill_topic_create(struct rill_engine *e, const struct rill_topic_config *con
 	rc = engine_topic_open(e, config, err);
 	if (rc == 0)
 		t = e->topics[e->topic_count - 1];
+	else
+		engine_meta_topic_remove(e, config->name); /* a later open must not meet it */
 out_unlock:
 	pthread_mutex_unlock(&e->lock);
 	if (rc == 0 && out != NULL)
@@ -517,6 +563,8 @@ static int engine_projection_open(struct rill_engine *e, const struct rill_proje
 int rill_projection_define(struct rill_engine *e, const struct rill_projection_def *def,
 			   struct rill_error_text *err)
 {
+	if (def == NULL)
+		return engine_error(err, -EINVAL, "projection: no definition");
 	struct rill_projection_def d = *def;
 	pthread_mutex_lock(&e->lock);
 	int rc = engine_projection_check(e, &d, err);
@@ -524,7 +572,9 @@ int rill_projection_define(struct rill_engine *e, const struct rill_projection_d
 		goto out_unlock;
 	struct engine_projection *ep = engine_projection_find(e, d.name);
 	if (ep != NULL) {
-		if (!engine_projection_same(&ep->def, &d))
+		struct rill_projection_def asked = d;
+		asked.version = def->version; /* 0: whatever it resolved to then */
+		if (!engine_projection_same(&ep->def, &asked))
 			rc = engine_error(err, -EEXIST, "projection %s exists, otherwise defined",
 					  d.name);
 		goto out_unlock;
@@ -534,6 +584,11 @@ int rill_projection_define(struct rill_engine *e, const struct rill_projection_d
 				  "an earlier projection failed to build: reopen the engine");
 		goto out_unlock;
 	}
+	if (e->projection_count == RILL_ENGINE_PROJECTIONS_MAX) {
+		rc = engine_error(err, -ENOSPC, "projection %s: the engine holds %u already",
+				  d.name, RILL_ENGINE_PROJECTIONS_MAX);
+		goto out_unlock;
+	}
 	rc = engine_meta_projection_write(e, &d);
 	if (rc < 0) {
 		engine_error(err, rc, "projection %s: storing its definition: %s", d.name,
@@ -541,6 +596,8 @@ int rill_projection_define(struct rill_engine *e, const struct rill_projection_d
 		goto out_unlock;
 	}
 	rc = engine_projection_open(e, &d, err);
+	if (rc < 0)
+		engine_meta_projection_remove(e, d.name); /* a later open must not meet it */
 out_unlock:
 	pthread_mutex_unlock(&e->lock);
 	return rc;
@@ -566,7 +623,8 @@ int rill_query(struct rill_engine *e, const char *name, const void *key, size_t 
 	if (after != NULL) {
 		if (after->partition >= t->config.partitions)
 			return -EINVAL;
-		uint64_t deadline = rill_clock_now_ns() + timeout_ns;
+		uint64_t now = rill_clock_now_ns();
+		uint64_t deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
 		for (;;) {
 			struct shard_req req = {.kind = SHARD_REQ_QUERY,
 						.proj = ep,

@@ -125,15 +125,18 @@ struct shard_producer {
 	struct rill_ring *acks;   /* producer: this shard */
 	uint64_t acks_reserved;   /* ack ring slots promised to durable acks owed */
 	bool attached;
-	bool waits_for_log; /* its next event waits for the log (buffers or durable queue):
-			     * an io_uring completion, which wakes the shard, will free it */
+	bool waits_for_log;  /* its next event waits for the log (buffers or durable queue):
+			      * an io_uring completion, which wakes the shard, will free it */
+	bool waits_for_acks; /* its next event waits for room in the acks ring: the
+			      * producer's poll frees it (and wakes the shard, W1) */
 };
 
 /* A subscription as its shard sees it: a log iterator feeding a ring to the consumer. */
 struct shard_sub {
 	bool attached;
-	bool ended; /* an error was sent: nothing more follows */
-	bool held;  /* `held` is read from the log but not yet in the ring (it was full) */
+	bool ended;    /* an error was sent: nothing more follows */
+	bool held;     /* `rec` is read from the log but not yet in the ring (it was full) */
+	int end_error; /* the error to end with, once the ring has room for it */
 	struct rill_ring *ring; /* producer: this shard */
 	struct shard_part *sp;
 	struct rill_log_iter it;
@@ -152,6 +155,7 @@ enum shard_req_kind {
 	SHARD_REQ_SUB_ATTACH,
 	SHARD_REQ_SUB_DETACH,
 	SHARD_REQ_PART_OPEN,
+	SHARD_REQ_PART_CLOSE,
 	SHARD_REQ_PROJECTION_ADD,
 	SHARD_REQ_PRODUCER_ATTACH,
 	SHARD_REQ_PRODUCER_DETACH,
@@ -185,6 +189,7 @@ struct shard {
 	uint32_t index;
 	int cpu;
 	pthread_t thread;
+	bool inited; /* lock, cond and eventfd made */
 	bool started;
 	struct rill_arena arena;
 	struct rill_io *io; /* the shard's backend: io_uring, or POSIX where refused */
@@ -263,6 +268,8 @@ void shard_wake(struct shard *s);
 /* engine_meta.c: the metadata files under DATA (docs/FORMAT.md, "Engine metadata"). */
 int engine_meta_init(struct rill_engine *e, struct rill_error_text *err);
 int engine_meta_topic_write(struct rill_engine *e, const struct rill_topic_config *c);
+void engine_meta_topic_remove(struct rill_engine *e, const char *name);
+void engine_meta_projection_remove(struct rill_engine *e, const char *name);
 int engine_meta_projection_write(struct rill_engine *e, const struct rill_projection_def *d);
 /* Calls back for each stored topic / projection (the config's strings are temporary). */
 int engine_meta_topics_load(struct rill_engine *e,

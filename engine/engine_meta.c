@@ -176,6 +176,25 @@ int engine_meta_topic_write(struct rill_engine *e, const struct rill_topic_confi
 	return meta_write_json(e, dir, "topic.json", j);
 }
 
+void engine_meta_topic_remove(struct rill_engine *e, const char *name)
+{
+	char dir[META_PATH_BYTES], path[META_PATH_BYTES + 16];
+	snprintf(dir, sizeof(dir), "%s/topics/%s", e->data_dir, name);
+	snprintf(path, sizeof(path), "%s/topic.json", dir);
+	/* Best effort: a folder without topic.json is skipped at open. */
+	if (e->io->ops->unlink(e->io, path) == 0)
+		(void)e->io->ops->fsync_dir(e->io, dir);
+}
+
+void engine_meta_projection_remove(struct rill_engine *e, const char *name)
+{
+	char dir[META_PATH_BYTES], path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 8];
+	snprintf(dir, sizeof(dir), "%s/projections", e->data_dir);
+	snprintf(path, sizeof(path), "%s/%s.json", dir, name);
+	if (e->io->ops->unlink(e->io, path) == 0)
+		(void)e->io->ops->fsync_dir(e->io, dir);
+}
+
 static const char *const meta_kinds[] = {
 	[RILL_PROJECTION_COUNT] = "count",
 	[RILL_PROJECTION_SUM] = "sum",
@@ -249,7 +268,8 @@ static int meta_list(struct rill_engine *e, const char *sub, struct meta_names *
 	int rc = e->io->ops->list(e->io, dir, meta_names_add, n);
 	if (rc < 0)
 		return engine_error(err, rc, "%s: %s", dir, rill_strerror(rc));
-	qsort(n->names, n->count, sizeof(*n->names), meta_cmp);
+	if (n->count > 0)
+		qsort(n->names, n->count, sizeof(*n->names), meta_cmp);
 	return 0;
 }
 

@@ -132,6 +132,9 @@ int rill_io_mux_view(struct rill_io_mux *mux, struct rill_io **out);
 /* rill_io_mux_reap - reap every finished write_sync now, for its view. 0 or -errno. */
 int rill_io_mux_reap(struct rill_io_mux *mux);
 
+/* rill_io_mux_queued - completions reaped and not yet polled by their views. */
+uint32_t rill_io_mux_queued(const struct rill_io_mux *mux);
+
 /* rill_io_mux_destroy - free the mux; every view must be destroyed already. */
 void rill_io_mux_destroy(struct rill_io_mux *mux);
 

@@ -8,7 +8,8 @@
  *
  * Invariants:
  *   1. A slot is used from its write_sync until its completion is reaped from the backend;
- *      at most RILL_IO_INFLIGHT_MAX calls are in flight, so a view's queue never overflows.
+ *      a view's calls in flight plus its completions not yet polled stay within
+ *      RILL_IO_INFLIGHT_MAX (write_sync refuses beyond), so its queue never overflows.
  *   2. A completion reaches exactly one view, once, in the order the backend gave it.
  *
  * Runs on the shard's thread only, like the backend; not on the per-event path (one call
@@ -34,16 +35,18 @@ static struct mux_view *const mux_orphan = (struct mux_view *)&mux_orphan;
 
 struct rill_io_mux {
 	struct rill_io *base;
-	uint32_t views; /* live views */
-	uint32_t used;  /* slots in use */
-	int reap_error; /* the backend's poll failed: every view sees it */
+	uint32_t views;  /* live views */
+	uint32_t used;   /* slots in use */
+	uint32_t queued; /* completions reaped, waiting in views' queues */
+	int reap_error;  /* the backend's poll failed: every view sees it */
 	struct mux_slot slots[RILL_IO_INFLIGHT_MAX];
 };
 
 struct mux_view {
 	struct rill_io io;
 	struct rill_io_mux *mux;
-	uint32_t done_count;
+	uint32_t inflight;   /* its calls not yet reported by the backend */
+	uint32_t done_count; /* reported, not yet polled by the view */
 	struct rill_io_completion done[RILL_IO_INFLIGHT_MAX];
 };
 
@@ -156,7 +159,10 @@ static int mux_write_sync(struct rill_io *io, int handle, const void *buf, size_
 {
 	struct mux_view *v = (struct mux_view *)io;
 	struct rill_io_mux *mux = v->mux;
-	if (mux->used == RILL_IO_INFLIGHT_MAX)
+	/* Invariant 1: a view's calls, in flight or reported and not yet polled, never exceed
+	 * what its queue holds. */
+	if (mux->used == RILL_IO_INFLIGHT_MAX ||
+	    v->inflight + v->done_count == RILL_IO_INFLIGHT_MAX)
 		return -EBUSY;
 	unsigned slot = 0;
 	while (mux->slots[slot].view != NULL)
@@ -166,6 +172,7 @@ static int mux_write_sync(struct rill_io *io, int handle, const void *buf, size_
 		return rc;
 	mux->slots[slot] = (struct mux_slot){.view = v, .token = token};
 	mux->used++;
+	v->inflight++;
 	return 0;
 }
 
@@ -192,9 +199,11 @@ static int mux_reap(struct rill_io_mux *mux, uint64_t wait_ns)
 		mux->used--;
 		if (v == mux_orphan)
 			continue;
+		v->inflight--;
 		RILL_ASSERT(v->done_count < RILL_IO_INFLIGHT_MAX); /* invariant 1 */
 		v->done[v->done_count++] =
 			(struct rill_io_completion){.token = token, .result = done[i].result};
+		mux->queued++;
 	}
 	return 0;
 }
@@ -212,6 +221,7 @@ static int mux_poll(struct rill_io *io, struct rill_io_completion *out, unsigned
 	memcpy(out, v->done, n * sizeof(*out));
 	memmove(v->done, v->done + n, (v->done_count - n) * sizeof(*out));
 	v->done_count -= n;
+	v->mux->queued -= n;
 	return (int)n;
 }
 
@@ -223,6 +233,7 @@ static void mux_view_destroy(struct rill_io *io)
 		if (mux->slots[i].view == v)
 			mux->slots[i].view = mux_orphan;
 	}
+	mux->queued -= v->done_count;
 	mux->views--;
 	free(v);
 }
@@ -276,6 +287,11 @@ int rill_io_mux_view(struct rill_io_mux *mux, struct rill_io **out)
 int rill_io_mux_reap(struct rill_io_mux *mux)
 {
 	return mux_reap(mux, 0);
+}
+
+uint32_t rill_io_mux_queued(const struct rill_io_mux *mux)
+{
+	return mux->queued;
 }
 
 void rill_io_mux_destroy(struct rill_io_mux *mux)

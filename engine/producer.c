@@ -23,6 +23,20 @@
 
 #define PRODUCER_IDLE_SLEEP_NS 20000u /* poll with a wait: nap between looks */
 
+/*
+ * After a store the shard may be waiting for (an event committed, ack ring space freed):
+ * wake it if it sleeps. W1: the fence pairs with W0 in shard_sleep.
+ */
+static void producer_wake(struct rill_engine *e, struct shard *s)
+{
+	if (e->config.poll != RILL_POLL_ADAPTIVE)
+		return; /* busy shards never sleep */
+	rill_atomic_fence_seq_cst();
+	if (rill_atomic_load_relaxed_u64(&s->sleeping) != 0 &&
+	    rill_atomic_exchange_acq_rel_u64(&s->sleeping, 0) != 0)
+		shard_wake(s);
+}
+
 int rill_producer_open(struct rill_engine *e, const struct rill_producer_config *config,
 		       struct rill_producer **out)
 {
@@ -85,6 +99,8 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 		 enum rill_acks acks, uint64_t cookie)
 {
 	struct engine_topic *t = (struct engine_topic *)topic;
+	if (rill_unlikely(t == NULL || ev == NULL))
+		return -EINVAL;
 	if (rill_unlikely(ev->key_bytes > RILL_KEY_BYTES_MAX ||
 			  ev->payload_bytes > RILL_PAYLOAD_BYTES_MAX || (unsigned)acks > 2 ||
 			  (ev->key_bytes > 0 && ev->key == NULL) ||
@@ -124,14 +140,7 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 	rill_ring_commit(ring, (uint32_t)bytes);
 	p->published[shard]++;
 	p->acks_owed += (uint64_t)acks; /* applied: one; durable: applied, then durable */
-	struct rill_engine *e = p->engine;
-	if (e->config.poll == RILL_POLL_ADAPTIVE) {
-		struct shard *s = &e->shards[shard];
-		rill_atomic_fence_seq_cst(); /* W1: pairs with W0 in shard_sleep */
-		if (rill_atomic_load_relaxed_u64(&s->sleeping) != 0 &&
-		    rill_atomic_exchange_acq_rel_u64(&s->sleeping, 0) != 0)
-			shard_wake(s);
-	}
+	producer_wake(p->engine, &p->engine->shards[shard]);
 	return 0;
 }
 
@@ -180,11 +189,16 @@ static void producer_nap(void)
 
 int rill_producer_poll(struct rill_producer *p, uint64_t wait_ns)
 {
-	uint64_t deadline = wait_ns > 0 ? rill_clock_now_ns() + wait_ns : 0;
+	uint64_t now = rill_clock_now_ns();
+	uint64_t deadline = wait_ns > UINT64_MAX - now ? UINT64_MAX : now + wait_ns;
 	for (;;) {
 		int n = 0;
-		for (uint32_t i = 0; i < p->engine->shard_count; i++)
-			n += producer_drain(p, i);
+		for (uint32_t i = 0; i < p->engine->shard_count; i++) {
+			int got = producer_drain(p, i);
+			if (got > 0)
+				producer_wake(p->engine, &p->engine->shards[i]);
+			n += got;
+		}
 		if (n > 0 || wait_ns == 0 || rill_clock_now_ns() >= deadline)
 			return n;
 		producer_nap();

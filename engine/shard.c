@@ -54,6 +54,13 @@ static uint64_t shard_ack_slots_immediate(const struct rill_ring *acks)
 	return 2 * slots - 1;
 }
 
+/* Ack ring slots that must be free before an event is taken (I1): the durable acks owed,
+ * a refusal or two one-slot acknowledgements with the worst padding, and a durable one. */
+static uint64_t shard_ack_room_needed(const struct shard_producer *p)
+{
+	return p->acks_reserved + shard_ack_slots_immediate(p->acks) * 2 + 1;
+}
+
 /* Send one acknowledgement; room was checked before (I1). */
 static void shard_ack_send(struct shard *s, uint32_t slot, struct engine_ack_msg *m,
 			   const char *reason)
@@ -147,7 +154,7 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 	struct shard_part *sp = t->parts[m->partition].sp;
 	bool wants_durable =
 		m->acks == RILL_ACKS_DURABLE && t->config.durability == RILL_DURABILITY_GROUP;
-	uint64_t need = p->acks_reserved + shard_ack_slots_immediate(p->acks) * 2 + 1;
+	uint64_t need = shard_ack_room_needed(p);
 	if (rill_ring_free_count_producer(p->acks, p->acks->head, need) < need)
 		return SHARD_STALL_ACKS; /* I1 */
 	if (wants_durable && sp->waits_count == RILL_ENGINE_DURABLE_PENDING_MAX)
@@ -233,6 +240,7 @@ static unsigned shard_drain(struct shard *s, uint32_t slot)
 		RILL_ASSERT(bytes == sizeof(m) + m.key_bytes + m.payload_bytes); /* producer.c */
 		enum shard_take took = shard_event(s, slot, &m, msg + sizeof(m), taken_ns);
 		p->waits_for_log = took == SHARD_STALL_LOG;
+		p->waits_for_acks = took == SHARD_STALL_ACKS;
 		if (took != SHARD_TAKEN) {
 			s->stalls++;
 			rill_ring_unpeek(p->events); /* left for a later turn */
@@ -283,16 +291,25 @@ static bool shard_has_input(struct shard *s)
 {
 	if (rill_atomic_load_acquire_u64(&s->reqs_pending)) /* pairs with R3 in shard_call */
 		return true;
-	if (shard_subs_ready(s))
-		return true;
+	if (shard_subs_ready(s) || rill_io_mux_queued(s->mux) > 0)
+		return true; /* a log's completion reaped through another log's poll */
 	for (uint32_t i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++) {
-		const struct shard_producer *p = &s->producers[i];
+		struct shard_producer *p = &s->producers[i];
+		if (!p->attached || rill_ring_count(p->events) == 0)
+			continue;
 		/* A ring whose next event waits for the disk is no reason to stay awake when
 		 * the disk's completion will wake the shard: spinning would only take the CPU
-		 * from the kernel threads doing the write. */
-		if (p->attached && !(p->waits_for_log && s->notify_ok) &&
-		    rill_ring_count(p->events) > 0)
-			return true;
+		 * from the kernel threads doing the write. One waiting for room in its acks
+		 * ring is input once the room is there: the producer frees it, then looks at
+		 * `sleeping` (W1), while this reads the ring's tail after W0. */
+		if (p->waits_for_log && s->notify_ok)
+			continue;
+		if (p->waits_for_acks) {
+			uint64_t need = shard_ack_room_needed(p);
+			if (rill_ring_free_count_producer(p->acks, p->acks->head, need) < need)
+				continue;
+		}
+		return true;
 	}
 	return false;
 }

@@ -32,11 +32,12 @@ static int shard_part_open(struct shard *s, struct shard_req *r)
 	sp->partition = r->partition;
 	sp->waits = calloc(RILL_ENGINE_DURABLE_PENDING_MAX, sizeof(*sp->waits));
 	struct shard_part **parts = realloc(s->parts, (s->part_count + 1) * sizeof(*parts));
+	if (parts != NULL)
+		s->parts = parts; /* moved or not, the old block is gone */
 	if (sp->waits == NULL || parts == NULL) {
 		engine_error(r->err, rc, "out of memory");
 		goto out_free;
 	}
-	s->parts = parts;
 	rc = rill_io_mux_view(s->mux, &sp->io);
 	if (rc < 0) {
 		engine_error(r->err, rc, "out of memory");
@@ -86,6 +87,25 @@ out_free:
 	return rc;
 }
 
+/* Close a partition of a topic whose creation failed: never published, so idle. */
+static int shard_part_close(struct shard *s, struct shard_req *r)
+{
+	struct shard_part *sp = r->topic->parts[r->partition].sp;
+	for (uint32_t i = 0; i < s->part_count; i++) {
+		if (s->parts[i] != sp)
+			continue;
+		s->parts[i] = s->parts[--s->part_count];
+		break;
+	}
+	RILL_ASSERT(sp->waits_count == 0);
+	int rc = rill_partition_close(sp->part);
+	rill_io_destroy(sp->io);
+	free(sp->waits);
+	free(sp);
+	r->topic->parts[r->partition].sp = NULL;
+	return rc;
+}
+
 /* Create this shard's instance of a projection and fold its partitions' logs into it. */
 static int shard_projection_add(struct shard *s, struct shard_req *r)
 {
@@ -110,7 +130,9 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 		struct shard_part *sp = s->parts[i];
 		if (sp->topic != ep->topic)
 			continue;
-		rc = rill_partition_projection_add(sp->part, inst, 0);
+		/* From the first event retention kept: a projection reflects the log it has. */
+		uint64_t from = rill_log_start_offset(rill_partition_log(sp->part));
+		rc = rill_partition_projection_add(sp->part, inst, from);
 		if (rc < 0) {
 			/* Bound to some partitions already, which would keep feeding it: the
 			 * shard cannot unbind, so the error is fatal to the definition. */
@@ -172,6 +194,8 @@ static int shard_req_run(struct shard *s, struct shard_req *r)
 	switch (r->kind) {
 	case SHARD_REQ_PART_OPEN:
 		return shard_part_open(s, r);
+	case SHARD_REQ_PART_CLOSE:
+		return shard_part_close(s, r);
 	case SHARD_REQ_PROJECTION_ADD:
 		return shard_projection_add(s, r);
 	case SHARD_REQ_PRODUCER_ATTACH:

@@ -26,6 +26,9 @@
 
 _Static_assert(SUB_RING_BYTES / 2 >= RILL_RECORD_BYTES_MAX + 64u,
 	       "a ring reservation takes up to half the ring: the largest record must fit");
+/* A reservation is also capped at RILL_RING_RESERVE_BYTES_MAX: a record above what fits
+ * with its header ends the subscription (sub_push) rather than abort in the ring. */
+#define SUB_RECORD_BYTES_MAX (RILL_RING_RESERVE_BYTES_MAX - sizeof(struct engine_sub_msg))
 
 struct rill_subscription {
 	struct rill_engine *engine;
@@ -36,10 +39,18 @@ struct rill_subscription {
 	int error;              /* the error that ended it */
 };
 
+static bool sub_end(struct shard_sub *sub, int error);
+
 /* Put the held record in the ring; false when the ring is full. */
 static bool sub_push(struct shard_sub *sub)
 {
 	uint32_t bytes = rill_record_bytes(sub->rec.key_bytes, sub->rec.payload_bytes);
+	if (bytes == 0 || bytes > SUB_RECORD_BYTES_MAX) {
+		/* Written by another path with larger limits: say so, and stop. */
+		sub->held = false;
+		sub->end_error = RILL_E_RECORD_TOO_LARGE;
+		return sub_end(sub, sub->end_error);
+	}
 	uint8_t *dst =
 		rill_ring_reserve(sub->ring, (uint32_t)sizeof(struct engine_sub_msg) + bytes);
 	if (dst == NULL)
@@ -63,6 +74,7 @@ static bool sub_end(struct shard_sub *sub, int error)
 	memcpy(dst, &m, sizeof(m));
 	rill_ring_commit(sub->ring, sizeof(m));
 	sub->ended = true;
+	sub->end_error = 0;
 	return true;
 }
 
@@ -70,6 +82,11 @@ static unsigned sub_feed(struct shard_sub *sub)
 {
 	unsigned n = 0;
 	while (n < SUB_BURST_MAX && !sub->ended) {
+		if (sub->end_error != 0) {
+			sub_end(sub,
+				sub->end_error); /* retried each turn until the ring has room */
+			break;
+		}
 		if (sub->held) {
 			if (!sub_push(sub))
 				break;
@@ -77,8 +94,8 @@ static unsigned sub_feed(struct shard_sub *sub)
 			continue;
 		}
 		if (sub->sp->error != 0) {
-			sub_end(sub, sub->sp->error);
-			break;
+			sub->end_error = sub->sp->error;
+			continue;
 		}
 		if (sub->it.offset >= rill_partition_durable_offset(sub->sp->part))
 			break; /* nothing durable past it yet: no read at all */
@@ -86,8 +103,8 @@ static unsigned sub_feed(struct shard_sub *sub)
 		if (rc == 0)
 			break;
 		if (rc < 0) {
-			sub_end(sub, rc);
-			break;
+			sub->end_error = rc;
+			continue;
 		}
 		sub->held = true;
 	}
@@ -111,8 +128,8 @@ bool shard_subs_ready(struct shard *s)
 		struct shard_sub *sub = &s->subs[i];
 		if (!sub->attached || sub->ended)
 			continue;
-		bool more =
-			sub->held || sub->it.offset < rill_partition_durable_offset(sub->sp->part);
+		bool more = sub->held || sub->end_error != 0 ||
+			    sub->it.offset < rill_partition_durable_offset(sub->sp->part);
 		if (more && rill_ring_count(sub->ring) < sub->ring->slot_count / 2)
 			return true;
 	}
@@ -215,7 +232,8 @@ int rill_subscription_next(struct rill_subscription *sub, struct rill_record *ev
 	}
 	if (sub->error != 0)
 		return sub->error;
-	uint64_t deadline = wait_ns > 0 ? rill_clock_now_ns() + wait_ns : 0;
+	uint64_t now = rill_clock_now_ns();
+	uint64_t deadline = wait_ns > UINT64_MAX - now ? UINT64_MAX : now + wait_ns;
 	for (;;) {
 		uint32_t bytes;
 		const uint8_t *msg = rill_ring_peek(sub->ring, &bytes);

@@ -69,7 +69,8 @@ enum rill_poll_mode {
 enum rill_acks {
 	RILL_ACKS_NONE = 0,    /* nothing, unless the event is refused */
 	RILL_ACKS_APPLIED = 1, /* once appended and folded into the projections */
-	RILL_ACKS_DURABLE = 2, /* applied, then again once its fdatasync completed */
+	RILL_ACKS_DURABLE = 2, /* applied, then again once its fdatasync completed (on a topic
+				* of durability none, at once: that topic promises memory) */
 };
 
 /* Engine limits. */
@@ -245,7 +246,9 @@ int rill_producer_open(struct rill_engine *engine, const struct rill_producer_co
  * rill_publish - hand @event to the shard owning its partition of @topic. Returns 0 once
  * it is in the ring (not yet checked: a refusal comes back as an acknowledgement with an
  * error), -EAGAIN when the ring to that shard is full (backpressure: poll acknowledgements,
- * retry; counted), -EINVAL for a key or payload over the limits. Never blocks.
+ * retry; counted), -EINVAL for a key or payload over the limits or a bad argument,
+ * -EMSGSIZE for an event larger than half the ring (raise config.ring_bytes). Never
+ * blocks.
  */
 int rill_publish(struct rill_producer *producer, struct rill_topic *topic,
 		 const struct rill_event *event, enum rill_acks acks, uint64_t cookie);

@@ -50,6 +50,9 @@ void rill_engine_config_default(struct rill_engine_config *c)
 	c->idle_spin_ns = ENGINE_IDLE_SPIN_NS;
 	c->ring_bytes = ENGINE_RING_BYTES_DEFAULT;
 	c->ack_ring_bytes = ENGINE_RING_BYTES_DEFAULT;
+	c->snapshot_interval_events = 1000000;
+	c->snapshot_interval_ns = 60ull * 1000000000u;
+	c->snapshots_kept = 3;
 }
 
 static bool engine_ring_bytes_ok(uint32_t bytes)
@@ -80,6 +83,11 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 		return engine_error(err, -EINVAL, "data_dir: path too long");
 	if (c->producers_max == 0)
 		c->producers_max = 4096;
+	if (c->snapshots_kept == 0 || c->snapshots_kept > RILL_PARTITION_SNAPSHOTS_MAX)
+		return engine_error(err, -EINVAL, "snapshots_kept: 1 to %u",
+				    RILL_PARTITION_SNAPSHOTS_MAX);
+	if (c->snapshot_interval_events == 0 && c->snapshot_interval_ns == 0)
+		c->snapshots_off = true;
 	return 0;
 }
 
@@ -226,6 +234,11 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
 		rc = engine_meta_projections_load(e, engine_projection_open, err);
 	if (rc < 0)
 		goto out_free;
+	for (uint32_t i = 0; i < e->shard_count; i++) {
+		/* Every projection is bound: the snapshots loaded at open are done with. */
+		struct shard_req req = {.kind = SHARD_REQ_OPENED};
+		shard_call(&e->shards[i], &req);
+	}
 	*out = e;
 	return 0;
 out_free:
@@ -647,6 +660,41 @@ int rill_query(struct rill_engine *e, const char *name, const void *key, size_t 
 				.key_bytes = (uint32_t)key_bytes,
 				.value = out};
 	return shard_call(&e->shards[t->parts[p].shard], &req);
+}
+
+int rill_query_as_of(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
+		     uint64_t offset, uint64_t timestamp_ns, struct rill_projection_value *out)
+{
+	if (name == NULL || out == NULL || key_bytes > RILL_KEY_BYTES_MAX ||
+	    (key == NULL && key_bytes > 0))
+		return -EINVAL;
+	struct engine_projection *ep = engine_projection_find(e, name);
+	if (ep == NULL)
+		return -ENOENT;
+	static const uint8_t empty_key[1];
+	struct engine_topic *t = ep->topic;
+	uint32_t p = rill_topic_partition((struct rill_topic *)t, key, key_bytes);
+	struct shard_req req = {.kind = SHARD_REQ_QUERY_AS_OF,
+				.proj = ep,
+				.partition = p,
+				.key = key != NULL ? key : empty_key,
+				.key_bytes = (uint32_t)key_bytes,
+				.as_of_offset = offset,
+				.as_of_ns = timestamp_ns,
+				.value = out};
+	return shard_call(&e->shards[t->parts[p].shard], &req);
+}
+
+int rill_engine_snapshot(struct rill_engine *e)
+{
+	int first = 0;
+	for (uint32_t i = 0; i < e->shard_count; i++) {
+		struct shard_req req = {.kind = SHARD_REQ_SNAPSHOT};
+		int rc = shard_call(&e->shards[i], &req);
+		if (rc < 0 && first == 0)
+			first = rc;
+	}
+	return first;
 }
 
 int rill_engine_shard_stats(struct rill_engine *e, uint32_t shard, struct rill_shard_stats *out)

@@ -92,7 +92,10 @@ struct shard_part {
 	struct engine_durable_wait *waits;
 	uint32_t waits_head, waits_count;
 	uint64_t durable_sent; /* the durable offset acknowledgements were last sent up to */
-	int error;             /* the log's fail-stop error, once met */
+	struct rill_projection *projs[RILL_ENGINE_PROJECTIONS_MAX]; /* by projection index */
+	uint64_t snap_offset; /* the newest snapshot's offset */
+	uint64_t snap_ns;     /* when it was taken (or the partition opened) */
+	int error;            /* the log's fail-stop error, once met */
 };
 
 /* Where a partition lives. */
@@ -116,7 +119,6 @@ struct engine_projection {
 	char field[RILL_SCHEMA_NAME_BYTES_MAX + 1];
 	struct rill_projection_def def; /* strings point at the arrays here */
 	struct engine_topic *topic;
-	struct rill_projection *shard_inst[RILL_ENGINE_SHARDS_MAX]; /* owner shard's only */
 };
 
 /* A producer handle as one shard sees it. */
@@ -160,6 +162,9 @@ enum shard_req_kind {
 	SHARD_REQ_PRODUCER_ATTACH,
 	SHARD_REQ_PRODUCER_DETACH,
 	SHARD_REQ_QUERY,
+	SHARD_REQ_QUERY_AS_OF,
+	SHARD_REQ_OPENED,
+	SHARD_REQ_SNAPSHOT,
 	SHARD_REQ_STATS,
 	SHARD_REQ_STOP,
 };
@@ -179,6 +184,7 @@ struct shard_req {
 	const void *key;
 	uint32_t key_bytes;
 	uint64_t min_offset; /* query without a key: is this offset of partition applied? */
+	uint64_t as_of_offset, as_of_ns; /* as-of queries */
 	struct rill_projection_value *value;
 	struct rill_shard_stats *stats;
 	struct rill_error_text *err;
@@ -211,7 +217,8 @@ struct shard {
 	uint32_t part_count;
 	struct shard_producer producers[RILL_ENGINE_PRODUCERS_MAX];
 	struct shard_sub subs[RILL_ENGINE_SUBSCRIPTIONS_MAX];
-	uint64_t events, duplicates, refused, stalls, sleeps;
+	uint64_t events, duplicates, refused, stalls, sleeps, snapshots, snapshot_errors;
+	uint64_t turns;        /* loop turns: snapshots are looked at every so many */
 	uint64_t delay_ns_min; /* the smallest batch delay of its topics (sleep bound) */
 	bool stopping;
 	int error; /* the first fatal error (reported at close) */
@@ -261,6 +268,9 @@ unsigned shard_subs_feed(struct shard *s);
 bool shard_subs_ready(struct shard *s);
 int shard_sub_attach(struct shard *s, struct shard_req *r);
 void shard_sub_detach(struct shard *s, uint32_t slot);
+/* shard.c: snapshot the partitions due (@all: every one with new events). 0 or the first
+ * error. */
+int shard_snapshots(struct shard *s, bool all);
 /* shard_control.c: run the requests in @s's mailbox (shard thread). Returns how many. */
 unsigned shard_control_run(struct shard *s);
 void shard_wake(struct shard *s);

@@ -737,6 +737,7 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 		return -ENOMEM;
 	log->io = io;
 	log->config = *config;
+	log->retain_floor = UINT64_MAX;
 	rill_hist_init(&log->sync_ns);
 	log->active_handle = -1;
 	log->lock_handle = -1;
@@ -908,6 +909,8 @@ static int log_retain(struct rill_log *log)
 	uint32_t drop = 0;
 	while (drop + 1 < log->segment_count) {
 		const struct log_segment *seg = &log->segments[drop];
+		if (log->segments[drop + 1].base_offset > log->retain_floor)
+			break; /* the segment holds records the layer above still needs */
 		bool too_big = log->config.retention_bytes && total > log->config.retention_bytes;
 		bool too_old = log->config.retention_age_ns &&
 			       log_age_ns(now, seg->created_ns) > log->config.retention_age_ns &&
@@ -1074,6 +1077,11 @@ uint64_t rill_log_durable_offset(const struct rill_log *log)
 uint64_t rill_log_start_offset(const struct rill_log *log)
 {
 	return log->segment_count ? log->segments[0].base_offset : 0;
+}
+
+void rill_log_retain_floor(struct rill_log *log, uint64_t offset)
+{
+	log->retain_floor = offset;
 }
 
 int rill_log_error(const struct rill_log *log)

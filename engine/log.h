@@ -109,6 +109,13 @@ uint64_t rill_log_durable_offset(const struct rill_log *log);
 /* The first offset still held (retention may have deleted older ones). */
 uint64_t rill_log_start_offset(const struct rill_log *log);
 
+/*
+ * rill_log_retain_floor - retention deletes no segment holding a record at or above
+ * @offset (a snapshot's offset: the events after it are needed to rebuild). The default,
+ * UINT64_MAX, puts no limit on retention.
+ */
+void rill_log_retain_floor(struct rill_log *log, uint64_t offset);
+
 /* 0, or the error that made the log fail-stop. */
 int rill_log_error(const struct rill_log *log);
 

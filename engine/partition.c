@@ -14,7 +14,10 @@
  *   W2. offsets[seq % WINDOW] is the offset of seq for every seq in
  *       (last_seq - WINDOW, last_seq] the producer has written.
  *   W3. Every projection bound has folded every event of the log below next_offset, and
- *       nothing else.
+ *       nothing else (from its snapshot's state, or from the first offset it was bound at).
+ *   W4. The dedup table holds every producer that wrote at or after history_from: 0 when
+ *       the log was replayed whole, else the first offset retention kept, or what the
+ *       snapshot it was loaded from recorded (snapshots keep producers retention deleted).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -24,28 +27,10 @@
 #include "base/assert.h"
 #include "base/compiler.h"
 #include "engine/partition.h"
+#include "engine/partition_int.h"
 #include "engine/schema_int.h"
 
 #define PARTITION_PRODUCERS_DEFAULT 4096u
-
-struct dedup_entry {
-	uint64_t producer_id; /* 0: empty */
-	uint64_t first_seq;   /* the first sequence this partition holds from it */
-	uint64_t last_seq;
-	uint64_t offsets[RILL_PARTITION_DEDUP_WINDOW]; /* W2 */
-};
-
-struct rill_partition {
-	struct rill_log *log;
-	struct rill_schema_registry *schemas;
-	struct dedup_entry *dedup;
-	uint64_t dedup_mask;
-	unsigned dedup_shift; /* 64 - log2(capacity) */
-	uint32_t producers_max;
-	struct rill_projection *projections[RILL_PARTITION_PROJECTIONS_MAX];
-	uint32_t projection_count;
-	struct rill_partition_stats stats;
-};
 
 void rill_partition_config_default(struct rill_partition_config *c)
 {
@@ -55,7 +40,7 @@ void rill_partition_config_default(struct rill_partition_config *c)
 }
 
 /* The entry of @producer_id, or the empty slot where it would go. */
-static struct dedup_entry *dedup_slot(const struct rill_partition *part, uint64_t producer_id)
+struct dedup_entry *dedup_slot(const struct rill_partition *part, uint64_t producer_id)
 {
 	/* Fibonacci hashing: the product's top bits, as dense ids would collide in the low. */
 	uint64_t h = producer_id * 0x9e3779b97f4a7c15ull;
@@ -67,8 +52,8 @@ static struct dedup_entry *dedup_slot(const struct rill_partition *part, uint64_
 }
 
 /* Record that @producer_id wrote @seq at @offset (a slot from dedup_slot). */
-static void dedup_record(struct rill_partition *part, struct dedup_entry *e, uint64_t producer_id,
-			 uint64_t seq, uint64_t offset)
+void dedup_record(struct rill_partition *part, struct dedup_entry *e, uint64_t producer_id,
+		  uint64_t seq, uint64_t offset)
 {
 	if (e->producer_id == 0) {
 		e->producer_id = producer_id;
@@ -91,8 +76,8 @@ static void project(struct rill_partition *part, const struct rill_record *rec, 
  * Walk the log from @from_offset: rebuild the dedup table (@dedup) and fold into @proj
  * (when not NULL). Makes everything written durable first: iterators read durable data.
  */
-static int replay(struct rill_partition *part, uint64_t from_offset, bool dedup,
-		  struct rill_projection *proj)
+int partition_replay(struct rill_partition *part, uint64_t from_offset, bool dedup,
+		     struct rill_projection *proj)
 {
 	int rc = rill_log_sync(part->log);
 	struct rill_log_iter it;
@@ -135,6 +120,9 @@ int rill_partition_open(struct rill_partition **out, const struct rill_partition
 		return -ENOMEM;
 	part->schemas = config->schemas;
 	part->producers_max = config->producers_max;
+	part->io = config->io;
+	part->snapshots = config->snapshots;
+	snprintf(part->dir, sizeof(part->dir), "%s", config->dir);
 	uint64_t capacity = 1;
 	while (capacity < 2ull * config->producers_max)
 		capacity <<= 1;
@@ -144,9 +132,17 @@ int rill_partition_open(struct rill_partition **out, const struct rill_partition
 	int rc = part->dedup == NULL ? -ENOMEM : 0;
 	if (rc == 0)
 		rc = rill_log_open(&part->log, config->io, config->dir, &config->log, report);
-	if (rc == 0)
-		rc = replay(part, 0, true, NULL);
+	if (rc == 0) {
+		/* From the newest snapshot, or the whole log that is left (W4). */
+		part->history_from = rill_log_start_offset(part->log);
+		rc = partition_snapshot_load(part);
+		if (rc == 0)
+			rc = partition_replay(part, part->snap.offset, true, NULL);
+		if (rc == 0 && part->snapshots)
+			rill_log_retain_floor(part->log, part->snapshot_offset);
+	}
 	if (rc != 0) {
+		partition_snap_free(&part->snap);
 		if (part->log != NULL)
 			rill_log_drop(part->log);
 		free(part->dedup);
@@ -159,6 +155,7 @@ int rill_partition_open(struct rill_partition **out, const struct rill_partition
 
 static void partition_free(struct rill_partition *part)
 {
+	partition_snap_free(&part->snap);
 	free(part->dedup);
 	free(part);
 }
@@ -186,7 +183,7 @@ int rill_partition_projection_add(struct rill_partition *part, struct rill_proje
 		return -ENOSPC;
 	if (from_offset > rill_log_next_offset(part->log))
 		return -EINVAL;
-	int rc = replay(part, from_offset, false, proj); /* W3 */
+	int rc = partition_replay(part, from_offset, false, proj); /* W3 */
 	if (rc != 0)
 		return rc;
 	part->projections[part->projection_count++] = proj;
@@ -226,7 +223,7 @@ static int admit(struct rill_partition *part, const struct rill_record *rec,
 		 * part of the log: the producer may have written there, and a retry of one
 		 * of those events would go in twice.
 		 */
-		uint64_t start = rill_log_start_offset(part->log);
+		uint64_t start = part->history_from; /* W4 */
 		if (rill_unlikely(rec->sequence != 0 && start > 0))
 			return schema_fail(
 				err, RILL_E_WRITE_SEQUENCE,

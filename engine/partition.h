@@ -39,9 +39,11 @@
 struct rill_partition;
 
 /* Partition limits. */
-#define RILL_PARTITION_PRODUCERS_MAX   (1u << 20) /* idempotent producers tracked */
-#define RILL_PARTITION_PROJECTIONS_MAX 64u        /* projections bound to one partition */
-#define RILL_PARTITION_DEDUP_WINDOW    8u         /* recent sequences kept per producer */
+#define RILL_PARTITION_PRODUCERS_MAX      (1u << 20)   /* idempotent producers tracked */
+#define RILL_PARTITION_PROJECTIONS_MAX    64u          /* projections bound to one partition */
+#define RILL_PARTITION_DEDUP_WINDOW       8u           /* recent sequences kept per producer */
+#define RILL_PARTITION_SNAPSHOTS_MAX      64u          /* snapshots kept per partition */
+#define RILL_PARTITION_SNAPSHOT_BYTES_MAX (1ull << 32) /* one snapshot file */
 
 struct rill_partition_config {
 	struct rill_io *io;                   /* the shard's I/O backend */
@@ -49,6 +51,7 @@ struct rill_partition_config {
 	struct rill_schema_registry *schemas; /* types and versions events must follow */
 	struct rill_log_config log;           /* segments, group commit, retention, durability */
 	uint32_t producers_max;               /* default 4,096 */
+	bool snapshots; /* snapshots are taken: retention keeps what the newest one needs */
 };
 
 /* rill_partition_config_default - the log's defaults and 4,096 producers; io, dir and
@@ -109,6 +112,53 @@ int rill_partition_projection_add(struct rill_partition *part, struct rill_proje
 int rill_partition_write(struct rill_partition *part, const struct rill_record *rec,
 			 struct rill_partition_write *result, struct rill_schema_error *err);
 
+/*
+ * Snapshots (docs/FORMAT.md, "Partition snapshots"): DIR/snapshots/OFFSET.snap holds the
+ * dedup table and the state of every projection bound, by name, as of OFFSET (the next
+ * offset when it was taken; everything below it is durable first). At open the newest one
+ * that verifies and that the log can continue (OFFSET between the log's first and next
+ * offsets) is loaded: the dedup table from it, then the log replayed after it; projections
+ * bound with rill_partition_projection_bind start from its state. A damaged snapshot is
+ * skipped (counted), never trusted.
+ */
+
+/*
+ * rill_partition_snapshot - make everything written durable, write a snapshot, and keep
+ * the newest @keep (1 .. RILL_PARTITION_SNAPSHOTS_MAX), deleting older ones. With
+ * config.snapshots, retention may then delete what precedes it. Returns 0, -EINVAL, or an
+ * I/O or log error (the partition goes on; the previous snapshots stay). Blocks.
+ */
+int rill_partition_snapshot(struct rill_partition *part, uint32_t keep);
+
+/* The offset of the newest snapshot (0: none). */
+uint64_t rill_partition_snapshot_offset(const struct rill_partition *part);
+
+/*
+ * rill_partition_projection_bind - bind fresh @proj, starting from the state the snapshot
+ * loaded at open holds under its name (then the log after it), or else from the first
+ * offset the log holds. Returns as rill_partition_projection_add. Blocks.
+ */
+int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj);
+
+/* rill_partition_snapshot_release - free the snapshot loaded at open (once bound). */
+void rill_partition_snapshot_release(struct rill_partition *part);
+
+/*
+ * rill_partition_as_of - fold into fresh @proj every event of the partition at offsets
+ * up to and including @offset (clamped to the last one): from the newest snapshot at or
+ * below it holding @proj's state, then the log. Cost: the events after that snapshot.
+ * Returns 0, -ERANGE when neither a snapshot nor the log reaches back far enough, or a
+ * log error. Blocks (reads snapshots and the log).
+ */
+int rill_partition_as_of(struct rill_partition *part, struct rill_projection *proj,
+			 uint64_t offset);
+
+/*
+ * rill_partition_offset_at - the last offset whose event's timestamp is at or before
+ * @timestamp_ns, scanning from the time index's answer; UINT64_MAX when none is. Blocks.
+ */
+int rill_partition_offset_at(struct rill_partition *part, uint64_t timestamp_ns, uint64_t *offset);
+
 /* rill_partition_poll - drive the log's group commit (rill_log_poll). 0 or its error. */
 int rill_partition_poll(struct rill_partition *part, uint64_t wait_ns);
 
@@ -130,6 +180,8 @@ struct rill_partition_stats {
 	uint64_t producers;         /* idempotent producers tracked */
 	uint64_t replayed;          /* events read back from the log at open */
 	uint64_t projection_errors; /* events a projection could not fold (see its stats) */
+	uint64_t snapshots;         /* written since open */
+	uint64_t snapshots_skipped; /* found at open but damaged or unusable */
 };
 
 void rill_partition_stats(const struct rill_partition *part, struct rill_partition_stats *out);

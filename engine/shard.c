@@ -377,18 +377,52 @@ static void shard_finish(struct shard *s)
 		if (rc < 0 && s->error == 0)
 			s->error = rc;
 		rill_io_destroy(sp->io);
+		for (uint32_t j = 0; j < RILL_ENGINE_PROJECTIONS_MAX; j++)
+			rill_projection_destroy(sp->projs[j]); /* made here, in this arena */
 		free(sp->waits);
 		free(sp);
 	}
 	free(s->parts);
 	s->parts = NULL;
 	s->part_count = 0;
-	/* The projection instances this shard made, in its arena. */
-	struct rill_engine *e = s->engine;
-	for (uint32_t i = 0; i < e->projection_count; i++) {
-		rill_projection_destroy(e->projections[i]->shard_inst[s->index]);
-		e->projections[i]->shard_inst[s->index] = NULL;
+}
+
+#define SHARD_SNAPSHOT_TURNS 1024u /* turns between looks at the snapshot intervals */
+
+/* Snapshot every partition whose interval has passed, or with @all every one that has
+ * events its newest snapshot lacks (blocks: a sync and a write). 0 or the first error. */
+int shard_snapshots(struct shard *s, bool all)
+{
+	const struct rill_engine_config *c = &s->engine->config;
+	if (c->snapshots_off && !all)
+		return 0;
+	uint64_t now = rill_clock_now_ns();
+	int first = 0;
+	for (uint32_t i = 0; i < s->part_count; i++) {
+		struct shard_part *sp = s->parts[i];
+		uint64_t next = rill_partition_next_offset(sp->part);
+		if (sp->error != 0 || next == sp->snap_offset)
+			continue;
+		bool by_count = c->snapshot_interval_events != 0 &&
+				next - sp->snap_offset >= c->snapshot_interval_events;
+		bool by_time = c->snapshot_interval_ns != 0 &&
+			       now - sp->snap_ns >= c->snapshot_interval_ns;
+		if (!all && !by_count && !by_time)
+			continue;
+		int rc = rill_partition_snapshot(sp->part, c->snapshots_kept);
+		sp->snap_ns = now; /* a failure is retried an interval later, not every turn */
+		if (rc < 0) {
+			s->snapshot_errors++;
+			if (first == 0)
+				first = rc;
+			fprintf(stderr, "rill: shard %u: topic %s partition %u: snapshot: %s\n",
+				s->index, sp->topic->name, sp->partition, rill_strerror(rc));
+			continue;
+		}
+		sp->snap_offset = rill_partition_snapshot_offset(sp->part);
+		s->snapshots++;
 	}
+	return first;
 }
 
 void *shard_main(void *arg)
@@ -407,6 +441,8 @@ void *shard_main(void *arg)
 		}
 		work += shard_poll_logs(s);
 		work += shard_subs_feed(s);
+		if (++s->turns % SHARD_SNAPSHOT_TURNS == 0)
+			(void)shard_snapshots(s, false); /* errors: counted and reported */
 		if (work > 0) {
 			idle_since = 0;
 			continue;
@@ -423,6 +459,7 @@ void *shard_main(void *arg)
 			continue;
 		}
 		shard_sleep(s);
+		(void)shard_snapshots(s, false); /* idle turns are few: look after each sleep */
 		idle_since = 0;
 	}
 	shard_finish(s);

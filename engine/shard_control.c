@@ -13,6 +13,7 @@
 
 #include "base/assert.h"
 #include "base/atomic.h"
+#include "base/clock.h"
 #include "engine/engine_int.h"
 
 /* The time a sleeping shard waits before looking at a batch that has a delay. */
@@ -50,6 +51,7 @@ static int shard_part_open(struct shard *s, struct shard_req *r)
 	pc.dir = dir;
 	pc.schemas = e->schemas;
 	pc.producers_max = e->config.producers_max;
+	pc.snapshots = !e->config.snapshots_off;
 	pc.log.durability = t->config.durability;
 	pc.log.retention_bytes = t->config.retention_bytes;
 	pc.log.retention_age_ns = t->config.retention_age_ns;
@@ -70,6 +72,8 @@ static int shard_part_open(struct shard *s, struct shard_req *r)
 		fprintf(stderr, "rill: topic %s partition %u: %s\n", t->name, r->partition,
 			report.message);
 	sp->durable_sent = rill_partition_durable_offset(sp->part);
+	sp->snap_offset = rill_partition_snapshot_offset(sp->part);
+	sp->snap_ns = rill_clock_now_ns();
 	s->parts[s->part_count++] = sp;
 	t->parts[r->partition].sp = sp;
 	uint64_t bound =
@@ -106,11 +110,10 @@ static int shard_part_close(struct shard *s, struct shard_req *r)
 	return rc;
 }
 
-/* Create this shard's instance of a projection and fold its partitions' logs into it. */
-static int shard_projection_add(struct shard *s, struct shard_req *r)
+/* A fresh instance of projection @ep (in this shard's arena). */
+static int shard_projection_make(struct shard *s, const struct engine_projection *ep,
+				 struct rill_projection **out)
 {
-	struct rill_engine *e = s->engine;
-	struct engine_projection *ep = r->proj;
 	struct rill_projection_config pc;
 	rill_projection_config_default(&pc);
 	pc.name = ep->def.name;
@@ -119,31 +122,39 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 	pc.kind = ep->def.kind;
 	pc.field = ep->def.field;
 	pc.window_ns = ep->def.window_ns;
-	pc.keys_max = e->config.projection_keys_max;
-	pc.key_store_bytes = e->config.projection_key_store_bytes;
+	pc.keys_max = s->engine->config.projection_keys_max;
+	pc.key_store_bytes = s->engine->config.projection_key_store_bytes;
 	struct rill_schema_error serr;
-	struct rill_projection *inst;
-	int rc = rill_projection_create(&inst, e->schemas, &pc, &serr);
-	if (rc < 0)
-		return engine_error(r->err, rc, "projection %s: %s", ep->name, serr.message);
+	return rill_projection_create(out, s->engine->schemas, &pc, &serr);
+}
+
+/* Create this shard's instance of a projection and fold its partitions' logs into it. */
+static int shard_projection_add(struct shard *s, struct shard_req *r)
+{
+	struct engine_projection *ep = r->proj;
+	/* One instance per partition: a partition's read model travels with it (snapshots
+	 * are per partition, whichever shard runs it). */
 	for (uint32_t i = 0; i < s->part_count; i++) {
 		struct shard_part *sp = s->parts[i];
 		if (sp->topic != ep->topic)
 			continue;
-		/* From the first event retention kept: a projection reflects the log it has. */
-		uint64_t from = rill_log_start_offset(rill_partition_log(sp->part));
-		rc = rill_partition_projection_add(sp->part, inst, from);
+		struct rill_projection *inst;
+		int rc = shard_projection_make(s, ep, &inst);
+		if (rc < 0)
+			return engine_error(r->err, rc, "projection %s: %s", ep->name,
+					    rill_strerror(rc));
+		/* From the partition's snapshot if it holds this projection, else from the first
+		 * event retention kept: a projection reflects the log it has. */
+		rc = rill_partition_projection_bind(sp->part, inst);
 		if (rc < 0) {
-			/* Bound to some partitions already, which would keep feeding it: the
-			 * shard cannot unbind, so the error is fatal to the definition. */
-			engine_error(r->err, rc,
-				     "projection %s: rebuilding from topic %s partition %u: %s",
-				     ep->name, sp->topic->name, sp->partition, rill_strerror(rc));
-			ep->shard_inst[s->index] = inst; /* freed at close with the others */
-			return rc;
+			rill_projection_destroy(inst);
+			return engine_error(
+				r->err, rc,
+				"projection %s: rebuilding from topic %s partition %u: %s",
+				ep->name, sp->topic->name, sp->partition, rill_strerror(rc));
 		}
+		sp->projs[ep->index] = inst;
 	}
-	ep->shard_inst[s->index] = inst;
 	return 0;
 }
 
@@ -157,10 +168,33 @@ static int shard_query(struct shard *s, struct shard_req *r)
 		return rill_partition_next_offset(sp->part) > r->min_offset ? 0
 									    : RILL_E_QUERY_STALE;
 	}
-	struct rill_projection *inst = r->proj->shard_inst[s->index];
+	struct rill_projection *inst = t->parts[r->partition].sp->projs[r->proj->index];
 	if (inst == NULL || !rill_projection_get(inst, r->key, r->key_bytes, r->value))
 		return -ENOENT;
 	return 0;
+}
+
+static int shard_query_as_of(struct shard *s, struct shard_req *r)
+{
+	struct engine_topic *t = r->proj->topic;
+	RILL_ASSERT(t->parts[r->partition].shard == s->index);
+	struct shard_part *sp = t->parts[r->partition].sp;
+	uint64_t offset = r->as_of_offset;
+	int rc = 0;
+	if (offset == UINT64_MAX)
+		rc = rill_partition_offset_at(sp->part, r->as_of_ns, &offset);
+	if (rc < 0)
+		return rc;
+	if (offset == UINT64_MAX)
+		return -ENOENT; /* nothing was written by then */
+	struct rill_projection *inst;
+	rc = shard_projection_make(s, r->proj, &inst);
+	if (rc == 0)
+		rc = rill_partition_as_of(sp->part, inst, offset);
+	if (rc == 0 && !rill_projection_get(inst, r->key, r->key_bytes, r->value))
+		rc = -ENOENT;
+	rill_projection_destroy(inst);
+	return rc;
 }
 
 static void shard_latency_fill(struct rill_latency *out, const struct rill_hist *h)
@@ -180,7 +214,9 @@ static int shard_stats(struct shard *s, struct rill_shard_stats *out)
 					 .duplicates = s->duplicates,
 					 .refused = s->refused,
 					 .stalls = s->stalls,
-					 .sleeps = s->sleeps};
+					 .sleeps = s->sleeps,
+					 .snapshots = s->snapshots,
+					 .snapshot_errors = s->snapshot_errors};
 	shard_latency_fill(&out->ring, s->hist_ring);
 	shard_latency_fill(&out->apply, s->hist_apply);
 	shard_latency_fill(&out->applied, s->hist_applied);
@@ -216,6 +252,14 @@ static int shard_req_run(struct shard *s, struct shard_req *r)
 		return 0;
 	case SHARD_REQ_QUERY:
 		return shard_query(s, r);
+	case SHARD_REQ_QUERY_AS_OF:
+		return shard_query_as_of(s, r);
+	case SHARD_REQ_SNAPSHOT:
+		return shard_snapshots(s, true);
+	case SHARD_REQ_OPENED:
+		for (uint32_t i = 0; i < s->part_count; i++)
+			rill_partition_snapshot_release(s->parts[i]->part);
+		return 0;
 	case SHARD_REQ_STATS:
 		return shard_stats(s, r->stats);
 	case SHARD_REQ_STOP:

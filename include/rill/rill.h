@@ -99,8 +99,17 @@ struct rill_engine_config {
 	uint32_t ring_bytes;          /* each producer → shard ring (default 1 MiB) */
 	uint32_t ack_ring_bytes;      /* each shard → producer ring (default 1 MiB) */
 	uint32_t producers_max;       /* idempotent producers per partition (default 4,096) */
-	uint32_t projection_keys_max; /* keys per projection per shard (default 16,384) */
-	uint64_t projection_key_store_bytes; /* key bytes per projection per shard (4 MiB) */
+	uint32_t projection_keys_max; /* keys per projection per partition (default 16,384) */
+	uint64_t projection_key_store_bytes; /* key bytes per projection per partition (4 MiB) */
+	/* Snapshots of each partition (dedup table and projections): taken when this many
+	 * events came since the last one (default 1,000,000; 0: never), or when this much
+	 * time passed and any came (default 60 s; 0: not by time); the newest kept ones
+	 * (default 3) serve restarts and as-of queries. With snapshots on, retention keeps
+	 * every event after the newest one. */
+	uint64_t snapshot_interval_events;
+	uint64_t snapshot_interval_ns;
+	uint32_t snapshots_kept;
+	bool snapshots_off; /* no snapshots at all */
 };
 
 /* rill_engine_config_default - the defaults above. */
@@ -198,6 +207,19 @@ struct rill_token {
 int rill_query(struct rill_engine *engine, const char *name, const void *key, size_t key_bytes,
 	       const struct rill_token *after, uint64_t timeout_ns,
 	       struct rill_projection_value *out);
+
+/*
+ * rill_query_as_of - the value projection @name had for @key at an earlier point of the
+ * key's partition: after its event at @offset (inclusive), or, with @offset UINT64_MAX,
+ * after its last event stamped at or before @timestamp_ns. The owner shard restores the
+ * nearest snapshot at or before that point and replays the log from there: the cost is
+ * bounded by the snapshot interval. Returns 0, -ENOENT (no such projection, or the key had
+ * no value then), -ERANGE (what is kept does not reach back that far), -EINVAL. Any host
+ * thread; blocks.
+ */
+int rill_query_as_of(struct rill_engine *engine, const char *name, const void *key,
+		     size_t key_bytes, uint64_t offset, uint64_t timestamp_ns,
+		     struct rill_projection_value *out);
 
 /* Publishing. */
 struct rill_event {
@@ -312,11 +334,20 @@ struct rill_shard_stats {
 	uint64_t stalls;             /* times a producer's ring was left full: log, ack ring or
 				* durable queue busy (backpressure inside the shard) */
 	uint64_t sleeps;             /* adaptive mode: times the shard slept */
+	uint64_t snapshots;          /* partition snapshots written */
+	uint64_t snapshot_errors;    /* snapshots that failed (the previous ones stay) */
 	struct rill_latency ring;    /* ingress → taken from the ring */
 	struct rill_latency apply;   /* taken from the ring → applied */
 	struct rill_latency applied; /* ingress → applied */
 	struct rill_latency durable; /* ingress → durable */
 };
+
+/*
+ * rill_engine_snapshot - snapshot now every partition that has events its newest snapshot
+ * lacks (as the periodic ones do: a sync, then the file), e.g. before a backup. Returns 0
+ * or the first error (the other partitions are still snapshotted). Blocks.
+ */
+int rill_engine_snapshot(struct rill_engine *engine);
 
 /* rill_engine_shard_stats - shard @shard's counters. 0 or -EINVAL. Blocks briefly. */
 int rill_engine_shard_stats(struct rill_engine *engine, uint32_t shard,

@@ -211,6 +211,10 @@ static struct rill_engine_config crash_engine_config(const char *dir)
 	cfg.data_dir = dir;
 	cfg.shards = CRASH_SHARDS;
 	cfg.pin = false;
+	/* Snapshots every few thousand events per partition: kills land in their writes too,
+	 * and each restart loads one (a damaged or half-written one must never be trusted). */
+	cfg.snapshot_interval_events = 3000;
+	cfg.snapshot_interval_ns = 0;
 	return cfg;
 }
 

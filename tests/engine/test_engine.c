@@ -1852,7 +1852,11 @@ static void test_topic_bad_log_config(void **state)
 static void test_retention_projection(void **state)
 {
 	struct fx *f = *state;
-	fx_open(f);
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	c.snapshot_interval_events = 0; /* no snapshots: retention is free to delete */
+	c.snapshot_interval_ns = 0;
+	fx_open_with(f, &c);
 	struct rill_topic_config tc = {.name = "short",
 				       .partitions = 1,
 				       .segment_bytes_max = 64u << 10,
@@ -1880,7 +1884,7 @@ static void test_retention_projection(void **state)
 	assert_int_equal(v.count, n); /* folded as they came: every event */
 	/* Reopen: the rebuild starts where retention left the log. */
 	fx_close(f);
-	fx_open(f);
+	fx_open_with(f, &c);
 	assert_int_equal(rill_query(f->engine, "short_count", "k", 1, NULL, 0, &v), 0);
 	assert_true(v.count > 0 && v.count < n); /* the deleted segments are gone */
 	/* A projection defined now covers the same retained events. */
@@ -1888,6 +1892,240 @@ static void test_retention_projection(void **state)
 	struct rill_projection_value v2;
 	assert_int_equal(rill_query(f->engine, "short_count2", "k", 1, NULL, 0, &v2), 0);
 	assert_int_equal(v2.count, v.count);
+	fx_close(f);
+}
+
+/* ---- Snapshots, rebuild, as-of ---------------------------------------------------------- */
+
+static void snap_config(const struct fx *f, struct rill_engine_config *c)
+{
+	fx_config(f, c, 2);
+	c->snapshot_interval_events = 700; /* several snapshots per partition in a test */
+	c->snapshot_interval_ns = 0;
+	c->snapshots_kept = 4;
+}
+
+/* Publish @n Orders over @keys keys (amount = i % 13 - 6), folding into @folds. */
+static void snap_publish(struct fx *f, struct rill_topic *t, uint32_t n, uint32_t keys,
+			 uint32_t first, struct fold *folds)
+{
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	struct order_event o;
+	for (uint32_t i = first; i < first + n; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "key-%u", i % keys);
+		int64_t amount = (int64_t)(i % 13) - 6;
+		assert_int_equal(order_event_make(&o, f->order, key, amount), 0);
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+		fold_add(&folds[i % keys], amount);
+	}
+	flush_ok(p);
+	producer_close(p);
+}
+
+static void snap_define(struct fx *f)
+{
+	for (unsigned k = 0; k < ARRAY_COUNT(proj_names); k++)
+		fx_projection(f, proj_names[k], "snap", proj_kinds[k],
+			      proj_kinds[k] == RILL_PROJECTION_COUNT ? NULL : "amount");
+}
+
+static void snap_check(struct fx *f, const struct fold *folds, uint32_t keys)
+{
+	for (uint32_t k = 0; k < keys; k++) {
+		char key[16];
+		snprintf(key, sizeof(key), "key-%u", k);
+		fold_check(f, key, &folds[k], "");
+	}
+}
+
+static uint64_t snap_count(struct fx *f)
+{
+	uint64_t n = 0;
+	for (uint32_t s = 0; s < rill_engine_shards(f->engine); s++) {
+		struct rill_shard_stats st;
+		assert_int_equal(rill_engine_shard_stats(f->engine, s, &st), 0);
+		assert_int_equal(st.snapshot_errors, 0);
+		n += st.snapshots;
+	}
+	return n;
+}
+
+/* Snapshots taken under load; a restart from them, and a rebuild of the whole log with
+ * them deleted, give the very same state as the fold kept by the test. */
+static void test_snapshot_rebuild(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "snap", 4, RILL_DURABILITY_GROUP);
+	snap_define(f);
+	enum { KEYS = 37 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 6000, KEYS, 0, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0); /* at least one, whatever the pace */
+	snap_publish(f, t, 500, KEYS, 6000, folds);
+	assert_true(snap_count(f) > 0);
+	snap_check(f, folds, KEYS);
+	/* Restart: snapshot + the log after it. */
+	fx_close(f);
+	fx_open_with(f, &c);
+	t = rill_topic_find(f->engine, "snap");
+	assert_non_null(t);
+	snap_check(f, folds, KEYS);
+	snap_publish(f, t, 1000, KEYS, 6500, folds); /* and it goes on from there */
+	snap_check(f, folds, KEYS);
+	fx_close(f);
+	/* Rebuild from offset 0: every snapshot removed. */
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/topics/snap/*/snapshots", f->dir);
+	assert_int_equal(system(cmd), 0);
+	c.snapshot_interval_events = 0; /* and none taken meanwhile */
+	fx_open_with(f, &c);
+	snap_check(f, folds, KEYS);
+	fx_close(f);
+	/* A damaged snapshot is skipped, never trusted: the state is still exact. */
+	snap_config(f, &c);
+	fx_open_with(f, &c);
+	t = rill_topic_find(f->engine, "snap");
+	snap_publish(f, t, 3000, KEYS, 7500, folds);
+	fx_close(f);
+	snprintf(cmd, sizeof(cmd),
+		 "for s in %s/topics/snap/*/snapshots/*.snap; do "
+		 "printf 'XXXX' | dd of=\"$s\" bs=1 seek=100 conv=notrunc status=none; done",
+		 f->dir);
+	assert_int_equal(system(cmd), 0);
+	fx_open_with(f, &c);
+	snap_check(f, folds, KEYS);
+	fx_close(f);
+}
+
+/* With snapshots, retention deletes old segments, yet the projections and the dedup table
+ * keep what those segments held: a retry of a deleted event is still recognised. */
+static void test_snapshot_retention(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	fx_open_with(f, &c);
+	struct rill_topic_config tc = {.name = "snap",
+				       .partitions = 1,
+				       .segment_bytes_max = 64u << 10,
+				       .retention_bytes = 128u << 10,
+				       .batch_bytes_max = 4096};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	snap_define(f);
+	/* An idempotent producer writes sequence 0 first. */
+	struct acks a = {0};
+	struct rill_producer *p = producer_open(f, 77, &a);
+	struct order_event o;
+	assert_int_equal(order_event_make(&o, f->order, "key-0", 5), 0);
+	o.ev.sequence = 0;
+	assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, 0), 0);
+	flush_ok(p);
+	producer_close(p);
+	acks_free(&a);
+	enum { KEYS = 5 };
+	struct fold folds[KEYS] = {0};
+	fold_add(&folds[0], 5);
+	snap_publish(f, t, 4000, KEYS, 0, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0);
+	snap_publish(f, t, 4000, KEYS, 4000, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0); /* the floor moves up to here */
+	snap_publish(f, t, 2000, KEYS, 8000, folds); /* rolls: retention deletes below it */
+	fx_close(f);
+	fx_open_with(f, &c);
+	t = rill_topic_find(f->engine, "snap");
+	snap_check(f, folds, KEYS); /* every event, though the log kept only the last ones */
+	struct rill_projection_value v;
+	assert_int_equal(rill_query_as_of(f->engine, "p_count", "key-0", 5, 0, 0, &v), -ERANGE);
+	/* The producer retries sequence 0, whose segment retention deleted: the snapshot's
+	 * dedup table still knows it, so it is acknowledged as the duplicate it is, with its
+	 * first offset, and not written twice (without snapshots it went in again). */
+	p = producer_open(f, 77, &a);
+	o.ev.sequence = 0;
+	assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, 1), 0);
+	flush_ok(p);
+	assert_int_equal(a.count, 1);
+	assert_int_equal(a.v[0].error, 0);
+	assert_true(a.v[0].duplicate);
+	assert_int_equal(a.v[0].token.offset, 0);
+	/* And since the table is complete from offset 0 (W4), a producer it does not know
+	 * never wrote here: its first sequence sets its start, as in a log never trimmed. */
+	a.count = 0;
+	o.ev.sequence = 5;
+	struct rill_producer *q = producer_open(f, 78, &a);
+	assert_int_equal(publish_retry(q, t, &o.ev, RILL_ACKS_APPLIED, 2), 0);
+	flush_ok(q);
+	producer_close(q);
+	assert_int_equal(a.count, 1);
+	assert_int_equal(a.v[0].error, 0);
+	fold_add(&folds[0], 5);
+	producer_close(p);
+	acks_free(&a);
+	snap_check(f, folds, KEYS);
+	fx_close(f);
+}
+
+/* As-of reads equal a fold of the log up to the target, by offset and by timestamp. */
+static void test_as_of(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	c.snapshot_interval_events = 0; /* taken by the test at known offsets */
+	c.snapshot_interval_ns = 0;
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "snap", 1, RILL_DURABILITY_NONE);
+	snap_define(f);
+	enum { N = 2000 };
+	/* One key, one partition: offset i is event i; the event time is i ms after t0. */
+	static struct fold prefix[N];
+	struct fold run = {0};
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	struct order_event o;
+	const uint64_t t0 = 1700000000000000000ull;
+	for (uint32_t i = 0; i < N; i++) {
+		int64_t amount = (int64_t)(i * 7 % 23) - 11;
+		assert_int_equal(order_event_make(&o, f->order, "acct", amount), 0);
+		o.ev.timestamp_ns = t0 + (uint64_t)i * 1000000u;
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+		fold_add(&run, amount);
+		prefix[i] = run;
+		if (i % 300 == 299) { /* snapshots at known offsets, whatever the timing */
+			flush_ok(p);
+			assert_int_equal(rill_engine_snapshot(f->engine), 0);
+		}
+	}
+	flush_ok(p);
+	producer_close(p);
+	assert_true(snap_count(f) > 0);
+	static const uint32_t targets[] = {0, 1, 299, 300, 301, 777, 1234, N - 2, N - 1};
+	for (unsigned i = 0; i < ARRAY_COUNT(targets); i++) {
+		uint32_t at = targets[i];
+		struct rill_projection_value v;
+		assert_int_equal(rill_query_as_of(f->engine, "p_count", "acct", 4, at, 0, &v), 0);
+		assert_int_equal(v.count, prefix[at].count);
+		assert_int_equal(rill_query_as_of(f->engine, "p_sum", "acct", 4, at, 0, &v), 0);
+		assert_int_equal(v.i64, prefix[at].sum);
+		assert_int_equal(rill_query_as_of(f->engine, "p_max", "acct", 4, at, 0, &v), 0);
+		assert_int_equal(v.i64, prefix[at].max);
+		/* By time: the event of offset `at` is stamped t0 + at ms; half a ms later
+		 * changes nothing. */
+		uint64_t when = t0 + (uint64_t)at * 1000000u + 500000u;
+		assert_int_equal(
+			rill_query_as_of(f->engine, "p_count", "acct", 4, UINT64_MAX, when, &v), 0);
+		assert_int_equal(v.count, prefix[at].count);
+	}
+	struct rill_projection_value v;
+	assert_int_equal(rill_query_as_of(f->engine, "p_count", "acct", 4, UINT64_MAX, t0 - 1, &v),
+			 -ENOENT); /* before the first event */
+	assert_int_equal(rill_query_as_of(f->engine, "p_count", "acct", 4, 1u << 30, 0, &v), 0);
+	assert_int_equal(v.count, N); /* past the end: the state now */
+	assert_int_equal(rill_query_as_of(f->engine, "nope", "acct", 4, 0, 0, &v), -ENOENT);
 	fx_close(f);
 }
 
@@ -2039,6 +2277,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_query_token, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_query_token_waits, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_retention_projection, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_rebuild, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_retention, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_as_of, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_definitions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topic_bad_log_config, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_limit, fx_setup, fx_teardown),

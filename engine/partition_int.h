@@ -1,0 +1,56 @@
+/*
+ * Internals of a partition (engine/partition.h), shared by partition.c (the write model)
+ * and partition_snapshot.c (snapshots and as-of reads). Owner shard's thread only.
+ */
+#ifndef RILL_ENGINE_PARTITION_INT_H
+#define RILL_ENGINE_PARTITION_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/partition.h"
+
+struct dedup_entry {
+	uint64_t producer_id; /* 0: empty */
+	uint64_t first_seq;   /* the first sequence this partition holds from it */
+	uint64_t last_seq;
+	uint64_t offsets[RILL_PARTITION_DEDUP_WINDOW]; /* W2 */
+};
+
+/* The newest valid snapshot found at open, kept until its projections are bound. */
+struct partition_snap {
+	uint8_t *buf; /* the whole file, verified; NULL: none */
+	uint64_t bytes;
+	uint64_t offset; /* the state covers offsets below this */
+};
+
+struct rill_partition {
+	struct rill_log *log;
+	struct rill_io *io;
+	char dir[4096];
+	struct rill_schema_registry *schemas;
+	struct dedup_entry *dedup;
+	uint64_t dedup_mask;
+	unsigned dedup_shift; /* 64 - log2(capacity) */
+	uint32_t producers_max;
+	/* The dedup table knows every producer that wrote at or after this offset (W4). */
+	uint64_t history_from;
+	bool snapshots;             /* config.snapshots: the log keeps what they need */
+	uint64_t snapshot_offset;   /* the newest snapshot's offset (0: none) */
+	struct partition_snap snap; /* loaded at open */
+	struct rill_projection *projections[RILL_PARTITION_PROJECTIONS_MAX];
+	uint32_t projection_count;
+	struct rill_partition_stats stats;
+};
+
+struct dedup_entry *dedup_slot(const struct rill_partition *part, uint64_t producer_id);
+void dedup_record(struct rill_partition *part, struct dedup_entry *e, uint64_t producer_id,
+		  uint64_t seq, uint64_t offset);
+/* Walk the log from @from_offset: rebuild dedup (if @dedup), fold into @proj (if any). */
+int partition_replay(struct rill_partition *part, uint64_t from_offset, bool dedup,
+		     struct rill_projection *proj);
+/* partition_snapshot.c: load the newest usable snapshot at open (dedup and part->snap). */
+int partition_snapshot_load(struct rill_partition *part);
+void partition_snap_free(struct partition_snap *snap);
+
+#endif /* RILL_ENGINE_PARTITION_INT_H */

@@ -9,10 +9,11 @@
  *      RILL_PARTITION_DEDUP_WINDOW sequences is acknowledged again with its original offset
  *      and not appended (its content is not compared), a gap or an older retry is refused.
  *      The first sequence a partition sees from a producer sets its start, except when
- *      retention has deleted part of the log: then a producer unknown here must start at
- *      0, since a retry of an event in the deleted part could not be recognised. (Until
- *      snapshots keep the dedup table, a retry of sequence 0 itself by a producer whose
- *      whole history retention deleted still goes in again: use fresh producer ids.)
+ *      the dedup table does not cover the whole history (retention deleted part of the
+ *      log, and no snapshot kept its producers): then a producer unknown here must start
+ *      at 0, since a retry of an event in the deleted part could not be recognised, and a
+ *      retry of sequence 0 itself by a producer whose whole history was deleted goes in
+ *      again. With config.snapshots (the engine's default) the table always covers it.
  *   3. appended to the log, getting its offset ("applied" may be acknowledged from here);
  *   4. folded into every projection bound to the partition, from the same bytes;
  *   5. durable once the log's group commit covering it completes.

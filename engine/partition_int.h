@@ -51,6 +51,14 @@ int partition_replay(struct rill_partition *part, uint64_t from_offset, bool ded
 		     struct rill_projection *proj);
 /* partition_snapshot.c: load the newest usable snapshot at open (dedup and part->snap). */
 int partition_snapshot_load(struct rill_partition *part);
+/* Verify @buf as the snapshot of @offset and load its dedup table into @part's empty one.
+ * 0, or RILL_E_PROJECTION_SNAPSHOT with the table left empty. (Also the fuzz target's.) */
+int partition_snapshot_check(struct rill_partition *part, const uint8_t *buf, uint64_t bytes,
+			     uint64_t offset);
+/* The state stored for projection @name in a checked snapshot, or NULL. */
+const uint8_t *partition_snapshot_state(const uint8_t *buf, const char *name,
+					uint64_t *state_bytes);
+void partition_dedup_clear(struct rill_partition *part);
 void partition_snap_free(struct partition_snap *snap);
 
 #endif /* RILL_ENGINE_PARTITION_INT_H */

@@ -212,10 +212,29 @@ static bool snap_load_dedup(struct rill_partition *part, const uint8_t *buf,
 	return true;
 }
 
-static void dedup_clear(struct rill_partition *part)
+void partition_dedup_clear(struct rill_partition *part)
 {
 	memset(part->dedup, 0, (part->dedup_mask + 1) * sizeof(*part->dedup));
 	part->stats.producers = 0;
+}
+
+int partition_snapshot_check(struct rill_partition *part, const uint8_t *buf, uint64_t bytes,
+			     uint64_t offset)
+{
+	struct snap_header h;
+	if (bytes < sizeof(h) + 8 || !snap_verify(part, buf, bytes, offset, &h) ||
+	    !snap_load_dedup(part, buf, &h)) {
+		partition_dedup_clear(part);
+		return RILL_E_PROJECTION_SNAPSHOT;
+	}
+	return 0;
+}
+
+const uint8_t *partition_snapshot_state(const uint8_t *buf, const char *name, uint64_t *state_bytes)
+{
+	struct snap_header h;
+	memcpy(&h, buf, sizeof(h));
+	return snap_find(buf, &h, name, state_bytes);
 }
 
 void partition_snap_free(struct partition_snap *snap)
@@ -246,14 +265,15 @@ int partition_snapshot_load(struct rill_partition *part)
 		rc = snap_read(part, offset, &buf, &bytes);
 		if (rc == -ENOMEM)
 			return rc;
-		if (rc < 0 || !snap_verify(part, buf, bytes, offset, &h) ||
-		    !snap_load_dedup(part, buf, &h)) {
-			if (rc == 0)
-				free(buf);
-			dedup_clear(part);
+		if (rc == 0 && partition_snapshot_check(part, buf, bytes, offset) != 0) {
+			free(buf);
+			rc = RILL_E_PROJECTION_SNAPSHOT;
+		}
+		if (rc < 0) {
 			part->stats.snapshots_skipped++;
 			continue;
 		}
+		memcpy(&h, buf, sizeof(h));
 		part->snap = (struct partition_snap){.buf = buf, .bytes = bytes, .offset = offset};
 		part->history_from = h.history_from < start ? h.history_from : start;
 		return 0;

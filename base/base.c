@@ -43,6 +43,7 @@ static const char *const rill_error_texts[] = {
 	[19] = "event type or version not registered",
 	[20] = "producer sequence out of order (a gap, or older than the recent ones kept)",
 	[21] = "stale: the offset asked for was not applied in time",
+	[22] = "refused by the command handler",
 };
 _Static_assert(RILL_ARRAY_COUNT(rill_error_texts) == -(RILL_E_LAST + RILL_E_BASE),
 	       "every rill error code needs a text");

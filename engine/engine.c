@@ -131,6 +131,9 @@ static int shard_init(struct rill_engine *e, uint32_t index, struct rill_error_t
 	}
 	s->notify_ok = s->io->ops->notify != NULL && s->io->ops->notify(s->io, s->wake_fd) == 0;
 	rc = rill_io_mux_create(&s->mux, s->io);
+	s->command = calloc(1, sizeof(*s->command));
+	if (s->command == NULL)
+		rc = -ENOMEM;
 	struct rill_hist **hists[] = {&s->hist_ring, &s->hist_apply, &s->hist_applied,
 				      &s->hist_durable};
 	for (unsigned i = 0; i < RILL_ARRAY_COUNT(hists) && rc == 0; i++) {
@@ -166,6 +169,7 @@ static int shard_fini(struct shard *s)
 	free(s->hist_apply);
 	free(s->hist_applied);
 	free(s->hist_durable);
+	free(s->command);
 	rill_io_mux_destroy(s->mux);
 	rill_io_destroy(s->io);
 	if (s->wake_fd >= 0)
@@ -683,6 +687,26 @@ int rill_query_as_of(struct rill_engine *e, const char *name, const void *key, s
 				.as_of_ns = timestamp_ns,
 				.value = out};
 	return shard_call(&e->shards[t->parts[p].shard], &req);
+}
+
+int rill_command_handler_set(struct rill_engine *e, struct rill_topic *topic, uint32_t type_id,
+			     rill_command_fn fn, void *arg)
+{
+	struct engine_topic *t = (struct engine_topic *)topic;
+	if (t == NULL)
+		return -EINVAL;
+	pthread_mutex_lock(&e->lock); /* one change at a time: every shard sees the same */
+	int rc = 0;
+	for (uint32_t i = 0; i < e->shard_count && rc == 0; i++) {
+		struct shard_req req = {.kind = SHARD_REQ_HANDLER_SET,
+					.topic = t,
+					.type_id = type_id,
+					.handler = fn,
+					.handler_arg = arg};
+		rc = shard_call(&e->shards[i], &req);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return rc;
 }
 
 int rill_engine_snapshot(struct rill_engine *e)

@@ -65,8 +65,9 @@ struct engine_ack_msg {
 	uint8_t level; /* enum rill_acks */
 	uint8_t duplicate;
 	uint16_t reason_bytes;
-	uint8_t settles; /* acknowledgements owed that this one settles (0, 1 or 2) */
-	uint8_t reserved[3];
+	uint8_t settles;     /* acknowledgements owed that this one settles (0, 1 or 2) */
+	uint8_t event_count; /* events appended for it (a command's) */
+	uint8_t reserved[2];
 };
 _Static_assert(sizeof(struct engine_ack_msg) + 8u <= ENGINE_RING_SLOT_BYTES,
 	       "an acknowledgement without a reason takes one ring slot");
@@ -93,9 +94,16 @@ struct shard_part {
 	uint32_t waits_head, waits_count;
 	uint64_t durable_sent; /* the durable offset acknowledgements were last sent up to */
 	struct rill_projection *projs[RILL_ENGINE_PROJECTIONS_MAX]; /* by projection index */
-	uint64_t snap_offset; /* the newest snapshot's offset */
-	uint64_t snap_ns;     /* when it was taken (or the partition opened) */
-	int error;            /* the log's fail-stop error, once met */
+	struct shard_handler {
+		uint32_t type_id;
+		rill_command_fn fn; /* NULL: free */
+		void *arg;
+	} handlers[RILL_COMMAND_HANDLERS_MAX];
+	uint32_t handler_count; /* used entries (some may be free) */
+	uint64_t snap_offset;   /* the newest snapshot's offset */
+	uint64_t snap_ns;       /* when it was taken (or the partition opened) */
+	uint64_t snap_retry_ns; /* after a failure: no periodic try before this */
+	int error;              /* the log's fail-stop error, once met */
 };
 
 /* Where a partition lives. */
@@ -165,6 +173,7 @@ enum shard_req_kind {
 	SHARD_REQ_QUERY_AS_OF,
 	SHARD_REQ_OPENED,
 	SHARD_REQ_SNAPSHOT,
+	SHARD_REQ_HANDLER_SET,
 	SHARD_REQ_STATS,
 	SHARD_REQ_STOP,
 };
@@ -185,6 +194,9 @@ struct shard_req {
 	uint32_t key_bytes;
 	uint64_t min_offset; /* query without a key: is this offset of partition applied? */
 	uint64_t as_of_offset, as_of_ns; /* as-of queries */
+	uint32_t type_id;                /* command handlers */
+	rill_command_fn handler;
+	void *handler_arg;
 	struct rill_projection_value *value;
 	struct rill_shard_stats *stats;
 	struct rill_error_text *err;
@@ -221,8 +233,10 @@ struct shard {
 	uint64_t turns;        /* loop turns: snapshots are looked at every so many */
 	uint64_t delay_ns_min; /* the smallest batch delay of its topics (sleep bound) */
 	bool stopping;
-	int error; /* the first fatal error (reported at close) */
+	bool opened; /* the engine finished opening: periodic snapshots may start */
+	int error;   /* the first fatal error (reported at close) */
 	struct rill_hist *hist_ring, *hist_apply, *hist_applied, *hist_durable;
+	struct rill_command_result *command; /* the handlers' scratch (one at a time) */
 };
 
 struct rill_engine {

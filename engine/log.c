@@ -1008,25 +1008,24 @@ int rill_log_poll(struct rill_log *log, uint64_t wait_ns)
 	return log_maybe_submit(log, false);
 }
 
-int rill_log_append(struct rill_log *log, const struct rill_record *record, uint64_t *offset)
+/* Room for @bytes more in the filling batch: submit it first if it is at its byte limit.
+ * 0, -EAGAIN (a write is in flight: backpressure) or the fail-stop error. */
+static int log_make_room(struct rill_log *log, uint64_t bytes)
 {
-	if (rill_unlikely(log->failed))
-		return log->failed;
-	RILL_DASSERT(!log->config.read_only);
-	uint32_t bytes = rill_record_bytes(record->key_bytes, record->payload_bytes);
-	if (rill_unlikely(bytes == 0))
-		return record->key_bytes > RILL_KEY_BYTES_MAX ? RILL_E_RECORD_KEY_TOO_LONG
-							      : RILL_E_RECORD_PAYLOAD_TOO_LONG;
-	if (log->fill_count > 0 && log->fill_bytes + bytes > log->config.batch_bytes_max) {
-		/* The filling batch is at its byte limit: it must go before this record. */
-		int rc = rill_log_poll(log, 0);
-		if (rc == 0)
-			rc = log_maybe_submit(log, true);
-		if (rc < 0)
-			return rc;
-		if (log->fill_count > 0)
-			return -EAGAIN; /* a write is in flight: backpressure */
-	}
+	if (log->fill_count == 0 || log->fill_bytes + bytes <= log->config.batch_bytes_max)
+		return 0;
+	/* The filling batch is at its byte limit: it must go before these records. */
+	int rc = rill_log_poll(log, 0);
+	if (rc == 0)
+		rc = log_maybe_submit(log, true);
+	if (rc < 0)
+		return rc;
+	return log->fill_count > 0 ? -EAGAIN : 0;
+}
+
+/* Encode @record (@bytes long) into the filling batch, which has room, at the next offset. */
+static uint64_t log_fill(struct rill_log *log, const struct rill_record *record, uint32_t bytes)
+{
 	RILL_DASSERT(log->fill_bytes + bytes <= log->buf_capacity);
 	int rc = rill_record_encode(log->buf[log->filling] + log->fill_bytes, bytes, record);
 	RILL_ASSERT(rc == (int)bytes);
@@ -1040,8 +1039,62 @@ int rill_log_append(struct rill_log *log, const struct rill_record *record, uint
 		log->fill_ts_max = record->timestamp_ns;
 	log->fill_bytes += bytes;
 	log->fill_count++;
-	*offset = log->next_offset++;
+	return log->next_offset++;
+}
+
+static int log_record_bytes(const struct rill_record *record, uint32_t *bytes)
+{
+	*bytes = rill_record_bytes(record->key_bytes, record->payload_bytes);
+	if (rill_unlikely(*bytes == 0))
+		return record->key_bytes > RILL_KEY_BYTES_MAX ? RILL_E_RECORD_KEY_TOO_LONG
+							      : RILL_E_RECORD_PAYLOAD_TOO_LONG;
+	return 0;
+}
+
+int rill_log_append(struct rill_log *log, const struct rill_record *record, uint64_t *offset)
+{
+	if (rill_unlikely(log->failed))
+		return log->failed;
+	RILL_DASSERT(!log->config.read_only);
+	uint32_t bytes;
+	int rc = log_record_bytes(record, &bytes);
+	if (rc == 0)
+		rc = log_make_room(log, bytes);
+	if (rc < 0)
+		return rc;
+	*offset = log_fill(log, record, bytes);
 	/* Nothing in flight: the batch goes now (or when its delay passes, via poll). */
+	return log_maybe_submit(log, false);
+}
+
+int rill_log_append_group(struct rill_log *log, const struct rill_record *records, uint32_t count,
+			  uint64_t *first_offset)
+{
+	if (rill_unlikely(log->failed))
+		return log->failed;
+	RILL_DASSERT(!log->config.read_only);
+	if (count == 0 || count > RILL_LOG_GROUP_MAX)
+		return -EINVAL;
+	uint64_t total = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t bytes;
+		int rc = log_record_bytes(&records[i], &bytes);
+		if (rc < 0)
+			return rc;
+		total += bytes;
+	}
+	if (total > log->config.batch_bytes_max)
+		return -EMSGSIZE; /* one batch is the unit a crash keeps or drops */
+	int rc = log_make_room(log, total);
+	if (rc < 0)
+		return rc;
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t offset =
+			log_fill(log, &records[i],
+				 rill_record_bytes(records[i].key_bytes, records[i].payload_bytes));
+		if (i == 0)
+			*first_offset = offset;
+	}
 	return log_maybe_submit(log, false);
 }
 

@@ -61,6 +61,7 @@ struct rill_log_recovery {
 /* Log limits. */
 #define RILL_LOG_BATCH_BYTES_MAX (16u << 20) /* largest batch on disk, header included */
 #define RILL_LOG_SEGMENTS_MAX    65536u
+#define RILL_LOG_GROUP_MAX       64u /* records appended together (rill_log_append_group) */
 
 /* rill_log_config_default - the defaults above. */
 void rill_log_config_default(struct rill_log_config *config);
@@ -82,6 +83,16 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
  * an RILL_E_RECORD_* error for a record over the limits, or the fail-stop error.
  */
 int rill_log_append(struct rill_log *log, const struct rill_record *record, uint64_t *offset);
+
+/*
+ * rill_log_append_group - append @count records (1 .. RILL_LOG_GROUP_MAX) into one batch,
+ * at consecutive offsets from *@first_offset: a crash keeps all of them or none (a batch is
+ * written, checked and recovered whole). Returns 0, -EMSGSIZE when together they exceed
+ * batch_bytes_max, -EAGAIN (backpressure, nothing appended), -EINVAL, a record error, or
+ * the fail-stop error.
+ */
+int rill_log_append_group(struct rill_log *log, const struct rill_record *records, uint32_t count,
+			  uint64_t *first_offset);
 
 /*
  * rill_log_poll - drive group commit: reap finished writes, advance the durable offset,

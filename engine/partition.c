@@ -98,7 +98,9 @@ int partition_replay(struct rill_partition *part, uint64_t from_offset, bool ded
 				rc = -ENOSPC; /* written under a larger limit */
 				break;
 			}
-			dedup_record(part, e, rec.producer_id, rec.sequence, offset);
+			/* A command's events share its sequence: the first one is its offset. */
+			if (e->producer_id == 0 || rec.sequence != e->last_seq)
+				dedup_record(part, e, rec.producer_id, rec.sequence, offset);
 		}
 		if (dedup)
 			part->stats.replayed++;
@@ -138,8 +140,10 @@ int rill_partition_open(struct rill_partition **out, const struct rill_partition
 		rc = partition_snapshot_load(part);
 		if (rc == 0)
 			rc = partition_replay(part, part->snap.offset, true, NULL);
-		if (rc == 0 && part->snapshots)
-			rill_log_retain_floor(part->log, part->snapshot_offset);
+		/* Retention keeps what the snapshots need: the oldest usable one's log, or,
+		 * when snapshots are to come, everything until the first. */
+		if (rc == 0 && (part->snapshots || part->snap.buf != NULL))
+			rill_log_retain_floor(part->log, part->snapshot_floor);
 	}
 	if (rc != 0) {
 		partition_snap_free(&part->snap);
@@ -316,4 +320,76 @@ struct rill_log *rill_partition_log(struct rill_partition *part)
 void rill_partition_stats(const struct rill_partition *part, struct rill_partition_stats *out)
 {
 	*out = part->stats;
+}
+
+int rill_partition_check(struct rill_partition *part, const struct rill_record *rec,
+			 struct rill_partition_write *result, struct rill_schema_error *err)
+{
+	struct dedup_entry *e = NULL;
+	result->duplicate = false;
+	int rc = rill_log_error(part->log);
+	if (rill_unlikely(rc != 0))
+		return schema_fail(err, rc, "the log has stopped: %s", rill_strerror(rc));
+	rc = admit(part, rec, &e, result, err);
+	if (rc != 0)
+		part->stats.refused++;
+	else if (result->duplicate)
+		part->stats.duplicates++;
+	return rc;
+}
+
+int rill_partition_write_group(struct rill_partition *part, const struct rill_record *cmd,
+			       struct rill_record *events, uint32_t count,
+			       struct rill_partition_write *result, struct rill_schema_error *err)
+{
+	if (count == 0 || count > RILL_PARTITION_GROUP_MAX)
+		return schema_fail(err, -EINVAL, "a command makes 1 to %u events, not %u",
+				   RILL_PARTITION_GROUP_MAX, count);
+	struct dedup_entry *e = NULL;
+	result->duplicate = false;
+	int rc = rill_log_error(part->log);
+	if (rill_unlikely(rc != 0))
+		return schema_fail(err, rc, "the log has stopped: %s", rill_strerror(rc));
+	rc = admit(part, cmd, &e, result, err); /* the command's sequence */
+	if (rc != 0 || result->duplicate) {
+		part->stats.refused += rc != 0;
+		part->stats.duplicates += rc == 0;
+		return rc;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		/* Each event: the command's key, producer, sequence and tracing ids. */
+		events[i].key = cmd->key;
+		events[i].key_bytes = cmd->key_bytes;
+		events[i].producer_id = cmd->producer_id;
+		events[i].sequence = cmd->sequence;
+		events[i].correlation_id = cmd->correlation_id;
+		if (events[i].timestamp_ns == 0)
+			events[i].timestamp_ns = cmd->timestamp_ns;
+		struct rill_partition_write ignored;
+		struct dedup_entry *unused;
+		struct rill_record anon = events[i];
+		anon.producer_id = 0; /* the schema checks only; the sequence was checked above */
+		rc = admit(part, &anon, &unused, &ignored, err);
+		if (rc != 0) {
+			part->stats.refused++;
+			char inner[sizeof(err->message)];
+			memcpy(inner, err->message, sizeof(inner));
+			inner[sizeof(inner) - 1] = '\0';
+			return schema_fail(err, rc, "event %u of the command: %.400s", i, inner);
+		}
+	}
+	uint64_t first;
+	rc = rill_log_append_group(part->log, events, count, &first);
+	if (rill_unlikely(rc != 0)) {
+		if (rc == -EMSGSIZE)
+			part->stats.refused++;
+		return schema_fail(err, rc, "append: %s", rill_strerror(rc));
+	}
+	if (e != NULL)
+		dedup_record(part, e, cmd->producer_id, cmd->sequence, first);
+	for (uint32_t i = 0; i < count; i++)
+		project(part, &events[i], first + i);
+	part->stats.written += count;
+	result->offset = first;
+	return 0;
 }

@@ -45,6 +45,8 @@ struct rill_partition;
 #define RILL_PARTITION_DEDUP_WINDOW       8u           /* recent sequences kept per producer */
 #define RILL_PARTITION_SNAPSHOTS_MAX      64u          /* snapshots kept per partition */
 #define RILL_PARTITION_SNAPSHOT_BYTES_MAX (1ull << 32) /* one snapshot file */
+#define RILL_PARTITION_GROUP_MAX          16u          /* events one command may turn into */
+_Static_assert(RILL_PARTITION_GROUP_MAX <= RILL_LOG_GROUP_MAX, "a command's events fit a group");
 
 struct rill_partition_config {
 	struct rill_io *io;                   /* the shard's I/O backend */
@@ -52,7 +54,7 @@ struct rill_partition_config {
 	struct rill_schema_registry *schemas; /* types and versions events must follow */
 	struct rill_log_config log;           /* segments, group commit, retention, durability */
 	uint32_t producers_max;               /* default 4,096 */
-	bool snapshots; /* snapshots are taken: retention keeps what the newest one needs */
+	bool snapshots; /* periodic snapshots will come: retention waits for the first */
 };
 
 /* rill_partition_config_default - the log's defaults and 4,096 producers; io, dir and
@@ -125,8 +127,8 @@ int rill_partition_write(struct rill_partition *part, const struct rill_record *
 
 /*
  * rill_partition_snapshot - make everything written durable, write a snapshot, and keep
- * the newest @keep (1 .. RILL_PARTITION_SNAPSHOTS_MAX), deleting older ones. With
- * config.snapshots, retention may then delete what precedes it. Returns 0, -EINVAL, or an
+ * the newest @keep (1 .. RILL_PARTITION_SNAPSHOTS_MAX), deleting older ones. From then on
+ * retention deletes nothing the oldest kept snapshot needs (the log after it). Returns 0, -EINVAL, or an
  * I/O or log error (the partition goes on; the previous snapshots stay). Blocks.
  */
 int rill_partition_snapshot(struct rill_partition *part, uint32_t keep);
@@ -155,10 +157,36 @@ int rill_partition_as_of(struct rill_partition *part, struct rill_projection *pr
 			 uint64_t offset);
 
 /*
- * rill_partition_offset_at - the last offset whose event's timestamp is at or before
- * @timestamp_ns, scanning from the time index's answer; UINT64_MAX when none is. Blocks.
+ * rill_partition_offset_at - the offset "as of" @timestamp_ns: from the first batch the
+ * time index says holds an event stamped at or after it, the events are read in log order
+ * up to the first one stamped later; the answer is the one before that. Event times are
+ * the producers' and need not grow along the log: this is the end of the first stretch
+ * stamped at or before the time. UINT64_MAX when no event is; -ERANGE when the answer
+ * lies in what retention deleted. Blocks.
  */
 int rill_partition_offset_at(struct rill_partition *part, uint64_t timestamp_ns, uint64_t *offset);
+
+/*
+ * rill_partition_check - steps 1 and 2 alone: whether rill_partition_write would take
+ * @rec, refuse it, or acknowledge it as a duplicate (result->duplicate, its offset), with
+ * nothing appended. For a command handler, which must not run for a duplicate.
+ */
+int rill_partition_check(struct rill_partition *part, const struct rill_record *rec,
+			 struct rill_partition_write *result, struct rill_schema_error *err);
+
+/*
+ * rill_partition_write_group - the write model for a command turned into @count events
+ * (1 .. RILL_PARTITION_GROUP_MAX): @cmd's type, payload and producer sequence are checked
+ * as rill_partition_write would (a duplicate is acknowledged with its first event's
+ * offset); each event gets @cmd's key, producer, sequence and correlation id (and its
+ * timestamp when it has none) and is checked against its own schema; then all are
+ * appended in one batch, so a crash keeps all of them or none, and folded into the
+ * projections. result->offset is the first event's. Returns as rill_partition_write, and
+ * -EMSGSIZE when they exceed one batch; a refusal names the event at fault. Never blocks.
+ */
+int rill_partition_write_group(struct rill_partition *part, const struct rill_record *cmd,
+			       struct rill_record *events, uint32_t count,
+			       struct rill_partition_write *result, struct rill_schema_error *err);
 
 /* rill_partition_poll - drive the log's group commit (rill_log_poll). 0 or its error. */
 int rill_partition_poll(struct rill_partition *part, uint64_t wait_ns);

@@ -36,7 +36,9 @@ struct rill_partition {
 	/* The dedup table knows every producer that wrote at or after this offset (W4). */
 	uint64_t history_from;
 	bool snapshots;             /* config.snapshots: the log keeps what they need */
-	uint64_t snapshot_offset;   /* the newest snapshot's offset (0: none) */
+	uint64_t snapshot_offset;   /* the newest usable snapshot's offset (0: none) */
+	uint64_t snapshot_floor;    /* the oldest kept one's: retention keeps from it */
+	bool snap_dir_made;         /* snapshots/ exists and its entry is durable */
 	struct partition_snap snap; /* loaded at open */
 	struct rill_projection *projections[RILL_PARTITION_PROJECTIONS_MAX];
 	uint32_t projection_count;

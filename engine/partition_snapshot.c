@@ -62,6 +62,7 @@ static void snap_path(const struct rill_partition *part, uint64_t offset, char *
 struct snap_list {
 	uint64_t offsets[RILL_PARTITION_SNAPSHOTS_MAX * 2];
 	uint32_t count;
+	uint32_t dropped; /* entries beyond the array */
 };
 
 static int snap_list_entry(void *arg, const char *name)
@@ -72,13 +73,15 @@ static int snap_list_entry(void *arg, const char *name)
 		return 0; /* temporary files and anything else */
 	uint64_t offset = 0;
 	for (int i = 0; i < 20; i++) {
-		if (name[i] < '0' || name[i] > '9')
-			return 0;
-		offset = offset * 10 + (uint64_t)(name[i] - '0');
+		uint64_t digit = (uint64_t)(name[i] - '0');
+		if (name[i] < '0' || name[i] > '9' || offset > (UINT64_MAX - digit) / 10)
+			return 0; /* not ours, or an offset no log reaches */
+		offset = offset * 10 + digit;
 	}
-	if (l->count == RILL_ARRAY_COUNT(l->offsets))
-		return 0; /* more than twice what is kept: the newest are what matter, but an
-			   * unsorted listing cannot tell; counted as skipped by the caller */
+	if (l->count == RILL_ARRAY_COUNT(l->offsets)) {
+		l->dropped++; /* more than twice what is ever kept: the caller says so */
+		return 0;
+	}
 	l->offsets[l->count++] = offset;
 	return 0;
 }
@@ -94,6 +97,7 @@ static int snap_list(struct rill_partition *part, struct snap_list *l)
 	char dir[4200];
 	snprintf(dir, sizeof(dir), "%s/snapshots", part->dir);
 	l->count = 0;
+	l->dropped = 0;
 	int rc = part->io->ops->list(part->io, dir, snap_list_entry, l);
 	if (rc == -ENOENT)
 		return 0;
@@ -243,22 +247,45 @@ void partition_snap_free(struct partition_snap *snap)
 	*snap = (struct partition_snap){0};
 }
 
+/* The offset retention must keep from: the oldest snapshot the log can still continue
+ * (so that each kept one stays usable, for restarts and as-of reads), 0 with none. */
+static uint64_t snap_floor(const struct rill_partition *part, const struct snap_list *l)
+{
+	uint64_t start = rill_log_start_offset(part->log);
+	uint64_t next = rill_log_next_offset(part->log);
+	for (uint32_t i = 0; i < l->count; i++) {
+		if (l->offsets[i] >= start && l->offsets[i] <= next)
+			return l->offsets[i];
+	}
+	return 0;
+}
+
 int partition_snapshot_load(struct rill_partition *part)
 {
 	struct snap_list l;
 	int rc = snap_list(part, &l);
 	if (rc < 0)
 		return rc;
-	if (l.count > 0)
-		part->snapshot_offset = l.offsets[l.count - 1];
+	part->stats.snapshots_skipped += l.dropped;
+	char tmp[4300];
+	snprintf(tmp, sizeof(tmp), "%s/snapshots/.snapshot.tmp", part->dir);
+	(void)part->io->ops->unlink(part->io, tmp); /* an interrupted write's */
 	uint64_t start = rill_log_start_offset(part->log);
 	uint64_t next = rill_log_next_offset(part->log);
+	/* A snapshot past the log's end describes events the log no longer has (a repair cut
+	 * them): once the log grew past it again, it would be taken for the new ones. */
+	while (l.count > 0 && l.offsets[l.count - 1] > next) {
+		char path[4300];
+		snap_path(part, l.offsets[--l.count], path, sizeof(path));
+		(void)part->io->ops->unlink(part->io, path);
+		part->stats.snapshots_skipped++;
+	}
 	for (uint32_t i = l.count; i-- > 0;) {
 		uint64_t offset = l.offsets[i];
 		uint8_t *buf;
 		uint64_t bytes;
 		struct snap_header h;
-		if (offset < start || offset > next) {
+		if (offset < start) {
 			part->stats.snapshots_skipped++; /* the log cannot continue from it */
 			continue;
 		}
@@ -275,9 +302,13 @@ int partition_snapshot_load(struct rill_partition *part)
 		}
 		memcpy(&h, buf, sizeof(h));
 		part->snap = (struct partition_snap){.buf = buf, .bytes = bytes, .offset = offset};
-		part->history_from = h.history_from < start ? h.history_from : start;
+		part->snapshot_offset = offset;
+		part->snapshot_floor = snap_floor(part, &l);
+		part->history_from = h.history_from; /* W4: what the table knew, then */
 		return 0;
 	}
+	part->snapshot_offset = 0; /* none usable: the whole log is the only truth */
+	part->snapshot_floor = 0;
 	return 0;
 }
 
@@ -343,9 +374,13 @@ static int snap_write(struct rill_partition *part, uint64_t offset, const uint8_
 	snprintf(dir, sizeof(dir), "%s/snapshots", part->dir);
 	snprintf(tmp, sizeof(tmp), "%s/.snapshot.tmp", dir);
 	snap_path(part, offset, path, sizeof(path));
-	int rc = io->ops->mkdir(io, dir);
-	if (rc == 0)
-		rc = io->ops->fsync_dir(io, part->dir); /* the folder itself, once */
+	int rc = 0;
+	if (!part->snap_dir_made) {
+		rc = io->ops->mkdir(io, dir);
+		if (rc == 0)
+			rc = io->ops->fsync_dir(io, part->dir); /* the folder's own entry */
+		part->snap_dir_made = rc == 0;
+	}
 	int handle = -1;
 	if (rc == 0)
 		rc = io->ops->open(io, tmp, RILL_IO_CREATE, &handle);
@@ -383,17 +418,21 @@ int rill_partition_snapshot(struct rill_partition *part, uint32_t keep)
 		return rc;
 	part->snapshot_offset = offset;
 	part->stats.snapshots++;
-	if (part->snapshots)
-		rill_log_retain_floor(part->log, offset);
 	/* Keep the newest @keep; older ones go (a failure here loses nothing). */
 	struct snap_list l;
 	if (snap_list(part, &l) == 0) {
-		for (uint32_t i = 0; i + keep < l.count; i++) {
+		uint32_t drop = l.count > keep ? l.count - keep : 0;
+		for (uint32_t i = 0; i < drop; i++) {
 			char path[4300];
 			snap_path(part, l.offsets[i], path, sizeof(path));
 			(void)part->io->ops->unlink(part->io, path);
 		}
+		memmove(l.offsets, l.offsets + drop, (l.count - drop) * sizeof(l.offsets[0]));
+		l.count -= drop;
+		part->snapshot_floor = snap_floor(part, &l);
 	}
+	/* Snapshots exist now, periodic or not: the log keeps what the oldest kept needs. */
+	rill_log_retain_floor(part->log, part->snapshot_floor);
 	return 0;
 }
 
@@ -465,7 +504,7 @@ int rill_partition_as_of(struct rill_partition *part, struct rill_projection *pr
 	int rc = as_of_restore(part, proj, end, &from);
 	if (rc < 0)
 		return rc;
-	if (from < rill_log_start_offset(part->log))
+	if (from < end && from < rill_log_start_offset(part->log))
 		return -ERANGE; /* retention deleted events between the snapshot and the target */
 	if (rill_log_durable_offset(part->log) < end && (rc = rill_log_sync(part->log)) < 0)
 		return rc; /* readers see durable events only */
@@ -508,6 +547,8 @@ int rill_partition_offset_at(struct rill_partition *part, uint64_t timestamp_ns,
 	rill_log_iter_fini(&it);
 	if (rc < 0)
 		return rc;
+	if (last != UINT64_MAX && last < rill_log_start_offset(part->log))
+		return -ERANGE; /* the answer lies in what retention deleted */
 	*offset = last;
 	return 0;
 }

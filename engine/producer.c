@@ -172,6 +172,7 @@ static int producer_drain(struct rill_producer *p, uint32_t shard)
 				.reason = reason,
 				.token = {.partition = m.partition, .offset = m.offset},
 				.duplicate = m.duplicate != 0,
+				.event_count = m.event_count,
 				.ingress_ns = m.ingress_ns,
 				.done_ns = m.done_ns};
 			p->config.on_ack(p->config.arg, &ack);

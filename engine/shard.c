@@ -130,6 +130,64 @@ static void shard_durable_wait_push(struct shard *s, struct shard_part *sp, uint
 	s->producers[slot].acks_reserved++; /* I2 */
 }
 
+/* The handler for @type_id on @sp, or NULL. */
+static const struct shard_handler *shard_handler_find(const struct shard_part *sp, uint32_t type_id)
+{
+	for (uint32_t i = 0; i < sp->handler_count; i++) {
+		if (sp->handlers[i].fn != NULL && sp->handlers[i].type_id == type_id)
+			return &sp->handlers[i];
+	}
+	return NULL;
+}
+
+/*
+ * The write model with a command handler in front (rill.h, "Command handlers"): the
+ * command's own checks first (a duplicate or a refusal never reaches the handler), then
+ * its verdict. @count gets the events appended. Returns as rill_partition_write. A
+ * handler may run again for the same command when the log pushes back (-EAGAIN).
+ */
+static int shard_command(struct shard *s, struct shard_part *sp, const struct rill_record *rec,
+			 struct rill_partition_write *res, struct rill_schema_error *serr,
+			 uint32_t *count)
+{
+	const struct shard_handler *h = shard_handler_find(sp, rec->type_id);
+	if (h == NULL)
+		return rill_partition_write(sp->part, rec, res, serr);
+	int rc = rill_partition_check(sp->part, rec, res, serr);
+	if (rc < 0 || res->duplicate)
+		return rc;
+	struct rill_command_result *out = s->command;
+	out->reason[0] = '\0';
+	out->event_count = 0;
+	enum rill_command_verdict verdict = h->fn(h->arg, rec, sp->partition, out);
+	if (verdict == RILL_COMMAND_ACCEPT)
+		return rill_partition_write(sp->part, rec, res, serr);
+	if (verdict != RILL_COMMAND_EMIT) {
+		out->reason[sizeof(out->reason) - 1] = '\0';
+		snprintf(serr->message, sizeof(serr->message), "%s",
+			 out->reason[0] ? out->reason : "refused by the command handler");
+		return RILL_E_COMMAND_REFUSED;
+	}
+	if (out->event_count == 0 || out->event_count > RILL_COMMAND_EVENTS_MAX) {
+		snprintf(serr->message, sizeof(serr->message),
+			 "the command handler emitted %u events (1 to %u)", out->event_count,
+			 RILL_COMMAND_EVENTS_MAX);
+		return RILL_E_COMMAND_REFUSED;
+	}
+	struct rill_record events[RILL_COMMAND_EVENTS_MAX];
+	for (uint32_t i = 0; i < out->event_count; i++) {
+		const struct rill_command_event *ev = &out->events[i];
+		events[i] = (struct rill_record){.timestamp_ns = ev->timestamp_ns,
+						 .type_id = ev->type_id,
+						 .schema_version = ev->version,
+						 .payload = ev->payload,
+						 .payload_bytes = ev->payload_bytes,
+						 .causation_id = rec->causation_id};
+	}
+	*count = out->event_count;
+	return rill_partition_write_group(sp->part, rec, events, out->event_count, res, serr);
+}
+
 /* What became of an event offered to the shard. */
 enum shard_take {
 	SHARD_TAKEN,      /* refused or written: it may leave the ring */
@@ -174,7 +232,12 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 	struct rill_partition_write res = {0};
 	struct rill_schema_error serr;
 	serr.message[0] = '\0';
-	int rc = sp->error != 0 ? sp->error : rill_partition_write(sp->part, &rec, &res, &serr);
+	uint32_t count = 1; /* events appended */
+	int rc = sp->error;
+	if (rc == 0 && sp->handler_count > 0)
+		rc = shard_command(s, sp, &rec, &res, &serr, &count);
+	else if (rc == 0)
+		rc = rill_partition_write(sp->part, &rec, &res, &serr);
 	if (rc == -EAGAIN)
 		return SHARD_STALL_LOG; /* both batch buffers busy: the log's own backpressure */
 	uint64_t now = rill_clock_now_ns();
@@ -187,7 +250,8 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 				     .level = m->acks == RILL_ACKS_NONE ? RILL_ACKS_APPLIED
 									: m->acks,
 				     .duplicate = res.duplicate,
-				     .settles = 1};
+				     .settles = 1,
+				     .event_count = (uint8_t)count};
 	if (rc < 0) {
 		/* A refusal settles everything the publisher asked for, and is always sent. */
 		s->refused++;
@@ -217,7 +281,8 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 		shard_latency(s->hist_durable, m->ingress_ns, now);
 		return SHARD_TAKEN;
 	}
-	shard_durable_wait_push(s, sp, slot, m, res.offset);
+	/* A command's events share one batch: the last one's durability is theirs. */
+	shard_durable_wait_push(s, sp, slot, m, res.offset + (res.duplicate ? 0 : count - 1));
 	return SHARD_TAKEN;
 }
 
@@ -387,21 +452,24 @@ static void shard_finish(struct shard *s)
 	s->part_count = 0;
 }
 
-#define SHARD_SNAPSHOT_TURNS 1024u /* turns between looks at the snapshot intervals */
+#define SHARD_SNAPSHOT_TURNS    1024u /* turns between looks at the snapshot intervals */
+#define SHARD_SNAPSHOT_RETRY_NS (10ull * 1000000000u) /* after a failed snapshot */
 
 /* Snapshot every partition whose interval has passed, or with @all every one that has
  * events its newest snapshot lacks (blocks: a sync and a write). 0 or the first error. */
 int shard_snapshots(struct shard *s, bool all)
 {
 	const struct rill_engine_config *c = &s->engine->config;
-	if (c->snapshots_off && !all)
+	/* Not before every projection is bound (engine open): a snapshot without their states
+	 * would become the newest, and retention would trim what their rebuild needs. */
+	if (!all && (c->snapshots_off || !s->opened))
 		return 0;
 	uint64_t now = rill_clock_now_ns();
 	int first = 0;
 	for (uint32_t i = 0; i < s->part_count; i++) {
 		struct shard_part *sp = s->parts[i];
 		uint64_t next = rill_partition_next_offset(sp->part);
-		if (sp->error != 0 || next == sp->snap_offset)
+		if (sp->error != 0 || next == sp->snap_offset || (!all && now < sp->snap_retry_ns))
 			continue;
 		bool by_count = c->snapshot_interval_events != 0 &&
 				next - sp->snap_offset >= c->snapshot_interval_events;
@@ -410,8 +478,10 @@ int shard_snapshots(struct shard *s, bool all)
 		if (!all && !by_count && !by_time)
 			continue;
 		int rc = rill_partition_snapshot(sp->part, c->snapshots_kept);
-		sp->snap_ns = now; /* a failure is retried an interval later, not every turn */
+		sp->snap_ns = now;
 		if (rc < 0) {
+			/* Retried later, not every turn: each try syncs and writes the state. */
+			sp->snap_retry_ns = now + SHARD_SNAPSHOT_RETRY_NS;
 			s->snapshot_errors++;
 			if (first == 0)
 				first = rc;

@@ -154,6 +154,13 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 				ep->name, sp->topic->name, sp->partition, rill_strerror(rc));
 		}
 		sp->projs[ep->index] = inst;
+		/* Defined while running: its state goes into a snapshot at once, so that no
+		 * restart rebuilds it from a log retention trimmed since. */
+		if (s->opened && !s->engine->config.snapshots_off &&
+		    rill_partition_snapshot(sp->part, s->engine->config.snapshots_kept) == 0) {
+			sp->snap_offset = rill_partition_snapshot_offset(sp->part);
+			s->snapshots++;
+		}
 	}
 	return 0;
 }
@@ -187,7 +194,7 @@ static int shard_query_as_of(struct shard *s, struct shard_req *r)
 		return rc;
 	if (offset == UINT64_MAX)
 		return -ENOENT; /* nothing was written by then */
-	struct rill_projection *inst;
+	struct rill_projection *inst = NULL;
 	rc = shard_projection_make(s, r->proj, &inst);
 	if (rc == 0)
 		rc = rill_partition_as_of(sp->part, inst, offset);
@@ -224,6 +231,35 @@ static int shard_stats(struct shard *s, struct rill_shard_stats *out)
 	return 0;
 }
 
+/* Set (or, with a NULL handler, remove) a command handler on the topic's partitions here. */
+static int shard_handler_set(struct shard *s, struct shard_req *r)
+{
+	for (uint32_t i = 0; i < s->part_count; i++) {
+		struct shard_part *sp = s->parts[i];
+		if (sp->topic != r->topic)
+			continue;
+		struct shard_handler *free_entry = NULL, *found = NULL;
+		for (uint32_t j = 0; j < sp->handler_count; j++) {
+			struct shard_handler *h = &sp->handlers[j];
+			if (h->fn != NULL && h->type_id == r->type_id)
+				found = h;
+			else if (h->fn == NULL && free_entry == NULL)
+				free_entry = h;
+		}
+		if (found == NULL && r->handler == NULL)
+			continue;
+		if (found == NULL) {
+			if (free_entry == NULL && sp->handler_count == RILL_COMMAND_HANDLERS_MAX)
+				return -ENOSPC; /* the same on every partition: none changed */
+			found = free_entry != NULL ? free_entry
+						   : &sp->handlers[sp->handler_count++];
+		}
+		*found = (struct shard_handler){
+			.type_id = r->type_id, .fn = r->handler, .arg = r->handler_arg};
+	}
+	return 0;
+}
+
 static int shard_req_run(struct shard *s, struct shard_req *r)
 {
 	struct shard_producer *p = &s->producers[r->producer_slot];
@@ -254,11 +290,14 @@ static int shard_req_run(struct shard *s, struct shard_req *r)
 		return shard_query(s, r);
 	case SHARD_REQ_QUERY_AS_OF:
 		return shard_query_as_of(s, r);
+	case SHARD_REQ_HANDLER_SET:
+		return shard_handler_set(s, r);
 	case SHARD_REQ_SNAPSHOT:
 		return shard_snapshots(s, true);
 	case SHARD_REQ_OPENED:
 		for (uint32_t i = 0; i < s->part_count; i++)
 			rill_partition_snapshot_release(s->parts[i]->part);
+		s->opened = true;
 		return 0;
 	case SHARD_REQ_STATS:
 		return shard_stats(s, r->stats);

@@ -41,8 +41,9 @@ enum rill_error {
 	RILL_E_WRITE_UNKNOWN_TYPE = -(RILL_E_BASE + 19), /* type or version not registered */
 	RILL_E_WRITE_SEQUENCE = -(RILL_E_BASE + 20),     /* producer sequence gap or too old */
 	/* The engine (include/rill/rill.h). */
-	RILL_E_QUERY_STALE = -(RILL_E_BASE + 21), /* the token's offset not applied in time */
-	RILL_E_LAST = -(RILL_E_BASE + 22),
+	RILL_E_QUERY_STALE = -(RILL_E_BASE + 21),     /* the token's offset not applied in time */
+	RILL_E_COMMAND_REFUSED = -(RILL_E_BASE + 22), /* a command handler refused it */
+	RILL_E_LAST = -(RILL_E_BASE + 23),
 };
 
 /*

@@ -221,6 +221,57 @@ int rill_query_as_of(struct rill_engine *engine, const char *name, const void *k
 		     size_t key_bytes, uint64_t offset, uint64_t timestamp_ns,
 		     struct rill_projection_value *out);
 
+/*
+ * Command handlers: the write model's hook for application rules. An event of a type that
+ * has a handler on its topic is a command: on the owner shard, after its own schema check
+ * and its producer-sequence check (a duplicate never reaches the handler), the handler
+ * decides. ACCEPT appends it as it is; REFUSE refuses it with out->reason (the publisher
+ * gets RILL_E_COMMAND_REFUSED and the reason); EMIT appends instead the out->event_count
+ * events the handler put in out->events (their payloads may live in out->scratch): with
+ * the command's key, producer, sequence and correlation id, each checked against its own
+ * schema, all in one batch, so that a crash keeps all of them or none. Their
+ * acknowledgement carries the first one's offset and event_count.
+ *
+ * The handler runs on the shard's thread, between other events: it must not block, must
+ * not call the engine, and sees @command's pointers only during the call.
+ */
+#define RILL_COMMAND_EVENTS_MAX    16u
+#define RILL_COMMAND_SCRATCH_BYTES (64u << 10)
+#define RILL_COMMAND_HANDLERS_MAX  16u /* per topic */
+
+enum rill_command_verdict {
+	RILL_COMMAND_ACCEPT = 0,
+	RILL_COMMAND_REFUSE = 1,
+	RILL_COMMAND_EMIT = 2,
+};
+
+struct rill_command_event {
+	uint32_t type_id;
+	uint16_t version;
+	const void *payload;
+	uint32_t payload_bytes;
+	uint64_t timestamp_ns; /* 0: the command's */
+};
+
+struct rill_command_result {
+	char reason[256];                                          /* REFUSE */
+	uint32_t event_count;                                      /* EMIT */
+	struct rill_command_event events[RILL_COMMAND_EVENTS_MAX]; /* EMIT */
+	uint8_t scratch[RILL_COMMAND_SCRATCH_BYTES]; /* room for the events' payloads */
+};
+
+typedef enum rill_command_verdict (*rill_command_fn)(void *arg, const struct rill_record *command,
+						     uint32_t partition,
+						     struct rill_command_result *out);
+
+/*
+ * rill_command_handler_set - handle events of type @type_id on @topic with @fn (NULL
+ * removes the handler). Returns 0, -EINVAL, -ENOSPC past RILL_COMMAND_HANDLERS_MAX. Any
+ * host thread; blocks briefly (every shard of the topic takes it between two events).
+ */
+int rill_command_handler_set(struct rill_engine *engine, struct rill_topic *topic, uint32_t type_id,
+			     rill_command_fn fn, void *arg);
+
 /* Publishing. */
 struct rill_event {
 	const void *key; /* 0 .. RILL_KEY_BYTES_MAX bytes: picks the partition */
@@ -244,6 +295,7 @@ struct rill_ack {
 	const char *reason;      /* a refusal's reason in words ("" when none) */
 	struct rill_token token; /* where the event is (valid when error is 0) */
 	bool duplicate;          /* a retry of an event already written: its first offset */
+	uint32_t event_count;    /* events appended for it: 1, or what a command emitted */
 	uint64_t ingress_ns;     /* the event's ingress time */
 	uint64_t done_ns;        /* when it was applied, or became durable (monotonic) */
 };

@@ -2070,6 +2070,83 @@ static void test_snapshot_retention(void **state)
 	fx_close(f);
 }
 
+/* A damaged newest snapshot: the older one is loaded, and retention must keep what it
+ * needs, so that a later restart still finds the whole history (the floor once followed
+ * the newest file, usable or not, and the next restart rebuilt from a trimmed log). */
+static void test_snapshot_damaged_newest(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	c.snapshot_interval_events = 0; /* taken by the test */
+	fx_open_with(f, &c);
+	struct rill_topic_config tc = {.name = "snap",
+				       .partitions = 1,
+				       .segment_bytes_max = 64u << 10,
+				       .retention_bytes = 128u << 10,
+				       .batch_bytes_max = 4096};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	snap_define(f);
+	enum { KEYS = 3 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 3000, KEYS, 0, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0);
+	snap_publish(f, t, 3000, KEYS, 3000, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0);
+	fx_close(f);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd),
+		 "s=$(ls %s/topics/snap/0/snapshots/*.snap | tail -1) && "
+		 "printf 'XXXX' | dd of=\"$s\" bs=1 seek=100 conv=notrunc status=none",
+		 f->dir);
+	assert_int_equal(system(cmd), 0);
+	fx_open_with(f, &c);
+	t = rill_topic_find(f->engine, "snap");
+	snap_check(f, folds, KEYS);
+	snap_publish(f, t, 3000, KEYS, 6000, folds); /* rolls: retention runs */
+	fx_close(f);
+	fx_open_with(f, &c);
+	snap_check(f, folds, KEYS);
+	fx_close(f);
+}
+
+/* Every snapshot holds every projection: none is taken while the engine opens, before the
+ * projections are bound again (such a one, newest, would lose their states). */
+static void test_snapshot_during_open(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	c.snapshot_interval_events = 100;
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "snap", 2, RILL_DURABILITY_NONE);
+	snap_define(f);
+	enum { KEYS = 7 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 3000, KEYS, 0, folds);
+	fx_close(f);
+	c.snapshot_interval_events = 1; /* due at once for every partition at open */
+	for (int round = 0; round < 3; round++) {
+		fx_open_with(f, &c);
+		fx_close(f);
+		char path[256];
+		snprintf(path, sizeof(path), "%s/topics/snap", f->dir);
+		char cmd[512];
+		/* Byte 36 of a snapshot: its projection count (docs/FORMAT.md). */
+		snprintf(cmd, sizeof(cmd),
+			 "for s in %s/*/snapshots/*.snap; do "
+			 "n=$(od -An -tu4 -j36 -N4 \"$s\" | tr -d ' '); "
+			 "[ \"$n\" = %u ] || { echo \"$s: $n projections\"; exit 1; }; done",
+			 path, (unsigned)ARRAY_COUNT(proj_names));
+		assert_int_equal(system(cmd), 0);
+	}
+	fx_open_with(f, &c);
+	snap_check(f, folds, KEYS);
+	fx_close(f);
+}
+
 /* As-of reads equal a fold of the log up to the target, by offset and by timestamp. */
 static void test_as_of(void **state)
 {
@@ -2126,6 +2203,190 @@ static void test_as_of(void **state)
 	assert_int_equal(rill_query_as_of(f->engine, "p_count", "acct", 4, 1u << 30, 0, &v), 0);
 	assert_int_equal(v.count, N); /* past the end: the state now */
 	assert_int_equal(rill_query_as_of(f->engine, "nope", "acct", 4, 0, 0, &v), -ENOENT);
+	fx_close(f);
+}
+
+/* ---- Command handlers ------------------------------------------------------------------- */
+
+#define PLACE_JSON                                                                                 \
+	"{\"type\":\"PlaceOrders\",\"version\":1,\"fields\":["                                     \
+	"{\"name\":\"count\",\"type\":\"i64\"},{\"name\":\"amount\",\"type\":\"i64\"}]}"
+
+struct place_ctx {
+	const struct rill_schema *order;
+	struct rill_field_ref count, amount;
+	uint32_t calls;
+	bool emit_invalid; /* emit a payload that breaks its schema */
+};
+
+/* PlaceOrders{count, amount}: a negative amount is refused, count 0 is stored as it is,
+ * else it becomes `count` Orders of `amount`. */
+static enum rill_command_verdict place_handler(void *arg, const struct rill_record *cmd,
+					       uint32_t partition, struct rill_command_result *out)
+{
+	(void)partition;
+	struct place_ctx *c = arg;
+	c->calls++;
+	int64_t count = rill_field_i64(cmd->payload, c->count);
+	int64_t amount = rill_field_i64(cmd->payload, c->amount);
+	if (amount < 0) {
+		snprintf(out->reason, sizeof(out->reason), "negative amount %lld",
+			 (long long)amount);
+		return RILL_COMMAND_REFUSE;
+	}
+	if (count == 0)
+		return RILL_COMMAND_ACCEPT;
+	if (count > RILL_COMMAND_EVENTS_MAX)
+		count = RILL_COMMAND_EVENTS_MAX + 1; /* the engine refuses that many */
+	uint32_t pos = 0;
+	for (int64_t i = 0; i < count && i < RILL_COMMAND_EVENTS_MAX; i++) {
+		uint32_t bytes = order_payload(c->order, out->scratch + pos, amount, "cmd");
+		if (c->emit_invalid && i == count - 1)
+			out->scratch[pos + 8 + 8 + 4] = 200; /* the note's length past its max */
+		out->events[i] =
+			(struct rill_command_event){.type_id = rill_schema_type_id(c->order),
+						    .version = 1,
+						    .payload = out->scratch + pos,
+						    .payload_bytes = bytes};
+		pos += (bytes + 7u) & ~7u;
+	}
+	out->event_count = (uint32_t)count;
+	return RILL_COMMAND_EMIT;
+}
+
+static uint32_t place_payload(const struct rill_schema *s, uint8_t *buf, int64_t count,
+			      int64_t amount)
+{
+	struct rill_payload_builder b;
+	uint32_t bytes = 0;
+	assert_int_equal(rill_payload_builder_init(&b, s, buf, PAYLOAD_MAX), 0);
+	assert_int_equal(rill_payload_set_i64(&b, 0, count), 0);
+	assert_int_equal(rill_payload_set_i64(&b, 1, amount), 0);
+	assert_int_equal(rill_payload_builder_finish(&b, &bytes, NULL), 0);
+	return bytes;
+}
+
+/* The first acknowledgement of @cookie (the applied one, or the refusal). */
+static const struct ack_rec *cmd_ack(const struct acks *a, uint64_t cookie)
+{
+	for (size_t i = 0; i < a->count; i++) {
+		if (a->v[i].cookie == cookie)
+			return &a->v[i];
+	}
+	fail_msg("no acknowledgement for cookie %llu", (unsigned long long)cookie);
+	return NULL;
+}
+
+static void test_command_handlers(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "cmds", 2, RILL_DURABILITY_GROUP);
+	fx_projection(f, "c_count", "cmds", RILL_PROJECTION_COUNT, NULL);
+	fx_projection(f, "c_sum", "cmds", RILL_PROJECTION_SUM, "amount");
+	const struct rill_schema *place;
+	struct rill_schema_error serr = {{0}};
+	assert_int_equal(rill_schema_register(rill_engine_schemas(f->engine), PLACE_JSON,
+					      strlen(PLACE_JSON), -1, &place, &serr),
+			 0);
+	struct place_ctx ctx = {.order = f->order};
+	assert_int_equal(rill_schema_field_ref(place, "count", &ctx.count), 0);
+	assert_int_equal(rill_schema_field_ref(place, "amount", &ctx.amount), 0);
+	assert_int_equal(rill_command_handler_set(f->engine, t, rill_schema_type_id(place),
+						  place_handler, &ctx),
+			 0);
+	struct acks a = {0};
+	struct rill_producer *p = producer_open(f, 9, &a);
+	uint8_t payload[PAYLOAD_MAX];
+	struct rill_event ev = {.key = "acct",
+				.key_bytes = 4,
+				.type_id = rill_schema_type_id(place),
+				.version = 1,
+				.payload = payload,
+				.correlation_id = 4242};
+	/* Three Orders of 10; refused; stored as it is; 17 events (too many); one emitted
+	 * payload invalid; then the first again: a duplicate. */
+	static const int64_t cmds[][2] = {{3, 10}, {1, -5}, {0, 7}, {17, 1}, {2, 1}};
+	uint64_t next_seq = 0;
+	for (unsigned i = 0; i < ARRAY_COUNT(cmds); i++) {
+		ctx.emit_invalid = i == 4;
+		ev.payload_bytes = place_payload(place, payload, cmds[i][0], cmds[i][1]);
+		ev.sequence = next_seq; /* a refused command does not use its sequence up */
+		assert_int_equal(publish_retry(p, t, &ev, RILL_ACKS_DURABLE, i), 0);
+		flush_ok(p);
+		next_seq += cmd_ack(&a, i)->error == 0;
+	}
+	assert_int_equal(next_seq, 2);
+	uint32_t calls = ctx.calls;
+	ev.payload_bytes = place_payload(place, payload, 3, 10);
+	ev.sequence = 0;
+	assert_int_equal(publish_retry(p, t, &ev, RILL_ACKS_APPLIED, 100), 0);
+	flush_ok(p);
+	assert_int_equal(ctx.calls, calls); /* a duplicate never reaches the handler */
+	producer_close(p);
+
+	const struct ack_rec *r = cmd_ack(&a, 0);
+	assert_int_equal(r->error, 0);
+	assert_int_equal(r->token.offset, 0);
+	r = cmd_ack(&a, 1);
+	assert_int_equal(r->error, RILL_E_COMMAND_REFUSED);
+	assert_non_null(strstr(r->reason, "negative amount -5"));
+	r = cmd_ack(&a, 2);
+	assert_int_equal(r->error, 0);
+	assert_int_equal(r->token.offset, 3); /* after the three emitted */
+	r = cmd_ack(&a, 3);
+	assert_int_equal(r->error, RILL_E_COMMAND_REFUSED);
+	assert_non_null(strstr(r->reason, "17 events"));
+	r = cmd_ack(&a, 4);
+	assert_int_equal(r->error, RILL_E_PAYLOAD_INVALID);
+	assert_non_null(strstr(r->reason, "event 1 of the command"));
+	r = cmd_ack(&a, 100);
+	assert_int_equal(r->error, 0);
+	assert_true(r->duplicate);
+	assert_int_equal(r->token.offset, 0);
+	/* Durable acks for the emitting command: one, after the applied one. */
+	unsigned durable = 0;
+	for (size_t i = 0; i < a.count; i++)
+		durable += a.v[i].cookie == 0 && a.v[i].level == RILL_ACKS_DURABLE &&
+			   a.v[i].error == 0;
+	assert_int_equal(durable, 1);
+	acks_free(&a);
+
+	/* The log holds the 3 Orders, then the accepted command: nothing of the refused. */
+	struct rill_projection_value v;
+	assert_int_equal(rill_query(f->engine, "c_count", "acct", 4, NULL, 0, &v), 0);
+	assert_int_equal(v.count, 3); /* c_count folds Orders only */
+	assert_int_equal(rill_query(f->engine, "c_sum", "acct", 4, NULL, 0, &v), 0);
+	assert_int_equal(v.i64, 30);
+	struct rill_subscription *sub;
+	uint32_t part = rill_topic_partition(t, "acct", 4);
+	assert_int_equal(rill_subscribe(f->engine, t, part, 0, &sub), 0);
+	struct rill_record rec;
+	uint64_t off;
+	for (uint64_t i = 0; i < 4; i++) {
+		assert_int_equal(rill_subscription_next(sub, &rec, &off, 2000000000u), 1);
+		assert_int_equal(off, i);
+		assert_int_equal(rec.correlation_id, 4242);
+		assert_int_equal(rec.producer_id, 9);
+		assert_int_equal(rec.type_id, i < 3 ? f->order_id : rill_schema_type_id(place));
+	}
+	assert_int_equal(rill_subscription_next(sub, &rec, &off, 50000000u), 0);
+	assert_int_equal(rill_subscription_close(sub), 0);
+	/* A restart rebuilds the same (the three events share the command's sequence). */
+	fx_close(f);
+	fx_open(f);
+	assert_int_equal(rill_query(f->engine, "c_sum", "acct", 4, NULL, 0, &v), 0);
+	assert_int_equal(v.i64, 30);
+	t = rill_topic_find(f->engine, "cmds");
+	p = producer_open(f, 9, &a);
+	ev.type_id = f->order_id; /* a plain event: its sequence follows the command's */
+	ev.payload_bytes = order_payload(f->order, payload, 1, "x");
+	ev.sequence = 2;
+	assert_int_equal(publish_retry(p, t, &ev, RILL_ACKS_APPLIED, 7), 0);
+	flush_ok(p);
+	producer_close(p);
+	assert_int_equal(cmd_ack(&a, 7)->error, 0);
+	acks_free(&a);
 	fx_close(f);
 }
 
@@ -2279,7 +2540,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_retention_projection, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_rebuild, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_retention, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_damaged_newest, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_during_open, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_command_handlers, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_definitions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topic_bad_log_config, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_limit, fx_setup, fx_teardown),

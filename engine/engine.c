@@ -626,16 +626,32 @@ static void engine_nap(void)
 	nanosleep(&ts, NULL);
 }
 
-int rill_query(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
-	       const struct rill_token *after, uint64_t timeout_ns,
-	       struct rill_projection_value *out)
+/* Check a query's arguments and find its projection and the key's partition. */
+static int engine_query_target(struct rill_engine *e, const char *name, const void *key,
+			       size_t key_bytes, const struct rill_projection_value *out,
+			       struct engine_projection **ep, uint32_t *partition)
 {
 	if (name == NULL || out == NULL || key_bytes > RILL_KEY_BYTES_MAX ||
 	    (key == NULL && key_bytes > 0))
 		return -EINVAL;
-	struct engine_projection *ep = engine_projection_find(e, name);
-	if (ep == NULL)
+	*ep = engine_projection_find(e, name);
+	if (*ep == NULL)
 		return -ENOENT;
+	*partition = rill_topic_partition((struct rill_topic *)(*ep)->topic, key, key_bytes);
+	return 0;
+}
+
+static const uint8_t engine_empty_key[1]; /* a query's key when it has none */
+
+int rill_query(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
+	       const struct rill_token *after, uint64_t timeout_ns,
+	       struct rill_projection_value *out)
+{
+	struct engine_projection *ep;
+	uint32_t p;
+	int rc = engine_query_target(e, name, key, key_bytes, out, &ep, &p);
+	if (rc < 0)
+		return rc;
 	struct engine_topic *t = ep->topic;
 	if (after != NULL) {
 		if (after->partition >= t->config.partitions)
@@ -647,7 +663,7 @@ int rill_query(struct rill_engine *e, const char *name, const void *key, size_t 
 						.proj = ep,
 						.partition = after->partition,
 						.min_offset = after->offset};
-			int rc = shard_call(&e->shards[t->parts[after->partition].shard], &req);
+			rc = shard_call(&e->shards[t->parts[after->partition].shard], &req);
 			if (rc != RILL_E_QUERY_STALE)
 				break;
 			if (rill_clock_now_ns() >= deadline)
@@ -655,12 +671,10 @@ int rill_query(struct rill_engine *e, const char *name, const void *key, size_t 
 			engine_nap();
 		}
 	}
-	static const uint8_t empty_key[1];
-	uint32_t p = rill_topic_partition((struct rill_topic *)t, key, key_bytes);
 	struct shard_req req = {.kind = SHARD_REQ_QUERY,
 				.proj = ep,
 				.partition = p,
-				.key = key != NULL ? key : empty_key,
+				.key = key != NULL ? key : engine_empty_key,
 				.key_bytes = (uint32_t)key_bytes,
 				.value = out};
 	return shard_call(&e->shards[t->parts[p].shard], &req);
@@ -669,24 +683,20 @@ int rill_query(struct rill_engine *e, const char *name, const void *key, size_t 
 int rill_query_as_of(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
 		     uint64_t offset, uint64_t timestamp_ns, struct rill_projection_value *out)
 {
-	if (name == NULL || out == NULL || key_bytes > RILL_KEY_BYTES_MAX ||
-	    (key == NULL && key_bytes > 0))
-		return -EINVAL;
-	struct engine_projection *ep = engine_projection_find(e, name);
-	if (ep == NULL)
-		return -ENOENT;
-	static const uint8_t empty_key[1];
-	struct engine_topic *t = ep->topic;
-	uint32_t p = rill_topic_partition((struct rill_topic *)t, key, key_bytes);
+	struct engine_projection *ep;
+	uint32_t p;
+	int rc = engine_query_target(e, name, key, key_bytes, out, &ep, &p);
+	if (rc < 0)
+		return rc;
 	struct shard_req req = {.kind = SHARD_REQ_QUERY_AS_OF,
 				.proj = ep,
 				.partition = p,
-				.key = key != NULL ? key : empty_key,
+				.key = key != NULL ? key : engine_empty_key,
 				.key_bytes = (uint32_t)key_bytes,
 				.as_of_offset = offset,
 				.as_of_ns = timestamp_ns,
 				.value = out};
-	return shard_call(&e->shards[t->parts[p].shard], &req);
+	return shard_call(&e->shards[ep->topic->parts[p].shard], &req);
 }
 
 int rill_command_handler_set(struct rill_engine *e, struct rill_topic *topic, uint32_t type_id,

@@ -32,23 +32,7 @@ static int meta_write(struct rill_engine *e, const char *dir, const char *name, 
 	char tmp[META_PATH_BYTES], path[META_PATH_BYTES];
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	int handle;
-	int rc = io->ops->open(io, tmp, RILL_IO_CREATE, &handle);
-	if (rc < 0)
-		return rc;
-	rc = io->ops->truncate(io, handle, 0);
-	if (rc == 0)
-		rc = io->ops->pwrite(io, handle, text, strlen(text), 0);
-	if (rc == 0)
-		rc = io->ops->fsync(io, handle);
-	int crc = io->ops->close(io, handle);
-	if (rc == 0)
-		rc = crc;
-	if (rc == 0)
-		rc = io->ops->rename(io, tmp, path);
-	if (rc == 0)
-		rc = io->ops->fsync_dir(io, dir);
-	return rc;
+	return rill_io_replace_file(io, dir, tmp, path, text, strlen(text));
 }
 
 /* Read DIR/NAME as JSON into @out. -ENOENT if missing, RILL_E_JSON_INVALID if not JSON. */

@@ -138,6 +138,15 @@ uint32_t rill_io_mux_queued(const struct rill_io_mux *mux);
 /* rill_io_mux_destroy - free the mux; every view must be destroyed already. */
 void rill_io_mux_destroy(struct rill_io_mux *mux);
 
+/*
+ * rill_io_replace_file - make @path (in directory @dir) hold exactly @bytes of @buf, so
+ * that a crash leaves the old file or the new one, never a mix: write @tmp (same
+ * directory), fsync it, rename it over @path, fsync @dir. Returns 0 or -errno (@tmp may be
+ * left behind: callers remove leftovers at open). Blocks.
+ */
+int rill_io_replace_file(struct rill_io *io, const char *dir, const char *tmp, const char *path,
+			 const void *buf, size_t bytes);
+
 static inline void rill_io_destroy(struct rill_io *io)
 {
 	if (io != NULL)

@@ -381,25 +381,7 @@ static int snap_write(struct rill_partition *part, uint64_t offset, const uint8_
 			rc = io->ops->fsync_dir(io, part->dir); /* the folder's own entry */
 		part->snap_dir_made = rc == 0;
 	}
-	int handle = -1;
-	if (rc == 0)
-		rc = io->ops->open(io, tmp, RILL_IO_CREATE, &handle);
-	if (rc == 0)
-		rc = io->ops->truncate(io, handle, 0);
-	if (rc == 0)
-		rc = io->ops->pwrite(io, handle, buf, bytes, 0);
-	if (rc == 0)
-		rc = io->ops->fsync(io, handle);
-	if (handle >= 0) {
-		int crc = io->ops->close(io, handle);
-		if (rc == 0)
-			rc = crc;
-	}
-	if (rc == 0)
-		rc = io->ops->rename(io, tmp, path);
-	if (rc == 0)
-		rc = io->ops->fsync_dir(io, dir);
-	return rc;
+	return rc == 0 ? rill_io_replace_file(io, dir, tmp, path, buf, bytes) : rc;
 }
 
 int rill_partition_snapshot(struct rill_partition *part, uint32_t keep)

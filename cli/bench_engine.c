@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ struct bench_engine_args {
 	enum rill_durability durability;
 	enum rill_poll_mode poll;
 	bool keep;
+	bool baseline; /* the machine's own lateness on the same schedule, no engine */
 };
 
 static int bench_engine_parse(int argc, char **argv, struct bench_engine_args *a)
@@ -56,6 +58,10 @@ static int bench_engine_parse(int argc, char **argv, struct bench_engine_args *a
 			continue; /* the output is always JSON */
 		if (strcmp(opt, "--keep") == 0) {
 			a->keep = true;
+			continue;
+		}
+		if (strcmp(opt, "--baseline") == 0) {
+			a->baseline = true;
 			continue;
 		}
 		if (val == NULL)
@@ -304,12 +310,79 @@ static int bench_engine_run(const struct bench_engine_args *a, const char *dir)
 	return status;
 }
 
+/*
+ * The baseline: on the same open-loop schedule, one thread per CPU the run would use (the
+ * publisher's, and each shard's), pinned there, spins to each due time and records how
+ * late it got there. No engine: what it measures is the machine's own scheduling noise
+ * (preemption, interrupts, the hypervisor), a floor under any latency measured on it.
+ */
+struct bench_baseline_thread {
+	const struct bench_engine_args *a;
+	int cpu;
+	uint64_t start_ns;
+	struct rill_hist *hist;
+};
+
+static void *bench_baseline_main(void *arg)
+{
+	struct bench_baseline_thread *t = arg;
+	(void)rill_thread_pin(t->cpu);
+	for (uint64_t i = 0; i < t->a->events; i++) {
+		uint64_t due = t->start_ns + (uint64_t)((double)i * 1e9 / (double)t->a->rate);
+		bench_engine_wait_until(due);
+		rill_hist_record(t->hist, rill_clock_now_ns() - due);
+	}
+	return NULL;
+}
+
+static int bench_engine_baseline(const struct bench_engine_args *a)
+{
+	if (a->rate == 0)
+		return cli_usage_error("bench engine", "--baseline needs --rate");
+	int cpus = rill_cpu_count();
+	uint32_t threads = (uint32_t)a->shards + ((int)a->shards < cpus ? 1 : 0);
+	if (threads > (uint32_t)cpus)
+		threads = (uint32_t)cpus;
+	struct bench_baseline_thread t[RILL_ENGINE_SHARDS_MAX + 1];
+	pthread_t tid[RILL_ENGINE_SHARDS_MAX + 1];
+	struct rill_hist *total = malloc(sizeof(*total));
+	if (total == NULL)
+		return 1;
+	rill_hist_init(total);
+	uint64_t start = rill_clock_now_ns() + 10000000u; /* all start together */
+	for (uint32_t i = 0; i < threads; i++) {
+		t[i] = (struct bench_baseline_thread){.a = a,
+						      .cpu = i < a->shards ? rill_cpu_nth((int)i)
+									   : rill_cpu_nth(cpus - 1),
+						      .start_ns = start,
+						      .hist = malloc(sizeof(struct rill_hist))};
+		if (t[i].hist == NULL)
+			abort();
+		rill_hist_init(t[i].hist);
+		pthread_create(&tid[i], NULL, bench_baseline_main, &t[i]);
+	}
+	for (uint32_t i = 0; i < threads; i++) {
+		pthread_join(tid[i], NULL);
+		rill_hist_merge(total, t[i].hist);
+		free(t[i].hist);
+	}
+	printf("{\"baseline\": true, \"threads\": %u, \"events\": %" PRIu64 ", \"rate\": %" PRIu64
+	       ", ",
+	       threads, a->events, a->rate);
+	bench_engine_print_hist("lateness", total, true);
+	printf("}\n");
+	free(total);
+	return 0;
+}
+
 int cli_bench_engine(int argc, char **argv)
 {
 	struct bench_engine_args a;
 	int rc = bench_engine_parse(argc, argv, &a);
 	if (rc != 0)
 		return rc;
+	if (a.baseline)
+		return bench_engine_baseline(&a);
 	char dir[4096];
 	snprintf(dir, sizeof(dir), "%s/rill-bench-engine-XXXXXX", a.dir);
 	if (mkdtemp(dir) == NULL) {

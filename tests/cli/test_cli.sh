@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The `rill` command's front door: `rill version` answers, an unknown command exits with
-# status 2 (not a crash) and names itself in the message, no arguments prints usage.
+# status 2 (not a crash) and names itself in the message, no arguments prints usage; and
+# `rill bench engine` runs a small in-process benchmark end to end and prints its JSON.
 # usage: test_cli.sh RILL_BINARY
 set -u
 rill=$1
@@ -17,4 +18,16 @@ check "unknown command is named" '[[ "$err" == *"frobnicate"* ]]'
 
 "$rill" >/dev/null 2>&1; rc=$?
 check "no command exits 2" '[ $rc -eq 2 ]'
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+out=$("$rill" bench engine --dir "$tmp" --shards 2 --events 20000 --durability group --json); rc=$?
+check "bench engine exits 0" '[ $rc -eq 0 ]'
+check "bench engine prints events_per_s and both latencies" \
+	'python3 -c "import json,sys; j=json.loads(sys.argv[1]); assert j[\"events_per_s\"] > 0 and j[\"applied\"][\"count\"] == 20000 and j[\"durable\"][\"count\"] == 20000 and j[\"errors\"] == 0" "$out"'
+check "bench engine leaves no data behind" '[ -z "$(ls -A "$tmp")" ]'
+out=$("$rill" bench engine --events 2000 --rate 200000 --baseline); rc=$?
+check "bench engine --baseline exits 0" '[ $rc -eq 0 ]'
+check "bench engine --baseline prints the lateness" '[[ "$out" == *"\"lateness\": {\"count\": "* ]]'
+err=$("$rill" bench engine --shards 0 2>&1 >/dev/null); rc=$?
+check "bench engine refuses --shards 0 with status 2" '[ $rc -eq 2 ] && [[ "$err" == *"--shards"* ]]'
 exit $fail

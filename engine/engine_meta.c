@@ -29,7 +29,9 @@
 static int meta_write(struct rill_engine *e, const char *dir, const char *name, const char *text)
 {
 	struct rill_io *io = e->io;
-	char tmp[META_PATH_BYTES], path[META_PATH_BYTES];
+	/* @dir is at most META_PATH_BYTES, @name a definition's file name. */
+	char tmp[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 16];
+	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 16];
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	return rill_io_replace_file(io, dir, tmp, path, text, strlen(text));

@@ -535,6 +535,9 @@ static int engine_projection_check(struct rill_engine *e, struct rill_projection
 	return 0;
 }
 
+static int engine_projection_build(struct rill_engine *e, struct engine_projection *ep,
+				   struct rill_error_text *err);
+
 static int engine_projection_open(struct rill_engine *e, const struct rill_projection_def *d,
 				  struct rill_error_text *err)
 {
@@ -549,7 +552,6 @@ static int engine_projection_open(struct rill_engine *e, const struct rill_proje
 	struct engine_projection *ep = calloc(1, sizeof(*ep));
 	if (ep == NULL)
 		return engine_error(err, -ENOMEM, "out of memory");
-	ep->index = index;
 	snprintf(ep->name, sizeof(ep->name), "%s", def.name);
 	snprintf(ep->type, sizeof(ep->type), "%s", def.type);
 	snprintf(ep->field, sizeof(ep->field), "%s", def.field != NULL ? def.field : "");
@@ -559,6 +561,17 @@ static int engine_projection_open(struct rill_engine *e, const struct rill_proje
 	ep->def.topic = ep->topic->name;
 	ep->def.type = ep->type;
 	ep->def.field = def.field != NULL ? ep->field : NULL;
+	return engine_projection_build(e, ep, err);
+}
+
+/* Make @ep (complete but for its instances) the next projection: build it on every shard
+ * that owns a partition of its topic, then publish it. Under e->lock, or at open. */
+static int engine_projection_build(struct rill_engine *e, struct engine_projection *ep,
+				   struct rill_error_text *err)
+{
+	uint32_t index = e->projection_count;
+	RILL_ASSERT(index < RILL_ENGINE_PROJECTIONS_MAX); /* checked by the callers */
+	ep->index = index;
 	e->projections[index] = ep;
 	e->projection_count = index + 1;
 	for (uint32_t s = 0; s < e->shard_count; s++) {
@@ -568,13 +581,55 @@ static int engine_projection_open(struct rill_engine *e, const struct rill_proje
 		if (!owns)
 			continue;
 		struct shard_req req = {.kind = SHARD_REQ_PROJECTION_ADD, .proj = ep, .err = err};
-		rc = shard_call(&e->shards[s], &req);
+		int rc = shard_call(&e->shards[s], &req);
 		if (rc < 0)
 			return rc;
 	}
 	/* R5: pairs with the acquire in engine_projection_find; the projection is complete. */
 	rill_atomic_store_release_u64(&e->projection_count_pub, index + 1);
 	return 0;
+}
+
+int rill_projection_define_custom(struct rill_engine *e, const char *name, const char *topic,
+				  const struct rill_projection_ops *ops, void *arg,
+				  struct rill_error_text *err)
+{
+	if (ops == NULL || ops->init == NULL || ops->apply == NULL || ops->query == NULL ||
+	    ops->snapshot == NULL || ops->restore == NULL || ops->destroy == NULL)
+		return engine_error(err, -EINVAL, "custom projection: every operation is needed");
+	if (name == NULL || topic == NULL || strlen(name) > RILL_PROJECTION_NAME_BYTES_MAX ||
+	    name[0] == '\0')
+		return engine_error(err, -EINVAL,
+				    "custom projection: a name and a topic are needed");
+	pthread_mutex_lock(&e->lock);
+	int rc = 0;
+	struct engine_topic *t = engine_topic_find(e, topic);
+	struct engine_projection *ep = engine_projection_find(e, name);
+	if (t == NULL)
+		rc = engine_error(err, -ENOENT, "custom projection %s: no topic %s", name, topic);
+	else if (ep != NULL && (ep->ops != ops || ep->ops_arg != arg || ep->topic != t))
+		rc = engine_error(err, -EEXIST, "projection %s exists, otherwise defined", name);
+	else if (ep == NULL && e->projection_count != (uint32_t)e->projection_count_pub)
+		rc = engine_error(err, -EIO,
+				  "an earlier projection failed to build: reopen the engine");
+	else if (ep == NULL && e->projection_count == RILL_ENGINE_PROJECTIONS_MAX)
+		rc = engine_error(err, -ENOSPC, "projection %s: the engine holds %u already", name,
+				  RILL_ENGINE_PROJECTIONS_MAX);
+	if (rc == 0 && ep == NULL) {
+		ep = calloc(1, sizeof(*ep));
+		if (ep == NULL) {
+			rc = engine_error(err, -ENOMEM, "out of memory");
+		} else {
+			snprintf(ep->name, sizeof(ep->name), "%s", name);
+			ep->topic = t;
+			ep->ops = ops;
+			ep->ops_arg = arg;
+			ep->def = (struct rill_projection_def){.name = ep->name, .topic = t->name};
+			rc = engine_projection_build(e, ep, err);
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	return rc;
 }
 
 int rill_projection_define(struct rill_engine *e, const struct rill_projection_def *def,
@@ -591,7 +646,7 @@ int rill_projection_define(struct rill_engine *e, const struct rill_projection_d
 	if (ep != NULL) {
 		struct rill_projection_def asked = d;
 		asked.version = def->version; /* 0: whatever it resolved to then */
-		if (!engine_projection_same(&ep->def, &asked))
+		if (ep->ops != NULL || !engine_projection_same(&ep->def, &asked))
 			rc = engine_error(err, -EEXIST, "projection %s exists, otherwise defined",
 					  d.name);
 		goto out_unlock;
@@ -643,6 +698,29 @@ static int engine_query_target(struct rill_engine *e, const char *name, const vo
 
 static const uint8_t engine_empty_key[1]; /* a query's key when it has none */
 
+/* With a token: wait until its offset is applied, or until @timeout_ns passes. */
+static int engine_token_wait(struct rill_engine *e, struct engine_projection *ep,
+			     const struct rill_token *after, uint64_t timeout_ns)
+{
+	struct engine_topic *t = ep->topic;
+	if (after->partition >= t->config.partitions)
+		return -EINVAL;
+	uint64_t now = rill_clock_now_ns();
+	uint64_t deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+	for (;;) {
+		struct shard_req req = {.kind = SHARD_REQ_QUERY,
+					.proj = ep,
+					.partition = after->partition,
+					.min_offset = after->offset};
+		int rc = shard_call(&e->shards[t->parts[after->partition].shard], &req);
+		if (rc != RILL_E_QUERY_STALE)
+			return rc;
+		if (rill_clock_now_ns() >= deadline)
+			return RILL_E_QUERY_STALE;
+		engine_nap();
+	}
+}
+
 int rill_query(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
 	       const struct rill_token *after, uint64_t timeout_ns,
 	       struct rill_projection_value *out)
@@ -650,34 +728,44 @@ int rill_query(struct rill_engine *e, const char *name, const void *key, size_t 
 	struct engine_projection *ep;
 	uint32_t p;
 	int rc = engine_query_target(e, name, key, key_bytes, out, &ep, &p);
+	if (rc == 0 && ep->ops != NULL)
+		rc = -EINVAL; /* a custom projection: rill_query_custom */
+	if (rc == 0 && after != NULL)
+		rc = engine_token_wait(e, ep, after, timeout_ns);
 	if (rc < 0)
 		return rc;
-	struct engine_topic *t = ep->topic;
-	if (after != NULL) {
-		if (after->partition >= t->config.partitions)
-			return -EINVAL;
-		uint64_t now = rill_clock_now_ns();
-		uint64_t deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
-		for (;;) {
-			struct shard_req req = {.kind = SHARD_REQ_QUERY,
-						.proj = ep,
-						.partition = after->partition,
-						.min_offset = after->offset};
-			rc = shard_call(&e->shards[t->parts[after->partition].shard], &req);
-			if (rc != RILL_E_QUERY_STALE)
-				break;
-			if (rill_clock_now_ns() >= deadline)
-				return RILL_E_QUERY_STALE;
-			engine_nap();
-		}
-	}
 	struct shard_req req = {.kind = SHARD_REQ_QUERY,
 				.proj = ep,
 				.partition = p,
 				.key = key != NULL ? key : engine_empty_key,
 				.key_bytes = (uint32_t)key_bytes,
 				.value = out};
-	return shard_call(&e->shards[t->parts[p].shard], &req);
+	return shard_call(&e->shards[ep->topic->parts[p].shard], &req);
+}
+
+int64_t rill_query_custom(struct rill_engine *e, const char *name, const void *key,
+			  size_t key_bytes, const struct rill_token *after, uint64_t timeout_ns,
+			  void *out, size_t out_bytes)
+{
+	struct engine_projection *ep;
+	uint32_t p;
+	struct rill_projection_value unused;
+	int rc = engine_query_target(e, name, key, key_bytes, &unused, &ep, &p);
+	if (rc == 0 && (ep->ops == NULL || (out == NULL && out_bytes > 0)))
+		rc = -EINVAL; /* a built-in projection: rill_query */
+	if (rc == 0 && after != NULL)
+		rc = engine_token_wait(e, ep, after, timeout_ns);
+	if (rc < 0)
+		return rc;
+	struct shard_req req = {.kind = SHARD_REQ_QUERY,
+				.proj = ep,
+				.partition = p,
+				.key = key != NULL ? key : engine_empty_key,
+				.key_bytes = (uint32_t)key_bytes,
+				.out = out,
+				.out_bytes = out_bytes};
+	rc = shard_call(&e->shards[ep->topic->parts[p].shard], &req);
+	return rc < 0 ? rc : req.out_len;
 }
 
 int rill_query_as_of(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
@@ -686,6 +774,8 @@ int rill_query_as_of(struct rill_engine *e, const char *name, const void *key, s
 	struct engine_projection *ep;
 	uint32_t p;
 	int rc = engine_query_target(e, name, key, key_bytes, out, &ep, &p);
+	if (rc == 0 && ep->ops != NULL)
+		rc = -EINVAL; /* built-in projections only */
 	if (rc < 0)
 		return rc;
 	struct shard_req req = {.kind = SHARD_REQ_QUERY_AS_OF,

@@ -127,6 +127,8 @@ struct engine_projection {
 	char field[RILL_SCHEMA_NAME_BYTES_MAX + 1];
 	struct rill_projection_def def; /* strings point at the arrays here */
 	struct engine_topic *topic;
+	const struct rill_projection_ops *ops; /* custom projections: the application's */
+	void *ops_arg;
 };
 
 /* A producer handle as one shard sees it. */
@@ -198,6 +200,9 @@ struct shard_req {
 	rill_command_fn handler;
 	void *handler_arg;
 	struct rill_projection_value *value;
+	void *out; /* custom queries: the answer's buffer, its size, its length */
+	size_t out_bytes;
+	int64_t out_len;
 	struct rill_shard_stats *stats;
 	struct rill_error_text *err;
 };

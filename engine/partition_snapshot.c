@@ -423,9 +423,13 @@ uint64_t rill_partition_snapshot_offset(const struct rill_partition *part)
 	return part->snapshot_offset;
 }
 
+static int as_of_restore(struct rill_partition *part, struct rill_projection *proj, uint64_t end,
+			 uint64_t *from);
+
 int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj)
 {
-	uint64_t from = rill_log_start_offset(part->log);
+	uint64_t start = rill_log_start_offset(part->log);
+	uint64_t from = start;
 	if (part->snap.buf != NULL) {
 		struct snap_header h;
 		memcpy(&h, part->snap.buf, sizeof(h));
@@ -433,10 +437,26 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 		const uint8_t *state =
 			snap_find(part->snap.buf, &h, rill_projection_name(proj), &state_bytes);
 		struct rill_schema_error err;
-		if (state != NULL && rill_projection_restore(proj, state, state_bytes, &err) == 0)
+		int rc = state != NULL ? rill_projection_restore(proj, state, state_bytes, &err)
+				       : -ENOENT;
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc == 0)
 			from = part->snap.offset;
 		/* Otherwise (a new projection, or one redefined since): rebuilt from the log,
 		 * the failed restore having left it empty. */
+	} else {
+		/* Bound after open (the loaded snapshot is released): from the newest kept one
+		 * holding it, if any; the log keeps what every kept one needs. */
+		uint64_t snap_from;
+		int rc = as_of_restore(part, proj, rill_log_next_offset(part->log), &snap_from);
+		if (rc < 0)
+			return rc;
+		if (snap_from > 0) {
+			if (snap_from < start)
+				return -ERANGE; /* cannot happen with the retention floor */
+			from = snap_from;
+		}
 	}
 	return rill_partition_projection_add(part, proj, from);
 }
@@ -466,10 +486,13 @@ static int as_of_restore(struct rill_partition *part, struct rill_projection *pr
 		if (snap_verify(part, buf, bytes, l.offsets[i], &h))
 			state = snap_find(buf, &h, rill_projection_name(proj), &state_bytes);
 		struct rill_schema_error err;
-		bool ok = state != NULL &&
-			  rill_projection_restore(proj, state, state_bytes, &err) == 0;
+		int restored = state != NULL
+				       ? rill_projection_restore(proj, state, state_bytes, &err)
+				       : -ENOENT;
 		free(buf);
-		if (ok) {
+		if (restored == -ENOMEM)
+			return restored;
+		if (restored == 0) {
 			*from = l.offsets[i];
 			return 0;
 		}

@@ -80,6 +80,10 @@ struct rill_projection {
 	uint8_t *key_store;
 	uint64_t key_store_used;
 	struct rill_projection_stats stats;
+	const struct rill_projection_ops *ops; /* custom: the application's read model */
+	void *state;
+	void *arg;          /* custom: init's argument */
+	uint32_t partition; /* custom: init's partition */
 };
 
 void rill_projection_config_default(struct rill_projection_config *c)
@@ -208,10 +212,44 @@ int rill_projection_create(struct rill_projection **out, struct rill_schema_regi
 	return 0;
 }
 
+int rill_projection_create_custom(struct rill_projection **out, const char *name,
+				  const struct rill_projection_ops *ops, void *arg,
+				  uint32_t partition)
+{
+	if (!name_valid(name) || ops == NULL || ops->init == NULL || ops->apply == NULL ||
+	    ops->query == NULL || ops->snapshot == NULL || ops->restore == NULL ||
+	    ops->destroy == NULL)
+		return -EINVAL;
+	struct rill_projection *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->ops = ops;
+	p->arg = arg;
+	p->partition = partition;
+	p->state = ops->init(arg, partition);
+	if (p->state == NULL) {
+		free(p);
+		return -ENOMEM;
+	}
+	*out = p;
+	return 0;
+}
+
+int64_t rill_projection_query(const struct rill_projection *p, const void *key, uint32_t key_bytes,
+			      void *out, size_t out_bytes)
+{
+	if (p->ops == NULL)
+		return -EINVAL;
+	return p->ops->query(p->state, key, key_bytes, out, out_bytes);
+}
+
 void rill_projection_destroy(struct rill_projection *p)
 {
 	if (p == NULL)
 		return;
+	if (p->ops != NULL)
+		p->ops->destroy(p->state);
 	rill_schema_reader_destroy(p->reader);
 	free(p->slots);
 	free(p->order);
@@ -344,6 +382,14 @@ static void apply_value(struct rill_projection *p, struct proj_slot *s, union pr
 
 int rill_projection_apply(struct rill_projection *p, const struct rill_record *rec, uint64_t offset)
 {
+	if (p->ops != NULL) {
+		int rc = p->ops->apply(p->state, rec, offset);
+		if (rc != 0)
+			p->stats.errors++;
+		else
+			p->stats.applied++;
+		return rc;
+	}
 	if (rec->type_id != p->type_id) {
 		p->stats.ignored++;
 		return 0;
@@ -401,6 +447,8 @@ static void acc_out(const struct rill_projection *p, union proj_acc a, uint64_t 
 bool rill_projection_get(const struct rill_projection *p, const void *key, uint32_t key_bytes,
 			 struct rill_projection_value *out)
 {
+	if (p->ops != NULL)
+		return false; /* the application's own answers: rill_projection_query */
 	/* slot_find does not write without @insert. */
 	const struct proj_slot *s = slot_find((struct rill_projection *)p, key, key_bytes, false);
 	if (s == NULL)
@@ -476,6 +524,10 @@ static uint16_t read_version(const struct rill_projection *p)
 
 size_t rill_projection_snapshot_bytes(const struct rill_projection *p)
 {
+	if (p->ops != NULL) {
+		int64_t n = p->ops->snapshot(p->state, NULL, 0);
+		return n > 0 ? (size_t)n : 0;
+	}
 	return sizeof(struct proj_snap_header) +
 	       (size_t)p->key_count * sizeof(struct proj_snap_entry) +
 	       rill_align_up(p->key_store_used, 8) + 8;
@@ -507,6 +559,10 @@ static void header_fill(const struct rill_projection *p, struct proj_snap_header
  */
 int64_t rill_projection_snapshot(const struct rill_projection *p, void *buf, size_t buf_bytes)
 {
+	if (p->ops != NULL) {
+		int64_t n = p->ops->snapshot(p->state, buf, buf_bytes);
+		return n < 0 || (size_t)n > buf_bytes ? -ENOSPC : n;
+	}
 	size_t need = rill_projection_snapshot_bytes(p);
 	if (buf_bytes < need)
 		return -ENOSPC;
@@ -618,6 +674,22 @@ int rill_projection_restore(struct rill_projection *p, const void *buf, size_t b
 {
 	if (p->key_count != 0 || p->stats.applied != 0 || p->stats.ignored != 0)
 		return -EBUSY;
+	if (p->ops != NULL) {
+		int rc = p->ops->restore(p->state, buf, buf_bytes);
+		if (rc == 0)
+			return 0;
+		/* Leave it empty, as a refused restore does: a fresh state in place of what
+		 * the refusal may have left half-loaded. */
+		p->ops->destroy(p->state);
+		p->state = p->ops->init(p->arg, p->partition);
+		if (p->state == NULL) {
+			p->ops = NULL; /* a built-in shell with no keys: destroy stays safe */
+			return -ENOMEM;
+		}
+		return schema_fail(err, RILL_E_PROJECTION_SNAPSHOT,
+				   "projection %s: its restore refused the snapshot (%d)", p->name,
+				   rc);
+	}
 	const uint8_t *in = buf;
 	struct proj_snap_header h;
 	int rc = restore_header(p, in, buf_bytes, &h, err);

@@ -78,6 +78,21 @@ int rill_projection_create(struct rill_projection **out, struct rill_schema_regi
 			   const struct rill_projection_config *config,
 			   struct rill_schema_error *err);
 
+/*
+ * rill_projection_create_custom - a projection whose read model is the application's
+ * (@ops, with @arg passed to init), for one partition. Apply, snapshot, restore and destroy
+ * go to @ops; rill_projection_get answers false (rill_projection_query answers).
+ * Returns 0, -EINVAL (a bad name or missing operation) or -ENOMEM.
+ */
+int rill_projection_create_custom(struct rill_projection **out, const char *name,
+				  const struct rill_projection_ops *ops, void *arg,
+				  uint32_t partition);
+
+/* rill_projection_query - a custom projection's answer for @key (ops->query), or
+ * -EINVAL for a built-in one. */
+int64_t rill_projection_query(const struct rill_projection *p, const void *key, uint32_t key_bytes,
+			      void *out, size_t out_bytes);
+
 void rill_projection_destroy(struct rill_projection *p);
 
 /* The projection's name and the type id it folds. */

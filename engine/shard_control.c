@@ -112,8 +112,11 @@ static int shard_part_close(struct shard *s, struct shard_req *r)
 
 /* A fresh instance of projection @ep (in this shard's arena). */
 static int shard_projection_make(struct shard *s, const struct engine_projection *ep,
-				 struct rill_projection **out)
+				 uint32_t partition, struct rill_projection **out)
 {
+	if (ep->ops != NULL)
+		return rill_projection_create_custom(out, ep->name, ep->ops, ep->ops_arg,
+						     partition);
 	struct rill_projection_config pc;
 	rill_projection_config_default(&pc);
 	pc.name = ep->def.name;
@@ -139,7 +142,7 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 		if (sp->topic != ep->topic)
 			continue;
 		struct rill_projection *inst;
-		int rc = shard_projection_make(s, ep, &inst);
+		int rc = shard_projection_make(s, ep, sp->partition, &inst);
 		if (rc < 0)
 			return engine_error(r->err, rc, "projection %s: %s", ep->name,
 					    rill_strerror(rc));
@@ -176,9 +179,14 @@ static int shard_query(struct shard *s, struct shard_req *r)
 									    : RILL_E_QUERY_STALE;
 	}
 	struct rill_projection *inst = t->parts[r->partition].sp->projs[r->proj->index];
-	if (inst == NULL || !rill_projection_get(inst, r->key, r->key_bytes, r->value))
+	if (inst == NULL)
 		return -ENOENT;
-	return 0;
+	if (r->proj->ops != NULL) {
+		r->out_len =
+			rill_projection_query(inst, r->key, r->key_bytes, r->out, r->out_bytes);
+		return r->out_len < 0 ? (int)r->out_len : 0;
+	}
+	return rill_projection_get(inst, r->key, r->key_bytes, r->value) ? 0 : -ENOENT;
 }
 
 static int shard_query_as_of(struct shard *s, struct shard_req *r)
@@ -195,7 +203,7 @@ static int shard_query_as_of(struct shard *s, struct shard_req *r)
 	if (offset == UINT64_MAX)
 		return -ENOENT; /* nothing was written by then */
 	struct rill_projection *inst = NULL;
-	rc = shard_projection_make(s, r->proj, &inst);
+	rc = shard_projection_make(s, r->proj, r->partition, &inst);
 	if (rc == 0)
 		rc = rill_partition_as_of(sp->part, inst, offset);
 	if (rc == 0 && !rill_projection_get(inst, r->key, r->key_bytes, r->value))

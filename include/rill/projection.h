@@ -6,7 +6,10 @@
 #define RILL_PROJECTION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "rill/record.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +37,31 @@ struct rill_projection_value {
 	bool sum_overflow; /* an integer sum is beyond the field type's 64 bits: clamped */
 	uint64_t window_start_ns; /* window kinds: the window these values belong to */
 	uint64_t offset;          /* offset of the last event applied for the key */
+};
+
+/*
+ * A projection written by the application, in C: a read model of its own, folded on the
+ * owner shard from every event of a topic's partition, right after append, from the
+ * record's bytes in place. One state per partition. Every function runs on the partition's
+ * shard thread (different partitions' states on different threads at once): none may
+ * block or call the engine, and each sees only its own state.
+ */
+struct rill_projection_ops {
+	/* A fresh, empty state for @partition; NULL when out of memory. */
+	void *(*init)(void *arg, uint32_t partition);
+	/* Fold @event, at @offset, into @state (events of every type come). 0, or an error
+	 * (counted; the event stays in the log all the same). */
+	int (*apply)(void *state, const struct rill_record *event, uint64_t offset);
+	/* The answer for @key into @out: its length (<= @out_bytes), -ENOENT, -ENOSPC when
+	 * @out is too small, or another -errno. */
+	int64_t (*query)(void *state, const void *key, uint32_t key_bytes, void *out,
+			 size_t out_bytes);
+	/* The whole state into @buf: its length; with @buf NULL, only the length. */
+	int64_t (*snapshot)(void *state, void *buf, size_t buf_bytes);
+	/* Load what snapshot wrote into a fresh state: 0, or -EINVAL for bytes it refuses
+	 * (the projection is then rebuilt from the log instead). */
+	int (*restore)(void *state, const void *buf, size_t buf_bytes);
+	void (*destroy)(void *state);
 };
 
 #ifdef __cplusplus

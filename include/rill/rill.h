@@ -104,8 +104,9 @@ struct rill_engine_config {
 	/* Snapshots of each partition (dedup table and projections): taken when this many
 	 * events came since the last one (default 1,000,000; 0: never), or when this much
 	 * time passed and any came (default 60 s; 0: not by time); the newest kept ones
-	 * (default 3) serve restarts and as-of queries. With snapshots on, retention keeps
-	 * every event after the newest one. */
+	 * (default 3) serve restarts and as-of queries. Retention keeps every event after
+	 * the oldest kept snapshot (so a partition holds at least about snapshots_kept
+	 * intervals), and with periodic snapshots on deletes nothing before the first. */
 	uint64_t snapshot_interval_events;
 	uint64_t snapshot_interval_ns;
 	uint32_t snapshots_kept;
@@ -191,6 +192,20 @@ struct rill_projection_def {
 int rill_projection_define(struct rill_engine *engine, const struct rill_projection_def *def,
 			   struct rill_error_text *err);
 
+/*
+ * rill_projection_define_custom - a projection of the application's own (@ops, in
+ * rill/projection.h) over every event of topic @topic, one state per partition, folded on
+ * the owner shards right after append. Its states go into the partitions' snapshots, but
+ * its code cannot be stored: define it again after every rill_engine_open, before
+ * publishing, and it starts from its state in the newest snapshot (else from the log).
+ * Defining it again with the same ops, arg and topic is a no-op. Returns 0, -EINVAL,
+ * -ENOENT (no such topic), -EEXIST (the name is taken), -ENOSPC, -ENOMEM, or a log error,
+ * with @err. Blocks (builds the states).
+ */
+int rill_projection_define_custom(struct rill_engine *engine, const char *name, const char *topic,
+				  const struct rill_projection_ops *ops, void *arg,
+				  struct rill_error_text *err);
+
 /* A read-your-writes token: an acknowledgement's (partition, offset). */
 struct rill_token {
 	uint32_t partition;
@@ -209,13 +224,23 @@ int rill_query(struct rill_engine *engine, const char *name, const void *key, si
 	       struct rill_projection_value *out);
 
 /*
+ * rill_query_custom - a custom projection's answer for @key (its ops->query, run on the
+ * owner shard) into @out; with @after, waits as rill_query does. Returns the answer's
+ * length, -ENOENT, -ENOSPC (@out too small), RILL_E_QUERY_STALE, -EINVAL, or the error
+ * its query returned. Any host thread; blocks until the owner shard answers.
+ */
+int64_t rill_query_custom(struct rill_engine *engine, const char *name, const void *key,
+			  size_t key_bytes, const struct rill_token *after, uint64_t timeout_ns,
+			  void *out, size_t out_bytes);
+
+/*
  * rill_query_as_of - the value projection @name had for @key at an earlier point of the
  * key's partition: after its event at @offset (inclusive), or, with @offset UINT64_MAX,
  * after its last event stamped at or before @timestamp_ns. The owner shard restores the
  * nearest snapshot at or before that point and replays the log from there: the cost is
- * bounded by the snapshot interval. Returns 0, -ENOENT (no such projection, or the key had
- * no value then), -ERANGE (what is kept does not reach back that far), -EINVAL. Any host
- * thread; blocks.
+ * bounded by the snapshot interval. Built-in projections only. Returns 0, -ENOENT (no such
+ * projection, or the key had no value then), -ERANGE (what is kept does not reach back
+ * that far), -EINVAL. Any host thread; blocks.
  */
 int rill_query_as_of(struct rill_engine *engine, const char *name, const void *key,
 		     size_t key_bytes, uint64_t offset, uint64_t timestamp_ns,

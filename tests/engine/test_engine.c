@@ -2008,6 +2008,10 @@ static void test_snapshot_retention(void **state)
 	struct fx *f = *state;
 	struct rill_engine_config c;
 	snap_config(f, &c);
+	/* Snapshots on (retention waits for the first), but only the test's: which offsets
+	 * the kept ones have decides what retention may delete. */
+	c.snapshot_interval_events = 1000000000;
+	c.snapshots_kept = 2; /* the one taken as the projections were defined (offset 0) goes */
 	fx_open_with(f, &c);
 	struct rill_topic_config tc = {.name = "snap",
 				       .partitions = 1,
@@ -2144,6 +2148,207 @@ static void test_snapshot_during_open(void **state)
 	}
 	fx_open_with(f, &c);
 	snap_check(f, folds, KEYS);
+	fx_close(f);
+}
+
+/* ---- User projections in C ---------------------------------------------------------------- */
+
+#define TALLY_KEYS 64u
+
+/* A custom projection: per key, the events and the sum of their Order amounts. */
+struct tally_entry {
+	char key[16];
+	uint32_t key_bytes;
+	uint32_t reserved;
+	uint64_t events;
+	int64_t sum;
+};
+
+struct tally {
+	struct tally_entry e[TALLY_KEYS];
+	uint32_t count;
+	uint32_t partition;
+	const struct fx *f;
+};
+
+static uint32_t tally_inits, tally_restores;
+
+static void *tally_init(void *arg, uint32_t partition)
+{
+	struct tally *t = calloc(1, sizeof(*t));
+	if (t != NULL) {
+		t->partition = partition;
+		t->f = arg;
+	}
+	__atomic_fetch_add(&tally_inits, 1, __ATOMIC_RELAXED);
+	return t;
+}
+
+static struct tally_entry *tally_find(struct tally *t, const void *key, uint32_t key_bytes,
+				      bool add)
+{
+	for (uint32_t i = 0; i < t->count; i++) {
+		if (t->e[i].key_bytes == key_bytes && memcmp(t->e[i].key, key, key_bytes) == 0)
+			return &t->e[i];
+	}
+	if (!add || t->count == TALLY_KEYS || key_bytes > sizeof(t->e[0].key))
+		return NULL;
+	struct tally_entry *n = &t->e[t->count++];
+	memcpy(n->key, key, key_bytes);
+	n->key_bytes = key_bytes;
+	return n;
+}
+
+static int tally_apply(void *state, const struct rill_record *ev, uint64_t offset)
+{
+	(void)offset;
+	struct tally *t = state;
+	if (ev->type_id != t->f->order_id)
+		return 0;
+	struct tally_entry *e = tally_find(t, ev->key, ev->key_bytes, true);
+	if (e == NULL)
+		return -ENOSPC;
+	int64_t amount;
+	memcpy(&amount, (const uint8_t *)ev->payload + 8, sizeof(amount)); /* field 0 */
+	e->events++;
+	e->sum += amount;
+	return 0;
+}
+
+static int64_t tally_query(void *state, const void *key, uint32_t key_bytes, void *out,
+			   size_t out_bytes)
+{
+	struct tally_entry *e = tally_find(state, key, key_bytes, false);
+	if (e == NULL)
+		return -ENOENT;
+	char text[64];
+	int n = snprintf(text, sizeof(text), "events=%llu sum=%lld", (unsigned long long)e->events,
+			 (long long)e->sum);
+	if ((size_t)n > out_bytes)
+		return -ENOSPC;
+	memcpy(out, text, (size_t)n);
+	return n;
+}
+
+static int64_t tally_snapshot(void *state, void *buf, size_t buf_bytes)
+{
+	struct tally *t = state;
+	size_t n = sizeof(uint32_t) + t->count * sizeof(t->e[0]);
+	if (buf == NULL)
+		return (int64_t)n;
+	if (buf_bytes < n)
+		return -ENOSPC;
+	memcpy(buf, &t->count, sizeof(uint32_t));
+	memcpy((uint8_t *)buf + sizeof(uint32_t), t->e, t->count * sizeof(t->e[0]));
+	return (int64_t)n;
+}
+
+static int tally_restore(void *state, const void *buf, size_t buf_bytes)
+{
+	struct tally *t = state;
+	uint32_t count;
+	if (buf_bytes < sizeof(count))
+		return -EINVAL;
+	memcpy(&count, buf, sizeof(count));
+	if (count > TALLY_KEYS || buf_bytes != sizeof(count) + count * sizeof(t->e[0]))
+		return -EINVAL;
+	t->count = count;
+	memcpy(t->e, (const uint8_t *)buf + sizeof(count), count * sizeof(t->e[0]));
+	__atomic_fetch_add(&tally_restores, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void tally_destroy(void *state)
+{
+	free(state);
+}
+
+static const struct rill_projection_ops tally_ops = {
+	.init = tally_init,
+	.apply = tally_apply,
+	.query = tally_query,
+	.snapshot = tally_snapshot,
+	.restore = tally_restore,
+	.destroy = tally_destroy,
+};
+
+static void tally_check(struct fx *f, const struct fold *folds, uint32_t keys)
+{
+	for (uint32_t k = 0; k < keys; k++) {
+		char key[16], want[64], got[64];
+		snprintf(key, sizeof(key), "key-%u", k);
+		snprintf(want, sizeof(want), "events=%llu sum=%lld",
+			 (unsigned long long)folds[k].count, (long long)folds[k].sum);
+		int64_t n = rill_query_custom(f->engine, "tally", key, strlen(key), NULL, 0, got,
+					      sizeof(got));
+		if (n < 0)
+			fail_msg("tally %s: %s", key, rill_strerror((int)n));
+		got[n] = '\0';
+		assert_string_equal(got, want);
+	}
+}
+
+static void test_custom_projection(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	c.snapshot_interval_events = 0; /* taken by the test */
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "snap", 3, RILL_DURABILITY_GROUP);
+	struct rill_error_text err = {{0}};
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "tally", "snap", &tally_ops, f, &err), 0);
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "tally", "snap", &tally_ops, f, &err),
+		0); /* the same again: a no-op */
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "tally", "snap", &tally_ops, NULL, &err),
+		-EEXIST);
+	snap_define(f); /* built-in ones beside it */
+	enum { KEYS = 11 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 2000, KEYS, 0, folds);
+	tally_check(f, folds, KEYS);
+	snap_check(f, folds, KEYS);
+	/* Queries that do not fit it. */
+	char small[4];
+	assert_int_equal(
+		rill_query_custom(f->engine, "tally", "key-1", 5, NULL, 0, small, sizeof(small)),
+		-ENOSPC);
+	assert_int_equal(
+		rill_query_custom(f->engine, "tally", "nobody", 6, NULL, 0, small, sizeof(small)),
+		-ENOENT);
+	assert_int_equal(
+		rill_query_custom(f->engine, "p_count", "key-1", 5, NULL, 0, small, sizeof(small)),
+		-EINVAL);
+	struct rill_projection_value v;
+	assert_int_equal(rill_query(f->engine, "tally", "key-1", 5, NULL, 0, &v), -EINVAL);
+	/* Restart: from its state in the snapshot, then the log after it. */
+	assert_int_equal(rill_engine_snapshot(f->engine), 0);
+	snap_publish(f, t, 500, KEYS, 2000, folds);
+	fx_close(f);
+	fx_open_with(f, &c);
+	t = rill_topic_find(f->engine, "snap");
+	assert_int_equal(
+		rill_query_custom(f->engine, "tally", "key-1", 5, NULL, 0, small, sizeof(small)),
+		-ENOENT); /* not defined again yet: no such projection */
+	uint32_t restores = tally_restores;
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "tally", "snap", &tally_ops, f, &err), 0);
+	assert_int_equal(tally_restores - restores, 3); /* one state per partition */
+	tally_check(f, folds, KEYS);
+	snap_publish(f, t, 500, KEYS, 2500, folds);
+	tally_check(f, folds, KEYS);
+	fx_close(f);
+	/* Without snapshots: rebuilt from the log, the same. */
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/topics/snap/*/snapshots", f->dir);
+	assert_int_equal(system(cmd), 0);
+	fx_open_with(f, &c);
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "tally", "snap", &tally_ops, f, &err), 0);
+	tally_check(f, folds, KEYS);
 	fx_close(f);
 }
 
@@ -2544,6 +2749,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_during_open, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_custom_projection, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_command_handlers, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_definitions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topic_bad_log_config, fx_setup, fx_teardown),

@@ -2280,9 +2280,9 @@ static void tally_check(struct fx *f, const struct fold *folds, uint32_t keys)
 		snprintf(want, sizeof(want), "events=%llu sum=%lld",
 			 (unsigned long long)folds[k].count, (long long)folds[k].sum);
 		int64_t n = rill_query_custom(f->engine, "tally", key, strlen(key), NULL, 0, got,
-					      sizeof(got));
-		if (n < 0)
-			fail_msg("tally %s: %s", key, rill_strerror((int)n));
+					      sizeof(got) - 1);
+		if (n < 0 || n >= (int64_t)sizeof(got))
+			fail_msg("tally %s: %s", key, rill_strerror(n < 0 ? (int)n : -ERANGE));
 		got[n] = '\0';
 		assert_string_equal(got, want);
 	}

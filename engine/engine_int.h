@@ -233,6 +233,8 @@ struct shard {
 	_Alignas(RILL_CACHE_GUARD_BYTES) struct shard_part **parts;
 	uint32_t part_count;
 	struct shard_producer producers[RILL_ENGINE_PRODUCERS_MAX];
+	uint32_t active[RILL_ENGINE_PRODUCERS_MAX]; /* the attached slots, for the loop */
+	uint32_t active_count;
 	struct shard_sub subs[RILL_ENGINE_SUBSCRIPTIONS_MAX];
 	uint64_t events, duplicates, refused, stalls, sleeps, snapshots, snapshot_errors;
 	uint64_t turns;        /* loop turns: snapshots are looked at every so many */

@@ -358,9 +358,9 @@ static bool shard_has_input(struct shard *s)
 		return true;
 	if (shard_subs_ready(s) || rill_io_mux_queued(s->mux) > 0)
 		return true; /* a log's completion reaped through another log's poll */
-	for (uint32_t i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++) {
-		struct shard_producer *p = &s->producers[i];
-		if (!p->attached || rill_ring_count(p->events) == 0)
+	for (uint32_t a = 0; a < s->active_count; a++) {
+		struct shard_producer *p = &s->producers[s->active[a]];
+		if (rill_ring_count(p->events) == 0)
 			continue;
 		/* A ring whose next event waits for the disk is no reason to stay awake when
 		 * the disk's completion will wake the shard: spinning would only take the CPU
@@ -417,9 +417,8 @@ static void shard_finish(struct shard *s)
 	for (;;) {
 		unsigned work = 0;
 		bool left = false;
-		for (uint32_t i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++) {
-			if (!s->producers[i].attached)
-				continue;
+		for (uint32_t a = 0; a < s->active_count; a++) {
+			uint32_t i = s->active[a];
 			work += shard_drain(s, i);
 			left |= rill_ring_count(s->producers[i].events) > 0;
 		}
@@ -505,10 +504,8 @@ void *shard_main(void *arg)
 		if (rill_atomic_load_relaxed_u64(&s->reqs_pending)) /* a hint; shard_control_run
 								     * takes the lock */
 			work += shard_control_run(s);
-		for (uint32_t i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++) {
-			if (s->producers[i].attached)
-				work += shard_drain(s, i);
-		}
+		for (uint32_t a = 0; a < s->active_count; a++)
+			work += shard_drain(s, s->active[a]);
 		work += shard_poll_logs(s);
 		work += shard_subs_feed(s);
 		if (++s->turns % SHARD_SNAPSHOT_TURNS == 0)

@@ -279,15 +279,22 @@ static int shard_req_run(struct shard *s, struct shard_req *r)
 	case SHARD_REQ_PROJECTION_ADD:
 		return shard_projection_add(s, r);
 	case SHARD_REQ_PRODUCER_ATTACH:
-		RILL_ASSERT(!p->attached);
+		RILL_ASSERT(!p->attached && s->active_count < RILL_ENGINE_PRODUCERS_MAX);
 		*p = (struct shard_producer){
 			.events = r->events, .acks = r->acks, .attached = true};
+		s->active[s->active_count++] = r->producer_slot;
 		return 0;
 	case SHARD_REQ_PRODUCER_DETACH:
 		/* The producer flushed: nothing left in its ring, nothing owed to it. */
 		RILL_ASSERT(p->attached && rill_ring_count(p->events) == 0);
 		RILL_ASSERT(p->acks_reserved == 0);
 		*p = (struct shard_producer){0};
+		for (uint32_t a = 0; a < s->active_count; a++) {
+			if (s->active[a] == r->producer_slot) {
+				s->active[a] = s->active[--s->active_count];
+				break;
+			}
+		}
 		return 0;
 	case SHARD_REQ_SUB_ATTACH:
 		return shard_sub_attach(s, r);

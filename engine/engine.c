@@ -564,6 +564,19 @@ static int engine_projection_open(struct rill_engine *e, const struct rill_proje
 	return engine_projection_build(e, ep, err);
 }
 
+/* Undo a projection whose build failed: no shard keeps an instance, the slot is free. */
+static void engine_projection_undo(struct rill_engine *e, struct engine_projection *ep)
+{
+	for (uint32_t s = 0; s < e->shard_count; s++) {
+		struct shard_req req = {.kind = SHARD_REQ_PROJECTION_DROP, .proj = ep};
+		(void)shard_call(&e->shards[s], &req);
+	}
+	RILL_ASSERT(e->projection_count == ep->index + 1);
+	e->projections[ep->index] = NULL;
+	e->projection_count = ep->index;
+	free(ep);
+}
+
 /* Make @ep (complete but for its instances) the next projection: build it on every shard
  * that owns a partition of its topic, then publish it. Under e->lock, or at open. */
 static int engine_projection_build(struct rill_engine *e, struct engine_projection *ep,
@@ -582,8 +595,10 @@ static int engine_projection_build(struct rill_engine *e, struct engine_projecti
 			continue;
 		struct shard_req req = {.kind = SHARD_REQ_PROJECTION_ADD, .proj = ep, .err = err};
 		int rc = shard_call(&e->shards[s], &req);
-		if (rc < 0)
+		if (rc < 0) {
+			engine_projection_undo(e, ep);
 			return rc;
+		}
 	}
 	/* R5: pairs with the acquire in engine_projection_find; the projection is complete. */
 	rill_atomic_store_release_u64(&e->projection_count_pub, index + 1);
@@ -597,10 +612,12 @@ int rill_projection_define_custom(struct rill_engine *e, const char *name, const
 	if (ops == NULL || ops->init == NULL || ops->apply == NULL || ops->query == NULL ||
 	    ops->snapshot == NULL || ops->restore == NULL || ops->destroy == NULL)
 		return engine_error(err, -EINVAL, "custom projection: every operation is needed");
-	if (name == NULL || topic == NULL || strlen(name) > RILL_PROJECTION_NAME_BYTES_MAX ||
-	    name[0] == '\0')
-		return engine_error(err, -EINVAL,
-				    "custom projection: a name and a topic are needed");
+	if (!rill_projection_name_valid(name) || topic == NULL)
+		return engine_error(
+			err, -EINVAL,
+			"custom projection: a topic and a name of [A-Za-z_][A-Za-z0-9_.-]*, "
+			"1 to %u characters, are needed",
+			RILL_PROJECTION_NAME_BYTES_MAX);
 	pthread_mutex_lock(&e->lock);
 	int rc = 0;
 	struct engine_topic *t = engine_topic_find(e, topic);

@@ -69,16 +69,21 @@ struct engine_ack_msg {
 	uint8_t event_count; /* events appended for it (a command's) */
 	uint8_t reserved[2];
 };
+_Static_assert(RILL_COMMAND_EVENTS_MAX <= RILL_PARTITION_GROUP_MAX,
+	       "a handler's events fit one group of the partition");
+_Static_assert(RILL_COMMAND_EVENTS_MAX <= UINT8_MAX, "event_count fits the acknowledgement");
 _Static_assert(sizeof(struct engine_ack_msg) + 8u <= ENGINE_RING_SLOT_BYTES,
 	       "an acknowledgement without a reason takes one ring slot");
 
 /* A durable acknowledgement owed, queued per partition in offset order. */
 struct engine_durable_wait {
 	uint64_t cookie;
-	uint64_t offset;
+	uint64_t offset;     /* durable once the durable offset is past this (a command's last
+			      * event) */
+	uint64_t ack_offset; /* what the acknowledgement says (a command's first event) */
 	uint64_t ingress_ns;
 	uint32_t producer_slot;
-	uint32_t reserved;
+	uint32_t event_count;
 };
 
 struct engine_topic;
@@ -169,6 +174,7 @@ enum shard_req_kind {
 	SHARD_REQ_PART_OPEN,
 	SHARD_REQ_PART_CLOSE,
 	SHARD_REQ_PROJECTION_ADD,
+	SHARD_REQ_PROJECTION_DROP,
 	SHARD_REQ_PRODUCER_ATTACH,
 	SHARD_REQ_PRODUCER_DETACH,
 	SHARD_REQ_QUERY,

@@ -10,7 +10,9 @@
  *
  * Invariants:
  *   W1. A producer's sequences in the log are contiguous from its first one: the write
- *       model refuses gaps, and replay at open sees the same sequence of writes.
+ *       model refuses gaps, and replay at open sees the same sequence of writes. The
+ *       events a command turned into (write_group) share its sequence, in one batch, one
+ *       after the other: replay counts the sequence once, at the first.
  *   W2. offsets[seq % WINDOW] is the offset of seq for every seq in
  *       (last_seq - WINDOW, last_seq] the producer has written.
  *   W3. Every projection bound has folded every event of the log below next_offset, and
@@ -392,4 +394,16 @@ int rill_partition_write_group(struct rill_partition *part, const struct rill_re
 	part->stats.written += count;
 	result->offset = first;
 	return 0;
+}
+
+void rill_partition_projection_remove(struct rill_partition *part, struct rill_projection *proj)
+{
+	for (uint32_t i = 0; i < part->projection_count; i++) {
+		if (part->projections[i] != proj)
+			continue;
+		memmove(&part->projections[i], &part->projections[i + 1],
+			(part->projection_count - i - 1) * sizeof(part->projections[0]));
+		part->projection_count--;
+		return;
+	}
 }

@@ -143,6 +143,9 @@ uint64_t rill_partition_snapshot_offset(const struct rill_partition *part);
  */
 int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj);
 
+/* rill_partition_projection_remove - unbind @proj (still the caller's to destroy). */
+void rill_partition_projection_remove(struct rill_partition *part, struct rill_projection *proj);
+
 /* rill_partition_snapshot_release - free the snapshot loaded at open (once bound). */
 void rill_partition_snapshot_release(struct rill_partition *part);
 

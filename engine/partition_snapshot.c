@@ -354,7 +354,12 @@ static int snap_build(struct rill_partition *part, uint8_t **out, uint64_t *byte
 		memcpy(buf + pos, name, ph.name_bytes);
 		pos += snap_pad8(ph.name_bytes);
 		int64_t n = rill_projection_snapshot(p, buf + pos, ph.state_bytes);
-		RILL_ASSERT(n == (int64_t)ph.state_bytes); /* sized just above */
+		if (n != (int64_t)ph.state_bytes) {
+			/* A custom projection whose snapshot failed, or whose size-only answer
+			 * was not exact: no snapshot this time (the previous ones stay). */
+			free(buf);
+			return n < 0 ? (int)n : -EPROTO;
+		}
 		pos += snap_pad8(ph.state_bytes);
 	}
 	RILL_ASSERT(pos == bytes - 8);

@@ -23,6 +23,8 @@
 #include "base/assert.h"
 #include "base/compiler.h"
 #include "engine/projection.h"
+
+static bool name_valid(const char *name);
 #include "engine/schema_int.h"
 #include "rill/error.h"
 
@@ -102,6 +104,11 @@ static bool kind_needs_field(enum rill_projection_kind k)
 static bool kind_windowed(enum rill_projection_kind k)
 {
 	return k == RILL_PROJECTION_WINDOW_COUNT || k == RILL_PROJECTION_WINDOW_SUM;
+}
+
+bool rill_projection_name_valid(const char *name)
+{
+	return name_valid(name);
 }
 
 static bool name_valid(const char *name)
@@ -241,7 +248,8 @@ int64_t rill_projection_query(const struct rill_projection *p, const void *key, 
 {
 	if (p->ops == NULL)
 		return -EINVAL;
-	return p->ops->query(p->state, key, key_bytes, out, out_bytes);
+	int64_t n = p->ops->query(p->state, key, key_bytes, out, out_bytes);
+	return n > (int64_t)out_bytes ? -EPROTO : n; /* an answer longer than its room */
 }
 
 void rill_projection_destroy(struct rill_projection *p)
@@ -561,7 +569,7 @@ int64_t rill_projection_snapshot(const struct rill_projection *p, void *buf, siz
 {
 	if (p->ops != NULL) {
 		int64_t n = p->ops->snapshot(p->state, buf, buf_bytes);
-		return n < 0 || (size_t)n > buf_bytes ? -ENOSPC : n;
+		return n >= 0 && (size_t)n > buf_bytes ? -ENOSPC : n; /* its error, or its length */
 	}
 	size_t need = rill_projection_snapshot_bytes(p);
 	if (buf_bytes < need)

@@ -95,6 +95,9 @@ int64_t rill_projection_query(const struct rill_projection *p, const void *key, 
 
 void rill_projection_destroy(struct rill_projection *p);
 
+/* rill_projection_name_valid - @name follows the naming rule of projections. */
+bool rill_projection_name_valid(const char *name);
+
 /* The projection's name and the type id it folds. */
 const char *rill_projection_name(const struct rill_projection *p);
 uint32_t rill_projection_type_id(const struct rill_projection *p);

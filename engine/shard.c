@@ -97,8 +97,9 @@ static unsigned shard_part_durable(struct shard *s, struct shard_part *sp)
 		if (sp->error == 0 && w->offset >= durable)
 			break;
 		struct engine_ack_msg m = {.cookie = w->cookie,
-					   .offset = w->offset,
+					   .offset = w->ack_offset,
 					   .ingress_ns = w->ingress_ns,
+					   .event_count = (uint8_t)w->event_count,
 					   .done_ns = now,
 					   .partition = sp->partition,
 					   .error = w->offset < durable ? 0 : sp->error,
@@ -118,14 +119,18 @@ static unsigned shard_part_durable(struct shard *s, struct shard_part *sp)
 }
 
 static void shard_durable_wait_push(struct shard *s, struct shard_part *sp, uint32_t slot,
-				    const struct engine_event_msg *m, uint64_t offset)
+				    const struct engine_event_msg *m, uint64_t first,
+				    uint32_t count)
 {
+	uint64_t offset = first + count - 1; /* a command's events: the last one's durability */
 	RILL_ASSERT(sp->waits_count < RILL_ENGINE_DURABLE_PENDING_MAX);
 	uint32_t tail = (sp->waits_head + sp->waits_count) % RILL_ENGINE_DURABLE_PENDING_MAX;
 	sp->waits[tail] = (struct engine_durable_wait){.cookie = m->cookie,
 						       .offset = offset,
+						       .ack_offset = first,
 						       .ingress_ns = m->ingress_ns,
-						       .producer_slot = slot};
+						       .producer_slot = slot,
+						       .event_count = count};
 	sp->waits_count++;
 	s->producers[slot].acks_reserved++; /* I2 */
 }
@@ -177,6 +182,11 @@ static int shard_command(struct shard *s, struct shard_part *sp, const struct ri
 	struct rill_record events[RILL_COMMAND_EVENTS_MAX];
 	for (uint32_t i = 0; i < out->event_count; i++) {
 		const struct rill_command_event *ev = &out->events[i];
+		if (ev->payload == NULL && ev->payload_bytes > 0) {
+			snprintf(serr->message, sizeof(serr->message),
+				 "the command handler emitted event %u without its payload", i);
+			return RILL_E_COMMAND_REFUSED;
+		}
 		events[i] = (struct rill_record){.timestamp_ns = ev->timestamp_ns,
 						 .type_id = ev->type_id,
 						 .schema_version = ev->version,
@@ -184,8 +194,10 @@ static int shard_command(struct shard *s, struct shard_part *sp, const struct ri
 						 .payload_bytes = ev->payload_bytes,
 						 .causation_id = rec->causation_id};
 	}
-	*count = out->event_count;
-	return rill_partition_write_group(sp->part, rec, events, out->event_count, res, serr);
+	rc = rill_partition_write_group(sp->part, rec, events, out->event_count, res, serr);
+	if (rc == 0 && !res->duplicate)
+		*count = out->event_count;
+	return rc;
 }
 
 /* What became of an event offered to the shard. */
@@ -281,8 +293,7 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 		shard_latency(s->hist_durable, m->ingress_ns, now);
 		return SHARD_TAKEN;
 	}
-	/* A command's events share one batch: the last one's durability is theirs. */
-	shard_durable_wait_push(s, sp, slot, m, res.offset + (res.duplicate ? 0 : count - 1));
+	shard_durable_wait_push(s, sp, slot, m, res.offset, count);
 	return SHARD_TAKEN;
 }
 

@@ -160,6 +160,7 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 		/* Defined while running: its state goes into a snapshot at once, so that no
 		 * restart rebuilds it from a log retention trimmed since. */
 		if (s->opened && !s->engine->config.snapshots_off &&
+		    rill_partition_next_offset(sp->part) != sp->snap_offset &&
 		    rill_partition_snapshot(sp->part, s->engine->config.snapshots_kept) == 0) {
 			sp->snap_offset = rill_partition_snapshot_offset(sp->part);
 			s->snapshots++;
@@ -278,6 +279,18 @@ static int shard_req_run(struct shard *s, struct shard_req *r)
 		return shard_part_close(s, r);
 	case SHARD_REQ_PROJECTION_ADD:
 		return shard_projection_add(s, r);
+	case SHARD_REQ_PROJECTION_DROP:
+		/* A definition that failed on some partition: none keeps a part of it. */
+		for (uint32_t i = 0; i < s->part_count; i++) {
+			struct shard_part *sp = s->parts[i];
+			struct rill_projection *inst = sp->projs[r->proj->index];
+			if (inst == NULL)
+				continue;
+			rill_partition_projection_remove(sp->part, inst);
+			rill_projection_destroy(inst);
+			sp->projs[r->proj->index] = NULL;
+		}
+		return 0;
 	case SHARD_REQ_PRODUCER_ATTACH:
 		RILL_ASSERT(!p->attached && s->active_count < RILL_ENGINE_PRODUCERS_MAX);
 		*p = (struct shard_producer){

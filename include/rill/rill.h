@@ -197,7 +197,9 @@ int rill_projection_define(struct rill_engine *engine, const struct rill_project
  * rill/projection.h) over every event of topic @topic, one state per partition, folded on
  * the owner shards right after append. Its states go into the partitions' snapshots, but
  * its code cannot be stored: define it again after every rill_engine_open, before
- * publishing, and it starts from its state in the newest snapshot (else from the log).
+ * publishing, and it starts from its state in the newest snapshot holding it (else from
+ * what the log keeps). @ops and @arg must stay valid until rill_engine_close. ops->snapshot
+ * called with a NULL buffer must give the exact length the real call writes.
  * Defining it again with the same ops, arg and topic is a no-op. Returns 0, -EINVAL,
  * -ENOENT (no such topic), -EEXIST (the name is taken), -ENOSPC, -ENOMEM, or a log error,
  * with @err. Blocks (builds the states).
@@ -258,9 +260,16 @@ int rill_query_as_of(struct rill_engine *engine, const char *name, const void *k
  * acknowledgement carries the first one's offset and event_count.
  *
  * The handler runs on the shard's thread, between other events: it must not block, must
- * not call the engine, and sees @command's pointers only during the call.
+ * not call the engine, and sees @command's pointers only during the call. The same handler
+ * runs on every shard that owns a partition of the topic, at once. It must decide from the
+ * command (and what it reads) alone: it may be called again for the same command when the
+ * log pushes back, and events it emits may still be refused (a schema, the batch limit, a
+ * failed log), the command with them. Handlers are not stored: set them again after every
+ * rill_engine_open, before publishing (until then commands are appended unchecked). @fn and
+ * @arg must stay valid until rill_engine_close. The acknowledgement of an emitting command
+ * carries its first event's offset and event_count (1 for a duplicate).
  */
-#define RILL_COMMAND_EVENTS_MAX    16u
+#define RILL_COMMAND_EVENTS_MAX    16u /* at most RILL_PARTITION_GROUP_MAX (engine) */
 #define RILL_COMMAND_SCRATCH_BYTES (64u << 10)
 #define RILL_COMMAND_HANDLERS_MAX  16u /* per topic */
 

@@ -2352,6 +2352,58 @@ static void test_custom_projection(void **state)
 	fx_close(f);
 }
 
+/* A custom projection that misbehaves: a snapshot that fails is a failed snapshot (the
+ * engine goes on), a bad name or a failed init is refused and leaves nothing behind. */
+static int64_t tally_snapshot_fails(void *state, void *buf, size_t buf_bytes)
+{
+	(void)state, (void)buf, (void)buf_bytes;
+	return -EIO;
+}
+
+static void *tally_init_fails(void *arg, uint32_t partition)
+{
+	(void)arg, (void)partition;
+	return NULL;
+}
+
+static void test_custom_projection_faults(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	c.snapshot_interval_events = 0;
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "snap", 2, RILL_DURABILITY_NONE);
+	struct rill_error_text err = {{0}};
+	struct rill_projection_ops bad = tally_ops;
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "my tally", "snap", &tally_ops, f, &err),
+		-EINVAL);
+	bad.init = tally_init_fails;
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "no_memory", "snap", &bad, f, &err),
+		-ENOMEM);
+	/* Neither left anything half-made: definitions go on. */
+	bad = tally_ops;
+	bad.snapshot = tally_snapshot_fails;
+	assert_int_equal(rill_projection_define_custom(f->engine, "tally", "snap", &bad, f, &err),
+			 0);
+	fx_projection(f, "p_count", "snap", RILL_PROJECTION_COUNT, NULL);
+	enum { KEYS = 3 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 300, KEYS, 0, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), -EIO);
+	uint64_t errors = 0;
+	for (uint32_t s = 0; s < rill_engine_shards(f->engine); s++) {
+		struct rill_shard_stats st;
+		assert_int_equal(rill_engine_shard_stats(f->engine, s, &st), 0);
+		errors += st.snapshot_errors;
+	}
+	assert_true(errors > 0);
+	tally_check(f, folds, KEYS); /* and it goes on */
+	fx_close(f);
+}
+
 /* As-of reads equal a fold of the log up to the target, by offset and by timestamp. */
 static void test_as_of(void **state)
 {
@@ -2549,11 +2601,16 @@ static void test_command_handlers(void **state)
 	assert_int_equal(r->error, 0);
 	assert_true(r->duplicate);
 	assert_int_equal(r->token.offset, 0);
-	/* Durable acks for the emitting command: one, after the applied one. */
+	/* Durable acks for the emitting command: one, after the applied one, saying the same:
+	 * its first event's offset. */
 	unsigned durable = 0;
-	for (size_t i = 0; i < a.count; i++)
-		durable += a.v[i].cookie == 0 && a.v[i].level == RILL_ACKS_DURABLE &&
-			   a.v[i].error == 0;
+	for (size_t i = 0; i < a.count; i++) {
+		if (a.v[i].cookie != 0 || a.v[i].level != RILL_ACKS_DURABLE)
+			continue;
+		assert_int_equal(a.v[i].error, 0);
+		assert_int_equal(a.v[i].token.offset, 0);
+		durable++;
+	}
 	assert_int_equal(durable, 1);
 	acks_free(&a);
 
@@ -2750,6 +2807,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_during_open, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projection, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_custom_projection_faults, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_command_handlers, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_definitions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topic_bad_log_config, fx_setup, fx_teardown),

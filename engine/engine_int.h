@@ -242,6 +242,7 @@ struct shard {
 	uint32_t active[RILL_ENGINE_PRODUCERS_MAX]; /* the attached slots, for the loop */
 	uint32_t active_count;
 	struct shard_sub subs[RILL_ENGINE_SUBSCRIPTIONS_MAX];
+	uint32_t sub_count; /* attached: the loop skips the slots when there are none */
 	uint64_t events, duplicates, refused, stalls, sleeps, snapshots, snapshot_errors;
 	uint64_t turns;        /* loop turns: snapshots are looked at every so many */
 	uint64_t delay_ns_min; /* the smallest batch delay of its topics (sleep bound) */

@@ -114,6 +114,8 @@ static unsigned sub_feed(struct shard_sub *sub)
 unsigned shard_subs_feed(struct shard *s)
 {
 	unsigned n = 0;
+	if (s->sub_count == 0)
+		return 0; /* the common case: no slot to look at */
 	for (uint32_t i = 0; i < RILL_ENGINE_SUBSCRIPTIONS_MAX; i++) {
 		if (s->subs[i].attached)
 			n += sub_feed(&s->subs[i]);
@@ -124,6 +126,8 @@ unsigned shard_subs_feed(struct shard *s)
 /* True if some subscription has something to send and room to send it. */
 bool shard_subs_ready(struct shard *s)
 {
+	if (s->sub_count == 0)
+		return false;
 	for (uint32_t i = 0; i < RILL_ENGINE_SUBSCRIPTIONS_MAX; i++) {
 		struct shard_sub *sub = &s->subs[i];
 		if (!sub->attached || sub->ended)
@@ -148,6 +152,7 @@ int shard_sub_attach(struct shard *s, struct shard_req *r)
 	sub->ring = r->events;
 	sub->held = sub->ended = false;
 	sub->attached = true;
+	s->sub_count++;
 	return 0;
 }
 
@@ -157,6 +162,7 @@ void shard_sub_detach(struct shard *s, uint32_t slot)
 	RILL_ASSERT(sub->attached);
 	rill_log_iter_fini(&sub->it);
 	*sub = (struct shard_sub){0};
+	s->sub_count--;
 }
 
 int rill_subscribe(struct rill_engine *e, struct rill_topic *topic, uint32_t partition,

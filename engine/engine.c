@@ -700,11 +700,9 @@ static void engine_nap(void)
 
 /* Check a query's arguments and find its projection and the key's partition. */
 static int engine_query_target(struct rill_engine *e, const char *name, const void *key,
-			       size_t key_bytes, const struct rill_projection_value *out,
-			       struct engine_projection **ep, uint32_t *partition)
+			       size_t key_bytes, struct engine_projection **ep, uint32_t *partition)
 {
-	if (name == NULL || out == NULL || key_bytes > RILL_KEY_BYTES_MAX ||
-	    (key == NULL && key_bytes > 0))
+	if (name == NULL || key_bytes > RILL_KEY_BYTES_MAX || (key == NULL && key_bytes > 0))
 		return -EINVAL;
 	*ep = engine_projection_find(e, name);
 	if (*ep == NULL)
@@ -714,6 +712,19 @@ static int engine_query_target(struct rill_engine *e, const char *name, const vo
 }
 
 static const uint8_t engine_empty_key[1]; /* a query's key when it has none */
+
+/* Send query @req (its kind and answer fields set) for @key to the owner shard of
+ * partition @p of @ep's topic; returns the shard's answer. */
+static int engine_query_send(struct rill_engine *e, struct shard_req *req,
+			     struct engine_projection *ep, uint32_t p, const void *key,
+			     size_t key_bytes)
+{
+	req->proj = ep;
+	req->partition = p;
+	req->key = key != NULL ? key : engine_empty_key;
+	req->key_bytes = (uint32_t)key_bytes;
+	return shard_call(&e->shards[ep->topic->parts[p].shard], req);
+}
 
 /* With a token: wait until its offset is applied, or until @timeout_ns passes. */
 static int engine_token_wait(struct rill_engine *e, struct engine_projection *ep,
@@ -744,20 +755,15 @@ int rill_query(struct rill_engine *e, const char *name, const void *key, size_t 
 {
 	struct engine_projection *ep;
 	uint32_t p;
-	int rc = engine_query_target(e, name, key, key_bytes, out, &ep, &p);
+	int rc = out == NULL ? -EINVAL : engine_query_target(e, name, key, key_bytes, &ep, &p);
 	if (rc == 0 && ep->ops != NULL)
 		rc = -EINVAL; /* a custom projection: rill_query_custom */
 	if (rc == 0 && after != NULL)
 		rc = engine_token_wait(e, ep, after, timeout_ns);
 	if (rc < 0)
 		return rc;
-	struct shard_req req = {.kind = SHARD_REQ_QUERY,
-				.proj = ep,
-				.partition = p,
-				.key = key != NULL ? key : engine_empty_key,
-				.key_bytes = (uint32_t)key_bytes,
-				.value = out};
-	return shard_call(&e->shards[ep->topic->parts[p].shard], &req);
+	struct shard_req req = {.kind = SHARD_REQ_QUERY, .value = out};
+	return engine_query_send(e, &req, ep, p, key, key_bytes);
 }
 
 int64_t rill_query_custom(struct rill_engine *e, const char *name, const void *key,
@@ -766,22 +772,17 @@ int64_t rill_query_custom(struct rill_engine *e, const char *name, const void *k
 {
 	struct engine_projection *ep;
 	uint32_t p;
-	struct rill_projection_value unused;
-	int rc = engine_query_target(e, name, key, key_bytes, &unused, &ep, &p);
-	if (rc == 0 && (ep->ops == NULL || (out == NULL && out_bytes > 0)))
+	int rc = out == NULL && out_bytes > 0
+			 ? -EINVAL
+			 : engine_query_target(e, name, key, key_bytes, &ep, &p);
+	if (rc == 0 && ep->ops == NULL)
 		rc = -EINVAL; /* a built-in projection: rill_query */
 	if (rc == 0 && after != NULL)
 		rc = engine_token_wait(e, ep, after, timeout_ns);
 	if (rc < 0)
 		return rc;
-	struct shard_req req = {.kind = SHARD_REQ_QUERY,
-				.proj = ep,
-				.partition = p,
-				.key = key != NULL ? key : engine_empty_key,
-				.key_bytes = (uint32_t)key_bytes,
-				.out = out,
-				.out_bytes = out_bytes};
-	rc = shard_call(&e->shards[ep->topic->parts[p].shard], &req);
+	struct shard_req req = {.kind = SHARD_REQ_QUERY, .out = out, .out_bytes = out_bytes};
+	rc = engine_query_send(e, &req, ep, p, key, key_bytes);
 	return rc < 0 ? rc : req.out_len;
 }
 
@@ -790,20 +791,16 @@ int rill_query_as_of(struct rill_engine *e, const char *name, const void *key, s
 {
 	struct engine_projection *ep;
 	uint32_t p;
-	int rc = engine_query_target(e, name, key, key_bytes, out, &ep, &p);
+	int rc = out == NULL ? -EINVAL : engine_query_target(e, name, key, key_bytes, &ep, &p);
 	if (rc == 0 && ep->ops != NULL)
 		rc = -EINVAL; /* built-in projections only */
 	if (rc < 0)
 		return rc;
 	struct shard_req req = {.kind = SHARD_REQ_QUERY_AS_OF,
-				.proj = ep,
-				.partition = p,
-				.key = key != NULL ? key : engine_empty_key,
-				.key_bytes = (uint32_t)key_bytes,
 				.as_of_offset = offset,
 				.as_of_ns = timestamp_ns,
 				.value = out};
-	return shard_call(&e->shards[ep->topic->parts[p].shard], &req);
+	return engine_query_send(e, &req, ep, p, key, key_bytes);
 }
 
 int rill_command_handler_set(struct rill_engine *e, struct rill_topic *topic, uint32_t type_id,

@@ -34,6 +34,11 @@ static inline uint64_t rill_atomic_fetch_add_relaxed_u64(uint64_t *p, uint64_t v
 	return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 
+static inline uint64_t rill_atomic_fetch_sub_relaxed_u64(uint64_t *p, uint64_t v)
+{
+	return __atomic_fetch_sub(p, v, __ATOMIC_RELAXED);
+}
+
 /* Exchange with acquire and release: the one winner of a race sees and publishes. */
 static inline uint64_t rill_atomic_exchange_acq_rel_u64(uint64_t *p, uint64_t v)
 {

@@ -44,6 +44,15 @@ static const char *const rill_error_texts[] = {
 	[20] = "producer sequence out of order (a gap, or older than the recent ones kept)",
 	[21] = "stale: the offset asked for was not applied in time",
 	[22] = "refused by the command handler",
+	[23] = "frame truncated: shorter than its own lengths say",
+	[24] = "frame larger than the frame limit",
+	[25] = "unknown or unexpected frame type",
+	[26] = "frame has a reserved field or flag set",
+	[27] = "frame field out of its range",
+	[28] = "not a rill client: bad magic in HELLO",
+	[29] = "frame event count disagrees with its body",
+	[30] = "frame has bytes after its contents",
+	[31] = "no protocol version in common",
 };
 _Static_assert(RILL_ARRAY_COUNT(rill_error_texts) == -(RILL_E_LAST + RILL_E_BASE),
 	       "every rill error code needs a text");

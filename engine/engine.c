@@ -297,6 +297,13 @@ uint32_t rill_engine_shards(const struct rill_engine *e)
 	return e->shard_count;
 }
 
+int rill_engine_shard_cpu(const struct rill_engine *e, uint32_t shard)
+{
+	if (shard >= e->shard_count || !e->config.pin)
+		return -1;
+	return e->shards[shard].cpu;
+}
+
 uint64_t rill_engine_backpressure(const struct rill_engine *e)
 {
 	return rill_atomic_load_relaxed_u64(&e->backpressure); /* a counter: any recent value */
@@ -337,6 +344,55 @@ struct rill_topic *rill_topic_find(struct rill_engine *e, const char *name)
 uint32_t rill_topic_partitions(const struct rill_topic *topic)
 {
 	return ((const struct engine_topic *)topic)->config.partitions;
+}
+
+const struct rill_topic_config *rill_topic_config_get(const struct rill_topic *topic)
+{
+	return &((const struct engine_topic *)topic)->config;
+}
+
+int rill_partition_info_get(struct rill_engine *e, struct rill_topic *topic, uint32_t partition,
+			    uint64_t timestamp_ns, struct rill_partition_info *out, uint64_t *at)
+{
+	struct engine_topic *t = (struct engine_topic *)topic;
+	if (t == NULL || out == NULL || partition >= t->config.partitions ||
+	    (timestamp_ns != UINT64_MAX && at == NULL))
+		return -EINVAL;
+	struct shard_req req = {.kind = SHARD_REQ_PART_INFO,
+				.topic = t,
+				.partition = partition,
+				.as_of_ns = timestamp_ns,
+				.info = out};
+	int rc = shard_call(&e->shards[t->parts[partition].shard], &req);
+	if (rc == 0 && at != NULL)
+		*at = req.as_of_offset;
+	return rc;
+}
+
+int rill_group_commit(struct rill_engine *e, const char *group, struct rill_topic *topic,
+		      uint32_t partition, uint64_t next_offset)
+{
+	const struct engine_topic *t = (const struct engine_topic *)topic;
+	if (group == NULL || !engine_name_ok(group) || t == NULL ||
+	    partition >= t->config.partitions || next_offset > INT64_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&e->lock);
+	int rc = engine_meta_group_commit(e, group, t->name, partition, next_offset);
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+int rill_group_offset(struct rill_engine *e, const char *group, struct rill_topic *topic,
+		      uint32_t partition, uint64_t *next_offset)
+{
+	const struct engine_topic *t = (const struct engine_topic *)topic;
+	if (group == NULL || !engine_name_ok(group) || t == NULL ||
+	    partition >= t->config.partitions || next_offset == NULL)
+		return -EINVAL;
+	pthread_mutex_lock(&e->lock);
+	int rc = engine_meta_group_offset(e, group, t->name, partition, next_offset);
+	pthread_mutex_unlock(&e->lock);
+	return rc;
 }
 
 static int engine_topic_check(const struct rill_topic_config *c, struct rill_error_text *err)

@@ -146,6 +146,8 @@ struct shard_producer {
 			      * an io_uring completion, which wakes the shard, will free it */
 	bool waits_for_acks; /* its next event waits for room in the acks ring: the
 			      * producer's poll frees it (and wakes the shard, W1) */
+	uint64_t *sleeping;  /* the producer's flag (wake_fd handles; else NULL), P0/P1 */
+	int wake_fd;
 };
 
 /* A subscription as its shard sees it: a log iterator feeding a ring to the consumer. */
@@ -183,6 +185,7 @@ enum shard_req_kind {
 	SHARD_REQ_SNAPSHOT,
 	SHARD_REQ_HANDLER_SET,
 	SHARD_REQ_STATS,
+	SHARD_REQ_PART_INFO,
 	SHARD_REQ_STOP,
 };
 
@@ -197,6 +200,8 @@ struct shard_req {
 	struct engine_projection *proj;
 	uint32_t producer_slot; /* or the subscription's slot */
 	struct rill_ring *events, *acks;
+	uint64_t *sleeping; /* PRODUCER_ATTACH: the wake flag and fd (wake_fd handles) */
+	int wake_fd;
 	uint64_t from_offset; /* subscriptions */
 	const void *key;
 	uint32_t key_bytes;
@@ -210,6 +215,7 @@ struct shard_req {
 	size_t out_bytes;
 	int64_t out_len;
 	struct rill_shard_stats *stats;
+	struct rill_partition_info *info; /* PART_INFO; as_of_ns and as_of_offset: the lookup */
 	struct rill_error_text *err;
 };
 
@@ -286,6 +292,9 @@ struct rill_producer {
 	uint64_t acks_owed;                         /* acknowledgements asked for, not yet seen */
 	struct rill_ring *events[RILL_ENGINE_SHARDS_MAX];
 	struct rill_ring *acks[RILL_ENGINE_SHARDS_MAX];
+	int wake_fd; /* eventfd, or -1 */
+	/* Written by the handle's thread, read by shards (P0/P1 in producer.c). */
+	_Alignas(RILL_CACHE_GUARD_BYTES) uint64_t sleeping;
 };
 
 /* shard.c */
@@ -309,6 +318,10 @@ int engine_meta_topic_write(struct rill_engine *e, const struct rill_topic_confi
 void engine_meta_topic_remove(struct rill_engine *e, const char *name);
 void engine_meta_projection_remove(struct rill_engine *e, const char *name);
 int engine_meta_projection_write(struct rill_engine *e, const struct rill_projection_def *d);
+int engine_meta_group_commit(struct rill_engine *e, const char *group, const char *topic,
+			     uint32_t partition, uint64_t offset);
+int engine_meta_group_offset(struct rill_engine *e, const char *group, const char *topic,
+			     uint32_t partition, uint64_t *offset);
 /* Calls back for each stored topic / projection (the config's strings are temporary). */
 int engine_meta_topics_load(struct rill_engine *e,
 			    int (*fn)(struct rill_engine *, const struct rill_topic_config *,

@@ -134,6 +134,8 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 	rc = meta_mkdir(e, "topics");
 	if (rc == 0)
 		rc = meta_mkdir(e, "projections");
+	if (rc == 0)
+		rc = meta_mkdir(e, "groups");
 	if (rc < 0)
 		return engine_error(err, rc, "%s: creating its folders: %s", e->data_dir,
 				    rill_strerror(rc));
@@ -325,6 +327,78 @@ static int meta_kind(const char *text)
 			return (int)k;
 	}
 	return -1;
+}
+
+const char *rill_projection_kind_name(enum rill_projection_kind kind)
+{
+	return (unsigned)kind < RILL_ARRAY_COUNT(meta_kinds) ? meta_kinds[kind] : NULL;
+}
+
+int rill_projection_kind_parse(const char *name, enum rill_projection_kind *out)
+{
+	int k = name != NULL ? meta_kind(name) : -1;
+	if (k < 0)
+		return -EINVAL;
+	*out = (enum rill_projection_kind)k;
+	return 0;
+}
+
+/*
+ * Consumer groups: DATA/groups/GROUP.json holds {"TOPIC": {"PARTITION": NEXT_OFFSET}},
+ * replaced whole on every commit (temp file, fsync, rename, directory fsync). Commits are
+ * rare (a consumer commits about once a second), so a file per group is enough.
+ */
+static int meta_group_load(struct rill_engine *e, const char *group, json_t **out)
+{
+	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 16];
+	snprintf(path, sizeof(path), "%s/groups/%s.json", e->data_dir, group);
+	int rc = meta_read(e, path, out, NULL);
+	if (rc == -ENOENT) {
+		*out = json_object();
+		rc = *out != NULL ? 0 : -ENOMEM;
+	} else if (rc == 0 && !json_is_object(*out)) {
+		json_decref(*out);
+		rc = RILL_E_JSON_INVALID;
+	}
+	return rc;
+}
+
+int engine_meta_group_commit(struct rill_engine *e, const char *group, const char *topic,
+			     uint32_t partition, uint64_t offset)
+{
+	json_t *root;
+	int rc = meta_group_load(e, group, &root);
+	if (rc < 0)
+		return rc;
+	json_t *t = json_object_get(root, topic);
+	if (!json_is_object(t)) {
+		t = json_object();
+		json_object_set_new(root, topic, t);
+	}
+	char key[16];
+	snprintf(key, sizeof(key), "%u", partition);
+	json_object_set_new(t, key, json_integer((json_int_t)offset));
+	char dir[META_PATH_BYTES], name[RILL_ENGINE_NAME_BYTES_MAX + 8];
+	snprintf(dir, sizeof(dir), "%s/groups", e->data_dir);
+	snprintf(name, sizeof(name), "%s.json", group);
+	return meta_write_json(e, dir, name, root);
+}
+
+int engine_meta_group_offset(struct rill_engine *e, const char *group, const char *topic,
+			     uint32_t partition, uint64_t *offset)
+{
+	json_t *root;
+	int rc = meta_group_load(e, group, &root);
+	if (rc < 0)
+		return rc;
+	char key[16];
+	snprintf(key, sizeof(key), "%u", partition);
+	json_t *v = json_object_get(json_object_get(root, topic), key);
+	rc = json_is_integer(v) && json_integer_value(v) >= 0 ? 0 : -ENOENT;
+	if (rc == 0)
+		*offset = (uint64_t)json_integer_value(v);
+	json_decref(root);
+	return rc;
 }
 
 int engine_meta_projections_load(struct rill_engine *e,

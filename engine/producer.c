@@ -14,7 +14,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/assert.h"
 #include "base/atomic.h"
@@ -47,6 +49,12 @@ int rill_producer_open(struct rill_engine *e, const struct rill_producer_config 
 	if (config != NULL)
 		p->config = *config;
 	int rc = 0;
+	p->wake_fd = -1;
+	if (p->config.wake_fd) {
+		p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (p->wake_fd < 0)
+			rc = -errno;
+	}
 	for (uint32_t i = 0; i < e->shard_count && rc == 0; i++) {
 		rc = rill_ring_create(&p->events[i], e->config.ring_bytes / ENGINE_RING_SLOT_BYTES,
 				      ENGINE_RING_SLOT_BYTES, RILL_RING_F_VARIABLE);
@@ -74,7 +82,9 @@ int rill_producer_open(struct rill_engine *e, const struct rill_producer_config 
 		struct shard_req req = {.kind = SHARD_REQ_PRODUCER_ATTACH,
 					.producer_slot = slot,
 					.events = p->events[i],
-					.acks = p->acks[i]};
+					.acks = p->acks[i],
+					.sleeping = p->wake_fd >= 0 ? &p->sleeping : NULL,
+					.wake_fd = p->wake_fd};
 		rc = shard_call(&e->shards[i], &req);
 		RILL_ASSERT(rc == 0);
 	}
@@ -85,6 +95,8 @@ out_free:
 		rill_ring_destroy(p->events[i]);
 		rill_ring_destroy(p->acks[i]);
 	}
+	if (p->wake_fd >= 0)
+		close(p->wake_fd);
 	free(p);
 	return rc;
 }
@@ -108,6 +120,7 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 		return -EINVAL;
 	uint32_t partition = rill_topic_partition(topic, ev->key, ev->key_bytes);
 	uint32_t shard = t->parts[partition].shard;
+	uint64_t producer_id = ev->producer_id != 0 ? ev->producer_id : p->config.producer_id;
 	struct rill_ring *ring = p->events[shard];
 	uint64_t bytes = sizeof(struct engine_event_msg) + ev->key_bytes + ev->payload_bytes;
 	if (rill_unlikely(bytes > rill_ring_reserve_bytes_max(ring)))
@@ -121,8 +134,8 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 		.ingress_ns = ev->ingress_ns != 0 ? ev->ingress_ns : rill_clock_now_ns(),
 		.cookie = cookie,
 		.timestamp_ns = ev->timestamp_ns != 0 ? ev->timestamp_ns : rill_clock_wall_ns(),
-		.producer_id = p->config.producer_id,
-		.sequence = p->config.producer_id != 0 ? ev->sequence : 0,
+		.producer_id = producer_id,
+		.sequence = producer_id != 0 ? ev->sequence : 0,
 		.correlation_id = ev->correlation_id,
 		.causation_id = ev->causation_id,
 		.topic_index = t->index,
@@ -206,6 +219,11 @@ int rill_producer_poll(struct rill_producer *p, uint64_t wait_ns)
 	}
 }
 
+uint64_t rill_producer_acks_owed(const struct rill_producer *p)
+{
+	return p->acks_owed;
+}
+
 /* True once every event put in a ring has been taken out of it (processed). */
 static bool producer_rings_empty(const struct rill_producer *p)
 {
@@ -251,6 +269,34 @@ int rill_producer_close(struct rill_producer *p)
 	e->producers[p->slot] = NULL;
 	e->producer_count--;
 	pthread_mutex_unlock(&e->lock);
+	if (p->wake_fd >= 0)
+		close(p->wake_fd);
 	free(p);
 	return rc;
+}
+
+int rill_producer_wake_fd(const struct rill_producer *p)
+{
+	return p->wake_fd;
+}
+
+bool rill_producer_sleep_begin(struct rill_producer *p)
+{
+	if (p->wake_fd < 0)
+		return true;
+	rill_atomic_store_relaxed_u64(&p->sleeping, 1);
+	rill_atomic_fence_seq_cst(); /* P0: pairs with P1 in shard_ack_send */
+	for (uint32_t i = 0; i < p->engine->shard_count; i++) {
+		if (rill_ring_count(p->acks[i]) > 0) {
+			rill_atomic_store_relaxed_u64(&p->sleeping, 0);
+			return false;
+		}
+	}
+	return true;
+}
+
+void rill_producer_sleep_end(struct rill_producer *p)
+{
+	/* Relaxed: a shard that still sees 1 only writes the eventfd once more. */
+	rill_atomic_store_relaxed_u64(&p->sleeping, 0);
 }

@@ -716,6 +716,12 @@ const char *rill_schema_type_name(const struct rill_schema *s)
 	return s->type_name;
 }
 
+const char *rill_schema_definition(const struct rill_schema *schema)
+{
+	RILL_ASSERT(schema != NULL);
+	return schema->json;
+}
+
 uint16_t rill_schema_version(const struct rill_schema *s)
 {
 	return s->version;

@@ -74,6 +74,17 @@ static void shard_ack_send(struct shard *s, uint32_t slot, struct engine_ack_msg
 	if (reason_bytes > 0)
 		memcpy(dst + sizeof(*m), reason, reason_bytes);
 	rill_ring_commit(p->acks, (uint32_t)(sizeof(*m) + reason_bytes));
+	if (p->sleeping != NULL) {
+		/* P1: the fence orders the commit above before the flag's load; pairs with
+		 * P0 in rill_producer_sleep_begin. One of the two sides sees the other. */
+		rill_atomic_fence_seq_cst();
+		if (rill_atomic_load_relaxed_u64(p->sleeping) != 0 &&
+		    rill_atomic_exchange_acq_rel_u64(p->sleeping, 0) != 0) {
+			uint64_t one = 1;
+			ssize_t n = write(p->wake_fd, &one, sizeof(one));
+			(void)n; /* a full counter already means "wake up" */
+		}
+	}
 }
 
 static void shard_latency(struct rill_hist *h, uint64_t from_ns, uint64_t to_ns)

@@ -213,6 +213,21 @@ static int shard_query_as_of(struct shard *s, struct shard_req *r)
 	return rc;
 }
 
+static int shard_part_info(struct shard *s, struct shard_req *r)
+{
+	RILL_ASSERT(r->topic->parts[r->partition].shard == s->index);
+	struct rill_partition *part = r->topic->parts[r->partition].sp->part;
+	struct rill_log *log = rill_partition_log(part);
+	r->info->first_offset = rill_log_start_offset(log);
+	r->info->durable_offset = rill_partition_durable_offset(part);
+	r->info->next_offset = rill_partition_next_offset(part);
+	r->as_of_offset = r->info->next_offset;
+	if (r->as_of_ns == UINT64_MAX || r->info->next_offset == r->info->first_offset)
+		return 0;
+	int rc = rill_log_find_time(log, r->as_of_ns, &r->as_of_offset);
+	return rc == -ENOENT ? 0 : rc; /* nothing that late: the end */
+}
+
 static void shard_latency_fill(struct rill_latency *out, const struct rill_hist *h)
 {
 	*out = (struct rill_latency){.count = h->count,
@@ -293,8 +308,11 @@ static int shard_req_run(struct shard *s, struct shard_req *r)
 		return 0;
 	case SHARD_REQ_PRODUCER_ATTACH:
 		RILL_ASSERT(!p->attached && s->active_count < RILL_ENGINE_PRODUCERS_MAX);
-		*p = (struct shard_producer){
-			.events = r->events, .acks = r->acks, .attached = true};
+		*p = (struct shard_producer){.events = r->events,
+					     .acks = r->acks,
+					     .attached = true,
+					     .sleeping = r->sleeping,
+					     .wake_fd = r->wake_fd};
 		s->active[s->active_count++] = r->producer_slot;
 		return 0;
 	case SHARD_REQ_PRODUCER_DETACH:
@@ -329,6 +347,8 @@ static int shard_req_run(struct shard *s, struct shard_req *r)
 		return 0;
 	case SHARD_REQ_STATS:
 		return shard_stats(s, r->stats);
+	case SHARD_REQ_PART_INFO:
+		return shard_part_info(s, r);
 	case SHARD_REQ_STOP:
 		s->stopping = true;
 		return 0;

@@ -43,7 +43,17 @@ enum rill_error {
 	/* The engine (include/rill/rill.h). */
 	RILL_E_QUERY_STALE = -(RILL_E_BASE + 21),     /* the token's offset not applied in time */
 	RILL_E_COMMAND_REFUSED = -(RILL_E_BASE + 22), /* a command handler refused it */
-	RILL_E_LAST = -(RILL_E_BASE + 23),
+	/* The wire protocol (io/wire.h). */
+	RILL_E_WIRE_TRUNCATED = -(RILL_E_BASE + 23), /* a frame shorter than its lengths say */
+	RILL_E_WIRE_TOO_LARGE = -(RILL_E_BASE + 24), /* a frame over the frame limit */
+	RILL_E_WIRE_TYPE = -(RILL_E_BASE + 25),      /* unknown or unexpected frame type */
+	RILL_E_WIRE_RESERVED = -(RILL_E_BASE + 26),  /* a reserved field or flag set */
+	RILL_E_WIRE_VALUE = -(RILL_E_BASE + 27),     /* a field out of its range */
+	RILL_E_WIRE_MAGIC = -(RILL_E_BASE + 28),     /* not a rill client (bad magic) */
+	RILL_E_WIRE_COUNT = -(RILL_E_BASE + 29),     /* event count disagrees with the body */
+	RILL_E_WIRE_TRAILING = -(RILL_E_BASE + 30),  /* bytes after the frame's contents */
+	RILL_E_WIRE_VERSION = -(RILL_E_BASE + 31),   /* no protocol version in common */
+	RILL_E_LAST = -(RILL_E_BASE + 32),
 };
 
 /*

@@ -141,6 +141,9 @@ struct rill_schema_registry *rill_engine_schemas(struct rill_engine *engine);
 /* The number of shards running. */
 uint32_t rill_engine_shards(const struct rill_engine *engine);
 
+/* rill_engine_shard_cpu - the CPU shard @shard is pinned to, or -1 (not pinned). */
+int rill_engine_shard_cpu(const struct rill_engine *engine, uint32_t shard);
+
 /* Topics. */
 struct rill_topic_config {
 	const char *name;                /* [A-Za-z0-9_.-], 1 to 128 bytes */
@@ -170,6 +173,26 @@ uint32_t rill_topic_partitions(const struct rill_topic *topic);
 
 /* rill_topic_partition - the partition @key goes to: XXH3(key) mod partitions. */
 uint32_t rill_topic_partition(const struct rill_topic *topic, const void *key, size_t key_bytes);
+
+/* rill_topic_config_get - the topic's settings (name included: valid while it exists). */
+const struct rill_topic_config *rill_topic_config_get(const struct rill_topic *topic);
+
+/* Where a partition's log stands. */
+struct rill_partition_info {
+	uint64_t first_offset;   /* the first offset retention keeps */
+	uint64_t durable_offset; /* every offset below it is durable */
+	uint64_t next_offset;    /* the offset the next event gets */
+};
+
+/*
+ * rill_partition_info_get - where @partition of @topic stands; with @timestamp_ns not
+ * UINT64_MAX, also the first offset of the batch holding its first event stamped at or
+ * after @timestamp_ns into @at (next_offset when none is). Returns 0, -EINVAL, or a log
+ * error. Any host thread; blocks briefly (the owner shard answers).
+ */
+int rill_partition_info_get(struct rill_engine *engine, struct rill_topic *topic,
+			    uint32_t partition, uint64_t timestamp_ns,
+			    struct rill_partition_info *out, uint64_t *at);
 
 /* Projections: a built-in read model over one event type of one topic. */
 struct rill_projection_def {
@@ -207,6 +230,22 @@ int rill_projection_define(struct rill_engine *engine, const struct rill_project
 int rill_projection_define_custom(struct rill_engine *engine, const char *name, const char *topic,
 				  const struct rill_projection_ops *ops, void *arg,
 				  struct rill_error_text *err);
+
+/* Projection kinds by name: "count", "sum", "min", "max", "last", "avg", "window_count",
+ * "window_sum". _name returns NULL for an unknown kind; _parse returns 0 or -EINVAL. */
+const char *rill_projection_kind_name(enum rill_projection_kind kind);
+int rill_projection_kind_parse(const char *name, enum rill_projection_kind *out);
+
+/*
+ * Consumer groups: a group's committed position in each partition (the next offset to
+ * read), stored under DATA/groups. rill_group_commit stores it durably (blocks: a file
+ * write and syncs); rill_group_offset reads it: 0, -ENOENT (never committed), -EINVAL
+ * (a bad name: [A-Za-z0-9_.-], 1 to 128 bytes), or an I/O error. Any host thread.
+ */
+int rill_group_commit(struct rill_engine *engine, const char *group, struct rill_topic *topic,
+		      uint32_t partition, uint64_t next_offset);
+int rill_group_offset(struct rill_engine *engine, const char *group, struct rill_topic *topic,
+		      uint32_t partition, uint64_t *next_offset);
 
 /* A read-your-writes token: an acknowledgement's (partition, offset). */
 struct rill_token {
@@ -315,6 +354,8 @@ struct rill_event {
 	const void *payload;
 	uint32_t payload_bytes;
 	uint64_t sequence;       /* idempotent producers: 0, 1, 2, ... per partition */
+	uint64_t producer_id;    /* non-zero: publish as this idempotent producer instead of
+				  * the handle's (a server publishing for its clients) */
 	uint64_t timestamp_ns;   /* event time, wall clock; 0: now */
 	uint64_t correlation_id; /* tracing: the conversation it belongs to */
 	uint64_t causation_id;   /* tracing: the event that caused it */
@@ -340,6 +381,10 @@ struct rill_producer_config {
 	uint64_t producer_id; /* non-zero: idempotent, with sequences per partition */
 	rill_ack_fn on_ack;   /* optional */
 	void *arg;
+	bool wake_fd; /* give the handle an eventfd the shards signal when they post
+			       * acknowledgements to it while it sleeps (see
+			       * rill_producer_sleep_begin): for event loops that wait in
+			       * poll, epoll or io_uring rather than in rill_producer_poll */
 };
 
 /*
@@ -373,6 +418,20 @@ int rill_producer_poll(struct rill_producer *producer, uint64_t wait_ns);
  * -ETIMEDOUT.
  */
 int rill_producer_flush(struct rill_producer *producer, uint64_t timeout_ns);
+
+/*
+ * Waiting for acknowledgements in one's own event loop (config.wake_fd): watch
+ * rill_producer_wake_fd (readable: read its 8 bytes and poll). Before blocking, call
+ * rill_producer_sleep_begin: false means acknowledgements are waiting already (poll them
+ * instead of blocking); after waking, rill_producer_sleep_end. Without the pair a shard
+ * never signals the fd. The handle's thread only; never block.
+ */
+int rill_producer_wake_fd(const struct rill_producer *producer); /* -1 without wake_fd */
+bool rill_producer_sleep_begin(struct rill_producer *producer);
+void rill_producer_sleep_end(struct rill_producer *producer);
+
+/* rill_producer_acks_owed - acknowledgements asked for and not yet delivered. */
+uint64_t rill_producer_acks_owed(const struct rill_producer *producer);
 
 /* rill_producer_close - flush (without a time limit), detach from the shards, free. */
 int rill_producer_close(struct rill_producer *producer);

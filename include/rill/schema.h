@@ -133,6 +133,9 @@ void rill_schema_free(struct rill_schema *schema);
 
 const char *rill_schema_type_name(const struct rill_schema *schema);
 uint16_t rill_schema_version(const struct rill_schema *schema);
+/* rill_schema_definition - the definition as canonical JSON text (NUL-terminated), valid
+ * as long as the schema is. */
+const char *rill_schema_definition(const struct rill_schema *schema);
 /* The type's registry id (the record's type_id); 0 for a schema outside a registry. */
 uint32_t rill_schema_type_id(const struct rill_schema *schema);
 uint32_t rill_schema_field_count(const struct rill_schema *schema);

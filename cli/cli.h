@@ -2,7 +2,14 @@
 #ifndef RILL_CLI_H
 #define RILL_CLI_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include <jansson.h>
+
+struct rill_client;
+struct rill_client_error;
+struct rill_schema;
 
 /* rill log verify|dump ...; returns the process exit status. */
 int cli_log(int argc, char **argv);
@@ -16,8 +23,61 @@ int cli_bench_log(int argc, char **argv);
 /* rill bench engine ...; returns the process exit status. */
 int cli_bench_engine(int argc, char **argv);
 
+/* rill bench produce ...; returns the process exit status. */
+int cli_bench_produce(int argc, char **argv);
+
+/* rill serve ...; returns the process exit status. */
+int cli_serve(int argc, char **argv);
+
 /* Remove the directory tree @dir (a benchmark's scratch folder). 0 or -errno. */
 int cli_remove_tree(const char *dir);
+
+/* ---- Client commands (cli/client_cmd.c, produce_cmd.c, consume_cmd.c) ---- */
+
+#define CLI_CONNECT_DEFAULT "127.0.0.1:7400"
+
+/* rill topic create ...; rill schema register ...; rill projection create ... */
+int cli_topic(int argc, char **argv);
+int cli_schema_register(int argc, char **argv);
+int cli_projection(int argc, char **argv);
+/* rill produce|consume|query|stat|ping ...; each returns the process exit status. */
+int cli_produce(int argc, char **argv);
+int cli_consume(int argc, char **argv);
+int cli_query(int argc, char **argv);
+int cli_stat(int argc, char **argv);
+int cli_ping(int argc, char **argv);
+
+/* If --help or -h is among the arguments: print @usage on stdout and return true. */
+bool cli_help(int argc, char **argv, const char *usage);
+
+/* If argv[*i] is @name and a value follows it: the value into @value, *i past it, true. */
+bool cli_opt(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* Connect to @address (@inflight_max 0: the default); prints why not. 0 or the error. */
+int cli_connect(const char *command, const char *address, uint32_t inflight_max,
+		struct rill_client **out);
+
+/* Print "rill: COMMAND: ADDRESS: why" for a client call's failure; returns 1. */
+int cli_client_fail(const char *command, const char *address, int rc,
+		    const struct rill_client_error *err);
+
+/* Print a JSON text on one line (or indented with @pretty). */
+void cli_print_json(const char *text, bool pretty);
+
+/* A u64 as JSON: an integer up to INT64_MAX, decimal digits in a string beyond. */
+json_t *cli_json_u64(uint64_t v);
+
+/* The server's schemas (ADMIN SCHEMAS), parsed and indexed by name and by type id. */
+struct cli_schemas;
+int cli_schemas_fetch(const char *command, const char *address, struct rill_client *c,
+		      struct cli_schemas **out);
+void cli_schemas_free(struct cli_schemas *s);
+/* Version @version of @type (0: the latest) and its type id, or NULL. */
+const struct rill_schema *cli_schemas_find(const struct cli_schemas *s, const char *type,
+					   uint16_t version, uint32_t *type_id);
+/* Version @version of type @type_id, or NULL. */
+const struct rill_schema *cli_schemas_by_id(const struct cli_schemas *s, uint32_t type_id,
+					    uint16_t version);
 
 /* A whole decimal unsigned number; 0 or -EINVAL. */
 int cli_parse_u64(const char *text, uint64_t *out);

@@ -1,6 +1,6 @@
 /*
- * The `rill` command: dispatches to the command groups in cli/. The server (`rill serve`)
- * and the client commands arrive with their subsystems. Main thread; not a hot path.
+ * The `rill` command: dispatches to the command groups in cli/: offline tools (log,
+ * schema, bench) and the client commands of a running server. Main thread; not a hot path.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,10 +52,39 @@ static void usage(FILE *out)
 		"hex\n"
 		"  schema decode --file SCHEMA.json       payloads in hex on stdin to JSON "
 		"lines\n"
+		"\n"
+		"client commands (each takes --connect HOST:PORT, default 127.0.0.1:7400; IPv6 as\n"
+		"[ADDR]:PORT):\n"
+		"  topic create --name T --partitions N [--durability none|group]\n"
+		"                                         create a topic; prints the answer\n"
+		"  schema register --file SCHEMA.json [--compat MODE]\n"
+		"                                         register a schema version\n"
+		"  projection create --name P --topic T --type TYPE [--version V]\n"
+		"             --kind count|sum|min|max|last|avg|window_count|window_sum\n"
+		"             [--field F] [--window SECONDS]\n"
+		"                                         create a built-in projection\n"
+		"  produce --topic T [--acks none|applied|durable] [--batch N]\n"
+		"                                         JSON lines on stdin to events\n"
+		"                                         ({\"key\",\"type\",\"version\"?,\"data\","
+		"...});\n"
+		"                                         prints {\"key\",\"partition\","
+		"\"offset\"} per event\n"
+		"                                         in input order; stops at a malformed "
+		"line\n"
+		"  consume --topic T [--partition P] [--from earliest|latest|OFFSET|@UNIX_NS]\n"
+		"          [--until-end] [--group G] [--limit N]\n"
+		"                                         events as JSON lines, payloads decoded\n"
+		"  query --projection P --key K [--as-of @UNIX_NS|OFFSET] [--after PART:OFFSET]\n"
+		"                                         a projection's value for a key as JSON "
+		"(\"value\":\n"
+		"                                         the f64 for float fields, else the i64, "
+		"with\n"
+		"                                         \"u64\" too when it differs)\n"
+		"  stat [--pretty]                        the server's statistics as JSON\n"
+		"  ping [--count N]                       round trips, each one's latency in µs\n"
 		"  help                                   print this text\n"
 		"\n"
-		"The server and the client commands are not built yet; scripts/run.sh runs the\n"
-		"micro-benchmarks meanwhile.\n");
+		"Errors name their input line; a usage error exits 2, any other failure 1.\n");
 }
 
 int cli_parse_u64(const char *text, uint64_t *out)
@@ -105,10 +134,28 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "produce") == 0)
+		return cli_bench_produce(argc - 3, argv + 3);
+	if (strcmp(cmd, "serve") == 0)
+		return cli_serve(argc, argv);
 	if (strcmp(cmd, "log") == 0)
 		return cli_log(argc - 2, argv + 2);
 	if (strcmp(cmd, "schema") == 0)
 		return cli_schema(argc - 2, argv + 2);
+	if (strcmp(cmd, "topic") == 0)
+		return cli_topic(argc - 2, argv + 2);
+	if (strcmp(cmd, "projection") == 0)
+		return cli_projection(argc - 2, argv + 2);
+	if (strcmp(cmd, "produce") == 0)
+		return cli_produce(argc - 2, argv + 2);
+	if (strcmp(cmd, "consume") == 0)
+		return cli_consume(argc - 2, argv + 2);
+	if (strcmp(cmd, "query") == 0)
+		return cli_query(argc - 2, argv + 2);
+	if (strcmp(cmd, "stat") == 0)
+		return cli_stat(argc - 2, argv + 2);
+	if (strcmp(cmd, "ping") == 0)
+		return cli_ping(argc - 2, argv + 2);
 	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "log") == 0)
 		return cli_bench_log(argc - 3, argv + 3);
 	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "engine") == 0)

@@ -2,8 +2,8 @@
  * `rill schema check|encode|decode`: offline tools over schema definition files. check
  * parses and lays out definitions; encode turns JSON lines into payloads (hex, one per
  * line) and decode turns them back, so that payloads can be made and read by hand and by
- * scripts. Registering with a running server arrives with the server. Main thread;
- * blocking.
+ * scripts. `rill schema register` (cli/client_cmd.c) sends a definition to a running
+ * server. Main thread; blocking.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -227,12 +227,15 @@ static int schema_transcode(int argc, char **argv, bool encode)
 int cli_schema(int argc, char **argv)
 {
 	if (argc < 1)
-		return cli_usage_error("schema", "needs a subcommand: check, encode or decode");
+		return cli_usage_error("schema",
+				       "needs a subcommand: check, encode, decode or register");
 	if (strcmp(argv[0], "check") == 0)
 		return schema_check(argc - 1, argv + 1);
 	if (strcmp(argv[0], "encode") == 0)
 		return schema_transcode(argc - 1, argv + 1, true);
 	if (strcmp(argv[0], "decode") == 0)
 		return schema_transcode(argc - 1, argv + 1, false);
-	return cli_usage_error("schema", "unknown subcommand (check, encode or decode)");
+	if (strcmp(argv[0], "register") == 0)
+		return cli_schema_register(argc - 1, argv + 1);
+	return cli_usage_error("schema", "unknown subcommand (check, encode, decode or register)");
 }

@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
 # The engine's main job, from a fresh Debian 12 machine: install what is missing, build the
-# release, then run. rill has no server yet (it arrives with the io_uring ingress), so for
-# now the main job is the micro-benchmark suite: it prints the median rates and the ratios
-# to the baselines (DPDK's rte_ring, jemalloc, glibc) as JSON. Arguments go to
-# scripts/bench-micro.sh (try --help).
+# release, then run the server in the foreground with its embedded defaults: data in
+# ./data, listening on 127.0.0.1:7400 (loopback only), one shard per CPU. Ctrl-C (SIGINT)
+# or SIGTERM stops it cleanly (drain, final sync, exit 0). Arguments go to `rill serve`
+# (try --help), e.g. scripts/run.sh --listen 127.0.0.1:7500 --data /var/lib/rill.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Set-up and build chatter goes to stderr, so stdout carries the JSON alone.
-exec 3>&1 1>&2
-scripts/setup.sh
+scripts/setup.sh >&2
 mkdir -p build
 if [ ! -d build/release/meson-private ]; then
-	meson setup build/release -Dbuildtype=release
+	meson setup build/release -Dbuildtype=release >&2
 fi
-ninja -C build/release
-echo "run.sh: rill $(build/release/rill version | cut -d' ' -f2): no server yet;" \
-	"running the micro-benchmarks (scripts/bench-micro.sh)" >&2
-exec scripts/bench-micro.sh "$@" >&3
+ninja -C build/release >&2
+echo "run.sh: rill $(build/release/rill version | cut -d' ' -f2): starting the server" \
+	"(scripts/bench-micro.sh runs the micro-benchmarks)" >&2
+exec build/release/rill serve "$@"

@@ -12,6 +12,8 @@ packages=(
 	libinih-dev
 	# tests and benchmarks
 	libcmocka-dev libbenchmark-dev fio python3
+	# the peer comparison (scripts/bench-peers.sh)
+	redis-server redis-tools
 )
 
 missing=()

@@ -1,0 +1,639 @@
+/*
+ * The client commands that ask a running server one thing and print its answer: `rill
+ * topic create`, `rill schema register`, `rill projection create`, `rill query`, `rill
+ * stat`, `rill ping`; and what every client command shares: --connect, error reports, and
+ * the server's schemas fetched once and indexed (cli_schemas_*, for produce and consume).
+ * Main thread; blocking; not a hot path.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "base/clock.h"
+#include "cli.h"
+#include "io/wire.h"
+#include "rill/client.h"
+#include "rill/schema.h"
+
+#define CLI_SCHEMAS_MAX        (1u << 20) /* schema versions in one SCHEMAS answer */
+#define CLI_PING_COUNT_MAX     1000000u
+#define CLI_PARTITIONS_MAX     1024u /* as RILL_ENGINE_PARTITIONS_MAX */
+#define CLI_WINDOW_SECONDS_MAX (366ull * 24 * 3600)
+
+bool cli_opt(int argc, char **argv, int *i, const char *name, const char **value)
+{
+	if (strcmp(argv[*i], name) != 0 || *i + 1 >= argc)
+		return false;
+	*value = argv[++*i];
+	return true;
+}
+
+bool cli_help(int argc, char **argv, const char *usage)
+{
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			puts(usage);
+			return true;
+		}
+	}
+	return false;
+}
+
+int cli_client_fail(const char *command, const char *address, int rc,
+		    const struct rill_client_error *err)
+{
+	const char *why = err != NULL && err->message[0] != '\0' ? err->message : rill_strerror(rc);
+	fprintf(stderr, "rill: %s: %s: %s\n", command, address, why);
+	return 1;
+}
+
+int cli_connect(const char *command, const char *address, uint32_t inflight_max,
+		struct rill_client **out)
+{
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	if (inflight_max != 0)
+		config.inflight_max = inflight_max;
+	struct rill_client_error err = {{0}};
+	int rc = rill_client_connect(out, address, &config, &err);
+	if (rc != 0) {
+		/* the message names the address already */
+		fprintf(stderr, "rill: %s: %s\n", command,
+			err.message[0] ? err.message : rill_strerror(rc));
+		return rc;
+	}
+	return 0;
+}
+
+void cli_print_json(const char *text, bool pretty)
+{
+	json_error_t jerr;
+	json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+	char *line = j != NULL ? json_dumps(j, pretty ? JSON_INDENT(2) | JSON_PRESERVE_ORDER
+						      : JSON_COMPACT | JSON_PRESERVE_ORDER)
+			       : NULL;
+	puts(line != NULL ? line : text);
+	free(line);
+	json_decref(j);
+}
+
+/* Connect, run one admin op with @body (taken), print the answer. The exit status. */
+static int admin_once(const char *command, const char *address, uint16_t op, json_t *body,
+		      bool pretty)
+{
+	char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(body);
+	if (text == NULL) {
+		fprintf(stderr, "rill: %s: out of memory\n", command);
+		return 1;
+	}
+	struct rill_client *c;
+	int status = 1;
+	if (cli_connect(command, address, 0, &c) == 0) {
+		char *answer = NULL;
+		struct rill_client_error err = {{0}};
+		int rc = rill_client_admin(c, op, text, &answer, &err);
+		if (rc == 0) {
+			cli_print_json(answer, pretty);
+			status = 0;
+		} else {
+			cli_client_fail(command, address, rc, &err);
+		}
+		free(answer);
+		rill_client_close(c);
+	}
+	free(text);
+	return status;
+}
+
+/* ---- topic create ------------------------------------------------------------------- */
+
+#define TOPIC_USAGE                                                                                \
+	"usage: rill topic create [--connect HOST:PORT] --name T --partitions N "                  \
+	"[--durability none|group]"
+
+int cli_topic(int argc, char **argv)
+{
+	if (cli_help(argc, argv, TOPIC_USAGE))
+		return 0;
+	if (argc < 1 || strcmp(argv[0], "create") != 0)
+		return cli_usage_error("topic", TOPIC_USAGE);
+	const char *address = CLI_CONNECT_DEFAULT, *name = NULL, *parts = NULL, *dur = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
+		    !cli_opt(argc, argv, &i, "--name", &name) &&
+		    !cli_opt(argc, argv, &i, "--partitions", &parts) &&
+		    !cli_opt(argc, argv, &i, "--durability", &dur))
+			return cli_usage_error("topic create", TOPIC_USAGE);
+	}
+	uint64_t n;
+	if (name == NULL || parts == NULL)
+		return cli_usage_error("topic create", "needs --name and --partitions");
+	if (cli_parse_u64(parts, &n) != 0 || n == 0 || n > CLI_PARTITIONS_MAX)
+		return cli_usage_error("topic create", "--partitions takes 1 to 1024");
+	if (dur != NULL && strcmp(dur, "none") != 0 && strcmp(dur, "group") != 0)
+		return cli_usage_error("topic create", "--durability takes none or group");
+	json_t *body = json_pack("{s:s, s:I}", "name", name, "partitions", (json_int_t)n);
+	if (dur != NULL)
+		json_object_set_new(body, "durability", json_string(dur));
+	return admin_once("topic create", address, RILL_WIRE_ADMIN_TOPIC_CREATE, body, false);
+}
+
+/* ---- schema register ---------------------------------------------------------------- */
+
+#define REGISTER_USAGE                                                                             \
+	"usage: rill schema register [--connect HOST:PORT] --file SCHEMA.json [--compat MODE]"
+
+int cli_schema_register(int argc, char **argv)
+{
+	if (cli_help(argc, argv, REGISTER_USAGE))
+		return 0;
+	const char *address = CLI_CONNECT_DEFAULT, *file = NULL, *compat = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
+		    !cli_opt(argc, argv, &i, "--file", &file) &&
+		    !cli_opt(argc, argv, &i, "--compat", &compat))
+			return cli_usage_error("schema register", REGISTER_USAGE);
+	}
+	if (file == NULL)
+		return cli_usage_error("schema register", "needs --file SCHEMA.json");
+	enum rill_schema_compat mode;
+	if (compat != NULL && rill_schema_compat_parse(compat, &mode) != 0)
+		return cli_usage_error("schema register",
+				       "--compat takes NONE, BACKWARD, FORWARD, FULL or their "
+				       "_TRANSITIVE forms");
+	json_error_t jerr;
+	json_t *schema = json_load_file(file, 0, &jerr);
+	if (!json_is_object(schema)) {
+		if (schema == NULL)
+			fprintf(stderr, "rill: schema register: %s: line %d: %s\n", file, jerr.line,
+				jerr.text);
+		else
+			fprintf(stderr, "rill: schema register: %s: not a JSON object\n", file);
+		json_decref(schema);
+		return 1;
+	}
+	json_t *body = json_object();
+	json_object_set_new(body, "schema", schema);
+	if (compat != NULL)
+		json_object_set_new(body, "compat", json_string(rill_schema_compat_name(mode)));
+	return admin_once("schema register", address, RILL_WIRE_ADMIN_SCHEMA_REGISTER, body, false);
+}
+
+/* ---- projection create -------------------------------------------------------------- */
+
+#define PROJECTION_USAGE                                                                           \
+	"usage: rill projection create [--connect HOST:PORT] --name P --topic T --type TYPE "      \
+	"[--version V] --kind count|sum|min|max|last|avg|window_count|window_sum [--field F] "     \
+	"[--window SECONDS]"
+
+static const char *const projection_kinds[] = {"count", "sum", "min",          "max",
+					       "last",  "avg", "window_count", "window_sum"};
+
+static bool projection_kind_known(const char *kind)
+{
+	for (size_t i = 0; i < sizeof(projection_kinds) / sizeof(projection_kinds[0]); i++)
+		if (strcmp(kind, projection_kinds[i]) == 0)
+			return true;
+	return false;
+}
+
+int cli_projection(int argc, char **argv)
+{
+	if (cli_help(argc, argv, PROJECTION_USAGE))
+		return 0;
+	if (argc < 1 || strcmp(argv[0], "create") != 0)
+		return cli_usage_error("projection", PROJECTION_USAGE);
+	const char *address = CLI_CONNECT_DEFAULT, *name = NULL, *topic = NULL, *type = NULL;
+	const char *version = NULL, *kind = NULL, *field = NULL, *window = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
+		    !cli_opt(argc, argv, &i, "--name", &name) &&
+		    !cli_opt(argc, argv, &i, "--topic", &topic) &&
+		    !cli_opt(argc, argv, &i, "--type", &type) &&
+		    !cli_opt(argc, argv, &i, "--version", &version) &&
+		    !cli_opt(argc, argv, &i, "--kind", &kind) &&
+		    !cli_opt(argc, argv, &i, "--field", &field) &&
+		    !cli_opt(argc, argv, &i, "--window", &window))
+			return cli_usage_error("projection create", PROJECTION_USAGE);
+	}
+	if (name == NULL || topic == NULL || type == NULL || kind == NULL)
+		return cli_usage_error("projection create",
+				       "needs --name, --topic, --type and --kind");
+	if (!projection_kind_known(kind))
+		return cli_usage_error("projection create",
+				       "--kind takes count, sum, min, max, last, avg, "
+				       "window_count or window_sum");
+	uint64_t v = 0, seconds = 0;
+	if (version != NULL && (cli_parse_u64(version, &v) != 0 || v == 0 || v > 0xffff))
+		return cli_usage_error("projection create", "--version takes 1 to 65535");
+	if (window != NULL && (cli_parse_u64(window, &seconds) != 0 || seconds == 0 ||
+			       seconds > CLI_WINDOW_SECONDS_MAX))
+		return cli_usage_error("projection create",
+				       "--window takes a number of seconds (1 to a year)");
+	json_t *body = json_pack("{s:s, s:s, s:s}", "name", name, "topic", topic, "type", type);
+	if (version != NULL)
+		json_object_set_new(body, "version", json_integer((json_int_t)v));
+	json_object_set_new(body, "kind", json_string(kind));
+	if (field != NULL)
+		json_object_set_new(body, "field", json_string(field));
+	if (window != NULL)
+		json_object_set_new(body, "window_ns",
+				    json_integer((json_int_t)(seconds * 1000000000ull)));
+	return admin_once("projection create", address, RILL_WIRE_ADMIN_PROJECTION_CREATE, body,
+			  false);
+}
+
+/* ---- stat, ping --------------------------------------------------------------------- */
+
+#define STAT_USAGE "usage: rill stat [--connect HOST:PORT] [--pretty]"
+#define PING_USAGE                                                                                 \
+	"usage: rill ping [--connect HOST:PORT] [--count N]\n"                                     \
+	"  prints {\"ping\":I,\"latency_us\":US} per round trip"
+
+int cli_stat(int argc, char **argv)
+{
+	if (cli_help(argc, argv, STAT_USAGE))
+		return 0;
+	const char *address = CLI_CONNECT_DEFAULT;
+	bool pretty = false;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--pretty") == 0)
+			pretty = true;
+		else if (!cli_opt(argc, argv, &i, "--connect", &address))
+			return cli_usage_error("stat", STAT_USAGE);
+	}
+	return admin_once("stat", address, RILL_WIRE_ADMIN_STAT, json_object(), pretty);
+}
+
+int cli_ping(int argc, char **argv)
+{
+	if (cli_help(argc, argv, PING_USAGE))
+		return 0;
+	const char *address = CLI_CONNECT_DEFAULT, *count_text = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
+		    !cli_opt(argc, argv, &i, "--count", &count_text))
+			return cli_usage_error("ping", PING_USAGE);
+	}
+	uint64_t count = 1;
+	if (count_text != NULL &&
+	    (cli_parse_u64(count_text, &count) != 0 || count == 0 || count > CLI_PING_COUNT_MAX))
+		return cli_usage_error("ping", "--count takes 1 to 1000000");
+	struct rill_client *c;
+	if (cli_connect("ping", address, 0, &c) != 0)
+		return 1;
+	int status = 0;
+	for (uint64_t i = 0; i < count; i++) {
+		struct rill_client_error err = {{0}};
+		uint64_t start = rill_clock_now_ns();
+		int rc = rill_client_ping(c, &err);
+		if (rc != 0) {
+			status = cli_client_fail("ping", address, rc, &err);
+			break;
+		}
+		double us = (double)(rill_clock_now_ns() - start) / 1e3;
+		printf("{\"ping\":%" PRIu64 ",\"latency_us\":%.1f}\n", i + 1, us);
+		fflush(stdout);
+	}
+	rill_client_close(c);
+	return status;
+}
+
+/* ---- query -------------------------------------------------------------------------- */
+
+#define QUERY_USAGE                                                                                \
+	"usage: rill query [--connect HOST:PORT] --projection P --key K [--as-of "                 \
+	"@UNIX_NS|OFFSET] "                                                                        \
+	"[--after PARTITION:OFFSET]\n"                                                             \
+	"  prints {\"projection\",\"key\",\"count\",\"value\",\"avg\",\"offset\"} "                \
+	"(+\"window_start_ns\" for window kinds,\n  \"sum_overflow\":true when a sum was "         \
+	"clamped). \"value\": the f64 for an f64 field, else the\n  integer (u64 sums "            \
+	"as u64); a negative value of min, max or last also comes as \"u64\",\n  the same "        \
+	"bits unsigned, since the answer does not say whether the field is i64 or u64."
+
+/* --as-of @NS (a time) or OFFSET; --after PARTITION:OFFSET. 0 or -EINVAL. */
+static int query_options(const char *as_of, const char *after, struct rill_client_query *q)
+{
+	if (as_of != NULL) {
+		bool at_time = as_of[0] == '@';
+		if (cli_parse_u64(as_of + (at_time ? 1 : 0), &q->as_of) != 0)
+			return -EINVAL;
+		q->as_of_timestamp = at_time;
+		q->as_of_offset = !at_time;
+	}
+	if (after != NULL) {
+		const char *colon = strchr(after, ':');
+		char part[16];
+		uint64_t p;
+		if (colon == NULL || (size_t)(colon - after) >= sizeof(part))
+			return -EINVAL;
+		memcpy(part, after, (size_t)(colon - after));
+		part[colon - after] = '\0';
+		if (cli_parse_u64(part, &p) != 0 || p >= UINT32_MAX ||
+		    cli_parse_u64(colon + 1, &q->token_offset) != 0)
+			return -EINVAL;
+		q->has_token = true;
+		q->token_partition = (uint32_t)p;
+	}
+	return 0;
+}
+
+static void query_print(const char *name, const char *key, const struct rill_projection_value *v)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "projection", json_string(name));
+	json_object_set_new(o, "key", json_string(key));
+	json_object_set_new(o, "count", cli_json_u64(v->count));
+	/* RESULT does not say whether the field is i64 or u64: a u64 sum fills only u64;
+	 * min, max and last fill both with the same bits, so a negative i64 may be a large
+	 * u64, given too. */
+	if (v->is_float) {
+		json_object_set_new(o, "value", json_real(v->f64));
+	} else if (v->i64 == 0 && v->u64 != 0) {
+		json_object_set_new(o, "value", cli_json_u64(v->u64));
+	} else {
+		json_object_set_new(o, "value", json_integer(v->i64));
+		if (v->i64 < 0 && v->u64 == (uint64_t)v->i64)
+			json_object_set_new(o, "u64", cli_json_u64(v->u64));
+	}
+	json_object_set_new(o, "avg", json_real(v->avg));
+	json_object_set_new(o, "offset", cli_json_u64(v->offset));
+	if (v->window_start_ns != 0)
+		json_object_set_new(o, "window_start_ns", cli_json_u64(v->window_start_ns));
+	if (v->sum_overflow)
+		json_object_set_new(o, "sum_overflow", json_true());
+	char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (line != NULL)
+		puts(line);
+	free(line);
+	json_decref(o);
+}
+
+int cli_query(int argc, char **argv)
+{
+	if (cli_help(argc, argv, QUERY_USAGE))
+		return 0;
+	const char *address = CLI_CONNECT_DEFAULT, *name = NULL, *key = NULL;
+	const char *as_of = NULL, *after = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
+		    !cli_opt(argc, argv, &i, "--projection", &name) &&
+		    !cli_opt(argc, argv, &i, "--key", &key) &&
+		    !cli_opt(argc, argv, &i, "--as-of", &as_of) &&
+		    !cli_opt(argc, argv, &i, "--after", &after))
+			return cli_usage_error("query", QUERY_USAGE);
+	}
+	struct rill_client_query q = {0};
+	if (name == NULL || key == NULL)
+		return cli_usage_error("query", "needs --projection and --key");
+	if (query_options(as_of, after, &q) != 0)
+		return cli_usage_error("query", "--as-of takes @UNIX_NS or OFFSET, --after "
+						"PARTITION:OFFSET");
+	struct rill_client *c;
+	if (cli_connect("query", address, 0, &c) != 0)
+		return 1;
+	struct rill_projection_value v;
+	struct rill_client_error err = {{0}};
+	int rc = rill_client_query(c, name, key, strlen(key), &q, &v, &err);
+	rill_client_close(c);
+	if (rc != 0) {
+		fprintf(stderr, "rill: query: projection '%s', key '%s': %s\n", name, key,
+			err.message[0] ? err.message : rill_strerror(rc));
+		return 1;
+	}
+	query_print(name, key, &v);
+	return 0;
+}
+
+/* ---- The server's schemas ------------------------------------------------------------- */
+
+json_t *cli_json_u64(uint64_t v)
+{
+	if (v <= INT64_MAX)
+		return json_integer((json_int_t)v);
+	char text[24];
+	snprintf(text, sizeof(text), "%" PRIu64, v);
+	return json_string(text); /* as the schemas' JSON: beyond int64, decimal digits */
+}
+
+struct cli_schema_entry {
+	uint32_t type_id;
+	uint32_t order; /* its place in the answer */
+	struct rill_schema *schema;
+};
+
+struct cli_schemas {
+	struct cli_schema_entry *entries; /* by type name, then version */
+	uint32_t count;
+	uint32_t *by_id; /* type id → index of its first entry; UINT32_MAX: none */
+	uint32_t id_max;
+};
+
+static int entry_by_name(const void *a, const void *b)
+{
+	const struct cli_schema_entry *x = a, *y = b;
+	int c = strcmp(rill_schema_type_name(x->schema), rill_schema_type_name(y->schema));
+	if (c != 0)
+		return c;
+	return (int)rill_schema_version(x->schema) - (int)rill_schema_version(y->schema);
+}
+
+/*
+ * One entry of the SCHEMAS answer: a definition, a definition with a "type_id" member, or
+ * {"type_id", "definition"}. The type id of a bare definition is left 0 (inferred later).
+ */
+static int schema_entry_parse(json_t *e, struct cli_schema_entry *out, char *why, size_t why_bytes)
+{
+	json_t *def = json_object_get(e, "definition");
+	json_t *id = json_object_get(e, "type_id");
+	json_t *copy = NULL;
+	if (def == NULL && id != NULL) {
+		copy = json_copy(e);
+		json_object_del(copy, "type_id");
+		def = copy;
+	} else if (def == NULL) {
+		def = e;
+	}
+	char *text = json_is_object(def) ? json_dumps(def, JSON_COMPACT) : NULL;
+	json_decref(copy);
+	if (text == NULL || (id != NULL && (!json_is_integer(id) || json_integer_value(id) <= 0 ||
+					    json_integer_value(id) > RILL_SCHEMA_TYPES_MAX))) {
+		free(text);
+		snprintf(why, why_bytes, "not a schema definition with a valid type_id");
+		return -EINVAL;
+	}
+	struct rill_schema_error err;
+	int rc = rill_schema_parse(&out->schema, text, strlen(text), &err);
+	free(text);
+	if (rc != 0) {
+		snprintf(why, why_bytes, "%s",
+			 rc == RILL_E_SCHEMA_INVALID ? err.message : rill_strerror(rc));
+		return rc;
+	}
+	out->type_id = id != NULL ? (uint32_t)json_integer_value(id) : 0;
+	return 0;
+}
+
+/* A type's entries (contiguous once sorted by name) and where it first appeared. */
+struct type_group {
+	uint32_t first_order, start, end;
+};
+
+static int group_by_order(const void *a, const void *b)
+{
+	const struct type_group *x = a, *y = b;
+	return x->first_order < y->first_order ? -1 : x->first_order > y->first_order;
+}
+
+/*
+ * Type ids the answer did not give: the registry numbers types 1, 2, ... in the order they
+ * were first registered (engine/schema_registry.c, G4), and SCHEMAS lists them in that
+ * order, so a type's id is the rank of its first appearance. Entries are sorted by name.
+ */
+static int schemas_infer_ids(struct cli_schemas *s)
+{
+	struct type_group *groups = calloc(s->count + 1, sizeof(*groups));
+	if (groups == NULL)
+		return -ENOMEM;
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < s->count; i++) {
+		const char *name = rill_schema_type_name(s->entries[i].schema);
+		if (i == 0 || strcmp(rill_schema_type_name(s->entries[i - 1].schema), name) != 0)
+			groups[n++] = (struct type_group){.first_order = UINT32_MAX, .start = i};
+		struct type_group *g = &groups[n - 1];
+		g->end = i + 1;
+		if (s->entries[i].order < g->first_order)
+			g->first_order = s->entries[i].order;
+	}
+	qsort(groups, n, sizeof(*groups), group_by_order);
+	for (uint32_t g = 0; g < n; g++)
+		for (uint32_t k = groups[g].start; k < groups[g].end; k++)
+			if (s->entries[k].type_id == 0)
+				s->entries[k].type_id = g + 1;
+	free(groups);
+	return 0;
+}
+
+static int schemas_index(struct cli_schemas *s)
+{
+	qsort(s->entries, s->count, sizeof(*s->entries), entry_by_name);
+	if (schemas_infer_ids(s) != 0)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->count; i++)
+		if (s->entries[i].type_id > s->id_max)
+			s->id_max = s->entries[i].type_id;
+	s->by_id = malloc(((size_t)s->id_max + 1) * sizeof(*s->by_id));
+	if (s->by_id == NULL)
+		return -ENOMEM;
+	memset(s->by_id, 0xff, ((size_t)s->id_max + 1) * sizeof(*s->by_id));
+	for (uint32_t i = s->count; i-- > 0;)
+		s->by_id[s->entries[i].type_id] = i;
+	return 0;
+}
+
+void cli_schemas_free(struct cli_schemas *s)
+{
+	if (s == NULL)
+		return;
+	for (uint32_t i = 0; i < s->count; i++)
+		rill_schema_free(s->entries[i].schema);
+	free(s->entries);
+	free(s->by_id);
+	free(s);
+}
+
+/* Parse the SCHEMAS answer @text into @s; prints what is wrong. 0 or an error. */
+static int schemas_parse(const char *command, const char *text, struct cli_schemas *s)
+{
+	json_error_t jerr;
+	json_t *root = json_loads(text, 0, &jerr);
+	json_t *list = json_object_get(root, "schemas");
+	int rc = 0;
+	if (!json_is_array(list) || json_array_size(list) > CLI_SCHEMAS_MAX) {
+		fprintf(stderr, "rill: %s: the server's SCHEMAS answer has no \"schemas\" array\n",
+			command);
+		rc = -EPROTO;
+	}
+	size_t n = rc == 0 ? json_array_size(list) : 0;
+	s->entries = calloc(n + 1, sizeof(*s->entries));
+	if (rc == 0 && s->entries == NULL)
+		rc = -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		char why[RILL_SCHEMA_MESSAGE_BYTES];
+		rc = schema_entry_parse(json_array_get(list, i), &s->entries[i], why, sizeof(why));
+		if (rc != 0) {
+			fprintf(stderr, "rill: %s: the server's schema %zu: %s\n", command, i, why);
+			break;
+		}
+		s->entries[i].order = (uint32_t)i;
+		s->count++;
+	}
+	json_decref(root);
+	return rc;
+}
+
+int cli_schemas_fetch(const char *command, const char *address, struct rill_client *c,
+		      struct cli_schemas **out)
+{
+	char *answer = NULL;
+	struct rill_client_error err = {{0}};
+	int rc = rill_client_admin(c, RILL_WIRE_ADMIN_SCHEMAS, "{}", &answer, &err);
+	if (rc != 0) {
+		cli_client_fail(command, address, rc, &err);
+		return rc;
+	}
+	struct cli_schemas *s = calloc(1, sizeof(*s));
+	rc = s == NULL ? -ENOMEM : schemas_parse(command, answer, s);
+	free(answer);
+	if (rc == 0)
+		rc = schemas_index(s);
+	if (rc == -ENOMEM)
+		fprintf(stderr, "rill: %s: out of memory for the schemas\n", command);
+	if (rc != 0) {
+		cli_schemas_free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+const struct rill_schema *cli_schemas_find(const struct cli_schemas *s, const char *type,
+					   uint16_t version, uint32_t *type_id)
+{
+	uint32_t lo = 0, hi = s->count; /* the first entry named @type or after it */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (strcmp(rill_schema_type_name(s->entries[mid].schema), type) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	const struct cli_schema_entry *found = NULL;
+	for (uint32_t i = lo; i < s->count; i++) {
+		const struct cli_schema_entry *e = &s->entries[i];
+		if (strcmp(rill_schema_type_name(e->schema), type) != 0)
+			break;
+		if (version == 0 || rill_schema_version(e->schema) == version)
+			found = e; /* version 0: the last, the latest */
+	}
+	if (found != NULL && type_id != NULL)
+		*type_id = found->type_id;
+	return found != NULL ? found->schema : NULL;
+}
+
+const struct rill_schema *cli_schemas_by_id(const struct cli_schemas *s, uint32_t type_id,
+					    uint16_t version)
+{
+	if (type_id > s->id_max || s->by_id[type_id] == UINT32_MAX)
+		return NULL;
+	for (uint32_t i = s->by_id[type_id]; i < s->count && s->entries[i].type_id == type_id; i++)
+		if (rill_schema_version(s->entries[i].schema) == version)
+			return s->entries[i].schema;
+	return NULL;
+}

@@ -1,0 +1,428 @@
+/*
+ * `rill consume`: a topic's events from a server as JSON lines, their payloads decoded with
+ * the server's schemas. With --group, each partition starts where the group left off and
+ * the group's offsets are committed as events are printed (every second, and at exit,
+ * SIGINT and SIGTERM included) over a second connection, since a subscribed connection
+ * only reads events. Main thread; blocking.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "base/clock.h"
+#include "cli.h"
+#include "io/wire.h"
+#include "rill/client.h"
+#include "rill/schema.h"
+
+#define CONSUME_POLL_NS           (200ull * 1000000u) /* how soon a signal is noticed */
+#define CONSUME_COMMIT_NS         (1000ull * 1000000u)
+#define CONSUME_TEXT_BYTES_MIN    (64u << 10)
+#define CONSUME_TEXT_BYTES_MAX    (64u << 20) /* one payload's JSON */
+#define CONSUME_SCHEMA_REFETCH_NS (1000ull * 1000000u)
+
+#define CONSUME_USAGE                                                                              \
+	"usage: rill consume [--connect HOST:PORT] --topic T [--partition P] "                     \
+	"[--from earliest|latest|OFFSET|@UNIX_NS] [--until-end] [--group G] [--limit N]\n"         \
+	"  prints {\"partition\",\"offset\",\"key\",\"type\",\"version\",\"timestamp_ns\","        \
+	"\"correlation_id\",\"causation_id\",\"data\"}\n  per event (\"key_hex\" for a key "       \
+	"that is not printable UTF-8; \"payload_hex\" and an error\n  on stderr when the "         \
+	"payload cannot be decoded). --from defaults to earliest. --until-end:\n  stop at the "    \
+	"end each partition had when subscribed. --group G: without --from, start\n  where the "   \
+	"group left off; commit what was printed every second and at exit.\n  SIGINT, SIGTERM: "   \
+	"commit and exit 0."
+
+struct part_state {
+	bool open;           /* subscribed */
+	bool done;           /* --until-end: reached the end it had when subscribing */
+	bool dirty;          /* printed past what the group has committed */
+	uint64_t end_offset; /* its next offset when subscribed */
+	uint64_t next;       /* the next offset to read */
+};
+
+struct consumer {
+	const char *address, *topic, *group;
+	uint32_t partition; /* UINT32_MAX: every one */
+	enum rill_client_from from;
+	uint64_t from_value;
+	bool from_given, until_end;
+	uint64_t limit, printed;
+	struct rill_client *feed, *admin;
+	struct cli_schemas *schemas;
+	uint64_t schemas_fetched_ns;
+	struct part_state parts[RILL_CLIENT_PARTITIONS_MAX];
+	uint32_t open_count, done_count;
+	char *text;
+	size_t text_cap;
+	uint64_t committed_ns;
+	int status;
+};
+
+/* Set by SIGINT and SIGTERM. volatile sig_atomic_t is what C allows a signal handler to
+ * write; no thread reads it, so no atomic helper is needed. */
+static volatile sig_atomic_t consume_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	consume_stop = 1;
+}
+
+/* ---- Arguments ------------------------------------------------------------------------ */
+
+static int parse_from(const char *text, struct consumer *c)
+{
+	c->from_given = true;
+	if (strcmp(text, "earliest") == 0)
+		c->from = RILL_CLIENT_FROM_EARLIEST;
+	else if (strcmp(text, "latest") == 0)
+		c->from = RILL_CLIENT_FROM_LATEST;
+	else if (text[0] == '@' && cli_parse_u64(text + 1, &c->from_value) == 0)
+		c->from = RILL_CLIENT_FROM_TIMESTAMP;
+	else if (cli_parse_u64(text, &c->from_value) == 0)
+		c->from = RILL_CLIENT_FROM_OFFSET;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct consumer *c)
+{
+	const char *partition = NULL, *from = NULL, *limit = NULL;
+	c->address = CLI_CONNECT_DEFAULT;
+	if (cli_help(argc, argv, CONSUME_USAGE))
+		return -1;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--until-end") == 0)
+			c->until_end = true;
+		else if (!cli_opt(argc, argv, &i, "--connect", &c->address) &&
+			 !cli_opt(argc, argv, &i, "--topic", &c->topic) &&
+			 !cli_opt(argc, argv, &i, "--partition", &partition) &&
+			 !cli_opt(argc, argv, &i, "--from", &from) &&
+			 !cli_opt(argc, argv, &i, "--group", &c->group) &&
+			 !cli_opt(argc, argv, &i, "--limit", &limit))
+			return cli_usage_error("consume", CONSUME_USAGE);
+	}
+	if (c->topic == NULL)
+		return cli_usage_error("consume", "needs --topic");
+	uint64_t p = UINT32_MAX;
+	if (partition != NULL &&
+	    (cli_parse_u64(partition, &p) != 0 || p >= RILL_CLIENT_PARTITIONS_MAX))
+		return cli_usage_error("consume", "--partition takes 0 to 1023");
+	c->partition = (uint32_t)p;
+	c->from = RILL_CLIENT_FROM_EARLIEST;
+	if (from != NULL && parse_from(from, c) != 0)
+		return cli_usage_error("consume",
+				       "--from takes earliest, latest, an offset or @UNIX_NS");
+	c->limit = UINT64_MAX;
+	if (limit != NULL && (cli_parse_u64(limit, &c->limit) != 0 || c->limit == 0))
+		return cli_usage_error("consume", "--limit takes a count of at least 1");
+	return 0;
+}
+
+/* ---- Admin helpers -------------------------------------------------------------------- */
+
+/* ADMIN @op with @body (taken) on the admin connection; the answer parsed, or NULL. */
+static json_t *admin_json(struct consumer *c, uint16_t op, json_t *body)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	char *answer = NULL;
+	struct rill_client_error err = {{0}};
+	int rc = text != NULL ? rill_client_admin(c->admin, op, text, &answer, &err) : -ENOMEM;
+	free(text);
+	if (rc != 0) {
+		cli_client_fail("consume", c->address, rc, &err);
+		return NULL;
+	}
+	json_error_t jerr;
+	json_t *j = json_loads(answer, 0, &jerr);
+	if (j == NULL)
+		fprintf(stderr, "rill: consume: %s: the server's answer is not JSON: %s\n",
+			c->address, jerr.text);
+	free(answer);
+	return j;
+}
+
+/* Commit the next offset of every partition printed from since the last commit. */
+static void commit(struct consumer *c)
+{
+	c->committed_ns = rill_clock_now_ns();
+	if (c->group == NULL)
+		return;
+	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++) {
+		if (!c->parts[p].dirty)
+			continue;
+		json_t *body = json_pack("{s:s, s:s, s:I, s:I}", "group", c->group, "topic",
+					 c->topic, "partition", (json_int_t)p, "offset",
+					 (json_int_t)c->parts[p].next);
+		json_t *answer = admin_json(c, RILL_WIRE_ADMIN_GROUP_COMMIT, body);
+		if (answer == NULL)
+			c->status = 1;
+		else
+			c->parts[p].dirty = false;
+		json_decref(answer);
+	}
+}
+
+/* ---- Subscribing ---------------------------------------------------------------------- */
+
+static int subscribe(struct consumer *c, uint32_t partition, enum rill_client_from from,
+		     uint64_t value)
+{
+	static struct rill_client_partition opened[RILL_CLIENT_PARTITIONS_MAX];
+	uint32_t count = 0;
+	struct rill_client_error err = {{0}};
+	int rc = rill_client_subscribe(c->feed, c->topic, partition, from, value, opened, &count,
+				       &err);
+	if (rc != 0) {
+		cli_client_fail("consume", c->address, rc, &err);
+		return rc;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t p = opened[i].partition;
+		if (p >= RILL_CLIENT_PARTITIONS_MAX || c->parts[p].open) {
+			fprintf(stderr,
+				"rill: consume: %s: the server opened partition %u twice "
+				"or past %u\n",
+				c->address, p, RILL_CLIENT_PARTITIONS_MAX);
+			return -EPROTO;
+		}
+		struct part_state *s = &c->parts[p];
+		s->open = true;
+		s->end_offset = opened[i].end_offset;
+		s->next = opened[i].first_offset;
+		s->done = opened[i].first_offset >= opened[i].end_offset;
+		c->open_count++;
+		c->done_count += s->done;
+	}
+	return 0;
+}
+
+/* Where the group left each partition (absent: not committed). Fills @next; -1 for none. */
+static int group_offsets(struct consumer *c, int64_t *next, uint32_t *partitions)
+{
+	json_t *info =
+		admin_json(c, RILL_WIRE_ADMIN_TOPIC_INFO, json_pack("{s:s}", "name", c->topic));
+	json_int_t n = json_integer_value(json_object_get(info, "partitions"));
+	json_decref(info);
+	if (info == NULL)
+		return -EPROTO;
+	if (n < 1 || n > RILL_CLIENT_PARTITIONS_MAX) {
+		fprintf(stderr, "rill: consume: %s: topic '%s' has %lld partitions?\n", c->address,
+			c->topic, (long long)n);
+		return -EPROTO;
+	}
+	*partitions = (uint32_t)n;
+	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++)
+		next[p] = -1;
+	json_t *answer = admin_json(c, RILL_WIRE_ADMIN_GROUP_FETCH,
+				    json_pack("{s:s, s:s}", "group", c->group, "topic", c->topic));
+	if (answer == NULL)
+		return -EPROTO;
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(answer, "offsets"), i, e)
+	{
+		json_int_t p = json_integer_value(json_object_get(e, "partition"));
+		json_int_t o = json_integer_value(json_object_get(e, "offset"));
+		if (p >= 0 && p < RILL_CLIENT_PARTITIONS_MAX && o >= 0)
+			next[p] = o;
+	}
+	json_decref(answer);
+	return 0;
+}
+
+/* Subscribe as the options say: one subscription, or one per partition for a group. */
+static int subscribe_all(struct consumer *c)
+{
+	if (c->group == NULL || c->from_given)
+		return subscribe(c, c->partition, c->from, c->from_value);
+	static int64_t next[RILL_CLIENT_PARTITIONS_MAX];
+	uint32_t partitions;
+	int rc = group_offsets(c, next, &partitions);
+	for (uint32_t p = 0; rc == 0 && p < partitions; p++) {
+		if (c->partition != UINT32_MAX && p != c->partition)
+			continue;
+		rc = next[p] < 0 ? subscribe(c, p, RILL_CLIENT_FROM_EARLIEST, 0)
+				 : subscribe(c, p, RILL_CLIENT_FROM_OFFSET, (uint64_t)next[p]);
+	}
+	return rc;
+}
+
+/* ---- Printing ------------------------------------------------------------------------- */
+
+/* A key as "key" when it is printable UTF-8, else as "key_hex". */
+static void put_key(json_t *o, const uint8_t *key, size_t bytes)
+{
+	bool printable = true;
+	for (size_t i = 0; i < bytes && printable; i++)
+		printable = key[i] >= 0x20 && key[i] != 0x7f;
+	json_t *s = printable ? json_stringn((const char *)key, bytes) : NULL; /* NULL: not UTF-8 */
+	if (s != NULL) {
+		json_object_set_new(o, "key", s);
+		return;
+	}
+	char *hex = malloc(bytes * 2 + 1);
+	for (size_t i = 0; hex != NULL && i < bytes; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	json_object_set_new(o, "key_hex", hex != NULL ? json_stringn(hex, bytes * 2) : json_null());
+	free(hex);
+}
+
+/* The event's schema; fetched again (at most once a second) when the server has more. */
+static const struct rill_schema *event_schema(struct consumer *c, const struct rill_record *r)
+{
+	const struct rill_schema *s = cli_schemas_by_id(c->schemas, r->type_id, r->schema_version);
+	uint64_t now = rill_clock_now_ns();
+	if (s != NULL || now - c->schemas_fetched_ns < CONSUME_SCHEMA_REFETCH_NS)
+		return s;
+	c->schemas_fetched_ns = now;
+	struct cli_schemas *fresh;
+	if (cli_schemas_fetch("consume", c->address, c->admin, &fresh) != 0)
+		return NULL;
+	cli_schemas_free(c->schemas);
+	c->schemas = fresh;
+	return cli_schemas_by_id(c->schemas, r->type_id, r->schema_version);
+}
+
+/* The payload as JSON in c->text, or an error (the payload is then printed in hex). */
+static int decode_data(struct consumer *c, const struct rill_schema *s, const struct rill_record *r,
+		       struct rill_schema_error *err)
+{
+	size_t need = 0;
+	int rc = rill_schema_json_decode(s, r->payload, r->payload_bytes, c->text, c->text_cap,
+					 &need, err);
+	if (rc == -ENOSPC && need < CONSUME_TEXT_BYTES_MAX) {
+		char *grown = realloc(c->text, need + 1);
+		if (grown == NULL)
+			return -ENOMEM;
+		c->text = grown;
+		c->text_cap = need + 1;
+		rc = rill_schema_json_decode(s, r->payload, r->payload_bytes, c->text, c->text_cap,
+					     &need, err);
+	}
+	return rc;
+}
+
+static void print_event(struct consumer *c, const struct rill_client_event *ev)
+{
+	const struct rill_record *r = &ev->record;
+	const struct rill_schema *s = event_schema(c, r);
+	json_t *o = json_object();
+	json_object_set_new(o, "partition", json_integer(ev->partition));
+	json_object_set_new(o, "offset", cli_json_u64(ev->offset));
+	put_key(o, r->key, r->key_bytes);
+	json_object_set_new(o, "type",
+			    s != NULL ? json_string(rill_schema_type_name(s)) : json_null());
+	json_object_set_new(o, "version", json_integer(r->schema_version));
+	json_object_set_new(o, "timestamp_ns", cli_json_u64(r->timestamp_ns));
+	json_object_set_new(o, "correlation_id", cli_json_u64(r->correlation_id));
+	json_object_set_new(o, "causation_id", cli_json_u64(r->causation_id));
+	struct rill_schema_error err = {{0}};
+	int rc = s != NULL ? decode_data(c, s, r, &err) : -ENOENT;
+	if (rc != 0) {
+		fprintf(stderr, "rill: consume: partition %u offset %" PRIu64 ": %s\n",
+			ev->partition, ev->offset,
+			s == NULL        ? "the server has no schema for its type and version"
+			: err.message[0] ? err.message
+					 : rill_strerror(rc));
+		c->status = 1;
+	}
+	char *head = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (head == NULL)
+		return;
+	head[strlen(head) - 1] = '\0'; /* the closing brace: data goes last */
+	if (rc == 0) {
+		printf("%s,\"data\":%s}\n", head, c->text);
+	} else {
+		printf("%s,\"payload_hex\":\"", head);
+		for (uint32_t i = 0; i < r->payload_bytes; i++)
+			printf("%02x", ((const uint8_t *)r->payload)[i]);
+		printf("\"}\n");
+	}
+	free(head);
+}
+
+/* ---- The loop ------------------------------------------------------------------------- */
+
+/* Account for an event printed; true when consuming is over (--limit, --until-end). */
+static bool advance(struct consumer *c, const struct rill_client_event *ev)
+{
+	c->printed++;
+	if (ev->partition < RILL_CLIENT_PARTITIONS_MAX) {
+		struct part_state *s = &c->parts[ev->partition];
+		s->next = ev->offset + 1;
+		s->dirty = true;
+		if (!s->done && s->next >= s->end_offset) {
+			s->done = true;
+			c->done_count++;
+		}
+	}
+	return c->printed >= c->limit || (c->until_end && c->done_count == c->open_count);
+}
+
+static void consume_loop(struct consumer *c)
+{
+	bool over = c->until_end && c->done_count == c->open_count;
+	while (!over && !consume_stop) {
+		struct rill_client_event ev;
+		struct rill_client_error err = {{0}};
+		int rc = rill_client_next(c->feed, &ev, CONSUME_POLL_NS, &err);
+		if (rc < 0) {
+			c->status = cli_client_fail("consume", c->address, rc, &err);
+			break;
+		}
+		if (rc == 1) {
+			print_event(c, &ev);
+			over = advance(c, &ev);
+		}
+		if (rill_clock_now_ns() - c->committed_ns >= CONSUME_COMMIT_NS) {
+			fflush(stdout);
+			commit(c);
+		}
+	}
+	fflush(stdout);
+	commit(c);
+}
+
+int cli_consume(int argc, char **argv)
+{
+	static struct consumer c; /* the partition table is large for a stack */
+	memset(&c, 0, sizeof(c));
+	int status = parse_args(argc, argv, &c);
+	if (status != 0)
+		return status < 0 ? 0 : status;          /* -1: --help */
+	struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: waits wake up */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	c.text_cap = CONSUME_TEXT_BYTES_MIN;
+	c.text = malloc(c.text_cap);
+	int rc = c.text == NULL ? -ENOMEM : 0;
+	if (rc == 0)
+		rc = cli_connect("consume", c.address, 0, &c.admin);
+	if (rc == 0)
+		rc = cli_schemas_fetch("consume", c.address, c.admin, &c.schemas);
+	if (rc == 0)
+		rc = cli_connect("consume", c.address, 0, &c.feed);
+	if (rc == 0)
+		rc = subscribe_all(&c);
+	if (rc == 0) {
+		c.committed_ns = rill_clock_now_ns();
+		c.schemas_fetched_ns = c.committed_ns;
+		consume_loop(&c);
+	}
+	rill_client_close(c.feed);
+	rill_client_close(c.admin);
+	cli_schemas_free(c.schemas);
+	free(c.text);
+	return rc != 0 ? 1 : c.status;
+}

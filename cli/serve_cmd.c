@@ -1,0 +1,259 @@
+/*
+ * `rill serve`: open the engine on a data directory and serve it over TCP (io/server.h)
+ * until SIGTERM or SIGINT; then stop accepting, drain what is in flight, close the engine
+ * (its final sync) and exit 0. Settings come from the embedded defaults, then an INI
+ * file (--config, parsed by libinih), then the command line. Main thread; blocking.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ini.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "rill/server.h"
+#include "rill/rill.h"
+
+#define SERVE_DRAIN_NS   (10ull * 1000000000ull)
+#define SERVE_TEXT_BYTES 4096u
+
+struct serve_opts {
+	struct rill_engine_config engine;
+	struct rill_server_config server;
+	char data[SERVE_TEXT_BYTES];
+	char listen[256];
+	char error[512];
+};
+
+static const char serve_help[] =
+	"usage: rill serve [--config FILE] [--data DIR] [--listen HOST:PORT] [--shards N]\n"
+	"                  [--poll adaptive|busy] [--sqpoll]\n"
+	"\n"
+	"Serve the engine over rill's native protocol (docs/PROTOCOL.md). Defaults: data in\n"
+	"./data, listening on 127.0.0.1:7400 (loopback only), one shard per CPU. Prints\n"
+	"'rill: listening on HOST:PORT' on stderr once it accepts. SIGTERM or SIGINT: stop\n"
+	"accepting, answer what is in flight (up to 10 s), sync, exit 0.\n"
+	"\n"
+	"The config file is INI; the command line wins over it. Keys (defaults):\n"
+	"  [engine]  data (./data), shards (CPUs), poll (adaptive), idle_spin_us (50),\n"
+	"            ring_bytes (1048576), snapshot_interval_events (1000000),\n"
+	"            snapshot_interval_s (60), snapshots_kept (3)\n"
+	"  [server]  listen (127.0.0.1:7400), frame_bytes_max (1048576),\n"
+	"            conn_inflight_bytes_max (8388608), server_inflight_bytes_max (268435456),\n"
+	"            connections_max (1024), idle_timeout_s (300; 0: never),\n"
+	"            handshake_timeout_s (5), send_stall_timeout_s (10),\n"
+	"            query_wait_ms (1000), subscriptions_max (64), sqpoll (false)\n";
+
+/* A whole unsigned number no larger than @max. */
+static bool serve_u64(const char *text, uint64_t max, uint64_t *out)
+{
+	return cli_parse_u64(text, out) == 0 && *out <= max;
+}
+
+static bool serve_engine_key(struct serve_opts *o, const char *key, const char *value)
+{
+	uint64_t v = 0;
+	struct rill_engine_config *e = &o->engine;
+	if (strcmp(key, "data") == 0) {
+		if (strlen(value) >= sizeof(o->data))
+			return false;
+		strcpy(o->data, value);
+		return true;
+	}
+	if (strcmp(key, "poll") == 0) {
+		if (strcmp(value, "adaptive") != 0 && strcmp(value, "busy") != 0)
+			return false;
+		e->poll = value[0] == 'b' ? RILL_POLL_BUSY : RILL_POLL_ADAPTIVE;
+		return true;
+	}
+	if (strcmp(key, "shards") == 0 && serve_u64(value, RILL_ENGINE_SHARDS_MAX, &v) && v > 0)
+		e->shards = (uint32_t)v;
+	else if (strcmp(key, "idle_spin_us") == 0 && serve_u64(value, 1000000, &v))
+		e->idle_spin_ns = v * 1000;
+	else if (strcmp(key, "ring_bytes") == 0 && serve_u64(value, RILL_ENGINE_RING_BYTES_MAX, &v))
+		e->ring_bytes = (uint32_t)v;
+	else if (strcmp(key, "snapshot_interval_events") == 0 && serve_u64(value, UINT64_MAX, &v))
+		e->snapshot_interval_events = v;
+	else if (strcmp(key, "snapshot_interval_s") == 0 && serve_u64(value, 1000000000, &v))
+		e->snapshot_interval_ns = v * 1000000000ull;
+	else if (strcmp(key, "snapshots_kept") == 0 && serve_u64(value, 1000, &v) && v > 0)
+		e->snapshots_kept = (uint32_t)v;
+	else
+		return false;
+	return true;
+}
+
+static bool serve_server_key(struct serve_opts *o, const char *key, const char *value)
+{
+	uint64_t v = 0;
+	struct rill_server_config *s = &o->server;
+	if (strcmp(key, "listen") == 0) {
+		if (strlen(value) >= sizeof(o->listen))
+			return false;
+		strcpy(o->listen, value);
+		return true;
+	}
+	if (strcmp(key, "sqpoll") == 0) {
+		if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
+			return false;
+		s->sqpoll = value[0] == 't';
+		return true;
+	}
+	if (strcmp(key, "frame_bytes_max") == 0 && serve_u64(value, UINT32_MAX, &v))
+		s->frame_bytes_max = (uint32_t)v;
+	else if (strcmp(key, "conn_inflight_bytes_max") == 0 && serve_u64(value, UINT64_MAX, &v))
+		s->conn_inflight_bytes_max = v;
+	else if (strcmp(key, "server_inflight_bytes_max") == 0 && serve_u64(value, UINT64_MAX, &v))
+		s->server_inflight_bytes_max = v;
+	else if (strcmp(key, "connections_max") == 0 && serve_u64(value, UINT32_MAX, &v))
+		s->connections_max = (uint32_t)v;
+	else if (strcmp(key, "idle_timeout_s") == 0 && serve_u64(value, 1000000000, &v))
+		s->idle_timeout_ns = v * 1000000000ull;
+	else if (strcmp(key, "handshake_timeout_s") == 0 && serve_u64(value, 1000000000, &v))
+		s->handshake_timeout_ns = v * 1000000000ull;
+	else if (strcmp(key, "send_stall_timeout_s") == 0 && serve_u64(value, 1000000000, &v))
+		s->send_stall_timeout_ns = v * 1000000000ull;
+	else if (strcmp(key, "query_wait_ms") == 0 && serve_u64(value, 1000000000, &v))
+		s->query_wait_ns = v * 1000000ull;
+	else if (strcmp(key, "subscriptions_max") == 0 && serve_u64(value, UINT32_MAX, &v))
+		s->subscriptions_max = (uint32_t)v;
+	else
+		return false;
+	return true;
+}
+
+/* libinih's callback: 1 to go on, 0 for an error (ini_parse then gives its line). */
+static int serve_ini(void *arg, const char *section, const char *key, const char *value)
+{
+	struct serve_opts *o = arg;
+	bool ok = false;
+	if (strcmp(section, "engine") == 0)
+		ok = serve_engine_key(o, key, value);
+	else if (strcmp(section, "server") == 0)
+		ok = serve_server_key(o, key, value);
+	if (!ok && o->error[0] == '\0')
+		snprintf(o->error, sizeof(o->error), "[%s] %s = %s: unknown key or bad value",
+			 section, key, value);
+	return ok;
+}
+
+static int serve_config(struct serve_opts *o, const char *path)
+{
+	int line = ini_parse(path, serve_ini, o);
+	if (line == 0)
+		return 0;
+	if (line == -1)
+		fprintf(stderr, "rill: serve: %s: %s\n", path, strerror(errno));
+	else if (line == -2)
+		fprintf(stderr, "rill: serve: %s: out of memory\n", path);
+	else
+		fprintf(stderr, "rill: serve: %s: line %d: %s\n", path, line,
+			o->error[0] != '\0' ? o->error : "not INI syntax");
+	return 1;
+}
+
+/* The command line over the config file. Returns -1 to go on, else an exit status. */
+static int serve_args(struct serve_opts *o, int argc, char **argv)
+{
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			fputs(serve_help, stdout);
+			return 0;
+		}
+		if (strcmp(a, "--sqpoll") == 0) {
+			o->server.sqpoll = true;
+			continue;
+		}
+		if (strcmp(a, "--config") == 0 && v != NULL) {
+			i++;
+			continue; /* read first, in cli_serve */
+		}
+		bool ok = false;
+		if (v != NULL && strcmp(a, "--data") == 0)
+			ok = serve_engine_key(o, "data", v);
+		else if (v != NULL && strcmp(a, "--shards") == 0)
+			ok = serve_engine_key(o, "shards", v);
+		else if (v != NULL && strcmp(a, "--poll") == 0)
+			ok = serve_engine_key(o, "poll", v);
+		else if (v != NULL && strcmp(a, "--listen") == 0)
+			ok = serve_server_key(o, "listen", v);
+		if (!ok) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "bad argument '%s'%s%s (try --help)", a,
+				 v != NULL ? " " : "", v != NULL ? v : "");
+			return cli_usage_error("serve", msg);
+		}
+		i++;
+	}
+	return -1;
+}
+
+static int serve_run(struct serve_opts *o)
+{
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	/* Blocked before any thread starts, so that only sigwait below takes them. */
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	struct rill_engine *engine = NULL;
+	struct rill_error_text err = {{0}};
+	int rc = rill_engine_open(&engine, &o->engine, &err);
+	if (rc < 0) {
+		fprintf(stderr, "rill: serve: %s: %s\n", o->data,
+			err.message[0] != '\0' ? err.message : rill_strerror(rc));
+		return 1;
+	}
+	struct rill_server *server = NULL;
+	rc = rill_server_start(&server, engine, &o->server, &err);
+	if (rc < 0) {
+		fprintf(stderr, "rill: serve: %s\n",
+			err.message[0] != '\0' ? err.message : rill_strerror(rc));
+		rill_engine_close(engine);
+		return 1;
+	}
+	fprintf(stderr, "rill: listening on %s\n", rill_server_address(server));
+	int sig = 0;
+	sigwait(&stop, &sig);
+	fprintf(stderr, "rill: %s: stopping: draining connections\n", strsignal(sig));
+	rc = rill_server_stop(server, SERVE_DRAIN_NS);
+	if (rc < 0)
+		fprintf(stderr, "rill: serve: drain: %s (stopped all the same)\n",
+			rill_strerror(rc));
+	int crc = rill_engine_close(engine);
+	if (crc < 0) {
+		fprintf(stderr, "rill: serve: closing the engine: %s\n", rill_strerror(crc));
+		return 1;
+	}
+	fprintf(stderr, "rill: stopped\n");
+	return 0;
+}
+
+int cli_serve(int argc, char **argv)
+{
+	struct serve_opts *o = calloc(1, sizeof(*o));
+	if (o == NULL)
+		return 1;
+	rill_engine_config_default(&o->engine);
+	rill_server_config_default(&o->server);
+	strcpy(o->data, "./data");
+	strcpy(o->listen, RILL_SERVER_LISTEN_DEFAULT);
+	int status = -1;
+	for (int i = 2; i + 1 < argc && status < 0; i++) {
+		if (strcmp(argv[i], "--config") == 0)
+			status = serve_config(o, argv[++i]) != 0 ? 1 : -1;
+	}
+	if (status < 0)
+		status = serve_args(o, argc, argv);
+	if (status < 0) {
+		o->engine.data_dir = o->data;
+		o->server.listen = o->listen;
+		status = serve_run(o);
+	}
+	free(o);
+	return status;
+}

@@ -1,0 +1,217 @@
+/*
+ * rill/client.h - the C client of a rill server (`rill serve`), over the native protocol
+ * (docs/PROTOCOL.md). Part of librill.
+ *
+ * A client is one TCP connection. Blocking calls (admin, query, ping, produce) send one
+ * request and wait for its answer; the pipelined calls (rill_client_produce_send and
+ * rill_client_produce_wait) keep several PRODUCE requests in flight and collect their
+ * acknowledgements as they come, so that one connection can run at the disk's or the
+ * network's pace rather than at one round trip per batch. A connection that subscribes
+ * (rill_client_subscribe) is a consumer from then on: it only reads events.
+ *
+ * Threads: a client is used by one thread at a time. Every call blocks at most the
+ * timeout of its config (or its own wait) and returns 0 or a negative code: -errno for the
+ * system's errors (-ECONNREFUSED, -ETIMEDOUT, -ECONNRESET...), a RILL_E_* code, or the
+ * code of the server's ERROR frame; @err (optional everywhere) then holds the message.
+ */
+#ifndef RILL_CLIENT_H
+#define RILL_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rill/error.h"
+#include "rill/projection.h"
+#include "rill/record.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct rill_client;
+
+#define RILL_CLIENT_ERROR_BYTES 1024u
+struct rill_client_error {
+	char message[RILL_CLIENT_ERROR_BYTES];
+};
+
+struct rill_client_config {
+	uint64_t timeout_ns;      /* connect and every blocking call (default 10 s) */
+	uint32_t frame_bytes_max; /* largest frame it will send or take (default: the
+				   * server's, announced in HELLO_OK) */
+	uint32_t inflight_max;    /* PRODUCE requests in flight at once (default 64) */
+};
+
+/* rill_client_config_default - the defaults above. */
+void rill_client_config_default(struct rill_client_config *config);
+
+/*
+ * rill_client_connect - connect to @address ("HOST:PORT"; HOST a name or an IPv4 or IPv6
+ * address, [::1]:7400 for IPv6) and shake hands. @config may be NULL. Returns 0,
+ * -EINVAL (a bad address), -errno of the connection, RILL_E_WIRE_VERSION or
+ * RILL_E_WIRE_MAGIC (not a rill server of a version this client speaks). Blocks.
+ */
+int rill_client_connect(struct rill_client **out, const char *address,
+			const struct rill_client_config *config, struct rill_client_error *err);
+
+/* rill_client_close - close the connection and free. */
+void rill_client_close(struct rill_client *client);
+
+/* The server's shard count and frame limit, from its HELLO_OK. */
+uint32_t rill_client_server_shards(const struct rill_client *client);
+uint32_t rill_client_frame_bytes_max(const struct rill_client *client);
+
+/* rill_client_ping - one round trip. 0 or an error. Blocks. */
+int rill_client_ping(struct rill_client *client, struct rill_client_error *err);
+
+/* The ADMIN ops and the JSON each takes and answers: docs/PROTOCOL.md, "Administration". */
+enum rill_admin_op {
+	RILL_ADMIN_TOPIC_CREATE = 1,
+	RILL_ADMIN_SCHEMA_REGISTER = 2,
+	RILL_ADMIN_PROJECTION_CREATE = 3,
+	RILL_ADMIN_STAT = 4,
+	RILL_ADMIN_SCHEMAS = 5,
+	RILL_ADMIN_TOPIC_INFO = 6,
+	RILL_ADMIN_GROUP_COMMIT = 7,
+	RILL_ADMIN_GROUP_FETCH = 8,
+};
+
+/*
+ * rill_client_admin - an ADMIN request (@op: enum rill_admin_op): sends
+ * @json and, on success, gives the answer's JSON in @answer (malloc'ed, NUL-terminated;
+ * free it) when @answer is not NULL. Returns 0 or the server's error. Blocks.
+ */
+int rill_client_admin(struct rill_client *client, uint16_t op, const char *json, char **answer,
+		      struct rill_client_error *err);
+
+/* A query's options; all optional (zeroed: the current value, no waiting). */
+struct rill_client_query {
+	bool as_of_offset;    /* the value as of @as_of, an offset of the key's partition */
+	bool as_of_timestamp; /* the value as of @as_of, a timestamp in ns */
+	uint64_t as_of;
+	bool has_token; /* read your writes: wait until this is applied */
+	uint32_t token_partition;
+	uint64_t token_offset;
+	uint32_t timeout_ms; /* the wait for the token (0: the server's default) */
+};
+
+/*
+ * rill_client_query - projection @name's value for @key. Returns 0 with @out filled,
+ * -ENOENT (no such projection, or no value for the key), RILL_E_QUERY_STALE, -ERANGE (as of
+ * a point retention no longer reaches), or another error. Blocks.
+ */
+int rill_client_query(struct rill_client *client, const char *name, const void *key,
+		      size_t key_bytes, const struct rill_client_query *options,
+		      struct rill_projection_value *out, struct rill_client_error *err);
+
+/* One event's acknowledgement, in the order the events were sent. */
+struct rill_client_ack {
+	int error;            /* 0, or why it was refused (rill_strerror) */
+	uint32_t partition;   /* where it went (valid when error is 0 and acks was not none) */
+	uint64_t offset;      /* its offset; UINT64_MAX with acks none (not known) */
+	uint32_t event_count; /* events appended for it (a command may emit several) */
+	bool duplicate;       /* a retry of an event already written: its first offset */
+	char reason[256];     /* a refusal's reason, "" when none */
+};
+
+/* enum rill_acks of rill.h: 0 none, 1 applied, 2 durable. */
+
+/*
+ * rill_client_produce_send - send @count events (1 .. 65,535) for @topic in one PRODUCE
+ * request asking for acknowledgements at @acks, without waiting for them. @events: encoded
+ * as they are (set producer_id and sequence for an idempotent producer; a timestamp of 0
+ * lets the server stamp it). @request_id gets the request's id. Returns 0, -EAGAIN when
+ * config.inflight_max requests are in flight already (collect with _wait first), -EMSGSIZE
+ * when the events do not fit in one frame, or a connection error. Blocks while the socket
+ * takes the bytes.
+ */
+int rill_client_produce_send(struct rill_client *client, const char *topic,
+			     const struct rill_record *events, uint32_t count, int acks,
+			     uint64_t *request_id, struct rill_client_error *err);
+
+/*
+ * rill_client_produce_wait - the next PRODUCE request to be answered: its id into
+ * @request_id, its acknowledgements into @acks (room for @capacity; an answer with more
+ * is an error, -ENOSPC) and their number into @count. Waits up to @timeout_ns. Returns 0,
+ * -ETIMEDOUT, -ENOENT when nothing is in flight, the server's error for the whole request,
+ * or a connection error. Blocks.
+ */
+int rill_client_produce_wait(struct rill_client *client, uint64_t *request_id,
+			     struct rill_client_ack *acks, uint32_t capacity, uint32_t *count,
+			     uint64_t timeout_ns, struct rill_client_error *err);
+
+/*
+ * rill_client_cork - gather the PRODUCE frames rill_client_produce_send makes from now on
+ * (up to 256 KiB) and send them together at rill_client_uncork (0 or a connection
+ * error), as a pipelining client writes a burst of requests in one go; waiting for an
+ * answer sends what is gathered first.
+ */
+void rill_client_cork(struct rill_client *client);
+int rill_client_uncork(struct rill_client *client, struct rill_client_error *err);
+
+/* rill_client_fd - the connection's socket, for an event loop that watches several
+ * clients (readable: call rill_client_produce_wait with a timeout of 0 until it returns
+ * -ETIMEDOUT). Never read, write or close it directly. */
+int rill_client_fd(const struct rill_client *client);
+
+/* rill_client_inflight - PRODUCE requests sent and not yet answered. */
+uint32_t rill_client_inflight(const struct rill_client *client);
+
+/*
+ * rill_client_produce - send the events and wait for their acknowledgements (@acks_out:
+ * @count entries, in order). Nothing else may be in flight. Returns 0 (each event's own
+ * outcome is in its entry) or an error for the request. Blocks.
+ */
+int rill_client_produce(struct rill_client *client, const char *topic,
+			const struct rill_record *events, uint32_t count, int acks,
+			struct rill_client_ack *acks_out, struct rill_client_error *err);
+
+/* Where a subscription starts. */
+enum rill_client_from {
+	RILL_CLIENT_FROM_OFFSET = 0,    /* @from_value: an offset (the same in every partition) */
+	RILL_CLIENT_FROM_TIMESTAMP = 1, /* @from_value: the first event stamped at or after it */
+	RILL_CLIENT_FROM_EARLIEST = 2,
+	RILL_CLIENT_FROM_LATEST = 3,
+};
+
+/* A partition of a subscription, as the server opened it. */
+struct rill_client_partition {
+	uint32_t partition;
+	uint64_t first_offset; /* the first offset it will send */
+	uint64_t end_offset;   /* the partition's next offset when it subscribed */
+};
+
+#define RILL_CLIENT_PARTITIONS_MAX 1024u
+
+/*
+ * rill_client_subscribe - subscribe to @partition of @topic (UINT32_MAX: every partition)
+ * from @from. The connection is a consumer from then on. @parts (optional, room for
+ * RILL_CLIENT_PARTITIONS_MAX) and @part_count get the partitions opened. Events are
+ * durable ones only, in order within a partition. Flow control is the client's: it grants
+ * credit as it consumes. Returns 0 or an error. Blocks.
+ */
+int rill_client_subscribe(struct rill_client *client, const char *topic, uint32_t partition,
+			  enum rill_client_from from, uint64_t from_value,
+			  struct rill_client_partition *parts, uint32_t *part_count,
+			  struct rill_client_error *err);
+
+/* One event read from a subscription. Its pointers are valid until the next call. */
+struct rill_client_event {
+	uint32_t partition;
+	uint64_t offset;
+	struct rill_record record;
+};
+
+/*
+ * rill_client_next - the next event of the subscription, waiting up to @timeout_ns.
+ * Returns 1 with @event, 0 when none came in time, or an error (the server's, ending the
+ * subscription, or the connection's). Blocks.
+ */
+int rill_client_next(struct rill_client *client, struct rill_client_event *event,
+		     uint64_t timeout_ns, struct rill_client_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RILL_CLIENT_H */

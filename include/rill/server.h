@@ -1,0 +1,91 @@
+/*
+ * rill/server.h - the io_uring TCP server: rill's native protocol (docs/PROTOCOL.md) in
+ * front of an engine. `rill serve` runs one; an application embedding the engine may run one too.
+ *
+ * One worker thread per engine shard, each with its own io_uring (SINGLE_ISSUER and
+ * DEFER_TASKRUN where the kernel offers them, SQPOLL as an option), its own SO_REUSEPORT
+ * listener on the same port (the kernel spreads connections over them), multishot accept,
+ * multishot recv into a ring of provided buffers, and one batched send per connection per
+ * loop turn. Frames are parsed in place from the receive buffers. Each worker publishes
+ * through its own producer handle: rings to every shard, so events reach their owner shard
+ * over SPSC rings and acknowledgements come back the same way.
+ *
+ * Limits (struct rill_server_config) bound every frame, connection, in-flight byte and
+ * output buffer; a peer that breaks the protocol gets a fatal ERROR frame and is closed.
+ */
+#ifndef RILL_SERVER_H
+#define RILL_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rill/rill.h"
+
+struct rill_server;
+
+#define RILL_SERVER_LISTEN_DEFAULT  "127.0.0.1:7400"
+#define RILL_SERVER_CONNECTIONS_MAX 65536u /* the most connections_max may be */
+
+struct rill_server_config {
+	const char *listen;                 /* "HOST:PORT" (default 127.0.0.1:7400; port 0:
+					      * any free one, see rill_server_port) */
+	uint32_t frame_bytes_max;           /* a frame's body (default 1 MiB) */
+	uint64_t conn_inflight_bytes_max;   /* PRODUCE bytes awaiting their ACK, per
+					      * connection (default 8 MiB) */
+	uint64_t server_inflight_bytes_max; /* the same over all connections (256 MiB) */
+	uint32_t connections_max;           /* open at once, over the server (1,024) */
+	uint64_t idle_timeout_ns;           /* close a connection silent this long, with
+					      * nothing in flight (default 300 s; 0: never) */
+	uint64_t handshake_timeout_ns;      /* HELLO must come within (default 5 s) */
+	uint64_t send_stall_timeout_ns;     /* a peer that reads nothing of a full output
+					      * buffer this long is cut off (default 10 s) */
+	uint64_t query_wait_ns;             /* a query token's default wait (1 s) */
+	uint32_t subscriptions_max;         /* partitions subscribed, per connection (64) */
+	bool sqpoll;                        /* a kernel thread polls each worker's ring */
+	bool pin;                           /* pin each worker to its shard's CPU (default
+					      * true; nothing when the shards are unpinned) */
+};
+
+/* rill_server_config_default - the defaults above. */
+void rill_server_config_default(struct rill_server_config *config);
+
+/*
+ * rill_server_start - listen on config->listen and serve @engine with one worker per
+ * shard. The engine must outlive the server. Returns 0 once every worker accepts, or
+ * -EINVAL (a bad config or address, @err says which), -EADDRINUSE, -errno, with @err.
+ * Blocks briefly.
+ */
+int rill_server_start(struct rill_server **out, struct rill_engine *engine,
+		      const struct rill_server_config *config, struct rill_error_text *err);
+
+/* rill_server_port - the port it listens on (the one picked, for port 0). */
+uint16_t rill_server_port(const struct rill_server *server);
+
+/* rill_server_address - "HOST:PORT" it listens on. */
+const char *rill_server_address(const struct rill_server *server);
+
+/* Counters over every worker, read while it runs. */
+struct rill_server_stats {
+	uint64_t connections;  /* open now */
+	uint64_t accepted;     /* since start */
+	uint64_t refused;      /* past connections_max */
+	uint64_t frames;       /* frames received */
+	uint64_t bad_frames;   /* malformed frames (each closed its connection) */
+	uint64_t events;       /* events published */
+	uint64_t acks;         /* ACK frames sent */
+	uint64_t backpressure; /* times a connection waited for room (rings, budgets) */
+	uint64_t cut_off;      /* connections closed for a timeout or a stalled reader */
+	uint64_t bytes_in, bytes_out;
+};
+
+void rill_server_stats_get(struct rill_server *server, struct rill_server_stats *out);
+
+/*
+ * rill_server_stop - stop accepting, stop reading, wait (up to @drain_ns) until every
+ * event taken in has its acknowledgement sent, close every connection, join the workers,
+ * free. The engine keeps running (close it after: its final sync). Returns 0, or
+ * -ETIMEDOUT when the drain ran out of time (it stops all the same). Blocks.
+ */
+int rill_server_stop(struct rill_server *server, uint64_t drain_ns);
+
+#endif /* RILL_SERVER_H */

@@ -1,0 +1,1024 @@
+/*
+ * The server's workers: one thread per shard, each with its own io_uring, listener,
+ * provided receive buffers, connections and producer handle. This file owns the bytes:
+ * accepting, receiving (frames are cut out of the receive buffers in place and handed to
+ * server_conn.c), sending (each connection's answers go out in one send per loop turn),
+ * closing, timeouts and the stop. Hot path: the worker loop.
+ *
+ * The loop: reap completions, deliver the engine's acknowledgements, retry what waited for
+ * room, feed subscriptions, start the sends, submit; then spin briefly while work is
+ * pending (acknowledgements owed, subscriptions with credit) or sleep in io_uring_wait
+ * with a timeout that keeps the timers running.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/assert.h"
+#include "base/atomic.h"
+#include "base/clock.h"
+#include "base/thread.h"
+#include "io/server_int.h"
+
+static uint64_t srv_udata(enum srv_op op, uint32_t slot, uint32_t gen)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(slot & 0xffffffu) << 32) | gen;
+}
+
+void srv_stat_add(struct rill_server *s, uint64_t *counter, uint64_t n)
+{
+	(void)s;
+	rill_atomic_fetch_add_relaxed_u64(counter, n); /* a statistic: no ordering needed */
+}
+
+void rill_server_config_default(struct rill_server_config *c)
+{
+	*c = (struct rill_server_config){
+		.listen = RILL_SERVER_LISTEN_DEFAULT,
+		.frame_bytes_max = 1u << 20,
+		.conn_inflight_bytes_max = 8u << 20,
+		.server_inflight_bytes_max = 256u << 20,
+		.connections_max = 1024,
+		.idle_timeout_ns = 300 * SRV_NS_PER_S,
+		.handshake_timeout_ns = 5 * SRV_NS_PER_S,
+		.send_stall_timeout_ns = 10 * SRV_NS_PER_S,
+		.query_wait_ns = SRV_NS_PER_S,
+		.subscriptions_max = 64,
+		.pin = true,
+	};
+}
+
+/* Room an answer may need: the largest frame, with its header. */
+uint32_t srv_tx_reserve_bytes(const struct rill_server *s)
+{
+	return s->config.frame_bytes_max + RILL_WIRE_HEADER_BYTES;
+}
+
+/* ---- Output ------------------------------------------------------------------------- */
+
+uint8_t *srv_conn_tx_reserve(struct srv_conn *c, uint32_t bytes)
+{
+	if (c->closed || bytes > c->tx_cap - c->tx_len)
+		return NULL;
+	return c->tx + c->tx_len;
+}
+
+void srv_conn_send(struct srv_worker *w, struct srv_conn *c, const void *frame, uint32_t bytes)
+{
+	(void)w;
+	if (c->closed)
+		return;
+	/* S2 keeps room for any answer to a frame read; asynchronous output (ACKs, EVENTS)
+	 * checks its room itself, so this cannot overflow. */
+	RILL_ASSERT(bytes <= c->tx_cap - c->tx_len);
+	if (frame != c->tx + c->tx_len)
+		memcpy(c->tx + c->tx_len, frame, bytes);
+	c->tx_len += bytes;
+}
+
+static void srv_conn_error_v(struct srv_worker *w, struct srv_conn *c, uint64_t request_id,
+			     int code, bool fatal, const char *fmt, va_list ap)
+	__attribute__((format(printf, 6, 0)));
+
+static void srv_conn_error_v(struct srv_worker *w, struct srv_conn *c, uint64_t request_id,
+			     int code, bool fatal, const char *fmt, va_list ap)
+{
+	char msg[RILL_WIRE_MESSAGE_BYTES_MAX + 1];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (code >= 0)
+		code = -EPROTO; /* an ERROR's code is negative (io/wire.h) */
+	uint32_t need = RILL_WIRE_HEADER_BYTES + RILL_WIRE_ERROR_BYTES_MIN + (uint32_t)strlen(msg);
+	uint8_t *dst = srv_conn_tx_reserve(c, need);
+	if (dst != NULL) {
+		int n = rill_wire_error_encode(dst, need, request_id, code,
+					       fatal ? RILL_WIRE_ERROR_F_FATAL : 0, msg);
+		if (n > 0)
+			srv_conn_send(w, c, dst, (uint32_t)n);
+	}
+	if (fatal) {
+		fprintf(stderr, "rill: serve: %s: closing: %s\n", c->peer, msg);
+		c->closing = true;
+	}
+}
+
+void srv_conn_error(struct srv_worker *w, struct srv_conn *c, uint64_t request_id, int code,
+		    const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	srv_conn_error_v(w, c, request_id, code, false, fmt, ap);
+	va_end(ap);
+}
+
+void srv_conn_fatal(struct srv_worker *w, struct srv_conn *c, uint64_t request_id, int code,
+		    const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	srv_conn_error_v(w, c, request_id, code, true, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- Submissions -------------------------------------------------------------------- */
+
+static struct io_uring_sqe *srv_sqe(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	if (sqe == NULL) {
+		io_uring_submit(&w->ring); /* full: make room */
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	RILL_ASSERT(sqe != NULL);
+	return sqe;
+}
+
+static void srv_accept_arm(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+	io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, srv_udata(SRV_OP_ACCEPT, 0, 0));
+	w->accept_armed = true;
+}
+
+static void srv_wake_arm(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+	io_uring_prep_read(sqe, rill_producer_wake_fd(w->producer), &w->wake_buf,
+			   sizeof(w->wake_buf), 0);
+	io_uring_sqe_set_data64(sqe, srv_udata(SRV_OP_WAKE, 0, 0));
+}
+
+static void srv_recv_arm(struct srv_worker *w, struct srv_conn *c)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = SRV_BGID;
+	io_uring_sqe_set_data64(sqe, srv_udata(SRV_OP_RECV, c->slot, c->gen));
+	c->recv_armed = true;
+	c->ops++;
+}
+
+/* Stop the multishot recv: what it already took still arrives (and is kept). */
+static void srv_recv_cancel(struct srv_worker *w, struct srv_conn *c)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+	io_uring_prep_cancel64(sqe, srv_udata(SRV_OP_RECV, c->slot, c->gen), 0);
+	io_uring_sqe_set_data64(sqe, srv_udata(SRV_OP_CANCEL, c->slot, c->gen));
+	c->ops++;
+}
+
+static void srv_send_start(struct srv_worker *w, struct srv_conn *c)
+{
+	if (c->tx_sending > 0 || c->tx_len == 0 || c->closed)
+		return;
+	struct io_uring_sqe *sqe = srv_sqe(w);
+	io_uring_prep_send(sqe, c->fd, c->tx, c->tx_len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, srv_udata(SRV_OP_SEND, c->slot, c->gen));
+	c->tx_sending = c->tx_len;
+	c->ops++;
+}
+
+/* ---- Connections -------------------------------------------------------------------- */
+
+static void srv_conn_free(struct srv_worker *w, struct srv_conn *c)
+{
+	RILL_ASSERT(c->ops == 0 && c->preqs == 0); /* S4 */
+	w->conns[c->slot] = NULL;
+	w->conn_count--;
+	w->live[c->live_index] = w->live[w->conn_count]; /* the last takes its place */
+	w->live[c->live_index]->live_index = c->live_index;
+	rill_atomic_fetch_sub_relaxed_u64(&w->server->connections, 1); /* a count */
+	if (c->rx_reserved > 0)
+		rill_atomic_fetch_sub_relaxed_u64(&w->server->inflight_bytes, c->rx_reserved);
+	free(c->rx);
+	free(c->tx);
+	free(c->subs);
+	free(c);
+}
+
+/* Close the socket now (output is dropped); freed once its operations are done. */
+static void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
+{
+	if (!c->closed) {
+		c->closed = true;
+		srv_subs_close(c);
+		shutdown(c->fd, SHUT_RDWR); /* ends the multishot recv and any send */
+		close(c->fd);
+		c->fd = -1;
+		/* Answers not written yet are dropped: hand their budget back (S3). */
+		while (c->done_head != NULL) {
+			struct srv_preq *r = c->done_head;
+			c->done_head = r->next;
+			srv_preq_release(w, r);
+		}
+		c->done_tail = NULL;
+	}
+	if (c->ops == 0 && c->preqs == 0)
+		srv_conn_free(w, c);
+}
+
+static void srv_conn_new(struct srv_worker *w, int fd)
+{
+	struct rill_server *s = w->server;
+	uint64_t n = rill_atomic_fetch_add_relaxed_u64(&s->connections, 1); /* a count */
+	uint32_t slot = 0;
+	while (slot < s->config.connections_max && w->conns[slot] != NULL)
+		slot++;
+	struct srv_conn *c = NULL;
+	if (n < s->config.connections_max && slot < s->config.connections_max)
+		c = calloc(1, sizeof(*c));
+	if (c != NULL) {
+		c->tx_cap = 2 * srv_tx_reserve_bytes(s);
+		c->tx = malloc(c->tx_cap);
+	}
+	if (c == NULL || c->tx == NULL) {
+		if (c != NULL)
+			free(c);
+		rill_atomic_fetch_sub_relaxed_u64(&s->connections, 1);
+		srv_stat_add(s, &s->stats.refused, 1);
+		close(fd); /* past connections_max (or out of memory): refuse at once */
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+		getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), port, sizeof(port),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(c->peer, sizeof(c->peer), "%s:%s", host, port);
+	c->fd = fd;
+	c->slot = slot;
+	c->gen = ++w->gen_next;
+	c->opened_ns = c->active_ns = c->send_progress_ns = w->now;
+	w->conns[slot] = c;
+	c->live_index = w->conn_count;
+	w->live[w->conn_count++] = c;
+	srv_stat_add(s, &s->stats.accepted, 1);
+	srv_recv_arm(w, c);
+}
+
+/* Make room at the end of rx for @bytes more. 0 or -ENOMEM. */
+static int srv_rx_room(struct srv_conn *c, uint32_t bytes)
+{
+	if (c->rx_cap - c->rx_len >= bytes)
+		return 0;
+	uint64_t want = (uint64_t)c->rx_len + bytes;
+	uint32_t cap = c->rx_cap > 0 ? c->rx_cap : SRV_BUF_BYTES;
+	while (cap < want)
+		cap *= 2; /* bounded: a frame is at most frame_bytes_max, recv data by the
+			   * socket's buffer while paused */
+	uint8_t *rx = realloc(c->rx, cap);
+	if (rx == NULL)
+		return -ENOMEM;
+	c->rx = rx;
+	c->rx_cap = cap;
+	return 0;
+}
+
+/* May the connection take another frame now? (S2) */
+static bool srv_conn_can_read(const struct rill_server *s, const struct srv_conn *c)
+{
+	return !c->closing && !c->closed && c->stalled == NULL && !c->waiting &&
+	       c->tx_cap - c->tx_len >= srv_tx_reserve_bytes(s);
+}
+
+/*
+ * Cut frames out of @data (@bytes) and handle them; returns the bytes consumed. Stops at
+ * a partial frame, when the connection may not read on, or when it failed.
+ */
+static uint32_t srv_frames(struct srv_worker *w, struct srv_conn *c, const uint8_t *data,
+			   uint32_t bytes)
+{
+	struct rill_server *s = w->server;
+	uint32_t at = 0;
+	while (srv_conn_can_read(s, c) && bytes - at >= RILL_WIRE_HEADER_BYTES) {
+		struct rill_wire_header h = {0};
+		int rc = rill_wire_header_decode(data + at, bytes - at, s->config.frame_bytes_max,
+						 &h);
+		if (rc < 0) {
+			/* The decoder fills the header even when it refuses it: the ERROR answers
+			 * the request id the peer gave. */
+			srv_stat_add(s, &s->stats.bad_frames, 1);
+			srv_conn_fatal(w, c, h.request_id, rc, "bad frame header: %s",
+				       rill_strerror(rc));
+			return bytes;
+		}
+		if (!c->hello && h.type != RILL_WIRE_HELLO) {
+			srv_stat_add(s, &s->stats.bad_frames, 1);
+			srv_conn_fatal(w, c, h.request_id, RILL_E_WIRE_TYPE,
+				       "the first frame must be HELLO, not %s",
+				       rill_wire_type_name(h.type));
+			return bytes;
+		}
+		uint32_t frame = RILL_WIRE_HEADER_BYTES + h.body_bytes;
+		if (bytes - at < frame)
+			break; /* the body is still coming */
+		rc = srv_frame(w, c, &h, data + at + RILL_WIRE_HEADER_BYTES);
+		if (rc == -EAGAIN)
+			break; /* keep it: retried when there is room */
+		srv_stat_add(s, &s->stats.frames, 1);
+		at += frame;
+		if (rc < 0)
+			return bytes;
+	}
+	return at;
+}
+
+/*
+ * The budget for the frame whose header starts rx (S3): reserve its size before reading
+ * its body, so that a length field alone can never make the server hold memory it did not
+ * agree to. false: no room now (the connection pauses).
+ */
+static bool srv_rx_reserve(struct srv_worker *w, struct srv_conn *c)
+{
+	struct rill_server *s = w->server;
+	if (c->rx_len < RILL_WIRE_HEADER_BYTES)
+		return true;
+	struct rill_wire_header h;
+	if (rill_wire_header_decode(c->rx, c->rx_len, s->config.frame_bytes_max, &h) < 0)
+		return true; /* srv_frames reports it */
+	uint32_t need = RILL_WIRE_HEADER_BYTES + h.body_bytes;
+	if (c->rx_reserved >= need)
+		return true;
+	uint64_t more = need - c->rx_reserved;
+	uint64_t total = rill_atomic_fetch_add_relaxed_u64(&s->inflight_bytes, more) + more;
+	if (total > s->config.server_inflight_bytes_max && c->inflight_bytes + c->rx_reserved > 0) {
+		rill_atomic_fetch_sub_relaxed_u64(&s->inflight_bytes, more);
+		srv_stat_add(s, &s->stats.backpressure, 1);
+		return false; /* a connection holding nothing may always take one frame */
+	}
+	c->rx_reserved = need;
+	return srv_rx_room(c, need - c->rx_len) == 0;
+}
+
+/* Handle what rx holds; keep the rest at its start. */
+static void srv_rx_process(struct srv_worker *w, struct srv_conn *c)
+{
+	uint32_t used = srv_frames(w, c, c->rx, c->rx_len);
+	if (used > 0) {
+		memmove(c->rx, c->rx + used, c->rx_len - used);
+		c->rx_len -= used;
+		if (c->rx_reserved > 0) {
+			rill_atomic_fetch_sub_relaxed_u64(&w->server->inflight_bytes,
+							  c->rx_reserved);
+			c->rx_reserved = 0;
+		}
+	}
+}
+
+/* Bytes arrived in a provided buffer: parse in place what is whole, keep the rest. */
+static void srv_conn_input(struct srv_worker *w, struct srv_conn *c, const uint8_t *data,
+			   uint32_t bytes)
+{
+	c->active_ns = w->now;
+	srv_stat_add(w->server, &w->server->stats.bytes_in, bytes);
+	uint32_t used = 0;
+	if (c->rx_len == 0)
+		used = srv_frames(w, c, data, bytes); /* the common case: no copy */
+	if (c->closing || c->closed)
+		return;
+	if (used < bytes) {
+		if (srv_rx_room(c, bytes - used) < 0) {
+			srv_conn_fatal(w, c, 0, -ENOMEM, "out of memory for input");
+			return;
+		}
+		memcpy(c->rx + c->rx_len, data + used, bytes - used);
+		c->rx_len += bytes - used;
+		srv_rx_process(w, c);
+	}
+}
+
+/* ---- Completions -------------------------------------------------------------------- */
+
+static void srv_buf_return(struct srv_worker *w, uint32_t bid)
+{
+	io_uring_buf_ring_add(w->bufs, w->buf_mem + (size_t)bid * SRV_BUF_BYTES, SRV_BUF_BYTES,
+			      (unsigned short)bid, io_uring_buf_ring_mask(SRV_BUF_COUNT), 0);
+	io_uring_buf_ring_advance(w->bufs, 1);
+}
+
+static void srv_on_recv(struct srv_worker *w, struct srv_conn *c, struct io_uring_cqe *cqe)
+{
+	bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		RILL_ASSERT(bid < SRV_BUF_COUNT);
+		if (cqe->res > 0 && !c->closed)
+			srv_conn_input(w, c, w->buf_mem + (size_t)bid * SRV_BUF_BYTES,
+				       (uint32_t)cqe->res);
+		srv_buf_return(w, bid);
+	}
+	if (more)
+		return;
+	c->ops--;
+	c->recv_armed = false;
+	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED))
+		c->closing = true; /* the peer closed, or the socket failed */
+}
+
+static void srv_on_send(struct srv_worker *w, struct srv_conn *c, int res)
+{
+	c->ops--;
+	uint32_t sent = c->tx_sending;
+	c->tx_sending = 0;
+	if (c->closed)
+		return;
+	if (res <= 0) {
+		c->closing = true;
+		c->tx_len = 0; /* the peer is gone: nothing more can go */
+		return;
+	}
+	RILL_ASSERT((uint32_t)res <= sent);
+	memmove(c->tx, c->tx + res, c->tx_len - (uint32_t)res);
+	c->tx_len -= (uint32_t)res;
+	c->send_progress_ns = w->now;
+	srv_stat_add(w->server, &w->server->stats.bytes_out, (uint64_t)res);
+}
+
+static void srv_on_accept(struct srv_worker *w, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		w->accept_armed = false;
+	if (cqe->res >= 0) {
+		if (w->stopping)
+			close(cqe->res);
+		else
+			srv_conn_new(w, cqe->res);
+	}
+}
+
+static void srv_complete(struct srv_worker *w, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum srv_op op = (enum srv_op)(ud >> 56);
+	if (op == SRV_OP_ACCEPT) {
+		srv_on_accept(w, cqe);
+		return;
+	}
+	if (op == SRV_OP_WAKE) {
+		if (cqe->res != -ECANCELED)
+			srv_wake_arm(w); /* woken: the loop polls the acknowledgements */
+		return;
+	}
+	uint32_t slot = (uint32_t)(ud >> 32) & 0xffffffu, gen = (uint32_t)ud;
+	struct srv_conn *c = slot < w->server->config.connections_max ? w->conns[slot] : NULL;
+	RILL_ASSERT(c != NULL && c->gen == gen); /* S4: a connection outlives its operations */
+	if (op == SRV_OP_RECV) {
+		srv_on_recv(w, c, cqe);
+	} else if (op == SRV_OP_SEND) {
+		srv_on_send(w, c, cqe->res);
+	} else {
+		c->ops--; /* a cancel's own completion */
+	}
+	if (c->closed)
+		srv_conn_close(w, c);
+}
+
+static unsigned srv_reap(struct srv_worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&w->ring, head, cqe)
+	{
+		srv_complete(w, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&w->ring, n);
+	return n;
+}
+
+/* ---- The loop ----------------------------------------------------------------------- */
+
+/* A connection may close once nothing it took in is still owed an answer. */
+static bool srv_conn_drained(const struct srv_conn *c)
+{
+	return c->preqs == 0 && c->stalled == NULL && c->done_head == NULL &&
+	       (c->tx_len == 0 || c->dead);
+}
+
+static void srv_conn_timers(struct srv_worker *w, struct srv_conn *c, uint64_t now)
+{
+	const struct rill_server_config *cfg = &w->server->config;
+	const char *why = NULL;
+	if (!c->hello && now - c->opened_ns > cfg->handshake_timeout_ns)
+		why = "no HELLO within the handshake timeout";
+	else if (cfg->idle_timeout_ns > 0 && now - c->active_ns > cfg->idle_timeout_ns &&
+		 c->sub_count == 0 && c->preqs == 0 && c->tx_len == 0)
+		why = "idle past the idle timeout";
+	else if (c->tx_len > 0 && now - c->send_progress_ns > cfg->send_stall_timeout_ns)
+		why = "the peer reads nothing of its full output buffer (a slow subscriber?)";
+	if (why == NULL)
+		return;
+	srv_stat_add(w->server, &w->server->stats.cut_off, 1);
+	fprintf(stderr, "rill: serve: %s: cut off: %s\n", c->peer, why);
+	c->closing = true;
+	c->dead = c->tx_len > 0; /* a stalled reader takes no goodbye */
+}
+
+/* One turn for one connection; true when it did something. */
+static bool srv_conn_tick(struct srv_worker *w, struct srv_conn *c)
+{
+	struct rill_server *s = w->server;
+	uint32_t tx_before = c->tx_len;
+	bool work = false;
+	if (c->stalled != NULL && srv_produce_resume(w, c) == 0)
+		work = true;
+	if (c->stalled == NULL && c->rx_len >= RILL_WIRE_HEADER_BYTES && srv_conn_can_read(s, c)) {
+		uint32_t before = c->rx_len;
+		srv_rx_process(w, c);
+		work |= c->rx_len != before;
+	}
+	srv_acks_flush(w, c);
+	if (c->sub_count > 0 && !c->closing)
+		work |= srv_subs_poll(w, c);
+	bool want = !c->closing && !w->stopping && srv_conn_can_read(s, c) && srv_rx_reserve(w, c);
+	if (want && !c->recv_armed) {
+		srv_recv_arm(w, c);
+	} else if (!want && c->recv_armed && !c->recv_paused) {
+		srv_recv_cancel(w, c);
+		c->recv_paused = true;
+	}
+	if (c->dead)
+		c->tx_len = 0;
+	srv_send_start(w, c);
+	if (c->closing && srv_conn_drained(c) && !c->recv_armed) {
+		srv_conn_close(w, c);
+		return true;
+	}
+	return work || c->tx_len != tx_before;
+}
+
+/* True while something is owed soon: spin rather than sleep. */
+static bool srv_pending(struct srv_worker *w)
+{
+	return rill_producer_acks_owed(w->producer) > 0;
+}
+
+static void srv_wait(struct srv_worker *w, uint64_t wait_ns)
+{
+	struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ns / SRV_NS_PER_S),
+				       .tv_nsec = (long long)(wait_ns % SRV_NS_PER_S)};
+	struct io_uring_cqe *cqe = NULL;
+	int rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+	RILL_ASSERT(rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN);
+}
+
+static bool srv_turn(struct srv_worker *w)
+{
+	uint64_t now = rill_clock_now_ns();
+	w->now = now; /* the arrival time of what this turn reaps */
+	bool work = srv_reap(w) > 0;
+	if (rill_producer_poll(w->producer, 0) > 0)
+		work = true;
+	bool timers = now - w->timer_ns >= SRV_TIMER_NS;
+	if (timers)
+		w->timer_ns = now;
+	w->subs_active = 0;
+	for (uint32_t i = w->conn_count; i-- > 0;) { /* backwards: a free moves the last */
+		struct srv_conn *c = w->live[i];
+		if (c->closed) {
+			if (c->ops == 0 && c->preqs == 0)
+				srv_conn_free(w, c); /* its last request answered (S4) */
+			continue;
+		}
+		if (timers && !c->closing)
+			srv_conn_timers(w, c, now);
+		w->subs_active += c->sub_count > 0 && c->credit > 0;
+		work |= srv_conn_tick(w, c);
+	}
+	if (!w->accept_armed && !w->stopping && w->listen_fd >= 0)
+		srv_accept_arm(w);
+	io_uring_submit(&w->ring);
+	return work;
+}
+
+static void srv_worker_stop(struct srv_worker *w)
+{
+	w->stopping = true;
+	if (w->listen_fd >= 0) {
+		shutdown(w->listen_fd, SHUT_RDWR); /* ends the multishot accept */
+		close(w->listen_fd);
+		w->listen_fd = -1;
+	}
+	uint32_t max = w->server->config.connections_max;
+	for (uint32_t i = 0; i < max; i++) {
+		if (w->conns[i] != NULL)
+			w->conns[i]->closing = true; /* drain: stop reading, answer, close */
+	}
+}
+
+static void srv_loop(struct srv_worker *w)
+{
+	struct rill_server *s = w->server;
+	uint64_t last_work = rill_clock_now_ns();
+	for (;;) {
+		if (!w->stopping && rill_atomic_load_acquire_u64(&s->stop) != 0) /* A: pairs
+							   * with R in rill_server_stop */
+			srv_worker_stop(w);
+		bool work = srv_turn(w);
+		uint64_t now = rill_clock_now_ns();
+		if (w->stopping &&
+		    ((w->conn_count == 0 && !srv_pending(w)) || now > s->drain_deadline_ns))
+			break;
+		if (work) {
+			last_work = now;
+			continue;
+		}
+		if (srv_pending(w) && now - last_work < SRV_SPIN_NS) {
+			io_uring_get_events(&w->ring);
+			continue;
+		}
+		/* Sleep until a completion, the shards' acknowledgements (the producer's
+		 * eventfd) or the timers; subscriptions have no wake-up, so look often. */
+		if (rill_producer_sleep_begin(w->producer)) {
+			srv_wait(w, w->stopping          ? SRV_WAIT_STOP_NS
+				    : w->subs_active > 0 ? SRV_WAIT_SUBS_NS
+							 : SRV_WAIT_IDLE_NS);
+			rill_producer_sleep_end(w->producer);
+		}
+	}
+}
+
+/* ---- Workers ------------------------------------------------------------------------ */
+
+/* The ring, with the best flags this kernel takes. */
+static int srv_ring_init(struct srv_worker *w)
+{
+	struct io_uring_params p;
+	const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int rc = -EINVAL;
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]) && rc < 0; i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = w->server->config.sqpoll ? IORING_SETUP_SQPOLL : tries[i];
+		p.sq_thread_idle = 100; /* ms: SQPOLL's thread sleeps after this long idle */
+		rc = io_uring_queue_init_params(SRV_RING_ENTRIES, &w->ring, &p);
+		if (w->server->config.sqpoll && rc < 0)
+			break;
+	}
+	if (rc < 0) {
+		snprintf(w->start_err, sizeof(w->start_err), "io_uring_queue_init: %s",
+			 strerror(-rc));
+		return rc;
+	}
+	w->ring_ok = true;
+	return 0;
+}
+
+/* The provided buffers multishot recv fills. */
+static int srv_bufs_init(struct srv_worker *w)
+{
+	size_t ring_bytes = SRV_BUF_COUNT * sizeof(struct io_uring_buf);
+	w->bufs =
+		mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	w->buf_mem = malloc((size_t)SRV_BUF_COUNT * SRV_BUF_BYTES);
+	if (w->bufs == MAP_FAILED || w->buf_mem == NULL) {
+		if (w->bufs == MAP_FAILED)
+			w->bufs = NULL;
+		snprintf(w->start_err, sizeof(w->start_err), "no memory for receive buffers");
+		return -ENOMEM;
+	}
+	struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)w->bufs,
+				       .ring_entries = SRV_BUF_COUNT,
+				       .bgid = SRV_BGID};
+	int rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (rc < 0) {
+		snprintf(w->start_err, sizeof(w->start_err),
+			 "io_uring_register_buf_ring: %s (needs Linux 5.19)", strerror(-rc));
+		return rc;
+	}
+	io_uring_buf_ring_init(w->bufs);
+	for (uint32_t i = 0; i < SRV_BUF_COUNT; i++)
+		io_uring_buf_ring_add(w->bufs, w->buf_mem + (size_t)i * SRV_BUF_BYTES,
+				      SRV_BUF_BYTES, (unsigned short)i,
+				      io_uring_buf_ring_mask(SRV_BUF_COUNT), (int)i);
+	io_uring_buf_ring_advance(w->bufs, SRV_BUF_COUNT);
+	return 0;
+}
+
+static int srv_worker_init(struct srv_worker *w)
+{
+	struct rill_server *s = w->server;
+	w->conns = calloc(s->config.connections_max, sizeof(*w->conns));
+	w->live = calloc(s->config.connections_max, sizeof(*w->live));
+	w->preqs = calloc(SRV_PREQS_MAX, sizeof(*w->preqs));
+	if (w->conns == NULL || w->live == NULL || w->preqs == NULL) {
+		snprintf(w->start_err, sizeof(w->start_err), "out of memory");
+		return -ENOMEM;
+	}
+	for (uint32_t i = SRV_PREQS_MAX; i-- > 0;) {
+		w->preqs[i].index = i;
+		w->preqs[i].next = w->preq_free;
+		w->preq_free = &w->preqs[i];
+	}
+	int rc = srv_ring_init(w);
+	if (rc == 0)
+		rc = srv_bufs_init(w);
+	if (rc < 0)
+		return rc;
+	struct rill_producer_config pc = {.on_ack = srv_ack_cb, .arg = w, .wake_fd = true};
+	rc = rill_producer_open(s->engine, &pc, &w->producer);
+	if (rc < 0)
+		snprintf(w->start_err, sizeof(w->start_err), "producer: %s", rill_strerror(rc));
+	return rc;
+}
+
+static void srv_worker_fini(struct srv_worker *w)
+{
+	uint32_t max = w->server->config.connections_max;
+	for (uint32_t i = 0; w->conns != NULL && i < max; i++) {
+		struct srv_conn *c = w->conns[i];
+		if (c == NULL)
+			continue;
+		srv_conn_close(w, c);
+		if (w->conns[i] != NULL) { /* operations or requests still out: stopping anyway */
+			c->ops = 0;
+			c->preqs = 0;
+			srv_conn_free(w, c);
+		}
+	}
+	for (uint32_t i = 0; w->preqs != NULL && i < SRV_PREQS_MAX; i++) {
+		if (w->preqs[i].results != NULL) {
+			for (uint32_t j = 0; j < w->preqs[i].count; j++)
+				free(w->preqs[i].results[j].reason);
+			free(w->preqs[i].results);
+		}
+	}
+	if (w->ring_ok)
+		io_uring_queue_exit(&w->ring); /* first: its read of the wake fd ends */
+	if (w->producer != NULL)
+		rill_producer_close(w->producer); /* waits for the shards' last answers */
+	if (w->bufs != NULL)
+		munmap(w->bufs, SRV_BUF_COUNT * sizeof(struct io_uring_buf));
+	free(w->buf_mem);
+	free(w->preqs);
+	free(w->conns);
+	free(w->live);
+	if (w->listen_fd >= 0)
+		close(w->listen_fd);
+}
+
+static void *srv_worker_main(void *arg)
+{
+	struct srv_worker *w = arg;
+	struct rill_server *s = w->server;
+	char name[16];
+	snprintf(name, sizeof(name), "rill-net-%u", w->index);
+	pthread_setname_np(pthread_self(), name);
+	/* Beside its shard: hand-offs between the two stay on one CPU's caches and need no
+	 * cross-CPU wake-up (measured: 1.5x the events/s of an unpinned worker on 2 CPUs). */
+	int cpu = s->config.pin ? rill_engine_shard_cpu(s->engine, w->index) : -1;
+	if (cpu >= 0 && rill_thread_pin(cpu) < 0)
+		fprintf(stderr, "rill: serve: worker %u: cannot pin to CPU %d; running unpinned\n",
+			w->index, cpu);
+	int rc = srv_worker_init(w);
+	pthread_mutex_lock(&s->start_lock);
+	w->start_rc = rc;
+	s->started++;
+	pthread_cond_broadcast(&s->start_cond);
+	pthread_mutex_unlock(&s->start_lock);
+	if (rc == 0) {
+		w->timer_ns = rill_clock_now_ns();
+		srv_accept_arm(w);
+		srv_wake_arm(w);
+		srv_loop(w);
+	}
+	srv_worker_fini(w);
+	return NULL;
+}
+
+/* ---- Start and stop ----------------------------------------------------------------- */
+
+/* Split "HOST:PORT" ("[v6]:PORT" too) and resolve it. */
+static int srv_resolve(const char *listen, struct addrinfo **res, struct rill_error_text *err)
+{
+	char host[256];
+	const char *colon = strrchr(listen, ':');
+	const char *h = listen;
+	size_t hlen = colon != NULL ? (size_t)(colon - listen) : 0;
+	if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+		h++;
+		hlen -= 2;
+	}
+	uint64_t port = 0;
+	if (colon == NULL || hlen == 0 || hlen >= sizeof(host) || colon[1] == '\0' ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    (port = strtoull(colon + 1, NULL, 10)) > 65535) {
+		snprintf(err->message, sizeof(err->message),
+			 "listen address '%s': expected HOST:PORT (port 0 to 65535)", listen);
+		return -EINVAL;
+	}
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	int rc = getaddrinfo(host, colon + 1, &hints, res);
+	if (rc != 0) {
+		snprintf(err->message, sizeof(err->message), "listen address '%s': %s", listen,
+			 gai_strerror(rc));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* One SO_REUSEPORT listener on @addr (with @port when not 0). -errno. */
+static int srv_listen_one(const struct addrinfo *ai, uint16_t port, int *out)
+{
+	struct sockaddr_storage ss;
+	memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+	if (port != 0) {
+		if (ss.ss_family == AF_INET)
+			((struct sockaddr_in *)&ss)->sin_port = htons(port);
+		else
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&ss, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	*out = fd;
+	return 0;
+}
+
+static int srv_listen(struct rill_server *s, struct rill_error_text *err)
+{
+	struct addrinfo *res = NULL;
+	int rc = srv_resolve(s->config.listen, &res, err);
+	if (rc < 0)
+		return rc;
+	uint16_t port = 0;
+	for (uint32_t i = 0; i < s->worker_count && rc == 0; i++) {
+		rc = srv_listen_one(res, port, &s->workers[i].listen_fd);
+		if (rc == 0 && i == 0) {
+			struct sockaddr_storage ss;
+			socklen_t len = sizeof(ss);
+			getsockname(s->workers[0].listen_fd, (struct sockaddr *)&ss, &len);
+			port = ntohs(ss.ss_family == AF_INET
+					     ? ((struct sockaddr_in *)&ss)->sin_port
+					     : ((struct sockaddr_in6 *)&ss)->sin6_port);
+			char host[INET6_ADDRSTRLEN];
+			getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), NULL, 0,
+				    NI_NUMERICHOST);
+			snprintf(s->address, sizeof(s->address),
+				 ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+			s->port = port;
+		}
+	}
+	freeaddrinfo(res);
+	if (rc < 0)
+		snprintf(err->message, sizeof(err->message), "listen on %s: %s", s->config.listen,
+			 strerror(-rc));
+	return rc;
+}
+
+static int srv_config_check(const struct rill_server_config *c, struct rill_error_text *err)
+{
+	const char *bad = NULL;
+	if (c->listen == NULL)
+		bad = "listen address missing";
+	else if (c->frame_bytes_max < RILL_WIRE_FRAME_BYTES_MIN ||
+		 c->frame_bytes_max > RILL_WIRE_FRAME_BYTES_MAX)
+		bad = "frame_bytes_max must be 64 KiB to 16 MiB";
+	else if (c->conn_inflight_bytes_max < c->frame_bytes_max + RILL_WIRE_HEADER_BYTES)
+		bad = "conn_inflight_bytes_max must hold one frame";
+	else if (c->server_inflight_bytes_max < c->conn_inflight_bytes_max)
+		bad = "server_inflight_bytes_max must be at least conn_inflight_bytes_max";
+	else if (c->connections_max == 0 || c->connections_max > RILL_SERVER_CONNECTIONS_MAX)
+		bad = "connections_max must be 1 to 65,536";
+	else if (c->handshake_timeout_ns == 0 || c->send_stall_timeout_ns == 0)
+		bad = "handshake and send-stall timeouts must be above 0";
+	else if (c->subscriptions_max == 0 || c->subscriptions_max > SRV_SUB_PARTS_MAX)
+		bad = "subscriptions_max must be 1 to 1,024";
+	if (bad == NULL)
+		return 0;
+	snprintf(err->message, sizeof(err->message), "server config: %s", bad);
+	return -EINVAL;
+}
+
+static void srv_free(struct rill_server *s)
+{
+	pthread_mutex_destroy(&s->start_lock);
+	pthread_cond_destroy(&s->start_cond);
+	pthread_mutex_destroy(&s->admin_lock);
+	free(s->workers);
+	free(s);
+}
+
+int rill_server_start(struct rill_server **out, struct rill_engine *engine,
+		      const struct rill_server_config *config, struct rill_error_text *err)
+{
+	struct rill_error_text scratch;
+	if (err == NULL)
+		err = &scratch;
+	struct rill_server_config dflt;
+	rill_server_config_default(&dflt);
+	if (config == NULL)
+		config = &dflt;
+	int rc = srv_config_check(config, err);
+	if (rc < 0)
+		return rc;
+	struct rill_server *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return -ENOMEM;
+	s->engine = engine;
+	s->config = *config;
+	s->worker_count = rill_engine_shards(engine);
+	s->workers = calloc(s->worker_count, sizeof(*s->workers));
+	pthread_mutex_init(&s->start_lock, NULL);
+	pthread_cond_init(&s->start_cond, NULL);
+	pthread_mutex_init(&s->admin_lock, NULL);
+	if (s->workers == NULL) {
+		srv_free(s);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < s->worker_count; i++)
+		s->workers[i] = (struct srv_worker){.server = s, .index = i, .listen_fd = -1};
+	rc = srv_listen(s, err);
+	uint32_t spawned = 0;
+	for (; rc == 0 && spawned < s->worker_count; spawned++) {
+		rc = -pthread_create(&s->workers[spawned].thread, NULL, srv_worker_main,
+				     &s->workers[spawned]);
+		if (rc < 0)
+			snprintf(err->message, sizeof(err->message), "thread: %s", strerror(-rc));
+	}
+	if (rc < 0 && spawned > 0)
+		spawned--; /* the one that failed */
+	pthread_mutex_lock(&s->start_lock);
+	while (s->started < spawned)
+		pthread_cond_wait(&s->start_cond, &s->start_lock);
+	pthread_mutex_unlock(&s->start_lock);
+	for (uint32_t i = 0; i < spawned && rc == 0; i++) {
+		if (s->workers[i].start_rc < 0) {
+			rc = s->workers[i].start_rc;
+			snprintf(err->message, sizeof(err->message), "worker %u: %s", i,
+				 s->workers[i].start_err);
+		}
+	}
+	if (rc < 0) {
+		rill_atomic_store_release_u64(&s->stop, 1); /* R: pairs with A in srv_loop */
+		for (uint32_t i = 0; i < spawned; i++)
+			pthread_join(s->workers[i].thread, NULL);
+		for (uint32_t i = spawned; i < s->worker_count; i++)
+			if (s->workers[i].listen_fd >= 0)
+				close(s->workers[i].listen_fd);
+		srv_free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+uint16_t rill_server_port(const struct rill_server *s)
+{
+	return s->port;
+}
+
+const char *rill_server_address(const struct rill_server *s)
+{
+	return s->address;
+}
+
+void rill_server_stats_get(struct rill_server *s, struct rill_server_stats *out)
+{
+	/* Each counter read alone: a statistic, relaxed is enough. */
+	uint64_t *src = (uint64_t *)&s->stats, *dst = (uint64_t *)out;
+	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		dst[i] = rill_atomic_load_relaxed_u64(&src[i]);
+	out->connections = rill_atomic_load_relaxed_u64(&s->connections);
+}
+
+int rill_server_stop(struct rill_server *s, uint64_t drain_ns)
+{
+	uint64_t now = rill_clock_now_ns();
+	s->drain_deadline_ns = drain_ns > UINT64_MAX - now ? UINT64_MAX : now + drain_ns;
+	rill_atomic_store_release_u64(&s->stop, 1); /* R: pairs with A in srv_loop */
+	for (uint32_t i = 0; i < s->worker_count; i++)
+		pthread_join(s->workers[i].thread, NULL);
+	int rc = rill_clock_now_ns() > s->drain_deadline_ns ? -ETIMEDOUT : 0;
+	srv_free(s);
+	return rc;
+}

@@ -1,0 +1,370 @@
+/*
+ * ADMIN requests: JSON in, JSON out (the ops and their fields are listed in io/wire.h and
+ * docs/PROTOCOL.md), parsed with jansson. Each op calls the engine's control API, which
+ * blocks (files are written and synced), so admin work runs one request at a time. Runs
+ * on a worker thread; not on the hot path.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "io/server_int.h"
+#include "rill/schema.h"
+
+#define ADMIN_NAME_MAX 128u
+
+static int admin_fail(char *msg, size_t msg_bytes, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int admin_fail(char *msg, size_t msg_bytes, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, msg_bytes, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* @key of @in as a string (NULL when absent and @optional), or an error in @msg. */
+static int admin_str(json_t *in, const char *key, bool optional, const char **out, char *msg,
+		     size_t msg_bytes)
+{
+	json_t *v = json_object_get(in, key);
+	if (v == NULL && optional) {
+		*out = NULL;
+		return 0;
+	}
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    json_string_length(v) > ADMIN_NAME_MAX)
+		return admin_fail(msg, msg_bytes, -EINVAL,
+				  "\"%s\": expected a string of 1 to %u bytes", key,
+				  ADMIN_NAME_MAX);
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* @key of @in as an unsigned integer up to @max (@dflt when absent). */
+static int admin_uint(json_t *in, const char *key, uint64_t dflt, uint64_t max, uint64_t *out,
+		      char *msg, size_t msg_bytes)
+{
+	json_t *v = json_object_get(in, key);
+	if (v == NULL) {
+		*out = dflt;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) > max)
+		return admin_fail(msg, msg_bytes, -EINVAL,
+				  "\"%s\": expected an integer from 0 to %llu", key,
+				  (unsigned long long)max);
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static struct rill_topic *admin_topic(struct rill_server *s, json_t *in, const char *key, char *msg,
+				      size_t msg_bytes)
+{
+	const char *name = NULL;
+	if (admin_str(in, key, false, &name, msg, msg_bytes) < 0)
+		return NULL;
+	struct rill_topic *t = rill_topic_find(s->engine, name);
+	if (t == NULL)
+		admin_fail(msg, msg_bytes, -ENOENT, "no topic '%s'", name);
+	return t;
+}
+
+static json_t *admin_topic_json(const struct rill_topic *t)
+{
+	const struct rill_topic_config *c = rill_topic_config_get(t);
+	return json_pack("{s:s, s:I, s:s}", "name", c->name, "partitions",
+			 (json_int_t)c->partitions, "durability",
+			 c->durability == RILL_DURABILITY_GROUP ? "group" : "none");
+}
+
+static int admin_topic_create(struct rill_server *s, json_t *in, json_t **out, char *msg,
+			      size_t msg_bytes)
+{
+	struct rill_topic_config c = {0};
+	const char *durability = NULL;
+	uint64_t parts = 0;
+	int rc = admin_str(in, "name", false, &c.name, msg, msg_bytes);
+	if (rc == 0)
+		rc = admin_uint(in, "partitions", 1, RILL_ENGINE_PARTITIONS_MAX, &parts, msg,
+				msg_bytes);
+	if (rc == 0)
+		rc = admin_str(in, "durability", true, &durability, msg, msg_bytes);
+	if (rc < 0)
+		return rc;
+	c.partitions = (uint32_t)parts;
+	if (durability == NULL || strcmp(durability, "none") == 0)
+		c.durability = RILL_DURABILITY_NONE;
+	else if (strcmp(durability, "group") == 0)
+		c.durability = RILL_DURABILITY_GROUP;
+	else
+		return admin_fail(msg, msg_bytes, -EINVAL,
+				  "\"durability\": \"%s\": expected none or group", durability);
+	struct rill_topic *t = NULL;
+	struct rill_error_text err = {{0}};
+	rc = rill_topic_create(s->engine, &c, &t, &err);
+	if (rc < 0)
+		return admin_fail(msg, msg_bytes, rc, "topic '%s': %s", c.name,
+				  err.message[0] != '\0' ? err.message : rill_strerror(rc));
+	*out = admin_topic_json(t);
+	return 0;
+}
+
+static int admin_schema_register(struct rill_server *s, json_t *in, json_t **out, char *msg,
+				 size_t msg_bytes)
+{
+	json_t *def = json_object_get(in, "schema");
+	const char *compat_name = NULL;
+	if (!json_is_object(def))
+		return admin_fail(msg, msg_bytes, -EINVAL, "\"schema\": expected an object");
+	int rc = admin_str(in, "compat", true, &compat_name, msg, msg_bytes);
+	enum rill_schema_compat compat;
+	if (rc == 0 && compat_name != NULL && rill_schema_compat_parse(compat_name, &compat) < 0)
+		rc = admin_fail(msg, msg_bytes, -EINVAL, "\"compat\": unknown mode '%s'",
+				compat_name);
+	if (rc < 0)
+		return rc;
+	char *text = json_dumps(def, JSON_COMPACT);
+	if (text == NULL)
+		return admin_fail(msg, msg_bytes, -ENOMEM, "out of memory");
+	const struct rill_schema *schema = NULL;
+	struct rill_schema_error err = {{0}};
+	rc = rill_schema_register(rill_engine_schemas(s->engine), text, strlen(text),
+				  compat_name != NULL ? (int)compat : -1, &schema, &err);
+	free(text);
+	if (rc < 0)
+		return admin_fail(msg, msg_bytes, rc, "schema: %s",
+				  err.message[0] != '\0' ? err.message : rill_strerror(rc));
+	*out = json_pack("{s:s, s:I, s:I}", "type", rill_schema_type_name(schema), "version",
+			 (json_int_t)rill_schema_version(schema), "type_id",
+			 (json_int_t)rill_schema_type_id(schema));
+	return 0;
+}
+
+static int admin_projection_create(struct rill_server *s, json_t *in, json_t **out, char *msg,
+				   size_t msg_bytes)
+{
+	struct rill_projection_def d = {0};
+	const char *kind = NULL;
+	uint64_t version = 0, window = 0;
+	int rc = admin_str(in, "name", false, &d.name, msg, msg_bytes);
+	if (rc == 0)
+		rc = admin_str(in, "topic", false, &d.topic, msg, msg_bytes);
+	if (rc == 0)
+		rc = admin_str(in, "type", false, &d.type, msg, msg_bytes);
+	if (rc == 0)
+		rc = admin_str(in, "kind", false, &kind, msg, msg_bytes);
+	if (rc == 0)
+		rc = admin_str(in, "field", true, &d.field, msg, msg_bytes);
+	if (rc == 0)
+		rc = admin_uint(in, "version", 0, UINT16_MAX, &version, msg, msg_bytes);
+	if (rc == 0)
+		rc = admin_uint(in, "window_ns", 0, UINT64_MAX >> 1, &window, msg, msg_bytes);
+	if (rc == 0 && rill_projection_kind_parse(kind, &d.kind) < 0)
+		rc = admin_fail(msg, msg_bytes, -EINVAL, "\"kind\": unknown kind '%s'", kind);
+	if (rc < 0)
+		return rc;
+	d.version = (uint16_t)version;
+	d.window_ns = window;
+	struct rill_error_text err = {{0}};
+	rc = rill_projection_define(s->engine, &d, &err);
+	if (rc < 0)
+		return admin_fail(msg, msg_bytes, rc, "projection '%s': %s", d.name,
+				  err.message[0] != '\0' ? err.message : rill_strerror(rc));
+	*out = json_pack("{s:s}", "name", d.name);
+	return 0;
+}
+
+static json_t *admin_latency(const struct rill_latency *l)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "count", (json_int_t)l->count, "p50_ns",
+			 (json_int_t)l->p50_ns, "p99_ns", (json_int_t)l->p99_ns, "p999_ns",
+			 (json_int_t)l->p999_ns, "p9999_ns", (json_int_t)l->p9999_ns, "max_ns",
+			 (json_int_t)l->max_ns);
+}
+
+static json_t *admin_shard_json(uint32_t i, const struct rill_shard_stats *st)
+{
+	json_t *j = json_pack(
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "shard", (json_int_t)i,
+		"partitions", (json_int_t)st->partitions, "events", (json_int_t)st->events,
+		"duplicates", (json_int_t)st->duplicates, "refused", (json_int_t)st->refused,
+		"stalls", (json_int_t)st->stalls, "sleeps", (json_int_t)st->sleeps, "snapshots",
+		(json_int_t)st->snapshots, "snapshot_errors", (json_int_t)st->snapshot_errors);
+	if (j != NULL)
+		json_object_set_new(
+			j, "latency",
+			json_pack("{s:o, s:o, s:o, s:o}", "ring", admin_latency(&st->ring), "apply",
+				  admin_latency(&st->apply), "applied", admin_latency(&st->applied),
+				  "durable", admin_latency(&st->durable)));
+	return j;
+}
+
+static int admin_stat(struct rill_server *s, json_t **out, char *msg, size_t msg_bytes)
+{
+	json_t *shards = json_array();
+	for (uint32_t i = 0; shards != NULL && i < rill_engine_shards(s->engine); i++) {
+		struct rill_shard_stats st;
+		int rc = rill_engine_shard_stats(s->engine, i, &st);
+		if (rc < 0) {
+			json_decref(shards);
+			return admin_fail(msg, msg_bytes, rc, "shard %u: %s", i, rill_strerror(rc));
+		}
+		json_array_append_new(shards, admin_shard_json(i, &st));
+	}
+	struct rill_server_stats ss;
+	rill_server_stats_get(s, &ss);
+	json_t *server =
+		json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+			  (json_int_t)ss.connections, "accepted", (json_int_t)ss.accepted,
+			  "refused", (json_int_t)ss.refused, "frames", (json_int_t)ss.frames,
+			  "bad_frames", (json_int_t)ss.bad_frames, "events", (json_int_t)ss.events,
+			  "acks", (json_int_t)ss.acks, "backpressure", (json_int_t)ss.backpressure,
+			  "cut_off", (json_int_t)ss.cut_off, "bytes_in", (json_int_t)ss.bytes_in,
+			  "bytes_out", (json_int_t)ss.bytes_out);
+	*out = json_pack("{s:o, s:o, s:I}", "shards", shards, "server", server,
+			 "engine_backpressure", (json_int_t)rill_engine_backpressure(s->engine));
+	return 0;
+}
+
+struct admin_schemas {
+	struct rill_schema_registry *reg;
+	json_t *list;
+};
+
+static int admin_schemas_one(void *arg, const struct rill_schema_type_info *info)
+{
+	struct admin_schemas *a = arg;
+	for (uint16_t v = 1; v <= info->latest_version; v++) {
+		const struct rill_schema *schema = rill_schema_get(a->reg, info->name, v);
+		if (schema == NULL)
+			continue;
+		json_t *def = json_loads(rill_schema_definition(schema), 0, NULL);
+		json_t *entry = def != NULL
+					? json_pack("{s:I, s:o}", "type_id",
+						    (json_int_t)info->type_id, "definition", def)
+					: NULL;
+		if (entry == NULL)
+			return -ENOMEM;
+		json_array_append_new(a->list, entry);
+	}
+	return 0;
+}
+
+static int admin_schemas(struct rill_server *s, json_t **out, char *msg, size_t msg_bytes)
+{
+	struct admin_schemas a = {.reg = rill_engine_schemas(s->engine), .list = json_array()};
+	int rc = a.list != NULL ? rill_schema_list(a.reg, admin_schemas_one, &a) : -ENOMEM;
+	if (rc < 0) {
+		json_decref(a.list);
+		return admin_fail(msg, msg_bytes, rc, "schemas: %s", rill_strerror(rc));
+	}
+	*out = json_pack("{s:o}", "schemas", a.list);
+	return 0;
+}
+
+static int admin_group(struct rill_server *s, uint16_t op, json_t *in, json_t **out, char *msg,
+		       size_t msg_bytes)
+{
+	const char *group = NULL;
+	int rc = admin_str(in, "group", false, &group, msg, msg_bytes);
+	struct rill_topic *t = rc == 0 ? admin_topic(s, in, "topic", msg, msg_bytes) : NULL;
+	if (t == NULL)
+		return rc < 0 ? rc : -ENOENT;
+	uint32_t parts = rill_topic_partitions(t);
+	if (op == RILL_WIRE_ADMIN_GROUP_COMMIT) {
+		uint64_t p = UINT64_MAX, offset = UINT64_MAX;
+		rc = admin_uint(in, "partition", UINT64_MAX, parts - 1, &p, msg, msg_bytes);
+		if (rc == 0)
+			rc = admin_uint(in, "offset", UINT64_MAX, INT64_MAX, &offset, msg,
+					msg_bytes);
+		if (rc == 0 && (p == UINT64_MAX || offset == UINT64_MAX))
+			rc = admin_fail(msg, msg_bytes, -EINVAL,
+					"\"partition\" and \"offset\" needed");
+		if (rc == 0 &&
+		    (rc = rill_group_commit(s->engine, group, t, (uint32_t)p, offset)) < 0)
+			admin_fail(msg, msg_bytes, rc, "group '%s': %s", group, rill_strerror(rc));
+		if (rc == 0)
+			*out = json_object();
+		return rc;
+	}
+	json_t *offsets = json_array();
+	for (uint32_t p = 0; offsets != NULL && p < parts; p++) {
+		uint64_t offset;
+		rc = rill_group_offset(s->engine, group, t, p, &offset);
+		if (rc == -ENOENT)
+			continue;
+		if (rc < 0) {
+			json_decref(offsets);
+			return admin_fail(msg, msg_bytes, rc, "group '%s': %s", group,
+					  rill_strerror(rc));
+		}
+		json_array_append_new(offsets, json_pack("{s:I, s:I}", "partition", (json_int_t)p,
+							 "offset", (json_int_t)offset));
+	}
+	*out = json_pack("{s:o}", "offsets", offsets);
+	return 0;
+}
+
+static int admin_op(struct rill_server *s, uint16_t op, json_t *in, json_t **out, char *msg,
+		    size_t msg_bytes)
+{
+	switch (op) {
+	case RILL_WIRE_ADMIN_TOPIC_CREATE:
+		return admin_topic_create(s, in, out, msg, msg_bytes);
+	case RILL_WIRE_ADMIN_SCHEMA_REGISTER:
+		return admin_schema_register(s, in, out, msg, msg_bytes);
+	case RILL_WIRE_ADMIN_PROJECTION_CREATE:
+		return admin_projection_create(s, in, out, msg, msg_bytes);
+	case RILL_WIRE_ADMIN_STAT:
+		return admin_stat(s, out, msg, msg_bytes);
+	case RILL_WIRE_ADMIN_SCHEMAS:
+		return admin_schemas(s, out, msg, msg_bytes);
+	case RILL_WIRE_ADMIN_TOPIC_INFO: {
+		struct rill_topic *t = admin_topic(s, in, "name", msg, msg_bytes);
+		if (t == NULL)
+			return -ENOENT;
+		*out = admin_topic_json(t);
+		return 0;
+	}
+	case RILL_WIRE_ADMIN_GROUP_COMMIT:
+	case RILL_WIRE_ADMIN_GROUP_FETCH:
+		return admin_group(s, op, in, out, msg, msg_bytes);
+	default:
+		return admin_fail(msg, msg_bytes, -EINVAL, "unknown admin op %u", op);
+	}
+}
+
+int srv_admin(struct rill_server *s, uint16_t op, const char *json, uint32_t json_bytes,
+	      char **answer, char *msg, size_t msg_bytes)
+{
+	json_error_t jerr;
+	json_t *in = json_loadb(json, json_bytes, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(in)) {
+		json_decref(in);
+		return admin_fail(msg, msg_bytes, RILL_E_JSON_INVALID,
+				  "admin request: not a JSON object (%s)",
+				  in == NULL ? jerr.text : "another JSON value");
+	}
+	json_t *out = NULL;
+	pthread_mutex_lock(&s->admin_lock);
+	int rc = admin_op(s, op, in, &out, msg, msg_bytes);
+	pthread_mutex_unlock(&s->admin_lock);
+	json_decref(in);
+	if (rc == 0 && out == NULL)
+		rc = admin_fail(msg, msg_bytes, -ENOMEM, "out of memory");
+	if (rc == 0) {
+		*answer = json_dumps(out, JSON_COMPACT);
+		if (*answer == NULL)
+			rc = admin_fail(msg, msg_bytes, -ENOMEM, "out of memory");
+	}
+	json_decref(out);
+	return rc;
+}

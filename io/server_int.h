@@ -1,0 +1,197 @@
+/*
+ * The server's internals, shared by server.c (workers, io_uring, connections' bytes),
+ * server_conn.c (frames: produce, subscribe, query) and server_admin.c (ADMIN's JSON). A
+ * connection belongs to one worker and is touched by that worker's thread only; the only
+ * state shared between workers is the server's atomic counters and budgets.
+ *
+ * Invariants, asserted where they matter:
+ *  S1. conn->tx_len <= conn->tx_cap; a send in flight covers tx[0, tx_sending).
+ *  S2. A frame is read from the connection only while the output buffer has room for the
+ *      largest answer (SRV_TX_RESERVE) and the connection is not stalled.
+ *  S3. A produce request holds its frame's bytes in the connection's and the server's
+ *      in-flight budgets from its header until its ACK is queued for sending.
+ *  S4. A connection is freed only when no io_uring operation refers to it (ops == 0)
+ *      and no produce request points to it.
+ */
+#ifndef RILL_IO_SERVER_INT_H
+#define RILL_IO_SERVER_INT_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rill/server.h"
+#include "io/wire.h"
+
+#define SRV_NS_PER_S       1000000000ull
+#define SRV_BUF_COUNT      128u        /* provided receive buffers per worker */
+#define SRV_BUF_BYTES      (64u << 10) /* each */
+#define SRV_BGID           1u          /* their buffer group */
+#define SRV_RING_ENTRIES   1024u
+#define SRV_PREQS_MAX      4096u      /* produce requests in flight per worker */
+#define SRV_CONN_PREQS_MAX 256u       /* ... per connection: its pipeline depth */
+#define SRV_SUB_PARTS_MAX  1024u      /* partitions one SUBSCRIBE may cover */
+#define SRV_SPIN_NS        20000u     /* work pending: spin this long before waiting */
+#define SRV_WAIT_SUBS_NS   1000000u   /* subscribers waiting: look this often */
+#define SRV_WAIT_STOP_NS   1000000u   /* stopping: look this often */
+#define SRV_WAIT_IDLE_NS   50000000u  /* nothing pending: wake this often for timers */
+#define SRV_TIMER_NS       100000000u /* timeouts are checked this often */
+#define SRV_CREDIT_MAX     (1u << 20) /* events of credit a subscription may hold */
+
+_Static_assert((SRV_BUF_COUNT & (SRV_BUF_COUNT - 1)) == 0, "a buffer ring is a power of two");
+_Static_assert(SRV_BUF_BYTES >= RILL_WIRE_HEADER_BYTES, "a header fits in a buffer");
+_Static_assert(SRV_CONN_PREQS_MAX <= SRV_PREQS_MAX, "a connection's pipeline fits a worker's");
+
+/* io_uring user_data: the operation in the top byte, the connection's slot and generation
+ * below, so that a completion for a closed connection is recognised and dropped. */
+enum srv_op {
+	SRV_OP_ACCEPT = 1,
+	SRV_OP_RECV = 2,
+	SRV_OP_SEND = 3,
+	SRV_OP_CANCEL = 4,
+	SRV_OP_WAKE = 5, /* the producer's eventfd: acknowledgements were posted */
+};
+
+struct srv_worker;
+
+/* One event's outcome, kept until its request's ACK is written. */
+struct srv_ack {
+	int32_t error;
+	uint32_t partition;
+	uint64_t offset;
+	uint32_t event_count;
+	uint16_t flags;
+	char *reason; /* malloc'ed, refusals only */
+};
+
+/* A PRODUCE request between its frame and its ACK frame. */
+struct srv_preq {
+	struct srv_preq *next; /* the connection's list of done requests, or the free list */
+	uint32_t index;        /* in the worker's table: the cookie's high half */
+	uint32_t conn_slot;    /* UINT32_MAX once the connection is gone */
+	uint32_t conn_gen;
+	uint64_t request_id;
+	uint32_t count;       /* events */
+	uint32_t published;   /* events handed to the shards so far */
+	uint32_t left;        /* acknowledgements still to come */
+	uint32_t frame_bytes; /* its share of the in-flight budgets */
+	uint8_t acks;         /* enum rill_acks */
+	struct rill_topic *topic;
+	struct srv_ack *results; /* [count] */
+};
+
+/* One partition a connection reads. */
+struct srv_sub {
+	struct rill_subscription *sub;
+	uint64_t request_id; /* the SUBSCRIBE's */
+	uint32_t partition;
+	bool failed;
+	bool held;              /* rec and offset were taken but did not fit the last frame */
+	struct rill_record rec; /* valid until the next rill_subscription_next */
+	uint64_t offset;
+};
+
+struct srv_conn {
+	int fd;
+	uint32_t slot, gen;
+	uint32_t live_index; /* in the worker's live list */
+	uint32_t ops;        /* io_uring operations in flight (S4) */
+	uint32_t preqs;      /* produce requests not yet answered (S4) */
+	bool hello;          /* handshake done */
+	bool recv_armed, recv_paused, closing, closed;
+	bool dead; /* sending failed or was given up: output is dropped */
+	uint64_t opened_ns, active_ns, send_progress_ns; /* monotonic */
+	char peer[64];
+
+	/* Input: a partial frame, or frames kept while the connection is stalled. */
+	uint8_t *rx;
+	uint32_t rx_len, rx_cap;
+	uint32_t rx_reserved;     /* in-flight budget reserved for the frame being read (S3) */
+	struct srv_preq *stalled; /* a PRODUCE waiting for ring room */
+	bool waiting;             /* a frame waits for in-flight budget (S3) */
+
+	/* Output (S1). */
+	uint8_t *tx;
+	uint32_t tx_len, tx_cap, tx_sending;
+
+	uint64_t inflight_bytes;                /* S3 */
+	struct srv_preq *done_head, *done_tail; /* answered, ACK not yet written */
+
+	struct srv_sub *subs;
+	uint32_t sub_count;
+	uint64_t credit; /* events the peer will take */
+};
+
+struct srv_worker {
+	struct rill_server *server;
+	uint32_t index;
+	pthread_t thread;
+	struct io_uring ring;
+	bool ring_ok;
+	int listen_fd;
+	bool accept_armed;
+	struct rill_producer *producer;
+	uint64_t wake_buf; /* the eventfd's counter, read by SRV_OP_WAKE */
+	struct io_uring_buf_ring *bufs;
+	uint8_t *buf_mem;
+	struct srv_conn **conns; /* [connections_max], by slot */
+	struct srv_conn **live;  /* [conn_count]: the open ones, packed for the loop */
+	uint32_t conn_count;
+	uint64_t now; /* monotonic, read once per loop turn */
+	uint32_t gen_next;
+	struct srv_preq *preqs; /* [SRV_PREQS_MAX] */
+	struct srv_preq *preq_free;
+	uint64_t timer_ns;
+	uint32_t subs_active; /* connections with subscriptions and credit, last turn */
+	bool stopping;
+	int start_rc;
+	char start_err[256];
+};
+
+struct rill_server {
+	struct rill_engine *engine;
+	struct rill_server_config config;
+	char address[80];
+	uint16_t port;
+	uint32_t worker_count;
+	struct srv_worker *workers;
+	pthread_mutex_t start_lock;
+	pthread_cond_t start_cond;
+	uint32_t started;
+	uint64_t stop;                  /* atomic: 1 once stopping */
+	uint64_t drain_deadline_ns;     /* set before stop */
+	uint64_t inflight_bytes;        /* atomic: S3 over every connection */
+	uint64_t connections;           /* atomic */
+	struct rill_server_stats stats; /* atomic counters */
+	pthread_mutex_t admin_lock;     /* admin ops one at a time (group offsets file) */
+};
+
+/* server.c */
+void srv_conn_send(struct srv_worker *w, struct srv_conn *c, const void *frame, uint32_t bytes);
+void srv_conn_fatal(struct srv_worker *w, struct srv_conn *c, uint64_t request_id, int code,
+		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void srv_conn_error(struct srv_worker *w, struct srv_conn *c, uint64_t request_id, int code,
+		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+uint8_t *srv_conn_tx_reserve(struct srv_conn *c, uint32_t bytes);
+void srv_stat_add(struct rill_server *s, uint64_t *counter, uint64_t n);
+
+/* server_conn.c */
+/* Handle the frame; 0, -EAGAIN (keep it: retry later), or -EPROTO (the connection was
+ * failed). */
+int srv_frame(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_header *h,
+	      const uint8_t *body);
+int srv_produce_resume(struct srv_worker *w, struct srv_conn *c);
+void srv_ack_cb(void *arg, const struct rill_ack *ack);
+void srv_acks_flush(struct srv_worker *w, struct srv_conn *c);
+bool srv_subs_poll(struct srv_worker *w, struct srv_conn *c);
+void srv_subs_close(struct srv_conn *c);
+void srv_preq_release(struct srv_worker *w, struct srv_preq *r);
+uint32_t srv_tx_reserve_bytes(const struct rill_server *s);
+
+/* server_admin.c: the answer's JSON (malloc'ed) or an error with @msg. */
+int srv_admin(struct rill_server *s, uint16_t op, const char *json, uint32_t json_bytes,
+	      char **answer, char *msg, size_t msg_bytes);
+
+#endif /* RILL_IO_SERVER_INT_H */

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# rill against a well-known peer, in one run on one machine: Redis Streams (XADD), driven
+# by redis-benchmark, with AOF off, appendfsync everysec and appendfsync always; then rill
+# (`rill bench produce`) with durability none (acks applied) and group (acks durable), at
+# the same connections, pipeline depth and value size. Last, the round trip of one
+# unpipelined connection: redis-benchmark PING against rill's produce with acks applied.
+# Prints one table with both sides and their ratios (and the rows as JSON with --json).
+# Every server listens on loopback only and is stopped at exit.
+#
+# usage: scripts/bench-peers.sh [--connections C] [--pipeline P] [--value-bytes B]
+#                               [--requests N] [--seconds S] [--json]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+connections=50
+pipeline=16
+value_bytes=100
+requests=200000
+seconds=5
+json=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--connections) connections=$2; shift 2 ;;
+	--pipeline) pipeline=$2; shift 2 ;;
+	--value-bytes) value_bytes=$2; shift 2 ;;
+	--requests) requests=$2; shift 2 ;;
+	--seconds) seconds=$2; shift 2 ;;
+	--json) json=1; shift ;;
+	-h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+	*) echo "bench-peers: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+	esac
+done
+
+exec 3>&1 1>&2 # set-up chatter to stderr; the table to stdout
+scripts/setup.sh
+if [ ! -d build/release/meson-private ]; then
+	meson setup build/release -Dbuildtype=release
+fi
+ninja -C build/release rill
+rill=build/release/rill
+for tool in redis-server redis-benchmark redis-cli; do
+	command -v "$tool" >/dev/null || { echo "bench-peers: $tool missing (scripts/setup.sh installs it)"; exit 1; }
+done
+
+work=$(mktemp -d /tmp/rill-peers.XXXXXX)
+redis_port=7601
+rill_pid=""
+cleanup() {
+	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+	if [ -n "$rill_pid" ]; then kill -TERM "$rill_pid" 2>/dev/null || true; wait "$rill_pid" 2>/dev/null || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+rows="$work/rows.jsonl"
+: >"$rows"
+
+# redis_run NAME APPENDONLY FSYNC TEST-ARGS...: one redis-benchmark run on a fresh server.
+redis_run() {
+	local name=$1 aof=$2 fsync=$3
+	shift 3
+	rm -rf "$work/redis"; mkdir -p "$work/redis"
+	redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly "$aof" \
+		--appendfsync "$fsync" --dir "$work/redis" --daemonize yes \
+		--logfile "$work/redis/log" >/dev/null
+	for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	# CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+	redis-benchmark -p "$redis_port" --csv "$@" | tail -1 | tr -d '"' |
+		awk -F, -v name="$name" '{printf "{\"side\":\"redis\",\"case\":\"%s\",\"events_per_s\":%s,\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n", name, $2, $5*1000, $7*1000, $8*1000}' >>"$rows"
+	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+	sleep 0.3
+}
+
+# redis-benchmark's -d sizes only its built-in tests' values: put the value in by hand.
+value=$(head -c "$value_bytes" /dev/zero | tr '\0' 'x')
+xadd=(-n "$requests" -c "$connections" -P "$pipeline" XADD stream '*' v "$value")
+echo "bench-peers: redis XADD, AOF off"
+redis_run xadd_aof_off no everysec "${xadd[@]}"
+echo "bench-peers: redis XADD, appendfsync everysec"
+redis_run xadd_everysec yes everysec "${xadd[@]}"
+echo "bench-peers: redis XADD, appendfsync always"
+redis_run xadd_always yes always "${xadd[@]}"
+echo "bench-peers: redis PING, one connection, no pipeline"
+redis_run ping_1 no everysec -n "$requests" -c 1 -P 1 PING
+
+# rill: one server for every case, fresh data.
+"$rill" serve --data "$work/rill" --listen 127.0.0.1:0 2>"$work/rill.log" &
+rill_pid=$!
+for _ in $(seq 100); do grep -q 'listening on' "$work/rill.log" && break; sleep 0.1; done
+addr=$(sed -n 's/^rill: listening on //p' "$work/rill.log")
+[ -n "$addr" ] || { echo "bench-peers: rill serve did not start:"; cat "$work/rill.log"; exit 1; }
+# The record: the value plus rill's 64-byte header, the key and the schema's fields.
+record_bytes=$((value_bytes + 64 + 9 + 16))
+rill_run() {
+	local name=$1
+	shift
+	echo "bench-peers: rill $name"
+	"$rill" bench produce --connect "$addr" --record-bytes "$record_bytes" --seconds "$seconds" --json "$@" |
+		python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"side":"rill","case":sys.argv[1],"events_per_s":d["events_per_s"],"p50_us":d["p50_us"],"p99_us":d["p99_us"],"max_us":d["max_us"],"errors":d["errors"],"refused":d["refused"]}))' "$name" >>"$rows"
+}
+rill_run produce_none --topic peers_none --durability none --acks applied \
+	--connections "$connections" --pipeline "$pipeline"
+rill_run produce_group --topic peers_group --durability group --acks durable \
+	--connections "$connections" --pipeline "$pipeline"
+rill_run produce_1 --topic peers_rtt --durability none --acks applied --connections 1 --pipeline 1
+
+python3 - "$rows" "$connections" "$pipeline" "$value_bytes" "$json" <<'PY' >&3
+import json, sys
+rows = {r["side"] + ":" + r["case"]: r for r in map(json.loads, open(sys.argv[1]))}
+conns, pipe, value, as_json = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+def get(k): return rows.get(k, {})
+pairs = [
+    ("events/s, not durable", "rill:produce_none", "redis:xadd_aof_off", "events_per_s", "higher", 2.0),
+    ("events/s, durable", "rill:produce_group", "redis:xadd_always", "events_per_s", "higher", 5.0),
+    ("events/s, rill durable vs redis everysec", "rill:produce_group", "redis:xadd_everysec", "events_per_s", "higher", None),
+    ("round trip p99 us, 1 conn", "rill:produce_1", "redis:ping_1", "p99_us", "lower", 1.5),
+    ("round trip p50 us, 1 conn", "rill:produce_1", "redis:ping_1", "p50_us", "lower", None),
+]
+print(f"connections {conns}, pipeline {pipe}, value {value} bytes; same machine, same run")
+print(f"{'measure':42} {'rill':>12} {'redis':>12} {'ratio':>8}  target")
+out = []
+for name, a, b, key, better, target in pairs:
+    x, y = get(a).get(key), get(b).get(key)
+    ratio = (x / y if better == "higher" else x / y) if x and y else None
+    tgt = ""
+    if target is not None and ratio is not None:
+        ok = ratio >= target if better == "higher" else ratio <= target
+        tgt = f"{'>=' if better == 'higher' else '<='} {target}: {'met' if ok else 'NOT met'}"
+    print(f"{name:42} {x if x is not None else '-':>12} {y if y is not None else '-':>12} "
+          f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>8}  {tgt}")
+    out.append({"measure": name, "rill": x, "redis": y, "ratio": ratio, "target": tgt})
+if as_json:
+    print(json.dumps({"rows": list(rows.values()), "comparison": out}))
+PY

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The client commands against a real `rill serve` on a loopback port of its own: usage
+# errors exit 2, an unreachable server exits 1 naming the address; then a topic, two
+# schemas and a projection are created, events produced (output in input order, a bad line
+# named and the exit 1), consumed to the end with decoded payloads, queried, consumed as a
+# group that resumes where it committed, and stat and ping answer.
+# usage: test_client_cli.sh RILL_BINARY
+set -u
+rill=$1
+dir=$(mktemp -d)
+server=
+cleanup() {
+	if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null; fi
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+fail=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+
+"$rill" produce >/dev/null 2>&1; rc=$?
+check "produce without --topic exits 2" '[ $rc -eq 2 ]'
+"$rill" consume --topic t --from yesterday >/dev/null 2>&1; rc=$?
+check "consume with a bad --from exits 2" '[ $rc -eq 2 ]'
+err=$("$rill" ping --connect 127.0.0.1:1 2>&1); rc=$?
+check "ping to a closed port exits 1 naming the address" '[ $rc -eq 1 ] && [[ "$err" == *"127.0.0.1:1"* ]]'
+err=$("$rill" stat --connect localhost 2>&1); rc=$?
+check "an address without a port is refused" '[ $rc -eq 1 ] && [[ "$err" == *"HOST:PORT"* ]]'
+
+"$rill" serve --data "$dir/data" --listen 127.0.0.1:0 --shards 2 2>"$dir/serve.log" &
+server=$!
+for _ in $(seq 50); do grep -q "listening on" "$dir/serve.log" && break; sleep 0.1; done
+address=$(sed -n 's/^rill: listening on //p' "$dir/serve.log" | head -1)
+if [ -z "$address" ]; then
+	echo "SKIP: rill serve did not start: $(cat "$dir/serve.log")"
+	exit 77
+fi
+c="--connect $address"
+
+out=$("$rill" ping $c --count 2); rc=$?
+check "ping answers" '[ $rc -eq 0 ] && [ "$(echo "$out" | grep -c latency_us)" -eq 2 ]'
+out=$("$rill" topic create $c --name orders --partitions 4 --durability group); rc=$?
+check "topic create" '[ $rc -eq 0 ] && [[ "$out" == *"\"partitions\":4"* ]]'
+echo '{"type":"OrderPlaced","version":1,"fields":[{"name":"amount","type":"i64"},{"name":"sku","type":"string","max_length":8}]}' >"$dir/order.json"
+echo '{"type":"Paid","version":1,"fields":[{"name":"cents","type":"u64"}]}' >"$dir/paid.json"
+out=$("$rill" schema register $c --file "$dir/order.json") && out2=$("$rill" schema register $c --file "$dir/paid.json" --compat full); rc=$?
+check "schema register" '[ $rc -eq 0 ] && [[ "$out" == *"\"type_id\":1"* ]] && [[ "$out2" == *"\"type_id\":2"* ]]'
+out=$("$rill" projection create $c --name total --topic orders --type OrderPlaced --kind sum --field amount); rc=$?
+check "projection create" '[ $rc -eq 0 ] && [[ "$out" == *"total"* ]]'
+
+for i in $(seq 1 300); do
+	echo "{\"key\":\"k$((i % 7))\",\"type\":\"OrderPlaced\",\"data\":{\"amount\":$i,\"sku\":\"s\"}}"
+	echo "{\"key\":\"p$i\",\"type\":\"Paid\",\"data\":{\"cents\":$i},\"correlation_id\":$i}"
+done >"$dir/in.jsonl"
+out=$("$rill" produce $c --topic orders --batch 16 <"$dir/in.jsonl"); rc=$?
+check "produce exits 0 with one line per event" '[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 600 ]'
+check "produce answers in input order" \
+	'[ "$(echo "$out" | sed -n "s/.*\"key\":\"\([^\"]*\)\".*/\1/p" | head -4 | tr "\n" " ")" = "k1 p1 k2 p2 " ]'
+err=$(printf '%s\n' '{"key":"a","type":"OrderPlaced","data":{"amount":1,"sku":"x"}}' 'oops' | "$rill" produce $c --topic orders 2>&1 >/dev/null); rc=$?
+check "produce names a bad line and exits 1" '[ $rc -eq 1 ] && [[ "$err" == *"line 2"* ]]'
+err=$(echo '{"key":"a","type":"OrderPlaced","data":{"amount":1,"sku":"x"}}' | "$rill" produce $c --topic nosuch 2>&1 >/dev/null); rc=$?
+check "produce to a missing topic names the line and the topic" '[ $rc -eq 1 ] && [[ "$err" == *"line 1"*"nosuch"* ]]'
+
+out=$("$rill" consume $c --topic orders --until-end); rc=$?
+check "consume --until-end reads every event" '[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 601 ]'
+check "consume decodes payloads" '[[ "$out" == *"\"type\":\"Paid\",\"version\":1,"*"\"correlation_id\":7,"*"\"data\":{\"cents\":7}"* ]]'
+
+out=$("$rill" query $c --projection total --key k0); rc=$?
+check "query sums the key's amounts" '[ $rc -eq 0 ] && [[ "$out" == *"\"count\":42,\"value\":6321,"* ]]'
+"$rill" query $c --projection total --key nobody >/dev/null 2>&1; rc=$?
+check "query of a missing key exits 1" '[ $rc -eq 1 ]'
+
+first=$("$rill" consume $c --topic orders --group g --limit 100 | wc -l)
+rest=$("$rill" consume $c --topic orders --group g --until-end | wc -l)
+check "a group resumes where it committed" '[ "$first" -eq 100 ] && [ "$rest" -eq 501 ]'
+out=$("$rill" stat $c); rc=$?
+check "stat answers JSON" '[ $rc -eq 0 ] && [[ "$out" == "{"* ]]'
+exit $fail

@@ -1,0 +1,693 @@
+/*
+ * Unit tests of the C client (io/client.c) without a rill server: address parsing, a
+ * refused connection, and a scripted fake server on a loopback socket, in a thread of its
+ * own, that speaks the protocol through io/wire.h: handshakes (good, wrong version, not
+ * rill at all), produce and its acknowledgements, server ERROR frames (one request's, and
+ * fatal), malformed frames, pipelined requests answered out of order, a timed-out call
+ * whose late answer is skipped, and a subscription with its credit top-up.
+ *
+ * The fake server never calls cmocka (its asserts jump across threads): it counts what it
+ * found wrong in fake.failures, which the test checks after joining it.
+ */
+#define _GNU_SOURCE
+#include "tests/common/test_util.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "io/wire.h"
+#include "rill/client.h"
+
+#define FAKE_FRAME_BYTES (1u << 20)
+#define FAKE_BUF_BYTES   (FAKE_FRAME_BYTES + RILL_WIRE_HEADER_BYTES)
+
+struct fake;
+typedef void fake_script_fn(struct fake *f, int fd);
+
+struct fake {
+	int listen_fd;
+	char address[64];
+	pthread_t thread;
+	fake_script_fn *script;
+	uint8_t *in, *out; /* FAKE_BUF_BYTES each */
+	int failures;
+	uint32_t fetch_credit; /* what the client's FETCH granted */
+};
+
+#define FAKE_CHECK(f, cond)                                                                        \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fake server: %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
+			(f)->failures++;                                                           \
+		}                                                                                  \
+	} while (0)
+
+/* ---- The fake server ------------------------------------------------------------------ */
+
+static bool recv_all(int fd, void *buf, size_t bytes)
+{
+	uint8_t *p = buf;
+	while (bytes > 0) {
+		ssize_t n = recv(fd, p, bytes, 0);
+		if (n <= 0)
+			return false;
+		p += n;
+		bytes -= (size_t)n;
+	}
+	return true;
+}
+
+static void send_raw(int fd, const void *buf, size_t bytes)
+{
+	const uint8_t *p = buf;
+	while (bytes > 0) {
+		ssize_t n = send(fd, p, bytes, MSG_NOSIGNAL);
+		if (n <= 0)
+			return;
+		p += n;
+		bytes -= (size_t)n;
+	}
+}
+
+/* The next frame from the client into f->in: its header, body at f->in + 16. */
+static bool fake_read(struct fake *f, int fd, struct rill_wire_header *hdr)
+{
+	if (!recv_all(fd, f->in, RILL_WIRE_HEADER_BYTES))
+		return false;
+	int rc = rill_wire_header_decode(f->in, RILL_WIRE_HEADER_BYTES, FAKE_FRAME_BYTES, hdr);
+	FAKE_CHECK(f, rc == 0);
+	return rc == 0 && recv_all(fd, f->in + RILL_WIRE_HEADER_BYTES, hdr->body_bytes);
+}
+
+static const uint8_t *body_of(const struct fake *f)
+{
+	return f->in + RILL_WIRE_HEADER_BYTES;
+}
+
+/* Read a frame that must be of @type; its request id (0 when it was not). */
+static uint64_t fake_expect(struct fake *f, int fd, uint16_t type)
+{
+	struct rill_wire_header hdr;
+	if (!fake_read(f, fd, &hdr)) {
+		f->failures++;
+		return 0;
+	}
+	FAKE_CHECK(f, hdr.type == type);
+	return hdr.type == type ? hdr.request_id : 0;
+}
+
+static void fake_hello(struct fake *f, int fd)
+{
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_HELLO);
+	struct rill_wire_hello hello;
+	FAKE_CHECK(f, rill_wire_hello_decode(body_of(f), hdr.body_bytes, &hello) == 0);
+	FAKE_CHECK(f, hello.version_min <= RILL_WIRE_VERSION);
+	FAKE_CHECK(f, hello.version_max >= RILL_WIRE_VERSION);
+	struct rill_wire_hello_ok ok = {.version = RILL_WIRE_VERSION,
+					.shards = 3,
+					.frame_bytes_max = FAKE_FRAME_BYTES,
+					.inflight_bytes_max = 64u << 20};
+	int n = rill_wire_hello_ok_encode(f->out, FAKE_BUF_BYTES, hdr.request_id, &ok);
+	send_raw(fd, f->out, (size_t)n);
+}
+
+static void fake_error(struct fake *f, int fd, uint64_t id, int32_t code, uint16_t flags,
+		       const char *message)
+{
+	int n = rill_wire_error_encode(f->out, FAKE_BUF_BYTES, id, code, flags, message);
+	send_raw(fd, f->out, (size_t)n);
+}
+
+static void fake_pong(struct fake *f, int fd, uint64_t id)
+{
+	int n = rill_wire_empty_encode(f->out, FAKE_BUF_BYTES, RILL_WIRE_PONG, id);
+	send_raw(fd, f->out, (size_t)n);
+}
+
+/* Read a PRODUCE (checking its records) and answer each event: offsets from @base; the
+ * second event a duplicate, the third refused. Returns the request id. */
+static uint64_t fake_produce_ack(struct fake *f, int fd, uint64_t base, bool send_now)
+{
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_PRODUCE);
+	struct rill_wire_produce p;
+	FAKE_CHECK(f, rill_wire_produce_decode(body_of(f), hdr.body_bytes, &p, NULL) == 0);
+	int at = rill_wire_ack_begin(f->out, FAKE_BUF_BYTES, hdr.request_id);
+	for (uint32_t i = 0; i < p.event_count; i++) {
+		struct rill_wire_ack_entry e = {
+			.partition = 1, .offset = base + i, .event_count = 1};
+		if (i == 1)
+			e.flags = RILL_WIRE_ACK_F_DUPLICATE;
+		if (i == 2) {
+			e.error = RILL_E_WRITE_UNKNOWN_TYPE;
+			e.reason = "type 9 is not registered";
+			e.reason_bytes = (uint16_t)strlen(e.reason);
+		}
+		at = rill_wire_ack_entry(f->out, FAKE_BUF_BYTES, (size_t)at, &e);
+	}
+	rill_wire_ack_finish(f->out, (uint32_t)at, p.event_count);
+	if (send_now)
+		send_raw(fd, f->out, (size_t)at);
+	return hdr.request_id;
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	int fd = accept(f->listen_fd, NULL, NULL);
+	if (fd < 0) {
+		f->failures++;
+		return NULL;
+	}
+	f->script(f, fd);
+	/* Hold the connection until the client closes it, so that it sees no reset early. */
+	uint8_t drain[256];
+	while (recv(fd, drain, sizeof(drain), 0) > 0)
+		;
+	close(fd);
+	return NULL;
+}
+
+static void fake_start(struct fake *f, fake_script_fn *script)
+{
+	memset(f, 0, sizeof(*f));
+	f->script = script;
+	f->in = malloc(FAKE_BUF_BYTES);
+	f->out = malloc(FAKE_BUF_BYTES);
+	assert_non_null(f->in);
+	assert_non_null(f->out);
+	f->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(f->listen_fd >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(f->listen_fd, 1), 0);
+	socklen_t len = sizeof(a);
+	assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&a, &len), 0);
+	snprintf(f->address, sizeof(f->address), "127.0.0.1:%u", ntohs(a.sin_port));
+	assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+static void fake_join(struct fake *f)
+{
+	pthread_join(f->thread, NULL);
+	close(f->listen_fd);
+	free(f->in);
+	free(f->out);
+	assert_int_equal(f->failures, 0);
+}
+
+static struct rill_client *connect_ok(struct fake *f, const struct rill_client_config *config)
+{
+	struct rill_client *c = NULL;
+	struct rill_client_error err = {{0}};
+	int rc = rill_client_connect(&c, f->address, config, &err);
+	if (rc != 0)
+		fprintf(stderr, "connect: %s\n", err.message);
+	assert_int_equal(rc, 0);
+	assert_non_null(c);
+	return c;
+}
+
+static const char event_key[] = "order-1";
+static const uint8_t event_payload[16] = {1, 2, 3};
+
+static void make_events(struct rill_record *ev, uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++)
+		ev[i] = (struct rill_record){.type_id = 1,
+					     .schema_version = 1,
+					     .correlation_id = i,
+					     .key = event_key,
+					     .key_bytes = sizeof(event_key) - 1,
+					     .payload = event_payload,
+					     .payload_bytes = sizeof(event_payload)};
+}
+
+/* ---- Addresses and connections -------------------------------------------------------- */
+
+static void test_address_errors(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {"localhost",  "localhost:", ":7400",    "host:0",
+					  "host:65536", "host:12ab",  "::1:7400", "[::1]7400",
+					  "[::1:7400",  "host:-1",    "[]:7400",  "host:99999999"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct rill_client *c = (struct rill_client *)&c;
+		struct rill_client_error err = {{0}};
+		assert_int_equal(rill_client_connect(&c, bad[i], NULL, &err), -EINVAL);
+		assert_null(c);
+		assert_non_null(strstr(err.message, bad[i]));
+	}
+	struct rill_client *c;
+	assert_int_equal(rill_client_connect(&c, NULL, NULL, NULL), -EINVAL);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.inflight_max = 1u << 20;
+	assert_int_equal(rill_client_connect(&c, "127.0.0.1:7400", &config, NULL), -EINVAL);
+}
+
+static void test_connect_refused(void **state)
+{
+	(void)state;
+	/* A port nobody listens on: bound, then closed, without listen. */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t len = sizeof(a);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	char address[64];
+	snprintf(address, sizeof(address), "127.0.0.1:%u", ntohs(a.sin_port));
+	struct rill_client *c;
+	struct rill_client_error err = {{0}};
+	assert_int_equal(rill_client_connect(&c, address, NULL, &err), -ECONNREFUSED);
+	assert_non_null(strstr(err.message, address));
+	/* A name that does not resolve is not a bad address, and says so. */
+	assert_int_not_equal(rill_client_connect(&c, "no-such-host.invalid:7400", NULL, &err),
+			     -EINVAL);
+	assert_non_null(strstr(err.message, "no-such-host.invalid"));
+}
+
+/* ---- Handshakes ----------------------------------------------------------------------- */
+
+static void script_wrong_version(struct fake *f, int fd)
+{
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_HELLO);
+	fake_error(f, fd, hdr.request_id, RILL_E_WIRE_VERSION, RILL_WIRE_ERROR_F_FATAL,
+		   "this server speaks versions 2 to 3");
+}
+
+static void script_not_rill(struct fake *f, int fd)
+{
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr));
+	static const char http[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+	send_raw(fd, http, sizeof(http) - 1);
+}
+
+static void test_handshake_refused(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct rill_client *c;
+	struct rill_client_error err = {{0}};
+	fake_start(&f, script_wrong_version);
+	assert_int_equal(rill_client_connect(&c, f.address, NULL, &err), RILL_E_WIRE_VERSION);
+	assert_non_null(strstr(err.message, "versions 2 to 3"));
+	fake_join(&f);
+
+	fake_start(&f, script_not_rill);
+	assert_int_equal(rill_client_connect(&c, f.address, NULL, &err), RILL_E_WIRE_MAGIC);
+	assert_non_null(strstr(err.message, "not a rill server"));
+	fake_join(&f);
+}
+
+/* ---- Requests ------------------------------------------------------------------------- */
+
+static void script_requests(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	fake_produce_ack(f, fd, 100, true);
+	fake_pong(f, fd, fake_expect(f, fd, RILL_WIRE_PING));
+
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_ADMIN);
+	struct rill_wire_admin a;
+	FAKE_CHECK(f, rill_wire_admin_decode(body_of(f), hdr.body_bytes, &a) == 0);
+	FAKE_CHECK(f, a.op == RILL_WIRE_ADMIN_STAT && a.json_bytes == 2);
+	static const char answer[] = "{\"shards\":[]}";
+	int n = rill_wire_admin_ok_encode(f->out, FAKE_BUF_BYTES, hdr.request_id, answer,
+					  sizeof(answer) - 1);
+	send_raw(fd, f->out, (size_t)n);
+
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_QUERY);
+	struct rill_wire_query q;
+	FAKE_CHECK(f, rill_wire_query_decode(body_of(f), hdr.body_bytes, &q) == 0);
+	FAKE_CHECK(f, q.key_bytes == 3 && memcmp(q.key, "k-1", 3) == 0);
+	FAKE_CHECK(f, q.flags == (RILL_WIRE_QUERY_F_AS_OF_OFFSET | RILL_WIRE_QUERY_F_TOKEN));
+	FAKE_CHECK(f, q.as_of == 7 && q.token_partition == 2 && q.token_offset == 9);
+	struct rill_projection_value v = {.count = 5, .i64 = -12, .u64 = 3, .offset = 7};
+	n = rill_wire_result_encode(f->out, FAKE_BUF_BYTES, hdr.request_id, &v);
+	send_raw(fd, f->out, (size_t)n);
+
+	/* A query whose projection does not exist: the request's error only. */
+	uint64_t id = fake_expect(f, fd, RILL_WIRE_QUERY);
+	fake_error(f, fd, id, -ENOENT, 0, "no projection named 'nope'");
+	fake_pong(f, fd, fake_expect(f, fd, RILL_WIRE_PING));
+}
+
+static void test_requests(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_requests);
+	struct rill_client *c = connect_ok(&f, NULL);
+	assert_int_equal(rill_client_server_shards(c), 3);
+	assert_int_equal(rill_client_frame_bytes_max(c), FAKE_FRAME_BYTES);
+
+	struct rill_record ev[3];
+	struct rill_client_ack acks[3];
+	struct rill_client_error err = {{0}};
+	make_events(ev, 3);
+	assert_int_equal(rill_client_produce(c, "orders", ev, 3, 1, acks, &err), 0);
+	assert_int_equal(acks[0].error, 0);
+	assert_int_equal(acks[0].partition, 1);
+	assert_int_equal(acks[0].offset, 100);
+	assert_false(acks[0].duplicate);
+	assert_true(acks[1].duplicate);
+	assert_int_equal(acks[2].error, RILL_E_WRITE_UNKNOWN_TYPE);
+	assert_string_equal(acks[2].reason, "type 9 is not registered");
+	assert_int_equal(rill_client_inflight(c), 0);
+
+	assert_int_equal(rill_client_ping(c, &err), 0);
+	char *answer = NULL;
+	assert_int_equal(rill_client_admin(c, RILL_WIRE_ADMIN_STAT, NULL, &answer, &err), 0);
+	assert_string_equal(answer, "{\"shards\":[]}");
+	free(answer);
+
+	struct rill_client_query q = {.as_of_offset = true,
+				      .as_of = 7,
+				      .has_token = true,
+				      .token_partition = 2,
+				      .token_offset = 9};
+	struct rill_projection_value v;
+	assert_int_equal(rill_client_query(c, "totals", "k-1", 3, &q, &v, &err), 0);
+	assert_int_equal(v.count, 5);
+	assert_int_equal(v.i64, -12);
+	assert_int_equal(v.offset, 7);
+	assert_int_equal(rill_client_query(c, "nope", "k-1", 3, NULL, &v, &err), -ENOENT);
+	assert_string_equal(err.message, "no projection named 'nope'");
+	/* Bad arguments never reach the server. */
+	q.as_of_timestamp = true;
+	assert_int_equal(rill_client_query(c, "totals", "k", 1, &q, &v, &err), -EINVAL);
+	assert_int_equal(rill_client_admin(c, 0, "{}", NULL, &err), -EINVAL);
+	assert_int_equal(rill_client_produce(c, "", ev, 1, 1, acks, &err), -EINVAL);
+	assert_int_equal(rill_client_produce(c, "t", ev, 0, 1, acks, &err), -EINVAL);
+	assert_int_equal(rill_client_produce(c, "t", ev, 1, 3, acks, &err), -EINVAL);
+	/* After a request's own error the connection goes on. */
+	assert_int_equal(rill_client_ping(c, &err), 0);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
+/* ---- Errors that close ---------------------------------------------------------------- */
+
+static void script_fatal(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	uint64_t id = fake_produce_ack(f, fd, 0, false);
+	fake_error(f, fd, id, RILL_E_WIRE_COUNT, RILL_WIRE_ERROR_F_FATAL,
+		   "event 2 of 3 is not what the count says");
+}
+
+static void script_malformed(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	uint64_t id = fake_expect(f, fd, RILL_WIRE_PING);
+	uint8_t bad[RILL_WIRE_HEADER_BYTES];
+	rill_wire_header_encode(bad, RILL_WIRE_PONG, id, 0);
+	bad[4] = 99; /* an unknown frame type */
+	send_raw(fd, bad, sizeof(bad));
+}
+
+static void script_short_ack(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_PRODUCE);
+	/* One entry for three events. */
+	int at = rill_wire_ack_begin(f->out, FAKE_BUF_BYTES, hdr.request_id);
+	struct rill_wire_ack_entry e = {.partition = 0, .offset = 1, .event_count = 1};
+	at = rill_wire_ack_entry(f->out, FAKE_BUF_BYTES, (size_t)at, &e);
+	rill_wire_ack_finish(f->out, (uint32_t)at, 1);
+	send_raw(fd, f->out, (size_t)at);
+}
+
+static void script_closes(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	(void)fake_expect(f, fd, RILL_WIRE_PING);
+	shutdown(fd, SHUT_RDWR);
+}
+
+/* After @rc from the first call, every call reports a closed connection. */
+static void check_closed(struct rill_client *c)
+{
+	struct rill_client_error err = {{0}};
+	struct rill_record ev[1];
+	struct rill_client_ack ack[1];
+	make_events(ev, 1);
+	assert_int_equal(rill_client_ping(c, &err), -ENOTCONN);
+	assert_int_equal(rill_client_produce(c, "t", ev, 1, 1, ack, &err), -ENOTCONN);
+	assert_int_equal(
+		rill_client_subscribe(c, "t", 0, RILL_CLIENT_FROM_EARLIEST, 0, NULL, NULL, &err),
+		-ENOTCONN);
+}
+
+static void test_fatal_and_malformed(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct rill_client_error err = {{0}};
+	struct rill_record ev[3];
+	struct rill_client_ack acks[3];
+	make_events(ev, 3);
+
+	fake_start(&f, script_fatal);
+	struct rill_client *c = connect_ok(&f, NULL);
+	assert_int_equal(rill_client_produce(c, "orders", ev, 3, 2, acks, &err), RILL_E_WIRE_COUNT);
+	assert_non_null(strstr(err.message, "not what the count says"));
+	check_closed(c);
+	rill_client_close(c);
+	fake_join(&f);
+
+	fake_start(&f, script_malformed);
+	c = connect_ok(&f, NULL);
+	assert_int_equal(rill_client_ping(c, &err), RILL_E_WIRE_TYPE);
+	check_closed(c);
+	rill_client_close(c);
+	fake_join(&f);
+
+	fake_start(&f, script_short_ack);
+	c = connect_ok(&f, NULL);
+	assert_int_equal(rill_client_produce(c, "orders", ev, 3, 1, acks, &err), RILL_E_WIRE_COUNT);
+	check_closed(c);
+	rill_client_close(c);
+	fake_join(&f);
+
+	fake_start(&f, script_closes);
+	c = connect_ok(&f, NULL);
+	assert_int_equal(rill_client_ping(c, &err), -ECONNRESET);
+	check_closed(c);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
+/* ---- Pipelining ----------------------------------------------------------------------- */
+
+/* Four requests in, answered 3, 1, 4, 2 (the second with the request's error). */
+static void script_pipelined(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	static uint8_t held[4][4096];
+	size_t held_bytes[4];
+	uint64_t ids[4];
+	for (int i = 0; i < 4; i++) {
+		ids[i] = fake_produce_ack(f, fd, 10u * (unsigned)i, false);
+		held_bytes[i] = RILL_WIRE_HEADER_BYTES + (f->out[0] | f->out[1] << 8);
+		FAKE_CHECK(f, held_bytes[i] <= sizeof(held[i]));
+		memcpy(held[i], f->out, held_bytes[i]);
+	}
+	send_raw(fd, held[2], held_bytes[2]);
+	send_raw(fd, held[0], held_bytes[0]);
+	send_raw(fd, held[3], held_bytes[3]);
+	fake_error(f, fd, ids[1], -ENOENT, 0, "no topic 'orders'");
+}
+
+static void test_pipelined(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_pipelined);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.inflight_max = 4;
+	struct rill_client *c = connect_ok(&f, &config);
+	struct rill_record ev[3];
+	make_events(ev, 3);
+	struct rill_client_error err = {{0}};
+	uint64_t ids[4];
+	for (uint32_t i = 0; i < 4; i++)
+		assert_int_equal(rill_client_produce_send(c, "orders", ev, i + 1 < 4 ? 3 : 2, 1,
+							  &ids[i], &err),
+				 0);
+	for (int i = 1; i < 4; i++)
+		assert_true(ids[i] > ids[i - 1]);
+	assert_int_equal(rill_client_inflight(c), 4);
+	uint64_t extra;
+	assert_int_equal(rill_client_produce_send(c, "orders", ev, 1, 1, &extra, &err), -EAGAIN);
+	/* Blocking calls wait until the pipeline is drained. */
+	assert_int_equal(rill_client_ping(c, &err), -EBUSY);
+
+	static const int order[4] = {2, 0, 3, 1};
+	for (int k = 0; k < 4; k++) {
+		struct rill_client_ack acks[3];
+		uint32_t count = 99;
+		uint64_t id = 0;
+		int rc = rill_client_produce_wait(c, &id, acks, 3, &count, 5000000000ull, &err);
+		assert_int_equal(id, ids[order[k]]);
+		if (order[k] == 1) {
+			assert_int_equal(rc, -ENOENT);
+			assert_string_equal(err.message, "no topic 'orders'");
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(count, order[k] == 3 ? 2 : 3);
+		assert_int_equal(acks[0].offset, 10u * (unsigned)order[k]);
+	}
+	assert_int_equal(rill_client_inflight(c), 0);
+	uint32_t count;
+	assert_int_equal(rill_client_produce_wait(c, &extra, NULL, 0, &count, 0, &err), -ENOENT);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
+/* ---- Timeouts ------------------------------------------------------------------------- */
+
+static void script_late(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	uint64_t late = fake_expect(f, fd, RILL_WIRE_PING);
+	uint64_t next = fake_expect(f, fd, RILL_WIRE_PING); /* sent after the first timed out */
+	fake_pong(f, fd, late);
+	fake_pong(f, fd, next);
+}
+
+static void test_timeout(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_late);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.timeout_ns = 100000000; /* 100 ms */
+	struct rill_client *c = connect_ok(&f, &config);
+	struct rill_client_error err = {{0}};
+	assert_int_equal(rill_client_ping(c, &err), -ETIMEDOUT);
+	/* The late PONG of the first is skipped; the second gets its own. */
+	assert_int_equal(rill_client_ping(c, &err), 0);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
+/* ---- Subscriptions -------------------------------------------------------------------- */
+
+#define SUB_EVENTS 600u /* over half the client's credit: it must send a FETCH */
+
+static void fake_events(struct fake *f, int fd, uint64_t id, uint32_t partition, uint64_t first,
+			uint32_t count)
+{
+	uint8_t record[256];
+	struct rill_record r;
+	make_events(&r, 1);
+	int bytes = rill_record_encode(record, sizeof(record), &r);
+	FAKE_CHECK(f, bytes > 0);
+	int at = rill_wire_events_begin(f->out, FAKE_BUF_BYTES, id, partition);
+	for (uint32_t i = 0; i < count; i++)
+		at = rill_wire_events_add(f->out, FAKE_BUF_BYTES, (size_t)at, first + i, record,
+					  (uint32_t)bytes);
+	rill_wire_events_finish(f->out, (uint32_t)at, count);
+	send_raw(fd, f->out, (size_t)at);
+}
+
+static void script_subscribe(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_SUBSCRIBE);
+	struct rill_wire_subscribe s;
+	FAKE_CHECK(f, rill_wire_subscribe_decode(body_of(f), hdr.body_bytes, &s) == 0);
+	FAKE_CHECK(f, s.partition == 0 && s.from == RILL_WIRE_FROM_EARLIEST && s.credit >= 600);
+	uint64_t first = hdr.request_id;
+	struct rill_wire_subscribed_entry e = {.partition = 0, .first_offset = 0, .end_offset = 4};
+	int n = rill_wire_subscribed_encode(f->out, FAKE_BUF_BYTES, first, &e, 1);
+	send_raw(fd, f->out, (size_t)n);
+	/* Events of the first subscription before the second is answered: the client keeps
+	 * them for later. */
+	fake_events(f, fd, first, 0, 0, 4);
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_SUBSCRIBE);
+	uint64_t second = hdr.request_id;
+	e = (struct rill_wire_subscribed_entry){
+		.partition = 1, .first_offset = 50, .end_offset = 50 + SUB_EVENTS};
+	n = rill_wire_subscribed_encode(f->out, FAKE_BUF_BYTES, second, &e, 1);
+	send_raw(fd, f->out, (size_t)n);
+	fake_events(f, fd, second, 1, 50, SUB_EVENTS / 2);
+	fake_events(f, fd, second, 1, 50 + SUB_EVENTS / 2, SUB_EVENTS / 2);
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_FETCH);
+	FAKE_CHECK(f, hdr.request_id == second);
+	FAKE_CHECK(f, rill_wire_fetch_decode(body_of(f), hdr.body_bytes, &f->fetch_credit) == 0);
+	fake_error(f, fd, first, -ENOENT, 0, "topic 'orders' was deleted");
+}
+
+static void test_subscribe(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_subscribe);
+	struct rill_client *c = connect_ok(&f, NULL);
+	struct rill_client_error err = {{0}};
+	static struct rill_client_partition parts[RILL_CLIENT_PARTITIONS_MAX];
+	uint32_t count = 0;
+	assert_int_equal(rill_client_subscribe(c, "orders", 0, RILL_CLIENT_FROM_EARLIEST, 0, parts,
+					       &count, &err),
+			 0);
+	assert_int_equal(count, 1);
+	assert_int_equal(parts[0].end_offset, 4);
+	assert_int_equal(rill_client_subscribe(c, "orders", 1, RILL_CLIENT_FROM_OFFSET, 50, parts,
+					       &count, &err),
+			 0);
+	assert_int_equal(parts[0].first_offset, 50);
+	/* A subscribed connection only reads events. */
+	assert_int_equal(rill_client_ping(c, &err), -EINVAL);
+
+	struct rill_client_event ev;
+	for (uint64_t i = 0; i < 4; i++) {
+		assert_int_equal(rill_client_next(c, &ev, 5000000000ull, &err), 1);
+		assert_int_equal(ev.partition, 0);
+		assert_int_equal(ev.offset, i);
+		assert_memory_equal(ev.record.key, event_key, sizeof(event_key) - 1);
+	}
+	for (uint64_t i = 0; i < SUB_EVENTS; i++) {
+		assert_int_equal(rill_client_next(c, &ev, 5000000000ull, &err), 1);
+		assert_int_equal(ev.partition, 1);
+		assert_int_equal(ev.offset, 50 + i);
+	}
+	/* The server ends the first subscription; the second stays open. */
+	assert_int_equal(rill_client_next(c, &ev, 5000000000ull, &err), -ENOENT);
+	assert_string_equal(err.message, "topic 'orders' was deleted");
+	assert_int_equal(rill_client_next(c, &ev, 0, &err), 0);
+	rill_client_close(c);
+	fake_join(&f);
+	assert_int_equal(f.fetch_credit, 512);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_address_errors),
+		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_handshake_refused),
+		cmocka_unit_test(test_requests),
+		cmocka_unit_test(test_fatal_and_malformed),
+		cmocka_unit_test(test_pipelined),
+		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_subscribe),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -544,7 +545,9 @@ void *shard_main(void *arg)
 		if (idle_since == 0)
 			idle_since = now;
 		if (now - idle_since < e->config.idle_spin_ns) {
-			rill_cpu_pause();
+			/* Yield, not pause: a thread sharing the CPU (a server worker pinned
+			 * beside the shard) gets it while there is nothing to do here. */
+			sched_yield();
 			continue;
 		}
 		shard_sleep(s);

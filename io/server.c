@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,6 +639,9 @@ static void srv_loop(struct srv_worker *w)
 			continue;
 		}
 		if (srv_pending(w) && now - last_work < SRV_SPIN_NS) {
+			/* The acknowledgements owed may come from the shard on this CPU: let it
+			 * run rather than spin against it. */
+			sched_yield();
 			io_uring_get_events(&w->ring);
 			continue;
 		}

@@ -37,7 +37,6 @@ rounds=${RILL_SERVER_CRASH_ROUNDS:-3}
 echo "test seed: RILL_TEST_SEED=$seed; rounds: RILL_SERVER_CRASH_ROUNDS=$rounds"
 data=$tmp/data
 topic=accounts
-keys=16
 
 cat >"$tmp/crash.py" <<'EOF'
 import json, random, re, sys

@@ -109,6 +109,7 @@ static void srv_conn_error_v(struct srv_worker *w, struct srv_conn *c, uint64_t 
 	if (fatal) {
 		fprintf(stderr, "rill: serve: %s: closing: %s\n", c->peer, msg);
 		c->closing = true;
+		c->fatal = true;
 	}
 }
 

@@ -278,7 +278,7 @@ void srv_acks_flush(struct srv_worker *w, struct srv_conn *c)
 {
 	while (c->done_head != NULL) {
 		struct srv_preq *r = c->done_head;
-		if (!c->dead) {
+		if (!c->dead && !c->fatal) { /* after a fatal ERROR, nothing (docs/PROTOCOL.md) */
 			uint32_t size = srv_ack_size(w->server, r);
 			if (srv_conn_tx_reserve(c, size) == NULL)
 				return;

@@ -101,7 +101,8 @@ struct srv_conn {
 	uint32_t preqs;      /* produce requests not yet answered (S4) */
 	bool hello;          /* handshake done */
 	bool recv_armed, recv_paused, closing, closed;
-	bool dead; /* sending failed or was given up: output is dropped */
+	bool dead;  /* sending failed or was given up: output is dropped */
+	bool fatal; /* a fatal ERROR is queued: it is the last frame the peer gets */
 	uint64_t opened_ns, active_ns, send_progress_ns; /* monotonic */
 	char peer[64];
 

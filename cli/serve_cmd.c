@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <ini.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,7 +220,11 @@ static int serve_run(struct serve_opts *o)
 	fprintf(stderr, "rill: listening on %s\n", rill_server_address(server));
 	int sig = 0;
 	sigwait(&stop, &sig);
-	fprintf(stderr, "rill: %s: stopping: draining connections\n", strsignal(sig));
+	fprintf(stderr, "rill: %s: stopping: draining connections (again to force)\n",
+		strsignal(sig));
+	/* A second signal takes its default action: the process ends at once. What was
+	 * acknowledged as durable is on disk; the rest was never promised. */
+	pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
 	rc = rill_server_stop(server, SERVE_DRAIN_NS);
 	if (rc < 0)
 		fprintf(stderr, "rill: serve: drain: %s (stopped all the same)\n",

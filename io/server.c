@@ -136,11 +136,16 @@ void srv_conn_fatal(struct srv_worker *w, struct srv_conn *c, uint64_t request_i
 static struct io_uring_sqe *srv_sqe(struct srv_worker *w)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-	if (sqe == NULL) {
-		io_uring_submit(&w->ring); /* full: make room */
+	for (int i = 0; sqe == NULL && i < 1000; i++) {
+		/* Full: submit to make room; a busy completion queue (-EBUSY) empties as
+		 * the kernel flushes its overflow, so let it run and try again. */
+		if (io_uring_submit(&w->ring) < 0) {
+			io_uring_get_events(&w->ring);
+			sched_yield();
+		}
 		sqe = io_uring_get_sqe(&w->ring);
 	}
-	RILL_ASSERT(sqe != NULL);
+	RILL_ASSERT(sqe != NULL); /* the kernel took nothing for a thousand tries */
 	return sqe;
 }
 
@@ -168,6 +173,7 @@ static void srv_recv_arm(struct srv_worker *w, struct srv_conn *c)
 	sqe->buf_group = SRV_BGID;
 	io_uring_sqe_set_data64(sqe, srv_udata(SRV_OP_RECV, c->slot, c->gen));
 	c->recv_armed = true;
+	c->recv_paused = false;
 	c->ops++;
 }
 
@@ -278,15 +284,17 @@ static int srv_rx_room(struct srv_conn *c, uint32_t bytes)
 	if (c->rx_cap - c->rx_len >= bytes)
 		return 0;
 	uint64_t want = (uint64_t)c->rx_len + bytes;
-	uint32_t cap = c->rx_cap > 0 ? c->rx_cap : SRV_BUF_BYTES;
+	uint64_t cap = c->rx_cap > 0 ? c->rx_cap : SRV_BUF_BYTES;
 	while (cap < want)
-		cap *= 2; /* bounded: a frame is at most frame_bytes_max, recv data by the
-			   * socket's buffer while paused */
+		cap *= 2; /* bounded: a frame is at most frame_bytes_max, and reading stops
+			   * while frames wait (what a cancelled recv still brings is small) */
+	if (cap > SRV_RX_BYTES_MAX)
+		return -ENOMEM;
 	uint8_t *rx = realloc(c->rx, cap);
 	if (rx == NULL)
 		return -ENOMEM;
 	c->rx = rx;
-	c->rx_cap = cap;
+	c->rx_cap = (uint32_t)cap;
 	return 0;
 }
 
@@ -353,8 +361,8 @@ static bool srv_rx_reserve(struct srv_worker *w, struct srv_conn *c)
 	if (rill_wire_header_decode(c->rx, c->rx_len, s->config.frame_bytes_max, &h) < 0)
 		return true; /* srv_frames reports it */
 	uint32_t need = RILL_WIRE_HEADER_BYTES + h.body_bytes;
-	if (c->rx_reserved >= need)
-		return true;
+	if (c->rx_reserved >= need || c->rx_len >= need)
+		return true; /* held already, or whole already (and handled when it may be) */
 	uint64_t more = need - c->rx_reserved;
 	uint64_t total = rill_atomic_fetch_add_relaxed_u64(&s->inflight_bytes, more) + more;
 	if (total > s->config.server_inflight_bytes_max && c->inflight_bytes + c->rx_reserved > 0) {
@@ -394,6 +402,8 @@ static void srv_conn_input(struct srv_worker *w, struct srv_conn *c, const uint8
 		return;
 	if (used < bytes) {
 		if (srv_rx_room(c, bytes - used) < 0) {
+			if (c->stalled != NULL)
+				srv_produce_abandon(w, c, -ENOMEM); /* its frame cannot be kept */
 			srv_conn_fatal(w, c, 0, -ENOMEM, "out of memory for input");
 			return;
 		}
@@ -427,6 +437,7 @@ static void srv_on_recv(struct srv_worker *w, struct srv_conn *c, struct io_urin
 		return;
 	c->ops--;
 	c->recv_armed = false;
+	c->recv_paused = false; /* a cancel asked for is done with it */
 	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED))
 		c->closing = true; /* the peer closed, or the socket failed */
 }
@@ -438,6 +449,10 @@ static void srv_on_send(struct srv_worker *w, struct srv_conn *c, int res)
 	c->tx_sending = 0;
 	if (c->closed)
 		return;
+	if (c->dead) {
+		c->tx_len = 0; /* given up: what was still to go is dropped */
+		return;
+	}
 	if (res <= 0) {
 		c->closing = true;
 		c->tx_len = 0; /* the peer is gone: nothing more can go */
@@ -454,6 +469,8 @@ static void srv_on_accept(struct srv_worker *w, struct io_uring_cqe *cqe)
 {
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		w->accept_armed = false;
+	if (cqe->res < 0 && cqe->res != -ECANCELED && !w->accept_armed)
+		w->accept_after_ns = w->now + SRV_TIMER_NS; /* EMFILE and the like: back off */
 	if (cqe->res >= 0) {
 		if (w->stopping)
 			close(cqe->res);
@@ -515,6 +532,12 @@ static void srv_conn_timers(struct srv_worker *w, struct srv_conn *c, uint64_t n
 {
 	const struct rill_server_config *cfg = &w->server->config;
 	const char *why = NULL;
+	if (c->closing) {
+		/* Closing: only a peer that stops reading what is left can hold it open. */
+		if (c->tx_len > 0 && now - c->send_progress_ns > cfg->send_stall_timeout_ns)
+			c->dead = true;
+		return;
+	}
 	if (!c->hello && now - c->opened_ns > cfg->handshake_timeout_ns)
 		why = "no HELLO within the handshake timeout";
 	else if (cfg->idle_timeout_ns > 0 && now - c->active_ns > cfg->idle_timeout_ns &&
@@ -553,8 +576,8 @@ static bool srv_conn_tick(struct srv_worker *w, struct srv_conn *c)
 		srv_recv_cancel(w, c);
 		c->recv_paused = true;
 	}
-	if (c->dead)
-		c->tx_len = 0;
+	if (c->dead && c->tx_sending == 0)
+		c->tx_len = 0; /* never under a send in flight: srv_on_send drops it then */
 	srv_send_start(w, c);
 	if (c->closing && srv_conn_drained(c) && !c->recv_armed) {
 		srv_conn_close(w, c);
@@ -589,6 +612,8 @@ static bool srv_turn(struct srv_worker *w)
 	if (timers)
 		w->timer_ns = now;
 	w->subs_active = 0;
+	bool wake = w->slots_freed;
+	w->slots_freed = false;
 	for (uint32_t i = w->conn_count; i-- > 0;) { /* backwards: a free moves the last */
 		struct srv_conn *c = w->live[i];
 		if (c->closed) {
@@ -596,12 +621,14 @@ static bool srv_turn(struct srv_worker *w)
 				srv_conn_free(w, c); /* its last request answered (S4) */
 			continue;
 		}
-		if (timers && !c->closing)
+		if (wake)
+			c->waiting = false; /* budget or request slots came back: try again */
+		if (timers && !c->dead)
 			srv_conn_timers(w, c, now);
 		w->subs_active += c->sub_count > 0 && c->credit > 0;
 		work |= srv_conn_tick(w, c);
 	}
-	if (!w->accept_armed && !w->stopping && w->listen_fd >= 0)
+	if (!w->accept_armed && !w->stopping && w->listen_fd >= 0 && now >= w->accept_after_ns)
 		srv_accept_arm(w);
 	io_uring_submit(&w->ring);
 	return work;
@@ -768,7 +795,9 @@ static void srv_worker_fini(struct srv_worker *w)
 	if (w->ring_ok)
 		io_uring_queue_exit(&w->ring); /* first: its read of the wake fd ends */
 	if (w->producer != NULL)
-		rill_producer_close(w->producer); /* waits for the shards' last answers */
+		rill_producer_close(w->producer); /* waits for the shards' last answers: their
+						   * requests' connections are gone, so they
+						   * are released (srv_preq_done) */
 	if (w->bufs != NULL)
 		munmap(w->bufs, SRV_BUF_COUNT * sizeof(struct io_uring_buf));
 	free(w->buf_mem);

@@ -50,7 +50,9 @@ void srv_preq_release(struct srv_worker *w, struct srv_preq *r)
 		free(r->results[i].reason);
 	free(r->results);
 	*r = (struct srv_preq){.index = r->index, .next = w->preq_free};
-	w->preq_free = r; /* a closed connection is freed by the loop once preqs is 0 (S4) */
+	w->preq_free = r;
+	w->slots_freed = true;
+		/* a connection may wait for a slot or budget (any one) */ /* a closed connection is freed by the loop once preqs is 0 (S4) */
 }
 
 /* Every event answered: queue the ACK on the connection, or drop it if it is gone. */
@@ -212,6 +214,19 @@ static int srv_produce(struct srv_worker *w, struct srv_conn *c, const struct ri
 	return 0;
 }
 
+void srv_produce_abandon(struct srv_worker *w, struct srv_conn *c, int error)
+{
+	struct srv_preq *r = c->stalled;
+	c->stalled = NULL;
+	for (uint32_t i = r->published; i < r->count; i++) {
+		r->results[i] = (struct srv_ack){.error = error, .offset = UINT64_MAX};
+		r->left--;
+	}
+	r->published = r->count;
+	if (r->left == 0)
+		srv_preq_done(w, r);
+}
+
 /* A stalled PRODUCE (at the head of rx): publish the rest. 0 once done, -EAGAIN. */
 int srv_produce_resume(struct srv_worker *w, struct srv_conn *c)
 {
@@ -330,7 +345,7 @@ static int srv_sub_start(struct rill_server *s, struct rill_topic *t, uint32_t p
 }
 
 /* Open the partitions of @ws; answers SUBSCRIBED, or an ERROR with nothing opened. */
-static void srv_sub_open(struct srv_worker *w, struct srv_conn *c, uint64_t request_id,
+static bool srv_sub_open(struct srv_worker *w, struct srv_conn *c, uint64_t request_id,
 			 const struct rill_wire_subscribe *ws, struct rill_topic *t)
 {
 	struct rill_server *s = w->server;
@@ -341,7 +356,7 @@ static void srv_sub_open(struct srv_worker *w, struct srv_conn *c, uint64_t requ
 		srv_conn_error(w, c, request_id, -ENOSPC,
 			       "more than %u partitions subscribed on one connection",
 			       s->config.subscriptions_max);
-		return;
+		return false;
 	}
 	struct rill_wire_subscribed_entry *entries = calloc(n, sizeof(*entries));
 	struct srv_sub *subs = realloc(c->subs, (c->sub_count + n) * sizeof(*subs));
@@ -366,7 +381,7 @@ static void srv_sub_open(struct srv_worker *w, struct srv_conn *c, uint64_t requ
 		srv_conn_error(w, c, request_id, rc, "subscribe to partition %u: %s",
 			       first + opened, rill_strerror(rc));
 		free(entries);
-		return;
+		return false;
 	}
 	c->sub_count += n;
 	uint32_t size = RILL_WIRE_HEADER_BYTES + RILL_WIRE_SUBSCRIBED_BYTES +
@@ -377,6 +392,7 @@ static void srv_sub_open(struct srv_worker *w, struct srv_conn *c, uint64_t requ
 	RILL_ASSERT(bytes > 0);
 	srv_conn_send(w, c, dst, (uint32_t)bytes);
 	free(entries);
+	return true;
 }
 
 static int srv_subscribe(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_header *h,
@@ -401,7 +417,8 @@ static int srv_subscribe(struct srv_worker *w, struct srv_conn *c, const struct 
 			       topic, ws.partition);
 		return 0;
 	}
-	srv_sub_open(w, c, h->request_id, &ws, t);
+	if (!srv_sub_open(w, c, h->request_id, &ws, t))
+		return 0;
 	c->credit += ws.credit;
 	if (c->credit > SRV_CREDIT_MAX)
 		c->credit = SRV_CREDIT_MAX;
@@ -477,10 +494,13 @@ static bool srv_sub_feed(struct srv_worker *w, struct srv_conn *c, struct srv_su
 bool srv_subs_poll(struct srv_worker *w, struct srv_conn *c)
 {
 	bool work = false;
-	for (uint32_t i = 0; i < c->sub_count && c->credit > 0; i++) {
-		if (!c->subs[i].failed)
-			work |= srv_sub_feed(w, c, &c->subs[i]);
+	uint32_t n = c->sub_count;
+	for (uint32_t k = 0; k < n && c->credit > 0; k++) {
+		struct srv_sub *sub = &c->subs[(c->sub_next + k) % n];
+		if (!sub->failed)
+			work |= srv_sub_feed(w, c, sub);
 	}
+	c->sub_next = n > 0 ? (c->sub_next + 1) % n : 0; /* each partition leads in turn */
 	return work;
 }
 
@@ -507,8 +527,10 @@ static int srv_query(struct srv_worker *w, struct srv_conn *c, const struct rill
 	} else {
 		struct rill_token token = {.partition = q.token_partition,
 					   .offset = q.token_offset};
-		uint64_t wait = q.timeout_ms > 0 ? q.timeout_ms * 1000000ull
-						 : w->server->config.query_wait_ns;
+		/* The client's wait, never past the server's: the worker blocks meanwhile. */
+		uint64_t wait = w->server->config.query_wait_ns;
+		if (q.timeout_ms > 0 && q.timeout_ms * 1000000ull < wait)
+			wait = q.timeout_ms * 1000000ull;
 		rc = rill_query(e, name, q.key, q.key_bytes,
 				(q.flags & RILL_WIRE_QUERY_F_TOKEN) ? &token : NULL, wait, &v);
 	}

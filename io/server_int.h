@@ -30,19 +30,23 @@
 #define SRV_BUF_BYTES      (64u << 10) /* each */
 #define SRV_BGID           1u          /* their buffer group */
 #define SRV_RING_ENTRIES   1024u
-#define SRV_PREQS_MAX      4096u      /* produce requests in flight per worker */
-#define SRV_CONN_PREQS_MAX 256u       /* ... per connection: its pipeline depth */
-#define SRV_SUB_PARTS_MAX  1024u      /* partitions one SUBSCRIBE may cover */
-#define SRV_SPIN_NS        20000u     /* work pending: spin this long before waiting */
-#define SRV_WAIT_SUBS_NS   1000000u   /* subscribers waiting: look this often */
-#define SRV_WAIT_STOP_NS   1000000u   /* stopping: look this often */
-#define SRV_WAIT_IDLE_NS   50000000u  /* nothing pending: wake this often for timers */
-#define SRV_TIMER_NS       100000000u /* timeouts are checked this often */
-#define SRV_CREDIT_MAX     (1u << 20) /* events of credit a subscription may hold */
+#define SRV_PREQS_MAX      4096u       /* produce requests in flight per worker */
+#define SRV_CONN_PREQS_MAX 256u        /* ... per connection: its pipeline depth */
+#define SRV_SUB_PARTS_MAX  1024u       /* partitions one SUBSCRIBE may cover */
+#define SRV_SPIN_NS        20000u      /* work pending: spin this long before waiting */
+#define SRV_WAIT_SUBS_NS   1000000u    /* subscribers waiting: look this often */
+#define SRV_WAIT_STOP_NS   1000000u    /* stopping: look this often */
+#define SRV_WAIT_IDLE_NS   50000000u   /* nothing pending: wake this often for timers */
+#define SRV_TIMER_NS       100000000u  /* timeouts are checked this often */
+#define SRV_CREDIT_MAX     (1u << 20)  /* events of credit a subscription may hold */
+#define SRV_RX_BYTES_MAX   (64u << 20) /* a connection's input buffer, at most */
 
 _Static_assert((SRV_BUF_COUNT & (SRV_BUF_COUNT - 1)) == 0, "a buffer ring is a power of two");
 _Static_assert(SRV_BUF_BYTES >= RILL_WIRE_HEADER_BYTES, "a header fits in a buffer");
 _Static_assert(SRV_CONN_PREQS_MAX <= SRV_PREQS_MAX, "a connection's pipeline fits a worker's");
+_Static_assert(SRV_RX_BYTES_MAX >=
+		       RILL_WIRE_FRAME_BYTES_MAX + RILL_WIRE_HEADER_BYTES + SRV_BUF_BYTES,
+	       "the input buffer holds the largest frame and a receive buffer more");
 
 /* io_uring user_data: the operation in the top byte, the connection's slot and generation
  * below, so that a completion for a closed connection is recognised and dropped. */
@@ -122,7 +126,8 @@ struct srv_conn {
 
 	struct srv_sub *subs;
 	uint32_t sub_count;
-	uint64_t credit; /* events the peer will take */
+	uint32_t sub_next; /* where the next feed starts: every partition gets its turn */
+	uint64_t credit;   /* events the peer will take */
 };
 
 struct srv_worker {
@@ -145,7 +150,9 @@ struct srv_worker {
 	struct srv_preq *preqs; /* [SRV_PREQS_MAX] */
 	struct srv_preq *preq_free;
 	uint64_t timer_ns;
-	uint32_t subs_active; /* connections with subscriptions and credit, last turn */
+	uint32_t subs_active;     /* connections with subscriptions and credit, last turn */
+	bool slots_freed;         /* a produce request was released: wake the waiting */
+	uint64_t accept_after_ns; /* an accept error: re-arm no sooner */
 	bool stopping;
 	int start_rc;
 	char start_err[256];
@@ -184,6 +191,8 @@ void srv_stat_add(struct rill_server *s, uint64_t *counter, uint64_t n);
 int srv_frame(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_header *h,
 	      const uint8_t *body);
 int srv_produce_resume(struct srv_worker *w, struct srv_conn *c);
+/* Give up the stalled PRODUCE: its unpublished events get @error. */
+void srv_produce_abandon(struct srv_worker *w, struct srv_conn *c, int error);
 void srv_ack_cb(void *arg, const struct rill_ack *ack);
 void srv_acks_flush(struct srv_worker *w, struct srv_conn *c);
 bool srv_subs_poll(struct srv_worker *w, struct srv_conn *c);

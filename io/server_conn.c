@@ -52,7 +52,7 @@ void srv_preq_release(struct srv_worker *w, struct srv_preq *r)
 	*r = (struct srv_preq){.index = r->index, .next = w->preq_free};
 	w->preq_free = r;
 	w->slots_freed = true;
-		/* a connection may wait for a slot or budget (any one) */ /* a closed connection is freed by the loop once preqs is 0 (S4) */
+	/* a connection may wait for a slot or budget (any one) */ /* a closed connection is freed by the loop once preqs is 0 (S4) */
 }
 
 /* Every event answered: queue the ACK on the connection, or drop it if it is gone. */
@@ -127,7 +127,7 @@ static int srv_publish(struct srv_worker *w, struct srv_preq *r, const struct ri
 			r->acks == RILL_ACKS_NONE ? UINT64_MAX : ((uint64_t)r->index << 32) | i;
 		int rc = rill_publish(w->producer, r->topic, &ev, (enum rill_acks)r->acks, cookie);
 		if (rc == -EAGAIN) {
-			srv_stat_add(w->server, &w->server->stats.backpressure, 1);
+			srv_stat_add(&w->stats.backpressure, 1);
 			return -EAGAIN;
 		}
 		r->published++;
@@ -136,7 +136,7 @@ static int srv_publish(struct srv_worker *w, struct srv_preq *r, const struct ri
 			r->left--; /* no acknowledgement will come for it */
 		}
 	}
-	srv_stat_add(w->server, &w->server->stats.events, r->count);
+	srv_stat_add(&w->stats.events, r->count);
 	if (r->left == 0)
 		srv_preq_done(w, r);
 	return 0;
@@ -165,7 +165,7 @@ static int srv_produce(struct srv_worker *w, struct srv_conn *c, const struct ri
 	uint32_t frame_bytes = RILL_WIRE_HEADER_BYTES + h->body_bytes;
 	if (!srv_budget_take(w, c, frame_bytes)) {
 		c->waiting = true;
-		srv_stat_add(w->server, &w->server->stats.backpressure, 1);
+		srv_stat_add(&w->stats.backpressure, 1);
 		return -EAGAIN;
 	}
 	struct rill_wire_produce p;
@@ -184,7 +184,7 @@ static int srv_produce(struct srv_worker *w, struct srv_conn *c, const struct ri
 		c->inflight_bytes -= frame_bytes;
 		rill_atomic_fetch_sub_relaxed_u64(&w->server->inflight_bytes, frame_bytes);
 		if (rc < 0) {
-			srv_stat_add(w->server, &w->server->stats.bad_frames, 1);
+			srv_stat_add(&w->stats.bad_frames, 1);
 			srv_conn_fatal(w, c, h->request_id, rc, "PRODUCE: event %u: %s", bad,
 				       rill_strerror(rc));
 			return -EPROTO;
@@ -241,7 +241,7 @@ int srv_produce_resume(struct srv_worker *w, struct srv_conn *c)
 	c->stalled = NULL;
 	memmove(c->rx, c->rx + r->frame_bytes, c->rx_len - r->frame_bytes);
 	c->rx_len -= r->frame_bytes;
-	srv_stat_add(w->server, &w->server->stats.frames, 1);
+	srv_stat_add(&w->stats.frames, 1);
 	return 0;
 }
 
@@ -298,7 +298,7 @@ void srv_acks_flush(struct srv_worker *w, struct srv_conn *c)
 			if (srv_conn_tx_reserve(c, size) == NULL)
 				return;
 			srv_ack_write(w, c, r, size);
-			srv_stat_add(w->server, &w->server->stats.acks, 1);
+			srv_stat_add(&w->stats.acks, 1);
 		}
 		c->done_head = r->next;
 		if (c->done_head == NULL)
@@ -401,7 +401,7 @@ static int srv_subscribe(struct srv_worker *w, struct srv_conn *c, const struct 
 	struct rill_wire_subscribe ws;
 	int rc = rill_wire_subscribe_decode(body, h->body_bytes, &ws);
 	if (rc < 0) {
-		srv_stat_add(w->server, &w->server->stats.bad_frames, 1);
+		srv_stat_add(&w->stats.bad_frames, 1);
 		srv_conn_fatal(w, c, h->request_id, rc, "SUBSCRIBE: %s", rill_strerror(rc));
 		return -EPROTO;
 	}
@@ -512,7 +512,7 @@ static int srv_query(struct srv_worker *w, struct srv_conn *c, const struct rill
 	struct rill_wire_query q;
 	int rc = rill_wire_query_decode(body, h->body_bytes, &q);
 	if (rc < 0) {
-		srv_stat_add(w->server, &w->server->stats.bad_frames, 1);
+		srv_stat_add(&w->stats.bad_frames, 1);
 		srv_conn_fatal(w, c, h->request_id, rc, "QUERY: %s", rill_strerror(rc));
 		return -EPROTO;
 	}
@@ -554,7 +554,7 @@ static int srv_admin_frame(struct srv_worker *w, struct srv_conn *c,
 	struct rill_wire_admin a;
 	int rc = rill_wire_admin_decode(body, h->body_bytes, &a);
 	if (rc < 0) {
-		srv_stat_add(w->server, &w->server->stats.bad_frames, 1);
+		srv_stat_add(&w->stats.bad_frames, 1);
 		srv_conn_fatal(w, c, h->request_id, rc, "ADMIN: %s", rill_strerror(rc));
 		return -EPROTO;
 	}
@@ -589,7 +589,7 @@ static int srv_hello(struct srv_worker *w, struct srv_conn *c, const struct rill
 	if (rc == 0 && (hello.version_min > RILL_WIRE_VERSION || hello.version_max < 1))
 		rc = RILL_E_WIRE_VERSION;
 	if (rc < 0) {
-		srv_stat_add(w->server, &w->server->stats.bad_frames, 1);
+		srv_stat_add(&w->stats.bad_frames, 1);
 		srv_conn_fatal(w, c, h->request_id, rc, "HELLO: %s", rill_strerror(rc));
 		return -EPROTO;
 	}
@@ -618,7 +618,7 @@ static int srv_small(struct srv_worker *w, struct srv_conn *c, const struct rill
 	int rc = h->type == RILL_WIRE_FETCH ? rill_wire_fetch_decode(body, h->body_bytes, &credit)
 					    : rill_wire_empty_decode(h->body_bytes);
 	if (rc < 0) {
-		srv_stat_add(w->server, &w->server->stats.bad_frames, 1);
+		srv_stat_add(&w->stats.bad_frames, 1);
 		srv_conn_fatal(w, c, h->request_id, rc, "%s: %s", rill_wire_type_name(h->type),
 			       rill_strerror(rc));
 		return -EPROTO;
@@ -660,7 +660,7 @@ int srv_frame(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_h
 	default:
 		break;
 	}
-	srv_stat_add(w->server, &w->server->stats.bad_frames, 1);
+	srv_stat_add(&w->stats.bad_frames, 1);
 	srv_conn_fatal(w, c, h->request_id, RILL_E_WIRE_TYPE, "a client may not send %s",
 		       rill_wire_type_name(h->type));
 	return -EPROTO;

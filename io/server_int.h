@@ -153,6 +153,9 @@ struct srv_worker {
 	uint32_t subs_active;     /* connections with subscriptions and credit, last turn */
 	bool slots_freed;         /* a produce request was released: wake the waiting */
 	uint64_t accept_after_ns; /* an accept error: re-arm no sooner */
+	/* Its counters, written by it alone (srv_stat_add), summed by rill_server_stats_get. */
+	_Alignas(64) struct rill_server_stats stats;
+	_Alignas(64) char stats_end; /* the next worker's fields start on a line of their own */
 	bool stopping;
 	int start_rc;
 	char start_err[256];
@@ -168,12 +171,11 @@ struct rill_server {
 	pthread_mutex_t start_lock;
 	pthread_cond_t start_cond;
 	uint32_t started;
-	uint64_t stop;                  /* atomic: 1 once stopping */
-	uint64_t drain_deadline_ns;     /* set before stop */
-	uint64_t inflight_bytes;        /* atomic: S3 over every connection */
-	uint64_t connections;           /* atomic */
-	struct rill_server_stats stats; /* atomic counters */
-	pthread_mutex_t admin_lock;     /* admin ops one at a time (group offsets file) */
+	uint64_t stop;              /* atomic: 1 once stopping */
+	uint64_t drain_deadline_ns; /* set before stop */
+	uint64_t inflight_bytes;    /* atomic: S3 over every connection */
+	uint64_t connections;       /* atomic */
+	pthread_mutex_t admin_lock; /* admin ops one at a time (group offsets file) */
 };
 
 /* server.c */
@@ -183,7 +185,7 @@ void srv_conn_fatal(struct srv_worker *w, struct srv_conn *c, uint64_t request_i
 void srv_conn_error(struct srv_worker *w, struct srv_conn *c, uint64_t request_id, int code,
 		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 uint8_t *srv_conn_tx_reserve(struct srv_conn *c, uint32_t bytes);
-void srv_stat_add(struct rill_server *s, uint64_t *counter, uint64_t n);
+void srv_stat_add(uint64_t *counter, uint64_t n); /* a worker's own counter */
 
 /* server_conn.c */
 /* Handle the frame; 0, -EAGAIN (keep it: retry later), or -EPROTO (the connection was

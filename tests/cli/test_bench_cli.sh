@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `rill bench produce` against a `rill serve` of its own (a temporary data directory, an
+# ephemeral loopback port): a closed loop for 1 s prints one JSON object with
+# events_per_s > 0, errors 0 and p50_us <= p99_us <= max_us; an open loop at --rate 1000
+# for 1 s has about 1000 events acknowledged (900 to 1100); the server stops on SIGTERM.
+# usage: test_bench_cli.sh RILL_BINARY
+set -u
+rill=$1
+tmp=$(mktemp -d)
+. "$(dirname "$0")/../common/serve.sh"
+trap 'serve_cleanup; rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
+fail=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+
+if ! serve_start "$tmp/data" "$tmp/serve.log"; then
+	if serve_unsupported "$tmp/serve.log"; then
+		echo "SKIP: rill serve cannot run on this kernel: $(cat "$tmp/serve.log")"
+		exit 77
+	fi
+	echo "FAIL: rill serve did not start"
+	exit 1
+fi
+
+# One JSON object on one line, and the keys' conditions ($2: a Python expression over j).
+json_check() {
+	python3 -c '
+import json, sys
+lines = [l for l in sys.argv[1].splitlines() if l.strip()]
+if len(lines) != 1:
+    sys.exit("expected one line of JSON, got %d" % len(lines))
+j = json.loads(lines[0])
+if not isinstance(j, dict):
+    sys.exit("not a JSON object")
+if not eval(sys.argv[2]):
+    sys.exit("not so: %s in %s" % (sys.argv[2], lines[0]))
+' "$1" "$2"
+}
+
+out=$(timeout 30 "$rill" bench produce --connect "$serve_addr" --seconds 1 --json); rc=$?
+echo "closed loop: $out"
+check "bench produce exits 0" '[ $rc -eq 0 ]'
+check "bench produce prints one JSON object with events_per_s > 0 and errors 0" \
+	'json_check "$out" "j[\"events_per_s\"] > 0 and j[\"events\"] > 0 and j[\"errors\"] == 0"'
+check "bench produce's latencies are ordered: p50_us <= p99_us <= max_us" \
+	'json_check "$out" "0 < j[\"p50_us\"] <= j[\"p99_us\"] <= j[\"max_us\"]"'
+
+out=$(timeout 30 "$rill" bench produce --connect "$serve_addr" --seconds 1 --rate 1000 --json); rc=$?
+echo "open loop at 1000 events/s: $out"
+check "bench produce --rate exits 0" '[ $rc -eq 0 ]'
+check "bench produce --rate 1000 --seconds 1 has about 1000 events (900 to 1100)" \
+	'json_check "$out" "900 <= j[\"events\"] <= 1100 and j[\"errors\"] == 0 and j[\"rate\"] == 1000"'
+
+serve_stop 15
+check "rill serve exits 0 on SIGTERM" '[ "$serve_rc" = 0 ]'
+exit $fail

@@ -23,6 +23,9 @@ int cli_bench_log(int argc, char **argv);
 /* rill bench engine ...; returns the process exit status. */
 int cli_bench_engine(int argc, char **argv);
 
+/* rill bench dpdk ...; returns the process exit status. */
+int cli_bench_dpdk(int argc, char **argv);
+
 /* rill bench produce ...; returns the process exit status. */
 int cli_bench_produce(int argc, char **argv);
 

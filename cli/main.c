@@ -134,6 +134,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "dpdk") == 0)
+		return cli_bench_dpdk(argc - 3, argv + 3);
 	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "produce") == 0)
 		return cli_bench_produce(argc - 3, argv + 3);
 	if (strcmp(cmd, "serve") == 0)

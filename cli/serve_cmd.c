@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "io/dpdk.h"
 #include "rill/server.h"
 #include "rill/rill.h"
 
@@ -23,14 +24,18 @@
 struct serve_opts {
 	struct rill_engine_config engine;
 	struct rill_server_config server;
+	struct rill_dpdk_config dpdk;
 	char data[SERVE_TEXT_BYTES];
 	char listen[256];
+	char eal[SERVE_TEXT_BYTES]; /* DPDK's EAL arguments; "" (and no --dpdk): no DPDK */
+	bool dpdk_on;
 	char error[512];
 };
 
 static const char serve_help[] =
 	"usage: rill serve [--config FILE] [--data DIR] [--listen HOST:PORT] [--shards N]\n"
-	"                  [--poll adaptive|busy] [--sqpoll]\n"
+	"                  [--poll adaptive|busy] [--sqpoll] [--dpdk \"EAL ARGS\" [--dpdk-port N]\n"
+	"                  [--dpdk-udp-port P] [--dpdk-acks]]\n"
 	"\n"
 	"Serve the engine over rill's native protocol (docs/PROTOCOL.md). Defaults: data in\n"
 	"./data, listening on 127.0.0.1:7400 (loopback only), one shard per CPU. Prints\n"
@@ -45,7 +50,15 @@ static const char serve_help[] =
 	"            conn_inflight_bytes_max (8388608), server_inflight_bytes_max (268435456),\n"
 	"            connections_max (1024), idle_timeout_s (300; 0: never),\n"
 	"            handshake_timeout_s (5), send_stall_timeout_s (10),\n"
-	"            query_wait_ms (1000), subscriptions_max (64), sqpoll (false)\n";
+	"            query_wait_ms (1000), subscriptions_max (64), sqpoll (false)\n"
+	"  [dpdk]    eal (none: no DPDK ingress), port (0), udp_port (7401), acks (false),\n"
+	"            mbufs (8191), rx_descs (1024)\n"
+	"\n"
+	"DPDK ingress (kernel bypass, UDP): datagrams to udp_port on the DPDK port carry a\n"
+	"PRODUCE frame each (docs/PROTOCOL.md, \"UDP ingress\"). At most once by default;\n"
+	"with acks, ACK datagrams carry each source's highest sequence durably appended.\n"
+	"For a NIC, bind it to vfio-pci first (scripts/dpdk-setup.sh); with no NIC, try\n"
+	"--dpdk \"--no-huge -m 512 --no-pci --vdev=net_pcap0,iface=eth0\".\n";
 
 /* A whole unsigned number no larger than @max. */
 static bool serve_u64(const char *text, uint64_t max, uint64_t *out)
@@ -125,6 +138,36 @@ static bool serve_server_key(struct serve_opts *o, const char *key, const char *
 	return true;
 }
 
+static bool serve_dpdk_key(struct serve_opts *o, const char *key, const char *value)
+{
+	uint64_t v = 0;
+	struct rill_dpdk_config *d = &o->dpdk;
+	if (strcmp(key, "eal") == 0) {
+		if (strlen(value) >= sizeof(o->eal))
+			return false;
+		strcpy(o->eal, value);
+		o->dpdk_on = true;
+		return true;
+	}
+	if (strcmp(key, "acks") == 0) {
+		if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
+			return false;
+		d->acks = value[0] == 't';
+		return true;
+	}
+	if (strcmp(key, "port") == 0 && serve_u64(value, UINT16_MAX, &v))
+		d->port = (uint16_t)v;
+	else if (strcmp(key, "udp_port") == 0 && serve_u64(value, UINT16_MAX, &v) && v > 0)
+		d->udp_port = (uint16_t)v;
+	else if (strcmp(key, "mbufs") == 0 && serve_u64(value, 1u << 24, &v) && v >= 1024)
+		d->mbufs = (uint32_t)v;
+	else if (strcmp(key, "rx_descs") == 0 && serve_u64(value, 32768, &v) && v >= 64)
+		d->rx_descs = (uint16_t)v;
+	else
+		return false;
+	return true;
+}
+
 /* libinih's callback: 1 to go on, 0 for an error (ini_parse then gives its line). */
 static int serve_ini(void *arg, const char *section, const char *key, const char *value)
 {
@@ -134,6 +177,8 @@ static int serve_ini(void *arg, const char *section, const char *key, const char
 		ok = serve_engine_key(o, key, value);
 	else if (strcmp(section, "server") == 0)
 		ok = serve_server_key(o, key, value);
+	else if (strcmp(section, "dpdk") == 0)
+		ok = serve_dpdk_key(o, key, value);
 	if (!ok && o->error[0] == '\0')
 		snprintf(o->error, sizeof(o->error), "[%s] %s = %s: unknown key or bad value",
 			 section, key, value);
@@ -169,6 +214,10 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 			o->server.sqpoll = true;
 			continue;
 		}
+		if (strcmp(a, "--dpdk-acks") == 0) {
+			o->dpdk.acks = true;
+			continue;
+		}
 		if (strcmp(a, "--config") == 0 && v != NULL) {
 			i++;
 			continue; /* read first, in cli_serve */
@@ -182,6 +231,12 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 			ok = serve_engine_key(o, "poll", v);
 		else if (v != NULL && strcmp(a, "--listen") == 0)
 			ok = serve_server_key(o, "listen", v);
+		else if (v != NULL && strcmp(a, "--dpdk") == 0)
+			ok = serve_dpdk_key(o, "eal", v);
+		else if (v != NULL && strcmp(a, "--dpdk-port") == 0)
+			ok = serve_dpdk_key(o, "port", v);
+		else if (v != NULL && strcmp(a, "--dpdk-udp-port") == 0)
+			ok = serve_dpdk_key(o, "udp_port", v);
 		if (!ok) {
 			char msg[256];
 			snprintf(msg, sizeof(msg), "bad argument '%s'%s%s (try --help)", a,
@@ -191,6 +246,28 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 		i++;
 	}
 	return -1;
+}
+
+/* Start the DPDK ingress; prints why not. 0 or exit status 1. */
+static int serve_dpdk(struct serve_opts *o, struct rill_engine *engine, struct rill_dpdk **out)
+{
+	const char *why = NULL;
+	int rc = rill_dpdk_eal_init(o->eal, &why);
+	if (rc < 0) {
+		fprintf(stderr, "rill: serve: DPDK EAL \"%s\": %s\n", o->eal, why);
+		return 1;
+	}
+	struct rill_error_text err = {{0}};
+	rc = rill_dpdk_start(out, engine, &o->dpdk, &err);
+	if (rc < 0) {
+		fprintf(stderr, "rill: serve: %s\n",
+			err.message[0] ? err.message : rill_strerror(rc));
+		return 1;
+	}
+	fprintf(stderr, "rill: DPDK port %u: %u RX queues, UDP port %u, %s\n", o->dpdk.port,
+		rill_dpdk_queues(*out), o->dpdk.udp_port,
+		o->dpdk.acks ? "ACK datagrams (at least once)" : "at most once");
+	return 0;
 }
 
 static int serve_run(struct serve_opts *o)
@@ -217,6 +294,12 @@ static int serve_run(struct serve_opts *o)
 		rill_engine_close(engine);
 		return 1;
 	}
+	struct rill_dpdk *dpdk = NULL;
+	if (o->dpdk_on && serve_dpdk(o, engine, &dpdk) != 0) {
+		rill_server_stop(server, SERVE_DRAIN_NS);
+		rill_engine_close(engine);
+		return 1;
+	}
 	fprintf(stderr, "rill: listening on %s\n", rill_server_address(server));
 	int sig = 0;
 	sigwait(&stop, &sig);
@@ -225,6 +308,8 @@ static int serve_run(struct serve_opts *o)
 	/* A second signal takes its default action: the process ends at once. What was
 	 * acknowledged as durable is on disk; the rest was never promised. */
 	pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
+	if (dpdk != NULL)
+		(void)rill_dpdk_stop(dpdk); /* its events are in the rings: the close syncs them */
 	rc = rill_server_stop(server, SERVE_DRAIN_NS);
 	if (rc < 0)
 		fprintf(stderr, "rill: serve: drain: %s (stopped all the same)\n",
@@ -245,6 +330,7 @@ int cli_serve(int argc, char **argv)
 		return 1;
 	rill_engine_config_default(&o->engine);
 	rill_server_config_default(&o->server);
+	rill_dpdk_config_default(&o->dpdk);
 	strcpy(o->data, "./data");
 	strcpy(o->listen, RILL_SERVER_LISTEN_DEFAULT);
 	int status = -1;

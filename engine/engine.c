@@ -297,6 +297,15 @@ uint32_t rill_engine_shards(const struct rill_engine *e)
 	return e->shard_count;
 }
 
+int rill_engine_shard_poll_set(struct rill_engine *e, uint32_t shard, rill_shard_poll_fn fn,
+			       void *arg)
+{
+	if (shard >= e->shard_count)
+		return -EINVAL;
+	struct shard_req req = {.kind = SHARD_REQ_POLL_SET, .poll_fn = fn, .handler_arg = arg};
+	return shard_call(&e->shards[shard], &req);
+}
+
 int rill_engine_shard_cpu(const struct rill_engine *e, uint32_t shard)
 {
 	if (shard >= e->shard_count || !e->config.pin)

@@ -531,6 +531,8 @@ void *shard_main(void *arg)
 			work += shard_drain(s, s->active[a]);
 		work += shard_poll_logs(s);
 		work += shard_subs_feed(s);
+		if (s->poll_fn != NULL)
+			work += s->poll_fn(s->poll_arg); /* a polled device: DPDK */
 		if (++s->turns % SHARD_SNAPSHOT_TURNS == 0)
 			(void)shard_snapshots(s, false); /* errors: counted and reported */
 		if (work > 0) {
@@ -544,7 +546,7 @@ void *shard_main(void *arg)
 		uint64_t now = rill_clock_now_ns();
 		if (idle_since == 0)
 			idle_since = now;
-		if (now - idle_since < e->config.idle_spin_ns) {
+		if (now - idle_since < e->config.idle_spin_ns || s->poll_fn != NULL) {
 			/* Yield, not pause: a thread sharing the CPU (a server worker pinned
 			 * beside the shard) gets it while there is nothing to do here. */
 			sched_yield();

@@ -349,6 +349,12 @@ static int shard_req_run(struct shard *s, struct shard_req *r)
 		return shard_stats(s, r->stats);
 	case SHARD_REQ_PART_INFO:
 		return shard_part_info(s, r);
+	case SHARD_REQ_POLL_SET:
+		if (r->handler_arg != NULL && s->poll_fn != NULL && r->poll_fn != NULL)
+			return -EBUSY;
+		s->poll_fn = r->poll_fn;
+		s->poll_arg = r->handler_arg;
+		return 0;
 	case SHARD_REQ_STOP:
 		s->stopping = true;
 		return 0;

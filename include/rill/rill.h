@@ -141,6 +141,24 @@ struct rill_schema_registry *rill_engine_schemas(struct rill_engine *engine);
 /* The number of shards running. */
 uint32_t rill_engine_shards(const struct rill_engine *engine);
 
+/*
+ * A poll hook: a function the shard calls on every turn of its loop, on its own thread,
+ * between bursts (an ingress that polls a device queue: DPDK). It returns how much work
+ * it did (0: none). While a hook is set the shard never sleeps (there is no wake-up for a
+ * polled device): it spins, yielding the CPU when neither it nor the hook has work. The
+ * hook may publish through a producer handle of its own (used on the shard's thread only
+ * while the hook is set) but must not block or call blocking engine functions.
+ */
+typedef unsigned (*rill_shard_poll_fn)(void *arg);
+
+/*
+ * rill_engine_shard_poll_set - set (or with @fn NULL, remove) shard @shard's poll hook.
+ * Returns 0, -EINVAL, -EBUSY (another hook is set). Any host thread; blocks briefly: once
+ * it returns, the shard calls the new hook and no longer the old one.
+ */
+int rill_engine_shard_poll_set(struct rill_engine *engine, uint32_t shard, rill_shard_poll_fn fn,
+			       void *arg);
+
 /* rill_engine_shard_cpu - the CPU shard @shard is pinned to, or -1 (not pinned). */
 int rill_engine_shard_cpu(const struct rill_engine *engine, uint32_t shard);
 

@@ -1,0 +1,404 @@
+/*
+ * DPDK ingress (io/dpdk.h): the EAL, one port, one RX queue per shard, each polled by its
+ * own shard in its loop (a poll hook: rill_engine_shard_poll_set), so an event for a
+ * partition of that shard goes from the mbuf to the log without leaving the thread. Each
+ * queue owns a UDP ingress (io/udp_ingress.c) with its own producer handle, used on its
+ * shard's thread only: events of other shards' partitions reach them over SPSC rings as
+ * TCP events do. Hot path: dpdk_queue_poll: rx burst, parse in place, publish, free.
+ *
+ * The mbufs are freed in one bulk call once their events are published: rill_publish
+ * copies an event into the ring to its shard, so nothing points into an mbuf afterwards.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/atomic.h"
+#include "base/clock.h"
+#include "base/thread.h"
+#include "io/dpdk.h"
+#include "io/wire.h"
+#include "rill_config.h"
+
+void rill_dpdk_config_default(struct rill_dpdk_config *c)
+{
+	*c = (struct rill_dpdk_config){.port = 0,
+				       .udp_port = RILL_UDP_PORT,
+				       .mbufs = 8191,
+				       .rx_descs = 1024,
+				       .tx_descs = 512,
+				       .promiscuous = true};
+}
+
+#if !RILL_HAVE_DPDK
+
+int rill_dpdk_eal_init(const char *args, const char **err)
+{
+	(void)args;
+	*err = "this rill was built without DPDK (libdpdk-dev was not found)";
+	return -ENOTSUP;
+}
+
+int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
+		    const struct rill_dpdk_config *config, struct rill_error_text *err)
+{
+	(void)out, (void)engine, (void)config;
+	snprintf(err->message, sizeof(err->message),
+		 "this rill was built without DPDK (libdpdk-dev was not found)");
+	return -ENOTSUP;
+}
+
+void rill_dpdk_stats_get(struct rill_dpdk *dpdk, struct rill_dpdk_stats *out)
+{
+	(void)dpdk;
+	memset(out, 0, sizeof(*out));
+}
+
+uint32_t rill_dpdk_queues(const struct rill_dpdk *dpdk)
+{
+	(void)dpdk;
+	return 0;
+}
+
+int rill_dpdk_stop(struct rill_dpdk *dpdk)
+{
+	(void)dpdk;
+	return -ENOTSUP;
+}
+
+#else
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#define DPDK_BURST       32u
+/* Events published per turn, at most (whole datagrams, so a little over): about what the
+ * shard takes from one ring per turn (ENGINE_BURST_MAX), so that its own ring never fills
+ * and nothing is dropped that the shard could have taken. */
+#define DPDK_EVENTS_TURN 64u
+#define DPDK_ARGS_MAX    64
+#define DPDK_ARGS_BYTES  4096u
+#define DPDK_STATS_EVERY 1024u /* packets between two copies of the counters */
+
+struct dpdk_queue {
+	struct rill_dpdk *dpdk;
+	uint16_t index;
+	bool tx;                           /* it has a TX queue of its own (for ACKs) */
+	bool hooked;                       /* its shard polls it */
+	struct rte_mbuf *held[DPDK_BURST]; /* received, [held_at, held_count) not yet taken */
+	uint16_t held_at, held_count;
+	uint64_t held_ns; /* when they were polled */
+	struct rill_udp_ingress *ing;
+	uint64_t since_share;          /* packets and acknowledgements since the last copy */
+	struct rill_dpdk_stats own;    /* written by the shard's thread */
+	struct rill_dpdk_stats shared; /* its copy for readers: relaxed atomic words */
+};
+
+struct rill_dpdk {
+	struct rill_engine *engine;
+	struct rill_dpdk_config config;
+	struct rte_mempool *pool;
+	struct rte_ether_addr mac;
+	uint32_t queue_count;
+	struct dpdk_queue queues[RILL_DPDK_QUEUES_MAX];
+};
+
+/* One mempool per port, made at its first start and kept: an mbuf of it may sit in a
+ * device's queue after the port stops, and a later start of the same port reuses it. */
+static struct rte_mempool *dpdk_pools[RTE_MAX_ETHPORTS];
+
+static bool dpdk_eal_up;
+static pthread_mutex_t dpdk_eal_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int rill_dpdk_eal_init(const char *args, const char **err)
+{
+	pthread_mutex_lock(&dpdk_eal_lock);
+	int rc = 0;
+	if (!dpdk_eal_up) {
+		static char buf[DPDK_ARGS_BYTES];
+		char *argv[DPDK_ARGS_MAX + 2];
+		int argc = 0;
+		argv[argc++] = "rill";
+		if (args != NULL && strlen(args) >= sizeof(buf)) {
+			*err = "the EAL arguments are longer than 4 KiB";
+			rc = -E2BIG;
+		} else {
+			snprintf(buf, sizeof(buf), "%s", args != NULL ? args : "");
+			char *save = NULL;
+			char *t = strtok_r(buf, " \t", &save);
+			for (; t != NULL && argc <= DPDK_ARGS_MAX; t = strtok_r(NULL, " \t", &save))
+				argv[argc++] = t; /* the EAL keeps pointers into buf: static */
+			argv[argc] = NULL;
+			/* The EAL pins the calling thread to its main lcore; threads made after
+			 * would inherit that: the caller keeps the CPUs it had. */
+			cpu_set_t cpus;
+			bool saved =
+				pthread_getaffinity_np(pthread_self(), sizeof(cpus), &cpus) == 0;
+			if (t != NULL) {
+				*err = "more than 64 EAL arguments";
+				rc = -E2BIG;
+			} else if (rte_eal_init(argc, argv) < 0) {
+				*err = rte_strerror(rte_errno);
+				rc = rte_errno > 0 ? -rte_errno : -EINVAL;
+			} else {
+				dpdk_eal_up = true;
+			}
+			if (saved)
+				pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+		}
+	}
+	pthread_mutex_unlock(&dpdk_eal_lock);
+	return rc;
+}
+
+/* Publish the queue's counters for readers: a copy, word by word, relaxed (figures). */
+static void dpdk_stats_share(struct dpdk_queue *q)
+{
+	rill_udp_ingress_stats(q->ing, &q->own.udp);
+	const uint64_t *src = (const uint64_t *)&q->own;
+	uint64_t *dst = (uint64_t *)&q->shared;
+	for (size_t i = 0; i < sizeof(q->own) / sizeof(uint64_t); i++)
+		rill_atomic_store_relaxed_u64(&dst[i], src[i]);
+}
+
+/* One mbuf: its frame to the ingress. Returns the events published. */
+static unsigned dpdk_packet(struct dpdk_queue *q, struct rte_mbuf *m, uint64_t now)
+{
+	q->own.packets++;
+	if (m->nb_segs != 1 ||
+	    (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_BAD ||
+	    (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_BAD) {
+		/* Chained (an event datagram fits one segment), or the device found a bad
+		 * checksum. Devices that do not check leave it to the records' CRCs. */
+		q->own.bad_frames++;
+		return 0;
+	}
+	const uint8_t *payload;
+	uint32_t bytes;
+	struct rill_udp_peer from;
+	int rc = rill_udp_frame_ipv4(rte_pktmbuf_mtod(m, const uint8_t *), rte_pktmbuf_data_len(m),
+				     q->dpdk->config.udp_port, &payload, &bytes, &from);
+	if (rc == -ENOENT) {
+		q->own.not_ours++;
+		return 0;
+	}
+	if (rc < 0) {
+		q->own.bad_frames++;
+		return 0;
+	}
+	rc = rill_udp_ingress_datagram(q->ing, &from, payload, bytes, now); /* counted */
+	return rc > 0 ? (unsigned)rc : 0;
+}
+
+/* Send the ACK datagrams due, in one TX burst. */
+static void dpdk_acks(struct dpdk_queue *q)
+{
+	struct rte_mbuf *out[DPDK_BURST];
+	uint16_t n = 0;
+	struct rill_udp_peer to;
+	uint8_t frame[RILL_WIRE_HEADER_BYTES + RILL_WIRE_ACK_BYTES_MIN];
+	uint32_t bytes;
+	while (n < DPDK_BURST && rill_udp_ingress_next_ack(q->ing, &to, frame, &bytes) == 1) {
+		struct rte_mbuf *m = q->tx ? rte_pktmbuf_alloc(q->dpdk->pool) : NULL;
+		if (m == NULL)
+			continue; /* no TX queue or no mbuf: the sender's timer retries */
+		uint8_t *dst = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(42 + bytes));
+		if (dst == NULL) {
+			rte_pktmbuf_free(m);
+			continue;
+		}
+		rill_udp_frame_build(dst, q->dpdk->mac.addr_bytes, &to, frame, bytes);
+		out[n++] = m;
+	}
+	uint16_t sent = n > 0 ? rte_eth_tx_burst(q->dpdk->config.port, q->index, out, n) : 0;
+	q->own.tx_acks += sent;
+	if (sent < n)
+		rte_pktmbuf_free_bulk(out + sent, n - sent);
+}
+
+/* The shard's poll hook: one burst. Returns the work done (0: nothing came). */
+static unsigned dpdk_queue_poll(void *arg)
+{
+	struct dpdk_queue *q = arg;
+	struct rill_dpdk *d = q->dpdk;
+	if (q->held_at == q->held_count) {
+		q->held_at = 0;
+		q->held_count = rte_eth_rx_burst(d->config.port, q->index, q->held, DPDK_BURST);
+		q->held_ns = rill_clock_now_ns(); /* the poll time: latency counts from it */
+	}
+	uint16_t first = q->held_at, n = 0;
+	unsigned events = 0;
+	while (q->held_at < q->held_count && events < DPDK_EVENTS_TURN)
+		events += dpdk_packet(q, q->held[q->held_at++], q->held_ns);
+	n = (uint16_t)(q->held_at - first);
+	if (n > 0)
+		rte_pktmbuf_free_bulk(q->held + first, n); /* their events are in the rings */
+	int acks = rill_udp_ingress_poll(q->ing);
+	if (d->config.acks && acks > 0)
+		dpdk_acks(q);
+	q->since_share += n + (acks > 0 ? (unsigned)acks : 0);
+	if (q->since_share >= DPDK_STATS_EVERY || (n == 0 && acks == 0 && q->since_share > 0)) {
+		dpdk_stats_share(q);
+		q->since_share = 0;
+	}
+	return n + (acks > 0 ? (unsigned)acks : 0);
+}
+
+/* Configure the port: queues, descriptors, RSS where the device has it; then start it. */
+static int dpdk_port_setup(struct rill_dpdk *d, struct rill_error_text *err)
+{
+	uint16_t port = d->config.port;
+	struct rte_eth_dev_info info;
+	if (!rte_eth_dev_is_valid_port(port) || rte_eth_dev_info_get(port, &info) != 0) {
+		snprintf(err->message, sizeof(err->message),
+			 "DPDK port %u: no such port (%u ports; check the EAL's --vdev or PCI "
+			 "allow list)",
+			 port, rte_eth_dev_count_avail());
+		return -ENODEV;
+	}
+	uint32_t shards = rill_engine_shards(d->engine);
+	uint32_t rxq = shards < info.max_rx_queues ? shards : info.max_rx_queues;
+	if (rxq > RILL_DPDK_QUEUES_MAX)
+		rxq = RILL_DPDK_QUEUES_MAX;
+	uint32_t txq = rxq < info.max_tx_queues ? rxq : info.max_tx_queues;
+	struct rte_eth_conf conf;
+	memset(&conf, 0, sizeof(conf));
+	if (rxq > 1 && (info.flow_type_rss_offloads & RTE_ETH_RSS_UDP) != 0) {
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS; /* the 4-tuple spreads the sources */
+		conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & RTE_ETH_RSS_UDP;
+	} else if (rxq > 1) {
+		rxq = 1; /* no RSS: one queue, or the others would stay empty */
+		txq = txq > 0 ? 1 : 0;
+	}
+	int rc = rte_eth_dev_configure(port, (uint16_t)rxq, (uint16_t)txq, &conf);
+	int socket = rte_eth_dev_socket_id(port);
+	for (uint32_t i = 0; rc == 0 && i < rxq; i++)
+		rc = rte_eth_rx_queue_setup(port, (uint16_t)i, d->config.rx_descs,
+					    (unsigned)(socket < 0 ? 0 : socket), NULL, d->pool);
+	for (uint32_t i = 0; rc == 0 && i < txq; i++)
+		rc = rte_eth_tx_queue_setup(port, (uint16_t)i, d->config.tx_descs,
+					    (unsigned)(socket < 0 ? 0 : socket), NULL);
+	if (rc == 0)
+		rc = rte_eth_dev_start(port);
+	if (rc == 0 && d->config.promiscuous)
+		(void)rte_eth_promiscuous_enable(port); /* refused by some ports: harmless */
+	if (rc == 0)
+		rc = rte_eth_macaddr_get(port, &d->mac);
+	if (rc != 0) {
+		snprintf(err->message, sizeof(err->message), "DPDK port %u: setting it up: %s",
+			 port, rte_strerror(rc < 0 ? -rc : rc));
+		return rc < 0 ? rc : -rc;
+	}
+	d->queue_count = rxq;
+	for (uint32_t i = 0; i < rxq; i++)
+		d->queues[i].tx = i < txq;
+	return 0;
+}
+
+static void dpdk_free(struct rill_dpdk *d)
+{
+	for (uint32_t i = 0; i < RILL_DPDK_QUEUES_MAX; i++)
+		rill_udp_ingress_destroy(d->queues[i].ing); /* flushes: back on this thread */
+	free(d); /* the mempool stays with its port (dpdk_pools) */
+}
+
+/* Take the queues off their shards: once this returns no shard touches them. */
+static void dpdk_unhook(struct rill_dpdk *d)
+{
+	for (uint32_t i = 0; i < d->queue_count; i++) {
+		if (d->queues[i].hooked)
+			(void)rill_engine_shard_poll_set(d->engine, i, NULL, NULL);
+		d->queues[i].hooked = false;
+		if (d->queues[i].ing != NULL)
+			dpdk_stats_share(&d->queues[i]); /* the last figures, from this thread */
+	}
+}
+
+int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
+		    const struct rill_dpdk_config *config, struct rill_error_text *err)
+{
+	if (!dpdk_eal_up) {
+		snprintf(err->message, sizeof(err->message), "DPDK: the EAL is not started");
+		return -EINVAL;
+	}
+	struct rill_dpdk *d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return -ENOMEM;
+	d->engine = engine;
+	d->config = *config;
+	char name[32];
+	snprintf(name, sizeof(name), "rill_rx_%u", config->port);
+	if (config->port < RTE_MAX_ETHPORTS && dpdk_pools[config->port] == NULL)
+		dpdk_pools[config->port] =
+			rte_pktmbuf_pool_create(name, config->mbufs, 256, 0,
+						RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
+	d->pool = config->port < RTE_MAX_ETHPORTS ? dpdk_pools[config->port] : NULL;
+	int rc = 0;
+	if (d->pool == NULL) {
+		snprintf(err->message, sizeof(err->message), "DPDK: mempool of %u mbufs: %s",
+			 config->mbufs, rte_strerror(rte_errno));
+		rc = -ENOMEM;
+	}
+	if (rc == 0)
+		rc = dpdk_port_setup(d, err);
+	for (uint32_t i = 0; rc == 0 && i < d->queue_count; i++) {
+		struct dpdk_queue *q = &d->queues[i];
+		q->dpdk = d;
+		q->index = (uint16_t)i;
+		rc = rill_udp_ingress_create(&q->ing, engine, config->acks);
+		if (rc < 0)
+			snprintf(err->message, sizeof(err->message), "DPDK queue %u: %s", i,
+				 rill_strerror(rc));
+	}
+	for (uint32_t i = 0; rc == 0 && i < d->queue_count; i++) {
+		rc = rill_engine_shard_poll_set(engine, i, dpdk_queue_poll, &d->queues[i]);
+		d->queues[i].hooked = rc == 0;
+		if (rc < 0)
+			snprintf(err->message, sizeof(err->message),
+				 "DPDK queue %u: shard %u polls something else already", i, i);
+	}
+	if (rc < 0) {
+		dpdk_unhook(d);
+		if (d->queue_count > 0)
+			(void)rte_eth_dev_stop(config->port);
+		dpdk_free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+void rill_dpdk_stats_get(struct rill_dpdk *d, struct rill_dpdk_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	uint64_t *dst = (uint64_t *)out;
+	for (uint32_t q = 0; q < d->queue_count; q++) {
+		const uint64_t *src = (const uint64_t *)&d->queues[q].shared;
+		for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+			dst[i] += rill_atomic_load_relaxed_u64(&src[i]);
+	}
+}
+
+uint32_t rill_dpdk_queues(const struct rill_dpdk *d)
+{
+	return d->queue_count;
+}
+
+int rill_dpdk_stop(struct rill_dpdk *d)
+{
+	if (d == NULL)
+		return 0;
+	dpdk_unhook(d);
+	int rc = rte_eth_dev_stop(d->config.port);
+	dpdk_free(d); /* the ingresses flush their producer handles */
+	return rc < 0 ? rc : 0;
+}
+
+#endif /* RILL_HAVE_DPDK */

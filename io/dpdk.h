@@ -1,0 +1,67 @@
+/*
+ * Kernel-bypass ingress through DPDK: UDP datagrams of events (io/udp_ingress.h) read
+ * from a poll-mode driver's RX queues, one queue per shard (RSS over the UDP 4-tuple on
+ * NICs that have it), each polled by its shard in its own loop (a shard with a queue never
+ * sleeps), parsed in place from the mbufs and published like TCP events. Optional ACK datagrams go back through TX
+ * bursts. Built when libdpdk is found (RILL_HAVE_DPDK); without it every call returns
+ * -ENOTSUP and says so.
+ */
+#ifndef RILL_IO_DPDK_H
+#define RILL_IO_DPDK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "io/udp_ingress.h"
+#include "rill/rill.h"
+
+#define RILL_DPDK_QUEUES_MAX 64u
+
+struct rill_dpdk;
+
+struct rill_dpdk_config {
+	uint16_t port;     /* the ethdev port (default 0) */
+	uint16_t udp_port; /* datagrams to this UDP port are events (default 7401) */
+	uint32_t mbufs;    /* the RX mempool's mbufs (default 8191) */
+	uint16_t rx_descs; /* per queue (default 1024) */
+	uint16_t tx_descs; /* (default 512) */
+	bool acks;         /* ACK datagrams (at least once); default off: at most once */
+	bool promiscuous;  /* default true: virtual and test ports need it */
+};
+
+void rill_dpdk_config_default(struct rill_dpdk_config *config);
+
+/*
+ * rill_dpdk_eal_init - start DPDK's environment (EAL) with @args (split on blanks, e.g.
+ * "--no-huge -m 512 --vdev=net_pcap0,rx_pcap=f.pcap"). Once per process: later calls
+ * return 0 and do nothing. Returns 0, or -errno with @err (a static text) saying why.
+ */
+int rill_dpdk_eal_init(const char *args, const char **err);
+
+/*
+ * rill_dpdk_start - configure config->port with one RX queue per shard (fewer if the port
+ * has fewer) and start polling it into @engine. The EAL must be up. Returns 0, or -errno
+ * (-ENODEV: no such port) with @err.
+ */
+int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
+		    const struct rill_dpdk_config *config, struct rill_error_text *err);
+
+/* Counters over every queue, read while it runs (each as of its shard's last turn with
+ * something to count). */
+struct rill_dpdk_stats {
+	uint64_t packets;    /* frames received */
+	uint64_t not_ours;   /* not IPv4/UDP to our port */
+	uint64_t bad_frames; /* broken Ethernet/IPv4/UDP lengths, or chained mbufs */
+	uint64_t tx_acks;    /* ACK datagrams sent */
+	struct rill_udp_stats udp;
+};
+
+void rill_dpdk_stats_get(struct rill_dpdk *dpdk, struct rill_dpdk_stats *out);
+
+/* rill_dpdk_queues - RX queues polled. */
+uint32_t rill_dpdk_queues(const struct rill_dpdk *dpdk);
+
+/* rill_dpdk_stop - stop polling, flush (acknowledgements owed), stop the port, free. */
+int rill_dpdk_stop(struct rill_dpdk *dpdk);
+
+#endif /* RILL_IO_DPDK_H */

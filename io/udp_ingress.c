@@ -1,0 +1,451 @@
+/*
+ * UDP ingress (io/udp_ingress.h): datagram payloads to events, with per-source sequence
+ * accounting and, on demand, durable acknowledgements per source. Runs on one receiving
+ * thread (a DPDK poll loop, or a kernel socket reader); hot path: rill_udp_ingress_datagram.
+ *
+ * Sources live in an open-addressed table (linear probing, never deleted: a source is an
+ * address and port that sent to us; RILL_UDP_SOURCES_MAX bounds them). With
+ * acknowledgements on, each source keeps a window of RILL_UDP_WINDOW datagrams past its
+ * durable point, indexed by sequence modulo the window:
+ *
+ *    durable_contig   durable_contig + 1 ............ durable_contig + WINDOW
+ *         |           [ slot: events still owed, 0 = all durable or not received ]
+ *
+ * U1. Every sequence <= durable_contig is durable (or refused: it will never be).
+ * U2. A datagram is published only when its sequence is inside the window and not
+ *     already there; the rest are dropped (a retransmission will bring them).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/assert.h"
+#include "io/udp_ingress.h"
+#include "io/wire.h"
+
+#define UDP_TABLE_SLOTS (2 * RILL_UDP_SOURCES_MAX) /* load at most one half */
+
+_Static_assert((UDP_TABLE_SLOTS & (UDP_TABLE_SLOTS - 1)) == 0, "the table is a power of two");
+_Static_assert((RILL_UDP_WINDOW & (RILL_UDP_WINDOW - 1)) == 0, "the window is a power of two");
+
+struct udp_source {
+	uint64_t key;              /* (ip << 16 | port) + 1; 0: an empty slot */
+	struct rill_udp_peer peer; /* as it last sent: where its ACKs go */
+	bool ack_due;
+	uint64_t highest; /* the highest sequence seen; 0: none */
+	uint64_t datagrams, gaps, reordered;
+	uint64_t durable_contig; /* U1 */
+	uint32_t owed[RILL_UDP_WINDOW];
+	bool present[RILL_UDP_WINDOW];
+	bool partial[RILL_UDP_WINDOW]; /* only some of its events went: a retry must come */
+};
+
+struct rill_udp_ingress {
+	struct rill_engine *engine;
+	struct rill_producer *producer;
+	bool acks;
+	struct rill_udp_stats stats;
+	struct udp_source *table; /* [UDP_TABLE_SLOTS] */
+	uint32_t source_count;
+	uint32_t *due; /* sources with an ACK due: indexes into table */
+	uint32_t due_count;
+	char topic_name[RILL_WIRE_TOPIC_BYTES_MAX + 1]; /* the last topic looked up */
+	struct rill_topic *topic;
+};
+
+static void udp_ack_cb(void *arg, const struct rill_ack *ack);
+
+int rill_udp_ingress_create(struct rill_udp_ingress **out, struct rill_engine *engine, bool acks)
+{
+	struct rill_udp_ingress *ing = calloc(1, sizeof(*ing));
+	if (ing == NULL)
+		return -ENOMEM;
+	ing->engine = engine;
+	ing->acks = acks;
+	ing->table = calloc(UDP_TABLE_SLOTS, sizeof(*ing->table));
+	ing->due = calloc(RILL_UDP_SOURCES_MAX, sizeof(*ing->due));
+	struct rill_producer_config pc = {.on_ack = udp_ack_cb, .arg = ing, .wake_fd = true};
+	int rc = ing->table == NULL || ing->due == NULL
+			 ? -ENOMEM
+			 : rill_producer_open(engine, &pc, &ing->producer);
+	if (rc < 0) {
+		free(ing->table);
+		free(ing->due);
+		free(ing);
+		return rc;
+	}
+	*out = ing;
+	return 0;
+}
+
+void rill_udp_ingress_destroy(struct rill_udp_ingress *ing)
+{
+	if (ing == NULL)
+		return;
+	rill_producer_close(ing->producer);
+	free(ing->table);
+	free(ing->due);
+	free(ing);
+}
+
+struct rill_producer *rill_udp_ingress_producer(struct rill_udp_ingress *ing)
+{
+	return ing->producer;
+}
+
+static uint32_t udp_hash(uint64_t key)
+{
+	/* A multiplicative mix (Fibonacci hashing): keys are addresses and ports, not
+	 * adversarial-resistant needs, and the table is bounded whatever they are. */
+	return (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 40) & (UDP_TABLE_SLOTS - 1);
+}
+
+/* The source's slot, made if new and there is room; NULL past RILL_UDP_SOURCES_MAX. */
+static struct udp_source *udp_source(struct rill_udp_ingress *ing, uint32_t ip, uint16_t port,
+				     bool make, uint32_t *index)
+{
+	uint64_t key = (((uint64_t)ip << 16) | port) + 1;
+	for (uint32_t i = udp_hash(key), n = 0; n < UDP_TABLE_SLOTS;
+	     i = (i + 1) & (UDP_TABLE_SLOTS - 1), n++) {
+		struct udp_source *s = &ing->table[i];
+		if (s->key == key) {
+			*index = i;
+			return s;
+		}
+		if (s->key != 0)
+			continue;
+		if (!make || ing->source_count >= RILL_UDP_SOURCES_MAX)
+			return NULL;
+		*s = (struct udp_source){.key = key};
+		ing->source_count++;
+		*index = i;
+		return s;
+	}
+	return NULL;
+}
+
+/* Count the sequence @seq of @s: gaps and reordering. */
+static void udp_sequence(struct rill_udp_ingress *ing, struct udp_source *s, uint64_t seq)
+{
+	s->datagrams++;
+	if (seq > s->highest) {
+		uint64_t skipped = seq - s->highest - 1;
+		s->gaps += skipped;
+		ing->stats.gaps += skipped;
+		s->highest = seq;
+	} else {
+		s->reordered++;
+		ing->stats.reordered++;
+	}
+}
+
+static struct rill_topic *udp_topic(struct rill_udp_ingress *ing, const char *name, uint16_t bytes)
+{
+	if (ing->topic != NULL && strlen(ing->topic_name) == bytes &&
+	    memcmp(ing->topic_name, name, bytes) == 0)
+		return ing->topic;
+	memcpy(ing->topic_name, name, bytes);
+	ing->topic_name[bytes] = '\0';
+	ing->topic = rill_topic_find(ing->engine, ing->topic_name);
+	return ing->topic;
+}
+
+static void udp_ack_due(struct rill_udp_ingress *ing, struct udp_source *s, uint32_t index)
+{
+	if (!s->ack_due) {
+		s->ack_due = true;
+		ing->due[ing->due_count++] = index; /* at most one entry per source */
+	}
+}
+
+/* Acks on: may @seq be published now (U2)? */
+static int udp_window_take(struct rill_udp_ingress *ing, struct udp_source *s, uint32_t index,
+			   uint64_t seq, uint32_t events)
+{
+	if (seq <= s->durable_contig) {
+		udp_ack_due(ing, s, index); /* a retransmission of what is durable: say so */
+		return -EALREADY;
+	}
+	uint32_t slot = (uint32_t)(seq & (RILL_UDP_WINDOW - 1));
+	if (seq > s->durable_contig + RILL_UDP_WINDOW || s->present[slot])
+		return -EAGAIN; /* past the window, or already in flight */
+	s->present[slot] = true;
+	s->owed[slot] = events;
+	return 0;
+}
+
+static int udp_publish(struct rill_udp_ingress *ing, const struct rill_wire_produce *p,
+		       struct rill_topic *t, uint64_t cookie_base, uint64_t ingress_ns)
+{
+	struct rill_wire_iter it;
+	struct rill_record rec;
+	rill_wire_produce_iter(p, &it);
+	enum rill_acks acks = ing->acks ? RILL_ACKS_DURABLE : RILL_ACKS_NONE;
+	uint32_t i = 0;
+	while (rill_wire_produce_next(&it, &rec) == 1) {
+		struct rill_event ev = {.key = rec.key,
+					.key_bytes = rec.key_bytes,
+					.type_id = rec.type_id,
+					.version = rec.schema_version,
+					.payload = rec.payload,
+					.payload_bytes = rec.payload_bytes,
+					.sequence = rec.sequence,
+					.producer_id = rec.producer_id,
+					.timestamp_ns = rec.timestamp_ns,
+					.correlation_id = rec.correlation_id,
+					.causation_id = rec.causation_id,
+					.ingress_ns = ingress_ns};
+		int rc = rill_publish(ing->producer, t, &ev, acks, cookie_base);
+		if (rc < 0)
+			return i == 0 ? rc : (int)i; /* -EAGAIN: the rest of it is lost */
+		i++;
+	}
+	return (int)i;
+}
+
+int rill_udp_ingress_datagram(struct rill_udp_ingress *ing, const struct rill_udp_peer *from,
+			      const void *payload, uint32_t bytes, uint64_t ingress_ns)
+{
+	ing->stats.datagrams++;
+	struct rill_wire_header h;
+	int rc = rill_wire_header_decode(payload, bytes, RILL_WIRE_FRAME_BYTES_MAX, &h);
+	if (rc == 0 &&
+	    (h.type != RILL_WIRE_PRODUCE || h.body_bytes != bytes - RILL_WIRE_HEADER_BYTES))
+		rc = h.type != RILL_WIRE_PRODUCE ? RILL_E_WIRE_TYPE : RILL_E_WIRE_TRUNCATED;
+	if (rc == -EAGAIN || (rc == 0 && h.request_id == 0))
+		rc = RILL_E_WIRE_VALUE; /* shorter than a header; sequences start at 1 */
+	struct rill_wire_produce p;
+	if (rc == 0)
+		rc = rill_wire_produce_decode((const uint8_t *)payload + RILL_WIRE_HEADER_BYTES,
+					      h.body_bytes, &p, NULL);
+	if (rc < 0) {
+		ing->stats.malformed++;
+		return rc;
+	}
+	struct rill_topic *t = udp_topic(ing, p.topic, p.topic_bytes);
+	if (t == NULL) {
+		ing->stats.unknown_topic++;
+		return -ENOENT;
+	}
+	uint32_t index = 0;
+	struct udp_source *s = udp_source(ing, from->ip, from->port, true, &index);
+	if (s == NULL) {
+		ing->stats.untracked++;
+	} else {
+		s->peer = *from;
+		udp_sequence(ing, s, h.request_id);
+	}
+	if (ing->acks) {
+		if (s == NULL) {
+			ing->stats.dropped++; /* no window to track it in: a retry may find room */
+			return -EAGAIN;
+		}
+		rc = udp_window_take(ing, s, index, h.request_id, p.event_count);
+		if (rc == -EALREADY)
+			return 0;
+		if (rc < 0) {
+			ing->stats.dropped++;
+			return rc;
+		}
+	}
+	/* The cookie: the source's table index and the sequence's low 32 bits. */
+	uint64_t cookie = ((uint64_t)index << 32) | (uint32_t)h.request_id;
+	rc = udp_publish(ing, &p, t, cookie, ingress_ns);
+	if (rc < (int)p.event_count) {
+		ing->stats.dropped++;
+		uint32_t slot = (uint32_t)(h.request_id & (RILL_UDP_WINDOW - 1));
+		if (ing->acks && s != NULL && rc <= 0) { /* none went: free it for a retry */
+			s->present[slot] = false;
+		} else if (ing->acks && s != NULL) {
+			/* Some went: the datagram is not durable whole, ever; once those
+			 * are settled its slot frees without advancing, and the sender's
+			 * retry appends it all (again, for those: at least once). */
+			s->owed[slot] = (uint32_t)rc;
+			s->partial[slot] = true;
+		}
+		if (rc <= 0)
+			return -EAGAIN;
+	}
+	ing->stats.events += (uint64_t)rc;
+	return rc;
+}
+
+/* Advance @s's durable point over every datagram now wholly durable (U1). */
+static void udp_advance(struct rill_udp_ingress *ing, struct udp_source *s, uint32_t index)
+{
+	bool moved = false;
+	for (;;) {
+		uint32_t slot = (uint32_t)((s->durable_contig + 1) & (RILL_UDP_WINDOW - 1));
+		if (!s->present[slot] || s->owed[slot] != 0)
+			break;
+		s->present[slot] = false;
+		s->durable_contig++;
+		moved = true;
+	}
+	if (moved)
+		udp_ack_due(ing, s, index);
+}
+
+static void udp_ack_cb(void *arg, const struct rill_ack *ack)
+{
+	struct rill_udp_ingress *ing = arg;
+	if (ack->error != 0)
+		ing->stats.refused++;
+	if (!ing->acks || (ack->error == 0 && ack->level != RILL_ACKS_DURABLE))
+		return; /* acks off: refusals only; the applied one of a durable event */
+	uint32_t index = (uint32_t)(ack->cookie >> 32);
+	RILL_ASSERT(index < UDP_TABLE_SLOTS);
+	struct udp_source *s = &ing->table[index];
+	uint32_t slot = (uint32_t)ack->cookie & (RILL_UDP_WINDOW - 1);
+	RILL_ASSERT(s->present[slot] && s->owed[slot] > 0);
+	s->owed[slot]--; /* a refused event is settled too: it will never be durable */
+	if (s->owed[slot] > 0)
+		return;
+	if (s->partial[slot]) {
+		s->partial[slot] = false;
+		s->present[slot] = false; /* the retry takes the slot again (U2) */
+		return;
+	}
+	udp_advance(ing, s, index);
+}
+
+int rill_udp_ingress_poll(struct rill_udp_ingress *ing)
+{
+	return rill_producer_poll(ing->producer, 0);
+}
+
+int rill_udp_ingress_next_ack(struct rill_udp_ingress *ing, struct rill_udp_peer *to,
+			      uint8_t *frame, uint32_t *frame_bytes)
+{
+	if (ing->due_count == 0)
+		return 0;
+	struct udp_source *s = &ing->table[ing->due[--ing->due_count]];
+	s->ack_due = false;
+	int at = rill_wire_ack_begin(frame, RILL_WIRE_HEADER_BYTES + RILL_WIRE_ACK_BYTES_MIN,
+				     s->durable_contig);
+	RILL_ASSERT(at > 0);
+	rill_wire_ack_finish(frame, (uint32_t)at, 0);
+	*frame_bytes = (uint32_t)at;
+	*to = s->peer;
+	ing->stats.acks++;
+	return 1;
+}
+
+void rill_udp_ingress_stats(const struct rill_udp_ingress *ing, struct rill_udp_stats *out)
+{
+	*out = ing->stats;
+}
+
+int rill_udp_ingress_source(const struct rill_udp_ingress *ing, uint32_t ip, uint16_t port,
+			    struct rill_udp_source_stats *out)
+{
+	uint32_t index;
+	struct udp_source *s = udp_source((struct rill_udp_ingress *)ing, ip, port, false, &index);
+	if (s == NULL)
+		return -ENOENT;
+	*out = (struct rill_udp_source_stats){.datagrams = s->datagrams,
+					      .gaps = s->gaps,
+					      .reordered = s->reordered,
+					      .highest = s->highest,
+					      .durable_contig = s->durable_contig};
+	return 0;
+}
+
+int rill_udp_frame_ipv4(const uint8_t *f, uint32_t n, uint16_t udp_port, const uint8_t **payload,
+			uint32_t *bytes, struct rill_udp_peer *from)
+{
+	uint32_t at = 12;
+	if (n < 14)
+		return -EINVAL;
+	uint16_t type = (uint16_t)(f[at] << 8 | f[at + 1]);
+	at += 2;
+	if (type == 0x8100) { /* an 802.1Q tag: the real type follows it */
+		if (n < at + 4)
+			return -EINVAL;
+		type = (uint16_t)(f[at + 2] << 8 | f[at + 3]);
+		at += 4;
+	}
+	if (type != 0x0800)
+		return -ENOENT; /* not IPv4 */
+	if (n < at + 20 || (f[at] >> 4) != 4)
+		return -EINVAL;
+	uint32_t ihl = (uint32_t)(f[at] & 0xf) * 4;
+	uint32_t total = (uint32_t)(f[at + 2] << 8 | f[at + 3]);
+	uint16_t frag = (uint16_t)((f[at + 6] << 8 | f[at + 7]) & 0x3fff); /* MF and offset */
+	if (ihl < 20 || total < ihl + 8 || n < at + total)
+		return -EINVAL;
+	if (f[at + 9] != 17)
+		return -ENOENT; /* not UDP */
+	if (frag != 0)
+		return -EINVAL; /* fragments are not reassembled: an event datagram fits a frame */
+	uint32_t src, dst;
+	memcpy(&src, f + at + 12, 4);
+	memcpy(&dst, f + at + 16, 4);
+	const uint8_t *u = f + at + ihl;
+	uint16_t dport = (uint16_t)(u[2] << 8 | u[3]);
+	uint32_t ulen = (uint32_t)(u[4] << 8 | u[5]);
+	if (dport != udp_port)
+		return -ENOENT;
+	if (ulen < 8 || ulen > total - ihl)
+		return -EINVAL;
+	*payload = u + 8;
+	*bytes = ulen - 8;
+	*from = (struct rill_udp_peer){.ip = ntohl(src),
+				       .port = (uint16_t)(u[0] << 8 | u[1]),
+				       .local_ip = ntohl(dst),
+				       .local_port = dport};
+	memcpy(from->mac, f + 6, 6);
+	return 0;
+}
+
+/* The IPv4 header checksum (RFC 791): the ones' complement of the ones' complement sum of
+ * its 16-bit words. Written here for 20 bytes: DPDK's rte_ipv4_cksum would tie this file
+ * to DPDK, and the kernel path and tests use it too. */
+static uint16_t udp_ip_checksum(const uint8_t *h)
+{
+	uint32_t sum = 0;
+	for (int i = 0; i < 20; i += 2)
+		sum += (uint32_t)(h[i] << 8 | h[i + 1]);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static void udp_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void udp_put32(uint8_t *p, uint32_t v)
+{
+	udp_put16(p, (uint16_t)(v >> 16));
+	udp_put16(p + 2, (uint16_t)v);
+}
+
+uint32_t rill_udp_frame_build(uint8_t *f, const uint8_t src_mac[6], const struct rill_udp_peer *to,
+			      const void *payload, uint32_t bytes)
+{
+	memcpy(f, to->mac, 6);
+	memcpy(f + 6, src_mac, 6);
+	udp_put16(f + 12, 0x0800);
+	uint8_t *ip = f + 14;
+	memset(ip, 0, 20);
+	ip[0] = 0x45; /* version 4, 5 words */
+	udp_put16(ip + 2, (uint16_t)(20 + 8 + bytes));
+	ip[6] = 0x40; /* don't fragment */
+	ip[8] = 64;   /* TTL */
+	ip[9] = 17;   /* UDP */
+	udp_put32(ip + 12, to->local_ip);
+	udp_put32(ip + 16, to->ip);
+	udp_put16(ip + 10, udp_ip_checksum(ip));
+	uint8_t *u = ip + 20;
+	udp_put16(u, to->local_port);
+	udp_put16(u + 2, to->port);
+	udp_put16(u + 4, (uint16_t)(8 + bytes));
+	udp_put16(u + 6, 0); /* no UDP checksum: allowed over IPv4; the records carry CRCs */
+	memcpy(u + 8, payload, bytes);
+	return 14 + 20 + 8 + bytes;
+}

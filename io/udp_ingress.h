@@ -1,0 +1,121 @@
+/*
+ * UDP ingress, whatever carries the datagrams (DPDK's poll-mode drivers in io/dpdk.c, or a
+ * kernel socket read with recvmmsg for comparison): a datagram's payload is one PRODUCE
+ * frame of the native protocol (io/wire.h: header and body, several events), whose
+ * request_id is the sender's datagram sequence number, 1, 2, 3, ... per source (IPv4
+ * address and UDP port). The frame is checked whole (every record's CRC) before any of
+ * its events is published; a malformed datagram is counted and dropped.
+ *
+ * Semantics: at most once by default. The ingress counts, per source, the sequence gaps
+ * (datagrams lost or not yet come) and the reordered ones (an older sequence after a newer
+ * one). With acknowledgements on, the events are published asking for durable
+ * acknowledgements, and the ingress tracks per source the highest sequence up to which
+ * every datagram is durably appended; it offers an ACK datagram (an ACK frame with no
+ * entries whose request_id is that sequence) whenever it advances, so that a sender can
+ * retransmit what is missing: at least once, exactly once with an idempotent producer id
+ * in the records.
+ *
+ * One ingress per receiving thread (it owns a producer handle); not thread-safe.
+ */
+#ifndef RILL_IO_UDP_INGRESS_H
+#define RILL_IO_UDP_INGRESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rill/rill.h"
+
+#define RILL_UDP_SOURCES_MAX 4096u /* sources tracked per ingress; more are not tracked */
+#define RILL_UDP_WINDOW      64u   /* acks on: datagrams of one source awaiting durability */
+#define RILL_UDP_PORT        7401u /* the default UDP port */
+
+struct rill_udp_ingress;
+
+/* Where a datagram came from, and what an answer to it needs (kept per source). */
+struct rill_udp_peer {
+	uint32_t ip;       /* the source's IPv4 address, host order */
+	uint16_t port;     /* its UDP port */
+	uint8_t mac[6];    /* its Ethernet address (DPDK; zeros for a kernel socket) */
+	uint32_t local_ip; /* the address it sent to, host order */
+	uint16_t local_port;
+};
+
+struct rill_udp_stats {
+	uint64_t datagrams; /* taken in */
+	uint64_t events;    /* published */
+	uint64_t malformed; /* datagrams dropped: not one whole, valid PRODUCE frame */
+	uint64_t unknown_topic;
+	uint64_t refused;   /* events the write model refused (acks on only: seen) */
+	uint64_t dropped;   /* datagrams dropped for back-pressure (rings or window full) */
+	uint64_t gaps;      /* sequence numbers skipped, over every source */
+	uint64_t reordered; /* datagrams older than one already seen */
+	uint64_t untracked; /* datagrams from sources past RILL_UDP_SOURCES_MAX */
+	uint64_t acks;      /* ACK datagrams offered */
+};
+
+/* Per source, as rill_udp_ingress_source reports it. */
+struct rill_udp_source_stats {
+	uint64_t datagrams, gaps, reordered;
+	uint64_t highest;        /* the highest sequence seen */
+	uint64_t durable_contig; /* acks on: every sequence up to this one is durable */
+};
+
+/*
+ * rill_udp_ingress_create - an ingress publishing into @engine, with durable
+ * acknowledgements tracked when @acks. Returns 0, -ENOMEM, or rill_producer_open's error.
+ */
+int rill_udp_ingress_create(struct rill_udp_ingress **out, struct rill_engine *engine, bool acks);
+
+/* rill_udp_ingress_destroy - flush the producer handle (waits for the shards) and free. */
+void rill_udp_ingress_destroy(struct rill_udp_ingress *ing);
+
+/*
+ * rill_udp_ingress_datagram - take one datagram's payload from @from, received at
+ * @ingress_ns (monotonic; the events' latency counts from it).
+ * Returns the events published, or a negative code: a RILL_E_WIRE_* or RILL_E_RECORD_*
+ * code for a malformed datagram, -ENOENT for an unknown topic, -EAGAIN when back-pressure
+ * dropped it. Every outcome is counted. Never blocks.
+ */
+int rill_udp_ingress_datagram(struct rill_udp_ingress *ing, const struct rill_udp_peer *from,
+			      const void *payload, uint32_t bytes, uint64_t ingress_ns);
+
+/* rill_udp_ingress_poll - take the shards' acknowledgements. Returns how many. */
+int rill_udp_ingress_poll(struct rill_udp_ingress *ing);
+
+/*
+ * rill_udp_ingress_next_ack - an ACK datagram due (acks on): its destination (the source,
+ * as it last sent) and payload
+ * (an ACK frame, RILL_WIRE_HEADER_BYTES + 8 bytes, into @frame). Returns 1 with one, 0
+ * when none is due.
+ */
+int rill_udp_ingress_next_ack(struct rill_udp_ingress *ing, struct rill_udp_peer *to,
+			      uint8_t *frame, uint32_t *frame_bytes);
+
+void rill_udp_ingress_stats(const struct rill_udp_ingress *ing, struct rill_udp_stats *out);
+
+/* rill_udp_ingress_source - a source's figures: 0, or -ENOENT when it is not tracked. */
+int rill_udp_ingress_source(const struct rill_udp_ingress *ing, uint32_t ip, uint16_t port,
+			    struct rill_udp_source_stats *out);
+
+/* rill_udp_ingress_producer - its producer handle (for an event loop's wake fd). */
+struct rill_producer *rill_udp_ingress_producer(struct rill_udp_ingress *ing);
+
+/*
+ * rill_udp_frame_ipv4 - find the UDP payload in an Ethernet frame (an optional 802.1Q tag,
+ * IPv4 without fragments, UDP to @udp_port). Returns 0 with @payload, @bytes, @src_ip and
+ * @src_port set, -ENOENT for a frame that is not for us (another protocol or port), or
+ * -EINVAL for one that breaks its own lengths. @from gets the source and the local address
+ * and port it was sent to. Pure: for DPDK's mbufs and for tests.
+ */
+int rill_udp_frame_ipv4(const uint8_t *frame, uint32_t frame_bytes, uint16_t udp_port,
+			const uint8_t **payload, uint32_t *bytes, struct rill_udp_peer *from);
+
+/*
+ * rill_udp_frame_build - an Ethernet + IPv4 + UDP frame carrying @payload into @frame (room
+ * for 42 + @bytes), from @from (its local side: our MAC @src_mac, local_ip, local_port) to
+ * the peer (mac, ip, port). Returns the frame's length. For ACK datagrams and test senders.
+ */
+uint32_t rill_udp_frame_build(uint8_t *frame, const uint8_t src_mac[6],
+			      const struct rill_udp_peer *to, const void *payload, uint32_t bytes);
+
+#endif /* RILL_IO_UDP_INGRESS_H */

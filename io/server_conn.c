@@ -110,18 +110,7 @@ static int srv_publish(struct srv_worker *w, struct srv_preq *r, const struct ri
 	while (r->published < r->count) {
 		int got = rill_wire_produce_next(&it, &rec);
 		RILL_ASSERT(got == 1); /* the frame was checked whole */
-		struct rill_event ev = {.key = rec.key,
-					.key_bytes = rec.key_bytes,
-					.type_id = rec.type_id,
-					.version = rec.schema_version,
-					.payload = rec.payload,
-					.payload_bytes = rec.payload_bytes,
-					.sequence = rec.sequence,
-					.producer_id = rec.producer_id,
-					.timestamp_ns = rec.timestamp_ns,
-					.correlation_id = rec.correlation_id,
-					.causation_id = rec.causation_id,
-					.ingress_ns = ingress_ns};
+		struct rill_event ev = rill_wire_event(&rec, ingress_ns);
 		uint32_t i = r->published;
 		uint64_t cookie =
 			r->acks == RILL_ACKS_NONE ? UINT64_MAX : ((uint64_t)r->index << 32) | i;

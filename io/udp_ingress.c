@@ -185,18 +185,7 @@ static int udp_publish(struct rill_udp_ingress *ing, const struct rill_wire_prod
 	enum rill_acks acks = ing->acks ? RILL_ACKS_DURABLE : RILL_ACKS_NONE;
 	uint32_t i = 0;
 	while (rill_wire_produce_next(&it, &rec) == 1) {
-		struct rill_event ev = {.key = rec.key,
-					.key_bytes = rec.key_bytes,
-					.type_id = rec.type_id,
-					.version = rec.schema_version,
-					.payload = rec.payload,
-					.payload_bytes = rec.payload_bytes,
-					.sequence = rec.sequence,
-					.producer_id = rec.producer_id,
-					.timestamp_ns = rec.timestamp_ns,
-					.correlation_id = rec.correlation_id,
-					.causation_id = rec.causation_id,
-					.ingress_ns = ingress_ns};
+		struct rill_event ev = rill_wire_event(&rec, ingress_ns);
 		int rc = rill_publish(ing->producer, t, &ev, acks, cookie_base);
 		if (rc < 0)
 			return i == 0 ? rc : (int)i; /* -EAGAIN: the rest of it is lost */

@@ -64,6 +64,7 @@
 #include "rill/error.h"
 #include "rill/projection.h"
 #include "rill/record.h"
+#include "rill/rill.h"
 
 #define RILL_WIRE_MAGIC           0x4c4c4952u /* "RILL" read as a little-endian u32 */
 #define RILL_WIRE_VERSION         1u
@@ -367,6 +368,24 @@ int rill_wire_error_encode(void *buf, size_t buf_bytes, uint64_t request_id, int
  * the body is not empty. */
 int rill_wire_empty_decode(uint32_t bytes);
 int rill_wire_empty_encode(void *buf, size_t buf_bytes, uint16_t type, uint64_t request_id);
+
+/* rill_wire_event - a record taken off the wire (TCP or UDP) as an event to publish, its
+ * latency counted from @ingress_ns. */
+static inline struct rill_event rill_wire_event(const struct rill_record *rec, uint64_t ingress_ns)
+{
+	return (struct rill_event){.key = rec->key,
+				   .key_bytes = rec->key_bytes,
+				   .type_id = rec->type_id,
+				   .version = rec->schema_version,
+				   .payload = rec->payload,
+				   .payload_bytes = rec->payload_bytes,
+				   .sequence = rec->sequence,
+				   .producer_id = rec->producer_id,
+				   .timestamp_ns = rec->timestamp_ns,
+				   .correlation_id = rec->correlation_id,
+				   .causation_id = rec->causation_id,
+				   .ingress_ns = ingress_ns};
+}
 
 /* rill_wire_type_name - "PRODUCE", ..., or "unknown". */
 const char *rill_wire_type_name(uint16_t type);

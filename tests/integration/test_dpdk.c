@@ -888,6 +888,15 @@ static void eal_cleanup(void)
 
 int main(void)
 {
+#if defined(__SANITIZE_THREAD__)
+	/* DPDK hands mbufs between threads through rte_ring, whose acquire/release is in a
+	 * library built without ThreadSanitizer: every field of a handed-over mbuf reads as
+	 * a race, with the writer's stack often lost, so no suppression can single them out.
+	 * The release and AddressSanitizer builds run this test; test_udp_ingress covers the
+	 * ingress's own code under ThreadSanitizer. */
+	printf("skipped: ThreadSanitizer cannot see DPDK's rte_ring hand-offs\n");
+	return 77;
+#endif
 	test_rng_init(&rng, 7402);
 	snprintf(file_prefix, sizeof(file_prefix), "rilltest%u", (unsigned)getpid());
 	char args[256];

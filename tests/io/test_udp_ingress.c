@@ -636,7 +636,7 @@ static void test_malformed(void **state)
 	/* Every truncation, the empty datagram included, each with a header that agrees with
 	 * the datagram's length from 16 bytes on (so the body is what is cut short). */
 	for (uint32_t len = 0; len < n; len++) {
-		char what[64];
+		char what[128];
 		snprintf(what, sizeof(what), "the datagram cut at %u of %u bytes", len, n);
 		memcpy(bad, good, len);
 		expect_malformed(ing, bad, len, 0, what);

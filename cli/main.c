@@ -20,6 +20,17 @@ static void usage(FILE *out)
 		"commands:\n"
 		"  version                                print the version of rill and of its "
 		"formats\n"
+		"  serve [--config FILE] [--data DIR] [--listen HOST:PORT] [--shards N]\n"
+		"        [--dpdk \"EAL ARGS\" [--dpdk-port N]] ...\n"
+		"                                         serve the engine over TCP (and UDP\n"
+		"                                         through DPDK); --help lists every "
+		"option\n"
+		"  bench produce [--connections C] [--pipeline P] [--rate R] [--seconds S] ...\n"
+		"                                         load a running server; JSON figures\n"
+		"  bench dpdk [--seconds S] [--batch N] [--record-bytes B] ...\n"
+		"                                         DPDK against kernel UDP ingress, in\n"
+		"                                         process; JSON figures\n");
+	fprintf(out, /* two literals: each within the 4,095 bytes C guarantees */
 		"  log verify DIR                         check every segment of every partition "
 		"under DIR;\n"
 		"                                         exit 0 only if all verify (a torn tail "

@@ -104,6 +104,7 @@ struct rill_client {
 	uint8_t *obuf;
 	uint32_t obuf_len, obuf_cap;
 	bool corked;
+	bool send_dead; /* the server closed its side: reads go on, sends fail (-EPIPE) */
 
 	struct client_inflight *inflight;
 	uint32_t inflight_count;
@@ -201,6 +202,8 @@ static int wait_fd(int fd, short events, uint64_t deadline_ns)
 static int send_all(struct rill_client *c, const void *buf, size_t bytes, uint64_t deadline_ns,
 		    struct rill_client_error *err)
 {
+	if (c->send_dead)
+		return client_fail(err, -EPIPE, "the server closed the connection");
 	const uint8_t *at = buf;
 	while (bytes > 0) {
 		ssize_t n = send(c->fd, at, bytes, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -214,6 +217,16 @@ static int send_all(struct rill_client *c, const void *buf, size_t bytes, uint64
 			continue;
 		if (rc == -EAGAIN || rc == -EWOULDBLOCK)
 			rc = wait_fd(c->fd, POLLOUT, deadline_ns);
+		if (rc == -EPIPE || rc == -ECONNRESET) {
+			/* The server closed: nothing more can go, but what it sent before is
+			 * still to be read (the ACKs of requests already answered), so the
+			 * connection stays open for reading until the end of its stream. */
+			c->send_dead = true;
+			return client_fail(err, rc,
+					   "sending to the server: %s (answers already "
+					   "sent can still be collected)",
+					   rill_strerror(rc));
+		}
 		if (rc != 0) {
 			client_break(c, rc);
 			return client_fail(err, rc, "sending to the server: %s%s",

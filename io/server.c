@@ -613,6 +613,7 @@ static bool srv_turn(struct srv_worker *w)
 	if (timers)
 		w->timer_ns = now;
 	w->subs_active = 0;
+	w->stalled = 0;
 	bool wake = w->slots_freed;
 	w->slots_freed = false;
 	for (uint32_t i = w->conn_count; i-- > 0;) { /* backwards: a free moves the last */
@@ -627,6 +628,7 @@ static bool srv_turn(struct srv_worker *w)
 		if (timers && !c->dead)
 			srv_conn_timers(w, c, now);
 		w->subs_active += c->sub_count > 0 && c->credit > 0;
+		w->stalled += c->stalled != NULL;
 		work |= srv_conn_tick(w, c);
 	}
 	if (!w->accept_armed && !w->stopping && w->listen_fd >= 0 && now >= w->accept_after_ns)
@@ -667,7 +669,7 @@ static void srv_loop(struct srv_worker *w)
 			last_work = now;
 			continue;
 		}
-		if (srv_pending(w) && now - last_work < SRV_SPIN_NS) {
+		if ((srv_pending(w) || w->stalled > 0) && now - last_work < SRV_SPIN_NS) {
 			/* The acknowledgements owed may come from the shard on this CPU: let it
 			 * run rather than spin against it. */
 			sched_yield();
@@ -675,11 +677,12 @@ static void srv_loop(struct srv_worker *w)
 			continue;
 		}
 		/* Sleep until a completion, the shards' acknowledgements (the producer's
-		 * eventfd) or the timers; subscriptions have no wake-up, so look often. */
+		 * eventfd) or the timers. Subscriptions, and frames waiting for room in a
+		 * ring (acks none: no acknowledgement will wake us), have no wake-up: look
+		 * often. */
 		if (rill_producer_sleep_begin(w->producer)) {
-			srv_wait(w, w->stopping          ? SRV_WAIT_STOP_NS
-				    : w->subs_active > 0 ? SRV_WAIT_SUBS_NS
-							 : SRV_WAIT_IDLE_NS);
+			bool soon = w->stopping || w->subs_active > 0 || w->stalled > 0;
+			srv_wait(w, soon ? SRV_WAIT_SUBS_NS : SRV_WAIT_IDLE_NS);
 			rill_producer_sleep_end(w->producer);
 		}
 	}

@@ -35,7 +35,6 @@
 #define SRV_SUB_PARTS_MAX  1024u       /* partitions one SUBSCRIBE may cover */
 #define SRV_SPIN_NS        20000u      /* work pending: spin this long before waiting */
 #define SRV_WAIT_SUBS_NS   1000000u    /* subscribers waiting: look this often */
-#define SRV_WAIT_STOP_NS   1000000u    /* stopping: look this often */
 #define SRV_WAIT_IDLE_NS   50000000u   /* nothing pending: wake this often for timers */
 #define SRV_TIMER_NS       100000000u  /* timeouts are checked this often */
 #define SRV_CREDIT_MAX     (1u << 20)  /* events of credit a subscription may hold */
@@ -151,6 +150,7 @@ struct srv_worker {
 	struct srv_preq *preq_free;
 	uint64_t timer_ns;
 	uint32_t subs_active;     /* connections with subscriptions and credit, last turn */
+	uint32_t stalled;         /* connections with a frame waiting for ring room, last turn */
 	bool slots_freed;         /* a produce request was released: wake the waiting */
 	uint64_t accept_after_ns; /* an accept error: re-arm no sooner */
 	/* Its counters, written by it alone (srv_stat_add), summed by rill_server_stats_get. */

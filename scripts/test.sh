@@ -82,7 +82,7 @@ for b in "${builds[@]}"; do
 	# Sanitizer findings fail the test that made them: halt on the first report.
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
-	TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+	TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp} \
 		meson test -C "$dir" --num-processes 2 --print-errorlogs
 	# meson's own status counts too: an interrupted run leaves a log that undercounts.
 	if [ $? -ne 0 ]; then results+=("$dir=tests-failed"); else results+=("$dir"); fi

@@ -968,6 +968,7 @@ static void test_acks_none(void **state)
  * breaks. It never calls cmocka: what it finds wrong goes into @failure.
  */
 struct sc_stop {
+	uint32_t late_answers; /* collected after the send that failed */
 	struct rill_client *client;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -1103,6 +1104,18 @@ static void *sc_stop_main(void *arg)
 	}
 	s->rc = rc;
 	snprintf(s->message, sizeof(s->message), "%s", err.message);
+	/* A send the server no longer reads fails, but the answers it sent before are still
+	 * collected, to the end of its stream (rill_client_produce_send's contract). */
+	while ((rc == -EPIPE || rc == -ECONNRESET) && rill_client_inflight(s->client) > 0) {
+		uint64_t id = 0;
+		uint32_t count = 0;
+		int got = rill_client_produce_wait(s->client, &id, acks, SC_BATCH_MAX, &count,
+						   SC_WAIT_NS, NULL);
+		if (got != 0)
+			break;
+		sc_stop_answer(s, id, acks, count);
+		s->late_answers++;
+	}
 	s->fd_after = rill_client_fd(s->client);
 	s->inflight_after = (int)rill_client_inflight(s->client);
 	s->ping_after = rill_client_ping(s->client, NULL);
@@ -1204,9 +1217,9 @@ static void sc_verify_reopened(struct sc_stop *s)
 		acked += was_acked;
 		extra += !was_acked && found[i];
 	}
-	printf("stop: %u requests sent, %u answered (%u events), %u events of unanswered "
-	       "requests in the log; the client's end: %d (%s)\n",
-	       s->sent, s->answered, acked, extra, s->rc, s->message);
+	printf("stop: %u requests sent, %u answered (%u events; %u answers after a failed "
+	       "send), %u events of unanswered requests in the log; the client's end: %d (%s)\n",
+	       s->sent, s->answered, acked, s->late_answers, extra, s->rc, s->message);
 	/* The projections are rebuilt to the same values. */
 	struct rill_projection_value v;
 	struct sc_fold f = sc_fold(SC_FOLD_KEY, UINT64_MAX);

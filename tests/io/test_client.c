@@ -36,6 +36,7 @@ struct fake {
 	uint8_t *in, *out; /* FAKE_BUF_BYTES each */
 	int failures;
 	uint32_t fetch_credit; /* what the client's FETCH granted */
+	bool closed;           /* the script closed the connection */
 };
 
 #define FAKE_CHECK(f, cond)                                                                        \
@@ -165,6 +166,8 @@ static void *fake_main(void *arg)
 		return NULL;
 	}
 	f->script(f, fd);
+	if (f->closed)
+		return NULL; /* the script closed it itself */
 	/* Hold the connection until the client closes it, so that it sees no reset early. */
 	uint8_t drain[256];
 	while (recv(fd, drain, sizeof(drain), 0) > 0)
@@ -677,6 +680,70 @@ static void test_subscribe(void **state)
 	assert_int_equal(f.fetch_credit, 512);
 }
 
+/* ---- A server that answers, then goes away ------------------------------------------- */
+
+/* Answer two PRODUCEs with one write, then close with the client's next bytes unread (a
+ * reset): the client's later sends fail, but both answers are already on their way. */
+static void script_answers_then_closes(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	uint8_t both[2 * 4096];
+	size_t at = 0;
+	for (int i = 0; i < 2; i++) {
+		struct rill_wire_header hdr;
+		FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_PRODUCE);
+		int n = rill_wire_ack_begin(both + at, sizeof(both) - at, hdr.request_id);
+		struct rill_wire_ack_entry e = {
+			.partition = 0, .offset = (uint64_t)i, .event_count = 1};
+		n = rill_wire_ack_entry(both + at, sizeof(both) - at, (size_t)n, &e);
+		rill_wire_ack_finish(both + at, (uint32_t)n, 1);
+		at += (size_t)n;
+	}
+	send_raw(fd, both, at);
+	struct timespec ts = {0, 50000000}; /* let the client send more: the close resets */
+	nanosleep(&ts, NULL);
+	close(fd);
+	f->closed = true;
+}
+
+static void test_answers_survive_a_failed_send(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_answers_then_closes);
+	struct rill_client *c = connect_ok(&f, NULL);
+	struct rill_client_error err = {{0}};
+	struct rill_record ev[1];
+	struct rill_client_ack acks[1];
+	make_events(ev, 1);
+	uint64_t a = 0, b = 0, id = 0;
+	uint32_t count = 0;
+	assert_int_equal(rill_client_produce_send(c, "t", ev, 1, 1, &a, &err), 0);
+	assert_int_equal(rill_client_produce_send(c, "t", ev, 1, 1, &b, &err), 0);
+	/* The first answer is read, and the second, sent with it, comes into the buffer. */
+	assert_int_equal(rill_client_produce_wait(c, &id, acks, 1, &count, 5000000000ull, &err), 0);
+	assert_true(id == a);
+	/* The server is gone: sends fail within a few tries (the first may still be taken). */
+	int rc = 0;
+	for (int i = 0; i < 50 && rc == 0; i++) {
+		struct timespec ts = {0, 20000000};
+		nanosleep(&ts, NULL);
+		rc = rill_client_produce_send(c, "t", ev, 1, 1, NULL, &err);
+	}
+	assert_true(rc == -EPIPE || rc == -ECONNRESET);
+	/* The answer already received is still handed out. */
+	assert_int_equal(rill_client_produce_wait(c, &id, acks, 1, &count, 5000000000ull, &err), 0);
+	assert_true(id == b);
+	assert_int_equal(count, 1);
+	assert_int_equal(acks[0].offset, 1);
+	/* Then the end of the stream: the connection is closed for good. */
+	rc = rill_client_produce_wait(c, &id, acks, 1, &count, 5000000000ull, &err);
+	assert_true(rc < 0);
+	assert_int_equal(rill_client_ping(c, &err), -ENOTCONN);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -688,6 +755,7 @@ int main(void)
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_subscribe),
+		cmocka_unit_test(test_answers_survive_a_failed_send),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

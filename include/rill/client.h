@@ -123,8 +123,10 @@ struct rill_client_ack {
  * as they are (set producer_id and sequence for an idempotent producer; a timestamp of 0
  * lets the server stamp it). @request_id gets the request's id. Returns 0, -EAGAIN when
  * config.inflight_max requests are in flight already (collect with _wait first), -EMSGSIZE
- * when the events do not fit in one frame, or a connection error. Blocks while the socket
- * takes the bytes.
+ * when the events do not fit in one frame, or a connection error. After -EPIPE or
+ * -ECONNRESET (the server closed: a stop, a fatal error) nothing more can be sent, but
+ * rill_client_produce_wait still hands out the answers that came before, to the end of the
+ * stream. Blocks while the socket takes the bytes.
  */
 int rill_client_produce_send(struct rill_client *client, const char *topic,
 			     const struct rill_record *events, uint32_t count, int acks,

@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "base/assert.h"
+#include "base/bytes.h"
 #include "base/compiler.h"
 #include "rill/record.h"
 
@@ -33,38 +34,6 @@ enum {
 	OFF_CRC_START = 8, /* the CRC covers everything after itself */
 };
 _Static_assert(OFF_KEY == RILL_RECORD_HEADER_BYTES, "header layout and limit agree");
-
-/* Unaligned little-endian loads and stores (the host is little-endian: compiler.h). */
-static inline uint16_t ld16(const uint8_t *p)
-{
-	uint16_t v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-static inline uint32_t ld32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-static inline uint64_t ld64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-static inline void st16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-static inline void st32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-static inline void st64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
 
 uint32_t rill_crc32c(const void *data, size_t bytes)
 {
@@ -111,24 +80,24 @@ int rill_record_encode(void *buf, size_t buf_bytes, const struct rill_record *re
 		return RILL_E_RECORD_NO_SPACE;
 
 	uint8_t *p = buf;
-	st32(p + OFF_LENGTH, length);
+	rill_st32(p + OFF_LENGTH, length);
 	p[OFF_VERSION] = RILL_RECORD_VERSION;
 	p[OFF_FLAGS] = 0;
-	st16(p + OFF_KEY_BYTES, record->key_bytes);
-	st32(p + OFF_PAYLOAD_BYTES, record->payload_bytes);
-	st32(p + OFF_TYPE_ID, record->type_id);
-	st16(p + OFF_SCHEMA_VERSION, record->schema_version);
-	st16(p + OFF_RESERVED, 0);
-	st64(p + OFF_TIMESTAMP, record->timestamp_ns);
-	st64(p + OFF_PRODUCER_ID, record->producer_id);
-	st64(p + OFF_SEQUENCE, record->sequence);
-	st64(p + OFF_CORRELATION_ID, record->correlation_id);
-	st64(p + OFF_CAUSATION_ID, record->causation_id);
+	rill_st16(p + OFF_KEY_BYTES, record->key_bytes);
+	rill_st32(p + OFF_PAYLOAD_BYTES, record->payload_bytes);
+	rill_st32(p + OFF_TYPE_ID, record->type_id);
+	rill_st16(p + OFF_SCHEMA_VERSION, record->schema_version);
+	rill_st16(p + OFF_RESERVED, 0);
+	rill_st64(p + OFF_TIMESTAMP, record->timestamp_ns);
+	rill_st64(p + OFF_PRODUCER_ID, record->producer_id);
+	rill_st64(p + OFF_SEQUENCE, record->sequence);
+	rill_st64(p + OFF_CORRELATION_ID, record->correlation_id);
+	rill_st64(p + OFF_CAUSATION_ID, record->causation_id);
 	if (record->key_bytes > 0)
 		memcpy(p + OFF_KEY, record->key, record->key_bytes);
 	if (record->payload_bytes > 0)
 		memcpy(p + OFF_KEY + record->key_bytes, record->payload, record->payload_bytes);
-	st32(p + OFF_CRC, rill_crc32c(p + OFF_CRC_START, length - OFF_CRC_START));
+	rill_st32(p + OFF_CRC, rill_crc32c(p + OFF_CRC_START, length - OFF_CRC_START));
 	return (int)length;
 }
 
@@ -137,17 +106,17 @@ static int record_check_header(const uint8_t *p, size_t buf_bytes)
 {
 	if (buf_bytes < RILL_RECORD_HEADER_BYTES)
 		return RILL_E_RECORD_TRUNCATED;
-	uint32_t length = ld32(p + OFF_LENGTH);
+	uint32_t length = rill_ld32(p + OFF_LENGTH);
 	if (length > RILL_RECORD_BYTES_MAX)
 		return RILL_E_RECORD_TOO_LARGE;
 	if (length < RILL_RECORD_HEADER_BYTES)
 		return RILL_E_RECORD_LENGTH;
 	if (p[OFF_VERSION] != RILL_RECORD_VERSION)
 		return RILL_E_RECORD_VERSION;
-	if (p[OFF_FLAGS] != 0 || ld16(p + OFF_RESERVED) != 0)
+	if (p[OFF_FLAGS] != 0 || rill_ld16(p + OFF_RESERVED) != 0)
 		return RILL_E_RECORD_RESERVED;
-	uint32_t key_bytes = ld16(p + OFF_KEY_BYTES);
-	uint32_t payload_bytes = ld32(p + OFF_PAYLOAD_BYTES);
+	uint32_t key_bytes = rill_ld16(p + OFF_KEY_BYTES);
+	uint32_t payload_bytes = rill_ld32(p + OFF_PAYLOAD_BYTES);
 	if (key_bytes > RILL_KEY_BYTES_MAX)
 		return RILL_E_RECORD_KEY_TOO_LONG;
 	if (payload_bytes > RILL_PAYLOAD_BYTES_MAX)
@@ -168,19 +137,20 @@ int rill_record_decode(const void *buf, size_t buf_bytes, struct rill_record *ou
 	if (length < 0)
 		return length;
 	if (!(flags & RILL_RECORD_F_TRUSTED_CRC) &&
-	    rill_crc32c(p + OFF_CRC_START, (size_t)length - OFF_CRC_START) != ld32(p + OFF_CRC))
+	    rill_crc32c(p + OFF_CRC_START, (size_t)length - OFF_CRC_START) !=
+		    rill_ld32(p + OFF_CRC))
 		return RILL_E_RECORD_CRC;
 
 	out->record_bytes = (uint32_t)length;
-	out->key_bytes = ld16(p + OFF_KEY_BYTES);
-	out->payload_bytes = ld32(p + OFF_PAYLOAD_BYTES);
-	out->type_id = ld32(p + OFF_TYPE_ID);
-	out->schema_version = ld16(p + OFF_SCHEMA_VERSION);
-	out->timestamp_ns = ld64(p + OFF_TIMESTAMP);
-	out->producer_id = ld64(p + OFF_PRODUCER_ID);
-	out->sequence = ld64(p + OFF_SEQUENCE);
-	out->correlation_id = ld64(p + OFF_CORRELATION_ID);
-	out->causation_id = ld64(p + OFF_CAUSATION_ID);
+	out->key_bytes = rill_ld16(p + OFF_KEY_BYTES);
+	out->payload_bytes = rill_ld32(p + OFF_PAYLOAD_BYTES);
+	out->type_id = rill_ld32(p + OFF_TYPE_ID);
+	out->schema_version = rill_ld16(p + OFF_SCHEMA_VERSION);
+	out->timestamp_ns = rill_ld64(p + OFF_TIMESTAMP);
+	out->producer_id = rill_ld64(p + OFF_PRODUCER_ID);
+	out->sequence = rill_ld64(p + OFF_SEQUENCE);
+	out->correlation_id = rill_ld64(p + OFF_CORRELATION_ID);
+	out->causation_id = rill_ld64(p + OFF_CAUSATION_ID);
 	out->key = p + OFF_KEY;
 	out->payload = p + OFF_KEY + out->key_bytes;
 	RILL_DASSERT(OFF_KEY + out->key_bytes + out->payload_bytes == (uint32_t)length);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "base/assert.h"
+#include "base/bytes.h"
 #include "base/compiler.h"
 #include "engine/projection.h"
 #include "io/wire.h"
@@ -177,48 +178,6 @@ _Static_assert(ADMIN_JSON == RILL_WIRE_ADMIN_BYTES_MIN &&
 #define WIRE_ACKS_MAX 2u
 #define WIRE_FROM_MAX 3u
 
-/* Unaligned little-endian loads and stores (the host is little-endian: base/compiler.h). */
-static inline uint16_t ld16(const uint8_t *p)
-{
-	uint16_t v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-static inline uint32_t ld32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-static inline uint64_t ld64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-static inline double ldf64(const uint8_t *p)
-{
-	double v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-static inline void st16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-static inline void st32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-static inline void st64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-static inline void stf64(uint8_t *p, double v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
 /* Step 4 of the order above: a body that must end exactly at @need bytes (64-bit: a sum
  * of lengths from the wire never wraps). */
 static int body_exact(uint32_t bytes, uint64_t need)
@@ -277,10 +236,10 @@ static uint8_t *frame_finish(void *buf, uint16_t type, uint32_t frame_bytes, uin
 {
 	RILL_ASSERT(buf != NULL);
 	uint8_t *p = buf;
-	RILL_ASSERT(ld16(p + HDR_TYPE) == type);
+	RILL_ASSERT(rill_ld16(p + HDR_TYPE) == type);
 	RILL_ASSERT(frame_bytes >= RILL_WIRE_HEADER_BYTES + fixed);
 	RILL_ASSERT(frame_bytes - RILL_WIRE_HEADER_BYTES <= RILL_WIRE_FRAME_BYTES_MAX);
-	st32(p + HDR_BODY_BYTES, frame_bytes - RILL_WIRE_HEADER_BYTES);
+	rill_st32(p + HDR_BODY_BYTES, frame_bytes - RILL_WIRE_HEADER_BYTES);
 	return p + RILL_WIRE_HEADER_BYTES;
 }
 
@@ -297,10 +256,10 @@ int rill_wire_header_decode(const void *buf, size_t bytes, uint32_t frame_bytes_
 	const uint8_t *p = buf;
 	/* Filled before the checks, unlike the bodies: the fatal ERROR that answers a bad
 	 * header carries the request_id it had. */
-	out->body_bytes = ld32(p + HDR_BODY_BYTES);
-	out->type = ld16(p + HDR_TYPE);
-	out->flags = ld16(p + HDR_FLAGS);
-	out->request_id = ld64(p + HDR_REQUEST_ID);
+	out->body_bytes = rill_ld32(p + HDR_BODY_BYTES);
+	out->type = rill_ld16(p + HDR_TYPE);
+	out->flags = rill_ld16(p + HDR_FLAGS);
+	out->request_id = rill_ld64(p + HDR_REQUEST_ID);
 	if (out->type == 0 || out->type >= RILL_WIRE_TYPE_LAST)
 		return RILL_E_WIRE_TYPE;
 	if (out->flags != 0)
@@ -317,10 +276,10 @@ void rill_wire_header_encode(void *buf, uint16_t type, uint64_t request_id, uint
 	RILL_ASSERT(type < RILL_WIRE_TYPE_LAST);
 	RILL_ASSERT(body_bytes <= RILL_WIRE_FRAME_BYTES_MAX);
 	uint8_t *p = buf;
-	st32(p + HDR_BODY_BYTES, body_bytes);
-	st16(p + HDR_TYPE, type);
-	st16(p + HDR_FLAGS, 0);
-	st64(p + HDR_REQUEST_ID, request_id);
+	rill_st32(p + HDR_BODY_BYTES, body_bytes);
+	rill_st16(p + HDR_TYPE, type);
+	rill_st16(p + HDR_FLAGS, 0);
+	rill_st64(p + HDR_REQUEST_ID, request_id);
 }
 
 /* ---- HELLO, HELLO_OK ------------------------------------------------------------------ */
@@ -339,12 +298,12 @@ int rill_wire_hello_decode(const void *body, uint32_t bytes, struct rill_wire_he
 	if (rc != 0)
 		return rc;
 	const uint8_t *p = body;
-	if (ld32(p + HELLO_MAGIC) != RILL_WIRE_MAGIC)
+	if (rill_ld32(p + HELLO_MAGIC) != RILL_WIRE_MAGIC)
 		return RILL_E_WIRE_MAGIC;
-	if (ld32(p + HELLO_FLAGS) != 0 || ld32(p + HELLO_RESERVED) != 0)
+	if (rill_ld32(p + HELLO_FLAGS) != 0 || rill_ld32(p + HELLO_RESERVED) != 0)
 		return RILL_E_WIRE_RESERVED;
-	uint16_t version_min = ld16(p + HELLO_VERSION_MIN);
-	uint16_t version_max = ld16(p + HELLO_VERSION_MAX);
+	uint16_t version_min = rill_ld16(p + HELLO_VERSION_MIN);
+	uint16_t version_max = rill_ld16(p + HELLO_VERSION_MAX);
 	if (!hello_versions_ok(version_min, version_max))
 		return RILL_E_WIRE_VALUE;
 	out->version_min = version_min;
@@ -362,11 +321,11 @@ int rill_wire_hello_encode(void *buf, size_t buf_bytes, uint64_t request_id,
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st32(p + HELLO_MAGIC, RILL_WIRE_MAGIC);
-	st16(p + HELLO_VERSION_MIN, hello->version_min);
-	st16(p + HELLO_VERSION_MAX, hello->version_max);
-	st32(p + HELLO_FLAGS, 0);
-	st32(p + HELLO_RESERVED, 0);
+	rill_st32(p + HELLO_MAGIC, RILL_WIRE_MAGIC);
+	rill_st16(p + HELLO_VERSION_MIN, hello->version_min);
+	rill_st16(p + HELLO_VERSION_MAX, hello->version_max);
+	rill_st32(p + HELLO_FLAGS, 0);
+	rill_st32(p + HELLO_RESERVED, 0);
 	return (int)(RILL_WIRE_HEADER_BYTES + RILL_WIRE_HELLO_BYTES);
 }
 
@@ -387,13 +346,13 @@ int rill_wire_hello_ok_decode(const void *body, uint32_t bytes, struct rill_wire
 	if (rc != 0)
 		return rc;
 	const uint8_t *p = body;
-	if (ld32(p + HOK_RESERVED) != 0)
+	if (rill_ld32(p + HOK_RESERVED) != 0)
 		return RILL_E_WIRE_RESERVED;
 	struct rill_wire_hello_ok ok = {
-		.version = ld16(p + HOK_VERSION),
-		.shards = ld16(p + HOK_SHARDS),
-		.frame_bytes_max = ld32(p + HOK_FRAME_BYTES_MAX),
-		.inflight_bytes_max = ld32(p + HOK_INFLIGHT_BYTES_MAX),
+		.version = rill_ld16(p + HOK_VERSION),
+		.shards = rill_ld16(p + HOK_SHARDS),
+		.frame_bytes_max = rill_ld32(p + HOK_FRAME_BYTES_MAX),
+		.inflight_bytes_max = rill_ld32(p + HOK_INFLIGHT_BYTES_MAX),
 	};
 	if (!hello_ok_values_ok(&ok))
 		return RILL_E_WIRE_VALUE;
@@ -412,11 +371,11 @@ int rill_wire_hello_ok_encode(void *buf, size_t buf_bytes, uint64_t request_id,
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st16(p + HOK_VERSION, ok->version);
-	st16(p + HOK_SHARDS, ok->shards);
-	st32(p + HOK_FRAME_BYTES_MAX, ok->frame_bytes_max);
-	st32(p + HOK_INFLIGHT_BYTES_MAX, ok->inflight_bytes_max);
-	st32(p + HOK_RESERVED, 0);
+	rill_st16(p + HOK_VERSION, ok->version);
+	rill_st16(p + HOK_SHARDS, ok->shards);
+	rill_st32(p + HOK_FRAME_BYTES_MAX, ok->frame_bytes_max);
+	rill_st32(p + HOK_INFLIGHT_BYTES_MAX, ok->inflight_bytes_max);
+	rill_st32(p + HOK_RESERVED, 0);
 	return (int)(RILL_WIRE_HEADER_BYTES + RILL_WIRE_HELLO_OK_BYTES);
 }
 
@@ -460,8 +419,8 @@ int rill_wire_produce_decode(const void *body, uint32_t bytes, struct rill_wire_
 	if (p[PRODUCE_RESERVED] != 0)
 		return RILL_E_WIRE_RESERVED;
 	uint8_t acks = p[PRODUCE_ACKS];
-	uint16_t topic_bytes = ld16(p + PRODUCE_TOPIC_BYTES);
-	uint32_t event_count = ld32(p + PRODUCE_EVENT_COUNT);
+	uint16_t topic_bytes = rill_ld16(p + PRODUCE_TOPIC_BYTES);
+	uint32_t event_count = rill_ld32(p + PRODUCE_EVENT_COUNT);
 	if (acks > WIRE_ACKS_MAX || !name_bytes_ok(topic_bytes, RILL_WIRE_TOPIC_BYTES_MAX))
 		return RILL_E_WIRE_VALUE;
 	uint32_t records_at = PRODUCE_TOPIC + (uint32_t)topic_bytes; /* no wrap: u16 + 8 */
@@ -521,8 +480,8 @@ int rill_wire_produce_begin(void *buf, size_t buf_bytes, uint64_t request_id, ui
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
 	p[PRODUCE_ACKS] = acks;
 	p[PRODUCE_RESERVED] = 0;
-	st16(p + PRODUCE_TOPIC_BYTES, (uint16_t)topic_bytes);
-	st32(p + PRODUCE_EVENT_COUNT, 0);
+	rill_st16(p + PRODUCE_TOPIC_BYTES, (uint16_t)topic_bytes);
+	rill_st32(p + PRODUCE_EVENT_COUNT, 0);
 	memcpy(p + PRODUCE_TOPIC, topic, topic_bytes);
 	return (int)(RILL_WIRE_HEADER_BYTES + fixed);
 }
@@ -532,11 +491,11 @@ void rill_wire_produce_finish(void *buf, uint32_t frame_bytes, uint32_t event_co
 	RILL_ASSERT(buf != NULL);
 	RILL_ASSERT(event_count > 0); /* a PRODUCE of nothing is refused on decode */
 	const uint8_t *hdr = buf;
-	uint32_t topic_bytes = ld16(hdr + RILL_WIRE_HEADER_BYTES + PRODUCE_TOPIC_BYTES);
+	uint32_t topic_bytes = rill_ld16(hdr + RILL_WIRE_HEADER_BYTES + PRODUCE_TOPIC_BYTES);
 	uint8_t *p = frame_finish(buf, RILL_WIRE_PRODUCE, frame_bytes, PRODUCE_TOPIC + topic_bytes);
 	RILL_ASSERT(frame_bytes - RILL_WIRE_HEADER_BYTES - PRODUCE_TOPIC - topic_bytes >=
 		    (uint64_t)event_count * RILL_RECORD_HEADER_BYTES);
-	st32(p + PRODUCE_EVENT_COUNT, event_count);
+	rill_st32(p + PRODUCE_EVENT_COUNT, event_count);
 }
 
 /* ---- ACK ---------------------------------------------------------------------------------- */
@@ -549,9 +508,9 @@ int rill_wire_ack_decode(const void *body, uint32_t bytes, uint32_t *count,
 	if (bytes < RILL_WIRE_ACK_BYTES_MIN)
 		return RILL_E_WIRE_TRUNCATED;
 	const uint8_t *p = body;
-	if (ld32(p + ACK_RESERVED) != 0)
+	if (rill_ld32(p + ACK_RESERVED) != 0)
 		return RILL_E_WIRE_RESERVED;
-	uint32_t n = ld32(p + ACK_COUNT);
+	uint32_t n = rill_ld32(p + ACK_COUNT);
 	/* Each entry takes its fixed part at least: a count the body cannot hold is refused
 	 * now rather than at the end of the iteration. */
 	if ((uint64_t)n * RILL_WIRE_ACK_ENTRY_BYTES > bytes - ACK_ENTRIES)
@@ -580,18 +539,18 @@ int rill_wire_ack_next(struct rill_wire_iter *it, struct rill_wire_ack_entry *ou
 	if (left_bytes < RILL_WIRE_ACK_ENTRY_BYTES)
 		return RILL_E_WIRE_TRUNCATED;
 	const uint8_t *p = it->at;
-	int32_t error = (int32_t)ld32(p + ACKE_ERROR);
-	uint16_t flags = ld16(p + ACKE_FLAGS);
-	uint16_t reason_bytes = ld16(p + ACKE_REASON_BYTES);
+	int32_t error = (int32_t)rill_ld32(p + ACKE_ERROR);
+	uint16_t flags = rill_ld16(p + ACKE_FLAGS);
+	uint16_t reason_bytes = rill_ld16(p + ACKE_REASON_BYTES);
 	int rc = ack_entry_check(error, flags, reason_bytes);
 	if (rc != 0)
 		return rc;
 	if (left_bytes - RILL_WIRE_ACK_ENTRY_BYTES < reason_bytes)
 		return RILL_E_WIRE_TRUNCATED;
 	out->error = error;
-	out->partition = ld32(p + ACKE_PARTITION);
-	out->offset = ld64(p + ACKE_OFFSET);
-	out->event_count = ld32(p + ACKE_EVENT_COUNT);
+	out->partition = rill_ld32(p + ACKE_PARTITION);
+	out->offset = rill_ld64(p + ACKE_OFFSET);
+	out->event_count = rill_ld32(p + ACKE_EVENT_COUNT);
 	out->flags = flags;
 	out->reason = reason_bytes > 0 ? (const char *)(p + ACKE_REASON) : NULL;
 	out->reason_bytes = reason_bytes;
@@ -606,8 +565,8 @@ int rill_wire_ack_begin(void *buf, size_t buf_bytes, uint64_t request_id)
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st32(p + ACK_COUNT, 0);
-	st32(p + ACK_RESERVED, 0);
+	rill_st32(p + ACK_COUNT, 0);
+	rill_st32(p + ACK_RESERVED, 0);
 	return (int)(RILL_WIRE_HEADER_BYTES + RILL_WIRE_ACK_BYTES_MIN);
 }
 
@@ -626,12 +585,12 @@ int rill_wire_ack_entry(void *buf, size_t buf_bytes, size_t at,
 	if (end > buf_bytes || end > RILL_WIRE_HEADER_BYTES + (uint64_t)RILL_WIRE_FRAME_BYTES_MAX)
 		return -ENOSPC;
 	uint8_t *p = (uint8_t *)buf + at;
-	st32(p + ACKE_ERROR, (uint32_t)entry->error);
-	st32(p + ACKE_PARTITION, entry->partition);
-	st64(p + ACKE_OFFSET, entry->offset);
-	st32(p + ACKE_EVENT_COUNT, entry->event_count);
-	st16(p + ACKE_FLAGS, entry->flags);
-	st16(p + ACKE_REASON_BYTES, entry->reason_bytes);
+	rill_st32(p + ACKE_ERROR, (uint32_t)entry->error);
+	rill_st32(p + ACKE_PARTITION, entry->partition);
+	rill_st64(p + ACKE_OFFSET, entry->offset);
+	rill_st32(p + ACKE_EVENT_COUNT, entry->event_count);
+	rill_st16(p + ACKE_FLAGS, entry->flags);
+	rill_st16(p + ACKE_REASON_BYTES, entry->reason_bytes);
 	if (entry->reason_bytes > 0)
 		memcpy(p + ACKE_REASON, entry->reason, entry->reason_bytes);
 	return (int)end;
@@ -642,7 +601,7 @@ void rill_wire_ack_finish(void *buf, uint32_t frame_bytes, uint32_t count)
 	uint8_t *p = frame_finish(buf, RILL_WIRE_ACK, frame_bytes, RILL_WIRE_ACK_BYTES_MIN);
 	RILL_ASSERT(frame_bytes - RILL_WIRE_HEADER_BYTES - RILL_WIRE_ACK_BYTES_MIN >=
 		    (uint64_t)count * RILL_WIRE_ACK_ENTRY_BYTES);
-	st32(p + ACK_COUNT, count);
+	rill_st32(p + ACK_COUNT, count);
 }
 
 uint32_t rill_wire_ack_entry_bytes(uint32_t reason_bytes)
@@ -662,9 +621,9 @@ int rill_wire_subscribe_decode(const void *body, uint32_t bytes, struct rill_wir
 	if (bytes < RILL_WIRE_SUBSCRIBE_BYTES)
 		return RILL_E_WIRE_TRUNCATED;
 	const uint8_t *p = body;
-	if (p[SUB_FLAGS] != 0 || ld32(p + SUB_RESERVED) != 0)
+	if (p[SUB_FLAGS] != 0 || rill_ld32(p + SUB_RESERVED) != 0)
 		return RILL_E_WIRE_RESERVED;
-	uint16_t topic_bytes = ld16(p + SUB_TOPIC_BYTES);
+	uint16_t topic_bytes = rill_ld16(p + SUB_TOPIC_BYTES);
 	if (p[SUB_FROM] > WIRE_FROM_MAX || !name_bytes_ok(topic_bytes, RILL_WIRE_TOPIC_BYTES_MAX))
 		return RILL_E_WIRE_VALUE;
 	int rc = body_exact(bytes, (uint64_t)SUB_TOPIC + topic_bytes);
@@ -675,9 +634,9 @@ int rill_wire_subscribe_decode(const void *body, uint32_t bytes, struct rill_wir
 	out->topic = (const char *)(p + SUB_TOPIC);
 	out->topic_bytes = topic_bytes;
 	out->from = p[SUB_FROM];
-	out->partition = ld32(p + SUB_PARTITION);
-	out->from_value = ld64(p + SUB_FROM_VALUE);
-	out->credit = ld32(p + SUB_CREDIT);
+	out->partition = rill_ld32(p + SUB_PARTITION);
+	out->from_value = rill_ld64(p + SUB_FROM_VALUE);
+	out->credit = rill_ld32(p + SUB_CREDIT);
 	return 0;
 }
 
@@ -695,13 +654,13 @@ int rill_wire_subscribe_encode(void *buf, size_t buf_bytes, uint64_t request_id,
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st16(p + SUB_TOPIC_BYTES, sub->topic_bytes);
+	rill_st16(p + SUB_TOPIC_BYTES, sub->topic_bytes);
 	p[SUB_FROM] = sub->from;
 	p[SUB_FLAGS] = 0;
-	st32(p + SUB_PARTITION, sub->partition);
-	st64(p + SUB_FROM_VALUE, sub->from_value);
-	st32(p + SUB_CREDIT, sub->credit);
-	st32(p + SUB_RESERVED, 0);
+	rill_st32(p + SUB_PARTITION, sub->partition);
+	rill_st64(p + SUB_FROM_VALUE, sub->from_value);
+	rill_st32(p + SUB_CREDIT, sub->credit);
+	rill_st32(p + SUB_RESERVED, 0);
 	memcpy(p + SUB_TOPIC, sub->topic, sub->topic_bytes);
 	return (int)(RILL_WIRE_HEADER_BYTES + body_bytes);
 }
@@ -714,9 +673,9 @@ int rill_wire_subscribed_decode(const void *body, uint32_t bytes, uint32_t *coun
 	if (bytes < RILL_WIRE_SUBSCRIBED_BYTES)
 		return RILL_E_WIRE_TRUNCATED;
 	const uint8_t *p = body;
-	if (ld32(p + SUBD_RESERVED) != 0)
+	if (rill_ld32(p + SUBD_RESERVED) != 0)
 		return RILL_E_WIRE_RESERVED;
-	uint32_t n = ld32(p + SUBD_COUNT);
+	uint32_t n = rill_ld32(p + SUBD_COUNT);
 	/* Fixed-size entries: the body's length is known whole before iterating. */
 	int rc = body_exact(bytes, SUBD_ENTRIES + (uint64_t)n * RILL_WIRE_SUBSCRIBED_ENTRY);
 	if (rc != 0)
@@ -734,14 +693,14 @@ int rill_wire_subscribed_next(struct rill_wire_iter *it, struct rill_wire_subscr
 	if ((size_t)(it->end - it->at) < RILL_WIRE_SUBSCRIBED_ENTRY)
 		return RILL_E_WIRE_TRUNCATED;
 	const uint8_t *p = it->at;
-	if (ld32(p + SUBE_RESERVED) != 0)
+	if (rill_ld32(p + SUBE_RESERVED) != 0)
 		return RILL_E_WIRE_RESERVED;
-	uint32_t partition = ld32(p + SUBE_PARTITION);
+	uint32_t partition = rill_ld32(p + SUBE_PARTITION);
 	if (partition == RILL_WIRE_PARTITION_ALL)
 		return RILL_E_WIRE_VALUE; /* an entry is one partition */
 	out->partition = partition;
-	out->first_offset = ld64(p + SUBE_FIRST_OFFSET);
-	out->end_offset = ld64(p + SUBE_END_OFFSET);
+	out->first_offset = rill_ld64(p + SUBE_FIRST_OFFSET);
+	out->end_offset = rill_ld64(p + SUBE_END_OFFSET);
 	it->at += RILL_WIRE_SUBSCRIBED_ENTRY;
 	it->left--;
 	return 1;
@@ -761,14 +720,14 @@ int rill_wire_subscribed_encode(void *buf, size_t buf_bytes, uint64_t request_id
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st32(p + SUBD_COUNT, count);
-	st32(p + SUBD_RESERVED, 0);
+	rill_st32(p + SUBD_COUNT, count);
+	rill_st32(p + SUBD_RESERVED, 0);
 	for (uint32_t i = 0; i < count; i++) {
 		uint8_t *e = p + SUBD_ENTRIES + (size_t)i * RILL_WIRE_SUBSCRIBED_ENTRY;
-		st32(e + SUBE_PARTITION, entries[i].partition);
-		st32(e + SUBE_RESERVED, 0);
-		st64(e + SUBE_FIRST_OFFSET, entries[i].first_offset);
-		st64(e + SUBE_END_OFFSET, entries[i].end_offset);
+		rill_st32(e + SUBE_PARTITION, entries[i].partition);
+		rill_st32(e + SUBE_RESERVED, 0);
+		rill_st64(e + SUBE_FIRST_OFFSET, entries[i].first_offset);
+		rill_st64(e + SUBE_END_OFFSET, entries[i].end_offset);
 	}
 	return (int)(RILL_WIRE_HEADER_BYTES + body_bytes);
 }
@@ -781,9 +740,9 @@ int rill_wire_fetch_decode(const void *body, uint32_t bytes, uint32_t *credit)
 	if (rc != 0)
 		return rc;
 	const uint8_t *p = body;
-	if (ld32(p + FETCH_RESERVED) != 0)
+	if (rill_ld32(p + FETCH_RESERVED) != 0)
 		return RILL_E_WIRE_RESERVED;
-	*credit = ld32(p + FETCH_CREDIT);
+	*credit = rill_ld32(p + FETCH_CREDIT);
 	return 0;
 }
 
@@ -793,8 +752,8 @@ int rill_wire_fetch_encode(void *buf, size_t buf_bytes, uint64_t request_id, uin
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st32(p + FETCH_CREDIT, credit);
-	st32(p + FETCH_RESERVED, 0);
+	rill_st32(p + FETCH_CREDIT, credit);
+	rill_st32(p + FETCH_RESERVED, 0);
 	return (int)(RILL_WIRE_HEADER_BYTES + RILL_WIRE_FETCH_BYTES);
 }
 
@@ -808,8 +767,8 @@ int rill_wire_events_decode(const void *body, uint32_t bytes, uint32_t *partitio
 	if (bytes < RILL_WIRE_EVENTS_BYTES_MIN)
 		return RILL_E_WIRE_TRUNCATED;
 	const uint8_t *p = body;
-	uint32_t part = ld32(p + EV_PARTITION);
-	uint32_t n = ld32(p + EV_COUNT);
+	uint32_t part = rill_ld32(p + EV_PARTITION);
+	uint32_t n = rill_ld32(p + EV_COUNT);
 	if (part == RILL_WIRE_PARTITION_ALL)
 		return RILL_E_WIRE_VALUE; /* EVENTS come from one partition */
 	/* An event takes its offset and a record header at least: refuse a count the body
@@ -834,7 +793,7 @@ int rill_wire_events_next(struct rill_wire_iter *it, uint64_t *offset, struct ri
 	int rc = rill_record_decode(it->at + EVE_RECORD, left_bytes - EVE_RECORD, out, 0);
 	if (rc < 0)
 		return rc;
-	*offset = ld64(it->at + EVE_OFFSET);
+	*offset = rill_ld64(it->at + EVE_OFFSET);
 	it->at += EVE_RECORD + (size_t)rc;
 	it->left--;
 	return 1;
@@ -849,8 +808,8 @@ int rill_wire_events_begin(void *buf, size_t buf_bytes, uint64_t request_id, uin
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st32(p + EV_PARTITION, partition);
-	st32(p + EV_COUNT, 0);
+	rill_st32(p + EV_PARTITION, partition);
+	rill_st32(p + EV_COUNT, 0);
 	return (int)(RILL_WIRE_HEADER_BYTES + RILL_WIRE_EVENTS_BYTES_MIN);
 }
 
@@ -871,7 +830,7 @@ int rill_wire_events_add(void *buf, size_t buf_bytes, size_t at, uint64_t offset
 	if (end > buf_bytes || end > RILL_WIRE_HEADER_BYTES + (uint64_t)RILL_WIRE_FRAME_BYTES_MAX)
 		return -ENOSPC;
 	uint8_t *p = (uint8_t *)buf + at;
-	st64(p + EVE_OFFSET, offset);
+	rill_st64(p + EVE_OFFSET, offset);
 	memcpy(p + EVE_RECORD, record, record_bytes);
 	return (int)end;
 }
@@ -881,7 +840,7 @@ void rill_wire_events_finish(void *buf, uint32_t frame_bytes, uint32_t count)
 	uint8_t *p = frame_finish(buf, RILL_WIRE_EVENTS, frame_bytes, RILL_WIRE_EVENTS_BYTES_MIN);
 	RILL_ASSERT(frame_bytes - RILL_WIRE_HEADER_BYTES - RILL_WIRE_EVENTS_BYTES_MIN >=
 		    (uint64_t)count * (EVE_RECORD + RILL_RECORD_HEADER_BYTES));
-	st32(p + EV_COUNT, count);
+	rill_st32(p + EV_COUNT, count);
 }
 
 /* ---- QUERY, RESULT -------------------------------------------------------------------------- */
@@ -909,8 +868,8 @@ int rill_wire_query_decode(const void *body, uint32_t bytes, struct rill_wire_qu
 	int rc = query_flags_check(flags);
 	if (rc != 0)
 		return rc;
-	uint16_t name_bytes = ld16(p + Q_NAME_BYTES);
-	uint16_t key_bytes = ld16(p + Q_KEY_BYTES);
+	uint16_t name_bytes = rill_ld16(p + Q_NAME_BYTES);
+	uint16_t key_bytes = rill_ld16(p + Q_KEY_BYTES);
 	if (!name_bytes_ok(name_bytes, RILL_WIRE_NAME_BYTES_MAX) || key_bytes > RILL_KEY_BYTES_MAX)
 		return RILL_E_WIRE_VALUE;
 	rc = body_exact(bytes, (uint64_t)Q_NAME + name_bytes + key_bytes);
@@ -923,10 +882,10 @@ int rill_wire_query_decode(const void *body, uint32_t bytes, struct rill_wire_qu
 	out->key = p + Q_NAME + name_bytes; /* never NULL, even for an empty key */
 	out->key_bytes = key_bytes;
 	out->flags = flags;
-	out->as_of = ld64(p + Q_AS_OF);
-	out->token_partition = ld32(p + Q_TOKEN_PARTITION);
-	out->timeout_ms = ld32(p + Q_TIMEOUT_MS);
-	out->token_offset = ld64(p + Q_TOKEN_OFFSET);
+	out->as_of = rill_ld64(p + Q_AS_OF);
+	out->token_partition = rill_ld32(p + Q_TOKEN_PARTITION);
+	out->timeout_ms = rill_ld32(p + Q_TIMEOUT_MS);
+	out->token_offset = rill_ld64(p + Q_TOKEN_OFFSET);
 	return 0;
 }
 
@@ -945,14 +904,14 @@ int rill_wire_query_encode(void *buf, size_t buf_bytes, uint64_t request_id,
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st16(p + Q_NAME_BYTES, q->name_bytes);
-	st16(p + Q_KEY_BYTES, q->key_bytes);
+	rill_st16(p + Q_NAME_BYTES, q->name_bytes);
+	rill_st16(p + Q_KEY_BYTES, q->key_bytes);
 	p[Q_FLAGS] = q->flags;
 	memset(p + Q_RESERVED, 0, 3);
-	st64(p + Q_AS_OF, q->as_of);
-	st32(p + Q_TOKEN_PARTITION, q->token_partition);
-	st32(p + Q_TIMEOUT_MS, q->timeout_ms);
-	st64(p + Q_TOKEN_OFFSET, q->token_offset);
+	rill_st64(p + Q_AS_OF, q->as_of);
+	rill_st32(p + Q_TOKEN_PARTITION, q->token_partition);
+	rill_st32(p + Q_TIMEOUT_MS, q->timeout_ms);
+	rill_st64(p + Q_TOKEN_OFFSET, q->token_offset);
 	memcpy(p + Q_NAME, q->name, q->name_bytes);
 	if (q->key_bytes > 0)
 		memcpy(p + Q_NAME + q->name_bytes, q->key, q->key_bytes);
@@ -967,17 +926,17 @@ int rill_wire_result_decode(const void *body, uint32_t bytes, struct rill_projec
 	if (rc != 0)
 		return rc;
 	const uint8_t *p = body;
-	if (ld32(p + R_RESERVED) != 0 || ld16(p + R_RESERVED + 4) != 0)
+	if (rill_ld32(p + R_RESERVED) != 0 || rill_ld16(p + R_RESERVED + 4) != 0)
 		return RILL_E_WIRE_RESERVED;
 	if (p[R_IS_FLOAT] > 1 || p[R_SUM_OVERFLOW] > 1)
 		return RILL_E_WIRE_VALUE; /* booleans */
-	out->count = ld64(p + R_COUNT);
-	out->i64 = (int64_t)ld64(p + R_I64);
-	out->u64 = ld64(p + R_U64);
-	out->f64 = ldf64(p + R_F64);
-	out->avg = ldf64(p + R_AVG);
-	out->window_start_ns = ld64(p + R_WINDOW_START_NS);
-	out->offset = ld64(p + R_OFFSET);
+	out->count = rill_ld64(p + R_COUNT);
+	out->i64 = (int64_t)rill_ld64(p + R_I64);
+	out->u64 = rill_ld64(p + R_U64);
+	out->f64 = rill_ldf64(p + R_F64);
+	out->avg = rill_ldf64(p + R_AVG);
+	out->window_start_ns = rill_ld64(p + R_WINDOW_START_NS);
+	out->offset = rill_ld64(p + R_OFFSET);
 	out->is_float = p[R_IS_FLOAT] != 0;
 	out->sum_overflow = p[R_SUM_OVERFLOW] != 0;
 	return 0;
@@ -991,13 +950,13 @@ int rill_wire_result_encode(void *buf, size_t buf_bytes, uint64_t request_id,
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st64(p + R_COUNT, v->count);
-	st64(p + R_I64, (uint64_t)v->i64);
-	st64(p + R_U64, v->u64);
-	stf64(p + R_F64, v->f64);
-	stf64(p + R_AVG, v->avg);
-	st64(p + R_WINDOW_START_NS, v->window_start_ns);
-	st64(p + R_OFFSET, v->offset);
+	rill_st64(p + R_COUNT, v->count);
+	rill_st64(p + R_I64, (uint64_t)v->i64);
+	rill_st64(p + R_U64, v->u64);
+	rill_stf64(p + R_F64, v->f64);
+	rill_stf64(p + R_AVG, v->avg);
+	rill_st64(p + R_WINDOW_START_NS, v->window_start_ns);
+	rill_st64(p + R_OFFSET, v->offset);
 	p[R_IS_FLOAT] = v->is_float ? 1 : 0;
 	p[R_SUM_OVERFLOW] = v->sum_overflow ? 1 : 0;
 	memset(p + R_RESERVED, 0, RILL_WIRE_RESULT_BYTES - R_RESERVED);
@@ -1018,12 +977,12 @@ int rill_wire_admin_decode(const void *body, uint32_t bytes, struct rill_wire_ad
 	if (bytes < RILL_WIRE_ADMIN_BYTES_MIN)
 		return RILL_E_WIRE_TRUNCATED;
 	const uint8_t *p = body;
-	if (ld16(p + ADMIN_RESERVED) != 0)
+	if (rill_ld16(p + ADMIN_RESERVED) != 0)
 		return RILL_E_WIRE_RESERVED;
-	uint16_t op = ld16(p + ADMIN_OP);
+	uint16_t op = rill_ld16(p + ADMIN_OP);
 	if (!admin_op_ok(op))
 		return RILL_E_WIRE_VALUE;
-	uint32_t json_bytes = ld32(p + ADMIN_JSON_BYTES);
+	uint32_t json_bytes = rill_ld32(p + ADMIN_JSON_BYTES);
 	int rc = body_exact(bytes, (uint64_t)ADMIN_JSON + json_bytes);
 	if (rc != 0)
 		return rc;
@@ -1045,9 +1004,9 @@ int rill_wire_admin_encode(void *buf, size_t buf_bytes, uint64_t request_id, uin
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st16(p + ADMIN_OP, op);
-	st16(p + ADMIN_RESERVED, 0);
-	st32(p + ADMIN_JSON_BYTES, (uint32_t)json_bytes);
+	rill_st16(p + ADMIN_OP, op);
+	rill_st16(p + ADMIN_RESERVED, 0);
+	rill_st32(p + ADMIN_JSON_BYTES, (uint32_t)json_bytes);
 	if (json_bytes > 0)
 		memcpy(p + ADMIN_JSON, json, json_bytes);
 	return (int)(RILL_WIRE_HEADER_BYTES + body_bytes);
@@ -1061,9 +1020,9 @@ int rill_wire_admin_ok_decode(const void *body, uint32_t bytes, const char **jso
 	if (bytes < RILL_WIRE_ADMIN_OK_BYTES_MIN)
 		return RILL_E_WIRE_TRUNCATED;
 	const uint8_t *p = body;
-	if (ld32(p + AOK_RESERVED) != 0)
+	if (rill_ld32(p + AOK_RESERVED) != 0)
 		return RILL_E_WIRE_RESERVED;
-	uint32_t n = ld32(p + AOK_JSON_BYTES);
+	uint32_t n = rill_ld32(p + AOK_JSON_BYTES);
 	int rc = body_exact(bytes, (uint64_t)AOK_JSON + n);
 	if (rc != 0)
 		return rc;
@@ -1083,8 +1042,8 @@ int rill_wire_admin_ok_encode(void *buf, size_t buf_bytes, uint64_t request_id, 
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st32(p + AOK_JSON_BYTES, (uint32_t)json_bytes);
-	st32(p + AOK_RESERVED, 0);
+	rill_st32(p + AOK_JSON_BYTES, (uint32_t)json_bytes);
+	rill_st32(p + AOK_RESERVED, 0);
 	if (json_bytes > 0)
 		memcpy(p + AOK_JSON, json, json_bytes);
 	return (int)(RILL_WIRE_HEADER_BYTES + body_bytes);
@@ -1109,9 +1068,9 @@ int rill_wire_error_decode(const void *body, uint32_t bytes, struct rill_wire_er
 	if (bytes < RILL_WIRE_ERROR_BYTES_MIN)
 		return RILL_E_WIRE_TRUNCATED;
 	const uint8_t *p = body;
-	int32_t code = (int32_t)ld32(p + ERR_CODE);
-	uint16_t message_bytes = ld16(p + ERR_MESSAGE_BYTES);
-	uint16_t flags = ld16(p + ERR_FLAGS);
+	int32_t code = (int32_t)rill_ld32(p + ERR_CODE);
+	uint16_t message_bytes = rill_ld16(p + ERR_MESSAGE_BYTES);
+	uint16_t flags = rill_ld16(p + ERR_FLAGS);
 	int rc = error_check(code, flags, message_bytes);
 	if (rc != 0)
 		return rc;
@@ -1151,9 +1110,9 @@ int rill_wire_error_encode(void *buf, size_t buf_bytes, uint64_t request_id, int
 	if (rc != 0)
 		return rc;
 	uint8_t *p = (uint8_t *)buf + RILL_WIRE_HEADER_BYTES;
-	st32(p + ERR_CODE, (uint32_t)code);
-	st16(p + ERR_MESSAGE_BYTES, message_bytes);
-	st16(p + ERR_FLAGS, flags);
+	rill_st32(p + ERR_CODE, (uint32_t)code);
+	rill_st16(p + ERR_MESSAGE_BYTES, message_bytes);
+	rill_st16(p + ERR_FLAGS, flags);
 	if (message_bytes > 0)
 		memcpy(p + ERR_MESSAGE, message, message_bytes);
 	return (int)(RILL_WIRE_HEADER_BYTES + body_bytes);

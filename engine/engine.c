@@ -297,12 +297,20 @@ uint32_t rill_engine_shards(const struct rill_engine *e)
 	return e->shard_count;
 }
 
-int rill_engine_shard_poll_set(struct rill_engine *e, uint32_t shard, rill_shard_poll_fn fn,
-			       void *arg)
+int rill_engine_shard_hook_add(struct rill_engine *e, uint32_t shard,
+			       const struct rill_shard_hook *hook)
+{
+	if (shard >= e->shard_count || hook == NULL || hook->poll == NULL)
+		return -EINVAL;
+	struct shard_req req = {.kind = SHARD_REQ_HOOK_ADD, .hook = *hook};
+	return shard_call(&e->shards[shard], &req);
+}
+
+int rill_engine_shard_hook_remove(struct rill_engine *e, uint32_t shard, void *arg)
 {
 	if (shard >= e->shard_count)
 		return -EINVAL;
-	struct shard_req req = {.kind = SHARD_REQ_POLL_SET, .poll_fn = fn, .handler_arg = arg};
+	struct shard_req req = {.kind = SHARD_REQ_HOOK_REMOVE, .hook = {.arg = arg}};
 	return shard_call(&e->shards[shard], &req);
 }
 

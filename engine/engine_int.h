@@ -186,7 +186,8 @@ enum shard_req_kind {
 	SHARD_REQ_HANDLER_SET,
 	SHARD_REQ_STATS,
 	SHARD_REQ_PART_INFO,
-	SHARD_REQ_POLL_SET,
+	SHARD_REQ_HOOK_ADD,
+	SHARD_REQ_HOOK_REMOVE,
 	SHARD_REQ_STOP,
 };
 
@@ -210,8 +211,8 @@ struct shard_req {
 	uint64_t as_of_offset, as_of_ns; /* as-of queries */
 	uint32_t type_id;                /* command handlers */
 	rill_command_fn handler;
-	void *handler_arg;          /* also POLL_SET's argument */
-	rill_shard_poll_fn poll_fn; /* POLL_SET */
+	void *handler_arg;
+	struct rill_shard_hook hook; /* HOOK_ADD, HOOK_REMOVE (by its arg) */
 	struct rill_projection_value *value;
 	void *out; /* custom queries: the answer's buffer, its size, its length */
 	size_t out_bytes;
@@ -255,10 +256,11 @@ struct shard {
 	uint64_t turns;        /* loop turns: snapshots are looked at every so many */
 	uint64_t delay_ns_min; /* the smallest batch delay of its topics (sleep bound) */
 	bool stopping;
-	rill_shard_poll_fn poll_fn; /* a poll hook (rill_engine_shard_poll_set), or NULL */
-	void *poll_arg;
-	bool opened; /* the engine finished opening: periodic snapshots may start */
-	int error;   /* the first fatal error (reported at close) */
+	struct rill_shard_hook hooks[RILL_SHARD_HOOKS_MAX]; /* rill_engine_shard_hook_add */
+	uint32_t hook_count;
+	uint32_t hooks_sleepless; /* hooks without a sleep: the shard never sleeps */
+	bool opened;              /* the engine finished opening: periodic snapshots may start */
+	int error;                /* the first fatal error (reported at close) */
 	struct rill_hist *hist_ring, *hist_apply, *hist_applied, *hist_durable;
 	struct rill_command_result *command; /* the handlers' scratch (one at a time) */
 };

@@ -9,9 +9,10 @@
  *      turn: write model, append, projections, "applied" acknowledgement;
  *   3. polls each partition's log (group commit) and sends the "durable" acknowledgements
  *      its durable offset now covers;
- *   4. when a turn found nothing to do: spins (busy mode), or spins up to idle_spin_ns and
+ *   4. calls its hooks (rill_engine_shard_hook_add: the server's worker, DPDK's queue);
+ *   5. when a turn found nothing to do: spins (busy mode), or spins up to idle_spin_ns and
  *      then sleeps on its eventfd (adaptive mode), which producers and io_uring completions
- *      signal.
+ *      signal; a hook with a sleep function does that waiting, in its own io_uring.
  *
  * Invariants:
  *   I1. An event is taken from its ring only when the producer's ack ring has room for
@@ -416,8 +417,16 @@ static void shard_sleep(struct shard *s)
 		wait_ns = s->delay_ns_min;
 	struct timespec ts = {.tv_sec = (time_t)(wait_ns / 1000000000u),
 			      .tv_nsec = (long)(wait_ns % 1000000000u)};
-	struct pollfd pfd = {.fd = s->wake_fd, .events = POLLIN};
 	s->sleeps++;
+	for (uint32_t h = 0; h < s->hook_count; h++) {
+		if (s->hooks[h].sleep != NULL) {
+			/* The hook waits for its own events and for wake_fd at once. */
+			s->hooks[h].sleep(s->hooks[h].arg, s->wake_fd, wait_ns);
+			rill_atomic_store_relaxed_u64(&s->sleeping, 0);
+			return;
+		}
+	}
+	struct pollfd pfd = {.fd = s->wake_fd, .events = POLLIN};
 	if (ppoll(&pfd, 1, &ts, NULL) > 0) {
 		uint64_t count;
 		ssize_t got = read(s->wake_fd, &count, sizeof(count));
@@ -531,8 +540,8 @@ void *shard_main(void *arg)
 			work += shard_drain(s, s->active[a]);
 		work += shard_poll_logs(s);
 		work += shard_subs_feed(s);
-		if (s->poll_fn != NULL)
-			work += s->poll_fn(s->poll_arg); /* a polled device: DPDK */
+		for (uint32_t h = 0; h < s->hook_count; h++)
+			work += s->hooks[h].poll(s->hooks[h].arg); /* server, DPDK */
 		if (++s->turns % SHARD_SNAPSHOT_TURNS == 0)
 			(void)shard_snapshots(s, false); /* errors: counted and reported */
 		if (work > 0) {
@@ -546,9 +555,9 @@ void *shard_main(void *arg)
 		uint64_t now = rill_clock_now_ns();
 		if (idle_since == 0)
 			idle_since = now;
-		if (now - idle_since < e->config.idle_spin_ns || s->poll_fn != NULL) {
-			/* Yield, not pause: a thread sharing the CPU (a server worker pinned
-			 * beside the shard) gets it while there is nothing to do here. */
+		if (now - idle_since < e->config.idle_spin_ns || s->hooks_sleepless > 0) {
+			/* Yield, not pause: a thread sharing the CPU (a client, a host
+			 * thread) gets it while there is nothing to do here. */
 			sched_yield();
 			continue;
 		}

@@ -1,6 +1,6 @@
 /*
  * DPDK ingress (io/dpdk.h): the EAL, one port, one RX queue per shard, each polled by its
- * own shard in its loop (a poll hook: rill_engine_shard_poll_set), so an event for a
+ * own shard in its loop (a shard hook: rill_engine_shard_hook_add), so an event for a
  * partition of that shard goes from the mbuf to the log without leaving the thread. Each
  * queue owns a UDP ingress (io/udp_ingress.c) with its own producer handle, used on its
  * shard's thread only: events of other shards' partitions reach them over SPSC rings as
@@ -314,7 +314,7 @@ static void dpdk_unhook(struct rill_dpdk *d)
 {
 	for (uint32_t i = 0; i < d->queue_count; i++) {
 		if (d->queues[i].hooked)
-			(void)rill_engine_shard_poll_set(d->engine, i, NULL, NULL);
+			(void)rill_engine_shard_hook_remove(d->engine, i, &d->queues[i]);
 		d->queues[i].hooked = false;
 		if (d->queues[i].ing != NULL)
 			dpdk_stats_share(&d->queues[i]); /* the last figures, from this thread */
@@ -358,11 +358,12 @@ int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 				 rill_strerror(rc));
 	}
 	for (uint32_t i = 0; rc == 0 && i < d->queue_count; i++) {
-		rc = rill_engine_shard_poll_set(engine, i, dpdk_queue_poll, &d->queues[i]);
+		struct rill_shard_hook hook = {.poll = dpdk_queue_poll, .arg = &d->queues[i]};
+		rc = rill_engine_shard_hook_add(engine, i, &hook);
 		d->queues[i].hooked = rc == 0;
 		if (rc < 0)
 			snprintf(err->message, sizeof(err->message),
-				 "DPDK queue %u: shard %u polls something else already", i, i);
+				 "DPDK queue %u: shard %u: no room for another hook", i, i);
 	}
 	if (rc < 0) {
 		dpdk_unhook(d);

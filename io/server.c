@@ -1,14 +1,18 @@
 /*
- * The server's workers: one thread per shard, each with its own io_uring, listener,
+ * The server's workers: one per shard, each a hook in its shard's loop (it runs on the
+ * shard's thread: an event for the local shard is received, appended, applied and
+ * acknowledged without a hand-off between threads), with its own io_uring, listener,
  * provided receive buffers, connections and producer handle. This file owns the bytes:
  * accepting, receiving (frames are cut out of the receive buffers in place and handed to
  * server_conn.c), sending (each connection's answers go out in one send per loop turn),
- * closing, timeouts and the stop. Hot path: the worker loop.
+ * closing, timeouts and the stop. Hot path: the worker's turn.
  *
- * The loop: reap completions, deliver the engine's acknowledgements, retry what waited for
- * room, feed subscriptions, start the sends, submit; then spin briefly while work is
- * pending (acknowledgements owed, subscriptions with credit) or sleep in io_uring_wait
- * with a timeout that keeps the timers running.
+ * A turn (srv_hook_poll, once per turn of the shard's loop): reap completions, deliver
+ * the engine's acknowledgements and the control thread's answers, retry what waited for
+ * room, feed subscriptions, start the sends, submit. When the shard is idle it sleeps in
+ * the worker's io_uring (srv_hook_sleep), woken by a completion, the shard's eventfd, the
+ * producer's eventfd (acknowledgements from the other shards), the control thread's
+ * eventfd, or a timeout that keeps the timers running.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -16,11 +20,13 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,7 +34,6 @@
 #include "base/assert.h"
 #include "base/atomic.h"
 #include "base/clock.h"
-#include "base/thread.h"
 #include "io/server_int.h"
 
 static uint64_t srv_udata(enum srv_op op, uint32_t slot, uint32_t gen)
@@ -56,7 +61,6 @@ void rill_server_config_default(struct rill_server_config *c)
 		.send_stall_timeout_ns = 10 * SRV_NS_PER_S,
 		.query_wait_ns = SRV_NS_PER_S,
 		.subscriptions_max = 64,
-		.pin = true,
 	};
 }
 
@@ -158,12 +162,12 @@ static void srv_accept_arm(struct srv_worker *w)
 	w->accept_armed = true;
 }
 
-static void srv_wake_arm(struct srv_worker *w)
+/* A read of eventfd @fd into @buf, completing as @op. */
+static void srv_efd_arm(struct srv_worker *w, int fd, uint64_t *buf, enum srv_op op)
 {
 	struct io_uring_sqe *sqe = srv_sqe(w);
-	io_uring_prep_read(sqe, rill_producer_wake_fd(w->producer), &w->wake_buf,
-			   sizeof(w->wake_buf), 0);
-	io_uring_sqe_set_data64(sqe, srv_udata(SRV_OP_WAKE, 0, 0));
+	io_uring_prep_read(sqe, fd, buf, sizeof(*buf), 0);
+	io_uring_sqe_set_data64(sqe, srv_udata(op, 0, 0));
 }
 
 static void srv_recv_arm(struct srv_worker *w, struct srv_conn *c)
@@ -202,7 +206,7 @@ static void srv_send_start(struct srv_worker *w, struct srv_conn *c)
 
 static void srv_conn_free(struct srv_worker *w, struct srv_conn *c)
 {
-	RILL_ASSERT(c->ops == 0 && c->preqs == 0); /* S4 */
+	RILL_ASSERT(c->ops == 0 && c->preqs == 0 && !c->ctl_busy); /* S4 */
 	w->conns[c->slot] = NULL;
 	w->conn_count--;
 	w->live[c->live_index] = w->live[w->conn_count]; /* the last takes its place */
@@ -213,6 +217,8 @@ static void srv_conn_free(struct srv_worker *w, struct srv_conn *c)
 	free(c->rx);
 	free(c->tx);
 	free(c->subs);
+	free(c->job.body); /* a job taken back at the stop, never run or never answered */
+	free(c->job.answer);
 	free(c);
 }
 
@@ -221,7 +227,12 @@ static void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
 {
 	if (!c->closed) {
 		c->closed = true;
-		srv_subs_close(c);
+		if (c->ctl_busy && c->job.done) { /* an answer that waited for room: dropped */
+			free(c->job.answer);
+			c->job.answer = NULL;
+			c->ctl_busy = false;
+		}
+		srv_subs_release(w, c);     /* a job still out does it when it comes back */
 		shutdown(c->fd, SHUT_RDWR); /* ends the multishot recv and any send */
 		close(c->fd);
 		c->fd = -1;
@@ -233,7 +244,7 @@ static void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
 		}
 		c->done_tail = NULL;
 	}
-	if (c->ops == 0 && c->preqs == 0)
+	if (c->ops == 0 && c->preqs == 0 && !c->ctl_busy)
 		srv_conn_free(w, c);
 }
 
@@ -302,7 +313,7 @@ static int srv_rx_room(struct srv_conn *c, uint32_t bytes)
 /* May the connection take another frame now? (S2) */
 static bool srv_conn_can_read(const struct rill_server *s, const struct srv_conn *c)
 {
-	return !c->closing && !c->closed && c->stalled == NULL && !c->waiting &&
+	return !c->closing && !c->closed && c->stalled == NULL && !c->waiting && !c->ctl_busy &&
 	       c->tx_cap - c->tx_len >= srv_tx_reserve_bytes(s);
 }
 
@@ -489,8 +500,18 @@ static void srv_complete(struct srv_worker *w, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (op == SRV_OP_WAKE) {
-		if (cqe->res != -ECANCELED)
-			srv_wake_arm(w); /* woken: the loop polls the acknowledgements */
+		if (cqe->res != -ECANCELED) /* woken: the turn polls the acknowledgements */
+			srv_efd_arm(w, rill_producer_wake_fd(w->producer), &w->wake_buf,
+				    SRV_OP_WAKE);
+		return;
+	}
+	if (op == SRV_OP_CTL) {
+		if (cqe->res != -ECANCELED) /* the turn collects the answers */
+			srv_efd_arm(w, w->ctl_fd, &w->ctl_buf, SRV_OP_CTL);
+		return;
+	}
+	if (op == SRV_OP_SHARD_WAKE) {
+		w->shard_wake_armed = false; /* armed again when the shard next sleeps */
 		return;
 	}
 	uint32_t slot = (uint32_t)(ud >> 32) & 0xffffffu, gen = (uint32_t)ud;
@@ -525,7 +546,7 @@ static unsigned srv_reap(struct srv_worker *w)
 /* A connection may close once nothing it took in is still owed an answer. */
 static bool srv_conn_drained(const struct srv_conn *c)
 {
-	return c->preqs == 0 && c->stalled == NULL && c->done_head == NULL &&
+	return c->preqs == 0 && c->stalled == NULL && c->done_head == NULL && !c->ctl_busy &&
 	       (c->tx_len == 0 || c->dead);
 }
 
@@ -542,7 +563,7 @@ static void srv_conn_timers(struct srv_worker *w, struct srv_conn *c, uint64_t n
 	if (!c->hello && now - c->opened_ns > cfg->handshake_timeout_ns)
 		why = "no HELLO within the handshake timeout";
 	else if (cfg->idle_timeout_ns > 0 && now - c->active_ns > cfg->idle_timeout_ns &&
-		 c->sub_count == 0 && c->preqs == 0 && c->tx_len == 0)
+		 c->sub_count == 0 && c->preqs == 0 && c->tx_len == 0 && !c->ctl_busy)
 		why = "idle past the idle timeout";
 	else if (c->tx_len > 0 && now - c->send_progress_ns > cfg->send_stall_timeout_ns)
 		why = "the peer reads nothing of its full output buffer (a slow subscriber?)";
@@ -561,6 +582,8 @@ static bool srv_conn_tick(struct srv_worker *w, struct srv_conn *c)
 	uint32_t tx_before = c->tx_len;
 	bool work = false;
 	if (c->stalled != NULL && srv_produce_resume(w, c) == 0)
+		work = true;
+	if (c->ctl_busy && srv_job_finish(w, c))
 		work = true;
 	if (c->stalled == NULL && c->rx_len >= RILL_WIRE_HEADER_BYTES && srv_conn_can_read(s, c)) {
 		uint32_t before = c->rx_len;
@@ -587,7 +610,7 @@ static bool srv_conn_tick(struct srv_worker *w, struct srv_conn *c)
 	return work || c->tx_len != tx_before;
 }
 
-/* True while something is owed soon: spin rather than sleep. */
+/* True while the shards owe acknowledgements: a stopping worker waits for them. */
 static bool srv_pending(struct srv_worker *w)
 {
 	return rill_producer_acks_owed(w->producer) > 0;
@@ -602,12 +625,25 @@ static void srv_wait(struct srv_worker *w, uint64_t wait_ns)
 	RILL_ASSERT(rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN);
 }
 
+/* Submit what the turn prepared and, in one system call, let the kernel post the
+ * completions it deferred to this thread (DEFER_TASKRUN): the next turn reaps them. With
+ * the TASKRUN flag the kernel says when there are some; without it, ask every turn. */
+static void srv_submit(struct srv_worker *w)
+{
+	bool deferred = !w->taskrun_flag ||
+			(IO_URING_READ_ONCE(*w->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0;
+	if (io_uring_sq_ready(&w->ring) > 0 || deferred)
+		(void)io_uring_submit_and_get_events(&w->ring); /* errors: retried next turn */
+}
+
 static bool srv_turn(struct srv_worker *w)
 {
 	uint64_t now = rill_clock_now_ns();
 	w->now = now; /* the arrival time of what this turn reaps */
 	bool work = srv_reap(w) > 0;
 	if (rill_producer_poll(w->producer, 0) > 0)
+		work = true;
+	if (srv_jobs_collect(w))
 		work = true;
 	bool timers = now - w->timer_ns >= SRV_TIMER_NS;
 	if (timers)
@@ -619,7 +655,7 @@ static bool srv_turn(struct srv_worker *w)
 	for (uint32_t i = w->conn_count; i-- > 0;) { /* backwards: a free moves the last */
 		struct srv_conn *c = w->live[i];
 		if (c->closed) {
-			if (c->ops == 0 && c->preqs == 0)
+			if (c->ops == 0 && c->preqs == 0 && !c->ctl_busy)
 				srv_conn_free(w, c); /* its last request answered (S4) */
 			continue;
 		}
@@ -633,7 +669,7 @@ static bool srv_turn(struct srv_worker *w)
 	}
 	if (!w->accept_armed && !w->stopping && w->listen_fd >= 0 && now >= w->accept_after_ns)
 		srv_accept_arm(w);
-	io_uring_submit(&w->ring);
+	srv_submit(w);
 	return work;
 }
 
@@ -652,42 +688,6 @@ static void srv_worker_stop(struct srv_worker *w)
 	}
 }
 
-static void srv_loop(struct srv_worker *w)
-{
-	struct rill_server *s = w->server;
-	uint64_t last_work = rill_clock_now_ns();
-	for (;;) {
-		if (!w->stopping && rill_atomic_load_acquire_u64(&s->stop) != 0) /* A: pairs
-							   * with R in rill_server_stop */
-			srv_worker_stop(w);
-		bool work = srv_turn(w);
-		uint64_t now = rill_clock_now_ns();
-		if (w->stopping &&
-		    ((w->conn_count == 0 && !srv_pending(w)) || now > s->drain_deadline_ns))
-			break;
-		if (work) {
-			last_work = now;
-			continue;
-		}
-		if ((srv_pending(w) || w->stalled > 0) && now - last_work < SRV_SPIN_NS) {
-			/* The acknowledgements owed may come from the shard on this CPU: let it
-			 * run rather than spin against it. */
-			sched_yield();
-			io_uring_get_events(&w->ring);
-			continue;
-		}
-		/* Sleep until a completion, the shards' acknowledgements (the producer's
-		 * eventfd) or the timers. Subscriptions, and frames waiting for room in a
-		 * ring (acks none: no acknowledgement will wake us), have no wake-up: look
-		 * often. */
-		if (rill_producer_sleep_begin(w->producer)) {
-			bool soon = w->stopping || w->subs_active > 0 || w->stalled > 0;
-			srv_wait(w, soon ? SRV_WAIT_SUBS_NS : SRV_WAIT_IDLE_NS);
-			rill_producer_sleep_end(w->producer);
-		}
-	}
-}
-
 /* ---- Workers ------------------------------------------------------------------------ */
 
 /* The ring, with the best flags this kernel takes. */
@@ -695,6 +695,7 @@ static int srv_ring_init(struct srv_worker *w)
 {
 	struct io_uring_params p;
 	const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
 		0,
@@ -713,6 +714,7 @@ static int srv_ring_init(struct srv_worker *w)
 			 strerror(-rc));
 		return rc;
 	}
+	w->taskrun_flag = (p.flags & IORING_SETUP_TASKRUN_FLAG) != 0;
 	w->ring_ok = true;
 	return 0;
 }
@@ -748,40 +750,118 @@ static int srv_bufs_init(struct srv_worker *w)
 	return 0;
 }
 
-static int srv_worker_init(struct srv_worker *w)
+/* What can be made on the starting thread: memory, the producer handle, the eventfd. */
+static int srv_worker_prepare(struct srv_worker *w)
 {
 	struct rill_server *s = w->server;
 	w->conns = calloc(s->config.connections_max, sizeof(*w->conns));
 	w->live = calloc(s->config.connections_max, sizeof(*w->live));
 	w->preqs = calloc(SRV_PREQS_MAX, sizeof(*w->preqs));
-	if (w->conns == NULL || w->live == NULL || w->preqs == NULL) {
-		snprintf(w->start_err, sizeof(w->start_err), "out of memory");
+	if (w->conns == NULL || w->live == NULL || w->preqs == NULL)
 		return -ENOMEM;
-	}
 	for (uint32_t i = SRV_PREQS_MAX; i-- > 0;) {
 		w->preqs[i].index = i;
 		w->preqs[i].next = w->preq_free;
 		w->preq_free = &w->preqs[i];
 	}
+	w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->ctl_fd < 0)
+		return -errno;
+	struct rill_producer_config pc = {.on_ack = srv_ack_cb, .arg = w, .wake_fd = true};
+	return rill_producer_open(s->engine, &pc, &w->producer);
+}
+
+/* The first turn, on the shard's thread: the ring is made by the thread that uses it
+ * (SINGLE_ISSUER, DEFER_TASKRUN). */
+static void srv_worker_begin(struct srv_worker *w)
+{
+	struct rill_server *s = w->server;
 	int rc = srv_ring_init(w);
 	if (rc == 0)
 		rc = srv_bufs_init(w);
-	if (rc < 0)
-		return rc;
-	struct rill_producer_config pc = {.on_ack = srv_ack_cb, .arg = w, .wake_fd = true};
-	rc = rill_producer_open(s->engine, &pc, &w->producer);
-	if (rc < 0)
-		snprintf(w->start_err, sizeof(w->start_err), "producer: %s", rill_strerror(rc));
-	return rc;
+	if (rc == 0) {
+		w->timer_ns = rill_clock_now_ns();
+		srv_accept_arm(w);
+		srv_efd_arm(w, rill_producer_wake_fd(w->producer), &w->wake_buf, SRV_OP_WAKE);
+		srv_efd_arm(w, w->ctl_fd, &w->ctl_buf, SRV_OP_CTL);
+		io_uring_submit(&w->ring);
+	}
+	pthread_mutex_lock(&s->start_lock);
+	w->start_rc = rc;
+	w->inited = true;
+	s->started++;
+	pthread_cond_broadcast(&s->start_cond);
+	pthread_mutex_unlock(&s->start_lock);
 }
 
+/* The shard hook's poll: one turn of the worker. */
+static unsigned srv_hook_poll(void *arg)
+{
+	struct srv_worker *w = arg;
+	struct rill_server *s = w->server;
+	if (!w->inited) {
+		srv_worker_begin(w);
+		return 1;
+	}
+	if (w->start_rc < 0 || w->finished)
+		return 0;
+	if (!w->stopping && rill_atomic_load_acquire_u64(&s->stop) != 0) /* A: pairs with R
+									  * in srv_shutdown */
+		srv_worker_stop(w);
+	bool work = srv_turn(w);
+	if (w->stopping && ((w->conn_count == 0 && !srv_pending(w)) ||
+			    rill_clock_now_ns() > s->drain_deadline_ns)) {
+		pthread_mutex_lock(&s->start_lock);
+		w->finished = true;
+		pthread_cond_broadcast(&s->start_cond);
+		pthread_mutex_unlock(&s->start_lock);
+	}
+	return work ? 1u : 0u;
+}
+
+/* The shard hook's sleep: wait in the worker's ring for its completions, the shard's
+ * eventfd, the acknowledgements (the producer's eventfd), the control thread's answers,
+ * or the timers. */
+static void srv_hook_sleep(void *arg, int wake_fd, uint64_t timeout_ns)
+{
+	struct srv_worker *w = arg;
+	if (!w->inited || w->start_rc < 0) {
+		struct pollfd pfd = {.fd = wake_fd, .events = POLLIN};
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)SRV_WAIT_SUBS_NS};
+		if (ppoll(&pfd, 1, &ts, NULL) > 0) {
+			uint64_t count;
+			ssize_t got = read(wake_fd, &count, sizeof(count));
+			(void)got;
+		}
+		return;
+	}
+	if (!w->shard_wake_armed) {
+		srv_efd_arm(w, wake_fd, &w->shard_wake_buf, SRV_OP_SHARD_WAKE);
+		w->shard_wake_armed = true;
+	}
+	if (rill_atomic_load_acquire_u64(&w->ctl_ready) != 0 ||
+	    !rill_producer_sleep_begin(w->producer)) {
+		srv_submit(w); /* answers or acknowledgements are in: the next turn */
+		return;
+	}
+	/* Subscriptions, and frames waiting for room in a ring (acks none: no
+	 * acknowledgement will wake us), have no wake-up: look often. */
+	bool soon = w->stopping || w->subs_active > 0 || w->stalled > 0;
+	uint64_t wait_ns = soon ? SRV_WAIT_SUBS_NS : SRV_WAIT_IDLE_NS;
+	srv_wait(w, timeout_ns < wait_ns ? timeout_ns : wait_ns);
+	rill_producer_sleep_end(w->producer);
+}
+
+/* After the hook is gone and the control thread stopped: free everything. */
 static void srv_worker_fini(struct srv_worker *w)
 {
+	(void)srv_jobs_collect(w); /* every job is back: the control thread has stopped */
 	uint32_t max = w->server->config.connections_max;
 	for (uint32_t i = 0; w->conns != NULL && i < max; i++) {
 		struct srv_conn *c = w->conns[i];
 		if (c == NULL)
 			continue;
+		c->ctl_busy = false; /* its answer is dropped with it */
 		srv_conn_close(w, c);
 		if (w->conns[i] != NULL) { /* operations or requests still out: stopping anyway */
 			c->ops = 0;
@@ -797,48 +877,21 @@ static void srv_worker_fini(struct srv_worker *w)
 		}
 	}
 	if (w->ring_ok)
-		io_uring_queue_exit(&w->ring); /* first: its read of the wake fd ends */
+		io_uring_queue_exit(&w->ring); /* first: its reads of the eventfds end */
 	if (w->producer != NULL)
 		rill_producer_close(w->producer); /* waits for the shards' last answers: their
 						   * requests' connections are gone, so they
 						   * are released (srv_preq_done) */
 	if (w->bufs != NULL)
 		munmap(w->bufs, SRV_BUF_COUNT * sizeof(struct io_uring_buf));
+	if (w->ctl_fd >= 0)
+		close(w->ctl_fd);
 	free(w->buf_mem);
 	free(w->preqs);
 	free(w->conns);
 	free(w->live);
 	if (w->listen_fd >= 0)
 		close(w->listen_fd);
-}
-
-static void *srv_worker_main(void *arg)
-{
-	struct srv_worker *w = arg;
-	struct rill_server *s = w->server;
-	char name[16];
-	snprintf(name, sizeof(name), "rill-net-%u", w->index);
-	pthread_setname_np(pthread_self(), name);
-	/* Beside its shard: hand-offs between the two stay on one CPU's caches and need no
-	 * cross-CPU wake-up (measured: 1.5x the events/s of an unpinned worker on 2 CPUs). */
-	int cpu = s->config.pin ? rill_engine_shard_cpu(s->engine, w->index) : -1;
-	if (cpu >= 0 && rill_thread_pin(cpu) < 0)
-		fprintf(stderr, "rill: serve: worker %u: cannot pin to CPU %d; running unpinned\n",
-			w->index, cpu);
-	int rc = srv_worker_init(w);
-	pthread_mutex_lock(&s->start_lock);
-	w->start_rc = rc;
-	s->started++;
-	pthread_cond_broadcast(&s->start_cond);
-	pthread_mutex_unlock(&s->start_lock);
-	if (rc == 0) {
-		w->timer_ns = rill_clock_now_ns();
-		srv_accept_arm(w);
-		srv_wake_arm(w);
-		srv_loop(w);
-	}
-	srv_worker_fini(w);
-	return NULL;
 }
 
 /* ---- Start and stop ----------------------------------------------------------------- */
@@ -962,8 +1015,39 @@ static void srv_free(struct rill_server *s)
 	pthread_mutex_destroy(&s->start_lock);
 	pthread_cond_destroy(&s->start_cond);
 	pthread_mutex_destroy(&s->admin_lock);
+	pthread_mutex_destroy(&s->ctl_lock);
+	pthread_cond_destroy(&s->ctl_cond);
 	free(s->workers);
 	free(s);
+}
+
+/* Stop the workers (drain until @drain_ns from now), take them off their shards, stop the
+ * control thread and free everything. 0, or -ETIMEDOUT when the drain ran out of time. */
+static int srv_shutdown(struct rill_server *s, uint64_t drain_ns)
+{
+	uint64_t now = rill_clock_now_ns();
+	s->drain_deadline_ns = drain_ns > UINT64_MAX - now ? UINT64_MAX : now + drain_ns;
+	rill_atomic_store_release_u64(&s->stop, 1); /* R: pairs with A in srv_hook_poll */
+	for (uint32_t i = 0; i < s->hooked; i++) {
+		uint64_t one = 1;
+		ssize_t put = write(s->workers[i].ctl_fd, &one, sizeof(one)); /* wake it */
+		(void)put;
+	}
+	pthread_mutex_lock(&s->start_lock);
+	for (uint32_t i = 0; i < s->hooked; i++) {
+		struct srv_worker *w = &s->workers[i];
+		while (!w->inited || (w->start_rc == 0 && !w->finished))
+			pthread_cond_wait(&s->start_cond, &s->start_lock);
+	}
+	pthread_mutex_unlock(&s->start_lock);
+	int rc = rill_clock_now_ns() > s->drain_deadline_ns ? -ETIMEDOUT : 0;
+	for (uint32_t i = 0; i < s->hooked; i++)
+		(void)rill_engine_shard_hook_remove(s->engine, i, &s->workers[i]);
+	srv_ctl_stop(s); /* after the workers: they hand it jobs until they finish */
+	for (uint32_t i = 0; i < s->worker_count; i++)
+		srv_worker_fini(&s->workers[i]);
+	srv_free(s);
+	return rc;
 }
 
 int rill_server_start(struct rill_server **out, struct rill_engine *engine,
@@ -993,27 +1077,42 @@ int rill_server_start(struct rill_server **out, struct rill_engine *engine,
 	pthread_mutex_init(&s->start_lock, NULL);
 	pthread_cond_init(&s->start_cond, NULL);
 	pthread_mutex_init(&s->admin_lock, NULL);
+	pthread_mutex_init(&s->ctl_lock, NULL);
+	pthread_cond_init(&s->ctl_cond, NULL);
 	if (s->workers == NULL) {
 		srv_free(s);
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < s->worker_count; i++)
-		s->workers[i] = (struct srv_worker){.server = s, .index = i, .listen_fd = -1};
+		s->workers[i] =
+			(struct srv_worker){.server = s, .index = i, .listen_fd = -1, .ctl_fd = -1};
 	rc = srv_listen(s, err);
-	uint32_t spawned = 0;
-	for (; rc == 0 && spawned < s->worker_count; spawned++) {
-		rc = -pthread_create(&s->workers[spawned].thread, NULL, srv_worker_main,
-				     &s->workers[spawned]);
+	if (rc == 0) {
+		rc = srv_ctl_start(s);
 		if (rc < 0)
-			snprintf(err->message, sizeof(err->message), "thread: %s", strerror(-rc));
+			snprintf(err->message, sizeof(err->message), "control thread: %s",
+				 strerror(-rc));
 	}
-	if (rc < 0 && spawned > 0)
-		spawned--; /* the one that failed */
+	for (; rc == 0 && s->hooked < s->worker_count; s->hooked++) {
+		struct srv_worker *w = &s->workers[s->hooked];
+		rc = srv_worker_prepare(w);
+		struct rill_shard_hook hook = {
+			.poll = srv_hook_poll, .sleep = srv_hook_sleep, .arg = w};
+		if (rc == 0)
+			rc = rill_engine_shard_hook_add(engine, w->index, &hook);
+		if (rc < 0) {
+			snprintf(err->message, sizeof(err->message), "worker %u: %s", w->index,
+				 rc == -EBUSY ? "its shard has a sleeping hook already"
+					      : rill_strerror(rc));
+			break;
+		}
+	}
+	/* Each worker makes its ring on its shard's thread, in its first turn. */
 	pthread_mutex_lock(&s->start_lock);
-	while (s->started < spawned)
+	while (s->started < s->hooked)
 		pthread_cond_wait(&s->start_cond, &s->start_lock);
 	pthread_mutex_unlock(&s->start_lock);
-	for (uint32_t i = 0; i < spawned && rc == 0; i++) {
+	for (uint32_t i = 0; i < s->hooked && rc == 0; i++) {
 		if (s->workers[i].start_rc < 0) {
 			rc = s->workers[i].start_rc;
 			snprintf(err->message, sizeof(err->message), "worker %u: %s", i,
@@ -1021,13 +1120,7 @@ int rill_server_start(struct rill_server **out, struct rill_engine *engine,
 		}
 	}
 	if (rc < 0) {
-		rill_atomic_store_release_u64(&s->stop, 1); /* R: pairs with A in srv_loop */
-		for (uint32_t i = 0; i < spawned; i++)
-			pthread_join(s->workers[i].thread, NULL);
-		for (uint32_t i = spawned; i < s->worker_count; i++)
-			if (s->workers[i].listen_fd >= 0)
-				close(s->workers[i].listen_fd);
-		srv_free(s);
+		(void)srv_shutdown(s, 0);
 		return rc;
 	}
 	*out = s;
@@ -1060,12 +1153,5 @@ void rill_server_stats_get(struct rill_server *s, struct rill_server_stats *out)
 
 int rill_server_stop(struct rill_server *s, uint64_t drain_ns)
 {
-	uint64_t now = rill_clock_now_ns();
-	s->drain_deadline_ns = drain_ns > UINT64_MAX - now ? UINT64_MAX : now + drain_ns;
-	rill_atomic_store_release_u64(&s->stop, 1); /* R: pairs with A in srv_loop */
-	for (uint32_t i = 0; i < s->worker_count; i++)
-		pthread_join(s->workers[i].thread, NULL);
-	int rc = rill_clock_now_ns() > s->drain_deadline_ns ? -ETIMEDOUT : 0;
-	srv_free(s);
-	return rc;
+	return srv_shutdown(s, drain_ns);
 }

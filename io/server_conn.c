@@ -2,11 +2,11 @@
  * The server's frames: what each request does once server.c has cut it out of the
  * receive buffer. PRODUCE publishes every event of the frame through the worker's
  * producer handle (rings to the owner shards) and answers with one ACK frame once every
- * event has its acknowledgement at the level asked; SUBSCRIBE opens engine subscriptions
- * and feeds EVENTS frames as the client's credit allows; QUERY and ADMIN call the engine
- * (they block the worker briefly: the owner shard answers a query in microseconds, admin
- * work may sync files). Runs on the connection's worker thread; PRODUCE, ACK and EVENTS
- * are the hot path.
+ * event has its acknowledgement at the level asked; SUBSCRIBE's feeds go out as EVENTS
+ * frames as the client's credit allows. What waits for shards (QUERY, ADMIN, opening and
+ * closing subscriptions) is checked here and handed to the control thread
+ * (server_ctl.c). Runs on the connection's worker, on its shard's thread; PRODUCE, ACK
+ * and EVENTS are the hot path.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,7 +21,7 @@
 #define SRV_REASON_BYTES_MAX 256u /* a refusal's reason, as kept for its ACK */
 
 /* Copy a name from the wire into @out (NUL-terminated). */
-static void srv_name(char *out, const char *name, uint16_t bytes)
+void srv_name(char *out, const char *name, uint16_t bytes)
 {
 	RILL_ASSERT(bytes <= RILL_WIRE_NAME_BYTES_MAX);
 	memcpy(out, name, bytes);
@@ -298,90 +298,21 @@ void srv_acks_flush(struct srv_worker *w, struct srv_conn *c)
 
 /* ---- SUBSCRIBE, FETCH, UNSUBSCRIBE -------------------------------------------------- */
 
-void srv_subs_close(struct srv_conn *c)
+/* Hand the connection's subscriptions to the control thread to close (closing waits for
+ * their shards). A job already out closes them when it comes back (srv_jobs_collect). */
+void srv_subs_release(struct srv_worker *w, struct srv_conn *c)
 {
-	for (uint32_t i = 0; i < c->sub_count; i++)
-		rill_subscription_close(c->subs[i].sub);
+	if (c->sub_count == 0 || c->ctl_busy)
+		return;
+	if (w->server->ctl_gone) { /* the server stopping, on a thread that may block */
+		srv_subs_close_now(c->subs, c->sub_count);
+		c->sub_count = 0;
+		return;
+	}
+	c->job =
+		(struct srv_job){.kind = SRV_JOB_CLOSE, .subs = c->subs, .sub_count = c->sub_count};
 	c->sub_count = 0;
-}
-
-/* Where partition @p's feed starts; -ERANGE for an offset past a single partition's end. */
-static int srv_sub_start(struct rill_server *s, struct rill_topic *t, uint32_t p,
-			 const struct rill_wire_subscribe *ws, struct rill_wire_subscribed_entry *e)
-{
-	struct rill_partition_info info;
-	uint64_t at = 0;
-	bool by_time = ws->from == RILL_WIRE_FROM_TIMESTAMP;
-	int rc = rill_partition_info_get(s->engine, t, p, by_time ? ws->from_value : UINT64_MAX,
-					 &info, &at);
-	if (rc < 0)
-		return rc;
-	uint64_t start = info.first_offset;
-	if (ws->from == RILL_WIRE_FROM_LATEST)
-		start = info.next_offset;
-	else if (by_time)
-		start = at;
-	else if (ws->from == RILL_WIRE_FROM_OFFSET) {
-		if (ws->from_value > info.next_offset && ws->partition != RILL_WIRE_PARTITION_ALL)
-			return -ERANGE;
-		start = ws->from_value < info.next_offset ? ws->from_value : info.next_offset;
-	}
-	if (start < info.first_offset)
-		start = info.first_offset; /* retention took what came before */
-	*e = (struct rill_wire_subscribed_entry){
-		.partition = p, .first_offset = start, .end_offset = info.next_offset};
-	return 0;
-}
-
-/* Open the partitions of @ws; answers SUBSCRIBED, or an ERROR with nothing opened. */
-static bool srv_sub_open(struct srv_worker *w, struct srv_conn *c, uint64_t request_id,
-			 const struct rill_wire_subscribe *ws, struct rill_topic *t)
-{
-	struct rill_server *s = w->server;
-	uint32_t parts = rill_topic_partitions(t);
-	uint32_t first = ws->partition == RILL_WIRE_PARTITION_ALL ? 0 : ws->partition;
-	uint32_t n = ws->partition == RILL_WIRE_PARTITION_ALL ? parts : 1;
-	if (c->sub_count + n > s->config.subscriptions_max) {
-		srv_conn_error(w, c, request_id, -ENOSPC,
-			       "more than %u partitions subscribed on one connection",
-			       s->config.subscriptions_max);
-		return false;
-	}
-	struct rill_wire_subscribed_entry *entries = calloc(n, sizeof(*entries));
-	struct srv_sub *subs = realloc(c->subs, (c->sub_count + n) * sizeof(*subs));
-	if (subs != NULL)
-		c->subs = subs;
-	int rc = entries == NULL || subs == NULL ? -ENOMEM : 0;
-	uint32_t opened = 0;
-	for (; rc == 0 && opened < n; opened++) {
-		uint32_t p = first + opened;
-		struct srv_sub *sub = &c->subs[c->sub_count + opened];
-		*sub = (struct srv_sub){.request_id = request_id, .partition = p};
-		rc = srv_sub_start(s, t, p, ws, &entries[opened]);
-		if (rc == 0)
-			rc = rill_subscribe(s->engine, t, p, entries[opened].first_offset,
-					    &sub->sub);
-		if (rc < 0)
-			break;
-	}
-	if (rc < 0) {
-		for (uint32_t i = 0; i < opened; i++)
-			rill_subscription_close(c->subs[c->sub_count + i].sub);
-		srv_conn_error(w, c, request_id, rc, "subscribe to partition %u: %s",
-			       first + opened, rill_strerror(rc));
-		free(entries);
-		return false;
-	}
-	c->sub_count += n;
-	uint32_t size = RILL_WIRE_HEADER_BYTES + RILL_WIRE_SUBSCRIBED_BYTES +
-			n * RILL_WIRE_SUBSCRIBED_ENTRY;
-	uint8_t *dst = srv_conn_tx_reserve(c, size);
-	RILL_ASSERT(dst != NULL); /* S2: a 1,024-partition answer is far below a frame */
-	int bytes = rill_wire_subscribed_encode(dst, size, request_id, entries, n);
-	RILL_ASSERT(bytes > 0);
-	srv_conn_send(w, c, dst, (uint32_t)bytes);
-	free(entries);
-	return true;
+	srv_job_post(w, c);
 }
 
 static int srv_subscribe(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_header *h,
@@ -394,38 +325,42 @@ static int srv_subscribe(struct srv_worker *w, struct srv_conn *c, const struct 
 		srv_conn_fatal(w, c, h->request_id, rc, "SUBSCRIBE: %s", rill_strerror(rc));
 		return -EPROTO;
 	}
-	char topic[RILL_WIRE_TOPIC_BYTES_MAX + 1];
-	srv_name(topic, ws.topic, ws.topic_bytes);
-	struct rill_topic *t = rill_topic_find(w->server->engine, topic);
-	if (t == NULL) {
-		srv_conn_error(w, c, h->request_id, -ENOENT, "no topic '%s'", topic);
-		return 0;
+	if (c->subs == NULL) {
+		/* Room for the most it may hold: what the control thread opens lands here. */
+		c->subs = calloc(w->server->config.subscriptions_max, sizeof(*c->subs));
+		if (c->subs == NULL) {
+			srv_conn_error(w, c, h->request_id, -ENOMEM, "SUBSCRIBE: out of memory");
+			return 0;
+		}
 	}
-	if (ws.partition != RILL_WIRE_PARTITION_ALL && ws.partition >= rill_topic_partitions(t)) {
-		srv_conn_error(w, c, h->request_id, -EINVAL, "topic '%s' has no partition %u",
-			       topic, ws.partition);
-		return 0;
-	}
-	if (!srv_sub_open(w, c, h->request_id, &ws, t))
-		return 0;
-	c->credit += ws.credit;
-	if (c->credit > SRV_CREDIT_MAX)
-		c->credit = SRV_CREDIT_MAX;
+	(void)srv_job_frame(w, c, h, body); /* the control thread opens them (server_ctl.c) */
 	return 0;
 }
 
-static int srv_unsubscribe(struct srv_conn *c, uint64_t request_id)
+/* Stop the subscriptions SUBSCRIBE @request_id opened; they close on the control thread. */
+static int srv_unsubscribe(struct srv_worker *w, struct srv_conn *c, uint64_t request_id)
 {
-	uint32_t kept = 0;
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < c->sub_count; i++)
+		n += c->subs[i].request_id == request_id;
+	if (n == 0)
+		return -ENOENT;
+	struct srv_sub *gone = malloc(n * sizeof(*gone));
+	if (gone == NULL)
+		return -ENOMEM;
+	uint32_t kept = 0, k = 0;
 	for (uint32_t i = 0; i < c->sub_count; i++) {
 		if (c->subs[i].request_id == request_id)
-			rill_subscription_close(c->subs[i].sub);
+			gone[k++] = c->subs[i];
 		else
 			c->subs[kept++] = c->subs[i];
 	}
-	int found = kept < c->sub_count;
 	c->sub_count = kept;
-	return found ? 0 : -ENOENT;
+	c->sub_next = 0;
+	c->job = (struct srv_job){
+		.kind = SRV_JOB_CLOSE, .subs = gone, .sub_count = n, .subs_owned = true};
+	srv_job_post(w, c);
+	return 0;
 }
 
 /* The next event of @sub, held until it fits a frame: 1, 0 (none now) or an error. */
@@ -495,76 +430,25 @@ bool srv_subs_poll(struct srv_worker *w, struct srv_conn *c)
 
 /* ---- QUERY, ADMIN ------------------------------------------------------------------- */
 
-static int srv_query(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_header *h,
-		     const uint8_t *body)
+/* QUERY and ADMIN: checked here, answered by the control thread (server_ctl.c). */
+static int srv_ctl_frame(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_header *h,
+			 const uint8_t *body)
 {
-	struct rill_wire_query q;
-	int rc = rill_wire_query_decode(body, h->body_bytes, &q);
+	int rc;
+	if (h->type == RILL_WIRE_QUERY) {
+		struct rill_wire_query q;
+		rc = rill_wire_query_decode(body, h->body_bytes, &q);
+	} else {
+		struct rill_wire_admin a;
+		rc = rill_wire_admin_decode(body, h->body_bytes, &a);
+	}
 	if (rc < 0) {
 		srv_stat_add(&w->stats.bad_frames, 1);
-		srv_conn_fatal(w, c, h->request_id, rc, "QUERY: %s", rill_strerror(rc));
+		srv_conn_fatal(w, c, h->request_id, rc, "%s: %s", rill_wire_type_name(h->type),
+			       rill_strerror(rc));
 		return -EPROTO;
 	}
-	char name[RILL_WIRE_NAME_BYTES_MAX + 1];
-	srv_name(name, q.name, q.name_bytes);
-	struct rill_projection_value v;
-	struct rill_engine *e = w->server->engine;
-	if (q.flags & (RILL_WIRE_QUERY_F_AS_OF_OFFSET | RILL_WIRE_QUERY_F_AS_OF_TIMESTAMP)) {
-		bool by_offset = (q.flags & RILL_WIRE_QUERY_F_AS_OF_OFFSET) != 0;
-		rc = rill_query_as_of(e, name, q.key, q.key_bytes, by_offset ? q.as_of : UINT64_MAX,
-				      by_offset ? 0 : q.as_of, &v);
-	} else {
-		struct rill_token token = {.partition = q.token_partition,
-					   .offset = q.token_offset};
-		/* The client's wait, never past the server's: the worker blocks meanwhile. */
-		uint64_t wait = w->server->config.query_wait_ns;
-		if (q.timeout_ms > 0 && q.timeout_ms * 1000000ull < wait)
-			wait = q.timeout_ms * 1000000ull;
-		rc = rill_query(e, name, q.key, q.key_bytes,
-				(q.flags & RILL_WIRE_QUERY_F_TOKEN) ? &token : NULL, wait, &v);
-	}
-	if (rc < 0) {
-		srv_conn_error(w, c, h->request_id, rc, "projection '%s': %s", name,
-			       rc == -ENOENT ? "no such projection, or no value for the key"
-					     : rill_strerror(rc));
-		return 0;
-	}
-	uint8_t *dst = srv_conn_tx_reserve(c, RILL_WIRE_HEADER_BYTES + RILL_WIRE_RESULT_BYTES);
-	int bytes = rill_wire_result_encode(dst, RILL_WIRE_HEADER_BYTES + RILL_WIRE_RESULT_BYTES,
-					    h->request_id, &v);
-	RILL_ASSERT(bytes > 0);
-	srv_conn_send(w, c, dst, (uint32_t)bytes);
-	return 0;
-}
-
-static int srv_admin_frame(struct srv_worker *w, struct srv_conn *c,
-			   const struct rill_wire_header *h, const uint8_t *body)
-{
-	struct rill_wire_admin a;
-	int rc = rill_wire_admin_decode(body, h->body_bytes, &a);
-	if (rc < 0) {
-		srv_stat_add(&w->stats.bad_frames, 1);
-		srv_conn_fatal(w, c, h->request_id, rc, "ADMIN: %s", rill_strerror(rc));
-		return -EPROTO;
-	}
-	char *answer = NULL;
-	char msg[RILL_WIRE_MESSAGE_BYTES_MAX];
-	rc = srv_admin(w->server, a.op, a.json, a.json_bytes, &answer, msg, sizeof(msg));
-	uint32_t len = answer != NULL ? (uint32_t)strlen(answer) : 0;
-	if (rc == 0 && len > w->server->config.frame_bytes_max - RILL_WIRE_ADMIN_OK_BYTES_MIN) {
-		rc = -EMSGSIZE;
-		snprintf(msg, sizeof(msg), "the answer is larger than a frame");
-	}
-	if (rc < 0) {
-		srv_conn_error(w, c, h->request_id, rc, "%s", msg);
-	} else {
-		uint32_t size = RILL_WIRE_HEADER_BYTES + RILL_WIRE_ADMIN_OK_BYTES_MIN + len;
-		uint8_t *dst = srv_conn_tx_reserve(c, size);
-		int bytes = rill_wire_admin_ok_encode(dst, size, h->request_id, answer, len);
-		RILL_ASSERT(bytes > 0);
-		srv_conn_send(w, c, dst, (uint32_t)bytes);
-	}
-	free(answer);
+	(void)srv_job_frame(w, c, h, body);
 	return 0;
 }
 
@@ -617,8 +501,10 @@ static int srv_small(struct srv_worker *w, struct srv_conn *c, const struct rill
 		rill_wire_empty_encode(dst, RILL_WIRE_HEADER_BYTES, RILL_WIRE_PONG, h->request_id);
 		srv_conn_send(w, c, dst, RILL_WIRE_HEADER_BYTES);
 	} else if (h->type == RILL_WIRE_UNSUBSCRIBE) {
-		if (srv_unsubscribe(c, h->request_id) < 0)
-			srv_conn_error(w, c, h->request_id, -ENOENT, "no such subscription");
+		rc = srv_unsubscribe(w, c, h->request_id);
+		if (rc < 0)
+			srv_conn_error(w, c, h->request_id, rc, "%s",
+				       rc == -ENOENT ? "no such subscription" : "out of memory");
 	} else {
 		/* Credit is the connection's, shared by its subscriptions (docs/PROTOCOL.md). */
 		c->credit += credit;
@@ -639,9 +525,8 @@ int srv_frame(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_h
 	case RILL_WIRE_SUBSCRIBE:
 		return srv_subscribe(w, c, h, body);
 	case RILL_WIRE_QUERY:
-		return srv_query(w, c, h, body);
 	case RILL_WIRE_ADMIN:
-		return srv_admin_frame(w, c, h, body);
+		return srv_ctl_frame(w, c, h, body);
 	case RILL_WIRE_FETCH:
 	case RILL_WIRE_UNSUBSCRIBE:
 	case RILL_WIRE_PING:

@@ -1,8 +1,11 @@
 /*
  * The server's internals, shared by server.c (workers, io_uring, connections' bytes),
- * server_conn.c (frames: produce, subscribe, query) and server_admin.c (ADMIN's JSON). A
- * connection belongs to one worker and is touched by that worker's thread only; the only
- * state shared between workers is the server's atomic counters and budgets.
+ * server_conn.c (frames: produce, subscribe, fetch), server_ctl.c (the control thread:
+ * query, admin, opening and closing subscriptions) and server_admin.c (ADMIN's JSON). A
+ * worker is a hook in its shard's loop (rill_engine_shard_hook_add) and runs on the
+ * shard's thread. A connection belongs to one worker and is touched by that worker alone,
+ * but for its job (struct srv_job), which the control thread holds while it runs; the
+ * only other state shared between workers is the server's atomic counters and budgets.
  *
  * Invariants, asserted where they matter:
  *  S1. conn->tx_len <= conn->tx_cap; a send in flight covers tx[0, tx_sending).
@@ -10,8 +13,10 @@
  *      largest answer (SRV_TX_RESERVE) and the connection is not stalled.
  *  S3. A produce request holds its frame's bytes in the connection's and the server's
  *      in-flight budgets from its header until its ACK is queued for sending.
- *  S4. A connection is freed only when no io_uring operation refers to it (ops == 0)
- *      and no produce request points to it.
+ *  S4. A connection is freed only when no io_uring operation refers to it (ops == 0),
+ *      no produce request points to it and its job is not out (ctl_busy false).
+ *  S5. While its job is out, a connection reads no further frame: answers keep the order
+ *      of their requests, and at most one job per connection is ever queued.
  */
 #ifndef RILL_IO_SERVER_INT_H
 #define RILL_IO_SERVER_INT_H
@@ -54,7 +59,9 @@ enum srv_op {
 	SRV_OP_RECV = 2,
 	SRV_OP_SEND = 3,
 	SRV_OP_CANCEL = 4,
-	SRV_OP_WAKE = 5, /* the producer's eventfd: acknowledgements were posted */
+	SRV_OP_WAKE = 5,       /* the producer's eventfd: acknowledgements were posted */
+	SRV_OP_SHARD_WAKE = 6, /* the shard's eventfd, read while the shard sleeps in here */
+	SRV_OP_CTL = 7,        /* the worker's eventfd: the control thread answered */
 };
 
 struct srv_worker;
@@ -96,6 +103,35 @@ struct srv_sub {
 	uint64_t offset;
 };
 
+/*
+ * Work the worker may not do on its shard's thread, because it waits for shards (a shard
+ * waiting for itself never returns): QUERY, ADMIN and SUBSCRIBE frames, and closing
+ * subscriptions. Each connection has one, embedded (no allocation can fail on the close
+ * path); the control thread runs it and hands it back through the worker's done list.
+ */
+enum srv_job_kind {
+	SRV_JOB_FRAME = 1, /* answer the frame in h and body */
+	SRV_JOB_CLOSE = 2, /* close subs[0, sub_count) */
+};
+
+struct srv_job {
+	struct srv_job *next; /* the control queue, then the worker's done list */
+	enum srv_job_kind kind;
+	struct srv_worker *worker;
+	struct srv_conn *conn;
+	struct rill_wire_header h;
+	uint8_t *body;      /* a copy of the frame's body (malloc'ed) */
+	uint32_t conn_subs; /* SUBSCRIBE: the connection's subscriptions before it */
+	/* What comes back. */
+	uint8_t *answer; /* a whole frame, malloc'ed; NULL: nothing to send */
+	uint32_t answer_bytes;
+	struct srv_sub *subs; /* SUBSCRIBE: those opened; CLOSE: those to close */
+	uint32_t sub_count;
+	bool subs_owned; /* subs is the job's own array (freed when it comes back) */
+	uint64_t credit; /* SUBSCRIBE: the credit it brings */
+	bool done;       /* back from the control thread */
+};
+
 struct srv_conn {
 	int fd;
 	uint32_t slot, gen;
@@ -123,22 +159,33 @@ struct srv_conn {
 	uint64_t inflight_bytes;                /* S3 */
 	struct srv_preq *done_head, *done_tail; /* answered, ACK not yet written */
 
-	struct srv_sub *subs;
+	struct srv_sub *subs; /* [subscriptions_max] once it first subscribes */
 	uint32_t sub_count;
 	uint32_t sub_next; /* where the next feed starts: every partition gets its turn */
 	uint64_t credit;   /* events the peer will take */
+
+	struct srv_job job; /* S4, S5 */
+	bool ctl_busy;      /* the job is out, or its answer waits for room in tx */
 };
 
 struct srv_worker {
 	struct rill_server *server;
 	uint32_t index;
-	pthread_t thread;
 	struct io_uring ring;
 	bool ring_ok;
+	bool taskrun_flag; /* the kernel flags deferred completions (IORING_SQ_TASKRUN) */
+	bool inited;       /* its first turn on the shard's thread made the ring */
+	bool finished;     /* stopped: drained (or past the deadline); under start_lock */
 	int listen_fd;
 	bool accept_armed;
 	struct rill_producer *producer;
 	uint64_t wake_buf; /* the eventfd's counter, read by SRV_OP_WAKE */
+	uint64_t shard_wake_buf;
+	bool shard_wake_armed;
+	int ctl_fd;               /* eventfd: the control thread answered */
+	uint64_t ctl_buf;         /* ... read by SRV_OP_CTL */
+	struct srv_job *ctl_done; /* answered jobs, under the server's ctl_lock */
+	uint64_t ctl_ready;       /* atomic: ctl_done is not empty (a hint) */
 	struct io_uring_buf_ring *bufs;
 	uint8_t *buf_mem;
 	struct srv_conn **conns; /* [connections_max], by slot */
@@ -168,14 +215,24 @@ struct rill_server {
 	uint16_t port;
 	uint32_t worker_count;
 	struct srv_worker *workers;
-	pthread_mutex_t start_lock;
+	pthread_mutex_t start_lock; /* workers' inited, start_rc and finished */
 	pthread_cond_t start_cond;
 	uint32_t started;
+	uint32_t hooked;            /* workers whose hooks are in their shards */
 	uint64_t stop;              /* atomic: 1 once stopping */
 	uint64_t drain_deadline_ns; /* set before stop */
 	uint64_t inflight_bytes;    /* atomic: S3 over every connection */
 	uint64_t connections;       /* atomic */
 	pthread_mutex_t admin_lock; /* admin ops one at a time (group offsets file) */
+
+	/* The control thread and its queue (server_ctl.c). */
+	pthread_t ctl_thread;
+	bool ctl_started;
+	pthread_mutex_t ctl_lock;
+	pthread_cond_t ctl_cond;
+	struct srv_job *ctl_head, *ctl_tail;
+	bool ctl_stop;
+	bool ctl_gone; /* stopped: subscriptions close on the stopping thread */
 };
 
 /* server.c */
@@ -188,6 +245,7 @@ uint8_t *srv_conn_tx_reserve(struct srv_conn *c, uint32_t bytes);
 void srv_stat_add(uint64_t *counter, uint64_t n); /* a worker's own counter */
 
 /* server_conn.c */
+void srv_name(char *out, const char *name, uint16_t bytes); /* NUL-terminated copy */
 /* Handle the frame; 0, -EAGAIN (keep it: retry later), or -EPROTO (the connection was
  * failed). */
 int srv_frame(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_header *h,
@@ -198,9 +256,24 @@ void srv_produce_abandon(struct srv_worker *w, struct srv_conn *c, int error);
 void srv_ack_cb(void *arg, const struct rill_ack *ack);
 void srv_acks_flush(struct srv_worker *w, struct srv_conn *c);
 bool srv_subs_poll(struct srv_worker *w, struct srv_conn *c);
-void srv_subs_close(struct srv_conn *c);
+void srv_subs_release(struct srv_worker *w, struct srv_conn *c);
 void srv_preq_release(struct srv_worker *w, struct srv_preq *r);
 uint32_t srv_tx_reserve_bytes(const struct rill_server *s);
+
+/* server_ctl.c */
+int srv_ctl_start(struct rill_server *s);
+void srv_ctl_stop(struct rill_server *s); /* runs every job queued first */
+/* Hand @c's job to the control thread (S5); kind, h, body and the rest are set. */
+void srv_job_post(struct srv_worker *w, struct srv_conn *c);
+/* Post a FRAME job for the frame; false (an ERROR was sent) when out of memory. */
+bool srv_job_frame(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_header *h,
+		   const uint8_t *body);
+/* Take back what the control thread answered (worker); true if something came. */
+bool srv_jobs_collect(struct srv_worker *w);
+/* Write a collected job's answer when tx has room; true when the job is over. */
+bool srv_job_finish(struct srv_worker *w, struct srv_conn *c);
+/* Close subscriptions now, on a thread that may block (the server stopping). */
+void srv_subs_close_now(struct srv_sub *subs, uint32_t n);
 
 /* server_admin.c: the answer's JSON (malloc'ed) or an error with @msg. */
 int srv_admin(struct rill_server *s, uint16_t op, const char *json, uint32_t json_bytes,

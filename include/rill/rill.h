@@ -142,22 +142,44 @@ struct rill_schema_registry *rill_engine_schemas(struct rill_engine *engine);
 uint32_t rill_engine_shards(const struct rill_engine *engine);
 
 /*
- * A poll hook: a function the shard calls on every turn of its loop, on its own thread,
- * between bursts (an ingress that polls a device queue: DPDK). It returns how much work
- * it did (0: none). While a hook is set the shard never sleeps (there is no wake-up for a
- * polled device): it spins, yielding the CPU when neither it nor the hook has work. The
- * hook may publish through a producer handle of its own (used on the shard's thread only
- * while the hook is set) but must not block or call blocking engine functions.
+ * A shard hook: code that runs inside a shard's loop, on its thread, so that an ingress
+ * and the shard that applies its events share one thread and no hand-off between threads
+ * (the TCP server's workers, DPDK's queues).
+ *
+ * poll:  called on every turn of the loop, between bursts; returns how much work it did
+ *        (0: none). It may publish through a producer handle of its own (used on the
+ *        shard's thread only while the hook is set) but must not block or call blocking
+ *        engine functions (those that wait for a shard: a shard waiting for itself never
+ *        returns).
+ * sleep: optional. When the shard is idle (adaptive mode) it calls this instead of
+ *        waiting on its own: the hook waits until @wake_fd (an eventfd: the shard's
+ *        producers and disk completions) is readable, its own events arrive, or
+ *        @timeout_ns passes, and reads @wake_fd when it fired. A shard with a hook that
+ *        has no sleep never sleeps (a polled device has no wake-up): it spins, yielding
+ *        the CPU when nothing has work. At most one hook per shard may sleep.
  */
-typedef unsigned (*rill_shard_poll_fn)(void *arg);
+struct rill_shard_hook {
+	unsigned (*poll)(void *arg);
+	void (*sleep)(void *arg, int wake_fd, uint64_t timeout_ns);
+	void *arg; /* also the hook's name for rill_engine_shard_hook_remove */
+};
+
+#define RILL_SHARD_HOOKS_MAX 4
 
 /*
- * rill_engine_shard_poll_set - set (or with @fn NULL, remove) shard @shard's poll hook.
- * Returns 0, -EINVAL, -EBUSY (another hook is set). Any host thread; blocks briefly: once
- * it returns, the shard calls the new hook and no longer the old one.
+ * rill_engine_shard_hook_add - add @hook to shard @shard's loop (copied).
+ * Returns 0, -EINVAL, -ENOSPC (RILL_SHARD_HOOKS_MAX set already), -EBUSY (a second hook
+ * with a sleep). Any thread but a shard's own; blocks briefly: once it returns, the shard
+ * calls the hook.
  */
-int rill_engine_shard_poll_set(struct rill_engine *engine, uint32_t shard, rill_shard_poll_fn fn,
-			       void *arg);
+int rill_engine_shard_hook_add(struct rill_engine *engine, uint32_t shard,
+			       const struct rill_shard_hook *hook);
+
+/*
+ * rill_engine_shard_hook_remove - remove the hook whose arg is @arg. Returns 0 or -ENOENT.
+ * Once it returns, the shard no longer calls it.
+ */
+int rill_engine_shard_hook_remove(struct rill_engine *engine, uint32_t shard, void *arg);
 
 /* rill_engine_shard_cpu - the CPU shard @shard is pinned to, or -1 (not pinned). */
 int rill_engine_shard_cpu(const struct rill_engine *engine, uint32_t shard);
@@ -171,7 +193,8 @@ struct rill_topic_config {
 	uint64_t retention_age_ns;       /* 0: keep all */
 	uint64_t segment_bytes_max;      /* 0: the log's default (1 GiB) */
 	uint32_t batch_bytes_max;        /* group commit: 0: the log's default (256 KiB) */
-	uint64_t batch_delay_ns;         /* group commit: 0: submit when the disk is free */
+	uint64_t batch_delay_ns;         /* group commit: 0: the default: submit when the
+					  * disk is free (group), every 1 ms at most (none) */
 };
 
 /*

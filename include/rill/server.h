@@ -2,13 +2,18 @@
  * rill/server.h - the io_uring TCP server: rill's native protocol (docs/PROTOCOL.md) in
  * front of an engine. `rill serve` runs one; an application embedding the engine may run one too.
  *
- * One worker thread per engine shard, each with its own io_uring (SINGLE_ISSUER and
- * DEFER_TASKRUN where the kernel offers them, SQPOLL as an option), its own SO_REUSEPORT
- * listener on the same port (the kernel spreads connections over them), multishot accept,
- * multishot recv into a ring of provided buffers, and one batched send per connection per
- * loop turn. Frames are parsed in place from the receive buffers. Each worker publishes
- * through its own producer handle: rings to every shard, so events reach their owner shard
- * over SPSC rings and acknowledgements come back the same way.
+ * One worker per engine shard, running inside the shard's loop on the shard's thread (a
+ * shard hook), each with its own io_uring (SINGLE_ISSUER and DEFER_TASKRUN where the
+ * kernel offers them, SQPOLL as an option), its own SO_REUSEPORT listener on the same port
+ * (the kernel spreads connections over them), multishot accept, multishot recv into a ring
+ * of provided buffers, and one batched send per connection per loop turn. Frames are
+ * parsed in place from the receive buffers. Each worker publishes through its own
+ * producer handle: rings to every shard, so events reach their owner shard over SPSC
+ * rings (the local shard's ring is drained by the same thread, in its next turn) and
+ * acknowledgements come back the same way. What must wait for a shard (queries, admin,
+ * opening and closing subscriptions) runs on one control thread and comes back to the
+ * worker, so a worker never blocks its shard. The engine's shards must be running in
+ * adaptive or busy mode; a shard sleeping in adaptive mode sleeps in its worker's ring.
  *
  * Limits (struct rill_server_config) bound every frame, connection, in-flight byte and
  * output buffer; a peer that breaks the protocol gets a fatal ERROR frame and is closed.
@@ -42,8 +47,6 @@ struct rill_server_config {
 	uint64_t query_wait_ns;             /* a query token's default wait (1 s) */
 	uint32_t subscriptions_max;         /* partitions subscribed, per connection (64) */
 	bool sqpoll;                        /* a kernel thread polls each worker's ring */
-	bool pin;                           /* pin each worker to its shard's CPU (default
-					      * true; nothing when the shards are unpinned) */
 };
 
 /* rill_server_config_default - the defaults above. */
@@ -82,8 +85,8 @@ void rill_server_stats_get(struct rill_server *server, struct rill_server_stats 
 
 /*
  * rill_server_stop - stop accepting, stop reading, wait (up to @drain_ns) until every
- * event taken in has its acknowledgement sent, close every connection, join the workers,
- * free. The engine keeps running (close it after: its final sync). Returns 0, or
+ * event taken in has its acknowledgement sent, close every connection, take the workers
+ * off their shards, stop the control thread, free. The engine keeps running (close it after: its final sync). Returns 0, or
  * -ETIMEDOUT when the drain ran out of time (it stops all the same). Blocks.
  */
 int rill_server_stop(struct rill_server *server, uint64_t drain_ns);

@@ -1,0 +1,383 @@
+/*
+ * The server's control thread: the work a worker may not do on its shard's thread because
+ * it waits for shards (a shard waiting for itself never returns), and that would stall
+ * every connection of the worker if it did. QUERY (a shard answers, a read-your-writes
+ * token may wait), ADMIN (topics, schemas and projections are made on every shard),
+ * SUBSCRIBE (the shard attaches the feed) and closing subscriptions.
+ *
+ * A worker hands a connection's job (struct srv_job, embedded in the connection) over
+ * with srv_job_post and reads no further frame from that connection until the answer is
+ * written (S5). The thread runs the jobs in order, one at a time, builds each answer as a
+ * whole frame, puts the job on its worker's done list and writes the worker's eventfd;
+ * the worker takes it back in its loop (srv_jobs_collect) and writes the answer when its
+ * output has room (srv_job_finish). The queue is bounded by the connections: one job
+ * each.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/assert.h"
+#include "base/atomic.h"
+#include "io/server_int.h"
+
+/* The job's answer: @bytes of frame, copied; false when out of memory. */
+static bool job_answer_alloc(struct srv_job *j, uint32_t bytes)
+{
+	free(j->answer);
+	j->answer = malloc(bytes);
+	j->answer_bytes = j->answer != NULL ? bytes : 0;
+	return j->answer != NULL;
+}
+
+static void job_error(struct srv_job *j, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The answer is a (non-fatal) ERROR. */
+static void job_error(struct srv_job *j, int code, const char *fmt, ...)
+{
+	char msg[RILL_WIRE_MESSAGE_BYTES_MAX + 1];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (code >= 0)
+		code = -EPROTO; /* an ERROR's code is negative (io/wire.h) */
+	uint32_t need = RILL_WIRE_HEADER_BYTES + RILL_WIRE_ERROR_BYTES_MIN + (uint32_t)strlen(msg);
+	if (!job_answer_alloc(j, need))
+		return; /* nothing to say it with: the peer's request gets no answer */
+	int n = rill_wire_error_encode(j->answer, need, j->h.request_id, code, 0, msg);
+	RILL_ASSERT(n > 0);
+	j->answer_bytes = (uint32_t)n;
+}
+
+static void job_query(struct rill_server *s, struct srv_job *j)
+{
+	struct rill_wire_query q;
+	int rc = rill_wire_query_decode(j->body, j->h.body_bytes, &q);
+	RILL_ASSERT(rc == 0); /* the worker decoded it before posting */
+	char name[RILL_WIRE_NAME_BYTES_MAX + 1];
+	srv_name(name, q.name, q.name_bytes);
+	struct rill_projection_value v;
+	if (q.flags & (RILL_WIRE_QUERY_F_AS_OF_OFFSET | RILL_WIRE_QUERY_F_AS_OF_TIMESTAMP)) {
+		bool by_offset = (q.flags & RILL_WIRE_QUERY_F_AS_OF_OFFSET) != 0;
+		rc = rill_query_as_of(s->engine, name, q.key, q.key_bytes,
+				      by_offset ? q.as_of : UINT64_MAX, by_offset ? 0 : q.as_of,
+				      &v);
+	} else {
+		struct rill_token token = {.partition = q.token_partition,
+					   .offset = q.token_offset};
+		/* The client's wait, never past the server's: this thread blocks meanwhile. */
+		uint64_t wait = s->config.query_wait_ns;
+		if (q.timeout_ms > 0 && q.timeout_ms * 1000000ull < wait)
+			wait = q.timeout_ms * 1000000ull;
+		rc = rill_query(s->engine, name, q.key, q.key_bytes,
+				(q.flags & RILL_WIRE_QUERY_F_TOKEN) ? &token : NULL, wait, &v);
+	}
+	if (rc < 0) {
+		job_error(j, rc, "projection '%s': %s", name,
+			  rc == -ENOENT ? "no such projection, or no value for the key"
+					: rill_strerror(rc));
+		return;
+	}
+	if (!job_answer_alloc(j, RILL_WIRE_HEADER_BYTES + RILL_WIRE_RESULT_BYTES))
+		return;
+	int bytes = rill_wire_result_encode(j->answer, j->answer_bytes, j->h.request_id, &v);
+	RILL_ASSERT(bytes > 0);
+	j->answer_bytes = (uint32_t)bytes;
+}
+
+static void job_admin(struct rill_server *s, struct srv_job *j)
+{
+	struct rill_wire_admin a;
+	int rc = rill_wire_admin_decode(j->body, j->h.body_bytes, &a);
+	RILL_ASSERT(rc == 0); /* the worker decoded it before posting */
+	char *answer = NULL;
+	char msg[RILL_WIRE_MESSAGE_BYTES_MAX];
+	rc = srv_admin(s, a.op, a.json, a.json_bytes, &answer, msg, sizeof(msg));
+	uint32_t len = answer != NULL ? (uint32_t)strlen(answer) : 0;
+	if (rc == 0 && len > s->config.frame_bytes_max - RILL_WIRE_ADMIN_OK_BYTES_MIN) {
+		rc = -EMSGSIZE;
+		snprintf(msg, sizeof(msg), "the answer is larger than a frame");
+	}
+	if (rc < 0) {
+		job_error(j, rc, "%s", msg);
+	} else if (job_answer_alloc(j,
+				    RILL_WIRE_HEADER_BYTES + RILL_WIRE_ADMIN_OK_BYTES_MIN + len)) {
+		int bytes = rill_wire_admin_ok_encode(j->answer, j->answer_bytes, j->h.request_id,
+						      answer, len);
+		RILL_ASSERT(bytes > 0);
+		j->answer_bytes = (uint32_t)bytes;
+	}
+	free(answer);
+}
+
+/* Where partition @p's feed starts; -ERANGE for an offset past a single partition's end. */
+static int job_sub_start(struct rill_server *s, struct rill_topic *t, uint32_t p,
+			 const struct rill_wire_subscribe *ws, struct rill_wire_subscribed_entry *e)
+{
+	struct rill_partition_info info;
+	uint64_t at = 0;
+	bool by_time = ws->from == RILL_WIRE_FROM_TIMESTAMP;
+	int rc = rill_partition_info_get(s->engine, t, p, by_time ? ws->from_value : UINT64_MAX,
+					 &info, &at);
+	if (rc < 0)
+		return rc;
+	uint64_t start = info.first_offset;
+	if (ws->from == RILL_WIRE_FROM_LATEST)
+		start = info.next_offset;
+	else if (by_time)
+		start = at;
+	else if (ws->from == RILL_WIRE_FROM_OFFSET) {
+		if (ws->from_value > info.next_offset && ws->partition != RILL_WIRE_PARTITION_ALL)
+			return -ERANGE;
+		start = ws->from_value < info.next_offset ? ws->from_value : info.next_offset;
+	}
+	if (start < info.first_offset)
+		start = info.first_offset; /* retention took what came before */
+	*e = (struct rill_wire_subscribed_entry){
+		.partition = p, .first_offset = start, .end_offset = info.next_offset};
+	return 0;
+}
+
+/* Open the partitions SUBSCRIBE asks for; answers SUBSCRIBED, or an ERROR with nothing
+ * opened. */
+static void job_subscribe(struct rill_server *s, struct srv_job *j)
+{
+	struct rill_wire_subscribe ws;
+	int rc = rill_wire_subscribe_decode(j->body, j->h.body_bytes, &ws);
+	RILL_ASSERT(rc == 0); /* the worker decoded it before posting */
+	char topic[RILL_WIRE_TOPIC_BYTES_MAX + 1];
+	srv_name(topic, ws.topic, ws.topic_bytes);
+	struct rill_topic *t = rill_topic_find(s->engine, topic);
+	if (t == NULL) {
+		job_error(j, -ENOENT, "no topic '%s'", topic);
+		return;
+	}
+	uint32_t parts = rill_topic_partitions(t);
+	if (ws.partition != RILL_WIRE_PARTITION_ALL && ws.partition >= parts) {
+		job_error(j, -EINVAL, "topic '%s' has no partition %u", topic, ws.partition);
+		return;
+	}
+	uint32_t first = ws.partition == RILL_WIRE_PARTITION_ALL ? 0 : ws.partition;
+	uint32_t n = ws.partition == RILL_WIRE_PARTITION_ALL ? parts : 1;
+	if (j->conn_subs + n > s->config.subscriptions_max) {
+		job_error(j, -ENOSPC, "more than %u partitions subscribed on one connection",
+			  s->config.subscriptions_max);
+		return;
+	}
+	struct rill_wire_subscribed_entry *entries = calloc(n, sizeof(*entries));
+	j->subs = calloc(n, sizeof(*j->subs));
+	j->subs_owned = true;
+	rc = entries == NULL || j->subs == NULL ? -ENOMEM : 0;
+	uint32_t opened = 0;
+	for (; rc == 0 && opened < n; opened++) {
+		uint32_t p = first + opened;
+		struct srv_sub *sub = &j->subs[opened];
+		*sub = (struct srv_sub){.request_id = j->h.request_id, .partition = p};
+		rc = job_sub_start(s, t, p, &ws, &entries[opened]);
+		if (rc == 0)
+			rc = rill_subscribe(s->engine, t, p, entries[opened].first_offset,
+					    &sub->sub);
+		if (rc < 0)
+			break;
+	}
+	uint32_t size = RILL_WIRE_HEADER_BYTES + RILL_WIRE_SUBSCRIBED_BYTES +
+			n * RILL_WIRE_SUBSCRIBED_ENTRY;
+	if (rc == 0 && !job_answer_alloc(j, size))
+		rc = -ENOMEM;
+	if (rc < 0) {
+		srv_subs_close_now(j->subs, opened);
+		job_error(j, rc, "subscribe to partition %u: %s", first + opened,
+			  rill_strerror(rc));
+		free(entries);
+		return;
+	}
+	int bytes = rill_wire_subscribed_encode(j->answer, size, j->h.request_id, entries, n);
+	RILL_ASSERT(bytes > 0); /* a 1,024-partition answer is far below a frame */
+	j->answer_bytes = (uint32_t)bytes;
+	j->sub_count = n;
+	j->credit = ws.credit;
+	free(entries);
+}
+
+void srv_subs_close_now(struct srv_sub *subs, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		rill_subscription_close(subs[i].sub);
+}
+
+static void job_run(struct rill_server *s, struct srv_job *j)
+{
+	if (j->kind == SRV_JOB_CLOSE) {
+		srv_subs_close_now(j->subs, j->sub_count);
+		j->sub_count = 0;
+		return;
+	}
+	switch (j->h.type) {
+	case RILL_WIRE_QUERY:
+		job_query(s, j);
+		break;
+	case RILL_WIRE_ADMIN:
+		job_admin(s, j);
+		break;
+	case RILL_WIRE_SUBSCRIBE:
+		job_subscribe(s, j);
+		break;
+	default:
+		RILL_ASSERT(0 && "a frame the control thread does not take");
+	}
+}
+
+static void *ctl_main(void *arg)
+{
+	struct rill_server *s = arg;
+	pthread_mutex_lock(&s->ctl_lock);
+	for (;;) {
+		while (s->ctl_head == NULL && !s->ctl_stop)
+			pthread_cond_wait(&s->ctl_cond, &s->ctl_lock);
+		struct srv_job *j = s->ctl_head;
+		if (j == NULL)
+			break; /* stopping, and nothing is left */
+		s->ctl_head = j->next;
+		if (s->ctl_head == NULL)
+			s->ctl_tail = NULL;
+		pthread_mutex_unlock(&s->ctl_lock);
+		job_run(s, j);
+		struct srv_worker *w = j->worker;
+		pthread_mutex_lock(&s->ctl_lock);
+		j->next = w->ctl_done;
+		w->ctl_done = j;
+		rill_atomic_store_release_u64(&w->ctl_ready, 1); /* a hint; the list is locked */
+		pthread_mutex_unlock(&s->ctl_lock);
+		uint64_t one = 1;
+		ssize_t put = write(w->ctl_fd, &one, sizeof(one));
+		(void)put; /* EAGAIN: the counter is saturated, so the worker wakes anyway */
+		pthread_mutex_lock(&s->ctl_lock);
+	}
+	pthread_mutex_unlock(&s->ctl_lock);
+	return NULL;
+}
+
+int srv_ctl_start(struct rill_server *s)
+{
+	int rc = -pthread_create(&s->ctl_thread, NULL, ctl_main, s);
+	if (rc == 0) {
+		pthread_setname_np(s->ctl_thread, "rill-ctl");
+		s->ctl_started = true;
+	}
+	return rc;
+}
+
+void srv_ctl_stop(struct rill_server *s)
+{
+	if (!s->ctl_started)
+		return;
+	pthread_mutex_lock(&s->ctl_lock);
+	s->ctl_stop = true;
+	pthread_cond_signal(&s->ctl_cond);
+	pthread_mutex_unlock(&s->ctl_lock);
+	pthread_join(s->ctl_thread, NULL);
+	s->ctl_started = false;
+	s->ctl_gone = true;
+}
+
+void srv_job_post(struct srv_worker *w, struct srv_conn *c)
+{
+	struct rill_server *s = w->server;
+	struct srv_job *j = &c->job;
+	RILL_ASSERT(!c->ctl_busy); /* S5: one at a time */
+	c->ctl_busy = true;
+	j->worker = w;
+	j->conn = c;
+	j->done = false;
+	j->next = NULL;
+	pthread_mutex_lock(&s->ctl_lock);
+	if (s->ctl_tail != NULL)
+		s->ctl_tail->next = j;
+	else
+		s->ctl_head = j;
+	s->ctl_tail = j;
+	pthread_cond_signal(&s->ctl_cond);
+	pthread_mutex_unlock(&s->ctl_lock);
+}
+
+bool srv_job_frame(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_header *h,
+		   const uint8_t *body)
+{
+	struct srv_job *j = &c->job;
+	*j = (struct srv_job){.kind = SRV_JOB_FRAME, .h = *h, .conn_subs = c->sub_count};
+	j->body = malloc(h->body_bytes > 0 ? h->body_bytes : 1);
+	if (j->body == NULL) {
+		srv_conn_error(w, c, h->request_id, -ENOMEM, "%s: out of memory",
+			       rill_wire_type_name(h->type));
+		return false;
+	}
+	memcpy(j->body, body, h->body_bytes);
+	srv_job_post(w, c);
+	return true;
+}
+
+bool srv_jobs_collect(struct srv_worker *w)
+{
+	struct rill_server *s = w->server;
+	if (rill_atomic_load_acquire_u64(&w->ctl_ready) == 0)
+		return false;
+	pthread_mutex_lock(&s->ctl_lock);
+	struct srv_job *list = w->ctl_done;
+	w->ctl_done = NULL;
+	rill_atomic_store_relaxed_u64(&w->ctl_ready, 0);
+	pthread_mutex_unlock(&s->ctl_lock);
+	bool any = list != NULL;
+	while (list != NULL) {
+		struct srv_job *j = list;
+		list = j->next;
+		struct srv_conn *c = j->conn;
+		j->done = true;
+		free(j->body);
+		j->body = NULL;
+		if (j->sub_count > 0 && j->kind == SRV_JOB_FRAME) {
+			/* Opened: the connection's now, even if it closed meanwhile (its close
+			 * then closes them). Room: the limit was checked against conn_subs. */
+			RILL_ASSERT(c->subs != NULL &&
+				    c->sub_count + j->sub_count <= s->config.subscriptions_max);
+			memcpy(&c->subs[c->sub_count], j->subs, j->sub_count * sizeof(*j->subs));
+			c->sub_count += j->sub_count;
+			c->credit += j->credit;
+			if (c->credit > SRV_CREDIT_MAX)
+				c->credit = SRV_CREDIT_MAX;
+			j->sub_count = 0;
+		}
+		if (j->subs_owned)
+			free(j->subs);
+		j->subs = NULL;
+		j->subs_owned = false;
+		if (c->closed) {
+			free(j->answer);
+			j->answer = NULL;
+			c->ctl_busy = false;
+			srv_subs_release(w, c); /* what it opened, or what was left */
+		} else if (j->answer == NULL) {
+			c->ctl_busy = false; /* a CLOSE, or an answer that found no memory */
+		}
+	}
+	return any;
+}
+
+bool srv_job_finish(struct srv_worker *w, struct srv_conn *c)
+{
+	struct srv_job *j = &c->job;
+	if (!c->ctl_busy || !j->done)
+		return false;
+	uint8_t *dst = srv_conn_tx_reserve(c, j->answer_bytes);
+	if (dst == NULL)
+		return false; /* acknowledgements or events took the room: next turn */
+	srv_conn_send(w, c, j->answer, j->answer_bytes);
+	free(j->answer);
+	j->answer = NULL;
+	c->ctl_busy = false;
+	return true;
+}

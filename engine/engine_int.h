@@ -161,6 +161,8 @@ struct shard_sub {
 	struct rill_log_iter it;
 	struct rill_record rec; /* the held record (points into it.buf) */
 	uint64_t rec_offset;
+	uint64_t *sleeping; /* rill_subscribe_notify: the producer's wake flag and fd */
+	int wake_fd;
 };
 
 /* A message on a subscription's ring: this header, then the encoded record. */
@@ -317,6 +319,9 @@ int shard_snapshots(struct shard *s, bool all);
 /* shard_control.c: run the requests in @s's mailbox (shard thread). Returns how many. */
 unsigned shard_control_run(struct shard *s);
 void shard_wake(struct shard *s);
+/* After a commit to a ring whose consumer sleeps on @wake_fd while *@sleeping is 1: wake
+ * it (the P1 half of the producer's sleep handshake). Nothing when @sleeping is NULL. */
+void shard_notify(uint64_t *sleeping, int wake_fd);
 
 /* engine_meta.c: the metadata files under DATA (docs/FORMAT.md, "Engine metadata"). */
 int engine_meta_init(struct rill_engine *e, struct rill_error_text *err);

@@ -76,16 +76,21 @@ static void shard_ack_send(struct shard *s, uint32_t slot, struct engine_ack_msg
 	if (reason_bytes > 0)
 		memcpy(dst + sizeof(*m), reason, reason_bytes);
 	rill_ring_commit(p->acks, (uint32_t)(sizeof(*m) + reason_bytes));
-	if (p->sleeping != NULL) {
-		/* P1: the fence orders the commit above before the flag's load; pairs with
-		 * P0 in rill_producer_sleep_begin. One of the two sides sees the other. */
-		rill_atomic_fence_seq_cst();
-		if (rill_atomic_load_relaxed_u64(p->sleeping) != 0 &&
-		    rill_atomic_exchange_acq_rel_u64(p->sleeping, 0) != 0) {
-			uint64_t one = 1;
-			ssize_t n = write(p->wake_fd, &one, sizeof(one));
-			(void)n; /* a full counter already means "wake up" */
-		}
+	shard_notify(p->sleeping, p->wake_fd);
+}
+
+void shard_notify(uint64_t *sleeping, int wake_fd)
+{
+	if (sleeping == NULL)
+		return;
+	/* P1: the fence orders the ring's commit before the flag's load; pairs with P0 in
+	 * rill_producer_sleep_begin. One of the two sides sees the other. */
+	rill_atomic_fence_seq_cst();
+	if (rill_atomic_load_relaxed_u64(sleeping) != 0 &&
+	    rill_atomic_exchange_acq_rel_u64(sleeping, 0) != 0) {
+		uint64_t one = 1;
+		ssize_t n = write(wake_fd, &one, sizeof(one));
+		(void)n; /* a full counter already means "wake up" */
 	}
 }
 

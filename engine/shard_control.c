@@ -295,6 +295,9 @@ static int shard_hook_add(struct shard *s, const struct rill_shard_hook *h)
 {
 	if (s->hook_count == RILL_SHARD_HOOKS_MAX)
 		return -ENOSPC;
+	for (uint32_t i = 0; i < s->hook_count; i++)
+		if (s->hooks[i].arg == h->arg)
+			return -EEXIST; /* removal finds a hook by its arg */
 	for (uint32_t i = 0; h->sleep != NULL && i < s->hook_count; i++)
 		if (s->hooks[i].sleep != NULL)
 			return -EBUSY; /* one waits for the shard, or none */

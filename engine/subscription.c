@@ -78,7 +78,7 @@ static bool sub_end(struct shard_sub *sub, int error)
 	return true;
 }
 
-static unsigned sub_feed(struct shard_sub *sub)
+static unsigned sub_feed_burst(struct shard_sub *sub)
 {
 	unsigned n = 0;
 	while (n < SUB_BURST_MAX && !sub->ended) {
@@ -108,6 +108,15 @@ static unsigned sub_feed(struct shard_sub *sub)
 		}
 		sub->held = true;
 	}
+	return n;
+}
+
+static unsigned sub_feed(struct shard_sub *sub)
+{
+	bool ended = sub->ended;
+	unsigned n = sub_feed_burst(sub);
+	if (n > 0 || sub->ended != ended)
+		shard_notify(sub->sleeping, sub->wake_fd); /* once per burst */
 	return n;
 }
 
@@ -150,6 +159,8 @@ int shard_sub_attach(struct shard *s, struct shard_req *r)
 		return rc;
 	sub->sp = sp;
 	sub->ring = r->events;
+	sub->sleeping = r->sleeping;
+	sub->wake_fd = r->wake_fd;
 	sub->held = sub->ended = false;
 	sub->attached = true;
 	s->sub_count++;
@@ -168,8 +179,16 @@ void shard_sub_detach(struct shard *s, uint32_t slot)
 int rill_subscribe(struct rill_engine *e, struct rill_topic *topic, uint32_t partition,
 		   uint64_t from_offset, struct rill_subscription **out)
 {
+	return rill_subscribe_notify(e, topic, partition, from_offset, NULL, out);
+}
+
+int rill_subscribe_notify(struct rill_engine *e, struct rill_topic *topic, uint32_t partition,
+			  uint64_t from_offset, struct rill_producer *notify,
+			  struct rill_subscription **out)
+{
 	struct engine_topic *t = (struct engine_topic *)topic;
-	if (t == NULL || partition >= t->config.partitions || out == NULL)
+	if (t == NULL || partition >= t->config.partitions || out == NULL ||
+	    (notify != NULL && notify->wake_fd < 0))
 		return -EINVAL;
 	struct rill_subscription *sub = calloc(1, sizeof(*sub));
 	if (sub == NULL)
@@ -203,7 +222,9 @@ int rill_subscribe(struct rill_engine *e, struct rill_topic *topic, uint32_t par
 				.partition = partition,
 				.producer_slot = slot,
 				.events = sub->ring,
-				.from_offset = from_offset};
+				.from_offset = from_offset,
+				.sleeping = notify != NULL ? &notify->sleeping : NULL,
+				.wake_fd = notify != NULL ? notify->wake_fd : -1};
 	rc = shard_call(sub->shard, &req);
 	if (rc < 0) {
 		pthread_mutex_lock(&e->lock);
@@ -265,6 +286,17 @@ int rill_subscription_next(struct rill_subscription *sub, struct rill_record *ev
 		struct timespec nap = {.tv_sec = 0, .tv_nsec = SUB_NAP_NS};
 		nanosleep(&nap, NULL);
 	}
+}
+
+bool rill_subscription_ready(struct rill_subscription *sub)
+{
+	if (sub->peeked) {
+		rill_ring_release(sub->ring);
+		sub->peeked = false;
+		sub_wake(sub);
+	}
+	uint32_t bytes;
+	return sub->error != 0 || rill_ring_peek(sub->ring, &bytes) != NULL;
 }
 
 int rill_subscription_close(struct rill_subscription *sub)

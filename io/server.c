@@ -803,20 +803,43 @@ static unsigned srv_hook_poll(void *arg)
 		srv_worker_begin(w);
 		return 1;
 	}
-	if (w->start_rc < 0 || w->finished)
+	if (w->start_rc < 0)
 		return 0;
 	if (!w->stopping && rill_atomic_load_acquire_u64(&s->stop) != 0) /* A: pairs with R
 									  * in srv_shutdown */
 		srv_worker_stop(w);
+	/* Finished too, until its hook is removed: what still completes is reaped, so the
+	 * shard's sleep in this ring keeps blocking. */
 	bool work = srv_turn(w);
-	if (w->stopping && ((w->conn_count == 0 && !srv_pending(w)) ||
-			    rill_clock_now_ns() > s->drain_deadline_ns)) {
+	if (w->stopping && !w->finished &&
+	    ((w->conn_count == 0 && !srv_pending(w)) ||
+	     rill_clock_now_ns() > s->drain_deadline_ns)) {
 		pthread_mutex_lock(&s->start_lock);
 		w->finished = true;
 		pthread_cond_broadcast(&s->start_cond);
 		pthread_mutex_unlock(&s->start_lock);
 	}
 	return work ? 1u : 0u;
+}
+
+/* True if a subscription has events for a connection that can take them now. The shards
+ * wake the worker when they feed one (rill_subscribe_notify): this is the check after
+ * rill_producer_sleep_begin that makes that wake-up certain. */
+static bool srv_subs_ready(struct srv_worker *w)
+{
+	uint32_t frame_max = RILL_WIRE_HEADER_BYTES + w->server->config.frame_bytes_max;
+	for (uint32_t i = 0; i < w->conn_count; i++) {
+		struct srv_conn *c = w->live[i];
+		if (c->closed || c->closing || c->credit == 0 || c->sub_count == 0 ||
+		    srv_conn_tx_reserve(c, frame_max) == NULL)
+			continue; /* a full output buffer waits for its send's completion */
+		for (uint32_t k = 0; k < c->sub_count; k++) {
+			struct srv_sub *sub = &c->subs[k];
+			if (!sub->failed && (sub->held || rill_subscription_ready(sub->sub)))
+				return true;
+		}
+	}
+	return false;
 }
 
 /* The shard hook's sleep: wait in the worker's ring for its completions, the shard's
@@ -827,7 +850,8 @@ static void srv_hook_sleep(void *arg, int wake_fd, uint64_t timeout_ns)
 	struct srv_worker *w = arg;
 	if (!w->inited || w->start_rc < 0) {
 		struct pollfd pfd = {.fd = wake_fd, .events = POLLIN};
-		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)SRV_WAIT_SUBS_NS};
+		uint64_t wait_ns = timeout_ns < SRV_WAIT_SOON_NS ? timeout_ns : SRV_WAIT_SOON_NS;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait_ns};
 		if (ppoll(&pfd, 1, &ts, NULL) > 0) {
 			uint64_t count;
 			ssize_t got = read(wake_fd, &count, sizeof(count));
@@ -844,10 +868,14 @@ static void srv_hook_sleep(void *arg, int wake_fd, uint64_t timeout_ns)
 		srv_submit(w); /* answers or acknowledgements are in: the next turn */
 		return;
 	}
-	/* Subscriptions, and frames waiting for room in a ring (acks none: no
-	 * acknowledgement will wake us), have no wake-up: look often. */
-	bool soon = w->stopping || w->subs_active > 0 || w->stalled > 0;
-	uint64_t wait_ns = soon ? SRV_WAIT_SUBS_NS : SRV_WAIT_IDLE_NS;
+	if (w->subs_active > 0 && srv_subs_ready(w)) { /* after sleep_begin: see its doc */
+		rill_producer_sleep_end(w->producer);
+		return;
+	}
+	/* Frames waiting for room in a ring (acks none: no acknowledgement will wake us)
+	 * have no wake-up: look often. */
+	bool soon = w->stopping || w->stalled > 0;
+	uint64_t wait_ns = soon ? SRV_WAIT_SOON_NS : SRV_WAIT_IDLE_NS;
 	srv_wait(w, timeout_ns < wait_ns ? timeout_ns : wait_ns);
 	rill_producer_sleep_end(w->producer);
 }
@@ -869,19 +897,20 @@ static void srv_worker_fini(struct srv_worker *w)
 			srv_conn_free(w, c);
 		}
 	}
+	if (w->ring_ok)
+		io_uring_queue_exit(&w->ring); /* first: its reads of the eventfds end */
+	if (w->producer != NULL)
+		rill_producer_close(w->producer); /* waits for the shards' last answers (past
+						   * a drain deadline: a sync still owed).
+						   * Their requests' connections are gone, so
+						   * they are released (srv_preq_done) */
 	for (uint32_t i = 0; w->preqs != NULL && i < SRV_PREQS_MAX; i++) {
-		if (w->preqs[i].results != NULL) {
+		if (w->preqs[i].results != NULL) { /* never done: stalled, not all published */
 			for (uint32_t j = 0; j < w->preqs[i].count; j++)
 				free(w->preqs[i].results[j].reason);
 			free(w->preqs[i].results);
 		}
 	}
-	if (w->ring_ok)
-		io_uring_queue_exit(&w->ring); /* first: its reads of the eventfds end */
-	if (w->producer != NULL)
-		rill_producer_close(w->producer); /* waits for the shards' last answers: their
-						   * requests' connections are gone, so they
-						   * are released (srv_preq_done) */
 	if (w->bufs != NULL)
 		munmap(w->bufs, SRV_BUF_COUNT * sizeof(struct io_uring_buf));
 	if (w->ctl_fd >= 0)
@@ -1014,7 +1043,6 @@ static void srv_free(struct rill_server *s)
 {
 	pthread_mutex_destroy(&s->start_lock);
 	pthread_cond_destroy(&s->start_cond);
-	pthread_mutex_destroy(&s->admin_lock);
 	pthread_mutex_destroy(&s->ctl_lock);
 	pthread_cond_destroy(&s->ctl_cond);
 	free(s->workers);
@@ -1076,7 +1104,6 @@ int rill_server_start(struct rill_server **out, struct rill_engine *engine,
 		memset(s->workers, 0, workers_bytes);
 	pthread_mutex_init(&s->start_lock, NULL);
 	pthread_cond_init(&s->start_cond, NULL);
-	pthread_mutex_init(&s->admin_lock, NULL);
 	pthread_mutex_init(&s->ctl_lock, NULL);
 	pthread_cond_init(&s->ctl_cond, NULL);
 	if (s->workers == NULL) {

@@ -354,9 +354,8 @@ int srv_admin(struct rill_server *s, uint16_t op, const char *json, uint32_t jso
 				  in == NULL ? jerr.text : "another JSON value");
 	}
 	json_t *out = NULL;
-	pthread_mutex_lock(&s->admin_lock);
-	int rc = admin_op(s, op, in, &out, msg, msg_bytes);
-	pthread_mutex_unlock(&s->admin_lock);
+	int rc = admin_op(s, op, in, &out, msg, msg_bytes); /* one at a time: the control
+							      * thread's */
 	json_decref(in);
 	if (rc == 0 && out == NULL)
 		rc = admin_fail(msg, msg_bytes, -ENOMEM, "out of memory");

@@ -51,8 +51,9 @@ void srv_preq_release(struct srv_worker *w, struct srv_preq *r)
 	free(r->results);
 	*r = (struct srv_preq){.index = r->index, .next = w->preq_free};
 	w->preq_free = r;
+	/* A connection may wait for a slot or budget (any one); a closed one is freed by the
+	 * turn once its preqs is 0 (S4). */
 	w->slots_freed = true;
-	/* a connection may wait for a slot or budget (any one) */ /* a closed connection is freed by the loop once preqs is 0 (S4) */
 }
 
 /* Every event answered: queue the ACK on the connection, or drop it if it is gone. */

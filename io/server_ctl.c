@@ -18,11 +18,21 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/assert.h"
 #include "base/atomic.h"
+#include "base/clock.h"
 #include "io/server_int.h"
+
+#define CTL_RETRY_NS 50000 /* a token query waiting: tried again this often */
+
+/* Stopping: queued frames are dropped (their answers would be), closes still run. */
+static bool ctl_stopping(const struct rill_server *s)
+{
+	return rill_atomic_load_acquire_u64(&s->ctl_stop) != 0; /* pairs with C */
+}
 
 /* The job's answer: @bytes of frame, copied; false when out of memory. */
 static bool job_answer_alloc(struct srv_job *j, uint32_t bytes)
@@ -54,7 +64,9 @@ static void job_error(struct srv_job *j, int code, const char *fmt, ...)
 	j->answer_bytes = (uint32_t)n;
 }
 
-static void job_query(struct rill_server *s, struct srv_job *j)
+/* Answer a QUERY; false when its token is not applied yet and its wait has time left:
+ * tried again later (ctl_main), the thread meanwhile free for other jobs. */
+static bool job_query(struct rill_server *s, struct srv_job *j)
 {
 	struct rill_wire_query q;
 	int rc = rill_wire_query_decode(j->body, j->h.body_bytes, &q);
@@ -70,24 +82,32 @@ static void job_query(struct rill_server *s, struct srv_job *j)
 	} else {
 		struct rill_token token = {.partition = q.token_partition,
 					   .offset = q.token_offset};
-		/* The client's wait, never past the server's: this thread blocks meanwhile. */
-		uint64_t wait = s->config.query_wait_ns;
-		if (q.timeout_ms > 0 && q.timeout_ms * 1000000ull < wait)
-			wait = q.timeout_ms * 1000000ull;
-		rc = rill_query(s->engine, name, q.key, q.key_bytes,
-				(q.flags & RILL_WIRE_QUERY_F_TOKEN) ? &token : NULL, wait, &v);
+		bool by_token = (q.flags & RILL_WIRE_QUERY_F_TOKEN) != 0;
+		uint64_t now = rill_clock_now_ns();
+		if (by_token && j->deadline_ns == 0) {
+			/* The client's wait, never past the server's. */
+			uint64_t wait = s->config.query_wait_ns;
+			if (q.timeout_ms > 0 && q.timeout_ms * 1000000ull < wait)
+				wait = q.timeout_ms * 1000000ull;
+			j->deadline_ns = now + wait;
+		}
+		rc = rill_query(s->engine, name, q.key, q.key_bytes, by_token ? &token : NULL, 0,
+				&v);
+		if (rc == RILL_E_QUERY_STALE && now < j->deadline_ns && !ctl_stopping(s))
+			return false;
 	}
 	if (rc < 0) {
 		job_error(j, rc, "projection '%s': %s", name,
 			  rc == -ENOENT ? "no such projection, or no value for the key"
 					: rill_strerror(rc));
-		return;
+		return true;
 	}
 	if (!job_answer_alloc(j, RILL_WIRE_HEADER_BYTES + RILL_WIRE_RESULT_BYTES))
-		return;
+		return true;
 	int bytes = rill_wire_result_encode(j->answer, j->answer_bytes, j->h.request_id, &v);
 	RILL_ASSERT(bytes > 0);
 	j->answer_bytes = (uint32_t)bytes;
+	return true;
 }
 
 static void job_admin(struct rill_server *s, struct srv_job *j)
@@ -180,19 +200,24 @@ static void job_subscribe(struct rill_server *s, struct srv_job *j)
 		*sub = (struct srv_sub){.request_id = j->h.request_id, .partition = p};
 		rc = job_sub_start(s, t, p, &ws, &entries[opened]);
 		if (rc == 0)
-			rc = rill_subscribe(s->engine, t, p, entries[opened].first_offset,
-					    &sub->sub);
+			rc = rill_subscribe_notify(s->engine, t, p, entries[opened].first_offset,
+						   j->worker->producer, &sub->sub);
 		if (rc < 0)
 			break;
 	}
 	uint32_t size = RILL_WIRE_HEADER_BYTES + RILL_WIRE_SUBSCRIBED_BYTES +
 			n * RILL_WIRE_SUBSCRIBED_ENTRY;
-	if (rc == 0 && !job_answer_alloc(j, size))
+	if (rc == 0 && !job_answer_alloc(j, size)) {
 		rc = -ENOMEM;
+		opened = n; /* every one opened: the answer found no memory */
+	}
 	if (rc < 0) {
 		srv_subs_close_now(j->subs, opened);
-		job_error(j, rc, "subscribe to partition %u: %s", first + opened,
-			  rill_strerror(rc));
+		if (opened < n)
+			job_error(j, rc, "subscribe to partition %u: %s", first + opened,
+				  rill_strerror(rc));
+		else
+			job_error(j, rc, "subscribe: %s", rill_strerror(rc));
 		free(entries);
 		return;
 	}
@@ -210,52 +235,105 @@ void srv_subs_close_now(struct srv_sub *subs, uint32_t n)
 		rill_subscription_close(subs[i].sub);
 }
 
-static void job_run(struct rill_server *s, struct srv_job *j)
+/* Run @j; false when it is a token query to try again later (job_query). */
+static bool job_run(struct rill_server *s, struct srv_job *j)
 {
 	if (j->kind == SRV_JOB_CLOSE) {
 		srv_subs_close_now(j->subs, j->sub_count);
 		j->sub_count = 0;
-		return;
+		return true;
 	}
+	if (ctl_stopping(s))
+		return true; /* stopping: its answer would be dropped; it does nothing */
 	switch (j->h.type) {
 	case RILL_WIRE_QUERY:
-		job_query(s, j);
-		break;
+		return job_query(s, j);
 	case RILL_WIRE_ADMIN:
 		job_admin(s, j);
-		break;
+		return true;
 	case RILL_WIRE_SUBSCRIBE:
 		job_subscribe(s, j);
-		break;
+		return true;
 	default:
 		RILL_ASSERT(0 && "a frame the control thread does not take");
 	}
+	return true;
 }
 
+/* Back to its worker, which collects it in its next turn. */
+static void job_return(struct rill_server *s, struct srv_job *j)
+{
+	struct srv_worker *w = j->worker;
+	pthread_mutex_lock(&s->ctl_lock);
+	j->next = w->ctl_done;
+	w->ctl_done = j;
+	rill_atomic_store_release_u64(&w->ctl_ready, 1); /* a hint; the list is locked */
+	pthread_mutex_unlock(&s->ctl_lock);
+	uint64_t one = 1;
+	ssize_t put = write(w->ctl_fd, &one, sizeof(one));
+	(void)put; /* EAGAIN: the counter is saturated, so the worker wakes anyway */
+}
+
+/* Try each token query waiting again; those answered (or out of time) go back. */
+static struct srv_job *ctl_retry(struct rill_server *s, struct srv_job *waiting)
+{
+	struct srv_job *keep = NULL;
+	while (waiting != NULL) {
+		struct srv_job *j = waiting;
+		waiting = j->next;
+		if (job_run(s, j)) {
+			job_return(s, j);
+		} else {
+			j->next = keep;
+			keep = j;
+		}
+	}
+	return keep;
+}
+
+/*
+ * The thread: jobs in the order queued, one at a time. A query waiting for a token does
+ * not hold the thread: it is tried, set aside, and tried again every CTL_RETRY_NS until
+ * its offset is applied or its wait runs out, between the other jobs.
+ */
 static void *ctl_main(void *arg)
 {
 	struct rill_server *s = arg;
+	struct srv_job *waiting = NULL; /* this thread's own */
 	pthread_mutex_lock(&s->ctl_lock);
 	for (;;) {
-		while (s->ctl_head == NULL && !s->ctl_stop)
-			pthread_cond_wait(&s->ctl_cond, &s->ctl_lock);
+		if (s->ctl_head == NULL && !ctl_stopping(s)) {
+			if (waiting == NULL) {
+				pthread_cond_wait(&s->ctl_cond, &s->ctl_lock);
+			} else {
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts); /* the condition's clock */
+				ts.tv_nsec += CTL_RETRY_NS;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&s->ctl_cond, &s->ctl_lock, &ts);
+			}
+		}
 		struct srv_job *j = s->ctl_head;
-		if (j == NULL)
+		if (j != NULL) {
+			s->ctl_head = j->next;
+			if (s->ctl_head == NULL)
+				s->ctl_tail = NULL;
+		} else if (ctl_stopping(s) && waiting == NULL) {
 			break; /* stopping, and nothing is left */
-		s->ctl_head = j->next;
-		if (s->ctl_head == NULL)
-			s->ctl_tail = NULL;
+		}
 		pthread_mutex_unlock(&s->ctl_lock);
-		job_run(s, j);
-		struct srv_worker *w = j->worker;
-		pthread_mutex_lock(&s->ctl_lock);
-		j->next = w->ctl_done;
-		w->ctl_done = j;
-		rill_atomic_store_release_u64(&w->ctl_ready, 1); /* a hint; the list is locked */
-		pthread_mutex_unlock(&s->ctl_lock);
-		uint64_t one = 1;
-		ssize_t put = write(w->ctl_fd, &one, sizeof(one));
-		(void)put; /* EAGAIN: the counter is saturated, so the worker wakes anyway */
+		if (j != NULL) {
+			if (job_run(s, j)) {
+				job_return(s, j);
+			} else {
+				j->next = waiting;
+				waiting = j;
+			}
+		}
+		waiting = ctl_retry(s, waiting); /* stopping: each goes back unanswered */
 		pthread_mutex_lock(&s->ctl_lock);
 	}
 	pthread_mutex_unlock(&s->ctl_lock);
@@ -277,7 +355,7 @@ void srv_ctl_stop(struct rill_server *s)
 	if (!s->ctl_started)
 		return;
 	pthread_mutex_lock(&s->ctl_lock);
-	s->ctl_stop = true;
+	rill_atomic_store_release_u64(&s->ctl_stop, 1); /* C: pairs with ctl_stopping */
 	pthread_cond_signal(&s->ctl_cond);
 	pthread_mutex_unlock(&s->ctl_lock);
 	pthread_join(s->ctl_thread, NULL);

@@ -15,8 +15,10 @@
  *      in-flight budgets from its header until its ACK is queued for sending.
  *  S4. A connection is freed only when no io_uring operation refers to it (ops == 0),
  *      no produce request points to it and its job is not out (ctl_busy false).
- *  S5. While its job is out, a connection reads no further frame: answers keep the order
- *      of their requests, and at most one job per connection is ever queued.
+ *  S5. While its job is out, a connection reads no further frame: the answer to a QUERY,
+ *      ADMIN or SUBSCRIBE comes before the answer to any frame after it (a PRODUCE's ACK
+ *      may still come after frames sent later, when its events wait for a shard), and at
+ *      most one job per connection is ever queued.
  */
 #ifndef RILL_IO_SERVER_INT_H
 #define RILL_IO_SERVER_INT_H
@@ -38,8 +40,7 @@
 #define SRV_PREQS_MAX      4096u       /* produce requests in flight per worker */
 #define SRV_CONN_PREQS_MAX 256u        /* ... per connection: its pipeline depth */
 #define SRV_SUB_PARTS_MAX  1024u       /* partitions one SUBSCRIBE may cover */
-#define SRV_SPIN_NS        20000u      /* work pending: spin this long before waiting */
-#define SRV_WAIT_SUBS_NS   1000000u    /* subscribers waiting: look this often */
+#define SRV_WAIT_SOON_NS   1000000u    /* frames wait for ring room, or stopping: look this often */
 #define SRV_WAIT_IDLE_NS   50000000u   /* nothing pending: wake this often for timers */
 #define SRV_TIMER_NS       100000000u  /* timeouts are checked this often */
 #define SRV_CREDIT_MAX     (1u << 20)  /* events of credit a subscription may hold */
@@ -127,9 +128,10 @@ struct srv_job {
 	uint32_t answer_bytes;
 	struct srv_sub *subs; /* SUBSCRIBE: those opened; CLOSE: those to close */
 	uint32_t sub_count;
-	bool subs_owned; /* subs is the job's own array (freed when it comes back) */
-	uint64_t credit; /* SUBSCRIBE: the credit it brings */
-	bool done;       /* back from the control thread */
+	bool subs_owned;      /* subs is the job's own array (freed when it comes back) */
+	uint64_t credit;      /* SUBSCRIBE: the credit it brings */
+	uint64_t deadline_ns; /* QUERY with a token: when its wait runs out (monotonic) */
+	bool done;            /* back from the control thread */
 };
 
 struct srv_conn {
@@ -223,7 +225,6 @@ struct rill_server {
 	uint64_t drain_deadline_ns; /* set before stop */
 	uint64_t inflight_bytes;    /* atomic: S3 over every connection */
 	uint64_t connections;       /* atomic */
-	pthread_mutex_t admin_lock; /* admin ops one at a time (group offsets file) */
 
 	/* The control thread and its queue (server_ctl.c). */
 	pthread_t ctl_thread;
@@ -231,8 +232,8 @@ struct rill_server {
 	pthread_mutex_t ctl_lock;
 	pthread_cond_t ctl_cond;
 	struct srv_job *ctl_head, *ctl_tail;
-	bool ctl_stop;
-	bool ctl_gone; /* stopped: subscriptions close on the stopping thread */
+	uint64_t ctl_stop; /* atomic: 1 once stopping */
+	bool ctl_gone;     /* stopped: subscriptions close on the stopping thread */
 };
 
 /* server.c */
@@ -262,7 +263,7 @@ uint32_t srv_tx_reserve_bytes(const struct rill_server *s);
 
 /* server_ctl.c */
 int srv_ctl_start(struct rill_server *s);
-void srv_ctl_stop(struct rill_server *s); /* runs every job queued first */
+void srv_ctl_stop(struct rill_server *s); /* closes run; queued frames go unanswered */
 /* Hand @c's job to the control thread (S5); kind, h, body and the rest are set. */
 void srv_job_post(struct srv_worker *w, struct srv_conn *c);
 /* Post a FRAME job for the frame; false (an ERROR was sent) when out of memory. */

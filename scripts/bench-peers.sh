@@ -3,7 +3,8 @@
 # by redis-benchmark, with AOF off, appendfsync everysec and appendfsync always; then rill
 # (`rill bench produce`) with durability none (acks applied) and group (acks durable), at
 # the same connections, pipeline depth and value size. Last, the round trip of one
-# unpipelined connection: redis-benchmark PING against rill's produce with acks applied.
+# unpipelined connection: redis-benchmark PING against rill's produce with acks applied,
+# on a 4-partition topic (bench produce's default) and on a 1-partition one.
 # Prints one table with both sides and their ratios (and the rows as JSON with --json).
 # Every server listens on loopback only and is stopped at exit.
 #
@@ -103,6 +104,10 @@ rill_run produce_none --topic peers_none --durability none --acks applied \
 rill_run produce_group --topic peers_group --durability group --acks durable \
 	--connections "$connections" --pipeline "$pipeline"
 rill_run produce_1 --topic peers_rtt --durability none --acks applied --connections 1 --pipeline 1
+# The same on a one-partition topic: every event's shard is one shard, so on a machine with
+# fewer cores than shards + client the round trip has no hop between busy threads.
+rill_run produce_1_p1 --topic peers_rtt1 --partitions 1 --durability none --acks applied \
+	--connections 1 --pipeline 1
 
 python3 - "$rows" "$connections" "$pipeline" "$value_bytes" "$json" <<'PY' >&3
 import json, sys
@@ -115,6 +120,8 @@ pairs = [
     ("events/s, rill durable vs redis everysec", "rill:produce_group", "redis:xadd_everysec", "events_per_s", "higher", None),
     ("round trip p99 us, 1 conn", "rill:produce_1", "redis:ping_1", "p99_us", "lower", 1.5),
     ("round trip p50 us, 1 conn", "rill:produce_1", "redis:ping_1", "p50_us", "lower", None),
+    ("round trip p99 us, 1 conn, 1 partition", "rill:produce_1_p1", "redis:ping_1", "p99_us", "lower", None),
+    ("round trip p50 us, 1 conn, 1 partition", "rill:produce_1_p1", "redis:ping_1", "p50_us", "lower", None),
 ]
 print(f"connections {conns}, pipeline {pipe}, value {value} bytes; same machine, same run")
 print(f"{'measure':42} {'rill':>12} {'redis':>12} {'ratio':>8}  target")

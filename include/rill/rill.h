@@ -154,9 +154,11 @@ uint32_t rill_engine_shards(const struct rill_engine *engine);
  * sleep: optional. When the shard is idle (adaptive mode) it calls this instead of
  *        waiting on its own: the hook waits until @wake_fd (an eventfd: the shard's
  *        producers and disk completions) is readable, its own events arrive, or
- *        @timeout_ns passes, and reads @wake_fd when it fired. A shard with a hook that
- *        has no sleep never sleeps (a polled device has no wake-up): it spins, yielding
- *        the CPU when nothing has work. At most one hook per shard may sleep.
+ *        @timeout_ns passes (never later: the shard's group commit may be due), and
+ *        reads @wake_fd when it fired. A sleep that returns without waiting makes the
+ *        shard spin. A shard with a hook that has no sleep never sleeps (a polled device
+ *        has no wake-up): it spins, yielding the CPU when nothing has work. At most one
+ *        hook per shard may sleep.
  */
 struct rill_shard_hook {
 	unsigned (*poll)(void *arg);
@@ -169,15 +171,16 @@ struct rill_shard_hook {
 /*
  * rill_engine_shard_hook_add - add @hook to shard @shard's loop (copied).
  * Returns 0, -EINVAL, -ENOSPC (RILL_SHARD_HOOKS_MAX set already), -EBUSY (a second hook
- * with a sleep). Any thread but a shard's own; blocks briefly: once it returns, the shard
- * calls the hook.
+ * with a sleep), -EEXIST (a hook with this arg is set). Any thread but a shard's own (not
+ * from inside a hook); blocks briefly: once it returns, the shard calls the hook.
  */
 int rill_engine_shard_hook_add(struct rill_engine *engine, uint32_t shard,
 			       const struct rill_shard_hook *hook);
 
 /*
  * rill_engine_shard_hook_remove - remove the hook whose arg is @arg. Returns 0 or -ENOENT.
- * Once it returns, the shard no longer calls it.
+ * Any thread but a shard's own (not from inside a hook); blocks briefly: once it returns,
+ * the shard no longer calls it.
  */
 int rill_engine_shard_hook_remove(struct rill_engine *engine, uint32_t shard, void *arg);
 
@@ -501,6 +504,24 @@ int rill_subscribe(struct rill_engine *engine, struct rill_topic *topic, uint32_
  */
 int rill_subscription_next(struct rill_subscription *sub, struct rill_record *event,
 			   uint64_t *offset, uint64_t wait_ns);
+
+/*
+ * rill_subscribe_notify - rill_subscribe, and the shard also wakes @notify's owner when it
+ * puts events (or the end) in the subscription's ring: through the producer's wake_fd,
+ * with the same handshake as its acknowledgements (rill_producer_sleep_begin). A thread
+ * that sleeps on its producer's eventfd then hears of its subscriptions too; it must look
+ * at them (rill_subscription_ready) after rill_producer_sleep_begin returned true and
+ * before it sleeps. @notify was opened with wake_fd and outlives the subscription.
+ */
+int rill_subscribe_notify(struct rill_engine *engine, struct rill_topic *topic, uint32_t partition,
+			  uint64_t from_offset, struct rill_producer *notify,
+			  struct rill_subscription **out);
+
+/*
+ * rill_subscription_ready - true if rill_subscription_next would return at once (an event
+ * or the end). Releases the event the last call returned: its pointers are no longer valid.
+ */
+bool rill_subscription_ready(struct rill_subscription *sub);
 
 /* rill_subscription_close - stop and free. 0. Blocks briefly. */
 int rill_subscription_close(struct rill_subscription *sub);

@@ -12,8 +12,8 @@
  * rings (the local shard's ring is drained by the same thread, in its next turn) and
  * acknowledgements come back the same way. What must wait for a shard (queries, admin,
  * opening and closing subscriptions) runs on one control thread and comes back to the
- * worker, so a worker never blocks its shard. The engine's shards must be running in
- * adaptive or busy mode; a shard sleeping in adaptive mode sleeps in its worker's ring.
+ * worker, so a worker never blocks its shard. A shard sleeping in adaptive mode sleeps in
+ * its worker's ring.
  *
  * Limits (struct rill_server_config) bound every frame, connection, in-flight byte and
  * output buffer; a peer that breaks the protocol gets a fatal ERROR frame and is closed.

@@ -41,6 +41,31 @@ static uint64_t srv_udata(enum srv_op op, uint32_t slot, uint32_t gen)
 	return ((uint64_t)op << 56) | ((uint64_t)(slot & 0xffffffu) << 32) | gen;
 }
 
+void srv_conn_mark(struct srv_worker *w, const struct srv_conn *c)
+{
+	w->ready[c->slot >> 6] |= 1ull << (c->slot & 63u);
+}
+
+void srv_conn_wait(struct srv_worker *w, struct srv_conn *c)
+{
+	w->waiters[c->slot >> 6] |= 1ull << (c->slot & 63u);
+}
+
+/* Budget or request slots came back: every waiting connection tries again. */
+static void srv_waiters_wake(struct srv_worker *w)
+{
+	for (uint32_t k = 0; k < w->slot_words; k++) {
+		uint64_t bits = w->waiters[k];
+		w->waiters[k] = 0;
+		w->ready[k] |= bits;
+		for (; bits != 0; bits &= bits - 1) {
+			struct srv_conn *c = w->conns[k * 64u + (uint32_t)__builtin_ctzll(bits)];
+			if (c != NULL)
+				c->waiting = false;
+		}
+	}
+}
+
 void srv_stat_add(uint64_t *counter, uint64_t n)
 {
 	/* The worker's own counter, one writer: no read-modify-write (and no cache line
@@ -208,6 +233,8 @@ static void srv_conn_free(struct srv_worker *w, struct srv_conn *c)
 {
 	RILL_ASSERT(c->ops == 0 && c->preqs == 0 && !c->ctl_busy); /* S4 */
 	w->conns[c->slot] = NULL;
+	w->ready[c->slot >> 6] &= ~(1ull << (c->slot & 63u));
+	w->waiters[c->slot >> 6] &= ~(1ull << (c->slot & 63u));
 	w->conn_count--;
 	w->live[c->live_index] = w->live[w->conn_count]; /* the last takes its place */
 	w->live[c->live_index]->live_index = c->live_index;
@@ -284,6 +311,9 @@ static void srv_conn_new(struct srv_worker *w, int fd)
 	c->gen = ++w->gen_next;
 	c->opened_ns = c->active_ns = c->send_progress_ns = w->now;
 	w->conns[slot] = c;
+	if (slot / 64u + 1u > w->slot_words)
+		w->slot_words = slot / 64u + 1u;
+	srv_conn_mark(w, c);
 	c->live_index = w->conn_count;
 	w->live[w->conn_count++] = c;
 	srv_stat_add(&w->stats.accepted, 1);
@@ -380,6 +410,7 @@ static bool srv_rx_reserve(struct srv_worker *w, struct srv_conn *c)
 	if (total > s->config.server_inflight_bytes_max && c->inflight_bytes + c->rx_reserved > 0) {
 		rill_atomic_fetch_sub_relaxed_u64(&s->inflight_bytes, more);
 		srv_stat_add(&w->stats.backpressure, 1);
+		srv_conn_wait(w, c);
 		return false; /* a connection holding nothing may always take one frame */
 	}
 	c->rx_reserved = need;
@@ -517,6 +548,7 @@ static void srv_complete(struct srv_worker *w, struct io_uring_cqe *cqe)
 	uint32_t slot = (uint32_t)(ud >> 32) & 0xffffffu, gen = (uint32_t)ud;
 	struct srv_conn *c = slot < w->server->config.connections_max ? w->conns[slot] : NULL;
 	RILL_ASSERT(c != NULL && c->gen == gen); /* S4: a connection outlives its operations */
+	srv_conn_mark(w, c);
 	if (op == SRV_OP_RECV) {
 		srv_on_recv(w, c, cqe);
 	} else if (op == SRV_OP_SEND) {
@@ -646,26 +678,45 @@ static bool srv_turn(struct srv_worker *w)
 	if (srv_jobs_collect(w))
 		work = true;
 	bool timers = now - w->timer_ns >= SRV_TIMER_NS;
-	if (timers)
+	if (timers) {
 		w->timer_ns = now;
+		for (uint32_t i = 0; i < w->conn_count; i++)
+			srv_conn_mark(w, w->live[i]); /* every one, now and then: the timeouts */
+	}
+	if (w->slots_freed || timers) { /* timers: room the other workers gave back */
+		w->slots_freed = false;
+		srv_waiters_wake(w);
+	}
 	w->subs_active = 0;
 	w->stalled = 0;
-	bool wake = w->slots_freed;
-	w->slots_freed = false;
-	for (uint32_t i = w->conn_count; i-- > 0;) { /* backwards: a free moves the last */
-		struct srv_conn *c = w->live[i];
-		if (c->closed) {
-			if (c->ops == 0 && c->preqs == 0 && !c->ctl_busy)
-				srv_conn_free(w, c); /* its last request answered (S4) */
-			continue;
+	for (uint32_t k = 0; k < w->slot_words; k++) {
+		uint64_t bits = w->ready[k];
+		w->ready[k] = 0; /* what the ticks mark goes to the next turn */
+		for (; bits != 0; bits &= bits - 1) {
+			uint32_t slot = k * 64u + (uint32_t)__builtin_ctzll(bits);
+			struct srv_conn *c = w->conns[slot];
+			if (c == NULL)
+				continue;
+			if (c->closed) {
+				if (c->ops == 0 && c->preqs == 0 && !c->ctl_busy)
+					srv_conn_free(w, c); /* its last request answered (S4) */
+				continue;
+			}
+			if (timers && !c->dead)
+				srv_conn_timers(w, c, now);
+			bool did = srv_conn_tick(w, c);
+			work |= did;
+			if (w->conns[slot] != c)
+				continue; /* closed and freed */
+			bool subs = c->sub_count > 0 && c->credit > 0;
+			w->subs_active += subs;
+			w->stalled += c->stalled != NULL;
+			/* Again next turn while it may progress with no event to say so: a frame
+			 * waiting for ring room, subscriptions to feed, a drain, or work just
+			 * done (what it made possible). */
+			if (did || subs || c->stalled != NULL || c->closing)
+				srv_conn_mark(w, c);
 		}
-		if (wake)
-			c->waiting = false; /* budget or request slots came back: try again */
-		if (timers && !c->dead)
-			srv_conn_timers(w, c, now);
-		w->subs_active += c->sub_count > 0 && c->credit > 0;
-		w->stalled += c->stalled != NULL;
-		work |= srv_conn_tick(w, c);
 	}
 	if (!w->accept_armed && !w->stopping && w->listen_fd >= 0 && now >= w->accept_after_ns)
 		srv_accept_arm(w);
@@ -683,8 +734,10 @@ static void srv_worker_stop(struct srv_worker *w)
 	}
 	uint32_t max = w->server->config.connections_max;
 	for (uint32_t i = 0; i < max; i++) {
-		if (w->conns[i] != NULL)
+		if (w->conns[i] != NULL) {
 			w->conns[i]->closing = true; /* drain: stop reading, answer, close */
+			srv_conn_mark(w, w->conns[i]);
+		}
 	}
 }
 
@@ -757,7 +810,11 @@ static int srv_worker_prepare(struct srv_worker *w)
 	w->conns = calloc(s->config.connections_max, sizeof(*w->conns));
 	w->live = calloc(s->config.connections_max, sizeof(*w->live));
 	w->preqs = calloc(SRV_PREQS_MAX, sizeof(*w->preqs));
-	if (w->conns == NULL || w->live == NULL || w->preqs == NULL)
+	size_t words = (s->config.connections_max + 63u) / 64u;
+	w->ready = calloc(words, sizeof(*w->ready));
+	w->waiters = calloc(words, sizeof(*w->waiters));
+	if (w->conns == NULL || w->live == NULL || w->preqs == NULL || w->ready == NULL ||
+	    w->waiters == NULL)
 		return -ENOMEM;
 	for (uint32_t i = SRV_PREQS_MAX; i-- > 0;) {
 		w->preqs[i].index = i;
@@ -919,6 +976,8 @@ static void srv_worker_fini(struct srv_worker *w)
 	free(w->preqs);
 	free(w->conns);
 	free(w->live);
+	free(w->ready);
+	free(w->waiters);
 	if (w->listen_fd >= 0)
 		close(w->listen_fd);
 }

@@ -43,7 +43,8 @@ void srv_preq_release(struct srv_worker *w, struct srv_preq *r)
 		RILL_ASSERT(c->preqs > 0 && c->inflight_bytes >= r->frame_bytes);
 		c->preqs--;
 		c->inflight_bytes -= r->frame_bytes;
-		c->waiting = false; /* room again: retry the frame that waited for it */
+		c->waiting = false;  /* room again: retry the frame that waited for it */
+		srv_conn_mark(w, c); /* that, or free it if it closed (S4) */
 	}
 	rill_atomic_fetch_sub_relaxed_u64(&w->server->inflight_bytes, r->frame_bytes);
 	for (uint32_t i = 0; i < r->count; i++)
@@ -70,6 +71,7 @@ static void srv_preq_done(struct srv_worker *w, struct srv_preq *r)
 	else
 		c->done_head = r;
 	c->done_tail = r;
+	srv_conn_mark(w, c); /* its ACK goes out in the next turn */
 }
 
 void srv_ack_cb(void *arg, const struct rill_ack *ack)
@@ -155,6 +157,7 @@ static int srv_produce(struct srv_worker *w, struct srv_conn *c, const struct ri
 	uint32_t frame_bytes = RILL_WIRE_HEADER_BYTES + h->body_bytes;
 	if (!srv_budget_take(w, c, frame_bytes)) {
 		c->waiting = true;
+		srv_conn_wait(w, c);
 		srv_stat_add(&w->stats.backpressure, 1);
 		return -EAGAIN;
 	}

@@ -414,6 +414,7 @@ bool srv_jobs_collect(struct srv_worker *w)
 		struct srv_job *j = list;
 		list = j->next;
 		struct srv_conn *c = j->conn;
+		srv_conn_mark(w, c); /* its answer goes out, or it is freed, in this turn */
 		j->done = true;
 		free(j->body);
 		j->body = NULL;

@@ -191,9 +191,14 @@ struct srv_worker {
 	struct io_uring_buf_ring *bufs;
 	uint8_t *buf_mem;
 	struct srv_conn **conns; /* [connections_max], by slot */
-	struct srv_conn **live;  /* [conn_count]: the open ones, packed for the loop */
+	struct srv_conn **live;  /* [conn_count]: the open ones, packed */
 	uint32_t conn_count;
-	uint64_t now; /* monotonic, read once per loop turn */
+	/* Bits by slot: the connections the next turn looks at (srv_conn_mark), and those
+	 * waiting for budget or request slots, looked at when some come back. A turn costs
+	 * what its busy connections need, however many sit idle. */
+	uint64_t *ready, *waiters;
+	uint32_t slot_words; /* words of each bitmap in use: up to the highest slot taken */
+	uint64_t now;        /* monotonic, read once per loop turn */
 	uint32_t gen_next;
 	struct srv_preq *preqs; /* [SRV_PREQS_MAX] */
 	struct srv_preq *preq_free;
@@ -237,6 +242,8 @@ struct rill_server {
 };
 
 /* server.c */
+void srv_conn_mark(struct srv_worker *w, const struct srv_conn *c); /* look at it next turn */
+void srv_conn_wait(struct srv_worker *w, struct srv_conn *c);       /* ... once room comes back */
 void srv_conn_send(struct srv_worker *w, struct srv_conn *c, const void *frame, uint32_t bytes);
 void srv_conn_fatal(struct srv_worker *w, struct srv_conn *c, uint64_t request_id, int code,
 		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -86,8 +86,11 @@ void rill_server_stats_get(struct rill_server *server, struct rill_server_stats 
 /*
  * rill_server_stop - stop accepting, stop reading, wait (up to @drain_ns) until every
  * event taken in has its acknowledgement sent, close every connection, take the workers
- * off their shards, stop the control thread, free. The engine keeps running (close it after: its final sync). Returns 0, or
- * -ETIMEDOUT when the drain ran out of time (it stops all the same). Blocks.
+ * off their shards, stop the control thread, free. The engine keeps running (close it
+ * after: its final sync). Returns 0, or -ETIMEDOUT when the drain ran out of time (it
+ * stops all the same). Blocks: past @drain_ns too while the shards still owe durable
+ * acknowledgements for events taken in (up to a topic's batch delay and its sync: the
+ * producer handle cannot be freed under them), and while a running admin request ends.
  */
 int rill_server_stop(struct rill_server *server, uint64_t drain_ns);
 

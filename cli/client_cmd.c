@@ -115,7 +115,7 @@ static int admin_once(const char *command, const char *address, uint16_t op, jso
 
 #define TOPIC_USAGE                                                                                \
 	"usage: rill topic create [--connect HOST:PORT] --name T --partitions N "                  \
-	"[--durability none|group]"
+	"[--durability none|group] [--batch-delay-us U]"
 
 int cli_topic(int argc, char **argv)
 {
@@ -124,21 +124,28 @@ int cli_topic(int argc, char **argv)
 	if (argc < 1 || strcmp(argv[0], "create") != 0)
 		return cli_usage_error("topic", TOPIC_USAGE);
 	const char *address = CLI_CONNECT_DEFAULT, *name = NULL, *parts = NULL, *dur = NULL;
+	const char *delay = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
 		    !cli_opt(argc, argv, &i, "--name", &name) &&
 		    !cli_opt(argc, argv, &i, "--partitions", &parts) &&
-		    !cli_opt(argc, argv, &i, "--durability", &dur))
+		    !cli_opt(argc, argv, &i, "--durability", &dur) &&
+		    !cli_opt(argc, argv, &i, "--batch-delay-us", &delay))
 			return cli_usage_error("topic create", TOPIC_USAGE);
 	}
-	uint64_t n;
+	uint64_t n, delay_us = 0;
 	if (name == NULL || parts == NULL)
 		return cli_usage_error("topic create", "needs --name and --partitions");
 	if (cli_parse_u64(parts, &n) != 0 || n == 0 || n > CLI_PARTITIONS_MAX)
 		return cli_usage_error("topic create", "--partitions takes 1 to 1024");
 	if (dur != NULL && strcmp(dur, "none") != 0 && strcmp(dur, "group") != 0)
 		return cli_usage_error("topic create", "--durability takes none or group");
+	if (delay != NULL &&
+	    (cli_parse_u64(delay, &delay_us) != 0 || delay_us == 0 || delay_us > 10000000u))
+		return cli_usage_error("topic create", "--batch-delay-us takes 1 to 10000000");
 	json_t *body = json_pack("{s:s, s:I}", "name", name, "partitions", (json_int_t)n);
+	if (delay != NULL)
+		json_object_set_new(body, "batch_delay_us", json_integer((json_int_t)delay_us));
 	if (dur != NULL)
 		json_object_set_new(body, "durability", json_string(dur));
 	return admin_once("topic create", address, RILL_WIRE_ADMIN_TOPIC_CREATE, body, false);

@@ -80,9 +80,10 @@ static struct rill_topic *admin_topic(struct rill_server *s, json_t *in, const c
 static json_t *admin_topic_json(const struct rill_topic *t)
 {
 	const struct rill_topic_config *c = rill_topic_config_get(t);
-	return json_pack("{s:s, s:I, s:s}", "name", c->name, "partitions",
+	return json_pack("{s:s, s:I, s:s, s:I}", "name", c->name, "partitions",
 			 (json_int_t)c->partitions, "durability",
-			 c->durability == RILL_DURABILITY_GROUP ? "group" : "none");
+			 c->durability == RILL_DURABILITY_GROUP ? "group" : "none",
+			 "batch_delay_us", (json_int_t)(c->batch_delay_ns / 1000u));
 }
 
 static int admin_topic_create(struct rill_server *s, json_t *in, json_t **out, char *msg,
@@ -90,16 +91,19 @@ static int admin_topic_create(struct rill_server *s, json_t *in, json_t **out, c
 {
 	struct rill_topic_config c = {0};
 	const char *durability = NULL;
-	uint64_t parts = 0;
+	uint64_t parts = 0, delay_us = 0;
 	int rc = admin_str(in, "name", false, &c.name, msg, msg_bytes);
 	if (rc == 0)
 		rc = admin_uint(in, "partitions", 1, RILL_ENGINE_PARTITIONS_MAX, &parts, msg,
 				msg_bytes);
 	if (rc == 0)
+		rc = admin_uint(in, "batch_delay_us", 0, 10000000u, &delay_us, msg, msg_bytes);
+	if (rc == 0)
 		rc = admin_str(in, "durability", true, &durability, msg, msg_bytes);
 	if (rc < 0)
 		return rc;
 	c.partitions = (uint32_t)parts;
+	c.batch_delay_ns = delay_us * 1000u;
 	if (durability == NULL || strcmp(durability, "none") == 0)
 		c.durability = RILL_DURABILITY_NONE;
 	else if (strcmp(durability, "group") == 0)

@@ -197,7 +197,7 @@ struct rill_topic_config {
 	uint64_t segment_bytes_max;      /* 0: the log's default (1 GiB) */
 	uint32_t batch_bytes_max;        /* group commit: 0: the log's default (256 KiB) */
 	uint64_t batch_delay_ns;         /* group commit: 0: the default: submit when the
-					  * disk is free (group), every 1 ms at most (none) */
+					  * disk is free (group), every 10 ms at most (none) */
 };
 
 /*

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <ini.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -249,6 +250,24 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 }
 
 /* Start the DPDK ingress; prints why not. 0 or exit status 1. */
+/* The DPDK ingress's counters in `rill stat`, under "dpdk". */
+static int serve_dpdk_stat(void *arg, char *json, size_t bytes)
+{
+	struct rill_dpdk_stats st;
+	rill_dpdk_stats_get(arg, &st);
+	int n = snprintf(
+		json, bytes,
+		"{\"queues\":%u,\"packets\":%" PRIu64 ",\"not_ours\":%" PRIu64
+		",\"bad_frames\":%" PRIu64 ",\"tx_acks\":%" PRIu64 ",\"datagrams\":%" PRIu64
+		",\"events\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"unknown_topic\":%" PRIu64
+		",\"refused\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"gaps\":%" PRIu64
+		",\"reordered\":%" PRIu64 ",\"untracked\":%" PRIu64 "}",
+		rill_dpdk_queues(arg), st.packets, st.not_ours, st.bad_frames, st.tx_acks,
+		st.udp.datagrams, st.udp.events, st.udp.malformed, st.udp.unknown_topic,
+		st.udp.refused, st.udp.dropped, st.udp.gaps, st.udp.reordered, st.udp.untracked);
+	return n > 0 && (size_t)n < bytes ? 0 : -ENOSPC;
+}
+
 static int serve_dpdk(struct serve_opts *o, struct rill_engine *engine, struct rill_dpdk **out)
 {
 	const char *why = NULL;
@@ -300,6 +319,8 @@ static int serve_run(struct serve_opts *o)
 		rill_engine_close(engine);
 		return 1;
 	}
+	if (dpdk != NULL)
+		(void)rill_server_stat_source(server, "dpdk", serve_dpdk_stat, dpdk);
 	fprintf(stderr, "rill: listening on %s\n", rill_server_address(server));
 	int sig = 0;
 	sigwait(&stop, &sig);
@@ -308,8 +329,10 @@ static int serve_run(struct serve_opts *o)
 	/* A second signal takes its default action: the process ends at once. What was
 	 * acknowledged as durable is on disk; the rest was never promised. */
 	pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
-	if (dpdk != NULL)
+	if (dpdk != NULL) {
+		(void)rill_server_stat_source(server, "dpdk", NULL, NULL); /* before it goes */
 		(void)rill_dpdk_stop(dpdk); /* its events are in the rings: the close syncs them */
+	}
 	rc = rill_server_stop(server, SERVE_DRAIN_NS);
 	if (rc < 0)
 		fprintf(stderr, "rill: serve: drain: %s (stopped all the same)\n",

@@ -1102,6 +1102,7 @@ static void srv_free(struct rill_server *s)
 {
 	pthread_mutex_destroy(&s->start_lock);
 	pthread_cond_destroy(&s->start_cond);
+	pthread_mutex_destroy(&s->stat_lock);
 	pthread_mutex_destroy(&s->ctl_lock);
 	pthread_cond_destroy(&s->ctl_cond);
 	free(s->workers);
@@ -1163,6 +1164,7 @@ int rill_server_start(struct rill_server **out, struct rill_engine *engine,
 		memset(s->workers, 0, workers_bytes);
 	pthread_mutex_init(&s->start_lock, NULL);
 	pthread_cond_init(&s->start_cond, NULL);
+	pthread_mutex_init(&s->stat_lock, NULL);
 	pthread_mutex_init(&s->ctl_lock, NULL);
 	pthread_cond_init(&s->ctl_cond, NULL);
 	if (s->workers == NULL) {
@@ -1235,6 +1237,26 @@ void rill_server_stats_get(struct rill_server *s, struct rill_server_stats *out)
 			dst[i] += rill_atomic_load_relaxed_u64(&src[i]);
 	}
 	out->connections = rill_atomic_load_relaxed_u64(&s->connections);
+}
+
+int rill_server_stat_source(struct rill_server *s, const char *name, rill_server_stat_fn fn,
+			    void *arg)
+{
+	size_t len = name != NULL ? strlen(name) : 0;
+	if (len == 0 || len >= sizeof(s->stat_name) ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyz_") != len)
+		return -EINVAL;
+	int rc = 0;
+	pthread_mutex_lock(&s->stat_lock); /* waits for a call in progress */
+	if (fn != NULL && s->stat_fn != NULL) {
+		rc = -EBUSY;
+	} else {
+		memcpy(s->stat_name, name, len + 1);
+		s->stat_fn = fn;
+		s->stat_arg = arg;
+	}
+	pthread_mutex_unlock(&s->stat_lock);
+	return rc;
 }
 
 int rill_server_stop(struct rill_server *s, uint64_t drain_ns)

@@ -235,6 +235,20 @@ static int admin_stat(struct rill_server *s, json_t **out, char *msg, size_t msg
 			  "bytes_out", (json_int_t)ss.bytes_out);
 	*out = json_pack("{s:o, s:o, s:I}", "shards", shards, "server", server,
 			 "engine_backpressure", (json_int_t)rill_engine_backpressure(s->engine));
+	pthread_mutex_lock(&s->stat_lock);
+	if (*out != NULL && s->stat_fn != NULL) {
+		char text[4096];
+		int rc = s->stat_fn(s->stat_arg, text, sizeof(text));
+		json_error_t jerr;
+		json_t *extra = rc == 0 ? json_loads(text, 0, &jerr) : NULL;
+		if (!json_is_object(extra)) {
+			json_decref(extra);
+			extra = json_pack("{s:s}", "error",
+					  rc < 0 ? rill_strerror(rc) : "not a JSON object");
+		}
+		json_object_set_new(*out, s->stat_name, extra);
+	}
+	pthread_mutex_unlock(&s->stat_lock);
 	return 0;
 }
 

@@ -222,6 +222,10 @@ struct rill_server {
 	uint16_t port;
 	uint32_t worker_count;
 	struct srv_worker *workers;
+	pthread_mutex_t stat_lock; /* the stat source: held while it runs */
+	char stat_name[32];
+	rill_server_stat_fn stat_fn;
+	void *stat_arg;
 	pthread_mutex_t start_lock; /* workers' inited, start_rc and finished */
 	pthread_cond_t start_cond;
 	uint32_t started;

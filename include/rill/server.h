@@ -84,6 +84,22 @@ struct rill_server_stats {
 void rill_server_stats_get(struct rill_server *server, struct rill_server_stats *out);
 
 /*
+ * A stat source: more counters for ADMIN STAT (`rill stat`), from what runs beside the
+ * server (the DPDK ingress). It writes one JSON object, NUL-terminated, into @json
+ * (@bytes: 4 KiB) and returns 0, or an error (the answer then says so under its name).
+ * Called on the server's control thread.
+ */
+typedef int (*rill_server_stat_fn)(void *arg, char *json, size_t bytes);
+
+/*
+ * rill_server_stat_source - STAT answers carry @fn's object under @name ([a-z_], up to 31
+ * bytes); @fn NULL removes it. One source at a time. Returns 0, -EINVAL or -EBUSY (another
+ * is set). Once a removal returns, @fn is not running and will not be called again.
+ */
+int rill_server_stat_source(struct rill_server *server, const char *name, rill_server_stat_fn fn,
+			    void *arg);
+
+/*
  * rill_server_stop - stop accepting, stop reading, wait (up to @drain_ns) until every
  * event taken in has its acknowledgement sent, close every connection, take the workers
  * off their shards, stop the control thread, free. The engine keeps running (close it

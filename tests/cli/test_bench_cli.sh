@@ -13,7 +13,7 @@ tmp=$(mktemp -d)
 trap 'serve_cleanup; rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+. "$(dirname "$0")/../common/check.sh"
 
 if ! serve_start "$tmp/data" "$tmp/serve.log"; then
 	if serve_unsupported "$tmp/serve.log"; then
@@ -23,21 +23,6 @@ if ! serve_start "$tmp/data" "$tmp/serve.log"; then
 	echo "FAIL: rill serve did not start"
 	exit 1
 fi
-
-# One JSON object on one line, and the keys' conditions ($2: a Python expression over j).
-json_check() {
-	python3 -c '
-import json, sys
-lines = [l for l in sys.argv[1].splitlines() if l.strip()]
-if len(lines) != 1:
-    sys.exit("expected one line of JSON, got %d" % len(lines))
-j = json.loads(lines[0])
-if not isinstance(j, dict):
-    sys.exit("not a JSON object")
-if not eval(sys.argv[2]):
-    sys.exit("not so: %s in %s" % (sys.argv[2], lines[0]))
-' "$1" "$2"
-}
 
 out=$(timeout 30 "$rill" bench produce --connect "$serve_addr" --seconds 1 --json); rc=$?
 echo "closed loop: $out"

@@ -6,7 +6,7 @@
 set -u
 rill=$1
 fail=0
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi; }
+. "$(dirname "$0")/../common/check.sh"
 
 out=$("$rill" version); rc=$?
 check "version exits 0" '[ $rc -eq 0 ]'

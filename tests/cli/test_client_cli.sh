@@ -15,7 +15,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+. "$(dirname "$0")/../common/check.sh"
 
 "$rill" produce >/dev/null 2>&1; rc=$?
 check "produce without --topic exits 2" '[ $rc -eq 2 ]'

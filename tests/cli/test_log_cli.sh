@@ -8,7 +8,7 @@ rill=$1
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+. "$(dirname "$0")/../common/check.sh"
 
 "$rill" bench log --dir "$dir" --seconds 1 --record-bytes 200 --batch-bytes 8192 \
 	--segment-bytes 1048576 --keep >"$dir/bench.json"

@@ -8,7 +8,7 @@ rill=$1
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+. "$(dirname "$0")/../common/check.sh"
 
 cat >"$dir/order.json" <<'JSON'
 {"type": "OrderPlaced", "version": 2, "fields": [{"name": "amount", "type": "i64"},

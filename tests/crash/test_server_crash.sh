@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+. "$(dirname "$0")/../common/check.sh"
 client() { timeout 60 "$rill" "$@"; }
 
 seed=${RILL_TEST_SEED:-$(date +%s)}

@@ -15,7 +15,7 @@ tmp=$(mktemp -d)
 trap 'serve_cleanup; rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+. "$(dirname "$0")/../common/check.sh"
 # Every client command gets a time limit: a hang fails the check instead of the suite.
 client() { timeout 30 "$rill" "$@"; }
 

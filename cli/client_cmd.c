@@ -111,11 +111,61 @@ static int admin_once(const char *command, const char *address, uint16_t op, jso
 	return status;
 }
 
+/* ---- schema register ---------------------------------------------------------------- */
+
+#define REGISTER_USAGE                                                                             \
+	"usage: rill schema register [--connect HOST:PORT] --file SCHEMA.json [--compat MODE]"
+
+/* SCHEMA_REGISTER's body for the definition in @file: 0, or 1 with the reason printed. */
+static int schema_body(const char *command, const char *file, const char *compat, json_t **out)
+{
+	enum rill_schema_compat mode;
+	if (compat != NULL && rill_schema_compat_parse(compat, &mode) != 0)
+		return cli_usage_error(command, "--compat takes NONE, BACKWARD, FORWARD, FULL or "
+						"their _TRANSITIVE forms");
+	json_error_t jerr;
+	json_t *schema = json_load_file(file, 0, &jerr);
+	if (!json_is_object(schema)) {
+		if (schema == NULL)
+			fprintf(stderr, "rill: %s: %s: line %d: %s\n", command, file, jerr.line,
+				jerr.text);
+		else
+			fprintf(stderr, "rill: %s: %s: not a JSON object\n", command, file);
+		json_decref(schema);
+		return 1;
+	}
+	*out = json_object();
+	json_object_set_new(*out, "schema", schema);
+	if (compat != NULL)
+		json_object_set_new(*out, "compat", json_string(rill_schema_compat_name(mode)));
+	return 0;
+}
+
+int cli_schema_register(int argc, char **argv)
+{
+	if (cli_help(argc, argv, REGISTER_USAGE))
+		return 0;
+	const char *address = CLI_CONNECT_DEFAULT, *file = NULL, *compat = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
+		    !cli_opt(argc, argv, &i, "--file", &file) &&
+		    !cli_opt(argc, argv, &i, "--compat", &compat))
+			return cli_usage_error("schema register", REGISTER_USAGE);
+	}
+	if (file == NULL)
+		return cli_usage_error("schema register", "needs --file SCHEMA.json");
+	json_t *body = NULL;
+	int rc = schema_body("schema register", file, compat, &body);
+	if (rc != 0)
+		return rc;
+	return admin_once("schema register", address, RILL_WIRE_ADMIN_SCHEMA_REGISTER, body, false);
+}
+
 /* ---- topic create ------------------------------------------------------------------- */
 
 #define TOPIC_USAGE                                                                                \
 	"usage: rill topic create [--connect HOST:PORT] --name T --partitions N "                  \
-	"[--durability none|group] [--batch-delay-us U]"
+	"[--durability none|group] [--batch-delay-us U] [--schema SCHEMA.json]"
 
 int cli_topic(int argc, char **argv)
 {
@@ -124,13 +174,14 @@ int cli_topic(int argc, char **argv)
 	if (argc < 1 || strcmp(argv[0], "create") != 0)
 		return cli_usage_error("topic", TOPIC_USAGE);
 	const char *address = CLI_CONNECT_DEFAULT, *name = NULL, *parts = NULL, *dur = NULL;
-	const char *delay = NULL;
+	const char *delay = NULL, *schema = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
 		    !cli_opt(argc, argv, &i, "--name", &name) &&
 		    !cli_opt(argc, argv, &i, "--partitions", &parts) &&
 		    !cli_opt(argc, argv, &i, "--durability", &dur) &&
-		    !cli_opt(argc, argv, &i, "--batch-delay-us", &delay))
+		    !cli_opt(argc, argv, &i, "--batch-delay-us", &delay) &&
+		    !cli_opt(argc, argv, &i, "--schema", &schema))
 			return cli_usage_error("topic create", TOPIC_USAGE);
 	}
 	uint64_t n, delay_us = 0;
@@ -148,48 +199,20 @@ int cli_topic(int argc, char **argv)
 		json_object_set_new(body, "batch_delay_us", json_integer((json_int_t)delay_us));
 	if (dur != NULL)
 		json_object_set_new(body, "durability", json_string(dur));
+	if (schema != NULL) {
+		/* The event type first, as rill schema register would: its answer, then the
+		 * topic's, one JSON line each. */
+		json_t *sbody = NULL;
+		int rc = schema_body("topic create", schema, NULL, &sbody);
+		if (rc == 0)
+			rc = admin_once("topic create", address, RILL_WIRE_ADMIN_SCHEMA_REGISTER,
+					sbody, false);
+		if (rc != 0) {
+			json_decref(body);
+			return rc;
+		}
+	}
 	return admin_once("topic create", address, RILL_WIRE_ADMIN_TOPIC_CREATE, body, false);
-}
-
-/* ---- schema register ---------------------------------------------------------------- */
-
-#define REGISTER_USAGE                                                                             \
-	"usage: rill schema register [--connect HOST:PORT] --file SCHEMA.json [--compat MODE]"
-
-int cli_schema_register(int argc, char **argv)
-{
-	if (cli_help(argc, argv, REGISTER_USAGE))
-		return 0;
-	const char *address = CLI_CONNECT_DEFAULT, *file = NULL, *compat = NULL;
-	for (int i = 0; i < argc; i++) {
-		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
-		    !cli_opt(argc, argv, &i, "--file", &file) &&
-		    !cli_opt(argc, argv, &i, "--compat", &compat))
-			return cli_usage_error("schema register", REGISTER_USAGE);
-	}
-	if (file == NULL)
-		return cli_usage_error("schema register", "needs --file SCHEMA.json");
-	enum rill_schema_compat mode;
-	if (compat != NULL && rill_schema_compat_parse(compat, &mode) != 0)
-		return cli_usage_error("schema register",
-				       "--compat takes NONE, BACKWARD, FORWARD, FULL or their "
-				       "_TRANSITIVE forms");
-	json_error_t jerr;
-	json_t *schema = json_load_file(file, 0, &jerr);
-	if (!json_is_object(schema)) {
-		if (schema == NULL)
-			fprintf(stderr, "rill: schema register: %s: line %d: %s\n", file, jerr.line,
-				jerr.text);
-		else
-			fprintf(stderr, "rill: schema register: %s: not a JSON object\n", file);
-		json_decref(schema);
-		return 1;
-	}
-	json_t *body = json_object();
-	json_object_set_new(body, "schema", schema);
-	if (compat != NULL)
-		json_object_set_new(body, "compat", json_string(rill_schema_compat_name(mode)));
-	return admin_once("schema register", address, RILL_WIRE_ADMIN_SCHEMA_REGISTER, body, false);
 }
 
 /* ---- projection create -------------------------------------------------------------- */

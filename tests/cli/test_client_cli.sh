@@ -44,6 +44,15 @@ echo '{"type":"OrderPlaced","version":1,"fields":[{"name":"amount","type":"i64"}
 echo '{"type":"Paid","version":1,"fields":[{"name":"cents","type":"u64"}]}' >"$dir/paid.json"
 out=$("$rill" schema register $c --file "$dir/order.json") && out2=$("$rill" schema register $c --file "$dir/paid.json" --compat full); rc=$?
 check "schema register" '[ $rc -eq 0 ] && [[ "$out" == *"\"type_id\":1"* ]] && [[ "$out2" == *"\"type_id\":2"* ]]'
+echo '{"type":"Shipped","version":1,"fields":[{"name":"parcels","type":"u64"}]}' >"$dir/shipped.json"
+out=$("$rill" topic create $c --name shipments --partitions 2 --schema "$dir/shipped.json"); rc=$?
+check "topic create --schema registers the type, then makes the topic: two JSON lines" \
+	'[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 2 ] && [[ "$(echo "$out" | head -1)" == *"\"type\":\"Shipped\""* ]] && [[ "$(echo "$out" | tail -1)" == *"\"name\":\"shipments\""* ]]'
+echo '{"type":' >"$dir/broken.json"
+err=$("$rill" topic create $c --name nope --partitions 1 --schema "$dir/broken.json" 2>&1); rc=$?
+"$rill" topic create $c --name nope --partitions 2 >/dev/null; rc2=$? # 1 partition: made?
+check "topic create --schema with a broken file names it, exits 1 and makes no topic" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"broken.json"* ]] && [ $rc2 -eq 0 ]'
 out=$("$rill" projection create $c --name total --topic orders --type OrderPlaced --kind sum --field amount); rc=$?
 check "projection create" '[ $rc -eq 0 ] && [[ "$out" == *"total"* ]]'
 

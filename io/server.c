@@ -662,6 +662,11 @@ static void srv_wait(struct srv_worker *w, uint64_t wait_ns)
  * the TASKRUN flag the kernel says when there are some; without it, ask every turn. */
 static void srv_submit(struct srv_worker *w)
 {
+	if (w->server->config.sqpoll) {
+		/* The kernel's thread submits and completes: a system call only to wake it. */
+		(void)io_uring_submit(&w->ring);
+		return;
+	}
 	bool deferred = !w->taskrun_flag ||
 			(IO_URING_READ_ONCE(*w->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0;
 	if (io_uring_sq_ready(&w->ring) > 0 || deferred)

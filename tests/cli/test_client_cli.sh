@@ -3,14 +3,16 @@
 # errors exit 2, an unreachable server exits 1 naming the address; then a topic, two
 # schemas and a projection are created, events produced (output in input order, a bad line
 # named and the exit 1), consumed to the end with decoded payloads, queried, consumed as a
-# group that resumes where it committed, and stat and ping answer.
+# group that resumes where it committed, and stat and ping answer; topic create --schema
+# registers the type first. Last, the same through a server started with --sqpoll.
 # usage: test_client_cli.sh RILL_BINARY
 set -u
 rill=$1
 dir=$(mktemp -d)
 server=
+server_sq=
 cleanup() {
-	if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null; fi
+	for pid in $server $server_sq; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -83,4 +85,24 @@ rest=$("$rill" consume $c --topic orders --group g --until-end | wc -l)
 check "a group resumes where it committed" '[ "$first" -eq 100 ] && [ "$rest" -eq 501 ]'
 out=$("$rill" stat $c); rc=$?
 check "stat answers JSON" '[ $rc -eq 0 ] && [[ "$out" == "{"* ]]'
+
+# The same commands through a server whose rings a kernel thread polls (--sqpoll).
+"$rill" serve --data "$dir/data-sq" --listen 127.0.0.1:0 --shards 2 --sqpoll 2>"$dir/serve-sq.log" &
+server_sq=$!
+for _ in $(seq 50); do grep -q "listening on" "$dir/serve-sq.log" && break; sleep 0.1; done
+address=$(sed -n 's/^rill: listening on //p' "$dir/serve-sq.log" | head -1)
+if [ -n "$address" ]; then
+	sq="--connect $address"
+	out=$("$rill" topic create $sq --name orders --partitions 4 --schema "$dir/order.json" &&
+		"$rill" projection create $sq --name total --topic orders --type OrderPlaced --kind sum --field amount &&
+		grep OrderPlaced "$dir/in.jsonl" | "$rill" produce $sq --topic orders --acks durable | wc -l &&
+		"$rill" query $sq --projection total --key k0); rc=$?
+	check "with --sqpoll: topic, projection, 300 durable events, the same sum" \
+		'[ $rc -eq 0 ] && [[ "$out" == *"300"* ]] && [[ "$out" == *"\"count\":42,\"value\":6321,"* ]]'
+	kill -TERM "$server_sq"; wait "$server_sq"; rc=$?
+	check "the --sqpoll server stops with exit 0" '[ $rc -eq 0 ]'
+else
+	echo "SKIP: rill serve --sqpoll did not start here: $(cat "$dir/serve-sq.log")"
+	kill "$server_sq" 2>/dev/null
+fi
 exit $fail

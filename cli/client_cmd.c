@@ -126,7 +126,9 @@ static int schema_body(const char *command, const char *file, const char *compat
 	json_error_t jerr;
 	json_t *schema = json_load_file(file, 0, &jerr);
 	if (!json_is_object(schema)) {
-		if (schema == NULL)
+		if (schema == NULL && jerr.line < 1)
+			fprintf(stderr, "rill: %s: %s: %s\n", command, file, jerr.text);
+		else if (schema == NULL)
 			fprintf(stderr, "rill: %s: %s: line %d: %s\n", command, file, jerr.line,
 				jerr.text);
 		else

@@ -249,7 +249,6 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 	return -1;
 }
 
-/* Start the DPDK ingress; prints why not. 0 or exit status 1. */
 /* The DPDK ingress's counters in `rill stat`, under "dpdk". */
 static int serve_dpdk_stat(void *arg, char *json, size_t bytes)
 {
@@ -268,6 +267,7 @@ static int serve_dpdk_stat(void *arg, char *json, size_t bytes)
 	return n > 0 && (size_t)n < bytes ? 0 : -ENOSPC;
 }
 
+/* Start the DPDK ingress; prints why not. 0 or exit status 1. */
 static int serve_dpdk(struct serve_opts *o, struct rill_engine *engine, struct rill_dpdk **out)
 {
 	const char *why = NULL;

@@ -1122,6 +1122,14 @@ uint64_t rill_log_next_offset(const struct rill_log *log)
 	return log->next_offset;
 }
 
+uint64_t rill_log_submit_due_ns(const struct rill_log *log)
+{
+	if (log->failed || log->inflight || log->fill_count == 0)
+		return UINT64_MAX;
+	uint64_t due = log->fill_started_ns + log->config.batch_delay_ns;
+	return due < log->fill_started_ns ? UINT64_MAX : due;
+}
+
 uint64_t rill_log_durable_offset(const struct rill_log *log)
 {
 	return log->durable_offset;

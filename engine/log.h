@@ -117,6 +117,10 @@ uint64_t rill_log_next_offset(const struct rill_log *log);
 /* Every offset below this is durable (written and fdatasync'ed). */
 uint64_t rill_log_durable_offset(const struct rill_log *log);
 
+/* When the filling batch's delay runs out (monotonic ns), or UINT64_MAX: nothing fills, a
+ * write is in flight (its completion is the next trigger), or the log failed. */
+uint64_t rill_log_submit_due_ns(const struct rill_log *log);
+
 /* The first offset still held (retention may have deleted older ones). */
 uint64_t rill_log_start_offset(const struct rill_log *log);
 

@@ -408,6 +408,21 @@ static bool shard_has_input(struct shard *s)
 	return false;
 }
 
+/* The earliest time a partition's filling batch is due, or UINT64_MAX. */
+static uint64_t shard_submit_due_ns(const struct shard *s)
+{
+	uint64_t due = UINT64_MAX;
+	for (uint32_t i = 0; i < s->part_count; i++) {
+		const struct shard_part *sp = s->parts[i];
+		if (sp->error != 0)
+			continue;
+		uint64_t d = rill_log_submit_due_ns(rill_partition_log(sp->part));
+		if (d < due)
+			due = d;
+	}
+	return due;
+}
+
 /* Adaptive mode, idle: sleep on the eventfd until woken or the next group commit is due. */
 static void shard_sleep(struct shard *s)
 {
@@ -418,8 +433,19 @@ static void shard_sleep(struct shard *s)
 		return;
 	}
 	uint64_t wait_ns = 100u * 1000000u;
-	if (shard_dirty(s))
+	if (shard_dirty(s)) {
+		/* Until the first batch is due, not a whole delay from now: a batch that
+		 * started filling before this sleep would otherwise wait up to twice its
+		 * delay. delay_ns_min bounds it (a backend that signals no completion). */
 		wait_ns = s->delay_ns_min;
+		uint64_t now = rill_clock_now_ns(), due = shard_submit_due_ns(s);
+		if (due <= now) {
+			rill_atomic_store_relaxed_u64(&s->sleeping, 0);
+			return; /* due now: the next turn's poll submits it */
+		}
+		if (due - now < wait_ns)
+			wait_ns = due - now;
+	}
 	struct timespec ts = {.tv_sec = (time_t)(wait_ns / 1000000000u),
 			      .tv_nsec = (long)(wait_ns % 1000000000u)};
 	s->sleeps++;

@@ -925,7 +925,7 @@ static void srv_hook_sleep(void *arg, int wake_fd, uint64_t timeout_ns)
 		srv_efd_arm(w, wake_fd, &w->shard_wake_buf, SRV_OP_SHARD_WAKE);
 		w->shard_wake_armed = true;
 	}
-	if (rill_atomic_load_acquire_u64(&w->ctl_ready) != 0 ||
+	if (w->slots_freed || rill_atomic_load_acquire_u64(&w->ctl_ready) != 0 ||
 	    !rill_producer_sleep_begin(w->producer)) {
 		srv_submit(w); /* answers or acknowledgements are in: the next turn */
 		return;
@@ -1170,9 +1170,7 @@ int rill_server_start(struct rill_server **out, struct rill_engine *engine,
 	pthread_mutex_init(&s->start_lock, NULL);
 	pthread_cond_init(&s->start_cond, NULL);
 	pthread_mutex_init(&s->stat_lock, NULL);
-	pthread_mutex_init(&s->ctl_lock, NULL);
-	pthread_cond_init(&s->ctl_cond, NULL);
-	if (s->workers == NULL) {
+	if (srv_ctl_init(s) != 0 || s->workers == NULL) {
 		srv_free(s);
 		return -ENOMEM;
 	}
@@ -1251,10 +1249,15 @@ int rill_server_stat_source(struct rill_server *s, const char *name, rill_server
 	if (len == 0 || len >= sizeof(s->stat_name) ||
 	    strspn(name, "abcdefghijklmnopqrstuvwxyz_") != len)
 		return -EINVAL;
+	if (strcmp(name, "shards") == 0 || strcmp(name, "server") == 0 ||
+	    strcmp(name, "engine_backpressure") == 0)
+		return -EINVAL; /* STAT's own keys */
 	int rc = 0;
 	pthread_mutex_lock(&s->stat_lock); /* waits for a call in progress */
 	if (fn != NULL && s->stat_fn != NULL) {
 		rc = -EBUSY;
+	} else if (fn == NULL && (s->stat_fn == NULL || strcmp(name, s->stat_name) != 0)) {
+		rc = -ENOENT;
 	} else {
 		memcpy(s->stat_name, name, len + 1);
 		s->stat_fn = fn;

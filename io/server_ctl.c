@@ -89,7 +89,7 @@ static bool job_query(struct rill_server *s, struct srv_job *j)
 			uint64_t wait = s->config.query_wait_ns;
 			if (q.timeout_ms > 0 && q.timeout_ms * 1000000ull < wait)
 				wait = q.timeout_ms * 1000000ull;
-			j->deadline_ns = now + wait;
+			j->deadline_ns = wait > UINT64_MAX - now ? UINT64_MAX : now + wait;
 		}
 		rc = rill_query(s->engine, name, q.key, q.key_bytes, by_token ? &token : NULL, 0,
 				&v);
@@ -300,19 +300,18 @@ static void *ctl_main(void *arg)
 {
 	struct rill_server *s = arg;
 	struct srv_job *waiting = NULL; /* this thread's own */
+	uint64_t retry_ns = 0;          /* when the waiting ones are tried next */
 	pthread_mutex_lock(&s->ctl_lock);
 	for (;;) {
 		if (s->ctl_head == NULL && !ctl_stopping(s)) {
 			if (waiting == NULL) {
 				pthread_cond_wait(&s->ctl_cond, &s->ctl_lock);
 			} else {
-				struct timespec ts;
-				clock_gettime(CLOCK_REALTIME, &ts); /* the condition's clock */
-				ts.tv_nsec += CTL_RETRY_NS;
-				if (ts.tv_nsec >= 1000000000L) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000L;
-				}
+				uint64_t now = rill_clock_now_ns();
+				uint64_t at = retry_ns > now ? retry_ns : now;
+				struct timespec ts = {.tv_sec = (time_t)(at / 1000000000u),
+						      .tv_nsec = (long)(at % 1000000000u)};
+				/* CLOCK_MONOTONIC: the condition's clock (srv_ctl_init). */
 				pthread_cond_timedwait(&s->ctl_cond, &s->ctl_lock, &ts);
 			}
 		}
@@ -333,11 +332,30 @@ static void *ctl_main(void *arg)
 				waiting = j;
 			}
 		}
-		waiting = ctl_retry(s, waiting); /* stopping: each goes back unanswered */
+		/* Every CTL_RETRY_NS, not after every job: each try is a call to a shard. */
+		uint64_t now = rill_clock_now_ns();
+		if (waiting != NULL && (now >= retry_ns || ctl_stopping(s))) {
+			waiting = ctl_retry(s, waiting); /* stopping: each goes back unanswered */
+			retry_ns = now + CTL_RETRY_NS;
+		}
 		pthread_mutex_lock(&s->ctl_lock);
 	}
 	pthread_mutex_unlock(&s->ctl_lock);
 	return NULL;
+}
+
+int srv_ctl_init(struct rill_server *s)
+{
+	pthread_condattr_t attr;
+	int rc = -pthread_condattr_init(&attr);
+	if (rc == 0)
+		rc = -pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the deadlines' clock */
+	if (rc == 0)
+		rc = -pthread_cond_init(&s->ctl_cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (rc == 0)
+		rc = -pthread_mutex_init(&s->ctl_lock, NULL);
+	return rc;
 }
 
 int srv_ctl_start(struct rill_server *s)

@@ -273,6 +273,7 @@ void srv_preq_release(struct srv_worker *w, struct srv_preq *r);
 uint32_t srv_tx_reserve_bytes(const struct rill_server *s);
 
 /* server_ctl.c */
+int srv_ctl_init(struct rill_server *s); /* its lock and its (monotonic) condition */
 int srv_ctl_start(struct rill_server *s);
 void srv_ctl_stop(struct rill_server *s); /* closes run; queued frames go unanswered */
 /* Hand @c's job to the control thread (S5); kind, h, body and the rest are set. */

@@ -93,8 +93,9 @@ typedef int (*rill_server_stat_fn)(void *arg, char *json, size_t bytes);
 
 /*
  * rill_server_stat_source - STAT answers carry @fn's object under @name ([a-z_], up to 31
- * bytes); @fn NULL removes it. One source at a time. Returns 0, -EINVAL or -EBUSY (another
- * is set). Once a removal returns, @fn is not running and will not be called again.
+ * bytes, not one of STAT's own keys); @fn NULL removes the source named @name. One source
+ * at a time. Returns 0, -EINVAL, -EBUSY (another is set) or -ENOENT (removing one not
+ * set). Once a removal returns, @fn is not running and will not be called again.
  */
 int rill_server_stat_source(struct rill_server *server, const char *name, rill_server_stat_fn fn,
 			    void *arg);

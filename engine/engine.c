@@ -565,6 +565,12 @@ static struct engine_projection *engine_projection_find(struct rill_engine *e, c
 	return NULL;
 }
 
+struct rill_topic *rill_projection_topic(struct rill_engine *e, const char *name)
+{
+	struct engine_projection *ep = name != NULL ? engine_projection_find(e, name) : NULL;
+	return ep != NULL ? (struct rill_topic *)ep->topic : NULL;
+}
+
 static bool engine_projection_same(const struct rill_projection_def *a,
 				   const struct rill_projection_def *b)
 {

@@ -274,14 +274,57 @@ static void job_return(struct rill_server *s, struct srv_job *j)
 	(void)put; /* EAGAIN: the counter is saturated, so the worker wakes anyway */
 }
 
-/* Try each token query waiting again; those answered (or out of time) go back. */
+/* Try the token queries waiting again; those answered (or out of time) go back. */
+/* The partitions a retry round has looked at: one call to a shard each, however many
+ * queries wait on it. */
+struct ctl_seen {
+	struct rill_topic *topic;
+	uint32_t partition;
+	uint64_t next_offset;
+};
+
+#define CTL_SEEN_MAX 64
+
+/* False only when @j's token is surely not applied yet and its wait has time left: then
+ * it waits on without a query of its own. True: worth a query (or an answer). */
+static bool ctl_token_due(struct rill_server *s, const struct srv_job *j, struct ctl_seen *seen,
+			  uint32_t *seen_count)
+{
+	struct rill_wire_query q;
+	if (ctl_stopping(s) || rill_clock_now_ns() >= j->deadline_ns ||
+	    rill_wire_query_decode(j->body, j->h.body_bytes, &q) != 0 ||
+	    !(q.flags & RILL_WIRE_QUERY_F_TOKEN))
+		return true;
+	char name[RILL_WIRE_NAME_BYTES_MAX + 1];
+	srv_name(name, q.name, q.name_bytes);
+	struct rill_topic *t = rill_projection_topic(s->engine, name);
+	if (t == NULL || q.token_partition >= rill_topic_partitions(t))
+		return true; /* the query says what is wrong */
+	for (uint32_t i = 0; i < *seen_count; i++)
+		if (seen[i].topic == t && seen[i].partition == q.token_partition)
+			return q.token_offset < seen[i].next_offset;
+	struct rill_partition_info info;
+	uint64_t at;
+	if (*seen_count == CTL_SEEN_MAX ||
+	    rill_partition_info_get(s->engine, t, q.token_partition, UINT64_MAX, &info, &at) != 0)
+		return true;
+	seen[(*seen_count)++] = (struct ctl_seen){
+		.topic = t, .partition = q.token_partition, .next_offset = info.next_offset};
+	return q.token_offset < info.next_offset;
+}
+
 static struct srv_job *ctl_retry(struct rill_server *s, struct srv_job *waiting)
 {
 	struct srv_job *keep = NULL;
+	struct ctl_seen seen[CTL_SEEN_MAX];
+	uint32_t seen_count = 0;
 	while (waiting != NULL) {
 		struct srv_job *j = waiting;
 		waiting = j->next;
-		if (job_run(s, j)) {
+		if (!ctl_token_due(s, j, seen, &seen_count)) {
+			j->next = keep;
+			keep = j;
+		} else if (job_run(s, j)) {
 			job_return(s, j);
 		} else {
 			j->next = keep;

@@ -278,6 +278,10 @@ int rill_projection_define_custom(struct rill_engine *engine, const char *name, 
 /* Projection kinds by name: "count", "sum", "min", "max", "last", "avg", "window_count",
  * "window_sum". _name returns NULL for an unknown kind; _parse returns 0 or -EINVAL. */
 const char *rill_projection_kind_name(enum rill_projection_kind kind);
+
+/* rill_projection_topic - the topic projection @name folds, or NULL (no such projection).
+ * Any thread; does not block. */
+struct rill_topic *rill_projection_topic(struct rill_engine *engine, const char *name);
 int rill_projection_kind_parse(const char *name, enum rill_projection_kind *out);
 
 /*

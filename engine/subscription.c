@@ -295,8 +295,13 @@ bool rill_subscription_ready(struct rill_subscription *sub)
 		sub->peeked = false;
 		sub_wake(sub);
 	}
+	if (sub->error != 0)
+		return true;
 	uint32_t bytes;
-	return sub->error != 0 || rill_ring_peek(sub->ring, &bytes) != NULL;
+	if (rill_ring_peek(sub->ring, &bytes) == NULL)
+		return false;
+	rill_ring_unpeek(sub->ring); /* a look only: rill_subscription_next takes it */
+	return true;
 }
 
 int rill_subscription_close(struct rill_subscription *sub)

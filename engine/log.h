@@ -121,6 +121,11 @@ uint64_t rill_log_durable_offset(const struct rill_log *log);
  * write is in flight (its completion is the next trigger), or the log failed. */
 uint64_t rill_log_submit_due_ns(const struct rill_log *log);
 
+/* True while a batch's write and sync are in flight: rill_log_poll has a completion to
+ * reap. With none in flight and the filling batch not due (rill_log_submit_due_ns), a poll
+ * has nothing to do. */
+bool rill_log_in_flight(const struct rill_log *log);
+
 /* The first offset still held (retention may have deleted older ones). */
 uint64_t rill_log_start_offset(const struct rill_log *log);
 

@@ -346,13 +346,31 @@ static unsigned shard_drain(struct shard *s, uint32_t slot)
 	return n;
 }
 
+/* True if @sp's log has something for rill_partition_poll: a write in flight to reap, a
+ * filling batch whose delay has run out, or a failure to report (an append's submit can
+ * fail the log). @now: the turn's clock, read at the first partition that needs it (0
+ * until then): one read per turn, not one per partition. */
+static bool shard_part_poll_due(struct shard_part *sp, uint64_t *now)
+{
+	const struct rill_log *log = rill_partition_log(sp->part);
+	if (rill_log_in_flight(log) || rill_log_error(log) != 0)
+		return true;
+	uint64_t due = rill_log_submit_due_ns(log);
+	if (due == UINT64_MAX)
+		return false;
+	if (*now == 0)
+		*now = rill_clock_now_ns();
+	return due <= *now;
+}
+
 /* Group commit of every partition, then the durable acknowledgements it allows. */
 static unsigned shard_poll_logs(struct shard *s)
 {
 	unsigned work = 0;
+	uint64_t now = 0;
 	for (uint32_t i = 0; i < s->part_count; i++) {
 		struct shard_part *sp = s->parts[i];
-		if (sp->error == 0) {
+		if (sp->error == 0 && shard_part_poll_due(sp, &now)) {
 			int rc = rill_partition_poll(sp->part, 0);
 			if (rc < 0) {
 				sp->error =

@@ -677,6 +677,7 @@ static bool srv_turn(struct srv_worker *w)
 {
 	uint64_t now = rill_clock_now_ns();
 	w->now = now; /* the arrival time of what this turn reaps */
+	w->wall_ns = 0;
 	bool work = srv_reap(w) > 0;
 	if (rill_producer_poll(w->producer, 0) > 0)
 		work = true;

@@ -199,6 +199,7 @@ struct srv_worker {
 	uint64_t *ready, *waiters;
 	uint32_t slot_words; /* words of each bitmap in use: up to the highest slot taken */
 	uint64_t now;        /* monotonic, read once per loop turn */
+	uint64_t wall_ns;    /* the wall clock for this turn's events, 0 until one needs it */
 	uint32_t gen_next;
 	struct srv_preq *preqs; /* [SRV_PREQS_MAX] */
 	struct srv_preq *preq_free;

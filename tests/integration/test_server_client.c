@@ -106,6 +106,7 @@ static struct {
 	struct test_rng rng;
 	struct sc_event log[SC_PARTITIONS][SC_LOG_MAX]; /* the model: offset by offset */
 	uint64_t next[SC_PARTITIONS];                   /* the model's next offsets */
+	uint64_t wall_start_ns; /* the wall clock at setup: the events' stamps come after */
 } env;
 
 /* ---- Small pieces --------------------------------------------------------------------- */
@@ -114,6 +115,13 @@ static uint64_t sc_now_ns(void)
 {
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+static uint64_t sc_wall_ns(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
 	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }
 
@@ -326,6 +334,7 @@ static int sc_teardown(void **state)
 static int sc_setup(void **state)
 {
 	test_rng_init(&env.rng, 43);
+	env.wall_start_ns = sc_wall_ns();
 	snprintf(env.dir, sizeof(env.dir), "/tmp/rill-server-client-XXXXXX");
 	assert_non_null(mkdtemp(env.dir));
 	struct rill_engine_config cfg = sc_engine_config();
@@ -816,6 +825,13 @@ static void sc_expect_event(const struct rill_client_event *ev, const struct sc_
 		fail_msg("%s: %u:%llu holds key %.*s, type %u version %u; sent key %s", what,
 			 ev->partition, (unsigned long long)ev->offset, (int)r->key_bytes,
 			 (const char *)r->key, r->type_id, r->schema_version, e->key);
+	/* Sent with timestamp 0: the server stamped them on arrival. */
+	uint64_t wall = sc_wall_ns();
+	if (r->timestamp_ns < env.wall_start_ns || r->timestamp_ns > wall)
+		fail_msg("%s: %u:%llu stamped %llu, outside the test's %llu .. %llu", what,
+			 ev->partition, (unsigned long long)ev->offset,
+			 (unsigned long long)r->timestamp_ns, (unsigned long long)env.wall_start_ns,
+			 (unsigned long long)wall);
 	struct rill_schema_error serr = {{0}};
 	if (rill_schema_validate(env.schema, r->payload, r->payload_bytes, &serr) != 0)
 		fail_msg("%s: %u:%llu: the payload: %s", what, ev->partition,

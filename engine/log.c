@@ -965,8 +965,9 @@ static int log_fail(struct rill_log *log, int error)
 /*
  * Submit the filling batch if it is due and nothing is in flight. @timed: also look at the
  * clock for the batch's delay (rill_log_poll); appends leave that to the poll, which the
- * owner runs every turn, so that an append reads no clock (on the VM a read costs ~35 ns,
- * as much as the rest of an append).
+ * owner runs once rill_log_submit_due_ns has passed (the shard: shard_part_poll_due), so
+ * that an append reads no clock (on the VM a read costs ~35 ns, as much as the rest of an
+ * append).
  */
 static int log_maybe_submit(struct rill_log *log, bool force, bool timed)
 {

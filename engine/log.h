@@ -37,7 +37,8 @@ struct rill_log;
 
 struct rill_log_config {
 	uint32_t batch_bytes_max;    /* submit a batch once it holds this much (default 256 KiB) */
-	uint64_t batch_delay_ns;     /* or once its first record waited this long (default 0) */
+	uint64_t batch_delay_ns;     /* or once its first record waited this long (default 0;
+				      * rill_log_poll, not an append, sees it pass) */
 	uint64_t segment_bytes_max;  /* roll past this size (default 1 GiB) */
 	uint64_t segment_age_ns_max; /* roll a segment this old (default 0: never by age) */
 	uint64_t retention_bytes;    /* delete oldest segments past this total (0: keep all) */
@@ -81,6 +82,9 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
  * rill_log_append - add @record to the filling batch and give it the next offset.
  * Returns 0, -EAGAIN when both batch buffers are busy (poll, then retry: backpressure),
  * an RILL_E_RECORD_* error for a record over the limits, or the fail-stop error.
+ * It submits the batch when nothing is in flight and the batch is full or has no delay;
+ * a batch whose delay has passed goes at the next rill_log_poll (appends read no clock),
+ * so a caller with a delay polls: when rill_log_submit_due_ns says so, or every turn.
  */
 int rill_log_append(struct rill_log *log, const struct rill_record *record, uint64_t *offset);
 

@@ -6,23 +6,10 @@
 # unsent (a loaded machine may not keep up: the schedule, not the server's speed, is what
 # is checked); the server stops on SIGTERM.
 # usage: test_bench_cli.sh RILL_BINARY
-set -u
-rill=$1
-tmp=$(mktemp -d)
+. "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
-trap 'serve_cleanup; rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-fail=0
-. "$(dirname "$0")/../common/check.sh"
 
-if ! serve_start "$tmp/data" "$tmp/serve.log"; then
-	if serve_unsupported "$tmp/serve.log"; then
-		echo "SKIP: rill serve cannot run on this kernel: $(cat "$tmp/serve.log")"
-		exit 77
-	fi
-	echo "FAIL: rill serve did not start"
-	exit 1
-fi
+serve_start_or_skip "$tmp/data" "$tmp/serve.log"
 
 out=$(timeout 30 "$rill" bench produce --connect "$serve_addr" --seconds 1 --json); rc=$?
 echo "closed loop: $out"

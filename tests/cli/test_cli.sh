@@ -3,10 +3,7 @@
 # status 2 (not a crash) and names itself in the message, no arguments prints usage; and
 # `rill bench engine` runs a small in-process benchmark end to end and prints its JSON.
 # usage: test_cli.sh RILL_BINARY
-set -u
-rill=$1
-fail=0
-. "$(dirname "$0")/../common/check.sh"
+. "$(dirname "$0")/../common/test_env.sh"
 
 out=$("$rill" version); rc=$?
 check "version exits 0" '[ $rc -eq 0 ]'
@@ -18,8 +15,6 @@ check "unknown command is named" '[[ "$err" == *"frobnicate"* ]]'
 
 "$rill" >/dev/null 2>&1; rc=$?
 check "no command exits 2" '[ $rc -eq 2 ]'
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 out=$("$rill" bench engine --dir "$tmp" --shards 2 --events 20000 --durability group --json); rc=$?
 check "bench engine exits 0" '[ $rc -eq 0 ]'
 check "bench engine prints events_per_s and both latencies" \

@@ -6,18 +6,13 @@
 # group that resumes where it committed, and stat and ping answer; topic create --schema
 # registers the type first. Last, the same through a server started with --sqpoll.
 # usage: test_client_cli.sh RILL_BINARY
-set -u
-rill=$1
-dir=$(mktemp -d)
+. "$(dirname "$0")/../common/test_env.sh"
 server=
 server_sq=
-cleanup() {
+stop_servers() {
 	for pid in $server $server_sq; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-	rm -rf "$dir"
 }
-trap cleanup EXIT
-fail=0
-. "$(dirname "$0")/../common/check.sh"
+at_exit stop_servers
 
 "$rill" produce >/dev/null 2>&1; rc=$?
 check "produce without --topic exits 2" '[ $rc -eq 2 ]'
@@ -28,12 +23,12 @@ check "ping to a closed port exits 1 naming the address" '[ $rc -eq 1 ] && [[ "$
 err=$("$rill" stat --connect localhost 2>&1); rc=$?
 check "an address without a port is refused" '[ $rc -eq 1 ] && [[ "$err" == *"HOST:PORT"* ]]'
 
-"$rill" serve --data "$dir/data" --listen 127.0.0.1:0 --shards 2 2>"$dir/serve.log" &
+"$rill" serve --data "$tmp/data" --listen 127.0.0.1:0 --shards 2 2>"$tmp/serve.log" &
 server=$!
-for _ in $(seq 50); do grep -q "listening on" "$dir/serve.log" && break; sleep 0.1; done
-address=$(sed -n 's/^rill: listening on //p' "$dir/serve.log" | head -1)
+for _ in $(seq 50); do grep -q "listening on" "$tmp/serve.log" && break; sleep 0.1; done
+address=$(sed -n 's/^rill: listening on //p' "$tmp/serve.log" | head -1)
 if [ -z "$address" ]; then
-	echo "SKIP: rill serve did not start: $(cat "$dir/serve.log")"
+	echo "SKIP: rill serve did not start: $(cat "$tmp/serve.log")"
 	exit 77
 fi
 c="--connect $address"
@@ -42,16 +37,16 @@ out=$("$rill" ping $c --count 2); rc=$?
 check "ping answers" '[ $rc -eq 0 ] && [ "$(echo "$out" | grep -c latency_us)" -eq 2 ]'
 out=$("$rill" topic create $c --name orders --partitions 4 --durability group); rc=$?
 check "topic create" '[ $rc -eq 0 ] && [[ "$out" == *"\"partitions\":4"* ]]'
-echo '{"type":"OrderPlaced","version":1,"fields":[{"name":"amount","type":"i64"},{"name":"sku","type":"string","max_length":8}]}' >"$dir/order.json"
-echo '{"type":"Paid","version":1,"fields":[{"name":"cents","type":"u64"}]}' >"$dir/paid.json"
-out=$("$rill" schema register $c --file "$dir/order.json") && out2=$("$rill" schema register $c --file "$dir/paid.json" --compat full); rc=$?
+echo '{"type":"OrderPlaced","version":1,"fields":[{"name":"amount","type":"i64"},{"name":"sku","type":"string","max_length":8}]}' >"$tmp/order.json"
+echo '{"type":"Paid","version":1,"fields":[{"name":"cents","type":"u64"}]}' >"$tmp/paid.json"
+out=$("$rill" schema register $c --file "$tmp/order.json") && out2=$("$rill" schema register $c --file "$tmp/paid.json" --compat full); rc=$?
 check "schema register" '[ $rc -eq 0 ] && [[ "$out" == *"\"type_id\":1"* ]] && [[ "$out2" == *"\"type_id\":2"* ]]'
-echo '{"type":"Shipped","version":1,"fields":[{"name":"parcels","type":"u64"}]}' >"$dir/shipped.json"
-out=$("$rill" topic create $c --name shipments --partitions 2 --schema "$dir/shipped.json"); rc=$?
+echo '{"type":"Shipped","version":1,"fields":[{"name":"parcels","type":"u64"}]}' >"$tmp/shipped.json"
+out=$("$rill" topic create $c --name shipments --partitions 2 --schema "$tmp/shipped.json"); rc=$?
 check "topic create --schema registers the type, then makes the topic: two JSON lines" \
 	'[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 2 ] && [[ "$(echo "$out" | head -1)" == *"\"type\":\"Shipped\""* ]] && [[ "$(echo "$out" | tail -1)" == *"\"name\":\"shipments\""* ]]'
-echo '{"type":' >"$dir/broken.json"
-err=$("$rill" topic create $c --name nope --partitions 1 --schema "$dir/broken.json" 2>&1); rc=$?
+echo '{"type":' >"$tmp/broken.json"
+err=$("$rill" topic create $c --name nope --partitions 1 --schema "$tmp/broken.json" 2>&1); rc=$?
 "$rill" topic create $c --name nope --partitions 2 >/dev/null; rc2=$? # 1 partition: made?
 check "topic create --schema with a broken file names it, exits 1 and makes no topic" \
 	'[ $rc -eq 1 ] && [[ "$err" == *"broken.json"* ]] && [ $rc2 -eq 0 ]'
@@ -61,8 +56,8 @@ check "projection create" '[ $rc -eq 0 ] && [[ "$out" == *"total"* ]]'
 for i in $(seq 1 300); do
 	echo "{\"key\":\"k$((i % 7))\",\"type\":\"OrderPlaced\",\"data\":{\"amount\":$i,\"sku\":\"s\"}}"
 	echo "{\"key\":\"p$i\",\"type\":\"Paid\",\"data\":{\"cents\":$i},\"correlation_id\":$i}"
-done >"$dir/in.jsonl"
-out=$("$rill" produce $c --topic orders --batch 16 <"$dir/in.jsonl"); rc=$?
+done >"$tmp/in.jsonl"
+out=$("$rill" produce $c --topic orders --batch 16 <"$tmp/in.jsonl"); rc=$?
 check "produce exits 0 with one line per event" '[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 600 ]'
 check "produce answers in input order" \
 	'[ "$(echo "$out" | sed -n "s/.*\"key\":\"\([^\"]*\)\".*/\1/p" | head -4 | tr "\n" " ")" = "k1 p1 k2 p2 " ]'
@@ -87,22 +82,22 @@ out=$("$rill" stat $c); rc=$?
 check "stat answers JSON" '[ $rc -eq 0 ] && [[ "$out" == "{"* ]]'
 
 # The same commands through a server whose rings a kernel thread polls (--sqpoll).
-"$rill" serve --data "$dir/data-sq" --listen 127.0.0.1:0 --shards 2 --sqpoll 2>"$dir/serve-sq.log" &
+"$rill" serve --data "$tmp/data-sq" --listen 127.0.0.1:0 --shards 2 --sqpoll 2>"$tmp/serve-sq.log" &
 server_sq=$!
-for _ in $(seq 50); do grep -q "listening on" "$dir/serve-sq.log" && break; sleep 0.1; done
-address=$(sed -n 's/^rill: listening on //p' "$dir/serve-sq.log" | head -1)
+for _ in $(seq 50); do grep -q "listening on" "$tmp/serve-sq.log" && break; sleep 0.1; done
+address=$(sed -n 's/^rill: listening on //p' "$tmp/serve-sq.log" | head -1)
 if [ -n "$address" ]; then
 	sq="--connect $address"
-	out=$("$rill" topic create $sq --name orders --partitions 4 --schema "$dir/order.json" &&
+	out=$("$rill" topic create $sq --name orders --partitions 4 --schema "$tmp/order.json" &&
 		"$rill" projection create $sq --name total --topic orders --type OrderPlaced --kind sum --field amount &&
-		grep OrderPlaced "$dir/in.jsonl" | "$rill" produce $sq --topic orders --acks durable | wc -l &&
+		grep OrderPlaced "$tmp/in.jsonl" | "$rill" produce $sq --topic orders --acks durable | wc -l &&
 		"$rill" query $sq --projection total --key k0); rc=$?
 	check "with --sqpoll: topic, projection, 300 durable events, the same sum" \
 		'[ $rc -eq 0 ] && [[ "$out" == *"300"* ]] && [[ "$out" == *"\"count\":42,\"value\":6321,"* ]]'
 	kill -TERM "$server_sq"; wait "$server_sq"; rc=$?
 	check "the --sqpoll server stops with exit 0" '[ $rc -eq 0 ]'
 else
-	echo "SKIP: rill serve --sqpoll did not start here: $(cat "$dir/serve-sq.log")"
+	echo "SKIP: rill serve --sqpoll did not start here: $(cat "$tmp/serve-sq.log")"
 	kill "$server_sq" 2>/dev/null
 fi
 exit $fail

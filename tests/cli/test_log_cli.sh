@@ -3,19 +3,14 @@
 # verifies (exit 0), dumps as JSON lines, and once a byte in the middle of a segment is
 # damaged, verify exits 1 and names the file.
 # usage: test_log_cli.sh RILL_BINARY
-set -u
-rill=$1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fail=0
-. "$(dirname "$0")/../common/check.sh"
+. "$(dirname "$0")/../common/test_env.sh"
 
-"$rill" bench log --dir "$dir" --seconds 1 --record-bytes 200 --batch-bytes 8192 \
-	--segment-bytes 1048576 --keep >"$dir/bench.json"
-check "bench log ran" '[ $? -eq 0 ] && grep -q events_per_s "$dir/bench.json"'
-part=$(ls -d "$dir"/rill-bench-log-*)
+"$rill" bench log --dir "$tmp" --seconds 1 --record-bytes 200 --batch-bytes 8192 \
+	--segment-bytes 1048576 --keep >"$tmp/bench.json"
+check "bench log ran" '[ $? -eq 0 ] && grep -q events_per_s "$tmp/bench.json"'
+part=$(ls -d "$tmp"/rill-bench-log-*)
 
-out=$("$rill" log verify "$dir"); rc=$?
+out=$("$rill" log verify "$tmp"); rc=$?
 check "verify exits 0 on a sound log" '[ $rc -eq 0 ]'
 check "verify reports records" '[[ "$out" == *" records"* ]]'
 
@@ -30,10 +25,10 @@ check "dump past the end fails" '[ $rc -ne 0 ]'
 first=$(ls "$part"/*.log | head -n1)
 size=$(stat -c %s "$first")
 printf '\xff' | dd of="$first" bs=1 seek=$((size / 2)) conv=notrunc status=none
-out=$("$rill" log verify "$dir"); rc=$?
+out=$("$rill" log verify "$tmp"); rc=$?
 check "verify exits 1 on mid-log damage" '[ $rc -eq 1 ]'
 check "verify names the damaged file" '[[ "$out" == *"DAMAGED"*"$(basename "$first")"* ]]'
 
-"$rill" log verify "$dir/nowhere" >/dev/null 2>&1; rc=$?
+"$rill" log verify "$tmp/nowhere" >/dev/null 2>&1; rc=$?
 check "verify of a missing directory exits 2" '[ $rc -eq 2 ]'
 exit $fail

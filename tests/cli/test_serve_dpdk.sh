@@ -7,14 +7,8 @@
 # EAL cannot start (no /dev/shm, a DPDK without net_null), or when rill was built without
 # DPDK.
 # usage: test_serve_dpdk.sh RILL_BINARY
-set -u
-rill=$1
-tmp=$(mktemp -d)
+. "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
-trap 'serve_cleanup; rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-fail=0
-. "$(dirname "$0")/../common/check.sh"
 
 eal="--no-huge -m 256 --no-pci --vdev=net_null0 --file-prefix=rill-test-$$"
 if ! serve_start "$tmp/data" "$tmp/serve.log" --shards 2 --dpdk "$eal" --dpdk-port 0; then

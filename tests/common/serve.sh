@@ -1,10 +1,14 @@
 # Shared by the shell tests that run `rill serve` (tests/integration/test_server.sh,
-# tests/crash/test_server_crash.sh); sourced, not run. It starts a server on an ephemeral
-# port and waits for its "listening on" line with a time limit (never a blind sleep), stops
-# it with SIGTERM within a time limit, kills it with SIGKILL, and at exit kills whatever
-# server is still running. The sourcing script sets $rill (the binary) first.
+# tests/crash/test_server_crash.sh, tests/cli/test_bench_cli.sh, test_serve_dpdk.sh);
+# sourced after test_env.sh, not run. It starts a server on an ephemeral port and waits for
+# its "listening on" line with a time limit (never a blind sleep), stops it with SIGTERM
+# within a time limit, kills it with SIGKILL, and at exit (test_env.sh's at_exit) kills
+# whatever server is still running.
 #
 #   serve_start DATA_DIR LOG_FILE [ARGS...]  start; sets serve_pid and serve_addr; 0 or 1
+#   serve_start_or_skip DATA_DIR LOG_FILE [ARGS...]
+#                                            serve_start, or exit: 77 (SKIP) where
+#                                            serve_unsupported, else 1 (FAIL)
 #   serve_stop [SECONDS]                     SIGTERM; sets serve_rc (its exit status, or
 #                                            "timeout" when it was still running after
 #                                            SECONDS, default 10, and was killed); 0 or 1
@@ -103,3 +107,15 @@ serve_cleanup() {
 serve_unsupported() {
     grep -q -e "io_uring_queue_init: " -e "io_uring_register_buf_ring: " "$1"
 }
+
+serve_start_or_skip() {
+    serve_start "$@" && return 0
+    if serve_unsupported "$2"; then
+        echo "SKIP: rill serve cannot run on this kernel: $(cat "$2")"
+        exit 77
+    fi
+    echo "FAIL: rill serve did not start"
+    exit 1
+}
+
+at_exit serve_cleanup

@@ -1,7 +1,8 @@
 /*
  * Shared helpers for rill's cmocka tests: a seeded random generator whose seed is printed
- * at start and settable through RILL_TEST_SEED (STYLE rule 23), and cmocka's includes in
- * the order cmocka needs them.
+ * at start and settable through RILL_TEST_SEED (STYLE rule 23), numbers from the
+ * environment, heap copies of an exact size for the decoders' tests, and cmocka's includes
+ * in the order cmocka needs them.
  */
 #ifndef RILL_TEST_UTIL_H
 #define RILL_TEST_UTIL_H
@@ -12,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -61,6 +63,18 @@ static inline uint64_t test_env_u64(const char *name, uint64_t fallback)
 {
 	const char *env = getenv(name);
 	return env != NULL && *env != '\0' ? strtoull(env, NULL, 0) : fallback;
+}
+
+/* A heap copy of exactly @bytes of @src (NULL for none), so that a read past its end is
+ * AddressSanitizer's to see. Free with free(). */
+static inline uint8_t *test_exact_copy(const void *src, size_t bytes)
+{
+	if (bytes == 0)
+		return NULL;
+	uint8_t *p = malloc(bytes);
+	assert_non_null(p);
+	memcpy(p, src, bytes);
+	return p;
 }
 
 #endif /* RILL_TEST_UTIL_H */

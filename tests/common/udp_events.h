@@ -18,9 +18,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "io/wire.h"
 #include "rill/rill.h"
 #include "rill/schema.h"
+#include "tests/common/test_dir.h"
 
 #define UE_TOPIC          "orders"   /* durability none */
 #define UE_TOPIC_DURABLE  "payments" /* durability group */
@@ -44,13 +46,6 @@ struct ue_env {
 	struct rill_field_ref amount_ref;
 };
 
-static inline uint64_t ue_now_ns(void)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
 static inline void ue_sleep_ns(uint64_t ns)
 {
 	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
@@ -63,8 +58,7 @@ static inline void ue_sleep_ns(uint64_t ns)
 static inline void ue_open(struct ue_env *e, const char *name, uint32_t shards, uint32_t ring_bytes)
 {
 	memset(e, 0, sizeof(*e));
-	snprintf(e->dir, sizeof(e->dir), "/tmp/rill-%s-XXXXXX", name);
-	assert_non_null(mkdtemp(e->dir));
+	assert_int_equal(test_dir_make(e->dir, sizeof(e->dir), name), 0);
 	struct rill_engine_config cfg;
 	rill_engine_config_default(&cfg);
 	cfg.data_dir = e->dir;
@@ -104,9 +98,7 @@ static inline int ue_close(struct ue_env *e)
 		rc = rill_engine_close(e->engine);
 	e->engine = NULL;
 	if (e->dir[0] != '\0') {
-		char cmd[128];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
-		if (system(cmd) != 0)
+		if (test_dir_remove(e->dir) != 0)
 			rc = -EIO;
 		e->dir[0] = '\0';
 	}
@@ -172,9 +164,9 @@ static inline uint64_t ue_events_appended(const struct ue_env *e)
  * come for a moment. */
 static inline void ue_events_settle(const struct ue_env *e, uint64_t expected)
 {
-	uint64_t deadline = ue_now_ns() + UE_WAIT_NS;
+	uint64_t deadline = rill_clock_now_ns() + UE_WAIT_NS;
 	uint64_t got = ue_events_appended(e);
-	while (got < expected && ue_now_ns() < deadline) {
+	while (got < expected && rill_clock_now_ns() < deadline) {
 		ue_sleep_ns(1000000);
 		got = ue_events_appended(e);
 	}
@@ -207,7 +199,7 @@ static inline void ue_log_check(const struct ue_env *e, struct rill_topic *topic
 	for (uint32_t p = 0; p < partitions; p++)
 		assert_int_equal(rill_subscribe(e->engine, topic, p, 0, &subs[p]), 0);
 	uint32_t n = 0;
-	uint64_t deadline = ue_now_ns() + UE_WAIT_NS;
+	uint64_t deadline = rill_clock_now_ns() + UE_WAIT_NS;
 	bool quiet = false;
 	/* Round robin with short waits until the count is reached (or time is up), then one
 	 * quiet pass: nothing more may come. */
@@ -235,7 +227,7 @@ static inline void ue_log_check(const struct ue_env *e, struct rill_topic *topic
 		}
 		if (n >= count && !any)
 			quiet = true;
-		else if (n < count && ue_now_ns() >= deadline)
+		else if (n < count && rill_clock_now_ns() >= deadline)
 			break;
 	}
 	for (uint32_t p = 0; p < partitions; p++)

@@ -37,9 +37,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "engine/io.h"
 #include "engine/log.h"
 #include "rill/rill.h"
+#include "tests/common/forked_child.h"
+#include "tests/common/real_io.h"
+#include "tests/common/test_dir.h"
 
 #define CRASH_ROUNDS_DEFAULT      30u
 #define CRASH_SHARDS              2u
@@ -396,13 +400,6 @@ static void crash_acked_add(struct crash_state *st, const struct crash_report *r
 	st->acked[st->acked_count++] = *r;
 }
 
-static uint64_t crash_now_ns(void)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
 /*
  * Read reports from @fd until @deadline_ns (monotonic), the end of the pipe (the child
  * gone) or, with @until_ready, the child's READY report, whichever comes first;
@@ -416,7 +413,7 @@ static void crash_drain(struct crash_state *st, int fd, uint64_t deadline_ns, bo
 	static size_t held; /* bytes of a partial report at the start of buf */
 	while (!(until_ready && st->ready)) {
 		if (deadline_ns != 0) {
-			uint64_t now_ns = crash_now_ns();
+			uint64_t now_ns = rill_clock_now_ns();
 			if (now_ns >= deadline_ns)
 				return;
 			struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -502,13 +499,9 @@ static void crash_count_torn(struct crash_state *st, uint64_t round)
 		if (stat(dir, &sb) != 0)
 			continue; /* killed before the topic was made */
 		struct rill_io *io;
-		assert_int_equal(rill_io_posix_create(&io), 0);
-		struct rill_log_config c;
-		rill_log_config_default(&c);
-		c.read_only = true;
 		struct rill_log *log;
-		struct rill_log_recovery report = {0};
-		int rc = rill_log_open(&log, io, dir, &c, &report);
+		struct rill_log_recovery report;
+		int rc = test_log_open_read_only(dir, &io, &log, &report);
 		if (rc != 0)
 			fail_msg("round %llu: partition %u as the kill left it: %s (%s)",
 				 (unsigned long long)round, p, rill_strerror(rc), report.message);
@@ -575,13 +568,9 @@ static void crash_logs_read(struct crash_state *st, uint64_t round)
 		char dir[256];
 		crash_part_dir(st, p, dir, sizeof(dir));
 		struct rill_io *io;
-		assert_int_equal(rill_io_posix_create(&io), 0);
-		struct rill_log_config c;
-		rill_log_config_default(&c);
-		c.read_only = true;
 		struct rill_log *log;
-		struct rill_log_recovery report = {0};
-		int rc = rill_log_open(&log, io, dir, &c, &report);
+		struct rill_log_recovery report;
+		int rc = test_log_open_read_only(dir, &io, &log, &report);
 		if (rc != 0 || report.truncated_bytes != 0)
 			fail_msg("round %llu: partition %u after a clean close: %s, %llu bytes to "
 				 "cut (%s)",
@@ -678,15 +667,13 @@ static void crash_run_child(struct crash_state *st, pid_t pid, int fd, uint64_t 
 	st->ready = false;
 	if (test_rng_below(&st->rng, CRASH_KILL_IN_OPEN_ONE_IN) != 0) {
 		/* Not ready in time: killed in open all the same. Stopped: failed below. */
-		crash_drain(st, fd, crash_now_ns() + CRASH_READY_NS_MAX, true, round);
+		crash_drain(st, fd, rill_clock_now_ns() + CRASH_READY_NS_MAX, true, round);
 	}
 	/* Keep reading meanwhile: a full pipe would stall the publishers. */
-	crash_drain(st, fd, crash_now_ns() + delay_ns, false, round);
-	kill(pid, SIGKILL);
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
+	crash_drain(st, fd, rill_clock_now_ns() + delay_ns, false, round);
+	int status = forked_child_kill(pid);
 	crash_drain(st, fd, 0, false, round);
-	if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+	if (!forked_child_killed(status))
 		fail_msg("round %llu: the child stopped by itself (status %#x: exit %d; see "
 			 "enum crash_exit)",
 			 (unsigned long long)round, status,
@@ -695,18 +682,13 @@ static void crash_run_child(struct crash_state *st, pid_t pid, int fd, uint64_t 
 
 static void crash_round(struct crash_state *st, uint64_t round)
 {
-	int fds[2];
-	assert_int_equal(pipe(fds), 0);
 	size_t acked_before = st->acked_count;
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		close(fds[0]);
-		crash_child_main(st->dir, round, fds[1]);
-	}
-	close(fds[1]);
-	crash_run_child(st, pid, fds[0], round);
-	close(fds[0]);
+	int fd;
+	pid_t pid = forked_child_start(&fd);
+	if (pid == 0)
+		crash_child_main(st->dir, round, fd);
+	crash_run_child(st, pid, fd, round);
+	close(fd);
 	st->kills_open += !st->ready;
 	st->kills_quiet += st->acked_count == acked_before;
 
@@ -723,8 +705,7 @@ static void crash_state_init(struct crash_state *st)
 	st->rounds = test_env_u64("RILL_ENGINE_CRASH_ROUNDS", CRASH_ROUNDS_DEFAULT);
 	assert_true(st->rounds < (1ull << (64 - CRASH_ROUND_SHIFT)));
 	test_rng_init(&st->rng, 23);
-	snprintf(st->dir, sizeof(st->dir), "/tmp/rill-engine-crash-XXXXXX");
-	assert_non_null(mkdtemp(st->dir));
+	assert_int_equal(test_dir_make(st->dir, sizeof(st->dir), "engine-crash"), 0);
 	fprintf(stderr, "engine_crash: data directory %s (left in place on failure)\n", st->dir);
 	for (uint32_t k = 0; k < CRASH_KEYS; k++)
 		crash_key_name(st->keys[k], k);
@@ -741,9 +722,7 @@ static void crash_state_init(struct crash_state *st)
 
 static void crash_state_fini(struct crash_state *st)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", st->dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(test_dir_remove(st->dir), 0);
 	for (uint32_t p = 0; p < CRASH_PARTITIONS; p++)
 		free(st->logs[p].entries);
 	free(st->acked);

@@ -12,24 +12,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "engine/log.h"
+#include "tests/common/forked_child.h"
+#include "tests/common/real_io.h"
+#include "tests/common/test_dir.h"
 #include "tests/engine/log_check.h"
-
-static struct rill_io *make_io(void)
-{
-	struct rill_io *io;
-	if (rill_io_uring_create(&io) == 0)
-		return io;
-	if (rill_io_posix_create(&io) == 0)
-		return io;
-	return NULL;
-}
 
 static struct rill_log_config crash_config(void)
 {
@@ -43,7 +34,7 @@ static struct rill_log_config crash_config(void)
 /* The child: append forever, report each new durable offset. Never returns. */
 static void child_main(const char *dir, int report_fd)
 {
-	struct rill_io *io = make_io();
+	struct rill_io *io = test_io_real_create();
 	struct rill_log_config c = crash_config();
 	struct rill_log *log;
 	if (io == NULL || rill_log_open(&log, io, dir, &c, NULL) != 0)
@@ -75,32 +66,25 @@ static void test_kill_during_appends(void **state)
 	uint64_t rounds = test_env_u64("RILL_CRASH_ROUNDS", 100);
 	struct test_rng rng;
 	test_rng_init(&rng, 11);
-	char dir[] = "/tmp/rill-crash-XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char dir[64];
+	assert_int_equal(test_dir_make(dir, sizeof(dir), "crash"), 0);
 	uint64_t acked = 0, torn = 0;
 	for (uint64_t round = 0; round < rounds; round++) {
-		int fds[2];
-		assert_int_equal(pipe(fds), 0);
-		pid_t pid = fork();
-		assert_true(pid >= 0);
-		if (pid == 0) {
-			close(fds[0]);
-			child_main(dir, fds[1]);
-		}
-		close(fds[1]);
+		int fd;
+		pid_t pid = forked_child_start(&fd);
+		if (pid == 0)
+			child_main(dir, fd);
 		/* Let it run 1..30 ms, then kill it mid-whatever. */
 		usleep((useconds_t)(1000 + test_rng_below(&rng, 29000)));
-		kill(pid, SIGKILL);
-		int status;
-		assert_int_equal(waitpid(pid, &status, 0), pid);
-		if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+		int status = forked_child_kill(pid);
+		if (!forked_child_killed(status))
 			fail_msg("round %llu: the child stopped by itself (status %d)",
 				 (unsigned long long)round, status);
 		uint64_t durable;
-		while (read(fds[0], &durable, sizeof(durable)) == sizeof(durable))
+		while (read(fd, &durable, sizeof(durable)) == sizeof(durable))
 			if (durable > acked)
 				acked = durable;
-		close(fds[0]);
+		close(fd);
 
 		struct rill_io *io;
 		assert_int_equal(rill_io_posix_create(&io), 0);
@@ -122,9 +106,7 @@ static void test_kill_during_appends(void **state)
 		"crash: %llu kill -9 rounds, %llu offsets acknowledged, %llu torn tails cut\n",
 		(unsigned long long)rounds, (unsigned long long)acked, (unsigned long long)torn);
 	assert_true(acked > 0);
-	char cmd[64];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(test_dir_remove(dir), 0);
 }
 
 int main(void)

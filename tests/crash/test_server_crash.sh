@@ -16,20 +16,10 @@
 # RILL_SERVER_CRASH_ROUNDS sets the rounds (3 by default); RILL_TEST_SEED replays the
 # events and kill points (not the scheduling).
 # usage: test_server_crash.sh RILL_BINARY
-set -u
-rill=$1
-tmp=$(mktemp -d)
+. "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
 producer_pid=
-cleanup() {
-    [ -n "$producer_pid" ] && kill -KILL "$producer_pid" 2>/dev/null
-    serve_cleanup
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-fail=0
-. "$(dirname "$0")/../common/check.sh"
+at_exit '[ -n "$producer_pid" ] && kill -KILL "$producer_pid" 2>/dev/null'
 client() { timeout 60 "$rill" "$@"; }
 
 seed=${RILL_TEST_SEED:-$(date +%s)}

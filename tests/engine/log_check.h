@@ -1,6 +1,7 @@
 /*
- * Helpers for the log tests: a deterministic record per offset (so any record read back can
- * be checked without keeping copies) and a check that a reopened log holds exactly those.
+ * Helpers for the log tests: a small log configuration, a deterministic record per offset
+ * (so any record read back can be checked without keeping copies) and a check that a
+ * reopened log holds exactly those.
  */
 #ifndef RILL_TEST_LOG_CHECK_H
 #define RILL_TEST_LOG_CHECK_H
@@ -11,6 +12,18 @@
 #include "engine/log.h"
 
 #define LOG_CHECK_PAYLOAD_MAX 600u
+
+/* A log that batches, rolls and indexes often (8 KiB batches, 64 KiB segments, an index
+ * entry per KiB), so that short tests cross every boundary. */
+static inline struct rill_log_config log_check_small_config(void)
+{
+	struct rill_log_config c;
+	rill_log_config_default(&c);
+	c.batch_bytes_max = 8192;
+	c.segment_bytes_max = 64u << 10;
+	c.index_interval_bytes = 1024;
+	return c;
+}
 
 struct log_check_record {
 	struct rill_record rec;

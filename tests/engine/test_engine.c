@@ -22,7 +22,6 @@
 #include "tests/common/test_util.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -32,7 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "rill/rill.h"
+#include "tests/common/test_dir.h"
 
 #define EVENTS_DEFAULT 50000u
 #define PAYLOAD_MAX    64u
@@ -47,13 +48,6 @@
 	"{\"name\":\"note\",\"type\":\"string\",\"max_length\":8}]}"
 
 /* ---- Clock, sizes ----------------------------------------------------------------------- */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void nap_ns(uint64_t ns)
 {
@@ -78,21 +72,12 @@ struct fx {
 	uint32_t order_id;
 };
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int fx_setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	if (f == NULL)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/rill-engine-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (test_dir_make(f->dir, sizeof(f->dir), "engine") != 0) {
 		free(f);
 		return -1;
 	}
@@ -109,7 +94,7 @@ static int fx_teardown(void **state)
 		if (rc != 0)
 			fprintf(stderr, "teardown: rill_engine_close: %s\n", rill_strerror(rc));
 	}
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	test_dir_remove(f->dir);
 	free(f);
 	return 0;
 }
@@ -236,11 +221,11 @@ static int order_event_make(struct order_event *o, const struct rill_schema *s, 
 static int publish_retry(struct rill_producer *p, struct rill_topic *t, const struct rill_event *ev,
 			 enum rill_acks acks, uint64_t cookie)
 {
-	uint64_t deadline = now_ns() + FLUSH_NS;
+	uint64_t deadline = rill_clock_now_ns() + FLUSH_NS;
 	int rc;
 	while ((rc = rill_publish(p, t, ev, acks, cookie)) == -EAGAIN) {
 		rill_producer_poll(p, 100000);
-		if (now_ns() > deadline)
+		if (rill_clock_now_ns() > deadline)
 			return -ETIMEDOUT;
 	}
 	return rc;
@@ -1268,7 +1253,7 @@ static void test_backpressure(void **state)
 	/* Never poll: the shards fill the ack rings, stop taking events (a stall), and the
 	 * event rings fill: rill_publish says -EAGAIN. */
 	uint64_t published = 0, eagain = 0, stalls = 0;
-	uint64_t deadline = now_ns() + FLUSH_NS / 2;
+	uint64_t deadline = rill_clock_now_ns() + FLUSH_NS / 2;
 	while (eagain == 0 || stalls == 0) {
 		char key[32];
 		snprintf(key, sizeof(key), "bp-%u", (unsigned)(published % 16));
@@ -1284,7 +1269,7 @@ static void test_backpressure(void **state)
 		} else {
 			fail_msg("rill_publish: %s", rill_strerror(rc));
 		}
-		if (now_ns() > deadline)
+		if (rill_clock_now_ns() > deadline)
 			fail_msg("no backpressure: %" PRIu64 " published, %" PRIu64
 				 " -EAGAIN, %" PRIu64 " stalls",
 				 published, eagain, stalls);
@@ -1325,7 +1310,7 @@ static void test_backpressure(void **state)
 	struct rill_topic *group = fx_topic(f, "bp_group", 2, RILL_DURABILITY_GROUP);
 	acks.count = 0;
 	uint64_t durable_published = 0, before = rill_engine_backpressure(f->engine);
-	deadline = now_ns() + FLUSH_NS / 2;
+	deadline = rill_clock_now_ns() + FLUSH_NS / 2;
 	while (rill_engine_backpressure(f->engine) - before < 100) {
 		char key[32];
 		snprintf(key, sizeof(key), "g-%u", (unsigned)(durable_published % 16));
@@ -1338,7 +1323,7 @@ static void test_backpressure(void **state)
 			nap_ns(20000);
 		else
 			fail_msg("rill_publish: %s", rill_strerror(rc));
-		if (now_ns() > deadline)
+		if (rill_clock_now_ns() > deadline)
 			fail_msg("no backpressure with durable acks");
 	}
 	flush_ok(p);
@@ -1445,8 +1430,8 @@ static void test_query_token(void **state)
 	struct order_event o;
 	assert_int_equal(order_event_make(&o, f->order, "tk", 41), 0);
 	assert_int_equal(rill_publish(p, topic, &o.ev, RILL_ACKS_APPLIED, 1), 0);
-	uint64_t deadline = now_ns() + FLUSH_NS;
-	while (acks.count == 0 && now_ns() < deadline)
+	uint64_t deadline = rill_clock_now_ns() + FLUSH_NS;
+	while (acks.count == 0 && rill_clock_now_ns() < deadline)
 		rill_producer_poll(p, 1000000);
 	assert_int_equal(acks.count, 1);
 	assert_int_equal(acks.v[0].error, 0);
@@ -1768,8 +1753,9 @@ static void test_projection_under_traffic(void **state)
 	w->n = events_count();
 	pthread_t tid;
 	assert_int_equal(pthread_create(&tid, NULL, live_writer_main, w), 0);
-	uint64_t deadline = now_ns() + FLUSH_NS;
-	while (__atomic_load_n(&w->published, __ATOMIC_ACQUIRE) < w->n / 3 && now_ns() < deadline)
+	uint64_t deadline = rill_clock_now_ns() + FLUSH_NS;
+	while (__atomic_load_n(&w->published, __ATOMIC_ACQUIRE) < w->n / 3 &&
+	       rill_clock_now_ns() < deadline)
 		nap_ns(100000);
 	fx_projection(f, "live_sum", "live", RILL_PROJECTION_SUM, "amount");
 	uint64_t at_define = __atomic_load_n(&w->published, __ATOMIC_ACQUIRE);
@@ -2806,8 +2792,8 @@ static void test_subscription_ready(void **state)
 	}
 	flush_ok(p);
 	producer_close(p);
-	uint64_t deadline = now_ns() + 5000000000u;
-	while (!rill_subscription_ready(sub) && now_ns() < deadline)
+	uint64_t deadline = rill_clock_now_ns() + 5000000000u;
+	while (!rill_subscription_ready(sub) && rill_clock_now_ns() < deadline)
 		nap_ns(1000000);
 	for (uint64_t i = 0; i < 3; i++) {
 		assert_true(rill_subscription_ready(sub)); /* asked again: still there */
@@ -2816,7 +2802,7 @@ static void test_subscription_ready(void **state)
 		uint64_t off = UINT64_MAX;
 		assert_int_equal(rill_subscription_next(sub, &rec, &off, 2000000000u), 1);
 		assert_int_equal(off, i);
-		while (i < 2 && !rill_subscription_ready(sub) && now_ns() < deadline)
+		while (i < 2 && !rill_subscription_ready(sub) && rill_clock_now_ns() < deadline)
 			nap_ns(1000000);
 	}
 	assert_false(rill_subscription_ready(sub));

@@ -16,7 +16,6 @@
 #include "tests/common/test_util.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 
 #include "engine/io.h"
 #include "tests/common/io_sim.h"
+#include "tests/common/test_dir.h"
 
 #define BLOCK_BYTES 512u
 #define VIEWS_MAX   3u
@@ -51,14 +51,6 @@ struct mx {
 	uint8_t block[BLOCK_BYTES];
 };
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int mx_setup(struct mx **out, enum backend backend)
 {
 	struct mx *m = calloc(1, sizeof(*m));
@@ -67,8 +59,7 @@ static int mx_setup(struct mx **out, enum backend backend)
 	m->backend = backend;
 	int rc;
 	if (backend == BACKEND_POSIX) {
-		snprintf(m->dir, sizeof(m->dir), "/tmp/rill-io-mux-XXXXXX");
-		if (mkdtemp(m->dir) == NULL) {
+		if (test_dir_make(m->dir, sizeof(m->dir), "io-mux") != 0) {
 			free(m);
 			return -1;
 		}
@@ -114,7 +105,7 @@ static int mx_teardown(void **state)
 	rill_io_mux_destroy(m->mux);
 	rill_io_destroy(m->base); /* the simulator too: its destroy op frees it */
 	if (m->backend == BACKEND_POSIX)
-		nftw(m->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		test_dir_remove(m->dir);
 	free(m);
 	return 0;
 }

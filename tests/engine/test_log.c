@@ -14,23 +14,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/compiler.h"
 #include "engine/log.h"
 #include "engine/log_format.h"
 #include "tests/common/io_sim.h"
+#include "tests/common/test_dir.h"
 #include "tests/engine/log_check.h"
 
 #define DIR_SIM "/sim/p0"
-
-static struct rill_log_config small_config(void)
-{
-	struct rill_log_config c;
-	rill_log_config_default(&c);
-	c.batch_bytes_max = 8192;
-	c.segment_bytes_max = 64u << 10;
-	c.index_interval_bytes = 1024;
-	return c;
-}
 
 static int append_one(struct rill_log *log, uint64_t expect_offset)
 {
@@ -53,7 +45,7 @@ static void test_round_trip_and_reopen(void **state)
 	(void)state;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 1), 0);
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	struct rill_log *log;
 	struct rill_log_recovery report;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report), 0);
@@ -87,7 +79,7 @@ static void test_round_trip_and_reopen(void **state)
  * the simulated file system and over real files (flock), in one process. */
 static void check_one_writer(struct rill_io *io, const char *dir)
 {
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	struct rill_log *log, *second;
 	struct rill_log_recovery report;
 	assert_int_equal(rill_log_open(&log, io, dir, &c, NULL), 0);
@@ -116,17 +108,15 @@ static void test_one_writer(void **state)
 	check_one_writer(io_sim_io(sim), DIR_SIM);
 	io_sim_destroy(sim);
 
-	char dir[] = "/tmp/rill-test-lock-XXXXXX";
-	assert_non_null(mkdtemp(dir));
-	char path[64];
+	char dir[64];
+	assert_int_equal(test_dir_make(dir, sizeof(dir), "test-lock"), 0);
+	char path[sizeof(dir) + 8];
 	snprintf(path, sizeof(path), "%s/p0", dir);
 	struct rill_io *io;
 	assert_int_equal(rill_io_posix_create(&io), 0);
 	check_one_writer(io, path);
 	rill_io_destroy(io);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(test_dir_remove(dir), 0);
 }
 
 static void test_read_from_offset_and_time(void **state)
@@ -134,7 +124,7 @@ static void test_read_from_offset_and_time(void **state)
 	(void)state;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 2), 0);
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	struct rill_log *log;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
 	for (uint64_t i = 0; i < 2000; i++)
@@ -175,7 +165,7 @@ static void test_retention_by_bytes(void **state)
 	(void)state;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 3), 0);
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	c.retention_bytes = 200u << 10;
 	struct rill_log *log;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
@@ -200,7 +190,7 @@ static void test_iterator_across_retention(void **state)
 	(void)state;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 9), 0);
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	c.retention_bytes = 200u << 10;
 	struct rill_log *log;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
@@ -253,7 +243,7 @@ static void test_read_only_empty(void **state)
 	(void)state;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 10), 0);
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	c.read_only = true;
 	struct rill_log *log;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
@@ -277,7 +267,7 @@ static void test_index_files(void **state)
 	(void)state;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 12), 0);
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	struct rill_log *log;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
 	for (uint64_t i = 0; i < 1000; i++)
@@ -327,7 +317,7 @@ static void test_roll_and_retention_by_age(void **state)
 	(void)state;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 13), 0);
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	c.segment_age_ns_max = 1;
 	struct rill_log *log;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
@@ -364,7 +354,7 @@ static void test_group_commit_batches(void **state)
 	(void)state;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 4), 0);
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	struct rill_log *log;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
 	/* While the first batch is in flight, the next ones fill: appends never wait for it. */
@@ -382,16 +372,51 @@ static void test_group_commit_batches(void **state)
 	io_sim_destroy(sim);
 }
 
+/* With a batch delay, a batch goes once the delay has passed, at the next poll: appends
+ * read no clock and never submit it on time's account (log.h, rill_log_append). */
+static void test_batch_delay(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 4), 0);
+	struct rill_log_config c = log_check_small_config();
+	c.batch_delay_ns = 20u * 1000000u;
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	assert_int_equal(rill_log_submit_due_ns(log), UINT64_MAX); /* nothing fills */
+	assert_int_equal(append_one(log, 0), 0);
+	uint64_t due = rill_log_submit_due_ns(log);
+	assert_true(due != UINT64_MAX);
+	assert_false(rill_log_in_flight(log));
+	if (rill_clock_now_ns() < due) { /* a slow machine may be past it already */
+		assert_int_equal(rill_log_poll(log, 0), 0);
+		assert_false(rill_log_in_flight(log)); /* not due yet: it waits */
+	}
+	while (rill_clock_now_ns() < due)
+		usleep(1000);
+	assert_int_equal(append_one(log, 1), 0);
+	assert_false(rill_log_in_flight(log)); /* past due, but an append does not look */
+	assert_int_equal(rill_log_submit_due_ns(log), due);
+	assert_int_equal(rill_log_poll(log, 0), 0); /* the poll does: both records go */
+	assert_true(rill_log_in_flight(log));
+	assert_int_equal(rill_log_submit_due_ns(log), UINT64_MAX); /* in flight */
+	assert_int_equal(rill_log_poll(log, 0), 0);
+	assert_false(rill_log_in_flight(log));
+	assert_int_equal(rill_log_durable_offset(log), 2);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_destroy(sim);
+}
+
 static void test_bad_config_refused(void **state)
 {
 	(void)state;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 5), 0);
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	struct rill_log *log;
 	c.batch_bytes_max = 100;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), -EINVAL);
-	c = small_config();
+	c = log_check_small_config();
 	c.durability = 7;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), -EINVAL);
 	io_sim_destroy(sim);
@@ -411,7 +436,7 @@ static void test_power_cuts(void **state)
 	struct test_rng rng;
 	test_rng_init(&rng, 6);
 	struct io_sim *sim = NULL;
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	uint64_t acked = 0, truncations = 0, fresh = 0, kills = 0;
 	for (uint64_t cut = 0; cut < cuts; cut++) {
 		if (sim == NULL || test_rng_below(&rng, 50) == 0) {
@@ -472,7 +497,7 @@ static void test_power_cuts(void **state)
 /* The workload of the I/O-error loop: 10,000 events in chunks, polled, synced, closed. */
 static int io_error_workload(struct io_sim *sim, uint64_t *acked)
 {
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	struct rill_log *log;
 	int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL);
 	if (rc < 0)
@@ -532,7 +557,7 @@ static void test_io_error_loop(void **state)
 				io_sim_power_cut(sim); /* also clears the fault */
 				struct rill_log *log;
 				struct rill_log_recovery report;
-				struct rill_log_config c = small_config();
+				struct rill_log_config c = log_check_small_config();
 				rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
 				if (rc != 0)
 					fail_msg("op %llu (%s, %s): reopen refused: %s (%s)",
@@ -561,7 +586,7 @@ static uint64_t io_error_second_process(struct io_sim *sim, uint64_t index, bool
 {
 	struct rill_log *log;
 	struct rill_log_recovery report;
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
 	if (rc != 0)
 		fail_msg("op %llu (%s): restart refused: %s (%s)", (unsigned long long)index,
@@ -605,7 +630,7 @@ static void test_io_error_restart(void **state)
 			io_sim_power_cut(sim);
 			struct rill_log *log;
 			struct rill_log_recovery report;
-			struct rill_log_config c = small_config();
+			struct rill_log_config c = log_check_small_config();
 			int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
 			if (rc != 0)
 				fail_msg("op %llu (%s): reopen after the cut refused: %s (%s)",
@@ -626,7 +651,7 @@ static void test_io_error_restart(void **state)
 /* Build a log of @records, closed cleanly; returns its single segment's path. */
 static void build_closed_log(struct io_sim *sim, uint64_t records)
 {
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	c.segment_bytes_max = 16u << 20; /* one segment */
 	struct rill_log *log;
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
@@ -664,7 +689,7 @@ static void check_damaged(struct io_sim *sim, uint64_t records, uint64_t *refuse
 	io_sim_sync_all(sim);
 	struct rill_log *log;
 	struct rill_log_recovery report;
-	struct rill_log_config c = small_config();
+	struct rill_log_config c = log_check_small_config();
 	c.segment_bytes_max = 16u << 20;
 	int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
 	if (rc == RILL_E_LOG_CORRUPT) {
@@ -736,6 +761,7 @@ int main(void)
 		cmocka_unit_test(test_read_from_offset_and_time),
 		cmocka_unit_test(test_retention_by_bytes),
 		cmocka_unit_test(test_group_commit_batches),
+		cmocka_unit_test(test_batch_delay),
 		cmocka_unit_test(test_roll_and_retention_by_age),
 		cmocka_unit_test(test_index_files),
 		cmocka_unit_test(test_iterator_across_retention),

@@ -29,10 +29,12 @@
 #include "rill/record.h"
 #include "rill/schema.h"
 #include "tests/common/io_sim.h"
+#include "tests/common/projection_snapshot.h"
+#include "tests/common/schema_check.h"
+#include "tests/engine/log_check.h"
 
-#define DIR_SIM      "/sim/p0"
-#define ERR_SENTINEL "untouched"
-#define WINDOW       RILL_PARTITION_DEDUP_WINDOW
+#define DIR_SIM "/sim/p0"
+#define WINDOW  RILL_PARTITION_DEDUP_WINDOW
 
 #define KEYS        10u
 #define PRODUCERS   8u    /* producer slots of the random workloads; slot 0 is id 0 */
@@ -99,43 +101,15 @@ struct world {
 	uint64_t appended, duplicates, refused;
 };
 
-static void err_reset(struct rill_schema_error *err)
-{
-	memset(err, 0, sizeof(*err));
-	strcpy(err->message, ERR_SENTINEL);
-}
-
-static const struct rill_schema *reg_ok(struct rill_schema_registry *reg, const char *json)
-{
-	const struct rill_schema *out = NULL;
-	struct rill_schema_error err;
-	err_reset(&err);
-	int rc = rill_schema_register(reg, json, strlen(json), -1, &out, &err);
-	if (rc != 0)
-		fail_msg("register refused (%d) %s: %s", rc, err.message, json);
-	assert_non_null(out);
-	return out;
-}
-
-static struct rill_log_config small_log_config(void)
-{
-	struct rill_log_config c;
-	rill_log_config_default(&c);
-	c.batch_bytes_max = 8192;
-	c.segment_bytes_max = 64u << 10;
-	c.index_interval_bytes = 1024;
-	return c;
-}
-
 static void world_init(struct world *w, uint64_t sim_seed)
 {
 	memset(w, 0, sizeof(*w));
 	assert_int_equal(io_sim_create(&w->sim, sim_seed), 0);
 	assert_int_equal(rill_schema_registry_open(&w->reg, NULL, NULL, NULL), 0);
-	w->order[1] = reg_ok(w->reg, ORDER_V1);
-	w->order[2] = reg_ok(w->reg, ORDER_V2);
-	w->order[3] = reg_ok(w->reg, ORDER_V3);
-	w->ping = reg_ok(w->reg, PING_V1);
+	w->order[1] = schema_reg_ok(w->reg, ORDER_V1);
+	w->order[2] = schema_reg_ok(w->reg, ORDER_V2);
+	w->order[3] = schema_reg_ok(w->reg, ORDER_V3);
+	w->ping = schema_reg_ok(w->reg, PING_V1);
 	assert_int_not_equal(rill_schema_type_id(w->order[1]), rill_schema_type_id(w->ping));
 	assert_int_not_equal(rill_schema_type_id(w->order[1]), BAD_TYPE_ID);
 	rill_partition_config_default(&w->config);
@@ -143,7 +117,7 @@ static void world_init(struct world *w, uint64_t sim_seed)
 	w->config.io = io_sim_io(w->sim);
 	w->config.dir = DIR_SIM;
 	w->config.schemas = w->reg;
-	w->config.log = small_log_config();
+	w->config.log = log_check_small_config();
 	w->clock_ns = 1000000;
 }
 
@@ -891,19 +865,6 @@ static void check_proj_key(const struct rill_projection *p, const struct pcase *
 			 what, pc->name, key, (long long)v.i64, v.f64, v.avg, (long long)rk->isum,
 			 (long long)rk->imin, (long long)rk->imax, (long long)rk->ilast, rk->fmin,
 			 rk->fmax, rk->flast);
-}
-
-static uint8_t *snapshot_of(const struct rill_projection *p, size_t *bytes)
-{
-	size_t need = rill_projection_snapshot_bytes(p);
-	uint8_t *buf = malloc(need);
-	assert_non_null(buf);
-	int64_t n = rill_projection_snapshot(p, buf, need);
-	if (n < 0 || (size_t)n != need)
-		fail_msg("snapshot of %s: %lld, expected %zu", rill_projection_name(p),
-			 (long long)n, need);
-	*bytes = need;
-	return buf;
 }
 
 static void assert_same_snapshot(const struct rill_projection *a, const struct rill_projection *b,

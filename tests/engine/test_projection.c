@@ -19,18 +19,19 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/bytes.h"
 #include "engine/projection.h"
 #include "rill/error.h"
 #include "rill/record.h"
 #include "rill/schema.h"
+#include "tests/common/projection_snapshot.h"
+#include "tests/common/schema_check.h"
 
 /*
  * GCC and Clang's 128-bit integer, for the reference sums; __extension__ keeps -Wpedantic
  * quiet (the keyword needs a name, hence the typedef).
  */
 __extension__ typedef __int128 ref_int128;
-
-#define ERR_SENTINEL "untouched"
 
 #define KEYS          50u
 #define EVENTS        6000u
@@ -51,36 +52,6 @@ static const char *const field_names[F_COUNT] = {"i", "u", "f", "t"};
 
 /* ---- Helpers -------------------------------------------------------------------------- */
 
-static void err_reset(struct rill_schema_error *err)
-{
-	memset(err, 0, sizeof(*err));
-	strcpy(err->message, ERR_SENTINEL);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
 /* A heap copy of @bytes bytes of @p, exactly that size (one byte when empty). */
 static uint8_t *exact_copy(const void *p, size_t bytes)
 {
@@ -89,18 +60,6 @@ static uint8_t *exact_copy(const void *p, size_t bytes)
 	if (bytes > 0)
 		memcpy(c, p, bytes);
 	return c;
-}
-
-static const struct rill_schema *reg_ok(struct rill_schema_registry *reg, const char *json)
-{
-	const struct rill_schema *out = NULL;
-	struct rill_schema_error err;
-	err_reset(&err);
-	int rc = rill_schema_register(reg, json, strlen(json), -1, &out, &err);
-	if (rc != 0)
-		fail_msg("register refused (%d) %s: %s", rc, err.message, json);
-	assert_non_null(out);
-	return out;
 }
 
 static struct rill_schema_registry *mem_registry(void)
@@ -151,20 +110,6 @@ static const char *kind_name(enum rill_projection_kind k)
 	static const char *const names[] = {"?",    "count", "sum",          "min",       "max",
 					    "last", "avg",   "window_count", "window_sum"};
 	return k >= 1 && k <= 8 ? names[k] : "?";
-}
-
-/* The whole snapshot of @p in an exact-size heap buffer; @bytes gets its size. */
-static uint8_t *snapshot_of(const struct rill_projection *p, size_t *bytes)
-{
-	size_t need = rill_projection_snapshot_bytes(p);
-	uint8_t *buf = malloc(need);
-	assert_non_null(buf);
-	int64_t n = rill_projection_snapshot(p, buf, need);
-	if (n < 0 || (size_t)n != need)
-		fail_msg("snapshot of %s: %lld, expected %zu", rill_projection_name(p),
-			 (long long)n, need);
-	*bytes = need;
-	return buf;
 }
 
 static void assert_stats_equal(const struct rill_projection_stats *a,
@@ -276,8 +221,8 @@ struct world {
 static void world_init(struct world *w)
 {
 	w->reg = mem_registry();
-	w->metric = reg_ok(w->reg, METRIC_V1);
-	w->other = reg_ok(w->reg, OTHER_V1);
+	w->metric = schema_reg_ok(w->reg, METRIC_V1);
+	w->other = schema_reg_ok(w->reg, OTHER_V1);
 	assert_int_not_equal(rill_schema_type_id(w->metric), rill_schema_type_id(w->other));
 	keys_init(&w->keys);
 }
@@ -688,12 +633,12 @@ static void check_key(const struct rill_projection *p, const struct pcase *pc, c
 static void check_snapshot_windows(const uint8_t *snap, size_t bytes, const struct pcase *pc,
 				   const struct ref *r, const struct keyset *ks)
 {
-	uint32_t key_count = get32(snap + 32);
+	uint32_t key_count = rill_ld32(snap + 32);
 	assert_true(88 + 88ull * key_count <= bytes);
 	const uint8_t *key = snap + 88 + 88 * (size_t)key_count;
 	for (uint32_t e = 0; e < key_count; e++) {
 		const uint8_t *ent = snap + 88 + 88 * (size_t)e;
-		uint32_t kb = get32(ent);
+		uint32_t kb = rill_ld32(ent);
 		uint32_t k = KEYS;
 		for (uint32_t i = 0; i < KEYS && k == KEYS; i++)
 			if (ks->bytes[i] == kb && memcmp(ks->data[i], key, kb) == 0)
@@ -702,20 +647,21 @@ static void check_snapshot_windows(const uint8_t *snap, size_t bytes, const stru
 			fail_msg("snapshot entry %u: a key never applied", e);
 		key += kb;
 		const struct ref_window *win = &r->key[k].win;
-		uint64_t prev_count = get64(ent + 64);
-		if (get64(ent + 48) != win->start || get64(ent + 16) != win->count ||
+		uint64_t prev_count = rill_ld64(ent + 64);
+		if (rill_ld64(ent + 48) != win->start || rill_ld64(ent + 16) != win->count ||
 		    prev_count != win->prev_count)
 			fail_msg(
 				"%s window %llu key %u: snapshot window %llu count %llu prev_count "
 				"%llu, expected %llu %llu %llu",
 				kind_name(pc->kind), (unsigned long long)pc->window_ns, k,
-				(unsigned long long)get64(ent + 48),
-				(unsigned long long)get64(ent + 16), (unsigned long long)prev_count,
-				(unsigned long long)win->start, (unsigned long long)win->count,
+				(unsigned long long)rill_ld64(ent + 48),
+				(unsigned long long)rill_ld64(ent + 16),
+				(unsigned long long)prev_count, (unsigned long long)win->start,
+				(unsigned long long)win->count,
 				(unsigned long long)win->prev_count);
-		if (prev_count > 0 && get64(ent + 56) + pc->window_ns != win->start)
+		if (prev_count > 0 && rill_ld64(ent + 56) + pc->window_ns != win->start)
 			fail_msg("key %u: prev_start %llu, window %llu", k,
-				 (unsigned long long)get64(ent + 56),
+				 (unsigned long long)rill_ld64(ent + 56),
 				 (unsigned long long)win->start);
 		if (pc->kind != RILL_PROJECTION_WINDOW_SUM)
 			continue;
@@ -1050,10 +996,10 @@ static void test_versions_through_reader(void **state)
 {
 	(void)state;
 	struct rill_schema_registry *reg = mem_registry();
-	reg_ok(reg, ACCT_V1);
-	reg_ok(reg, ACCT_V2);
-	reg_ok(reg, ACCT_V3);
-	const struct rill_schema *other = reg_ok(reg, OTHER_V1);
+	schema_reg_ok(reg, ACCT_V1);
+	schema_reg_ok(reg, ACCT_V2);
+	schema_reg_ok(reg, ACCT_V3);
+	const struct rill_schema *other = schema_reg_ok(reg, OTHER_V1);
 	struct rill_projection_config c;
 	c = config_of("amount_v2", "Acct", 2, RILL_PROJECTION_SUM, "amount", 0);
 	struct rill_projection *amount2 = proj_ok(reg, &c);
@@ -1169,11 +1115,11 @@ static void apply_at(struct world *w, struct rill_projection *p, const char *key
 /* The snapshot entry of @key (NULL if none): entries are in order of first appearance. */
 static const uint8_t *snapshot_entry(const uint8_t *snap, const char *key)
 {
-	uint32_t key_count = get32(snap + 32);
+	uint32_t key_count = rill_ld32(snap + 32);
 	const uint8_t *kp = snap + 88 + 88 * (size_t)key_count;
 	for (uint32_t e = 0; e < key_count; e++) {
 		const uint8_t *ent = snap + 88 + 88 * (size_t)e;
-		uint32_t kb = get32(ent);
+		uint32_t kb = rill_ld32(ent);
 		if (kb == strlen(key) && memcmp(kp, key, kb) == 0)
 			return ent;
 		kp += kb;
@@ -1208,12 +1154,12 @@ static void check_window(struct rill_projection *p, const char *key, const struc
 	assert_non_null(ent);
 	int64_t prev_sum;
 	memcpy(&prev_sum, ent + 72, sizeof(prev_sum));
-	if (get64(ent + 64) != x->prev_count || prev_sum != x->prev_sum)
+	if (rill_ld64(ent + 64) != x->prev_count || prev_sum != x->prev_sum)
 		fail_msg("%s: previous window count %llu sum %lld, expected %llu %lld", what,
-			 (unsigned long long)get64(ent + 64), (long long)prev_sum,
+			 (unsigned long long)rill_ld64(ent + 64), (long long)prev_sum,
 			 (unsigned long long)x->prev_count, (long long)x->prev_sum);
-	if (x->prev_count > 0 && get64(ent + 56) != x->start - 1000)
-		fail_msg("%s: prev_start %llu", what, (unsigned long long)get64(ent + 56));
+	if (x->prev_count > 0 && rill_ld64(ent + 56) != x->start - 1000)
+		fail_msg("%s: prev_start %llu", what, (unsigned long long)rill_ld64(ent + 56));
 	free(snap);
 }
 
@@ -1652,27 +1598,27 @@ static void test_snapshot_format(void **state)
 	size_t n;
 	uint8_t *s = snapshot_of(p, &n);
 	assert_int_equal(n, 88 + 3 * 88 + 8 + 8);
-	assert_int_equal(get32(s), 0x31535052u);
+	assert_int_equal(rill_ld32(s), 0x31535052u);
 	assert_memory_equal(s, "RPS1", 4);
-	assert_int_equal(get32(s + 4), 1);
-	assert_int_equal(get32(s + 8), RILL_PROJECTION_SUM);
-	assert_int_equal(get32(s + 12), rill_schema_type_id(w.metric));
+	assert_int_equal(rill_ld32(s + 4), 1);
+	assert_int_equal(rill_ld32(s + 8), RILL_PROJECTION_SUM);
+	assert_int_equal(rill_ld32(s + 12), rill_schema_type_id(w.metric));
 	assert_int_equal(s[16] | s[17] << 8, 1);
 	assert_int_equal(s[18] | s[19] << 8, RILL_FIELD_U64);
 	struct rill_field_ref ref;
 	assert_int_equal(rill_schema_field_ref(w.metric, "u", &ref), 0);
-	assert_int_equal(get32(s + 20), ref.offset);
-	assert_int_equal(get32(s + 32), 3);
-	assert_int_equal(get32(s + 36), 0);
-	assert_int_equal(get64(s + 40), 8);
-	assert_int_equal(get64(s + 48), 4); /* applied */
-	assert_int_equal(get32(s + 88), 3); /* first appearance: abc, "", defgh */
-	assert_int_equal(get64(s + 88 + 16), 2);
-	assert_int_equal(get32(s + 176), 0);
-	assert_int_equal(get32(s + 264), 5);
+	assert_int_equal(rill_ld32(s + 20), ref.offset);
+	assert_int_equal(rill_ld32(s + 32), 3);
+	assert_int_equal(rill_ld32(s + 36), 0);
+	assert_int_equal(rill_ld64(s + 40), 8);
+	assert_int_equal(rill_ld64(s + 48), 4); /* applied */
+	assert_int_equal(rill_ld32(s + 88), 3); /* first appearance: abc, "", defgh */
+	assert_int_equal(rill_ld64(s + 88 + 16), 2);
+	assert_int_equal(rill_ld32(s + 176), 0);
+	assert_int_equal(rill_ld32(s + 264), 5);
 	assert_memory_equal(s + 352, "abcdefgh", 8);
-	assert_int_equal(get32(s + n - 8), rill_crc32c(s, n - 8));
-	assert_int_equal(get32(s + n - 4), 0);
+	assert_int_equal(rill_ld32(s + n - 8), rill_crc32c(s, n - 8));
+	assert_int_equal(rill_ld32(s + n - 4), 0);
 
 	/* A count kind names no field even when the config gives one. */
 	c = config_of("fmt_count", "Metric", 1, RILL_PROJECTION_COUNT, "label", 0);
@@ -1680,7 +1626,7 @@ static void test_snapshot_format(void **state)
 	size_t qn;
 	uint8_t *qs = snapshot_of(q, &qn);
 	assert_int_equal(qs[18] | qs[19] << 8, 0);
-	assert_int_equal(get32(qs + 20), 0);
+	assert_int_equal(rill_ld32(qs + 20), 0);
 	free(qs);
 	rill_projection_destroy(q);
 
@@ -1692,7 +1638,7 @@ static void test_snapshot_format(void **state)
 	err_reset(&err);
 	int rc = rill_projection_restore(q, copy, n, &err);
 	free(copy);
-	uint64_t window_ns = get64(s + 24);
+	uint64_t window_ns = rill_ld64(s + 24);
 	free(s);
 	rill_projection_destroy(q);
 	rill_projection_destroy(p);
@@ -1789,7 +1735,7 @@ static void test_restore_refusals(void **state)
 	rill_projection_destroy(p);
 
 	/* Other definitions. */
-	const struct rill_schema *m2 = reg_ok(
+	const struct rill_schema *m2 = schema_reg_ok(
 		w.reg, "{\"type\":\"Metric\",\"version\":2,\"fields\":["
 		       "{\"name\":\"i\",\"type\":\"i64\"},{\"name\":\"u\",\"type\":\"u64\"},"
 		       "{\"name\":\"f\",\"type\":\"f64\"},{\"name\":\"t\",\"type\":\"timestamp\"},"
@@ -1798,7 +1744,8 @@ static void test_restore_refusals(void **state)
 		       "{\"name\":\"side\",\"type\":\"enum\",\"symbols\":[\"A\",\"B\"]},"
 		       "{\"name\":\"j\",\"type\":\"i64\",\"default\":0}]}");
 	assert_non_null(m2);
-	reg_ok(w.reg, "{\"type\":\"Twin\",\"version\":1,\"fields\":[{\"name\":\"i\",\"type\":"
+	schema_reg_ok(w.reg,
+		      "{\"type\":\"Twin\",\"version\":1,\"fields\":[{\"name\":\"i\",\"type\":"
 		      "\"i64\"}]}");
 	struct rill_projection_config others[] = {
 		config_of("small", "Metric", 1, RILL_PROJECTION_WINDOW_COUNT, NULL, 1000),
@@ -1894,7 +1841,7 @@ static void test_restore_refusals(void **state)
 /* Re-seal @buf's CRC after an edit. */
 static void reseal(uint8_t *buf, size_t bytes)
 {
-	put32(buf + bytes - 8, rill_crc32c(buf, bytes - 8));
+	rill_st32(buf + bytes - 8, rill_crc32c(buf, bytes - 8));
 }
 
 /* Damage behind a good CRC: the structural checks, and never a read out of bounds. */
@@ -1935,9 +1882,9 @@ static void test_restore_structural_damage(void **state)
 	for (uint32_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
 		uint8_t *bad = exact_copy(snap, n);
 		if (edits[i].width == 4)
-			put32(bad + edits[i].at, (uint32_t)edits[i].value);
+			rill_st32(bad + edits[i].at, (uint32_t)edits[i].value);
 		else
-			put64(bad + edits[i].at, edits[i].value);
+			rill_st64(bad + edits[i].at, edits[i].value);
 		reseal(bad, n);
 		int want = RILL_E_PROJECTION_SNAPSHOT;
 		/* a huge count or store: past the limits, or simply unsound */
@@ -1958,8 +1905,8 @@ static void test_restore_structural_damage(void **state)
 	{
 		uint8_t *bad = exact_copy(snap, n);
 		/* "alpha" "b" "" becomes "alph" "b" "b": the same 6 bytes of keys. */
-		put32(bad + e0, 4);
-		put32(bad + e0 + 176, 1);
+		rill_st32(bad + e0, 4);
+		rill_st32(bad + e0 + 176, 1);
 		bad[keys + 4] = 'b';
 		reseal(bad, n);
 		expect_restore_refused(p, bad, n, RILL_E_PROJECTION_SNAPSHOT, "repeated key", 0);
@@ -2100,7 +2047,7 @@ static void test_restore_impossible_states(void **state)
 		assert_true(rill_projection_get(p, NULL, 0, &out));
 		size_t n;
 		uint8_t *snap = snapshot_of(p, &n);
-		put64(snap + 88 + cases[c].at, cases[c].value);
+		rill_st64(snap + 88 + cases[c].at, cases[c].value);
 		reseal(snap, n);
 		struct rill_projection *q = proj_ok(w.reg, &pc);
 		assert_int_equal(rill_projection_restore(q, snap, n, NULL),
@@ -2116,8 +2063,8 @@ static void test_restore_impossible_states(void **state)
 	assert_int_equal(rill_projection_apply(p, &rec, 0), 0);
 	size_t n;
 	uint8_t *snap = snapshot_of(p, &n);
-	put64(snap + 88 + 24, UINT64_MAX);
-	put64(snap + 88 + 32, (uint64_t)INT64_MAX);
+	rill_st64(snap + 88 + 24, UINT64_MAX);
+	rill_st64(snap + 88 + 32, (uint64_t)INT64_MAX);
 	reseal(snap, n);
 	struct rill_projection *q = proj_ok(w.reg, &pc);
 	assert_int_equal(rill_projection_restore(q, snap, n, NULL), 0);

@@ -12,6 +12,7 @@
 #include <xxhash.h>
 
 #include "rill/record.h"
+#include "tests/common/record_check.h"
 
 static uint8_t *make_record(struct test_rng *rng, uint16_t key_bytes, uint32_t payload_bytes,
 			    struct rill_record *rec, uint8_t **key, uint8_t **payload, int *length)
@@ -41,21 +42,6 @@ static uint8_t *make_record(struct test_rng *rng, uint16_t key_bytes, uint32_t p
 	*length = rill_record_encode(buf, bytes, rec);
 	assert_int_equal(*length, (int)bytes);
 	return buf;
-}
-
-static void assert_same_record(const struct rill_record *a, const struct rill_record *b)
-{
-	assert_int_equal(a->timestamp_ns, b->timestamp_ns);
-	assert_int_equal(a->producer_id, b->producer_id);
-	assert_int_equal(a->sequence, b->sequence);
-	assert_int_equal(a->correlation_id, b->correlation_id);
-	assert_int_equal(a->causation_id, b->causation_id);
-	assert_int_equal(a->type_id, b->type_id);
-	assert_int_equal(a->schema_version, b->schema_version);
-	assert_int_equal(a->key_bytes, b->key_bytes);
-	assert_int_equal(a->payload_bytes, b->payload_bytes);
-	assert_memory_equal(a->key, b->key, a->key_bytes);
-	assert_memory_equal(a->payload, b->payload, a->payload_bytes);
 }
 
 static void test_crc32c_check_value(void **state)

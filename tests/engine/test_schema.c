@@ -21,8 +21,7 @@
 #include <jansson.h>
 
 #include "rill/schema.h"
-
-#define ERR_SENTINEL "untouched"
+#include "tests/common/schema_check.h"
 
 /* ---- Helpers -------------------------------------------------------------------------- */
 
@@ -62,12 +61,6 @@ static void assert_mentions(const struct rill_schema_error *err, const char *nee
 {
 	if (!mentions(err->message, needles))
 		fail_msg("%s: message \"%s\" names none of \"%s\"", what, err->message, needles);
-}
-
-static void err_reset(struct rill_schema_error *err)
-{
-	memset(err, 0, sizeof(*err));
-	strcpy(err->message, ERR_SENTINEL);
 }
 
 static void put32(uint8_t *p, uint32_t v)

@@ -15,11 +15,9 @@
 #include "tests/common/test_util.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/assert.h"
@@ -27,7 +25,10 @@
 #include "engine/io.h"
 #include "engine/log.h"
 #include "rill/schema.h"
+#include "tests/common/forked_child.h"
 #include "tests/common/io_sim.h"
+#include "tests/common/real_io.h"
+#include "tests/common/test_dir.h"
 
 #define DIR_SIM "/sim/schemas"
 
@@ -550,8 +551,8 @@ static void test_reopen_sim(void **state)
 static void test_reopen_posix(void **state)
 {
 	(void)state;
-	char tmp[] = "/tmp/rill-schema-XXXXXX";
-	assert_non_null(mkdtemp(tmp));
+	char tmp[64];
+	assert_int_equal(test_dir_make(tmp, sizeof(tmp), "schema"), 0);
 	char dir[256];
 	snprintf(dir, sizeof(dir), "%s/registry", tmp); /* missing: open creates it */
 	struct rill_io *io;
@@ -575,9 +576,7 @@ static void test_reopen_posix(void **state)
 	assert_int_equal(rill_schema_registry_close(reg), 0);
 	rill_io_destroy(io);
 	snapshot_free(&before);
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(test_dir_remove(tmp), 0);
 }
 
 /* The registry in memory only; half a storage (an I/O layer without a directory) is refused. */
@@ -1213,16 +1212,6 @@ static void test_replay_past_the_limits(void **state)
 
 #define CRASH_VERSIONS_PER_TYPE 60u
 
-static struct rill_io *make_io(void)
-{
-	struct rill_io *io;
-	if (rill_io_uring_create(&io) == 0)
-		return io;
-	if (rill_io_posix_create(&io) == 0)
-		return io;
-	return NULL;
-}
-
 static void crash_type_name(char *buf, size_t size, uint32_t index)
 {
 	snprintf(buf, size, "Crash%u", index);
@@ -1245,7 +1234,7 @@ static int crash_list_last(void *arg, const struct rill_schema_type_info *info)
  * (type index << 16 | version). Never returns. */
 static void crash_child(const char *dir, int report_fd)
 {
-	struct rill_io *io = make_io();
+	struct rill_io *io = test_io_real_create();
 	struct rill_schema_registry *reg;
 	if (io == NULL || rill_schema_registry_open(&reg, io, dir, NULL) != 0)
 		_exit(3);
@@ -1310,34 +1299,27 @@ static void test_kill_during_registrations(void **state)
 	uint64_t rounds = test_env_u64("RILL_SCHEMA_CRASH_ROUNDS", 12);
 	struct test_rng rng;
 	test_rng_init(&rng, 23);
-	char dir[] = "/tmp/rill-schema-crash-XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char dir[64];
+	assert_int_equal(test_dir_make(dir, sizeof(dir), "schema-crash"), 0);
 	uint32_t acked = 0;
 	uint64_t reports = 0;
 	for (uint64_t round = 0; round < rounds; round++) {
-		int fds[2];
-		assert_int_equal(pipe(fds), 0);
-		pid_t pid = fork();
-		assert_true(pid >= 0);
-		if (pid == 0) {
-			close(fds[0]);
-			crash_child(dir, fds[1]);
-		}
-		close(fds[1]);
+		int fd;
+		pid_t pid = forked_child_start(&fd);
+		if (pid == 0)
+			crash_child(dir, fd);
 		/* Mostly kill it while it registers (the clock starts once it has opened, however
 		 * slow a sanitizer makes that); now and then while it opens. */
 		uint32_t report;
-		if (test_rng_below(&rng, 4) != 0 && read(fds[0], &report, sizeof(report)) != 4)
+		if (test_rng_below(&rng, 4) != 0 && read(fd, &report, sizeof(report)) != 4)
 			fail_msg("round %llu: the child died before opening",
 				 (unsigned long long)round);
 		usleep((useconds_t)(1000 + test_rng_below(&rng, 19000)));
-		kill(pid, SIGKILL);
-		int status;
-		assert_int_equal(waitpid(pid, &status, 0), pid);
-		if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+		int status = forked_child_kill(pid);
+		if (!forked_child_killed(status))
 			fail_msg("round %llu: the child stopped by itself (status %d)",
 				 (unsigned long long)round, status);
-		while (read(fds[0], &report, sizeof(report)) == sizeof(report)) {
+		while (read(fd, &report, sizeof(report)) == sizeof(report)) {
 			if (report == 0)
 				continue; /* "opened" */
 			if (report <= acked)
@@ -1346,7 +1328,7 @@ static void test_kill_during_registrations(void **state)
 			acked = report;
 			reports++;
 		}
-		close(fds[0]);
+		close(fd);
 
 		struct rill_io *io;
 		assert_int_equal(rill_io_posix_create(&io), 0);
@@ -1363,9 +1345,7 @@ static void test_kill_during_registrations(void **state)
 	fprintf(stderr, "crash: %llu kill -9 rounds, %llu registrations acknowledged\n",
 		(unsigned long long)rounds, (unsigned long long)reports);
 	assert_true(reports > 0);
-	char cmd[64];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(test_dir_remove(dir), 0);
 }
 
 int main(void)

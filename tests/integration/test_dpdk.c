@@ -139,12 +139,12 @@ static bool stats_wait(struct rill_dpdk *d, struct rill_dpdk_stats *st,
 		       bool (*done)(const struct rill_dpdk_stats *, uint64_t), uint64_t arg,
 		       uint64_t wait_ns)
 {
-	uint64_t deadline = ue_now_ns() + wait_ns;
+	uint64_t deadline = rill_clock_now_ns() + wait_ns;
 	for (;;) {
 		rill_dpdk_stats_get(d, st);
 		if (done(st, arg))
 			return true;
-		if (ue_now_ns() >= deadline)
+		if (rill_clock_now_ns() >= deadline)
 			return false;
 		ue_sleep_ns(1000000);
 	}
@@ -486,7 +486,7 @@ static void ring_send(struct ring_pair *r, uint8_t (*frames)[DT_FRAME_MAX], cons
 {
 	struct rte_mbuf *m[32];
 	uint32_t done = 0;
-	uint64_t deadline = ue_now_ns() + DT_WAIT_NS;
+	uint64_t deadline = rill_clock_now_ns() + DT_WAIT_NS;
 	while (done < n) {
 		uint16_t burst = (uint16_t)(n - done < 32 ? n - done : 32);
 		for (uint16_t i = 0; i < burst; i++) {
@@ -502,7 +502,7 @@ static void ring_send(struct ring_pair *r, uint8_t (*frames)[DT_FRAME_MAX], cons
 			rte_pktmbuf_free_bulk(m + sent, burst - sent); /* sent again below */
 		done += sent;
 		if (sent < burst) {
-			if (ue_now_ns() >= deadline)
+			if (rill_clock_now_ns() >= deadline)
 				fail_msg("the ring to the ingress stayed full: %u of %u sent", done,
 					 n);
 			ue_sleep_ns(100000);
@@ -613,7 +613,7 @@ static void test_ring(void **state)
 	}
 	ingress_start(rp.port_in, true);
 	uint32_t next = 0; /* frames sent, in pairs (a, b) */
-	uint64_t deadline = ue_now_ns() + DT_WAIT_NS;
+	uint64_t deadline = rill_clock_now_ns() + DT_WAIT_NS;
 	while (acked[0] < DT_RING_K || acked[1] < DT_RING_K) {
 		uint32_t room = next / 2; /* both sources have sent this many */
 		uint64_t low = acked[0] < acked[1] ? acked[0] : acked[1];
@@ -625,8 +625,8 @@ static void test_ring(void **state)
 		}
 		uint32_t got = ring_acks_read(&rp, &in_mac, acked);
 		if (got > 0)
-			deadline = ue_now_ns() + DT_WAIT_NS; /* progress */
-		else if (ue_now_ns() >= deadline)
+			deadline = rill_clock_now_ns() + DT_WAIT_NS; /* progress */
+		else if (rill_clock_now_ns() >= deadline)
 			break;
 		else
 			ue_sleep_ns(50000);
@@ -666,9 +666,9 @@ static void test_stats_current(void **state)
 	assert_int_equal(rte_ring_count(rp.from_ingress), 0);
 	uint64_t acked[2] = {0, 0};
 	ring_send(&rp, frame, &len, 1);
-	uint64_t deadline = ue_now_ns() + DT_WAIT_NS;
+	uint64_t deadline = rill_clock_now_ns() + DT_WAIT_NS;
 	uint32_t got = 0;
-	while (acked[0] < 1 && ue_now_ns() < deadline) {
+	while (acked[0] < 1 && rill_clock_now_ns() < deadline) {
 		got += ring_acks_read(&rp, &in_mac, acked);
 		ue_sleep_ns(100000);
 	}
@@ -845,9 +845,9 @@ static void test_af_packet(void **state)
 	if (child == 0)
 		ns_child(payloads, lens, DT_NS_K);
 	int status = 0;
-	uint64_t deadline = ue_now_ns() + DT_WAIT_NS + 2000000000u;
+	uint64_t deadline = rill_clock_now_ns() + DT_WAIT_NS + 2000000000u;
 	pid_t w;
-	while ((w = waitpid(child, &status, WNOHANG)) == 0 && ue_now_ns() < deadline)
+	while ((w = waitpid(child, &status, WNOHANG)) == 0 && rill_clock_now_ns() < deadline)
 		ue_sleep_ns(10000000);
 	if (w == 0) {
 		kill(child, SIGKILL);

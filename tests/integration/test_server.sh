@@ -8,14 +8,8 @@
 # `rill stat`; SIGTERM exits 0 and leaves logs that verify; a restart on the same data
 # rebuilds the same projection values. RILL_TEST_SEED replays the event data.
 # usage: test_server.sh RILL_BINARY
-set -u
-rill=$1
-tmp=$(mktemp -d)
+. "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
-trap 'serve_cleanup; rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-fail=0
-. "$(dirname "$0")/../common/check.sh"
 # Every client command gets a time limit: a hang fails the check instead of the suite.
 client() { timeout 30 "$rill" "$@"; }
 
@@ -177,14 +171,7 @@ query_all() {
 
 # ---- Setting up ---------------------------------------------------------------------------
 
-if ! serve_start "$tmp/data" "$tmp/serve1.err" --shards 2; then
-    if serve_unsupported "$tmp/serve1.err"; then
-        echo "SKIP: rill serve cannot run on this kernel: $(cat "$tmp/serve1.err")"
-        exit 77
-    fi
-    echo "FAIL: the server did not start"
-    exit 1
-fi
+serve_start_or_skip "$tmp/data" "$tmp/serve1.err" --shards 2
 echo "server at $serve_addr"
 
 out=$(client topic create --connect "$serve_addr" --name "$topic" --partitions 4 --durability group); rc=$?

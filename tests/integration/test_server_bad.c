@@ -15,21 +15,24 @@
  */
 #include "tests/common/test_util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/bytes.h"
+#include "base/clock.h"
 #include "engine/io.h"
 #include "engine/log.h"
 #include "io/wire.h"
 #include "rill/rill.h"
 #include "rill/schema.h"
 #include "rill/server.h"
+#include "tests/common/raw_socket.h"
+#include "tests/common/real_io.h"
+#include "tests/common/server_start.h"
+#include "tests/common/test_dir.h"
 
 #define BAD_SHARDS          2u
 #define BAD_PARTITIONS      2u
@@ -80,27 +83,14 @@ static uint8_t rx_body[RILL_WIRE_FRAME_BYTES_MIN * 2];
 
 /* ---- Bytes ---------------------------------------------------------------------------- */
 
-static void st16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-static void st32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-static void st64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
 /* A header with any type and flags, which rill_wire_header_encode would refuse to write. */
 static void raw_header(uint8_t *buf, uint32_t body_bytes, uint16_t type, uint16_t flags,
 		       uint64_t request_id)
 {
-	st32(buf, body_bytes);
-	st16(buf + 4, type);
-	st16(buf + 6, flags);
-	st64(buf + 8, request_id);
+	rill_st32(buf, body_bytes);
+	rill_st16(buf + 4, type);
+	rill_st16(buf + 6, flags);
+	rill_st64(buf + 8, request_id);
 }
 
 static uint64_t bad_id(void)
@@ -108,29 +98,11 @@ static uint64_t bad_id(void)
 	return ++env.next_id;
 }
 
-static uint64_t bad_now_ns(void)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
 /* ---- Sockets -------------------------------------------------------------------------- */
 
 static int conn_open(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	struct timeval tv = {.tv_sec = BAD_RECV_TIMEOUT_MS / 1000,
-			     .tv_usec = (BAD_RECV_TIMEOUT_MS % 1000) * 1000};
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(env.port)};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-		fail_msg("connect to 127.0.0.1:%u: %s", env.port, strerror(errno));
+	int fd = raw_connect(env.port, BAD_RECV_TIMEOUT_MS);
 	assert_true(env.fd_count < sizeof(env.fds) / sizeof(env.fds[0]));
 	env.fds[env.fd_count++] = fd;
 	return fd;
@@ -156,62 +128,10 @@ static int bad_each(void **state)
 	return 0;
 }
 
-static void send_all(int fd, const void *buf, size_t bytes)
-{
-	const uint8_t *p = buf;
-	while (bytes > 0) {
-		ssize_t n = send(fd, p, bytes, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			fail_msg("send: %s", n < 0 ? strerror(errno) : "nothing sent");
-		p += n;
-		bytes -= (size_t)n;
-	}
-}
-
-/* @bytes bytes into @buf: 1, 0 at a clean end of the stream before any byte, -errno
- * (-EAGAIN: the receive timeout passed; -ECONNRESET: the peer reset). */
-static int recv_exact(int fd, void *buf, size_t bytes)
-{
-	uint8_t *p = buf;
-	size_t got = 0;
-	while (got < bytes) {
-		ssize_t n = recv(fd, p + got, bytes - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return got == 0 ? 0 : -EPROTO;
-		got += (size_t)n;
-	}
-	return 1;
-}
-
 /* The next frame (its body into rx_body): 1, 0 at the end of the stream, or -errno. */
 static int frame_recv(int fd, struct rill_wire_header *h)
 {
-	uint8_t head[RILL_WIRE_HEADER_BYTES];
-	int rc = recv_exact(fd, head, sizeof(head));
-	if (rc <= 0)
-		return rc;
-	rc = rill_wire_header_decode(head, sizeof(head), RILL_WIRE_FRAME_BYTES_MAX, h);
-	if (rc != 0)
-		fail_msg("the server sent a bad header: %s", rill_strerror(rc));
-	if (h->body_bytes > sizeof(rx_body))
-		fail_msg("the server sent a %u-byte body", h->body_bytes);
-	if (h->body_bytes > 0 && (rc = recv_exact(fd, rx_body, h->body_bytes)) != 1)
-		fail_msg("the server's %s frame ended early (%d)", rill_wire_type_name(h->type),
-			 rc);
-	return 1;
-}
-
-static const char *recv_outcome(int rc)
-{
-	return rc == 0         ? "the connection closed"
-	       : rc == -EAGAIN ? "no answer in time"
-			       : strerror(-rc);
+	return raw_frame_recv(fd, h, rx_body, sizeof(rx_body), "a frame from the server");
 }
 
 /* The next frame must be of @type and answer @request_id. */
@@ -221,7 +141,7 @@ static void expect_frame(int fd, uint16_t type, uint64_t request_id, struct rill
 	int rc = frame_recv(fd, h);
 	if (rc != 1)
 		fail_msg("%s: expected %s, got: %s", what, rill_wire_type_name(type),
-			 recv_outcome(rc));
+			 raw_recv_outcome(rc));
 	if (h->type == RILL_WIRE_ERROR && type != RILL_WIRE_ERROR) {
 		struct rill_wire_error e;
 		assert_int_equal(rill_wire_error_decode(rx_body, h->body_bytes, &e), 0);
@@ -247,7 +167,7 @@ static void expect_closed(int fd, const char *what)
 	if (n > 0) {
 		struct rill_wire_header h;
 		uint8_t head[RILL_WIRE_HEADER_BYTES] = {byte};
-		recv_exact(fd, head + 1, sizeof(head) - 1);
+		raw_recv_exact(fd, head + 1, sizeof(head) - 1);
 		rill_wire_header_decode(head, sizeof(head), RILL_WIRE_FRAME_BYTES_MAX, &h);
 		fail_msg("%s: expected the connection closed, got a %s frame", what,
 			 rill_wire_type_name(h.type));
@@ -263,7 +183,7 @@ static void hello(int fd)
 	struct rill_wire_hello h = {.version_min = 1, .version_max = 1};
 	int n = rill_wire_hello_encode(buf, sizeof(buf), id, &h);
 	assert_true(n > 0);
-	send_all(fd, buf, (size_t)n);
+	raw_send_all(fd, buf, (size_t)n);
 	struct rill_wire_header hdr;
 	expect_frame(fd, RILL_WIRE_HELLO_OK, id, &hdr, "HELLO");
 	struct rill_wire_hello_ok ok;
@@ -279,7 +199,7 @@ static void ping(int fd, const char *what)
 	uint64_t id = bad_id();
 	assert_int_equal(rill_wire_empty_encode(buf, sizeof(buf), RILL_WIRE_PING, id),
 			 RILL_WIRE_HEADER_BYTES);
-	send_all(fd, buf, sizeof(buf));
+	raw_send_all(fd, buf, sizeof(buf));
 	struct rill_wire_header h;
 	expect_frame(fd, RILL_WIRE_PONG, id, &h, what);
 }
@@ -304,7 +224,7 @@ static void expect_fatal(int fd, int code, uint64_t request_id, const char *what
 	struct rill_wire_header h;
 	int rc = frame_recv(fd, &h);
 	if (rc != 1)
-		fail_msg("%s: expected a fatal ERROR, got: %s", what, recv_outcome(rc));
+		fail_msg("%s: expected a fatal ERROR, got: %s", what, raw_recv_outcome(rc));
 	if (h.type != RILL_WIRE_ERROR)
 		fail_msg("%s: expected a fatal ERROR, got %s", what, rill_wire_type_name(h.type));
 	struct rill_wire_error e;
@@ -335,7 +255,7 @@ static void bad_case(const char *what, bool after_hello, const void *bytes, size
 	int fd = conn_open();
 	if (after_hello)
 		hello(fd);
-	send_all(fd, bytes, n);
+	raw_send_all(fd, bytes, n);
 	expect_fatal(fd, code, request_id, what);
 	conn_close(fd);
 	server_still_up(what);
@@ -388,8 +308,8 @@ static size_t raw_produce(uint8_t *buf, size_t cap, uint64_t id, uint8_t acks, c
 	uint8_t *p = buf + RILL_WIRE_HEADER_BYTES;
 	p[0] = acks;
 	p[1] = 0;
-	st16(p + 2, topic_bytes);
-	st32(p + 4, event_count);
+	rill_st16(p + 2, topic_bytes);
+	rill_st32(p + 4, event_count);
 	size_t given = strlen(topic) < topic_bytes ? strlen(topic) : topic_bytes;
 	memcpy(p + 8, topic, given);
 	memset(p + 8 + given, 'x', topic_bytes - given);
@@ -429,8 +349,7 @@ static int bad_teardown(void **state);
 static int bad_setup(void **state)
 {
 	test_rng_init(&env.rng, 41);
-	snprintf(env.dir, sizeof(env.dir), "/tmp/rill-server-bad-XXXXXX");
-	assert_non_null(mkdtemp(env.dir));
+	assert_int_equal(test_dir_make(env.dir, sizeof(env.dir), "server-bad"), 0);
 	struct rill_engine_config cfg;
 	rill_engine_config_default(&cfg);
 	cfg.data_dir = env.dir;
@@ -457,15 +376,7 @@ static int bad_setup(void **state)
 	sc.frame_bytes_max = BAD_FRAME_BYTES_MAX;
 	sc.handshake_timeout_ns = BAD_HANDSHAKE_NS;
 	sc.connections_max = BAD_CONNECTIONS_MAX;
-	rc = rill_server_start(&env.server, env.engine, &sc, &err);
-	if (rc != 0 && strstr(err.message, "io_uring") != NULL) {
-		/* The kernel lacks io_uring (or its provided buffer rings): nothing to test. */
-		fprintf(stderr, "skipped: the server cannot run on this kernel: %s\n", err.message);
-		bad_teardown(state);
-		exit(77);
-	}
-	if (rc != 0)
-		fail_msg("server start: %s: %s", rill_strerror(rc), err.message);
+	test_server_start(&env.server, env.engine, &sc, bad_teardown, state);
 	env.port = rill_server_port(env.server);
 	assert_true(env.port != 0);
 	return 0;
@@ -478,9 +389,7 @@ static int bad_teardown(void **state)
 		rill_server_stop(env.server, BAD_WAIT_NS);
 	if (env.engine != NULL)
 		rill_engine_close(env.engine);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", env.dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return test_dir_remove(env.dir) == 0 ? 0 : -1;
 }
 
 /* ---- The handshake -------------------------------------------------------------------- */
@@ -508,7 +417,7 @@ static void test_hello_bad(void **state)
 	uint64_t id = bad_id();
 	struct rill_wire_hello h = {.version_min = 1, .version_max = 1};
 	int n = rill_wire_hello_encode(buf, sizeof(buf), id, &h);
-	st32(buf + RILL_WIRE_HEADER_BYTES, 0x50545448u); /* "HTTP" */
+	rill_st32(buf + RILL_WIRE_HEADER_BYTES, 0x50545448u); /* "HTTP" */
 	bad_case("HELLO with a bad magic", false, buf, (size_t)n, RILL_E_WIRE_MAGIC, id);
 
 	id = bad_id();
@@ -520,19 +429,19 @@ static void test_hello_bad(void **state)
 	id = bad_id();
 	h = (struct rill_wire_hello){.version_min = 1, .version_max = 1};
 	n = rill_wire_hello_encode(buf, sizeof(buf), id, &h);
-	st16(buf + RILL_WIRE_HEADER_BYTES + 4, 0); /* version_min 0: never spoken */
+	rill_st16(buf + RILL_WIRE_HEADER_BYTES + 4, 0); /* version_min 0: never spoken */
 	bad_case("HELLO with version_min 0", false, buf, (size_t)n, RILL_E_WIRE_VALUE, id);
 
 	id = bad_id();
 	n = rill_wire_hello_encode(buf, sizeof(buf), id, &h);
-	st32(buf + RILL_WIRE_HEADER_BYTES + 8, 1); /* flags */
+	rill_st32(buf + RILL_WIRE_HEADER_BYTES + 8, 1); /* flags */
 	bad_case("HELLO with flags set", false, buf, (size_t)n, RILL_E_WIRE_RESERVED, id);
 
 	id = bad_id();
 	raw_header(buf, 8, RILL_WIRE_HELLO, 0, id); /* half a HELLO body */
-	st32(buf + RILL_WIRE_HEADER_BYTES, RILL_WIRE_MAGIC);
-	st16(buf + RILL_WIRE_HEADER_BYTES + 4, 1);
-	st16(buf + RILL_WIRE_HEADER_BYTES + 6, 1);
+	rill_st32(buf + RILL_WIRE_HEADER_BYTES, RILL_WIRE_MAGIC);
+	rill_st16(buf + RILL_WIRE_HEADER_BYTES + 4, 1);
+	rill_st16(buf + RILL_WIRE_HEADER_BYTES + 6, 1);
 	bad_case("HELLO of 8 bytes", false, buf, RILL_WIRE_HEADER_BYTES + 8, RILL_E_WIRE_TRUNCATED,
 		 id);
 }
@@ -587,9 +496,9 @@ static void test_body_over_limit(void **state)
 		char what[96];
 		snprintf(what, sizeof(what), "a PRODUCE header announcing a %u-byte body",
 			 sizes[i]);
-		uint64_t start = bad_now_ns();
+		uint64_t start = rill_clock_now_ns();
 		bad_case(what, true, buf, sizeof(buf), RILL_E_WIRE_TOO_LARGE, BAD_ANY_ID);
-		assert_true(bad_now_ns() - start < BAD_WAIT_NS);
+		assert_true(rill_clock_now_ns() - start < BAD_WAIT_NS);
 	}
 	uint8_t buf[RILL_WIRE_HEADER_BYTES];
 	raw_header(buf, BAD_FRAME_BYTES_MAX + 1, RILL_WIRE_HELLO, 0, bad_id());
@@ -632,7 +541,7 @@ static void test_produce_truncated(void **state)
 
 	id = bad_id(); /* topic_bytes 50, 10 bytes of body after the fixed part */
 	size_t len = raw_produce(frame, sizeof(frame), id, 2, BAD_TOPIC, 50, 1, NULL, 0);
-	st32(frame, RILL_WIRE_PRODUCE_BYTES_MIN + 10);
+	rill_st32(frame, RILL_WIRE_PRODUCE_BYTES_MIN + 10);
 	bad_case("a PRODUCE whose topic runs past the body", true, frame,
 		 RILL_WIRE_HEADER_BYTES + RILL_WIRE_PRODUCE_BYTES_MIN + 10, RILL_E_WIRE_TRUNCATED,
 		 id);
@@ -652,7 +561,7 @@ static void test_produce_truncated(void **state)
 	id = bad_id(); /* a record whose length field says 1 GiB */
 	uint8_t big[256];
 	memcpy(big, rec, n);
-	st32(big, 1u << 30);
+	rill_st32(big, 1u << 30);
 	len = raw_produce(frame, sizeof(frame), id, 2, BAD_TOPIC, strlen(BAD_TOPIC), 1, big, n);
 	bad_case("a PRODUCE whose record says 1 GiB", true, frame, len, BAD_ANY_CODE, id);
 
@@ -660,7 +569,7 @@ static void test_produce_truncated(void **state)
 	uint8_t two[512];
 	memcpy(two, rec, n);
 	memcpy(two + n, rec, n);
-	st32(two + n, n + 64);
+	rill_st32(two + n, n + 64);
 	len = raw_produce(frame, sizeof(frame), id, 2, BAD_TOPIC, strlen(BAD_TOPIC), 2, two, 2 * n);
 	bad_case("a PRODUCE whose second record's length runs past the body", true, frame, len,
 		 BAD_ANY_CODE, id);
@@ -718,7 +627,7 @@ static void test_produce_bad_record(void **state)
 	memcpy(bad, rec, n);
 	bad[8] = 9; /* an unknown record version, CRC made right */
 	uint32_t crc = rill_crc32c(bad + 8, n - 8);
-	st32(bad + 4, crc);
+	rill_st32(bad + 4, crc);
 	id = bad_id();
 	len = raw_produce(frame, sizeof(frame), id, 2, BAD_TOPIC, strlen(BAD_TOPIC), 1, bad, n);
 	bad_case("a PRODUCE with a record of version 9", true, frame, len, RILL_E_RECORD_VERSION,
@@ -824,9 +733,9 @@ static void test_admin_bad_op(void **state)
 		uint8_t buf[64];
 		uint64_t id = bad_id();
 		raw_header(buf, RILL_WIRE_ADMIN_BYTES_MIN + 2, RILL_WIRE_ADMIN, 0, id);
-		st16(buf + RILL_WIRE_HEADER_BYTES, ops[i]);
-		st16(buf + RILL_WIRE_HEADER_BYTES + 2, 0);
-		st32(buf + RILL_WIRE_HEADER_BYTES + 4, 2);
+		rill_st16(buf + RILL_WIRE_HEADER_BYTES, ops[i]);
+		rill_st16(buf + RILL_WIRE_HEADER_BYTES + 2, 0);
+		rill_st32(buf + RILL_WIRE_HEADER_BYTES + 4, 2);
 		memcpy(buf + RILL_WIRE_HEADER_BYTES + RILL_WIRE_ADMIN_BYTES_MIN, "{}", 2);
 		char what[64];
 		snprintf(what, sizeof(what), "an ADMIN with op %u", ops[i]);
@@ -875,7 +784,7 @@ static void test_random_garbage(void **state)
 		int fd = conn_open();
 		if (kind != 0)
 			hello(fd);
-		send_all(fd, buf, n);
+		raw_send_all(fd, buf, n);
 		if (kind != 2) {
 			expect_fatal(fd, BAD_ANY_CODE, BAD_ANY_ID, what);
 		} else {
@@ -883,7 +792,7 @@ static void test_random_garbage(void **state)
 			 * ERROR must be followed by the close. */
 			int rc = frame_recv(fd, &h);
 			if (rc != 1)
-				fail_msg("%s: no answer: %s", what, recv_outcome(rc));
+				fail_msg("%s: no answer: %s", what, raw_recv_outcome(rc));
 			struct rill_wire_error e;
 			if (h.type == RILL_WIRE_ERROR &&
 			    rill_wire_error_decode(rx_body, h.body_bytes, &e) == 0 &&
@@ -911,7 +820,7 @@ static void test_pipelined_then_bad(void **state)
 	raw_header(buf + at, 0, RILL_WIRE_PING, 4, bad);
 	at += RILL_WIRE_HEADER_BYTES;
 	int fd = conn_open();
-	send_all(fd, buf, (size_t)at);
+	raw_send_all(fd, buf, (size_t)at);
 	struct rill_wire_header hdr;
 	expect_frame(fd, RILL_WIRE_HELLO_OK, hello_id, &hdr, "pipelined HELLO");
 	expect_frame(fd, RILL_WIRE_PONG, ping1, &hdr, "pipelined PING 1");
@@ -925,7 +834,7 @@ static void test_pipelined_then_bad(void **state)
 static void send_pieces(int fd, const uint8_t *bytes, size_t n, size_t piece)
 {
 	for (size_t at = 0; at < n; at += piece) {
-		send_all(fd, bytes + at, n - at < piece ? n - at : piece);
+		raw_send_all(fd, bytes + at, n - at < piece ? n - at : piece);
 		usleep(2000);
 	}
 }
@@ -983,7 +892,7 @@ static void test_produce_then_bad(void **state)
 	x->optional = true; /* until its ACK says where */
 	int fd = conn_open();
 	hello(fd);
-	send_all(fd, buf, len);
+	raw_send_all(fd, buf, len);
 	struct rill_wire_header hdr;
 	int rc = frame_recv(fd, &hdr);
 	if (rc == 1 && hdr.type == RILL_WIRE_ACK && hdr.request_id == id) {
@@ -1001,7 +910,7 @@ static void test_produce_then_bad(void **state)
 	}
 	if (rc != 1)
 		fail_msg("a PRODUCE then a bad header: expected a fatal ERROR, got: %s",
-			 recv_outcome(rc));
+			 raw_recv_outcome(rc));
 	struct rill_wire_error e;
 	if (hdr.type != RILL_WIRE_ERROR ||
 	    rill_wire_error_decode(rx_body, hdr.body_bytes, &e) != 0 ||
@@ -1015,7 +924,7 @@ static void test_produce_then_bad(void **state)
 			 rill_wire_type_name(hdr.type), (unsigned long long)hdr.request_id);
 	if (rc != 0)
 		fail_msg("a PRODUCE then a bad header: after the fatal ERROR: %s",
-			 recv_outcome(rc));
+			 raw_recv_outcome(rc));
 	conn_close(fd);
 	server_still_up("a PRODUCE then a bad header");
 }
@@ -1024,13 +933,13 @@ static void test_produce_then_bad(void **state)
 
 static void wait_connections(uint64_t count)
 {
-	uint64_t deadline = bad_now_ns() + BAD_WAIT_NS;
+	uint64_t deadline = rill_clock_now_ns() + BAD_WAIT_NS;
 	struct rill_server_stats st;
 	for (;;) {
 		rill_server_stats_get(env.server, &st);
 		if (st.connections == count)
 			return;
-		if (bad_now_ns() > deadline)
+		if (rill_clock_now_ns() > deadline)
 			fail_msg("the server holds %llu connections, expected %llu",
 				 (unsigned long long)st.connections, (unsigned long long)count);
 		usleep(10000);
@@ -1042,16 +951,17 @@ static void test_handshake_timeout(void **state)
 	(void)state;
 	wait_connections(0);
 	int fd = conn_open();
-	uint64_t start = bad_now_ns();
+	uint64_t start = rill_clock_now_ns();
 	struct rill_wire_header h;
 	int rc = frame_recv(fd, &h); /* nothing, or a fatal ERROR, then the close */
 	if (rc == 1) {
 		assert_int_equal(h.type, RILL_WIRE_ERROR);
 		expect_closed(fd, "a connection silent past the handshake timeout");
 	} else if (rc != 0) {
-		fail_msg("a connection silent past the handshake timeout: %s", recv_outcome(rc));
+		fail_msg("a connection silent past the handshake timeout: %s",
+			 raw_recv_outcome(rc));
 	}
-	uint64_t waited = bad_now_ns() - start;
+	uint64_t waited = rill_clock_now_ns() - start;
 	if (waited < BAD_HANDSHAKE_NS - BAD_HANDSHAKE_NS / 10 || waited > BAD_WAIT_NS)
 		fail_msg("closed after %llu ms, the handshake timeout is %llu ms",
 			 (unsigned long long)(waited / 1000000),
@@ -1061,16 +971,16 @@ static void test_handshake_timeout(void **state)
 	fd = conn_open();
 	uint8_t head[RILL_WIRE_HEADER_BYTES];
 	raw_header(head, RILL_WIRE_HELLO_BYTES, RILL_WIRE_HELLO, 0, bad_id());
-	send_all(fd, head, sizeof(head));
-	start = bad_now_ns();
+	raw_send_all(fd, head, sizeof(head));
+	start = rill_clock_now_ns();
 	rc = frame_recv(fd, &h);
 	if (rc == 1) {
 		assert_int_equal(h.type, RILL_WIRE_ERROR);
 		expect_closed(fd, "a HELLO whose body never comes");
 	} else if (rc != 0) {
-		fail_msg("a HELLO whose body never comes: %s", recv_outcome(rc));
+		fail_msg("a HELLO whose body never comes: %s", raw_recv_outcome(rc));
 	}
-	assert_true(bad_now_ns() - start < BAD_WAIT_NS);
+	assert_true(rill_clock_now_ns() - start < BAD_WAIT_NS);
 	conn_close(fd);
 	/* One that said HELLO stays past it. */
 	fd = conn_open();
@@ -1095,9 +1005,9 @@ static void test_connections_max(void **state)
 	wait_connections(BAD_CONNECTIONS_MAX);
 	for (uint32_t i = 0; i < 3; i++) { /* refused at once, each */
 		int extra = conn_open();
-		uint64_t start = bad_now_ns();
+		uint64_t start = rill_clock_now_ns();
 		expect_closed(extra, "a connection past connections_max");
-		assert_true(bad_now_ns() - start < BAD_WAIT_NS);
+		assert_true(rill_clock_now_ns() - start < BAD_WAIT_NS);
 		conn_close(extra);
 	}
 	rill_server_stats_get(env.server, &after);
@@ -1121,7 +1031,7 @@ static void test_produce_unknown_topic(void **state)
 	size_t len = raw_produce(frame, sizeof(frame), id, 2, "nosuchtopic", 11, 1, rec, n);
 	int fd = conn_open();
 	hello(fd);
-	send_all(fd, frame, len);
+	raw_send_all(fd, frame, len);
 	struct rill_wire_header h;
 	expect_frame(fd, RILL_WIRE_ERROR, id, &h, "a PRODUCE to an unknown topic");
 	struct rill_wire_error e;
@@ -1154,7 +1064,7 @@ static void test_produce_unregistered_type(void **state)
 		raw_produce(frame, sizeof(frame), id, 2, BAD_TOPIC, strlen(BAD_TOPIC), 4, recs, at);
 	int fd = conn_open();
 	hello(fd);
-	send_all(fd, frame, len);
+	raw_send_all(fd, frame, len);
 	struct rill_wire_ack_entry acks[4];
 	ack_read(fd, id, acks, 4, "a PRODUCE with unregistered types");
 	for (uint32_t i = 0; i < 4; i++) {
@@ -1191,7 +1101,7 @@ static void test_produce_valid(void **state)
 				 recs, at);
 	int fd = conn_open();
 	hello(fd);
-	send_all(fd, frame, len);
+	raw_send_all(fd, frame, len);
 	struct rill_wire_ack_entry acks[COUNT];
 	ack_read(fd, id, acks, COUNT, "a valid PRODUCE");
 	for (uint32_t i = 0; i < COUNT; i++) {
@@ -1211,7 +1121,7 @@ static void test_produce_valid(void **state)
 	id = bad_id();
 	len = raw_produce(frame, sizeof(frame), id, 2, BAD_TOPIC, strlen(BAD_TOPIC), 2, recs,
 			  at + second);
-	send_all(fd, frame, len);
+	raw_send_all(fd, frame, len);
 	ack_read(fd, id, first, 2, "an idempotent producer's PRODUCE");
 	for (uint32_t i = 0; i < 2; i++) {
 		if (first[i].error != 0 || (first[i].flags & RILL_WIRE_ACK_F_DUPLICATE))
@@ -1222,7 +1132,7 @@ static void test_produce_valid(void **state)
 	id = bad_id();
 	len = raw_produce(frame, sizeof(frame), id, 2, BAD_TOPIC, strlen(BAD_TOPIC), 1, recs + at,
 			  second);
-	send_all(fd, frame, len);
+	raw_send_all(fd, frame, len);
 	ack_read(fd, id, retry, 1, "an idempotent producer's retry");
 	if (retry[0].error != 0 || !(retry[0].flags & RILL_WIRE_ACK_F_DUPLICATE) ||
 	    retry[0].partition != first[1].partition || retry[0].offset != first[1].offset)
@@ -1275,13 +1185,9 @@ static void test_log_holds_only_valid_events(void **state)
 		char dir[256];
 		snprintf(dir, sizeof(dir), "%s/topics/%s/%u", env.dir, BAD_TOPIC, p);
 		struct rill_io *io;
-		assert_int_equal(rill_io_posix_create(&io), 0);
-		struct rill_log_config c;
-		rill_log_config_default(&c);
-		c.read_only = true;
 		struct rill_log *log;
-		struct rill_log_recovery report = {0};
-		int rc = rill_log_open(&log, io, dir, &c, &report);
+		struct rill_log_recovery report;
+		int rc = test_log_open_read_only(dir, &io, &log, &report);
 		if (rc != 0 || report.truncated_bytes != 0)
 			fail_msg("partition %u after a clean close: %s, %llu bytes to cut (%s)", p,
 				 rill_strerror(rc), (unsigned long long)report.truncated_bytes,

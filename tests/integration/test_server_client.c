@@ -39,10 +39,14 @@
 
 #include <jansson.h>
 
+#include "base/clock.h"
 #include "rill/client.h"
 #include "rill/rill.h"
 #include "rill/schema.h"
 #include "rill/server.h"
+#include "tests/common/client_admin.h"
+#include "tests/common/server_start.h"
+#include "tests/common/test_dir.h"
 
 #define SC_SHARDS            2u
 #define SC_PARTITIONS        4u
@@ -56,6 +60,7 @@
 #define SC_BATCH_MAX         64u
 #define SC_LOG_MAX           4096u                 /* model events per partition */
 #define SC_WAIT_NS           (10ull * 1000000000u) /* "at once", on a loaded machine */
+#define SC_WALL_SLACK_NS     (60ull * 1000000000u) /* stamps: see sc_expect_event */
 #define SC_DRAIN_NS          (5ull * 1000000000u)
 #define SC_QUIET_NS          (100ull * 1000000u)
 #define SC_PIPE_REQUESTS     64u
@@ -110,20 +115,6 @@ static struct {
 } env;
 
 /* ---- Small pieces --------------------------------------------------------------------- */
-
-static uint64_t sc_now_ns(void)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
-static uint64_t sc_wall_ns(void)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
 
 static void sc_sku(int64_t amount, char *sku)
 {
@@ -259,7 +250,7 @@ static struct sc_fold sc_fold(const char *key, uint64_t upto)
 /* Every partition's next offset must reach the model's (and be durable, if asked). */
 static void sc_wait_written(bool durable, const char *what)
 {
-	uint64_t deadline = sc_now_ns() + SC_WAIT_NS;
+	uint64_t deadline = rill_clock_now_ns() + SC_WAIT_NS;
 	for (uint32_t p = 0; p < SC_PARTITIONS; p++) {
 		struct rill_partition_info info;
 		for (;;) {
@@ -274,7 +265,7 @@ static void sc_wait_written(bool durable, const char *what)
 			if (info.next_offset == env.next[p] &&
 			    (!durable || info.durable_offset == info.next_offset))
 				break;
-			if (sc_now_ns() > deadline)
+			if (rill_clock_now_ns() > deadline)
 				fail_msg("%s: partition %u: next offset %llu, durable %llu after "
 					 "%llu s; the model %llu",
 					 what, p, (unsigned long long)info.next_offset,
@@ -326,17 +317,14 @@ static int sc_teardown(void **state)
 	if (env.engine != NULL)
 		rill_engine_close(env.engine);
 	env.engine = NULL;
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", env.dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return test_dir_remove(env.dir) == 0 ? 0 : -1;
 }
 
 static int sc_setup(void **state)
 {
 	test_rng_init(&env.rng, 43);
-	env.wall_start_ns = sc_wall_ns();
-	snprintf(env.dir, sizeof(env.dir), "/tmp/rill-server-client-XXXXXX");
-	assert_non_null(mkdtemp(env.dir));
+	env.wall_start_ns = rill_clock_wall_ns();
+	assert_int_equal(test_dir_make(env.dir, sizeof(env.dir), "server-client"), 0);
 	struct rill_engine_config cfg = sc_engine_config();
 	struct rill_error_text err = {{0}};
 	int rc = rill_engine_open(&env.engine, &cfg, &err);
@@ -345,15 +333,7 @@ static int sc_setup(void **state)
 	struct rill_server_config sc;
 	rill_server_config_default(&sc);
 	sc.listen = "127.0.0.1:0";
-	rc = rill_server_start(&env.server, env.engine, &sc, &err);
-	if (rc != 0 && strstr(err.message, "io_uring") != NULL) {
-		/* The kernel lacks io_uring (or its provided buffer rings): nothing to test. */
-		fprintf(stderr, "skipped: the server cannot run on this kernel: %s\n", err.message);
-		sc_teardown(state);
-		exit(77);
-	}
-	if (rc != 0)
-		fail_msg("server start: %s: %s", rill_strerror(rc), err.message);
+	test_server_start(&env.server, env.engine, &sc, sc_teardown, state);
 	assert_true(rill_server_port(env.server) != 0);
 	snprintf(env.address, sizeof(env.address), "127.0.0.1:%u", rill_server_port(env.server));
 	return 0;
@@ -361,22 +341,10 @@ static int sc_setup(void **state)
 
 /* ---- 1. Connect and administer -------------------------------------------------------- */
 
-/* An ADMIN op that must succeed; its answer parsed. */
+/* An ADMIN op on the producer's connection that must succeed; its answer parsed. */
 static json_t *sc_admin(uint16_t op, const char *json, const char *what)
 {
-	char *answer = NULL;
-	struct rill_client_error err = {{0}};
-	int rc = rill_client_admin(env.producer, op, json, &answer, &err);
-	if (rc != 0)
-		fail_msg("%s: %d (%s): %s", what, rc, rill_strerror(rc), err.message);
-	assert_non_null(answer);
-	json_error_t jerr;
-	json_t *j = json_loads(answer, 0, &jerr);
-	if (!json_is_object(j))
-		fail_msg("%s: the answer is not a JSON object (%s): %s", what,
-			 j == NULL ? jerr.text : "another value", answer);
-	free(answer);
-	return j;
+	return client_admin_json(env.producer, op, json, what);
 }
 
 static void sc_expect_topic_json(json_t *j, const char *what)
@@ -825,9 +793,10 @@ static void sc_expect_event(const struct rill_client_event *ev, const struct sc_
 		fail_msg("%s: %u:%llu holds key %.*s, type %u version %u; sent key %s", what,
 			 ev->partition, (unsigned long long)ev->offset, (int)r->key_bytes,
 			 (const char *)r->key, r->type_id, r->schema_version, e->key);
-	/* Sent with timestamp 0: the server stamped them on arrival. */
-	uint64_t wall = sc_wall_ns();
-	if (r->timestamp_ns < env.wall_start_ns || r->timestamp_ns > wall)
+	/* Sent with timestamp 0: the server stamped them when it published them. The window
+	 * has SC_WALL_SLACK_NS each side, for a wall clock stepped during the test. */
+	uint64_t wall = rill_clock_wall_ns() + SC_WALL_SLACK_NS;
+	if (r->timestamp_ns + SC_WALL_SLACK_NS < env.wall_start_ns || r->timestamp_ns > wall)
 		fail_msg("%s: %u:%llu stamped %llu, outside the test's %llu .. %llu", what,
 			 ev->partition, (unsigned long long)ev->offset,
 			 (unsigned long long)r->timestamp_ns, (unsigned long long)env.wall_start_ns,
@@ -1100,9 +1069,9 @@ static void *sc_stop_main(void *arg)
 	struct sc_batch *b = calloc(1, sizeof(*b));
 	struct rill_client_ack *acks = calloc(SC_BATCH_MAX, sizeof(*acks));
 	struct rill_client_error err = {{0}};
-	uint64_t deadline = sc_now_ns() + SC_STOP_RUN_NS;
+	uint64_t deadline = rill_clock_now_ns() + SC_STOP_RUN_NS;
 	int rc = b != NULL && acks != NULL ? 0 : -ENOMEM;
-	while (rc == 0 && sc_now_ns() < deadline) {
+	while (rc == 0 && rill_clock_now_ns() < deadline) {
 		rc = sc_stop_send_some(s, b, &err);
 		if (rc != 0)
 			break;

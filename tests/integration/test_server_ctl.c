@@ -53,14 +53,10 @@
  */
 #include "tests/common/test_util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -72,6 +68,10 @@
 #include "rill/rill.h"
 #include "rill/schema.h"
 #include "rill/server.h"
+#include "tests/common/client_admin.h"
+#include "tests/common/raw_socket.h"
+#include "tests/common/server_start.h"
+#include "tests/common/test_dir.h"
 
 #define CTL_TYPE            "Paid"
 #define CTL_ONE             "one" /* 1 partition */
@@ -291,25 +291,6 @@ static void ctl_produce(struct rill_client *c, const char *topic, const char *ke
 			 ack->partition, (unsigned long long)ack->offset);
 }
 
-/* An ADMIN op that must succeed: its answer, parsed. */
-static json_t *ctl_admin(struct rill_client *c, uint16_t op, const char *json, const char *what)
-{
-	char *answer = NULL;
-	struct rill_client_error err = {{0}};
-	int rc = rill_client_admin(c, op, json, &answer, &err);
-	if (rc != 0)
-		fail_msg("%s: ADMIN %u %s: %d (%s): %s", what, op, json, rc, rill_strerror(rc),
-			 err.message);
-	assert_non_null(answer);
-	json_error_t jerr;
-	json_t *j = json_loads(answer, 0, &jerr);
-	if (!json_is_object(j))
-		fail_msg("%s: the answer is not a JSON object (%s): %s", what,
-			 j == NULL ? jerr.text : "another value", answer);
-	free(answer);
-	return j;
-}
-
 static void ctl_expect_topic(json_t *j, const char *name, int64_t partitions, const char *what)
 {
 	const char *got = json_string_value(json_object_get(j, "name"));
@@ -471,16 +452,7 @@ static void ctl_engine_close(const char *what)
 
 static int ctl_raw_connect(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	struct timeval tv = {.tv_sec = (time_t)(CTL_WAIT_NS / CTL_NS_PER_S)};
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-				 .sin_port = htons(rill_server_port(env.server))};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-		fail_msg("raw connect to %s: %s", env.address, strerror(errno));
+	int fd = raw_connect(rill_server_port(env.server), (uint32_t)(CTL_WAIT_NS / CTL_NS_PER_MS));
 	assert_int_equal(env.raw_fd, -1); /* one at a time */
 	env.raw_fd = fd;
 	return fd;
@@ -492,50 +464,14 @@ static void ctl_raw_close(void)
 	env.raw_fd = -1;
 }
 
-static void ctl_raw_send(int fd, const void *buf, size_t bytes)
-{
-	const uint8_t *p = buf;
-	while (bytes > 0) {
-		ssize_t n = send(fd, p, bytes, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			fail_msg("raw send: %s", n < 0 ? strerror(errno) : "nothing sent");
-		p += n;
-		bytes -= (size_t)n;
-	}
-}
-
-static void ctl_raw_recv(int fd, void *buf, size_t bytes, const char *what)
-{
-	uint8_t *p = buf;
-	while (bytes > 0) {
-		ssize_t n = recv(fd, p, bytes, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n == 0)
-			fail_msg("%s: the server closed the connection", what);
-		if (n < 0)
-			fail_msg("%s: %s", what,
-				 errno == EAGAIN ? "no answer within 10 s" : strerror(errno));
-		p += n;
-		bytes -= (size_t)n;
-	}
-}
-
 /* The next frame must be of @type and answer @request_id; its body is in raw_body. */
 static struct rill_wire_header ctl_raw_expect(int fd, uint16_t type, uint64_t request_id,
 					      const char *what)
 {
-	uint8_t head[RILL_WIRE_HEADER_BYTES];
 	struct rill_wire_header h;
-	ctl_raw_recv(fd, head, sizeof(head), what);
-	int rc = rill_wire_header_decode(head, sizeof(head), RILL_WIRE_FRAME_BYTES_MAX, &h);
-	if (rc != 0)
-		fail_msg("%s: a bad header from the server: %s", what, rill_strerror(rc));
-	if (h.body_bytes > sizeof(raw_body))
-		fail_msg("%s: a %u-byte body", what, h.body_bytes);
-	ctl_raw_recv(fd, raw_body, h.body_bytes, what);
+	int rc = raw_frame_recv(fd, &h, raw_body, sizeof(raw_body), what);
+	if (rc != 1)
+		fail_msg("%s: %s", what, raw_recv_outcome(rc));
 	if (h.type != type || h.request_id != request_id) {
 		struct rill_wire_error e = {0};
 		bool error = h.type == RILL_WIRE_ERROR &&
@@ -570,9 +506,7 @@ static int ctl_teardown(void **state)
 	if (env.engine != NULL && (rc = rill_engine_close(env.engine)) != 0)
 		fprintf(stderr, "teardown: rill_engine_close: %d (%s)\n", rc, rill_strerror(rc));
 	env.engine = NULL;
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", env.dir);
-	return system(cmd) == 0 && rc == 0 ? 0 : -1;
+	return test_dir_remove(env.dir) == 0 && rc == 0 ? 0 : -1;
 }
 
 static void ctl_make_topics(void)
@@ -621,11 +555,9 @@ static int ctl_setup(void **state)
 	memset(&env, 0, sizeof(env));
 	env.raw_fd = -1;
 	env.next_id = 1;
-	snprintf(env.dir, sizeof(env.dir), "/tmp/rill-server-ctl-XXXXXX");
-	assert_non_null(mkdtemp(env.dir));
+	assert_int_equal(test_dir_make(env.dir, sizeof(env.dir), "server-ctl"), 0);
 	ctl_engine_open("setup");
 	ctl_make_topics();
-	struct rill_error_text err = {{0}};
 	struct rill_server_config sc;
 	rill_server_config_default(&sc);
 	sc.listen = "127.0.0.1:0";
@@ -633,15 +565,7 @@ static int ctl_setup(void **state)
 	/* Test 1: a worker blocked by a query shows as the query going stale, not as B's
 	 * handshake timing out first. */
 	sc.handshake_timeout_ns = CTL_CLIENT_TIMEOUT;
-	int rc = rill_server_start(&env.server, env.engine, &sc, &err);
-	if (rc != 0 && strstr(err.message, "io_uring") != NULL) {
-		/* The kernel lacks io_uring (or its provided buffer rings): nothing to test. */
-		fprintf(stderr, "skipped: the server cannot run on this kernel: %s\n", err.message);
-		ctl_teardown(state);
-		exit(77);
-	}
-	if (rc != 0)
-		fail_msg("server start: %s: %s", rill_strerror(rc), err.message);
+	test_server_start(&env.server, env.engine, &sc, ctl_teardown, state);
 	snprintf(env.address, sizeof(env.address), "127.0.0.1:%u", rill_server_port(env.server));
 	return 0;
 }
@@ -745,12 +669,12 @@ static void test_query_wait_frees_control_thread(void **state)
 	ctl_expect_waiting(&c, "C", "before B connected");
 
 	struct rill_client *b = ctl_connect("client B, while A's and C's queries wait");
-	ctl_expect_stat(ctl_admin(b, RILL_ADMIN_STAT, "{}", "B's STAT while queries wait"),
+	ctl_expect_stat(client_admin_json(b, RILL_ADMIN_STAT, "{}", "B's STAT while queries wait"),
 			"B's STAT while queries wait");
 	ctl_expect_query_error(b, CTL_ONE_SUM, "k-other", NULL, -ENOENT,
 			       "B's query while others wait");
-	ctl_expect_topic(ctl_admin(b, RILL_ADMIN_TOPIC_INFO, "{\"name\":\"" CTL_ONE "\"}",
-				   "B's TOPIC_INFO while queries wait"),
+	ctl_expect_topic(client_admin_json(b, RILL_ADMIN_TOPIC_INFO, "{\"name\":\"" CTL_ONE "\"}",
+					   "B's TOPIC_INFO while queries wait"),
 			 CTL_ONE, 1, "B's TOPIC_INFO while queries wait");
 	ctl_expect_waiting(&a, "A", "while B's control jobs were answered");
 	ctl_expect_waiting(&c, "C", "while B's control jobs were answered");
@@ -794,7 +718,8 @@ static void test_many_query_waits_do_not_delay_admin(void **state)
 	ctl_wait_frames(frames + 2 * CTL_WAITERS, NULL, "the waiting clients' HELLO and QUERY");
 
 	struct rill_client *b = ctl_connect("client B, while the queries wait");
-	json_t *stat = ctl_admin(b, RILL_ADMIN_STAT, "{}", "B's STAT while the queries wait");
+	json_t *stat =
+		client_admin_json(b, RILL_ADMIN_STAT, "{}", "B's STAT while the queries wait");
 	pthread_mutex_lock(&returned.lock);
 	uint32_t early = returned.count;
 	pthread_mutex_unlock(&returned.lock);
@@ -827,15 +752,15 @@ static void test_many_query_waits_do_not_delay_admin(void **state)
 /* Topic "admin" and its sum projection, made through the control thread. */
 static void ctl_admin_make(struct rill_client *c)
 {
-	json_t *j = ctl_admin(c, RILL_ADMIN_TOPIC_CREATE,
-			      "{\"name\":\"admin\",\"partitions\":1,\"durability\":\"group\"}",
-			      "TOPIC_CREATE");
+	json_t *j = client_admin_json(
+		c, RILL_ADMIN_TOPIC_CREATE,
+		"{\"name\":\"admin\",\"partitions\":1,\"durability\":\"group\"}", "TOPIC_CREATE");
 	ctl_expect_topic(j, "admin", 1, "TOPIC_CREATE");
 	assert_non_null(rill_topic_find(env.engine, "admin"));
-	j = ctl_admin(c, RILL_ADMIN_PROJECTION_CREATE,
-		      "{\"name\":\"admin_total\",\"topic\":\"admin\",\"type\":\"" CTL_TYPE
-		      "\",\"kind\":\"sum\",\"field\":\"amount\"}",
-		      "PROJECTION_CREATE");
+	j = client_admin_json(c, RILL_ADMIN_PROJECTION_CREATE,
+			      "{\"name\":\"admin_total\",\"topic\":\"admin\",\"type\":\"" CTL_TYPE
+			      "\",\"kind\":\"sum\",\"field\":\"amount\"}",
+			      "PROJECTION_CREATE");
 	const char *name = json_string_value(json_object_get(j, "name"));
 	if (name == NULL || strcmp(name, "admin_total") != 0)
 		fail_msg("PROJECTION_CREATE: answered name %s", name != NULL ? name : "(none)");
@@ -860,9 +785,10 @@ static void test_admin_and_queries_in_a_row(void **state)
 	(void)state;
 	struct rill_client *c = ctl_connect("admin client");
 	ctl_admin_make(c);
-	ctl_expect_topic(ctl_admin(c, RILL_ADMIN_TOPIC_INFO, "{\"name\":\"admin\"}", "TOPIC_INFO"),
-			 "admin", 1, "TOPIC_INFO");
-	ctl_expect_stat(ctl_admin(c, RILL_ADMIN_STAT, "{}", "STAT"), "STAT");
+	ctl_expect_topic(
+		client_admin_json(c, RILL_ADMIN_TOPIC_INFO, "{\"name\":\"admin\"}", "TOPIC_INFO"),
+		"admin", 1, "TOPIC_INFO");
+	ctl_expect_stat(client_admin_json(c, RILL_ADMIN_STAT, "{}", "STAT"), "STAT");
 	ctl_expect_query_error(c, "admin_total", "k-none", NULL, -ENOENT, "a key with no value");
 	ctl_expect_query_error(c, "nosuch", "k-none", NULL, -ENOENT, "an unknown projection");
 	ctl_expect_admin_error(c, RILL_ADMIN_TOPIC_INFO, "{\"name\":\"nosuch\"}", -ENOENT,
@@ -887,11 +813,12 @@ static void test_admin_and_queries_in_a_row(void **state)
 						  .timeout_ms = CTL_TOKEN_WAIT_MS};
 		ctl_expect_value(c, "admin_total", "k-sum", &token, i + 1, sum, i, what);
 		ctl_expect_query_error(c, "admin_total", "k-none", NULL, -ENOENT, what);
-		ctl_expect_topic(ctl_admin(c, RILL_ADMIN_TOPIC_INFO, "{\"name\":\"admin\"}", what),
-				 "admin", 1, what);
+		ctl_expect_topic(
+			client_admin_json(c, RILL_ADMIN_TOPIC_INFO, "{\"name\":\"admin\"}", what),
+			"admin", 1, what);
 		ctl_ping(c, what);
 		if (i % 8 == 7)
-			ctl_expect_stat(ctl_admin(c, RILL_ADMIN_STAT, "{}", what), what);
+			ctl_expect_stat(client_admin_json(c, RILL_ADMIN_STAT, "{}", what), what);
 	}
 	ctl_expect_value(c, "admin_total", "k-sum", NULL, CTL_ROUNDS, sum, CTL_ROUNDS - 1,
 			 "after the rounds");
@@ -911,7 +838,7 @@ static void test_pipelined_answers_in_order(void **state)
 	struct rill_wire_hello hello = {.version_min = 1, .version_max = 1};
 	int n = rill_wire_hello_encode(buf, sizeof(buf), hello_id, &hello);
 	assert_true(n > 0);
-	ctl_raw_send(fd, buf, (size_t)n);
+	raw_send_all(fd, buf, (size_t)n);
 	ctl_raw_expect(fd, RILL_WIRE_HELLO_OK, hello_id, "HELLO");
 
 	/* One write: QUERY (waits CTL_STALE_MS for offset 0 of empty "one"), PING, ADMIN
@@ -945,7 +872,7 @@ static void test_pipelined_answers_in_order(void **state)
 	n = rill_wire_query_encode(buf + at, sizeof(buf) - at, none_id, &none);
 	assert_true(n > 0);
 	at += (size_t)n;
-	ctl_raw_send(fd, buf, at);
+	raw_send_all(fd, buf, at);
 
 	struct rill_wire_header h =
 		ctl_raw_expect(fd, RILL_WIRE_ERROR, stale_id, "the first QUERY");
@@ -971,7 +898,7 @@ static void test_pipelined_answers_in_order(void **state)
 	/* And the connection goes on. */
 	uint64_t last = env.next_id++;
 	n = rill_wire_empty_encode(buf, sizeof(buf), RILL_WIRE_PING, last);
-	ctl_raw_send(fd, buf, (size_t)n);
+	raw_send_all(fd, buf, (size_t)n);
 	ctl_raw_expect(fd, RILL_WIRE_PONG, last, "a PING after the pipelined answers");
 }
 
@@ -1138,7 +1065,7 @@ static void test_subscriber_gone_while_subscribing(void **state)
 		int m = rill_wire_subscribe_encode(buf + n, sizeof(buf) - (size_t)n, sub_id, &sub);
 		assert_true(m > 0);
 		int fd = ctl_raw_connect();
-		ctl_raw_send(fd, buf, (size_t)(n + m));
+		raw_send_all(fd, buf, (size_t)(n + m));
 		if (r % 2 == 1)
 			ctl_raw_expect(fd, RILL_WIRE_HELLO_OK, hello_id, "HELLO before going away");
 		ctl_raw_close();

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "base/bytes.h"
 #include "io/udp_ingress.h"
 #include "io/wire.h"
 #include "rill/rill.h"
@@ -75,21 +76,6 @@ static uint16_t get16be(const uint8_t *p)
 	return (uint16_t)(p[0] << 8 | p[1]);
 }
 
-static void put16le(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put32le(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put64le(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
 /* ---- Frames ----------------------------------------------------------------------------- */
 
 /* The frame a sender at @from sends to the ingress (rill_udp_frame_build sees it the other
@@ -138,25 +124,13 @@ static void expect_parsed(const uint8_t *frame, uint32_t n, uint32_t at, const v
 	assert_int_equal(p.local_port, from->local_port);
 }
 
-/* A heap copy of exactly @bytes (NULL for none): a read past the end is AddressSanitizer's
- * to see. Free with free(). */
-static uint8_t *exact(const void *src, uint32_t bytes)
-{
-	if (bytes == 0)
-		return NULL;
-	uint8_t *p = malloc(bytes);
-	assert_non_null(p);
-	memcpy(p, src, bytes);
-	return p;
-}
-
 /* Parse a heap copy of exactly @n bytes of @frame. */
 static int frame_parse(const uint8_t *frame, uint32_t n)
 {
 	const uint8_t *payload;
 	uint32_t bytes;
 	struct rill_udp_peer p;
-	uint8_t *copy = exact(frame, n);
+	uint8_t *copy = test_exact_copy(frame, n);
 	int rc = rill_udp_frame_ipv4(copy, n, RILL_UDP_PORT, &payload, &bytes, &p);
 	free(copy);
 	return rc;
@@ -345,8 +319,8 @@ static void stats_of(struct rill_udp_ingress *ing, struct rill_udp_stats *st)
 static void ing_settle(struct rill_udp_ingress *ing)
 {
 	struct rill_producer *p = rill_udp_ingress_producer(ing);
-	uint64_t deadline = ue_now_ns() + UE_WAIT_NS;
-	while (rill_producer_acks_owed(p) > 0 && ue_now_ns() < deadline) {
+	uint64_t deadline = rill_clock_now_ns() + UE_WAIT_NS;
+	while (rill_producer_acks_owed(p) > 0 && rill_clock_now_ns() < deadline) {
 		rill_udp_ingress_poll(ing);
 		ue_sleep_ns(200000);
 	}
@@ -404,9 +378,9 @@ static int ack_next(struct rill_udp_ingress *ing, const struct rill_udp_peer *to
  * any). */
 static void ack_wait(struct rill_udp_ingress *ing, const struct rill_udp_peer *from, uint64_t want)
 {
-	uint64_t deadline = ue_now_ns() + UE_WAIT_NS, last = 0, seq = 0;
+	uint64_t deadline = rill_clock_now_ns() + UE_WAIT_NS, last = 0, seq = 0;
 	bool any = false;
-	while (ue_now_ns() < deadline) {
+	while (rill_clock_now_ns() < deadline) {
 		rill_udp_ingress_poll(ing);
 		while (ack_next(ing, from, &seq) == 1) {
 			if (seq > want)
@@ -436,7 +410,7 @@ static int send_dgram(struct rill_udp_ingress *ing, const struct rill_udp_peer *
 {
 	static uint8_t buf[64u << 10];
 	uint32_t n = ue_datagram(&env, buf, sizeof(buf), topic, seq, count, first);
-	return rill_udp_ingress_datagram(ing, from, buf, n, ue_now_ns());
+	return rill_udp_ingress_datagram(ing, from, buf, n, rill_clock_now_ns());
 }
 
 /* Amounts: source s, sequence q, event i: unique over a test. */
@@ -512,8 +486,8 @@ static void expect_malformed(struct rill_udp_ingress *ing, const void *buf, uint
 {
 	struct rill_udp_stats before, after;
 	stats_of(ing, &before);
-	uint8_t *copy = exact(buf, bytes);
-	int rc = rill_udp_ingress_datagram(ing, &peer_bad, copy, bytes, ue_now_ns());
+	uint8_t *copy = test_exact_copy(buf, bytes);
+	int rc = rill_udp_ingress_datagram(ing, &peer_bad, copy, bytes, rill_clock_now_ns());
 	free(copy);
 	stats_of(ing, &after);
 	if (rc >= 0 || rc > RILL_E_RECORD_TRUNCATED || rc <= RILL_E_LAST)
@@ -571,7 +545,7 @@ static void test_malformed(void **state)
 	uint32_t counts[] = {2, 4, 0, UINT32_MAX};
 	for (uint32_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
 		memcpy(bad, good, n);
-		put32le(bad + body + 4, counts[i]);
+		rill_st32(bad + body + 4, counts[i]);
 		char what[64];
 		snprintf(what, sizeof(what), "event_count %u for 3 records", counts[i]);
 		expect_malformed(ing, bad, n, RILL_E_WIRE_COUNT, what);
@@ -583,7 +557,7 @@ static void test_malformed(void **state)
 			    RILL_WIRE_TYPE_LAST, 0xffff};
 	for (uint32_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		memcpy(bad, good, n);
-		put16le(bad + 4, types[i]);
+		rill_st16(bad + 4, types[i]);
 		char what[64];
 		snprintf(what, sizeof(what), "frame type %u", types[i]);
 		expect_malformed(ing, bad, n, RILL_E_WIRE_TYPE, what);
@@ -594,7 +568,7 @@ static void test_malformed(void **state)
 			 RILL_WIRE_HEADER_BYTES);
 	expect_malformed(ing, ping, sizeof(ping), RILL_E_WIRE_TYPE, "a PING datagram");
 	memcpy(bad, good, n);
-	put16le(bad + 6, 1);
+	rill_st16(bad + 6, 1);
 	expect_malformed(ing, bad, n, 0, "header flags set");
 
 	/* The header's body length other than the datagram's, both ways. */
@@ -603,11 +577,11 @@ static void test_malformed(void **state)
 	expect_malformed(ing, bad, n + 1, 0, "a byte after the frame");
 	memset(bad + n, 0, 64);
 	expect_malformed(ing, bad, n + 64, 0, "64 bytes after the frame");
-	put32le(bad, n - RILL_WIRE_HEADER_BYTES + 1);
+	rill_st32(bad, n - RILL_WIRE_HEADER_BYTES + 1);
 	expect_malformed(ing, bad, n, 0, "body_bytes one more than the datagram holds");
-	put32le(bad, n - RILL_WIRE_HEADER_BYTES - 1);
+	rill_st32(bad, n - RILL_WIRE_HEADER_BYTES - 1);
 	expect_malformed(ing, bad, n, 0, "body_bytes one less than the datagram holds");
-	put32le(bad, 0xffffffffu);
+	rill_st32(bad, 0xffffffffu);
 	expect_malformed(ing, bad, n, 0, "body_bytes 4 GiB");
 	/* A datagram of two frames: the second is not read as more events. */
 	memcpy(bad, good, n);
@@ -616,7 +590,7 @@ static void test_malformed(void **state)
 
 	/* request_id 0: sequences start at 1. */
 	memcpy(bad, good, n);
-	put64le(bad + 8, 0);
+	rill_st64(bad + 8, 0);
 	expect_malformed(ing, bad, n, 0, "request_id 0");
 
 	/* Fields of the PRODUCE body out of range. */
@@ -627,10 +601,10 @@ static void test_malformed(void **state)
 	bad[body + 1] = 1;
 	expect_malformed(ing, bad, n, 0, "the PRODUCE's reserved byte set");
 	memcpy(bad, good, n);
-	put16le(bad + body + 2, 0);
+	rill_st16(bad + body + 2, 0);
 	expect_malformed(ing, bad, n, 0, "topic_bytes 0");
 	memcpy(bad, good, n);
-	put16le(bad + body + 2, (uint16_t)(n - body));
+	rill_st16(bad + body + 2, (uint16_t)(n - body));
 	expect_malformed(ing, bad, n, 0, "topic_bytes past the body");
 
 	/* Every truncation, the empty datagram included, each with a header that agrees with
@@ -641,7 +615,7 @@ static void test_malformed(void **state)
 		memcpy(bad, good, len);
 		expect_malformed(ing, bad, len, 0, what);
 		if (len >= RILL_WIRE_HEADER_BYTES) {
-			put32le(bad, len - RILL_WIRE_HEADER_BYTES);
+			rill_st32(bad, len - RILL_WIRE_HEADER_BYTES);
 			snprintf(what, sizeof(what), "a frame of body %u cut at %u of %u bytes",
 				 len - RILL_WIRE_HEADER_BYTES, len, n);
 			expect_malformed(ing, bad, len, 0, what);
@@ -661,7 +635,7 @@ static void test_malformed(void **state)
 	expected_add(expected, &ne, amount_of(1, 2), 4);
 	/* The buffer the damage was done in still makes a valid datagram. */
 	uint32_t m = ue_datagram(&env, bad, sizeof(bad), UE_TOPIC, 3, 2, amount_of(1, 3));
-	assert_int_equal(rill_udp_ingress_datagram(ing, &peer_a, bad, m, ue_now_ns()), 2);
+	assert_int_equal(rill_udp_ingress_datagram(ing, &peer_a, bad, m, rill_clock_now_ns()), 2);
 	expected_add(expected, &ne, amount_of(1, 3), 2);
 	struct rill_udp_stats st;
 	stats_of(ing, &st);
@@ -968,14 +942,14 @@ static uint32_t unknown_type_dgram(uint8_t *buf, size_t cap, const char *topic, 
 static void refused_wait(struct rill_udp_ingress *ing, uint64_t refused)
 {
 	struct rill_udp_stats st;
-	uint64_t deadline = ue_now_ns() + UE_WAIT_NS;
+	uint64_t deadline = rill_clock_now_ns() + UE_WAIT_NS;
 	do {
 		rill_udp_ingress_poll(ing);
 		stats_of(ing, &st);
 		if (st.refused >= refused)
 			break;
 		ue_sleep_ns(200000);
-	} while (ue_now_ns() < deadline);
+	} while (rill_clock_now_ns() < deadline);
 	assert_int_equal(st.refused, refused);
 }
 
@@ -994,7 +968,7 @@ static void test_refused(void **state)
 	assert_int_equal(rill_udp_ingress_create(&ing, env.engine, true), 0);
 	assert_int_equal(send_dgram(ing, &peer_a, UE_TOPIC_DURABLE, 1, 1, amount_of(1, 1)), 1);
 	uint32_t n = unknown_type_dgram(buf, sizeof(buf), UE_TOPIC_DURABLE, 2, 3);
-	assert_int_equal(rill_udp_ingress_datagram(ing, &peer_a, buf, n, ue_now_ns()), 3);
+	assert_int_equal(rill_udp_ingress_datagram(ing, &peer_a, buf, n, rill_clock_now_ns()), 3);
 	assert_int_equal(send_dgram(ing, &peer_a, UE_TOPIC_DURABLE, 3, 2, amount_of(1, 3)), 2);
 	ack_wait(ing, &peer_a, 3);
 	refused_wait(ing, 3);
@@ -1002,7 +976,7 @@ static void test_refused(void **state)
 
 	assert_int_equal(rill_udp_ingress_create(&ing, env.engine, false), 0);
 	n = unknown_type_dgram(buf, sizeof(buf), UE_TOPIC_DURABLE, 1, 2);
-	assert_int_equal(rill_udp_ingress_datagram(ing, &peer_b, buf, n, ue_now_ns()), 2);
+	assert_int_equal(rill_udp_ingress_datagram(ing, &peer_b, buf, n, rill_clock_now_ns()), 2);
 	assert_int_equal(send_dgram(ing, &peer_b, UE_TOPIC_DURABLE, 2, 1, amount_of(2, 1)), 1);
 	refused_wait(ing, 2);
 	rill_udp_ingress_destroy(ing);

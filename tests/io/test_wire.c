@@ -14,7 +14,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/bytes.h"
 #include "io/wire.h"
+#include "tests/common/record_check.h"
 
 #define FRAME_LIMIT (1u << 20) /* the default frame limit a server announces */
 #define RECORDS_MAX 16u
@@ -22,26 +24,6 @@
 #define PAYLOAD_MAX 300u
 
 static uint8_t frame_buf[1u << 16];
-
-/* A heap copy of exactly @bytes, or NULL for none: any read past the end is caught. */
-static uint8_t *exact(const void *src, size_t bytes)
-{
-	if (bytes == 0)
-		return NULL;
-	uint8_t *p = malloc(bytes);
-	assert_non_null(p);
-	memcpy(p, src, bytes);
-	return p;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
 
 /* The rest of an iterator; 0 at a clean end, or the first error. */
 static int drain_ack(struct rill_wire_iter *it)
@@ -125,7 +107,7 @@ static int decode_full(uint16_t type, const uint8_t *body, uint32_t bytes)
 /* decode_full of a heap copy of exactly @bytes of @body. */
 static int decode_exact(uint16_t type, const uint8_t *body, uint32_t bytes)
 {
-	uint8_t *copy = exact(body, bytes);
+	uint8_t *copy = test_exact_copy(body, bytes);
 	int rc = decode_full(type, copy, bytes);
 	free(copy);
 	return rc;
@@ -205,11 +187,11 @@ static void test_header(void **state)
 	struct rill_wire_header h;
 	rill_wire_header_encode(buf, RILL_WIRE_PRODUCE, 0x0102030405060708ull, 1234);
 	for (size_t cut = 0; cut < sizeof(buf); cut++) {
-		uint8_t *part = exact(buf, cut);
+		uint8_t *part = test_exact_copy(buf, cut);
 		assert_int_equal(rill_wire_header_decode(part, cut, FRAME_LIMIT, &h), -EAGAIN);
 		free(part);
 	}
-	uint8_t *whole = exact(buf, sizeof(buf));
+	uint8_t *whole = test_exact_copy(buf, sizeof(buf));
 	assert_int_equal(rill_wire_header_decode(whole, sizeof(buf), FRAME_LIMIT, &h), 0);
 	free(whole);
 	assert_int_equal(h.type, RILL_WIRE_PRODUCE);
@@ -219,24 +201,24 @@ static void test_header(void **state)
 	assert_int_equal(rill_wire_header_decode(buf, sizeof(buf), 1234, &h), 0);
 	assert_int_equal(rill_wire_header_decode(buf, sizeof(buf), 1233, &h),
 			 RILL_E_WIRE_TOO_LARGE);
-	put32(buf, 0xffffffffu);
+	rill_st32(buf, 0xffffffffu);
 	assert_int_equal(rill_wire_header_decode(buf, sizeof(buf), FRAME_LIMIT, &h),
 			 RILL_E_WIRE_TOO_LARGE);
 	assert_int_equal(h.request_id, 0x0102030405060708ull); /* for the ERROR that answers */
-	put32(buf, 0);
+	rill_st32(buf, 0);
 	const uint16_t bad_types[] = {0, RILL_WIRE_TYPE_LAST, 0x100, 0xffff};
 	for (size_t i = 0; i < sizeof(bad_types) / sizeof(bad_types[0]); i++) {
-		put16(buf + 4, bad_types[i]);
+		rill_st16(buf + 4, bad_types[i]);
 		assert_int_equal(rill_wire_header_decode(buf, sizeof(buf), FRAME_LIMIT, &h),
 				 RILL_E_WIRE_TYPE);
 	}
-	put16(buf + 4, RILL_WIRE_PING);
+	rill_st16(buf + 4, RILL_WIRE_PING);
 	for (int bit = 0; bit < 16; bit++) {
-		put16(buf + 6, (uint16_t)(1u << bit));
+		rill_st16(buf + 6, (uint16_t)(1u << bit));
 		assert_int_equal(rill_wire_header_decode(buf, sizeof(buf), FRAME_LIMIT, &h),
 				 RILL_E_WIRE_RESERVED);
 	}
-	put16(buf + 6, 0);
+	rill_st16(buf + 6, 0);
 	assert_int_equal(rill_wire_header_decode(buf, sizeof(buf), FRAME_LIMIT, &h), 0);
 	/* Any alignment, and bytes after the header are not its business. */
 	uint8_t odd[RILL_WIRE_HEADER_BYTES + 3];
@@ -361,21 +343,6 @@ static void records_make(struct test_rng *rng, struct records *r, uint32_t count
 	}
 }
 
-static void assert_same_record(const struct rill_record *a, const struct rill_record *b)
-{
-	assert_int_equal(a->timestamp_ns, b->timestamp_ns);
-	assert_int_equal(a->producer_id, b->producer_id);
-	assert_int_equal(a->sequence, b->sequence);
-	assert_int_equal(a->correlation_id, b->correlation_id);
-	assert_int_equal(a->causation_id, b->causation_id);
-	assert_int_equal(a->type_id, b->type_id);
-	assert_int_equal(a->schema_version, b->schema_version);
-	assert_int_equal(a->key_bytes, b->key_bytes);
-	assert_int_equal(a->payload_bytes, b->payload_bytes);
-	assert_memory_equal(a->key, b->key, a->key_bytes);
-	assert_memory_equal(a->payload, b->payload, a->payload_bytes);
-}
-
 /* A PRODUCE of @r's records into frame_buf; the frame's length. */
 static int produce_build(struct records *r, uint8_t acks, const char *topic)
 {
@@ -407,7 +374,7 @@ static void test_produce_round_trip(void **state)
 		assert_int_equal(decode_frame(RILL_WIRE_PRODUCE, n), 0);
 
 		uint32_t bytes = (uint32_t)n - RILL_WIRE_HEADER_BYTES;
-		uint8_t *body = exact(frame_buf + RILL_WIRE_HEADER_BYTES, bytes);
+		uint8_t *body = test_exact_copy(frame_buf + RILL_WIRE_HEADER_BYTES, bytes);
 		struct rill_wire_produce p;
 		assert_int_equal(rill_wire_produce_decode(body, bytes, &p, NULL), 0);
 		assert_int_equal(p.acks, acks);
@@ -452,28 +419,28 @@ static void test_produce_malformed(void **state)
 	assert_int_equal(decode_with_byte(type, n, 0, 0xff), RILL_E_WIRE_VALUE);
 	assert_int_equal(decode_with_byte(type, n, 8 + 3, 0), RILL_E_WIRE_VALUE); /* NUL in topic */
 	uint8_t *b = frame_buf + RILL_WIRE_HEADER_BYTES;
-	put16(b + 2, 0);
+	rill_st16(b + 2, 0);
 	assert_int_equal(decode_exact(type, b, (uint32_t)n - 16), RILL_E_WIRE_VALUE);
-	put16(b + 2, RILL_WIRE_TOPIC_BYTES_MAX + 1);
+	rill_st16(b + 2, RILL_WIRE_TOPIC_BYTES_MAX + 1);
 	assert_int_equal(decode_exact(type, b, (uint32_t)n - 16), RILL_E_WIRE_VALUE);
-	put16(b + 2, 0xffff);
+	rill_st16(b + 2, 0xffff);
 	assert_int_equal(decode_exact(type, b, (uint32_t)n - 16), RILL_E_WIRE_VALUE);
-	put16(b + 2, 6);
+	rill_st16(b + 2, 6);
 
 	/* The count disagrees with the records, both ways, and is 0 or huge. */
 	const uint32_t counts[] = {0, 3, 5, 1, 0xffffffffu};
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
-		put32(b + 4, counts[i]);
+		rill_st32(b + 4, counts[i]);
 		assert_int_equal(decode_exact(type, b, (uint32_t)n - 16), RILL_E_WIRE_COUNT);
 	}
-	put32(b + 4, 4);
+	rill_st32(b + 4, 4);
 	assert_int_equal(decode_exact(type, b, (uint32_t)n - 16), 0);
 
 	/* A CRC broken in the third record: its own error and its index. */
 	for (uint32_t i = 0; i < 4; i++) {
 		uint8_t *payload_end = frame_buf + (i + 1 < 4 ? r.at[i + 1] : (uint32_t)n) - 1;
 		*payload_end ^= 0x40;
-		uint8_t *copy = exact(b, (uint32_t)n - 16);
+		uint8_t *copy = test_exact_copy(b, (uint32_t)n - 16);
 		struct rill_wire_produce p;
 		uint32_t bad_index = 12345;
 		assert_int_equal(rill_wire_produce_decode(copy, (uint32_t)n - 16, &p, &bad_index),
@@ -489,7 +456,7 @@ static void test_produce_malformed(void **state)
 	/* The last record cut: its own TRUNCATED, at its index. */
 	struct rill_wire_produce p;
 	uint32_t bad_index = 0;
-	uint8_t *cut = exact(b, (uint32_t)n - 17);
+	uint8_t *cut = test_exact_copy(b, (uint32_t)n - 17);
 	assert_int_equal(rill_wire_produce_decode(cut, (uint32_t)n - 17, &p, &bad_index),
 			 RILL_E_RECORD_TRUNCATED);
 	assert_int_equal(bad_index, 3);
@@ -551,7 +518,7 @@ static void test_ack_round_trip(void **state)
 		int n = ack_build(&rng, e, count);
 		assert_int_equal(decode_frame(RILL_WIRE_ACK, n), 0);
 		uint32_t bytes = (uint32_t)n - 16, got;
-		uint8_t *body = exact(frame_buf + 16, bytes);
+		uint8_t *body = test_exact_copy(frame_buf + 16, bytes);
 		struct rill_wire_iter it;
 		assert_int_equal(rill_wire_ack_decode(body, bytes, &got, &it), 0);
 		assert_int_equal(got, count);
@@ -598,26 +565,26 @@ static void test_ack_malformed(void **state)
 	/* The second entry's reason_bytes runs past the end, by one byte and by far. */
 	uint8_t *b = frame_buf + 16;
 	uint32_t bytes = (uint32_t)n - 16;
-	put16(b + e1 + 22, (uint16_t)(bytes - e1 - 24 + 1));
+	rill_st16(b + e1 + 22, (uint16_t)(bytes - e1 - 24 + 1));
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_TRUNCATED);
-	put16(b + e1 + 22, RILL_WIRE_REASON_BYTES_MAX);
+	rill_st16(b + e1 + 22, RILL_WIRE_REASON_BYTES_MAX);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_TRUNCATED);
-	put16(b + e1 + 22, RILL_WIRE_REASON_BYTES_MAX + 1);
+	rill_st16(b + e1 + 22, RILL_WIRE_REASON_BYTES_MAX + 1);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_VALUE);
-	put16(b + e1 + 22, 3);
+	rill_st16(b + e1 + 22, 3);
 	/* The count disagrees: fewer (bytes left over), more (the body ends first), huge. */
-	put32(b, 2);
+	rill_st32(b, 2);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_TRAILING);
-	put32(b, 4);
+	rill_st32(b, 4);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_TRUNCATED);
-	put32(b, 0xffffffffu);
+	rill_st32(b, 0xffffffffu);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_TRUNCATED);
-	put32(b, 0);
+	rill_st32(b, 0);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_TRAILING);
-	put32(b, 3);
+	rill_st32(b, 3);
 	assert_int_equal(decode_exact(type, b, bytes), 0);
 	/* An iterator stays on a bad entry: the same error again. */
-	put16(b + e1 + 20, 4);
+	rill_st16(b + e1 + 20, 4);
 	struct rill_wire_iter it;
 	struct rill_wire_ack_entry out;
 	uint32_t count;
@@ -625,7 +592,7 @@ static void test_ack_malformed(void **state)
 	assert_int_equal(rill_wire_ack_next(&it, &out), 1);
 	assert_int_equal(rill_wire_ack_next(&it, &out), RILL_E_WIRE_RESERVED);
 	assert_int_equal(rill_wire_ack_next(&it, &out), RILL_E_WIRE_RESERVED);
-	put16(b + e1 + 20, 0);
+	rill_st16(b + e1 + 20, 0);
 }
 
 static void test_ack_encode_limits(void **state)
@@ -748,7 +715,7 @@ static void test_subscribed(void **state)
 	assert_int_equal(decode_with_byte(type, n, 0, 6), RILL_E_WIRE_TRUNCATED);
 	assert_int_equal(decode_with_byte(type, n, 3, 0xff), RILL_E_WIRE_TRUNCATED); /* huge */
 	uint8_t *b = frame_buf + 16;
-	put32(b + 8 + 24, RILL_WIRE_PARTITION_ALL);
+	rill_st32(b + 8 + 24, RILL_WIRE_PARTITION_ALL);
 	assert_int_equal(decode_exact(type, b, (uint32_t)n - 16), RILL_E_WIRE_VALUE);
 	e[1].partition = RILL_WIRE_PARTITION_ALL;
 	assert_int_equal(rill_wire_subscribed_encode(frame_buf, sizeof(frame_buf), 9, e, 5),
@@ -823,7 +790,7 @@ static void test_events_round_trip(void **state)
 		int n = events_build(&r, (uint32_t)round);
 		assert_int_equal(decode_frame(RILL_WIRE_EVENTS, n), 0);
 		uint32_t bytes = (uint32_t)n - 16, partition, count;
-		uint8_t *body = exact(frame_buf + 16, bytes);
+		uint8_t *body = test_exact_copy(frame_buf + 16, bytes);
 		struct rill_wire_iter it;
 		assert_int_equal(rill_wire_events_decode(body, bytes, &partition, &count, &it), 0);
 		assert_int_equal(partition, (uint32_t)round);
@@ -859,16 +826,16 @@ static void test_events_malformed(void **state)
 	assert_int_equal(decode_exact(type, b, r.at[2] - 16), RILL_E_WIRE_TRUNCATED);
 	assert_int_equal(decode_exact(type, b, r.at[2] - 16 + 4), RILL_E_WIRE_TRUNCATED);
 	assert_int_equal(decode_exact(type, b, r.at[2] - 16 + 8 + 10), RILL_E_RECORD_TRUNCATED);
-	put32(b + 4, 2);
+	rill_st32(b + 4, 2);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_TRAILING);
-	put32(b + 4, 4);
+	rill_st32(b + 4, 4);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_TRUNCATED);
-	put32(b + 4, 0xffffffffu);
+	rill_st32(b + 4, 0xffffffffu);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_TRUNCATED);
-	put32(b + 4, 3);
-	put32(b, RILL_WIRE_PARTITION_ALL);
+	rill_st32(b + 4, 3);
+	rill_st32(b, RILL_WIRE_PARTITION_ALL);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_WIRE_VALUE);
-	put32(b, 2);
+	rill_st32(b, 2);
 	assert_int_equal(decode_exact(type, b, bytes), 0);
 	/* A broken CRC in the second event: the iterator stops there with its code. */
 	frame_buf[r.at[1] + 8 + 30] ^= 1;
@@ -882,7 +849,7 @@ static void test_events_malformed(void **state)
 	assert_int_equal(rill_wire_events_next(&it, &offset, &rec), RILL_E_RECORD_CRC);
 	frame_buf[r.at[1] + 8 + 30] ^= 1;
 	/* A record length that lies about the bytes that follow. */
-	put32(frame_buf + r.at[1] + 8, 0xfffffff0u);
+	rill_st32(frame_buf + r.at[1] + 8, 0xfffffff0u);
 	assert_int_equal(decode_exact(type, b, bytes), RILL_E_RECORD_TOO_LARGE);
 }
 
@@ -1118,7 +1085,7 @@ static void test_error(void **state)
 	assert_int_equal(decode_with_byte(type, n, 4, 10), RILL_E_WIRE_TRUNCATED);
 	assert_int_equal(decode_with_byte(type, n, 4, 8), RILL_E_WIRE_TRAILING);
 	uint8_t *b = frame_buf + 16;
-	put32(b, 0);
+	rill_st32(b, 0);
 	assert_int_equal(decode_exact(type, b, (uint32_t)n - 16), RILL_E_WIRE_VALUE);
 
 	/* Messages: none, and cut at the limit but never inside a UTF-8 character. */

@@ -7,6 +7,7 @@
 #ifndef RILL_BASE_ATOMIC_H
 #define RILL_BASE_ATOMIC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 static inline uint64_t rill_atomic_load_acquire_u64(const uint64_t *p)
@@ -92,5 +93,24 @@ static inline void rill_cpu_pause(void)
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 #endif
 }
+
+/*
+ * rill_cpu_prefetch_write - ask for the cache line of @p in a writable state ahead of the
+ * stores to it (PREFETCHW on x86; the compiler's write prefetch elsewhere). A hint with no
+ * effect on the program's meaning. x86: only where rill_cpu_has_prefetch_write said so
+ * (CPUs without it may fault on the instruction); callers keep that answer.
+ */
+static inline void rill_cpu_prefetch_write(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__ __volatile__("prefetchw %0" ::"m"(*(const char *)p));
+#else
+	__builtin_prefetch(p, 1, 3); /* the compiler's write prefetch, where it has one */
+#endif
+}
+
+/* rill_cpu_has_prefetch_write - whether rill_cpu_prefetch_write may run here. Cold: ask
+ * once at setup (a CPUID on x86). */
+bool rill_cpu_has_prefetch_write(void);
 
 #endif /* RILL_BASE_ATOMIC_H */

@@ -1,6 +1,6 @@
 /*
- * The few out-of-line pieces of base/: the assertion handler, rill_strerror() and thread
- * pinning. Cold code, any thread.
+ * The few out-of-line pieces of base/: the assertion handler, rill_strerror(), thread
+ * pinning and a CPU feature question. Cold code, any thread.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -9,8 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include "rill/error.h"
 #include "assert.h"
+#include "atomic.h"
 #include "thread.h"
 
 _Noreturn void rill_assert_fail(const char *expr, const char *file, int line, const char *func)
@@ -109,4 +114,15 @@ int rill_thread_pin(int cpu)
 	if (sched_setaffinity(0, sizeof(set), &set) != 0)
 		return -errno;
 	return 0;
+}
+
+bool rill_cpu_has_prefetch_write(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	/* PREFETCHW: CPUID 0x80000001, ECX bit 8 ("3dnowprefetch" in /proc/cpuinfo). */
+	unsigned eax, ebx, ecx, edx;
+	return __get_cpuid(0x80000001u, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 8)) != 0;
+#else
+	return true; /* __builtin_prefetch: a no-op where the target has no prefetch */
+#endif
 }

@@ -35,6 +35,11 @@ int rill_ring_create(struct rill_ring **out, uint64_t slot_count, uint32_t slot_
 	ring->stride = stride;
 	ring->stride_shift = rill_is_power_of_two(stride) ? (uint32_t)__builtin_ctz(stride) : 0;
 	ring->flags = flags;
+	/* 64 / stride for stride = 8, 16, .. 64 is 8, 4, 2, 2, 1, ..: always a power of two. */
+	bool prefetch = !(flags & RILL_RING_F_VARIABLE) && rill_cpu_has_prefetch_write();
+	ring->prefetch_step = !prefetch                         ? 0
+			      : stride >= RILL_CACHE_LINE_BYTES ? 1
+								: RILL_CACHE_LINE_BYTES / stride;
 	ring->mem = mem;
 	rill_ring_check(ring);
 	*out = ring;
@@ -54,6 +59,7 @@ void rill_ring_check(const struct rill_ring *ring)
 	RILL_ASSERT(rill_is_power_of_two(ring->slot_count)); /* I3 */
 	RILL_ASSERT(ring->mask == ring->slot_count - 1);
 	RILL_ASSERT(ring->slot_bytes % 8 == 0);
+	RILL_ASSERT(ring->prefetch_step == 0 || rill_is_power_of_two(ring->prefetch_step));
 	RILL_ASSERT(ring->stride ==
 		    ring->slot_bytes +
 			    (ring->flags & RILL_RING_F_VARIABLE ? 0 : RILL_RING_STAMP_BYTES));

@@ -172,9 +172,12 @@ static int client_usable(struct rill_client *c, struct rill_client_error *err)
 	return 0;
 }
 
-/* A deadline @timeout_ns from now on the monotonic clock, saturating. */
+/* A deadline @timeout_ns from now on the monotonic clock, saturating; 0 for a timeout of
+ * 0: "do not wait", which wait_fd answers without a clock read or a poll. */
 static uint64_t deadline_after(uint64_t timeout_ns)
 {
+	if (timeout_ns == 0)
+		return 0;
 	uint64_t now = rill_clock_now_ns();
 	return timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
 }
@@ -182,6 +185,8 @@ static uint64_t deadline_after(uint64_t timeout_ns)
 /* Wait for @events on the socket until @deadline_ns: 0, -ETIMEDOUT or -errno. */
 static int wait_fd(int fd, short events, uint64_t deadline_ns)
 {
+	if (deadline_ns == 0)
+		return -ETIMEDOUT; /* deadline_after(0): no wait */
 	for (;;) {
 		uint64_t now = rill_clock_now_ns();
 		uint64_t left = deadline_ns > now ? deadline_ns - now : 0;

@@ -242,9 +242,6 @@ static int send_all(struct rill_client *c, const void *buf, size_t bytes, uint64
 	return 0;
 }
 
-/* ---- Receiving ------------------------------------------------------------------------ */
-
-/* More bytes into rbuf, waiting until @deadline_ns. 0, -ETIMEDOUT, or a fatal error. */
 /* Send what corking gathered. 0 or a connection error. */
 static int client_flush(struct rill_client *c, struct rill_client_error *err)
 {
@@ -276,6 +273,9 @@ static int client_gather(struct rill_client *c, uint32_t bytes, struct rill_clie
 	return 0;
 }
 
+/* ---- Receiving ------------------------------------------------------------------------ */
+
+/* More bytes into rbuf, waiting until @deadline_ns. 0, -ETIMEDOUT, or a fatal error. */
 static int recv_some(struct rill_client *c, uint64_t deadline_ns, struct rill_client_error *err)
 {
 	for (;;) {

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -36,8 +37,23 @@ static inline int raw_connect(uint16_t port, uint32_t timeout_ms)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-		fail_msg("connect to 127.0.0.1:%u: %s", port, strerror(errno));
+	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
+	if (rc == EINTR) {
+		/* Interrupted: with a send timeout set, the kernel reports any pending
+		 * notification (a signal, io_uring task work for this thread) as EINTR instead
+		 * of restarting. The handshake goes on: wait for it, then ask how it ended. */
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int n;
+		while ((n = poll(&p, 1, (int)timeout_ms)) < 0 && errno == EINTR)
+			;
+		socklen_t len = sizeof(rc);
+		if (n == 0)
+			rc = ETIMEDOUT;
+		else if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &rc, &len) != 0)
+			rc = errno;
+	}
+	if (rc != 0)
+		fail_msg("connect to 127.0.0.1:%u: %s", port, strerror(rc));
 	return fd;
 }
 

@@ -113,14 +113,8 @@ static int srv_publish(struct srv_worker *w, struct srv_preq *r, const struct ri
 	while (r->published < r->count) {
 		int got = rill_wire_produce_next(&it, &rec);
 		RILL_ASSERT(got == 1); /* the frame was checked whole */
-		struct rill_event ev = rill_wire_event(&rec, ingress_ns);
-		if (ev.timestamp_ns == 0) {
-			/* Stamped here, once per turn for all its events, rather than by
-			 * rill_publish one clock read per event. */
-			if (w->wall_ns == 0)
-				w->wall_ns = rill_clock_wall_ns();
-			ev.timestamp_ns = w->wall_ns;
-		}
+		/* Unstamped events share the turn's one wall-clock read (w->wall_ns). */
+		struct rill_event ev = rill_wire_event(&rec, ingress_ns, &w->wall_ns);
 		uint32_t i = r->published;
 		uint64_t cookie =
 			r->acks == RILL_ACKS_NONE ? UINT64_MAX : ((uint64_t)r->index << 32) | i;

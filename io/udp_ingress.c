@@ -22,7 +22,6 @@
 #include <string.h>
 
 #include "base/assert.h"
-#include "base/clock.h"
 #include "io/udp_ingress.h"
 #include "io/wire.h"
 
@@ -187,12 +186,7 @@ static int udp_publish(struct rill_udp_ingress *ing, const struct rill_wire_prod
 	uint32_t i = 0;
 	uint64_t wall_ns = 0; /* one wall-clock read per datagram, not per event */
 	while (rill_wire_produce_next(&it, &rec) == 1) {
-		struct rill_event ev = rill_wire_event(&rec, ingress_ns);
-		if (ev.timestamp_ns == 0) {
-			if (wall_ns == 0)
-				wall_ns = rill_clock_wall_ns();
-			ev.timestamp_ns = wall_ns;
-		}
+		struct rill_event ev = rill_wire_event(&rec, ingress_ns, &wall_ns);
 		int rc = rill_publish(ing->producer, t, &ev, acks, cookie_base);
 		if (rc < 0)
 			return i == 0 ? rc : (int)i; /* -EAGAIN: the rest of it is lost */

@@ -274,7 +274,6 @@ static void job_return(struct rill_server *s, struct srv_job *j)
 	(void)put; /* EAGAIN: the counter is saturated, so the worker wakes anyway */
 }
 
-/* Try the token queries waiting again; those answered (or out of time) go back. */
 /* The partitions a retry round has looked at: one call to a shard each, however many
  * queries wait on it. */
 struct ctl_seen {
@@ -313,6 +312,7 @@ static bool ctl_token_due(struct rill_server *s, const struct srv_job *j, struct
 	return q.token_offset < info.next_offset;
 }
 
+/* Try the token queries waiting again; those answered (or out of time) go back. */
 static struct srv_job *ctl_retry(struct rill_server *s, struct srv_job *waiting)
 {
 	struct srv_job *keep = NULL;

@@ -110,9 +110,78 @@ int rill_arena_bind(struct rill_arena *arena)
 	return 0;
 }
 
+/* Allocate @bytes from jemalloc itself: the bound thread's fast path, or the arena's flags. */
+static void *arena_jemalloc_alloc(struct rill_arena *arena, size_t bytes)
+{
+	if (rill_arena_bound == arena)
+		return malloc(bytes); /* jemalloc's fast path, into this arena (rill_arena_bind) */
+	return mallocx(bytes, arena->flags_alloc);
+}
+
+/* Give @p (allocated with @bytes, not aligned) back to jemalloc. */
+static void arena_jemalloc_free(struct rill_arena *arena, void *p, size_t bytes)
+{
+	if (rill_arena_bound == arena)
+		free(p); /* malloc is jemalloc's here (rill_arena_bind) */
+	else
+		sdallocx(p, bytes, MALLOCX_TCACHE_NONE);
+}
+
+void *rill_arena_alloc_miss(struct rill_arena *arena, size_t bytes)
+{
+	/* A cached class is allocated at its full class size, so any object of the class can
+	 * later be served from its bin. */
+	size_t real = bytes;
+	if (bytes <= RILL_ARENA_CACHE_MAX_BYTES)
+		real = rill_align_up(bytes, RILL_ARENA_CACHE_CLASS_BYTES);
+	void *p = arena_jemalloc_alloc(arena, real);
+	if (rill_unlikely(p == NULL)) {
+		rill_arena_count(&arena->alloc_failures, 1);
+		return NULL;
+	}
+	rill_arena_count(&arena->bytes_in_use, (int64_t)bytes);
+	rill_arena_count(&arena->objects_in_use, 1);
+	return p;
+}
+
+/* Hand the older half of @bin (class size @size) back to jemalloc. */
+static void arena_bin_flush(struct rill_arena *arena, struct rill_arena_bin *bin, size_t size,
+			    uint64_t keep)
+{
+	uint64_t n = bin->count;
+	for (uint64_t i = 0; i < n - keep; i++)
+		arena_jemalloc_free(arena, bin->slots[i], size);
+	memmove(bin->slots, bin->slots + (n - keep), keep * sizeof(bin->slots[0]));
+	rill_atomic_store_relaxed_u64(&bin->count, keep); /* relaxed: see rill_arena_alloc */
+}
+
+void rill_arena_free_miss(struct rill_arena *arena, void *p, size_t bytes)
+{
+	if (bytes > RILL_ARENA_CACHE_MAX_BYTES) {
+		arena_jemalloc_free(arena, p, bytes);
+		return;
+	}
+	size_t size = rill_align_up(bytes, RILL_ARENA_CACHE_CLASS_BYTES);
+	struct rill_arena_bin *bin = rill_arena_bin_of(arena, bytes);
+	RILL_DASSERT(bin->count == RILL_ARENA_CACHE_DEPTH);
+	arena_bin_flush(arena, bin, size, RILL_ARENA_CACHE_DEPTH / 2);
+	bin->slots[bin->count] = p;
+	rill_atomic_store_relaxed_u64(&bin->count, bin->count + 1);
+}
+
+void rill_arena_trim(struct rill_arena *arena)
+{
+	RILL_ASSERT(arena != NULL);
+	for (uint32_t c = 0; c < RILL_ARENA_CACHE_CLASSES; c++)
+		if (arena->bins[c].count > 0)
+			arena_bin_flush(arena, &arena->bins[c],
+					(size_t)(c + 1) * RILL_ARENA_CACHE_CLASS_BYTES, 0);
+}
+
 void rill_arena_destroy(struct rill_arena *arena)
 {
 	RILL_ASSERT(arena != NULL);
+	rill_arena_trim(arena); /* before the thread's cache is flushed and unbound */
 	/* This thread's cache holds freed objects of the arena: empty it before the arena goes. */
 	int rc = mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 	RILL_ASSERT(rc == 0 || rc == EFAULT); /* EFAULT: the thread has no cache */
@@ -140,6 +209,13 @@ void rill_arena_stats(const struct rill_arena *arena, struct rill_arena_stats *s
 	stats->objects_in_use = rill_atomic_load_relaxed_u64(&arena->objects_in_use);
 	stats->alloc_failures = rill_atomic_load_relaxed_u64(&arena->alloc_failures);
 	stats->bytes_mapped = 0;
+	stats->bytes_cached = 0;
+	stats->objects_cached = 0;
+	for (uint32_t c = 0; c < RILL_ARENA_CACHE_CLASSES; c++) {
+		uint64_t n = rill_atomic_load_relaxed_u64(&arena->bins[c].count);
+		stats->objects_cached += n;
+		stats->bytes_cached += n * (c + 1) * RILL_ARENA_CACHE_CLASS_BYTES;
+	}
 
 	/* jemalloc's statistics are refreshed by writing the epoch; then read the arena's. */
 	uint64_t epoch = 1;

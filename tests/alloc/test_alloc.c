@@ -107,6 +107,80 @@ static void test_arena_counts_bytes_and_objects(void **state)
 	rill_arena_destroy(&arena);
 }
 
+/*
+ * The arena's bins: a freed small object serves the next request of its 16-byte class,
+ * with room for the whole class; bins stay bounded (a full one hands half back); large and
+ * aligned objects bypass them; the in-use counters stay exact throughout; trim empties them.
+ */
+static void test_arena_bins(void **state)
+{
+	(void)state;
+	struct rill_arena arena;
+	assert_int_equal(rill_arena_init(&arena), 0);
+	struct rill_arena_stats stats;
+
+	void *p = rill_arena_alloc(&arena, 17); /* class 2: 17 to 32 bytes */
+	assert_non_null(p);
+	rill_arena_free(&arena, p, 17, 0);
+	rill_arena_stats(&arena, &stats);
+	assert_int_equal(stats.objects_cached, 1);
+	assert_int_equal(stats.bytes_cached, 32);
+	assert_int_equal(stats.objects_in_use, 0);
+	void *q = rill_arena_alloc(&arena, 32);
+	assert_ptr_equal(q, p);
+	assert_true(sallocx(q, 0) >= 32);
+	memset(q, 0xcd, 32);
+	rill_arena_stats(&arena, &stats);
+	assert_int_equal(stats.objects_cached, 0);
+	assert_int_equal(stats.bytes_in_use, 32);
+	void *r = rill_arena_alloc(&arena, 33); /* the next class: not q's bin */
+	assert_non_null(r);
+	assert_ptr_not_equal(r, q);
+	rill_arena_free(&arena, r, 33, 0);
+	rill_arena_free(&arena, q, 32, 0);
+
+	/* Three bins' worth of one class: the bin never holds more than its depth. */
+	enum { N = 3 * RILL_ARENA_CACHE_DEPTH };
+	void *objs[N];
+	for (int i = 0; i < N; i++) {
+		objs[i] = rill_arena_alloc(&arena, 64);
+		assert_non_null(objs[i]);
+		memset(objs[i], i, 64);
+	}
+	rill_arena_stats(&arena, &stats);
+	assert_int_equal(stats.objects_in_use, N);
+	assert_int_equal(stats.bytes_in_use, N * 64);
+	for (int i = 0; i < N; i++) {
+		rill_arena_free(&arena, objs[i], 64, 0);
+		rill_arena_stats(&arena, &stats);
+		assert_true(arena.bins[(64 - 1) / RILL_ARENA_CACHE_CLASS_BYTES].count <=
+			    RILL_ARENA_CACHE_DEPTH);
+		assert_int_equal(stats.objects_in_use, N - 1 - i);
+		assert_int_equal(stats.bytes_in_use, (N - 1 - i) * 64);
+	}
+	rill_arena_stats(&arena, &stats);
+	assert_true(stats.objects_cached > RILL_ARENA_CACHE_DEPTH / 2);
+	assert_true(stats.objects_cached <= RILL_ARENA_CACHE_DEPTH + 2); /* + the 32 and 48 */
+
+	/* Larger than a class, or aligned: straight back to jemalloc. */
+	uint64_t cached = stats.objects_cached;
+	void *big = rill_arena_alloc(&arena, RILL_ARENA_CACHE_MAX_BYTES + 1);
+	void *aligned = rill_arena_alloc_aligned(&arena, 64, 64);
+	assert_non_null(big);
+	assert_non_null(aligned);
+	rill_arena_free(&arena, big, RILL_ARENA_CACHE_MAX_BYTES + 1, 0);
+	rill_arena_free(&arena, aligned, 64, 64);
+	rill_arena_stats(&arena, &stats);
+	assert_int_equal(stats.objects_cached, cached);
+	assert_int_equal(stats.objects_in_use, 0);
+
+	rill_arena_trim(&arena);
+	rill_arena_stats(&arena, &stats);
+	assert_int_equal(stats.objects_cached, 0);
+	assert_int_equal(stats.bytes_cached, 0);
+	rill_arena_destroy(&arena);
+}
+
 static void test_arena_aligned_and_separate(void **state)
 {
 	(void)state;
@@ -256,6 +330,7 @@ int main(void)
 		cmocka_unit_test(test_arena_memory_lands_in_its_arena),
 		cmocka_unit_test(test_arena_bound_is_retired_not_destroyed),
 		cmocka_unit_test(test_arena_counts_bytes_and_objects),
+		cmocka_unit_test(test_arena_bins),
 		cmocka_unit_test(test_arena_aligned_and_separate),
 		cmocka_unit_test(test_arena_reports_failure),
 		cmocka_unit_test(test_pool_rejects_bad_sizes),

@@ -53,6 +53,7 @@ struct engine_event_msg {
 	uint8_t reserved[3];
 };
 _Static_assert(sizeof(struct engine_event_msg) == 80, "event header layout");
+_Static_assert(RILL_ENGINE_SHARDS_MAX <= 64, "rill_producer.wake_owed: one bit per shard");
 
 /* An acknowledgement on a shard → producer ring: this header, then reason_bytes of text. */
 struct engine_ack_msg {
@@ -148,6 +149,7 @@ struct shard_producer {
 			      * producer's poll frees it (and wakes the shard, W1) */
 	uint64_t *sleeping;  /* the producer's flag (wake_fd handles; else NULL), P0/P1 */
 	int wake_fd;
+	bool wake_owed; /* acknowledgements sent since its last wake-up (shard_acks_wake) */
 };
 
 /* A subscription as its shard sees it: a log iterator feeding a ring to the consumer. */
@@ -300,7 +302,8 @@ struct rill_producer {
 	uint64_t acks_owed;                         /* acknowledgements asked for, not yet seen */
 	struct rill_ring *events[RILL_ENGINE_SHARDS_MAX];
 	struct rill_ring *acks[RILL_ENGINE_SHARDS_MAX];
-	int wake_fd; /* eventfd, or -1 */
+	int wake_fd;        /* eventfd, or -1 */
+	uint64_t wake_owed; /* config.wake_batched: bit i, shard i has events not woken for */
 	/* Written by the handle's thread, read by shards (P0/P1 in producer.c). */
 	_Alignas(RILL_CACHE_GUARD_BYTES) uint64_t sleeping;
 };

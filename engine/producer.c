@@ -153,8 +153,18 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 	rill_ring_commit(ring, (uint32_t)bytes);
 	p->published[shard]++;
 	p->acks_owed += (uint64_t)acks; /* applied: one; durable: applied, then durable */
-	producer_wake(p->engine, &p->engine->shards[shard]);
+	if (p->config.wake_batched)
+		p->wake_owed |= 1ull << shard; /* rill_producer_wake */
+	else
+		producer_wake(p->engine, &p->engine->shards[shard]);
 	return 0;
+}
+
+void rill_producer_wake(struct rill_producer *p)
+{
+	for (uint64_t owed = p->wake_owed; owed != 0; owed &= owed - 1)
+		producer_wake(p->engine, &p->engine->shards[__builtin_ctzll(owed)]);
+	p->wake_owed = 0;
 }
 
 /* Deliver every acknowledgement waiting in the acks ring of @shard. */
@@ -206,6 +216,7 @@ int rill_producer_poll(struct rill_producer *p, uint64_t wait_ns)
 	/* No clock for a look without a wait: event loops call this every turn. */
 	uint64_t now = wait_ns > 0 ? rill_clock_now_ns() : 0;
 	uint64_t deadline = wait_ns > UINT64_MAX - now ? UINT64_MAX : now + wait_ns;
+	rill_producer_wake(p); /* acknowledgements come only for events the shards see */
 	for (;;) {
 		int n = 0;
 		for (uint32_t i = 0; i < p->engine->shard_count; i++) {
@@ -283,6 +294,7 @@ int rill_producer_wake_fd(const struct rill_producer *p)
 
 bool rill_producer_sleep_begin(struct rill_producer *p)
 {
+	rill_producer_wake(p); /* before sleeping, or a shard may sleep on our events */
 	if (p->wake_fd < 0)
 		return true;
 	rill_atomic_store_relaxed_u64(&p->sleeping, 1);

@@ -30,6 +30,10 @@
  *   shard:    sleeping = 1; fence (W0); any ring non-empty? -> stay awake; else sleep
  *   producer: commit (head, release); fence (W1); sleeping? -> clear it, write the eventfd
  * W0 pairs with W1: either the shard sees the new event, or the producer sees the flag.
+ * Both sides wake once per burst, not per message: a wake_batched producer does its W1
+ * after its burst (rill_producer_wake, and always before it may sleep); a shard wakes a
+ * producer after each burst of acknowledgements (shard_ack_wake at the end of shard_drain,
+ * shard_acks_wake after the durable ones, every turn, so before the shard may sleep).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -76,7 +80,27 @@ static void shard_ack_send(struct shard *s, uint32_t slot, struct engine_ack_msg
 	if (reason_bytes > 0)
 		memcpy(dst + sizeof(*m), reason, reason_bytes);
 	rill_ring_commit(p->acks, (uint32_t)(sizeof(*m) + reason_bytes));
-	shard_notify(p->sleeping, p->wake_fd);
+	p->wake_owed = true; /* woken once per burst: shard_ack_wake */
+}
+
+/* Wake producer @slot if acknowledgements went to it since its last wake-up: after each
+ * burst rather than each acknowledgement (a full fence, and an eventfd write when it
+ * sleeps). */
+static void shard_ack_wake(struct shard *s, uint32_t slot)
+{
+	struct shard_producer *p = &s->producers[slot];
+	if (p->wake_owed) {
+		p->wake_owed = false;
+		shard_notify(p->sleeping, p->wake_fd);
+	}
+}
+
+/* shard_ack_wake for every attached producer: after the durable acknowledgements, and
+ * before the shard may sleep. */
+static void shard_acks_wake(struct shard *s)
+{
+	for (uint32_t a = 0; a < s->active_count; a++)
+		shard_ack_wake(s, s->active[a]);
 }
 
 void shard_notify(uint64_t *sleeping, int wake_fd)
@@ -343,6 +367,7 @@ static unsigned shard_drain(struct shard *s, uint32_t slot)
 		rill_ring_release(p->events);
 		n++;
 	}
+	shard_ack_wake(s, slot);
 	return n;
 }
 
@@ -384,6 +409,7 @@ static unsigned shard_poll_logs(struct shard *s)
 		}
 		work += shard_part_durable(s, sp);
 	}
+	shard_acks_wake(s);
 	return work;
 }
 
@@ -517,6 +543,7 @@ static void shard_finish(struct shard *s)
 		if (rc < 0 && sp->error == 0)
 			sp->error = rc;
 		shard_part_durable(s, sp);
+		shard_acks_wake(s);
 		rc = sp->error == 0 ? rill_partition_close(sp->part)
 				    : (rill_partition_drop(sp->part), 0);
 		if (rc < 0 && s->error == 0)

@@ -66,7 +66,9 @@ int rill_udp_ingress_create(struct rill_udp_ingress **out, struct rill_engine *e
 	ing->acks = acks;
 	ing->table = calloc(UDP_TABLE_SLOTS, sizeof(*ing->table));
 	ing->due = calloc(RILL_UDP_SOURCES_MAX, sizeof(*ing->due));
-	struct rill_producer_config pc = {.on_ack = udp_ack_cb, .arg = ing, .wake_fd = true};
+	/* wake_batched: udp_publish wakes the shards once per datagram, not once per event. */
+	struct rill_producer_config pc = {
+		.on_ack = udp_ack_cb, .arg = ing, .wake_fd = true, .wake_batched = true};
 	int rc = ing->table == NULL || ing->due == NULL
 			 ? -ENOMEM
 			 : rill_producer_open(engine, &pc, &ing->producer);
@@ -188,10 +190,13 @@ static int udp_publish(struct rill_udp_ingress *ing, const struct rill_wire_prod
 	while (rill_wire_produce_next(&it, &rec) == 1) {
 		struct rill_event ev = rill_wire_event(&rec, ingress_ns, &wall_ns);
 		int rc = rill_publish(ing->producer, t, &ev, acks, cookie_base);
-		if (rc < 0)
+		if (rc < 0) {
+			rill_producer_wake(ing->producer);
 			return i == 0 ? rc : (int)i; /* -EAGAIN: the rest of it is lost */
+		}
 		i++;
 	}
+	rill_producer_wake(ing->producer);
 	return (int)i;
 }
 

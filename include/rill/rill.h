@@ -429,10 +429,16 @@ struct rill_producer_config {
 	uint64_t producer_id; /* non-zero: idempotent, with sequences per partition */
 	rill_ack_fn on_ack;   /* optional */
 	void *arg;
-	bool wake_fd; /* give the handle an eventfd the shards signal when they post
+	bool wake_fd;      /* give the handle an eventfd the shards signal when they post
 			       * acknowledgements to it while it sleeps (see
 			       * rill_producer_sleep_begin): for event loops that wait in
 			       * poll, epoll or io_uring rather than in rill_producer_poll */
+	bool wake_batched; /* rill_publish does not wake the shard it hands an event to: the
+			    * handle wakes every shard it published to at its next
+			    * rill_producer_wake, rill_producer_poll, rill_producer_flush or
+			    * rill_producer_sleep_begin. One wake-up (a full fence, and an
+			    * eventfd write for a sleeping shard) per burst instead of one per
+			    * event; for loops that publish a burst and then poll */
 };
 
 /*
@@ -453,6 +459,13 @@ int rill_producer_open(struct rill_engine *engine, const struct rill_producer_co
  */
 int rill_publish(struct rill_producer *producer, struct rill_topic *topic,
 		 const struct rill_event *event, enum rill_acks acks, uint64_t cookie);
+
+/*
+ * rill_producer_wake - wake the shards this handle published to since its last wake-up
+ * (config.wake_batched; without it rill_publish wakes them itself and this does nothing).
+ * Never blocks.
+ */
+void rill_producer_wake(struct rill_producer *producer);
 
 /*
  * rill_producer_poll - run the callback for every acknowledgement that has arrived,

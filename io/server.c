@@ -726,6 +726,7 @@ static bool srv_turn(struct srv_worker *w)
 	}
 	if (!w->accept_armed && !w->stopping && w->listen_fd >= 0 && now >= w->accept_after_ns)
 		srv_accept_arm(w);
+	rill_producer_wake(w->producer); /* what the ticks published (wake_batched) */
 	srv_submit(w);
 	return work;
 }
@@ -830,7 +831,9 @@ static int srv_worker_prepare(struct srv_worker *w)
 	w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->ctl_fd < 0)
 		return -errno;
-	struct rill_producer_config pc = {.on_ack = srv_ack_cb, .arg = w, .wake_fd = true};
+	/* wake_batched: a turn publishes a burst, then polls (one wake-up per shard). */
+	struct rill_producer_config pc = {
+		.on_ack = srv_ack_cb, .arg = w, .wake_fd = true, .wake_batched = true};
 	return rill_producer_open(s->engine, &pc, &w->producer);
 }
 
@@ -968,11 +971,8 @@ static void srv_worker_fini(struct srv_worker *w)
 						   * Their requests' connections are gone, so
 						   * they are released (srv_preq_done) */
 	for (uint32_t i = 0; w->preqs != NULL && i < SRV_PREQS_MAX; i++) {
-		if (w->preqs[i].results != NULL) { /* never done: stalled, not all published */
-			for (uint32_t j = 0; j < w->preqs[i].count; j++)
-				free(w->preqs[i].results[j].reason);
-			free(w->preqs[i].results);
-		}
+		if (w->preqs[i].results != NULL) /* never done: stalled, not all published */
+			srv_preq_results_free(&w->preqs[i]);
 	}
 	if (w->bufs != NULL)
 		munmap(w->bufs, SRV_BUF_COUNT * sizeof(struct io_uring_buf));

@@ -47,9 +47,7 @@ void srv_preq_release(struct srv_worker *w, struct srv_preq *r)
 		srv_conn_mark(w, c); /* that, or free it if it closed (S4) */
 	}
 	rill_atomic_fetch_sub_relaxed_u64(&w->server->inflight_bytes, r->frame_bytes);
-	for (uint32_t i = 0; i < r->count; i++)
-		free(r->results[i].reason);
-	free(r->results);
+	srv_preq_results_free(r);
 	*r = (struct srv_preq){.index = r->index, .next = w->preq_free};
 	w->preq_free = r;
 	/* A connection may wait for a slot or budget (any one); a closed one is freed by the
@@ -152,6 +150,25 @@ static bool srv_budget_take(struct srv_worker *w, struct srv_conn *c, uint32_t b
 	return true;
 }
 
+/* The topic @p names, through the connection's one-entry cache; NULL if there is none
+ * (@topic then holds its name, for the error). */
+static struct rill_topic *srv_topic(struct srv_worker *w, struct srv_conn *c,
+				    const struct rill_wire_produce *p, char *topic)
+{
+	if (c->topic_last != NULL && p->topic_bytes == c->topic_last_bytes &&
+	    memcmp(p->topic, c->topic_last_name, p->topic_bytes) == 0)
+		return c->topic_last;
+	srv_name(topic, p->topic, p->topic_bytes);
+	struct rill_topic *t = rill_topic_find(w->server->engine, topic);
+	if (t != NULL) {
+		RILL_ASSERT(p->topic_bytes <= sizeof(c->topic_last_name)); /* wire.c checks */
+		memcpy(c->topic_last_name, p->topic, p->topic_bytes);
+		c->topic_last_bytes = p->topic_bytes;
+		c->topic_last = t;
+	}
+	return t;
+}
+
 static int srv_produce(struct srv_worker *w, struct srv_conn *c, const struct rill_wire_header *h,
 		       const uint8_t *body)
 {
@@ -167,13 +184,12 @@ static int srv_produce(struct srv_worker *w, struct srv_conn *c, const struct ri
 	int rc = rill_wire_produce_decode(body, h->body_bytes, &p, &bad);
 	struct rill_topic *t = NULL;
 	char topic[RILL_WIRE_TOPIC_BYTES_MAX + 1];
-	if (rc == 0) {
-		srv_name(topic, p.topic, p.topic_bytes);
-		t = rill_topic_find(w->server->engine, topic);
-	}
+	if (rc == 0)
+		t = srv_topic(w, c, &p, topic);
 	struct srv_preq *r = w->preq_free;
-	struct srv_ack *results =
-		rc == 0 && t != NULL ? calloc(p.event_count, sizeof(*results)) : NULL;
+	struct srv_ack *results = NULL;
+	if (rc == 0 && t != NULL)
+		results = p.event_count == 1 ? &r->one : calloc(p.event_count, sizeof(*results));
 	if (results == NULL) {
 		c->inflight_bytes -= frame_bytes;
 		rill_atomic_fetch_sub_relaxed_u64(&w->server->inflight_bytes, frame_bytes);

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "rill/server.h"
 #include "io/wire.h"
@@ -90,7 +91,8 @@ struct srv_preq {
 	uint32_t frame_bytes; /* its share of the in-flight budgets */
 	uint8_t acks;         /* enum rill_acks */
 	struct rill_topic *topic;
-	struct srv_ack *results; /* [count] */
+	struct srv_ack *results; /* [count]: &one for a single event, else malloc'ed */
+	struct srv_ack one;      /* a one-event request's result: no allocation */
 };
 
 /* One partition a connection reads. */
@@ -160,6 +162,11 @@ struct srv_conn {
 
 	uint64_t inflight_bytes;                /* S3 */
 	struct srv_preq *done_head, *done_tail; /* answered, ACK not yet written */
+	/* The topic its last PRODUCE named, as sent (topics are never removed, so the pointer
+	 * stays valid): a pipeline to one topic looks it up once. */
+	struct rill_topic *topic_last;
+	uint16_t topic_last_bytes;
+	char topic_last_name[RILL_WIRE_TOPIC_BYTES_MAX];
 
 	struct srv_sub *subs; /* [subscriptions_max] once it first subscribes */
 	uint32_t sub_count;
@@ -271,6 +278,15 @@ void srv_acks_flush(struct srv_worker *w, struct srv_conn *c);
 bool srv_subs_poll(struct srv_worker *w, struct srv_conn *c);
 void srv_subs_release(struct srv_worker *w, struct srv_conn *c);
 void srv_preq_release(struct srv_worker *w, struct srv_preq *r);
+
+/* Free @r's results: the refusals' reasons, and the array unless it is the inline one. */
+static inline void srv_preq_results_free(struct srv_preq *r)
+{
+	for (uint32_t i = 0; i < r->count; i++)
+		free(r->results[i].reason);
+	if (r->results != &r->one)
+		free(r->results);
+}
 uint32_t srv_tx_reserve_bytes(const struct rill_server *s);
 
 /* server_ctl.c */

@@ -577,6 +577,57 @@ static void test_idempotent_producer(void **state)
 	free(next);
 }
 
+/* ---- 3b. One connection, several topics ------------------------------------------------ */
+
+/* Produce one event of @b's to @topic; returns the request's error, the ack in b->acks[0]. */
+static int sc_produce_to(const char *topic, struct sc_batch *b)
+{
+	struct rill_client_error err = {{0}};
+	return rill_client_produce(env.producer, topic, b->rec, b->count, RILL_ACKS_APPLIED,
+				   b->acks, &err);
+}
+
+/*
+ * The server remembers the topic a connection named last (a pipeline to one topic looks
+ * it up once): switching topics on one connection, an unknown name, and a name that is a
+ * prefix of the remembered one must each reach their own topic or their own error.
+ */
+static void test_topics_on_one_connection(void **state)
+{
+	(void)state;
+	json_t *j = sc_admin(RILL_ADMIN_TOPIC_CREATE,
+			     "{\"name\":\"sc-other\",\"partitions\":1,\"durability\":\"none\"}",
+			     "TOPIC_CREATE sc-other");
+	json_decref(j);
+	struct sc_batch *b = sc_batch_new();
+	sc_add(b, "k-topics", sc_amount());
+	uint64_t other_next = 0;
+	const char *steps[] = {SC_TOPIC,    "sc-other", "sc-other", "sc-othe", "sc-other",
+			       "sc-others", SC_TOPIC,   "sc-other", SC_TOPIC};
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		if (strcmp(steps[i], SC_TOPIC) == 0) {
+			sc_produce(env.producer, b, RILL_ACKS_APPLIED, steps[i]);
+			continue;
+		}
+		int rc = sc_produce_to(steps[i], b);
+		if (strcmp(steps[i], "sc-other") != 0) {
+			if (rc != -ENOENT)
+				fail_msg("step %zu: topic %s: %d (%s); expected -ENOENT", i,
+					 steps[i], rc, rill_strerror(rc));
+			continue;
+		}
+		const struct rill_client_ack *a = &b->acks[0];
+		if (rc != 0 || a->error != 0 || a->partition != 0 || a->offset != other_next)
+			fail_msg("step %zu: topic sc-other: %d, ack error %d at %u:%llu; expected "
+				 "0:%llu",
+				 i, rc, a->error, a->partition, (unsigned long long)a->offset,
+				 (unsigned long long)other_next);
+		other_next++;
+	}
+	free(b);
+	sc_wait_written(false, "after producing to several topics");
+}
+
 /* ---- 4. An unregistered type ---------------------------------------------------------- */
 
 static void test_unknown_type(void **state)
@@ -1272,6 +1323,7 @@ int main(void)
 		cmocka_unit_test(test_connect_and_admin),
 		cmocka_unit_test(test_produce_blocking),
 		cmocka_unit_test(test_idempotent_producer),
+		cmocka_unit_test(test_topics_on_one_connection),
 		cmocka_unit_test(test_unknown_type),
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_durable_and_queries),

@@ -3,21 +3,24 @@
 # by redis-benchmark, with AOF off, appendfsync everysec and appendfsync always; then rill
 # (`rill bench produce`) with durability none (acks applied) and group (acks durable), at
 # the same connections, pipeline depth and value size. Last, the round trip of one
-# unpipelined connection: redis-benchmark PING against rill's produce with acks applied,
-# on a 4-partition topic (bench produce's default) and on a 1-partition one.
+# unpipelined connection: redis-benchmark PING against rill's produce with acks applied.
+# rill runs twice: with --shards S (default 1: one server thread, as Redis has, leaving the
+# other cores to the load generator, which the acceptance rows compare), then with one
+# shard per CPU (rill's default; shown beside, with no target).
 # Prints one table with both sides and their ratios (and the rows as JSON with --json).
 # Every server listens on loopback only and is stopped at exit.
 #
 # usage: scripts/bench-peers.sh [--connections C] [--pipeline P] [--value-bytes B]
-#                               [--requests N] [--seconds S] [--json]
+#                               [--requests N] [--seconds S] [--shards S] [--json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 connections=50
 pipeline=16
 value_bytes=100
-requests=200000
+requests=1000000
 seconds=5
+shards=1
 json=0
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -26,11 +29,16 @@ while [ $# -gt 0 ]; do
 	--value-bytes) value_bytes=$2; shift 2 ;;
 	--requests) requests=$2; shift 2 ;;
 	--seconds) seconds=$2; shift 2 ;;
+	--shards) shards=$2; shift 2 ;;
 	--json) json=1; shift ;;
-	-h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
 	*) echo "bench-peers: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 	esac
 done
+
+case "$shards" in
+''|*[!0-9]*|0) echo "bench-peers: --shards needs a number of 1 or more" >&2; exit 2 ;;
+esac
 
 exec 3>&1 1>&2 # set-up chatter to stderr; the table to stdout
 scripts/setup.sh
@@ -84,12 +92,21 @@ redis_run xadd_always yes always "${xadd[@]}"
 echo "bench-peers: redis PING, one connection, no pipeline"
 redis_run ping_1 no everysec -n "$requests" -c 1 -P 1 PING
 
-# rill: one server for every case, fresh data.
-"$rill" serve --data "$work/rill" --listen 127.0.0.1:0 2>"$work/rill.log" &
-rill_pid=$!
-for _ in $(seq 100); do grep -q 'listening on' "$work/rill.log" && break; sleep 0.1; done
-addr=$(sed -n 's/^rill: listening on //p' "$work/rill.log")
-[ -n "$addr" ] || { echo "bench-peers: rill serve did not start:"; cat "$work/rill.log"; exit 1; }
+# rill: a server with fresh data per shard count, every case on it, then stopped.
+rill_start() {
+	local n=$1
+	rm -rf "$work/rill"
+	"$rill" serve --data "$work/rill" --listen 127.0.0.1:0 --shards "$n" 2>"$work/rill.log" &
+	rill_pid=$!
+	for _ in $(seq 100); do grep -q 'listening on' "$work/rill.log" && break; sleep 0.1; done
+	addr=$(sed -n 's/^rill: listening on //p' "$work/rill.log")
+	[ -n "$addr" ] || { echo "bench-peers: rill serve did not start:"; cat "$work/rill.log"; exit 1; }
+}
+rill_stop() {
+	kill -TERM "$rill_pid"
+	wait "$rill_pid" || { echo "bench-peers: rill serve exited with status $?:"; cat "$work/rill.log"; exit 1; }
+	rill_pid=""
+}
 # The record: the value plus rill's 64-byte header, the key and the schema's fields.
 record_bytes=$((value_bytes + 64 + 9 + 16))
 rill_run() {
@@ -99,20 +116,27 @@ rill_run() {
 	"$rill" bench produce --connect "$addr" --record-bytes "$record_bytes" --seconds "$seconds" --json "$@" |
 		python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"side":"rill","case":sys.argv[1],"events_per_s":d["events_per_s"],"p50_us":d["p50_us"],"p99_us":d["p99_us"],"max_us":d["max_us"],"errors":d["errors"],"refused":d["refused"]}))' "$name" >>"$rows"
 }
-rill_run produce_none --topic peers_none --durability none --acks applied \
-	--connections "$connections" --pipeline "$pipeline"
-rill_run produce_group --topic peers_group --durability group --acks durable \
-	--connections "$connections" --pipeline "$pipeline"
-rill_run produce_1 --topic peers_rtt --durability none --acks applied --connections 1 --pipeline 1
-# The same on a one-partition topic: every event's shard is one shard, so on a machine with
-# fewer cores than shards + client the round trip has no hop between busy threads.
-rill_run produce_1_p1 --topic peers_rtt1 --partitions 1 --durability none --acks applied \
-	--connections 1 --pipeline 1
+# rill_cases SUFFIX: the three cases on the running server.
+rill_cases() {
+	rill_run "produce_none$1" --topic peers_none --durability none --acks applied \
+		--connections "$connections" --pipeline "$pipeline"
+	rill_run "produce_group$1" --topic peers_group --durability group --acks durable \
+		--connections "$connections" --pipeline "$pipeline"
+	rill_run "produce_1$1" --topic peers_rtt --durability none --acks applied --connections 1 --pipeline 1
+}
+all_shards=$(nproc)
+rill_start "$shards"
+rill_cases ""
+rill_stop
+rill_start "$all_shards"
+rill_cases "_all"
+rill_stop
 
-python3 - "$rows" "$connections" "$pipeline" "$value_bytes" "$json" <<'PY' >&3
+python3 - "$rows" "$connections" "$pipeline" "$value_bytes" "$json" "$shards" "$all_shards" <<'PY' >&3
 import json, sys
 rows = {r["side"] + ":" + r["case"]: r for r in map(json.loads, open(sys.argv[1]))}
 conns, pipe, value, as_json = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+shards, all_shards = sys.argv[6], sys.argv[7]
 def get(k): return rows.get(k, {})
 pairs = [
     ("events/s, not durable", "rill:produce_none", "redis:xadd_aof_off", "events_per_s", "higher", 2.0),
@@ -120,11 +144,13 @@ pairs = [
     ("events/s, rill durable vs redis everysec", "rill:produce_group", "redis:xadd_everysec", "events_per_s", "higher", None),
     ("round trip p99 us, 1 conn", "rill:produce_1", "redis:ping_1", "p99_us", "lower", 1.5),
     ("round trip p50 us, 1 conn", "rill:produce_1", "redis:ping_1", "p50_us", "lower", None),
-    ("round trip p99 us, 1 conn, 1 partition", "rill:produce_1_p1", "redis:ping_1", "p99_us", "lower", None),
-    ("round trip p50 us, 1 conn, 1 partition", "rill:produce_1_p1", "redis:ping_1", "p50_us", "lower", None),
+    (f"events/s, not durable, {all_shards} shards", "rill:produce_none_all", "redis:xadd_aof_off", "events_per_s", "higher", None),
+    (f"events/s, durable, {all_shards} shards", "rill:produce_group_all", "redis:xadd_always", "events_per_s", "higher", None),
+    (f"round trip p99 us, 1 conn, {all_shards} shards", "rill:produce_1_all", "redis:ping_1", "p99_us", "lower", None),
+    (f"round trip p50 us, 1 conn, {all_shards} shards", "rill:produce_1_all", "redis:ping_1", "p50_us", "lower", None),
 ]
-print(f"connections {conns}, pipeline {pipe}, value {value} bytes; same machine, same run")
-print(f"{'measure':42} {'rill':>12} {'redis':>12} {'ratio':>8}  target")
+print(f"connections {conns}, pipeline {pipe}, value {value} bytes; rill with {shards} shard(s) unless said; same machine, same run")
+print(f"{'measure':46} {'rill':>12} {'redis':>12} {'ratio':>8}  target")
 out = []
 for name, a, b, key, better, target in pairs:
     x, y = get(a).get(key), get(b).get(key)
@@ -133,7 +159,7 @@ for name, a, b, key, better, target in pairs:
     if target is not None and ratio is not None:
         ok = ratio >= target if better == "higher" else ratio <= target
         tgt = f"{'>=' if better == 'higher' else '<='} {target}: {'met' if ok else 'NOT met'}"
-    print(f"{name:42} {x if x is not None else '-':>12} {y if y is not None else '-':>12} "
+    print(f"{name:46} {x if x is not None else '-':>12} {y if y is not None else '-':>12} "
           f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>8}  {tgt}")
     out.append({"measure": name, "rill": x, "redis": y, "ratio": ratio, "target": tgt})
 if as_json:

@@ -31,8 +31,9 @@
 
 /* Ring slot size of both rings: an acknowledgement without a reason takes one slot. */
 #define ENGINE_RING_SLOT_BYTES  64u
-#define ENGINE_REASON_BYTES_MAX 256u /* a refusal's reason, as sent back (truncated) */
-#define ENGINE_BURST_MAX        64u  /* events taken from one ring per turn (STYLE rule 19) */
+#define ENGINE_REASON_BYTES_MAX 256u  /* a refusal's reason, as sent back (truncated) */
+#define ENGINE_BURST_MAX        64u   /* events taken from one ring per round (STYLE rule 19) */
+#define ENGINE_TURN_EVENTS_MAX  1024u /* events a turn drains, in rounds over the rings */
 
 /* An event on a producer → shard ring: this header, the key, then the payload. */
 struct engine_event_msg {

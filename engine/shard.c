@@ -5,8 +5,11 @@
  *
  *   1. runs the control requests waiting in its mailbox (topics, projections, producers
  *      attaching, queries, statistics): rare, and the only place a lock is taken;
- *   2. drains each producer's events ring, at most ENGINE_BURST_MAX events per ring per
- *      turn: write model, append, projections, "applied" acknowledgement;
+ *   2. drains the producers' events rings in rounds, at most ENGINE_BURST_MAX events per
+ *      ring per round, until they are empty or the turn took ENGINE_TURN_EVENTS_MAX: write
+ *      model, append, projections, "applied" acknowledgement. Rounds keep producers fair;
+ *      several per turn keep a burst that arrived at once (a server turn's frames) from
+ *      waiting a whole turn (the hooks' syscalls) per ENGINE_BURST_MAX events;
  *   3. polls each partition's log (group commit) and sends the "durable" acknowledgements
  *      its durable offset now covers;
  *   4. calls its hooks (rill_engine_shard_hook_add: the server's worker, DPDK's queue);
@@ -371,6 +374,19 @@ static unsigned shard_drain(struct shard *s, uint32_t slot)
 	return n;
 }
 
+/* Step 2 of the loop: rounds over the producers' rings. Returns events taken. */
+static unsigned shard_drain_all(struct shard *s)
+{
+	unsigned total = 0, round;
+	do {
+		round = 0;
+		for (uint32_t a = 0; a < s->active_count; a++)
+			round += shard_drain(s, s->active[a]);
+		total += round;
+	} while (round > 0 && total < ENGINE_TURN_EVENTS_MAX);
+	return total;
+}
+
 /* True if @sp's log has something for rill_partition_poll: a write in flight to reap, a
  * filling batch whose delay has run out, or a failure to report (an append's submit can
  * fail the log). @now: the turn's clock, read at the first partition that needs it (0
@@ -612,8 +628,7 @@ void *shard_main(void *arg)
 		if (rill_atomic_load_relaxed_u64(&s->reqs_pending)) /* a hint; shard_control_run
 								     * takes the lock */
 			work += shard_control_run(s);
-		for (uint32_t a = 0; a < s->active_count; a++)
-			work += shard_drain(s, s->active[a]);
+		work += shard_drain_all(s);
 		work += shard_poll_logs(s);
 		work += shard_subs_feed(s);
 		for (uint32_t h = 0; h < s->hook_count; h++)

@@ -52,7 +52,7 @@
 #define RILL_ARENA_CACHE_CLASS_BYTES 16u /* bins hold sizes in steps of this */
 #define RILL_ARENA_CACHE_CLASSES     64u /* so objects up to 1 KiB are cached */
 #define RILL_ARENA_CACHE_MAX_BYTES   (RILL_ARENA_CACHE_CLASSES * RILL_ARENA_CACHE_CLASS_BYTES)
-#define RILL_ARENA_CACHE_DEPTH       64u /* objects per bin: a shard's burst of 32, twice */
+#define RILL_ARENA_CACHE_DEPTH       64u /* objects per bin: a shard's burst from one ring */
 
 /* One size class's freed objects, last in first out. */
 struct rill_arena_bin {

@@ -3,7 +3,8 @@
 # by redis-benchmark, with AOF off, appendfsync everysec and appendfsync always; then rill
 # (`rill bench produce`) with durability none (acks applied) and group (acks durable), at
 # the same connections, pipeline depth and value size. Last, the round trip of one
-# unpipelined connection: redis-benchmark PING against rill's produce with acks applied.
+# unpipelined connection: redis-benchmark PING against rill's produce with acks applied;
+# and durable produce to a one-partition topic (one ordered log, as the one Redis stream).
 # rill runs twice: with --shards S (default 1: one server thread, as Redis has, leaving the
 # other cores to the load generator, which the acceptance rows compare), then with one
 # shard per CPU (rill's default; shown beside, with no target).
@@ -127,6 +128,10 @@ rill_cases() {
 all_shards=$(nproc)
 rill_start "$shards"
 rill_cases ""
+# One partition: one totally ordered log, as the benchmark's one Redis stream is; its
+# fdatasyncs do not share the disk with three other partitions' (rows without a target).
+rill_run produce_group_p1 --topic peers_group1 --partitions 1 --durability group --acks durable \
+	--connections "$connections" --pipeline "$pipeline"
 rill_stop
 rill_start "$all_shards"
 rill_cases "_all"
@@ -144,6 +149,7 @@ pairs = [
     ("events/s, rill durable vs redis everysec", "rill:produce_group", "redis:xadd_everysec", "events_per_s", "higher", None),
     ("round trip p99 us, 1 conn", "rill:produce_1", "redis:ping_1", "p99_us", "lower", 1.5),
     ("round trip p50 us, 1 conn", "rill:produce_1", "redis:ping_1", "p50_us", "lower", None),
+    ("events/s, durable, 1 partition", "rill:produce_group_p1", "redis:xadd_always", "events_per_s", "higher", None),
     (f"events/s, not durable, {all_shards} shards", "rill:produce_none_all", "redis:xadd_aof_off", "events_per_s", "higher", None),
     (f"events/s, durable, {all_shards} shards", "rill:produce_group_all", "redis:xadd_always", "events_per_s", "higher", None),
     (f"round trip p99 us, 1 conn, {all_shards} shards", "rill:produce_1_all", "redis:ping_1", "p99_us", "lower", None),

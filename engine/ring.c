@@ -36,7 +36,7 @@ int rill_ring_create(struct rill_ring **out, uint64_t slot_count, uint32_t slot_
 	ring->stride_shift = rill_is_power_of_two(stride) ? (uint32_t)__builtin_ctz(stride) : 0;
 	ring->flags = flags;
 	/* 64 / stride for stride = 8, 16, .. 64 is 8, 4, 2, 2, 1, ..: always a power of two. */
-	bool prefetch = !(flags & RILL_RING_F_VARIABLE) && rill_cpu_has_prefetch_write();
+	bool prefetch = rill_cpu_has_prefetch_write();
 	ring->prefetch_step = !prefetch                         ? 0
 			      : stride >= RILL_CACHE_LINE_BYTES ? 1
 								: RILL_CACHE_LINE_BYTES / stride;

@@ -112,9 +112,8 @@ struct rill_ring {
 	uint32_t stride;        /* bytes from slot to slot: slot_bytes, + the stamp in fixed mode */
 	uint32_t stride_shift;  /* log2(stride) when a power of two, else 0 */
 	uint32_t flags;         /* RILL_RING_F_* */
-	uint32_t prefetch_step; /* fixed mode: slots per cache line, a power of two (64 / stride,
-				 * at least 1); 0: no write prefetch (variable mode, or a CPU
-				 * without it) */
+	uint32_t prefetch_step; /* slots per cache line, a power of two (64 / stride, at least
+				 * 1); 0: no write prefetch (a CPU without it) */
 	struct rill_hugebuf mem;
 
 	/* Producer side. */
@@ -419,6 +418,13 @@ static inline void rill_ring_commit(struct rill_ring *ring, uint32_t bytes)
 	ring->reserve_slots = 0;
 	/* R2: pairs with A2; publishes the padding, header and payload written above. */
 	rill_atomic_store_release_u64(&ring->head, head + used);
+	/* The next record's first lines, asked for writable now: an open-loop producer then
+	 * finds them owned when its next event comes, instead of waiting for each in turn
+	 * while the event's latency runs (rill_ring_prefetch_slots). */
+	const uint32_t step = ring->prefetch_step;
+	if (step != 0)
+		for (uint32_t i = 0; i < RILL_RING_PREFETCH_LINES; i++)
+			rill_cpu_prefetch_write(rill_ring_slot(ring, head + used + i * step));
 }
 
 /*

@@ -132,7 +132,7 @@ void *rill_arena_alloc_miss(struct rill_arena *arena, size_t bytes)
 	/* A cached class is allocated at its full class size, so any object of the class can
 	 * later be served from its bin. */
 	size_t real = bytes;
-	if (bytes <= RILL_ARENA_CACHE_MAX_BYTES)
+	if (bytes - 1 < RILL_ARENA_CACHE_MAX_BYTES)
 		real = rill_align_up(bytes, RILL_ARENA_CACHE_CLASS_BYTES);
 	void *p = arena_jemalloc_alloc(arena, real);
 	if (rill_unlikely(p == NULL)) {
@@ -149,6 +149,8 @@ static void arena_bin_flush(struct rill_arena *arena, struct rill_arena_bin *bin
 			    uint64_t keep)
 {
 	uint64_t n = bin->count;
+	if (n <= keep)
+		return;
 	for (uint64_t i = 0; i < n - keep; i++)
 		arena_jemalloc_free(arena, bin->slots[i], size);
 	memmove(bin->slots, bin->slots + (n - keep), keep * sizeof(bin->slots[0]));
@@ -157,7 +159,7 @@ static void arena_bin_flush(struct rill_arena *arena, struct rill_arena_bin *bin
 
 void rill_arena_free_miss(struct rill_arena *arena, void *p, size_t bytes)
 {
-	if (bytes > RILL_ARENA_CACHE_MAX_BYTES) {
+	if (bytes - 1 >= RILL_ARENA_CACHE_MAX_BYTES) { /* larger, or 0 (never binned) */
 		arena_jemalloc_free(arena, p, bytes);
 		return;
 	}

@@ -54,6 +54,10 @@
 #define RILL_ARENA_CACHE_MAX_BYTES   (RILL_ARENA_CACHE_CLASSES * RILL_ARENA_CACHE_CLASS_BYTES)
 #define RILL_ARENA_CACHE_DEPTH       64u /* objects per bin: a shard's burst from one ring */
 
+_Static_assert((RILL_ARENA_CACHE_CLASS_BYTES & (RILL_ARENA_CACHE_CLASS_BYTES - 1)) == 0 &&
+		       RILL_ARENA_CACHE_CLASS_BYTES >= 16,
+	       "a class's size keeps the 16-byte alignment rill_arena_alloc promises");
+
 /* One size class's freed objects, last in first out. */
 struct rill_arena_bin {
 	uint64_t count; /* written by the owner (relaxed store), read by rill_arena_stats */
@@ -126,10 +130,6 @@ static inline void rill_arena_count(uint64_t *counter, int64_t delta)
 	rill_atomic_store_relaxed_u64(counter, *counter + (uint64_t)delta);
 }
 
-/*
- * rill_arena_alloc - @bytes (1 or more) from the shard's arena, aligned to at least 16.
- * Returns the memory or NULL when out of memory (counted). Owner thread only.
- */
 /* The bin for @bytes (1 to RILL_ARENA_CACHE_MAX_BYTES). */
 static inline struct rill_arena_bin *rill_arena_bin_of(struct rill_arena *arena, size_t bytes)
 {
@@ -141,10 +141,15 @@ void *rill_arena_alloc_miss(struct rill_arena *arena, size_t bytes);
 /* Out of line: the bin is full (hand half back) or the object is too large. */
 void rill_arena_free_miss(struct rill_arena *arena, void *p, size_t bytes);
 
+/*
+ * rill_arena_alloc - @bytes (1 or more) from the shard's arena, aligned to at least 16.
+ * Returns the memory or NULL when out of memory (counted). Owner thread only.
+ */
 static inline void *rill_arena_alloc(struct rill_arena *arena, size_t bytes)
 {
 	RILL_DASSERT(bytes > 0);
-	if (rill_likely(bytes <= RILL_ARENA_CACHE_MAX_BYTES)) {
+	/* bytes - 1: 0, which wraps, goes to the miss path (jemalloc), never to a bin. */
+	if (rill_likely(bytes - 1 < RILL_ARENA_CACHE_MAX_BYTES)) {
 		struct rill_arena_bin *bin = rill_arena_bin_of(arena, bytes);
 		uint64_t n = bin->count;
 		if (rill_likely(n > 0)) {
@@ -194,7 +199,7 @@ static inline void rill_arena_free(struct rill_arena *arena, void *p, size_t byt
 			sdallocx(p, bytes, MALLOCX_ALIGN(align) | MALLOCX_TCACHE_NONE);
 		return;
 	}
-	if (rill_likely(bytes <= RILL_ARENA_CACHE_MAX_BYTES)) {
+	if (rill_likely(bytes - 1 < RILL_ARENA_CACHE_MAX_BYTES)) { /* as in alloc */
 		struct rill_arena_bin *bin = rill_arena_bin_of(arena, bytes);
 		uint64_t n = bin->count;
 		if (rill_likely(n < RILL_ARENA_CACHE_DEPTH)) {

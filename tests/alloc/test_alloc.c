@@ -112,14 +112,15 @@ static void test_arena_counts_bytes_and_objects(void **state)
  * with room for the whole class; bins stay bounded (a full one hands half back); large and
  * aligned objects bypass them; the in-use counters stay exact throughout; trim empties them.
  */
-static void test_arena_bins(void **state)
+static void arena_bins_check(bool bind)
 {
-	(void)state;
 	struct rill_arena arena;
 	assert_int_equal(rill_arena_init(&arena), 0);
+	if (bind) /* the fast path: malloc and free, into the arena */
+		assert_int_equal(rill_arena_bind(&arena), 0);
 	struct rill_arena_stats stats;
 
-	void *p = rill_arena_alloc(&arena, 17); /* class 2: 17 to 32 bytes */
+	void *p = rill_arena_alloc(&arena, 17); /* the class of 17 to 32 bytes */
 	assert_non_null(p);
 	rill_arena_free(&arena, p, 17, 0);
 	rill_arena_stats(&arena, &stats);
@@ -178,7 +179,26 @@ static void test_arena_bins(void **state)
 	rill_arena_stats(&arena, &stats);
 	assert_int_equal(stats.objects_cached, 0);
 	assert_int_equal(stats.bytes_cached, 0);
+	/* Destroy hands back what the bins hold (then the thread's cache, then unbinds). */
+	void *kept = rill_arena_alloc(&arena, 200);
+	assert_non_null(kept);
+	rill_arena_free(&arena, kept, 200, 0);
+	rill_arena_stats(&arena, &stats);
+	assert_int_equal(stats.objects_cached, 1);
 	rill_arena_destroy(&arena);
+	assert_null(rill_arena_bound);
+}
+
+static void test_arena_bins(void **state)
+{
+	(void)state;
+	arena_bins_check(false);
+}
+
+static void test_arena_bins_bound(void **state)
+{
+	(void)state;
+	arena_bins_check(true);
 }
 
 static void test_arena_aligned_and_separate(void **state)
@@ -331,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_arena_bound_is_retired_not_destroyed),
 		cmocka_unit_test(test_arena_counts_bytes_and_objects),
 		cmocka_unit_test(test_arena_bins),
+		cmocka_unit_test(test_arena_bins_bound),
 		cmocka_unit_test(test_arena_aligned_and_separate),
 		cmocka_unit_test(test_arena_reports_failure),
 		cmocka_unit_test(test_pool_rejects_bad_sizes),

@@ -34,6 +34,7 @@
 #define ENGINE_REASON_BYTES_MAX 256u  /* a refusal's reason, as sent back (truncated) */
 #define ENGINE_BURST_MAX        64u   /* events taken from one ring per round (STYLE rule 19) */
 #define ENGINE_TURN_EVENTS_MAX  1024u /* events a turn drains, in rounds over the rings */
+_Static_assert(ENGINE_TURN_EVENTS_MAX >= ENGINE_BURST_MAX, "a turn takes at least a burst");
 
 /* An event on a producer → shard ring: this header, the key, then the payload. */
 struct engine_event_msg {
@@ -258,6 +259,8 @@ struct shard {
 	struct shard_sub subs[RILL_ENGINE_SUBSCRIPTIONS_MAX];
 	uint32_t sub_count; /* attached: the loop skips the slots when there are none */
 	uint64_t events, duplicates, refused, stalls, sleeps, snapshots, snapshot_errors;
+	uint64_t local; /* events taken straight from a publisher on this thread (no ring) */
+	bool taking; /* inside shard_event: a publish from a callback goes to the ring, after it */
 	uint64_t turns;        /* loop turns: snapshots are looked at every so many */
 	uint64_t delay_ns_min; /* the smallest batch delay of its topics (sleep bound) */
 	bool stopping;
@@ -323,6 +326,17 @@ int shard_snapshots(struct shard *s, bool all);
 /* shard_control.c: run the requests in @s's mailbox (shard thread). Returns how many. */
 unsigned shard_control_run(struct shard *s);
 void shard_wake(struct shard *s);
+/* The shard whose loop runs on the calling thread, or NULL. */
+extern __thread struct shard *shard_self;
+/*
+ * shard.c: on @s's own thread (a hook publishing), take the event of producer @slot now,
+ * as the loop would take it from the ring: true once refused or written (its
+ * acknowledgements are in the producer's ring), false when the shard must stall it (the
+ * caller puts it in the ring instead). The caller checks that the producer's ring to @s is
+ * empty, so events stay in order.
+ */
+bool shard_take_local(struct shard *s, uint32_t slot, const struct engine_event_msg *m,
+		      const void *key, const void *payload);
 /* After a commit to a ring whose consumer sleeps on @wake_fd while *@sleeping is 1: wake
  * it (the P1 half of the producer's sleep handshake). Nothing when @sleeping is NULL. */
 void shard_notify(uint64_t *sleeping, int wake_fd);

@@ -125,11 +125,6 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 	uint64_t bytes = sizeof(struct engine_event_msg) + ev->key_bytes + ev->payload_bytes;
 	if (rill_unlikely(bytes > rill_ring_reserve_bytes_max(ring)))
 		return -EMSGSIZE; /* the ring is smaller than this event: config.ring_bytes */
-	uint8_t *dst = rill_ring_reserve(ring, (uint32_t)bytes);
-	if (dst == NULL) {
-		rill_atomic_fetch_add_relaxed_u64(&p->engine->backpressure, 1); /* a counter */
-		return -EAGAIN;
-	}
 	struct engine_event_msg m = {
 		.ingress_ns = ev->ingress_ns != 0 ? ev->ingress_ns : rill_clock_now_ns(),
 		.cookie = cookie,
@@ -145,6 +140,25 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 		.version = ev->version,
 		.key_bytes = (uint16_t)ev->key_bytes,
 		.acks = (uint8_t)acks};
+	struct shard *s = &p->engine->shards[shard];
+	/*
+	 * On the owner shard's own thread (a hook: the server's worker, DPDK) with nothing of
+	 * ours waiting in the ring, the shard takes the event now: no copy into the ring and
+	 * out again, no wake-up. Otherwise, or when the shard must stall it, the ring.
+	 */
+	if (shard_self == s && rill_ring_count(ring) == 0 &&
+	    shard_take_local(s, p->slot, &m, ev->key, ev->payload)) {
+		p->published[shard]++;
+		p->acks_owed += (uint64_t)acks;
+		return 0;
+	}
+	uint8_t *dst = rill_ring_reserve(ring, (uint32_t)bytes);
+	if (dst == NULL) {
+		rill_atomic_fetch_add_relaxed_u64(&p->engine->backpressure, 1); /* a counter */
+		/* A full ring: its shard must run, whatever the caller does next (wake_batched). */
+		rill_producer_wake(p);
+		return -EAGAIN;
+	}
 	memcpy(dst, &m, sizeof(m));
 	if (ev->key_bytes > 0)
 		memcpy(dst + sizeof(m), ev->key, ev->key_bytes);
@@ -298,7 +312,7 @@ bool rill_producer_sleep_begin(struct rill_producer *p)
 	if (p->wake_fd < 0)
 		return true;
 	rill_atomic_store_relaxed_u64(&p->sleeping, 1);
-	rill_atomic_fence_seq_cst(); /* P0: pairs with P1 in shard_ack_send */
+	rill_atomic_fence_seq_cst(); /* P0: pairs with P1 in shard_notify (shard_ack_wake) */
 	for (uint32_t i = 0; i < p->engine->shard_count; i++) {
 		if (rill_ring_count(p->acks[i]) > 0) {
 			rill_atomic_store_relaxed_u64(&p->sleeping, 0);

@@ -6,7 +6,8 @@
  *   1. runs the control requests waiting in its mailbox (topics, projections, producers
  *      attaching, queries, statistics): rare, and the only place a lock is taken;
  *   2. drains the producers' events rings in rounds, at most ENGINE_BURST_MAX events per
- *      ring per round, until they are empty or the turn took ENGINE_TURN_EVENTS_MAX: write
+ *      ring per round, until each is empty or stalled or the turn has taken
+ *      ENGINE_TURN_EVENTS_MAX or more (checked between rounds): write
  *      model, append, projections, "applied" acknowledgement. Rounds keep producers fair;
  *      several per turn keep a burst that arrived at once (a server turn's frames) from
  *      waiting a whole turn (the hooks' syscalls) per ENGINE_BURST_MAX events;
@@ -258,7 +259,7 @@ enum shard_take {
  * acknowledgements. Anything but SHARD_TAKEN leaves the event in its ring for later.
  */
 static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct engine_event_msg *m,
-				   const uint8_t *body, uint64_t taken_ns)
+				   const void *key, const void *payload, uint64_t taken_ns)
 {
 	struct shard_producer *p = &s->producers[slot];
 	struct rill_engine *e = s->engine;
@@ -284,8 +285,8 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 				  .payload_bytes = m->payload_bytes,
 				  .schema_version = m->version,
 				  .key_bytes = m->key_bytes,
-				  .key = body,
-				  .payload = body + m->key_bytes};
+				  .key = key,
+				  .payload = payload};
 	struct rill_partition_write res = {0};
 	struct rill_schema_error serr;
 	serr.message[0] = '\0';
@@ -359,7 +360,10 @@ static unsigned shard_drain(struct shard *s, uint32_t slot)
 		RILL_ASSERT(bytes >= sizeof(m));
 		memcpy(&m, msg, sizeof(m));
 		RILL_ASSERT(bytes == sizeof(m) + m.key_bytes + m.payload_bytes); /* producer.c */
-		enum shard_take took = shard_event(s, slot, &m, msg + sizeof(m), taken_ns);
+		const uint8_t *key = msg + sizeof(m);
+		s->taking = true;
+		enum shard_take took = shard_event(s, slot, &m, key, key + m.key_bytes, taken_ns);
+		s->taking = false;
 		p->waits_for_log = took == SHARD_STALL_LOG;
 		p->waits_for_acks = took == SHARD_STALL_ACKS;
 		if (took != SHARD_TAKEN) {
@@ -374,14 +378,43 @@ static unsigned shard_drain(struct shard *s, uint32_t slot)
 	return n;
 }
 
-/* Step 2 of the loop: rounds over the producers' rings. Returns events taken. */
+__thread struct shard *shard_self;
+
+bool shard_take_local(struct shard *s, uint32_t slot, const struct engine_event_msg *m,
+		      const void *key, const void *payload)
+{
+	RILL_DASSERT(shard_self == s);
+	if (s->taking)
+		return false; /* published from inside an event's own processing (a callback):
+			       * the ring, after it */
+	/* Taken when published: no ring wait to record (the ring stage counts it as 0). */
+	s->taking = true;
+	enum shard_take took = shard_event(s, slot, m, key, payload, m->ingress_ns);
+	s->taking = false;
+	if (took != SHARD_TAKEN)
+		return false;
+	s->local++;
+	return true; /* its acknowledgements wake the producer with the turn's (shard_acks_wake) */
+}
+
+/* Step 2 of the loop: rounds over the producers' rings. A ring is visited again only if
+ * its last round took a whole burst: one that emptied or stalled (its stall counted once)
+ * waits for the next turn. Returns events taken. */
 static unsigned shard_drain_all(struct shard *s)
 {
+	bool more[RILL_ENGINE_PRODUCERS_MAX];
+	for (uint32_t a = 0; a < s->active_count; a++)
+		more[a] = true;
 	unsigned total = 0, round;
 	do {
 		round = 0;
-		for (uint32_t a = 0; a < s->active_count; a++)
-			round += shard_drain(s, s->active[a]);
+		for (uint32_t a = 0; a < s->active_count; a++) {
+			if (!more[a])
+				continue;
+			unsigned n = shard_drain(s, s->active[a]);
+			more[a] = n == ENGINE_BURST_MAX;
+			round += n;
+		}
 		total += round;
 	} while (round > 0 && total < ENGINE_TURN_EVENTS_MAX);
 	return total;
@@ -623,6 +656,7 @@ void *shard_main(void *arg)
 	struct shard *s = arg;
 	struct rill_engine *e = s->engine;
 	uint64_t idle_since = 0;
+	shard_self = s; /* rill_publish from this thread (a hook) may take events directly */
 	while (!s->stopping) {
 		unsigned work = 0;
 		if (rill_atomic_load_relaxed_u64(&s->reqs_pending)) /* a hint; shard_control_run
@@ -657,6 +691,7 @@ void *shard_main(void *arg)
 		idle_since = 0;
 	}
 	shard_finish(s);
+	shard_self = NULL;
 	return NULL;
 }
 

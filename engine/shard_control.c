@@ -256,6 +256,7 @@ static int shard_stats(struct shard *s, struct rill_shard_stats *out)
 					 .duplicates = s->duplicates,
 					 .refused = s->refused,
 					 .stalls = s->stalls,
+					 .local = s->local,
 					 .sleeps = s->sleeps,
 					 .snapshots = s->snapshots,
 					 .snapshot_errors = s->snapshot_errors};

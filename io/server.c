@@ -1,7 +1,8 @@
 /*
  * The server's workers: one per shard, each a hook in its shard's loop (it runs on the
  * shard's thread: an event for the local shard is received, appended, applied and
- * acknowledged without a hand-off between threads), with its own io_uring, listener,
+ * acknowledged without a hand-off between threads, and without a ring: rill_publish
+ * takes it at once), with its own io_uring, listener,
  * provided receive buffers, connections and producer handle. This file owns the bytes:
  * accepting, receiving (frames are cut out of the receive buffers in place and handed to
  * server_conn.c), sending (each connection's answers go out in one send per loop turn),

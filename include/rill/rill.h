@@ -455,7 +455,9 @@ int rill_producer_open(struct rill_engine *engine, const struct rill_producer_co
  * error), -EAGAIN when the ring to that shard is full (backpressure: poll acknowledgements,
  * retry; counted), -EINVAL for a key or payload over the limits or a bad argument,
  * -EMSGSIZE for an event larger than half the ring (raise config.ring_bytes). Never
- * blocks.
+ * blocks. With config.wake_batched the shard is woken later (rill_producer_wake), except
+ * on -EAGAIN, which wakes the shards at once. On a shard's own thread (a hook) an event
+ * for that shard is taken at once when nothing of the handle's waits in its ring.
  */
 int rill_publish(struct rill_producer *producer, struct rill_topic *topic,
 		 const struct rill_event *event, enum rill_acks acks, uint64_t cookie);
@@ -463,7 +465,7 @@ int rill_publish(struct rill_producer *producer, struct rill_topic *topic,
 /*
  * rill_producer_wake - wake the shards this handle published to since its last wake-up
  * (config.wake_batched; without it rill_publish wakes them itself and this does nothing).
- * Never blocks.
+ * The handle's thread only. Never blocks.
  */
 void rill_producer_wake(struct rill_producer *producer);
 
@@ -558,6 +560,8 @@ struct rill_shard_stats {
 	uint64_t stalls;             /* times a producer's ring was left full: log, ack ring or
 				* durable queue busy (backpressure inside the shard) */
 	uint64_t sleeps;             /* adaptive mode: times the shard slept */
+	uint64_t local;              /* events published on the shard's own thread (a hook:
+				      * the server, DPDK) and taken at once, with no ring */
 	uint64_t snapshots;          /* partition snapshots written */
 	uint64_t snapshot_errors;    /* snapshots that failed (the previous ones stay) */
 	struct rill_latency ring;    /* ingress → taken from the ring */

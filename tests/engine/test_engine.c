@@ -2875,6 +2875,122 @@ static void test_wake_batched(void **state)
 	fx_close(f);
 }
 
+/* A hook that publishes through its own producer on its shard's thread (test_local_publish).
+ * No cmocka calls in it: it runs on the shard's thread; failures are counted. */
+struct lp_hook {
+	struct fx *f;
+	struct rill_topic *t;
+	struct rill_producer *p;
+	struct acks acks;
+	uint32_t sent, total;
+	uint64_t failures; /* publish errors other than -EAGAIN */
+	uint64_t done;     /* 1 once every ack is in (release; the test thread acquires) */
+};
+
+static unsigned lp_poll(void *arg)
+{
+	struct lp_hook *h = arg;
+	unsigned work = 0;
+	for (unsigned i = 0; i < 64 && h->sent < h->total; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "lp-%u", h->sent % 13);
+		struct order_event o;
+		if (order_event_make(&o, h->f->order, key, (int64_t)h->sent) != 0) {
+			h->failures++;
+			break;
+		}
+		int rc = rill_publish(h->p, h->t, &o.ev, RILL_ACKS_APPLIED, h->sent);
+		if (rc == -EAGAIN)
+			break;
+		if (rc != 0) {
+			h->failures++;
+			break;
+		}
+		h->sent++;
+		work++;
+	}
+	work += (unsigned)rill_producer_poll(h->p, 0);
+	if (h->acks.count == h->total && __atomic_load_n(&h->done, __ATOMIC_RELAXED) == 0)
+		__atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
+	return work;
+}
+
+/*
+ * A hook publishing on its own shard's thread: events for that shard's partitions are
+ * taken at once (no ring), the others go through the rings, and a log that cannot take
+ * one (small batches: both buffers busy) sends it, and what follows it, through the ring
+ * too. Whatever the path, each producer's events keep their order in every partition.
+ */
+static void test_local_publish(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic_config tc = {.name = "lp",
+				       .partitions = 4,
+				       .durability = RILL_DURABILITY_GROUP,
+				       .batch_bytes_max = 4096};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	enum { HOOKS = 2, EVENTS = 20000 };
+	struct lp_hook hooks[HOOKS];
+	for (uint32_t i = 0; i < HOOKS; i++) {
+		hooks[i] = (struct lp_hook){.f = f, .t = t, .total = EVENTS};
+		struct rill_producer_config pc = {.on_ack = acks_on_ack, .arg = &hooks[i].acks};
+		assert_int_equal(rill_producer_open(f->engine, &pc, &hooks[i].p), 0);
+		struct rill_shard_hook hook = {.poll = lp_poll, .arg = &hooks[i]};
+		assert_int_equal(rill_engine_shard_hook_add(f->engine, i, &hook), 0);
+	}
+	uint64_t deadline = rill_clock_now_ns() + 30000000000ull;
+	for (uint32_t i = 0; i < HOOKS; i++)
+		while (__atomic_load_n(&hooks[i].done, __ATOMIC_ACQUIRE) == 0 &&
+		       rill_clock_now_ns() < deadline)
+			nap_ns(1000000);
+	uint64_t local = 0, events = 0;
+	for (uint32_t i = 0; i < HOOKS; i++) {
+		assert_int_equal(rill_engine_shard_hook_remove(f->engine, i, &hooks[i]), 0);
+		struct rill_shard_stats st;
+		assert_int_equal(rill_engine_shard_stats(f->engine, i, &st), 0);
+		local += st.local;
+		events += st.events;
+	}
+	for (uint32_t i = 0; i < HOOKS; i++) {
+		struct lp_hook *h = &hooks[i];
+		assert_int_equal(h->failures, 0);
+		assert_int_equal(h->acks.count, EVENTS);
+		assert_false(h->acks.oom);
+		uint64_t last[4];
+		bool seen[4] = {false};
+		struct ack_rec **by_cookie = calloc(EVENTS, sizeof(*by_cookie));
+		assert_non_null(by_cookie);
+		for (size_t k = 0; k < h->acks.count; k++) {
+			struct ack_rec *a = &h->acks.v[k];
+			assert_int_equal(a->error, 0);
+			assert_true(a->cookie < EVENTS && by_cookie[a->cookie] == NULL);
+			by_cookie[a->cookie] = a;
+		}
+		for (uint32_t c = 0; c < EVENTS; c++) {
+			const struct ack_rec *a = by_cookie[c];
+			uint32_t part = a->token.partition;
+			assert_true(part < 4);
+			if (seen[part] && a->token.offset <= last[part])
+				fail_msg("hook %u: event %u at %u:%llu, after one at %llu", i, c,
+					 part, (unsigned long long)a->token.offset,
+					 (unsigned long long)last[part]);
+			seen[part] = true;
+			last[part] = a->token.offset;
+		}
+		free(by_cookie);
+		producer_close(h->p);
+		acks_free(&h->acks);
+	}
+	fprintf(stderr, "local_publish: %llu of %llu events taken with no ring\n",
+		(unsigned long long)local, (unsigned long long)events);
+	assert_int_equal(events, (uint64_t)HOOKS * EVENTS);
+	assert_true(local > 0 && local < events); /* both paths were taken */
+	fx_close(f);
+}
+
 int main(void)
 {
 	test_seed();
@@ -2908,6 +3024,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shard_stats, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_subscription_ready, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_batched, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_local_publish, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

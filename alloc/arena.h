@@ -147,7 +147,7 @@ void rill_arena_free_miss(struct rill_arena *arena, void *p, size_t bytes);
  */
 static inline void *rill_arena_alloc(struct rill_arena *arena, size_t bytes)
 {
-	RILL_DASSERT(bytes > 0);
+	RILL_ASSERT(bytes > 0); /* jemalloc leaves size 0 undefined (mallocx, sdallocx) */
 	/* bytes - 1: 0, which wraps, goes to the miss path (jemalloc), never to a bin. */
 	if (rill_likely(bytes - 1 < RILL_ARENA_CACHE_MAX_BYTES)) {
 		struct rill_arena_bin *bin = rill_arena_bin_of(arena, bytes);
@@ -168,7 +168,7 @@ static inline void *rill_arena_alloc(struct rill_arena *arena, size_t bytes)
  */
 static inline void *rill_arena_alloc_aligned(struct rill_arena *arena, size_t bytes, size_t align)
 {
-	RILL_DASSERT(bytes > 0 && rill_is_power_of_two(align));
+	RILL_ASSERT(bytes > 0 && rill_is_power_of_two(align)); /* size 0: as in alloc */
 	int flags = rill_arena_bound == arena ? (int)MALLOCX_ALIGN(align)
 					      : arena->flags_alloc | (int)MALLOCX_ALIGN(align);
 	void *p = mallocx(bytes, flags); /* bound: the thread's arena and cache */

@@ -422,9 +422,12 @@ static inline void rill_ring_commit(struct rill_ring *ring, uint32_t bytes)
 	 * finds them owned when its next event comes, instead of waiting for each in turn
 	 * while the event's latency runs (rill_ring_prefetch_slots). */
 	const uint32_t step = ring->prefetch_step;
-	if (step != 0)
+	const uint64_t next = head + used, span = (uint64_t)RILL_RING_PREFETCH_LINES * step;
+	/* Not when those lines may still be the consumer's (a nearly full ring): taking them
+	 * would only slow its reads. tail_cache is old, so this errs on the side of not. */
+	if (step != 0 && next + span - ring->tail_cache <= ring->slot_count)
 		for (uint32_t i = 0; i < RILL_RING_PREFETCH_LINES; i++)
-			rill_cpu_prefetch_write(rill_ring_slot(ring, head + used + i * step));
+			rill_cpu_prefetch_write(rill_ring_slot(ring, next + i * step));
 }
 
 /*

@@ -257,6 +257,9 @@ enum shard_take {
 /*
  * Take one event: the write model, append, projections (rill_partition_write), then its
  * acknowledgements. Anything but SHARD_TAKEN leaves the event in its ring for later.
+ * @key and @payload are read during the call only (the log and the projections copy what
+ * they keep): they may be the ring's bytes or, from shard_take_local, the publisher's.
+ * @taken_ns: when the shard took it from the ring; 0 when it came with no ring.
  */
 static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct engine_event_msg *m,
 				   const void *key, const void *payload, uint64_t taken_ns)
@@ -322,8 +325,10 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 		s->duplicates++;
 	else
 		s->events++;
-	shard_latency(s->hist_ring, m->ingress_ns, taken_ns);
-	shard_latency(s->hist_apply, taken_ns, now);
+	if (taken_ns != 0) { /* 0: taken at once, with no ring (shard_take_local) */
+		shard_latency(s->hist_ring, m->ingress_ns, taken_ns);
+		shard_latency(s->hist_apply, taken_ns, now);
+	}
 	shard_latency(s->hist_applied, m->ingress_ns, now);
 	if (m->acks == RILL_ACKS_NONE)
 		return SHARD_TAKEN;
@@ -387,9 +392,10 @@ bool shard_take_local(struct shard *s, uint32_t slot, const struct engine_event_
 	if (s->taking)
 		return false; /* published from inside an event's own processing (a callback):
 			       * the ring, after it */
-	/* Taken when published: no ring wait to record (the ring stage counts it as 0). */
+	/* Taken when published: no ring stage, and no apply stage apart from applied (the
+	 * publisher's own work since ingress, a server turn's parsing, is not the shard's). */
 	s->taking = true;
-	enum shard_take took = shard_event(s, slot, m, key, payload, m->ingress_ns);
+	enum shard_take took = shard_event(s, slot, m, key, payload, 0);
 	s->taking = false;
 	if (took != SHARD_TAKEN)
 		return false;

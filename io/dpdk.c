@@ -7,7 +7,9 @@
  * TCP events do. Hot path: dpdk_queue_poll: rx burst, parse in place, publish, free.
  *
  * The mbufs are freed in one bulk call once their events are published: rill_publish
- * copies an event into the ring to its shard, so nothing points into an mbuf afterwards.
+ * either copies an event into the ring to its shard or, for this shard's own partitions,
+ * has it appended before it returns (shard_take_local), so nothing points into an mbuf
+ * afterwards.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -79,13 +81,10 @@ int rill_dpdk_stop(struct rill_dpdk *dpdk)
 #include <rte_mbuf.h>
 
 #define DPDK_BURST       32u
-/* Events published per turn, at most (whole datagrams, so a little over). Most are taken
- * at once (the hook runs on the owner shard's thread: shard_take_local); those the shard
- * must stall go to its ring, of which a turn drains ENGINE_TURN_EVENTS_MAX: half that, so
- * its own ring never fills and nothing is dropped that the shard could take. Measured
- * (rill bench dpdk, 3 runs each): 2.5-3.5 M events/s against 2.7-3.2 M with 64 a turn
- * through the ring. */
-#define DPDK_EVENTS_TURN 512u
+/* Events published per turn, at most (whole datagrams, so a little over): about what the
+ * shard takes from one ring per turn (ENGINE_BURST_MAX), so that its own ring never fills
+ * and nothing is dropped that the shard could have taken. */
+#define DPDK_EVENTS_TURN 64u
 #define DPDK_ARGS_MAX    64
 #define DPDK_ARGS_BYTES  4096u
 #define DPDK_STATS_EVERY 1024u /* packets between two copies of the counters */

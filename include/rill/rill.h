@@ -151,7 +151,8 @@ uint32_t rill_engine_shards(const struct rill_engine *engine);
  *        shard's thread only while the hook is set) but must not block or call blocking
  *        engine functions (those that wait for a shard: a shard waiting for itself never
  *        returns).
- * sleep: optional. When the shard is idle (adaptive mode) it calls this instead of
+ * sleep: optional; it must not publish (the shard computed its wait before calling it).
+ *        When the shard is idle (adaptive mode) it calls this instead of
  *        waiting on its own: the hook waits until @wake_fd (an eventfd: the shard's
  *        producers and disk completions) is readable, its own events arrive, or
  *        @timeout_ns passes (never later: the shard's group commit may be due), and
@@ -560,14 +561,15 @@ struct rill_shard_stats {
 	uint64_t stalls;             /* times a producer's ring was left full: log, ack ring or
 				* durable queue busy (backpressure inside the shard) */
 	uint64_t sleeps;             /* adaptive mode: times the shard slept */
-	uint64_t local;              /* events published on the shard's own thread (a hook:
-				      * the server, DPDK) and taken at once, with no ring */
 	uint64_t snapshots;          /* partition snapshots written */
 	uint64_t snapshot_errors;    /* snapshots that failed (the previous ones stay) */
 	struct rill_latency ring;    /* ingress → taken from the ring */
 	struct rill_latency apply;   /* taken from the ring → applied */
 	struct rill_latency applied; /* ingress → applied */
 	struct rill_latency durable; /* ingress → durable */
+	uint64_t local; /* events published on the shard's own thread (a hook: the server,
+			 * DPDK) and taken at once, with no ring: they have no ring and apply
+			 * stage samples, only applied and durable */
 };
 
 /*

@@ -393,9 +393,16 @@ static void sc_check_stat(void)
 	json_t *shards = json_object_get(j, "shards");
 	assert_true(json_is_array(shards));
 	assert_int_equal(json_array_size(shards), SC_SHARDS);
-	for (size_t i = 0; i < SC_SHARDS; i++)
-		assert_int_equal(
-			json_integer_value(json_object_get(json_array_get(shards, i), "shard")), i);
+	const char *counters[] = {"partitions", "events", "duplicates", "refused",        "stalls",
+				  "local",      "sleeps", "snapshots",  "snapshot_errors"};
+	for (size_t i = 0; i < SC_SHARDS; i++) {
+		json_t *shard = json_array_get(shards, i);
+		assert_int_equal(json_integer_value(json_object_get(shard, "shard")), i);
+		for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]); k++)
+			if (!json_is_integer(json_object_get(shard, counters[k])))
+				fail_msg("STAT: shard %zu has no counter \"%s\"", i, counters[k]);
+		assert_true(json_is_object(json_object_get(shard, "latency")));
+	}
 	assert_true(json_is_object(json_object_get(j, "server")));
 	json_decref(j);
 }

@@ -134,14 +134,7 @@ void *rill_arena_alloc_miss(struct rill_arena *arena, size_t bytes)
 	size_t real = bytes;
 	if (bytes - 1 < RILL_ARENA_CACHE_MAX_BYTES)
 		real = rill_align_up(bytes, RILL_ARENA_CACHE_CLASS_BYTES);
-	void *p = arena_jemalloc_alloc(arena, real);
-	if (rill_unlikely(p == NULL)) {
-		rill_arena_count(&arena->alloc_failures, 1);
-		return NULL;
-	}
-	rill_arena_count(&arena->bytes_in_use, (int64_t)bytes);
-	rill_arena_count(&arena->objects_in_use, 1);
-	return p;
+	return rill_arena_took(arena, arena_jemalloc_alloc(arena, real), bytes);
 }
 
 /* Hand the older half of @bin (class size @size) back to jemalloc. */

@@ -130,6 +130,18 @@ static inline void rill_arena_count(uint64_t *counter, int64_t delta)
 	rill_atomic_store_relaxed_u64(counter, *counter + (uint64_t)delta);
 }
 
+/* Count @p, just allocated for @bytes, or the failure when it is NULL. Returns @p. */
+static inline void *rill_arena_took(struct rill_arena *arena, void *p, size_t bytes)
+{
+	if (rill_unlikely(p == NULL)) {
+		rill_arena_count(&arena->alloc_failures, 1);
+		return NULL;
+	}
+	rill_arena_count(&arena->bytes_in_use, (int64_t)bytes);
+	rill_arena_count(&arena->objects_in_use, 1);
+	return p;
+}
+
 /* The bin for @bytes (1 to RILL_ARENA_CACHE_MAX_BYTES). */
 static inline struct rill_arena_bin *rill_arena_bin_of(struct rill_arena *arena, size_t bytes)
 {
@@ -155,9 +167,7 @@ static inline void *rill_arena_alloc(struct rill_arena *arena, size_t bytes)
 		if (rill_likely(n > 0)) {
 			/* Relaxed: the owner is the only writer; stats wants a recent value. */
 			rill_atomic_store_relaxed_u64(&bin->count, n - 1);
-			rill_arena_count(&arena->bytes_in_use, (int64_t)bytes);
-			rill_arena_count(&arena->objects_in_use, 1);
-			return bin->slots[n - 1];
+			return rill_arena_took(arena, bin->slots[n - 1], bytes);
 		}
 	}
 	return rill_arena_alloc_miss(arena, bytes);
@@ -171,14 +181,8 @@ static inline void *rill_arena_alloc_aligned(struct rill_arena *arena, size_t by
 	RILL_ASSERT(bytes > 0 && rill_is_power_of_two(align)); /* size 0: as in alloc */
 	int flags = rill_arena_bound == arena ? (int)MALLOCX_ALIGN(align)
 					      : arena->flags_alloc | (int)MALLOCX_ALIGN(align);
-	void *p = mallocx(bytes, flags); /* bound: the thread's arena and cache */
-	if (rill_unlikely(p == NULL)) {
-		rill_arena_count(&arena->alloc_failures, 1);
-		return NULL;
-	}
-	rill_arena_count(&arena->bytes_in_use, (int64_t)bytes);
-	rill_arena_count(&arena->objects_in_use, 1);
-	return p;
+	/* bound: the thread's arena and cache */
+	return rill_arena_took(arena, mallocx(bytes, flags), bytes);
 }
 
 /*

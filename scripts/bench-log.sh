@@ -28,26 +28,29 @@ command -v fio >/dev/null || { echo "bench-log.sh: fio is missing (scripts/setup
 ninja -C build/release >&2
 mkdir -p "$dir"
 out=$(mktemp -d)
-trap 'rm -rf "$out" "$dir/fio.dat"' EXIT
+# Every phase's files stay until the end: deleting gigabytes between phases frees their
+# blocks (and, on a disk mounted with discard, trims them) during the next phase, which
+# measured: an open loop at 200 k events/s had p99 1.4 ms on a quiet disk and 23 ms right
+# after the closed loop's 3 GB were deleted (a sync and 3 s of waiting did not help).
+trap 'rm -rf "$out" "$dir/fio.dat" "$dir"/rill-bench-log-*' EXIT
 
 sync
 echo "bench-log: fio, ${seconds}s" >&2
 fio --name=wal --filename="$dir/fio.dat" --ioengine=io_uring --rw=write --bs="$batch" \
 	--fdatasync=1 --size=8g --runtime="$seconds" --time_based --output-format=json \
 	>"$out/fio.json" 2>"$out/fio.err" || { cat "$out/fio.err" >&2; exit 1; }
-rm -f "$dir/fio.dat"
-# Each phase starts on a quiet disk: the writeback and block freeing the previous phase
-# left behind would otherwise land in the next phase's latency.
+# Each phase starts on a quiet disk: the writeback the previous phase left behind would
+# otherwise land in the next phase's latency.
 settle() { sync; sleep 3; }
 settle
 echo "bench-log: rill, closed loop, ${seconds}s" >&2
 build/release/rill bench log --dir "$dir" --record-bytes "$record" --seconds "$seconds" \
-	--batch-bytes "$batch" --durability group --json >"$out/max.json"
+	--batch-bytes "$batch" --durability group --keep --json >"$out/max.json"
 rate=$(python3 -c "import json; print(int(json.load(open('$out/max.json'))['events_per_s'] / 2))")
 settle
 echo "bench-log: rill, open loop at $rate events/s, ${seconds}s" >&2
 build/release/rill bench log --dir "$dir" --record-bytes "$record" --seconds "$seconds" \
-	--batch-bytes "$batch" --durability group --rate "$rate" --json >"$out/half.json"
+	--batch-bytes "$batch" --durability group --rate "$rate" --keep --json >"$out/half.json"
 
 python3 - "$out" <<'PY'
 import json, sys

@@ -2875,6 +2875,93 @@ static void test_wake_batched(void **state)
 	fx_close(f);
 }
 
+/*
+ * The wake-ups test_wake_batched does not reach: durable acknowledgements (sent after the
+ * disk, by the shard's log poll, which must wake the producer itself), and a full ring
+ * (rill_publish's -EAGAIN must wake the shard at once, or a caller that naps before
+ * retrying waits for the shard's own 100 ms timeout). No idle spin: the shards sleep.
+ */
+static void test_wake_batched_durable_and_full(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	c.idle_spin_ns = 0;
+	c.ring_bytes = 64u << 10; /* the smallest rings: quick to fill */
+	fx_open_with(f, &c);
+	struct rill_topic *tg = fx_topic(f, "wbd", 2, RILL_DURABILITY_GROUP);
+	struct rill_topic *tn = fx_topic(f, "wbf", 1, RILL_DURABILITY_NONE);
+	struct acks acks = {0};
+	struct rill_producer_config pc = {
+		.on_ack = acks_on_ack, .arg = &acks, .wake_fd = true, .wake_batched = true};
+	struct rill_producer *p = NULL;
+	assert_int_equal(rill_producer_open(f->engine, &pc, &p), 0);
+	int fd = rill_producer_wake_fd(p);
+
+	/* Durable: sleep on the fd until both acknowledgements are in. A round is late when
+	 * a sleep ran out (1 s, against a sync of ~1 ms here): the wake-up never came. */
+	enum { ROUNDS = 40 };
+	unsigned late = 0;
+	for (uint32_t i = 0; i < ROUNDS && late < 3; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "wbd-%u", i);
+		struct order_event o;
+		assert_int_equal(order_event_make(&o, f->order, key, (int64_t)i), 0);
+		size_t want = acks.count + 2; /* applied, then durable */
+		assert_int_equal(rill_publish(p, tg, &o.ev, RILL_ACKS_DURABLE, i), 0);
+		uint64_t deadline = rill_clock_now_ns() + 10000000000ull;
+		while (acks.count < want && rill_clock_now_ns() < deadline) {
+			if (rill_producer_sleep_begin(p)) {
+				struct pollfd pfd = {.fd = fd, .events = POLLIN};
+				if (poll(&pfd, 1, 1000) == 0)
+					late++;
+				rill_producer_sleep_end(p);
+				uint64_t count;
+				ssize_t got = read(fd, &count, sizeof(count));
+				(void)got;
+			}
+			rill_producer_poll(p, 0);
+		}
+		assert_int_equal(acks.count, want);
+		assert_int_equal(acks.v[want - 1].level, RILL_ACKS_DURABLE);
+		assert_int_equal(acks.v[want - 1].error, 0);
+	}
+	fprintf(stderr, "wake_batched durable: %u rounds late\n", late);
+	assert_true(late < 3);
+
+	/* A full ring: publish until -EAGAIN, never waking or polling; then nap and retry. The
+	 * retry succeeds once the shard has drained some: within 30 ms when -EAGAIN woke it
+	 * (every round here), up to the shard's 100 ms sleep when not (half the rounds). */
+	enum { FULL_ROUNDS = 20 };
+	unsigned slow = 0;
+	uint64_t cookie = 1000000;
+	for (uint32_t r = 0; r < FULL_ROUNDS; r++) {
+		struct order_event o;
+		assert_int_equal(order_event_make(&o, f->order, "wbf", 1), 0);
+		int rc;
+		while ((rc = rill_publish(p, tn, &o.ev, RILL_ACKS_NONE, cookie)) == 0)
+			cookie++;
+		assert_int_equal(rc, -EAGAIN);
+		uint64_t start = rill_clock_now_ns();
+		do
+			nap_ns(1000000);
+		while ((rc = rill_publish(p, tn, &o.ev, RILL_ACKS_NONE, cookie)) == -EAGAIN &&
+		       rill_clock_now_ns() - start < 5000000000ull);
+		assert_int_equal(rc, 0);
+		cookie++;
+		if (rill_clock_now_ns() - start > 30000000u)
+			slow++;
+		nap_ns(5000000); /* drained, asleep again */
+	}
+	fprintf(stderr, "wake_batched full ring: %u of %u retries slow\n", slow,
+		(unsigned)FULL_ROUNDS);
+	assert_true(slow <= FULL_ROUNDS / 5);
+	flush_ok(p);
+	producer_close(p);
+	acks_free(&acks);
+	fx_close(f);
+}
+
 /* A hook that publishes through its own producer on its shard's thread (test_local_publish).
  * No cmocka calls in it: it runs on the shard's thread; failures are counted. */
 struct lp_hook {
@@ -2909,10 +2996,10 @@ static unsigned lp_poll(void *arg)
 		h->sent++;
 		work++;
 	}
-	/* Acknowledgements are read every 64th turn only, or once all are sent: the ack
+	/* Acknowledgements are read every 256th turn only, or once all are sent: the ack
 	 * ring (64 KiB) fills in between, so the shard must stall events of its own, and
 	 * those take the ring, whose order the test checks. */
-	if (++h->polls % 64 == 0 || h->sent == h->total)
+	if (++h->polls % 256 == 0 || h->sent == h->total)
 		work += (unsigned)rill_producer_poll(h->p, 0);
 	if (h->acks.count == h->total && __atomic_load_n(&h->done, __ATOMIC_RELAXED) == 0)
 		__atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
@@ -3031,6 +3118,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shard_stats, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_subscription_ready, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_batched, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_wake_batched_durable_and_full, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_local_publish, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);

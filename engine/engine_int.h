@@ -302,8 +302,7 @@ struct rill_producer {
 	struct rill_engine *engine;
 	uint32_t slot;
 	struct rill_producer_config config;
-	uint64_t published[RILL_ENGINE_SHARDS_MAX]; /* events put on each shard's ring */
-	uint64_t acks_owed;                         /* acknowledgements asked for, not yet seen */
+	uint64_t acks_owed; /* acknowledgements asked for, not yet seen */
 	struct rill_ring *events[RILL_ENGINE_SHARDS_MAX];
 	struct rill_ring *acks[RILL_ENGINE_SHARDS_MAX];
 	int wake_fd;        /* eventfd, or -1 */

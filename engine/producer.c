@@ -148,7 +148,6 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 	 */
 	if (shard_self == s && rill_ring_count(ring) == 0 &&
 	    shard_take_local(s, p->slot, &m, ev->key, ev->payload)) {
-		p->published[shard]++;
 		p->acks_owed += (uint64_t)acks;
 		return 0;
 	}
@@ -165,7 +164,6 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 	if (ev->payload_bytes > 0)
 		memcpy(dst + sizeof(m) + ev->key_bytes, ev->payload, ev->payload_bytes);
 	rill_ring_commit(ring, (uint32_t)bytes);
-	p->published[shard]++;
 	p->acks_owed += (uint64_t)acks; /* applied: one; durable: applied, then durable */
 	if (p->config.wake_batched)
 		p->wake_owed |= 1ull << shard; /* rill_producer_wake */

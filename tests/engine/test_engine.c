@@ -2814,6 +2814,33 @@ static void test_subscription_ready(void **state)
 	fx_close(f);
 }
 
+/* A wake_batched producer with an eventfd, its acknowledgements into @a (the wake tests). */
+static struct rill_producer *wake_producer_open(struct fx *f, struct acks *a)
+{
+	struct rill_producer_config pc = {
+		.on_ack = acks_on_ack, .arg = a, .wake_fd = true, .wake_batched = true};
+	struct rill_producer *p = NULL;
+	assert_int_equal(rill_producer_open(f->engine, &pc, &p), 0);
+	assert_true(rill_producer_wake_fd(p) >= 0);
+	return p;
+}
+
+/* Sleep on @p's eventfd as an event loop does, up to @timeout_ms. Returns false only when
+ * the wait ran out with no wake-up (true too when acknowledgements were already in). */
+static bool wake_sleep(struct rill_producer *p, int timeout_ms)
+{
+	if (!rill_producer_sleep_begin(p))
+		return true;
+	int fd = rill_producer_wake_fd(p);
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	bool woken = poll(&pfd, 1, timeout_ms) != 0;
+	rill_producer_sleep_end(p);
+	uint64_t count;
+	ssize_t got = read(fd, &count, sizeof(count));
+	(void)got; /* nothing to read when it timed out */
+	return woken;
+}
+
 /*
  * A producer with wake_batched does not wake a shard per event: it must still wake every
  * shard it published to before it sleeps (rill_producer_sleep_begin), or a sleeping shard
@@ -2831,12 +2858,7 @@ static void test_wake_batched(void **state)
 	fx_open_with(f, &c);
 	struct rill_topic *t = fx_topic(f, "wb", 4, RILL_DURABILITY_NONE);
 	struct acks acks = {0};
-	struct rill_producer_config pc = {
-		.on_ack = acks_on_ack, .arg = &acks, .wake_fd = true, .wake_batched = true};
-	struct rill_producer *p = NULL;
-	assert_int_equal(rill_producer_open(f->engine, &pc, &p), 0);
-	int fd = rill_producer_wake_fd(p);
-	assert_true(fd >= 0);
+	struct rill_producer *p = wake_producer_open(f, &acks);
 	enum { ROUNDS = 200 };
 	unsigned late = 0;
 	for (uint32_t i = 0; i < ROUNDS; i++) {
@@ -2845,15 +2867,8 @@ static void test_wake_batched(void **state)
 		struct order_event o;
 		assert_int_equal(order_event_make(&o, f->order, key, (int64_t)i), 0);
 		assert_int_equal(rill_publish(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
-		if (rill_producer_sleep_begin(p)) {
-			struct pollfd pfd = {.fd = fd, .events = POLLIN};
-			if (poll(&pfd, 1, 60) == 0)
-				late++;
-			rill_producer_sleep_end(p);
-			uint64_t count;
-			ssize_t got = read(fd, &count, sizeof(count));
-			(void)got; /* nothing to read when it timed out */
-		}
+		if (!wake_sleep(p, 60))
+			late++;
 		uint64_t deadline = rill_clock_now_ns() + 5000000000u;
 		while (acks.count < i + 1 && rill_clock_now_ns() < deadline)
 			rill_producer_poll(p, 1000000);
@@ -2892,11 +2907,7 @@ static void test_wake_batched_durable_and_full(void **state)
 	struct rill_topic *tg = fx_topic(f, "wbd", 2, RILL_DURABILITY_GROUP);
 	struct rill_topic *tn = fx_topic(f, "wbf", 1, RILL_DURABILITY_NONE);
 	struct acks acks = {0};
-	struct rill_producer_config pc = {
-		.on_ack = acks_on_ack, .arg = &acks, .wake_fd = true, .wake_batched = true};
-	struct rill_producer *p = NULL;
-	assert_int_equal(rill_producer_open(f->engine, &pc, &p), 0);
-	int fd = rill_producer_wake_fd(p);
+	struct rill_producer *p = wake_producer_open(f, &acks);
 
 	/* Durable: sleep on the fd until both acknowledgements are in. A round is late when
 	 * a sleep ran out (1 s, against a sync of ~1 ms here): the wake-up never came. */
@@ -2911,15 +2922,8 @@ static void test_wake_batched_durable_and_full(void **state)
 		assert_int_equal(rill_publish(p, tg, &o.ev, RILL_ACKS_DURABLE, i), 0);
 		uint64_t deadline = rill_clock_now_ns() + 10000000000ull;
 		while (acks.count < want && rill_clock_now_ns() < deadline) {
-			if (rill_producer_sleep_begin(p)) {
-				struct pollfd pfd = {.fd = fd, .events = POLLIN};
-				if (poll(&pfd, 1, 1000) == 0)
-					late++;
-				rill_producer_sleep_end(p);
-				uint64_t count;
-				ssize_t got = read(fd, &count, sizeof(count));
-				(void)got;
-			}
+			if (!wake_sleep(p, 1000))
+				late++;
 			rill_producer_poll(p, 0);
 		}
 		assert_int_equal(acks.count, want);

@@ -30,6 +30,7 @@ struct bench_log_args {
 	uint64_t batch_delay_us;
 	uint64_t segment_bytes;
 	enum rill_durability durability;
+	bool buffered_io; /* --io buffered */
 	bool keep;
 };
 
@@ -71,6 +72,10 @@ static int bench_log_parse(int argc, char **argv, struct bench_log_args *a)
 			a->durability = RILL_DURABILITY_GROUP;
 		else if (strcmp(opt, "--durability") == 0 && strcmp(val, "none") == 0)
 			a->durability = RILL_DURABILITY_NONE;
+		else if (strcmp(opt, "--io") == 0 && strcmp(val, "direct") == 0)
+			a->buffered_io = false;
+		else if (strcmp(opt, "--io") == 0 && strcmp(val, "buffered") == 0)
+			a->buffered_io = true;
 		else
 			return cli_usage_error("bench log",
 					       "unknown option or value (see rill help)");
@@ -188,14 +193,16 @@ static void bench_log_print(const struct bench_log_args *a, const struct bench_l
 	const struct rill_hist *h = &r->hist;
 	struct rill_log_stats s;
 	rill_log_stats(r->log, &s);
-	printf("{\"bench\":\"log\",\"backend\":\"%s\",\"durability\":\"%s\",\"record_bytes\":"
+	printf("{\"bench\":\"log\",\"backend\":\"%s\",\"io\":\"%s\",\"durability\":\"%s\","
+	       "\"record_bytes\":"
 	       "%" PRIu64 ",\"batch_bytes\":%" PRIu64 ",\"rate\":%" PRIu64
 	       ",\"seconds\":%.3f,\"events\":%" PRIu64
 	       ",\"events_per_s\":%.0f,\"mb_per_s\":%.2f,\"p50_us\":%.1f,\"p99_us\":%.1f"
 	       ",\"p999_us\":%.1f,\"p9999_us\":%.1f,\"max_us\":%.1f,\"batches\":%" PRIu64
 	       ",\"batch_sync_p50_us\":%.1f,\"batch_sync_p99_us\":%.1f,\"batch_sync_max_us\":%.1f}"
 	       "\n",
-	       backend, a->durability == RILL_DURABILITY_NONE ? "none" : "group", a->record_bytes,
+	       backend, s.direct_io ? "direct" : "buffered",
+	       a->durability == RILL_DURABILITY_NONE ? "none" : "group", a->record_bytes,
 	       a->batch_bytes, a->rate, seconds, events, (double)events / seconds,
 	       (double)events * (double)a->record_bytes / seconds / 1e6,
 	       (double)rill_hist_percentile(h, 50) / 1e3, (double)rill_hist_percentile(h, 99) / 1e3,
@@ -231,6 +238,7 @@ int cli_bench_log(int argc, char **argv)
 	if (a.segment_bytes)
 		c.segment_bytes_max = a.segment_bytes;
 	c.durability = a.durability;
+	c.buffered_io = a.buffered_io;
 	struct bench_log_run r = {0};
 	struct rill_log_recovery report;
 	rc = rill_log_open(&r.log, io, dir, &c, &report);

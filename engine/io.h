@@ -28,6 +28,14 @@ struct rill_io;
 /* Open flags. */
 #define RILL_IO_CREATE 1u /* create the file if missing (mode 0644) */
 #define RILL_IO_RDONLY 2u /* read only; otherwise read and write */
+/*
+ * Write only, straight to the device (O_DIRECT), for a second handle next to an ordinary
+ * one, used by write_sync alone: every write on it must have its buffer address, length
+ * and file offset multiples of RILL_IO_DIRECT_ALIGN. -EOPNOTSUPP when the file system
+ * cannot promise that alignment suffices (the caller writes through the page cache).
+ */
+#define RILL_IO_DIRECT       4u
+#define RILL_IO_DIRECT_ALIGN 512u
 
 /* A finished write_sync: its token and result (0, or -errno from the write or the sync). */
 struct rill_io_completion {

@@ -23,9 +23,34 @@ struct io_posix {
 	unsigned done_count;
 };
 
+/*
+ * A direct handle only where the kernel confirms that RILL_IO_DIRECT_ALIGN suffices
+ * (statx's DIOALIGN, Linux 6.1 on): a misaligned O_DIRECT write fails with EINVAL, which
+ * would stop the log, so an unknown alignment means no direct writes.
+ */
+static int posix_open_direct(const char *path, int *handle)
+{
+	int fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		return errno == EINVAL ? -EOPNOTSUPP : -errno;
+	struct statx st;
+	bool ok = statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &st) == 0 &&
+		  (st.stx_mask & STATX_DIOALIGN) && st.stx_dio_offset_align != 0 &&
+		  RILL_IO_DIRECT_ALIGN % st.stx_dio_offset_align == 0 &&
+		  st.stx_dio_mem_align != 0 && RILL_IO_DIRECT_ALIGN % st.stx_dio_mem_align == 0;
+	if (!ok) {
+		close(fd);
+		return -EOPNOTSUPP;
+	}
+	*handle = fd;
+	return 0;
+}
+
 static int posix_open(struct rill_io *io, const char *path, unsigned flags, int *handle)
 {
 	(void)io;
+	if (flags & RILL_IO_DIRECT)
+		return posix_open_direct(path, handle);
 	int oflags = O_CLOEXEC | ((flags & RILL_IO_RDONLY) ? O_RDONLY : O_RDWR);
 	if (flags & RILL_IO_CREATE)
 		oflags |= O_CREAT;

@@ -45,8 +45,10 @@ struct rill_log_config {
 	uint64_t retention_age_ns;   /* delete segments older than this (0: keep all) */
 	uint32_t index_interval_bytes; /* one index entry per this many bytes (default 4 KiB) */
 	enum rill_durability durability;
-	bool repair;    /* recovery cuts at the first damage, whatever it is */
-	bool read_only; /* never write: verification and dumps */
+	bool buffered_io; /* batches go through the page cache, never O_DIRECT (default: direct
+			   * where the file system allows it; see ARCHITECTURE.md, "On disk") */
+	bool repair;      /* recovery cuts at the first damage, whatever it is */
+	bool read_only;   /* never write: verification and dumps */
 };
 
 /* What recovery found and did. */
@@ -153,6 +155,7 @@ struct rill_log_stats {
 	uint64_t sync_ns_p50; /* write+fdatasync time per batch, since open */
 	uint64_t sync_ns_p99;
 	uint64_t sync_ns_max;
+	bool direct_io; /* the active segment's batches are written with O_DIRECT */
 };
 
 /* rill_log_stats - sizes, offsets and batch timings of @log. */

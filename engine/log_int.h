@@ -40,6 +40,7 @@ struct rill_log {
 	uint32_t segment_count;
 	uint32_t segment_capacity;
 	int active_handle; /* the active segment, read-write; -1 when read-only */
+	int direct_handle; /* the active segment again, O_DIRECT, for write_sync; -1: none */
 	int lock_handle;   /* holds DIR/lock while the log is open for writing; -1 otherwise */
 
 	/*

@@ -9,6 +9,12 @@
 	--segment-bytes 1048576 --keep >"$tmp/bench.json"
 check "bench log ran" '[ $? -eq 0 ] && grep -q events_per_s "$tmp/bench.json"'
 part=$(ls -d "$tmp"/rill-bench-log-*)
+check "bench log says how it wrote" 'grep -Eq "\"io\":\"(direct|buffered)\"" "$tmp/bench.json"'
+out=$("$rill" bench log --dir "$tmp" --seconds 1 --record-bytes 200 --batch-bytes 8192 \
+	--io buffered)
+check "--io buffered writes through the page cache" '[[ "$out" == *"\"io\":\"buffered\""* ]]'
+"$rill" bench log --dir "$tmp" --seconds 1 --io sideways >/dev/null 2>&1; rc=$?
+check "an unknown --io is refused" '[ $rc -eq 2 ]'
 
 out=$("$rill" log verify "$tmp"); rc=$?
 check "verify exits 0 on a sound log" '[ $rc -eq 0 ]'

@@ -42,6 +42,8 @@ struct io_sim {
 	struct sim_file files[SIM_FILES_MAX];
 	int handles[SIM_HANDLES_MAX]; /* file index, or -1 */
 	bool locked[SIM_HANDLES_MAX]; /* the handle holds its file's lock (ops->lock) */
+	bool direct[SIM_HANDLES_MAX]; /* opened RILL_IO_DIRECT: write_sync only, aligned */
+	bool direct_refused;          /* io_sim_refuse_direct */
 	struct sim_pending pending[RILL_IO_INFLIGHT_MAX];
 	unsigned pending_count;
 	uint64_t ops_count;
@@ -171,6 +173,8 @@ static int sim_open(struct rill_io *io, const char *path, unsigned flags, int *h
 	if (rc < 0)
 		return rc;
 	struct sim_file *f = sim_lookup(sim, path);
+	if ((flags & RILL_IO_DIRECT) && (sim->direct_refused || f == NULL))
+		return sim->direct_refused ? -EOPNOTSUPP : -ENOENT;
 	if (f == NULL) {
 		if (!(flags & RILL_IO_CREATE))
 			return -ENOENT;
@@ -189,6 +193,7 @@ static int sim_open(struct rill_io *io, const char *path, unsigned flags, int *h
 	for (int h = 0; h < (int)SIM_HANDLES_MAX; h++) {
 		if (sim->handles[h] < 0) {
 			sim->handles[h] = (int)(f - sim->files);
+			sim->direct[h] = (flags & RILL_IO_DIRECT) != 0;
 			*handle = h;
 			return 0;
 		}
@@ -236,7 +241,8 @@ static int sim_file_op(struct rill_io *io, int handle, struct sim_file **f)
 	*f = sim_handle_file(sim, handle);
 	if (rc < 0)
 		return rc;
-	return *f == NULL ? -EBADF : 0;
+	/* A direct handle is for write_sync alone (io.h): anything else on it is a bug. */
+	return *f == NULL || sim->direct[handle] ? -EBADF : 0;
 }
 
 static int sim_pread(struct rill_io *io, int handle, void *buf, size_t bytes, uint64_t offset,
@@ -385,6 +391,11 @@ static int sim_write_sync(struct rill_io *io, int handle, const void *buf, size_
 		return -EBUSY;
 	/* The write lands in the page cache now; the sync happens when poll reaps it. */
 	int result = sim_op(sim);
+	/* What O_DIRECT refuses: anything not aligned in memory, length and file offset. */
+	if (result == 0 && sim->direct[handle] &&
+	    ((uintptr_t)buf % RILL_IO_DIRECT_ALIGN || bytes % RILL_IO_DIRECT_ALIGN ||
+	     offset % RILL_IO_DIRECT_ALIGN))
+		return -EINVAL;
 	if (result == 0)
 		result = sim_write(f, buf, bytes, offset);
 	else if (sim_rand(sim) & 1)
@@ -482,6 +493,11 @@ void io_sim_fail_at(struct io_sim *sim, uint64_t index, int error, bool always)
 	sim->fail_index = index;
 	sim->fail_error = error;
 	sim->fail_always = always;
+}
+
+void io_sim_refuse_direct(struct io_sim *sim, bool refuse)
+{
+	sim->direct_refused = refuse;
 }
 
 /* One file's content after the cut: durable bytes, plus each dirty page kept, dropped or torn. */

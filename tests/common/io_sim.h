@@ -32,6 +32,10 @@ uint64_t io_sim_ops(const struct io_sim *sim);
  * @always, every operation from then on too. @index UINT64_MAX: no fault. */
 void io_sim_fail_at(struct io_sim *sim, uint64_t index, int error, bool always);
 
+/* With @refuse, opening a RILL_IO_DIRECT handle fails with -EOPNOTSUPP, as on a file
+ * system without O_DIRECT; otherwise such handles work and check their alignment. */
+void io_sim_refuse_direct(struct io_sim *sim, bool refuse);
+
 /* Cut the power (see above). Completions still pending are lost. */
 void io_sim_power_cut(struct io_sim *sim);
 

@@ -30,6 +30,11 @@ struct io_posix {
  */
 static int posix_open_direct(const char *path, int *handle)
 {
+#ifndef STATX_DIOALIGN /* UAPI headers before Linux 6.1: no way to ask */
+	(void)path;
+	(void)handle;
+	return -EOPNOTSUPP;
+#else
 	int fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
 	if (fd < 0)
 		return errno == EINVAL ? -EOPNOTSUPP : -errno;
@@ -44,6 +49,7 @@ static int posix_open_direct(const char *path, int *handle)
 	}
 	*handle = fd;
 	return 0;
+#endif
 }
 
 static int posix_open(struct rill_io *io, const char *path, unsigned flags, int *handle)

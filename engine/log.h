@@ -46,7 +46,7 @@ struct rill_log_config {
 	uint32_t index_interval_bytes; /* one index entry per this many bytes (default 4 KiB) */
 	enum rill_durability durability;
 	bool buffered_io; /* batches go through the page cache, never O_DIRECT (default: direct
-			   * where the file system allows it; see ARCHITECTURE.md, "On disk") */
+			   * where the file system allows it; see ARCHITECTURE.md, "Direct writes") */
 	bool repair;      /* recovery cuts at the first damage, whatever it is */
 	bool read_only;   /* never write: verification and dumps */
 };
@@ -155,7 +155,8 @@ struct rill_log_stats {
 	uint64_t sync_ns_p50; /* write+fdatasync time per batch, since open */
 	uint64_t sync_ns_p99;
 	uint64_t sync_ns_max;
-	bool direct_io; /* the active segment's batches are written with O_DIRECT */
+	bool direct_io;          /* the active segment's batches are written with O_DIRECT */
+	uint64_t direct_batches; /* batches written with O_DIRECT since open */
 };
 
 /* rill_log_stats - sizes, offsets and batch timings of @log. */

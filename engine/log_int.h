@@ -39,9 +39,10 @@ struct rill_log {
 	struct log_segment *segments; /* sorted by base offset; the last one is active */
 	uint32_t segment_count;
 	uint32_t segment_capacity;
-	int active_handle; /* the active segment, read-write; -1 when read-only */
-	int direct_handle; /* the active segment again, O_DIRECT, for write_sync; -1: none */
-	int lock_handle;   /* holds DIR/lock while the log is open for writing; -1 otherwise */
+	int active_handle;       /* the active segment, read-write; -1 when read-only */
+	int direct_handle;       /* the active segment again, O_DIRECT, for write_sync; -1: none */
+	uint64_t direct_batches; /* written through direct_handle since open */
+	int lock_handle; /* holds DIR/lock while the log is open for writing; -1 otherwise */
 
 	/*
 	 * Group commit: two batch buffers, one being written while the other fills.

@@ -29,6 +29,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+case "$io" in direct|buffered) ;; *) echo "bench-log.sh: --io takes direct or buffered" >&2; exit 2 ;; esac
 command -v fio >/dev/null || { echo "bench-log.sh: fio is missing (scripts/setup.sh installs it)" >&2; exit 1; }
 [ -d build/release/meson-private ] || meson setup build/release -Dbuildtype=release >&2
 ninja -C build/release >&2

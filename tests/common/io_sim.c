@@ -44,6 +44,7 @@ struct io_sim {
 	bool locked[SIM_HANDLES_MAX]; /* the handle holds its file's lock (ops->lock) */
 	bool direct[SIM_HANDLES_MAX]; /* opened RILL_IO_DIRECT: write_sync only, aligned */
 	bool direct_refused;          /* io_sim_refuse_direct */
+	uint64_t direct_writes;       /* aligned write_syncs through direct handles */
 	struct sim_pending pending[RILL_IO_INFLIGHT_MAX];
 	unsigned pending_count;
 	uint64_t ops_count;
@@ -391,15 +392,19 @@ static int sim_write_sync(struct rill_io *io, int handle, const void *buf, size_
 		return -EBUSY;
 	/* The write lands in the page cache now; the sync happens when poll reaps it. */
 	int result = sim_op(sim);
-	/* What O_DIRECT refuses: anything not aligned in memory, length and file offset. */
-	if (result == 0 && sim->direct[handle] &&
-	    ((uintptr_t)buf % RILL_IO_DIRECT_ALIGN || bytes % RILL_IO_DIRECT_ALIGN ||
-	     offset % RILL_IO_DIRECT_ALIGN))
-		return -EINVAL;
-	if (result == 0)
+	bool misaligned = sim->direct[handle] &&
+			  ((uintptr_t)buf % RILL_IO_DIRECT_ALIGN || bytes % RILL_IO_DIRECT_ALIGN ||
+			   offset % RILL_IO_DIRECT_ALIGN);
+	if (result == 0 && misaligned) {
+		/* What O_DIRECT refuses, writing nothing, reported in the completion as the
+		 * real backends do: anything not aligned in memory, length and file offset. */
+		result = -EINVAL;
+	} else if (result == 0) {
 		result = sim_write(f, buf, bytes, offset);
-	else if (sim_rand(sim) & 1)
+		sim->direct_writes += sim->direct[handle];
+	} else if (sim_rand(sim) & 1) {
 		(void)sim_write(f, buf, bytes / 2, offset); /* a failed write may leave a part */
+	}
 	sim->pending[sim->pending_count++] = (struct sim_pending){
 		.token = token, .result = result, .file = (int)(f - sim->files)};
 	return 0;
@@ -498,6 +503,11 @@ void io_sim_fail_at(struct io_sim *sim, uint64_t index, int error, bool always)
 void io_sim_refuse_direct(struct io_sim *sim, bool refuse)
 {
 	sim->direct_refused = refuse;
+}
+
+uint64_t io_sim_direct_writes(const struct io_sim *sim)
+{
+	return sim->direct_writes;
 }
 
 /* One file's content after the cut: durable bytes, plus each dirty page kept, dropped or torn. */

@@ -35,6 +35,8 @@ void io_sim_fail_at(struct io_sim *sim, uint64_t index, int error, bool always);
 /* With @refuse, opening a RILL_IO_DIRECT handle fails with -EOPNOTSUPP, as on a file
  * system without O_DIRECT; otherwise such handles work and check their alignment. */
 void io_sim_refuse_direct(struct io_sim *sim, bool refuse);
+/* write_syncs made through direct handles so far (all of them aligned). */
+uint64_t io_sim_direct_writes(const struct io_sim *sim);
 
 /* Cut the power (see above). Completions still pending are lost. */
 void io_sim_power_cut(struct io_sim *sim);

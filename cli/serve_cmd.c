@@ -46,7 +46,8 @@ static const char serve_help[] =
 	"The config file is INI; the command line wins over it. Keys (defaults):\n"
 	"  [engine]  data (./data), shards (CPUs), poll (adaptive), idle_spin_us (50),\n"
 	"            ring_bytes (1048576), snapshot_interval_events (1000000),\n"
-	"            snapshot_interval_s (60), snapshots_kept (3)\n"
+	"            snapshot_interval_s (60), snapshots_kept (3),\n"
+	"            log_io (direct: O_DIRECT where the file system takes it; buffered)\n"
 	"  [server]  listen (127.0.0.1:7400), frame_bytes_max (1048576),\n"
 	"            conn_inflight_bytes_max (8388608), server_inflight_bytes_max (268435456),\n"
 	"            connections_max (1024), idle_timeout_s (300; 0: never),\n"
@@ -75,6 +76,12 @@ static bool serve_engine_key(struct serve_opts *o, const char *key, const char *
 		if (strlen(value) >= sizeof(o->data))
 			return false;
 		strcpy(o->data, value);
+		return true;
+	}
+	if (strcmp(key, "log_io") == 0) {
+		if (strcmp(value, "direct") != 0 && strcmp(value, "buffered") != 0)
+			return false;
+		e->log_buffered_io = value[0] == 'b';
 		return true;
 	}
 	if (strcmp(key, "poll") == 0) {

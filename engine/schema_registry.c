@@ -541,6 +541,7 @@ static int open_log(struct rill_schema_registry *reg, struct rill_io *io, const 
 	config.batch_delay_ns = 10ull * 1000000000ull;
 	config.batch_bytes_max = 1u << 20; /* a definition's record and a mode's, together */
 	config.segment_bytes_max = 64u << 20;
+	config.buffered_io = true; /* a few small batches: O_DIRECT buys nothing here */
 	struct rill_log_recovery report;
 	int rc = rill_log_open(&reg->log, io, dir, &config, &report);
 	if (rc != 0)

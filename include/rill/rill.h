@@ -111,6 +111,10 @@ struct rill_engine_config {
 	uint64_t snapshot_interval_ns;
 	uint32_t snapshots_kept;
 	bool snapshots_off; /* no snapshots at all */
+	/* Topics' logs write their batches through the page cache instead of O_DIRECT
+	 * (default false: O_DIRECT where the file system takes it; docs/ARCHITECTURE.md,
+	 * "Direct writes"). */
+	bool log_buffered_io;
 };
 
 /* rill_engine_config_default - the defaults above. */

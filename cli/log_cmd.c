@@ -1,8 +1,10 @@
 /*
- * `rill log verify DIR` and `rill log dump DIR`: offline tools over a log's files, opened
- * read-only through the POSIX backend. verify walks DIR for partition directories (any
- * directory holding segment files) and checks every batch of every segment; dump prints one
- * partition's records as JSON lines. Main thread; blocking.
+ * `rill log verify DIR [--repair]` and `rill log dump DIR`: offline tools over a log's
+ * files, opened read-only through the POSIX backend. verify walks DIR for partition
+ * directories (any directory holding segment files) and checks every batch of every
+ * segment; with --repair it cuts each damaged log at its first damage (opened for writing:
+ * never while a server has it); dump prints one partition's records as JSON lines. Main
+ * thread; blocking.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -58,9 +60,38 @@ static int open_read_only(const char *dir, struct rill_io **io, struct rill_log 
 }
 
 struct verify_totals {
-	uint32_t partitions, damaged;
+	bool repair; /* --repair: cut damaged logs at their first damage */
+	uint32_t partitions, damaged, repaired;
 	uint64_t records, bytes, torn_bytes;
 };
+
+/*
+ * --repair: open the damaged log in @dir for writing with config.repair, which cuts it at
+ * its first damage (and removes the segments after a damaged sealed one), then close it.
+ * Fails with -EBUSY while a server has the log open. 0 or the error, said on stdout.
+ */
+static int repair_partition(const char *dir)
+{
+	struct rill_io *io;
+	int rc = rill_io_posix_create(&io);
+	if (rc != 0)
+		return rc;
+	struct rill_log_config c;
+	rill_log_config_default(&c);
+	c.repair = true;
+	struct rill_log_recovery report = {0};
+	struct rill_log *log;
+	rc = rill_log_open(&log, io, dir, &c, &report);
+	if (rc == 0)
+		rc = rill_log_close(log);
+	if (rc == 0)
+		printf("%s: REPAIRED: %s\n", dir, report.message);
+	else
+		printf("%s: REPAIR FAILED: %s%s%s\n", dir, rill_strerror(rc),
+		       report.message[0] ? ": " : "", report.message);
+	rill_io_destroy(io);
+	return rc;
+}
 
 static void verify_partition(const char *dir, struct verify_totals *t)
 {
@@ -68,6 +99,16 @@ static void verify_partition(const char *dir, struct verify_totals *t)
 	struct rill_log *log;
 	struct rill_log_recovery report;
 	int rc = open_read_only(dir, &io, &log, &report);
+	if (rc == RILL_E_LOG_CORRUPT && t->repair) {
+		printf("%s: DAMAGED: %s\n", dir, report.message);
+		if (repair_partition(dir) != 0) {
+			t->partitions++;
+			t->damaged++;
+			return;
+		}
+		t->repaired++;
+		rc = open_read_only(dir, &io, &log, &report); /* verified again, as repaired */
+	}
 	t->partitions++;
 	if (rc != 0) {
 		printf("%s: DAMAGED: %s%s%s\n", dir, rill_strerror(rc),
@@ -118,23 +159,34 @@ static void verify_walk(const char *dir, int depth, struct verify_totals *t)
 
 static int log_verify(int argc, char **argv)
 {
-	if (argc != 1) {
-		fprintf(stderr, "usage: rill log verify DIR\n");
+	struct verify_totals t = {0};
+	const char *dir = NULL;
+	bool bad = false; /* a second DIR or an unknown option */
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--repair") == 0)
+			t.repair = true;
+		else if (dir == NULL && argv[i][0] != '-')
+			dir = argv[i];
+		else
+			bad = true;
+	}
+	if (dir == NULL || bad) {
+		fprintf(stderr, "usage: rill log verify DIR [--repair]\n");
 		return 2;
 	}
 	struct stat st;
-	if (stat(argv[0], &st) != 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "rill: log verify: %s: not a directory\n", argv[0]);
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "rill: log verify: %s: not a directory\n", dir);
 		return 2;
 	}
-	struct verify_totals t = {0};
-	verify_walk(argv[0], 0, &t);
+	verify_walk(dir, 0, &t);
 	if (t.partitions == 0) {
-		fprintf(stderr, "rill: log verify: no segment files under %s\n", argv[0]);
+		fprintf(stderr, "rill: log verify: no segment files under %s\n", dir);
 		return 1;
 	}
-	printf("total: %u partitions, %u damaged, %" PRIu64 " records, %" PRIu64 " bytes%s\n",
-	       t.partitions, t.damaged, t.records, t.bytes,
+	printf("total: %u partitions, %u damaged, %u repaired, %" PRIu64 " records, %" PRIu64
+	       " bytes%s\n",
+	       t.partitions, t.damaged, t.repaired, t.records, t.bytes,
 	       t.torn_bytes ? ", torn tails present" : "");
 	return t.damaged ? 1 : 0;
 }
@@ -234,8 +286,8 @@ static int log_dump(int argc, char **argv)
 int cli_log(int argc, char **argv)
 {
 	if (argc < 1) {
-		fprintf(stderr, "usage: rill log verify DIR | rill log dump DIR [--from OFFSET] "
-				"[--limit N]\n");
+		fprintf(stderr, "usage: rill log verify DIR [--repair] | rill log dump DIR "
+				"[--from OFFSET] [--limit N]\n");
 		return 2;
 	}
 	if (strcmp(argv[0], "verify") == 0)

@@ -31,11 +31,14 @@ static void usage(FILE *out)
 		"                                         DPDK against kernel UDP ingress, in\n"
 		"                                         process; JSON figures\n");
 	fprintf(out, /* two literals: each within the 4,095 bytes C guarantees */
-		"  log verify DIR                         check every segment of every partition "
+		"  log verify DIR [--repair]              check every segment of every partition "
 		"under DIR;\n"
 		"                                         exit 0 only if all verify (a torn tail "
 		"is reported,\n"
-		"                                         not an error)\n"
+		"                                         not an error); --repair cuts a damaged "
+		"log at its\n"
+		"                                         first damage (records after it are lost; "
+		"server stopped)\n"
 		"  log dump DIR [--from OFFSET] [--limit N]\n"
 		"                                         print a partition's records as JSON "
 		"lines\n"

@@ -451,7 +451,7 @@ static int log_recover_tail(struct rill_log *log, int handle, uint64_t size,
 	if (why != NULL) {
 		log_report(report,
 			   "%s: position %" PRIu64 " (offset %" PRIu64 "): %s; refusing because %s "
-			   "(%" PRIu64 " bytes after it; --repair cuts them)",
+			   "(%" PRIu64 " bytes after it; rill log verify --repair cuts them)",
 			   path, scan->end_pos, scan->next_offset, scan->damage, why, cut);
 		return RILL_E_LOG_CORRUPT;
 	}
@@ -461,6 +461,12 @@ static int log_recover_tail(struct rill_log *log, int handle, uint64_t size,
 		   " bytes %s",
 		   path, log->config.repair ? "damaged" : "torn", scan->end_pos, scan->next_offset,
 		   scan->damage, cut, log->config.read_only ? "would be cut" : "cut");
+	if (report->segments_removed > 0) {
+		size_t used = strlen(report->message);
+		snprintf(report->message + used, sizeof(report->message) - used,
+			 ", and the %u segments after it %s", report->segments_removed,
+			 log->config.read_only ? "would be removed" : "removed");
+	}
 	if (log->config.read_only)
 		return 0;
 	int rc = log->io->ops->truncate(log->io, handle, scan->end_pos);
@@ -561,23 +567,33 @@ static int log_recover_segment(struct rill_log *log, uint64_t base, uint64_t nex
 	if (rc < 0)
 		goto out_close;
 	struct log_segment *seg = &log->segments[log->segment_count - 1];
-	/* A sealed segment with sound index files needs no scan (the tools always scan). */
-	if (!tail && !log->config.read_only) {
+	/* A sealed segment with sound index files needs no scan (the tools and --repair
+	 * always scan). */
+	if (!tail && !log->config.read_only && !log->config.repair) {
 		rc = log_index_load(log, seg, next_base, size);
 		if (rc != 0)
 			goto out_close; /* 1: loaded; <0: an error */
 	}
 	struct log_scan scan;
 	rc = log_scan_segment(log, seg, handle, size, scratch, &scan);
-	if (rc == 0 && scan.damage != NULL && tail)
+	if (rc == 0 && scan.damage != NULL && tail) {
 		rc = log_recover_tail(log, handle, size, scratch, &scan, path, report);
-	else if (rc == 0 && scan.damage != NULL) {
-		log_report(report, "%s: position %" PRIu64 ": %s (a sealed segment)", path,
-			   scan.end_pos, scan.damage);
+	} else if (rc == 0 && scan.damage != NULL && log->config.repair) {
+		/* Cut here: log_recover removes every later segment, then recovers this one
+		 * again as the tail. */
+		log_index_free(&seg->idx);
+		log_index_free(&seg->tix);
+		log->segment_count--;
+		rc = 2;
+	} else if (rc == 0 && scan.damage != NULL) {
+		log_report(report,
+			   "%s: position %" PRIu64 ": %s (a sealed segment; rill log verify "
+			   "--repair cuts the log there)",
+			   path, scan.end_pos, scan.damage);
 		rc = RILL_E_LOG_CORRUPT;
 	}
-	if (rc < 0)
-		goto out_close;
+	if (rc != 0)
+		goto out_close; /* an error, or 2: cut here (--repair) */
 	seg->end_offset = scan.next_offset;
 	seg->bytes = scan.end_pos;
 	if (scan.known_durable > report->durable_offset)
@@ -592,6 +608,43 @@ static int log_recover_segment(struct rill_log *log, uint64_t base, uint64_t nex
 out_close:
 	io->ops->close(io, handle);
 	return rc == 1 ? 0 : rc;
+}
+
+/* Remove segment @base's files (the segment, then its index files, which may be missing). */
+static int log_segment_remove(struct rill_log *log, uint64_t base)
+{
+	char path[LOG_PATH_BYTES + 32];
+	log_segment_path(log, base, LOG_SUFFIX_LOG, path, sizeof(path));
+	int rc = log->io->ops->unlink(log->io, path);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	static const char *const index_suffixes[] = {"idx", "tix"};
+	for (size_t k = 0; k < RILL_ARRAY_COUNT(index_suffixes); k++) {
+		log_segment_path(log, base, index_suffixes[k], path, sizeof(path));
+		(void)log->io->ops->unlink(log->io, path); /* may not exist */
+	}
+	return 0;
+}
+
+/*
+ * --repair found damage in sealed segment @i of @count: remove every later one, newest
+ * first, each removal made durable (a power cut leaves a prefix), so that segment @i can
+ * be cut as the tail. Read-only: only say what would go.
+ */
+static int log_repair_cut_after(struct rill_log *log, const uint64_t *bases, uint32_t i,
+				uint32_t count, struct rill_log_recovery *report)
+{
+	report->segments_removed = count - i - 1;
+	if (log->config.read_only)
+		return 0;
+	for (uint32_t j = count; j-- > i + 1;) {
+		int rc = log_segment_remove(log, bases[j]);
+		if (rc == 0)
+			rc = log->io->ops->fsync_dir(log->io, log->dir);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
 }
 
 /* Open and check every segment in offset order; recover the tail. */
@@ -611,10 +664,18 @@ static int log_recover(struct rill_log *log, struct rill_log_recovery *report)
 			qsort(listing.bases, listing.count, sizeof(uint64_t), log_cmp_u64);
 		report->segments = listing.count;
 	}
-	for (uint32_t i = 0; rc == 0 && i < listing.count; i++)
+	for (uint32_t i = 0; rc == 0 && i < listing.count; i++) {
 		rc = log_recover_segment(log, listing.bases[i],
 					 i + 1 < listing.count ? listing.bases[i + 1] : UINT64_MAX,
 					 i + 1 == listing.count, &scratch, report);
+		if (rc == 2) { /* --repair, damage in a sealed segment: it becomes the tail */
+			rc = log_repair_cut_after(log, listing.bases, i, listing.count, report);
+			if (rc == 0)
+				rc = log_recover_segment(log, listing.bases[i], UINT64_MAX, true,
+							 &scratch, report);
+			break;
+		}
+	}
 	uint64_t end = log->segment_count ? log->segments[log->segment_count - 1].end_offset : 0;
 	if (rc == 0 && end < log->checkpoint && !log->config.repair) {
 		log_report(report,
@@ -842,6 +903,13 @@ out_empty:;
 	}
 	log->durable_offset = log->next_offset;
 	log->written_offset = log->next_offset;
+	if (!config->read_only && log->checkpoint > log->durable_offset) {
+		/* Only --repair gets here (recovery refuses a log shorter than its checkpoint):
+		 * the cut records are gone, so the checkpoint must stop claiming them. */
+		rc = log_checkpoint_write(log);
+		if (rc < 0)
+			goto out_close;
+	}
 	log->fill_base = log->next_offset;
 	log->write_pos = tail ? tail->bytes : RILL_SEGMENT_DATA_START;
 	log->fill_bytes = RILL_BATCH_HEADER_BYTES;
@@ -986,18 +1054,9 @@ static int log_retain(struct rill_log *log)
 				       log->config.retention_age_ns;
 		if (!too_big && !too_old)
 			break;
-		char path[LOG_PATH_BYTES + 32];
-		log_segment_path(log, seg->base_offset, LOG_SUFFIX_LOG, path, sizeof(path));
-		int rc = log->io->ops->unlink(log->io, path);
-		if (rc < 0 && rc != -ENOENT)
+		int rc = log_segment_remove(log, seg->base_offset);
+		if (rc < 0)
 			return rc;
-		static const char *const index_suffixes[] = {"idx", "tix"};
-		for (size_t k = 0; k < RILL_ARRAY_COUNT(index_suffixes); k++) {
-			char index_path[LOG_PATH_BYTES + 32];
-			log_segment_path(log, seg->base_offset, index_suffixes[k], index_path,
-					 sizeof(index_path));
-			(void)log->io->ops->unlink(log->io, index_path); /* may not exist */
-		}
 		/* One at a time, oldest first, each made durable: a power cut leaves a suffix of
 		 * the segments, never a gap. */
 		rc = log->io->ops->fsync_dir(log->io, log->dir);

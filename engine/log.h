@@ -53,12 +53,14 @@ struct rill_log_config {
 
 /* What recovery found and did. */
 struct rill_log_recovery {
-	uint32_t segments;        /* segment files found */
-	uint64_t next_offset;     /* offset the next append gets */
-	uint64_t durable_offset;  /* highest offset known durable (batches and checkpoint) */
-	uint64_t records;         /* records in the tail segment */
-	uint64_t truncated_bytes; /* bytes cut from the tail (or that would be, read-only) */
-	char message[512];        /* what was cut or why the log was refused; empty if clean */
+	uint32_t segments;         /* segment files found */
+	uint64_t next_offset;      /* offset the next append gets */
+	uint64_t durable_offset;   /* highest offset known durable (batches and checkpoint) */
+	uint64_t records;          /* records in the tail segment */
+	uint64_t truncated_bytes;  /* bytes cut from the tail (or that would be, read-only) */
+	uint32_t segments_removed; /* repair: later segments removed after damage in a sealed
+				    * one (or that would be, read-only) */
+	char message[512];         /* what was cut or why the log was refused; empty if clean */
 };
 
 /* Log limits. */

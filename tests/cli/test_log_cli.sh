@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `rill log verify` and `rill log dump` on a real log: a log made by `rill bench log --keep`
 # verifies (exit 0), dumps as JSON lines, and once a byte in the middle of a segment is
-# damaged, verify exits 1 and names the file.
+# damaged, verify exits 1 and names the file; verify --repair cuts the log there (the later
+# segments go), after which it verifies and still holds the records before the damage.
 # usage: test_log_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 
@@ -34,6 +35,20 @@ printf '\xff' | dd of="$first" bs=1 seek=$((size / 2)) conv=notrunc status=none
 out=$("$rill" log verify "$tmp"); rc=$?
 check "verify exits 1 on mid-log damage" '[ $rc -eq 1 ]'
 check "verify names the damaged file" '[[ "$out" == *"DAMAGED"*"$(basename "$first")"* ]]'
+segments_before=$(ls "$part"/*.log | wc -l)
+out=$("$rill" log verify "$tmp" --repair); rc=$?
+check "verify --repair exits 0 once the log is cut" '[ $rc -eq 0 ]'
+check "verify --repair says what it cut" '[[ "$out" == *"REPAIRED"*"segments after it removed"* ]]'
+check "the segments after the damage are gone" '[ "$(ls "$part"/*.log | wc -l)" -eq 1 ] && [ "$segments_before" -gt 1 ]'
+out=$("$rill" log verify "$tmp"); rc=$?
+check "the repaired log verifies" '[ $rc -eq 0 ] && [[ "$out" == *"0 damaged"* ]]'
+lines=$("$rill" log dump "$part" --from 0 --limit 2)
+check "the repaired log keeps what came before the damage" '[[ "$(echo "$lines" | head -n1)" == "{\"offset\":0,"* ]]'
+head -c 700 /dev/urandom >>"$(ls "$part"/*.log | tail -n1)"
+out=$("$rill" log verify "$tmp"); rc=$?
+check "a torn tail is reported and is not an error" '[ $rc -eq 0 ] && [[ "$out" == *"torn tail (not an error)"* ]]'
+"$rill" log verify "$tmp" --frobnicate >/dev/null 2>&1; rc=$?
+check "verify with an unknown option exits 2" '[ $rc -eq 2 ]'
 
 "$rill" log verify "$tmp/nowhere" >/dev/null 2>&1; rc=$?
 check "verify of a missing directory exits 2" '[ $rc -eq 2 ]'

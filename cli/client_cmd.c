@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "base/clock.h"
+#include "base/compiler.h"
 #include "cli.h"
 #include "io/wire.h"
 #include "rill/client.h"
@@ -167,7 +168,8 @@ int cli_schema_register(int argc, char **argv)
 
 #define TOPIC_USAGE                                                                                \
 	"usage: rill topic create [--connect HOST:PORT] --name T --partitions N "                  \
-	"[--durability none|group] [--batch-delay-us U] [--schema SCHEMA.json]"
+	"[--durability none|group] [--batch-delay-us U] [--retention-bytes N] "                    \
+	"[--retention-age-s S] [--segment-bytes N] [--schema SCHEMA.json]"
 
 int cli_topic(int argc, char **argv)
 {
@@ -177,12 +179,21 @@ int cli_topic(int argc, char **argv)
 		return cli_usage_error("topic", TOPIC_USAGE);
 	const char *address = CLI_CONNECT_DEFAULT, *name = NULL, *parts = NULL, *dur = NULL;
 	const char *delay = NULL, *schema = NULL;
+	/* Passed through as numbers: the server checks their ranges and says which is wrong. */
+	static const char *const sizes[] = {"--retention-bytes", "--retention-age-s",
+					    "--segment-bytes"};
+	static const char *const size_keys[] = {"retention_bytes", "retention_age_s",
+						"segment_bytes"};
+	const char *size_vals[3] = {NULL, NULL, NULL};
 	for (int i = 1; i < argc; i++) {
 		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
 		    !cli_opt(argc, argv, &i, "--name", &name) &&
 		    !cli_opt(argc, argv, &i, "--partitions", &parts) &&
 		    !cli_opt(argc, argv, &i, "--durability", &dur) &&
 		    !cli_opt(argc, argv, &i, "--batch-delay-us", &delay) &&
+		    !cli_opt(argc, argv, &i, "--retention-bytes", &size_vals[0]) &&
+		    !cli_opt(argc, argv, &i, "--retention-age-s", &size_vals[1]) &&
+		    !cli_opt(argc, argv, &i, "--segment-bytes", &size_vals[2]) &&
 		    !cli_opt(argc, argv, &i, "--schema", &schema))
 			return cli_usage_error("topic create", TOPIC_USAGE);
 	}
@@ -199,6 +210,18 @@ int cli_topic(int argc, char **argv)
 	json_t *body = json_pack("{s:s, s:I}", "name", name, "partitions", (json_int_t)n);
 	if (delay != NULL)
 		json_object_set_new(body, "batch_delay_us", json_integer((json_int_t)delay_us));
+	for (size_t k = 0; k < RILL_ARRAY_COUNT(sizes); k++) {
+		uint64_t v;
+		if (size_vals[k] == NULL)
+			continue;
+		if (cli_parse_u64(size_vals[k], &v) != 0 || v > INT64_MAX) {
+			json_decref(body);
+			char why[64];
+			snprintf(why, sizeof(why), "%s takes a whole number", sizes[k]);
+			return cli_usage_error("topic create", why);
+		}
+		json_object_set_new(body, size_keys[k], json_integer((json_int_t)v));
+	}
 	if (dur != NULL)
 		json_object_set_new(body, "durability", json_string(dur));
 	if (schema != NULL) {

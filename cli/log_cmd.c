@@ -184,9 +184,11 @@ static int log_verify(int argc, char **argv)
 		fprintf(stderr, "rill: log verify: no segment files under %s\n", dir);
 		return 1;
 	}
-	printf("total: %u partitions, %u damaged, %u repaired, %" PRIu64 " records, %" PRIu64
-	       " bytes%s\n",
-	       t.partitions, t.damaged, t.repaired, t.records, t.bytes,
+	char repaired[32] = "";
+	if (t.repair)
+		snprintf(repaired, sizeof(repaired), ", %u repaired", t.repaired);
+	printf("total: %u partitions, %u damaged%s, %" PRIu64 " records, %" PRIu64 " bytes%s\n",
+	       t.partitions, t.damaged, repaired, t.records, t.bytes,
 	       t.torn_bytes ? ", torn tails present" : "");
 	return t.damaged ? 1 : 0;
 }

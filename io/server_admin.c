@@ -48,6 +48,9 @@ static int admin_str(json_t *in, const char *key, bool optional, const char **ou
 }
 
 /* @key of @in as an unsigned integer up to @max (@dflt when absent). */
+#define ADMIN_BYTES_MAX (1ull << 60)               /* retention and segment sizes */
+#define ADMIN_AGE_S_MAX (100ull * 365 * 24 * 3600) /* retention age: a century */
+
 static int admin_uint(json_t *in, const char *key, uint64_t dflt, uint64_t max, uint64_t *out,
 		      char *msg, size_t msg_bytes)
 {
@@ -80,10 +83,13 @@ static struct rill_topic *admin_topic(struct rill_server *s, json_t *in, const c
 static json_t *admin_topic_json(const struct rill_topic *t)
 {
 	const struct rill_topic_config *c = rill_topic_config_get(t);
-	return json_pack("{s:s, s:I, s:s, s:I}", "name", c->name, "partitions",
+	return json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:I}", "name", c->name, "partitions",
 			 (json_int_t)c->partitions, "durability",
 			 c->durability == RILL_DURABILITY_GROUP ? "group" : "none",
-			 "batch_delay_us", (json_int_t)(c->batch_delay_ns / 1000u));
+			 "batch_delay_us", (json_int_t)(c->batch_delay_ns / 1000u),
+			 "retention_bytes", (json_int_t)c->retention_bytes, "retention_age_s",
+			 (json_int_t)(c->retention_age_ns / 1000000000u), "segment_bytes",
+			 (json_int_t)c->segment_bytes_max);
 }
 
 static int admin_topic_create(struct rill_server *s, json_t *in, json_t **out, char *msg,
@@ -91,19 +97,31 @@ static int admin_topic_create(struct rill_server *s, json_t *in, json_t **out, c
 {
 	struct rill_topic_config c = {0};
 	const char *durability = NULL;
-	uint64_t parts = 0, delay_us = 0;
+	uint64_t parts = 0, delay_us = 0, retention_s = 0;
 	int rc = admin_str(in, "name", false, &c.name, msg, msg_bytes);
 	if (rc == 0)
 		rc = admin_uint(in, "partitions", 1, RILL_ENGINE_PARTITIONS_MAX, &parts, msg,
 				msg_bytes);
 	if (rc == 0)
 		rc = admin_uint(in, "batch_delay_us", 0, 10000000u, &delay_us, msg, msg_bytes);
+	/* Retention and segment size (0: keep all, the log's default); the engine checks the
+	 * segment size against the log's limits. */
+	if (rc == 0)
+		rc = admin_uint(in, "retention_bytes", 0, ADMIN_BYTES_MAX, &c.retention_bytes, msg,
+				msg_bytes);
+	if (rc == 0)
+		rc = admin_uint(in, "retention_age_s", 0, ADMIN_AGE_S_MAX, &retention_s, msg,
+				msg_bytes);
+	if (rc == 0)
+		rc = admin_uint(in, "segment_bytes", 0, ADMIN_BYTES_MAX, &c.segment_bytes_max, msg,
+				msg_bytes);
 	if (rc == 0)
 		rc = admin_str(in, "durability", true, &durability, msg, msg_bytes);
 	if (rc < 0)
 		return rc;
 	c.partitions = (uint32_t)parts;
 	c.batch_delay_ns = delay_us * 1000u;
+	c.retention_age_ns = retention_s * 1000000000u;
 	if (durability == NULL || strcmp(durability, "none") == 0)
 		c.durability = RILL_DURABILITY_NONE;
 	else if (strcmp(durability, "group") == 0)

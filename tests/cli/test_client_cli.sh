@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The client commands against a real `rill serve` on a loopback port of its own: usage
-# errors exit 2, an unreachable server exits 1 naming the address; then a topic, two
-# schemas and a projection are created, events produced (output in input order, a bad line
-# named and the exit 1), consumed to the end with decoded payloads, queried, consumed as a
+# errors exit 2, an unreachable server exits 1 naming the address; then topics (one with
+# retention and segment size; one refused, too small a segment), two schemas and a
+# projection are created, events produced (output in input order, a bad line named and the
+# exit 1), consumed to the end with decoded payloads, queried (now, and as of an offset and
+# of a time), consumed as a
 # group that resumes where it committed, and stat and ping answer; topic create --schema
 # registers the type first. Last, the same through a server started with --sqpoll.
 # usage: test_client_cli.sh RILL_BINARY
@@ -37,6 +39,14 @@ out=$("$rill" ping $c --count 2); rc=$?
 check "ping answers" '[ $rc -eq 0 ] && [ "$(echo "$out" | grep -c latency_us)" -eq 2 ]'
 out=$("$rill" topic create $c --name orders --partitions 4 --durability group); rc=$?
 check "topic create" '[ $rc -eq 0 ] && [[ "$out" == *"\"partitions\":4"* ]]'
+out=$("$rill" topic create $c --name kept --partitions 1 --retention-bytes 1048576 \
+	--retention-age-s 3600 --segment-bytes 65536); rc=$?
+check "topic create with retention and segment size" \
+	'[ $rc -eq 0 ] && [[ "$out" == *"\"retention_bytes\":1048576"* ]] && [[ "$out" == *"\"retention_age_s\":3600"* ]] && [[ "$out" == *"\"segment_bytes\":65536"* ]]'
+err=$("$rill" topic create $c --name tiny --partitions 1 --segment-bytes 100 2>&1); rc=$?
+check "a segment size below the log's limit is refused, named" '[ $rc -eq 1 ] && [[ "$err" == *"segment_bytes_max"* ]]'
+"$rill" topic create $c --name tiny --partitions 1 --retention-bytes lots >/dev/null 2>&1; rc=$?
+check "a retention that is not a number exits 2" '[ $rc -eq 2 ]'
 echo '{"type":"OrderPlaced","version":1,"fields":[{"name":"amount","type":"i64"},{"name":"sku","type":"string","max_length":8}]}' >"$tmp/order.json"
 echo '{"type":"Paid","version":1,"fields":[{"name":"cents","type":"u64"}]}' >"$tmp/paid.json"
 out=$("$rill" schema register $c --file "$tmp/order.json") && out2=$("$rill" schema register $c --file "$tmp/paid.json" --compat full); rc=$?
@@ -58,6 +68,7 @@ for i in $(seq 1 300); do
 	echo "{\"key\":\"p$i\",\"type\":\"Paid\",\"data\":{\"cents\":$i},\"correlation_id\":$i}"
 done >"$tmp/in.jsonl"
 out=$("$rill" produce $c --topic orders --batch 16 <"$tmp/in.jsonl"); rc=$?
+out_produce=$out
 check "produce exits 0 with one line per event" '[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 600 ]'
 check "produce answers in input order" \
 	'[ "$(echo "$out" | sed -n "s/.*\"key\":\"\([^\"]*\)\".*/\1/p" | head -4 | tr "\n" " ")" = "k1 p1 k2 p2 " ]'
@@ -74,6 +85,17 @@ out=$("$rill" query $c --projection total --key k0); rc=$?
 check "query sums the key's amounts" '[ $rc -eq 0 ] && [[ "$out" == *"\"count\":42,\"value\":6321,"* ]]'
 "$rill" query $c --projection total --key nobody >/dev/null 2>&1; rc=$?
 check "query of a missing key exits 1" '[ $rc -eq 1 ]'
+# As of an offset: the sum after k0's 10th event (inclusive), from produce's own answers
+# (k0's events are i = 7, 14, ...: the 10th brings the sum to 7 * (1 + ... + 10) = 385).
+k0_10th=$(echo "$out_produce" | grep '"key":"k0"' | sed -n '10s/.*"offset":\([0-9]*\).*/\1/p')
+out=$("$rill" query $c --projection total --key k0 --as-of "$k0_10th"); rc=$?
+check "query --as-of OFFSET: the value after that event" '[ $rc -eq 0 ] && [[ "$out" == *"\"count\":10,\"value\":385,"* ]]'
+out=$("$rill" query $c --projection total --key k0 --as-of "@$(date +%s%N)"); rc=$?
+check "query --as-of @NOW: the value now" '[ $rc -eq 0 ] && [[ "$out" == *"\"count\":42,\"value\":6321,"* ]]'
+"$rill" query $c --projection total --key k0 --as-of @1 >/dev/null 2>&1; rc=$?
+check "query --as-of before the key's first event exits 1" '[ $rc -eq 1 ]'
+"$rill" query $c --projection total --key k0 --as-of yesterday >/dev/null 2>&1; rc=$?
+check "query --as-of with a bad point exits 2" '[ $rc -eq 2 ]'
 
 first=$("$rill" consume $c --topic orders --group g --limit 100 | wc -l)
 rest=$("$rill" consume $c --topic orders --group g --until-end | wc -l)

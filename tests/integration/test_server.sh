@@ -177,10 +177,10 @@ echo "server at $serve_addr"
 out=$(client topic create --connect "$serve_addr" --name "$topic" --partitions 4 --durability group); rc=$?
 check "topic create exits 0" '[ $rc -eq 0 ]'
 check "topic create answers the topic" \
-    '[ "$out" = "{\"name\":\"orders\",\"partitions\":4,\"durability\":\"group\",\"batch_delay_us\":0}" ]'
+    '[ "$out" = "{\"name\":\"orders\",\"partitions\":4,\"durability\":\"group\",\"batch_delay_us\":0,\"retention_bytes\":0,\"retention_age_s\":0,\"segment_bytes\":0}" ]'
 out=$(client topic create --connect "$serve_addr" --name paced --partitions 1 --batch-delay-us 2500); rc=$?
 check "topic create --batch-delay-us sets the topic's batch delay" \
-    '[ $rc -eq 0 ] && [ "$out" = "{\"name\":\"paced\",\"partitions\":1,\"durability\":\"none\",\"batch_delay_us\":2500}" ]'
+    '[ $rc -eq 0 ] && [ "$out" = "{\"name\":\"paced\",\"partitions\":1,\"durability\":\"none\",\"batch_delay_us\":2500,\"retention_bytes\":0,\"retention_age_s\":0,\"segment_bytes\":0}" ]'
 client topic create --connect "$serve_addr" --name paced2 --partitions 1 --batch-delay-us 0 2>/dev/null; rc=$?
 check "topic create --batch-delay-us 0 is a usage error (exit 2)" '[ $rc -eq 2 ]'
 cat >"$tmp/schema.json" <<'EOF'

@@ -3,7 +3,9 @@
 # that hands out empty frames as fast as it is polled) on port 0, no hugepages, no PCI.
 # The server starts with one RX queue per shard and says so; `rill stat` carries the
 # ingress's counters under "dpdk" (frames received, every one of them "not ours": no
-# IPv4/UDP to our port, so no event); SIGTERM stops it with exit 0. Skipped (77) where the
+# IPv4/UDP to our port, so no event); SIGTERM stops it with exit 0. The same from a config
+# file's [dpdk] section; and a one-second `rill bench dpdk` prints its figures for both
+# paths. Skipped (77) where the
 # EAL cannot start (no /dev/shm, a DPDK without net_null), or when rill was built without
 # DPDK.
 # usage: test_serve_dpdk.sh RILL_BINARY
@@ -37,4 +39,22 @@ check "no event reached a shard" \
 
 serve_stop 15
 check "rill serve --dpdk exits 0 on SIGTERM" '[ "$serve_rc" = 0 ]'
+
+# The same from the config file's [dpdk] section, with one shard.
+printf '[engine]\nshards = 1\n[dpdk]\neal = %s\nport = 0\n' "$eal" >"$tmp/dpdk.ini"
+if serve_start "$tmp/data-ini" "$tmp/serve-ini.log" --config "$tmp/dpdk.ini"; then
+	check "[dpdk] in the config file starts the ingress" \
+		'grep -q "DPDK port 0: 1 RX queues" "$tmp/serve-ini.log"'
+	serve_stop 15
+	check "and it exits 0 on SIGTERM" '[ "$serve_rc" = 0 ]'
+else
+	check "[dpdk] in the config file starts the server" 'false'
+	cat "$tmp/serve-ini.log"
+fi
+
+# rill bench dpdk, briefly: both paths move events and the JSON has every figure.
+out=$(timeout 60 "$rill" bench dpdk --seconds 1 --json 2>"$tmp/bench.err"); rc=$?
+check "bench dpdk exits 0" '[ $rc -eq 0 ]'
+check "bench dpdk reports both paths and their ratio" \
+	'json_check "$out" "all(j[p][\"events_per_s\"] > 0 and j[p][\"p999_ns\"] >= j[p][\"p50_ns\"] > 0 for p in (\"dpdk\", \"kernel\")) and j[\"dpdk_over_kernel\"] > 0"'
 exit $fail

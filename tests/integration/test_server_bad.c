@@ -2,7 +2,8 @@
  * The server (rill/server.h) against malformed and hostile input, over raw TCP sockets. An
  * engine runs in a temporary directory (two shards, one topic, one schema, made through
  * the engine's API) with the server in process on an ephemeral port and small limits
- * (64 KiB frames, a 300 ms handshake timeout, 8 connections). Each class of malformed
+ * (64 KiB frames, a 300 ms handshake timeout, 8 connections, a 1.5 s idle timeout, one
+ * whole-topic subscription per connection). Each class of malformed
  * input goes to a fresh connection, and for each the server must answer with a fatal
  * ERROR frame (decoded with io/wire.h), close the connection (recv returns 0), and stay up
  * (a fresh connection can HELLO and PING). The refusals that are not the peer's fault
@@ -40,6 +41,8 @@
 #define BAD_FRAME_BYTES_MAX (64u << 10)
 #define BAD_HANDSHAKE_NS    (300ull * 1000000u)
 #define BAD_CONNECTIONS_MAX 8u
+#define BAD_IDLE_NS         (1500ull * 1000000u)
+#define BAD_SUBSCRIPTIONS   BAD_PARTITIONS /* one whole-topic subscription per connection */
 #define BAD_RECV_TIMEOUT_MS 10000 /* an answer owed (a durable ACK under load) comes before */
 #define BAD_WAIT_NS         (5ull * 1000000000u) /* "at once" under load */
 #define BAD_GARBAGE_ROUNDS  48u
@@ -376,6 +379,8 @@ static int bad_setup(void **state)
 	sc.frame_bytes_max = BAD_FRAME_BYTES_MAX;
 	sc.handshake_timeout_ns = BAD_HANDSHAKE_NS;
 	sc.connections_max = BAD_CONNECTIONS_MAX;
+	sc.idle_timeout_ns = BAD_IDLE_NS;
+	sc.subscriptions_max = BAD_SUBSCRIPTIONS;
 	test_server_start(&env.server, env.engine, &sc, bad_teardown, state);
 	env.port = rill_server_port(env.server);
 	assert_true(env.port != 0);
@@ -991,6 +996,79 @@ static void test_handshake_timeout(void **state)
 	server_still_up("the handshake timeout");
 }
 
+/*
+ * idle_timeout: a connection that keeps talking stays past it; one silent past it, with
+ * nothing in flight, is closed (an ERROR first or not), not much later, and the server
+ * stays up.
+ */
+static void test_idle_timeout(void **state)
+{
+	(void)state;
+	int fd = conn_open();
+	hello(fd);
+	for (int i = 0; i < 6; i++) { /* 3 s, twice the timeout, never silent 0.5 s */
+		usleep(500000);
+		ping(fd, "a connection that keeps talking, past the idle timeout");
+	}
+	uint64_t start = rill_clock_now_ns();
+	struct rill_wire_header h;
+	int rc = frame_recv(fd, &h);
+	if (rc == 1) {
+		assert_int_equal(h.type, RILL_WIRE_ERROR);
+		expect_closed(fd, "a connection silent past the idle timeout");
+	} else if (rc != 0) {
+		fail_msg("a connection silent past the idle timeout: %s", raw_recv_outcome(rc));
+	}
+	uint64_t waited = rill_clock_now_ns() - start;
+	if (waited < BAD_IDLE_NS - BAD_IDLE_NS / 10 || waited > BAD_IDLE_NS + BAD_WAIT_NS)
+		fail_msg("closed after %llu ms, the idle timeout is %llu ms",
+			 (unsigned long long)(waited / 1000000),
+			 (unsigned long long)(BAD_IDLE_NS / 1000000));
+	conn_close(fd);
+	server_still_up("the idle timeout");
+}
+
+/* A SUBSCRIBE of the whole topic from the earliest offset; returns its request id. */
+static uint64_t subscribe_all(int fd)
+{
+	uint8_t buf[128];
+	uint64_t id = bad_id();
+	struct rill_wire_subscribe s = {.topic = BAD_TOPIC,
+					.topic_bytes = strlen(BAD_TOPIC),
+					.from = RILL_WIRE_FROM_LATEST,
+					.partition = RILL_WIRE_PARTITION_ALL,
+					.credit = 100};
+	int n = rill_wire_subscribe_encode(buf, sizeof(buf), id, &s);
+	assert_true(n > 0);
+	raw_send_all(fd, buf, (size_t)n);
+	return id;
+}
+
+/*
+ * subscriptions_max: subscriptions up to it are granted; one more is refused with ENOSPC,
+ * an answer that keeps the connection (and its subscriptions), which then still answers.
+ */
+static void test_subscriptions_max(void **state)
+{
+	(void)state;
+	int fd = conn_open();
+	hello(fd);
+	struct rill_wire_header h;
+	uint64_t id = subscribe_all(fd); /* BAD_PARTITIONS partitions: the limit exactly */
+	expect_frame(fd, RILL_WIRE_SUBSCRIBED, id, &h, "a SUBSCRIBE within subscriptions_max");
+	id = subscribe_all(fd);
+	expect_frame(fd, RILL_WIRE_ERROR, id, &h, "a SUBSCRIBE past subscriptions_max");
+	struct rill_wire_error e;
+	assert_int_equal(rill_wire_error_decode(rx_body, h.body_bytes, &e), 0);
+	if (e.flags & RILL_WIRE_ERROR_F_FATAL)
+		fail_msg("a SUBSCRIBE past subscriptions_max: a fatal ERROR: %.*s",
+			 (int)e.message_bytes, e.message);
+	assert_int_equal(e.code, -ENOSPC);
+	ping(fd, "the connection after a SUBSCRIBE past subscriptions_max");
+	conn_close(fd);
+	server_still_up("subscriptions_max");
+}
+
 static void test_connections_max(void **state)
 {
 	(void)state;
@@ -1256,6 +1334,8 @@ int main(void)
 		cmocka_unit_test_setup(test_produce_then_bad, bad_each),
 		cmocka_unit_test_setup(test_handshake_timeout, bad_each),
 		cmocka_unit_test_setup(test_connections_max, bad_each),
+		cmocka_unit_test_setup(test_idle_timeout, bad_each),
+		cmocka_unit_test_setup(test_subscriptions_max, bad_each),
 		cmocka_unit_test_setup(test_produce_unknown_topic, bad_each),
 		cmocka_unit_test_setup(test_produce_unregistered_type, bad_each),
 		cmocka_unit_test_setup(test_produce_valid, bad_each),

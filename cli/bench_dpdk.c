@@ -534,9 +534,13 @@ int cli_bench_dpdk(int argc, char **argv)
 			"bench dpdk",
 			"--seconds 1..3600, --batch 1..64, --record-bytes up to 1024");
 	struct bd_result dpdk = {0}, kernel = {0};
+	struct cli_cpu_ticks ticks[3];
+	cli_cpu_ticks(&ticks[0]);
 	int rc = bd_path(&o, "dpdk", bd_dpdk, &dpdk);
+	cli_cpu_ticks(&ticks[1]);
 	if (rc == 0)
 		rc = bd_path(&o, "kernel", bd_kernel, &kernel);
+	cli_cpu_ticks(&ticks[2]);
 	if (rc < 0)
 		return 1;
 	json_t *j =
@@ -544,6 +548,10 @@ int cli_bench_dpdk(int argc, char **argv)
 			  bd_json(&kernel), "batch", (json_int_t)o.batch, "record_bytes",
 			  (json_int_t)o.record_bytes, "dpdk_over_kernel",
 			  kernel.events_per_s > 0 ? dpdk.events_per_s / kernel.events_per_s : 0.0);
+	/* Each path's share of CPU time stolen while it ran. */
+	for (int k = 0; j != NULL && k < 2; k++)
+		json_object_set_new(json_object_get(j, k == 0 ? "dpdk" : "kernel"), "cpu_steal_pct",
+				    json_real(cli_cpu_steal_pct(&ticks[k], &ticks[k + 1])));
 	char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 	if (text != NULL)
 		puts(text);

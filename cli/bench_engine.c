@@ -116,6 +116,7 @@ struct bench_engine_run {
 	uint64_t acked, durable_count, errors;
 	uint64_t first_error;
 	uint64_t last_applied_ns;
+	struct cli_cpu_ticks ticks0; /* when publishing began: for the steal over the run */
 };
 
 static void bench_engine_ack(void *arg, const struct rill_ack *ack)
@@ -235,6 +236,8 @@ static int bench_engine_report(const struct bench_engine_args *a, struct rill_en
 			st0 = st;
 	}
 	double seconds = (double)(r->last_applied_ns - start_ns) / 1e9;
+	struct cli_cpu_ticks ticks1;
+	cli_cpu_ticks(&ticks1);
 	printf("{\"shards\": %" PRIu64 ", \"events\": %" PRIu64 ", \"record_bytes\": %" PRIu64
 	       ", \"rate\": %" PRIu64 ", \"durability\": \"%s\", \"poll\": \"%s\", "
 	       "\"events_per_s\": %.0f, ",
@@ -251,8 +254,10 @@ static int bench_engine_report(const struct bench_engine_args *a, struct rill_en
 	       st0.ring.p50_ns, st0.ring.p999_ns, st0.ring.max_ns, st0.apply.p50_ns,
 	       st0.apply.p999_ns, st0.apply.max_ns);
 	printf("\"backpressure\": %" PRIu64 ", \"shard_stalls\": %" PRIu64
-	       ", \"shard_sleeps\": %" PRIu64 ", \"errors\": %" PRIu64 "}\n",
-	       rill_engine_backpressure(engine), stalls, sleeps, r->errors);
+	       ", \"shard_sleeps\": %" PRIu64 ", \"errors\": %" PRIu64
+	       ", \"cpu_steal_pct\": %.1f}\n",
+	       rill_engine_backpressure(engine), stalls, sleeps, r->errors,
+	       cli_cpu_steal_pct(&r->ticks0, &ticks1));
 	return r->errors == 0 && r->acked == a->events && r->durable_count == a->events ? 0 : 1;
 }
 
@@ -299,7 +304,8 @@ static int bench_engine_run(const struct bench_engine_args *a, const char *dir)
 		rc = rill_producer_open(engine, &pc, &p);
 	}
 	if (rc == 0)
-		rc = bench_engine_publish(a, p, topic, schema, &start_ns);
+		cli_cpu_ticks(&r.ticks0);
+	rc = bench_engine_publish(a, p, topic, schema, &start_ns);
 	int status = rc == 0 ? bench_engine_report(a, engine, &r, start_ns) : 1;
 	if (p != NULL)
 		rill_producer_close(p);
@@ -349,6 +355,8 @@ static int bench_engine_baseline(const struct bench_engine_args *a)
 	if (total == NULL)
 		return 1;
 	rill_hist_init(total);
+	struct cli_cpu_ticks ticks0, ticks1;
+	cli_cpu_ticks(&ticks0);
 	uint64_t start = rill_clock_now_ns() + 10000000u; /* all start together */
 	for (uint32_t i = 0; i < threads; i++) {
 		t[i] = (struct bench_baseline_thread){.a = a,
@@ -366,11 +374,12 @@ static int bench_engine_baseline(const struct bench_engine_args *a)
 		rill_hist_merge(total, t[i].hist);
 		free(t[i].hist);
 	}
+	cli_cpu_ticks(&ticks1);
 	printf("{\"baseline\": true, \"threads\": %u, \"events\": %" PRIu64 ", \"rate\": %" PRIu64
 	       ", ",
 	       threads, a->events, a->rate);
-	bench_engine_print_hist("lateness", total, true);
-	printf("}\n");
+	bench_engine_print_hist("lateness", total, false);
+	printf("\"cpu_steal_pct\": %.1f}\n", cli_cpu_steal_pct(&ticks0, &ticks1));
 	free(total);
 	return 0;
 }

@@ -188,7 +188,7 @@ static int bench_log_loop(struct bench_log_run *r, const struct bench_log_args *
 }
 
 static void bench_log_print(const struct bench_log_args *a, const struct bench_log_run *r,
-			    uint64_t events, double seconds, const char *backend)
+			    uint64_t events, double seconds, const char *backend, double steal_pct)
 {
 	const struct rill_hist *h = &r->hist;
 	struct rill_log_stats s;
@@ -199,8 +199,8 @@ static void bench_log_print(const struct bench_log_args *a, const struct bench_l
 	       ",\"seconds\":%.3f,\"events\":%" PRIu64
 	       ",\"events_per_s\":%.0f,\"mb_per_s\":%.2f,\"p50_us\":%.1f,\"p99_us\":%.1f"
 	       ",\"p999_us\":%.1f,\"p9999_us\":%.1f,\"max_us\":%.1f,\"batches\":%" PRIu64
-	       ",\"batch_sync_p50_us\":%.1f,\"batch_sync_p99_us\":%.1f,\"batch_sync_max_us\":%.1f}"
-	       "\n",
+	       ",\"batch_sync_p50_us\":%.1f,\"batch_sync_p99_us\":%.1f,\"batch_sync_max_us\":%.1f"
+	       ",\"cpu_steal_pct\":%.1f}\n",
 	       backend, s.direct_io ? "direct" : "buffered",
 	       a->durability == RILL_DURABILITY_NONE ? "none" : "group", a->record_bytes,
 	       a->batch_bytes, a->rate, seconds, events, (double)events / seconds,
@@ -209,7 +209,7 @@ static void bench_log_print(const struct bench_log_args *a, const struct bench_l
 	       (double)rill_hist_percentile(h, 99.9) / 1e3,
 	       (double)rill_hist_percentile(h, 99.99) / 1e3, (double)h->max / 1e3, s.batches,
 	       (double)s.sync_ns_p50 / 1e3, (double)s.sync_ns_p99 / 1e3,
-	       (double)s.sync_ns_max / 1e3);
+	       (double)s.sync_ns_max / 1e3, steal_pct);
 }
 
 int cli_bench_log(int argc, char **argv)
@@ -255,11 +255,15 @@ int cli_bench_log(int argc, char **argv)
 	r.mask = slots - 1;
 	r.due_ns = calloc(slots, sizeof(*r.due_ns));
 	rill_hist_init(&r.hist);
+	struct cli_cpu_ticks ticks0, ticks1;
+	cli_cpu_ticks(&ticks0);
 	uint64_t start = rill_clock_now_ns();
 	rc = r.due_ns ? bench_log_loop(&r, &a) : -ENOMEM;
+	cli_cpu_ticks(&ticks1);
 	double seconds = (double)(r.last_ack_ns - start) / 1e9;
 	if (rc == 0)
-		bench_log_print(&a, &r, r.acked, seconds > 0 ? seconds : 1e-9, backend);
+		bench_log_print(&a, &r, r.acked, seconds > 0 ? seconds : 1e-9, backend,
+				cli_cpu_steal_pct(&ticks0, &ticks1));
 	else
 		fprintf(stderr, "rill: bench log: %s\n", rill_strerror(rc));
 	free(r.due_ns);

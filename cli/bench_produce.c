@@ -437,7 +437,8 @@ static void bench_progress(struct bench_thread *threads, const struct bench_opts
 		fputc('\n', stderr);
 }
 
-static void bench_report(struct bench_thread *threads, const struct bench_opts *o, double secs)
+static void bench_report(struct bench_thread *threads, const struct bench_opts *o, double secs,
+			 double steal_pct)
 {
 	struct rill_hist *h = malloc(sizeof(*h));
 	if (h == NULL)
@@ -470,6 +471,7 @@ static void bench_report(struct bench_thread *threads, const struct bench_opts *
 		json_object_set_new(j, "max_us", json_real((double)h->max / 1e3));
 		json_object_set_new(j, "requests", json_integer((json_int_t)h->count));
 		json_object_set_new(j, "unsent", json_integer((json_int_t)unsent));
+		json_object_set_new(j, "cpu_steal_pct", json_real(steal_pct));
 		char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 		if (text != NULL)
 			puts(text);
@@ -536,6 +538,8 @@ int cli_bench_produce(int argc, char **argv)
 			schema == NULL ? "the server has no BenchEvent v1" : "out of memory");
 		exit(1);
 	}
+	struct cli_cpu_ticks ticks0, ticks1;
+	cli_cpu_ticks(&ticks0);
 	uint64_t start = rill_clock_now_ns() + 200000000ull; /* let every thread connect */
 	if (bench_start(threads, conns, &o, schema, type_id, start) != 0)
 		exit(1);
@@ -550,8 +554,9 @@ int cli_bench_produce(int argc, char **argv)
 		last = threads[i].last_ns > last ? threads[i].last_ns : last;
 	}
 	double secs = (double)(last - start) / 1e9; /* the first send to the last answer */
+	cli_cpu_ticks(&ticks1);
 	if (status == 0)
-		bench_report(threads, &o, secs);
+		bench_report(threads, &o, secs, cli_cpu_steal_pct(&ticks0, &ticks1));
 	for (uint64_t i = 0; i < o.threads; i++)
 		free(threads[i].payload);
 	free(threads);

@@ -26,6 +26,22 @@ int cli_bench_engine(int argc, char **argv);
 /* rill bench dpdk ...; returns the process exit status. */
 int cli_bench_dpdk(int argc, char **argv);
 
+/*
+ * The machine's CPU time so far, from /proc/stat's first line: every tick, and the ticks
+ * the hypervisor gave to other guests while this one wanted to run (steal). The benches
+ * print the stolen share of their run: on a shared VM it moves their tails by milliseconds.
+ */
+struct cli_cpu_ticks {
+	uint64_t total, steal;
+};
+
+/* cli_cpu_ticks - the counters now; zeros where /proc/stat cannot be read. */
+void cli_cpu_ticks(struct cli_cpu_ticks *out);
+
+/* cli_cpu_steal_pct - percent of all CPU time stolen from @a to @b (0 within one tick);
+ * -1 when /proc/stat could not be read. */
+double cli_cpu_steal_pct(const struct cli_cpu_ticks *a, const struct cli_cpu_ticks *b);
+
 /* rill bench produce ...; returns the process exit status. */
 int cli_bench_produce(int argc, char **argv);
 

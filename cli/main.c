@@ -102,6 +102,33 @@ static void usage(FILE *out)
 		"Errors name their input line; a usage error exits 2, any other failure 1.\n");
 }
 
+void cli_cpu_ticks(struct cli_cpu_ticks *out)
+{
+	*out = (struct cli_cpu_ticks){0};
+	FILE *f = fopen("/proc/stat", "r");
+	if (f == NULL)
+		return;
+	/* "cpu  user nice system idle iowait irq softirq steal ...": one line of numbers in
+	 * the kernel's fixed format (proc(5)); there is no library for it to use. */
+	unsigned long long v[8];
+	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]) == 8) {
+		for (int i = 0; i < 8; i++)
+			out->total += v[i];
+		out->steal = v[7];
+	}
+	fclose(f);
+}
+
+double cli_cpu_steal_pct(const struct cli_cpu_ticks *a, const struct cli_cpu_ticks *b)
+{
+	if (a->total == 0 || b->total < a->total || b->steal < a->steal)
+		return -1.0;
+	if (b->total == a->total)
+		return 0.0; /* shorter than a tick: nothing measurable was stolen */
+	return 100.0 * (double)(b->steal - a->steal) / (double)(b->total - a->total);
+}
+
 int cli_parse_u64(const char *text, uint64_t *out)
 {
 	if (text == NULL || *text < '0' || *text > '9')

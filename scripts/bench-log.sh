@@ -50,10 +50,13 @@ fio_job() { # NAME EXTRA-ARGS...
 	local name=$1; shift
 	settle
 	echo "bench-log: fio $name, ${seconds}s" >&2
+	# The machine's CPU ticks, all and stolen, around the job (rill's runs report theirs).
+	awk 'NR == 1 { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat >"$out/fio-$name.ticks"
 	fio --name=wal --filename="$dir/fio-$name.dat" --ioengine=io_uring --rw=write --bs="$batch" \
 		--fdatasync=1 --size="$((seconds * 4))g" --fallocate=none --runtime="$seconds" \
 		--time_based --output-format=json "$@" \
 		>"$out/fio-$name.json" 2>"$out/fio.err" || { cat "$out/fio.err" >&2; exit 1; }
+	awk 'NR == 1 { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat >>"$out/fio-$name.ticks"
 }
 fio_job buffered
 fio_job direct --direct=1
@@ -75,7 +78,9 @@ out = sys.argv[1]
 def fio_summary(name):
     job = json.load(open(f"{out}/fio-{name}.json"))["jobs"][0]
     sync, write = job["sync"]["lat_ns"], job["write"]["clat_ns"]
+    (t0, s0), (t1, s1) = [map(int, l.split()) for l in open(f"{out}/fio-{name}.ticks")]
     return {
+        "cpu_steal_pct": round(100 * (s1 - s0) / (t1 - t0), 1) if t1 > t0 else -1,
         "mb_per_s": round(job["write"]["bw_bytes"] / 1e6, 2),
         "write_p99_us": round(write["percentile"]["99.000000"] / 1e3, 1),
         "fdatasync_p50_us": round(sync["percentile"]["50.000000"] / 1e3, 1),

@@ -65,6 +65,10 @@ trap cleanup EXIT
 rows="$work/rows.jsonl"
 : >"$rows"
 
+# The machine's CPU ticks, all and stolen (/proc/stat's first line): on a shared VM the
+# hypervisor's steal moves tails by milliseconds, so every row carries its share.
+cpu_ticks() { awk 'NR == 1 { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat; }
+
 # redis_run NAME APPENDONLY FSYNC TEST-ARGS...: one redis-benchmark run on a fresh server.
 redis_run() {
 	local name=$1 aof=$2 fsync=$3
@@ -75,8 +79,14 @@ redis_run() {
 		--logfile "$work/redis/log" >/dev/null
 	for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 	# CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-	redis-benchmark -p "$redis_port" --csv "$@" | tail -1 | tr -d '"' |
-		awk -F, -v name="$name" '{printf "{\"side\":\"redis\",\"case\":\"%s\",\"events_per_s\":%s,\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n", name, $2, $5*1000, $7*1000, $8*1000}' >>"$rows"
+	local before after csv
+	before=$(cpu_ticks)
+	csv=$(redis-benchmark -p "$redis_port" --csv "$@" | tail -1 | tr -d '"')
+	after=$(cpu_ticks)
+	echo "$csv" | awk -F, -v name="$name" -v before="$before" -v after="$after" '{
+		split(before, b, " "); split(after, a, " ")
+		steal = a[1] > b[1] ? 100 * (a[2] - b[2]) / (a[1] - b[1]) : -1
+		printf "{\"side\":\"redis\",\"case\":\"%s\",\"events_per_s\":%s,\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,\"cpu_steal_pct\":%.1f}\n", name, $2, $5*1000, $7*1000, $8*1000, steal}' >>"$rows"
 	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
 	sleep 0.3
 }
@@ -114,7 +124,7 @@ rill_run() {
 	shift
 	echo "bench-peers: rill $name"
 	"$rill" bench produce --connect "$addr" --record-bytes "$record_bytes" --seconds "$seconds" --json "$@" |
-		python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"side":"rill","case":sys.argv[1],"events_per_s":d["events_per_s"],"p50_us":d["p50_us"],"p99_us":d["p99_us"],"max_us":d["max_us"],"errors":d["errors"],"refused":d["refused"]}))' "$name" >>"$rows"
+		python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"side":"rill","case":sys.argv[1],"events_per_s":d["events_per_s"],"p50_us":d["p50_us"],"p99_us":d["p99_us"],"max_us":d["max_us"],"errors":d["errors"],"refused":d["refused"],"cpu_steal_pct":round(d["cpu_steal_pct"],1)}))' "$name" >>"$rows"
 }
 # rill_cases SUFFIX: the three cases on the running server.
 rill_cases() {
@@ -155,7 +165,7 @@ pairs = [
     (f"round trip p50 us, 1 conn, {all_shards} shards", "rill:produce_1_all", "redis:ping_1", "p50_us", "lower", None),
 ]
 print(f"connections {conns}, pipeline {pipe}, value {value} bytes; rill with {shards} shard(s) unless said; same machine, same run")
-print(f"{'measure':46} {'rill':>12} {'redis':>12} {'ratio':>8}  target")
+print(f"{'measure':46} {'rill':>12} {'redis':>12} {'ratio':>8}  {'steal %':>11}  target")
 out = []
 for name, a, b, key, better, target in pairs:
     x, y = get(a).get(key), get(b).get(key)
@@ -164,9 +174,11 @@ for name, a, b, key, better, target in pairs:
     if target is not None and ratio is not None:
         ok = ratio >= target if better == "higher" else ratio <= target
         tgt = f"{'>=' if better == 'higher' else '<='} {target}: {'met' if ok else 'NOT met'}"
+    steal = f"{get(a).get('cpu_steal_pct', '-')}/{get(b).get('cpu_steal_pct', '-')}"
     print(f"{name:46} {x if x is not None else '-':>12} {y if y is not None else '-':>12} "
-          f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>8}  {tgt}")
-    out.append({"measure": name, "rill": x, "redis": y, "ratio": ratio, "target": tgt})
+          f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>8}  {steal:>11}  {tgt}")
+    out.append({"measure": name, "rill": x, "redis": y, "ratio": ratio, "target": tgt,
+                "cpu_steal_pct": [get(a).get("cpu_steal_pct"), get(b).get("cpu_steal_pct")]})
 if as_json:
     print(json.dumps({"rows": list(rows.values()), "comparison": out}))
 PY

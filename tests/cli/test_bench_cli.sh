@@ -15,7 +15,7 @@ out=$(timeout 30 "$rill" bench produce --connect "$serve_addr" --seconds 1 --jso
 echo "closed loop: $out"
 check "bench produce exits 0" '[ $rc -eq 0 ]'
 check "bench produce prints one JSON object with events_per_s > 0 and errors 0" \
-	'json_check "$out" "j[\"events_per_s\"] > 0 and j[\"events\"] > 0 and j[\"errors\"] == 0"'
+	'json_check "$out" "j[\"events_per_s\"] > 0 and j[\"events\"] > 0 and j[\"errors\"] == 0 and 0 <= j[\"cpu_steal_pct\"] <= 100"'
 check "bench produce's latencies are ordered: p50_us <= p99_us <= max_us" \
 	'json_check "$out" "0 < j[\"p50_us\"] <= j[\"p99_us\"] <= j[\"max_us\"]"'
 

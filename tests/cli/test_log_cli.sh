@@ -10,7 +10,8 @@
 	--segment-bytes 1048576 --keep >"$tmp/bench.json"
 check "bench log ran" '[ $? -eq 0 ] && grep -q events_per_s "$tmp/bench.json"'
 part=$(ls -d "$tmp"/rill-bench-log-*)
-check "bench log says how it wrote" 'grep -Eq "\"io\":\"(direct|buffered)\"" "$tmp/bench.json"'
+check "bench log says how it wrote, and the CPU time stolen" \
+	'grep -Eq "\"io\":\"(direct|buffered)\"" "$tmp/bench.json" && grep -Eq "\"cpu_steal_pct\":[0-9]" "$tmp/bench.json"'
 out=$("$rill" bench log --dir "$tmp" --seconds 1 --record-bytes 200 --batch-bytes 8192 \
 	--io buffered)
 check "--io buffered writes through the page cache" '[[ "$out" == *"\"io\":\"buffered\""* ]]'

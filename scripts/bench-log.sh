@@ -44,19 +44,21 @@ trap 'rm -rf "$out" "$dir"/fio-*.dat "$dir"/rill-bench-log-*' EXIT
 # Each phase starts on a quiet disk: the writeback the previous phase left behind would
 # otherwise land in the next phase's latency.
 settle() { sync; sleep 3; }
+# The machine's CPU ticks, all and stolen (/proc/stat), around each fio job: rill's runs
+# report their steal themselves.
+cpu_ticks() { awk 'NR == 1 { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat; }
 # fio appends to a file big enough never to wrap around (wrapping would turn appends into
 # overwrites, which need no allocation): 4 GB for each second of running.
 fio_job() { # NAME EXTRA-ARGS...
 	local name=$1; shift
 	settle
 	echo "bench-log: fio $name, ${seconds}s" >&2
-	# The machine's CPU ticks, all and stolen, around the job (rill's runs report theirs).
-	awk 'NR == 1 { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat >"$out/fio-$name.ticks"
+	cpu_ticks >"$out/fio-$name.ticks"
 	fio --name=wal --filename="$dir/fio-$name.dat" --ioengine=io_uring --rw=write --bs="$batch" \
 		--fdatasync=1 --size="$((seconds * 4))g" --fallocate=none --runtime="$seconds" \
 		--time_based --output-format=json "$@" \
 		>"$out/fio-$name.json" 2>"$out/fio.err" || { cat "$out/fio.err" >&2; exit 1; }
-	awk 'NR == 1 { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat >>"$out/fio-$name.ticks"
+	cpu_ticks >>"$out/fio-$name.ticks"
 }
 fio_job buffered
 fio_job direct --direct=1

@@ -3,7 +3,8 @@
  * engine runs in a temporary directory (two shards, one topic, one schema, made through
  * the engine's API) with the server in process on an ephemeral port and small limits
  * (64 KiB frames, a 300 ms handshake timeout, 8 connections, a 1.5 s idle timeout, one
- * whole-topic subscription per connection). Each class of malformed
+ * whole-topic subscription per connection, one frame's worth of bytes in flight per
+ * connection). Each class of malformed
  * input goes to a fresh connection, and for each the server must answer with a fatal
  * ERROR frame (decoded with io/wire.h), close the connection (recv returns 0), and stay up
  * (a fresh connection can HELLO and PING). The refusals that are not the peer's fault
@@ -42,12 +43,14 @@
 #define BAD_HANDSHAKE_NS    (300ull * 1000000u)
 #define BAD_CONNECTIONS_MAX 8u
 #define BAD_IDLE_NS         (1500ull * 1000000u)
+/* The least the server takes: one frame's worth of PRODUCE bytes awaiting their ACKs. */
+#define BAD_CONN_INFLIGHT   (BAD_FRAME_BYTES_MAX + RILL_WIRE_HEADER_BYTES)
 #define BAD_SUBSCRIPTIONS   BAD_PARTITIONS /* one whole-topic subscription per connection */
 #define BAD_RECV_TIMEOUT_MS 10000 /* an answer owed (a durable ACK under load) comes before */
 #define BAD_WAIT_NS         (5ull * 1000000000u) /* "at once" under load */
 #define BAD_GARBAGE_ROUNDS  48u
 #define BAD_GARBAGE_MAX     700u
-#define BAD_EXPECTED_MAX    256u
+#define BAD_EXPECTED_MAX    4096u
 #define BAD_POISON_AMOUNT   (-7777) /* every event of a malformed frame carries it */
 #define BAD_PRODUCER_ID     77u
 #define BAD_ANY_ID          UINT64_MAX /* expect_fatal: do not check the request id */
@@ -380,6 +383,7 @@ static int bad_setup(void **state)
 	sc.handshake_timeout_ns = BAD_HANDSHAKE_NS;
 	sc.connections_max = BAD_CONNECTIONS_MAX;
 	sc.idle_timeout_ns = BAD_IDLE_NS;
+	sc.conn_inflight_bytes_max = BAD_CONN_INFLIGHT;
 	sc.subscriptions_max = BAD_SUBSCRIPTIONS;
 	test_server_start(&env.server, env.engine, &sc, bad_teardown, state);
 	env.port = rill_server_port(env.server);
@@ -1223,6 +1227,71 @@ static void test_produce_valid(void **state)
 	conn_close(fd);
 }
 
+/*
+ * conn_inflight_bytes_max: durable PRODUCEs sent at once, together past the connection's
+ * in-flight budget, wait for room (counted as backpressure) instead of growing memory, and
+ * every one is still acknowledged, each event once and in the log.
+ */
+static void test_conn_inflight(void **state)
+{
+	(void)state;
+	enum { FRAMES = 24, EVENTS = 100, FRAME_CAP = EVENTS * 128 + 256 };
+	static uint8_t recs[EVENTS * 128], frames[FRAMES * FRAME_CAP];
+	char keys[EVENTS][16];
+	uint64_t ids[FRAMES];
+	size_t sent = 0;
+	for (uint32_t f = 0; f < FRAMES; f++) {
+		uint32_t at = 0;
+		for (uint32_t i = 0; i < EVENTS; i++) {
+			snprintf(keys[i], sizeof(keys[i]), "kf-%u", i % 7);
+			at += valid_record(recs + at, sizeof(recs) - at, keys[i],
+					   5000 + f * EVENTS + i);
+		}
+		ids[f] = bad_id();
+		sent += raw_produce(frames + sent, sizeof(frames) - sent, ids[f], 2, BAD_TOPIC,
+				    strlen(BAD_TOPIC), EVENTS, recs, at);
+	}
+	assert_true(sent > 2 * BAD_CONN_INFLIGHT); /* at least twice what may wait at once */
+	struct rill_server_stats before, after;
+	rill_server_stats_get(env.server, &before);
+	int fd = conn_open();
+	hello(fd);
+	raw_send_all(fd, frames, sent);
+	bool answered[FRAMES] = {false};
+	for (uint32_t n = 0; n < FRAMES; n++) {
+		struct rill_wire_header h;
+		int rc = frame_recv(fd, &h);
+		if (rc != 1 || h.type != RILL_WIRE_ACK)
+			fail_msg("PRODUCEs past the in-flight budget: ACK %u of %u: %s", n + 1,
+				 FRAMES,
+				 rc != 1 ? raw_recv_outcome(rc) : rill_wire_type_name(h.type));
+		uint32_t f = 0;
+		while (f < FRAMES && ids[f] != h.request_id)
+			f++;
+		assert_true(f < FRAMES && !answered[f]);
+		answered[f] = true;
+		uint32_t count = 0;
+		struct rill_wire_iter it;
+		assert_int_equal(rill_wire_ack_decode(rx_body, h.body_bytes, &count, &it), 0);
+		assert_int_equal(count, EVENTS);
+		for (uint32_t i = 0; i < EVENTS; i++) {
+			struct rill_wire_ack_entry e;
+			assert_int_equal(rill_wire_ack_next(&it, &e), 1);
+			if (e.error != 0)
+				fail_msg("frame %u event %u: %s", f, i, rill_strerror(e.error));
+			char key[16];
+			snprintf(key, sizeof(key), "kf-%u", i % 7);
+			expected_add(key, 5000 + f * EVENTS + i, e.partition, e.offset);
+		}
+	}
+	rill_server_stats_get(env.server, &after);
+	if (after.backpressure == before.backpressure)
+		fail_msg("%zu bytes of PRODUCE against a %u-byte budget never waited for room",
+			 sent, BAD_CONN_INFLIGHT);
+	ping(fd, "the connection after PRODUCEs past its in-flight budget");
+	conn_close(fd);
+}
+
 /* ---- The log -------------------------------------------------------------------------- */
 
 /* The event expected at @p:@offset, or one whose offset is not known (its ACK never came)
@@ -1339,6 +1408,7 @@ int main(void)
 		cmocka_unit_test_setup(test_produce_unknown_topic, bad_each),
 		cmocka_unit_test_setup(test_produce_unregistered_type, bad_each),
 		cmocka_unit_test_setup(test_produce_valid, bad_each),
+		cmocka_unit_test_setup(test_conn_inflight, bad_each),
 		cmocka_unit_test_setup(test_log_holds_only_valid_events, bad_each),
 	};
 	return cmocka_run_group_tests_name("server_bad", tests, bad_setup, bad_teardown);

@@ -180,21 +180,22 @@ int cli_topic(int argc, char **argv)
 	const char *address = CLI_CONNECT_DEFAULT, *name = NULL, *parts = NULL, *dur = NULL;
 	const char *delay = NULL, *schema = NULL;
 	/* Passed through as numbers: the server checks their ranges and says which is wrong. */
-	static const char *const sizes[] = {"--retention-bytes", "--retention-age-s",
-					    "--segment-bytes"};
-	static const char *const size_keys[] = {"retention_bytes", "retention_age_s",
-						"segment_bytes"};
-	const char *size_vals[3] = {NULL, NULL, NULL};
+	static const struct {
+		const char *opt, *key;
+	} sizes[] = {{"--retention-bytes", "retention_bytes"},
+		     {"--retention-age-s", "retention_age_s"},
+		     {"--segment-bytes", "segment_bytes"}};
+	const char *size_vals[RILL_ARRAY_COUNT(sizes)] = {NULL};
 	for (int i = 1; i < argc; i++) {
-		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
-		    !cli_opt(argc, argv, &i, "--name", &name) &&
-		    !cli_opt(argc, argv, &i, "--partitions", &parts) &&
-		    !cli_opt(argc, argv, &i, "--durability", &dur) &&
-		    !cli_opt(argc, argv, &i, "--batch-delay-us", &delay) &&
-		    !cli_opt(argc, argv, &i, "--retention-bytes", &size_vals[0]) &&
-		    !cli_opt(argc, argv, &i, "--retention-age-s", &size_vals[1]) &&
-		    !cli_opt(argc, argv, &i, "--segment-bytes", &size_vals[2]) &&
-		    !cli_opt(argc, argv, &i, "--schema", &schema))
+		bool known = cli_opt(argc, argv, &i, "--connect", &address) ||
+			     cli_opt(argc, argv, &i, "--name", &name) ||
+			     cli_opt(argc, argv, &i, "--partitions", &parts) ||
+			     cli_opt(argc, argv, &i, "--durability", &dur) ||
+			     cli_opt(argc, argv, &i, "--batch-delay-us", &delay) ||
+			     cli_opt(argc, argv, &i, "--schema", &schema);
+		for (size_t k = 0; k < RILL_ARRAY_COUNT(sizes) && !known; k++)
+			known = cli_opt(argc, argv, &i, sizes[k].opt, &size_vals[k]);
+		if (!known)
 			return cli_usage_error("topic create", TOPIC_USAGE);
 	}
 	uint64_t n, delay_us = 0;
@@ -217,10 +218,10 @@ int cli_topic(int argc, char **argv)
 		if (cli_parse_u64(size_vals[k], &v) != 0 || v > INT64_MAX) {
 			json_decref(body);
 			char why[64];
-			snprintf(why, sizeof(why), "%s takes a whole number", sizes[k]);
+			snprintf(why, sizeof(why), "%s takes a whole number", sizes[k].opt);
 			return cli_usage_error("topic create", why);
 		}
-		json_object_set_new(body, size_keys[k], json_integer((json_int_t)v));
+		json_object_set_new(body, sizes[k].key, json_integer((json_int_t)v));
 	}
 	if (dur != NULL)
 		json_object_set_new(body, "durability", json_string(dur));

@@ -250,6 +250,19 @@ static void expect_fatal(int fd, int code, uint64_t request_id, const char *what
 	expect_closed(fd, what);
 }
 
+/* The next frame must be a non-fatal ERROR answering @request_id with @code: a refusal
+ * that keeps the connection. */
+static void expect_refusal(int fd, uint64_t request_id, int code, const char *what)
+{
+	struct rill_wire_header h;
+	expect_frame(fd, RILL_WIRE_ERROR, request_id, &h, what);
+	struct rill_wire_error e;
+	assert_int_equal(rill_wire_error_decode(rx_body, h.body_bytes, &e), 0);
+	if (e.flags & RILL_WIRE_ERROR_F_FATAL)
+		fail_msg("%s: a fatal ERROR: %.*s", what, (int)e.message_bytes, e.message);
+	assert_int_equal(e.code, code);
+}
+
 /*
  * One class of malformed input: a fresh connection (after HELLO when @after_hello) sends
  * @bytes; a fatal ERROR with @code must answer it, the connection must close, and the
@@ -691,6 +704,19 @@ static void test_server_to_client_types(void **state)
 	}
 }
 
+/* A SUBSCRIBE frame for every partition of the topic, from @from, with credit 100. */
+static size_t subscribe_frame(uint8_t *buf, size_t cap, uint64_t id, uint8_t from)
+{
+	struct rill_wire_subscribe s = {.topic = BAD_TOPIC,
+					.topic_bytes = strlen(BAD_TOPIC),
+					.from = from,
+					.partition = RILL_WIRE_PARTITION_ALL,
+					.credit = 100};
+	int n = rill_wire_subscribe_encode(buf, cap, id, &s);
+	assert_true(n > 0);
+	return (size_t)n;
+}
+
 static void test_subscribe_bad_from(void **state)
 {
 	(void)state;
@@ -698,17 +724,11 @@ static void test_subscribe_bad_from(void **state)
 	for (size_t i = 0; i < sizeof(froms) / sizeof(froms[0]); i++) {
 		uint8_t buf[128];
 		uint64_t id = bad_id();
-		struct rill_wire_subscribe s = {.topic = BAD_TOPIC,
-						.topic_bytes = strlen(BAD_TOPIC),
-						.from = RILL_WIRE_FROM_EARLIEST,
-						.partition = RILL_WIRE_PARTITION_ALL,
-						.credit = 100};
-		int n = rill_wire_subscribe_encode(buf, sizeof(buf), id, &s);
-		assert_true(n > 0);
+		size_t n = subscribe_frame(buf, sizeof(buf), id, RILL_WIRE_FROM_EARLIEST);
 		buf[RILL_WIRE_HEADER_BYTES + 2] = froms[i];
 		char what[64];
 		snprintf(what, sizeof(what), "a SUBSCRIBE from %u", froms[i]);
-		bad_case(what, true, buf, (size_t)n, RILL_E_WIRE_VALUE, id);
+		bad_case(what, true, buf, n, RILL_E_WIRE_VALUE, id);
 	}
 }
 
@@ -1032,19 +1052,13 @@ static void test_idle_timeout(void **state)
 	server_still_up("the idle timeout");
 }
 
-/* A SUBSCRIBE of the whole topic from the earliest offset; returns its request id. */
+/* A SUBSCRIBE of the whole topic from the latest offset; returns its request id. */
 static uint64_t subscribe_all(int fd)
 {
 	uint8_t buf[128];
 	uint64_t id = bad_id();
-	struct rill_wire_subscribe s = {.topic = BAD_TOPIC,
-					.topic_bytes = strlen(BAD_TOPIC),
-					.from = RILL_WIRE_FROM_LATEST,
-					.partition = RILL_WIRE_PARTITION_ALL,
-					.credit = 100};
-	int n = rill_wire_subscribe_encode(buf, sizeof(buf), id, &s);
-	assert_true(n > 0);
-	raw_send_all(fd, buf, (size_t)n);
+	size_t n = subscribe_frame(buf, sizeof(buf), id, RILL_WIRE_FROM_LATEST);
+	raw_send_all(fd, buf, n);
 	return id;
 }
 
@@ -1061,13 +1075,7 @@ static void test_subscriptions_max(void **state)
 	uint64_t id = subscribe_all(fd); /* BAD_PARTITIONS partitions: the limit exactly */
 	expect_frame(fd, RILL_WIRE_SUBSCRIBED, id, &h, "a SUBSCRIBE within subscriptions_max");
 	id = subscribe_all(fd);
-	expect_frame(fd, RILL_WIRE_ERROR, id, &h, "a SUBSCRIBE past subscriptions_max");
-	struct rill_wire_error e;
-	assert_int_equal(rill_wire_error_decode(rx_body, h.body_bytes, &e), 0);
-	if (e.flags & RILL_WIRE_ERROR_F_FATAL)
-		fail_msg("a SUBSCRIBE past subscriptions_max: a fatal ERROR: %.*s",
-			 (int)e.message_bytes, e.message);
-	assert_int_equal(e.code, -ENOSPC);
+	expect_refusal(fd, id, -ENOSPC, "a SUBSCRIBE past subscriptions_max");
 	ping(fd, "the connection after a SUBSCRIBE past subscriptions_max");
 	conn_close(fd);
 	server_still_up("subscriptions_max");
@@ -1114,14 +1122,7 @@ static void test_produce_unknown_topic(void **state)
 	int fd = conn_open();
 	hello(fd);
 	raw_send_all(fd, frame, len);
-	struct rill_wire_header h;
-	expect_frame(fd, RILL_WIRE_ERROR, id, &h, "a PRODUCE to an unknown topic");
-	struct rill_wire_error e;
-	assert_int_equal(rill_wire_error_decode(rx_body, h.body_bytes, &e), 0);
-	if (e.flags & RILL_WIRE_ERROR_F_FATAL)
-		fail_msg("a PRODUCE to an unknown topic: a fatal ERROR: %.*s", (int)e.message_bytes,
-			 e.message);
-	assert_int_equal(e.code, -ENOENT);
+	expect_refusal(fd, id, -ENOENT, "a PRODUCE to an unknown topic");
 	ping(fd, "the connection after a PRODUCE to an unknown topic");
 	conn_close(fd);
 }

@@ -30,7 +30,8 @@ struct bench_log_args {
 	uint64_t batch_delay_us;
 	uint64_t segment_bytes;
 	enum rill_durability durability;
-	bool buffered_io; /* --io buffered */
+	bool buffered_io;   /* --io buffered */
+	bool fixed_batches; /* --fixed-batches: never past --batch-bytes */
 	bool keep;
 };
 
@@ -50,9 +51,13 @@ static int bench_log_parse(int argc, char **argv, struct bench_log_args *a)
 			a->keep = true;
 			continue;
 		}
+		if (strcmp(opt, "--fixed-batches") == 0) {
+			a->fixed_batches = true;
+			continue;
+		}
 		if (val == NULL)
-			return cli_usage_error("bench log",
-					       "every option but --json and --keep takes a value");
+			return cli_usage_error("bench log", "every option but --json, --keep and "
+							    "--fixed-batches takes a value");
 		i++;
 		if (strcmp(opt, "--dir") == 0)
 			a->dir = val;
@@ -200,6 +205,7 @@ static void bench_log_print(const struct bench_log_args *a, const struct bench_l
 	       ",\"events_per_s\":%.0f,\"mb_per_s\":%.2f,\"p50_us\":%.1f,\"p99_us\":%.1f"
 	       ",\"p999_us\":%.1f,\"p9999_us\":%.1f,\"max_us\":%.1f,\"batches\":%" PRIu64
 	       ",\"batch_sync_p50_us\":%.1f,\"batch_sync_p99_us\":%.1f,\"batch_sync_max_us\":%.1f"
+	       ",\"fixed_batches\":%s,\"grown_batches\":%" PRIu64 ",\"batch_bytes_top\":%" PRIu32
 	       ",\"cpu_steal_pct\":%.1f}\n",
 	       backend, s.direct_io ? "direct" : "buffered",
 	       a->durability == RILL_DURABILITY_NONE ? "none" : "group", a->record_bytes,
@@ -209,7 +215,8 @@ static void bench_log_print(const struct bench_log_args *a, const struct bench_l
 	       (double)rill_hist_percentile(h, 99.9) / 1e3,
 	       (double)rill_hist_percentile(h, 99.99) / 1e3, (double)h->max / 1e3, s.batches,
 	       (double)s.sync_ns_p50 / 1e3, (double)s.sync_ns_p99 / 1e3,
-	       (double)s.sync_ns_max / 1e3, steal_pct);
+	       (double)s.sync_ns_max / 1e3, a->fixed_batches ? "true" : "false", s.grown_batches,
+	       s.batch_bytes_top, steal_pct);
 }
 
 int cli_bench_log(int argc, char **argv)
@@ -239,6 +246,7 @@ int cli_bench_log(int argc, char **argv)
 		c.segment_bytes_max = a.segment_bytes;
 	c.durability = a.durability;
 	c.buffered_io = a.buffered_io;
+	c.fixed_batches = a.fixed_batches;
 	struct bench_log_run r = {0};
 	struct rill_log_recovery report;
 	rc = rill_log_open(&r.log, io, dir, &c, &report);

@@ -988,6 +988,10 @@ static int log_submit(struct rill_log *log)
 	rc = log->io->ops->write_sync(log->io, handle, p, padded, log->write_pos, end);
 	if (rc < 0)
 		return rc;
+	if (log->fill_bytes > log->config.batch_bytes_max && log->fill_count > 1)
+		log->grown_batches++; /* not a lone record larger than the limit */
+	if (log->fill_bytes > log->batch_bytes_top)
+		log->batch_bytes_top = log->fill_bytes;
 	log->inflight = true;
 	log->submit_ns = rill_clock_now_ns();
 	log->written_offset = end;
@@ -1142,8 +1146,15 @@ int rill_log_poll(struct rill_log *log, uint64_t wait_ns)
 	return log_maybe_submit(log, false, true);
 }
 
-/* Room for @bytes more in the filling batch: submit it first if it is at its byte limit.
- * 0, -EAGAIN (a write is in flight: backpressure) or the fail-stop error. */
+/*
+ * Room for @bytes more in the filling batch: submit it first if it is at its byte limit.
+ * 0, -EAGAIN (a write is in flight and the buffer is full: backpressure) or the fail-stop
+ * error. Behind a write in flight the batch grows past batch_bytes_max into the rest of
+ * its buffer (sized for the largest record anyway). Measured on the project's VM, 540 k
+ * records/s of 1 KiB, five runs of each alternating: with batches fixed at 256 KiB a slow
+ * spell of the disk (syncs of 5-12 ms) left a queue of them, each waiting its own sync,
+ * and the ack p99 was 1.8, 3.2, 27, 33 and 1,065 ms; with growth it was 1.0 to 2.3 ms.
+ */
 static int log_make_room(struct rill_log *log, uint64_t bytes)
 {
 	if (log->fill_count == 0 || log->fill_bytes + bytes <= log->config.batch_bytes_max)
@@ -1154,7 +1165,15 @@ static int log_make_room(struct rill_log *log, uint64_t bytes)
 		rc = log_maybe_submit(log, true, false);
 	if (rc < 0)
 		return rc;
-	return log->fill_count > 0 ? -EAGAIN : 0;
+	if (log->fill_count == 0)
+		return 0;
+	/* Padded to its sector, the batch must still fit its buffer (log_submit), and the
+	 * active segment: growing never rolls a segment early (write_pos is already past the
+	 * write in flight). */
+	uint64_t grown = log->fill_bytes + bytes;
+	bool fits = grown + RILL_LOG_SECTOR_BYTES <= log->buf_capacity &&
+		    log->write_pos + grown <= log->config.segment_bytes_max;
+	return fits && !log->config.fixed_batches ? 0 : -EAGAIN;
 }
 
 /* Encode @record (@bytes long) into the filling batch, which has room, at the next offset. */
@@ -1303,6 +1322,8 @@ void rill_log_stats(const struct rill_log *log, struct rill_log_stats *stats)
 	stats->sync_ns_max = log->sync_ns.max;
 	stats->direct_io = log->direct_handle >= 0;
 	stats->direct_batches = log->direct_batches;
+	stats->grown_batches = log->grown_batches;
+	stats->batch_bytes_top = log->batch_bytes_top;
 }
 
 void rill_log_drop(struct rill_log *log)

@@ -36,19 +36,27 @@ struct rill_log;
 /* enum rill_durability (when events are acknowledged) is public: rill/rill.h. */
 
 struct rill_log_config {
-	uint32_t batch_bytes_max;    /* submit a batch once it holds this much (default 256 KiB) */
-	uint64_t batch_delay_ns;     /* or once its first record waited this long (default 0;
-				      * rill_log_poll, not an append, sees it pass) */
-	uint64_t segment_bytes_max;  /* roll past this size (default 1 GiB) */
-	uint64_t segment_age_ns_max; /* roll a segment this old (default 0: never by age) */
-	uint64_t retention_bytes;    /* delete oldest segments past this total (0: keep all) */
-	uint64_t retention_age_ns;   /* delete segments older than this (0: keep all) */
+	/* Submit a batch once it holds this much (default 256 KiB). Behind a write in flight
+	 * it grows on, up to its buffer (the larger of this and the largest record, 1 MiB)
+	 * and within the active segment, unless fixed_batches. */
+	uint32_t batch_bytes_max;
+	/* Or once its first record waited this long (default 0; rill_log_poll, not an
+	 * append, sees it pass). */
+	uint64_t batch_delay_ns;
+	uint64_t segment_bytes_max;    /* roll past this size (default 1 GiB) */
+	uint64_t segment_age_ns_max;   /* roll a segment this old (default 0: never by age) */
+	uint64_t retention_bytes;      /* delete oldest segments past this total (0: keep all) */
+	uint64_t retention_age_ns;     /* delete segments older than this (0: keep all) */
 	uint32_t index_interval_bytes; /* one index entry per this many bytes (default 4 KiB) */
 	enum rill_durability durability;
-	bool buffered_io; /* batches go through the page cache, never O_DIRECT (default: direct
-			   * where the file system allows it; see ARCHITECTURE.md, "Direct writes") */
-	bool repair;      /* recovery cuts at the first damage, whatever it is */
-	bool read_only;   /* never write: verification and dumps */
+	/* Batches go through the page cache, never O_DIRECT (default: direct where the file
+	 * system allows it; see ARCHITECTURE.md, "Direct writes"). */
+	bool buffered_io;
+	/* No batch past batch_bytes_max, even behind a write in flight: appends get -EAGAIN
+	 * there instead (benchmarks comparing with a fixed write size). */
+	bool fixed_batches;
+	bool repair;    /* recovery cuts at the first damage, whatever it is */
+	bool read_only; /* never write: verification and dumps */
 };
 
 /* What recovery found and did. */
@@ -85,7 +93,10 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 /*
  * rill_log_append - add @record to the filling batch and give it the next offset.
  * Returns 0, -EAGAIN when both batch buffers are busy (poll, then retry: backpressure),
- * an RILL_E_RECORD_* error for a record over the limits, or the fail-stop error.
+ * an RILL_E_RECORD_* error for a record over the limits, or the fail-stop error. Busy: a
+ * write in flight and the filling batch at its limit, which is batch_bytes_max when
+ * nothing is in flight and the buffer's size when a write is (see batch_bytes_max): a
+ * slow sync is followed by one larger write, not by a queue of batch_bytes_max ones.
  * It submits the batch when nothing is in flight and the batch is full or has no delay;
  * a batch whose delay has passed goes at the next rill_log_poll (appends read no clock),
  * so a caller with a delay polls: when rill_log_submit_due_ns says so, or every turn.
@@ -157,8 +168,10 @@ struct rill_log_stats {
 	uint64_t sync_ns_p50; /* write+fdatasync time per batch, since open */
 	uint64_t sync_ns_p99;
 	uint64_t sync_ns_max;
-	bool direct_io;          /* the active segment's batches are written with O_DIRECT */
-	uint64_t direct_batches; /* batches written with O_DIRECT since open */
+	bool direct_io;           /* the active segment's batches are written with O_DIRECT */
+	uint64_t direct_batches;  /* batches written with O_DIRECT since open */
+	uint64_t grown_batches;   /* batches that grew past batch_bytes_max behind a write */
+	uint32_t batch_bytes_top; /* the largest batch written since open */
 };
 
 /* rill_log_stats - sizes, offsets and batch timings of @log. */

@@ -72,6 +72,8 @@ struct rill_log {
 	uint64_t checkpoint;      /* durable offset from the checkpoint file (0: none) */
 	uint64_t submit_ns;       /* monotonic time the write in flight was submitted */
 	uint64_t batches;         /* batches written since open */
+	uint64_t grown_batches;   /* submitted past batch_bytes_max (log_make_room) */
+	uint32_t batch_bytes_top; /* the largest batch submitted since open */
 	struct rill_hist sync_ns; /* write+fdatasync time of each batch */
 	int failed;
 };

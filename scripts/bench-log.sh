@@ -3,10 +3,15 @@
 #   1. fio: io_uring, sequential writes of the batch size, fdatasync after every write
 #      (the bare cost of what group commit does per batch): MB/s and fdatasync p99, once
 #      through the page cache (fio's default, the job the log issue names) and once with
-#      O_DIRECT (how rill writes its batches where the file system allows; rill_max.io
+#      O_DIRECT (how rill writes its batches where the file system allows; rill_fixed.io
 #      says which it used);
-#   2. rill bench log, closed loop, durability group: the log's maximum MB/s;
-#   3. rill bench log, open loop at half that event rate: append-to-durable latency.
+#   2. rill bench log, closed loop, durability group, batches fixed at fio's write size
+#      (--fixed-batches): MB/s against fio's, like for like;
+#   3. the same with the log's default behaviour: behind a write in flight a batch grows
+#      past --batch-bytes (up to 1 MiB), so a closed loop writes larger batches: the log's
+#      maximum event rate;
+#   4. rill bench log, open loop at half that maximum, as by default: append-to-durable
+#      latency.
 # Prints one JSON object with all of them and the ratios the acceptance criteria name.
 # fio appends to a new file (no preallocation), as the log does.
 #
@@ -24,7 +29,7 @@ while [ $# -gt 0 ]; do
 	--record-bytes) record=$2; shift ;;
 	--batch-bytes) batch=$2; shift ;;
 	--io) io=$2; shift ;;
-	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
 	*) echo "bench-log.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -62,10 +67,16 @@ fio_job() { # NAME EXTRA-ARGS...
 }
 fio_job buffered
 fio_job direct --direct=1
-settle
-echo "bench-log: rill, closed loop, ${seconds}s" >&2
-build/release/rill bench log --dir "$dir" --record-bytes "$record" --seconds "$seconds" \
-	--batch-bytes "$batch" --durability group --io "$io" --keep --json >"$out/max.json"
+rill_closed() { # NAME EXTRA-ARGS...
+	local name=$1; shift
+	settle
+	echo "bench-log: rill, closed loop, $name batches, ${seconds}s" >&2
+	build/release/rill bench log --dir "$dir" --record-bytes "$record" --seconds "$seconds" \
+		--batch-bytes "$batch" --durability group --io "$io" --keep --json "$@" \
+		>"$out/$name.json"
+}
+rill_closed fixed --fixed-batches
+rill_closed max
 rate=$(python3 -c "import json; print(int(json.load(open('$out/max.json'))['events_per_s'] / 2))")
 settle
 echo "bench-log: rill, open loop at $rate events/s, ${seconds}s" >&2
@@ -91,6 +102,7 @@ def fio_summary(name):
     }
 
 fio, fio_direct = fio_summary("buffered"), fio_summary("direct")
+rill_fixed = json.load(open(f"{out}/fixed.json"))
 rill_max = json.load(open(f"{out}/max.json"))
 rill_half = json.load(open(f"{out}/half.json"))
 # With O_DIRECT the data goes in fio's write and its fdatasync only flushes the disk's
@@ -100,11 +112,14 @@ direct_pair_p99 = fio_direct["write_p99_us"] + fio_direct["fdatasync_p99_us"]
 print(json.dumps({
     "fio": fio,
     "fio_direct": fio_direct,
+    "rill_fixed": rill_fixed,
     "rill_max": rill_max,
     "rill_half_rate": rill_half,
     "ratios": {
-        "rill_vs_fio_mb_per_s": round(rill_max["mb_per_s"] / fio["mb_per_s"], 3),
-        "rill_vs_fio_direct_mb_per_s": round(rill_max["mb_per_s"] / fio_direct["mb_per_s"], 3),
+        "rill_fixed_vs_fio_mb_per_s": round(rill_fixed["mb_per_s"] / fio["mb_per_s"], 3),
+        "rill_fixed_vs_fio_direct_mb_per_s":
+            round(rill_fixed["mb_per_s"] / fio_direct["mb_per_s"], 3),
+        "rill_max_vs_fio_direct_mb_per_s": round(rill_max["mb_per_s"] / fio_direct["mb_per_s"], 3),
         "rill_half_rate_p99_vs_fio_fdatasync_p99":
             round(rill_half["p99_us"] / fio["fdatasync_p99_us"], 3),
         "rill_half_rate_p99_vs_fio_direct_write_plus_fdatasync_p99":

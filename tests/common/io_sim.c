@@ -44,6 +44,7 @@ struct io_sim {
 	bool locked[SIM_HANDLES_MAX]; /* the handle holds its file's lock (ops->lock) */
 	bool direct[SIM_HANDLES_MAX]; /* opened RILL_IO_DIRECT: write_sync only, aligned */
 	bool direct_refused;          /* io_sim_refuse_direct */
+	bool slow_writes;             /* io_sim_slow_writes */
 	uint64_t direct_writes;       /* aligned write_syncs through direct handles */
 	struct sim_pending pending[RILL_IO_INFLIGHT_MAX];
 	unsigned pending_count;
@@ -413,8 +414,9 @@ static int sim_write_sync(struct rill_io *io, int handle, const void *buf, size_
 static int sim_poll(struct rill_io *io, struct rill_io_completion *out, unsigned count,
 		    uint64_t wait_ns)
 {
-	(void)wait_ns;
 	struct io_sim *sim = (struct io_sim *)io;
+	if (sim->slow_writes && wait_ns == 0)
+		return 0; /* still in flight */
 	unsigned n = 0;
 	while (n < count && sim->pending_count > 0) {
 		struct sim_pending p = sim->pending[0];
@@ -503,6 +505,11 @@ void io_sim_fail_at(struct io_sim *sim, uint64_t index, int error, bool always)
 void io_sim_refuse_direct(struct io_sim *sim, bool refuse)
 {
 	sim->direct_refused = refuse;
+}
+
+void io_sim_slow_writes(struct io_sim *sim, bool slow)
+{
+	sim->slow_writes = slow;
 }
 
 uint64_t io_sim_direct_writes(const struct io_sim *sim)

@@ -38,6 +38,10 @@ void io_sim_refuse_direct(struct io_sim *sim, bool refuse);
 /* write_syncs made through direct handles so far (all of them aligned). */
 uint64_t io_sim_direct_writes(const struct io_sim *sim);
 
+/* With @slow, a write in flight completes only at a poll that may wait (wait_ns > 0), as
+ * on a slow disk; a poll with no wait finds it still in flight. */
+void io_sim_slow_writes(struct io_sim *sim, bool slow);
+
 /* Cut the power (see above). Completions still pending are lost. */
 void io_sim_power_cut(struct io_sim *sim);
 

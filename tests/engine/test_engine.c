@@ -3020,10 +3020,13 @@ static void test_local_publish(void **state)
 {
 	struct fx *f = *state;
 	fx_open(f);
+	/* Small segments too: behind a write in flight a batch grows only within its
+	 * segment, so here both buffers are soon busy. */
 	struct rill_topic_config tc = {.name = "lp",
 				       .partitions = 4,
 				       .durability = RILL_DURABILITY_GROUP,
-				       .batch_bytes_max = 4096};
+				       .batch_bytes_max = 4096,
+				       .segment_bytes_max = 64u << 10};
 	struct rill_error_text err = {{0}};
 	struct rill_topic *t = NULL;
 	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);

@@ -569,6 +569,83 @@ static void test_group_commit_batches(void **state)
 	io_sim_destroy(sim);
 }
 
+/*
+ * Fill behind a write that stays in flight (a slow disk): append records from @next on
+ * until the log pushes back. Returns the bytes the filling batch took, and no I/O may
+ * have happened meanwhile.
+ */
+static uint64_t fill_behind_slow_write(struct io_sim *sim, struct rill_log *log, uint64_t *next)
+{
+	uint64_t ops_before = io_sim_ops(sim), bytes = 0;
+	for (;;) {
+		struct log_check_record r;
+		log_check_make(&r, *next);
+		uint64_t offset;
+		int rc = rill_log_append(log, &r.rec, &offset);
+		if (rc == -EAGAIN)
+			break;
+		assert_int_equal(rc, 0);
+		assert_int_equal(offset, *next);
+		bytes += rill_record_bytes(r.rec.key_bytes, r.rec.payload_bytes);
+		(*next)++;
+	}
+	assert_int_equal(io_sim_ops(sim), ops_before);
+	return bytes;
+}
+
+/*
+ * Behind a write in flight the filling batch grows past batch_bytes_max, up to its
+ * buffer (sized for the largest record), and goes as one write when the first is done:
+ * a slow sync is followed by one larger write, not by a queue of small ones. With
+ * fixed_batches it stops at batch_bytes_max and appends get -EAGAIN, as before. Either
+ * way every record reads back, after a reopen too.
+ */
+static void test_batch_growth(void **state)
+{
+	(void)state;
+	for (int fixed = 0; fixed < 2; fixed++) {
+		struct io_sim *sim;
+		assert_int_equal(io_sim_create(&sim, 12), 0);
+		io_sim_slow_writes(sim, true);
+		struct rill_log_config c = log_check_small_config(); /* 8 KiB batches */
+		c.segment_bytes_max = 16u << 20;
+		c.fixed_batches = fixed;
+		struct rill_log *log;
+		assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+		uint64_t next = 0;
+		assert_int_equal(append_one(log, next++), 0); /* submitted: in flight */
+		assert_true(rill_log_in_flight(log));
+		uint64_t filled = fill_behind_slow_write(sim, log, &next);
+		if (fixed) {
+			assert_true(filled <= c.batch_bytes_max);
+			assert_true(filled + RILL_RECORD_HEADER_BYTES + LOG_CHECK_PAYLOAD_MAX + 32 >
+				    c.batch_bytes_max - RILL_BATCH_HEADER_BYTES);
+		} else {
+			assert_true(filled >= RILL_RECORD_BYTES_MAX); /* the buffer's size */
+		}
+		assert_true(rill_log_in_flight(log));
+		assert_int_equal(rill_log_durable_offset(log), 0);
+		/* The first write completes and the whole filled batch goes, in one write. */
+		assert_int_equal(rill_log_poll(log, 1000000), 0);
+		assert_int_equal(rill_log_durable_offset(log), 1);
+		assert_int_equal(rill_log_poll(log, 1000000), 0);
+		assert_int_equal(rill_log_durable_offset(log), next);
+		struct rill_log_stats st;
+		rill_log_stats(log, &st);
+		assert_int_equal(st.batches, 2);
+		assert_int_equal(st.grown_batches, fixed ? 0 : 1);
+		assert_true(fixed ? st.batch_bytes_top <= c.batch_bytes_max
+				  : st.batch_bytes_top > RILL_RECORD_BYTES_MAX);
+		assert_int_equal(log_check_all(log, next), (int64_t)next);
+		assert_int_equal(rill_log_close(log), 0);
+		io_sim_power_cut(sim); /* what was synced is all there is */
+		assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+		assert_int_equal(log_check_all(log, next), (int64_t)next);
+		assert_int_equal(rill_log_close(log), 0);
+		io_sim_destroy(sim);
+	}
+}
+
 /* With a batch delay, a batch goes once the delay has passed, at the next poll: appends
  * read no clock and never submit it on time's account (log.h, rill_log_append). */
 static void test_batch_delay(void **state)
@@ -634,11 +711,13 @@ static void test_power_cuts(void **state)
 	test_rng_init(&rng, 6);
 	struct io_sim *sim = NULL;
 	struct rill_log_config c = log_check_small_config();
-	uint64_t acked = 0, truncations = 0, fresh = 0, kills = 0;
+	uint64_t acked = 0, truncations = 0, fresh = 0, kills = 0, grown = 0;
 	for (uint64_t cut = 0; cut < cuts; cut++) {
 		if (sim == NULL || test_rng_below(&rng, 50) == 0) {
 			io_sim_destroy(sim); /* a fresh disk now and then keeps logs small */
 			assert_int_equal(io_sim_create(&sim, test_rng_next(&rng)), 0);
+			/* Half the disks slow: batches grow behind the write in flight. */
+			io_sim_slow_writes(sim, test_rng_below(&rng, 2) == 0);
 			acked = 0;
 			fresh++;
 		}
@@ -666,6 +745,9 @@ static void test_power_cuts(void **state)
 			if (rill_log_durable_offset(log) > acked)
 				acked = rill_log_durable_offset(log);
 		}
+		struct rill_log_stats st;
+		rill_log_stats(log, &st);
+		grown += st.grown_batches;
 		uint64_t ending = test_rng_below(&rng, 10);
 		if (ending == 0) {
 			rill_log_close(log); /* a clean close now and then before the cut */
@@ -685,14 +767,17 @@ static void test_power_cuts(void **state)
 	}
 	fprintf(stderr,
 		"power cuts: %llu rounds (%llu of them kill -9 only), torn tails cut: %llu, "
-		"fresh disks: %llu\n",
+		"fresh disks: %llu, batches grown behind a write: %llu\n",
 		(unsigned long long)cuts, (unsigned long long)kills,
-		(unsigned long long)truncations, (unsigned long long)fresh);
+		(unsigned long long)truncations, (unsigned long long)fresh,
+		(unsigned long long)grown);
+	assert_true(cuts < 100 || grown > 0); /* the slow disks did grow batches */
 	io_sim_destroy(sim);
 }
 
-/* The workload of the I/O-error loop: 10,000 events in chunks, polled, synced, closed. */
-static int io_error_workload(struct io_sim *sim, uint64_t *acked)
+/* The workload of the I/O-error loop: 10,000 events in chunks, polled, synced, closed.
+ * @grown (or NULL): the batches that grew behind a write in flight. */
+static int io_error_workload(struct io_sim *sim, uint64_t *acked, uint64_t *grown)
 {
 	struct rill_log_config c = log_check_small_config();
 	struct rill_log *log;
@@ -710,6 +795,11 @@ static int io_error_workload(struct io_sim *sim, uint64_t *acked)
 		rc = rill_log_sync(log);
 	if (rill_log_durable_offset(log) > *acked)
 		*acked = rill_log_durable_offset(log);
+	if (grown != NULL) {
+		struct rill_log_stats st;
+		rill_log_stats(log, &st);
+		*grown = st.grown_batches;
+	}
 	if (rc == 0)
 		return rill_log_close(log);
 	/* Fail-stop: nothing may become durable after the error, not even by closing. */
@@ -726,14 +816,15 @@ static int io_error_workload(struct io_sim *sim, uint64_t *acked)
  * for good, with EIO and with ENOSPC; then cut the power and reopen without faults. The
  * log must stop at the error, and every offset it had acknowledged must be there.
  */
-static void test_io_error_loop(void **state)
+static void io_error_loop(bool slow)
 {
-	(void)state;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 7), 0);
-	uint64_t acked = 0;
-	assert_int_equal(io_error_workload(sim, &acked), 0);
+	io_sim_slow_writes(sim, slow);
+	uint64_t acked = 0, grown = 0;
+	assert_int_equal(io_error_workload(sim, &acked, &grown), 0);
 	assert_int_equal(acked, 10000);
+	assert_true(slow ? grown > 0 : grown == 0);
 	uint64_t total_ops = io_sim_ops(sim);
 	io_sim_destroy(sim);
 
@@ -748,8 +839,9 @@ static void test_io_error_loop(void **state)
 					io_sim_create(&sim, index * 4 + (uint64_t)always * 2 + e),
 					0);
 				io_sim_fail_at(sim, index, errors[e], always);
+				io_sim_slow_writes(sim, slow);
 				acked = 0;
-				int rc = io_error_workload(sim, &acked);
+				int rc = io_error_workload(sim, &acked, NULL);
 				failed_runs += rc != 0;
 				io_sim_power_cut(sim); /* also clears the fault */
 				struct rill_log *log;
@@ -771,10 +863,19 @@ static void test_io_error_loop(void **state)
 			}
 		}
 	}
-	fprintf(stderr, "io error loop: %llu operations, %llu runs, %llu stopped by the fault\n",
-		(unsigned long long)total_ops, (unsigned long long)runs,
-		(unsigned long long)failed_runs);
+	fprintf(stderr, "io error loop%s: %llu operations, %llu runs, %llu stopped by the fault\n",
+		slow ? " (slow disk: grown batches)" : "", (unsigned long long)total_ops,
+		(unsigned long long)runs, (unsigned long long)failed_runs);
 	assert_true(failed_runs > runs / 2); /* the faults did land */
+}
+
+/* Once with writes that complete at the log's first look, once with a slow disk, behind
+ * whose writes batches grow. */
+static void test_io_error_loop(void **state)
+{
+	(void)state;
+	io_error_loop(false);
+	io_error_loop(true);
 }
 
 /* The second process of test_io_error_restart: reopen, append, sync. Returns the durable
@@ -810,7 +911,7 @@ static void test_io_error_restart(void **state)
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 11), 0);
 	uint64_t acked = 0;
-	assert_int_equal(io_error_workload(sim, &acked), 0);
+	assert_int_equal(io_error_workload(sim, &acked, NULL), 0);
 	uint64_t total_ops = io_sim_ops(sim);
 	io_sim_destroy(sim);
 	uint64_t stride = 5 * test_env_u64("RILL_LOG_IO_ERROR_STRIDE", 1);
@@ -820,7 +921,7 @@ static void test_io_error_restart(void **state)
 			assert_int_equal(io_sim_create(&sim, index * 2 + (uint64_t)always), 0);
 			io_sim_fail_at(sim, index, EIO, always);
 			acked = 0;
-			(void)io_error_workload(sim, &acked);
+			(void)io_error_workload(sim, &acked, NULL);
 			io_sim_crash(sim);
 			io_sim_restart(sim); /* same boot: the page cache stays; faults cleared */
 			uint64_t durable = io_error_second_process(sim, index, always);
@@ -960,6 +1061,7 @@ int main(void)
 		cmocka_unit_test(test_read_from_offset_and_time),
 		cmocka_unit_test(test_retention_by_bytes),
 		cmocka_unit_test(test_group_commit_batches),
+		cmocka_unit_test(test_batch_growth),
 		cmocka_unit_test(test_batch_delay),
 		cmocka_unit_test(test_roll_and_retention_by_age),
 		cmocka_unit_test(test_index_files),

@@ -1204,140 +1204,6 @@ static void test_idempotence(void **state)
 }
 
 /*
- * A backend whose writes finish only when polled with a wait: io_sim completes them at
- * once, so the log would never push back. Every other call goes to io_sim.
- */
-struct slow_io {
-	struct rill_io io; /* first: the log's handle */
-	struct rill_io *inner;
-};
-
-static struct rill_io *slow_inner(struct rill_io *io)
-{
-	return ((struct slow_io *)(void *)io)->inner;
-}
-
-static int slow_open(struct rill_io *io, const char *path, unsigned flags, int *handle)
-{
-	return slow_inner(io)->ops->open(slow_inner(io), path, flags, handle);
-}
-
-static int slow_lock(struct rill_io *io, const char *path, int *handle)
-{
-	return slow_inner(io)->ops->lock(slow_inner(io), path, handle);
-}
-
-static int slow_close(struct rill_io *io, int handle)
-{
-	return slow_inner(io)->ops->close(slow_inner(io), handle);
-}
-
-static int slow_pread(struct rill_io *io, int handle, void *buf, size_t bytes, uint64_t offset,
-		      size_t *got)
-{
-	return slow_inner(io)->ops->pread(slow_inner(io), handle, buf, bytes, offset, got);
-}
-
-static int slow_pwrite(struct rill_io *io, int handle, const void *buf, size_t bytes,
-		       uint64_t offset)
-{
-	return slow_inner(io)->ops->pwrite(slow_inner(io), handle, buf, bytes, offset);
-}
-
-static int slow_fsync(struct rill_io *io, int handle)
-{
-	return slow_inner(io)->ops->fsync(slow_inner(io), handle);
-}
-
-static int slow_truncate(struct rill_io *io, int handle, uint64_t bytes)
-{
-	return slow_inner(io)->ops->truncate(slow_inner(io), handle, bytes);
-}
-
-static int slow_size(struct rill_io *io, int handle, uint64_t *bytes)
-{
-	return slow_inner(io)->ops->size(slow_inner(io), handle, bytes);
-}
-
-static int slow_rename(struct rill_io *io, const char *from, const char *to)
-{
-	return slow_inner(io)->ops->rename(slow_inner(io), from, to);
-}
-
-static int slow_unlink(struct rill_io *io, const char *path)
-{
-	return slow_inner(io)->ops->unlink(slow_inner(io), path);
-}
-
-static int slow_mkdir(struct rill_io *io, const char *path)
-{
-	return slow_inner(io)->ops->mkdir(slow_inner(io), path);
-}
-
-static int slow_fsync_dir(struct rill_io *io, const char *path)
-{
-	return slow_inner(io)->ops->fsync_dir(slow_inner(io), path);
-}
-
-static int slow_list(struct rill_io *io, const char *path, rill_io_list_fn fn, void *arg)
-{
-	return slow_inner(io)->ops->list(slow_inner(io), path, fn, arg);
-}
-
-static int slow_write_sync(struct rill_io *io, int handle, const void *buf, size_t bytes,
-			   uint64_t offset, uint64_t token)
-{
-	return slow_inner(io)->ops->write_sync(slow_inner(io), handle, buf, bytes, offset, token);
-}
-
-static int slow_poll(struct rill_io *io, struct rill_io_completion *out, unsigned count,
-		     uint64_t wait_ns)
-{
-	if (wait_ns == 0)
-		return 0; /* still in flight */
-	return slow_inner(io)->ops->poll(slow_inner(io), out, count, wait_ns);
-}
-
-static int slow_buffer_register(struct rill_io *io, void *base, size_t bytes)
-{
-	struct rill_io *in = slow_inner(io);
-	return in->ops->buffer_register != NULL ? in->ops->buffer_register(in, base, bytes) : 0;
-}
-
-static void slow_buffer_unregister(struct rill_io *io, void *base)
-{
-	struct rill_io *in = slow_inner(io);
-	if (in->ops->buffer_unregister != NULL)
-		in->ops->buffer_unregister(in, base);
-}
-
-static void slow_destroy(struct rill_io *io)
-{
-	(void)io; /* the test owns both */
-}
-
-static const struct rill_io_ops slow_ops = {
-	.open = slow_open,
-	.close = slow_close,
-	.lock = slow_lock,
-	.pread = slow_pread,
-	.pwrite = slow_pwrite,
-	.fsync = slow_fsync,
-	.truncate = slow_truncate,
-	.size = slow_size,
-	.rename = slow_rename,
-	.unlink = slow_unlink,
-	.mkdir = slow_mkdir,
-	.fsync_dir = slow_fsync_dir,
-	.list = slow_list,
-	.write_sync = slow_write_sync,
-	.poll = slow_poll,
-	.buffer_register = slow_buffer_register,
-	.buffer_unregister = slow_buffer_unregister,
-	.destroy = slow_destroy,
-};
-
-/*
  * Backpressure: with both batch buffers busy, a write returns -EAGAIN and must leave no
  * trace; the same event written again after a poll is appended, not taken for a duplicate.
  */
@@ -1346,8 +1212,9 @@ static void test_backpressure(void **state)
 	(void)state;
 	struct world w;
 	world_init(&w, 31);
-	struct slow_io slow = {.io = {.ops = &slow_ops, .name = "slow"}, .inner = w.config.io};
-	w.config.io = &slow.io;
+	/* Writes finish only at a poll that waits: otherwise io_sim completes them at the
+	 * log's first look, and it would never push back. */
+	io_sim_slow_writes(w.sim, true);
 	part_open(&w, NULL);
 	const uint64_t p = prod_id(1);
 	uint64_t eagain = 0;

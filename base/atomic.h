@@ -40,6 +40,15 @@ static inline uint64_t rill_atomic_fetch_sub_relaxed_u64(uint64_t *p, uint64_t v
 	return __atomic_fetch_sub(p, v, __ATOMIC_RELAXED);
 }
 
+/* Raise *@p to @v if it is below (a high-water mark); relaxed: a statistic. */
+static inline void rill_atomic_max_relaxed_u64(uint64_t *p, uint64_t v)
+{
+	uint64_t seen = __atomic_load_n(p, __ATOMIC_RELAXED);
+	while (seen < v &&
+	       !__atomic_compare_exchange_n(p, &seen, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		; /* seen now holds the newer value: try again only if still below */
+}
+
 /* Exchange with acquire and release: the one winner of a race sees and publishes. */
 static inline uint64_t rill_atomic_exchange_acq_rel_u64(uint64_t *p, uint64_t v)
 {

@@ -406,13 +406,10 @@ static bool srv_rx_reserve(struct srv_worker *w, struct srv_conn *c)
 	uint32_t need = RILL_WIRE_HEADER_BYTES + h.body_bytes;
 	if (c->rx_reserved >= need || c->rx_len >= need)
 		return true; /* held already, or whole already (and handled when it may be) */
-	uint64_t more = need - c->rx_reserved;
-	uint64_t total = rill_atomic_fetch_add_relaxed_u64(&s->inflight_bytes, more) + more;
-	if (total > s->config.server_inflight_bytes_max && c->inflight_bytes + c->rx_reserved > 0) {
-		rill_atomic_fetch_sub_relaxed_u64(&s->inflight_bytes, more);
+	if (!srv_inflight_take(s, c->inflight_bytes + c->rx_reserved, need - c->rx_reserved)) {
 		srv_stat_add(&w->stats.backpressure, 1);
 		srv_conn_wait(w, c);
-		return false; /* a connection holding nothing may always take one frame */
+		return false;
 	}
 	c->rx_reserved = need;
 	return srv_rx_room(c, need - c->rx_len) == 0;
@@ -1230,6 +1227,17 @@ const char *rill_server_address(const struct rill_server *s)
 	return s->address;
 }
 
+bool srv_inflight_take(struct rill_server *s, uint64_t held, uint64_t bytes)
+{
+	uint64_t total = rill_atomic_fetch_add_relaxed_u64(&s->inflight_bytes, bytes) + bytes;
+	if (held > 0 && total > s->config.server_inflight_bytes_max) {
+		rill_atomic_fetch_sub_relaxed_u64(&s->inflight_bytes, bytes);
+		return false;
+	}
+	rill_atomic_max_relaxed_u64(&s->inflight_peak, total);
+	return true;
+}
+
 void rill_server_stats_get(struct rill_server *s, struct rill_server_stats *out)
 {
 	/* Each counter read alone and summed over the workers: a statistic, relaxed is
@@ -1242,6 +1250,8 @@ void rill_server_stats_get(struct rill_server *s, struct rill_server_stats *out)
 			dst[i] += rill_atomic_load_relaxed_u64(&src[i]);
 	}
 	out->connections = rill_atomic_load_relaxed_u64(&s->connections);
+	out->inflight_bytes = rill_atomic_load_relaxed_u64(&s->inflight_bytes);
+	out->inflight_bytes_peak = rill_atomic_load_relaxed_u64(&s->inflight_peak);
 }
 
 int rill_server_stat_source(struct rill_server *s, const char *name, rill_server_stat_fn fn,

@@ -244,14 +244,15 @@ static int admin_stat(struct rill_server *s, json_t **out, char *msg, size_t msg
 	}
 	struct rill_server_stats ss;
 	rill_server_stats_get(s, &ss);
-	json_t *server =
-		json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
-			  (json_int_t)ss.connections, "accepted", (json_int_t)ss.accepted,
-			  "refused", (json_int_t)ss.refused, "frames", (json_int_t)ss.frames,
-			  "bad_frames", (json_int_t)ss.bad_frames, "events", (json_int_t)ss.events,
-			  "acks", (json_int_t)ss.acks, "backpressure", (json_int_t)ss.backpressure,
-			  "cut_off", (json_int_t)ss.cut_off, "bytes_in", (json_int_t)ss.bytes_in,
-			  "bytes_out", (json_int_t)ss.bytes_out);
+	json_t *server = json_pack(
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+		(json_int_t)ss.connections, "accepted", (json_int_t)ss.accepted, "refused",
+		(json_int_t)ss.refused, "frames", (json_int_t)ss.frames, "bad_frames",
+		(json_int_t)ss.bad_frames, "events", (json_int_t)ss.events, "acks",
+		(json_int_t)ss.acks, "backpressure", (json_int_t)ss.backpressure, "cut_off",
+		(json_int_t)ss.cut_off, "bytes_in", (json_int_t)ss.bytes_in, "bytes_out",
+		(json_int_t)ss.bytes_out, "inflight_bytes", (json_int_t)ss.inflight_bytes,
+		"inflight_bytes_peak", (json_int_t)ss.inflight_bytes_peak);
 	*out = json_pack("{s:o, s:o, s:I}", "shards", shards, "server", server,
 			 "engine_backpressure", (json_int_t)rill_engine_backpressure(s->engine));
 	pthread_mutex_lock(&s->stat_lock);

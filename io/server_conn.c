@@ -141,11 +141,8 @@ static bool srv_budget_take(struct srv_worker *w, struct srv_conn *c, uint32_t b
 	    (c->inflight_bytes > 0 &&
 	     c->inflight_bytes + bytes > s->config.conn_inflight_bytes_max))
 		return false;
-	uint64_t total = rill_atomic_fetch_add_relaxed_u64(&s->inflight_bytes, bytes) + bytes;
-	if (c->inflight_bytes > 0 && total > s->config.server_inflight_bytes_max) {
-		rill_atomic_fetch_sub_relaxed_u64(&s->inflight_bytes, bytes);
+	if (!srv_inflight_take(s, c->inflight_bytes, bytes))
 		return false;
-	}
 	c->inflight_bytes += bytes;
 	return true;
 }

@@ -241,6 +241,7 @@ struct rill_server {
 	uint64_t stop;              /* atomic: 1 once stopping */
 	uint64_t drain_deadline_ns; /* set before stop */
 	uint64_t inflight_bytes;    /* atomic: S3 over every connection */
+	uint64_t inflight_peak;     /* atomic: the most inflight_bytes has held */
 	uint64_t connections;       /* atomic */
 
 	/* The control thread and its queue (server_ctl.c). */
@@ -263,6 +264,10 @@ void srv_conn_error(struct srv_worker *w, struct srv_conn *c, uint64_t request_i
 		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 uint8_t *srv_conn_tx_reserve(struct srv_conn *c, uint32_t bytes);
 void srv_stat_add(uint64_t *counter, uint64_t n); /* a worker's own counter */
+/* Take @bytes of the server's in-flight budget (S3) for a connection holding @held bytes:
+ * false, nothing taken, past server_inflight_bytes_max, unless @held is 0 (a connection
+ * holding nothing may always take one frame). */
+bool srv_inflight_take(struct rill_server *s, uint64_t held, uint64_t bytes);
 
 /* server_conn.c */
 void srv_name(char *out, const char *name, uint16_t bytes); /* NUL-terminated copy */

@@ -148,10 +148,14 @@ def queries(answers_path, fold_path):
             die("count of %s: %r, the fold says %s" % (key, c, count))
 
 def stat(text, events_min):
-    # `rill stat`: JSON with both shards and at least the events produced.
+    # `rill stat`: JSON with both shards and at least the events produced; nothing is
+    # in flight once every ACK came, and the in-flight high-water mark saw some.
     j = json.loads(text)
     if len(j["shards"]) != 2 or sum(s["events"] for s in j["shards"]) < int(events_min):
         die("stat: %r" % j)
+    srv = j["server"]
+    if srv["inflight_bytes"] != 0 or srv["inflight_bytes_peak"] <= 0:
+        die("stat: in-flight bytes: %r" % srv)
 
 cmd = sys.argv[1]
 {"gen": gen, "acks": acks, "consumed": consumed, "fold": fold, "queries": queries,

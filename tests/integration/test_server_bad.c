@@ -27,6 +27,7 @@
 #include "base/clock.h"
 #include "engine/io.h"
 #include "engine/log.h"
+#include "io/server_int.h"
 #include "io/wire.h"
 #include "rill/rill.h"
 #include "rill/schema.h"
@@ -1291,6 +1292,38 @@ static void test_conn_inflight(void **state)
 			 sent, BAD_CONN_INFLIGHT);
 	ping(fd, "the connection after PRODUCEs past its in-flight budget");
 	conn_close(fd);
+	/* Every byte taken was given back (an ACK's release comes as it is sent: allow the
+	 * worker its turn), or the budget would shrink until the server took nothing. */
+	uint64_t deadline = rill_clock_now_ns() + BAD_WAIT_NS;
+	do
+		rill_server_stats_get(env.server, &after);
+	while (after.inflight_bytes != 0 && rill_clock_now_ns() < deadline);
+	assert_int_equal(after.inflight_bytes, 0);
+	assert_true(after.inflight_bytes_peak >= 2 * (sent / FRAMES)); /* some at once */
+}
+
+/*
+ * The server-wide in-flight budget (S3), as srv_inflight_take keeps it: a connection
+ * holding bytes gets no more past server_inflight_bytes_max, one holding nothing may
+ * always take one frame, a refusal takes nothing, and the high-water mark follows.
+ */
+static void test_server_inflight_budget(void **state)
+{
+	(void)state;
+	static struct rill_server s; /* only the budget's fields are used */
+	memset(&s, 0, sizeof(s));
+	s.config.server_inflight_bytes_max = 1000;
+	assert_true(srv_inflight_take(&s, 0, 600));   /* 600 */
+	assert_true(srv_inflight_take(&s, 600, 400)); /* 1000: at the limit, not past it */
+	assert_false(srv_inflight_take(&s, 1000, 1)); /* past it, holding some */
+	assert_int_equal(s.inflight_bytes, 1000);     /* the refusal took nothing */
+	assert_true(srv_inflight_take(&s, 0, 700));   /* holding nothing: one frame */
+	assert_int_equal(s.inflight_bytes, 1700);
+	assert_false(srv_inflight_take(&s, 700, 10)); /* and then no more */
+	assert_int_equal(s.inflight_peak, 1700);
+	s.inflight_bytes = 200;                       /* released elsewhere */
+	assert_true(srv_inflight_take(&s, 100, 300)); /* 500 */
+	assert_int_equal(s.inflight_peak, 1700);      /* a high-water mark */
 }
 
 /* ---- The log -------------------------------------------------------------------------- */
@@ -1410,6 +1443,7 @@ int main(void)
 		cmocka_unit_test_setup(test_produce_unregistered_type, bad_each),
 		cmocka_unit_test_setup(test_produce_valid, bad_each),
 		cmocka_unit_test_setup(test_conn_inflight, bad_each),
+		cmocka_unit_test(test_server_inflight_budget),
 		cmocka_unit_test_setup(test_log_holds_only_valid_events, bad_each),
 	};
 	return cmocka_run_group_tests_name("server_bad", tests, bad_setup, bad_teardown);

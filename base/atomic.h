@@ -40,12 +40,19 @@ static inline uint64_t rill_atomic_fetch_sub_relaxed_u64(uint64_t *p, uint64_t v
 	return __atomic_fetch_sub(p, v, __ATOMIC_RELAXED);
 }
 
+/* If *@p is *@expected, store @desired and return true; otherwise load *@p into
+ * *@expected and return false (it may also fail spuriously: loop). Relaxed. */
+static inline bool rill_atomic_cas_relaxed_u64(uint64_t *p, uint64_t *expected, uint64_t desired)
+{
+	return __atomic_compare_exchange_n(p, expected, desired, true, __ATOMIC_RELAXED,
+					   __ATOMIC_RELAXED);
+}
+
 /* Raise *@p to @v if it is below (a high-water mark); relaxed: a statistic. */
 static inline void rill_atomic_max_relaxed_u64(uint64_t *p, uint64_t v)
 {
 	uint64_t seen = __atomic_load_n(p, __ATOMIC_RELAXED);
-	while (seen < v &&
-	       !__atomic_compare_exchange_n(p, &seen, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	while (seen < v && !rill_atomic_cas_relaxed_u64(p, &seen, v))
 		; /* seen now holds the newer value: try again only if still below */
 }
 

@@ -205,7 +205,7 @@ static void bench_log_print(const struct bench_log_args *a, const struct bench_l
 	       ",\"events_per_s\":%.0f,\"mb_per_s\":%.2f,\"p50_us\":%.1f,\"p99_us\":%.1f"
 	       ",\"p999_us\":%.1f,\"p9999_us\":%.1f,\"max_us\":%.1f,\"batches\":%" PRIu64
 	       ",\"batch_sync_p50_us\":%.1f,\"batch_sync_p99_us\":%.1f,\"batch_sync_max_us\":%.1f"
-	       ",\"fixed_batches\":%s,\"grown_batches\":%" PRIu64 ",\"batch_bytes_top\":%" PRIu32
+	       ",\"fixed_batches\":%s,\"grown_batches\":%" PRIu64 ",\"batch_bytes_peak\":%" PRIu32
 	       ",\"cpu_steal_pct\":%.1f}\n",
 	       backend, s.direct_io ? "direct" : "buffered",
 	       a->durability == RILL_DURABILITY_NONE ? "none" : "group", a->record_bytes,
@@ -216,7 +216,7 @@ static void bench_log_print(const struct bench_log_args *a, const struct bench_l
 	       (double)rill_hist_percentile(h, 99.99) / 1e3, (double)h->max / 1e3, s.batches,
 	       (double)s.sync_ns_p50 / 1e3, (double)s.sync_ns_p99 / 1e3,
 	       (double)s.sync_ns_max / 1e3, a->fixed_batches ? "true" : "false", s.grown_batches,
-	       s.batch_bytes_top, steal_pct);
+	       s.batch_bytes_peak, steal_pct);
 }
 
 int cli_bench_log(int argc, char **argv)

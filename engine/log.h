@@ -94,9 +94,9 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
  * rill_log_append - add @record to the filling batch and give it the next offset.
  * Returns 0, -EAGAIN when both batch buffers are busy (poll, then retry: backpressure),
  * an RILL_E_RECORD_* error for a record over the limits, or the fail-stop error. Busy: a
- * write in flight and the filling batch at its limit, which is batch_bytes_max when
- * nothing is in flight and the buffer's size when a write is (see batch_bytes_max): a
- * slow sync is followed by one larger write, not by a queue of batch_bytes_max ones.
+ * write in flight, and the filling batch can take this record only past batch_bytes_max
+ * with fixed_batches, or past its buffer or the active segment without (see
+ * batch_bytes_max): a slow sync is followed by one larger write, not by a queue.
  * It submits the batch when nothing is in flight and the batch is full or has no delay;
  * a batch whose delay has passed goes at the next rill_log_poll (appends read no clock),
  * so a caller with a delay polls: when rill_log_submit_due_ns says so, or every turn.
@@ -168,10 +168,10 @@ struct rill_log_stats {
 	uint64_t sync_ns_p50; /* write+fdatasync time per batch, since open */
 	uint64_t sync_ns_p99;
 	uint64_t sync_ns_max;
-	bool direct_io;           /* the active segment's batches are written with O_DIRECT */
-	uint64_t direct_batches;  /* batches written with O_DIRECT since open */
-	uint64_t grown_batches;   /* batches that grew past batch_bytes_max behind a write */
-	uint32_t batch_bytes_top; /* the largest batch written since open */
+	bool direct_io;            /* the active segment's batches are written with O_DIRECT */
+	uint64_t direct_batches;   /* batches written with O_DIRECT since open */
+	uint64_t grown_batches;    /* batches that grew past batch_bytes_max behind a write */
+	uint32_t batch_bytes_peak; /* the largest batch written since open */
 };
 
 /* rill_log_stats - sizes, offsets and batch timings of @log. */

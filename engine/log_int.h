@@ -68,13 +68,13 @@ struct rill_log {
 	uint64_t durable_offset; /* one past the last record known durable */
 	uint64_t write_pos;      /* file position for the next batch */
 	uint64_t next_offset;
-	uint64_t ts_running_max;  /* largest record timestamp in the log so far: time index keys */
-	uint64_t checkpoint;      /* durable offset from the checkpoint file (0: none) */
-	uint64_t submit_ns;       /* monotonic time the write in flight was submitted */
-	uint64_t batches;         /* batches written since open */
-	uint64_t grown_batches;   /* submitted past batch_bytes_max (log_make_room) */
-	uint32_t batch_bytes_top; /* the largest batch submitted since open */
-	struct rill_hist sync_ns; /* write+fdatasync time of each batch */
+	uint64_t ts_running_max;   /* largest record timestamp in the log so far: time index keys */
+	uint64_t checkpoint;       /* durable offset from the checkpoint file (0: none) */
+	uint64_t submit_ns;        /* monotonic time the write in flight was submitted */
+	uint64_t batches;          /* batches written since open */
+	uint64_t grown_batches;    /* submitted past batch_bytes_max (log_make_room) */
+	uint32_t batch_bytes_peak; /* the largest batch submitted since open */
+	struct rill_hist sync_ns;  /* write+fdatasync time of each batch */
 	int failed;
 };
 

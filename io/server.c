@@ -241,7 +241,7 @@ static void srv_conn_free(struct srv_worker *w, struct srv_conn *c)
 	w->live[c->live_index]->live_index = c->live_index;
 	rill_atomic_fetch_sub_relaxed_u64(&w->server->connections, 1); /* a count */
 	if (c->rx_reserved > 0)
-		rill_atomic_fetch_sub_relaxed_u64(&w->server->inflight_bytes, c->rx_reserved);
+		srv_inflight_give(w->server, c->rx_reserved);
 	free(c->rx);
 	free(c->tx);
 	free(c->subs);
@@ -422,9 +422,8 @@ static void srv_rx_process(struct srv_worker *w, struct srv_conn *c)
 	if (used > 0) {
 		memmove(c->rx, c->rx + used, c->rx_len - used);
 		c->rx_len -= used;
-		if (c->rx_reserved > 0) {
-			rill_atomic_fetch_sub_relaxed_u64(&w->server->inflight_bytes,
-							  c->rx_reserved);
+		if (c->rx_reserved > 0) { /* what no PRODUCE took over (srv_budget_take) */
+			srv_inflight_give(w->server, c->rx_reserved);
 			c->rx_reserved = 0;
 		}
 	}
@@ -1229,13 +1228,21 @@ const char *rill_server_address(const struct rill_server *s)
 
 bool srv_inflight_take(struct rill_server *s, uint64_t held, uint64_t bytes)
 {
-	uint64_t total = rill_atomic_fetch_add_relaxed_u64(&s->inflight_bytes, bytes) + bytes;
-	if (held > 0 && total > s->config.server_inflight_bytes_max) {
-		rill_atomic_fetch_sub_relaxed_u64(&s->inflight_bytes, bytes);
-		return false;
-	}
-	rill_atomic_max_relaxed_u64(&s->inflight_peak, total);
+	/* Compare and swap, not add and undo: a refused take never shows, not even for a
+	 * moment to another worker's check or to the high-water mark. */
+	uint64_t now = rill_atomic_load_relaxed_u64(&s->inflight_bytes), total;
+	do {
+		total = now + bytes;
+		if (held > 0 && total > s->config.server_inflight_bytes_max)
+			return false;
+	} while (!rill_atomic_cas_relaxed_u64(&s->inflight_bytes, &now, total));
+	rill_atomic_max_relaxed_u64(&s->inflight_bytes_peak, total);
 	return true;
+}
+
+void srv_inflight_give(struct rill_server *s, uint64_t bytes)
+{
+	rill_atomic_fetch_sub_relaxed_u64(&s->inflight_bytes, bytes);
 }
 
 void rill_server_stats_get(struct rill_server *s, struct rill_server_stats *out)
@@ -1251,7 +1258,9 @@ void rill_server_stats_get(struct rill_server *s, struct rill_server_stats *out)
 	}
 	out->connections = rill_atomic_load_relaxed_u64(&s->connections);
 	out->inflight_bytes = rill_atomic_load_relaxed_u64(&s->inflight_bytes);
-	out->inflight_bytes_peak = rill_atomic_load_relaxed_u64(&s->inflight_peak);
+	out->inflight_bytes_peak = rill_atomic_load_relaxed_u64(&s->inflight_bytes_peak);
+	if (out->inflight_bytes_peak < out->inflight_bytes) /* read between a take's steps */
+		out->inflight_bytes_peak = out->inflight_bytes;
 }
 
 int rill_server_stat_source(struct rill_server *s, const char *name, rill_server_stat_fn fn,

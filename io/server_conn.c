@@ -46,7 +46,7 @@ void srv_preq_release(struct srv_worker *w, struct srv_preq *r)
 		c->waiting = false;  /* room again: retry the frame that waited for it */
 		srv_conn_mark(w, c); /* that, or free it if it closed (S4) */
 	}
-	rill_atomic_fetch_sub_relaxed_u64(&w->server->inflight_bytes, r->frame_bytes);
+	srv_inflight_give(w->server, r->frame_bytes);
 	srv_preq_results_free(r);
 	*r = (struct srv_preq){.index = r->index, .next = w->preq_free};
 	w->preq_free = r;
@@ -141,8 +141,12 @@ static bool srv_budget_take(struct srv_worker *w, struct srv_conn *c, uint32_t b
 	    (c->inflight_bytes > 0 &&
 	     c->inflight_bytes + bytes > s->config.conn_inflight_bytes_max))
 		return false;
-	if (!srv_inflight_take(s, c->inflight_bytes, bytes))
+	/* The frame may be the one whose bytes srv_rx_reserve held before its body came:
+	 * those become the request's, rather than being counted twice until it returns. */
+	uint64_t reserved = c->rx_reserved < bytes ? c->rx_reserved : bytes;
+	if (bytes > reserved && !srv_inflight_take(s, c->inflight_bytes, bytes - reserved))
 		return false;
+	c->rx_reserved -= (uint32_t)reserved;
 	c->inflight_bytes += bytes;
 	return true;
 }
@@ -189,7 +193,7 @@ static int srv_produce(struct srv_worker *w, struct srv_conn *c, const struct ri
 		results = p.event_count == 1 ? &r->one : calloc(p.event_count, sizeof(*results));
 	if (results == NULL) {
 		c->inflight_bytes -= frame_bytes;
-		rill_atomic_fetch_sub_relaxed_u64(&w->server->inflight_bytes, frame_bytes);
+		srv_inflight_give(w->server, frame_bytes);
 		if (rc < 0) {
 			srv_stat_add(&w->stats.bad_frames, 1);
 			srv_conn_fatal(w, c, h->request_id, rc, "PRODUCE: event %u: %s", bad,

@@ -237,12 +237,12 @@ struct rill_server {
 	pthread_mutex_t start_lock; /* workers' inited, start_rc and finished */
 	pthread_cond_t start_cond;
 	uint32_t started;
-	uint32_t hooked;            /* workers whose hooks are in their shards */
-	uint64_t stop;              /* atomic: 1 once stopping */
-	uint64_t drain_deadline_ns; /* set before stop */
-	uint64_t inflight_bytes;    /* atomic: S3 over every connection */
-	uint64_t inflight_peak;     /* atomic: the most inflight_bytes has held */
-	uint64_t connections;       /* atomic */
+	uint32_t hooked;              /* workers whose hooks are in their shards */
+	uint64_t stop;                /* atomic: 1 once stopping */
+	uint64_t drain_deadline_ns;   /* set before stop */
+	uint64_t inflight_bytes;      /* atomic: S3 over every connection */
+	uint64_t inflight_bytes_peak; /* atomic: the most inflight_bytes has held */
+	uint64_t connections;         /* atomic */
 
 	/* The control thread and its queue (server_ctl.c). */
 	pthread_t ctl_thread;
@@ -266,8 +266,9 @@ uint8_t *srv_conn_tx_reserve(struct srv_conn *c, uint32_t bytes);
 void srv_stat_add(uint64_t *counter, uint64_t n); /* a worker's own counter */
 /* Take @bytes of the server's in-flight budget (S3) for a connection holding @held bytes:
  * false, nothing taken, past server_inflight_bytes_max, unless @held is 0 (a connection
- * holding nothing may always take one frame). */
+ * holding nothing may always take one frame). srv_inflight_give returns them. */
 bool srv_inflight_take(struct rill_server *s, uint64_t held, uint64_t bytes);
+void srv_inflight_give(struct rill_server *s, uint64_t bytes);
 
 /* server_conn.c */
 void srv_name(char *out, const char *name, uint16_t bytes); /* NUL-terminated copy */

@@ -8,8 +8,8 @@
 #   2. rill bench log, closed loop, durability group, batches fixed at fio's write size
 #      (--fixed-batches): MB/s against fio's, like for like (the log issue's maximum);
 #   3. the same with the log's default behaviour: behind a write in flight a batch grows
-#      past --batch-bytes (up to 1 MiB), so a closed loop writes larger batches: the log's
-#      own maximum event rate;
+#      past --batch-bytes (up to its 1 MiB buffer), so a closed loop writes larger
+#      batches: the log's own maximum event rate;
 #   4. rill bench log, open loop, as by default, at half the rate of 2 (rill_half_rate,
 #      the criterion) and at half the rate of 3 (rill_half_max_rate, harder):
 #      append-to-durable latency.

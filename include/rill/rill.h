@@ -202,7 +202,9 @@ struct rill_topic_config {
 	uint64_t segment_bytes_max;      /* 0: the log's default (1 GiB) */
 	uint32_t batch_bytes_max;        /* group commit: 0: the log's default (256 KiB);
 					  * behind a sync in flight a batch grows past it,
-					  * up to 1 MiB (ARCHITECTURE.md, "Group commit") */
+					  * up to its buffer (1 MiB unless this is larger)
+					  * and within its segment (ARCHITECTURE.md, "Group
+					  * commit") */
 	uint64_t batch_delay_ns;         /* group commit: 0: the default: submit when the
 					  * disk is free (group), every 10 ms at most (none) */
 };

@@ -79,7 +79,8 @@ struct rill_server_stats {
 	uint64_t backpressure; /* times a connection waited for room (rings, budgets) */
 	uint64_t cut_off;      /* connections closed for a timeout or a stalled reader */
 	uint64_t bytes_in, bytes_out;
-	uint64_t inflight_bytes;      /* PRODUCE bytes held now, awaiting their ACKs */
+	uint64_t inflight_bytes;      /* bytes held now: PRODUCEs awaiting their ACKs, frames
+				       * being read (server_inflight_bytes_max) */
 	uint64_t inflight_bytes_peak; /* the most held at once since start */
 };
 

@@ -25,7 +25,8 @@ int io_sim_create(struct io_sim **out, uint64_t seed);
 struct rill_io *io_sim_io(struct io_sim *sim);
 void io_sim_destroy(struct io_sim *sim);
 
-/* Operations counted so far (every call through the ops table counts one). */
+/* Operations counted so far: every call through the ops table counts one, but poll,
+ * which counts the fdatasync of each write it completes. */
 uint64_t io_sim_ops(const struct io_sim *sim);
 
 /* Fail the operation with index @index (0-based, as io_sim_ops counts) with -@error; with

@@ -634,8 +634,8 @@ static void test_batch_growth(void **state)
 		rill_log_stats(log, &st);
 		assert_int_equal(st.batches, 2);
 		assert_int_equal(st.grown_batches, fixed ? 0 : 1);
-		assert_true(fixed ? st.batch_bytes_top <= c.batch_bytes_max
-				  : st.batch_bytes_top > RILL_RECORD_BYTES_MAX);
+		assert_true(fixed ? st.batch_bytes_peak <= c.batch_bytes_max
+				  : st.batch_bytes_peak > RILL_RECORD_BYTES_MAX);
 		assert_int_equal(log_check_all(log, next), (int64_t)next);
 		assert_int_equal(rill_log_close(log), 0);
 		io_sim_power_cut(sim); /* what was synced is all there is */

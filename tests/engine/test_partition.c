@@ -1215,6 +1215,7 @@ static void test_backpressure(void **state)
 	/* Writes finish only at a poll that waits: otherwise io_sim completes them at the
 	 * log's first look, and it would never push back. */
 	io_sim_slow_writes(w.sim, true);
+	w.config.log.fixed_batches = true; /* and batches that never grow behind them */
 	part_open(&w, NULL);
 	const uint64_t p = prod_id(1);
 	uint64_t eagain = 0;

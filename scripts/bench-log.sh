@@ -68,22 +68,22 @@ fio_job() { # NAME EXTRA-ARGS...
 }
 fio_job buffered
 fio_job direct --direct=1
-rill_closed() { # NAME EXTRA-ARGS...
+rill_log() { # OUTPUT-NAME EXTRA-ARGS...: one durable rill bench log run, after a settle
 	local name=$1; shift
 	settle
-	echo "bench-log: rill, closed loop, $name batches, ${seconds}s" >&2
 	build/release/rill bench log --dir "$dir" --record-bytes "$record" --seconds "$seconds" \
 		--batch-bytes "$batch" --durability group --io "$io" --keep --json "$@" \
 		>"$out/$name.json"
 }
+rill_closed() { # NAME EXTRA-ARGS...
+	echo "bench-log: rill, closed loop, $1 batches, ${seconds}s" >&2
+	rill_log "$@"
+}
 rill_half() { # NAME: open loop, as by default, at half the event rate of closed loop NAME
 	local rate
 	rate=$(python3 -c "import json; print(int(json.load(open('$out/$1.json'))['events_per_s'] / 2))")
-	settle
 	echo "bench-log: rill, open loop at $rate events/s (half of $1), ${seconds}s" >&2
-	build/release/rill bench log --dir "$dir" --record-bytes "$record" --seconds "$seconds" \
-		--batch-bytes "$batch" --durability group --io "$io" --rate "$rate" --keep --json \
-		>"$out/half-$1.json"
+	rill_log "half-$1" --rate "$rate"
 }
 rill_closed fixed --fixed-batches
 rill_closed max

@@ -70,6 +70,7 @@ static int shard_part_open(struct shard *s, struct shard_req *r)
 		pc.log.batch_bytes_max = t->config.batch_bytes_max;
 	pc.log.batch_delay_ns = t->config.batch_delay_ns;
 	pc.log.buffered_io = e->config.log_buffered_io;
+	pc.log.fixed_batches = e->config.log_fixed_batches;
 	if (pc.log.batch_delay_ns == 0 && t->config.durability == RILL_DURABILITY_NONE)
 		pc.log.batch_delay_ns = SHARD_NONE_BATCH_DELAY_NS;
 	struct rill_log_recovery report = {0};

@@ -115,6 +115,11 @@ struct rill_engine_config {
 	 * (default false: O_DIRECT where the file system takes it; docs/ARCHITECTURE.md,
 	 * "Direct writes"). */
 	bool log_buffered_io;
+	/* Topics' logs keep every batch within its batch_bytes_max, even behind a sync in
+	 * flight, and push back there (default false: a batch grows behind a slow sync;
+	 * docs/ARCHITECTURE.md, "Group commit"). For benchmarks at a fixed write size and
+	 * for tests of the log's backpressure. */
+	bool log_fixed_batches;
 };
 
 /* rill_engine_config_default - the defaults above. */

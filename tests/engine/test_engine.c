@@ -3019,14 +3019,14 @@ static unsigned lp_poll(void *arg)
 static void test_local_publish(void **state)
 {
 	struct fx *f = *state;
-	fx_open(f);
-	/* Small segments too: behind a write in flight a batch grows only within its
-	 * segment, so here both buffers are soon busy. */
+	struct rill_engine_config ec;
+	fx_config(f, &ec, 2);
+	ec.log_fixed_batches = true; /* 4 KiB batches that never grow: the log pushes back */
+	fx_open_with(f, &ec);
 	struct rill_topic_config tc = {.name = "lp",
 				       .partitions = 4,
 				       .durability = RILL_DURABILITY_GROUP,
-				       .batch_bytes_max = 4096,
-				       .segment_bytes_max = 64u << 10};
+				       .batch_bytes_max = 4096};
 	struct rill_error_text err = {{0}};
 	struct rill_topic *t = NULL;
 	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);

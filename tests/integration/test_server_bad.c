@@ -4,7 +4,7 @@
  * the engine's API) with the server in process on an ephemeral port and small limits
  * (64 KiB frames, a 300 ms handshake timeout, 8 connections, a 1.5 s idle timeout, one
  * whole-topic subscription per connection, one frame's worth of bytes in flight per
- * connection). Each class of malformed
+ * connection, a 2 s send-stall timeout). Each class of malformed
  * input goes to a fresh connection, and for each the server must answer with a fatal
  * ERROR frame (decoded with io/wire.h), close the connection (recv returns 0), and stay up
  * (a fresh connection can HELLO and PING). The refusals that are not the peer's fault
@@ -44,6 +44,9 @@
 #define BAD_HANDSHAKE_NS    (300ull * 1000000u)
 #define BAD_CONNECTIONS_MAX 8u
 #define BAD_IDLE_NS         (1500ull * 1000000u)
+#define BAD_STALL_NS        (2000ull * 1000000u) /* send_stall_timeout_ns */
+#define BAD_STALL_FILL_NS   (300ull * 1000000u)  /* the server took nothing this long: full */
+#define BAD_STALL_SEND_MAX  (128ull << 20) /* taking more than this, it never stopped reading */
 /* The least the server takes: one frame's worth of PRODUCE bytes awaiting their ACKs. */
 #define BAD_CONN_INFLIGHT   (BAD_FRAME_BYTES_MAX + RILL_WIRE_HEADER_BYTES)
 #define BAD_SUBSCRIPTIONS   BAD_PARTITIONS /* one whole-topic subscription per connection */
@@ -397,6 +400,7 @@ static int bad_setup(void **state)
 	sc.handshake_timeout_ns = BAD_HANDSHAKE_NS;
 	sc.connections_max = BAD_CONNECTIONS_MAX;
 	sc.idle_timeout_ns = BAD_IDLE_NS;
+	sc.send_stall_timeout_ns = BAD_STALL_NS;
 	sc.conn_inflight_bytes_max = BAD_CONN_INFLIGHT;
 	sc.subscriptions_max = BAD_SUBSCRIPTIONS;
 	test_server_start(&env.server, env.engine, &sc, bad_teardown, state);
@@ -1053,6 +1057,91 @@ static void test_idle_timeout(void **state)
 	server_still_up("the idle timeout");
 }
 
+/*
+ * send_stall_timeout: a peer that sends requests and reads none of the answers fills its
+ * socket, then its output buffer in the server, which then stops reading it (S2): what the
+ * server holds for it stays bounded. Once that output has made no progress for the timeout,
+ * not sooner, the server cuts the peer off (counted in cut_off) and closes it with no
+ * goodbye; other connections are served all along.
+ */
+static void test_send_stall(void **state)
+{
+	(void)state;
+	wait_connections(0);
+	struct rill_server_stats before, st;
+	rill_server_stats_get(env.server, &before);
+	int fd = conn_open();
+	int small = 4096; /* fills sooner; the kernel's minimum otherwise */
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	hello(fd);
+	static uint8_t burst[256 * RILL_WIRE_HEADER_BYTES];
+	for (size_t at = 0; at < sizeof(burst); at += RILL_WIRE_HEADER_BYTES)
+		assert_int_equal(rill_wire_empty_encode(burst + at, RILL_WIRE_HEADER_BYTES,
+							RILL_WIRE_PING, bad_id()),
+				 RILL_WIRE_HEADER_BYTES);
+	/* PINGs without a pause until the server has taken nothing for a while. */
+	uint64_t sent = 0, last_taken = rill_clock_now_ns(), now = last_taken;
+	size_t at = 0;
+	while (now - last_taken < BAD_STALL_FILL_NS) {
+		ssize_t n = send(fd, burst + at, sizeof(burst) - at, MSG_DONTWAIT | MSG_NOSIGNAL);
+		now = rill_clock_now_ns();
+		if (n > 0) {
+			sent += (uint64_t)n;
+			at = (at + (size_t)n) % sizeof(burst);
+			last_taken = now;
+			if (sent > BAD_STALL_SEND_MAX)
+				fail_msg("the server took %llu MiB of PINGs from a peer that reads "
+					 "none of its PONGs: it never stops reading",
+					 (unsigned long long)(sent >> 20));
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			fail_msg("send to a stalled server: %s", strerror(errno));
+		usleep(1000);
+	}
+	uint64_t full = now;
+	/* The server's last progress came at most BAD_STALL_FILL_NS (and the fill's few ms)
+	 * before full: half the timeout after it, the peer must still be connected. */
+	usleep((useconds_t)(BAD_STALL_NS / 2 / 1000));
+	server_still_up("a peer filled its output and stopped reading");
+	rill_server_stats_get(env.server, &st);
+	uint64_t waited = rill_clock_now_ns() - full;
+	if (st.cut_off != before.cut_off && waited + 2 * BAD_STALL_FILL_NS < BAD_STALL_NS)
+		fail_msg("cut off within %llu ms of the peer's stall: the timeout is %llu ms",
+			 (unsigned long long)((waited + BAD_STALL_FILL_NS) / 1000000),
+			 (unsigned long long)(BAD_STALL_NS / 1000000));
+	uint64_t deadline = full + BAD_STALL_NS + BAD_WAIT_NS;
+	for (;;) {
+		rill_server_stats_get(env.server, &st);
+		if (st.cut_off > before.cut_off)
+			break;
+		if (rill_clock_now_ns() > deadline)
+			fail_msg(
+				"a peer that reads nothing (%llu KiB of PINGs sent) is still "
+				"connected %llu ms after its output stopped: send_stall_timeout is "
+				"%llu ms",
+				(unsigned long long)(sent >> 10),
+				(unsigned long long)((rill_clock_now_ns() - full) / 1000000),
+				(unsigned long long)(BAD_STALL_NS / 1000000));
+		usleep(10000);
+	}
+	assert_int_equal(st.cut_off - before.cut_off, 1);
+	/* The peer sees its connection end (PONGs, then the end or a reset), never a hang. */
+	for (;;) {
+		static uint8_t sink[64 << 10];
+		ssize_t n = recv(fd, sink, sizeof(sink), 0);
+		if (n > 0 || (n < 0 && errno == EINTR))
+			continue;
+		if (n == 0 || errno == ECONNRESET)
+			break;
+		fail_msg("a peer cut off for a stall: its connection did not end: %s",
+			 errno == EAGAIN ? "still open" : strerror(errno));
+	}
+	conn_close(fd);
+	wait_connections(0);
+	server_still_up("a peer cut off for a stall");
+}
+
 /* A SUBSCRIBE of the whole topic from the latest offset; returns its request id. */
 static uint64_t subscribe_all(int fd)
 {
@@ -1438,6 +1527,7 @@ int main(void)
 		cmocka_unit_test_setup(test_handshake_timeout, bad_each),
 		cmocka_unit_test_setup(test_connections_max, bad_each),
 		cmocka_unit_test_setup(test_idle_timeout, bad_each),
+		cmocka_unit_test_setup(test_send_stall, bad_each),
 		cmocka_unit_test_setup(test_subscriptions_max, bad_each),
 		cmocka_unit_test_setup(test_produce_unknown_topic, bad_each),
 		cmocka_unit_test_setup(test_produce_unregistered_type, bad_each),

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Sets everything up on a fresh Debian 12 machine and runs every test suite of every build:
+# Sets everything up on a fresh Debian 12 machine, builds rill four ways and runs their tests:
 #   release  gcc, -Werror; unit, stress and CLI tests
 #   asan     clang, address+undefined sanitizers, debug assertions, libFuzzer smoke runs
 #   tsan     gcc, thread sanitizer, debug assertions
+#   nodpdk   gcc, built without DPDK (-Ddpdk=disabled): the rest of rill builds and runs
+#            without it; its base, io and CLI tests (the CLI's refusals of DPDK included)
 # and ends with one line of its own, "N passed, N failed" (", N skipped" when any were),
 # counted over every test of every build (scripts/test-summary.py). Exits non-zero on any
 # failure, a build that does not compile included.
 #
-# usage: scripts/test.sh [--long] [--only release|asan|tsan]...
+# usage: scripts/test.sh [--long] [--only release|asan|tsan|nodpdk]...
 #   --long   the long soak: 500 M items through the ring stress test, 10 minutes per fuzz
 #            target, 1,000 kill -9 rounds, 100,000 simulated power cuts (default: 50 M
 #            items, 30 s per fuzz target, 100 rounds, 10,000 cuts; a CI run takes minutes)
@@ -23,11 +25,11 @@ while [ $# -gt 0 ]; do
 	--long) long=1 ;;
 	--only)
 		case "${2:-}" in
-		release|asan|tsan) only+=("$2") ;;
-		*) echo "test.sh: --only takes release, asan or tsan, not '${2:-}'" >&2; exit 2 ;;
+		release|asan|tsan|nodpdk) only+=("$2") ;;
+		*) echo "test.sh: --only takes release, asan, tsan or nodpdk, not '${2:-}'" >&2; exit 2 ;;
 		esac
 		shift ;;
-	-h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
 	*) echo "test.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -50,7 +52,10 @@ builds=(
 	"release gcc   -Dbuildtype=release"
 	"asan    clang -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Ddasserts=true -Dfuzzing=true -Dfuzz_seconds=$fuzz_seconds"
 	"tsan    gcc   -Dbuildtype=debugoptimized -Db_sanitize=thread -Ddasserts=true"
+	"nodpdk  gcc   -Dbuildtype=debug -Ddpdk=disabled -Dbenchmarks=disabled"
 )
+# The meson test arguments of a build that runs only some suites (default: every test).
+declare -A suites=([nodpdk]="--suite base --suite io --suite cli")
 
 wanted() {
 	[ "${#only[@]}" -eq 0 ] && return 0
@@ -83,7 +88,7 @@ for b in "${builds[@]}"; do
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
 	TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp} \
-		meson test -C "$dir" --num-processes 2 --print-errorlogs
+		meson test -C "$dir" --num-processes 2 --print-errorlogs ${suites[$name]:-}
 	# meson's own status counts too: an interrupted run leaves a log that undercounts.
 	if [ $? -ne 0 ]; then results+=("$dir=tests-failed"); else results+=("$dir"); fi
 done

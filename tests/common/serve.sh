@@ -1,5 +1,6 @@
 # Shared by the shell tests that run `rill serve` (tests/integration/test_server.sh,
-# tests/crash/test_server_crash.sh, tests/cli/test_bench_cli.sh, test_serve_dpdk.sh);
+# tests/crash/test_server_crash.sh, tests/cli/test_bench_cli.sh, test_serve_dpdk.sh,
+# test_no_dpdk.sh);
 # sourced after test_env.sh, not run. It starts a server on an ephemeral port and waits for
 # its "listening on" line with a time limit (never a blind sleep), stops it with SIGTERM
 # within a time limit, kills it with SIGKILL, and at exit (test_env.sh's at_exit) kills

@@ -94,6 +94,10 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 static void *shard_thread(void *arg)
 {
 	struct shard *s = arg;
+	/* "rill-shard3" in top -H, perf, gdb and /proc/PID/task/TID/comm (15 bytes at most). */
+	char name[16];
+	snprintf(name, sizeof(name), "rill-shard%u", s->index);
+	(void)pthread_setname_np(pthread_self(), name); /* a name is a nicety: never fatal */
 	if (s->engine->config.pin) {
 		int rc = rill_thread_pin(s->cpu);
 		if (rc < 0)

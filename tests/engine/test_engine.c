@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include "tests/common/test_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -1650,6 +1651,50 @@ static void test_definitions(void **state)
 }
 
 /* At most RILL_ENGINE_PRODUCERS_MAX producer handles at once; a slot freed is reused. */
+/* How many of shards 0 and 1 have a thread named for them: a bit each. */
+static unsigned shard_threads_named(void)
+{
+	unsigned seen = 0;
+	DIR *tasks = opendir("/proc/self/task");
+	assert_non_null(tasks);
+	struct dirent *d;
+	while ((d = readdir(tasks)) != NULL) {
+		char path[300], comm[32] = {0};
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", d->d_name);
+		FILE *fp = fopen(path, "r");
+		if (fp == NULL)
+			continue; /* ".", "..", or a thread that just ended */
+		if (fgets(comm, sizeof(comm), fp) != NULL) {
+			comm[strcspn(comm, "\n")] = '\0';
+			for (unsigned i = 0; i < 2; i++) {
+				char want[16];
+				snprintf(want, sizeof(want), "rill-shard%u", i);
+				if (strcmp(comm, want) == 0)
+					seen |= 1u << i;
+			}
+		}
+		fclose(fp);
+	}
+	closedir(tasks);
+	return seen;
+}
+
+/* Every shard's thread is named for it ("rill-shard0" ...), as top -H and perf show it. */
+static void test_shard_thread_names(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	fx_open_with(f, &c);
+	uint64_t deadline = rill_clock_now_ns() + 5000000000u; /* a thread names itself */
+	unsigned seen;
+	while ((seen = shard_threads_named()) != 3u && rill_clock_now_ns() < deadline)
+		usleep(1000);
+	assert_int_equal(seen, 3u);
+	assert_int_equal(rill_engine_close(f->engine), 0);
+	f->engine = NULL;
+}
+
 static void test_producer_limit(void **state)
 {
 	struct fx *f = *state;
@@ -3128,6 +3173,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wake_batched_durable_and_full, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_local_publish, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_shard_thread_names, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

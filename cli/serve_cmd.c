@@ -7,7 +7,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <ini.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -259,19 +258,7 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 /* The DPDK ingress's counters in `rill stat`, under "dpdk". */
 static int serve_dpdk_stat(void *arg, char *json, size_t bytes)
 {
-	struct rill_dpdk_stats st;
-	rill_dpdk_stats_get(arg, &st);
-	int n = snprintf(
-		json, bytes,
-		"{\"queues\":%u,\"packets\":%" PRIu64 ",\"not_ours\":%" PRIu64
-		",\"bad_frames\":%" PRIu64 ",\"tx_acks\":%" PRIu64 ",\"datagrams\":%" PRIu64
-		",\"events\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"unknown_topic\":%" PRIu64
-		",\"refused\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"gaps\":%" PRIu64
-		",\"reordered\":%" PRIu64 ",\"untracked\":%" PRIu64 "}",
-		rill_dpdk_queues(arg), st.packets, st.not_ours, st.bad_frames, st.tx_acks,
-		st.udp.datagrams, st.udp.events, st.udp.malformed, st.udp.unknown_topic,
-		st.udp.refused, st.udp.dropped, st.udp.gaps, st.udp.reordered, st.udp.untracked);
-	return n > 0 && (size_t)n < bytes ? 0 : -ENOSPC;
+	return rill_dpdk_stat_json(arg, json, bytes);
 }
 
 /* Start the DPDK ingress; prints why not. 0 or exit status 1. */

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -61,6 +62,13 @@ void rill_dpdk_stats_get(struct rill_dpdk *dpdk, struct rill_dpdk_stats *out)
 	memset(out, 0, sizeof(*out));
 }
 
+uint32_t rill_dpdk_worst_sources(struct rill_dpdk *dpdk,
+				 struct rill_udp_source_report out[RILL_UDP_WORST_MAX])
+{
+	(void)dpdk, (void)out;
+	return 0;
+}
+
 uint32_t rill_dpdk_queues(const struct rill_dpdk *dpdk)
 {
 	(void)dpdk;
@@ -101,6 +109,11 @@ struct dpdk_queue {
 	uint64_t since_share;          /* packets and acknowledgements since the last copy */
 	struct rill_dpdk_stats own;    /* written by the shard's thread */
 	struct rill_dpdk_stats shared; /* its copy for readers: relaxed atomic words */
+	/* The ingress's worst sources, copied for readers under worst_lock, which the shard
+	 * only tries (it never waits for a reader): a failed try copies at a later share. */
+	pthread_mutex_t worst_lock;
+	struct rill_udp_source_report worst[RILL_UDP_WORST_MAX];
+	uint32_t worst_count;
 };
 
 struct rill_dpdk {
@@ -160,14 +173,20 @@ int rill_dpdk_eal_init(const char *args, const char **err)
 	return rc;
 }
 
-/* Publish the queue's counters for readers: a copy, word by word, relaxed (figures). */
-static void dpdk_stats_share(struct dpdk_queue *q)
+/* Publish the queue's counters for readers: a copy, word by word, relaxed (figures); and
+ * its worst sources, unless a reader holds them. Returns false when those could not go. */
+static bool dpdk_stats_share(struct dpdk_queue *q)
 {
 	rill_udp_ingress_stats(q->ing, &q->own.udp);
 	const uint64_t *src = (const uint64_t *)&q->own;
 	uint64_t *dst = (uint64_t *)&q->shared;
 	for (size_t i = 0; i < sizeof(q->own) / sizeof(uint64_t); i++)
 		rill_atomic_store_relaxed_u64(&dst[i], src[i]);
+	if (pthread_mutex_trylock(&q->worst_lock) != 0)
+		return false;
+	q->worst_count = rill_udp_ingress_worst(q->ing, q->worst);
+	pthread_mutex_unlock(&q->worst_lock);
+	return true;
 }
 
 /* One mbuf: its frame to the ingress. Returns the events published. */
@@ -246,10 +265,9 @@ static unsigned dpdk_queue_poll(void *arg)
 	if (d->config.acks && acks > 0)
 		dpdk_acks(q);
 	q->since_share += n + (acks > 0 ? (unsigned)acks : 0);
-	if (q->since_share >= DPDK_STATS_EVERY || (n == 0 && acks == 0 && q->since_share > 0)) {
-		dpdk_stats_share(q);
+	if ((q->since_share >= DPDK_STATS_EVERY || (n == 0 && acks == 0 && q->since_share > 0)) &&
+	    dpdk_stats_share(q))
 		q->since_share = 0;
-	}
 	return n + (acks > 0 ? (unsigned)acks : 0);
 }
 
@@ -306,8 +324,10 @@ static int dpdk_port_setup(struct rill_dpdk *d, struct rill_error_text *err)
 
 static void dpdk_free(struct rill_dpdk *d)
 {
-	for (uint32_t i = 0; i < RILL_DPDK_QUEUES_MAX; i++)
+	for (uint32_t i = 0; i < RILL_DPDK_QUEUES_MAX; i++) {
 		rill_udp_ingress_destroy(d->queues[i].ing); /* flushes: back on this thread */
+		pthread_mutex_destroy(&d->queues[i].worst_lock);
+	}
 	free(d); /* the mempool stays with its port (dpdk_pools) */
 }
 
@@ -318,8 +338,11 @@ static void dpdk_unhook(struct rill_dpdk *d)
 		if (d->queues[i].hooked)
 			(void)rill_engine_shard_hook_remove(d->engine, i, &d->queues[i]);
 		d->queues[i].hooked = false;
-		if (d->queues[i].ing != NULL)
-			dpdk_stats_share(&d->queues[i]); /* the last figures, from this thread */
+		if (d->queues[i].ing == NULL)
+			continue;
+		/* The last figures, from this thread: a reader may hold the worst list. */
+		while (!dpdk_stats_share(&d->queues[i]))
+			sched_yield();
 	}
 }
 
@@ -335,6 +358,8 @@ int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 		return -ENOMEM;
 	d->engine = engine;
 	d->config = *config;
+	for (uint32_t i = 0; i < RILL_DPDK_QUEUES_MAX; i++)
+		pthread_mutex_init(&d->queues[i].worst_lock, NULL);
 	char name[32];
 	snprintf(name, sizeof(name), "rill_rx_%u", config->port);
 	if (config->port < RTE_MAX_ETHPORTS && dpdk_pools[config->port] == NULL)
@@ -389,6 +414,33 @@ void rill_dpdk_stats_get(struct rill_dpdk *d, struct rill_dpdk_stats *out)
 	}
 }
 
+uint32_t rill_dpdk_worst_sources(struct rill_dpdk *d,
+				 struct rill_udp_source_report out[RILL_UDP_WORST_MAX])
+{
+	uint32_t n = 0;
+	for (uint32_t q = 0; q < d->queue_count; q++) {
+		struct dpdk_queue *dq = &d->queues[q];
+		pthread_mutex_lock(&dq->worst_lock);
+		for (uint32_t i = 0; i < dq->worst_count; i++) {
+			/* Insert in order (most gaps + reordered first), keeping the first
+			 * RILL_UDP_WORST_MAX: a few dozen entries at most. */
+			const struct rill_udp_source_report *r = &dq->worst[i];
+			uint64_t trouble = r->stats.gaps + r->stats.reordered;
+			uint32_t at = n;
+			while (at > 0 &&
+			       out[at - 1].stats.gaps + out[at - 1].stats.reordered < trouble)
+				at--;
+			if (at == RILL_UDP_WORST_MAX)
+				continue;
+			uint32_t last = n < RILL_UDP_WORST_MAX ? n++ : n - 1;
+			memmove(&out[at + 1], &out[at], (last - at) * sizeof(out[0]));
+			out[at] = *r;
+		}
+		pthread_mutex_unlock(&dq->worst_lock);
+	}
+	return n;
+}
+
 uint32_t rill_dpdk_queues(const struct rill_dpdk *d)
 {
 	return d->queue_count;
@@ -405,3 +457,37 @@ int rill_dpdk_stop(struct rill_dpdk *d)
 }
 
 #endif /* RILL_HAVE_DPDK */
+
+/* Built either way: it uses only the calls above. */
+int rill_dpdk_stat_json(struct rill_dpdk *d, char *json, size_t bytes)
+{
+	struct rill_dpdk_stats st;
+	rill_dpdk_stats_get(d, &st);
+	int n = snprintf(json, bytes,
+			 "{\"queues\":%u,\"packets\":%" PRIu64 ",\"not_ours\":%" PRIu64
+			 ",\"bad_frames\":%" PRIu64 ",\"tx_acks\":%" PRIu64
+			 ",\"datagrams\":%" PRIu64 ",\"events\":%" PRIu64 ",\"malformed\":%" PRIu64
+			 ",\"unknown_topic\":%" PRIu64 ",\"refused\":%" PRIu64
+			 ",\"dropped\":%" PRIu64 ",\"gaps\":%" PRIu64 ",\"reordered\":%" PRIu64
+			 ",\"untracked\":%" PRIu64 ",\"sources\":%" PRIu64 ",\"worst_sources\":[",
+			 rill_dpdk_queues(d), st.packets, st.not_ours, st.bad_frames, st.tx_acks,
+			 st.udp.datagrams, st.udp.events, st.udp.malformed, st.udp.unknown_topic,
+			 st.udp.refused, st.udp.dropped, st.udp.gaps, st.udp.reordered,
+			 st.udp.untracked, st.udp.sources);
+	/* The sources with the most gaps and reordering: which sender or path loses. */
+	struct rill_udp_source_report worst[RILL_UDP_WORST_MAX];
+	uint32_t count = rill_dpdk_worst_sources(d, worst);
+	for (uint32_t i = 0; i < count && n > 0 && (size_t)n < bytes; i++) {
+		const struct rill_udp_source_report *w = &worst[i];
+		n += snprintf(json + n, bytes - (size_t)n,
+			      "%s{\"source\":\"%u.%u.%u.%u:%u\",\"datagrams\":%" PRIu64
+			      ",\"gaps\":%" PRIu64 ",\"reordered\":%" PRIu64 ",\"highest\":%" PRIu64
+			      ",\"durable_contig\":%" PRIu64 "}",
+			      i ? "," : "", w->ip >> 24, w->ip >> 16 & 0xffu, w->ip >> 8 & 0xffu,
+			      w->ip & 0xffu, w->port, w->stats.datagrams, w->stats.gaps,
+			      w->stats.reordered, w->stats.highest, w->stats.durable_contig);
+	}
+	if (n > 0 && (size_t)n < bytes)
+		n += snprintf(json + n, bytes - (size_t)n, "]}");
+	return n > 0 && (size_t)n < bytes ? 0 : -ENOSPC;
+}

@@ -58,6 +58,21 @@ struct rill_dpdk_stats {
 
 void rill_dpdk_stats_get(struct rill_dpdk *dpdk, struct rill_dpdk_stats *out);
 
+/*
+ * rill_dpdk_worst_sources - the UDP sources with the most gaps plus reordered datagrams
+ * over every queue, most first, at most RILL_UDP_WORST_MAX, into @out; returns how many.
+ * As of each queue's last turn with something to count, like rill_dpdk_stats_get.
+ */
+uint32_t rill_dpdk_worst_sources(struct rill_dpdk *dpdk,
+				 struct rill_udp_source_report out[RILL_UDP_WORST_MAX]);
+
+/*
+ * rill_dpdk_stat_json - the counters and the worst sources as one JSON object into @json
+ * (@bytes; 4 KiB is room for all), NUL-terminated: `rill stat`'s "dpdk". Returns 0, or
+ * -ENOSPC when it did not fit.
+ */
+int rill_dpdk_stat_json(struct rill_dpdk *dpdk, char *json, size_t bytes);
+
 /* rill_dpdk_queues - RX queues polled. */
 uint32_t rill_dpdk_queues(const struct rill_dpdk *dpdk);
 

@@ -51,6 +51,8 @@ struct rill_udp_ingress {
 	uint32_t source_count;
 	uint32_t *due; /* sources with an ACK due: indexes into table */
 	uint32_t due_count;
+	uint32_t worst[RILL_UDP_WORST_MAX]; /* indexes into table: most gaps + reordered first */
+	uint32_t worst_count;
 	char topic_name[RILL_WIRE_TOPIC_BYTES_MAX + 1]; /* the last topic looked up */
 	struct rill_topic *topic;
 };
@@ -122,14 +124,45 @@ static struct udp_source *udp_source(struct rill_udp_ingress *ing, uint32_t ip, 
 			return NULL;
 		*s = (struct udp_source){.key = key};
 		ing->source_count++;
+		ing->stats.sources = ing->source_count;
 		*index = i;
 		return s;
 	}
 	return NULL;
 }
 
-/* Count the sequence @seq of @s: gaps and reordering. */
-static void udp_sequence(struct rill_udp_ingress *ing, struct udp_source *s, uint64_t seq)
+static uint64_t udp_trouble(const struct udp_source *s)
+{
+	return s->gaps + s->reordered;
+}
+
+/* The source at @index has more trouble than before: place it in the worst list, which
+ * stays sorted (most first; ties in the order they got there). */
+static void udp_worst_update(struct rill_udp_ingress *ing, uint32_t index)
+{
+	uint32_t at = 0;
+	while (at < ing->worst_count && ing->worst[at] != index)
+		at++;
+	if (at == ing->worst_count) { /* not listed yet */
+		if (ing->worst_count < RILL_UDP_WORST_MAX)
+			ing->worst_count++;
+		else if (udp_trouble(&ing->table[index]) <=
+			 udp_trouble(&ing->table[ing->worst[--at]]))
+			return; /* no worse than the last listed */
+		ing->worst[at] = index;
+	}
+	for (; at > 0 && udp_trouble(&ing->table[ing->worst[at]]) >
+				 udp_trouble(&ing->table[ing->worst[at - 1]]);
+	     at--) {
+		uint32_t up = ing->worst[at];
+		ing->worst[at] = ing->worst[at - 1];
+		ing->worst[at - 1] = up;
+	}
+}
+
+/* Count the sequence @seq of @s (at @index): gaps and reordering. */
+static void udp_sequence(struct rill_udp_ingress *ing, struct udp_source *s, uint32_t index,
+			 uint64_t seq)
 {
 	s->datagrams++;
 	if (seq > s->highest) {
@@ -137,9 +170,12 @@ static void udp_sequence(struct rill_udp_ingress *ing, struct udp_source *s, uin
 		s->gaps += skipped;
 		ing->stats.gaps += skipped;
 		s->highest = seq;
+		if (skipped > 0)
+			udp_worst_update(ing, index);
 	} else {
 		s->reordered++;
 		ing->stats.reordered++;
+		udp_worst_update(ing, index);
 	}
 }
 
@@ -230,7 +266,7 @@ int rill_udp_ingress_datagram(struct rill_udp_ingress *ing, const struct rill_ud
 		ing->stats.untracked++;
 	} else {
 		s->peer = *from;
-		udp_sequence(ing, s, h.request_id);
+		udp_sequence(ing, s, index, h.request_id);
 	}
 	if (ing->acks) {
 		if (s == NULL) {
@@ -333,6 +369,15 @@ void rill_udp_ingress_stats(const struct rill_udp_ingress *ing, struct rill_udp_
 	*out = ing->stats;
 }
 
+static struct rill_udp_source_stats udp_source_stats(const struct udp_source *s)
+{
+	return (struct rill_udp_source_stats){.datagrams = s->datagrams,
+					      .gaps = s->gaps,
+					      .reordered = s->reordered,
+					      .highest = s->highest,
+					      .durable_contig = s->durable_contig};
+}
+
 int rill_udp_ingress_source(const struct rill_udp_ingress *ing, uint32_t ip, uint16_t port,
 			    struct rill_udp_source_stats *out)
 {
@@ -340,12 +385,21 @@ int rill_udp_ingress_source(const struct rill_udp_ingress *ing, uint32_t ip, uin
 	struct udp_source *s = udp_source((struct rill_udp_ingress *)ing, ip, port, false, &index);
 	if (s == NULL)
 		return -ENOENT;
-	*out = (struct rill_udp_source_stats){.datagrams = s->datagrams,
-					      .gaps = s->gaps,
-					      .reordered = s->reordered,
-					      .highest = s->highest,
-					      .durable_contig = s->durable_contig};
+	*out = udp_source_stats(s);
 	return 0;
+}
+
+uint32_t rill_udp_ingress_worst(const struct rill_udp_ingress *ing,
+				struct rill_udp_source_report out[RILL_UDP_WORST_MAX])
+{
+	for (uint32_t i = 0; i < ing->worst_count; i++) {
+		const struct udp_source *s = &ing->table[ing->worst[i]];
+		uint64_t addr = s->key - 1; /* udp_source's key: (ip << 16 | port) + 1 */
+		out[i] = (struct rill_udp_source_report){.ip = (uint32_t)(addr >> 16),
+							 .port = (uint16_t)addr,
+							 .stats = udp_source_stats(s)};
+	}
+	return ing->worst_count;
 }
 
 int rill_udp_frame_ipv4(const uint8_t *f, uint32_t n, uint16_t udp_port, const uint8_t **payload,

@@ -27,6 +27,7 @@
 
 #define RILL_UDP_SOURCES_MAX 4096u /* sources tracked per ingress; more are not tracked */
 #define RILL_UDP_WINDOW      64u   /* acks on: datagrams of one source awaiting durability */
+#define RILL_UDP_WORST_MAX   8u    /* sources rill_udp_ingress_worst lists */
 #define RILL_UDP_PORT        7401u /* the default UDP port */
 
 struct rill_udp_ingress;
@@ -51,6 +52,7 @@ struct rill_udp_stats {
 	uint64_t reordered; /* datagrams older than one already seen */
 	uint64_t untracked; /* datagrams from sources past RILL_UDP_SOURCES_MAX */
 	uint64_t acks;      /* ACK datagrams offered */
+	uint64_t sources;   /* sources tracked now (at most RILL_UDP_SOURCES_MAX) */
 };
 
 /* Per source, as rill_udp_ingress_source reports it. */
@@ -58,6 +60,13 @@ struct rill_udp_source_stats {
 	uint64_t datagrams, gaps, reordered;
 	uint64_t highest;        /* the highest sequence seen */
 	uint64_t durable_contig; /* acks on: every sequence up to this one is durable */
+};
+
+/* A source and its figures, as rill_udp_ingress_worst lists it. */
+struct rill_udp_source_report {
+	uint32_t ip; /* host order */
+	uint16_t port;
+	struct rill_udp_source_stats stats;
 };
 
 /*
@@ -96,6 +105,15 @@ void rill_udp_ingress_stats(const struct rill_udp_ingress *ing, struct rill_udp_
 /* rill_udp_ingress_source - a source's figures: 0, or -ENOENT when it is not tracked. */
 int rill_udp_ingress_source(const struct rill_udp_ingress *ing, uint32_t ip, uint16_t port,
 			    struct rill_udp_source_stats *out);
+
+/*
+ * rill_udp_ingress_worst - the sources with the most gaps plus reordered datagrams, most
+ * first, at most RILL_UDP_WORST_MAX of them, into @out; returns how many. A source with
+ * neither is never listed. The list is kept as the counts change, so this reads a few
+ * slots, never the whole table. Same thread as rill_udp_ingress_datagram.
+ */
+uint32_t rill_udp_ingress_worst(const struct rill_udp_ingress *ing,
+				struct rill_udp_source_report out[RILL_UDP_WORST_MAX]);
 
 /* rill_udp_ingress_producer - its producer handle (for an event loop's wake fd). */
 struct rill_producer *rill_udp_ingress_producer(struct rill_udp_ingress *ing);

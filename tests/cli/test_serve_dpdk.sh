@@ -34,6 +34,8 @@ done
 echo "stat: ${out:0:400}"
 check "stat carries the DPDK counters: frames received, all of them not ours" \
 	'json_check "$out" "j[\"dpdk\"][\"queues\"] == 2 and j[\"dpdk\"][\"packets\"] > 0 and j[\"dpdk\"][\"not_ours\"] == j[\"dpdk\"][\"packets\"] and j[\"dpdk\"][\"events\"] == 0"'
+check "stat lists no UDP source, and so no worst one" \
+	'json_check "$out" "j[\"dpdk\"][\"sources\"] == 0 and j[\"dpdk\"][\"worst_sources\"] == []"'
 check "no event reached a shard" \
 	'json_check "$out" "sum(s[\"events\"] for s in j[\"shards\"]) == 0"'
 

@@ -572,11 +572,12 @@ static void test_ring(void **state)
 	struct rte_ether_addr in_mac;
 	static uint8_t payload[UE_DATAGRAM_BYTES];
 
-	/* At most once: every datagram sent in bursts, every event in the log. */
+	/* At most once: every datagram sent in bursts, every event in the log. Source b sends
+	 * only odd sequence numbers: a gap before each but its first. */
 	for (uint32_t i = 0; i < 2 * DT_RING_K; i++) {
 		const struct rill_udp_peer *src = i % 2 ? &src_b : &src_a;
-		uint32_t n =
-			event_payload(payload, sizeof(payload), UE_TOPIC, 1 + i % 2, 1 + i / 2);
+		uint64_t seq = i % 2 ? 1 + 2 * (i / 2) : 1 + i / 2;
+		uint32_t n = event_payload(payload, sizeof(payload), UE_TOPIC, 1 + i % 2, seq);
 		ring_lens[i] = frame_from(ring_frames[i], src, ingress_mac, payload, n);
 	}
 	ingress_start(rp.port_in, false);
@@ -591,9 +592,40 @@ static void test_ring(void **state)
 	assert_int_equal(st.packets, 2 * DT_RING_K);
 	assert_int_equal(st.udp.datagrams, 2 * DT_RING_K);
 	assert_int_equal(st.udp.events, expected_events());
-	assert_int_equal(st.udp.gaps, 0);
+	assert_int_equal(st.udp.gaps, DT_RING_K - 1);
+	assert_int_equal(st.udp.reordered, 0);
+	assert_int_equal(st.udp.sources, 2);
 	assert_int_equal(st.udp.dropped, 0);
 	assert_int_equal(st.tx_acks, 0);
+	/* The worst sources: b alone (a has neither gaps nor reordering), as of the queue's
+	 * last share, which follows its last datagram (bounded wait). */
+	struct rill_udp_source_report worst[RILL_UDP_WORST_MAX];
+	uint32_t nw = 0;
+	uint64_t worst_by = rill_clock_now_ns() + DT_STATS_WAIT_NS;
+	while ((nw = rill_dpdk_worst_sources(dpdk, worst)) != 1 ||
+	       worst[0].stats.datagrams != DT_RING_K) {
+		if (rill_clock_now_ns() > worst_by)
+			fail_msg("rill_dpdk_worst_sources: %u sources (the first with %llu "
+				 "datagrams), expected source b with %u",
+				 nw, nw ? (unsigned long long)worst[0].stats.datagrams : 0ull,
+				 DT_RING_K);
+		ue_sleep_ns(1000000);
+	}
+	assert_int_equal(worst[0].ip, src_b.ip);
+	assert_int_equal(worst[0].port, src_b.port);
+	assert_int_equal(worst[0].stats.gaps, DT_RING_K - 1);
+	assert_int_equal(worst[0].stats.reordered, 0);
+	assert_int_equal(worst[0].stats.highest, 2 * DT_RING_K - 1);
+	/* ... as `rill stat` shows them. */
+	char json[4096], want[256];
+	assert_int_equal(rill_dpdk_stat_json(dpdk, json, sizeof(json)), 0);
+	snprintf(want, sizeof(want),
+		 "\"sources\":2,\"worst_sources\":[{\"source\":\"10.0.0.3:%u\",\"datagrams\":%u,"
+		 "\"gaps\":%u,\"reordered\":0,\"highest\":%u,\"durable_contig\":0}]}",
+		 src_b.port, DT_RING_K, DT_RING_K - 1, 2 * DT_RING_K - 1);
+	if (strstr(json, want) == NULL)
+		fail_msg("rill_dpdk_stat_json: %s\nexpected it to end with: %s", json, want);
+	assert_int_equal(rill_dpdk_stat_json(dpdk, json, 64), -ENOSPC);
 	ingress_stop();
 	uint64_t first_events = expected_events();
 	ue_events_settle(&env, first_events);

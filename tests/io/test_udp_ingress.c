@@ -685,6 +685,29 @@ static void expect_source(struct rill_udp_ingress *ing, const struct rill_udp_pe
 			 (unsigned long long)highest);
 }
 
+/* rill_udp_ingress_worst must list exactly @peers (@count of them), in that order. */
+static void expect_worst(struct rill_udp_ingress *ing, const struct rill_udp_peer *peers,
+			 uint32_t count)
+{
+	struct rill_udp_source_report worst[RILL_UDP_WORST_MAX];
+	uint32_t n = rill_udp_ingress_worst(ing, worst);
+	if (n != count)
+		fail_msg("the worst sources: %u listed, expected %u", n, count);
+	for (uint32_t i = 0; i < count; i++) {
+		struct rill_udp_source_stats ss;
+		assert_int_equal(rill_udp_ingress_source(ing, peers[i].ip, peers[i].port, &ss), 0);
+		if (worst[i].ip != peers[i].ip || worst[i].port != peers[i].port ||
+		    memcmp(&worst[i].stats, &ss, sizeof(ss)) != 0)
+			fail_msg("the worst sources, #%u: %08x:%u (%llu gaps, %llu reordered), "
+				 "expected %08x:%u (%llu gaps, %llu reordered)",
+				 i, worst[i].ip, worst[i].port,
+				 (unsigned long long)worst[i].stats.gaps,
+				 (unsigned long long)worst[i].stats.reordered, peers[i].ip,
+				 peers[i].port, (unsigned long long)ss.gaps,
+				 (unsigned long long)ss.reordered);
+	}
+}
+
 static void test_gaps_reordering(void **state)
 {
 	(void)state;
@@ -717,8 +740,12 @@ static void test_gaps_reordering(void **state)
 	assert_int_equal(send_dgram(ing, &peer_a, UE_TOPIC, 6, 1, amount_of(1, 60)), 1);
 	expected_add(expected, &ne, amount_of(1, 60), 1);
 	expect_source(ing, &peer_a, 6, 2, 2, 6);
+	/* The worst first: c (8 gaps, 2 reordered; it passed a on its way), then a (2 and 2);
+	 * b, in order all along, is not listed. */
+	expect_worst(ing, (struct rill_udp_peer[]){peer_c, peer_a}, 2);
 	struct rill_udp_stats st;
 	stats_of(ing, &st);
+	assert_int_equal(st.sources, 3);
 	assert_int_equal(st.gaps, 2 + 0 + 8);
 	assert_int_equal(st.reordered, 1 + 2 + 1);
 	assert_int_equal(st.datagrams, 15);
@@ -1033,6 +1060,20 @@ static void test_sources_max(void **state)
 			fail_msg("source %u: datagrams %llu highest %llu gaps %llu", i,
 				 (unsigned long long)ss.datagrams, (unsigned long long)ss.highest,
 				 (unsigned long long)ss.gaps);
+	}
+	assert_int_equal(st.sources, RILL_UDP_SOURCES_MAX);
+	/* The worst list holds the first RILL_UDP_WORST_MAX sources with 2 gaps (2, 5, 8, ...):
+	 * ties keep their order. Source 0 then repeats its sequence: one or two reorderings
+	 * tie at best and change nothing; a third puts it first, and 23 drops out. */
+	struct rill_udp_peer worst[RILL_UDP_WORST_MAX + 1];
+	worst[0] = many_peer(0);
+	for (uint32_t i = 0; i < RILL_UDP_WORST_MAX; i++)
+		worst[i + 1] = many_peer(2 + 3 * i);
+	expect_worst(ing, worst + 1, RILL_UDP_WORST_MAX);
+	for (uint32_t r = 1; r <= 3; r++) {
+		assert_int_equal(send_dgram(ing, &worst[0], UE_TOPIC, 1, 1, amount_of(12, r)), 1);
+		expected_add(expected, &ne, amount_of(12, r), 1);
+		expect_worst(ing, r < 3 ? worst + 1 : worst, RILL_UDP_WORST_MAX);
 	}
 	rill_udp_ingress_destroy(ing);
 

@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,93 @@ int rill_thread_pin(int cpu)
 	if (sched_setaffinity(0, sizeof(set), &set) != 0)
 		return -errno;
 	return 0;
+}
+
+struct cpu_probe {
+	const int *cpus;
+	unsigned count, bad;
+	int rc;
+};
+
+static void *cpu_probe_main(void *arg)
+{
+	struct cpu_probe *p = arg;
+	for (p->bad = 0; p->bad < p->count; p->bad++)
+		if ((p->rc = rill_thread_pin(p->cpus[p->bad])) < 0)
+			break;
+	return NULL;
+}
+
+int rill_cpu_probe(const int *cpus, unsigned count, unsigned *bad)
+{
+	struct cpu_probe p = {.cpus = cpus, .count = count};
+	pthread_t t;
+	int rc = pthread_create(&t, NULL, cpu_probe_main, &p);
+	if (rc != 0)
+		return -rc;
+	pthread_join(t, NULL);
+	*bad = p.bad;
+	return p.rc;
+}
+
+/* One CPU number of a list at *p: 0 to CPU_SETSIZE - 1, digits only; advances *p. */
+static int cpu_number(const char **p, const char **why)
+{
+	if (**p < '0' || **p > '9') {
+		*why = "a CPU number expected";
+		return -EINVAL;
+	}
+	int cpu = 0;
+	for (; **p >= '0' && **p <= '9'; (*p)++) {
+		cpu = cpu * 10 + (**p - '0');
+		if (cpu >= CPU_SETSIZE) {
+			*why = "a CPU number past the kernel's limit (CPU_SETSIZE)";
+			return -EINVAL;
+		}
+	}
+	return cpu;
+}
+
+/*
+ * By hand: none of rill's packaged dependencies parses a CPU list outside DPDK (which rill
+ * builds without) and libnuma (numa_parse_cpustring), and a dependency for these few
+ * lines, which take digits, '-' and ',' only, would cost more than it saves.
+ */
+int rill_cpu_list_parse(const char *text, int *cpus, int max, const char **why)
+{
+	const char *p = text;
+	int n = 0;
+	if (*p == '\0') {
+		*why = "an empty CPU list";
+		return -EINVAL;
+	}
+	for (;;) {
+		int first = cpu_number(&p, why), last = first;
+		if (first < 0)
+			return first;
+		if (*p == '-') {
+			p++;
+			if ((last = cpu_number(&p, why)) < 0)
+				return last;
+			if (last < first) {
+				*why = "a range that goes down";
+				return -EINVAL;
+			}
+		}
+		for (int cpu = first; cpu <= last; cpu++) {
+			if (n == max) {
+				*why = "more CPUs than the list may hold";
+				return -EINVAL;
+			}
+			cpus[n++] = cpu;
+		}
+		if (*p == '\0')
+			return n;
+		if (*p++ != ',' || *p == '\0') {
+			*why = "CPUs and ranges are separated by single commas";
+			return -EINVAL;
+		}
+	}
 }
 
 bool rill_cpu_has_prefetch_write(void)

@@ -17,4 +17,22 @@ int rill_cpu_count(void);
 /* rill_cpu_nth - the @n-th CPU (from 0, modulo their count) this process may run on. */
 int rill_cpu_nth(int n);
 
+/*
+ * rill_cpu_list_parse - a CPU list as Linux writes them ("0-3,8,10-11": CPUs and
+ * inclusive ranges, comma-separated, no blanks) into @cpus, in the order written, at most
+ * @max entries. Returns how many, or -EINVAL with @why (a static text): an empty or
+ * malformed list, a CPU at or past CPU_SETSIZE, a range that goes down, more than @max
+ * CPUs. Pure.
+ */
+int rill_cpu_list_parse(const char *text, int *cpus, int max, const char **why);
+
+/*
+ * rill_cpu_probe - can a thread be pinned to each of @cpus (@count of them)? A thread made
+ * for the question tries each in turn, so the caller's own placement never changes, and an
+ * isolated CPU (isolcpus: out of the default affinity, yet pinnable) passes. Returns 0, or
+ * -errno (-EINVAL: offline, absent or outside the process's cpuset) with *@bad the index
+ * of the first CPU that failed. Blocks for a thread's start and end.
+ */
+int rill_cpu_probe(const int *cpus, unsigned count, unsigned *bad);
+
 #endif /* RILL_BASE_THREAD_H */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/thread.h"
 #include "cli.h"
 #include "io/dpdk.h"
 #include "rill/server.h"
@@ -29,12 +30,15 @@ struct serve_opts {
 	char listen[256];
 	char eal[SERVE_TEXT_BYTES]; /* DPDK's EAL arguments; "" (and no --dpdk): no DPDK */
 	bool dpdk_on;
+	int cpus[RILL_ENGINE_SHARDS_MAX]; /* [engine] cpus / --cpus: one per shard */
+	uint32_t cpu_count;               /* 0: none given */
 	char error[512];
 };
 
 static const char serve_help[] =
 	"usage: rill serve [--config FILE] [--data DIR] [--listen HOST:PORT] [--shards N]\n"
-	"                  [--poll adaptive|busy] [--sqpoll] [--dpdk \"EAL ARGS\" [--dpdk-port N]\n"
+	"                  [--cpus LIST] [--poll adaptive|busy] [--sqpoll]\n"
+	"                  [--dpdk \"EAL ARGS\" [--dpdk-port N]\n"
 	"                  [--dpdk-udp-port P] [--dpdk-acks]]\n"
 	"\n"
 	"Serve the engine over rill's native protocol (docs/PROTOCOL.md). Defaults: data in\n"
@@ -43,7 +47,9 @@ static const char serve_help[] =
 	"accepting, answer what is in flight (up to 10 s), sync, exit 0.\n"
 	"\n"
 	"The config file is INI; the command line wins over it. Keys (defaults):\n"
-	"  [engine]  data (./data), shards (CPUs), poll (adaptive), idle_spin_us (50),\n"
+	"  [engine]  data (./data), shards (CPUs), cpus (each shard's CPU, e.g. 2-5,8: its\n"
+	"            length is the shard count; default: the CPUs this process may use),\n"
+	"            poll (adaptive), idle_spin_us (50),\n"
 	"            ring_bytes (1048576), snapshot_interval_events (1000000),\n"
 	"            snapshot_interval_s (60), snapshots_kept (3),\n"
 	"            log_io (direct: O_DIRECT where the file system takes it; buffered)\n"
@@ -87,6 +93,16 @@ static bool serve_engine_key(struct serve_opts *o, const char *key, const char *
 		if (strcmp(value, "adaptive") != 0 && strcmp(value, "busy") != 0)
 			return false;
 		e->poll = value[0] == 'b' ? RILL_POLL_BUSY : RILL_POLL_ADAPTIVE;
+		return true;
+	}
+	if (strcmp(key, "cpus") == 0) {
+		const char *why = NULL;
+		int n = rill_cpu_list_parse(value, o->cpus, RILL_ENGINE_SHARDS_MAX, &why);
+		if (n < 0) {
+			snprintf(o->error, sizeof(o->error), "cpus = %s: %s", value, why);
+			return false;
+		}
+		o->cpu_count = (uint32_t)n;
 		return true;
 	}
 	if (strcmp(key, "shards") == 0 && serve_u64(value, RILL_ENGINE_SHARDS_MAX, &v) && v > 0)
@@ -236,6 +252,8 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 			ok = serve_engine_key(o, "shards", v);
 		else if (v != NULL && strcmp(a, "--poll") == 0)
 			ok = serve_engine_key(o, "poll", v);
+		else if (v != NULL && strcmp(a, "--cpus") == 0)
+			ok = serve_engine_key(o, "cpus", v);
 		else if (v != NULL && strcmp(a, "--listen") == 0)
 			ok = serve_server_key(o, "listen", v);
 		else if (v != NULL && strcmp(a, "--dpdk") == 0)
@@ -245,9 +263,10 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 		else if (v != NULL && strcmp(a, "--dpdk-udp-port") == 0)
 			ok = serve_dpdk_key(o, "udp_port", v);
 		if (!ok) {
-			char msg[256];
-			snprintf(msg, sizeof(msg), "bad argument '%s'%s%s (try --help)", a,
-				 v != NULL ? " " : "", v != NULL ? v : "");
+			char msg[1024];
+			snprintf(msg, sizeof(msg), "bad argument '%s'%s%s%s%s (try --help)", a,
+				 v != NULL ? " " : "", v != NULL ? v : "", o->error[0] ? ": " : "",
+				 o->error);
 			return cli_usage_error("serve", msg);
 		}
 		i++;
@@ -357,6 +376,19 @@ int cli_serve(int argc, char **argv)
 	}
 	if (status < 0)
 		status = serve_args(o, argc, argv);
+	if (status < 0 && o->cpu_count > 0) {
+		/* One CPU per shard: the list sets the shard count, or must agree with it. */
+		if (o->engine.shards == 0) {
+			o->engine.shards = o->cpu_count;
+		} else if (o->engine.shards != o->cpu_count) {
+			char msg[128];
+			snprintf(msg, sizeof(msg),
+				 "cpus lists %u CPU(s) for %u shard(s): one per shard",
+				 o->cpu_count, o->engine.shards);
+			status = cli_usage_error("serve", msg);
+		}
+		o->engine.cpus = o->cpus;
+	}
 	if (status < 0) {
 		o->engine.data_dir = o->data;
 		o->server.listen = o->listen;

@@ -79,6 +79,11 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 				    ENGINE_RING_BYTES_MIN, RILL_ENGINE_RING_BYTES_MAX);
 	if (c->poll != RILL_POLL_ADAPTIVE && c->poll != RILL_POLL_BUSY)
 		return engine_error(err, -EINVAL, "poll: adaptive or busy");
+	unsigned bad = 0;
+	int rc = c->cpus != NULL && c->pin ? rill_cpu_probe(c->cpus, c->shards, &bad) : 0;
+	if (rc < 0) /* CPUs named on purpose: fail now rather than run unpinned */
+		return engine_error(err, rc, "cpus: shard %u cannot be pinned to CPU %d: %s", bad,
+				    c->cpus[bad], rill_strerror(rc));
 	if (strlen(c->data_dir) + 512 > sizeof(((struct rill_engine *)0)->data_dir))
 		return engine_error(err, -EINVAL, "data_dir: path too long");
 	if (c->producers_max == 0)

@@ -92,7 +92,7 @@ struct rill_subscription;
 struct rill_engine_config {
 	const char *data_dir;         /* default "./data"; created if missing */
 	uint32_t shards;              /* default: one per CPU this process may use */
-	const int *cpus;              /* CPU of each shard (shards entries); NULL: 0, 1, ... */
+	const int *cpus;              /* CPU of each shard (shards entries); NULL: ours in turn */
 	bool pin;                     /* pin shard threads to their CPUs (default true) */
 	enum rill_poll_mode poll;     /* default adaptive */
 	uint64_t idle_spin_ns;        /* adaptive: spin this long idle before sleeping (50 µs) */
@@ -129,7 +129,8 @@ void rill_engine_config_default(struct rill_engine_config *config);
  * rill_engine_open - lock the data directory (one engine per directory), load the schema
  * registry, reopen every topic (recovering its logs) and projection (rebuilding it from the
  * logs), and start the shards.
- * Returns 0, or -EINVAL (a bad config), -EBUSY (another engine has the directory), a log
+ * Returns 0, or -EINVAL (a bad config; with pin, a CPU of config->cpus no thread can be
+ * pinned to, isolated CPUs being fine), -EBUSY (another engine has the directory), a log
  * or schema error, or -errno, with @err (optional) saying what and where. Blocks.
  */
 int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *config,

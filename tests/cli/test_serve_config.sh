@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `rill serve --config FILE`: the INI file's keys reach the engine (shards, and log_io,
-# seen in how the server holds its segment files open: O_DIRECT or not), the command line
-# wins over the file, and a bad value or an unknown key stops the server with the file's
-# line named and a non-zero status.
+# seen in how the server holds its segment files open: O_DIRECT or not; cpus, seen in
+# where its rill-shardN threads may run), the command line wins over the file, and a bad
+# value or an unknown key stops the server with the file's line named and a non-zero
+# status; so do CPU lists that are malformed, disagree with shards or cannot be pinned.
 # usage: test_serve_config.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
@@ -52,6 +53,39 @@ else
 fi
 serve_stop
 check "the direct server stops cleanly" '[ "$serve_rc" = 0 ]'
+
+# Each shard thread's name and the CPUs it may run on, one "name list" line per shard.
+shard_cpus() {
+	local t
+	for t in /proc/"$serve_pid"/task/*; do
+		case $(cat "$t/comm" 2>/dev/null) in
+		rill-shard*) echo "$(cat "$t/comm") $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status")" ;;
+		esac
+	done | sort
+}
+# The first and last CPUs this test may run on (a container's may not start at 0).
+read -r first_cpu last_cpu < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[-1])')
+printf '[engine]\ncpus = %s,%s\n' "$last_cpu" "$first_cpu" >"$tmp/cpus.ini"
+serve_start_or_skip "$tmp/data-cpus" "$tmp/serve.log" --config "$tmp/cpus.ini"
+got=$(shard_cpus)
+echo "shards and their CPUs: $(echo $got)"
+check "cpus = $last_cpu,$first_cpu: two shards, the first on CPU $last_cpu, the second on $first_cpu" \
+	'[ "$got" = "$(printf "rill-shard0 %s\nrill-shard1 %s" "$last_cpu" "$first_cpu")" ]'
+serve_stop
+check "the pinned server stops cleanly" '[ "$serve_rc" = 0 ]'
+serve_start_or_skip "$tmp/data-cpus" "$tmp/serve.log" --config "$tmp/cpus.ini" --cpus "$first_cpu"
+got=$(shard_cpus)
+check "the command line wins: --cpus $first_cpu, one shard on it" '[ "$got" = "rill-shard0 $first_cpu" ]'
+serve_stop
+err=$("$rill" serve --data "$tmp/data-cpus" --listen 127.0.0.1:0 --cpus 3-1 2>&1); rc=$?
+check "--cpus 3-1 exits 2 saying why" '[ $rc -eq 2 ] && [[ "$err" == *"a range that goes down"* ]]'
+err=$("$rill" serve --data "$tmp/data-cpus" --listen 127.0.0.1:0 --shards 3 --cpus "$first_cpu" 2>&1); rc=$?
+check "--shards 3 --cpus $first_cpu exits 2: one CPU per shard" '[ $rc -eq 2 ] && [[ "$err" == *"1 CPU(s) for 3 shard(s)"* ]]'
+err=$("$rill" serve --data "$tmp/data-cpus" --listen 127.0.0.1:0 --cpus 1023 2>&1); rc=$?
+check "--cpus 1023 (no such CPU) exits 1 naming it" '[ $rc -eq 1 ] && [[ "$err" == *"cannot be pinned to CPU 1023"* ]]'
+printf '[engine]\ncpus = 0,,1\n' >"$tmp/badcpus.ini"
+err=$("$rill" serve --config "$tmp/badcpus.ini" --data "$tmp/data-cpus" --listen 127.0.0.1:0 2>&1); rc=$?
+check "a malformed cpus line exits 1 naming the line" '[ $rc -eq 1 ] && [[ "$err" == *"badcpus.ini: line 2: cpus = 0,,1"* ]]'
 
 printf '[engine]\nshards = 1\n\nlog_io = sideways\n' >"$tmp/bad.ini"
 err=$("$rill" serve --config "$tmp/bad.ini" --data "$tmp/data-bad" --listen 127.0.0.1:0 2>&1); rc=$?

@@ -1623,6 +1623,14 @@ static void test_definitions(void **state)
 	fx_config(f, &bc, 2);
 	bc.poll = (enum rill_poll_mode)7;
 	assert_int_equal(rill_engine_open(&none, &bc, &err), -EINVAL);
+	/* A CPU named for a shard that no thread can be pinned to: refused, not run unpinned
+	 * (unless pinning is off). */
+	fx_config(f, &bc, 2);
+	bc.cpus = (const int[]){0, 1023};
+	bc.pin = true;
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(rill_engine_open(&none, &bc, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "shard 1 cannot be pinned to CPU 1023"));
 
 	/* One engine per data directory. */
 	struct rill_engine_config c;

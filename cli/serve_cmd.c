@@ -58,7 +58,8 @@ static const char serve_help[] =
 	"            connections_max (1024), idle_timeout_s (300; 0: never),\n"
 	"            handshake_timeout_s (5), send_stall_timeout_s (10),\n"
 	"            query_wait_ms (1000), subscriptions_max (64), sqpoll (false)\n"
-	"  [dpdk]    eal (none: no DPDK ingress), port (0), udp_port (7401), acks (false),\n"
+	"  [dpdk]    eal (none: no DPDK ingress), port (0), queues (0: one per shard; N: RX\n"
+	"            queues polled by shards 0 to N-1), udp_port (7401), acks (false),\n"
 	"            mbufs (8191), rx_descs (1024)\n"
 	"\n"
 	"DPDK ingress (kernel bypass, UDP): datagrams to udp_port on the DPDK port carry a\n"
@@ -180,6 +181,8 @@ static bool serve_dpdk_key(struct serve_opts *o, const char *key, const char *va
 	}
 	if (strcmp(key, "port") == 0 && serve_u64(value, UINT16_MAX, &v))
 		d->port = (uint16_t)v;
+	else if (strcmp(key, "queues") == 0 && serve_u64(value, RILL_DPDK_QUEUES_MAX, &v))
+		d->queues = (uint16_t)v;
 	else if (strcmp(key, "udp_port") == 0 && serve_u64(value, UINT16_MAX, &v) && v > 0)
 		d->udp_port = (uint16_t)v;
 	else if (strcmp(key, "mbufs") == 0 && serve_u64(value, 1u << 24, &v) && v >= 1024)

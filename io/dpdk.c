@@ -283,8 +283,8 @@ static int dpdk_port_setup(struct rill_dpdk *d, struct rill_error_text *err)
 			 port, rte_eth_dev_count_avail());
 		return -ENODEV;
 	}
-	uint32_t shards = rill_engine_shards(d->engine);
-	uint32_t rxq = shards < info.max_rx_queues ? shards : info.max_rx_queues;
+	uint32_t want = d->config.queues != 0 ? d->config.queues : rill_engine_shards(d->engine);
+	uint32_t rxq = want < info.max_rx_queues ? want : info.max_rx_queues;
 	if (rxq > RILL_DPDK_QUEUES_MAX)
 		rxq = RILL_DPDK_QUEUES_MAX;
 	uint32_t txq = rxq < info.max_tx_queues ? rxq : info.max_tx_queues;
@@ -351,6 +351,12 @@ int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 {
 	if (!dpdk_eal_up) {
 		snprintf(err->message, sizeof(err->message), "DPDK: the EAL is not started");
+		return -EINVAL;
+	}
+	if (config->queues > rill_engine_shards(engine)) {
+		snprintf(err->message, sizeof(err->message),
+			 "DPDK: queues: %u for %u shard(s): each queue needs a shard to poll it",
+			 config->queues, rill_engine_shards(engine));
 		return -EINVAL;
 	}
 	struct rill_dpdk *d = calloc(1, sizeof(*d));

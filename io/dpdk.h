@@ -21,6 +21,7 @@ struct rill_dpdk;
 
 struct rill_dpdk_config {
 	uint16_t port;     /* the ethdev port (default 0) */
+	uint16_t queues;   /* RX queues, polled by shards 0 .. queues - 1 (0: one per shard) */
 	uint16_t udp_port; /* datagrams to this UDP port are events (default 7401) */
 	uint32_t mbufs;    /* the RX mempool's mbufs (default 8191) */
 	uint16_t rx_descs; /* per queue (default 1024) */
@@ -39,9 +40,10 @@ void rill_dpdk_config_default(struct rill_dpdk_config *config);
 int rill_dpdk_eal_init(const char *args, const char **err);
 
 /*
- * rill_dpdk_start - configure config->port with one RX queue per shard (fewer if the port
- * has fewer) and start polling it into @engine. The EAL must be up. Returns 0, or -errno
- * (-ENODEV: no such port) with @err.
+ * rill_dpdk_start - configure config->port with config->queues RX queues (default one per
+ * shard; fewer if the port has fewer) and start polling it into @engine. The EAL must be
+ * up. Returns 0, or -errno (-ENODEV: no such port; -EINVAL: more queues than shards) with
+ * @err.
  */
 int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 		    const struct rill_dpdk_config *config, struct rill_error_text *err);

@@ -42,17 +42,26 @@ check "no event reached a shard" \
 serve_stop 15
 check "rill serve --dpdk exits 0 on SIGTERM" '[ "$serve_rc" = 0 ]'
 
-# The same from the config file's [dpdk] section, with one shard.
-printf '[engine]\nshards = 1\n[dpdk]\neal = %s\nport = 0\n' "$eal" >"$tmp/dpdk.ini"
+# The same from the config file's [dpdk] section: two shards, one RX queue (queues = 1).
+printf '[engine]\nshards = 2\n[dpdk]\neal = %s\nport = 0\nqueues = 1\n' "$eal" >"$tmp/dpdk.ini"
 if serve_start "$tmp/data-ini" "$tmp/serve-ini.log" --config "$tmp/dpdk.ini"; then
-	check "[dpdk] in the config file starts the ingress" \
+	check "[dpdk] in the config file starts the ingress, with queues = 1 of 2 shards" \
 		'grep -q "DPDK port 0: 1 RX queues" "$tmp/serve-ini.log"'
+	out=$(timeout 10 "$rill" stat --connect "$serve_addr")
+	check "stat says 1 queue" 'json_check "$out" "j[\"dpdk\"][\"queues\"] == 1"'
 	serve_stop 15
 	check "and it exits 0 on SIGTERM" '[ "$serve_rc" = 0 ]'
 else
 	check "[dpdk] in the config file starts the server" 'false'
 	cat "$tmp/serve-ini.log"
 fi
+# More queues than shards: refused at start, saying so.
+printf '[engine]\nshards = 2\n[dpdk]\neal = %s-q\nqueues = 3\n' "$eal" >"$tmp/dpdk3.ini"
+timeout 60 "$rill" serve --config "$tmp/dpdk3.ini" --data "$tmp/data-q3" --listen 127.0.0.1:0 \
+	2>"$tmp/serve-q3.log"
+rc=$?
+check "queues = 3 with 2 shards exits 1 saying why" \
+	'[ $rc -eq 1 ] && grep -q "queues: 3 for 2 shard(s)" "$tmp/serve-q3.log"'
 
 # rill bench dpdk, briefly: both paths move events and the JSON has every figure.
 out=$(timeout 60 "$rill" bench dpdk --seconds 1 --json 2>"$tmp/bench.err"); rc=$?

@@ -137,6 +137,7 @@ int rill_cpu_probe(const int *cpus, unsigned count, unsigned *bad)
 	struct cpu_probe p = {.cpus = cpus, .count = count};
 	pthread_t t;
 	int rc = pthread_create(&t, NULL, cpu_probe_main, &p);
+	*bad = count; /* no CPU at fault: the probe itself could not run */
 	if (rc != 0)
 		return -rc;
 	pthread_join(t, NULL);
@@ -189,7 +190,7 @@ int rill_cpu_list_parse(const char *text, int *cpus, int max, const char **why)
 			}
 		}
 		for (int cpu = first; cpu <= last; cpu++) {
-			if (n == max) {
+			if (n >= max) {
 				*why = "more CPUs than the list may hold";
 				return -EINVAL;
 			}

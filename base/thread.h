@@ -1,5 +1,7 @@
 /*
- * Thread placement: pinning the calling thread to one CPU, as every shard does at start.
+ * Thread placement: pinning the calling thread to one CPU, as every shard does at start;
+ * the CPUs this process may use; CPU lists as configured, and whether a thread can be
+ * pinned to each.
  */
 #ifndef RILL_BASE_THREAD_H
 #define RILL_BASE_THREAD_H
@@ -20,9 +22,9 @@ int rill_cpu_nth(int n);
 /*
  * rill_cpu_list_parse - a CPU list as Linux writes them ("0-3,8,10-11": CPUs and
  * inclusive ranges, comma-separated, no blanks) into @cpus, in the order written, at most
- * @max entries. Returns how many, or -EINVAL with @why (a static text): an empty or
- * malformed list, a CPU at or past CPU_SETSIZE, a range that goes down, more than @max
- * CPUs. Pure.
+ * @max entries (a CPU listed twice is there twice: two shards then share it). Returns how
+ * many, or -EINVAL with @why (a static text): an empty or malformed list, a CPU at or past
+ * CPU_SETSIZE, a range that goes down, more than @max CPUs. Pure.
  */
 int rill_cpu_list_parse(const char *text, int *cpus, int max, const char **why);
 
@@ -30,8 +32,9 @@ int rill_cpu_list_parse(const char *text, int *cpus, int max, const char **why);
  * rill_cpu_probe - can a thread be pinned to each of @cpus (@count of them)? A thread made
  * for the question tries each in turn, so the caller's own placement never changes, and an
  * isolated CPU (isolcpus: out of the default affinity, yet pinnable) passes. Returns 0, or
- * -errno (-EINVAL: offline, absent or outside the process's cpuset) with *@bad the index
- * of the first CPU that failed. Blocks for a thread's start and end.
+ * -errno with *@bad the index of the first CPU that failed (-EINVAL: offline, absent or
+ * outside the process's cpuset), or @count when the probe thread could not start. Blocks
+ * for a thread's start and end.
  */
 int rill_cpu_probe(const int *cpus, unsigned count, unsigned *bad);
 

@@ -32,6 +32,7 @@ struct serve_opts {
 	bool dpdk_on;
 	int cpus[RILL_ENGINE_SHARDS_MAX]; /* [engine] cpus / --cpus: one per shard */
 	uint32_t cpu_count;               /* 0: none given */
+	bool shards_cli, cpus_cli;        /* given on the command line (which wins) */
 	char error[512];
 };
 
@@ -100,7 +101,8 @@ static bool serve_engine_key(struct serve_opts *o, const char *key, const char *
 		const char *why = NULL;
 		int n = rill_cpu_list_parse(value, o->cpus, RILL_ENGINE_SHARDS_MAX, &why);
 		if (n < 0) {
-			snprintf(o->error, sizeof(o->error), "cpus = %s: %s", value, why);
+			if (o->error[0] == '\0') /* the first error is the one reported */
+				snprintf(o->error, sizeof(o->error), "cpus = %s: %s", value, why);
 			return false;
 		}
 		o->cpu_count = (uint32_t)n;
@@ -252,11 +254,11 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 		if (v != NULL && strcmp(a, "--data") == 0)
 			ok = serve_engine_key(o, "data", v);
 		else if (v != NULL && strcmp(a, "--shards") == 0)
-			ok = serve_engine_key(o, "shards", v);
+			ok = o->shards_cli = serve_engine_key(o, "shards", v);
 		else if (v != NULL && strcmp(a, "--poll") == 0)
 			ok = serve_engine_key(o, "poll", v);
 		else if (v != NULL && strcmp(a, "--cpus") == 0)
-			ok = serve_engine_key(o, "cpus", v);
+			ok = o->cpus_cli = serve_engine_key(o, "cpus", v);
 		else if (v != NULL && strcmp(a, "--listen") == 0)
 			ok = serve_server_key(o, "listen", v);
 		else if (v != NULL && strcmp(a, "--dpdk") == 0)
@@ -379,9 +381,19 @@ int cli_serve(int argc, char **argv)
 	}
 	if (status < 0)
 		status = serve_args(o, argc, argv);
+	if (status < 0 && o->cpu_count > 0 && !o->cpus_cli && o->shards_cli &&
+	    o->engine.shards != o->cpu_count) {
+		/* The command line wins: --shards over the file's list, which no longer fits. */
+		fprintf(stderr,
+			"rill: serve: --shards %u: the config file's cpus (%u CPUs) do not apply; "
+			"the shards take the CPUs in turn\n",
+			o->engine.shards, o->cpu_count);
+		o->cpu_count = 0;
+	}
 	if (status < 0 && o->cpu_count > 0) {
-		/* One CPU per shard: the list sets the shard count, or must agree with it. */
-		if (o->engine.shards == 0) {
+		/* One CPU per shard: the list sets the shard count (over the file's shards when
+		 * it came from the command line), or must agree with it. */
+		if (o->engine.shards == 0 || (o->cpus_cli && !o->shards_cli)) {
 			o->engine.shards = o->cpu_count;
 		} else if (o->engine.shards != o->cpu_count) {
 			char msg[128];

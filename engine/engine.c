@@ -81,6 +81,9 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 		return engine_error(err, -EINVAL, "poll: adaptive or busy");
 	unsigned bad = 0;
 	int rc = c->cpus != NULL && c->pin ? rill_cpu_probe(c->cpus, c->shards, &bad) : 0;
+	if (rc < 0 && bad == c->shards)
+		return engine_error(err, rc, "cpus: no thread to check them: %s",
+				    rill_strerror(rc));
 	if (rc < 0) /* CPUs named on purpose: fail now rather than run unpinned */
 		return engine_error(err, rc, "cpus: shard %u cannot be pinned to CPU %d: %s", bad,
 				    c->cpus[bad], rill_strerror(rc));

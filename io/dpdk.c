@@ -1,10 +1,11 @@
 /*
- * DPDK ingress (io/dpdk.h): the EAL, one port, one RX queue per shard, each polled by its
- * own shard in its loop (a shard hook: rill_engine_shard_hook_add), so an event for a
- * partition of that shard goes from the mbuf to the log without leaving the thread. Each
- * queue owns a UDP ingress (io/udp_ingress.c) with its own producer handle, used on its
- * shard's thread only: events of other shards' partitions reach them over SPSC rings as
- * TCP events do. Hot path: dpdk_queue_poll: rx burst, parse in place, publish, free.
+ * DPDK ingress (io/dpdk.h): the EAL, one port, one RX queue per shard (or config.queues),
+ * each polled by its own shard in its loop (a shard hook: rill_engine_shard_hook_add), so
+ * an event for a partition of that shard goes from the mbuf to the log without leaving the
+ * thread. Each queue owns a UDP ingress (io/udp_ingress.c) with its own producer handle,
+ * used on its shard's thread only: events of other shards' partitions reach them over SPSC
+ * rings as TCP events do. Hot path: dpdk_queue_poll: rx burst, parse in place, publish,
+ * free.
  *
  * The mbufs are freed in one bulk call once their events are published: rill_publish
  * either copies an event into the ring to its shard or, for this shard's own partitions,
@@ -21,7 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/atomic.h"
 #include "base/clock.h"
 #include "base/thread.h"
 #include "io/dpdk.h"
@@ -106,12 +106,12 @@ struct dpdk_queue {
 	uint16_t held_at, held_count;
 	uint64_t held_ns; /* when they were polled */
 	struct rill_udp_ingress *ing;
-	uint64_t since_share;          /* packets and acknowledgements since the last copy */
-	struct rill_dpdk_stats own;    /* written by the shard's thread */
-	struct rill_dpdk_stats shared; /* its copy for readers: relaxed atomic words */
-	/* The ingress's worst sources, copied for readers under worst_lock, which the shard
-	 * only tries (it never waits for a reader): a failed try copies at a later share. */
-	pthread_mutex_t worst_lock;
+	uint64_t since_share;       /* packets and acknowledgements since the last copy */
+	struct rill_dpdk_stats own; /* written by the shard's thread */
+	/* For readers, under shared_lock: copies of own and of the ingress's worst sources
+	 * (dpdk_stats_share). */
+	pthread_mutex_t shared_lock;
+	struct rill_dpdk_stats shared;
 	struct rill_udp_source_report worst[RILL_UDP_WORST_MAX];
 	uint32_t worst_count;
 };
@@ -173,19 +173,19 @@ int rill_dpdk_eal_init(const char *args, const char **err)
 	return rc;
 }
 
-/* Publish the queue's counters for readers: a copy, word by word, relaxed (figures); and
- * its worst sources, unless a reader holds them. Returns false when those could not go. */
-static bool dpdk_stats_share(struct dpdk_queue *q)
+/* Publish the queue's counters and worst sources for readers, all of a piece. The shard
+ * only tries the lock (@wait false: it never waits for a reader, whose hold is a copy of
+ * a few hundred bytes) and shares at a later turn when it is held. Returns false then. */
+static bool dpdk_stats_share(struct dpdk_queue *q, bool wait)
 {
-	rill_udp_ingress_stats(q->ing, &q->own.udp);
-	const uint64_t *src = (const uint64_t *)&q->own;
-	uint64_t *dst = (uint64_t *)&q->shared;
-	for (size_t i = 0; i < sizeof(q->own) / sizeof(uint64_t); i++)
-		rill_atomic_store_relaxed_u64(&dst[i], src[i]);
-	if (pthread_mutex_trylock(&q->worst_lock) != 0)
+	if (wait)
+		pthread_mutex_lock(&q->shared_lock);
+	else if (pthread_mutex_trylock(&q->shared_lock) != 0)
 		return false;
+	rill_udp_ingress_stats(q->ing, &q->own.udp);
+	q->shared = q->own;
 	q->worst_count = rill_udp_ingress_worst(q->ing, q->worst);
-	pthread_mutex_unlock(&q->worst_lock);
+	pthread_mutex_unlock(&q->shared_lock);
 	return true;
 }
 
@@ -266,7 +266,7 @@ static unsigned dpdk_queue_poll(void *arg)
 		dpdk_acks(q);
 	q->since_share += n + (acks > 0 ? (unsigned)acks : 0);
 	if ((q->since_share >= DPDK_STATS_EVERY || (n == 0 && acks == 0 && q->since_share > 0)) &&
-	    dpdk_stats_share(q))
+	    dpdk_stats_share(q, false))
 		q->since_share = 0;
 	return n + (acks > 0 ? (unsigned)acks : 0);
 }
@@ -326,7 +326,7 @@ static void dpdk_free(struct rill_dpdk *d)
 {
 	for (uint32_t i = 0; i < RILL_DPDK_QUEUES_MAX; i++) {
 		rill_udp_ingress_destroy(d->queues[i].ing); /* flushes: back on this thread */
-		pthread_mutex_destroy(&d->queues[i].worst_lock);
+		pthread_mutex_destroy(&d->queues[i].shared_lock);
 	}
 	free(d); /* the mempool stays with its port (dpdk_pools) */
 }
@@ -340,9 +340,7 @@ static void dpdk_unhook(struct rill_dpdk *d)
 		d->queues[i].hooked = false;
 		if (d->queues[i].ing == NULL)
 			continue;
-		/* The last figures, from this thread: a reader may hold the worst list. */
-		while (!dpdk_stats_share(&d->queues[i]))
-			sched_yield();
+		(void)dpdk_stats_share(&d->queues[i], true); /* the last figures */
 	}
 }
 
@@ -365,7 +363,7 @@ int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 	d->engine = engine;
 	d->config = *config;
 	for (uint32_t i = 0; i < RILL_DPDK_QUEUES_MAX; i++)
-		pthread_mutex_init(&d->queues[i].worst_lock, NULL);
+		pthread_mutex_init(&d->queues[i].shared_lock, NULL);
 	char name[32];
 	snprintf(name, sizeof(name), "rill_rx_%u", config->port);
 	if (config->port < RTE_MAX_ETHPORTS && dpdk_pools[config->port] == NULL)
@@ -412,11 +410,14 @@ int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 void rill_dpdk_stats_get(struct rill_dpdk *d, struct rill_dpdk_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	uint64_t *dst = (uint64_t *)out;
+	uint64_t *dst = (uint64_t *)out; /* every field a uint64_t: summed word by word */
 	for (uint32_t q = 0; q < d->queue_count; q++) {
-		const uint64_t *src = (const uint64_t *)&d->queues[q].shared;
+		struct dpdk_queue *dq = &d->queues[q];
+		pthread_mutex_lock(&dq->shared_lock);
+		const uint64_t *src = (const uint64_t *)&dq->shared;
 		for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
-			dst[i] += rill_atomic_load_relaxed_u64(&src[i]);
+			dst[i] += src[i];
+		pthread_mutex_unlock(&dq->shared_lock);
 	}
 }
 
@@ -426,23 +427,9 @@ uint32_t rill_dpdk_worst_sources(struct rill_dpdk *d,
 	uint32_t n = 0;
 	for (uint32_t q = 0; q < d->queue_count; q++) {
 		struct dpdk_queue *dq = &d->queues[q];
-		pthread_mutex_lock(&dq->worst_lock);
-		for (uint32_t i = 0; i < dq->worst_count; i++) {
-			/* Insert in order (most gaps + reordered first), keeping the first
-			 * RILL_UDP_WORST_MAX: a few dozen entries at most. */
-			const struct rill_udp_source_report *r = &dq->worst[i];
-			uint64_t trouble = r->stats.gaps + r->stats.reordered;
-			uint32_t at = n;
-			while (at > 0 &&
-			       out[at - 1].stats.gaps + out[at - 1].stats.reordered < trouble)
-				at--;
-			if (at == RILL_UDP_WORST_MAX)
-				continue;
-			uint32_t last = n < RILL_UDP_WORST_MAX ? n++ : n - 1;
-			memmove(&out[at + 1], &out[at], (last - at) * sizeof(out[0]));
-			out[at] = *r;
-		}
-		pthread_mutex_unlock(&dq->worst_lock);
+		for (uint32_t i = 0; i < dq->worst_count; i++)
+			n = rill_udp_worst_insert(out, n, &dq->worst[i]);
+		pthread_mutex_unlock(&dq->shared_lock);
 	}
 	return n;
 }

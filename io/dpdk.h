@@ -1,9 +1,9 @@
 /*
  * Kernel-bypass ingress through DPDK: UDP datagrams of events (io/udp_ingress.h) read
- * from a poll-mode driver's RX queues, one queue per shard (RSS over the UDP 4-tuple on
- * NICs that have it), each polled by its shard in its own loop (a shard with a queue never
- * sleeps), parsed in place from the mbufs and published like TCP events. Optional ACK datagrams go back through TX
- * bursts. Built when libdpdk is found (RILL_HAVE_DPDK); without it every call returns
+ * from a poll-mode driver's RX queues, one per shard by default (config.queues; RSS over
+ * the UDP 4-tuple on NICs that have it), each polled by its shard in its own loop (a shard
+ * with a queue never sleeps), parsed in place from the mbufs and published like TCP
+ * events. Optional ACK datagrams go back through TX bursts. Built when libdpdk is found (RILL_HAVE_DPDK); without it every call returns
  * -ENOTSUP and says so.
  */
 #ifndef RILL_IO_DPDK_H
@@ -58,12 +58,15 @@ struct rill_dpdk_stats {
 	struct rill_udp_stats udp;
 };
 
+/* rill_dpdk_stats_get - the counters, summed over the queues, each queue's all of a
+ * piece. Any thread; holds each queue's lock for a copy (its shard never waits for it). */
 void rill_dpdk_stats_get(struct rill_dpdk *dpdk, struct rill_dpdk_stats *out);
 
 /*
  * rill_dpdk_worst_sources - the UDP sources with the most gaps plus reordered datagrams
  * over every queue, most first, at most RILL_UDP_WORST_MAX, into @out; returns how many.
- * As of each queue's last turn with something to count, like rill_dpdk_stats_get.
+ * As of each queue's last turn with something to count, like rill_dpdk_stats_get. Any
+ * thread; holds each queue's lock for a copy (its shard never waits for it).
  */
 uint32_t rill_dpdk_worst_sources(struct rill_dpdk *dpdk,
 				 struct rill_udp_source_report out[RILL_UDP_WORST_MAX]);
@@ -71,7 +74,7 @@ uint32_t rill_dpdk_worst_sources(struct rill_dpdk *dpdk,
 /*
  * rill_dpdk_stat_json - the counters and the worst sources as one JSON object into @json
  * (@bytes; 4 KiB is room for all), NUL-terminated: `rill stat`'s "dpdk". Returns 0, or
- * -ENOSPC when it did not fit.
+ * -ENOSPC when it did not fit. Any thread, as the two calls above.
  */
 int rill_dpdk_stat_json(struct rill_dpdk *dpdk, char *json, size_t bytes);
 

@@ -133,7 +133,7 @@ static struct udp_source *udp_source(struct rill_udp_ingress *ing, uint32_t ip, 
 
 static uint64_t udp_trouble(const struct udp_source *s)
 {
-	return s->gaps + s->reordered;
+	return rill_udp_trouble(s->gaps, s->reordered);
 }
 
 /* The source at @index has more trouble than before: place it in the worst list, which
@@ -400,6 +400,23 @@ uint32_t rill_udp_ingress_worst(const struct rill_udp_ingress *ing,
 							 .stats = udp_source_stats(s)};
 	}
 	return ing->worst_count;
+}
+
+uint32_t rill_udp_worst_insert(struct rill_udp_source_report list[RILL_UDP_WORST_MAX],
+			       uint32_t count, const struct rill_udp_source_report *r)
+{
+	RILL_ASSERT(count <= RILL_UDP_WORST_MAX);
+	uint64_t trouble = rill_udp_trouble(r->stats.gaps, r->stats.reordered);
+	uint32_t at = count;
+	while (at > 0 &&
+	       rill_udp_trouble(list[at - 1].stats.gaps, list[at - 1].stats.reordered) < trouble)
+		at--;
+	if (at == RILL_UDP_WORST_MAX)
+		return count; /* the list is full of worse or equal ones */
+	uint32_t last = count < RILL_UDP_WORST_MAX ? count++ : count - 1; /* the slot filled */
+	memmove(&list[at + 1], &list[at], (last - at) * sizeof(list[0]));
+	list[at] = *r;
+	return count;
 }
 
 int rill_udp_frame_ipv4(const uint8_t *f, uint32_t n, uint16_t udp_port, const uint8_t **payload,

@@ -107,13 +107,30 @@ int rill_udp_ingress_source(const struct rill_udp_ingress *ing, uint32_t ip, uin
 			    struct rill_udp_source_stats *out);
 
 /*
- * rill_udp_ingress_worst - the sources with the most gaps plus reordered datagrams, most
- * first, at most RILL_UDP_WORST_MAX of them, into @out; returns how many. A source with
- * neither is never listed. The list is kept as the counts change, so this reads a few
- * slots, never the whole table. Same thread as rill_udp_ingress_datagram.
+ * rill_udp_ingress_worst - the sources with the most gaps plus reordered datagrams
+ * (rill_udp_trouble), most first, at most RILL_UDP_WORST_MAX of them, into @out; returns
+ * how many. A source with neither is never listed. The list is kept as the counts change,
+ * so this reads a few slots, never the whole table. Same thread as
+ * rill_udp_ingress_datagram; does not block.
  */
 uint32_t rill_udp_ingress_worst(const struct rill_udp_ingress *ing,
 				struct rill_udp_source_report out[RILL_UDP_WORST_MAX]);
+
+/* rill_udp_trouble - how the worst sources rank: gaps plus reordered datagrams, saturating
+ * (a sender's sequence numbers can make gaps as large as it likes). */
+static inline uint64_t rill_udp_trouble(uint64_t gaps, uint64_t reordered)
+{
+	return gaps + reordered < gaps ? UINT64_MAX : gaps + reordered;
+}
+
+/*
+ * rill_udp_worst_insert - insert @r into @list (@count entries, most trouble first) after
+ * the entries with as much trouble as it, keeping at most RILL_UDP_WORST_MAX: @r goes
+ * nowhere when the list is full of worse or equal ones, and the last entry drops out to
+ * make room otherwise. Returns the new count. For merging several ingresses' lists. Pure.
+ */
+uint32_t rill_udp_worst_insert(struct rill_udp_source_report list[RILL_UDP_WORST_MAX],
+			       uint32_t count, const struct rill_udp_source_report *r);
 
 /* rill_udp_ingress_producer - its producer handle (for an event loop's wake fd). */
 struct rill_producer *rill_udp_ingress_producer(struct rill_udp_ingress *ing);

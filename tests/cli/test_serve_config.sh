@@ -77,14 +77,26 @@ serve_start_or_skip "$tmp/data-cpus" "$tmp/serve.log" --config "$tmp/cpus.ini" -
 got=$(shard_cpus)
 check "the command line wins: --cpus $first_cpu, one shard on it" '[ "$got" = "rill-shard0 $first_cpu" ]'
 serve_stop
-err=$("$rill" serve --data "$tmp/data-cpus" --listen 127.0.0.1:0 --cpus 3-1 2>&1); rc=$?
+# The command line wins across the two keys too: --cpus over the file's shards, --shards
+# over the file's cpus (which then do not apply, and the server says so).
+printf '[engine]\nshards = 3\n' >"$tmp/shards3.ini"
+serve_start_or_skip "$tmp/data-cpus" "$tmp/serve.log" --config "$tmp/shards3.ini" --cpus "$first_cpu"
+got=$(shard_cpus)
+check "--cpus $first_cpu over the file's shards = 3: one shard on it" '[ "$got" = "rill-shard0 $first_cpu" ]'
+serve_stop
+serve_start_or_skip "$tmp/data-cpus" "$tmp/serve.log" --config "$tmp/cpus.ini" --shards 1
+check "--shards 1 over the file's two cpus: one shard" '[ "$(shards)" = 1 ]'
+check "... saying the file's cpus do not apply" 'grep -q "cpus (2 CPUs) do not apply" "$tmp/serve.log"'
+serve_stop
+# Refusals, each before anything starts (time-limited all the same).
+err=$(timeout 30 "$rill" serve --data "$tmp/data-cpus" --listen 127.0.0.1:0 --cpus 3-1 2>&1); rc=$?
 check "--cpus 3-1 exits 2 saying why" '[ $rc -eq 2 ] && [[ "$err" == *"a range that goes down"* ]]'
-err=$("$rill" serve --data "$tmp/data-cpus" --listen 127.0.0.1:0 --shards 3 --cpus "$first_cpu" 2>&1); rc=$?
+err=$(timeout 30 "$rill" serve --data "$tmp/data-cpus" --listen 127.0.0.1:0 --shards 3 --cpus "$first_cpu" 2>&1); rc=$?
 check "--shards 3 --cpus $first_cpu exits 2: one CPU per shard" '[ $rc -eq 2 ] && [[ "$err" == *"1 CPU(s) for 3 shard(s)"* ]]'
-err=$("$rill" serve --data "$tmp/data-cpus" --listen 127.0.0.1:0 --cpus 1023 2>&1); rc=$?
+err=$(timeout 30 "$rill" serve --data "$tmp/data-cpus" --listen 127.0.0.1:0 --cpus 1023 2>&1); rc=$?
 check "--cpus 1023 (no such CPU) exits 1 naming it" '[ $rc -eq 1 ] && [[ "$err" == *"cannot be pinned to CPU 1023"* ]]'
 printf '[engine]\ncpus = 0,,1\n' >"$tmp/badcpus.ini"
-err=$("$rill" serve --config "$tmp/badcpus.ini" --data "$tmp/data-cpus" --listen 127.0.0.1:0 2>&1); rc=$?
+err=$(timeout 30 "$rill" serve --config "$tmp/badcpus.ini" --data "$tmp/data-cpus" --listen 127.0.0.1:0 2>&1); rc=$?
 check "a malformed cpus line exits 1 naming the line" '[ $rc -eq 1 ] && [[ "$err" == *"badcpus.ini: line 2: cpus = 0,,1"* ]]'
 
 printf '[engine]\nshards = 1\n\nlog_io = sideways\n' >"$tmp/bad.ini"

@@ -58,6 +58,11 @@ static const struct rill_udp_peer peer_c = {.ip = 0x0a000003u, /* another host *
 					    .mac = {0x02, 0x00, 0x00, 0x00, 0x00, 0x03},
 					    .local_ip = 0x0a000001u,
 					    .local_port = RILL_UDP_PORT};
+static const struct rill_udp_peer peer_d = {.ip = 0x0a000004u, /* a third host */
+					    .port = 40001,
+					    .mac = {0x02, 0x00, 0x00, 0x00, 0x00, 0x04},
+					    .local_ip = 0x0a000001u,
+					    .local_port = RILL_UDP_PORT};
 static const struct rill_udp_peer peer_bad = {.ip = 0x0a0000eeu,
 					      .port = 666,
 					      .mac = {0x02, 0, 0, 0, 0, 0xee},
@@ -708,6 +713,48 @@ static void expect_worst(struct rill_udp_ingress *ing, const struct rill_udp_pee
 	}
 }
 
+/* A report for the merge test: address @ip, @gaps gaps and @reordered reordered. */
+static struct rill_udp_source_report report_of(uint32_t ip, uint64_t gaps, uint64_t reordered)
+{
+	return (struct rill_udp_source_report){
+		.ip = ip, .port = 7, .stats = {.gaps = gaps, .reordered = reordered}};
+}
+
+/* rill_udp_worst_insert, as rill_dpdk_worst_sources merges queues' lists with it: sorted,
+ * ties in arrival order, at most RILL_UDP_WORST_MAX, saturating sums. */
+static void test_worst_merge(void **state)
+{
+	(void)state;
+	struct rill_udp_source_report list[RILL_UDP_WORST_MAX];
+	uint32_t n = 0;
+	/* Queue 1's list, then queue 2's, each sorted, as the queues hold them. */
+	const struct rill_udp_source_report q1[] = {report_of(1, 9, 0), report_of(2, 5, 0),
+						    report_of(3, 1, 1)};
+	const struct rill_udp_source_report q2[] = {
+		report_of(4, UINT64_MAX, 3), report_of(5, 5, 0), report_of(6, 0, 2),
+		report_of(7, 0, 2),          report_of(8, 1, 0), report_of(9, 1, 0)};
+	for (size_t i = 0; i < 3; i++)
+		n = rill_udp_worst_insert(list, n, &q1[i]);
+	for (size_t i = 0; i < 6; i++)
+		n = rill_udp_worst_insert(list, n, &q2[i]);
+	/* 9 entries: the last of equal trouble (9, 1) does not fit; (4) saturates and leads. */
+	const uint32_t want[RILL_UDP_WORST_MAX] = {4, 1, 2, 5, 3, 6, 7, 8};
+	assert_int_equal(n, RILL_UDP_WORST_MAX);
+	for (uint32_t i = 0; i < n; i++)
+		if (list[i].ip != want[i])
+			fail_msg("merged list #%u: source %u, expected %u", i, list[i].ip, want[i]);
+	/* A worse one still gets in at its place and the last drops out. */
+	const struct rill_udp_source_report late = report_of(10, 4, 0);
+	n = rill_udp_worst_insert(list, n, &late);
+	const uint32_t want2[RILL_UDP_WORST_MAX] = {4, 1, 2, 5, 10, 3, 6, 7};
+	for (uint32_t i = 0; i < n; i++)
+		if (list[i].ip != want2[i])
+			fail_msg("after a late one, #%u: source %u, expected %u", i, list[i].ip,
+				 want2[i]);
+	assert_int_equal(rill_udp_trouble(UINT64_MAX - 1, 5), UINT64_MAX);
+	assert_int_equal(rill_udp_trouble(2, 3), 5);
+}
+
 static void test_gaps_reordering(void **state)
 {
 	(void)state;
@@ -743,12 +790,25 @@ static void test_gaps_reordering(void **state)
 	/* The worst first: c (8 gaps, 2 reordered; it passed a on its way), then a (2 and 2);
 	 * b, in order all along, is not listed. */
 	expect_worst(ing, (struct rill_udp_peer[]){peer_c, peer_a}, 2);
+	/* A sender's sequence numbers can make its gaps as large as it likes: d jumps to
+	 * UINT64_MAX, then goes back twice. Its trouble saturates, so it stays first, and c's
+	 * next reordering does not pass it (a sum that wrapped to 0 would let it). */
+	const uint64_t seq_d[] = {UINT64_MAX, 5, 6};
+	for (uint32_t i = 0; i < 3; i++) {
+		assert_int_equal(send_dgram(ing, &peer_d, UE_TOPIC, seq_d[i], 1, amount_of(4, i)),
+				 1);
+		expected_add(expected, &ne, amount_of(4, i), 1);
+	}
+	assert_int_equal(send_dgram(ing, &peer_c, UE_TOPIC, 1, 1, amount_of(3, 11)), 1);
+	expected_add(expected, &ne, amount_of(3, 11), 1);
+	expect_source(ing, &peer_d, 3, UINT64_MAX - 1, 2, UINT64_MAX);
+	expect_worst(ing, (struct rill_udp_peer[]){peer_d, peer_c, peer_a}, 3);
 	struct rill_udp_stats st;
 	stats_of(ing, &st);
-	assert_int_equal(st.sources, 3);
-	assert_int_equal(st.gaps, 2 + 0 + 8);
-	assert_int_equal(st.reordered, 1 + 2 + 1);
-	assert_int_equal(st.datagrams, 15);
+	assert_int_equal(st.sources, 4);
+	assert_int_equal(st.gaps, 2 + 0 + 8 + (UINT64_MAX - 1));
+	assert_int_equal(st.reordered, 1 + 2 + 1 + 2 + 1);
+	assert_int_equal(st.datagrams, 19);
 	assert_int_equal(st.dropped, 0);
 	rill_udp_ingress_destroy(ing);
 	ue_events_settle(&env, ne);
@@ -1114,6 +1174,7 @@ int main(void)
 		cmocka_unit_test(test_frame_round_trip),
 		cmocka_unit_test(test_frame_not_ours),
 		cmocka_unit_test(test_frame_broken),
+		cmocka_unit_test(test_worst_merge),
 		cmocka_unit_test_setup_teardown(test_valid_datagrams, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_topic, ut_setup, ut_teardown),

@@ -147,7 +147,7 @@ static int shard_init(struct rill_engine *e, uint32_t index, struct rill_error_t
 	if (s->command == NULL)
 		rc = -ENOMEM;
 	struct rill_hist **hists[] = {&s->hist_ring, &s->hist_apply, &s->hist_applied,
-				      &s->hist_durable};
+				      &s->hist_durable, &s->hist_sync};
 	for (unsigned i = 0; i < RILL_ARRAY_COUNT(hists) && rc == 0; i++) {
 		*hists[i] = malloc(sizeof(struct rill_hist));
 		if (*hists[i] == NULL)
@@ -181,6 +181,7 @@ static int shard_fini(struct shard *s)
 	free(s->hist_apply);
 	free(s->hist_applied);
 	free(s->hist_durable);
+	free(s->hist_sync);
 	free(s->command);
 	rill_io_mux_destroy(s->mux);
 	rill_io_destroy(s->io);

@@ -270,6 +270,7 @@ struct shard {
 	bool opened;              /* the engine finished opening: periodic snapshots may start */
 	int error;                /* the first fatal error (reported at close) */
 	struct rill_hist *hist_ring, *hist_apply, *hist_applied, *hist_durable;
+	struct rill_hist *hist_sync; /* scratch: the logs' sync times, merged per stats read */
 	struct rill_command_result *command; /* the handlers' scratch (one at a time) */
 };
 

@@ -1309,6 +1309,11 @@ int rill_log_error(const struct rill_log *log)
 	return log->failed;
 }
 
+const struct rill_hist *rill_log_sync_hist(const struct rill_log *log)
+{
+	return &log->sync_ns;
+}
+
 void rill_log_stats(const struct rill_log *log, struct rill_log_stats *stats)
 {
 	*stats = (struct rill_log_stats){.segments = log->segment_count,

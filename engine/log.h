@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/hist.h"
 #include "engine/io.h"
 #include "rill/record.h"
 #include "rill/rill.h"
@@ -176,6 +177,10 @@ struct rill_log_stats {
 
 /* rill_log_stats - sizes, offsets and batch timings of @log. */
 void rill_log_stats(const struct rill_log *log, struct rill_log_stats *stats);
+
+/* rill_log_sync_hist - the write + fdatasync time of each batch since open (to merge with
+ * other logs'). Valid as long as @log; the owner's thread, as every call here. */
+const struct rill_hist *rill_log_sync_hist(const struct rill_log *log);
 
 /*
  * rill_log_close - sync, record the durable offset in the checkpoint, close. Frees @log

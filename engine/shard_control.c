@@ -266,6 +266,11 @@ static int shard_stats(struct shard *s, struct rill_shard_stats *out)
 	shard_latency_fill(&out->apply, s->hist_apply);
 	shard_latency_fill(&out->applied, s->hist_applied);
 	shard_latency_fill(&out->durable, s->hist_durable);
+	rill_hist_init(s->hist_sync);
+	for (uint32_t i = 0; i < s->part_count; i++)
+		rill_hist_merge(s->hist_sync,
+				rill_log_sync_hist(rill_partition_log(s->parts[i]->part)));
+	shard_latency_fill(&out->sync, s->hist_sync);
 	return 0;
 }
 

@@ -224,9 +224,10 @@ static json_t *admin_shard_json(uint32_t i, const struct rill_shard_stats *st)
 	if (j != NULL)
 		json_object_set_new(
 			j, "latency",
-			json_pack("{s:o, s:o, s:o, s:o}", "ring", admin_latency(&st->ring), "apply",
-				  admin_latency(&st->apply), "applied", admin_latency(&st->applied),
-				  "durable", admin_latency(&st->durable)));
+			json_pack("{s:o, s:o, s:o, s:o, s:o}", "ring", admin_latency(&st->ring),
+				  "apply", admin_latency(&st->apply), "applied",
+				  admin_latency(&st->applied), "durable",
+				  admin_latency(&st->durable), "sync", admin_latency(&st->sync)));
 	return j;
 }
 

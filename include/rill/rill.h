@@ -584,6 +584,9 @@ struct rill_shard_stats {
 	uint64_t local; /* events published on the shard's own thread (a hook: the server,
 			 * DPDK) and taken at once, with no ring: they have no ring and apply
 			 * stage samples, only applied and durable */
+	/* The disk: write + fdatasync of each batch of the shard's partitions' logs since they
+	 * opened (what the durable stage waits on). */
+	struct rill_latency sync;
 };
 
 /*

@@ -307,7 +307,7 @@ static void producer_close(struct rill_producer *p)
 /* The shards' counters summed; latencies are checked shard by shard. */
 struct stats_sum {
 	uint64_t partitions, events, duplicates, refused, stalls, sleeps;
-	uint64_t ring, apply, applied, durable; /* latency counts */
+	uint64_t ring, apply, applied, durable, sync; /* latency counts */
 };
 
 static void latency_check(const char *what, uint32_t shard, const struct rill_latency *l)
@@ -340,10 +340,12 @@ static struct stats_sum stats_sum(struct fx *f)
 		s.apply += st.apply.count;
 		s.applied += st.applied.count;
 		s.durable += st.durable.count;
+		s.sync += st.sync.count;
 		latency_check("ring", i, &st.ring);
 		latency_check("apply", i, &st.apply);
 		latency_check("applied", i, &st.applied);
 		latency_check("durable", i, &st.durable);
+		latency_check("sync", i, &st.sync);
 	}
 	struct rill_shard_stats st;
 	assert_int_equal(rill_engine_shard_stats(f->engine, shards, &st), -EINVAL);
@@ -2819,7 +2821,12 @@ static void test_shard_stats(void **state)
 		assert_true(st.applied.count > 0);
 		assert_true(st.applied.max_ns > 0);
 		assert_true(st.applied.p50_ns > 0);
+		/* Each shard holds a partition of the group topic, whose durable acks all came:
+		 * its log wrote and synced a batch at least; never more batches than records. */
+		assert_true(st.sync.count > 0);
+		assert_true(st.sync.p50_ns > 0);
 	}
+	assert_true(s.sync <= s.events);
 	producer_close(p);
 	producer_close(ip);
 	fx_close(f);

@@ -401,7 +401,12 @@ static void sc_check_stat(void)
 		for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]); k++)
 			if (!json_is_integer(json_object_get(shard, counters[k])))
 				fail_msg("STAT: shard %zu has no counter \"%s\"", i, counters[k]);
-		assert_true(json_is_object(json_object_get(shard, "latency")));
+		json_t *latency = json_object_get(shard, "latency");
+		const char *stages[] = {"ring", "apply", "applied", "durable", "sync"};
+		for (size_t k = 0; k < sizeof(stages) / sizeof(stages[0]); k++)
+			if (!json_is_integer(
+				    json_object_get(json_object_get(latency, stages[k]), "count")))
+				fail_msg("STAT: shard %zu has no \"%s\" latency", i, stages[k]);
 	}
 	assert_true(json_is_object(json_object_get(j, "server")));
 	json_decref(j);

@@ -61,7 +61,8 @@ static const char serve_help[] =
 	"            query_wait_ms (1000), subscriptions_max (64), sqpoll (false)\n"
 	"  [dpdk]    eal (none: no DPDK ingress), port (0), queues (0: one per shard; N: RX\n"
 	"            queues polled by shards 0 to N-1), udp_port (7401), acks (false),\n"
-	"            mbufs (8191), rx_descs (1024)\n"
+	"            mbufs (8191), rx_descs (1024), idle_nap_us (0: a polling shard never\n"
+	"            sleeps; N, with poll = adaptive: idle, it sleeps up to N µs between polls)\n"
 	"\n"
 	"DPDK ingress (kernel bypass, UDP): datagrams to udp_port on the DPDK port carry a\n"
 	"PRODUCE frame each (docs/PROTOCOL.md, \"UDP ingress\"). At most once by default;\n"
@@ -185,6 +186,8 @@ static bool serve_dpdk_key(struct serve_opts *o, const char *key, const char *va
 		d->port = (uint16_t)v;
 	else if (strcmp(key, "queues") == 0 && serve_u64(value, RILL_DPDK_QUEUES_MAX, &v))
 		d->queues = (uint16_t)v;
+	else if (strcmp(key, "idle_nap_us") == 0 && serve_u64(value, 100000, &v))
+		d->idle_nap_us = (uint32_t)v;
 	else if (strcmp(key, "udp_port") == 0 && serve_u64(value, UINT16_MAX, &v) && v > 0)
 		d->udp_port = (uint16_t)v;
 	else if (strcmp(key, "mbufs") == 0 && serve_u64(value, 1u << 24, &v) && v >= 1024)

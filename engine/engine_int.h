@@ -266,7 +266,8 @@ struct shard {
 	bool stopping;
 	struct rill_shard_hook hooks[RILL_SHARD_HOOKS_MAX]; /* rill_engine_shard_hook_add */
 	uint32_t hook_count;
-	uint32_t hooks_sleepless; /* hooks without a sleep: the shard never sleeps */
+	uint32_t hooks_sleepless; /* hooks without a sleep or a nap: the shard never sleeps */
+	uint64_t nap_ns;          /* > 0: a hook naps: the longest sleep (the least of theirs) */
 	bool opened;              /* the engine finished opening: periodic snapshots may start */
 	int error;                /* the first fatal error (reported at close) */
 	struct rill_hist *hist_ring, *hist_apply, *hist_applied, *hist_durable;

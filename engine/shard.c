@@ -545,6 +545,8 @@ static void shard_sleep(struct shard *s)
 		if (due - now < wait_ns)
 			wait_ns = due - now;
 	}
+	if (s->nap_ns != 0 && s->nap_ns < wait_ns)
+		wait_ns = s->nap_ns; /* a hook polls a device: back by then */
 	struct timespec ts = {.tv_sec = (time_t)(wait_ns / 1000000000u),
 			      .tv_nsec = (long)(wait_ns % 1000000000u)};
 	s->sleeps++;
@@ -694,7 +696,10 @@ void *shard_main(void *arg)
 		}
 		shard_sleep(s);
 		(void)shard_snapshots(s, false); /* idle turns are few: look after each sleep */
-		idle_since = 0;
+		if (s->nap_ns == 0)
+			idle_since = 0;
+		/* else a nap ended: unless the device has something now, nap again at once
+		 * rather than spin idle_spin_ns after each (work > 0 restarts the spin) */
 	}
 	shard_finish(s);
 	shard_self = NULL;

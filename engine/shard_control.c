@@ -303,6 +303,22 @@ static int shard_handler_set(struct shard *s, struct shard_req *r)
 	return 0;
 }
 
+/* From the hooks set: does any forbid sleeping, and the longest nap the others allow. */
+static void shard_hooks_sleep_rules(struct shard *s)
+{
+	s->hooks_sleepless = 0;
+	s->nap_ns = 0;
+	for (uint32_t i = 0; i < s->hook_count; i++) {
+		const struct rill_shard_hook *h = &s->hooks[i];
+		if (h->sleep != NULL)
+			continue; /* it waits for its own events */
+		if (h->nap_ns == 0)
+			s->hooks_sleepless++;
+		else if (s->nap_ns == 0 || h->nap_ns < s->nap_ns)
+			s->nap_ns = h->nap_ns;
+	}
+}
+
 static int shard_hook_add(struct shard *s, const struct rill_shard_hook *h)
 {
 	if (s->hook_count == RILL_SHARD_HOOKS_MAX)
@@ -314,7 +330,7 @@ static int shard_hook_add(struct shard *s, const struct rill_shard_hook *h)
 		if (s->hooks[i].sleep != NULL)
 			return -EBUSY; /* one waits for the shard, or none */
 	s->hooks[s->hook_count++] = *h;
-	s->hooks_sleepless += h->sleep == NULL;
+	shard_hooks_sleep_rules(s);
 	return 0;
 }
 
@@ -323,8 +339,8 @@ static int shard_hook_remove(struct shard *s, void *arg)
 	for (uint32_t i = 0; i < s->hook_count; i++) {
 		if (s->hooks[i].arg != arg)
 			continue;
-		s->hooks_sleepless -= s->hooks[i].sleep == NULL;
 		s->hooks[i] = s->hooks[--s->hook_count];
+		shard_hooks_sleep_rules(s);
 		return 0;
 	}
 	return -ENOENT;

@@ -389,7 +389,9 @@ int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 				 rill_strerror(rc));
 	}
 	for (uint32_t i = 0; rc == 0 && i < d->queue_count; i++) {
-		struct rill_shard_hook hook = {.poll = dpdk_queue_poll, .arg = &d->queues[i]};
+		struct rill_shard_hook hook = {.poll = dpdk_queue_poll,
+					       .arg = &d->queues[i],
+					       .nap_ns = (uint64_t)config->idle_nap_us * 1000u};
 		rc = rill_engine_shard_hook_add(engine, i, &hook);
 		d->queues[i].hooked = rc == 0;
 		if (rc < 0)

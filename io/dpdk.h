@@ -28,6 +28,9 @@ struct rill_dpdk_config {
 	uint16_t tx_descs; /* (default 512) */
 	bool acks;         /* ACK datagrams (at least once); default off: at most once */
 	bool promiscuous;  /* default true: virtual and test ports need it */
+	/* Adaptive polling, idle: the shard sleeps up to this long between polls (default 0:
+	 * it never sleeps, for a core of its own). */
+	uint32_t idle_nap_us;
 };
 
 void rill_dpdk_config_default(struct rill_dpdk_config *config);

@@ -167,14 +167,18 @@ uint32_t rill_engine_shards(const struct rill_engine *engine);
  *        producers and disk completions) is readable, its own events arrive, or
  *        @timeout_ns passes (never later: the shard's group commit may be due), and
  *        reads @wake_fd when it fired. A sleep that returns without waiting makes the
- *        shard spin. A shard with a hook that has no sleep never sleeps (a polled device
- *        has no wake-up): it spins, yielding the CPU when nothing has work. At most one
- *        hook per shard may sleep.
+ *        shard spin. At most one hook per shard may sleep.
+ * nap_ns: for a hook with no sleep (a polled device has no wake-up). 0: while it is set
+ *        the shard never sleeps; it spins, yielding the CPU when nothing has work. Above
+ *        0: when idle, the shard still sleeps (adaptive mode), but for at most this long
+ *        at a time, so the hook is polled at least that often: less CPU when nothing
+ *        comes, at most that much more latency for what comes first after a pause.
  */
 struct rill_shard_hook {
 	unsigned (*poll)(void *arg);
 	void (*sleep)(void *arg, int wake_fd, uint64_t timeout_ns);
 	void *arg; /* also the hook's name for rill_engine_shard_hook_remove */
+	uint64_t nap_ns;
 };
 
 #define RILL_SHARD_HOOKS_MAX 4

@@ -4,8 +4,9 @@
 # The server starts with one RX queue per shard and says so; `rill stat` carries the
 # ingress's counters under "dpdk" (frames received, every one of them "not ours": no
 # IPv4/UDP to our port, so no event); SIGTERM stops it with exit 0. The same from a config
-# file's [dpdk] section; and a one-second `rill bench dpdk` prints its figures for both
-# paths. Skipped (77) where the
+# file's [dpdk] section (with queues = 1 of 2 shards); an idle device (an empty pcap
+# file) polled with and without idle_nap_us; and a one-second `rill bench dpdk` prints its
+# figures for both paths. Skipped (77) where the
 # EAL cannot start (no /dev/shm, a DPDK without net_null), or when rill was built without
 # DPDK.
 # usage: test_serve_dpdk.sh RILL_BINARY
@@ -55,6 +56,38 @@ else
 	check "[dpdk] in the config file starts the server" 'false'
 	cat "$tmp/serve-ini.log"
 fi
+# An idle device (a pcap file with no packets): with idle_nap_us the polling shard sleeps
+# between polls, so it counts sleeps and leaves the CPU alone; without, it never sleeps.
+printf '\xd4\xc3\xb2\xa1\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x00\x00\x01\x00\x00\x00' \
+	>"$tmp/empty.pcap" # a pcap file header (Ethernet) and no packet
+shard_sleeps() {
+	timeout 10 "$rill" stat --connect "$serve_addr" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["shards"][0]["sleeps"])'
+}
+cpu_ticks() { awk '{ print $14 + $15 }' /proc/"$serve_pid"/stat; } # user + system
+for nap in 0 1000; do
+	idle_eal="--no-huge -m 256 --no-pci --vdev=net_pcap0,rx_pcap=$tmp/empty.pcap,tx_pcap=$tmp/out-$nap.pcap --file-prefix=rill-test-$$-nap$nap"
+	printf '[engine]\nshards = 1\n[dpdk]\neal = %s\nidle_nap_us = %s\n' "$idle_eal" "$nap" \
+		>"$tmp/nap.ini"
+	if ! serve_start "$tmp/data-nap$nap" "$tmp/serve-nap.log" --config "$tmp/nap.ini"; then
+		check "an idle pcap device (idle_nap_us = $nap) starts" 'false'
+		cat "$tmp/serve-nap.log"
+		continue
+	fi
+	s0=$(shard_sleeps) t0=$(cpu_ticks)
+	sleep 2
+	s1=$(shard_sleeps) t1=$(cpu_ticks)
+	echo "idle_nap_us = $nap: $((s1 - s0)) sleeps and $((t1 - t0)) CPU ticks of $(getconf CLK_TCK)/s in 2 s"
+	if [ "$nap" = 0 ]; then
+		check "idle_nap_us = 0: the polling shard never sleeps" '[ "$s1" = "$s0" ]'
+	else
+		check "idle_nap_us = $nap: the idle shard sleeps between polls" '[ $((s1 - s0)) -ge 100 ]'
+		check "... and takes under half a CPU" '[ $((t1 - t0)) -lt "$(getconf CLK_TCK)" ]'
+	fi
+	serve_stop 15
+	check "and it exits 0 on SIGTERM" '[ "$serve_rc" = 0 ]'
+done
+
 # More queues than shards: refused at start, saying so.
 printf '[engine]\nshards = 2\n[dpdk]\neal = %s-q\nqueues = 3\n' "$eal" >"$tmp/dpdk3.ini"
 timeout 60 "$rill" serve --config "$tmp/dpdk3.ini" --data "$tmp/data-q3" --listen 127.0.0.1:0 \

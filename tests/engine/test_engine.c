@@ -1661,6 +1661,58 @@ static void test_definitions(void **state)
 	acks_free(&acks);
 }
 
+/* A polled device's stand-in: counts its polls and the longest gap between two. */
+struct nap_hook {
+	uint64_t polls, last_ns, gap_max_ns;
+};
+
+static unsigned nap_poll(void *arg)
+{
+	struct nap_hook *h = arg;
+	uint64_t now = rill_clock_now_ns();
+	if (h->last_ns != 0 && now - h->last_ns > h->gap_max_ns)
+		h->gap_max_ns = now - h->last_ns;
+	h->last_ns = now;
+	h->polls++;
+	return 0; /* never anything: the shard is idle */
+}
+
+/* The shard's sleeps, and its hook's figures once removed (then they are this thread's). */
+static uint64_t nap_run(struct fx *f, uint64_t nap, uint64_t window_ns, struct nap_hook *h)
+{
+	*h = (struct nap_hook){0};
+	struct rill_shard_hook hook = {.poll = nap_poll, .arg = h, .nap_ns = nap};
+	struct rill_shard_stats before, after;
+	assert_int_equal(rill_engine_shard_hook_add(f->engine, 0, &hook), 0);
+	assert_int_equal(rill_engine_shard_stats(f->engine, 0, &before), 0);
+	nap_ns(window_ns);
+	assert_int_equal(rill_engine_shard_stats(f->engine, 0, &after), 0);
+	assert_int_equal(rill_engine_shard_hook_remove(f->engine, 0, h), 0);
+	return after.sleeps - before.sleeps;
+}
+
+/*
+ * A hook with no sleep of its own (a polled device): with nap_ns 0 an idle shard never
+ * sleeps; with nap_ns set it sleeps, yet comes back to poll at least that often (an
+ * uncapped idle sleep is 100 ms; the bound leaves room for a loaded machine).
+ */
+static void test_hook_naps(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 1);
+	fx_open_with(f, &c);
+	struct nap_hook h;
+	assert_int_equal(nap_run(f, 0, 200000000u, &h), 0);
+	assert_true(h.polls > 0);
+	uint64_t sleeps = nap_run(f, 1000000u, 500000000u, &h);
+	if (sleeps == 0 || h.gap_max_ns > 60000000u)
+		fail_msg("nap_ns 1 ms: %llu sleeps in 500 ms, %llu polls, longest gap %llu ms",
+			 (unsigned long long)sleeps, (unsigned long long)h.polls,
+			 (unsigned long long)(h.gap_max_ns / 1000000u));
+	fx_close(f);
+}
+
 /* How many of shards 0 and 1 have a thread named for them: a bit each. */
 static unsigned shard_threads_named(void)
 {
@@ -3189,6 +3241,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wake_batched_durable_and_full, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_local_publish, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_hook_naps, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_shard_thread_names, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);

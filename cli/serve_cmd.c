@@ -62,7 +62,8 @@ static const char serve_help[] =
 	"  [dpdk]    eal (none: no DPDK ingress), port (0), queues (0: one per shard; N: RX\n"
 	"            queues polled by shards 0 to N-1), udp_port (7401), acks (false),\n"
 	"            mbufs (8191), rx_descs (1024), idle_nap_us (0: a polling shard never\n"
-	"            sleeps; N, with poll = adaptive: idle, it sleeps up to N µs between polls)\n"
+	"            sleeps; N up to 100000, with poll = adaptive: idle, it sleeps up to N µs\n"
+	"            between polls)\n"
 	"\n"
 	"DPDK ingress (kernel bypass, UDP): datagrams to udp_port on the DPDK port carry a\n"
 	"PRODUCE frame each (docs/PROTOCOL.md, \"UDP ingress\"). At most once by default;\n"
@@ -186,7 +187,7 @@ static bool serve_dpdk_key(struct serve_opts *o, const char *key, const char *va
 		d->port = (uint16_t)v;
 	else if (strcmp(key, "queues") == 0 && serve_u64(value, RILL_DPDK_QUEUES_MAX, &v))
 		d->queues = (uint16_t)v;
-	else if (strcmp(key, "idle_nap_us") == 0 && serve_u64(value, 100000, &v))
+	else if (strcmp(key, "idle_nap_us") == 0 && serve_u64(value, RILL_DPDK_IDLE_NAP_US_MAX, &v))
 		d->idle_nap_us = (uint32_t)v;
 	else if (strcmp(key, "udp_port") == 0 && serve_u64(value, UINT16_MAX, &v) && v > 0)
 		d->udp_port = (uint16_t)v;
@@ -291,6 +292,9 @@ static int serve_dpdk_stat(void *arg, char *json, size_t bytes)
 /* Start the DPDK ingress; prints why not. 0 or exit status 1. */
 static int serve_dpdk(struct serve_opts *o, struct rill_engine *engine, struct rill_dpdk **out)
 {
+	if (o->dpdk.idle_nap_us != 0 && o->engine.poll == RILL_POLL_BUSY)
+		fprintf(stderr, "rill: serve: [dpdk] idle_nap_us does nothing with poll = busy: "
+				"busy shards never sleep\n");
 	const char *why = NULL;
 	int rc = rill_dpdk_eal_init(o->eal, &why);
 	if (rc < 0) {

@@ -16,7 +16,9 @@
  *   4. calls its hooks (rill_engine_shard_hook_add: the server's worker, DPDK's queue);
  *   5. when a turn found nothing to do: spins (busy mode), or spins up to idle_spin_ns and
  *      then sleeps on its eventfd (adaptive mode), which producers and io_uring completions
- *      signal; a hook with a sleep function does that waiting, in its own io_uring.
+ *      signal; a hook with a sleep function does that waiting, in its own io_uring. A hook
+ *      with neither a sleep nor a nap_ns keeps it spinning; one with a nap_ns caps each
+ *      sleep at it, and after a nap that lasted the shard naps again without spinning.
  *
  * Invariants:
  *   I1. An event is taken from its ring only when the producer's ack ring has room for
@@ -522,14 +524,18 @@ static uint64_t shard_submit_due_ns(const struct shard *s)
 	return due;
 }
 
-/* Adaptive mode, idle: sleep on the eventfd until woken or the next group commit is due. */
-static void shard_sleep(struct shard *s)
+/*
+ * Adaptive mode, idle: sleep on the eventfd until woken or the next group commit is due,
+ * or for a hook's nap at most (s->nap_ns). Returns true when the sleep was such a nap and
+ * lasted (half of it at least: a wait that returned at once is no nap).
+ */
+static bool shard_sleep(struct shard *s)
 {
 	rill_atomic_store_relaxed_u64(&s->sleeping, 1);
 	rill_atomic_fence_seq_cst(); /* W0: pairs with W1 in shard_wake's callers */
 	if (shard_has_input(s)) {
 		rill_atomic_store_relaxed_u64(&s->sleeping, 0);
-		return;
+		return false;
 	}
 	uint64_t wait_ns = 100u * 1000000u;
 	if (shard_dirty(s)) {
@@ -540,32 +546,35 @@ static void shard_sleep(struct shard *s)
 		uint64_t now = rill_clock_now_ns(), due = shard_submit_due_ns(s);
 		if (due <= now) {
 			rill_atomic_store_relaxed_u64(&s->sleeping, 0);
-			return; /* due now: the next turn's poll submits it */
+			return false; /* due now: the next turn's poll submits it */
 		}
 		if (due - now < wait_ns)
 			wait_ns = due - now;
 	}
-	if (s->nap_ns != 0 && s->nap_ns < wait_ns)
+	bool nap = s->nap_ns != 0 && s->nap_ns <= wait_ns;
+	if (nap)
 		wait_ns = s->nap_ns; /* a hook polls a device: back by then */
+	uint64_t start = nap ? rill_clock_now_ns() : 0;
 	struct timespec ts = {.tv_sec = (time_t)(wait_ns / 1000000000u),
 			      .tv_nsec = (long)(wait_ns % 1000000000u)};
 	s->sleeps++;
-	for (uint32_t h = 0; h < s->hook_count; h++) {
+	bool hooked = false;
+	for (uint32_t h = 0; h < s->hook_count && !hooked; h++) {
 		if (s->hooks[h].sleep != NULL) {
 			/* The hook waits for its own events and for wake_fd at once. */
 			s->hooks[h].sleep(s->hooks[h].arg, s->wake_fd, wait_ns);
-			rill_atomic_store_relaxed_u64(&s->sleeping, 0);
-			return;
+			hooked = true;
 		}
 	}
 	struct pollfd pfd = {.fd = s->wake_fd, .events = POLLIN};
-	if (ppoll(&pfd, 1, &ts, NULL) > 0) {
+	if (!hooked && ppoll(&pfd, 1, &ts, NULL) > 0) {
 		uint64_t count;
 		ssize_t got = read(s->wake_fd, &count, sizeof(count));
 		(void)got; /* drained; a spurious wake-up costs one turn */
 	}
 	/* Relaxed: the flag is only a hint to producers; a stale 1 costs one eventfd write. */
 	rill_atomic_store_relaxed_u64(&s->sleeping, 0);
+	return nap && rill_clock_now_ns() - start >= wait_ns / 2;
 }
 
 void shard_wake(struct shard *s)
@@ -694,12 +703,12 @@ void *shard_main(void *arg)
 			sched_yield();
 			continue;
 		}
-		shard_sleep(s);
-		(void)shard_snapshots(s, false); /* idle turns are few: look after each sleep */
-		if (s->nap_ns == 0)
+		bool napped = shard_sleep(s);
+		(void)shard_snapshots(s, false); /* a sleep (or a nap) per look: cheap enough */
+		/* After a nap that lasted, nap again at once, unless the device has something
+		 * now (work > 0 restarts the spin), rather than spin idle_spin_ns after each. */
+		if (!napped)
 			idle_since = 0;
-		/* else a nap ended: unless the device has something now, nap again at once
-		 * rather than spin idle_spin_ns after each (work > 0 restarts the spin) */
 	}
 	shard_finish(s);
 	shard_self = NULL;

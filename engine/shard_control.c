@@ -266,6 +266,8 @@ static int shard_stats(struct shard *s, struct rill_shard_stats *out)
 	shard_latency_fill(&out->apply, s->hist_apply);
 	shard_latency_fill(&out->applied, s->hist_applied);
 	shard_latency_fill(&out->durable, s->hist_durable);
+	/* A merge per partition per read (stats are rare; see ARCHITECTURE.md, "Latency
+	 * tracing", for the cost), rather than a shared histogram the logs would record into. */
 	rill_hist_init(s->hist_sync);
 	for (uint32_t i = 0; i < s->part_count; i++)
 		rill_hist_merge(s->hist_sync,

@@ -2,8 +2,8 @@
  * Kernel-bypass ingress through DPDK: UDP datagrams of events (io/udp_ingress.h) read
  * from a poll-mode driver's RX queues, one per shard by default (config.queues; RSS over
  * the UDP 4-tuple on NICs that have it), each polled by its shard in its own loop (a shard
- * with a queue never sleeps), parsed in place from the mbufs and published like TCP
- * events. Optional ACK datagrams go back through TX bursts. Built when libdpdk is found (RILL_HAVE_DPDK); without it every call returns
+ * with a queue never sleeps, but for idle_nap_us), parsed in place from the mbufs and
+ * published like TCP events. Optional ACK datagrams go back through TX bursts. Built when libdpdk is found (RILL_HAVE_DPDK); without it every call returns
  * -ENOTSUP and says so.
  */
 #ifndef RILL_IO_DPDK_H
@@ -15,7 +15,8 @@
 #include "io/udp_ingress.h"
 #include "rill/rill.h"
 
-#define RILL_DPDK_QUEUES_MAX 64u
+#define RILL_DPDK_QUEUES_MAX      64u
+#define RILL_DPDK_IDLE_NAP_US_MAX 100000u /* 100 ms: an RX ring fills long before */
 
 struct rill_dpdk;
 
@@ -29,7 +30,7 @@ struct rill_dpdk_config {
 	bool acks;         /* ACK datagrams (at least once); default off: at most once */
 	bool promiscuous;  /* default true: virtual and test ports need it */
 	/* Adaptive polling, idle: the shard sleeps up to this long between polls (default 0:
-	 * it never sleeps, for a core of its own). */
+	 * it never sleeps, for a core of its own; at most RILL_DPDK_IDLE_NAP_US_MAX). */
 	uint32_t idle_nap_us;
 };
 

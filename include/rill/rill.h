@@ -578,7 +578,7 @@ struct rill_shard_stats {
 	uint64_t refused;            /* refused by the write model */
 	uint64_t stalls;             /* times a producer's ring was left full: log, ack ring or
 				* durable queue busy (backpressure inside the shard) */
-	uint64_t sleeps;             /* adaptive mode: times the shard slept */
+	uint64_t sleeps;             /* adaptive mode: times the shard slept (naps included) */
 	uint64_t snapshots;          /* partition snapshots written */
 	uint64_t snapshot_errors;    /* snapshots that failed (the previous ones stay) */
 	struct rill_latency ring;    /* ingress → taken from the ring */
@@ -588,8 +588,8 @@ struct rill_shard_stats {
 	uint64_t local; /* events published on the shard's own thread (a hook: the server,
 			 * DPDK) and taken at once, with no ring: they have no ring and apply
 			 * stage samples, only applied and durable */
-	/* The disk: write + fdatasync of each batch of the shard's partitions' logs since they
-	 * opened (what the durable stage waits on). */
+	/* The disk, as the shard saw it: each batch of its partitions' logs (every durability)
+	 * from its write's submission to the shard reaping its fdatasync, since they opened. */
 	struct rill_latency sync;
 };
 

@@ -70,6 +70,10 @@ for nap in 0 1000; do
 	printf '[engine]\nshards = 1\n[dpdk]\neal = %s\nidle_nap_us = %s\n' "$idle_eal" "$nap" \
 		>"$tmp/nap.ini"
 	if ! serve_start "$tmp/data-nap$nap" "$tmp/serve-nap.log" --config "$tmp/nap.ini"; then
+		if grep -q "^EAL: .*net_pcap0" "$tmp/serve-nap.log"; then # no such driver here
+			echo "note: no net_pcap device here; the idle_nap_us runs are not checked"
+			break
+		fi
 		check "an idle pcap device (idle_nap_us = $nap) starts" 'false'
 		cat "$tmp/serve-nap.log"
 		continue
@@ -79,7 +83,7 @@ for nap in 0 1000; do
 	s1=$(shard_sleeps) t1=$(cpu_ticks)
 	echo "idle_nap_us = $nap: $((s1 - s0)) sleeps and $((t1 - t0)) CPU ticks of $(getconf CLK_TCK)/s in 2 s"
 	if [ "$nap" = 0 ]; then
-		check "idle_nap_us = 0: the polling shard never sleeps" '[ "$s1" = "$s0" ]'
+		check "idle_nap_us = 0: the polling shard never sleeps" '[ -n "$s0" ] && [ "$s1" = "$s0" ]'
 	else
 		check "idle_nap_us = $nap: the idle shard sleeps between polls" '[ $((s1 - s0)) -ge 100 ]'
 		check "... and takes under half a CPU" '[ $((t1 - t0)) -lt "$(getconf CLK_TCK)" ]'

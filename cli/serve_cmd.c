@@ -371,6 +371,35 @@ static int serve_run(struct serve_opts *o)
 	return 0;
 }
 
+/*
+ * Shards and CPUs, one CPU per shard: the list sets the shard count or must agree with
+ * it, and the command line wins over the file for either. Returns -1 to go on, else an
+ * exit status.
+ */
+static int serve_cpus(struct serve_opts *o)
+{
+	if (o->cpu_count == 0)
+		return -1;
+	if (o->shards_cli && !o->cpus_cli && o->engine.shards != o->cpu_count) {
+		/* --shards over the file's list, which no longer fits. */
+		fprintf(stderr,
+			"rill: serve: --shards %u: the config file's cpus (%u CPUs) do not apply; "
+			"the shards take the CPUs in turn\n",
+			o->engine.shards, o->cpu_count);
+		return -1;
+	}
+	if (o->engine.shards == 0 || (o->cpus_cli && !o->shards_cli)) {
+		o->engine.shards = o->cpu_count; /* --cpus over the file's shards, or no shards */
+	} else if (o->engine.shards != o->cpu_count) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "cpus lists %u CPU(s) for %u shard(s): one per shard",
+			 o->cpu_count, o->engine.shards);
+		return cli_usage_error("serve", msg);
+	}
+	o->engine.cpus = o->cpus;
+	return -1;
+}
+
 int cli_serve(int argc, char **argv)
 {
 	struct serve_opts *o = calloc(1, sizeof(*o));
@@ -388,29 +417,8 @@ int cli_serve(int argc, char **argv)
 	}
 	if (status < 0)
 		status = serve_args(o, argc, argv);
-	if (status < 0 && o->cpu_count > 0 && !o->cpus_cli && o->shards_cli &&
-	    o->engine.shards != o->cpu_count) {
-		/* The command line wins: --shards over the file's list, which no longer fits. */
-		fprintf(stderr,
-			"rill: serve: --shards %u: the config file's cpus (%u CPUs) do not apply; "
-			"the shards take the CPUs in turn\n",
-			o->engine.shards, o->cpu_count);
-		o->cpu_count = 0;
-	}
-	if (status < 0 && o->cpu_count > 0) {
-		/* One CPU per shard: the list sets the shard count (over the file's shards when
-		 * it came from the command line), or must agree with it. */
-		if (o->engine.shards == 0 || (o->cpus_cli && !o->shards_cli)) {
-			o->engine.shards = o->cpu_count;
-		} else if (o->engine.shards != o->cpu_count) {
-			char msg[128];
-			snprintf(msg, sizeof(msg),
-				 "cpus lists %u CPU(s) for %u shard(s): one per shard",
-				 o->cpu_count, o->engine.shards);
-			status = cli_usage_error("serve", msg);
-		}
-		o->engine.cpus = o->cpus;
-	}
+	if (status < 0)
+		status = serve_cpus(o);
 	if (status < 0) {
 		o->engine.data_dir = o->data;
 		o->server.listen = o->listen;

@@ -17,7 +17,7 @@
  *   | head  tail_cache    |   tail_cache: the producer's last view of tail
  *   | reserve_*           |
  *   +---------------------+ written by the consumer only
- *   | tail  head_cache    |   head_cache: the consumer's last view of head (variable mode)
+ *   | tail                |
  *   | peek_slots          |
  *   +---------------------+
  *   | slots[slot_count]   | slot_count * stride bytes
@@ -47,12 +47,17 @@
  *                          copying: a record takes whole slots (no stamps: the payload must
  *                          be contiguous), an 8-byte header then the payload; a record that
  *                          would straddle the end of the slot array is preceded by a padding
- *                          record filling the end. The consumer learns of records by reading
- *                          `head` (cached), since payload bytes left from an earlier lap could
- *                          imitate a stamp.
+ *                          record filling the end. The header is the record's stamp: the
+ *                          producer stores it last (R3), and the consumer, polling the
+ *                          first word of slot tail, owns a record once that word is not 0
+ *                          (A3). So that payload bytes left from an earlier lap cannot pass
+ *                          for a header, the consumer zeroes the first word of every slot it
+ *                          releases, before releasing them (V1). Like fixed mode, the
+ *                          consumer thus never reads `head`: a waiting consumer pulls the
+ *                          record's lines only, not head's line first.
  *
  * The producer caches tail and reads the consumer's line only when its cached view says
- * the ring is full; the consumer in variable mode caches head likewise.
+ * the ring is full.
  *
  * Memory order (label: pair):
  *   R0 producer store-release of a slot's stamp, after its payload.   pairs with A0.
@@ -60,9 +65,11 @@
  *   R1 consumer store-release of tail, after reading the slots.       pairs with A1.
  *   A1 producer load-acquire of tail, before overwriting slots.       pairs with R1.
  *   R2 producer store-release of head, after all slots of the call.   pairs with A2.
- *   A2 consumer load-acquire of head (variable mode, rill_ring_count).
- *                                                                     pairs with R2.
- * In fixed mode the consumer goes by stamps only; head is published for rill_ring_count.
+ *   A2 load-acquire of head (rill_ring_count, rill_ring_check).      pairs with R2.
+ *   R3 producer store-release of a record's header, after its payload, and of a
+ *      padding header after the record's header (variable mode).     pairs with A3.
+ *   A3 consumer load-acquire of the header at tail (variable mode).   pairs with R3.
+ * The consumer goes by stamps or headers only; head is published for rill_ring_count.
  *
  * Invariants (rill_ring_check asserts I1 and I3; call it only while both sides are idle):
  *   I1. tail <= head and head - tail <= slot_count.
@@ -70,6 +77,8 @@
  *       counts it derives never exceed slot_count (DASSERTs in the count helpers).
  *   I3. slot_count is a power of two, mask == slot_count - 1, slot_bytes % 8 == 0,
  *       stride == slot_bytes (+ 8 in fixed mode).
+ *   V1. variable mode: the first word of every slot the producer may write next (from head
+ *       on, up to tail + slot_count) is 0 until the producer stores a header there.
  */
 #ifndef RILL_ENGINE_RING_H
 #define RILL_ENGINE_RING_H
@@ -87,11 +96,13 @@
 #include "base/compiler.h"
 #include "rill/limits.h"
 
-/* The header in front of every variable-size record, at the start of its first slot. */
+/* The header in front of every variable-size record, at the start of its first slot: one
+ * 8-byte word, never 0 (kind is not). */
 struct rill_ring_record {
 	uint32_t bytes; /* payload bytes; for padding, 0 */
 	uint32_t kind;  /* RILL_RING_RECORD_* */
 };
+_Static_assert(sizeof(struct rill_ring_record) == 8, "a header is one word");
 #define RILL_RING_RECORD_DATA    1u
 #define RILL_RING_RECORD_PADDING 2u
 
@@ -125,7 +136,6 @@ struct rill_ring {
 
 	/* Consumer side. */
 	_Alignas(RILL_CACHE_GUARD_BYTES) uint64_t tail; /* next index to read; R1 */
-	uint64_t head_cache; /* consumer's view of head (variable mode only) */
 	uint64_t peek_slots; /* peek: slots to release, padding included; 0 if none */
 
 	_Alignas(RILL_CACHE_GUARD_BYTES) uint8_t end[];
@@ -359,6 +369,26 @@ static inline unsigned rill_ring_dequeue_burst(struct rill_ring *ring, void *obj
 	return n;
 }
 
+/* R3: store the header word of the record at @index (variable mode). */
+static inline void rill_ring_header_store(struct rill_ring *ring, uint64_t index, uint32_t bytes,
+					  uint32_t kind)
+{
+	struct rill_ring_record record = {.bytes = bytes, .kind = kind};
+	uint64_t word;
+	memcpy(&word, &record, sizeof(word));
+	rill_atomic_store_release_u64(rill_ring_stamp(rill_ring_slot(ring, index)), word);
+}
+
+/* A3: the header word of the record at @index, 0 while none is there (variable mode). */
+static inline struct rill_ring_record rill_ring_header_load(const struct rill_ring *ring,
+							    uint64_t index)
+{
+	uint64_t word = rill_atomic_load_acquire_u64(rill_ring_stamp(rill_ring_slot(ring, index)));
+	struct rill_ring_record record;
+	memcpy(&record, &word, sizeof(record));
+	return record;
+}
+
 /* Slots a variable-size record of @bytes payload bytes takes, header included. */
 static inline uint64_t rill_ring_record_slots(const struct rill_ring *ring, uint64_t bytes)
 {
@@ -392,11 +422,7 @@ static inline void *rill_ring_reserve(struct rill_ring *ring, uint32_t bytes)
 	uint64_t pad = need > to_end ? to_end : 0;
 	if (rill_ring_free_count_producer(ring, head, pad + need) < pad + need)
 		return NULL;
-	if (pad > 0) {
-		struct rill_ring_record padding = {.bytes = 0, .kind = RILL_RING_RECORD_PADDING};
-		memcpy(rill_ring_slot(ring, head), &padding, sizeof(padding));
-	}
-	ring->reserve_head = head + pad;
+	ring->reserve_head = head + pad; /* the padding's header goes at commit (R3) */
 	ring->reserve_slots = pad + need;
 	ring->reserve_bytes = bytes;
 	return rill_ring_slot(ring, ring->reserve_head) + sizeof(struct rill_ring_record);
@@ -411,12 +437,15 @@ static inline void rill_ring_commit(struct rill_ring *ring, uint32_t bytes)
 {
 	RILL_ASSERT(ring->reserve_slots > 0 && bytes <= ring->reserve_bytes);
 	uint64_t head = ring->head; /* only this thread writes head */
-	struct rill_ring_record record = {.bytes = bytes, .kind = RILL_RING_RECORD_DATA};
-	memcpy(rill_ring_slot(ring, ring->reserve_head), &record, sizeof(record));
 	uint64_t used = (ring->reserve_head - head) + rill_ring_record_slots(ring, bytes);
 	RILL_DASSERT(used <= ring->reserve_slots);
 	ring->reserve_slots = 0;
-	/* R2: pairs with A2; publishes the padding, header and payload written above. */
+	/* R3: pairs with A3; the header publishes the payload written before it, then the
+	 * padding's header publishes the record at slot 0 (the consumer meets it first). */
+	rill_ring_header_store(ring, ring->reserve_head, bytes, RILL_RING_RECORD_DATA);
+	if (ring->reserve_head != head)
+		rill_ring_header_store(ring, head, 0, RILL_RING_RECORD_PADDING);
+	/* R2: pairs with A2 (rill_ring_count only). */
 	rill_atomic_store_release_u64(&ring->head, head + used);
 	/* The next record's first lines, asked for writable now: an open-loop producer then
 	 * finds them owned when its next event comes, instead of waiting for each in turn
@@ -441,27 +470,19 @@ static inline const void *rill_ring_peek(struct rill_ring *ring, uint32_t *bytes
 	RILL_DASSERT(ring->flags & RILL_RING_F_VARIABLE);
 	RILL_DASSERT(ring->peek_slots == 0);
 	uint64_t tail = ring->tail; /* only this thread writes tail */
-	uint64_t ready = ring->head_cache - tail;
-	if (ready == 0) {
-		/* A2: pairs with R2; the records up to head are written. */
-		ring->head_cache = rill_atomic_load_acquire_u64(&ring->head);
-		ready = ring->head_cache - tail;
-		if (ready == 0)
-			return NULL;
-	}
-	RILL_DASSERT(ready <= ring->slot_count);
-	struct rill_ring_record record;
-	memcpy(&record, rill_ring_slot(ring, tail), sizeof(record));
+	/* A3: pairs with R3; 0 (V1) until the producer has published a record here. */
+	struct rill_ring_record record = rill_ring_header_load(ring, tail);
+	if (record.kind == 0)
+		return NULL;
 	uint64_t skip = 0;
 	if (record.kind == RILL_RING_RECORD_PADDING) {
-		/* The producer published padding and record together: the record is there. */
+		/* Its header was stored after the record's (R3): the record is there. */
 		skip = ring->slot_count - (tail & ring->mask);
-		RILL_ASSERT(skip < ready);
-		memcpy(&record, ring->slots, sizeof(record));
+		record = rill_ring_header_load(ring, tail + skip);
 	}
 	RILL_ASSERT(record.kind == RILL_RING_RECORD_DATA);
+	RILL_ASSERT(record.bytes <= rill_ring_reserve_bytes_max(ring));
 	uint64_t slots = rill_ring_record_slots(ring, record.bytes);
-	RILL_ASSERT(skip + slots <= ready);
 	ring->peek_slots = skip + slots;
 	*bytes = record.bytes;
 	return rill_ring_slot(ring, tail + skip) + sizeof(struct rill_ring_record);
@@ -474,7 +495,10 @@ static inline void rill_ring_release(struct rill_ring *ring)
 	uint64_t tail = ring->tail; /* only this thread writes tail */
 	uint64_t slots = ring->peek_slots;
 	ring->peek_slots = 0;
-	/* R1: pairs with A1; the record is read and its slots may be reused. */
+	/* V1: no word left here may pass for a header next lap (lines this thread just read). */
+	for (uint64_t i = 0; i < slots; i++)
+		rill_atomic_store_relaxed_u64(rill_ring_stamp(rill_ring_slot(ring, tail + i)), 0);
+	/* R1: pairs with A1; the record is read, its slots cleared, and they may be reused. */
 	rill_atomic_store_release_u64(&ring->tail, tail + slots);
 }
 

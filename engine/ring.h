@@ -77,8 +77,10 @@
  *       counts it derives never exceed slot_count (DASSERTs in the count helpers).
  *   I3. slot_count is a power of two, mask == slot_count - 1, slot_bytes % 8 == 0,
  *       stride == slot_bytes (+ 8 in fixed mode).
- *   V1. variable mode: the first word of every slot the producer may write next (from head
- *       on, up to tail + slot_count) is 0 until the producer stores a header there.
+ *   V1. variable mode: the first word of the slot at tail is 0 until the producer stores
+ *       the header of the record there. The consumer zeroes every slot it releases; the
+ *       producer, at commit, zeroes the slots it reserved past the record (payload
+ *       written past what is committed).
  */
 #ifndef RILL_ENGINE_RING_H
 #define RILL_ENGINE_RING_H
@@ -439,6 +441,10 @@ static inline void rill_ring_commit(struct rill_ring *ring, uint32_t bytes)
 	uint64_t head = ring->head; /* only this thread writes head */
 	uint64_t used = (ring->reserve_head - head) + rill_ring_record_slots(ring, bytes);
 	RILL_DASSERT(used <= ring->reserve_slots);
+	/* V1: what the caller wrote past the record must not pass for the next record's
+	 * header. Rare: callers mostly commit what they reserved. */
+	for (uint64_t i = head + used; i < head + ring->reserve_slots; i++)
+		rill_atomic_store_relaxed_u64(rill_ring_stamp(rill_ring_slot(ring, i)), 0);
 	ring->reserve_slots = 0;
 	/* R3: pairs with A3; the header publishes the payload written before it, then the
 	 * padding's header publishes the record at slot 0 (the consumer meets it first). */

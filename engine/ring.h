@@ -411,7 +411,8 @@ static inline uint32_t rill_ring_reserve_bytes_max(const struct rill_ring *ring)
  * @bytes: 0 .. rill_ring_reserve_bytes_max(ring). Capping a reservation at half the ring
  *   guarantees that an empty ring can always take it, padding included.
  * Returns the payload pointer, or NULL when the ring has no room now (try again later).
- * At most one reservation is open at a time. Producer thread only.
+ * At most one reservation is open at a time, and each is committed (there is no way to
+ * give one up). Producer thread only.
  */
 static inline void *rill_ring_reserve(struct rill_ring *ring, uint32_t bytes)
 {
@@ -527,7 +528,7 @@ static inline uint64_t rill_ring_count(const struct rill_ring *ring)
 	uint64_t tail = rill_atomic_load_acquire_u64(&ring->tail); /* pairs with R1 */
 	uint64_t head = rill_atomic_load_acquire_u64(&ring->head); /* A2: pairs with R2 */
 	/*
-	 * In fixed mode the consumer goes by stamps, so it may release tail past a head the
+	 * The consumer goes by stamps or headers, so it may release tail past a head the
 	 * producer has not stored yet: a moment where tail > head. Clamp rather than wrap.
 	 */
 	if ((int64_t)(head - tail) < 0)

@@ -103,6 +103,23 @@ int rill_cpu_nth(int n)
 	return 0;
 }
 
+_Static_assert(RILL_CPUS_MAX == CPU_SETSIZE, "one bound for CPU numbers");
+
+int rill_cpu_others(const int *taken, unsigned count, int out[RILL_CPUS_MAX])
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 0;
+	for (unsigned i = 0; i < count; i++)
+		if (taken[i] >= 0 && taken[i] < CPU_SETSIZE)
+			CPU_CLR(taken[i], &set);
+	int n = 0;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &set))
+			out[n++] = cpu;
+	return n;
+}
+
 int rill_thread_pin(int cpu)
 {
 	cpu_set_t set;

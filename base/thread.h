@@ -19,6 +19,16 @@ int rill_cpu_count(void);
 /* rill_cpu_nth - the @n-th CPU (from 0, modulo their count) this process may run on. */
 int rill_cpu_nth(int n);
 
+/* CPU numbers run from 0 to RILL_CPUS_MAX - 1 (glibc's CPU_SETSIZE). */
+#define RILL_CPUS_MAX 1024
+
+/*
+ * rill_cpu_others - the CPUs the calling thread may run on, less each of @taken (@count
+ * entries), into @out in ascending order. Returns how many (0 when @taken covers them all).
+ * Any thread; does not block.
+ */
+int rill_cpu_others(const int *taken, unsigned count, int out[RILL_CPUS_MAX]);
+
 /*
  * rill_cpu_list_parse - a CPU list as Linux writes them ("0-3,8,10-11": CPUs and
  * inclusive ranges, comma-separated, no blanks) into @cpus, in the order written, at most

@@ -106,11 +106,19 @@ static void *shard_thread(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "rill-shard%u", s->index);
 	(void)pthread_setname_np(pthread_self(), name); /* a name is a nicety: never fatal */
-	if (s->engine->config.pin) {
+	struct rill_engine *e = s->engine;
+	if (e->config.pin) {
 		int rc = rill_thread_pin(s->cpu);
 		if (rc < 0)
 			fprintf(stderr,
 				"rill: shard %u: cannot pin to CPU %d (%s); running unpinned\n",
+				s->index, s->cpu, rill_strerror(rc));
+		/* Its I/O workers (every fdatasync) would inherit the pin and preempt it. */
+		else if (s->io->ops->worker_cpus != NULL && e->io_cpu_count > 0 &&
+			 (rc = s->io->ops->worker_cpus(s->io, e->io_cpus, e->io_cpu_count)) < 0)
+			fprintf(stderr,
+				"rill: shard %u: cannot move its io_uring workers off CPU %d (%s); "
+				"they share it\n",
 				s->index, s->cpu, rill_strerror(rc));
 	}
 	bool arena = rill_arena_init(&s->arena) == 0 && rill_arena_bind(&s->arena) == 0;
@@ -120,12 +128,29 @@ static void *shard_thread(void *arg)
 	return NULL;
 }
 
+static int shard_cpu(const struct rill_engine *e, uint32_t index)
+{
+	return e->config.cpus != NULL ? e->config.cpus[index] : rill_cpu_nth((int)index);
+}
+
+/* e->io_cpus: before any shard starts, from the opening thread's affinity. */
+static void engine_io_cpus(struct rill_engine *e)
+{
+	int taken[RILL_ENGINE_SHARDS_MAX];
+	for (uint32_t i = 0; i < e->shard_count; i++)
+		taken[i] = shard_cpu(e, i);
+	int n = rill_cpu_others(taken, e->shard_count, e->io_cpus);
+	if (n == 0) /* the shards have every CPU: let the scheduler place workers among them */
+		n = rill_cpu_others(NULL, 0, e->io_cpus);
+	e->io_cpu_count = (unsigned)n;
+}
+
 static int shard_init(struct rill_engine *e, uint32_t index, struct rill_error_text *err)
 {
 	struct shard *s = &e->shards[index];
 	s->engine = e;
 	s->index = index;
-	s->cpu = e->config.cpus != NULL ? e->config.cpus[index] : rill_cpu_nth((int)index);
+	s->cpu = shard_cpu(e, index);
 	s->delay_ns_min = UINT64_MAX;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
@@ -241,6 +266,7 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
 	memset(e->shards, 0, e->shard_count * sizeof(struct shard));
 	for (uint32_t i = 0; i < e->shard_count; i++)
 		e->shards[i].wake_fd = -1;
+	engine_io_cpus(e);
 	for (uint32_t i = 0; i < e->shard_count; i++) {
 		rc = shard_init(e, i, err);
 		if (rc < 0)

@@ -23,6 +23,7 @@
 
 #include "alloc/arena.h"
 #include "base/hist.h"
+#include "base/thread.h"
 #include "engine/io.h"
 #include "engine/partition.h"
 #include "engine/projection.h"
@@ -284,6 +285,10 @@ struct rill_engine {
 	struct rill_schema_registry *schemas;
 	uint32_t shard_count;
 	struct shard *shards;
+	/* Where the shards' kernel I/O workers run (pinned shards only): the CPUs this
+	 * process may use that no shard is pinned to, or all of them when none is left. */
+	int io_cpus[RILL_CPUS_MAX];
+	unsigned io_cpu_count;
 
 	pthread_mutex_t lock; /* serialises topic, projection and producer changes */
 	struct engine_topic *topics[RILL_ENGINE_TOPICS_MAX];

@@ -95,6 +95,15 @@ struct rill_io_ops {
 	 * shard sleeping in adaptive mode). Returns 0 or -errno.
 	 */
 	int (*notify)(struct rill_io *io, int fd);
+	/*
+	 * Optional (NULL where the backend has no kernel workers): run the kernel's workers
+	 * for the calling thread's submissions (io_uring's io-wq, which does every fdatasync)
+	 * on @cpus only (@count of them, each below RILL_CPUS_MAX). Without it they inherit
+	 * the thread's affinity: a shard pinned to one CPU would be preempted on that very CPU
+	 * by its own syncs. Call on the submitting thread before it submits anything else.
+	 * Returns 0 or -errno (old kernels: -EINVAL); the backend works either way.
+	 */
+	int (*worker_cpus)(struct rill_io *io, const int *cpus, unsigned count);
 	void (*destroy)(struct rill_io *io);
 };
 

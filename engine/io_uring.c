@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -22,6 +23,7 @@ _Static_assert(RILL_IO_INFLIGHT_MAX <= 0x100u, "a slot index fits the low byte o
 
 /* user_data: the slot index in the low bits, which half of the pair in bit 8. */
 #define URING_TAG_SYNC 0x100u
+#define URING_TAG_NOP  0x200u /* uring_worker_cpus's, reaped there */
 
 struct uring_pending {
 	bool used;
@@ -204,6 +206,36 @@ static int uring_notify(struct rill_io *io, int fd)
 	return io_uring_register_eventfd(&u->ring, fd);
 }
 
+static int uring_worker_cpus(struct rill_io *io, const int *cpus, unsigned count)
+{
+	struct io_uring_backend *u = (struct io_uring_backend *)io;
+	for (unsigned i = 0; i < RILL_IO_INFLIGHT_MAX; i++)
+		RILL_ASSERT(!u->pending[i].used); /* before anything else: no CQE to mix up */
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	for (unsigned i = 0; i < count; i++) {
+		RILL_ASSERT(cpus[i] >= 0 && cpus[i] < CPU_SETSIZE);
+		CPU_SET(cpus[i], &set);
+	}
+	/* The kernel keeps io-wq per submitting thread and makes it at the thread's first
+	 * submission; registering before then is refused (-EINVAL). A NOP makes it without
+	 * making a worker (a NOP completes inline). */
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+	if (sqe == NULL)
+		return -EBUSY;
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data64(sqe, URING_TAG_NOP);
+	int rc = io_uring_submit_and_wait(&u->ring, 1);
+	struct io_uring_cqe *cqe = NULL;
+	if (rc >= 0)
+		rc = io_uring_peek_cqe(&u->ring, &cqe);
+	if (rc < 0)
+		return rc;
+	RILL_ASSERT(cqe->user_data == URING_TAG_NOP);
+	io_uring_cqe_seen(&u->ring, cqe);
+	return io_uring_register_iowq_aff(&u->ring, sizeof(set), &set);
+}
+
 static void uring_destroy(struct rill_io *io)
 {
 	struct io_uring_backend *u = (struct io_uring_backend *)io;
@@ -230,6 +262,7 @@ int rill_io_uring_create(struct rill_io **out)
 	u->ops.write_sync = uring_write_sync;
 	u->ops.poll = uring_poll;
 	u->ops.notify = uring_notify;
+	u->ops.worker_cpus = uring_worker_cpus;
 	u->ops.destroy = uring_destroy;
 	u->io.ops = &u->ops;
 	u->io.name = "uring";

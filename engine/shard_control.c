@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "base/assert.h"
 #include "base/atomic.h"
@@ -273,6 +274,9 @@ static int shard_stats(struct shard *s, struct rill_shard_stats *out)
 		rill_hist_merge(s->hist_sync,
 				rill_log_sync_hist(rill_partition_log(s->parts[i]->part)));
 	shard_latency_fill(&out->sync, s->hist_sync);
+	struct rusage ru;
+	if (getrusage(RUSAGE_THREAD, &ru) == 0) /* this runs on the shard's thread */
+		out->preempted = (uint64_t)ru.ru_nivcsw;
 	return 0;
 }
 

@@ -214,13 +214,13 @@ static json_t *admin_latency(const struct rill_latency *l)
 
 static json_t *admin_shard_json(uint32_t i, const struct rill_shard_stats *st)
 {
-	json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "shard",
-			      (json_int_t)i, "partitions", (json_int_t)st->partitions, "events",
-			      (json_int_t)st->events, "duplicates", (json_int_t)st->duplicates,
-			      "refused", (json_int_t)st->refused, "stalls", (json_int_t)st->stalls,
-			      "local", (json_int_t)st->local, "sleeps", (json_int_t)st->sleeps,
-			      "snapshots", (json_int_t)st->snapshots, "snapshot_errors",
-			      (json_int_t)st->snapshot_errors);
+	json_t *j = json_pack(
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "shard", (json_int_t)i,
+		"partitions", (json_int_t)st->partitions, "events", (json_int_t)st->events,
+		"duplicates", (json_int_t)st->duplicates, "refused", (json_int_t)st->refused,
+		"stalls", (json_int_t)st->stalls, "local", (json_int_t)st->local, "sleeps",
+		(json_int_t)st->sleeps, "snapshots", (json_int_t)st->snapshots, "snapshot_errors",
+		(json_int_t)st->snapshot_errors, "preempted", (json_int_t)st->preempted);
 	if (j != NULL)
 		json_object_set_new(
 			j, "latency",

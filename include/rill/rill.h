@@ -591,6 +591,10 @@ struct rill_shard_stats {
 	/* The disk, as the shard saw it: each batch of its partitions' logs (every durability)
 	 * from its write's submission to the shard reaping its fdatasync, since they opened. */
 	struct rill_latency sync;
+	/* Times the kernel took the CPU from the shard's thread while it could run (its
+	 * involuntary context switches since it started): another thread on its CPU, e.g. a
+	 * shard's io_uring workers, which rill keeps off pinned shards' CPUs where it can. */
+	uint64_t preempted;
 };
 
 /*

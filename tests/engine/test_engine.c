@@ -26,6 +26,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1716,10 +1717,9 @@ static void test_hook_naps(void **state)
 	fx_close(f);
 }
 
-/* How many of shards 0 and 1 have a thread named for them: a bit each. */
-static unsigned shard_threads_named(void)
+/* Calls @fn for each thread of this process with its id and name (comm). */
+static void tasks_scan(void (*fn)(void *arg, int tid, const char *comm), void *arg)
 {
-	unsigned seen = 0;
 	DIR *tasks = opendir("/proc/self/task");
 	assert_non_null(tasks);
 	struct dirent *d;
@@ -1731,16 +1731,30 @@ static unsigned shard_threads_named(void)
 			continue; /* ".", "..", or a thread that just ended */
 		if (fgets(comm, sizeof(comm), fp) != NULL) {
 			comm[strcspn(comm, "\n")] = '\0';
-			for (unsigned i = 0; i < 2; i++) {
-				char want[16];
-				snprintf(want, sizeof(want), "rill-shard%u", i);
-				if (strcmp(comm, want) == 0)
-					seen |= 1u << i;
-			}
+			fn(arg, atoi(d->d_name), comm);
 		}
 		fclose(fp);
 	}
 	closedir(tasks);
+}
+
+static void shard_named_note(void *arg, int tid, const char *comm)
+{
+	(void)tid;
+	unsigned *seen = arg;
+	for (unsigned i = 0; i < 2; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "rill-shard%u", i);
+		if (strcmp(comm, want) == 0)
+			*seen |= 1u << i;
+	}
+}
+
+/* How many of shards 0 and 1 have a thread named for them: a bit each. */
+static unsigned shard_threads_named(void)
+{
+	unsigned seen = 0;
+	tasks_scan(shard_named_note, &seen);
 	return seen;
 }
 
@@ -1758,6 +1772,64 @@ static void test_shard_thread_names(void **state)
 	assert_int_equal(seen, 3u);
 	assert_int_equal(rill_engine_close(f->engine), 0);
 	f->engine = NULL;
+}
+
+struct io_workers {
+	int shard_tid, cpu; /* the shard's thread and the CPU it is pinned to */
+	unsigned seen, on_cpu;
+};
+
+static void shard_tid_note(void *arg, int tid, const char *comm)
+{
+	struct io_workers *w = arg;
+	if (strcmp(comm, "rill-shard0") == 0)
+		w->shard_tid = tid;
+}
+
+static void io_worker_note(void *arg, int tid, const char *comm)
+{
+	struct io_workers *w = arg;
+	char want[32];
+	snprintf(want, sizeof(want), "iou-wrk-%d", w->shard_tid);
+	if (strcmp(comm, want) != 0)
+		return;
+	cpu_set_t set;
+	if (sched_getaffinity(tid, sizeof(set), &set) != 0)
+		return; /* it just ended */
+	w->seen++;
+	w->on_cpu += CPU_ISSET(w->cpu, &set) != 0;
+}
+
+/*
+ * A pinned shard's io_uring workers (io-wq: every fdatasync runs on one) are kept off its
+ * CPU when the process has another; left alone they inherit the pin and preempt the shard
+ * on its own CPU.
+ */
+static void test_io_workers_off_shard_cpu(void **state)
+{
+	struct fx *f = *state;
+	if (rill_cpu_count() < 2) {
+		print_message("one CPU: nowhere else for the workers to go\n");
+		skip();
+	}
+	struct rill_engine_config c;
+	fx_config(f, &c, 1);
+	struct io_workers w = {.cpu = rill_cpu_nth(0)};
+	c.cpus = &w.cpu;
+	c.pin = true;
+	fx_open_with(f, &c);
+	durable_round(f, fx_topic(f, "iowq", 2, RILL_DURABILITY_GROUP), 2000);
+	tasks_scan(shard_tid_note, &w);
+	assert_int_not_equal(w.shard_tid, 0);
+	tasks_scan(io_worker_note, &w); /* right away: idle workers end after seconds */
+	fx_close(f);
+	if (w.seen == 0) {
+		print_message("no io_uring worker of the shard seen (io_uring refused?)\n");
+		skip();
+	}
+	if (w.on_cpu > 0)
+		fail_msg("%u of the shard's %u io_uring workers may run on its CPU %d", w.on_cpu,
+			 w.seen, w.cpu);
 }
 
 /* At most RILL_ENGINE_PRODUCERS_MAX producer handles at once; a slot freed is reused. */
@@ -3246,6 +3318,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_local_publish, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_hook_naps, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_shard_thread_names, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_io_workers_off_shard_cpu, fx_setup,
+						fx_teardown),
 	};
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

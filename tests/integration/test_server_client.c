@@ -393,8 +393,9 @@ static void sc_check_stat(void)
 	json_t *shards = json_object_get(j, "shards");
 	assert_true(json_is_array(shards));
 	assert_int_equal(json_array_size(shards), SC_SHARDS);
-	const char *counters[] = {"partitions", "events", "duplicates", "refused",        "stalls",
-				  "local",      "sleeps", "snapshots",  "snapshot_errors"};
+	const char *counters[] = {"partitions",      "events",   "duplicates", "refused",
+				  "stalls",          "local",    "sleeps",     "snapshots",
+				  "snapshot_errors", "preempted"};
 	for (size_t i = 0; i < SC_SHARDS; i++) {
 		json_t *shard = json_array_get(shards, i);
 		assert_int_equal(json_integer_value(json_object_get(shard, "shard")), i);

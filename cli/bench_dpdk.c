@@ -27,6 +27,7 @@
 
 #include "base/atomic.h"
 #include "base/clock.h"
+#include "base/thread.h"
 #include "cli.h"
 #include "io/dpdk.h"
 #include "io/udp_ingress.h"
@@ -52,6 +53,7 @@ struct bd_opts {
 	uint64_t seconds, record_bytes, batch, rate, shards;
 	const char *eal, *dir;
 	bool busy;
+	cpu_set_t cpus; /* where the process may run: the kernel path's receiver's */
 };
 
 /* One path's run: an engine, its topic, the datagrams to send. */
@@ -308,7 +310,11 @@ static int bd_kernel(struct bd_run *r, struct bd_result *out)
 		return -EIO;
 	}
 	pthread_t rx;
-	pthread_create(&rx, NULL, bd_kernel_rx, &k);
+	pthread_attr_t attr; /* not the sender's CPU: where the scheduler finds room */
+	pthread_attr_init(&attr);
+	pthread_attr_setaffinity_np(&attr, sizeof(r->o->cpus), &r->o->cpus);
+	pthread_create(&rx, &attr, bd_kernel_rx, &k);
+	pthread_attr_destroy(&attr);
 	uint64_t before = bd_events(r->engine), start = rill_clock_now_ns();
 	uint64_t dgrams =
 		(uint64_t)bd_kernel_send(r, tx, &addr, start + r->o->seconds * BD_NS_PER_S);
@@ -446,6 +452,28 @@ static int bd_dpdk(struct bd_run *r, struct bd_result *out)
 
 typedef int bd_path_fn(struct bd_run *r, struct bd_result *out);
 
+/*
+ * The sender (this thread) on a CPU no shard of @r's engine has, as bench engine's
+ * publisher, until bd_sender_free: left to the scheduler it sometimes shared the shard's
+ * CPU, time-sliced with it in slices of milliseconds. Placed after the engine opened,
+ * since the engine pins its shards to the opening thread's CPUs in turn.
+ */
+static void bd_sender_place(const struct bd_run *r)
+{
+	int shard_cpus[RILL_ENGINE_SHARDS_MAX], others[RILL_CPUS_MAX];
+	uint32_t shards = rill_engine_shards(r->engine);
+	for (uint32_t i = 0; i < shards; i++)
+		shard_cpus[i] = rill_engine_shard_cpu(r->engine, i);
+	int spare = rill_cpu_others(shard_cpus, shards, others);
+	if (spare > 0)
+		(void)rill_thread_pin(others[spare - 1]);
+}
+
+static void bd_sender_free(const struct bd_opts *o)
+{
+	(void)sched_setaffinity(0, sizeof(o->cpus), &o->cpus);
+}
+
 /* Closed loop on a fresh engine, then open loop at half that rate on another. */
 static int bd_path(const struct bd_opts *o, const char *tag, bd_path_fn *fn, struct bd_result *out)
 {
@@ -454,8 +482,11 @@ static int bd_path(const struct bd_opts *o, const char *tag, bd_path_fn *fn, str
 		return -ENOMEM;
 	r->o = o;
 	int rc = bd_engine_open(r, tag);
-	if (rc == 0)
+	if (rc == 0) {
+		bd_sender_place(r);
 		rc = fn(r, out);
+		bd_sender_free(o);
+	}
 	bd_engine_close(r);
 	if (rc < 0) {
 		free(r);
@@ -465,8 +496,11 @@ static int bd_path(const struct bd_opts *o, const char *tag, bd_path_fn *fn, str
 	*r = (struct bd_run){.o = o,
 			     .rate = o->rate > 0 ? o->rate : (uint64_t)(out->events_per_s / 2)};
 	rc = bd_engine_open(r, tag);
-	if (rc == 0 && r->rate > 0)
+	if (rc == 0 && r->rate > 0) {
+		bd_sender_place(r);
 		rc = fn(r, &half);
+		bd_sender_free(o);
+	}
 	if (rc == 0)
 		bd_latency(r->engine, &half);
 	bd_engine_close(r);
@@ -541,6 +575,7 @@ int cli_bench_dpdk(int argc, char **argv)
 		return cli_usage_error(
 			"bench dpdk",
 			"--seconds 1..3600, --batch 1..64, --record-bytes up to 1024");
+	sched_getaffinity(0, sizeof(o.cpus), &o.cpus);
 	struct bd_result dpdk = {0}, kernel = {0};
 	struct cli_cpu_ticks ticks[3];
 	cli_cpu_ticks(&ticks[0]);

@@ -75,6 +75,7 @@ struct bd_result {
 	uint64_t events, sent_events, half_rate;
 	uint64_t p50_ns, p99_ns, p999_ns, max_ns;
 	uint64_t ring_p50_ns, ring_p999_ns; /* the first stage: poll → taken by the shard */
+	uint64_t preempted;                 /* the shards' involuntary context switches */
 };
 
 static const char bd_help[] =
@@ -200,6 +201,7 @@ static void bd_latency(struct rill_engine *e, struct bd_result *out)
 			out->ring_p50_ns = st.ring.p50_ns;
 		if (st.ring.p999_ns > out->ring_p999_ns)
 			out->ring_p999_ns = st.ring.p999_ns;
+		out->preempted += st.preempted;
 	}
 }
 
@@ -511,19 +513,20 @@ static int bd_path(const struct bd_opts *o, const char *tag, bd_path_fn *fn, str
 	out->max_ns = half.max_ns;
 	out->ring_p50_ns = half.ring_p50_ns;
 	out->ring_p999_ns = half.ring_p999_ns;
+	out->preempted = half.preempted;
 	free(r);
 	return rc;
 }
 
 static json_t *bd_json(const struct bd_result *x)
 {
-	return json_pack("{s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "events_per_s",
+	return json_pack("{s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "events_per_s",
 			 x->events_per_s, "events", (json_int_t)x->events, "sent_events",
 			 (json_int_t)x->sent_events, "half_rate", (json_int_t)x->half_rate,
 			 "p50_ns", (json_int_t)x->p50_ns, "p99_ns", (json_int_t)x->p99_ns,
 			 "p999_ns", (json_int_t)x->p999_ns, "max_ns", (json_int_t)x->max_ns,
 			 "ring_p50_ns", (json_int_t)x->ring_p50_ns, "ring_p999_ns",
-			 (json_int_t)x->ring_p999_ns);
+			 (json_int_t)x->ring_p999_ns, "shard_preempted", (json_int_t)x->preempted);
 }
 
 int cli_bench_dpdk(int argc, char **argv)

@@ -226,12 +226,12 @@ static void bench_engine_print_hist(const char *name, const struct rill_hist *h,
 static int bench_engine_report(const struct bench_engine_args *a, struct rill_engine *engine,
 			       const struct bench_engine_run *r, uint64_t start_ns)
 {
-	uint64_t stalls = 0, sleeps = 0;
+	uint64_t stalls = 0, sleeps = 0, preempted = 0;
 	struct rill_shard_stats st0 = {0};
 	for (uint32_t s = 0; s < rill_engine_shards(engine); s++) {
 		struct rill_shard_stats st;
 		if (rill_engine_shard_stats(engine, s, &st) == 0)
-			stalls += st.stalls, sleeps += st.sleeps;
+			stalls += st.stalls, sleeps += st.sleeps, preempted += st.preempted;
 		if (s == 0)
 			st0 = st;
 	}
@@ -254,9 +254,9 @@ static int bench_engine_report(const struct bench_engine_args *a, struct rill_en
 	       st0.ring.p50_ns, st0.ring.p999_ns, st0.ring.max_ns, st0.apply.p50_ns,
 	       st0.apply.p999_ns, st0.apply.max_ns);
 	printf("\"backpressure\": %" PRIu64 ", \"shard_stalls\": %" PRIu64
-	       ", \"shard_sleeps\": %" PRIu64 ", \"errors\": %" PRIu64
-	       ", \"cpu_steal_pct\": %.1f}\n",
-	       rill_engine_backpressure(engine), stalls, sleeps, r->errors,
+	       ", \"shard_sleeps\": %" PRIu64 ", \"shard_preempted\": %" PRIu64
+	       ", \"errors\": %" PRIu64 ", \"cpu_steal_pct\": %.1f}\n",
+	       rill_engine_backpressure(engine), stalls, sleeps, preempted, r->errors,
 	       cli_cpu_steal_pct(&r->ticks0, &ticks1));
 	return r->errors == 0 && r->acked == a->events && r->durable_count == a->events ? 0 : 1;
 }

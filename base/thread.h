@@ -24,8 +24,8 @@ int rill_cpu_nth(int n);
 
 /*
  * rill_cpu_others - the CPUs the calling thread may run on, less each of @taken (@count
- * entries), into @out in ascending order. Returns how many (0 when @taken covers them all).
- * Any thread; does not block.
+ * entries), into @out in ascending order. Returns how many: 0 when @taken covers them all
+ * or the thread's CPUs cannot be read. Any thread; does not block.
  */
 int rill_cpu_others(const int *taken, unsigned count, int out[RILL_CPUS_MAX]);
 

@@ -113,12 +113,12 @@ static void *shard_thread(void *arg)
 			fprintf(stderr,
 				"rill: shard %u: cannot pin to CPU %d (%s); running unpinned\n",
 				s->index, s->cpu, rill_strerror(rc));
-		/* Its I/O workers (every fdatasync) would inherit the pin and preempt it. */
+		/* Its I/O workers (every fdatasync) would run on its CPU too and preempt it. */
 		else if (s->io->ops->worker_cpus != NULL && e->io_cpu_count > 0 &&
 			 (rc = s->io->ops->worker_cpus(s->io, e->io_cpus, e->io_cpu_count)) < 0)
 			fprintf(stderr,
 				"rill: shard %u: cannot move its io_uring workers off CPU %d (%s); "
-				"they share it\n",
+				"they may share it\n",
 				s->index, s->cpu, rill_strerror(rc));
 	}
 	bool arena = rill_arena_init(&s->arena) == 0 && rill_arena_bind(&s->arena) == 0;
@@ -139,7 +139,8 @@ static void engine_io_cpus(struct rill_engine *e)
 	int taken[RILL_ENGINE_SHARDS_MAX];
 	for (uint32_t i = 0; i < e->shard_count; i++)
 		taken[i] = shard_cpu(e, i);
-	int n = rill_cpu_others(taken, e->shard_count, e->io_cpus);
+	int n = e->config.pin ? rill_cpu_others(taken, e->shard_count, e->io_cpus) : 0;
+	e->spare_cpu_count = (unsigned)n;
 	if (n == 0) /* the shards have every CPU: let the scheduler place workers among them */
 		n = rill_cpu_others(NULL, 0, e->io_cpus);
 	e->io_cpu_count = (unsigned)n;
@@ -358,6 +359,14 @@ int rill_engine_shard_cpu(const struct rill_engine *e, uint32_t shard)
 	if (shard >= e->shard_count || !e->config.pin)
 		return -1;
 	return e->shards[shard].cpu;
+}
+
+unsigned rill_engine_spare_cpus(const struct rill_engine *e, int *cpus, unsigned max)
+{
+	unsigned n = e->spare_cpu_count < max ? e->spare_cpu_count : max;
+	if (n > 0)
+		memcpy(cpus, e->io_cpus, n * sizeof(*cpus)); /* the spare ones, when any */
+	return n;
 }
 
 uint64_t rill_engine_backpressure(const struct rill_engine *e)

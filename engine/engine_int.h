@@ -285,10 +285,11 @@ struct rill_engine {
 	struct rill_schema_registry *schemas;
 	uint32_t shard_count;
 	struct shard *shards;
-	/* Where the shards' kernel I/O workers run (pinned shards only): the CPUs this
-	 * process may use that no shard is pinned to, or all of them when none is left. */
+	/* Where the shards' kernel I/O workers run (pinned shards only): the CPUs the
+	 * opening thread may use that no shard is pinned to (the first spare_cpu_count, all
+	 * of them: rill_engine_spare_cpus), or all its CPUs when none is spare. */
 	int io_cpus[RILL_CPUS_MAX];
-	unsigned io_cpu_count;
+	unsigned io_cpu_count, spare_cpu_count;
 
 	pthread_mutex_t lock; /* serialises topic, projection and producer changes */
 	struct engine_topic *topics[RILL_ENGINE_TOPICS_MAX];

@@ -98,10 +98,12 @@ struct rill_io_ops {
 	/*
 	 * Optional (NULL where the backend has no kernel workers): run the kernel's workers
 	 * for the calling thread's submissions (io_uring's io-wq, which does every fdatasync)
-	 * on @cpus only (@count of them, each below RILL_CPUS_MAX). Without it they inherit
-	 * the thread's affinity: a shard pinned to one CPU would be preempted on that very CPU
-	 * by its own syncs. Call on the submitting thread before it submits anything else.
-	 * Returns 0 or -errno (old kernels: -EINVAL); the backend works either way.
+	 * on @cpus only (@count > 0 of them, each below RILL_CPUS_MAX). Without it they run
+	 * where the kernel puts them: on the project's kernel (6.18) exactly where the thread
+	 * is pinned, so a shard pinned to one CPU was preempted on that very CPU by its own
+	 * syncs; on others anywhere in the cpuset, that CPU included. Call on the submitting
+	 * thread before it submits anything else. Returns 0 or -errno (kernels before 5.14:
+	 * -EINVAL); the backend works either way.
 	 */
 	int (*worker_cpus)(struct rill_io *io, const int *cpus, unsigned count);
 	void (*destroy)(struct rill_io *io);

@@ -180,6 +180,10 @@ static int uring_poll(struct rill_io *io, struct rill_io_completion *out, unsign
 		if (rc < 0)
 			return rc;
 		uint64_t data = io_uring_cqe_get_data64(cqe);
+		if (data == URING_TAG_NOP) { /* uring_worker_cpus's, left by a failed call */
+			io_uring_cqe_seen(&u->ring, cqe);
+			continue;
+		}
 		unsigned slot = (unsigned)(data & 0xffu);
 		RILL_ASSERT(slot < RILL_IO_INFLIGHT_MAX && u->pending[slot].used);
 		struct uring_pending *p = &u->pending[slot];
@@ -209,6 +213,8 @@ static int uring_notify(struct rill_io *io, int fd)
 static int uring_worker_cpus(struct rill_io *io, const int *cpus, unsigned count)
 {
 	struct io_uring_backend *u = (struct io_uring_backend *)io;
+	if (count == 0)
+		return -EINVAL; /* no CPU at all: the kernel would take it, and no worker could run */
 	for (unsigned i = 0; i < RILL_IO_INFLIGHT_MAX; i++)
 		RILL_ASSERT(!u->pending[i].used); /* before anything else: no CQE to mix up */
 	cpu_set_t set;
@@ -219,19 +225,21 @@ static int uring_worker_cpus(struct rill_io *io, const int *cpus, unsigned count
 	}
 	/* The kernel keeps io-wq per submitting thread and makes it at the thread's first
 	 * submission; registering before then is refused (-EINVAL). A NOP makes it without
-	 * making a worker (a NOP completes inline). */
+	 * making a worker (a NOP completes inline). Should this fail half-way, uring_poll
+	 * skips the NOP's completion whenever it comes. */
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 	if (sqe == NULL)
 		return -EBUSY;
 	io_uring_prep_nop(sqe);
 	io_uring_sqe_set_data64(sqe, URING_TAG_NOP);
-	int rc = io_uring_submit_and_wait(&u->ring, 1);
+	int rc = io_uring_submit(&u->ring);
+	if (rc <= 0)
+		return rc < 0 ? rc : -EAGAIN; /* not taken: it goes with the next submission */
 	struct io_uring_cqe *cqe = NULL;
-	if (rc >= 0)
-		rc = io_uring_peek_cqe(&u->ring, &cqe);
+	rc = io_uring_wait_cqe(&u->ring, &cqe);
 	if (rc < 0)
 		return rc;
-	RILL_ASSERT(cqe->user_data == URING_TAG_NOP);
+	RILL_ASSERT(io_uring_cqe_get_data64(cqe) == URING_TAG_NOP); /* nothing else in flight */
 	io_uring_cqe_seen(&u->ring, cqe);
 	return io_uring_register_iowq_aff(&u->ring, sizeof(set), &set);
 }

@@ -202,6 +202,14 @@ int rill_engine_shard_hook_remove(struct rill_engine *engine, uint32_t shard, vo
 /* rill_engine_shard_cpu - the CPU shard @shard is pinned to, or -1 (not pinned). */
 int rill_engine_shard_cpu(const struct rill_engine *engine, uint32_t shard);
 
+/*
+ * rill_engine_spare_cpus - the CPUs the thread that opened @engine may run on that no shard
+ * is pinned to, ascending, at most @max of them into @cpus: where a host's own busy threads
+ * (a publisher, a load generator) stay off the shards' CPUs. Returns how many were written:
+ * 0 when the shards have every CPU or are not pinned. Any thread.
+ */
+unsigned rill_engine_spare_cpus(const struct rill_engine *engine, int *cpus, unsigned max);
+
 /* Topics. */
 struct rill_topic_config {
 	const char *name;                /* [A-Za-z0-9_.-], 1 to 128 bytes */

@@ -312,11 +312,20 @@ static int bd_kernel(struct bd_run *r, struct bd_result *out)
 		return -EIO;
 	}
 	pthread_t rx;
-	pthread_attr_t attr; /* not the sender's CPU: where the scheduler finds room */
+	pthread_attr_t attr; /* not pinned to the sender's CPU, as it would inherit: where the
+			      * scheduler finds room among the process's CPUs */
 	pthread_attr_init(&attr);
-	pthread_attr_setaffinity_np(&attr, sizeof(r->o->cpus), &r->o->cpus);
-	pthread_create(&rx, &attr, bd_kernel_rx, &k);
+	if (CPU_COUNT(&r->o->cpus) > 0)
+		pthread_attr_setaffinity_np(&attr, sizeof(r->o->cpus), &r->o->cpus);
+	int rc = pthread_create(&rx, &attr, bd_kernel_rx, &k);
 	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		fprintf(stderr, "rill: bench dpdk: cannot start the receiver: %s\n", strerror(rc));
+		rill_udp_ingress_destroy(k.ing);
+		close(k.fd);
+		close(tx);
+		return -rc;
+	}
 	uint64_t before = bd_events(r->engine), start = rill_clock_now_ns();
 	uint64_t dgrams =
 		(uint64_t)bd_kernel_send(r, tx, &addr, start + r->o->seconds * BD_NS_PER_S);
@@ -345,7 +354,7 @@ struct bd_dpdk_ports {
 /*
  * The port pair, made once per process (the EAL cannot forget ports): @p filled. Each
  * ring stands for a NIC's RX ring, so it holds what ingress's RX queue is configured for
- * (@descs, a power of two: [dpdk] rx_descs), and the sender's pool four times that. With
+ * (@descs: the default [dpdk] rx_descs, 1024), and the sender's pool four times that. With
  * rings of 4096 and a pool of 16383 mbufs (35 MB of buffers cycled through, more than
  * this VM's L3), every datagram came from DRAM to the sender's copy and again to the
  * shard, where a NIC's DMA lands them in the L3 (DDIO); the DPDK path measured 4.8-5.2 M
@@ -358,8 +367,9 @@ static int bd_ring_ports(struct bd_dpdk_ports *made_ports, uint32_t descs)
 	static bool made;
 	struct bd_dpdk_ports *p = &ports;
 	if (!made) {
-		fwd = rte_ring_create("rill_bd_fwd", descs, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-		back = rte_ring_create("rill_bd_back", descs, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+		unsigned flags = RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ; /* any size */
+		fwd = rte_ring_create("rill_bd_fwd", descs, 0, flags);
+		back = rte_ring_create("rill_bd_back", descs, 0, flags);
 		int in = fwd && back ? rte_eth_from_rings("rill_bd_in", &fwd, 1, &back, 1, 0) : -1;
 		int out = in >= 0 ? rte_eth_from_rings("rill_bd_out", &back, 1, &fwd, 1, 0) : -1;
 		p->pool = rte_pktmbuf_pool_create("rill_bd_tx", 4 * descs - 1, 256, 0,
@@ -462,18 +472,16 @@ typedef int bd_path_fn(struct bd_run *r, struct bd_result *out);
  */
 static void bd_sender_place(const struct bd_run *r)
 {
-	int shard_cpus[RILL_ENGINE_SHARDS_MAX], others[RILL_CPUS_MAX];
-	uint32_t shards = rill_engine_shards(r->engine);
-	for (uint32_t i = 0; i < shards; i++)
-		shard_cpus[i] = rill_engine_shard_cpu(r->engine, i);
-	int spare = rill_cpu_others(shard_cpus, shards, others);
-	if (spare > 0)
-		(void)rill_thread_pin(others[spare - 1]);
+	int spare[RILL_ENGINE_SHARDS_MAX];
+	unsigned n = rill_engine_spare_cpus(r->engine, spare, RILL_ENGINE_SHARDS_MAX);
+	if (n > 0 && CPU_COUNT(&r->o->cpus) > 0)
+		(void)rill_thread_pin(spare[n - 1]);
 }
 
 static void bd_sender_free(const struct bd_opts *o)
 {
-	(void)sched_setaffinity(0, sizeof(o->cpus), &o->cpus);
+	if (CPU_COUNT(&o->cpus) > 0) /* 0: they could not be read, nor was it pinned */
+		(void)sched_setaffinity(0, sizeof(o->cpus), &o->cpus);
 }
 
 /* Closed loop on a fresh engine, then open loop at half that rate on another. */
@@ -578,7 +586,8 @@ int cli_bench_dpdk(int argc, char **argv)
 		return cli_usage_error(
 			"bench dpdk",
 			"--seconds 1..3600, --batch 1..64, --record-bytes up to 1024");
-	sched_getaffinity(0, sizeof(o.cpus), &o.cpus);
+	if (sched_getaffinity(0, sizeof(o.cpus), &o.cpus) != 0)
+		CPU_ZERO(&o.cpus); /* unknown: nothing is pinned or restored */
 	struct bd_result dpdk = {0}, kernel = {0};
 	struct cli_cpu_ticks ticks[3];
 	cli_cpu_ticks(&ticks[0]);

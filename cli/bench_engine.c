@@ -277,10 +277,11 @@ static int bench_engine_run(const struct bench_engine_args *a, const char *dir)
 		fprintf(stderr, "rill: bench engine: %s\n", err.message);
 		return 1;
 	}
-	/* The publisher takes the last CPU, the shards the first ones. */
-	int cpus = rill_cpu_count();
-	if ((int)a->shards < cpus)
-		(void)rill_thread_pin(cpus - 1);
+	/* The publisher takes the last CPU no shard has, if there is one. */
+	int spare[RILL_ENGINE_SHARDS_MAX];
+	unsigned spares = rill_engine_spare_cpus(engine, spare, RILL_ENGINE_SHARDS_MAX);
+	if (spares > 0)
+		(void)rill_thread_pin(spare[spares - 1]);
 	const struct rill_schema *schema;
 	struct rill_topic *topic = NULL;
 	struct rill_topic_config tc = {.name = "bench",

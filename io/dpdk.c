@@ -88,14 +88,15 @@ int rill_dpdk_stop(struct rill_dpdk *dpdk)
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
-#define DPDK_BURST       32u
+#define DPDK_BURST          32u
 /* Events published per turn, at most (whole datagrams, so a little over): about what the
  * shard takes from one ring per turn (ENGINE_BURST_MAX), so that its own ring never fills
  * and nothing is dropped that the shard could have taken. */
-#define DPDK_EVENTS_TURN 64u
-#define DPDK_ARGS_MAX    64
-#define DPDK_ARGS_BYTES  4096u
-#define DPDK_STATS_EVERY 1024u /* packets between two copies of the counters */
+#define DPDK_EVENTS_TURN    64u
+#define DPDK_ARGS_MAX       64
+#define DPDK_ARGS_BYTES     4096u
+#define DPDK_STATS_EVERY    1024u /* packets between two copies of the counters */
+#define DPDK_PREFETCH_BYTES 2048u /* of the next datagram, while one is parsed */
 
 struct dpdk_queue {
 	struct rill_dpdk *dpdk;
@@ -247,12 +248,15 @@ static void dpdk_acks(struct dpdk_queue *q)
 /*
  * Start loading the next datagram while this one is parsed: its bytes were written by
  * another core (or a NIC's DMA) and are cold here, and parsing reads every one of them
- * (the records' CRCs), so its cache misses would otherwise come one after another.
+ * (the records' CRCs), so its cache misses would otherwise come one after another. At
+ * most DPDK_PREFETCH_BYTES of it: a jumbo frame is not worth more.
  */
 static inline void dpdk_prefetch(struct rte_mbuf *m)
 {
 	const char *p = rte_pktmbuf_mtod(m, const char *);
 	uint32_t bytes = rte_pktmbuf_data_len(m);
+	if (bytes > DPDK_PREFETCH_BYTES)
+		bytes = DPDK_PREFETCH_BYTES;
 	for (uint32_t at = 0; at < bytes; at += RTE_CACHE_LINE_SIZE)
 		rte_prefetch0(p + at);
 }

@@ -306,9 +306,15 @@ static int bd_kernel(struct bd_run *r, struct bd_result *out)
 	struct timeval tick = {0, 10000};
 	setsockopt(k.fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
 	setsockopt(k.fd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof(tick));
-	if (k.fd < 0 || tx < 0 || bind(k.fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    rill_udp_ingress_create(&k.ing, r->engine, false) < 0) {
-		fprintf(stderr, "rill: bench dpdk: kernel UDP socket: %s\n", strerror(errno));
+	int rc = k.fd < 0 || tx < 0 || bind(k.fd, (struct sockaddr *)&addr, sizeof(addr)) < 0
+			 ? -errno
+			 : rill_udp_ingress_create(&k.ing, r->engine, false);
+	if (rc < 0) {
+		fprintf(stderr, "rill: bench dpdk: kernel UDP socket: %s\n", rill_strerror(rc));
+		if (k.fd >= 0)
+			close(k.fd);
+		if (tx >= 0)
+			close(tx);
 		return -EIO;
 	}
 	pthread_t rx;
@@ -317,7 +323,7 @@ static int bd_kernel(struct bd_run *r, struct bd_result *out)
 	pthread_attr_init(&attr);
 	if (CPU_COUNT(&r->o->cpus) > 0)
 		pthread_attr_setaffinity_np(&attr, sizeof(r->o->cpus), &r->o->cpus);
-	int rc = pthread_create(&rx, &attr, bd_kernel_rx, &k);
+	rc = pthread_create(&rx, &attr, bd_kernel_rx, &k);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
 		fprintf(stderr, "rill: bench dpdk: cannot start the receiver: %s\n", strerror(rc));
@@ -472,8 +478,8 @@ typedef int bd_path_fn(struct bd_run *r, struct bd_result *out);
  */
 static void bd_sender_place(const struct bd_run *r)
 {
-	int spare[RILL_ENGINE_SHARDS_MAX];
-	unsigned n = rill_engine_spare_cpus(r->engine, spare, RILL_ENGINE_SHARDS_MAX);
+	static int spare[RILL_CPUS_MAX];
+	unsigned n = rill_engine_spare_cpus(r->engine, spare, RILL_CPUS_MAX);
 	if (n > 0 && CPU_COUNT(&r->o->cpus) > 0)
 		(void)rill_thread_pin(spare[n - 1]);
 }

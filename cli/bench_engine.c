@@ -278,8 +278,8 @@ static int bench_engine_run(const struct bench_engine_args *a, const char *dir)
 		return 1;
 	}
 	/* The publisher takes the last CPU no shard has, if there is one. */
-	int spare[RILL_ENGINE_SHARDS_MAX];
-	unsigned spares = rill_engine_spare_cpus(engine, spare, RILL_ENGINE_SHARDS_MAX);
+	static int spare[RILL_CPUS_MAX];
+	unsigned spares = rill_engine_spare_cpus(engine, spare, RILL_CPUS_MAX);
 	if (spares > 0)
 		(void)rill_thread_pin(spare[spares - 1]);
 	const struct rill_schema *schema;

@@ -204,9 +204,10 @@ int rill_engine_shard_cpu(const struct rill_engine *engine, uint32_t shard);
 
 /*
  * rill_engine_spare_cpus - the CPUs the thread that opened @engine may run on that no shard
- * is pinned to, ascending, at most @max of them into @cpus: where a host's own busy threads
- * (a publisher, a load generator) stay off the shards' CPUs. Returns how many were written:
- * 0 when the shards have every CPU or are not pinned. Any thread.
+ * is pinned to, ascending, the lowest @max of them into @cpus (1024, glibc's CPU_SETSIZE,
+ * hold any): where a host's own busy threads (a publisher, a load generator) stay off the
+ * shards' CPUs. Returns how many were written: 0 when the shards have every CPU, are not
+ * pinned, or the opening thread's CPUs could not be read. Any thread.
  */
 unsigned rill_engine_spare_cpus(const struct rill_engine *engine, int *cpus, unsigned max);
 

@@ -1849,6 +1849,7 @@ static void test_io_workers_off_shard_cpu(void **state)
 	assert_int_equal(spares, (unsigned)rill_cpu_count() - 1);
 	for (unsigned i = 0; i < spares; i++)
 		assert_int_not_equal(spare[i], w.cpu);
+	assert_int_equal(rill_engine_spare_cpus(f->engine, spare, 0), 0); /* @max bounds it */
 	durable_round(f, fx_topic(f, "iowq", 2, RILL_DURABILITY_GROUP), 2000);
 	tasks_scan(shard_tid_note, &w);
 	assert_int_not_equal(w.shard_tid, 0);
@@ -1861,6 +1862,30 @@ static void test_io_workers_off_shard_cpu(void **state)
 	if (w.on_cpu > 0)
 		fail_msg("%u of the shard's %u io_uring workers may run on its CPU %d", w.on_cpu,
 			 w.seen, w.cpu);
+}
+
+/* Shards pinned to every CPU we have leave none spare. */
+static void test_no_spare_cpus(void **state)
+{
+	struct fx *f = *state;
+	static int all[RILL_CPUS_MAX];
+	int n = rill_cpu_others(NULL, 0, all);
+	assert_true(n > 0);
+	if (n > 8)
+		n = 8; /* a big machine: 8 shards on 8 of its CPUs leave the others spare */
+	struct rill_engine_config c;
+	fx_config(f, &c, (uint32_t)n);
+	c.cpus = all;
+	c.pin = true;
+	fx_open_with(f, &c);
+	int spare[4];
+	unsigned want = (unsigned)(rill_cpu_count() - n);
+	unsigned got = rill_engine_spare_cpus(f->engine, spare, 4);
+	assert_int_equal(got, want < 4 ? want : 4);
+	for (unsigned i = 0; i < got; i++)
+		for (int k = 0; k < n; k++)
+			assert_int_not_equal(spare[i], all[k]);
+	fx_close(f);
 }
 
 /* At most RILL_ENGINE_PRODUCERS_MAX producer handles at once; a slot freed is reused. */
@@ -3351,6 +3376,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shard_thread_names, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_io_workers_off_shard_cpu, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_no_spare_cpus, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

@@ -87,10 +87,12 @@ static const char bd_help[] =
 	"DPDK (a net_ring pair: the real poll-mode path, no NIC) and through a kernel UDP\n"
 	"socket on loopback read with recvmmsg: S seconds (default 3) closed loop for events/s,\n"
 	"then S seconds open loop at half that rate for the internal latency (poll time →\n"
-	"applied; --rate R instead of half). One shard by default (--shards), its queue's\n"
-	"poller pinned beside it. Engines in new folders under DIR (default $TMPDIR or /tmp).\n"
+	"applied; --rate R instead of half). One shard by default (--shards), polling the\n"
+	"DPDK queue itself; the sender on a CPU no shard has, when there is one. Engines in\n"
+	"new folders under DIR (default $TMPDIR or /tmp).\n"
 	"Prints\n"
-	"{\"dpdk\": {...}, \"kernel\": {...}} with events_per_s, p50_ns, p99_ns, p999_ns.\n";
+	"{\"dpdk\": {...}, \"kernel\": {...}} with events_per_s, p50_ns, p99_ns, p999_ns,\n"
+	"shard_preempted and cpu_steal_pct.\n";
 
 static const char bd_schema[] =
 	"{\"type\":\"BenchEvent\",\"version\":1,\"fields\":[{\"name\":\"n\",\"type\":\"i64\"},"

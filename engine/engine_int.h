@@ -69,7 +69,10 @@ struct engine_ack_msg {
 	uint8_t level; /* enum rill_acks */
 	uint8_t duplicate;
 	uint16_t reason_bytes;
-	uint8_t settles;     /* acknowledgements owed that this one settles (0, 1 or 2) */
+	/* Acknowledgements owed that this one settles (0, 1 or 2). 2 with error 0: applied
+	 * and durable at once (level durable), which the producer reports as two, in that
+	 * order; 2 with an error: a refusal of both, reported once. */
+	uint8_t settles;
 	uint8_t event_count; /* events appended for it (a command's) */
 	uint8_t reserved[2];
 };

@@ -210,9 +210,14 @@ static int producer_drain(struct rill_producer *p, uint32_t shard)
 				.event_count = m.event_count,
 				.ingress_ns = m.ingress_ns,
 				.done_ns = m.done_ns};
+			if (m.settles == 2 && m.error == 0) { /* applied and durable at once */
+				ack.level = RILL_ACKS_APPLIED;
+				p->config.on_ack(p->config.arg, &ack);
+				ack.level = RILL_ACKS_DURABLE;
+			}
 			p->config.on_ack(p->config.arg, &ack);
 		}
-		n++;
+		n += m.settles == 2 && m.error == 0 ? 2 : 1;
 	}
 	return n;
 }

@@ -335,18 +335,20 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 	if (m->acks == RILL_ACKS_NONE)
 		return SHARD_TAKEN;
 	ack.level = RILL_ACKS_APPLIED;
-	shard_ack_send(s, slot, &ack, NULL);
-	if (m->acks != RILL_ACKS_DURABLE)
-		return SHARD_TAKEN;
-	if (!wants_durable || res.offset < rill_partition_durable_offset(sp->part)) {
+	if (m->acks == RILL_ACKS_DURABLE &&
+	    (!wants_durable || res.offset < rill_partition_durable_offset(sp->part))) {
 		/* A topic of durability none promises memory only; or a retry of an event
-		 * durable already. Either way the durable acknowledgement is due now. */
+		 * durable already. Either way the durable acknowledgement is due now: it rides
+		 * on the applied one, one ring record for both (engine_ack_msg.settles). */
 		ack.level = RILL_ACKS_DURABLE;
+		ack.settles = 2;
 		shard_ack_send(s, slot, &ack, NULL);
 		shard_latency(s->hist_durable, m->ingress_ns, now);
 		return SHARD_TAKEN;
 	}
-	shard_durable_wait_push(s, sp, slot, m, res.offset, count);
+	shard_ack_send(s, slot, &ack, NULL);
+	if (m->acks == RILL_ACKS_DURABLE)
+		shard_durable_wait_push(s, sp, slot, m, res.offset, count);
 	return SHARD_TAKEN;
 }
 

@@ -50,7 +50,8 @@ static const char serve_help[] =
 	"The config file is INI; the command line wins over it. Keys (defaults):\n"
 	"  [engine]  data (./data), shards (CPUs), cpus (each shard's CPU, e.g. 2-5,8: its\n"
 	"            length is the shard count; default: the CPUs this process may use),\n"
-	"            poll (adaptive), idle_spin_us (50),\n"
+	"            poll (adaptive), idle_spin_us (50), io_workers (spare: a pinned shard's\n"
+	"            io_uring workers on CPUs no shard has; shard: on its own CPU),\n"
 	"            ring_bytes (1048576), snapshot_interval_events (1000000),\n"
 	"            snapshot_interval_s (60), snapshots_kept (3),\n"
 	"            log_io (direct: O_DIRECT where the file system takes it; buffered)\n"
@@ -97,6 +98,13 @@ static bool serve_engine_key(struct serve_opts *o, const char *key, const char *
 		if (strcmp(value, "adaptive") != 0 && strcmp(value, "busy") != 0)
 			return false;
 		e->poll = value[0] == 'b' ? RILL_POLL_BUSY : RILL_POLL_ADAPTIVE;
+		return true;
+	}
+	if (strcmp(key, "io_workers") == 0) {
+		if (strcmp(value, "spare") != 0 && strcmp(value, "shard") != 0)
+			return false;
+		e->io_workers =
+			strcmp(value, "shard") == 0 ? RILL_IO_WORKERS_SHARD : RILL_IO_WORKERS_SPARE;
 		return true;
 	}
 	if (strcmp(key, "cpus") == 0) {

@@ -79,6 +79,8 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 				    ENGINE_RING_BYTES_MIN, RILL_ENGINE_RING_BYTES_MAX);
 	if (c->poll != RILL_POLL_ADAPTIVE && c->poll != RILL_POLL_BUSY)
 		return engine_error(err, -EINVAL, "poll: adaptive or busy");
+	if (c->io_workers != RILL_IO_WORKERS_SPARE && c->io_workers != RILL_IO_WORKERS_SHARD)
+		return engine_error(err, -EINVAL, "io_workers: spare or shard");
 	unsigned bad = 0;
 	int rc = c->cpus != NULL && c->pin ? rill_cpu_probe(c->cpus, c->shards, &bad) : 0;
 	if (rc < 0 && bad == c->shards)
@@ -99,6 +101,19 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 	return 0;
 }
 
+/* The CPUs pinned shard @s's I/O workers may use (config.io_workers), into @cpus (room
+ * for RILL_CPUS_MAX); how many. */
+static unsigned shard_worker_cpus(const struct shard *s, int *cpus)
+{
+	const struct rill_engine *e = s->engine;
+	if (e->config.io_workers == RILL_IO_WORKERS_SHARD) {
+		cpus[0] = s->cpu;
+		return 1;
+	}
+	memcpy(cpus, e->io_cpus, e->io_cpu_count * sizeof(*cpus));
+	return e->io_cpu_count;
+}
+
 static void *shard_thread(void *arg)
 {
 	struct shard *s = arg;
@@ -113,13 +128,17 @@ static void *shard_thread(void *arg)
 			fprintf(stderr,
 				"rill: shard %u: cannot pin to CPU %d (%s); running unpinned\n",
 				s->index, s->cpu, rill_strerror(rc));
-		/* Its I/O workers (every fdatasync) would run on its CPU too and preempt it. */
-		else if (s->io->ops->worker_cpus != NULL && e->io_cpu_count > 0 &&
-			 (rc = s->io->ops->worker_cpus(s->io, e->io_cpus, e->io_cpu_count)) < 0)
-			fprintf(stderr,
-				"rill: shard %u: cannot move its io_uring workers off CPU %d (%s); "
-				"they may share it\n",
-				s->index, s->cpu, rill_strerror(rc));
+		/* Its I/O workers (every fdatasync) would get its CPU alone, inherited. */
+		else if (s->io->ops->worker_cpus != NULL && e->io_cpu_count > 0) {
+			int cpus[RILL_CPUS_MAX];
+			unsigned n = shard_worker_cpus(s, cpus);
+			rc = s->io->ops->worker_cpus(s->io, cpus, n);
+			if (rc < 0)
+				fprintf(stderr,
+					"rill: shard %u: cannot place its io_uring workers (%s); "
+					"they stay on its CPU %d\n",
+					s->index, rill_strerror(rc), s->cpu);
+		}
 	}
 	bool arena = rill_arena_init(&s->arena) == 0 && rill_arena_bind(&s->arena) == 0;
 	shard_main(s);

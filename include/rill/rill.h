@@ -65,6 +65,24 @@ enum rill_poll_mode {
 	RILL_POLL_BUSY = 1,     /* never sleep: for cores of their own (isolcpus) */
 };
 
+/*
+ * Where a pinned shard's io_uring workers run (io-wq: the kernel threads that run every
+ * fdatasync of its logs and every write it cannot issue at once). Measured on the
+ * project's 2-CPU VM, one shard and the load generator on the other CPU
+ * (docs/ARCHITECTURE.md, "Shards"): SHARD gave +12-29% durable events/s with four
+ * partitions, but -13% events/s and a worse round-trip p99 without durability.
+ */
+enum rill_io_workers {
+	/* On the CPUs no shard has (every CPU when there is none): a sync never preempts
+	 * its shard. The default: right when those CPUs have room, as housekeeping cores
+	 * do. */
+	RILL_IO_WORKERS_SPARE = 0,
+	/* On the shard's own CPU: a sync runs while its shard waits for it, or preempts it.
+	 * For shards that mostly wait for the disk while the other CPUs are busy (durable
+	 * topics on a small machine beside their clients). */
+	RILL_IO_WORKERS_SHARD = 1,
+};
+
 /* What a publisher asks to hear back about an event (a refusal is always reported). */
 enum rill_acks {
 	RILL_ACKS_NONE = 0,    /* nothing, unless the event is refused */
@@ -90,11 +108,12 @@ struct rill_producer;
 struct rill_subscription;
 
 struct rill_engine_config {
-	const char *data_dir;         /* default "./data"; created if missing */
-	uint32_t shards;              /* default: one per CPU this process may use */
-	const int *cpus;              /* CPU of each shard (shards entries); NULL: ours in turn */
-	bool pin;                     /* pin shard threads to their CPUs (default true) */
-	enum rill_poll_mode poll;     /* default adaptive */
+	const char *data_dir; /* default "./data"; created if missing */
+	uint32_t shards;      /* default: one per CPU this process may use */
+	const int *cpus;      /* CPU of each shard (shards entries); NULL: ours in turn */
+	bool pin;             /* pin shard threads to their CPUs (default true) */
+	enum rill_io_workers io_workers; /* with pin: where their I/O workers run (spare) */
+	enum rill_poll_mode poll;        /* default adaptive */
 	uint64_t idle_spin_ns;        /* adaptive: spin this long idle before sleeping (50 µs) */
 	uint32_t ring_bytes;          /* each producer → shard ring (default 1 MiB) */
 	uint32_t ack_ring_bytes;      /* each shard → producer ring (default 1 MiB) */

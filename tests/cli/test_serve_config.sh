@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `rill serve --config FILE`: the INI file's keys reach the engine (shards, and log_io,
 # seen in how the server holds its segment files open: O_DIRECT or not; cpus, seen in
-# where its rill-shardN threads may run), the command line wins over the file, and a bad
+# where its rill-shardN threads may run; io_workers, seen in where their io_uring workers
+# may run), the command line wins over the file, and a bad
 # value or an unknown key stops the server with the file's line named and a non-zero
 # status; so do CPU lists that are malformed, disagree with shards or cannot be pinned.
 # usage: test_serve_config.sh RILL_BINARY
@@ -88,6 +89,55 @@ serve_start_or_skip "$tmp/data-cpus" "$tmp/serve.log" --config "$tmp/cpus.ini" -
 check "--shards 1 over the file's two cpus: one shard" '[ "$(shards)" = 1 ]'
 check "... saying the file's cpus do not apply" 'grep -q "cpus (2 CPUs) do not apply" "$tmp/serve.log"'
 serve_stop
+# io_workers = shard: the shard's io_uring workers run on its CPU (default: the spare
+# ones, tests/engine/test_engine.c). Read right after durable events, while the workers
+# are there (idle ones end after seconds).
+worker_cpus() {
+	local shard t
+	shard=$(for t in /proc/"$serve_pid"/task/*; do
+		[ "$(cat "$t/comm" 2>/dev/null)" = rill-shard0 ] && basename "$t"
+	done)
+	for t in /proc/"$serve_pid"/task/*; do
+		[ "$(cat "$t/comm" 2>/dev/null)" = "iou-wrk-$shard" ] &&
+			sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status"
+	done | sort -u
+}
+# Is CPU $1 in any of the lists that follow ("0-2,5" as in Cpus_allowed_list)?
+cpu_in_lists() {
+	python3 - "$@" <<'PY'
+import sys
+cpu = int(sys.argv[1])
+for lst in sys.argv[2:]:
+    for part in lst.split(","):
+        a, _, b = part.partition("-")
+        if int(a) <= cpu <= int(b or a):
+            sys.exit(0)
+sys.exit(1)
+PY
+}
+if [ "$first_cpu" != "$last_cpu" ]; then
+	for mode in shard spare; do
+		printf '[engine]\ncpus = %s\nio_workers = %s\n' "$first_cpu" "$mode" >"$tmp/workers.ini"
+		serve_start_or_skip "$tmp/data-workers-$mode" "$tmp/serve.log" --config "$tmp/workers.ini"
+		produce w
+		got=$(worker_cpus)
+		echo "io_workers = $mode: the workers' CPU lists: $(echo $got)"
+		if [ -z "$got" ] || grep -q "cannot place its io_uring workers" "$tmp/serve.log"; then
+			echo "note: no io_uring worker seen, or this kernel places none; not checked"
+		elif [ "$mode" = shard ]; then
+			check "io_workers = shard: every worker on shard CPU $first_cpu alone" \
+				'[ "$got" = "$first_cpu" ]'
+		else
+			check "io_workers = spare: no worker on shard CPU $first_cpu" \
+				'! cpu_in_lists "$first_cpu" $got'
+		fi
+		serve_stop
+	done
+fi
+printf '[engine]\nio_workers = anywhere\n' >"$tmp/badworkers.ini"
+err=$(timeout 30 "$rill" serve --config "$tmp/badworkers.ini" --data "$tmp/data-bad" --listen 127.0.0.1:0 2>&1); rc=$?
+check "io_workers = anywhere exits 1 naming the line" '[ $rc -eq 1 ] && [[ "$err" == *"badworkers.ini: line 2: [engine] io_workers = anywhere"* ]]'
+
 # Refusals, each before anything starts (time-limited all the same).
 err=$(timeout 30 "$rill" serve --data "$tmp/data-cpus" --listen 127.0.0.1:0 --cpus 3-1 2>&1); rc=$?
 check "--cpus 3-1 exits 2 saying why" '[ $rc -eq 2 ] && [[ "$err" == *"a range that goes down"* ]]'

@@ -1651,6 +1651,11 @@ static void test_definitions(void **state)
 	fx_config(f, &bc, 2);
 	bc.poll = (enum rill_poll_mode)7;
 	assert_int_equal(rill_engine_open(&none, &bc, &err), -EINVAL);
+	fx_config(f, &bc, 2);
+	bc.io_workers = (enum rill_io_workers)2;
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(rill_engine_open(&none, &bc, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "io_workers"));
 	/* A CPU named for a shard that no thread can be pinned to: refused, not run unpinned
 	 * (unless pinning is off). */
 	fx_config(f, &bc, 2);

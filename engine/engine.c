@@ -101,16 +101,16 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 	return 0;
 }
 
-/* The CPUs pinned shard @s's I/O workers may use (config.io_workers), into @cpus (room
- * for RILL_CPUS_MAX); how many. */
-static unsigned shard_worker_cpus(const struct shard *s, int *cpus)
+/* The CPUs pinned shard @s's I/O workers may use (config.io_workers): how many, at
+ * *@cpus. */
+static unsigned shard_worker_cpus(const struct shard *s, const int **cpus)
 {
 	const struct rill_engine *e = s->engine;
 	if (e->config.io_workers == RILL_IO_WORKERS_SHARD) {
-		cpus[0] = s->cpu;
+		*cpus = &s->cpu;
 		return 1;
 	}
-	memcpy(cpus, e->io_cpus, e->io_cpu_count * sizeof(*cpus));
+	*cpus = e->io_cpus;
 	return e->io_cpu_count;
 }
 
@@ -130,8 +130,8 @@ static void *shard_thread(void *arg)
 				s->index, s->cpu, rill_strerror(rc));
 		/* Its I/O workers (every fdatasync) would get its CPU alone, inherited. */
 		else if (s->io->ops->worker_cpus != NULL && e->io_cpu_count > 0) {
-			int cpus[RILL_CPUS_MAX];
-			unsigned n = shard_worker_cpus(s, cpus);
+			const int *cpus;
+			unsigned n = shard_worker_cpus(s, &cpus);
 			rc = s->io->ops->worker_cpus(s->io, cpus, n);
 			if (rc < 0)
 				fprintf(stderr,

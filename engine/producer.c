@@ -211,6 +211,8 @@ static int producer_drain(struct rill_producer *p, uint32_t shard)
 				.ingress_ns = m.ingress_ns,
 				.done_ns = m.done_ns};
 			if (m.settles == 2 && m.error == 0) { /* applied and durable at once */
+				RILL_DASSERT(m.level ==
+					     RILL_ACKS_DURABLE); /* paired with shard.c */
 				ack.level = RILL_ACKS_APPLIED;
 				p->config.on_ack(p->config.arg, &ack);
 				ack.level = RILL_ACKS_DURABLE;

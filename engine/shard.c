@@ -67,7 +67,9 @@ static uint64_t shard_ack_slots_immediate(const struct rill_ring *acks)
 }
 
 /* Ack ring slots that must be free before an event is taken (I1): the durable acks owed,
- * a refusal or two one-slot acknowledgements with the worst padding, and a durable one. */
+ * room for two immediate records with the worst padding (an event sends one: a refusal,
+ * an applied acknowledgement, or an applied and durable pair; two are kept, as when the
+ * pair took two records), and a durable one. */
 static uint64_t shard_ack_room_needed(const struct shard_producer *p)
 {
 	return p->acks_reserved + shard_ack_slots_immediate(p->acks) * 2 + 1;

@@ -69,8 +69,9 @@ enum rill_poll_mode {
  * Where a pinned shard's io_uring workers run (io-wq: the kernel threads that run every
  * fdatasync of its logs and every write it cannot issue at once). Measured on the
  * project's 2-CPU VM, one shard and the load generator on the other CPU
- * (docs/ARCHITECTURE.md, "Shards"): SHARD gave +12-29% durable events/s with four
- * partitions, but -13% events/s and a worse round-trip p99 without durability.
+ * (docs/ARCHITECTURE.md, "Shards"): SHARD gave more durable events/s with four
+ * partitions (321-416 k against 312-353 k), fewer without durability (1.36-1.46 M
+ * against 1.40-1.68 M) and a worse round-trip p99 (94-100 µs against 73-82).
  */
 enum rill_io_workers {
 	/* On the CPUs no shard has (every CPU when there is none): a sync never preempts
@@ -108,12 +109,11 @@ struct rill_producer;
 struct rill_subscription;
 
 struct rill_engine_config {
-	const char *data_dir; /* default "./data"; created if missing */
-	uint32_t shards;      /* default: one per CPU this process may use */
-	const int *cpus;      /* CPU of each shard (shards entries); NULL: ours in turn */
-	bool pin;             /* pin shard threads to their CPUs (default true) */
-	enum rill_io_workers io_workers; /* with pin: where their I/O workers run (spare) */
-	enum rill_poll_mode poll;        /* default adaptive */
+	const char *data_dir;         /* default "./data"; created if missing */
+	uint32_t shards;              /* default: one per CPU this process may use */
+	const int *cpus;              /* CPU of each shard (shards entries); NULL: ours in turn */
+	bool pin;                     /* pin shard threads to their CPUs (default true) */
+	enum rill_poll_mode poll;     /* default adaptive */
 	uint64_t idle_spin_ns;        /* adaptive: spin this long idle before sleeping (50 µs) */
 	uint32_t ring_bytes;          /* each producer → shard ring (default 1 MiB) */
 	uint32_t ack_ring_bytes;      /* each shard → producer ring (default 1 MiB) */
@@ -139,6 +139,8 @@ struct rill_engine_config {
 	 * docs/ARCHITECTURE.md, "Group commit"). For benchmarks at a fixed write size and
 	 * for tests of the log's backpressure. */
 	bool log_fixed_batches;
+	/* With pin: where the shards' io_uring workers run (default spare; see above). */
+	enum rill_io_workers io_workers;
 };
 
 /* rill_engine_config_default - the defaults above. */
@@ -518,7 +520,9 @@ void rill_producer_wake(struct rill_producer *producer);
 
 /*
  * rill_producer_poll - run the callback for every acknowledgement that has arrived,
- * waiting up to @wait_ns for the first. Returns how many were delivered.
+ * waiting up to @wait_ns for the first. Returns how many were delivered: one per
+ * callback run (counted the same without a callback). An applied and a durable
+ * acknowledgement are two; a refusal is one, whatever it settles.
  */
 int rill_producer_poll(struct rill_producer *producer, uint64_t wait_ns);
 

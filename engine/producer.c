@@ -199,6 +199,9 @@ static int producer_drain(struct rill_producer *p, uint32_t shard)
 		rill_ring_release(ring);
 		RILL_ASSERT(p->acks_owed >= m.settles);
 		p->acks_owed -= m.settles;
+		/* Applied and durable at once (shard.c): two callbacks, two delivered. */
+		bool pair = m.settles == 2 && m.error == 0;
+		RILL_DASSERT(!pair || m.level == RILL_ACKS_DURABLE);
 		if (p->config.on_ack != NULL) {
 			struct rill_ack ack = {
 				.cookie = m.cookie,
@@ -210,16 +213,14 @@ static int producer_drain(struct rill_producer *p, uint32_t shard)
 				.event_count = m.event_count,
 				.ingress_ns = m.ingress_ns,
 				.done_ns = m.done_ns};
-			if (m.settles == 2 && m.error == 0) { /* applied and durable at once */
-				RILL_DASSERT(m.level ==
-					     RILL_ACKS_DURABLE); /* paired with shard.c */
+			if (pair) {
 				ack.level = RILL_ACKS_APPLIED;
 				p->config.on_ack(p->config.arg, &ack);
 				ack.level = RILL_ACKS_DURABLE;
 			}
 			p->config.on_ack(p->config.arg, &ack);
 		}
-		n += m.settles == 2 && m.error == 0 ? 2 : 1;
+		n += pair ? 2 : 1;
 	}
 	return n;
 }

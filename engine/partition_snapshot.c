@@ -53,6 +53,12 @@ static uint64_t snap_pad8(uint64_t n)
 	return (n + 7u) & ~7ull;
 }
 
+/* The partition's snapshots/ folder. */
+static void snap_dir(const struct rill_partition *part, char *out, size_t bytes)
+{
+	snprintf(out, bytes, "%s/snapshots", part->dir);
+}
+
 static void snap_path(const struct rill_partition *part, uint64_t offset, char *out, size_t bytes)
 {
 	snprintf(out, bytes, "%s/snapshots/%020" PRIu64 SNAP_SUFFIX, part->dir, offset);
@@ -95,7 +101,7 @@ static int snap_cmp(const void *a, const void *b)
 static int snap_list(struct rill_partition *part, struct snap_list *l)
 {
 	char dir[4200];
-	snprintf(dir, sizeof(dir), "%s/snapshots", part->dir);
+	snap_dir(part, dir, sizeof(dir));
 	l->count = 0;
 	l->dropped = 0;
 	int rc = part->io->ops->list(part->io, dir, snap_list_entry, l);
@@ -273,12 +279,25 @@ int partition_snapshot_load(struct rill_partition *part)
 	uint64_t start = rill_log_start_offset(part->log);
 	uint64_t next = rill_log_next_offset(part->log);
 	/* A snapshot past the log's end describes events the log no longer has (a repair cut
-	 * them): once the log grew past it again, it would be taken for the new ones. */
+	 * them): once the log grew past it again, it would be taken for the new ones. So it
+	 * goes, and for good before anything is appended: a power cut must not bring it
+	 * back (a failure to delete it refuses the open rather than risk that). */
+	bool cut = false;
 	while (l.count > 0 && l.offsets[l.count - 1] > next) {
 		char path[4300];
 		snap_path(part, l.offsets[--l.count], path, sizeof(path));
-		(void)part->io->ops->unlink(part->io, path);
+		rc = part->io->ops->unlink(part->io, path);
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
 		part->stats.snapshots_skipped++;
+		cut = true;
+	}
+	if (cut) {
+		char dir[4200];
+		snap_dir(part, dir, sizeof(dir));
+		rc = part->io->ops->fsync_dir(part->io, dir);
+		if (rc < 0)
+			return rc;
 	}
 	for (uint32_t i = l.count; i-- > 0;) {
 		uint64_t offset = l.offsets[i];
@@ -376,7 +395,7 @@ static int snap_write(struct rill_partition *part, uint64_t offset, const uint8_
 {
 	struct rill_io *io = part->io;
 	char dir[4200], tmp[4300], path[4300];
-	snprintf(dir, sizeof(dir), "%s/snapshots", part->dir);
+	snap_dir(part, dir, sizeof(dir));
 	snprintf(tmp, sizeof(tmp), "%s/.snapshot.tmp", dir);
 	snap_path(part, offset, path, sizeof(path));
 	int rc = 0;

@@ -10,6 +10,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,22 +110,41 @@ static int srv_publish(struct srv_worker *w, struct srv_preq *r, const struct ri
 	rill_wire_produce_iter(p, &it);
 	for (uint32_t i = 0; i < r->published; i++)
 		rill_wire_produce_next(&it, &rec);
+	uint32_t record_max = rill_wire_events_record_max(w->server->config.frame_bytes_max);
 	while (r->published < r->count) {
 		int got = rill_wire_produce_next(&it, &rec);
 		RILL_ASSERT(got == 1); /* the frame was checked whole */
-		/* Unstamped events share the turn's one wall-clock read (w->wall_ns). */
-		struct rill_event ev = rill_wire_event(&rec, ingress_ns, &w->wall_ns);
 		uint32_t i = r->published;
-		uint64_t cookie =
-			r->acks == RILL_ACKS_NONE ? UINT64_MAX : ((uint64_t)r->index << 32) | i;
-		int rc = rill_publish(w->producer, r->topic, &ev, (enum rill_acks)r->acks, cookie);
-		if (rc == -EAGAIN) {
-			srv_stat_add(&w->stats.backpressure, 1);
-			return -EAGAIN;
+		int rc;
+		char *reason = NULL;
+		if (rill_unlikely(rec.record_bytes > record_max)) {
+			/* A PRODUCE frame holds a few bytes more of record than an EVENTS frame:
+			 * taken, such an event would stop every subscriber of its partition. */
+			rc = RILL_E_RECORD_TOO_LARGE;
+			reason = malloc(SRV_REASON_BYTES_MAX);
+			if (reason != NULL)
+				snprintf(reason, SRV_REASON_BYTES_MAX,
+					 "a record of %" PRIu32
+					 " bytes: subscribers receive at most "
+					 "%" PRIu32 " under this server's frame limit",
+					 rec.record_bytes, record_max);
+		} else {
+			/* Unstamped events share the turn's one wall-clock read (w->wall_ns). */
+			struct rill_event ev = rill_wire_event(&rec, ingress_ns, &w->wall_ns);
+			uint64_t cookie = r->acks == RILL_ACKS_NONE
+						  ? UINT64_MAX
+						  : ((uint64_t)r->index << 32) | i;
+			rc = rill_publish(w->producer, r->topic, &ev, (enum rill_acks)r->acks,
+					  cookie);
+			if (rc == -EAGAIN) {
+				srv_stat_add(&w->stats.backpressure, 1);
+				return -EAGAIN;
+			}
 		}
 		r->published++;
 		if (rc < 0 || r->acks == RILL_ACKS_NONE) {
-			r->results[i] = (struct srv_ack){.error = rc, .offset = UINT64_MAX};
+			r->results[i] = (struct srv_ack){
+				.error = rc, .offset = UINT64_MAX, .reason = reason};
 			r->left--; /* no acknowledgement will come for it */
 		}
 	}
@@ -428,11 +449,20 @@ static bool srv_sub_feed(struct srv_worker *w, struct srv_conn *c, struct srv_su
 		srv_conn_send(w, c, buf, (uint32_t)at);
 		return true;
 	}
-	if (rc < 0) {
+	if (rc == -EMSGSIZE) {
+		/* Appended in process or under a larger frame limit: it can reach subscribers
+		 * once the limit is raised (frame_bytes_max, up to 16 MiB). */
+		sub->failed = true;
+		srv_conn_error(w, c, sub->request_id, rc,
+			       "partition %u: offset %" PRIu64 ": a record of %" PRIu32 " bytes, "
+			       "more than a frame carries (%" PRIu32 " under this server's "
+			       "frame_bytes_max)",
+			       sub->partition, sub->offset, sub->rec.record_bytes,
+			       rill_wire_events_record_max(w->server->config.frame_bytes_max));
+	} else if (rc < 0) {
 		sub->failed = true;
 		srv_conn_error(w, c, sub->request_id, rc, "partition %u: %s", sub->partition,
-			       rc == -EMSGSIZE ? "an event larger than a frame"
-					       : rill_strerror(rc));
+			       rill_strerror(rc));
 	}
 	return false;
 }

@@ -128,6 +128,7 @@ enum {
 enum { FETCH_CREDIT = 0, FETCH_RESERVED = 4, FETCH_END = 8 };
 enum { EV_PARTITION = 0, EV_COUNT = 4, EV_ENTRIES = 8 };
 enum { EVE_OFFSET = 0, EVE_RECORD = 8 };
+_Static_assert(EVE_RECORD == RILL_WIRE_EVENT_BYTES_MIN, "an event's fixed part");
 enum {
 	Q_NAME_BYTES = 0,
 	Q_KEY_BYTES = 2,

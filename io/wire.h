@@ -92,6 +92,7 @@
 #define RILL_WIRE_SUBSCRIBED_ENTRY   24u
 #define RILL_WIRE_FETCH_BYTES        8u
 #define RILL_WIRE_EVENTS_BYTES_MIN   8u /* before the events */
+#define RILL_WIRE_EVENT_BYTES_MIN    8u /* each event's offset, before its record */
 #define RILL_WIRE_QUERY_BYTES_MIN    32u
 #define RILL_WIRE_RESULT_BYTES       64u
 #define RILL_WIRE_ADMIN_BYTES_MIN    8u
@@ -341,6 +342,13 @@ int rill_wire_events_begin(void *buf, size_t buf_bytes, uint64_t request_id, uin
 int rill_wire_events_add(void *buf, size_t buf_bytes, size_t at, uint64_t offset,
 			 const void *record, uint32_t record_bytes);
 void rill_wire_events_finish(void *buf, uint32_t frame_bytes, uint32_t count);
+
+/* The largest record one EVENTS frame can carry alone under a frame limit of
+ * @frame_bytes_max (body bytes): a larger one could never reach a subscriber. */
+static inline uint32_t rill_wire_events_record_max(uint32_t frame_bytes_max)
+{
+	return frame_bytes_max - RILL_WIRE_EVENTS_BYTES_MIN - RILL_WIRE_EVENT_BYTES_MIN;
+}
 
 int rill_wire_query_decode(const void *body, uint32_t bytes, struct rill_wire_query *out);
 int rill_wire_query_encode(void *buf, size_t buf_bytes, uint64_t request_id,

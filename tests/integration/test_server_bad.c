@@ -1267,6 +1267,57 @@ static void test_produce_unregistered_type(void **state)
 	conn_close(fd);
 }
 
+/*
+ * A record that fits a PRODUCE frame but not an EVENTS frame (8 bytes more of framing) is
+ * refused, by its ACK entry, with the reason: taken, it would stop every subscriber of
+ * its partition. One just within the EVENTS bound passes that check (its payload is not
+ * a valid OrderPlaced, so the schema refuses it next, with another code).
+ */
+static void test_produce_record_over_events(void **state)
+{
+	(void)state;
+	static uint8_t rec[BAD_FRAME_BYTES_MAX], frame[BAD_FRAME_BYTES_MAX + 64];
+	static uint8_t payload[BAD_FRAME_BYTES_MAX];
+	uint32_t record_max = rill_wire_events_record_max(BAD_FRAME_BYTES_MAX);
+	uint32_t produce_max =
+		BAD_FRAME_BYTES_MAX - RILL_WIRE_PRODUCE_BYTES_MIN - (uint32_t)strlen(BAD_TOPIC);
+	assert_true(produce_max > record_max); /* the gap this is about */
+	const char *key = "k-large";
+	const uint32_t sizes[] = {produce_max, record_max + 1, record_max};
+	int fd = conn_open();
+	hello(fd);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct rill_record r = {.type_id = rill_schema_type_id(env.schema),
+					.schema_version = 1,
+					.key = key,
+					.key_bytes = (uint16_t)strlen(key),
+					.payload = payload,
+					.payload_bytes = sizes[i] - RILL_RECORD_HEADER_BYTES -
+							 (uint32_t)strlen(key)};
+		assert_int_equal(rill_record_encode(rec, sizeof(rec), &r), (int)sizes[i]);
+		uint64_t id = bad_id();
+		size_t len = raw_produce(frame, sizeof(frame), id, 2, BAD_TOPIC,
+					 (uint16_t)strlen(BAD_TOPIC), 1, rec, sizes[i]);
+		raw_send_all(fd, frame, len);
+		struct rill_wire_ack_entry ack;
+		ack_read(fd, id, &ack, 1, "a PRODUCE of one large record");
+		if (sizes[i] > record_max) {
+			if (ack.error != RILL_E_RECORD_TOO_LARGE)
+				fail_msg("a record of %u bytes (subscribers take %u): %s", sizes[i],
+					 record_max, rill_strerror(ack.error));
+			char reason[256];
+			snprintf(reason, sizeof(reason), "%.*s", (int)ack.reason_bytes,
+				 ack.reason != NULL ? ack.reason : "");
+			assert_non_null(strstr(reason, "subscribers"));
+		} else {
+			assert_int_not_equal(ack.error, 0); /* the schema's refusal */
+			assert_int_not_equal(ack.error, RILL_E_RECORD_TOO_LARGE);
+		}
+	}
+	ping(fd, "the connection after refused large records");
+	conn_close(fd);
+}
+
 /* Valid events, with durable acks; and an idempotent producer's retry. */
 static void test_produce_valid(void **state)
 {
@@ -1542,6 +1593,7 @@ int main(void)
 		cmocka_unit_test_setup(test_produce_unknown_topic, bad_each),
 		cmocka_unit_test_setup(test_produce_unregistered_type, bad_each),
 		cmocka_unit_test_setup(test_produce_valid, bad_each),
+		cmocka_unit_test_setup(test_produce_record_over_events, bad_each),
 		cmocka_unit_test_setup(test_conn_inflight, bad_each),
 		cmocka_unit_test(test_server_inflight_budget),
 		cmocka_unit_test_setup(test_log_holds_only_valid_events, bad_each),

@@ -376,6 +376,16 @@ static uint32_t srv_frames(struct srv_worker *w, struct srv_conn *c, const uint8
 				       rill_wire_type_name(h.type));
 			return bytes;
 		}
+		/* A frame of one size claiming another is refused at its header, so that no
+		 * budget is reserved (srv_rx_reserve) nor memory grown for a body that cannot
+		 * be valid: before HELLO a peer may send nothing else. */
+		rc = rill_wire_body_check(&h);
+		if (rc < 0) {
+			srv_stat_add(&w->stats.bad_frames, 1);
+			srv_conn_fatal(w, c, h.request_id, rc, "%s: %s",
+				       rill_wire_type_name(h.type), rill_strerror(rc));
+			return bytes;
+		}
 		uint32_t frame = RILL_WIRE_HEADER_BYTES + h.body_bytes;
 		if (bytes - at < frame)
 			break; /* the body is still coming */

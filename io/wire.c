@@ -270,6 +270,28 @@ int rill_wire_header_decode(const void *buf, size_t bytes, uint32_t frame_bytes_
 	return 0;
 }
 
+int rill_wire_body_check(const struct rill_wire_header *h)
+{
+	uint32_t bytes;
+	switch (h->type) {
+	case RILL_WIRE_HELLO:
+		bytes = RILL_WIRE_HELLO_BYTES;
+		break;
+	case RILL_WIRE_FETCH:
+		bytes = RILL_WIRE_FETCH_BYTES;
+		break;
+	case RILL_WIRE_UNSUBSCRIBE:
+	case RILL_WIRE_PING:
+		bytes = 0;
+		break;
+	default:
+		return 0;
+	}
+	if (h->body_bytes == bytes)
+		return 0;
+	return h->body_bytes < bytes ? RILL_E_WIRE_TRUNCATED : RILL_E_WIRE_TRAILING;
+}
+
 void rill_wire_header_encode(void *buf, uint16_t type, uint64_t request_id, uint32_t body_bytes)
 {
 	RILL_ASSERT(buf != NULL);

@@ -259,6 +259,14 @@ struct rill_wire_iter {
 int rill_wire_header_decode(const void *buf, size_t bytes, uint32_t frame_bytes_max,
 			    struct rill_wire_header *out);
 
+/*
+ * rill_wire_body_check - what a client frame's header alone says wrong about its body: a
+ * HELLO, FETCH, UNSUBSCRIBE or PING whose body_bytes is not its one size. Returns 0 (or
+ * for other types, whose bodies vary), RILL_E_WIRE_TRUNCATED or RILL_E_WIRE_TRAILING: the
+ * codes the body's decoder would give, known before a byte of the body is read.
+ */
+int rill_wire_body_check(const struct rill_wire_header *h);
+
 /* rill_wire_header_encode - write a header at @buf (RILL_WIRE_HEADER_BYTES). */
 void rill_wire_header_encode(void *buf, uint16_t type, uint64_t request_id, uint32_t body_bytes);
 

@@ -790,6 +790,29 @@ static void test_small_frames_with_bodies(void **state)
 	bad_case("a FETCH of 4 bytes", true, buf, sizeof(buf), RILL_E_WIRE_TRUNCATED, id);
 }
 
+/*
+ * A header alone that claims a wrong size for a frame of one size is refused at once, the
+ * body never awaited: before HELLO a peer could otherwise make the server reserve (and
+ * allocate) a whole frame with 16 bytes, and hold it until the handshake timeout.
+ */
+static void test_header_claims_wrong_size(void **state)
+{
+	(void)state;
+	uint8_t buf[RILL_WIRE_HEADER_BYTES];
+	uint64_t id = bad_id();
+	raw_header(buf, BAD_FRAME_BYTES_MAX, RILL_WIRE_HELLO, 0, id);
+	bad_case("a HELLO header claiming a whole frame", false, buf, sizeof(buf),
+		 RILL_E_WIRE_TRAILING, id);
+	id = bad_id();
+	raw_header(buf, 8, RILL_WIRE_HELLO, 0, id);
+	bad_case("a HELLO header claiming 8 bytes", false, buf, sizeof(buf), RILL_E_WIRE_TRUNCATED,
+		 id);
+	id = bad_id();
+	raw_header(buf, BAD_FRAME_BYTES_MAX, RILL_WIRE_PING, 0, id);
+	bad_case("a PING header claiming a whole frame", true, buf, sizeof(buf),
+		 RILL_E_WIRE_TRAILING, id);
+}
+
 /* Random bytes, before and after HELLO; and random bodies behind valid client headers. */
 static void test_random_garbage(void **state)
 {
@@ -1581,6 +1604,7 @@ int main(void)
 		cmocka_unit_test_setup(test_query_both_as_of, bad_each),
 		cmocka_unit_test_setup(test_admin_bad_op, bad_each),
 		cmocka_unit_test_setup(test_small_frames_with_bodies, bad_each),
+		cmocka_unit_test_setup(test_header_claims_wrong_size, bad_each),
 		cmocka_unit_test_setup(test_random_garbage, bad_each),
 		cmocka_unit_test_setup(test_pipelined_then_bad, bad_each),
 		cmocka_unit_test_setup(test_partial_frames, bad_each),

@@ -227,6 +227,44 @@ static void test_header(void **state)
 	assert_int_equal(h.type, RILL_WIRE_PING);
 }
 
+/* The header-time size check of fixed-size client frames agrees with their decoders. */
+static void test_body_check(void **state)
+{
+	(void)state;
+	static const uint8_t zeros[32];
+	struct rill_wire_header h = {.type = RILL_WIRE_HELLO};
+	struct rill_wire_hello hello;
+	uint32_t credit;
+	for (uint32_t n = 0; n <= 20; n++) {
+		h.type = RILL_WIRE_HELLO;
+		h.body_bytes = n;
+		int want = n < RILL_WIRE_HELLO_BYTES   ? RILL_E_WIRE_TRUNCATED
+			   : n > RILL_WIRE_HELLO_BYTES ? RILL_E_WIRE_TRAILING
+						       : 0;
+		assert_int_equal(rill_wire_body_check(&h), want);
+		if (want != 0) /* (zeros are no valid HELLO: only the length errors compare) */
+			assert_int_equal(rill_wire_hello_decode(zeros, n, &hello), want);
+		h.type = RILL_WIRE_FETCH;
+		want = n < RILL_WIRE_FETCH_BYTES   ? RILL_E_WIRE_TRUNCATED
+		       : n > RILL_WIRE_FETCH_BYTES ? RILL_E_WIRE_TRAILING
+						   : 0;
+		assert_int_equal(rill_wire_body_check(&h), want);
+		if (want != 0)
+			assert_int_equal(rill_wire_fetch_decode(zeros, n, &credit), want);
+		h.type = RILL_WIRE_PING;
+		assert_int_equal(rill_wire_body_check(&h), n == 0 ? 0 : RILL_E_WIRE_TRAILING);
+		h.type = RILL_WIRE_UNSUBSCRIBE;
+		assert_int_equal(rill_wire_body_check(&h), n == 0 ? 0 : RILL_E_WIRE_TRAILING);
+		/* Bodies of any size, or not a client's to send: left to the decoders. */
+		const uint16_t others[] = {RILL_WIRE_PRODUCE, RILL_WIRE_QUERY, RILL_WIRE_HELLO_OK,
+					   RILL_WIRE_PONG};
+		for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+			h.type = others[i];
+			assert_int_equal(rill_wire_body_check(&h), 0);
+		}
+	}
+}
+
 static void test_type_names(void **state)
 {
 	(void)state;
@@ -1153,6 +1191,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_header),
+		cmocka_unit_test(test_body_check),
 		cmocka_unit_test(test_type_names),
 		cmocka_unit_test(test_hello),
 		cmocka_unit_test(test_hello_ok),

@@ -512,10 +512,15 @@ bool srv_job_finish(struct srv_worker *w, struct srv_conn *c)
 	struct srv_job *j = &c->job;
 	if (!c->ctl_busy || !j->done)
 		return false;
-	uint8_t *dst = srv_conn_tx_reserve(c, j->answer_bytes);
-	if (dst == NULL)
-		return false; /* acknowledgements or events took the room: next turn */
-	srv_conn_send(w, c, j->answer, j->answer_bytes);
+	/* A dead connection (cut off: its peer reads nothing) sends nothing more; waiting
+	 * for room there would keep it open, with its descriptor and slot, for as long as
+	 * the peer keeps its end. */
+	if (!c->dead) {
+		uint8_t *dst = srv_conn_tx_reserve(c, j->answer_bytes);
+		if (dst == NULL)
+			return false; /* acknowledgements or events took the room: next turn */
+		srv_conn_send(w, c, j->answer, j->answer_bytes);
+	}
 	free(j->answer);
 	j->answer = NULL;
 	c->ctl_busy = false;

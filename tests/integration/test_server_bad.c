@@ -1175,6 +1175,136 @@ static void test_send_stall(void **state)
 	server_still_up("a peer cut off for a stall");
 }
 
+/* A stat source that makes STAT slow and large: its answer comes late, and needs room. */
+static int slow_big_stat(void *arg, char *json, size_t bytes)
+{
+	(void)arg;
+	usleep(1200 * 1000);
+	size_t pad = bytes - 16;
+	int n = snprintf(json, bytes, "{\"pad\":\"");
+	memset(json + n, 'x', pad - (size_t)n);
+	snprintf(json + pad, bytes - pad, "\"}");
+	return 0;
+}
+
+/*
+ * The rule itself, on a connection built by hand: a dead connection (cut off for a stall)
+ * whose control-thread answer has come but finds no room drops the answer instead of
+ * waiting for room, which its peer, reading nothing, would never make: waiting kept the
+ * connection, its descriptor and its slot open for as long as the peer kept its end.
+ */
+static void test_answer_to_dead_connection(void **state)
+{
+	(void)state;
+	struct srv_worker w;
+	struct srv_conn c;
+	memset(&w, 0, sizeof(w));
+	memset(&c, 0, sizeof(c));
+	uint8_t tx[64];
+	c.tx = tx;
+	c.tx_cap = c.tx_len = sizeof(tx); /* full: a send is stuck in flight */
+	c.ctl_busy = true;
+	c.job.done = true;
+	c.job.answer_bytes = 128;
+	c.job.answer = malloc(c.job.answer_bytes);
+	assert_non_null(c.job.answer);
+	assert_false(srv_job_finish(&w, &c)); /* alive: it waits for room */
+	assert_true(c.ctl_busy);
+	c.closing = c.dead = true;
+	assert_true(srv_job_finish(&w, &c));
+	assert_false(c.ctl_busy);
+	assert_null(c.job.answer);
+	assert_int_equal(c.tx_len, sizeof(tx)); /* nothing more queued */
+}
+
+/*
+ * The same through the server, as it happens: a peer cut off for a stall while the
+ * control thread works on its request, whose answer, when it comes, may find no room in
+ * the output (the subscription's events filled it; whether it does depends on how the
+ * last sends were cut, so the test above pins the rule), must not keep the connection
+ * open. The peer subscribes to a topic of large events and,
+ * in the same write, asks for a STAT that a stat source makes take 1.2 s and 4 KiB more
+ * than usual, then reads nothing and keeps its socket open: the server must close it all
+ * the same.
+ */
+static void test_send_stall_with_answer_owed(void **state)
+{
+	(void)state;
+	enum { EVENTS = 3000, KEY_BYTES = 2000 };
+	static const char topic[] = "bulk";
+	wait_connections(0);
+	struct rill_error_text err = {{0}};
+	struct rill_topic_config tc = {
+		.name = topic, .partitions = 1, .durability = RILL_DURABILITY_GROUP};
+	struct rill_topic *t = NULL;
+	int rc = rill_topic_create(env.engine, &tc, &t, &err);
+	if (rc != 0)
+		fail_msg("topic %s: %s", topic, err.message);
+	/* Events of 2 KiB keys, several MiB in all: more than the output buffer and the
+	 * sockets' buffers hold. */
+	uint8_t payload[256];
+	struct rill_payload_builder b;
+	uint32_t payload_bytes = 0;
+	assert_int_equal(rill_payload_builder_init(&b, env.schema, payload, sizeof(payload)), 0);
+	assert_int_equal(rill_payload_set_i64(&b, 0, 1), 0);
+	assert_int_equal(rill_payload_set_var(&b, 1, "sku-1", 5), 0);
+	assert_int_equal(rill_payload_builder_finish(&b, &payload_bytes, NULL), 0);
+	static char key[KEY_BYTES];
+	memset(key, 'k', sizeof(key));
+	struct rill_producer_config pc = {.producer_id = 0};
+	struct rill_producer *producer = NULL;
+	assert_int_equal(rill_producer_open(env.engine, &pc, &producer), 0);
+	for (uint32_t i = 0; i < EVENTS; i++) {
+		struct rill_event ev = {.key = key,
+					.key_bytes = KEY_BYTES,
+					.type_id = rill_schema_type_id(env.schema),
+					.version = 1,
+					.payload = payload,
+					.payload_bytes = payload_bytes};
+		while ((rc = rill_publish(producer, t, &ev, RILL_ACKS_DURABLE, i)) == -EAGAIN)
+			(void)rill_producer_poll(producer, 1000000);
+		assert_int_equal(rc, 0);
+	}
+	assert_int_equal(rill_producer_flush(producer, BAD_WAIT_NS), 0);
+	assert_int_equal(rill_producer_close(producer), 0);
+
+	struct rill_server_stats before, st;
+	rill_server_stats_get(env.server, &before);
+	int fd = conn_open();
+	int small = 4096;
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	hello(fd);
+	uint8_t buf[512];
+	struct rill_wire_subscribe sub = {.topic = topic,
+					  .topic_bytes = (uint16_t)strlen(topic),
+					  .from = RILL_WIRE_FROM_EARLIEST,
+					  .partition = RILL_WIRE_PARTITION_ALL,
+					  .credit = EVENTS};
+	int n = rill_wire_subscribe_encode(buf, sizeof(buf), bad_id(), &sub);
+	assert_true(n > 0);
+	assert_int_equal(rill_server_stat_source(env.server, "slow", slow_big_stat, NULL), 0);
+	int m = rill_wire_admin_encode(buf + n, sizeof(buf) - (size_t)n, bad_id(),
+				       RILL_WIRE_ADMIN_STAT, "{}", 2);
+	assert_true(m > 0);
+	raw_send_all(fd, buf, (size_t)(n + m));
+	/* The peer reads nothing and keeps its end open: the server closes its own. */
+	uint64_t deadline = rill_clock_now_ns() + BAD_STALL_NS + 2 * BAD_WAIT_NS;
+	for (;;) {
+		rill_server_stats_get(env.server, &st);
+		if (st.cut_off > before.cut_off && st.connections == 0)
+			break;
+		if (rill_clock_now_ns() > deadline)
+			fail_msg("a stalled peer with a STAT answer owed: cut off %llu, the "
+				 "server still holds %llu connection(s)",
+				 (unsigned long long)(st.cut_off - before.cut_off),
+				 (unsigned long long)st.connections);
+		usleep(10000);
+	}
+	conn_close(fd);
+	assert_int_equal(rill_server_stat_source(env.server, "slow", NULL, NULL), 0);
+	server_still_up("a stalled peer with a STAT answer owed");
+}
+
 /* A SUBSCRIBE of the whole topic from the latest offset; returns its request id. */
 static uint64_t subscribe_all(int fd)
 {
@@ -1613,6 +1743,8 @@ int main(void)
 		cmocka_unit_test_setup(test_connections_max, bad_each),
 		cmocka_unit_test_setup(test_idle_timeout, bad_each),
 		cmocka_unit_test_setup(test_send_stall, bad_each),
+		cmocka_unit_test(test_answer_to_dead_connection),
+		cmocka_unit_test_setup(test_send_stall_with_answer_owed, bad_each),
 		cmocka_unit_test_setup(test_subscriptions_max, bad_each),
 		cmocka_unit_test_setup(test_produce_unknown_topic, bad_each),
 		cmocka_unit_test_setup(test_produce_unregistered_type, bad_each),

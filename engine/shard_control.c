@@ -172,9 +172,11 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 		}
 		sp->projs[ep->index] = inst;
 		/* Defined while running: its state goes into a snapshot at once, so that no
-		 * restart rebuilds it from a log retention trimmed since. */
+		 * restart rebuilds it from a log retention trimmed since; also when nothing came
+		 * since the last one, which lacks it (rewritten at the same offset). An empty
+		 * partition needs none: a rebuild from offset 0 is exact. */
 		if (s->opened && !s->engine->config.snapshots_off &&
-		    rill_partition_next_offset(sp->part) != sp->snap_offset &&
+		    rill_partition_next_offset(sp->part) > 0 &&
 		    rill_partition_snapshot(sp->part, s->engine->config.snapshots_kept) == 0) {
 			sp->snap_offset = rill_partition_snapshot_offset(sp->part);
 			s->snapshots++;

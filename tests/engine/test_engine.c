@@ -2255,6 +2255,34 @@ static void test_snapshot_rebuild(void **state)
 	fx_close(f);
 }
 
+/* A projection defined while the engine runs goes into a snapshot at once, also when no
+ * event came since the last snapshot: that one lacks it, and is rewritten at its offset
+ * with it, so that a restart restores the projection instead of rebuilding it from what
+ * retention left of the log. */
+static void test_snapshot_projection_defined_idle(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	c.snapshot_interval_events = 1000000; /* none by count here: asked for, or a definition's */
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "snap", 2, RILL_DURABILITY_GROUP);
+	enum { KEYS = 5 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 200, KEYS, 0, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0);
+	uint64_t before = snap_count(f);
+	fx_projection(f, "idle_sum", "snap", RILL_PROJECTION_SUM, "amount");
+	assert_int_equal(snap_count(f), before + 2); /* one per partition */
+	fx_close(f);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd),
+		 "for p in %s/topics/snap/[0-9]*; do s=$(ls \"$p\"/snapshots/*.snap | tail -1) && "
+		 "grep -q idle_sum \"$s\" || exit 1; done",
+		 f->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* With snapshots, retention deletes old segments, yet the projections and the dedup table
  * keep what those segments held: a retry of a deleted event is still recognised. */
 static void test_snapshot_retention(void **state)
@@ -3379,6 +3407,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_query_token_waits, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_retention_projection, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_rebuild, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_projection_defined_idle, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_retention, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_damaged_newest, fx_setup,
 						fx_teardown),

@@ -460,8 +460,14 @@ int rill_group_commit(struct rill_engine *e, const char *group, struct rill_topi
 	if (group == NULL || !engine_name_ok(group) || t == NULL ||
 	    partition >= t->config.partitions || next_offset > INT64_MAX)
 		return -EINVAL;
+	struct rill_partition_info info;
+	int rc = rill_partition_info_get(e, topic, partition, UINT64_MAX, &info, NULL);
+	if (rc < 0)
+		return rc;
+	if (next_offset > info.next_offset)
+		return -ERANGE;
 	pthread_mutex_lock(&e->lock);
-	int rc = engine_meta_group_commit(e, group, t->name, partition, next_offset);
+	rc = engine_meta_group_commit(e, group, t->name, partition, next_offset);
 	pthread_mutex_unlock(&e->lock);
 	return rc;
 }

@@ -21,8 +21,17 @@
 #include "base/clock.h"
 #include "engine/engine_int.h"
 
-#define META_FORMAT     1
-#define META_BYTES_MAX  (64u << 10) /* one definition file */
+#define META_FORMAT    1
+#define META_BYTES_MAX (64u << 10) /* one definition file */
+/* A consumer group's file: an offset for every partition of every topic (at most
+ * RILL_IO_INFLIGHT_MAX partitions per shard), written with JSON_INDENT(2): each topic's
+ * lines under 32 bytes besides its name, each partition's under 64. Bounded by that, so
+ * that no commit the engine takes writes a file it cannot read back. */
+#define META_GROUP_BYTES_MAX (1u << 20)
+_Static_assert(RILL_ENGINE_TOPICS_MAX *(RILL_ENGINE_NAME_BYTES_MAX + 32) +
+			       RILL_ENGINE_SHARDS_MAX * RILL_IO_INFLIGHT_MAX * 64 <=
+		       META_GROUP_BYTES_MAX,
+	       "a group file holds every partition's offset");
 #define META_PATH_BYTES 4400u
 
 /* Write @text to DIR/NAME through a temporary file, rename and directory sync. */
@@ -38,7 +47,7 @@ static int meta_write(struct rill_engine *e, const char *dir, const char *name, 
 }
 
 /* Read DIR/NAME as JSON into @out. -ENOENT if missing, RILL_E_JSON_INVALID if not JSON. */
-static int meta_read(struct rill_engine *e, const char *path, json_t **out,
+static int meta_read(struct rill_engine *e, const char *path, uint32_t bytes_max, json_t **out,
 		     struct rill_error_text *err)
 {
 	struct rill_io *io = e->io;
@@ -50,8 +59,8 @@ static int meta_read(struct rill_engine *e, const char *path, json_t **out,
 	rc = io->ops->size(io, handle, &size);
 	char *buf = NULL;
 	size_t got = 0;
-	if (rc == 0 && size > META_BYTES_MAX)
-		rc = engine_error(err, -EFBIG, "%s: larger than %u bytes", path, META_BYTES_MAX);
+	if (rc == 0 && size > bytes_max)
+		rc = engine_error(err, -EFBIG, "%s: larger than %u bytes", path, bytes_max);
 	if (rc == 0 && (buf = malloc(size + 1)) == NULL)
 		rc = -ENOMEM;
 	if (rc == 0)
@@ -108,7 +117,7 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 	}
 	snprintf(path, sizeof(path), "%s/meta", e->data_dir);
 	json_t *meta;
-	rc = meta_read(e, path, &meta, err);
+	rc = meta_read(e, path, META_BYTES_MAX, &meta, err);
 	if (rc == -ENOENT) {
 		char id[17];
 		snprintf(id, sizeof(id), "%016llx",
@@ -278,7 +287,7 @@ int engine_meta_topics_load(struct rill_engine *e,
 		snprintf(path, sizeof(path), "%s/topics/%s/topic.json", e->data_dir,
 			 names.names[i]);
 		json_t *j;
-		rc = meta_read(e, path, &j, err);
+		rc = meta_read(e, path, META_BYTES_MAX, &j, err);
 		if (rc == -ENOENT) {
 			/* A folder made by a create that crashed before its definition: the
 			 * topic was never acknowledged; skip it. */
@@ -352,7 +361,7 @@ static int meta_group_load(struct rill_engine *e, const char *group, json_t **ou
 {
 	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 16];
 	snprintf(path, sizeof(path), "%s/groups/%s.json", e->data_dir, group);
-	int rc = meta_read(e, path, out, NULL);
+	int rc = meta_read(e, path, META_GROUP_BYTES_MAX, out, NULL);
 	if (rc == -ENOENT) {
 		*out = json_object();
 		rc = *out != NULL ? 0 : -ENOMEM;
@@ -412,7 +421,7 @@ int engine_meta_projections_load(struct rill_engine *e,
 		char path[META_PATH_BYTES];
 		snprintf(path, sizeof(path), "%s/projections/%s", e->data_dir, names.names[i]);
 		json_t *j;
-		rc = meta_read(e, path, &j, err);
+		rc = meta_read(e, path, META_BYTES_MAX, &j, err);
 		if (rc < 0) {
 			if (rc != RILL_E_JSON_INVALID && rc != -EFBIG)
 				engine_error(err, rc, "%s: %s", path, rill_strerror(rc));

@@ -2255,6 +2255,61 @@ static void test_snapshot_rebuild(void **state)
 	fx_close(f);
 }
 
+/*
+ * Consumer groups: a position reads back as committed, and survives a restart; one past
+ * the partition's end is refused (the events that later fill the gap would be skipped);
+ * and a group file as large as one the engine can write (an offset for each of many
+ * topics' partitions) still reads back (the reader once stopped at 64 KiB).
+ */
+static void test_group_offsets(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "grp", 2, RILL_DURABILITY_GROUP);
+	enum { KEYS = 4 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 40, KEYS, 0, folds);
+	struct rill_partition_info info;
+	assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL), 0);
+	assert_true(info.next_offset > 0);
+	uint64_t o = 0;
+	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o), -ENOENT);
+	assert_int_equal(rill_group_commit(f->engine, "g", t, 0, info.next_offset), 0);
+	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o), 0);
+	assert_int_equal(o, info.next_offset);
+	assert_int_equal(rill_group_commit(f->engine, "g", t, 0, info.next_offset + 1), -ERANGE);
+	assert_int_equal(rill_group_commit(f->engine, "g", t, 1, UINT64_MAX), -EINVAL);
+	assert_int_equal(rill_group_commit(f->engine, "bad/name", t, 0, 0), -EINVAL);
+	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o), 0);
+	assert_int_equal(o, info.next_offset); /* the refusals changed nothing */
+	fx_close(f);
+
+	/* The file of a group that commits across many topics: 200 KiB of other entries. */
+	char path[256];
+	snprintf(path, sizeof(path), "%s/groups/g.json", f->dir);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fprintf(fp, "{\n  \"grp\": {\n    \"0\": %llu\n  }", (unsigned long long)info.next_offset);
+	for (unsigned topic = 0; topic < 100; topic++) {
+		fprintf(fp, ",\n  \"other-topic-%03u\": {", topic);
+		for (unsigned p = 0; p < 64; p++)
+			fprintf(fp, "%s\n    \"%u\": 9223372036854775807", p ? "," : "", p);
+		fprintf(fp, "\n  }");
+	}
+	fprintf(fp, "\n}\n");
+	assert_true(ftell(fp) > (128 << 10));
+	assert_int_equal(fclose(fp), 0);
+	fx_open(f);
+	t = rill_topic_find(f->engine, "grp");
+	assert_non_null(t);
+	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o), 0);
+	assert_int_equal(o, info.next_offset);
+	assert_int_equal(rill_group_commit(f->engine, "g", t, 1, 0), 0);
+	assert_int_equal(rill_group_offset(f->engine, "g", t, 1, &o), 0);
+	assert_int_equal(o, 0);
+	fx_close(f);
+}
+
 /* A projection defined while the engine runs goes into a snapshot at once, also when no
  * event came since the last snapshot: that one lacks it, and is rewritten at its offset
  * with it, so that a restart restores the projection instead of rebuilding it from what
@@ -3409,6 +3464,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_rebuild, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_projection_defined_idle, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_group_offsets, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_retention, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_damaged_newest, fx_setup,
 						fx_teardown),

@@ -76,12 +76,15 @@ struct client_inflight {
 struct client_sub {
 	uint64_t request_id;
 	uint32_t used; /* events handed out since credit was last granted */
+	uint32_t live; /* partitions the server has not ended (with an ERROR) */
 };
 
-/* An EVENTS frame that arrived while a SUBSCRIBE waited for its answer. */
+/* An EVENTS frame, or a partition's ERROR, that arrived while a SUBSCRIBE waited for its
+ * answer. */
 struct client_stashed {
 	struct client_stashed *next;
 	uint64_t request_id;
+	uint16_t type; /* RILL_WIRE_EVENTS or RILL_WIRE_ERROR */
 	uint32_t body_bytes;
 	uint8_t body[]; /* the frame's body, copied */
 };
@@ -428,9 +431,26 @@ static void sub_remove(struct rill_client *c, uint64_t id)
 		*s = c->subs[--c->sub_count];
 }
 
-/* Keep an EVENTS frame that arrived while a SUBSCRIBE waited; rill_client_next reads it. */
-static int stash_events(struct rill_client *c, const struct rill_wire_header *hdr,
-			const uint8_t *body, struct rill_client_error *err)
+/*
+ * The server ended one partition of subscription @hdr->request_id (an event too large for a
+ * frame, a failed read): the others go on, and the subscription ends with its last one.
+ * Returns the server's error for the caller.
+ */
+static int sub_partition_ended(struct rill_client *c, const struct rill_wire_header *hdr,
+			       const uint8_t *body, struct rill_client_error *err)
+{
+	struct client_sub *s = sub_find(c, hdr->request_id);
+	if (s != NULL && s->live <= 1)
+		sub_remove(c, hdr->request_id);
+	else if (s != NULL)
+		s->live--;
+	return server_error(c, hdr, body, err);
+}
+
+/* Keep an EVENTS frame, or a partition's ERROR, that arrived while a SUBSCRIBE waited;
+ * rill_client_next hands it out. */
+static int stash_frame(struct rill_client *c, const struct rill_wire_header *hdr,
+		       const uint8_t *body, struct rill_client_error *err)
 {
 	if (c->stash_bytes + hdr->body_bytes > RILL_CLIENT_STASH_BYTES_MAX)
 		return client_fail(err, -ENOBUFS,
@@ -441,6 +461,7 @@ static int stash_events(struct rill_client *c, const struct rill_wire_header *hd
 		return client_fail(err, -ENOMEM, "out of memory holding events");
 	s->next = NULL;
 	s->request_id = hdr->request_id;
+	s->type = hdr->type;
 	s->body_bytes = hdr->body_bytes;
 	memcpy(s->body, body, hdr->body_bytes);
 	if (c->stash_tail != NULL)
@@ -1127,8 +1148,9 @@ static int subscribe_wait(struct rill_client *c, uint64_t id, struct rill_client
 			return client_break(c, rc);
 		if (rc != 0)
 			return rc;
-		if (hdr.type == RILL_WIRE_EVENTS && sub_find(c, hdr.request_id) != NULL) {
-			rc = stash_events(c, &hdr, body, err);
+		if ((hdr.type == RILL_WIRE_EVENTS || hdr.type == RILL_WIRE_ERROR) &&
+		    sub_find(c, hdr.request_id) != NULL) {
+			rc = stash_frame(c, &hdr, body, err);
 			if (rc != 0)
 				return client_break(c, rc);
 			continue;
@@ -1160,8 +1182,7 @@ static int subscribe_wait(struct rill_client *c, uint64_t id, struct rill_client
 		}
 		if (rc != 0)
 			return malformed(c, &hdr, rc, err);
-		if (part_count != NULL)
-			*part_count = count;
+		*part_count = count;
 		return 0;
 	}
 }
@@ -1201,11 +1222,14 @@ int rill_client_subscribe(struct rill_client *client, const char *topic, uint32_
 		return encode_failed(n, "subscription", err);
 	rc = send_all(client, client->sbuf, (size_t)n, deadline_after(client->config.timeout_ns),
 		      err);
+	uint32_t count = 0;
 	if (rc == 0)
-		rc = subscribe_wait(client, id, parts, part_count, err);
+		rc = subscribe_wait(client, id, parts, &count, err);
 	if (rc != 0)
 		return rc;
-	client->subs[client->sub_count++] = (struct client_sub){.request_id = id};
+	if (part_count != NULL)
+		*part_count = count;
+	client->subs[client->sub_count++] = (struct client_sub){.request_id = id, .live = count};
 	client_check(client);
 	return 0;
 }
@@ -1262,6 +1286,14 @@ static int events_next_frame(struct rill_client *c, uint64_t deadline_ns,
 			stash_release_current(c);
 			return 0;
 		}
+		if (s->type == RILL_WIRE_ERROR) {
+			struct rill_wire_header hdr = {.body_bytes = s->body_bytes,
+						       .type = RILL_WIRE_ERROR,
+						       .request_id = s->request_id};
+			int rc = sub_partition_ended(c, &hdr, s->body, err);
+			stash_release_current(c);
+			return rc;
+		}
 		return events_begin(c, s->request_id, s->body, s->body_bytes, err);
 	}
 	struct rill_wire_header hdr;
@@ -1275,8 +1307,7 @@ static int events_next_frame(struct rill_client *c, uint64_t deadline_ns,
 		return events_begin(c, hdr.request_id, body, hdr.body_bytes, err);
 	if (hdr.type != RILL_WIRE_ERROR)
 		return unexpected(c, &hdr, err);
-	sub_remove(c, hdr.request_id); /* the server ended it */
-	return server_error(c, &hdr, body, err);
+	return sub_partition_ended(c, &hdr, body, err);
 }
 
 int rill_client_next(struct rill_client *client, struct rill_client_event *event,

@@ -206,9 +206,10 @@ struct rill_client_event {
 };
 
 /*
- * rill_client_next - the next event of the subscription, waiting up to @timeout_ns.
- * Returns 1 with @event, 0 when none came in time, or an error (the server's, ending the
- * subscription, or the connection's). Blocks.
+ * rill_client_next - the next event of the subscriptions, waiting up to @timeout_ns.
+ * Returns 1 with @event, 0 when none came in time, or an error: the server's, ending one
+ * partition of a subscription (the message says which and why; its other partitions go
+ * on, so call again), or the connection's (the client is then closed). Blocks.
  */
 int rill_client_next(struct rill_client *client, struct rill_client_event *event,
 		     uint64_t timeout_ns, struct rill_client_error *err);

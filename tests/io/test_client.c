@@ -680,6 +680,73 @@ static void test_subscribe(void **state)
 	assert_int_equal(f.fetch_credit, 512);
 }
 
+/*
+ * The server ends one partition of a two-partition subscription (an ERROR with the
+ * SUBSCRIBE's id): the other goes on. Once while the client waits for a second
+ * SUBSCRIBE's answer (the ERROR is held, with the events around it, in arrival order),
+ * then once more outside it, which ends the first subscription's last partition.
+ */
+static void script_partition_error(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_SUBSCRIBE);
+	uint64_t first = hdr.request_id;
+	struct rill_wire_subscribed_entry e[2] = {
+		{.partition = 0, .first_offset = 0, .end_offset = 4},
+		{.partition = 1, .first_offset = 0, .end_offset = 4}};
+	int n = rill_wire_subscribed_encode(f->out, FAKE_BUF_BYTES, first, e, 2);
+	send_raw(fd, f->out, (size_t)n);
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_SUBSCRIBE);
+	uint64_t second = hdr.request_id;
+	fake_events(f, fd, first, 0, 0, 2);
+	fake_error(f, fd, first, -EMSGSIZE, 0, "partition 1: offset 0: too large");
+	fake_events(f, fd, first, 0, 2, 2);
+	e[0] = (struct rill_wire_subscribed_entry){.partition = 5, .end_offset = 1};
+	n = rill_wire_subscribed_encode(f->out, FAKE_BUF_BYTES, second, e, 1);
+	send_raw(fd, f->out, (size_t)n);
+	fake_events(f, fd, second, 5, 0, 1);
+	fake_error(f, fd, first, -EIO, 0, "partition 0: read failed");
+	fake_events(f, fd, second, 5, 1, 1);
+}
+
+static void test_subscribe_partition_error(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_partition_error);
+	struct rill_client *c = connect_ok(&f, NULL);
+	struct rill_client_error err = {{0}};
+	uint32_t count = 0;
+	assert_int_equal(rill_client_subscribe(c, "orders", UINT32_MAX, RILL_CLIENT_FROM_EARLIEST,
+					       0, NULL, &count, &err),
+			 0);
+	assert_int_equal(count, 2);
+	assert_int_equal(rill_client_subscribe(c, "other", 5, RILL_CLIENT_FROM_EARLIEST, 0, NULL,
+					       &count, &err),
+			 0);
+	assert_int_equal(count, 1);
+	struct rill_client_event ev;
+	const uint32_t want_partition[] = {0, 0, UINT32_MAX, 0, 0, 5, UINT32_MAX, 5};
+	const uint64_t want_offset[] = {0, 1, 0, 2, 3, 0, 0, 1};
+	for (size_t i = 0; i < sizeof(want_offset) / sizeof(want_offset[0]); i++) {
+		int rc = rill_client_next(c, &ev, 5000000000ull, &err);
+		if (want_partition[i] == UINT32_MAX) { /* a partition ended: the rest go on */
+			assert_int_equal(rc, i == 2 ? -EMSGSIZE : -EIO);
+			assert_non_null(
+				strstr(err.message, i == 2 ? "partition 1" : "partition 0"));
+			continue;
+		}
+		if (rc != 1)
+			fail_msg("step %zu: %d (%s)", i, rc, err.message);
+		assert_int_equal(ev.partition, want_partition[i]);
+		assert_int_equal(ev.offset, want_offset[i]);
+	}
+	assert_int_equal(rill_client_next(c, &ev, 0, &err), 0);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 /* ---- A server that answers, then goes away ------------------------------------------- */
 
 /* Answer two PRODUCEs with one write, then close with the client's next bytes unread (a
@@ -755,6 +822,7 @@ int main(void)
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_subscribe),
+		cmocka_unit_test(test_subscribe_partition_error),
 		cmocka_unit_test(test_answers_survive_a_failed_send),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -488,8 +488,22 @@ static void srv_on_recv(struct srv_worker *w, struct srv_conn *c, struct io_urin
 	c->ops--;
 	c->recv_armed = false;
 	c->recv_paused = false; /* a cancel asked for is done with it */
-	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED))
-		c->closing = true; /* the peer closed, or the socket failed */
+	if (cqe->res == 0)
+		c->eof = true; /* it sent all it will: its frames kept in rx are still answered */
+	else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED)
+		c->closing = true; /* the socket failed */
+}
+
+/* Whether rx starts with a whole frame (srv_frames takes it once the connection may read;
+ * a bad header counts: srv_frames answers it). */
+static bool srv_rx_whole(const struct rill_server *s, const struct srv_conn *c)
+{
+	struct rill_wire_header h;
+	if (c->rx_len < RILL_WIRE_HEADER_BYTES)
+		return false;
+	if (rill_wire_header_decode(c->rx, c->rx_len, s->config.frame_bytes_max, &h) < 0)
+		return true;
+	return c->rx_len - RILL_WIRE_HEADER_BYTES >= h.body_bytes;
 }
 
 static void srv_on_send(struct srv_worker *w, struct srv_conn *c, int res)
@@ -629,10 +643,15 @@ static bool srv_conn_tick(struct srv_worker *w, struct srv_conn *c)
 		srv_rx_process(w, c);
 		work |= c->rx_len != before;
 	}
+	/* After the peer's end of stream, once no whole frame is left to answer (the rest of
+	 * a frame cut short never comes), the connection closes as it would on a close. */
+	if (c->eof && !c->closing && !srv_rx_whole(s, c))
+		c->closing = true;
 	srv_acks_flush(w, c);
 	if (c->sub_count > 0 && !c->closing)
 		work |= srv_subs_poll(w, c);
-	bool want = !c->closing && !w->stopping && srv_conn_can_read(s, c) && srv_rx_reserve(w, c);
+	bool want = !c->closing && !c->eof && !w->stopping && srv_conn_can_read(s, c) &&
+		    srv_rx_reserve(w, c);
 	if (want && !c->recv_armed) {
 		srv_recv_arm(w, c);
 	} else if (!want && c->recv_armed && !c->recv_paused) {

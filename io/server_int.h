@@ -145,6 +145,7 @@ struct srv_conn {
 	bool hello;          /* handshake done */
 	bool recv_armed, recv_paused, closing, closed;
 	bool dead;  /* sending failed or was given up: output is dropped */
+	bool eof;   /* the peer shut its sending side: what it sent is handled, then closing */
 	bool fatal; /* a fatal ERROR is queued: it is the last frame the peer gets */
 	uint64_t opened_ns, active_ns, send_progress_ns; /* monotonic */
 	char peer[64];

@@ -1533,6 +1533,39 @@ static void test_produce_valid(void **state)
 }
 
 /*
+ * A peer that writes its requests and then shuts its sending side (a tool piping a file
+ * in) gets every answer before the server closes: here an ADMIN STAT, whose job keeps the
+ * PRODUCE after it waiting in the input buffer, then that PRODUCE, then the end of stream.
+ */
+static void test_half_close_answers_all(void **state)
+{
+	(void)state;
+	uint8_t rec[256], frame[1024];
+	const char *key = "k-half-close";
+	uint32_t n = valid_record(rec, sizeof(rec), key, 4242);
+	uint64_t stat_id = bad_id(), produce_id = bad_id();
+	int m = rill_wire_admin_encode(frame, sizeof(frame), stat_id, RILL_WIRE_ADMIN_STAT, "{}",
+				       2);
+	assert_true(m > 0);
+	size_t len = (size_t)m + raw_produce(frame + m, sizeof(frame) - (size_t)m, produce_id, 1,
+					     BAD_TOPIC, (uint16_t)strlen(BAD_TOPIC), 1, rec, n);
+	int fd = conn_open();
+	hello(fd);
+	raw_send_all(fd, frame, len);
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	struct rill_wire_header h;
+	expect_frame(fd, RILL_WIRE_ADMIN_OK, stat_id, &h, "STAT before a half close");
+	struct rill_wire_ack_entry ack;
+	ack_read(fd, produce_id, &ack, 1, "a PRODUCE before a half close");
+	if (ack.error != 0)
+		fail_msg("the PRODUCE before a half close: %s", rill_strerror(ack.error));
+	expected_add(key, 4242, ack.partition, ack.offset);
+	expect_closed(fd, "after a half close, every answer sent");
+	conn_close(fd);
+	server_still_up("a half close");
+}
+
+/*
  * conn_inflight_bytes_max: durable PRODUCEs sent at once, together past the connection's
  * in-flight budget, wait for room (counted as backpressure) instead of growing memory, and
  * every one is still acknowledged, each event once and in the log.
@@ -1750,6 +1783,7 @@ int main(void)
 		cmocka_unit_test_setup(test_produce_unregistered_type, bad_each),
 		cmocka_unit_test_setup(test_produce_valid, bad_each),
 		cmocka_unit_test_setup(test_produce_record_over_events, bad_each),
+		cmocka_unit_test_setup(test_half_close_answers_all, bad_each),
 		cmocka_unit_test_setup(test_conn_inflight, bad_each),
 		cmocka_unit_test(test_server_inflight_budget),
 		cmocka_unit_test_setup(test_log_holds_only_valid_events, bad_each),

@@ -103,6 +103,8 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 {
 	struct rill_io *io = e->io;
 	int rc = io->ops->mkdir(io, e->data_dir);
+	if (rc == 0) /* its entry too, or a power cut could take the folder, acked events and all */
+		rc = rill_io_fsync_parent(io, e->data_dir);
 	if (rc < 0)
 		return engine_error(err, rc, "data directory %s: %s", e->data_dir,
 				    rill_strerror(rc));

@@ -166,6 +166,13 @@ void rill_io_mux_destroy(struct rill_io_mux *mux);
 int rill_io_replace_file(struct rill_io *io, const char *dir, const char *tmp, const char *path,
 			 const void *buf, size_t bytes);
 
+/*
+ * rill_io_fsync_parent - fsync the directory holding @path (a folder just made, or found:
+ * its entry in its parent survives a power cut once this returns 0). Returns 0 or -errno.
+ * Blocks.
+ */
+int rill_io_fsync_parent(struct rill_io *io, const char *path);
+
 static inline void rill_io_destroy(struct rill_io *io)
 {
 	if (io != NULL)

@@ -1,8 +1,13 @@
 /*
  * Whole-file replacement through the I/O layer (io.h, rill_io_replace_file): what every
- * small durable file of rill (engine metadata, snapshots) needs, written once. Any thread
- * that owns @io; blocking; not the hot path.
+ * small durable file of rill (engine metadata, snapshots) needs, written once; and the
+ * directory sync that makes a folder just made survive. Any thread that owns @io;
+ * blocking; not the hot path.
  */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "engine/io.h"
 
 int rill_io_replace_file(struct rill_io *io, const char *dir, const char *tmp, const char *path,
@@ -26,4 +31,22 @@ int rill_io_replace_file(struct rill_io *io, const char *dir, const char *tmp, c
 	if (rc == 0)
 		rc = io->ops->fsync_dir(io, dir);
 	return rc;
+}
+
+int rill_io_fsync_parent(struct rill_io *io, const char *path)
+{
+	char parent[4096];
+	if (snprintf(parent, sizeof(parent), "%s", path) >= (int)sizeof(parent))
+		return -ENAMETOOLONG;
+	size_t len = strlen(parent);
+	while (len > 1 && parent[len - 1] == '/')
+		parent[--len] = '\0'; /* "data/" names the folder "data" */
+	char *slash = strrchr(parent, '/');
+	if (slash == NULL)
+		snprintf(parent, sizeof(parent), ".");
+	else if (slash == parent)
+		parent[1] = '\0';
+	else
+		*slash = '\0';
+	return io->ops->fsync_dir(io, parent);
 }

@@ -813,21 +813,6 @@ static int log_lock(struct rill_log *log, struct rill_log_recovery *report)
 	return rc;
 }
 
-/* fsync the directory holding @dir, so that a partition directory just made survives. */
-static int log_sync_parent(struct rill_log *log)
-{
-	char parent[LOG_PATH_BYTES];
-	snprintf(parent, sizeof(parent), "%s", log->dir);
-	char *slash = strrchr(parent, '/');
-	if (slash == NULL)
-		snprintf(parent, sizeof(parent), ".");
-	else if (slash == parent)
-		parent[1] = '\0';
-	else
-		*slash = '\0';
-	return log->io->ops->fsync_dir(log->io, parent);
-}
-
 int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 		  const struct rill_log_config *config, struct rill_log_recovery *report)
 {
@@ -871,7 +856,7 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 	if (!config->read_only) {
 		rc = io->ops->mkdir(io, dir);
 		if (rc == 0)
-			rc = log_sync_parent(log);
+			rc = rill_io_fsync_parent(io, dir); /* a partition folder just made */
 		if (rc == 0)
 			rc = log_lock(log, report);
 		if (rc < 0)

@@ -1055,6 +1055,40 @@ static void test_bit_flips_and_zeroed_sectors(void **state)
 	io_sim_destroy(sim);
 }
 
+/* The folder rill_io_fsync_parent syncs, through an I/O layer that only records it. */
+static char synced_dir[128];
+
+static int record_fsync_dir(struct rill_io *io, const char *path)
+{
+	(void)io;
+	snprintf(synced_dir, sizeof(synced_dir), "%s", path);
+	return 0;
+}
+
+/* A folder just made survives a power cut once its parent is synced: which parent. */
+static void test_fsync_parent(void **state)
+{
+	(void)state;
+	struct rill_io_ops ops = {.fsync_dir = record_fsync_dir};
+	struct rill_io io = {.ops = &ops, .name = "record"};
+	static const char *const cases[][2] = {{"data", "."},
+					       {"./data", "."},
+					       {"/var/lib/rill", "/var/lib"},
+					       {"data/", "."},
+					       {"a/b//", "a"},
+					       {"/data", "/"},
+					       {"/", "/"},
+					       {"a/b/c", "a/b"},
+					       {"/tmp/rill-x/topics/t/0", "/tmp/rill-x/topics/t"}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		synced_dir[0] = '\0';
+		assert_int_equal(rill_io_fsync_parent(&io, cases[i][0]), 0);
+		if (strcmp(synced_dir, cases[i][1]) != 0)
+			fail_msg("the parent of '%s': '%s', expected '%s'", cases[i][0], synced_dir,
+				 cases[i][1]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1076,6 +1110,7 @@ int main(void)
 		cmocka_unit_test(test_io_error_loop),
 		cmocka_unit_test(test_io_error_restart),
 		cmocka_unit_test(test_bit_flips_and_zeroed_sectors),
+		cmocka_unit_test(test_fsync_parent),
 	};
 	test_seed();
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);

@@ -74,7 +74,8 @@ struct engine_ack_msg {
 	 * order; 2 with an error: a refusal of both, reported once. */
 	uint8_t settles;
 	uint8_t event_count; /* events appended for it (a command's) */
-	uint8_t reserved[2];
+	uint8_t lost;        /* with an error: its partition's log failed (rill_ack.lost) */
+	uint8_t reserved;
 };
 _Static_assert(RILL_COMMAND_EVENTS_MAX <= RILL_PARTITION_GROUP_MAX,
 	       "a handler's events fit one group of the partition");

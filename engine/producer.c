@@ -212,7 +212,8 @@ static int producer_drain(struct rill_producer *p, uint32_t shard)
 				.duplicate = m.duplicate != 0,
 				.event_count = m.event_count,
 				.ingress_ns = m.ingress_ns,
-				.done_ns = m.done_ns};
+				.done_ns = m.done_ns,
+				.lost = m.lost != 0};
 			if (pair) {
 				ack.level = RILL_ACKS_APPLIED;
 				p->config.on_ack(p->config.arg, &ack);

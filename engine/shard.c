@@ -154,7 +154,8 @@ static unsigned shard_part_durable(struct shard *s, struct shard_part *sp)
 					   .partition = sp->partition,
 					   .error = w->offset < durable ? 0 : sp->error,
 					   .level = RILL_ACKS_DURABLE,
-					   .settles = 1};
+					   .settles = 1,
+					   .lost = w->offset >= durable};
 		struct shard_producer *p = &s->producers[w->producer_slot];
 		RILL_ASSERT(p->acks_reserved > 0); /* I2 */
 		p->acks_reserved--;
@@ -318,10 +319,13 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 				     .settles = 1,
 				     .event_count = (uint8_t)count};
 	if (rc < 0) {
-		/* A refusal settles everything the publisher asked for, and is always sent. */
+		/* A refusal settles everything the publisher asked for, and is always sent. An
+		 * event the partition's failed log could not take is lost rather than refused
+		 * (the log's error is the first thing a write checks). */
 		s->refused++;
 		ack.level = m->acks;
 		ack.settles = m->acks;
+		ack.lost = sp->error != 0 || rill_log_error(rill_partition_log(sp->part)) != 0;
 		shard_ack_send(s, slot, &ack, serr.message[0] ? serr.message : rill_strerror(rc));
 		return SHARD_TAKEN;
 	}

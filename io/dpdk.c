@@ -282,7 +282,9 @@ static unsigned dpdk_queue_poll(void *arg)
 	if (n > 0)
 		rte_pktmbuf_free_bulk(q->held + first, n); /* their events are in the rings */
 	int acks = rill_udp_ingress_poll(q->ing);
-	if (d->config.acks && acks > 0)
+	/* ACKs go whenever due, not only after the shards' acknowledgements: a sender that
+	 * lost one retransmits what is durable already, which publishes nothing. */
+	if (d->config.acks && rill_udp_ingress_acks_due(q->ing) > 0)
 		dpdk_acks(q);
 	q->since_share += n + (acks > 0 ? (unsigned)acks : 0);
 	if ((q->since_share >= DPDK_STATS_EVERY || (n == 0 && acks == 0 && q->since_share > 0)) &&
@@ -336,6 +338,14 @@ static int dpdk_port_setup(struct rill_dpdk *d, struct rill_error_text *err)
 			 port, rte_strerror(rc < 0 ? -rc : rc));
 		return rc < 0 ? rc : -rc;
 	}
+	if (d->config.acks && txq < rxq) {
+		(void)rte_eth_dev_stop(port);
+		snprintf(err->message, sizeof(err->message),
+			 "DPDK port %u: acks need a TX queue for each of its %u RX queues; it "
+			 "has %u",
+			 port, rxq, txq);
+		return -EINVAL;
+	}
 	d->queue_count = rxq;
 	for (uint32_t i = 0; i < rxq; i++)
 		d->queues[i].tx = i < txq;
@@ -358,9 +368,14 @@ static void dpdk_unhook(struct rill_dpdk *d)
 		if (d->queues[i].hooked)
 			(void)rill_engine_shard_hook_remove(d->engine, i, &d->queues[i]);
 		d->queues[i].hooked = false;
-		if (d->queues[i].ing == NULL)
+		/* A burst past one turn's events keeps its rest for the next turn: none comes. */
+		struct dpdk_queue *q = &d->queues[i];
+		if (q->held_at < q->held_count)
+			rte_pktmbuf_free_bulk(q->held + q->held_at, q->held_count - q->held_at);
+		q->held_at = q->held_count = 0;
+		if (q->ing == NULL)
 			continue;
-		(void)dpdk_stats_share(&d->queues[i], true); /* the last figures */
+		(void)dpdk_stats_share(q, true); /* the last figures */
 	}
 }
 
@@ -449,6 +464,7 @@ uint32_t rill_dpdk_worst_sources(struct rill_dpdk *d,
 	uint32_t n = 0;
 	for (uint32_t q = 0; q < d->queue_count; q++) {
 		struct dpdk_queue *dq = &d->queues[q];
+		pthread_mutex_lock(&dq->shared_lock); /* the shard rewrites them (stats_share) */
 		for (uint32_t i = 0; i < dq->worst_count; i++)
 			n = rill_udp_worst_insert(out, n, &dq->worst[i]);
 		pthread_mutex_unlock(&dq->shared_lock);
@@ -482,12 +498,12 @@ int rill_dpdk_stat_json(struct rill_dpdk *d, char *json, size_t bytes)
 			 "{\"queues\":%u,\"packets\":%" PRIu64 ",\"not_ours\":%" PRIu64
 			 ",\"bad_frames\":%" PRIu64 ",\"tx_acks\":%" PRIu64
 			 ",\"datagrams\":%" PRIu64 ",\"events\":%" PRIu64 ",\"malformed\":%" PRIu64
-			 ",\"unknown_topic\":%" PRIu64 ",\"refused\":%" PRIu64
+			 ",\"unknown_topic\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"lost\":%" PRIu64
 			 ",\"dropped\":%" PRIu64 ",\"gaps\":%" PRIu64 ",\"reordered\":%" PRIu64
 			 ",\"untracked\":%" PRIu64 ",\"sources\":%" PRIu64 ",\"worst_sources\":[",
 			 rill_dpdk_queues(d), st.packets, st.not_ours, st.bad_frames, st.tx_acks,
 			 st.udp.datagrams, st.udp.events, st.udp.malformed, st.udp.unknown_topic,
-			 st.udp.refused, st.udp.dropped, st.udp.gaps, st.udp.reordered,
+			 st.udp.refused, st.udp.lost, st.udp.dropped, st.udp.gaps, st.udp.reordered,
 			 st.udp.untracked, st.udp.sources);
 	/* The sources with the most gaps and reordering: which sender or path loses. */
 	struct rill_udp_source_report worst[RILL_UDP_WORST_MAX];

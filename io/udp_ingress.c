@@ -11,7 +11,9 @@
  *    durable_contig   durable_contig + 1 ............ durable_contig + WINDOW
  *         |           [ slot: events still owed, 0 = all durable or not received ]
  *
- * U1. Every sequence <= durable_contig is durable (or refused: it will never be).
+ * U1. Every sequence <= durable_contig is durable (or refused: it will never be). An
+ *     event lost to its partition's failed log is neither: its datagram holds the
+ *     window, so no ACK ever covers it (the sender keeps it, and keeps retrying).
  * U2. A datagram is published only when its sequence is inside the window and not
  *     already there; the rest are dropped (a retransmission will bring them).
  */
@@ -168,7 +170,11 @@ static void udp_sequence(struct rill_udp_ingress *ing, struct udp_source *s, uin
 	if (seq > s->highest) {
 		uint64_t skipped = seq - s->highest - 1;
 		s->gaps += skipped;
-		ing->stats.gaps += skipped;
+		/* Saturated: sequences are the senders' (2^63 apart from two of them would
+		 * wrap it); a source's own count cannot pass its highest sequence. */
+		ing->stats.gaps = ing->stats.gaps + skipped < ing->stats.gaps
+					  ? UINT64_MAX
+					  : ing->stats.gaps + skipped;
 		s->highest = seq;
 		if (skipped > 0)
 			udp_worst_update(ing, index);
@@ -322,7 +328,9 @@ static void udp_advance(struct rill_udp_ingress *ing, struct udp_source *s, uint
 static void udp_ack_cb(void *arg, const struct rill_ack *ack)
 {
 	struct rill_udp_ingress *ing = arg;
-	if (ack->error != 0)
+	if (ack->error != 0 && ack->lost)
+		ing->stats.lost++;
+	else if (ack->error != 0)
 		ing->stats.refused++;
 	if (!ing->acks || (ack->error == 0 && ack->level != RILL_ACKS_DURABLE))
 		return; /* acks off: refusals only; the applied one of a durable event */
@@ -331,6 +339,8 @@ static void udp_ack_cb(void *arg, const struct rill_ack *ack)
 	struct udp_source *s = &ing->table[index];
 	uint32_t slot = (uint32_t)ack->cookie & (RILL_UDP_WINDOW - 1);
 	RILL_ASSERT(s->present[slot] && s->owed[slot] > 0);
+	if (ack->error != 0 && ack->lost)
+		return;  /* U1: never durable here, and no ACK may say it is */
 	s->owed[slot]--; /* a refused event is settled too: it will never be durable */
 	if (s->owed[slot] > 0)
 		return;
@@ -345,6 +355,11 @@ static void udp_ack_cb(void *arg, const struct rill_ack *ack)
 int rill_udp_ingress_poll(struct rill_udp_ingress *ing)
 {
 	return rill_producer_poll(ing->producer, 0);
+}
+
+uint32_t rill_udp_ingress_acks_due(const struct rill_udp_ingress *ing)
+{
+	return ing->due_count;
 }
 
 int rill_udp_ingress_next_ack(struct rill_udp_ingress *ing, struct rill_udp_peer *to,

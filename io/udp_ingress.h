@@ -53,6 +53,8 @@ struct rill_udp_stats {
 	uint64_t untracked; /* datagrams from sources past RILL_UDP_SOURCES_MAX */
 	uint64_t acks;      /* ACK datagrams offered */
 	uint64_t sources;   /* sources tracked now (at most RILL_UDP_SOURCES_MAX) */
+	uint64_t lost;      /* events their partition's failed log could not take (acks on
+			     * only: seen); never acknowledged */
 };
 
 /* Per source, as rill_udp_ingress_source reports it. */
@@ -90,6 +92,11 @@ int rill_udp_ingress_datagram(struct rill_udp_ingress *ing, const struct rill_ud
 
 /* rill_udp_ingress_poll - take the shards' acknowledgements. Returns how many. */
 int rill_udp_ingress_poll(struct rill_udp_ingress *ing);
+
+/* rill_udp_ingress_acks_due - ACK datagrams due (acks on): rill_udp_ingress_next_ack has
+ * that many to give. Due also without any acknowledgement from the shards: the answer to
+ * a retransmission of what is durable already. */
+uint32_t rill_udp_ingress_acks_due(const struct rill_udp_ingress *ing);
 
 /*
  * rill_udp_ingress_next_ack - an ACK datagram due (acks on): its destination (the source,

@@ -473,6 +473,10 @@ struct rill_ack {
 	uint32_t event_count;    /* events appended for it: 1, or what a command emitted */
 	uint64_t ingress_ns;     /* the event's ingress time */
 	uint64_t done_ns;        /* when it was applied, or became durable (monotonic) */
+	/* With an error: not refused for what it is, but lost to its partition's failed log
+	 * (a write or sync error: the log stopped). Nothing of it is durable, and a retry
+	 * fares no better until an operator mends the disk and restarts. */
+	bool lost;
 };
 
 typedef void (*rill_ack_fn)(void *arg, const struct rill_ack *ack);

@@ -676,6 +676,18 @@ static void test_ring(void **state)
 	assert_int_equal(st.udp.events, expected_events());
 	assert_int_equal(st.udp.dropped, 0);
 	assert_int_equal(st.udp.refused, 0);
+	/* A sender whose last ACK was lost sends its last datagram again, to a queue with
+	 * nothing else to do: it publishes nothing (durable already), and is answered. */
+	uint64_t again[2] = {0, 0};
+	ring_send(&rp, ring_frames + 2 * DT_RING_K - 2, ring_lens + 2 * DT_RING_K - 2, 1);
+	deadline = rill_clock_now_ns() + DT_WAIT_NS;
+	while (ring_acks_read(&rp, &in_mac, again) == 0) {
+		if (rill_clock_now_ns() >= deadline)
+			fail_msg("no ACK for a retransmission of a durable datagram in %llu s",
+				 (unsigned long long)(DT_WAIT_NS / 1000000000u));
+		ue_sleep_ns(50000);
+	}
+	assert_int_equal(again[0], DT_RING_K);
 	ingress_stop();
 	ue_events_settle(&env, first_events + expected_events()); /* both topics */
 	ue_log_check(&env, env.topic_durable, expected, expected_count);

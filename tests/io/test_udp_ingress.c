@@ -1073,6 +1073,22 @@ static void test_refused(void **state)
 	ue_log_check(&env, env.topic_durable, expected, 4);
 }
 
+/* Sequence numbers are the senders': two jumping past 2^63 leave the total gap count at
+ * its maximum rather than wrapped to a small number. */
+static void test_gaps_saturate(void **state)
+{
+	(void)state;
+	struct rill_udp_ingress *ing;
+	assert_int_equal(rill_udp_ingress_create(&ing, env.engine, false), 0);
+	assert_int_equal(send_dgram(ing, &peer_a, UE_TOPIC, (1ull << 63) + 1, 1, 1), 1);
+	assert_int_equal(send_dgram(ing, &peer_b, UE_TOPIC, (1ull << 63) + 1, 1, 2), 1);
+	struct rill_udp_stats st;
+	stats_of(ing, &st);
+	assert_true(st.gaps == UINT64_MAX);
+	rill_udp_ingress_destroy(ing);
+	ue_events_settle(&env, 2);
+}
+
 /*
  * An event its partition's log could not take (the disk failed it: here the file size
  * limit, RLIMIT_FSIZE, which fails each log's writes past a few KiB with EFBIG) is lost,
@@ -1260,6 +1276,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_backpressure_acks, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_refused, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_lost_not_acked, ut_setup, ut_teardown),
+		cmocka_unit_test_setup_teardown(test_gaps_saturate, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_sources_max, ut_setup, ut_teardown),
 	};
 	return cmocka_run_group_tests_name("udp_ingress", tests, NULL, NULL);

@@ -315,6 +315,9 @@ struct log_scan {
 	uint64_t records;
 	uint32_t batch_bytes_max; /* largest batch met */
 	const char *damage;       /* NULL: the file ends cleanly at end_pos */
+	/* The damaged batch's checksum holds: it reached the disk whole (a torn write fails
+	 * it) and was changed since, which no crash does. */
+	bool damage_crc_held;
 };
 
 /*
@@ -385,8 +388,11 @@ static int log_scan_segment(struct rill_log *log, struct log_segment *seg, int h
 			return rc;
 		struct log_batch_info info;
 		scan->damage = log_batch_check(scratch->p, &info);
-		if (scan->damage != NULL)
+		if (scan->damage != NULL) {
+			scan->damage_crc_held = log_batch_crc_held(scratch->p);
 			return 0;
+		}
+		scan->damage_crc_held = true; /* from here on, in this batch */
 		if (info.base_offset != scan->next_offset) {
 			scan->damage = "batch offset does not follow the previous batch";
 			return 0;
@@ -408,6 +414,7 @@ static int log_scan_segment(struct rill_log *log, struct log_segment *seg, int h
 		rc = log_index_batch(log, seg, pos, info.base_offset, info.timestamp_max_ns);
 		if (rc < 0)
 			return rc;
+		scan->damage_crc_held = false;
 		if (info.durable_offset > scan->known_durable)
 			scan->known_durable = info.durable_offset;
 		if (info.batch_bytes > scan->batch_bytes_max)
@@ -440,6 +447,9 @@ static int log_recover_tail(struct rill_log *log, int handle, uint64_t size,
 		int after = 0;
 		if (scan->next_offset < scan->known_durable || scan->next_offset < log->checkpoint)
 			why = "it lies inside the region recorded as durable";
+		else if (scan->damage_crc_held)
+			why = "the batch's checksum holds: it was written whole and damaged since, "
+			      "which no torn write does";
 		else if (cut > in_flight_max)
 			why = "it is larger than what can be in flight";
 		else if ((after = log_valid_batch_after(log, handle, scratch, scan->end_pos + 1,

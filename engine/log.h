@@ -14,7 +14,8 @@
  *
  * Recovery at open verifies the tail segment batch by batch. A damaged tail is truncated
  * (and the cut reported) only if it lies past the last offset known durable, nothing valid
- * follows it, and it is no larger than what can be in flight; anything else is refused with
+ * follows it, it is no larger than what can be in flight, and its first batch fails its
+ * checksum (one that holds was written whole: damage since); anything else is refused with
  * the file, position and reason, unless config.repair asks to cut at the first damage.
  *
  * Threading: a log belongs to one thread (its shard); nothing here locks. Calls do not

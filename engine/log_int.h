@@ -97,6 +97,9 @@ struct log_batch_info {
  */
 const char *log_batch_check_header(const struct rill_batch_header *h, uint64_t bytes_available);
 
+/* log_batch_crc_held - whether the batch at @p (header already checked) matches its CRC. */
+bool log_batch_crc_held(const uint8_t *p);
+
 /*
  * log_batch_check - check the whole batch at @p (header already checked): CRC, then every
  * record decodes and the count agrees. Returns NULL or a static reason.

@@ -56,11 +56,18 @@ const char *log_batch_check_header(const struct rill_batch_header *h, uint64_t b
 	return NULL;
 }
 
+bool log_batch_crc_held(const uint8_t *p)
+{
+	struct rill_batch_header h;
+	memcpy(&h, p, sizeof(h));
+	return rill_crc32c(p + 12, h.batch_bytes - 12u) == h.crc32c;
+}
+
 const char *log_batch_check(const uint8_t *p, struct log_batch_info *info)
 {
 	struct rill_batch_header h;
 	memcpy(&h, p, sizeof(h));
-	if (rill_crc32c(p + 12, h.batch_bytes - 12u) != h.crc32c)
+	if (!log_batch_crc_held(p))
 		return "batch CRC32C mismatch";
 	if (h.reserved != 0 || h.reserved2 != 0)
 		return "batch reserved fields set";

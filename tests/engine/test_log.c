@@ -1055,6 +1055,76 @@ static void test_bit_flips_and_zeroed_sectors(void **state)
 	io_sim_destroy(sim);
 }
 
+/*
+ * Damage after a crash (no checkpoint, so nothing but the batches says what is durable):
+ * a last batch whose checksum holds reached the disk whole, so a flipped byte in its
+ * padding, or an offset that does not follow, is damage since, never a torn write, and
+ * must be refused rather than cut with its acknowledged records. A last batch whose
+ * checksum fails is still taken for torn and cut.
+ */
+static void test_damage_after_crash(void **state)
+{
+	(void)state;
+	const uint64_t records = 25;
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%020llu.log", DIR_SIM, 0ull);
+	struct rill_log_config c = log_check_small_config();
+	c.segment_bytes_max = 16u << 20;
+	for (int kind = 0; kind < 3; kind++) {
+		struct io_sim *sim;
+		assert_int_equal(io_sim_create(&sim, 21), 0);
+		struct rill_log *log;
+		assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+		for (uint64_t i = 0; i < records; i++) {
+			assert_int_equal(append_one(log, i), 0);
+			if (i % 10 == 9)
+				assert_int_equal(rill_log_sync(log), 0);
+		}
+		assert_int_equal(rill_log_sync(log), 0);
+		rill_log_drop(log); /* a crash: no checkpoint */
+		uint64_t size;
+		uint8_t *data = io_sim_file_data(sim, path, &size);
+		uint64_t pos[16];
+		uint32_t batches = batch_positions(data, size, pos, 16);
+		assert_true(batches >= 3);
+		struct rill_batch_header h;
+		memcpy(&h, data + pos[batches - 1], sizeof(h));
+		const char *what;
+		if (kind == 0) {
+			assert_true(h.batch_bytes % RILL_LOG_SECTOR_BYTES !=
+				    0); /* it has padding */
+			data[pos[batches - 1] + h.batch_bytes] ^= 0x10;
+			what = "a flipped padding byte";
+		} else if (kind == 1) {
+			/* The header's base offset, CRC made to match: written whole, wrongly. */
+			h.base_offset += 1;
+			memcpy(data + pos[batches - 1], &h, sizeof(h));
+			h.crc32c = rill_crc32c(data + pos[batches - 1] + 12, h.batch_bytes - 12u);
+			memcpy(data + pos[batches - 1], &h, sizeof(h));
+			what = "an offset that does not follow";
+		} else {
+			data[pos[batches - 1] + RILL_BATCH_HEADER_BYTES + 3] ^= 0x10;
+			what = "a payload byte (checksum fails: torn)";
+		}
+		io_sim_sync_all(sim);
+		struct rill_log_recovery report;
+		int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
+		if (kind < 2) {
+			if (rc != RILL_E_LOG_CORRUPT)
+				fail_msg("%s in the last batch: open gave %d (%s), cut %llu bytes",
+					 what, rc, report.message,
+					 (unsigned long long)report.truncated_bytes);
+			assert_non_null(strstr(report.message, "checksum holds"));
+		} else {
+			assert_int_equal(rc, 0);
+			assert_true(report.truncated_bytes > 0);
+			assert_true(rill_log_next_offset(log) < records);
+			rill_log_drop(log);
+		}
+		io_sim_destroy(sim);
+	}
+}
+
 /* The folder rill_io_fsync_parent syncs, through an I/O layer that only records it. */
 static char synced_dir[128];
 
@@ -1110,6 +1180,7 @@ int main(void)
 		cmocka_unit_test(test_io_error_loop),
 		cmocka_unit_test(test_io_error_restart),
 		cmocka_unit_test(test_bit_flips_and_zeroed_sectors),
+		cmocka_unit_test(test_damage_after_crash),
 		cmocka_unit_test(test_fsync_parent),
 	};
 	test_seed();

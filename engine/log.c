@@ -557,7 +557,13 @@ static int log_recover_segment(struct rill_log *log, uint64_t base, uint64_t nex
 	rc = io->ops->size(io, handle, &size);
 	if (rc < 0)
 		goto out_close;
-	if (tail && size < RILL_SEGMENT_DATA_START && (log->segment_count > 0 || base == 0) &&
+	/* A creation cut short holds nothing, but only one that follows on from the segment
+	 * before it may go: otherwise records are missing in between, and dropping it would
+	 * make that segment's short end the log's end. */
+	bool follows = log->segment_count == 0
+			       ? base == 0
+			       : log->segments[log->segment_count - 1].end_offset == base;
+	if (tail && size < RILL_SEGMENT_DATA_START && follows &&
 	    log_read_segment_header(log, handle, base, &created_ns, report, path) < 0) {
 		io->ops->close(io, handle);
 		memset(report->message, 0, sizeof(report->message));

@@ -464,8 +464,8 @@ int rill_group_commit(struct rill_engine *e, const char *group, struct rill_topi
 	int rc = rill_partition_info_get(e, topic, partition, UINT64_MAX, &info, NULL);
 	if (rc < 0)
 		return rc;
-	if (next_offset > info.next_offset)
-		return -ERANGE;
+	if (next_offset > info.durable_offset)
+		return -ERANGE; /* a crash could take the log back below it */
 	pthread_mutex_lock(&e->lock);
 	rc = engine_meta_group_commit(e, group, t->name, partition, next_offset);
 	pthread_mutex_unlock(&e->lock);

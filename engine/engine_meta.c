@@ -103,8 +103,6 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 {
 	struct rill_io *io = e->io;
 	int rc = io->ops->mkdir(io, e->data_dir);
-	if (rc == 0) /* its entry too, or a power cut could take the folder, acked events and all */
-		rc = rill_io_fsync_parent(io, e->data_dir);
 	if (rc < 0)
 		return engine_error(err, rc, "data directory %s: %s", e->data_dir,
 				    rill_strerror(rc));
@@ -121,6 +119,19 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 	json_t *meta;
 	rc = meta_read(e, path, META_BYTES_MAX, &meta, err);
 	if (rc == -ENOENT) {
+		/* A new data directory: its own entry must survive too, or a power cut could take
+		 * the folder, acknowledged events and all. A parent this user may not read (a
+		 * mode of 0711) cannot be synced: said, not refused. */
+		int sync_rc = rill_io_fsync_parent(io, e->data_dir);
+		if (sync_rc == -EACCES || sync_rc == -EPERM || sync_rc == -EINVAL)
+			fprintf(stderr,
+				"rill: data directory %s: cannot sync the folder holding it (%s): "
+				"a power cut right after its creation could lose it\n",
+				e->data_dir, rill_strerror(sync_rc));
+		else if (sync_rc < 0)
+			return engine_error(err, sync_rc,
+					    "data directory %s: syncing its parent: %s",
+					    e->data_dir, rill_strerror(sync_rc));
 		char id[17];
 		snprintf(id, sizeof(id), "%016llx",
 			 (unsigned long long)(rill_clock_wall_ns() ^ rill_clock_now_ns() << 20));

@@ -725,6 +725,9 @@ void *shard_main(void *arg)
 
 int shard_call(struct shard *s, struct shard_req *req)
 {
+	/* From a shard's own thread (a hook) it would wait for an answer that thread, or one
+	 * waiting for it, never gives: a hang, not an error. */
+	RILL_ASSERT(shard_self == NULL);
 	req->done = false;
 	pthread_mutex_lock(&s->lock);
 	req->next = s->reqs;

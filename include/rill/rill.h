@@ -336,9 +336,9 @@ int rill_projection_kind_parse(const char *name, enum rill_projection_kind *out)
 /*
  * Consumer groups: a group's committed position in each partition (the next offset to
  * read), stored under DATA/groups. rill_group_commit stores it durably (blocks: the owner
- * shard's answer, a file write and syncs); a position past the partition's next offset is
- * refused with -ERANGE (once the log grew past it, the events in between would be skipped
- * unseen). rill_group_offset reads it: 0, -ENOENT (never committed), -EINVAL (a bad name:
+ * shard's answer, a file write and syncs); a position past the partition's durable offset
+ * is refused with -ERANGE (once the log grew past it, after a crash say, the events in
+ * between would be skipped unseen; subscribers read durable events only). rill_group_offset reads it: 0, -ENOENT (never committed), -EINVAL (a bad name:
  * [A-Za-z0-9_.-], 1 to 128 bytes), or an I/O error. Any host thread but a shard's own
  * (a hook).
  */

@@ -447,6 +447,14 @@ static int sub_partition_ended(struct rill_client *c, const struct rill_wire_hea
 	return server_error(c, hdr, body, err);
 }
 
+/* Whether the ERROR body @body says the server is closing (or cannot be read: handled at
+ * once either way, never held for later). */
+static bool error_fatal(const uint8_t *body, uint32_t bytes)
+{
+	struct rill_wire_error e;
+	return rill_wire_error_decode(body, bytes, &e) != 0 || (e.flags & RILL_WIRE_ERROR_F_FATAL);
+}
+
 /* Keep an EVENTS frame, or a partition's ERROR, that arrived while a SUBSCRIBE waited;
  * rill_client_next hands it out. */
 static int stash_frame(struct rill_client *c, const struct rill_wire_header *hdr,
@@ -1148,7 +1156,8 @@ static int subscribe_wait(struct rill_client *c, uint64_t id, struct rill_client
 			return client_break(c, rc);
 		if (rc != 0)
 			return rc;
-		if ((hdr.type == RILL_WIRE_EVENTS || hdr.type == RILL_WIRE_ERROR) &&
+		if ((hdr.type == RILL_WIRE_EVENTS ||
+		     (hdr.type == RILL_WIRE_ERROR && !error_fatal(body, hdr.body_bytes))) &&
 		    sub_find(c, hdr.request_id) != NULL) {
 			rc = stash_frame(c, &hdr, body, err);
 			if (rc != 0)

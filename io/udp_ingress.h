@@ -53,8 +53,8 @@ struct rill_udp_stats {
 	uint64_t untracked; /* datagrams from sources past RILL_UDP_SOURCES_MAX */
 	uint64_t acks;      /* ACK datagrams offered */
 	uint64_t sources;   /* sources tracked now (at most RILL_UDP_SOURCES_MAX) */
-	uint64_t lost;      /* events their partition's failed log could not take (acks on
-			     * only: seen); never acknowledged */
+	uint64_t lost;      /* events their partition's failed log could not take; with
+			     * acks on their datagrams are never acknowledged */
 };
 
 /* Per source, as rill_udp_ingress_source reports it. */

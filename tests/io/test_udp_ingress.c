@@ -303,9 +303,23 @@ static void test_frame_broken(void **state)
 
 /* ---- The ingress ------------------------------------------------------------------------ */
 
+/* The file size limit as the tests found it, and whether test_lost_not_acked lowered it. */
+static struct rlimit fsize_saved;
+static bool fsize_lowered;
+
+static void fsize_restore(void)
+{
+	if (!fsize_lowered)
+		return;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &fsize_saved), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	fsize_lowered = false;
+}
+
 static int ut_setup(void **state)
 {
 	(void)state;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &fsize_saved), 0);
 	ue_open(&env, "udp-ingress", UT_SHARDS, 0);
 	return 0;
 }
@@ -313,6 +327,7 @@ static int ut_setup(void **state)
 static int ut_teardown(void **state)
 {
 	(void)state;
+	fsize_restore();
 	return ue_close(&env) == 0 ? 0 : -1;
 }
 
@@ -1105,11 +1120,10 @@ static void test_lost_not_acked(void **state)
 	ue_open(&e2, "udp-lost", 1, 0);
 	struct rill_udp_ingress *ing;
 	assert_int_equal(rill_udp_ingress_create(&ing, e2.engine, true), 0);
-	struct rlimit old, low;
-	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-	low = old;
+	struct rlimit low = fsize_saved;
 	low.rlim_cur = 12u << 10;
-	void (*old_xfsz)(int) = signal(SIGXFSZ, SIG_IGN); /* the write's EFBIG is enough */
+	fsize_lowered = true;     /* ut_teardown restores it, should an assertion stop this */
+	signal(SIGXFSZ, SIG_IGN); /* the write's EFBIG is enough */
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
 	static uint8_t buf[64u << 10];
 	for (uint64_t seq = 1; seq <= DATAGRAMS; seq++) {
@@ -1124,8 +1138,7 @@ static void test_lost_not_acked(void **state)
 		assert_int_equal(rc, EVENTS);
 	}
 	ing_settle(ing);
-	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-	signal(SIGXFSZ, old_xfsz);
+	fsize_restore();
 	uint64_t seq = 0, highest = 0;
 	while (ack_next(ing, &peer_a, &seq) == 1)
 		highest = seq > highest ? seq : highest;

@@ -231,7 +231,8 @@ static void dpdk_acks(struct dpdk_queue *q)
 		struct rte_mbuf *m = q->tx ? rte_pktmbuf_alloc(q->dpdk->pool) : NULL;
 		if (m == NULL)
 			continue; /* no TX queue or no mbuf: the sender's timer retries */
-		uint8_t *dst = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(42 + bytes));
+		uint8_t *dst = (uint8_t *)rte_pktmbuf_append(
+			m, (uint16_t)(rill_udp_frame_headers(&to) + bytes));
 		if (dst == NULL) {
 			rte_pktmbuf_free(m);
 			continue;

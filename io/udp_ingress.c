@@ -442,9 +442,12 @@ int rill_udp_frame_ipv4(const uint8_t *f, uint32_t n, uint16_t udp_port, const u
 		return -EINVAL;
 	uint16_t type = (uint16_t)(f[at] << 8 | f[at + 1]);
 	at += 2;
-	if (type == 0x8100) { /* an 802.1Q tag: the real type follows it */
+	bool vlan = type == 0x8100;
+	uint16_t tci = 0;
+	if (vlan) { /* an 802.1Q tag: the real type follows it */
 		if (n < at + 4)
 			return -EINVAL;
+		tci = (uint16_t)(f[at] << 8 | f[at + 1]);
 		type = (uint16_t)(f[at + 2] << 8 | f[at + 3]);
 		at += 4;
 	}
@@ -476,7 +479,9 @@ int rill_udp_frame_ipv4(const uint8_t *f, uint32_t n, uint16_t udp_port, const u
 	*from = (struct rill_udp_peer){.ip = ntohl(src),
 				       .port = (uint16_t)(u[0] << 8 | u[1]),
 				       .local_ip = ntohl(dst),
-				       .local_port = dport};
+				       .local_port = dport,
+				       .vlan = vlan,
+				       .vlan_tci = tci};
 	memcpy(from->mac, f + 6, 6);
 	return 0;
 }
@@ -506,13 +511,24 @@ static void udp_put32(uint8_t *p, uint32_t v)
 	udp_put16(p + 2, (uint16_t)v);
 }
 
+uint32_t rill_udp_frame_headers(const struct rill_udp_peer *to)
+{
+	return (to->vlan ? 4u : 0u) + 14 + 20 + 8;
+}
+
 uint32_t rill_udp_frame_build(uint8_t *f, const uint8_t src_mac[6], const struct rill_udp_peer *to,
 			      const void *payload, uint32_t bytes)
 {
 	memcpy(f, to->mac, 6);
 	memcpy(f + 6, src_mac, 6);
-	udp_put16(f + 12, 0x0800);
-	uint8_t *ip = f + 14;
+	uint32_t at = 12;
+	if (to->vlan) { /* back on the VLAN it came from: the sender's link may carry no other */
+		udp_put16(f + at, 0x8100);
+		udp_put16(f + at + 2, to->vlan_tci);
+		at += 4;
+	}
+	udp_put16(f + at, 0x0800);
+	uint8_t *ip = f + at + 2;
 	memset(ip, 0, 20);
 	ip[0] = 0x45; /* version 4, 5 words */
 	udp_put16(ip + 2, (uint16_t)(20 + 8 + bytes));
@@ -528,5 +544,5 @@ uint32_t rill_udp_frame_build(uint8_t *f, const uint8_t src_mac[6], const struct
 	udp_put16(u + 4, (uint16_t)(8 + bytes));
 	udp_put16(u + 6, 0); /* no UDP checksum: allowed over IPv4; the records carry CRCs */
 	memcpy(u + 8, payload, bytes);
-	return 14 + 20 + 8 + bytes;
+	return rill_udp_frame_headers(to) + bytes;
 }

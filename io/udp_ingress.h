@@ -39,6 +39,8 @@ struct rill_udp_peer {
 	uint8_t mac[6];    /* its Ethernet address (DPDK; zeros for a kernel socket) */
 	uint32_t local_ip; /* the address it sent to, host order */
 	uint16_t local_port;
+	bool vlan;         /* it came with an 802.1Q tag: answers carry the same */
+	uint16_t vlan_tci; /* that tag's priority and VLAN id (0 without one) */
 };
 
 struct rill_udp_stats {
@@ -146,16 +148,21 @@ struct rill_producer *rill_udp_ingress_producer(struct rill_udp_ingress *ing);
  * rill_udp_frame_ipv4 - find the UDP payload in an Ethernet frame (an optional 802.1Q tag,
  * IPv4 without fragments, UDP to @udp_port). Returns 0 with @payload, @bytes, @src_ip and
  * @src_port set, -ENOENT for a frame that is not for us (another protocol or port), or
- * -EINVAL for one that breaks its own lengths. @from gets the source and the local address
- * and port it was sent to. Pure: for DPDK's mbufs and for tests.
+ * -EINVAL for one that breaks its own lengths. @from gets the source, the local address
+ * and port it was sent to, and its 802.1Q tag. Pure: for DPDK's mbufs and for tests.
  */
 int rill_udp_frame_ipv4(const uint8_t *frame, uint32_t frame_bytes, uint16_t udp_port,
 			const uint8_t **payload, uint32_t *bytes, struct rill_udp_peer *from);
 
+/* rill_udp_frame_headers - the bytes rill_udp_frame_build puts before the payload for
+ * @to: 42 (Ethernet, IPv4, UDP), 46 with an 802.1Q tag. */
+uint32_t rill_udp_frame_headers(const struct rill_udp_peer *to);
+
 /*
  * rill_udp_frame_build - an Ethernet + IPv4 + UDP frame carrying @payload into @frame (room
- * for 42 + @bytes), from @from (its local side: our MAC @src_mac, local_ip, local_port) to
- * the peer (mac, ip, port). Returns the frame's length. For ACK datagrams and test senders.
+ * for rill_udp_frame_headers(@to) + @bytes), from @from (its local side: our MAC @src_mac,
+ * local_ip, local_port) to the peer (mac, ip, port, and its 802.1Q tag if it came with
+ * one). Returns the frame's length. For ACK datagrams and test senders.
  */
 uint32_t rill_udp_frame_build(uint8_t *frame, const uint8_t src_mac[6],
 			      const struct rill_udp_peer *to, const void *payload, uint32_t bytes);

@@ -170,15 +170,18 @@ static void frame(struct fuzz_ingress *fi, const uint8_t *data, uint32_t n)
 		check(payload >= copy && bytes <= n && (size_t)(payload - copy) <= n - bytes);
 		check(from.local_port == UDP_FUZZ_PORT);
 		/* Built again from what was found, the frame says the same. */
-		uint8_t *again = malloc(42u + bytes);
-		check(again != NULL);
 		struct rill_udp_peer to = {.ip = from.local_ip,
 					   .port = from.local_port,
 					   .local_ip = from.ip,
-					   .local_port = from.port};
+					   .local_port = from.port,
+					   .vlan = from.vlan,
+					   .vlan_tci = from.vlan_tci};
 		memcpy(to.mac, copy, sizeof(to.mac)); /* the frame's destination */
+		uint8_t *again = malloc(rill_udp_frame_headers(&to) + bytes);
+		check(again != NULL);
 		uint32_t m = rill_udp_frame_build(again, from.mac, &to, payload, bytes);
-		check(m == 42u + bytes);
+		check(m == rill_udp_frame_headers(&to) + bytes &&
+		      m == 42u + 4u * from.vlan + bytes);
 		const uint8_t *payload2 = NULL;
 		uint32_t bytes2 = 0;
 		struct rill_udp_peer from2;
@@ -187,7 +190,8 @@ static void frame(struct fuzz_ingress *fi, const uint8_t *data, uint32_t n)
 		check(bytes2 == bytes && memcmp(payload2, payload, bytes) == 0);
 		check(from2.ip == from.ip && from2.port == from.port &&
 		      from2.local_ip == from.local_ip && from2.local_port == from.local_port &&
-		      memcmp(from2.mac, from.mac, sizeof(from.mac)) == 0);
+		      memcmp(from2.mac, from.mac, sizeof(from.mac)) == 0 &&
+		      from2.vlan == from.vlan && from2.vlan_tci == from.vlan_tci);
 		free(again);
 		feed(fi, &from, payload, bytes);
 	}

@@ -129,6 +129,8 @@ static void expect_parsed(const uint8_t *frame, uint32_t n, uint32_t at, const v
 	assert_memory_equal(p.mac, from->mac, 6);
 	assert_int_equal(p.local_ip, from->local_ip);
 	assert_int_equal(p.local_port, from->local_port);
+	assert_int_equal(p.vlan, from->vlan);
+	assert_int_equal(p.vlan_tci, from->vlan_tci);
 }
 
 /* Parse a heap copy of exactly @n bytes of @frame. */
@@ -165,7 +167,7 @@ static void test_frame_round_trip(void **state)
 {
 	(void)state;
 	static uint8_t frame[UT_FRAME_MAX + 24], tagged[UT_FRAME_MAX + 4],
-		payload[UE_DATAGRAM_BYTES];
+		rebuilt[UT_FRAME_MAX + 4], payload[UE_DATAGRAM_BYTES];
 	for (uint32_t round = 0; round < 200; round++) {
 		uint32_t bytes =
 			round < 3 ? round : (uint32_t)test_rng_below(&rng, sizeof(payload) + 1);
@@ -187,9 +189,26 @@ static void test_frame_round_trip(void **state)
 		assert_int_equal(ntohl(src), from->ip);
 		assert_int_equal(get16be(frame + UT_ETH + UT_IP + 4), UT_UDP + bytes);
 		expect_parsed(frame, n, UT_HEADERS, payload, bytes, from);
-		/* The same with an 802.1Q tag added by hand. */
+		/* The same with an 802.1Q tag added by hand; an answer to that source goes back
+		 * with the same tag, the rest byte for byte as the untagged frame. */
 		uint32_t tn = frame_tag(tagged, frame, n);
-		expect_parsed(tagged, tn, UT_HEADERS + 4, payload, bytes, from);
+		struct rill_udp_peer tagged_from = *from;
+		tagged_from.vlan = true;
+		tagged_from.vlan_tci = 42;
+		expect_parsed(tagged, tn, UT_HEADERS + 4, payload, bytes, &tagged_from);
+		struct rill_udp_peer plain_to = {.ip = from->local_ip, /* as frame_to_ingress */
+						 .port = from->local_port,
+						 .local_ip = from->ip,
+						 .local_port = from->port};
+		memcpy(plain_to.mac, our_mac, 6);
+		struct rill_udp_peer tagged_to = plain_to;
+		tagged_to.vlan = true;
+		tagged_to.vlan_tci = 42;
+		assert_int_equal(rill_udp_frame_headers(&tagged_to), UT_HEADERS + 4);
+		assert_int_equal(
+			rill_udp_frame_build(rebuilt, from->mac, &tagged_to, payload, bytes), tn);
+		assert_memory_equal(rebuilt, tagged, tn);
+		assert_int_equal(rill_udp_frame_headers(&plain_to), UT_HEADERS);
 		/* Bytes after the IP packet (Ethernet's padding to 60 bytes, a trailer) are not
 		 * the payload's. */
 		memset(frame + n, 0, 24);

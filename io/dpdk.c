@@ -89,6 +89,7 @@ int rill_dpdk_stop(struct rill_dpdk *dpdk)
 #include <rte_mbuf.h>
 
 #define DPDK_BURST          32u
+#define DPDK_POOL_CACHE     256u /* mbufs each lcore keeps of the pool */
 /* Events published per turn, at most (whole datagrams, so a little over): about what the
  * shard takes from one ring per turn (ENGINE_BURST_MAX), so that its own ring never fills
  * and nothing is dropped that the shard could have taken. */
@@ -402,15 +403,22 @@ int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 		pthread_mutex_init(&d->queues[i].shared_lock, NULL);
 	char name[32];
 	snprintf(name, sizeof(name), "rill_rx_%u", config->port);
+	/* At least what the queues can hold at once: every RX and TX descriptor filled, a
+	 * burst held by each poller, and each lcore's mempool cache. Below that a PMD that
+	 * fills its RX rings at start fails it (8 queues of 1,024 descriptors pass 8,191). */
+	uint32_t queues = config->queues != 0 ? config->queues : rill_engine_shards(engine);
+	uint64_t need = (uint64_t)queues * (config->rx_descs + config->tx_descs + 2u * DPDK_BURST) +
+			(uint64_t)DPDK_POOL_CACHE * (rte_lcore_count() + 1u);
+	uint32_t mbufs = need > config->mbufs ? (uint32_t)need : config->mbufs;
 	if (config->port < RTE_MAX_ETHPORTS && dpdk_pools[config->port] == NULL)
 		dpdk_pools[config->port] =
-			rte_pktmbuf_pool_create(name, config->mbufs, 256, 0,
+			rte_pktmbuf_pool_create(name, mbufs, DPDK_POOL_CACHE, 0,
 						RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
 	d->pool = config->port < RTE_MAX_ETHPORTS ? dpdk_pools[config->port] : NULL;
 	int rc = 0;
 	if (d->pool == NULL) {
-		snprintf(err->message, sizeof(err->message), "DPDK: mempool of %u mbufs: %s",
-			 config->mbufs, rte_strerror(rte_errno));
+		snprintf(err->message, sizeof(err->message), "DPDK: mempool of %u mbufs: %s", mbufs,
+			 rte_strerror(rte_errno));
 		rc = -ENOMEM;
 	}
 	if (rc == 0)

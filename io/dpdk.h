@@ -24,7 +24,8 @@ struct rill_dpdk_config {
 	uint16_t port;     /* the ethdev port (default 0) */
 	uint16_t queues;   /* RX queues, polled by shards 0 .. queues - 1 (0: one per shard) */
 	uint16_t udp_port; /* datagrams to this UDP port are events (default 7401) */
-	uint32_t mbufs;    /* the RX mempool's mbufs (default 8191) */
+	uint32_t mbufs;    /* the RX mempool's mbufs (default 8191), raised to what the queues'
+			    * descriptors, bursts and caches can hold at once */
 	uint16_t rx_descs; /* per queue (default 1024) */
 	uint16_t tx_descs; /* (default 512) */
 	bool acks;         /* ACK datagrams (at least once); default off: at most once */

@@ -509,11 +509,12 @@ int rill_dpdk_stat_json(struct rill_dpdk *d, char *json, size_t bytes)
 			 ",\"datagrams\":%" PRIu64 ",\"events\":%" PRIu64 ",\"malformed\":%" PRIu64
 			 ",\"unknown_topic\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"lost\":%" PRIu64
 			 ",\"dropped\":%" PRIu64 ",\"gaps\":%" PRIu64 ",\"reordered\":%" PRIu64
-			 ",\"untracked\":%" PRIu64 ",\"sources\":%" PRIu64 ",\"worst_sources\":[",
+			 ",\"untracked\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"sources\":%" PRIu64
+			 ",\"worst_sources\":[",
 			 rill_dpdk_queues(d), st.packets, st.not_ours, st.bad_frames, st.tx_acks,
 			 st.udp.datagrams, st.udp.events, st.udp.malformed, st.udp.unknown_topic,
 			 st.udp.refused, st.udp.lost, st.udp.dropped, st.udp.gaps, st.udp.reordered,
-			 st.udp.untracked, st.udp.sources);
+			 st.udp.untracked, st.udp.evicted, st.udp.sources);
 	/* The sources with the most gaps and reordering: which sender or path loses. */
 	struct rill_udp_source_report worst[RILL_UDP_WORST_MAX];
 	uint32_t count = rill_dpdk_worst_sources(d, worst);

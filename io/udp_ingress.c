@@ -3,10 +3,15 @@
  * accounting and, on demand, durable acknowledgements per source. Runs on one receiving
  * thread (a DPDK poll loop, or a kernel socket reader); hot path: rill_udp_ingress_datagram.
  *
- * Sources live in an open-addressed table (linear probing, never deleted: a source is an
- * address and port that sent to us; RILL_UDP_SOURCES_MAX bounds them). With
- * acknowledgements on, each source keeps a window of RILL_UDP_WINDOW datagrams past its
- * durable point, indexed by sequence modulo the window:
+ * Sources (a source is an address and port that sent to us) live in a fixed array of
+ * RILL_UDP_SOURCES_MAX, found through an open-addressed table of their indexes (linear
+ * probing, deletion by backward shift). An index stays the source's while it is tracked:
+ * ACK cookies, the due list and the worst list hold it, so a table entry may move but a
+ * source never does. A full array forgets (evicts) sources silent for
+ * RILL_UDP_SOURCE_IDLE_NS with nothing in flight and no ACK due (U3); a sweep over the
+ * array finds them, at most once per UDP_SWEEP_NS, so a flood of new addresses costs one
+ * pass a second. With acknowledgements on, each source keeps a window of RILL_UDP_WINDOW
+ * datagrams past its durable point, indexed by sequence modulo the window:
  *
  *    durable_contig   durable_contig + 1 ............ durable_contig + WINDOW
  *         |           [ slot: events still owed, 0 = all durable or not received ]
@@ -16,6 +21,8 @@
  *     window, so no ACK ever covers it (the sender keeps it, and keeps retrying).
  * U2. A datagram is published only when its sequence is inside the window and not
  *     already there; the rest are dropped (a retransmission will bring them).
+ * U3. A source is evicted only with no datagram in its window and no ACK due: no
+ *     acknowledgement from the shards can still name its index.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -28,12 +35,14 @@
 #include "io/wire.h"
 
 #define UDP_TABLE_SLOTS (2 * RILL_UDP_SOURCES_MAX) /* load at most one half */
+#define UDP_SWEEP_NS    (1000ull * 1000 * 1000)    /* sweeps for idle sources: at most 1/s */
 
 _Static_assert((UDP_TABLE_SLOTS & (UDP_TABLE_SLOTS - 1)) == 0, "the table is a power of two");
 _Static_assert((RILL_UDP_WINDOW & (RILL_UDP_WINDOW - 1)) == 0, "the window is a power of two");
 
 struct udp_source {
-	uint64_t key;              /* (ip << 16 | port) + 1; 0: an empty slot */
+	uint64_t key;              /* (ip << 16 | port) + 1; 0: not tracked */
+	uint64_t last_ns;          /* its latest datagram's ingress time */
 	struct rill_udp_peer peer; /* as it last sent: where its ACKs go */
 	bool ack_due;
 	uint64_t highest; /* the highest sequence seen; 0: none */
@@ -49,11 +58,15 @@ struct rill_udp_ingress {
 	struct rill_producer *producer;
 	bool acks;
 	struct rill_udp_stats stats;
-	struct udp_source *table; /* [UDP_TABLE_SLOTS] */
+	struct udp_source *sources; /* [RILL_UDP_SOURCES_MAX] */
+	uint32_t *table;            /* [UDP_TABLE_SLOTS]: a source's index + 1; 0: empty */
+	uint32_t *free;             /* [RILL_UDP_SOURCES_MAX]: indexes not tracking a source */
+	uint32_t free_count;
 	uint32_t source_count;
-	uint32_t *due; /* sources with an ACK due: indexes into table */
+	uint64_t sweep_ns; /* no sweep for idle sources before this */
+	uint32_t *due;     /* sources with an ACK due: indexes into sources */
 	uint32_t due_count;
-	uint32_t worst[RILL_UDP_WORST_MAX]; /* indexes into table: most gaps + reordered first */
+	uint32_t worst[RILL_UDP_WORST_MAX]; /* indexes into sources: most gaps + reordered first */
 	uint32_t worst_count;
 	char topic_name[RILL_WIRE_TOPIC_BYTES_MAX + 1]; /* the last topic looked up */
 	struct rill_topic *topic;
@@ -68,20 +81,27 @@ int rill_udp_ingress_create(struct rill_udp_ingress **out, struct rill_engine *e
 		return -ENOMEM;
 	ing->engine = engine;
 	ing->acks = acks;
+	ing->sources = calloc(RILL_UDP_SOURCES_MAX, sizeof(*ing->sources));
 	ing->table = calloc(UDP_TABLE_SLOTS, sizeof(*ing->table));
+	ing->free = calloc(RILL_UDP_SOURCES_MAX, sizeof(*ing->free));
 	ing->due = calloc(RILL_UDP_SOURCES_MAX, sizeof(*ing->due));
 	/* wake_batched: udp_publish wakes the shards once per datagram, not once per event. */
 	struct rill_producer_config pc = {
 		.on_ack = udp_ack_cb, .arg = ing, .wake_fd = true, .wake_batched = true};
-	int rc = ing->table == NULL || ing->due == NULL
+	int rc = ing->sources == NULL || ing->table == NULL || ing->free == NULL || ing->due == NULL
 			 ? -ENOMEM
 			 : rill_producer_open(engine, &pc, &ing->producer);
 	if (rc < 0) {
+		free(ing->sources);
 		free(ing->table);
+		free(ing->free);
 		free(ing->due);
 		free(ing);
 		return rc;
 	}
+	for (uint32_t i = 0; i < RILL_UDP_SOURCES_MAX; i++) /* index 0 is taken first */
+		ing->free[i] = RILL_UDP_SOURCES_MAX - 1 - i;
+	ing->free_count = RILL_UDP_SOURCES_MAX;
 	*out = ing;
 	return 0;
 }
@@ -91,7 +111,9 @@ void rill_udp_ingress_destroy(struct rill_udp_ingress *ing)
 	if (ing == NULL)
 		return;
 	rill_producer_close(ing->producer);
+	free(ing->sources);
 	free(ing->table);
+	free(ing->free);
 	free(ing->due);
 	free(ing);
 }
@@ -108,29 +130,96 @@ static uint32_t udp_hash(uint64_t key)
 	return (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 40) & (UDP_TABLE_SLOTS - 1);
 }
 
-/* The source's slot, made if new and there is room; NULL past RILL_UDP_SOURCES_MAX. */
+/* @key's table slot, or the empty slot where it would go (the table is never full). */
+static uint32_t udp_slot(const struct rill_udp_ingress *ing, uint64_t key)
+{
+	uint32_t i = udp_hash(key);
+	while (ing->table[i] != 0 && ing->sources[ing->table[i] - 1].key != key)
+		i = (i + 1) & (UDP_TABLE_SLOTS - 1);
+	return i;
+}
+
+/* Take the entry at table slot @i out: backward shift, so that every entry after it stays
+ * reachable from its home slot with no tombstones. */
+static void udp_slot_clear(struct rill_udp_ingress *ing, uint32_t i)
+{
+	for (uint32_t j = i;;) {
+		j = (j + 1) & (UDP_TABLE_SLOTS - 1);
+		if (ing->table[j] == 0)
+			break;
+		uint32_t home = udp_hash(ing->sources[ing->table[j] - 1].key);
+		/* The entry at j stays where it is when its home lies cyclically in (i, j]. */
+		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+		if (!stays) {
+			ing->table[i] = ing->table[j];
+			i = j;
+		}
+	}
+	ing->table[i] = 0;
+}
+
+static void udp_worst_remove(struct rill_udp_ingress *ing, uint32_t index)
+{
+	for (uint32_t at = 0; at < ing->worst_count; at++) {
+		if (ing->worst[at] != index)
+			continue;
+		memmove(&ing->worst[at], &ing->worst[at + 1],
+			(ing->worst_count - at - 1) * sizeof(ing->worst[0]));
+		ing->worst_count--;
+		return;
+	}
+}
+
+/* Every source idle since @now_ns - RILL_UDP_SOURCE_IDLE_NS, with nothing in flight and no
+ * ACK due, is forgotten (U3); at most one sweep per UDP_SWEEP_NS. */
+static void udp_sweep(struct rill_udp_ingress *ing, uint64_t now_ns)
+{
+	if (now_ns < ing->sweep_ns)
+		return;
+	ing->sweep_ns = now_ns + UDP_SWEEP_NS;
+	for (uint32_t index = 0; index < RILL_UDP_SOURCES_MAX; index++) {
+		struct udp_source *s = &ing->sources[index];
+		if (s->key == 0 || s->ack_due || s->last_ns > now_ns ||
+		    now_ns - s->last_ns < RILL_UDP_SOURCE_IDLE_NS ||
+		    memchr(s->present, true, sizeof(s->present)) != NULL)
+			continue;
+		uint32_t slot = udp_slot(ing, s->key);
+		RILL_ASSERT(ing->table[slot] == index + 1);
+		udp_slot_clear(ing, slot);
+		udp_worst_remove(ing, index);
+		s->key = 0;
+		ing->free[ing->free_count++] = index;
+		ing->source_count--;
+		ing->stats.evicted++;
+	}
+	ing->stats.sources = ing->source_count;
+}
+
+/* The source from @ip and @port, made if new and @make (at @now_ns) when there is room or
+ * a sweep makes some; NULL otherwise. */
 static struct udp_source *udp_source(struct rill_udp_ingress *ing, uint32_t ip, uint16_t port,
-				     bool make, uint32_t *index)
+				     bool make, uint64_t now_ns, uint32_t *index)
 {
 	uint64_t key = (((uint64_t)ip << 16) | port) + 1;
-	for (uint32_t i = udp_hash(key), n = 0; n < UDP_TABLE_SLOTS;
-	     i = (i + 1) & (UDP_TABLE_SLOTS - 1), n++) {
-		struct udp_source *s = &ing->table[i];
-		if (s->key == key) {
-			*index = i;
-			return s;
-		}
-		if (s->key != 0)
-			continue;
-		if (!make || ing->source_count >= RILL_UDP_SOURCES_MAX)
-			return NULL;
-		*s = (struct udp_source){.key = key};
-		ing->source_count++;
-		ing->stats.sources = ing->source_count;
-		*index = i;
-		return s;
+	uint32_t slot = udp_slot(ing, key);
+	if (ing->table[slot] != 0) {
+		*index = ing->table[slot] - 1;
+		return &ing->sources[*index];
 	}
-	return NULL;
+	if (!make)
+		return NULL;
+	if (ing->free_count == 0) {
+		udp_sweep(ing, now_ns);
+		if (ing->free_count == 0)
+			return NULL;
+		slot = udp_slot(ing, key); /* the sweep moved entries */
+	}
+	*index = ing->free[--ing->free_count];
+	ing->table[slot] = *index + 1;
+	ing->sources[*index] = (struct udp_source){.key = key, .last_ns = now_ns};
+	ing->source_count++;
+	ing->stats.sources = ing->source_count;
+	return &ing->sources[*index];
 }
 
 static uint64_t udp_trouble(const struct udp_source *s)
@@ -148,13 +237,13 @@ static void udp_worst_update(struct rill_udp_ingress *ing, uint32_t index)
 	if (at == ing->worst_count) { /* not listed yet */
 		if (ing->worst_count < RILL_UDP_WORST_MAX)
 			ing->worst_count++;
-		else if (udp_trouble(&ing->table[index]) <=
-			 udp_trouble(&ing->table[ing->worst[--at]]))
+		else if (udp_trouble(&ing->sources[index]) <=
+			 udp_trouble(&ing->sources[ing->worst[--at]]))
 			return; /* no worse than the last listed */
 		ing->worst[at] = index;
 	}
-	for (; at > 0 && udp_trouble(&ing->table[ing->worst[at]]) >
-				 udp_trouble(&ing->table[ing->worst[at - 1]]);
+	for (; at > 0 && udp_trouble(&ing->sources[ing->worst[at]]) >
+				 udp_trouble(&ing->sources[ing->worst[at - 1]]);
 	     at--) {
 		uint32_t up = ing->worst[at];
 		ing->worst[at] = ing->worst[at - 1];
@@ -267,11 +356,12 @@ int rill_udp_ingress_datagram(struct rill_udp_ingress *ing, const struct rill_ud
 		return -ENOENT;
 	}
 	uint32_t index = 0;
-	struct udp_source *s = udp_source(ing, from->ip, from->port, true, &index);
+	struct udp_source *s = udp_source(ing, from->ip, from->port, true, ingress_ns, &index);
 	if (s == NULL) {
 		ing->stats.untracked++;
 	} else {
 		s->peer = *from;
+		s->last_ns = ingress_ns;
 		udp_sequence(ing, s, index, h.request_id);
 	}
 	if (ing->acks) {
@@ -287,7 +377,7 @@ int rill_udp_ingress_datagram(struct rill_udp_ingress *ing, const struct rill_ud
 			return rc;
 		}
 	}
-	/* The cookie: the source's table index and the sequence's low 32 bits. */
+	/* The cookie: the source's index and the sequence's low 32 bits. */
 	uint64_t cookie = ((uint64_t)index << 32) | (uint32_t)h.request_id;
 	rc = udp_publish(ing, &p, t, cookie, ingress_ns);
 	if (rc < (int)p.event_count) {
@@ -335,8 +425,9 @@ static void udp_ack_cb(void *arg, const struct rill_ack *ack)
 	if (!ing->acks || (ack->error == 0 && ack->level != RILL_ACKS_DURABLE))
 		return; /* acks off: refusals only; the applied one of a durable event */
 	uint32_t index = (uint32_t)(ack->cookie >> 32);
-	RILL_ASSERT(index < UDP_TABLE_SLOTS);
-	struct udp_source *s = &ing->table[index];
+	RILL_ASSERT(index < RILL_UDP_SOURCES_MAX);
+	struct udp_source *s = &ing->sources[index];
+	RILL_ASSERT(s->key != 0); /* U3 */
 	uint32_t slot = (uint32_t)ack->cookie & (RILL_UDP_WINDOW - 1);
 	RILL_ASSERT(s->present[slot] && s->owed[slot] > 0);
 	if (ack->error != 0 && ack->lost)
@@ -367,7 +458,7 @@ int rill_udp_ingress_next_ack(struct rill_udp_ingress *ing, struct rill_udp_peer
 {
 	if (ing->due_count == 0)
 		return 0;
-	struct udp_source *s = &ing->table[ing->due[--ing->due_count]];
+	struct udp_source *s = &ing->sources[ing->due[--ing->due_count]];
 	s->ack_due = false;
 	int at = rill_wire_ack_begin(frame, RILL_WIRE_HEADER_BYTES + RILL_WIRE_ACK_BYTES_MIN,
 				     s->durable_contig);
@@ -397,7 +488,8 @@ int rill_udp_ingress_source(const struct rill_udp_ingress *ing, uint32_t ip, uin
 			    struct rill_udp_source_stats *out)
 {
 	uint32_t index;
-	struct udp_source *s = udp_source((struct rill_udp_ingress *)ing, ip, port, false, &index);
+	struct udp_source *s =
+		udp_source((struct rill_udp_ingress *)ing, ip, port, false, 0, &index);
 	if (s == NULL)
 		return -ENOENT;
 	*out = udp_source_stats(s);
@@ -408,7 +500,7 @@ uint32_t rill_udp_ingress_worst(const struct rill_udp_ingress *ing,
 				struct rill_udp_source_report out[RILL_UDP_WORST_MAX])
 {
 	for (uint32_t i = 0; i < ing->worst_count; i++) {
-		const struct udp_source *s = &ing->table[ing->worst[i]];
+		const struct udp_source *s = &ing->sources[ing->worst[i]];
 		uint64_t addr = s->key - 1; /* udp_source's key: (ip << 16 | port) + 1 */
 		out[i] = (struct rill_udp_source_report){.ip = (uint32_t)(addr >> 16),
 							 .port = (uint16_t)addr,

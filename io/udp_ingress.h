@@ -26,9 +26,11 @@
 #include "rill/rill.h"
 
 #define RILL_UDP_SOURCES_MAX 4096u /* sources tracked per ingress; more are not tracked */
-#define RILL_UDP_WINDOW      64u   /* acks on: datagrams of one source awaiting durability */
-#define RILL_UDP_WORST_MAX   8u    /* sources rill_udp_ingress_worst lists */
-#define RILL_UDP_PORT        7401u /* the default UDP port */
+/* A full table forgets sources silent this long with nothing in flight, to make room. */
+#define RILL_UDP_SOURCE_IDLE_NS (60ull * 1000 * 1000 * 1000)
+#define RILL_UDP_WINDOW         64u   /* acks on: datagrams of one source awaiting durability */
+#define RILL_UDP_WORST_MAX      8u    /* sources rill_udp_ingress_worst lists */
+#define RILL_UDP_PORT           7401u /* the default UDP port */
 
 struct rill_udp_ingress;
 
@@ -53,6 +55,7 @@ struct rill_udp_stats {
 	uint64_t gaps;      /* sequence numbers skipped, over every source */
 	uint64_t reordered; /* datagrams older than one already seen */
 	uint64_t untracked; /* datagrams from sources past RILL_UDP_SOURCES_MAX */
+	uint64_t evicted;   /* idle sources forgotten to make room for new ones */
 	uint64_t acks;      /* ACK datagrams offered */
 	uint64_t sources;   /* sources tracked now (at most RILL_UDP_SOURCES_MAX) */
 	uint64_t lost;      /* events their partition's failed log could not take; with

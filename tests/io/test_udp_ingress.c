@@ -14,7 +14,8 @@
  * retransmission without publishing it, and the 64-datagram window drops what is past it;
  * a datagram that back-pressure let in only in part is not acknowledged until its
  * retransmission goes in whole; refused events settle their datagram; past
- * RILL_UDP_SOURCES_MAX sources the next is untracked (and, with acks on, dropped).
+ * RILL_UDP_SOURCES_MAX sources the next is untracked (and, with acks on, dropped), until
+ * sources idle for RILL_UDP_SOURCE_IDLE_NS with nothing in flight are forgotten for it.
  *
  * Random payload sizes come from the test seed (RILL_TEST_SEED replays a run).
  */
@@ -446,12 +447,20 @@ static void ack_wait(struct rill_udp_ingress *ing, const struct rill_udp_peer *f
 
 /* Send the datagram @seq of @from with @count events (amounts from @first) to @topic;
  * the ingress's return value. */
-static int send_dgram(struct rill_udp_ingress *ing, const struct rill_udp_peer *from,
-		      const char *topic, uint64_t seq, uint32_t count, int64_t first)
+/* One datagram of @count events from @from, taken in at @now_ns. */
+static int send_dgram_at(struct rill_udp_ingress *ing, const struct rill_udp_peer *from,
+			 const char *topic, uint64_t seq, uint32_t count, int64_t first,
+			 uint64_t now_ns)
 {
 	static uint8_t buf[64u << 10];
 	uint32_t n = ue_datagram(&env, buf, sizeof(buf), topic, seq, count, first);
-	return rill_udp_ingress_datagram(ing, from, buf, n, rill_clock_now_ns());
+	return rill_udp_ingress_datagram(ing, from, buf, n, now_ns);
+}
+
+static int send_dgram(struct rill_udp_ingress *ing, const struct rill_udp_peer *from,
+		      const char *topic, uint64_t seq, uint32_t count, int64_t first)
+{
+	return send_dgram_at(ing, from, topic, seq, count, first, rill_clock_now_ns());
 }
 
 /* Amounts: source s, sequence q, event i: unique over a test. */
@@ -1291,6 +1300,134 @@ static void test_sources_max(void **state)
 	ue_log_check(&env, env.topic, expected, ne);
 }
 
+/* Send and drain every ACK due: how many there were. */
+static uint32_t acks_drain(struct rill_udp_ingress *ing)
+{
+	uint8_t frame[64];
+	uint32_t bytes = 0, n = 0;
+	struct rill_udp_peer to;
+	while (rill_udp_ingress_next_ack(ing, &to, frame, &bytes) == 1)
+		n++;
+	return n;
+}
+
+/* Source @i of many: its datagrams, highest sequence and durable point. */
+static void expect_many(struct rill_udp_ingress *ing, uint32_t i, uint64_t datagrams,
+			uint64_t highest, uint64_t durable_contig)
+{
+	struct rill_udp_peer p = many_peer(i);
+	struct rill_udp_source_stats ss;
+	assert_int_equal(rill_udp_ingress_source(ing, p.ip, p.port, &ss), 0);
+	if (ss.datagrams != datagrams || ss.highest != highest ||
+	    ss.durable_contig != durable_contig)
+		fail_msg("source %u: datagrams %llu highest %llu durable %llu, expected %llu %llu "
+			 "%llu",
+			 i, (unsigned long long)ss.datagrams, (unsigned long long)ss.highest,
+			 (unsigned long long)ss.durable_contig, (unsigned long long)datagrams,
+			 (unsigned long long)highest, (unsigned long long)durable_contig);
+}
+
+/*
+ * A full table makes room (acks on): when a new source comes, the sources silent for
+ * RILL_UDP_SOURCE_IDLE_NS with nothing in their window and no ACK due are forgotten, at
+ * most one sweep a second. One waiting on a gap, one with an ACK due and one heard from
+ * lately stay, with their state; after the table's entries moved, every source left is
+ * found, the gap fills and its ACK comes, and the room made takes new sources.
+ */
+static void test_sources_evicted(void **state)
+{
+	(void)state;
+	static int64_t expected[UE_EVENTS_MAX];
+	uint32_t ne = 0;
+	const uint32_t gap = 7, due = 11, recent = 13, first_new = RILL_UDP_SOURCES_MAX;
+	struct rill_udp_ingress *ing;
+	assert_int_equal(rill_udp_ingress_create(&ing, env.engine, true), 0);
+	uint64_t t0 = rill_clock_now_ns();
+	for (uint32_t i = 0; i < RILL_UDP_SOURCES_MAX; i++) {
+		struct rill_udp_peer p = many_peer(i);
+		uint64_t seq = i == gap ? 2 : 1; /* the gap source's 1 comes late */
+		assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, seq, 1, amount_of(14, i), t0), 1);
+		expected_add(expected, &ne, amount_of(14, i), 1);
+		if (i % 256 == 0)
+			rill_udp_ingress_poll(ing);
+	}
+	ing_settle(ing);
+	assert_int_equal(acks_drain(ing), RILL_UDP_SOURCES_MAX - 1);
+	struct rill_udp_peer p = many_peer(recent);
+	uint64_t t_recent = t0 + RILL_UDP_SOURCE_IDLE_NS / 2;
+	assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 2, 1, amount_of(15, recent), t_recent),
+			 1);
+	expected_add(expected, &ne, amount_of(15, recent), 1);
+	ing_settle(ing);
+	assert_int_equal(acks_drain(ing), 1);
+	p = many_peer(due); /* a retransmission of what is durable: its ACK is due again */
+	assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 1, 1, UE_POISON, t0), 0);
+
+	/* Nobody idle long enough yet; then idle enough, but within the sweep's second. */
+	struct rill_udp_peer newcomer = many_peer(first_new);
+	uint64_t t_sweep = t0 + RILL_UDP_SOURCE_IDLE_NS - 1;
+	struct rill_udp_stats st;
+	assert_int_equal(send_dgram_at(ing, &newcomer, UE_TOPIC, 1, 1, UE_POISON, t_sweep),
+			 -EAGAIN);
+	assert_int_equal(send_dgram_at(ing, &newcomer, UE_TOPIC, 1, 1, UE_POISON,
+				       t0 + RILL_UDP_SOURCE_IDLE_NS + 1),
+			 -EAGAIN);
+	stats_of(ing, &st);
+	assert_int_equal(st.untracked, 2);
+	assert_int_equal(st.evicted, 0);
+	assert_int_equal(st.sources, RILL_UDP_SOURCES_MAX);
+
+	uint64_t t1 = t_sweep + 1000000000u;
+	assert_int_equal(send_dgram_at(ing, &newcomer, UE_TOPIC, 1, 1, amount_of(16, 0), t1), 1);
+	expected_add(expected, &ne, amount_of(16, 0), 1);
+	stats_of(ing, &st);
+	assert_int_equal(st.untracked, 2);
+	assert_int_equal(st.evicted, RILL_UDP_SOURCES_MAX - 3);
+	assert_int_equal(st.sources, 4);
+	for (uint32_t i = 0; i < RILL_UDP_SOURCES_MAX; i++) {
+		struct rill_udp_source_stats ss;
+		p = many_peer(i);
+		int rc = rill_udp_ingress_source(ing, p.ip, p.port, &ss);
+		if (rc != (i == gap || i == due || i == recent ? 0 : -ENOENT))
+			fail_msg("source %u: %d after the sweep", i, rc);
+	}
+	expect_many(ing, gap, 1, 2, 0);
+	expect_many(ing, due, 2, 1, 1);
+	expect_many(ing, recent, 2, 2, 2);
+	expect_many(ing, first_new, 1, 1, 0); /* untracked twice */
+
+	/* The gap fills: its source's ACK covers both; the new source's comes; the due one's
+	 * goes too. */
+	p = many_peer(gap);
+	assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 1, 1, amount_of(14, 100000), t1), 1);
+	expected_add(expected, &ne, amount_of(14, 100000), 1);
+	ing_settle(ing);
+	expect_many(ing, gap, 2, 2, 2);
+	expect_many(ing, first_new, 1, 1, 1);
+	assert_int_equal(acks_drain(ing), 3);
+
+	/* The room made takes as many new sources, then the table is full again. */
+	for (uint32_t i = first_new + 1; i < first_new + RILL_UDP_SOURCES_MAX - 3; i++) {
+		p = many_peer(i);
+		assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 1, 1, amount_of(17, i), t1), 1);
+		expected_add(expected, &ne, amount_of(17, i), 1);
+		if (i % 256 == 0)
+			rill_udp_ingress_poll(ing);
+	}
+	p = many_peer(first_new + RILL_UDP_SOURCES_MAX);
+	assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 1, 1, UE_POISON, t1), -EAGAIN);
+	ing_settle(ing);
+	for (uint32_t i = first_new + 1; i < first_new + RILL_UDP_SOURCES_MAX - 3; i++)
+		expect_many(ing, i, 1, 1, 1);
+	stats_of(ing, &st);
+	assert_int_equal(st.sources, RILL_UDP_SOURCES_MAX);
+	assert_int_equal(st.untracked, 3);
+	assert_int_equal(acks_drain(ing), RILL_UDP_SOURCES_MAX - 4);
+	rill_udp_ingress_destroy(ing);
+	ue_events_settle(&env, ne);
+	ue_log_check(&env, env.topic, expected, ne);
+}
+
 int main(void)
 {
 	test_rng_init(&rng, 7401);
@@ -1310,6 +1447,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lost_not_acked, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_gaps_saturate, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_sources_max, ut_setup, ut_teardown),
+		cmocka_unit_test_setup_teardown(test_sources_evicted, ut_setup, ut_teardown),
 	};
 	return cmocka_run_group_tests_name("udp_ingress", tests, NULL, NULL);
 }

@@ -263,8 +263,12 @@ int schema_json_value(const struct rill_schema_field *f, json_t *value, union ri
 		return 0;
 	case RILL_FIELD_ENUM:
 		if (json_is_string(value)) {
+			/* By length too: the text may hold a NUL (JSON_ALLOW_NUL), and
+			 * "SELL\u0000junk" is not SELL. */
+			size_t n = json_string_length(value);
 			for (uint32_t i = 0; i < f->symbol_count; i++) {
-				if (strcmp(f->symbols[i], json_string_value(value)) == 0) {
+				if (strlen(f->symbols[i]) == n &&
+				    memcmp(f->symbols[i], json_string_value(value), n) == 0) {
 					out->symbol = (uint16_t)i;
 					return 0;
 				}

@@ -9,12 +9,21 @@
  * upcaster:
  *
  *   F < V:  F --map--> k --map+upcaster--> k+1 --map--> ... --> V
- *           (straight maps between the steps that have upcasters)
+ *           (straight maps between the steps that have upcasters, unless a straight map
+ *           could fail where single steps might not: then single steps)
  *   F > V:  F --map--> V            (by name; upcasters only go up)
  *
  * A map plan copies every field of the target that the source has by name with a type it
  * can be promoted from (rule C2 of schema_compat.c); the target's other fields keep their
- * defaults (or stay unset, which fails the step unless an upcaster sets them).
+ * defaults (or stay unset, which fails the step unless an upcaster sets them). A value
+ * the target cannot hold (an enum symbol it lacks, with no default; a string past its
+ * max_length) fails a step without an upcaster; with one, the field is left for the
+ * upcaster, and fails the step only if the upcaster leaves it unset.
+ *
+ * A straight map skips the versions between: under the non-transitive modes each version
+ * was checked only against the one before, so v1 -> v3 may lack what v2 gave (v2 added a
+ * field with a default, v3 kept it without one). Such a map is "partial" (plan_partial),
+ * and the route crosses those versions one step at a time, each step's defaults filling in.
  *
  * Invariants:
  *   U1. A route is built at most once per upcaster generation; routes[i] is for version
@@ -216,6 +225,33 @@ static bool lays_out_alike(const struct rill_schema *from, const struct rill_sch
 	return true;
 }
 
+/*
+ * Whether plan @p may leave its target without a value for some payload: a field nothing
+ * sets, an enum symbol with no match and no default, a string or bytes value that may be
+ * longer than the target's max_length.
+ */
+static bool plan_partial(const struct map_plan *p)
+{
+	if (p->unset != UINT32_MAX)
+		return true;
+	for (uint32_t i = 0; i < p->op_count; i++) {
+		const struct map_op *op = &p->ops[i];
+		const struct rill_schema_field *t = &p->to->fields[op->field];
+		if (op->kind == MAP_ENUM && !t->has_default) {
+			for (uint32_t k = 0; k < op->symbol_count; k++)
+				if (op->symbols[k] == ENUM_NONE)
+					return true;
+		}
+		if (op->kind == MAP_VAR) {
+			int f = rill_schema_field_index(p->from, t->name);
+			RILL_ASSERT(f >= 0);
+			if (p->from->fields[f].max_length > t->max_length)
+				return true;
+		}
+	}
+	return false;
+}
+
 static int route_add(struct route *r, struct rill_schema_reader *rd, uint16_t from_v, uint16_t to_v,
 		     const struct schema_upcaster *u)
 {
@@ -241,6 +277,20 @@ static int route_add(struct route *r, struct rill_schema_reader *rd, uint16_t fr
 	return rc;
 }
 
+/* Maps with no upcaster from @from_v up to @to_v: one straight map, or single steps when
+ * it is partial and there are versions between. */
+static int route_add_maps(struct route *r, struct rill_schema_reader *rd, uint16_t from_v,
+			  uint16_t to_v)
+{
+	int rc = route_add(r, rd, from_v, to_v, NULL);
+	if (rc != 0 || to_v - from_v < 2 || !plan_partial(&r->steps[r->step_count - 1]))
+		return rc;
+	plan_free(&r->steps[--r->step_count]);
+	for (uint16_t k = from_v; k < to_v && rc == 0; k++)
+		rc = route_add(r, rd, k, (uint16_t)(k + 1), NULL);
+	return rc;
+}
+
 static int route_build(struct rill_schema_reader *rd, struct route *r, uint16_t from)
 {
 	uint16_t target = rd->schema->version;
@@ -260,13 +310,13 @@ static int route_build(struct rill_schema_reader *rd, struct route *r, uint16_t 
 		if (u == NULL)
 			continue;
 		if (cur != k)
-			rc = route_add(r, rd, cur, k, NULL);
+			rc = route_add_maps(r, rd, cur, k);
 		if (rc == 0)
 			rc = route_add(r, rd, k, (uint16_t)(k + 1), u);
 		cur = (uint16_t)(k + 1);
 	}
 	if (rc == 0 && cur != target)
-		rc = route_add(r, rd, cur, target, NULL);
+		rc = route_add_maps(r, rd, cur, target);
 	if (rc != 0) {
 		route_clear(r);
 		return rc;
@@ -457,19 +507,44 @@ static int plan_apply(const struct map_plan *p, const uint8_t *src, uint32_t src
 	struct rill_payload_builder b;
 	int rc = rill_payload_builder_init(&b, p->to, dst, dst_bytes);
 	RILL_ASSERT(rc == 0); /* U2 */
+	/* Fields whose value the target cannot hold: the upcaster's to set, or the step fails
+	 * (a default does not stand in for a value that was there). */
+	uint64_t left[RILL_ARRAY_COUNT(b.set)] = {0};
+	uint32_t first_left = UINT32_MAX;
+	struct rill_schema_error left_why, why;
 	for (uint32_t i = 0; i < p->op_count; i++) {
-		rc = apply_op(&p->ops[i], &b, src, src_bytes, err);
-		if (rc != 0)
-			return rc;
+		uint32_t field = p->ops[i].field;
+		rc = apply_op(&p->ops[i], &b, src, src_bytes, &why);
+		if (rc == RILL_E_SCHEMA_UPCAST) {
+			left[field / 64] |= 1ull << (field % 64);
+			b.set[field / 64] &= ~(1ull << (field % 64));
+			if (first_left == UINT32_MAX) {
+				first_left = field;
+				left_why = why;
+			}
+		} else if (rc != 0) {
+			return schema_fail(err, rc, "%s", why.message);
+		}
 	}
-	if (p->upcaster != NULL) {
-		rc = p->upcaster->fn(p->upcaster->arg, p->from, src, src_bytes, &b);
-		if (rc != 0)
-			return schema_fail(err, rc, "%s: the upcaster from v%u to v%u failed: %s",
+	rc = p->upcaster->fn(p->upcaster->arg, p->from, src, src_bytes, &b);
+	if (rc != 0)
+		return schema_fail(err, rc, "%s: the upcaster from v%u to v%u failed: %s",
+				   p->to->type_name, p->from->version, p->to->version,
+				   rill_strerror(rc));
+	for (uint32_t w = 0; w < RILL_ARRAY_COUNT(left); w++) {
+		if ((left[w] & ~b.set[w]) == 0)
+			continue;
+		uint32_t field = w * 64 + (uint32_t)__builtin_ctzll(left[w] & ~b.set[w]);
+		if (field == first_left)
+			return schema_fail(err, RILL_E_SCHEMA_UPCAST, "%s v%u read as v%u: %s",
 					   p->to->type_name, p->from->version, p->to->version,
-					   rill_strerror(rc));
+					   left_why.message);
+		return schema_fail(err, RILL_E_SCHEMA_UPCAST,
+				   "%s v%u read as v%u: field '%s': its value has no place in v%u, "
+				   "and the upcaster did not set it",
+				   p->to->type_name, p->from->version, p->to->version,
+				   p->to->fields[field].name, p->to->version);
 	}
-	struct rill_schema_error why;
 	rc = rill_payload_builder_finish(&b, out_bytes, &why);
 	if (rc != 0)
 		return schema_fail(err, RILL_E_SCHEMA_UPCAST,

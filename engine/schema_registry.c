@@ -499,12 +499,12 @@ static int replay_entry(struct rill_schema_registry *reg, const struct rill_reco
 		return schema_fail(err, RILL_E_SCHEMA_INVALID,
 				   "schema registry, offset %llu: unknown entry kind %u",
 				   (unsigned long long)offset, rec->type_id);
-	struct rill_schema_error why;
+	struct rill_schema_error why = {{0}}; /* a failed allocation leaves it unset */
 	int rc = replay_register(reg, t, name, rec, &why);
 	if (rc != 0)
 		return schema_fail(err, rc == -ENOMEM ? rc : RILL_E_SCHEMA_INVALID,
 				   "schema registry, offset %llu: %s", (unsigned long long)offset,
-				   why.message);
+				   why.message[0] != '\0' ? why.message : rill_strerror(rc));
 	return 0;
 }
 

@@ -1942,6 +1942,132 @@ static void test_upcast_enum_symbols(void **state)
 	assert_int_equal(rill_schema_registry_close(reg), 0);
 }
 
+#define SKIP_V1                                                                                    \
+	"{'type':'Skip','version':1,'fields':[" ID                                                 \
+	",{'name':'k','type':'enum','symbols':['A','B','C']}]}"
+#define SKIP_V2                                                                                    \
+	"{'type':'Skip','version':2,'fields':[" ID                                                 \
+	",{'name':'k','type':'enum','symbols':['A','B'],"                                          \
+	"'default':'A'},{'name':'b','type':'i64','default':1}]}"
+#define SKIP_V3                                                                                    \
+	"{'type':'Skip','version':3,'fields':[" ID                                                 \
+	",{'name':'k','type':'enum','symbols':['A','B']},"                                         \
+	"{'name':'b','type':'i64'}]}"
+
+/*
+ * Under BACKWARD each version is checked against the one before only: v3 drops the
+ * defaults v2 gave b and k, so a straight map v1 -> v3 has no value for b (and none for
+ * k's C). The reader then crosses v2, whose defaults fill in: b = 1, C read as A.
+ */
+static void test_upcast_skipped_defaults(void **state)
+{
+	(void)state;
+	struct rill_schema_registry *reg = mem_registry();
+	const struct rill_schema *v1 = reg_ok(reg, SKIP_V1, -1);
+	reg_ok(reg, SKIP_V2, -1);
+	const struct rill_schema *v3 = reg_ok(reg, SKIP_V3, -1);
+	struct rill_schema_reader *r = NULL;
+	assert_int_equal(rill_schema_reader_create(&r, reg, "Skip", 3), 0);
+	for (uint16_t sym = 0; sym < 3; sym++) {
+		uint8_t e[64];
+		struct rill_payload_builder b;
+		assert_int_equal(rill_payload_builder_init(&b, v1, e, sizeof(e)), 0);
+		assert_int_equal(rill_payload_set_u64(&b, 0, 40 + sym), 0);
+		assert_int_equal(rill_payload_set_enum(&b, 1, sym), 0);
+		uint32_t n;
+		assert_int_equal(rill_payload_builder_finish(&b, &n, NULL), 0);
+		const void *out;
+		uint32_t out_bytes;
+		read_ok(r, 1, e, n, &out, &out_bytes);
+		assert_int_equal(rill_schema_validate(v3, out, out_bytes, NULL), 0);
+		assert_int_equal(rill_field_u64(out, ref_of(v3, "id")), 40 + sym);
+		assert_int_equal(rill_field_i64(out, ref_of(v3, "b")), 1);
+		assert_int_equal(rill_field_enum(out, ref_of(v3, "k")), sym == 1 ? 1 : 0);
+	}
+	rill_schema_reader_destroy(r);
+	assert_int_equal(rill_schema_registry_close(reg), 0);
+}
+
+#define TICK_V1                                                                                    \
+	"{'type':'Tick','version':1,'fields':[" ID ",{'name':'side','type':'enum','symbols':"      \
+	"['BUY','SELL']},{'name':'venue','type':'string','max_length':16}]}"
+#define TICK_V2                                                                                    \
+	"{'type':'Tick','version':2,'fields':[" ID ",{'name':'side','type':'enum','symbols':"      \
+	"['B','S']},{'name':'venue','type':'string','max_length':4,'default':'none'}]}"
+
+struct tick_upcast {
+	int calls;
+	bool set_side, set_venue;
+};
+
+/* Tick v1 -> v2: BUY/SELL become B/S, the venue is cut to 4 bytes (each when asked). */
+static int tick_1_to_2(void *arg, const struct rill_schema *from, const void *payload,
+		       uint32_t payload_bytes, struct rill_payload_builder *to)
+{
+	(void)payload_bytes;
+	struct tick_upcast *u = arg;
+	u->calls++;
+	int rc = 0;
+	if (u->set_side)
+		rc = rill_payload_set_enum(to, 1, rill_field_enum(payload, ref_of(from, "side")));
+	if (rc == 0 && u->set_venue) {
+		uint32_t bytes;
+		const void *v = rill_field_var(payload, ref_of(from, "venue"), &bytes);
+		rc = rill_payload_set_var(to, 2, v, bytes < 4 ? bytes : 4);
+	}
+	return rc;
+}
+
+/*
+ * A value the default mapping cannot carry (a symbol v2 renamed, a string longer than v2's
+ * max_length) is the upcaster's to set: the read fails only if it does not, and then v2's
+ * default does not stand in for the value the event had.
+ */
+static void test_upcast_sets_unmappable(void **state)
+{
+	(void)state;
+	struct rill_schema_registry *reg = mem_registry();
+	const struct rill_schema *v1 = reg_ok(reg, TICK_V1, RILL_COMPAT_NONE);
+	const struct rill_schema *v2 = reg_ok(reg, TICK_V2, -1);
+	struct tick_upcast u = {0};
+	assert_int_equal(rill_schema_upcaster_add(reg, "Tick", 1, tick_1_to_2, &u), 0);
+	struct rill_schema_reader *r = NULL;
+	assert_int_equal(rill_schema_reader_create(&r, reg, "Tick", 2), 0);
+	uint8_t e[64];
+	struct rill_payload_builder b;
+	assert_int_equal(rill_payload_builder_init(&b, v1, e, sizeof(e)), 0);
+	assert_int_equal(rill_payload_set_u64(&b, 0, 5), 0);
+	assert_int_equal(rill_payload_set_enum(&b, 1, 1), 0); /* SELL */
+	assert_int_equal(rill_payload_set_var(&b, 2, "NASDAQ", 6), 0);
+	uint32_t n;
+	assert_int_equal(rill_payload_builder_finish(&b, &n, NULL), 0);
+	const void *out;
+	uint32_t out_bytes;
+	struct rill_schema_error err;
+	for (int round = 0; round < 3; round++) {
+		u.set_side = round != 0;
+		u.set_venue = round == 2;
+		err_reset(&err);
+		int rc = rill_schema_reader_read(r, 1, e, n, false, &out, &out_bytes, &err);
+		if (round < 2) {
+			assert_int_equal(rc, RILL_E_SCHEMA_UPCAST);
+			assert_mentions(&err, round == 0 ? "side" : "venue", "a field left unset");
+			continue;
+		}
+		assert_int_equal(rc, 0);
+	}
+	assert_int_equal(u.calls, 3);
+	assert_int_equal(rill_schema_validate(v2, out, out_bytes, NULL), 0);
+	assert_int_equal(rill_field_u64(out, ref_of(v2, "id")), 5);
+	assert_int_equal(rill_field_enum(out, ref_of(v2, "side")), 1);
+	uint32_t bytes;
+	const void *venue = rill_field_var(out, ref_of(v2, "venue"), &bytes);
+	assert_int_equal(bytes, 4);
+	assert_memory_equal(venue, "NASD", 4);
+	rill_schema_reader_destroy(r);
+	assert_int_equal(rill_schema_registry_close(reg), 0);
+}
+
 /* ---- 5. JSON <-> binary --------------------------------------------------------------- */
 
 #define J_JSON                                                                                     \
@@ -2156,6 +2282,7 @@ struct json_bad {
 static const struct json_bad json_bad_cases[] = {
 	{"count", NULL, "count"},
 	{"color", NULL, "color"},
+	{"color", "'BLUE\\u0000junk'", "color"}, /* a symbol, then a NUL and more */
 	{"bogus", "1", "bogus"},
 	{"count", "'5'", "count"},
 	{"count", "1.5", "count"},
@@ -3342,6 +3469,8 @@ int main(void)
 		cmocka_unit_test(test_upcast_newer_event),
 		cmocka_unit_test(test_upcast_by_name),
 		cmocka_unit_test(test_upcast_enum_symbols),
+		cmocka_unit_test(test_upcast_skipped_defaults),
+		cmocka_unit_test(test_upcast_sets_unmappable),
 		cmocka_unit_test(test_upcast_direct_mapping),
 		cmocka_unit_test(test_json_round_trip),
 		cmocka_unit_test(test_json_encode_errors),

@@ -1086,7 +1086,10 @@ static int log_retain(struct rill_log *log)
 static int log_fail(struct rill_log *log, int error)
 {
 	if (log->failed == 0) {
-		log->failed = error;
+		/* Stored as EIO when transient-looking: -EAGAIN is append's "both buffers busy,
+		 * poll and retry", and a stopped log taken for a busy one would hold its
+		 * callers retrying for ever. */
+		log->failed = error == -EAGAIN || error == -EINTR || error == -EBUSY ? -EIO : error;
 		fprintf(stderr,
 			"rill: log %s: write or fdatasync failed (%s); the log is stopped "
 			"and reports nothing further as durable\n",

@@ -332,8 +332,8 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 	if (res.duplicate)
 		s->duplicates++;
 	else
-		s->events++;
-	if (taken_ns != 0) { /* 0: taken at once, with no ring (shard_take_local) */
+		s->events += count; /* a command may have appended several */
+	if (taken_ns != 0) {        /* 0: taken at once, with no ring (shard_take_local) */
 		shard_latency(s->hist_ring, m->ingress_ns, taken_ns);
 		shard_latency(s->hist_apply, taken_ns, now);
 	}
@@ -618,6 +618,10 @@ static void shard_finish(struct shard *s)
 			sp->error = rc;
 		shard_part_durable(s, sp);
 		shard_acks_wake(s);
+		/* A failed log (now or before) is an error of the close: on a durability none
+		 * topic the final sync is the only durability point its events get. */
+		if (sp->error != 0 && s->error == 0)
+			s->error = sp->error;
 		rc = sp->error == 0 ? rill_partition_close(sp->part)
 				    : (rill_partition_drop(sp->part), 0);
 		if (rc < 0 && s->error == 0)

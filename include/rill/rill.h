@@ -161,8 +161,10 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
  * rill_engine_close - stop: every shard processes what its rings hold, syncs its logs and
  * sends the durable acknowledgements, then the threads exit and everything is freed.
  * Every producer and subscription must be closed first (-EBUSY otherwise, and nothing is
- * done). Returns 0 or
- * the first error met (the engine is freed all the same). Blocks.
+ * done). Returns 0 or the first error met, among them a partition's log that failed at
+ * the final sync or before (what it held past its durable offset is lost: on a topic
+ * with durability none, the events since its last batch). The engine is freed all the
+ * same. Blocks.
  */
 int rill_engine_close(struct rill_engine *engine);
 

@@ -28,10 +28,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2101,6 +2103,47 @@ static void test_topic_bad_log_config(void **state)
 	fx_close(f);
 }
 
+/*
+ * A durability none topic's events reach the disk at the latest when the engine closes
+ * (a batch delay of 10 s here). When that last write fails (the file size limit,
+ * RLIMIT_FSIZE, cuts it short), rill_engine_close says so: it used to return 0 with every
+ * event gone.
+ */
+static void test_close_reports_final_sync(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic_config tc = {.name = "late",
+				       .partitions = 1,
+				       .durability = RILL_DURABILITY_NONE,
+				       .batch_delay_ns = 10ull * 1000000000ull};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	enum { EVENTS = 1000 };
+	for (uint32_t i = 0; i < EVENTS; i++) {
+		struct order_event o;
+		char key[16];
+		snprintf(key, sizeof(key), "k%u", i % 7);
+		assert_int_equal(order_event_make(&o, f->order, key, i), 0);
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(p);
+	producer_close(p);
+	struct rlimit saved, low;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+	low = saved;
+	low.rlim_cur = 8u << 10;  /* the segment's header fits; its first batch does not */
+	signal(SIGXFSZ, SIG_IGN); /* the write's EFBIG is enough */
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
+	int rc = rill_engine_close(f->engine);
+	f->engine = NULL;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+	if (rc >= 0) /* EIO: the write came short, at the limit */
+		fail_msg("rill_engine_close after a failed final write: %d, expected an error", rc);
+}
+
 /* Retention deleted the oldest segments: projections rebuild from what the log keeps, at
  * definition and at every reopen (they used to fail with -ERANGE, and so did the open). */
 static void test_retention_projection(void **state)
@@ -2956,7 +2999,11 @@ static void test_command_handlers(void **state)
 	assert_int_equal(durable, 1);
 	acks_free(&a);
 
-	/* The log holds the 3 Orders, then the accepted command: nothing of the refused. */
+	/* The log holds the 3 Orders, then the accepted command: nothing of the refused. The
+	 * shards counted the 4 events appended, not the 2 commands. */
+	struct stats_sum sum = stats_sum(f);
+	assert_int_equal(sum.events, 4);
+	assert_int_equal(sum.duplicates, 1);
 	struct rill_projection_value v;
 	assert_int_equal(rill_query(f->engine, "c_count", "acct", 4, NULL, 0, &v), 0);
 	assert_int_equal(v.count, 3); /* c_count folds Orders only */
@@ -3481,6 +3528,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_command_handlers, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_definitions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topic_bad_log_config, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_close_reports_final_sync, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_limit, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_projection_under_traffic, fx_setup,
 						fx_teardown),

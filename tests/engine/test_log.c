@@ -882,6 +882,39 @@ static void test_io_error_loop(void **state)
 	io_error_loop(true);
 }
 
+/*
+ * A write or sync that fails with EAGAIN (io_uring may complete one so, or give up
+ * resubmitting) stops the log with EIO: -EAGAIN from append means "both buffers busy, poll
+ * and retry", and a stopped log taken for a busy one held its shard retrying for ever.
+ */
+static void test_eagain_stops_as_eio(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 5), 0);
+	struct rill_log *log;
+	struct rill_log_recovery report;
+	struct rill_log_config c = log_check_small_config();
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report), 0);
+	assert_int_equal(append_one(log, 0), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	io_sim_fail_at(sim, io_sim_ops(sim), EAGAIN, true);
+	int rc = 0;
+	for (uint64_t i = 1; i < 100 && rc == 0; i++) {
+		rc = append_one(log, i);
+		if (rc == 0)
+			rc = rill_log_sync(log);
+	}
+	assert_int_equal(rc, -EIO);
+	assert_int_equal(rill_log_error(log), -EIO);
+	struct log_check_record r;
+	log_check_make(&r, 100);
+	uint64_t offset;
+	assert_int_equal(rill_log_append(log, &r.rec, &offset), -EIO);
+	rill_log_drop(log);
+	io_sim_destroy(sim);
+}
+
 /* The second process of test_io_error_restart: reopen, append, sync. Returns the durable
  * offset it reached. */
 static uint64_t io_error_second_process(struct io_sim *sim, uint64_t index, bool always)
@@ -1251,6 +1284,7 @@ int main(void)
 		cmocka_unit_test(test_bad_config_refused),
 		cmocka_unit_test(test_power_cuts),
 		cmocka_unit_test(test_io_error_loop),
+		cmocka_unit_test(test_eagain_stops_as_eio),
 		cmocka_unit_test(test_io_error_restart),
 		cmocka_unit_test(test_bit_flips_and_zeroed_sectors),
 		cmocka_unit_test(test_damage_after_crash),

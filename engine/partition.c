@@ -142,9 +142,10 @@ int rill_partition_open(struct rill_partition **out, const struct rill_partition
 		rc = partition_snapshot_load(part);
 		if (rc == 0)
 			rc = partition_replay(part, part->snap.offset, true, NULL);
-		/* Retention keeps what the snapshots need: the oldest usable one's log, or,
-		 * when snapshots are to come, everything until the first. */
-		if (rc == 0 && (part->snapshots || part->snap.buf != NULL))
+		/* With periodic snapshots, retention keeps what they need: the oldest usable
+		 * one's log, or everything until the first. Without, nothing is held back
+		 * (no later snapshot would move the floor). */
+		if (rc == 0 && part->snapshots)
 			rill_log_retain_floor(part->log, part->snapshot_floor);
 	}
 	if (rc != 0) {

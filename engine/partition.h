@@ -127,8 +127,9 @@ int rill_partition_write(struct rill_partition *part, const struct rill_record *
 
 /*
  * rill_partition_snapshot - make everything written durable, write a snapshot, and keep
- * the newest @keep (1 .. RILL_PARTITION_SNAPSHOTS_MAX), deleting older ones. From then on
- * retention deletes nothing the oldest kept snapshot needs (the log after it). Returns 0, -EINVAL, or an
+ * the newest @keep (1 .. RILL_PARTITION_SNAPSHOTS_MAX), deleting older ones (but the one
+ * rill_partition_snapshot_release kept). With config.snapshots, from then on retention
+ * deletes nothing the oldest kept snapshot needs (the log after it). Returns 0, -EINVAL, or an
  * I/O or log error (the partition goes on; the previous snapshots stay). Blocks.
  */
 int rill_partition_snapshot(struct rill_partition *part, uint32_t keep);
@@ -138,15 +139,22 @@ uint64_t rill_partition_snapshot_offset(const struct rill_partition *part);
 
 /*
  * rill_partition_projection_bind - bind fresh @proj, starting from the state the snapshot
- * loaded at open holds under its name (then the log after it), or else from the first
- * offset the log holds. Returns as rill_partition_projection_add. Blocks.
+ * loaded at open holds under its name (then the log after it), or else the newest kept
+ * snapshot that does, or else from the first offset the log holds. Returns as
+ * rill_partition_projection_add. Blocks.
  */
 int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj);
 
 /* rill_partition_projection_remove - unbind @proj (still the caller's to destroy). */
 void rill_partition_projection_remove(struct rill_partition *part, struct rill_projection *proj);
 
-/* rill_partition_snapshot_release - free the snapshot loaded at open (once bound). */
+/*
+ * rill_partition_snapshot_release - the engine is open (the built-in projections bound):
+ * free the snapshot loaded at open, or, if it holds projections not bound (custom ones the
+ * application has yet to define again), keep it until they are. Meanwhile its file is
+ * not deleted, so the log from it stays, and a snapshot taken at its offset carries their
+ * states over: defining the others first cannot lose them.
+ */
 void rill_partition_snapshot_release(struct rill_partition *part);
 
 /*

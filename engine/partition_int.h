@@ -17,11 +17,18 @@ struct dedup_entry {
 	uint64_t offsets[RILL_PARTITION_DEDUP_WINDOW]; /* W2 */
 };
 
-/* The newest valid snapshot found at open, kept until its projections are bound. */
+/*
+ * The newest valid snapshot found at open, kept until its projections are bound: the
+ * built-in ones while the engine opens; custom ones (code, which the application defines
+ * again after each open) whenever they come. Until then (kept), its file is not deleted,
+ * so that the log from it stays too, and a snapshot taken at its very offset carries
+ * their states over (at that offset they are exact).
+ */
 struct partition_snap {
 	uint8_t *buf; /* the whole file, verified; NULL: none */
 	uint64_t bytes;
 	uint64_t offset; /* the state covers offsets below this */
+	bool kept;       /* past open: held for projections not bound again yet */
 };
 
 struct rill_partition {

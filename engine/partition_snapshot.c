@@ -177,23 +177,75 @@ static bool snap_verify(const struct rill_partition *part, const uint8_t *buf, u
 }
 
 /* The state stored for projection @name, or NULL. The snapshot is verified. */
+/* A projection's entry in a checked snapshot. */
+struct snap_entry {
+	const uint8_t *name;
+	uint32_t name_bytes;
+	const uint8_t *state;
+	uint64_t state_bytes;
+};
+
+/* Where a checked snapshot's first projection entry starts. */
+static uint64_t snap_entries_pos(const struct snap_header *h)
+{
+	return sizeof(*h) + (uint64_t)h->producer_count * sizeof(struct dedup_entry);
+}
+
+/* The entry at *@pos of checked snapshot @buf; *@pos moves to the next. */
+static void snap_entry_next(const uint8_t *buf, uint64_t *pos, struct snap_entry *e)
+{
+	struct snap_proj_header ph;
+	memcpy(&ph, buf + *pos, sizeof(ph));
+	*pos += sizeof(ph);
+	*e = (struct snap_entry){.name = buf + *pos,
+				 .name_bytes = ph.name_bytes,
+				 .state = buf + *pos + snap_pad8(ph.name_bytes),
+				 .state_bytes = ph.state_bytes};
+	*pos += snap_pad8(ph.name_bytes) + snap_pad8(ph.state_bytes);
+}
+
 static const uint8_t *snap_find(const uint8_t *buf, const struct snap_header *h, const char *name,
 				uint64_t *state_bytes)
 {
-	uint64_t pos = sizeof(*h) + (uint64_t)h->producer_count * sizeof(struct dedup_entry);
+	uint64_t pos = snap_entries_pos(h);
 	size_t n = strlen(name);
 	for (uint32_t i = 0; i < h->projection_count; i++) {
-		struct snap_proj_header ph;
-		memcpy(&ph, buf + pos, sizeof(ph));
-		pos += sizeof(ph);
-		const uint8_t *state = buf + pos + snap_pad8(ph.name_bytes);
-		if (ph.name_bytes == n && memcmp(buf + pos, name, n) == 0) {
-			*state_bytes = ph.state_bytes;
-			return state;
+		struct snap_entry e;
+		snap_entry_next(buf, &pos, &e);
+		if (e.name_bytes == n && memcmp(e.name, name, n) == 0) {
+			*state_bytes = e.state_bytes;
+			return e.state;
 		}
-		pos += snap_pad8(ph.name_bytes) + snap_pad8(ph.state_bytes);
 	}
 	return NULL;
+}
+
+/* Whether a projection named so is bound to @part. */
+static bool snap_bound(const struct rill_partition *part, const struct snap_entry *e)
+{
+	for (uint32_t i = 0; i < part->projection_count; i++) {
+		const char *name = rill_projection_name(part->projections[i]);
+		if (strlen(name) == e->name_bytes && memcmp(name, e->name, e->name_bytes) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Whether the snapshot loaded at open holds a projection not bound (again) yet. */
+static bool snap_holds_unbound(const struct rill_partition *part)
+{
+	if (part->snap.buf == NULL)
+		return false;
+	struct snap_header h;
+	memcpy(&h, part->snap.buf, sizeof(h));
+	uint64_t pos = snap_entries_pos(&h);
+	for (uint32_t i = 0; i < h.projection_count; i++) {
+		struct snap_entry e;
+		snap_entry_next(part->snap.buf, &pos, &e);
+		if (!snap_bound(part, &e))
+			return true;
+	}
+	return false;
 }
 
 /* Load the dedup table from a verified snapshot into the (empty) table. */
@@ -342,6 +394,24 @@ static int snap_build(struct rill_partition *part, uint8_t **out, uint64_t *byte
 		bytes += sizeof(struct snap_proj_header) +
 			 snap_pad8(strlen(rill_projection_name(part->projections[i]))) +
 			 snap_pad8(rill_projection_snapshot_bytes(part->projections[i]));
+	/* At the loaded snapshot's own offset, the states of its projections not bound again
+	 * yet are exact: they go in too, or this file would replace theirs (same name). */
+	uint64_t offset = rill_log_next_offset(part->log);
+	struct snap_header loaded = {0};
+	uint32_t carried = 0;
+	if (part->snap.buf != NULL && part->snap.offset == offset) {
+		memcpy(&loaded, part->snap.buf, sizeof(loaded));
+		uint64_t pos = snap_entries_pos(&loaded);
+		for (uint32_t i = 0; i < loaded.projection_count; i++) {
+			struct snap_entry e;
+			snap_entry_next(part->snap.buf, &pos, &e);
+			if (snap_bound(part, &e))
+				continue;
+			bytes += sizeof(struct snap_proj_header) + snap_pad8(e.name_bytes) +
+				 snap_pad8(e.state_bytes);
+			carried++;
+		}
+	}
 	if (bytes > RILL_PARTITION_SNAPSHOT_BYTES_MAX)
 		return -EFBIG;
 	uint8_t *buf = calloc(1, bytes);
@@ -349,11 +419,11 @@ static int snap_build(struct rill_partition *part, uint8_t **out, uint64_t *byte
 		return -ENOMEM;
 	struct snap_header h = {.magic = SNAP_MAGIC,
 				.version = SNAP_VERSION,
-				.offset = rill_log_next_offset(part->log),
+				.offset = offset,
 				.history_from = part->history_from,
 				.created_ns = rill_clock_wall_ns(),
 				.producer_count = (uint32_t)producers,
-				.projection_count = part->projection_count,
+				.projection_count = part->projection_count + carried,
 				.total_bytes = bytes};
 	memcpy(buf, &h, sizeof(h));
 	uint64_t pos = sizeof(h);
@@ -380,6 +450,21 @@ static int snap_build(struct rill_partition *part, uint8_t **out, uint64_t *byte
 			return n < 0 ? (int)n : -EPROTO;
 		}
 		pos += snap_pad8(ph.state_bytes);
+	}
+	uint64_t from = snap_entries_pos(&loaded);
+	for (uint32_t i = 0; i < loaded.projection_count && carried > 0; i++) {
+		struct snap_entry e;
+		snap_entry_next(part->snap.buf, &from, &e);
+		if (snap_bound(part, &e))
+			continue;
+		struct snap_proj_header ph = {.name_bytes = e.name_bytes,
+					      .state_bytes = e.state_bytes};
+		memcpy(buf + pos, &ph, sizeof(ph));
+		pos += sizeof(ph);
+		memcpy(buf + pos, e.name, e.name_bytes);
+		pos += snap_pad8(e.name_bytes);
+		memcpy(buf + pos, e.state, e.state_bytes);
+		pos += snap_pad8(e.state_bytes);
 	}
 	RILL_ASSERT(pos == bytes - 8);
 	uint32_t crc = rill_crc32c(buf, bytes - 8);
@@ -416,7 +501,7 @@ int rill_partition_snapshot(struct rill_partition *part, uint32_t keep)
 	uint8_t *buf = NULL;
 	uint64_t bytes = 0, offset = rill_log_next_offset(part->log);
 	if (rc == 0)
-		rc = snap_build(part, &buf, &bytes);
+		rc = snap_build(part, &buf, &bytes); /* at offset: the log is synced, idle */
 	if (rc == 0)
 		rc = snap_write(part, offset, buf, bytes);
 	free(buf);
@@ -424,21 +509,28 @@ int rill_partition_snapshot(struct rill_partition *part, uint32_t keep)
 		return rc;
 	part->snapshot_offset = offset;
 	part->stats.snapshots++;
-	/* Keep the newest @keep; older ones go (a failure here loses nothing). */
+	/* Keep the newest @keep; older ones go (a failure here loses nothing), but for the one
+	 * loaded at open while it holds projections not bound again yet. */
 	struct snap_list l;
 	if (snap_list(part, &l) == 0) {
-		uint32_t drop = l.count > keep ? l.count - keep : 0;
-		for (uint32_t i = 0; i < drop; i++) {
-			char path[4300];
-			snap_path(part, l.offsets[i], path, sizeof(path));
-			(void)part->io->ops->unlink(part->io, path);
+		uint32_t drop = l.count > keep ? l.count - keep : 0, kept = 0;
+		for (uint32_t i = 0; i < l.count; i++) {
+			if (i < drop && !(part->snap.kept && l.offsets[i] == part->snap.offset)) {
+				char path[4300];
+				snap_path(part, l.offsets[i], path, sizeof(path));
+				(void)part->io->ops->unlink(part->io, path);
+				continue;
+			}
+			l.offsets[kept++] = l.offsets[i];
 		}
-		memmove(l.offsets, l.offsets + drop, (l.count - drop) * sizeof(l.offsets[0]));
-		l.count -= drop;
+		l.count = kept;
 		part->snapshot_floor = snap_floor(part, &l);
 	}
-	/* Snapshots exist now, periodic or not: the log keeps what the oldest kept needs. */
-	rill_log_retain_floor(part->log, part->snapshot_floor);
+	/* With periodic snapshots, the log keeps what the oldest kept one needs. Without them
+	 * (config.snapshots off) a snapshot asked for holds nothing back: no later one would
+	 * move the floor, and retention would stop for good. */
+	if (part->snapshots)
+		rill_log_retain_floor(part->log, part->snapshot_floor);
 	return 0;
 }
 
@@ -447,13 +539,14 @@ uint64_t rill_partition_snapshot_offset(const struct rill_partition *part)
 	return part->snapshot_offset;
 }
 
-static int as_of_restore(struct rill_partition *part, struct rill_projection *proj, uint64_t end,
-			 uint64_t *from);
+static int as_of_restore(struct rill_partition *part, struct rill_projection *proj, uint64_t lowest,
+			 uint64_t end, uint64_t *from);
 
 int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj)
 {
 	uint64_t start = rill_log_start_offset(part->log);
 	uint64_t from = start;
+	bool restored = false;
 	if (part->snap.buf != NULL) {
 		struct snap_header h;
 		memcpy(&h, part->snap.buf, sizeof(h));
@@ -465,41 +558,47 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 				       : -ENOENT;
 		if (rc == -ENOMEM)
 			return rc;
-		if (rc == 0)
+		restored = rc == 0;
+		if (restored)
 			from = part->snap.offset;
-		/* Otherwise (a new projection, or one redefined since): rebuilt from the log,
-		 * the failed restore having left it empty. */
-	} else {
-		/* Bound after open (the loaded snapshot is released): from the newest kept one
-		 * holding it, if any; the log keeps what every kept one needs. */
+	}
+	if (!restored) {
+		/* Not in the loaded snapshot (a new projection), refused by it (the failed
+		 * restore left it empty), or none loaded: from the newest kept one holding
+		 * it, if any the log can continue; else rebuilt from the log. */
 		uint64_t snap_from;
-		int rc = as_of_restore(part, proj, rill_log_next_offset(part->log), &snap_from);
+		int rc = as_of_restore(part, proj, start, rill_log_next_offset(part->log),
+				       &snap_from);
 		if (rc < 0)
 			return rc;
-		if (snap_from > 0) {
-			if (snap_from < start)
-				return -ERANGE; /* cannot happen with the retention floor */
+		if (snap_from > 0)
 			from = snap_from;
-		}
 	}
-	return rill_partition_projection_add(part, proj, from);
+	int rc = rill_partition_projection_add(part, proj, from);
+	if (rc == 0 && part->snap.kept && !snap_holds_unbound(part))
+		partition_snap_free(&part->snap); /* every projection it held is back */
+	return rc;
 }
 
 void rill_partition_snapshot_release(struct rill_partition *part)
 {
-	partition_snap_free(&part->snap);
+	if (snap_holds_unbound(part))
+		part->snap.kept = true; /* custom projections the application has yet to define */
+	else
+		partition_snap_free(&part->snap);
 }
 
-/* Restore @proj from the newest snapshot at or below @end holding its state. */
-static int as_of_restore(struct rill_partition *part, struct rill_projection *proj, uint64_t end,
-			 uint64_t *from)
+/* Restore @proj from the newest snapshot from @lowest to @end holding its state: *@from
+ * gets its offset, or 0 with none. */
+static int as_of_restore(struct rill_partition *part, struct rill_projection *proj, uint64_t lowest,
+			 uint64_t end, uint64_t *from)
 {
 	struct snap_list l;
 	int rc = snap_list(part, &l);
 	if (rc < 0)
 		return rc;
 	for (uint32_t i = l.count; i-- > 0;) {
-		if (l.offsets[i] > end)
+		if (l.offsets[i] > end || l.offsets[i] < lowest)
 			continue;
 		uint8_t *buf;
 		uint64_t bytes, state_bytes;
@@ -530,7 +629,7 @@ int rill_partition_as_of(struct rill_partition *part, struct rill_projection *pr
 	uint64_t next = rill_log_next_offset(part->log);
 	uint64_t end = offset >= next ? next : offset + 1; /* events below end are folded */
 	uint64_t from;
-	int rc = as_of_restore(part, proj, end, &from);
+	int rc = as_of_restore(part, proj, 0, end, &from);
 	if (rc < 0)
 		return rc;
 	if (from < end && from < rill_log_start_offset(part->log))

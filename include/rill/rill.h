@@ -125,7 +125,10 @@ struct rill_engine_config {
 	 * time passed and any came (default 60 s; 0: not by time); the newest kept ones
 	 * (default 3) serve restarts and as-of queries. Retention keeps every event after
 	 * the oldest kept snapshot (so a partition holds at least about snapshots_kept
-	 * intervals), and with periodic snapshots on deletes nothing before the first. */
+	 * intervals), and with periodic snapshots on deletes nothing before the first. With
+	 * both intervals 0 (snapshots_off) no snapshot holds retention back, not even one
+	 * asked for (rill_engine_snapshot): a restart whose snapshot retention passed
+	 * rebuilds the projections and the dedup table from what the log keeps. */
 	uint64_t snapshot_interval_events;
 	uint64_t snapshot_interval_ns;
 	uint32_t snapshots_kept;
@@ -316,7 +319,10 @@ int rill_projection_define(struct rill_engine *engine, const struct rill_project
  * the owner shards right after append. Its states go into the partitions' snapshots, but
  * its code cannot be stored: define it again after every rill_engine_open, before
  * publishing, and it starts from its state in the newest snapshot holding it (else from
- * what the log keeps). @ops and @arg must stay valid until rill_engine_close. ops->snapshot
+ * what the log keeps). Until every custom projection of the snapshot loaded at open is
+ * defined again, that snapshot stays (in memory, its file and the log after it on disk),
+ * so defining them one by one loses none; one left undefined for a whole run loses its
+ * state (the next run's snapshots lack it). @ops and @arg must stay valid until rill_engine_close. ops->snapshot
  * called with a NULL buffer must give the exact length the real call writes.
  * Defining it again with the same ops, arg and topic is a no-op. Returns 0, -EINVAL,
  * -ENOENT (no such topic), -EEXIST (the name is taken), -ENOSPC, -ENOMEM, or a log error,

@@ -76,6 +76,19 @@ bool cli_opt(int argc, char **argv, int *i, const char *name, const char **value
 int cli_connect(const char *command, const char *address, uint32_t inflight_max,
 		struct rill_client **out);
 
+/* How long a connection may sit with nothing in flight before it is pinged ahead of its
+ * next request: the server's idle timeout (idle_timeout_s) may have closed it meanwhile. */
+#define CLI_IDLE_PING_NS (1000ull * 1000000u)
+
+/*
+ * cli_client_revive - ping *@c; if it does not answer (the server's idle timeout closed
+ * it), connect again and close it. Only for a connection with nothing in flight and no
+ * subscription. 0 (*@c answers, maybe a new one), or the error of the new connection,
+ * said on stderr (*@c stays, and its calls fail).
+ */
+int cli_client_revive(const char *command, const char *address, uint32_t inflight_max,
+		      struct rill_client **c);
+
 /* Print "rill: COMMAND: ADDRESS: why" for a client call's failure; returns 1. */
 int cli_client_fail(const char *command, const char *address, int rc,
 		    const struct rill_client_error *err);

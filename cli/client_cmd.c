@@ -71,6 +71,21 @@ int cli_connect(const char *command, const char *address, uint32_t inflight_max,
 	return 0;
 }
 
+int cli_client_revive(const char *command, const char *address, uint32_t inflight_max,
+		      struct rill_client **c)
+{
+	struct rill_client_error err = {{0}};
+	if (rill_client_ping(*c, &err) == 0)
+		return 0;
+	struct rill_client *fresh = NULL;
+	int rc = cli_connect(command, address, inflight_max, &fresh);
+	if (rc != 0)
+		return rc; /* *c stays, closed: its calls fail */
+	rill_client_close(*c);
+	*c = fresh;
+	return 0;
+}
+
 void cli_print_json(const char *text, bool pretty)
 {
 	json_error_t jerr;

@@ -54,8 +54,14 @@ struct consumer {
 	bool from_given, until_end;
 	uint64_t limit, printed;
 	struct rill_client *feed, *admin;
+	uint64_t admin_used_ns; /* its last request: pinged first when idle for a while */
 	struct cli_schemas *schemas;
-	uint64_t schemas_fetched_ns;
+	/* A type and version the server's schemas lacked even when fetched again (at most
+	 * once a second for it): the fetch that missed it, and which it was. */
+	uint64_t schema_missed_ns;
+	uint32_t schema_missed_type;
+	uint16_t schema_missed_version;
+	bool out_failed; /* writing stdout failed: nothing more is committed */
 	struct part_state parts[RILL_CLIENT_PARTITIONS_MAX];
 	uint32_t open_count, done_count;
 	char *text;
@@ -128,6 +134,19 @@ static int parse_args(int argc, char **argv, struct consumer *c)
 
 /* ---- Admin helpers -------------------------------------------------------------------- */
 
+/* The admin connection, ready for a request: when it sat idle for a while the server's
+ * idle timeout may have closed it (it carries a commit a second at most, and nothing when
+ * no event comes), so it is pinged, and connected again if need be. NULL: it cannot be. */
+static struct rill_client *admin_ready(struct consumer *c)
+{
+	uint64_t now = rill_clock_now_ns();
+	if (now - c->admin_used_ns >= CLI_IDLE_PING_NS &&
+	    cli_client_revive("consume", c->address, 0, &c->admin) != 0)
+		return NULL;
+	c->admin_used_ns = now;
+	return c->admin;
+}
+
 /* ADMIN @op with @body (taken) on the admin connection; the answer parsed, or NULL. */
 static json_t *admin_json(struct consumer *c, uint16_t op, json_t *body)
 {
@@ -135,7 +154,12 @@ static json_t *admin_json(struct consumer *c, uint16_t op, json_t *body)
 	json_decref(body);
 	char *answer = NULL;
 	struct rill_client_error err = {{0}};
-	int rc = text != NULL ? rill_client_admin(c->admin, op, text, &answer, &err) : -ENOMEM;
+	struct rill_client *admin = admin_ready(c);
+	if (admin == NULL) {
+		free(text);
+		return NULL; /* said by cli_connect */
+	}
+	int rc = text != NULL ? rill_client_admin(admin, op, text, &answer, &err) : -ENOMEM;
 	free(text);
 	if (rc != 0) {
 		cli_client_fail("consume", c->address, rc, &err);
@@ -150,11 +174,30 @@ static json_t *admin_json(struct consumer *c, uint16_t op, json_t *body)
 	return j;
 }
 
-/* Commit the next offset of every partition printed from since the last commit. */
+/*
+ * Flush stdout: whether everything printed so far was written. A write error (a full
+ * disk, a closed pipe) is said once and ends the run with status 1: what could not be
+ * written must not be committed, or the group would skip it for good.
+ */
+static bool out_flush(struct consumer *c)
+{
+	if (!c->out_failed && (fflush(stdout) != 0 || ferror(stdout))) {
+		fprintf(stderr,
+			"rill: consume: writing the events out failed: %s; nothing more "
+			"is committed\n",
+			strerror(errno));
+		c->out_failed = true;
+		c->status = 1;
+	}
+	return !c->out_failed;
+}
+
+/* Commit the next offset of every partition printed from since the last commit, once
+ * what was printed is written out. */
 static void commit(struct consumer *c)
 {
 	c->committed_ns = rill_clock_now_ns();
-	if (c->group == NULL)
+	if (!out_flush(c) || c->group == NULL)
 		return;
 	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++) {
 		if (!c->parts[p].dirty)
@@ -247,6 +290,12 @@ static int subscribe_all(struct consumer *c)
 	static int64_t next[RILL_CLIENT_PARTITIONS_MAX];
 	uint32_t partitions;
 	int rc = group_offsets(c, next, &partitions);
+	if (rc == 0 && c->partition != UINT32_MAX && c->partition >= partitions) {
+		fprintf(stderr,
+			"rill: consume: %s: topic '%s' has %u partitions: no partition %u\n",
+			c->address, c->topic, partitions, c->partition);
+		return -EINVAL;
+	}
 	for (uint32_t p = 0; rc == 0 && p < partitions; p++) {
 		if (c->partition != UINT32_MAX && p != c->partition)
 			continue;
@@ -276,20 +325,33 @@ static void put_key(json_t *o, const uint8_t *key, size_t bytes)
 	free(hex);
 }
 
-/* The event's schema; fetched again (at most once a second) when the server has more. */
+/*
+ * The event's schema. One the schemas fetched lack was registered since (the server
+ * refuses events of types it does not know): they are fetched again. Only a type and
+ * version still missing after that waits a second before the next try, so that a run of
+ * such events does not fetch for each.
+ */
 static const struct rill_schema *event_schema(struct consumer *c, const struct rill_record *r)
 {
 	const struct rill_schema *s = cli_schemas_by_id(c->schemas, r->type_id, r->schema_version);
 	uint64_t now = rill_clock_now_ns();
-	if (s != NULL || now - c->schemas_fetched_ns < CONSUME_SCHEMA_REFETCH_NS)
+	if (s != NULL ||
+	    (r->type_id == c->schema_missed_type && r->schema_version == c->schema_missed_version &&
+	     now - c->schema_missed_ns < CONSUME_SCHEMA_REFETCH_NS))
 		return s;
-	c->schemas_fetched_ns = now;
 	struct cli_schemas *fresh;
-	if (cli_schemas_fetch("consume", c->address, c->admin, &fresh) != 0)
+	struct rill_client *admin = admin_ready(c);
+	if (admin == NULL || cli_schemas_fetch("consume", c->address, admin, &fresh) != 0)
 		return NULL;
 	cli_schemas_free(c->schemas);
 	c->schemas = fresh;
-	return cli_schemas_by_id(c->schemas, r->type_id, r->schema_version);
+	s = cli_schemas_by_id(c->schemas, r->type_id, r->schema_version);
+	if (s == NULL) {
+		c->schema_missed_ns = now;
+		c->schema_missed_type = r->type_id;
+		c->schema_missed_version = r->schema_version;
+	}
+	return s;
 }
 
 /* The payload as JSON in c->text, or an error (the payload is then printed in hex). */
@@ -385,11 +447,11 @@ static void consume_loop(struct consumer *c)
 			over = advance(c, &ev);
 		}
 		if (rill_clock_now_ns() - c->committed_ns >= CONSUME_COMMIT_NS) {
-			fflush(stdout);
 			commit(c);
+			if (c->out_failed)
+				break;
 		}
 	}
-	fflush(stdout);
 	commit(c);
 }
 
@@ -417,7 +479,7 @@ int cli_consume(int argc, char **argv)
 		rc = subscribe_all(&c);
 	if (rc == 0) {
 		c.committed_ns = rill_clock_now_ns();
-		c.schemas_fetched_ns = c.committed_ns;
+		c.admin_used_ns = c.committed_ns;
 		consume_loop(&c);
 	}
 	rill_client_close(c.feed);

@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "base/assert.h"
+#include "base/clock.h"
 #include "cli.h"
 #include "io/wire.h"
 #include "rill/client.h"
@@ -83,7 +84,9 @@ struct producer {
 	struct rill_client_ack *acks; /* the next answer goes here */
 	int acks_level;               /* 0 none, 1 applied, 2 durable */
 	bool stop;                    /* no more input: a bad line, or a refused request */
+	bool out_failed;              /* writing stdout failed (said once) */
 	int status;                   /* the exit status */
+	uint64_t busy_ns; /* the connection's last request or answer: pinged when idle since */
 };
 
 /* ---- Input ---------------------------------------------------------------------------- */
@@ -317,7 +320,15 @@ static void print_ready(struct producer *p)
 		p->ring_head = (p->ring_head + 1) % (PRODUCE_INFLIGHT + 1);
 		p->ring_count--;
 	}
-	fflush(stdout);
+	/* An acknowledgement that cannot be written out is as good as lost to the caller: a
+	 * full disk or a closed pipe ends the run with status 1. */
+	if (!p->out_failed && (fflush(stdout) != 0 || ferror(stdout))) {
+		fprintf(stderr, "rill: produce: writing the acknowledgements out failed: %s\n",
+			strerror(errno));
+		p->out_failed = true;
+		p->status = 1;
+		p->stop = true;
+	}
 }
 
 static struct slot *slot_of(struct producer *p, uint64_t id)
@@ -371,6 +382,7 @@ static int collect(struct producer *p, bool wait)
 					  wait ? PRODUCE_ACK_TIMEOUT_NS : 0, &err);
 	if (rc == -ETIMEDOUT && !wait)
 		return rc;
+	p->busy_ns = rill_clock_now_ns();
 	struct slot *s = id != 0 ? slot_of(p, id) : NULL;
 	if (s != NULL) {
 		s->answered = true;
@@ -410,8 +422,17 @@ static int send_batch(struct producer *p)
 	}
 	s = building(p); /* the same slot: collecting only frees older ones */
 	struct rill_client_error err = {{0}};
-	int rc = rill_client_produce_send(p->c, p->topic, p->events, s->count, p->acks_level,
-					  &s->request_id, &err);
+	int rc = 0;
+	/* Idle a while (input came slowly): the server's idle timeout may have closed the
+	 * connection; with nothing in flight, a new one loses nothing. */
+	if (rill_client_inflight(p->c) == 0 &&
+	    rill_clock_now_ns() - p->busy_ns >= CLI_IDLE_PING_NS &&
+	    (rc = cli_client_revive("produce", p->address, PRODUCE_INFLIGHT, &p->c)) != 0)
+		snprintf(err.message, sizeof(err.message), "cannot connect again");
+	if (rc == 0)
+		rc = rill_client_produce_send(p->c, p->topic, p->events, s->count, p->acks_level,
+					      &s->request_id, &err);
+	p->busy_ns = rill_clock_now_ns();
 	if (rc != 0) {
 		s->answered = true;
 		s->error = rc;
@@ -603,6 +624,7 @@ int cli_produce(int argc, char **argv)
 	p.budget_bytes = rill_client_frame_bytes_max(p.c) - RILL_WIRE_PRODUCE_BYTES_MIN -
 			 (uint32_t)strlen(p.topic);
 	int rc = cli_schemas_fetch("produce", p.address, p.c, &p.schemas);
+	p.busy_ns = rill_clock_now_ns();
 	if (rc == 0 && (rc = allocate(&p)) != 0)
 		fprintf(stderr, "rill: produce: out of memory\n");
 	if (rc == 0)

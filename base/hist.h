@@ -37,9 +37,10 @@ void rill_hist_record(struct rill_hist *h, uint64_t value);
 void rill_hist_merge(struct rill_hist *into, const struct rill_hist *from);
 
 /*
- * rill_hist_percentile - the value at @percentile (0..100): the highest value of the
- * bucket where the running count reaches it (an upper bound within the bucket's width),
- * never above the recorded maximum. 0 for an empty histogram.
+ * rill_hist_percentile - the value at @percentile (0..100, to 1e-4): the highest value of
+ * the bucket where the running count reaches its nearest rank, ceil(@percentile / 100 *
+ * count) (an upper bound within the bucket's width), never above the recorded maximum. 0
+ * for an empty histogram.
  */
 uint64_t rill_hist_percentile(const struct rill_hist *h, double percentile);
 

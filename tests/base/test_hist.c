@@ -59,6 +59,32 @@ static void test_percentiles_within_error(void **state)
 	free(values);
 }
 
+/* Nearest rank: with 500 samples, p99.9 and p99.99 are the 500th, the largest (a lone
+ * outlier must show); with 10,000, p99.99 is the 9,999th; p50 of 2 is the first. */
+static void test_nearest_rank(void **state)
+{
+	(void)state;
+	static struct rill_hist h;
+	rill_hist_init(&h);
+	for (int i = 0; i < 499; i++)
+		rill_hist_record(&h, 10);
+	rill_hist_record(&h, 1000000);
+	assert_int_equal(rill_hist_percentile(&h, 99.9), 1000000);
+	assert_int_equal(rill_hist_percentile(&h, 99.99), 1000000);
+	assert_int_equal(rill_hist_percentile(&h, 99.8), 10);
+	rill_hist_init(&h);
+	for (uint64_t v = 1; v <= 10000; v++)
+		rill_hist_record(&h, v < 9999 ? 1 : v - 9990); /* ... 1, 9, 10 */
+	assert_int_equal(rill_hist_percentile(&h, 99.99), 9);
+	assert_int_equal(rill_hist_percentile(&h, 99.98), 1);
+	rill_hist_init(&h);
+	rill_hist_record(&h, 3);
+	rill_hist_record(&h, 7);
+	assert_int_equal(rill_hist_percentile(&h, 50), 3);
+	assert_int_equal(rill_hist_percentile(&h, 50.1), 7);
+	assert_int_equal(rill_hist_percentile(&h, 0), 3);
+}
+
 static void test_merge_and_overflow(void **state)
 {
 	(void)state;
@@ -84,6 +110,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_small_values_exact),
 		cmocka_unit_test(test_percentiles_within_error),
+		cmocka_unit_test(test_nearest_rank),
 		cmocka_unit_test(test_merge_and_overflow),
 	};
 	test_seed();

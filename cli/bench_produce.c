@@ -64,8 +64,9 @@ struct bench_thread {
 	struct bench_conn *conns;
 	uint32_t conn_count;
 	uint64_t events, errors, refused;
-	uint64_t unsent;  /* open loop: requests due before the end, never sent */
-	uint64_t last_ns; /* when its last answer came */
+	uint64_t unsent;     /* open loop: requests due before the end, never sent */
+	uint64_t unanswered; /* requests with no answer 5 s after the end */
+	uint64_t last_ns;    /* when its last answer came */
 	/* Send times of the answers collected and not yet recorded (bench_record). */
 	uint64_t answered[BENCH_PIPELINE_MAX];
 	uint32_t answered_count;
@@ -102,6 +103,34 @@ static const char bench_schema[] =
 	"{\"type\":\"" BENCH_TYPE "\",\"version\":1,\"fields\":[{\"name\":\"n\",\"type\":\"i64\"},"
 	"{\"name\":\"pad\",\"type\":\"bytes\",\"max_length\":65536,\"default\":\"\"}]}";
 
+/* The topic exists: run on it only with the partitions and durability asked for, which the
+ * report then states (figures of another topic's settings would be mislabelled). */
+static int bench_topic_same(const struct bench_opts *o, struct rill_client *c)
+{
+	struct rill_client_error err = {{0}};
+	char json[256], *answer = NULL;
+	snprintf(json, sizeof(json), "{\"name\":\"%s\"}", o->topic);
+	int rc = rill_client_admin(c, RILL_WIRE_ADMIN_TOPIC_INFO, json, &answer, &err);
+	if (rc < 0)
+		return cli_client_fail("bench produce", o->address, rc, &err);
+	json_t *info = json_loads(answer, 0, NULL);
+	free(answer);
+	json_int_t partitions = json_integer_value(json_object_get(info, "partitions"));
+	const char *durability = json_string_value(json_object_get(info, "durability"));
+	bool same = (uint64_t)partitions == o->partitions && durability != NULL &&
+		    strcmp(durability, o->durability) == 0;
+	if (!same)
+		fprintf(stderr,
+			"rill: bench produce: topic '%s' exists with %lld partitions and "
+			"durability "
+			"%s, not the %llu and %s asked for: give another --topic, or its "
+			"settings\n",
+			o->topic, (long long)partitions, durability != NULL ? durability : "?",
+			(unsigned long long)o->partitions, o->durability);
+	json_decref(info);
+	return same ? 0 : -EINVAL;
+}
+
 static int bench_setup(const struct bench_opts *o, struct rill_client *c,
 		       struct cli_schemas **schemas)
 {
@@ -116,6 +145,8 @@ static int bench_setup(const struct bench_opts *o, struct rill_client *c,
 	rc = rill_client_admin(c, RILL_WIRE_ADMIN_TOPIC_CREATE, json, NULL, &err);
 	if (rc < 0 && rc != -EEXIST)
 		return cli_client_fail("bench produce", o->address, rc, &err);
+	if (rc == -EEXIST && bench_topic_same(o, c) != 0)
+		return 1;
 	return cli_schemas_fetch("bench produce", o->address, c, schemas) < 0 ? 1 : 0;
 }
 
@@ -309,8 +340,22 @@ static void bench_drain(struct bench_thread *b)
 		while (rill_client_inflight(c->client) > 0 && rill_clock_now_ns() < deadline) {
 			int rc = bench_collect(b, c);
 			bench_record(b);
-			if (rc < 0)
+			if (rc < 0) {
+				b->rc = rc; /* the connection died: the run failed (b->error) */
 				break;
+			}
+		}
+	}
+	/* What never came is at least as late as now: recorded so, and counted. */
+	now = rill_clock_now_ns();
+	for (uint32_t i = 0; i < b->conn_count; i++) {
+		struct bench_conn *c = &b->conns[i];
+		for (uint32_t k = 0; k < b->o->pipeline; k++) {
+			if (c->ids[k] == 0)
+				continue;
+			rill_hist_record(&b->hist, now - c->sent_ns[k]);
+			b->unanswered++;
+			c->ids[k] = 0;
 		}
 	}
 }
@@ -444,13 +489,14 @@ static void bench_report(struct bench_thread *threads, const struct bench_opts *
 	if (h == NULL)
 		return;
 	rill_hist_init(h);
-	uint64_t events = 0, errors = 0, refused = 0, unsent = 0;
+	uint64_t events = 0, errors = 0, refused = 0, unsent = 0, unanswered = 0;
 	for (uint64_t i = 0; i < o->threads; i++) {
 		rill_hist_merge(h, &threads[i].hist);
 		events += threads[i].events;
 		errors += threads[i].errors;
 		refused += threads[i].refused;
 		unsent += threads[i].unsent;
+		unanswered += threads[i].unanswered;
 	}
 	double eps = (double)events / secs;
 	json_t *j = json_pack(
@@ -471,6 +517,9 @@ static void bench_report(struct bench_thread *threads, const struct bench_opts *
 		json_object_set_new(j, "max_us", json_real((double)h->max / 1e3));
 		json_object_set_new(j, "requests", json_integer((json_int_t)h->count));
 		json_object_set_new(j, "unsent", json_integer((json_int_t)unsent));
+		json_object_set_new(j, "unanswered", json_integer((json_int_t)unanswered));
+		json_object_set_new(j, "partitions", json_integer((json_int_t)o->partitions));
+		json_object_set_new(j, "durability", json_string(o->durability));
 		json_object_set_new(j, "cpu_steal_pct", json_real(steal_pct));
 		char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 		if (text != NULL)

@@ -4,7 +4,9 @@
 # events_per_s > 0, errors 0 and p50_us <= p99_us <= max_us; an open loop at --rate 1000
 # for 1 s schedules about 1000 requests (900 to 1100), each acknowledged or counted as
 # unsent (a loaded machine may not keep up: the schedule, not the server's speed, is what
-# is checked); the server stops on SIGTERM.
+# is checked); a topic that exists with other settings is refused, with its own it runs
+# and the report states them; requests a stalled server (SIGSTOP) never answered are
+# counted and recorded; the server stops on SIGTERM.
 # usage: test_bench_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
@@ -24,6 +26,30 @@ echo "open loop at 1000 events/s: $out"
 check "bench produce --rate exits 0" '[ $rc -eq 0 ]'
 check "bench produce --rate 1000 --seconds 1 schedules about 1000 requests (900 to 1100), each acknowledged or unsent" \
 	'json_check "$out" "900 <= j[\"requests\"] <= 1100 and j[\"events\"] + j[\"unsent\"] == j[\"requests\"] and j[\"events\"] > 0 and j[\"errors\"] == 0 and j[\"rate\"] == 1000"'
+
+# A topic that exists with other settings: refused, naming them; with its own, run and stated.
+"$rill" topic create --connect "$serve_addr" --name other --partitions 2 --durability group >/dev/null
+err=$(timeout 30 "$rill" bench produce --connect "$serve_addr" --topic other --seconds 1 --json 2>&1); rc=$?
+check "bench produce on a topic of other settings exits 1, naming them" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"exists with 2 partitions and durability group"* ]]'
+out=$(timeout 30 "$rill" bench produce --connect "$serve_addr" --topic other --partitions 2 \
+	--durability group --seconds 1 --json); rc=$?
+check "with the topic's own settings it runs, and the report states them" \
+	'[ $rc -eq 0 ] && json_check "$out" "j[\"partitions\"] == 2 and j[\"durability\"] == \"group\""'
+
+# The server stalls (SIGSTOP) near the end, past the 5 s the bench waits for answers: what
+# never came is counted and recorded as late as the bench's end, not dropped.
+timeout 40 "$rill" bench produce --connect "$serve_addr" --seconds 2 --rate 200 --pipeline 4 \
+	--json >"$tmp/stall.json" &
+bench=$!
+sleep 1.7
+kill -STOP "$serve_pid"
+wait "$bench"; rc=$?
+kill -CONT "$serve_pid"
+out=$(cat "$tmp/stall.json")
+echo "stalled at the end: $out"
+check "a stall at the end: the requests never answered are counted and recorded (max >= 5 s)" \
+	'[ $rc -eq 0 ] && json_check "$out" "j[\"unanswered\"] >= 1 and j[\"max_us\"] >= 5e6 and j[\"events\"] + j[\"unsent\"] + j[\"unanswered\"] == j[\"requests\"]"'
 
 serve_stop 15
 check "rill serve exits 0 on SIGTERM" '[ "$serve_rc" = 0 ]'

@@ -62,6 +62,7 @@ static int open_read_only(const char *dir, struct rill_io **io, struct rill_log 
 struct verify_totals {
 	bool repair; /* --repair: cut damaged logs at their first damage */
 	uint32_t partitions, damaged, repaired;
+	uint32_t unreadable; /* folders the walk could not read: what they hold is unknown */
 	uint64_t records, bytes, torn_bytes;
 };
 
@@ -141,8 +142,12 @@ static void verify_walk(const char *dir, int depth, struct verify_totals *t)
 	if (depth >= WALK_DEPTH_MAX)
 		return;
 	DIR *d = opendir(dir);
-	if (d == NULL)
+	if (d == NULL) {
+		/* Not a pass: a partition may be in there. */
+		printf("%s: UNREADABLE: %s\n", dir, strerror(errno));
+		t->unreadable++;
 		return;
+	}
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		if (e->d_name[0] == '.')
@@ -180,17 +185,20 @@ static int log_verify(int argc, char **argv)
 		return 2;
 	}
 	verify_walk(dir, 0, &t);
-	if (t.partitions == 0) {
+	if (t.partitions == 0 && t.unreadable == 0) {
 		fprintf(stderr, "rill: log verify: no segment files under %s\n", dir);
 		return 1;
 	}
 	char repaired[32] = "";
 	if (t.repair)
 		snprintf(repaired, sizeof(repaired), ", %u repaired", t.repaired);
-	printf("total: %u partitions, %u damaged%s, %" PRIu64 " records, %" PRIu64 " bytes%s\n",
-	       t.partitions, t.damaged, repaired, t.records, t.bytes,
+	char unreadable[48] = "";
+	if (t.unreadable > 0)
+		snprintf(unreadable, sizeof(unreadable), ", %u folders unreadable", t.unreadable);
+	printf("total: %u partitions, %u damaged%s%s, %" PRIu64 " records, %" PRIu64 " bytes%s\n",
+	       t.partitions, t.damaged, repaired, unreadable, t.records, t.bytes,
 	       t.torn_bytes ? ", torn tails present" : "");
-	return t.damaged ? 1 : 0;
+	return t.damaged || t.unreadable ? 1 : 0;
 }
 
 /* A key as a JSON string when it is printable UTF-8-safe ASCII, else as hex. */
@@ -254,16 +262,17 @@ static int log_dump(int argc, char **argv)
 			break;
 		}
 		json_t *o = json_object();
-		json_object_set_new(o, "offset", json_integer((json_int_t)offset));
-		json_object_set_new(o, "timestamp_ns", json_integer((json_int_t)rec.timestamp_ns));
+		/* u64s past INT64_MAX as strings of digits (cli_json_u64), as consume prints them,
+		 * not as negative numbers. */
+		json_object_set_new(o, "offset", cli_json_u64(offset));
+		json_object_set_new(o, "timestamp_ns", cli_json_u64(rec.timestamp_ns));
 		dump_put_bytes(o, "key", "key_hex", rec.key, rec.key_bytes);
 		json_object_set_new(o, "type_id", json_integer(rec.type_id));
 		json_object_set_new(o, "schema_version", json_integer(rec.schema_version));
-		json_object_set_new(o, "producer_id", json_integer((json_int_t)rec.producer_id));
-		json_object_set_new(o, "sequence", json_integer((json_int_t)rec.sequence));
-		json_object_set_new(o, "correlation_id",
-				    json_integer((json_int_t)rec.correlation_id));
-		json_object_set_new(o, "causation_id", json_integer((json_int_t)rec.causation_id));
+		json_object_set_new(o, "producer_id", cli_json_u64(rec.producer_id));
+		json_object_set_new(o, "sequence", cli_json_u64(rec.sequence));
+		json_object_set_new(o, "correlation_id", cli_json_u64(rec.correlation_id));
+		json_object_set_new(o, "causation_id", cli_json_u64(rec.causation_id));
 		json_object_set_new(o, "payload_bytes", json_integer(rec.payload_bytes));
 		dump_put_bytes(o, "payload", "payload_hex", rec.payload, rec.payload_bytes);
 		char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

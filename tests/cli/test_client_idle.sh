@@ -5,7 +5,8 @@
 # --group` keeps committing after its commit connection sat idle; a consumer sees the
 # type of a schema registered right after it started; `--group` with a partition the topic
 # lacks is refused; output that cannot be written (/dev/full) ends produce and consume
-# with status 1, and consume then commits nothing it could not print.
+# with status 1, and consume then commits nothing it could not print. Last, `rill log
+# dump` prints a u64 past INT64_MAX as a string of its digits.
 # usage: test_client_idle.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
@@ -64,6 +65,11 @@ else
 	echo "SKIP: no /dev/full to write to"
 fi
 
+echo '{"key":"big","type":"Order","data":{"amount":1},"correlation_id":"18446744073709551615"}' |
+	"$rill" produce $c --topic orders --acks durable >/dev/null
 serve_stop
 check "the server stops with exit 0" '[ "$serve_rc" = 0 ]'
+out=$(for p in "$tmp"/data/topics/orders/*/; do "$rill" log dump "$p"; done | grep '"key":"big"')
+check "log dump prints a u64 past INT64_MAX as its digits, as consume does" \
+	'[[ "$out" == *"\"correlation_id\":\"18446744073709551615\""* ]]'
 exit $fail

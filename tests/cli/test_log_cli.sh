@@ -2,7 +2,8 @@
 # `rill log verify` and `rill log dump` on a real log: a log made by `rill bench log --keep`
 # verifies (exit 0), dumps as JSON lines, and once a byte in the middle of a segment is
 # damaged, verify exits 1 and names the file; verify --repair cuts the log there (the later
-# segments go), after which it verifies and still holds the records before the damage.
+# segments go), after which it verifies and still holds the records before the damage; a
+# partition folder it cannot read fails it.
 # usage: test_log_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 
@@ -65,4 +66,25 @@ check "verify with an unknown option exits 2" '[ $rc -eq 2 ]'
 
 "$rill" log verify "$tmp/nowhere" >/dev/null 2>&1; rc=$?
 check "verify of a missing directory exits 2" '[ $rc -eq 2 ]'
+
+# A folder verify cannot read may hold a partition: it is reported and fails the run (it
+# used to be skipped, and the rest passed). Root reads anything: it runs as nobody then.
+mkdir -p "$tmp/perm/a" "$tmp/perm/b"
+"$rill" bench log --dir "$tmp/perm/a" --seconds 1 --keep >/dev/null &&
+	"$rill" bench log --dir "$tmp/perm/b" --seconds 1 --keep >/dev/null
+locked=$(ls -d "$tmp"/perm/b/rill-bench-log-*)
+as_user=()
+if [ "$(id -u)" -eq 0 ]; then
+	chmod -R a+rX "$tmp/perm" && chmod a+x "$tmp"
+	as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+fi
+chmod 000 "$locked"
+if "${as_user[@]}" "$rill" log verify "$tmp/perm/a" >/dev/null 2>&1; then
+	out=$("${as_user[@]}" "$rill" log verify "$tmp/perm"); rc=$?
+	check "an unreadable partition folder fails verify, named" \
+		'[ $rc -eq 1 ] && [[ "$out" == *"$locked: UNREADABLE"* ]] && [[ "$out" == *"1 folders unreadable"* ]]'
+else
+	echo "SKIP: cannot run rill log verify as another user here"
+fi
+chmod 755 "$locked"
 exit $fail

@@ -820,6 +820,24 @@ int rill_projection_define(struct rill_engine *e, const struct rill_projection_d
 					  d.name);
 		goto out_unlock;
 	}
+	/* A field or a window the kind does not use would be ignored without a word: refused
+	 * for a new projection (one stored before this check still loads, and defining it
+	 * again as it was stays a no-op). */
+	bool counts = d.kind == RILL_PROJECTION_COUNT || d.kind == RILL_PROJECTION_WINDOW_COUNT;
+	bool windowed =
+		d.kind == RILL_PROJECTION_WINDOW_COUNT || d.kind == RILL_PROJECTION_WINDOW_SUM;
+	if (counts && d.field != NULL) {
+		rc = engine_error(err, -EINVAL, "projection %s: kind %s takes no field", d.name,
+				  rill_projection_kind_name(d.kind));
+		goto out_unlock;
+	}
+	if (!windowed && d.window_ns != 0) {
+		rc = engine_error(err, -EINVAL,
+				  "projection %s: a window applies to window_count and window_sum "
+				  "only",
+				  d.name);
+		goto out_unlock;
+	}
 	if (e->projection_count != (uint32_t)e->projection_count_pub) {
 		rc = engine_error(err, -EIO,
 				  "an earlier projection failed to build: reopen the engine");

@@ -257,8 +257,7 @@ static int crash_setup(struct rill_engine *engine, struct rill_topic **topic,
 		{.name = CRASH_CNT_NAME,
 		 .topic = CRASH_TOPIC,
 		 .type = CRASH_TYPE,
-		 .kind = RILL_PROJECTION_COUNT,
-		 .field = "amount"},
+		 .kind = RILL_PROJECTION_COUNT},
 	};
 	for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++) {
 		rc = rill_projection_define(engine, &defs[i], &err);

@@ -1627,6 +1627,19 @@ static void test_definitions(void **state)
 	projection_refused(f, "p1", "nope", "Order", RILL_PROJECTION_COUNT, NULL, -ENOENT);
 	projection_refused(f, "p1", "defs", "Order", RILL_PROJECTION_SUM, "nope", -ENOENT);
 	projection_refused(f, "p1", "defs", "Order", RILL_PROJECTION_SUM, NULL, -EINVAL);
+	/* What the kind would ignore: a field for a count, a window for a kind without. */
+	projection_refused(f, "p1", "defs", "Order", RILL_PROJECTION_COUNT, "amount", -EINVAL);
+	projection_refused(f, "p1", "defs", "Order", RILL_PROJECTION_WINDOW_COUNT, "amount",
+			   -EINVAL);
+	struct rill_projection_def wd = {.name = "p1",
+					 .topic = "defs",
+					 .type = "Order",
+					 .kind = RILL_PROJECTION_SUM,
+					 .field = "amount",
+					 .window_ns = 1000000000};
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(rill_projection_define(f->engine, &wd, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "window"));
 	const char *bad_proj[] = {"", ".x", "a/b", long_name, "1abc", "sp ace"};
 	for (unsigned i = 0; i < ARRAY_COUNT(bad_proj); i++)
 		projection_refused(f, bad_proj[i], "defs", "Order", RILL_PROJECTION_COUNT, NULL,

@@ -509,7 +509,34 @@ static int engine_topic_check(const struct rill_topic_config *c, struct rill_err
 	if (c->batch_delay_ns > 10ull * 1000000000u)
 		return engine_error(err, -EINVAL, "topic %s: batch_delay_ns: at most 10 s",
 				    c->name);
+	/* topic.json holds JSON integers (signed 64-bit): a larger value would be stored
+	 * negative and refused at the next open. 0 is "no limit". */
+	if (c->retention_bytes > INT64_MAX || c->retention_age_ns > INT64_MAX ||
+	    c->segment_bytes_max > INT64_MAX)
+		return engine_error(err, -EINVAL,
+				    "topic %s: retention_bytes, retention_age_ns and "
+				    "segment_bytes_max: at most 2^63 - 1 (0: no limit)",
+				    c->name);
 	return 0;
+}
+
+/*
+ * The shard partition p of the topic with index @index goes to, given what each owns
+ * (@load): the one owning fewest, ties to the first from (index + p) mod shards. Placed
+ * so, partitions never crowd a shard while another has room: topics that fit in the order
+ * they were made fit in any other (a reopen loads them in name order), whereas a fixed
+ * (index + p) rotation could put a 65th on one shard at reopen and refuse the open.
+ */
+static uint32_t engine_topic_place(const struct rill_engine *e, const uint32_t *load,
+				   uint32_t index, uint32_t p)
+{
+	uint32_t n = e->shard_count, best = (index + p) % n;
+	for (uint32_t k = 1; k < n; k++) {
+		uint32_t s = (index + p + k) % n;
+		if (load[s] < load[best])
+			best = s;
+	}
+	return best;
 }
 
 /* The checks engine_topic_open would fail, made before anything is stored. */
@@ -523,15 +550,19 @@ static int engine_topic_fits(struct rill_engine *e, const struct rill_topic_conf
 	if (index == RILL_ENGINE_TOPICS_MAX)
 		return engine_error(err, -ENOSPC, "topic %s: the engine holds %u topics already",
 				    c->name, RILL_ENGINE_TOPICS_MAX);
-	/* Every shard's logs share its backend, whose calls in flight are bounded. */
-	for (uint32_t s = 0; s < e->shard_count; s++) {
-		uint32_t adding = c->partitions / e->shard_count +
-				  ((s + e->shard_count - index % e->shard_count) % e->shard_count <
-				   c->partitions % e->shard_count);
-		if (e->shard_partitions[s] + adding > RILL_IO_INFLIGHT_MAX)
+	/* Every shard's logs share its backend, whose calls in flight are bounded: placed as
+	 * engine_topic_open will. */
+	uint32_t load[RILL_ENGINE_SHARDS_MAX];
+	memcpy(load, e->shard_partitions, sizeof(load));
+	for (uint32_t p = 0; p < c->partitions; p++) {
+		uint32_t s = engine_topic_place(e, load, index, p);
+		if (load[s] == RILL_IO_INFLIGHT_MAX)
 			return engine_error(err, -ENOSPC,
-					    "topic %s: shard %u would own more than %u partitions",
-					    c->name, s, RILL_IO_INFLIGHT_MAX);
+					    "topic %s: its %u partitions do not fit: %u shards own "
+					    "%u partitions each at most",
+					    c->name, c->partitions, e->shard_count,
+					    RILL_IO_INFLIGHT_MAX);
+		load[s]++;
 	}
 	return 0;
 }
@@ -571,7 +602,7 @@ static int engine_topic_open(struct rill_engine *e, const struct rill_topic_conf
 	e->topics[index] = t; /* visible to shards through the requests below; not yet found */
 	e->topic_count = index + 1;
 	for (uint32_t p = 0; p < c->partitions; p++) {
-		uint32_t s = (index + p) % e->shard_count;
+		uint32_t s = engine_topic_place(e, e->shard_partitions, index, p); /* as fits */
 		t->parts[p].shard = s;
 		struct shard_req req = {
 			.kind = SHARD_REQ_PART_OPEN, .topic = t, .partition = p, .err = err};
@@ -829,6 +860,11 @@ int rill_projection_define(struct rill_engine *e, const struct rill_projection_d
 	if (counts && d.field != NULL) {
 		rc = engine_error(err, -EINVAL, "projection %s: kind %s takes no field", d.name,
 				  rill_projection_kind_name(d.kind));
+		goto out_unlock;
+	}
+	if (d.window_ns > INT64_MAX) { /* stored as a JSON integer (signed 64-bit) */
+		rc = engine_error(err, -EINVAL, "projection %s: window_ns: at most 2^63 - 1",
+				  d.name);
 		goto out_unlock;
 	}
 	if (!windowed && d.window_ns != 0) {

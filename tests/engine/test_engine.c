@@ -1640,6 +1640,11 @@ static void test_definitions(void **state)
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(rill_projection_define(f->engine, &wd, &err), -EINVAL);
 	assert_non_null(strstr(err.message, "window"));
+	wd.kind = RILL_PROJECTION_WINDOW_SUM; /* a window past what JSON's integers hold */
+	wd.window_ns = 1ull << 63;
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(rill_projection_define(f->engine, &wd, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "window_ns"));
 	const char *bad_proj[] = {"", ".x", "a/b", long_name, "1abc", "sp ace"};
 	for (unsigned i = 0; i < ARRAY_COUNT(bad_proj); i++)
 		projection_refused(f, bad_proj[i], "defs", "Order", RILL_PROJECTION_COUNT, NULL,
@@ -2083,6 +2088,10 @@ static void test_topic_bad_log_config(void **state)
 		{.name = "tiny_batch", .partitions = 2, .batch_bytes_max = 100},
 		{.name = "tiny_segment", .partitions = 2, .segment_bytes_max = 4096},
 		{.name = "slow_batch", .partitions = 2, .batch_delay_ns = 60ull * 1000000000ull},
+		/* "Forever": past what topic.json's integers hold (stored as -1, the next open
+		 * refused the whole directory). */
+		{.name = "forever", .partitions = 2, .retention_age_ns = UINT64_MAX},
+		{.name = "huge_segments", .partitions = 2, .segment_bytes_max = 1ull << 63},
 	};
 	for (unsigned i = 0; i < ARRAY_COUNT(bad); i++) {
 		struct rill_error_text err = {{0}};
@@ -2155,6 +2164,30 @@ static void test_close_reports_final_sync(void **state)
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
 	if (rc >= 0) /* EIO: the write came short, at the limit */
 		fail_msg("rill_engine_close after a failed final write: %d, expected an error", rc);
+}
+
+/*
+ * Topics made in one order fit the shards in any: a reopen loads them in name order. With
+ * two shards of 64 partitions: a (1), c (1), then b (126) fill both; placed by a fixed
+ * (index + p) rotation, the reopen put c on shard 0 as its 65th and refused to open.
+ */
+static void test_topics_fit_reopened(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	assert_int_equal(rill_engine_shards(f->engine), 2);
+	fx_topic(f, "a", 1, RILL_DURABILITY_NONE);
+	fx_topic(f, "c", 1, RILL_DURABILITY_NONE);
+	fx_topic(f, "b", 126, RILL_DURABILITY_NONE);
+	struct rill_topic_config more = {.name = "d", .partitions = 1};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	assert_int_equal(rill_topic_create(f->engine, &more, &t, &err), -ENOSPC);
+	fx_close(f);
+	fx_open(f);
+	struct stats_sum sum = stats_sum(f);
+	assert_int_equal(sum.partitions, 128);
+	fx_close(f);
 }
 
 /* Retention deleted the oldest segments: projections rebuild from what the log keeps, at
@@ -3653,6 +3686,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_command_handlers, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_definitions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topic_bad_log_config, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_topics_fit_reopened, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_reports_final_sync, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_limit, fx_setup, fx_teardown),

@@ -395,11 +395,17 @@ int engine_meta_group_commit(struct rill_engine *e, const char *group, const cha
 	json_t *t = json_object_get(root, topic);
 	if (!json_is_object(t)) {
 		t = json_object();
-		json_object_set_new(root, topic, t);
+		if (t == NULL || json_object_set_new(root, topic, t) != 0)
+			rc = -ENOMEM; /* set_new took t, even on failure */
 	}
 	char key[16];
 	snprintf(key, sizeof(key), "%u", partition);
-	json_object_set_new(t, key, json_integer((json_int_t)offset));
+	if (rc == 0 && json_object_set_new(t, key, json_integer((json_int_t)offset)) != 0)
+		rc = -ENOMEM; /* else the file were rewritten unchanged, the commit "done" */
+	if (rc < 0) {
+		json_decref(root);
+		return rc;
+	}
 	char dir[META_PATH_BYTES], name[RILL_ENGINE_NAME_BYTES_MAX + 8];
 	snprintf(dir, sizeof(dir), "%s/groups", e->data_dir);
 	snprintf(name, sizeof(name), "%s.json", group);
@@ -433,6 +439,13 @@ int engine_meta_projections_load(struct rill_engine *e,
 	for (size_t i = 0; rc == 0 && i < names.count; i++) {
 		char path[META_PATH_BYTES];
 		snprintf(path, sizeof(path), "%s/projections/%s", e->data_dir, names.names[i]);
+		size_t n = strlen(names.names[i]);
+		if (n < 6 || strcmp(names.names[i] + n - 5, ".json") != 0) {
+			/* Not one of ours (an operator's copy, say "p.json.bak"): loading it too
+			 * would define its projection twice. */
+			fprintf(stderr, "rill: %s: not a definition (NAME.json): ignored\n", path);
+			continue;
+		}
 		json_t *j;
 		rc = meta_read(e, path, META_BYTES_MAX, &j, err);
 		if (rc < 0) {
@@ -447,8 +460,9 @@ int engine_meta_projections_load(struct rill_engine *e,
 				&topic, "type", &type, "version", &version, "kind", &kind, "field",
 				&field, "window_ns", &window) != 0 ||
 		    version <= 0 || version > UINT16_MAX || window < 0 ||
-		    (k = meta_kind(kind)) < 0) {
-			rc = meta_bad(err, path, "not a projection definition");
+		    (k = meta_kind(kind)) < 0 || strlen(name) != n - 5 ||
+		    memcmp(name, names.names[i], n - 5) != 0) {
+			rc = meta_bad(err, path, "not a projection definition (or not NAME.json)");
 		} else {
 			struct rill_projection_def d = {.name = name,
 							.topic = topic,

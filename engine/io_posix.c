@@ -187,11 +187,17 @@ static int posix_list(struct rill_io *io, const char *path, rill_io_list_fn fn, 
 	if (dir == NULL)
 		return -errno;
 	int rc = 0;
-	struct dirent *entry;
-	while (rc == 0 && (entry = readdir(dir)) != NULL) {
+	for (;;) {
+		errno = 0; /* readdir's NULL is the end, or an error (a failing disk): errno says */
+		struct dirent *entry = readdir(dir);
+		if (entry == NULL) {
+			rc = errno != 0 ? -errno : 0;
+			break;
+		}
 		if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
 			continue;
-		rc = fn(arg, entry->d_name);
+		if ((rc = fn(arg, entry->d_name)) != 0)
+			break;
 	}
 	closedir(dir);
 	return rc;

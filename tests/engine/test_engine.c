@@ -2167,6 +2167,37 @@ static void test_close_reports_final_sync(void **state)
 }
 
 /*
+ * DATA/projections holds NAME.json files: an operator's copy under another name is never
+ * loaded as a second definition. "p.json.bak" is ignored (said on stderr); "q.json"
+ * holding projection p is refused, naming it (it used to build p twice).
+ */
+static void test_projection_files_named(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	fx_topic(f, "pf", 2, RILL_DURABILITY_NONE);
+	fx_projection(f, "pf_sum", "pf", RILL_PROJECTION_SUM, "amount");
+	fx_close(f);
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "cp %s/projections/pf_sum.json %s/projections/pf_sum.json.bak",
+		 f->dir, f->dir);
+	assert_int_equal(system(cmd), 0);
+	fx_open(f);
+	fx_close(f);
+	snprintf(cmd, sizeof(cmd), "cp %s/projections/pf_sum.json %s/projections/other.json",
+		 f->dir, f->dir);
+	assert_int_equal(system(cmd), 0);
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	struct rill_error_text err = {{0}};
+	int rc = rill_engine_open(&f->engine, &c, &err);
+	if (rc == 0)
+		fail_msg("opened with projections/other.json holding projection pf_sum");
+	f->engine = NULL;
+	assert_non_null(strstr(err.message, "other.json"));
+}
+
+/*
  * Topics made in one order fit the shards in any: a reopen loads them in name order. With
  * two shards of 64 partitions: a (1), c (1), then b (126) fill both; placed by a fixed
  * (index + p) rotation, the reopen put c on shard 0 as its 65th and refused to open.
@@ -3687,6 +3718,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_definitions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topic_bad_log_config, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topics_fit_reopened, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_projection_files_named, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_reports_final_sync, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_limit, fx_setup, fx_teardown),

@@ -77,7 +77,11 @@ int rill_arena_init(struct rill_arena *arena)
 {
 	RILL_ASSERT(arena != NULL);
 	memset(arena, 0, sizeof(*arena));
-	if (!arena_take_retired(&arena->arena_index)) {
+	if (arena_take_retired(&arena->arena_index)) {
+		/* A thread was bound to it once: what libc allocated then may still be in use,
+		 * so it is retired again at destroy, bound this time or not, never destroyed. */
+		arena->was_bound = true;
+	} else {
 		int rc = arena_ctl_unsigned("arenas.create", &arena->arena_index);
 		if (rc != 0)
 			return rc;

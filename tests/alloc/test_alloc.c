@@ -57,7 +57,7 @@ static void test_arena_memory_lands_in_its_arena(void **state)
 /*
  * Once bound, everything the thread mallocs (the C library's own allocations included)
  * lives in the arena: destroying it must not take that memory along. It is retired, and
- * the next arena created reuses it.
+ * the next arena created reuses it; destroyed in turn, bound or not, it is retired again.
  */
 static void test_arena_bound_is_retired_not_destroyed(void **state)
 {
@@ -66,7 +66,9 @@ static void test_arena_bound_is_retired_not_destroyed(void **state)
 	assert_int_equal(rill_arena_init(&arena), 0);
 	assert_int_equal(rill_arena_bind(&arena), 0);
 	char *text = strdup("allocated by libc while bound");
+	char *kept = strdup("still in use after the arena is reused");
 	assert_non_null(text);
+	assert_non_null(kept);
 	unsigned index = arena.arena_index;
 	bool bound = arena.was_bound;
 	rill_arena_destroy(&arena);
@@ -78,7 +80,13 @@ static void test_arena_bound_is_retired_not_destroyed(void **state)
 	void *p = rill_arena_alloc(&arena, 100);
 	assert_non_null(p);
 	rill_arena_free(&arena, p, 100, 0);
+	/* Reused and never bound this time: retired again all the same, not destroyed with
+	 * what the first binding left in it. */
 	rill_arena_destroy(&arena);
+	if (bound)
+		assert_int_equal(arena_of(kept), index);
+	assert_string_equal(kept, "still in use after the arena is reused");
+	free(kept);
 }
 
 static void test_arena_counts_bytes_and_objects(void **state)

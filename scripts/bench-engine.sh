@@ -13,14 +13,15 @@
 # usage: scripts/bench-engine.sh [--events M] [--dir DIR]
 #        (defaults: 2,000,000 events per run, build/bench-engine)
 set -euo pipefail
+here=$PWD # a relative --dir is the caller's
 cd "$(dirname "$0")/.."
 
 events=2000000 dir=build/bench-engine
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--events) events=$2; shift ;;
-	--dir) dir=$2; shift ;;
-	-h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+	--dir) case "$2" in /*) dir=$2 ;; *) dir=$here/$2 ;; esac; shift ;;
+	-h|--help) sed -n '2,14p' "$0"; exit 0 ;;
 	*) echo "bench-engine.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 	esac
 	shift

@@ -26,12 +26,13 @@
 #        [--io direct|buffered]
 #        (defaults: build/bench-log, 10 s each, 1 KiB records, 256 KiB batches, direct)
 set -euo pipefail
+here=$PWD # a relative --dir is the caller's
 cd "$(dirname "$0")/.."
 
 dir=build/bench-log seconds=10 record=1024 batch=262144 io=direct
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--dir) dir=$2; shift ;;
+	--dir) case "$2" in /*) dir=$2 ;; *) dir=$here/$2 ;; esac; shift ;;
 	--seconds) seconds=$2; shift ;;
 	--record-bytes) record=$2; shift ;;
 	--batch-bytes) batch=$2; shift ;;

@@ -55,8 +55,9 @@ done
 work=$(mktemp -d /tmp/rill-peers.XXXXXX)
 redis_port=7601
 rill_pid=""
+redis_ours=0 # a server of this script's runs on redis_port: the only one it stops
 cleanup() {
-	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+	if [ "$redis_ours" = 1 ]; then redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; fi
 	if [ -n "$rill_pid" ]; then kill -TERM "$rill_pid" 2>/dev/null || true; wait "$rill_pid" 2>/dev/null || true; fi
 	rm -rf "$work"
 }
@@ -74,10 +75,19 @@ redis_run() {
 	local name=$1 aof=$2 fsync=$3
 	shift 3
 	rm -rf "$work/redis"; mkdir -p "$work/redis"
+	# Another server on the port would be measured (and shut down) in place of ours, and
+	# a daemonized redis-server reports success even when its bind fails.
+	if redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
+		echo "bench-peers: something already answers on port $redis_port: stop it first"
+		exit 1
+	fi
 	redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly "$aof" \
 		--appendfsync "$fsync" --dir "$work/redis" --daemonize yes \
-		--logfile "$work/redis/log" >/dev/null
+		--pidfile "$work/redis/pid" --logfile "$work/redis/log" >/dev/null
 	for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	[ "$(redis-cli -p "$redis_port" config get dir | tail -1)" = "$work/redis" ] ||
+		{ echo "bench-peers: redis-server did not start:"; cat "$work/redis/log"; exit 1; }
+	redis_ours=1
 	# CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
 	local before after csv
 	before=$(cpu_ticks)
@@ -88,6 +98,7 @@ redis_run() {
 		steal = a[1] > b[1] ? 100 * (a[2] - b[2]) / (a[1] - b[1]) : -1
 		printf "{\"side\":\"redis\",\"case\":\"%s\",\"events_per_s\":%s,\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,\"cpu_steal_pct\":%.1f}\n", name, $2, $5*1000, $7*1000, $8*1000, steal}' >>"$rows"
 	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+	redis_ours=0
 	sleep 0.3
 }
 

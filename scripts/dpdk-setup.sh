@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Prepares a bare-metal machine for rill's DPDK ingress (`rill serve --dpdk ...`):
 # reserves 2 MiB huge pages, loads vfio-pci and binds the NIC to it with DPDK's own
-# dpdk-devbind.py (Debian package dpdk), and prints the kernel command line that isolates
-# cores for the shards. Run as root; every step says what it does, and --dry-run only
-# prints them. Undo with --unbind PCI_ADDRESS (gives the NIC back to its kernel driver).
+# dpdk-devbind.py (Debian package dpdk), checks that both took, and prints the kernel
+# command line that makes them survive a reboot and isolates cores for the shards. Without
+# --nic it reserves the huge pages only (DPDK's virtual devices, such as net_ring or
+# net_af_packet, need no binding). Run as root; every step says what it does, and
+# --dry-run only prints them. Undo with --unbind PCI_ADDRESS (gives the NIC back to its
+# kernel driver). What it sets lasts until the next reboot: run it again after each boot
+# (a systemd unit can), or put the printed parameters on the kernel command line.
 #
-# usage: scripts/dpdk-setup.sh --nic PCI_ADDRESS [--hugepages N] [--cores LIST] [--dry-run]
+# usage: scripts/dpdk-setup.sh [--nic PCI_ADDRESS] [--hugepages N] [--cores LIST] [--dry-run]
 #        scripts/dpdk-setup.sh --unbind PCI_ADDRESS --driver KERNEL_DRIVER
 #        scripts/dpdk-setup.sh --status
 set -euo pipefail
@@ -26,29 +30,39 @@ while [ $# -gt 0 ]; do
 	--unbind) unbind=$2; shift 2 ;;
 	--driver) driver=$2; shift 2 ;;
 	--status) status=1; shift ;;
-	-h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
 	*) echo "dpdk-setup: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 	esac
 done
+case "$hugepages" in ''|*[!0-9]*) echo "dpdk-setup: --hugepages takes a count" >&2; exit 2 ;; esac
 
 run() {
 	echo "+ $*"
 	if [ "$dry" -eq 0 ]; then "$@"; fi
 }
-
-if [ "$(id -u)" -ne 0 ] && [ "$dry" -eq 0 ] && [ "$status" -eq 0 ]; then
-	echo "dpdk-setup: run as root (or with --dry-run)" >&2
+fail() {
+	echo "dpdk-setup: $*" >&2
 	exit 1
-fi
-if ! command -v dpdk-devbind.py >/dev/null; then
-	echo "dpdk-setup: installing Debian's dpdk package (dpdk-devbind.py)"
-	run apt-get install -y -qq --no-install-recommends dpdk
+}
+
+nr=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+if [ "$status" -eq 1 ]; then # read-only: no root, nothing installed
+	grep -E 'HugePages_(Total|Free)|Hugepagesize' /proc/meminfo
+	if command -v dpdk-devbind.py >/dev/null; then
+		dpdk-devbind.py --status-dev net
+	else
+		echo "dpdk-setup: dpdk-devbind.py is missing (Debian package dpdk; this script installs it as root)"
+	fi
+	exit 0
 fi
 
-if [ "$status" -eq 1 ]; then
-	grep -E 'HugePages_(Total|Free)' /proc/meminfo
-	dpdk-devbind.py --status-dev net
-	exit 0
+if [ "$(id -u)" -ne 0 ] && [ "$dry" -eq 0 ]; then
+	fail "run as root (or with --dry-run)"
+fi
+if [ -n "$nic$unbind" ] && ! command -v dpdk-devbind.py >/dev/null; then
+	echo "dpdk-setup: installing Debian's dpdk package (dpdk-devbind.py)"
+	run env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dpdk
 fi
 
 if [ -n "$unbind" ]; then
@@ -57,26 +71,56 @@ if [ -n "$unbind" ]; then
 	exit 0
 fi
 
-[ -n "$nic" ] || { echo "dpdk-setup: --nic PCI_ADDRESS needed (see: $0 --status)" >&2; exit 2; }
-
+[ -e "$nr" ] || fail "this kernel offers no 2 MiB huge pages ($nr is missing)"
 echo "dpdk-setup: reserving $hugepages huge pages of 2 MiB"
-run sh -c "echo $hugepages > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+run sh -c "echo $hugepages > $nr"
 run mkdir -p /dev/hugepages
 mountpoint -q /dev/hugepages || run mount -t hugetlbfs nodev /dev/hugepages
-
-echo "dpdk-setup: binding $nic to vfio-pci (the NIC leaves the kernel: its addresses go too)"
-run modprobe vfio-pci
-run dpdk-devbind.py --bind=vfio-pci "$nic"
-
-if [ -n "$cores" ]; then
-	echo "dpdk-setup: to keep the kernel off cores $cores, add to the kernel command line"
-	echo "  (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub and reboot):"
-	echo "    isolcpus=$cores nohz_full=$cores rcu_nocbs=$cores"
-	echo "  and list the same cores for the shards; leave one core for the kernel's I/O."
+if [ "$dry" -eq 0 ]; then
+	got=$(cat "$nr")
+	[ "$got" -ge "$hugepages" ] ||
+		fail "the kernel reserved $got of $hugepages huge pages (memory is fragmented):" \
+			"reserve them at boot (hugepages=$hugepages on the kernel command line, below)"
 fi
 
-cat <<EOF
+if [ -n "$nic" ]; then
+	echo "dpdk-setup: binding $nic to vfio-pci (the NIC leaves the kernel: its addresses go too)"
+	run modprobe vfio-pci
+	run dpdk-devbind.py --bind=vfio-pci "$nic"
+	if [ "$dry" -eq 0 ]; then
+		# dpdk-devbind.py exits 0 also when it declined (an interface with routes) or the
+		# bind failed: the device's driver link says what happened.
+		bound=$(basename "$(readlink "/sys/bus/pci/devices/$nic/driver" 2>/dev/null)" 2>/dev/null || true)
+		[ "$bound" = vfio-pci ] ||
+			fail "$nic is not bound to vfio-pci (its driver: ${bound:-none}): see" \
+				"dpdk-devbind.py's message above; an interface still up with routes is" \
+				"left alone (ip link set DEV down), and vfio-pci needs the IOMMU on (below)"
+	fi
+else
+	echo "dpdk-setup: no --nic: huge pages only (virtual devices need no binding)"
+fi
+
+iommu="intel_iommu=on iommu=pt"
+grep -q AuthenticAMD /proc/cpuinfo 2>/dev/null && iommu="amd_iommu=on iommu=pt"
+echo "dpdk-setup: none of this survives a reboot. To have it at boot, add to the kernel"
+echo "  command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub and reboot):"
+echo "    default_hugepagesz=2M hugepagesz=2M hugepages=$hugepages $iommu"
+if [ -n "$cores" ]; then
+	echo "  and, to keep the kernel off cores $cores:"
+	echo "    isolcpus=$cores nohz_full=$cores rcu_nocbs=$cores"
+	echo "  listing the same cores for the shards; leave one core for the kernel's I/O."
+fi
+[ -n "$nic" ] && echo "  The binding itself is made again after each boot: run this script (or a unit that does)."
+
+if [ -n "$nic" ]; then
+	cat <<EOT
 dpdk-setup: done. Start rill with, for example:
   rill serve --shards 2 --poll busy --dpdk "-a $nic -l 0 --file-prefix=rill" --dpdk-port 0
 (one RX queue per shard; RSS spreads the UDP sources over them; events go to UDP port 7401)
-EOF
+EOT
+else
+	cat <<EOT
+dpdk-setup: done. A virtual device, for example:
+  rill serve --dpdk "--vdev=net_af_packet0,iface=eth0 -l 0 --file-prefix=rill" --dpdk-port 0
+EOT
+fi

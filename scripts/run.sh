@@ -4,8 +4,12 @@
 # ./data, listening on 127.0.0.1:7400 (loopback only), one shard per CPU. Ctrl-C (SIGINT)
 # or SIGTERM stops it cleanly (drain, final sync, exit 0). Arguments go to `rill serve`
 # (try --help), e.g. scripts/run.sh --listen 127.0.0.1:7500 --data /var/lib/rill.
+# The server runs in the directory run.sh was started from: ./data and relative paths
+# given (--data, --config) are the caller's, wherever the checkout is.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+here=$PWD
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
 scripts/setup.sh >&2
 mkdir -p build
 if [ ! -d build/release/meson-private ]; then
@@ -14,4 +18,5 @@ fi
 ninja -C build/release >&2
 echo "run.sh: rill $(build/release/rill version | cut -d' ' -f2): starting the server" \
 	"(scripts/bench-micro.sh runs the micro-benchmarks)" >&2
-exec build/release/rill serve "$@"
+cd "$here"
+exec "$root/build/release/rill" serve "$@"

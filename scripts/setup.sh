@@ -34,8 +34,10 @@ if [ "$(id -u)" -ne 0 ]; then
 	command -v sudo >/dev/null || { echo "setup: need root or sudo to install packages" >&2; exit 1; }
 	sudo="sudo"
 fi
-export DEBIAN_FRONTEND=noninteractive
+# Through env, not export: sudo resets the environment, and a debconf prompt would stop a
+# non-root run waiting for input.
+apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
 # A fresh machine has no package lists; apt-get install alone would find nothing.
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+$sudo "${apt[@]}" update -qq
+$sudo "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 echo "setup: done"

@@ -12,7 +12,9 @@
 # usage: scripts/test.sh [--long] [--only release|asan|tsan|nodpdk]...
 #   --long   the long soak: 500 M items through the ring stress test, 10 minutes per fuzz
 #            target, 1,000 kill -9 rounds, 100,000 simulated power cuts (default: 50 M
-#            items, 30 s per fuzz target, 100 rounds, 10,000 cuts; a CI run takes minutes)
+#            items, 30 s per fuzz target, 100 rounds, 10,000 cuts; a CI run takes minutes).
+#            The sanitizer builds run ten times their own CI share of power cuts (asan
+#            10,000, tsan 2,000), and every test gets ten times its time limit.
 # Environment: RILL_STRESS_ITEMS, RILL_FUZZ_SECONDS, RILL_CRASH_ROUNDS and RILL_TEST_SEED
 # override.
 set -uo pipefail
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
 		*) echo "test.sh: --only takes release, asan, tsan or nodpdk, not '${2:-}'" >&2; exit 2 ;;
 		esac
 		shift ;;
-	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
 	*) echo "test.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -40,7 +42,6 @@ scripts/setup.sh || { echo "test.sh: setup failed" >&2; exit 1; }
 if [ "$long" = 1 ]; then
 	export RILL_STRESS_ITEMS=${RILL_STRESS_ITEMS:-500000000}
 	export RILL_CRASH_ROUNDS=${RILL_CRASH_ROUNDS:-1000}
-	export RILL_LOG_POWER_CUTS_LONG=100000
 	fuzz_seconds=${RILL_FUZZ_SECONDS:-600}
 else
 	export RILL_STRESS_ITEMS=${RILL_STRESS_ITEMS:-50000000}
@@ -84,11 +85,20 @@ for b in "${builds[@]}"; do
 		continue
 	fi
 	rm -f "$dir/meson-logs/testlog.json"
+	# --long: ten times each build's own share (tests/meson.build samples the power cuts
+	# of the slower sanitizer builds), and ten times the time limits.
+	long_env=() long_args=()
+	if [ "$long" = 1 ]; then
+		case "$name" in asan) cuts=10000 ;; tsan) cuts=2000 ;; *) cuts=100000 ;; esac
+		long_env=("RILL_LOG_POWER_CUTS_LONG=$cuts")
+		long_args=(--timeout-multiplier 10)
+	fi
 	# Sanitizer findings fail the test that made them: halt on the first report.
+	env "${long_env[@]}" \
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
 	TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp} \
-		meson test -C "$dir" --num-processes 2 --print-errorlogs ${suites[$name]:-}
+		meson test -C "$dir" --num-processes 2 --print-errorlogs "${long_args[@]}" ${suites[$name]:-}
 	# meson's own status counts too: an interrupted run leaves a log that undercounts.
 	if [ $? -ne 0 ]; then results+=("$dir=tests-failed"); else results+=("$dir"); fi
 done

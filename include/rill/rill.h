@@ -15,7 +15,7 @@
  *   rill_engine_config_default(&cfg);
  *   cfg.data_dir = "/var/lib/rill";
  *   rill_engine_open(&engine, &cfg, &err);
- *   rill_schema_register(rill_engine_schemas(engine), json, -1, &schema, &serr);
+ *   rill_schema_register(rill_engine_schemas(engine), json, strlen(json), -1, &schema, &serr);
  *   rill_topic_create(engine, &topic_cfg, &topic, &err);
  *   rill_projection_define(engine, &proj_cfg, &err);
  *   rill_producer_open(engine, &prod_cfg, &producer);

@@ -95,7 +95,8 @@ struct rill_client {
 	int fd;
 	bool connected; /* C4 */
 	uint16_t shards;
-	uint32_t frame_bytes_max; /* body bytes, both ways: min(config, server) */
+	uint32_t frame_bytes_max; /* body bytes it sends: min(config, server) */
+	uint32_t recv_bytes_max;  /* body bytes it takes: the server's (its frames fill that) */
 	struct rill_client_config config;
 	uint64_t next_id;
 
@@ -159,6 +160,7 @@ static int client_break(struct rill_client *c, int rc)
 		close(c->fd);
 	c->fd = -1;
 	c->connected = false;
+	c->obuf_len = 0; /* gathered frames can never go now */
 	c->inflight_count = 0;
 	c->sub_count = 0;
 	c->events_active = false;
@@ -317,7 +319,7 @@ static int recv_frame(struct rill_client *c, uint64_t deadline_ns, struct rill_w
 		c->rhead = c->rtail = 0;
 	for (;;) {
 		uint32_t have = c->rtail - c->rhead;
-		int rc = rill_wire_header_decode(c->rbuf + c->rhead, have, c->frame_bytes_max, hdr);
+		int rc = rill_wire_header_decode(c->rbuf + c->rhead, have, c->recv_bytes_max, hdr);
 		if (rc == 0 && have - RILL_WIRE_HEADER_BYTES >= hdr->body_bytes) {
 			*body = c->rbuf + c->rhead + RILL_WIRE_HEADER_BYTES;
 			c->rframe = RILL_WIRE_HEADER_BYTES + hdr->body_bytes;
@@ -373,8 +375,9 @@ static int server_error(struct rill_client *c, const struct rill_wire_header *hd
 	int code = e.code < 0 ? e.code : -EPROTO; /* an error must be an error */
 	if (e.flags & RILL_WIRE_ERROR_F_FATAL)
 		client_break(c, code);
-	return client_fail(err, code, "%.*s", (int)e.message_bytes,
-			   e.message_bytes > 0 ? e.message : rill_strerror(code));
+	if (e.message_bytes == 0) /* "%.*s" of 0 bytes would print nothing at all */
+		return client_fail(err, code, "%s", rill_strerror(code));
+	return client_fail(err, code, "%.*s", (int)e.message_bytes, e.message);
 }
 
 /*
@@ -673,20 +676,25 @@ static int handshake(struct rill_client *c, const char *address, uint64_t deadli
 				   address, ok.version, RILL_WIRE_VERSION);
 	}
 	c->shards = ok.shards;
+	/* The config's limit bounds what this client sends; HELLO carries no word of it, so
+	 * the server fills its frames (EVENTS, a STAT answer) to its own, which is what the
+	 * client must take. */
 	c->frame_bytes_max = ok.frame_bytes_max;
+	c->recv_bytes_max = ok.frame_bytes_max;
 	if (c->config.frame_bytes_max != 0 && c->config.frame_bytes_max < c->frame_bytes_max)
 		c->frame_bytes_max = c->config.frame_bytes_max;
 	return 0;
 }
 
-static int alloc_buffers(struct rill_client *c, uint32_t frame_bytes)
+static int alloc_buffers(struct rill_client *c)
 {
-	uint32_t bytes = frame_bytes + RILL_WIRE_HEADER_BYTES;
+	uint32_t bytes = c->recv_bytes_max + RILL_WIRE_HEADER_BYTES;
 	uint8_t *r = realloc(c->rbuf, bytes);
 	if (r == NULL)
 		return -ENOMEM;
 	c->rbuf = r;
 	c->rbuf_bytes = bytes;
+	bytes = c->frame_bytes_max + RILL_WIRE_HEADER_BYTES;
 	uint8_t *s = realloc(c->sbuf, bytes);
 	if (s == NULL)
 		return -ENOMEM;
@@ -726,7 +734,7 @@ static int client_configure(struct rill_client *c, const struct rill_client_conf
 	if (c->inflight == NULL || c->subs == NULL)
 		return client_fail(err, -ENOMEM, "out of memory");
 	/* Until HELLO_OK names the limit, the least any server has is enough. */
-	if (alloc_buffers(c, RILL_WIRE_FRAME_BYTES_MIN) != 0)
+	if (alloc_buffers(c) != 0) /* both limits at that least until then */
 		return client_fail(err, -ENOMEM, "out of memory");
 	return 0;
 }
@@ -743,15 +751,16 @@ int rill_client_connect(struct rill_client **out, const char *address,
 	c->fd = -1;
 	c->next_id = 1; /* 0 is the HELLO's */
 	c->frame_bytes_max = RILL_WIRE_FRAME_BYTES_MIN;
+	c->recv_bytes_max = RILL_WIRE_FRAME_BYTES_MIN;
 	int rc = client_configure(c, config, err);
 	uint64_t deadline_ns = deadline_after(c->config.timeout_ns);
 	if (rc == 0)
 		rc = resolve_and_connect(c, address, deadline_ns, err);
 	if (rc == 0)
 		rc = handshake(c, address, deadline_ns, err);
-	if (rc == 0 && alloc_buffers(c, c->frame_bytes_max) != 0)
+	if (rc == 0 && alloc_buffers(c) != 0)
 		rc = client_fail(err, -ENOMEM, "out of memory for %u-byte frames",
-				 c->frame_bytes_max);
+				 c->recv_bytes_max);
 	if (rc != 0) {
 		rill_client_close(c);
 		return rc;
@@ -1056,6 +1065,10 @@ static int ack_read(struct rill_client *c, const struct rill_wire_header *hdr, c
 			memcpy(a->reason, e.reason, len);
 		a->reason[len] = '\0';
 	}
+	struct rill_wire_ack_entry extra; /* the end: bytes past the last entry are trailing */
+	rc = rill_wire_ack_next(&it, &extra);
+	if (rc != 0)
+		return malformed(c, hdr, rc < 0 ? rc : RILL_E_WIRE_COUNT, err);
 	*count = n;
 	return 0;
 }
@@ -1067,8 +1080,10 @@ void rill_client_cork(struct rill_client *client)
 
 int rill_client_uncork(struct rill_client *client, struct rill_client_error *err)
 {
-	client->corked = false;
-	return client_flush(client, err);
+	int rc = client_usable(client, err); /* closed: -ENOTCONN, not a send on fd -1 */
+	if (client != NULL)
+		client->corked = false;
+	return rc != 0 ? rc : client_flush(client, err);
 }
 
 int rill_client_fd(const struct rill_client *client)
@@ -1328,12 +1343,16 @@ int rill_client_next(struct rill_client *client, struct rill_client_event *event
 	if (event == NULL)
 		return client_fail(err, -EINVAL, "no place for the event");
 	uint64_t deadline_ns = deadline_after(timeout_ns);
-	for (;;) {
+	for (bool read = false;; read = true) {
 		rc = events_take(client, event, err);
 		if (rc != 0)
 			return rc;
 		if (client->sub_count == 0 && client->stash_head == NULL)
 			return client_fail(err, -ENOENT, "no subscription is open");
+		/* Frames that brought no event (empty EVENTS, credit answers) do not hold the
+		 * caller past its timeout: only a read that would block looks at the clock. */
+		if (read && rill_clock_now_ns() >= deadline_ns)
+			return 0;
 		rc = events_next_frame(client, deadline_ns, err);
 		if (rc == -ETIMEDOUT)
 			return 0;

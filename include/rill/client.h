@@ -38,8 +38,9 @@ struct rill_client_error {
 
 struct rill_client_config {
 	uint64_t timeout_ns;      /* connect and every blocking call (default 10 s) */
-	uint32_t frame_bytes_max; /* largest frame it will send or take (default: the
-				   * server's, announced in HELLO_OK) */
+	uint32_t frame_bytes_max; /* largest frame it will send (default: the server's,
+				   * announced in HELLO_OK); it takes frames up to the
+				   * server's limit, which the server fills its own to */
 	uint32_t inflight_max;    /* PRODUCE requests in flight at once (default 64) */
 };
 

@@ -680,6 +680,94 @@ static void test_subscribe(void **state)
 	assert_int_equal(f.fetch_credit, 512);
 }
 
+#define BIG_EVENTS 800u /* some 100 KiB in one EVENTS frame: past a 64 KiB client limit */
+
+static void script_big_frame(struct fake *f, int fd)
+{
+	fake_hello(f, fd); /* the server's limit: 1 MiB */
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_SUBSCRIBE);
+	uint64_t id = hdr.request_id;
+	struct rill_wire_subscribed_entry e = {
+		.partition = 0, .first_offset = 0, .end_offset = BIG_EVENTS};
+	int n = rill_wire_subscribed_encode(f->out, FAKE_BUF_BYTES, id, &e, 1);
+	send_raw(fd, f->out, (size_t)n);
+	fake_events(f, fd, id, 0, 0, BIG_EVENTS);
+	fake_error(f, fd, id, -EIO, 0, ""); /* no message: the client says the code's */
+}
+
+/*
+ * The client's own frame_bytes_max bounds what it sends, not what it takes: the server
+ * fills EVENTS frames to its own limit, which HELLO carries no word of the client's (the
+ * client used to size its receive buffer by its own, refuse the first larger frame and
+ * close). An ERROR without a message gets its code's text.
+ */
+static void test_subscribe_large_frames(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_big_frame);
+	struct rill_client_config cfg;
+	rill_client_config_default(&cfg);
+	cfg.frame_bytes_max = RILL_WIRE_FRAME_BYTES_MIN;
+	struct rill_client *c = connect_ok(&f, &cfg);
+	assert_int_equal(rill_client_frame_bytes_max(c), RILL_WIRE_FRAME_BYTES_MIN);
+	struct rill_client_error err = {{0}};
+	static struct rill_client_partition parts[RILL_CLIENT_PARTITIONS_MAX];
+	uint32_t count = 0;
+	assert_int_equal(rill_client_subscribe(c, "orders", 0, RILL_CLIENT_FROM_EARLIEST, 0, parts,
+					       &count, &err),
+			 0);
+	struct rill_client_event ev;
+	for (uint64_t i = 0; i < BIG_EVENTS; i++) {
+		int rc = rill_client_next(c, &ev, 5000000000ull, &err);
+		if (rc != 1)
+			fail_msg("event %llu: %d: %s", (unsigned long long)i, rc, err.message);
+		assert_int_equal(ev.offset, i);
+	}
+	assert_int_equal(rill_client_next(c, &ev, 5000000000ull, &err), -EIO);
+	assert_string_equal(err.message, rill_strerror(-EIO));
+	rill_client_close(c);
+	fake_join(&f);
+}
+
+/* An ACK of one entry with 8 bytes after it. */
+static void script_ack_trailing(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_PRODUCE);
+	int at = rill_wire_ack_begin(f->out, FAKE_BUF_BYTES, hdr.request_id);
+	struct rill_wire_ack_entry e = {.partition = 1, .offset = 7, .event_count = 1};
+	at = rill_wire_ack_entry(f->out, FAKE_BUF_BYTES, (size_t)at, &e);
+	rill_wire_ack_finish(f->out, (uint32_t)at, 1);
+	memset(f->out + at, 0, 8);
+	rill_wire_header_encode(f->out, RILL_WIRE_ACK, hdr.request_id,
+				(uint32_t)at + 8 - RILL_WIRE_HEADER_BYTES);
+	send_raw(fd, f->out, (size_t)at + 8);
+}
+
+/* Bytes after an ACK's last entry mean the streams are out of step (PROTOCOL.md): refused
+ * as trailing, and the connection closed (they used to pass unseen). Uncorking the closed
+ * client says so. */
+static void test_ack_trailing_bytes(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_ack_trailing);
+	struct rill_client *c = connect_ok(&f, NULL);
+	struct rill_record ev[1];
+	make_events(ev, 1);
+	struct rill_client_ack acks[1];
+	struct rill_client_error err = {{0}};
+	assert_int_equal(rill_client_produce(c, "orders", ev, 1, 1, acks, &err),
+			 RILL_E_WIRE_TRAILING);
+	assert_int_equal(rill_client_fd(c), -1);                  /* closed */
+	assert_int_equal(rill_client_uncork(c, &err), -ENOTCONN); /* said, not sent on fd -1 */
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 /*
  * The server ends one partition of a two-partition subscription (an ERROR with the
  * SUBSCRIBE's id): the other goes on. Once while the client waits for a second
@@ -822,6 +910,8 @@ int main(void)
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_subscribe),
+		cmocka_unit_test(test_subscribe_large_frames),
+		cmocka_unit_test(test_ack_trailing_bytes),
 		cmocka_unit_test(test_subscribe_partition_error),
 		cmocka_unit_test(test_answers_survive_a_failed_send),
 	};

@@ -132,10 +132,15 @@ static void bench_engine_ack(void *arg, const struct rill_ack *ack)
 	if (ack->level == RILL_ACKS_APPLIED) {
 		rill_hist_record(r->applied, latency);
 		r->acked++;
-		r->last_applied_ns = ack->done_ns;
+		/* The latest, not the last delivered: shards' acks are drained one shard at a
+		 * time, and the run ends when the last shard is done. */
+		if (ack->done_ns > r->last_applied_ns)
+			r->last_applied_ns = ack->done_ns;
 	} else {
 		rill_hist_record(r->durable, latency);
 		r->durable_count++;
+		if (ack->done_ns > r->last_applied_ns)
+			r->last_applied_ns = ack->done_ns; /* durable runs end at the last sync */
 	}
 }
 

@@ -43,6 +43,7 @@ struct bench_opts {
 	uint64_t connections, pipeline, record_bytes, seconds, rate, batch, partitions, threads;
 	int acks;
 	bool json;
+	bool lockstep; /* closed loop: a connection's next P requests only once all P answered */
 };
 
 /* One connection: its client, schedule and requests in flight. */
@@ -86,14 +87,16 @@ static const char bench_help[] =
 	"                          [--pipeline P] [--batch N] [--record-bytes B] [--seconds S]\n"
 	"                          [--rate EVENTS_PER_S] [--acks none|applied|durable]\n"
 	"                          [--durability none|group] [--partitions N] [--threads T]\n"
-	"                          [--json]\n"
+	"                          [--lockstep] [--json]\n"
 	"\n"
 	"Drive a running server: C connections (default 1), each with up to P requests in\n"
 	"flight (default 1) of N events each (default 1), driven by T threads (default 1, an\n"
 	"event loop each, as redis-benchmark), records of about B bytes (default\n"
 	"100), for S seconds (default 5). Closed loop by default; with --rate, open loop at\n"
 	"that many events/s over all connections, latency counted from each request's\n"
-	"intended send time (coordinated omission corrected). Creates topic T (default\n"
+	"intended send time (coordinated omission corrected). --lockstep: a connection sends\n"
+	"its next P requests only once all P are answered, as redis-benchmark -P does (by\n"
+	"default a freed slot is refilled at once). Creates topic T (default\n"
 	"bench, --partitions default 4, --durability default none) and registers the\n"
 	"BenchEvent schema if missing. Prints events_per_s, mb_per_s and the request →\n"
 	"acknowledgement latency p50_us ... max_us as one JSON object.\n";
@@ -238,9 +241,12 @@ static int bench_collect(struct bench_thread *b, struct bench_conn *c)
 		return 0;
 	for (uint32_t i = 0; i < b->o->pipeline; i++) {
 		if (c->ids[i] == id && id != 0) {
-			/* At most one per request in flight: bench_record empties it per drain. */
+			/* At most one per request in flight: bench_record empties it per drain.
+			 * A request refused whole is counted (errors), not timed: its quick
+			 * refusal is no acknowledgement's latency. */
 			RILL_ASSERT(b->answered_count < BENCH_PIPELINE_MAX);
-			b->answered[b->answered_count++] = c->sent_ns[i];
+			if (rc >= 0)
+				b->answered[b->answered_count++] = c->sent_ns[i];
 			c->ids[i] = 0;
 			break;
 		}
@@ -254,9 +260,11 @@ static int bench_collect(struct bench_thread *b, struct bench_conn *c)
 		snprintf(b->error, sizeof(b->error), "request: %s", err.message);
 		return 1;
 	}
+	uint32_t refused = 0;
 	for (uint32_t i = 0; i < count; i++)
-		b->refused += b->acks[i].error != 0;
-	b->events += count;
+		refused += b->acks[i].error != 0;
+	b->refused += refused;
+	b->events += count - refused; /* events/s and MB/s count what was taken, only */
 	__atomic_store_n(&b->progress, b->events, __ATOMIC_RELAXED); /* a progress figure */
 	return 1;
 }
@@ -268,6 +276,10 @@ static int bench_sends(struct bench_thread *b, uint64_t now, uint64_t *next)
 	*next = UINT64_MAX;
 	for (uint32_t i = 0; i < b->conn_count; i++) {
 		struct bench_conn *c = &b->conns[i];
+		/* --lockstep: as redis-benchmark's -P, wait for every answer of the pipeline
+		 * before the next (by default a slot is refilled as soon as it frees). */
+		if (b->o->lockstep && b->interval_ns == 0 && rill_client_inflight(c->client) > 0)
+			continue;
 		/* A burst goes out in one write, as redis-benchmark writes its pipeline. */
 		rill_client_cork(c->client);
 		while (rill_client_inflight(c->client) < b->o->pipeline &&
@@ -415,6 +427,10 @@ static int bench_args(struct bench_opts *o, int argc, char **argv)
 			o->json = true;
 			continue;
 		}
+		if (strcmp(argv[i], "--lockstep") == 0) {
+			o->lockstep = true;
+			continue;
+		}
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(bench_help, stdout);
 			return 0;
@@ -520,6 +536,7 @@ static void bench_report(struct bench_thread *threads, const struct bench_opts *
 		json_object_set_new(j, "unanswered", json_integer((json_int_t)unanswered));
 		json_object_set_new(j, "partitions", json_integer((json_int_t)o->partitions));
 		json_object_set_new(j, "durability", json_string(o->durability));
+		json_object_set_new(j, "lockstep", json_boolean(o->lockstep));
 		json_object_set_new(j, "cpu_steal_pct", json_real(steal_pct));
 		char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 		if (text != NULL)

@@ -2,11 +2,13 @@
 # The log benchmark against fio on the same disk, in one run:
 #   1. fio: io_uring, sequential writes of the batch size, fdatasync after every write
 #      (the bare cost of what group commit does per batch): MB/s and fdatasync p99, once
-#      through the page cache (fio's default, the job the log issue names) and once with
-#      O_DIRECT (how rill writes its batches where the file system allows; rill_fixed.io
-#      says which it used);
+#      through the page cache (fio's default) and once with O_DIRECT (how rill writes its
+#      batches where the file system allows; rill_fixed.io says which it used); and once
+#      more with O_DIRECT and O_DSYNC writes (fio_direct_dsync), whose write latency is the
+#      whole of a durable write, data and flush, in one operation;
 #   2. rill bench log, closed loop, durability group, batches fixed at fio's write size
-#      (--fixed-batches): MB/s against fio's, like for like (the log issue's maximum);
+#      (--fixed-batches): MB/s against fio's. Like for like is the fio job of the same I/O
+#      mode as rill's (the *_same_io ratios: O_DIRECT against O_DIRECT by default);
 #   3. the same with the log's default behaviour: behind a write in flight a batch grows
 #      past --batch-bytes (up to its 1 MiB buffer), so a closed loop writes larger
 #      batches: the log's own maximum event rate;
@@ -75,6 +77,7 @@ fio_job() { # NAME EXTRA-ARGS...
 }
 fio_job buffered
 fio_job direct --direct=1
+fio_job direct-dsync --direct=1 --fdatasync=0 --sync=dsync
 rill_log() { # OUTPUT-NAME EXTRA-ARGS...: one durable rill bench log run, after a settle
 	local name=$1; shift
 	settle
@@ -110,30 +113,41 @@ def fio_summary(name):
         "cpu_steal_pct": round(100 * (s1 - s0) / (t1 - t0), 1) if t1 > t0 else -1,
         "mb_per_s": round(job["write"]["bw_bytes"] / 1e6, 2),
         "write_p99_us": round(write["percentile"]["99.000000"] / 1e3, 1),
-        "fdatasync_p50_us": round(sync["percentile"]["50.000000"] / 1e3, 1),
-        "fdatasync_p99_us": round(sync["percentile"]["99.000000"] / 1e3, 1),
-        "fdatasync_max_us": round(sync["max"] / 1e3, 1),
+        # None for the O_DSYNC job, which issues no fdatasync.
+        "fdatasync_p50_us": round(sync["percentile"]["50.000000"] / 1e3, 1) if "percentile" in sync else None,
+        "fdatasync_p99_us": round(sync["percentile"]["99.000000"] / 1e3, 1) if "percentile" in sync else None,
+        "fdatasync_max_us": round(sync["max"] / 1e3, 1) if "percentile" in sync else None,
     }
 
 fio, fio_direct = fio_summary("buffered"), fio_summary("direct")
+fio_dsync = fio_summary("direct-dsync")
 fio_after = fio_summary("buffered-after")
 rill_fixed = json.load(open(f"{out}/fixed.json"))
 rill_max = json.load(open(f"{out}/max.json"))
 rill_half = json.load(open(f"{out}/half-fixed.json"))
 rill_half_max = json.load(open(f"{out}/half-max.json"))
 # With O_DIRECT the data goes in fio's write and its fdatasync only flushes the disk's
-# cache, so its fdatasync alone is not the cost of a durable batch: the sum of the two p99s
-# (an upper bound of the pair's p99) stands in for it.
+# cache, so its fdatasync alone is not the cost of a durable batch. The O_DSYNC job's write
+# p99 is that cost in one operation; the sum of the direct job's two p99s is kept for
+# comparison (it is no bound of the pair's p99, usually above it).
 direct_pair_p99 = fio_direct["write_p99_us"] + fio_direct["fdatasync_p99_us"]
+direct = rill_fixed.get("io") == "direct"
+fio_same = fio_direct if direct else fio
+# The durable write's p99 of the same I/O mode: O_DSYNC's write, or buffered fdatasync's.
+fio_same_p99 = fio_dsync["write_p99_us"] if direct else fio["fdatasync_p99_us"]
 print(json.dumps({
     "fio": fio,
     "fio_direct": fio_direct,
+    "fio_direct_dsync": fio_dsync,
     "fio_after": fio_after,
     "rill_fixed": rill_fixed,
     "rill_max": rill_max,
     "rill_half_rate": rill_half,
     "rill_half_max_rate": rill_half_max,
     "ratios": {
+        "rill_fixed_vs_fio_same_io_mb_per_s": round(rill_fixed["mb_per_s"] / fio_same["mb_per_s"], 3),
+        "rill_half_rate_p99_vs_fio_same_io_durable_write_p99":
+            round(rill_half["p99_us"] / fio_same_p99, 3),
         "rill_fixed_vs_fio_mb_per_s": round(rill_fixed["mb_per_s"] / fio["mb_per_s"], 3),
         "rill_fixed_vs_fio_direct_mb_per_s":
             round(rill_fixed["mb_per_s"] / fio_direct["mb_per_s"], 3),

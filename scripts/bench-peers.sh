@@ -2,7 +2,9 @@
 # rill against a well-known peer, in one run on one machine: Redis Streams (XADD), driven
 # by redis-benchmark, with AOF off, appendfsync everysec and appendfsync always; then rill
 # (`rill bench produce`) with durability none (acks applied) and group (acks durable), at
-# the same connections, pipeline depth and value size. Last, the round trip of one
+# the same connections, pipeline depth (run as redis-benchmark runs it: a connection's
+# next P requests once all P are answered, --lockstep) and value size; a rill run with
+# errors, refusals or unanswered requests stops the script. Last, the round trip of one
 # unpipelined connection: redis-benchmark PING against rill's produce with acks applied;
 # and durable produce to a one-partition topic (one ordered log, as the one Redis stream).
 # rill runs twice: with --shards S (default 1: one server thread, as Redis has, leaving the
@@ -134,8 +136,16 @@ rill_run() {
 	local name=$1
 	shift
 	echo "bench-peers: rill $name"
-	"$rill" bench produce --connect "$addr" --record-bytes "$record_bytes" --seconds "$seconds" --json "$@" |
-		python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"side":"rill","case":sys.argv[1],"events_per_s":d["events_per_s"],"p50_us":d["p50_us"],"p99_us":d["p99_us"],"max_us":d["max_us"],"errors":d["errors"],"refused":d["refused"],"cpu_steal_pct":round(d["cpu_steal_pct"],1)}))' "$name" >>"$rows"
+	# --lockstep: a pipeline refilled only once all its answers are in, as redis-benchmark
+	# -P runs its own (refilling each slot at once would favour rill).
+	"$rill" bench produce --connect "$addr" --record-bytes "$record_bytes" --seconds "$seconds" \
+		--lockstep --json "$@" |
+		python3 -c 'import json,sys
+d=json.load(sys.stdin)
+bad=d["errors"]+d["refused"]+d.get("unanswered",0)
+if bad:  # a run with failures is no measurement: say so rather than compare it
+    sys.exit("bench-peers: rill %s: %d errors, %d refused, %d unanswered" % (sys.argv[1], d["errors"], d["refused"], d.get("unanswered",0)))
+print(json.dumps({"side":"rill","case":sys.argv[1],"events_per_s":d["events_per_s"],"p50_us":d["p50_us"],"p99_us":d["p99_us"],"max_us":d["max_us"],"errors":d["errors"],"refused":d["refused"],"cpu_steal_pct":round(d["cpu_steal_pct"],1)}))' "$name" >>"$rows"
 }
 # rill_cases SUFFIX: the three cases on the running server.
 rill_cases() {

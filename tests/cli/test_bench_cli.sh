@@ -27,6 +27,10 @@ check "bench produce --rate exits 0" '[ $rc -eq 0 ]'
 check "bench produce --rate 1000 --seconds 1 schedules about 1000 requests (900 to 1100), each acknowledged or unsent" \
 	'json_check "$out" "900 <= j[\"requests\"] <= 1100 and j[\"events\"] + j[\"unsent\"] == j[\"requests\"] and j[\"events\"] > 0 and j[\"errors\"] == 0 and j[\"rate\"] == 1000"'
 
+out=$(timeout 30 "$rill" bench produce --connect "$serve_addr" --seconds 1 --pipeline 4 --lockstep --json); rc=$?
+check "bench produce --lockstep: whole pipelines of 4, each answered before the next" \
+	'[ $rc -eq 0 ] && json_check "$out" "j[\"lockstep\"] and j[\"requests\"] > 0 and j[\"requests\"] % 4 == 0 and j[\"errors\"] == 0"'
+
 # A topic that exists with other settings: refused, naming them; with its own, run and stated.
 "$rill" topic create --connect "$serve_addr" --name other --partitions 2 --durability group >/dev/null
 err=$(timeout 30 "$rill" bench produce --connect "$serve_addr" --topic other --seconds 1 --json 2>&1); rc=$?

@@ -150,12 +150,19 @@ void rill_partition_projection_remove(struct rill_partition *part, struct rill_p
 
 /*
  * rill_partition_snapshot_release - the engine is open (the built-in projections bound):
- * free the snapshot loaded at open, or, if it holds projections not bound (custom ones the
- * application has yet to define again), keep it until they are. Meanwhile its file is
- * not deleted, so the log from it stays, and a snapshot taken at its offset carries their
- * states over: defining the others first cannot lose them.
+ * free the snapshot loaded at open, or, with config.snapshots, if it holds projections not
+ * bound (custom ones the application has yet to define again), keep it until they are,
+ * or until rill_partition_snapshot_forget_loaded. Meanwhile its file is not deleted, so
+ * the log from it stays, and a snapshot taken at its offset carries their states over:
+ * defining the others first cannot lose them.
  */
 void rill_partition_snapshot_release(struct rill_partition *part);
+
+/* rill_partition_snapshot_forget_loaded - free the snapshot release kept, if it did: the
+ * projections it holds not bound by now start from the log (the first periodic snapshot
+ * after open calls it, so that one never defined again holds retention one interval at
+ * most). */
+void rill_partition_snapshot_forget_loaded(struct rill_partition *part);
 
 /*
  * rill_partition_as_of - fold into fresh @proj every event of the partition at offsets

@@ -547,7 +547,9 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 	uint64_t start = rill_log_start_offset(part->log);
 	uint64_t from = start;
 	bool restored = false;
-	if (part->snap.buf != NULL) {
+	/* The loaded snapshot, if the log still continues from it (with snapshots off no floor
+	 * holds retention back, which may have passed it since). */
+	if (part->snap.buf != NULL && part->snap.offset >= start) {
 		struct snap_header h;
 		memcpy(&h, part->snap.buf, sizeof(h));
 		uint64_t state_bytes;
@@ -582,9 +584,17 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 
 void rill_partition_snapshot_release(struct rill_partition *part)
 {
-	if (snap_holds_unbound(part))
-		part->snap.kept = true; /* custom projections the application has yet to define */
+	/* Kept for custom projections the application has yet to define; only with periodic
+	 * snapshots, which it holds retention for (and the first of which releases it). */
+	if (part->snapshots && snap_holds_unbound(part))
+		part->snap.kept = true;
 	else
+		partition_snap_free(&part->snap);
+}
+
+void rill_partition_snapshot_forget_loaded(struct rill_partition *part)
+{
+	if (part->snap.kept)
 		partition_snap_free(&part->snap);
 }
 

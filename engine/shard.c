@@ -662,6 +662,8 @@ int shard_snapshots(struct shard *s, bool all)
 			       now - sp->snap_ns >= c->snapshot_interval_ns;
 		if (!all && !by_count && !by_time)
 			continue;
+		if (!all) /* the application had an interval to define its projections again */
+			rill_partition_snapshot_forget_loaded(sp->part);
 		int rc = rill_partition_snapshot(sp->part, c->snapshots_kept);
 		sp->snap_ns = now;
 		if (rc < 0) {

@@ -321,8 +321,9 @@ int rill_projection_define(struct rill_engine *engine, const struct rill_project
  * publishing, and it starts from its state in the newest snapshot holding it (else from
  * what the log keeps). Until every custom projection of the snapshot loaded at open is
  * defined again, that snapshot stays (in memory, its file and the log after it on disk),
- * so defining them one by one loses none; one left undefined for a whole run loses its
- * state (the next run's snapshots lack it). @ops and @arg must stay valid until rill_engine_close. ops->snapshot
+ * so defining them one by one loses none, up to the first periodic snapshot after open
+ * (with snapshots off, not at all): one defined later, or never, starts from what the log
+ * keeps, and its saved state is lost. @ops and @arg must stay valid until rill_engine_close. ops->snapshot
  * called with a NULL buffer must give the exact length the real call writes.
  * Defining it again with the same ops, arg and topic is a no-op. Returns 0, -EINVAL,
  * -ENOENT (no such topic), -EEXIST (the name is taken), -ENOSPC, -ENOMEM, or a log error,

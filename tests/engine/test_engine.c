@@ -2922,6 +2922,100 @@ static void test_custom_projections_defined_again(void **state)
 	}
 }
 
+/*
+ * A custom projection the application never defines again holds retention back one
+ * snapshot interval at most: the snapshot loaded at open, kept for it, goes at the first
+ * periodic snapshot (it used to stay the whole run, its file and the log after it).
+ */
+static void test_custom_projection_never_defined_again(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	c.snapshot_interval_events = 1000000000; /* the test's only, at first */
+	c.snapshots_kept = 1;
+	fx_open_with(f, &c);
+	struct rill_topic_config tc = {.name = "snap",
+				       .partitions = 1,
+				       .segment_bytes_max = 64u << 10,
+				       .retention_bytes = 128u << 10,
+				       .batch_bytes_max = 4096};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	static const char *const names[] = {"tally", "gone"};
+	for (unsigned i = 0; i < ARRAY_COUNT(names); i++)
+		assert_int_equal(rill_projection_define_custom(f->engine, names[i], "snap",
+							       &tally_ops, f, &err),
+				 0);
+	enum { KEYS = 5 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 4000, KEYS, 0, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0); /* at 4000, with "gone" */
+	fx_close(f);
+	c.snapshot_interval_events = 1000; /* periodic now */
+	fx_open_with(f, &c);
+	t = rill_topic_find(f->engine, "snap");
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "tally", "snap", &tally_ops, f, &err), 0);
+	/* Several segments and periodic snapshots. Retention runs when a segment rolls, and a
+	 * periodic snapshot comes when its shard turns to it: published in rounds until the
+	 * log no longer holds offset 4000 (bounded; it used to hold it for good). */
+	struct rill_partition_info info = {0};
+	for (uint32_t first = 4000; first < 24000 && info.first_offset <= 4000; first += 1000) {
+		snap_publish(f, t, 1000, KEYS, first, folds);
+		assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL),
+				 0);
+	}
+	tally_check(f, folds, KEYS);
+	if (info.first_offset <= 4000)
+		fail_msg("retention kept from offset %llu: still held at the snapshot loaded at "
+			 "open (4000)",
+			 (unsigned long long)info.first_offset);
+	fx_close(f);
+}
+
+/*
+ * Snapshots off: a custom projection defined after retention passed the snapshot loaded at
+ * open starts from what the log keeps (its define used to restore from that snapshot and
+ * fail with -ERANGE, every time).
+ */
+static void test_custom_projection_late_snapshots_off(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	c.snapshot_interval_events = 1000000000;
+	fx_open_with(f, &c);
+	struct rill_topic_config tc = {.name = "snap",
+				       .partitions = 1,
+				       .segment_bytes_max = 64u << 10,
+				       .retention_bytes = 128u << 10,
+				       .batch_bytes_max = 4096};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "tally", "snap", &tally_ops, f, &err), 0);
+	enum { KEYS = 5 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 1000, KEYS, 0, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0);
+	fx_close(f);
+	c.snapshot_interval_events = 0; /* snapshots off */
+	fx_open_with(f, &c);
+	t = rill_topic_find(f->engine, "snap");
+	struct fold later[KEYS] = {0};
+	snap_publish(f, t, 6000, KEYS, 1000, later); /* retention passes offset 1000 */
+	struct rill_partition_info info;
+	assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL), 0);
+	assert_true(info.first_offset > 1000);
+	int rc = rill_projection_define_custom(f->engine, "tally", "snap", &tally_ops, f, &err);
+	if (rc != 0)
+		fail_msg("defining tally late: %s: %s", rill_strerror(rc), err.message);
+	fx_close(f);
+}
+
 /* A custom projection that misbehaves: a snapshot that fails is a failed snapshot (the
  * engine goes on), a bad name or a failed init is refused and leaves nothing behind. */
 static int64_t tally_snapshot_fails(void *state, void *buf, size_t buf_bytes)
@@ -3711,6 +3805,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_as_of, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projection, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projections_defined_again, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_custom_projection_never_defined_again,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_custom_projection_late_snapshots_off, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projection_faults, fx_setup,
 						fx_teardown),

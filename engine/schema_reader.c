@@ -23,7 +23,9 @@
  * A straight map skips the versions between: under the non-transitive modes each version
  * was checked only against the one before, so v1 -> v3 may lack what v2 gave (v2 added a
  * field with a default, v3 kept it without one). Such a map is "partial" (plan_partial),
- * and the route crosses those versions one step at a time, each step's defaults filling in.
+ * and the route crosses those versions one step at a time, each step's defaults filling in,
+ * when no single step is partial itself (else the straight map stays: under FORWARD or
+ * NONE the steps can fail events the straight map reads).
  *
  * Invariants:
  *   U1. A route is built at most once per upcaster generation; routes[i] is for version
@@ -278,17 +280,31 @@ static int route_add(struct route *r, struct rill_schema_reader *rd, uint16_t fr
 }
 
 /* Maps with no upcaster from @from_v up to @to_v: one straight map, or single steps when
- * it is partial and there are versions between. */
+ * it is partial, there are versions between, and no single step is partial (then they
+ * read every event; partial steps could fail more events than the straight map). */
 static int route_add_maps(struct route *r, struct rill_schema_reader *rd, uint16_t from_v,
 			  uint16_t to_v)
 {
 	int rc = route_add(r, rd, from_v, to_v, NULL);
 	if (rc != 0 || to_v - from_v < 2 || !plan_partial(&r->steps[r->step_count - 1]))
 		return rc;
-	plan_free(&r->steps[--r->step_count]);
-	for (uint16_t k = from_v; k < to_v && rc == 0; k++)
+	uint32_t straight = r->step_count - 1;
+	bool total = true;
+	for (uint16_t k = from_v; k < to_v && rc == 0 && total; k++) {
 		rc = route_add(r, rd, k, (uint16_t)(k + 1), NULL);
-	return rc;
+		total = rc == 0 && !plan_partial(&r->steps[r->step_count - 1]);
+	}
+	if (rc != 0)
+		return rc;
+	/* Keep one: the single steps, all total, or else the straight map. */
+	uint32_t drop_from = total ? straight : straight + 1,
+		 drop_to = total ? straight + 1 : r->step_count;
+	for (uint32_t i = drop_from; i < drop_to; i++)
+		plan_free(&r->steps[i]);
+	memmove(&r->steps[drop_from], &r->steps[drop_to],
+		(r->step_count - drop_to) * sizeof(r->steps[0]));
+	r->step_count -= drop_to - drop_from;
+	return 0;
 }
 
 static int route_build(struct rill_schema_reader *rd, struct route *r, uint16_t from)

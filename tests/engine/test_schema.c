@@ -1988,6 +1988,53 @@ static void test_upcast_skipped_defaults(void **state)
 	assert_int_equal(rill_schema_registry_close(reg), 0);
 }
 
+#define DROP_V1                                                                                    \
+	"{'type':'Drop','version':1,'fields':[" ID ",{'name':'k','type':'enum','symbols':"         \
+	"['A','B','C'],'default':'A'}]}"
+#define DROP_V2 "{'type':'Drop','version':2,'fields':[" ID "]}"
+#define DROP_V3                                                                                    \
+	"{'type':'Drop','version':3,'fields':[" ID                                                 \
+	",{'name':'k','type':'enum','symbols':['A','B']}]}"
+
+/*
+ * Single steps only where each gives every field a value: v2 dropped k and v3 brought it
+ * back without a default, so v2 -> v3 can set k for no event. The straight map v1 -> v3
+ * stays: it reads A and B, and fails C only (single steps would fail every event).
+ */
+static void test_upcast_partial_steps(void **state)
+{
+	(void)state;
+	struct rill_schema_registry *reg = mem_registry();
+	const struct rill_schema *v1 = reg_ok(reg, DROP_V1, RILL_COMPAT_NONE);
+	reg_ok(reg, DROP_V2, -1);
+	const struct rill_schema *v3 = reg_ok(reg, DROP_V3, -1);
+	struct rill_schema_reader *r = NULL;
+	assert_int_equal(rill_schema_reader_create(&r, reg, "Drop", 3), 0);
+	for (uint16_t sym = 0; sym < 3; sym++) {
+		uint8_t e[64];
+		struct rill_payload_builder b;
+		assert_int_equal(rill_payload_builder_init(&b, v1, e, sizeof(e)), 0);
+		assert_int_equal(rill_payload_set_u64(&b, 0, 7), 0);
+		assert_int_equal(rill_payload_set_enum(&b, 1, sym), 0);
+		uint32_t n;
+		assert_int_equal(rill_payload_builder_finish(&b, &n, NULL), 0);
+		const void *out;
+		uint32_t out_bytes;
+		struct rill_schema_error err;
+		err_reset(&err);
+		int rc = rill_schema_reader_read(r, 1, e, n, false, &out, &out_bytes, &err);
+		if (sym == 2) {
+			assert_int_equal(rc, RILL_E_SCHEMA_UPCAST);
+			continue;
+		}
+		if (rc != 0)
+			fail_msg("symbol %u read as v3: %d: %s", sym, rc, err.message);
+		assert_int_equal(rill_field_enum(out, ref_of(v3, "k")), sym);
+	}
+	rill_schema_reader_destroy(r);
+	assert_int_equal(rill_schema_registry_close(reg), 0);
+}
+
 #define TICK_V1                                                                                    \
 	"{'type':'Tick','version':1,'fields':[" ID ",{'name':'side','type':'enum','symbols':"      \
 	"['BUY','SELL']},{'name':'venue','type':'string','max_length':16}]}"
@@ -3470,6 +3517,7 @@ int main(void)
 		cmocka_unit_test(test_upcast_by_name),
 		cmocka_unit_test(test_upcast_enum_symbols),
 		cmocka_unit_test(test_upcast_skipped_defaults),
+		cmocka_unit_test(test_upcast_partial_steps),
 		cmocka_unit_test(test_upcast_sets_unmappable),
 		cmocka_unit_test(test_upcast_direct_mapping),
 		cmocka_unit_test(test_json_round_trip),

@@ -341,12 +341,12 @@ static const struct rill_schema *event_schema(struct consumer *c, const struct r
 		return s;
 	struct cli_schemas *fresh;
 	struct rill_client *admin = admin_ready(c);
-	if (admin == NULL || cli_schemas_fetch("consume", c->address, admin, &fresh) != 0)
-		return NULL;
-	cli_schemas_free(c->schemas);
-	c->schemas = fresh;
-	s = cli_schemas_by_id(c->schemas, r->type_id, r->schema_version);
-	if (s == NULL) {
+	if (admin != NULL && cli_schemas_fetch("consume", c->address, admin, &fresh) == 0) {
+		cli_schemas_free(c->schemas);
+		c->schemas = fresh;
+		s = cli_schemas_by_id(c->schemas, r->type_id, r->schema_version);
+	}
+	if (s == NULL) { /* still missing, or the fetch failed: a second before the next */
 		c->schema_missed_ns = now;
 		c->schema_missed_type = r->type_id;
 		c->schema_missed_version = r->schema_version;

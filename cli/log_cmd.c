@@ -150,7 +150,9 @@ static void verify_walk(const char *dir, int depth, struct verify_totals *t)
 	}
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] == '.')
+		/* lost+found: the file system's own (a DATA at a mount's root has one, readable
+		 * by root only), never a partition. */
+		if (e->d_name[0] == '.' || strcmp(e->d_name, "lost+found") == 0)
 			continue;
 		char path[4096];
 		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))

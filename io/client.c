@@ -89,7 +89,8 @@ struct client_stashed {
 	uint8_t body[]; /* the frame's body, copied */
 };
 
-#define CLIENT_CORK_BYTES (256u << 10) /* gathered PRODUCE frames sent at once */
+#define CLIENT_EVENTLESS_FRAMES 64u /* frames with no event before rill_client_next's clock */
+#define CLIENT_CORK_BYTES       (256u << 10) /* gathered PRODUCE frames sent at once */
 
 struct rill_client {
 	int fd;
@@ -1343,15 +1344,17 @@ int rill_client_next(struct rill_client *client, struct rill_client_event *event
 	if (event == NULL)
 		return client_fail(err, -EINVAL, "no place for the event");
 	uint64_t deadline_ns = deadline_after(timeout_ns);
-	for (bool read = false;; read = true) {
+	for (uint32_t eventless = 0;; eventless++) {
 		rc = events_take(client, event, err);
 		if (rc != 0)
 			return rc;
 		if (client->sub_count == 0 && client->stash_head == NULL)
 			return client_fail(err, -ENOENT, "no subscription is open");
-		/* Frames that brought no event (empty EVENTS, credit answers) do not hold the
-		 * caller past its timeout: only a read that would block looks at the clock. */
-		if (read && rill_clock_now_ns() >= deadline_ns)
+		/* The clock is read when a read would block, and also after a run of frames
+		 * that brought no event (a server sending empty EVENTS frames without end must
+		 * not hold the caller past its timeout); a few such frames between events, as
+		 * a healthy server may send, do not cut a call short. */
+		if (eventless >= CLIENT_EVENTLESS_FRAMES && rill_clock_now_ns() >= deadline_ns)
 			return 0;
 		rc = events_next_frame(client, deadline_ns, err);
 		if (rc == -ETIMEDOUT)

@@ -43,10 +43,15 @@ check "with the topic's own settings it runs, and the report states them" \
 
 # The server stalls (SIGSTOP) near the end, past the 5 s the bench waits for answers: what
 # never came is counted and recorded as late as the bench's end, not dropped.
-timeout 40 "$rill" bench produce --connect "$serve_addr" --seconds 2 --rate 200 --pipeline 4 \
+# The server's events so far (its own counter, rill stat).
+served() { "$rill" stat --connect "$serve_addr" | python3 -c 'import json,sys; print(json.load(sys.stdin)["server"]["events"])'; }
+before=$(served)
+timeout 40 "$rill" bench produce --connect "$serve_addr" --seconds 4 --rate 200 --pipeline 4 \
 	--json >"$tmp/stall.json" &
 bench=$!
-sleep 1.7
+# Stopped once the run is under way (not during its set-up, however slow the machine).
+for _ in $(seq 200); do [ "$(served)" -gt "$((before + 20))" ] && break; sleep 0.05; done
+sleep 0.5
 kill -STOP "$serve_pid"
 wait "$bench"; rc=$?
 kill -CONT "$serve_pid"

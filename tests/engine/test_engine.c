@@ -2297,6 +2297,23 @@ static void snap_publish(struct fx *f, struct rill_topic *t, uint32_t n, uint32_
 	producer_close(p);
 }
 
+/* Topic "snap": one partition whose log rolls every 64 KiB and keeps 128 KiB, so that
+ * retention runs within a few thousand events. */
+static struct rill_topic *snap_small_topic(struct fx *f)
+{
+	struct rill_topic_config tc = {.name = "snap",
+				       .partitions = 1,
+				       .segment_bytes_max = 64u << 10,
+				       .retention_bytes = 128u << 10,
+				       .batch_bytes_max = 4096};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	int rc = rill_topic_create(f->engine, &tc, &t, &err);
+	if (rc != 0)
+		fail_msg("topic snap: %s: %s", rill_strerror(rc), err.message);
+	return t;
+}
+
 static void snap_define(struct fx *f)
 {
 	for (unsigned k = 0; k < ARRAY_COUNT(proj_names); k++)
@@ -2475,14 +2492,7 @@ static void test_snapshot_retention(void **state)
 	c.snapshot_interval_events = 1000000000;
 	c.snapshots_kept = 2; /* the one taken as the projections were defined (offset 0) goes */
 	fx_open_with(f, &c);
-	struct rill_topic_config tc = {.name = "snap",
-				       .partitions = 1,
-				       .segment_bytes_max = 64u << 10,
-				       .retention_bytes = 128u << 10,
-				       .batch_bytes_max = 4096};
-	struct rill_error_text err = {{0}};
-	struct rill_topic *t = NULL;
-	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	struct rill_topic *t = snap_small_topic(f);
 	snap_define(f);
 	/* An idempotent producer writes sequence 0 first. */
 	struct acks a = {0};
@@ -2548,14 +2558,7 @@ static void test_snapshots_off_retention(void **state)
 	snap_config(f, &c);
 	c.snapshot_interval_events = 1000000000; /* on: taken by the test */
 	fx_open_with(f, &c);
-	struct rill_topic_config tc = {.name = "snap",
-				       .partitions = 1,
-				       .segment_bytes_max = 64u << 10,
-				       .retention_bytes = 128u << 10,
-				       .batch_bytes_max = 4096};
-	struct rill_error_text err = {{0}};
-	struct rill_topic *t = NULL;
-	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	struct rill_topic *t = snap_small_topic(f);
 	enum { KEYS = 3 };
 	struct fold folds[KEYS] = {0};
 	snap_publish(f, t, 100, KEYS, 0, folds);
@@ -2590,14 +2593,7 @@ static void test_snapshot_damaged_newest(void **state)
 	snap_config(f, &c);
 	c.snapshot_interval_events = 1000000000; /* taken by the test (yet on: retention waits) */
 	fx_open_with(f, &c);
-	struct rill_topic_config tc = {.name = "snap",
-				       .partitions = 1,
-				       .segment_bytes_max = 64u << 10,
-				       .retention_bytes = 128u << 10,
-				       .batch_bytes_max = 4096};
-	struct rill_error_text err = {{0}};
-	struct rill_topic *t = NULL;
-	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	struct rill_topic *t = snap_small_topic(f);
 	snap_define(f);
 	enum { KEYS = 3 };
 	struct fold folds[KEYS] = {0};
@@ -2881,14 +2877,8 @@ static void test_custom_projections_defined_again(void **state)
 	c.snapshot_interval_events = 1000000000; /* the test's and the definitions' only */
 	c.snapshots_kept = 1;
 	fx_open_with(f, &c);
-	struct rill_topic_config tc = {.name = "snap",
-				       .partitions = 1,
-				       .segment_bytes_max = 64u << 10,
-				       .retention_bytes = 128u << 10,
-				       .batch_bytes_max = 4096};
 	struct rill_error_text err = {{0}};
-	struct rill_topic *t = NULL;
-	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	struct rill_topic *t = snap_small_topic(f);
 	static const char *const names[] = {"tally", "tallyb"};
 	for (unsigned i = 0; i < ARRAY_COUNT(names); i++)
 		assert_int_equal(rill_projection_define_custom(f->engine, names[i], "snap",
@@ -2935,14 +2925,8 @@ static void test_custom_projection_never_defined_again(void **state)
 	c.snapshot_interval_events = 1000000000; /* the test's only, at first */
 	c.snapshots_kept = 1;
 	fx_open_with(f, &c);
-	struct rill_topic_config tc = {.name = "snap",
-				       .partitions = 1,
-				       .segment_bytes_max = 64u << 10,
-				       .retention_bytes = 128u << 10,
-				       .batch_bytes_max = 4096};
 	struct rill_error_text err = {{0}};
-	struct rill_topic *t = NULL;
-	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	struct rill_topic *t = snap_small_topic(f);
 	static const char *const names[] = {"tally", "gone"};
 	for (unsigned i = 0; i < ARRAY_COUNT(names); i++)
 		assert_int_equal(rill_projection_define_custom(f->engine, names[i], "snap",
@@ -2987,14 +2971,8 @@ static void test_custom_projection_late_snapshots_off(void **state)
 	snap_config(f, &c);
 	c.snapshot_interval_events = 1000000000;
 	fx_open_with(f, &c);
-	struct rill_topic_config tc = {.name = "snap",
-				       .partitions = 1,
-				       .segment_bytes_max = 64u << 10,
-				       .retention_bytes = 128u << 10,
-				       .batch_bytes_max = 4096};
 	struct rill_error_text err = {{0}};
-	struct rill_topic *t = NULL;
-	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	struct rill_topic *t = snap_small_topic(f);
 	assert_int_equal(
 		rill_projection_define_custom(f->engine, "tally", "snap", &tally_ops, f, &err), 0);
 	enum { KEYS = 5 };

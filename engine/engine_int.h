@@ -317,8 +317,9 @@ struct rill_producer {
 	uint64_t acks_owed; /* acknowledgements asked for, not yet seen */
 	struct rill_ring *events[RILL_ENGINE_SHARDS_MAX];
 	struct rill_ring *acks[RILL_ENGINE_SHARDS_MAX];
-	int wake_fd;        /* eventfd, or -1 */
-	uint64_t wake_owed; /* config.wake_batched: bit i, shard i has events not woken for */
+	int wake_fd;            /* eventfd, or -1 */
+	uint32_t notified_subs; /* subscriptions that wake through wake_fd (engine lock) */
+	uint64_t wake_owed;     /* config.wake_batched: bit i, shard i has events not woken for */
 	/* Written by the handle's thread, read by shards (P0/P1 in producer.c). */
 	_Alignas(RILL_CACHE_GUARD_BYTES) uint64_t sleeping;
 };

@@ -289,6 +289,11 @@ int rill_producer_close(struct rill_producer *p)
 	if (p == NULL)
 		return 0;
 	struct rill_engine *e = p->engine;
+	pthread_mutex_lock(&e->lock);
+	uint32_t notified = p->notified_subs;
+	pthread_mutex_unlock(&e->lock);
+	if (notified != 0)
+		return -EBUSY; /* their shards would signal a closed (maybe reused) fd */
 	int rc = rill_producer_flush(p, UINT64_MAX);
 	for (uint32_t i = 0; i < e->shard_count; i++) {
 		struct shard_req req = {.kind = SHARD_REQ_PRODUCER_DETACH,

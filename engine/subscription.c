@@ -34,9 +34,10 @@ struct rill_subscription {
 	struct rill_engine *engine;
 	struct shard *shard;
 	uint32_t slot;
-	struct rill_ring *ring; /* consumer: the subscriber */
-	bool peeked;            /* a record is peeked, to be released by the next call */
-	int error;              /* the error that ended it */
+	struct rill_ring *ring;       /* consumer: the subscriber */
+	bool peeked;                  /* a record is peeked, to be released by the next call */
+	int error;                    /* the error that ended it */
+	struct rill_producer *notify; /* wakes through its wake_fd, or NULL */
 };
 
 static bool sub_end(struct shard_sub *sub, int error);
@@ -209,6 +210,8 @@ int rill_subscribe_notify(struct rill_engine *e, struct rill_topic *topic, uint3
 	if (slot < RILL_ENGINE_SUBSCRIPTIONS_MAX) {
 		used[slot] = 1;
 		e->subscription_count++;
+		if (notify != NULL)
+			notify->notified_subs++; /* its close waits for this one's */
 	}
 	pthread_mutex_unlock(&e->lock);
 	if (slot == RILL_ENGINE_SUBSCRIPTIONS_MAX) {
@@ -217,6 +220,7 @@ int rill_subscribe_notify(struct rill_engine *e, struct rill_topic *topic, uint3
 		return -ENOSPC;
 	}
 	sub->slot = slot;
+	sub->notify = notify;
 	struct shard_req req = {.kind = SHARD_REQ_SUB_ATTACH,
 				.topic = t,
 				.partition = partition,
@@ -230,6 +234,8 @@ int rill_subscribe_notify(struct rill_engine *e, struct rill_topic *topic, uint3
 		pthread_mutex_lock(&e->lock);
 		used[slot] = 0;
 		e->subscription_count--;
+		if (notify != NULL)
+			notify->notified_subs--;
 		pthread_mutex_unlock(&e->lock);
 		rill_ring_destroy(sub->ring);
 		free(sub);
@@ -315,6 +321,8 @@ int rill_subscription_close(struct rill_subscription *sub)
 	pthread_mutex_lock(&e->lock);
 	e->sub_slots[sub->shard->index][sub->slot] = 0;
 	e->subscription_count--;
+	if (sub->notify != NULL)
+		sub->notify->notified_subs--;
 	pthread_mutex_unlock(&e->lock);
 	rill_ring_destroy(sub->ring);
 	free(sub);

@@ -563,7 +563,11 @@ void rill_producer_sleep_end(struct rill_producer *producer);
 /* rill_producer_acks_owed - acknowledgements asked for and not yet delivered. */
 uint64_t rill_producer_acks_owed(const struct rill_producer *producer);
 
-/* rill_producer_close - flush (without a time limit), detach from the shards, free. */
+/*
+ * rill_producer_close - flush (without a time limit), detach from the shards, free.
+ * -EBUSY, with nothing done, while subscriptions opened with it as their @notify
+ * (rill_subscribe_notify) are open: close them first.
+ */
 int rill_producer_close(struct rill_producer *producer);
 
 /*
@@ -597,7 +601,8 @@ int rill_subscription_next(struct rill_subscription *sub, struct rill_record *ev
  * with the same handshake as its acknowledgements (rill_producer_sleep_begin). A thread
  * that sleeps on its producer's eventfd then hears of its subscriptions too; it must look
  * at them (rill_subscription_ready) after rill_producer_sleep_begin returned true and
- * before it sleeps. @notify was opened with wake_fd and outlives the subscription.
+ * before it sleeps. @notify was opened with wake_fd and outlives the subscription (its
+ * rill_producer_close returns -EBUSY until then).
  */
 int rill_subscribe_notify(struct rill_engine *engine, struct rill_topic *topic, uint32_t partition,
 			  uint64_t from_offset, struct rill_producer *notify,

@@ -3478,6 +3478,40 @@ static void test_subscription_ready(void **state)
 	fx_close(f);
 }
 
+/*
+ * The producer a subscription wakes through (rill_subscribe_notify) cannot close under it:
+ * its shard would go on signalling the producer's closed eventfd, a number the host may
+ * have reused for a file of its own.
+ */
+static void test_notify_producer_outlives_subscription(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "notified", 1, RILL_DURABILITY_NONE);
+	struct rill_producer_config pc = {.wake_fd = true};
+	struct rill_producer *n = NULL;
+	assert_int_equal(rill_producer_open(f->engine, &pc, &n), 0);
+	struct rill_subscription *sub;
+	assert_int_equal(rill_subscribe_notify(f->engine, t, 0, 0, n, &sub), 0);
+	assert_int_equal(rill_producer_close(n), -EBUSY);
+	/* Still whole: it publishes, and its subscription wakes it. */
+	struct order_event o;
+	assert_int_equal(order_event_make(&o, f->order, "k", 1), 0);
+	assert_int_equal(publish_retry(n, t, &o.ev, RILL_ACKS_APPLIED, 0), 0);
+	flush_ok(n);
+	struct rill_record rec;
+	uint64_t off = UINT64_MAX;
+	assert_int_equal(rill_subscription_next(sub, &rec, &off, 5000000000u), 1);
+	assert_int_equal(off, 0);
+	assert_int_equal(rill_subscription_close(sub), 0);
+	producer_close(n);
+	/* A failed subscribe holds nothing. */
+	assert_int_equal(rill_producer_open(f->engine, &pc, &n), 0);
+	assert_int_equal(rill_subscribe_notify(f->engine, t, 1, 0, n, &sub), -EINVAL);
+	producer_close(n);
+	fx_close(f);
+}
+
 /* A wake_batched producer with an eventfd, its acknowledgements into @a (the wake tests). */
 static struct rill_producer *wake_producer_open(struct fx *f, struct acks *a)
 {
@@ -3802,6 +3836,8 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_busy_poll, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_shard_stats, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_notify_producer_outlives_subscription,
+						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_subscription_ready, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_batched, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_batched_durable_and_full, fx_setup,

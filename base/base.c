@@ -47,7 +47,8 @@ static const char *const rill_error_texts[] = {
 	[17] = "JSON does not fit the schema",
 	[18] = "not a sound snapshot of this projection",
 	[19] = "event type or version not registered",
-	[20] = "producer sequence out of order (a gap, or older than the recent ones kept)",
+	[20] = "producer sequence cannot be checked (below the producer's first here, or its "
+	       "history was deleted)",
 	[21] = "stale: the offset asked for was not applied in time",
 	[22] = "refused by the command handler",
 	[23] = "frame truncated: shorter than its own lengths say",
@@ -59,6 +60,7 @@ static const char *const rill_error_texts[] = {
 	[29] = "frame event count disagrees with its body",
 	[30] = "frame has bytes after its contents",
 	[31] = "no protocol version in common",
+	[32] = "producer sequence gap: an earlier sequence of this producer is not written yet",
 };
 _Static_assert(RILL_ARRAY_COUNT(rill_error_texts) == -(RILL_E_LAST + RILL_E_BASE),
 	       "every rill error code needs a text");

@@ -92,6 +92,7 @@ struct engine_durable_wait {
 	uint64_t ingress_ns;
 	uint32_t producer_slot;
 	uint32_t event_count;
+	bool duplicate; /* a retry, acknowledged as the duplicate it is */
 };
 
 struct engine_topic;

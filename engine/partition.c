@@ -239,27 +239,43 @@ static int admit(struct rill_partition *part, const struct rill_record *rec,
 				"new producer starts at 0",
 				(unsigned long long)rec->producer_id, (unsigned long long)start,
 				(unsigned long long)rec->sequence);
+		/* Not "wherever it starts": sequence 0 overtaken by 1 (a datagram) would
+		 * then be refused for good, below the start 1 set. */
+		if (rill_unlikely(rec->sequence != 0))
+			return schema_fail(err, RILL_E_WRITE_SEQUENCE_GAP,
+					   "producer %llu: new here, so its first sequence is 0, "
+					   "not %llu; send the ones before it first",
+					   (unsigned long long)rec->producer_id,
+					   (unsigned long long)rec->sequence);
 		return 0;
 	}
 	uint64_t seq = rec->sequence;
 	if (seq > e->last_seq) {
 		if (rill_unlikely(seq != e->last_seq + 1))
-			return schema_fail(err, RILL_E_WRITE_SEQUENCE,
-					   "producer %llu: sequence %llu after %llu leaves a gap",
+			return schema_fail(err, RILL_E_WRITE_SEQUENCE_GAP,
+					   "producer %llu: sequence %llu after %llu leaves a gap; "
+					   "send %llu first",
 					   (unsigned long long)rec->producer_id,
-					   (unsigned long long)seq,
-					   (unsigned long long)e->last_seq);
+					   (unsigned long long)seq, (unsigned long long)e->last_seq,
+					   (unsigned long long)e->last_seq + 1);
 		return 0;
 	}
-	if (rill_unlikely(seq < e->first_seq || e->last_seq - seq >= RILL_PARTITION_DEDUP_WINDOW))
+	if (rill_unlikely(seq < e->first_seq))
 		return schema_fail(err, RILL_E_WRITE_SEQUENCE,
-				   "producer %llu: sequence %llu is below its first (%llu) or "
-				   "older than the last %u kept (last %llu)",
+				   "producer %llu: sequence %llu is below its first here (%llu)",
 				   (unsigned long long)rec->producer_id, (unsigned long long)seq,
-				   (unsigned long long)e->first_seq, RILL_PARTITION_DEDUP_WINDOW,
-				   (unsigned long long)e->last_seq);
+				   (unsigned long long)e->first_seq);
 	result->duplicate = true;
-	result->offset = e->offsets[seq % RILL_PARTITION_DEDUP_WINDOW];
+	if (e->last_seq - seq < RILL_PARTITION_DEDUP_WINDOW) {
+		result->offset = e->offsets[seq % RILL_PARTITION_DEDUP_WINDOW];
+		result->sync_offset = result->offset;
+		return 0;
+	}
+	/* Written, since a producer's sequences go in without gaps from its first; where, the
+	 * window no longer says. It is durable once the oldest one kept is. */
+	result->offset = UINT64_MAX;
+	result->sync_offset = e->offsets[(e->last_seq - RILL_PARTITION_DEDUP_WINDOW + 1) %
+					 RILL_PARTITION_DEDUP_WINDOW];
 	return 0;
 }
 
@@ -292,6 +308,7 @@ int rill_partition_write(struct rill_partition *part, const struct rill_record *
 	project(part, rec, offset);
 	part->stats.written++;
 	result->offset = offset;
+	result->sync_offset = offset;
 	return 0;
 }
 
@@ -394,6 +411,7 @@ int rill_partition_write_group(struct rill_partition *part, const struct rill_re
 		project(part, &events[i], first + i);
 	part->stats.written += count;
 	result->offset = first;
+	result->sync_offset = first + count - 1;
 	return 0;
 }
 

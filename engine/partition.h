@@ -5,15 +5,21 @@
  *
  *   1. checked: its type and version are registered and its payload is valid for them;
  *   2. deduplicated: an idempotent producer (producer id != 0) numbers its events
- *      0, 1, 2, ... per partition (sequences never wrap); a retry of one of its last
- *      RILL_PARTITION_DEDUP_WINDOW sequences is acknowledged again with its original offset
- *      and not appended (its content is not compared), a gap or an older retry is refused.
- *      The first sequence a partition sees from a producer sets its start, except when
- *      the dedup table does not cover the whole history (retention deleted part of the
- *      log, and no snapshot kept its producers): then a producer unknown here must start
- *      at 0, since a retry of an event in the deleted part could not be recognised, and a
- *      retry of sequence 0 itself by a producer whose whole history was deleted goes in
- *      again. With config.snapshots (the engine's default) the table always covers it.
+ *      0, 1, 2, ... per partition (sequences never wrap), and a refused event does not
+ *      use its number up. A retry of a sequence already written is acknowledged again
+ *      and not appended (its content is not compared): with its original offset for the
+ *      last RILL_PARTITION_DEDUP_WINDOW, with UINT64_MAX ("no longer known") for older
+ *      ones. A sequence past the next one is a gap, refused (RILL_E_WRITE_SEQUENCE_GAP)
+ *      until the ones before it are written: a datagram overtaken by the next one, or the
+ *      events a pipelining producer sent after one that was refused, come again. A
+ *      producer new here starts at 0 for the same reason. Tables written before these
+ *      rules may hold producers that started elsewhere: below that start is refused
+ *      (RILL_E_WRITE_SEQUENCE). When the dedup table does not cover the whole history
+ *      (retention deleted part of the log, and no snapshot kept its producers), a retry
+ *      of sequence 0 by a producer whose whole history was deleted goes in again, and any
+ *      other sequence of a producer unknown here is refused (RILL_E_WRITE_SEQUENCE): a
+ *      retry of an event in the deleted part could not be recognised. With
+ *      config.snapshots (the engine's default) the table always covers it.
  *   3. appended to the log, getting its offset ("applied" may be acknowledged from here);
  *   4. folded into every projection bound to the partition, from the same bytes;
  *   5. durable once the log's group commit covering it completes.
@@ -63,8 +69,12 @@ void rill_partition_config_default(struct rill_partition_config *config);
 
 /* What a write did. */
 struct rill_partition_write {
-	uint64_t offset; /* the event's offset (the original one for a duplicate) */
-	bool duplicate;  /* already written: acknowledged again, not appended */
+	uint64_t offset; /* the event's offset (the original one for a duplicate, UINT64_MAX
+			  * when that is older than the dedup window keeps) */
+	/* The event is durable once this offset is: its own (a command's last event), or for
+	 * a duplicate whose offset is no longer known, a later one kept in the window. */
+	uint64_t sync_offset;
+	bool duplicate; /* already written: acknowledged again, not appended */
 };
 
 /*
@@ -105,8 +115,10 @@ int rill_partition_projection_add(struct rill_partition *part, struct rill_proje
  * Returns 0 with @result set, or refuses with @err naming the reason:
  *   RILL_E_WRITE_UNKNOWN_TYPE   type or version not registered
  *   RILL_E_PAYLOAD_INVALID      the payload breaks its schema
- *   RILL_E_WRITE_SEQUENCE       a producer's sequence skips ahead (gap), or is older than
- *                               the recent ones kept (its offset is no longer known)
+ *   RILL_E_WRITE_SEQUENCE_GAP   a producer's sequence skips ahead, or a new producer's
+ *                               is not 0: not written, send the missing ones first
+ *   RILL_E_WRITE_SEQUENCE       below a producer's first sequence here, or unknown here
+ *                               while the log's start was deleted (see step 2)
  *   -ENOSPC                     a new producer past producers_max
  *   -EAGAIN                     the log's batch buffers are both busy: poll, then retry
  *   a RILL_E_RECORD_* error, or the log's fail-stop error

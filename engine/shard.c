@@ -150,6 +150,7 @@ static unsigned shard_part_durable(struct shard *s, struct shard_part *sp)
 					   .offset = w->ack_offset,
 					   .ingress_ns = w->ingress_ns,
 					   .event_count = (uint8_t)w->event_count,
+					   .duplicate = w->duplicate,
 					   .done_ns = now,
 					   .partition = sp->partition,
 					   .error = w->offset < durable ? 0 : sp->error,
@@ -170,18 +171,18 @@ static unsigned shard_part_durable(struct shard *s, struct shard_part *sp)
 }
 
 static void shard_durable_wait_push(struct shard *s, struct shard_part *sp, uint32_t slot,
-				    const struct engine_event_msg *m, uint64_t first,
-				    uint32_t count)
+				    const struct engine_event_msg *m,
+				    const struct rill_partition_write *res, uint32_t count)
 {
-	uint64_t offset = first + count - 1; /* a command's events: the last one's durability */
 	RILL_ASSERT(sp->waits_count < RILL_ENGINE_DURABLE_PENDING_MAX);
 	uint32_t tail = (sp->waits_head + sp->waits_count) % RILL_ENGINE_DURABLE_PENDING_MAX;
 	sp->waits[tail] = (struct engine_durable_wait){.cookie = m->cookie,
-						       .offset = offset,
-						       .ack_offset = first,
+						       .offset = res->sync_offset,
+						       .ack_offset = res->offset,
 						       .ingress_ns = m->ingress_ns,
 						       .producer_slot = slot,
-						       .event_count = count};
+						       .event_count = count,
+						       .duplicate = res->duplicate};
 	sp->waits_count++;
 	s->producers[slot].acks_reserved++; /* I2 */
 }
@@ -342,7 +343,7 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 		return SHARD_TAKEN;
 	ack.level = RILL_ACKS_APPLIED;
 	if (m->acks == RILL_ACKS_DURABLE &&
-	    (!wants_durable || res.offset < rill_partition_durable_offset(sp->part))) {
+	    (!wants_durable || res.sync_offset < rill_partition_durable_offset(sp->part))) {
 		/* A topic of durability none promises memory only; or a retry of an event
 		 * durable already. Either way the durable acknowledgement is due now: it rides
 		 * on the applied one, one ring record for both (engine_ack_msg.settles). */
@@ -354,7 +355,7 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 	}
 	shard_ack_send(s, slot, &ack, NULL);
 	if (m->acks == RILL_ACKS_DURABLE)
-		shard_durable_wait_push(s, sp, slot, m, res.offset, count);
+		shard_durable_wait_push(s, sp, slot, m, &res, count);
 	return SHARD_TAKEN;
 }
 

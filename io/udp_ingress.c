@@ -16,7 +16,8 @@
  *    durable_contig   durable_contig + 1 ............ durable_contig + WINDOW
  *         |           [ slot: events still owed, 0 = all durable or not received ]
  *
- * U1. Every sequence <= durable_contig is durable (or refused: it will never be). An
+ * U1. Every sequence <= durable_contig is durable (or refused for good: it will never
+ *     be; a producer-sequence gap is not for good, so it holds the window too). An
  *     event lost to its partition's failed log is neither: its datagram holds the
  *     window, so no ACK ever covers it (the sender keeps it, and keeps retrying).
  * U2. A datagram is published only when its sequence is inside the window and not
@@ -431,8 +432,14 @@ static void udp_ack_cb(void *arg, const struct rill_ack *ack)
 	uint32_t slot = (uint32_t)ack->cookie & (RILL_UDP_WINDOW - 1);
 	RILL_ASSERT(s->present[slot] && s->owed[slot] > 0);
 	if (ack->error != 0 && ack->lost)
-		return;  /* U1: never durable here, and no ACK may say it is */
-	s->owed[slot]--; /* a refused event is settled too: it will never be durable */
+		return; /* U1: never durable here, and no ACK may say it is */
+	/* A refused event is settled too: it will never be durable. Except for a sequence
+	 * gap, which only says that an earlier datagram has not come yet (overtaken, or
+	 * dropped under backpressure): that one and this one must both come again, so the
+	 * datagram is left unacknowledged, as a partial one is (U2). */
+	if (ack->error == RILL_E_WRITE_SEQUENCE_GAP)
+		s->partial[slot] = true;
+	s->owed[slot]--;
 	if (s->owed[slot] > 0)
 		return;
 	if (s->partial[slot]) {

@@ -110,7 +110,8 @@ int rill_client_query(struct rill_client *client, const char *name, const void *
 struct rill_client_ack {
 	int error;            /* 0, or why it was refused (rill_strerror) */
 	uint32_t partition;   /* where it went (valid when error is 0 and acks was not none) */
-	uint64_t offset;      /* its offset; UINT64_MAX with acks none (not known) */
+	uint64_t offset;      /* its offset; UINT64_MAX with acks none, or for a duplicate
+			       * older than its producer's last 8 (not known) */
 	uint32_t event_count; /* events appended for it (a command may emit several) */
 	bool duplicate;       /* a retry of an event already written: its first offset */
 	char reason[256];     /* a refusal's reason, "" when none */

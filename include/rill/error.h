@@ -39,7 +39,7 @@ enum rill_error {
 	RILL_E_PROJECTION_SNAPSHOT = -(RILL_E_BASE + 18), /* not a sound snapshot of it */
 	/* The write model (engine/partition.h). */
 	RILL_E_WRITE_UNKNOWN_TYPE = -(RILL_E_BASE + 19), /* type or version not registered */
-	RILL_E_WRITE_SEQUENCE = -(RILL_E_BASE + 20),     /* producer sequence gap or too old */
+	RILL_E_WRITE_SEQUENCE = -(RILL_E_BASE + 20),     /* producer sequence cannot be checked */
 	/* The engine (include/rill/rill.h). */
 	RILL_E_QUERY_STALE = -(RILL_E_BASE + 21),     /* the token's offset not applied in time */
 	RILL_E_COMMAND_REFUSED = -(RILL_E_BASE + 22), /* a command handler refused it */
@@ -53,7 +53,9 @@ enum rill_error {
 	RILL_E_WIRE_COUNT = -(RILL_E_BASE + 29),     /* event count disagrees with the body */
 	RILL_E_WIRE_TRAILING = -(RILL_E_BASE + 30),  /* bytes after the frame's contents */
 	RILL_E_WIRE_VERSION = -(RILL_E_BASE + 31),   /* no protocol version in common */
-	RILL_E_LAST = -(RILL_E_BASE + 32),
+	/* The write model, again (added later: codes are never renumbered). */
+	RILL_E_WRITE_SEQUENCE_GAP = -(RILL_E_BASE + 32), /* an earlier sequence is missing */
+	RILL_E_LAST = -(RILL_E_BASE + 33),
 };
 
 /*

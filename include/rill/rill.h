@@ -478,10 +478,13 @@ struct rill_ack {
 	int error;               /* 0, or why the event was refused or lost (rill_strerror) */
 	const char *reason;      /* a refusal's reason in words ("" when none) */
 	struct rill_token token; /* where the event is (valid when error is 0) */
-	bool duplicate;          /* a retry of an event already written: its first offset */
-	uint32_t event_count;    /* events appended for it: 1, or what a command emitted */
-	uint64_t ingress_ns;     /* the event's ingress time */
-	uint64_t done_ns;        /* when it was applied, or became durable (monotonic) */
+	/* A retry of an event already written: token.offset is its first offset, or
+	 * UINT64_MAX when older than the last 8 of its producer (written, where no longer
+	 * known). */
+	bool duplicate;
+	uint32_t event_count; /* events appended for it: 1, or what a command emitted */
+	uint64_t ingress_ns;  /* the event's ingress time */
+	uint64_t done_ns;     /* when it was applied, or became durable (monotonic) */
 	/* With an error: not refused for what it is, but lost to its partition's failed log
 	 * (a write or sync error: the log stopped). Nothing of it is durable, and a retry
 	 * fares no better until an operator mends the disk and restarts. */

@@ -370,20 +370,22 @@ static struct expect oracle(struct world *w, const struct evspec *s)
 	if (s->producer == 0)
 		return e; /* never deduplicated */
 	struct prod *p = prod_get(w, s->producer);
-	if (!p->known) /* its first sequence here, whatever it is */
-		return prods_known(w) >= w->config.producers_max
-			       ? (struct expect){-ENOSPC, false, 0}
-			       : e;
+	if (!p->known) { /* its first sequence here: 0, or a gap */
+		if (prods_known(w) >= w->config.producers_max)
+			return (struct expect){-ENOSPC, false, 0};
+		return s->seq == 0 ? e : (struct expect){RILL_E_WRITE_SEQUENCE_GAP, false, 0};
+	}
 	if (s->seq == p->last + 1)
 		return e;
 	if (s->seq > p->last + 1)
-		return (struct expect){RILL_E_WRITE_SEQUENCE, false, 0}; /* a gap */
-	if (s->seq >= p->start && p->last - s->seq < WINDOW) {
-		uint64_t o = model_find(w, s->producer, s->seq);
-		assert_true(o != UINT64_MAX);
-		return (struct expect){0, true, o};
-	}
-	return (struct expect){RILL_E_WRITE_SEQUENCE, false, 0}; /* older than the window */
+		return (struct expect){RILL_E_WRITE_SEQUENCE_GAP, false, 0};
+	if (s->seq < p->start)
+		return (struct expect){RILL_E_WRITE_SEQUENCE, false, 0};
+	if (p->last - s->seq >= WINDOW) /* written, where no longer known */
+		return (struct expect){0, true, UINT64_MAX};
+	uint64_t o = model_find(w, s->producer, s->seq);
+	assert_true(o != UINT64_MAX);
+	return (struct expect){0, true, o};
 }
 
 static bool msg_has(const char *msg, const char *needle)
@@ -441,7 +443,7 @@ static void check_refusal_message(const struct evspec *s, int rc, const char *ms
 		needle = num;
 	} else if (s->fault == FAULT_PAYLOAD) {
 		needle = "block_bytes";
-	} else if (rc == RILL_E_WRITE_SEQUENCE) {
+	} else if (rc == RILL_E_WRITE_SEQUENCE || rc == RILL_E_WRITE_SEQUENCE_GAP) {
 		needle = "sequence";
 	} else if (rc == -ENOSPC) {
 		needle = "producer";
@@ -548,7 +550,7 @@ static struct evspec gen_spec(struct world *w, struct test_rng *rng, bool faults
 		struct prod *p = prod_get(w, s.producer);
 		uint64_t r = test_rng_below(rng, 100);
 		if (!p->known) {
-			s.seq = test_rng_below(rng, 3) == 0 ? 0 : test_rng_below(rng, 1000);
+			s.seq = test_rng_below(rng, 3) != 0 ? 0 : test_rng_below(rng, 1000);
 		} else if (r < 75) {
 			s.seq = p->last + 1;
 		} else if (r < 87) {
@@ -640,8 +642,8 @@ static void check_log_is_model(struct world *w, uint64_t durable_min, const char
 
 /*
  * The dedup state must be what the log says: every producer's last WINDOW sequences are
- * duplicates with their offsets, the one before them is refused as too old, a gap is
- * refused. Appends nothing.
+ * duplicates with their offsets, the one before them a duplicate whose offset is no longer
+ * known, a gap is refused. Appends nothing.
  */
 static void check_dedup_is_log(struct world *w)
 {
@@ -656,10 +658,10 @@ static void check_dedup_is_log(struct world *w)
 		}
 		if (span > WINDOW) {
 			struct evspec s = spec_order(p.id, p.last - WINDOW, 1, 1);
-			assert_int_equal(do_write(w, &s), RILL_E_WRITE_SEQUENCE);
+			assert_int_equal(do_write(w, &s), 0);
 		}
 		struct evspec gap = spec_order(p.id, p.last + 2, 1, 1);
-		assert_int_equal(do_write(w, &gap), RILL_E_WRITE_SEQUENCE);
+		assert_int_equal(do_write(w, &gap), RILL_E_WRITE_SEQUENCE_GAP);
 	}
 }
 
@@ -1010,9 +1012,9 @@ static void test_refusals(void **state)
 	s = spec_order(p1, 0, 2, 20);
 	assert_int_equal(do_write(&w, &s), 0);
 	s.seq = 2;
-	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE_GAP);
 	s.seq = 5;
-	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE_GAP);
 	s.seq = 1;
 	assert_int_equal(do_write(&w, &s), 0);
 	/* A refused event of the next sequence does not take it. */
@@ -1030,7 +1032,7 @@ static void test_refusals(void **state)
 	assert_int_equal(do_write(&w, &s), RILL_E_PAYLOAD_INVALID);
 	uint64_t news[] = {p2, p3, p4};
 	for (int i = 0; i < 3; i++) {
-		s = spec_order(news[i], 100 + (uint64_t)i, 3, i);
+		s = spec_order(news[i], 0, 3, i);
 		assert_int_equal(do_write(&w, &s), 0);
 	}
 	struct rill_partition_stats st;
@@ -1043,9 +1045,9 @@ static void test_refusals(void **state)
 	/* Known producers go on, duplicates included, and producer 0 needs no slot. */
 	s = spec_order(p1, 3, 5, 7);
 	assert_int_equal(do_write(&w, &s), 0);
-	s = spec_order(p3, 102, 5, 7);
+	s = spec_order(p3, 1, 5, 7);
 	assert_int_equal(do_write(&w, &s), 0);
-	s = spec_order(p2, 100, 5, 7);
+	s = spec_order(p2, 0, 5, 7);
 	assert_int_equal(do_write(&w, &s), 0); /* duplicate */
 	s = spec_order(0, 0, 5, 7);
 	assert_int_equal(do_write(&w, &s), 0);
@@ -1064,7 +1066,7 @@ static void test_refusals(void **state)
 	assert_int_equal(st.producers, 4);
 	s = spec_order(prod_id(7), 0, 4, 1);
 	assert_int_equal(do_write(&w, &s), -ENOSPC);
-	s = spec_order(p4, 103, 4, 1);
+	s = spec_order(p4, 1, 4, 1);
 	assert_int_equal(do_write(&w, &s), 0);
 	part_close(&w);
 	/* Under a smaller limit the log's four producers do not fit: dropping one from the
@@ -1130,10 +1132,13 @@ static void test_idempotence(void **state)
 		assert_int_equal(rill_partition_next_offset(w.part), next);
 		w.duplicates++;
 	}
-	/* Older than the window: refused. */
+	/* Older than the window: still a duplicate, nothing appended, its offset no longer
+	 * known (a pipelining producer retries many more than the window holds). */
 	for (uint64_t q = 0; q < 20 - WINDOW; q++) {
 		struct evspec s = spec_order(p, q, 3, 1);
-		assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
+		uint64_t next = rill_partition_next_offset(w.part);
+		assert_int_equal(do_write(&w, &s), 0);
+		assert_int_equal(rill_partition_next_offset(w.part), next);
 	}
 	/* Producer 0 is never deduplicated: the same sequence twice is two events. */
 	struct evspec z = spec_order(0, 5, 2, 1);
@@ -1141,27 +1146,28 @@ static void test_idempotence(void **state)
 	uint64_t first = w.ev_count - 1;
 	assert_int_equal(do_write(&w, &z), 0);
 	assert_int_equal(w.ev_count - 1, first + 1);
-	/* An unknown producer starts wherever it starts; below its start is not a duplicate. */
+	/* An unknown producer starts at 0: its 1 is a gap until 0 came (sequence 0 overtaken
+	 * by 1, as datagrams can be, must not be refused for good below a start of 1). */
 	const uint64_t q = prod_id(2);
-	struct evspec s = spec_order(q, 1000, 1, 1);
-	assert_int_equal(do_write(&w, &s), 0);
-	s.seq = 999;
-	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
-	s.seq = 0;
-	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
+	struct evspec s = spec_order(q, 1, 1, 1);
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE_GAP);
 	s.seq = 1000;
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE_GAP);
+	s.seq = 0;
+	assert_int_equal(do_write(&w, &s), 0);
+	s.seq = 1;
+	assert_int_equal(do_write(&w, &s), 0);
+	s.seq = 0;
 	assert_int_equal(do_write(&w, &s), 0); /* duplicate */
-	s.seq = 1002;
-	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE);
-	s.seq = 1001;
+	s.seq = 3;
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE_GAP);
+	s.seq = 2;
 	assert_int_equal(do_write(&w, &s), 0);
-	/* A producer whose first sequence is near the top of the range. */
-	s = spec_order(prod_id(3), UINT64_MAX - 3, 1, 1);
-	assert_int_equal(do_write(&w, &s), 0);
-	s.seq++;
-	assert_int_equal(do_write(&w, &s), 0);
-	s.seq--;
-	assert_int_equal(do_write(&w, &s), 0); /* duplicate */
+	/* Sequences at the top of the range: gaps, for a new producer and a known one. */
+	s = spec_order(prod_id(3), UINT64_MAX, 1, 1);
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE_GAP);
+	s = spec_order(q, UINT64_MAX, 1, 1);
+	assert_int_equal(do_write(&w, &s), RILL_E_WRITE_SEQUENCE_GAP);
 	/* The largest producer id. */
 	s = spec_order(UINT64_MAX, 0, 1, 1);
 	assert_int_equal(do_write(&w, &s), 0);
@@ -1177,7 +1183,7 @@ static void test_idempotence(void **state)
 			struct prod *pp = prod_get(&w, r.producer);
 			uint64_t k = test_rng_below(&rng, 10);
 			if (!pp->known)
-				r.seq = test_rng_below(&rng, 1000); /* its first: anything */
+				r.seq = k < 8 ? 0 : test_rng_below(&rng, 1000); /* its first: 0 */
 			else if (k < 6)
 				r.seq = pp->last + 1;
 			else if (k < 8)

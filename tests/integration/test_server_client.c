@@ -572,11 +572,11 @@ static void test_idempotent_producer(void **state)
 	assert_int_equal(rill_client_produce(env.producer, SC_TOPIC, gap->rec, 1, RILL_ACKS_APPLIED,
 					     gap->acks, &err),
 			 0);
-	if (gap->acks[0].error != RILL_E_WRITE_SEQUENCE || gap->acks[0].reason[0] == '\0')
+	if (gap->acks[0].error != RILL_E_WRITE_SEQUENCE_GAP || gap->acks[0].reason[0] == '\0')
 		fail_msg("sequence 10 after 4: error %d (%s), reason \"%s\"; expected %d (%s) "
 			 "with a reason",
 			 gap->acks[0].error, rill_strerror(gap->acks[0].error), gap->acks[0].reason,
-			 RILL_E_WRITE_SEQUENCE, rill_strerror(RILL_E_WRITE_SEQUENCE));
+			 RILL_E_WRITE_SEQUENCE_GAP, rill_strerror(RILL_E_WRITE_SEQUENCE_GAP));
 	sc_wait_written(false, "after the retries and the gap");
 
 	/* The producer goes on from where it was: sequence 5 is written. */
@@ -584,6 +584,34 @@ static void test_idempotent_producer(void **state)
 	sc_idem_add(next, sc_amount(), 5);
 	sc_produce(env.producer, next, RILL_ACKS_APPLIED, "sequence 5 after the gap");
 	assert_int_equal(next->acks[0].partition, p);
+
+	/* A pipelining producer retries more than the last 8 kept: all of them duplicates,
+	 * durable too, the older ones with their offset no longer known (UINT64_MAX). */
+	struct sc_batch *more = sc_batch_new();
+	for (uint64_t s = 6; s < 12; s++)
+		sc_idem_add(more, sc_amount(), s);
+	sc_produce(env.producer, more, RILL_ACKS_APPLIED, "sequences 6 to 11");
+	struct sc_batch *all = sc_batch_new();
+	for (uint64_t s = 0; s < 12; s++)
+		sc_idem_add(all, 0, s);
+	assert_int_equal(rill_client_produce(env.producer, SC_TOPIC, all->rec, 12,
+					     RILL_ACKS_DURABLE, all->acks, &err),
+			 0);
+	for (uint32_t s = 0; s < 12; s++) {
+		const struct rill_client_ack *a = &all->acks[s];
+		uint64_t want = s < 4   ? UINT64_MAX
+				: s < 5 ? first->acks[s].offset
+				: s < 6 ? next->acks[0].offset
+					: more->acks[s - 6].offset;
+		if (a->error != 0 || !a->duplicate || a->offset != want)
+			fail_msg("the retry of sequence %u of 0 to 11: error %d (%s: %s), "
+				 "duplicate %d, offset %llu; expected a duplicate at %llu",
+				 s, a->error, rill_strerror(a->error), a->reason, a->duplicate,
+				 (unsigned long long)a->offset, (unsigned long long)want);
+	}
+	sc_wait_written(false, "after the retries older than the window");
+	free(more);
+	free(all);
 	free(first);
 	free(retry);
 	free(gap);

@@ -1116,6 +1116,80 @@ static void test_refused(void **state)
 	ue_log_check(&env, env.topic_durable, expected, 4);
 }
 
+/* Datagram @seq holding one event of idempotent producer @producer, its sequence @pseq,
+ * amount @amount, all under one key (one partition). Its length. */
+static uint32_t idem_dgram(uint8_t *buf, size_t cap, uint64_t seq, uint64_t producer, uint64_t pseq,
+			   int64_t amount)
+{
+	uint8_t payload[256];
+	struct rill_payload_builder b;
+	uint32_t payload_bytes = 0;
+	assert_int_equal(rill_payload_builder_init(&b, env.schema, payload, sizeof(payload)), 0);
+	assert_int_equal(rill_payload_set_i64(&b, 0, amount), 0);
+	assert_int_equal(rill_payload_set_var(&b, 1, "sku-1", 5), 0);
+	assert_int_equal(rill_payload_builder_finish(&b, &payload_bytes, NULL), 0);
+	struct rill_record rec = {.type_id = rill_schema_type_id(env.schema),
+				  .schema_version = 1,
+				  .key = "idem",
+				  .key_bytes = 4,
+				  .producer_id = producer,
+				  .sequence = pseq,
+				  .payload = payload,
+				  .payload_bytes = payload_bytes};
+	int at = rill_wire_produce_begin(buf, cap, seq, 0, UE_TOPIC_DURABLE,
+					 strlen(UE_TOPIC_DURABLE));
+	assert_true(at > 0);
+	int n = rill_record_encode(buf + at, cap - (size_t)at, &rec);
+	assert_true(n > 0);
+	rill_wire_produce_finish(buf, (uint32_t)(at + n), 1);
+	return (uint32_t)(at + n);
+}
+
+/*
+ * ACKs on, an idempotent producer behind the datagrams: one datagram overtaking another
+ * makes the partition refuse the overtaking one as a sequence gap. That refusal is not
+ * final: no ACK may cover the datagram until it came again and went in, or the sender
+ * would drop events that were never written (and every later one would be a gap too).
+ */
+static void test_idempotent_overtaken(void **state)
+{
+	(void)state;
+	static uint8_t buf[UE_DATAGRAM_BYTES];
+	const uint64_t producer = 0x1de3;
+	int64_t expected[4];
+	for (uint64_t s = 1; s <= 4; s++)
+		expected[s - 1] = amount_of(5, s);
+	struct rill_udp_ingress *ing;
+	assert_int_equal(rill_udp_ingress_create(&ing, env.engine, true), 0);
+	uint64_t order[] = {1, 3, 2, 4}; /* 3 overtakes 2; 4 then follows a refused 3 */
+	for (int i = 0; i < 4; i++) {
+		uint64_t s = order[i];
+		uint32_t n = idem_dgram(buf, sizeof(buf), s, producer, s - 1, amount_of(5, s));
+		assert_int_equal(
+			rill_udp_ingress_datagram(ing, &peer_c, buf, n, rill_clock_now_ns()), 1);
+	}
+	ack_wait(ing, &peer_c, 2);
+	refused_wait(ing, 2);
+	uint64_t seq = 0;
+	while (ack_next(ing, &peer_c, &seq) == 1)
+		if (seq != 2)
+			fail_msg("an ACK for %llu: datagram 3 was refused as a gap, never written",
+				 (unsigned long long)seq);
+	struct rill_udp_source_stats ss;
+	assert_int_equal(rill_udp_ingress_source(ing, peer_c.ip, peer_c.port, &ss), 0);
+	assert_int_equal(ss.durable_contig, 2);
+	/* The sender's retransmissions go in, and the ACK reaches 4. */
+	for (uint64_t s = 3; s <= 4; s++) {
+		uint32_t n = idem_dgram(buf, sizeof(buf), s, producer, s - 1, amount_of(5, s));
+		assert_int_equal(
+			rill_udp_ingress_datagram(ing, &peer_c, buf, n, rill_clock_now_ns()), 1);
+	}
+	ack_wait(ing, &peer_c, 4);
+	rill_udp_ingress_destroy(ing);
+	ue_events_settle(&env, 4);
+	ue_log_check(&env, env.topic_durable, expected, 4);
+}
+
 /* Sequence numbers are the senders': two jumping past 2^63 leave the total gap count at
  * its maximum rather than wrapped to a small number. */
 static void test_gaps_saturate(void **state)
@@ -1444,6 +1518,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_acks_follow_peer, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_backpressure_acks, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_refused, ut_setup, ut_teardown),
+		cmocka_unit_test_setup_teardown(test_idempotent_overtaken, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_lost_not_acked, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_gaps_saturate, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_sources_max, ut_setup, ut_teardown),

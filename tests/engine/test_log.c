@@ -15,11 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 #include "base/clock.h"
+#include "base/thread.h"
 #include "base/compiler.h"
 #include "engine/log.h"
+#include "engine/io_int.h"
 #include "engine/log_format.h"
 #include "tests/common/io_sim.h"
 #include "tests/common/test_dir.h"
@@ -238,6 +243,74 @@ static void test_direct_writes(void **state)
 		assert_false(direct_round_trip(io, path, true, 1000));
 		rill_io_destroy(io);
 	}
+	assert_int_equal(test_dir_remove(dir), 0);
+}
+
+/* A submission the kernel takes nothing of. */
+static int submit_nothing(struct io_uring *ring)
+{
+	(void)ring;
+	return 0;
+}
+
+/* A submission that takes the write of a pair and not its sync, once (then the real one):
+ * the queue's tail made visible, and the kernel told to take one SQE. */
+static int partial_submits;
+static int submit_partially(struct io_uring *ring)
+{
+	if (partial_submits++ > 0)
+		return io_uring_submit(ring);
+	io_uring_smp_store_release(ring->sq.ktail, ring->sq.sqe_tail);
+	long rc = syscall(__NR_io_uring_enter, ring->ring_fd, 1u, 0u, 0u, NULL, 0);
+	return rc < 0 ? -errno : (int)rc;
+}
+
+/*
+ * io_uring: a write and its fdatasync must go to the kernel in one submission, since a
+ * link does not cross submissions: a sync sent on its own after the write could complete
+ * first and call the write durable. A submission that took only the write stops the
+ * backend for good (the log above fail-stops) rather than sending the sync unlinked.
+ */
+static void test_uring_partial_submit(void **state)
+{
+	(void)state;
+	char dir[64];
+	assert_int_equal(test_dir_make(dir, sizeof(dir), "test-uring-partial"), 0);
+	struct rill_io *io;
+	if (rill_io_uring_create(&io) != 0) {
+		print_message("no io_uring here: nothing to test\n");
+		assert_int_equal(test_dir_remove(dir), 0);
+		return;
+	}
+	char path[sizeof(dir) + 16];
+	snprintf(path, sizeof(path), "%s/pair", dir);
+	int handle;
+	assert_int_equal(io->ops->open(io, path, RILL_IO_CREATE, &handle), 0);
+	static _Alignas(4096) uint8_t block[4096];
+	assert_int_equal(direct_write_sync(io, handle, block, 0), 0); /* the real one works */
+	partial_submits = 0;
+	rill_io_uring_submit_hook(submit_partially);
+	int rc = io->ops->write_sync(io, handle, block, 4096, 4096, 2);
+	rill_io_uring_submit_hook(NULL);
+	assert_int_equal(partial_submits, 1); /* never submitted again, sync unlinked */
+	assert_int_equal(rc, -EIO);
+	struct rill_io_completion done;
+	assert_int_equal(io->ops->poll(io, &done, 1, 0), -EIO);
+	assert_int_equal(io->ops->write_sync(io, handle, block, 4096, 8192, 3), -EIO);
+	assert_int_equal(io->ops->close(io, handle), 0);
+	rill_io_destroy(io);
+
+	/* A NOP that uring_worker_cpus could not submit stays queued and goes first with the
+	 * next pair, which must still count as taken whole (not as broken: three taken). */
+	assert_int_equal(rill_io_uring_create(&io), 0);
+	assert_int_equal(io->ops->open(io, path, 0, &handle), 0);
+	int cpu = rill_cpu_nth(0);
+	rill_io_uring_submit_hook(submit_nothing);
+	assert_true(io->ops->worker_cpus(io, &cpu, 1) < 0);
+	rill_io_uring_submit_hook(NULL);
+	assert_int_equal(direct_write_sync(io, handle, block, 4096), 0);
+	assert_int_equal(io->ops->close(io, handle), 0);
+	rill_io_destroy(io);
 	assert_int_equal(test_dir_remove(dir), 0);
 }
 
@@ -1271,6 +1344,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip_and_reopen),
 		cmocka_unit_test(test_one_writer),
 		cmocka_unit_test(test_direct_writes),
+		cmocka_unit_test(test_uring_partial_submit),
 		cmocka_unit_test(test_repair),
 		cmocka_unit_test(test_read_from_offset_and_time),
 		cmocka_unit_test(test_retention_by_bytes),

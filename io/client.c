@@ -1101,8 +1101,19 @@ int rill_client_produce_wait(struct rill_client *client, uint64_t *request_id,
 		return rc;
 	if (count != NULL)
 		*count = 0;
+	/* -ENODATA, not -ENOENT: that is the server's answer to a request for a topic it
+	 * does not have, and a loop waiting until "nothing in flight" must tell them apart. */
 	if (client->inflight_count == 0)
-		return client_fail(err, -ENOENT, "no PRODUCE request in flight");
+		return client_fail(err, -ENODATA, "no PRODUCE request in flight");
+	/* Room for the answer to any request in flight, checked before one is taken off the
+	 * list: a call with too little room loses nothing, and a larger one can follow. */
+	for (uint32_t i = 0; i < client->inflight_count; i++)
+		if (client->inflight[i].event_count > capacity)
+			return client_fail(err, -ENOSPC,
+					   "request %llu has %u acknowledgements to come, room for "
+					   "%u",
+					   (unsigned long long)client->inflight[i].request_id,
+					   client->inflight[i].event_count, capacity);
 	rc = client_flush(client, err); /* the answers awaited may be to gathered requests */
 	if (rc != 0)
 		return rc;

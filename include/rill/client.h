@@ -136,10 +136,11 @@ int rill_client_produce_send(struct rill_client *client, const char *topic,
 
 /*
  * rill_client_produce_wait - the next PRODUCE request to be answered: its id into
- * @request_id, its acknowledgements into @acks (room for @capacity; an answer with more
- * is an error, -ENOSPC) and their number into @count. Waits up to @timeout_ns. Returns 0,
- * -ETIMEDOUT, -ENOENT when nothing is in flight, the server's error for the whole request,
- * or a connection error. Blocks.
+ * @request_id, its acknowledgements into @acks (room for @capacity) and their number into
+ * @count. Waits up to @timeout_ns. Returns 0, -ETIMEDOUT, -ENODATA when nothing is in
+ * flight, -ENOSPC (nothing read) when some request in flight has more events than
+ * @capacity, the server's error for the whole request (-ENOENT: no such topic), or a
+ * connection error. Blocks.
  */
 int rill_client_produce_wait(struct rill_client *client, uint64_t *request_id,
 			     struct rill_client_ack *acks, uint32_t capacity, uint32_t *count,

@@ -767,7 +767,7 @@ static void sc_pipe_collect(struct sc_batch **b, const uint64_t *ids)
 		assert_true(answered[r]);
 	uint32_t count = 1;
 	int rc = rill_client_produce_wait(env.producer, NULL, NULL, 0, &count, SC_QUIET_NS, &err);
-	assert_int_equal(rc, -ENOENT);
+	assert_int_equal(rc, -ENODATA);
 	assert_int_equal(count, 0);
 }
 

@@ -65,6 +65,10 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 {
 	if (c->data_dir == NULL)
 		c->data_dir = "./data";
+	/* The list's length is shards: with shards left to the CPU count, where it ends is
+	 * not known, and reading on would pin to whatever follows it. */
+	if (c->cpus != NULL && c->shards == 0)
+		return engine_error(err, -EINVAL, "cpus needs shards: the number of CPUs listed");
 	if (c->shards == 0) {
 		c->shards = (uint32_t)rill_cpu_count();
 		if (c->shards > RILL_ENGINE_SHARDS_MAX)

@@ -111,7 +111,7 @@ struct rill_subscription;
 struct rill_engine_config {
 	const char *data_dir;         /* default "./data"; created if missing */
 	uint32_t shards;              /* default: one per CPU this process may use */
-	const int *cpus;              /* CPU of each shard (shards entries); NULL: ours in turn */
+	const int *cpus; /* CPU of each shard (shards entries, shards set); NULL: ours in turn */
 	bool pin;                     /* pin shard threads to their CPUs (default true) */
 	enum rill_poll_mode poll;     /* default adaptive */
 	uint64_t idle_spin_ns;        /* adaptive: spin this long idle before sleeping (50 µs) */

@@ -1686,6 +1686,13 @@ static void test_definitions(void **state)
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(rill_engine_open(&none, &bc, &err), -EINVAL);
 	assert_non_null(strstr(err.message, "shard 1 cannot be pinned to CPU 1023"));
+	/* A CPU list with the shard count left to the machine: the list's end is not known,
+	 * so refused rather than read past. */
+	bc.cpus = (const int[]){rill_cpu_nth(0)};
+	bc.shards = 0;
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(rill_engine_open(&none, &bc, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "cpus needs shards"));
 
 	/* One engine per data directory. */
 	struct rill_engine_config c;

@@ -240,7 +240,14 @@ static int shard_part_info(struct shard *s, struct shard_req *r)
 	r->as_of_offset = r->info->next_offset;
 	if (r->as_of_ns == UINT64_MAX || r->info->next_offset == r->info->first_offset)
 		return 0;
-	int rc = rill_log_find_time(log, r->as_of_ns, &r->as_of_offset);
+	/* The time index and readers see durable batches only: with events past the durable
+	 * point, "none that late" would otherwise answer the durable offset, and a
+	 * subscription from there would start with events stamped earlier. */
+	int rc = r->info->durable_offset < r->info->next_offset ? rill_log_sync(log) : 0;
+	if (rc < 0)
+		return rc;
+	r->info->durable_offset = rill_partition_durable_offset(part);
+	rc = rill_log_find_time(log, r->as_of_ns, &r->as_of_offset);
 	return rc == -ENOENT ? 0 : rc; /* nothing that late: the end */
 }
 

@@ -284,9 +284,10 @@ struct rill_partition_info {
 
 /*
  * rill_partition_info_get - where @partition of @topic stands; with @timestamp_ns not
- * UINT64_MAX, also the first offset of the batch holding its first event stamped at or
- * after @timestamp_ns into @at (next_offset when none is). Returns 0, -EINVAL, or a log
- * error. Any host thread; blocks briefly (the owner shard answers).
+ * UINT64_MAX, also the offset of its first event (in log order) stamped at or after
+ * @timestamp_ns into @at (next_offset when none is; on a topic of durability none this
+ * syncs the partition first). Returns 0, -EINVAL, or a log error. Any host thread; blocks
+ * briefly (the owner shard answers).
  */
 int rill_partition_info_get(struct rill_engine *engine, struct rill_topic *topic,
 			    uint32_t partition, uint64_t timestamp_ns,

@@ -3489,6 +3489,45 @@ static void test_subscription_ready(void **state)
 }
 
 /*
+ * rill_partition_info_get with a time no event reaches: @at is the next offset, also on a
+ * topic of durability none whose last events are not synced yet (the time index sees
+ * durable batches only; answering the durable offset would start a subscription "from
+ * that time" at events stamped before it).
+ */
+static void test_info_time_past_the_end(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic_config tc = {.name = "late",
+				       .partitions = 1,
+				       .durability = RILL_DURABILITY_NONE,
+				       .batch_delay_ns = 10ull * 1000000000u}; /* no flush soon */
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	assert_int_equal(rill_topic_create(f->engine, &tc, &t, &err), 0);
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	uint64_t now = rill_clock_wall_ns();
+	struct order_event o;
+	for (uint64_t i = 0; i < 6; i++) {
+		assert_int_equal(order_event_make(&o, f->order, "k", (int64_t)i), 0);
+		o.ev.timestamp_ns = now + i;
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(p);
+	producer_close(p);
+	struct rill_partition_info info;
+	uint64_t at = 0;
+	assert_int_equal(
+		rill_partition_info_get(f->engine, t, 0, now + 3600ull * 1000000000u, &info, &at),
+		0);
+	assert_int_equal(info.next_offset, 6);
+	assert_int_equal(at, 6);
+	assert_int_equal(rill_partition_info_get(f->engine, t, 0, now + 2, &info, &at), 0);
+	assert_int_equal(at, 2);
+	fx_close(f);
+}
+
+/*
  * The producer a subscription wakes through (rill_subscribe_notify) cannot close under it:
  * its shard would go on signalling the producer's closed eventfd, a number the host may
  * have reused for a file of its own.
@@ -3846,6 +3885,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_busy_poll, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_shard_stats, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_info_time_past_the_end, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_notify_producer_outlives_subscription,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_subscription_ready, fx_setup, fx_teardown),

@@ -32,23 +32,30 @@
 #define RILL_SCHEMA_TYPES_MAX      4096u        /* types per registry */
 #define RILL_SCHEMA_JSON_BYTES_MAX (256u << 10) /* one definition's JSON text */
 
-_Static_assert(RILL_KEY_BYTES_MAX <= 0xffffu, "key length must fit the 16-bit header field");
-_Static_assert(RILL_RECORD_HEADER_BYTES + RILL_KEY_BYTES_MAX < RILL_RECORD_BYTES_MAX,
-	       "a record with the longest key must still fit the record limit");
-_Static_assert((RILL_RING_SLOTS_MAX & (RILL_RING_SLOTS_MAX - 1)) == 0,
-	       "ring slot maximum must be a power of two");
-_Static_assert(RILL_RING_RESERVE_BYTES_MAX >= RILL_RECORD_BYTES_MAX,
-	       "a whole record must fit one ring reservation");
-_Static_assert(RILL_POOL_OBJECT_BYTES_MAX >= RILL_RECORD_BYTES_MAX,
-	       "a pool object can hold a whole record");
+/* _Static_assert is C11's; C++ (these headers serve both) spells it static_assert. */
+#ifdef __cplusplus
+#define RILL_LIMITS_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define RILL_LIMITS_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
 
-_Static_assert(RILL_SCHEMA_VERSIONS_MAX <= 0xffffu, "versions must fit the record's 16 bits");
-_Static_assert(RILL_SCHEMA_SYMBOLS_MAX <= 0x10000u, "enum indexes are stored in 16 bits");
-_Static_assert(8u + 8u * RILL_SCHEMA_FIELDS_MAX <= RILL_PAYLOAD_BYTES_MAX,
-	       "the largest fixed block must fit a payload");
-_Static_assert(RILL_SCHEMA_JSON_BYTES_MAX <= RILL_PAYLOAD_BYTES_MAX,
-	       "a definition is stored as one record of the registry's log");
-_Static_assert(RILL_SCHEMA_NAME_BYTES_MAX <= RILL_KEY_BYTES_MAX,
-	       "a type name is the key of its registry records");
+RILL_LIMITS_ASSERT(RILL_KEY_BYTES_MAX <= 0xffffu, "key length must fit the 16-bit header field");
+RILL_LIMITS_ASSERT(RILL_RECORD_HEADER_BYTES + RILL_KEY_BYTES_MAX < RILL_RECORD_BYTES_MAX,
+		   "a record with the longest key must still fit the record limit");
+RILL_LIMITS_ASSERT((RILL_RING_SLOTS_MAX & (RILL_RING_SLOTS_MAX - 1)) == 0,
+		   "ring slot maximum must be a power of two");
+RILL_LIMITS_ASSERT(RILL_RING_RESERVE_BYTES_MAX >= RILL_RECORD_BYTES_MAX,
+		   "a whole record must fit one ring reservation");
+RILL_LIMITS_ASSERT(RILL_POOL_OBJECT_BYTES_MAX >= RILL_RECORD_BYTES_MAX,
+		   "a pool object can hold a whole record");
+
+RILL_LIMITS_ASSERT(RILL_SCHEMA_VERSIONS_MAX <= 0xffffu, "versions must fit the record's 16 bits");
+RILL_LIMITS_ASSERT(RILL_SCHEMA_SYMBOLS_MAX <= 0x10000u, "enum indexes are stored in 16 bits");
+RILL_LIMITS_ASSERT(8u + 8u * RILL_SCHEMA_FIELDS_MAX <= RILL_PAYLOAD_BYTES_MAX,
+		   "the largest fixed block must fit a payload");
+RILL_LIMITS_ASSERT(RILL_SCHEMA_JSON_BYTES_MAX <= RILL_PAYLOAD_BYTES_MAX,
+		   "a definition is stored as one record of the registry's log");
+RILL_LIMITS_ASSERT(RILL_SCHEMA_NAME_BYTES_MAX <= RILL_KEY_BYTES_MAX,
+		   "a type name is the key of its registry records");
 
 #endif /* RILL_LIMITS_H */

@@ -26,6 +26,10 @@
 
 #include "rill/rill.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct rill_server;
 
 #define RILL_SERVER_LISTEN_DEFAULT  "127.0.0.1:7400"
@@ -114,4 +118,7 @@ int rill_server_stat_source(struct rill_server *server, const char *name, rill_s
  */
 int rill_server_stop(struct rill_server *server, uint64_t drain_ns);
 
+#ifdef __cplusplus
+}
+#endif
 #endif /* RILL_SERVER_H */

@@ -1075,12 +1075,51 @@ static int srv_listen_one(const struct addrinfo *ai, uint16_t port, int *out)
 	return 0;
 }
 
+/*
+ * Whether anyone listens on @ai's address already. The listeners below share their port
+ * through SO_REUSEPORT, which would just as well let them join another server's group
+ * (any of the same user: a second rill serve, or an old one still draining) and take
+ * half of its connections. A socket bound without SO_REUSEPORT cannot join such a group:
+ * its bind fails while the group stands. 0, -EADDRINUSE or -errno. A port of 0 needs no
+ * probe: the kernel picks a free one.
+ */
+static int srv_listen_probe(const struct addrinfo *ai)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	int rc = 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static uint16_t srv_addr_port(const struct addrinfo *ai)
+{
+	const struct sockaddr *sa = ai->ai_addr;
+	return ntohs(sa->sa_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
+					      : ((const struct sockaddr_in6 *)sa)->sin6_port);
+}
+
 static int srv_listen(struct rill_server *s, struct rill_error_text *err)
 {
 	struct addrinfo *res = NULL;
 	int rc = srv_resolve(s->config.listen, &res, err);
 	if (rc < 0)
 		return rc;
+	if (srv_addr_port(res) != 0) {
+		rc = srv_listen_probe(res);
+		if (rc < 0) {
+			snprintf(err->message, sizeof(err->message), "listen on %s: %s%s",
+				 s->config.listen, strerror(-rc),
+				 rc == -EADDRINUSE ? " (another server listens there)" : "");
+			freeaddrinfo(res);
+			return rc;
+		}
+	}
 	uint16_t port = 0;
 	for (uint32_t i = 0; i < s->worker_count && rc == 0; i++) {
 		rc = srv_listen_one(res, port, &s->workers[i].listen_fd);

@@ -1358,6 +1358,42 @@ static void test_stop_with_durable_acks_owed(void **state)
 	ctl_slow_read_back(acked);
 }
 
+/*
+ * A second server on the address a first one listens on is refused (-EADDRINUSE), not
+ * let into the first one's SO_REUSEPORT group, where the kernel would hand it part of
+ * the first one's connections (a second rill serve by the same user, or an old one still
+ * draining). The first goes on serving.
+ */
+static void test_second_server_refused(void **state)
+{
+	(void)state;
+	char dir[64];
+	assert_int_equal(test_dir_make(dir, sizeof(dir), "server-ctl-second"), 0);
+	struct rill_engine_config cfg;
+	rill_engine_config_default(&cfg);
+	cfg.data_dir = dir;
+	cfg.shards = 1;
+	cfg.pin = false;
+	struct rill_error_text err = {{0}};
+	struct rill_engine *other = NULL;
+	assert_int_equal(rill_engine_open(&other, &cfg, &err), 0);
+	struct rill_server_config sc;
+	rill_server_config_default(&sc);
+	sc.listen = env.address;
+	struct rill_server *second = NULL;
+	memset(&err, 0, sizeof(err));
+	int rc = rill_server_start(&second, other, &sc, &err);
+	if (rc != -EADDRINUSE)
+		fail_msg("a second server on %s: %d (%s: %s); expected -EADDRINUSE", env.address,
+			 rc, rill_strerror(rc), err.message);
+	assert_null(second);
+	assert_non_null(strstr(err.message, "another server"));
+	assert_int_equal(rill_engine_close(other), 0);
+	assert_int_equal(test_dir_remove(dir), 0);
+	struct rill_client *c = ctl_connect("the first server, after the second was refused");
+	ctl_ping(c, "the first server, after the second was refused");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1383,6 +1419,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stop_with_subscribers_no_drain, ctl_setup,
 						ctl_teardown),
 		cmocka_unit_test_setup_teardown(test_stop_with_durable_acks_owed, ctl_setup,
+						ctl_teardown),
+		cmocka_unit_test_setup_teardown(test_second_server_refused, ctl_setup,
 						ctl_teardown),
 	};
 	return cmocka_run_group_tests_name("server_ctl", tests, NULL, NULL);

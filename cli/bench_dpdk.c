@@ -25,6 +25,7 @@
 
 #include <jansson.h>
 
+#include "base/assert.h"
 #include "base/atomic.h"
 #include "base/clock.h"
 #include "base/thread.h"
@@ -47,6 +48,7 @@
 #define BD_BURST     32u
 #define BD_BATCH_MAX 64u
 #define BD_DGRAM_MAX 8192u
+#define BD_FRAME_MAX 1514u /* Ethernet header + a 1500-byte MTU */
 #define BD_UDP_PORT  7411u
 
 struct bd_opts {
@@ -93,6 +95,11 @@ static const char bd_help[] =
 	"it (the sender's schedule) is not in it, by definition. One shard by default\n"
 	"(--shards), polling the DPDK queue itself; the sender on a CPU no shard has, when\n"
 	"there is one. Engines in new folders under DIR (default $TMPDIR or /tmp).\n"
+	"Polling: a shard that polls a DPDK queue never sleeps, whatever --poll says; the\n"
+	"kernel path's shard sleeps when idle with --poll adaptive (the default) and must be\n"
+	"woken by the receiving thread, which shows in its latency; --poll busy keeps both\n"
+	"awake (and takes a CPU from the kernel path's sender and receiver on a small\n"
+	"machine). The JSON says which (\"poll\"). A datagram must fit one 1500-byte MTU frame.\n"
 	"Prints\n"
 	"{\"dpdk\": {...}, \"kernel\": {...}} with events_per_s (applied within the run),\n"
 	"events and sent_events (after the run settled), the open loop's half_events and\n"
@@ -161,7 +168,15 @@ static int bd_engine_open(struct bd_run *r, const char *tag)
 			int n = rill_record_encode(dgram + at, sizeof(dgram) - (size_t)at, &rec);
 			at = n > 0 ? at + n : -ENOSPC;
 		}
-		if (at < 0 || (uint32_t)at + 42 > BD_DGRAM_MAX) {
+		/* One Ethernet frame each: a NIC's MTU of 1500 (and net_ring's mbufs, whose
+		 * data room is 2048 bytes) takes no more, and the ingress refuses chains. */
+		if (at < 0 || (uint32_t)at + 42 > BD_FRAME_MAX) {
+			fprintf(stderr,
+				"rill: bench dpdk: %llu events of about %llu bytes make a "
+				"datagram past the %u bytes of one 1500-byte MTU frame: fewer "
+				"(--batch) or smaller (--record-bytes)\n",
+				(unsigned long long)r->o->batch,
+				(unsigned long long)r->o->record_bytes, BD_FRAME_MAX - 42);
 			rc = -EMSGSIZE;
 			break;
 		}
@@ -284,7 +299,7 @@ static void *bd_kernel_rx(void *arg)
 	return NULL;
 }
 
-static int bd_kernel_send(struct bd_run *r, int fd, const struct sockaddr_in *to, uint64_t end)
+static uint64_t bd_kernel_send(struct bd_run *r, int fd, const struct sockaddr_in *to, uint64_t end)
 {
 	struct mmsghdr msgs[BD_BURST];
 	struct iovec iov[BD_BURST];
@@ -303,7 +318,7 @@ static int bd_kernel_send(struct bd_run *r, int fd, const struct sockaddr_in *to
 		if (sent > 0)
 			seq += (uint64_t)sent;
 	}
-	return (int)(seq - 1);
+	return seq - 1;
 }
 
 static int bd_kernel(struct bd_run *r, struct bd_result *out)
@@ -344,8 +359,7 @@ static int bd_kernel(struct bd_run *r, struct bd_result *out)
 		return -rc;
 	}
 	uint64_t before = bd_events(r->engine), start = rill_clock_now_ns();
-	uint64_t dgrams =
-		(uint64_t)bd_kernel_send(r, tx, &addr, start + r->o->seconds * BD_NS_PER_S);
+	uint64_t dgrams = bd_kernel_send(r, tx, &addr, start + r->o->seconds * BD_NS_PER_S);
 	uint64_t sent_end = rill_clock_now_ns();
 	uint64_t in_time = bd_events(r->engine) - before; /* the rate: within the run only */
 	struct timespec settle = {0, 200000000};          /* what is in flight lands */
@@ -419,6 +433,7 @@ static uint64_t bd_dpdk_send(struct bd_run *r, const struct bd_dpdk_ports *p, ui
 			continue;
 		for (uint32_t i = 0; i < n; i++) {
 			uint8_t *d = (uint8_t *)rte_pktmbuf_append(m[i], (uint16_t)r->frame_bytes);
+			RILL_ASSERT(d != NULL); /* frame_bytes <= BD_FRAME_MAX fits any mbuf */
 			memcpy(d, bd_frame(r, seq + i), r->frame_bytes);
 		}
 		uint16_t sent = rte_eth_tx_burst(p->out, 0, m, (uint16_t)n);
@@ -623,9 +638,10 @@ int cli_bench_dpdk(int argc, char **argv)
 	if (rc < 0)
 		return 1;
 	json_t *j =
-		json_pack("{s:o, s:o, s:I, s:I, s:f}", "dpdk", bd_json(&dpdk), "kernel",
+		json_pack("{s:o, s:o, s:I, s:I, s:s, s:f}", "dpdk", bd_json(&dpdk), "kernel",
 			  bd_json(&kernel), "batch", (json_int_t)o.batch, "record_bytes",
-			  (json_int_t)o.record_bytes, "dpdk_over_kernel",
+			  (json_int_t)o.record_bytes, "poll", o.busy ? "busy" : "adaptive",
+			  "dpdk_over_kernel",
 			  kernel.events_per_s > 0 ? dpdk.events_per_s / kernel.events_per_s : 0.0);
 	/* Each path's share of CPU time stolen while it ran. */
 	for (int k = 0; j != NULL && k < 2; k++)

@@ -281,6 +281,14 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
 		engine_error(err, rc, "schema registry %s: %s", path, serr.message);
 		goto out_free;
 	}
+	if (e->config.on_schemas != NULL) { /* upcasters, before projections are rebuilt */
+		rc = e->config.on_schemas(e->config.on_schemas_arg, e->schemas);
+		if (rc != 0) {
+			rc = engine_error(err, rc < 0 ? rc : -EINVAL,
+					  "config.on_schemas failed: %s", rill_strerror(rc));
+			goto out_free;
+		}
+	}
 	e->shard_count = e->config.shards;
 	e->shards = aligned_alloc(_Alignof(struct shard), e->shard_count * sizeof(struct shard));
 	if (e->shards == NULL) {

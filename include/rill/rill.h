@@ -109,10 +109,10 @@ struct rill_producer;
 struct rill_subscription;
 
 struct rill_engine_config {
-	const char *data_dir;         /* default "./data"; created if missing */
-	uint32_t shards;              /* default: one per CPU this process may use */
+	const char *data_dir; /* default "./data"; created if missing */
+	uint32_t shards;      /* default: one per CPU this process may use */
 	const int *cpus; /* CPU of each shard (shards entries, shards set); NULL: ours in turn */
-	bool pin;                     /* pin shard threads to their CPUs (default true) */
+	bool pin;        /* pin shard threads to their CPUs (default true) */
 	enum rill_poll_mode poll;     /* default adaptive */
 	uint64_t idle_spin_ns;        /* adaptive: spin this long idle before sleeping (50 µs) */
 	uint32_t ring_bytes;          /* each producer → shard ring (default 1 MiB) */
@@ -144,6 +144,17 @@ struct rill_engine_config {
 	bool log_fixed_batches;
 	/* With pin: where the shards' io_uring workers run (default spare; see above). */
 	enum rill_io_workers io_workers;
+	/*
+	 * Called by rill_engine_open on its own thread once the schema registry is loaded,
+	 * before any topic or projection is reopened: the place to add upcasters
+	 * (rill_schema_upcaster_add). They are code, not stored, and the projections are
+	 * rebuilt from the logs during the open: added after it, they come too late for
+	 * that rebuild, which reads older events with the plain mapping (defaults where a
+	 * field was renamed) and says nothing. Returns 0, or an error that fails the open.
+	 * NULL (the default): none.
+	 */
+	int (*on_schemas)(void *arg, struct rill_schema_registry *schemas);
+	void *on_schemas_arg;
 };
 
 /* rill_engine_config_default - the defaults above. */

@@ -401,8 +401,10 @@ typedef int rill_schema_upcast_fn(void *arg, const struct rill_schema *from, con
 /*
  * rill_schema_upcaster_add - run @fn for every payload of @type going from version
  * @from_version to @from_version + 1 (which need not exist yet). Upcasters are code, kept
- * in memory: add them after every open, before the readers that need them read. One per
- * step. Returns 0, -EEXIST for a step that has one, -ENOENT for an unknown type, -EINVAL.
+ * in memory: add them after every open, before the readers that need them read (for an
+ * engine's registry: from rill_engine_config.on_schemas, since the engine's open rebuilds
+ * projections). One per step. Returns 0, -EEXIST for a step that has one, -ENOENT for an
+ * unknown type, -EINVAL.
  */
 int rill_schema_upcaster_add(struct rill_schema_registry *reg, const char *type,
 			     uint16_t from_version, rill_schema_upcast_fn *fn, void *arg);

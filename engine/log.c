@@ -195,6 +195,17 @@ static int log_active_close(struct rill_log *log)
 	return rc;
 }
 
+/* Whether the segment header is all there with its CRC holding (whatever it says). */
+static int log_segment_header_whole(struct rill_log *log, int handle, bool *whole)
+{
+	struct rill_segment_header h;
+	size_t got = 0;
+	int rc = log->io->ops->pread(log->io, handle, &h, sizeof(h), 0, &got);
+	*whole = rc == 0 && got == sizeof(h) && h.magic == RILL_SEGMENT_MAGIC &&
+		 h.crc32c == rill_crc32c(&h, offsetof(struct rill_segment_header, crc32c));
+	return rc;
+}
+
 static int log_read_segment_header(struct rill_log *log, int handle, uint64_t base_offset,
 				   uint64_t *created_ns, struct rill_log_recovery *report,
 				   const char *path)
@@ -381,8 +392,23 @@ static int log_scan_segment(struct rill_log *log, struct log_segment *seg, int h
 			return 0;
 		}
 		scan->damage = log_batch_check_header(&h, size - pos);
-		if (scan->damage != NULL)
+		if (scan->damage != NULL) {
+			/* A whole batch of another format version, or with flags this rill does
+			 * not know (a newer rill wrote it), is no torn write: its checksum says
+			 * which, so that recovery refuses it rather than cut it. */
+			bool framed = h.magic == RILL_BATCH_MAGIC &&
+				      h.batch_bytes >= RILL_BATCH_HEADER_BYTES &&
+				      h.batch_bytes <= RILL_LOG_BATCH_BYTES_MAX &&
+				      h.batch_bytes <= size - pos;
+			if (framed && (h.version != RILL_LOG_FORMAT_VERSION || h.flags != 0)) {
+				rc = log_read_batch(log, handle, scratch, &h, pos, &got);
+				if (rc < 0)
+					return rc;
+				scan->damage_crc_held =
+					got == h.batch_bytes && log_batch_crc_held(scratch->p);
+			}
 			return 0;
+		}
 		rc = log_read_batch(log, handle, scratch, &h, pos, &got);
 		if (rc < 0)
 			return rc;
@@ -563,11 +589,17 @@ static int log_recover_segment(struct rill_log *log, uint64_t base, uint64_t nex
 	bool follows = log->segment_count == 0
 			       ? base == 0
 			       : log->segments[log->segment_count - 1].end_offset == base;
-	if (tail && size < RILL_SEGMENT_DATA_START && follows &&
-	    log_read_segment_header(log, handle, base, &created_ns, report, path) < 0) {
-		io->ops->close(io, handle);
-		memset(report->message, 0, sizeof(report->message));
-		return log_drop_torn_creation(log, path, size, report);
+	if (tail && size < RILL_SEGMENT_DATA_START && follows) {
+		/* Only a header that is incomplete or fails its CRC: a whole one of another
+		 * version, or naming another base, was written so and is refused below. */
+		bool whole = false;
+		rc = log_segment_header_whole(log, handle, &whole);
+		if (rc < 0)
+			goto out_close;
+		if (!whole) {
+			io->ops->close(io, handle);
+			return log_drop_torn_creation(log, path, size, report);
+		}
 	}
 	rc = log_read_segment_header(log, handle, base, &created_ns, report, path);
 	if (rc == 0 && log->segment_count > 0 &&

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,7 @@
 #include "engine/log.h"
 #include "engine/io_int.h"
 #include "engine/log_format.h"
+#include "rill/record.h"
 #include "tests/common/io_sim.h"
 #include "tests/common/test_dir.h"
 #include "tests/engine/log_check.h"
@@ -1304,6 +1306,96 @@ static void test_torn_creation_after_gap(void **state)
 	io_sim_destroy(sim);
 }
 
+/*
+ * What another format version wrote whole is no torn write, and recovery must not cut it
+ * (a downgrade, or a newer rill's batch at the tail): a last batch with a version or
+ * flags this rill does not know but a checksum that holds, and a tail segment shorter
+ * than its first batch's position whose header is whole but of another version, are
+ * refused and left on disk, where they were cut or removed as torn before.
+ */
+static void test_foreign_format_refused(void **state)
+{
+	(void)state;
+	struct rill_log_config c = log_check_small_config();
+	for (int kind = 0; kind < 2; kind++) { /* the last batch: its version, its flags */
+		struct io_sim *sim;
+		assert_int_equal(io_sim_create(&sim, 31 + (uint64_t)kind), 0);
+		struct rill_log *log;
+		assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+		for (uint64_t i = 0; i < 5; i++) {
+			assert_int_equal(append_one(log, i), 0);
+			assert_int_equal(rill_log_sync(log), 0);
+		}
+		rill_log_drop(log); /* a crash: no checkpoint */
+		char path[256];
+		snprintf(path, sizeof(path), "%s/%020llu.log", DIR_SIM, 0ull);
+		uint64_t size;
+		uint8_t *data = io_sim_file_data(sim, path, &size);
+		uint64_t pos[64];
+		uint32_t batches = batch_positions(data, size, pos, 64);
+		assert_int_equal(batches, 5);
+		struct rill_batch_header h;
+		memcpy(&h, data + pos[4], sizeof(h));
+		if (kind == 0)
+			h.version = RILL_LOG_FORMAT_VERSION + 1;
+		else
+			h.flags = 1;
+		memcpy(data + pos[4], &h, sizeof(h));
+		h.crc32c = rill_crc32c(data + pos[4] + 12, h.batch_bytes - 12u);
+		memcpy(data + pos[4], &h, sizeof(h));
+		io_sim_sync_all(sim);
+		struct rill_log_recovery report;
+		int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
+		if (rc != RILL_E_LOG_CORRUPT)
+			fail_msg("a whole last batch with %s: open gave %d (%s), truncated %llu",
+				 kind == 0 ? "another version" : "unknown flags", rc,
+				 report.message, (unsigned long long)report.truncated_bytes);
+		assert_non_null(strstr(report.message, "checksum holds"));
+		uint64_t after;
+		(void)io_sim_file_data(sim, path, &after);
+		assert_int_equal(after, size);
+		io_sim_destroy(sim);
+	}
+
+	/* A tail segment of header only, whole, of another version: refused, kept. */
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 33), 0);
+	c.segment_bytes_max = 64u << 10;
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	uint64_t i = 0;
+	uint64_t bases[16] = {0};
+	while (bases[0] < 2) {
+		assert_int_equal(append_one(log, i++), 0);
+		assert_int_equal(rill_log_sync(log), 0);
+		bases[0] = 0;
+		assert_int_equal(
+			io_sim_io(sim)->ops->list(io_sim_io(sim), DIR_SIM, collect_logs, bases), 0);
+	}
+	rill_log_drop(log);
+	qsort(bases + 1, bases[0], sizeof(bases[0]), cmp_u64);
+	char tail[256];
+	snprintf(tail, sizeof(tail), "%s/%020llu.log", DIR_SIM,
+		 (unsigned long long)bases[bases[0]]);
+	sim_truncate(sim, tail, RILL_SEGMENT_HEADER_BYTES);
+	uint64_t size;
+	uint8_t *data = io_sim_file_data(sim, tail, &size);
+	struct rill_segment_header sh;
+	memcpy(&sh, data, sizeof(sh));
+	sh.version = RILL_LOG_FORMAT_VERSION + 1;
+	sh.crc32c = rill_crc32c(&sh, offsetof(struct rill_segment_header, crc32c));
+	memcpy(data, &sh, sizeof(sh));
+	io_sim_sync_all(sim);
+	struct rill_log_recovery report;
+	int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
+	if (rc != RILL_E_LOG_FORMAT)
+		fail_msg("a whole segment header of another version: open gave %d (%s)", rc,
+			 report.message);
+	assert_non_null(io_sim_file_data(sim, tail, &size));
+	assert_int_equal(size, RILL_SEGMENT_HEADER_BYTES);
+	io_sim_destroy(sim);
+}
+
 /* The folder rill_io_fsync_parent syncs, through an I/O layer that only records it. */
 static char synced_dir[128];
 
@@ -1345,6 +1437,7 @@ int main(void)
 		cmocka_unit_test(test_one_writer),
 		cmocka_unit_test(test_direct_writes),
 		cmocka_unit_test(test_uring_partial_submit),
+		cmocka_unit_test(test_foreign_format_refused),
 		cmocka_unit_test(test_repair),
 		cmocka_unit_test(test_read_from_offset_and_time),
 		cmocka_unit_test(test_retention_by_bytes),

@@ -1073,8 +1073,29 @@ static bool log_roll_due(const struct rill_log *log)
 	       log_age_ns(rill_clock_wall_ns(), seg->created_ns) >= log->config.segment_age_ns_max;
 }
 
-/* Delete whole segments, oldest first, past the retention limits (never the active one). */
-static int log_retain(struct rill_log *log)
+static void log_retain_failed(struct rill_log *log, uint64_t base, bool kept, int error)
+{
+	log->retain_errors++;
+	if ((log->retain_errors & (log->retain_errors - 1)) != 0)
+		return; /* said at the 1st, 2nd, 4th, 8th... failure: a bad disk does not flood */
+	fprintf(stderr,
+		"rill: log %s: retention: %s segment %020" PRIu64 ": %s; %s (%" PRIu64
+		" failure%s so far)\n",
+		log->dir, kept ? "deleting" : "syncing the folder after deleting", base,
+		rill_strerror(error),
+		kept ? "kept, tried again at the next roll"
+		     : "gone, but a power cut may bring it back (the segments after it stay)",
+		log->retain_errors, log->retain_errors == 1 ? "" : "s");
+}
+
+/*
+ * Delete whole segments, oldest first, past the retention limits (never the active one).
+ * A deletion that fails is said and tried again at the next roll: it costs disk space,
+ * never an acknowledged event, so it does not stop the log. The segments deleted before
+ * it, and the one whose file went but whose directory sync failed, leave the segment
+ * list (readers get -ERANGE there, as for any deleted segment).
+ */
+static void log_retain(struct rill_log *log)
 {
 	uint64_t total = 0;
 	for (uint32_t i = 0; i < log->segment_count; i++)
@@ -1093,18 +1114,22 @@ static int log_retain(struct rill_log *log)
 		if (!too_big && !too_old)
 			break;
 		int rc = log_segment_remove(log, seg->base_offset);
-		if (rc < 0)
-			return rc;
+		if (rc < 0) {
+			log_retain_failed(log, seg->base_offset, true, rc);
+			break;
+		}
+		total -= seg->bytes;
+		drop++;
 		/* One at a time, oldest first, each made durable: a power cut leaves a suffix of
 		 * the segments, never a gap. */
 		rc = log->io->ops->fsync_dir(log->io, log->dir);
-		if (rc < 0)
-			return rc;
-		total -= seg->bytes;
-		drop++;
+		if (rc < 0) {
+			log_retain_failed(log, seg->base_offset, false, rc);
+			break;
+		}
 	}
 	if (drop == 0)
-		return 0;
+		return;
 	for (uint32_t i = 0; i < drop; i++) {
 		log_index_free(&log->segments[i].idx);
 		log_index_free(&log->segments[i].tix);
@@ -1112,7 +1137,6 @@ static int log_retain(struct rill_log *log)
 	memmove(log->segments, log->segments + drop,
 		(log->segment_count - drop) * sizeof(*log->segments));
 	log->segment_count -= drop;
-	return 0;
 }
 
 static int log_fail(struct rill_log *log, int error)
@@ -1150,7 +1174,7 @@ static int log_maybe_submit(struct rill_log *log, bool force, bool timed)
 	if (log_roll_due(log)) {
 		rc = log_roll(log);
 		if (rc == 0)
-			rc = log_retain(log);
+			log_retain(log);
 	}
 	if (rc == 0)
 		rc = log_submit(log);
@@ -1366,6 +1390,7 @@ void rill_log_stats(const struct rill_log *log, struct rill_log_stats *stats)
 	stats->direct_batches = log->direct_batches;
 	stats->grown_batches = log->grown_batches;
 	stats->batch_bytes_peak = log->batch_bytes_peak;
+	stats->retain_errors = log->retain_errors;
 }
 
 void rill_log_drop(struct rill_log *log)

@@ -33,7 +33,8 @@ struct log_segment {
 struct rill_log {
 	struct rill_io *io;
 	struct rill_log_config config;
-	uint64_t retain_floor; /* retention keeps every record at or above this offset */
+	uint64_t retain_floor;  /* retention keeps every record at or above this offset */
+	uint64_t retain_errors; /* deletions that failed (rill_log_stats) */
 	char dir[LOG_PATH_BYTES];
 
 	struct log_segment *segments; /* sorted by base offset; the last one is active */

@@ -455,6 +455,100 @@ static void test_retention_by_bytes(void **state)
 	io_sim_destroy(sim);
 }
 
+/* The sim's own ops, with a segment's unlink, or the folder sync right after one,
+ * failing while these counts last. */
+static const struct rill_io_ops *retain_sim_ops;
+static int retain_unlink_fails, retain_fsync_dir_fails;
+static bool retain_unlinked; /* a segment file was just deleted */
+
+static int retain_unlink(struct rill_io *io, const char *path)
+{
+	size_t n = strlen(path);
+	bool segment = n > 4 && strcmp(path + n - 4, ".log") == 0;
+	if (segment && retain_unlink_fails > 0) {
+		retain_unlink_fails--;
+		return -EIO;
+	}
+	int rc = retain_sim_ops->unlink(io, path);
+	retain_unlinked = retain_unlinked || (segment && rc == 0);
+	return rc;
+}
+
+static int retain_fsync_dir(struct rill_io *io, const char *path)
+{
+	bool after_delete = retain_unlinked;
+	retain_unlinked = false;
+	if (after_delete && retain_fsync_dir_fails > 0) {
+		retain_fsync_dir_fails--;
+		return -EIO;
+	}
+	return retain_sim_ops->fsync_dir(io, path);
+}
+
+/*
+ * A retention deletion that fails costs disk space, never an acknowledged event: the log
+ * says so, goes on appending and syncing, keeps the segment and deletes it at a later
+ * roll. A segment whose file went but whose folder sync failed leaves the list with it
+ * (before, the list kept segments already deleted, and the log stopped).
+ */
+static void test_retention_errors(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 41), 0);
+	struct rill_io *io = io_sim_io(sim);
+	static struct rill_io_ops ops;
+	retain_sim_ops = io->ops;
+	ops = *io->ops;
+	ops.unlink = retain_unlink;
+	ops.fsync_dir = retain_fsync_dir;
+	io->ops = &ops;
+	struct rill_log_config c = log_check_small_config();
+	c.retention_bytes = 200u << 10;
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io, DIR_SIM, &c, NULL), 0);
+	retain_unlink_fails = 1000000; /* every deletion fails */
+	uint64_t i = 0;
+	for (; i < 3000; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	assert_int_equal(rill_log_error(log), 0);
+	struct rill_log_stats st;
+	rill_log_stats(log, &st);
+	assert_true(st.retain_errors > 0);
+	assert_int_equal(rill_log_start_offset(log), 0); /* nothing went */
+	assert_int_equal(log_check_all(log, i), i);
+	/* The deletions work again: the next roll catches up. */
+	retain_unlink_fails = 0;
+	for (; i < 4000; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	uint64_t start = rill_log_start_offset(log);
+	assert_true(start > 0);
+	rill_log_stats(log, &st);
+	uint64_t errors = st.retain_errors;
+	/* A folder sync that fails after a deletion: that segment leaves the list too. */
+	retain_fsync_dir_fails = 1;
+	for (; i < 6000 && rill_log_start_offset(log) == start; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	assert_int_equal(rill_log_error(log), 0);
+	rill_log_stats(log, &st);
+	assert_int_equal(st.retain_errors, errors + 1);
+	assert_true(rill_log_start_offset(log) > start);
+	struct rill_log_iter it;
+	struct rill_record rec;
+	uint64_t offset;
+	assert_int_equal(rill_log_iter_init(&it, log, start), 0); /* begins where the log does */
+	assert_int_equal(rill_log_iter_next(&it, &rec, &offset), 1);
+	assert_int_equal(offset, rill_log_start_offset(log));
+	rill_log_iter_fini(&it);
+	assert_int_equal(log_check_all(log, i), i);
+	assert_int_equal(rill_log_close(log), 0);
+	io->ops = retain_sim_ops;
+	io_sim_destroy(sim);
+}
+
 /* An iterator left behind while retention deletes segments says the records it was at are
  * gone; it never stalls or reads out of bounds. */
 static void test_iterator_across_retention(void **state)
@@ -1441,6 +1535,7 @@ int main(void)
 		cmocka_unit_test(test_repair),
 		cmocka_unit_test(test_read_from_offset_and_time),
 		cmocka_unit_test(test_retention_by_bytes),
+		cmocka_unit_test(test_retention_errors),
 		cmocka_unit_test(test_group_commit_batches),
 		cmocka_unit_test(test_batch_growth),
 		cmocka_unit_test(test_batch_delay),

@@ -547,6 +547,8 @@ static int open_log(struct rill_schema_registry *reg, struct rill_io *io, const 
 	if (rc != 0)
 		return schema_fail(err, rc, "schema registry %s: %s%s%s", dir, rill_strerror(rc),
 				   report.message[0] ? ": " : "", report.message);
+	if (report.message[0] != '\0') /* a torn tail cut, as a partition's log says too */
+		fprintf(stderr, "rill: schema registry %s: %s\n", dir, report.message);
 	return replay(reg, err);
 }
 

@@ -82,7 +82,7 @@ static int shard_part_open(struct shard *s, struct shard_req *r)
 			     report.message);
 		goto out_view;
 	}
-	if (report.truncated_bytes > 0)
+	if (report.message[0] != '\0') /* a torn tail cut, an empty torn segment removed */
 		fprintf(stderr, "rill: topic %s partition %u: %s\n", t->name, r->partition,
 			report.message);
 	sp->durable_sent = rill_partition_durable_offset(sp->part);

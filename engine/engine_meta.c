@@ -158,6 +158,11 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 		rc = meta_mkdir(e, "projections");
 	if (rc == 0)
 		rc = meta_mkdir(e, "groups");
+	/* Their entries made durable: a topic's or a group's own files are synced inside
+	 * them, which a power cut could otherwise take with the folder (meta's write above
+	 * synced the data directory before they existed). */
+	if (rc == 0)
+		rc = io->ops->fsync_dir(io, e->data_dir);
 	if (rc < 0)
 		return engine_error(err, rc, "%s: creating its folders: %s", e->data_dir,
 				    rill_strerror(rc));

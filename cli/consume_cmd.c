@@ -238,6 +238,16 @@ static int subscribe(struct consumer *c, uint32_t partition, enum rill_client_fr
 			return -EPROTO;
 		}
 		struct part_state *s = &c->parts[p];
+		if (from == RILL_CLIENT_FROM_OFFSET && opened[i].first_offset > value)
+			/* The server starts at the first offset retention kept: a consumer that
+			 * counts on every event (a group resuming) must hear what it missed. */
+			fprintf(stderr,
+				"rill: consume: topic %s partition %u: offset %llu is gone "
+				"(retention); starting at %llu, %llu event%s skipped\n",
+				c->topic, p, (unsigned long long)value,
+				(unsigned long long)opened[i].first_offset,
+				(unsigned long long)(opened[i].first_offset - value),
+				opened[i].first_offset - value == 1 ? "" : "s");
 		s->open = true;
 		s->end_offset = opened[i].end_offset;
 		s->next = opened[i].first_offset;

@@ -96,8 +96,9 @@ int rill_dpdk_stop(struct rill_dpdk *dpdk)
 #define DPDK_EVENTS_TURN    64u
 #define DPDK_ARGS_MAX       64
 #define DPDK_ARGS_BYTES     4096u
-#define DPDK_STATS_EVERY    1024u /* packets between two copies of the counters */
-#define DPDK_PREFETCH_BYTES 2048u /* of the next datagram, while one is parsed */
+#define DPDK_STATS_EVERY    1024u                 /* packets between two copies of the counters */
+#define DPDK_PREFETCH_BYTES 2048u                 /* of the next datagram, while one is parsed */
+#define DPDK_STOP_FLUSH_NS  (10ull * 1000000000u) /* acknowledgements owed, at stop */
 
 struct dpdk_queue {
 	struct rill_dpdk *dpdk;
@@ -491,8 +492,33 @@ int rill_dpdk_stop(struct rill_dpdk *d)
 	if (d == NULL)
 		return 0;
 	dpdk_unhook(d);
+	/* The acknowledgements still owed (a sync in flight), and the ACK datagrams they
+	 * make, before the port stops: a sender told nothing sends again to a server that,
+	 * restarted, no longer knows it (its window starts at 1 again). No shard touches a
+	 * queue after the unhook, so this thread may send on its TX queue. */
+	for (uint32_t i = 0; i < d->queue_count; i++) {
+		struct dpdk_queue *q = &d->queues[i];
+		if (q->ing == NULL)
+			continue;
+		(void)rill_udp_ingress_flush(q->ing, DPDK_STOP_FLUSH_NS);
+		/* One ACK per source at most: enough bursts for every source a queue tracks. */
+		for (uint32_t bursts = 0; bursts < 2 * RILL_UDP_SOURCES_MAX / DPDK_BURST &&
+					  rill_udp_ingress_acks_due(q->ing) > 0;
+		     bursts++)
+			dpdk_acks(q);
+		(void)dpdk_stats_share(q, true);
+		/* A NIC sends what its TX ring holds after tx_burst returns: give it the time
+		 * before the stop resets the ring (bounded; PMDs without the call get a pause). */
+		for (int tries = 0; q->tx && tries < 10; tries++) {
+			int freed = rte_eth_tx_done_cleanup(d->config.port, q->index, 0);
+			if (freed == 0)
+				break;
+			struct timespec pause = {0, 1000000};
+			nanosleep(&pause, NULL);
+		}
+	}
 	int rc = rte_eth_dev_stop(d->config.port);
-	dpdk_free(d); /* the ingresses flush their producer handles */
+	dpdk_free(d);
 	return rc < 0 ? rc : 0;
 }
 

@@ -86,7 +86,9 @@ int rill_dpdk_stat_json(struct rill_dpdk *dpdk, char *json, size_t bytes);
 /* rill_dpdk_queues - RX queues polled. */
 uint32_t rill_dpdk_queues(const struct rill_dpdk *dpdk);
 
-/* rill_dpdk_stop - stop polling, flush (acknowledgements owed), stop the port, free. */
+/* rill_dpdk_stop - stop polling; wait (up to 10 s) for the acknowledgements owed and send
+ * the ACK datagrams they make; stop the port; free. Datagrams still in the device's ring
+ * are dropped (their senders send them again). */
 int rill_dpdk_stop(struct rill_dpdk *dpdk);
 
 #endif /* RILL_IO_DPDK_H */

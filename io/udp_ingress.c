@@ -455,6 +455,11 @@ int rill_udp_ingress_poll(struct rill_udp_ingress *ing)
 	return rill_producer_poll(ing->producer, 0);
 }
 
+int rill_udp_ingress_flush(struct rill_udp_ingress *ing, uint64_t timeout_ns)
+{
+	return rill_producer_flush(ing->producer, timeout_ns);
+}
+
 uint32_t rill_udp_ingress_acks_due(const struct rill_udp_ingress *ing)
 {
 	return ing->due_count;

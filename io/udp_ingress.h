@@ -98,6 +98,10 @@ int rill_udp_ingress_datagram(struct rill_udp_ingress *ing, const struct rill_ud
 /* rill_udp_ingress_poll - take the shards' acknowledgements. Returns how many. */
 int rill_udp_ingress_poll(struct rill_udp_ingress *ing);
 
+/* rill_udp_ingress_flush - wait up to @timeout_ns for every acknowledgement owed (then
+ * the ACK datagrams they make are due). 0 or -ETIMEDOUT. Blocks. */
+int rill_udp_ingress_flush(struct rill_udp_ingress *ing, uint64_t timeout_ns);
+
 /* rill_udp_ingress_acks_due - ACK datagrams due (acks on): rill_udp_ingress_next_ack has
  * that many to give. Due also without any acknowledgement from the shards: the answer to
  * a retransmission of what is durable already. */

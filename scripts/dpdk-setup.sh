@@ -72,8 +72,14 @@ if [ -n "$unbind" ]; then
 fi
 
 [ -e "$nr" ] || fail "this kernel offers no 2 MiB huge pages ($nr is missing)"
-echo "dpdk-setup: reserving $hugepages huge pages of 2 MiB"
-run sh -c "echo $hugepages > $nr"
+# Only ever raised: a machine that reserves more for something else keeps them.
+current=$(cat "$nr")
+if [ "$current" -ge "$hugepages" ]; then
+	echo "dpdk-setup: $current huge pages of 2 MiB reserved already (asked for $hugepages): kept"
+else
+	echo "dpdk-setup: reserving $hugepages huge pages of 2 MiB (there were $current)"
+	run sh -c "echo $hugepages > $nr"
+fi
 run mkdir -p /dev/hugepages
 mountpoint -q /dev/hugepages || run mount -t hugetlbfs nodev /dev/hugepages
 if [ "$dry" -eq 0 ]; then

@@ -185,6 +185,16 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 	return 0;
 }
 
+/* A key @inst does not hold: never seen (-ENOENT), or perhaps one of the new keys it
+ * refused once its table or key store was full (-ENOSPC): their events were appended and
+ * acknowledged, but not folded, and an answer of "never seen" would be a wrong one. */
+static int shard_key_absent(const struct rill_projection *inst)
+{
+	struct rill_projection_stats st;
+	rill_projection_stats(inst, &st);
+	return st.refused_full > 0 ? -ENOSPC : -ENOENT;
+}
+
 static int shard_query(struct shard *s, struct shard_req *r)
 {
 	struct engine_topic *t = r->proj->topic;
@@ -203,7 +213,8 @@ static int shard_query(struct shard *s, struct shard_req *r)
 			rill_projection_query(inst, r->key, r->key_bytes, r->out, r->out_bytes);
 		return r->out_len < 0 ? (int)r->out_len : 0;
 	}
-	return rill_projection_get(inst, r->key, r->key_bytes, r->value) ? 0 : -ENOENT;
+	return rill_projection_get(inst, r->key, r->key_bytes, r->value) ? 0
+									 : shard_key_absent(inst);
 }
 
 static int shard_query_as_of(struct shard *s, struct shard_req *r)
@@ -224,7 +235,7 @@ static int shard_query_as_of(struct shard *s, struct shard_req *r)
 	if (rc == 0)
 		rc = rill_partition_as_of(sp->part, inst, offset);
 	if (rc == 0 && !rill_projection_get(inst, r->key, r->key_bytes, r->value))
-		rc = -ENOENT;
+		rc = shard_key_absent(inst);
 	rill_projection_destroy(inst);
 	return rc;
 }

@@ -98,8 +98,11 @@ static bool job_query(struct rill_server *s, struct srv_job *j)
 	}
 	if (rc < 0) {
 		job_error(j, rc, "projection '%s': %s", name,
-			  rc == -ENOENT ? "no such projection, or no value for the key"
-					: rill_strerror(rc));
+			  rc == -ENOENT   ? "no such projection, or no value for the key"
+			  : rc == -ENOSPC ? "no value for the key, and the projection's key table "
+					    "is full (projection_keys_max): it may be one of the "
+					    "keys refused"
+					  : rill_strerror(rc));
 		return true;
 	}
 	if (!job_answer_alloc(j, RILL_WIRE_HEADER_BYTES + RILL_WIRE_RESULT_BYTES))

@@ -87,7 +87,8 @@ enum rill_io_workers {
 /* What a publisher asks to hear back about an event (a refusal is always reported). */
 enum rill_acks {
 	RILL_ACKS_NONE = 0,    /* nothing, unless the event is refused */
-	RILL_ACKS_APPLIED = 1, /* once appended and folded into the projections */
+	RILL_ACKS_APPLIED = 1, /* once appended and folded into the projections (a projection
+				* whose key table is full folds no new key: rill_query) */
 	RILL_ACKS_DURABLE = 2, /* applied, then again once its fdatasync completed (on a topic
 				* of durability none, at once: that topic promises memory) */
 };
@@ -378,8 +379,11 @@ struct rill_token {
  * rill_query - the value of projection @name for @key. With @after (optional, from an
  * acknowledgement of the same topic), waits up to @timeout_ns until the offset is applied.
  * Returns 0 with @out filled, -ENOENT (no such projection, or the key was never seen),
- * RILL_E_QUERY_STALE (the token's offset not applied in time), -EINVAL. Any host thread;
- * blocks until the owner shard answers.
+ * -ENOSPC (the key is not held, and the projection has refused new keys in its partition
+ * since it reached projection_keys_max or projection_key_store_bytes: the key may be one
+ * of them, whose events were appended and acknowledged but not folded), RILL_E_QUERY_STALE
+ * (the token's offset not applied in time), -EINVAL. Any host thread; blocks until the
+ * owner shard answers.
  */
 int rill_query(struct rill_engine *engine, const char *name, const void *key, size_t key_bytes,
 	       const struct rill_token *after, uint64_t timeout_ns,
@@ -400,9 +404,11 @@ int64_t rill_query_custom(struct rill_engine *engine, const char *name, const vo
  * key's partition: after its event at @offset (inclusive), or, with @offset UINT64_MAX,
  * after its last event stamped at or before @timestamp_ns. The owner shard restores the
  * nearest snapshot at or before that point and replays the log from there: the cost is
- * bounded by the snapshot interval. Built-in projections only. Returns 0, -ENOENT (no such
- * projection, or the key had no value then), -ERANGE (what is kept does not reach back
- * that far), -EINVAL. Any host thread; blocks.
+ * bounded by the snapshot interval, and the shard serves nothing else meanwhile (its other
+ * partitions wait: a replay of a million events takes tens of milliseconds). Built-in
+ * projections only. Returns 0, -ENOENT (no such projection, or the key had no value then),
+ * -ENOSPC (as rill_query), -ERANGE (what is kept does not reach back that far), -EINVAL.
+ * Any host thread; blocks.
  */
 int rill_query_as_of(struct rill_engine *engine, const char *name, const void *key,
 		     size_t key_bytes, uint64_t offset, uint64_t timestamp_ns,

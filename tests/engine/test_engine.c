@@ -3488,6 +3488,52 @@ static void test_subscription_ready(void **state)
 	fx_close(f);
 }
 
+/*
+ * A projection whose key table is full folds no new key, though the events are appended
+ * and acknowledged: a query for such a key must not answer "never seen" (-ENOENT), which
+ * would be wrong, but -ENOSPC. Before the table filled, an unknown key is -ENOENT.
+ */
+static void test_projection_full(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 1);
+	c.projection_keys_max = 4;
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "full", 1, RILL_DURABILITY_NONE);
+	fx_projection(f, "full_count", "full", RILL_PROJECTION_COUNT, NULL);
+	struct rill_projection_value v;
+	assert_int_equal(rill_query(f->engine, "full_count", "k9", 2, NULL, 0, &v), -ENOENT);
+	struct acks a = {0};
+	struct rill_producer *p = producer_open(f, 0, &a);
+	struct order_event o;
+	for (uint64_t i = 0; i < 6; i++) {
+		char key[8];
+		snprintf(key, sizeof(key), "k%u", (unsigned)i);
+		assert_int_equal(order_event_make(&o, f->order, key, 1), 0);
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(p);
+	assert_int_equal(a.count, 6);
+	for (size_t i = 0; i < a.count; i++)
+		assert_int_equal(a.v[i].error, 0); /* appended, acknowledged */
+	for (uint64_t i = 0; i < 6; i++) {
+		char key[8];
+		snprintf(key, sizeof(key), "k%u", (unsigned)i);
+		int rc = rill_query(f->engine, "full_count", key, strlen(key), NULL, 0, &v);
+		if (i < 4) {
+			assert_int_equal(rc, 0);
+			assert_int_equal(v.count, 1);
+		} else if (rc != -ENOSPC) {
+			fail_msg("key %s, refused by a full projection: query %d (%s)", key, rc,
+				 rill_strerror(rc));
+		}
+	}
+	producer_close(p);
+	acks_free(&a);
+	fx_close(f);
+}
+
 /* Bill v1 {cents i64} became v2 {price f64}: the upcaster converts. */
 #define BILL_V1                                                                                    \
 	"{\"type\":\"Bill\",\"version\":1,\"fields\":[{\"name\":\"cents\",\"type\":\"i64\"}]}"
@@ -4000,6 +4046,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_busy_poll, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_shard_stats, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_projection_full, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_upcasters_before_rebuild, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_info_time_past_the_end, fx_setup, fx_teardown),

@@ -318,7 +318,9 @@ bool rill_schema_compatible(const struct rill_schema *reader, const struct rill_
 /*
  * rill_schema_registry_open - the registry stored in directory @dir through @io (created if
  * missing), reloaded from its log; or, with @io and @dir both NULL, a registry in memory
- * only. @io is the caller's and must outlive the registry.
+ * only. @io is the caller's and must outlive the registry. The I/O layer is internal
+ * (engine/io.h): an application gets a stored registry from its engine
+ * (rill_engine_schemas, DATA/schemas) and opens standalone ones in memory only.
  * Returns 0, -EINVAL, -ENOMEM, RILL_E_SCHEMA_INVALID when the stored registry holds an
  * entry that does not load (@err says which), a log error (RILL_E_LOG_*) or -errno.
  * Blocks (reads the log).

@@ -64,7 +64,10 @@ static const char serve_help[] =
 	"            queues polled by shards 0 to N-1), udp_port (7401), acks (false),\n"
 	"            mbufs (8191, or what the queues hold if more), rx_descs (1024),\n"
 	"            idle_nap_us (0: a polling shard never sleeps; N up to 100000, with\n"
-	"            poll = adaptive: idle, it sleeps up to N µs between polls)\n"
+	"            poll = adaptive: idle, it sleeps up to N µs between polls),\n"
+	"            promiscuous (true: datagrams to any MAC, for virtual devices, replays\n"
+	"            and mirrors; false on a NIC that shares its segment: frames to other\n"
+	"            MACs are dropped)\n"
 	"\n"
 	"DPDK ingress (kernel bypass, UDP): datagrams to udp_port on the DPDK port carry a\n"
 	"PRODUCE frame each (docs/PROTOCOL.md, \"UDP ingress\"). At most once by default;\n"
@@ -185,10 +188,10 @@ static bool serve_dpdk_key(struct serve_opts *o, const char *key, const char *va
 		o->dpdk_on = true;
 		return true;
 	}
-	if (strcmp(key, "acks") == 0) {
+	if (strcmp(key, "acks") == 0 || strcmp(key, "promiscuous") == 0) {
 		if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
 			return false;
-		d->acks = value[0] == 't';
+		*(key[0] == 'a' ? &d->acks : &d->promiscuous) = value[0] == 't';
 		return true;
 	}
 	if (strcmp(key, "port") == 0 && serve_u64(value, UINT16_MAX, &v))

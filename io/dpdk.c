@@ -204,11 +204,17 @@ static unsigned dpdk_packet(struct dpdk_queue *q, struct rte_mbuf *m, uint64_t n
 		q->own.bad_frames++;
 		return 0;
 	}
+	const uint8_t *frame = rte_pktmbuf_mtod(m, const uint8_t *);
+	if (!q->dpdk->config.promiscuous &&
+	    (rte_pktmbuf_data_len(m) < 6 || memcmp(frame, q->dpdk->mac.addr_bytes, 6) != 0)) {
+		q->own.not_ours++; /* to another host: a NIC may pass some in any mode */
+		return 0;
+	}
 	const uint8_t *payload;
 	uint32_t bytes;
 	struct rill_udp_peer from;
-	int rc = rill_udp_frame_ipv4(rte_pktmbuf_mtod(m, const uint8_t *), rte_pktmbuf_data_len(m),
-				     q->dpdk->config.udp_port, &payload, &bytes, &from);
+	int rc = rill_udp_frame_ipv4(frame, rte_pktmbuf_data_len(m), q->dpdk->config.udp_port,
+				     &payload, &bytes, &from);
 	if (rc == -ENOENT) {
 		q->own.not_ours++;
 		return 0;
@@ -331,11 +337,14 @@ static int dpdk_port_setup(struct rill_dpdk *d, struct rill_error_text *err)
 		rc = rte_eth_tx_queue_setup(port, (uint16_t)i, d->config.tx_descs,
 					    (unsigned)(socket < 0 ? 0 : socket), NULL);
 	if (rc == 0)
-		rc = rte_eth_dev_start(port);
-	if (rc == 0 && d->config.promiscuous)
-		(void)rte_eth_promiscuous_enable(port); /* refused by some ports: harmless */
+		rc = rte_eth_macaddr_get(port, &d->mac); /* before the start: nothing to undo */
 	if (rc == 0)
-		rc = rte_eth_macaddr_get(port, &d->mac);
+		rc = rte_eth_dev_start(port);
+	/* Refused by some ports: harmless either way (off, the software filter stands in). */
+	if (rc == 0 && d->config.promiscuous)
+		(void)rte_eth_promiscuous_enable(port);
+	else if (rc == 0)
+		(void)rte_eth_promiscuous_disable(port);
 	if (rc != 0) {
 		snprintf(err->message, sizeof(err->message), "DPDK port %u: setting it up: %s",
 			 port, rte_strerror(rc < 0 ? -rc : rc));

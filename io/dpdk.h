@@ -29,7 +29,12 @@ struct rill_dpdk_config {
 	uint16_t rx_descs; /* per queue (default 1024) */
 	uint16_t tx_descs; /* (default 512) */
 	bool acks;         /* ACK datagrams (at least once); default off: at most once */
-	bool promiscuous;  /* default true: virtual and test ports need it */
+	/* Take event datagrams whatever their destination MAC (default true: virtual
+	 * devices such as net_pcap have MACs of their own, and replays and mirrors carry
+	 * frames to other hosts). false: the port leaves promiscuous mode and frames to
+	 * another MAC are dropped (not_ours), so a NIC on a shared segment (a flooded
+	 * unknown unicast, a mirror) never takes, nor answers, another server's events. */
+	bool promiscuous;
 	/* Adaptive polling, idle: the shard sleeps up to this long between polls (default 0:
 	 * it never sleeps, for a core of its own; at most RILL_DPDK_IDLE_NAP_US_MAX). */
 	uint32_t idle_nap_us;

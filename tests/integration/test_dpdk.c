@@ -754,6 +754,43 @@ static void test_stats_current(void **state)
 	ue_log_check(&env, env.topic_durable, expected, expected_count);
 }
 
+/*
+ * With promiscuous off, a frame to another MAC is not ours, whatever it carries (a NIC on
+ * a shared segment: flooded unknown unicast, a mirror), and one to the port's own MAC goes
+ * in. (With it on, the default, every test above sends to a MAC that is not the port's.)
+ */
+static void test_not_promiscuous(void **state)
+{
+	(void)state;
+	ring_pair_make(&rp);
+	struct rte_ether_addr in_mac;
+	assert_int_equal(rte_eth_macaddr_get(rp.port_in, &in_mac), 0);
+	static uint8_t payload[UE_DATAGRAM_BYTES], frames[2][DT_FRAME_MAX];
+	uint32_t lens[2];
+	uint32_t n = event_payload(payload, sizeof(payload), UE_TOPIC, 1, 1);
+	lens[0] = frame_from(frames[0], &src_a, in_mac.addr_bytes, payload, n); /* ours */
+	uint32_t kept = expected_count;
+	n = event_payload(payload, sizeof(payload), UE_TOPIC, 2, 1);
+	expected_count = kept; /* the foreign frame's events must not arrive */
+	lens[1] = frame_from(frames[1], &src_b, ingress_mac, payload, n);
+	struct rill_dpdk_config cfg;
+	rill_dpdk_config_default(&cfg);
+	cfg.port = rp.port_in;
+	cfg.mbufs = 4095;
+	cfg.promiscuous = false;
+	struct rill_error_text err = {{0}};
+	assert_int_equal(rill_dpdk_start(&dpdk, env.engine, &cfg, &err), 0);
+	ring_send(&rp, frames, lens, 2);
+	struct rill_dpdk_stats st;
+	assert_true(stats_wait(dpdk, &st, packets_reached, 2, DT_WAIT_NS));
+	stats_print("not promiscuous", &st);
+	assert_int_equal(st.not_ours, 1);
+	assert_int_equal(st.udp.datagrams, 1);
+	ingress_stop();
+	ue_events_settle(&env, expected_events());
+	ue_log_check(&env, env.topic, expected, expected_count);
+}
+
 /* ---- net_af_packet over a veth pair into a network namespace ----------------------------- */
 
 #define NS_SENDER_IP  "10.77.0.2"
@@ -985,6 +1022,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_no_such_port, dt_setup, dt_teardown),
 		cmocka_unit_test_setup_teardown(test_pcap, dt_setup, dt_teardown),
+		cmocka_unit_test_setup_teardown(test_not_promiscuous, dt_setup, dt_teardown),
 		cmocka_unit_test_setup_teardown(test_ring, dt_setup, dt_teardown),
 		cmocka_unit_test_setup_teardown(test_af_packet, dt_setup, dt_teardown),
 		cmocka_unit_test_setup_teardown(test_stats_current, dt_setup, dt_teardown),

@@ -86,6 +86,7 @@ int rill_dpdk_stop(struct rill_dpdk *dpdk)
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_ip.h>
 #include <rte_mbuf.h>
 
 #define DPDK_BURST          32u
@@ -192,6 +193,22 @@ static bool dpdk_stats_share(struct dpdk_queue *q, bool wait)
 	return true;
 }
 
+/*
+ * The IPv4 header's checksum, where the device did not check it (net_ring, net_pcap, a NIC
+ * without the offload): the addresses say which source a datagram counts for and where its
+ * ACK goes. The UDP checksum (over the PRODUCE header too) stays the device's: a sender's
+ * kernel leaves it to the hardware on a veth or bridge (CHECKSUM_PARTIAL), so what
+ * net_af_packet reads there holds a partial sum that software would take for a bad one.
+ */
+static bool dpdk_ip_checksum_ok(const struct rte_mbuf *m, const uint8_t *frame,
+				const struct rill_udp_peer *from)
+{
+	const struct rte_ipv4_hdr *ip =
+		(const struct rte_ipv4_hdr *)(frame + 14 + (from->vlan ? 4 : 0));
+	return (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) != RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN ||
+	       rte_ipv4_cksum(ip) == 0;
+}
+
 /* One mbuf: its frame to the ingress. Returns the events published. */
 static unsigned dpdk_packet(struct dpdk_queue *q, struct rte_mbuf *m, uint64_t now)
 {
@@ -220,6 +237,10 @@ static unsigned dpdk_packet(struct dpdk_queue *q, struct rte_mbuf *m, uint64_t n
 		return 0;
 	}
 	if (rc < 0) {
+		q->own.bad_frames++;
+		return 0;
+	}
+	if (!dpdk_ip_checksum_ok(m, frame, &from)) {
 		q->own.bad_frames++;
 		return 0;
 	}
@@ -321,6 +342,9 @@ static int dpdk_port_setup(struct rill_dpdk *d, struct rill_error_text *err)
 	uint32_t txq = rxq < info.max_tx_queues ? rxq : info.max_tx_queues;
 	struct rte_eth_conf conf;
 	memset(&conf, 0, sizeof(conf));
+	/* The device checks the checksums where it can (dpdk_ip_checksum_ok: the rest). */
+	conf.rxmode.offloads = info.rx_offload_capa &
+			       (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM);
 	if (rxq > 1 && (info.flow_type_rss_offloads & RTE_ETH_RSS_UDP) != 0) {
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS; /* the 4-tuple spreads the sources */
 		conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & RTE_ETH_RSS_UDP;

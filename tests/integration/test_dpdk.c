@@ -295,6 +295,7 @@ enum bad_kind {
 	BAD_UDP_LENGTH, /* bad_frames: UDP length past the IP packet */
 	BAD_IP_LENGTH,  /* bad_frames: IP total length past the frame */
 	BAD_FRAGMENT,   /* bad_frames */
+	BAD_IP_CKSUM,   /* bad_frames: the IPv4 header's checksum (net_pcap checks none) */
 	BAD_ARP,        /* not_ours */
 	BAD_TCP,        /* not_ours */
 	BAD_OTHER_PORT, /* not_ours */
@@ -329,6 +330,7 @@ static uint32_t bad_frame(uint8_t *frame, enum bad_kind kind, struct bad_counts 
 	case BAD_UDP_LENGTH:
 	case BAD_IP_LENGTH:
 	case BAD_FRAGMENT:
+	case BAD_IP_CKSUM:
 		c->bad_frames++;
 		break;
 	default:
@@ -346,6 +348,9 @@ static uint32_t bad_frame(uint8_t *frame, enum bad_kind kind, struct bad_counts 
 		break;
 	case BAD_FRAGMENT:
 		put16be(ip + 6, 0x2000); /* more fragments */
+		break;
+	case BAD_IP_CKSUM:
+		ip[15] ^= 0x01; /* the source address: the sum no longer holds */
 		break;
 	case BAD_ARP:
 		put16be(frame + 12, 0x0806);

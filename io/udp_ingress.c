@@ -171,6 +171,9 @@ static void udp_worst_remove(struct rill_udp_ingress *ing, uint32_t index)
 	}
 }
 
+static uint64_t udp_trouble(const struct udp_source *s);
+static void udp_worst_update(struct rill_udp_ingress *ing, uint32_t index);
+
 /* Every source idle since @now_ns - RILL_UDP_SOURCE_IDLE_NS, with nothing in flight and no
  * ACK due, is forgotten (U3); at most one sweep per UDP_SWEEP_NS. */
 static void udp_sweep(struct rill_udp_ingress *ing, uint64_t now_ns)
@@ -178,6 +181,7 @@ static void udp_sweep(struct rill_udp_ingress *ing, uint64_t now_ns)
 	if (now_ns < ing->sweep_ns)
 		return;
 	ing->sweep_ns = now_ns + UDP_SWEEP_NS;
+	uint32_t listed = ing->worst_count;
 	for (uint32_t index = 0; index < RILL_UDP_SOURCES_MAX; index++) {
 		struct udp_source *s = &ing->sources[index];
 		if (s->key == 0 || s->ack_due || s->last_ns > now_ns ||
@@ -194,6 +198,13 @@ static void udp_sweep(struct rill_udp_ingress *ing, uint64_t now_ns)
 		ing->stats.evicted++;
 	}
 	ing->stats.sources = ing->source_count;
+	/* Listed sources went: the worst of those kept, never listed or pushed out before,
+	 * take their places (udp_worst_update lists a source only as its figures change). */
+	if (ing->worst_count < listed) {
+		for (uint32_t index = 0; index < RILL_UDP_SOURCES_MAX; index++)
+			if (ing->sources[index].key != 0 && udp_trouble(&ing->sources[index]) > 0)
+				udp_worst_update(ing, index);
+	}
 }
 
 /* The source from @ip and @port, made if new and @make (at @now_ns) when there is room or

@@ -1502,6 +1502,42 @@ static void test_sources_evicted(void **state)
 	ue_log_check(&env, env.topic, expected, ne);
 }
 
+/*
+ * The worst-sources list after an eviction: the listed sources that went leave their
+ * places to the worst of those kept, also one that had never made the list (it listed a
+ * source only as its figures changed, so the list stayed short until then).
+ */
+static void test_worst_after_eviction(void **state)
+{
+	(void)state;
+	struct rill_udp_ingress *ing;
+	assert_int_equal(rill_udp_ingress_create(&ing, env.engine, false), 0);
+	uint64_t t0 = rill_clock_now_ns();
+	/* Sources 0..7 with 100..107 gaps fill the list; source 8, with 5, stays off it. */
+	for (uint32_t i = 0; i < RILL_UDP_SOURCES_MAX; i++) {
+		struct rill_udp_peer p = many_peer(i);
+		uint64_t seq = i < 8 ? 101 + i : i == 8 ? 6 : 1;
+		assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, seq, 1, amount_of(18, i), t0), 1);
+		if (i % 256 == 0)
+			rill_udp_ingress_poll(ing);
+	}
+	struct rill_udp_source_report worst[RILL_UDP_WORST_MAX];
+	assert_int_equal(rill_udp_ingress_worst(ing, worst), RILL_UDP_WORST_MAX);
+	/* Source 8 goes on (recent); every other goes idle, and a newcomer's sweep evicts. */
+	struct rill_udp_peer keep = many_peer(8);
+	uint64_t t_recent = t0 + RILL_UDP_SOURCE_IDLE_NS / 2;
+	assert_int_equal(send_dgram_at(ing, &keep, UE_TOPIC, 7, 1, amount_of(19, 8), t_recent), 1);
+	struct rill_udp_peer newcomer = many_peer(RILL_UDP_SOURCES_MAX);
+	uint64_t t1 = t0 + RILL_UDP_SOURCE_IDLE_NS + 2000000000u;
+	assert_int_equal(send_dgram_at(ing, &newcomer, UE_TOPIC, 1, 1, amount_of(19, 0), t1), 1);
+	struct rill_udp_stats st;
+	stats_of(ing, &st);
+	assert_true(st.evicted > 0);
+	expect_worst(ing, &keep, 1);
+	ing_settle(ing);
+	rill_udp_ingress_destroy(ing);
+}
+
 int main(void)
 {
 	test_rng_init(&rng, 7401);
@@ -1523,6 +1559,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gaps_saturate, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_sources_max, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_sources_evicted, ut_setup, ut_teardown),
+		cmocka_unit_test_setup_teardown(test_worst_after_eviction, ut_setup, ut_teardown),
 	};
 	return cmocka_run_group_tests_name("udp_ingress", tests, NULL, NULL);
 }

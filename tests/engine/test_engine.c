@@ -2635,26 +2635,48 @@ static void test_snapshot_during_open(void **state)
 	struct fx *f = *state;
 	struct rill_engine_config c;
 	snap_config(f, &c);
-	c.snapshot_interval_events = 100;
+	c.snapshot_interval_events = 1000000000; /* none but the one asked for */
 	fx_open_with(f, &c);
 	struct rill_topic *t = fx_topic(f, "snap", 2, RILL_DURABILITY_NONE);
 	snap_define(f);
 	enum { KEYS = 7 };
 	struct fold folds[KEYS] = {0};
-	snap_publish(f, t, 3000, KEYS, 0, folds);
+	snap_publish(f, t, 1500, KEYS, 0, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0); /* every partition has one */
+	snap_publish(f, t, 1500, KEYS, 1500, folds);          /* and events after it */
 	fx_close(f);
-	c.snapshot_interval_events = 1; /* due at once for every partition at open */
+	c.snapshot_interval_events = 1; /* due for every partition at its shard's first look */
 	for (int round = 0; round < 3; round++) {
 		fx_open_with(f, &c);
+		/* The first time, wait until they are taken: a close that came before a shard's
+		 * first look would take none, and the check below would see only the old ones
+		 * (a shard starved of CPU once had none at all: a glob that matched nothing).
+		 * Later rounds have nothing new, so nothing is due. */
+		uint64_t deadline = rill_clock_now_ns() + 30ull * 1000000000u;
+		uint64_t taken = 0;
+		while (round == 0 && taken < 2 && rill_clock_now_ns() < deadline) {
+			taken = 0;
+			for (uint32_t i = 0; i < rill_engine_shards(f->engine); i++) {
+				struct rill_shard_stats st;
+				assert_int_equal(rill_engine_shard_stats(f->engine, i, &st), 0);
+				taken += st.snapshots;
+			}
+			if (taken < 2)
+				nap_ns(1000000);
+		}
+		assert_true(round > 0 || taken >= 2);
 		fx_close(f);
 		char path[256];
 		snprintf(path, sizeof(path), "%s/topics/snap", f->dir);
-		char cmd[512];
-		/* Byte 36 of a snapshot: its projection count (docs/FORMAT.md). */
+		char cmd[768];
+		/* Byte 36 of a snapshot: its projection count (docs/FORMAT.md). Each partition
+		 * must have some: a glob that matches nothing is a failure, said. */
 		snprintf(cmd, sizeof(cmd),
-			 "for s in %s/*/snapshots/*.snap; do "
-			 "n=$(od -An -tu4 -j36 -N4 \"$s\" | tr -d ' '); "
-			 "[ \"$n\" = %u ] || { echo \"$s: $n projections\"; exit 1; }; done",
+			 "for p in %s/*/; do set -- \"$p\"snapshots/*.snap; "
+			 "[ -e \"$1\" ] || { echo \"$p: no snapshot\" >&2; exit 1; }; "
+			 "for s in \"$@\"; do n=$(od -An -tu4 -j36 -N4 \"$s\" | tr -d ' '); "
+			 "[ \"$n\" = %u ] || { echo \"$s: $n projections\" >&2; exit 1; }; "
+			 "done; done",
 			 path, (unsigned)ARRAY_COUNT(proj_names));
 		assert_int_equal(system(cmd), 0);
 	}

@@ -226,9 +226,9 @@ static int admit(struct rill_partition *part, const struct rill_record *rec,
 					   (unsigned long long)rec->producer_id,
 					   part->producers_max);
 		/*
-		 * The first sequence of a producer sets its start, unless retention deleted
-		 * part of the log: the producer may have written there, and a retry of one
-		 * of those events would go in twice.
+		 * A producer new here starts at 0. Other sequences are gaps, except where
+		 * retention deleted part of the log: the producer may have written there, and
+		 * a retry of one of those events would go in twice.
 		 */
 		uint64_t start = part->history_from; /* W4 */
 		if (rill_unlikely(rec->sequence != 0 && start > 0))

@@ -202,8 +202,12 @@ static int shard_query(struct shard *s, struct shard_req *r)
 	if (r->key == NULL) {
 		/* Only the token's check: is its offset applied? */
 		struct shard_part *sp = t->parts[r->partition].sp;
-		return rill_partition_next_offset(sp->part) > r->min_offset ? 0
-									    : RILL_E_QUERY_STALE;
+		/* UINT64_MAX: a duplicate's token whose offset is no longer known, but which
+		 * was applied before its producer's last 8 were. */
+		return r->min_offset == UINT64_MAX ||
+				       rill_partition_next_offset(sp->part) > r->min_offset
+			       ? 0
+			       : RILL_E_QUERY_STALE;
 	}
 	struct rill_projection *inst = t->parts[r->partition].sp->projs[r->proj->index];
 	if (inst == NULL)

@@ -99,9 +99,9 @@ static bool job_query(struct rill_server *s, struct srv_job *j)
 	if (rc < 0) {
 		job_error(j, rc, "projection '%s': %s", name,
 			  rc == -ENOENT   ? "no such projection, or no value for the key"
-			  : rc == -ENOSPC ? "no value for the key, and the projection's key table "
-					    "is full (projection_keys_max): it may be one of the "
-					    "keys refused"
+			  : rc == -ENOSPC ? "no value for the key, and the projection is full "
+					    "(projection_keys_max or its key store): it may be one "
+					    "of the keys refused"
 					  : rill_strerror(rc));
 		return true;
 	}
@@ -302,6 +302,8 @@ static bool ctl_token_due(struct rill_server *s, const struct srv_job *j, struct
 	struct rill_topic *t = rill_projection_topic(s->engine, name);
 	if (t == NULL || q.token_partition >= rill_topic_partitions(t))
 		return true; /* the query says what is wrong */
+	if (q.token_offset == UINT64_MAX)
+		return true; /* a duplicate's, its offset no longer known: applied long ago */
 	for (uint32_t i = 0; i < *seen_count; i++)
 		if (seen[i].topic == t && seen[i].partition == q.token_partition)
 			return q.token_offset < seen[i].next_offset;

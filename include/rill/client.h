@@ -99,8 +99,9 @@ struct rill_client_query {
 
 /*
  * rill_client_query - projection @name's value for @key. Returns 0 with @out filled,
- * -ENOENT (no such projection, or no value for the key), RILL_E_QUERY_STALE, -ERANGE (as of
- * a point retention no longer reaches), or another error. Blocks.
+ * -ENOENT (no such projection, or no value for the key), -ENOSPC (no value, and the
+ * projection is full: the key may be one it refused; rill_query), RILL_E_QUERY_STALE,
+ * -ERANGE (as of a point retention no longer reaches), or another error. Blocks.
  */
 int rill_client_query(struct rill_client *client, const char *name, const void *key,
 		      size_t key_bytes, const struct rill_client_query *options,

@@ -297,9 +297,9 @@ struct rill_partition_info {
 /*
  * rill_partition_info_get - where @partition of @topic stands; with @timestamp_ns not
  * UINT64_MAX, also the offset of its first event (in log order) stamped at or after
- * @timestamp_ns into @at (next_offset when none is; on a topic of durability none this
- * syncs the partition first). Returns 0, -EINVAL, or a log error. Any host thread; blocks
- * briefly (the owner shard answers).
+ * @timestamp_ns into @at (next_offset when none is; with events not yet durable, as on a
+ * topic of durability none, this syncs the partition first). Returns 0, -EINVAL, or a log
+ * error. Any host thread; blocks briefly (the owner shard answers).
  */
 int rill_partition_info_get(struct rill_engine *engine, struct rill_topic *topic,
 			    uint32_t partition, uint64_t timestamp_ns,
@@ -377,7 +377,8 @@ struct rill_token {
 
 /*
  * rill_query - the value of projection @name for @key. With @after (optional, from an
- * acknowledgement of the same topic), waits up to @timeout_ns until the offset is applied.
+ * acknowledgement of the same topic), waits up to @timeout_ns until the offset is applied
+ * (a duplicate's token of offset UINT64_MAX, older than its producer's last 8, is).
  * Returns 0 with @out filled, -ENOENT (no such projection, or the key was never seen),
  * -ENOSPC (the key is not held, and the projection has refused new keys in its partition
  * since it reached projection_keys_max or projection_key_store_bytes: the key may be one

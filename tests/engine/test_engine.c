@@ -703,6 +703,13 @@ static void test_idempotent_retries(void **state)
 	assert_int_equal(acks.v[0].error, 0);
 	assert_true(acks.v[0].duplicate);
 	assert_int_equal(acks.v[0].token.offset, UINT64_MAX);
+	/* Its token is one of an event applied long ago: a query given it is answered, not
+	 * left waiting for an offset no partition reaches (RILL_E_QUERY_STALE). */
+	fx_projection(f, "idem_count", "idem", RILL_PROJECTION_COUNT, NULL);
+	struct rill_projection_value v;
+	assert_int_equal(rill_query(f->engine, "idem_count", o.key, strlen(o.key), &acks.v[0].token,
+				    1000000000u, &v),
+			 0);
 
 	struct stats_sum s = stats_sum(f);
 	assert_int_equal(s.events, origs);

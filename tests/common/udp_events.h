@@ -105,9 +105,11 @@ static inline int ue_close(struct ue_env *e)
 	return rc;
 }
 
-/* An OrderPlaced record (key @key, amount @amount) into @buf; its length. */
-static inline uint32_t ue_record(const struct ue_env *e, uint8_t *buf, size_t cap, const char *key,
-				 int64_t amount)
+/* An OrderPlaced record (key @key, amount @amount) of idempotent producer @producer
+ * (0: none) at @sequence into @buf; its length. */
+static inline uint32_t ue_record_of(const struct ue_env *e, uint8_t *buf, size_t cap,
+				    const char *key, int64_t amount, uint64_t producer,
+				    uint64_t sequence)
 {
 	uint8_t payload[256];
 	assert_true(rill_schema_payload_bytes_max(e->schema) <= sizeof(payload));
@@ -121,11 +123,20 @@ static inline uint32_t ue_record(const struct ue_env *e, uint8_t *buf, size_t ca
 				  .schema_version = 1,
 				  .key = key,
 				  .key_bytes = (uint16_t)strlen(key),
+				  .producer_id = producer,
+				  .sequence = sequence,
 				  .payload = payload,
 				  .payload_bytes = payload_bytes};
 	int n = rill_record_encode(buf, cap, &rec);
 	assert_true(n > 0);
 	return (uint32_t)n;
+}
+
+/* An OrderPlaced record (key @key, amount @amount) into @buf; its length. */
+static inline uint32_t ue_record(const struct ue_env *e, uint8_t *buf, size_t cap, const char *key,
+				 int64_t amount)
+{
+	return ue_record_of(e, buf, cap, key, amount, 0, 0);
 }
 
 /*

@@ -1403,6 +1403,25 @@ static void sim_truncate(struct io_sim *sim, const char *path, uint64_t bytes)
 	assert_int_equal(io->ops->close(io, handle), 0);
 }
 
+/* Append and sync one record at a time until the log has @count segments, then crash (no
+ * checkpoint): their bases, ascending, into bases[1..], their count in bases[0]. */
+static void segments_then_crash(struct io_sim *sim, const struct rill_log_config *c, uint32_t count,
+				uint64_t bases[16])
+{
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, c, NULL), 0);
+	memset(bases, 0, 16 * sizeof(bases[0]));
+	for (uint64_t i = 0; bases[0] < count; i++) {
+		assert_int_equal(append_one(log, i), 0);
+		assert_int_equal(rill_log_sync(log), 0);
+		bases[0] = 0;
+		assert_int_equal(
+			io_sim_io(sim)->ops->list(io_sim_io(sim), DIR_SIM, collect_logs, bases), 0);
+	}
+	rill_log_drop(log);
+	qsort(bases + 1, bases[0], sizeof(bases[0]), cmp_u64);
+}
+
 /*
  * A tail segment whose creation was cut short is dropped, but only when it follows on
  * from the segment before: here that sealed segment lost its last batch (cut at a batch
@@ -1416,19 +1435,9 @@ static void test_torn_creation_after_gap(void **state)
 	c.segment_bytes_max = 64u << 10;
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 23), 0);
+	uint64_t bases[16];
+	segments_then_crash(sim, &c, 3, bases);
 	struct rill_log *log;
-	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
-	uint64_t i = 0;
-	uint64_t bases[16] = {0};
-	while (bases[0] < 3) {
-		assert_int_equal(append_one(log, i++), 0);
-		assert_int_equal(rill_log_sync(log), 0);
-		bases[0] = 0;
-		assert_int_equal(
-			io_sim_io(sim)->ops->list(io_sim_io(sim), DIR_SIM, collect_logs, bases), 0);
-	}
-	rill_log_drop(log); /* a crash: no checkpoint */
-	qsort(bases + 1, bases[0], sizeof(bases[0]), cmp_u64);
 	char sealed[256], tail[256];
 	snprintf(sealed, sizeof(sealed), "%s/%020llu.log", DIR_SIM,
 		 (unsigned long long)bases[bases[0] - 1]);
@@ -1504,19 +1513,9 @@ static void test_foreign_format_refused(void **state)
 	struct io_sim *sim;
 	assert_int_equal(io_sim_create(&sim, 33), 0);
 	c.segment_bytes_max = 64u << 10;
+	uint64_t bases[16];
+	segments_then_crash(sim, &c, 2, bases);
 	struct rill_log *log;
-	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
-	uint64_t i = 0;
-	uint64_t bases[16] = {0};
-	while (bases[0] < 2) {
-		assert_int_equal(append_one(log, i++), 0);
-		assert_int_equal(rill_log_sync(log), 0);
-		bases[0] = 0;
-		assert_int_equal(
-			io_sim_io(sim)->ops->list(io_sim_io(sim), DIR_SIM, collect_logs, bases), 0);
-	}
-	rill_log_drop(log);
-	qsort(bases + 1, bases[0], sizeof(bases[0]), cmp_u64);
 	char tail[256];
 	snprintf(tail, sizeof(tail), "%s/%020llu.log", DIR_SIM,
 		 (unsigned long long)bases[bases[0]]);

@@ -1121,28 +1121,12 @@ static void test_refused(void **state)
 static uint32_t idem_dgram(uint8_t *buf, size_t cap, uint64_t seq, uint64_t producer, uint64_t pseq,
 			   int64_t amount)
 {
-	uint8_t payload[256];
-	struct rill_payload_builder b;
-	uint32_t payload_bytes = 0;
-	assert_int_equal(rill_payload_builder_init(&b, env.schema, payload, sizeof(payload)), 0);
-	assert_int_equal(rill_payload_set_i64(&b, 0, amount), 0);
-	assert_int_equal(rill_payload_set_var(&b, 1, "sku-1", 5), 0);
-	assert_int_equal(rill_payload_builder_finish(&b, &payload_bytes, NULL), 0);
-	struct rill_record rec = {.type_id = rill_schema_type_id(env.schema),
-				  .schema_version = 1,
-				  .key = "idem",
-				  .key_bytes = 4,
-				  .producer_id = producer,
-				  .sequence = pseq,
-				  .payload = payload,
-				  .payload_bytes = payload_bytes};
 	int at = rill_wire_produce_begin(buf, cap, seq, 0, UE_TOPIC_DURABLE,
 					 strlen(UE_TOPIC_DURABLE));
 	assert_true(at > 0);
-	int n = rill_record_encode(buf + at, cap - (size_t)at, &rec);
-	assert_true(n > 0);
-	rill_wire_produce_finish(buf, (uint32_t)(at + n), 1);
-	return (uint32_t)(at + n);
+	at += (int)ue_record_of(&env, buf + at, cap - (size_t)at, "idem", amount, producer, pseq);
+	rill_wire_produce_finish(buf, (uint32_t)at, 1);
+	return (uint32_t)at;
 }
 
 /*

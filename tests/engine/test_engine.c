@@ -2237,6 +2237,28 @@ static void test_topics_fit_reopened(void **state)
 	fx_close(f);
 }
 
+/* Topic @name: one partition whose log rolls every 64 KiB and keeps 128 KiB, so that
+ * retention runs within a few thousand events. */
+static struct rill_topic *small_topic(struct fx *f, const char *name)
+{
+	struct rill_topic_config tc = {.name = name,
+				       .partitions = 1,
+				       .segment_bytes_max = 64u << 10,
+				       .retention_bytes = 128u << 10,
+				       .batch_bytes_max = 4096};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	int rc = rill_topic_create(f->engine, &tc, &t, &err);
+	if (rc != 0)
+		fail_msg("topic %s: %s: %s", name, rill_strerror(rc), err.message);
+	return t;
+}
+
+static struct rill_topic *snap_small_topic(struct fx *f)
+{
+	return small_topic(f, "snap");
+}
+
 /* Retention deleted the oldest segments: projections rebuild from what the log keeps, at
  * definition and at every reopen (they used to fail with -ERANGE, and so did the open). */
 static void test_retention_projection(void **state)
@@ -2247,16 +2269,7 @@ static void test_retention_projection(void **state)
 	c.snapshot_interval_events = 0; /* no snapshots: retention is free to delete */
 	c.snapshot_interval_ns = 0;
 	fx_open_with(f, &c);
-	struct rill_topic_config tc = {.name = "short",
-				       .partitions = 1,
-				       .segment_bytes_max = 64u << 10,
-				       .retention_bytes = 128u << 10,
-				       .batch_bytes_max = 4096};
-	struct rill_error_text err = {{0}};
-	struct rill_topic *t = NULL;
-	int rc = rill_topic_create(f->engine, &tc, &t, &err);
-	if (rc != 0)
-		fail_msg("rill_topic_create: %s: %s", rill_strerror(rc), err.message);
+	struct rill_topic *t = small_topic(f, "short");
 	fx_projection(f, "short_count", "short", RILL_PROJECTION_COUNT, NULL);
 	struct acks a = {0};
 	struct rill_producer *p = producer_open(f, 0, &a);
@@ -2311,23 +2324,6 @@ static void snap_publish(struct fx *f, struct rill_topic *t, uint32_t n, uint32_
 	}
 	flush_ok(p);
 	producer_close(p);
-}
-
-/* Topic "snap": one partition whose log rolls every 64 KiB and keeps 128 KiB, so that
- * retention runs within a few thousand events. */
-static struct rill_topic *snap_small_topic(struct fx *f)
-{
-	struct rill_topic_config tc = {.name = "snap",
-				       .partitions = 1,
-				       .segment_bytes_max = 64u << 10,
-				       .retention_bytes = 128u << 10,
-				       .batch_bytes_max = 4096};
-	struct rill_error_text err = {{0}};
-	struct rill_topic *t = NULL;
-	int rc = rill_topic_create(f->engine, &tc, &t, &err);
-	if (rc != 0)
-		fail_msg("topic snap: %s: %s", rill_strerror(rc), err.message);
-	return t;
 }
 
 static void snap_define(struct fx *f)
@@ -2900,6 +2896,25 @@ static void test_custom_projection(void **state)
 	fx_close(f);
 }
 
+/* Open with snapshots only when asked for (one kept), a small-segment "snap" topic, and
+ * the custom projections "tally" and @second on it. */
+static struct rill_topic *tally_pair_open(struct fx *f, struct rill_engine_config *c,
+					  const char *second)
+{
+	snap_config(f, c);
+	c->snapshot_interval_events = 1000000000;
+	c->snapshots_kept = 1;
+	fx_open_with(f, c);
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = snap_small_topic(f);
+	const char *const names[] = {"tally", second};
+	for (unsigned i = 0; i < ARRAY_COUNT(names); i++)
+		assert_int_equal(rill_projection_define_custom(f->engine, names[i], "snap",
+							       &tally_ops, f, &err),
+				 0);
+	return t;
+}
+
 /*
  * After a restart the application defines its custom projections again, one at a time,
  * and each definition snapshots the partition. Those snapshots must not take the state of
@@ -2912,17 +2927,9 @@ static void test_custom_projections_defined_again(void **state)
 {
 	struct fx *f = *state;
 	struct rill_engine_config c;
-	snap_config(f, &c);
-	c.snapshot_interval_events = 1000000000; /* the test's and the definitions' only */
-	c.snapshots_kept = 1;
-	fx_open_with(f, &c);
 	struct rill_error_text err = {{0}};
-	struct rill_topic *t = snap_small_topic(f);
-	static const char *const names[] = {"tally", "tallyb"};
-	for (unsigned i = 0; i < ARRAY_COUNT(names); i++)
-		assert_int_equal(rill_projection_define_custom(f->engine, names[i], "snap",
-							       &tally_ops, f, &err),
-				 0);
+	/* snapshots: the test's and the definitions' only */
+	struct rill_topic *t = tally_pair_open(f, &c, "tallyb");
 	enum { KEYS = 5 };
 	struct fold folds[KEYS] = {0};
 	snap_publish(f, t, 4000, KEYS, 0, folds);
@@ -2960,17 +2967,8 @@ static void test_custom_projection_never_defined_again(void **state)
 {
 	struct fx *f = *state;
 	struct rill_engine_config c;
-	snap_config(f, &c);
-	c.snapshot_interval_events = 1000000000; /* the test's only, at first */
-	c.snapshots_kept = 1;
-	fx_open_with(f, &c);
 	struct rill_error_text err = {{0}};
-	struct rill_topic *t = snap_small_topic(f);
-	static const char *const names[] = {"tally", "gone"};
-	for (unsigned i = 0; i < ARRAY_COUNT(names); i++)
-		assert_int_equal(rill_projection_define_custom(f->engine, names[i], "snap",
-							       &tally_ops, f, &err),
-				 0);
+	struct rill_topic *t = tally_pair_open(f, &c, "gone"); /* snapshots: the test's only */
 	enum { KEYS = 5 };
 	struct fold folds[KEYS] = {0};
 	snap_publish(f, t, 4000, KEYS, 0, folds);

@@ -182,7 +182,8 @@ static const struct rill_schema *line_schema(struct producer *p, json_t *o, stru
 					     char *why)
 {
 	json_t *type = json_object_get(o, "type"), *version = json_object_get(o, "version");
-	if (!json_is_string(type)) {
+	/* A NUL inside would cut the name short: "Order\u0000x" must not find Order. */
+	if (!json_is_string(type) || strlen(json_string_value(type)) != json_string_length(type)) {
 		snprintf(why, PRODUCE_WHY_BYTES, "\"type\" must be a type name");
 		return NULL;
 	}
@@ -284,6 +285,8 @@ static void print_event(struct producer *p, const struct slot *s, uint32_t i)
 	const struct rill_client_ack *a = &s->acks[i];
 	if (s->error != 0 || a->error != 0) {
 		const char *why = s->error != 0 ? s->message : rill_strerror(a->error);
+		/* After the lines before it, when stdout and stderr go to the same place. */
+		fflush(stdout);
 		fprintf(stderr, "rill: produce: line %lu: refused: %s%s%s\n", s->lines[i], why,
 			s->error == 0 && a->reason[0] ? ": " : "", s->error == 0 ? a->reason : "");
 		p->status = 1;
@@ -456,7 +459,9 @@ static void add_line(struct producer *p, char *text, size_t len, unsigned long n
 {
 	char why[PRODUCE_WHY_BYTES] = "";
 	json_error_t jerr;
-	json_t *o = json_loadb(text, len, 0, &jerr);
+	/* As strict as rill_schema_json_encode (a member given twice is an error) and as
+	 * lenient as what consume prints (a string may hold \u0000). */
+	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	struct rill_record rec;
 	uint32_t bytes = 0;
 	int rc = o == NULL ? -EINVAL : line_parse(p, o, &rec, &bytes, why);
@@ -508,7 +513,8 @@ static bool read_one(struct producer *p, struct input *in, unsigned long *number
 	}
 	while (len > 0 && line[len - 1] == '\r')
 		line[--len] = '\0';
-	if (len > 0)
+	size_t blank = strspn(line, " \t\r"); /* JSON's whitespace (a line has no \n) */
+	if (blank < len)
 		add_line(p, line, len, *number);
 	return true;
 }

@@ -76,6 +76,14 @@ err=$(printf '%s\n' '{"key":"a","type":"OrderPlaced","data":{"amount":1,"sku":"x
 check "produce names a bad line and exits 1" '[ $rc -eq 1 ] && [[ "$err" == *"line 2"* ]]'
 err=$(echo '{"key":"a","type":"OrderPlaced","data":{"amount":1,"sku":"x"}}' | "$rill" produce $c --topic nosuch 2>&1 >/dev/null); rc=$?
 check "produce to a missing topic names the line and the topic" '[ $rc -eq 1 ] && [[ "$err" == *"line 1"*"nosuch"* ]]'
+"$rill" topic create $c --name spare --partitions 1 >/dev/null
+err=$(printf '%s\n' '{"key":"d1","type":"OrderPlaced","data":{"amount":1,"sku":"x"}}' '{"key":"d2","type":"OrderPlaced","data":{"amount":1,"amount":1000,"sku":"x"}}' | "$rill" produce $c --topic spare 2>&1 >/dev/null); rc=$?
+check "produce refuses a member given twice, naming the line" '[ $rc -eq 1 ] && [[ "$err" == *"line 2"*"duplicate"* ]]'
+err=$(echo '{"key":"d1","type":"OrderPlaced\u0000x","data":{"amount":1,"sku":"x"}}' | "$rill" produce $c --topic spare 2>&1 >/dev/null); rc=$?
+check "produce refuses a type name cut short by a NUL" '[ $rc -eq 1 ] && [[ "$err" == *"line 1"*"type"* ]]'
+out=$(printf '%s\n' '{"key":"n\u0000l","type":"OrderPlaced","data":{"amount":5,"sku":"a\u0000b"}}' '   ' '' | "$rill" produce $c --topic spare) && out2=$("$rill" consume $c --topic spare --until-end); rc=$?
+check "produce takes \\u0000 in strings, skips blank lines, and consume gives them back" \
+	'[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && [[ "$out2" == *"\"key_hex\":\"6e006c\""*"\"sku\":\"a\\u0000b\""* ]]'
 
 out=$("$rill" consume $c --topic orders --until-end); rc=$?
 check "consume --until-end reads every event" '[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 601 ]'

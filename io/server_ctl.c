@@ -76,9 +76,13 @@ static bool job_query(struct rill_server *s, struct srv_job *j)
 	struct rill_projection_value v;
 	if (q.flags & (RILL_WIRE_QUERY_F_AS_OF_OFFSET | RILL_WIRE_QUERY_F_AS_OF_TIMESTAMP)) {
 		bool by_offset = (q.flags & RILL_WIRE_QUERY_F_AS_OF_OFFSET) != 0;
-		rc = rill_query_as_of(s->engine, name, q.key, q.key_bytes,
-				      by_offset ? q.as_of : UINT64_MAX, by_offset ? 0 : q.as_of,
-				      &v);
+		/* UINT64_MAX is the C API's "by time": as an offset it is past the end, as
+		 * every offset there is (the value now). */
+		uint64_t offset = !by_offset              ? UINT64_MAX
+				  : q.as_of == UINT64_MAX ? UINT64_MAX - 1
+							  : q.as_of;
+		rc = rill_query_as_of(s->engine, name, q.key, q.key_bytes, offset,
+				      by_offset ? 0 : q.as_of, &v);
 	} else {
 		struct rill_token token = {.partition = q.token_partition,
 					   .offset = q.token_offset};

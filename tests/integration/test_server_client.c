@@ -862,6 +862,10 @@ static void test_durable_and_queries(void **state)
 	sc_expect_value(SC_SUM, SC_FOLD_KEY,
 			&(struct rill_client_query){.as_of_offset = true, .as_of = between},
 			sc_fold(SC_FOLD_KEY, between), true, "as of an offset between two");
+	/* Past the end, up to the largest offset there is: the value now. */
+	sc_expect_value(SC_SUM, SC_FOLD_KEY,
+			&(struct rill_client_query){.as_of_offset = true, .as_of = UINT64_MAX}, all,
+			true, "as of the largest offset");
 	if (b->acks[0].offset > 0) /* before its first event the key has no value */
 		sc_expect_query_error(SC_SUM, SC_FOLD_KEY,
 				      &(struct rill_client_query){.as_of_offset = true,

@@ -403,7 +403,12 @@ int64_t rill_query_custom(struct rill_engine *engine, const char *name, const vo
 /*
  * rill_query_as_of - the value projection @name had for @key at an earlier point of the
  * key's partition: after its event at @offset (inclusive), or, with @offset UINT64_MAX,
- * after its last event stamped at or before @timestamp_ns. The owner shard restores the
+ * as of the time @timestamp_ns: after every event of the partition's log before its first
+ * event (in log order) stamped later than @timestamp_ns. With stamps in log order (the
+ * usual case: the engine stamps events at ingress) those are the events stamped at or
+ * before it; an event stamped later than the ones after it (a producer's own timestamp_ns
+ * ahead of its time) ends that prefix early: the events after it count only for times at
+ * or after its stamp. This keeps the cost bounded (below). The owner shard restores the
  * nearest snapshot at or before that point and replays the log from there: the cost is
  * bounded by the snapshot interval, and the shard serves nothing else meanwhile (its other
  * partitions wait: a replay of a million events takes tens of milliseconds). Built-in

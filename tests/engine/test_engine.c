@@ -3142,6 +3142,54 @@ static void test_as_of(void **state)
 	fx_close(f);
 }
 
+/*
+ * As of a time, with stamps out of log order (rill.h, rill_query_as_of): the prefix of the
+ * log before its first event stamped later than the time. One partition; "acct" gets
+ * amounts 1, 10, 100 stamped 100, 300, 200, then "ahead" is stamped 1,000,000, then "acct"
+ * gets 1000 stamped 400 and "after" 7 stamped 150.
+ */
+static void test_as_of_disordered(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "snap", 1, RILL_DURABILITY_NONE);
+	snap_define(f);
+	static const struct {
+		const char *key;
+		int64_t amount;
+		uint64_t stamp;
+	} evs[] = {{"acct", 1, 100},      {"acct", 10, 300},   {"acct", 100, 200},
+		   {"ahead", 5, 1000000}, {"acct", 1000, 400}, {"after", 7, 150}};
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	struct order_event o;
+	for (uint32_t i = 0; i < ARRAY_COUNT(evs); i++) {
+		assert_int_equal(order_event_make(&o, f->order, evs[i].key, evs[i].amount), 0);
+		o.ev.timestamp_ns = evs[i].stamp;
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(p);
+	producer_close(p);
+	struct rill_projection_value v;
+	/* 250: offset 1 (stamped 300) ends the prefix; offset 2 (200) is not in it. */
+	assert_int_equal(rill_query_as_of(f->engine, "p_sum", "acct", 4, UINT64_MAX, 250, &v), 0);
+	assert_int_equal(v.count, 1);
+	assert_int_equal(v.i64, 1);
+	/* 500: offsets 0 to 2; "ahead" ends it, so neither 1000 (400) nor "after" (150). */
+	assert_int_equal(rill_query_as_of(f->engine, "p_sum", "acct", 4, UINT64_MAX, 500, &v), 0);
+	assert_int_equal(v.count, 3);
+	assert_int_equal(v.i64, 111);
+	assert_int_equal(rill_query_as_of(f->engine, "p_sum", "after", 5, UINT64_MAX, 500, &v),
+			 -ENOENT);
+	/* From the stamp ahead on: every event. */
+	assert_int_equal(rill_query_as_of(f->engine, "p_sum", "acct", 4, UINT64_MAX, 1000000, &v),
+			 0);
+	assert_int_equal(v.i64, 1111);
+	assert_int_equal(rill_query_as_of(f->engine, "p_sum", "after", 5, UINT64_MAX, 1000000, &v),
+			 0);
+	assert_int_equal(v.i64, 7);
+	fx_close(f);
+}
+
 /* ---- Command handlers ------------------------------------------------------------------- */
 
 #define PLACE_JSON                                                                                 \
@@ -4052,6 +4100,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_during_open, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_as_of_disordered, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projection, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projections_defined_again, fx_setup,
 						fx_teardown),

@@ -107,9 +107,13 @@ uint8_t *srv_conn_tx_reserve(struct srv_conn *c, uint32_t bytes)
 
 void srv_conn_send(struct srv_worker *w, struct srv_conn *c, const void *frame, uint32_t bytes)
 {
-	(void)w;
 	if (c->closed)
 		return;
+	/* The stall clock (send_stall_timeout) starts when output starts waiting: a peer
+	 * quiet for longer than the timeout has its last send long past, and an answer to
+	 * its next frame, in rx the same turn as a timer check, read as a stall. */
+	if (c->tx_len == 0)
+		c->send_progress_ns = w->now;
 	/* S2 keeps room for any answer to a frame read; asynchronous output (ACKs, EVENTS)
 	 * checks its room itself, so this cannot overflow. */
 	RILL_ASSERT(bytes <= c->tx_cap - c->tx_len);

@@ -1638,6 +1638,35 @@ static void test_conn_inflight(void **state)
 }
 
 /*
+ * The stall clock starts when output starts waiting: an answer to a peer quiet for longer
+ * than send_stall_timeout is not overdue at once. It was, when a timer check fell in the
+ * turn that parsed the frame (one PING in eight after a pause, cut off as a slow reader).
+ */
+static void test_stall_clock_starts_with_output(void **state)
+{
+	(void)state;
+	static struct srv_worker w;
+	static struct srv_conn c;
+	static uint8_t tx[4 * RILL_WIRE_HEADER_BYTES];
+	memset(&w, 0, sizeof(w));
+	memset(&c, 0, sizeof(c));
+	c.tx = tx;
+	c.tx_cap = sizeof(tx);
+	c.send_progress_ns = 1000; /* the last send, long ago */
+	w.now = 1000 + 10 * BAD_STALL_NS;
+	uint8_t pong[RILL_WIRE_HEADER_BYTES];
+	assert_int_equal(rill_wire_empty_encode(pong, sizeof(pong), RILL_WIRE_PONG, 1),
+			 RILL_WIRE_HEADER_BYTES);
+	srv_conn_send(&w, &c, pong, sizeof(pong));
+	assert_int_equal(c.send_progress_ns, w.now);
+	/* More output behind it does not restart the clock. */
+	w.now += BAD_STALL_NS;
+	srv_conn_send(&w, &c, pong, sizeof(pong));
+	assert_int_equal(c.send_progress_ns, w.now - BAD_STALL_NS);
+	assert_int_equal(c.tx_len, 2 * RILL_WIRE_HEADER_BYTES);
+}
+
+/*
  * The server-wide in-flight budget (S3), as srv_inflight_take keeps it: a connection
  * holding bytes gets no more past server_inflight_bytes_max, one holding nothing may
  * always take one frame, a refusal takes nothing, and the high-water mark follows.
@@ -1786,6 +1815,7 @@ int main(void)
 		cmocka_unit_test_setup(test_half_close_answers_all, bad_each),
 		cmocka_unit_test_setup(test_conn_inflight, bad_each),
 		cmocka_unit_test(test_server_inflight_budget),
+		cmocka_unit_test(test_stall_clock_starts_with_output),
 		cmocka_unit_test_setup(test_log_holds_only_valid_events, bad_each),
 	};
 	return cmocka_run_group_tests_name("server_bad", tests, bad_setup, bad_teardown);

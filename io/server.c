@@ -418,8 +418,11 @@ static bool srv_rx_reserve(struct srv_worker *w, struct srv_conn *c)
 	if (rill_wire_header_decode(c->rx, c->rx_len, s->config.frame_bytes_max, &h) < 0)
 		return true; /* srv_frames reports it */
 	uint32_t need = RILL_WIRE_HEADER_BYTES + h.body_bytes;
-	if (c->rx_reserved >= need || c->rx_len >= need)
-		return true; /* held already, or whole already (and handled when it may be) */
+	if (c->rx_len >= need)
+		return false; /* whole, and not handled yet: nothing more until it is, or a
+			       * peer pipelining faster than its ACKs free room fills rx */
+	if (c->rx_reserved >= need)
+		return true; /* held already: its body is still coming */
 	if (!srv_inflight_take(s, c->inflight_bytes + c->rx_reserved, need - c->rx_reserved)) {
 		srv_stat_add(&w->stats.backpressure, 1);
 		srv_conn_wait(w, c);
@@ -632,6 +635,17 @@ static void srv_conn_timers(struct srv_worker *w, struct srv_conn *c, uint64_t n
 	c->dead = c->tx_len > 0; /* a stalled reader takes no goodbye */
 }
 
+/* Handle the frames rx holds if the connection may take them; true when it took any. */
+static bool srv_rx_handle(struct srv_worker *w, struct srv_conn *c)
+{
+	if (c->stalled != NULL || c->rx_len < RILL_WIRE_HEADER_BYTES ||
+	    !srv_conn_can_read(w->server, c))
+		return false;
+	uint32_t before = c->rx_len;
+	srv_rx_process(w, c);
+	return c->rx_len != before;
+}
+
 /* One turn for one connection; true when it did something. */
 static bool srv_conn_tick(struct srv_worker *w, struct srv_conn *c)
 {
@@ -642,16 +656,13 @@ static bool srv_conn_tick(struct srv_worker *w, struct srv_conn *c)
 		work = true;
 	if (c->ctl_busy && srv_job_finish(w, c))
 		work = true;
-	if (c->stalled == NULL && c->rx_len >= RILL_WIRE_HEADER_BYTES && srv_conn_can_read(s, c)) {
-		uint32_t before = c->rx_len;
-		srv_rx_process(w, c);
-		work |= c->rx_len != before;
-	}
+	work |= srv_rx_handle(w, c);
 	/* After the peer's end of stream, once no whole frame is left to answer (the rest of
 	 * a frame cut short never comes), the connection closes as it would on a close. */
 	if (c->eof && !c->closing && !srv_rx_whole(s, c))
 		c->closing = true;
 	srv_acks_flush(w, c);
+	work |= srv_rx_handle(w, c); /* in the room the ACKs just gave back */
 	if (c->sub_count > 0 && !c->closing)
 		work |= srv_subs_poll(w, c);
 	bool want = !c->closing && !c->eof && !w->stopping && srv_conn_can_read(s, c) &&

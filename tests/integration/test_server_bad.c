@@ -18,6 +18,7 @@
 #include "tests/common/test_util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -1637,6 +1638,108 @@ static void test_conn_inflight(void **state)
 	assert_int_equal(after.inflight_bytes, 0);
 }
 
+/* test_input_backlog: what the peer gets back while it floods. */
+struct flood_reader {
+	int fd;
+	uint64_t acks, refused, errors;
+	int32_t first_error;
+	int end; /* raw_frame_recv's last result: 0 at the end of the stream */
+};
+
+static void *flood_read(void *arg)
+{
+	struct flood_reader *r = arg;
+	static uint8_t body[RILL_WIRE_FRAME_BYTES_MIN * 2];
+	struct rill_wire_header h;
+	while ((r->end = raw_frame_recv(r->fd, &h, body, sizeof(body), "a flood's answers")) == 1) {
+		struct rill_wire_error e;
+		uint32_t count = 0;
+		struct rill_wire_iter it;
+		struct rill_wire_ack_entry a;
+		if (h.type == RILL_WIRE_ACK &&
+		    rill_wire_ack_decode(body, h.body_bytes, &count, &it) == 0 && count == 1 &&
+		    rill_wire_ack_next(&it, &a) == 1) {
+			r->acks++;
+			r->refused += a.error != 0; /* backpressure is never a refusal */
+		} else if (r->errors++ == 0) {
+			r->first_error =
+				h.type == RILL_WIRE_ERROR &&
+						rill_wire_error_decode(body, h.body_bytes, &e) == 0
+					? e.code
+					: -EPROTO;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A peer that pipelines small PRODUCEs faster than their ACKs free room, reading every
+ * answer: the server stops reading while its frames wait (backpressure, PROTOCOL.md), so it
+ * neither buffers the flood nor fails the connection; every frame gets its ACK. Until the
+ * input held a whole frame the connection could not take yet, the server read on, and
+ * the connection died of "out of memory for input" at 64 MiB buffered.
+ */
+static void test_input_backlog(void **state)
+{
+	(void)state;
+	enum { BATCH = 64, FRAME_CAP = 256 };
+	const uint64_t flood_ns = 2000ull * 1000000u, flood_bytes_max = 160ull << 20;
+	struct rill_topic *flood = NULL;
+	struct rill_topic_config tc = {
+		.name = "flood", .partitions = 1, .durability = RILL_DURABILITY_NONE};
+	struct rill_error_text err = {{0}};
+	if (rill_topic_create(env.engine, &tc, &flood, &err) != 0)
+		fail_msg("topic flood: %s", err.message);
+	static uint8_t frames[BATCH * FRAME_CAP];
+	uint8_t rec[128];
+	uint32_t r = valid_record(rec, sizeof(rec), "k-flood", 1);
+	struct rill_server_stats before, after;
+	rill_server_stats_get(env.server, &before);
+	int fd = conn_open();
+	hello(fd);
+	struct flood_reader reader = {.fd = fd};
+	pthread_t thread;
+	assert_int_equal(pthread_create(&thread, NULL, flood_read, &reader), 0);
+	uint64_t start = rill_clock_now_ns(), frames_sent = 0, bytes_sent = 0;
+	bool cut = false;
+	while (!cut && rill_clock_now_ns() - start < flood_ns && bytes_sent < flood_bytes_max) {
+		size_t len = 0;
+		for (uint32_t i = 0; i < BATCH; i++)
+			len += raw_produce(frames + len, sizeof(frames) - len, bad_id(), 1, "flood",
+					   5, 1, rec, r);
+		for (size_t at = 0; at < len;) {
+			ssize_t n = send(fd, frames + at, len - at, MSG_NOSIGNAL);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				cut = true; /* the server closed it: the reader says why */
+				break;
+			}
+			at += (size_t)n;
+		}
+		frames_sent += cut ? 0 : BATCH;
+		bytes_sent += len;
+	}
+	shutdown(fd, SHUT_WR); /* then the server answers what it took and closes */
+	pthread_join(thread, NULL);
+	if (reader.errors > 0 || cut)
+		fail_msg("a peer flooding small PRODUCEs (%llu KiB sent) got %llu ERROR frame(s), "
+			 "the first %d (%s), after %llu ACKs",
+			 (unsigned long long)(bytes_sent >> 10), (unsigned long long)reader.errors,
+			 reader.first_error, rill_strerror(reader.first_error),
+			 (unsigned long long)reader.acks);
+	if (reader.end != 0)
+		fail_msg("a flood's answers ended with: %s", raw_recv_outcome(reader.end));
+	assert_int_equal(reader.refused, 0);
+	assert_int_equal(reader.acks, frames_sent);
+	rill_server_stats_get(env.server, &after);
+	if (after.backpressure == before.backpressure) /* or this tested nothing */
+		fail_msg("%llu KiB of PRODUCEs never outran their ACKs",
+			 (unsigned long long)(bytes_sent >> 10));
+	conn_close(fd);
+	server_still_up("a flood of small PRODUCEs");
+}
+
 /*
  * The stall clock starts when output starts waiting: an answer to a peer quiet for longer
  * than send_stall_timeout is not overdue at once. It was, when a timer check fell in the
@@ -1814,6 +1917,7 @@ int main(void)
 		cmocka_unit_test_setup(test_produce_record_over_events, bad_each),
 		cmocka_unit_test_setup(test_half_close_answers_all, bad_each),
 		cmocka_unit_test_setup(test_conn_inflight, bad_each),
+		cmocka_unit_test_setup(test_input_backlog, bad_each),
 		cmocka_unit_test(test_server_inflight_budget),
 		cmocka_unit_test(test_stall_clock_starts_with_output),
 		cmocka_unit_test_setup(test_log_holds_only_valid_events, bad_each),

@@ -452,6 +452,11 @@ static void consume_loop(struct consumer *c)
 			c->status = cli_client_fail("consume", c->address, rc, &err);
 			break;
 		}
+		/* With --until-end, a partition at the end it had when subscribed is done: what
+		 * it gets since, while others catch up, is past the end promised. */
+		if (rc == 1 && c->until_end && ev.partition < RILL_CLIENT_PARTITIONS_MAX &&
+		    c->parts[ev.partition].done)
+			continue;
 		if (rc == 1) {
 			print_event(c, &ev);
 			over = advance(c, &ev);

@@ -109,6 +109,26 @@ first=$("$rill" consume $c --topic orders --group g --limit 100 | wc -l)
 rest=$("$rill" consume $c --topic orders --group g --until-end | wc -l)
 check "a group resumes where it committed" '[ "$first" -eq 100 ] && [ "$rest" -eq 501 ]'
 
+# --until-end stops each partition at the end it had when subscribed: events written to a
+# partition already done, while a bigger one is still being read, are not printed.
+"$rill" topic create $c --name ends --partitions 2 --durability group >/dev/null
+kp=$(for i in 0 1 2 3 4 5 6 7 8 9; do echo "{\"key\":\"e$i\",\"type\":\"Paid\",\"data\":{\"cents\":1}}"; done |
+	"$rill" produce $c --topic ends --acks durable)
+k0=$(echo "$kp" | sed -n 's/.*"key":"\(e[0-9]\)","partition":0.*/\1/p' | head -1)
+k1=$(echo "$kp" | sed -n 's/.*"key":"\(e[0-9]\)","partition":1.*/\1/p' | head -1)
+seq 20000 | sed "s/.*/{\"key\":\"$k1\",\"type\":\"Paid\",\"data\":{\"cents\":&}}/" |
+	"$rill" produce $c --topic ends --acks durable >/dev/null
+end0=$(echo "$kp" | grep -c '"partition":0')
+("$rill" consume $c --topic ends --until-end | (sleep 2; cat) >"$tmp/ends.out") &
+consumer=$!
+sleep 1
+seq 5 | sed "s/.*/{\"key\":\"$k0\",\"type\":\"Paid\",\"data\":{\"cents\":&}}/" |
+	"$rill" produce $c --topic ends --acks durable >/dev/null
+wait $consumer
+last0=$(grep '"partition":0,' "$tmp/ends.out" | sed -n 's/.*"offset":\([0-9]*\).*/\1/p' | sort -n | tail -1)
+check "consume --until-end stops a partition at its end, however long another takes" \
+	'[ -n "$k0" ] && [ -n "$k1" ] && [ "$last0" = "$((end0 - 1))" ] && [ "$(grep -c "\"partition\":1," "$tmp/ends.out")" -eq $((20010 - end0)) ]'
+
 # A group whose committed offset retention deleted: consume starts at the first offset
 # kept and says what was skipped (it said nothing). Snapshots often, so that retention
 # (which keeps what the oldest snapshot needs) goes on at once.

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/assert.h"
 #include "base/thread.h"
 #include "cli.h"
 #include "io/dpdk.h"
@@ -21,6 +22,7 @@
 
 #define SERVE_DRAIN_NS   (10ull * 1000000000ull)
 #define SERVE_TEXT_BYTES 4096u
+#define SERVE_KEYS_MAX   64u /* more than every key there is */
 
 struct serve_opts {
 	struct rill_engine_config engine;
@@ -33,6 +35,8 @@ struct serve_opts {
 	int cpus[RILL_ENGINE_SHARDS_MAX]; /* [engine] cpus / --cpus: one per shard */
 	uint32_t cpu_count;               /* 0: none given */
 	bool shards_cli, cpus_cli;        /* given on the command line (which wins) */
+	char seen[SERVE_KEYS_MAX][40];    /* "section.key" the file set: each once */
+	uint32_t seen_count;
 	char error[512];
 };
 
@@ -47,7 +51,8 @@ static const char serve_help[] =
 	"'rill: listening on HOST:PORT' on stderr once it accepts. SIGTERM or SIGINT: stop\n"
 	"accepting, answer what is in flight (up to 10 s), sync, exit 0.\n"
 	"\n"
-	"The config file is INI; the command line wins over it. Keys (defaults):\n"
+	"The config file is INI (each key once, lines of at most 199 bytes, none indented);\n"
+	"the command line wins over it. Keys (defaults):\n"
 	"  [engine]  data (./data), shards (CPUs), cpus (each shard's CPU, e.g. 2-5,8: its\n"
 	"            length is the shard count; default: the CPUs this process may use),\n"
 	"            poll (adaptive), idle_spin_us (50), io_workers (spare: a pinned shard's\n"
@@ -211,6 +216,29 @@ static bool serve_dpdk_key(struct serve_opts *o, const char *key, const char *va
 	return true;
 }
 
+/*
+ * A key the file gives twice is an error: one of the two would be silently lost. So is a
+ * line that starts with a space or a tab after a key (libinih reads it as that key's
+ * value again, a "continuation"), as a long `eal` line broken in two would be.
+ */
+static bool serve_key_once(struct serve_opts *o, const char *section, const char *key)
+{
+	char name[sizeof(o->seen[0])];
+	snprintf(name, sizeof(name), "%s.%s", section, key);
+	for (uint32_t i = 0; i < o->seen_count; i++) {
+		if (strcmp(o->seen[i], name) == 0) {
+			snprintf(o->error, sizeof(o->error),
+				 "[%s] %s given again (an indented line continues the key "
+				 "before it)",
+				 section, key);
+			return false;
+		}
+	}
+	RILL_ASSERT(o->seen_count < SERVE_KEYS_MAX); /* only known keys get here */
+	strcpy(o->seen[o->seen_count++], name);
+	return true;
+}
+
 /* libinih's callback: 1 to go on, 0 for an error (ini_parse then gives its line). */
 static int serve_ini(void *arg, const char *section, const char *key, const char *value)
 {
@@ -225,17 +253,59 @@ static int serve_ini(void *arg, const char *section, const char *key, const char
 	if (!ok && o->error[0] == '\0')
 		snprintf(o->error, sizeof(o->error), "[%s] %s = %s: unknown key or bad value",
 			 section, key, value);
-	return ok;
+	return ok && serve_key_once(o, section, key);
+}
+
+/*
+ * libinih's line reader (fgets-like): it reads lines into a fixed buffer (INI_MAX_LINE,
+ * 200 bytes in Debian's build) and would take the rest of a longer line as a line of its
+ * own, or as a continuation of the value: a longer line ends the file here, as an error.
+ */
+struct serve_ini_reader {
+	FILE *file;
+	int line;     /* lines read */
+	int too_long; /* 0, or the longest a line may be, in bytes */
+};
+
+static char *serve_ini_line(char *str, int num, void *stream)
+{
+	struct serve_ini_reader *r = stream;
+	if (fgets(str, num, r->file) == NULL)
+		return NULL;
+	r->line++;
+	size_t len = strlen(str);
+	if (len + 1 == (size_t)num && str[len - 1] != '\n') {
+		int next = fgetc(r->file); /* the newline that ends it, the end, or more */
+		if (next != EOF && next != '\n') {
+			r->too_long = num - 1; /* the NUL takes the rest */
+			return NULL;
+		}
+	}
+	return str;
 }
 
 static int serve_config(struct serve_opts *o, const char *path)
 {
-	int line = ini_parse(path, serve_ini, o);
+	struct serve_ini_reader r = {.file = fopen(path, "r")};
+	if (r.file == NULL) {
+		fprintf(stderr, "rill: serve: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	int line = ini_parse_stream(serve_ini_line, &r, serve_ini, o);
+	bool read_error = ferror(r.file) != 0;
+	fclose(r.file);
+	if (r.too_long > 0) {
+		fprintf(stderr, "rill: serve: %s: line %d: longer than %d bytes\n", path, r.line,
+			r.too_long);
+		return 1;
+	}
+	if (read_error) {
+		fprintf(stderr, "rill: serve: %s: a read failed after line %d\n", path, r.line);
+		return 1;
+	}
 	if (line == 0)
 		return 0;
-	if (line == -1)
-		fprintf(stderr, "rill: serve: %s: %s\n", path, strerror(errno));
-	else if (line == -2)
+	if (line == -2)
 		fprintf(stderr, "rill: serve: %s: out of memory\n", path);
 	else
 		fprintf(stderr, "rill: serve: %s: line %d: %s\n", path, line,

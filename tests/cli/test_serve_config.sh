@@ -159,4 +159,17 @@ check "a bad value names the file and its line" '[[ "$err" == *"bad.ini: line 4:
 printf '[engine]\nfrobnicate = 1\n' >"$tmp/unknown.ini"
 err=$("$rill" serve --config "$tmp/unknown.ini" --data "$tmp/data-bad" --listen 127.0.0.1:0 2>&1); rc=$?
 check "an unknown key exits 1 naming it" '[ $rc -eq 1 ] && [[ "$err" == *"unknown.ini: line 2: [engine] frobnicate"* ]]'
+long=$(printf 'q%.0s' $(seq 220))
+printf '[engine]\ndata = %s/%s\n' "$tmp" "$long" >"$tmp/long.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/long.ini" --listen 127.0.0.1:0 2>&1); rc=$?
+check "a line longer than libinih reads exits 1 naming it, not a line after it" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"long.ini: line 2: longer than 199 bytes"* ]] && [ ! -e "$tmp/$long" ]'
+printf '[engine]\ndata = %s/one\n  %s/two\n' "$tmp" "$tmp" >"$tmp/cont.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/cont.ini" --listen 127.0.0.1:0 2>&1); rc=$?
+check "an indented line (a continuation) exits 1: it would replace the value" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"cont.ini: line 3: [engine] data given again"* ]] && [ ! -e "$tmp/two" ]'
+printf '[server]\nlisten = 127.0.0.1:0\n[engine]\nshards = 1\n[server]\nlisten = 127.0.0.1:1\n' >"$tmp/twice.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/twice.ini" --data "$tmp/data-bad" 2>&1); rc=$?
+check "a key given twice exits 1 naming the second" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"twice.ini: line 6: [server] listen given again"* ]]'
 exit $fail

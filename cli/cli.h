@@ -66,7 +66,8 @@ int cli_query(int argc, char **argv);
 int cli_stat(int argc, char **argv);
 int cli_ping(int argc, char **argv);
 
-/* If --help or -h is among the arguments: print @usage on stdout and return true. */
+/* If --help or -h is among the options (not the value of one: `--key -h` looks "-h" up):
+ * print @usage on stdout and return true. */
 bool cli_help(int argc, char **argv, const char *usage);
 
 /* If argv[*i] is @name and a value follows it: the value into @value, *i past it, true. */

@@ -36,11 +36,18 @@ bool cli_opt(int argc, char **argv, int *i, const char *name, const char **value
 
 bool cli_help(int argc, char **argv, const char *usage)
 {
+	/* Where an option's name is expected: after `--key`, "-h" is a key to look up. */
+	static const char *const flags[] = {"--pretty", "--until-end"}; /* no value */
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			puts(usage);
 			return true;
 		}
+		bool flag = false;
+		for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++)
+			flag = flag || strcmp(argv[i], flags[f]) == 0;
+		if (strncmp(argv[i], "--", 2) == 0 && !flag)
+			i++; /* its value, whatever it looks like */
 	}
 	return false;
 }

@@ -93,6 +93,10 @@ out=$("$rill" query $c --projection total --key k0); rc=$?
 check "query sums the key's amounts" '[ $rc -eq 0 ] && [[ "$out" == *"\"count\":42,\"value\":6321,"* ]]'
 "$rill" query $c --projection total --key nobody >/dev/null 2>&1; rc=$?
 check "query of a missing key exits 1" '[ $rc -eq 1 ]'
+out=$("$rill" query $c --projection total --key -h 2>/dev/null); rc=$?
+check "query --key -h looks the key -h up (no such key: exit 1), it is not --help" '[ $rc -eq 1 ] && [[ "$out" != *"usage"* ]]'
+out=$("$rill" query $c --projection total --help); rc=$?
+check "query --help prints the usage and exits 0" '[ $rc -eq 0 ] && [[ "$out" == *"usage"* ]]'
 # As of an offset: the sum after k0's 10th event (inclusive), from produce's own answers
 # (k0's events are i = 7, 14, ...: the 10th brings the sum to 7 * (1 + ... + 10) = 385).
 k0_10th=$(echo "$out_produce" | grep '"key":"k0"' | sed -n '10s/.*"offset":\([0-9]*\).*/\1/p')

@@ -244,6 +244,15 @@ static int log_dump(int argc, char **argv)
 	if (dir == NULL)
 		return cli_usage_error("log dump",
 				       "usage: rill log dump DIR [--from OFFSET] [--limit N]");
+	/* A read-only open of a folder with no log in it is an empty log: exit 0 and no
+	 * output would say a topic's folder, or a typo, holds no events. */
+	if (!dir_has_segments(dir)) {
+		fprintf(stderr,
+			"rill: log dump: %s: no segment files: not a partition's folder "
+			"(DATA/topics/TOPIC/PARTITION)\n",
+			dir);
+		return 1;
+	}
 	struct rill_io *io;
 	struct rill_log *log;
 	struct rill_log_recovery report;

@@ -42,6 +42,9 @@ check "dump lines are JSON" 'echo "$lines" | python3 -c "import json,sys; [json.
 
 "$rill" log dump "$part" --from 999999999 >/dev/null 2>&1; rc=$?
 check "dump past the end fails" '[ $rc -ne 0 ]'
+out=$("$rill" log dump "$(dirname "$part")" 2>&1); rc=$?
+check "dump of a folder with no segment (a topic's) exits 1 saying so" \
+	'[ $rc -eq 1 ] && [[ "$out" == *"no segment files"* ]]'
 
 first=$(ls "$part"/*.log | head -n1)
 size=$(stat -c %s "$first")

@@ -99,6 +99,10 @@ void cli_print_json(const char *text, bool pretty);
 
 /* A u64 as JSON: an integer up to INT64_MAX, decimal digits in a string beyond. */
 json_t *cli_json_u64(uint64_t v);
+/* A double, or null where JSON has no number for it (an infinite f64 sum). */
+json_t *cli_json_real(double v);
+/* @key into @o as "key" when it is printable UTF-8, else as "key_hex". */
+void cli_json_put_key(json_t *o, const void *key, size_t bytes);
 
 /* The server's schemas (ADMIN SCHEMAS), parsed and indexed by name and by type id. */
 struct cli_schemas;

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,17 +423,18 @@ static int query_options(const char *as_of, const char *after, struct rill_clien
 	return 0;
 }
 
-static void query_print(const char *name, const char *key, const struct rill_projection_value *v)
+static void query_print(const char *name, const char *key, size_t key_bytes,
+			const struct rill_projection_value *v)
 {
 	json_t *o = json_object();
 	json_object_set_new(o, "projection", json_string(name));
-	json_object_set_new(o, "key", json_string(key));
+	cli_json_put_key(o, key, key_bytes);
 	json_object_set_new(o, "count", cli_json_u64(v->count));
 	/* RESULT does not say whether the field is i64 or u64: a u64 sum fills only u64;
 	 * min, max and last fill both with the same bits, so a negative i64 may be a large
 	 * u64, given too. */
 	if (v->is_float) {
-		json_object_set_new(o, "value", json_real(v->f64));
+		json_object_set_new(o, "value", cli_json_real(v->f64));
 	} else if (v->i64 == 0 && v->u64 != 0) {
 		json_object_set_new(o, "value", cli_json_u64(v->u64));
 	} else {
@@ -440,7 +442,7 @@ static void query_print(const char *name, const char *key, const struct rill_pro
 		if (v->i64 < 0 && v->u64 == (uint64_t)v->i64)
 			json_object_set_new(o, "u64", cli_json_u64(v->u64));
 	}
-	json_object_set_new(o, "avg", json_real(v->avg));
+	json_object_set_new(o, "avg", cli_json_real(v->avg));
 	json_object_set_new(o, "offset", cli_json_u64(v->offset));
 	if (v->window_start_ns != 0)
 		json_object_set_new(o, "window_start_ns", cli_json_u64(v->window_start_ns));
@@ -485,11 +487,34 @@ int cli_query(int argc, char **argv)
 			err.message[0] ? err.message : rill_strerror(rc));
 		return 1;
 	}
-	query_print(name, key, &v);
+	query_print(name, key, strlen(key), &v);
 	return 0;
 }
 
 /* ---- The server's schemas ------------------------------------------------------------- */
+
+void cli_json_put_key(json_t *o, const void *key, size_t bytes)
+{
+	const uint8_t *k = key;
+	bool printable = true;
+	for (size_t i = 0; i < bytes && printable; i++)
+		printable = k[i] >= 0x20 && k[i] != 0x7f;
+	json_t *s = printable ? json_stringn(key, bytes) : NULL; /* NULL: not UTF-8 */
+	if (s != NULL) {
+		json_object_set_new(o, "key", s);
+		return;
+	}
+	char *hex = malloc(bytes * 2 + 1);
+	for (size_t i = 0; hex != NULL && i < bytes; i++)
+		snprintf(hex + 2 * i, 3, "%02x", k[i]);
+	json_object_set_new(o, "key_hex", hex != NULL ? json_stringn(hex, bytes * 2) : json_null());
+	free(hex);
+}
+
+json_t *cli_json_real(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null(); /* JSON has no infinity */
+}
 
 json_t *cli_json_u64(uint64_t v)
 {

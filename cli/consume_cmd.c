@@ -317,24 +317,6 @@ static int subscribe_all(struct consumer *c)
 
 /* ---- Printing ------------------------------------------------------------------------- */
 
-/* A key as "key" when it is printable UTF-8, else as "key_hex". */
-static void put_key(json_t *o, const uint8_t *key, size_t bytes)
-{
-	bool printable = true;
-	for (size_t i = 0; i < bytes && printable; i++)
-		printable = key[i] >= 0x20 && key[i] != 0x7f;
-	json_t *s = printable ? json_stringn((const char *)key, bytes) : NULL; /* NULL: not UTF-8 */
-	if (s != NULL) {
-		json_object_set_new(o, "key", s);
-		return;
-	}
-	char *hex = malloc(bytes * 2 + 1);
-	for (size_t i = 0; hex != NULL && i < bytes; i++)
-		snprintf(hex + 2 * i, 3, "%02x", key[i]);
-	json_object_set_new(o, "key_hex", hex != NULL ? json_stringn(hex, bytes * 2) : json_null());
-	free(hex);
-}
-
 /*
  * The event's schema. One the schemas fetched lack was registered since (the server
  * refuses events of types it does not know): they are fetched again. Only a type and
@@ -390,7 +372,7 @@ static void print_event(struct consumer *c, const struct rill_client_event *ev)
 	json_t *o = json_object();
 	json_object_set_new(o, "partition", json_integer(ev->partition));
 	json_object_set_new(o, "offset", cli_json_u64(ev->offset));
-	put_key(o, r->key, r->key_bytes);
+	cli_json_put_key(o, r->key, r->key_bytes);
 	json_object_set_new(o, "type",
 			    s != NULL ? json_string(rill_schema_type_name(s)) : json_null());
 	json_object_set_new(o, "version", json_integer(r->schema_version));

@@ -439,6 +439,9 @@ static void acc_out(const struct rill_projection *p, union proj_acc a, uint64_t 
 	if (t == RILL_FIELD_F64) {
 		out->f64 = a.f;
 		out->avg = count ? a.f / (double)count : 0;
+		/* Finite values can add up past a double's range: ±inf, said (sums of finite
+		 * values never give NaN, and the schema refuses non-finite values). */
+		out->sum_overflow = !isfinite(a.f);
 		return;
 	}
 	proj_int128 lo = t == RILL_FIELD_U64 ? 0 : (proj_int128)INT64_MIN;

@@ -34,7 +34,8 @@ struct rill_projection_value {
 	uint64_t u64;      /* the same for u64 fields (sum clamped to uint64) */
 	double f64;        /* the same for f64 fields */
 	double avg;        /* avg: sum / count, for every numeric field */
-	bool sum_overflow; /* an integer sum is beyond the field type's 64 bits: clamped */
+	bool sum_overflow; /* an integer sum is beyond the field type's 64 bits: clamped; an
+			    * f64 sum beyond a double's range: f64 and avg are ±inf */
 	uint64_t window_start_ns; /* window kinds: the window these values belong to */
 	uint64_t offset;          /* offset of the last event applied for the key */
 };

@@ -97,6 +97,13 @@ out=$("$rill" query $c --projection total --key -h 2>/dev/null); rc=$?
 check "query --key -h looks the key -h up (no such key: exit 1), it is not --help" '[ $rc -eq 1 ] && [[ "$out" != *"usage"* ]]'
 out=$("$rill" query $c --projection total --help); rc=$?
 check "query --help prints the usage and exits 0" '[ $rc -eq 0 ] && [[ "$out" == *"usage"* ]]'
+echo '{"type":"Reading","version":1,"fields":[{"name":"v","type":"f64"}]}' >"$tmp/reading.json"
+out=$("$rill" topic create $c --name readings --partitions 1 --schema "$tmp/reading.json" &&
+	"$rill" projection create $c --name vsum --topic readings --type Reading --kind sum --field v &&
+	printf '%s\n' '{"key":"big","type":"Reading","data":{"v":1e308}}' '{"key":"big","type":"Reading","data":{"v":1e308}}' |
+	"$rill" produce $c --topic readings --acks applied && "$rill" query $c --projection vsum --key big); rc=$?
+check "an f64 sum past a double's range: value and avg null, sum_overflow said" \
+	'[ $rc -eq 0 ] && [[ "$out" == *"\"count\":2,\"value\":null,\"avg\":null,"*"\"sum_overflow\":true"* ]]'
 # As of an offset: the sum after k0's 10th event (inclusive), from produce's own answers
 # (k0's events are i = 7, 14, ...: the 10th brings the sum to 7 * (1 + ... + 10) = 385).
 k0_10th=$(echo "$out_produce" | grep '"key":"k0"' | sed -n '10s/.*"offset":\([0-9]*\).*/\1/p')

@@ -866,7 +866,9 @@ static void test_sum_exact_past_int64(void **state)
 	struct rill_projection *au = proj_ok(w.reg, &c);
 	c = config_of("wsum_i", "Metric", 1, RILL_PROJECTION_WINDOW_SUM, "i", 1000000);
 	struct rill_projection *wi = proj_ok(w.reg, &c);
-	struct rill_projection *all[] = {si, ai, st, su, au, wi};
+	c = config_of("sum_f", "Metric", 1, RILL_PROJECTION_SUM, "f", 0);
+	struct rill_projection *sf = proj_ok(w.reg, &c);
+	struct rill_projection *all[] = {si, ai, st, su, au, wi, sf};
 
 	/* i and t: up past INT64_MAX, back into range, down past INT64_MIN, back again. */
 	static const int64_t steps[] = {INT64_MAX, INT64_MAX, INT64_MIN, INT64_MIN, 5,
@@ -929,6 +931,17 @@ static void test_sum_exact_past_int64(void **state)
 	g = get_ok(su, "y");
 	assert_true(g.sum_overflow);
 	assert_int_equal(g.u64, UINT64_MAX);
+
+	/* f64: finite values past a double's range make +inf, said as an overflow. */
+	union val f1[F_COUNT] = {{.i = 0}, {.u = 0}, {.f = 1e308}, {.i = 0}};
+	apply_metric(&w, sf, "f", 1, f1, 1);
+	g = get_ok(sf, "f");
+	assert_true(g.is_float);
+	assert_false(g.sum_overflow);
+	apply_metric(&w, sf, "f", 1, f1, 2);
+	g = get_ok(sf, "f");
+	assert_true(g.sum_overflow);
+	assert_true(isinf(g.f64) && g.f64 > 0);
 
 	for (uint32_t p = 0; p < sizeof(all) / sizeof(all[0]); p++)
 		rill_projection_destroy(all[p]);

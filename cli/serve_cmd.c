@@ -59,6 +59,8 @@ static const char serve_help[] =
 	"            io_uring workers on CPUs no shard has; shard: on its own CPU),\n"
 	"            ring_bytes (1048576), snapshot_interval_events (1000000),\n"
 	"            snapshot_interval_s (60), snapshots_kept (3),\n"
+	"            subscriptions_per_shard (64: partitions subscribed at once on a shard,\n"
+	"            over all clients; up to 1024, each a 4 MiB ring while open),\n"
 	"            log_io (direct: O_DIRECT where the file system takes it; buffered)\n"
 	"  [server]  listen (127.0.0.1:7400), frame_bytes_max (1048576),\n"
 	"            conn_inflight_bytes_max (8388608), server_inflight_bytes_max (268435456),\n"
@@ -138,6 +140,9 @@ static bool serve_engine_key(struct serve_opts *o, const char *key, const char *
 		e->snapshot_interval_ns = v * 1000000000ull;
 	else if (strcmp(key, "snapshots_kept") == 0 && serve_u64(value, 1000, &v) && v > 0)
 		e->snapshots_kept = (uint32_t)v;
+	else if (strcmp(key, "subscriptions_per_shard") == 0 &&
+		 serve_u64(value, RILL_ENGINE_SUBSCRIPTIONS_MAX, &v) && v > 0)
+		e->subscriptions_per_shard = (uint32_t)v;
 	else
 		return false;
 	return true;

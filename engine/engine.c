@@ -21,10 +21,11 @@
 #include "base/thread.h"
 #include "engine/engine_int.h"
 
-#define ENGINE_RING_BYTES_DEFAULT (1u << 20)
-#define ENGINE_RING_BYTES_MIN     (64u << 10)
-#define ENGINE_IDLE_SPIN_NS       50000u
-#define ENGINE_QUERY_NAP_NS       20000u
+#define ENGINE_RING_BYTES_DEFAULT    (1u << 20)
+#define ENGINE_RING_BYTES_MIN        (64u << 10)
+#define ENGINE_IDLE_SPIN_NS          50000u
+#define ENGINE_SUBSCRIPTIONS_DEFAULT 64u /* per shard: 256 MiB of rings at most */
+#define ENGINE_QUERY_NAP_NS          20000u
 
 _Static_assert(RILL_ENGINE_SHARDS_MAX *RILL_ENGINE_PRODUCERS_MAX <= 65536u,
 	       "rings per engine stay countable");
@@ -53,6 +54,7 @@ void rill_engine_config_default(struct rill_engine_config *c)
 	c->snapshot_interval_events = 1000000;
 	c->snapshot_interval_ns = 60ull * 1000000000u;
 	c->snapshots_kept = 3;
+	c->subscriptions_per_shard = ENGINE_SUBSCRIPTIONS_DEFAULT;
 }
 
 static bool engine_ring_bytes_ok(uint32_t bytes)
@@ -97,6 +99,13 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 		return engine_error(err, -EINVAL, "data_dir: path too long");
 	if (c->producers_max == 0)
 		c->producers_max = 4096;
+	if (c->subscriptions_per_shard == 0)
+		c->subscriptions_per_shard = ENGINE_SUBSCRIPTIONS_DEFAULT;
+	if (c->subscriptions_per_shard > RILL_ENGINE_SUBSCRIPTIONS_MAX)
+		return engine_error(err, -EINVAL,
+				    "subscriptions_per_shard: %u is more than the %u "
+				    "allowed",
+				    c->subscriptions_per_shard, RILL_ENGINE_SUBSCRIPTIONS_MAX);
 	if (c->snapshots_kept == 0 || c->snapshots_kept > RILL_PARTITION_SNAPSHOTS_MAX)
 		return engine_error(err, -EINVAL, "snapshots_kept: 1 to %u",
 				    RILL_PARTITION_SNAPSHOTS_MAX);

@@ -264,6 +264,7 @@ struct shard {
 	uint32_t active_count;
 	struct shard_sub subs[RILL_ENGINE_SUBSCRIPTIONS_MAX];
 	uint32_t sub_count; /* attached: the loop skips the slots when there are none */
+	uint32_t sub_high;  /* slots the loop looks at: every attached one is below it */
 	uint64_t events, duplicates, refused, stalls, sleeps, snapshots, snapshot_errors;
 	uint64_t local; /* events taken straight from a publisher on this thread (no ring) */
 	bool taking; /* inside shard_event: a publish from a callback goes to the ring, after it */

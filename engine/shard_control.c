@@ -378,7 +378,13 @@ static int shard_hook_remove(struct shard *s, void *arg)
 
 static int shard_req_run(struct shard *s, struct shard_req *r)
 {
-	struct shard_producer *p = &s->producers[r->producer_slot];
+	/* A producer's, for the producer requests only: a subscription's slot (the same
+	 * field) may be past the producers' array. */
+	struct shard_producer *p = NULL;
+	if (r->kind == SHARD_REQ_PRODUCER_ATTACH || r->kind == SHARD_REQ_PRODUCER_DETACH) {
+		RILL_ASSERT(r->producer_slot < RILL_ENGINE_PRODUCERS_MAX);
+		p = &s->producers[r->producer_slot];
+	}
 	switch (r->kind) {
 	case SHARD_REQ_PART_OPEN:
 		return shard_part_open(s, r);

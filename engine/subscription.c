@@ -126,7 +126,7 @@ unsigned shard_subs_feed(struct shard *s)
 	unsigned n = 0;
 	if (s->sub_count == 0)
 		return 0; /* the common case: no slot to look at */
-	for (uint32_t i = 0; i < RILL_ENGINE_SUBSCRIPTIONS_MAX; i++) {
+	for (uint32_t i = 0; i < s->sub_high; i++) {
 		if (s->subs[i].attached)
 			n += sub_feed(&s->subs[i]);
 	}
@@ -138,7 +138,7 @@ bool shard_subs_ready(struct shard *s)
 {
 	if (s->sub_count == 0)
 		return false;
-	for (uint32_t i = 0; i < RILL_ENGINE_SUBSCRIPTIONS_MAX; i++) {
+	for (uint32_t i = 0; i < s->sub_high; i++) {
 		struct shard_sub *sub = &s->subs[i];
 		if (!sub->attached || sub->ended)
 			continue;
@@ -165,6 +165,8 @@ int shard_sub_attach(struct shard *s, struct shard_req *r)
 	sub->held = sub->ended = false;
 	sub->attached = true;
 	s->sub_count++;
+	if (r->producer_slot >= s->sub_high)
+		s->sub_high = r->producer_slot + 1;
 	return 0;
 }
 
@@ -175,6 +177,8 @@ void shard_sub_detach(struct shard *s, uint32_t slot)
 	rill_log_iter_fini(&sub->it);
 	*sub = (struct shard_sub){0};
 	s->sub_count--;
+	while (s->sub_high > 0 && !s->subs[s->sub_high - 1].attached)
+		s->sub_high--;
 }
 
 int rill_subscribe(struct rill_engine *e, struct rill_topic *topic, uint32_t partition,
@@ -205,16 +209,17 @@ int rill_subscribe_notify(struct rill_engine *e, struct rill_topic *topic, uint3
 	pthread_mutex_lock(&e->lock);
 	uint32_t slot = 0;
 	uint8_t *used = e->sub_slots[sub->shard->index];
-	while (slot < RILL_ENGINE_SUBSCRIPTIONS_MAX && used[slot])
+	uint32_t slots = e->config.subscriptions_per_shard;
+	while (slot < slots && used[slot])
 		slot++;
-	if (slot < RILL_ENGINE_SUBSCRIPTIONS_MAX) {
+	if (slot < slots) {
 		used[slot] = 1;
 		e->subscription_count++;
 		if (notify != NULL)
 			notify->notified_subs++; /* its close waits for this one's */
 	}
 	pthread_mutex_unlock(&e->lock);
-	if (slot == RILL_ENGINE_SUBSCRIPTIONS_MAX) {
+	if (slot == slots) {
 		rill_ring_destroy(sub->ring);
 		free(sub);
 		return -ENOSPC;

@@ -220,7 +220,12 @@ static void job_subscribe(struct rill_server *s, struct srv_job *j)
 	}
 	if (rc < 0) {
 		srv_subs_close_now(j->subs, opened);
-		if (opened < n)
+		if (opened < n && rc == -ENOSPC)
+			job_error(j, rc,
+				  "subscribe to partition %u: its shard has all its subscriptions "
+				  "open ([engine] subscriptions_per_shard)",
+				  first + opened);
+		else if (opened < n)
 			job_error(j, rc, "subscribe to partition %u: %s", first + opened,
 				  rill_strerror(rc));
 		else

@@ -98,9 +98,9 @@ enum rill_acks {
 #define RILL_ENGINE_TOPICS_MAX          1024u
 #define RILL_ENGINE_PARTITIONS_MAX      1024u /* per topic */
 #define RILL_ENGINE_PROJECTIONS_MAX     256u
-#define RILL_ENGINE_PRODUCERS_MAX       64u  /* producer handles open at once */
-#define RILL_ENGINE_SUBSCRIPTIONS_MAX   64u  /* subscriptions open at once, per shard */
-#define RILL_ENGINE_NAME_BYTES_MAX      128u /* topic and projection names */
+#define RILL_ENGINE_PRODUCERS_MAX       64u   /* producer handles open at once */
+#define RILL_ENGINE_SUBSCRIPTIONS_MAX   1024u /* subscriptions_per_shard, at most */
+#define RILL_ENGINE_NAME_BYTES_MAX      128u  /* topic and projection names */
 #define RILL_ENGINE_RING_BYTES_MAX      (256u << 20)
 #define RILL_ENGINE_DURABLE_PENDING_MAX (1u << 16) /* durable acks waiting, per partition */
 
@@ -156,6 +156,11 @@ struct rill_engine_config {
 	 */
 	int (*on_schemas)(void *arg, struct rill_schema_registry *schemas);
 	void *on_schemas_arg;
+	/* Subscriptions open at once on one shard, one per partition subscribed, whoever
+	 * opened them (default 64, at most RILL_ENGINE_SUBSCRIPTIONS_MAX): one consumer of
+	 * a whole topic takes one per partition the shard owns. Each holds a 4 MiB ring while
+	 * open. Past it rill_subscribe returns -ENOSPC. */
+	uint32_t subscriptions_per_shard;
 };
 
 /* rill_engine_config_default - the defaults above. */
@@ -607,7 +612,7 @@ int rill_producer_close(struct rill_producer *producer);
 /*
  * rill_subscribe - a subscription to @partition of @topic from @from_offset (clamped to
  * the first offset retention kept). Returns 0, -EINVAL, -ERANGE for an offset past the
- * partition's end, -ENOSPC past RILL_ENGINE_SUBSCRIPTIONS_MAX on that shard, -ENOMEM.
+ * partition's end, -ENOSPC past config.subscriptions_per_shard on that shard, -ENOMEM.
  * Any host thread; blocks briefly. Use the subscription from one thread at a time.
  */
 int rill_subscribe(struct rill_engine *engine, struct rill_topic *topic, uint32_t partition,

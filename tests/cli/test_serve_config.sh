@@ -159,6 +159,22 @@ check "a bad value names the file and its line" '[[ "$err" == *"bad.ini: line 4:
 printf '[engine]\nfrobnicate = 1\n' >"$tmp/unknown.ini"
 err=$("$rill" serve --config "$tmp/unknown.ini" --data "$tmp/data-bad" --listen 127.0.0.1:0 2>&1); rc=$?
 check "an unknown key exits 1 naming it" '[ $rc -eq 1 ] && [[ "$err" == *"unknown.ini: line 2: [engine] frobnicate"* ]]'
+# subscriptions_per_shard: one shard, one subscription at a time; a consumer of a
+# two-partition topic gets the second refused, with the key to raise named.
+printf '[engine]\nshards = 1\nsubscriptions_per_shard = 1\n' >"$tmp/subs.ini"
+serve_start_or_skip "$tmp/data-subs" "$tmp/serve.log" --config "$tmp/subs.ini"
+"$rill" topic create --connect "$serve_addr" --name two --partitions 2 >/dev/null
+err=$("$rill" consume --connect "$serve_addr" --topic two --until-end 2>&1); rc=$?
+check "past subscriptions_per_shard, a SUBSCRIBE is refused naming the key" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"partition 1"*"subscriptions_per_shard"* ]]'
+"$rill" consume --connect "$serve_addr" --topic two --partition 1 --until-end >/dev/null; rc=$?
+check "the subscription is given back: one partition alone is fine" '[ $rc -eq 0 ]'
+serve_stop
+printf '[engine]\nsubscriptions_per_shard = 1025\n' >"$tmp/subs-bad.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/subs-bad.ini" --data "$tmp/data-bad" --listen 127.0.0.1:0 2>&1); rc=$?
+check "subscriptions_per_shard past 1024 exits 1 naming the line" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"subs-bad.ini: line 2"* ]]'
+
 long=$(printf 'q%.0s' $(seq 220))
 printf '[engine]\ndata = %s/%s\n' "$tmp" "$long" >"$tmp/long.ini"
 err=$(timeout 10 "$rill" serve --config "$tmp/long.ini" --listen 127.0.0.1:0 2>&1); rc=$?

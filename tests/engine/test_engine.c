@@ -1681,6 +1681,11 @@ static void test_definitions(void **state)
 	bc.poll = (enum rill_poll_mode)7;
 	assert_int_equal(rill_engine_open(&none, &bc, &err), -EINVAL);
 	fx_config(f, &bc, 2);
+	bc.subscriptions_per_shard = RILL_ENGINE_SUBSCRIPTIONS_MAX + 1;
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(rill_engine_open(&none, &bc, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "subscriptions_per_shard"));
+	fx_config(f, &bc, 2);
 	bc.io_workers = (enum rill_io_workers)2;
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(rill_engine_open(&none, &bc, &err), -EINVAL);
@@ -3522,6 +3527,32 @@ static void test_shard_stats(void **state)
 	acks_free(&iacks);
 }
 
+/*
+ * config.subscriptions_per_shard: as many subscriptions at once on a shard, over every
+ * subscriber, and -ENOSPC past them until one closes. It was a fixed 64: one consumer of
+ * a 64-partition topic on one shard left none to anyone else.
+ */
+static void test_subscriptions_per_shard(void **state)
+{
+	enum { SUBS = 66 }; /* past the default 64 */
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 1);
+	c.subscriptions_per_shard = SUBS;
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "fans", 2, RILL_DURABILITY_NONE);
+	static struct rill_subscription *subs[SUBS];
+	for (uint32_t i = 0; i < SUBS; i++)
+		assert_int_equal(rill_subscribe(f->engine, t, i % 2, 0, &subs[i]), 0);
+	struct rill_subscription *more = NULL;
+	assert_int_equal(rill_subscribe(f->engine, t, 0, 0, &more), -ENOSPC);
+	assert_int_equal(rill_subscription_close(subs[SUBS / 2]), 0);
+	assert_int_equal(rill_subscribe(f->engine, t, 1, 0, &subs[SUBS / 2]), 0);
+	for (uint32_t i = 0; i < SUBS; i++)
+		assert_int_equal(rill_subscription_close(subs[i]), 0);
+	fx_close(f);
+}
+
 /* rill_subscription_ready may be asked any number of times before and between
  * rill_subscription_next: it looks at the next event without taking it. (It once left
  * its look open, and the next look tripped the ring's assertion.) */
@@ -4129,6 +4160,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_notify_producer_outlives_subscription,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_subscription_ready, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_subscriptions_per_shard, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_batched, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_batched_durable_and_full, fx_setup,
 						fx_teardown),

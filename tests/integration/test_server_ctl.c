@@ -27,7 +27,7 @@
  *      out).
  *   3. Subscriptions opened and closed through the control thread: a subscriber on both
  *      partitions reads every event once, in order; then 200 more subscribe, read, close
- *      rounds (400 engine subscriptions against RILL_ENGINE_SUBSCRIPTIONS_MAX = 64 per
+ *      rounds (400 engine subscriptions against subscriptions_per_shard = 64 per
  *      shard: a close that leaked them would make a later SUBSCRIBE fail), first waiting
  *      after each close until the server freed the connection, then without waiting. The
  *      client API has no UNSUBSCRIBE, so that path is not covered here. Then subscribers
@@ -102,16 +102,17 @@
 #define CTL_RAW_BODY_BYTES  (64u << 10)
 #define CTL_WAITERS         8u     /* test 1: queries waiting at once for a token */
 #define CTL_WAITER_WAIT_MS  5000u  /* ... each this long */
+#define CTL_SUBS_PER_SHARD  64u    /* the engine's subscriptions_per_shard (its default) */
 #define CTL_SLOW            "slow" /* test 6: 1 partition, durability group */
 #define CTL_SLOW_DELAY_NS   (1500ull * CTL_NS_PER_MS) /* ... its batch delay: acks come late */
 #define CTL_SLOW_REQUESTS   8u /* test 6: PRODUCE requests out at the stop (client: 64 max) */
 #define CTL_SLOW_EVENTS     4u /* ... of this many events each */
 #define CTL_SLOW_TOTAL      (1u + CTL_SLOW_REQUESTS * CTL_SLOW_EVENTS) /* one acked before */
 
-_Static_assert((CTL_SUB_ROUNDS * CTL_TWO_PARTITIONS) > 2 * RILL_ENGINE_SUBSCRIPTIONS_MAX,
+_Static_assert((CTL_SUB_ROUNDS * CTL_TWO_PARTITIONS) > 2 * CTL_SUBS_PER_SHARD,
 	       "test 3 opens far more subscriptions than a shard may hold at once");
 _Static_assert(CTL_SUB_ROUNDS_WAIT < CTL_SUB_ROUNDS, "test 3 has rounds of both kinds");
-_Static_assert((CTL_GONE_ROUNDS * CTL_TWO_PARTITIONS) > 2 * RILL_ENGINE_SUBSCRIPTIONS_MAX,
+_Static_assert((CTL_GONE_ROUNDS * CTL_TWO_PARTITIONS) > 2 * CTL_SUBS_PER_SHARD,
 	       "test 3: subscribers gone would fill the shard twice over if they leaked");
 _Static_assert((CTL_TOKEN_WAIT_MS * CTL_NS_PER_MS) <= CTL_QUERY_WAIT_NS &&
 		       (CTL_TOKEN_WAIT_MS * CTL_NS_PER_MS) < CTL_CLIENT_TIMEOUT,
@@ -544,6 +545,7 @@ static void ctl_engine_open(const char *what)
 	cfg.data_dir = env.dir;
 	cfg.shards = 1; /* one worker: every connection meets every other on it */
 	cfg.pin = false;
+	cfg.subscriptions_per_shard = CTL_SUBS_PER_SHARD;
 	struct rill_error_text err = {{0}};
 	int rc = rill_engine_open(&env.engine, &cfg, &err);
 	if (rc != 0)

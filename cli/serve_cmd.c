@@ -17,6 +17,7 @@
 #include "base/thread.h"
 #include "cli.h"
 #include "io/dpdk.h"
+#include "io/wire.h"
 #include "rill/server.h"
 #include "rill/rill.h"
 
@@ -132,7 +133,9 @@ static bool serve_engine_key(struct serve_opts *o, const char *key, const char *
 		e->shards = (uint32_t)v;
 	else if (strcmp(key, "idle_spin_us") == 0 && serve_u64(value, 1000000, &v))
 		e->idle_spin_ns = v * 1000;
-	else if (strcmp(key, "ring_bytes") == 0 && serve_u64(value, RILL_ENGINE_RING_BYTES_MAX, &v))
+	else if (strcmp(key, "ring_bytes") == 0 &&
+		 serve_u64(value, RILL_ENGINE_RING_BYTES_MAX, &v) && v >= (64u << 10) &&
+		 (v & (v - 1)) == 0) /* rill.h: a power of two from 64 KiB */
 		e->ring_bytes = (uint32_t)v;
 	else if (strcmp(key, "snapshot_interval_events") == 0 && serve_u64(value, UINT64_MAX, &v))
 		e->snapshot_interval_events = v;
@@ -164,23 +167,30 @@ static bool serve_server_key(struct serve_opts *o, const char *key, const char *
 		s->sqpoll = value[0] == 't';
 		return true;
 	}
-	if (strcmp(key, "frame_bytes_max") == 0 && serve_u64(value, UINT32_MAX, &v))
+	/* Each value's own range here, so that the file's line is named; what depends on
+	 * two values is checked once all are read (rill_server_config_check). */
+	if (strcmp(key, "frame_bytes_max") == 0 &&
+	    serve_u64(value, RILL_WIRE_FRAME_BYTES_MAX, &v) && v >= RILL_WIRE_FRAME_BYTES_MIN)
 		s->frame_bytes_max = (uint32_t)v;
 	else if (strcmp(key, "conn_inflight_bytes_max") == 0 && serve_u64(value, UINT64_MAX, &v))
 		s->conn_inflight_bytes_max = v;
 	else if (strcmp(key, "server_inflight_bytes_max") == 0 && serve_u64(value, UINT64_MAX, &v))
 		s->server_inflight_bytes_max = v;
-	else if (strcmp(key, "connections_max") == 0 && serve_u64(value, UINT32_MAX, &v))
+	else if (strcmp(key, "connections_max") == 0 &&
+		 serve_u64(value, RILL_SERVER_CONNECTIONS_MAX, &v) && v > 0)
 		s->connections_max = (uint32_t)v;
 	else if (strcmp(key, "idle_timeout_s") == 0 && serve_u64(value, 1000000000, &v))
 		s->idle_timeout_ns = v * 1000000000ull;
-	else if (strcmp(key, "handshake_timeout_s") == 0 && serve_u64(value, 1000000000, &v))
+	else if (strcmp(key, "handshake_timeout_s") == 0 && serve_u64(value, 1000000000, &v) &&
+		 v > 0)
 		s->handshake_timeout_ns = v * 1000000000ull;
-	else if (strcmp(key, "send_stall_timeout_s") == 0 && serve_u64(value, 1000000000, &v))
+	else if (strcmp(key, "send_stall_timeout_s") == 0 && serve_u64(value, 1000000000, &v) &&
+		 v > 0)
 		s->send_stall_timeout_ns = v * 1000000000ull;
 	else if (strcmp(key, "query_wait_ms") == 0 && serve_u64(value, 1000000000, &v))
 		s->query_wait_ns = v * 1000000ull;
-	else if (strcmp(key, "subscriptions_max") == 0 && serve_u64(value, UINT32_MAX, &v))
+	else if (strcmp(key, "subscriptions_max") == 0 &&
+		 serve_u64(value, RILL_SERVER_SUBSCRIPTIONS_MAX, &v) && v > 0)
 		s->subscriptions_max = (uint32_t)v;
 	else
 		return false;
@@ -410,7 +420,14 @@ static int serve_run(struct serve_opts *o)
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	struct rill_engine *engine = NULL;
 	struct rill_error_text err = {{0}};
-	int rc = rill_engine_open(&engine, &o->engine, &err);
+	/* Before the engine opens (a recovery of every log, a data directory made): a bad
+	 * value or a port taken is said at once, and nothing is left behind. */
+	int rc = rill_server_config_check(&o->server, &err);
+	if (rc < 0) {
+		fprintf(stderr, "rill: serve: %s\n", err.message);
+		return 1;
+	}
+	rc = rill_engine_open(&engine, &o->engine, &err);
 	if (rc < 0) {
 		fprintf(stderr, "rill: serve: %s: %s\n", o->data,
 			err.message[0] != '\0' ? err.message : rill_strerror(rc));

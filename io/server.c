@@ -1119,22 +1119,29 @@ static uint16_t srv_addr_port(const struct addrinfo *ai)
 					      : ((const struct sockaddr_in6 *)sa)->sin6_port);
 }
 
+/* Resolve @listen into *@res and, for a port of its own, see that it is free. */
+static int srv_listen_resolve(const char *listen, struct addrinfo **res,
+			      struct rill_error_text *err)
+{
+	int rc = srv_resolve(listen, res, err);
+	if (rc < 0 || srv_addr_port(*res) == 0)
+		return rc;
+	rc = srv_listen_probe(*res);
+	if (rc < 0) {
+		snprintf(err->message, sizeof(err->message), "listen on %s: %s%s", listen,
+			 strerror(-rc), rc == -EADDRINUSE ? " (another server listens there)" : "");
+		freeaddrinfo(*res);
+		*res = NULL;
+	}
+	return rc;
+}
+
 static int srv_listen(struct rill_server *s, struct rill_error_text *err)
 {
 	struct addrinfo *res = NULL;
-	int rc = srv_resolve(s->config.listen, &res, err);
+	int rc = srv_listen_resolve(s->config.listen, &res, err);
 	if (rc < 0)
 		return rc;
-	if (srv_addr_port(res) != 0) {
-		rc = srv_listen_probe(res);
-		if (rc < 0) {
-			snprintf(err->message, sizeof(err->message), "listen on %s: %s%s",
-				 s->config.listen, strerror(-rc),
-				 rc == -EADDRINUSE ? " (another server listens there)" : "");
-			freeaddrinfo(res);
-			return rc;
-		}
-	}
 	uint16_t port = 0;
 	for (uint32_t i = 0; i < s->worker_count && rc == 0; i++) {
 		rc = srv_listen_one(res, port, &s->workers[i].listen_fd);
@@ -1182,6 +1189,20 @@ static int srv_config_check(const struct rill_server_config *c, struct rill_erro
 		return 0;
 	snprintf(err->message, sizeof(err->message), "server config: %s", bad);
 	return -EINVAL;
+}
+
+int rill_server_config_check(const struct rill_server_config *config, struct rill_error_text *err)
+{
+	struct rill_error_text scratch;
+	if (err == NULL)
+		err = &scratch;
+	int rc = srv_config_check(config, err);
+	struct addrinfo *res = NULL;
+	if (rc == 0)
+		rc = srv_listen_resolve(config->listen, &res, err);
+	if (res != NULL)
+		freeaddrinfo(res);
+	return rc;
 }
 
 static void srv_free(struct rill_server *s)

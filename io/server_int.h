@@ -38,9 +38,9 @@
 #define SRV_BUF_BYTES      (64u << 10) /* each */
 #define SRV_BGID           1u          /* their buffer group */
 #define SRV_RING_ENTRIES   1024u
-#define SRV_PREQS_MAX      4096u       /* produce requests in flight per worker */
-#define SRV_CONN_PREQS_MAX 256u        /* ... per connection: its pipeline depth */
-#define SRV_SUB_PARTS_MAX  1024u       /* partitions one SUBSCRIBE may cover */
+#define SRV_PREQS_MAX      4096u /* produce requests in flight per worker */
+#define SRV_CONN_PREQS_MAX 256u  /* ... per connection: its pipeline depth */
+#define SRV_SUB_PARTS_MAX  RILL_SERVER_SUBSCRIPTIONS_MAX /* partitions one SUBSCRIBE may cover */
 #define SRV_WAIT_SOON_NS   1000000u    /* frames wait for ring room, or stopping: look this often */
 #define SRV_WAIT_IDLE_NS   50000000u   /* nothing pending: wake this often for timers */
 #define SRV_TIMER_NS       100000000u  /* timeouts are checked this often */

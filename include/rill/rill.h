@@ -114,8 +114,9 @@ struct rill_engine_config {
 	uint32_t shards;      /* default: one per CPU this process may use */
 	const int *cpus; /* CPU of each shard (shards entries, shards set); NULL: ours in turn */
 	bool pin;        /* pin shard threads to their CPUs (default true) */
-	enum rill_poll_mode poll;     /* default adaptive */
-	uint64_t idle_spin_ns;        /* adaptive: spin this long idle before sleeping (50 µs) */
+	enum rill_poll_mode poll; /* default adaptive */
+	uint64_t idle_spin_ns;    /* adaptive: spin this long idle before sleeping (50 µs) */
+	/* Ring sizes, each a power of two from 64 KiB to RILL_ENGINE_RING_BYTES_MAX. */
 	uint32_t ring_bytes;          /* each producer → shard ring (default 1 MiB) */
 	uint32_t ack_ring_bytes;      /* each shard → producer ring (default 1 MiB) */
 	uint32_t producers_max;       /* idempotent producers per partition (default 4,096) */

@@ -32,8 +32,9 @@ extern "C" {
 
 struct rill_server;
 
-#define RILL_SERVER_LISTEN_DEFAULT  "127.0.0.1:7400"
-#define RILL_SERVER_CONNECTIONS_MAX 65536u /* the most connections_max may be */
+#define RILL_SERVER_LISTEN_DEFAULT    "127.0.0.1:7400"
+#define RILL_SERVER_CONNECTIONS_MAX   65536u /* the most connections_max may be */
+#define RILL_SERVER_SUBSCRIPTIONS_MAX 1024u  /* the most subscriptions_max may be */
 
 struct rill_server_config {
 	const char *listen;                 /* "HOST:PORT" (default 127.0.0.1:7400; port 0:
@@ -55,6 +56,15 @@ struct rill_server_config {
 
 /* rill_server_config_default - the defaults above. */
 void rill_server_config_default(struct rill_server_config *config);
+
+/*
+ * rill_server_config_check - what rill_server_start checks before it starts anything:
+ * every value in range, config->listen a HOST:PORT that resolves, and its port free. For
+ * a caller that has costly work to do before the start (rill serve opens the engine, a
+ * recovery of every log, after it). Returns 0, -EINVAL or -EADDRINUSE (or -errno) with
+ * @err (optional) saying which. Blocks briefly (name resolution).
+ */
+int rill_server_config_check(const struct rill_server_config *config, struct rill_error_text *err);
 
 /*
  * rill_server_start - listen on config->listen and serve @engine with one worker per

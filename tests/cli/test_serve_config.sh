@@ -175,6 +175,20 @@ err=$(timeout 10 "$rill" serve --config "$tmp/subs-bad.ini" --data "$tmp/data-ba
 check "subscriptions_per_shard past 1024 exits 1 naming the line" \
 	'[ $rc -eq 1 ] && [[ "$err" == *"subs-bad.ini: line 2"* ]]'
 
+# Values out of range are refused at their line; what needs two values, or the listen
+# address, once the file is read; every one before the data directory is made.
+printf '[server]\nframe_bytes_max = 0\n' >"$tmp/frame0.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/frame0.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
+check "frame_bytes_max = 0 exits 1 naming the line" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"frame0.ini: line 2: [server] frame_bytes_max = 0"* ]]'
+printf '[server]\nconn_inflight_bytes_max = 10\n' >"$tmp/inflight.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/inflight.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
+check "conn_inflight_bytes_max below a frame exits 1 saying so" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"conn_inflight_bytes_max must hold one frame"* ]]'
+err=$(timeout 10 "$rill" serve --data "$tmp/data-none" --listen nonsense 2>&1); rc=$?
+check "--listen nonsense exits 1 naming it" '[ $rc -eq 1 ] && [[ "$err" == *"nonsense"* ]]'
+check "no refused configuration made a data directory" '[ ! -e "$tmp/data-none" ]'
+
 long=$(printf 'q%.0s' $(seq 220))
 printf '[engine]\ndata = %s/%s\n' "$tmp" "$long" >"$tmp/long.ini"
 err=$(timeout 10 "$rill" serve --config "$tmp/long.ini" --listen 127.0.0.1:0 2>&1); rc=$?

@@ -38,6 +38,7 @@ struct rill_subscription {
 	bool peeked;                  /* a record is peeked, to be released by the next call */
 	int error;                    /* the error that ended it */
 	struct rill_producer *notify; /* wakes through its wake_fd, or NULL */
+	uint64_t start;               /* where the shard's iterator began */
 };
 
 static bool sub_end(struct shard_sub *sub, int error);
@@ -158,6 +159,7 @@ int shard_sub_attach(struct shard *s, struct shard_req *r)
 	int rc = rill_log_iter_init(&sub->it, rill_partition_log(sp->part), r->from_offset);
 	if (rc < 0)
 		return rc;
+	r->from_offset = sub->it.offset; /* clamped to what retention kept: the caller's */
 	sub->sp = sp;
 	sub->ring = r->events;
 	sub->sleeping = r->sleeping;
@@ -246,8 +248,14 @@ int rill_subscribe_notify(struct rill_engine *e, struct rill_topic *topic, uint3
 		free(sub);
 		return rc;
 	}
+	sub->start = req.from_offset;
 	*out = sub;
 	return 0;
+}
+
+uint64_t rill_subscription_start(const struct rill_subscription *sub)
+{
+	return sub->start;
 }
 
 /* After freeing ring space: a shard asleep with this feed held must hear of it. */

@@ -211,6 +211,9 @@ static void job_subscribe(struct rill_server *s, struct srv_job *j)
 						   j->worker->producer, &sub->sub);
 		if (rc < 0)
 			break;
+		/* Retention may have moved on between the two shard calls: say where the
+		 * feed really starts, or a consumer misses the events skipped unawares. */
+		entries[opened].first_offset = rill_subscription_start(sub->sub);
 	}
 	uint32_t size = RILL_WIRE_HEADER_BYTES + RILL_WIRE_SUBSCRIBED_BYTES +
 			n * RILL_WIRE_SUBSCRIBED_ENTRY;

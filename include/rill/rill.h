@@ -647,6 +647,13 @@ int rill_subscribe_notify(struct rill_engine *engine, struct rill_topic *topic, 
  */
 bool rill_subscription_ready(struct rill_subscription *sub);
 
+/*
+ * rill_subscription_start - the offset of the first event the subscription delivers: its
+ * from_offset, or the first offset retention kept if that was later when it opened (what
+ * came before is gone: a consumer that asked for less can say how much it skipped).
+ */
+uint64_t rill_subscription_start(const struct rill_subscription *sub);
+
 /* rill_subscription_close - stop and free. 0. Blocks briefly. */
 int rill_subscription_close(struct rill_subscription *sub);
 

@@ -2300,6 +2300,21 @@ static void test_retention_projection(void **state)
 	struct rill_projection_value v2;
 	assert_int_equal(rill_query(f->engine, "short_count2", "k", 1, NULL, 0, &v2), 0);
 	assert_int_equal(v2.count, v.count);
+	/* A subscription from offset 0 starts where retention left the log, and says so
+	 * (rill_subscription_start): the server tells a consumer what it skipped by it. */
+	t = rill_topic_find(f->engine, "short"); /* the engine was reopened */
+	assert_non_null(t);
+	struct rill_partition_info info;
+	assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL), 0);
+	assert_true(info.first_offset > 0);
+	struct rill_subscription *sub;
+	assert_int_equal(rill_subscribe(f->engine, t, 0, 0, &sub), 0);
+	assert_int_equal(rill_subscription_start(sub), info.first_offset);
+	struct rill_record rec;
+	uint64_t off = UINT64_MAX;
+	assert_int_equal(rill_subscription_next(sub, &rec, &off, 5000000000u), 1);
+	assert_int_equal(off, info.first_offset);
+	assert_int_equal(rill_subscription_close(sub), 0);
 	fx_close(f);
 }
 

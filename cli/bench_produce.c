@@ -163,18 +163,25 @@ static int bench_events(struct bench_thread *b)
 	b->payload = malloc(cap);
 	if (b->payload == NULL)
 		return -ENOMEM;
-	uint64_t fixed = RILL_RECORD_HEADER_BYTES + 9 + 16; /* header, key, the fields' own */
-	uint32_t pad_bytes = o->record_bytes > fixed ? (uint32_t)(o->record_bytes - fixed) : 0;
-	if (pad_bytes > BENCH_PAD_MAX)
-		pad_bytes = BENCH_PAD_MAX;
-	uint8_t *pad = calloc(1, pad_bytes + 1);
-	int rc = pad == NULL ? -ENOMEM : rill_payload_builder_init(&pb, b->schema, b->payload, cap);
-	if (rc == 0)
-		rc = rill_payload_set_i64(&pb, 0, 1);
-	if (rc == 0)
-		rc = rill_payload_set_var(&pb, 1, pad, pad_bytes);
-	if (rc == 0)
-		rc = rill_payload_builder_finish(&pb, &b->payload_bytes, NULL);
+	/* Built twice: with no pad, to learn what the header, the key and the fields' own
+	 * bytes take (the payload's block header, the i64, the bytes field's offset and
+	 * length), then with the pad that makes the record record_bytes long. */
+	uint8_t *pad = calloc(1, BENCH_PAD_MAX + 1);
+	int rc = pad == NULL ? -ENOMEM : 0;
+	uint32_t pad_bytes = 0;
+	for (int pass = 0; pass < 2 && rc == 0; pass++) {
+		rc = rill_payload_builder_init(&pb, b->schema, b->payload, cap);
+		if (rc == 0)
+			rc = rill_payload_set_i64(&pb, 0, 1);
+		if (rc == 0)
+			rc = rill_payload_set_var(&pb, 1, pad, pad_bytes);
+		if (rc == 0)
+			rc = rill_payload_builder_finish(&pb, &b->payload_bytes, NULL);
+		uint64_t fixed = RILL_RECORD_HEADER_BYTES + 9 + (uint64_t)b->payload_bytes;
+		pad_bytes = o->record_bytes > fixed ? (uint32_t)(o->record_bytes - fixed) : 0;
+		if (pad_bytes > BENCH_PAD_MAX)
+			pad_bytes = BENCH_PAD_MAX;
+	}
 	free(pad);
 	for (uint32_t k = 0; k < BENCH_KEYS; k++)
 		snprintf(b->keys[k], sizeof(b->keys[k]), "k%03u-%04u", b->index % 1000, k);

@@ -35,6 +35,13 @@ echo "open loop far behind: $out"
 check "bench produce behind its schedule waits for answers, not spinning: waits <= 4 per request + 4000" \
 	'[ $rc -eq 0 ] && json_check "$out" "j[\"unsent\"] > 0 and j[\"waits\"] <= 4 * (j[\"events\"] + j[\"unanswered\"]) + 4000"'
 
+# --record-bytes is the whole record: header, key and payload (it was 8 bytes more).
+timeout 30 "$rill" bench produce --connect "$serve_addr" --topic sized --partitions 1 \
+	--record-bytes 200 --seconds 1 --rate 100 --json >/dev/null
+rec=$("$rill" log dump "$tmp/data/topics/sized/0" --limit 1)
+check "bench produce --record-bytes 200 writes records of 200 bytes (64 header + 9 key + payload)" \
+	'json_check "$rec" "64 + len(j[\"key\"]) + j[\"payload_bytes\"] == 200"'
+
 out=$(timeout 30 "$rill" bench produce --connect "$serve_addr" --seconds 1 --pipeline 4 --lockstep --json); rc=$?
 check "bench produce --lockstep: whole pipelines of 4, each answered before the next" \
 	'[ $rc -eq 0 ] && json_check "$out" "j[\"lockstep\"] and j[\"requests\"] > 0 and j[\"requests\"] % 4 == 0 and j[\"errors\"] == 0"'

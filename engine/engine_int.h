@@ -56,6 +56,9 @@ struct engine_event_msg {
 	uint8_t reserved[3];
 };
 _Static_assert(sizeof(struct engine_event_msg) == 80, "event header layout");
+_Static_assert(sizeof(struct engine_event_msg) - RILL_RECORD_HEADER_BYTES + RILL_RECORD_BYTES_MAX <=
+		       RILL_RING_RESERVE_BYTES_MAX,
+	       "every record the log takes can be published: its message fits a reservation");
 _Static_assert(RILL_ENGINE_SHARDS_MAX <= 64, "rill_producer.wake_owed: one bit per shard");
 
 /* An acknowledgement on a shard → producer ring: this header, then reason_bytes of text. */
@@ -181,6 +184,8 @@ struct engine_sub_msg {
 	int32_t error; /* non-zero: the subscription ended with this error; no record */
 	uint32_t record_bytes;
 };
+_Static_assert(sizeof(struct engine_sub_msg) + RILL_RECORD_BYTES_MAX <= RILL_RING_RESERVE_BYTES_MAX,
+	       "every record the log holds can be sent to a subscriber");
 
 enum shard_req_kind {
 	SHARD_REQ_SUB_ATTACH,

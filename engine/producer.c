@@ -122,6 +122,8 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 	uint32_t shard = t->parts[partition].shard;
 	uint64_t producer_id = ev->producer_id != 0 ? ev->producer_id : p->config.producer_id;
 	struct rill_ring *ring = p->events[shard];
+	if (rill_unlikely(rill_record_bytes(ev->key_bytes, ev->payload_bytes) == 0))
+		return -EINVAL; /* key and payload together past RILL_RECORD_BYTES_MAX */
 	uint64_t bytes = sizeof(struct engine_event_msg) + ev->key_bytes + ev->payload_bytes;
 	if (rill_unlikely(bytes > rill_ring_reserve_bytes_max(ring)))
 		return -EMSGSIZE; /* the ring is smaller than this event: config.ring_bytes */

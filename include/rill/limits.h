@@ -13,10 +13,11 @@
 #define RILL_PAYLOAD_BYTES_MAX   (RILL_RECORD_BYTES_MAX - RILL_RECORD_HEADER_BYTES)
 
 /* SPSC rings (engine/ring.h). */
-#define RILL_RING_SLOTS_MAX         (1u << 24) /* slots per ring */
-#define RILL_RING_SLOT_BYTES_MAX    4096u      /* bytes per fixed-size slot */
-#define RILL_RING_BURST_MAX         256u       /* items per burst call */
-#define RILL_RING_RESERVE_BYTES_MAX (1u << 20) /* one zero-copy reservation */
+#define RILL_RING_SLOTS_MAX      (1u << 24) /* slots per ring */
+#define RILL_RING_SLOT_BYTES_MAX 4096u      /* bytes per fixed-size slot */
+#define RILL_RING_BURST_MAX      256u       /* items per burst call */
+/* One zero-copy reservation: a whole record and its ring message's own header. */
+#define RILL_RING_RESERVE_BYTES_MAX ((1u << 20) + 4096u)
 
 /* Per-shard memory (alloc/). */
 #define RILL_POOL_OBJECTS_MAX      (1u << 24)
@@ -44,8 +45,8 @@ RILL_LIMITS_ASSERT(RILL_RECORD_HEADER_BYTES + RILL_KEY_BYTES_MAX < RILL_RECORD_B
 		   "a record with the longest key must still fit the record limit");
 RILL_LIMITS_ASSERT((RILL_RING_SLOTS_MAX & (RILL_RING_SLOTS_MAX - 1)) == 0,
 		   "ring slot maximum must be a power of two");
-RILL_LIMITS_ASSERT(RILL_RING_RESERVE_BYTES_MAX >= RILL_RECORD_BYTES_MAX,
-		   "a whole record must fit one ring reservation");
+RILL_LIMITS_ASSERT(RILL_RING_RESERVE_BYTES_MAX >= RILL_RECORD_BYTES_MAX + 256u,
+		   "a whole record, with a ring message's header, must fit one ring reservation");
 RILL_LIMITS_ASSERT(RILL_POOL_OBJECT_BYTES_MAX >= RILL_RECORD_BYTES_MAX,
 		   "a pool object can hold a whole record");
 

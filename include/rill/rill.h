@@ -551,9 +551,9 @@ int rill_producer_open(struct rill_engine *engine, const struct rill_producer_co
  * rill_publish - hand @event to the shard owning its partition of @topic. Returns 0 once
  * it is in the ring (not yet checked: a refusal comes back as an acknowledgement with an
  * error), -EAGAIN when the ring to that shard is full (backpressure: poll acknowledgements,
- * retry; counted), -EINVAL for a key or payload over the limits or a bad argument,
- * -EMSGSIZE for an event larger than half the ring (raise config.ring_bytes). Never
- * blocks. With config.wake_batched the shard is woken later (rill_producer_wake), except
+ * retry; counted), -EINVAL for a key or payload over the limits (together, a record
+ * over RILL_RECORD_BYTES_MAX) or a bad argument, -EMSGSIZE for an event larger than half
+ * the ring (raise config.ring_bytes). Never blocks. With config.wake_batched the shard is woken later (rill_producer_wake), except
  * on -EAGAIN, which wakes the shards at once. On a shard's own thread (a hook) an event
  * for that shard is taken at once when nothing of the handle's waits in its ring.
  */

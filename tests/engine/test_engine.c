@@ -3543,6 +3543,75 @@ static void test_shard_stats(void **state)
 }
 
 /*
+ * A record of exactly RILL_RECORD_BYTES_MAX, with a key: the log takes it, so publish
+ * must too (with a ring large enough), and a subscriber reads it back; one byte more is
+ * refused at publish (-EINVAL), not by the ring. Publishing it failed with -EMSGSIZE at
+ * any ring size: the ring message's header is 16 bytes longer than the record's.
+ */
+static void test_largest_record(void **state)
+{
+	enum { KEY = 16, FIELDS = 16 }; /* the payload's block header and the field's pair */
+	const uint32_t data = RILL_RECORD_BYTES_MAX - RILL_RECORD_HEADER_BYTES - KEY - FIELDS;
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 1);
+	c.ring_bytes = 8u << 20; /* half of it takes the largest event */
+	fx_open_with(f, &c);
+	char json[256];
+	snprintf(json, sizeof(json),
+		 "{\"type\":\"Blob\",\"version\":1,\"fields\":[{\"name\":\"b\",\"type\":"
+		 "\"bytes\",\"max_length\":%u}]}",
+		 data + 1);
+	const struct rill_schema *blob;
+	struct rill_schema_error serr = {{0}};
+	if (rill_schema_register(rill_engine_schemas(f->engine), json, strlen(json), -1, &blob,
+				 &serr) != 0)
+		fail_msg("Blob: %s", serr.message);
+	struct rill_topic *t = fx_topic(f, "blobs", 1, RILL_DURABILITY_NONE);
+	uint8_t *payload = malloc(RILL_PAYLOAD_BYTES_MAX), *bytes = calloc(1, data + 1);
+	assert_non_null(payload);
+	assert_non_null(bytes);
+	memset(bytes, 'b', data + 1);
+	struct acks a = {0};
+	struct rill_producer *p = producer_open(f, 0, &a);
+	for (uint32_t extra = 0; extra < 2; extra++) {
+		struct rill_payload_builder pb;
+		uint32_t payload_bytes = 0;
+		assert_int_equal(
+			rill_payload_builder_init(&pb, blob, payload, RILL_PAYLOAD_BYTES_MAX), 0);
+		assert_int_equal(rill_payload_set_var(&pb, 0, bytes, data + extra), 0);
+		assert_int_equal(rill_payload_builder_finish(&pb, &payload_bytes, NULL), 0);
+		struct rill_event ev = {.key = "0123456789abcdef",
+					.key_bytes = KEY,
+					.type_id = rill_schema_type_id(blob),
+					.version = 1,
+					.payload = payload,
+					.payload_bytes = payload_bytes};
+		assert_int_equal(rill_record_bytes(KEY, payload_bytes),
+				 extra ? 0 : RILL_RECORD_BYTES_MAX);
+		assert_int_equal(publish_retry(p, t, &ev, RILL_ACKS_APPLIED, extra),
+				 extra ? -EINVAL : 0);
+	}
+	flush_ok(p);
+	assert_int_equal(a.count, 1);
+	assert_int_equal(a.v[0].error, 0);
+	producer_close(p);
+	acks_free(&a);
+	struct rill_subscription *sub;
+	assert_int_equal(rill_subscribe(f->engine, t, 0, 0, &sub), 0);
+	struct rill_record rec;
+	uint64_t off = UINT64_MAX;
+	assert_int_equal(rill_subscription_next(sub, &rec, &off, 5000000000u), 1);
+	assert_int_equal(off, 0);
+	assert_int_equal(rill_record_bytes(rec.key_bytes, rec.payload_bytes),
+			 RILL_RECORD_BYTES_MAX);
+	assert_int_equal(rill_subscription_close(sub), 0);
+	free(payload);
+	free(bytes);
+	fx_close(f);
+}
+
+/*
  * config.subscriptions_per_shard: as many subscriptions at once on a shard, over every
  * subscriber, and -ENOSPC past them until one closes. It was a fixed 64: one consumer of
  * a 64-partition topic on one shard left none to anyone else.
@@ -4177,6 +4246,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_subscription_ready, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_subscriptions_per_shard, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_largest_record, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_batched, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_batched_durable_and_full, fx_setup,
 						fx_teardown),

@@ -72,6 +72,14 @@ struct rill_projection {
 	uint32_t type_id;
 	struct rill_schema_reader *reader;
 	struct rill_field_ref field; /* unset (type 0) for count kinds */
+	/* When an event of another version cannot be read whole as the projection's (a field
+	 * it does not use has no value: proj_field_direct), its own field read straight from
+	 * the event's version; the last such version's, cached. */
+	struct rill_schema_registry *reg;
+	char field_name[RILL_SCHEMA_NAME_BYTES_MAX + 1];
+	uint16_t direct_version; /* 0: none cached */
+	struct rill_field_ref direct_field;
+	bool direct_ok; /* the version has the field, in a type it can be read as */
 	uint64_t window_ns;
 	uint32_t keys_max;
 	uint64_t key_store_bytes;
@@ -206,6 +214,9 @@ int rill_projection_create(struct rill_projection **out, struct rill_schema_regi
 	p->window_ns = kind_windowed(c.kind) ? c.window_ns : 0; /* canonical snapshots */
 	p->keys_max = c.keys_max;
 	p->key_store_bytes = c.key_store_bytes;
+	p->reg = reg;
+	if (c.field != NULL)
+		snprintf(p->field_name, sizeof(p->field_name), "%s", c.field);
 	rc = rill_schema_reader_create(&p->reader, reg, c.type, rill_schema_version(s));
 	if (rc == 0)
 		rc = resolve_field(p, &c, err);
@@ -388,6 +399,41 @@ static void apply_value(struct rill_projection *p, struct proj_slot *s, union pr
 	s->count++;
 }
 
+/*
+ * The projection's one field (none for the count kinds) straight from an event of a newer
+ * version whose whole read as the projection's version failed: that read needs a value
+ * for every field, and a newer version may drop one the projection never reads (BACKWARD,
+ * the default mode, allows it). The field is found by name in the event's own version, as
+ * the reader maps a newer version (by name), and promoted as the compatibility rules
+ * promote (i64 or u64 to f64, i64 to and from timestamp). 0 with @v, or
+ * RILL_E_SCHEMA_UPCAST when the event has no such field.
+ */
+static int proj_field_direct(struct rill_projection *p, const struct rill_record *rec,
+			     union proj_val *v)
+{
+	v->u = 0;
+	if (p->field.type == 0)
+		return 0; /* a count reads no field (the event's version exists: it was read) */
+	if (p->direct_version != rec->schema_version) {
+		const struct rill_schema *src =
+			rill_schema_get_id(p->reg, p->type_id, rec->schema_version);
+		p->direct_version = rec->schema_version;
+		p->direct_ok = src != NULL &&
+			       rill_schema_field_ref(src, p->field_name, &p->direct_field) == 0 &&
+			       schema_promotable(p->direct_field.type, p->field.type);
+	}
+	if (!p->direct_ok)
+		return RILL_E_SCHEMA_UPCAST;
+	uint64_t bits = rill_field_u64(rec->payload, p->direct_field);
+	if (p->field.type == RILL_FIELD_F64 && p->direct_field.type == RILL_FIELD_I64)
+		v->f = (double)(int64_t)bits;
+	else if (p->field.type == RILL_FIELD_F64 && p->direct_field.type == RILL_FIELD_U64)
+		v->f = (double)bits;
+	else
+		v->u = bits; /* the same type, or i64 and timestamp: the same bits */
+	return 0;
+}
+
 int rill_projection_apply(struct rill_projection *p, const struct rill_record *rec, uint64_t offset)
 {
 	if (p->ops != NULL) {
@@ -404,9 +450,19 @@ int rill_projection_apply(struct rill_projection *p, const struct rill_record *r
 	}
 	const void *payload;
 	uint32_t payload_bytes;
+	union proj_val v = {0};
 	int rc = rill_schema_reader_read(p->reader, rec->schema_version, rec->payload,
 					 rec->payload_bytes, true, &payload, &payload_bytes, NULL);
-	if (rill_unlikely(rc != 0)) {
+	/* A newer version read whole as the projection's failed: its one field by name (an
+	 * older version goes up through the upcasters, which this must not bypass; an
+	 * unknown version is no UPCAST error). */
+	if (rill_likely(rc == 0)) {
+		if (p->field.type != 0) /* the 8 bytes, whatever the type */
+			v.u = rill_field_u64(payload, p->field);
+	} else if (rc != RILL_E_SCHEMA_UPCAST ||
+		   rec->schema_version <=
+			   rill_schema_version(rill_schema_reader_schema(p->reader)) ||
+		   (rc = proj_field_direct(p, rec, &v)) != 0) {
 		p->stats.errors++;
 		return rc;
 	}
@@ -417,9 +473,6 @@ int rill_projection_apply(struct rill_projection *p, const struct rill_record *r
 		return -ENOSPC;
 	}
 	bool fresh = p->key_count != before;
-	union proj_val v = {0};
-	if (p->field.type != 0)
-		v.u = rill_field_u64(payload, p->field); /* the 8 bytes, whatever the type */
 	if (kind_windowed(p->kind)) {
 		if (!apply_window(p, s, rec->timestamp_ns, v, fresh))
 			return 0; /* late */

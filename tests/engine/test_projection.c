@@ -1005,6 +1005,81 @@ static void apply_acct(struct rill_schema_registry *reg, struct rill_projection 
 	free(payload);
 }
 
+/*
+ * BACKWARD (the default) lets a newer version drop a field with no default. A projection
+ * of an older version cannot read such an event whole, but it needs one field (or none):
+ * a sum of amount and a count still fold it; a sum of the dropped field cannot (an error,
+ * counted). They used to skip the event whole: the sum of amount said 10, not 15.
+ */
+#define ORD_V1                                                                                     \
+	"{\"type\":\"Ord\",\"version\":1,\"fields\":[{\"name\":\"amount\",\"type\":\"i64\"},"      \
+	"{\"name\":\"fee\",\"type\":\"i64\"}]}"
+#define ORD_V2                                                                                     \
+	"{\"type\":\"Ord\",\"version\":2,\"fields\":[{\"name\":\"fee2\",\"type\":\"bool\","        \
+	"\"default\":false},{\"name\":\"amount\",\"type\":\"i64\"}]}"
+
+static void apply_ord(struct rill_schema_registry *reg, struct rill_projection *const *ps,
+		      const int *want_rc, uint32_t count, uint16_t version, int64_t amount,
+		      uint64_t offset)
+{
+	const struct rill_schema *s = rill_schema_get(reg, "Ord", version);
+	assert_non_null(s);
+	uint8_t buf[256];
+	struct rill_payload_builder b;
+	assert_int_equal(rill_payload_builder_init(&b, s, buf, sizeof(buf)), 0);
+	assert_int_equal(rill_payload_set_i64(&b, field_index(s, "amount"), amount), 0);
+	if (version == 1)
+		assert_int_equal(rill_payload_set_i64(&b, field_index(s, "fee"), 1), 0);
+	struct rill_record rec;
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(rill_payload_builder_finish(&b, &rec.payload_bytes, NULL), 0);
+	uint8_t *payload = exact_copy(buf, rec.payload_bytes);
+	rec.key = "k";
+	rec.key_bytes = 1;
+	rec.type_id = rill_schema_type_id(s);
+	rec.schema_version = version;
+	rec.timestamp_ns = offset;
+	rec.payload = payload;
+	for (uint32_t i = 0; i < count; i++)
+		assert_int_equal(rill_projection_apply(ps[i], &rec, offset), want_rc[i]);
+	free(payload);
+}
+
+static void test_newer_version_dropped_a_field(void **state)
+{
+	(void)state;
+	struct rill_schema_registry *reg = mem_registry();
+	schema_reg_ok(reg, ORD_V1);
+	schema_reg_ok(reg, ORD_V2); /* under BACKWARD: fee dropped, amount moved */
+	struct rill_projection_config c =
+		config_of("amount", "Ord", 1, RILL_PROJECTION_SUM, "amount", 0);
+	struct rill_projection *amount = proj_ok(reg, &c);
+	c = config_of("count", "Ord", 1, RILL_PROJECTION_COUNT, NULL, 0);
+	struct rill_projection *count = proj_ok(reg, &c);
+	c = config_of("fee", "Ord", 1, RILL_PROJECTION_SUM, "fee", 0);
+	struct rill_projection *fee = proj_ok(reg, &c);
+	struct rill_projection *all[] = {amount, count, fee};
+	apply_ord(reg, all, (const int[]){0, 0, 0}, 3, 1, 10, 0);
+	apply_ord(reg, all, (const int[]){0, 0, RILL_E_SCHEMA_UPCAST}, 3, 2, 5, 1);
+	apply_ord(reg, all, (const int[]){0, 0, RILL_E_SCHEMA_UPCAST}, 3, 2, -2, 2);
+	struct rill_projection_value v = get_ok(amount, "k");
+	assert_int_equal(v.count, 3);
+	assert_int_equal(v.i64, 13);
+	assert_int_equal(v.offset, 2);
+	assert_int_equal(get_ok(count, "k").count, 3);
+	v = get_ok(fee, "k");
+	assert_int_equal(v.count, 1);
+	assert_int_equal(v.i64, 1);
+	struct rill_projection_stats st;
+	rill_projection_stats(amount, &st);
+	assert_int_equal(st.errors, 0);
+	rill_projection_stats(fee, &st);
+	assert_int_equal(st.errors, 2);
+	for (uint32_t i = 0; i < 3; i++)
+		rill_projection_destroy(all[i]);
+	rill_schema_registry_close(reg);
+}
+
 static void test_versions_through_reader(void **state)
 {
 	(void)state;
@@ -2099,6 +2174,7 @@ int main(void)
 		cmocka_unit_test(test_windows_against_reference),
 		cmocka_unit_test(test_sum_exact_past_int64),
 		cmocka_unit_test(test_versions_through_reader),
+		cmocka_unit_test(test_newer_version_dropped_a_field),
 		cmocka_unit_test(test_window_previous_and_late),
 		cmocka_unit_test(test_window_boundaries),
 		cmocka_unit_test(test_limit_keys_max),

@@ -298,6 +298,11 @@ static int shard_stats(struct shard *s, struct rill_shard_stats *out)
 		rill_hist_merge(s->hist_sync,
 				rill_log_sync_hist(rill_partition_log(s->parts[i]->part)));
 	shard_latency_fill(&out->sync, s->hist_sync);
+	for (uint32_t i = 0; i < s->part_count; i++) {
+		struct rill_partition_stats ps;
+		rill_partition_stats(s->parts[i]->part, &ps);
+		out->projection_errors += ps.projection_errors;
+	}
 	struct rusage ru;
 	if (getrusage(RUSAGE_THREAD, &ru) == 0) /* this runs on the shard's thread */
 		out->preempted = (uint64_t)ru.ru_nivcsw;

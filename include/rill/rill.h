@@ -688,6 +688,9 @@ struct rill_shard_stats {
 	 * involuntary context switches since it started): another thread on its CPU, e.g. a
 	 * shard's io_uring workers, which rill keeps off pinned shards' CPUs where it can. */
 	uint64_t preempted;
+	/* Events appended that a projection of their topic could not fold (their version
+	 * lacks the projection's field, an upcaster failed, ...): its value leaves them out. */
+	uint64_t projection_errors;
 };
 
 /*

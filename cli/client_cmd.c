@@ -148,7 +148,7 @@ static int schema_body(const char *command, const char *file, const char *compat
 		return cli_usage_error(command, "--compat takes NONE, BACKWARD, FORWARD, FULL or "
 						"their _TRANSITIVE forms");
 	json_error_t jerr;
-	json_t *schema = json_load_file(file, 0, &jerr);
+	json_t *schema = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr); /* as schema check */
 	if (!json_is_object(schema)) {
 		if (schema == NULL && jerr.line < 1)
 			fprintf(stderr, "rill: %s: %s: %s\n", command, file, jerr.text);

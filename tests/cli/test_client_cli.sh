@@ -52,6 +52,10 @@ echo '{"type":"Paid","version":1,"fields":[{"name":"cents","type":"u64"}]}' >"$t
 out=$("$rill" schema register $c --file "$tmp/order.json") && out2=$("$rill" schema register $c --file "$tmp/paid.json" --compat full); rc=$?
 check "schema register" '[ $rc -eq 0 ] && [[ "$out" == *"\"type_id\":1"* ]] && [[ "$out2" == *"\"type_id\":2"* ]]'
 echo '{"type":"Shipped","version":1,"fields":[{"name":"parcels","type":"u64"}]}' >"$tmp/shipped.json"
+echo '{"type":"Dup","version":1,"fields":[{"name":"amount","type":"i64"}],"fields":[{"name":"other","type":"bool"}]}' >"$tmp/dup.json"
+err=$("$rill" schema register $c --file "$tmp/dup.json" 2>&1); rc=$?
+check "schema register refuses a key given twice, as schema check does (the last would win)" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"duplicate"* ]]'
 out=$("$rill" topic create $c --name shipments --partitions 2 --schema "$tmp/shipped.json"); rc=$?
 check "topic create --schema registers the type, then makes the topic: two JSON lines" \
 	'[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 2 ] && [[ "$(echo "$out" | head -1)" == *"\"type\":\"Shipped\""* ]] && [[ "$(echo "$out" | tail -1)" == *"\"name\":\"shipments\""* ]]'

@@ -204,6 +204,10 @@ static int bench_send(struct bench_thread *b, struct bench_conn *c, uint64_t at_
 	struct rill_client_error err;
 	int rc = rill_client_produce_send(c->client, b->o->topic, b->records, n, b->o->acks, &id,
 					  &err);
+	if (rc == -EAGAIN) { /* the server's in-flight bytes: after an answer */
+		c->seq -= n;
+		return rc;
+	}
 	if (rc < 0) {
 		snprintf(b->error, sizeof(b->error), "send: %s", err.message);
 		return rc;
@@ -290,9 +294,12 @@ static int bench_sends(struct bench_thread *b, uint64_t now, uint64_t *next)
 			continue;
 		/* A burst goes out in one write, as redis-benchmark writes its pipeline. */
 		rill_client_cork(c->client);
+		bool full = false; /* the server's in-flight bytes, reached */
 		while (rill_client_inflight(c->client) < b->o->pipeline &&
 		       (b->interval_ns == 0 || now >= c->next_ns)) {
 			int rc = bench_send(b, c, b->interval_ns > 0 ? c->next_ns : now);
+			if ((full = rc == -EAGAIN))
+				break;
 			if (rc < 0)
 				return rc;
 			c->next_ns += b->interval_ns;
@@ -303,12 +310,18 @@ static int bench_sends(struct bench_thread *b, uint64_t now, uint64_t *next)
 			snprintf(b->error, sizeof(b->error), "send: %s", err.message);
 			return rc;
 		}
+		/* Answers read while a send waited for the socket: the fd may never say so. */
+		while (rill_client_buffered(c->client) && (rc = bench_collect(b, c)) == 1)
+			;
+		bench_record(b);
+		if (rc < 0)
+			return rc;
 		/* A connection whose pipeline is full waits for an answer, not for its due time:
 		 * behind schedule, that is in the past, and the loop would spin on epoll with no
 		 * timeout, taking the CPU the server needs (its latency still counts from the
 		 * due time: coordinated omission stays corrected). */
-		if (b->interval_ns > 0 && rill_client_inflight(c->client) < b->o->pipeline &&
-		    c->next_ns < *next)
+		if (b->interval_ns > 0 && !full &&
+		    rill_client_inflight(c->client) < b->o->pipeline && c->next_ns < *next)
 			*next = c->next_ns;
 	}
 	return 0;

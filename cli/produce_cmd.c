@@ -432,9 +432,13 @@ static int send_batch(struct producer *p)
 	    rill_clock_now_ns() - p->busy_ns >= CLI_IDLE_PING_NS &&
 	    (rc = cli_client_revive("produce", p->address, PRODUCE_INFLIGHT, &p->c)) != 0)
 		snprintf(err.message, sizeof(err.message), "cannot connect again");
-	if (rc == 0)
-		rc = rill_client_produce_send(p->c, p->topic, p->events, s->count, p->acks_level,
-					      &s->request_id, &err);
+	/* Past the bytes the server holds for a connection: an answer first, which frees
+	 * room (the client says -EAGAIN; one request always goes). */
+	while (rc == 0 &&
+	       (rc = rill_client_produce_send(p->c, p->topic, p->events, s->count, p->acks_level,
+					      &s->request_id, &err)) == -EAGAIN &&
+	       rill_client_inflight(p->c) > 0)
+		rc = collect(p, true);
 	p->busy_ns = rill_clock_now_ns();
 	if (rc != 0) {
 		s->answered = true;

@@ -18,7 +18,8 @@
  *   C1. rhead + rframe <= rtail <= rbuf_bytes.
  *   C2. inflight_count <= inflight_max; every in-flight id is unique and below next_id.
  *   C3. sub_count <= RILL_CLIENT_SUBSCRIPTIONS_MAX; stash_bytes is the sum of the stashed
- *       frames' sizes and stays within RILL_CLIENT_STASH_BYTES_MAX.
+ *       frames' sizes, each with its own header, and stays within
+ *       RILL_CLIENT_STASH_BYTES_MAX (events_detach may pass it by one frame).
  *   C4. once !connected, the socket is closed and every call returns -ENOTCONN.
  *
  * Desynchronisation is never recovered: a malformed frame, a fatal ERROR, a frame nobody
@@ -69,6 +70,7 @@ _Static_assert(RILL_WIRE_PARTITION_ALL == UINT32_MAX, "UINT32_MAX subscribes to 
 struct client_inflight {
 	uint64_t request_id;
 	uint32_t event_count; /* events sent: the ACK must have as many entries */
+	uint32_t bytes;       /* its frame, header included (the server's in-flight budget) */
 	uint8_t acks;         /* the level asked for: none has no offsets */
 };
 
@@ -80,11 +82,12 @@ struct client_sub {
 };
 
 /* An EVENTS frame, or a partition's ERROR, that arrived while a SUBSCRIBE waited for its
- * answer. */
+ * answer; or any frame read while a send waited for room (the early queue). */
 struct client_stashed {
 	struct client_stashed *next;
 	uint64_t request_id;
-	uint16_t type; /* RILL_WIRE_EVENTS or RILL_WIRE_ERROR */
+	uint16_t type; /* the stash: RILL_WIRE_EVENTS or RILL_WIRE_ERROR; early: any */
+	uint16_t flags;
 	uint32_t body_bytes;
 	uint8_t body[]; /* the frame's body, copied */
 };
@@ -113,6 +116,16 @@ struct rill_client {
 
 	struct client_inflight *inflight;
 	uint32_t inflight_count;
+	uint64_t inflight_bytes;      /* the frames of the requests in flight */
+	uint64_t server_inflight_max; /* HELLO_OK's: past it the server reads no more */
+	/*
+	 * Frames read while a send waited for the socket (send_wait): a server whose output is
+	 * full of answers not read stops reading, so a client that only waited to send would
+	 * wait for good. recv_frame hands them out before what rbuf holds (they came first).
+	 */
+	struct client_stashed *early_head, *early_tail, *early_current;
+	uint32_t early_count;
+	bool input_stop; /* the end, an error or a bad header seen there: recv_frame's to say */
 	uint64_t abandoned[RILL_CLIENT_ABANDONED_MAX];
 	uint32_t abandoned_count;
 
@@ -149,12 +162,27 @@ static void client_check(const struct rill_client *c)
 	RILL_DASSERT(c->rtail <= c->rbuf_bytes);
 	RILL_DASSERT(c->inflight_count <= c->config.inflight_max);   /* C2 */
 	RILL_DASSERT(c->sub_count <= RILL_CLIENT_SUBSCRIPTIONS_MAX); /* C3 */
-	RILL_DASSERT(c->stash_bytes <= RILL_CLIENT_STASH_BYTES_MAX);
-	RILL_DASSERT(c->connected || c->fd < 0); /* C4 */
+	RILL_DASSERT(c->stash_bytes <= RILL_CLIENT_STASH_BYTES_MAX + sizeof(struct client_stashed) +
+					       c->recv_bytes_max); /* C3 */
+	RILL_DASSERT(c->connected || c->fd < 0);                   /* C4 */
 	(void)c;
 }
 
-/* Close the socket for good (C4): later calls return -ENOTCONN. Returns @rc. */
+static void stashed_free(struct client_stashed **head, struct client_stashed **tail,
+			 struct client_stashed **current)
+{
+	while (*head != NULL) {
+		struct client_stashed *s = *head;
+		*head = s->next;
+		free(s);
+	}
+	*tail = NULL;
+	free(*current);
+	*current = NULL;
+}
+
+/* Close the socket for good (C4): later calls return -ENOTCONN. Returns @rc. What was
+ * held for later (stashed events, early answers) goes now: nothing can hand it out. */
 static int client_break(struct rill_client *c, int rc)
 {
 	if (c->fd >= 0)
@@ -163,8 +191,13 @@ static int client_break(struct rill_client *c, int rc)
 	c->connected = false;
 	c->obuf_len = 0; /* gathered frames can never go now */
 	c->inflight_count = 0;
+	c->inflight_bytes = 0;
 	c->sub_count = 0;
 	c->events_active = false;
+	stashed_free(&c->stash_head, &c->stash_tail, &c->stash_current);
+	c->stash_bytes = 0;
+	stashed_free(&c->early_head, &c->early_tail, &c->early_current);
+	c->early_count = 0;
 	return rc;
 }
 
@@ -209,6 +242,91 @@ static int wait_fd(int fd, short events, uint64_t deadline_ns)
 	}
 }
 
+/*
+ * Read what the server sent and move its whole frames to the early queue (recv_frame
+ * hands them out first). Called while a send waits, when no frame of rbuf is in use (no
+ * subscription: an EVENTS frame being handed out lives there). 0, or -ENOBUFS when the
+ * server sent more frames than there are answers owed (one per request in flight, one
+ * per abandoned request, one fatal ERROR): the queue holds no more than those.
+ */
+static int early_drain(struct rill_client *c)
+{
+	c->rhead += c->rframe; /* the frame handed out last is done with: callers copy */
+	c->rframe = 0;
+	if (c->rhead > 0) {
+		memmove(c->rbuf, c->rbuf + c->rhead, c->rtail - c->rhead);
+		c->rtail -= c->rhead;
+		c->rhead = 0;
+	}
+	if (c->rtail < c->rbuf_bytes) {
+		ssize_t n = recv(c->fd, c->rbuf + c->rtail, c->rbuf_bytes - c->rtail, MSG_DONTWAIT);
+		if (n > 0)
+			c->rtail += (uint32_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			c->input_stop = true; /* the end or an error: recv_frame meets it again */
+	}
+	for (;;) {
+		struct rill_wire_header h;
+		uint32_t have = c->rtail - c->rhead;
+		int rc = rill_wire_header_decode(c->rbuf + c->rhead, have, c->recv_bytes_max, &h);
+		if (rc != 0 || have - RILL_WIRE_HEADER_BYTES < h.body_bytes) {
+			if (rc != 0 && rc != -EAGAIN)
+				c->input_stop = true; /* a bad header: recv_frame reports it */
+			return 0;
+		}
+		if (c->early_count >= c->inflight_count + c->abandoned_count + 1)
+			return -ENOBUFS;
+		struct client_stashed *e = malloc(sizeof(*e) + h.body_bytes);
+		if (e == NULL)
+			return -ENOMEM;
+		*e = (struct client_stashed){.request_id = h.request_id,
+					     .type = h.type,
+					     .flags = h.flags,
+					     .body_bytes = h.body_bytes};
+		memcpy(e->body, c->rbuf + c->rhead + RILL_WIRE_HEADER_BYTES, h.body_bytes);
+		if (c->early_tail != NULL)
+			c->early_tail->next = e;
+		else
+			c->early_head = e;
+		c->early_tail = e;
+		c->early_count++;
+		c->rhead += RILL_WIRE_HEADER_BYTES + h.body_bytes;
+	}
+}
+
+/*
+ * Wait until the socket takes more bytes, reading what the server sends meanwhile
+ * (early_drain): the server stops reading a connection whose output is full of answers
+ * the client does not read, and a client that only waited to send would wait for good.
+ * A subscribed connection (its sends are FETCHes) only waits. 0 or an error.
+ */
+static int send_wait(struct rill_client *c, uint64_t deadline_ns)
+{
+	if (c->sub_count > 0 || c->events_active)
+		return wait_fd(c->fd, POLLOUT, deadline_ns);
+	for (;;) {
+		uint64_t now = rill_clock_now_ns();
+		uint64_t left = deadline_ns > now ? deadline_ns - now : 0;
+		struct timespec ts = {.tv_sec = (time_t)(left / 1000000000u),
+				      .tv_nsec = (long)(left % 1000000000u)};
+		struct pollfd p = {.fd = c->fd, .events = POLLOUT | (c->input_stop ? 0 : POLLIN)};
+		int n = ppoll(&p, 1, &ts, NULL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ETIMEDOUT;
+		if ((p.revents & POLLIN) && !c->input_stop) {
+			int rc = early_drain(c);
+			if (rc < 0)
+				return rc;
+		}
+		if (p.revents & (POLLOUT | POLLERR | POLLHUP))
+			return 0; /* room, or an error the next send reports */
+	}
+}
+
 /* Send all @bytes or break the connection: a partial frame cannot be taken back. */
 static int send_all(struct rill_client *c, const void *buf, size_t bytes, uint64_t deadline_ns,
 		    struct rill_client_error *err)
@@ -227,7 +345,7 @@ static int send_all(struct rill_client *c, const void *buf, size_t bytes, uint64
 		if (rc == -EINTR)
 			continue;
 		if (rc == -EAGAIN || rc == -EWOULDBLOCK)
-			rc = wait_fd(c->fd, POLLOUT, deadline_ns);
+			rc = send_wait(c, deadline_ns);
 		if (rc == -EPIPE || rc == -ECONNRESET) {
 			/* The server closed: nothing more can go, but what it sent before is
 			 * still to be read (the ACKs of requests already answered), so the
@@ -318,6 +436,23 @@ static int recv_frame(struct rill_client *c, uint64_t deadline_ns, struct rill_w
 	c->rframe = 0;
 	if (c->rhead == c->rtail)
 		c->rhead = c->rtail = 0;
+	free(c->early_current);
+	c->early_current = NULL;
+	if (c->early_head != NULL) { /* read while a send waited: before what rbuf holds */
+		struct client_stashed *e = c->early_head;
+		c->early_head = e->next;
+		if (c->early_head == NULL)
+			c->early_tail = NULL;
+		c->early_count--;
+		c->early_current = e;
+		*hdr = (struct rill_wire_header){.body_bytes = e->body_bytes,
+						 .type = e->type,
+						 .flags = e->flags,
+						 .request_id = e->request_id};
+		*body = e->body;
+		return 0;
+	}
+	c->input_stop = false; /* rbuf's reader meets what stopped the drain, if anything */
 	for (;;) {
 		uint32_t have = c->rtail - c->rhead;
 		int rc = rill_wire_header_decode(c->rbuf + c->rhead, have, c->recv_bytes_max, hdr);
@@ -386,11 +521,13 @@ static int server_error(struct rill_client *c, const struct rill_wire_header *hd
  * anything else means the streams are out of step, and closes (an ERROR's code is kept).
  */
 static bool abandoned_take(struct rill_client *c, uint64_t id);
+static bool error_fatal(const uint8_t *body, uint32_t bytes);
 static int stray(struct rill_client *c, const struct rill_wire_header *hdr, const uint8_t *body,
 		 struct rill_client_error *err)
 {
-	if (abandoned_take(c, hdr->request_id))
-		return 0;
+	if (abandoned_take(c, hdr->request_id) &&
+	    !(hdr->type == RILL_WIRE_ERROR && error_fatal(body, hdr->body_bytes)))
+		return 0; /* a fatal ERROR ends the connection, whichever request it names */
 	if (hdr->type != RILL_WIRE_ERROR)
 		return unexpected(c, hdr, err);
 	int rc = server_error(c, hdr, body, err);
@@ -464,7 +601,9 @@ static bool error_fatal(const uint8_t *body, uint32_t bytes)
 static int stash_frame(struct rill_client *c, const struct rill_wire_header *hdr,
 		       const uint8_t *body, struct rill_client_error *err)
 {
-	if (c->stash_bytes + hdr->body_bytes > RILL_CLIENT_STASH_BYTES_MAX)
+	/* Counted with each frame's own header: many small frames must not hold more. */
+	uint64_t bytes = sizeof(struct client_stashed) + hdr->body_bytes;
+	if (c->stash_bytes + bytes > RILL_CLIENT_STASH_BYTES_MAX)
 		return client_fail(err, -ENOBUFS,
 				   "over %u bytes of events arrived while subscribing",
 				   RILL_CLIENT_STASH_BYTES_MAX);
@@ -481,14 +620,14 @@ static int stash_frame(struct rill_client *c, const struct rill_wire_header *hdr
 	else
 		c->stash_head = s;
 	c->stash_tail = s;
-	c->stash_bytes += hdr->body_bytes;
+	c->stash_bytes += bytes;
 	return 0;
 }
 
 static void stash_release_current(struct rill_client *c)
 {
 	if (c->stash_current != NULL) {
-		c->stash_bytes -= c->stash_current->body_bytes;
+		c->stash_bytes -= sizeof(struct client_stashed) + c->stash_current->body_bytes;
 		free(c->stash_current);
 		c->stash_current = NULL;
 	}
@@ -530,7 +669,7 @@ static int events_detach(struct rill_client *c, struct rill_client_error *err)
 	c->events_it.at = s->body + (c->events_it.at - body);
 	c->events_it.end = s->body + (c->events_it.end - body);
 	c->stash_current = s;
-	c->stash_bytes += bytes;
+	c->stash_bytes += sizeof(*s) + bytes; /* as stash_frame counts: stash_release takes it */
 	return 0;
 }
 
@@ -677,6 +816,7 @@ static int handshake(struct rill_client *c, const char *address, uint64_t deadli
 				   address, ok.version, RILL_WIRE_VERSION);
 	}
 	c->shards = ok.shards;
+	c->server_inflight_max = ok.inflight_bytes_max;
 	/* The config's limit bounds what this client sends; HELLO carries no word of it, so
 	 * the server fills its frames (EVENTS, a STAT answer) to its own, which is what the
 	 * client must take. */
@@ -1009,6 +1149,15 @@ int rill_client_produce_send(struct rill_client *client, const char *topic,
 	int bytes = produce_build(client, id, topic, events, count, acks, err);
 	if (bytes < 0)
 		return bytes;
+	/* The server reads no more of a connection past its in-flight budget until ACKs free
+	 * room; one request is always taken. */
+	if (client->inflight_count > 0 &&
+	    client->inflight_bytes + (uint64_t)bytes > client->server_inflight_max)
+		return client_fail(err, -EAGAIN,
+				   "%llu bytes of requests in flight, the server takes %llu: wait "
+				   "for one",
+				   (unsigned long long)client->inflight_bytes,
+				   (unsigned long long)client->server_inflight_max);
 	if (client->corked)
 		rc = client_gather(client, (uint32_t)bytes, err);
 	else
@@ -1017,8 +1166,12 @@ int rill_client_produce_send(struct rill_client *client, const char *topic,
 	if (rc != 0)
 		return rc;
 	client->next_id++;
-	client->inflight[client->inflight_count++] = (struct client_inflight){
-		.request_id = id, .event_count = count, .acks = (uint8_t)acks};
+	client->inflight[client->inflight_count++] =
+		(struct client_inflight){.request_id = id,
+					 .event_count = count,
+					 .bytes = (uint32_t)bytes,
+					 .acks = (uint8_t)acks};
+	client->inflight_bytes += (uint32_t)bytes;
 	if (request_id != NULL)
 		*request_id = id;
 	client_check(client);
@@ -1092,6 +1245,18 @@ int rill_client_fd(const struct rill_client *client)
 	return client->fd;
 }
 
+bool rill_client_buffered(const struct rill_client *client)
+{
+	if (client->early_head != NULL)
+		return true;
+	uint32_t head = client->rhead + client->rframe, have = client->rtail - head;
+	struct rill_wire_header h;
+	int rc = rill_wire_header_decode(client->rbuf + head, have, client->recv_bytes_max, &h);
+	if (rc != 0)
+		return rc != -EAGAIN; /* a bad header: the wait reports it */
+	return have - RILL_WIRE_HEADER_BYTES >= h.body_bytes;
+}
+
 int rill_client_produce_wait(struct rill_client *client, uint64_t *request_id,
 			     struct rill_client_ack *acks, uint32_t capacity, uint32_t *count,
 			     uint64_t timeout_ns, struct rill_client_error *err)
@@ -1135,6 +1300,7 @@ int rill_client_produce_wait(struct rill_client *client, uint64_t *request_id,
 		if (hdr.type != RILL_WIRE_ACK && hdr.type != RILL_WIRE_ERROR)
 			return unexpected(client, &hdr, err);
 		client->inflight[i] = client->inflight[--client->inflight_count];
+		client->inflight_bytes -= f.bytes;
 		if (request_id != NULL)
 			*request_id = f.request_id;
 		if (hdr.type == RILL_WIRE_ERROR)
@@ -1152,16 +1318,18 @@ int rill_client_produce(struct rill_client *client, const char *topic,
 	int rc = call_ready(client, err);
 	if (rc != 0)
 		return rc;
+	uint64_t deadline_ns = deadline_after(client->config.timeout_ns); /* one for both */
 	uint64_t id;
 	rc = rill_client_produce_send(client, topic, events, count, acks, &id, err);
 	if (rc != 0)
 		return rc;
 	uint32_t got;
-	uint64_t answered;
+	uint64_t answered, now = rill_clock_now_ns();
 	rc = rill_client_produce_wait(client, &answered, acks_out, count, &got,
-				      client->config.timeout_ns, err);
+				      deadline_ns > now ? deadline_ns - now : 0, err);
 	if (rc == -ETIMEDOUT) { /* the answer may still come: drop it then */
 		client->inflight_count = 0;
+		client->inflight_bytes = 0;
 		abandon(client, id);
 	}
 	RILL_ASSERT(rc != 0 || answered == id);

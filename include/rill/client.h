@@ -129,7 +129,10 @@ struct rill_client_ack {
  * when the events do not fit in one frame, or a connection error. After -EPIPE or
  * -ECONNRESET (the server closed: a stop, a fatal error) nothing more can be sent, but
  * rill_client_produce_wait still hands out the answers that came before, to the end of the
- * stream. Blocks while the socket takes the bytes.
+ * stream. -EAGAIN also when the request would take the requests in flight past the bytes
+ * the server holds for a connection (its conn_inflight_bytes_max, announced at connect;
+ * one request always goes). Blocks while the socket takes the bytes, reading the answers
+ * that come meanwhile (rill_client_buffered).
  */
 int rill_client_produce_send(struct rill_client *client, const char *topic,
 			     const struct rill_record *events, uint32_t count, int acks,
@@ -141,7 +144,10 @@ int rill_client_produce_send(struct rill_client *client, const char *topic,
  * @count. Waits up to @timeout_ns. Returns 0, -ETIMEDOUT, -ENODATA when nothing is in
  * flight, -ENOSPC (nothing read) when some request in flight has more events than
  * @capacity, the server's error for the whole request (-ENOENT: no such topic), or a
- * connection error. Blocks.
+ * connection error. Blocks. A fatal ERROR (the connection closes after it) comes back once,
+ * as the answer to the request it names; the other requests then in flight get none
+ * (rill_client_inflight turns 0, and later calls return -ENOTCONN): whether their events
+ * were written is not known, so a producer that sends them again should be idempotent.
  */
 int rill_client_produce_wait(struct rill_client *client, uint64_t *request_id,
 			     struct rill_client_ack *acks, uint32_t capacity, uint32_t *count,
@@ -158,8 +164,15 @@ int rill_client_uncork(struct rill_client *client, struct rill_client_error *err
 
 /* rill_client_fd - the connection's socket, for an event loop that watches several
  * clients (readable: call rill_client_produce_wait with a timeout of 0 until it returns
- * -ETIMEDOUT). Never read, write or close it directly. */
+ * -ETIMEDOUT). Never read, write or close it directly. A send that waited for the socket
+ * reads the answers that came meanwhile (the server stops reading a connection whose
+ * answers are not read): after a send, check rill_client_buffered too. */
 int rill_client_fd(const struct rill_client *client);
+
+/* rill_client_buffered - true when an answer (or what ends the connection) is already
+ * read and waiting in the client: rill_client_produce_wait returns it without the socket
+ * turning readable. */
+bool rill_client_buffered(const struct rill_client *client);
 
 /* rill_client_inflight - PRODUCE requests sent and not yet answered. */
 uint32_t rill_client_inflight(const struct rill_client *client);

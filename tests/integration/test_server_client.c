@@ -735,6 +735,66 @@ static void sc_pipe_send(struct sc_batch **b, uint64_t *ids)
 		fail_msg("uncork: %d (%s): %s", rc, rill_strerror(rc), err.message);
 }
 
+/*
+ * Pipelined requests of most of a frame each, many more bytes than the server holds for a
+ * connection: the client stops at the server's in-flight bytes (-EAGAIN; announced in
+ * HELLO_OK), and a send that waits for the socket reads the answers that come meanwhile.
+ * Before, the client sent on while the server, its output full of ACKs nobody read, read
+ * nothing: the send timed out, the connection broke, and every answer in flight was lost.
+ */
+static void test_pipelined_past_server_budget(void **state)
+{
+	(void)state;
+	enum { EVENTS = 11000, REQUESTS = SC_PIPE_REQUESTS };
+	struct rill_topic_config tc = {
+		.name = "bulk", .partitions = 2, .durability = RILL_DURABILITY_NONE};
+	struct rill_topic *t = NULL;
+	struct rill_error_text terr = {{0}};
+	if (rill_topic_create(env.engine, &tc, &t, &terr) != 0)
+		fail_msg("topic bulk: %s", terr.message);
+	struct sc_batch *one = sc_batch_new();
+	sc_add(one, "b", 1);
+	struct rill_record *recs = calloc(EVENTS, sizeof(*recs));
+	struct rill_client_ack *acks = calloc(EVENTS, sizeof(*acks));
+	assert_non_null(recs);
+	assert_non_null(acks);
+	for (uint32_t i = 0; i < EVENTS; i++)
+		recs[i] = one->rec[0];
+	struct rill_client *c = sc_connect(SC_PIPE_REQUESTS);
+	struct rill_client_error err = {{0}};
+	uint32_t sent = 0, answered = 0, budget_full = 0;
+	while (answered < REQUESTS) {
+		uint64_t id = 0;
+		int rc = -EAGAIN;
+		if (sent < REQUESTS)
+			rc = rill_client_produce_send(c, "bulk", recs, EVENTS, RILL_ACKS_APPLIED,
+						      &id, &err);
+		if (rc == 0) {
+			sent++;
+			continue;
+		}
+		if (rc != -EAGAIN)
+			fail_msg("send %u (%u answered): %d (%s): %s", sent, answered, rc,
+				 rill_strerror(rc), err.message);
+		budget_full += sent < REQUESTS;
+		uint32_t count = 0;
+		rc = rill_client_produce_wait(c, &id, acks, EVENTS, &count, SC_WAIT_NS, &err);
+		if (rc != 0)
+			fail_msg("wait %u of %u (%u sent): %d (%s): %s", answered + 1, REQUESTS,
+				 sent, rc, rill_strerror(rc), err.message);
+		assert_int_equal(count, EVENTS);
+		for (uint32_t i = 0; i < EVENTS; i++)
+			assert_int_equal(acks[i].error, 0);
+		answered++;
+	}
+	/* The server's budget was reached (or this tested nothing), well before inflight_max. */
+	assert_true(budget_full > 0);
+	rill_client_close(c);
+	free(recs);
+	free(acks);
+	free(one);
+}
+
 /* Wait until nothing is in flight: each request answered once, with one ack per event. */
 static void sc_pipe_collect(struct sc_batch **b, const uint64_t *ids)
 {
@@ -1371,6 +1431,7 @@ int main(void)
 		cmocka_unit_test(test_topics_on_one_connection),
 		cmocka_unit_test(test_unknown_type),
 		cmocka_unit_test(test_pipelined),
+		cmocka_unit_test(test_pipelined_past_server_budget),
 		cmocka_unit_test(test_durable_and_queries),
 		cmocka_unit_test(test_subscriptions),
 		cmocka_unit_test(test_acks_none),

@@ -595,6 +595,36 @@ static void test_timeout(void **state)
 	fake_join(&f);
 }
 
+/* The server ends the connection with a fatal ERROR naming a request that timed out. */
+static void script_late_fatal(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	uint64_t late = fake_expect(f, fd, RILL_WIRE_PING);
+	uint64_t next = fake_expect(f, fd, RILL_WIRE_PING);
+	(void)next;
+	fake_error(f, fd, late, RILL_E_WIRE_VALUE, RILL_WIRE_ERROR_F_FATAL, "your ping was bad");
+}
+
+/* That fatal ERROR reaches the caller with its code and message, though its request was
+ * given up: it was skipped as a late answer, and the caller saw only the reset after. */
+static void test_timeout_then_fatal(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_late_fatal);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.timeout_ns = 100000000; /* 100 ms */
+	struct rill_client *c = connect_ok(&f, &config);
+	struct rill_client_error err = {{0}};
+	assert_int_equal(rill_client_ping(c, &err), -ETIMEDOUT);
+	assert_int_equal(rill_client_ping(c, &err), RILL_E_WIRE_VALUE);
+	assert_string_equal(err.message, "your ping was bad");
+	assert_int_equal(rill_client_ping(c, &err), -ENOTCONN);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 /* ---- Subscriptions -------------------------------------------------------------------- */
 
 #define SUB_EVENTS 600u /* over half the client's credit: it must send a FETCH */
@@ -843,6 +873,87 @@ static void test_subscribe_partition_error(void **state)
 
 /* ---- A server that answers, then goes away ------------------------------------------- */
 
+/*
+ * A server that answers before it reads on (its output full of answers the client does
+ * not read, a real server stops reading): after reading half the requests it writes their
+ * answers, megabytes, and only then reads the rest. The client's sends must
+ * read those answers while they wait for the socket, or both sides wait for good (the
+ * sends then timed out and the connection broke, every answer lost).
+ */
+#define EARLY_REQUESTS 48u
+#define EARLY_EVENTS   10000u /* a frame of about 870 KB; an ACK of 240 KB */
+
+/* Answer requests [first, first + n) of EARLY_EVENTS events each. */
+static void early_acks(struct fake *f, int fd, uint64_t first, uint32_t n)
+{
+	for (uint64_t id = first; id < first + n; id++) {
+		int at = rill_wire_ack_begin(f->out, FAKE_BUF_BYTES, id);
+		for (uint32_t i = 0; i < EARLY_EVENTS; i++) {
+			struct rill_wire_ack_entry e = {
+				.partition = 0, .offset = id * EARLY_EVENTS + i, .event_count = 1};
+			at = rill_wire_ack_entry(f->out, FAKE_BUF_BYTES, (size_t)at, &e);
+		}
+		FAKE_CHECK(f, at > 0);
+		rill_wire_ack_finish(f->out, (uint32_t)at, EARLY_EVENTS);
+		send_raw(fd, f->out, (size_t)at);
+	}
+}
+
+static void script_answers_first(struct fake *f, int fd)
+{
+	int small = 64 << 10; /* its answers back up at once */
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	fake_hello(f, fd);
+	uint64_t first = 0;
+	for (uint32_t r = 0; r < EARLY_REQUESTS / 2; r++) {
+		uint64_t id = fake_expect(f, fd, RILL_WIRE_PRODUCE);
+		first = r == 0 ? id : first;
+		FAKE_CHECK(f, id == first + r);
+	}
+	early_acks(f, fd, first, EARLY_REQUESTS / 2); /* megabytes, before reading on */
+	for (uint32_t r = EARLY_REQUESTS / 2; r < EARLY_REQUESTS; r++)
+		FAKE_CHECK(f, fake_expect(f, fd, RILL_WIRE_PRODUCE) == first + r);
+	early_acks(f, fd, first + EARLY_REQUESTS / 2, EARLY_REQUESTS / 2);
+}
+
+static void test_sends_read_answers_meanwhile(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_answers_first);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.inflight_max = EARLY_REQUESTS;
+	config.timeout_ns = 5000000000ull;
+	struct rill_client *c = connect_ok(&f, &config);
+	static struct rill_record ev[EARLY_EVENTS];
+	make_events(ev, EARLY_EVENTS);
+	struct rill_client_error err = {{0}};
+	uint64_t ids[EARLY_REQUESTS];
+	for (uint32_t r = 0; r < EARLY_REQUESTS; r++) {
+		int rc = rill_client_produce_send(c, "orders", ev, EARLY_EVENTS, 1, &ids[r], &err);
+		if (rc != 0)
+			fail_msg("send %u: %d (%s): %s", r, rc, rill_strerror(rc), err.message);
+	}
+	assert_true(rill_client_buffered(c)); /* read while sending: the fd may not say so */
+	static struct rill_client_ack acks[EARLY_EVENTS];
+	for (uint32_t r = 0; r < EARLY_REQUESTS; r++) {
+		uint64_t id = 0;
+		uint32_t count = 0;
+		int rc = rill_client_produce_wait(c, &id, acks, EARLY_EVENTS, &count,
+						  r < EARLY_REQUESTS / 2 ? 0 : 5000000000ull, &err);
+		if (rc != 0)
+			fail_msg("wait %u: %d (%s): %s", r, rc, rill_strerror(rc), err.message);
+		assert_int_equal(id, ids[r]);
+		assert_int_equal(count, EARLY_EVENTS);
+		assert_int_equal(acks[EARLY_EVENTS - 1].offset,
+				 id * EARLY_EVENTS + EARLY_EVENTS - 1);
+	}
+	assert_false(rill_client_buffered(c));
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 /* Answer two PRODUCEs with one write, then close with the client's next bytes unread (a
  * reset): the client's later sends fail, but both answers are already on their way. */
 static void script_answers_then_closes(struct fake *f, int fd)
@@ -915,11 +1026,13 @@ int main(void)
 		cmocka_unit_test(test_fatal_and_malformed),
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_timeout_then_fatal),
 		cmocka_unit_test(test_subscribe),
 		cmocka_unit_test(test_subscribe_large_frames),
 		cmocka_unit_test(test_ack_trailing_bytes),
 		cmocka_unit_test(test_subscribe_partition_error),
 		cmocka_unit_test(test_answers_survive_a_failed_send),
+		cmocka_unit_test(test_sends_read_answers_meanwhile),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

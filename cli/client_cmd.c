@@ -651,30 +651,37 @@ void cli_schemas_free(struct cli_schemas *s)
 	free(s);
 }
 
-/* Parse the SCHEMAS answer @text into @s; prints what is wrong. 0 or an error. */
-static int schemas_parse(const char *command, const char *text, struct cli_schemas *s)
+/* One page of the SCHEMAS answer @text, added to @s; *@more when the server has more. */
+static int schemas_parse(const char *command, const char *text, struct cli_schemas *s, bool *more)
 {
 	json_error_t jerr;
 	json_t *root = json_loads(text, 0, &jerr);
 	json_t *list = json_object_get(root, "schemas");
 	int rc = 0;
-	if (!json_is_array(list) || json_array_size(list) > CLI_SCHEMAS_MAX) {
+	if (!json_is_array(list) || s->count + json_array_size(list) > CLI_SCHEMAS_MAX) {
 		fprintf(stderr, "rill: %s: the server's SCHEMAS answer has no \"schemas\" array\n",
 			command);
 		rc = -EPROTO;
 	}
+	*more = json_is_true(json_object_get(root, "more")) && json_array_size(list) > 0;
 	size_t n = rc == 0 ? json_array_size(list) : 0;
-	s->entries = calloc(n + 1, sizeof(*s->entries));
-	if (rc == 0 && s->entries == NULL)
+	struct cli_schema_entry *grown =
+		rc == 0 ? realloc(s->entries, (s->count + n + 1) * sizeof(*s->entries)) : NULL;
+	if (rc == 0 && grown == NULL)
 		rc = -ENOMEM;
+	if (grown != NULL)
+		s->entries = grown;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char why[RILL_SCHEMA_MESSAGE_BYTES];
-		rc = schema_entry_parse(json_array_get(list, i), &s->entries[i], why, sizeof(why));
+		struct cli_schema_entry *e = &s->entries[s->count];
+		memset(e, 0, sizeof(*e));
+		rc = schema_entry_parse(json_array_get(list, i), e, why, sizeof(why));
 		if (rc != 0) {
-			fprintf(stderr, "rill: %s: the server's schema %zu: %s\n", command, i, why);
+			fprintf(stderr, "rill: %s: the server's schema %u: %s\n", command, s->count,
+				why);
 			break;
 		}
-		s->entries[i].order = (uint32_t)i;
+		e->order = s->count;
 		s->count++;
 	}
 	json_decref(root);
@@ -684,16 +691,28 @@ static int schemas_parse(const char *command, const char *text, struct cli_schem
 int cli_schemas_fetch(const char *command, const char *address, struct rill_client *c,
 		      struct cli_schemas **out)
 {
-	char *answer = NULL;
-	struct rill_client_error err = {{0}};
-	int rc = rill_client_admin(c, RILL_WIRE_ADMIN_SCHEMAS, "{}", &answer, &err);
-	if (rc != 0) {
-		cli_client_fail(command, address, rc, &err);
-		return rc;
-	}
 	struct cli_schemas *s = calloc(1, sizeof(*s));
-	rc = s == NULL ? -ENOMEM : schemas_parse(command, answer, s);
-	free(answer);
+	int rc = s == NULL ? -ENOMEM : 0;
+	/* In pages, each within a frame: the server says when more are left. */
+	for (bool more = true; rc == 0 && more;) {
+		char request[96] = "{}";
+		if (s->count > 0) {
+			const struct cli_schema_entry *last = &s->entries[s->count - 1];
+			snprintf(request, sizeof(request),
+				 "{\"after_type_id\":%u,\"after_version\":%u}", last->type_id,
+				 rill_schema_version(last->schema));
+		}
+		char *answer = NULL;
+		struct rill_client_error err = {{0}};
+		rc = rill_client_admin(c, RILL_WIRE_ADMIN_SCHEMAS, request, &answer, &err);
+		if (rc != 0) {
+			cli_client_fail(command, address, rc, &err);
+			cli_schemas_free(s);
+			return rc;
+		}
+		rc = schemas_parse(command, answer, s, &more);
+		free(answer);
+	}
 	if (rc == 0)
 		rc = schemas_index(s);
 	if (rc == -ENOMEM)

@@ -276,18 +276,34 @@ static int admin_stat(struct rill_server *s, json_t **out, char *msg, size_t msg
 	return 0;
 }
 
+/*
+ * A page of SCHEMAS: the versions after (after_type_id, after_version), in that order, as
+ * many as fit in an answer of @budget bytes (at least one); "more" when some are left.
+ */
 struct admin_schemas {
 	struct rill_schema_registry *reg;
 	json_t *list;
+	uint64_t after_id, after_version;
+	size_t used, budget;
+	bool more;
 };
 
 static int admin_schemas_one(void *arg, const struct rill_schema_type_info *info)
 {
 	struct admin_schemas *a = arg;
 	for (uint16_t v = 1; v <= info->latest_version; v++) {
+		if (info->type_id < a->after_id ||
+		    (info->type_id == a->after_id && v <= a->after_version))
+			continue;
 		const struct rill_schema *schema = rill_schema_get(a->reg, info->name, v);
 		if (schema == NULL)
 			continue;
+		size_t bytes = strlen(rill_schema_definition(schema)) + 64; /* the entry's keys */
+		if (a->used + bytes > a->budget && json_array_size(a->list) > 0) {
+			a->more = true;
+			return 1; /* the page is full: the walk stops */
+		}
+		a->used += bytes;
 		json_t *def = json_loads(rill_schema_definition(schema), 0, NULL);
 		json_t *entry = def != NULL
 					? json_pack("{s:I, s:o}", "type_id",
@@ -300,15 +316,27 @@ static int admin_schemas_one(void *arg, const struct rill_schema_type_info *info
 	return 0;
 }
 
-static int admin_schemas(struct rill_server *s, json_t **out, char *msg, size_t msg_bytes)
+static int admin_schemas(struct rill_server *s, json_t *in, json_t **out, char *msg,
+			 size_t msg_bytes)
 {
-	struct admin_schemas a = {.reg = rill_engine_schemas(s->engine), .list = json_array()};
-	int rc = a.list != NULL ? rill_schema_list(a.reg, admin_schemas_one, &a) : -ENOMEM;
+	struct admin_schemas a = {.reg = rill_engine_schemas(s->engine),
+				  .list = json_array(),
+				  .budget =
+					  s->config.frame_bytes_max / 2}; /* room for JSON's own */
+	int rc = admin_uint(in, "after_type_id", 0, UINT32_MAX, &a.after_id, msg, msg_bytes);
+	if (rc == 0)
+		rc = admin_uint(in, "after_version", 0, UINT16_MAX, &a.after_version, msg,
+				msg_bytes);
+	if (rc < 0) {
+		json_decref(a.list);
+		return rc;
+	}
+	rc = a.list != NULL ? rill_schema_list(a.reg, admin_schemas_one, &a) : -ENOMEM;
 	if (rc < 0) {
 		json_decref(a.list);
 		return admin_fail(msg, msg_bytes, rc, "schemas: %s", rill_strerror(rc));
 	}
-	*out = json_pack("{s:o}", "schemas", a.list);
+	*out = json_pack("{s:o, s:b}", "schemas", a.list, "more", a.more);
 	return 0;
 }
 
@@ -368,7 +396,7 @@ static int admin_op(struct rill_server *s, uint16_t op, json_t *in, json_t **out
 	case RILL_WIRE_ADMIN_STAT:
 		return admin_stat(s, out, msg, msg_bytes);
 	case RILL_WIRE_ADMIN_SCHEMAS:
-		return admin_schemas(s, out, msg, msg_bytes);
+		return admin_schemas(s, in, out, msg, msg_bytes);
 	case RILL_WIRE_ADMIN_TOPIC_INFO: {
 		struct rill_topic *t = admin_topic(s, in, "name", msg, msg_bytes);
 		if (t == NULL)

@@ -175,6 +175,22 @@ err=$(timeout 10 "$rill" serve --config "$tmp/subs-bad.ini" --data "$tmp/data-ba
 check "subscriptions_per_shard past 1024 exits 1 naming the line" \
 	'[ $rc -eq 1 ] && [[ "$err" == *"subs-bad.ini: line 2"* ]]'
 
+# More schema definitions than one frame holds: produce and consume still get them all
+# (the SCHEMAS answer comes in pages; it used to be one frame, refused past the limit).
+printf '[server]\nframe_bytes_max = 65536\n' >"$tmp/small-frames.ini"
+serve_start_or_skip "$tmp/data-schemas" "$tmp/serve.log" --config "$tmp/small-frames.ini"
+doc=$(printf 'd%.0s' $(seq 3000))
+for i in $(seq -w 1 40); do
+	echo "{\"type\":\"Wide$i\",\"version\":1,\"doc\":\"$doc\",\"fields\":[{\"name\":\"n\",\"type\":\"i64\"}]}" >"$tmp/wide.json"
+	"$rill" schema register --connect "$serve_addr" --file "$tmp/wide.json" >/dev/null || echo "register Wide$i failed"
+done
+"$rill" topic create --connect "$serve_addr" --name wide --partitions 1 >/dev/null
+out=$(echo '{"key":"k","type":"Wide40","data":{"n":7}}' | "$rill" produce --connect "$serve_addr" --topic wide &&
+	"$rill" consume --connect "$serve_addr" --topic wide --until-end); rc=$?
+check "120 KB of definitions past a 64 KiB frame: produce and consume still work" \
+	'[ $rc -eq 0 ] && [[ "$out" == *"\"type\":\"Wide40\""*"\"data\":{\"n\":7}"* ]]'
+serve_stop
+
 # Values out of range are refused at their line; what needs two values, or the listen
 # address, once the file is read; every one before the data directory is made.
 printf '[server]\nframe_bytes_max = 0\n' >"$tmp/frame0.ini"

@@ -437,8 +437,13 @@ static int send_batch(struct producer *p)
 	while (rc == 0 &&
 	       (rc = rill_client_produce_send(p->c, p->topic, p->events, s->count, p->acks_level,
 					      &s->request_id, &err)) == -EAGAIN &&
-	       rill_client_inflight(p->c) > 0)
+	       rill_client_inflight(p->c) > 0) {
 		rc = collect(p, true);
+		if (rc != 0) /* err still says why it waited, not why this batch never went */
+			snprintf(err.message, sizeof(err.message),
+				 "not sent: the connection failed while waiting for room (%s)",
+				 rill_strerror(rc));
+	}
 	p->busy_ns = rill_clock_now_ns();
 	if (rc != 0) {
 		s->answered = true;

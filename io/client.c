@@ -168,21 +168,23 @@ static void client_check(const struct rill_client *c)
 	(void)c;
 }
 
+/* Free a queue of frames; what it holds in total, into *@bytes. */
 static void stashed_free(struct client_stashed **head, struct client_stashed **tail,
-			 struct client_stashed **current)
+			 uint64_t *bytes)
 {
 	while (*head != NULL) {
 		struct client_stashed *s = *head;
 		*head = s->next;
+		*bytes += sizeof(*s) + s->body_bytes;
 		free(s);
 	}
 	*tail = NULL;
-	free(*current);
-	*current = NULL;
 }
 
 /* Close the socket for good (C4): later calls return -ENOTCONN. Returns @rc. What was
- * held for later (stashed events, early answers) goes now: nothing can hand it out. */
+ * queued for later (stashed events, early answers) goes now: nothing can hand it out. The
+ * frames being handed out stay (stash_current, early_current): the caller may be reading
+ * the event or the message in them; the next read or rill_client_close frees them. */
 static int client_break(struct rill_client *c, int rc)
 {
 	if (c->fd >= 0)
@@ -194,9 +196,10 @@ static int client_break(struct rill_client *c, int rc)
 	c->inflight_bytes = 0;
 	c->sub_count = 0;
 	c->events_active = false;
-	stashed_free(&c->stash_head, &c->stash_tail, &c->stash_current);
-	c->stash_bytes = 0;
-	stashed_free(&c->early_head, &c->early_tail, &c->early_current);
+	uint64_t freed = 0;
+	stashed_free(&c->stash_head, &c->stash_tail, &freed);
+	c->stash_bytes -= freed;
+	stashed_free(&c->early_head, &c->early_tail, &freed);
 	c->early_count = 0;
 	return rc;
 }
@@ -509,11 +512,13 @@ static int server_error(struct rill_client *c, const struct rill_wire_header *hd
 	if (rc != 0)
 		return malformed(c, hdr, rc, err);
 	int code = e.code < 0 ? e.code : -EPROTO; /* an error must be an error */
-	if (e.flags & RILL_WIRE_ERROR_F_FATAL)
+	if (e.message_bytes == 0)                 /* "%.*s" of 0 bytes would print nothing at all */
+		client_fail(err, code, "%s", rill_strerror(code));
+	else
+		client_fail(err, code, "%.*s", (int)e.message_bytes, e.message);
+	if (e.flags & RILL_WIRE_ERROR_F_FATAL) /* after the message: it may be in its frame */
 		client_break(c, code);
-	if (e.message_bytes == 0) /* "%.*s" of 0 bytes would print nothing at all */
-		return client_fail(err, code, "%s", rill_strerror(code));
-	return client_fail(err, code, "%.*s", (int)e.message_bytes, e.message);
+	return code;
 }
 
 /*
@@ -915,13 +920,9 @@ void rill_client_close(struct rill_client *client)
 {
 	if (client == NULL)
 		return;
-	client_break(client, 0);
+	client_break(client, 0); /* frees the queues */
 	stash_release_current(client);
-	while (client->stash_head != NULL) {
-		struct client_stashed *s = client->stash_head;
-		client->stash_head = s->next;
-		free(s);
-	}
+	free(client->early_current);
 	free(client->inflight);
 	free(client->subs);
 	free(client->rbuf);

@@ -954,6 +954,63 @@ static void test_sends_read_answers_meanwhile(void **state)
 	fake_join(&f);
 }
 
+/* A fatal ERROR soon after the handshake, with a long message, then a pause before the
+ * server reads: the client's sends read it while they wait. */
+#define FATAL_MESSAGE_BYTES 300u
+
+static void script_fatal_while_sending(struct fake *f, int fd)
+{
+	int bounded = 256 << 10; /* no autotuning: the client's sends wait soon */
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bounded, sizeof(bounded));
+	fake_hello(f, fd);
+	char message[FATAL_MESSAGE_BYTES + 1];
+	memset(message, 'm', FATAL_MESSAGE_BYTES);
+	message[FATAL_MESSAGE_BYTES] = '\0';
+	usleep(50000); /* the client is sending by now, not reading HELLO_OK with it */
+	fake_error(f, fd, 0, RILL_E_WIRE_VALUE, RILL_WIRE_ERROR_F_FATAL, message);
+	usleep(300000);
+	static uint8_t sink[64 << 10];
+	while (recv(fd, sink, sizeof(sink), 0) > 0)
+		;
+	close(fd);
+	f->closed = true;
+}
+
+/* That ERROR comes back whole from the queue it was read into: its message was read from
+ * the frame after a fatal ERROR's close had freed it (ASan saw it). */
+static void test_fatal_read_while_sending(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_fatal_while_sending);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.inflight_max = EARLY_REQUESTS;
+	struct rill_client *c = connect_ok(&f, &config);
+	static struct rill_record ev[EARLY_EVENTS];
+	make_events(ev, EARLY_EVENTS);
+	struct rill_client_error err = {{0}};
+	uint32_t sent = 0;
+	uint64_t id;
+	while (sent < EARLY_REQUESTS &&
+	       rill_client_produce_send(c, "orders", ev, EARLY_EVENTS, 1, &id, &err) == 0)
+		sent++;
+	static struct rill_client_ack acks[EARLY_EVENTS];
+	uint32_t count = 0;
+	int rc = rill_client_produce_wait(c, &id, acks, EARLY_EVENTS, &count, 5000000000ull, &err);
+	if (rc != RILL_E_WIRE_VALUE)
+		fail_msg("after %u sends: %d (%s): %s; expected the fatal ERROR", sent, rc,
+			 rill_strerror(rc), err.message);
+	char want[FATAL_MESSAGE_BYTES + 1];
+	memset(want, 'm', FATAL_MESSAGE_BYTES);
+	want[FATAL_MESSAGE_BYTES] = '\0';
+	assert_string_equal(err.message, want); /* not the bytes of a freed frame */
+	assert_int_equal(rill_client_produce_wait(c, &id, acks, EARLY_EVENTS, &count, 0, &err),
+			 -ENOTCONN);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 /* Answer two PRODUCEs with one write, then close with the client's next bytes unread (a
  * reset): the client's later sends fail, but both answers are already on their way. */
 static void script_answers_then_closes(struct fake *f, int fd)
@@ -1033,6 +1090,7 @@ int main(void)
 		cmocka_unit_test(test_subscribe_partition_error),
 		cmocka_unit_test(test_answers_survive_a_failed_send),
 		cmocka_unit_test(test_sends_read_answers_meanwhile),
+		cmocka_unit_test(test_fatal_read_while_sending),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

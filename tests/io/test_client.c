@@ -578,15 +578,21 @@ static void script_late(struct fake *f, int fd)
 	fake_pong(f, fd, next);
 }
 
+/* A fake server running @script, and a client of it whose calls wait 100 ms at most. */
+static struct rill_client *connect_short(struct fake *f, fake_script_fn *script)
+{
+	fake_start(f, script);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.timeout_ns = 100000000; /* 100 ms */
+	return connect_ok(f, &config);
+}
+
 static void test_timeout(void **state)
 {
 	(void)state;
 	struct fake f;
-	fake_start(&f, script_late);
-	struct rill_client_config config;
-	rill_client_config_default(&config);
-	config.timeout_ns = 100000000; /* 100 ms */
-	struct rill_client *c = connect_ok(&f, &config);
+	struct rill_client *c = connect_short(&f, script_late);
 	struct rill_client_error err = {{0}};
 	assert_int_equal(rill_client_ping(c, &err), -ETIMEDOUT);
 	/* The late PONG of the first is skipped; the second gets its own. */
@@ -611,11 +617,7 @@ static void test_timeout_then_fatal(void **state)
 {
 	(void)state;
 	struct fake f;
-	fake_start(&f, script_late_fatal);
-	struct rill_client_config config;
-	rill_client_config_default(&config);
-	config.timeout_ns = 100000000; /* 100 ms */
-	struct rill_client *c = connect_ok(&f, &config);
+	struct rill_client *c = connect_short(&f, script_late_fatal);
 	struct rill_client_error err = {{0}};
 	assert_int_equal(rill_client_ping(c, &err), -ETIMEDOUT);
 	assert_int_equal(rill_client_ping(c, &err), RILL_E_WIRE_VALUE);

@@ -100,6 +100,11 @@ static void test_merge_and_overflow(void **state)
 	assert_int_equal(a.min, 5);
 	assert_int_equal(a.max, 1ull << 50);
 	assert_int_equal(rill_hist_percentile(&a, 100), 1ull << 50);
+	/* The merged buckets themselves (p100 is the max, whatever they hold): 5 exact,
+	 * 1000 as its bucket's top, the value past the range in the last bucket. */
+	assert_int_equal(rill_hist_percentile(&a, 1), 5);
+	assert_int_equal(rill_hist_percentile(&a, 50), 1003);
+	assert_int_equal(rill_hist_percentile(&a, 99), (1ull << 40) - 1);
 	static struct rill_hist empty;
 	rill_hist_init(&empty);
 	assert_int_equal(rill_hist_percentile(&empty, 99), 0);

@@ -267,7 +267,6 @@ static void udp_worst_update(struct rill_udp_ingress *ing, uint32_t index)
 static void udp_sequence(struct rill_udp_ingress *ing, struct udp_source *s, uint32_t index,
 			 uint64_t seq)
 {
-	s->datagrams++;
 	if (seq > s->highest) {
 		uint64_t skipped = seq - s->highest - 1;
 		s->gaps += skipped;
@@ -358,23 +357,34 @@ int rill_udp_ingress_datagram(struct rill_udp_ingress *ing, const struct rill_ud
 	if (rc == 0)
 		rc = rill_wire_produce_decode((const uint8_t *)payload + RILL_WIRE_HEADER_BYTES,
 					      h.body_bytes, &p, NULL);
-	if (rc < 0) {
-		ing->stats.malformed++;
-		return rc;
-	}
-	struct rill_topic *t = udp_topic(ing, p.topic, p.topic_bytes);
+	struct rill_topic *t = rc == 0 ? udp_topic(ing, p.topic, p.topic_bytes) : NULL;
+	uint32_t index = 0;
 	if (t == NULL) {
+		/* A tracked source that sends is not silent, whatever it sends: forgotten
+		 * (U3), it would lose its window and durable point while it waits for its
+		 * topic. An untracked one is not made for a datagram nothing is taken from. */
+		struct udp_source *s = udp_source(ing, from->ip, from->port, false, 0, &index);
+		if (s != NULL)
+			s->last_ns = ingress_ns;
+		if (rc < 0) {
+			ing->stats.malformed++;
+			return rc;
+		}
 		ing->stats.unknown_topic++;
 		return -ENOENT;
 	}
-	uint32_t index = 0;
 	struct udp_source *s = udp_source(ing, from->ip, from->port, true, ingress_ns, &index);
 	if (s == NULL) {
 		ing->stats.untracked++;
 	} else {
 		s->peer = *from;
 		s->last_ns = ingress_ns;
-		udp_sequence(ing, s, index, h.request_id);
+		s->datagrams++;
+		/* With ACKs on, a sequence past the window is dropped unseen: it moves neither
+		 * the highest sequence nor the gaps (a corrupt request_id would otherwise
+		 * make every datagram after it "reordered"); its retransmission counts. */
+		if (!ing->acks || h.request_id <= s->durable_contig + RILL_UDP_WINDOW)
+			udp_sequence(ing, s, index, h.request_id);
 	}
 	if (ing->acks) {
 		if (s == NULL) {

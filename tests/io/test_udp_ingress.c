@@ -914,14 +914,22 @@ static void test_acks(void **state)
 	assert_int_equal(after.acks, before.acks + 1);
 	assert_int_equal(ack_next(ing, &peer_a, &seq), 0);
 
-	/* The window: 4 + 64 is the last sequence it takes; 4 + 65 is dropped. */
+	/* The window: 4 + 64 is the last sequence it takes; 4 + 65 is dropped, unseen by the
+	 * gap and reordering counts (a corrupt sequence would make all after it reordered). */
 	stats_of(ing, &before);
+	struct rill_udp_source_stats ss_before;
+	assert_int_equal(rill_udp_ingress_source(ing, peer_a.ip, peer_a.port, &ss_before), 0);
 	assert_int_equal(send_dgram(ing, &peer_a, UE_TOPIC_DURABLE,
 				    UT_WINDOW_SEQ + RILL_UDP_WINDOW + 1, 2, UE_POISON),
 			 -EAGAIN);
 	stats_of(ing, &after);
 	assert_int_equal(after.dropped, before.dropped + 1);
 	assert_int_equal(after.events, before.events);
+	assert_int_equal(after.gaps, before.gaps);
+	assert_int_equal(rill_udp_ingress_source(ing, peer_a.ip, peer_a.port, &ss), 0);
+	assert_int_equal(ss.datagrams, ss_before.datagrams + 1);
+	assert_int_equal(ss.highest, ss_before.highest);
+	assert_int_equal(ss.gaps, ss_before.gaps);
 	assert_int_equal(send_dgram(ing, &peer_a, UE_TOPIC_DURABLE, UT_WINDOW_SEQ + RILL_UDP_WINDOW,
 				    2, amount_of(1, 68)),
 			 2);
@@ -1397,7 +1405,8 @@ static void test_sources_evicted(void **state)
 	(void)state;
 	static int64_t expected[UE_EVENTS_MAX];
 	uint32_t ne = 0;
-	const uint32_t gap = 7, due = 11, recent = 13, first_new = RILL_UDP_SOURCES_MAX;
+	const uint32_t gap = 7, due = 11, recent = 13, unknown = 17, malformed = 19,
+		       first_new = RILL_UDP_SOURCES_MAX;
 	struct rill_udp_ingress *ing;
 	assert_int_equal(rill_udp_ingress_create(&ing, env.engine, true), 0);
 	uint64_t t0 = rill_clock_now_ns();
@@ -1420,6 +1429,13 @@ static void test_sources_evicted(void **state)
 	assert_int_equal(acks_drain(ing), 1);
 	p = many_peer(due); /* a retransmission of what is durable: its ACK is due again */
 	assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 1, 1, UE_POISON, t0), 0);
+	/* Two that send lately, to a topic not made yet and a malformed datagram: sending,
+	 * not silent, they keep their state. */
+	p = many_peer(unknown);
+	assert_int_equal(send_dgram_at(ing, &p, "not-yet", 2, 1, UE_POISON, t_recent), -ENOENT);
+	p = many_peer(malformed);
+	static const uint8_t junk[5] = {1, 2, 3, 4, 5};
+	assert_true(rill_udp_ingress_datagram(ing, &p, junk, sizeof(junk), t_recent) < 0);
 
 	/* Nobody idle long enough yet; then idle enough, but within the sweep's second. */
 	struct rill_udp_peer newcomer = many_peer(first_new);
@@ -1440,18 +1456,21 @@ static void test_sources_evicted(void **state)
 	expected_add(expected, &ne, amount_of(16, 0), 1);
 	stats_of(ing, &st);
 	assert_int_equal(st.untracked, 2);
-	assert_int_equal(st.evicted, RILL_UDP_SOURCES_MAX - 3);
-	assert_int_equal(st.sources, 4);
+	assert_int_equal(st.evicted, RILL_UDP_SOURCES_MAX - 5);
+	assert_int_equal(st.sources, 6);
 	for (uint32_t i = 0; i < RILL_UDP_SOURCES_MAX; i++) {
 		struct rill_udp_source_stats ss;
 		p = many_peer(i);
 		int rc = rill_udp_ingress_source(ing, p.ip, p.port, &ss);
-		if (rc != (i == gap || i == due || i == recent ? 0 : -ENOENT))
+		bool kept = i == gap || i == due || i == recent || i == unknown || i == malformed;
+		if (rc != (kept ? 0 : -ENOENT))
 			fail_msg("source %u: %d after the sweep", i, rc);
 	}
 	expect_many(ing, gap, 1, 2, 0);
 	expect_many(ing, due, 2, 1, 1);
 	expect_many(ing, recent, 2, 2, 2);
+	expect_many(ing, unknown, 1, 1, 1);
+	expect_many(ing, malformed, 1, 1, 1);
 	expect_many(ing, first_new, 1, 1, 0); /* untracked twice */
 
 	/* The gap fills: its source's ACK covers both; the new source's comes; the due one's
@@ -1465,7 +1484,7 @@ static void test_sources_evicted(void **state)
 	assert_int_equal(acks_drain(ing), 3);
 
 	/* The room made takes as many new sources, then the table is full again. */
-	for (uint32_t i = first_new + 1; i < first_new + RILL_UDP_SOURCES_MAX - 3; i++) {
+	for (uint32_t i = first_new + 1; i < first_new + RILL_UDP_SOURCES_MAX - 5; i++) {
 		p = many_peer(i);
 		assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 1, 1, amount_of(17, i), t1), 1);
 		expected_add(expected, &ne, amount_of(17, i), 1);
@@ -1475,12 +1494,12 @@ static void test_sources_evicted(void **state)
 	p = many_peer(first_new + RILL_UDP_SOURCES_MAX);
 	assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 1, 1, UE_POISON, t1), -EAGAIN);
 	ing_settle(ing);
-	for (uint32_t i = first_new + 1; i < first_new + RILL_UDP_SOURCES_MAX - 3; i++)
+	for (uint32_t i = first_new + 1; i < first_new + RILL_UDP_SOURCES_MAX - 5; i++)
 		expect_many(ing, i, 1, 1, 1);
 	stats_of(ing, &st);
 	assert_int_equal(st.sources, RILL_UDP_SOURCES_MAX);
 	assert_int_equal(st.untracked, 3);
-	assert_int_equal(acks_drain(ing), RILL_UDP_SOURCES_MAX - 4);
+	assert_int_equal(acks_drain(ing), RILL_UDP_SOURCES_MAX - 6);
 	rill_udp_ingress_destroy(ing);
 	ue_events_settle(&env, ne);
 	ue_log_check(&env, env.topic, expected, ne);

@@ -61,6 +61,8 @@ static const char *const rill_error_texts[] = {
 	[30] = "frame has bytes after its contents",
 	[31] = "no protocol version in common",
 	[32] = "producer sequence gap: an earlier sequence of this producer is not written yet",
+	[33] = "the partition's log stopped after an I/O error: what it held past its durable "
+	       "point is lost (restart the engine to recover)",
 };
 _Static_assert(RILL_ARRAY_COUNT(rill_error_texts) == -(RILL_E_LAST + RILL_E_BASE),
 	       "every rill error code needs a text");

@@ -195,10 +195,22 @@ static int shard_key_absent(const struct rill_projection *inst)
 	return st.refused_full > 0 ? -ENOSPC : -ENOENT;
 }
 
+/*
+ * True once @sp's log has stopped (fail-stop). The events of the batches it could not make
+ * durable were applied all the same, and their producers told they were refused: from then
+ * on the partition's projections hold events a restart will not have, and answer nothing.
+ */
+static bool shard_part_stopped(const struct shard_part *sp)
+{
+	return sp->error != 0 || rill_log_error(rill_partition_log(sp->part)) != 0;
+}
+
 static int shard_query(struct shard *s, struct shard_req *r)
 {
 	struct engine_topic *t = r->proj->topic;
 	RILL_ASSERT(t->parts[r->partition].shard == s->index);
+	if (shard_part_stopped(t->parts[r->partition].sp))
+		return RILL_E_LOG_STOPPED;
 	if (r->key == NULL) {
 		/* Only the token's check: is its offset applied? */
 		struct shard_part *sp = t->parts[r->partition].sp;
@@ -226,6 +238,8 @@ static int shard_query_as_of(struct shard *s, struct shard_req *r)
 	struct engine_topic *t = r->proj->topic;
 	RILL_ASSERT(t->parts[r->partition].shard == s->index);
 	struct shard_part *sp = t->parts[r->partition].sp;
+	if (shard_part_stopped(sp))
+		return RILL_E_LOG_STOPPED; /* its log is not what its state says */
 	uint64_t offset = r->as_of_offset;
 	int rc = 0;
 	if (offset == UINT64_MAX)
@@ -247,11 +261,15 @@ static int shard_query_as_of(struct shard *s, struct shard_req *r)
 static int shard_part_info(struct shard *s, struct shard_req *r)
 {
 	RILL_ASSERT(r->topic->parts[r->partition].shard == s->index);
-	struct rill_partition *part = r->topic->parts[r->partition].sp->part;
+	struct shard_part *sp = r->topic->parts[r->partition].sp;
+	struct rill_partition *part = sp->part;
 	struct rill_log *log = rill_partition_log(part);
+	bool stopped = shard_part_stopped(sp);
 	r->info->first_offset = rill_log_start_offset(log);
 	r->info->durable_offset = rill_partition_durable_offset(part);
-	r->info->next_offset = rill_partition_next_offset(part);
+	/* A stopped log ends at its durable point: what it held past it is lost (a restart
+	 * writes the next event there), and its durable part can still be read. */
+	r->info->next_offset = stopped ? r->info->durable_offset : rill_partition_next_offset(part);
 	r->as_of_offset = r->info->next_offset;
 	if (r->as_of_ns == UINT64_MAX || r->info->next_offset == r->info->first_offset)
 		return 0;

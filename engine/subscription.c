@@ -95,12 +95,14 @@ static unsigned sub_feed_burst(struct shard_sub *sub)
 			n++;
 			continue;
 		}
-		if (sub->sp->error != 0) {
+		if (sub->it.offset >= rill_partition_durable_offset(sub->sp->part)) {
+			/* A stopped log's durable part is read to its end before the feed
+			 * ends with the log's error: it is all there, and stays. */
+			if (sub->sp->error == 0)
+				break; /* nothing durable past it yet: no read at all */
 			sub->end_error = sub->sp->error;
 			continue;
 		}
-		if (sub->it.offset >= rill_partition_durable_offset(sub->sp->part))
-			break; /* nothing durable past it yet: no read at all */
 		int rc = rill_log_iter_next(&sub->it, &sub->rec, &sub->rec_offset);
 		if (rc == 0)
 			break;

@@ -55,7 +55,9 @@ enum rill_error {
 	RILL_E_WIRE_VERSION = -(RILL_E_BASE + 31),   /* no protocol version in common */
 	/* The write model, again (added later: codes are never renumbered). */
 	RILL_E_WRITE_SEQUENCE_GAP = -(RILL_E_BASE + 32), /* an earlier sequence is missing */
-	RILL_E_LAST = -(RILL_E_BASE + 33),
+	/* A partition whose log stopped (fail-stop after a write, sync or roll error). */
+	RILL_E_LOG_STOPPED = -(RILL_E_BASE + 33), /* its state past the durable point is lost */
+	RILL_E_LAST = -(RILL_E_BASE + 34),
 };
 
 /*

@@ -297,7 +297,8 @@ const struct rill_topic_config *rill_topic_config_get(const struct rill_topic *t
 struct rill_partition_info {
 	uint64_t first_offset;   /* the first offset retention keeps */
 	uint64_t durable_offset; /* every offset below it is durable */
-	uint64_t next_offset;    /* the offset the next event gets */
+	uint64_t next_offset;    /* the offset the next event gets (a stopped log: its
+				  * durable offset, where it ends; RILL_E_LOG_STOPPED) */
 };
 
 /*
@@ -389,8 +390,10 @@ struct rill_token {
  * -ENOSPC (the key is not held, and the projection has refused new keys in its partition
  * since it reached projection_keys_max or projection_key_store_bytes: the key may be one
  * of them, whose events were appended and acknowledged but not folded), RILL_E_QUERY_STALE
- * (the token's offset not applied in time), -EINVAL. Any host thread; blocks until the
- * owner shard answers.
+ * (the token's offset not applied in time), RILL_E_LOG_STOPPED (the key's partition's log
+ * stopped after an I/O error: its projections hold events that were refused to their
+ * producers and that a restart will not have, so they answer nothing; as-of and custom
+ * queries too), -EINVAL. Any host thread; blocks until the owner shard answers.
  */
 int rill_query(struct rill_engine *engine, const char *name, const void *key, size_t key_bytes,
 	       const struct rill_token *after, uint64_t timeout_ns,

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2188,6 +2189,87 @@ static void test_close_reports_final_sync(void **state)
 }
 
 /*
+ * A partition whose log stopped (a write failed: the file size limit, RLIMIT_FSIZE, cuts
+ * it short) applied the events of the batch it could not write, and their producers were
+ * told they were refused. Its projections then answer RILL_E_LOG_STOPPED: they used to
+ * answer with those events in, which a restart takes out. Its durable part stays
+ * readable to its end, where the partition now ends, before the feed ends with the error.
+ */
+static void test_stopped_log_answers_nothing(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "stops", 1, RILL_DURABILITY_GROUP);
+	fx_projection(f, "stops_sum", "stops", RILL_PROJECTION_SUM, "amount");
+	struct acks acks = {0};
+	struct rill_producer *p = producer_open(f, 0, &acks);
+	enum { KEPT = 100, LOST = 50 };
+	struct rlimit saved;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+	struct order_event o;
+	for (uint32_t i = 0; i < KEPT + LOST; i++) {
+		if (i == KEPT) { /* the log's file may not grow past what it holds */
+			flush_ok(p);
+			char path[256];
+			snprintf(path, sizeof(path), "%s/topics/stops/0/%020d.log", f->dir, 0);
+			struct stat sb;
+			assert_int_equal(stat(path, &sb), 0);
+			struct rlimit low = saved;
+			low.rlim_cur = (rlim_t)sb.st_size;
+			signal(SIGXFSZ, SIG_IGN); /* the write's EFBIG is enough */
+			assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
+		}
+		assert_int_equal(order_event_make(&o, f->order, "k", 1), 0);
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_DURABLE, i), 0);
+	}
+	(void)rill_producer_flush(p, FLUSH_NS); /* the lost events' refusals */
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	uint32_t refused = 0;
+	for (size_t j = 0; j < acks.count; j++) {
+		if (acks.v[j].error == 0)
+			continue;
+		if (acks.v[j].cookie < KEPT)
+			fail_msg("event %" PRIu64 " refused: %s", acks.v[j].cookie,
+				 rill_strerror(acks.v[j].error));
+		refused++;
+	}
+	assert_int_equal(refused, LOST);
+	producer_close(p);
+	acks_free(&acks);
+
+	struct rill_projection_value v;
+	assert_int_equal(rill_query(f->engine, "stops_sum", "k", 1, NULL, 0, &v),
+			 RILL_E_LOG_STOPPED);
+	struct rill_token token = {.partition = 0, .offset = 0};
+	assert_int_equal(rill_query(f->engine, "stops_sum", "k", 1, &token, 0, &v),
+			 RILL_E_LOG_STOPPED);
+	struct rill_partition_info info;
+	assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL), 0);
+	assert_int_equal(info.durable_offset, KEPT);
+	assert_int_equal(info.next_offset, KEPT);
+	struct rill_subscription *sub = NULL;
+	assert_int_equal(rill_subscribe(f->engine, t, 0, 0, &sub), 0);
+	struct rill_record rec;
+	uint64_t off = UINT64_MAX;
+	for (uint64_t i = 0; i < KEPT; i++) {
+		int rc = rill_subscription_next(sub, &rec, &off, FLUSH_NS);
+		if (rc != 1)
+			fail_msg("subscription at %" PRIu64 ": %s", i, rill_strerror(rc));
+		assert_int_equal(off, i);
+	}
+	assert_true(rill_subscription_next(sub, &rec, &off, FLUSH_NS) < 0);
+	assert_int_equal(rill_subscription_close(sub), 0);
+	assert_true(rill_engine_close(f->engine) < 0); /* its log failed: said at close */
+	f->engine = NULL;
+	/* A restart holds the durable part only, and the projection agrees. */
+	fx_open(f);
+	query_ok(f, "stops_sum", "k", &v);
+	assert_int_equal(v.count, KEPT);
+	fx_close(f);
+}
+
+/*
  * DATA/projections holds NAME.json files: an operator's copy under another name is never
  * loaded as a second definition. "p.json.bak" is ignored (said on stderr); "q.json"
  * holding projection p is refused, naming it (it used to build p twice).
@@ -4231,6 +4313,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_topics_fit_reopened, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_projection_files_named, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_reports_final_sync, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_stopped_log_answers_nothing, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_limit, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_projection_under_traffic, fx_setup,

@@ -133,8 +133,10 @@ struct rill_client {
 	uint32_t sub_count;
 	struct client_stashed *stash_head, *stash_tail, *stash_current;
 	uint64_t stash_bytes;
-	/* The EVENTS frame being handed out: in rbuf, or stash_current. */
+	/* The EVENTS frame being handed out: in rbuf, early_current or stash_current. */
 	bool events_active;
+	const uint8_t *events_body; /* its body, where it lies */
+	uint32_t events_bytes;
 	uint64_t events_id;
 	uint32_t events_partition;
 	struct rill_wire_iter events_it;
@@ -650,20 +652,33 @@ static int events_begin(struct rill_client *c, uint64_t id, const uint8_t *body,
 				   rill_strerror(rc));
 	}
 	c->events_active = true;
+	c->events_body = body;
+	c->events_bytes = bytes;
 	c->events_id = id;
 	return 0;
 }
 
 /*
- * Copy the EVENTS frame being handed out from rbuf to the stash, so that reading the next
- * frames (a SUBSCRIBE's answer) cannot overwrite the events still to come.
+ * Move the EVENTS frame being handed out to the stash, so that reading the next frames (a
+ * SUBSCRIBE's answer) cannot overwrite or free the events still to come: a frame of the
+ * early queue (read while a send waited) changes hands, one in rbuf is copied.
  */
 static int events_detach(struct rill_client *c, struct rill_client_error *err)
 {
 	if (!c->events_active || c->stash_current != NULL)
 		return 0;
-	const uint8_t *body = c->rbuf + c->rhead + RILL_WIRE_HEADER_BYTES;
-	uint32_t bytes = c->rframe - RILL_WIRE_HEADER_BYTES;
+	const uint8_t *body = c->events_body;
+	uint32_t bytes = c->events_bytes;
+	if (c->early_current != NULL && body == c->early_current->body) {
+		struct client_stashed *s = c->early_current;
+		c->early_current = NULL;
+		s->next = NULL;
+		c->stash_current = s;                 /* the iterator points into it still */
+		c->stash_bytes += sizeof(*s) + bytes; /* stash_release_current takes it */
+		return 0;
+	}
+	RILL_ASSERT(body == c->rbuf + c->rhead + RILL_WIRE_HEADER_BYTES &&
+		    bytes == c->rframe - RILL_WIRE_HEADER_BYTES);
 	struct client_stashed *s = malloc(sizeof(*s) + bytes);
 	if (s == NULL)
 		return client_fail(err, -ENOMEM, "out of memory holding events");

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1016,6 +1017,99 @@ static void test_fatal_read_while_sending(void **state)
 	fake_join(&f);
 }
 
+/*
+ * Events read while a send waited, then handed out from the early queue: a second
+ * SUBSCRIBE moves their frame to the stash. It used to take them for a frame of the receive
+ * buffer (of length 0 - 16: 4 GiB copied), a crash any server could cause. The server
+ * answers the first SUBSCRIBE before reading it, behind bytes the client's socket cannot
+ * send yet (PINGs the test writes raw, which the server skips once it reads again).
+ */
+static atomic_int early_phase; /* 1: the ping gave up; 2: the answers are out */
+
+static void script_early_events(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	uint64_t ping = fake_expect(f, fd, RILL_WIRE_PING); /* never answered */
+	while (atomic_load(&early_phase) < 1)
+		usleep(1000);
+	uint64_t first = ping + 1;
+	struct rill_wire_subscribed_entry e = {.partition = 0, .first_offset = 0, .end_offset = 2};
+	int n = rill_wire_subscribed_encode(f->out, FAKE_BUF_BYTES, first, &e, 1);
+	send_raw(fd, f->out, (size_t)n);
+	fake_events(f, fd, first, 0, 0, 2);
+	atomic_store(&early_phase, 2);
+	usleep(200000); /* the client fills its socket and sends its SUBSCRIBE meanwhile */
+	struct rill_wire_header hdr;
+	while (fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_PING)
+		; /* the raw PINGs */
+	FAKE_CHECK(f, hdr.type == RILL_WIRE_SUBSCRIBE && hdr.request_id == first);
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_SUBSCRIBE);
+	uint64_t second = hdr.request_id;
+	e = (struct rill_wire_subscribed_entry){.partition = 1, .first_offset = 0, .end_offset = 3};
+	n = rill_wire_subscribed_encode(f->out, FAKE_BUF_BYTES, second, &e, 1);
+	send_raw(fd, f->out, (size_t)n);
+	fake_events(f, fd, second, 1, 0, 3);
+}
+
+static void test_early_events_detached(void **state)
+{
+	(void)state;
+	struct fake f;
+	atomic_store(&early_phase, 0);
+	fake_start(&f, script_early_events);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.timeout_ns = 1000000000ull; /* the fake server pauses 200 ms within it */
+	struct rill_client *c = connect_ok(&f, &config);
+	struct rill_client_error err = {{0}};
+	assert_int_equal(rill_client_ping(c, &err), -ETIMEDOUT); /* its answer may come */
+	atomic_store(&early_phase, 1);
+	while (atomic_load(&early_phase) < 2)
+		usleep(1000);
+	usleep(20000); /* the answers are in the client's socket */
+	/* Fill the socket with whole PINGs the server will skip: the SUBSCRIBE must wait. */
+	int fd = rill_client_fd(c);
+	int small = 4096;
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	uint8_t ping[RILL_WIRE_HEADER_BYTES];
+	assert_int_equal(rill_wire_empty_encode(ping, sizeof(ping), RILL_WIRE_PING, 1u << 30),
+			 (int)sizeof(ping));
+	uint32_t pings = 0;
+	for (;;) {
+		ssize_t k = send(fd, ping, sizeof(ping), MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (k < 0)
+			break;
+		assert_int_equal(k, sizeof(ping)); /* a whole one or none, at this size */
+		pings++;
+	}
+	assert_true(pings > 0);
+	static struct rill_client_partition parts[RILL_CLIENT_PARTITIONS_MAX];
+	uint32_t count = 0;
+	int rc = rill_client_subscribe(c, "orders", 0, RILL_CLIENT_FROM_EARLIEST, 0, parts, &count,
+				       &err);
+	if (rc != 0)
+		fail_msg("subscribe: %d (%s): %s", rc, rill_strerror(rc), err.message);
+	assert_true(rill_client_buffered(c)); /* the EVENTS, read while the SUBSCRIBE waited */
+	struct rill_client_event ev;
+	assert_int_equal(rill_client_next(c, &ev, 5000000000ull, &err), 1);
+	assert_int_equal(ev.offset, 0);
+	rc = rill_client_subscribe(c, "orders", 1, RILL_CLIENT_FROM_EARLIEST, 0, parts, &count,
+				   &err);
+	if (rc != 0)
+		fail_msg("second subscribe: %d (%s): %s", rc, rill_strerror(rc), err.message);
+	assert_int_equal(rill_client_next(c, &ev, 5000000000ull, &err), 1);
+	assert_int_equal(ev.partition, 0);
+	assert_int_equal(ev.offset, 1);
+	assert_memory_equal(ev.record.key, event_key, sizeof(event_key) - 1);
+	for (uint64_t i = 0; i < 3; i++) {
+		assert_int_equal(rill_client_next(c, &ev, 5000000000ull, &err), 1);
+		assert_int_equal(ev.partition, 1);
+		assert_int_equal(ev.offset, i);
+	}
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 /* Answer two PRODUCEs with one write, then close with the client's next bytes unread (a
  * reset): the client's later sends fail, but both answers are already on their way. */
 static void script_answers_then_closes(struct fake *f, int fd)
@@ -1096,6 +1190,7 @@ int main(void)
 		cmocka_unit_test(test_answers_survive_a_failed_send),
 		cmocka_unit_test(test_sends_read_answers_meanwhile),
 		cmocka_unit_test(test_fatal_read_while_sending),
+		cmocka_unit_test(test_early_events_detached),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -327,6 +327,7 @@ struct rill_producer {
 	int wake_fd;            /* eventfd, or -1 */
 	uint32_t notified_subs; /* subscriptions that wake through wake_fd (engine lock) */
 	uint64_t wake_owed;     /* config.wake_batched: bit i, shard i has events not woken for */
+	uint32_t in_on_ack;     /* on_ack calls running (nested polls count again) */
 	/* Written by the handle's thread, read by shards (P0/P1 in producer.c). */
 	_Alignas(RILL_CACHE_GUARD_BYTES) uint64_t sleeping;
 };

@@ -216,12 +216,14 @@ static int producer_drain(struct rill_producer *p, uint32_t shard)
 				.ingress_ns = m.ingress_ns,
 				.done_ns = m.done_ns,
 				.lost = m.lost != 0};
+			p->in_on_ack++; /* rill_producer_close refuses meanwhile */
 			if (pair) {
 				ack.level = RILL_ACKS_APPLIED;
 				p->config.on_ack(p->config.arg, &ack);
 				ack.level = RILL_ACKS_DURABLE;
 			}
 			p->config.on_ack(p->config.arg, &ack);
+			p->in_on_ack--;
 		}
 		n += pair ? 2 : 1;
 	}
@@ -290,6 +292,8 @@ int rill_producer_close(struct rill_producer *p)
 {
 	if (p == NULL)
 		return 0;
+	if (p->in_on_ack > 0)
+		return -EBUSY; /* the loop delivering it goes on reading p and its rings */
 	struct rill_engine *e = p->engine;
 	pthread_mutex_lock(&e->lock);
 	uint32_t notified = p->notified_subs;

@@ -524,6 +524,11 @@ struct rill_ack {
 	bool lost;
 };
 
+/*
+ * Called inside rill_producer_poll (and flush, and publish when it polls for room) on the
+ * handle's own thread. It may publish, poll, flush and query, with this handle or others;
+ * it may not close its own handle (rill_producer_close returns -EBUSY from inside it).
+ */
 typedef void (*rill_ack_fn)(void *arg, const struct rill_ack *ack);
 
 struct rill_producer_config {
@@ -602,7 +607,8 @@ uint64_t rill_producer_acks_owed(const struct rill_producer *producer);
 /*
  * rill_producer_close - flush (without a time limit), detach from the shards, free.
  * -EBUSY, with nothing done, while subscriptions opened with it as their @notify
- * (rill_subscribe_notify) are open: close them first.
+ * (rill_subscribe_notify) are open: close them first; and from inside its own on_ack
+ * callback (the delivery loop running it still reads the handle): close it after the poll.
  */
 int rill_producer_close(struct rill_producer *producer);
 

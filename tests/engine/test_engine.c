@@ -1958,6 +1958,42 @@ static void test_no_spare_cpus(void **state)
 	fx_close(f);
 }
 
+/* An on_ack that closes its own handle: refused (-EBUSY), since the loop delivering the
+ * acknowledgement goes on with the handle; it used to free it under that loop (a crash). */
+struct close_in_ack {
+	struct rill_producer *p;
+	int rc;
+	uint32_t calls;
+};
+
+static void close_in_ack_cb(void *arg, const struct rill_ack *ack)
+{
+	struct close_in_ack *c = arg;
+	(void)ack;
+	c->calls++;
+	c->rc = rill_producer_close(c->p);
+}
+
+static void test_close_inside_on_ack(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "cb", 1, RILL_DURABILITY_NONE);
+	struct close_in_ack c = {.rc = 1};
+	struct rill_producer_config pc = {.on_ack = close_in_ack_cb, .arg = &c};
+	assert_int_equal(rill_producer_open(f->engine, &pc, &c.p), 0);
+	struct order_event o;
+	for (uint32_t i = 0; i < 3; i++) {
+		assert_int_equal(order_event_make(&o, f->order, "k", 1), 0);
+		assert_int_equal(publish_retry(c.p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(c.p);
+	assert_int_equal(c.calls, 3);
+	assert_int_equal(c.rc, -EBUSY);
+	producer_close(c.p); /* after the poll: fine */
+	fx_close(f);
+}
+
 /* At most RILL_ENGINE_PRODUCERS_MAX producer handles at once; a slot freed is reused. */
 static void test_producer_limit(void **state)
 {
@@ -4316,6 +4352,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_stopped_log_answers_nothing, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_close_inside_on_ack, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_limit, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_projection_under_traffic, fx_setup,
 						fx_teardown),

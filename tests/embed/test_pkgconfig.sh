@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# What the README tells an embedding host to use, `pkg-config --cflags --libs rill`, gives
+# include paths only: DPDK's Cflags (-include rte_config.h, -march=corei7, its RTE_ macros)
+# once came along with it into every file of the host. A program built with those flags
+# against the shared library runs: all from an install into a temporary folder (DESTDIR).
+# usage: test_pkgconfig.sh BUILD_DIR
+set -euo pipefail
+build=$1
+command -v pkg-config >/dev/null || { echo "test_pkgconfig: pkg-config is missing" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+meson install -C "$build" --destdir "$tmp/root" --no-rebuild --quiet >/dev/null
+pc=$(find "$tmp/root" -name rill.pc -print -quit)
+[ -n "$pc" ] || { echo "test_pkgconfig: the install has no rill.pc" >&2; exit 1; }
+export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$tmp/root
+cflags=$(pkg-config --cflags rill)
+for bad in -march -include dpdk -mno -msse; do
+	case " $cflags " in
+	*"$bad"*) echo "test_pkgconfig: pkg-config --cflags rill has '$bad': $cflags" >&2; exit 1 ;;
+	esac
+done
+libs=$(pkg-config --libs rill)
+case " $libs " in *" -lrill "*) ;; *) echo "test_pkgconfig: no -lrill in '$libs'" >&2; exit 1 ;; esac
+cat >"$tmp/host.c" <<'C'
+#include <stdio.h>
+#include <string.h>
+#include <rill/client.h>
+#include <rill/rill.h>
+#ifdef RTE_CACHE_LINE_SIZE
+#error "DPDK's configuration reached the host"
+#endif
+int main(void)
+{
+	return strcmp(rill_strerror(0), "success") == 0 ? 0 : 1;
+}
+C
+libdir=$(pkg-config --variable=libdir rill)
+case "$libdir" in "$tmp/root"/*) ;; *) libdir=$tmp/root$libdir ;; esac # sysroot'd or not
+# shellcheck disable=SC2086 # the flags are words
+cc -std=c11 -Wall -Werror $cflags -o "$tmp/host" "$tmp/host.c" $libs \
+	-Wl,-rpath,"$libdir"
+"$tmp/host"
+echo "test_pkgconfig: cflags '$cflags' build and run a host"

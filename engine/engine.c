@@ -250,7 +250,7 @@ static int shard_fini(struct shard *s)
 	return rc;
 }
 
-static int engine_topic_open(struct rill_engine *e, const struct rill_topic_config *c,
+static int engine_topic_load(struct rill_engine *e, const struct rill_topic_config *c,
 			     struct rill_error_text *err);
 static int engine_projection_open(struct rill_engine *e, const struct rill_projection_def *d,
 				  struct rill_error_text *err);
@@ -313,7 +313,7 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
 		if (rc < 0)
 			goto out_free;
 	}
-	rc = engine_meta_topics_load(e, engine_topic_open, err);
+	rc = engine_meta_topics_load(e, engine_topic_load, err);
 	if (rc == 0)
 		rc = engine_meta_projections_load(e, engine_projection_open, err);
 	if (rc < 0)
@@ -602,8 +602,13 @@ static void engine_topic_undo(struct rill_engine *e, struct engine_topic *t, uin
 	free(t);
 }
 
-/* Open topic @c on the shards and publish it. Under e->lock, or at open. */
-static int engine_topic_open(struct rill_engine *e, const struct rill_topic_config *c,
+/*
+ * Open topic @c on the shards and publish it. Under e->lock, or at open. @create: a new
+ * topic, whose definition is stored once its partitions' folders are made (so that a
+ * stored topic whose folder is missing has lost it: its load refuses, rather than make
+ * it anew, empty, with offsets from 0 again); otherwise a stored topic's load.
+ */
+static int engine_topic_open(struct rill_engine *e, const struct rill_topic_config *c, bool create,
 			     struct rill_error_text *err)
 {
 	int rc = engine_topic_fits(e, c, err);
@@ -625,8 +630,11 @@ static int engine_topic_open(struct rill_engine *e, const struct rill_topic_conf
 	for (uint32_t p = 0; p < c->partitions; p++) {
 		uint32_t s = engine_topic_place(e, e->shard_partitions, index, p); /* as fits */
 		t->parts[p].shard = s;
-		struct shard_req req = {
-			.kind = SHARD_REQ_PART_OPEN, .topic = t, .partition = p, .err = err};
+		struct shard_req req = {.kind = SHARD_REQ_PART_OPEN,
+					.topic = t,
+					.partition = p,
+					.must_exist = !create,
+					.err = err};
 		rc = shard_call(&e->shards[s], &req);
 		if (rc < 0) {
 			engine_topic_undo(e, t, p);
@@ -634,9 +642,22 @@ static int engine_topic_open(struct rill_engine *e, const struct rill_topic_conf
 		}
 		e->shard_partitions[s]++;
 	}
+	rc = create ? engine_meta_topic_write(e, c) : 0;
+	if (rc < 0) {
+		engine_error(err, rc, "topic %s: storing its definition: %s", c->name,
+			     rill_strerror(rc));
+		engine_topic_undo(e, t, c->partitions);
+		return rc;
+	}
 	/* R4: pairs with the acquire in engine_topic_find; the topic is complete. */
 	rill_atomic_store_release_u64(&e->topic_count_pub, index + 1);
 	return 0;
+}
+
+static int engine_topic_load(struct rill_engine *e, const struct rill_topic_config *c,
+			     struct rill_error_text *err)
+{
+	return engine_topic_open(e, c, false, err);
 }
 
 int rill_topic_create(struct rill_engine *e, const struct rill_topic_config *config,
@@ -662,13 +683,13 @@ int rill_topic_create(struct rill_engine *e, const struct rill_topic_config *con
 	rc = engine_topic_fits(e, config, err);
 	if (rc < 0)
 		goto out_unlock;
-	rc = engine_meta_topic_write(e, config);
+	rc = engine_meta_topic_dir(e, config->name);
 	if (rc < 0) {
-		engine_error(err, rc, "topic %s: storing its definition: %s", config->name,
+		engine_error(err, rc, "topic %s: making its folder: %s", config->name,
 			     rill_strerror(rc));
 		goto out_unlock;
 	}
-	rc = engine_topic_open(e, config, err);
+	rc = engine_topic_open(e, config, true, err);
 	if (rc == 0)
 		t = e->topics[e->topic_count - 1];
 	else

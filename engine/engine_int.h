@@ -216,6 +216,7 @@ struct shard_req {
 	int result;
 	struct engine_topic *topic;
 	uint32_t partition;
+	bool must_exist; /* PART_OPEN: a stored topic's partition (its folder must be there) */
 	struct engine_projection *proj;
 	uint32_t producer_slot; /* or the subscription's slot */
 	struct rill_ring *events, *acks;
@@ -363,6 +364,9 @@ void shard_notify(uint64_t *sleeping, int wake_fd);
 
 /* engine_meta.c: the metadata files under DATA (docs/FORMAT.md, "Engine metadata"). */
 int engine_meta_init(struct rill_engine *e, struct rill_error_text *err);
+/* DATA/topics/NAME made (and synced into its parent): before its partitions' folders. */
+int engine_meta_topic_dir(struct rill_engine *e, const char *name);
+/* DATA/topics/NAME/topic.json written: once its partitions' folders are made. */
 int engine_meta_topic_write(struct rill_engine *e, const struct rill_topic_config *c);
 void engine_meta_topic_remove(struct rill_engine *e, const char *name);
 void engine_meta_projection_remove(struct rill_engine *e, const char *name);

@@ -169,18 +169,22 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 	return 0;
 }
 
+int engine_meta_topic_dir(struct rill_engine *e, const char *name)
+{
+	char dir[META_PATH_BYTES];
+	snprintf(dir, sizeof(dir), "%s/topics/%s", e->data_dir, name);
+	int rc = e->io->ops->mkdir(e->io, dir);
+	if (rc < 0)
+		return rc;
+	char parent[META_PATH_BYTES];
+	snprintf(parent, sizeof(parent), "%s/topics", e->data_dir);
+	return e->io->ops->fsync_dir(e->io, parent);
+}
+
 int engine_meta_topic_write(struct rill_engine *e, const struct rill_topic_config *c)
 {
 	char dir[META_PATH_BYTES];
 	snprintf(dir, sizeof(dir), "%s/topics/%s", e->data_dir, c->name);
-	int rc = e->io->ops->mkdir(e->io, dir);
-	if (rc == 0) {
-		char parent[META_PATH_BYTES];
-		snprintf(parent, sizeof(parent), "%s/topics", e->data_dir);
-		rc = e->io->ops->fsync_dir(e->io, parent);
-	}
-	if (rc < 0)
-		return rc;
 	json_t *j = json_pack(
 		"{s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "name", c->name, "partitions",
 		(json_int_t)c->partitions, "durability",

@@ -866,6 +866,14 @@ static int log_lock(struct rill_log *log, struct rill_log_recovery *report)
 	return rc;
 }
 
+/* A listing's callback that looks at nothing: the listing only checks the folder is there. */
+static int log_list_nothing(void *arg, const char *name)
+{
+	(void)arg;
+	(void)name;
+	return 0;
+}
+
 int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 		  const struct rill_log_config *config, struct rill_log_recovery *report)
 {
@@ -906,6 +914,16 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 			       RILL_LOG_BATCH_BYTES_MAX,
 		       "a full buffer is a batch the format accepts");
 
+	if (!config->read_only && config->must_exist) {
+		rc = io->ops->list(io, dir, log_list_nothing, NULL);
+		if (rc == -ENOENT)
+			log_report(report,
+				   "its folder %s is missing (restore it from a copy; or, to start "
+				   "the partition empty, create the folder)",
+				   dir);
+		if (rc < 0)
+			goto out_free;
+	}
 	if (!config->read_only) {
 		rc = io->ops->mkdir(io, dir);
 		if (rc == 0)

@@ -59,6 +59,9 @@ struct rill_log_config {
 	bool fixed_batches;
 	bool repair;    /* recovery cuts at the first damage, whatever it is */
 	bool read_only; /* never write: verification and dumps */
+	/* The folder must exist (a partition of a stored topic): made anew, it would hide a
+	 * lost or moved one under offsets starting again at 0. */
+	bool must_exist;
 };
 
 /* What recovery found and did. */

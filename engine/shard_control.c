@@ -72,6 +72,7 @@ static int shard_part_open(struct shard *s, struct shard_req *r)
 	pc.log.batch_delay_ns = t->config.batch_delay_ns;
 	pc.log.buffered_io = e->config.log_buffered_io;
 	pc.log.fixed_batches = e->config.log_fixed_batches;
+	pc.log.must_exist = r->must_exist;
 	if (pc.log.batch_delay_ns == 0 && t->config.durability == RILL_DURABILITY_NONE)
 		pc.log.batch_delay_ns = SHARD_NONE_BATCH_DELAY_NS;
 	struct rill_log_recovery report = {0};

@@ -2306,6 +2306,50 @@ static void test_stopped_log_answers_nothing(void **state)
 }
 
 /*
+ * A stored topic whose partition folder is missing (lost, or moved away) is refused at
+ * open, naming the folder: it used to be made anew, empty, its offsets starting again at 0
+ * under the consumer groups' stored positions. Made again by hand, it opens empty.
+ */
+static void test_missing_partition_refused(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "gone", 2, RILL_DURABILITY_GROUP);
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	struct order_event o;
+	for (uint32_t i = 0; i < 20; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "k%u", i);
+		assert_int_equal(order_event_make(&o, f->order, key, 1), 0);
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(p);
+	producer_close(p);
+	fx_close(f);
+	char cmd[256], folder[128];
+	snprintf(folder, sizeof(folder), "%s/topics/gone/1", f->dir);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", folder);
+	assert_int_equal(system(cmd), 0);
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	struct rill_error_text err = {{0}};
+	int rc = rill_engine_open(&f->engine, &c, &err);
+	if (rc == 0)
+		fail_msg("opened with %s missing", folder);
+	f->engine = NULL;
+	if (strstr(err.message, folder) == NULL || strstr(err.message, "missing") == NULL)
+		fail_msg("the refusal does not name the missing folder: %s", err.message);
+	assert_int_equal(mkdir(folder, 0755), 0);
+	fx_open(f);
+	t = rill_topic_find(f->engine, "gone");
+	assert_non_null(t);
+	struct rill_partition_info info;
+	assert_int_equal(rill_partition_info_get(f->engine, t, 1, UINT64_MAX, &info, NULL), 0);
+	assert_int_equal(info.next_offset, 0);
+	fx_close(f);
+}
+
+/*
  * DATA/projections holds NAME.json files: an operator's copy under another name is never
  * loaded as a second definition. "p.json.bak" is ignored (said on stderr); "q.json"
  * holding projection p is refused, naming it (it used to build p twice).
@@ -4348,6 +4392,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_topic_bad_log_config, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topics_fit_reopened, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_projection_files_named, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_missing_partition_refused, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_reports_final_sync, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_stopped_log_answers_nothing, fx_setup,

@@ -288,6 +288,14 @@ int rill_producer_flush(struct rill_producer *p, uint64_t timeout_ns)
 	}
 }
 
+uint32_t rill_producer_event_bytes_max(const struct rill_producer *p)
+{
+	/* Every ring of the handle has the size config.ring_bytes gave it. */
+	uint64_t room = rill_ring_reserve_bytes_max(p->events[0]);
+	uint64_t header = sizeof(struct engine_event_msg);
+	return room > header ? (uint32_t)(room - header) : 0;
+}
+
 int rill_producer_close(struct rill_producer *p)
 {
 	if (p == NULL)

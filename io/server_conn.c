@@ -140,6 +140,14 @@ static int srv_publish(struct srv_worker *w, struct srv_preq *r, const struct ri
 				srv_stat_add(&w->stats.backpressure, 1);
 				return -EAGAIN;
 			}
+			if (rc == -EMSGSIZE && (reason = malloc(SRV_REASON_BYTES_MAX)) != NULL)
+				snprintf(reason, SRV_REASON_BYTES_MAX,
+					 "an event of %" PRIu32
+					 " bytes of key and payload: the engine's rings take "
+					 "at most %" PRIu32
+					 " (about half of [engine] ring_bytes: raise it)",
+					 (uint32_t)ev.key_bytes + ev.payload_bytes,
+					 rill_producer_event_bytes_max(w->producer));
 		}
 		r->published++;
 		if (rc < 0 || r->acks == RILL_ACKS_NONE) {

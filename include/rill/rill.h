@@ -569,6 +569,13 @@ int rill_publish(struct rill_producer *producer, struct rill_topic *topic,
 		 const struct rill_event *event, enum rill_acks acks, uint64_t cookie);
 
 /*
+ * rill_producer_event_bytes_max - the largest key + payload rill_publish takes through
+ * @producer (past it: -EMSGSIZE): about half of config.ring_bytes, less a header, so some
+ * 512 KiB by default. Any thread. Never blocks.
+ */
+uint32_t rill_producer_event_bytes_max(const struct rill_producer *producer);
+
+/*
  * rill_producer_wake - wake the shards this handle published to since its last wake-up
  * (config.wake_batched; without it rill_publish wakes them itself and this does nothing).
  * The handle's thread only. Never blocks.

@@ -700,6 +700,33 @@ static void test_unknown_type(void **state)
 	free(b);
 }
 
+/*
+ * An event larger than the engine's rings take (about half of [engine] ring_bytes, 1 MiB
+ * by default) though within the frame limit: refused in its ACK entry with -EMSGSIZE and
+ * a reason naming the setting; it used to come with no reason at all.
+ */
+static void test_event_past_ring(void **state)
+{
+	(void)state;
+	static uint8_t payload[640u << 10];
+	struct rill_record rec = {.type_id = env.type_id,
+				  .schema_version = 1,
+				  .key = "k-huge",
+				  .key_bytes = 6,
+				  .payload = payload,
+				  .payload_bytes = sizeof(payload)};
+	struct rill_client_ack ack;
+	struct rill_client_error err = {{0}};
+	int rc =
+		rill_client_produce(env.producer, SC_TOPIC, &rec, 1, RILL_ACKS_APPLIED, &ack, &err);
+	if (rc != 0)
+		fail_msg("produce: %d (%s): %s", rc, rill_strerror(rc), err.message);
+	if (ack.error != -EMSGSIZE || strstr(ack.reason, "ring_bytes") == NULL)
+		fail_msg("an event of %zu bytes: error %d (%s), reason \"%s\"; expected "
+			 "-EMSGSIZE naming ring_bytes",
+			 sizeof(payload), ack.error, rill_strerror(ack.error), ack.reason);
+}
+
 /* ---- 5. Pipelining -------------------------------------------------------------------- */
 
 /* Corked: SC_PIPE_REQUESTS requests of SC_PIPE_BATCH events, then one too many. */
@@ -1430,6 +1457,7 @@ int main(void)
 		cmocka_unit_test(test_idempotent_producer),
 		cmocka_unit_test(test_topics_on_one_connection),
 		cmocka_unit_test(test_unknown_type),
+		cmocka_unit_test(test_event_past_ring),
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_pipelined_past_server_budget),
 		cmocka_unit_test(test_durable_and_queries),

@@ -411,7 +411,9 @@ int64_t rill_query_custom(struct rill_engine *engine, const char *name, const vo
 
 /*
  * rill_query_as_of - the value projection @name had for @key at an earlier point of the
- * key's partition: after its event at @offset (inclusive), or, with @offset UINT64_MAX,
+ * key's partition: after its event at @offset (inclusive; an offset the partition has not
+ * reached yet gives the value now, as the wire protocol's AS_OF_OFFSET does), or, with
+ * @offset UINT64_MAX,
  * as of the time @timestamp_ns: after every event of the partition's log before its first
  * event (in log order) stamped later than @timestamp_ns. With stamps in log order (the
  * usual case: the engine stamps events at ingress) those are the events stamped at or
@@ -491,7 +493,7 @@ int rill_command_handler_set(struct rill_engine *engine, struct rill_topic *topi
 struct rill_event {
 	const void *key; /* 0 .. RILL_KEY_BYTES_MAX bytes: picks the partition */
 	uint32_t key_bytes;
-	uint32_t type_id; /* rill_schema_get_id(schemas, "OrderPlaced") */
+	uint32_t type_id; /* rill_schema_type_id(rill_schema_get(schemas, "OrderPlaced", 0)) */
 	uint16_t version; /* the payload's schema version */
 	const void *payload;
 	uint32_t payload_bytes;

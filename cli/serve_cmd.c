@@ -33,6 +33,7 @@ struct serve_opts {
 	char listen[256];
 	char eal[SERVE_TEXT_BYTES]; /* DPDK's EAL arguments; "" (and no --dpdk): no DPDK */
 	bool dpdk_on;
+	char dpdk_opt[40]; /* the first DPDK setting given but eal ("" none): needs dpdk_on */
 	int cpus[RILL_ENGINE_SHARDS_MAX]; /* [engine] cpus / --cpus: one per shard */
 	uint32_t cpu_count;               /* 0: none given */
 	bool shards_cli, cpus_cli;        /* given on the command line (which wins) */
@@ -202,12 +203,15 @@ static bool serve_dpdk_key(struct serve_opts *o, const char *key, const char *va
 	uint64_t v = 0;
 	struct rill_dpdk_config *d = &o->dpdk;
 	if (strcmp(key, "eal") == 0) {
-		if (strlen(value) >= sizeof(o->eal))
+		/* Empty, the EAL would take every default: all CPUs, every PCI device. */
+		if (value[0] == '\0' || strlen(value) >= sizeof(o->eal))
 			return false;
 		strcpy(o->eal, value);
 		o->dpdk_on = true;
 		return true;
 	}
+	if (o->dpdk_opt[0] == '\0')
+		snprintf(o->dpdk_opt, sizeof(o->dpdk_opt), "%s", key);
 	if (strcmp(key, "acks") == 0 || strcmp(key, "promiscuous") == 0) {
 		if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
 			return false;
@@ -344,6 +348,8 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 		}
 		if (strcmp(a, "--dpdk-acks") == 0) {
 			o->dpdk.acks = true;
+			if (o->dpdk_opt[0] == '\0')
+				snprintf(o->dpdk_opt, sizeof(o->dpdk_opt), "acks");
 			continue;
 		}
 		if (strcmp(a, "--config") == 0 && v != NULL) {
@@ -522,6 +528,16 @@ int cli_serve(int argc, char **argv)
 		status = serve_args(o, argc, argv);
 	if (status < 0)
 		status = serve_cpus(o);
+	if (status < 0 && !o->dpdk_on && o->dpdk_opt[0] != '\0') {
+		/* Taken and ignored, it would leave an operator waiting for UDP events that
+		 * nothing receives: rill serve has no UDP ingress but DPDK's. */
+		char msg[160];
+		snprintf(msg, sizeof(msg),
+			 "DPDK's %s is set, but not DPDK itself: give --dpdk \"EAL ARGS\" (or "
+			 "eal in [dpdk])",
+			 o->dpdk_opt);
+		status = cli_usage_error("serve", msg);
+	}
 	if (status < 0) {
 		o->engine.data_dir = o->data;
 		o->server.listen = o->listen;

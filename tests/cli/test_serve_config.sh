@@ -218,4 +218,19 @@ printf '[server]\nlisten = 127.0.0.1:0\n[engine]\nshards = 1\n[server]\nlisten =
 err=$(timeout 10 "$rill" serve --config "$tmp/twice.ini" --data "$tmp/data-bad" 2>&1); rc=$?
 check "a key given twice exits 1 naming the second" \
 	'[ $rc -eq 1 ] && [[ "$err" == *"twice.ini: line 6: [server] listen given again"* ]]'
+
+# DPDK's settings without DPDK itself: refused, not ignored (rill serve has no other UDP
+# ingress); an empty eal too (the EAL would take every CPU and PCI device).
+err=$(timeout 10 "$rill" serve --data "$tmp/data-none" --listen 127.0.0.1:0 --dpdk-acks 2>&1); rc=$?
+check "--dpdk-acks without --dpdk exits 2 saying so" \
+	'[ $rc -eq 2 ] && [[ "$err" == *"not DPDK itself"* ]]'
+printf '[dpdk]\nudp_port = 7409\n' >"$tmp/dpdk-noeal.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/dpdk-noeal.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
+check "a [dpdk] key without eal exits 2 naming it" \
+	'[ $rc -eq 2 ] && [[ "$err" == *"udp_port is set, but not DPDK itself"* ]]'
+printf '[dpdk]\neal =\n' >"$tmp/dpdk-empty.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/dpdk-empty.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
+check "an empty eal exits 1 naming its line" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"dpdk-empty.ini: line 2: [dpdk] eal"* ]]'
+check "no DPDK refusal made a data directory" '[ ! -e "$tmp/data-none" ]'
 exit $fail

@@ -323,18 +323,22 @@ static unsigned dpdk_queue_poll(void *arg)
 	return n + (acks > 0 ? (unsigned)acks : 0);
 }
 
+static int dpdk_no_port(uint16_t port, struct rill_error_text *err)
+{
+	snprintf(err->message, sizeof(err->message),
+		 "DPDK port %u: no such port (%u ports; check the EAL's --vdev or PCI allow "
+		 "list)",
+		 port, rte_eth_dev_count_avail());
+	return -ENODEV;
+}
+
 /* Configure the port: queues, descriptors, RSS where the device has it; then start it. */
 static int dpdk_port_setup(struct rill_dpdk *d, struct rill_error_text *err)
 {
 	uint16_t port = d->config.port;
 	struct rte_eth_dev_info info;
-	if (!rte_eth_dev_is_valid_port(port) || rte_eth_dev_info_get(port, &info) != 0) {
-		snprintf(err->message, sizeof(err->message),
-			 "DPDK port %u: no such port (%u ports; check the EAL's --vdev or PCI "
-			 "allow list)",
-			 port, rte_eth_dev_count_avail());
-		return -ENODEV;
-	}
+	if (!rte_eth_dev_is_valid_port(port) || rte_eth_dev_info_get(port, &info) != 0)
+		return dpdk_no_port(port, err);
 	uint32_t want = d->config.queues != 0 ? d->config.queues : rill_engine_shards(d->engine);
 	uint32_t rxq = want < info.max_rx_queues ? want : info.max_rx_queues;
 	if (rxq > RILL_DPDK_QUEUES_MAX)
@@ -428,6 +432,10 @@ int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 			 config->queues, rill_engine_shards(engine));
 		return -EINVAL;
 	}
+	/* Before a mempool is made for it (kept for the process's life): a port number past
+	 * the EAL's table, or of no device, was said as a mempool failure. */
+	if (!rte_eth_dev_is_valid_port(config->port))
+		return dpdk_no_port(config->port, err);
 	struct rill_dpdk *d = calloc(1, sizeof(*d));
 	if (d == NULL)
 		return -ENOMEM;

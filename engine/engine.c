@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -577,12 +578,20 @@ static int engine_topic_fits(struct rill_engine *e, const struct rill_topic_conf
 	memcpy(load, e->shard_partitions, sizeof(load));
 	for (uint32_t p = 0; p < c->partitions; p++) {
 		uint32_t s = engine_topic_place(e, load, index, p);
-		if (load[s] == RILL_IO_INFLIGHT_MAX)
-			return engine_error(err, -ENOSPC,
-					    "topic %s: its %u partitions do not fit: %u shards own "
-					    "%u partitions each at most",
-					    c->name, c->partitions, e->shard_count,
-					    RILL_IO_INFLIGHT_MAX);
+		if (load[s] == RILL_IO_INFLIGHT_MAX) {
+			uint64_t held = 0;
+			for (uint32_t i = 0; i < e->shard_count; i++)
+				held += e->shard_partitions[i];
+			uint64_t all = held + c->partitions;
+			return engine_error(
+				err, -ENOSPC,
+				"topic %s: its %u partitions do not fit beside the %" PRIu64
+				" the engine holds (%" PRIu64 " in all): %u shard%s of %u "
+				"partitions each at most; %" PRIu64 " shards are needed",
+				c->name, c->partitions, held, all, e->shard_count,
+				e->shard_count == 1 ? "" : "s", RILL_IO_INFLIGHT_MAX,
+				(all + RILL_IO_INFLIGHT_MAX - 1) / RILL_IO_INFLIGHT_MAX);
+		}
 		load[s]++;
 	}
 	return 0;

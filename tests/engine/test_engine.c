@@ -3302,7 +3302,11 @@ static void test_as_of(void **state)
 	flush_ok(p);
 	producer_close(p);
 	assert_true(snap_count(f) > 0);
-	static const uint32_t targets[] = {0, 1, 299, 300, 301, 777, 1234, N - 2, N - 1};
+	/* Around each snapshot S (at 300, 600, ... 1800): as of S - 2 must not start from S
+	 * (it folds the events below S - 1), as of S - 1 and S may. */
+	static const uint32_t targets[] = {0,    1,    298,  299,   300,  301,  777,
+					   1234, 1198, 1199, 1200,  1498, 1499, 1500,
+					   1798, 1799, 1800, N - 2, N - 1};
 	for (unsigned i = 0; i < ARRAY_COUNT(targets); i++) {
 		uint32_t at = targets[i];
 		struct rill_projection_value v;

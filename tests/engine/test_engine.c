@@ -13,10 +13,8 @@
  * RILL_ENGINE_TEST_EVENTS scales the loops (events per producer; the ThreadSanitizer build
  * passes a smaller value). RILL_TEST_SEED replays a run (test_util.h).
  *
- * Two tests fail on purpose until the engine is fixed; each says why above it ("ENGINE
- * BUG"): test_query_token_waits (rill_query's deadline wraps for a timeout near
- * UINT64_MAX) and test_topic_bad_log_config (a topic whose log settings the log refuses is
- * stored anyway, and the data directory no longer opens).
+ * Two tests were written failing, before their fixes, and stay as regression tests ("WAS
+ * A BUG" above each): test_query_token_waits and test_topic_bad_log_config.
  */
 #define _GNU_SOURCE
 #include "tests/common/test_util.h"
@@ -1559,9 +1557,9 @@ static void query_wait(struct fx *f, struct rill_topic *topic, uint64_t offset, 
 }
 
 /*
- * ENGINE BUG (engine/engine.c, rill_query): the deadline is now + timeout_ns, which wraps
- * for a timeout near UINT64_MAX ("wait as long as it takes"), so the query returns
- * RILL_E_QUERY_STALE at once instead of waiting (rill_producer_flush guards the same sum).
+ * WAS A BUG (engine/engine.c, rill_query): the deadline was now + timeout_ns, which wrapped
+ * for a timeout near UINT64_MAX ("wait as long as it takes"), so the query returned
+ * RILL_E_QUERY_STALE at once instead of waiting; the deadline now saturates.
  */
 static void test_query_token_waits(void **state)
 {
@@ -2131,12 +2129,10 @@ static void test_projection_under_traffic(void **state)
  * 64 KiB, a batch delay over 10 s) must be refused like any other bad definition, and
  * leave the engine and its data directory as they were.
  *
- * ENGINE BUG (engine/engine.c, engine_topic_check / rill_topic_create): only the upper
- * bound of batch_bytes_max is checked, so such a topic passes, its definition is stored
- * (engine_meta_topic_write), and then rill_partition_open fails on the shard. From then on
- * rill_topic_create refuses every topic with -EIO ("an earlier topic failed to open:
- * reopen the engine"), and reopening fails for good, since the stored definition fails
- * again at every rill_engine_open: the data directory cannot be opened any more.
+ * WAS A BUG (engine/engine.c, engine_topic_check / rill_topic_create): only the upper
+ * bound of batch_bytes_max was checked, so such a topic passed, its definition was stored,
+ * and then rill_partition_open failed on the shard: from then on the data directory could
+ * not be opened any more (the stored definition failed again at every open).
  */
 static void test_topic_bad_log_config(void **state)
 {

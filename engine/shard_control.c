@@ -321,6 +321,7 @@ static int shard_stats(struct shard *s, struct rill_shard_stats *out)
 		struct rill_partition_stats ps;
 		rill_partition_stats(s->parts[i]->part, &ps);
 		out->projection_errors += ps.projection_errors;
+		out->partitions_stopped += shard_part_stopped(s->parts[i]) ? 1u : 0u;
 	}
 	struct rusage ru;
 	if (getrusage(RUSAGE_THREAD, &ru) == 0) /* this runs on the shard's thread */

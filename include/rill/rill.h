@@ -709,6 +709,9 @@ struct rill_shard_stats {
 	/* Events appended that a projection of their topic could not fold (their version
 	 * lacks the projection's field, an upcaster failed, ...): its value leaves them out. */
 	uint64_t projection_errors;
+	/* Its partitions whose log stopped after an I/O error (fail-stop): they take no
+	 * event and answer no query (RILL_E_LOG_STOPPED) until the engine restarts. */
+	uint32_t partitions_stopped;
 };
 
 /*

@@ -2273,6 +2273,13 @@ static void test_stopped_log_answers_nothing(void **state)
 	struct rill_projection_value v;
 	assert_int_equal(rill_query(f->engine, "stops_sum", "k", 1, NULL, 0, &v),
 			 RILL_E_LOG_STOPPED);
+	uint32_t stopped = 0;
+	for (uint32_t i = 0; i < rill_engine_shards(f->engine); i++) {
+		struct rill_shard_stats st;
+		assert_int_equal(rill_engine_shard_stats(f->engine, i, &st), 0);
+		stopped += st.partitions_stopped;
+	}
+	assert_int_equal(stopped, 1); /* said in rill stat */
 	struct rill_token token = {.partition = 0, .offset = 0};
 	assert_int_equal(rill_query(f->engine, "stops_sum", "k", 1, &token, 0, &v),
 			 RILL_E_LOG_STOPPED);

@@ -5,7 +5,11 @@
  * AddressSanitizer sees any read past it), with every iterator run to its end; the stream
  * stops where a connection would be closed (a bad header) or would wait (a partial frame).
  * Every refusal must carry a code that frame type may give. Every frame that decodes must
- * encode again to the same bytes and decode again to the same values; otherwise abort.
+ * encode again to the same bytes and decode again to the same values. The server's first
+ * gate, rill_wire_body_check (which refuses a frame by its header before its body comes),
+ * must agree with the body decoders: for the types of one body size (HELLO, FETCH, PING,
+ * UNSUBSCRIBE) it refuses exactly when the decoder refuses the length, with the same code,
+ * and it refuses no other type. Otherwise abort.
  * Built with clang -fsanitize=fuzzer,address,undefined when meson's `fuzzing` option is on.
  */
 #include <errno.h>
@@ -342,9 +346,47 @@ static void fuzz_empty(const struct rill_wire_header *h, const uint8_t *frame)
 	check_same_frame(rill_wire_empty_encode(re, sizeof(re), h->type, h->request_id), frame, h);
 }
 
+/* The header's own refusal (rill_wire_body_check), known before the body comes: none, or
+ * RILL_E_WIRE_TRUNCATED or _TRAILING for a type of one body size. */
+static void check_body_check(const struct rill_wire_header *h)
+{
+	int rc = rill_wire_body_check(h);
+	bool one_size = h->type == RILL_WIRE_HELLO || h->type == RILL_WIRE_FETCH ||
+			h->type == RILL_WIRE_PING || h->type == RILL_WIRE_UNSUBSCRIBE;
+	check(rc == 0 || rc == RILL_E_WIRE_TRUNCATED || rc == RILL_E_WIRE_TRAILING);
+	check(rc == 0 || one_size);
+}
+
+/* The decoder of a one-size type refuses the body's length exactly when the header's check
+ * does, and with its code (it may still refuse a body of the right length for its bytes). */
+static void check_body_length(const struct rill_wire_header *h, const uint8_t *body)
+{
+	struct rill_wire_hello hello;
+	uint32_t credit;
+	int rc;
+	switch (h->type) {
+	case RILL_WIRE_HELLO:
+		rc = rill_wire_hello_decode(body, h->body_bytes, &hello);
+		break;
+	case RILL_WIRE_FETCH:
+		rc = rill_wire_fetch_decode(body, h->body_bytes, &credit);
+		break;
+	case RILL_WIRE_PING:
+	case RILL_WIRE_UNSUBSCRIBE:
+		rc = rill_wire_empty_decode(h->body_bytes);
+		break;
+	default:
+		return;
+	}
+	bool length_refused = rc == RILL_E_WIRE_TRUNCATED || rc == RILL_E_WIRE_TRAILING;
+	int gate = rill_wire_body_check(h);
+	check(gate == (length_refused ? rc : 0));
+}
+
 /* One frame: @body is an exact-size copy of the body at @frame + 16. */
 static void fuzz_frame(const struct rill_wire_header *h, const uint8_t *body, const uint8_t *frame)
 {
+	check_body_length(h, body);
 	switch (h->type) {
 	case RILL_WIRE_HELLO:
 		fuzz_hello(h, body, frame);
@@ -413,6 +455,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(h.type != 0 && h.type < RILL_WIRE_TYPE_LAST && h.flags == 0 &&
 		      h.body_bytes <= FUZZ_FRAME_LIMIT);
 		check(strcmp(rill_wire_type_name(h.type), "unknown") != 0);
+		check_body_check(&h);
 		if (size - at - RILL_WIRE_HEADER_BYTES < h.body_bytes)
 			return 0; /* a partial frame: a server waits for the rest */
 		uint8_t *body = NULL;

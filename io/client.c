@@ -514,7 +514,8 @@ static int server_error(struct rill_client *c, const struct rill_wire_header *hd
 	if (rc != 0)
 		return malformed(c, hdr, rc, err);
 	int code = e.code < 0 ? e.code : -EPROTO; /* an error must be an error */
-	if (e.message_bytes == 0)                 /* "%.*s" of 0 bytes would print nothing at all */
+	/* "%.*s" of a message that is empty, or starts with a NUL byte, would print nothing. */
+	if (strnlen(e.message, e.message_bytes) == 0)
 		client_fail(err, code, "%s", rill_strerror(code));
 	else
 		client_fail(err, code, "%.*s", (int)e.message_bytes, e.message);
@@ -1347,6 +1348,12 @@ int rill_client_produce(struct rill_client *client, const char *topic,
 		client->inflight_count = 0;
 		client->inflight_bytes = 0;
 		abandon(client, id);
+	} else if (rc != 0 && client->inflight_count > 0) {
+		/* Its frame never went whole (corked, the flush met a closed server: -EPIPE,
+		 * the connection kept for reading): no answer will come, and left in flight
+		 * it would make every later call -EBUSY. It was the only one (call_ready). */
+		client->inflight_count = 0;
+		client->inflight_bytes = 0;
 	}
 	RILL_ASSERT(rc != 0 || answered == id);
 	return rc;

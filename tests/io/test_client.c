@@ -1110,6 +1110,70 @@ static void test_early_events_detached(void **state)
 	fake_join(&f);
 }
 
+/* An ERROR whose message starts with a NUL byte (no rill server sends one; a broken or
+ * hostile one may): the caller still gets words, the code's own (it got "" before). */
+static void script_nul_message(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	uint64_t id = fake_expect(f, fd, RILL_WIRE_PING);
+	int n = rill_wire_error_encode(f->out, FAKE_BUF_BYTES, id, -ENOENT, 0, "xyz");
+	FAKE_CHECK(f, n > 3);
+	f->out[n - 3] = '\0'; /* the message is the frame's last bytes */
+	send_raw(fd, f->out, (size_t)n);
+}
+
+static void test_error_message_nul(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_nul_message);
+	struct rill_client *c = connect_ok(&f, NULL);
+	struct rill_client_error err = {{0}};
+	assert_int_equal(rill_client_ping(c, &err), -ENOENT);
+	assert_string_equal(err.message, rill_strerror(-ENOENT));
+	rill_client_close(c);
+	fake_join(&f);
+}
+
+/* The server resets the connection after the handshake (SO_LINGER 0). */
+static void script_reset(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	struct linger l = {.l_onoff = 1, .l_linger = 0};
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(fd);
+	f->closed = true;
+}
+
+/*
+ * Corked, a blocking produce whose flush meets a server that is gone fails (-ECONNRESET or
+ * -EPIPE), and its request, whose frame never went, is not left in flight: it was, and
+ * every later call said "-EBUSY: PRODUCE requests are in flight" (found by fuzz_client).
+ */
+static void test_corked_produce_to_gone_server(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_reset);
+	struct rill_client *c = connect_ok(&f, NULL);
+	fake_join(&f); /* the reset is sent */
+	usleep(50000); /* and has arrived */
+	rill_client_cork(c);
+	struct rill_record ev;
+	make_events(&ev, 1);
+	struct rill_client_ack ack;
+	struct rill_client_error err = {{0}};
+	int rc = rill_client_produce(c, "orders", &ev, 1, 1, &ack, &err);
+	if (rc != -ECONNRESET && rc != -EPIPE)
+		fail_msg("produce to a reset connection: %d (%s): %s", rc, rill_strerror(rc),
+			 err.message);
+	assert_int_equal(rill_client_inflight(c), 0);
+	rc = rill_client_ping(c, &err);
+	if (rc == -EBUSY || rc == 0)
+		fail_msg("ping after it: %d (%s): %s", rc, rill_strerror(rc), err.message);
+	rill_client_close(c);
+}
+
 /* Answer two PRODUCEs with one write, then close with the client's next bytes unread (a
  * reset): the client's later sends fail, but both answers are already on their way. */
 static void script_answers_then_closes(struct fake *f, int fd)
@@ -1191,6 +1255,8 @@ int main(void)
 		cmocka_unit_test(test_sends_read_answers_meanwhile),
 		cmocka_unit_test(test_fatal_read_while_sending),
 		cmocka_unit_test(test_early_events_detached),
+		cmocka_unit_test(test_error_message_nul),
+		cmocka_unit_test(test_corked_produce_to_gone_server),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

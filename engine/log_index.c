@@ -39,7 +39,9 @@ static int index_save_one(struct rill_log *log, const struct log_segment *seg,
 	memcpy(buf, &magic, 4);
 	memcpy(buf + 4, &version, 4);
 	memcpy(buf + 8, &count, 8);
-	memcpy(buf + RILL_INDEX_HEADER_BYTES, index->entries, count * sizeof(*index->entries));
+	if (count > 0) /* a segment of no batch has no entries, and entries may be NULL */
+		memcpy(buf + RILL_INDEX_HEADER_BYTES, index->entries,
+		       count * sizeof(*index->entries));
 	struct index_trailer t = {.end_offset = seg->end_offset,
 				  .bytes = seg->bytes,
 				  .timestamp_max = log->ts_running_max};

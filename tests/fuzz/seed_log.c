@@ -3,7 +3,8 @@
  * itself wrote, in the simulated file system, in the input layout of tests/fuzz/log_fuzz.h.
  * A new log (a segment header only); one segment of a few batches and its checkpoint; the
  * same with its last batch torn and no checkpoint (a crash during a write); two segments,
- * the sealed one with its .idx and .tix, and a checkpoint. Each in the modes fuzz_log
+ * the sealed one with its .idx and .tix, and a checkpoint; a header-only segment before a
+ * second one (a gap recovery refuses). Each in the modes fuzz_log
  * reads: CRCs fixed, then also read-only, then also repair; the two-segment folder also
  * with its index files left out (the sealed segment scanned, not trusted).
  */
@@ -173,6 +174,14 @@ static void seed_two_segments(const char *dir)
 	seed_file(sim, LOG_FUZZ_SEGMENT, segment_name(second, "log"), UINT64_MAX);
 	seed_file(sim, LOG_FUZZ_CHECKPOINT, RILL_CHECKPOINT_NAME, UINT64_MAX);
 	seed_save_modes(dir, "two-segments");
+	/* A sealed segment of no batch (a header only) before the second: recovery saved its
+	 * empty indexes with a memcpy from NULL (undefined) before it refused the gap. */
+	struct io_sim *empty = seed_log_write(0, 1);
+	seed_begin(0);
+	seed_file(empty, LOG_FUZZ_SEGMENT, segment_name(0, "log"), UINT64_MAX);
+	seed_file(sim, LOG_FUZZ_SEGMENT, segment_name(second, "log"), UINT64_MAX);
+	seed_save_modes(dir, "empty-sealed");
+	io_sim_destroy(empty);
 	io_sim_destroy(sim);
 }
 

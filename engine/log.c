@@ -110,15 +110,16 @@ static void log_segment_header_make(struct rill_segment_header *h, uint64_t base
 }
 
 /*
- * Create the segment file for @base_offset and make it durable: header written and
- * fsync'ed, then the directory fsync'ed so the new name survives a power cut.
+ * Create the segment file for @base_offset, made at wall time @created_ns, and make it
+ * durable: header written and fsync'ed, then the directory fsync'ed so the new name
+ * survives a power cut.
  */
-static int log_segment_create(struct rill_log *log, uint64_t base_offset, int *handle)
+static int log_segment_create(struct rill_log *log, uint64_t base_offset, uint64_t created_ns,
+			      int *handle)
 {
 	char path[LOG_PATH_BYTES + 32];
 	log_segment_path(log, base_offset, LOG_SUFFIX_LOG, path, sizeof(path));
 	struct rill_io *io = log->io;
-	uint64_t created_ns = rill_clock_wall_ns();
 	/* The header, then zeros to the first batch's sector. */
 	uint8_t first[RILL_SEGMENT_DATA_START] = {0};
 	struct rill_segment_header h;
@@ -939,7 +940,7 @@ int rill_log_open(struct rill_log **out, struct rill_io *io, const char *dir,
 	if (log->segment_count == 0) {
 		if (config->read_only)
 			goto out_empty;
-		rc = log_segment_create(log, 0, &log->active_handle);
+		rc = log_segment_create(log, 0, rill_clock_wall_ns(), &log->active_handle);
 		if (rc < 0)
 			goto out_close;
 	}
@@ -1062,16 +1063,23 @@ static int log_submit(struct rill_log *log)
 	return 0;
 }
 
-/* Seal the active segment and start the next at the filling batch's offset. */
-static int log_roll(struct rill_log *log)
+/*
+ * Seal the active segment and start the next at the filling batch's offset, made at wall
+ * time @now_ns (rill_log_expire's: the time its retention is judged by).
+ */
+static int log_roll(struct rill_log *log, uint64_t now_ns)
 {
 	RILL_ASSERT(!log->inflight);
+	/* Never an empty one: the new segment would take its name (the same base offset). */
+	RILL_ASSERT(log->segments[log->segment_count - 1].end_offset >
+		    log->segments[log->segment_count - 1].base_offset);
 	int rc = log_active_close(log);
 	if (rc < 0)
 		return rc;
+	log->roll_owed = false;
 	/* Best effort: without its index files a sealed segment is scanned at open instead. */
 	(void)log_index_save(log, &log->segments[log->segment_count - 1]);
-	rc = log_segment_create(log, log->fill_base, &log->active_handle);
+	rc = log_segment_create(log, log->fill_base, now_ns, &log->active_handle);
 	if (rc == 0)
 		rc = log_direct_open(log);
 	if (rc < 0)
@@ -1090,7 +1098,7 @@ static bool log_roll_due(const struct rill_log *log)
 	const struct log_segment *seg = &log->segments[log->segment_count - 1];
 	if (seg->end_offset == seg->base_offset)
 		return false; /* never roll an empty segment */
-	if (log->write_pos + log->fill_bytes > log->config.segment_bytes_max)
+	if (log->roll_owed || log->write_pos + log->fill_bytes > log->config.segment_bytes_max)
 		return true;
 	return log->config.segment_age_ns_max != 0 &&
 	       log_age_ns(rill_clock_wall_ns(), seg->created_ns) >= log->config.segment_age_ns_max;
@@ -1106,24 +1114,26 @@ static void log_retain_failed(struct rill_log *log, uint64_t base, bool kept, in
 		" failure%s so far)\n",
 		log->dir, kept ? "deleting" : "syncing the folder after deleting", base,
 		rill_strerror(error),
-		kept ? "kept, tried again at the next roll"
+		kept ? "kept, tried again later"
 		     : "gone, but a power cut may bring it back (the segments after it stay)",
 		log->retain_errors, log->retain_errors == 1 ? "" : "s");
 }
 
 /*
- * Delete whole segments, oldest first, past the retention limits (never the active one).
- * A deletion that fails is said and tried again at the next roll: it costs disk space,
- * never an acknowledged event, so it does not stop the log. The segments deleted before
- * it, and the one whose file went but whose directory sync failed, leave the segment
- * list (readers get -ERANGE there, as for any deleted segment).
+ * Delete whole segments, oldest first, past the retention limits at wall time @now (never
+ * the active one). A deletion that fails is said and tried again at the next roll or
+ * rill_log_expire: it costs disk space, never an acknowledged event, so it does not stop
+ * the log. The segments deleted before it, and the one whose file went but whose directory
+ * sync failed, leave the segment list (readers get -ERANGE there, as for any deleted
+ * segment).
  */
-static void log_retain(struct rill_log *log)
+static void log_retain(struct rill_log *log, uint64_t now)
 {
+	if (log->config.retention_bytes == 0 && log->config.retention_age_ns == 0)
+		return;
 	uint64_t total = 0;
 	for (uint32_t i = 0; i < log->segment_count; i++)
 		total += log->segments[i].bytes;
-	uint64_t now = rill_clock_wall_ns();
 	uint32_t drop = 0;
 	while (drop + 1 < log->segment_count) {
 		const struct log_segment *seg = &log->segments[drop];
@@ -1195,13 +1205,53 @@ static int log_maybe_submit(struct rill_log *log, bool force, bool timed)
 		return 0;
 	int rc = 0;
 	if (log_roll_due(log)) {
-		rc = log_roll(log);
+		/* The wall clock at a roll only, not per append. */
+		rc = log_roll(log, rill_clock_wall_ns());
 		if (rc == 0)
-			log_retain(log);
+			log_retain(log, rill_clock_wall_ns());
 	}
 	if (rc == 0)
 		rc = log_submit(log);
 	return rc < 0 ? log_fail(log, rc) : 0;
+}
+
+/*
+ * The age past which the active segment rolls: its own setting, else the retention age, so
+ * that a record waits for its segment to roll for at most about that long, and then for
+ * the retention age (log.h, rill_log_expire).
+ */
+static uint64_t log_roll_age_ns(const struct rill_log *log)
+{
+	return log->config.segment_age_ns_max != 0 ? log->config.segment_age_ns_max
+						   : log->config.retention_age_ns;
+}
+
+int rill_log_expire(struct rill_log *log, uint64_t now_wall_ns)
+{
+	if (log->failed)
+		return log->failed;
+	if (log->config.read_only)
+		return 0;                    /* the offline tools never delete */
+	RILL_ASSERT(log->segment_count > 0); /* a writer always has its active segment */
+	const struct log_segment *seg = &log->segments[log->segment_count - 1];
+	uint64_t age_max = log_roll_age_ns(log);
+	bool on_disk = seg->end_offset > seg->base_offset;
+	bool coming = log->inflight || log->fill_count > 0;
+	if (age_max != 0 && (on_disk || coming) &&
+	    log_age_ns(now_wall_ns, seg->created_ns) >= age_max) {
+		if (on_disk && !log->inflight) {
+			/* Nothing in flight: roll now, whatever fills (it goes to the new one). */
+			int rc = log_roll(log, now_wall_ns);
+			if (rc < 0)
+				return log_fail(log, rc);
+		} else {
+			/* A roll waits for the write in flight, or for the first batch to reach
+			 * the segment (never an empty one): the next submit rolls first. */
+			log->roll_owed = true;
+		}
+	}
+	log_retain(log, now_wall_ns);
+	return 0;
 }
 
 int rill_log_poll(struct rill_log *log, uint64_t wait_ns)

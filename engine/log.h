@@ -6,6 +6,15 @@
  * sparse offset index and time index; segments roll by size and age and are deleted whole
  * by retention. Format: engine/log_format.h and docs/FORMAT.md.
  *
+ * Retention. A segment goes once the next one is older than retention_age_ns (its records
+ * are all older than that), or while the segments exceed retention_bytes, oldest first;
+ * never the active segment, nor one holding a record at or above the retain floor. It runs
+ * at each roll and at each rill_log_expire, which the owner calls at open and then about
+ * once a second, idle or not: an idle log never rolls by size. With an age limit, the
+ * active segment also rolls by age (segment_age_ns_max, or retention_age_ns when that is
+ * 0), so that a record is deleted at most about twice the retention age after it was
+ * written, plus the owner's period (the floor can hold it longer).
+ *
  * Durability. rill_log_append gives a record its offset at once ("applied"); the record is
  * durable when rill_log_durable_offset() has passed it, which happens only when the
  * fdatasync covering it has completed successfully. A failed write or fdatasync makes the
@@ -19,7 +28,8 @@
  * the file, position and reason, unless config.repair asks to cut at the first damage.
  *
  * Threading: a log belongs to one thread (its shard); nothing here locks. Calls do not
- * block except rill_log_open, rill_log_sync, rill_log_close and rill_log_poll with a wait.
+ * block except rill_log_open, rill_log_sync, rill_log_close, rill_log_expire and
+ * rill_log_poll with a wait.
  */
 #ifndef RILL_ENGINE_LOG_H
 #define RILL_ENGINE_LOG_H
@@ -45,8 +55,10 @@ struct rill_log_config {
 	/* Or once its first record waited this long (default 0; rill_log_poll, not an
 	 * append, sees it pass). */
 	uint64_t batch_delay_ns;
-	uint64_t segment_bytes_max;    /* roll past this size (default 1 GiB) */
-	uint64_t segment_age_ns_max;   /* roll a segment this old (default 0: never by age) */
+	uint64_t segment_bytes_max; /* roll past this size (default 1 GiB) */
+	/* Roll a segment this old (default 0: at retention_age_ns, if set, through
+	 * rill_log_expire; otherwise never by age). */
+	uint64_t segment_age_ns_max;
 	uint64_t retention_bytes;      /* delete oldest segments past this total (0: keep all) */
 	uint64_t retention_age_ns;     /* delete segments older than this (0: keep all) */
 	uint32_t index_interval_bytes; /* one index entry per this many bytes (default 4 KiB) */
@@ -159,6 +171,22 @@ uint64_t rill_log_start_offset(const struct rill_log *log);
  * UINT64_MAX, puts no limit on retention.
  */
 void rill_log_retain_floor(struct rill_log *log, uint64_t offset);
+
+/*
+ * rill_log_expire - retention on time. Rolls the active segment when it holds records and
+ * is at least its roll age old (segment_age_ns_max, or retention_age_ns when that is 0),
+ * then deletes the segments past the retention limits (see "Retention" above). A roll
+ * that must wait (a write in flight, or records not yet written) is owed, and done before
+ * the next batch is submitted; an empty segment never rolls.
+ * @now_wall_ns: the wall clock (rill_clock_wall_ns, as segments' created_ns), read by the
+ * caller: one read serves all its logs, and a test can choose the time.
+ * The owner calls it once after rill_log_open (rill_log_open deletes nothing: the floor is
+ * not set yet) and then about once a second; appends and polls read no clock for it.
+ * Nothing on a read-only log. Returns 0 or the fail-stop error (a failed roll stops the
+ * log, as at a roll by size; a failed deletion does not: it is counted and tried again).
+ * Blocks on a roll (a segment created: a write and two fsyncs) and on deletions.
+ */
+int rill_log_expire(struct rill_log *log, uint64_t now_wall_ns);
 
 /* 0, or the error that made the log fail-stop. */
 int rill_log_error(const struct rill_log *log);

@@ -35,6 +35,9 @@ struct rill_log {
 	struct rill_log_config config;
 	uint64_t retain_floor;  /* retention keeps every record at or above this offset */
 	uint64_t retain_errors; /* deletions that failed (rill_log_stats) */
+	/* The active segment passed its roll age (rill_log_expire) while it could not roll:
+	 * the next submit rolls it first. */
+	bool roll_owed;
 	char dir[LOG_PATH_BYTES];
 
 	struct log_segment *segments; /* sorted by base offset; the last one is active */

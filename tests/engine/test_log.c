@@ -764,6 +764,105 @@ static void test_roll_and_retention_by_age(void **state)
 	io_sim_destroy(sim);
 }
 
+static void check_segments(struct rill_log *log, uint32_t segments, uint64_t start)
+{
+	struct rill_log_stats st;
+	rill_log_stats(log, &st);
+	assert_int_equal(st.segments, segments);
+	assert_int_equal(st.start_offset, start);
+}
+
+/*
+ * Retention on time (rill_log_expire, at a time of the test's choosing): a log with an age
+ * limit and 1 GiB segments, idle after 100 records. Before, retention ran only at a roll
+ * and an active segment never rolled by age unless segment_age_ns_max was set, so such a
+ * log kept its records for ever. Now its active segment rolls once older than the
+ * retention age (with nothing to append: an empty tail that recovers, even after a power
+ * cut), and a sealed segment goes once the one after it is past the age, so a record goes
+ * at most about twice the age after it came. Never the active segment, nothing at or above
+ * the floor, nothing from a read-only log; a roll that finds a write in flight is owed to
+ * the next submit.
+ */
+static void test_retention_on_time(void **state)
+{
+	(void)state;
+	const uint64_t hour_ns = 3600ull * 1000000000u, minute_ns = 60ull * 1000000000u;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 47), 0);
+	struct rill_log_config c = log_check_small_config();
+	c.segment_bytes_max = 1ull << 30; /* never by size here */
+	c.retention_age_ns = hour_ns;
+	struct rill_log *log;
+	struct rill_log_recovery report;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	uint64_t t0 = rill_clock_wall_ns(); /* the segment's created_ns is at or before it */
+	for (uint64_t i = 0; i < 100; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	assert_int_equal(rill_log_expire(log, t0), 0); /* younger than the age: nothing */
+	check_segments(log, 1, 0);
+
+	/* An hour on, idle: the active segment rolls (the new one made at the time given);
+	 * the sealed one is kept until the new one is more than an hour old. */
+	assert_int_equal(rill_log_expire(log, t0 + hour_ns + minute_ns), 0);
+	check_segments(log, 2, 0);
+	assert_int_equal(rill_log_next_offset(log), 100);
+	rill_log_drop(log); /* the empty tail the roll made survives a power cut */
+	io_sim_power_cut(sim);
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report), 0);
+	assert_string_equal(report.message, "");
+	assert_int_equal(report.next_offset, 100);
+	check_segments(log, 2, 0);
+	assert_int_equal(rill_log_expire(log, t0 + hour_ns + minute_ns), 0);
+	check_segments(log, 2, 0); /* an empty active segment never rolls */
+	assert_int_equal(rill_log_expire(log, t0 + 2 * hour_ns + minute_ns), 0);
+	check_segments(log, 2, 0); /* the new one is an hour old, not more */
+	assert_int_equal(rill_log_expire(log, t0 + 2 * hour_ns + 2 * minute_ns), 0);
+	check_segments(log, 1, 100); /* expired: only the (empty) active one is left */
+	assert_int_equal(log_check_all(log, 100), 100);
+
+	/* The floor holds a segment with a record at or above it; lifted, the segment goes. */
+	for (uint64_t i = 100; i < 200; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	assert_int_equal(rill_log_expire(log, t0 + 3 * hour_ns), 0);
+	check_segments(log, 2, 100); /* rolled at 200 */
+	rill_log_retain_floor(log, 150);
+	assert_int_equal(rill_log_expire(log, t0 + 4 * hour_ns + minute_ns), 0);
+	check_segments(log, 2, 100); /* expired, but [100, 200) is held by the floor */
+	rill_log_retain_floor(log, UINT64_MAX);
+	assert_int_equal(rill_log_expire(log, t0 + 4 * hour_ns + minute_ns), 0);
+	check_segments(log, 1, 200);
+
+	/* A write in flight: the roll is owed, and made before the next batch. */
+	assert_int_equal(append_one(log, 200), 0);
+	assert_true(rill_log_in_flight(log));
+	assert_int_equal(rill_log_expire(log, t0 + 5 * hour_ns), 0);
+	check_segments(log, 1, 200);
+	assert_int_equal(append_one(log, 201), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	check_segments(log, 2, 200);
+	char path[256];
+	uint64_t size;
+	snprintf(path, sizeof(path), "%s/%020llu.log", DIR_SIM, 201ull);
+	assert_non_null(io_sim_file_data(sim, path, &size)); /* 201 began the new segment */
+	assert_int_equal(rill_log_close(log), 0);
+
+	/* A read-only open (rill log verify) deletes nothing, whatever the time. */
+	struct rill_log_config ro = c;
+	ro.read_only = true;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &ro, NULL), 0);
+	assert_int_equal(rill_log_expire(log, t0 + 100 * hour_ns), 0);
+	check_segments(log, 2, 200);
+	rill_log_drop(log);
+	snprintf(path, sizeof(path), "%s/%020llu.log", DIR_SIM, 200ull);
+	assert_non_null(io_sim_file_data(sim, path, &size));
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	assert_int_equal(log_check_all(log, 202), 202);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_destroy(sim);
+}
+
 static void test_group_commit_batches(void **state)
 {
 	(void)state;
@@ -1589,6 +1688,7 @@ int main(void)
 		cmocka_unit_test(test_batch_growth),
 		cmocka_unit_test(test_batch_delay),
 		cmocka_unit_test(test_roll_and_retention_by_age),
+		cmocka_unit_test(test_retention_on_time),
 		cmocka_unit_test(test_index_files),
 		cmocka_unit_test(test_iterator_across_retention),
 		cmocka_unit_test(test_read_only_empty),

@@ -274,8 +274,9 @@ struct shard {
 	uint64_t events, duplicates, refused, stalls, sleeps, snapshots, snapshot_errors;
 	uint64_t local; /* events taken straight from a publisher on this thread (no ring) */
 	bool taking; /* inside shard_event: a publish from a callback goes to the ring, after it */
-	uint64_t turns;        /* loop turns: snapshots are looked at every so many */
-	uint64_t delay_ns_min; /* the smallest batch delay of its topics (sleep bound) */
+	uint64_t turns;          /* loop turns: snapshots are looked at every so many */
+	uint64_t expire_next_ns; /* monotonic: the next look at retention (shard_expire) */
+	uint64_t delay_ns_min;   /* the smallest batch delay of its topics (sleep bound) */
 	bool stopping;
 	struct rill_shard_hook hooks[RILL_SHARD_HOOKS_MAX]; /* rill_engine_shard_hook_add */
 	uint32_t hook_count;

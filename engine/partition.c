@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "base/assert.h"
+#include "base/clock.h"
 #include "base/compiler.h"
 #include "engine/partition.h"
 #include "engine/partition_int.h"
@@ -147,6 +148,12 @@ int rill_partition_open(struct rill_partition **out, const struct rill_partition
 		 * (no later snapshot would move the floor). */
 		if (rc == 0 && part->snapshots)
 			rill_log_retain_floor(part->log, part->snapshot_floor);
+		/* Retention at open, once the floor is known (the log's own open cannot know
+		 * it): what expired while the engine was down goes now, not at the next roll
+		 * (an idle partition's may never come). After the replay, so that W4 holds:
+		 * the table knows more producers than the log then keeps, never fewer. */
+		if (rc == 0)
+			rc = rill_log_expire(part->log, rill_clock_wall_ns());
 	}
 	if (rc != 0) {
 		partition_snap_free(&part->snap);

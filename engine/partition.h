@@ -79,7 +79,9 @@ struct rill_partition_write {
 
 /*
  * rill_partition_open - open the partition's log (recovering it) and rebuild the dedup
- * state from it. @report (optional) gets the log's recovery report.
+ * state from it, then run retention once (rill_log_expire), the snapshot floor set; after
+ * that the owner calls rill_log_expire on rill_partition_log about once a second.
+ * @report (optional) gets the log's recovery report.
  * Returns 0, -EINVAL, -ENOMEM, -ENOSPC when the log holds more idempotent producers than
  * producers_max (written under a larger limit: dropping one from the table would let its
  * retries in twice), a log error (RILL_E_LOG_*, with report->message) or -errno.

@@ -20,6 +20,10 @@
  *      with neither a sleep nor a nap_ns keeps it spinning; one with a nap_ns caps each
  *      sleep at it, and after a nap that lasted the shard naps again without spinning.
  *
+ * Every SHARD_SNAPSHOT_TURNS turns, and after each sleep, it looks at the snapshot
+ * intervals and, once a second, at every partition's retention (shard_expire), so that an
+ * idle partition's records expire too.
+ *
  * Invariants:
  *   I1. An event is taken from its ring only when the producer's ack ring has room for
  *       every acknowledgement it may cause: sending one never fails, and the shard never
@@ -683,6 +687,29 @@ int shard_snapshots(struct shard *s, bool all)
 	return first;
 }
 
+#define SHARD_EXPIRE_INTERVAL_NS 1000000000ull /* between looks at its logs' retention */
+
+/*
+ * Retention on time (rill_log_expire) for every partition, idle ones included (no append
+ * or poll runs for those), at most once a second. Called every SHARD_SNAPSHOT_TURNS turns
+ * and after each sleep, so the clock is read at most that often, never on the append path;
+ * the wall clock once per pass, for all the partitions. A log a roll failed is stopped, and
+ * its error reported by the next turn's poll (shard_part_poll_due sees it).
+ */
+static void shard_expire(struct shard *s)
+{
+	uint64_t now = rill_clock_now_ns();
+	if (now < s->expire_next_ns)
+		return;
+	s->expire_next_ns = now + SHARD_EXPIRE_INTERVAL_NS;
+	uint64_t wall_ns = rill_clock_wall_ns();
+	for (uint32_t i = 0; i < s->part_count; i++) {
+		struct shard_part *sp = s->parts[i];
+		if (sp->error == 0)
+			(void)rill_log_expire(rill_partition_log(sp->part), wall_ns);
+	}
+}
+
 void *shard_main(void *arg)
 {
 	struct shard *s = arg;
@@ -699,8 +726,10 @@ void *shard_main(void *arg)
 		work += shard_subs_feed(s);
 		for (uint32_t h = 0; h < s->hook_count; h++)
 			work += s->hooks[h].poll(s->hooks[h].arg); /* server, DPDK */
-		if (++s->turns % SHARD_SNAPSHOT_TURNS == 0)
+		if (++s->turns % SHARD_SNAPSHOT_TURNS == 0) {
 			(void)shard_snapshots(s, false); /* errors: counted and reported */
+			shard_expire(s);
+		}
 		if (work > 0) {
 			idle_since = 0;
 			continue;
@@ -720,6 +749,7 @@ void *shard_main(void *arg)
 		}
 		bool napped = shard_sleep(s);
 		(void)shard_snapshots(s, false); /* a sleep (or a nap) per look: cheap enough */
+		shard_expire(s);
 		/* After a nap that lasted, nap again at once, unless the device has something
 		 * now (work > 0 restarts the spin), rather than spin idle_spin_ns after each. */
 		if (!napped)

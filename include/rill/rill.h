@@ -261,7 +261,9 @@ struct rill_topic_config {
 	uint32_t partitions;             /* 1 .. RILL_ENGINE_PARTITIONS_MAX */
 	enum rill_durability durability; /* default none */
 	uint64_t retention_bytes;        /* per partition; 0: keep all */
-	uint64_t retention_age_ns;       /* 0: keep all */
+	uint64_t retention_age_ns;       /* 0: keep all; else an event goes at most about
+					  * twice this after it came (docs/FORMAT.md,
+					  * "Retention"; snapshots may hold it longer) */
 	uint64_t segment_bytes_max;      /* 0: the log's default (1 GiB) */
 	uint32_t batch_bytes_max;        /* group commit: 0: the log's default (256 KiB);
 					  * behind a sync in flight a batch grows past it,

@@ -2487,6 +2487,65 @@ static void test_retention_projection(void **state)
 	fx_close(f);
 }
 
+/*
+ * Retention on time, through the shards: a topic with an age limit and the default 1 GiB
+ * segments goes idle after a few events. They used to stay for ever (retention ran only at
+ * a roll, and the active segment rolled by size only); now each shard looks at its
+ * partitions once a second, idle or not: the active segment rolls once older than the age,
+ * and goes once the next one is too. The log goes on from where it was.
+ */
+static void test_retention_on_time(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	c.snapshot_interval_events = 0; /* no snapshots: no floor holds retention back */
+	c.snapshot_interval_ns = 0;
+	fx_open_with(f, &c);
+	struct rill_topic_config tc = {
+		.name = "aging", .partitions = 1, .retention_age_ns = 200u * 1000000u};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	int rc = rill_topic_create(f->engine, &tc, &t, &err);
+	if (rc != 0)
+		fail_msg("topic aging: %s: %s", rill_strerror(rc), err.message);
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	struct order_event o;
+	const uint32_t n = 20;
+	for (uint32_t i = 0; i < n; i++) {
+		assert_int_equal(order_event_make(&o, f->order, "k", 1), 0);
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(p);
+	/* About twice the age and two looks (a second apart); the sanitizers are slow. */
+	struct rill_partition_info info = {0};
+	uint64_t deadline = rill_clock_now_ns() + 20ull * 1000000000u;
+	do {
+		struct timespec nap = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
+		nanosleep(&nap, NULL);
+		assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL),
+				 0);
+	} while (info.first_offset < n && rill_clock_now_ns() < deadline);
+	if (info.first_offset != n || info.next_offset != n)
+		fail_msg("20 s on, an idle partition with a 200 ms age limit holds offsets "
+			 "%llu..%llu",
+			 (unsigned long long)info.first_offset,
+			 (unsigned long long)info.next_offset);
+	assert_int_equal(order_event_make(&o, f->order, "k", 1), 0);
+	assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, n), 0);
+	flush_ok(p);
+	producer_close(p);
+	struct rill_subscription *sub;
+	assert_int_equal(rill_subscribe(f->engine, t, 0, 0, &sub), 0);
+	assert_int_equal(rill_subscription_start(sub), n);
+	struct rill_record rec;
+	uint64_t off = UINT64_MAX;
+	assert_int_equal(rill_subscription_next(sub, &rec, &off, 5000000000u), 1);
+	assert_int_equal(off, n);
+	assert_int_equal(rill_subscription_close(sub), 0);
+	fx_close(f);
+}
+
 /* ---- Snapshots, rebuild, as-of ---------------------------------------------------------- */
 
 static void snap_config(const struct fx *f, struct rill_engine_config *c)
@@ -4377,6 +4436,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_query_token, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_query_token_waits, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_retention_projection, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_retention_on_time, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_rebuild, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_projection_defined_idle, fx_setup,
 						fx_teardown),

@@ -22,6 +22,8 @@
 
 #define WALK_DEPTH_MAX 8 /* DATA/topics/T/P is 3 below DATA */
 
+/* Whether @dir holds a segment file, by the log's own rule: a folder with only a stray
+ * "*.log" (a server's rotated log, say) is no partition, and the walk goes on below it. */
 static bool dir_has_segments(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -29,10 +31,8 @@ static bool dir_has_segments(const char *dir)
 		return false;
 	bool found = false;
 	struct dirent *e;
-	while (!found && (e = readdir(d)) != NULL) {
-		size_t len = strlen(e->d_name);
-		found = len == 24 && strcmp(e->d_name + 20, ".log") == 0;
-	}
+	while (!found && (e = readdir(d)) != NULL)
+		found = rill_log_segment_name_parse(e->d_name, NULL);
 	closedir(d);
 	return found;
 }

@@ -518,19 +518,28 @@ struct log_listing {
 	int error;
 };
 
-static int log_list_entry(void *arg, const char *name)
+bool rill_log_segment_name_parse(const char *name, uint64_t *base_offset)
 {
-	struct log_listing *l = arg;
-	size_t len = strlen(name);
-	if (len != 24 || strcmp(name + 20, "." LOG_SUFFIX_LOG) != 0)
-		return 0; /* index files, temporaries and strangers are not segments */
+	if (strlen(name) != 24 || strcmp(name + 20, "." LOG_SUFFIX_LOG) != 0)
+		return false; /* index files, temporaries and strangers are not segments */
 	uint64_t base = 0;
 	for (int i = 0; i < 20; i++) {
 		uint64_t digit = (uint64_t)(name[i] - '0');
 		if (name[i] < '0' || name[i] > '9' || base > (UINT64_MAX - digit) / 10)
-			return 0; /* not a segment name rill writes */
+			return false; /* not a segment name rill writes */
 		base = base * 10 + digit;
 	}
+	if (base_offset != NULL)
+		*base_offset = base;
+	return true;
+}
+
+static int log_list_entry(void *arg, const char *name)
+{
+	struct log_listing *l = arg;
+	uint64_t base;
+	if (!rill_log_segment_name_parse(name, &base))
+		return 0;
 	if (l->count == l->capacity) {
 		uint32_t capacity = l->capacity ? l->capacity * 2 : 16;
 		uint64_t *grown = realloc(l->bases, capacity * sizeof(*grown));

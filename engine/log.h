@@ -97,6 +97,15 @@ struct rill_log_recovery {
 void rill_log_config_default(struct rill_log_config *config);
 
 /*
+ * rill_log_segment_name_parse - whether @name (a file name, no folder) is a segment's as
+ * the log writes it: 20 decimal digits, the base offset (at most UINT64_MAX), then ".log".
+ * @base_offset (optional) gets the offset. The log's own listing and the offline tools
+ * both use it, so that what they take for a partition is what the log reads (a stray
+ * "server-20250101-0001.log" is not a segment). Any thread.
+ */
+bool rill_log_segment_name_parse(const char *name, uint64_t *base_offset);
+
+/*
  * rill_log_open - open (creating if needed) the log in directory @dir and recover it.
  * @io: the I/O backend, owned by the caller, outliving the log.
  * @report: optional; filled with what recovery found.

@@ -3,7 +3,7 @@
 # verifies (exit 0), dumps as JSON lines, and once a byte in the middle of a segment is
 # damaged, verify exits 1 and names the file; verify --repair cuts the log there (the later
 # segments go), after which it verifies and still holds the records before the damage; a
-# partition folder it cannot read fails it.
+# partition folder it cannot read fails it; a stray *.log that is no segment is ignored.
 # usage: test_log_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 
@@ -90,4 +90,25 @@ else
 	echo "SKIP: cannot run rill log verify as another user here"
 fi
 chmod 755 "$locked"
+
+# A stray file named like a segment (24 characters ending in .log: a server's rotated log)
+# at DATA's root: verify took DATA for a partition, checked nothing under topics/ and
+# passed with a damaged partition below; dump printed nothing and exited 0.
+data="$tmp/stray"
+mkdir -p "$data/topics/orders"
+"$rill" bench log --dir "$data/topics/orders" --seconds 1 --rate 5000 --record-bytes 200 \
+	--segment-bytes 65536 --keep >/dev/null
+spart=$(ls -d "$data"/topics/orders/rill-bench-log-*)
+sfirst=$(ls "$spart"/*.log | head -n1)
+size=$(stat -c %s "$sfirst")
+printf '\xff' | dd of="$sfirst" bs=1 seek=$((size / 2)) conv=notrunc status=none
+echo "rotated" >"$data/server-20250101-0001.log"
+out=$("$rill" log verify "$data"); rc=$?
+check "a stray *.log at DATA's root does not hide a damaged partition below it" \
+	'[ $rc -eq 1 ] && [[ "$out" == *"$spart: DAMAGED"*"$(basename "$sfirst")"* ]]'
+mkdir "$tmp/only-stray"
+echo "rotated" >"$tmp/only-stray/server-20250101-0001.log"
+out=$("$rill" log dump "$tmp/only-stray" 2>&1); rc=$?
+check "dump of a folder holding only a stray *.log exits 1 saying so" \
+	'[ $rc -eq 1 ] && [[ "$out" == *"no segment files"* ]]'
 exit $fail

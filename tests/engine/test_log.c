@@ -863,6 +863,66 @@ static void test_retention_on_time(void **state)
 	io_sim_destroy(sim);
 }
 
+/*
+ * What is a segment's name: the log's listing and the offline tools (rill log verify's
+ * walk, dump's check) share rill_log_segment_name_parse. verify used to take any name of
+ * 24 characters ending in ".log", so a stray file beside the topics made it check DATA as
+ * an empty partition, and nothing below it.
+ */
+static void test_segment_name(void **state)
+{
+	(void)state;
+	uint64_t base = 7;
+	assert_true(rill_log_segment_name_parse("00000000000000000000.log", &base));
+	assert_int_equal(base, 0);
+	assert_true(rill_log_segment_name_parse("00000000000000004096.log", &base));
+	assert_int_equal(base, 4096);
+	assert_true(rill_log_segment_name_parse("18446744073709551615.log", &base));
+	assert_int_equal(base, UINT64_MAX);
+	assert_true(rill_log_segment_name_parse("00000000000000000001.log", NULL));
+	base = 7;
+	const char *const strangers[] = {
+		"server-20250101-0001.log", /* 24 characters and ".log": a rotated server log */
+		"18446744073709551616.log", /* past UINT64_MAX */
+		"0000000000000000000a.log",
+		"00000000000000000000.idx",
+		"00000000000000000000.tix",
+		"0000000000000000000.log",
+		"000000000000000000000.log",
+		"00000000000000000000.log~",
+		"00000000000000000000.LOG",
+		".log",
+		"",
+		"checkpoint",
+		"lock",
+	};
+	for (size_t i = 0; i < sizeof(strangers) / sizeof(strangers[0]); i++) {
+		if (rill_log_segment_name_parse(strangers[i], &base))
+			fail_msg("\"%s\" taken for a segment", strangers[i]);
+	}
+	assert_int_equal(base, 7); /* untouched */
+	/* The log's listing agrees: a stray one beside the segments is not read. */
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 49), 0);
+	struct rill_log_config c = log_check_small_config();
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	assert_int_equal(append_one(log, 0), 0);
+	assert_int_equal(rill_log_close(log), 0);
+	struct rill_io *io = io_sim_io(sim);
+	int handle;
+	assert_int_equal(
+		io->ops->open(io, DIR_SIM "/server-20250101-0001.log", RILL_IO_CREATE, &handle), 0);
+	assert_int_equal(io->ops->pwrite(io, handle, "rotated\n", 8, 0), 0);
+	assert_int_equal(io->ops->close(io, handle), 0);
+	struct rill_log_recovery report;
+	assert_int_equal(rill_log_open(&log, io, DIR_SIM, &c, &report), 0);
+	assert_int_equal(report.segments, 1);
+	assert_int_equal(log_check_all(log, 1), 1);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_destroy(sim);
+}
+
 static void test_group_commit_batches(void **state)
 {
 	(void)state;
@@ -1689,6 +1749,7 @@ int main(void)
 		cmocka_unit_test(test_batch_delay),
 		cmocka_unit_test(test_roll_and_retention_by_age),
 		cmocka_unit_test(test_retention_on_time),
+		cmocka_unit_test(test_segment_name),
 		cmocka_unit_test(test_index_files),
 		cmocka_unit_test(test_iterator_across_retention),
 		cmocka_unit_test(test_read_only_empty),

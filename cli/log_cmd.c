@@ -120,10 +120,17 @@ static void verify_partition(const char *dir, struct verify_totals *t)
 	struct rill_log_stats s;
 	rill_log_stats(log, &s);
 	uint64_t records = s.next_offset - s.start_offset;
-	printf("%s: ok: %u segments, %" PRIu64 " records, offsets %" PRIu64 "..%" PRIu64
-	       ", %" PRIu64 " bytes\n",
-	       dir, s.segments, records, s.start_offset, s.next_offset > 0 ? s.next_offset - 1 : 0,
-	       s.bytes);
+	/* The range is first..last held; an empty log has no last offset (0..0 would claim
+	 * one, B..B-1 an empty segment at B's): say so, and where the next record goes. */
+	char range[64];
+	if (records == 0)
+		snprintf(range, sizeof(range), "no records (next offset %" PRIu64 ")",
+			 s.next_offset);
+	else
+		snprintf(range, sizeof(range), "offsets %" PRIu64 "..%" PRIu64, s.start_offset,
+			 s.next_offset - 1);
+	printf("%s: ok: %u segments, %" PRIu64 " records, %s, %" PRIu64 " bytes\n", dir, s.segments,
+	       records, range, s.bytes);
 	if (report.truncated_bytes > 0)
 		printf("%s: torn tail (not an error): %s\n", dir, report.message);
 	t->records += records;

@@ -3,7 +3,8 @@
 # verifies (exit 0), dumps as JSON lines, and once a byte in the middle of a segment is
 # damaged, verify exits 1 and names the file; verify --repair cuts the log there (the later
 # segments go), after which it verifies and still holds the records before the damage; a
-# partition folder it cannot read fails it; a stray *.log that is no segment is ignored.
+# partition folder it cannot read fails it; a stray *.log that is no segment is ignored; an
+# empty log shows no offsets.
 # usage: test_log_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 
@@ -111,4 +112,31 @@ echo "rotated" >"$tmp/only-stray/server-20250101-0001.log"
 out=$("$rill" log dump "$tmp/only-stray" 2>&1); rc=$?
 check "dump of a folder holding only a stray *.log exits 1 saying so" \
 	'[ $rc -eq 1 ] && [[ "$out" == *"no segment files"* ]]'
+
+# An empty log has no offsets to show: verify said "offsets 0..0" (a last offset that
+# does not exist) and, for an empty segment at base B (all a log keeps once retention took
+# its records), "offsets B..B-1".
+empty_segment() { # DIR BASE: a segment file of that base holding no batch
+	python3 - "$1" "$2" <<'PY'
+import struct, sys
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+base = int(sys.argv[2])
+head = struct.pack("<QIIQQ", 0x314753454C4C4952, 1, 64, base, 1700000000000000000) + bytes(28)
+seg = head + struct.pack("<I", crc32c(head)) + bytes(512 - 64)
+open("%s/%020d.log" % (sys.argv[1], base), "wb").write(seg)
+PY
+}
+mkdir -p "$tmp/empty/a" "$tmp/empty/b"
+empty_segment "$tmp/empty/a" 0 && empty_segment "$tmp/empty/b" 4096
+out=$("$rill" log verify "$tmp/empty"); rc=$?
+check "verify of an empty log says it has no records, and no offsets" \
+	'[ $rc -eq 0 ] && [[ "$out" == *"$tmp/empty/a: ok: 1 segments, 0 records, no records (next offset 0), 512 bytes"* ]] && [[ "$out" != *"0..0"* ]]'
+check "verify of an empty segment at base 4096 shows no range ending at 4095" \
+	'[[ "$out" == *"$tmp/empty/b: ok: 1 segments, 0 records, no records (next offset 4096), 512 bytes"* ]] && [[ "$out" != *"..4095"* ]]'
 exit $fail

@@ -1181,7 +1181,11 @@ static void log_retain(struct rill_log *log, uint64_t now)
 	log->segment_count -= drop;
 }
 
-static int log_fail(struct rill_log *log, int error)
+/*
+ * Stop the log for good (fail-stop) after @error in @what: said once, on stderr, with the
+ * operation and the file it was on, for the operator.
+ */
+static int log_fail(struct rill_log *log, int error, const char *what)
 {
 	if (log->failed == 0) {
 		/* Stored as EIO when transient-looking: -EAGAIN is append's "both buffers busy,
@@ -1189,11 +1193,21 @@ static int log_fail(struct rill_log *log, int error)
 		 * callers retrying for ever. */
 		log->failed = error == -EAGAIN || error == -EINTR || error == -EBUSY ? -EIO : error;
 		fprintf(stderr,
-			"rill: log %s: write or fdatasync failed (%s); the log is stopped "
-			"and reports nothing further as durable\n",
-			log->dir, rill_strerror(error));
+			"rill: log %s: %s failed (%s); the log is stopped and reports nothing "
+			"further as durable\n",
+			log->dir, what, rill_strerror(error));
 	}
 	return log->failed;
+}
+
+/* What a roll does, for log_fail: "starting segment NNN.log (...)". */
+static const char *log_roll_what(const struct rill_log *log, char *buf, size_t bytes)
+{
+	snprintf(buf, bytes,
+		 "sealing the active segment and creating %020" PRIu64
+		 ".log (its header written and synced, the folder synced)",
+		 log->fill_base);
+	return buf;
 }
 
 /*
@@ -1216,12 +1230,14 @@ static int log_maybe_submit(struct rill_log *log, bool force, bool timed)
 	if (log_roll_due(log)) {
 		/* The wall clock at a roll only, not per append. */
 		rc = log_roll(log, rill_clock_wall_ns());
-		if (rc == 0)
-			log_retain(log, rill_clock_wall_ns());
+		if (rc < 0) {
+			char what[160];
+			return log_fail(log, rc, log_roll_what(log, what, sizeof(what)));
+		}
+		log_retain(log, rill_clock_wall_ns());
 	}
-	if (rc == 0)
-		rc = log_submit(log);
-	return rc < 0 ? log_fail(log, rc) : 0;
+	rc = log_submit(log);
+	return rc < 0 ? log_fail(log, rc, "submitting a batch's write and fdatasync") : 0;
 }
 
 /*
@@ -1251,8 +1267,10 @@ int rill_log_expire(struct rill_log *log, uint64_t now_wall_ns)
 		if (on_disk && !log->inflight) {
 			/* Nothing in flight: roll now, whatever fills (it goes to the new one). */
 			int rc = log_roll(log, now_wall_ns);
-			if (rc < 0)
-				return log_fail(log, rc);
+			if (rc < 0) {
+				char what[160];
+				return log_fail(log, rc, log_roll_what(log, what, sizeof(what)));
+			}
 		} else {
 			/* A roll waits for the write in flight, or for the first batch to reach
 			 * the segment (never an empty one): the next submit rolls first. */
@@ -1271,12 +1289,13 @@ int rill_log_poll(struct rill_log *log, uint64_t wait_ns)
 		struct rill_io_completion done[RILL_IO_INFLIGHT_MAX];
 		int n = log->io->ops->poll(log->io, done, RILL_IO_INFLIGHT_MAX, wait_ns);
 		if (n < 0)
-			return log_fail(log, n);
+			return log_fail(log, n, "reaping a batch's write and fdatasync");
 		for (int i = 0; i < n; i++) {
 			RILL_ASSERT(done[i].token == log->written_offset); /* one in flight */
 			log->inflight = false; /* finished, well or not: nothing to wait for */
 			if (done[i].result < 0)
-				return log_fail(log, done[i].result);
+				return log_fail(log, done[i].result,
+						"a batch's write or fdatasync");
 			log->batches++;
 			rill_hist_record(&log->sync_ns, rill_clock_now_ns() - log->submit_ns);
 			log->durable_offset = done[i].token;

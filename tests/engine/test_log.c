@@ -1418,6 +1418,114 @@ static void check_damaged(struct io_sim *sim, uint64_t records, uint64_t *refuse
 	rill_log_drop(log);
 }
 
+/*
+ * A clean close makes its checkpoint durable: after it and a power cut, damage in the last
+ * batch is refused (the checkpoint says every batch is durable), never cut as a torn
+ * write. The damage tests sync every file before they damage one, so a close that left
+ * its checkpoint unsynced passed them, and acknowledged records were cut.
+ */
+static void test_clean_close_survives_power_cut(void **state)
+{
+	(void)state;
+	for (uint64_t seed = 1; seed <= 20; seed++) {
+		struct io_sim *sim;
+		assert_int_equal(io_sim_create(&sim, seed), 0);
+		struct rill_log_config c = log_check_small_config();
+		c.segment_bytes_max = 16u << 20;
+		struct rill_log *log;
+		assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+		for (uint64_t i = 0; i < 25; i++) {
+			assert_int_equal(append_one(log, i), 0);
+			if (i % 10 == 9)
+				assert_int_equal(rill_log_sync(log), 0);
+		}
+		assert_int_equal(rill_log_close(log), 0);
+		io_sim_power_cut(sim); /* what the close made durable stays */
+		char path[128];
+		snprintf(path, sizeof(path), "%s/%020llu.log", DIR_SIM, 0ull);
+		uint64_t size;
+		uint8_t *data = io_sim_file_data(sim, path, &size);
+		assert_non_null(data);
+		uint64_t pos[64];
+		uint32_t batches = batch_positions(data, size, pos, 64);
+		assert_true(batches >= 2);
+		data[pos[batches - 1] + RILL_BATCH_HEADER_BYTES + 3] ^= 0x10; /* rot in a record */
+		io_sim_sync_all(sim);
+		struct rill_log_recovery report;
+		int rc = rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report);
+		if (rc != RILL_E_LOG_CORRUPT)
+			fail_msg("seed %llu: damage in the last batch after a clean close: %s, "
+				 "next offset %llu of 25 (%s)",
+				 (unsigned long long)seed, rc == 0 ? "accepted" : rill_strerror(rc),
+				 rc == 0 ? (unsigned long long)rill_log_next_offset(log) : 0ull,
+				 report.message);
+		io_sim_destroy(sim);
+	}
+}
+
+/* stderr into a temporary file while @fn runs on @arg; its text in @out (@bytes). */
+static void stderr_capture(void (*fn)(void *), void *arg, char *out, size_t bytes)
+{
+	char path[] = "/tmp/rill-stderr-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	fn(arg);
+	fflush(stderr);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	ssize_t n = pread(fd, out, bytes - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(fd);
+	fputs(out, stderr); /* still shown */
+}
+
+struct roll_fail {
+	struct io_sim *sim;
+	struct rill_log *log;
+	int rc;
+};
+
+static void roll_fail_run(void *arg)
+{
+	struct roll_fail *r = arg;
+	io_sim_fail_at(r->sim, io_sim_ops(r->sim), EACCES, true);
+	r->rc = rill_log_expire(r->log, rill_clock_wall_ns() + 2 * 3600ull * 1000000000u);
+	io_sim_fail_at(r->sim, UINT64_MAX, 0, false);
+}
+
+/*
+ * A roll that fails (a segment file that cannot be made) stops the log, and says so
+ * naming the segment it was making: it used to say "write or fdatasync failed", the same
+ * for every cause, and name no file.
+ */
+static void test_roll_failure_named(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 3), 0);
+	struct rill_log_config c = log_check_small_config();
+	c.retention_age_ns = 3600ull * 1000000000u;
+	struct roll_fail r = {.sim = sim};
+	assert_int_equal(rill_log_open(&r.log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	for (uint64_t i = 0; i < 30; i++)
+		assert_int_equal(append_one(r.log, i), 0);
+	assert_int_equal(rill_log_sync(r.log), 0);
+	char said[2048];
+	stderr_capture(roll_fail_run, &r, said, sizeof(said));
+	assert_int_equal(r.rc, -EACCES);
+	assert_int_equal(rill_log_error(r.log), -EACCES);
+	if (strstr(said, "00000000000000000030.log") == NULL || strstr(said, DIR_SIM) == NULL ||
+	    strstr(said, "Permission denied") == NULL)
+		fail_msg("the fail-stop does not name the segment being made: %s", said);
+	rill_log_drop(r.log);
+	io_sim_destroy(sim);
+}
+
 static void test_bit_flips_and_zeroed_sectors(void **state)
 {
 	(void)state;
@@ -1748,6 +1856,8 @@ int main(void)
 		cmocka_unit_test(test_batch_growth),
 		cmocka_unit_test(test_batch_delay),
 		cmocka_unit_test(test_roll_and_retention_by_age),
+		cmocka_unit_test(test_clean_close_survives_power_cut),
+		cmocka_unit_test(test_roll_failure_named),
 		cmocka_unit_test(test_retention_on_time),
 		cmocka_unit_test(test_segment_name),
 		cmocka_unit_test(test_index_files),

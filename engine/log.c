@@ -1201,12 +1201,16 @@ static int log_fail(struct rill_log *log, int error, const char *what)
 }
 
 /* What a roll does, for log_fail: "starting segment NNN.log (...)". */
+_Static_assert(RILL_LOG_SEGMENTS_MAX == 65536u, "log_roll_what says the limit in words");
+
 static const char *log_roll_what(const struct rill_log *log, char *buf, size_t bytes)
 {
-	snprintf(buf, bytes,
-		 "sealing the active segment and creating %020" PRIu64
-		 ".log (its header written and synced, the folder synced)",
-		 log->fill_base);
+	snprintf(buf, bytes, "sealing the active segment and creating %020" PRIu64 ".log (%s)",
+		 log->fill_base,
+		 log->segment_count >= RILL_LOG_SEGMENTS_MAX
+			 ? "a partition holds at most 65536 segments: retention or larger "
+			   "segments"
+			 : "its header written and synced, the folder synced");
 	return buf;
 }
 
@@ -1231,7 +1235,7 @@ static int log_maybe_submit(struct rill_log *log, bool force, bool timed)
 		/* The wall clock at a roll only, not per append. */
 		rc = log_roll(log, rill_clock_wall_ns());
 		if (rc < 0) {
-			char what[160];
+			char what[192];
 			return log_fail(log, rc, log_roll_what(log, what, sizeof(what)));
 		}
 		log_retain(log, rill_clock_wall_ns());
@@ -1268,7 +1272,7 @@ int rill_log_expire(struct rill_log *log, uint64_t now_wall_ns)
 			/* Nothing in flight: roll now, whatever fills (it goes to the new one). */
 			int rc = log_roll(log, now_wall_ns);
 			if (rc < 0) {
-				char what[160];
+				char what[192];
 				return log_fail(log, rc, log_roll_what(log, what, sizeof(what)));
 			}
 		} else {

@@ -1074,23 +1074,42 @@ static int log_submit(struct rill_log *log)
 
 /*
  * Seal the active segment and start the next at the filling batch's offset, made at wall
- * time @now_ns (rill_log_expire's: the time its retention is judged by).
+ * time @now_ns (rill_log_expire's: the time its retention is judged by). The new segment is made first: when that fails (a full disk, the segment
+ * limit) its file is removed again and the active segment stays active, untouched, and
+ * *@undone says so (the caller may go on, and try again later); when even the removal
+ * fails, the folder holds a segment the active one would write past: the caller must
+ * stop the log.
  */
-static int log_roll(struct rill_log *log, uint64_t now_ns)
+static int log_roll(struct rill_log *log, uint64_t now_ns, bool *undone)
 {
 	RILL_ASSERT(!log->inflight);
 	/* Never an empty one: the new segment would take its name (the same base offset). */
 	RILL_ASSERT(log->segments[log->segment_count - 1].end_offset >
 		    log->segments[log->segment_count - 1].base_offset);
-	int rc = log_active_close(log);
+	*undone = false;
+	if (log->segment_count == RILL_LOG_SEGMENTS_MAX) {
+		*undone = true; /* nothing made */
+		return -EMFILE;
+	}
+	int handle = -1;
+	int rc = log_segment_create(log, log->fill_base, now_ns, &handle);
+	if (rc < 0) {
+		char path[LOG_PATH_BYTES + 32];
+		log_segment_path(log, log->fill_base, LOG_SUFFIX_LOG, path, sizeof(path));
+		int gone = log->io->ops->unlink(log->io, path);
+		if (gone == 0 || gone == -ENOENT)
+			gone = log->io->ops->fsync_dir(log->io, log->dir);
+		*undone = gone == 0;
+		return rc;
+	}
+	log->roll_owed = false;
+	rc = log_active_close(log); /* the sealed segment's handles */
+	log->active_handle = handle;
 	if (rc < 0)
 		return rc;
-	log->roll_owed = false;
 	/* Best effort: without its index files a sealed segment is scanned at open instead. */
-	(void)log_index_save(log, &log->segments[log->segment_count - 1]);
-	rc = log_segment_create(log, log->fill_base, now_ns, &log->active_handle);
-	if (rc == 0)
-		rc = log_direct_open(log);
+	(void)log_index_save(log, &log->segments[log->segment_count - 2]);
+	rc = log_direct_open(log);
 	if (rc < 0)
 		return rc;
 	log->write_pos = RILL_SEGMENT_DATA_START;
@@ -1126,6 +1145,20 @@ static void log_retain_failed(struct rill_log *log, uint64_t base, bool kept, in
 		kept ? "kept, tried again later"
 		     : "gone, but a power cut may bring it back (the segments after it stay)",
 		log->retain_errors, log->retain_errors == 1 ? "" : "s");
+}
+
+/* An age roll that could not make its segment, undone: said (rate-limited), tried again. */
+static void log_roll_failed(struct rill_log *log, int error)
+{
+	log->roll_errors++;
+	if ((log->roll_errors & (log->roll_errors - 1)) != 0)
+		return; /* the 1st, 2nd, 4th, 8th... failure */
+	fprintf(stderr,
+		"rill: log %s: rolling the active segment by age: creating %020" PRIu64
+		".log: %s; undone, the segment stays active and the roll is tried again later "
+		"(%" PRIu64 " failure%s so far)\n",
+		log->dir, log->fill_base, rill_strerror(error), log->roll_errors,
+		log->roll_errors == 1 ? "" : "s");
 }
 
 /*
@@ -1232,13 +1265,21 @@ static int log_maybe_submit(struct rill_log *log, bool force, bool timed)
 		return 0;
 	int rc = 0;
 	if (log_roll_due(log)) {
+		/* Only an age roll (owed by rill_log_expire) may fail and be tried again: the
+		 * batch goes to the active segment meanwhile. Past the size, the log stops. */
+		bool by_size = log->write_pos + log->fill_bytes > log->config.segment_bytes_max;
+		bool undone;
 		/* The wall clock at a roll only, not per append. */
-		rc = log_roll(log, rill_clock_wall_ns());
-		if (rc < 0) {
+		rc = log_roll(log, rill_clock_wall_ns(), &undone);
+		if (rc < 0 && undone && !by_size) {
+			log_roll_failed(log, rc);
+			rc = 0;
+		} else if (rc < 0) {
 			char what[192];
 			return log_fail(log, rc, log_roll_what(log, what, sizeof(what)));
+		} else {
+			log_retain(log, rill_clock_wall_ns());
 		}
-		log_retain(log, rill_clock_wall_ns());
 	}
 	rc = log_submit(log);
 	return rc < 0 ? log_fail(log, rc, "submitting a batch's write and fdatasync") : 0;
@@ -1262,6 +1303,8 @@ int rill_log_expire(struct rill_log *log, uint64_t now_wall_ns)
 	if (log->config.read_only)
 		return 0;                    /* the offline tools never delete */
 	RILL_ASSERT(log->segment_count > 0); /* a writer always has its active segment */
+	/* Retention first: what it frees may be what a roll needs (a full disk). */
+	log_retain(log, now_wall_ns);
 	const struct log_segment *seg = &log->segments[log->segment_count - 1];
 	uint64_t age_max = log_roll_age_ns(log);
 	bool on_disk = seg->end_offset > seg->base_offset;
@@ -1269,9 +1312,15 @@ int rill_log_expire(struct rill_log *log, uint64_t now_wall_ns)
 	if (age_max != 0 && (on_disk || coming) &&
 	    log_age_ns(now_wall_ns, seg->created_ns) >= age_max) {
 		if (on_disk && !log->inflight) {
-			/* Nothing in flight: roll now, whatever fills (it goes to the new one). */
-			int rc = log_roll(log, now_wall_ns);
-			if (rc < 0) {
+			/* Nothing in flight: roll now, whatever fills (it goes to the new one).
+			 * One that cannot make its segment is undone and tried again at the
+			 * next call: it is housekeeping, and the log loses nothing by waiting
+			 * (a full disk may be freed meanwhile, by this very retention). */
+			bool undone;
+			int rc = log_roll(log, now_wall_ns, &undone);
+			if (rc < 0 && undone) {
+				log_roll_failed(log, rc);
+			} else if (rc < 0) {
 				char what[192];
 				return log_fail(log, rc, log_roll_what(log, what, sizeof(what)));
 			}
@@ -1496,6 +1545,7 @@ void rill_log_stats(const struct rill_log *log, struct rill_log_stats *stats)
 	stats->grown_batches = log->grown_batches;
 	stats->batch_bytes_peak = log->batch_bytes_peak;
 	stats->retain_errors = log->retain_errors;
+	stats->roll_errors = log->roll_errors;
 }
 
 void rill_log_drop(struct rill_log *log)

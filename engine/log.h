@@ -215,6 +215,7 @@ struct rill_log_stats {
 	uint64_t grown_batches;    /* batches that grew past batch_bytes_max behind a write */
 	uint32_t batch_bytes_peak; /* the largest batch written since open */
 	uint64_t retain_errors;    /* retention deletions that failed (kept, tried again) */
+	uint64_t roll_errors;      /* age rolls that could not make their segment (tried again) */
 };
 
 /* rill_log_stats - sizes, offsets and batch timings of @log. */

@@ -1463,6 +1463,50 @@ static void test_clean_close_survives_power_cut(void **state)
 	}
 }
 
+/*
+ * An age roll that cannot make its segment (a full disk) is undone: the active segment
+ * stays active, the log goes on, and the roll comes at the next call. It used to stop the
+ * log, and the open that made it failed: an idle partition on a full disk stopped, and the
+ * engine would not restart, for housekeeping that loses nothing by waiting.
+ */
+static void test_age_roll_failure_undone(void **state)
+{
+	(void)state;
+	const uint64_t hour_ns = 3600ull * 1000000000u, minute_ns = 60ull * 1000000000u;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 53), 0);
+	struct rill_log_config c = log_check_small_config();
+	c.segment_bytes_max = 1ull << 30;
+	c.retention_age_ns = hour_ns;
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	uint64_t t0 = rill_clock_wall_ns();
+	for (uint64_t i = 0; i < 100; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	io_sim_fail_at(sim, io_sim_ops(sim), ENOSPC, false); /* the roll's first operation */
+	assert_int_equal(rill_log_expire(log, t0 + hour_ns + minute_ns), 0);
+	assert_int_equal(rill_log_error(log), 0);
+	check_segments(log, 1, 0);
+	struct rill_log_stats st;
+	rill_log_stats(log, &st);
+	assert_int_equal(st.roll_errors, 1);
+	for (uint64_t i = 100; i < 150; i++) /* it goes on */
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	assert_int_equal(rill_log_expire(log, t0 + hour_ns + 2 * minute_ns), 0);
+	check_segments(log, 2, 0); /* tried again: rolled */
+	assert_int_equal(log_check_all(log, 150), 150);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_power_cut(sim);
+	struct rill_log_recovery report;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report), 0);
+	assert_int_equal(report.next_offset, 150);
+	assert_int_equal(log_check_all(log, 150), 150);
+	rill_log_drop(log);
+	io_sim_destroy(sim);
+}
+
 /* stderr into a temporary file while @fn runs on @arg; its text in @out (@bytes). */
 static void stderr_capture(void (*fn)(void *), void *arg, char *out, size_t bytes)
 {
@@ -1499,9 +1543,10 @@ static void roll_fail_run(void *arg)
 }
 
 /*
- * A roll that fails (a segment file that cannot be made) stops the log, and says so
- * naming the segment it was making: it used to say "write or fdatasync failed", the same
- * for every cause, and name no file.
+ * A roll that fails and cannot be undone (the disk fails every operation from then on:
+ * the segment file half made stays) stops the log, and says so naming the segment it was
+ * making: it used to say "write or fdatasync failed", the same for every cause, and name
+ * no file.
  */
 static void test_roll_failure_named(void **state)
 {
@@ -1858,6 +1903,7 @@ int main(void)
 		cmocka_unit_test(test_roll_and_retention_by_age),
 		cmocka_unit_test(test_clean_close_survives_power_cut),
 		cmocka_unit_test(test_roll_failure_named),
+		cmocka_unit_test(test_age_roll_failure_undone),
 		cmocka_unit_test(test_retention_on_time),
 		cmocka_unit_test(test_segment_name),
 		cmocka_unit_test(test_index_files),

@@ -3,9 +3,12 @@
 # include paths only: DPDK's Cflags (-include rte_config.h, -march=corei7, its RTE_ macros)
 # once came along with it into every file of the host. A program built with those flags
 # against the shared library runs: all from an install into a temporary folder (DESTDIR).
-# usage: test_pkgconfig.sh BUILD_DIR
+# usage: test_pkgconfig.sh BUILD_DIR [CC] [SANITIZERS]
+#        (CC: the build's C compiler, default cc; SANITIZERS: its b_sanitize, default none)
 set -euo pipefail
-build=$1
+build=$1 cc=${2:-cc} sanitize=${3:-none}
+sanitize_flags=
+[ "$sanitize" = none ] || sanitize_flags="-fsanitize=$sanitize"
 command -v pkg-config >/dev/null || { echo "test_pkgconfig: pkg-config is missing" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -37,7 +40,7 @@ C
 libdir=$(pkg-config --variable=libdir rill)
 case "$libdir" in "$tmp/root"/*) ;; *) libdir=$tmp/root$libdir ;; esac # sysroot'd or not
 # shellcheck disable=SC2086 # the flags are words
-cc -std=c11 -Wall -Werror $cflags -o "$tmp/host" "$tmp/host.c" $libs \
+"$cc" -std=c11 -Wall -Werror $sanitize_flags $cflags -o "$tmp/host" "$tmp/host.c" $libs \
 	-Wl,-rpath,"$libdir"
 "$tmp/host"
 echo "test_pkgconfig: cflags '$cflags' build and run a host"

@@ -587,7 +587,7 @@ static int engine_topic_fits(struct rill_engine *e, const struct rill_topic_conf
 				err, -ENOSPC,
 				"topic %s: its %u partitions do not fit beside the %" PRIu64
 				" the engine holds (%" PRIu64 " in all): %u shard%s of %u "
-				"partitions each at most; %" PRIu64 " shards are needed",
+				"partitions each at most: at least %" PRIu64 " shards are needed",
 				c->name, c->partitions, held, all, e->shard_count,
 				e->shard_count == 1 ? "" : "s", RILL_IO_INFLIGHT_MAX,
 				(all + RILL_IO_INFLIGHT_MAX - 1) / RILL_IO_INFLIGHT_MAX);

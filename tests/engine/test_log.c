@@ -280,9 +280,9 @@ static void test_uring_partial_submit(void **state)
 	assert_int_equal(test_dir_make(dir, sizeof(dir), "test-uring-partial"), 0);
 	struct rill_io *io;
 	if (rill_io_uring_create(&io) != 0) {
-		print_message("no io_uring here: nothing to test\n");
+		print_message("no io_uring here: skipped\n");
 		assert_int_equal(test_dir_remove(dir), 0);
-		return;
+		skip(); /* a skip, not a pass: nothing was tested */
 	}
 	char path[sizeof(dir) + 16];
 	snprintf(path, sizeof(path), "%s/pair", dir);

@@ -1752,6 +1752,20 @@ static void build_closed(struct world *w, uint64_t events)
 	io_sim_sync_all(w->sim);
 }
 
+/* A world (@seed) of @events closed cleanly, then reopened, snapshotted and closed again;
+ * returns the snapshot's offset (every event). */
+static uint64_t build_snapshotted(struct world *w, uint64_t seed, uint64_t events)
+{
+	world_init(w, seed);
+	build_closed(w, events);
+	part_open(w, NULL);
+	assert_int_equal(rill_partition_snapshot(w->part, 2), 0);
+	uint64_t offset = rill_partition_snapshot_offset(w->part);
+	assert_int_equal(offset, w->ev_count);
+	part_close(w);
+	return offset;
+}
+
 /*
  * The rebuild at open and at projection_add, with an I/O error at each of their
  * operations: each either fails or gives the whole state, never a partition that forgot
@@ -1935,13 +1949,7 @@ static void test_snapshot_crc_guards(void **state)
 	} rot[] = {{24, 0x01}, {64 + 16, 0x10}}; /* created_ns; entry 0's last_seq */
 	for (size_t r = 0; r < sizeof(rot) / sizeof(rot[0]); r++) {
 		struct world w;
-		world_init(&w, 21 + r);
-		build_closed(&w, 1500);
-		part_open(&w, NULL);
-		assert_int_equal(rill_partition_snapshot(w.part, 2), 0);
-		uint64_t offset = rill_partition_snapshot_offset(w.part);
-		assert_int_equal(offset, w.ev_count);
-		part_close(&w);
+		uint64_t offset = build_snapshotted(&w, 21 + r, 1500);
 		io_sim_sync_all(w.sim);
 		char path[128];
 		snprintf(path, sizeof(path), "%s/snapshots/%020llu.snap", DIR_SIM,
@@ -2006,13 +2014,7 @@ static void test_snapshot_past_end_stays_deleted(void **state)
 	(void)state;
 	for (uint64_t round = 0; round < 16; round++) {
 		struct world w;
-		world_init(&w, 500 + round);
-		build_closed(&w, 200);
-		part_open(&w, NULL);
-		assert_int_equal(rill_partition_snapshot(w.part, 2), 0);
-		uint64_t old = rill_partition_snapshot_offset(w.part);
-		assert_int_equal(old, w.ev_count);
-		part_close(&w);
+		uint64_t old = build_snapshotted(&w, 500 + round, 200);
 		sim_remove_all(w.config.io, DIR_SIM);
 		w.ev_count = 0;
 		prods_rebuild(&w);

@@ -28,8 +28,9 @@
  * the file, position and reason, unless config.repair asks to cut at the first damage.
  *
  * Threading: a log belongs to one thread (its shard); nothing here locks. Calls do not
- * block except rill_log_open, rill_log_sync, rill_log_close, rill_log_expire and
- * rill_log_poll with a wait.
+ * block except rill_log_open, rill_log_sync, rill_log_close, rill_log_expire,
+ * rill_log_poll with a wait, and a rill_log_append that rolls the segment (a file made
+ * and synced: once per segment_bytes_max).
  */
 #ifndef RILL_ENGINE_LOG_H
 #define RILL_ENGINE_LOG_H

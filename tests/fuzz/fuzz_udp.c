@@ -26,6 +26,7 @@
 
 #include "base/clock.h"
 #include "io/wire.h"
+#include "tests/fuzz/crc_fix.h"
 #include "tests/fuzz/udp_fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -114,14 +115,18 @@ static void acks_check(struct fuzz_ingress *fi)
 	}
 }
 
-/* One datagram, from an exact-size heap copy (AddressSanitizer sees a read past it). */
+/* One datagram, from an exact-size heap copy (AddressSanitizer sees a read past it); with
+ * @fix, its records' CRCs made right first, so that changes inside them go on to the
+ * write model. */
 static void feed(struct fuzz_ingress *fi, const struct rill_udp_peer *from, const uint8_t *bytes,
-		 uint32_t n)
+		 uint32_t n, bool fix)
 {
 	struct rill_udp_ingress *ing = fi->ing;
 	uint8_t *copy = malloc(n > 0 ? n : 1);
 	check(copy != NULL);
 	memcpy(copy, bytes, n);
+	if (fix)
+		crc_fix_produce(copy, n);
 	struct rill_udp_stats a, b;
 	rill_udp_ingress_stats(ing, &a);
 	int rc = rill_udp_ingress_datagram(ing, from, copy, n, rill_clock_now_ns());
@@ -156,7 +161,7 @@ static void feed(struct fuzz_ingress *fi, const struct rill_udp_peer *from, cons
 }
 
 /* The input as an Ethernet frame; what it carries for us goes on as a datagram. */
-static void frame(struct fuzz_ingress *fi, const uint8_t *data, uint32_t n)
+static void frame(struct fuzz_ingress *fi, const uint8_t *data, uint32_t n, bool fix)
 {
 	uint8_t *copy = malloc(n > 0 ? n : 1);
 	check(copy != NULL);
@@ -193,7 +198,7 @@ static void frame(struct fuzz_ingress *fi, const uint8_t *data, uint32_t n)
 		      memcmp(from2.mac, from.mac, sizeof(from.mac)) == 0 &&
 		      from2.vlan == from.vlan && from2.vlan_tci == from.vlan_tci);
 		free(again);
-		feed(fi, &from, payload, bytes);
+		feed(fi, &from, payload, bytes, fix);
 	}
 	free(copy);
 }
@@ -207,7 +212,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(rill_udp_ingress_create(&ing[0].ing, env.engine, false) == 0);
 	check(rill_udp_ingress_create(&ing[1].ing, env.engine, true) == 0);
 	if (data[0] & UDP_FUZZ_FRAME_MODE) {
-		frame(&ing[(data[0] & UDP_FUZZ_ACKS_BIT) != 0], data + 1, (uint32_t)(size - 1));
+		frame(&ing[(data[0] & UDP_FUZZ_ACKS_BIT) != 0], data + 1, (uint32_t)(size - 1),
+		      (data[0] & UDP_FUZZ_FIX_CRC) != 0);
 	} else {
 		size_t at = 1;
 		for (uint32_t i = 0; i < UDP_FUZZ_DATAGRAMS && at + 3 <= size; i++) {
@@ -217,8 +223,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (n > size - at)
 				n = size - at;
 			struct rill_udp_peer from = udp_fuzz_source(source);
-			feed(&ing[(source & UDP_FUZZ_ACKS_BIT) != 0], &from, data + at,
-			     (uint32_t)n);
+			feed(&ing[(source & UDP_FUZZ_ACKS_BIT) != 0], &from, data + at, (uint32_t)n,
+			     (source & UDP_FUZZ_FIX_CRC) != 0);
 			at += n;
 		}
 	}

@@ -1,7 +1,8 @@
 /*
  * Writes a seed corpus for fuzz_udp into the folder given (layout in udp_fuzz.h): streams
  * of valid event datagrams from several sources, in order, with a gap, reordered, repeated,
- * to both ingresses (ACKs off and on); an unknown topic, a bad CRC and a short datagram;
+ * to both ingresses (ACKs off and on), their records' CRCs made right by the fuzzer
+ * or not (they are right already: its mutations' are not); an unknown topic, a bad CRC and a short datagram;
  * and Ethernet frames carrying a datagram, plain and with an 802.1Q tag. The events are
  * valid for the schema of the fuzzer's engine, which this opens too (for the type id and
  * the payload layout), in a temporary directory removed at the end.
@@ -77,7 +78,10 @@ static size_t stream_add(uint8_t *in, size_t at, uint8_t source, const uint8_t *
 static void streams(const char *dir)
 {
 	static uint8_t in[SEED_BYTES], d[2048];
-	for (uint8_t acks = 0; acks <= UDP_FUZZ_ACKS_BIT; acks += UDP_FUZZ_ACKS_BIT) {
+	/* Each with the records' CRCs left as they are and made right: a mutation of the
+	 * latter's records goes on to the write model. */
+	for (uint8_t acks = 0; acks <= (UDP_FUZZ_ACKS_BIT | UDP_FUZZ_FIX_CRC);
+	     acks += UDP_FUZZ_ACKS_BIT) {
 		/* Three sources in order, interleaved. */
 		size_t at = 1;
 		in[0] = 0;
@@ -118,7 +122,8 @@ static void frames(const char *dir)
 				   .mac = {0x02, 0x52, 0x49, 0x4c, 0x4c, 0x01},
 				   .local_ip = src.ip,
 				   .local_port = src.port};
-	for (uint8_t acks = 0; acks <= UDP_FUZZ_ACKS_BIT; acks += UDP_FUZZ_ACKS_BIT) {
+	for (uint8_t acks = 0; acks <= (UDP_FUZZ_ACKS_BIT | UDP_FUZZ_FIX_CRC);
+	     acks += UDP_FUZZ_ACKS_BIT) {
 		uint32_t n = datagram(d, sizeof(d), UDP_FUZZ_TOPIC, 1, 3);
 		in[0] = UDP_FUZZ_FRAME_MODE | acks;
 		uint32_t f = rill_udp_frame_build(in + 1, src.mac, &to, d, n);

@@ -6,9 +6,10 @@
  *
  *   byte 0, bit 0 = 1: an Ethernet frame follows (the rest of the input), as DPDK hands
  *     it over; what rill_udp_frame_ipv4 finds in it goes on to the ingress as a datagram
- *     from the source the frame names.
+ *     from the source the frame names (bits 3 and 4 of byte 0 as a source byte's below).
  *   bit 0 = 0: a stream of datagrams follows, each as
- *     | source u8 (bits 0-2: one of UDP_FUZZ_SOURCES; bit 3: the ingress with ACKs on) |
+ *     | source u8 (bits 0-2: one of UDP_FUZZ_SOURCES; bit 3: the ingress with ACKs on;
+ *       bit 4: the records' CRCs made right first, tests/fuzz/crc_fix.h) |
  *     | length u16, little-endian | that many bytes |
  *     up to UDP_FUZZ_DATAGRAMS of them; a length past the input's end takes what is left.
  */
@@ -33,6 +34,7 @@
 #define UDP_FUZZ_DATAGRAMS  64u
 #define UDP_FUZZ_FRAME_MODE 0x01u
 #define UDP_FUZZ_ACKS_BIT   0x08u
+#define UDP_FUZZ_FIX_CRC    0x10u
 
 static const char udp_fuzz_schema_json[] =
 	"{\"type\":\"OrderPlaced\",\"version\":1,\"fields\":[{\"name\":\"amount\",\"type\":"

@@ -10,6 +10,7 @@
  *   | end_offset u64 | bytes u64 | timestamp_max u64 | crc32c u32 | zero u32 |
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,32 @@ static int index_load_one(struct rill_log *log, struct log_segment *seg, struct 
 	return rc < 0 ? rc : loaded;
 }
 
+/*
+ * The entries of a pair of loaded index files describe a segment of @end_offset and @size:
+ * the .idx starts at the segment's first batch (always indexed), its offsets and positions
+ * rise, sector-aligned, within the segment; the .tix has an entry for each .idx entry, of
+ * the same batch, its running maximum never falling. A CRC only says the file is as
+ * written: a file copied from another partition, or written by a buggy rill, passes it,
+ * and a read would then start at the wrong batch. Such files are rebuilt by a scan.
+ */
+static bool index_entries_sound(const struct log_segment *seg, const struct log_index *idx,
+				const struct log_index *tix, uint64_t end_offset, uint64_t size)
+{
+	if (idx->count != tix->count || idx->entries[0].key != seg->base_offset ||
+	    idx->entries[0].value != RILL_SEGMENT_DATA_START)
+		return false;
+	for (uint32_t i = 0; i < idx->count; i++) {
+		const struct rill_index_entry *e = &idx->entries[i];
+		if (e->key >= end_offset || e->value >= size ||
+		    e->value % RILL_LOG_SECTOR_BYTES != 0 || tix->entries[i].value != e->key)
+			return false;
+		if (i > 0 && (e->key <= e[-1].key || e->value <= e[-1].value ||
+			      tix->entries[i].key < tix->entries[i - 1].key))
+			return false;
+	}
+	return true;
+}
+
 int log_index_load(struct rill_log *log, struct log_segment *seg, uint64_t end_offset,
 		   uint64_t size)
 {
@@ -144,6 +171,8 @@ int log_index_load(struct rill_log *log, struct log_segment *seg, uint64_t end_o
 	if (rc == 1)
 		rc = index_load_one(log, seg, &seg->tix, RILL_TINDEX_MAGIC, "tix", end_offset, size,
 				    &ts_tix);
+	if (rc == 1 && !index_entries_sound(seg, &seg->idx, &seg->tix, end_offset, size))
+		rc = 0;
 	if (rc != 1) {
 		log_index_free(&seg->idx);
 		log_index_free(&seg->tix);

@@ -229,6 +229,9 @@ static int iter_load_batch(struct rill_log_iter *it)
 		it->file_pos += rill_align_up(info.batch_bytes, RILL_LOG_SECTOR_BYTES);
 		if (info.record_count == 0 || info.base_offset + info.record_count <= it->offset)
 			continue; /* wholly before the offset asked for */
+		if (info.base_offset > it->offset)
+			return RILL_E_LOG_CORRUPT; /* offsets missing: a log's run without a gap, so
+						    * the index placed the read past them */
 		it->batch_bytes = info.batch_bytes;
 		it->batch_pos = RILL_BATCH_HEADER_BYTES;
 		it->batch_offset = info.base_offset;

@@ -22,6 +22,7 @@
  *       snapshot it was loaded from recorded (snapshots keep producers retention deleted).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,9 +141,17 @@ int rill_partition_open(struct rill_partition **out, const struct rill_partition
 	if (rc == 0) {
 		/* From the newest snapshot, or the whole log that is left (W4). */
 		part->history_from = rill_log_start_offset(part->log);
-		rc = partition_snapshot_load(part);
-		if (rc == 0)
+		char *why = report != NULL ? report->message : NULL;
+		size_t why_bytes = report != NULL ? sizeof(report->message) : 0;
+		rc = partition_snapshot_load(part, why, why_bytes);
+		if (rc == 0) {
 			rc = partition_replay(part, part->snap.offset, true, NULL);
+			if (rc == -ENOSPC && why != NULL)
+				snprintf(why, why_bytes,
+					 "the log holds more idempotent producers than "
+					 "producers_max (%" PRIu32 "): open with a larger one",
+					 part->producers_max);
+		}
 		/* With periodic snapshots, retention keeps what they need: the oldest usable
 		 * one's log, or everything until the first. Without, nothing is held back
 		 * (no later snapshot would move the floor). */

@@ -82,9 +82,11 @@ struct rill_partition_write {
  * state from it, then run retention once (rill_log_expire), the snapshot floor set; after
  * that the owner calls rill_log_expire on rill_partition_log about once a second.
  * @report (optional) gets the log's recovery report.
- * Returns 0, -EINVAL, -ENOMEM, -ENOSPC when the log holds more idempotent producers than
- * producers_max (written under a larger limit: dropping one from the table would let its
- * retries in twice), a log error (RILL_E_LOG_*, with report->message) or -errno.
+ * Returns 0, -EINVAL, -ENOMEM, -ENOSPC (with report->message) when the log or the newest
+ * sound snapshot holds more idempotent producers than producers_max (written under a
+ * larger limit: dropping one from the table would let its retries in twice, and skipping
+ * the snapshot would lose what retention left only there), a log error (RILL_E_LOG_*, with
+ * report->message) or -errno.
  * Blocks.
  */
 int rill_partition_open(struct rill_partition **out, const struct rill_partition_config *config,

@@ -58,8 +58,9 @@ void dedup_record(struct rill_partition *part, struct dedup_entry *e, uint64_t p
 /* Walk the log from @from_offset: rebuild dedup (if @dedup), fold into @proj (if any). */
 int partition_replay(struct rill_partition *part, uint64_t from_offset, bool dedup,
 		     struct rill_projection *proj);
-/* partition_snapshot.c: load the newest usable snapshot at open (dedup and part->snap). */
-int partition_snapshot_load(struct rill_partition *part);
+/* partition_snapshot.c: load the newest usable snapshot at open (dedup and part->snap).
+ * -ENOSPC, with @why saying so, when it holds more producers than producers_max. */
+int partition_snapshot_load(struct rill_partition *part, char *why, size_t why_bytes);
 /* Verify @buf as the snapshot of @offset and load its dedup table into @part's empty one.
  * 0, or RILL_E_PROJECTION_SNAPSHOT with the table left empty. (Also the fuzz target's.) */
 int partition_snapshot_check(struct rill_partition *part, const uint8_t *buf, uint64_t bytes,

@@ -146,14 +146,15 @@ static int snap_read(struct rill_partition *part, uint64_t offset, uint8_t **out
 	return 0;
 }
 
-/* Check a snapshot's framing: header, CRC, producer and projection entries in bounds. */
-static bool snap_verify(const struct rill_partition *part, const uint8_t *buf, uint64_t bytes,
-			uint64_t offset, struct snap_header *h)
+/* Check a snapshot's framing: header, CRC, producer and projection entries in bounds, and
+ * at most @producers_max producers (UINT32_MAX where its dedup table is not loaded). */
+static bool snap_verify(uint64_t producers_max, const uint8_t *buf, uint64_t bytes, uint64_t offset,
+			struct snap_header *h)
 {
 	memcpy(h, buf, sizeof(*h));
 	if (h->magic != SNAP_MAGIC || h->version != SNAP_VERSION || h->total_bytes != bytes ||
 	    h->offset != offset || h->history_from > h->offset || h->reserved[0] != 0 ||
-	    h->reserved[1] != 0 || h->producer_count > part->producers_max ||
+	    h->reserved[1] != 0 || h->producer_count > producers_max ||
 	    h->projection_count > RILL_PARTITION_PROJECTIONS_MAX)
 		return false;
 	uint32_t crc, zero;
@@ -284,7 +285,7 @@ int partition_snapshot_check(struct rill_partition *part, const uint8_t *buf, ui
 			     uint64_t offset)
 {
 	struct snap_header h;
-	if (bytes < sizeof(h) + 8 || !snap_verify(part, buf, bytes, offset, &h) ||
+	if (bytes < sizeof(h) + 8 || !snap_verify(part->producers_max, buf, bytes, offset, &h) ||
 	    !snap_load_dedup(part, buf, &h)) {
 		partition_dedup_clear(part);
 		return RILL_E_PROJECTION_SNAPSHOT;
@@ -318,7 +319,24 @@ static uint64_t snap_floor(const struct rill_partition *part, const struct snap_
 	return 0;
 }
 
-int partition_snapshot_load(struct rill_partition *part)
+/*
+ * True if @buf is a sound snapshot but for holding more producers than @part's table
+ * takes: written under a larger producers_max. Skipping it as if damaged would lose what
+ * only it still knows, once retention has deleted the log before it: its producers (their
+ * retries would be appended twice) and its projections' states. *@count: how many.
+ */
+static bool snap_too_many_producers(const struct rill_partition *part, const uint8_t *buf,
+				    uint64_t bytes, uint64_t offset, uint32_t *count)
+{
+	struct snap_header h;
+	if (bytes < sizeof(h) + 8 || !snap_verify(UINT32_MAX, buf, bytes, offset, &h) ||
+	    h.producer_count <= part->producers_max)
+		return false;
+	*count = h.producer_count;
+	return true;
+}
+
+int partition_snapshot_load(struct rill_partition *part, char *why, size_t why_bytes)
 {
 	struct snap_list l;
 	int rc = snap_list(part, &l);
@@ -363,6 +381,16 @@ int partition_snapshot_load(struct rill_partition *part)
 		rc = snap_read(part, offset, &buf, &bytes);
 		if (rc == -ENOMEM)
 			return rc;
+		uint32_t count;
+		if (rc == 0 && snap_too_many_producers(part, buf, bytes, offset, &count)) {
+			free(buf);
+			snprintf(why, why_bytes,
+				 "snapshot %020" PRIu64 " holds %" PRIu32 " idempotent producers, "
+				 "more than producers_max (%" PRIu32 "): open with producers_max "
+				 "%" PRIu32 " or more",
+				 offset, count, part->producers_max, count);
+			return -ENOSPC;
+		}
 		if (rc == 0 && partition_snapshot_check(part, buf, bytes, offset) != 0) {
 			free(buf);
 			rc = RILL_E_PROJECTION_SNAPSHOT;
@@ -616,7 +644,7 @@ static int as_of_restore(struct rill_partition *part, struct rill_projection *pr
 		if (snap_read(part, l.offsets[i], &buf, &bytes) < 0)
 			continue;
 		const uint8_t *state = NULL;
-		if (snap_verify(part, buf, bytes, l.offsets[i], &h))
+		if (snap_verify(UINT32_MAX, buf, bytes, l.offsets[i], &h))
 			state = snap_find(buf, &h, rill_projection_name(proj), &state_bytes);
 		struct rill_schema_error err;
 		int restored = state != NULL

@@ -2175,6 +2175,59 @@ static void test_retention_at_open(void **state)
 	world_fini(&w);
 }
 
+/*
+ * A snapshot written under a larger producers_max, once retention deleted the log before
+ * it, is the only record of its producers and its projections' states. Reopened under a
+ * smaller limit it used to be skipped as if damaged, with nothing said: the partition
+ * opened, rebuilt from what was left, and a producer's retry of an event already in went
+ * in twice. The open is refused instead, naming the limit; the old limit takes it again.
+ */
+static void test_snapshot_more_producers_than_max(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 59);
+	part_open(&w, NULL);
+	struct rill_schema_error err;
+	struct rill_partition_write res;
+	struct wbuf b;
+	struct evspec sp;
+	for (uint32_t p = 1; p <= 10; p++) { /* offsets 0..9 */
+		sp = spec_order(prod_id(p), 0, 1, 5);
+		build_event(&w, &sp, &b);
+		assert_int_equal(write_retry(w.part, &b.rec, &res, &err), 0);
+	}
+	for (uint64_t seq = 0; seq < 3000; seq++) { /* several 64 KiB segments */
+		sp = spec_order(prod_id(20), seq, 2, 7);
+		build_event(&w, &sp, &b);
+		assert_int_equal(write_retry(w.part, &b.rec, &res, &err), 0);
+	}
+	w.config.snapshots = true; /* as the engine's periodic snapshots */
+	assert_int_equal(rill_partition_snapshot(w.part, 2), 0);
+	part_close(&w);
+	w.config.log.retention_age_ns = 1; /* every segment below the snapshot goes */
+	part_open(&w, NULL);
+	assert_true(rill_log_start_offset(wlog(&w)) > 10); /* the ten producers' events too */
+	part_close(&w);
+
+	w.config.producers_max = 5;
+	struct rill_partition *smaller = NULL;
+	struct rill_log_recovery report;
+	assert_int_equal(rill_partition_open(&smaller, &w.config, &report), -ENOSPC);
+	assert_null(smaller);
+	if (strstr(report.message, "producers_max (5)") == NULL)
+		fail_msg("refusal: %s", report.message);
+	w.config.producers_max = 4096;
+	part_open(&w, NULL);
+	sp = spec_order(prod_id(1), 0, 1, 5); /* a retry of the first event: known still */
+	build_event(&w, &sp, &b);
+	assert_int_equal(write_retry(w.part, &b.rec, &res, &err), 0);
+	assert_true(res.duplicate);
+	assert_int_equal(res.offset, 0);
+	part_close(&w);
+	world_fini(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2195,6 +2248,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_faults),
 		cmocka_unit_test(test_snapshot_crc_guards),
 		cmocka_unit_test(test_snapshot_past_end_stays_deleted),
+		cmocka_unit_test(test_snapshot_more_producers_than_max),
 	};
 	test_seed();
 	return cmocka_run_group_tests_name("partition", tests, NULL, NULL);

@@ -223,7 +223,15 @@ static int shard_command(struct shard *s, struct shard_part *sp, const struct ri
 	enum rill_command_verdict verdict = h->fn(h->arg, rec, sp->partition, out);
 	if (verdict == RILL_COMMAND_ACCEPT)
 		return rill_partition_write(sp->part, rec, res, serr);
-	if (verdict != RILL_COMMAND_EMIT) {
+	if (verdict != RILL_COMMAND_EMIT && verdict != RILL_COMMAND_REFUSE) {
+		/* A handler's bug, not a decision: say so, rather than pass off whatever its
+		 * reason buffer holds as a refusal's reason. */
+		snprintf(serr->message, sizeof(serr->message),
+			 "the command handler returned %d, not a verdict (ACCEPT, REFUSE or EMIT)",
+			 (int)verdict);
+		return RILL_E_COMMAND_REFUSED;
+	}
+	if (verdict == RILL_COMMAND_REFUSE) {
 		out->reason[sizeof(out->reason) - 1] = '\0';
 		snprintf(serr->message, sizeof(serr->message), "%s",
 			 out->reason[0] ? out->reason : "refused by the command handler");

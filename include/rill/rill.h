@@ -438,7 +438,8 @@ int rill_query_as_of(struct rill_engine *engine, const char *name, const void *k
  * has a handler on its topic is a command: on the owner shard, after its own schema check
  * and its producer-sequence check (a duplicate never reaches the handler), the handler
  * decides. ACCEPT appends it as it is; REFUSE refuses it with out->reason (the publisher
- * gets RILL_E_COMMAND_REFUSED and the reason); EMIT appends instead the out->event_count
+ * gets RILL_E_COMMAND_REFUSED and the reason; any other value is refused too, its reason
+ * saying the handler returned no verdict); EMIT appends instead the out->event_count
  * events the handler put in out->events (their payloads may live in out->scratch): with
  * the command's key, producer, sequence and correlation id, each checked against its own
  * schema, all in one batch, so that a crash keeps all of them or none. Their

@@ -3448,6 +3448,8 @@ static void test_as_of_disordered(void **state)
 	"{\"type\":\"PlaceOrders\",\"version\":1,\"fields\":["                                     \
 	"{\"name\":\"count\",\"type\":\"i64\"},{\"name\":\"amount\",\"type\":\"i64\"}]}"
 
+#define PLACE_BUGGY_AMOUNT 1000 /* place_handler returns no verdict */
+
 struct place_ctx {
 	const struct rill_schema *order;
 	struct rill_field_ref count, amount;
@@ -3469,6 +3471,10 @@ static enum rill_command_verdict place_handler(void *arg, const struct rill_reco
 		snprintf(out->reason, sizeof(out->reason), "negative amount %lld",
 			 (long long)amount);
 		return RILL_COMMAND_REFUSE;
+	}
+	if (amount == PLACE_BUGGY_AMOUNT) { /* a handler's bug: no verdict, a stale reason */
+		snprintf(out->reason, sizeof(out->reason), "stale reason");
+		return (enum rill_command_verdict)42;
 	}
 	if (count == 0)
 		return RILL_COMMAND_ACCEPT;
@@ -3541,8 +3547,9 @@ static void test_command_handlers(void **state)
 				.payload = payload,
 				.correlation_id = 4242};
 	/* Three Orders of 10; refused; stored as it is; 17 events (too many); one emitted
-	 * payload invalid; then the first again: a duplicate. */
-	static const int64_t cmds[][2] = {{3, 10}, {1, -5}, {0, 7}, {17, 1}, {2, 1}};
+	 * payload invalid; a verdict that is none; then the first again: a duplicate. */
+	static const int64_t cmds[][2] = {{3, 10}, {1, -5}, {0, 7},
+					  {17, 1}, {2, 1},  {1, PLACE_BUGGY_AMOUNT}};
 	uint64_t next_seq = 0;
 	for (unsigned i = 0; i < ARRAY_COUNT(cmds); i++) {
 		ctx.emit_invalid = i == 4;
@@ -3576,6 +3583,10 @@ static void test_command_handlers(void **state)
 	r = cmd_ack(&a, 4);
 	assert_int_equal(r->error, RILL_E_PAYLOAD_INVALID);
 	assert_non_null(strstr(r->reason, "event 1 of the command"));
+	r = cmd_ack(&a, 5);
+	assert_int_equal(r->error, RILL_E_COMMAND_REFUSED);
+	if (strstr(r->reason, "returned 42, not a verdict") == NULL)
+		fail_msg("reason: %s", r->reason);
 	r = cmd_ack(&a, 100);
 	assert_int_equal(r->error, 0);
 	assert_true(r->duplicate);

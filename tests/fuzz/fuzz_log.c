@@ -20,8 +20,9 @@
  * a read-only open (which checks every batch) refuses a log that such an open accepted,
  * the damage lies there, and the read and the second open are only held to their codes.
  * Index files keep the CRCs the input gives, as a crash leaves them (their CRC catches
- * that): one whose CRC holds is trusted whatever its entries say, which a fuzzer that
- * fixed those CRCs would find at once (reported apart).
+ * that). One whose CRC holds and whose entries are in order is trusted; a read it places
+ * at a later batch fails (RILL_E_LOG_CORRUPT) rather than skip offsets, which this target
+ * does not hold an open log to, so it does not fix those CRCs.
  */
 #include <errno.h>
 #include <stddef.h>

@@ -1303,6 +1303,15 @@ int rill_log_expire(struct rill_log *log, uint64_t now_wall_ns)
 	if (log->config.read_only)
 		return 0;                    /* the offline tools never delete */
 	RILL_ASSERT(log->segment_count > 0); /* a writer always has its active segment */
+	/* A segment made while the wall clock was ahead (an NTP step back, a restored VM)
+	 * would read as age 0 until the clock caught up: no roll by age, and, retention being
+	 * oldest first, nothing after it deleted, for as long as the step. Its age counts
+	 * from now instead (in memory: the file keeps its header), so a step delays an
+	 * expiry by at most an age, and never deletes early. */
+	for (uint32_t i = 0; i < log->segment_count; i++) {
+		if (log->segments[i].created_ns > now_wall_ns)
+			log->segments[i].created_ns = now_wall_ns;
+	}
 	/* Retention first: what it frees may be what a roll needs (a full disk). */
 	log_retain(log, now_wall_ns);
 	const struct log_segment *seg = &log->segments[log->segment_count - 1];

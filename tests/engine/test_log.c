@@ -957,6 +957,38 @@ static void test_retention_on_time(void **state)
 }
 
 /*
+ * The wall clock stepping back (an NTP step, a restored VM) after a segment was made: its
+ * age used to read 0 until the clock caught up again, so for the whole step the active
+ * segment never rolled by age and, retention going oldest first, nothing after it went.
+ * Its age now counts from the step: a day back, it rolls an hour on and goes an hour
+ * later, as without the step.
+ */
+static void test_retention_clock_back(void **state)
+{
+	(void)state;
+	const uint64_t hour_ns = 3600ull * 1000000000u, minute_ns = 60ull * 1000000000u;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 48), 0);
+	struct rill_log_config c = log_check_small_config();
+	c.segment_bytes_max = 1ull << 30; /* never by size here */
+	c.retention_age_ns = hour_ns;
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	uint64_t back = rill_clock_wall_ns() - 24 * hour_ns; /* the clock after its step */
+	for (uint64_t i = 0; i < 100; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	assert_int_equal(rill_log_expire(log, back), 0);
+	check_segments(log, 1, 0);
+	assert_int_equal(rill_log_expire(log, back + hour_ns + minute_ns), 0);
+	check_segments(log, 2, 0); /* rolled: an hour old by the clock as it is now */
+	assert_int_equal(rill_log_expire(log, back + 2 * hour_ns + 2 * minute_ns), 0);
+	check_segments(log, 1, 100); /* and expired an hour after that */
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_destroy(sim);
+}
+
+/*
  * What is a segment's name: the log's listing and the offline tools (rill log verify's
  * walk, dump's check) share rill_log_segment_name_parse. verify used to take any name of
  * 24 characters ending in ".log", so a stray file beside the topics made it check DATA as
@@ -1998,6 +2030,7 @@ int main(void)
 		cmocka_unit_test(test_roll_failure_named),
 		cmocka_unit_test(test_age_roll_failure_undone),
 		cmocka_unit_test(test_retention_on_time),
+		cmocka_unit_test(test_retention_clock_back),
 		cmocka_unit_test(test_segment_name),
 		cmocka_unit_test(test_index_files),
 		cmocka_unit_test(test_index_files_unsound),

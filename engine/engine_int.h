@@ -324,6 +324,7 @@ struct rill_producer {
 	uint32_t slot;
 	struct rill_producer_config config;
 	uint64_t acks_owed; /* acknowledgements asked for, not yet seen */
+	uint64_t published; /* events rill_publish took (ring or local): flush's witness */
 	struct rill_ring *events[RILL_ENGINE_SHARDS_MAX];
 	struct rill_ring *acks[RILL_ENGINE_SHARDS_MAX];
 	int wake_fd;            /* eventfd, or -1 */

@@ -151,6 +151,7 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 	if (shard_self == s && rill_ring_count(ring) == 0 &&
 	    shard_take_local(s, p->slot, &m, ev->key, ev->payload)) {
 		p->acks_owed += (uint64_t)acks;
+		p->published++;
 		return 0;
 	}
 	uint8_t *dst = rill_ring_reserve(ring, (uint32_t)bytes);
@@ -167,6 +168,7 @@ int rill_publish(struct rill_producer *p, struct rill_topic *topic, const struct
 		memcpy(dst + sizeof(m) + ev->key_bytes, ev->payload, ev->payload_bytes);
 	rill_ring_commit(ring, (uint32_t)bytes);
 	p->acks_owed += (uint64_t)acks; /* applied: one; durable: applied, then durable */
+	p->published++;
 	if (p->config.wake_batched)
 		p->wake_owed |= 1ull << shard; /* rill_producer_wake */
 	else
@@ -277,10 +279,15 @@ int rill_producer_flush(struct rill_producer *p, uint64_t timeout_ns)
 	if (deadline < timeout_ns)
 		deadline = UINT64_MAX;
 	for (;;) {
-		/* Rings first: a shard sends an event's refusal before releasing it. */
+		/* Rings first: a shard sends an event's refusal before releasing it. The poll
+		 * runs callbacks, which may publish: an event of RILL_ACKS_NONE owes nothing,
+		 * so only the count of events published says the rings were not empty after
+		 * all. Done after a pass that started empty, owed nothing and published
+		 * nothing. */
 		bool empty = producer_rings_empty(p);
+		uint64_t published = p->published;
 		rill_producer_poll(p, 0);
-		if (empty && p->acks_owed == 0)
+		if (empty && p->acks_owed == 0 && p->published == published)
 			return 0;
 		if (rill_clock_now_ns() >= deadline)
 			return -ETIMEDOUT;

@@ -597,8 +597,9 @@ int rill_producer_poll(struct rill_producer *producer, uint64_t wait_ns);
 
 /*
  * rill_producer_flush - poll until every event published has been processed and every
- * acknowledgement asked for has been delivered, or @timeout_ns passes. Returns 0 or
- * -ETIMEDOUT.
+ * acknowledgement asked for has been delivered (a refusal included), or @timeout_ns
+ * passes; events the callbacks publish meanwhile count too, so a callback that publishes
+ * for every acknowledgement keeps it going until the timeout. Returns 0 or -ETIMEDOUT.
  */
 int rill_producer_flush(struct rill_producer *producer, uint64_t timeout_ns);
 

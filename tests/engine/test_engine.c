@@ -1992,6 +1992,94 @@ static void test_close_inside_on_ack(void **state)
 	fx_close(f);
 }
 
+/* A callback that publishes: the first acknowledgement it sees publishes a fire-and-forget
+ * event (RILL_ACKS_NONE) of an unregistered type, which owes no acknowledgement; its
+ * refusal is the one that comes back. */
+struct publish_in_ack {
+	struct fx *f;
+	struct rill_topic *t;
+	struct rill_producer *p;
+	uint32_t published, refusals;
+	int publish_rc;
+};
+
+static void publish_in_ack_cb(void *arg, const struct rill_ack *ack)
+{
+	struct publish_in_ack *c = arg;
+	if (ack->error != 0) {
+		c->refusals++;
+		return;
+	}
+	if (c->published > 0)
+		return;
+	struct order_event o;
+	c->publish_rc = order_event_make(&o, c->f->order, "k", 1);
+	o.ev.type_id = BAD_TYPE_ID;
+	if (c->publish_rc == 0)
+		c->publish_rc = rill_publish(c->p, c->t, &o.ev, RILL_ACKS_NONE, 2);
+	if (c->publish_rc == 0)
+		c->published++;
+}
+
+/* Publish one applied event through a publish_in_ack handle and wait until the shard has
+ * taken it (its counters, read between turns, say so once the ring is empty again): the
+ * flush or close that follows starts with empty rings and the acknowledgement waiting. */
+static void publish_in_ack_start(struct fx *f, struct publish_in_ack *c)
+{
+	fx_open(f);
+	c->f = f;
+	c->t = fx_topic(f, "pia", 1, RILL_DURABILITY_NONE);
+	struct rill_producer_config pc = {.on_ack = publish_in_ack_cb, .arg = c};
+	assert_int_equal(rill_producer_open(f->engine, &pc, &c->p), 0);
+	struct order_event o;
+	assert_int_equal(order_event_make(&o, f->order, "k", 1), 0);
+	assert_int_equal(rill_publish(c->p, c->t, &o.ev, RILL_ACKS_APPLIED, 1), 0);
+	uint64_t deadline = rill_clock_now_ns() + FLUSH_NS;
+	while (stats_sum(f).events == 0 && rill_clock_now_ns() < deadline)
+		nap_ns(100000);
+	assert_int_equal(stats_sum(f).events, 1);
+}
+
+/*
+ * rill_producer_flush returns once every event published has been processed, those its
+ * callbacks publish during the flush included.
+ *
+ * WAS A BUG (engine/producer.c, rill_producer_flush): it looked at the rings before the
+ * poll and at acks_owed after it; an event a callback published in that poll with
+ * RILL_ACKS_NONE owed nothing, so the flush returned 0 with it still in the ring, and its
+ * refusal came after.
+ */
+static void test_flush_after_callback_publish(void **state)
+{
+	struct fx *f = *state;
+	struct publish_in_ack c = {0};
+	publish_in_ack_start(f, &c);
+	assert_int_equal(rill_producer_flush(c.p, FLUSH_NS), 0);
+	assert_int_equal(c.publish_rc, 0);
+	assert_int_equal(c.published, 1);
+	assert_int_equal(c.refusals, 1); /* processed, and its refusal delivered */
+	assert_int_equal(rill_producer_poll(c.p, 0), 0);
+	producer_close(c.p);
+	fx_close(f);
+}
+
+/*
+ * WAS A BUG (engine/producer.c, rill_producer_close): the same early flush left the event
+ * in the ring, and the shard's RILL_ASSERT that a detaching producer's ring is empty
+ * (shard_control.c, SHARD_REQ_PRODUCER_DETACH) aborted the process.
+ */
+static void test_close_after_callback_publish(void **state)
+{
+	struct fx *f = *state;
+	struct publish_in_ack c = {0};
+	publish_in_ack_start(f, &c);
+	assert_int_equal(rill_producer_close(c.p), 0); /* it flushes: the callback runs inside */
+	assert_int_equal(c.publish_rc, 0);
+	assert_int_equal(c.published, 1);
+	assert_int_equal(c.refusals, 1);
+	fx_close(f);
+}
+
 /* At most RILL_ENGINE_PRODUCERS_MAX producer handles at once; a slot freed is reused. */
 static void test_producer_limit(void **state)
 {
@@ -4481,6 +4569,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stopped_log_answers_nothing, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_inside_on_ack, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_flush_after_callback_publish, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_close_after_callback_publish, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_limit, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_projection_under_traffic, fx_setup,
 						fx_teardown),

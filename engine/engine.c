@@ -235,6 +235,11 @@ static int shard_fini(struct shard *s)
 		shard_call(s, &req);
 		pthread_join(s->thread, NULL);
 		rc = s->error;
+		/* A caller refused or answered by the stop may not have left shard_call yet. */
+		pthread_mutex_lock(&s->lock);
+		while (s->callers > 0)
+			pthread_cond_wait(&s->cond, &s->lock);
+		pthread_mutex_unlock(&s->lock);
 	}
 	free(s->hist_ring);
 	free(s->hist_apply);
@@ -268,6 +273,8 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
 		rill_engine_config_default(&e->config);
 	e->lock_handle = -1;
 	pthread_mutex_init(&e->lock, NULL);
+	pthread_mutex_init(&e->calls_lock, NULL);
+	pthread_cond_init(&e->calls_cond, NULL);
 	int rc = engine_config_check(&e->config, err);
 	if (rc < 0)
 		goto out_free;
@@ -331,15 +338,60 @@ out_free:
 	return rc;
 }
 
+int engine_call_begin(struct rill_engine *e, struct rill_error_text *err)
+{
+	pthread_mutex_lock(&e->calls_lock);
+	bool closing = e->closing;
+	if (!closing)
+		e->calls_active++;
+	pthread_mutex_unlock(&e->calls_lock);
+	if (closing)
+		return engine_error(err, -ESHUTDOWN,
+				    "the engine is closing (rill_engine_close): nothing may start");
+	return 0;
+}
+
+void engine_call_end(struct rill_engine *e)
+{
+	pthread_mutex_lock(&e->calls_lock);
+	RILL_ASSERT(e->calls_active > 0);
+	e->calls_active--;
+	if (e->calls_active == 0 && e->closing)
+		pthread_cond_broadcast(&e->calls_cond); /* rill_engine_close waits for this */
+	pthread_mutex_unlock(&e->calls_lock);
+}
+
+bool engine_closing(struct rill_engine *e)
+{
+	pthread_mutex_lock(&e->calls_lock);
+	bool closing = e->closing;
+	pthread_mutex_unlock(&e->calls_lock);
+	return closing;
+}
+
 int rill_engine_close(struct rill_engine *e)
 {
 	if (e == NULL)
 		return 0;
+	/* One critical section for the check and the mark: a producer or subscription that
+	 * opens on another thread either counts before it (then -EBUSY here) or meets
+	 * closing (then -ESHUTDOWN there). */
 	pthread_mutex_lock(&e->lock);
-	uint32_t producers = e->producer_count + e->subscription_count;
+	uint32_t open = e->producer_count + e->subscription_count;
+	if (open == 0) {
+		pthread_mutex_lock(&e->calls_lock);
+		e->closing = true;
+		pthread_mutex_unlock(&e->calls_lock);
+	}
 	pthread_mutex_unlock(&e->lock);
-	if (producers > 0)
+	if (open > 0)
 		return -EBUSY;
+	/* The blocking calls begun before: the shards answer them (a token wait gives up).
+	 * Once none is left, none reaches a shard or reads what is freed below. */
+	pthread_mutex_lock(&e->calls_lock);
+	while (e->calls_active > 0)
+		pthread_cond_wait(&e->calls_cond, &e->calls_lock);
+	pthread_mutex_unlock(&e->calls_lock);
 	int first = 0;
 	for (uint32_t i = 0; e->shards != NULL && i < e->shard_count; i++) {
 		int rc = shard_fini(&e->shards[i]);
@@ -363,6 +415,8 @@ int rill_engine_close(struct rill_engine *e)
 		e->io->ops->close(e->io, e->lock_handle);
 	rill_io_destroy(e->schema_io);
 	rill_io_destroy(e->io);
+	pthread_cond_destroy(&e->calls_cond);
+	pthread_mutex_destroy(&e->calls_lock);
 	pthread_mutex_destroy(&e->lock);
 	free(e);
 	return first;
@@ -383,16 +437,26 @@ int rill_engine_shard_hook_add(struct rill_engine *e, uint32_t shard,
 {
 	if (shard >= e->shard_count || hook == NULL || hook->poll == NULL)
 		return -EINVAL;
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
 	struct shard_req req = {.kind = SHARD_REQ_HOOK_ADD, .hook = *hook};
-	return shard_call(&e->shards[shard], &req);
+	rc = shard_call(&e->shards[shard], &req);
+	engine_call_end(e);
+	return rc;
 }
 
 int rill_engine_shard_hook_remove(struct rill_engine *e, uint32_t shard, void *arg)
 {
 	if (shard >= e->shard_count)
 		return -EINVAL;
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
 	struct shard_req req = {.kind = SHARD_REQ_HOOK_REMOVE, .hook = {.arg = arg}};
-	return shard_call(&e->shards[shard], &req);
+	rc = shard_call(&e->shards[shard], &req);
+	engine_call_end(e);
+	return rc;
 }
 
 int rill_engine_shard_cpu(const struct rill_engine *e, uint32_t shard)
@@ -464,12 +528,16 @@ int rill_partition_info_get(struct rill_engine *e, struct rill_topic *topic, uin
 	if (t == NULL || out == NULL || partition >= t->config.partitions ||
 	    (timestamp_ns != UINT64_MAX && at == NULL))
 		return -EINVAL;
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
 	struct shard_req req = {.kind = SHARD_REQ_PART_INFO,
 				.topic = t,
 				.partition = partition,
 				.as_of_ns = timestamp_ns,
 				.info = out};
-	int rc = shard_call(&e->shards[t->parts[partition].shard], &req);
+	rc = shard_call(&e->shards[t->parts[partition].shard], &req);
+	engine_call_end(e);
 	if (rc == 0 && at != NULL)
 		*at = req.as_of_offset;
 	return rc;
@@ -488,9 +556,13 @@ int rill_group_commit(struct rill_engine *e, const char *group, struct rill_topi
 		return rc;
 	if (next_offset > info.durable_offset)
 		return -ERANGE; /* a crash could take the log back below it */
+	rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&e->lock);
 	rc = engine_meta_group_commit(e, group, t->name, partition, next_offset);
 	pthread_mutex_unlock(&e->lock);
+	engine_call_end(e);
 	return rc;
 }
 
@@ -501,9 +573,13 @@ int rill_group_offset(struct rill_engine *e, const char *group, struct rill_topi
 	if (group == NULL || !engine_name_ok(group) || t == NULL ||
 	    partition >= t->config.partitions || next_offset == NULL)
 		return -EINVAL;
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&e->lock);
-	int rc = engine_meta_group_offset(e, group, t->name, partition, next_offset);
+	rc = engine_meta_group_offset(e, group, t->name, partition, next_offset);
 	pthread_mutex_unlock(&e->lock);
+	engine_call_end(e);
 	return rc;
 }
 
@@ -675,6 +751,8 @@ int rill_topic_create(struct rill_engine *e, const struct rill_topic_config *con
 	if (config == NULL)
 		return engine_error(err, -EINVAL, "topic: no config");
 	int rc = engine_topic_check(config, err);
+	if (rc == 0)
+		rc = engine_call_begin(e, err);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&e->lock);
@@ -705,6 +783,7 @@ int rill_topic_create(struct rill_engine *e, const struct rill_topic_config *con
 		engine_meta_topic_remove(e, config->name); /* a later open must not meet it */
 out_unlock:
 	pthread_mutex_unlock(&e->lock);
+	engine_call_end(e);
 	if (rc == 0 && out != NULL)
 		*out = (struct rill_topic *)t;
 	return rc;
@@ -852,8 +931,10 @@ int rill_projection_define_custom(struct rill_engine *e, const char *name, const
 			"custom projection: a topic and a name of [A-Za-z_][A-Za-z0-9_.-]*, "
 			"1 to %u characters, are needed",
 			RILL_PROJECTION_NAME_BYTES_MAX);
+	int rc = engine_call_begin(e, err);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&e->lock);
-	int rc = 0;
 	struct engine_topic *t = engine_topic_find(e, topic);
 	struct engine_projection *ep = engine_projection_find(e, name);
 	if (t == NULL)
@@ -880,6 +961,7 @@ int rill_projection_define_custom(struct rill_engine *e, const char *name, const
 		}
 	}
 	pthread_mutex_unlock(&e->lock);
+	engine_call_end(e);
 	return rc;
 }
 
@@ -889,8 +971,11 @@ int rill_projection_define(struct rill_engine *e, const struct rill_projection_d
 	if (def == NULL)
 		return engine_error(err, -EINVAL, "projection: no definition");
 	struct rill_projection_def d = *def;
+	int rc = engine_call_begin(e, err);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&e->lock);
-	int rc = engine_projection_check(e, &d, err);
+	rc = engine_projection_check(e, &d, err);
 	if (rc < 0)
 		goto out_unlock;
 	struct engine_projection *ep = engine_projection_find(e, d.name);
@@ -946,6 +1031,7 @@ int rill_projection_define(struct rill_engine *e, const struct rill_projection_d
 		engine_meta_projection_remove(e, d.name); /* a later open must not meet it */
 out_unlock:
 	pthread_mutex_unlock(&e->lock);
+	engine_call_end(e);
 	return rc;
 }
 
@@ -1002,13 +1088,15 @@ static int engine_token_wait(struct rill_engine *e, struct engine_projection *ep
 			return rc;
 		if (rill_clock_now_ns() >= deadline)
 			return RILL_E_QUERY_STALE;
+		if (engine_closing(e))
+			return -ESHUTDOWN; /* rill_engine_close waits for this call */
 		engine_nap();
 	}
 }
 
-int rill_query(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
-	       const struct rill_token *after, uint64_t timeout_ns,
-	       struct rill_projection_value *out)
+static int engine_query(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
+			const struct rill_token *after, uint64_t timeout_ns,
+			struct rill_projection_value *out)
 {
 	struct engine_projection *ep;
 	uint32_t p;
@@ -1023,9 +1111,21 @@ int rill_query(struct rill_engine *e, const char *name, const void *key, size_t 
 	return engine_query_send(e, &req, ep, p, key, key_bytes);
 }
 
-int64_t rill_query_custom(struct rill_engine *e, const char *name, const void *key,
-			  size_t key_bytes, const struct rill_token *after, uint64_t timeout_ns,
-			  void *out, size_t out_bytes)
+int rill_query(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
+	       const struct rill_token *after, uint64_t timeout_ns,
+	       struct rill_projection_value *out)
+{
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
+	rc = engine_query(e, name, key, key_bytes, after, timeout_ns, out);
+	engine_call_end(e);
+	return rc;
+}
+
+static int64_t engine_query_custom(struct rill_engine *e, const char *name, const void *key,
+				   size_t key_bytes, const struct rill_token *after,
+				   uint64_t timeout_ns, void *out, size_t out_bytes)
 {
 	struct engine_projection *ep;
 	uint32_t p;
@@ -1043,21 +1143,38 @@ int64_t rill_query_custom(struct rill_engine *e, const char *name, const void *k
 	return rc < 0 ? rc : req.out_len;
 }
 
+int64_t rill_query_custom(struct rill_engine *e, const char *name, const void *key,
+			  size_t key_bytes, const struct rill_token *after, uint64_t timeout_ns,
+			  void *out, size_t out_bytes)
+{
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
+	int64_t len =
+		engine_query_custom(e, name, key, key_bytes, after, timeout_ns, out, out_bytes);
+	engine_call_end(e);
+	return len;
+}
+
 int rill_query_as_of(struct rill_engine *e, const char *name, const void *key, size_t key_bytes,
 		     uint64_t offset, uint64_t timestamp_ns, struct rill_projection_value *out)
 {
-	struct engine_projection *ep;
-	uint32_t p;
-	int rc = out == NULL ? -EINVAL : engine_query_target(e, name, key, key_bytes, &ep, &p);
-	if (rc == 0 && ep->ops != NULL)
-		rc = -EINVAL; /* built-in projections only */
+	int rc = engine_call_begin(e, NULL);
 	if (rc < 0)
 		return rc;
+	struct engine_projection *ep;
+	uint32_t p;
+	rc = out == NULL ? -EINVAL : engine_query_target(e, name, key, key_bytes, &ep, &p);
+	if (rc == 0 && ep->ops != NULL)
+		rc = -EINVAL; /* built-in projections only */
 	struct shard_req req = {.kind = SHARD_REQ_QUERY_AS_OF,
 				.as_of_offset = offset,
 				.as_of_ns = timestamp_ns,
 				.value = out};
-	return engine_query_send(e, &req, ep, p, key, key_bytes);
+	if (rc == 0)
+		rc = engine_query_send(e, &req, ep, p, key, key_bytes);
+	engine_call_end(e);
+	return rc;
 }
 
 int rill_command_handler_set(struct rill_engine *e, struct rill_topic *topic, uint32_t type_id,
@@ -1066,8 +1183,10 @@ int rill_command_handler_set(struct rill_engine *e, struct rill_topic *topic, ui
 	struct engine_topic *t = (struct engine_topic *)topic;
 	if (t == NULL)
 		return -EINVAL;
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&e->lock); /* one change at a time: every shard sees the same */
-	int rc = 0;
 	for (uint32_t i = 0; i < e->shard_count && rc == 0; i++) {
 		struct shard_req req = {.kind = SHARD_REQ_HANDLER_SET,
 					.topic = t,
@@ -1077,18 +1196,22 @@ int rill_command_handler_set(struct rill_engine *e, struct rill_topic *topic, ui
 		rc = shard_call(&e->shards[i], &req);
 	}
 	pthread_mutex_unlock(&e->lock);
+	engine_call_end(e);
 	return rc;
 }
 
 int rill_engine_snapshot(struct rill_engine *e)
 {
-	int first = 0;
+	int first = engine_call_begin(e, NULL);
+	if (first < 0)
+		return first;
 	for (uint32_t i = 0; i < e->shard_count; i++) {
 		struct shard_req req = {.kind = SHARD_REQ_SNAPSHOT};
 		int rc = shard_call(&e->shards[i], &req);
 		if (rc < 0 && first == 0)
 			first = rc;
 	}
+	engine_call_end(e);
 	return first;
 }
 
@@ -1096,6 +1219,11 @@ int rill_engine_shard_stats(struct rill_engine *e, uint32_t shard, struct rill_s
 {
 	if (shard >= e->shard_count || out == NULL)
 		return -EINVAL;
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
 	struct shard_req req = {.kind = SHARD_REQ_STATS, .stats = out};
-	return shard_call(&e->shards[shard], &req);
+	rc = shard_call(&e->shards[shard], &req);
+	engine_call_end(e);
+	return rc;
 }

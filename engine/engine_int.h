@@ -261,6 +261,8 @@ struct shard {
 	pthread_cond_t cond;
 	struct shard_req *reqs;
 	uint64_t reqs_pending; /* requests waiting: the shard's cheap check */
+	bool stopped;          /* STOP has run: shard_call refuses (lock) */
+	uint32_t callers;      /* threads waiting in shard_call (lock): shard_fini waits */
 
 	/* The shard thread's own. */
 	_Alignas(RILL_CACHE_GUARD_BYTES) struct shard_part **parts;
@@ -317,6 +319,19 @@ struct rill_engine {
 	uint32_t subscription_count; /* subscriptions open */
 	uint8_t sub_slots[RILL_ENGINE_SHARDS_MAX][RILL_ENGINE_SUBSCRIPTIONS_MAX]; /* in use */
 	uint64_t backpressure; /* rill_publish's -EAGAIN, relaxed adds */
+
+	/*
+	 * Closing. rill_engine_close sets closing under lock, in the critical section that
+	 * finds no producer or subscription open (so that producer open and subscribe, which
+	 * look at it there, either count before it or are refused), and under calls_lock too:
+	 * either lock reads it. The other blocking calls go between engine_call_begin and
+	 * engine_call_end, counted in calls_active; close waits for none to be left before it
+	 * stops the shards and frees what they read.
+	 */
+	bool closing;
+	pthread_mutex_t calls_lock;
+	pthread_cond_t calls_cond; /* broadcast when calls_active falls to 0 while closing */
+	uint32_t calls_active;     /* blocking calls begun and not ended (calls_lock) */
 };
 
 struct rill_producer {
@@ -386,6 +401,20 @@ int engine_meta_projections_load(struct rill_engine *e,
 				 int (*fn)(struct rill_engine *, const struct rill_projection_def *,
 					   struct rill_error_text *),
 				 struct rill_error_text *err);
+
+/*
+ * engine.c: a blocking call on @e begins (one that asks the shards, or reads or writes the
+ * data directory): 0, or -ESHUTDOWN (with @err, when not NULL, saying why) once
+ * rill_engine_close has begun, and then the call does nothing more. After 0 the call ends
+ * with engine_call_end once it no longer touches @e: close waits for that.
+ */
+int engine_call_begin(struct rill_engine *e, struct rill_error_text *err);
+void engine_call_end(struct rill_engine *e);
+/* True once rill_engine_close has begun: a call that waits (a token) gives up. */
+bool engine_closing(struct rill_engine *e);
+/* shard_control.c: after the loop ended, answer every request left in the mailbox with
+ * -ESHUTDOWN (none comes after: s->stopped). */
+void shard_control_refuse(struct shard *s);
 
 /* Formats into @err (when not NULL) and returns @code. */
 int engine_error(struct rill_error_text *err, int code, const char *fmt, ...)

@@ -39,8 +39,9 @@ static void producer_wake(struct rill_engine *e, struct shard *s)
 		shard_wake(s);
 }
 
-int rill_producer_open(struct rill_engine *e, const struct rill_producer_config *config,
-		       struct rill_producer **out)
+/* rill_producer_open, between engine_call_begin and _end. */
+static int producer_open(struct rill_engine *e, const struct rill_producer_config *config,
+			 struct rill_producer **out)
 {
 	struct rill_producer *p = calloc(1, sizeof(*p));
 	if (p == NULL)
@@ -66,6 +67,12 @@ int rill_producer_open(struct rill_engine *e, const struct rill_producer_config 
 	if (rc < 0)
 		goto out_free;
 	pthread_mutex_lock(&e->lock);
+	if (e->closing) {
+		/* rill_engine_close found no producer before this one counted: it goes on. */
+		pthread_mutex_unlock(&e->lock);
+		rc = -ESHUTDOWN;
+		goto out_free;
+	}
 	uint32_t slot = 0;
 	while (slot < RILL_ENGINE_PRODUCERS_MAX && e->producers[slot] != NULL)
 		slot++;
@@ -98,6 +105,17 @@ out_free:
 	if (p->wake_fd >= 0)
 		close(p->wake_fd);
 	free(p);
+	return rc;
+}
+
+int rill_producer_open(struct rill_engine *e, const struct rill_producer_config *config,
+		       struct rill_producer **out)
+{
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
+	rc = producer_open(e, config, out);
+	engine_call_end(e);
 	return rc;
 }
 

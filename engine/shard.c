@@ -763,6 +763,7 @@ void *shard_main(void *arg)
 		if (!napped)
 			idle_since = 0;
 	}
+	shard_control_refuse(s); /* those queued after STOP's turn took the mailbox */
 	shard_finish(s);
 	shard_self = NULL;
 	return NULL;
@@ -775,14 +776,24 @@ int shard_call(struct shard *s, struct shard_req *req)
 	RILL_ASSERT(shard_self == NULL);
 	req->done = false;
 	pthread_mutex_lock(&s->lock);
+	if (s->stopped) {
+		/* The loop has ended, or ends after this turn: nobody would answer. */
+		pthread_mutex_unlock(&s->lock);
+		return -ESHUTDOWN;
+	}
 	req->next = s->reqs;
 	s->reqs = req;
+	s->callers++;
 	rill_atomic_store_release_u64(&s->reqs_pending, 1); /* R3: pairs with shard_has_input */
 	pthread_mutex_unlock(&s->lock);
 	shard_wake(s);
 	pthread_mutex_lock(&s->lock);
+	/* Answered by the loop, or refused by its stop (shard_control_refuse): never left. */
 	while (!req->done)
 		pthread_cond_wait(&s->cond, &s->lock);
+	s->callers--;
+	if (s->callers == 0 && s->stopped)
+		pthread_cond_broadcast(&s->cond); /* shard_fini may destroy the lock now */
 	pthread_mutex_unlock(&s->lock);
 	return req->result;
 }

@@ -478,6 +478,9 @@ static int shard_req_run(struct shard *s, struct shard_req *r)
 		return shard_hook_remove(s, r->hook.arg);
 	case SHARD_REQ_STOP:
 		s->stopping = true;
+		pthread_mutex_lock(&s->lock);
+		s->stopped = true; /* from now on shard_call refuses instead of queueing */
+		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
 	RILL_ASSERT(0 && "unknown request");
@@ -512,4 +515,18 @@ unsigned shard_control_run(struct shard *s)
 		n++;
 	}
 	return n;
+}
+
+void shard_control_refuse(struct shard *s)
+{
+	pthread_mutex_lock(&s->lock);
+	RILL_ASSERT(s->stopped); /* or more could come */
+	for (struct shard_req *r = s->reqs; r != NULL; r = r->next) {
+		r->result = -ESHUTDOWN;
+		r->done = true; /* its caller looks under the lock: after this loop */
+	}
+	s->reqs = NULL;
+	rill_atomic_store_relaxed_u64(&s->reqs_pending, 0); /* under the lock, as above */
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
 }

@@ -191,9 +191,10 @@ int rill_subscribe(struct rill_engine *e, struct rill_topic *topic, uint32_t par
 	return rill_subscribe_notify(e, topic, partition, from_offset, NULL, out);
 }
 
-int rill_subscribe_notify(struct rill_engine *e, struct rill_topic *topic, uint32_t partition,
-			  uint64_t from_offset, struct rill_producer *notify,
-			  struct rill_subscription **out)
+/* rill_subscribe_notify, between engine_call_begin and _end. */
+static int sub_open(struct rill_engine *e, struct rill_topic *topic, uint32_t partition,
+		    uint64_t from_offset, struct rill_producer *notify,
+		    struct rill_subscription **out)
 {
 	struct engine_topic *t = (struct engine_topic *)topic;
 	if (t == NULL || partition >= t->config.partitions || out == NULL ||
@@ -216,17 +217,18 @@ int rill_subscribe_notify(struct rill_engine *e, struct rill_topic *topic, uint3
 	uint32_t slots = e->config.subscriptions_per_shard;
 	while (slot < slots && used[slot])
 		slot++;
-	if (slot < slots) {
+	bool closing = e->closing; /* close found none before this one counted: it goes on */
+	if (slot < slots && !closing) {
 		used[slot] = 1;
 		e->subscription_count++;
 		if (notify != NULL)
 			notify->notified_subs++; /* its close waits for this one's */
 	}
 	pthread_mutex_unlock(&e->lock);
-	if (slot == slots) {
+	if (slot == slots || closing) {
 		rill_ring_destroy(sub->ring);
 		free(sub);
-		return -ENOSPC;
+		return closing ? -ESHUTDOWN : -ENOSPC;
 	}
 	sub->slot = slot;
 	sub->notify = notify;
@@ -253,6 +255,18 @@ int rill_subscribe_notify(struct rill_engine *e, struct rill_topic *topic, uint3
 	sub->start = req.from_offset;
 	*out = sub;
 	return 0;
+}
+
+int rill_subscribe_notify(struct rill_engine *e, struct rill_topic *topic, uint32_t partition,
+			  uint64_t from_offset, struct rill_producer *notify,
+			  struct rill_subscription **out)
+{
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
+	rc = sub_open(e, topic, partition, from_offset, notify, out);
+	engine_call_end(e);
+	return rc;
 }
 
 uint64_t rill_subscription_start(const struct rill_subscription *sub)

@@ -186,6 +186,18 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
  * the final sync or before (what it held past its durable offset is lost: on a topic
  * with durability none, the events since its last batch). The engine is freed all the
  * same. Blocks.
+ *
+ * Other threads: close first marks the engine closing, in the same step as its check for
+ * open handles, so a rill_producer_open or rill_subscribe on another thread either counts
+ * before it (close returns -EBUSY) or returns -ESHUTDOWN. The other blocking calls
+ * (topics, projections, queries, partition information, groups, command handlers, hooks,
+ * snapshots, statistics) that begin from then on return -ESHUTDOWN at once; those already
+ * running finish (a query waiting for its token gives up with -ESHUTDOWN), and close
+ * waits for them before it stops the shards. None waits for a stopped shard or reads
+ * freed memory. But no call may begin after rill_engine_close has returned: the engine is
+ * freed, and stopping the threads that call it stays the caller's duty. The calls that
+ * never block (rill_topic_find, rill_engine_schemas and the other accessors, and the
+ * topics, schemas and registry they give) are not tracked: none may run during the close.
  */
 int rill_engine_close(struct rill_engine *engine);
 
@@ -395,7 +407,9 @@ struct rill_token {
  * (the token's offset not applied in time), RILL_E_LOG_STOPPED (the key's partition's log
  * stopped after an I/O error: its projections hold events that were refused to their
  * producers and that a restart will not have, so they answer nothing; as-of and custom
- * queries too), -EINVAL. Any host thread; blocks until the owner shard answers.
+ * queries too), -EINVAL, -ESHUTDOWN (the engine is closing: rill_engine_close has
+ * begun; a wait for the token ends with it too). Any host thread; blocks until the owner
+ * shard answers.
  */
 int rill_query(struct rill_engine *engine, const char *name, const void *key, size_t key_bytes,
 	       const struct rill_token *after, uint64_t timeout_ns,
@@ -555,7 +569,8 @@ struct rill_producer_config {
 /*
  * rill_producer_open - a producer handle for the calling thread: rings to and from every
  * shard. Use it from one thread at a time. Returns 0, -ENOSPC past
- * RILL_ENGINE_PRODUCERS_MAX handles, -ENOMEM. Blocks briefly (the shards attach it).
+ * RILL_ENGINE_PRODUCERS_MAX handles, -ENOMEM, -ESHUTDOWN (the engine is closing:
+ * rill_engine_close has begun). Blocks briefly (the shards attach it).
  */
 int rill_producer_open(struct rill_engine *engine, const struct rill_producer_config *config,
 		       struct rill_producer **out);
@@ -635,8 +650,9 @@ int rill_producer_close(struct rill_producer *producer);
 /*
  * rill_subscribe - a subscription to @partition of @topic from @from_offset (clamped to
  * the first offset retention kept). Returns 0, -EINVAL, -ERANGE for an offset past the
- * partition's end, -ENOSPC past config.subscriptions_per_shard on that shard, -ENOMEM.
- * Any host thread; blocks briefly. Use the subscription from one thread at a time.
+ * partition's end, -ENOSPC past config.subscriptions_per_shard on that shard, -ENOMEM,
+ * -ESHUTDOWN (the engine is closing: rill_engine_close has begun). Any host thread;
+ * blocks briefly. Use the subscription from one thread at a time.
  */
 int rill_subscribe(struct rill_engine *engine, struct rill_topic *topic, uint32_t partition,
 		   uint64_t from_offset, struct rill_subscription **out);

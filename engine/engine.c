@@ -264,6 +264,8 @@ static int engine_projection_open(struct rill_engine *e, const struct rill_proje
 int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *config,
 		     struct rill_error_text *err)
 {
+	if (shard_self != NULL) /* its shards' requests would be refused half-way */
+		return engine_error(err, -EDEADLK, "rill_engine_open on a shard's thread (a hook)");
 	struct rill_engine *e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return engine_error(err, -ENOMEM, "out of memory");
@@ -340,6 +342,10 @@ out_free:
 
 int engine_call_begin(struct rill_engine *e, struct rill_error_text *err)
 {
+	if (shard_self != NULL)
+		return engine_error(err, -EDEADLK,
+				    "called on a shard's thread (a hook, or a callback run there): "
+				    "it would wait for a shard, which waits for it");
 	pthread_mutex_lock(&e->calls_lock);
 	bool closing = e->closing;
 	if (!closing)
@@ -373,6 +379,8 @@ int rill_engine_close(struct rill_engine *e)
 {
 	if (e == NULL)
 		return 0;
+	if (shard_self != NULL)
+		return -EDEADLK; /* it would stop and join its own thread */
 	/* One critical section for the check and the mark: a producer or subscription that
 	 * opens on another thread either counts before it (then -EBUSY here) or meets
 	 * closing (then -ESHUTDOWN there). */

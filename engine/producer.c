@@ -293,6 +293,8 @@ static bool producer_rings_empty(const struct rill_producer *p)
 
 int rill_producer_flush(struct rill_producer *p, uint64_t timeout_ns)
 {
+	if (shard_self != NULL)
+		return -EDEADLK; /* its shard cannot take the events while it waits here */
 	uint64_t deadline = rill_clock_now_ns() + timeout_ns;
 	if (deadline < timeout_ns)
 		deadline = UINT64_MAX;
@@ -325,6 +327,8 @@ int rill_producer_close(struct rill_producer *p)
 {
 	if (p == NULL)
 		return 0;
+	if (shard_self != NULL)
+		return -EDEADLK; /* it flushes and detaches: waits for the shards */
 	if (p->in_on_ack > 0)
 		return -EBUSY; /* the loop delivering it goes on reading p and its rings */
 	struct rill_engine *e = p->engine;

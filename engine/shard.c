@@ -771,9 +771,10 @@ void *shard_main(void *arg)
 
 int shard_call(struct shard *s, struct shard_req *req)
 {
-	/* From a shard's own thread (a hook) it would wait for an answer that thread, or one
-	 * waiting for it, never gives: a hang, not an error. */
-	RILL_ASSERT(shard_self == NULL);
+	/* From a shard's thread (a hook, or a callback it runs) it would wait for an answer
+	 * that thread, or a shard waiting for it, never gives: refused, not a hang. */
+	if (shard_self != NULL)
+		return -EDEADLK;
 	req->done = false;
 	pthread_mutex_lock(&s->lock);
 	if (s->stopped) {

@@ -343,6 +343,8 @@ int rill_subscription_close(struct rill_subscription *sub)
 {
 	if (sub == NULL)
 		return 0;
+	if (shard_self != NULL)
+		return -EDEADLK; /* the detach waits for the shard */
 	struct rill_engine *e = sub->engine;
 	struct shard_req req = {.kind = SHARD_REQ_SUB_DETACH, .producer_slot = sub->slot};
 	int rc = shard_call(sub->shard, &req);

@@ -172,8 +172,9 @@ void rill_engine_config_default(struct rill_engine_config *config);
  * registry, reopen every topic (recovering its logs) and projection (rebuilding it from the
  * logs), and start the shards.
  * Returns 0, or -EINVAL (a bad config; with pin, a CPU of config->cpus no thread can be
- * pinned to, isolated CPUs being fine), -EBUSY (another engine has the directory), a log
- * or schema error, or -errno, with @err (optional) saying what and where. Blocks.
+ * pinned to, isolated CPUs being fine), -EBUSY (another engine has the directory),
+ * -EDEADLK (on a shard's thread), a log or schema error, or -errno, with @err (optional)
+ * saying what and where. Blocks.
  */
 int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *config,
 		     struct rill_error_text *err);
@@ -185,7 +186,7 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
  * done). Returns 0 or the first error met, among them a partition's log that failed at
  * the final sync or before (what it held past its durable offset is lost: on a topic
  * with durability none, the events since its last batch). The engine is freed all the
- * same. Blocks.
+ * same. Blocks. Not on a shard's thread (-EDEADLK).
  *
  * Other threads: close first marks the engine closing, in the same step as its check for
  * open handles, so a rill_producer_open or rill_subscribe on another thread either counts
@@ -214,9 +215,12 @@ uint32_t rill_engine_shards(const struct rill_engine *engine);
  *
  * poll:  called on every turn of the loop, between bursts; returns how much work it did
  *        (0: none). It may publish through a producer handle of its own (used on the
- *        shard's thread only while the hook is set) but must not block or call blocking
- *        engine functions (those that wait for a shard: a shard waiting for itself never
- *        returns).
+ *        shard's thread only while the hook is set) and poll it, but must not block.
+ *        The engine calls that wait for a shard (a shard waiting for itself, or for one
+ *        that waits for it, never returns) return -EDEADLK on any shard's thread, in a
+ *        hook or in a callback it runs: opening and closing the engine, producers and
+ *        subscriptions, rill_producer_flush, queries, partition information, groups,
+ *        topics, projections, command handlers, hooks, snapshots and statistics.
  * sleep: optional; it must not publish (the shard computed its wait before calling it).
  *        When the shard is idle (adaptive mode) it calls this instead of
  *        waiting on its own: the hook waits until @wake_fd (an eventfd: the shard's
@@ -242,16 +246,16 @@ struct rill_shard_hook {
 /*
  * rill_engine_shard_hook_add - add @hook to shard @shard's loop (copied).
  * Returns 0, -EINVAL, -ENOSPC (RILL_SHARD_HOOKS_MAX set already), -EBUSY (a second hook
- * with a sleep), -EEXIST (a hook with this arg is set). Any thread but a shard's own (not
- * from inside a hook); blocks briefly: once it returns, the shard calls the hook.
+ * with a sleep), -EEXIST (a hook with this arg is set). Any thread but a shard's (from
+ * inside a hook: -EDEADLK); blocks briefly: once it returns, the shard calls the hook.
  */
 int rill_engine_shard_hook_add(struct rill_engine *engine, uint32_t shard,
 			       const struct rill_shard_hook *hook);
 
 /*
  * rill_engine_shard_hook_remove - remove the hook whose arg is @arg. Returns 0 or -ENOENT.
- * Any thread but a shard's own (not from inside a hook); blocks briefly: once it returns,
- * the shard no longer calls it.
+ * Any thread but a shard's (from inside a hook: -EDEADLK); blocks briefly: once it
+ * returns, the shard no longer calls it.
  */
 int rill_engine_shard_hook_remove(struct rill_engine *engine, uint32_t shard, void *arg);
 
@@ -382,8 +386,8 @@ int rill_projection_kind_parse(const char *name, enum rill_projection_kind *out)
  * shard's answer, a file write and syncs); a position past the partition's durable offset
  * is refused with -ERANGE (once the log grew past it, after a crash say, the events in
  * between would be skipped unseen; subscribers read durable events only). rill_group_offset reads it: 0, -ENOENT (never committed), -EINVAL (a bad name:
- * [A-Za-z0-9_.-], 1 to 128 bytes), or an I/O error. Any host thread but a shard's own
- * (a hook).
+ * [A-Za-z0-9_.-], 1 to 128 bytes), or an I/O error. Any host thread, not a shard's (a
+ * hook: -EDEADLK).
  */
 int rill_group_commit(struct rill_engine *engine, const char *group, struct rill_topic *topic,
 		      uint32_t partition, uint64_t next_offset);
@@ -544,9 +548,14 @@ struct rill_ack {
 };
 
 /*
- * Called inside rill_producer_poll (and flush, and publish when it polls for room) on the
- * handle's own thread. It may publish, poll, flush and query, with this handle or others;
- * it may not close its own handle (rill_producer_close returns -EBUSY from inside it).
+ * Called inside rill_producer_poll and rill_producer_flush (rill_producer_close flushes),
+ * on the thread that called them: the handle's own, which for a handle a shard hook uses
+ * is that shard's thread. rill_publish never runs it. It may publish and poll, with this
+ * handle or others. On a host thread it may also flush and query and make the other
+ * blocking engine calls; on a shard's thread it may not: rill_query, rill_producer_flush,
+ * rill_producer_close and every call that waits for a shard return -EDEADLK there (see
+ * struct rill_shard_hook). It may not close its own handle (rill_producer_close returns
+ * -EBUSY from inside it).
  */
 typedef void (*rill_ack_fn)(void *arg, const struct rill_ack *ack);
 
@@ -614,7 +623,8 @@ int rill_producer_poll(struct rill_producer *producer, uint64_t wait_ns);
  * rill_producer_flush - poll until every event published has been processed and every
  * acknowledgement asked for has been delivered (a refusal included), or @timeout_ns
  * passes; events the callbacks publish meanwhile count too, so a callback that publishes
- * for every acknowledgement keeps it going until the timeout. Returns 0 or -ETIMEDOUT.
+ * for every acknowledgement keeps it going until the timeout. Returns 0, -ETIMEDOUT, or
+ * -EDEADLK on a shard's thread (a hook, where its shard cannot take events meanwhile).
  */
 int rill_producer_flush(struct rill_producer *producer, uint64_t timeout_ns);
 
@@ -637,6 +647,7 @@ uint64_t rill_producer_acks_owed(const struct rill_producer *producer);
  * -EBUSY, with nothing done, while subscriptions opened with it as their @notify
  * (rill_subscribe_notify) are open: close them first; and from inside its own on_ack
  * callback (the delivery loop running it still reads the handle): close it after the poll.
+ * -EDEADLK, with nothing done, on a shard's thread (a hook): close it from a host thread.
  */
 int rill_producer_close(struct rill_producer *producer);
 
@@ -692,7 +703,8 @@ bool rill_subscription_ready(struct rill_subscription *sub);
  */
 uint64_t rill_subscription_start(const struct rill_subscription *sub);
 
-/* rill_subscription_close - stop and free. 0. Blocks briefly. */
+/* rill_subscription_close - stop and free. 0, or -EDEADLK (nothing done) on a shard's
+ * thread. Blocks briefly. */
 int rill_subscription_close(struct rill_subscription *sub);
 
 /* Latency of one stage, from a log-linear histogram (relative error under 1%). */

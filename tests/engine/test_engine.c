@@ -7,14 +7,15 @@
  * values and offsets come back); refusals of the write model and of rill_publish;
  * backpressure with the smallest rings and a producer that does not poll; durable
  * acknowledgements; queries with read-your-writes tokens; topic and projection definitions
- * and the engine's own refusals (a second engine, closing with a producer open); busy
- * polling; and the shard statistics.
+ * and the engine's own refusals (a second engine, closing with a producer open); flushes
+ * and closes whose callbacks publish; closing while other threads query or open a
+ * producer; the calls refused on a shard's thread; busy polling; and the shard statistics.
  *
  * RILL_ENGINE_TEST_EVENTS scales the loops (events per producer; the ThreadSanitizer build
  * passes a smaller value). RILL_TEST_SEED replays a run (test_util.h).
  *
- * Two tests were written failing, before their fixes, and stay as regression tests ("WAS
- * A BUG" above each): test_query_token_waits and test_topic_bad_log_config.
+ * Tests written failing, before their fixes, stay as regression tests: "WAS A BUG" above
+ * each says what was wrong.
  */
 #define _GNU_SOURCE
 #include "tests/common/test_util.h"
@@ -4742,6 +4743,77 @@ static void test_local_publish(void **state)
 	fx_close(f);
 }
 
+/* A hook that publishes one event through its own producer and polls it; the engine calls
+ * that wait for a shard, made on the shard's thread from its poll and its callback. */
+struct deadlock_hook {
+	struct fx *f;
+	struct rill_topic *t;
+	struct rill_producer *p;
+	bool published;
+	uint32_t acked, done;
+	int query_rc, flush_rc, stats_rc;
+};
+
+static void deadlock_on_ack(void *arg, const struct rill_ack *ack)
+{
+	struct deadlock_hook *h = arg;
+	if (h->acked++ > 0)
+		return;
+	struct rill_projection_value v;
+	h->query_rc = rill_query(h->f->engine, "dl_total", "k", 1, &ack->token, 0, &v);
+	h->flush_rc = rill_producer_flush(h->p, 0);
+}
+
+static unsigned deadlock_poll(void *arg)
+{
+	struct deadlock_hook *h = arg;
+	if (__atomic_load_n(&h->done, __ATOMIC_ACQUIRE))
+		return 0;
+	if (!h->published) {
+		struct rill_shard_stats st;
+		h->stats_rc = rill_engine_shard_stats(h->f->engine, 0, &st);
+		struct order_event o;
+		if (order_event_make(&o, h->f->order, "k", 1) == 0 &&
+		    rill_publish(h->p, h->t, &o.ev, RILL_ACKS_APPLIED, 1) == 0)
+			h->published = true;
+	}
+	int n = rill_producer_poll(h->p, 0);
+	if (h->acked > 0)
+		__atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
+	return n > 0 ? (unsigned)n : 0;
+}
+
+/*
+ * On a shard's thread, in a hook and in the callbacks of the producer it polls, the calls
+ * that wait for a shard return -EDEADLK: a query, a flush, the shard statistics.
+ *
+ * WAS A BUG (engine/shard.c, shard_call): rill.h let a callback query, but a callback of a
+ * producer polled in a hook runs on the shard's thread, where shard_call's
+ * RILL_ASSERT(shard_self == NULL) aborted the process.
+ */
+static void test_shard_thread_calls_refused(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct deadlock_hook h = {.f = f, .query_rc = 1, .flush_rc = 1, .stats_rc = 1};
+	h.t = fx_topic(f, "dl", 1, RILL_DURABILITY_NONE);
+	fx_projection(f, "dl_total", "dl", RILL_PROJECTION_SUM, "amount");
+	struct rill_producer_config pc = {.on_ack = deadlock_on_ack, .arg = &h};
+	assert_int_equal(rill_producer_open(f->engine, &pc, &h.p), 0);
+	struct rill_shard_hook hook = {.poll = deadlock_poll, .arg = &h, .nap_ns = 1000000};
+	assert_int_equal(rill_engine_shard_hook_add(f->engine, 0, &hook), 0);
+	uint64_t deadline = rill_clock_now_ns() + FLUSH_NS;
+	while (!__atomic_load_n(&h.done, __ATOMIC_ACQUIRE) && rill_clock_now_ns() < deadline)
+		nap_ns(1000000);
+	assert_int_equal(rill_engine_shard_hook_remove(f->engine, 0, &h), 0);
+	assert_int_equal(h.acked, 1);
+	assert_int_equal(h.stats_rc, -EDEADLK);
+	assert_int_equal(h.query_rc, -EDEADLK);
+	assert_int_equal(h.flush_rc, -EDEADLK);
+	producer_close(h.p); /* back on a host thread */
+	fx_close(f);
+}
+
 int main(void)
 {
 	test_seed();
@@ -4816,6 +4888,8 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_local_publish, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_hook_naps, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_shard_thread_calls_refused, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_shard_thread_names, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_io_workers_off_shard_cpu, fx_setup,
 						fx_teardown),

@@ -160,11 +160,22 @@ void rill_io_mux_destroy(struct rill_io_mux *mux);
 /*
  * rill_io_replace_file - make @path (in directory @dir) hold exactly @bytes of @buf, so
  * that a crash leaves the old file or the new one, never a mix: write @tmp (same
- * directory), fsync it, rename it over @path, fsync @dir. Returns 0 or -errno (@tmp may be
- * left behind: callers remove leftovers at open). Blocks.
+ * directory), fsync it, rename it over @path, fsync @dir. Returns 0 or -errno. A failure
+ * before the rename removes @tmp (best effort: only a crash, or a disk that fails the
+ * removal too, leaves it, and callers remove leftovers at open); one after it leaves
+ * @path holding @buf, its directory entry perhaps not durable. Blocks.
  */
 int rill_io_replace_file(struct rill_io *io, const char *dir, const char *tmp, const char *path,
 			 const void *buf, size_t bytes);
+
+/*
+ * rill_io_replace_file_unsynced - the same without any fsync, for files that can be
+ * rebuilt (a log's index files): after a power cut @path may hold the old content, the
+ * new, or a damaged mix, and its reader must tell. @tmp is removed on failure as above.
+ * Returns 0 or -errno. Blocks.
+ */
+int rill_io_replace_file_unsynced(struct rill_io *io, const char *tmp, const char *path,
+				  const void *buf, size_t bytes);
 
 /*
  * rill_io_fsync_parent - fsync the directory holding @path (a folder just made, or found:

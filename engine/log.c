@@ -248,22 +248,7 @@ static int log_checkpoint_write(struct rill_log *log)
 				    .durable_offset = log->durable_offset,
 				    .written_ns = rill_clock_wall_ns()};
 	c.crc32c = rill_crc32c(&c, offsetof(struct rill_checkpoint, crc32c));
-	int handle;
-	int rc = io->ops->open(io, tmp, RILL_IO_CREATE, &handle);
-	if (rc < 0)
-		return rc;
-	rc = io->ops->truncate(io, handle, 0);
-	if (rc == 0)
-		rc = io->ops->pwrite(io, handle, &c, sizeof(c), 0);
-	if (rc == 0)
-		rc = io->ops->fsync(io, handle);
-	int close_rc = io->ops->close(io, handle);
-	if (rc == 0)
-		rc = close_rc;
-	if (rc == 0)
-		rc = io->ops->rename(io, tmp, path);
-	if (rc == 0)
-		rc = io->ops->fsync_dir(io, log->dir);
+	int rc = rill_io_replace_file(io, log->dir, tmp, path, &c, sizeof(c));
 	if (rc == 0)
 		log->checkpoint = c.durable_offset;
 	return rc;

@@ -54,19 +54,8 @@ static int index_save_one(struct rill_log *log, const struct log_segment *seg,
 	char tmp[LOG_PATH_BYTES + 48], path[LOG_PATH_BYTES + 32];
 	log_segment_path(log, seg->base_offset, suffix, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	struct rill_io *io = log->io;
-	int handle;
-	int rc = io->ops->open(io, tmp, RILL_IO_CREATE, &handle);
-	if (rc == 0) {
-		rc = io->ops->truncate(io, handle, 0);
-		if (rc == 0)
-			rc = io->ops->pwrite(io, handle, buf, bytes, 0);
-		int close_rc = io->ops->close(io, handle);
-		if (rc == 0)
-			rc = close_rc;
-	}
-	if (rc == 0)
-		rc = io->ops->rename(io, tmp, path);
+	/* A failed save removes its NNN.idx.tmp: nothing else would until the next open. */
+	int rc = rill_io_replace_file_unsynced(log->io, tmp, path, buf, bytes);
 	free(buf);
 	return rc;
 }

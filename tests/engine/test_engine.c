@@ -3022,6 +3022,42 @@ static void test_group_offsets(void **state)
 	fx_close(f);
 }
 
+/* Whether @dir/@name exists. */
+static bool fx_has(const struct fx *f, const char *name)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	struct stat sb;
+	return stat(path, &sb) == 0;
+}
+
+/*
+ * A metadata write that fails (the file size limit, RLIMIT_FSIZE, cuts it short: a full
+ * disk does the same) removes its temporary file: .g.json.tmp stayed, holding on a full
+ * disk the space whose lack failed it, and nothing removed it, not even a restart.
+ */
+static void test_meta_write_failure_leaves_no_temp(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "metafail", 1, RILL_DURABILITY_GROUP);
+	struct rlimit saved, low;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+	low = saved;
+	low.rlim_cur = 8; /* the file's first 8 bytes fit */
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
+	int rc = rill_group_commit(f->engine, "g", t, 0, 0);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(rc, -EFBIG);
+	if (fx_has(f, "groups/.g.json.tmp"))
+		fail_msg("a failed group commit left groups/.g.json.tmp behind");
+	assert_false(fx_has(f, "groups/g.json"));
+	assert_int_equal(rill_group_commit(f->engine, "g", t, 0, 0), 0); /* room again */
+	fx_close(f);
+}
+
 /* A projection defined while the engine runs goes into a snapshot at once, also when no
  * event came since the last snapshot: that one lacks it, and is rewritten at its offset
  * with it, so that a restart restores the projection instead of rebuilding it from what
@@ -4833,6 +4869,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_projection_defined_idle, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_group_offsets, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_meta_write_failure_leaves_no_temp, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_retention, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshots_off_retention, fx_setup,
 						fx_teardown),

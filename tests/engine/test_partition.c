@@ -1849,10 +1849,12 @@ static void test_rebuild_io_errors(void **state)
 }
 
 /*
- * Snapshots under faults: an I/O error at each operation of rill_partition_snapshot, then a
- * power cut, then a reopen. Whatever the snapshot got to (nothing, a temporary file, a
- * rename not made durable), the reopened partition's dedup table and a projection bound
- * from the snapshot equal the log; and a snapshot that completed is the one loaded.
+ * Snapshots under faults: an I/O error (EIO, or ENOSPC) at each operation of
+ * rill_partition_snapshot, then a power cut, then a reopen. A failed snapshot leaves no
+ * .snapshot.tmp: on a full disk it held the space the log needed, which stopped appending
+ * until a restart. Whatever the snapshot got to (nothing, a rename not made durable), the
+ * reopened partition's dedup table and a projection bound from the snapshot equal the log;
+ * and a snapshot that completed is the one loaded.
  */
 static void test_snapshot_faults(void **state)
 {
@@ -1898,11 +1900,15 @@ static void test_snapshot_faults(void **state)
 			struct evspec sp = spec_order(0, 0, (uint32_t)(k % KEYS), k);
 			assert_int_equal(do_write(&w, &sp), 0);
 		}
-		if (i < snap_ops)
-			io_sim_fail_at(w.sim, io_sim_ops(w.sim) + i, EIO, false);
+		if (i < snap_ops) /* a failing disk, or a full one */
+			io_sim_fail_at(w.sim, io_sim_ops(w.sim) + i, i % 2 ? ENOSPC : EIO, false);
 		int rc = rill_partition_snapshot(w.part, 2);
 		io_sim_fail_at(w.sim, UINT64_MAX, 0, false);
 		failed += rc != 0;
+		uint64_t tmp_bytes = 0;
+		if (io_sim_file_data(w.sim, DIR_SIM "/snapshots/.snapshot.tmp", &tmp_bytes) != NULL)
+			fail_msg("%s: %s, and .snapshot.tmp left behind (%llu bytes)", what,
+				 rill_strerror(rc), (unsigned long long)tmp_bytes);
 		if (i == snap_ops)
 			assert_int_equal(rc, 0);
 		part_drop(&w);

@@ -501,6 +501,7 @@ struct log_listing {
 	uint64_t *bases;
 	uint32_t count, capacity;
 	int error;
+	struct rill_log *sweep; /* removes the log's temporary files found; NULL: read-only */
 };
 
 bool rill_log_segment_name_parse(const char *name, uint64_t *base_offset)
@@ -519,12 +520,40 @@ bool rill_log_segment_name_parse(const char *name, uint64_t *base_offset)
 	return true;
 }
 
+/*
+ * Whether @name is a temporary file of this log's: NNN.idx.tmp or NNN.tix.tmp (20 digits,
+ * log_index_save) or checkpoint.tmp. A writer removes its own when it fails; only a crash
+ * leaves one, which nothing would ever read or remove.
+ */
+static bool log_temp_name(const char *name)
+{
+	if (strcmp(name, RILL_CHECKPOINT_NAME ".tmp") == 0)
+		return true;
+	if (strlen(name) != 28 ||
+	    (strcmp(name + 20, ".idx.tmp") != 0 && strcmp(name + 20, ".tix.tmp") != 0))
+		return false;
+	for (int i = 0; i < 20; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return false;
+	}
+	return true;
+}
+
 static int log_list_entry(void *arg, const char *name)
 {
 	struct log_listing *l = arg;
 	uint64_t base;
-	if (!rill_log_segment_name_parse(name, &base))
+	if (!rill_log_segment_name_parse(name, &base)) {
+		/* Removing an entry while listing is allowed: readdir(3) may or may not
+		 * return it again, and it was returned already. Best effort: a leftover
+		 * costs disk space, never a record. */
+		if (l->sweep != NULL && log_temp_name(name)) {
+			char path[LOG_PATH_BYTES + 32];
+			snprintf(path, sizeof(path), "%s/%s", l->sweep->dir, name);
+			(void)l->sweep->io->ops->unlink(l->sweep->io, path);
+		}
 		return 0;
+	}
 	if (l->count == l->capacity) {
 		uint32_t capacity = l->capacity ? l->capacity * 2 : 16;
 		uint64_t *grown = realloc(l->bases, capacity * sizeof(*grown));
@@ -658,7 +687,8 @@ out_close:
 	return rc == 1 ? 0 : rc;
 }
 
-/* Remove segment @base's files (the segment, then its index files, which may be missing). */
+/* Remove segment @base's files: the segment, then its index files and any temporary ones
+ * a crash left of them, which may all be missing. */
 static int log_segment_remove(struct rill_log *log, uint64_t base)
 {
 	char path[LOG_PATH_BYTES + 32];
@@ -666,7 +696,7 @@ static int log_segment_remove(struct rill_log *log, uint64_t base)
 	int rc = log->io->ops->unlink(log->io, path);
 	if (rc < 0 && rc != -ENOENT)
 		return rc;
-	static const char *const index_suffixes[] = {"idx", "tix"};
+	static const char *const index_suffixes[] = {"idx", "tix", "idx.tmp", "tix.tmp"};
 	for (size_t k = 0; k < RILL_ARRAY_COUNT(index_suffixes); k++) {
 		log_segment_path(log, base, index_suffixes[k], path, sizeof(path));
 		(void)log->io->ops->unlink(log->io, path); /* may not exist */
@@ -698,7 +728,8 @@ static int log_repair_cut_after(struct rill_log *log, const uint64_t *bases, uin
 /* Open and check every segment in offset order; recover the tail. */
 static int log_recover(struct rill_log *log, struct rill_log_recovery *report)
 {
-	struct log_listing listing = {0};
+	/* A read-only open holds no lock: a writer beside it may be writing those files. */
+	struct log_listing listing = {.sweep = log->config.read_only ? NULL : log};
 	int rc = log_checkpoint_read(log);
 	if (rc == 0)
 		rc = log->io->ops->list(log->io, log->dir, log_list_entry, &listing);

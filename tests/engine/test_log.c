@@ -818,6 +818,108 @@ static void test_index_files_unsound(void **state)
 	io_sim_destroy(sim);
 }
 
+/* A file at @path of @sim holding a few bytes, as a crash would leave it. */
+static void sim_leave_file(struct io_sim *sim, const char *path)
+{
+	struct rill_io *io = io_sim_io(sim);
+	int handle;
+	assert_int_equal(io->ops->open(io, path, RILL_IO_CREATE, &handle), 0);
+	assert_int_equal(io->ops->pwrite(io, handle, "partial", 7, 0), 0);
+	assert_int_equal(io->ops->close(io, handle), 0);
+}
+
+static bool sim_has(struct io_sim *sim, const char *dir, const char *name)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	uint64_t size;
+	return io_sim_file_data(sim, path, &size) != NULL;
+}
+
+/*
+ * Temporary files a crash left (an index file or the checkpoint half written): retention
+ * deletes a segment's NNN.idx.tmp and NNN.tix.tmp with it, and a writer's open deletes
+ * every one, those of segments gone included. Nothing else goes: not a file rill does not
+ * write, and nothing at a read-only open (rill log verify beside a running writer, which
+ * may be writing them). They used to stay for good, holding their disk space.
+ */
+static void test_temp_files_removed(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 61), 0);
+	struct rill_log_config c = log_check_small_config();
+	c.retention_bytes = 200u << 10;
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	uint64_t i = 0;
+	for (; i < 500; i++)
+		assert_int_equal(append_one(log, i), 0);
+	assert_int_equal(rill_log_sync(log), 0);
+	assert_int_equal(rill_log_start_offset(log), 0);
+	sim_leave_file(sim, DIR_SIM "/00000000000000000000.idx.tmp");
+	sim_leave_file(sim, DIR_SIM "/00000000000000000000.tix.tmp");
+	while (rill_log_start_offset(log) == 0) { /* until retention deletes segment 0 */
+		assert_true(i < 20000);
+		assert_int_equal(append_one(log, i++), 0);
+	}
+	assert_false(sim_has(sim, DIR_SIM, "00000000000000000000.idx.tmp"));
+	assert_false(sim_has(sim, DIR_SIM, "00000000000000000000.tix.tmp"));
+	uint64_t start = rill_log_start_offset(log);
+	assert_int_equal(rill_log_close(log), 0);
+
+	static const char *const ours[] = {
+		"00000000000000000000.idx.tmp", /* of a segment gone */
+		"00000000000000000007.tix.tmp",
+		"checkpoint.tmp",
+	};
+	static const char *const strangers[] = {
+		"notes.tmp",
+		"0000000000000000000.idx.tmp", /* 19 digits */
+		"0000000000000000000x.idx.tmp",
+		"00000000000000000000.log.tmp",
+		"00000000000000000000.idx.tmp.bak",
+		".snapshot.tmp",
+	};
+	char name[64];
+	snprintf(name, sizeof(name), "%020llu.idx.tmp",
+		 (unsigned long long)start); /* of a live segment */
+	const char *live = name;
+	for (size_t k = 0; k < RILL_ARRAY_COUNT(ours); k++) {
+		char path[256];
+		snprintf(path, sizeof(path), "%s/%s", DIR_SIM, ours[k]);
+		sim_leave_file(sim, path);
+	}
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", DIR_SIM, live);
+	sim_leave_file(sim, path);
+	for (size_t k = 0; k < RILL_ARRAY_COUNT(strangers); k++) {
+		snprintf(path, sizeof(path), "%s/%s", DIR_SIM, strangers[k]);
+		sim_leave_file(sim, path);
+	}
+	struct rill_log_config ro = c;
+	ro.read_only = true;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &ro, NULL), 0);
+	assert_int_equal(rill_log_close(log), 0);
+	for (size_t k = 0; k < RILL_ARRAY_COUNT(ours); k++)
+		assert_true(sim_has(sim, DIR_SIM, ours[k]));
+	assert_true(sim_has(sim, DIR_SIM, live));
+
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	for (size_t k = 0; k < RILL_ARRAY_COUNT(ours); k++) {
+		if (sim_has(sim, DIR_SIM, ours[k]))
+			fail_msg("%s left after a writer's open", ours[k]);
+	}
+	assert_false(sim_has(sim, DIR_SIM, live));
+	for (size_t k = 0; k < RILL_ARRAY_COUNT(strangers); k++) {
+		if (!sim_has(sim, DIR_SIM, strangers[k]))
+			fail_msg("%s, no file of rill's, deleted at open", strangers[k]);
+	}
+	assert_int_equal(log_check_all(log, i), (int64_t)i);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_destroy(sim);
+}
+
 /* Roll and retention by age: with limits of a nanosecond, every batch opens a new segment
  * and every segment but the active one goes. (The wall clock going back counts as age 0.) */
 static void test_roll_and_retention_by_age(void **state)
@@ -2069,6 +2171,7 @@ int main(void)
 		cmocka_unit_test(test_segment_name),
 		cmocka_unit_test(test_index_files),
 		cmocka_unit_test(test_index_files_unsound),
+		cmocka_unit_test(test_temp_files_removed),
 		cmocka_unit_test(test_iterator_across_retention),
 		cmocka_unit_test(test_read_only_empty),
 		cmocka_unit_test(test_bad_config_refused),

@@ -79,6 +79,54 @@ static int meta_read(struct rill_engine *e, const char *path, uint32_t bytes_max
 	return 0;
 }
 
+/*
+ * Leftovers of meta_write that a crash left (a failed write removes its own temporary
+ * file). Best effort: a leftover costs disk space, never a definition. The engine's lock
+ * is held, so no other engine is writing them.
+ */
+static void meta_temp_remove(struct rill_engine *e, const char *dir, const char *name)
+{
+	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 16];
+	snprintf(path, sizeof(path), "%s/.%s.tmp", dir, name);
+	(void)e->io->ops->unlink(e->io, path);
+}
+
+/* Whether @name is meta_write's temporary file for a NAME.json: ".NAME.json.tmp". No
+ * definition's name starts with a dot, so no other file is named so by rill. */
+static bool meta_temp_json_name(const char *name)
+{
+	static const char suffix[] = ".json.tmp";
+	size_t n = strlen(name), suffix_bytes = sizeof(suffix) - 1;
+	return n > suffix_bytes + 1 && name[0] == '.' && name[1] != '.' &&
+	       strcmp(name + n - suffix_bytes, suffix) == 0;
+}
+
+struct meta_sweep {
+	struct rill_engine *e;
+	const char *dir;
+};
+
+static int meta_sweep_entry(void *arg, const char *name)
+{
+	struct meta_sweep *s = arg;
+	if (!meta_temp_json_name(name))
+		return 0;
+	/* Removed while listing: readdir(3) may return it again or not, either is fine. */
+	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 16];
+	snprintf(path, sizeof(path), "%s/%s", s->dir, name);
+	(void)s->e->io->ops->unlink(s->e->io, path);
+	return 0;
+}
+
+/* Remove every ".NAME.json.tmp" from DATA/@sub (projections, groups), best effort. */
+static void meta_sweep(struct rill_engine *e, const char *sub)
+{
+	char dir[META_PATH_BYTES];
+	snprintf(dir, sizeof(dir), "%s/%s", e->data_dir, sub);
+	struct meta_sweep s = {.e = e, .dir = dir};
+	(void)e->io->ops->list(e->io, dir, meta_sweep_entry, &s);
+}
+
 static int meta_write_json(struct rill_engine *e, const char *dir, const char *name, json_t *j)
 {
 	if (j == NULL)
@@ -115,6 +163,7 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 				    rc == -EBUSY ? "another engine is using this data directory"
 						 : rill_strerror(rc));
 	}
+	meta_temp_remove(e, e->data_dir, "meta");
 	snprintf(path, sizeof(path), "%s/meta", e->data_dir);
 	json_t *meta;
 	rc = meta_read(e, path, META_BYTES_MAX, &meta, err);
@@ -166,6 +215,8 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 	if (rc < 0)
 		return engine_error(err, rc, "%s: creating its folders: %s", e->data_dir,
 				    rill_strerror(rc));
+	meta_sweep(e, "projections");
+	meta_sweep(e, "groups");
 	return 0;
 }
 
@@ -305,7 +356,9 @@ int engine_meta_topics_load(struct rill_engine *e,
 	struct meta_names names = {0};
 	int rc = meta_list(e, "topics", &names, err);
 	for (size_t i = 0; rc == 0 && i < names.count; i++) {
-		char path[META_PATH_BYTES];
+		char dir[META_PATH_BYTES], path[META_PATH_BYTES];
+		snprintf(dir, sizeof(dir), "%s/topics/%s", e->data_dir, names.names[i]);
+		meta_temp_remove(e, dir, "topic.json");
 		snprintf(path, sizeof(path), "%s/topics/%s/topic.json", e->data_dir,
 			 names.names[i]);
 		json_t *j;

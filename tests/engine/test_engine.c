@@ -3031,6 +3031,17 @@ static bool fx_has(const struct fx *f, const char *name)
 	return stat(path, &sb) == 0;
 }
 
+/* Leave @dir/@name holding a few bytes, as a crash in the middle of writing it would. */
+static void fx_leave(const struct fx *f, const char *name)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("{\"partial", fp);
+	assert_int_equal(fclose(fp), 0);
+}
+
 /*
  * A metadata write that fails (the file size limit, RLIMIT_FSIZE, cuts it short: a full
  * disk does the same) removes its temporary file: .g.json.tmp stayed, holding on a full
@@ -3055,6 +3066,58 @@ static void test_meta_write_failure_leaves_no_temp(void **state)
 		fail_msg("a failed group commit left groups/.g.json.tmp behind");
 	assert_false(fx_has(f, "groups/g.json"));
 	assert_int_equal(rill_group_commit(f->engine, "g", t, 0, 0), 0); /* room again */
+	fx_close(f);
+}
+
+/*
+ * The temporary files a crash leaves in the middle of a write (metadata, a snapshot, a
+ * log's index files and checkpoint) are removed when the engine opens. Files rill does not
+ * write stay, whatever their name.
+ */
+static void test_temp_files_removed_at_open(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	(void)fx_topic(f, "tmps", 1, RILL_DURABILITY_GROUP);
+	fx_close(f);
+	static const char *const ours[] = {
+		".meta.tmp",
+		"topics/tmps/.topic.json.tmp",
+		"projections/.p.json.tmp",
+		"groups/.g.json.tmp",
+		"groups/.other-group.v2.json.tmp",
+		"topics/tmps/0/00000000000000000000.idx.tmp",
+		"topics/tmps/0/00000000000000000000.tix.tmp",
+		"topics/tmps/0/checkpoint.tmp",
+		"topics/tmps/0/snapshots/.snapshot.tmp",
+	};
+	static const char *const strangers[] = {
+		".other.tmp",
+		"groups/notes.tmp",
+		"groups/.json.tmp",
+		"groups/..g.json.tmp",
+		"groups/.g.json.tmp.bak",
+		"projections/.hidden",
+		"topics/tmps/.other.tmp",
+		"topics/tmps/0/notes.tmp",
+	};
+	char snapshots[128];
+	snprintf(snapshots, sizeof(snapshots), "%s/topics/tmps/0/snapshots", f->dir);
+	assert_int_equal(mkdir(snapshots, 0755), 0);
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+		fx_leave(f, ours[i]);
+	for (size_t i = 0; i < sizeof(strangers) / sizeof(strangers[0]); i++)
+		fx_leave(f, strangers[i]);
+	fx_open(f);
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+		if (fx_has(f, ours[i]))
+			fail_msg("%s left after the engine opened", ours[i]);
+	}
+	for (size_t i = 0; i < sizeof(strangers) / sizeof(strangers[0]); i++) {
+		if (!fx_has(f, strangers[i]))
+			fail_msg("%s, no file of rill's, deleted at open", strangers[i]);
+	}
+	assert_non_null(rill_topic_find(f->engine, "tmps"));
 	fx_close(f);
 }
 
@@ -4870,6 +4933,8 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_group_offsets, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_meta_write_failure_leaves_no_temp, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_temp_files_removed_at_open, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_retention, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshots_off_retention, fx_setup,

@@ -37,7 +37,9 @@ struct rill_io;
 #define RILL_IO_DIRECT       4u
 #define RILL_IO_DIRECT_ALIGN 512u
 
-/* A finished write_sync: its token and result (0, or -errno from the write or the sync). */
+/* A finished write_sync: its token and result (0, or -errno from the write or the sync; a
+ * write that came short is an error, and says why: -ENOSPC on a full disk, as every
+ * backend reports it, not -EIO). */
 struct rill_io_completion {
 	uint64_t token;
 	int result;

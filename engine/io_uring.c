@@ -2,7 +2,8 @@
  * The io_uring backend of the I/O layer (io.h). write_sync is one linked pair of SQEs, a
  * write then an fdatasync (IOSQE_IO_LINK: the sync starts only after the write completed in
  * full, and is cancelled if the write failed or was short), submitted in one syscall. Both
- * CQEs are gathered before the call is reported complete. Everything else is the POSIX
+ * CQEs are gathered before the call is reported complete; a short write is a failure, whose
+ * cause the rest written again tells (uring_short_write_cause). Everything else is the POSIX
  * backend's. Runs on the owning shard's thread; poll may block up to its wait.
  */
 #define _GNU_SOURCE
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <liburing.h>
 
@@ -31,6 +33,10 @@ struct uring_pending {
 	int write_res, sync_res;
 	uint32_t bytes;
 	uint64_t token;
+	/* The write itself, for the rest of a short one (uring_short_write_cause). */
+	int handle;
+	const uint8_t *buf;
+	uint64_t offset; /* in the file, bytes */
 };
 
 #define URING_BUFFERS_MAX 64u /* registered regions: a shard's partitions' batch buffers */
@@ -125,8 +131,12 @@ static int uring_write_sync(struct rill_io *io, int handle, const void *buf, siz
 	io_uring_sqe_set_data64(w, slot);
 	io_uring_prep_fsync(s, handle, IORING_FSYNC_DATASYNC);
 	io_uring_sqe_set_data64(s, slot | URING_TAG_SYNC);
-	u->pending[slot] =
-		(struct uring_pending){.used = true, .bytes = (uint32_t)bytes, .token = token};
+	u->pending[slot] = (struct uring_pending){.used = true,
+						  .bytes = (uint32_t)bytes,
+						  .token = token,
+						  .handle = handle,
+						  .buf = buf,
+						  .offset = offset};
 	/*
 	 * Both SQEs must reach the kernel in one submission: a link does not cross
 	 * submissions (io_uring_sqe_set_flags(3)), so a sync that went out after its write
@@ -151,13 +161,45 @@ static int uring_write_sync(struct rill_io *io, int handle, const void *buf, siz
 	}
 }
 
-/* The pair's result: the write's error first, a short write as EIO, then the sync's. */
+#define URING_REST_TRIES 4 /* writes of a short write's rest, each of which may come short */
+
+/*
+ * Why a write came short. The kernel completes a write of which only a part fit (the disk
+ * or a quota filling up, the file size limit) with the count written, not the error (its
+ * own second try of the rest failed), and the linked fdatasync is cancelled. So the rest is
+ * written again here, as the POSIX backend's loop does, and its error is the cause:
+ * ENOSPC, EDQUOT, EFBIG. Taken as EIO it went to producers, stderr and the stats as an
+ * "Input/output error" on a full disk. The rest starts at the last RILL_IO_DIRECT_ALIGN
+ * boundary of what was written (the bytes before it rewritten with what they hold), so a
+ * direct handle's alignment holds. A rest that fits now (space freed meanwhile) is still a
+ * failure of unknown cause, EIO: nothing synced it, and the log stops all the same. Its
+ * bytes are then in the file unsynced, as after a whole write whose fdatasync failed.
+ * Blocks; only on this error path.
+ */
+static int uring_short_write_cause(const struct uring_pending *p)
+{
+	uint64_t done = (uint32_t)p->write_res;
+	for (int tries = 0; tries < URING_REST_TRIES && done < p->bytes; tries++) {
+		done &= ~(uint64_t)(RILL_IO_DIRECT_ALIGN - 1);
+		ssize_t n = pwrite(p->handle, p->buf + done, p->bytes - done,
+				   (off_t)(p->offset + done));
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n == 0)
+			break; /* no progress, no error: the POSIX backend's EIO too */
+		if (n > 0)
+			done += (uint64_t)n;
+	}
+	return -EIO;
+}
+
+/* The pair's result: the write's error first, a short write's cause, then the sync's. */
 static int uring_pair_result(const struct uring_pending *p)
 {
 	if (p->write_res < 0)
 		return p->write_res;
 	if ((uint32_t)p->write_res != p->bytes)
-		return -EIO;
+		return uring_short_write_cause(p);
 	return p->sync_res < 0 ? p->sync_res : 0;
 }
 

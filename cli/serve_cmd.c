@@ -63,6 +63,7 @@ static const char serve_help[] =
 	"            snapshot_interval_s (60), snapshots_kept (3),\n"
 	"            subscriptions_per_shard (64: partitions subscribed at once on a shard,\n"
 	"            over all clients; up to 1024, each a 4 MiB ring while open),\n"
+	"            groups_max (4096: consumer groups stored, a file each; up to 65536),\n"
 	"            log_io (direct: O_DIRECT where the file system takes it; buffered)\n"
 	"  [server]  listen (127.0.0.1:7400), frame_bytes_max (1048576),\n"
 	"            conn_inflight_bytes_max (8388608), server_inflight_bytes_max (268435456),\n"
@@ -147,6 +148,9 @@ static bool serve_engine_key(struct serve_opts *o, const char *key, const char *
 	else if (strcmp(key, "subscriptions_per_shard") == 0 &&
 		 serve_u64(value, RILL_ENGINE_SUBSCRIPTIONS_MAX, &v) && v > 0)
 		e->subscriptions_per_shard = (uint32_t)v;
+	else if (strcmp(key, "groups_max") == 0 && serve_u64(value, RILL_ENGINE_GROUPS_MAX, &v) &&
+		 v > 0)
+		e->groups_max = (uint32_t)v;
 	else
 		return false;
 	return true;

@@ -25,7 +25,8 @@
 #define ENGINE_RING_BYTES_DEFAULT    (1u << 20)
 #define ENGINE_RING_BYTES_MIN        (64u << 10)
 #define ENGINE_IDLE_SPIN_NS          50000u
-#define ENGINE_SUBSCRIPTIONS_DEFAULT 64u /* per shard: 256 MiB of rings at most */
+#define ENGINE_SUBSCRIPTIONS_DEFAULT 64u   /* per shard: 256 MiB of rings at most */
+#define ENGINE_GROUPS_DEFAULT        4096u /* a file each under DATA/groups */
 #define ENGINE_QUERY_NAP_NS          20000u
 
 _Static_assert(RILL_ENGINE_SHARDS_MAX *RILL_ENGINE_PRODUCERS_MAX <= 65536u,
@@ -56,6 +57,7 @@ void rill_engine_config_default(struct rill_engine_config *c)
 	c->snapshot_interval_ns = 60ull * 1000000000u;
 	c->snapshots_kept = 3;
 	c->subscriptions_per_shard = ENGINE_SUBSCRIPTIONS_DEFAULT;
+	c->groups_max = ENGINE_GROUPS_DEFAULT;
 }
 
 static bool engine_ring_bytes_ok(uint32_t bytes)
@@ -107,6 +109,11 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 				    "subscriptions_per_shard: %u is more than the %u "
 				    "allowed",
 				    c->subscriptions_per_shard, RILL_ENGINE_SUBSCRIPTIONS_MAX);
+	if (c->groups_max == 0)
+		c->groups_max = ENGINE_GROUPS_DEFAULT;
+	if (c->groups_max > RILL_ENGINE_GROUPS_MAX)
+		return engine_error(err, -EINVAL, "groups_max: %u is more than the %u allowed",
+				    c->groups_max, RILL_ENGINE_GROUPS_MAX);
 	if (c->snapshots_kept == 0 || c->snapshots_kept > RILL_PARTITION_SNAPSHOTS_MAX)
 		return engine_error(err, -EINVAL, "snapshots_kept: 1 to %u",
 				    RILL_PARTITION_SNAPSHOTS_MAX);
@@ -290,6 +297,8 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
 		goto out_free;
 	}
 	rc = engine_meta_init(e, err); /* lock, DATA/meta, folders */
+	if (rc == 0)
+		rc = engine_meta_groups_count(e, err);
 	if (rc < 0)
 		goto out_free;
 	char path[4200];
@@ -589,6 +598,14 @@ int rill_group_offset(struct rill_engine *e, const char *group, struct rill_topi
 	pthread_mutex_unlock(&e->lock);
 	engine_call_end(e);
 	return rc;
+}
+
+uint32_t rill_group_count(struct rill_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	uint32_t n = e->group_count;
+	pthread_mutex_unlock(&e->lock);
+	return n;
 }
 
 static int engine_topic_check(const struct rill_topic_config *c, struct rill_error_text *err)

@@ -317,6 +317,8 @@ struct rill_engine {
 	struct rill_producer *producers[RILL_ENGINE_PRODUCERS_MAX];
 	uint32_t producer_count;
 	uint32_t subscription_count; /* subscriptions open */
+	uint32_t group_count;        /* consumer groups stored (under lock; may pass
+				      * config.groups_max: those found at open) */
 	uint8_t sub_slots[RILL_ENGINE_SHARDS_MAX][RILL_ENGINE_SUBSCRIPTIONS_MAX]; /* in use */
 	uint64_t backpressure; /* rill_publish's -EAGAIN, relaxed adds */
 
@@ -388,6 +390,9 @@ int engine_meta_topic_write(struct rill_engine *e, const struct rill_topic_confi
 void engine_meta_topic_remove(struct rill_engine *e, const char *name);
 void engine_meta_projection_remove(struct rill_engine *e, const char *name);
 int engine_meta_projection_write(struct rill_engine *e, const struct rill_projection_def *d);
+/* e->group_count from DATA/groups, at open. */
+int engine_meta_groups_count(struct rill_engine *e, struct rill_error_text *err);
+/* -ENOSPC for a group not stored yet once e->group_count reaches config.groups_max. */
 int engine_meta_group_commit(struct rill_engine *e, const char *group, const char *topic,
 			     uint32_t partition, uint64_t offset);
 int engine_meta_group_offset(struct rill_engine *e, const char *group, const char *topic,

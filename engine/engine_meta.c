@@ -5,6 +5,7 @@
  *   DATA/meta                      {"format": 1, "engine_id": "<16 hex digits>"}
  *   DATA/topics/NAME/topic.json    a topic's definition
  *   DATA/projections/NAME.json     a projection's definition
+ *   DATA/groups/NAME.json          a consumer group's positions
  *
  * Every file is written whole to a temporary name, synced, renamed over the old one and its
  * directory synced, so a crash leaves the old definition or the new one, never a mix. JSON
@@ -430,13 +431,23 @@ int rill_projection_kind_parse(const char *name, enum rill_projection_kind *out)
 /*
  * Consumer groups: DATA/groups/GROUP.json holds {"TOPIC": {"PARTITION": NEXT_OFFSET}},
  * replaced whole on every commit (temp file, fsync, rename, directory fsync). Commits are
- * rare (a consumer commits about once a second), so a file per group is enough.
+ * rare (a consumer commits about once a second), so a file per group is enough. Their
+ * number is bounded by config.groups_max (e->group_count, counted at open): each one costs
+ * a file, and a new name is all a client needs to make one.
  */
-static int meta_group_load(struct rill_engine *e, const char *group, json_t **out)
+static void meta_group_path(struct rill_engine *e, const char *group, char *path, size_t bytes)
+{
+	snprintf(path, bytes, "%s/groups/%s.json", e->data_dir, group);
+}
+
+/* @fresh (optional): set when the group has no file yet (its load is an empty object). */
+static int meta_group_load(struct rill_engine *e, const char *group, json_t **out, bool *fresh)
 {
 	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 16];
-	snprintf(path, sizeof(path), "%s/groups/%s.json", e->data_dir, group);
+	meta_group_path(e, group, path, sizeof(path));
 	int rc = meta_read(e, path, META_GROUP_BYTES_MAX, out, NULL);
+	if (fresh != NULL)
+		*fresh = rc == -ENOENT;
 	if (rc == -ENOENT) {
 		*out = json_object();
 		rc = *out != NULL ? 0 : -ENOMEM;
@@ -447,13 +458,53 @@ static int meta_group_load(struct rill_engine *e, const char *group, json_t **ou
 	return rc;
 }
 
+/* Whether @group has a file: after a failed write, whether the rename got through. */
+static bool meta_group_exists(struct rill_engine *e, const char *group)
+{
+	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 16];
+	meta_group_path(e, group, path, sizeof(path));
+	int handle;
+	if (e->io->ops->open(e->io, path, RILL_IO_RDONLY, &handle) < 0)
+		return false;
+	e->io->ops->close(e->io, handle);
+	return true;
+}
+
+/* A group's file: GROUP.json, not starting with a dot (a write's temporary file). */
+static int meta_group_counted(void *arg, const char *name)
+{
+	size_t n = strlen(name);
+	if (name[0] != '.' && n > 5 && strcmp(name + n - 5, ".json") == 0)
+		(*(uint32_t *)arg)++;
+	return 0;
+}
+
+int engine_meta_groups_count(struct rill_engine *e, struct rill_error_text *err)
+{
+	char dir[META_PATH_BYTES];
+	snprintf(dir, sizeof(dir), "%s/groups", e->data_dir);
+	uint32_t count = 0;
+	/* Every group on disk counts, past config.groups_max too (a limit lowered since):
+	 * they stay usable, and only new ones are refused while the count is at or over it. */
+	int rc = e->io->ops->list(e->io, dir, meta_group_counted, &count);
+	if (rc < 0)
+		return engine_error(err, rc, "%s: %s", dir, rill_strerror(rc));
+	e->group_count = count;
+	return 0;
+}
+
 int engine_meta_group_commit(struct rill_engine *e, const char *group, const char *topic,
 			     uint32_t partition, uint64_t offset)
 {
 	json_t *root;
-	int rc = meta_group_load(e, group, &root);
+	bool fresh = false;
+	int rc = meta_group_load(e, group, &root, &fresh);
 	if (rc < 0)
 		return rc;
+	if (fresh && e->group_count >= e->config.groups_max) {
+		json_decref(root);
+		return -ENOSPC; /* the caller names the limit (rill_group_count) */
+	}
 	json_t *t = json_object_get(root, topic);
 	if (!json_is_object(t)) {
 		t = json_object();
@@ -471,14 +522,19 @@ int engine_meta_group_commit(struct rill_engine *e, const char *group, const cha
 	char dir[META_PATH_BYTES], name[RILL_ENGINE_NAME_BYTES_MAX + 8];
 	snprintf(dir, sizeof(dir), "%s/groups", e->data_dir);
 	snprintf(name, sizeof(name), "%s.json", group);
-	return meta_write_json(e, dir, name, root);
+	rc = meta_write_json(e, dir, name, root);
+	/* A write that failed after its rename (the directory's sync) left the file: it
+	 * counts, as the next open would count it. */
+	if (fresh && (rc == 0 || meta_group_exists(e, group)))
+		e->group_count++;
+	return rc;
 }
 
 int engine_meta_group_offset(struct rill_engine *e, const char *group, const char *topic,
 			     uint32_t partition, uint64_t *offset)
 {
 	json_t *root;
-	int rc = meta_group_load(e, group, &root);
+	int rc = meta_group_load(e, group, &root, NULL);
 	if (rc < 0)
 		return rc;
 	char key[16];

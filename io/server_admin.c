@@ -361,12 +361,20 @@ static int admin_group(struct rill_server *s, uint16_t op, json_t *in, json_t **
 		if (rc == 0 && (p == UINT64_MAX || offset == UINT64_MAX))
 			rc = admin_fail(msg, msg_bytes, -EINVAL,
 					"\"partition\" and \"offset\" needed");
-		if (rc == 0 &&
-		    (rc = rill_group_commit(s->engine, group, t, (uint32_t)p, offset)) < 0)
-			admin_fail(msg, msg_bytes, rc, "group '%s': %s", group, rill_strerror(rc));
-		if (rc == 0)
-			*out = json_object();
-		return rc;
+		if (rc < 0)
+			return rc;
+		rc = rill_group_commit(s->engine, group, t, (uint32_t)p, offset);
+		if (rc == -ENOSPC)
+			return admin_fail(msg, msg_bytes, rc,
+					  "group '%s': a new group, and the engine holds %u "
+					  "consumer groups ([engine] groups_max): commit to an "
+					  "existing group, or raise groups_max",
+					  group, rill_group_count(s->engine));
+		if (rc < 0)
+			return admin_fail(msg, msg_bytes, rc, "group '%s': %s", group,
+					  rill_strerror(rc));
+		*out = json_object();
+		return 0;
 	}
 	json_t *offsets = json_array();
 	for (uint32_t p = 0; offsets != NULL && p < parts; p++) {

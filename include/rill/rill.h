@@ -98,9 +98,10 @@ enum rill_acks {
 #define RILL_ENGINE_TOPICS_MAX          1024u
 #define RILL_ENGINE_PARTITIONS_MAX      1024u /* per topic */
 #define RILL_ENGINE_PROJECTIONS_MAX     256u
-#define RILL_ENGINE_PRODUCERS_MAX       64u   /* producer handles open at once */
-#define RILL_ENGINE_SUBSCRIPTIONS_MAX   1024u /* subscriptions_per_shard, at most */
-#define RILL_ENGINE_NAME_BYTES_MAX      128u  /* topic and projection names */
+#define RILL_ENGINE_PRODUCERS_MAX       64u    /* producer handles open at once */
+#define RILL_ENGINE_SUBSCRIPTIONS_MAX   1024u  /* subscriptions_per_shard, at most */
+#define RILL_ENGINE_GROUPS_MAX          65536u /* groups_max, at most */
+#define RILL_ENGINE_NAME_BYTES_MAX      128u   /* topic and projection names */
 #define RILL_ENGINE_RING_BYTES_MAX      (256u << 20)
 #define RILL_ENGINE_DURABLE_PENDING_MAX (1u << 16) /* durable acks waiting, per partition */
 
@@ -162,6 +163,12 @@ struct rill_engine_config {
 	 * a whole topic takes one per partition the shard owns. Each holds a 4 MiB ring while
 	 * open. Past it rill_subscribe returns -ENOSPC. */
 	uint32_t subscriptions_per_shard;
+	/* Consumer groups stored at once (DATA/groups: a file each; default 4,096, at most
+	 * RILL_ENGINE_GROUPS_MAX). A commit that would make one more is refused with -ENOSPC
+	 * (rill_group_commit); commits to existing groups go on. Groups already on disk past
+	 * it (a limit lowered since) are loaded and usable all the same: only new ones are
+	 * refused. */
+	uint32_t groups_max;
 };
 
 /* rill_engine_config_default - the defaults above. */
@@ -385,14 +392,20 @@ int rill_projection_kind_parse(const char *name, enum rill_projection_kind *out)
  * read), stored under DATA/groups. rill_group_commit stores it durably (blocks: the owner
  * shard's answer, a file write and syncs); a position past the partition's durable offset
  * is refused with -ERANGE (once the log grew past it, after a crash say, the events in
- * between would be skipped unseen; subscribers read durable events only). rill_group_offset reads it: 0, -ENOENT (never committed), -EINVAL (a bad name:
- * [A-Za-z0-9_.-], 1 to 128 bytes), or an I/O error. Any host thread, not a shard's (a
- * hook: -EDEADLK).
+ * between would be skipped unseen; subscribers read durable events only), and a group's
+ * first commit with -ENOSPC once the engine holds config.groups_max groups
+ * (rill_group_count). rill_group_offset reads it: 0, -ENOENT (never committed), -EINVAL
+ * (a bad name: [A-Za-z0-9_.-], 1 to 128 bytes, not starting with a dot), or an I/O error.
+ * Any host thread, not a shard's (a hook: -EDEADLK).
  */
 int rill_group_commit(struct rill_engine *engine, const char *group, struct rill_topic *topic,
 		      uint32_t partition, uint64_t next_offset);
 int rill_group_offset(struct rill_engine *engine, const char *group, struct rill_topic *topic,
 		      uint32_t partition, uint64_t *next_offset);
+
+/* rill_group_count - the consumer groups the engine holds (those found at open, counted
+ * even past config.groups_max, and those made since). Any thread; blocks briefly. */
+uint32_t rill_group_count(struct rill_engine *engine);
 
 /* A read-your-writes token: an acknowledgement's (partition, offset). */
 struct rill_token {

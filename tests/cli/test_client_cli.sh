@@ -4,9 +4,9 @@
 # retention and segment size; one refused, too small a segment), two schemas and a
 # projection are created, events produced (output in input order, a bad line named and the
 # exit 1), consumed to the end with decoded payloads, queried (now, and as of an offset and
-# of a time), consumed as a
-# group that resumes where it committed, and stat and ping answer; topic create --schema
-# registers the type first. Last, the same through a server started with --sqpoll.
+# of a time), consumed as a group that resumes where it committed (and a new group refused
+# past groups_max), and stat and ping answer; topic create --schema registers the type
+# first. Last, the same through a server started with --sqpoll.
 # usage: test_client_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh" # serve_unsupported
@@ -167,7 +167,7 @@ check "consume --until-end stops a partition at its end, however long another ta
 # A group whose committed offset retention deleted: consume starts at the first offset
 # kept and says what was skipped (it said nothing). Snapshots often, so that retention
 # (which keeps what the oldest snapshot needs) goes on at once.
-printf '[engine]\nsnapshot_interval_events = 100\nsnapshots_kept = 1\n' >"$tmp/short.ini"
+printf '[engine]\nsnapshot_interval_events = 100\nsnapshots_kept = 1\ngroups_max = 1\n' >"$tmp/short.ini"
 "$rill" serve --data "$tmp/data-short" --listen 127.0.0.1:0 --shards 1 --config "$tmp/short.ini" \
 	2>"$tmp/serve-short.log" &
 server_short=$!
@@ -187,6 +187,16 @@ timeout 30 "$rill" consume $cs --topic short --group gs --until-end >"$tmp/short
 out=$(wc -l <"$tmp/short.out")
 check "a group behind retention resumes at the first offset kept and says what it skipped" \
 	'[ $rc -eq 0 ] && [ "$out" -gt 0 ] && [ "$out" -lt 4005 ] && grep -q "offset 5 is gone (retention); starting at" "$tmp/short.err"'
+# groups_max = 1: a second group's commit is refused, naming the limit and the count; the
+# first group goes on committing.
+err=$(timeout 30 "$rill" consume $cs --topic short --group other --limit 1 2>&1 >/dev/null); rc=$?
+check "a group past groups_max is refused, naming the limit and the count" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"holds 1 consumer groups ([engine] groups_max)"* ]]'
+echo '{"key":"s0","type":"OrderPlaced","data":{"amount":0,"sku":"abcdefgh"}}' |
+	"$rill" produce $cs --topic short --acks durable >/dev/null
+timeout 30 "$rill" consume $cs --topic short --group gs --until-end >"$tmp/gs.out"; rc=$?
+out=$(wc -l <"$tmp/gs.out")
+check "the group held still commits at groups_max" '[ $rc -eq 0 ] && [ "$out" -eq 1 ]'
 kill -TERM "$server_short" 2>/dev/null; wait "$server_short" 2>/dev/null
 out=$("$rill" stat $c); rc=$?
 check "stat answers JSON" '[ $rc -eq 0 ] && [[ "$out" == "{"* ]]'

@@ -3121,6 +3121,68 @@ static void test_temp_files_removed_at_open(void **state)
 	fx_close(f);
 }
 
+/*
+ * config.groups_max: every new group name made a file (two fsyncs under the engine's
+ * lock) with nothing to stop a client naming thousands. Past the limit a new group's
+ * first commit is refused with -ENOSPC and leaves no file; commits to the groups held go
+ * on. The count survives a restart (temporary and foreign files not counted), and groups
+ * on disk past a lowered limit stay usable while new ones are refused.
+ */
+static void test_groups_max(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	c.groups_max = RILL_ENGINE_GROUPS_MAX + 1;
+	struct rill_engine *none = NULL;
+	struct rill_error_text err = {{0}};
+	assert_int_equal(rill_engine_open(&none, &c, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "groups_max"));
+	c.groups_max = 3;
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "grp", 1, RILL_DURABILITY_GROUP);
+	assert_int_equal(rill_group_count(f->engine), 0);
+	const char *names[] = {"g0", "g1", "g2"};
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0), 0);
+	assert_int_equal(rill_group_count(f->engine), 3);
+	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), -ENOSPC);
+	assert_int_equal(rill_group_count(f->engine), 3);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/groups/g3.json", f->dir);
+	assert_int_equal(access(path, F_OK), -1);                         /* nothing written */
+	assert_int_equal(rill_group_commit(f->engine, "g1", t, 0, 0), 0); /* held: goes on */
+	uint64_t o = 1;
+	assert_int_equal(rill_group_offset(f->engine, "g3", t, 0, &o), -ENOENT);
+	fx_close(f);
+
+	/* Not groups: an interrupted write's temporary file, an operator's notes. */
+	const char *others[] = {".g9.json.tmp", "notes.txt"};
+	for (unsigned i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/groups/%s", f->dir, others[i]);
+		FILE *fp = fopen(path, "w");
+		assert_non_null(fp);
+		assert_int_equal(fclose(fp), 0);
+	}
+	fx_open_with(f, &c);
+	t = rill_topic_find(f->engine, "grp");
+	assert_int_equal(rill_group_count(f->engine), 3);
+	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), -ENOSPC);
+	fx_close(f);
+
+	c.groups_max = 2; /* lowered under the groups held */
+	fx_open_with(f, &c);
+	t = rill_topic_find(f->engine, "grp");
+	assert_int_equal(rill_group_count(f->engine), 3);
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(rill_group_offset(f->engine, names[i], t, 0, &o), 0);
+		assert_int_equal(o, 0);
+		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0), 0);
+	}
+	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), -ENOSPC);
+	fx_close(f);
+}
+
 /* A projection defined while the engine runs goes into a snapshot at once, also when no
  * event came since the last snapshot: that one lacks it, and is rewritten at its offset
  * with it, so that a restart restores the projection instead of rebuilding it from what
@@ -4936,6 +4998,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_temp_files_removed_at_open, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_groups_max, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_retention, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshots_off_retention, fx_setup,
 						fx_teardown),

@@ -55,10 +55,12 @@ int cli_remove_tree(const char *dir);
 
 #define CLI_CONNECT_DEFAULT "127.0.0.1:7400"
 
-/* rill topic create ...; rill schema register ...; rill projection create ... */
+/* rill topic create ...; rill schema register ...; rill projection create ...;
+ * rill group delete ... */
 int cli_topic(int argc, char **argv);
 int cli_schema_register(int argc, char **argv);
 int cli_projection(int argc, char **argv);
+int cli_group(int argc, char **argv);
 /* rill produce|consume|query|stat|ping ...; each returns the process exit status. */
 int cli_produce(int argc, char **argv);
 int cli_consume(int argc, char **argv);

@@ -328,6 +328,28 @@ int cli_projection(int argc, char **argv)
 			  false);
 }
 
+/* ---- group delete ------------------------------------------------------------------- */
+
+#define GROUP_USAGE "usage: rill group delete [--connect HOST:PORT] --group G"
+
+int cli_group(int argc, char **argv)
+{
+	if (cli_help(argc, argv, GROUP_USAGE))
+		return 0;
+	if (argc < 1 || strcmp(argv[0], "delete") != 0)
+		return cli_usage_error("group", GROUP_USAGE);
+	const char *address = CLI_CONNECT_DEFAULT, *group = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
+		    !cli_opt(argc, argv, &i, "--group", &group))
+			return cli_usage_error("group delete", GROUP_USAGE);
+	}
+	if (group == NULL)
+		return cli_usage_error("group delete", "needs --group");
+	return admin_once("group delete", address, RILL_WIRE_ADMIN_GROUP_DELETE,
+			  json_pack("{s:s}", "group", group), false);
+}
+
 /* ---- stat, ping --------------------------------------------------------------------- */
 
 #define STAT_USAGE "usage: rill stat [--connect HOST:PORT] [--pretty]"

@@ -79,6 +79,8 @@ static void usage(FILE *out)
 		"             --kind count|sum|min|max|last|avg|window_count|window_sum\n"
 		"             [--field F] [--window SECONDS]\n"
 		"                                         create a built-in projection\n"
+		"  group delete --group G                 forget a consumer group and its "
+		"positions\n"
 		"  produce --topic T [--acks none|applied|durable] [--batch N]\n"
 		"                                         JSON lines on stdin to events\n"
 		"                                         ({\"key\",\"type\",\"version\"?,\"data\","
@@ -191,6 +193,8 @@ int main(int argc, char **argv)
 		return cli_topic(argc - 2, argv + 2);
 	if (strcmp(cmd, "projection") == 0)
 		return cli_projection(argc - 2, argv + 2);
+	if (strcmp(cmd, "group") == 0)
+		return cli_group(argc - 2, argv + 2);
 	if (strcmp(cmd, "produce") == 0)
 		return cli_produce(argc - 2, argv + 2);
 	if (strcmp(cmd, "consume") == 0)

@@ -600,6 +600,16 @@ int rill_group_offset(struct rill_engine *e, const char *group, struct rill_topi
 	return rc;
 }
 
+int rill_group_delete(struct rill_engine *e, const char *group)
+{
+	if (group == NULL || !engine_name_ok(group))
+		return -EINVAL;
+	pthread_mutex_lock(&e->lock);
+	int rc = engine_meta_group_delete(e, group);
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
 uint32_t rill_group_count(struct rill_engine *e)
 {
 	pthread_mutex_lock(&e->lock);

@@ -397,6 +397,8 @@ int engine_meta_group_commit(struct rill_engine *e, const char *group, const cha
 			     uint32_t partition, uint64_t offset);
 int engine_meta_group_offset(struct rill_engine *e, const char *group, const char *topic,
 			     uint32_t partition, uint64_t *offset);
+/* DATA/groups/GROUP.json removed (and its directory synced). 0, -ENOENT or an I/O error. */
+int engine_meta_group_delete(struct rill_engine *e, const char *group);
 /* Calls back for each stored topic / projection (the config's strings are temporary). */
 int engine_meta_topics_load(struct rill_engine *e,
 			    int (*fn)(struct rill_engine *, const struct rill_topic_config *,

@@ -530,6 +530,20 @@ int engine_meta_group_commit(struct rill_engine *e, const char *group, const cha
 	return rc;
 }
 
+int engine_meta_group_delete(struct rill_engine *e, const char *group)
+{
+	char dir[META_PATH_BYTES], path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 16];
+	snprintf(dir, sizeof(dir), "%s/groups", e->data_dir);
+	meta_group_path(e, group, path, sizeof(path));
+	int rc = e->io->ops->unlink(e->io, path);
+	if (rc < 0)
+		return rc;      /* -ENOENT: no such group */
+	if (e->group_count > 0) /* else a file put there by hand since the open */
+		e->group_count--;
+	/* The name gone for good: a power cut must not bring the group back. */
+	return e->io->ops->fsync_dir(e->io, dir);
+}
+
 int engine_meta_group_offset(struct rill_engine *e, const char *group, const char *topic,
 			     uint32_t partition, uint64_t *offset)
 {

@@ -368,7 +368,8 @@ static int admin_group(struct rill_server *s, uint16_t op, json_t *in, json_t **
 			return admin_fail(msg, msg_bytes, rc,
 					  "group '%s': a new group, and the engine holds %u "
 					  "consumer groups ([engine] groups_max): commit to an "
-					  "existing group, or raise groups_max",
+					  "existing group, delete one (GROUP_DELETE), or raise "
+					  "groups_max",
 					  group, rill_group_count(s->engine));
 		if (rc < 0)
 			return admin_fail(msg, msg_bytes, rc, "group '%s': %s", group,
@@ -391,6 +392,21 @@ static int admin_group(struct rill_server *s, uint16_t op, json_t *in, json_t **
 							 "offset", (json_int_t)offset));
 	}
 	*out = json_pack("{s:o}", "offsets", offsets);
+	return 0;
+}
+
+static int admin_group_delete(struct rill_server *s, json_t *in, json_t **out, char *msg,
+			      size_t msg_bytes)
+{
+	const char *group = NULL;
+	int rc = admin_str(in, "group", false, &group, msg, msg_bytes);
+	if (rc < 0)
+		return rc;
+	rc = rill_group_delete(s->engine, group);
+	if (rc < 0)
+		return admin_fail(msg, msg_bytes, rc, "group '%s': %s", group,
+				  rc == -ENOENT ? "no such group" : rill_strerror(rc));
+	*out = json_object();
 	return 0;
 }
 
@@ -418,6 +434,8 @@ static int admin_op(struct rill_server *s, uint16_t op, json_t *in, json_t **out
 	case RILL_WIRE_ADMIN_GROUP_COMMIT:
 	case RILL_WIRE_ADMIN_GROUP_FETCH:
 		return admin_group(s, op, in, out, msg, msg_bytes);
+	case RILL_WIRE_ADMIN_GROUP_DELETE:
+		return admin_group_delete(s, in, out, msg, msg_bytes);
 	default:
 		return admin_fail(msg, msg_bytes, -EINVAL, "unknown admin op %u", op);
 	}

@@ -145,6 +145,7 @@ enum rill_wire_from {
  *   TOPIC_INFO         {"name"} → {"name","partitions","durability"}
  *   GROUP_COMMIT       {"group","topic","partition","offset"} → {}
  *   GROUP_FETCH        {"group","topic"} → {"offsets":[{"partition","offset"}, ...]}
+ *   GROUP_DELETE       {"group"} → {}: the group and every position in it
  */
 enum rill_wire_admin_op {
 	RILL_WIRE_ADMIN_TOPIC_CREATE = 1,
@@ -155,7 +156,8 @@ enum rill_wire_admin_op {
 	RILL_WIRE_ADMIN_TOPIC_INFO = 6,
 	RILL_WIRE_ADMIN_GROUP_COMMIT = 7,
 	RILL_WIRE_ADMIN_GROUP_FETCH = 8,
-	RILL_WIRE_ADMIN_OP_LAST = 9,
+	RILL_WIRE_ADMIN_GROUP_DELETE = 9,
+	RILL_WIRE_ADMIN_OP_LAST = 10,
 };
 
 struct rill_wire_header {

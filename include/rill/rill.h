@@ -165,9 +165,9 @@ struct rill_engine_config {
 	uint32_t subscriptions_per_shard;
 	/* Consumer groups stored at once (DATA/groups: a file each; default 4,096, at most
 	 * RILL_ENGINE_GROUPS_MAX). A commit that would make one more is refused with -ENOSPC
-	 * (rill_group_commit); commits to existing groups go on. Groups already on disk past
-	 * it (a limit lowered since) are loaded and usable all the same: only new ones are
-	 * refused. */
+	 * (rill_group_commit); commits to existing groups go on, and rill_group_delete makes
+	 * room. Groups already on disk past it (a limit lowered since) are loaded and usable
+	 * all the same: only new ones are refused while the count is at or over it. */
 	uint32_t groups_max;
 };
 
@@ -403,8 +403,18 @@ int rill_group_commit(struct rill_engine *engine, const char *group, struct rill
 int rill_group_offset(struct rill_engine *engine, const char *group, struct rill_topic *topic,
 		      uint32_t partition, uint64_t *next_offset);
 
+/*
+ * rill_group_delete - forget group @group: its file and every position in it (each topic's,
+ * each partition's), durably (blocks: an unlink and a directory sync). A consumer still
+ * committing as @group makes it again, from nothing, at its next commit. Returns 0,
+ * -ENOENT (no such group), -EINVAL (a bad name), or an I/O error. Any host thread but a
+ * shard's own.
+ */
+int rill_group_delete(struct rill_engine *engine, const char *group);
+
 /* rill_group_count - the consumer groups the engine holds (those found at open, counted
- * even past config.groups_max, and those made since). Any thread; blocks briefly. */
+ * even past config.groups_max, and those made since, less those deleted). Any host thread
+ * but a shard's own (it takes the engine's lock); blocks briefly. */
 uint32_t rill_group_count(struct rill_engine *engine);
 
 /* A read-your-writes token: an acknowledgement's (partition, offset). */

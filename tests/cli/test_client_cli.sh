@@ -5,8 +5,8 @@
 # projection are created, events produced (output in input order, a bad line named and the
 # exit 1), consumed to the end with decoded payloads, queried (now, and as of an offset and
 # of a time), consumed as a group that resumes where it committed (and a new group refused
-# past groups_max), and stat and ping answer; topic create --schema registers the type
-# first. Last, the same through a server started with --sqpoll.
+# past groups_max until group delete makes room), and stat and ping answer; topic create
+# --schema registers the type first. Last, the same through a server started with --sqpoll.
 # usage: test_client_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh" # serve_unsupported
@@ -197,6 +197,13 @@ echo '{"key":"s0","type":"OrderPlaced","data":{"amount":0,"sku":"abcdefgh"}}' |
 timeout 30 "$rill" consume $cs --topic short --group gs --until-end >"$tmp/gs.out"; rc=$?
 out=$(wc -l <"$tmp/gs.out")
 check "the group held still commits at groups_max" '[ $rc -eq 0 ] && [ "$out" -eq 1 ]'
+out=$("$rill" group delete $cs --group gs); rc=$?
+timeout 30 "$rill" consume $cs --topic short --group other --limit 1 >/dev/null; rc2=$?
+check "group delete makes room for another group" '[ $rc -eq 0 ] && [ "$out" = "{}" ] && [ $rc2 -eq 0 ]'
+err=$("$rill" group delete $cs --group gs 2>&1); rc=$?
+check "group delete of a group not held exits 1 saying so" '[ $rc -eq 1 ] && [[ "$err" == *"no such group"* ]]'
+"$rill" group delete $cs >/dev/null 2>&1; rc=$?
+check "group delete without --group exits 2" '[ $rc -eq 2 ]'
 kill -TERM "$server_short" 2>/dev/null; wait "$server_short" 2>/dev/null
 out=$("$rill" stat $c); rc=$?
 check "stat answers JSON" '[ $rc -eq 0 ] && [[ "$out" == "{"* ]]'

@@ -3125,8 +3125,9 @@ static void test_temp_files_removed_at_open(void **state)
  * config.groups_max: every new group name made a file (two fsyncs under the engine's
  * lock) with nothing to stop a client naming thousands. Past the limit a new group's
  * first commit is refused with -ENOSPC and leaves no file; commits to the groups held go
- * on. The count survives a restart (temporary and foreign files not counted), and groups
- * on disk past a lowered limit stay usable while new ones are refused.
+ * on. The count survives a restart (temporary and foreign files not counted), groups on
+ * disk past a lowered limit stay usable while new ones are refused, and rill_group_delete
+ * makes room, for good.
  */
 static void test_groups_max(void **state)
 {
@@ -3180,6 +3181,24 @@ static void test_groups_max(void **state)
 		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0), 0);
 	}
 	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), -ENOSPC);
+
+	/* Deleting makes room, once the count is under the limit again. */
+	assert_int_equal(rill_group_delete(f->engine, "g0"), 0);
+	assert_int_equal(rill_group_count(f->engine), 2);
+	assert_int_equal(rill_group_offset(f->engine, "g0", t, 0, &o), -ENOENT);
+	assert_int_equal(rill_group_delete(f->engine, "g0"), -ENOENT);
+	assert_int_equal(rill_group_delete(f->engine, "bad/name"), -EINVAL);
+	assert_int_equal(rill_group_delete(f->engine, ".g9.json"), -EINVAL);
+	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), -ENOSPC);
+	assert_int_equal(rill_group_delete(f->engine, "g1"), 0);
+	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), 0);
+	assert_int_equal(rill_group_count(f->engine), 2);
+	fx_close(f);
+	fx_open_with(f, &c);
+	t = rill_topic_find(f->engine, "grp");
+	assert_int_equal(rill_group_count(f->engine), 2); /* g2 and g4 */
+	assert_int_equal(rill_group_offset(f->engine, "g1", t, 0, &o), -ENOENT);
+	assert_int_equal(rill_group_offset(f->engine, "g4", t, 0, &o), 0);
 	fx_close(f);
 }
 

@@ -10,11 +10,21 @@
  *   REGISTER  the canonical JSON definition of a new version
  *   COMPAT    the name of the type's new compatibility mode
  *
+ * Nothing is ever deleted, so what the log holds is bounded whole: each record counts what
+ * it takes in the log (record_bytes: its own batch, padded to the sector), definitions and
+ * mode changes alike, and a change that would take the total past
+ * RILL_SCHEMA_REGISTRY_BYTES_MAX is refused with -ENOSPC. A change that changes nothing (a
+ * definition registered again, a mode set to the mode the type has) writes nothing and
+ * costs nothing. A registry in memory only counts the same, for its memory.
+ *
  * Invariants:
  *   G1. A type's versions are 1..version_count with no gap; versions[v - 1] is version v.
  *   G2. Nothing is published to readers before it is durable (appended and synced).
  *   G3. After a storage error the registry is fail-stop: every change returns the error.
  *   G4. Type ids are 1..type_count in order of first registration, never reused.
+ *   G5. bytes is the sum of record_bytes over every record stored (replayed or appended);
+ *       a change takes it past RILL_SCHEMA_REGISTRY_BYTES_MAX only at replay (a registry
+ *       stored under a larger limit still opens whole).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -25,7 +35,9 @@
 #include "base/assert.h"
 #include "base/atomic.h"
 #include "base/clock.h"
+#include "base/compiler.h"
 #include "engine/log.h"
+#include "engine/log_format.h"
 #include "engine/schema_int.h"
 
 enum registry_kind {
@@ -52,6 +64,7 @@ struct rill_schema_registry {
 	uint64_t type_count;
 	/* R4: released after an upcaster is published; pairs with A4. */
 	uint64_t generation;
+	uint64_t bytes; /* G5; under the lock */
 	struct schema_type *types[RILL_SCHEMA_TYPES_MAX];
 };
 
@@ -124,6 +137,50 @@ uint64_t schema_registry_generation(struct rill_schema_registry *reg)
 }
 
 /* ---- Changes (under the lock) ---------------------------------------------------------- */
+
+/*
+ * What one record of @key_bytes and @payload_bytes takes in the log, in a batch of its own
+ * (a REGISTER and its COMPAT share one: counted as two, an upper bound).
+ */
+static uint64_t record_bytes(size_t key_bytes, size_t payload_bytes)
+{
+	return rill_align_up(RILL_BATCH_HEADER_BYTES + RILL_RECORD_HEADER_BYTES + key_bytes +
+				     payload_bytes,
+			     RILL_LOG_SECTOR_BYTES);
+}
+
+static uint64_t compat_record_bytes(const char *type, int compat)
+{
+	return record_bytes(strlen(type),
+			    strlen(rill_schema_compat_name((enum rill_schema_compat)compat)));
+}
+
+/* G5: room for @bytes more, or -ENOSPC naming what needs them: type @what's @version, or
+ * with @version 0 a change of its mode. */
+static int room_check(const struct rill_schema_registry *reg, uint64_t bytes,
+		      struct rill_schema_error *err, const char *what, unsigned version)
+{
+	if (reg->bytes + bytes <= RILL_SCHEMA_REGISTRY_BYTES_MAX)
+		return 0;
+	char thing[RILL_SCHEMA_NAME_BYTES_MAX + 32];
+	if (version > 0)
+		snprintf(thing, sizeof(thing), "%s v%u", what, version);
+	else
+		snprintf(thing, sizeof(thing), "%s's new mode", what);
+	return schema_fail(err, -ENOSPC,
+			   "schema registry: full: %s takes %llu bytes, and it holds %llu of the "
+			   "%u it may (RILL_SCHEMA_REGISTRY_BYTES_MAX; nothing stored is ever "
+			   "deleted)",
+			   thing, (unsigned long long)bytes, (unsigned long long)reg->bytes,
+			   RILL_SCHEMA_REGISTRY_BYTES_MAX);
+}
+
+/* Whether registering a new version of @t (NULL: a new type) with @compat stores a COMPAT
+ * record too: only when it changes the type's mode (a new type's is the default). */
+static bool compat_changes(const struct schema_type *t, int compat)
+{
+	return compat >= 0 && compat != (int)(t == NULL ? RILL_COMPAT_DEFAULT : type_compat(t));
+}
 
 static struct schema_type *type_new(struct rill_schema_registry *reg, const char *name)
 {
@@ -268,6 +325,10 @@ static int admit(struct rill_schema_registry *reg, struct rill_schema *s, int co
 					   "%s v%u is already registered with another definition",
 					   s->type_name, s->version);
 		*existing = old;
+		/* Registered again with another mode: a COMPAT record, which counts (G5). */
+		if (compat >= 0 && (enum rill_schema_compat)compat != type_compat(t))
+			return room_check(reg, compat_record_bytes(t->name, compat), err, t->name,
+					  0);
 		return 0;
 	}
 	if (s->version != latest + 1)
@@ -280,8 +341,12 @@ static int admit(struct rill_schema_registry *reg, struct rill_schema *s, int co
 	if (t == NULL && reg->type_count >= RILL_SCHEMA_TYPES_MAX)
 		return schema_fail(err, -ENOSPC, "schema registry: at most %u types",
 				   RILL_SCHEMA_TYPES_MAX);
-	if (t == NULL)
-		return 0;
+	uint64_t bytes = record_bytes(strlen(s->type_name), strlen(s->json));
+	if (compat_changes(t, compat))
+		bytes += compat_record_bytes(s->type_name, compat);
+	int rc = room_check(reg, bytes, err, s->type_name, s->version);
+	if (rc != 0 || t == NULL)
+		return rc;
 	enum rill_schema_compat mode =
 		compat >= 0 ? (enum rill_schema_compat)compat : type_compat(t);
 	return check_mode(t, s, mode, err);
@@ -306,9 +371,10 @@ static int register_locked(struct rill_schema_registry *reg, struct rill_schema 
 		return rc;
 	if (existing != NULL) {
 		if (compat >= 0 && (enum rill_schema_compat)compat != type_compat(t)) {
-			rc = persist(reg, NULL, t->name, compat, err);
+			rc = persist(reg, NULL, t->name, compat, err); /* admit found room */
 			if (rc != 0)
 				return rc;
+			reg->bytes += compat_record_bytes(t->name, compat);
 			rill_atomic_store_relaxed_u64(&t->compat, (uint64_t)compat);
 		}
 		if (out != NULL)
@@ -316,9 +382,7 @@ static int register_locked(struct rill_schema_registry *reg, struct rill_schema 
 		return 1; /* the caller frees @s */
 	}
 	/* A new type records its mode only when it is not the default. */
-	int store_compat = compat;
-	if (compat >= 0 && compat == (int)(t == NULL ? RILL_COMPAT_DEFAULT : type_compat(t)))
-		store_compat = -1;
+	int store_compat = compat_changes(t, compat) ? compat : -1;
 	struct schema_type *fresh = NULL;
 	if (t == NULL && (fresh = type_new(reg, s->type_name)) == NULL)
 		return -ENOMEM;
@@ -327,6 +391,10 @@ static int register_locked(struct rill_schema_registry *reg, struct rill_schema 
 		free(fresh);
 		return rc;
 	}
+	/* As admit counted it. */
+	reg->bytes += record_bytes(strlen(s->type_name), strlen(s->json));
+	if (store_compat >= 0)
+		reg->bytes += compat_record_bytes(s->type_name, store_compat);
 	publish(reg, t != NULL ? t : fresh, fresh != NULL, s, compat);
 	if (out != NULL)
 		*out = s;
@@ -374,10 +442,20 @@ int rill_schema_set_compat(struct rill_schema_registry *reg, const char *type,
 	struct schema_type *t = find_type(reg, type);
 	if (rc == 0 && t == NULL)
 		rc = -ENOENT;
+	/* The mode it has: nothing to store (each record stored counts, G5). */
+	if (rc == 0 && type_compat(t) == compat) {
+		pthread_mutex_unlock(&reg->lock);
+		return 0;
+	}
+	uint64_t bytes = rc == 0 ? compat_record_bytes(t->name, (int)compat) : 0;
+	if (rc == 0)
+		rc = room_check(reg, bytes, NULL, t->name, 0);
 	if (rc == 0)
 		rc = persist(reg, NULL, type, (int)compat, NULL);
-	if (rc == 0)
+	if (rc == 0) {
+		reg->bytes += bytes;
 		rill_atomic_store_relaxed_u64(&t->compat, (uint64_t)compat);
+	}
 	pthread_mutex_unlock(&reg->lock);
 	return rc;
 }
@@ -488,11 +566,14 @@ static int replay_entry(struct rill_schema_registry *reg, const struct rill_reco
 	memcpy(name, rec->key, rec->key_bytes);
 	name[rec->key_bytes] = '\0';
 	struct schema_type *t = find_type(reg, name);
+	/* G5: counted whatever the total (a registry stored under a larger limit opens). */
+	uint64_t bytes = record_bytes(rec->key_bytes, rec->payload_bytes);
 	if (rec->type_id == REGISTRY_COMPAT) {
 		if (replay_compat(t, rec) != 0)
 			return schema_fail(err, RILL_E_SCHEMA_INVALID,
 					   "schema registry, offset %llu: bad mode for %s",
 					   (unsigned long long)offset, name);
+		reg->bytes += bytes;
 		return 0;
 	}
 	if (rec->type_id != REGISTRY_REGISTER)
@@ -505,6 +586,7 @@ static int replay_entry(struct rill_schema_registry *reg, const struct rill_reco
 		return schema_fail(err, rc == -ENOMEM ? rc : RILL_E_SCHEMA_INVALID,
 				   "schema registry, offset %llu: %s", (unsigned long long)offset,
 				   why.message[0] != '\0' ? why.message : rill_strerror(rc));
+	reg->bytes += bytes;
 	return 0;
 }
 

@@ -32,6 +32,9 @@
 #define RILL_SCHEMA_VERSIONS_MAX   1024u        /* versions per type */
 #define RILL_SCHEMA_TYPES_MAX      4096u        /* types per registry */
 #define RILL_SCHEMA_JSON_BYTES_MAX (256u << 10) /* one definition's JSON text */
+/* The registry's log, whole: every definition and every mode change, each counted at what
+ * its record takes there (a 512-byte sector at least; nothing is ever deleted from it). */
+#define RILL_SCHEMA_REGISTRY_BYTES_MAX (64u << 20)
 
 /* _Static_assert is C11's; C++ (these headers serve both) spells it static_assert. */
 #ifdef __cplusplus
@@ -58,5 +61,7 @@ RILL_LIMITS_ASSERT(RILL_SCHEMA_JSON_BYTES_MAX <= RILL_PAYLOAD_BYTES_MAX,
 		   "a definition is stored as one record of the registry's log");
 RILL_LIMITS_ASSERT(RILL_SCHEMA_NAME_BYTES_MAX <= RILL_KEY_BYTES_MAX,
 		   "a type name is the key of its registry records");
+RILL_LIMITS_ASSERT(RILL_SCHEMA_JSON_BYTES_MAX * 64u <= RILL_SCHEMA_REGISTRY_BYTES_MAX,
+		   "the registry holds many definitions of the largest size");
 
 #endif /* RILL_LIMITS_H */

@@ -340,10 +340,12 @@ int rill_schema_registry_close(struct rill_schema_registry *reg);
  * returns. Returns 0 with @out (may be NULL) set, RILL_E_SCHEMA_INVALID,
  * RILL_E_SCHEMA_INCOMPATIBLE, RILL_E_SCHEMA_CONFLICT (this version exists with another
  * definition, or the version is not latest + 1), -EINVAL for an unknown @compat, -ENOSPC
- * past the registry's limits, or a
- * storage error, after which the registry refuses every change and whether this one was
- * stored is unknown until the next open (like any write whose sync failed). Blocks;
- * serialised.
+ * past the registry's limits (RILL_SCHEMA_TYPES_MAX, RILL_SCHEMA_VERSIONS_MAX, and
+ * RILL_SCHEMA_REGISTRY_BYTES_MAX over all it ever stored: every definition and every
+ * change of a mode, each at least a 512-byte sector; the same definition again with the
+ * type's own mode stores nothing and is always taken), or a storage error, after which
+ * the registry refuses every change and whether this one was stored is unknown until the
+ * next open (like any write whose sync failed). Blocks; serialised.
  */
 int rill_schema_register(struct rill_schema_registry *reg, const char *json, size_t json_bytes,
 			 int compat, const struct rill_schema **out, struct rill_schema_error *err);
@@ -357,8 +359,10 @@ int rill_schema_check(struct rill_schema_registry *reg, const char *json, size_t
 
 /*
  * rill_schema_set_compat - set the compatibility mode of the type named @type (which must
- * exist). Durable before it returns. 0, -ENOENT, -EINVAL for an unknown @compat, or a
- * storage error. Blocks.
+ * exist). Durable before it returns; the mode the type has already stores nothing. 0,
+ * -ENOENT, -EINVAL for an unknown @compat, -ENOSPC when the change would take the registry
+ * past RILL_SCHEMA_REGISTRY_BYTES_MAX (each change is a record of its log, a sector at
+ * least), or a storage error. Blocks.
  */
 int rill_schema_set_compat(struct rill_schema_registry *reg, const char *type,
 			   enum rill_schema_compat compat);

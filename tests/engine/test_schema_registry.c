@@ -1258,6 +1258,233 @@ static void test_replay_past_the_limits(void **state)
 	io_sim_destroy(sim);
 }
 
+/* ---- The registry's total size ---------------------------------------------------------- */
+
+/*
+ * Version @version of type @type: @fields i64 fields, each with a doc of @doc_bytes (0:
+ * none), the same in every version (so compatible under every mode). Malloc'ed.
+ */
+static char *sized_def(const char *type, uint16_t version, unsigned fields, unsigned doc_bytes)
+{
+	size_t size = 128 + (size_t)fields * (doc_bytes + 64);
+	char *buf = malloc(size);
+	assert_non_null(buf);
+	size_t n = (size_t)snprintf(buf, size, "{\"type\":\"%s\",\"version\":%u,\"fields\":[", type,
+				    version);
+	for (unsigned f = 0; f < fields; f++) {
+		n += (size_t)snprintf(buf + n, size - n, "%s{\"name\":\"f%u\",\"type\":\"i64\"",
+				      f ? "," : "", f);
+		if (doc_bytes > 0) {
+			memcpy(buf + n, ",\"doc\":\"", 8);
+			n += 8;
+			memset(buf + n, 'd', doc_bytes);
+			n += doc_bytes;
+			buf[n++] = '"';
+		}
+		buf[n++] = '}';
+	}
+	n += (size_t)snprintf(buf + n, size - n, "]}");
+	RILL_ASSERT(n < size);
+	return buf;
+}
+
+struct size_step {
+	const char *type;
+	unsigned fields, doc_bytes;
+	uint16_t accepted; /* versions registered before the first -ENOSPC */
+};
+
+/* Register versions of @step's type until the registry refuses one: it must be -ENOSPC,
+ * naming the limit, with nothing stored. At most @versions_max tries. */
+static void fill_until_full(struct rill_schema_registry *reg, struct size_step *step,
+			    uint16_t versions_max)
+{
+	for (uint16_t v = 1;; v++) {
+		if (v > versions_max)
+			fail_msg("%s: %u versions of %u fields registered, none refused",
+				 step->type, versions_max, step->fields);
+		char *def = sized_def(step->type, v, step->fields, step->doc_bytes);
+		struct rill_schema_error err = {{0}};
+		int rc = rill_schema_register(reg, def, strlen(def), -1, NULL, &err);
+		if (rc == -ENOSPC) /* a dry run says the same */
+			assert_int_equal(rill_schema_check(reg, def, strlen(def), -1, NULL), rc);
+		free(def);
+		if (rc == 0)
+			continue;
+		if (rc != -ENOSPC || strstr(err.message, "RILL_SCHEMA_REGISTRY_BYTES_MAX") == NULL)
+			fail_msg("%s v%u: %s (%s), not the registry's size limit", step->type, v,
+				 rill_strerror(rc), err.message);
+		assert_null(rill_schema_get(reg, step->type, v));
+		step->accepted = (uint16_t)(v - 1);
+		return;
+	}
+}
+
+struct compat_find {
+	const char *type;
+	int compat; /* -1: not found */
+};
+
+static int compat_find_one(void *arg, const struct rill_schema_type_info *info)
+{
+	struct compat_find *f = arg;
+	if (strcmp(info->name, f->type) == 0)
+		f->compat = (int)info->compat;
+	return 0;
+}
+
+/* @type's mode, as rill_schema_list gives it (-1: no such type). */
+static int compat_of(struct rill_schema_registry *reg, const char *type)
+{
+	struct compat_find f = {.type = type, .compat = -1};
+	assert_int_equal(rill_schema_list(reg, compat_find_one, &f), 0);
+	return f.compat;
+}
+
+/* Every file's size under @dir of @io, added up. */
+struct dir_sum {
+	struct rill_io *io;
+	const char *dir;
+	uint64_t bytes;
+};
+
+static int dir_sum_one(void *arg, const char *name)
+{
+	struct dir_sum *d = arg;
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", d->dir, name);
+	int handle;
+	uint64_t size = 0;
+	if (d->io->ops->open(d->io, path, 0, &handle) == 0) {
+		(void)d->io->ops->size(d->io, handle, &size);
+		d->io->ops->close(d->io, handle);
+	}
+	d->bytes += size;
+	return 0;
+}
+
+static uint64_t dir_bytes(struct rill_io *io, const char *dir)
+{
+	struct dir_sum d = {.io = io, .dir = dir};
+	assert_int_equal(io->ops->list(io, dir, dir_sum_one, &d), 0);
+	return d.bytes;
+}
+
+/*
+ * RILL_SCHEMA_REGISTRY_BYTES_MAX: only per-type and per-version limits stood, so 4,096
+ * types of 1,024 versions of 256 KiB could be registered (200 versions of a 240 KB
+ * definition took 120 MB of memory and 47 MB of log). Versions of ever smaller
+ * definitions fill the registry until each size is refused with -ENOSPC naming the limit,
+ * and it then holds about the limit's worth, no more; what changes nothing (a mode set
+ * to the mode the type has, a definition registered again) is still taken and writes
+ * nothing; a change of mode is refused; and the registry reopens holding everything
+ * accepted, refusing as before. On real files: the simulator copies a file whole at each
+ * sync, too slow for 64 MiB of them.
+ */
+static void test_registry_bytes_max(void **state)
+{
+	(void)state;
+	char tmp[64];
+	assert_int_equal(test_dir_make(tmp, sizeof(tmp), "schema-full"), 0);
+	char dir[128];
+	snprintf(dir, sizeof(dir), "%s/registry", tmp);
+	struct rill_io *io;
+	assert_int_equal(rill_io_posix_create(&io), 0);
+	struct rill_schema_registry *reg;
+	struct rill_schema_error err = {{0}};
+	assert_int_equal(rill_schema_registry_open(&reg, io, dir, &err), 0);
+	struct size_step steps[] = {
+		{"Big", 58, 4000, 0}, /* some 233 KB each */
+		{"Mid", 4, 4000, 0},
+		{"Small", 1, 900, 0},
+		{"Tiny", 1, 0, 0}, /* a sector each */
+	};
+	uint64_t big_bytes = 0;
+	for (size_t i = 0; i < RILL_ARRAY_COUNT(steps); i++) {
+		fill_until_full(reg, &steps[i], 400);
+		char *def = sized_def(steps[i].type, 1, steps[i].fields, steps[i].doc_bytes);
+		if (i == 0)
+			big_bytes = strlen(def) * steps[0].accepted;
+		free(def);
+		if (steps[i].accepted == 0)
+			fail_msg("%s: not one version taken", steps[i].type);
+	}
+	/* Definitions take the limit, not a fraction of it. */
+	assert_true(big_bytes > RILL_SCHEMA_REGISTRY_BYTES_MAX - (1u << 20));
+
+	/* Full to within a sector: what changes nothing costs nothing, 2,000 times over. */
+	uint64_t log_bytes = dir_bytes(io, dir);
+	char *tiny = sized_def("Tiny", 1, 1, 0);
+	for (unsigned i = 0; i < 1000; i++) {
+		assert_int_equal(rill_schema_set_compat(reg, "Tiny", RILL_COMPAT_DEFAULT), 0);
+		assert_int_equal(rill_schema_register(reg, tiny, strlen(tiny), RILL_COMPAT_DEFAULT,
+						      NULL, &err),
+				 0);
+	}
+	assert_int_equal(dir_bytes(io, dir), log_bytes);
+	/* A change of mode takes a record: refused, both ways, and nothing changed. */
+	assert_int_equal(rill_schema_set_compat(reg, "Tiny", RILL_COMPAT_FULL), -ENOSPC);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(
+		rill_schema_register(reg, tiny, strlen(tiny), RILL_COMPAT_FULL, NULL, &err),
+		-ENOSPC);
+	assert_non_null(strstr(err.message, "RILL_SCHEMA_REGISTRY_BYTES_MAX"));
+	assert_int_equal(compat_of(reg, "Tiny"), RILL_COMPAT_DEFAULT);
+	assert_int_equal(dir_bytes(io, dir), log_bytes);
+	free(tiny);
+	assert_int_equal(rill_schema_registry_close(reg), 0);
+
+	/* Reopened: everything accepted, and as full as before. */
+	assert_int_equal(rill_schema_registry_open(&reg, io, dir, &err), 0);
+	for (size_t i = 0; i < RILL_ARRAY_COUNT(steps); i++) {
+		const struct size_step *step = &steps[i];
+		const struct rill_schema *latest = rill_schema_get(reg, step->type, 0);
+		assert_non_null(latest);
+		assert_int_equal(rill_schema_version(latest), step->accepted);
+		char *def = sized_def(step->type, step->accepted, step->fields, step->doc_bytes);
+		const char *bad = version_mismatch(reg, step->type, step->accepted, def);
+		if (bad != NULL)
+			fail_msg("%s v%u after the reopen: %s", step->type, step->accepted, bad);
+		free(def);
+	}
+	struct size_step again = steps[3];
+	fill_until_full(reg, &again, (uint16_t)(steps[3].accepted + 1));
+	assert_int_equal(rill_schema_set_compat(reg, "Big", RILL_COMPAT_NONE), -ENOSPC);
+	assert_int_equal(rill_schema_registry_close(reg), 0);
+	rill_io_destroy(io);
+	assert_int_equal(test_dir_remove(tmp), 0);
+}
+
+/*
+ * A mode flipped back and forth on a registered type appended a COMPAT record every time,
+ * with no end (2,000 flips grew the log from 512 B to 1 MB). Each flip now counts toward
+ * RILL_SCHEMA_REGISTRY_BYTES_MAX, a sector each: the flips end, refused with -ENOSPC,
+ * about the limit's worth of sectors later. In memory (the count is the same there).
+ */
+static void test_compat_flips_bounded(void **state)
+{
+	(void)state;
+	struct rill_schema_registry *reg;
+	assert_int_equal(rill_schema_registry_open(&reg, NULL, NULL, NULL), 0);
+	register_ok(reg, ping_def, -1);
+	const uint32_t sectors = RILL_SCHEMA_REGISTRY_BYTES_MAX / 512u;
+	uint32_t flips = 0;
+	int rc = 0;
+	while (flips <= sectors &&
+	       (rc = rill_schema_set_compat(reg, "Ping",
+					    flips % 2 ? RILL_COMPAT_NONE : RILL_COMPAT_FULL)) == 0)
+		flips++;
+	assert_int_equal(rc, -ENOSPC);
+	assert_true(flips < sectors && flips > sectors - 8);
+	struct rill_schema_error err = {{0}};
+	assert_int_equal(rill_schema_register(reg, ping_def, strlen(ping_def),
+					      flips % 2 ? RILL_COMPAT_NONE : RILL_COMPAT_FULL, NULL,
+					      &err),
+			 -ENOSPC);
+	assert_non_null(strstr(err.message, "Ping's new mode"));
+	assert_int_equal(rill_schema_registry_close(reg), 0);
+}
+
 /* ---- kill -9 ---------------------------------------------------------------------------------- */
 
 #define CRASH_VERSIONS_PER_TYPE 60u
@@ -1412,6 +1639,8 @@ int main(void)
 		cmocka_unit_test(test_damaged_log),
 		cmocka_unit_test(test_entry_that_does_not_load),
 		cmocka_unit_test(test_replay_past_the_limits),
+		cmocka_unit_test(test_registry_bytes_max),
+		cmocka_unit_test(test_compat_flips_bounded),
 		cmocka_unit_test(test_kill_during_registrations),
 	};
 	test_seed();

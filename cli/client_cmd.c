@@ -673,8 +673,38 @@ void cli_schemas_free(struct cli_schemas *s)
 	free(s);
 }
 
-/* One page of the SCHEMAS answer @text, added to @s; *@more when the server has more. */
-static int schemas_parse(const char *command, const char *text, struct cli_schemas *s, bool *more)
+/*
+ * A version the server lists without its definition, too large for its frames
+ * (docs/PROTOCOL.md, SCHEMAS): said, and left out; its events cannot be encoded or decoded
+ * here. True for such an entry, with its type id and version in @after.
+ */
+static bool schema_entry_too_large(const char *command, json_t *e, uint32_t *after_id,
+				   uint16_t *after_version)
+{
+	if (!json_is_true(json_object_get(e, "too_large")))
+		return false;
+	json_int_t id = json_integer_value(json_object_get(e, "type_id"));
+	json_int_t v = json_integer_value(json_object_get(e, "version"));
+	const char *type = json_string_value(json_object_get(e, "type"));
+	fprintf(stderr,
+		"rill: %s: the server's schema %s v%lld (type id %lld, %lld bytes) is too large "
+		"for its frames (frame_bytes_max): left out, its events cannot be encoded or "
+		"decoded here\n",
+		command, type != NULL ? type : "?", (long long)v, (long long)id,
+		(long long)json_integer_value(json_object_get(e, "definition_bytes")));
+	if (id > 0 && id <= UINT32_MAX && v > 0 && v <= UINT16_MAX) {
+		*after_id = (uint32_t)id;
+		*after_version = (uint16_t)v;
+	}
+	return true;
+}
+
+/*
+ * One page of the SCHEMAS answer @text, added to @s; *@more when the server has more, and
+ * the page's last version (the next page starts after it) in @after_id and @after_version.
+ */
+static int schemas_parse(const char *command, const char *text, struct cli_schemas *s, bool *more,
+			 uint32_t *after_id, uint16_t *after_version)
 {
 	json_error_t jerr;
 	json_t *root = json_loads(text, 0, &jerr);
@@ -697,6 +727,9 @@ static int schemas_parse(const char *command, const char *text, struct cli_schem
 		char why[RILL_SCHEMA_MESSAGE_BYTES];
 		struct cli_schema_entry *e = &s->entries[s->count];
 		memset(e, 0, sizeof(*e));
+		if (schema_entry_too_large(command, json_array_get(list, i), after_id,
+					   after_version))
+			continue;
 		rc = schema_entry_parse(json_array_get(list, i), e, why, sizeof(why));
 		if (rc != 0) {
 			fprintf(stderr, "rill: %s: the server's schema %u: %s\n", command, s->count,
@@ -705,6 +738,8 @@ static int schemas_parse(const char *command, const char *text, struct cli_schem
 		}
 		e->order = s->count;
 		s->count++;
+		*after_id = e->type_id;
+		*after_version = rill_schema_version(e->schema);
 	}
 	json_decref(root);
 	return rc;
@@ -716,14 +751,14 @@ int cli_schemas_fetch(const char *command, const char *address, struct rill_clie
 	struct cli_schemas *s = calloc(1, sizeof(*s));
 	int rc = s == NULL ? -ENOMEM : 0;
 	/* In pages, each within a frame: the server says when more are left. */
+	uint32_t after_id = 0;
+	uint16_t after_version = 0;
 	for (bool more = true; rc == 0 && more;) {
 		char request[96] = "{}";
-		if (s->count > 0) {
-			const struct cli_schema_entry *last = &s->entries[s->count - 1];
+		if (after_id > 0 || after_version > 0)
 			snprintf(request, sizeof(request),
-				 "{\"after_type_id\":%u,\"after_version\":%u}", last->type_id,
-				 rill_schema_version(last->schema));
-		}
+				 "{\"after_type_id\":%u,\"after_version\":%u}", after_id,
+				 after_version);
 		char *answer = NULL;
 		struct rill_client_error err = {{0}};
 		rc = rill_client_admin(c, RILL_WIRE_ADMIN_SCHEMAS, request, &answer, &err);
@@ -732,7 +767,7 @@ int cli_schemas_fetch(const char *command, const char *address, struct rill_clie
 			cli_schemas_free(s);
 			return rc;
 		}
-		rc = schemas_parse(command, answer, s, &more);
+		rc = schemas_parse(command, answer, s, &more, &after_id, &after_version);
 		free(answer);
 	}
 	if (rc == 0)

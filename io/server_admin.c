@@ -139,6 +139,50 @@ static int admin_topic_create(struct rill_server *s, json_t *in, json_t **out, c
 	return 0;
 }
 
+/*
+ * A SCHEMAS answer of one entry: its definition (its canonical text: the answer's JSON
+ * dumps it again as it was stored) within ADMIN_SCHEMAS_WRAP, with room to spare, and the
+ * ADMIN_OK frame's fixed part.
+ */
+#define ADMIN_SCHEMAS_WRAP       "{\"schemas\":[{\"type_id\":4294967295,\"definition\":}],\"more\":false}"
+#define ADMIN_SCHEMAS_WRAP_BYTES 128u
+_Static_assert(sizeof(ADMIN_SCHEMAS_WRAP) - 1 <= ADMIN_SCHEMAS_WRAP_BYTES,
+	       "a one-entry SCHEMAS answer's wrapping fits its allowance");
+
+/* Whether a definition of @def_bytes goes into a SCHEMAS answer within a frame of @s's. */
+static bool admin_schema_fits(const struct rill_server *s, size_t def_bytes)
+{
+	return def_bytes + ADMIN_SCHEMAS_WRAP_BYTES + RILL_WIRE_ADMIN_OK_BYTES_MIN <=
+	       s->config.frame_bytes_max;
+}
+
+/*
+ * A definition this server could never answer in SCHEMAS would break SCHEMAS, and with it
+ * every client's produce and consume, for good (definitions are not deleted): refused
+ * here, before anything is stored. -EMSGSIZE, or 0.
+ */
+static int admin_schema_size_check(struct rill_server *s, const char *text, char *msg,
+				   size_t msg_bytes)
+{
+	struct rill_schema *parsed = NULL;
+	if (rill_schema_parse(&parsed, text, strlen(text), NULL) != 0)
+		return 0; /* the registry says what is wrong with it */
+	size_t bytes = strlen(rill_schema_definition(parsed));
+	int rc = 0;
+	if (!admin_schema_fits(s, bytes))
+		rc = admin_fail(msg, msg_bytes, -EMSGSIZE,
+				"schema: %s v%u: its definition takes %zu bytes as stored, and a "
+				"SCHEMAS answer holding it would not fit this server's frames "
+				"(frame_bytes_max %u: at most %u bytes of definition); shorten it "
+				"(its docs), or raise frame_bytes_max",
+				rill_schema_type_name(parsed), rill_schema_version(parsed), bytes,
+				s->config.frame_bytes_max,
+				s->config.frame_bytes_max - ADMIN_SCHEMAS_WRAP_BYTES -
+					RILL_WIRE_ADMIN_OK_BYTES_MIN);
+	rill_schema_free(parsed);
+	return rc;
+}
+
 static int admin_schema_register(struct rill_server *s, json_t *in, json_t **out, char *msg,
 				 size_t msg_bytes)
 {
@@ -156,6 +200,11 @@ static int admin_schema_register(struct rill_server *s, json_t *in, json_t **out
 	char *text = json_dumps(def, JSON_COMPACT);
 	if (text == NULL)
 		return admin_fail(msg, msg_bytes, -ENOMEM, "out of memory");
+	rc = admin_schema_size_check(s, text, msg, msg_bytes);
+	if (rc < 0) {
+		free(text);
+		return rc;
+	}
 	const struct rill_schema *schema = NULL;
 	struct rill_schema_error err = {{0}};
 	rc = rill_schema_register(rill_engine_schemas(s->engine), text, strlen(text),
@@ -281,9 +330,14 @@ static int admin_stat(struct rill_server *s, json_t **out, char *msg, size_t msg
 
 /*
  * A page of SCHEMAS: the versions after (after_type_id, after_version), in that order, as
- * many as fit in an answer of @budget bytes (at least one); "more" when some are left.
+ * many as fit in an answer of @budget bytes (at least one); "more" when some are left. A
+ * version whose definition cannot fit a frame of this server's (stored in process, or
+ * under a larger frame_bytes_max before a restart) is listed without it, as
+ * {"type_id","type","version","too_large":true,"definition_bytes"}: one such version must
+ * not make SCHEMAS fail for every client.
  */
 struct admin_schemas {
+	const struct rill_server *server;
 	struct rill_schema_registry *reg;
 	json_t *list;
 	uint64_t after_id, after_version;
@@ -301,17 +355,24 @@ static int admin_schemas_one(void *arg, const struct rill_schema_type_info *info
 		const struct rill_schema *schema = rill_schema_get(a->reg, info->name, v);
 		if (schema == NULL)
 			continue;
-		size_t bytes = strlen(rill_schema_definition(schema)) + 64; /* the entry's keys */
+		size_t def_bytes = strlen(rill_schema_definition(schema));
+		bool fits = admin_schema_fits(a->server, def_bytes);
+		size_t bytes = (fits ? def_bytes : strlen(info->name)) + 96; /* the entry's keys */
 		if (a->used + bytes > a->budget && json_array_size(a->list) > 0) {
 			a->more = true;
 			return 1; /* the page is full: the walk stops */
 		}
 		a->used += bytes;
-		json_t *def = json_loads(rill_schema_definition(schema), 0, NULL);
-		json_t *entry = def != NULL
-					? json_pack("{s:I, s:o}", "type_id",
-						    (json_int_t)info->type_id, "definition", def)
-					: NULL;
+		json_t *def = fits ? json_loads(rill_schema_definition(schema), 0, NULL) : NULL;
+		json_t *entry = NULL;
+		if (def != NULL)
+			entry = json_pack("{s:I, s:o}", "type_id", (json_int_t)info->type_id,
+					  "definition", def);
+		else if (!fits)
+			entry = json_pack("{s:I, s:s, s:I, s:b, s:I}", "type_id",
+					  (json_int_t)info->type_id, "type", info->name, "version",
+					  (json_int_t)v, "too_large", true, "definition_bytes",
+					  (json_int_t)def_bytes);
 		if (entry == NULL)
 			return -ENOMEM;
 		json_array_append_new(a->list, entry);
@@ -322,7 +383,8 @@ static int admin_schemas_one(void *arg, const struct rill_schema_type_info *info
 static int admin_schemas(struct rill_server *s, json_t *in, json_t **out, char *msg,
 			 size_t msg_bytes)
 {
-	struct admin_schemas a = {.reg = rill_engine_schemas(s->engine),
+	struct admin_schemas a = {.server = s,
+				  .reg = rill_engine_schemas(s->engine),
 				  .list = json_array(),
 				  .budget =
 					  s->config.frame_bytes_max / 2}; /* room for JSON's own */

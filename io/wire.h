@@ -141,7 +141,8 @@ enum rill_wire_from {
  *   PROJECTION_CREATE  {"name","topic","type","version"?,"kind","field"?,"window_ns"?} → {"name"}
  *   STAT               {} → {"shards":[{counters, latency histograms}], ...}
  *   SCHEMAS            {} → {"schemas":[{"type_id","definition":{...}}, ...]}: every
- *                      version of every type
+ *                      version of every type (one too large for a frame: {"type_id",
+ *                      "type","version","too_large":true,"definition_bytes"})
  *   TOPIC_INFO         {"name"} → {"name","partitions","durability"}
  *   GROUP_COMMIT       {"group","topic","partition","offset"} → {}
  *   GROUP_FETCH        {"group","topic"} → {"offsets":[{"partition","offset"}, ...]}

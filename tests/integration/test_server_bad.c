@@ -8,7 +8,9 @@
  * input goes to a fresh connection, and for each the server must answer with a fatal
  * ERROR frame (decoded with io/wire.h), close the connection (recv returns 0), and stay up
  * (a fresh connection can HELLO and PING). The refusals that are not the peer's fault
- * (an unknown topic, an unregistered event type) must leave the connection usable. At the
+ * (an unknown topic, an unregistered event type) must leave the connection usable; so must
+ * a schema too large for a SCHEMAS answer at the small frame limit, refused at register or
+ * listed as too_large when stored in process, so that SCHEMAS still answers. At the
  * end the server stops, the engine closes, and every partition's log must hold exactly the
  * valid events sent: nothing malformed reached it.
  *
@@ -30,9 +32,11 @@
 #include "engine/log.h"
 #include "io/server_int.h"
 #include "io/wire.h"
+#include "rill/client.h"
 #include "rill/rill.h"
 #include "rill/schema.h"
 #include "rill/server.h"
+#include "tests/common/client_admin.h"
 #include "tests/common/raw_socket.h"
 #include "tests/common/real_io.h"
 #include "tests/common/server_start.h"
@@ -1794,6 +1798,158 @@ static void test_server_inflight_budget(void **state)
 	assert_int_equal(s.inflight_bytes_peak, 1700); /* a high-water mark */
 }
 
+/* ---- Schemas larger than a frame ------------------------------------------------------------ */
+
+/*
+ * A definition of type @type, version 1, whose canonical text is exactly @bytes long: i64
+ * fields with docs (at most 4,000 bytes each). Malloc'ed.
+ */
+static char *def_of_size(const char *type, size_t bytes)
+{
+	char *buf = malloc(bytes + 1);
+	assert_non_null(buf);
+	size_t n = (size_t)snprintf(buf, bytes + 1, "{\"type\":\"%s\",\"version\":1,\"fields\":[",
+				    type);
+	for (unsigned f = 0;; f++) {
+		char head[64];
+		size_t h = (size_t)snprintf(head, sizeof(head),
+					    "%s{\"name\":\"f%03u\",\"type\":\"i64\",\"doc\":\"",
+					    f ? "," : "", f);
+		size_t tail = 2 + 2; /* the field's "} and the definition's ]} */
+		assert_true(n + h + tail < bytes);
+		size_t room = bytes - n - h - tail; /* its doc, were it the last field */
+		size_t doc = room <= 4000 ? room : (room - 200 < 4000 ? room - 200 : 4000);
+		memcpy(buf + n, head, h);
+		memset(buf + n + h, 'd', doc);
+		n += h + doc;
+		memcpy(buf + n, "\"}", 2);
+		n += 2;
+		if (doc == room)
+			break;
+	}
+	memcpy(buf + n, "]}", 3);
+	n += 2;
+	assert_int_equal(n, bytes);
+	struct rill_schema *s;
+	assert_int_equal(rill_schema_parse(&s, buf, n, NULL), 0);
+	assert_int_equal(strlen(rill_schema_definition(s)), bytes); /* canonical as it is */
+	rill_schema_free(s);
+	return buf;
+}
+
+/* ADMIN SCHEMAS, every page: the entries, in order, in one array (json_decref it). */
+static json_t *schemas_all(struct rill_client *c)
+{
+	json_t *all = json_array();
+	char request[96] = "{}";
+	for (int page = 0; page < 16; page++) {
+		json_t *answer = client_admin_json(c, RILL_ADMIN_SCHEMAS, request, "SCHEMAS");
+		json_t *list = json_object_get(answer, "schemas");
+		assert_true(json_is_array(list) && json_array_size(list) > 0);
+		json_array_extend(all, list);
+		json_t *last = json_array_get(list, json_array_size(list) - 1);
+		json_t *def = json_object_get(last, "definition");
+		json_int_t version =
+			json_integer_value(json_object_get(def != NULL ? def : last, "version"));
+		snprintf(request, sizeof(request),
+			 "{\"after_type_id\":%lld,\"after_version\":%lld}",
+			 (long long)json_integer_value(json_object_get(last, "type_id")),
+			 (long long)version);
+		bool more = json_is_true(json_object_get(answer, "more"));
+		json_decref(answer);
+		if (!more)
+			return all;
+	}
+	fail_msg("SCHEMAS: more than 16 pages");
+	return NULL;
+}
+
+/* The entry of @type in @all (SCHEMAS' list), or NULL. */
+static json_t *schemas_entry(json_t *all, const char *type)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(all, i, e)
+	{
+		json_t *def = json_object_get(e, "definition");
+		const char *name =
+			json_string_value(json_object_get(def != NULL ? def : e, "type"));
+		if (name != NULL && strcmp(name, type) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/*
+ * A definition whose SCHEMAS entry is larger than a frame made every SCHEMAS fail (the
+ * answer is larger than a frame), and with it every client's produce and consume, for
+ * good. Over TCP such a definition is refused before it is stored (-EMSGSIZE naming
+ * frame_bytes_max); one a byte shorter is taken, and SCHEMAS carries it in a page of its
+ * own; and one stored in process all the same is listed as a placeholder, too_large, so
+ * that SCHEMAS still answers everything else.
+ */
+static void test_schema_larger_than_a_frame(void **state)
+{
+	(void)state;
+	const size_t def_max = BAD_FRAME_BYTES_MAX - 136; /* docs/PROTOCOL.md */
+	char *fits = def_of_size("FrameFits", def_max);
+	char *over = def_of_size("FrameOver", def_max + 1);
+	char *huge = def_of_size("FrameHuge", 70000);
+	char address[32];
+	snprintf(address, sizeof(address), "127.0.0.1:%u", env.port);
+	struct rill_client *c = NULL;
+	struct rill_client_error cerr = {{0}};
+	assert_int_equal(rill_client_connect(&c, address, NULL, &cerr), 0);
+
+	json_t *body = json_pack("{s:s}", "compat", "NONE");
+	json_object_set_new(body, "schema", json_loads(over, 0, NULL));
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	assert_true(strlen(text) + RILL_WIRE_ADMIN_BYTES_MIN <= BAD_FRAME_BYTES_MAX);
+	char *answer = NULL;
+	int rc = rill_client_admin(c, RILL_ADMIN_SCHEMA_REGISTER, text, &answer, &cerr);
+	free(text);
+	if (rc != -EMSGSIZE || strstr(cerr.message, "frame_bytes_max") == NULL)
+		fail_msg("a definition too large for SCHEMAS: %d (%s): %s", rc, rill_strerror(rc),
+			 cerr.message);
+	assert_null(rill_schema_get(rill_engine_schemas(env.engine), "FrameOver", 0));
+
+	size_t fits_bytes = strlen(fits) + 16;
+	text = malloc(fits_bytes);
+	snprintf(text, fits_bytes, "{\"schema\":%s}", fits);
+	json_decref(client_admin_json(c, RILL_ADMIN_SCHEMA_REGISTER, text, "FrameFits"));
+	free(text);
+	struct rill_schema_error serr = {{0}};
+	rc = rill_schema_register(rill_engine_schemas(env.engine), huge, strlen(huge), -1, NULL,
+				  &serr);
+	if (rc != 0)
+		fail_msg("FrameHuge in process: %s: %s", rill_strerror(rc), serr.message);
+
+	json_t *all = schemas_all(c);
+	json_t *order = schemas_entry(all, "OrderPlaced");
+	assert_non_null(json_object_get(order, "definition"));
+	char *got = json_dumps(json_object_get(schemas_entry(all, "FrameFits"), "definition"),
+			       JSON_COMPACT);
+	assert_string_equal(got, fits);
+	free(got);
+	json_t *placeholder = schemas_entry(all, "FrameHuge");
+	assert_non_null(placeholder);
+	assert_null(json_object_get(placeholder, "definition"));
+	assert_true(json_is_true(json_object_get(placeholder, "too_large")));
+	assert_int_equal(json_integer_value(json_object_get(placeholder, "version")), 1);
+	assert_int_equal(json_integer_value(json_object_get(placeholder, "definition_bytes")),
+			 70000);
+	assert_int_equal(json_integer_value(json_object_get(placeholder, "type_id")),
+			 rill_schema_type_id(
+				 rill_schema_get(rill_engine_schemas(env.engine), "FrameHuge", 1)));
+	assert_null(schemas_entry(all, "FrameOver"));
+	json_decref(all);
+	rill_client_close(c);
+	free(fits);
+	free(over);
+	free(huge);
+}
+
 /* ---- The log -------------------------------------------------------------------------- */
 
 /* The event expected at @p:@offset, or one whose offset is not known (its ACK never came)
@@ -1920,6 +2076,7 @@ int main(void)
 		cmocka_unit_test_setup(test_input_backlog, bad_each),
 		cmocka_unit_test(test_server_inflight_budget),
 		cmocka_unit_test(test_stall_clock_starts_with_output),
+		cmocka_unit_test_setup(test_schema_larger_than_a_frame, bad_each),
 		cmocka_unit_test_setup(test_log_holds_only_valid_events, bad_each),
 	};
 	return cmocka_run_group_tests_name("server_bad", tests, bad_setup, bad_teardown);

@@ -604,9 +604,13 @@ int rill_group_delete(struct rill_engine *e, const char *group)
 {
 	if (group == NULL || !engine_name_ok(group))
 		return -EINVAL;
+	int rc = engine_call_begin(e, NULL);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&e->lock);
-	int rc = engine_meta_group_delete(e, group);
+	rc = engine_meta_group_delete(e, group);
 	pthread_mutex_unlock(&e->lock);
+	engine_call_end(e);
 	return rc;
 }
 

@@ -407,8 +407,8 @@ int rill_group_offset(struct rill_engine *engine, const char *group, struct rill
  * rill_group_delete - forget group @group: its file and every position in it (each topic's,
  * each partition's), durably (blocks: an unlink and a directory sync). A consumer still
  * committing as @group makes it again, from nothing, at its next commit. Returns 0,
- * -ENOENT (no such group), -EINVAL (a bad name), or an I/O error. Any host thread but a
- * shard's own.
+ * -ENOENT (no such group), -EINVAL (a bad name), -ESHUTDOWN (the engine is closing), or an
+ * I/O error. Any host thread, not a shard's (a hook: -EDEADLK).
  */
 int rill_group_delete(struct rill_engine *engine, const char *group);
 

@@ -1533,6 +1533,11 @@ uint64_t rill_log_durable_offset(const struct rill_log *log)
 	return log->durable_offset;
 }
 
+uint64_t rill_log_timestamp_max(const struct rill_log *log)
+{
+	return log->ts_running_max;
+}
+
 uint64_t rill_log_start_offset(const struct rill_log *log)
 {
 	return log->segment_count ? log->segments[0].base_offset : 0;

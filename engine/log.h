@@ -163,6 +163,12 @@ uint64_t rill_log_next_offset(const struct rill_log *log);
 /* Every offset below this is durable (written and fdatasync'ed). */
 uint64_t rill_log_durable_offset(const struct rill_log *log);
 
+/* The highest record timestamp the log has seen below its submitted end: in the batches
+ * written (even those retention deleted since) and, from an open, in the segments it read
+ * or whose index files it loaded (their trailers carry it). Never below any kept record's;
+ * after a restart it may miss records of deleted segments. */
+uint64_t rill_log_timestamp_max(const struct rill_log *log);
+
 /* When the filling batch's delay runs out (monotonic ns), or UINT64_MAX: nothing fills, a
  * write is in flight (its completion is the next trigger), or the log failed. */
 uint64_t rill_log_submit_due_ns(const struct rill_log *log);

@@ -20,6 +20,11 @@
  *   W4. The dedup table holds every producer that wrote at or after history_from: 0 when
  *       the log was replayed whole, else the first offset retention kept, or what the
  *       snapshot it was loaded from recorded (snapshots keep producers retention deleted).
+ *   W5. With timestamp_max_known, no record the partition ever held, deleted or kept, is
+ *       stamped above max(snap_timestamp_max, the log's rill_log_timestamp_max): known from
+ *       a log replayed whole, or from a snapshot that knew it (its timestamp_max covers
+ *       every record below it; the log, every record kept). So is each snapshot's
+ *       timestamp_max, which lets an as-of read by time answer at the log's start.
  */
 #include <errno.h>
 #include <inttypes.h>

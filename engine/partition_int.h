@@ -42,9 +42,14 @@ struct rill_partition {
 	uint32_t producers_max;
 	/* The dedup table knows every producer that wrote at or after this offset (W4). */
 	uint64_t history_from;
-	bool snapshots;             /* config.snapshots: the log keeps what they need */
-	uint64_t snapshot_offset;   /* the newest usable snapshot's offset (0: none) */
-	uint64_t snapshot_floor;    /* the oldest kept one's: retention keeps from it */
+	bool snapshots;           /* config.snapshots: the log keeps what they need */
+	uint64_t snapshot_offset; /* the newest usable snapshot's offset (0: none) */
+	uint64_t snapshot_floor;  /* the oldest kept one's: retention keeps from it */
+	/* The highest record timestamp below the loaded snapshot's offset, and whether the
+	 * partition knows the highest of every record it ever held, deleted ones too: so
+	 * since its first event, or from a snapshot that knew it (as-of by time, W5). */
+	uint64_t snap_timestamp_max;
+	bool timestamp_max_known;
 	bool snap_dir_made;         /* snapshots/ exists and its entry is durable */
 	struct partition_snap snap; /* loaded at open */
 	struct rill_projection *projections[RILL_PARTITION_PROJECTIONS_MAX];

@@ -7,7 +7,8 @@
  * cost of as-of reads. Owner shard's thread; blocking; not on the per-event path.
  *
  *   header (64 bytes)   magic "RPN1", version 1, offset, history_from, created_ns,
- *                       producer_count, projection_count, total_bytes, 16 reserved bytes
+ *                       producer_count, projection_count, total_bytes, timestamp_max,
+ *                       flags (bit 0: timestamp_max is known; 0 in older files)
  *   producers           producer_count dedup entries (88 bytes each)
  *   projections         each: name_bytes (u32), 0 (u32), state_bytes (u64), the name and
  *                       the state (rill_projection_snapshot), each padded to 8 bytes
@@ -37,8 +38,11 @@ struct snap_header {
 	uint32_t producer_count;
 	uint32_t projection_count;
 	uint64_t total_bytes;
-	uint64_t reserved[2];
+	uint64_t timestamp_max; /* the highest record timestamp below offset, if known */
+	uint64_t flags;         /* SNAP_F_*: anything else refuses the file */
 };
+
+#define SNAP_F_TIMESTAMP_MAX 1u /* timestamp_max holds (else it is 0) */
 _Static_assert(sizeof(struct snap_header) == 64, "snapshot header layout");
 _Static_assert(sizeof(struct dedup_entry) == 88, "snapshot producer entry layout");
 
@@ -153,8 +157,10 @@ static bool snap_verify(uint64_t producers_max, const uint8_t *buf, uint64_t byt
 {
 	memcpy(h, buf, sizeof(*h));
 	if (h->magic != SNAP_MAGIC || h->version != SNAP_VERSION || h->total_bytes != bytes ||
-	    h->offset != offset || h->history_from > h->offset || h->reserved[0] != 0 ||
-	    h->reserved[1] != 0 || h->producer_count > producers_max ||
+	    h->offset != offset || h->history_from > h->offset ||
+	    (h->flags & ~(uint64_t)SNAP_F_TIMESTAMP_MAX) != 0 ||
+	    (!(h->flags & SNAP_F_TIMESTAMP_MAX) && h->timestamp_max != 0) ||
+	    h->producer_count > producers_max ||
 	    h->projection_count > RILL_PARTITION_PROJECTIONS_MAX)
 		return false;
 	uint32_t crc, zero;
@@ -400,6 +406,8 @@ int partition_snapshot_load(struct rill_partition *part, char *why, size_t why_b
 			continue;
 		}
 		memcpy(&h, buf, sizeof(h));
+		part->snap_timestamp_max = h.timestamp_max;
+		part->timestamp_max_known = (h.flags & SNAP_F_TIMESTAMP_MAX) || start == 0;
 		part->snap = (struct partition_snap){.buf = buf, .bytes = bytes, .offset = offset};
 		part->snapshot_offset = offset;
 		part->snapshot_floor = snap_floor(part, &l);
@@ -408,6 +416,7 @@ int partition_snapshot_load(struct rill_partition *part, char *why, size_t why_b
 	}
 	part->snapshot_offset = 0; /* none usable: the whole log is the only truth */
 	part->snapshot_floor = 0;
+	part->timestamp_max_known = start == 0;
 	return 0;
 }
 
@@ -453,6 +462,11 @@ static int snap_build(struct rill_partition *part, uint8_t **out, uint64_t *byte
 				.producer_count = (uint32_t)producers,
 				.projection_count = part->projection_count + carried,
 				.total_bytes = bytes};
+	if (part->timestamp_max_known) { /* W5: the log's own, with the loaded snapshot's */
+		uint64_t ts = rill_log_timestamp_max(part->log);
+		h.timestamp_max = ts > part->snap_timestamp_max ? ts : part->snap_timestamp_max;
+		h.flags = SNAP_F_TIMESTAMP_MAX;
+	}
 	memcpy(buf, &h, sizeof(h));
 	uint64_t pos = sizeof(h);
 	for (uint64_t i = 0; i <= part->dedup_mask; i++) {
@@ -689,6 +703,24 @@ int rill_partition_as_of(struct rill_partition *part, struct rill_projection *pr
 	return rc < 0 ? rc : 0;
 }
 
+/*
+ * True if a kept snapshot at @offset says that no record below it is stamped after
+ * @timestamp_ns (W5): then "as of" that time is the state it holds, though retention
+ * deleted those records (an idle partition whose retention emptied its log, say).
+ */
+static bool snap_before_time(struct rill_partition *part, uint64_t offset, uint64_t timestamp_ns)
+{
+	uint8_t *buf;
+	uint64_t bytes;
+	if (snap_read(part, offset, &buf, &bytes) < 0)
+		return false;
+	struct snap_header h;
+	bool before = bytes >= sizeof(h) + 8 && snap_verify(UINT32_MAX, buf, bytes, offset, &h) &&
+		      (h.flags & SNAP_F_TIMESTAMP_MAX) && h.timestamp_max <= timestamp_ns;
+	free(buf);
+	return before;
+}
+
 int rill_partition_offset_at(struct rill_partition *part, uint64_t timestamp_ns, uint64_t *offset)
 {
 	int rc = rill_log_sync(part->log);
@@ -713,7 +745,9 @@ int rill_partition_offset_at(struct rill_partition *part, uint64_t timestamp_ns,
 	rill_log_iter_fini(&it);
 	if (rc < 0)
 		return rc;
-	if (last != UINT64_MAX && last < rill_log_start_offset(part->log))
+	uint64_t start = rill_log_start_offset(part->log);
+	if (last != UINT64_MAX && last < start &&
+	    (last + 1 != start || !snap_before_time(part, start, timestamp_ns)))
 		return -ERANGE; /* the answer lies in what retention deleted */
 	*offset = last;
 	return 0;

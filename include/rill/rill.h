@@ -467,7 +467,9 @@ int64_t rill_query_custom(struct rill_engine *engine, const char *name, const vo
  * bounded by the snapshot interval, and the shard serves nothing else meanwhile (its other
  * partitions wait: a replay of a million events takes tens of milliseconds). Built-in
  * projections only. Returns 0, -ENOENT (no such projection, or the key had no value then),
- * -ENOSPC (as rill_query), -ERANGE (what is kept does not reach back that far), -EINVAL.
+ * -ENOSPC (as rill_query), -ERANGE (what is kept does not reach back that far: by time,
+ * also when the deleted events may hold one stamped later; a time past every event
+ * deleted, at a kept snapshot at the log's start, is answered from it), -EINVAL.
  * Any host thread; blocks.
  */
 int rill_query_as_of(struct rill_engine *engine, const char *name, const void *key,

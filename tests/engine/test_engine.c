@@ -2858,6 +2858,70 @@ static void test_retention_on_time(void **state)
 
 /* ---- Snapshots, rebuild, as-of ---------------------------------------------------------- */
 
+/*
+ * As of a time at the log's start: retention emptied an idle partition (the snapshot floor
+ * allows it once the newest snapshot is at the log's end), and every query by time, "as
+ * of now" included, answered -ERANGE while the snapshot there held the answer. A snapshot
+ * now records the highest stamp below it, so a time at or past every deleted event is
+ * answered from it, across a restart too; a time that deleted events may come after is
+ * still -ERANGE.
+ */
+static void test_as_of_time_at_log_start(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	c.snapshot_interval_events = 0; /* one snapshot, taken below */
+	c.snapshot_interval_ns = 0;
+	c.snapshots_kept = 1;
+	fx_open_with(f, &c);
+	struct rill_topic_config tc = {
+		.name = "stamped", .partitions = 1, .retention_age_ns = 200u * 1000000u};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	int rc = rill_topic_create(f->engine, &tc, &t, &err);
+	if (rc != 0)
+		fail_msg("topic stamped: %s: %s", rill_strerror(rc), err.message);
+	fx_projection(f, "st_count", "stamped", RILL_PROJECTION_COUNT, NULL);
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	struct order_event o;
+	uint64_t base = rill_clock_wall_ns();
+	for (uint32_t i = 0; i < 3; i++) {
+		assert_int_equal(order_event_make(&o, f->order, "k", 1), 0);
+		o.ev.timestamp_ns = base + 100 * (i + 1);
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(p);
+	producer_close(p);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0); /* at offset 3 */
+	struct rill_partition_info info = {0};
+	uint64_t deadline = rill_clock_now_ns() + 20ull * 1000000000u;
+	do {
+		struct timespec nap = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
+		nanosleep(&nap, NULL);
+		assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL),
+				 0);
+	} while (info.first_offset < 3 && rill_clock_now_ns() < deadline);
+	assert_int_equal(info.first_offset, 3);
+	for (int round = 0; round < 2; round++) { /* then again after a restart */
+		struct rill_projection_value v;
+		assert_int_equal(rill_query_as_of(f->engine, "st_count", "k", 1, UINT64_MAX,
+						  rill_clock_wall_ns(), &v),
+				 0);
+		assert_int_equal(v.count, 3);
+		assert_int_equal(
+			rill_query_as_of(f->engine, "st_count", "k", 1, UINT64_MAX, base + 300, &v),
+			0);
+		assert_int_equal(v.count, 3);
+		assert_int_equal(
+			rill_query_as_of(f->engine, "st_count", "k", 1, UINT64_MAX, base + 250, &v),
+			-ERANGE); /* offset 1's state: deleted */
+		fx_close(f);
+		fx_open_with(f, &c);
+	}
+	fx_close(f);
+}
+
 static void snap_config(const struct fx *f, struct rill_engine_config *c)
 {
 	fx_config(f, c, 2);
@@ -5009,6 +5073,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_query_token_waits, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_retention_projection, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_retention_on_time, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_as_of_time_at_log_start, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_rebuild, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_projection_defined_idle, fx_setup,
 						fx_teardown),

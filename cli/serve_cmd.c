@@ -428,6 +428,11 @@ static int serve_run(struct serve_opts *o)
 	sigaddset(&stop, SIGINT);
 	/* Blocked before any thread starts, so that only sigwait below takes them. */
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	/* A write past the file size limit (ulimit -f, systemd's LimitFSIZE=) fails with
+	 * EFBIG and is reported; by default its SIGXFSZ would end the server, every
+	 * partition with it. The shards block it themselves; this covers the other threads
+	 * (topic, projection and group files, the schema registry). */
+	signal(SIGXFSZ, SIG_IGN);
 	struct rill_engine *engine = NULL;
 	struct rill_error_text err = {{0}};
 	/* Before the engine opens (a recovery of every log, a data directory made): a bad

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,14 @@ static unsigned shard_worker_cpus(const struct shard *s, const int **cpus)
 static void *shard_thread(void *arg)
 {
 	struct shard *s = arg;
+	/* A write past the file size limit (RLIMIT_FSIZE: ulimit -f, systemd's LimitFSIZE=)
+	 * raises SIGXFSZ at the writing thread, and its default action ends the process. The
+	 * shards write every log and snapshot (a short io_uring write's rest too, to learn its
+	 * cause): blocked here, such a write fails with EFBIG, and only its log stops. */
+	sigset_t xfsz;
+	sigemptyset(&xfsz);
+	sigaddset(&xfsz, SIGXFSZ);
+	pthread_sigmask(SIG_BLOCK, &xfsz, NULL);
 	/* "rill-shard3" in top -H, perf, gdb and /proc/PID/task/TID/comm (15 bytes at most). */
 	char name[16];
 	snprintf(name, sizeof(name), "rill-shard%u", s->index);

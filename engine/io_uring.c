@@ -179,16 +179,22 @@ static int uring_write_sync(struct rill_io *io, int handle, const void *buf, siz
 static int uring_short_write_cause(const struct uring_pending *p)
 {
 	uint64_t done = (uint32_t)p->write_res;
+	bool stuck = false; /* the last try ended where the one before did */
 	for (int tries = 0; tries < URING_REST_TRIES && done < p->bytes; tries++) {
-		done &= ~(uint64_t)(RILL_IO_DIRECT_ALIGN - 1);
-		ssize_t n = pwrite(p->handle, p->buf + done, p->bytes - done,
-				   (off_t)(p->offset + done));
-		if (n < 0 && errno != EINTR)
-			return -errno;
+		/* From the boundary; once that gets no further (the limit is not on one), from
+		 * where it stopped: a buffered handle then says why, a direct one EINVAL. */
+		uint64_t from = stuck ? done : done & ~(uint64_t)(RILL_IO_DIRECT_ALIGN - 1);
+		ssize_t n = pwrite(p->handle, p->buf + from, p->bytes - from,
+				   (off_t)(p->offset + from));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return stuck && errno == EINVAL ? -EIO : -errno;
 		if (n == 0)
 			break; /* no progress, no error: the POSIX backend's EIO too */
-		if (n > 0)
-			done += (uint64_t)n;
+		stuck = from + (uint64_t)n <= done;
+		if (!stuck)
+			done = from + (uint64_t)n;
 	}
 	return -EIO;
 }

@@ -182,6 +182,11 @@ void rill_engine_config_default(struct rill_engine_config *config);
  * pinned to, isolated CPUs being fine), -EBUSY (another engine has the directory),
  * -EDEADLK (on a shard's thread), a log or schema error, or -errno, with @err (optional)
  * saying what and where. Blocks.
+ * Under a file size limit (RLIMIT_FSIZE) a write past it raises SIGXFSZ, whose default
+ * action ends the process. The shards, which write the logs and snapshots, block it: the
+ * write fails with EFBIG and that log stops. Topic, projection, group and schema files
+ * are written on the calling thread: a host under such a limit should ignore SIGXFSZ
+ * (rill serve does).
  */
 int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *config,
 		     struct rill_error_text *err);

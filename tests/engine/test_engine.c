@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2528,6 +2529,89 @@ static void test_close_reports_final_sync(void **state)
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
 	if (rc >= 0) /* EIO: the write came short, at the limit */
 		fail_msg("rill_engine_close after a failed final write: %d, expected an error", rc);
+}
+
+/* The first error an acknowledgement carried (the child below: no cmocka there). */
+static void first_error_on_ack(void *arg, const struct rill_ack *ack)
+{
+	int *first = arg;
+	if (*first == 0)
+		*first = ack->error;
+}
+
+/* The child of test_file_size_limit_signal: 0 if its log stopped with EFBIG and it lived
+ * on, else the step that failed. SIGXFSZ at its default, as in a host that never set it. */
+static int fsize_child(const char *dir)
+{
+	signal(SIGXFSZ, SIG_DFL);
+	struct rill_engine_config c;
+	rill_engine_config_default(&c);
+	c.data_dir = dir;
+	c.shards = 1;
+	c.pin = false;
+	struct rill_engine *e = NULL;
+	const struct rill_schema *s = NULL;
+	struct rill_topic *t = NULL;
+	struct rill_producer *p = NULL;
+	struct rill_error_text err = {{0}};
+	struct rill_schema_error serr = {{0}};
+	struct rill_topic_config tc = {
+		.name = "fsize", .partitions = 1, .durability = RILL_DURABILITY_GROUP};
+	int first = 0;
+	struct rill_producer_config pc = {.on_ack = first_error_on_ack, .arg = &first};
+	if (rill_engine_open(&e, &c, &err) != 0 ||
+	    rill_schema_register(rill_engine_schemas(e), ORDER_JSON, strlen(ORDER_JSON), -1, &s,
+				 &serr) != 0 ||
+	    rill_topic_create(e, &tc, &t, &err) != 0 || rill_producer_open(e, &pc, &p) != 0)
+		return 10;
+	struct rlimit lim;
+	struct stat sb;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/topics/fsize/0/%020d.log", dir, 0);
+	struct order_event o;
+	for (uint32_t i = 0; i < 200; i++) {
+		if (i == 100) { /* a batch that crosses the limit: its write comes short */
+			if (rill_producer_flush(p, FLUSH_NS) != 0 || first != 0 ||
+			    stat(path, &sb) != 0 || getrlimit(RLIMIT_FSIZE, &lim) != 0)
+				return 11;
+			lim.rlim_cur = (rlim_t)sb.st_size + 1024;
+			if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+				return 12;
+		}
+		if (order_event_make(&o, s, "k", 1) != 0 ||
+		    publish_retry(p, t, &o.ev, RILL_ACKS_DURABLE, i) != 0)
+			return 13;
+	}
+	(void)rill_producer_flush(p, FLUSH_NS); /* the lost events' refusals */
+	if (first != -EFBIG)
+		return 14;
+	(void)rill_producer_close(p);
+	(void)rill_engine_close(e); /* the stopped log's error */
+	return 0;
+}
+
+/*
+ * A log write cut short by the file size limit (RLIMIT_FSIZE: ulimit -f, systemd's
+ * LimitFSIZE=): the io_uring backend writes the rest again to learn why, and that write,
+ * at the limit, raised SIGXFSZ on the shard's thread, which by default ends the process
+ * (rill serve died, every partition with it). The shards block it: the log stops with
+ * EFBIG and the process lives on. In a child, where SIGXFSZ is at its default.
+ */
+static void test_file_size_limit_signal(void **state)
+{
+	struct fx *f = *state;
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(fsize_child(f->dir));
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status))
+		fail_msg("the engine's process was killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("the child failed at step %d", WEXITSTATUS(status));
 }
 
 /*
@@ -5110,6 +5194,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_reports_final_sync, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_file_size_limit_signal, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_stopped_log_answers_nothing, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_inside_on_ack, fx_setup, fx_teardown),

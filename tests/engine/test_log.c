@@ -395,6 +395,14 @@ static void test_short_write_cause(void **state)
 			/* Wholly past the limit: the error itself, as before. */
 			rc = write_sync_limited(io, writer, block, 4096, 8192, 8192);
 			assert_int_equal(rc, -EFBIG);
+			/* A limit off the 512-byte boundaries (a buffered handle): the rest's
+			 * writes from the boundary got no further, and the cause was EIO. */
+			rc = write_sync_limited(io, writer, block, sizeof(block), 4096, 8292);
+			if (!direct && rc != -EFBIG)
+				fail_msg(
+					"%s: a write cut short at an unaligned limit: %s, expected "
+					"EFBIG",
+					io->name, rill_strerror(rc));
 			if (direct)
 				assert_int_equal(io->ops->close(io, writer), 0);
 			assert_int_equal(io->ops->close(io, handle), 0);

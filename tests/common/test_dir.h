@@ -17,4 +17,9 @@ int test_dir_make(char *dir, size_t size, const char *name);
  * first entry that could not be removed. */
 int test_dir_remove(const char *dir);
 
+/* In a forked child only: a private mount namespace (in a user namespace of its own where
+ * the user may not make one) with a tmpfs of @kib KiB on @dir, for a full disk on demand.
+ * 0, or -errno where this system allows none (the test then skips). */
+int test_tmpfs_private(const char *dir, unsigned kib);
+
 #endif /* RILL_TEST_DIR_H */

@@ -2531,6 +2531,72 @@ static void test_close_reports_final_sync(void **state)
 		fail_msg("rill_engine_close after a failed final write: %d, expected an error", rc);
 }
 
+/* The child of test_group_commit_full_disk: 0, 77 (skipped), or the step that failed. */
+static int group_full_disk_child(const char *dir)
+{
+	int rc = test_tmpfs_private(dir, 1024);
+	if (rc < 0) {
+		fprintf(stderr, "no tmpfs of our own (%s): skipped\n", strerror(-rc));
+		return 77;
+	}
+	struct rill_engine_config c;
+	rill_engine_config_default(&c);
+	c.data_dir = dir;
+	c.shards = 1;
+	c.pin = false;
+	c.groups_max = 1;
+	struct rill_engine *e = NULL;
+	struct rill_topic *t = NULL;
+	struct rill_error_text err = {{0}};
+	struct rill_topic_config tc = {.name = "gfull", .partitions = 1};
+	if (rill_engine_open(&e, &c, &err) != 0 || rill_topic_create(e, &tc, &t, &err) != 0 ||
+	    rill_group_commit(e, "g", t, 0, 0) != 0)
+		return 10;
+	if (rill_group_commit(e, "h", t, 0, 0) != -EDQUOT) /* the limit: a code of its own */
+		return 11;
+	char path[256];
+	snprintf(path, sizeof(path), "%s/filler", dir);
+	FILE *filler = fopen(path, "wb");
+	static const char block[4096];
+	while (filler != NULL && fwrite(block, 1, sizeof(block), filler) == sizeof(block) &&
+	       fflush(filler) == 0)
+		;
+	if (filler == NULL)
+		return 12;
+	(void)fclose(filler);
+	rc = rill_group_commit(e, "g", t, 0, 0); /* a group held: the disk, not the limit */
+	if (rc != -ENOSPC) {
+		fprintf(stderr, "a commit to a group held, on a full disk: %d\n", rc);
+		return 13;
+	}
+	(void)unlink(path);
+	(void)rill_engine_close(e);
+	return 0;
+}
+
+/*
+ * A full disk during a commit to a group the engine holds came back as -ENOSPC, the code
+ * of the groups_max refusal, and rill serve told the operator to delete consumer groups.
+ * The limit now has a code of its own, -EDQUOT; a full disk stays -ENOSPC. In a child,
+ * with a tmpfs of its own (skipped where none can be made).
+ */
+static void test_group_commit_full_disk(void **state)
+{
+	struct fx *f = *state;
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(group_full_disk_child(f->dir));
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		skip();
+	if (WEXITSTATUS(status) != 0)
+		fail_msg("the child failed at step %d", WEXITSTATUS(status));
+}
+
 /* The first error an acknowledgement carried (the child below: no cmocka there). */
 static void first_error_on_ack(void *arg, const struct rill_ack *ack)
 {
@@ -3272,7 +3338,7 @@ static void test_temp_files_removed_at_open(void **state)
 /*
  * config.groups_max: every new group name made a file (two fsyncs under the engine's
  * lock) with nothing to stop a client naming thousands. Past the limit a new group's
- * first commit is refused with -ENOSPC and leaves no file; commits to the groups held go
+ * first commit is refused with -EDQUOT and leaves no file; commits to the groups held go
  * on. The count survives a restart (temporary and foreign files not counted), groups on
  * disk past a lowered limit stay usable while new ones are refused, and rill_group_delete
  * makes room, for good.
@@ -3295,7 +3361,7 @@ static void test_groups_max(void **state)
 	for (unsigned i = 0; i < 3; i++)
 		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0), 0);
 	assert_int_equal(rill_group_count(f->engine), 3);
-	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), -ENOSPC);
+	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), -EDQUOT);
 	assert_int_equal(rill_group_count(f->engine), 3);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/groups/g3.json", f->dir);
@@ -3316,7 +3382,7 @@ static void test_groups_max(void **state)
 	fx_open_with(f, &c);
 	t = rill_topic_find(f->engine, "grp");
 	assert_int_equal(rill_group_count(f->engine), 3);
-	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), -ENOSPC);
+	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), -EDQUOT);
 	fx_close(f);
 
 	c.groups_max = 2; /* lowered under the groups held */
@@ -3328,7 +3394,7 @@ static void test_groups_max(void **state)
 		assert_int_equal(o, 0);
 		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0), 0);
 	}
-	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), -ENOSPC);
+	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), -EDQUOT);
 
 	/* Deleting makes room, once the count is under the limit again. */
 	assert_int_equal(rill_group_delete(f->engine, "g0"), 0);
@@ -3337,7 +3403,7 @@ static void test_groups_max(void **state)
 	assert_int_equal(rill_group_delete(f->engine, "g0"), -ENOENT);
 	assert_int_equal(rill_group_delete(f->engine, "bad/name"), -EINVAL);
 	assert_int_equal(rill_group_delete(f->engine, ".g9.json"), -EINVAL);
-	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), -ENOSPC);
+	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), -EDQUOT);
 	assert_int_equal(rill_group_delete(f->engine, "g1"), 0);
 	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), 0);
 	assert_int_equal(rill_group_count(f->engine), 2);
@@ -5195,6 +5261,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_reports_final_sync, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_file_size_limit_signal, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_full_disk, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_stopped_log_answers_nothing, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_inside_on_ack, fx_setup, fx_teardown),

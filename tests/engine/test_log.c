@@ -322,16 +322,6 @@ static void test_uring_partial_submit(void **state)
 }
 
 /* Write @text into the existing file @path (a /proc file): 0 or -errno. */
-static int file_put(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	size_t n = strlen(text);
-	int rc = write(fd, text, n) == (ssize_t)n ? 0 : -EIO;
-	close(fd);
-	return rc;
-}
 /* One write_sync of @bytes at @offset and its completion, with the file size limit at
  * @limit bytes for it (SIGXFSZ ignored: the write's own result is what counts). */
 static int write_sync_limited(struct rill_io *io, int handle, const void *buf, size_t bytes,
@@ -416,38 +406,10 @@ static void test_short_write_cause(void **state)
 	}
 }
 
-/*
- * In a forked child: a private mount namespace (in a user namespace of its own where the
- * user may not make one) with a tmpfs of @kib KiB on @dir. 0, or -errno where this system
- * allows none.
- */
-static int tmpfs_private(const char *dir, unsigned kib)
-{
-	uid_t uid = getuid();
-	gid_t gid = getgid();
-	if (unshare(CLONE_NEWNS) != 0) {
-		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
-			return -errno;
-		char map[64];
-		snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
-		int ok = file_put("/proc/self/setgroups", "deny") == 0 &&
-			 file_put("/proc/self/uid_map", map) == 0;
-		snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
-		if (!ok || file_put("/proc/self/gid_map", map) != 0)
-			return -EPERM;
-	}
-	/* Private: the tmpfs must not show in the parent's namespace. */
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-		return -errno;
-	char options[32];
-	snprintf(options, sizeof(options), "size=%uk", kib);
-	return mount("rill-test", dir, "tmpfs", 0, options) == 0 ? 0 : -errno;
-}
-
 /* The child of test_full_disk_enospc: its exit code (0, 77 skipped, 1 failed). */
 static int full_disk_child(const char *dir)
 {
-	int rc = tmpfs_private(dir, 256);
+	int rc = test_tmpfs_private(dir, 256);
 	if (rc < 0) {
 		fprintf(stderr, "no tmpfs of our own (%s): skipped\n", strerror(-rc));
 		return 77;

@@ -2531,6 +2531,26 @@ static void test_close_reports_final_sync(void **state)
 		fail_msg("rill_engine_close after a failed final write: %d, expected an error", rc);
 }
 
+/* Run @child(@dir) in a forked child (no cmocka there) and judge its end: killed by a
+ * signal fails the test, 77 skips it, another non-zero status fails it naming the step. */
+static void fx_child(const char *dir, int (*child)(const char *dir))
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(child(dir));
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status))
+		fail_msg("the engine's process was killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	if (WEXITSTATUS(status) == 77)
+		skip();
+	if (WEXITSTATUS(status) != 0)
+		fail_msg("the child failed at step %d", WEXITSTATUS(status));
+}
+
 /* The child of test_group_commit_full_disk: 0, 77 (skipped), or the step that failed. */
 static int group_full_disk_child(const char *dir)
 {
@@ -2583,18 +2603,7 @@ static int group_full_disk_child(const char *dir)
 static void test_group_commit_full_disk(void **state)
 {
 	struct fx *f = *state;
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		_exit(group_full_disk_child(f->dir));
-	int status = 0;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	if (WEXITSTATUS(status) == 77)
-		skip();
-	if (WEXITSTATUS(status) != 0)
-		fail_msg("the child failed at step %d", WEXITSTATUS(status));
+	fx_child(f->dir, group_full_disk_child);
 }
 
 /* The first error an acknowledgement carried (the child below: no cmocka there). */
@@ -2666,18 +2675,7 @@ static int fsize_child(const char *dir)
 static void test_file_size_limit_signal(void **state)
 {
 	struct fx *f = *state;
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		_exit(fsize_child(f->dir));
-	int status = 0;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	if (WIFSIGNALED(status))
-		fail_msg("the engine's process was killed by signal %d (%s)", WTERMSIG(status),
-			 strsignal(WTERMSIG(status)));
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail_msg("the child failed at step %d", WEXITSTATUS(status));
+	fx_child(f->dir, fsize_child);
 }
 
 /*

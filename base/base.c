@@ -63,6 +63,8 @@ static const char *const rill_error_texts[] = {
 	[32] = "producer sequence gap: an earlier sequence of this producer is not written yet",
 	[33] = "the partition's log stopped after an I/O error: what it held past its durable "
 	       "point is lost (restart the engine to recover)",
+	[34] = "the engine holds groups_max consumer groups: a new one is refused (delete one, "
+	       "or raise groups_max)",
 };
 _Static_assert(RILL_ARRAY_COUNT(rill_error_texts) == -(RILL_E_LAST + RILL_E_BASE),
 	       "every rill error code needs a text");

@@ -392,7 +392,7 @@ void engine_meta_projection_remove(struct rill_engine *e, const char *name);
 int engine_meta_projection_write(struct rill_engine *e, const struct rill_projection_def *d);
 /* e->group_count from DATA/groups, at open. */
 int engine_meta_groups_count(struct rill_engine *e, struct rill_error_text *err);
-/* -EDQUOT for a group not stored yet once e->group_count reaches config.groups_max. */
+/* RILL_E_GROUPS_FULL for a group not stored yet once e->group_count reaches groups_max. */
 int engine_meta_group_commit(struct rill_engine *e, const char *group, const char *topic,
 			     uint32_t partition, uint64_t offset);
 int engine_meta_group_offset(struct rill_engine *e, const char *group, const char *topic,

@@ -503,7 +503,7 @@ int engine_meta_group_commit(struct rill_engine *e, const char *group, const cha
 		return rc;
 	if (fresh && e->group_count >= e->config.groups_max) {
 		json_decref(root);
-		return -EDQUOT; /* not ENOSPC: a full disk is that; the caller names the limit */
+		return RILL_E_GROUPS_FULL; /* no errno: those are the disk's */
 	}
 	json_t *t = json_object_get(root, topic);
 	if (!json_is_object(t)) {

@@ -426,7 +426,7 @@ static int admin_group(struct rill_server *s, uint16_t op, json_t *in, json_t **
 		if (rc < 0)
 			return rc;
 		rc = rill_group_commit(s->engine, group, t, (uint32_t)p, offset);
-		if (rc == -EDQUOT)
+		if (rc == RILL_E_GROUPS_FULL)
 			return admin_fail(msg, msg_bytes, rc,
 					  "group '%s': a new group, and the engine holds %u "
 					  "consumer groups ([engine] groups_max): commit to an "

@@ -57,7 +57,10 @@ enum rill_error {
 	RILL_E_WRITE_SEQUENCE_GAP = -(RILL_E_BASE + 32), /* an earlier sequence is missing */
 	/* A partition whose log stopped (fail-stop after a write, sync or roll error). */
 	RILL_E_LOG_STOPPED = -(RILL_E_BASE + 33), /* its state past the durable point is lost */
-	RILL_E_LAST = -(RILL_E_BASE + 34),
+	/* The engine holds config.groups_max consumer groups: a new one is refused (no errno:
+	 * ENOSPC and EDQUOT are the disk's, and a group file's write can meet either). */
+	RILL_E_GROUPS_FULL = -(RILL_E_BASE + 34),
+	RILL_E_LAST = -(RILL_E_BASE + 35),
 };
 
 /*

@@ -164,7 +164,7 @@ struct rill_engine_config {
 	 * open. Past it rill_subscribe returns -ENOSPC. */
 	uint32_t subscriptions_per_shard;
 	/* Consumer groups stored at once (DATA/groups: a file each; default 4,096, at most
-	 * RILL_ENGINE_GROUPS_MAX). A commit that would make one more is refused with -EDQUOT
+	 * RILL_ENGINE_GROUPS_MAX). A commit that would make one more is refused with RILL_E_GROUPS_FULL
 	 * (rill_group_commit); commits to existing groups go on, and rill_group_delete makes
 	 * room. Groups already on disk past it (a limit lowered since) are loaded and usable
 	 * all the same: only new ones are refused while the count is at or over it. */
@@ -398,7 +398,7 @@ int rill_projection_kind_parse(const char *name, enum rill_projection_kind *out)
  * shard's answer, a file write and syncs); a position past the partition's durable offset
  * is refused with -ERANGE (once the log grew past it, after a crash say, the events in
  * between would be skipped unseen; subscribers read durable events only), and a group's
- * first commit with -EDQUOT once the engine holds config.groups_max groups
+ * first commit with RILL_E_GROUPS_FULL once the engine holds config.groups_max groups
  * (rill_group_count). rill_group_offset reads it: 0, -ENOENT (never committed), -EINVAL
  * (a bad name: [A-Za-z0-9_.-], 1 to 128 bytes, not starting with a dot), or an I/O error.
  * Any host thread, not a shard's (a hook: -EDEADLK).

@@ -2572,7 +2572,7 @@ static int group_full_disk_child(const char *dir)
 	if (rill_engine_open(&e, &c, &err) != 0 || rill_topic_create(e, &tc, &t, &err) != 0 ||
 	    rill_group_commit(e, "g", t, 0, 0) != 0)
 		return 10;
-	if (rill_group_commit(e, "h", t, 0, 0) != -EDQUOT) /* the limit: a code of its own */
+	if (rill_group_commit(e, "h", t, 0, 0) != RILL_E_GROUPS_FULL) /* the limit: its own */
 		return 11;
 	char path[256];
 	snprintf(path, sizeof(path), "%s/filler", dir);
@@ -2597,7 +2597,7 @@ static int group_full_disk_child(const char *dir)
 /*
  * A full disk during a commit to a group the engine holds came back as -ENOSPC, the code
  * of the groups_max refusal, and rill serve told the operator to delete consumer groups.
- * The limit now has a code of its own, -EDQUOT; a full disk stays -ENOSPC. In a child,
+ * The limit now has a code of its own, RILL_E_GROUPS_FULL; a full disk stays -ENOSPC. In a child,
  * with a tmpfs of its own (skipped where none can be made).
  */
 static void test_group_commit_full_disk(void **state)
@@ -3336,7 +3336,7 @@ static void test_temp_files_removed_at_open(void **state)
 /*
  * config.groups_max: every new group name made a file (two fsyncs under the engine's
  * lock) with nothing to stop a client naming thousands. Past the limit a new group's
- * first commit is refused with -EDQUOT and leaves no file; commits to the groups held go
+ * first commit is refused with RILL_E_GROUPS_FULL and leaves no file; commits to the groups held go
  * on. The count survives a restart (temporary and foreign files not counted), groups on
  * disk past a lowered limit stay usable while new ones are refused, and rill_group_delete
  * makes room, for good.
@@ -3359,7 +3359,7 @@ static void test_groups_max(void **state)
 	for (unsigned i = 0; i < 3; i++)
 		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0), 0);
 	assert_int_equal(rill_group_count(f->engine), 3);
-	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), -EDQUOT);
+	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), RILL_E_GROUPS_FULL);
 	assert_int_equal(rill_group_count(f->engine), 3);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/groups/g3.json", f->dir);
@@ -3380,7 +3380,7 @@ static void test_groups_max(void **state)
 	fx_open_with(f, &c);
 	t = rill_topic_find(f->engine, "grp");
 	assert_int_equal(rill_group_count(f->engine), 3);
-	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), -EDQUOT);
+	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), RILL_E_GROUPS_FULL);
 	fx_close(f);
 
 	c.groups_max = 2; /* lowered under the groups held */
@@ -3392,7 +3392,7 @@ static void test_groups_max(void **state)
 		assert_int_equal(o, 0);
 		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0), 0);
 	}
-	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), -EDQUOT);
+	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), RILL_E_GROUPS_FULL);
 
 	/* Deleting makes room, once the count is under the limit again. */
 	assert_int_equal(rill_group_delete(f->engine, "g0"), 0);
@@ -3401,7 +3401,7 @@ static void test_groups_max(void **state)
 	assert_int_equal(rill_group_delete(f->engine, "g0"), -ENOENT);
 	assert_int_equal(rill_group_delete(f->engine, "bad/name"), -EINVAL);
 	assert_int_equal(rill_group_delete(f->engine, ".g9.json"), -EINVAL);
-	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), -EDQUOT);
+	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), RILL_E_GROUPS_FULL);
 	assert_int_equal(rill_group_delete(f->engine, "g1"), 0);
 	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), 0);
 	assert_int_equal(rill_group_count(f->engine), 2);

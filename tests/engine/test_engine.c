@@ -2945,6 +2945,35 @@ static void test_retention_projection(void **state)
 	fx_close(f);
 }
 
+/* A topic of one partition whose events expire 200 ms after they were written. */
+static struct rill_topic *fx_topic_aging(struct fx *f, const char *name)
+{
+	struct rill_topic_config tc = {
+		.name = name, .partitions = 1, .retention_age_ns = 200u * 1000000u};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	int rc = rill_topic_create(f->engine, &tc, &t, &err);
+	if (rc != 0)
+		fail_msg("topic %s: %s: %s", name, rill_strerror(rc), err.message);
+	return t;
+}
+
+/* Partition 0 of @t once retention took it to @first (about twice the age and two looks,
+ * a second apart; up to 20 s, the sanitizers being slow), or as it is then. */
+static struct rill_partition_info fx_wait_first_offset(struct fx *f, struct rill_topic *t,
+						       uint64_t first)
+{
+	struct rill_partition_info info = {0};
+	uint64_t deadline = rill_clock_now_ns() + 20ull * 1000000000u;
+	do {
+		struct timespec nap = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
+		nanosleep(&nap, NULL);
+		assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL),
+				 0);
+	} while (info.first_offset < first && rill_clock_now_ns() < deadline);
+	return info;
+}
+
 /*
  * Retention on time, through the shards: a topic with an age limit and the default 1 GiB
  * segments goes idle after a few events. They used to stay for ever (retention ran only at
@@ -2960,13 +2989,7 @@ static void test_retention_on_time(void **state)
 	c.snapshot_interval_events = 0; /* no snapshots: no floor holds retention back */
 	c.snapshot_interval_ns = 0;
 	fx_open_with(f, &c);
-	struct rill_topic_config tc = {
-		.name = "aging", .partitions = 1, .retention_age_ns = 200u * 1000000u};
-	struct rill_error_text err = {{0}};
-	struct rill_topic *t = NULL;
-	int rc = rill_topic_create(f->engine, &tc, &t, &err);
-	if (rc != 0)
-		fail_msg("topic aging: %s: %s", rill_strerror(rc), err.message);
+	struct rill_topic *t = fx_topic_aging(f, "aging");
 	struct rill_producer *p = producer_open(f, 0, NULL);
 	struct order_event o;
 	const uint32_t n = 20;
@@ -2975,15 +2998,7 @@ static void test_retention_on_time(void **state)
 		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
 	}
 	flush_ok(p);
-	/* About twice the age and two looks (a second apart); the sanitizers are slow. */
-	struct rill_partition_info info = {0};
-	uint64_t deadline = rill_clock_now_ns() + 20ull * 1000000000u;
-	do {
-		struct timespec nap = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
-		nanosleep(&nap, NULL);
-		assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL),
-				 0);
-	} while (info.first_offset < n && rill_clock_now_ns() < deadline);
+	struct rill_partition_info info = fx_wait_first_offset(f, t, n);
 	if (info.first_offset != n || info.next_offset != n)
 		fail_msg("20 s on, an idle partition with a 200 ms age limit holds offsets "
 			 "%llu..%llu",
@@ -3023,13 +3038,7 @@ static void test_as_of_time_at_log_start(void **state)
 	c.snapshot_interval_ns = 0;
 	c.snapshots_kept = 1;
 	fx_open_with(f, &c);
-	struct rill_topic_config tc = {
-		.name = "stamped", .partitions = 1, .retention_age_ns = 200u * 1000000u};
-	struct rill_error_text err = {{0}};
-	struct rill_topic *t = NULL;
-	int rc = rill_topic_create(f->engine, &tc, &t, &err);
-	if (rc != 0)
-		fail_msg("topic stamped: %s: %s", rill_strerror(rc), err.message);
+	struct rill_topic *t = fx_topic_aging(f, "stamped");
 	fx_projection(f, "st_count", "stamped", RILL_PROJECTION_COUNT, NULL);
 	struct rill_producer *p = producer_open(f, 0, NULL);
 	struct order_event o;
@@ -3042,15 +3051,7 @@ static void test_as_of_time_at_log_start(void **state)
 	flush_ok(p);
 	producer_close(p);
 	assert_int_equal(rill_engine_snapshot(f->engine), 0); /* at offset 3 */
-	struct rill_partition_info info = {0};
-	uint64_t deadline = rill_clock_now_ns() + 20ull * 1000000000u;
-	do {
-		struct timespec nap = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
-		nanosleep(&nap, NULL);
-		assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL),
-				 0);
-	} while (info.first_offset < 3 && rill_clock_now_ns() < deadline);
-	assert_int_equal(info.first_offset, 3);
+	assert_int_equal(fx_wait_first_offset(f, t, 3).first_offset, 3);
 	for (int round = 0; round < 2; round++) { /* then again after a restart */
 		struct rill_projection_value v;
 		assert_int_equal(rill_query_as_of(f->engine, "st_count", "k", 1, UINT64_MAX,

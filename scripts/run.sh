@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The engine's main job, from a fresh Debian 12 machine: install what is missing, build the
-# release, then run the server in the foreground with its embedded defaults: data in
+# The engine's main job, from a fresh Debian 12 machine: install what building and running
+# need and is missing (scripts/setup.sh --run: no test or benchmark tools, no Redis), build
+# the release, then run the server in the foreground with its embedded defaults: data in
 # ./data, listening on 127.0.0.1:7400 (loopback only), one shard per CPU. Ctrl-C (SIGINT)
 # or SIGTERM stops it cleanly (drain, final sync, exit 0). Arguments go to `rill serve`
 # (try --help), e.g. scripts/run.sh --listen 127.0.0.1:7500 --data /var/lib/rill.
@@ -10,7 +11,7 @@ set -euo pipefail
 here=$PWD
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-scripts/setup.sh >&2
+scripts/setup.sh --run >&2
 mkdir -p build
 if [ ! -d build/release/meson-private ]; then
 	meson setup build/release -Dbuildtype=release >&2

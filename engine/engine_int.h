@@ -274,7 +274,9 @@ struct shard {
 	uint32_t sub_count; /* attached: the loop skips the slots when there are none */
 	uint32_t sub_high;  /* slots the loop looks at: every attached one is below it */
 	uint64_t events, duplicates, refused, stalls, sleeps, snapshots, snapshot_errors;
-	uint64_t local; /* events taken straight from a publisher on this thread (no ring) */
+	uint64_t lost;    /* events a stopped partition could not take (not refused) */
+	uint64_t done_ns; /* the end of the last event shard_event took: the next one's take */
+	uint64_t local;   /* events taken straight from a publisher on this thread (no ring) */
 	bool taking; /* inside shard_event: a publish from a callback goes to the ring, after it */
 	uint64_t turns;          /* loop turns: snapshots are looked at every so many */
 	uint64_t expire_next_ns; /* monotonic: the next look at retention (shard_expire) */

@@ -320,6 +320,7 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 	if (rc == -EAGAIN)
 		return SHARD_STALL_LOG; /* both batch buffers busy: the log's own backpressure */
 	uint64_t now = rill_clock_now_ns();
+	s->done_ns = now;
 	struct engine_ack_msg ack = {.cookie = m->cookie,
 				     .offset = res.offset,
 				     .ingress_ns = m->ingress_ns,
@@ -334,11 +335,21 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 	if (rc < 0) {
 		/* A refusal settles everything the publisher asked for, and is always sent. An
 		 * event the partition's failed log could not take is lost rather than refused
-		 * (the log's error is the first thing a write checks). */
-		s->refused++;
+		 * (the log's error is the first thing a write checks): counted apart, and its
+		 * reason says so and where, since a client may meet it hours after the fault
+		 * (rill_partition_write says it only when it ran, not once sp->error is set). */
 		ack.level = m->acks;
 		ack.settles = m->acks;
 		ack.lost = sp->error != 0 || rill_log_error(rill_partition_log(sp->part)) != 0;
+		if (ack.lost) {
+			s->lost++;
+			snprintf(serr.message, sizeof(serr.message),
+				 "topic %s partition %" PRIu32 ": its log stopped after an I/O "
+				 "error; it takes no event until the engine restarts",
+				 t->name, m->partition);
+		} else {
+			s->refused++;
+		}
 		shard_ack_send(s, slot, &ack, serr.message[0] ? serr.message : rill_strerror(rc));
 		return SHARD_TAKEN;
 	}
@@ -358,11 +369,14 @@ static enum shard_take shard_event(struct shard *s, uint32_t slot, const struct 
 	    (!wants_durable || res.sync_offset < rill_partition_durable_offset(sp->part))) {
 		/* A topic of durability none promises memory only; or a retry of an event
 		 * durable already. Either way the durable acknowledgement is due now: it rides
-		 * on the applied one, one ring record for both (engine_ack_msg.settles). */
+		 * on the applied one, one ring record for both (engine_ack_msg.settles). Only
+		 * the retry is a durable stage sample: the other reached no disk, and would
+		 * pull the stage's percentiles down to the applied ones. */
 		ack.level = RILL_ACKS_DURABLE;
 		ack.settles = 2;
 		shard_ack_send(s, slot, &ack, NULL);
-		shard_latency(s->hist_durable, m->ingress_ns, now);
+		if (wants_durable)
+			shard_latency(s->hist_durable, m->ingress_ns, now);
 		return SHARD_TAKEN;
 	}
 	shard_ack_send(s, slot, &ack, NULL);
@@ -382,11 +396,15 @@ static unsigned shard_drain(struct shard *s, uint32_t slot)
 		const uint8_t *msg = rill_ring_peek(p->events, &bytes);
 		if (msg == NULL)
 			break;
-		if (taken_ns == 0)
-			taken_ns = rill_clock_now_ns();
 		struct engine_event_msg m;
 		RILL_ASSERT(bytes >= sizeof(m));
 		memcpy(&m, msg, sizeof(m));
+		/* When the shard took it: a clock read for the burst's first event; for the next
+		 * ones, the end of the event before (the shard took this one then, so its wait
+		 * behind the burst is ring time, not apply time), unless it was published later
+		 * than that: then the clock again, never a take before the event existed. */
+		if (taken_ns == 0 || m.ingress_ns > taken_ns)
+			taken_ns = rill_clock_now_ns();
 		RILL_ASSERT(bytes == sizeof(m) + m.key_bytes + m.payload_bytes); /* producer.c */
 		const uint8_t *key = msg + sizeof(m);
 		s->taking = true;
@@ -401,6 +419,7 @@ static unsigned shard_drain(struct shard *s, uint32_t slot)
 		}
 		rill_ring_release(p->events);
 		n++;
+		taken_ns = s->done_ns;
 	}
 	shard_ack_wake(s, slot);
 	return n;

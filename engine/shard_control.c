@@ -301,6 +301,7 @@ static int shard_stats(struct shard *s, struct rill_shard_stats *out)
 					 .events = s->events,
 					 .duplicates = s->duplicates,
 					 .refused = s->refused,
+					 .lost = s->lost,
 					 .stalls = s->stalls,
 					 .local = s->local,
 					 .sleeps = s->sleeps,

@@ -277,6 +277,8 @@ static json_t *admin_shard_json(uint32_t i, const struct rill_shard_stats *st)
 		json_object_set_new(j, "partitions_stopped",
 				    json_integer((json_int_t)st->partitions_stopped));
 	if (j != NULL)
+		json_object_set_new(j, "lost", json_integer((json_int_t)st->lost));
+	if (j != NULL)
 		json_object_set_new(
 			j, "latency",
 			json_pack("{s:o, s:o, s:o, s:o, s:o}", "ring", admin_latency(&st->ring),

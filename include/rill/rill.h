@@ -754,10 +754,12 @@ struct rill_shard_stats {
 	uint64_t sleeps;             /* adaptive mode: times the shard slept (naps included) */
 	uint64_t snapshots;          /* partition snapshots written */
 	uint64_t snapshot_errors;    /* snapshots that failed (the previous ones stay) */
-	struct rill_latency ring;    /* ingress → taken from the ring */
-	struct rill_latency apply;   /* taken from the ring → applied */
+	struct rill_latency ring;    /* ingress → taken from the ring (an event of a burst is
+				      * taken when the one before it is done) */
+	struct rill_latency apply;   /* taken from the ring → applied: its own work */
 	struct rill_latency applied; /* ingress → applied */
-	struct rill_latency durable; /* ingress → durable */
+	struct rill_latency durable; /* ingress → durable: events of group topics only (a
+				      * none topic's durable acknowledgement is its applied one) */
 	uint64_t local; /* events published on the shard's own thread (a hook: the server,
 			 * DPDK) and taken at once, with no ring: they have no ring and apply
 			 * stage samples, only applied and durable */
@@ -774,6 +776,9 @@ struct rill_shard_stats {
 	/* Its partitions whose log stopped after an I/O error (fail-stop): they take no
 	 * event and answer no query (RILL_E_LOG_STOPPED) until the engine restarts. */
 	uint32_t partitions_stopped;
+	/* Events such a partition could not take: acknowledged with the log's error and
+	 * rill_ack.lost, never appended, and not counted in refused. */
+	uint64_t lost;
 };
 
 /*

@@ -26,6 +26,8 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+# What it needs, on a fresh machine too (idempotent: quick when all is there).
+scripts/setup.sh >&2 || { echo "bench-engine.sh: scripts/setup.sh failed" >&2; exit 1; }
 [ -d build/release/meson-private ] || meson setup build/release -Dbuildtype=release >&2
 ninja -C build/release >&2
 mkdir -p "$dir"

@@ -45,6 +45,8 @@ while [ $# -gt 0 ]; do
 	shift
 done
 case "$io" in direct|buffered) ;; *) echo "bench-log.sh: --io takes direct or buffered" >&2; exit 2 ;; esac
+# What it needs, on a fresh machine too (idempotent: quick when all is there).
+scripts/setup.sh >&2 || { echo "bench-log.sh: scripts/setup.sh failed" >&2; exit 1; }
 command -v fio >/dev/null || { echo "bench-log.sh: fio is missing (scripts/setup.sh installs it)" >&2; exit 1; }
 [ -d build/release/meson-private ] || meson setup build/release -Dbuildtype=release >&2
 ninja -C build/release >&2

@@ -29,6 +29,8 @@ case "$reps" in
 ''|*[!0-9]*|0|1) echo "bench-micro.sh: --repetitions needs 2 or more (medians)" >&2; exit 2 ;;
 esac
 bin=build/release/bench/rill-bench-micro
+# What it needs, on a fresh machine too (idempotent: quick when all is there).
+scripts/setup.sh >&2 || { echo "bench-micro.sh: scripts/setup.sh failed" >&2; exit 1; }
 [ -d build/release/meson-private ] || meson setup build/release -Dbuildtype=release >&2
 ninja -C build/release >&2 # a no-op when nothing changed
 

@@ -445,6 +445,23 @@ static int send_batch(struct producer *p)
 				 rill_strerror(rc));
 	}
 	p->busy_ns = rill_clock_now_ns();
+	if (rc == -EPIPE || rc == -ECONNRESET) {
+		/* The server closed while this frame went out: it never went whole, so none of
+		 * its events can have been written. The requests before it may have been
+		 * answered already (the client reads while a send waits): collect those to the
+		 * end of the stream, which fails only the ones left unanswered. */
+		s->answered = true;
+		s->error = rc;
+		snprintf(s->message, sizeof(s->message),
+			 "%.200s: not sent: the server closed the connection (%s)", p->address,
+			 rill_strerror(rc));
+		p->ring_count++;
+		while (rill_client_inflight(p->c) > 0 && collect(p, true) == 0)
+			;
+		fail_waiting(p, rc, &err); /* stops the input (nothing is left unanswered) */
+		print_ready(p);
+		return rc;
+	}
 	if (rc != 0) {
 		s->answered = true;
 		s->error = rc;

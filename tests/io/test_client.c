@@ -4,7 +4,8 @@
  * own, that speaks the protocol through io/wire.h: handshakes (good, wrong version, not
  * rill at all), produce and its acknowledgements, server ERROR frames (one request's, and
  * fatal), malformed frames, pipelined requests answered out of order, a timed-out call
- * whose late answer is skipped, and a subscription with its credit top-up.
+ * whose late answer is skipped, and a subscription with its credit top-up. Last, `rill
+ * produce` (the binary, argv[1]) against a server that resets the connection while it sends.
  *
  * The fake server never calls cmocka (its asserts jump across threads): it counts what it
  * found wrong in fake.failures, which the test checks after joining it.
@@ -13,15 +14,19 @@
 #include "tests/common/test_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/wire.h"
 #include "rill/client.h"
+#include "tests/common/test_dir.h"
 
 #define FAKE_FRAME_BYTES (1u << 20)
 #define FAKE_BUF_BYTES   (FAKE_FRAME_BYTES + RILL_WIRE_HEADER_BYTES)
@@ -1236,8 +1241,170 @@ static void test_answers_survive_a_failed_send(void **state)
 	fake_join(&f);
 }
 
-int main(void)
+/* ---- `rill produce` against the fake server ------------------------------------------- */
+
+static const char *rill_binary; /* argv[1]: the rill command (tests/meson.build passes it) */
+
+#define PRODUCE_CLI_LINES       120u
+#define PRODUCE_CLI_BATCH       8u
+#define PRODUCE_CLI_VALUE_BYTES 100000u /* one event's string: a request of 800 KB */
+
+_Static_assert((PRODUCE_CLI_VALUE_BYTES + 256u) * PRODUCE_CLI_BATCH <= FAKE_FRAME_BYTES,
+	       "a batch fits the fake server's frame");
+
+/* Answer the SCHEMAS request a command makes at start: one type, Big, of one string. */
+static void fake_schemas(struct fake *f, int fd)
 {
+	static const char answer[] =
+		"{\"schemas\":[{\"type_id\":1,\"definition\":{\"type\":\"Big\",\"version\":1,"
+		"\"fields\":[{\"name\":\"s\",\"type\":\"string\",\"max_length\":200000}]}}],"
+		"\"more\":false}";
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_ADMIN);
+	int n = rill_wire_admin_ok_encode(f->out, FAKE_BUF_BYTES, hdr.request_id, answer,
+					  sizeof(answer) - 1);
+	send_raw(fd, f->out, (size_t)n);
+}
+
+/*
+ * Take two PRODUCEs and read no more, so that the command's sends soon wait for the socket
+ * (megabytes unread); then acknowledge the first, which the waiting send reads into the
+ * client's early queue, and reset the connection: that send fails (-EPIPE or -ECONNRESET)
+ * with the answer already in the client.
+ */
+static void script_ack_then_reset(struct fake *f, int fd)
+{
+	int bounded = 64 << 10;
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bounded, sizeof(bounded));
+	fake_hello(f, fd);
+	fake_schemas(f, fd);
+	struct rill_wire_header hdr;
+	struct rill_wire_produce p = {0};
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_PRODUCE);
+	FAKE_CHECK(f, rill_wire_produce_decode(body_of(f), hdr.body_bytes, &p, NULL) == 0);
+	FAKE_CHECK(f, p.event_count == PRODUCE_CLI_BATCH);
+	uint64_t first = hdr.request_id;
+	FAKE_CHECK(f, fake_expect(f, fd, RILL_WIRE_PRODUCE) == first + 1);
+	usleep(500000); /* the command's sends wait by now */
+	int at = rill_wire_ack_begin(f->out, FAKE_BUF_BYTES, first);
+	for (uint32_t i = 0; i < PRODUCE_CLI_BATCH; i++) {
+		struct rill_wire_ack_entry e = {.partition = 0, .offset = i, .event_count = 1};
+		at = rill_wire_ack_entry(f->out, FAKE_BUF_BYTES, (size_t)at, &e);
+	}
+	rill_wire_ack_finish(f->out, (uint32_t)at, PRODUCE_CLI_BATCH);
+	send_raw(fd, f->out, (size_t)at);
+	usleep(100000); /* read by the waiting send */
+	struct linger l = {.l_onoff = 1, .l_linger = 0};
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(fd);
+	f->closed = true;
+}
+
+/* Run `rill produce --batch 8` against @address, stdin from @in, stdout and stderr into
+ * @out and @errs: its exit status. */
+static int produce_cli_run(const char *address, const char *in, const char *out, const char *errs)
+{
+	posix_spawn_file_actions_t fa;
+	assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, in, O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out, O_WRONLY | O_CREAT | O_TRUNC,
+					 0600);
+	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, errs, O_WRONLY | O_CREAT | O_TRUNC,
+					 0600);
+	char batch[16];
+	snprintf(batch, sizeof(batch), "%u", PRODUCE_CLI_BATCH);
+	char *argv[] = {"rill",    "produce", "--connect", (char *)address, "--topic", "big",
+			"--batch", batch,     NULL};
+	extern char **environ;
+	pid_t pid;
+	assert_int_equal(posix_spawn(&pid, rill_binary, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* The first line number on stderr's line @text ("rill: produce: line N: ..."), or 0. */
+static unsigned long error_line_number(const char *text)
+{
+	const char *at = strstr(text, "line ");
+	return at != NULL ? strtoul(at + 5, NULL, 10) : 0;
+}
+
+/*
+ * A server that acknowledges a request and then resets the connection while `rill produce`
+ * is sending: the acknowledgement, already in the client, is printed, and stderr names only
+ * the lines whose outcome is truly unknown (sent, unanswered) and, last, the batch whose
+ * frame never went whole as not sent. It reported every line in flight, the acknowledged
+ * ones too, as "refused ... (the outcome is unknown)": users who sent those again wrote
+ * them twice.
+ */
+static void test_produce_cli_keeps_answers_after_a_failed_send(void **state)
+{
+	(void)state;
+	if (rill_binary == NULL)
+		skip(); /* run by hand without the rill command: nothing to test */
+	char dir[128], in[192], out[192], errs[192];
+	assert_int_equal(test_dir_make(dir, sizeof(dir), "client-produce"), 0);
+	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+	snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+	snprintf(errs, sizeof(errs), "%s/err.txt", dir);
+	FILE *fin = fopen(in, "w");
+	assert_non_null(fin);
+	char *value = malloc(PRODUCE_CLI_VALUE_BYTES + 1);
+	assert_non_null(value);
+	memset(value, 'v', PRODUCE_CLI_VALUE_BYTES);
+	value[PRODUCE_CLI_VALUE_BYTES] = '\0';
+	for (uint32_t i = 1; i <= PRODUCE_CLI_LINES; i++)
+		fprintf(fin, "{\"key\":\"k%u\",\"type\":\"Big\",\"data\":{\"s\":\"%s\"}}\n", i,
+			value);
+	free(value);
+	assert_int_equal(fclose(fin), 0);
+
+	struct fake f;
+	fake_start(&f, script_ack_then_reset);
+	int status = produce_cli_run(f.address, in, out, errs);
+	fake_join(&f);
+	assert_int_equal(status, 1);
+
+	/* stdout: the first batch's acknowledgements, k1 to k8 at offsets 0 to 7. */
+	FILE *fo = fopen(out, "r");
+	assert_non_null(fo);
+	char line[4096];
+	uint32_t acked = 0;
+	while (fgets(line, sizeof(line), fo) != NULL) {
+		char want[128];
+		snprintf(want, sizeof(want), "{\"key\":\"k%u\",\"partition\":0,\"offset\":%u}\n",
+			 acked + 1, acked);
+		assert_string_equal(line, want);
+		acked++;
+	}
+	fclose(fo);
+	assert_int_equal(acked, PRODUCE_CLI_BATCH);
+
+	/* stderr: lines 9 on, in order, each unknown; the last batch not sent. */
+	FILE *fe = fopen(errs, "r");
+	assert_non_null(fe);
+	unsigned long expect = PRODUCE_CLI_BATCH + 1, unknown = 0, not_sent = 0;
+	while (fgets(line, sizeof(line), fe) != NULL) {
+		bool is_not_sent = strstr(line, "not sent") != NULL;
+		/* In order from line 9, each unknown, then the batch not sent. */
+		if (error_line_number(line) != expect++ || (!is_not_sent && not_sent > 0) ||
+		    (!is_not_sent && strstr(line, "the outcome is unknown") == NULL))
+			fail_msg("stderr of rill produce, line %lu expected: %s", expect - 1, line);
+		not_sent += is_not_sent;
+		unknown += !is_not_sent;
+	}
+	fclose(fe);
+	assert_true(unknown >= PRODUCE_CLI_BATCH); /* the second request at least */
+	assert_int_equal(not_sent, PRODUCE_CLI_BATCH);
+	assert_int_equal(test_dir_remove(dir), 0);
+}
+
+int main(int argc, char **argv)
+{
+	rill_binary = argc > 1 ? argv[1] : NULL;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_address_errors),
 		cmocka_unit_test(test_connect_refused),
@@ -1257,6 +1424,7 @@ int main(void)
 		cmocka_unit_test(test_early_events_detached),
 		cmocka_unit_test(test_error_message_nul),
 		cmocka_unit_test(test_corked_produce_to_gone_server),
+		cmocka_unit_test(test_produce_cli_keeps_answers_after_a_failed_send),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

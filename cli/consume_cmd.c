@@ -26,17 +26,21 @@
 #define CONSUME_TEXT_BYTES_MIN    (64u << 10)
 #define CONSUME_TEXT_BYTES_MAX    (64u << 20) /* one payload's JSON */
 #define CONSUME_SCHEMA_REFETCH_NS (1000ull * 1000000u)
+#define CONSUME_KEEPALIVE_S_MAX   32767u /* the client's (Linux's TCP_KEEPIDLE) */
+#define CONSUME_KEEPALIVE_COUNT   3u
 
 #define CONSUME_USAGE                                                                              \
 	"usage: rill consume [--connect HOST:PORT] --topic T [--partition P] "                     \
-	"[--from earliest|latest|OFFSET|@UNIX_NS] [--until-end] [--group G] [--limit N]\n"         \
+	"[--from earliest|latest|OFFSET|@UNIX_NS] [--until-end] [--group G] [--limit N] "          \
+	"[--keepalive S]\n"                                                                        \
 	"  prints {\"partition\",\"offset\",\"key\",\"type\",\"version\",\"timestamp_ns\","        \
 	"\"correlation_id\",\"causation_id\",\"data\"}\n  per event (\"key_hex\" for a key "       \
 	"that is not printable UTF-8; \"payload_hex\" and an error\n  on stderr when the "         \
 	"payload cannot be decoded). --from defaults to earliest. --until-end:\n  stop at the "    \
 	"end each partition had when subscribed. --group G: without --from, start\n  where the "   \
-	"group left off; commit what was printed every second and at exit.\n  SIGINT, SIGTERM: "   \
-	"commit and exit 0."
+	"group left off; commit what was printed every second and at exit.\n  --keepalive S: "     \
+	"probe a silent server every S seconds; 3 probes unanswered end consume\n  with status "   \
+	"1 (default: after 10 s, then every 5 s). SIGINT, SIGTERM: commit and exit 0."
 
 struct part_state {
 	bool open;           /* subscribed */
@@ -53,6 +57,7 @@ struct consumer {
 	uint64_t from_value;
 	bool from_given, until_end;
 	uint64_t limit, printed;
+	uint64_t keepalive_s; /* --keepalive: 0 for the client's default */
 	struct rill_client *feed, *admin;
 	uint64_t admin_used_ns; /* its last request: pinged first when idle for a while */
 	struct cli_schemas *schemas;
@@ -100,7 +105,7 @@ static int parse_from(const char *text, struct consumer *c)
 
 static int parse_args(int argc, char **argv, struct consumer *c)
 {
-	const char *partition = NULL, *from = NULL, *limit = NULL;
+	const char *partition = NULL, *from = NULL, *limit = NULL, *keepalive = NULL;
 	c->address = CLI_CONNECT_DEFAULT;
 	if (cli_help(argc, argv, CONSUME_USAGE))
 		return -1;
@@ -112,7 +117,8 @@ static int parse_args(int argc, char **argv, struct consumer *c)
 			 !cli_opt(argc, argv, &i, "--partition", &partition) &&
 			 !cli_opt(argc, argv, &i, "--from", &from) &&
 			 !cli_opt(argc, argv, &i, "--group", &c->group) &&
-			 !cli_opt(argc, argv, &i, "--limit", &limit))
+			 !cli_opt(argc, argv, &i, "--limit", &limit) &&
+			 !cli_opt(argc, argv, &i, "--keepalive", &keepalive))
 			return cli_usage_error("consume", CONSUME_USAGE);
 	}
 	if (c->topic == NULL)
@@ -129,6 +135,9 @@ static int parse_args(int argc, char **argv, struct consumer *c)
 	c->limit = UINT64_MAX;
 	if (limit != NULL && (cli_parse_u64(limit, &c->limit) != 0 || c->limit == 0))
 		return cli_usage_error("consume", "--limit takes a count of at least 1");
+	if (keepalive != NULL && (cli_parse_u64(keepalive, &c->keepalive_s) != 0 ||
+				  c->keepalive_s == 0 || c->keepalive_s > CONSUME_KEEPALIVE_S_MAX))
+		return cli_usage_error("consume", "--keepalive takes 1 to 32767 seconds");
 	return 0;
 }
 
@@ -215,6 +224,28 @@ static void commit(struct consumer *c)
 }
 
 /* ---- Subscribing ---------------------------------------------------------------------- */
+
+/*
+ * The feed's connection, with --keepalive's probes when given. It only reads: a server
+ * whose host vanished (no FIN or RST) is found by the client's keepalive alone, which ends
+ * the wait with -ECONNABORTED. The admin connection's calls have deadlines of their own.
+ */
+static int feed_connect(struct consumer *c)
+{
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	if (c->keepalive_s != 0) {
+		config.keepalive_idle_ns = c->keepalive_s * 1000000000u;
+		config.keepalive_interval_ns = c->keepalive_s * 1000000000u;
+		config.keepalive_count = CONSUME_KEEPALIVE_COUNT;
+	}
+	struct rill_client_error err = {{0}};
+	int rc = rill_client_connect(&c->feed, c->address, &config, &err);
+	if (rc != 0) /* the message names the address already */
+		fprintf(stderr, "rill: consume: %s\n",
+			err.message[0] ? err.message : rill_strerror(rc));
+	return rc;
+}
 
 static int subscribe(struct consumer *c, uint32_t partition, enum rill_client_from from,
 		     uint64_t value)
@@ -471,7 +502,7 @@ int cli_consume(int argc, char **argv)
 	if (rc == 0)
 		rc = cli_schemas_fetch("consume", c.address, c.admin, &c.schemas);
 	if (rc == 0)
-		rc = cli_connect("consume", c.address, 0, &c.feed);
+		rc = feed_connect(&c);
 	if (rc == 0)
 		rc = subscribe_all(&c);
 	if (rc == 0) {

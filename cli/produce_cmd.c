@@ -445,16 +445,17 @@ static int send_batch(struct producer *p)
 				 rill_strerror(rc));
 	}
 	p->busy_ns = rill_clock_now_ns();
-	if (rc == -EPIPE || rc == -ECONNRESET) {
-		/* The server closed while this frame went out: it never went whole, so none of
-		 * its events can have been written. The requests before it may have been
-		 * answered already (the client reads while a send waits): collect those to the
-		 * end of the stream, which fails only the ones left unanswered. */
+	if (rc == -EPIPE || rc == -ECONNRESET || rc == -ECONNABORTED) {
+		/* The server closed (or stopped answering: the client's keepalive) while this
+		 * frame went out: it never went whole, so none of its events can have been
+		 * written. The requests before it may have been answered already (the client
+		 * reads while a send waits): collect those to the end of the stream, which
+		 * fails only the ones left unanswered. */
 		s->answered = true;
 		s->error = rc;
-		snprintf(s->message, sizeof(s->message),
-			 "%.200s: not sent: the server closed the connection (%s)", p->address,
-			 rill_strerror(rc));
+		snprintf(s->message, sizeof(s->message), "%.200s: not sent: %s", p->address,
+			 rc == -ECONNABORTED ? "the server stopped answering"
+					     : "the server closed the connection");
 		p->ring_count++;
 		while (rill_client_inflight(p->c) > 0 && collect(p, true) == 0)
 			;

@@ -2,7 +2,8 @@
  * The C client of a rill server (include/rill/client.h): one TCP connection, blocking calls
  * with poll() deadlines, PRODUCE pipelining and subscriptions with client-side credit. Runs
  * on whichever thread calls it (one at a time); control path, not the engine's hot path,
- * though produce_send and next are meant to be called in tight loops.
+ * though produce_send and next are meant to be called in tight loops. TCP keepalive and a
+ * user timeout on the socket (keepalive_set) end a connection whose server went silent.
  *
  * The receive buffer holds at most one frame's worth (the frame limit plus a header); frames
  * are read in place and stay valid until the next read, which is what lets
@@ -53,6 +54,14 @@
 #define RILL_CLIENT_STASH_BYTES_MAX     (64u << 20) /* EVENTS held while a SUBSCRIBE waits */
 #define RILL_CLIENT_EVENTS_PER_SEND_MAX 65535u
 #define RILL_CLIENT_HOST_BYTES_MAX      256u
+/* TCP keepalive (rill_client_config): probes after 10 s of silence, then every 5 s; 3
+ * unanswered end the connection, 25 s after the server's last word. */
+#define RILL_CLIENT_KEEPALIVE_IDLE_NS_DEFAULT     (10ull * 1000000000ull)
+#define RILL_CLIENT_KEEPALIVE_INTERVAL_NS_DEFAULT (5ull * 1000000000ull)
+#define RILL_CLIENT_KEEPALIVE_COUNT_DEFAULT       3u
+#define RILL_CLIENT_KEEPALIVE_S_MAX               32767u /* Linux's TCP_KEEPIDLE, TCP_KEEPINTVL */
+#define RILL_CLIENT_KEEPALIVE_COUNT_MAX           127u   /* Linux's TCP_KEEPCNT */
+#define RILL_CLIENT_SILENCE_MS_MAX                ((uint64_t)INT32_MAX) /* TCP_USER_TIMEOUT's */
 
 _Static_assert(RILL_CLIENT_SUBSCRIPTIONS_MAX >= RILL_CLIENT_PARTITIONS_MAX,
 	       "a topic can be subscribed one partition per call");
@@ -65,6 +74,11 @@ _Static_assert((int)RILL_CLIENT_FROM_OFFSET == RILL_WIRE_FROM_OFFSET &&
 		       (int)RILL_CLIENT_FROM_LATEST == RILL_WIRE_FROM_LATEST,
 	       "the client's from values are the wire's");
 _Static_assert(RILL_WIRE_PARTITION_ALL == UINT32_MAX, "UINT32_MAX subscribes to every partition");
+_Static_assert(RILL_CLIENT_KEEPALIVE_IDLE_NS_DEFAULT / 1000000000u <= RILL_CLIENT_KEEPALIVE_S_MAX &&
+		       RILL_CLIENT_KEEPALIVE_INTERVAL_NS_DEFAULT / 1000000000u <=
+			       RILL_CLIENT_KEEPALIVE_S_MAX &&
+		       RILL_CLIENT_KEEPALIVE_COUNT_DEFAULT <= RILL_CLIENT_KEEPALIVE_COUNT_MAX,
+	       "the keepalive defaults are within the kernel's limits");
 
 /* A PRODUCE request sent and not yet answered. */
 struct client_inflight {
@@ -99,6 +113,7 @@ struct rill_client {
 	int fd;
 	bool connected; /* C4 */
 	uint16_t shards;
+	uint32_t silence_ms_max;  /* the keepalive's: how long the server may say nothing */
 	uint32_t frame_bytes_max; /* body bytes it sends: min(config, server) */
 	uint32_t recv_bytes_max;  /* body bytes it takes: the server's (its frames fill that) */
 	struct rill_client_config config;
@@ -113,6 +128,8 @@ struct rill_client {
 	uint32_t obuf_len, obuf_cap;
 	bool corked;
 	bool send_dead; /* the server closed its side: reads go on, sends fail (-EPIPE) */
+	bool timed_out; /* the kernel gave up on the server (keepalive): the end of the stream
+			 * reads as -ECONNABORTED (client_lost) */
 
 	struct client_inflight *inflight;
 	uint32_t inflight_count;
@@ -206,6 +223,21 @@ static int client_break(struct rill_client *c, int rc)
 	return rc;
 }
 
+/*
+ * The kernel ended the connection with ETIMEDOUT: its keepalive probes, or the bytes sent,
+ * went unanswered for silence_ms_max, so the server's host is down or out of reach (no FIN
+ * or RST ever came). Closes and returns -ECONNABORTED, since -ETIMEDOUT from a call means
+ * that its own deadline passed (rill_client_next returns 0 for it, to be called again).
+ */
+static int client_lost(struct rill_client *c, struct rill_client_error *err)
+{
+	client_break(c, -ECONNABORTED);
+	return client_fail(err, -ECONNABORTED,
+			   "the server has not answered for %u.%03u s: its host is down or out of "
+			   "reach (the connection's keepalive gave up)",
+			   c->silence_ms_max / 1000u, c->silence_ms_max % 1000u);
+}
+
 static int client_usable(struct rill_client *c, struct rill_client_error *err)
 {
 	if (c == NULL)
@@ -269,6 +301,8 @@ static int early_drain(struct rill_client *c)
 			c->rtail += (uint32_t)n;
 		else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 			c->input_stop = true; /* the end or an error: recv_frame meets it again */
+		if (n < 0 && errno == ETIMEDOUT)
+			c->timed_out = true; /* read once: recv_frame meets the end instead */
 	}
 	for (;;) {
 		struct rill_wire_header h;
@@ -349,8 +383,19 @@ static int send_all(struct rill_client *c, const void *buf, size_t bytes, uint64
 		int rc = n < 0 ? -errno : -EIO;
 		if (rc == -EINTR)
 			continue;
+		if (rc == -ETIMEDOUT) { /* the socket's (client_lost), not a deadline's */
+			c->timed_out = true;
+			rc = -EPIPE; /* the answers that came before are still to be read */
+		}
 		if (rc == -EAGAIN || rc == -EWOULDBLOCK)
 			rc = send_wait(c, deadline_ns);
+		if ((rc == -EPIPE || rc == -ECONNRESET) && c->timed_out) {
+			c->send_dead = true;
+			return client_fail(err, -ECONNABORTED,
+					   "sending to the server: it has not answered for %u.%03u "
+					   "s (answers already sent can still be collected)",
+					   c->silence_ms_max / 1000u, c->silence_ms_max % 1000u);
+		}
 		if (rc == -EPIPE || rc == -ECONNRESET) {
 			/* The server closed: nothing more can go, but what it sent before is
 			 * still to be read (the ACKs of requests already answered), so the
@@ -423,6 +468,8 @@ static int recv_some(struct rill_client *c, uint64_t deadline_ns, struct rill_cl
 			if (rc == -ETIMEDOUT)
 				return client_fail(err, rc, "no answer from the server in time");
 		}
+		if ((n < 0 && rc == -ETIMEDOUT) || (n == 0 && c->timed_out))
+			return client_lost(c, err);
 		client_break(c, rc);
 		return client_fail(err, rc, "%s",
 				   n == 0 ? "the server closed the connection" : rill_strerror(rc));
@@ -736,8 +783,39 @@ static int parse_address(const char *address, char *host, size_t host_bytes, cha
 	return 0;
 }
 
+/* Whole seconds of @ns, rounded up: the kernel's keepalive counts in seconds. */
+static uint64_t seconds_up(uint64_t ns)
+{
+	return ns / 1000000000u + (ns % 1000000000u != 0);
+}
+
+/*
+ * Give up on a server whose host stops answering (power lost, network gone: no FIN, no RST
+ * ever comes) after silence_ms_max. An idle connection (a subscriber waiting for events,
+ * which sends nothing until half its credit is used, to a server that sends no heartbeat)
+ * is probed by TCP keepalive; while bytes sent wait for their acknowledgement, keepalive
+ * sends no probe, and TCP_USER_TIMEOUT bounds that wait (which would otherwise last the
+ * kernel's retransmissions, some 15 minutes). With TCP_USER_TIMEOUT set, Linux ends an
+ * idle connection by it too, once a probe is out: the same silence ends either. The calls
+ * then return -ECONNABORTED (client_lost). 0 or -errno.
+ */
+static int keepalive_set(int fd, const struct rill_client_config *config, uint32_t silence_ms)
+{
+	int one = 1, idle = (int)seconds_up(config->keepalive_idle_ns),
+	    interval = (int)seconds_up(config->keepalive_interval_ns),
+	    count = (int)config->keepalive_count, ms = (int)silence_ms;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval)) != 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count)) != 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)) != 0)
+		return -errno;
+	return 0;
+}
+
 /* Connect one address within the deadline; the socket stays blocking for the caller. */
-static int connect_one(const struct addrinfo *ai, uint64_t deadline_ns, int *out)
+static int connect_one(const struct rill_client *c, const struct addrinfo *ai, uint64_t deadline_ns,
+		       int *out)
 {
 	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
 			ai->ai_protocol);
@@ -757,6 +835,8 @@ static int connect_one(const struct addrinfo *ai, uint64_t deadline_ns, int *out
 	/* Small frames (acks, fetches) must not wait for Nagle. */
 	if (rc == 0 && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
 		rc = -errno;
+	if (rc == 0)
+		rc = keepalive_set(fd, &c->config, c->silence_ms_max);
 	/* Blocking from now on; every call passes MSG_DONTWAIT and polls with its deadline. */
 	if (rc == 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
 		rc = -errno;
@@ -790,7 +870,7 @@ static int resolve_and_connect(struct rill_client *c, const char *address, uint6
 	}
 	rc = -EHOSTUNREACH;
 	for (struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
-		rc = connect_one(ai, deadline_ns, &c->fd);
+		rc = connect_one(c, ai, deadline_ns, &c->fd);
 		if (rc == 0)
 			break;
 	}
@@ -872,6 +952,38 @@ void rill_client_config_default(struct rill_client_config *config)
 	config->timeout_ns = RILL_CLIENT_TIMEOUT_NS_DEFAULT;
 	config->frame_bytes_max = 0;
 	config->inflight_max = RILL_CLIENT_INFLIGHT_DEFAULT;
+	config->keepalive_idle_ns = RILL_CLIENT_KEEPALIVE_IDLE_NS_DEFAULT;
+	config->keepalive_interval_ns = RILL_CLIENT_KEEPALIVE_INTERVAL_NS_DEFAULT;
+	config->keepalive_count = RILL_CLIENT_KEEPALIVE_COUNT_DEFAULT;
+}
+
+/* The keepalive settings: defaults for 0, checked against the kernel's limits; the silence
+ * they allow into c->silence_ms_max. 0 or -EINVAL. */
+static int keepalive_configure(struct rill_client *c, struct rill_client_error *err)
+{
+	struct rill_client_config *k = &c->config;
+	if (k->keepalive_idle_ns == 0)
+		k->keepalive_idle_ns = RILL_CLIENT_KEEPALIVE_IDLE_NS_DEFAULT;
+	if (k->keepalive_interval_ns == 0)
+		k->keepalive_interval_ns = RILL_CLIENT_KEEPALIVE_INTERVAL_NS_DEFAULT;
+	if (k->keepalive_count == 0)
+		k->keepalive_count = RILL_CLIENT_KEEPALIVE_COUNT_DEFAULT;
+	uint64_t idle_s = seconds_up(k->keepalive_idle_ns);
+	uint64_t interval_s = seconds_up(k->keepalive_interval_ns);
+	if (idle_s > RILL_CLIENT_KEEPALIVE_S_MAX || interval_s > RILL_CLIENT_KEEPALIVE_S_MAX ||
+	    k->keepalive_count > RILL_CLIENT_KEEPALIVE_COUNT_MAX)
+		return client_fail(err, -EINVAL,
+				   "keepalive: idle and interval of at most %u s, count of at "
+				   "most %u",
+				   RILL_CLIENT_KEEPALIVE_S_MAX, RILL_CLIENT_KEEPALIVE_COUNT_MAX);
+	uint64_t silence_ms = (idle_s + interval_s * k->keepalive_count) * 1000u;
+	if (silence_ms > RILL_CLIENT_SILENCE_MS_MAX)
+		return client_fail(err, -EINVAL,
+				   "keepalive: idle + interval x count is %llu s, over %llu",
+				   (unsigned long long)(silence_ms / 1000u),
+				   (unsigned long long)(RILL_CLIENT_SILENCE_MS_MAX / 1000u));
+	c->silence_ms_max = (uint32_t)silence_ms;
+	return 0;
 }
 
 static int client_configure(struct rill_client *c, const struct rill_client_config *config,
@@ -887,6 +999,9 @@ static int client_configure(struct rill_client *c, const struct rill_client_conf
 	if (c->config.inflight_max > RILL_CLIENT_INFLIGHT_MAX)
 		return client_fail(err, -EINVAL, "inflight_max %u is over %u",
 				   c->config.inflight_max, RILL_CLIENT_INFLIGHT_MAX);
+	int rc = keepalive_configure(c, err);
+	if (rc != 0)
+		return rc;
 	uint32_t f = c->config.frame_bytes_max;
 	if (f != 0 && (f < RILL_WIRE_FRAME_BYTES_MIN || f > RILL_WIRE_FRAME_BYTES_MAX))
 		return client_fail(err, -EINVAL, "frame_bytes_max %u is not within %u .. %u", f,

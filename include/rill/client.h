@@ -13,6 +13,8 @@
  * timeout of its config (or its own wait) and returns 0 or a negative code: -errno for the
  * system's errors (-ECONNREFUSED, -ETIMEDOUT, -ECONNRESET...), a RILL_E_* code, or the
  * code of the server's ERROR frame; @err (optional everywhere) then holds the message.
+ * -ETIMEDOUT always means that a call's own deadline passed; a server that stopped
+ * answering altogether (the keepalive of struct rill_client_config) is -ECONNABORTED.
  */
 #ifndef RILL_CLIENT_H
 #define RILL_CLIENT_H
@@ -36,12 +38,28 @@ struct rill_client_error {
 	char message[RILL_CLIENT_ERROR_BYTES];
 };
 
+/*
+ * A client's settings; 0 in any field takes its default.
+ *
+ * Keepalive: a server whose host stops answering (power lost, network gone: no FIN or RST
+ * ever comes) is given up on after keepalive_idle_ns + keepalive_interval_ns *
+ * keepalive_count of silence, 25 s by default. An idle connection (a subscriber waiting for
+ * events) is probed by TCP keepalive (SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL,
+ * TCP_KEEPCNT); bytes sent and not acknowledged for that long end it too (TCP_USER_TIMEOUT).
+ * Calls then return -ECONNABORTED, "the server has not answered for N s". The server sends
+ * no heartbeat and the protocol needs none: TCP's own probes work without one. Whole
+ * seconds (rounded up); idle and interval up to 32,767 s, count up to 127 (Linux's limits).
+ */
 struct rill_client_config {
 	uint64_t timeout_ns;      /* connect and every blocking call (default 10 s) */
 	uint32_t frame_bytes_max; /* largest frame it will send (default: the server's,
 				   * announced in HELLO_OK); it takes frames up to the
 				   * server's limit, which the server fills its own to */
 	uint32_t inflight_max;    /* PRODUCE requests in flight at once (default 64) */
+
+	uint64_t keepalive_idle_ns;     /* silence before the first probe (default 10 s) */
+	uint64_t keepalive_interval_ns; /* between probes (default 5 s) */
+	uint32_t keepalive_count;       /* probes unanswered that end it (default 3) */
 };
 
 /* rill_client_config_default - the defaults above. */
@@ -128,12 +146,13 @@ struct rill_client_ack {
  * lets the server stamp it). @request_id gets the request's id. Returns 0, -EAGAIN when
  * config.inflight_max requests are in flight already (collect with _wait first), -EMSGSIZE
  * when the events do not fit in one frame, or a connection error. After -EPIPE or
- * -ECONNRESET (the server closed: a stop, a fatal error) nothing more can be sent, but
- * rill_client_produce_wait still hands out the answers that came before, to the end of the
- * stream. -EAGAIN also when the request would take the requests in flight past the bytes
- * the server holds for a connection (its conn_inflight_bytes_max, announced at connect;
- * one request always goes). Blocks while the socket takes the bytes, reading the answers
- * that come meanwhile (rill_client_buffered).
+ * -ECONNRESET (the server closed: a stop, a fatal error), or -ECONNABORTED (it stopped
+ * answering: the keepalive), nothing more can be sent, but rill_client_produce_wait still
+ * hands out the answers that came before, to the end of the stream. -EAGAIN also when the
+ * request would take the requests in flight past the bytes the server holds for a
+ * connection (its conn_inflight_bytes_max, announced at connect; one request always goes).
+ * Blocks while the socket takes the bytes, reading the answers that come meanwhile
+ * (rill_client_buffered).
  */
 int rill_client_produce_send(struct rill_client *client, const char *topic,
 			     const struct rill_record *events, uint32_t count, int acks,
@@ -227,7 +246,10 @@ struct rill_client_event {
  * rill_client_next - the next event of the subscriptions, waiting up to @timeout_ns.
  * Returns 1 with @event, 0 when none came in time, or an error: the server's, ending one
  * partition of a subscription (the message says which and why; its other partitions go
- * on, so call again), or the connection's (the client is then closed). Blocks.
+ * on, so call again), or the connection's (the client is then closed): -ECONNABORTED when
+ * the server's host stopped answering, found by the keepalive of struct rill_client_config
+ * (without it, a subscriber, which sends nothing while it waits, would wait for good).
+ * Blocks.
  */
 int rill_client_next(struct rill_client *client, struct rill_client_event *event,
 		     uint64_t timeout_ns, struct rill_client_error *err);

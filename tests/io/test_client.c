@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -280,6 +281,70 @@ static void test_connect_refused(void **state)
 	assert_int_not_equal(rill_client_connect(&c, "no-such-host.invalid:7400", NULL, &err),
 			     -EINVAL);
 	assert_non_null(strstr(err.message, "no-such-host.invalid"));
+}
+
+/* ---- Keepalive ------------------------------------------------------------------------ */
+
+static int sockopt_int(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+	assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
+	return v;
+}
+
+static void script_hello_only(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+}
+
+/*
+ * A client's socket gives up on a silent server: keepalive probes when idle, and a user
+ * timeout for bytes unacknowledged, both from the config (defaults 10 s, 5 s, 3: 25 s).
+ * Without them a subscriber, which sends nothing while it waits, waited for good on a
+ * server whose host was gone (tests/integration/test_host_lost.sh shows it through a veth
+ * pair).
+ */
+static void test_keepalive_options(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_hello_only);
+	struct rill_client *c = connect_ok(&f, NULL);
+	int fd = rill_client_fd(c);
+	assert_int_equal(sockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+	assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 10);
+	assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 5);
+	assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
+	assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 25000);
+	rill_client_close(c);
+	fake_join(&f);
+
+	/* Set: in whole seconds, rounded up; the user timeout is the same silence. */
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.keepalive_idle_ns = 1500000000ull;
+	config.keepalive_interval_ns = 1000000000ull;
+	config.keepalive_count = 2;
+	fake_start(&f, script_hello_only);
+	c = connect_ok(&f, &config);
+	fd = rill_client_fd(c);
+	assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 2);
+	assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 1);
+	assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 2);
+	assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 4000);
+	rill_client_close(c);
+	fake_join(&f);
+
+	/* Past the kernel's limits: refused before connecting, saying which. */
+	struct rill_client_error err = {{0}};
+	config.keepalive_count = 128;
+	assert_int_equal(rill_client_connect(&c, "127.0.0.1:7400", &config, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "keepalive"));
+	config.keepalive_count = 127;
+	config.keepalive_interval_ns = 32767ull * 1000000000u;
+	assert_int_equal(rill_client_connect(&c, "127.0.0.1:7400", &config, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "keepalive"));
 }
 
 /* ---- Handshakes ----------------------------------------------------------------------- */
@@ -1408,6 +1473,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_address_errors),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_keepalive_options),
 		cmocka_unit_test(test_handshake_refused),
 		cmocka_unit_test(test_requests),
 		cmocka_unit_test(test_fatal_and_malformed),

@@ -3,6 +3,9 @@
 # include paths only: DPDK's Cflags (-include rte_config.h, -march=corei7, its RTE_ macros)
 # once came along with it into every file of the host. A program built with those flags
 # against the shared library runs: all from an install into a temporary folder (DESTDIR).
+# And in that program malloc is jemalloc's: with `-lrill` alone the host's libraries came
+# in the order librill, libc, librill's libjemalloc after libc, so malloc was glibc's for
+# the whole process and every shard took jemalloc's slow explicit-arena path (alloc/arena.h).
 # usage: test_pkgconfig.sh BUILD_DIR [CC] [SANITIZERS]
 #        (CC: the build's C compiler, default cc; SANITIZERS: its b_sanitize, default none)
 set -euo pipefail
@@ -25,6 +28,8 @@ done
 libs=$(pkg-config --libs rill)
 case " $libs " in *" -lrill "*) ;; *) echo "test_pkgconfig: no -lrill in '$libs'" >&2; exit 1 ;; esac
 cat >"$tmp/host.c" <<'C'
+#define _GNU_SOURCE /* dladdr, RTLD_DEFAULT */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 #include <rill/client.h>
@@ -32,9 +37,29 @@ cat >"$tmp/host.c" <<'C'
 #ifdef RTE_CACHE_LINE_SIZE
 #error "DPDK's configuration reached the host"
 #endif
-int main(void)
+/* malloc as the whole process resolves it comes from the object that defines mallctl. */
+static int malloc_is_jemalloc(void)
 {
-	return strcmp(rill_strerror(0), "success") == 0 ? 0 : 1;
+	void *m = dlsym(RTLD_DEFAULT, "malloc"), *ctl = dlsym(RTLD_DEFAULT, "mallctl");
+	Dl_info mi, ci;
+	if (m == NULL || ctl == NULL || !dladdr(m, &mi) || !dladdr(ctl, &ci)) {
+		fprintf(stderr, "host: malloc %p, mallctl %p: jemalloc is not loaded\n", m, ctl);
+		return 0;
+	}
+	if (mi.dli_fbase != ci.dli_fbase) {
+		fprintf(stderr, "host: malloc is %s's, not jemalloc's (%s)\n", mi.dli_fname,
+			ci.dli_fname);
+		return 0;
+	}
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (strcmp(rill_strerror(0), "success") != 0)
+		return 1;
+	/* A sanitizer's malloc is the program's own: nothing to check then. */
+	return argc > 1 && strcmp(argv[1], "--malloc") == 0 && !malloc_is_jemalloc() ? 1 : 0;
 }
 C
 libdir=$(pkg-config --variable=libdir rill)
@@ -42,5 +67,9 @@ case "$libdir" in "$tmp/root"/*) ;; *) libdir=$tmp/root$libdir ;; esac # sysroot
 # shellcheck disable=SC2086 # the flags are words
 "$cc" -std=c11 -Wall -Werror $sanitize_flags $cflags -o "$tmp/host" "$tmp/host.c" $libs \
 	-Wl,-rpath,"$libdir"
-"$tmp/host"
-echo "test_pkgconfig: cflags '$cflags' build and run a host"
+if [ "$sanitize" = none ]; then
+	"$tmp/host" --malloc || { echo "test_pkgconfig: a host linked with '$libs' does not get jemalloc's malloc" >&2; exit 1; }
+else
+	"$tmp/host"
+fi
+echo "test_pkgconfig: cflags '$cflags' and libs '$libs' build and run a host"

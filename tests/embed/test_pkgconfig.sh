@@ -3,7 +3,7 @@
 # include paths only: DPDK's Cflags (-include rte_config.h, -march=corei7, its RTE_ macros)
 # once came along with it into every file of the host. A program built with those flags
 # against the shared library runs, and one against the static library (pkg-config --static):
-# all from an install into a temporary folder (DESTDIR).
+# all from an install into a temporary folder (DESTDIR), whose only program is rill.
 # And in that program malloc is jemalloc's: with `-lrill` alone the host's libraries came
 # in the order librill, libc, librill's libjemalloc after libc, so malloc was glibc's for
 # the whole process and every shard took jemalloc's slow explicit-arena path (alloc/arena.h).
@@ -19,6 +19,9 @@ trap 'rm -rf "$tmp"' EXIT
 meson install -C "$build" --destdir "$tmp/root" --no-rebuild --quiet >/dev/null
 pc=$(find "$tmp/root" -name rill.pc -print -quit)
 [ -n "$pc" ] || { echo "test_pkgconfig: the install has no rill.pc" >&2; exit 1; }
+# The only program installed is rill (rill-bench-micro, a developer's tool, once was too).
+programs=$(find "$tmp/root" -path '*/bin/*' \( -type f -o -type l \) -printf '%f\n' | sort)
+[ "$programs" = rill ] || { echo "test_pkgconfig: the install's programs are not rill alone:" $programs >&2; exit 1; }
 export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$tmp/root
 cflags=$(pkg-config --cflags rill)
 for bad in -march -include dpdk -mno -msse; do

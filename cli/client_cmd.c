@@ -419,7 +419,7 @@ int cli_ping(int argc, char **argv)
 	"bits unsigned, since the answer does not say whether the field is i64 or u64."
 
 /* --as-of @NS (a time) or OFFSET; --after PARTITION:OFFSET. 0 or -EINVAL. */
-static int query_options(const char *as_of, const char *after, struct rill_client_query *q)
+static int query_options(const char *as_of, const char *after, struct rill_client_query_options *q)
 {
 	if (as_of != NULL) {
 		bool at_time = as_of[0] == '@';
@@ -491,7 +491,7 @@ int cli_query(int argc, char **argv)
 		    !cli_opt(argc, argv, &i, "--after", &after))
 			return cli_usage_error("query", QUERY_USAGE);
 	}
-	struct rill_client_query q = {0};
+	struct rill_client_query_options q = {0};
 	if (name == NULL || key == NULL)
 		return cli_usage_error("query", "needs --projection and --key");
 	if (query_options(as_of, after, &q) != 0)

@@ -81,7 +81,7 @@ static void print_layout(const char *path, const struct rill_schema *s)
 	json_object_set_new(o, "payload_bytes_max", json_integer(rill_schema_payload_bytes_max(s)));
 	json_t *fields = json_array();
 	for (uint32_t i = 0; i < rill_schema_field_count(s); i++) {
-		const struct rill_schema_field *f = rill_schema_field(s, i);
+		const struct rill_schema_field_info *f = rill_schema_field(s, i);
 		json_t *jf = json_object();
 		json_object_set_new(jf, "name", json_string(f->name));
 		json_object_set_new(jf, "type", json_string(type_names[f->type]));

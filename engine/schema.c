@@ -178,7 +178,7 @@ static int parse_u64_text(const char *s, size_t bytes, uint64_t *out)
 	return 0;
 }
 
-static int json_var_value(const struct rill_schema_field *f, json_t *value,
+static int json_var_value(const struct rill_schema_field_info *f, json_t *value,
 			  union rill_field_value *out, uint8_t *var, char *why, size_t why_bytes)
 {
 	if (!json_is_string(value)) {
@@ -218,8 +218,8 @@ static int json_var_value(const struct rill_schema_field *f, json_t *value,
 	return 0;
 }
 
-int schema_json_value(const struct rill_schema_field *f, json_t *value, union rill_field_value *out,
-		      uint8_t *var, char *why, size_t why_bytes)
+int schema_json_value(const struct rill_schema_field_info *f, json_t *value,
+		      union rill_field_value *out, uint8_t *var, char *why, size_t why_bytes)
 {
 	switch (f->type) {
 	case RILL_FIELD_I64:
@@ -287,7 +287,7 @@ int schema_json_value(const struct rill_schema_field *f, json_t *value, union ri
 	return -1;
 }
 
-json_t *schema_value_json(const struct rill_schema_field *f, const union rill_field_value *v)
+json_t *schema_value_json(const struct rill_schema_field_info *f, const union rill_field_value *v)
 {
 	static const char hex[] = "0123456789abcdef";
 	switch (f->type) {
@@ -330,7 +330,7 @@ void rill_schema_free(struct rill_schema *s)
 	if (s == NULL)
 		return;
 	for (uint32_t i = 0; i < s->field_count; i++) {
-		struct rill_schema_field *f = &s->fields[i];
+		struct rill_schema_field_info *f = &s->fields[i];
 		free((char *)f->name);
 		free((char *)f->doc);
 		for (uint32_t k = 0; k < f->symbol_count; k++)
@@ -351,7 +351,7 @@ void rill_schema_free(struct rill_schema *s)
 	free(s);
 }
 
-static int parse_symbols(struct rill_schema_field *f, json_t *symbols, const char *where,
+static int parse_symbols(struct rill_schema_field_info *f, json_t *symbols, const char *where,
 			 struct rill_schema_error *err)
 {
 	if (!json_is_array(symbols) || json_array_size(symbols) == 0 ||
@@ -383,7 +383,7 @@ static int parse_symbols(struct rill_schema_field *f, json_t *symbols, const cha
 	return 0;
 }
 
-static int parse_default(struct rill_schema_field *f, json_t *value, const char *where,
+static int parse_default(struct rill_schema_field_info *f, json_t *value, const char *where,
 			 struct rill_schema_error *err)
 {
 	uint8_t *var = NULL;
@@ -436,7 +436,7 @@ static int parse_doc(json_t *doc, char **out, const char *where, struct rill_sch
 static int parse_field(struct rill_schema *s, uint32_t index, json_t *jf,
 		       struct rill_schema_error *err)
 {
-	struct rill_schema_field *f = &s->fields[index];
+	struct rill_schema_field_info *f = &s->fields[index];
 	char where[200];
 	snprintf(where, sizeof(where), "field %u", index);
 	if (!json_is_object(jf))
@@ -504,7 +504,7 @@ static int lay_out_checks(struct rill_schema *s)
 	memset(mask, 0, s->block_bytes);
 	memset(mask + 4, 0xff, s->block_bytes - 4); /* all but block_bytes, then unmask */
 	for (uint32_t i = 0; i < s->field_count; i++) {
-		const struct rill_schema_field *f = &s->fields[i];
+		const struct rill_schema_field_info *f = &s->fields[i];
 		memset(mask + f->offset, 0, schema_field_size(f->type));
 		s->all_set[i / 64] |= 1ull << (i % 64);
 		if (f->type != RILL_FIELD_I64 && f->type != RILL_FIELD_U64 &&
@@ -521,7 +521,7 @@ static int lay_out_offsets(struct rill_schema *s, struct rill_schema_error *err)
 {
 	uint64_t pos = SCHEMA_HEADER_BYTES;
 	for (uint32_t i = 0; i < s->field_count; i++) {
-		struct rill_schema_field *f = &s->fields[i];
+		struct rill_schema_field_info *f = &s->fields[i];
 		pos = rill_align_up(pos, field_align(f->type));
 		f->offset = (uint32_t)pos;
 		pos += schema_field_size(f->type);
@@ -556,7 +556,7 @@ static int lay_out_template(struct rill_schema *s)
 	uint8_t *t = s->block_template;
 	memcpy(t, &s->block_bytes, 4);
 	for (uint32_t i = 0; i < s->field_count; i++) {
-		const struct rill_schema_field *f = &s->fields[i];
+		const struct rill_schema_field_info *f = &s->fields[i];
 		if (f->has_default)
 			s->default_set[i / 64] |= 1ull << (i % 64);
 		if (schema_type_is_var(f->type)) {
@@ -582,7 +582,7 @@ static int lay_out(struct rill_schema *s, struct rill_schema_error *err)
 	return rc != 0 ? rc : lay_out_template(s);
 }
 
-static json_t *field_to_json(const struct rill_schema_field *f)
+static json_t *field_to_json(const struct rill_schema_field_info *f)
 {
 	json_t *o = json_object();
 	if (o == NULL)
@@ -741,7 +741,7 @@ uint32_t rill_schema_field_count(const struct rill_schema *s)
 	return s->field_count;
 }
 
-const struct rill_schema_field *rill_schema_field(const struct rill_schema *s, uint32_t index)
+const struct rill_schema_field_info *rill_schema_field(const struct rill_schema *s, uint32_t index)
 {
 	return index < s->field_count ? &s->fields[index] : NULL;
 }

@@ -17,7 +17,8 @@
 
 #include "engine/schema_int.h"
 
-static const struct rill_schema_field *find_field(const struct rill_schema *s, const char *name)
+static const struct rill_schema_field_info *find_field(const struct rill_schema *s,
+						       const char *name)
 {
 	int i = rill_schema_field_index(s, name);
 	return i < 0 ? NULL : &s->fields[i];
@@ -41,7 +42,7 @@ bool schema_promotable(enum rill_field_type from, enum rill_field_type to)
 	}
 }
 
-static bool has_symbol(const struct rill_schema_field *f, const char *symbol)
+static bool has_symbol(const struct rill_schema_field_info *f, const char *symbol)
 {
 	for (uint32_t i = 0; i < f->symbol_count; i++)
 		if (strcmp(f->symbols[i], symbol) == 0)
@@ -54,8 +55,8 @@ bool rill_schema_compatible(const struct rill_schema *reader, const struct rill_
 {
 	unsigned rv = reader->version, wv = writer->version;
 	for (uint32_t i = 0; i < reader->field_count; i++) {
-		const struct rill_schema_field *r = &reader->fields[i];
-		const struct rill_schema_field *w = find_field(writer, r->name);
+		const struct rill_schema_field_info *r = &reader->fields[i];
+		const struct rill_schema_field_info *w = find_field(writer, r->name);
 		if (w == NULL) {
 			if (r->has_default)
 				continue;

@@ -27,7 +27,7 @@ struct rill_schema {
 	uint16_t version;
 	uint32_t type_id; /* set when a registry adopts it */
 	uint32_t field_count;
-	struct rill_schema_field *fields;
+	struct rill_schema_field_info *fields;
 	uint32_t *slot;             /* per field: the builder's slot (var fields), else 0 */
 	uint32_t block_bytes;       /* fixed block, header included, multiple of 8 */
 	uint32_t payload_bytes_max; /* block_bytes + every max_length */
@@ -73,11 +73,11 @@ int schema_from_json(struct rill_schema **out, json_t *root, struct rill_schema_
  * rules of rill_schema_json_encode. A string or bytes value goes to @var (at least
  * f->max_length bytes) and its length to value->var.bytes. Returns 0, or -1 with @why set.
  */
-int schema_json_value(const struct rill_schema_field *f, json_t *value, union rill_field_value *out,
-		      uint8_t *var, char *why, size_t why_bytes);
+int schema_json_value(const struct rill_schema_field_info *f, json_t *value,
+		      union rill_field_value *out, uint8_t *var, char *why, size_t why_bytes);
 
 /* schema_value_json - the JSON for a value of field @f (NULL on -ENOMEM or a bad value). */
-json_t *schema_value_json(const struct rill_schema_field *f, const union rill_field_value *v);
+json_t *schema_value_json(const struct rill_schema_field_info *f, const union rill_field_value *v);
 
 /* schema_utf8_valid - whether @bytes bytes at @s are well-formed UTF-8. */
 bool schema_utf8_valid(const uint8_t *s, uint32_t bytes);

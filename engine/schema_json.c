@@ -44,7 +44,7 @@ static int encode_object(const struct rill_schema *s, json_t *root, struct rill_
 			return schema_fail(err, RILL_E_JSON_INVALID,
 					   "field '%.128s': %s v%u has no such field", key,
 					   s->type_name, s->version);
-		const struct rill_schema_field *f = &s->fields[index];
+		const struct rill_schema_field_info *f = &s->fields[index];
 		uint8_t *var = schema_type_is_var(f->type) ? schema_builder_slot(b, index) : NULL;
 		union rill_field_value v;
 		char why[160];
@@ -89,7 +89,7 @@ int rill_schema_json_encode(const struct rill_schema *s, const char *json, size_
 }
 
 /* The value of field @f in a validated payload. */
-static void payload_value(const struct rill_schema_field *f, const uint8_t *p,
+static void payload_value(const struct rill_schema_field_info *f, const uint8_t *p,
 			  union rill_field_value *v)
 {
 	struct rill_field_ref ref = {.offset = f->offset, .type = f->type};

@@ -51,7 +51,7 @@ static int check_padding(const struct rill_schema *s, const uint8_t *p,
 }
 
 /* One field's value, at its place; @tail is where the next variable value must start. */
-static int validate_field(const struct rill_schema_field *f, const uint8_t *p,
+static int validate_field(const struct rill_schema_field_info *f, const uint8_t *p,
 			  uint32_t payload_bytes, uint32_t *tail, struct rill_schema_error *err)
 {
 	const uint8_t *v = p + f->offset;
@@ -149,7 +149,7 @@ int rill_payload_builder_init(struct rill_payload_builder *b, const struct rill_
 	memcpy(b->buf, s->block_template, s->block_bytes);
 	memcpy(b->set, s->default_set, sizeof(b->set));
 	for (uint32_t k = 0; k < s->var_count; k++) {
-		const struct rill_schema_field *f = &s->fields[s->var_fields[k]];
+		const struct rill_schema_field_info *f = &s->fields[s->var_fields[k]];
 		if (f->has_default)
 			memcpy(b->buf + s->slot[s->var_fields[k]], f->default_value.var.data,
 			       f->default_value.var.bytes);
@@ -252,7 +252,7 @@ int rill_payload_builder_finish(struct rill_payload_builder *b, uint32_t *payloa
 	 */
 	uint32_t pos = s->block_bytes;
 	for (uint32_t k = 0; k < s->var_count; k++) {
-		const struct rill_schema_field *f = &s->fields[s->var_fields[k]];
+		const struct rill_schema_field_info *f = &s->fields[s->var_fields[k]];
 		uint32_t pair[2];
 		memcpy(pair, b->buf + f->offset, sizeof(pair));
 		RILL_DASSERT(pair[0] == s->slot[s->var_fields[k]] && pair[0] >= pos);

@@ -112,8 +112,8 @@ static void route_clear(struct route *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static int enum_table(struct map_op *op, const struct rill_schema_field *from,
-		      const struct rill_schema_field *to)
+static int enum_table(struct map_op *op, const struct rill_schema_field_info *from,
+		      const struct rill_schema_field_info *to)
 {
 	op->symbols = malloc(from->symbol_count * sizeof(*op->symbols));
 	if (op->symbols == NULL)
@@ -128,8 +128,8 @@ static int enum_table(struct map_op *op, const struct rill_schema_field *from,
 	return 0;
 }
 
-static int plan_op(struct map_op *op, const struct rill_schema_field *f,
-		   const struct rill_schema_field *t)
+static int plan_op(struct map_op *op, const struct rill_schema_field_info *f,
+		   const struct rill_schema_field_info *t)
 {
 	op->src = f->offset;
 	op->dst = t->offset;
@@ -190,7 +190,7 @@ static int plan_build(struct map_plan *p, const struct rill_schema *from,
 	if (p->ops == NULL)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < to->field_count; i++) {
-		const struct rill_schema_field *t = &to->fields[i];
+		const struct rill_schema_field_info *t = &to->fields[i];
 		int k = rill_schema_field_index(from, t->name);
 		if (k < 0 || !schema_promotable(from->fields[k].type, t->type))
 			continue; /* default, or the upcaster's to set */
@@ -207,11 +207,11 @@ static int plan_build(struct map_plan *p, const struct rill_schema *from,
 static bool lays_out_alike(const struct rill_schema *from, const struct rill_schema *to)
 {
 	for (uint32_t i = 0; i < to->field_count; i++) {
-		const struct rill_schema_field *t = &to->fields[i];
+		const struct rill_schema_field_info *t = &to->fields[i];
 		int k = rill_schema_field_index(from, t->name);
 		if (k < 0)
 			return false;
-		const struct rill_schema_field *f = &from->fields[k];
+		const struct rill_schema_field_info *f = &from->fields[k];
 		if (f->offset != t->offset || f->type != t->type)
 			return false;
 		if (schema_type_is_var(t->type) && t->max_length < f->max_length)
@@ -238,7 +238,7 @@ static bool plan_partial(const struct map_plan *p)
 		return true;
 	for (uint32_t i = 0; i < p->op_count; i++) {
 		const struct map_op *op = &p->ops[i];
-		const struct rill_schema_field *t = &p->to->fields[op->field];
+		const struct rill_schema_field_info *t = &p->to->fields[op->field];
 		if (op->kind == MAP_ENUM && !t->has_default) {
 			for (uint32_t k = 0; k < op->symbol_count; k++)
 				if (op->symbols[k] == ENUM_NONE)
@@ -408,7 +408,7 @@ static int route_get(struct rill_schema_reader *r, uint16_t from, struct route *
 static int apply_op(const struct map_op *op, struct rill_payload_builder *b, const uint8_t *src,
 		    uint32_t src_bytes, struct rill_schema_error *err)
 {
-	const struct rill_schema_field *t = &b->schema->fields[op->field];
+	const struct rill_schema_field_info *t = &b->schema->fields[op->field];
 	uint8_t *dst = b->buf + op->dst;
 	switch (op->kind) {
 	case MAP_COPY8:
@@ -484,7 +484,7 @@ static int plan_apply_direct(const struct map_plan *p, const uint8_t *src, uint3
 	}
 	uint32_t pos = to->block_bytes;
 	for (uint32_t k = 0; k < to->var_count; k++) {
-		const struct rill_schema_field *f = &to->fields[to->var_fields[k]];
+		const struct rill_schema_field_info *f = &to->fields[to->var_fields[k]];
 		const void *data = f->default_value.var.data;
 		uint32_t pair[2] = {pos, f->default_value.var.bytes};
 		if (p->var_src[k] != VAR_DEFAULT) {

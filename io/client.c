@@ -1187,14 +1187,14 @@ int rill_client_admin(struct rill_client *client, uint16_t op, const char *json,
 }
 
 int rill_client_query(struct rill_client *client, const char *name, const void *key,
-		      size_t key_bytes, const struct rill_client_query *options,
+		      size_t key_bytes, const struct rill_client_query_options *options,
 		      struct rill_projection_value *out, struct rill_client_error *err)
 {
 	int rc = call_ready(client, err);
 	if (rc != 0)
 		return rc;
-	static const struct rill_client_query none;
-	const struct rill_client_query *o = options != NULL ? options : &none;
+	static const struct rill_client_query_options none;
+	const struct rill_client_query_options *o = options != NULL ? options : &none;
 	size_t name_bytes = name != NULL ? strlen(name) : 0;
 	if (name_bytes == 0 || name_bytes > RILL_WIRE_NAME_BYTES_MAX || out == NULL ||
 	    (key == NULL && key_bytes > 0) || key_bytes > RILL_KEY_BYTES_MAX)

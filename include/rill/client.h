@@ -105,8 +105,9 @@ enum rill_admin_op {
 int rill_client_admin(struct rill_client *client, uint16_t op, const char *json, char **answer,
 		      struct rill_client_error *err);
 
-/* A query's options; all optional (zeroed: the current value, no waiting). */
-struct rill_client_query {
+/* A query's options; all optional (zeroed: the current value, no waiting). Not named
+ * after rill_client_query: in C++ a struct and a function of one name hide each other. */
+struct rill_client_query_options {
 	bool as_of_offset;    /* the value as of @as_of, an offset of the key's partition */
 	bool as_of_timestamp; /* the value as of @as_of, a timestamp in ns */
 	uint64_t as_of;
@@ -123,7 +124,7 @@ struct rill_client_query {
  * -ERANGE (as of a point retention no longer reaches), or another error. Blocks.
  */
 int rill_client_query(struct rill_client *client, const char *name, const void *key,
-		      size_t key_bytes, const struct rill_client_query *options,
+		      size_t key_bytes, const struct rill_client_query_options *options,
 		      struct rill_projection_value *out, struct rill_client_error *err);
 
 /* One event's acknowledgement, in the order the events were sent. */

@@ -88,8 +88,10 @@ union rill_field_value {
 	} var;
 };
 
-/* One field of a schema, as parsed and laid out. Read-only; lives as long as the schema. */
-struct rill_schema_field {
+/* One field of a schema, as parsed and laid out. Read-only; lives as long as the schema.
+ * Not named after rill_schema_field: in C++ a struct and a function of one name hide each
+ * other. */
+struct rill_schema_field_info {
 	const char *name;
 	const char *doc; /* NULL when none */
 	enum rill_field_type type;
@@ -140,7 +142,8 @@ const char *rill_schema_definition(const struct rill_schema *schema);
 uint32_t rill_schema_type_id(const struct rill_schema *schema);
 uint32_t rill_schema_field_count(const struct rill_schema *schema);
 /* rill_schema_field - field @index (0-based, declared order), or NULL past the last. */
-const struct rill_schema_field *rill_schema_field(const struct rill_schema *schema, uint32_t index);
+const struct rill_schema_field_info *rill_schema_field(const struct rill_schema *schema,
+						       uint32_t index);
 /* rill_schema_field_index - the index of the field named @name, or -ENOENT. */
 int rill_schema_field_index(const struct rill_schema *schema, const char *name);
 /* Size of the fixed block, and the largest payload the version allows. */

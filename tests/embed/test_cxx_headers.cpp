@@ -1,6 +1,9 @@
 // The public headers from C++: every one included by a C++ program, which then calls into
 // the shared library as a C++ application would (the extern "C" guards must hold for the
 // link, and nothing in the headers may be C-only). No cmocka: the exit status says it.
+// Built with -Wshadow: a struct and a function of one name (rill_client_query and
+// rill_schema_field were both) hide each other in C++, which then needed `struct` before
+// the type and failed to include the headers at all under -Wshadow -Werror.
 #include <rill/client.h>
 #include <rill/error.h>
 #include <rill/limits.h>
@@ -27,6 +30,25 @@ int main()
 	const char *text = rill_strerror(RILL_E_WRITE_SEQUENCE_GAP);
 	if (text == nullptr || std::strstr(text, "gap") == nullptr) {
 		std::fprintf(stderr, "rill_strerror: \"%s\"\n", text ? text : "(null)");
+		return 1;
+	}
+	// The types by their plain names, as C++ writes them.
+	rill_client_query_options query_options{};
+	query_options.timeout_ms = 1;
+	const char json[] = "{\"type\":\"T\",\"version\":1,\"fields\":"
+			    "[{\"name\":\"amount\",\"type\":\"i64\"}]}";
+	rill_schema *schema = nullptr;
+	rill_schema_error schema_err;
+	if (rill_schema_parse(&schema, json, sizeof(json) - 1, &schema_err) != 0) {
+		std::fprintf(stderr, "rill_schema_parse: %s\n", schema_err.message);
+		return 1;
+	}
+	const rill_schema_field_info *field = rill_schema_field(schema, 0);
+	bool field_ok = field != nullptr && std::strcmp(field->name, "amount") == 0 &&
+			field->type == RILL_FIELD_I64;
+	rill_schema_free(schema);
+	if (!field_ok || query_options.timeout_ms != 1) {
+		std::fprintf(stderr, "rill_schema_field: not the field \"amount\" of type i64\n");
 		return 1;
 	}
 	std::printf("C++: the public headers compile and link\n");

@@ -296,7 +296,7 @@ static void test_layout_offsets(void **state)
 		assert_int_equal(rill_schema_field_count(s), count);
 		for (uint32_t i = 0; i < count; i++) {
 			const struct layout_field *want = &lc->fields[i];
-			const struct rill_schema_field *f = rill_schema_field(s, i);
+			const struct rill_schema_field_info *f = rill_schema_field(s, i);
 			assert_non_null(f);
 			assert_string_equal(f->name, want->name);
 			if (f->type != want->type || f->offset != want->offset)
@@ -331,7 +331,7 @@ static void test_layout_field_info(void **state)
 	struct rill_schema *s = parse_q(L1_JSON "]}");
 	assert_string_equal(rill_schema_type_name(s), "L1");
 	assert_int_equal(rill_schema_version(s), 1);
-	const struct rill_schema_field *side = rill_schema_field(s, idx(s, "side"));
+	const struct rill_schema_field_info *side = rill_schema_field(s, idx(s, "side"));
 	assert_int_equal(side->symbol_count, 2);
 	assert_string_equal(side->symbols[0], "BUY");
 	assert_string_equal(side->symbols[1], "SELL");
@@ -414,8 +414,8 @@ static void test_layout_append_keeps_offsets(void **state)
 	struct rill_schema *v1 = parse_q(L1_JSON "]}");
 	struct rill_schema *v2 = parse_q(L1_V2_JSON);
 	for (uint32_t i = 0; i < rill_schema_field_count(v1); i++) {
-		const struct rill_schema_field *f1 = rill_schema_field(v1, i);
-		const struct rill_schema_field *f2 = rill_schema_field(v2, i);
+		const struct rill_schema_field_info *f1 = rill_schema_field(v1, i);
+		const struct rill_schema_field_info *f2 = rill_schema_field(v2, i);
 		assert_string_equal(f1->name, f2->name);
 		assert_int_equal(f1->offset, f2->offset);
 	}
@@ -747,7 +747,7 @@ static void test_definitions_valid(void **state)
 	assert_string_equal(rill_schema_type_name(s), "Every.Type_1");
 	assert_int_equal(rill_schema_version(s), 3);
 	assert_int_equal(rill_schema_field_count(s), 10);
-	const struct rill_schema_field *f = rill_schema_field(s, 0);
+	const struct rill_schema_field_info *f = rill_schema_field(s, 0);
 	assert_true(f->has_default);
 	assert_int_equal(f->default_value.i64, -7);
 	assert_non_null(f->doc);
@@ -787,8 +787,8 @@ static void test_definitions_valid(void **state)
 	assert_string_equal(canon, canon2);
 	assert_int_equal(rill_schema_field_count(again), 10);
 	for (uint32_t i = 0; i < 10; i++) {
-		const struct rill_schema_field *a = rill_schema_field(s, i);
-		const struct rill_schema_field *b = rill_schema_field(again, i);
+		const struct rill_schema_field_info *a = rill_schema_field(s, i);
+		const struct rill_schema_field_info *b = rill_schema_field(again, i);
 		assert_string_equal(a->name, b->name);
 		assert_int_equal(a->type, b->type);
 		assert_int_equal(a->offset, b->offset);
@@ -2627,7 +2627,7 @@ static bool ref_validate(const struct rill_schema *s, const uint8_t *p, uint32_t
 	memset(covered, 0, block);
 	uint32_t cursor = block;
 	for (uint32_t i = 0; i < rill_schema_field_count(s); i++) {
-		const struct rill_schema_field *f = rill_schema_field(s, i);
+		const struct rill_schema_field_info *f = rill_schema_field(s, i);
 		const uint8_t *v = p + f->offset;
 		uint32_t size = 8;
 		double d;
@@ -2985,7 +2985,7 @@ static uint32_t random_payload(struct test_rng *rng, const struct rill_schema *s
 	assert_int_equal(rill_payload_builder_init(&b, s, buf, cap), 0);
 	char text[64];
 	for (uint32_t i = 0; i < rill_schema_field_count(s); i++) {
-		const struct rill_schema_field *f = rill_schema_field(s, i);
+		const struct rill_schema_field_info *f = rill_schema_field(s, i);
 		if (f->has_default && test_rng_below(rng, 2) == 0)
 			continue;
 		int rc = 0;
@@ -3431,7 +3431,7 @@ static void race_check(const struct rill_schema *s)
 {
 	unsigned v = rill_schema_version(s);
 	assert_int_equal(rill_schema_field_count(s), v);
-	const struct rill_schema_field *last = rill_schema_field(s, v - 1);
+	const struct rill_schema_field_info *last = rill_schema_field(s, v - 1);
 	assert_non_null(last);
 	assert_true(last->has_default);
 	assert_int_equal(last->default_value.i64, (int64_t)v);

@@ -56,7 +56,7 @@ static void check_layout(const struct rill_schema *s)
 		die("field past the last, or a type id outside a registry", "", 0);
 	uint32_t end = 8, var_total = 0;
 	for (uint32_t i = 0; i < count; i++) {
-		const struct rill_schema_field *f = rill_schema_field(s, i);
+		const struct rill_schema_field_info *f = rill_schema_field(s, i);
 		if (f == NULL || f->name == NULL)
 			die("field missing", "", (int)i);
 		uint32_t bytes = fixed_bytes(f->type);
@@ -86,7 +86,7 @@ static void check_layout(const struct rill_schema *s)
 
 /* A minimal value for field @i, which has no default. */
 static int set_minimal(struct rill_payload_builder *b, uint32_t i,
-		       const struct rill_schema_field *f)
+		       const struct rill_schema_field_info *f)
 {
 	switch (f->type) {
 	case RILL_FIELD_I64:
@@ -120,7 +120,7 @@ static void check_builder(const struct rill_schema *s)
 	if (rc != 0)
 		die("builder_init with payload_bytes_max", "", rc);
 	for (uint32_t i = 0; i < rill_schema_field_count(s); i++) {
-		const struct rill_schema_field *f = rill_schema_field(s, i);
+		const struct rill_schema_field_info *f = rill_schema_field(s, i);
 		if (f->has_default && (i % 2 == 0))
 			continue; /* half of them keep their default */
 		rc = set_minimal(&b, i, f);

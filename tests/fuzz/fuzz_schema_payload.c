@@ -101,7 +101,7 @@ static void check_in_place(const struct rill_schema *rs, const uint8_t *out, uin
 	if (rill_payload_builder_init(&b, rs, buf, max) != 0)
 		die("builder_init", "", 0);
 	for (uint32_t i = 0; i < rill_schema_field_count(rs); i++) {
-		const struct rill_schema_field *f = rill_schema_field(rs, i);
+		const struct rill_schema_field_info *f = rill_schema_field(rs, i);
 		struct rill_field_ref ref = {.offset = f->offset, .type = f->type};
 		uint32_t size = f->type == RILL_FIELD_BOOL ? 1 : f->type == RILL_FIELD_ENUM ? 2 : 8;
 		if ((uint64_t)f->offset + size > out_bytes)

@@ -28,8 +28,8 @@ static int write_seed(const char *dir, int index, uint8_t selector, const void *
 }
 
 /* Field @i's value in @variant (0: small, 1: large); 0 or the setter's error. */
-static int set_value(struct rill_payload_builder *b, uint32_t i, const struct rill_schema_field *f,
-		     int variant)
+static int set_value(struct rill_payload_builder *b, uint32_t i,
+		     const struct rill_schema_field_info *f, int variant)
 {
 	static const char text[] = "h\xc3\xa9llo, w\xc3\xb6rld: the quick brown fox jumps";
 	static const uint8_t blob[] = {0x00, 0xff, 0x10, 0x7f, 0x80, 0xde, 0xad, 0xbe,
@@ -67,7 +67,7 @@ static uint32_t build(const struct rill_schema *s, uint8_t *buf, int variant)
 	if (rill_payload_builder_init(&b, s, buf, rill_schema_payload_bytes_max(s)) != 0)
 		return 0;
 	for (uint32_t i = 0; i < rill_schema_field_count(s); i++) {
-		const struct rill_schema_field *f = rill_schema_field(s, i);
+		const struct rill_schema_field_info *f = rill_schema_field(s, i);
 		if (variant == 0 && f->has_default)
 			continue;
 		if (set_value(&b, i, f, variant) != 0) {

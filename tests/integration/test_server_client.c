@@ -880,8 +880,9 @@ static void test_pipelined(void **state)
 
 /* ---- 6. Durable acks and queries ------------------------------------------------------ */
 
-static void sc_expect_value(const char *name, const char *key, const struct rill_client_query *q,
-			    struct sc_fold f, bool sum, const char *what)
+static void sc_expect_value(const char *name, const char *key,
+			    const struct rill_client_query_options *q, struct sc_fold f, bool sum,
+			    const char *what)
 {
 	struct rill_projection_value v;
 	struct rill_client_error err = {{0}};
@@ -899,7 +900,8 @@ static void sc_expect_value(const char *name, const char *key, const struct rill
 }
 
 static void sc_expect_query_error(const char *name, const char *key,
-				  const struct rill_client_query *q, int code, const char *what)
+				  const struct rill_client_query_options *q, int code,
+				  const char *what)
 {
 	struct rill_projection_value v;
 	struct rill_client_error err = {{0}};
@@ -926,10 +928,10 @@ static void test_durable_and_queries(void **state)
 	const struct rill_client_ack *last = &b->acks[b->count - 1];
 	assert_int_equal(last->partition, p);
 
-	struct rill_client_query q = {.has_token = true,
-				      .token_partition = last->partition,
-				      .token_offset = last->offset,
-				      .timeout_ms = 5000};
+	struct rill_client_query_options q = {.has_token = true,
+					      .token_partition = last->partition,
+					      .token_offset = last->offset,
+					      .timeout_ms = 5000};
 	struct sc_fold all = sc_fold(SC_FOLD_KEY, UINT64_MAX);
 	assert_int_equal(all.last, last->offset);
 	sc_expect_value(SC_SUM, SC_FOLD_KEY, &q, all, true, "read your writes");
@@ -939,7 +941,7 @@ static void test_durable_and_queries(void **state)
 	/* As of an earlier offset of the key's partition: the fold up to it. */
 	uint64_t earlier = b->acks[3].offset; /* the key's third event */
 	assert_string_equal(b->ev[3].key, SC_FOLD_KEY);
-	struct rill_client_query as_of = {.as_of_offset = true, .as_of = earlier};
+	struct rill_client_query_options as_of = {.as_of_offset = true, .as_of = earlier};
 	sc_expect_value(SC_SUM, SC_FOLD_KEY, &as_of, sc_fold(SC_FOLD_KEY, earlier), true,
 			"as of an earlier offset");
 	sc_expect_value(SC_COUNT, SC_FOLD_KEY, &as_of, sc_fold(SC_FOLD_KEY, earlier), false,
@@ -947,16 +949,17 @@ static void test_durable_and_queries(void **state)
 	/* An offset of another key between two of this key's: the fold up to it too. */
 	uint64_t between = b->acks[5].offset - 1;
 	sc_expect_value(SC_SUM, SC_FOLD_KEY,
-			&(struct rill_client_query){.as_of_offset = true, .as_of = between},
+			&(struct rill_client_query_options){.as_of_offset = true, .as_of = between},
 			sc_fold(SC_FOLD_KEY, between), true, "as of an offset between two");
 	/* Past the end, up to the largest offset there is: the value now. */
-	sc_expect_value(SC_SUM, SC_FOLD_KEY,
-			&(struct rill_client_query){.as_of_offset = true, .as_of = UINT64_MAX}, all,
-			true, "as of the largest offset");
+	sc_expect_value(
+		SC_SUM, SC_FOLD_KEY,
+		&(struct rill_client_query_options){.as_of_offset = true, .as_of = UINT64_MAX}, all,
+		true, "as of the largest offset");
 	if (b->acks[0].offset > 0) /* before its first event the key has no value */
 		sc_expect_query_error(SC_SUM, SC_FOLD_KEY,
-				      &(struct rill_client_query){.as_of_offset = true,
-								  .as_of = b->acks[0].offset - 1},
+				      &(struct rill_client_query_options){
+					      .as_of_offset = true, .as_of = b->acks[0].offset - 1},
 				      -ENOENT, "as of an offset before the key's first event");
 
 	sc_expect_query_error("nosuch", SC_FOLD_KEY, NULL, -ENOENT, "an unknown projection");

@@ -139,7 +139,7 @@ struct ctl_returned {
 struct ctl_query {
 	const char *projection;
 	const char *key;
-	struct rill_client_query options;
+	struct rill_client_query_options options;
 	struct ctl_returned *returned; /* optional: counted as soon as the query returns */
 	int connect_rc;
 	int rc;
@@ -328,7 +328,8 @@ static void ctl_ping(struct rill_client *c, const char *what)
 
 /* A query that must fail with @code, leaving the connection usable. */
 static void ctl_expect_query_error(struct rill_client *c, const char *name, const char *key,
-				   const struct rill_client_query *q, int code, const char *what)
+				   const struct rill_client_query_options *q, int code,
+				   const char *what)
 {
 	struct rill_projection_value v;
 	struct rill_client_error err = {{0}};
@@ -340,7 +341,7 @@ static void ctl_expect_query_error(struct rill_client *c, const char *name, cons
 }
 
 static void ctl_expect_value(struct rill_client *c, const char *name, const char *key,
-			     const struct rill_client_query *q, uint64_t count, int64_t sum,
+			     const struct rill_client_query_options *q, uint64_t count, int64_t sum,
 			     uint64_t offset, const char *what)
 {
 	struct rill_projection_value v;
@@ -809,10 +810,10 @@ static void test_admin_and_queries_in_a_row(void **state)
 		if (ack.partition != 0 || ack.offset != i)
 			fail_msg("%s: acknowledged at %u:%llu; expected 0:%u", what, ack.partition,
 				 (unsigned long long)ack.offset, i);
-		struct rill_client_query token = {.has_token = true,
-						  .token_partition = 0,
-						  .token_offset = ack.offset,
-						  .timeout_ms = CTL_TOKEN_WAIT_MS};
+		struct rill_client_query_options token = {.has_token = true,
+							  .token_partition = 0,
+							  .token_offset = ack.offset,
+							  .timeout_ms = CTL_TOKEN_WAIT_MS};
 		ctl_expect_value(c, "admin_total", "k-sum", &token, i + 1, sum, i, what);
 		ctl_expect_query_error(c, "admin_total", "k-none", NULL, -ENOENT, what);
 		ctl_expect_topic(

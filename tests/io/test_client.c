@@ -445,11 +445,11 @@ static void test_requests(void **state)
 	assert_string_equal(answer, "{\"shards\":[]}");
 	free(answer);
 
-	struct rill_client_query q = {.as_of_offset = true,
-				      .as_of = 7,
-				      .has_token = true,
-				      .token_partition = 2,
-				      .token_offset = 9};
+	struct rill_client_query_options q = {.as_of_offset = true,
+					      .as_of = 7,
+					      .has_token = true,
+					      .token_partition = 2,
+					      .token_offset = 9};
 	struct rill_projection_value v;
 	assert_int_equal(rill_client_query(c, "totals", "k-1", 3, &q, &v, &err), 0);
 	assert_int_equal(v.count, 5);

@@ -18,7 +18,7 @@ dep_pkgs=""
 if command -v pkg-config >/dev/null && command -v dpkg >/dev/null; then
 	for d in $(find "$root" -path "$root/build" -prune -o -name meson.build -print |
 		xargs grep -oh "dependency('[^']*')" | sed "s/dependency('\(.*\)')/\1/" | sort -u); do
-		[ "$d" = threads ] && continue # the C library's, no package of its own
+		case "$d" in threads|dl) continue ;; esac # the C library's, no package of its own
 		pc=$(pkg-config --path "$d" 2>/dev/null) || pc=""
 		pkg=""
 		[ -z "$pc" ] || pkg=$(dpkg -S "$pc" 2>/dev/null | head -n1 | cut -d: -f1)

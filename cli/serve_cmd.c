@@ -433,6 +433,12 @@ static int serve_run(struct serve_opts *o)
 	 * partition with it. The shards block it themselves; this covers the other threads
 	 * (topic, projection and group files, the schema registry). */
 	signal(SIGXFSZ, SIG_IGN);
+	/* stderr may be a pipe whose reader is gone (`rill serve 2>&1 | tee log`, Ctrl-C
+	 * ending tee too): the "stopping" line would raise SIGPIPE, whose default ends the
+	 * process before the drain and the final sync, losing what durability none holds in
+	 * memory. Ignored, the write fails with EPIPE and the stop goes on. (The sockets send
+	 * with MSG_NOSIGNAL.) */
+	signal(SIGPIPE, SIG_IGN);
 	struct rill_engine *engine = NULL;
 	struct rill_error_text err = {{0}};
 	/* Before the engine opens (a recovery of every log, a data directory made): a bad

@@ -1,6 +1,6 @@
 /*
  * `rill serve`: open the engine on a data directory and serve it over TCP (io/server.h)
- * until SIGTERM or SIGINT; then stop accepting, drain what is in flight, close the engine
+ * until SIGTERM, SIGINT or SIGHUP; then stop accepting, drain what is in flight, close the engine
  * (its final sync) and exit 0. Settings come from the embedded defaults, then an INI
  * file (--config, parsed by libinih), then the command line. Main thread; blocking.
  */
@@ -50,8 +50,9 @@ static const char serve_help[] =
 	"\n"
 	"Serve the engine over rill's native protocol (docs/PROTOCOL.md). Defaults: data in\n"
 	"./data, listening on 127.0.0.1:7400 (loopback only), one shard per CPU. Prints\n"
-	"'rill: listening on HOST:PORT' on stderr once it accepts. SIGTERM or SIGINT: stop\n"
-	"accepting, answer what is in flight (up to 10 s), sync, exit 0.\n"
+	"'rill: listening on HOST:PORT' on stderr once it accepts. SIGTERM, SIGINT or SIGHUP:\n"
+	"stop accepting, answer what is in flight (up to 10 s), sync, exit 0 (a second\n"
+	"signal: at once).\n"
 	"\n"
 	"The config file is INI (each key once, lines of at most 199 bytes, none indented);\n"
 	"the command line wins over it. Keys (defaults):\n"
@@ -426,6 +427,9 @@ static int serve_run(struct serve_opts *o)
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
+	/* The terminal closed (`scripts/run.sh` in a window shut, an ssh session lost): by
+	 * default SIGHUP would end the server without a drain or the final sync. */
+	sigaddset(&stop, SIGHUP);
 	/* Blocked before any thread starts, so that only sigwait below takes them. */
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	/* A write past the file size limit (ulimit -f, systemd's LimitFSIZE=) fails with

@@ -3,7 +3,7 @@
 # Ctrl-C ending tee too): SIGTERM still drains, syncs and exits 0 (its "stopping" line
 # would raise SIGPIPE, which ends a process by default), and the events acknowledged as
 # applied on a topic of durability none, written by the final sync alone, are there after
-# a restart.
+# a restart. SIGHUP (the terminal of `scripts/run.sh` closed) stops it the same way.
 # usage: test_serve_signals.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
@@ -68,4 +68,5 @@ round() { # SIGNAL
 }
 
 round TERM
+round HUP
 exit $fail

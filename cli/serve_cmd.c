@@ -40,6 +40,7 @@ struct serve_opts {
 	char seen[SERVE_KEYS_MAX][40];    /* "section.key" the file set: each once */
 	uint32_t seen_count;
 	char error[512];
+	int error_line; /* the config file's line that @error is about (0: none yet) */
 };
 
 static const char serve_help[] =
@@ -263,10 +264,26 @@ static bool serve_key_once(struct serve_opts *o, const char *section, const char
 	return true;
 }
 
+/*
+ * libinih's line reader (fgets-like): it reads lines into a fixed buffer (INI_MAX_LINE,
+ * 200 bytes in Debian's build) and would take the rest of a longer line as a line of its
+ * own, or as a continuation of the value: a longer line ends the file here, as an error.
+ * So does the first error of the callback (serve_ini): libinih reads on past an error
+ * and returns the line of its first one, so a later key's error, or a second key's
+ * message over the first's, would be quoted against another line.
+ */
+struct serve_ini_reader {
+	FILE *file;
+	struct serve_opts *opts;
+	int line;     /* lines read */
+	int too_long; /* 0, or the longest a line may be, in bytes */
+};
+
 /* libinih's callback: 1 to go on, 0 for an error (ini_parse then gives its line). */
 static int serve_ini(void *arg, const char *section, const char *key, const char *value)
 {
-	struct serve_opts *o = arg;
+	struct serve_ini_reader *r = arg;
+	struct serve_opts *o = r->opts;
 	bool ok = false;
 	if (strcmp(section, "engine") == 0)
 		ok = serve_engine_key(o, key, value);
@@ -277,23 +294,17 @@ static int serve_ini(void *arg, const char *section, const char *key, const char
 	if (!ok && o->error[0] == '\0')
 		snprintf(o->error, sizeof(o->error), "[%s] %s = %s: unknown key or bad value",
 			 section, key, value);
-	return ok && serve_key_once(o, section, key);
+	ok = ok && serve_key_once(o, section, key);
+	if (!ok)
+		o->error_line = r->line; /* libinih calls back on the line just read */
+	return ok;
 }
-
-/*
- * libinih's line reader (fgets-like): it reads lines into a fixed buffer (INI_MAX_LINE,
- * 200 bytes in Debian's build) and would take the rest of a longer line as a line of its
- * own, or as a continuation of the value: a longer line ends the file here, as an error.
- */
-struct serve_ini_reader {
-	FILE *file;
-	int line;     /* lines read */
-	int too_long; /* 0, or the longest a line may be, in bytes */
-};
 
 static char *serve_ini_line(char *str, int num, void *stream)
 {
 	struct serve_ini_reader *r = stream;
+	if (r->opts->error_line != 0)
+		return NULL; /* the callback's first error: read no further */
 	if (fgets(str, num, r->file) == NULL)
 		return NULL;
 	r->line++;
@@ -310,12 +321,12 @@ static char *serve_ini_line(char *str, int num, void *stream)
 
 static int serve_config(struct serve_opts *o, const char *path)
 {
-	struct serve_ini_reader r = {.file = fopen(path, "r")};
+	struct serve_ini_reader r = {.file = fopen(path, "r"), .opts = o};
 	if (r.file == NULL) {
 		fprintf(stderr, "rill: serve: %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	int line = ini_parse_stream(serve_ini_line, &r, serve_ini, o);
+	int line = ini_parse_stream(serve_ini_line, &r, serve_ini, &r);
 	bool read_error = ferror(r.file) != 0;
 	fclose(r.file);
 	if (r.too_long > 0) {
@@ -331,9 +342,9 @@ static int serve_config(struct serve_opts *o, const char *path)
 		return 0;
 	if (line == -2)
 		fprintf(stderr, "rill: serve: %s: out of memory\n", path);
-	else
+	else /* the callback's message is its own line's; an earlier line's error is syntax */
 		fprintf(stderr, "rill: serve: %s: line %d: %s\n", path, line,
-			o->error[0] != '\0' ? o->error : "not INI syntax");
+			o->error_line == line ? o->error : "not INI syntax");
 	return 1;
 }
 

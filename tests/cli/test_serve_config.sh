@@ -156,6 +156,17 @@ printf '[engine]\nshards = 1\n\nlog_io = sideways\n' >"$tmp/bad.ini"
 err=$("$rill" serve --config "$tmp/bad.ini" --data "$tmp/data-bad" --listen 127.0.0.1:0 2>&1); rc=$?
 check "a bad value exits 1" '[ $rc -eq 1 ]'
 check "a bad value names the file and its line" '[[ "$err" == *"bad.ini: line 4: [engine] log_io = sideways"* ]]'
+# libinih reads on past an error and returns the first error's line: the message is that
+# line's own, a syntax error before a bad value included, a bad value before a key given
+# twice too.
+printf '[engine]\nshards 2\npoll = adaptive\nlog_io = bufferd\n' >"$tmp/syntax.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/syntax.ini" --data "$tmp/data-bad" --listen 127.0.0.1:0 2>&1); rc=$?
+check "a line that is not INI before a bad value: that line named, as not INI syntax" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"syntax.ini: line 2: not INI syntax"* ]] && [[ "$err" != *bufferd* ]]'
+printf '[engine]\nlog_io = sideways\nshards = 1\nshards = 1\n' >"$tmp/first.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/first.ini" --data "$tmp/data-bad" --listen 127.0.0.1:0 2>&1); rc=$?
+check "a bad value before a key given twice: the bad value's line and message" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"first.ini: line 2: [engine] log_io = sideways"* ]] && [[ "$err" != *"given again"* ]]'
 printf '[engine]\nfrobnicate = 1\n' >"$tmp/unknown.ini"
 err=$("$rill" serve --config "$tmp/unknown.ini" --data "$tmp/data-bad" --listen 127.0.0.1:0 2>&1); rc=$?
 check "an unknown key exits 1 naming it" '[ $rc -eq 1 ] && [[ "$err" == *"unknown.ini: line 2: [engine] frobnicate"* ]]'

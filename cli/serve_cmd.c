@@ -16,6 +16,7 @@
 #include "base/assert.h"
 #include "base/thread.h"
 #include "cli.h"
+#include "engine/partition.h" /* RILL_PARTITION_SNAPSHOTS_MAX: snapshots_kept's bound */
 #include "io/dpdk.h"
 #include "io/wire.h"
 #include "rill/server.h"
@@ -24,6 +25,13 @@
 #define SERVE_DRAIN_NS   (10ull * 1000000000ull)
 #define SERVE_TEXT_BYTES 4096u
 #define SERVE_KEYS_MAX   64u /* more than every key there is */
+
+/* A key the config file set: where, for messages about it once the file is read. */
+struct serve_key {
+	char name[40];    /* "section.key" */
+	const char *path; /* the file (an argv string) */
+	int line;
+};
 
 struct serve_opts {
 	struct rill_engine_config engine;
@@ -37,7 +45,9 @@ struct serve_opts {
 	int cpus[RILL_ENGINE_SHARDS_MAX]; /* [engine] cpus / --cpus: one per shard */
 	uint32_t cpu_count;               /* 0: none given */
 	bool shards_cli, cpus_cli;        /* given on the command line (which wins) */
-	char seen[SERVE_KEYS_MAX][40];    /* "section.key" the file set: each once */
+	bool listen_cli;
+	const char *config_path;               /* the config file read last (NULL: none) */
+	struct serve_key seen[SERVE_KEYS_MAX]; /* the keys the file set: each once */
 	uint32_t seen_count;
 	char error[512];
 	int error_line; /* the config file's line that @error is about (0: none yet) */
@@ -62,7 +72,7 @@ static const char serve_help[] =
 	"            poll (adaptive), idle_spin_us (50), io_workers (spare: a pinned shard's\n"
 	"            io_uring workers on CPUs no shard has; shard: on its own CPU),\n"
 	"            ring_bytes (1048576), snapshot_interval_events (1000000),\n"
-	"            snapshot_interval_s (60), snapshots_kept (3),\n"
+	"            snapshot_interval_s (60), snapshots_kept (3; up to 64),\n"
 	"            subscriptions_per_shard (64: partitions subscribed at once on a shard,\n"
 	"            over all clients; up to 1024, each a 4 MiB ring while open),\n"
 	"            groups_max (4096: consumer groups stored, a file each; up to 65536),\n"
@@ -98,7 +108,7 @@ static bool serve_engine_key(struct serve_opts *o, const char *key, const char *
 	uint64_t v = 0;
 	struct rill_engine_config *e = &o->engine;
 	if (strcmp(key, "data") == 0) {
-		if (strlen(value) >= sizeof(o->data))
+		if (value[0] == '\0' || strlen(value) >= sizeof(o->data))
 			return false;
 		strcpy(o->data, value);
 		return true;
@@ -145,7 +155,8 @@ static bool serve_engine_key(struct serve_opts *o, const char *key, const char *
 		e->snapshot_interval_events = v;
 	else if (strcmp(key, "snapshot_interval_s") == 0 && serve_u64(value, 1000000000, &v))
 		e->snapshot_interval_ns = v * 1000000000ull;
-	else if (strcmp(key, "snapshots_kept") == 0 && serve_u64(value, 1000, &v) && v > 0)
+	else if (strcmp(key, "snapshots_kept") == 0 &&
+		 serve_u64(value, RILL_PARTITION_SNAPSHOTS_MAX, &v) && v > 0)
 		e->snapshots_kept = (uint32_t)v;
 	else if (strcmp(key, "subscriptions_per_shard") == 0 &&
 		 serve_u64(value, RILL_ENGINE_SUBSCRIPTIONS_MAX, &v) && v > 0)
@@ -163,7 +174,7 @@ static bool serve_server_key(struct serve_opts *o, const char *key, const char *
 	uint64_t v = 0;
 	struct rill_server_config *s = &o->server;
 	if (strcmp(key, "listen") == 0) {
-		if (strlen(value) >= sizeof(o->listen))
+		if (value[0] == '\0' || strlen(value) >= sizeof(o->listen))
 			return false;
 		strcpy(o->listen, value);
 		return true;
@@ -246,12 +257,12 @@ static bool serve_dpdk_key(struct serve_opts *o, const char *key, const char *va
  * line that starts with a space or a tab after a key (libinih reads it as that key's
  * value again, a "continuation"), as a long `eal` line broken in two would be.
  */
-static bool serve_key_once(struct serve_opts *o, const char *section, const char *key)
+static bool serve_key_once(struct serve_opts *o, const char *section, const char *key, int line)
 {
-	char name[sizeof(o->seen[0])];
+	char name[sizeof(o->seen[0].name)];
 	snprintf(name, sizeof(name), "%s.%s", section, key);
 	for (uint32_t i = 0; i < o->seen_count; i++) {
-		if (strcmp(o->seen[i], name) == 0) {
+		if (strcmp(o->seen[i].name, name) == 0) {
 			snprintf(o->error, sizeof(o->error),
 				 "[%s] %s given again (an indented line continues the key "
 				 "before it)",
@@ -260,8 +271,21 @@ static bool serve_key_once(struct serve_opts *o, const char *section, const char
 		}
 	}
 	RILL_ASSERT(o->seen_count < SERVE_KEYS_MAX); /* only known keys get here */
-	strcpy(o->seen[o->seen_count++], name);
+	struct serve_key *k = &o->seen[o->seen_count++];
+	strcpy(k->name, name);
+	k->path = o->config_path;
+	k->line = line;
 	return true;
+}
+
+/* Where the file set "section.key", or NULL when it did not. */
+static const struct serve_key *serve_key_seen(const struct serve_opts *o, const char *name)
+{
+	for (uint32_t i = 0; i < o->seen_count; i++) {
+		if (strcmp(o->seen[i].name, name) == 0)
+			return &o->seen[i];
+	}
+	return NULL;
 }
 
 /*
@@ -294,7 +318,7 @@ static int serve_ini(void *arg, const char *section, const char *key, const char
 	if (!ok && o->error[0] == '\0')
 		snprintf(o->error, sizeof(o->error), "[%s] %s = %s: unknown key or bad value",
 			 section, key, value);
-	ok = ok && serve_key_once(o, section, key);
+	ok = ok && serve_key_once(o, section, key, r->line);
 	if (!ok)
 		o->error_line = r->line; /* libinih calls back on the line just read */
 	return ok;
@@ -326,6 +350,7 @@ static int serve_config(struct serve_opts *o, const char *path)
 		fprintf(stderr, "rill: serve: %s: %s\n", path, strerror(errno));
 		return 1;
 	}
+	o->config_path = path;
 	int line = ini_parse_stream(serve_ini_line, &r, serve_ini, &r);
 	bool read_error = ferror(r.file) != 0;
 	fclose(r.file);
@@ -382,7 +407,7 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 		else if (v != NULL && strcmp(a, "--cpus") == 0)
 			ok = o->cpus_cli = serve_engine_key(o, "cpus", v);
 		else if (v != NULL && strcmp(a, "--listen") == 0)
-			ok = serve_server_key(o, "listen", v);
+			ok = o->listen_cli = serve_server_key(o, "listen", v);
 		else if (v != NULL && strcmp(a, "--dpdk") == 0)
 			ok = serve_dpdk_key(o, "eal", v);
 		else if (v != NULL && strcmp(a, "--dpdk-port") == 0)
@@ -432,6 +457,36 @@ static int serve_dpdk(struct serve_opts *o, struct rill_engine *engine, struct r
 	return 0;
 }
 
+/*
+ * The server's settings, checked as rill_server_start will, each error with where its
+ * values came from. The values first, apart from the address: each single one was
+ * checked at its line, so what fails here is two of the file's values that disagree
+ * (the command line sets none of them); then the address, which may be the file's line
+ * or the command line's. 0, or exit status 1 said.
+ */
+static int serve_server_check(const struct serve_opts *o)
+{
+	struct rill_error_text err = {{0}};
+	struct rill_server_config values = o->server;
+	values.listen = "127.0.0.1:0"; /* numeric, any port: nothing to resolve or probe */
+	if (rill_server_config_check(&values, &err) < 0) {
+		fprintf(stderr, "rill: serve: %s%s%s\n", o->config_path ? o->config_path : "",
+			o->config_path ? ": " : "", err.message);
+		return 1;
+	}
+	if (rill_server_config_check(&o->server, &err) < 0) {
+		const struct serve_key *k =
+			o->listen_cli ? NULL : serve_key_seen(o, "server.listen");
+		if (k != NULL)
+			fprintf(stderr, "rill: serve: %s: line %d: %s\n", k->path, k->line,
+				err.message);
+		else
+			fprintf(stderr, "rill: serve: %s\n", err.message);
+		return 1;
+	}
+	return 0;
+}
+
 static int serve_run(struct serve_opts *o)
 {
 	sigset_t stop;
@@ -458,12 +513,9 @@ static int serve_run(struct serve_opts *o)
 	struct rill_error_text err = {{0}};
 	/* Before the engine opens (a recovery of every log, a data directory made): a bad
 	 * value or a port taken is said at once, and nothing is left behind. */
-	int rc = rill_server_config_check(&o->server, &err);
-	if (rc < 0) {
-		fprintf(stderr, "rill: serve: %s\n", err.message);
+	if (serve_server_check(o) != 0)
 		return 1;
-	}
-	rc = rill_engine_open(&engine, &o->engine, &err);
+	int rc = rill_engine_open(&engine, &o->engine, &err);
 	if (rc < 0) {
 		fprintf(stderr, "rill: serve: %s: %s\n", o->data,
 			err.message[0] != '\0' ? err.message : rill_strerror(rc));
@@ -529,6 +581,19 @@ static int serve_cpus(struct serve_opts *o)
 	}
 	if (o->engine.shards == 0 || (o->cpus_cli && !o->shards_cli)) {
 		o->engine.shards = o->cpu_count; /* --cpus over the file's shards, or no shards */
+	} else if (o->engine.shards != o->cpu_count && !o->shards_cli) {
+		/* Both from the config file: name its lines. */
+		const struct serve_key *cpus = serve_key_seen(o, "engine.cpus");
+		const struct serve_key *shards = serve_key_seen(o, "engine.shards");
+		RILL_ASSERT(cpus != NULL);
+		RILL_ASSERT(shards != NULL);
+		fprintf(stderr,
+			"rill: serve: %s: line %d: [engine] cpus lists %u CPU(s) for the %u "
+			"shard(s) of %s%sline %d: one per shard\n",
+			cpus->path, cpus->line, o->cpu_count, o->engine.shards,
+			shards->path != cpus->path ? shards->path : "",
+			shards->path != cpus->path ? " " : "", shards->line);
+		return 1;
 	} else if (o->engine.shards != o->cpu_count) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "cpus lists %u CPU(s) for %u shard(s): one per shard",

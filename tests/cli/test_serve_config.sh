@@ -214,6 +214,35 @@ check "conn_inflight_bytes_max below a frame exits 1 saying so" \
 	'[ $rc -eq 1 ] && [[ "$err" == *"conn_inflight_bytes_max must hold one frame"* ]]'
 err=$(timeout 10 "$rill" serve --data "$tmp/data-none" --listen nonsense 2>&1); rc=$?
 check "--listen nonsense exits 1 naming it" '[ $rc -eq 1 ] && [[ "$err" == *"nonsense"* ]]'
+check "... and no config file, there being none" '[[ "$err" != *".ini"* ]]'
+err=$(timeout 10 "$rill" serve --config "$tmp/inflight.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1)
+check "a check of two values names the config file" '[[ "$err" == *"inflight.ini: "*"must hold one frame"* ]]'
+# A value past what the engine takes, or an empty one, is refused at its line too, not
+# later with the data directory blamed; a listen address from the file that does not
+# resolve names the file's line; one from the command line over it does not.
+printf '[engine]\nsnapshots_kept = 100\n' >"$tmp/kept.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/kept.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
+check "snapshots_kept past the engine's 64 exits 1 naming the line" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"kept.ini: line 2: [engine] snapshots_kept = 100"* ]]'
+printf '[engine]\nshards = 1\ndata =\n' >"$tmp/nodata.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/nodata.ini" --listen 127.0.0.1:0 2>&1); rc=$?
+check "an empty data exits 1 naming the line" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"nodata.ini: line 3: [engine] data"* ]]'
+printf '[server]\nlisten =\n' >"$tmp/nolisten.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/nolisten.ini" --data "$tmp/data-none" 2>&1); rc=$?
+check "an empty listen exits 1 naming the line" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"nolisten.ini: line 2: [server] listen"* ]]'
+printf '[server]\nframe_bytes_max = 65536\nlisten = nonsense\n' >"$tmp/badlisten.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/badlisten.ini" --data "$tmp/data-none" 2>&1); rc=$?
+check "a listen from the file that does not resolve exits 1 naming its line" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"badlisten.ini: line 3: "*"nonsense"* ]]'
+err=$(timeout 10 "$rill" serve --config "$tmp/badlisten.ini" --data "$tmp/data-none" --listen elsewhere 2>&1); rc=$?
+check "... and --listen over it, not the file" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"elsewhere"* ]] && [[ "$err" != *"badlisten.ini"* ]]'
+printf '[engine]\nshards = 3\ncpus = %s\n' "$first_cpu" >"$tmp/shards-cpus.ini"
+err=$(timeout 10 "$rill" serve --config "$tmp/shards-cpus.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
+check "the file's shards and cpus disagreeing exits 1 naming both lines" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"shards-cpus.ini: line 3: "*"1 CPU(s)"*"3 shard(s)"*"line 2"* ]]'
 check "no refused configuration made a data directory" '[ ! -e "$tmp/data-none" ]'
 
 long=$(printf 'q%.0s' $(seq 220))

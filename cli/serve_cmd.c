@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "base/assert.h"
 #include "base/thread.h"
@@ -79,8 +80,9 @@ static const char serve_help[] =
 	"            log_io (direct: O_DIRECT where the file system takes it; buffered)\n"
 	"  [server]  listen (127.0.0.1:7400), frame_bytes_max (1048576),\n"
 	"            conn_inflight_bytes_max (8388608), server_inflight_bytes_max (268435456),\n"
-	"            connections_max (1024), idle_timeout_s (300; 0: never),\n"
-	"            handshake_timeout_s (5), send_stall_timeout_s (10),\n"
+	"            connections_max (1024: the open-file limit, raised to the hard one at\n"
+	"            start, must hold it, the engine's files and 256 more), idle_timeout_s\n"
+	"            (300; 0: never), handshake_timeout_s (5), send_stall_timeout_s (10),\n"
 	"            query_wait_ms (1000), subscriptions_max (64), sqpoll (false)\n"
 	"  [dpdk]    eal (none: no DPDK ingress), port (0), queues (0: one per shard; N: RX\n"
 	"            queues polled by shards 0 to N-1), udp_port (7401), acks (false),\n"
@@ -426,6 +428,41 @@ static int serve_args(struct serve_opts *o, int argc, char **argv)
 	return -1;
 }
 
+/*
+ * The open-file limit: connections share it with the engine's files, so connections up
+ * to it would leave a segment roll without a descriptor, and its partition stopped. The
+ * soft limit is raised to the hard one (systemd's default is 1024:524288, a shell's often
+ * the same: 1,024 was every connection_max's worth and nothing for the engine); whatever
+ * that gives must hold connections_max, the files open and RILL_SERVER_FDS_RESERVED.
+ */
+static void serve_fds_raise(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl); /* refused: serve_fds_check says so */
+	}
+}
+
+/* Whether the limit holds connections_max beside the files open now (rill/server.h). 0, or
+ * exit status 1 said, with what to do and where connections_max was set. */
+static int serve_fds_check(const struct serve_opts *o)
+{
+	struct rill_error_text err = {{0}};
+	if (rill_server_fds_check(&o->server, &err) == 0)
+		return 0;
+	const struct serve_key *k = serve_key_seen(o, "server.connections_max");
+	char where[256] = "";
+	if (k != NULL)
+		snprintf(where, sizeof(where), "; connections_max is set at %s line %d", k->path,
+			 k->line);
+	fprintf(stderr,
+		"rill: serve: %s\nrill: serve: the limit is raised with LimitNOFILE= in the "
+		"systemd unit, ulimit -n in a shell%s\n",
+		err.message, where);
+	return 1;
+}
+
 /* The DPDK ingress's counters in `rill stat`, under "dpdk". */
 static int serve_dpdk_stat(void *arg, char *json, size_t bytes)
 {
@@ -487,17 +524,17 @@ static int serve_server_check(const struct serve_opts *o)
 	return 0;
 }
 
-static int serve_run(struct serve_opts *o)
+/* The signals: those that stop the server, blocked for sigwait into @stop, and those
+ * ignored. Before any thread starts, so that every thread inherits both. */
+static void serve_signals(sigset_t *stop)
 {
-	sigset_t stop;
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGINT);
+	sigemptyset(stop);
+	sigaddset(stop, SIGTERM);
+	sigaddset(stop, SIGINT);
 	/* The terminal closed (`scripts/run.sh` in a window shut, an ssh session lost): by
 	 * default SIGHUP would end the server without a drain or the final sync. */
-	sigaddset(&stop, SIGHUP);
-	/* Blocked before any thread starts, so that only sigwait below takes them. */
-	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	sigaddset(stop, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, stop, NULL); /* only sigwait takes them */
 	/* A write past the file size limit (ulimit -f, systemd's LimitFSIZE=) fails with
 	 * EFBIG and is reported; by default its SIGXFSZ would end the server, every
 	 * partition with it. The shards block it themselves; this covers the other threads
@@ -509,35 +546,88 @@ static int serve_run(struct serve_opts *o)
 	 * memory. Ignored, the write fails with EPIPE and the stop goes on. (The sockets send
 	 * with MSG_NOSIGNAL.) */
 	signal(SIGPIPE, SIG_IGN);
-	struct rill_engine *engine = NULL;
-	struct rill_error_text err = {{0}};
-	/* Before the engine opens (a recovery of every log, a data directory made): a bad
-	 * value or a port taken is said at once, and nothing is left behind. */
-	if (serve_server_check(o) != 0)
+}
+
+/* What serve_start started. */
+struct serve_running {
+	struct rill_engine *engine;
+	struct rill_server *server;
+	struct rill_dpdk *dpdk;
+};
+
+/* Stop what runs, in reverse: DPDK, the server (its drain), the engine (its final
+ * sync). 0, or exit status 1 said. */
+static int serve_stop(struct serve_running *r)
+{
+	if (r->dpdk != NULL) {
+		(void)rill_server_stat_source(r->server, "dpdk", NULL, NULL); /* before it goes */
+		(void)rill_dpdk_stop(
+			r->dpdk); /* its events are in the rings: the close syncs them */
+	}
+	if (r->server != NULL) {
+		int rc = rill_server_stop(r->server, SERVE_DRAIN_NS);
+		if (rc < 0)
+			fprintf(stderr, "rill: serve: drain: %s (stopped all the same)\n",
+				rill_strerror(rc));
+	}
+	int rc = rill_engine_close(r->engine);
+	if (rc < 0) {
+		fprintf(stderr, "rill: serve: closing the engine: %s\n", rill_strerror(rc));
 		return 1;
-	int rc = rill_engine_open(&engine, &o->engine, &err);
+	}
+	return 0;
+}
+
+/* Open the engine, start the server and DPDK. 0, or exit status 1 said, what started
+ * stopped again. */
+static int serve_start(struct serve_opts *o, struct serve_running *r)
+{
+	struct rill_error_text err = {{0}};
+	int rc = rill_engine_open(&r->engine, &o->engine, &err);
 	if (rc < 0) {
 		fprintf(stderr, "rill: serve: %s: %s\n", o->data,
 			err.message[0] != '\0' ? err.message : rill_strerror(rc));
 		return 1;
 	}
-	struct rill_server *server = NULL;
-	rc = rill_server_start(&server, engine, &o->server, &err);
+	rc = rill_server_start(&r->server, r->engine, &o->server, &err);
 	if (rc < 0) {
 		fprintf(stderr, "rill: serve: %s\n",
 			err.message[0] != '\0' ? err.message : rill_strerror(rc));
-		rill_engine_close(engine);
+		r->server = NULL;
+		(void)serve_stop(r);
 		return 1;
 	}
-	struct rill_dpdk *dpdk = NULL;
-	if (o->dpdk_on && serve_dpdk(o, engine, &dpdk) != 0) {
-		rill_server_stop(server, SERVE_DRAIN_NS);
-		rill_engine_close(engine);
+	if (o->dpdk_on && serve_dpdk(o, r->engine, &r->dpdk) != 0) {
+		r->dpdk = NULL;
+		(void)serve_stop(r);
 		return 1;
 	}
-	if (dpdk != NULL)
-		(void)rill_server_stat_source(server, "dpdk", serve_dpdk_stat, dpdk);
-	fprintf(stderr, "rill: listening on %s\n", rill_server_address(server));
+	if (r->dpdk != NULL)
+		(void)rill_server_stat_source(r->server, "dpdk", serve_dpdk_stat, r->dpdk);
+	/* The open-file limit again, with everything open: the engine's files (three for
+	 * each partition it holds), the server's (four for each shard), DPDK's. A client
+	 * that connected in this moment counts as a file: stricter by that many. */
+	if (serve_fds_check(o) != 0) {
+		(void)serve_stop(r);
+		return 1;
+	}
+	return 0;
+}
+
+static int serve_run(struct serve_opts *o)
+{
+	sigset_t stop;
+	serve_signals(&stop);
+	serve_fds_raise();
+	/* Before the engine opens (a recovery of every log, a data directory made): a bad
+	 * value, a port taken or too low an open-file limit is said at once, and nothing is
+	 * left behind. */
+	if (serve_server_check(o) != 0 || serve_fds_check(o) != 0)
+		return 1;
+	struct serve_running r = {0};
+	if (serve_start(o, &r) != 0)
+		return 1;
+	fprintf(stderr, "rill: listening on %s\n", rill_server_address(r.server));
 	int sig = 0;
 	sigwait(&stop, &sig);
 	fprintf(stderr, "rill: %s: stopping: draining connections (again to force)\n",
@@ -545,19 +635,8 @@ static int serve_run(struct serve_opts *o)
 	/* A second signal takes its default action: the process ends at once. What was
 	 * acknowledged as durable is on disk; the rest was never promised. */
 	pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
-	if (dpdk != NULL) {
-		(void)rill_server_stat_source(server, "dpdk", NULL, NULL); /* before it goes */
-		(void)rill_dpdk_stop(dpdk); /* its events are in the rings: the close syncs them */
-	}
-	rc = rill_server_stop(server, SERVE_DRAIN_NS);
-	if (rc < 0)
-		fprintf(stderr, "rill: serve: drain: %s (stopped all the same)\n",
-			rill_strerror(rc));
-	int crc = rill_engine_close(engine);
-	if (crc < 0) {
-		fprintf(stderr, "rill: serve: closing the engine: %s\n", rill_strerror(crc));
+	if (serve_stop(&r) != 0)
 		return 1;
-	}
 	fprintf(stderr, "rill: stopped\n");
 	return 0;
 }

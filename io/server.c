@@ -17,7 +17,9 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,6 +31,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -280,9 +283,48 @@ static void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
 		srv_conn_free(w, c);
 }
 
+/* The soft RLIMIT_NOFILE: descriptors this process may hold (UINT64_MAX: no limit). */
+static uint64_t srv_fds_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return UINT64_MAX;
+	return rl.rlim_cur;
+}
+
+/*
+ * Whether a new connection may keep descriptor @fd: not one of the top
+ * RILL_SERVER_FDS_RESERVED under the limit (server.h). The kernel gives the lowest free
+ * descriptor, so @fd there means every one below it is taken, by connections and files
+ * alike: the engine, which needs a descriptor for every segment roll, finds the reserved
+ * ones whatever it opened since the start. Before this, idle connections up to the limit
+ * made the next roll fail with EMFILE and stopped its partition until a restart. The
+ * limit is read each time (a syscall per connection, off the event path): a host may
+ * change it while the server runs. Says so on stderr at the 1st, 2nd, 4th... refusal.
+ */
+static bool srv_fd_room(struct rill_server *s, int fd)
+{
+	uint64_t limit = srv_fds_limit();
+	if ((uint64_t)fd + RILL_SERVER_FDS_RESERVED < limit)
+		return true;
+	uint64_t n = rill_atomic_fetch_add_relaxed_u64(&s->fds_refused, 1) + 1; /* a count */
+	if ((n & (n - 1)) == 0)
+		fprintf(stderr,
+			"rill: serve: a connection refused: the open-file limit (RLIMIT_NOFILE) "
+			"is %llu and its last %u descriptors are kept for the engine's files "
+			"(%llu refused so far); raise the limit (LimitNOFILE=, ulimit -n)\n",
+			(unsigned long long)limit, RILL_SERVER_FDS_RESERVED, (unsigned long long)n);
+	return false;
+}
+
 static void srv_conn_new(struct srv_worker *w, int fd)
 {
 	struct rill_server *s = w->server;
+	if (!srv_fd_room(s, fd)) {
+		srv_stat_add(&w->stats.refused, 1);
+		close(fd);
+		return;
+	}
 	uint64_t n = rill_atomic_fetch_add_relaxed_u64(&s->connections, 1); /* a count */
 	uint32_t slot = 0;
 	while (slot < s->config.connections_max && w->conns[slot] != NULL)
@@ -1189,6 +1231,55 @@ static int srv_config_check(const struct rill_server_config *c, struct rill_erro
 		return 0;
 	snprintf(err->message, sizeof(err->message), "server config: %s", bad);
 	return -EINVAL;
+}
+
+/* Descriptors open in this process now: /proc/self/fd's entries, or, without /proc, a
+ * probe of each below @limit (at most 1 Mi). */
+static uint64_t srv_fds_open(uint64_t limit)
+{
+	uint64_t n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (d != NULL) {
+		for (struct dirent *e = readdir(d); e != NULL; e = readdir(d))
+			n += e->d_name[0] != '.';
+		closedir(d);
+		return n > 0 ? n - 1 : 0; /* the directory's own */
+	}
+	for (uint64_t fd = 0; fd < limit && fd < (1u << 20); fd++)
+		n += fcntl((int)fd, F_GETFD) >= 0;
+	return n;
+}
+
+int rill_server_fds_check(const struct rill_server_config *config, struct rill_error_text *err)
+{
+	struct rill_error_text scratch;
+	if (err == NULL)
+		err = &scratch;
+	struct rill_server_config dflt;
+	rill_server_config_default(&dflt);
+	if (config == NULL)
+		config = &dflt;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	uint64_t limit = rl.rlim_cur;
+	uint64_t open = srv_fds_open(limit);
+	uint64_t need = config->connections_max + open + RILL_SERVER_FDS_RESERVED;
+	if (need <= limit)
+		return 0;
+	char hard[32] = "unlimited", fit[64] = "";
+	if (rl.rlim_max != RLIM_INFINITY)
+		snprintf(hard, sizeof(hard), "%llu", (unsigned long long)rl.rlim_max);
+	if (limit > open + RILL_SERVER_FDS_RESERVED)
+		snprintf(fit, sizeof(fit), ", or lower connections_max to %llu",
+			 (unsigned long long)(limit - open - RILL_SERVER_FDS_RESERVED));
+	snprintf(err->message, sizeof(err->message),
+		 "the open-file limit (RLIMIT_NOFILE) is %llu (hard limit %s), but "
+		 "connections_max %u, the %llu descriptors open now and %u kept for the "
+		 "engine's files need %llu: raise the limit%s",
+		 (unsigned long long)limit, hard, config->connections_max, (unsigned long long)open,
+		 RILL_SERVER_FDS_RESERVED, (unsigned long long)need, fit);
+	return -EMFILE;
 }
 
 int rill_server_config_check(const struct rill_server_config *config, struct rill_error_text *err)

@@ -244,6 +244,7 @@ struct rill_server {
 	uint64_t inflight_bytes;      /* atomic: S3 over every connection */
 	uint64_t inflight_bytes_peak; /* atomic: the most inflight_bytes has held */
 	uint64_t connections;         /* atomic */
+	uint64_t fds_refused;         /* atomic: connections refused a reserved descriptor */
 
 	/* The control thread and its queue (server_ctl.c). */
 	pthread_t ctl_thread;

@@ -35,6 +35,17 @@ struct rill_server;
 #define RILL_SERVER_LISTEN_DEFAULT    "127.0.0.1:7400"
 #define RILL_SERVER_CONNECTIONS_MAX   65536u /* the most connections_max may be */
 #define RILL_SERVER_SUBSCRIPTIONS_MAX 1024u  /* the most subscriptions_max may be */
+/*
+ * Descriptors under the process's open-file limit (the soft RLIMIT_NOFILE) that no
+ * connection takes: the top ones, left to the files the engine opens while the server
+ * runs (a segment roll's new file, a snapshot, a subscriber's reader, a new topic's
+ * partitions, three files each). The kernel hands out the lowest free descriptor, so a
+ * connection given one of these means every descriptor below it is taken: the server
+ * closes it at once (counted in refused), and the engine finds these when it needs them.
+ * A host sizes its limit as connections_max + the files open at start + this
+ * (rill_server_fds_check).
+ */
+#define RILL_SERVER_FDS_RESERVED 256u
 
 struct rill_server_config {
 	const char *listen;                 /* "HOST:PORT" (default 127.0.0.1:7400; port 0:
@@ -43,7 +54,9 @@ struct rill_server_config {
 	uint64_t conn_inflight_bytes_max;   /* PRODUCE bytes awaiting their ACK, per
 					      * connection (default 8 MiB) */
 	uint64_t server_inflight_bytes_max; /* the same over all connections (256 MiB) */
-	uint32_t connections_max;           /* open at once, over the server (1,024) */
+	uint32_t connections_max;           /* open at once, over the server (1,024); fewer
+					      * when the open-file limit leaves less room
+					      * (RILL_SERVER_FDS_RESERVED) */
 	uint64_t idle_timeout_ns;           /* close a connection silent this long, with
 					      * nothing in flight (default 300 s; 0: never) */
 	uint64_t handshake_timeout_ns;      /* HELLO must come within (default 5 s) */
@@ -67,6 +80,19 @@ void rill_server_config_default(struct rill_server_config *config);
 int rill_server_config_check(const struct rill_server_config *config, struct rill_error_text *err);
 
 /*
+ * rill_server_fds_check - whether the process's open-file limit (the soft RLIMIT_NOFILE,
+ * read now) holds config->connections_max connections beside the files open now (the
+ * engine's, once it is open, and the host's) and RILL_SERVER_FDS_RESERVED more for the
+ * engine's files to come. Returns 0, or -EMFILE with @err (optional) naming the limit,
+ * the numbers it must hold, the hard limit and the connections_max that would fit. Not
+ * called by rill_server_start, which serves under any limit (a connection that would
+ * take a reserved descriptor is refused): for a host that would rather not start (rill
+ * serve raises its soft limit to the hard one, then calls it). Any thread; reads
+ * /proc/self/fd.
+ */
+int rill_server_fds_check(const struct rill_server_config *config, struct rill_error_text *err);
+
+/*
  * rill_server_start - listen on config->listen and serve @engine with one worker per
  * shard. The engine must outlive the server. Returns 0 once every worker accepts, or
  * -EINVAL (a bad config or address, @err says which), -EADDRINUSE, -errno, with @err.
@@ -85,7 +111,8 @@ const char *rill_server_address(const struct rill_server *server);
 struct rill_server_stats {
 	uint64_t connections;  /* open now */
 	uint64_t accepted;     /* since start */
-	uint64_t refused;      /* past connections_max */
+	uint64_t refused;      /* past connections_max, or given a descriptor kept for the
+				* engine's files (RILL_SERVER_FDS_RESERVED) */
 	uint64_t frames;       /* frames received */
 	uint64_t bad_frames;   /* malformed frames (each closed its connection) */
 	uint64_t events;       /* events published */

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# `rill serve` and the open-file limit (RLIMIT_NOFILE), which its connections share with
+# the engine's files. Each server here runs under a limit of its own (`ulimit -n` in a
+# wrapper, hard and soft alike). A limit too small for connections_max and the reserve
+# for the engine's files refuses the start, naming the numbers and what to do, the config
+# file's line too, and before a data directory is made; a soft limit below the hard one
+# is raised to it. Then a server that fits its limit at start, whose engine then grows
+# (a topic of 100 partitions, three files each), is flooded with idle connections: those
+# that would take the descriptors kept for the engine are refused, and 3,000 events into
+# 64 KiB segments (rolls, each a new file) go on: no partition stops. (Before, the
+# connections took every descriptor, the next roll failed with EMFILE and its partition
+# stopped until a restart.)
+# usage: test_serve_fds.sh RILL_BINARY
+. "$(dirname "$0")/../common/test_env.sh"
+. "$(dirname "$0")/../common/serve.sh"
+at_exit serve_cleanup
+real_rill=$rill
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt 1024 ]; then
+	echo "SKIP: the hard open-file limit is $hard: too low for this test's servers"
+	exit 77
+fi
+
+# A wrapper that runs rill under `ulimit $1 $2` (-n: soft and hard; -Sn: soft alone).
+limited() { # ULIMIT_FLAGS LIMIT
+	printf '#!/usr/bin/env bash\nulimit %s %s || exit 99\nexec "%s" "$@"\n' "$1" "$2" "$real_rill" >"$tmp/rill-limited"
+	chmod +x "$tmp/rill-limited"
+	echo "$tmp/rill-limited"
+}
+
+# Refusals: the default connections_max (1024) under a limit of 640.
+err=$(timeout 10 "$(limited -n 640)" serve --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
+echo "$err"
+check "connections_max 1024 under a limit of 640 exits 1 naming both and what to do" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"640"* ]] && [[ "$err" == *"connections_max 1024"* ]] && [[ "$err" == *"LimitNOFILE="* ]] && [[ "$err" == *"ulimit -n"* ]]'
+printf '[server]\nidle_timeout_s = 60\nconnections_max = 500\n' >"$tmp/conns500.ini"
+err=$(timeout 10 "$(limited -n 640)" serve --config "$tmp/conns500.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
+check "connections_max 500 from the file under 640 exits 1 naming the file's line" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"connections_max 500"* ]] && [[ "$err" == *"conns500.ini line 3"* ]]'
+check "no refusal made a data directory" '[ ! -e "$tmp/data-none" ]'
+
+# A soft limit below the hard one is raised to the hard one.
+if [ "$hard" != unlimited ] && [ "$hard" -ge 2048 ]; then
+	rill=$(limited -Sn 512)
+	serve_start_or_skip "$tmp/data-raise" "$tmp/serve.log" --shards 1
+	rill=$real_rill
+	soft_now=$(awk '/^Max open files/ { print $4 }' "/proc/$serve_pid/limits")
+	check "a soft limit of 512 is raised to the hard one, $hard (now $soft_now)" '[ "$soft_now" = "$hard" ]'
+	serve_stop
+else
+	echo "note: hard limit $hard: too low to see the soft one raised; not checked"
+fi
+
+# The flood. 640 descriptors: 320 connections, the ~20 files of an empty two-shard
+# engine and the 256 kept for the engine fit at start; then 101 partitions take ~303 more.
+printf '[server]\nconnections_max = 320\n' >"$tmp/conns320.ini"
+rill=$(limited -n 640)
+serve_start_or_skip "$tmp/data" "$tmp/serve.log" --config "$tmp/conns320.ini" --shards 2
+rill=$real_rill
+c="--connect $serve_addr"
+echo '{"type":"Tick","version":1,"fields":[{"name":"n","type":"u64"},{"name":"pad","type":"string","max_length":128}]}' >"$tmp/tick.json"
+"$rill" topic create $c --name t --partitions 1 --durability group --segment-bytes 65536 --schema "$tmp/tick.json" >/dev/null
+check "a topic of 64 KiB segments" '[ $? -eq 0 ]'
+"$rill" topic create $c --name wide --partitions 100 >/dev/null
+check "a topic of 100 partitions: the engine's files grow by ~300" '[ $? -eq 0 ]'
+echo "the server's descriptors before the flood: $(ls "/proc/$serve_pid/fd" | wc -l)"
+
+# The producer connects first (it would find no descriptor after the flood, before).
+mkfifo "$tmp/produce.in"
+"$rill" produce $c --topic t --acks applied <"$tmp/produce.in" >"$tmp/produce.out" 2>"$tmp/produce.err" &
+producer=$!
+exec 3>"$tmp/produce.in"
+at_exit 'kill -KILL $producer 2>/dev/null'
+echo '{"key":"first","type":"Tick","data":{"n":0,"pad":"x"}}' >&3
+for _ in $(seq 250); do [ -s "$tmp/produce.out" ] && break; sleep 0.02; done
+check "the producer is connected: its first event acknowledged" '[ -s "$tmp/produce.out" ]'
+
+# 400 idle connections, held until told (nothing sent: no HELLO, within its timeout);
+# not holding the producer's input open (3>&-).
+mkfifo "$tmp/flood.ctl"
+python3 -c '
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[3])):
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect((sys.argv[1], int(sys.argv[2])))
+    except OSError:
+        break
+    socks.append(s)
+print(len(socks), flush=True)
+sys.stdin.readline()
+' "${serve_addr%:*}" "${serve_addr##*:}" 400 <"$tmp/flood.ctl" >"$tmp/flood.out" 3>&- &
+flood=$!
+exec 4>"$tmp/flood.ctl"
+at_exit 'kill -KILL $flood 2>/dev/null'
+for _ in $(seq 500); do [ -s "$tmp/flood.out" ] && break; sleep 0.02; done
+echo "idle connections made: $(cat "$tmp/flood.out")"
+# Until the server has taken what it will: its descriptors the same for half a second.
+last=-1 same=0
+for _ in $(seq 250); do
+	now=$(ls "/proc/$serve_pid/fd" | wc -l)
+	if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
+	[ "$same" -ge 25 ] && break
+	last=$now
+	sleep 0.02
+done
+echo "the server's descriptors after the flood: $last of 640"
+check "the server keeps descriptors for its engine: at most 640 - 256 open" '[ "$last" -le 384 ]'
+
+pad=$(printf 'p%.0s' $(seq 40))
+for i in $(seq 1 3000); do
+	echo "{\"key\":\"k$((i % 5))\",\"type\":\"Tick\",\"data\":{\"n\":$i,\"pad\":\"$pad\"}}"
+done >&3
+exec 3>&-
+for _ in $(seq 1500); do serve_alive "$producer" || break; sleep 0.02; done
+serve_alive "$producer" && { echo "the producer is still waiting after 30 s, $(grep -c '"offset"' "$tmp/produce.out") events acknowledged: killed"; kill -KILL "$producer"; }
+wait "$producer"; rc=$?
+check "3,000 events past several segment rolls, all acknowledged" \
+	'[ $rc -eq 0 ] && [ "$(grep -c "\"offset\"" "$tmp/produce.out")" -eq 3001 ]'
+[ -s "$tmp/produce.err" ] && head -3 "$tmp/produce.err"
+segments=$(ls "$tmp/data/topics/t/0/"*.log | wc -l)
+check "the partition rolled its segment, under the flood ($segments segments)" '[ "$segments" -ge 4 ]'
+echo >&4
+exec 4>&-
+wait "$flood"
+out=$("$rill" stat $c); rc=$?
+check "no partition stopped" '[ $rc -eq 0 ] && json_check "$out" "sum(s[\"partitions_stopped\"] for s in j[\"shards\"]) == 0"'
+check "the idle connections past the room were refused, counted" \
+	'json_check "$out" "j[\"server\"][\"refused\"] > 0"'
+! grep -q "the log is stopped" "$tmp/serve.log"
+check "no log stopped" '[ $? -eq 0 ]'
+grep -m1 "refused" "$tmp/serve.log"
+serve_stop
+check "the server stops cleanly" '[ "$serve_rc" = 0 ]'
+
+# The same data directory again: its 101 partitions' files, open once the engine is, no
+# longer leave room for 320 connections under 640. Refused, once they are counted.
+err=$(timeout 30 "$(limited -n 640)" serve --config "$tmp/conns320.ini" --data "$tmp/data" --shards 2 --listen 127.0.0.1:0 2>&1); rc=$?
+echo "$err"
+check "restarted with 101 partitions' files open, connections_max 320 no longer fits: exits 1" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"connections_max 320"* ]] && [[ "$err" == *"lower connections_max to"* ]] && [[ "$err" != *"listening on"* ]]'
+exit $fail

@@ -25,6 +25,7 @@ void rill_log_config_default(struct rill_log_config *config)
 		.batch_bytes_max = 256u << 10,
 		.batch_delay_ns = 0,
 		.segment_bytes_max = 1ull << 30,
+		.roll_overrun_bytes_max = 1ull << 30,
 		.index_interval_bytes = 4096,
 		.durability = RILL_DURABILITY_GROUP,
 	};
@@ -1113,9 +1114,12 @@ static int log_roll(struct rill_log *log, uint64_t now_ns, bool *undone)
 		char path[LOG_PATH_BYTES + 32];
 		log_segment_path(log, log->fill_base, LOG_SUFFIX_LOG, path, sizeof(path));
 		int gone = log->io->ops->unlink(log->io, path);
-		if (gone == 0 || gone == -ENOENT)
+		/* Not there: its open failed (EMFILE, ENOSPC for the name) and nothing was
+		 * made, nothing to make durable; a folder sync would take a descriptor of its
+		 * own, none being left at EMFILE. */
+		if (gone == 0)
 			gone = log->io->ops->fsync_dir(log->io, log->dir);
-		*undone = gone == 0;
+		*undone = gone == 0 || gone == -ENOENT;
 		return rc;
 	}
 	log->roll_owed = false;
@@ -1163,18 +1167,33 @@ static void log_retain_failed(struct rill_log *log, uint64_t base, bool kept, in
 		log->retain_errors, log->retain_errors == 1 ? "" : "s");
 }
 
-/* An age roll that could not make its segment, undone: said (rate-limited), tried again. */
-static void log_roll_failed(struct rill_log *log, int error)
+/* The most bytes the active segment may hold while its rolls by size fail and are undone
+ * (roll_overrun_bytes_max past segment_bytes_max). */
+static uint64_t log_overrun_limit(const struct rill_log *log)
+{
+	uint64_t max = log->config.segment_bytes_max, over = log->config.roll_overrun_bytes_max;
+	return max > UINT64_MAX - over ? UINT64_MAX : max + over;
+}
+
+/* A roll that could not make its segment, undone: said (rate-limited), tried again. */
+static void log_roll_failed(struct rill_log *log, int error, bool by_size)
 {
 	log->roll_errors++;
 	if ((log->roll_errors & (log->roll_errors - 1)) != 0)
 		return; /* the 1st, 2nd, 4th, 8th... failure */
+	char then[160];
+	if (by_size)
+		snprintf(then, sizeof(then),
+			 "its batches go on into it past segment_bytes_max (%" PRIu64
+			 " bytes now, %" PRIu64 " at most) and the roll is tried again at each",
+			 log->write_pos, log_overrun_limit(log));
+	else
+		snprintf(then, sizeof(then), "the roll is tried again later");
 	fprintf(stderr,
-		"rill: log %s: rolling the active segment by age: creating %020" PRIu64
-		".log: %s; undone, the segment stays active and the roll is tried again later "
-		"(%" PRIu64 " failure%s so far)\n",
-		log->dir, log->fill_base, rill_strerror(error), log->roll_errors,
-		log->roll_errors == 1 ? "" : "s");
+		"rill: log %s: rolling the active segment by %s: creating %020" PRIu64
+		".log: %s; undone, the segment stays active, %s (%" PRIu64 " failure%s so far)\n",
+		log->dir, by_size ? "size" : "age", log->fill_base, rill_strerror(error), then,
+		log->roll_errors, log->roll_errors == 1 ? "" : "s");
 }
 
 /*
@@ -1252,14 +1271,16 @@ static int log_fail(struct rill_log *log, int error, const char *what)
 /* What a roll does, for log_fail: "starting segment NNN.log (...)". */
 _Static_assert(RILL_LOG_SEGMENTS_MAX == 65536u, "log_roll_what says the limit in words");
 
-static const char *log_roll_what(const struct rill_log *log, char *buf, size_t bytes)
+static const char *log_roll_what(const struct rill_log *log, bool overrun, char *buf, size_t bytes)
 {
+	const char *why = "its header written and synced, the folder synced";
+	if (log->segment_count >= RILL_LOG_SEGMENTS_MAX)
+		why = "a partition holds at most 65536 segments: retention or larger segments";
+	else if (overrun)
+		why = "tried at each batch since the active segment passed segment_bytes_max, "
+		      "which it has now passed by roll_overrun_bytes_max";
 	snprintf(buf, bytes, "sealing the active segment and creating %020" PRIu64 ".log (%s)",
-		 log->fill_base,
-		 log->segment_count >= RILL_LOG_SEGMENTS_MAX
-			 ? "a partition holds at most 65536 segments: retention or larger "
-			   "segments"
-			 : "its header written and synced, the folder synced");
+		 log->fill_base, why);
 	return buf;
 }
 
@@ -1281,18 +1302,25 @@ static int log_maybe_submit(struct rill_log *log, bool force, bool timed)
 		return 0;
 	int rc = 0;
 	if (log_roll_due(log)) {
-		/* Only an age roll (owed by rill_log_expire) may fail and be tried again: the
-		 * batch goes to the active segment meanwhile. Past the size, the log stops. */
-		bool by_size = log->write_pos + log->fill_bytes > log->config.segment_bytes_max;
+		/* A roll that fails and is undone leaves the active segment as it was: the
+		 * batch goes there, and the roll is tried again (by size, at the next batch;
+		 * by age, at the next rill_log_expire). A roll by size fails when no descriptor
+		 * is left (EMFILE: the process's connections took them) for as long as that
+		 * lasts; stopping the log for it stopped the partition until a restart. The
+		 * format takes a segment past segment_bytes_max (positions and index entries
+		 * are 64-bit; nothing reads the setting back), but not past its overrun: a
+		 * roll that never succeeds (the segment limit) must not grow one for ever. */
+		uint64_t end = log->write_pos + log->fill_bytes;
+		bool by_size = end > log->config.segment_bytes_max;
 		bool undone;
 		/* The wall clock at a roll only, not per append. */
 		rc = log_roll(log, rill_clock_wall_ns(), &undone);
-		if (rc < 0 && undone && !by_size) {
-			log_roll_failed(log, rc);
+		if (rc < 0 && undone && end <= log_overrun_limit(log)) {
+			log_roll_failed(log, rc, by_size);
 			rc = 0;
 		} else if (rc < 0) {
-			char what[192];
-			return log_fail(log, rc, log_roll_what(log, what, sizeof(what)));
+			char what[320];
+			return log_fail(log, rc, log_roll_what(log, undone, what, sizeof(what)));
 		} else {
 			log_retain(log, rill_clock_wall_ns());
 		}
@@ -1344,10 +1372,11 @@ int rill_log_expire(struct rill_log *log, uint64_t now_wall_ns)
 			bool undone;
 			int rc = log_roll(log, now_wall_ns, &undone);
 			if (rc < 0 && undone) {
-				log_roll_failed(log, rc);
+				log_roll_failed(log, rc, false);
 			} else if (rc < 0) {
-				char what[192];
-				return log_fail(log, rc, log_roll_what(log, what, sizeof(what)));
+				char what[320];
+				return log_fail(log, rc,
+						log_roll_what(log, false, what, sizeof(what)));
 			}
 		} else {
 			/* A roll waits for the write in flight, or for the first batch to reach

@@ -30,7 +30,7 @@
  * Threading: a log belongs to one thread (its shard); nothing here locks. Calls do not
  * block except rill_log_open, rill_log_sync, rill_log_close, rill_log_expire,
  * rill_log_poll with a wait, and a rill_log_append that rolls the segment (a file made
- * and synced: once per segment_bytes_max).
+ * and synced: once per segment_bytes_max; while rolls fail, an attempt per batch).
  */
 #ifndef RILL_ENGINE_LOG_H
 #define RILL_ENGINE_LOG_H
@@ -57,6 +57,11 @@ struct rill_log_config {
 	 * append, sees it pass). */
 	uint64_t batch_delay_ns;
 	uint64_t segment_bytes_max; /* roll past this size (default 1 GiB) */
+	/* A roll by size that cannot make the next segment (the open-file limit spent, a
+	 * transient error) is undone and tried again at each batch, the batches going on
+	 * into the active segment: up to this many bytes past segment_bytes_max, then the
+	 * log stops (default 1 GiB; 0: it stops at once). */
+	uint64_t roll_overrun_bytes_max;
 	/* Roll a segment this old (default 0: at retention_age_ns, if set, through
 	 * rill_log_expire; otherwise never by age). */
 	uint64_t segment_age_ns_max;
@@ -222,7 +227,8 @@ struct rill_log_stats {
 	uint64_t grown_batches;    /* batches that grew past batch_bytes_max behind a write */
 	uint32_t batch_bytes_peak; /* the largest batch written since open */
 	uint64_t retain_errors;    /* retention deletions that failed (kept, tried again) */
-	uint64_t roll_errors;      /* age rolls that could not make their segment (tried again) */
+	uint64_t roll_errors;      /* rolls (by age or size) that could not make their segment,
+				    * undone (tried again) */
 };
 
 /* rill_log_stats - sizes, offsets and batch timings of @log. */

@@ -35,7 +35,7 @@ struct rill_log {
 	struct rill_log_config config;
 	uint64_t retain_floor;  /* retention keeps every record at or above this offset */
 	uint64_t retain_errors; /* deletions that failed (rill_log_stats) */
-	uint64_t roll_errors;   /* age rolls that failed and were undone (rill_log_stats) */
+	uint64_t roll_errors;   /* rolls that failed and were undone (rill_log_stats) */
 	/* The active segment passed its roll age (rill_log_expire) while it could not roll:
 	 * the next submit rolls it first. */
 	bool roll_owed;

@@ -1940,6 +1940,147 @@ static void test_age_roll_failure_undone(void **state)
 	io_sim_destroy(sim);
 }
 
+/*
+ * The simulator out of descriptors (EMFILE), as when a process's open-file limit is spent:
+ * what takes a descriptor (open, lock, list, a folder's fsync) fails, the rest works (a
+ * write through a handle already open, an unlink). Wraps the simulator's ops in place.
+ */
+static struct {
+	const struct rill_io_ops *inner;
+	struct rill_io_ops ops;
+	bool starved;
+} fds;
+
+static int fds_open(struct rill_io *io, const char *path, unsigned flags, int *handle)
+{
+	return fds.starved ? -EMFILE : fds.inner->open(io, path, flags, handle);
+}
+
+static int fds_lock(struct rill_io *io, const char *path, int *handle)
+{
+	return fds.starved ? -EMFILE : fds.inner->lock(io, path, handle);
+}
+
+static int fds_fsync_dir(struct rill_io *io, const char *path)
+{
+	return fds.starved ? -EMFILE : fds.inner->fsync_dir(io, path);
+}
+
+static int fds_list(struct rill_io *io, const char *path, rill_io_list_fn fn, void *arg)
+{
+	return fds.starved ? -EMFILE : fds.inner->list(io, path, fn, arg);
+}
+
+static void fds_wrap(struct io_sim *sim)
+{
+	struct rill_io *io = io_sim_io(sim);
+	fds.inner = io->ops;
+	fds.ops = *io->ops;
+	fds.ops.open = fds_open;
+	fds.ops.lock = fds_lock;
+	fds.ops.fsync_dir = fds_fsync_dir;
+	fds.ops.list = fds_list;
+	fds.starved = false;
+	io->ops = &fds.ops;
+}
+
+/* Append from offset *@next until the log holds @bytes (its stats), or an append fails:
+ * that error, or 0. */
+static int append_until(struct rill_log *log, uint64_t *next, uint64_t bytes)
+{
+	for (;;) {
+		struct rill_log_stats st;
+		int rc = rill_log_sync(log);
+		rill_log_stats(log, &st);
+		if (rc < 0 || st.bytes >= bytes)
+			return rc;
+		for (int i = 0; i < 20 && rc == 0; i++)
+			rc = append_one(log, (*next)++);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/*
+ * A roll by size whose new segment cannot be made (the descriptors spent: idle
+ * connections took them) is undone, and the log goes on: its batches go on into the
+ * active segment, past segment_bytes_max, and the roll is tried again at each batch; it
+ * rolls once a descriptor is free again, and the long segment recovers. Before, the
+ * log stopped for good (and the undo itself, which synced the folder, needed one).
+ */
+static void test_size_roll_failure_goes_on(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 59), 0);
+	fds_wrap(sim);
+	struct rill_log_config c = log_check_small_config(); /* 64 KiB segments */
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	uint64_t next = 0;
+	assert_int_equal(append_until(log, &next, c.segment_bytes_max / 2), 0);
+	fds.starved = true;
+	assert_int_equal(append_until(log, &next, 2 * c.segment_bytes_max), 0);
+	assert_int_equal(rill_log_error(log), 0);
+	struct rill_log_stats st;
+	rill_log_stats(log, &st);
+	assert_int_equal(st.segments, 1); /* past its size, still the one */
+	assert_true(st.roll_errors > 0);
+	fds.starved = false;
+	uint64_t tried = st.roll_errors;
+	assert_int_equal(append_until(log, &next, st.bytes + 1), 0);
+	rill_log_stats(log, &st);
+	assert_int_equal(st.segments, 2); /* rolled at the next batch */
+	assert_int_equal(st.roll_errors, tried);
+	assert_int_equal(log_check_all(log, next), (int64_t)next);
+	assert_int_equal(rill_log_close(log), 0);
+	io_sim_power_cut(sim);
+	struct rill_log_recovery report;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report), 0);
+	assert_int_equal(report.next_offset, next);
+	assert_string_equal(report.message, "");
+	assert_int_equal(log_check_all(log, next), (int64_t)next);
+	rill_log_drop(log);
+	io_sim_destroy(sim);
+}
+
+/*
+ * ... but not for ever: past segment_bytes_max + roll_overrun_bytes_max, a roll that still
+ * fails stops the log, as a roll that cannot be undone does. What it acknowledged as
+ * durable is there after a restart, and the segment is no longer than the limit.
+ */
+static void test_size_roll_failure_overrun_stops(void **state)
+{
+	(void)state;
+	struct io_sim *sim;
+	assert_int_equal(io_sim_create(&sim, 61), 0);
+	fds_wrap(sim);
+	struct rill_log_config c = log_check_small_config();
+	c.roll_overrun_bytes_max = 32u << 10;
+	struct rill_log *log;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
+	fds.starved = true;
+	uint64_t next = 0;
+	int rc = append_until(log, &next, UINT64_MAX);
+	assert_int_equal(rc, -EMFILE);
+	assert_int_equal(rill_log_error(log), -EMFILE);
+	struct rill_log_stats st;
+	rill_log_stats(log, &st);
+	assert_int_equal(st.segments, 1);
+	assert_true(st.bytes > c.segment_bytes_max);
+	assert_true(st.bytes <= c.segment_bytes_max + c.roll_overrun_bytes_max);
+	uint64_t durable = rill_log_durable_offset(log);
+	rill_log_drop(log);
+	fds.starved = false;
+	io_sim_power_cut(sim);
+	struct rill_log_recovery report;
+	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, &report), 0);
+	assert_true(report.next_offset >= durable);
+	assert_true(log_check_all(log, durable) >= (int64_t)durable);
+	rill_log_drop(log);
+	io_sim_destroy(sim);
+}
+
 /* stderr into a temporary file while @fn runs on @arg; its text in @out (@bytes). */
 static void stderr_capture(void (*fn)(void *), void *arg, char *out, size_t bytes)
 {
@@ -2339,6 +2480,8 @@ int main(void)
 		cmocka_unit_test(test_clean_close_survives_power_cut),
 		cmocka_unit_test(test_roll_failure_named),
 		cmocka_unit_test(test_age_roll_failure_undone),
+		cmocka_unit_test(test_size_roll_failure_goes_on),
+		cmocka_unit_test(test_size_roll_failure_overrun_stops),
 		cmocka_unit_test(test_retention_on_time),
 		cmocka_unit_test(test_retention_clock_back),
 		cmocka_unit_test(test_segment_name),

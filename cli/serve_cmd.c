@@ -64,7 +64,7 @@ static const char serve_help[] =
 	"./data, listening on 127.0.0.1:7400 (loopback only), one shard per CPU. Prints\n"
 	"'rill: listening on HOST:PORT' on stderr once it accepts. SIGTERM, SIGINT or SIGHUP:\n"
 	"stop accepting, answer what is in flight (up to 10 s), sync, exit 0 (a second\n"
-	"signal: at once).\n"
+	"signal: at once; SIGHUP ignored at start, as under nohup, stays ignored).\n"
 	"\n"
 	"The config file is INI (each key once, lines of at most 199 bytes, none indented);\n"
 	"the command line wins over it. Keys (defaults):\n"
@@ -532,8 +532,12 @@ static void serve_signals(sigset_t *stop)
 	sigaddset(stop, SIGTERM);
 	sigaddset(stop, SIGINT);
 	/* The terminal closed (`scripts/run.sh` in a window shut, an ssh session lost): by
-	 * default SIGHUP would end the server without a drain or the final sync. */
-	sigaddset(stop, SIGHUP);
+	 * default SIGHUP would end the server without a drain or the final sync. Unless it
+	 * is ignored already (nohup): Linux keeps a blocked signal pending even when
+	 * ignored, so sigwait would take it and stop what nohup meant to keep running. */
+	struct sigaction hup;
+	if (sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN)
+		sigaddset(stop, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, stop, NULL); /* only sigwait takes them */
 	/* A write past the file size limit (ulimit -f, systemd's LimitFSIZE=) fails with
 	 * EFBIG and is reported; by default its SIGXFSZ would end the server, every

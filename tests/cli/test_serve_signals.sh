@@ -3,7 +3,8 @@
 # Ctrl-C ending tee too): SIGTERM still drains, syncs and exits 0 (its "stopping" line
 # would raise SIGPIPE, which ends a process by default), and the events acknowledged as
 # applied on a topic of durability none, written by the final sync alone, are there after
-# a restart. SIGHUP (the terminal of `scripts/run.sh` closed) stops it the same way.
+# a restart. SIGHUP (the terminal of `scripts/run.sh` closed) stops it the same way,
+# unless it was ignored at start (nohup).
 # usage: test_serve_signals.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
@@ -69,4 +70,18 @@ round() { # SIGNAL
 
 round TERM
 round HUP
+
+# Under nohup (SIGHUP ignored when it starts), SIGHUP stays ignored: it keeps serving.
+printf '#!/usr/bin/env bash\ntrap "" HUP\nexec "%s" "$@"\n' "$rill" >"$tmp/rill-nohup"
+chmod +x "$tmp/rill-nohup"
+real_rill=$rill
+rill=$tmp/rill-nohup
+serve_start_or_skip "$tmp/data-nohup" "$tmp/serve-nohup.log" --shards 1
+rill=$real_rill
+kill -HUP "$serve_pid"
+out=$("$rill" ping --connect "$serve_addr" 2>&1); rc=$?
+check "SIGHUP ignored at start (nohup): still serving after one" \
+	'[ $rc -eq 0 ] && serve_alive "$serve_pid" && ! grep -q stopping "$tmp/serve-nohup.log"'
+serve_stop
+check "... and SIGTERM still stops it cleanly" '[ "$serve_rc" = 0 ]'
 exit $fail

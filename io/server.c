@@ -317,6 +317,26 @@ static bool srv_fd_room(struct rill_server *s, int fd)
 	return false;
 }
 
+/*
+ * TCP keepalive on every connection. A client whose host vanished (power lost, network
+ * gone: no FIN, no RST) would otherwise keep its connection, and the shards' subscription
+ * slots its subscriptions hold, for good: a subscribed connection has no idle timeout, and
+ * a quiet topic sends nothing that could stall. Probes after SRV_KEEPALIVE_IDLE_S of
+ * silence, every SRV_KEEPALIVE_INTERVAL_S; SRV_KEEPALIVE_COUNT unanswered end it (the
+ * receive fails with ETIMEDOUT, and the connection closes as on any socket error). A
+ * failure leaves the connection without it, as TCP_NODELAY's does: nothing else depends
+ * on it.
+ */
+static void srv_keepalive_set(int fd)
+{
+	int on = 1, idle = SRV_KEEPALIVE_IDLE_S, interval = SRV_KEEPALIVE_INTERVAL_S,
+	    count = SRV_KEEPALIVE_COUNT;
+	(void)(setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) == 0 &&
+	       setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval)) == 0 &&
+	       setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count)) == 0 &&
+	       setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) == 0);
+}
+
 static void srv_conn_new(struct srv_worker *w, int fd)
 {
 	struct rill_server *s = w->server;
@@ -346,6 +366,7 @@ static void srv_conn_new(struct srv_worker *w, int fd)
 	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	srv_keepalive_set(fd);
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";

@@ -46,6 +46,10 @@
 #define SRV_TIMER_NS       100000000u  /* timeouts are checked this often */
 #define SRV_CREDIT_MAX     (1u << 20)  /* events of credit a subscription may hold */
 #define SRV_RX_BYTES_MAX   (64u << 20) /* a connection's input buffer, at most */
+/* TCP keepalive of every connection (srv_keepalive_set): a vanished peer goes in ~90 s. */
+#define SRV_KEEPALIVE_IDLE_S     60
+#define SRV_KEEPALIVE_INTERVAL_S 10
+#define SRV_KEEPALIVE_COUNT      3
 
 _Static_assert((SRV_BUF_COUNT & (SRV_BUF_COUNT - 1)) == 0, "a buffer ring is a power of two");
 _Static_assert(SRV_BUF_BYTES >= RILL_WIRE_HEADER_BYTES, "a header fits in a buffer");

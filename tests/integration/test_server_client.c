@@ -31,10 +31,15 @@
  */
 #include "tests/common/test_util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -466,6 +471,54 @@ static void sc_create_projections(void)
 	json_decref(j);
 }
 
+/* The server's end of a TCP connection to @port in this process (the server runs here):
+ * the stream socket bound to @port that is not listening. -1 when there is none. */
+static int sc_server_end(uint16_t port)
+{
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	int found = -1;
+	struct dirent *de;
+	while (found < 0 && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		int fd = atoi(de->d_name), listening = 1, type = 0;
+		socklen_t len = sizeof(int);
+		struct sockaddr_in sin;
+		socklen_t sin_len = sizeof(sin);
+		if (fd == dirfd(d) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+		    type != SOCK_STREAM ||
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening ||
+		    getsockname(fd, (struct sockaddr *)&sin, &sin_len) != 0 ||
+		    sin.sin_family != AF_INET || ntohs(sin.sin_port) != port)
+			continue;
+		found = fd;
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * The server's connections have TCP keepalive: without it a client whose host vanished (no
+ * FIN, no RST) kept its connection and its subscriptions' slots for good (a subscribed
+ * connection has no idle timeout).
+ */
+static void sc_check_keepalive(void)
+{
+	int fd = sc_server_end(rill_server_port(env.server));
+	if (fd < 0)
+		fail_msg("no server end of the connection in /proc/self/fd");
+	int on = 0, idle = 0, interval = 0, count = 0;
+	socklen_t len = sizeof(int);
+	assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, &len), 0);
+	assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &len), 0);
+	assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, &len), 0);
+	assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, &len), 0);
+	if (on == 0 || idle != 60 || interval != 10 || count != 3)
+		fail_msg("the server's end: SO_KEEPALIVE %d, idle %d s, interval %d s, count %d",
+			 on, idle, interval, count);
+}
+
 static void test_connect_and_admin(void **state)
 {
 	(void)state;
@@ -478,6 +531,7 @@ static void test_connect_and_admin(void **state)
 	assert_true(rill_client_frame_bytes_max(env.producer) >= (64u << 10));
 	assert_true(rill_client_fd(env.producer) >= 0);
 	assert_int_equal(rill_client_inflight(env.producer), 0);
+	sc_check_keepalive(); /* the one connection so far: answered, so accepted */
 
 	json_t *j =
 		sc_admin(RILL_ADMIN_TOPIC_CREATE,

@@ -2,8 +2,8 @@
  * The C client of a rill server (include/rill/client.h): one TCP connection, blocking calls
  * with poll() deadlines, PRODUCE pipelining and subscriptions with client-side credit. Runs
  * on whichever thread calls it (one at a time); control path, not the engine's hot path,
- * though produce_send and next are meant to be called in tight loops. TCP keepalive and a
- * user timeout on the socket (keepalive_set) end a connection whose server went silent.
+ * though produce_send and next are meant to be called in tight loops. TCP keepalive on the
+ * socket (keepalive_set) ends a connection whose server went silent.
  *
  * The receive buffer holds at most one frame's worth (the frame limit plus a header); frames
  * are read in place and stay valid until the next read, which is what lets
@@ -61,7 +61,7 @@
 #define RILL_CLIENT_KEEPALIVE_COUNT_DEFAULT       3u
 #define RILL_CLIENT_KEEPALIVE_S_MAX               32767u /* Linux's TCP_KEEPIDLE, TCP_KEEPINTVL */
 #define RILL_CLIENT_KEEPALIVE_COUNT_MAX           127u   /* Linux's TCP_KEEPCNT */
-#define RILL_CLIENT_SILENCE_MS_MAX                ((uint64_t)INT32_MAX) /* TCP_USER_TIMEOUT's */
+#define RILL_CLIENT_SILENCE_MS_MAX                ((uint64_t)INT32_MAX) /* the silence, in ms */
 
 _Static_assert(RILL_CLIENT_SUBSCRIPTIONS_MAX >= RILL_CLIENT_PARTITIONS_MAX,
 	       "a topic can be subscribed one partition per call");
@@ -224,8 +224,9 @@ static int client_break(struct rill_client *c, int rc)
 }
 
 /*
- * The kernel ended the connection with ETIMEDOUT: its keepalive probes, or the bytes sent,
- * went unanswered for silence_ms_max, so the server's host is down or out of reach (no FIN
+ * The kernel ended the connection with ETIMEDOUT: its keepalive probes went unanswered for
+ * silence_ms_max (or bytes sent, through all of its retransmissions), so the server's host
+ * is down or out of reach (no FIN
  * or RST ever came). Closes and returns -ECONNABORTED, since -ETIMEDOUT from a call means
  * that its own deadline passed (rill_client_next returns 0 for it, to be called again).
  */
@@ -793,22 +794,25 @@ static uint64_t seconds_up(uint64_t ns)
  * Give up on a server whose host stops answering (power lost, network gone: no FIN, no RST
  * ever comes) after silence_ms_max. An idle connection (a subscriber waiting for events,
  * which sends nothing until half its credit is used, to a server that sends no heartbeat)
- * is probed by TCP keepalive; while bytes sent wait for their acknowledgement, keepalive
- * sends no probe, and TCP_USER_TIMEOUT bounds that wait (which would otherwise last the
- * kernel's retransmissions, some 15 minutes). With TCP_USER_TIMEOUT set, Linux ends an
- * idle connection by it too, once a probe is out: the same silence ends either. The calls
- * then return -ECONNABORTED (client_lost). 0 or -errno.
+ * is probed by TCP keepalive; the calls then return -ECONNABORTED (client_lost). 0 or
+ * -errno.
+ *
+ * No TCP_USER_TIMEOUT: Linux counts a closed receive window's probes against it though the
+ * peer answers every one, so it ended connections to a live server that had only stopped
+ * reading (backpressure: a slow fdatasync, a stalled shard) after the same 25 s, and rill
+ * produce, which waits 60 s for an answer, called every line in flight "outcome unknown".
+ * Bytes sent to a host that vanished meanwhile wait for the kernel's retransmissions (some
+ * 15 minutes; keepalive sends no probe while they do) and each call's own deadline.
  */
-static int keepalive_set(int fd, const struct rill_client_config *config, uint32_t silence_ms)
+static int keepalive_set(int fd, const struct rill_client_config *config)
 {
 	int one = 1, idle = (int)seconds_up(config->keepalive_idle_ns),
 	    interval = (int)seconds_up(config->keepalive_interval_ns),
-	    count = (int)config->keepalive_count, ms = (int)silence_ms;
+	    count = (int)config->keepalive_count;
 	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) != 0 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval)) != 0 ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count)) != 0 ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)) != 0)
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count)) != 0)
 		return -errno;
 	return 0;
 }
@@ -836,7 +840,7 @@ static int connect_one(const struct rill_client *c, const struct addrinfo *ai, u
 	if (rc == 0 && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
 		rc = -errno;
 	if (rc == 0)
-		rc = keepalive_set(fd, &c->config, c->silence_ms_max);
+		rc = keepalive_set(fd, &c->config);
 	/* Blocking from now on; every call passes MSG_DONTWAIT and polls with its deadline. */
 	if (rc == 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
 		rc = -errno;

@@ -45,8 +45,11 @@ struct rill_client_error {
  * ever comes) is given up on after keepalive_idle_ns + keepalive_interval_ns *
  * keepalive_count of silence, 25 s by default. An idle connection (a subscriber waiting for
  * events) is probed by TCP keepalive (SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL,
- * TCP_KEEPCNT); bytes sent and not acknowledged for that long end it too (TCP_USER_TIMEOUT).
- * Calls then return -ECONNABORTED, "the server has not answered for N s". The server sends
+ * TCP_KEEPCNT). Calls then return -ECONNABORTED, "the server has not answered for N s".
+ * A live server that stops reading (backpressure) is waited for, however long, within
+ * each call's own deadline (no TCP_USER_TIMEOUT, which Linux would apply to a closed
+ * receive window's answered probes); bytes sent to a host that vanished meanwhile wait
+ * for the kernel's retransmissions (some 15 minutes) or that deadline. The server sends
  * no heartbeat and the protocol needs none: TCP's own probes work without one. Whole
  * seconds (rounded up); idle and interval up to 32,767 s, count up to 127 (Linux's limits).
  */

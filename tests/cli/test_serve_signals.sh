@@ -23,7 +23,10 @@ serve_start_piped() { # DATA LOG
 	: >"$log"
 	cat "$tmp/stderr.fifo" >"$log" &
 	reader=$!
-	"$rill" serve --data "$data" --listen 127.0.0.1:0 --shards 1 2>"$tmp/stderr.fifo" &
+	# SIGHUP at its default whatever this test was started under (CI run under nohup:
+	# an ignored SIGHUP is inherited, and stays ignored by design, as below).
+	env --default-signal=HUP "$rill" serve --data "$data" --listen 127.0.0.1:0 --shards 1 \
+		2>"$tmp/stderr.fifo" &
 	serve_pid=$!
 	local deadline=$(($(serve_now_us) + SERVE_START_S * 1000000)) line
 	while :; do

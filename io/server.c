@@ -292,6 +292,23 @@ static uint64_t srv_fds_limit(void)
 	return rl.rlim_cur;
 }
 
+/* Descriptors open in this process now: /proc/self/fd's entries, or, without /proc (or
+ * without a descriptor to read it with), a probe of each below @limit (at most 1 Mi). */
+static uint64_t srv_fds_open(uint64_t limit)
+{
+	uint64_t n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (d != NULL) {
+		for (struct dirent *e = readdir(d); e != NULL; e = readdir(d))
+			n += e->d_name[0] != '.';
+		closedir(d);
+		return n > 0 ? n - 1 : 0; /* the directory's own */
+	}
+	for (uint64_t fd = 0; fd < limit && fd < (1u << 20); fd++)
+		n += fcntl((int)fd, F_GETFD) >= 0;
+	return n;
+}
+
 /*
  * Whether a new connection may keep descriptor @fd: not one of the top
  * RILL_SERVER_FDS_RESERVED under the limit (server.h). The kernel gives the lowest free
@@ -300,20 +317,38 @@ static uint64_t srv_fds_limit(void)
  * ones whatever it opened since the start. Before this, idle connections up to the limit
  * made the next roll fail with EMFILE and stopped its partition until a restart. The
  * limit is read each time (a syscall per connection, off the event path): a host may
- * change it while the server runs. Says so on stderr at the 1st, 2nd, 4th... refusal.
+ * change it while the server runs.
+ *
+ * A limit lowered below the one at the start (prlimit) breaks the reckoning by number:
+ * descriptors taken before may sit above the new limit's reserve, or fill it, while a
+ * connection closed low down leaves a hole that a new one takes, fd + reserve far under
+ * the limit, with nothing free above. So below the start's limit the descriptors open are
+ * counted (a read of /proc/self/fd per connection, on the worker's thread: only while
+ * the limit is lowered), and a connection is kept only if the reserve stays free beside
+ * it. A limit as high as the start's, or higher, needs no count: what the host checked at
+ * the start (rill_server_fds_check) still holds. Says so on stderr at the 1st, 2nd, 4th...
+ * refusal.
  */
 static bool srv_fd_room(struct rill_server *s, int fd)
 {
 	uint64_t limit = srv_fds_limit();
-	if ((uint64_t)fd + RILL_SERVER_FDS_RESERVED < limit)
+	bool room = (uint64_t)fd + RILL_SERVER_FDS_RESERVED < limit;
+	if (room && limit < s->fds_limit_start) /* @fd is counted among those open */
+		room = srv_fds_open(limit) + RILL_SERVER_FDS_RESERVED <= limit;
+	if (room)
 		return true;
+	char lowered[64] = "";
+	if (limit < s->fds_limit_start)
+		snprintf(lowered, sizeof(lowered), " (lowered from %llu since the start)",
+			 (unsigned long long)s->fds_limit_start);
 	uint64_t n = rill_atomic_fetch_add_relaxed_u64(&s->fds_refused, 1) + 1; /* a count */
 	if ((n & (n - 1)) == 0)
 		fprintf(stderr,
 			"rill: serve: a connection refused: the open-file limit (RLIMIT_NOFILE) "
-			"is %llu and its last %u descriptors are kept for the engine's files "
+			"is %llu%s and %u descriptors under it are kept for the engine's files "
 			"(%llu refused so far); raise the limit (LimitNOFILE=, ulimit -n)\n",
-			(unsigned long long)limit, RILL_SERVER_FDS_RESERVED, (unsigned long long)n);
+			(unsigned long long)limit, lowered, RILL_SERVER_FDS_RESERVED,
+			(unsigned long long)n);
 	return false;
 }
 
@@ -1254,23 +1289,6 @@ static int srv_config_check(const struct rill_server_config *c, struct rill_erro
 	return -EINVAL;
 }
 
-/* Descriptors open in this process now: /proc/self/fd's entries, or, without /proc, a
- * probe of each below @limit (at most 1 Mi). */
-static uint64_t srv_fds_open(uint64_t limit)
-{
-	uint64_t n = 0;
-	DIR *d = opendir("/proc/self/fd");
-	if (d != NULL) {
-		for (struct dirent *e = readdir(d); e != NULL; e = readdir(d))
-			n += e->d_name[0] != '.';
-		closedir(d);
-		return n > 0 ? n - 1 : 0; /* the directory's own */
-	}
-	for (uint64_t fd = 0; fd < limit && fd < (1u << 20); fd++)
-		n += fcntl((int)fd, F_GETFD) >= 0;
-	return n;
-}
-
 int rill_server_fds_check(const struct rill_server_config *config, struct rill_error_text *err)
 {
 	struct rill_error_text scratch;
@@ -1376,6 +1394,7 @@ int rill_server_start(struct rill_server **out, struct rill_engine *engine,
 	s->engine = engine;
 	s->config = *config;
 	s->worker_count = rill_engine_shards(engine);
+	s->fds_limit_start = srv_fds_limit();
 	/* Aligned as its type asks: each worker's counters on cache lines of their own. */
 	size_t workers_bytes = s->worker_count * sizeof(*s->workers);
 	s->workers = aligned_alloc(_Alignof(struct srv_worker), workers_bytes);

@@ -42,8 +42,10 @@ struct rill_server;
  * partitions, three files each). The kernel hands out the lowest free descriptor, so a
  * connection given one of these means every descriptor below it is taken: the server
  * closes it at once (counted in refused), and the engine finds these when it needs them.
- * A host sizes its limit as connections_max + the files open at start + this
- * (rill_server_fds_check).
+ * Under a soft limit lowered below its value at rill_server_start (prlimit), where the
+ * lowest free descriptor no longer tells what is free above it, the descriptors open are
+ * counted at each connection, which is kept only if this many stay free. A host sizes
+ * its limit as connections_max + the files open at start + this (rill_server_fds_check).
  */
 #define RILL_SERVER_FDS_RESERVED 256u
 

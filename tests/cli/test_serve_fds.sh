@@ -9,7 +9,9 @@
 # that would take the descriptors kept for the engine are refused, and 3,000 events into
 # 64 KiB segments (rolls, each a new file) go on: no partition stops. (Before, the
 # connections took every descriptor, the next roll failed with EMFILE and its partition
-# stopped until a restart.)
+# stopped until a restart.) Last, a soft limit lowered under a running server (prlimit):
+# new connections that would take the last free descriptors, in holes far below the new
+# limit, are refused, and the rolls go on (before, they were taken: EMFILE on the rolls).
 # usage: test_serve_fds.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
@@ -141,4 +143,112 @@ err=$(timeout 30 "$(limited -n 640)" serve --config "$tmp/conns320.ini" --data "
 echo "$err"
 check "restarted with 101 partitions' files open, connections_max 320 no longer fits: exits 1" \
 	'[ $rc -eq 1 ] && [[ "$err" == *"connections_max 320"* ]] && [[ "$err" == *"lower connections_max to"* ]] && [[ "$err" != *"listening on"* ]]'
+# The soft limit lowered while it runs (prlimit): at 600, with connections and files up
+# to descriptor 599. 20 connections close, leaving 20 free descriptors low down, and 20
+# new ones come: each would fit under the limit by its number (the lowest free, far from
+# its top), but only 20 descriptors are free in all. They are refused, and the engine's
+# rolls find the 20. (Before, they were accepted: no descriptor left, the rolls failed
+# with EMFILE.) Idle connections that send no HELLO: the handshake timeout is 120 s here.
+if ! command -v prlimit >/dev/null; then
+	echo "note: no prlimit (util-linux): a limit lowered at run time is not checked"
+	exit $fail
+fi
+printf '[engine]\nsubscriptions_per_shard = 8\n[server]\nconnections_max = 700\nhandshake_timeout_s = 120\n' >"$tmp/conns700.ini"
+rill=$(limited -n 1024)
+serve_start_or_skip "$tmp/data-low" "$tmp/serve-low.log" --config "$tmp/conns700.ini" --shards 2
+rill=$real_rill
+c="--connect $serve_addr"
+"$rill" topic create $c --name t --partitions 1 --durability group --segment-bytes 65536 --schema "$tmp/tick.json" >/dev/null
+check "lowered: a topic of 64 KiB segments" '[ $? -eq 0 ]'
+mkfifo "$tmp/produce-low.in"
+"$rill" produce $c --topic t --acks applied <"$tmp/produce-low.in" >"$tmp/produce-low.out" 2>"$tmp/produce-low.err" &
+producer=$!
+exec 3>"$tmp/produce-low.in"
+echo '{"key":"first","type":"Tick","data":{"n":0,"pad":"x"}}' >&3
+for _ in $(seq 250); do [ -s "$tmp/produce-low.out" ] && break; sleep 0.02; done
+check "lowered: the producer is connected" '[ -s "$tmp/produce-low.out" ]'
+
+# The server's descriptors once the same for half a second.
+serve_fds_settled() {
+	local last=-1 same=0 now
+	for _ in $(seq 250); do
+		now=$(ls "/proc/$serve_pid/fd" | wc -l)
+		if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
+		[ "$same" -ge 25 ] && break
+		last=$now
+		sleep 0.02
+	done
+	echo "$last"
+}
+# Connections held by a helper that takes commands: "open N", "close N" (the oldest N),
+# each answered by a line with the number it holds.
+mkfifo "$tmp/conns.ctl"
+python3 -c '
+import socket, sys
+socks = []
+for line in sys.stdin:
+    verb, n = line.split()
+    if verb == "open":
+        for _ in range(int(n)):
+            s = socket.socket()
+            s.settimeout(2)
+            try:
+                s.connect((sys.argv[1], int(sys.argv[2])))
+            except OSError:
+                break
+            socks.append(s)
+    else:
+        for s in socks[:int(n)]:
+            s.close()
+        del socks[:int(n)]
+    print(len(socks), flush=True)
+' "${serve_addr%:*}" "${serve_addr##*:}" <"$tmp/conns.ctl" >"$tmp/conns.out" 3>&- &
+holder=$!
+exec 4>"$tmp/conns.ctl"
+at_exit 'kill -KILL $holder 2>/dev/null'
+conns_cmd() { # COMMAND: sent, then its answer awaited
+	local lines
+	lines=$(wc -l <"$tmp/conns.out")
+	echo "$1" >&4
+	for _ in $(seq 500); do [ "$(wc -l <"$tmp/conns.out")" -gt "$lines" ] && break; sleep 0.02; done
+}
+before=$(serve_fds_settled)
+conns_cmd "open $((600 - before))"
+full=$(serve_fds_settled)
+echo "the server's descriptors: $before, with $(tail -1 "$tmp/conns.out") idle connections $full"
+check "lowered: connections take the descriptors up to 599 under 1024" '[ "$full" -eq 600 ]'
+prlimit --pid "$serve_pid" --nofile=600:1024
+check "lowered: the soft limit is 600 now" \
+	'[ "$(awk "/^Max open files/ { print \$4 }" "/proc/$serve_pid/limits")" = 600 ]'
+conns_cmd "close 20"
+freed=$(serve_fds_settled)
+conns_cmd "open 20"
+after=$(serve_fds_settled)
+echo "the server's descriptors: $freed with 20 connections closed, $after after 20 more came"
+check "lowered: the 20 new connections are refused: 20 descriptors stay free" \
+	'[ "$freed" -le 580 ] && [ "$after" -le "$freed" ]'
+for i in $(seq 1 3000); do
+	echo "{\"key\":\"k$((i % 5))\",\"type\":\"Tick\",\"data\":{\"n\":$i,\"pad\":\"$pad\"}}"
+done >&3
+exec 3>&-
+for _ in $(seq 1500); do serve_alive "$producer" || break; sleep 0.02; done
+serve_alive "$producer" && { echo "the producer is still waiting after 30 s: killed"; kill -KILL "$producer"; }
+wait "$producer"; rc=$?
+check "lowered: 3,000 events acknowledged" \
+	'[ $rc -eq 0 ] && [ "$(grep -c "\"offset\"" "$tmp/produce-low.out")" -eq 3001 ]'
+# How many segments depends on the batches (one may take the rest of a segment's room).
+segments=$(ls "$tmp/data-low/topics/t/0/"*.log | wc -l)
+check "lowered: the partition rolled its segment ($segments segments)" '[ "$segments" -ge 2 ]'
+! grep -q "Too many open files" "$tmp/serve-low.log"
+check "lowered: no roll without a descriptor (EMFILE)" '[ $? -eq 0 ]'
+grep -m1 "Too many open files" "$tmp/serve-low.log"
+grep -m1 "refused" "$tmp/serve-low.log"
+exec 4>&-
+wait "$holder"
+prlimit --pid "$serve_pid" --nofile=1024:1024
+out=$("$rill" stat $c); rc=$?
+check "lowered: no partition stopped, the new connections refused and counted" \
+	'[ $rc -eq 0 ] && json_check "$out" "sum(s[\"partitions_stopped\"] for s in j[\"shards\"]) == 0 and j[\"server\"][\"refused\"] >= 20"'
+serve_stop
+check "lowered: the server stops cleanly" '[ "$serve_rc" = 0 ]'
 exit $fail

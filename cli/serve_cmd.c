@@ -75,13 +75,14 @@ static const char serve_help[] =
 	"            ring_bytes (1048576), snapshot_interval_events (1000000),\n"
 	"            snapshot_interval_s (60), snapshots_kept (3; up to 64),\n"
 	"            subscriptions_per_shard (64: partitions subscribed at once on a shard,\n"
-	"            over all clients; up to 1024, each a 4 MiB ring while open),\n"
+	"            over all clients; up to 1024, each a 4 MiB ring and a file while open),\n"
 	"            groups_max (4096: consumer groups stored, a file each; up to 65536),\n"
 	"            log_io (direct: O_DIRECT where the file system takes it; buffered)\n"
 	"  [server]  listen (127.0.0.1:7400), frame_bytes_max (1048576),\n"
 	"            conn_inflight_bytes_max (8388608), server_inflight_bytes_max (268435456),\n"
 	"            connections_max (1024: the open-file limit, raised to the hard one at\n"
-	"            start, must hold it, the engine's files and 256 more), idle_timeout_s\n"
+	"            start, must hold it, the engine's files, one for each subscription the\n"
+	"            shards may hold, and 256 more), idle_timeout_s\n"
 	"            (300; 0: never), handshake_timeout_s (5), send_stall_timeout_s (10),\n"
 	"            query_wait_ms (1000), subscriptions_max (64), sqpoll (false)\n"
 	"  [dpdk]    eal (none: no DPDK ingress), port (0), queues (0: one per shard; N: RX\n"
@@ -444,23 +445,47 @@ static void serve_fds_raise(void)
 	}
 }
 
-/* Whether the limit holds connections_max beside the files open now (rill/server.h). 0, or
- * exit status 1 said, with what to do and where connections_max was set. */
-static int serve_fds_check(const struct serve_opts *o)
+/*
+ * Whether the limit holds connections_max beside the files open now, the subscribers'
+ * readers and the reserve (rill/server.h), for an engine of @shards shards. Each
+ * subscription holds its partition's segment open while it lasts, up to
+ * subscriptions_per_shard on each shard: more than the reserve may hold (1,024 a shard at
+ * most), so counted apart. 0, or exit status 1 said, with what to do and where
+ * connections_max and subscriptions_per_shard were set.
+ */
+static int serve_fds_check(const struct serve_opts *o, uint32_t shards)
 {
+	uint64_t readers = (uint64_t)shards * o->engine.subscriptions_per_shard;
 	struct rill_error_text err = {{0}};
-	if (rill_server_fds_check(&o->server, &err) == 0)
+	if (rill_server_fds_check(&o->server, readers, &err) == 0)
 		return 0;
 	const struct serve_key *k = serve_key_seen(o, "server.connections_max");
 	char where[256] = "";
 	if (k != NULL)
 		snprintf(where, sizeof(where), "; connections_max is set at %s line %d", k->path,
 			 k->line);
+	k = serve_key_seen(o, "engine.subscriptions_per_shard");
+	char subs_where[256] = "";
+	if (k != NULL)
+		snprintf(subs_where, sizeof(subs_where), ", set at %s line %d", k->path, k->line);
 	fprintf(stderr,
-		"rill: serve: %s\nrill: serve: the limit is raised with LimitNOFILE= in the "
-		"systemd unit, ulimit -n in a shell%s\n",
-		err.message, where);
+		"rill: serve: %s\nrill: serve: those %llu: a segment held open by each "
+		"subscription the shards may hold (%u shards x subscriptions_per_shard %u%s), "
+		"fewer with a lower subscriptions_per_shard\n"
+		"rill: serve: the limit is raised with LimitNOFILE= in the systemd unit, "
+		"ulimit -n in a shell%s\n",
+		err.message, (unsigned long long)readers, shards, o->engine.subscriptions_per_shard,
+		subs_where, where);
 	return 1;
+}
+
+/* The shards the engine will have: as set, or one per CPU (rill_engine_open's default). */
+static uint32_t serve_shards(const struct serve_opts *o)
+{
+	if (o->engine.shards != 0)
+		return o->engine.shards;
+	uint32_t n = (uint32_t)rill_cpu_count();
+	return n < RILL_ENGINE_SHARDS_MAX ? n : RILL_ENGINE_SHARDS_MAX;
 }
 
 /* The DPDK ingress's counters in `rill stat`, under "dpdk". */
@@ -611,7 +636,7 @@ static int serve_start(struct serve_opts *o, struct serve_running *r)
 	/* The open-file limit again, with everything open: the engine's files (three for
 	 * each partition it holds), the server's (four for each shard), DPDK's. A client
 	 * that connected in this moment counts as a file: stricter by that many. */
-	if (serve_fds_check(o) != 0) {
+	if (serve_fds_check(o, rill_engine_shards(r->engine)) != 0) {
 		(void)serve_stop(r);
 		return 1;
 	}
@@ -626,7 +651,7 @@ static int serve_run(struct serve_opts *o)
 	/* Before the engine opens (a recovery of every log, a data directory made): a bad
 	 * value, a port taken or too low an open-file limit is said at once, and nothing is
 	 * left behind. */
-	if (serve_server_check(o) != 0 || serve_fds_check(o) != 0)
+	if (serve_server_check(o) != 0 || serve_fds_check(o, serve_shards(o)) != 0)
 		return 1;
 	struct serve_running r = {0};
 	if (serve_start(o, &r) != 0)

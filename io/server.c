@@ -1289,7 +1289,8 @@ static int srv_config_check(const struct rill_server_config *c, struct rill_erro
 	return -EINVAL;
 }
 
-int rill_server_fds_check(const struct rill_server_config *config, struct rill_error_text *err)
+int rill_server_fds_check(const struct rill_server_config *config, uint64_t fds_later,
+			  struct rill_error_text *err)
 {
 	struct rill_error_text scratch;
 	if (err == NULL)
@@ -1303,21 +1304,30 @@ int rill_server_fds_check(const struct rill_server_config *config, struct rill_e
 		return 0;
 	uint64_t limit = rl.rlim_cur;
 	uint64_t open = srv_fds_open(limit);
-	uint64_t need = config->connections_max + open + RILL_SERVER_FDS_RESERVED;
+	/* Besides the connections: what is open, what the host will open, the reserve. A
+	 * sum of a count of descriptors and a host's figure: saturated, not wrapped. */
+	uint64_t files = open + RILL_SERVER_FDS_RESERVED;
+	files = fds_later > UINT64_MAX - files ? UINT64_MAX : files + fds_later;
+	uint64_t need = files > UINT64_MAX - config->connections_max
+				? UINT64_MAX
+				: files + config->connections_max;
 	if (need <= limit)
 		return 0;
-	char hard[32] = "unlimited", fit[64] = "";
+	char hard[32] = "unlimited", fit[64] = "", later[64] = "";
 	if (rl.rlim_max != RLIM_INFINITY)
 		snprintf(hard, sizeof(hard), "%llu", (unsigned long long)rl.rlim_max);
-	if (limit > open + RILL_SERVER_FDS_RESERVED)
+	if (limit > files)
 		snprintf(fit, sizeof(fit), ", or lower connections_max to %llu",
-			 (unsigned long long)(limit - open - RILL_SERVER_FDS_RESERVED));
+			 (unsigned long long)(limit - files));
+	if (fds_later > 0)
+		snprintf(later, sizeof(later), ", %llu more to be opened later",
+			 (unsigned long long)fds_later);
 	snprintf(err->message, sizeof(err->message),
 		 "the open-file limit (RLIMIT_NOFILE) is %llu (hard limit %s), but "
-		 "connections_max %u, the %llu descriptors open now and %u kept for the "
+		 "connections_max %u, the %llu descriptors open now%s and %u kept for the "
 		 "engine's files need %llu: raise the limit%s",
 		 (unsigned long long)limit, hard, config->connections_max, (unsigned long long)open,
-		 RILL_SERVER_FDS_RESERVED, (unsigned long long)need, fit);
+		 later, RILL_SERVER_FDS_RESERVED, (unsigned long long)need, fit);
 	return -EMFILE;
 }
 

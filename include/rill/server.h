@@ -38,14 +38,16 @@ struct rill_server;
 /*
  * Descriptors under the process's open-file limit (the soft RLIMIT_NOFILE) that no
  * connection takes: the top ones, left to the files the engine opens while the server
- * runs (a segment roll's new file, a snapshot, a subscriber's reader, a new topic's
- * partitions, three files each). The kernel hands out the lowest free descriptor, so a
+ * runs (a segment roll's new file, a snapshot, a new topic's partitions, three files
+ * each). Subscribers' readers, one per subscription, are the host's to count beside it
+ * (rill_server_fds_check's fds_later): as many as 1,024 on each shard. The kernel hands out the lowest free descriptor, so a
  * connection given one of these means every descriptor below it is taken: the server
  * closes it at once (counted in refused), and the engine finds these when it needs them.
  * Under a soft limit lowered below its value at rill_server_start (prlimit), where the
  * lowest free descriptor no longer tells what is free above it, the descriptors open are
  * counted at each connection, which is kept only if this many stay free. A host sizes
- * its limit as connections_max + the files open at start + this (rill_server_fds_check).
+ * its limit as connections_max + the files open at start + the subscribers' readers +
+ * this (rill_server_fds_check).
  */
 #define RILL_SERVER_FDS_RESERVED 256u
 
@@ -84,15 +86,20 @@ int rill_server_config_check(const struct rill_server_config *config, struct ril
 /*
  * rill_server_fds_check - whether the process's open-file limit (the soft RLIMIT_NOFILE,
  * read now) holds config->connections_max connections beside the files open now (the
- * engine's, once it is open, and the host's) and RILL_SERVER_FDS_RESERVED more for the
- * engine's files to come. Returns 0, or -EMFILE with @err (optional) naming the limit,
- * the numbers it must hold, the hard limit and the connections_max that would fit. Not
- * called by rill_server_start, which serves under any limit (a connection that would
- * take a reserved descriptor is refused): for a host that would rather not start (rill
- * serve raises its soft limit to the hard one, then calls it). Any thread; reads
- * /proc/self/fd.
+ * engine's, once it is open, and the host's), @fds_later more that the host knows it will
+ * hold open while it runs, and RILL_SERVER_FDS_RESERVED for the engine's files to come.
+ * @fds_later is what the reserve is not sized for: one descriptor for each subscription
+ * the engine may hold at once (each subscribed partition keeps a segment open: shards x
+ * subscriptions_per_shard, which may reach 1,024 on each shard), and, called before the
+ * engine opens, the files it will open then. Returns 0, or -EMFILE with @err (optional)
+ * naming the limit, the numbers it must hold, the hard limit and the connections_max that
+ * would fit. Not called by rill_server_start, which serves under any limit (a connection
+ * that would take a reserved descriptor is refused): for a host that would rather not
+ * start (rill serve raises its soft limit to the hard one, then calls it). Any thread;
+ * reads /proc/self/fd.
  */
-int rill_server_fds_check(const struct rill_server_config *config, struct rill_error_text *err);
+int rill_server_fds_check(const struct rill_server_config *config, uint64_t fds_later,
+			  struct rill_error_text *err);
 
 /*
  * rill_server_start - listen on config->listen and serve @engine with one worker per

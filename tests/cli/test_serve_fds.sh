@@ -3,7 +3,8 @@
 # the engine's files. Each server here runs under a limit of its own (`ulimit -n` in a
 # wrapper, hard and soft alike). A limit too small for connections_max and the reserve
 # for the engine's files refuses the start, naming the numbers and what to do, the config
-# file's line too, and before a data directory is made; a soft limit below the hard one
+# file's line too, and before a data directory is made; the subscribers' readers (one
+# for each subscription the shards may hold) count; a soft limit below the hard one
 # is raised to it. Then a server that fits its limit at start, whose engine then grows
 # (a topic of 100 partitions, three files each), is flooded with idle connections: those
 # that would take the descriptors kept for the engine are refused, and 3,000 events into
@@ -41,6 +42,22 @@ check "connections_max 500 from the file under 640 exits 1 naming the file's lin
 	'[ $rc -eq 1 ] && [[ "$err" == *"connections_max 500"* ]] && [[ "$err" == *"conns500.ini line 3"* ]]'
 check "no refusal made a data directory" '[ ! -e "$tmp/data-none" ]'
 
+# Subscribers' readers: each subscribed partition holds its segment open, up to
+# subscriptions_per_shard on each shard (64 by default: 128 for two shards). 300
+# connections, the ~20 files of an empty two-shard engine and the reserve fit in 640;
+# with the 128 readers they do not: refused, naming them. (Before, they were not counted.)
+printf '[server]\nconnections_max = 300\n' >"$tmp/conns300.ini"
+err=$(timeout 10 "$(limited -n 640)" serve --config "$tmp/conns300.ini" --data "$tmp/data-subs" --shards 2 --listen 127.0.0.1:0 2>&1); rc=$?
+echo "$err"
+check "connections_max 300 and 2 x 64 subscriptions under 640 exits 1 naming the readers" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"connections_max 300"* ]] && [[ "$err" == *"subscriptions_per_shard 64"* ]] && [[ "$err" == *"128"* ]] && [[ "$err" != *"listening on"* ]]'
+printf '[engine]\nsubscriptions_per_shard = 8\n[server]\nconnections_max = 300\n' >"$tmp/conns300-subs8.ini"
+rill=$(limited -n 640)
+serve_start_or_skip "$tmp/data-subs" "$tmp/serve.log" --config "$tmp/conns300-subs8.ini" --shards 2
+rill=$real_rill
+check "with 2 x 8 subscriptions the same fits and starts" '[ -n "$serve_addr" ]'
+serve_stop
+
 # A soft limit below the hard one is raised to the hard one.
 if [ "$hard" != unlimited ] && [ "$hard" -ge 2048 ]; then
 	rill=$(limited -Sn 512)
@@ -54,8 +71,9 @@ else
 fi
 
 # The flood. 640 descriptors: 320 connections, the ~20 files of an empty two-shard
-# engine and the 256 kept for the engine fit at start; then 101 partitions take ~303 more.
-printf '[server]\nconnections_max = 320\n' >"$tmp/conns320.ini"
+# engine, 16 subscribers' readers (2 x 8) and the 256 kept for the engine fit at start;
+# then 101 partitions take ~303 more.
+printf '[engine]\nsubscriptions_per_shard = 8\n[server]\nconnections_max = 320\n' >"$tmp/conns320.ini"
 rill=$(limited -n 640)
 serve_start_or_skip "$tmp/data" "$tmp/serve.log" --config "$tmp/conns320.ini" --shards 2
 rill=$real_rill

@@ -5,6 +5,7 @@
  * file (--config, parsed by libinih), then the command line. Main thread; blocking.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <ini.h>
 #include <pthread.h>
@@ -26,6 +27,17 @@
 #define SERVE_DRAIN_NS   (10ull * 1000000000ull)
 #define SERVE_TEXT_BYTES 4096u
 #define SERVE_KEYS_MAX   64u /* more than every key there is */
+/*
+ * The descriptors the engine and the server hold once open, for the open-file check made
+ * before the engine opens (serve_fds_engine): the data directory's lock and the schema
+ * registry's lock and log; for each shard its io_uring and wake eventfd, and its server
+ * worker's io_uring, listener, control and producer eventfds; for each partition its lock
+ * and its active segment, twice (the O_DIRECT handle for batches; buffered I/O: once).
+ * test_serve_fds.sh holds the reckoning to what the check after the open counts.
+ */
+#define SERVE_FDS_ENGINE        3u
+#define SERVE_FDS_PER_SHARD     6u
+#define SERVE_FDS_PER_PARTITION 3u
 
 /* A key the config file set: where, for messages about it once the file is read. */
 struct serve_key {
@@ -445,19 +457,73 @@ static void serve_fds_raise(void)
 	}
 }
 
+/* Whether @name is a partition's folder's: decimal digits only. */
+static bool serve_partition_name(const char *name)
+{
+	if (name[0] == '\0')
+		return false;
+	for (const char *c = name; *c != '\0'; c++) {
+		if (*c < '0' || *c > '9')
+			return false;
+	}
+	return true;
+}
+
+/* The partitions stored under @data: the folders DATA/topics/NAME/N (0 when none, the
+ * directory not made yet). A folder whose topic the open skips (a create that crashed
+ * before its definition) is counted: the estimate errs high. */
+static uint64_t serve_partitions_stored(const char *data)
+{
+	char path[SERVE_TEXT_BYTES + 2 * 256 + 16];
+	snprintf(path, sizeof(path), "%s/topics", data);
+	DIR *topics = opendir(path);
+	if (topics == NULL)
+		return 0;
+	uint64_t n = 0;
+	for (struct dirent *t = readdir(topics); t != NULL; t = readdir(topics)) {
+		if (t->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/topics/%s", data, t->d_name);
+		DIR *parts = opendir(path);
+		if (parts == NULL)
+			continue; /* topic.json or the like: not a topic's folder */
+		for (struct dirent *p = readdir(parts); p != NULL; p = readdir(parts))
+			n += serve_partition_name(p->d_name) &&
+			     (p->d_type == DT_DIR || p->d_type == DT_UNKNOWN);
+		closedir(parts);
+	}
+	closedir(topics);
+	return n;
+}
+
+/* What the engine and the server will open for @shards shards, reckoned from the data
+ * directory before the engine opens (SERVE_FDS_*); DPDK's files are not in it. */
+static uint64_t serve_fds_engine(const struct serve_opts *o, uint32_t shards, uint64_t *partitions)
+{
+	*partitions = serve_partitions_stored(o->data);
+	return SERVE_FDS_ENGINE + (uint64_t)shards * SERVE_FDS_PER_SHARD +
+	       *partitions * SERVE_FDS_PER_PARTITION;
+}
+
 /*
  * Whether the limit holds connections_max beside the files open now, the subscribers'
- * readers and the reserve (rill/server.h), for an engine of @shards shards. Each
+ * readers and the reserve (rill/server.h), for an engine of @shards shards; before the
+ * engine opens (@before_open), with its files and the server's reckoned from the data
+ * directory, so that the connections_max suggested then is the one the check after the
+ * open takes (it used to count ~5 descriptors, suggest a number and refuse it once the
+ * engine's files were open: a whole open and recovery spent on each try). Each
  * subscription holds its partition's segment open while it lasts, up to
  * subscriptions_per_shard on each shard: more than the reserve may hold (1,024 a shard at
  * most), so counted apart. 0, or exit status 1 said, with what to do and where
  * connections_max and subscriptions_per_shard were set.
  */
-static int serve_fds_check(const struct serve_opts *o, uint32_t shards)
+static int serve_fds_check(const struct serve_opts *o, uint32_t shards, bool before_open)
 {
 	uint64_t readers = (uint64_t)shards * o->engine.subscriptions_per_shard;
+	uint64_t partitions = 0;
+	uint64_t files = before_open ? serve_fds_engine(o, shards, &partitions) : 0;
 	struct rill_error_text err = {{0}};
-	if (rill_server_fds_check(&o->server, readers, &err) == 0)
+	if (rill_server_fds_check(&o->server, readers + files, &err) == 0)
 		return 0;
 	const struct serve_key *k = serve_key_seen(o, "server.connections_max");
 	char where[256] = "";
@@ -468,14 +534,20 @@ static int serve_fds_check(const struct serve_opts *o, uint32_t shards)
 	char subs_where[256] = "";
 	if (k != NULL)
 		snprintf(subs_where, sizeof(subs_where), ", set at %s line %d", k->path, k->line);
+	char engine[256] = "";
+	if (before_open)
+		snprintf(engine, sizeof(engine),
+			 "; and %llu for the files the engine and the server will open, reckoned "
+			 "before the open from %llu partitions stored (three each) and %u shards",
+			 (unsigned long long)files, (unsigned long long)partitions, shards);
 	fprintf(stderr,
-		"rill: serve: %s\nrill: serve: those %llu: a segment held open by each "
-		"subscription the shards may hold (%u shards x subscriptions_per_shard %u%s), "
-		"fewer with a lower subscriptions_per_shard\n"
+		"rill: serve: %s\nrill: serve: those %llu more: %llu for a segment held open by "
+		"each subscription the shards may hold (%u shards x subscriptions_per_shard "
+		"%u%s; fewer with a lower subscriptions_per_shard)%s\n"
 		"rill: serve: the limit is raised with LimitNOFILE= in the systemd unit, "
 		"ulimit -n in a shell%s\n",
-		err.message, (unsigned long long)readers, shards, o->engine.subscriptions_per_shard,
-		subs_where, where);
+		err.message, (unsigned long long)(readers + files), (unsigned long long)readers,
+		shards, o->engine.subscriptions_per_shard, subs_where, engine, where);
 	return 1;
 }
 
@@ -636,7 +708,7 @@ static int serve_start(struct serve_opts *o, struct serve_running *r)
 	/* The open-file limit again, with everything open: the engine's files (three for
 	 * each partition it holds), the server's (four for each shard), DPDK's. A client
 	 * that connected in this moment counts as a file: stricter by that many. */
-	if (serve_fds_check(o, rill_engine_shards(r->engine)) != 0) {
+	if (serve_fds_check(o, rill_engine_shards(r->engine), false) != 0) {
 		(void)serve_stop(r);
 		return 1;
 	}
@@ -651,7 +723,7 @@ static int serve_run(struct serve_opts *o)
 	/* Before the engine opens (a recovery of every log, a data directory made): a bad
 	 * value, a port taken or too low an open-file limit is said at once, and nothing is
 	 * left behind. */
-	if (serve_server_check(o) != 0 || serve_fds_check(o, serve_shards(o)) != 0)
+	if (serve_server_check(o) != 0 || serve_fds_check(o, serve_shards(o), true) != 0)
 		return 1;
 	struct serve_running r = {0};
 	if (serve_start(o, &r) != 0)

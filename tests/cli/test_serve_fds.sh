@@ -4,8 +4,9 @@
 # wrapper, hard and soft alike). A limit too small for connections_max and the reserve
 # for the engine's files refuses the start, naming the numbers and what to do, the config
 # file's line too, and before a data directory is made; the subscribers' readers (one
-# for each subscription the shards may hold) count; a soft limit below the hard one
-# is raised to it. Then a server that fits its limit at start, whose engine then grows
+# for each subscription the shards may hold) count; before the engine opens, its files
+# are reckoned from the data directory, so that the connections_max suggested then
+# starts; a soft limit below the hard one is raised to it. Then a server that fits its limit at start, whose engine then grows
 # (a topic of 100 partitions, three files each), is flooded with idle connections: those
 # that would take the descriptors kept for the engine are refused, and 3,000 events into
 # 64 KiB segments (rolls, each a new file) go on: no partition stops. (Before, the
@@ -57,6 +58,32 @@ serve_start_or_skip "$tmp/data-subs" "$tmp/serve.log" --config "$tmp/conns300-su
 rill=$real_rill
 check "with 2 x 8 subscriptions the same fits and starts" '[ -n "$serve_addr" ]'
 serve_stop
+
+# Before the engine opens, its files are not open to be counted: the check then reckons
+# them from the data directory (three for each partition stored, the shards' and the
+# server's), so that the connections_max it suggests is one that the check after the open
+# takes. A data directory with a topic of 32 partitions, under 600: the default 1024 is
+# refused; the number suggested then starts. (Before, the first check suggested a number
+# ~100 too high, refused after the engine's open and recovery.)
+serve_start_or_skip "$tmp/data-32" "$tmp/serve.log" --shards 2
+"$rill" topic create --connect "$serve_addr" --name wide --partitions 32 >/dev/null
+check "a data directory with a topic of 32 partitions" '[ $? -eq 0 ]'
+serve_stop
+err=$(timeout 30 "$(limited -n 600)" serve --data "$tmp/data-32" --shards 2 --listen 127.0.0.1:0 2>&1); rc=$?
+echo "$err"
+check "connections_max 1024 under 600 with 32 partitions stored exits 1" '[ $rc -eq 1 ]'
+fit=$(grep -o 'lower connections_max to [0-9]*' <<<"$err" | grep -o '[0-9]*$')
+if [ -n "$fit" ]; then
+	printf '[server]\nconnections_max = %s\n' "$fit" >"$tmp/conns-fit.ini"
+	rill=$(limited -n 600)
+	serve_start "$tmp/data-32" "$tmp/serve.log" --config "$tmp/conns-fit.ini" --shards 2
+	rill=$real_rill
+	check "the connections_max it suggested ($fit) starts under 600" '[ -n "$serve_addr" ]'
+	[ -n "$serve_addr" ] && serve_stop
+else
+	check "no connections_max suggested without the engine's files counted" \
+		'[[ "$err" == *"not counted"* ]]'
+fi
 
 # A soft limit below the hard one is raised to the hard one.
 if [ "$hard" != unlimited ] && [ "$hard" -ge 2048 ]; then

@@ -32,6 +32,19 @@ limited() { # ULIMIT_FLAGS LIMIT
 	echo "$tmp/rill-limited"
 }
 
+# The server's descriptors once the same for half a second.
+serve_fds_settled() {
+	local last=-1 same=0 now
+	for _ in $(seq 250); do
+		now=$(ls "/proc/$serve_pid/fd" | wc -l)
+		if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
+		[ "$same" -ge 25 ] && break
+		last=$now
+		sleep 0.02
+	done
+	echo "$last"
+}
+
 # Refusals: the default connections_max (1024) under a limit of 640.
 err=$(timeout 10 "$(limited -n 640)" serve --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
 echo "$err"
@@ -144,15 +157,8 @@ exec 4>"$tmp/flood.ctl"
 at_exit 'kill -KILL $flood 2>/dev/null'
 for _ in $(seq 500); do [ -s "$tmp/flood.out" ] && break; sleep 0.02; done
 echo "idle connections made: $(cat "$tmp/flood.out")"
-# Until the server has taken what it will: its descriptors the same for half a second.
-last=-1 same=0
-for _ in $(seq 250); do
-	now=$(ls "/proc/$serve_pid/fd" | wc -l)
-	if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
-	[ "$same" -ge 25 ] && break
-	last=$now
-	sleep 0.02
-done
+# Until the server has taken what it will.
+last=$(serve_fds_settled)
 echo "the server's descriptors after the flood: $last of 640"
 check "the server keeps descriptors for its engine: at most 640 - 256 open" '[ "$last" -le 384 ]'
 
@@ -213,18 +219,6 @@ echo '{"key":"first","type":"Tick","data":{"n":0,"pad":"x"}}' >&3
 for _ in $(seq 250); do [ -s "$tmp/produce-low.out" ] && break; sleep 0.02; done
 check "lowered: the producer is connected" '[ -s "$tmp/produce-low.out" ]'
 
-# The server's descriptors once the same for half a second.
-serve_fds_settled() {
-	local last=-1 same=0 now
-	for _ in $(seq 250); do
-		now=$(ls "/proc/$serve_pid/fd" | wc -l)
-		if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
-		[ "$same" -ge 25 ] && break
-		last=$now
-		sleep 0.02
-	done
-	echo "$last"
-}
 # Connections held by a helper that takes commands: "open N", "close N" (the oldest N),
 # each answered by a line with the number it holds.
 mkfifo "$tmp/conns.ctl"

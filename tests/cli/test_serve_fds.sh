@@ -174,7 +174,12 @@ check "3,000 events past several segment rolls, all acknowledged" \
 	'[ $rc -eq 0 ] && [ "$(grep -c "\"offset\"" "$tmp/produce.out")" -eq 3001 ]'
 [ -s "$tmp/produce.err" ] && head -3 "$tmp/produce.err"
 segments=$(ls "$tmp/data/topics/t/0/"*.log | wc -l)
-check "the partition rolled its segment, under the flood ($segments segments)" '[ "$segments" -ge 4 ]'
+# A roll is what the flood used to break (EMFILE: the partition stopped; with the roll
+# undone and retried, one segment that only grows). How many there are follows the batches
+# the shard happened to make (a batch may fill past a 64 KiB segment): 2 or more.
+check "the partition rolled its segment, under the flood ($segments segments)" '[ "$segments" -ge 2 ]'
+! grep -q "Too many open files" "$tmp/serve.log"
+check "no roll met EMFILE under the flood" '[ $? -eq 0 ]'
 echo >&4
 exec 4>&-
 wait "$flood"

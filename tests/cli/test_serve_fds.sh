@@ -32,6 +32,18 @@ limited() { # ULIMIT_FLAGS LIMIT
 	echo "$tmp/rill-limited"
 }
 
+# `rill produce` of topic t at $c in the background ($producer), fed on descriptor 3
+# through the FIFO $tmp/NAME.in (output NAME.out, errors NAME.err): its first event sent,
+# and its acknowledgement waited for (up to 5 s; the caller checks NAME.out).
+producer_start() { # NAME
+	mkfifo "$tmp/$1.in"
+	"$rill" produce $c --topic t --acks applied <"$tmp/$1.in" >"$tmp/$1.out" 2>"$tmp/$1.err" &
+	producer=$!
+	exec 3>"$tmp/$1.in"
+	echo '{"key":"first","type":"Tick","data":{"n":0,"pad":"x"}}' >&3
+	for _ in $(seq 250); do [ -s "$tmp/$1.out" ] && break; sleep 0.02; done
+}
+
 # The server's descriptors once the same for half a second.
 serve_fds_settled() {
 	local last=-1 same=0 now
@@ -126,13 +138,8 @@ check "a topic of 100 partitions: the engine's files grow by ~300" '[ $? -eq 0 ]
 echo "the server's descriptors before the flood: $(ls "/proc/$serve_pid/fd" | wc -l)"
 
 # The producer connects first (it would find no descriptor after the flood, before).
-mkfifo "$tmp/produce.in"
-"$rill" produce $c --topic t --acks applied <"$tmp/produce.in" >"$tmp/produce.out" 2>"$tmp/produce.err" &
-producer=$!
-exec 3>"$tmp/produce.in"
 at_exit 'kill -KILL $producer 2>/dev/null'
-echo '{"key":"first","type":"Tick","data":{"n":0,"pad":"x"}}' >&3
-for _ in $(seq 250); do [ -s "$tmp/produce.out" ] && break; sleep 0.02; done
+producer_start produce
 check "the producer is connected: its first event acknowledged" '[ -s "$tmp/produce.out" ]'
 
 # 400 idle connections, held until told (nothing sent: no HELLO, within its timeout);
@@ -216,12 +223,7 @@ rill=$real_rill
 c="--connect $serve_addr"
 "$rill" topic create $c --name t --partitions 1 --durability group --segment-bytes 65536 --schema "$tmp/tick.json" >/dev/null
 check "lowered: a topic of 64 KiB segments" '[ $? -eq 0 ]'
-mkfifo "$tmp/produce-low.in"
-"$rill" produce $c --topic t --acks applied <"$tmp/produce-low.in" >"$tmp/produce-low.out" 2>"$tmp/produce-low.err" &
-producer=$!
-exec 3>"$tmp/produce-low.in"
-echo '{"key":"first","type":"Tick","data":{"n":0,"pad":"x"}}' >&3
-for _ in $(seq 250); do [ -s "$tmp/produce-low.out" ] && break; sleep 0.02; done
+producer_start produce-low
 check "lowered: the producer is connected" '[ -s "$tmp/produce-low.out" ]'
 
 # Connections held by a helper that takes commands: "open N", "close N" (the oldest N),

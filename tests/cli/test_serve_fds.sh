@@ -32,6 +32,45 @@ limited() { # ULIMIT_FLAGS LIMIT
 	echo "$tmp/rill-limited"
 }
 
+# Connections held by a helper that takes commands on descriptor 4 through the FIFO
+# $tmp/NAME.ctl: "open N", "close N" (the oldest N), each answered in $tmp/NAME.out by a
+# line with the number it holds (nothing sent on them: no HELLO). Closing descriptor 4
+# ends it, and its connections with it. Its pid in $holder.
+holder_start() { # NAME
+	holder_out=$tmp/$1.out
+	mkfifo "$tmp/$1.ctl"
+	: >"$holder_out"
+	python3 -c '
+import socket, sys
+socks = []
+for line in sys.stdin:
+    verb, n = line.split()
+    if verb == "open":
+        for _ in range(int(n)):
+            s = socket.socket()
+            s.settimeout(2)
+            try:
+                s.connect((sys.argv[1], int(sys.argv[2])))
+            except OSError:
+                break
+            socks.append(s)
+    else:
+        for s in socks[:int(n)]:
+            s.close()
+        del socks[:int(n)]
+    print(len(socks), flush=True)
+' "${serve_addr%:*}" "${serve_addr##*:}" <"$tmp/$1.ctl" >"$holder_out" 3>&- &
+	holder=$!
+	exec 4>"$tmp/$1.ctl"
+}
+conns_cmd() { # COMMAND: sent to the holder, then its answer awaited
+	local lines
+	lines=$(wc -l <"$holder_out")
+	echo "$1" >&4
+	for _ in $(seq 500); do [ "$(wc -l <"$holder_out")" -gt "$lines" ] && break; sleep 0.02; done
+}
+at_exit 'kill -KILL $holder 2>/dev/null'
+
 # `rill produce` of topic t at $c in the background ($producer), fed on descriptor 3
 # through the FIFO $tmp/NAME.in (output NAME.out, errors NAME.err): its first event sent,
 # and its acknowledgement waited for (up to 5 s; the caller checks NAME.out).
@@ -142,28 +181,10 @@ at_exit 'kill -KILL $producer 2>/dev/null'
 producer_start produce
 check "the producer is connected: its first event acknowledged" '[ -s "$tmp/produce.out" ]'
 
-# 400 idle connections, held until told (nothing sent: no HELLO, within its timeout);
-# not holding the producer's input open (3>&-).
-mkfifo "$tmp/flood.ctl"
-python3 -c '
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[3])):
-    s = socket.socket()
-    s.settimeout(2)
-    try:
-        s.connect((sys.argv[1], int(sys.argv[2])))
-    except OSError:
-        break
-    socks.append(s)
-print(len(socks), flush=True)
-sys.stdin.readline()
-' "${serve_addr%:*}" "${serve_addr##*:}" 400 <"$tmp/flood.ctl" >"$tmp/flood.out" 3>&- &
-flood=$!
-exec 4>"$tmp/flood.ctl"
-at_exit 'kill -KILL $flood 2>/dev/null'
-for _ in $(seq 500); do [ -s "$tmp/flood.out" ] && break; sleep 0.02; done
-echo "idle connections made: $(cat "$tmp/flood.out")"
+# 400 idle connections, held until told (nothing sent: no HELLO, within its timeout).
+holder_start flood
+conns_cmd "open 400"
+echo "idle connections made: $(tail -1 "$tmp/flood.out")"
 # Until the server has taken what it will.
 last=$(serve_fds_settled)
 echo "the server's descriptors after the flood: $last of 640"
@@ -187,9 +208,8 @@ segments=$(ls "$tmp/data/topics/t/0/"*.log | wc -l)
 check "the partition rolled its segment, under the flood ($segments segments)" '[ "$segments" -ge 2 ]'
 ! grep -q "Too many open files" "$tmp/serve.log"
 check "no roll met EMFILE under the flood" '[ $? -eq 0 ]'
-echo >&4
-exec 4>&-
-wait "$flood"
+exec 4>&- # the holder ends, closing them
+wait "$holder"
 out=$("$rill" stat $c); rc=$?
 check "no partition stopped" '[ $rc -eq 0 ] && json_check "$out" "sum(s[\"partitions_stopped\"] for s in j[\"shards\"]) == 0"'
 check "the idle connections past the room were refused, counted" \
@@ -226,38 +246,7 @@ check "lowered: a topic of 64 KiB segments" '[ $? -eq 0 ]'
 producer_start produce-low
 check "lowered: the producer is connected" '[ -s "$tmp/produce-low.out" ]'
 
-# Connections held by a helper that takes commands: "open N", "close N" (the oldest N),
-# each answered by a line with the number it holds.
-mkfifo "$tmp/conns.ctl"
-python3 -c '
-import socket, sys
-socks = []
-for line in sys.stdin:
-    verb, n = line.split()
-    if verb == "open":
-        for _ in range(int(n)):
-            s = socket.socket()
-            s.settimeout(2)
-            try:
-                s.connect((sys.argv[1], int(sys.argv[2])))
-            except OSError:
-                break
-            socks.append(s)
-    else:
-        for s in socks[:int(n)]:
-            s.close()
-        del socks[:int(n)]
-    print(len(socks), flush=True)
-' "${serve_addr%:*}" "${serve_addr##*:}" <"$tmp/conns.ctl" >"$tmp/conns.out" 3>&- &
-holder=$!
-exec 4>"$tmp/conns.ctl"
-at_exit 'kill -KILL $holder 2>/dev/null'
-conns_cmd() { # COMMAND: sent, then its answer awaited
-	local lines
-	lines=$(wc -l <"$tmp/conns.out")
-	echo "$1" >&4
-	for _ in $(seq 500); do [ "$(wc -l <"$tmp/conns.out")" -gt "$lines" ] && break; sleep 0.02; done
-}
+holder_start conns
 before=$(serve_fds_settled)
 conns_cmd "open $((600 - before))"
 full=$(serve_fds_settled)

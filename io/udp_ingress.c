@@ -22,8 +22,10 @@
  *     window, so no ACK ever covers it (the sender keeps it, and keeps retrying).
  * U2. A datagram is published only when its sequence is inside the window and not
  *     already there; the rest are dropped (a retransmission will bring them).
- * U3. A source is evicted only with no datagram in its window and no ACK due: no
- *     acknowledgement from the shards can still name its index.
+ * U3. A source is evicted only with no event of its window owed by the shards and no ACK
+ *     due: no acknowledgement from the shards can still name its index. Durable
+ *     datagrams past a hole keep it for longer (RILL_UDP_SOURCE_HOLE_IDLE_NS), not for
+ *     good: a sender that lost one and left would hold its slot forever.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -174,8 +176,26 @@ static void udp_worst_remove(struct rill_udp_ingress *ing, uint32_t index)
 static uint64_t udp_trouble(const struct udp_source *s);
 static void udp_worst_update(struct rill_udp_ingress *ing, uint32_t index);
 
-/* Every source idle since @now_ns - RILL_UDP_SOURCE_IDLE_NS, with nothing in flight and no
- * ACK due, is forgotten (U3); at most one sweep per UDP_SWEEP_NS. */
+/* True if @s may be forgotten at @now_ns (U3): silent long enough, no ACK due, no event of
+ * its window owed by the shards; with durable datagrams past a hole, silent for longer. */
+static bool udp_forgettable(const struct udp_source *s, uint64_t now_ns)
+{
+	if (s->key == 0 || s->ack_due || s->last_ns > now_ns)
+		return false;
+	uint64_t idle = now_ns - s->last_ns;
+	if (idle < RILL_UDP_SOURCE_IDLE_NS)
+		return false;
+	bool holds = false;
+	for (uint32_t slot = 0; slot < RILL_UDP_WINDOW; slot++) {
+		if (s->owed[slot] != 0)
+			return false; /* the shards will name its index */
+		holds |= s->present[slot];
+	}
+	return !holds || idle >= RILL_UDP_SOURCE_HOLE_IDLE_NS;
+}
+
+/* Every source udp_forgettable at @now_ns is forgotten; at most one sweep per
+ * UDP_SWEEP_NS. */
 static void udp_sweep(struct rill_udp_ingress *ing, uint64_t now_ns)
 {
 	if (now_ns < ing->sweep_ns)
@@ -184,9 +204,7 @@ static void udp_sweep(struct rill_udp_ingress *ing, uint64_t now_ns)
 	uint32_t listed = ing->worst_count;
 	for (uint32_t index = 0; index < RILL_UDP_SOURCES_MAX; index++) {
 		struct udp_source *s = &ing->sources[index];
-		if (s->key == 0 || s->ack_due || s->last_ns > now_ns ||
-		    now_ns - s->last_ns < RILL_UDP_SOURCE_IDLE_NS ||
-		    memchr(s->present, true, sizeof(s->present)) != NULL)
+		if (!udp_forgettable(s, now_ns))
 			continue;
 		uint32_t slot = udp_slot(ing, s->key);
 		RILL_ASSERT(ing->table[slot] == index + 1);

@@ -28,9 +28,13 @@
 #define RILL_UDP_SOURCES_MAX 4096u /* sources tracked per ingress; more are not tracked */
 /* A full table forgets sources silent this long with nothing in flight, to make room. */
 #define RILL_UDP_SOURCE_IDLE_NS (60ull * 1000 * 1000 * 1000)
-#define RILL_UDP_WINDOW         64u   /* acks on: datagrams of one source awaiting durability */
-#define RILL_UDP_WORST_MAX      8u    /* sources rill_udp_ingress_worst lists */
-#define RILL_UDP_PORT           7401u /* the default UDP port */
+/* ... and those whose window holds durable datagrams past a hole (acks on) when silent
+ * this long: a sender still retransmitting the hole has had ten minutes; one that left
+ * would otherwise keep its slot for the server's life. */
+#define RILL_UDP_SOURCE_HOLE_IDLE_NS (10 * RILL_UDP_SOURCE_IDLE_NS)
+#define RILL_UDP_WINDOW              64u /* acks on: datagrams of one source awaiting durability */
+#define RILL_UDP_WORST_MAX           8u  /* sources rill_udp_ingress_worst lists */
+#define RILL_UDP_PORT                7401u /* the default UDP port */
 
 struct rill_udp_ingress;
 

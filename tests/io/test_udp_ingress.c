@@ -1506,6 +1506,69 @@ static void test_sources_evicted(void **state)
 }
 
 /*
+ * Sources that lost a datagram on the wire and then left (acks on): their windows hold
+ * durable datagrams past a hole. Silent for the idle time, they are still kept (the hole
+ * may yet be retransmitted); silent for RILL_UDP_SOURCE_HOLE_IDLE_NS, they are forgotten,
+ * and new sources get their room: before, they held their slots for the server's life,
+ * and every new source was dropped. One whose events the shards still owe is kept
+ * whatever its silence (U3).
+ */
+static void test_sources_evicted_past_hole(void **state)
+{
+	(void)state;
+	static int64_t expected[UE_EVENTS_MAX];
+	uint32_t ne = 0;
+	const uint32_t owing = 23, first_new = RILL_UDP_SOURCES_MAX;
+	struct rill_udp_ingress *ing;
+	assert_int_equal(rill_udp_ingress_create(&ing, env.engine, true), 0);
+	uint64_t t0 = rill_clock_now_ns();
+	for (uint32_t i = 0; i < RILL_UDP_SOURCES_MAX; i++) {
+		if (i == owing)
+			continue; /* sends last, its acknowledgement left unpolled */
+		struct rill_udp_peer p = many_peer(i);
+		/* 1 and 3 arrive, 2 is lost: 3 is durable past the hole. */
+		assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 1, 1, amount_of(20, i), t0), 1);
+		assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 3, 1, amount_of(21, i), t0), 1);
+		expected_add(expected, &ne, amount_of(20, i), 1);
+		expected_add(expected, &ne, amount_of(21, i), 1);
+		if (i % 256 == 0)
+			rill_udp_ingress_poll(ing);
+	}
+	ing_settle(ing);
+	assert_int_equal(acks_drain(ing), RILL_UDP_SOURCES_MAX - 1);
+	expect_many(ing, 0, 2, 3, 1);
+	struct rill_udp_peer p = many_peer(owing);
+	assert_int_equal(send_dgram_at(ing, &p, UE_TOPIC, 1, 1, amount_of(22, 0), t0), 1);
+	expected_add(expected, &ne, amount_of(22, 0), 1);
+
+	/* Silent past the idle time: the holes may still fill, so nobody goes yet. */
+	struct rill_udp_peer newcomer = many_peer(first_new);
+	struct rill_udp_stats st;
+	assert_int_equal(send_dgram_at(ing, &newcomer, UE_TOPIC, 1, 1, UE_POISON,
+				       t0 + RILL_UDP_SOURCE_IDLE_NS + 1000000000u),
+			 -EAGAIN);
+	stats_of(ing, &st);
+	assert_int_equal(st.evicted, 0);
+	assert_int_equal(st.sources, RILL_UDP_SOURCES_MAX);
+
+	/* Silent past the longer time: every one goes but the source still owed. */
+	uint64_t t1 = t0 + RILL_UDP_SOURCE_HOLE_IDLE_NS + 2000000000u;
+	assert_int_equal(send_dgram_at(ing, &newcomer, UE_TOPIC, 1, 1, amount_of(23, 0), t1), 1);
+	expected_add(expected, &ne, amount_of(23, 0), 1);
+	stats_of(ing, &st);
+	assert_int_equal(st.evicted, RILL_UDP_SOURCES_MAX - 1);
+	assert_int_equal(st.sources, 2);
+	expect_many(ing, owing, 1, 1, 0);
+	ing_settle(ing);
+	expect_many(ing, owing, 1, 1, 1);
+	expect_many(ing, first_new, 1, 1, 1); /* dropped once untracked, then taken */
+	assert_int_equal(acks_drain(ing), 2);
+	rill_udp_ingress_destroy(ing);
+	ue_events_settle(&env, ne);
+	ue_log_check(&env, env.topic, expected, ne);
+}
+
+/*
  * The worst-sources list after an eviction: the listed sources that went leave their
  * places to the worst of those kept, also one that had never made the list (it listed a
  * source only as its figures changed, so the list stayed short until then).
@@ -1562,6 +1625,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gaps_saturate, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_sources_max, ut_setup, ut_teardown),
 		cmocka_unit_test_setup_teardown(test_sources_evicted, ut_setup, ut_teardown),
+		cmocka_unit_test_setup_teardown(test_sources_evicted_past_hole, ut_setup,
+						ut_teardown),
 		cmocka_unit_test_setup_teardown(test_worst_after_eviction, ut_setup, ut_teardown),
 	};
 	return cmocka_run_group_tests_name("udp_ingress", tests, NULL, NULL);

@@ -46,42 +46,49 @@ static bool arena_malloc_is_jemalloc(void)
 }
 
 /*
- * Arenas retired after a thread was bound to them, kept for the next rill_arena_init: a
- * process that opens and closes engines repeatedly reuses them instead of piling them up.
- * Start-up and shutdown only, so a mutex is fine here.
+ * Arenas retired at destroy, kept for the next rill_arena_init: a process that opens and
+ * closes engines repeatedly reuses them instead of piling them up. Each remembers whether
+ * a thread was ever bound to it. Start-up and shutdown only, so a mutex is fine here.
  */
 #define ARENAS_RETIRED_MAX 1024u
 static pthread_mutex_t arenas_retired_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned arenas_retired[ARENAS_RETIRED_MAX];
+static bool arenas_retired_bound[ARENAS_RETIRED_MAX];
 static unsigned arenas_retired_count;
 
-static bool arena_take_retired(unsigned *index)
+static bool arena_take_retired(unsigned *index, bool *was_bound)
 {
 	pthread_mutex_lock(&arenas_retired_lock);
 	bool found = arenas_retired_count > 0;
-	if (found)
-		*index = arenas_retired[--arenas_retired_count];
+	if (found) {
+		arenas_retired_count--;
+		*index = arenas_retired[arenas_retired_count];
+		*was_bound = arenas_retired_bound[arenas_retired_count];
+	}
 	pthread_mutex_unlock(&arenas_retired_lock);
 	return found;
 }
 
-static void arena_retire(unsigned index)
+/* False if the list is full (the arena is then left to the process, or destroyed). */
+static bool arena_retire(unsigned index, bool was_bound)
 {
 	pthread_mutex_lock(&arenas_retired_lock);
-	if (arenas_retired_count < ARENAS_RETIRED_MAX)
-		arenas_retired[arenas_retired_count++] = index;
-	pthread_mutex_unlock(&arenas_retired_lock); /* past the limit: left to the process */
+	bool kept = arenas_retired_count < ARENAS_RETIRED_MAX;
+	if (kept) {
+		arenas_retired[arenas_retired_count] = index;
+		arenas_retired_bound[arenas_retired_count++] = was_bound;
+	}
+	pthread_mutex_unlock(&arenas_retired_lock);
+	return kept;
 }
 
 int rill_arena_init(struct rill_arena *arena)
 {
 	RILL_ASSERT(arena != NULL);
 	memset(arena, 0, sizeof(*arena));
-	if (arena_take_retired(&arena->arena_index)) {
-		/* A thread was bound to it once: what libc allocated then may still be in use,
-		 * so it is retired again at destroy, bound this time or not, never destroyed. */
-		arena->was_bound = true;
-	} else {
+	/* One a thread was bound to once keeps was_bound: what libc allocated then may still
+	 * be in use, so it is retired again at destroy, bound this time or not, untouched. */
+	if (!arena_take_retired(&arena->arena_index, &arena->was_bound)) {
 		int rc = arena_ctl_unsigned("arenas.create", &arena->arena_index);
 		if (rc != 0)
 			return rc;
@@ -190,13 +197,25 @@ void rill_arena_destroy(struct rill_arena *arena)
 		RILL_ASSERT(rc == 0);
 		rill_arena_bound = NULL;
 	}
-	if (arena->was_bound) {
-		arena_retire(arena->arena_index);
-	} else {
-		char name[64];
-		snprintf(name, sizeof(name), "arena.%u.destroy", arena->arena_index);
+	/*
+	 * Never bound, it holds only what rill_arena_alloc gave, all of it freed by now (the
+	 * caller's contract): its pages go back at once (reset) and its index is kept for
+	 * the next rill_arena_init all the same. Destroying it would not return everything:
+	 * with jemalloc's opt.retain (its default) the arena's own metadata block, 2 MiB of
+	 * address space, stays mapped for good, so a host whose malloc is glibc's (every
+	 * arena unbound) grew by that much per shard at each engine open and close. Bound,
+	 * what libc allocated through it may still be in use: retired untouched.
+	 */
+	char name[64];
+	if (!arena->was_bound) {
+		snprintf(name, sizeof(name), "arena.%u.reset", arena->arena_index);
 		rc = mallctl(name, NULL, NULL, NULL, 0);
 		RILL_ASSERT(rc == 0); /* only fails for an arena bound to a thread: a bug */
+	}
+	if (!arena_retire(arena->arena_index, arena->was_bound) && !arena->was_bound) {
+		snprintf(name, sizeof(name), "arena.%u.destroy", arena->arena_index);
+		rc = mallctl(name, NULL, NULL, NULL, 0);
+		RILL_ASSERT(rc == 0);
 	}
 	memset(arena, 0, sizeof(*arena));
 }

@@ -16,8 +16,8 @@
  * slow path).
  *
  * Binding has a consequence: everything the thread mallocs afterwards, the C library's own
- * allocations included, lives in the arena too. Such an arena can never be destroyed
- * safely, so rill_arena_destroy retires it instead and the next rill_arena_init reuses it.
+ * allocations included, lives in the arena too. Such an arena can never be reset or
+ * destroyed safely, so rill_arena_destroy retires it untouched for rill_arena_init to reuse.
  *
  * Threading: an arena belongs to one thread (its shard). rill_arena_alloc and
  * rill_arena_free are for that thread only, which is why they need no locks; memory
@@ -68,7 +68,7 @@ struct rill_arena {
 	int flags_alloc;         /* MALLOCX_ARENA | MALLOCX_TCACHE_NONE: calls off the fast path */
 	unsigned arena_index;    /* jemalloc arena */
 	bool malloc_is_jemalloc; /* malloc() here is jemalloc's (not a sanitizer's or a preload's) */
-	bool was_bound;          /* a thread was bound to it once: retire, never destroy */
+	bool was_bound;          /* a thread was bound to it once: retire, never reset */
 	unsigned thread_arena_before; /* the bound thread's arena before rill_arena_bind */
 	/* Counters: written by the owner only (plain load + relaxed store), read by anyone. */
 	uint64_t bytes_in_use;   /* bytes asked for and not yet freed */
@@ -106,9 +106,10 @@ int rill_arena_bind(struct rill_arena *arena);
 /*
  * rill_arena_destroy - release the arena. Owner thread only, after it stopped using the
  * arena's memory. A thread bound to it gets its cache flushed and its former arena back.
- * An arena never bound is destroyed with every allocation still in it; one that was bound
- * is retired for reuse instead (its memory may hold the thread's other allocations), and
- * memory still allocated from it stays valid.
+ * Either way it is retired for the next rill_arena_init to reuse (a process that opens and
+ * closes engines does not pile arenas up). An arena never bound is reset first, with every
+ * allocation still in it; one that was bound is kept as it is (its memory may hold the
+ * thread's other allocations), and memory still allocated from it stays valid.
  */
 void rill_arena_destroy(struct rill_arena *arena);
 

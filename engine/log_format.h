@@ -25,7 +25,7 @@
 
 #define RILL_LOG_FORMAT_VERSION 1u
 
-#define RILL_SEGMENT_MAGIC        0x314753454c4c4952ull /* "RILLSEG1" */
+#define RILL_SEGMENT_MAGIC        0x314753454c4c4952ull /* the bytes "RILLESG1" */
 #define RILL_SEGMENT_HEADER_BYTES 64u
 #define RILL_LOG_SECTOR_BYTES     512u                  /* batch alignment */
 #define RILL_SEGMENT_DATA_START   RILL_LOG_SECTOR_BYTES /* the first batch's position */

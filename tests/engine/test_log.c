@@ -86,6 +86,15 @@ static void test_round_trip_and_reopen(void **state)
 	assert_int_equal(rill_log_open(&log, io_sim_io(sim), DIR_SIM, &c, NULL), 0);
 	assert_int_equal(log_check_all(log, 1100), 1100);
 	assert_int_equal(rill_log_close(log), 0);
+	/* The magics' bytes on disk, as docs/FORMAT.md spells them for other readers. */
+	char seg0[256];
+	snprintf(seg0, sizeof(seg0), "%s/%020llu.log", DIR_SIM, 0ull);
+	uint64_t size = 0;
+	const uint8_t *file = io_sim_file_data(sim, seg0, &size);
+	assert_non_null(file);
+	assert_true(size > RILL_SEGMENT_DATA_START + 4);
+	assert_memory_equal(file, "RILLESG1", 8);
+	assert_memory_equal(file + RILL_SEGMENT_DATA_START, "RBT1", 4);
 	io_sim_destroy(sim);
 }
 

@@ -97,8 +97,9 @@ static const char serve_help[] =
 	"            shards may hold, and 256 more), idle_timeout_s\n"
 	"            (300; 0: never), handshake_timeout_s (5), send_stall_timeout_s (10),\n"
 	"            query_wait_ms (1000), subscriptions_max (64), sqpoll (false)\n"
-	"  [dpdk]    eal (none: no DPDK ingress), port (0), queues (0: one per shard; N: RX\n"
-	"            queues polled by shards 0 to N-1), udp_port (7401), acks (false),\n"
+	"  [dpdk]    eal (none: no DPDK ingress, and then no [dpdk] key at all: each of the\n"
+	"            others needs it), port (0), queues (0: one per shard; N: RX queues\n"
+	"            polled by shards 0 to N-1), udp_port (7401), acks (false),\n"
 	"            mbufs (8191, or what the queues hold if more), rx_descs (1024),\n"
 	"            idle_nap_us (0: a polling shard never sleeps; N up to 100000, with\n"
 	"            poll = adaptive: idle, it sleeps up to N µs between polls),\n"
@@ -784,6 +785,36 @@ static int serve_cpus(struct serve_opts *o)
 	return -1;
 }
 
+/*
+ * A DPDK setting without DPDK itself is refused: taken and ignored, it would leave an
+ * operator waiting for UDP events that nothing receives (rill serve has no UDP ingress but
+ * DPDK's). Every [dpdk] key but eal is such a setting, a default value included, so a
+ * config file with no DPDK has no [dpdk] keys at all: the message says so, at the key's
+ * line. Returns -1 to go on, else an exit status.
+ */
+static int serve_dpdk_wanted(const struct serve_opts *o)
+{
+	if (o->dpdk_on || o->dpdk_opt[0] == '\0')
+		return -1;
+	char name[sizeof("dpdk.") + sizeof(o->dpdk_opt)];
+	snprintf(name, sizeof(name), "dpdk.%s", o->dpdk_opt);
+	const struct serve_key *k = serve_key_seen(o, name);
+	if (k != NULL) { /* from the file: a config error, at its line, as the others */
+		fprintf(stderr,
+			"rill: serve: %s: line %d: [dpdk] %s is set, but not eal (DPDK itself): "
+			"add eal to [dpdk] (or give --dpdk \"EAL ARGS\"); for no DPDK ingress, "
+			"remove the [dpdk] section: every key in it needs eal\n",
+			k->path, k->line, o->dpdk_opt);
+		return 1;
+	}
+	char msg[160];
+	snprintf(msg, sizeof(msg),
+		 "DPDK's %s is set, but not DPDK itself: give --dpdk \"EAL ARGS\" (or eal in "
+		 "[dpdk])",
+		 o->dpdk_opt);
+	return cli_usage_error("serve", msg);
+}
+
 int cli_serve(int argc, char **argv)
 {
 	struct serve_opts *o = calloc(1, sizeof(*o));
@@ -803,16 +834,8 @@ int cli_serve(int argc, char **argv)
 		status = serve_args(o, argc, argv);
 	if (status < 0)
 		status = serve_cpus(o);
-	if (status < 0 && !o->dpdk_on && o->dpdk_opt[0] != '\0') {
-		/* Taken and ignored, it would leave an operator waiting for UDP events that
-		 * nothing receives: rill serve has no UDP ingress but DPDK's. */
-		char msg[160];
-		snprintf(msg, sizeof(msg),
-			 "DPDK's %s is set, but not DPDK itself: give --dpdk \"EAL ARGS\" (or "
-			 "eal in [dpdk])",
-			 o->dpdk_opt);
-		status = cli_usage_error("serve", msg);
-	}
+	if (status < 0)
+		status = serve_dpdk_wanted(o);
 	if (status < 0) {
 		o->engine.data_dir = o->data;
 		o->server.listen = o->listen;

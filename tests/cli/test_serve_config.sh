@@ -266,8 +266,35 @@ check "--dpdk-acks without --dpdk exits 2 saying so" \
 	'[ $rc -eq 2 ] && [[ "$err" == *"not DPDK itself"* ]]'
 printf '[dpdk]\nudp_port = 7409\n' >"$tmp/dpdk-noeal.ini"
 err=$(timeout 10 "$rill" serve --config "$tmp/dpdk-noeal.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
-check "a [dpdk] key without eal exits 2 naming it" \
-	'[ $rc -eq 2 ] && [[ "$err" == *"udp_port is set, but not DPDK itself"* ]]'
+check "a [dpdk] key without eal exits 1 naming its line" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"dpdk-noeal.ini: line 2: [dpdk] udp_port is set, but not eal"* ]]'
+# The README's example config as an operator copies it (data, listen and CPUs on the
+# command line): without its eal line, its next [dpdk] key, a default value, is refused at
+# its line, saying what to do; with the whole [dpdk] section left out, as the eal line's
+# comment says, it starts.
+python3 - "$(dirname "$0")/../../README.md" "$tmp/example" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+start = lines.index("    [engine]")
+block = []
+for l in lines[start:]:
+    if not l.startswith("    "):
+        break
+    block.append(l[4:])
+cut = block.index(next(l for l in block if l.startswith("[dpdk]")))
+with open(sys.argv[2] + "-noeal.ini", "w") as f:
+    f.write("\n".join(l for l in block if not l.startswith("eal =")) + "\n")
+with open(sys.argv[2] + "-nodpdk.ini", "w") as f:
+    f.write("\n".join(block[:cut]) + "\n")
+PY
+port_line=$(grep -n '^port = ' "$tmp/example-noeal.ini" | cut -d: -f1)
+err=$(timeout 10 "$rill" serve --config "$tmp/example-noeal.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 --cpus "$first_cpu" 2>&1); rc=$?
+check "the README's example without eal exits 1 naming port's line and the way out" \
+	'[ $rc -eq 1 ] && [ -n "$port_line" ] && [[ "$err" == *"example-noeal.ini: line $port_line: [dpdk] port is set, but not eal"*"remove the [dpdk] section"* ]]'
+serve_start_or_skip "$tmp/data-example" "$tmp/serve.log" --config "$tmp/example-nodpdk.ini" --cpus "$first_cpu"
+check "the README's example with no [dpdk] section starts" '[ -n "$serve_addr" ]'
+serve_stop
+check "... and stops cleanly" '[ "$serve_rc" = 0 ]'
 printf '[dpdk]\neal =\n' >"$tmp/dpdk-empty.ini"
 err=$(timeout 10 "$rill" serve --config "$tmp/dpdk-empty.ini" --data "$tmp/data-none" --listen 127.0.0.1:0 2>&1); rc=$?
 check "an empty eal exits 1 naming its line" \

@@ -21,6 +21,23 @@
 #include "cli.h"
 #include "engine/log.h"
 
+static const char bench_log_help[] =
+	"usage: rill bench log --dir DIR [--record-bytes N] [--seconds S] [--batch-bytes B]\n"
+	"                      [--durability group|none] [--rate EVENTS_PER_S]\n"
+	"                      [--segment-bytes N] [--batch-delay-us U] [--io direct|buffered]\n"
+	"                      [--fixed-batches] [--keep] [--json]\n"
+	"\n"
+	"Append N-byte records (default 1024; 72 .. 1048576) to a log in a new folder under DIR\n"
+	"for S seconds (default 10) and print one JSON object: io, events_per_s, mb_per_s, the\n"
+	"append-to-durable latency p50_us ... max_us, and the batches' write+fdatasync times.\n"
+	"Closed loop by default; --rate: open loop, each latency counted from the record's due\n"
+	"time. A batch is written once it holds B bytes (default 262144; behind a write in\n"
+	"flight it grows past that, unless --fixed-batches) or its first record waited U µs\n"
+	"(default 0). --durability group (the default: fdatasync) or none; --segment-bytes:\n"
+	"roll segments at N bytes (default 1 GiB); --io direct (O_DIRECT where the file system\n"
+	"takes it: the default) or buffered. The folder is removed at the end unless --keep.\n"
+	"The output is JSON, --json or not.\n";
+
 struct bench_log_args {
 	const char *dir;
 	uint64_t record_bytes;
@@ -33,6 +50,7 @@ struct bench_log_args {
 	bool buffered_io;   /* --io buffered */
 	bool fixed_batches; /* --fixed-batches: never past --batch-bytes */
 	bool keep;
+	bool help; /* --help: the usage printed, nothing to run */
 };
 
 static int bench_log_parse(int argc, char **argv, struct bench_log_args *a)
@@ -45,6 +63,11 @@ static int bench_log_parse(int argc, char **argv, struct bench_log_args *a)
 		const char *opt = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 		int rc = 0;
+		if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+			fputs(bench_log_help, stdout);
+			a->help = true;
+			return 0;
+		}
 		if (strcmp(opt, "--json") == 0)
 			continue; /* the output is always JSON */
 		if (strcmp(opt, "--keep") == 0) {
@@ -56,8 +79,9 @@ static int bench_log_parse(int argc, char **argv, struct bench_log_args *a)
 			continue;
 		}
 		if (val == NULL)
-			return cli_usage_error("bench log", "every option but --json, --keep and "
-							    "--fixed-batches takes a value");
+			return cli_usage_error(
+				"bench log", "every option but --json, --keep and --fixed-batches "
+					     "takes a value (try --help)");
 		i++;
 		if (strcmp(opt, "--dir") == 0)
 			a->dir = val;
@@ -82,8 +106,7 @@ static int bench_log_parse(int argc, char **argv, struct bench_log_args *a)
 		else if (strcmp(opt, "--io") == 0 && strcmp(val, "buffered") == 0)
 			a->buffered_io = true;
 		else
-			return cli_usage_error("bench log",
-					       "unknown option or value (see rill help)");
+			return cli_usage_error("bench log", "unknown option or value (try --help)");
 		if (rc != 0)
 			return cli_usage_error("bench log", "a number was expected");
 	}
@@ -235,7 +258,7 @@ int cli_bench_log(int argc, char **argv)
 {
 	struct bench_log_args a;
 	int rc = bench_log_parse(argc, argv, &a);
-	if (rc != 0)
+	if (rc != 0 || a.help)
 		return rc;
 	char dir[4096];
 	if (snprintf(dir, sizeof(dir), "%s/rill-bench-log-%d", a.dir, (int)getpid()) >=

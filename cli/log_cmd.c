@@ -171,12 +171,41 @@ static void verify_walk(const char *dir, int depth, struct verify_totals *t)
 	closedir(d);
 }
 
+#define LOG_VERIFY_USAGE "usage: rill log verify DIR [--repair]"
+#define LOG_DUMP_USAGE   "usage: rill log dump DIR [--from OFFSET] [--limit N]"
+
+static const char log_verify_help[] = LOG_VERIFY_USAGE
+	"\n"
+	"\n"
+	"Check every batch of every segment of every partition found under DIR (a folder of\n"
+	"segment files) and print each one's records, offsets and bytes. Exit 0 only if all\n"
+	"verify (a torn tail is reported, not an error), 1 if any is damaged (naming file,\n"
+	"position and reason), 2 on bad usage. --repair (server stopped): cut each damaged log\n"
+	"at its first damaged batch, then verify again; the records after it are lost.\n";
+
+static const char log_dump_help[] = LOG_DUMP_USAGE
+	"\n"
+	"\n"
+	"Print the records of the partition in DIR (DATA/topics/TOPIC/PARTITION) as JSON\n"
+	"lines: offset, timestamp_ns, key (or key_hex), ids, payload (or payload_hex); from\n"
+	"OFFSET (default 0), at most N of them.\n";
+
+/* Whether @arg asks for the usage. */
+static bool log_help_arg(const char *arg)
+{
+	return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
 static int log_verify(int argc, char **argv)
 {
 	struct verify_totals t = {0};
 	const char *dir = NULL;
 	bool bad = false; /* a second DIR or an unknown option */
 	for (int i = 0; i < argc; i++) {
+		if (log_help_arg(argv[i])) {
+			fputs(log_verify_help, stdout);
+			return 0;
+		}
 		if (strcmp(argv[i], "--repair") == 0)
 			t.repair = true;
 		else if (dir == NULL && argv[i][0] != '-')
@@ -185,7 +214,7 @@ static int log_verify(int argc, char **argv)
 			bad = true;
 	}
 	if (dir == NULL || bad) {
-		fprintf(stderr, "usage: rill log verify DIR [--repair]\n");
+		fprintf(stderr, LOG_VERIFY_USAGE "\n");
 		return 2;
 	}
 	struct stat st;
@@ -235,6 +264,10 @@ static int log_dump(int argc, char **argv)
 	const char *dir = NULL;
 	uint64_t from = 0, limit = UINT64_MAX;
 	for (int i = 0; i < argc; i++) {
+		if (log_help_arg(argv[i])) {
+			fputs(log_dump_help, stdout);
+			return 0;
+		}
 		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
 			if (cli_parse_u64(argv[++i], &from) != 0)
 				return cli_usage_error("log dump", "--from takes an offset");
@@ -244,13 +277,11 @@ static int log_dump(int argc, char **argv)
 		} else if (argv[i][0] != '-' && dir == NULL) {
 			dir = argv[i];
 		} else {
-			return cli_usage_error(
-				"log dump", "usage: rill log dump DIR [--from OFFSET] [--limit N]");
+			return cli_usage_error("log dump", LOG_DUMP_USAGE);
 		}
 	}
 	if (dir == NULL)
-		return cli_usage_error("log dump",
-				       "usage: rill log dump DIR [--from OFFSET] [--limit N]");
+		return cli_usage_error("log dump", LOG_DUMP_USAGE);
 	/* A read-only open of a folder with no log in it is an empty log: exit 0 and no
 	 * output would say a topic's folder, or a typo, holds no events. */
 	if (!dir_has_segments(dir)) {
@@ -314,10 +345,12 @@ static int log_dump(int argc, char **argv)
 
 int cli_log(int argc, char **argv)
 {
-	if (argc < 1) {
-		fprintf(stderr, "usage: rill log verify DIR [--repair] | rill log dump DIR "
-				"[--from OFFSET] [--limit N]\n");
-		return 2;
+	if (argc < 1 || log_help_arg(argv[0])) {
+		fprintf(argc < 1 ? stderr : stdout,
+			"usage: rill log verify DIR [--repair]\n"
+			"       rill log dump DIR [--from OFFSET] [--limit N]\n"
+			"(each takes --help)\n");
+		return argc < 1 ? 2 : 0;
 	}
 	if (strcmp(argv[0], "verify") == 0)
 		return log_verify(argc - 1, argv + 1);

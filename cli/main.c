@@ -163,6 +163,29 @@ int cli_usage_error(const char *command, const char *message)
 	return 2;
 }
 
+/* rill bench produce|dpdk|log|engine ...; returns the process exit status. */
+static int cli_bench(int argc, char **argv)
+{
+	const char *sub = argc > 0 ? argv[0] : "";
+	if (strcmp(sub, "produce") == 0)
+		return cli_bench_produce(argc - 1, argv + 1);
+	if (strcmp(sub, "dpdk") == 0)
+		return cli_bench_dpdk(argc - 1, argv + 1);
+	if (strcmp(sub, "log") == 0)
+		return cli_bench_log(argc - 1, argv + 1);
+	if (strcmp(sub, "engine") == 0)
+		return cli_bench_engine(argc - 1, argv + 1);
+	bool help = strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0;
+	if (argc > 0 && !help) {
+		fprintf(stderr,
+			"rill: bench: unknown subcommand '%s' (produce, dpdk, log, engine)\n", sub);
+		return 2;
+	}
+	fputs("usage: rill bench produce|dpdk|log|engine [options]   (each takes --help)\n",
+	      help ? stdout : stderr);
+	return help ? 0 : 2;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -179,10 +202,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "dpdk") == 0)
-		return cli_bench_dpdk(argc - 3, argv + 3);
-	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "produce") == 0)
-		return cli_bench_produce(argc - 3, argv + 3);
+	if (strcmp(cmd, "bench") == 0)
+		return cli_bench(argc - 2, argv + 2);
 	if (strcmp(cmd, "serve") == 0)
 		return cli_serve(argc, argv);
 	if (strcmp(cmd, "log") == 0)
@@ -205,10 +226,6 @@ int main(int argc, char **argv)
 		return cli_stat(argc - 2, argv + 2);
 	if (strcmp(cmd, "ping") == 0)
 		return cli_ping(argc - 2, argv + 2);
-	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "log") == 0)
-		return cli_bench_log(argc - 3, argv + 3);
-	if (strcmp(cmd, "bench") == 0 && argc > 2 && strcmp(argv[2], "engine") == 0)
-		return cli_bench_engine(argc - 3, argv + 3);
 	fprintf(stderr, "rill: unknown command '%s' (try 'rill help')\n", cmd);
 	return 2;
 }

@@ -96,8 +96,30 @@ static void print_layout(const char *path, const struct rill_schema *s)
 	json_decref(o);
 }
 
+/* Their --help (cli_help puts them, adding the last newline). */
+static const char schema_check_help[] =
+	"usage: rill schema check FILE...\n"
+	"\n"
+	"Parse each schema definition (docs/SCHEMAS.md) and print its layout as a JSON line:\n"
+	"file, type, version, block_bytes, payload_bytes_max, each field's name, type and\n"
+	"offset. Exit 1 naming the file, the field and the fault for a bad one.";
+
+static const char schema_encode_help[] =
+	"usage: rill schema encode --file SCHEMA.json\n"
+	"\n"
+	"JSON objects on stdin, one a line, to payloads of that version in hex, one a line. A\n"
+	"bad line stops it with exit 1, naming its line number and the field at fault.";
+
+static const char schema_decode_help[] =
+	"usage: rill schema decode --file SCHEMA.json\n"
+	"\n"
+	"Payloads in hex on stdin, one a line, to JSON lines; each is validated first. A bad\n"
+	"line stops it with exit 1, naming its line number and why.";
+
 static int schema_check(int argc, char **argv)
 {
+	if (cli_help(argc, argv, schema_check_help))
+		return 0;
 	if (argc < 1)
 		return cli_usage_error("schema check", "needs at least one FILE");
 	int status = 0;
@@ -206,12 +228,15 @@ static int schema_transcode(int argc, char **argv, bool encode)
 {
 	const char *command = encode ? "encode" : "decode";
 	const char *file = NULL;
+	if (cli_help(argc, argv, encode ? schema_encode_help : schema_decode_help))
+		return 0;
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
 			file = argv[++i];
 		else
-			return cli_usage_error(encode ? "schema encode" : "schema decode",
-					       "usage: --file SCHEMA.json (lines on stdin)");
+			return cli_usage_error(
+				encode ? "schema encode" : "schema decode",
+				"usage: --file SCHEMA.json (lines on stdin; try --help)");
 	}
 	if (file == NULL)
 		return cli_usage_error(encode ? "schema encode" : "schema decode",
@@ -226,6 +251,15 @@ static int schema_transcode(int argc, char **argv, bool encode)
 
 int cli_schema(int argc, char **argv)
 {
+	if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+		puts("usage: rill schema check FILE...\n"
+		     "       rill schema encode --file SCHEMA.json\n"
+		     "       rill schema decode --file SCHEMA.json\n"
+		     "       rill schema register [--connect HOST:PORT] --file SCHEMA.json "
+		     "[--compat MODE]\n"
+		     "(each takes --help)");
+		return 0;
+	}
 	if (argc < 1)
 		return cli_usage_error("schema",
 				       "needs a subcommand: check, encode, decode or register");

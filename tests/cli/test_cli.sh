@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The `rill` command's front door: `rill version` answers, an unknown command exits with
 # status 2 (not a crash) and names itself in the message, no arguments prints usage; and
-# `rill bench engine` runs a small in-process benchmark end to end and prints its JSON.
+# `rill bench engine` runs a small in-process benchmark end to end and prints its JSON;
+# every command and subcommand answers --help and -h.
 # usage: test_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 
@@ -25,4 +26,35 @@ check "bench engine --baseline exits 0" '[ $rc -eq 0 ]'
 check "bench engine --baseline prints the lateness" '[[ "$out" == *"\"lateness\": {\"count\": "* ]]'
 err=$("$rill" bench engine --shards 0 2>&1 >/dev/null); rc=$?
 check "bench engine refuses --shards 0 with status 2" '[ $rc -eq 2 ] && [[ "$err" == *"--shards"* ]]'
+
+# --help and -h: every command and subcommand prints its usage on stdout and exits 0 (they
+# used to be read as a file name, or as an option missing its value). The commands are
+# the README's (its command-line table) and their groups.
+readme="$(dirname "$0")/../../README.md"
+# One line per row of the README's table: "COMMAND WORDS|--flag --flag ...".
+readme_rows() {
+	python3 - "$readme" <<'PY'
+import re, sys
+for row in open(sys.argv[1]):
+    if not row.startswith("| `rill "):
+        continue
+    words = []
+    for w in re.split(r"(?<!\\)\|", row)[1].strip().strip("`").split()[1:]:
+        if not re.fullmatch(r"[a-z]+", w):
+            break
+        words.append(w)
+    print(" ".join(words) + "|" + " ".join(sorted(set(re.findall(r"--[a-z][a-z0-9-]*", row)))))
+PY
+}
+rows=$(readme_rows)
+check "the README's table lists the commands" '[ "$(wc -l <<<"$rows")" -ge 20 ]'
+while IFS='|' read -r cmd _; do
+	for h in --help -h; do
+		# shellcheck disable=SC2086 # the command's words
+		out=$(timeout 10 "$rill" $cmd $h </dev/null 2>"$tmp/help.err"); rc=$?
+		check "rill $cmd $h prints its usage and exits 0" \
+			'[ $rc -eq 0 ] && [ -n "$out" ] && [ ! -s "$tmp/help.err" ]'
+	done
+done < <(echo "$rows"; printf '%s|\n' log schema bench topic projection group)
+
 exit $fail

@@ -2,7 +2,8 @@
 # The `rill` command's front door: `rill version` answers, an unknown command exits with
 # status 2 (not a crash) and names itself in the message, no arguments prints usage; and
 # `rill bench engine` runs a small in-process benchmark end to end and prints its JSON;
-# every command and subcommand answers --help and -h.
+# every command and subcommand answers --help and -h; and `rill help`, the README's table
+# of commands and each command's --help name the same commands and flags.
 # usage: test_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 
@@ -57,4 +58,55 @@ while IFS='|' read -r cmd _; do
 	done
 done < <(echo "$rows"; printf '%s|\n' log schema bench topic projection group)
 
+# `rill help` is the README's table: the same commands, and each with every flag its row
+# names (the row's synopsis and what it says of them), and no other; so is each command's
+# own --help.
+# An entry of `rill help` is a line indented by two spaces, with the lines indented more
+# after it; its command is the words before its first option or argument.
+"$rill" help >"$tmp/help.txt"
+help_problems() {
+	python3 - "$tmp/help.txt" "$rill" "$rows" <<'PY'
+import re, subprocess, sys
+entries, cur = {}, None
+for line in open(sys.argv[1]).read().split("\n"):
+    if re.match(r"  \S", line):
+        words = []
+        for w in re.split(r"\s{2,}", line[2:])[0].split():
+            if not re.fullmatch(r"[a-z]+", w):
+                break
+            words.append(w)
+        cur = " ".join(words)
+        entries[cur] = line
+    elif line.startswith("   ") and cur is not None:
+        entries[cur] += "\n" + line
+    else:
+        cur = None
+seen = set()
+for row in sys.argv[3].splitlines():
+    cmd, flags = row.split("|")
+    seen.add(cmd)
+    if cmd not in entries:
+        print("rill help has no entry for '%s'" % cmd)
+        continue
+    own = subprocess.run([sys.argv[2]] + cmd.split() + ["--help"], capture_output=True,
+                         text=True).stdout
+    for f in flags.split():
+        pattern = re.escape(f) + r"(?![a-z0-9-])"
+        if not re.search(pattern, entries[cmd]):
+            print("rill help: %s lacks %s" % (cmd, f))
+        if not re.search(pattern, own):
+            print("rill %s --help lacks %s" % (cmd, f))
+    # And the other way: what the entry and the --help's synopsis (its "usage:" line and
+    # the option lines under it) name is in the README's row (--connect: in its prose).
+    synopsis = re.search(r"^usage:.*(\n\s+[\[-].*)*", own, re.M)
+    named = re.findall(r"--[a-z][a-z0-9-]*", entries[cmd] + (synopsis[0] if synopsis else ""))
+    for f in sorted(set(named) - set(flags.split()) - {"--connect", "--help"}):
+        print("the README's row for %s lacks %s" % (cmd, f))
+for cmd in sorted(set(entries) - seen):
+    print("the README's table has no row for '%s'" % cmd)
+PY
+}
+problems=$(help_problems)
+[ -n "$problems" ] && echo "$problems"
+check "rill help and each --help list every flag of the README's table" '[ -z "$problems" ]'
 exit $fail

@@ -16,7 +16,11 @@
  *      partition and the order of each producer's events;
  *   3. checks that every event ever acknowledged durable is in the log at the (partition,
  *      offset) the acknowledgement named, with the key and amount the child reported, and
- *      that both projections equal a fold of the whole log, key by key.
+ *      that both projections equal a fold of the whole log, key by key;
+ *   4. checks the consumer group a third child thread commits, partition by partition, to
+ *      just past the child's durable acknowledgements (each commit a file rewrite, syncs
+ *      and a rename that the kill may cut): the position read back is never an error,
+ *      never behind the last commit reported, and never past the log's end.
  *
  * RILL_ENGINE_CRASH_ROUNDS sets the rounds (CRASH_ROUNDS_DEFAULT by default; the sanitizer
  * builds run fewer, tests/meson.build). RILL_CRASH_ROUNDS is left to the log's crash test:
@@ -65,6 +69,8 @@
 #define CRASH_SUM_NAME  "deposit_sum"
 #define CRASH_CNT_NAME  "deposit_count"
 #define CRASH_KEY_BYTES 7u /* "acct-NN" */
+#define CRASH_GROUP     "auditors"
+#define CRASH_COMMIT_US 500u /* the committing thread's pause between passes */
 
 #if defined(__SANITIZE_THREAD__)
 #define CRASH_TSAN 1
@@ -110,19 +116,21 @@ enum crash_exit {
 	CRASH_EXIT_PUBLISH = 6,
 	CRASH_EXIT_PIPE = 7,
 	CRASH_EXIT_THREAD = 8,
+	CRASH_EXIT_COMMIT = 9,
 };
 
 enum crash_report_kind {
 	CRASH_REPORT_DURABLE = 1, /* an acknowledgement of level DURABLE with error 0 */
 	CRASH_REPORT_ERROR = 2,   /* any acknowledgement with an error: never expected */
 	CRASH_REPORT_READY = 3,   /* set up (recovery and rebuilds done): publishing starts */
+	CRASH_REPORT_COMMIT = 4,  /* CRASH_GROUP's position in a partition, committed */
 };
 
 /* One line of the child's report: one write() each, far below PIPE_BUF, so never split. */
 struct crash_report {
 	uint32_t kind;        /* enum crash_report_kind */
-	uint32_t partition;   /* DURABLE: the acknowledgement's token */
-	uint64_t offset;      /* DURABLE: the token's offset */
+	uint32_t partition;   /* DURABLE: the acknowledgement's token; COMMIT: the partition */
+	uint64_t offset;      /* DURABLE: the token's offset; COMMIT: the position committed */
 	uint64_t correlation; /* the event: round, thread, sequence (crash_correlation) */
 	int64_t amount;       /* the event's amount */
 	uint32_t key;         /* the event's key index, 0 .. CRASH_KEYS - 1 */
@@ -169,7 +177,14 @@ struct crash_state {
 	uint64_t torn;          /* partitions whose tail the kill left torn */
 	uint64_t kills_open;    /* rounds killed before the child was ready (open, setup) */
 	uint64_t kills_quiet;   /* rounds with no durable acknowledgement */
+	uint64_t committed[CRASH_PARTITIONS];  /* CRASH_GROUP's latest reported commit; 0: none */
+	uint64_t group_read[CRASH_PARTITIONS]; /* its position read back after the kill */
+	uint64_t commits;                      /* commits reported, every round */
 };
+
+/* The child's durable acknowledgements so far, per partition: the offset past the highest
+ * (what its committing thread may commit; the partition is durable up to there). */
+static uint64_t crash_child_durable_next[CRASH_PARTITIONS];
 
 /* What a child thread needs. */
 struct crash_child {
@@ -295,8 +310,46 @@ static void crash_on_ack(void *arg, const struct rill_ack *ack)
 		r.kind = CRASH_REPORT_DURABLE;
 		r.partition = ack->token.partition;
 		r.offset = ack->token.offset;
+		uint64_t *next = &crash_child_durable_next[r.partition % CRASH_PARTITIONS];
+		uint64_t seen = __atomic_load_n(next, __ATOMIC_RELAXED);
+		while (r.offset + 1 > seen &&
+		       !__atomic_compare_exchange_n(next, &seen, r.offset + 1, true,
+						    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			;
 	}
 	crash_report_write(c->report_fd, &r);
+}
+
+/* Commit CRASH_GROUP's position in each partition to past its durable acknowledgements,
+ * as it rises, reporting each commit once it returned. Until killed; never returns. */
+static void *crash_commit_thread(void *arg)
+{
+	const struct crash_child *c = arg;
+	uint64_t committed[CRASH_PARTITIONS];
+	for (uint32_t p = 0; p < CRASH_PARTITIONS; p++) {
+		int rc = rill_group_offset(c->engine, CRASH_GROUP, c->topic, p, &committed[p]);
+		if (rc == -ENOENT)
+			committed[p] = 0;
+		else if (rc != 0)
+			_exit(CRASH_EXIT_COMMIT);
+	}
+	for (;;) {
+		for (uint32_t p = 0; p < CRASH_PARTITIONS; p++) {
+			uint64_t next =
+				__atomic_load_n(&crash_child_durable_next[p], __ATOMIC_RELAXED);
+			if (next <= committed[p])
+				continue;
+			if (rill_group_commit(c->engine, CRASH_GROUP, c->topic, p, next) != 0)
+				_exit(CRASH_EXIT_COMMIT);
+			committed[p] = next;
+			crash_report_write(c->report_fd,
+					   &(struct crash_report){.kind = CRASH_REPORT_COMMIT,
+								  .partition = p,
+								  .offset = next});
+		}
+		usleep(CRASH_COMMIT_US);
+	}
+	return NULL;
 }
 
 /* Publish until killed. Never returns. */
@@ -359,7 +412,11 @@ static void crash_child_main(const char *dir, uint64_t round, int report_fd)
 		_exit(CRASH_EXIT_SETUP);
 	}
 	crash_report_write(report_fd, &(struct crash_report){.kind = CRASH_REPORT_READY});
-	pthread_t threads[CRASH_THREADS];
+	pthread_t threads[CRASH_THREADS], committer;
+	struct crash_child commit_child = {
+		.engine = engine, .topic = topic, .report_fd = report_fd, .round = round};
+	if (pthread_create(&committer, NULL, crash_commit_thread, &commit_child) != 0)
+		_exit(CRASH_EXIT_THREAD);
 	for (uint32_t t = 0; t < CRASH_THREADS; t++) {
 		children[t] = (struct crash_child){.engine = engine,
 						   .topic = topic,
@@ -381,6 +438,16 @@ static void crash_acked_add(struct crash_state *st, const struct crash_report *r
 {
 	if (r->kind == CRASH_REPORT_READY && !st->ready) {
 		st->ready = true;
+		return;
+	}
+	if (r->kind == CRASH_REPORT_COMMIT && r->partition < CRASH_PARTITIONS) {
+		if (r->offset <= st->committed[r->partition])
+			fail_msg("round %llu: partition %u: commit %llu after %llu",
+				 (unsigned long long)round, r->partition,
+				 (unsigned long long)r->offset,
+				 (unsigned long long)st->committed[r->partition]);
+		st->committed[r->partition] = r->offset;
+		st->commits++;
 		return;
 	}
 	if (r->kind == CRASH_REPORT_ERROR)
@@ -472,6 +539,16 @@ static void crash_engine_check(struct crash_state *st, uint64_t round)
 		assert_false(sum.sum_overflow);
 		st->sum_proj[k] = (struct crash_total){.count = sum.count, .sum = sum.i64};
 		st->count_proj[k] = (struct crash_total){.count = count.count};
+	}
+	for (uint32_t p = 0; p < CRASH_PARTITIONS; p++) {
+		rc = rill_group_offset(engine, CRASH_GROUP, topic, p, &st->group_read[p]);
+		if (rc == -ENOENT && st->committed[p] == 0)
+			st->group_read[p] = 0; /* never committed, and none was reported */
+		else if (rc != 0)
+			fail_msg("round %llu: group %s, partition %u (last commit reported: %llu): "
+				 "reading its position after kill -9: %s",
+				 (unsigned long long)round, CRASH_GROUP, p,
+				 (unsigned long long)st->committed[p], rill_strerror(rc));
 	}
 	rc = rill_engine_close(engine);
 	if (rc != 0)
@@ -650,6 +727,20 @@ static void crash_check_projections(const struct crash_state *st, uint64_t round
 	}
 }
 
+/* The group's position: at or past the last commit reported (one in flight at the kill may
+ * have landed), within the log (commits are of durable positions only). */
+static void crash_check_group(const struct crash_state *st, uint64_t round)
+{
+	for (uint32_t p = 0; p < CRASH_PARTITIONS; p++)
+		if (st->group_read[p] < st->committed[p] || st->group_read[p] > st->logs[p].count)
+			fail_msg("round %llu: group %s, partition %u: position %llu after kill -9; "
+				 "last commit reported %llu, log end %llu",
+				 (unsigned long long)round, CRASH_GROUP, p,
+				 (unsigned long long)st->group_read[p],
+				 (unsigned long long)st->committed[p],
+				 (unsigned long long)st->logs[p].count);
+}
+
 /* ---- The rounds ----------------------------------------------------------------------- */
 
 /*
@@ -696,6 +787,7 @@ static void crash_round(struct crash_state *st, uint64_t round)
 	crash_logs_read(st, round);
 	crash_check_acked(st, round);
 	crash_check_projections(st, round);
+	crash_check_group(st, round);
 }
 
 static void crash_state_init(struct crash_state *st)
@@ -741,11 +833,13 @@ static void test_kill_engine_while_publishing(void **state)
 		events += st.logs[p].count;
 	fprintf(stderr,
 		"engine_crash: %llu kill -9 rounds (%llu in open or setup, %llu before any durable "
-		"ack), %zu events acknowledged durable, %llu in the log, %llu torn tails\n",
+		"ack), %zu events acknowledged durable, %llu in the log, %llu torn tails, %llu "
+		"group commits\n",
 		(unsigned long long)st.rounds, (unsigned long long)st.kills_open,
 		(unsigned long long)st.kills_quiet, st.acked_count, (unsigned long long)events,
-		(unsigned long long)st.torn);
+		(unsigned long long)st.torn, (unsigned long long)st.commits);
 	assert_true(st.rounds == 0 || st.acked_count > 0);
+	assert_true(st.rounds < 10 || st.commits > 0); /* the commits ran at all */
 	crash_state_fini(&st);
 }
 

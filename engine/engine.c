@@ -136,6 +136,8 @@ static unsigned shard_worker_cpus(const struct shard *s, const int **cpus)
 	return e->io_cpu_count;
 }
 
+int (*engine_meta_io_create)(struct rill_io **io);
+
 static void *shard_thread(void *arg)
 {
 	struct shard *s = arg;
@@ -298,7 +300,8 @@ int rill_engine_open(struct rill_engine **out, const struct rill_engine_config *
 		goto out_free;
 	snprintf(e->data_dir, sizeof(e->data_dir), "%s", e->config.data_dir);
 	e->config.data_dir = e->data_dir;
-	rc = rill_io_posix_create(&e->io);
+	rc = engine_meta_io_create != NULL ? engine_meta_io_create(&e->io)
+					   : rill_io_posix_create(&e->io);
 	if (rc == 0)
 		rc = rill_io_posix_create(&e->schema_io);
 	if (rc < 0) {

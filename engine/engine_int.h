@@ -384,6 +384,14 @@ bool shard_take_local(struct shard *s, uint32_t slot, const struct engine_event_
 void shard_notify(uint64_t *sleeping, int wake_fd);
 
 /* engine_meta.c: the metadata files under DATA (docs/FORMAT.md, "Engine metadata"). */
+/*
+ * Tests only (tests/engine/test_engine_meta.c): when set, makes the I/O layer of the
+ * engine's own files (DATA/meta, its folders, topic.json, projection definitions, group
+ * files: e->io) in place of the POSIX one, so that faults can be injected there. Set it
+ * before rill_engine_open, with no engine open; NULL (the default): POSIX.
+ */
+extern int (*engine_meta_io_create)(struct rill_io **io);
+
 int engine_meta_init(struct rill_engine *e, struct rill_error_text *err);
 /* DATA/topics/NAME made (and synced into its parent): before its partitions' folders. */
 int engine_meta_topic_dir(struct rill_engine *e, const char *name);

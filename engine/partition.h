@@ -156,10 +156,16 @@ uint64_t rill_partition_snapshot_offset(const struct rill_partition *part);
 /*
  * rill_partition_projection_bind - bind fresh @proj, starting from the state the snapshot
  * loaded at open holds under its name (then the log after it), or else the newest kept
- * snapshot that does, or else from the first offset the log holds. Returns as
- * rill_partition_projection_add. Blocks.
+ * snapshot that does, or else from the first offset the log holds.
+ * A snapshot whose state for @proj holds more keys or key bytes than @proj's limits take
+ * (written under larger ones) refuses the bind with -ENOSPC, @why saying what it holds and
+ * what to open with: it is not skipped, for once retention deleted the log before it, it
+ * alone knows those keys' counts (a rebuild would answer "never seen" for keys it holds).
+ * @why (@why_bytes, may be 0) is empty otherwise.
+ * Returns as rill_partition_projection_add. Blocks.
  */
-int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj);
+int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj,
+				   char *why, size_t why_bytes);
 
 /* rill_partition_projection_remove - unbind @proj (still the caller's to destroy). */
 void rill_partition_projection_remove(struct rill_partition *part, struct rill_projection *proj);

@@ -582,10 +582,56 @@ uint64_t rill_partition_snapshot_offset(const struct rill_partition *part)
 }
 
 static int as_of_restore(struct rill_partition *part, struct rill_projection *proj, uint64_t lowest,
-			 uint64_t end, uint64_t *from);
+			 uint64_t end, uint64_t *from, char *why, size_t why_bytes);
 
-int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj)
+/*
+ * @proj's limits refused its state in the snapshot of @offset (@state): why, and what to
+ * open with, into @why. Returns -ENOSPC.
+ */
+static int bind_beyond_limits(const struct rill_projection *proj, uint64_t offset,
+			      const uint8_t *state, uint64_t state_bytes, char *why,
+			      size_t why_bytes)
 {
+	uint32_t keys = 0, keys_max;
+	uint64_t key_bytes = 0, store_bytes;
+	(void)rill_projection_snapshot_keys(state, state_bytes, &keys, &key_bytes); /* sound */
+	rill_projection_limits(proj, &keys_max, &store_bytes);
+	const char *name = rill_projection_name(proj);
+	if (keys > keys_max && key_bytes > store_bytes)
+		snprintf(why, why_bytes,
+			 "snapshot %020" PRIu64 " holds %" PRIu32
+			 " keys of projection %s in %" PRIu64
+			 " bytes, more than projection_keys_max (%" PRIu32
+			 ") and projection_key_store_bytes (%" PRIu64 "): open with "
+			 "projection_keys_max %" PRIu32 " and projection_key_store_bytes %" PRIu64
+			 " or more",
+			 offset, keys, name, key_bytes, keys_max, store_bytes, keys, key_bytes);
+	else if (keys > keys_max)
+		snprintf(why, why_bytes,
+			 "snapshot %020" PRIu64 " holds %" PRIu32 " keys of projection %s, more "
+			 "than projection_keys_max (%" PRIu32 "): open with projection_keys_max "
+			 "%" PRIu32 " or more",
+			 offset, keys, name, keys_max, keys);
+	else
+		snprintf(why, why_bytes,
+			 "snapshot %020" PRIu64 " holds %" PRIu64
+			 " bytes of keys of projection %s, "
+			 "more than projection_key_store_bytes (%" PRIu64 "): open with "
+			 "projection_key_store_bytes %" PRIu64 " or more",
+			 offset, key_bytes, name, store_bytes, key_bytes);
+	return -ENOSPC;
+}
+
+int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj,
+				   char *why, size_t why_bytes)
+{
+	char why_none[1];
+	if (why == NULL) { /* not NULL below: as_of_restore tells a bind by it */
+		why = why_none;
+		why_bytes = sizeof(why_none);
+	}
+	if (why_bytes > 0)
+		why[0] = '\0';
 	uint64_t start = rill_log_start_offset(part->log);
 	uint64_t from = start;
 	bool restored = false;
@@ -602,6 +648,11 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 				       : -ENOENT;
 		if (rc == -ENOMEM)
 			return rc;
+		/* Written under larger limits: refused, like a dedup table past producers_max
+		 * (snap_too_many_producers), not skipped as if damaged. */
+		if (rc == -ENOSPC)
+			return bind_beyond_limits(proj, part->snap.offset, state, state_bytes, why,
+						  why_bytes);
 		restored = rc == 0;
 		if (restored)
 			from = part->snap.offset;
@@ -612,7 +663,7 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 		 * it, if any the log can continue; else rebuilt from the log. */
 		uint64_t snap_from;
 		int rc = as_of_restore(part, proj, start, rill_log_next_offset(part->log),
-				       &snap_from);
+				       &snap_from, why, why_bytes);
 		if (rc < 0)
 			return rc;
 		if (snap_from > 0)
@@ -641,9 +692,10 @@ void rill_partition_snapshot_forget_loaded(struct rill_partition *part)
 }
 
 /* Restore @proj from the newest snapshot from @lowest to @end holding its state: *@from
- * gets its offset, or 0 with none. */
+ * gets its offset, or 0 with none. With @why (a bind), a state beyond @proj's limits
+ * refuses (bind_beyond_limits); without (an as-of read), an older snapshot is tried. */
 static int as_of_restore(struct rill_partition *part, struct rill_projection *proj, uint64_t lowest,
-			 uint64_t end, uint64_t *from)
+			 uint64_t end, uint64_t *from, char *why, size_t why_bytes)
 {
 	struct snap_list l;
 	int rc = snap_list(part, &l);
@@ -664,8 +716,11 @@ static int as_of_restore(struct rill_partition *part, struct rill_projection *pr
 		int restored = state != NULL
 				       ? rill_projection_restore(proj, state, state_bytes, &err)
 				       : -ENOENT;
+		if (restored == -ENOSPC && why != NULL)
+			restored = bind_beyond_limits(proj, l.offsets[i], state, state_bytes, why,
+						      why_bytes);
 		free(buf);
-		if (restored == -ENOMEM)
+		if (restored == -ENOMEM || (restored == -ENOSPC && why != NULL))
 			return restored;
 		if (restored == 0) {
 			*from = l.offsets[i];
@@ -681,7 +736,7 @@ int rill_partition_as_of(struct rill_partition *part, struct rill_projection *pr
 	uint64_t next = rill_log_next_offset(part->log);
 	uint64_t end = offset >= next ? next : offset + 1; /* events below end are folded */
 	uint64_t from;
-	int rc = as_of_restore(part, proj, 0, end, &from);
+	int rc = as_of_restore(part, proj, 0, end, &from, NULL, 0);
 	if (rc < 0)
 		return rc;
 	if (from < end && from < rill_log_start_offset(part->log))

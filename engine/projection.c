@@ -15,6 +15,7 @@
  *   P3. Window kinds: prev_start + window_ns == window_start whenever prev_count > 0.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -685,13 +686,23 @@ static int restore_header(const struct rill_projection *p, const uint8_t *in, si
 	    h->read_version != mine.read_version || h->field_type != mine.field_type ||
 	    h->field_offset != mine.field_offset || h->window_ns != mine.window_ns)
 		return snap_fail(err, p, "of another definition");
-	if (h->key_count > p->keys_max || h->key_store_used > p->key_store_bytes)
-		return schema_fail(err, -ENOSPC, "projection %s: snapshot beyond its limits",
-				   p->name);
+	if (h->key_count > RILL_PROJECTION_KEYS_MAX ||
+	    h->key_store_used > RILL_PROJECTION_KEY_STORE_MAX)
+		return snap_fail(err, p, "beyond what any projection holds");
 	uint64_t need = sizeof(*h) + (uint64_t)h->key_count * sizeof(struct proj_snap_entry) +
 			rill_align_up(h->key_store_used, 8) + 8;
 	if (need != bytes)
 		return snap_fail(err, p, "size disagrees with its header");
+	/* Sound, but written under larger limits than this projection's: told apart from
+	 * damage (-ENOSPC), for its caller must not skip it as damaged when it is all that
+	 * still knows the keys' counts (their events gone with retention). */
+	if (h->key_count > p->keys_max || h->key_store_used > p->key_store_bytes)
+		return schema_fail(err, -ENOSPC,
+				   "projection %s: the snapshot holds %" PRIu32 " keys in %" PRIu64
+				   " bytes, beyond keys_max (%" PRIu32 ") or key_store_bytes "
+				   "(%" PRIu64 ")",
+				   p->name, h->key_count, h->key_store_used, p->keys_max,
+				   p->key_store_bytes);
 	return 0;
 }
 
@@ -731,6 +742,27 @@ static void clear_state(struct rill_projection *p)
 	p->key_count = 0;
 	p->key_store_used = 0;
 	memset(&p->stats, 0, sizeof(p->stats));
+}
+
+void rill_projection_limits(const struct rill_projection *p, uint32_t *keys_max,
+			    uint64_t *key_store_bytes)
+{
+	*keys_max = p->keys_max;
+	*key_store_bytes = p->key_store_bytes;
+}
+
+bool rill_projection_snapshot_keys(const void *buf, size_t buf_bytes, uint32_t *keys,
+				   uint64_t *key_bytes)
+{
+	struct proj_snap_header h;
+	if (buf_bytes < sizeof(h) + 8)
+		return false;
+	memcpy(&h, buf, sizeof(h));
+	if (h.magic != PROJ_SNAP_MAGIC || h.version != PROJ_SNAP_VERSION)
+		return false;
+	*keys = h.key_count;
+	*key_bytes = h.key_store_used;
+	return true;
 }
 
 int rill_projection_restore(struct rill_projection *p, const void *buf, size_t buf_bytes,

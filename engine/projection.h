@@ -131,9 +131,22 @@ int64_t rill_projection_snapshot(const struct rill_projection *p, void *buf, siz
  * rill_projection_restore - load a snapshot into @p, which must be fresh (nothing applied)
  * and of the same definition. Returns 0, -EBUSY for a projection that holds state,
  * RILL_E_PROJECTION_SNAPSHOT for bytes that are not a sound snapshot of this definition
- * (@err says why), or -ENOSPC past @p's limits.
+ * (@err says why), or -ENOSPC for a sound one holding more keys or key bytes than @p's
+ * limits take (written under larger ones; rill_projection_snapshot_keys says how many).
  */
 int rill_projection_restore(struct rill_projection *p, const void *buf, size_t buf_bytes,
 			    struct rill_schema_error *err);
+
+/*
+ * rill_projection_snapshot_keys - the keys a built-in projection's snapshot holds and the
+ * bytes of their text: what restoring it needs of keys_max and key_store_bytes. False for
+ * bytes too short or of another format (the header is read, nothing else checked).
+ */
+bool rill_projection_snapshot_keys(const void *buf, size_t buf_bytes, uint32_t *keys,
+				   uint64_t *key_bytes);
+
+/* rill_projection_limits - a built-in projection's keys_max and key_store_bytes. */
+void rill_projection_limits(const struct rill_projection *p, uint32_t *keys_max,
+			    uint64_t *key_store_bytes);
 
 #endif /* RILL_ENGINE_PROJECTION_H */

@@ -163,9 +163,13 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 					    rill_strerror(rc));
 		/* From the partition's snapshot if it holds this projection, else from the first
 		 * event retention kept: a projection reflects the log it has. */
-		rc = rill_partition_projection_bind(sp->part, inst);
+		char why[400];
+		rc = rill_partition_projection_bind(sp->part, inst, why, sizeof(why));
 		if (rc < 0) {
 			rill_projection_destroy(inst);
+			if (why[0] != '\0') /* a snapshot beyond the projection limits */
+				return engine_error(r->err, rc, "topic %s partition %u: %s",
+						    sp->topic->name, sp->partition, why);
 			return engine_error(
 				r->err, rc,
 				"projection %s: rebuilding from topic %s partition %u: %s",

@@ -118,8 +118,17 @@ struct rill_engine_config {
 	enum rill_poll_mode poll; /* default adaptive */
 	uint64_t idle_spin_ns;    /* adaptive: spin this long idle before sleeping (50 µs) */
 	/* Ring sizes, each a power of two from 64 KiB to RILL_ENGINE_RING_BYTES_MAX. */
-	uint32_t ring_bytes;          /* each producer → shard ring (default 1 MiB) */
-	uint32_t ack_ring_bytes;      /* each shard → producer ring (default 1 MiB) */
+	uint32_t ring_bytes;     /* each producer → shard ring (default 1 MiB) */
+	uint32_t ack_ring_bytes; /* each shard → producer ring (default 1 MiB) */
+	/* Per partition limits on state that is never dropped: past one, a new producer or
+	 * key is refused (-ENOSPC) and what is held goes on. Lowered below what a partition
+	 * holds, they refuse its open, and so rill_engine_open, with -ENOSPC and a message
+	 * naming the topic, partition (projection), setting and value to open with:
+	 * producers_max below the producers of its newest snapshot or its log, the projection
+	 * limits below the keys or key bytes of a projection's state in its snapshot. Nothing
+	 * is cut down to fit, and the snapshot is not skipped: once retention has deleted the
+	 * log before it, it alone holds those producers (their retries would go in twice) and
+	 * those keys' counts. (A projection rebuilt from the log folds under the limits given.) */
 	uint32_t producers_max;       /* idempotent producers per partition (default 4,096) */
 	uint32_t projection_keys_max; /* keys per projection per partition (default 16,384) */
 	uint64_t projection_key_store_bytes; /* key bytes per projection per partition (4 MiB) */
@@ -180,8 +189,9 @@ void rill_engine_config_default(struct rill_engine_config *config);
  * logs), and start the shards.
  * Returns 0, or -EINVAL (a bad config; with pin, a CPU of config->cpus no thread can be
  * pinned to, isolated CPUs being fine), -EBUSY (another engine has the directory),
- * -EDEADLK (on a shard's thread), a log or schema error, or -errno, with @err (optional)
- * saying what and where. Blocks.
+ * -EDEADLK (on a shard's thread), -ENOSPC (producers_max, projection_keys_max or
+ * projection_key_store_bytes below what a partition holds: see there), a log or schema
+ * error, or -errno, with @err (optional) saying what and where. Blocks.
  * Under a file size limit (RLIMIT_FSIZE) a write past it raises SIGXFSZ, whose default
  * action ends the process. The shards, which write the logs and snapshots, block it: the
  * write fails with EFBIG and that log stops. Topic, projection, group and schema files

@@ -3616,6 +3616,67 @@ static void test_snapshot_damaged_newest(void **state)
 	fx_close(f);
 }
 
+/* rill_engine_open with @c refused with @code, its message holding each of @needles. */
+static void open_refused(struct fx *f, const struct rill_engine_config *c, int code,
+			 const char *const *needles)
+{
+	struct rill_error_text err = {{0}};
+	struct rill_engine *e = NULL;
+	int rc = rill_engine_open(&e, c, &err);
+	if (rc != code)
+		fail_msg("rill_engine_open(%s): %s, not %s: %s", f->dir, rill_strerror(rc),
+			 rill_strerror(code), err.message);
+	assert_null(e);
+	for (const char *const *n = needles; *n != NULL; n++)
+		if (strstr(err.message, *n) == NULL)
+			fail_msg("refusal without '%s': %s", *n, err.message);
+}
+
+/*
+ * Projection key limits lowered below what a snapshot holds, once retention deleted the log
+ * before it: the open used to go on, each projection rebuilt from what the log kept (keys
+ * known only from the snapshot answered "never seen", the others short of their deleted
+ * events), and the next snapshot made that permanent. The open is refused, naming the
+ * topic, partition, projection and setting; the old limits open it whole.
+ */
+static void test_snapshot_projection_limits_lowered(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	c.snapshot_interval_events = 1000000000; /* taken by the test (yet on: retention waits) */
+	fx_open_with(f, &c);
+	struct rill_topic *t = snap_small_topic(f);
+	snap_define(f);
+	enum { KEYS = 20 }; /* "key-0" .. "key-19": 110 bytes */
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 3000, KEYS, 0, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), 0);
+	snap_publish(f, t, 3000, KEYS, 3000, folds); /* rolls: retention deletes below it */
+	fx_close(f);
+
+	c.projection_keys_max = 10;
+	const char *const keys[] = {"topic snap partition 0",
+				    "of projection p_",
+				    "holds 20 keys",
+				    "projection_keys_max (10)",
+				    "projection_keys_max 20 or more",
+				    NULL};
+	open_refused(f, &c, -ENOSPC, keys);
+	c.projection_keys_max = 0; /* the default */
+	c.projection_key_store_bytes = 100;
+	const char *const store[] = {"topic snap partition 0", "holds 110 bytes",
+				     "projection_key_store_bytes (100)",
+				     "projection_key_store_bytes 110 or more", NULL};
+	open_refused(f, &c, -ENOSPC, store);
+	c.projection_key_store_bytes = 0;
+	fx_open_with(f, &c);
+	snap_check(f, folds, KEYS); /* every event, though the log kept only the last ones */
+	struct rill_projection_value v;
+	assert_int_equal(rill_query_as_of(f->engine, "p_count", "key-0", 5, 0, 0, &v), -ERANGE);
+	fx_close(f);
+}
+
 /* Every snapshot holds every projection: none is taken while the engine opens, before the
  * projections are bound again (such a one, newest, would lose their states). */
 static void test_snapshot_during_open(void **state)
@@ -5349,6 +5410,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshots_off_retention, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_damaged_newest, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_projection_limits_lowered, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_during_open, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of, fx_setup, fx_teardown),

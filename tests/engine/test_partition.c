@@ -1864,7 +1864,7 @@ static void test_snapshot_faults(void **state)
 	build_closed(&w, 1500);
 	part_open(&w, NULL);
 	struct rill_projection *p = proj_new(&w, &pcases[7]);
-	assert_int_equal(rill_partition_projection_bind(w.part, p), 0);
+	assert_int_equal(rill_partition_projection_bind(w.part, p, NULL, 0), 0);
 	uint64_t before = io_sim_ops(w.sim);
 	assert_int_equal(rill_partition_snapshot(w.part, 2), 0);
 	uint64_t snap_ops = io_sim_ops(w.sim) - before;
@@ -1880,7 +1880,7 @@ static void test_snapshot_faults(void **state)
 	assert_int_equal(st.snapshots_skipped, 0);
 	check_dedup_is_log(&w);
 	p = proj_new(&w, &pcases[7]);
-	assert_int_equal(rill_partition_projection_bind(w.part, p), 0);
+	assert_int_equal(rill_partition_projection_bind(w.part, p, NULL, 0), 0);
 	check_proj(&w, p, &pcases[7], false, "from a snapshot");
 	rill_projection_destroy(p);
 	part_close(&w);
@@ -1895,7 +1895,7 @@ static void test_snapshot_faults(void **state)
 		build_closed(&w, 1500);
 		part_open(&w, NULL);
 		p = proj_new(&w, &pcases[7]);
-		assert_int_equal(rill_partition_projection_bind(w.part, p), 0);
+		assert_int_equal(rill_partition_projection_bind(w.part, p, NULL, 0), 0);
 		for (int k = 0; k < 50; k++) { /* events the snapshot covers */
 			struct evspec sp = spec_order(0, 0, (uint32_t)(k % KEYS), k);
 			assert_int_equal(do_write(&w, &sp), 0);
@@ -1927,7 +1927,7 @@ static void test_snapshot_faults(void **state)
 				 (unsigned long long)st.replayed);
 		check_dedup_is_log(&w);
 		p = proj_new(&w, &pcases[7]);
-		assert_int_equal(rill_partition_projection_bind(w.part, p), 0);
+		assert_int_equal(rill_partition_projection_bind(w.part, p, NULL, 0), 0);
 		check_proj(&w, p, &pcases[7], false, what);
 		rill_projection_destroy(p);
 		part_close(&w);
@@ -2049,7 +2049,7 @@ static void test_snapshot_past_end_stays_deleted(void **state)
 		prods_rebuild(&w);
 		check_dedup_is_log(&w);
 		struct rill_projection *p = proj_new(&w, &pcases[7]);
-		assert_int_equal(rill_partition_projection_bind(w.part, p), 0);
+		assert_int_equal(rill_partition_projection_bind(w.part, p, NULL, 0), 0);
 		check_proj(&w, p, &pcases[7], false, "after the cut and a power cut");
 		rill_projection_destroy(p);
 		part_close(&w);
@@ -2234,6 +2234,157 @@ static void test_snapshot_more_producers_than_max(void **state)
 	world_fini(&w);
 }
 
+/* ---- Limits lowered between opens ------------------------------------------------------ */
+
+#define LIM_KEYS  20u   /* keys "key-0" .. "key-19": 10 of 5 bytes, 10 of 6 */
+#define LIM_BYTES 110u  /* their text */
+#define LIM_FILL  3000u /* events after the first of each key: several 64 KiB segments */
+
+/* A COUNT projection of Orders, "cnt", with these limits. */
+static struct rill_projection *count_new(struct world *w, uint32_t keys_max,
+					 uint64_t key_store_bytes)
+{
+	struct rill_projection_config c = {.name = "cnt",
+					   .type = "Order",
+					   .kind = RILL_PROJECTION_COUNT,
+					   .keys_max = keys_max,
+					   .key_store_bytes = key_store_bytes};
+	struct rill_projection *p = NULL;
+	struct rill_schema_error err;
+	err_reset(&err);
+	int rc = rill_projection_create(&p, w->reg, &c, &err);
+	if (rc != 0)
+		fail_msg("projection cnt refused (%d): %s", rc, err.message);
+	return p;
+}
+
+/* An Order of producer 0 under key "key-@k" (outside the model: these tests count). */
+static void write_key(struct world *w, uint32_t k)
+{
+	char key[16];
+	snprintf(key, sizeof(key), "key-%u", (unsigned)k);
+	struct evspec sp = spec_order(0, 0, 0, 1);
+	struct wbuf b;
+	build_event(w, &sp, &b);
+	b.rec.key = key;
+	b.rec.key_bytes = (uint16_t)strlen(key);
+	struct rill_partition_write res;
+	struct rill_schema_error err;
+	assert_int_equal(write_retry(w->part, &b.rec, &res, &err), 0);
+}
+
+/* How many events of "key-@k" projection @p holds (0: none, the key not held). */
+static uint64_t key_count(const struct rill_projection *p, uint32_t k)
+{
+	char key[16];
+	snprintf(key, sizeof(key), "key-%u", (unsigned)k);
+	struct rill_projection_value v;
+	return rill_projection_get(p, key, (uint32_t)strlen(key), &v) ? v.count : 0;
+}
+
+/*
+ * Every key's first event, then LIM_FILL more over them all, folded into "cnt" (at most
+ * @keys_max keys), snapshotted (*@snap: its offset), closed; with @expire, reopened once
+ * with every segment before the snapshot expired (the first event of every key gone).
+ * @counts: the events of each key.
+ */
+static void build_limited(struct world *w, uint64_t seed, uint32_t keys_max, bool expire,
+			  uint64_t *counts, uint64_t *snap)
+{
+	world_init(w, seed);
+	part_open(w, NULL);
+	struct rill_projection *p = count_new(w, keys_max, 4096);
+	assert_int_equal(rill_partition_projection_bind(w->part, p, NULL, 0), 0);
+	for (uint32_t k = 0; k < LIM_KEYS; k++) {
+		write_key(w, k);
+		counts[k] = 1;
+	}
+	for (uint32_t i = 0; i < LIM_FILL; i++) {
+		write_key(w, i % LIM_KEYS);
+		counts[i % LIM_KEYS]++;
+	}
+	w->config.snapshots = true; /* as the engine's periodic snapshots */
+	assert_int_equal(rill_partition_snapshot(w->part, 2), 0);
+	*snap = rill_partition_snapshot_offset(w->part);
+	assert_int_equal(*snap, LIM_KEYS + LIM_FILL);
+	part_close(w);
+	rill_projection_destroy(p);
+	if (!expire)
+		return;
+	w->config.log.retention_age_ns = 1; /* every segment below the snapshot goes */
+	part_open(w, NULL);
+	assert_true(rill_log_start_offset(wlog(w)) > LIM_KEYS);
+	part_close(w);
+}
+
+/* Bind "cnt" with these limits to the reopened partition: refused with -ENOSPC, @why
+ * naming each of @needles. */
+static void bind_refused(struct world *w, uint32_t keys_max, uint64_t key_store_bytes,
+			 const char *const *needles)
+{
+	part_open(w, NULL);
+	struct rill_projection *p = count_new(w, keys_max, key_store_bytes);
+	char why[400] = "";
+	int rc = rill_partition_projection_bind(w->part, p, why, sizeof(why));
+	if (rc != -ENOSPC)
+		fail_msg("keys_max %u, key store %llu: bind %d (%s), not refused; key-0 counts "
+			 "%llu",
+			 (unsigned)keys_max, (unsigned long long)key_store_bytes, rc,
+			 rill_strerror(rc), (unsigned long long)key_count(p, 0));
+	for (const char *const *n = needles; *n != NULL; n++)
+		if (strstr(why, *n) == NULL)
+			fail_msg("refusal without '%s': %s", *n, why);
+	rill_projection_destroy(p);
+	part_close(w);
+}
+
+/*
+ * A snapshot of a projection written under larger key limits, once retention deleted the
+ * log before it, is all that still knows its keys' counts. Reopened with a lower
+ * projection_keys_max or projection_key_store_bytes it used to be skipped as if damaged,
+ * with nothing said, and the projection rebuilt from what the log kept: keys known only
+ * from the snapshot answered "never seen", the others counted from the log's start, and
+ * the next snapshot made the loss permanent. The bind is refused instead, naming the
+ * setting, what the snapshot holds and what to open with; the old limits take it again.
+ */
+static void test_snapshot_more_keys_than_max(void **state)
+{
+	(void)state;
+	struct world w;
+	uint64_t counts[LIM_KEYS], snap;
+	build_limited(&w, 61, 64, true, counts, &snap);
+	char want[64];
+	snprintf(want, sizeof(want), "snapshot %020llu", (unsigned long long)snap);
+	const char *const keys_max[] = {want,
+					"projection cnt",
+					"holds 20 keys",
+					"projection_keys_max (10)",
+					"projection_keys_max 20 or more",
+					NULL};
+	bind_refused(&w, 10, 4096, keys_max);
+	const char *const store[] = {want,
+				     "projection cnt",
+				     "holds 110 bytes",
+				     "projection_key_store_bytes (100)",
+				     "projection_key_store_bytes 110 or more",
+				     NULL};
+	bind_refused(&w, 64, 100, store);
+	const char *const both[] = {"projection_keys_max (19)", "projection_key_store_bytes (109)",
+				    NULL};
+	bind_refused(&w, 19, 109, both);
+
+	part_open(&w, NULL); /* the old limits: every key, every event */
+	struct rill_projection *p = count_new(&w, LIM_KEYS, LIM_BYTES); /* exactly enough */
+	char why[400];
+	assert_int_equal(rill_partition_projection_bind(w.part, p, why, sizeof(why)), 0);
+	assert_string_equal(why, "");
+	for (uint32_t k = 0; k < LIM_KEYS; k++)
+		assert_int_equal(key_count(p, k), counts[k]);
+	part_close(&w);
+	rill_projection_destroy(p);
+	world_fini(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2255,6 +2406,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_crc_guards),
 		cmocka_unit_test(test_snapshot_past_end_stays_deleted),
 		cmocka_unit_test(test_snapshot_more_producers_than_max),
+		cmocka_unit_test(test_snapshot_more_keys_than_max),
 	};
 	test_seed();
 	return cmocka_run_group_tests_name("partition", tests, NULL, NULL);

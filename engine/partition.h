@@ -161,7 +161,10 @@ uint64_t rill_partition_snapshot_offset(const struct rill_partition *part);
  * (written under larger ones) refuses the bind with -ENOSPC, @why saying what it holds and
  * what to open with: it is not skipped, for once retention deleted the log before it, it
  * alone knows those keys' counts (a rebuild would answer "never seen" for keys it holds).
- * @why (@why_bytes, may be 0) is empty otherwise.
+ * A restored state that refused keys for lack of room, into @proj with room for more
+ * (rill_projection_sealed), is folded again from offset 0 if the log still starts there
+ * (exact under the limits @proj has); else it stays sealed, taking no new key, and @why
+ * says so though the bind succeeds. @why (@why_bytes, may be 0) is empty otherwise.
  * Returns as rill_partition_projection_add. Blocks.
  */
 int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj,

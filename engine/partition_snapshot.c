@@ -666,8 +666,26 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 				       &snap_from, why, why_bytes);
 		if (rc < 0)
 			return rc;
-		if (snap_from > 0)
+		restored = snap_from > 0;
+		if (restored)
 			from = snap_from;
+	}
+	if (restored && rill_projection_sealed(proj)) {
+		if (start == 0) {
+			/* The whole log is there: folded again, every key it now has room for
+			 * counted in full. */
+			rill_projection_reset(proj);
+			from = 0;
+		} else {
+			struct rill_projection_stats st;
+			rill_projection_stats(proj, &st);
+			snprintf(why, why_bytes,
+				 "projection %s: its state in snapshot %020" PRIu64
+				 " refused %" PRIu64
+				 " events of new keys for lack of room, and the log before it is "
+				 "gone: it takes no new key (keys it lacks answer -ENOSPC)",
+				 rill_projection_name(proj), from, st.refused_full);
+		}
 	}
 	int rc = rill_partition_projection_add(part, proj, from);
 	if (rc == 0 && part->snap.kept && !snap_holds_unbound(part))

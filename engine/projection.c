@@ -13,6 +13,10 @@
  *       in order of first appearance, and key_store_used is the sum of their key_bytes.
  *   P2. A used slot's key lies at key_store[key_pos .. key_pos + key_bytes).
  *   P3. Window kinds: prev_start + window_ns == window_start whenever prev_count > 0.
+ *   P4. Every key held has folded every event of it the projection was given: a key is
+ *       taken at its first event or never. Under fixed limits room only shrinks, so a key
+ *       taken after others were refused was never refused itself; a state restored with
+ *       refusals into larger limits could break that, and is sealed (no new key) instead.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -90,6 +94,10 @@ struct rill_projection {
 	uint32_t key_count;
 	uint8_t *key_store;
 	uint64_t key_store_used;
+	/* Restored from a state that refused new keys for lack of room, with room for more
+	 * now (its limits were raised): it takes no new key, for one of them may be a key
+	 * refused before, whose count would miss its events of then (P4). */
+	bool sealed;
 	struct rill_projection_stats stats;
 	const struct rill_projection_ops *ops; /* custom: the application's read model */
 	void *state;
@@ -299,7 +307,7 @@ static struct proj_slot *slot_find(struct rill_projection *p, const void *key, u
 	for (uint64_t i = (h >> 32 | h << 32) & p->mask;; i = (i + 1) & p->mask) {
 		struct proj_slot *s = &p->slots[i];
 		if (!s->used) {
-			if (!insert || p->key_count == p->keys_max ||
+			if (!insert || p->sealed || p->key_count == p->keys_max ||
 			    bytes > p->key_store_bytes - p->key_store_used)
 				return NULL;
 			s->used = 1;
@@ -741,7 +749,19 @@ static void clear_state(struct rill_projection *p)
 		memset(&p->slots[p->order[k]], 0, sizeof(struct proj_slot));
 	p->key_count = 0;
 	p->key_store_used = 0;
+	p->sealed = false;
 	memset(&p->stats, 0, sizeof(p->stats));
+}
+
+void rill_projection_reset(struct rill_projection *p)
+{
+	RILL_ASSERT(p->ops == NULL); /* a custom state is the application's */
+	clear_state(p);
+}
+
+bool rill_projection_sealed(const struct rill_projection *p)
+{
+	return p->sealed;
 }
 
 void rill_projection_limits(const struct rill_projection *p, uint32_t *keys_max,
@@ -818,5 +838,9 @@ int rill_projection_restore(struct rill_projection *p, const void *buf, size_t b
 	p->stats.refused_full = h.refused_full;
 	p->stats.late = h.late;
 	p->stats.errors = h.errors;
+	/* P4: keys it refused, and room for more now (no room: nothing to seal). The state
+	 * does not say under which limits it refused them, so equal ones seal it too: then
+	 * only keys that would have fit after a longer one was refused are refused as well. */
+	p->sealed = h.refused_full > 0 && p->key_count < p->keys_max;
 	return 0;
 }

@@ -17,7 +17,9 @@
  *
  * Memory: the key table and the key bytes are allocated once, at create, to the limits of
  * the config; applying never allocates. A projection whose table is full refuses new keys
- * with -ENOSPC (counted) and keeps every key it has.
+ * with -ENOSPC (counted) and keeps every key it has; a key it holds has every event of it
+ * folded (one restored with refusals into larger limits takes no new key: see
+ * rill_projection_sealed).
  *
  * Snapshots serialise the whole state into a caller's buffer (format in docs/FORMAT.md,
  * "Projection snapshots", CRC32C at the end); restoring one into a fresh projection of the
@@ -133,6 +135,8 @@ int64_t rill_projection_snapshot(const struct rill_projection *p, void *buf, siz
  * RILL_E_PROJECTION_SNAPSHOT for bytes that are not a sound snapshot of this definition
  * (@err says why), or -ENOSPC for a sound one holding more keys or key bytes than @p's
  * limits take (written under larger ones; rill_projection_snapshot_keys says how many).
+ * A state that refused new keys for lack of room (refused_full), restored into a
+ * projection with room for more, is sealed: see rill_projection_sealed.
  */
 int rill_projection_restore(struct rill_projection *p, const void *buf, size_t buf_bytes,
 			    struct rill_schema_error *err);
@@ -148,5 +152,18 @@ bool rill_projection_snapshot_keys(const void *buf, size_t buf_bytes, uint32_t *
 /* rill_projection_limits - a built-in projection's keys_max and key_store_bytes. */
 void rill_projection_limits(const struct rill_projection *p, uint32_t *keys_max,
 			    uint64_t *key_store_bytes);
+
+/*
+ * rill_projection_sealed - true for a built-in projection restored from a state that had
+ * refused new keys for lack of room, while it has room for more (its limits were raised
+ * since, or a longer key was refused and shorter ones would fit): it takes no new key
+ * (-ENOSPC, counted), since one of them may be a key refused then, whose count would miss
+ * its events of before. Only a fold of the whole log (rill_projection_reset, then every
+ * event from offset 0) can count those keys.
+ */
+bool rill_projection_sealed(const struct rill_projection *p);
+
+/* rill_projection_reset - empty a built-in projection (state and counters), as if fresh. */
+void rill_projection_reset(struct rill_projection *p);
 
 #endif /* RILL_ENGINE_PROJECTION_H */

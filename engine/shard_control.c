@@ -175,6 +175,9 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 				"projection %s: rebuilding from topic %s partition %u: %s",
 				ep->name, sp->topic->name, sp->partition, rill_strerror(rc));
 		}
+		if (why[0] != '\0') /* bound, but sealed: no new key (its stats show them) */
+			fprintf(stderr, "rill: topic %s partition %u: %s\n", sp->topic->name,
+				sp->partition, why);
 		sp->projs[ep->index] = inst;
 		/* Defined while running: its state goes into a snapshot at once, so that no
 		 * restart rebuilds it from a log retention trimmed since; also when nothing came

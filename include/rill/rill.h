@@ -128,7 +128,12 @@ struct rill_engine_config {
 	 * limits below the keys or key bytes of a projection's state in its snapshot. Nothing
 	 * is cut down to fit, and the snapshot is not skipped: once retention has deleted the
 	 * log before it, it alone holds those producers (their retries would go in twice) and
-	 * those keys' counts. (A projection rebuilt from the log folds under the limits given.) */
+	 * those keys' counts. (A projection rebuilt from the log folds under the limits given.)
+	 * Raised after a projection refused keys: a restart folds it again from offset 0 while
+	 * the log still starts there, so that every key it now has room for counts in full;
+	 * once retention has deleted the log's start it takes no new key (those it refused
+	 * lack events no longer kept), its unknown keys answer -ENOSPC, and the open says so
+	 * on stderr. */
 	uint32_t producers_max;       /* idempotent producers per partition (default 4,096) */
 	uint32_t projection_keys_max; /* keys per projection per partition (default 16,384) */
 	uint64_t projection_key_store_bytes; /* key bytes per projection per partition (4 MiB) */

@@ -2385,6 +2385,55 @@ static void test_snapshot_more_keys_than_max(void **state)
 	world_fini(&w);
 }
 
+/*
+ * A projection that refused keys for lack of room (refused_full), snapshotted, then given
+ * larger limits. Folding on from the snapshot would take a refused key at its next event,
+ * its count missing the events of before: a wrong answer where -ENOSPC ("perhaps refused")
+ * was right. With the log whole from offset 0 the projection is folded again from there,
+ * exact under the new limits; with its start deleted it takes no new key, and says so.
+ */
+static void test_snapshot_refused_keys_limit_raised(void **state)
+{
+	(void)state;
+	struct world w;
+	uint64_t counts[LIM_KEYS], snap;
+	build_limited(&w, 67, 10, false, counts, &snap); /* key-10 .. key-19 refused */
+	part_open(&w, NULL);
+	struct rill_projection *p = count_new(&w, 64, 4096);
+	char why[400];
+	assert_int_equal(rill_partition_projection_bind(w.part, p, why, sizeof(why)), 0);
+	assert_string_equal(why, "");
+	for (uint32_t k = 0; k < LIM_KEYS; k++)
+		assert_int_equal(key_count(p, k), counts[k]);
+	struct rill_projection_stats st;
+	rill_projection_stats(p, &st);
+	assert_int_equal(st.refused_full, 0);
+	part_close(&w);
+	rill_projection_destroy(p);
+	world_fini(&w);
+
+	build_limited(&w, 67, 10, true, counts, &snap); /* the same, the log's start gone */
+	part_open(&w, NULL);
+	p = count_new(&w, 64, 4096);
+	assert_int_equal(rill_partition_projection_bind(w.part, p, why, sizeof(why)), 0);
+	if (strstr(why, "takes no new key") == NULL || strstr(why, "projection cnt") == NULL)
+		fail_msg("sealed without a word: '%s'", why);
+	for (uint32_t k = 0; k < LIM_KEYS; k++)
+		assert_int_equal(key_count(p, k), k < 10 ? counts[k] : 0);
+	rill_projection_stats(p, &st);
+	assert_true(st.refused_full > 0); /* the keys it lacks answer -ENOSPC, not -ENOENT */
+	uint64_t refused = st.refused_full;
+	write_key(&w, 15); /* once refused: counted now, it would miss its 151 of before */
+	write_key(&w, 3);
+	assert_int_equal(key_count(p, 15), 0);
+	assert_int_equal(key_count(p, 3), counts[3] + 1);
+	rill_projection_stats(p, &st);
+	assert_int_equal(st.refused_full, refused + 1);
+	part_close(&w);
+	rill_projection_destroy(p);
+	world_fini(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2407,6 +2456,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_past_end_stays_deleted),
 		cmocka_unit_test(test_snapshot_more_producers_than_max),
 		cmocka_unit_test(test_snapshot_more_keys_than_max),
+		cmocka_unit_test(test_snapshot_refused_keys_limit_raised),
 	};
 	test_seed();
 	return cmocka_run_group_tests_name("partition", tests, NULL, NULL);

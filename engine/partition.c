@@ -124,13 +124,15 @@ int rill_partition_open(struct rill_partition **out, const struct rill_partition
 			struct rill_log_recovery *report)
 {
 	if (config->io == NULL || config->dir == NULL || config->schemas == NULL ||
-	    config->producers_max == 0 || config->producers_max > RILL_PARTITION_PRODUCERS_MAX)
+	    config->producers_max == 0 || config->producers_max > RILL_PARTITION_PRODUCERS_MAX ||
+	    config->snapshots_kept > RILL_PARTITION_SNAPSHOTS_MAX)
 		return -EINVAL;
 	struct rill_partition *part = calloc(1, sizeof(*part));
 	if (part == NULL)
 		return -ENOMEM;
 	part->schemas = config->schemas;
 	part->producers_max = config->producers_max;
+	part->snapshots_kept = config->snapshots_kept;
 	part->io = config->io;
 	part->snapshots = config->snapshots;
 	snprintf(part->dir, sizeof(part->dir), "%s", config->dir);

@@ -61,6 +61,11 @@ struct rill_partition_config {
 	struct rill_log_config log;           /* segments, group commit, retention, durability */
 	uint32_t producers_max;               /* default 4,096 */
 	bool snapshots; /* periodic snapshots will come: retention waits for the first */
+	/* Snapshots kept (1 .. RILL_PARTITION_SNAPSHOTS_MAX), applied at open as well as by
+	 * rill_partition_snapshot: the older ones go there and then, so that a lowered count
+	 * frees retention even in a partition that takes no new snapshot. 0 (the default):
+	 * none deleted at open. */
+	uint32_t snapshots_kept;
 };
 
 /* rill_partition_config_default - the log's defaults and 4,096 producers; io, dir and
@@ -79,8 +84,9 @@ struct rill_partition_write {
 
 /*
  * rill_partition_open - open the partition's log (recovering it) and rebuild the dedup
- * state from it, then run retention once (rill_log_expire), the snapshot floor set; after
- * that the owner calls rill_log_expire on rill_partition_log about once a second.
+ * state from it, keep the newest config.snapshots_kept snapshots (see there), then run
+ * retention once (rill_log_expire), the snapshot floor set; after that the owner calls
+ * rill_log_expire on rill_partition_log about once a second.
  * @report (optional) gets the log's recovery report.
  * Returns 0, -EINVAL, -ENOMEM, -ENOSPC (with report->message) when the log or the newest
  * sound snapshot holds more idempotent producers than producers_max (written under a
@@ -138,15 +144,17 @@ int rill_partition_write(struct rill_partition *part, const struct rill_record *
  * that verifies and that the log can continue (OFFSET between the log's first and next
  * offsets) is loaded: the dedup table from it, then the log replayed after it; projections
  * bound with rill_partition_projection_bind start from its state. A damaged snapshot is
- * skipped (counted), never trusted.
+ * skipped (counted), never trusted. With config.snapshots_kept, the older ones past it go
+ * at open too.
  */
 
 /*
  * rill_partition_snapshot - make everything written durable, write a snapshot, and keep
  * the newest @keep (1 .. RILL_PARTITION_SNAPSHOTS_MAX), deleting older ones (but the one
- * rill_partition_snapshot_release kept). With config.snapshots, from then on retention
- * deletes nothing the oldest kept snapshot needs (the log after it). Returns 0, -EINVAL, or an
- * I/O or log error (the partition goes on; the previous snapshots stay). Blocks.
+ * rill_partition_snapshot_release kept; one that cannot be deleted stays, and counts).
+ * With config.snapshots, from then on retention deletes nothing the oldest kept snapshot
+ * needs (the log after it). Returns 0, -EINVAL, or an I/O or log error (the partition goes
+ * on; the previous snapshots stay). Blocks.
  */
 int rill_partition_snapshot(struct rill_partition *part, uint32_t keep);
 

@@ -40,6 +40,7 @@ struct rill_partition {
 	uint64_t dedup_mask;
 	unsigned dedup_shift; /* 64 - log2(capacity) */
 	uint32_t producers_max;
+	uint32_t snapshots_kept; /* config.snapshots_kept: 0, none deleted at open */
 	/* The dedup table knows every producer that wrote at or after this offset (W4). */
 	uint64_t history_from;
 	bool snapshots;           /* config.snapshots: the log keeps what they need */
@@ -63,8 +64,9 @@ void dedup_record(struct rill_partition *part, struct dedup_entry *e, uint64_t p
 /* Walk the log from @from_offset: rebuild dedup (if @dedup), fold into @proj (if any). */
 int partition_replay(struct rill_partition *part, uint64_t from_offset, bool dedup,
 		     struct rill_projection *proj);
-/* partition_snapshot.c: load the newest usable snapshot at open (dedup and part->snap).
- * -ENOSPC, with @why saying so, when it holds more producers than producers_max. */
+/* partition_snapshot.c: load the newest usable snapshot at open (dedup and part->snap),
+ * delete those past snapshots_kept, set the floor. -ENOSPC, with @why saying so, when it
+ * holds more producers than producers_max. */
 int partition_snapshot_load(struct rill_partition *part, char *why, size_t why_bytes);
 /* Verify @buf as the snapshot of @offset and load its dedup table into @part's empty one.
  * 0, or RILL_E_PROJECTION_SNAPSHOT with the table left empty. (Also the fuzz target's.) */

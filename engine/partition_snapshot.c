@@ -326,6 +326,31 @@ static uint64_t snap_floor(const struct rill_partition *part, const struct snap_
 }
 
 /*
+ * Keep the newest @keep of @l's first @count snapshots (ascending), deleting the older
+ * ones but @protect's (UINT64_MAX: none); the entries from @count on are left alone. One
+ * whose deletion fails stays, listed (it still holds the floor). Not synced: a power cut
+ * that undoes a deletion brings back a snapshot older than every one kept, never used
+ * while they load, and deleted again by the next pruning.
+ */
+static void snap_prune(struct rill_partition *part, struct snap_list *l, uint32_t count,
+		       uint32_t keep, uint64_t protect)
+{
+	RILL_ASSERT(count <= l->count);
+	uint32_t drop = count > keep ? count - keep : 0, kept = 0;
+	for (uint32_t i = 0; i < l->count; i++) {
+		if (i < drop && l->offsets[i] != protect) {
+			char path[4300];
+			snap_path(part, l->offsets[i], path, sizeof(path));
+			int rc = part->io->ops->unlink(part->io, path);
+			if (rc == 0 || rc == -ENOENT)
+				continue;
+		}
+		l->offsets[kept++] = l->offsets[i];
+	}
+	l->count = kept;
+}
+
+/*
  * True if @buf is a sound snapshot but for holding more producers than @part's table
  * takes: written under a larger producers_max. Skipping it as if damaged would lose what
  * only it still knows, once retention has deleted the log before it: its producers (their
@@ -410,6 +435,13 @@ int partition_snapshot_load(struct rill_partition *part, char *why, size_t why_b
 		part->timestamp_max_known = (h.flags & SNAP_F_TIMESTAMP_MAX) || start == 0;
 		part->snap = (struct partition_snap){.buf = buf, .bytes = bytes, .offset = offset};
 		part->snapshot_offset = offset;
+		/* snapshots_kept now, not at the next snapshot: a partition that gets no event
+		 * takes none, and the ones a larger count kept would hold retention back for
+		 * as long as it stays idle. This one and the older ones count; newer ones that
+		 * failed to load are left to the next snapshot's pruning (a read error may have
+		 * been passing). */
+		if (part->snapshots_kept > 0)
+			snap_prune(part, &l, i + 1, part->snapshots_kept, offset);
 		part->snapshot_floor = snap_floor(part, &l);
 		part->history_from = h.history_from; /* W4: what the table knew, then */
 		return 0;
@@ -555,17 +587,8 @@ int rill_partition_snapshot(struct rill_partition *part, uint32_t keep)
 	 * loaded at open while it holds projections not bound again yet. */
 	struct snap_list l;
 	if (snap_list(part, &l) == 0) {
-		uint32_t drop = l.count > keep ? l.count - keep : 0, kept = 0;
-		for (uint32_t i = 0; i < l.count; i++) {
-			if (i < drop && !(part->snap.kept && l.offsets[i] == part->snap.offset)) {
-				char path[4300];
-				snap_path(part, l.offsets[i], path, sizeof(path));
-				(void)part->io->ops->unlink(part->io, path);
-				continue;
-			}
-			l.offsets[kept++] = l.offsets[i];
-		}
-		l.count = kept;
+		snap_prune(part, &l, l.count, keep,
+			   part->snap.kept ? part->snap.offset : UINT64_MAX);
 		part->snapshot_floor = snap_floor(part, &l);
 	}
 	/* With periodic snapshots, the log keeps what the oldest kept one needs. Without them

@@ -62,6 +62,7 @@ static int shard_part_open(struct shard *s, struct shard_req *r)
 	pc.schemas = e->schemas;
 	pc.producers_max = e->config.producers_max;
 	pc.snapshots = !e->config.snapshots_off;
+	pc.snapshots_kept = e->config.snapshots_kept;
 	pc.log.durability = t->config.durability;
 	pc.log.retention_bytes = t->config.retention_bytes;
 	pc.log.retention_age_ns = t->config.retention_age_ns;

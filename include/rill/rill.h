@@ -145,7 +145,9 @@ struct rill_engine_config {
 	 * intervals), and with periodic snapshots on deletes nothing before the first. With
 	 * both intervals 0 (snapshots_off) no snapshot holds retention back, not even one
 	 * asked for (rill_engine_snapshot): a restart whose snapshot retention passed
-	 * rebuilds the projections and the dedup table from what the log keeps. */
+	 * rebuilds the projections and the dedup table from what the log keeps.
+	 * snapshots_kept lowered: each partition's older ones go at the next open (an idle
+	 * partition takes no new snapshot that would delete them), and retention with them. */
 	uint64_t snapshot_interval_events;
 	uint64_t snapshot_interval_ns;
 	uint32_t snapshots_kept;

@@ -3677,6 +3677,54 @@ static void test_snapshot_projection_limits_lowered(void **state)
 	fx_close(f);
 }
 
+/* The .snap files of topic snap's partition 0. */
+static unsigned snap_files(struct fx *f)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/topics/snap/0/snapshots", f->dir);
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	unsigned n = 0;
+	for (struct dirent *de; (de = readdir(d)) != NULL;) {
+		size_t len = strlen(de->d_name);
+		n += len > 5 && strcmp(de->d_name + len - 5, ".snap") == 0;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * snapshots_kept lowered between opens: the snapshots past it used to go only at the
+ * partition's next snapshot, which an idle partition never takes, and the oldest kept
+ * every segment after it from retention meanwhile. They go at open now.
+ */
+static void test_snapshots_kept_lowered(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);                      /* snapshots_kept 4 */
+	c.snapshot_interval_events = 1000000000; /* taken by the test (yet on: retention waits) */
+	fx_open_with(f, &c);
+	struct rill_topic *t = snap_small_topic(f);
+	snap_define(f);
+	enum { KEYS = 5 };
+	struct fold folds[KEYS] = {0};
+	for (uint32_t i = 0; i < 4; i++) { /* snapshots at 2000, 4000, 6000 and 8000 */
+		snap_publish(f, t, 2000, KEYS, 2000 * i, folds);
+		assert_int_equal(rill_engine_snapshot(f->engine), 0);
+	}
+	fx_close(f);
+	assert_int_equal(snap_files(f), 4);
+	c.snapshots_kept = 1;
+	fx_open_with(f, &c); /* no event from here on */
+	assert_int_equal(snap_files(f), 1);
+	snap_check(f, folds, KEYS);
+	/* Retention ran at the open from the one kept: the log no longer reaches 4000. */
+	struct rill_projection_value v;
+	assert_int_equal(rill_query_as_of(f->engine, "p_count", "key-0", 5, 4000, 0, &v), -ERANGE);
+	fx_close(f);
+}
+
 /* Every snapshot holds every projection: none is taken while the engine opens, before the
  * projections are bound again (such a one, newest, would lose their states). */
 static void test_snapshot_during_open(void **state)
@@ -5413,6 +5461,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_projection_limits_lowered, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshots_kept_lowered, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_during_open, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of_disordered, fx_setup, fx_teardown),

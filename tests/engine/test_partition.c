@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "engine/log.h"
 #include "engine/partition.h"
 #include "engine/projection.h"
@@ -2434,6 +2435,65 @@ static void test_snapshot_refused_keys_limit_raised(void **state)
 	world_fini(&w);
 }
 
+/* The .snap files in the partition's snapshots/ folder. */
+static unsigned snap_files(struct world *w)
+{
+	struct name_list l = {.count = 0};
+	assert_int_equal(
+		w->config.io->ops->list(w->config.io, DIR_SIM "/snapshots", name_list_add, &l), 0);
+	unsigned n = 0;
+	for (unsigned i = 0; i < l.count; i++) {
+		size_t len = strlen(l.names[i]);
+		n += len > 5 && strcmp(l.names[i] + len - 5, ".snap") == 0;
+	}
+	return n;
+}
+
+/*
+ * snapshots_kept lowered between opens: the snapshots past it used to go only when the
+ * partition took its next one, which an idle partition never does. Meanwhile the oldest
+ * held retention back: every segment after it stayed for as long as the partition got no
+ * event. They go at open now, and retention runs from the newest.
+ */
+static void test_snapshots_kept_lowered_at_open(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 71);
+	part_open(&w, NULL);
+	struct rill_projection *p = count_new(&w, 64, 4096);
+	assert_int_equal(rill_partition_projection_bind(w.part, p, NULL, 0), 0);
+	w.config.snapshots = true; /* as the engine's periodic snapshots */
+	uint64_t offsets[4];
+	for (uint32_t s = 0; s < 4; s++) {
+		for (uint32_t i = 0; i < LIM_FILL; i++)
+			write_key(&w, i % LIM_KEYS);
+		assert_int_equal(rill_partition_snapshot(w.part, 4), 0);
+		offsets[s] = rill_partition_snapshot_offset(w.part);
+	}
+	part_close(&w);
+	rill_projection_destroy(p);
+	assert_int_equal(snap_files(&w), 4);
+
+	w.config.snapshots_kept = 1;
+	w.config.log.retention_age_ns = 1;
+	part_open(&w, NULL); /* no event from here on */
+	assert_int_equal(rill_partition_snapshot_offset(w.part), offsets[3]);
+	assert_int_equal(snap_files(&w), 1);
+	assert_int_equal(rill_log_expire(wlog(&w), rill_clock_wall_ns()), 0);
+	uint64_t start = rill_log_start_offset(wlog(&w));
+	if (start <= offsets[2] || start > offsets[3])
+		fail_msg("snapshots at %llu, %llu kept, log start %llu",
+			 (unsigned long long)offsets[2], (unsigned long long)offsets[3],
+			 (unsigned long long)start);
+	p = count_new(&w, 64, 4096); /* restored from the one kept */
+	assert_int_equal(rill_partition_projection_bind(w.part, p, NULL, 0), 0);
+	assert_int_equal(key_count(p, 7), 4 * LIM_FILL / LIM_KEYS);
+	part_close(&w);
+	rill_projection_destroy(p);
+	world_fini(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2457,6 +2517,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_more_producers_than_max),
 		cmocka_unit_test(test_snapshot_more_keys_than_max),
 		cmocka_unit_test(test_snapshot_refused_keys_limit_raised),
+		cmocka_unit_test(test_snapshots_kept_lowered_at_open),
 	};
 	test_seed();
 	return cmocka_run_group_tests_name("partition", tests, NULL, NULL);

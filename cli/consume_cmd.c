@@ -4,6 +4,12 @@
  * the group's offsets are committed as events are printed (every second, and at exit,
  * SIGINT and SIGTERM included) over a second connection, since a subscribed connection
  * only reads events. Main thread; blocking.
+ *
+ * The feed is not read while a commit waits for the server. A server whose host vanished
+ * answers nothing, and each call waits out its deadline; so a commit pass stops at the
+ * first failure of the connection (the partitions after it stay to commit), waits the
+ * keepalive's verdict before the next pass, and the commit at exit after a signal or a
+ * lost feed is one short try: consume ends about when the keepalive promises it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,6 +25,7 @@
 #include "cli.h"
 #include "io/wire.h"
 #include "rill/client.h"
+#include "rill/rill.h"
 #include "rill/schema.h"
 
 #define CONSUME_POLL_NS           (200ull * 1000000u) /* how soon a signal is noticed */
@@ -28,6 +35,9 @@
 #define CONSUME_SCHEMA_REFETCH_NS (1000ull * 1000000u)
 #define CONSUME_KEEPALIVE_S_MAX   32767u /* the client's (Linux's TCP_KEEPIDLE) */
 #define CONSUME_KEEPALIVE_COUNT   3u
+/* After a signal or a lost feed: the final commit's connect and each of its calls, and no
+ * call starts past it, so that it takes at most twice this. */
+#define CONSUME_FINAL_COMMIT_NS (2000ull * 1000000u)
 
 #define CONSUME_USAGE                                                                              \
 	"usage: rill consume [--connect HOST:PORT] --topic T [--partition P] "                     \
@@ -58,8 +68,10 @@ struct consumer {
 	bool from_given, until_end;
 	uint64_t limit, printed;
 	uint64_t keepalive_s; /* --keepalive: 0 for the client's default */
+	uint64_t silence_ns;  /* the silence after which the feed's keepalive gives up */
 	struct rill_client *feed, *admin;
-	uint64_t admin_used_ns; /* its last request: pinged first when idle for a while */
+	uint64_t admin_used_ns;    /* its last request: pinged first when idle for a while */
+	uint64_t admin_timeout_ns; /* its calls' deadline (consume_configure) */
 	struct cli_schemas *schemas;
 	/* A type and version the server's schemas lacked even when fetched again (at most
 	 * once a second for it): the fetch that missed it, and which it was. */
@@ -71,7 +83,8 @@ struct consumer {
 	uint32_t open_count, done_count;
 	char *text;
 	size_t text_cap;
-	uint64_t committed_ns;
+	uint64_t committed_ns;    /* the last commit pass's start */
+	uint64_t commit_retry_ns; /* no pass before then: the last one lost the connection */
 	int status;
 };
 
@@ -141,19 +154,85 @@ static int parse_args(int argc, char **argv, struct consumer *c)
 	return 0;
 }
 
-/* ---- Admin helpers -------------------------------------------------------------------- */
+/* ---- Connections --------------------------------------------------------------------- */
 
-/* The admin connection, ready for a request: when it sat idle for a while the server's
+/* The settings of consume's connections: --keepalive's probes, and calls that wait at most
+ * @timeout_ns (0: the client's default). */
+static void consume_config(const struct consumer *c, uint64_t timeout_ns,
+			   struct rill_client_config *config)
+{
+	rill_client_config_default(config);
+	if (c->keepalive_s != 0) {
+		config->keepalive_idle_ns = c->keepalive_s * 1000000000u;
+		config->keepalive_interval_ns = c->keepalive_s * 1000000000u;
+		config->keepalive_count = CONSUME_KEEPALIVE_COUNT;
+	}
+	if (timeout_ns != 0)
+		config->timeout_ns = timeout_ns;
+}
+
+/*
+ * The silence the feed's keepalive ends consume after, and the admin connection's
+ * deadline: the client's default (10 s), or half that silence when shorter (--keepalive 1
+ * or 2). A commit pass may wait out two deadlines (a ping of the idle admin connection
+ * unanswered, then a new connection) while the feed is not read: they fit in the silence,
+ * so the verdict on a vanished host comes no later than promised.
+ */
+static void consume_configure(struct consumer *c)
+{
+	struct rill_client_config config;
+	consume_config(c, 0, &config);
+	c->silence_ns =
+		config.keepalive_idle_ns + config.keepalive_interval_ns * config.keepalive_count;
+	c->admin_timeout_ns = config.timeout_ns;
+	if (c->admin_timeout_ns > c->silence_ns / 2)
+		c->admin_timeout_ns = c->silence_ns / 2;
+}
+
+/* Connect to the server with calls of @timeout_ns (0: the client's default). 0 or the
+ * error, in @err (its message names the address). */
+static int consume_connect(const struct consumer *c, uint64_t timeout_ns, struct rill_client **out,
+			   struct rill_client_error *err)
+{
+	struct rill_client_config config;
+	consume_config(c, timeout_ns, &config);
+	return rill_client_connect(out, c->address, &config, err);
+}
+
+/* "rill: consume: ADDRESS: @what: why", the address said once: a connection's error
+ * message starts with it. */
+static void consume_fail(const struct consumer *c, const char *what, int rc,
+			 const struct rill_client_error *err)
+{
+	const char *why = err->message[0] != '\0' ? err->message : rill_strerror(rc);
+	size_t n = strlen(c->address);
+	if (strncmp(why, c->address, n) == 0 && strncmp(why + n, ": ", 2) == 0)
+		why += n + 2;
+	fprintf(stderr, "rill: consume: %s: %s%s%s\n", c->address, what, what[0] ? ": " : "", why);
+}
+
+/*
+ * The admin connection, ready for a request: when it sat idle for a while the server's
  * idle timeout may have closed it (it carries a commit a second at most, and nothing when
- * no event comes), so it is pinged, and connected again if need be. NULL: it cannot be. */
-static struct rill_client *admin_ready(struct consumer *c)
+ * no event comes), so it is pinged, and connected again if need be; not after a signal,
+ * when the final commit connects on its own. 0, or the error (@err).
+ */
+static int admin_ready(struct consumer *c, struct rill_client_error *err)
 {
 	uint64_t now = rill_clock_now_ns();
-	if (now - c->admin_used_ns >= CLI_IDLE_PING_NS &&
-	    cli_client_revive("consume", c->address, 0, &c->admin) != 0)
-		return NULL;
-	c->admin_used_ns = now;
-	return c->admin;
+	int rc = 0;
+	if (now - c->admin_used_ns >= CLI_IDLE_PING_NS) {
+		rc = rill_client_ping(c->admin, err);
+		struct rill_client *fresh;
+		if (rc != 0 && !consume_stop &&
+		    (rc = consume_connect(c, c->admin_timeout_ns, &fresh, err)) == 0) {
+			rill_client_close(c->admin);
+			c->admin = fresh;
+		}
+	}
+	if (rc == 0)
+		c->admin_used_ns = now;
+	return rc;
 }
 
 /* ADMIN @op with @body (taken) on the admin connection; the answer parsed, or NULL. */
@@ -163,15 +242,12 @@ static json_t *admin_json(struct consumer *c, uint16_t op, json_t *body)
 	json_decref(body);
 	char *answer = NULL;
 	struct rill_client_error err = {{0}};
-	struct rill_client *admin = admin_ready(c);
-	if (admin == NULL) {
-		free(text);
-		return NULL; /* said by cli_connect */
-	}
-	int rc = text != NULL ? rill_client_admin(admin, op, text, &answer, &err) : -ENOMEM;
+	int rc = text == NULL ? -ENOMEM : admin_ready(c, &err);
+	if (rc == 0)
+		rc = rill_client_admin(c->admin, op, text, &answer, &err);
 	free(text);
 	if (rc != 0) {
-		cli_client_fail("consume", c->address, rc, &err);
+		consume_fail(c, "", rc, &err);
 		return NULL;
 	}
 	json_error_t jerr;
@@ -182,6 +258,8 @@ static json_t *admin_json(struct consumer *c, uint16_t op, json_t *body)
 	free(answer);
 	return j;
 }
+
+/* ---- Committing ----------------------------------------------------------------------- */
 
 /*
  * Flush stdout: whether everything printed so far was written. A write error (a full
@@ -201,26 +279,148 @@ static bool out_flush(struct consumer *c)
 	return !c->out_failed;
 }
 
-/* Commit the next offset of every partition printed from since the last commit, once
- * what was printed is written out. */
-static void commit(struct consumer *c)
+/* GROUP_COMMIT of partition @p's next offset over @admin. 0, or the error (@err). */
+static int commit_one(struct consumer *c, struct rill_client *admin, uint32_t p,
+		      struct rill_client_error *err)
 {
-	c->committed_ns = rill_clock_now_ns();
-	if (!out_flush(c) || c->group == NULL)
-		return;
-	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++) {
+	json_t *body =
+		json_pack("{s:s, s:s, s:I, s:I}", "group", c->group, "topic", c->topic, "partition",
+			  (json_int_t)p, "offset", (json_int_t)c->parts[p].next);
+	char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	int rc = text != NULL
+			 ? rill_client_admin(admin, RILL_WIRE_ADMIN_GROUP_COMMIT, text, NULL, err)
+			 : -ENOMEM;
+	free(text);
+	if (rc == 0)
+		c->parts[p].dirty = false;
+	return rc;
+}
+
+/*
+ * Partition @p's commit failed with @rc: say so, naming the group and the partition.
+ * Returns whether the pass must stop: the connection was @lost, when each commit after
+ * it would wait out a deadline of its own (the next pass comes after the keepalive's
+ * verdict: if the server's host is gone, the feed says so first). A refusal by the server
+ * leaves the partition to commit, and the pass goes on.
+ */
+static bool commit_failed(struct consumer *c, bool lost, uint32_t p, int rc,
+			  const struct rill_client_error *err, bool final, uint32_t left)
+{
+	char what[RILL_ENGINE_NAME_BYTES_MAX + 128];
+	snprintf(what, sizeof(what), "group '%s' partition %u: %s of offset %" PRIu64 " failed",
+		 c->group, p, final ? "the final commit" : "the commit", c->parts[p].next);
+	consume_fail(c, what, rc, err);
+	c->status = 1;
+	if (lost) {
+		if (final)
+			fprintf(stderr,
+				"rill: consume: group '%s': %u partition%s left uncommitted: "
+				"the group will print their last events again\n",
+				c->group, left, left == 1 ? "" : "s");
+		else
+			fprintf(stderr,
+				"rill: consume: group '%s': %u partition%s left uncommitted for "
+				"now; the next try in %llu s\n",
+				c->group, left, left == 1 ? "" : "s",
+				(unsigned long long)(c->silence_ns / 1000000000u));
+		c->commit_retry_ns = rill_clock_now_ns() + c->silence_ns;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * One commit pass over the partitions written out past the group's commit: on @final
+ * (the final commit's own connection, with its deadline at @deadline_ns) or on the admin
+ * connection, readied first (a revival at most: once it answers, it counts as used). It
+ * stops where commit_failed says, on a signal unless final (the final commit takes them
+ * over), and past @deadline_ns when final.
+ */
+static void commit_pass(struct consumer *c, struct rill_client *final, uint64_t deadline_ns)
+{
+	uint32_t left = 0;
+	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++)
+		left += c->parts[p].dirty;
+	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX && left > 0; p++) {
 		if (!c->parts[p].dirty)
 			continue;
-		json_t *body = json_pack("{s:s, s:s, s:I, s:I}", "group", c->group, "topic",
-					 c->topic, "partition", (json_int_t)p, "offset",
-					 (json_int_t)c->parts[p].next);
-		json_t *answer = admin_json(c, RILL_WIRE_ADMIN_GROUP_COMMIT, body);
-		if (answer == NULL)
+		if (final == NULL && consume_stop)
+			return;
+		if (final != NULL && rill_clock_now_ns() >= deadline_ns) {
+			fprintf(stderr,
+				"rill: consume: group '%s': the final commit ran out of its %llu "
+				"s: %u partition%s left uncommitted\n",
+				c->group,
+				(unsigned long long)(CONSUME_FINAL_COMMIT_NS / 1000000000u), left,
+				left == 1 ? "" : "s");
 			c->status = 1;
-		else
-			c->parts[p].dirty = false;
-		json_decref(answer);
+			return;
+		}
+		struct rill_client_error err = {{0}};
+		struct rill_client *admin = final;
+		int rc = admin == NULL ? admin_ready(c, &err) : 0;
+		bool lost = rc != 0; /* no answer to a ping, and no new connection */
+		if (admin == NULL)
+			admin = c->admin;
+		if (rc == 0) {
+			rc = commit_one(c, admin, p, &err);
+			/* Its deadline passed, or it is closed (rill_client_fd): not the server's
+			 * refusal, which leaves it open. */
+			lost = rc == -ETIMEDOUT || rill_client_fd(admin) < 0;
+			if (!lost &&
+			    final == NULL) /* answered: not idle, no ping before the next */
+				c->admin_used_ns = rill_clock_now_ns();
+		}
+		if (rc != 0 && commit_failed(c, lost, p, rc, &err, final != NULL, left))
+			return;
+		left--;
 	}
+}
+
+/* Flush stdout and commit what it took (every second, and at an ordinary end). */
+static void commit(struct consumer *c, bool at_exit)
+{
+	c->committed_ns = rill_clock_now_ns();
+	if (out_flush(c) && c->group != NULL && (at_exit || c->committed_ns >= c->commit_retry_ns))
+		commit_pass(c, NULL, 0);
+}
+
+/*
+ * The commit at exit. After a signal, or once the feed ended with an error (the server
+ * gone, or its host), one short try on a connection of its own, whose every wait
+ * (connect, each commit) is CONSUME_FINAL_COMMIT_NS: the admin connection's calls may
+ * each wait 10 s, and a signal asks for an end, not for a wait.
+ */
+static void commit_final(struct consumer *c, bool feed_failed)
+{
+	if (!feed_failed && !consume_stop) {
+		commit(c, true);
+		return;
+	}
+	if (!out_flush(c))
+		return;
+	uint32_t left = 0;
+	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++)
+		left += c->parts[p].dirty;
+	if (c->group == NULL || left == 0)
+		return;
+	uint64_t deadline_ns = rill_clock_now_ns() + CONSUME_FINAL_COMMIT_NS;
+	struct rill_client *admin = NULL;
+	struct rill_client_error err = {{0}};
+	int rc = consume_connect(c, CONSUME_FINAL_COMMIT_NS, &admin, &err);
+	if (rc != 0) {
+		char what[RILL_ENGINE_NAME_BYTES_MAX + 128];
+		snprintf(what, sizeof(what),
+			 "group '%s': the final commit failed (%u partition%s left uncommitted: "
+			 "the group will print their last events again)",
+			 c->group, left, left == 1 ? "" : "s");
+		consume_fail(c, what, rc, &err);
+		c->status = 1;
+		return;
+	}
+	commit_pass(c, admin, deadline_ns);
+	rill_client_close(admin);
 }
 
 /* ---- Subscribing ---------------------------------------------------------------------- */
@@ -232,15 +432,8 @@ static void commit(struct consumer *c)
  */
 static int feed_connect(struct consumer *c)
 {
-	struct rill_client_config config;
-	rill_client_config_default(&config);
-	if (c->keepalive_s != 0) {
-		config.keepalive_idle_ns = c->keepalive_s * 1000000000u;
-		config.keepalive_interval_ns = c->keepalive_s * 1000000000u;
-		config.keepalive_count = CONSUME_KEEPALIVE_COUNT;
-	}
 	struct rill_client_error err = {{0}};
-	int rc = rill_client_connect(&c->feed, c->address, &config, &err);
+	int rc = consume_connect(c, 0, &c->feed, &err);
 	if (rc != 0) /* the message names the address already */
 		fprintf(stderr, "rill: consume: %s\n",
 			err.message[0] ? err.message : rill_strerror(rc));
@@ -363,8 +556,11 @@ static const struct rill_schema *event_schema(struct consumer *c, const struct r
 	     now - c->schema_missed_ns < CONSUME_SCHEMA_REFETCH_NS))
 		return s;
 	struct cli_schemas *fresh;
-	struct rill_client *admin = admin_ready(c);
-	if (admin != NULL && cli_schemas_fetch("consume", c->address, admin, &fresh) == 0) {
+	struct rill_client_error err = {{0}};
+	int rc = admin_ready(c, &err);
+	if (rc != 0)
+		consume_fail(c, "fetching the schemas again", rc, &err);
+	if (rc == 0 && cli_schemas_fetch("consume", c->address, c->admin, &fresh) == 0) {
 		cli_schemas_free(c->schemas);
 		c->schemas = fresh;
 		s = cli_schemas_by_id(c->schemas, r->type_id, r->schema_version);
@@ -457,12 +653,14 @@ static bool advance(struct consumer *c, const struct rill_client_event *ev)
 static void consume_loop(struct consumer *c)
 {
 	bool over = c->until_end && c->done_count == c->open_count;
+	bool feed_failed = false;
 	while (!over && !consume_stop) {
 		struct rill_client_event ev;
 		struct rill_client_error err = {{0}};
 		int rc = rill_client_next(c->feed, &ev, CONSUME_POLL_NS, &err);
 		if (rc < 0) {
 			c->status = cli_client_fail("consume", c->address, rc, &err);
+			feed_failed = true;
 			break;
 		}
 		/* With --until-end, a partition at the end it had when subscribed is done: what
@@ -475,12 +673,12 @@ static void consume_loop(struct consumer *c)
 			over = advance(c, &ev);
 		}
 		if (rill_clock_now_ns() - c->committed_ns >= CONSUME_COMMIT_NS) {
-			commit(c);
+			commit(c, false);
 			if (c->out_failed)
 				break;
 		}
 	}
-	commit(c);
+	commit_final(c, feed_failed);
 }
 
 int cli_consume(int argc, char **argv)
@@ -494,11 +692,14 @@ int cli_consume(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	consume_configure(&c);
 	c.text_cap = CONSUME_TEXT_BYTES_MIN;
 	c.text = malloc(c.text_cap);
 	int rc = c.text == NULL ? -ENOMEM : 0;
-	if (rc == 0)
-		rc = cli_connect("consume", c.address, 0, &c.admin);
+	struct rill_client_error err = {{0}};
+	if (rc == 0 && (rc = consume_connect(&c, c.admin_timeout_ns, &c.admin, &err)) != 0)
+		fprintf(stderr, "rill: consume: %s\n",
+			err.message[0] ? err.message : rill_strerror(rc));
 	if (rc == 0)
 		rc = cli_schemas_fetch("consume", c.address, c.admin, &c.schemas);
 	if (rc == 0)

@@ -188,9 +188,10 @@ int rill_client_uncork(struct rill_client *client, struct rill_client_error *err
 
 /* rill_client_fd - the connection's socket, for an event loop that watches several
  * clients (readable: call rill_client_produce_wait with a timeout of 0 until it returns
- * -ETIMEDOUT). Never read, write or close it directly. A send that waited for the socket
- * reads the answers that came meanwhile (the server stops reading a connection whose
- * answers are not read): after a send, check rill_client_buffered too. */
+ * -ETIMEDOUT); -1 once a connection error (or a fatal ERROR) closed it, when every call
+ * returns -ENOTCONN. Never read, write or close it directly. A send that waited for the
+ * socket reads the answers that came meanwhile (the server stops reading a connection
+ * whose answers are not read): after a send, check rill_client_buffered too. */
 int rill_client_fd(const struct rill_client *client);
 
 /* rill_client_buffered - true when an answer (or what ends the connection) is already

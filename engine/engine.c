@@ -525,6 +525,11 @@ static bool engine_name_ok(const char *name)
 	return true;
 }
 
+bool rill_group_name_valid(const char *name)
+{
+	return engine_name_ok(name);
+}
+
 static struct engine_topic *engine_topic_find(struct rill_engine *e, const char *name)
 {
 	uint32_t n = (uint32_t)rill_atomic_load_acquire_u64((const uint64_t *)&e->topic_count_pub);

@@ -434,6 +434,11 @@ int rill_group_offset(struct rill_engine *engine, const char *group, struct rill
  */
 int rill_group_delete(struct rill_engine *engine, const char *group);
 
+/* rill_group_name_valid - whether @name is a group name the engine takes: [A-Za-z0-9_.-],
+ * 1 to 128 bytes, not starting with a dot (the rule of topic names). A client can check
+ * it before consuming as the group. Any thread; does not block. */
+bool rill_group_name_valid(const char *name);
+
 /* rill_group_count - the consumer groups the engine holds (those found at open, counted
  * even past config.groups_max, and those made since, less those deleted). Any host thread
  * but a shard's own (it takes the engine's lock); blocks briefly. */

@@ -78,7 +78,8 @@ struct consumer {
 	uint64_t schema_missed_ns;
 	uint32_t schema_missed_type;
 	uint16_t schema_missed_version;
-	bool out_failed; /* writing stdout failed: nothing more is committed */
+	bool out_failed;    /* writing stdout failed: nothing more is committed */
+	bool group_refused; /* a commit refused for good (bad name, groups_max): the end */
 	struct part_state parts[RILL_CLIENT_PARTITIONS_MAX];
 	uint32_t open_count, done_count;
 	char *text;
@@ -136,6 +137,11 @@ static int parse_args(int argc, char **argv, struct consumer *c)
 	}
 	if (c->topic == NULL)
 		return cli_usage_error("consume", "needs --topic");
+	/* Before subscribing: with --from, no GROUP_FETCH asks the server first, and a name
+	 * it refuses would only show at the first commit, after events were printed. */
+	if (c->group != NULL && !rill_group_name_valid(c->group))
+		return cli_usage_error("consume", "--group takes a name of 1 to 128 bytes of "
+						  "A-Z a-z 0-9 _ . -, not starting with a dot");
 	uint64_t p = UINT32_MAX;
 	if (partition != NULL &&
 	    (cli_parse_u64(partition, &p) != 0 || p >= RILL_CLIENT_PARTITIONS_MAX))
@@ -301,8 +307,9 @@ static int commit_one(struct consumer *c, struct rill_client *admin, uint32_t p,
  * Partition @p's commit failed with @rc: say so, naming the group and the partition.
  * Returns whether the pass must stop: the connection was @lost, when each commit after
  * it would wait out a deadline of its own (the next pass comes after the keepalive's
- * verdict: if the server's host is gone, the feed says so first). A refusal by the server
- * leaves the partition to commit, and the pass goes on.
+ * verdict: if the server's host is gone, the feed says so first); or the server refused
+ * what no later commit gets past (a bad name, groups_max), which ends the run. A refusal
+ * of this one offset (-ERANGE, say) leaves it to commit.
  */
 static bool commit_failed(struct consumer *c, bool lost, uint32_t p, int rc,
 			  const struct rill_client_error *err, bool final, uint32_t left)
@@ -325,6 +332,12 @@ static bool commit_failed(struct consumer *c, bool lost, uint32_t p, int rc,
 				c->group, left, left == 1 ? "" : "s",
 				(unsigned long long)(c->silence_ns / 1000000000u));
 		c->commit_retry_ns = rill_clock_now_ns() + c->silence_ns;
+		return true;
+	}
+	if (rc == -EINVAL || rc == RILL_E_GROUPS_FULL) {
+		fprintf(stderr, "rill: consume: group '%s' can never be committed: stopping\n",
+			c->group);
+		c->group_refused = true;
 		return true;
 	}
 	return false;
@@ -382,7 +395,8 @@ static void commit_pass(struct consumer *c, struct rill_client *final, uint64_t 
 static void commit(struct consumer *c, bool at_exit)
 {
 	c->committed_ns = rill_clock_now_ns();
-	if (out_flush(c) && c->group != NULL && (at_exit || c->committed_ns >= c->commit_retry_ns))
+	if (out_flush(c) && c->group != NULL && !c->group_refused &&
+	    (at_exit || c->committed_ns >= c->commit_retry_ns))
 		commit_pass(c, NULL, 0);
 }
 
@@ -403,7 +417,7 @@ static void commit_final(struct consumer *c, bool feed_failed)
 	uint32_t left = 0;
 	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++)
 		left += c->parts[p].dirty;
-	if (c->group == NULL || left == 0)
+	if (c->group == NULL || c->group_refused || left == 0)
 		return;
 	uint64_t deadline_ns = rill_clock_now_ns() + CONSUME_FINAL_COMMIT_NS;
 	struct rill_client *admin = NULL;
@@ -674,7 +688,7 @@ static void consume_loop(struct consumer *c)
 		}
 		if (rill_clock_now_ns() - c->committed_ns >= CONSUME_COMMIT_NS) {
 			commit(c, false);
-			if (c->out_failed)
+			if (c->out_failed || c->group_refused)
 				break;
 		}
 	}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `rill consume --group` where the group cannot go on, against a `rill serve` of its own. A
+# group name the engine refuses is bad usage (exit 2) before any event is printed, --from
+# or not (with --from it used to stream the whole topic, its commit refused every second).
+# Last, on a server holding at most one group, a new group ends consume with status 1 at
+# its first commit, having printed what it read (it used to follow the topic for good,
+# saying so every second).
+# usage: test_consume_group.sh RILL_BINARY
+. "$(dirname "$0")/../common/test_env.sh"
+. "$(dirname "$0")/../common/serve.sh"
+at_exit serve_cleanup
+
+serve_start_or_skip "$tmp/data" "$tmp/serve.log" --shards 1
+c="--connect $serve_addr"
+echo '{"type":"Order","version":1,"fields":[{"name":"amount","type":"i64"}]}' >"$tmp/order.json"
+# Events with amounts $2 to $3 for topic $1, one partition each.
+produce() {
+	for i in $(seq "$2" "$3"); do echo "{\"key\":\"k$i\",\"type\":\"Order\",\"data\":{\"amount\":$i}}"; done |
+		"$rill" produce $c --topic "$1" --acks durable >/dev/null
+}
+"$rill" topic create $c --name five --partitions 1 --schema "$tmp/order.json" >/dev/null &&
+	produce five 0 4
+check "a topic of 5 events" '[ $? -eq 0 ]'
+
+# ---- Group names -----------------------------------------------------------------------
+
+long=$(printf 'g%.0s' $(seq 129))
+for name in 'two words' '.dot-first' "$long" 'a/b' ''; do
+	timeout 20 "$rill" consume $c --topic five --group "$name" --from earliest --until-end \
+		>"$tmp/bad.out" 2>"$tmp/bad.err"
+	rc=$?
+	check "--group '${name:0:12}' with --from: bad usage (exit 2), nothing printed" \
+		'[ $rc -eq 2 ] && [ ! -s "$tmp/bad.out" ] && grep -q "\-\-group takes a name" "$tmp/bad.err"'
+done
+
+# ---- Past groups_max -------------------------------------------------------------------
+
+serve_stop
+check "the server stops with exit 0" '[ "$serve_rc" = 0 ]'
+printf '[engine]\ngroups_max = 1\n' >"$tmp/one.ini"
+serve_start_or_skip "$tmp/data-one" "$tmp/serve-one.log" --config "$tmp/one.ini" --shards 1
+c="--connect $serve_addr"
+"$rill" topic create $c --name five --partitions 1 --schema "$tmp/order.json" >/dev/null &&
+	produce five 0 4 && timeout 20 "$rill" consume $c --topic five --group held --until-end >/dev/null
+check "a server holding one group, and that group" '[ $? -eq 0 ]'
+# Following the topic, consume would never end but at the refusal.
+timeout 20 "$rill" consume $c --topic five --group second >"$tmp/full.out" 2>"$tmp/full.err"
+rc=$?
+echo "consume --group second: status $rc; stderr: $(cat "$tmp/full.err")"
+check "a new group past groups_max: status 1 at its first commit, the events read printed" \
+	'[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/full.out")" -eq 5 ]'
+check "and the refusal is said once, naming groups_max and the group" \
+	'[ "$(grep -c "groups_max" "$tmp/full.err")" -eq 1 ] && grep -q "group .second." "$tmp/full.err"'
+serve_stop
+check "the server stops with exit 0" '[ "$serve_rc" = 0 ]'
+exit $fail

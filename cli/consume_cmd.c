@@ -606,7 +606,8 @@ static int decode_data(struct consumer *c, const struct rill_schema *s, const st
 	return rc;
 }
 
-static void print_event(struct consumer *c, const struct rill_client_event *ev)
+/* Print the event as a JSON line. 0, or -ENOMEM when it cannot be formatted (said). */
+static int print_event(struct consumer *c, const struct rill_client_event *ev)
 {
 	const struct rill_record *r = &ev->record;
 	const struct rill_schema *s = event_schema(c, r);
@@ -632,8 +633,14 @@ static void print_event(struct consumer *c, const struct rill_client_event *ev)
 	}
 	char *head = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
-	if (head == NULL)
-		return;
+	if (head == NULL) { /* json_object() or json_dumps() out of memory */
+		fprintf(stderr,
+			"rill: consume: partition %u offset %" PRIu64 ": the event cannot be "
+			"formatted (out of memory); stopping before it\n",
+			ev->partition, ev->offset);
+		c->status = 1;
+		return -ENOMEM;
+	}
 	head[strlen(head) - 1] = '\0'; /* the closing brace: data goes last */
 	if (rc == 0) {
 		printf("%s,\"data\":%s}\n", head, c->text);
@@ -644,6 +651,7 @@ static void print_event(struct consumer *c, const struct rill_client_event *ev)
 		printf("\"}\n");
 	}
 	free(head);
+	return 0;
 }
 
 /* ---- The loop ------------------------------------------------------------------------- */
@@ -682,10 +690,11 @@ static void consume_loop(struct consumer *c)
 		if (rc == 1 && c->until_end && ev.partition < RILL_CLIENT_PARTITIONS_MAX &&
 		    c->parts[ev.partition].done)
 			continue;
-		if (rc == 1) {
-			print_event(c, &ev);
+		/* An event not printed is not accounted for: nothing from it on is committed. */
+		if (rc == 1 && print_event(c, &ev) != 0)
+			break;
+		if (rc == 1)
 			over = advance(c, &ev);
-		}
 		if (rill_clock_now_ns() - c->committed_ns >= CONSUME_COMMIT_NS) {
 			commit(c, false);
 			if (c->out_failed || c->group_refused)

@@ -55,9 +55,10 @@
 struct part_state {
 	bool open;           /* subscribed */
 	bool done;           /* --until-end: reached the end it had when subscribing */
-	bool dirty;          /* printed past what the group has committed */
+	bool dirty;          /* written out past what the group has committed */
 	uint64_t end_offset; /* its next offset when subscribed */
 	uint64_t next;       /* the next offset to read */
+	uint64_t written;    /* next, as of the last flush of stdout: what may be committed */
 };
 
 struct consumer {
@@ -78,7 +79,7 @@ struct consumer {
 	uint64_t schema_missed_ns;
 	uint32_t schema_missed_type;
 	uint16_t schema_missed_version;
-	bool out_failed;    /* writing stdout failed: nothing more is committed */
+	bool out_failed;    /* writing stdout failed: nothing past what it wrote is committed */
 	bool group_refused; /* a commit refused for good (bad name, groups_max): the end */
 	struct part_state parts[RILL_CLIENT_PARTITIONS_MAX];
 	uint32_t open_count, done_count;
@@ -270,7 +271,8 @@ static json_t *admin_json(struct consumer *c, uint16_t op, json_t *body)
 /*
  * Flush stdout: whether everything printed so far was written. A write error (a full
  * disk, a closed pipe) is said once and ends the run with status 1: what could not be
- * written must not be committed, or the group would skip it for good.
+ * written must not be committed, or the group would skip it for good. What a flush wrote
+ * whole becomes what the partitions may commit (part_state.written).
  */
 static bool out_flush(struct consumer *c)
 {
@@ -282,16 +284,25 @@ static bool out_flush(struct consumer *c)
 		c->out_failed = true;
 		c->status = 1;
 	}
-	return !c->out_failed;
+	if (c->out_failed)
+		return false;
+	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++) {
+		struct part_state *s = &c->parts[p];
+		if (s->written != s->next) {
+			s->written = s->next;
+			s->dirty = true;
+		}
+	}
+	return true;
 }
 
-/* GROUP_COMMIT of partition @p's next offset over @admin. 0, or the error (@err). */
+/* GROUP_COMMIT of partition @p's written offset over @admin. 0, or the error (@err). */
 static int commit_one(struct consumer *c, struct rill_client *admin, uint32_t p,
 		      struct rill_client_error *err)
 {
 	json_t *body =
 		json_pack("{s:s, s:s, s:I, s:I}", "group", c->group, "topic", c->topic, "partition",
-			  (json_int_t)p, "offset", (json_int_t)c->parts[p].next);
+			  (json_int_t)p, "offset", (json_int_t)c->parts[p].written);
 	char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	int rc = text != NULL
@@ -316,7 +327,7 @@ static bool commit_failed(struct consumer *c, bool lost, uint32_t p, int rc,
 {
 	char what[RILL_ENGINE_NAME_BYTES_MAX + 128];
 	snprintf(what, sizeof(what), "group '%s' partition %u: %s of offset %" PRIu64 " failed",
-		 c->group, p, final ? "the final commit" : "the commit", c->parts[p].next);
+		 c->group, p, final ? "the final commit" : "the commit", c->parts[p].written);
 	consume_fail(c, what, rc, err);
 	c->status = 1;
 	if (lost) {
@@ -395,7 +406,8 @@ static void commit_pass(struct consumer *c, struct rill_client *final, uint64_t 
 static void commit(struct consumer *c, bool at_exit)
 {
 	c->committed_ns = rill_clock_now_ns();
-	if (out_flush(c) && c->group != NULL && !c->group_refused &&
+	out_flush(c);
+	if (c->group != NULL && !c->group_refused &&
 	    (at_exit || c->committed_ns >= c->commit_retry_ns))
 		commit_pass(c, NULL, 0);
 }
@@ -412,8 +424,7 @@ static void commit_final(struct consumer *c, bool feed_failed)
 		commit(c, true);
 		return;
 	}
-	if (!out_flush(c))
-		return;
+	out_flush(c);
 	uint32_t left = 0;
 	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++)
 		left += c->parts[p].dirty;
@@ -489,6 +500,7 @@ static int subscribe(struct consumer *c, uint32_t partition, enum rill_client_fr
 		s->open = true;
 		s->end_offset = opened[i].end_offset;
 		s->next = opened[i].first_offset;
+		s->written = s->next;
 		s->done = opened[i].first_offset >= opened[i].end_offset;
 		c->open_count++;
 		c->done_count += s->done;
@@ -656,14 +668,14 @@ static int print_event(struct consumer *c, const struct rill_client_event *ev)
 
 /* ---- The loop ------------------------------------------------------------------------- */
 
-/* Account for an event printed; true when consuming is over (--limit, --until-end). */
+/* Account for an event printed (committed once a flush wrote it out); true when consuming
+ * is over (--limit, --until-end). */
 static bool advance(struct consumer *c, const struct rill_client_event *ev)
 {
 	c->printed++;
 	if (ev->partition < RILL_CLIENT_PARTITIONS_MAX) {
 		struct part_state *s = &c->parts[ev->partition];
 		s->next = ev->offset + 1;
-		s->dirty = true;
 		if (!s->done && s->next >= s->end_offset) {
 			s->done = true;
 			c->done_count++;
@@ -690,8 +702,10 @@ static void consume_loop(struct consumer *c)
 		if (rc == 1 && c->until_end && ev.partition < RILL_CLIENT_PARTITIONS_MAX &&
 		    c->parts[ev.partition].done)
 			continue;
-		/* An event not printed is not accounted for: nothing from it on is committed. */
-		if (rc == 1 && print_event(c, &ev) != 0)
+		/* An event not printed, or printed into a stream that failed (a closed pipe, at
+		 * once rather than at the next flush), is not accounted for: nothing from it on
+		 * is committed. */
+		if (rc == 1 && (print_event(c, &ev) != 0 || (ferror(stdout) && !out_flush(c))))
 			break;
 		if (rc == 1)
 			over = advance(c, &ev);
@@ -715,6 +729,9 @@ int cli_consume(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* A closed pipe on stdout (`| head`) is a write error out_flush says, ending with
+	 * status 1 and the final commit of what was written, not a death by SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	consume_configure(&c);
 	c.text_cap = CONSUME_TEXT_BYTES_MIN;
 	c.text = malloc(c.text_cap);

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -651,6 +652,9 @@ int cli_produce(int argc, char **argv)
 		return status < 0 ? 0 : status; /* -1: --help */
 	if (strlen(p.topic) == 0 || strlen(p.topic) > RILL_WIRE_TOPIC_BYTES_MAX)
 		return cli_usage_error("produce", "--topic takes a name of 1 to 128 bytes");
+	/* A closed pipe on stdout (`| head`) is a write error print_ready says, ending with
+	 * status 1 once the requests in flight are answered, not a death by SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	if (cli_connect("produce", p.address, PRODUCE_INFLIGHT, &p.c) != 0)
 		return 1;
 	/* After the PRODUCE fixed part and the topic, the frame is the events'. */

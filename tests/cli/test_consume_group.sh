@@ -4,9 +4,11 @@
 # or not (with --from it used to stream the whole topic, its commit refused every second).
 # An event that cannot be formatted (json_dumps failed by an LD_PRELOAD shim) stops consume
 # with status 1 and a message, the group committed up to the event before it (it was
-# skipped silently, committed, exit 0). Last, on a server holding at most one group, a new
-# group ends consume with status 1 at its first commit, having printed what it read (it
-# used to follow the topic for good, saying so every second).
+# skipped silently, committed, exit 0). A closed pipe on stdout (`| head -n 3`) ends consume
+# with status 1 and a message, having committed no more than it wrote out, and produce the
+# same (both were killed by SIGPIPE, status 141). Last, on a server holding at most one
+# group, a new group ends consume with status 1 at its first commit, having printed what
+# it read (it used to follow the topic for good, saying so every second).
 # usage: test_consume_group.sh RILL_BINARY JSON_FAIL_SHIM
 . "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
@@ -56,6 +58,47 @@ check "an event that cannot be formatted: status 1, the events before it printed
 	'[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/fmt.out")" -eq 2 ] && grep -q "partition 0 offset 2: the event cannot be formatted" "$tmp/fmt.err"'
 check "and the group resumes at that event (offset 2), not past it" \
 	'[ "$(resumes_at fmt.g-1_A five)" = 2 ]'
+
+# ---- A closed pipe ---------------------------------------------------------------------
+
+"$rill" topic create $c --name many --partitions 1 >/dev/null &&
+	"$rill" topic create $c --name slow --partitions 1 >/dev/null && produce many 1 3000
+check "2 more topics, one of 3000 events" '[ $? -eq 0 ]'
+# 3000 events, far more than the pipe holds: head's end closes while consume writes.
+timeout 20 "$rill" consume $c --topic many --group pipe 2>"$tmp/pipe.err" | head -n 3 >"$tmp/pipe.out"
+st=("${PIPESTATUS[@]}")
+echo "consume | head -n 3: status ${st[0]}; stderr: $(cat "$tmp/pipe.err")"
+check "consume | head -n 3: status 1, saying that writing failed" \
+	'[ "${st[0]}" = 1 ] && [ "$(wc -l <"$tmp/pipe.out")" -eq 3 ] && grep -q "writing the events out failed: Broken pipe" "$tmp/pipe.err"'
+at=$(resumes_at pipe many)
+check "and the group committed no more than consume wrote out (it resumes at $at)" \
+	'[ -n "$at" ] && [ "$at" -le 3 ]'
+
+# Slowly, through a FIFO: 2 events, then a third, each written out and committed at the
+# commit a second; the reader takes 3 lines and leaves; then 100 events meet the closed
+# pipe. The group committed exactly what was written out: 3.
+mkfifo "$tmp/fifo"
+produce slow 0 1
+timeout 30 "$rill" consume $c --topic slow --group pipe2 >"$tmp/fifo" 2>"$tmp/slow.err" &
+consumer=$!
+{ for _ in 1 2 3; do IFS= read -r line || break; echo "$line"; done; } <"$tmp/fifo" >"$tmp/slow.out" &
+reader=$!
+for _ in $(seq 100); do [ "$(wc -l <"$tmp/slow.out")" -ge 2 ] && break; sleep 0.05; done
+produce slow 2 2
+wait $reader
+produce slow 3 102
+wait $consumer
+rc=$?
+echo "consume into a reader that left after 3 lines: status $rc; stderr: $(cat "$tmp/slow.err")"
+check "consume into a reader gone after 3 lines: status 1, saying that writing failed" \
+	'[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/slow.out")" -eq 3 ] && grep -q "writing the events out failed" "$tmp/slow.err"'
+check "and the group resumes right after the 3 events written out" '[ "$(resumes_at pipe2 slow)" = 3 ]'
+
+for i in $(seq 3000); do echo "{\"key\":\"p$i\",\"type\":\"Order\",\"data\":{\"amount\":$i}}"; done |
+	timeout 20 "$rill" produce $c --topic many 2>"$tmp/produce.err" | head -n 1 >/dev/null
+st=("${PIPESTATUS[@]}")
+check "produce | head -n 1: status 1, saying that writing failed" \
+	'[ "${st[1]}" = 1 ] && grep -q "writing the acknowledgements out failed" "$tmp/produce.err"'
 
 # ---- Past groups_max -------------------------------------------------------------------
 

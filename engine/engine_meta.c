@@ -10,6 +10,13 @@
  * Every file is written whole to a temporary name, synced, renamed over the old one and its
  * directory synced, so a crash leaves the old definition or the new one, never a mix. JSON
  * through jansson. Host threads, under the engine's lock; not the hot path.
+ *
+ * M1. DATA/meta is written last by a data directory's first open, once DATA/schemas (its
+ *     log's first segment), topics, projections and groups are made and synced: a crash
+ *     before it leaves a directory the next open takes as new again, each step repeated.
+ * M2. Once DATA/meta exists, each of those folders must be there (the registry's holding a
+ *     segment): one made anew would hide a loss (type ids handed out again, topics gone,
+ *     groups reading from the start), so a missing one stops the open, naming it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +28,8 @@
 
 #include "base/clock.h"
 #include "engine/engine_int.h"
+#include "engine/log.h"
+#include "rill/schema.h"
 
 #define META_FORMAT    1
 #define META_BYTES_MAX (64u << 10) /* one definition file */
@@ -148,6 +157,108 @@ static int meta_mkdir(struct rill_engine *e, const char *sub)
 	return e->io->ops->mkdir(e->io, path);
 }
 
+/* The folders of M1 and M2, and what each one's loss takes. */
+static const struct meta_folder {
+	const char *name;
+	const char *held;
+	const char *remake; /* NULL, or how to go on without it, and why that is safe */
+} meta_folders[] = {
+	{"schemas",
+	 "the schema registry; made anew, it would give the type ids the stored events carry to "
+	 "other types",
+	 NULL},
+	{"topics", "every topic's definition and events", NULL},
+	{"projections", "the projections' definitions",
+	 "or make it again, empty, and define them again: their values are rebuilt from the "
+	 "events their topics hold"},
+	{"groups", "the consumer groups' positions",
+	 "or make it again, empty: every consumer group then starts over with no position"},
+};
+#define META_SCHEMAS 0 /* meta_folders[META_SCHEMAS] is the registry's */
+
+/* A new data directory: M1. */
+static int meta_first_open(struct rill_engine *e, const char *meta_path,
+			   struct rill_error_text *err)
+{
+	/* Its own entry must survive too, or a power cut could take the folder, acknowledged
+	 * events and all. A parent this user may not read (a mode of 0711) cannot be synced:
+	 * said, not refused. */
+	struct rill_io *io = e->io;
+	int rc = rill_io_fsync_parent(io, e->data_dir);
+	if (rc == -EACCES || rc == -EPERM || rc == -EINVAL)
+		fprintf(stderr,
+			"rill: data directory %s: cannot sync the folder holding it (%s): "
+			"a power cut right after its creation could lose it\n",
+			e->data_dir, rill_strerror(rc));
+	else if (rc < 0)
+		return engine_error(err, rc, "data directory %s: syncing its parent: %s",
+				    e->data_dir, rill_strerror(rc));
+	rc = 0;
+	for (size_t i = 0; rc == 0 && i < RILL_ARRAY_COUNT(meta_folders); i++) {
+		if (i != META_SCHEMAS)
+			rc = meta_mkdir(e, meta_folders[i].name);
+	}
+	/* Their entries made durable: a topic's or a group's own files are synced inside
+	 * them, which a power cut could otherwise take with the folder. */
+	if (rc == 0)
+		rc = io->ops->fsync_dir(io, e->data_dir);
+	if (rc < 0)
+		return engine_error(err, rc, "%s: creating its folders: %s", e->data_dir,
+				    rill_strerror(rc));
+	/* The registry's folder and first segment, synced by its log: opened and closed, the
+	 * way the engine opens it next (a crash may have left it begun: recovery takes it). */
+	char path[META_PATH_BYTES];
+	snprintf(path, sizeof(path), "%s/%s", e->data_dir, meta_folders[META_SCHEMAS].name);
+	struct rill_schema_registry *reg;
+	struct rill_schema_error serr = {{0}};
+	rc = rill_schema_registry_open(&reg, e->schema_io, path, &serr);
+	if (rc < 0)
+		return engine_error(err, rc, "schema registry %s: %s", path, serr.message);
+	rc = rill_schema_registry_close(reg);
+	if (rc < 0)
+		return engine_error(err, rc, "schema registry %s: %s", path, rill_strerror(rc));
+	char id[17];
+	snprintf(id, sizeof(id), "%016llx",
+		 (unsigned long long)(rill_clock_wall_ns() ^ rill_clock_now_ns() << 20));
+	rc = meta_write_json(e, e->data_dir, "meta",
+			     json_pack("{s:i, s:s}", "format", META_FORMAT, "engine_id", id));
+	if (rc < 0)
+		return engine_error(err, rc, "%s: %s", meta_path, rill_strerror(rc));
+	return 0;
+}
+
+static int meta_segment_counted(void *arg, const char *name)
+{
+	if (rill_log_segment_name_parse(name, NULL))
+		(*(uint32_t *)arg)++;
+	return 0;
+}
+
+/* M2: every folder there, the registry's with a segment. */
+static int meta_folders_check(struct rill_engine *e, struct rill_error_text *err)
+{
+	for (size_t i = 0; i < RILL_ARRAY_COUNT(meta_folders); i++) {
+		const struct meta_folder *m = &meta_folders[i];
+		char path[META_PATH_BYTES];
+		snprintf(path, sizeof(path), "%s/%s", e->data_dir, m->name);
+		uint32_t segments = 0;
+		int rc = e->io->ops->list(e->io, path, meta_segment_counted, &segments);
+		const char *what = NULL;
+		if (rc == -ENOENT)
+			what = "is missing";
+		else if (rc < 0)
+			return engine_error(err, rc, "%s: %s", path, rill_strerror(rc));
+		else if (i == META_SCHEMAS && segments == 0)
+			what = "holds no segment of the registry's log";
+		if (what != NULL)
+			return engine_error(err, -ENOENT,
+					    "%s %s: it held %s (restore it from a backup%s%s)",
+					    path, what, m->held, m->remake != NULL ? "; " : "",
+					    m->remake != NULL ? m->remake : "");
+	}
+	return 0;
+}
+
 int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 {
 	struct rill_io *io = e->io;
@@ -169,27 +280,7 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 	json_t *meta;
 	rc = meta_read(e, path, META_BYTES_MAX, &meta, err);
 	if (rc == -ENOENT) {
-		/* A new data directory: its own entry must survive too, or a power cut could take
-		 * the folder, acknowledged events and all. A parent this user may not read (a
-		 * mode of 0711) cannot be synced: said, not refused. */
-		int sync_rc = rill_io_fsync_parent(io, e->data_dir);
-		if (sync_rc == -EACCES || sync_rc == -EPERM || sync_rc == -EINVAL)
-			fprintf(stderr,
-				"rill: data directory %s: cannot sync the folder holding it (%s): "
-				"a power cut right after its creation could lose it\n",
-				e->data_dir, rill_strerror(sync_rc));
-		else if (sync_rc < 0)
-			return engine_error(err, sync_rc,
-					    "data directory %s: syncing its parent: %s",
-					    e->data_dir, rill_strerror(sync_rc));
-		char id[17];
-		snprintf(id, sizeof(id), "%016llx",
-			 (unsigned long long)(rill_clock_wall_ns() ^ rill_clock_now_ns() << 20));
-		rc = meta_write_json(
-			e, e->data_dir, "meta",
-			json_pack("{s:i, s:s}", "format", META_FORMAT, "engine_id", id));
-		if (rc < 0)
-			return engine_error(err, rc, "%s: %s", path, rill_strerror(rc));
+		rc = meta_first_open(e, path, err);
 	} else if (rc < 0) {
 		return rc == RILL_E_JSON_INVALID
 			       ? rc
@@ -202,20 +293,10 @@ int engine_meta_init(struct rill_engine *e, struct rill_error_text *err)
 			return engine_error(err, RILL_E_LOG_FORMAT,
 					    "%s: data format %lld, this build reads format %d",
 					    path, (long long)format, META_FORMAT);
+		rc = meta_folders_check(e, err);
 	}
-	rc = meta_mkdir(e, "topics");
-	if (rc == 0)
-		rc = meta_mkdir(e, "projections");
-	if (rc == 0)
-		rc = meta_mkdir(e, "groups");
-	/* Their entries made durable: a topic's or a group's own files are synced inside
-	 * them, which a power cut could otherwise take with the folder (meta's write above
-	 * synced the data directory before they existed). */
-	if (rc == 0)
-		rc = io->ops->fsync_dir(io, e->data_dir);
 	if (rc < 0)
-		return engine_error(err, rc, "%s: creating its folders: %s", e->data_dir,
-				    rill_strerror(rc));
+		return rc;
 	meta_sweep(e, "projections");
 	meta_sweep(e, "groups");
 	return 0;

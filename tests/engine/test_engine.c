@@ -5428,6 +5428,127 @@ static void test_shard_thread_calls_refused(void **state)
 	fx_close(f);
 }
 
+/* ---- The data directory's folders: missing ones refused, not made anew ------------------ */
+
+/* Publish @count Orders to partition-spreading keys of @t, applied. */
+static void meta_publish(struct fx *f, struct rill_topic *t, uint32_t count)
+{
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	struct order_event o;
+	for (uint32_t i = 0; i < count; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "k%u", i);
+		assert_int_equal(order_event_make(&o, f->order, key, 100 + i), 0);
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(p);
+	producer_close(p);
+}
+
+/* rill_engine_open on f->dir, expected to fail with a message holding @want and @also
+ * (optional). */
+static void meta_open_refused(struct fx *f, const char *why, const char *want, const char *also)
+{
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	struct rill_error_text err = {{0}};
+	int rc = rill_engine_open(&f->engine, &c, &err);
+	if (rc == 0) {
+		fx_close(f);
+		fail_msg("opened with %s", why);
+	}
+	f->engine = NULL;
+	if (strstr(err.message, want) == NULL ||
+	    (also != NULL && strstr(err.message, also) == NULL))
+		fail_msg("with %s: the refusal does not say \"%s\" and \"%s\": %s", why, want,
+			 also != NULL ? also : "", err.message);
+}
+
+/* Run a shell command, formatted. */
+#define META_RUN(...)                                                                              \
+	do {                                                                                       \
+		char cmd_[512];                                                                    \
+		snprintf(cmd_, sizeof(cmd_), __VA_ARGS__);                                         \
+		assert_int_equal(system(cmd_), 0);                                                 \
+	} while (0)
+
+/*
+ * A data directory that lost DATA/schemas (or its segments), DATA/topics,
+ * DATA/projections or DATA/groups is refused at open, naming the folder and saying to
+ * restore it, and nothing is made in its place. Put back, it opens as it was.
+ *
+ * WAS A BUG (engine/engine_meta.c, engine_meta_init; the registry's log open): each was
+ * made anew, empty. A new registry handed out type id 1 again, so a type registered next
+ * decoded the stored events of type 1 as its own; a lost groups/ made every consumer group
+ * read from the start again; a lost topics/ emptied the engine without a word.
+ */
+static void test_meta_folder_missing_refused(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	uint32_t order_id = f->order_id;
+	struct rill_topic *t = fx_topic(f, "pay", 2, RILL_DURABILITY_GROUP);
+	meta_publish(f, t, 10);
+	struct rill_partition_info info;
+	assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL), 0);
+	assert_int_equal(rill_group_commit(f->engine, "g1", t, 0, info.durable_offset), 0);
+	fx_close(f);
+	static const char *const folders[] = {"schemas", "topics", "projections", "groups"};
+	for (size_t i = 0; i < ARRAY_COUNT(folders); i++) {
+		char why[64], want[128];
+		snprintf(why, sizeof(why), "%s missing", folders[i]);
+		snprintf(want, sizeof(want), "%s/%s", f->dir, folders[i]);
+		META_RUN("mv %s/%s %s/%s.away", f->dir, folders[i], f->dir, folders[i]);
+		meta_open_refused(f, why, want, "restore it from a backup");
+		if (fx_has(f, folders[i]))
+			fail_msg("with %s: the refused open made it anew", why);
+		META_RUN("mv %s/%s.away %s/%s", f->dir, folders[i], f->dir, folders[i]);
+	}
+	/* The registry's folder holding no segment of its log: as new, equally. */
+	META_RUN("mkdir %s/schemas.away && mv %s/schemas/* %s/schemas.away/", f->dir, f->dir,
+		 f->dir);
+	meta_open_refused(f, "schemas/ emptied", "schemas", "restore it from a backup");
+	META_RUN("mv %s/schemas.away/* %s/schemas/ && rmdir %s/schemas.away", f->dir, f->dir,
+		 f->dir);
+	fx_open(f);
+	assert_int_equal(f->order_id, order_id);
+	t = rill_topic_find(f->engine, "pay");
+	assert_non_null(t);
+	uint64_t o = 0;
+	assert_int_equal(rill_group_offset(f->engine, "g1", t, 0, &o), 0);
+	assert_int_equal(o, info.durable_offset);
+	fx_close(f);
+}
+
+/*
+ * A first open cut short at each of its steps (no DATA/meta yet) opens as a first open,
+ * and makes what it had not: DATA/meta is written last, so no step leaves a directory
+ * that looks stored with a folder missing.
+ */
+static void test_first_open_interrupted(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	fx_close(f);
+	for (int step = 0; step < 3; step++) {
+		if (step == 0) /* the lock taken, nothing made */
+			META_RUN("rm -rf %s/*", f->dir);
+		else if (step == 1) /* topics/, projections/ and groups/ made */
+			META_RUN("rm -rf %s/meta %s/schemas", f->dir, f->dir);
+		else /* all but DATA/meta made */
+			META_RUN("rm %s/meta", f->dir);
+		fx_open(f);
+		static const char *const made[] = {"meta",   "schemas",
+						   "topics", "projections",
+						   "groups", "schemas/00000000000000000000.log"};
+		for (size_t k = 0; k < ARRAY_COUNT(made); k++) {
+			if (!fx_has(f, made[k]))
+				fail_msg("step %d: a first open did not make %s", step, made[k]);
+		}
+		fx_close(f);
+	}
+}
+
 int main(void)
 {
 	test_seed();
@@ -5521,6 +5642,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_io_workers_off_shard_cpu, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_no_spare_cpus, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_meta_folder_missing_refused, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_first_open_interrupted, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

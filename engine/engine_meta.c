@@ -17,6 +17,9 @@
  * M2. Once DATA/meta exists, each of those folders must be there (the registry's holding a
  *     segment): one made anew would hide a loss (type ids handed out again, topics gone,
  *     groups reading from the start), so a missing one stops the open, naming it.
+ * M3. A topic folder without topic.json is a create cut short (its definition is written
+ *     after its partitions' folders) only while every partition's log is empty: it is
+ *     skipped. One holding events lost its definition: the open stops, naming it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -430,6 +433,78 @@ static int meta_bad(struct rill_error_text *err, const char *path, const char *w
 	return engine_error(err, RILL_E_JSON_INVALID, "%s: %s", path, what);
 }
 
+/* The first partition of a topic folder found not to be empty, or not to open to say. */
+struct meta_unfinished {
+	struct rill_engine *e;
+	const char *dir; /* DATA/topics/NAME */
+	char partition[16];
+	uint64_t next_offset;
+	int rc; /* its log's open error, or 0 */
+};
+
+/* Whether @name is a partition folder's: decimal digits, as engine partitions are named. */
+static bool meta_partition_name(const char *name)
+{
+	size_t n = strspn(name, "0123456789");
+	return n > 0 && n < 11 && name[n] == '\0';
+}
+
+static int meta_unfinished_entry(void *arg, const char *name)
+{
+	struct meta_unfinished *u = arg;
+	if (!meta_partition_name(name))
+		return 0;
+	char path[META_PATH_BYTES + 16];
+	snprintf(path, sizeof(path), "%s/%s", u->dir, name);
+	/* Read-only: no lock, nothing written (a segment whose creation was cut short is left
+	 * for the writer that reopens the partition, if its topic is created again). */
+	struct rill_log_config config;
+	rill_log_config_default(&config);
+	config.read_only = true;
+	struct rill_log *log;
+	uint64_t next = 0;
+	int rc = rill_log_open(&log, u->e->io, path, &config, NULL);
+	if (rc == 0) {
+		next = rill_log_next_offset(log);
+		(void)rill_log_close(log); /* read-only: nothing to lose */
+	}
+	if (rc == 0 && next == 0)
+		return 0;
+	snprintf(u->partition, sizeof(u->partition), "%s", name);
+	u->next_offset = next;
+	u->rc = rc;
+	return 1; /* found: stop listing */
+}
+
+/* M3: topic folder @dir has no topic.json (@path). 0 to skip it, or why it may not be. */
+static int meta_topic_unfinished(struct rill_engine *e, const char *dir, const char *path,
+				 struct rill_error_text *err)
+{
+	struct meta_unfinished u = {.e = e, .dir = dir};
+	int rc = e->io->ops->list(e->io, dir, meta_unfinished_entry, &u);
+	if (rc < 0)
+		return engine_error(err, rc, "%s: %s", dir, rill_strerror(rc));
+	if (rc == 0) {
+		fprintf(stderr,
+			"rill: %s: no topic.json, its partitions empty: a topic create cut short, "
+			"skipped (create the topic again, or remove the folder)\n",
+			dir);
+		return 0;
+	}
+	char what[128];
+	if (u.rc == 0)
+		snprintf(what, sizeof(what), "holds events (offsets below %llu)",
+			 (unsigned long long)u.next_offset);
+	else
+		snprintf(what, sizeof(what), "does not open to show it empty (%s)",
+			 rill_strerror(u.rc));
+	return engine_error(err, u.rc < 0 ? u.rc : -ENOENT,
+			    "%s is missing, but partition %s %s: a topic whose definition was "
+			    "lost, not a create cut short (restore it from a backup; or, to drop "
+			    "the topic and its events, remove %s)",
+			    path, u.partition, what, dir);
+}
+
 int engine_meta_topics_load(struct rill_engine *e,
 			    int (*fn)(struct rill_engine *, const struct rill_topic_config *,
 				      struct rill_error_text *),
@@ -446,9 +521,7 @@ int engine_meta_topics_load(struct rill_engine *e,
 		json_t *j;
 		rc = meta_read(e, path, META_BYTES_MAX, &j, err);
 		if (rc == -ENOENT) {
-			/* A folder made by a create that crashed before its definition: the
-			 * topic was never acknowledged; skip it. */
-			rc = 0;
+			rc = meta_topic_unfinished(e, dir, path, err); /* M3 */
 			continue;
 		}
 		if (rc < 0) {

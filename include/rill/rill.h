@@ -200,8 +200,8 @@ void rill_engine_config_default(struct rill_engine_config *config);
  * projection_key_store_bytes below what a partition holds: see there), a log or schema
  * error, or -errno, with @err (optional) saying what and where. Blocks.
  * A data directory that lost a folder of its own (DATA/schemas, topics, projections or
- * groups: docs/FORMAT.md, "Engine metadata") is refused (-ENOENT, naming it), never made
- * anew empty.
+ * groups: docs/FORMAT.md, "Engine metadata"), or the topic.json of a topic holding events,
+ * is refused (-ENOENT, naming it), never made anew empty.
  * Under a file size limit (RLIMIT_FSIZE) a write past it raises SIGXFSZ, whose default
  * action ends the process. The shards, which write the logs and snapshots, block it: the
  * write fails with EFBIG and that log stops. Topic, projection, group and schema files

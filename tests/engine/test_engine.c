@@ -5549,6 +5549,68 @@ static void test_first_open_interrupted(void **state)
 	}
 }
 
+/*
+ * A topic folder without topic.json whose partitions hold events is refused, naming it:
+ * the definition was lost, not a create cut short.
+ *
+ * WAS A BUG (engine/engine_meta.c, engine_meta_topics_load): every such folder was
+ * skipped, so the topic vanished without a word, and a create of its name with other
+ * settings took over its partitions, events and all.
+ */
+static void test_topic_json_missing_refused(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "pay", 2, RILL_DURABILITY_GROUP);
+	meta_publish(f, t, 10);
+	fx_close(f);
+	META_RUN("mv %s/topics/pay/topic.json %s/pay.topic.json", f->dir, f->dir);
+	char want[128];
+	snprintf(want, sizeof(want), "%s/topics/pay/topic.json", f->dir);
+	meta_open_refused(f, "topics/pay/topic.json missing, its partitions holding events", want,
+			  "restore it from a backup");
+	META_RUN("mv %s/pay.topic.json %s/topics/pay/topic.json", f->dir, f->dir);
+	fx_open(f);
+	t = rill_topic_find(f->engine, "pay");
+	assert_non_null(t);
+	uint64_t events = 0;
+	for (uint32_t p = 0; p < 2; p++) {
+		struct rill_partition_info info;
+		assert_int_equal(rill_partition_info_get(f->engine, t, p, UINT64_MAX, &info, NULL),
+				 0);
+		events += info.next_offset;
+	}
+	assert_int_equal(events, 10);
+	fx_close(f);
+}
+
+/*
+ * A topic create cut short by a crash (its partitions' folders made, their logs empty, one
+ * segment's creation torn; no topic.json) is skipped at open, and its name can be created
+ * again, with other settings.
+ */
+static void test_topic_create_interrupted(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	fx_topic(f, "half", 2, RILL_DURABILITY_GROUP);
+	fx_close(f);
+	META_RUN("rm %s/topics/half/topic.json", f->dir);
+	char seg[256];
+	snprintf(seg, sizeof(seg), "%s/topics/half/1/00000000000000000000.log", f->dir);
+	assert_int_equal(truncate(seg, 10), 0); /* a header cut short */
+	fx_open(f);
+	assert_null(rill_topic_find(f->engine, "half"));
+	struct rill_topic *t = fx_topic(f, "half", 3, RILL_DURABILITY_NONE);
+	meta_publish(f, t, 10);
+	fx_close(f);
+	fx_open(f);
+	t = rill_topic_find(f->engine, "half");
+	assert_non_null(t);
+	assert_int_equal(rill_topic_partitions(t), 3);
+	fx_close(f);
+}
+
 int main(void)
 {
 	test_seed();
@@ -5645,6 +5707,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_meta_folder_missing_refused, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_first_open_interrupted, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_topic_json_missing_refused, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_topic_create_interrupted, fx_setup,
+						fx_teardown),
 	};
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

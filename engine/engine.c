@@ -577,41 +577,66 @@ int rill_partition_info_get(struct rill_engine *e, struct rill_topic *topic, uin
 	return rc;
 }
 
+/* The arguments of rill_group_commit and rill_group_offset: 0, or -EINVAL saying which. */
+static int engine_group_check(const char *group, const struct engine_topic *t, uint32_t partition,
+			      struct rill_error_text *err)
+{
+	if (group == NULL || !engine_name_ok(group))
+		return engine_error(err, -EINVAL,
+				    "group name: 1 to %u characters of A-Z a-z 0-9 _ . -, not "
+				    "starting with a dot",
+				    RILL_ENGINE_NAME_BYTES_MAX);
+	if (t == NULL)
+		return engine_error(err, -EINVAL, "no topic");
+	if (partition >= t->config.partitions)
+		return engine_error(err, -EINVAL, "topic %s has no partition %u", t->name,
+				    partition);
+	return 0;
+}
+
 int rill_group_commit(struct rill_engine *e, const char *group, struct rill_topic *topic,
-		      uint32_t partition, uint64_t next_offset)
+		      uint32_t partition, uint64_t next_offset, struct rill_error_text *err)
 {
 	const struct engine_topic *t = (const struct engine_topic *)topic;
-	if (group == NULL || !engine_name_ok(group) || t == NULL ||
-	    partition >= t->config.partitions || next_offset > INT64_MAX)
-		return -EINVAL;
-	struct rill_partition_info info;
-	int rc = rill_partition_info_get(e, topic, partition, UINT64_MAX, &info, NULL);
+	int rc = engine_group_check(group, t, partition, err);
+	if (rc == 0 && next_offset > INT64_MAX)
+		rc = engine_error(err, -EINVAL, "offset %" PRIu64 " past 2^63 - 1", next_offset);
 	if (rc < 0)
 		return rc;
-	if (next_offset > info.durable_offset)
-		return -ERANGE; /* a crash could take the log back below it */
-	rc = engine_call_begin(e, NULL);
+	struct rill_partition_info info;
+	rc = rill_partition_info_get(e, topic, partition, UINT64_MAX, &info, NULL);
+	if (rc < 0)
+		return engine_error(err, rc, "topic %s partition %u: %s", t->name, partition,
+				    rill_strerror(rc));
+	if (next_offset > info.durable_offset) /* a crash could take the log back below it */
+		return engine_error(err, -ERANGE,
+				    "offset %" PRIu64 " is past topic %s partition %u's "
+				    "durable offset %" PRIu64,
+				    next_offset, t->name, partition, info.durable_offset);
+	rc = engine_call_begin(e, err);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&e->lock);
-	rc = engine_meta_group_commit(e, group, t->name, partition, next_offset);
+	rc = engine_meta_group_commit(e, group, t->name, partition, next_offset, err);
 	pthread_mutex_unlock(&e->lock);
 	engine_call_end(e);
 	return rc;
 }
 
 int rill_group_offset(struct rill_engine *e, const char *group, struct rill_topic *topic,
-		      uint32_t partition, uint64_t *next_offset)
+		      uint32_t partition, uint64_t *next_offset, struct rill_error_text *err)
 {
 	const struct engine_topic *t = (const struct engine_topic *)topic;
-	if (group == NULL || !engine_name_ok(group) || t == NULL ||
-	    partition >= t->config.partitions || next_offset == NULL)
-		return -EINVAL;
-	int rc = engine_call_begin(e, NULL);
+	int rc = engine_group_check(group, t, partition, err);
+	if (rc == 0 && next_offset == NULL)
+		rc = engine_error(err, -EINVAL, "no next_offset");
+	if (rc < 0)
+		return rc;
+	rc = engine_call_begin(e, err);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&e->lock);
-	rc = engine_meta_group_offset(e, group, t->name, partition, next_offset);
+	rc = engine_meta_group_offset(e, group, t->name, partition, next_offset, err);
 	pthread_mutex_unlock(&e->lock);
 	engine_call_end(e);
 	return rc;

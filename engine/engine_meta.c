@@ -594,22 +594,71 @@ static void meta_group_path(struct rill_engine *e, const char *group, char *path
 	snprintf(path, bytes, "%s/groups/%s.json", e->data_dir, group);
 }
 
-/* @fresh (optional): set when the group has no file yet (its load is an empty object). */
-static int meta_group_load(struct rill_engine *e, const char *group, json_t **out, bool *fresh)
+/* Why the positions in @root are not a group's ({"TOPIC": {"PARTITION": OFFSET}}), into
+ * @why; false when they are. */
+static bool meta_group_bad(json_t *root, char *why, size_t bytes)
+{
+	if (!json_is_object(root)) {
+		snprintf(why, bytes, "not a JSON object of topics");
+		return true;
+	}
+	const char *topic;
+	json_t *parts;
+	json_object_foreach(root, topic, parts)
+	{
+		if (!json_is_object(parts)) {
+			snprintf(why, bytes, "topic \"%.128s\": not an object of partitions",
+				 topic);
+			return true;
+		}
+		const char *partition;
+		json_t *offset;
+		json_object_foreach(parts, partition, offset)
+		{
+			if (!json_is_integer(offset) || json_integer_value(offset) < 0) {
+				snprintf(why, bytes,
+					 "topic \"%.128s\" partition \"%.16s\": not an offset (an "
+					 "integer from 0)",
+					 topic, partition);
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/*
+ * Group @group's positions into @out (an empty object when it has no file). @fresh
+ * (optional): set when it has no file yet. A file that does not load is said in @err
+ * (optional) with its path and what to do: the positions are the operator's to restore or
+ * give up, never guessed (a commit over it would drop every other position it holds).
+ */
+static int meta_group_load(struct rill_engine *e, const char *group, json_t **out, bool *fresh,
+			   struct rill_error_text *err)
 {
 	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 16];
 	meta_group_path(e, group, path, sizeof(path));
-	int rc = meta_read(e, path, META_GROUP_BYTES_MAX, out, NULL);
+	struct rill_error_text why = {{0}};
+	int rc = meta_read(e, path, META_GROUP_BYTES_MAX, out, &why);
 	if (fresh != NULL)
 		*fresh = rc == -ENOENT;
 	if (rc == -ENOENT) {
 		*out = json_object();
-		rc = *out != NULL ? 0 : -ENOMEM;
-	} else if (rc == 0 && !json_is_object(*out)) {
-		json_decref(*out);
-		rc = RILL_E_JSON_INVALID;
+		return *out != NULL ? 0 : engine_error(err, -ENOMEM, "out of memory");
 	}
-	return rc;
+	char bad[256];
+	if (rc == 0 && meta_group_bad(*out, bad, sizeof(bad))) {
+		json_decref(*out);
+		rc = engine_error(&why, RILL_E_JSON_INVALID, "%s: %s", path, bad);
+	}
+	if (rc == RILL_E_JSON_INVALID || rc == -EFBIG)
+		return engine_error(err, rc,
+				    "%s; restore it from a backup, or delete the group (rill group "
+				    "delete, rill_group_delete) to start it over with no position",
+				    why.message);
+	if (rc < 0)
+		return engine_error(err, rc, "%s: %s", path, rill_strerror(rc));
+	return 0;
 }
 
 /* Whether @group has a file: after a failed write, whether the rename got through. */
@@ -648,16 +697,20 @@ int engine_meta_groups_count(struct rill_engine *e, struct rill_error_text *err)
 }
 
 int engine_meta_group_commit(struct rill_engine *e, const char *group, const char *topic,
-			     uint32_t partition, uint64_t offset)
+			     uint32_t partition, uint64_t offset, struct rill_error_text *err)
 {
 	json_t *root;
 	bool fresh = false;
-	int rc = meta_group_load(e, group, &root, &fresh);
+	int rc = meta_group_load(e, group, &root, &fresh, err);
 	if (rc < 0)
 		return rc;
 	if (fresh && e->group_count >= e->config.groups_max) {
 		json_decref(root);
-		return RILL_E_GROUPS_FULL; /* no errno: those are the disk's */
+		/* no errno: those are the disk's */
+		return engine_error(err, RILL_E_GROUPS_FULL,
+				    "a new group, and the engine holds %u consumer groups "
+				    "(groups_max): commit to one of them, or delete one",
+				    e->group_count);
 	}
 	json_t *t = json_object_get(root, topic);
 	if (!json_is_object(t)) {
@@ -671,7 +724,7 @@ int engine_meta_group_commit(struct rill_engine *e, const char *group, const cha
 		rc = -ENOMEM; /* else the file were rewritten unchanged, the commit "done" */
 	if (rc < 0) {
 		json_decref(root);
-		return rc;
+		return engine_error(err, rc, "out of memory");
 	}
 	char dir[META_PATH_BYTES], name[RILL_ENGINE_NAME_BYTES_MAX + 8];
 	snprintf(dir, sizeof(dir), "%s/groups", e->data_dir);
@@ -681,7 +734,9 @@ int engine_meta_group_commit(struct rill_engine *e, const char *group, const cha
 	 * counts, as the next open would count it. */
 	if (fresh && (rc == 0 || meta_group_exists(e, group)))
 		e->group_count++;
-	return rc;
+	if (rc < 0)
+		return engine_error(err, rc, "%s/%s: writing it: %s", dir, name, rill_strerror(rc));
+	return 0;
 }
 
 int engine_meta_group_delete(struct rill_engine *e, const char *group)
@@ -699,10 +754,10 @@ int engine_meta_group_delete(struct rill_engine *e, const char *group)
 }
 
 int engine_meta_group_offset(struct rill_engine *e, const char *group, const char *topic,
-			     uint32_t partition, uint64_t *offset)
+			     uint32_t partition, uint64_t *offset, struct rill_error_text *err)
 {
 	json_t *root;
-	int rc = meta_group_load(e, group, &root, NULL);
+	int rc = meta_group_load(e, group, &root, NULL, err);
 	if (rc < 0)
 		return rc;
 	char key[16];

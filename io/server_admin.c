@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -407,6 +408,20 @@ static int admin_schemas(struct rill_server *s, json_t *in, json_t **out, char *
 	return 0;
 }
 
+/*
+ * A group op's failure, from the engine's @err. One the client did not cause (a damaged
+ * group file, an I/O error) is the operator's to mend: said on the server's stderr too,
+ * once per failed request, since the client's answer may never reach them.
+ */
+static int admin_group_fail(char *msg, size_t msg_bytes, int rc, const char *group,
+			    const struct rill_error_text *err)
+{
+	const char *why = err->message[0] != '\0' ? err->message : rill_strerror(rc);
+	if (rc != -EINVAL && rc != -ERANGE && rc != -ESHUTDOWN)
+		fprintf(stderr, "rill: serve: group '%s': %s\n", group, why);
+	return admin_fail(msg, msg_bytes, rc, "group '%s': %s", group, why);
+}
+
 static int admin_group(struct rill_server *s, uint16_t op, json_t *in, json_t **out, char *msg,
 		       size_t msg_bytes)
 {
@@ -427,7 +442,8 @@ static int admin_group(struct rill_server *s, uint16_t op, json_t *in, json_t **
 					"\"partition\" and \"offset\" needed");
 		if (rc < 0)
 			return rc;
-		rc = rill_group_commit(s->engine, group, t, (uint32_t)p, offset);
+		struct rill_error_text err = {{0}};
+		rc = rill_group_commit(s->engine, group, t, (uint32_t)p, offset, &err);
 		if (rc == RILL_E_GROUPS_FULL)
 			return admin_fail(msg, msg_bytes, rc,
 					  "group '%s': a new group, and the engine holds %u "
@@ -436,21 +452,20 @@ static int admin_group(struct rill_server *s, uint16_t op, json_t *in, json_t **
 					  "groups_max",
 					  group, rill_group_count(s->engine));
 		if (rc < 0)
-			return admin_fail(msg, msg_bytes, rc, "group '%s': %s", group,
-					  rill_strerror(rc));
+			return admin_group_fail(msg, msg_bytes, rc, group, &err);
 		*out = json_object();
 		return 0;
 	}
 	json_t *offsets = json_array();
 	for (uint32_t p = 0; offsets != NULL && p < parts; p++) {
 		uint64_t offset;
-		rc = rill_group_offset(s->engine, group, t, p, &offset);
+		struct rill_error_text err = {{0}};
+		rc = rill_group_offset(s->engine, group, t, p, &offset, &err);
 		if (rc == -ENOENT)
 			continue;
 		if (rc < 0) {
 			json_decref(offsets);
-			return admin_fail(msg, msg_bytes, rc, "group '%s': %s", group,
-					  rill_strerror(rc));
+			return admin_group_fail(msg, msg_bytes, rc, group, &err);
 		}
 		json_array_append_new(offsets, json_pack("{s:I, s:I}", "partition", (json_int_t)p,
 							 "offset", (json_int_t)offset));

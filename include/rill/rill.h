@@ -421,12 +421,16 @@ int rill_projection_kind_parse(const char *name, enum rill_projection_kind *out)
  * first commit with RILL_E_GROUPS_FULL once the engine holds config.groups_max groups
  * (rill_group_count). rill_group_offset reads it: 0, -ENOENT (never committed), -EINVAL
  * (a bad name: [A-Za-z0-9_.-], 1 to 128 bytes, not starting with a dot), or an I/O error.
+ * Both return RILL_E_JSON_INVALID (or -EFBIG) for a group file that does not load (damaged:
+ * cut short, edited), and change nothing: restore it, or rill_group_delete the group.
+ * @err (optional) says why either failed, for a damaged file its path and where (line,
+ * column, or the topic and partition) it went wrong; it is left alone by -ENOENT.
  * Any host thread, not a shard's (a hook: -EDEADLK).
  */
 int rill_group_commit(struct rill_engine *engine, const char *group, struct rill_topic *topic,
-		      uint32_t partition, uint64_t next_offset);
+		      uint32_t partition, uint64_t next_offset, struct rill_error_text *err);
 int rill_group_offset(struct rill_engine *engine, const char *group, struct rill_topic *topic,
-		      uint32_t partition, uint64_t *next_offset);
+		      uint32_t partition, uint64_t *next_offset, struct rill_error_text *err);
 
 /*
  * rill_group_delete - forget group @group: its file and every position in it (each topic's,

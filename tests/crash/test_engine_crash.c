@@ -327,7 +327,8 @@ static void *crash_commit_thread(void *arg)
 	const struct crash_child *c = arg;
 	uint64_t committed[CRASH_PARTITIONS];
 	for (uint32_t p = 0; p < CRASH_PARTITIONS; p++) {
-		int rc = rill_group_offset(c->engine, CRASH_GROUP, c->topic, p, &committed[p]);
+		int rc =
+			rill_group_offset(c->engine, CRASH_GROUP, c->topic, p, &committed[p], NULL);
 		if (rc == -ENOENT)
 			committed[p] = 0;
 		else if (rc != 0)
@@ -339,7 +340,7 @@ static void *crash_commit_thread(void *arg)
 				__atomic_load_n(&crash_child_durable_next[p], __ATOMIC_RELAXED);
 			if (next <= committed[p])
 				continue;
-			if (rill_group_commit(c->engine, CRASH_GROUP, c->topic, p, next) != 0)
+			if (rill_group_commit(c->engine, CRASH_GROUP, c->topic, p, next, NULL) != 0)
 				_exit(CRASH_EXIT_COMMIT);
 			committed[p] = next;
 			crash_report_write(c->report_fd,
@@ -541,7 +542,7 @@ static void crash_engine_check(struct crash_state *st, uint64_t round)
 		st->count_proj[k] = (struct crash_total){.count = count.count};
 	}
 	for (uint32_t p = 0; p < CRASH_PARTITIONS; p++) {
-		rc = rill_group_offset(engine, CRASH_GROUP, topic, p, &st->group_read[p]);
+		rc = rill_group_offset(engine, CRASH_GROUP, topic, p, &st->group_read[p], NULL);
 		if (rc == -ENOENT && st->committed[p] == 0)
 			st->group_read[p] = 0; /* never committed, and none was reported */
 		else if (rc != 0)

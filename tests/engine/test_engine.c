@@ -2588,9 +2588,9 @@ static int group_full_disk_child(const char *dir)
 	struct rill_error_text err = {{0}};
 	struct rill_topic_config tc = {.name = "gfull", .partitions = 1};
 	if (rill_engine_open(&e, &c, &err) != 0 || rill_topic_create(e, &tc, &t, &err) != 0 ||
-	    rill_group_commit(e, "g", t, 0, 0) != 0)
+	    rill_group_commit(e, "g", t, 0, 0, NULL) != 0)
 		return 10;
-	if (rill_group_commit(e, "h", t, 0, 0) != RILL_E_GROUPS_FULL) /* the limit: its own */
+	if (rill_group_commit(e, "h", t, 0, 0, NULL) != RILL_E_GROUPS_FULL) /* the limit: its own */
 		return 11;
 	char path[256];
 	snprintf(path, sizeof(path), "%s/filler", dir);
@@ -2602,7 +2602,7 @@ static int group_full_disk_child(const char *dir)
 	if (filler == NULL)
 		return 12;
 	(void)fclose(filler);
-	rc = rill_group_commit(e, "g", t, 0, 0); /* a group held: the disk, not the limit */
+	rc = rill_group_commit(e, "g", t, 0, 0, NULL); /* a group held: the disk, not the limit */
 	if (rc != -ENOSPC) {
 		fprintf(stderr, "a commit to a group held, on a full disk: %d\n", rc);
 		return 13;
@@ -3232,14 +3232,15 @@ static void test_group_offsets(void **state)
 	assert_true(info.next_offset > 0);
 	assert_int_equal(info.durable_offset, info.next_offset);
 	uint64_t o = 0;
-	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o), -ENOENT);
-	assert_int_equal(rill_group_commit(f->engine, "g", t, 0, info.next_offset), 0);
-	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o), 0);
+	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o, NULL), -ENOENT);
+	assert_int_equal(rill_group_commit(f->engine, "g", t, 0, info.next_offset, NULL), 0);
+	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o, NULL), 0);
 	assert_int_equal(o, info.next_offset);
-	assert_int_equal(rill_group_commit(f->engine, "g", t, 0, info.next_offset + 1), -ERANGE);
-	assert_int_equal(rill_group_commit(f->engine, "g", t, 1, UINT64_MAX), -EINVAL);
-	assert_int_equal(rill_group_commit(f->engine, "bad/name", t, 0, 0), -EINVAL);
-	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o), 0);
+	assert_int_equal(rill_group_commit(f->engine, "g", t, 0, info.next_offset + 1, NULL),
+			 -ERANGE);
+	assert_int_equal(rill_group_commit(f->engine, "g", t, 1, UINT64_MAX, NULL), -EINVAL);
+	assert_int_equal(rill_group_commit(f->engine, "bad/name", t, 0, 0, NULL), -EINVAL);
+	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o, NULL), 0);
 	assert_int_equal(o, info.next_offset); /* the refusals changed nothing */
 	fx_close(f);
 
@@ -3261,10 +3262,10 @@ static void test_group_offsets(void **state)
 	fx_open(f);
 	t = rill_topic_find(f->engine, "grp");
 	assert_non_null(t);
-	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o), 0);
+	assert_int_equal(rill_group_offset(f->engine, "g", t, 0, &o, NULL), 0);
 	assert_int_equal(o, info.next_offset);
-	assert_int_equal(rill_group_commit(f->engine, "g", t, 1, 0), 0);
-	assert_int_equal(rill_group_offset(f->engine, "g", t, 1, &o), 0);
+	assert_int_equal(rill_group_commit(f->engine, "g", t, 1, 0, NULL), 0);
+	assert_int_equal(rill_group_offset(f->engine, "g", t, 1, &o, NULL), 0);
 	assert_int_equal(o, 0);
 	fx_close(f);
 }
@@ -3305,14 +3306,14 @@ static void test_meta_write_failure_leaves_no_temp(void **state)
 	low.rlim_cur = 8; /* the file's first 8 bytes fit */
 	signal(SIGXFSZ, SIG_IGN);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
-	int rc = rill_group_commit(f->engine, "g", t, 0, 0);
+	int rc = rill_group_commit(f->engine, "g", t, 0, 0, NULL);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
 	signal(SIGXFSZ, SIG_DFL);
 	assert_int_equal(rc, -EFBIG);
 	if (fx_has(f, "groups/.g.json.tmp"))
 		fail_msg("a failed group commit left groups/.g.json.tmp behind");
 	assert_false(fx_has(f, "groups/g.json"));
-	assert_int_equal(rill_group_commit(f->engine, "g", t, 0, 0), 0); /* room again */
+	assert_int_equal(rill_group_commit(f->engine, "g", t, 0, 0, NULL), 0); /* room again */
 	fx_close(f);
 }
 
@@ -3392,16 +3393,16 @@ static void test_groups_max(void **state)
 	assert_int_equal(rill_group_count(f->engine), 0);
 	const char *names[] = {"g0", "g1", "g2"};
 	for (unsigned i = 0; i < 3; i++)
-		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0), 0);
+		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0, NULL), 0);
 	assert_int_equal(rill_group_count(f->engine), 3);
-	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), RILL_E_GROUPS_FULL);
+	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0, NULL), RILL_E_GROUPS_FULL);
 	assert_int_equal(rill_group_count(f->engine), 3);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/groups/g3.json", f->dir);
-	assert_int_equal(access(path, F_OK), -1);                         /* nothing written */
-	assert_int_equal(rill_group_commit(f->engine, "g1", t, 0, 0), 0); /* held: goes on */
+	assert_int_equal(access(path, F_OK), -1); /* nothing written */
+	assert_int_equal(rill_group_commit(f->engine, "g1", t, 0, 0, NULL), 0); /* held: goes on */
 	uint64_t o = 1;
-	assert_int_equal(rill_group_offset(f->engine, "g3", t, 0, &o), -ENOENT);
+	assert_int_equal(rill_group_offset(f->engine, "g3", t, 0, &o, NULL), -ENOENT);
 	fx_close(f);
 
 	/* Not groups: an interrupted write's temporary file, an operator's notes. */
@@ -3415,7 +3416,7 @@ static void test_groups_max(void **state)
 	fx_open_with(f, &c);
 	t = rill_topic_find(f->engine, "grp");
 	assert_int_equal(rill_group_count(f->engine), 3);
-	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0), RILL_E_GROUPS_FULL);
+	assert_int_equal(rill_group_commit(f->engine, "g3", t, 0, 0, NULL), RILL_E_GROUPS_FULL);
 	fx_close(f);
 
 	c.groups_max = 2; /* lowered under the groups held */
@@ -3423,29 +3424,29 @@ static void test_groups_max(void **state)
 	t = rill_topic_find(f->engine, "grp");
 	assert_int_equal(rill_group_count(f->engine), 3);
 	for (unsigned i = 0; i < 3; i++) {
-		assert_int_equal(rill_group_offset(f->engine, names[i], t, 0, &o), 0);
+		assert_int_equal(rill_group_offset(f->engine, names[i], t, 0, &o, NULL), 0);
 		assert_int_equal(o, 0);
-		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0), 0);
+		assert_int_equal(rill_group_commit(f->engine, names[i], t, 0, 0, NULL), 0);
 	}
-	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), RILL_E_GROUPS_FULL);
+	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0, NULL), RILL_E_GROUPS_FULL);
 
 	/* Deleting makes room, once the count is under the limit again. */
 	assert_int_equal(rill_group_delete(f->engine, "g0"), 0);
 	assert_int_equal(rill_group_count(f->engine), 2);
-	assert_int_equal(rill_group_offset(f->engine, "g0", t, 0, &o), -ENOENT);
+	assert_int_equal(rill_group_offset(f->engine, "g0", t, 0, &o, NULL), -ENOENT);
 	assert_int_equal(rill_group_delete(f->engine, "g0"), -ENOENT);
 	assert_int_equal(rill_group_delete(f->engine, "bad/name"), -EINVAL);
 	assert_int_equal(rill_group_delete(f->engine, ".g9.json"), -EINVAL);
-	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), RILL_E_GROUPS_FULL);
+	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0, NULL), RILL_E_GROUPS_FULL);
 	assert_int_equal(rill_group_delete(f->engine, "g1"), 0);
-	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0), 0);
+	assert_int_equal(rill_group_commit(f->engine, "g4", t, 0, 0, NULL), 0);
 	assert_int_equal(rill_group_count(f->engine), 2);
 	fx_close(f);
 	fx_open_with(f, &c);
 	t = rill_topic_find(f->engine, "grp");
 	assert_int_equal(rill_group_count(f->engine), 2); /* g2 and g4 */
-	assert_int_equal(rill_group_offset(f->engine, "g1", t, 0, &o), -ENOENT);
-	assert_int_equal(rill_group_offset(f->engine, "g4", t, 0, &o), 0);
+	assert_int_equal(rill_group_offset(f->engine, "g1", t, 0, &o, NULL), -ENOENT);
+	assert_int_equal(rill_group_offset(f->engine, "g4", t, 0, &o, NULL), 0);
 	fx_close(f);
 }
 
@@ -5491,7 +5492,7 @@ static void test_meta_folder_missing_refused(void **state)
 	meta_publish(f, t, 10);
 	struct rill_partition_info info;
 	assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL), 0);
-	assert_int_equal(rill_group_commit(f->engine, "g1", t, 0, info.durable_offset), 0);
+	assert_int_equal(rill_group_commit(f->engine, "g1", t, 0, info.durable_offset, NULL), 0);
 	fx_close(f);
 	static const char *const folders[] = {"schemas", "topics", "projections", "groups"};
 	for (size_t i = 0; i < ARRAY_COUNT(folders); i++) {
@@ -5515,7 +5516,7 @@ static void test_meta_folder_missing_refused(void **state)
 	t = rill_topic_find(f->engine, "pay");
 	assert_non_null(t);
 	uint64_t o = 0;
-	assert_int_equal(rill_group_offset(f->engine, "g1", t, 0, &o), 0);
+	assert_int_equal(rill_group_offset(f->engine, "g1", t, 0, &o, NULL), 0);
 	assert_int_equal(o, info.durable_offset);
 	fx_close(f);
 }
@@ -5608,6 +5609,70 @@ static void test_topic_create_interrupted(void **state)
 	t = rill_topic_find(f->engine, "half");
 	assert_non_null(t);
 	assert_int_equal(rill_topic_partitions(t), 3);
+	fx_close(f);
+}
+
+/* Write @text over group file DATA/groups/@group.json, as damage would. */
+static void group_file_put(const struct fx *f, const char *group, const char *text)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/groups/%s.json", f->dir, group);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/*
+ * A damaged group file (cut short, not JSON, or not positions) is refused by
+ * rill_group_offset and rill_group_commit, which say its path, where it went wrong and
+ * what to do; the commit leaves the file as it was. Deleted, the group starts over.
+ *
+ * WAS A BUG (engine/engine_meta.c, meta_group_load): the read's message was dropped, so
+ * the answer was "JSON does not fit the schema", naming no file; a position of another
+ * type read as never committed (the consumer rereading from the start).
+ */
+static void test_group_file_damaged(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "pay", 1, RILL_DURABILITY_GROUP);
+	static const struct {
+		const char *text, *where;
+	} damage[] = {
+		{"", "line 1 column 0"},
+		{"{\"pay\": {\"0\": 2", "line 1 column 15"},
+		{"[]", "not a JSON object"},
+		{"{\"pay\": 2}", "topic \"pay\""},
+		{"{\"pay\": {\"0\": \"2\"}}", "topic \"pay\" partition \"0\""},
+		{"{\"pay\": {\"0\": -1}}", "topic \"pay\" partition \"0\""},
+	};
+	char path[256];
+	snprintf(path, sizeof(path), "%s/groups/g2.json", f->dir);
+	for (size_t i = 0; i < ARRAY_COUNT(damage); i++) {
+		group_file_put(f, "g2", damage[i].text);
+		struct rill_error_text err = {{0}};
+		uint64_t o = 0;
+		int rc = rill_group_offset(f->engine, "g2", t, 0, &o, &err);
+		if (rc != RILL_E_JSON_INVALID || strstr(err.message, path) == NULL ||
+		    strstr(err.message, damage[i].where) == NULL ||
+		    strstr(err.message, "rill group delete") == NULL)
+			fail_msg("group file \"%s\": offset: %s: %s", damage[i].text,
+				 rill_strerror(rc), err.message);
+		memset(&err, 0, sizeof(err));
+		rc = rill_group_commit(f->engine, "g2", t, 0, 0, &err);
+		if (rc != RILL_E_JSON_INVALID || strstr(err.message, path) == NULL)
+			fail_msg("group file \"%s\": commit: %s: %s", damage[i].text,
+				 rill_strerror(rc), err.message);
+		struct stat sb;
+		assert_int_equal(stat(path, &sb), 0);
+		assert_int_equal(sb.st_size, (off_t)strlen(damage[i].text)); /* left alone */
+	}
+	assert_int_equal(rill_group_delete(f->engine, "g2"), 0);
+	assert_int_equal(rill_group_commit(f->engine, "g2", t, 0, 0, NULL), 0);
+	uint64_t o = 1;
+	assert_int_equal(rill_group_offset(f->engine, "g2", t, 0, &o, NULL), 0);
+	assert_int_equal(o, 0);
 	fx_close(f);
 }
 
@@ -5711,6 +5776,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topic_create_interrupted, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_group_file_damaged, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

@@ -144,7 +144,7 @@ static void meta_publish(struct rill_engine *e, struct rill_topic *t, uint32_t n
 static uint64_t meta_group(struct rill_engine *e, struct rill_topic *t)
 {
 	uint64_t next = 0;
-	int rc = rill_group_offset(e, "g", t, 0, &next);
+	int rc = rill_group_offset(e, "g", t, 0, &next, NULL);
 	if (rc == -ENOENT)
 		return UINT64_MAX;
 	if (rc != 0)
@@ -180,9 +180,9 @@ static bool meta_commit_at(const char *dir, uint64_t at)
 	struct rill_engine *e = meta_open_ok(dir);
 	struct rill_topic *t = meta_topic(e);
 	meta_publish(e, t, META_EVENTS);
-	assert_int_equal(rill_group_commit(e, "g", t, 0, 3), 0);
+	assert_int_equal(rill_group_commit(e, "g", t, 0, 3, NULL), 0);
 	io_fault_arm(meta_fault, at, -EIO);
-	int rc = rill_group_commit(e, "g", t, 0, 7);
+	int rc = rill_group_commit(e, "g", t, 0, 7, NULL);
 	bool hit = meta_fault->hit;
 	io_fault_disarm(meta_fault);
 	if (!hit)
@@ -197,7 +197,7 @@ static bool meta_commit_at(const char *dir, uint64_t at)
 	e = meta_open_ok(dir);
 	t = meta_topic(e);
 	assert_int_equal(meta_group(e, t), seen);
-	assert_int_equal(rill_group_commit(e, "g", t, 0, 7), 0);
+	assert_int_equal(rill_group_commit(e, "g", t, 0, 7, NULL), 0);
 	assert_int_equal(meta_group(e, t), 7);
 	assert_int_equal(rill_engine_close(e), 0);
 	return hit;
@@ -215,7 +215,7 @@ static bool meta_delete_at(const char *dir, uint64_t at)
 	struct rill_engine *e = meta_open_ok(dir);
 	struct rill_topic *t = meta_topic(e);
 	meta_publish(e, t, META_EVENTS);
-	assert_int_equal(rill_group_commit(e, "g", t, 0, 3), 0);
+	assert_int_equal(rill_group_commit(e, "g", t, 0, 3, NULL), 0);
 	io_fault_arm(meta_fault, at, -EIO);
 	int rc = rill_group_delete(e, "g");
 	bool hit = meta_fault->hit;
@@ -232,7 +232,7 @@ static bool meta_delete_at(const char *dir, uint64_t at)
 	e = meta_open_ok(dir);
 	t = meta_topic(e);
 	assert_int_equal(meta_group(e, t), seen);
-	assert_int_equal(rill_group_commit(e, "g", t, 0, 5), 0);
+	assert_int_equal(rill_group_commit(e, "g", t, 0, 5, NULL), 0);
 	assert_int_equal(meta_group(e, t), 5);
 	assert_int_equal(rill_engine_close(e), 0);
 	return hit;

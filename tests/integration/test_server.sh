@@ -285,6 +285,25 @@ client query --connect "$serve_addr" --projection no_such_projection --key k >/d
 check "a query of an unknown projection exits non-zero and names it" \
     '[ $rc -ne 0 ] && grep -q "no_such_projection" "$tmp/e5.err"'
 
+# A damaged group file: refused, naming the file and what to do, to the client and on the
+# server's stderr (it used to say "JSON does not fit the schema", naming nothing, and the
+# server nothing at all).
+client consume --connect "$serve_addr" --topic errs --group gbad --until-end >/dev/null; rc=$?
+check "group gbad's first run exits 0 and stores its position" \
+    '[ $rc -eq 0 ] && [ -s "$tmp/data/groups/gbad.json" ]'
+: >"$tmp/data/groups/gbad.json"
+client consume --connect "$serve_addr" --topic errs --group gbad --until-end >"$tmp/e8.out" 2>"$tmp/e8.err"; rc=$?
+check "a damaged group file: consume --group exits non-zero and prints nothing" \
+    '[ $rc -ne 0 ] && [ ! -s "$tmp/e8.out" ]'
+check "a damaged group file: stderr names the file, where, and what to do" \
+    'grep -q "groups/gbad.json: line 1 column 0: .*rill group delete" "$tmp/e8.err"'
+check "a damaged group file: the server says it on its stderr, once" \
+    '[ "$(grep -c "group .gbad.: .*groups/gbad.json: line 1 column 0" "$tmp/serve1.err")" -eq 1 ]'
+client group delete --connect "$serve_addr" --group gbad >/dev/null; rc=$?
+client consume --connect "$serve_addr" --topic errs --group gbad --until-end >"$tmp/e9.out"; rc2=$?
+check "deleted, the damaged group starts over: consume --group prints every event again" \
+    '[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ "$(wc -l <"$tmp/e9.out")" -eq 2 ]'
+
 # A port nobody listens on: one the kernel just gave out and took back.
 closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 for cmd in "ping" "query --projection order_total --key k" "stat" "consume --topic $topic --until-end"; do

@@ -693,6 +693,18 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 		if (restored)
 			from = snap_from;
 	}
+	if (!restored && start > 0 && part->stats.snapshots_skipped > 0) {
+		/* Its state may have been in one of them: rebuilt from what retention kept, it
+		 * misses the events before. Said, not refused: the snapshots may come back from
+		 * a backup (this open wrote nothing over them yet), and an operator may prefer
+		 * the partial answers to no server. */
+		snprintf(why, why_bytes,
+			 "projection %s: no snapshot restored it (%" PRIu64
+			 " found unusable) and the log before offset %" PRIu64
+			 " is gone: folded from there, its answers miss the events before (restore "
+			 "the snapshots from a backup before the next snapshot replaces them)",
+			 rill_projection_name(proj), part->stats.snapshots_skipped, start);
+	}
 	if (restored && rill_projection_sealed(proj)) {
 		if (start == 0) {
 			/* The whole log is there: folded again, every key it now has room for

@@ -176,7 +176,7 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 				"projection %s: rebuilding from topic %s partition %u: %s",
 				ep->name, sp->topic->name, sp->partition, rill_strerror(rc));
 		}
-		if (why[0] != '\0') /* bound, but sealed: no new key (its stats show them) */
+		if (why[0] != '\0') /* bound, but sealed (no new key), or partial: said */
 			fprintf(stderr, "rill: topic %s partition %u: %s\n", sp->topic->name,
 				sp->partition, why);
 		sp->projs[ep->index] = inst;

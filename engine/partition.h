@@ -170,9 +170,11 @@ uint64_t rill_partition_snapshot_offset(const struct rill_partition *part);
  * what to open with: it is not skipped, for once retention deleted the log before it, it
  * alone knows those keys' counts (a rebuild would answer "never seen" for keys it holds).
  * A restored state that refused keys for lack of room, into @proj with room for more
- * (rill_projection_sealed), is folded again from offset 0 if the log still starts there
- * (exact under the limits @proj has); else it stays sealed, taking no new key, and @why
- * says so though the bind succeeds. @why (@why_bytes, may be 0) is empty otherwise.
+ * (rill_projection_refused_with_room), is folded again from offset 0 if the log still
+ * starts there (exact under the limits @proj has); else it is sealed, taking no new key,
+ * and @why says so though the bind succeeds. A projection rebuilt from a log whose start
+ * retention deleted because the snapshots found were unusable: @why says so too. @why
+ * (@why_bytes, may be 0) is empty otherwise, and whenever the fold fails.
  * Returns as rill_partition_projection_add. Blocks.
  */
 int rill_partition_projection_bind(struct rill_partition *part, struct rill_projection *proj,

@@ -705,13 +705,14 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 			 "the snapshots from a backup before the next snapshot replaces them)",
 			 rill_projection_name(proj), part->stats.snapshots_skipped, start);
 	}
-	if (restored && rill_projection_sealed(proj)) {
+	if (restored && rill_projection_refused_with_room(proj)) {
 		if (start == 0) {
 			/* The whole log is there: folded again, every key it now has room for
 			 * counted in full. */
 			rill_projection_reset(proj);
 			from = 0;
 		} else {
+			rill_projection_seal(proj);
 			struct rill_projection_stats st;
 			rill_projection_stats(proj, &st);
 			snprintf(why, why_bytes,

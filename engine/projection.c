@@ -838,9 +838,16 @@ int rill_projection_restore(struct rill_projection *p, const void *buf, size_t b
 	p->stats.refused_full = h.refused_full;
 	p->stats.late = h.late;
 	p->stats.errors = h.errors;
-	/* P4: keys it refused, and room for more now (no room: nothing to seal). The state
-	 * does not say under which limits it refused them, so equal ones seal it too: then
-	 * only keys that would have fit after a longer one was refused are refused as well. */
-	p->sealed = h.refused_full > 0 && p->key_count < p->keys_max;
 	return 0;
+}
+
+bool rill_projection_refused_with_room(const struct rill_projection *p)
+{
+	return p->ops == NULL && p->stats.refused_full > 0 && p->key_count < p->keys_max;
+}
+
+void rill_projection_seal(struct rill_projection *p)
+{
+	RILL_ASSERT(p->ops == NULL); /* a custom state is the application's */
+	p->sealed = true;
 }

@@ -135,8 +135,8 @@ int64_t rill_projection_snapshot(const struct rill_projection *p, void *buf, siz
  * RILL_E_PROJECTION_SNAPSHOT for bytes that are not a sound snapshot of this definition
  * (@err says why), or -ENOSPC for a sound one holding more keys or key bytes than @p's
  * limits take (written under larger ones; rill_projection_snapshot_keys says how many).
- * A state that refused new keys for lack of room (refused_full), restored into a
- * projection with room for more, is sealed: see rill_projection_sealed.
+ * The state is restored as it was, refusals included: under the limits it was folded with
+ * (an as-of read) it then folds on exactly as the projection did.
  */
 int rill_projection_restore(struct rill_projection *p, const void *buf, size_t buf_bytes,
 			    struct rill_schema_error *err);
@@ -154,13 +154,19 @@ void rill_projection_limits(const struct rill_projection *p, uint32_t *keys_max,
 			    uint64_t *key_store_bytes);
 
 /*
- * rill_projection_sealed - true for a built-in projection restored from a state that had
- * refused new keys for lack of room, while it has room for more (its limits were raised
- * since, or a longer key was refused and shorter ones would fit): it takes no new key
- * (-ENOSPC, counted), since one of them may be a key refused then, whose count would miss
- * its events of before. Only a fold of the whole log (rill_projection_reset, then every
- * event from offset 0) can count those keys.
+ * rill_projection_refused_with_room - true for a built-in projection whose state refused
+ * new keys for lack of room (refused_full) and that has room for more: restored after a
+ * restart, its limits may have been raised since (the state does not say under which
+ * limits it refused), and a key refused then would now be taken at its next event, its
+ * count missing the events of before (P4). Only a fold of the whole log
+ * (rill_projection_reset, then every event from offset 0) counts such keys; else the
+ * caller seals it (rill_projection_seal).
  */
+bool rill_projection_refused_with_room(const struct rill_projection *p);
+
+/* rill_projection_seal - a built-in projection takes no new key from now on (-ENOSPC,
+ * counted in refused_full); the keys it holds fold on. rill_projection_sealed says so. */
+void rill_projection_seal(struct rill_projection *p);
 bool rill_projection_sealed(const struct rill_projection *p);
 
 /* rill_projection_reset - empty a built-in projection (state and counters), as if fresh. */

@@ -3678,6 +3678,54 @@ static void test_snapshot_projection_limits_lowered(void **state)
 	fx_close(f);
 }
 
+/*
+ * An as-of read restores a snapshot under the limits the projection ran with, and must
+ * fold on as it did. A count projection that refused a key too long for its key store
+ * (refused_full), with room left for shorter ones: its snapshot restored for an as-of read
+ * used to come back sealed, refusing every key first seen after the snapshot, so as-of
+ * answered -ENOSPC for a key the live projection held (also at an offset not reached yet,
+ * documented as "the value now").
+ */
+static void test_as_of_after_refused_key(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 1);
+	c.projection_key_store_bytes = 10;
+	c.snapshot_interval_events = 1000000000; /* taken by the test */
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "short", 1, RILL_DURABILITY_NONE);
+	fx_projection(f, "n", "short", RILL_PROJECTION_COUNT, NULL);
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	static const char *const keys[] = {"a", "a-key-too-long", NULL, "b"};
+	struct order_event o;
+	for (unsigned i = 0; i < ARRAY_COUNT(keys); i++) {
+		if (keys[i] == NULL) {
+			assert_int_equal(rill_producer_flush(p, 5000000000ull), 0);
+			assert_int_equal(rill_engine_snapshot(f->engine), 0);
+			continue;
+		}
+		assert_int_equal(order_event_make(&o, f->order, keys[i], 1), 0);
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	assert_int_equal(rill_producer_flush(p, 5000000000ull), 0);
+	producer_close(p);
+	struct rill_projection_value live = {0}, past = {0};
+	assert_int_equal(rill_query(f->engine, "n", "b", 1, NULL, 0, &live), 0);
+	assert_int_equal(live.count, 1);
+	assert_int_equal(rill_query(f->engine, "n", "a-key-too-long", 14, NULL, 0, &past), -ENOSPC);
+	for (uint64_t at = live.offset; at <= live.offset + 100; at += 100) {
+		memset(&past, 0, sizeof(past));
+		int rc = rill_query_as_of(f->engine, "n", "b", 1, at, 0, &past);
+		if (rc != 0 || past.count != 1)
+			fail_msg("as of offset %llu: key b %s, count %llu; the live projection "
+				 "holds it with count 1",
+				 (unsigned long long)at, rill_strerror(rc),
+				 (unsigned long long)past.count);
+	}
+	fx_close(f);
+}
+
 /* The .snap files of topic snap's partition 0. */
 static unsigned snap_files(struct fx *f)
 {
@@ -5708,6 +5756,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_damaged_newest, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_projection_limits_lowered, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_as_of_after_refused_key, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshots_kept_lowered, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_during_open, fx_setup, fx_teardown),

@@ -724,6 +724,8 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 		}
 	}
 	int rc = rill_partition_projection_add(part, proj, from);
+	if (rc < 0 && why_bytes > 0)
+		why[0] = '\0'; /* the note above is moot: the caller reports the fold's error */
 	if (rc == 0 && part->snap.kept && !snap_holds_unbound(part))
 		partition_snap_free(&part->snap); /* every projection it held is back */
 	return rc;

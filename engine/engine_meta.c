@@ -16,7 +16,9 @@
  *     before it leaves a directory the next open takes as new again, each step repeated.
  * M2. Once DATA/meta exists, each of those folders must be there (the registry's holding a
  *     segment): one made anew would hide a loss (type ids handed out again, topics gone,
- *     groups reading from the start), so a missing one stops the open, naming it.
+ *     groups reading from the start), so a missing one stops the open, naming it. But for
+ *     a first open that builds before M1 left unfinished (meta first, the registry last):
+ *     no registry segment and every other folder missing or empty, finished instead.
  * M3. A topic folder without topic.json is a create cut short (its definition is written
  *     after its partitions' folders) only while every partition's log is empty: it is
  *     skipped. One holding events lost its definition: the open stops, naming it.
@@ -179,6 +181,8 @@ static const struct meta_folder {
 };
 #define META_SCHEMAS 0 /* meta_folders[META_SCHEMAS] is the registry's */
 
+static int meta_folders_make(struct rill_engine *e, struct rill_error_text *err);
+
 /* A new data directory: M1. */
 static int meta_first_open(struct rill_engine *e, const char *meta_path,
 			   struct rill_error_text *err)
@@ -196,7 +200,25 @@ static int meta_first_open(struct rill_engine *e, const char *meta_path,
 	else if (rc < 0)
 		return engine_error(err, rc, "data directory %s: syncing its parent: %s",
 				    e->data_dir, rill_strerror(rc));
-	rc = 0;
+	rc = meta_folders_make(e, err);
+	if (rc < 0)
+		return rc;
+	char id[17];
+	snprintf(id, sizeof(id), "%016llx",
+		 (unsigned long long)(rill_clock_wall_ns() ^ rill_clock_now_ns() << 20));
+	rc = meta_write_json(e, e->data_dir, "meta",
+			     json_pack("{s:i, s:s}", "format", META_FORMAT, "engine_id", id));
+	if (rc < 0)
+		return engine_error(err, rc, "%s: %s", meta_path, rill_strerror(rc));
+	return 0;
+}
+
+/* The folders of M1, each made if missing and synced, the registry's with its first
+ * segment. Every step may be done again. */
+static int meta_folders_make(struct rill_engine *e, struct rill_error_text *err)
+{
+	struct rill_io *io = e->io;
+	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < RILL_ARRAY_COUNT(meta_folders); i++) {
 		if (i != META_SCHEMAS)
 			rc = meta_mkdir(e, meta_folders[i].name);
@@ -220,13 +242,6 @@ static int meta_first_open(struct rill_engine *e, const char *meta_path,
 	rc = rill_schema_registry_close(reg);
 	if (rc < 0)
 		return engine_error(err, rc, "schema registry %s: %s", path, rill_strerror(rc));
-	char id[17];
-	snprintf(id, sizeof(id), "%016llx",
-		 (unsigned long long)(rill_clock_wall_ns() ^ rill_clock_now_ns() << 20));
-	rc = meta_write_json(e, e->data_dir, "meta",
-			     json_pack("{s:i, s:s}", "format", META_FORMAT, "engine_id", id));
-	if (rc < 0)
-		return engine_error(err, rc, "%s: %s", meta_path, rill_strerror(rc));
 	return 0;
 }
 
@@ -237,9 +252,41 @@ static int meta_segment_counted(void *arg, const char *name)
 	return 0;
 }
 
+static int meta_entry_counted(void *arg, const char *name)
+{
+	(void)name;
+	(*(uint32_t *)arg)++;
+	return 0;
+}
+
+/*
+ * True if @e's directory is a first open that builds before M1's order left unfinished:
+ * they wrote meta first, then made topics/, projections/ and groups/, then the registry's
+ * folder and first segment, so a crash or a failure (a full disk) between the steps left
+ * meta with the registry, and perhaps other folders, missing. Such a directory never held
+ * an event (no topic could be made before the open ended), so finishing it loses nothing:
+ * the registry without a segment, and every other folder missing or empty.
+ */
+static bool meta_first_open_unfinished(struct rill_engine *e)
+{
+	for (size_t i = 0; i < RILL_ARRAY_COUNT(meta_folders); i++) {
+		char path[META_PATH_BYTES];
+		snprintf(path, sizeof(path), "%s/%s", e->data_dir, meta_folders[i].name);
+		uint32_t n = 0;
+		int rc = e->io->ops->list(
+			e->io, path, i == META_SCHEMAS ? meta_segment_counted : meta_entry_counted,
+			&n);
+		if ((rc < 0 && rc != -ENOENT) || n > 0)
+			return false;
+	}
+	return true;
+}
+
 /* M2: every folder there, the registry's with a segment. */
 static int meta_folders_check(struct rill_engine *e, struct rill_error_text *err)
 {
+	if (meta_first_open_unfinished(e))
+		return meta_folders_make(e, err);
 	for (size_t i = 0; i < RILL_ARRAY_COUNT(meta_folders); i++) {
 		const struct meta_folder *m = &meta_folders[i];
 		char path[META_PATH_BYTES];

@@ -5599,6 +5599,38 @@ static void test_first_open_interrupted(void **state)
 }
 
 /*
+ * A first open that builds before DATA/meta was written last left unfinished: they wrote
+ * meta first, then topics/, projections/ and groups/, then the registry's folder and
+ * segment, so a crash or a failure (a full disk) between the steps left meta with some
+ * folders missing. Such a directory never held an event: it opens, and the open finishes
+ * what the first began, rather than refusing it as a directory that lost a folder.
+ */
+static void test_first_open_previous_unfinished(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	fx_close(f);
+	for (int step = 0; step < 3; step++) {
+		if (step == 0) /* meta written, nothing else */
+			META_RUN("rm -rf %s/schemas %s/topics %s/projections %s/groups", f->dir,
+				 f->dir, f->dir, f->dir);
+		else if (step == 1) /* the three folders made, the registry not */
+			META_RUN("rm -rf %s/schemas", f->dir);
+		else /* the registry's folder made, its first segment not */
+			META_RUN("rm -rf %s/schemas/* && touch %s/schemas/lock", f->dir, f->dir);
+		fx_open(f);
+		static const char *const made[] = {"topics", "projections", "groups",
+						   "schemas/00000000000000000000.log"};
+		for (size_t k = 0; k < ARRAY_COUNT(made); k++)
+			if (!fx_has(f, made[k]))
+				fail_msg("step %d: the open did not make %s", step, made[k]);
+		(void)fx_topic(f, "pay", 1, RILL_DURABILITY_GROUP);
+		fx_close(f);
+		META_RUN("rm -rf %s/topics/pay", f->dir);
+	}
+}
+
+/*
  * A topic folder without topic.json whose partitions hold events is refused, naming it:
  * the definition was lost, not a create cut short.
  *
@@ -5822,6 +5854,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_meta_folder_missing_refused, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_first_open_interrupted, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_first_open_previous_unfinished, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topic_json_missing_refused, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_topic_create_interrupted, fx_setup,

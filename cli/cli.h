@@ -121,6 +121,10 @@ const struct rill_schema *cli_schemas_by_id(const struct cli_schemas *s, uint32_
 /* A whole decimal unsigned number; 0 or -EINVAL. */
 int cli_parse_u64(const char *text, uint64_t *out);
 
+/* What a consumer group's name may be (rill_group_name_valid), for usage errors. */
+#define CLI_GROUP_NAME_RULE                                                                        \
+	"--group takes a name of 1 to 128 bytes of A-Z a-z 0-9 _ . -, not starting with a dot"
+
 /* Print "rill: COMMAND: MESSAGE" and return exit status 2 (bad usage). */
 int cli_usage_error(const char *command, const char *message);
 

@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "io/wire.h"
 #include "rill/client.h"
+#include "rill/rill.h"
 #include "rill/schema.h"
 
 #define CLI_SCHEMAS_MAX        (1u << 20) /* schema versions in one SCHEMAS answer */
@@ -346,6 +347,8 @@ int cli_group(int argc, char **argv)
 	}
 	if (group == NULL)
 		return cli_usage_error("group delete", "needs --group");
+	if (!rill_group_name_valid(group)) /* the server's refusal would exit 1, as a failure */
+		return cli_usage_error("group delete", CLI_GROUP_NAME_RULE);
 	return admin_once("group delete", address, RILL_WIRE_ADMIN_GROUP_DELETE,
 			  json_pack("{s:s}", "group", group), false);
 }

@@ -141,8 +141,7 @@ static int parse_args(int argc, char **argv, struct consumer *c)
 	/* Before subscribing: with --from, no GROUP_FETCH asks the server first, and a name
 	 * it refuses would only show at the first commit, after events were printed. */
 	if (c->group != NULL && !rill_group_name_valid(c->group))
-		return cli_usage_error("consume", "--group takes a name of 1 to 128 bytes of "
-						  "A-Z a-z 0-9 _ . -, not starting with a dot");
+		return cli_usage_error("consume", CLI_GROUP_NAME_RULE);
 	uint64_t p = UINT32_MAX;
 	if (partition != NULL &&
 	    (cli_parse_u64(partition, &p) != 0 || p >= RILL_CLIENT_PARTITIONS_MAX))

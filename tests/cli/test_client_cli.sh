@@ -205,6 +205,8 @@ timeout 30 "$rill" consume $cs --topic short --group other --limit 1 >/dev/null;
 check "group delete makes room for another group" '[ $rc -eq 0 ] && [ "$out" = "{}" ] && [ $rc2 -eq 0 ]'
 err=$("$rill" group delete $cs --group gs 2>&1); rc=$?
 check "group delete of a group not held exits 1 saying so" '[ $rc -eq 1 ] && [[ "$err" == *"no such group"* ]]'
+err=$("$rill" group delete $cs --group 'a/b' 2>&1); rc=$?
+check "group delete of a name no group can have exits 2 (bad usage), saying the rule" '[ $rc -eq 2 ] && [[ "$err" == *"1 to 128 bytes"* ]]'
 "$rill" group delete $cs >/dev/null 2>&1; rc=$?
 check "group delete without --group exits 2" '[ $rc -eq 2 ]'
 kill -TERM "$server_short" 2>/dev/null; wait "$server_short" 2>/dev/null

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* A write past the file size limit (ulimit -f, systemd's LimitFSIZE=) fails with EFBIG,
+	 * which every command reports with the file it was writing; left at its default,
+	 * SIGXFSZ would end `rill bench log` or `rill log verify --repair` with no word. */
+	signal(SIGXFSZ, SIG_IGN);
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("rill %s (record format %u, log format 1)\n", rill_version(),

@@ -139,4 +139,10 @@ check "verify of an empty log says it has no records, and no offsets" \
 	'[ $rc -eq 0 ] && [[ "$out" == *"$tmp/empty/a: ok: 1 segments, 0 records, no records (next offset 0), 512 bytes"* ]] && [[ "$out" != *"0..0"* ]]'
 check "verify of an empty segment at base 4096 shows no range ending at 4095" \
 	'[[ "$out" == *"$tmp/empty/b: ok: 1 segments, 0 records, no records (next offset 4096), 512 bytes"* ]] && [[ "$out" != *"..4095"* ]]'
+# Past the file size limit (ulimit -f, systemd's LimitFSIZE=) a write fails with EFBIG: the
+# command says so and exits 1. SIGXFSZ's default ended it with status 153 and no word.
+mkdir -p "$tmp/fsize"
+out=$( (ulimit -f 2048; "$rill" bench log --dir "$tmp/fsize" --seconds 1 --io buffered) 2>&1); rc=$?
+check "bench log past ulimit -f exits 1 naming the error, not killed by SIGXFSZ (rc $rc)" \
+	'[ $rc -eq 1 ] && [[ "$out" == *"File too large"* ]]'
 exit $fail

@@ -261,17 +261,26 @@ int cli_bench_log(int argc, char **argv)
 	if (rc != 0 || a.help)
 		return rc;
 	char dir[4096];
-	if (snprintf(dir, sizeof(dir), "%s/rill-bench-log-%d", a.dir, (int)getpid()) >=
-	    (int)sizeof(dir))
+	if (snprintf(dir, sizeof(dir), "%s/rill-bench-log-XXXXXX", a.dir) >= (int)sizeof(dir))
 		return cli_usage_error("bench log", "--dir is too long");
+	/* A folder of its own that did not exist: a predictable name (it was the PID) could be
+	 * a symbolic link planted into another log, or a folder of someone's files, which the
+	 * run would append to and then remove whole. */
+	if (mkdtemp(dir) == NULL) {
+		fprintf(stderr, "rill: bench log: cannot make a folder under %s: %s\n", a.dir,
+			strerror(errno));
+		return 1;
+	}
 	struct rill_io *io;
 	const char *backend = "uring";
 	if (rill_io_uring_create(&io) != 0) {
 		backend = "posix";
 		fprintf(stderr,
 			"rill: bench log: io_uring unavailable, using plain system calls\n");
-		if (rill_io_posix_create(&io) != 0)
+		if (rill_io_posix_create(&io) != 0) {
+			rmdir(dir);
 			return 1;
+		}
 	}
 	struct rill_log_config c;
 	rill_log_config_default(&c);
@@ -289,6 +298,8 @@ int cli_bench_log(int argc, char **argv)
 		fprintf(stderr, "rill: bench log: %s: %s %s\n", dir, rill_strerror(rc),
 			report.message);
 		rill_io_destroy(io);
+		if (!a.keep)
+			cli_remove_tree(dir);
 		return 1;
 	}
 	/* Room for every record the two batch buffers can hold, and then some. */

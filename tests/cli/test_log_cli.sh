@@ -145,4 +145,11 @@ mkdir -p "$tmp/fsize"
 out=$( (ulimit -f 2048; "$rill" bench log --dir "$tmp/fsize" --seconds 1 --io buffered) 2>&1); rc=$?
 check "bench log past ulimit -f exits 1 naming the error, not killed by SIGXFSZ (rc $rc)" \
 	'[ $rc -eq 1 ] && [[ "$out" == *"File too large"* ]]'
+# bench log makes a folder of its own: it used DIR/rill-bench-log-PID, appending to
+# whatever was there (a symbolic link into a real log included) and removing it at the end.
+mkdir -p "$tmp/own"
+bash -c 'd=$1/rill-bench-log-$$; mkdir "$d" && echo keep >"$d/precious" &&
+	exec "$2" bench log --dir "$1" --seconds 1 --rate 100 >/dev/null' _ "$tmp/own" "$rill"
+check "bench log leaves a folder that was already there alone, and removes its own" \
+	'[ "$(cat "$tmp"/own/rill-bench-log-*/precious 2>/dev/null)" = keep ] && [ "$(ls "$tmp/own" | wc -l)" -eq 1 ]'
 exit $fail

@@ -111,6 +111,13 @@ static void verify_partition(const char *dir, struct verify_totals *t)
 		rc = open_read_only(dir, &io, &log, &report); /* verified again, as repaired */
 	}
 	t->partitions++;
+	if (rc == -EACCES || rc == -EPERM) {
+		/* Not damage: what the files hold is unknown, as for a folder it cannot read. */
+		printf("%s: UNREADABLE: %s%s%s\n", dir, rill_strerror(rc),
+		       report.message[0] ? ": " : "", report.message);
+		t->unreadable++;
+		return;
+	}
 	if (rc != 0) {
 		printf("%s: DAMAGED: %s%s%s\n", dir, rill_strerror(rc),
 		       report.message[0] ? ": " : "", report.message);
@@ -232,7 +239,7 @@ static int log_verify(int argc, char **argv)
 		snprintf(repaired, sizeof(repaired), ", %u repaired", t.repaired);
 	char unreadable[48] = "";
 	if (t.unreadable > 0)
-		snprintf(unreadable, sizeof(unreadable), ", %u folders unreadable", t.unreadable);
+		snprintf(unreadable, sizeof(unreadable), ", %u unreadable", t.unreadable);
 	printf("total: %u partitions, %u damaged%s%s, %" PRIu64 " records, %" PRIu64 " bytes%s\n",
 	       t.partitions, t.damaged, repaired, unreadable, t.records, t.bytes,
 	       t.torn_bytes ? ", torn tails present" : "");

@@ -607,8 +607,12 @@ static int log_recover_segment(struct rill_log *log, uint64_t base, uint64_t nex
 	 * Only a prefix can go, so a gap after a kept segment is still refused below. */
 	if (rc == -ENOENT && log->config.read_only && log->segment_count == 0 && !tail)
 		return 0;
-	if (rc < 0)
+	if (rc < 0) {
+		/* The file at fault, not only its folder (a segment left root's own while the
+		 * folder is the service user's, say). */
+		log_report(report, "%s: cannot open: %s", path, strerror(-rc));
 		return rc;
+	}
 	uint64_t created_ns = 0, size = 0;
 	rc = io->ops->size(io, handle, &size);
 	if (rc < 0)

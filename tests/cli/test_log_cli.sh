@@ -86,7 +86,16 @@ chmod 000 "$locked"
 if "${as_user[@]}" "$rill" log verify "$tmp/perm/a" >/dev/null 2>&1; then
 	out=$("${as_user[@]}" "$rill" log verify "$tmp/perm"); rc=$?
 	check "an unreadable partition folder fails verify, named" \
-		'[ $rc -eq 1 ] && [[ "$out" == *"$locked: UNREADABLE"* ]] && [[ "$out" == *"1 folders unreadable"* ]]'
+		'[ $rc -eq 1 ] && [[ "$out" == *"$locked: UNREADABLE"* ]] && [[ "$out" == *"1 unreadable"* ]]'
+	# A segment it cannot open is no damage either, and the file is named (it said
+	# "DAMAGED: Permission denied" of the folder).
+	chmod 755 "$locked"
+	seg=$(ls "$locked"/*.log | head -n1)
+	chmod 000 "$seg"
+	out=$("${as_user[@]}" "$rill" log verify "$tmp/perm"); rc=$?
+	check "a segment file verify cannot open fails it as unreadable, the file named" \
+		'[ $rc -eq 1 ] && [[ "$out" == *"$locked: UNREADABLE: "*"$seg: cannot open: Permission denied"* ]] && [[ "$out" == *"0 damaged, 1 unreadable"* ]]'
+	chmod 644 "$seg"
 else
 	echo "SKIP: cannot run rill log verify as another user here"
 fi

@@ -467,6 +467,12 @@ static bool srv_sub_feed(struct srv_worker *w, struct srv_conn *c, struct srv_su
 			       "frame_bytes_max)",
 			       sub->partition, sub->offset, sub->rec.record_bytes,
 			       rill_wire_events_record_max(w->server->config.frame_bytes_max));
+	} else if (rc == -ERANGE) {
+		sub->failed = true;
+		srv_conn_error(w, c, sub->request_id, rc,
+			       "partition %u: retention deleted the events the feed was at before "
+			       "they were sent; subscribe again from the oldest event kept",
+			       sub->partition);
 	} else if (rc < 0) {
 		sub->failed = true;
 		srv_conn_error(w, c, sub->request_id, rc, "partition %u: %s", sub->partition,

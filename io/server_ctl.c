@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,9 @@ static bool job_query(struct rill_server *s, struct srv_job *j)
 			  : rc == -ENOSPC ? "no value for the key, and the projection is full "
 					    "(projection_keys_max or its key store): it may be one "
 					    "of the keys refused"
+			  : rc == -ERANGE ? "as of a point retention no longer reaches (events it "
+					    "needs were deleted); the oldest event kept is the "
+					    "earliest point to ask for"
 					  : rill_strerror(rc));
 		return true;
 	}
@@ -159,8 +163,10 @@ static int job_sub_start(struct rill_server *s, struct rill_topic *t, uint32_t p
 	else if (by_time)
 		start = at;
 	else if (ws->from == RILL_WIRE_FROM_OFFSET) {
-		if (ws->from_value > info.next_offset && ws->partition != RILL_WIRE_PARTITION_ALL)
+		if (ws->from_value > info.next_offset && ws->partition != RILL_WIRE_PARTITION_ALL) {
+			e->end_offset = info.next_offset; /* for the error's text */
 			return -ERANGE;
+		}
 		start = ws->from_value < info.next_offset ? ws->from_value : info.next_offset;
 	}
 	if (start < info.first_offset)
@@ -228,6 +234,11 @@ static void job_subscribe(struct rill_server *s, struct srv_job *j)
 				  "subscribe to partition %u: its shard has all its subscriptions "
 				  "open ([engine] subscriptions_per_shard)",
 				  first + opened);
+		else if (opened < n && rc == -ERANGE)
+			job_error(j, rc,
+				  "subscribe to partition %u: offset %" PRIu64 " is past its end "
+				  "(its next offset is %" PRIu64 ")",
+				  first + opened, ws.from_value, entries[opened].end_offset);
 		else if (opened < n)
 			job_error(j, rc, "subscribe to partition %u: %s", first + opened,
 				  rill_strerror(rc));

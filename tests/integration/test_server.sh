@@ -345,6 +345,33 @@ else
     check "the server restarts on the same data" false
 fi
 
+# An as-of query retention no longer reaches says so; it said "Numerical result out of
+# range". Small segments and retention, snapshots every 100 events so that retention may
+# delete (it keeps what the oldest snapshot needs).
+printf '[engine]\nsnapshot_interval_events = 100\nsnapshot_interval_s = 0\n' >"$tmp/trim.ini"
+if serve_start "$tmp/trimdata" "$tmp/serve3.err" --config "$tmp/trim.ini" --shards 1; then
+    client topic create --connect "$serve_addr" --name trim --partitions 1 \
+        --segment-bytes 65536 --retention-bytes 65536 --schema "$tmp/schema.json" >/dev/null &&
+        client projection create --connect "$serve_addr" --name trim_count --topic trim \
+            --type OrderPlaced --kind count >/dev/null
+    python3 -c 'import json
+for i in range(3000):
+    print(json.dumps({"key": "k", "type": "OrderPlaced", "data": {"amount": i, "sku": "sku-%09d" % i}}))' |
+        client produce --connect "$serve_addr" --topic trim --acks applied >/dev/null
+    for _ in $(seq 50); do # retention looks about every second
+        first=$(client consume --connect "$serve_addr" --topic trim --from earliest --limit 1 |
+            python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["offset"])')
+        [ "${first:-0}" -gt 0 ] && break
+        sleep 0.2
+    done
+    out=$(client query --connect "$serve_addr" --projection trim_count --key k --as-of 5 2>&1); rc=$?
+    check "an as-of point retention deleted (log from offset ${first:-0}) is refused, saying why" \
+        '[ $rc -eq 1 ] && [[ "$out" == *"as of a point retention no longer reaches"* ]]'
+    serve_stop 10
+else
+    check "a server with small snapshot intervals starts" false
+fi
+
 # Idempotent retries need a producer id: `rill produce` takes none (see its --help), so
 # that part is left to the protocol test (tests/integration/test_server_bad.c).
 if "$rill" produce --help 2>&1 | grep -q -- "--producer"; then

@@ -1150,6 +1150,20 @@ static void test_subscriptions(void **state)
 	struct rill_client_error err = {{0}};
 	assert_int_equal(rill_client_ping(env.latest, &err), -EINVAL);
 
+	/* One partition from an offset past its end: refused, saying so and where it ends
+	 * (it said "Numerical result out of range"). */
+	struct rill_client *past = sc_connect(0);
+	uint64_t beyond = env.next[0] + 100;
+	int rc = rill_client_subscribe(past, SC_TOPIC, 0, RILL_CLIENT_FROM_OFFSET, beyond, NULL,
+				       NULL, &err);
+	char want[96];
+	snprintf(want, sizeof(want), "offset %llu is past its end (its next offset is %llu)",
+		 (unsigned long long)beyond, (unsigned long long)env.next[0]);
+	if (rc != -ERANGE || strstr(err.message, want) == NULL)
+		fail_msg("subscribe past the end: %d \"%s\"; expected -ERANGE saying \"%s\"", rc,
+			 err.message, want);
+	rill_client_close(past);
+
 	struct sc_batch *b = sc_batch_new();
 	for (uint32_t i = 0; i < 3; i++) {
 		char key[SC_KEY_BYTES];

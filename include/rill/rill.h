@@ -800,7 +800,8 @@ struct rill_shard_stats {
 	 * shard's io_uring workers, which rill keeps off pinned shards' CPUs where it can. */
 	uint64_t preempted;
 	/* Events appended that a projection of their topic could not fold (their version
-	 * lacks the projection's field, an upcaster failed, ...): its value leaves them out. */
+	 * lacks the projection's field or made it a type that does not promote to the
+	 * projection's, an upcaster failed, ...): its value leaves them out. */
 	uint64_t projection_errors;
 	/* Its partitions whose log stopped after an I/O error (fail-stop): they take no
 	 * event and answer no query (RILL_E_LOG_STOPPED) until the engine restarts. */

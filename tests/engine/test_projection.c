@@ -1080,6 +1080,70 @@ static void test_newer_version_dropped_a_field(void **state)
 	rill_schema_registry_close(reg);
 }
 
+/*
+ * Promotions only widen (docs/SCHEMAS.md): a version 2 that made amount f64 (i64 → f64,
+ * allowed under BACKWARD) cannot be folded by a sum of the i64 amount defined at version 1
+ * (an error, counted), while a sum defined at version 2 folds both versions.
+ */
+#define PAY_V1                                                                                     \
+	"{\"type\":\"Pay\",\"version\":1,\"fields\":[{\"name\":\"amount\",\"type\":\"i64\"}]}"
+#define PAY_V2                                                                                     \
+	"{\"type\":\"Pay\",\"version\":2,\"fields\":[{\"name\":\"amount\",\"type\":\"f64\"}]}"
+
+static void apply_pay(struct rill_schema_registry *reg, struct rill_projection *p, int want_rc,
+		      uint16_t version, double amount, uint64_t offset)
+{
+	const struct rill_schema *s = rill_schema_get(reg, "Pay", version);
+	assert_non_null(s);
+	uint8_t buf[64];
+	struct rill_payload_builder b;
+	assert_int_equal(rill_payload_builder_init(&b, s, buf, sizeof(buf)), 0);
+	if (version == 1)
+		assert_int_equal(rill_payload_set_i64(&b, 0, (int64_t)amount), 0);
+	else
+		assert_int_equal(rill_payload_set_f64(&b, 0, amount), 0);
+	struct rill_record rec;
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(rill_payload_builder_finish(&b, &rec.payload_bytes, NULL), 0);
+	uint8_t *payload = exact_copy(buf, rec.payload_bytes);
+	rec.key = "k";
+	rec.key_bytes = 1;
+	rec.type_id = rill_schema_type_id(s);
+	rec.schema_version = version;
+	rec.payload = payload;
+	assert_int_equal(rill_projection_apply(p, &rec, offset), want_rc);
+	free(payload);
+}
+
+static void test_newer_version_narrower_projection(void **state)
+{
+	(void)state;
+	struct rill_schema_registry *reg = mem_registry();
+	schema_reg_ok(reg, PAY_V1);
+	schema_reg_ok(reg, PAY_V2);
+	struct rill_projection_config c =
+		config_of("old", "Pay", 1, RILL_PROJECTION_SUM, "amount", 0);
+	struct rill_projection *old = proj_ok(reg, &c);
+	c = config_of("new", "Pay", 2, RILL_PROJECTION_SUM, "amount", 0);
+	struct rill_projection *new = proj_ok(reg, &c);
+	apply_pay(reg, old, 0, 1, 30, 0);
+	apply_pay(reg, new, 0, 1, 30, 0);
+	apply_pay(reg, old, RILL_E_SCHEMA_UPCAST, 2, 12.5, 1);
+	apply_pay(reg, new, 0, 2, 12.5, 1);
+	struct rill_projection_value v = get_ok(old, "k");
+	assert_int_equal(v.count, 1);
+	assert_int_equal(v.i64, 30);
+	struct rill_projection_stats st;
+	rill_projection_stats(old, &st);
+	assert_int_equal(st.errors, 1);
+	v = get_ok(new, "k");
+	assert_int_equal(v.count, 2);
+	assert_true(v.is_float && v.f64 == 42.5);
+	rill_projection_destroy(old);
+	rill_projection_destroy(new);
+	rill_schema_registry_close(reg);
+}
+
 static void test_versions_through_reader(void **state)
 {
 	(void)state;
@@ -2175,6 +2239,7 @@ int main(void)
 		cmocka_unit_test(test_sum_exact_past_int64),
 		cmocka_unit_test(test_versions_through_reader),
 		cmocka_unit_test(test_newer_version_dropped_a_field),
+		cmocka_unit_test(test_newer_version_narrower_projection),
 		cmocka_unit_test(test_window_previous_and_late),
 		cmocka_unit_test(test_window_boundaries),
 		cmocka_unit_test(test_limit_keys_max),

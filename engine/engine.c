@@ -34,6 +34,13 @@ _Static_assert(RILL_ENGINE_SHARDS_MAX *RILL_ENGINE_PRODUCERS_MAX <= 65536u,
 	       "rings per engine stay countable");
 _Static_assert(RILL_ENGINE_RING_BYTES_MAX / ENGINE_RING_SLOT_BYTES <= RILL_RING_SLOTS_MAX,
 	       "the largest ring fits the ring's slot limit");
+/* rill.h names the per partition maxima that the partition and projection code enforce. */
+_Static_assert(RILL_ENGINE_PARTITION_PRODUCERS_MAX == RILL_PARTITION_PRODUCERS_MAX,
+	       "producers_max: the public maximum is the partition's");
+_Static_assert(RILL_ENGINE_PROJECTION_KEYS_MAX == RILL_PROJECTION_KEYS_MAX,
+	       "projection_keys_max: the public maximum is the projection's");
+_Static_assert(RILL_ENGINE_PROJECTION_KEY_STORE_MAX == RILL_PROJECTION_KEY_STORE_MAX,
+	       "projection_key_store_bytes: the public maximum is the projection's");
 
 int engine_error(struct rill_error_text *err, int code, const char *fmt, ...)
 {
@@ -65,6 +72,29 @@ static bool engine_ring_bytes_ok(uint32_t bytes)
 {
 	return bytes >= ENGINE_RING_BYTES_MIN && bytes <= RILL_ENGINE_RING_BYTES_MAX &&
 	       (bytes & (bytes - 1)) == 0;
+}
+
+/* The per partition limits: refused here, naming the setting, rather than later by each
+ * topic's or projection's open with a bare -EINVAL that blames the topic or projection (a
+ * restart with such a config failed on its first one). 0 takes the default downstream. */
+static int engine_config_check_partition(struct rill_engine_config *c, struct rill_error_text *err)
+{
+	if (c->producers_max == 0)
+		c->producers_max = 4096;
+	if (c->producers_max > RILL_ENGINE_PARTITION_PRODUCERS_MAX)
+		return engine_error(err, -EINVAL, "producers_max: %u is more than the %u allowed",
+				    c->producers_max, RILL_ENGINE_PARTITION_PRODUCERS_MAX);
+	if (c->projection_keys_max > RILL_ENGINE_PROJECTION_KEYS_MAX)
+		return engine_error(err, -EINVAL,
+				    "projection_keys_max: %u is more than the %u allowed",
+				    c->projection_keys_max, RILL_ENGINE_PROJECTION_KEYS_MAX);
+	if (c->projection_key_store_bytes > RILL_ENGINE_PROJECTION_KEY_STORE_MAX)
+		return engine_error(err, -EINVAL,
+				    "projection_key_store_bytes: %" PRIu64
+				    " is more than the %llu allowed",
+				    c->projection_key_store_bytes,
+				    (unsigned long long)RILL_ENGINE_PROJECTION_KEY_STORE_MAX);
+	return 0;
 }
 
 static int engine_config_check(struct rill_engine_config *c, struct rill_error_text *err)
@@ -101,8 +131,9 @@ static int engine_config_check(struct rill_engine_config *c, struct rill_error_t
 				    c->cpus[bad], rill_strerror(rc));
 	if (strlen(c->data_dir) + 512 > sizeof(((struct rill_engine *)0)->data_dir))
 		return engine_error(err, -EINVAL, "data_dir: path too long");
-	if (c->producers_max == 0)
-		c->producers_max = 4096;
+	rc = engine_config_check_partition(c, err);
+	if (rc < 0)
+		return rc;
 	if (c->subscriptions_per_shard == 0)
 		c->subscriptions_per_shard = ENGINE_SUBSCRIPTIONS_DEFAULT;
 	if (c->subscriptions_per_shard > RILL_ENGINE_SUBSCRIPTIONS_MAX)

@@ -105,6 +105,11 @@ enum rill_acks {
 #define RILL_ENGINE_RING_BYTES_MAX      (256u << 20)
 #define RILL_ENGINE_DURABLE_PENDING_MAX (1u << 16) /* durable acks waiting, per partition */
 
+/* The per partition limits of struct rill_engine_config, at most (see there). */
+#define RILL_ENGINE_PARTITION_PRODUCERS_MAX  (1u << 20)   /* producers_max */
+#define RILL_ENGINE_PROJECTION_KEYS_MAX      (1u << 24)   /* projection_keys_max */
+#define RILL_ENGINE_PROJECTION_KEY_STORE_MAX (1ull << 32) /* projection_key_store_bytes */
+
 struct rill_engine;
 struct rill_topic;
 struct rill_producer;
@@ -133,7 +138,9 @@ struct rill_engine_config {
 	 * the log still starts there, so that every key it now has room for counts in full;
 	 * once retention has deleted the log's start it takes no new key (those it refused
 	 * lack events no longer kept), its unknown keys answer -ENOSPC, and the open says so
-	 * on stderr. */
+	 * on stderr. Each has a maximum (RILL_ENGINE_PARTITION_PRODUCERS_MAX, 2^20;
+	 * RILL_ENGINE_PROJECTION_KEYS_MAX, 2^24; RILL_ENGINE_PROJECTION_KEY_STORE_MAX, 4 GiB):
+	 * past one, rill_engine_open refuses the config with -EINVAL naming the setting. */
 	uint32_t producers_max;       /* idempotent producers per partition (default 4,096) */
 	uint32_t projection_keys_max; /* keys per projection per partition (default 16,384) */
 	uint64_t projection_key_store_bytes; /* key bytes per projection per partition (4 MiB) */

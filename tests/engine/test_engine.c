@@ -3450,6 +3450,62 @@ static void test_groups_max(void **state)
 	fx_close(f);
 }
 
+/*
+ * producers_max, projection_keys_max and projection_key_store_bytes past what a partition
+ * or a projection takes were accepted by rill_engine_open, then refused by the first topic
+ * created or projection defined with a bare "Invalid argument" blaming that topic or
+ * projection; at a restart, the open failed on the first one it reopened. The open refuses
+ * them itself now, naming the setting and its maximum, on a fresh directory and on one
+ * holding a topic and a projection; the maximum itself is taken.
+ */
+static void test_partition_limits_refused(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	for (unsigned round = 0; round < 2; round++) {
+		for (unsigned i = 0; i < 3; i++) {
+			fx_config(f, &c, 2);
+			const char *name = NULL;
+			unsigned long long max = 0;
+			if (i == 0) {
+				name = "producers_max";
+				max = RILL_ENGINE_PARTITION_PRODUCERS_MAX;
+				c.producers_max = (uint32_t)max + 1;
+			} else if (i == 1) {
+				name = "projection_keys_max";
+				max = RILL_ENGINE_PROJECTION_KEYS_MAX;
+				c.projection_keys_max = (uint32_t)max + 1;
+			} else {
+				name = "projection_key_store_bytes";
+				max = RILL_ENGINE_PROJECTION_KEY_STORE_MAX;
+				c.projection_key_store_bytes = max + 1;
+			}
+			struct rill_engine *none = NULL;
+			struct rill_error_text err = {{0}};
+			assert_int_equal(rill_engine_open(&none, &c, &err), -EINVAL);
+			char want[128];
+			snprintf(want, sizeof(want), "%s: %llu is more than the %llu allowed", name,
+				 max + 1, max);
+			if (strstr(err.message, want) == NULL)
+				fail_msg("round %u: '%s', expected '%s'", round, err.message, want);
+		}
+		if (round > 0)
+			break;
+		/* Then the same at a restart of a directory holding a topic and a projection. */
+		fx_config(f, &c, 2);
+		fx_open_with(f, &c);
+		fx_topic(f, "lim", 1, RILL_DURABILITY_NONE);
+		fx_projection(f, "lim_count", "lim", RILL_PROJECTION_COUNT, NULL);
+		fx_close(f);
+	}
+	fx_config(f, &c, 2);
+	c.producers_max = RILL_ENGINE_PARTITION_PRODUCERS_MAX; /* the maximum: taken */
+	fx_open_with(f, &c);
+	assert_non_null(rill_topic_find(f->engine, "lim"));
+	fx_close(f);
+}
+
 /* A projection defined while the engine runs goes into a snapshot at once, also when no
  * event came since the last snapshot: that one lacks it, and is rewritten at its offset
  * with it, so that a restart restores the projection instead of rebuilding it from what
@@ -5782,6 +5838,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_temp_files_removed_at_open, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_groups_max, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_partition_limits_refused, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_retention, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshots_off_retention, fx_setup,
 						fx_teardown),

@@ -126,9 +126,11 @@ static int shard_part_close(struct shard *s, struct shard_req *r)
 	return rc;
 }
 
-/* A fresh instance of projection @ep (in this shard's arena). */
+/* A fresh instance of projection @ep (in this shard's arena). A built-in one's refusal
+ * says why in @serr (zeroed by the caller: left empty where nothing was said). */
 static int shard_projection_make(struct shard *s, const struct engine_projection *ep,
-				 uint32_t partition, struct rill_projection **out)
+				 uint32_t partition, struct rill_projection **out,
+				 struct rill_schema_error *serr)
 {
 	if (ep->ops != NULL)
 		return rill_projection_create_custom(out, ep->name, ep->ops, ep->ops_arg,
@@ -143,8 +145,7 @@ static int shard_projection_make(struct shard *s, const struct engine_projection
 	pc.window_ns = ep->def.window_ns;
 	pc.keys_max = s->engine->config.projection_keys_max;
 	pc.key_store_bytes = s->engine->config.projection_key_store_bytes;
-	struct rill_schema_error serr;
-	return rill_projection_create(out, s->engine->schemas, &pc, &serr);
+	return rill_projection_create(out, s->engine->schemas, &pc, serr);
 }
 
 /* Create this shard's instance of a projection and fold its partitions' logs into it. */
@@ -158,7 +159,10 @@ static int shard_projection_add(struct shard *s, struct shard_req *r)
 		if (sp->topic != ep->topic)
 			continue;
 		struct rill_projection *inst;
-		int rc = shard_projection_make(s, ep, sp->partition, &inst);
+		struct rill_schema_error serr = {{0}};
+		int rc = shard_projection_make(s, ep, sp->partition, &inst, &serr);
+		if (rc < 0 && serr.message[0] != '\0') /* it names the projection and the cause */
+			return engine_error(r->err, rc, "%s", serr.message);
 		if (rc < 0)
 			return engine_error(r->err, rc, "projection %s: %s", ep->name,
 					    rill_strerror(rc));
@@ -258,7 +262,8 @@ static int shard_query_as_of(struct shard *s, struct shard_req *r)
 	if (offset == UINT64_MAX)
 		return -ENOENT; /* nothing was written by then */
 	struct rill_projection *inst = NULL;
-	rc = shard_projection_make(s, r->proj, r->partition, &inst);
+	struct rill_schema_error serr = {{0}}; /* as-of answers carry a code, not a text */
+	rc = shard_projection_make(s, r->proj, r->partition, &inst, &serr);
 	if (rc == 0)
 		rc = rill_partition_as_of(sp->part, inst, offset);
 	if (rc == 0 && !rill_projection_get(inst, r->key, r->key_bytes, r->value))

@@ -634,7 +634,9 @@ int64_t rill_projection_snapshot(const struct rill_projection *p, void *buf, siz
 {
 	if (p->ops != NULL) {
 		int64_t n = p->ops->snapshot(p->state, buf, buf_bytes);
-		return n >= 0 && (size_t)n > buf_bytes ? -ENOSPC : n; /* its error, or its length */
+		/* Longer than @buf, which is what its size-only call asked for: the projection
+		 * broke its contract (not a lack of space anywhere, as -ENOSPC would say). */
+		return n >= 0 && (size_t)n > buf_bytes ? -EPROTO : n; /* its error, or length */
 	}
 	size_t need = rill_projection_snapshot_bytes(p);
 	if (buf_bytes < need)

@@ -125,7 +125,8 @@ size_t rill_projection_snapshot_bytes(const struct rill_projection *p);
 
 /*
  * rill_projection_snapshot - write @p's whole state to @buf. Returns the bytes written or
- * -ENOSPC when @buf_bytes is below rill_projection_snapshot_bytes.
+ * -ENOSPC when @buf_bytes is below rill_projection_snapshot_bytes; a custom projection's
+ * error, or -EPROTO when it says it wrote more than @buf_bytes.
  */
 int64_t rill_projection_snapshot(const struct rill_projection *p, void *buf, size_t buf_bytes);
 

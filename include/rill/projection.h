@@ -57,7 +57,11 @@ struct rill_projection_ops {
 	 * @out is too small, or another -errno. */
 	int64_t (*query)(void *state, const void *key, uint32_t key_bytes, void *out,
 			 size_t out_bytes);
-	/* The whole state into @buf: its length; with @buf NULL, only the length. */
+	/* The whole state into @buf: its length; with @buf NULL, only the length. The engine
+	 * asks for the length, then passes a buffer of exactly that many bytes: the state
+	 * written must have that length, no more and no less. A mismatch, or an error
+	 * (-errno), fails that partition's snapshot (-EPROTO for a mismatch; the previous
+	 * ones stay, and it is tried again later). */
 	int64_t (*snapshot)(void *state, void *buf, size_t buf_bytes);
 	/* Load what snapshot wrote into a fresh state: 0, or -EINVAL for bytes it refuses
 	 * (the projection is then rebuilt from the log instead). */

@@ -4282,6 +4282,52 @@ static void test_custom_projection_faults(void **state)
 	fx_close(f);
 }
 
+/* The size-only call says 8 bytes, the real one says it wrote 16 (its 8 and 8 more it
+ * claims but never wrote: the buffer holds 8). */
+static int64_t tally_snapshot_longer(void *state, void *buf, size_t buf_bytes)
+{
+	(void)state;
+	if (buf == NULL)
+		return 8;
+	assert_int_equal(buf_bytes, 8);
+	memset(buf, 0, buf_bytes);
+	return 16;
+}
+
+/*
+ * A custom projection whose snapshot returned more bytes than its size-only call promised
+ * was reported as -ENOSPC ("No space left on device": a full disk to an operator), where
+ * the opposite mismatch was -EPROTO. Both break the projection's contract: -EPROTO, and the
+ * partition takes no snapshot while folding goes on.
+ */
+static void test_custom_projection_snapshot_longer(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c);
+	c.snapshot_interval_events = 0;
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "snap", 1, RILL_DURABILITY_NONE);
+	struct rill_error_text err = {{0}};
+	struct rill_projection_ops longer = tally_ops;
+	longer.snapshot = tally_snapshot_longer;
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "tally", "snap", &longer, f, &err), 0);
+	enum { KEYS = 3 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 30, KEYS, 0, folds);
+	assert_int_equal(rill_engine_snapshot(f->engine), -EPROTO);
+	uint64_t snapshots = 0;
+	for (uint32_t s = 0; s < rill_engine_shards(f->engine); s++) {
+		struct rill_shard_stats st;
+		assert_int_equal(rill_engine_shard_stats(f->engine, s, &st), 0);
+		snapshots += st.snapshots;
+	}
+	assert_int_equal(snapshots, 0);
+	tally_check(f, folds, KEYS); /* and it goes on */
+	fx_close(f);
+}
+
 /* As-of reads equal a fold of the log up to the target, by offset and by timestamp. */
 static void test_as_of(void **state)
 {
@@ -5861,6 +5907,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_custom_projection_late_snapshots_off, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projection_faults, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_custom_projection_snapshot_longer, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_command_handlers, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_split_in_burst, fx_setup, fx_teardown),

@@ -2154,6 +2154,76 @@ static void test_snapshot_small_buffer(void **state)
 	world_fini(&w);
 }
 
+/* A custom projection's operations for test_custom_snapshot_longer: a state of 8 bytes
+ * whose snapshot claims 16 once it has a buffer (sized by its own size-only answer). */
+static uint64_t longer_state;
+
+static void *longer_init(void *arg, uint32_t partition)
+{
+	(void)arg, (void)partition;
+	return &longer_state;
+}
+
+static int longer_apply(void *state, const struct rill_record *event, uint64_t offset)
+{
+	(void)state, (void)event, (void)offset;
+	return 0;
+}
+
+static int64_t longer_query(void *state, const void *key, uint32_t key_bytes, void *out,
+			    size_t out_bytes)
+{
+	(void)state, (void)key, (void)key_bytes, (void)out, (void)out_bytes;
+	return -ENOENT;
+}
+
+static int64_t longer_snapshot(void *state, void *buf, size_t buf_bytes)
+{
+	if (buf == NULL)
+		return 8;
+	if (buf_bytes < 8)
+		return -ENOSPC;
+	memcpy(buf, state, 8);
+	return 16;
+}
+
+static int longer_restore(void *state, const void *buf, size_t buf_bytes)
+{
+	(void)state, (void)buf, (void)buf_bytes;
+	return -EINVAL;
+}
+
+static void longer_destroy(void *state)
+{
+	(void)state;
+}
+
+/*
+ * A custom snapshot that says it wrote more than the buffer its size-only call asked for
+ * broke its contract: -EPROTO, as for the opposite mismatch, not -ENOSPC, which the
+ * engine reported on stderr as "No space left on device". Its own errors pass through.
+ */
+static void test_custom_snapshot_longer(void **state)
+{
+	(void)state;
+	static const struct rill_projection_ops ops = {
+		.init = longer_init,
+		.apply = longer_apply,
+		.query = longer_query,
+		.snapshot = longer_snapshot,
+		.restore = longer_restore,
+		.destroy = longer_destroy,
+	};
+	struct rill_projection *p = NULL;
+	assert_int_equal(rill_projection_create_custom(&p, "longer", &ops, NULL, 0), 0);
+	size_t need = rill_projection_snapshot_bytes(p);
+	assert_int_equal(need, 8);
+	uint8_t buf[8];
+	assert_int_equal(rill_projection_snapshot(p, buf, need), -EPROTO);
+	assert_int_equal(rill_projection_snapshot(p, buf, 4), -ENOSPC); /* its own answer */
+	rill_projection_destroy(p);
+}
+
 /*
  * Review findings: an empty key given as NULL; snapshot entries apply could never make
  * (a key without events, a window not on its boundary, window fields on a plain kind);
@@ -2251,6 +2321,7 @@ int main(void)
 		cmocka_unit_test(test_restore_structural_damage),
 		cmocka_unit_test(test_restore_impossible_states),
 		cmocka_unit_test(test_snapshot_small_buffer),
+		cmocka_unit_test(test_custom_snapshot_longer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

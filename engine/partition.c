@@ -24,7 +24,8 @@
  *       stamped above max(snap_timestamp_max, the log's rill_log_timestamp_max): known from
  *       a log replayed whole, or from a snapshot that knew it (its timestamp_max covers
  *       every record below it; the log, every record kept). So is each snapshot's
- *       timestamp_max, which lets an as-of read by time answer at the log's start.
+ *       timestamp_max: the oldest one at or past the log's start bounds the stamps of
+ *       the records retention deleted, which an as-of read by time must know.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -215,7 +215,9 @@ int rill_partition_as_of(struct rill_partition *part, struct rill_projection *pr
  * up to the first one stamped later; the answer is the one before that. Event times are
  * the producers' and need not grow along the log: this is the end of the first stretch
  * stamped at or before the time. UINT64_MAX when no event is; -ERANGE when the answer
- * lies in what retention deleted. Blocks.
+ * may lie in what retention deleted: when a deleted event may be stamped later (the oldest
+ * snapshot from the log's start on records the highest stamp below it; with none, they
+ * may). Blocks.
  */
 int rill_partition_offset_at(struct rill_partition *part, uint64_t timestamp_ns, uint64_t *offset);
 

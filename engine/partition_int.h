@@ -51,8 +51,14 @@ struct rill_partition {
 	 * since its first event, or from a snapshot that knew it (as-of by time, W5). */
 	uint64_t snap_timestamp_max;
 	bool timestamp_max_known;
-	bool snap_dir_made;         /* snapshots/ exists and its entry is durable */
-	struct partition_snap snap; /* loaded at open */
+	/* As-of by time (snap_gone_timestamp_max): the oldest snapshot at or past the log's
+	 * start whose timestamp_max is known, once looked up; valid until the start passes
+	 * its offset (every later snapshot lies above it). */
+	bool gone_cached;
+	uint64_t gone_snap_offset;
+	uint64_t gone_timestamp_max; /* ns: no record below gone_snap_offset is stamped later */
+	bool snap_dir_made;          /* snapshots/ exists and its entry is durable */
+	struct partition_snap snap;  /* loaded at open */
 	struct rill_projection *projections[RILL_PARTITION_PROJECTIONS_MAX];
 	uint32_t projection_count;
 	struct rill_partition_stats stats;

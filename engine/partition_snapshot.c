@@ -815,29 +815,72 @@ int rill_partition_as_of(struct rill_partition *part, struct rill_projection *pr
 }
 
 /*
- * True if a kept snapshot at @offset says that no record below it is stamped after
- * @timestamp_ns (W5): then "as of" that time is the state it holds, though retention
- * deleted those records (an idle partition whose retention emptied its log, say).
+ * An upper bound on the stamps of the records retention deleted (those below @start):
+ * the timestamp_max of the oldest kept snapshot at or past @start that has one (W5: it
+ * covers every record below its offset, deleted or kept). 1 with *@ts_max set, 0 with no
+ * such snapshot, or -ENOMEM. The bound also covers the kept records between @start and
+ * that snapshot, so it may be above every deleted stamp, but only where the read could
+ * not be answered anyway: a prefix ending before that snapshot needs one at or after
+ * @start and below it, and there is none (it is the oldest; an older rill's, which record
+ * no timestamp_max, are passed over, and such prefixes answer -ERANGE). Cached until the
+ * start passes it (no later snapshot lies below it): the files are read once per move of
+ * the start, not at each read.
  */
-static bool snap_before_time(struct rill_partition *part, uint64_t offset, uint64_t timestamp_ns)
+static int snap_gone_timestamp_max(struct rill_partition *part, uint64_t start, uint64_t *ts_max)
 {
-	uint8_t *buf;
-	uint64_t bytes;
-	if (snap_read(part, offset, &buf, &bytes) < 0)
-		return false;
-	struct snap_header h;
-	bool before = bytes >= sizeof(h) + 8 && snap_verify(UINT32_MAX, buf, bytes, offset, &h) &&
-		      (h.flags & SNAP_F_TIMESTAMP_MAX) && h.timestamp_max <= timestamp_ns;
-	free(buf);
-	return before;
+	if (part->gone_cached && part->gone_snap_offset >= start) {
+		*ts_max = part->gone_timestamp_max;
+		return 1;
+	}
+	part->gone_cached = false;
+	struct snap_list l;
+	if (snap_list(part, &l) < 0)
+		return 0; /* none known: as if it had none */
+	for (uint32_t i = 0; i < l.count; i++) {
+		if (l.offsets[i] < start)
+			continue;
+		uint8_t *buf;
+		uint64_t bytes;
+		int rc = snap_read(part, l.offsets[i], &buf, &bytes);
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc < 0)
+			continue;
+		struct snap_header h;
+		bool known = snap_verify(UINT32_MAX, buf, bytes, l.offsets[i], &h) &&
+			     (h.flags & SNAP_F_TIMESTAMP_MAX);
+		free(buf);
+		if (!known)
+			continue;
+		part->gone_cached = true;
+		part->gone_snap_offset = l.offsets[i];
+		part->gone_timestamp_max = h.timestamp_max;
+		*ts_max = h.timestamp_max;
+		return 1;
+	}
+	return 0;
 }
 
 int rill_partition_offset_at(struct rill_partition *part, uint64_t timestamp_ns, uint64_t *offset)
 {
 	int rc = rill_log_sync(part->log);
+	if (rc < 0)
+		return rc;
+	/* With records deleted, the prefix is known only if none of them is stamped later:
+	 * else it ends in what retention deleted. Checked first, which also spares the read
+	 * below: a deleted stamp ahead raises every time index key after it, and the read
+	 * would start at the log's start. */
+	uint64_t start = rill_log_start_offset(part->log);
+	if (start > 0) {
+		uint64_t gone_ts_max = 0;
+		rc = snap_gone_timestamp_max(part, start, &gone_ts_max);
+		if (rc < 0)
+			return rc;
+		if (rc == 0 || gone_ts_max > timestamp_ns)
+			return -ERANGE;
+	}
 	uint64_t first = 0;
-	if (rc == 0)
-		rc = rill_log_find_time(part->log, timestamp_ns, &first);
+	rc = rill_log_find_time(part->log, timestamp_ns, &first);
 	struct rill_log_iter it;
 	if (rc == 0)
 		rc = rill_log_iter_init(&it, part->log, first);
@@ -856,10 +899,9 @@ int rill_partition_offset_at(struct rill_partition *part, uint64_t timestamp_ns,
 	rill_log_iter_fini(&it);
 	if (rc < 0)
 		return rc;
-	uint64_t start = rill_log_start_offset(part->log);
-	if (last != UINT64_MAX && last < start &&
-	    (last + 1 != start || !snap_before_time(part, start, timestamp_ns)))
-		return -ERANGE; /* the answer lies in what retention deleted */
+	/* From the start on (first is), or just before it: then no deleted record is stamped
+	 * later, and rill_partition_as_of answers from a snapshot at the start, if any. */
+	RILL_ASSERT(first >= start);
 	*offset = last;
 	return 0;
 }

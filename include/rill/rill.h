@@ -509,8 +509,10 @@ int64_t rill_query_custom(struct rill_engine *engine, const char *name, const vo
  * partitions wait: a replay of a million events takes tens of milliseconds). Built-in
  * projections only. Returns 0, -ENOENT (no such projection, or the key had no value then),
  * -ENOSPC (as rill_query), -ERANGE (what is kept does not reach back that far: by time,
- * also when the deleted events may hold one stamped later; a time past every event
- * deleted, at a kept snapshot at the log's start, is answered from it), -EINVAL.
+ * also when the deleted events may hold one stamped later, which the oldest snapshot kept
+ * from the log's start on tells, as it records the highest stamp below it: with none they
+ * may; a time past every event deleted, at a kept snapshot at the log's start, is answered
+ * from it), -EINVAL.
  * Any host thread; blocks.
  */
 int rill_query_as_of(struct rill_engine *engine, const char *name, const void *key,

@@ -4439,6 +4439,71 @@ static void test_as_of_disordered(void **state)
 	fx_close(f);
 }
 
+/*
+ * As of a time after retention deleted an event stamped ahead of its time. Offset 0 is
+ * stamped an hour ahead, the next N - 1 events a microsecond apart, then M more past that
+ * hour. Retention deletes offset 0: the prefix of any time before its stamp ends there,
+ * in what is deleted, and the answer is -ERANGE (rill.h). It used to be the prefix up to
+ * the kept events stamped at or before the time, as if offset 0 had not been written. A
+ * time at or past that stamp is answered as before, in the middle of the log and at its
+ * end; across a restart too.
+ */
+static void test_as_of_time_deleted_ahead(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	snap_config(f, &c); /* periodic snapshots: the floor keeps the log after the oldest */
+	c.snapshot_interval_events = 500;
+	fx_open_with(f, &c);
+	struct rill_topic *t = small_topic(f, "ahead");
+	fx_projection(f, "ah_count", "ahead", RILL_PROJECTION_COUNT, NULL);
+	enum { N = 6000, M = 1000 };
+	const uint64_t base = 1700000000000000000ull, hour = 3600ull * 1000000000u;
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	struct order_event o;
+	for (uint32_t i = 0; i < N + M; i++) {
+		assert_int_equal(order_event_make(&o, f->order, "k", 1), 0);
+		o.ev.timestamp_ns = i == 0  ? base + hour
+				    : i < N ? base + (uint64_t)i * 1000u
+					    : base + hour + (uint64_t)(i - N + 1) * 1000u;
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(p);
+	producer_close(p);
+	for (int round = 0; round < 2; round++) { /* then again after a restart */
+		t = rill_topic_find(f->engine, "ahead");
+		struct rill_partition_info info;
+		assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL),
+				 0);
+		assert_true(info.first_offset > 0 && info.first_offset + 100 < N);
+		struct rill_projection_value v = {0};
+		/* Before offset 0's stamp, at a kept event's whose state a snapshot reaches (as
+		 * of its offset, the count it had): offset 0 ends the prefix. */
+		const uint64_t at = N - 2;
+		assert_int_equal(rill_query_as_of(f->engine, "ah_count", "k", 1, at, 0, &v), 0);
+		assert_int_equal(v.count, at + 1);
+		int rc = rill_query_as_of(f->engine, "ah_count", "k", 1, UINT64_MAX,
+					  base + at * 1000u + 500u, &v);
+		if (rc != -ERANGE)
+			fail_msg("as of offset %llu's time, after offset 0 stamped later was "
+				 "deleted: %s, count %llu (want -ERANGE)",
+				 (unsigned long long)at, rill_strerror(rc),
+				 (unsigned long long)(rc == 0 ? v.count : 0));
+		/* At or past it: up to the second last event, and up to the last. */
+		assert_int_equal(rill_query_as_of(f->engine, "ah_count", "k", 1, UINT64_MAX,
+						  base + hour + (M - 1) * 1000u + 500u, &v),
+				 0);
+		assert_int_equal(v.count, N + M - 1);
+		assert_int_equal(rill_query_as_of(f->engine, "ah_count", "k", 1, UINT64_MAX,
+						  base + 2 * hour, &v),
+				 0);
+		assert_int_equal(v.count, N + M);
+		fx_close(f);
+		fx_open_with(f, &c);
+	}
+	fx_close(f);
+}
+
 /* ---- Command handlers ------------------------------------------------------------------- */
 
 #define PLACE_JSON                                                                                 \
@@ -5899,6 +5964,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_during_open, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of_disordered, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_as_of_time_deleted_ahead, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projection, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projections_defined_again, fx_setup,
 						fx_teardown),

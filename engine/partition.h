@@ -202,9 +202,11 @@ void rill_partition_snapshot_forget_loaded(struct rill_partition *part);
 /*
  * rill_partition_as_of - fold into fresh @proj every event of the partition at offsets
  * up to and including @offset (clamped to the last one): from the newest snapshot at or
- * below it holding @proj's state, then the log. Cost: the events after that snapshot.
- * Returns 0, -ERANGE when neither a snapshot nor the log reaches back far enough, or a
- * log error. Blocks (reads snapshots and the log).
+ * below it holding @proj's state, then the log. Cost: the events after that snapshot. At
+ * or past the last event, the state of the projection bound under @proj's name (the value
+ * now), whatever retention left; cost: a copy of its state. Returns 0, -ERANGE when
+ * neither a snapshot nor the log reaches back far enough, -ENOMEM, or a log error. Blocks
+ * (reads snapshots and the log).
  */
 int rill_partition_as_of(struct rill_partition *part, struct rill_projection *proj,
 			 uint64_t offset);

@@ -787,10 +787,48 @@ static int as_of_restore(struct rill_partition *part, struct rill_projection *pr
 	return 0;
 }
 
+/* The projection bound to @part under @name, or NULL. */
+static const struct rill_projection *bound_named(const struct rill_partition *part,
+						 const char *name)
+{
+	for (uint32_t i = 0; i < part->projection_count; i++) {
+		if (strcmp(rill_projection_name(part->projections[i]), name) == 0)
+			return part->projections[i];
+	}
+	return NULL;
+}
+
+/*
+ * Fresh @proj gets @live's state: every event below next_offset (W3), made durable first
+ * (readers see durable events only). That is the value now, also once retention deleted
+ * the log's start and no snapshot holds the projection, when no replay could rebuild it.
+ */
+static int as_of_live(struct rill_partition *part, struct rill_projection *proj,
+		      const struct rill_projection *live)
+{
+	int rc = 0;
+	if (rill_log_durable_offset(part->log) < rill_log_next_offset(part->log) &&
+	    (rc = rill_log_sync(part->log)) < 0)
+		return rc;
+	size_t bytes = rill_projection_snapshot_bytes(live);
+	uint8_t *buf = malloc(bytes > 0 ? bytes : 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	int64_t n = rill_projection_snapshot(live, buf, bytes);
+	struct rill_schema_error err;
+	rc = n < 0 ? (int)n : rill_projection_restore(proj, buf, (size_t)n, &err);
+	free(buf);
+	return rc;
+}
+
 int rill_partition_as_of(struct rill_partition *part, struct rill_projection *proj, uint64_t offset)
 {
 	uint64_t next = rill_log_next_offset(part->log);
 	uint64_t end = offset >= next ? next : offset + 1; /* events below end are folded */
+	const struct rill_projection *live =
+		end == next ? bound_named(part, rill_projection_name(proj)) : NULL;
+	if (live != NULL)
+		return as_of_live(part, proj, live); /* at or past the last event: the value now */
 	uint64_t from;
 	int rc = as_of_restore(part, proj, 0, end, &from, NULL, 0);
 	if (rc < 0)
@@ -866,6 +904,14 @@ int rill_partition_offset_at(struct rill_partition *part, uint64_t timestamp_ns,
 	int rc = rill_log_sync(part->log);
 	if (rc < 0)
 		return rc;
+	/* W5: no record, deleted or kept, is stamped later: the whole log, without a read
+	 * (and rill_partition_as_of gives its last event's state, the value now). */
+	uint64_t next = rill_log_next_offset(part->log);
+	if (part->timestamp_max_known && part->snap_timestamp_max <= timestamp_ns &&
+	    rill_log_timestamp_max(part->log) <= timestamp_ns) {
+		*offset = next > 0 ? next - 1 : UINT64_MAX;
+		return 0;
+	}
 	/* With records deleted, the prefix is known only if none of them is stamped later:
 	 * else it ends in what retention deleted. Checked first, which also spares the read
 	 * below: a deleted stamp ahead raises every time index key after it, and the read

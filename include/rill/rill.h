@@ -495,9 +495,9 @@ int64_t rill_query_custom(struct rill_engine *engine, const char *name, const vo
 
 /*
  * rill_query_as_of - the value projection @name had for @key at an earlier point of the
- * key's partition: after its event at @offset (inclusive; an offset the partition has not
- * reached yet gives the value now, as the wire protocol's AS_OF_OFFSET does), or, with
- * @offset UINT64_MAX,
+ * key's partition: after its event at @offset (inclusive; its last event, or an offset the
+ * partition has not reached yet, gives the value now, as the wire protocol's AS_OF_OFFSET
+ * does, whatever retention deleted), or, with @offset UINT64_MAX,
  * as of the time @timestamp_ns: after every event of the partition's log before its first
  * event (in log order) stamped later than @timestamp_ns. With stamps in log order (the
  * usual case: the engine stamps events at ingress) those are the events stamped at or

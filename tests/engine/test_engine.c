@@ -4504,6 +4504,57 @@ static void test_as_of_time_deleted_ahead(void **state)
 	fx_close(f);
 }
 
+/*
+ * As of the end, with the log's start gone and no snapshot: without snapshots retention
+ * deletes freely, and an as-of read at or past the last event (by offset, or by a time
+ * after every stamp) answered -ERANGE, as if it needed the deleted events, where rill.h
+ * promises the value now. It is the value now; a point before the end still needs the
+ * deleted events (-ERANGE).
+ */
+static void test_as_of_end_start_gone(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 1);
+	c.snapshot_interval_events = 0; /* no snapshots: retention is free to delete */
+	c.snapshot_interval_ns = 0;
+	fx_open_with(f, &c);
+	struct rill_topic *t = small_topic(f, "gone");
+	fx_projection(f, "g_count", "gone", RILL_PROJECTION_COUNT, NULL);
+	enum { N = 5000 };
+	struct rill_producer *p = producer_open(f, 0, NULL);
+	struct order_event o;
+	for (uint32_t i = 0; i < N; i++) {
+		assert_int_equal(order_event_make(&o, f->order, "k", 1), 0);
+		assert_int_equal(publish_retry(p, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(p);
+	producer_close(p);
+	struct rill_partition_info info;
+	assert_int_equal(rill_partition_info_get(f->engine, t, 0, UINT64_MAX, &info, NULL), 0);
+	assert_true(info.first_offset > 0);
+	assert_int_equal(info.next_offset, N);
+	struct rill_projection_value v = {0};
+	assert_int_equal(rill_query(f->engine, "g_count", "k", 1, NULL, 0, &v), 0);
+	assert_int_equal(v.count, N); /* folded as they came */
+	const struct {
+		uint64_t offset, time_ns;
+	} ends[] = {{N - 1, 0}, {N, 0}, {1000000000, 0}, {UINT64_MAX, UINT64_MAX - 1}};
+	for (unsigned i = 0; i < ARRAY_COUNT(ends); i++) {
+		memset(&v, 0, sizeof(v));
+		int rc = rill_query_as_of(f->engine, "g_count", "k", 1, ends[i].offset,
+					  ends[i].time_ns, &v);
+		if (rc != 0 || v.count != N)
+			fail_msg("as of offset %llu time %llu, the log's start gone: %s, count "
+				 "%llu (want the value now, %u)",
+				 (unsigned long long)ends[i].offset,
+				 (unsigned long long)ends[i].time_ns, rill_strerror(rc),
+				 (unsigned long long)v.count, (unsigned)N);
+	}
+	assert_int_equal(rill_query_as_of(f->engine, "g_count", "k", 1, N - 2, 0, &v), -ERANGE);
+	fx_close(f);
+}
+
 /* ---- Command handlers ------------------------------------------------------------------- */
 
 #define PLACE_JSON                                                                                 \
@@ -5966,6 +6017,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_as_of_disordered, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of_time_deleted_ahead, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_as_of_end_start_gone, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projection, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projections_defined_again, fx_setup,
 						fx_teardown),

@@ -605,7 +605,7 @@ uint64_t rill_partition_snapshot_offset(const struct rill_partition *part)
 }
 
 static int as_of_restore(struct rill_partition *part, struct rill_projection *proj, uint64_t lowest,
-			 uint64_t end, uint64_t *from, char *why, size_t why_bytes);
+			 uint64_t end, uint64_t *from, char *why, size_t why_bytes, int *refused);
 
 /*
  * @proj's limits refused its state in the snapshot of @offset (@state): why, and what to
@@ -658,6 +658,7 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 	uint64_t start = rill_log_start_offset(part->log);
 	uint64_t from = start;
 	bool restored = false;
+	int refused = 0; /* a restore that refused a state found for it (a custom one's) */
 	/* The loaded snapshot, if the log still continues from it (with snapshots off no floor
 	 * holds retention back, which may have passed it since). */
 	if (part->snap.buf != NULL && part->snap.offset >= start) {
@@ -679,6 +680,8 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 		restored = rc == 0;
 		if (restored)
 			from = part->snap.offset;
+		else if (state != NULL)
+			refused = rc;
 	}
 	if (!restored) {
 		/* Not in the loaded snapshot (a new projection), refused by it (the failed
@@ -686,14 +689,23 @@ int rill_partition_projection_bind(struct rill_partition *part, struct rill_proj
 		 * it, if any the log can continue; else rebuilt from the log. */
 		uint64_t snap_from;
 		int rc = as_of_restore(part, proj, start, rill_log_next_offset(part->log),
-				       &snap_from, why, why_bytes);
+				       &snap_from, why, why_bytes, &refused);
 		if (rc < 0)
 			return rc;
 		restored = snap_from > 0;
 		if (restored)
 			from = snap_from;
 	}
-	if (!restored && start > 0 && part->stats.snapshots_skipped > 0) {
+	if (!restored && start > 0 && refused != 0) {
+		/* Its own restore refused its state (a custom projection's, say), as for a
+		 * skipped snapshot below: said, since its answers now miss events. */
+		snprintf(why, why_bytes,
+			 "projection %s: its restore refused its state in the snapshots (%s) and "
+			 "the log before offset %" PRIu64
+			 " is gone: folded from there, its answers "
+			 "miss the events before",
+			 rill_projection_name(proj), rill_strerror(refused), start);
+	} else if (!restored && start > 0 && part->stats.snapshots_skipped > 0) {
 		/* Its state may have been in one of them: rebuilt from what retention kept, it
 		 * misses the events before. Said, not refused: the snapshots may come back from
 		 * a backup (this open wrote nothing over them yet), and an operator may prefer
@@ -751,7 +763,7 @@ void rill_partition_snapshot_forget_loaded(struct rill_partition *part)
  * gets its offset, or 0 with none. With @why (a bind), a state beyond @proj's limits
  * refuses (bind_beyond_limits); without (an as-of read), an older snapshot is tried. */
 static int as_of_restore(struct rill_partition *part, struct rill_projection *proj, uint64_t lowest,
-			 uint64_t end, uint64_t *from, char *why, size_t why_bytes)
+			 uint64_t end, uint64_t *from, char *why, size_t why_bytes, int *refused)
 {
 	struct snap_list l;
 	int rc = snap_list(part, &l);
@@ -778,6 +790,8 @@ static int as_of_restore(struct rill_partition *part, struct rill_projection *pr
 		free(buf);
 		if (restored == -ENOMEM || (restored == -ENOSPC && why != NULL))
 			return restored;
+		if (state != NULL && restored != 0 && refused != NULL)
+			*refused = restored;
 		if (restored == 0) {
 			*from = l.offsets[i];
 			return 0;
@@ -830,7 +844,7 @@ int rill_partition_as_of(struct rill_partition *part, struct rill_projection *pr
 	if (live != NULL)
 		return as_of_live(part, proj, live); /* at or past the last event: the value now */
 	uint64_t from;
-	int rc = as_of_restore(part, proj, 0, end, &from, NULL, 0);
+	int rc = as_of_restore(part, proj, 0, end, &from, NULL, 0, NULL);
 	if (rc < 0)
 		return rc;
 	if (from < end && from < rill_log_start_offset(part->log))

@@ -349,7 +349,14 @@ struct rill_producer {
 	int wake_fd;            /* eventfd, or -1 */
 	uint32_t notified_subs; /* subscriptions that wake through wake_fd (engine lock) */
 	uint64_t wake_owed;     /* config.wake_batched: bit i, shard i has events not woken for */
-	uint32_t in_on_ack;     /* on_ack calls running (nested polls count again) */
+	uint32_t in_on_ack;     /* on_ack calls running: > 0, a poll or flush is nested */
+	/* Acknowledgements a nested poll or flush took off the acks rings, kept for the
+	 * outer poll to deliver (producer.c, "Nested polls"): a FIFO of ring messages as they
+	 * came (struct engine_ack_msg, then its reason), bytes [held_head, held_tail) of
+	 * held, which has held_cap bytes; allocated on first use, freed at close. */
+	uint8_t *held;
+	size_t held_head, held_tail, held_cap;
+	uint64_t held_settles; /* acks_owed the held ones settle */
 	/* Written by the handle's thread, read by shards (P0/P1 in producer.c). */
 	_Alignas(RILL_CACHE_GUARD_BYTES) uint64_t sleeping;
 };

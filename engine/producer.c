@@ -9,6 +9,26 @@
  * Back-pressure: a full events ring makes rill_publish return -EAGAIN (counted); the shard
  * leaves events in the ring while the acks ring lacks room for their acknowledgements, so a
  * producer that stops polling is stopped in turn, and nothing is ever dropped.
+ *
+ * Nested polls. A callback may poll or flush its own handle (rill_ack_fn): to wait for
+ * room after rill_publish's -EAGAIN, or for what it published. Delivering from there would
+ * run the next callback inside this one, one level deeper per acknowledgement waiting
+ * (tens of thousands in a large acks ring: the stack overflows). So callbacks never nest:
+ *   N1. While a callback of the handle runs (in_on_ack > 0), a poll or flush of the handle
+ *       runs no callback. It moves what waits in the acks rings to the handle's held
+ *       FIFO, which frees the rings: the shards, which take an event only with room for
+ *       its acknowledgements (shard.c, I1), go on taking events, so a publish that met a
+ *       full ring succeeds once retried. Without the move, a callback that polls until its
+ *       publish succeeds would wait for ever on a shard waiting for its poll.
+ *   N2. Held acknowledgements are older than those still in the rings (each was taken
+ *       from a ring's head), so the poll running the callbacks delivers every held one
+ *       before the next one of a ring: each shard's acknowledgements keep their order.
+ *   N3. Nothing is held when no callback of the handle runs: the outer poll delivers what
+ *       its callbacks' nested calls held before it returns.
+ *   N4. held grows (realloc) only as nested calls fill it, up to the acknowledgements in
+ *       flight: while a callback waits for room it publishes nothing, so it can hold no
+ *       more than the rings held and the events in the events rings cause. A handle whose
+ *       callbacks never poll it never allocates it; close frees it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,7 +43,8 @@
 #include "base/clock.h"
 #include "engine/engine_int.h"
 
-#define PRODUCER_IDLE_SLEEP_NS 20000u /* poll with a wait: nap between looks */
+#define PRODUCER_IDLE_SLEEP_NS  20000u      /* poll with a wait: nap between looks */
+#define PRODUCER_HELD_BYTES_MIN (64u << 10) /* held's first allocation (N4) */
 
 /*
  * After a store the shard may be waiting for (an event committed, ack ring space freed):
@@ -201,8 +222,103 @@ void rill_producer_wake(struct rill_producer *p)
 	p->wake_owed = 0;
 }
 
-/* Deliver every acknowledgement waiting in the acks ring of @shard. */
-static int producer_drain(struct rill_producer *p, uint32_t shard)
+/* An acknowledgement copied out of its ring message, with its reason NUL-terminated. */
+struct producer_ack {
+	struct engine_ack_msg m;
+	char reason[ENGINE_REASON_BYTES_MAX + 1];
+};
+
+/* Copy the ring message @msg of @bytes (an acks ring's, or held's) into @a. */
+static void producer_ack_read(struct producer_ack *a, const uint8_t *msg, uint32_t bytes)
+{
+	RILL_ASSERT(bytes >= sizeof(a->m));
+	memcpy(&a->m, msg, sizeof(a->m));
+	RILL_ASSERT(bytes == sizeof(a->m) + a->m.reason_bytes); /* paired with shard_ack_send */
+	RILL_ASSERT(a->m.reason_bytes <= ENGINE_REASON_BYTES_MAX);
+	memcpy(a->reason, msg + sizeof(a->m), a->m.reason_bytes);
+	a->reason[a->m.reason_bytes] = '\0';
+}
+
+/* Settle @a and run the callback for it. Returns the deliveries it counts for. */
+static int producer_deliver(struct rill_producer *p, const struct producer_ack *a)
+{
+	const struct engine_ack_msg *m = &a->m;
+	RILL_ASSERT(p->acks_owed >= m->settles);
+	p->acks_owed -= m->settles;
+	/* Applied and durable at once (shard.c): two callbacks, two delivered. */
+	bool pair = m->settles == 2 && m->error == 0;
+	RILL_DASSERT(!pair || m->level == RILL_ACKS_DURABLE);
+	if (p->config.on_ack != NULL) {
+		struct rill_ack ack = {.cookie = m->cookie,
+				       .level = (enum rill_acks)m->level,
+				       .error = m->error,
+				       .reason = a->reason,
+				       .token = {.partition = m->partition, .offset = m->offset},
+				       .duplicate = m->duplicate != 0,
+				       .event_count = m->event_count,
+				       .ingress_ns = m->ingress_ns,
+				       .done_ns = m->done_ns,
+				       .lost = m->lost != 0};
+		/* rill_producer_close refuses meanwhile; a poll or flush nests (N1). */
+		p->in_on_ack++;
+		if (pair) {
+			ack.level = RILL_ACKS_APPLIED;
+			p->config.on_ack(p->config.arg, &ack);
+			ack.level = RILL_ACKS_DURABLE;
+		}
+		p->config.on_ack(p->config.arg, &ack);
+		p->in_on_ack--;
+	}
+	return pair ? 2 : 1;
+}
+
+/* Take the oldest held acknowledgement into @a: false when none is held. */
+static bool producer_held_take(struct rill_producer *p, struct producer_ack *a)
+{
+	if (p->held_head == p->held_tail)
+		return false;
+	const uint8_t *msg = p->held + p->held_head;
+	struct engine_ack_msg m;
+	RILL_ASSERT(p->held_tail - p->held_head >= sizeof(m));
+	memcpy(&m, msg, sizeof(m));
+	uint32_t bytes = (uint32_t)sizeof(m) + m.reason_bytes;
+	RILL_ASSERT(p->held_tail - p->held_head >= bytes);
+	/* Copied out before the callback runs: its nested calls may move or grow held. */
+	producer_ack_read(a, msg, bytes);
+	p->held_head += bytes;
+	if (p->held_head == p->held_tail)
+		p->held_head = p->held_tail = 0;
+	RILL_ASSERT(p->held_settles >= m.settles);
+	p->held_settles -= m.settles;
+	return true;
+}
+
+/* Room for @bytes more at held's tail (N4): false when memory ran out. */
+static bool producer_held_room(struct rill_producer *p, size_t bytes)
+{
+	if (p->held_cap - p->held_tail >= bytes)
+		return true;
+	if (p->held_head > 0) { /* the delivered front goes first */
+		memmove(p->held, p->held + p->held_head, p->held_tail - p->held_head);
+		p->held_tail -= p->held_head;
+		p->held_head = 0;
+		if (p->held_cap - p->held_tail >= bytes)
+			return true;
+	}
+	size_t cap = p->held_cap > 0 ? p->held_cap : PRODUCER_HELD_BYTES_MIN;
+	while (cap - p->held_tail < bytes)
+		cap *= 2;
+	uint8_t *held = realloc(p->held, cap);
+	if (held == NULL)
+		return false;
+	p->held = held;
+	p->held_cap = cap;
+	return true;
+}
+
+/* N1: move every acknowledgement waiting in the acks ring of @shard to held, in order.
+ * Returns how many moved. */
+static int producer_hold(struct rill_producer *p, uint32_t shard)
 {
 	struct rill_ring *ring = p->acks[shard];
 	int n = 0;
@@ -211,41 +327,43 @@ static int producer_drain(struct rill_producer *p, uint32_t shard)
 		const uint8_t *msg = rill_ring_peek(ring, &bytes);
 		if (msg == NULL)
 			break;
+		if (!producer_held_room(p, bytes)) {
+			/* Out of memory: it waits in the ring, as for a handle nobody polls. */
+			rill_ring_unpeek(ring);
+			break;
+		}
 		struct engine_ack_msg m;
 		RILL_ASSERT(bytes >= sizeof(m));
 		memcpy(&m, msg, sizeof(m));
 		RILL_ASSERT(bytes == sizeof(m) + m.reason_bytes); /* paired with shard_ack_send */
-		char reason[ENGINE_REASON_BYTES_MAX + 1];
-		memcpy(reason, msg + sizeof(m), m.reason_bytes);
-		reason[m.reason_bytes] = '\0';
+		memcpy(p->held + p->held_tail, msg, bytes);
+		p->held_tail += bytes;
+		p->held_settles += m.settles;
 		rill_ring_release(ring);
-		RILL_ASSERT(p->acks_owed >= m.settles);
-		p->acks_owed -= m.settles;
-		/* Applied and durable at once (shard.c): two callbacks, two delivered. */
-		bool pair = m.settles == 2 && m.error == 0;
-		RILL_DASSERT(!pair || m.level == RILL_ACKS_DURABLE);
-		if (p->config.on_ack != NULL) {
-			struct rill_ack ack = {
-				.cookie = m.cookie,
-				.level = (enum rill_acks)m.level,
-				.error = m.error,
-				.reason = reason,
-				.token = {.partition = m.partition, .offset = m.offset},
-				.duplicate = m.duplicate != 0,
-				.event_count = m.event_count,
-				.ingress_ns = m.ingress_ns,
-				.done_ns = m.done_ns,
-				.lost = m.lost != 0};
-			p->in_on_ack++; /* rill_producer_close refuses meanwhile */
-			if (pair) {
-				ack.level = RILL_ACKS_APPLIED;
-				p->config.on_ack(p->config.arg, &ack);
-				ack.level = RILL_ACKS_DURABLE;
-			}
-			p->config.on_ack(p->config.arg, &ack);
-			p->in_on_ack--;
+		n++;
+	}
+	return n;
+}
+
+/* Deliver every acknowledgement waiting in the acks ring of @shard, and before each, every
+ * held one (N2): its callbacks' nested calls may hold more meanwhile. */
+static int producer_drain(struct rill_producer *p, uint32_t shard)
+{
+	struct rill_ring *ring = p->acks[shard];
+	struct producer_ack a;
+	int n = 0;
+	for (;;) {
+		if (producer_held_take(p, &a)) {
+			n += producer_deliver(p, &a);
+			continue;
 		}
-		n += pair ? 2 : 1;
+		uint32_t bytes;
+		const uint8_t *msg = rill_ring_peek(ring, &bytes);
+		if (msg == NULL)
+			break;
+		producer_ack_read(&a, msg, bytes);
+		rill_ring_release(ring);
+		n += producer_deliver(p, &a);
 	}
 	return n;
 }
@@ -261,17 +379,19 @@ int rill_producer_poll(struct rill_producer *p, uint64_t wait_ns)
 	/* No clock for a look without a wait: event loops call this every turn. */
 	uint64_t now = wait_ns > 0 ? rill_clock_now_ns() : 0;
 	uint64_t deadline = wait_ns > UINT64_MAX - now ? UINT64_MAX : now + wait_ns;
-	rill_producer_wake(p); /* acknowledgements come only for events the shards see */
+	bool nested = p->in_on_ack > 0; /* inside a callback of this handle: N1 */
+	rill_producer_wake(p);          /* acknowledgements come only for events the shards see */
 	for (;;) {
 		int n = 0;
 		for (uint32_t i = 0; i < p->engine->shard_count; i++) {
-			int got = producer_drain(p, i);
-			if (got > 0)
+			int got = nested ? producer_hold(p, i) : producer_drain(p, i);
+			if (got > 0) /* room in its acks ring: a shard may wait for it */
 				producer_wake(p->engine, &p->engine->shards[i]);
 			n += got;
 		}
+		RILL_ASSERT(nested || p->held_head == p->held_tail); /* N3 */
 		if (n > 0 || wait_ns == 0 || rill_clock_now_ns() >= deadline)
-			return n;
+			return nested ? 0 : n; /* held ones are delivered by the outer poll */
 		producer_nap();
 	}
 }
@@ -302,13 +422,15 @@ int rill_producer_flush(struct rill_producer *p, uint64_t timeout_ns)
 		/* Rings first: a shard sends an event's refusal before releasing it. The poll
 		 * runs callbacks, which may publish: an event of RILL_ACKS_NONE owes nothing,
 		 * so only the count of events published says the rings were not empty after
-		 * all. Done after a pass that started empty, owed nothing and published
-		 * nothing. */
+		 * all. Done after a pass that started empty, owed nothing but what is held and
+		 * published nothing. Held acknowledgements (a flush inside a callback of the
+		 * handle, N1) are the outer poll's to deliver, after this callback returns:
+		 * waiting for them here would never end. */
 		bool empty = producer_rings_empty(p);
 		uint64_t published = p->published;
 		rill_producer_poll(p, 0);
-		if (empty && p->acks_owed == 0 && p->published == published)
-			return 0;
+		if (empty && p->acks_owed == p->held_settles && p->published == published)
+			return p->held_head == p->held_tail ? 0 : -EINPROGRESS;
 		if (rill_clock_now_ns() >= deadline)
 			return -ETIMEDOUT;
 		producer_nap();
@@ -352,6 +474,8 @@ int rill_producer_close(struct rill_producer *p)
 	pthread_mutex_unlock(&e->lock);
 	if (p->wake_fd >= 0)
 		close(p->wake_fd);
+	RILL_ASSERT(p->held_head == p->held_tail); /* N3: no callback runs */
+	free(p->held);
 	free(p);
 	return rc;
 }

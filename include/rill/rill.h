@@ -623,7 +623,12 @@ struct rill_ack {
  * blocking engine calls; on a shard's thread it may not: rill_query, rill_producer_flush,
  * rill_producer_close and every call that waits for a shard return -EDEADLK there (see
  * struct rill_shard_hook). It may not close its own handle (rill_producer_close returns
- * -EBUSY from inside it).
+ * -EBUSY from inside it). Callbacks of a handle never nest: a poll or flush of this same
+ * handle from inside one runs no callback. It takes the acknowledgements that have
+ * arrived off the rings (so the shards go on taking events, and a publish that met
+ * -EAGAIN succeeds once retried: "publish; on -EAGAIN poll; retry" makes progress) and
+ * keeps them, in order, for the poll or flush running this callback to deliver once it
+ * returns (see rill_producer_poll and rill_producer_flush).
  */
 typedef void (*rill_ack_fn)(void *arg, const struct rill_ack *ack);
 
@@ -683,7 +688,13 @@ void rill_producer_wake(struct rill_producer *producer);
  * rill_producer_poll - run the callback for every acknowledgement that has arrived,
  * waiting up to @wait_ns for the first. Returns how many were delivered: one per
  * callback run (counted the same without a callback). An applied and a durable
- * acknowledgement are two; a refusal is one, whatever it settles.
+ * acknowledgement are two; a refusal is one, whatever it settles. Those that the
+ * callbacks' own nested polls and flushes took in are delivered by this poll too, before
+ * it returns, each shard's in the order they came.
+ * Inside a callback of this same handle (nested) it runs no callback and returns 0: it
+ * takes what has arrived (waiting up to @wait_ns for something) off the rings, which the
+ * shards need room in to go on, and keeps it, with its memory allocated as needed and
+ * freed at close, for the outer poll to deliver after the callback returns.
  */
 int rill_producer_poll(struct rill_producer *producer, uint64_t wait_ns);
 
@@ -693,6 +704,11 @@ int rill_producer_poll(struct rill_producer *producer, uint64_t wait_ns);
  * passes; events the callbacks publish meanwhile count too, so a callback that publishes
  * for every acknowledgement keeps it going until the timeout. Returns 0, -ETIMEDOUT, or
  * -EDEADLK on a shard's thread (a hook, where its shard cannot take events meanwhile).
+ * Inside a callback of this same handle (nested) it delivers nothing, as a nested poll:
+ * it waits until every event published has been processed and every acknowledgement
+ * asked for has arrived, then returns 0 when none is left to deliver, or -EINPROGRESS
+ * when some are kept for the outer poll, which delivers them after the callback returns
+ * (they would never come while it waited). rill_producer_acks_owed counts those still.
  */
 int rill_producer_flush(struct rill_producer *producer, uint64_t timeout_ns);
 

@@ -2087,6 +2087,188 @@ static void test_close_after_callback_publish(void **state)
 	fx_close(f);
 }
 
+/*
+ * A callback that polls or flushes its own handle, with 60,000 acknowledgements waiting
+ * (a 4 MiB ack ring, filled by a producer that did not poll): one poll delivers them all,
+ * in order, and no callback runs inside another. A nested poll delivers none; a nested
+ * flush returns -EINPROGRESS while acknowledgements it took in wait for the outer poll,
+ * and 0 in the last callback, when none are left.
+ *
+ * WAS A BUG (engine/producer.c, producer_drain): the nested poll or flush delivered the
+ * next acknowledgement from inside the callback of the one before, a recursion as deep as
+ * the acknowledgements waiting: the stack overflowed (SIGSEGV).
+ */
+#define NESTED_EVENTS 60000u
+
+enum nested_mode { NESTED_POLL, NESTED_FLUSH };
+
+struct nested {
+	struct rill_producer *p;
+	enum nested_mode mode;
+	uint32_t calls, depth, depth_max, out_of_order, errors;
+	uint64_t next_cookie;
+	int64_t nested_delivered;                           /* what the nested polls returned */
+	uint32_t flush_zero, flush_inprogress, flush_other; /* the nested flushes' returns */
+};
+
+static void nested_cb(void *arg, const struct rill_ack *ack)
+{
+	struct nested *n = arg;
+	n->calls++;
+	n->errors += ack->error != 0;
+	n->out_of_order += ack->cookie != n->next_cookie; /* one partition: cookie order */
+	n->next_cookie = ack->cookie + 1;
+	if (++n->depth > n->depth_max)
+		n->depth_max = n->depth;
+	if (n->mode == NESTED_POLL) {
+		n->nested_delivered += rill_producer_poll(n->p, 0);
+	} else {
+		int rc = rill_producer_flush(n->p, FLUSH_NS);
+		if (rc == 0)
+			n->flush_zero++;
+		else if (rc == -EINPROGRESS)
+			n->flush_inprogress++;
+		else
+			n->flush_other++;
+	}
+	n->depth--;
+}
+
+static void nested_run(struct fx *f, enum nested_mode mode)
+{
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	c.ack_ring_bytes = 4u << 20; /* room for every acknowledgement: one slot each */
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "nested", 2, RILL_DURABILITY_NONE);
+	struct nested n = {.mode = mode};
+	struct rill_producer_config pc = {.on_ack = nested_cb, .arg = &n};
+	assert_int_equal(rill_producer_open(f->engine, &pc, &n.p), 0);
+	struct order_event o;
+	assert_int_equal(order_event_make(&o, f->order, "k", 1), 0);
+	uint64_t deadline = rill_clock_now_ns() + FLUSH_NS;
+	for (uint32_t i = 0; i < NESTED_EVENTS; i++) {
+		int rc;
+		/* No poll: the acknowledgements pile up in their ring. */
+		while ((rc = rill_publish(n.p, t, &o.ev, RILL_ACKS_APPLIED, i)) == -EAGAIN) {
+			if (rill_clock_now_ns() > deadline)
+				fail_msg("event %u: the ring stayed full", i);
+			nap_ns(1000000);
+		}
+		assert_int_equal(rc, 0);
+	}
+	while (stats_sum(f).events < NESTED_EVENTS && rill_clock_now_ns() < deadline)
+		nap_ns(1000000);
+	assert_int_equal(stats_sum(f).events, NESTED_EVENTS); /* every ack in its ring */
+	assert_int_equal(rill_producer_poll(n.p, 0), NESTED_EVENTS);
+	assert_int_equal(n.calls, NESTED_EVENTS);
+	assert_int_equal(n.depth_max, 1);
+	assert_int_equal(n.out_of_order, 0);
+	assert_int_equal(n.errors, 0);
+	assert_int_equal(rill_producer_acks_owed(n.p), 0);
+	if (mode == NESTED_POLL) {
+		assert_int_equal(n.nested_delivered, 0);
+	} else {
+		assert_int_equal(n.flush_other, 0);
+		assert_int_equal(n.flush_inprogress, NESTED_EVENTS - 1);
+		assert_int_equal(n.flush_zero, 1); /* the last: nothing left to deliver */
+	}
+	assert_int_equal(rill_producer_poll(n.p, 0), 0);
+	producer_close(n.p);
+	fx_close(f);
+}
+
+static void test_poll_inside_on_ack(void **state)
+{
+	nested_run(*state, NESTED_POLL);
+}
+
+static void test_flush_inside_on_ack(void **state)
+{
+	nested_run(*state, NESTED_FLUSH);
+}
+
+/*
+ * A chain: every acknowledgement of an order publishes a follow-up from its callback and,
+ * while the ring is full, polls its own handle and tries again (as rill_publish says to do
+ * on -EAGAIN). With the smallest rings the follow-ups meet full rings all the time: each
+ * nested poll must still free the ack rings, or the shards would stop taking events and
+ * the callback would spin for ever. Every follow-up goes out, no callback runs inside
+ * another, and the flush after sees every acknowledgement.
+ *
+ * WAS A BUG (engine/producer.c, producer_drain): the nested polls delivered from inside
+ * the callbacks, one level deeper per acknowledgement waiting.
+ */
+struct chain {
+	struct fx *f;
+	struct rill_topic *t;
+	struct rill_producer *p;
+	uint32_t n;
+	uint32_t acks, followups, errors, depth, depth_max;
+	uint32_t full; /* follow-ups that met a full ring, and polled */
+	int rc;        /* the first publish that failed */
+};
+
+static void chain_cb(void *arg, const struct rill_ack *ack)
+{
+	struct chain *c = arg;
+	c->acks++;
+	c->errors += ack->error != 0;
+	if (ack->error != 0 || ack->cookie >= c->n)
+		return; /* a follow-up's own */
+	if (++c->depth > c->depth_max)
+		c->depth_max = c->depth;
+	struct order_event o;
+	int rc = order_event_make(&o, c->f->order, "f", 2);
+	uint64_t deadline = rill_clock_now_ns() + FLUSH_NS;
+	while (rc == 0) {
+		rc = rill_publish(c->p, c->t, &o.ev, RILL_ACKS_APPLIED, ack->cookie + c->n);
+		if (rc != -EAGAIN)
+			break;
+		c->full++;
+		rill_producer_poll(c->p, 100000); /* backpressure: poll, retry */
+		rc = rill_clock_now_ns() > deadline ? -ETIMEDOUT : 0;
+	}
+	if (rc == 0)
+		c->followups++;
+	else if (c->rc == 0)
+		c->rc = rc;
+	c->depth--;
+}
+
+static void test_publish_chain_inside_on_ack(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config cfg;
+	fx_config(f, &cfg, 2);
+	cfg.ring_bytes = 64u << 10;
+	cfg.ack_ring_bytes = 64u << 10;
+	fx_open_with(f, &cfg);
+	struct chain c = {.f = f, .t = fx_topic(f, "chain", 4, RILL_DURABILITY_NONE)};
+	c.n = events_count() < 20000 ? events_count() : 20000;
+	struct rill_producer_config pc = {.on_ack = chain_cb, .arg = &c};
+	assert_int_equal(rill_producer_open(f->engine, &pc, &c.p), 0);
+	char key[16];
+	for (uint32_t i = 0; i < c.n; i++) {
+		struct order_event o;
+		snprintf(key, sizeof(key), "k%u", i % 16);
+		assert_int_equal(order_event_make(&o, f->order, key, 1), 0);
+		assert_int_equal(publish_retry(c.p, c.t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(c.p);
+	fprintf(stderr, "publish_chain_inside_on_ack: %u of %u follow-ups met a full ring\n",
+		c.full, c.n);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(c.errors, 0);
+	assert_int_equal(c.followups, c.n);
+	assert_int_equal(c.acks, 2 * c.n);
+	assert_int_equal(c.depth_max, 1);
+	assert_int_equal(rill_producer_acks_owed(c.p), 0);
+	producer_close(c.p);
+	assert_int_equal(stats_sum(f).events, 2 * c.n);
+	fx_close(f);
+}
+
 /* ---- Closing while other threads call ------------------------------------------------ */
 
 #define CLOSE_WATCHDOG_S 10u           /* a close or a call racing it that hangs fails the run */
@@ -6107,6 +6289,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flush_after_callback_publish, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_after_callback_publish, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_poll_inside_on_ack, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_flush_inside_on_ack, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_publish_chain_inside_on_ack, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_while_querying, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_while_opening, fx_setup, fx_teardown),

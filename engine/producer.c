@@ -45,6 +45,10 @@
 
 #define PRODUCER_IDLE_SLEEP_NS  20000u      /* poll with a wait: nap between looks */
 #define PRODUCER_HELD_BYTES_MIN (64u << 10) /* held's first allocation (N4) */
+/* Key and payload of the largest record, which rill_publish checks (rill_record_bytes). */
+#define PRODUCER_EVENT_BYTES_MAX (RILL_RECORD_BYTES_MAX - RILL_RECORD_HEADER_BYTES)
+_Static_assert(PRODUCER_EVENT_BYTES_MAX == RILL_PAYLOAD_BYTES_MAX,
+	       "an event without a key may be as large as a payload may");
 
 /*
  * After a store the shard may be waiting for (an event committed, ack ring space freed):
@@ -439,10 +443,12 @@ int rill_producer_flush(struct rill_producer *p, uint64_t timeout_ns)
 
 uint32_t rill_producer_event_bytes_max(const struct rill_producer *p)
 {
-	/* Every ring of the handle has the size config.ring_bytes gave it. */
+	/* Every ring of the handle has the size config.ring_bytes gave it. From 4 MiB on, its
+	 * reservation limit is past the record's, which rill_publish refuses (-EINVAL). */
 	uint64_t room = rill_ring_reserve_bytes_max(p->events[0]);
 	uint64_t header = sizeof(struct engine_event_msg);
-	return room > header ? (uint32_t)(room - header) : 0;
+	uint64_t max = room > header ? room - header : 0;
+	return max < PRODUCER_EVENT_BYTES_MAX ? (uint32_t)max : PRODUCER_EVENT_BYTES_MAX;
 }
 
 int rill_producer_close(struct rill_producer *p)

@@ -672,8 +672,10 @@ int rill_publish(struct rill_producer *producer, struct rill_topic *topic,
 
 /*
  * rill_producer_event_bytes_max - the largest key + payload rill_publish takes through
- * @producer (past it: -EMSGSIZE): about half of config.ring_bytes, less a header, so some
- * 512 KiB by default. Any thread. Never blocks.
+ * @producer: about half of config.ring_bytes, less a header (past it: -EMSGSIZE), so some
+ * 512 KiB by default; from a ring of 4 MiB on, RILL_RECORD_BYTES_MAX -
+ * RILL_RECORD_HEADER_BYTES (past it: -EINVAL, a record too large for the log). Any
+ * thread. Never blocks.
  */
 uint32_t rill_producer_event_bytes_max(const struct rill_producer *producer);
 

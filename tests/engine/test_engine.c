@@ -2539,6 +2539,60 @@ static void test_producer_limit(void **state)
 	acks_free(&acks);
 }
 
+/*
+ * rill_producer_event_bytes_max is what rill_publish takes: with a ring of 4 MiB or more
+ * the record's limit bounds it, not the ring. An event of exactly that many bytes (key and
+ * payload) is published; one byte more is refused (-EINVAL).
+ *
+ * WAS A BUG (engine/producer.c, rill_producer_event_bytes_max): it said the ring's
+ * reservation limit less the message header (1,052,592 bytes with a 4 MiB ring), past
+ * RILL_RECORD_BYTES_MAX - RILL_RECORD_HEADER_BYTES (1,048,512), which rill_publish
+ * refuses with -EINVAL.
+ */
+static void test_event_bytes_max_publishes(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 1);
+	c.ring_bytes = 4u << 20;
+	fx_open_with(f, &c);
+	struct rill_topic *t = fx_topic(f, "big", 1, RILL_DURABILITY_NONE);
+	struct acks a = {0};
+	struct rill_producer *p = producer_open(f, 0, &a);
+	uint32_t max = rill_producer_event_bytes_max(p);
+	assert_int_equal(max, RILL_RECORD_BYTES_MAX - RILL_RECORD_HEADER_BYTES);
+	uint8_t *payload = calloc(1, max + 1);
+	assert_non_null(payload);
+	for (uint32_t extra = 0; extra < 2; extra++) {
+		/* A type nobody registered: refused by the shard, with an acknowledgement. */
+		struct rill_event ev = {.key = "k",
+					.key_bytes = 1,
+					.type_id = BAD_TYPE_ID,
+					.version = 1,
+					.payload = payload,
+					.payload_bytes = max - 1 + extra};
+		assert_int_equal(publish_retry(p, t, &ev, RILL_ACKS_APPLIED, extra),
+				 extra ? -EINVAL : 0);
+	}
+	flush_ok(p);
+	assert_int_equal(a.count, 1); /* the first went through the ring to its shard */
+	assert_int_equal(a.v[0].cookie, 0);
+	assert_int_not_equal(a.v[0].error, 0);
+	producer_close(p);
+	acks_free(&a);
+	free(payload);
+	/* A default ring (1 MiB) still bounds it below the record's limit. */
+	fx_close(f);
+	fx_config(f, &c, 1);
+	fx_open_with(f, &c);
+	p = producer_open(f, 0, NULL);
+	max = rill_producer_event_bytes_max(p);
+	assert_true(max < RILL_RECORD_BYTES_MAX - RILL_RECORD_HEADER_BYTES);
+	assert_true(max > (512u << 10) - 256u);
+	producer_close(p);
+	fx_close(f);
+}
+
 /* A projection defined while a producer thread publishes misses nothing, counts nothing
  * twice: what the logs held is replayed, what comes after is folded. */
 #define LIVE_KEYS 100u
@@ -6297,6 +6351,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_while_querying, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_while_opening, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_limit, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_event_bytes_max_publishes, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_projection_under_traffic, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_busy_poll, fx_setup, fx_teardown),

@@ -45,6 +45,19 @@
 
 #define PRODUCER_IDLE_SLEEP_NS  20000u      /* poll with a wait: nap between looks */
 #define PRODUCER_HELD_BYTES_MIN (64u << 10) /* held's first allocation (N4) */
+/*
+ * Handles: a server on every shard (one each) beside the DPDK ingress on every shard (one
+ * per RX queue) must fit, with some left for the host. A handle costs two rings per shard:
+ * a page of each is touched at open (some 512 KiB resident on 64 shards, whatever the
+ * ring size) and each is a mapping of its own (rill_ring_create), which the kernel
+ * usually merges with its neighbours; were none merged, all of them open would take
+ * 2 x 64 x 256 = 32,768, half of Linux's default vm.max_map_count (65,530), the other half
+ * left to the engine's files and the host.
+ */
+_Static_assert(RILL_ENGINE_PRODUCERS_MAX >= 2u * RILL_ENGINE_SHARDS_MAX + 64u,
+	       "a server and DPDK on every shard, and handles of the host's");
+_Static_assert(2u * RILL_ENGINE_SHARDS_MAX * RILL_ENGINE_PRODUCERS_MAX <= 32768u,
+	       "every ring of every handle unmerged: half the default vm.max_map_count");
 /* Key and payload of the largest record, which rill_publish checks (rill_record_bytes). */
 #define PRODUCER_EVENT_BYTES_MAX (RILL_RECORD_BYTES_MAX - RILL_RECORD_HEADER_BYTES)
 _Static_assert(PRODUCER_EVENT_BYTES_MAX == RILL_PAYLOAD_BYTES_MAX,

@@ -470,7 +470,14 @@ int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 		q->dpdk = d;
 		q->index = (uint16_t)i;
 		rc = rill_udp_ingress_create(&q->ing, engine, config->acks);
-		if (rc < 0)
+		/* -ENOSPC is rill_producer_open's: an operator must know whose to count. */
+		if (rc == -ENOSPC)
+			snprintf(err->message, sizeof(err->message),
+				 "DPDK queue %u: no producer handle left: the engine has its "
+				 "RILL_ENGINE_PRODUCERS_MAX (%u) open (the ingress takes one per "
+				 "RX queue, the server one per shard, the host the others)",
+				 i, RILL_ENGINE_PRODUCERS_MAX);
+		else if (rc < 0)
 			snprintf(err->message, sizeof(err->message), "DPDK queue %u: %s", i,
 				 rill_strerror(rc));
 	}

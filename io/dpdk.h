@@ -51,9 +51,11 @@ int rill_dpdk_eal_init(const char *args, const char **err);
 
 /*
  * rill_dpdk_start - configure config->port with config->queues RX queues (default one per
- * shard; fewer if the port has fewer) and start polling it into @engine. The EAL must be
- * up. Returns 0, or -errno (-ENODEV: no such port; -EINVAL: more queues than shards) with
- * @err.
+ * shard; fewer if the port has fewer) and start polling it into @engine. Each queue opens
+ * a producer handle of its own (of the engine's RILL_ENGINE_PRODUCERS_MAX, which a server
+ * beside it takes one per shard of). The EAL must be up. Returns 0, or -errno (-ENODEV:
+ * no such port; -EINVAL: more queues than shards; -ENOSPC: no producer handle left for a
+ * queue) with @err.
  */
 int rill_dpdk_start(struct rill_dpdk **out, struct rill_engine *engine,
 		    const struct rill_dpdk_config *config, struct rill_error_text *err);

@@ -949,8 +949,9 @@ static int srv_bufs_init(struct srv_worker *w)
 	return 0;
 }
 
-/* What can be made on the starting thread: memory, the producer handle, the eventfd. */
-static int srv_worker_prepare(struct srv_worker *w)
+/* What can be made on the starting thread: memory, the producer handle, the eventfd.
+ * 0, or -errno with @err saying what failed. */
+static int srv_worker_prepare(struct srv_worker *w, struct rill_error_text *err)
 {
 	struct rill_server *s = w->server;
 	w->conns = calloc(s->config.connections_max, sizeof(*w->conns));
@@ -959,21 +960,39 @@ static int srv_worker_prepare(struct srv_worker *w)
 	size_t words = (s->config.connections_max + 63u) / 64u;
 	w->ready = calloc(words, sizeof(*w->ready));
 	w->waiters = calloc(words, sizeof(*w->waiters));
+	int rc = 0;
 	if (w->conns == NULL || w->live == NULL || w->preqs == NULL || w->ready == NULL ||
 	    w->waiters == NULL)
-		return -ENOMEM;
-	for (uint32_t i = SRV_PREQS_MAX; i-- > 0;) {
+		rc = -ENOMEM;
+	for (uint32_t i = SRV_PREQS_MAX; rc == 0 && i-- > 0;) {
 		w->preqs[i].index = i;
 		w->preqs[i].next = w->preq_free;
 		w->preq_free = &w->preqs[i];
 	}
-	w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (w->ctl_fd < 0)
-		return -errno;
+	if (rc == 0) {
+		w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (w->ctl_fd < 0)
+			rc = -errno;
+	}
+	if (rc < 0) {
+		snprintf(err->message, sizeof(err->message), "worker %u: %s", w->index,
+			 rill_strerror(rc));
+		return rc;
+	}
 	/* wake_batched: a turn publishes a burst, then polls (one wake-up per shard). */
 	struct rill_producer_config pc = {
 		.on_ack = srv_ack_cb, .arg = w, .wake_fd = true, .wake_batched = true};
-	return rill_producer_open(s->engine, &pc, &w->producer);
+	rc = rill_producer_open(s->engine, &pc, &w->producer);
+	if (rc == -ENOSPC) /* an operator must know whose handles to count */
+		snprintf(err->message, sizeof(err->message),
+			 "worker %u: no producer handle left: the engine has its "
+			 "RILL_ENGINE_PRODUCERS_MAX (%u) open (the server takes one per shard, "
+			 "the DPDK ingress one per RX queue, the host the others)",
+			 w->index, RILL_ENGINE_PRODUCERS_MAX);
+	else if (rc < 0)
+		snprintf(err->message, sizeof(err->message), "worker %u: producer handle: %s",
+			 w->index, rill_strerror(rc));
+	return rc;
 }
 
 /* The first turn, on the shard's thread: the ring is made by the thread that uses it
@@ -1429,15 +1448,18 @@ int rill_server_start(struct rill_server **out, struct rill_engine *engine,
 	}
 	for (; rc == 0 && s->hooked < s->worker_count; s->hooked++) {
 		struct srv_worker *w = &s->workers[s->hooked];
-		rc = srv_worker_prepare(w);
+		rc = srv_worker_prepare(w, err);
+		if (rc < 0)
+			break;
 		struct rill_shard_hook hook = {
 			.poll = srv_hook_poll, .sleep = srv_hook_sleep, .arg = w};
-		if (rc == 0)
-			rc = rill_engine_shard_hook_add(engine, w->index, &hook);
+		rc = rill_engine_shard_hook_add(engine, w->index, &hook);
 		if (rc < 0) {
 			snprintf(err->message, sizeof(err->message), "worker %u: %s", w->index,
 				 rc == -EBUSY ? "its shard has a sleeping hook already"
-					      : rill_strerror(rc));
+				 : rc == -ENOSPC
+					 ? "its shard has RILL_SHARD_HOOKS_MAX hooks already"
+					 : rill_strerror(rc));
 			break;
 		}
 	}

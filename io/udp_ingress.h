@@ -82,7 +82,8 @@ struct rill_udp_source_report {
 
 /*
  * rill_udp_ingress_create - an ingress publishing into @engine, with durable
- * acknowledgements tracked when @acks. Returns 0, -ENOMEM, or rill_producer_open's error.
+ * acknowledgements tracked when @acks. It opens a producer handle of its own. Returns 0,
+ * -ENOMEM, or rill_producer_open's error (-ENOSPC: RILL_ENGINE_PRODUCERS_MAX are open).
  */
 int rill_udp_ingress_create(struct rill_udp_ingress **out, struct rill_engine *engine, bool acks);
 

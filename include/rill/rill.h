@@ -98,7 +98,7 @@ enum rill_acks {
 #define RILL_ENGINE_TOPICS_MAX          1024u
 #define RILL_ENGINE_PARTITIONS_MAX      1024u /* per topic */
 #define RILL_ENGINE_PROJECTIONS_MAX     256u
-#define RILL_ENGINE_PRODUCERS_MAX       64u    /* producer handles open at once */
+#define RILL_ENGINE_PRODUCERS_MAX       256u   /* handles open at once (rill_producer_open) */
 #define RILL_ENGINE_SUBSCRIPTIONS_MAX   1024u  /* subscriptions_per_shard, at most */
 #define RILL_ENGINE_GROUPS_MAX          65536u /* groups_max, at most */
 #define RILL_ENGINE_NAME_BYTES_MAX      128u   /* topic and projection names */
@@ -651,8 +651,11 @@ struct rill_producer_config {
 /*
  * rill_producer_open - a producer handle for the calling thread: rings to and from every
  * shard. Use it from one thread at a time. Returns 0, -ENOSPC past
- * RILL_ENGINE_PRODUCERS_MAX handles, -ENOMEM, -ESHUTDOWN (the engine is closing:
- * rill_engine_close has begun). Blocks briefly (the shards attach it).
+ * RILL_ENGINE_PRODUCERS_MAX handles open, -ENOMEM, -ESHUTDOWN (the engine is closing:
+ * rill_engine_close has begun). Blocks briefly (the shards attach it). Those a server and
+ * the DPDK ingress hold count: a server takes one per shard (worker), the ingress one per
+ * RX queue (one per shard by default), so the largest of both, on 64 shards, takes 128 and
+ * leaves the host as many.
  */
 int rill_producer_open(struct rill_engine *engine, const struct rill_producer_config *config,
 		       struct rill_producer **out);

@@ -103,9 +103,11 @@ int rill_server_fds_check(const struct rill_server_config *config, uint64_t fds_
 
 /*
  * rill_server_start - listen on config->listen and serve @engine with one worker per
- * shard. The engine must outlive the server. Returns 0 once every worker accepts, or
- * -EINVAL (a bad config or address, @err says which), -EADDRINUSE, -errno, with @err.
- * Blocks briefly.
+ * shard. Each worker opens a producer handle of its own: the server takes one per shard of
+ * the engine's RILL_ENGINE_PRODUCERS_MAX (the DPDK ingress takes one per RX queue, and the
+ * host's own count too). The engine must outlive the server. Returns 0 once every worker
+ * accepts, or -EINVAL (a bad config or address, @err says which), -EADDRINUSE, -ENOSPC
+ * (no producer handle left for a worker), -errno, with @err. Blocks briefly.
  */
 int rill_server_start(struct rill_server **out, struct rill_engine *engine,
 		      const struct rill_server_config *config, struct rill_error_text *err);

@@ -42,6 +42,7 @@
 #include "base/clock.h"
 #include "base/thread.h"
 #include "rill/rill.h"
+#include "rill/server.h"
 #include "tests/common/test_dir.h"
 
 #define EVENTS_DEFAULT 50000u
@@ -2515,17 +2516,21 @@ static void test_producer_limit(void **state)
 	for (unsigned i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++)
 		flush_ok(p[i]);
 	assert_int_equal(acks.count, RILL_ENGINE_PRODUCERS_MAX);
-	/* One partition ("m"): offsets 0 .. 63, in no particular order across producers. */
-	uint64_t seen = 0, offset_of_5 = UINT64_MAX;
+	/* One partition ("m"): offsets 0 .. RILL_ENGINE_PRODUCERS_MAX - 1, in no particular
+	 * order across producers. */
+	_Static_assert(RILL_ENGINE_PRODUCERS_MAX % 64 == 0, "whole words of seen");
+	uint64_t seen[RILL_ENGINE_PRODUCERS_MAX / 64] = {0}, offset_of_5 = UINT64_MAX;
 	for (size_t i = 0; i < acks.count; i++) {
 		assert_int_equal(acks.v[i].error, 0);
 		assert_false(acks.v[i].duplicate); /* other producer ids: not retries */
-		assert_true(acks.v[i].token.offset < RILL_ENGINE_PRODUCERS_MAX);
-		seen |= 1ull << acks.v[i].token.offset;
+		uint64_t off = acks.v[i].token.offset;
+		assert_true(off < RILL_ENGINE_PRODUCERS_MAX);
+		seen[off / 64] |= 1ull << (off % 64);
 		if (acks.v[i].cookie == 5)
-			offset_of_5 = acks.v[i].token.offset;
+			offset_of_5 = off;
 	}
-	assert_int_equal(seen, UINT64_MAX);
+	for (size_t w = 0; w < ARRAY_COUNT(seen); w++)
+		assert_int_equal(seen[w], UINT64_MAX);
 	producer_close(p[5]);
 	p[5] = producer_open(f, 6, &acks); /* the same id again: its event was written */
 	assert_int_equal(publish_retry(p[5], topic, &o.ev, RILL_ACKS_APPLIED, 1000), 0);
@@ -2537,6 +2542,102 @@ static void test_producer_limit(void **state)
 		producer_close(p[i]);
 	fx_close(f);
 	acks_free(&acks);
+}
+
+/*
+ * A server on every shard of the largest engine, beside the host's own handle and one
+ * more per shard for a DPDK queue (rill serve --dpdk): 2 x 64 + 1 producer handles.
+ *
+ * WAS A BUG (include/rill/rill.h, RILL_ENGINE_PRODUCERS_MAX): 64 handles in all. A host
+ * holding one could not start a server on 64 shards ("worker 63: No space left on
+ * device"), and a server past 32 shards left DPDK too few.
+ */
+static void test_producer_handles_server_every_shard(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, RILL_ENGINE_SHARDS_MAX);
+	c.ring_bytes = 64u << 10; /* two rings per handle and shard: 16,512 of them */
+	c.ack_ring_bytes = 64u << 10;
+	fx_open_with(f, &c);
+	struct rill_producer *host = producer_open(f, 0, NULL);
+	struct rill_server_config sc;
+	rill_server_config_default(&sc);
+	sc.listen = "127.0.0.1:0";
+	sc.connections_max = 64;
+	struct rill_server *srv = NULL;
+	struct rill_error_text err = {{0}};
+	int rc = rill_server_start(&srv, f->engine, &sc, &err);
+	if (rc != 0)
+		fail_msg("rill_server_start on %u shards beside a host handle: %s: %s",
+			 RILL_ENGINE_SHARDS_MAX, rill_strerror(rc), err.message);
+	struct rill_producer *queue[RILL_ENGINE_SHARDS_MAX]; /* as DPDK's, one per shard */
+	for (uint32_t i = 0; i < RILL_ENGINE_SHARDS_MAX; i++)
+		queue[i] = producer_open(f, 0, NULL);
+	/* The last handle reaches every shard: an event to each partition, acknowledged. */
+	struct rill_topic *t = fx_topic(f, "wide", RILL_ENGINE_SHARDS_MAX, RILL_DURABILITY_NONE);
+	struct acks a = {0};
+	struct rill_producer *last = producer_open(f, 0, &a);
+	struct order_event o;
+	char key[16];
+	for (uint32_t i = 0; i < 4 * RILL_ENGINE_SHARDS_MAX; i++) {
+		snprintf(key, sizeof(key), "w%u", i);
+		assert_int_equal(order_event_make(&o, f->order, key, 1), 0);
+		assert_int_equal(publish_retry(last, t, &o.ev, RILL_ACKS_APPLIED, i), 0);
+	}
+	flush_ok(last);
+	assert_int_equal(a.count, 4 * RILL_ENGINE_SHARDS_MAX);
+	producer_close(last);
+	acks_free(&a);
+	for (uint32_t i = 0; i < RILL_ENGINE_SHARDS_MAX; i++)
+		producer_close(queue[i]);
+	assert_int_equal(rill_server_stop(srv, 1000000000u), 0);
+	producer_close(host);
+	fx_close(f);
+}
+
+/*
+ * With the engine's producer handles all open but one, a server on two shards does not
+ * start: its second worker finds none left, and the error names the limit and its value
+ * (it said "worker 1: No space left on device").
+ */
+static void test_server_no_producer_handle(void **state)
+{
+	struct fx *f = *state;
+	struct rill_engine_config c;
+	fx_config(f, &c, 2);
+	c.ring_bytes = 64u << 10;
+	c.ack_ring_bytes = 64u << 10;
+	fx_open_with(f, &c);
+	static struct rill_producer *p[RILL_ENGINE_PRODUCERS_MAX - 1];
+	for (uint32_t i = 0; i < ARRAY_COUNT(p); i++)
+		p[i] = producer_open(f, 0, NULL);
+	struct rill_server_config sc;
+	rill_server_config_default(&sc);
+	sc.listen = "127.0.0.1:0";
+	sc.connections_max = 64;
+	struct rill_server *srv = NULL;
+	struct rill_error_text err = {{0}};
+	assert_int_equal(rill_server_start(&srv, f->engine, &sc, &err), -ENOSPC);
+	char want[160];
+	snprintf(want, sizeof(want),
+		 "worker 1: no producer handle left: the engine has its "
+		 "RILL_ENGINE_PRODUCERS_MAX (%u) open",
+		 RILL_ENGINE_PRODUCERS_MAX);
+	if (strstr(err.message, want) == NULL)
+		fail_msg("rill_server_start with one handle left for two workers said \"%s\"; "
+			 "expected it to start with \"%s\"",
+			 err.message, want);
+	/* Worker 0's handle went back: one more freed, and both workers have theirs. */
+	producer_close(p[0]);
+	assert_int_equal(rill_server_start(&srv, f->engine, &sc, &err), 0);
+	struct rill_producer *none = NULL;
+	struct rill_producer_config pc = {0};
+	assert_int_equal(rill_producer_open(f->engine, &pc, &none), -ENOSPC);
+	assert_int_equal(rill_server_stop(srv, 1000000000u), 0);
+	for (uint32_t i = 1; i < ARRAY_COUNT(p); i++)
+		producer_close(p[i]);
+	fx_close(f);
 }
 
 /*
@@ -6351,6 +6452,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_while_querying, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_while_opening, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_limit, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_producer_handles_server_every_shard, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_server_no_producer_handle, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_event_bytes_max_publishes, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_projection_under_traffic, fx_setup,

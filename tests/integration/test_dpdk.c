@@ -52,6 +52,7 @@
 #include "io/udp_ingress.h"
 #include "io/wire.h"
 #include "rill/rill.h"
+#include "rill/server.h"
 #include "tests/common/udp_events.h"
 
 #define DT_SHARDS        2u
@@ -1000,6 +1001,121 @@ static void eal_cleanup(void)
 		(void)sh("rm -rf '%s'", dir);
 }
 
+/* ---- Producer handles: a server and DPDK on every shard ---------------------------------- */
+
+/* A net_null port (as many queues as asked for, net_ring has 16) that receives nothing. */
+static uint16_t quiet_port_make(const char *name)
+{
+	int rc = rte_vdev_init(name, "no-rx=1");
+	if (rc != 0)
+		fail_msg("rte_vdev_init %s no-rx=1: %d (%s)", name, rc, rte_strerror(-rc));
+	uint16_t port;
+	assert_int_equal(rte_eth_dev_get_port_by_name(name, &port), 0);
+	return port;
+}
+
+/* The ingress on @port with @queues RX queues (0: one per shard) and few descriptors (a
+ * small mempool for many queues), napping when idle (many shards on few CPUs). */
+static int quiet_start(struct rill_dpdk **d, struct rill_engine *e, uint16_t port, uint32_t queues,
+		       struct rill_error_text *err)
+{
+	struct rill_dpdk_config cfg;
+	rill_dpdk_config_default(&cfg);
+	cfg.port = port;
+	cfg.queues = queues;
+	cfg.rx_descs = 64;
+	cfg.tx_descs = 64;
+	cfg.mbufs = 4095;
+	cfg.idle_nap_us = 1000;
+	return rill_dpdk_start(d, e, &cfg, err);
+}
+
+/*
+ * `rill serve --dpdk` on every shard of the largest engine: the server takes a producer
+ * handle per shard (worker), the ingress one per RX queue (one queue per shard), and the
+ * host has one of its own beside them: 2 x 64 + 1.
+ *
+ * WAS A BUG (include/rill/rill.h, RILL_ENGINE_PRODUCERS_MAX): 64 handles in all, so past
+ * 32 shards the ingress did not start ("DPDK queue 31: No space left on device").
+ */
+static void test_server_and_dpdk_every_shard(void **state)
+{
+	(void)state;
+	char dir[64];
+	assert_int_equal(test_dir_make(dir, sizeof(dir), "dpdk64"), 0);
+	struct rill_engine_config ec;
+	rill_engine_config_default(&ec);
+	ec.data_dir = dir;
+	ec.shards = RILL_ENGINE_SHARDS_MAX;
+	ec.pin = false;
+	ec.ring_bytes = 64u << 10; /* 2 x 64 x 129 rings */
+	ec.ack_ring_bytes = 64u << 10;
+	struct rill_engine *e = NULL;
+	struct rill_error_text err = {{0}};
+	int rc = rill_engine_open(&e, &ec, &err);
+	if (rc != 0)
+		fail_msg("engine of %u shards: %s: %s", ec.shards, rill_strerror(rc), err.message);
+	struct rill_server_config sc;
+	rill_server_config_default(&sc);
+	sc.listen = "127.0.0.1:0";
+	sc.connections_max = 64;
+	struct rill_server *srv = NULL;
+	rc = rill_server_start(&srv, e, &sc, &err);
+	if (rc != 0)
+		fail_msg("rill_server_start: %s: %s", rill_strerror(rc), err.message);
+	uint16_t port = quiet_port_make("net_null_q64");
+	struct rill_dpdk *d = NULL;
+	rc = quiet_start(&d, e, port, 0, &err); /* a queue per shard */
+	if (rc != 0)
+		fail_msg("rill_dpdk_start beside a server on %u shards: %s: %s", ec.shards,
+			 rill_strerror(rc), err.message);
+	assert_int_equal(rill_dpdk_queues(d), RILL_ENGINE_SHARDS_MAX);
+	struct rill_producer *host = NULL;
+	struct rill_producer_config pc = {0};
+	assert_int_equal(rill_producer_open(e, &pc, &host), 0);
+	assert_int_equal(rill_producer_close(host), 0);
+	assert_int_equal(rill_dpdk_stop(d), 0);
+	port_remove(port, "net_null_q64");
+	assert_int_equal(rill_server_stop(srv, 1000000000u), 0);
+	assert_int_equal(rill_engine_close(e), 0);
+	assert_int_equal(test_dir_remove(dir), 0);
+}
+
+/*
+ * With every producer handle open, the ingress does not start, and says why: no handle
+ * left for queue 0, naming the limit and its value (it said "No space left on device").
+ */
+static void test_dpdk_no_producer_handle(void **state)
+{
+	(void)state;
+	static struct rill_producer *p[RILL_ENGINE_PRODUCERS_MAX];
+	struct rill_producer_config pc = {0};
+	for (uint32_t i = 0; i < RILL_ENGINE_PRODUCERS_MAX; i++)
+		assert_int_equal(rill_producer_open(env.engine, &pc, &p[i]), 0);
+	uint16_t port = quiet_port_make("net_null_q1");
+	struct rill_dpdk *d = NULL;
+	struct rill_error_text err = {{0}};
+	assert_int_equal(quiet_start(&d, env.engine, port, 1, &err), -ENOSPC);
+	assert_null(d);
+	char want[160];
+	snprintf(want, sizeof(want),
+		 "DPDK queue 0: no producer handle left: the engine has its "
+		 "RILL_ENGINE_PRODUCERS_MAX (%u) open",
+		 RILL_ENGINE_PRODUCERS_MAX);
+	if (strstr(err.message, want) == NULL)
+		fail_msg("rill_dpdk_start with every handle open said \"%s\"; expected it to "
+			 "start with \"%s\"",
+			 err.message, want);
+	/* One handle freed: it starts. */
+	assert_int_equal(rill_producer_close(p[0]), 0);
+	p[0] = NULL;
+	assert_int_equal(quiet_start(&d, env.engine, port, 1, &err), 0);
+	assert_int_equal(rill_dpdk_stop(d), 0);
+	port_remove(port, "net_null_q1");
+	for (uint32_t i = 1; i < RILL_ENGINE_PRODUCERS_MAX; i++)
+		assert_int_equal(rill_producer_close(p[i]), 0);
+}
+
 int main(void)
 {
 #if defined(__SANITIZE_THREAD__)
@@ -1039,6 +1155,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ring, dt_setup, dt_teardown),
 		cmocka_unit_test_setup_teardown(test_af_packet, dt_setup, dt_teardown),
 		cmocka_unit_test_setup_teardown(test_stats_current, dt_setup, dt_teardown),
+		cmocka_unit_test_setup_teardown(test_server_and_dpdk_every_shard, dt_setup,
+						dt_teardown),
+		cmocka_unit_test_setup_teardown(test_dpdk_no_producer_handle, dt_setup,
+						dt_teardown),
 	};
 	rc = cmocka_run_group_tests_name("dpdk", tests, NULL, NULL);
 	ns_cleanup();

@@ -149,7 +149,8 @@ static int schema_body(const char *command, const char *file, const char *compat
 		return cli_usage_error(command, "--compat takes NONE, BACKWARD, FORWARD, FULL or "
 						"their _TRANSITIVE forms");
 	json_error_t jerr;
-	json_t *schema = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr); /* as schema check */
+	/* As schema check (rill_schema_parse): a string default may hold \u0000. */
+	json_t *schema = json_load_file(file, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!json_is_object(schema)) {
 		if (schema == NULL && jerr.line < 1)
 			fprintf(stderr, "rill: %s: %s: %s\n", command, file, jerr.text);
@@ -710,7 +711,8 @@ static int schemas_parse(const char *command, const char *text, struct cli_schem
 			 uint32_t *after_id, uint16_t *after_version)
 {
 	json_error_t jerr;
-	json_t *root = json_loads(text, 0, &jerr);
+	/* A definition's string default may hold \u0000 (rill_schema_parse takes it). */
+	json_t *root = json_loads(text, JSON_ALLOW_NUL, &jerr);
 	json_t *list = json_object_get(root, "schemas");
 	int rc = 0;
 	if (!json_is_array(list) || s->count + json_array_size(list) > CLI_SCHEMAS_MAX) {

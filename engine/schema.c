@@ -425,10 +425,13 @@ static int parse_doc(json_t *doc, char **out, const char *where, struct rill_sch
 {
 	if (doc == NULL)
 		return 0;
-	if (!json_is_string(doc) || json_string_length(doc) > RILL_SCHEMA_DOC_BYTES_MAX)
+	/* A doc is kept as a C string: a \u0000 would cut it short, unseen. */
+	if (!json_is_string(doc) || json_string_length(doc) > RILL_SCHEMA_DOC_BYTES_MAX ||
+	    strlen(json_string_value(doc)) != json_string_length(doc))
 		return schema_fail(err, RILL_E_SCHEMA_INVALID,
-				   "%s: \"doc\" must be a string of at most %u bytes", where,
-				   RILL_SCHEMA_DOC_BYTES_MAX);
+				   "%s: \"doc\" must be a string of at most %u bytes, without "
+				   "\\u0000",
+				   where, RILL_SCHEMA_DOC_BYTES_MAX);
 	*out = strdup(json_string_value(doc));
 	return *out == NULL ? -ENOMEM : 0;
 }
@@ -457,7 +460,9 @@ static int parse_field(struct rill_schema *s, uint32_t index, json_t *jf,
 	if (rc != 0)
 		return rc;
 	json_t *type = json_object_get(jf, "type");
-	if (!json_is_string(type) || parse_type(json_string_value(type), &f->type) != 0)
+	/* By length too: "i64\u0000x" is not i64. */
+	if (!json_is_string(type) || strlen(json_string_value(type)) != json_string_length(type) ||
+	    parse_type(json_string_value(type), &f->type) != 0)
 		return schema_fail(err, RILL_E_SCHEMA_INVALID,
 				   "%s: \"type\" must be one of i64, u64, f64, bool, timestamp, "
 				   "string, bytes, enum",
@@ -706,7 +711,10 @@ int rill_schema_parse(struct rill_schema **out, const char *json, size_t json_by
 				   "a schema definition is at most %u bytes of JSON",
 				   RILL_SCHEMA_JSON_BYTES_MAX);
 	json_error_t jerr;
-	json_t *root = json_loadb(json, json_bytes, JSON_REJECT_DUPLICATES, &jerr);
+	/* A default is a value in the JSON encoding, which takes \u0000 in a string (as
+	 * schema_json.c does); names and docs are checked by their whole length, so that a
+	 * NUL in one is refused rather than cut short. */
+	json_t *root = json_loadb(json, json_bytes, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (root == NULL)
 		return schema_fail(err, RILL_E_SCHEMA_INVALID, "line %d, column %d: %s", jerr.line,
 				   jerr.column, jerr.text);

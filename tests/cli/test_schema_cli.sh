@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `rill schema check|encode|decode`: a good definition is laid out, a bad one is refused
 # with its reason; JSON lines encode to hex payloads and decode back unchanged; a bad input
-# line is refused with its line number and a non-zero exit.
+# line is refused with its line number and a non-zero exit; \u0000 is taken in a string
+# default and refused in a name.
 # usage: test_schema_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
 
@@ -41,6 +42,21 @@ json.dump({"type": "Long", "version": 1, "fields": fields}, open(sys.argv[1], "w
 PY
 out=$(echo '{}' | "$rill" schema encode --file "$tmp/long.json" | "$rill" schema decode --file "$tmp/long.json"); rc=$?
 check "decode fits JSON longer than its first buffer" '[ $rc -eq 0 ] && [ ${#out} -gt 7000 ]'
+
+# A string default may hold \u0000, as any string value in the JSON encoding may; a name
+# may not, and the refusal says so in rill's words, not jansson's (JSON_ALLOW_NUL).
+echo '{"type":"N","version":1,"fields":[{"name":"s","type":"string","max_length":8,"default":"a\u0000b"}]}' >"$tmp/nul.json"
+echo '{"type":"N","version":1,"fields":[{"name":"s\u0000t","type":"i64"}]}' >"$tmp/nulname.json"
+out=$("$rill" schema check "$tmp/nul.json") && back=$(echo '{}' | "$rill" schema encode --file "$tmp/nul.json" | "$rill" schema decode --file "$tmp/nul.json"); rc=$?
+check "check takes a string default with \\u0000, and encode fills it in whole" \
+	'[ $rc -eq 0 ] && [[ "$out" == *"\"type\":\"N\""* ]] && [ "$back" = "{\"s\":\"a\\u0000b\"}" ]'
+err=$("$rill" schema check "$tmp/nulname.json" 2>&1); rc=$?
+check "check refuses a field name with \\u0000, naming the field's \"name\"" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"field 0: \"name\" must match"* ]] && [[ "$err" != *JSON_ALLOW_NUL* ]]'
+# schema register reads the file as schema check does: past it, to the (closed) server.
+err=$("$rill" schema register --connect 127.0.0.1:1 --file "$tmp/nul.json" 2>&1); rc=$?
+check "schema register reads a definition with a \\u0000 default, as check does" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"127.0.0.1:1"* ]] && [[ "$err" != *JSON_ALLOW_NUL* ]]'
 
 "$rill" schema encode >/dev/null 2>&1; rc=$?
 check "encode without --file is a usage error" '[ $rc -eq 2 ]'

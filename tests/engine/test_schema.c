@@ -835,6 +835,63 @@ static void test_definitions_valid(void **state)
 	assert_int_equal(rill_schema_parse(&s, "{}", 2, NULL), RILL_E_SCHEMA_INVALID);
 }
 
+/*
+ * \u0000 in a definition: a string default is a payload value in the JSON encoding, which
+ * takes it (as rill produce and rill_schema_json_encode do); names and docs are C strings,
+ * so a NUL would cut them short: refused, saying which, and never with jansson's own
+ * words (JSON_ALLOW_NUL means nothing to a user).
+ */
+static void test_definitions_nul(void **state)
+{
+	(void)state;
+	struct rill_schema *s =
+		parse_q(F1("{'name':'s','type':'string','max_length':8,'default':'a\\u0000b'}"));
+	const struct rill_schema_field_info *f = rill_schema_field(s, 0);
+	assert_true(f->has_default);
+	assert_int_equal(f->default_value.var.bytes, 3);
+	assert_memory_equal(f->default_value.var.data, "a\0b", 3);
+	char *canon = rill_schema_to_json(s);
+	assert_non_null(strstr(canon, "a\\u0000b"));
+	struct rill_schema *again = NULL;
+	assert_int_equal(rill_schema_parse(&again, canon, strlen(canon), NULL), 0);
+	assert_int_equal(rill_schema_field(again, 0)->default_value.var.bytes, 3);
+	assert_memory_equal(rill_schema_field(again, 0)->default_value.var.data, "a\0b", 3);
+	free(canon);
+	rill_schema_free(again);
+	rill_schema_free(s);
+
+	static const struct bad_case nul_cases[] = {
+		{"type name", "{'type':'T\\u0000x','version':1,'fields':[]}", "\"type\""},
+		{"field name", F1("{'name':'a\\u0000b','type':'i64'}"), "\"name\""},
+		{"field type", F1("{'name':'ft','type':'i64\\u0000x'}"), "ft"},
+		{"enum symbol", F1("{'name':'sy','type':'enum','symbols':['A\\u0000B']}"), "sy"},
+		{"enum default",
+		 F1("{'name':'sd','type':'enum','symbols':['A'],'default':'A\\u0000'}"), "sd"},
+		{"u64 default", F1("{'name':'ud','type':'u64','default':'5\\u0000'}"), "ud"},
+		{"bytes default",
+		 F1("{'name':'bd','type':'bytes','max_length':4,'default':'00\\u0000'}"), "bd"},
+		{"doc", "{'type':'T','version':1,'doc':'d\\u0000x','fields':[]}", "doc"},
+		{"field doc", F1("{'name':'fd','type':'i64','doc':'d\\u0000x'}"), "fd"},
+		{"member name", F1("{'name':'mn','type':'i64','na\\u0000me':1}"), "NUL|\\u0000"},
+	};
+	struct sbuf log = {0};
+	sb_add(&log, "%s", "");
+	for (size_t i = 0; i < sizeof(nul_cases) / sizeof(nul_cases[0]); i++) {
+		expect_invalid(&log, nul_cases[i].name, nul_cases[i].json, nul_cases[i].needle);
+		char *json = dq(nul_cases[i].json);
+		struct rill_schema_error err;
+		err_reset(&err);
+		if (rill_schema_parse(&s, json, strlen(json), &err) != 0 &&
+		    strstr(err.message, "JSON_ALLOW_NUL") != NULL)
+			sb_add(&log, "  %s: \"%s\" names a jansson flag\n", nul_cases[i].name,
+			       err.message);
+		free(json);
+	}
+	if (log.n > 0)
+		fail_msg("definitions with \\u0000 not handled as expected:\n%s", log.p);
+	free(log.p);
+}
+
 /* ---- 3. Compatibility ----------------------------------------------------------------- */
 
 #define MODE_COUNT 7
@@ -3505,6 +3562,7 @@ int main(void)
 		cmocka_unit_test(test_definitions_malformed),
 		cmocka_unit_test(test_definitions_json_position),
 		cmocka_unit_test(test_definitions_valid),
+		cmocka_unit_test(test_definitions_nul),
 		cmocka_unit_test(test_compat_table),
 		cmocka_unit_test(test_compat_names),
 		cmocka_unit_test(test_registry_versions),

@@ -149,9 +149,12 @@ static int member_u64(json_t *o, const char *name, uint64_t *out, char *why)
 		*out = (uint64_t)json_integer_value(v);
 		return 0;
 	}
-	if (json_is_string(v) && cli_parse_u64(json_string_value(v), out) == 0)
+	/* The line may hold \u0000 (JSON_ALLOW_NUL): "5\u0000junk" is not 5. */
+	if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v) &&
+	    cli_parse_u64(json_string_value(v), out) == 0)
 		return 0;
-	snprintf(why, PRODUCE_WHY_BYTES, "\"%s\" must be an unsigned integer", name);
+	snprintf(why, PRODUCE_WHY_BYTES,
+		 "\"%s\" must be an unsigned integer, or a string of its decimal digits", name);
 	return -EINVAL;
 }
 

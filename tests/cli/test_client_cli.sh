@@ -92,6 +92,11 @@ err=$(printf '%s\n' '{"key":"d1","type":"OrderPlaced","data":{"amount":1,"sku":"
 check "produce refuses a member given twice, naming the line" '[ $rc -eq 1 ] && [[ "$err" == *"line 2"*"duplicate"* ]]'
 err=$(echo '{"key":"d1","type":"OrderPlaced\u0000x","data":{"amount":1,"sku":"x"}}' | "$rill" produce $c --topic spare 2>&1 >/dev/null); rc=$?
 check "produce refuses a type name cut short by a NUL" '[ $rc -eq 1 ] && [[ "$err" == *"line 1"*"type"* ]]'
+for m in correlation_id causation_id timestamp_ns; do
+	err=$(printf '%s\n' '{"key":"c1","type":"OrderPlaced","data":{"amount":1,"sku":"x"},"'$m'":"7"}' '{"key":"c2","type":"OrderPlaced","data":{"amount":1,"sku":"x"},"'$m'":"5\u0000junk"}' | "$rill" produce $c --topic spare 2>&1 >/dev/null); rc=$?
+	check "produce refuses $m digits cut short by a NUL, naming the line and the member" \
+		'[ $rc -eq 1 ] && [[ "$err" == *"line 2"*"\"$m\""* ]]'
+done
 out=$(printf '%s\n' '{"key":"n\u0000l","type":"OrderPlaced","data":{"amount":5,"sku":"a\u0000b"}}' '   ' '' | "$rill" produce $c --topic spare) && out2=$("$rill" consume $c --topic spare --until-end); rc=$?
 check "produce takes \\u0000 in strings, skips blank lines, and consume gives them back" \
 	'[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && [[ "$out2" == *"\"key_hex\":\"6e006c\""*"\"sku\":\"a\\u0000b\""* ]]'

@@ -111,9 +111,24 @@ struct cli_schemas;
 int cli_schemas_fetch(const char *command, const char *address, struct rill_client *c,
 		      struct cli_schemas **out);
 void cli_schemas_free(struct cli_schemas *s);
-/* Version @version of @type (0: the latest) and its type id, or NULL. */
+/*
+ * The server's schemas again into *@s, replacing them (the old are freed); only the
+ * versions too large for the server's frames that *@s did not list are said. 0, or an
+ * error said on stderr (*@s stays).
+ */
+int cli_schemas_refetch(const char *command, const char *address, struct rill_client *c,
+			struct cli_schemas **s);
+/*
+ * Version @version of @type (0: the latest) and its type id, or NULL; NULL too for version
+ * 0 when the latest is one the server listed as too large for its frames.
+ */
 const struct rill_schema *cli_schemas_find(const struct cli_schemas *s, const char *type,
 					   uint16_t version, uint32_t *type_id);
+/*
+ * Version @version of @type (0: its latest) when the server listed it as too large for its
+ * frames, so that it could not be fetched; else 0.
+ */
+uint16_t cli_schemas_too_large(const struct cli_schemas *s, const char *type, uint16_t version);
 /* Version @version of type @type_id, or NULL. */
 const struct rill_schema *cli_schemas_by_id(const struct cli_schemas *s, uint32_t type_id,
 					    uint16_t version);

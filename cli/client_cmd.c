@@ -2,7 +2,7 @@
  * The client commands that ask a running server one thing and print its answer: `rill
  * topic create`, `rill schema register`, `rill projection create`, `rill query`, `rill
  * stat`, `rill ping`; and what every client command shares: --connect, error reports, and
- * the server's schemas fetched once and indexed (cli_schemas_*, for produce and consume).
+ * the server's schemas fetched and indexed (cli_schemas_*, for produce and consume).
  * Main thread; blocking; not a hot path.
  */
 #define _GNU_SOURCE
@@ -557,11 +557,20 @@ struct cli_schema_entry {
 	struct rill_schema *schema;
 };
 
+/* A version the server listed without its definition: too large for its frames. */
+struct cli_schema_big {
+	char *type; /* its type's name; NULL when the server did not give it */
+	uint32_t type_id;
+	uint16_t version;
+};
+
 struct cli_schemas {
 	struct cli_schema_entry *entries; /* by type name, then version */
 	uint32_t count;
 	uint32_t *by_id; /* type id → index of its first entry; UINT32_MAX: none */
 	uint32_t id_max;
+	struct cli_schema_big *big; /* in the order listed */
+	uint32_t big_count;
 };
 
 static int entry_by_name(const void *a, const void *b)
@@ -674,41 +683,70 @@ void cli_schemas_free(struct cli_schemas *s)
 		rill_schema_free(s->entries[i].schema);
 	free(s->entries);
 	free(s->by_id);
+	for (uint32_t i = 0; i < s->big_count; i++)
+		free(s->big[i].type);
+	free(s->big);
 	free(s);
+}
+
+static bool schemas_big_listed(const struct cli_schemas *s, uint32_t type_id, uint16_t version)
+{
+	for (uint32_t i = 0; s != NULL && i < s->big_count; i++)
+		if (s->big[i].type_id == type_id && s->big[i].version == version)
+			return true;
+	return false;
 }
 
 /*
  * A version the server lists without its definition, too large for its frames
- * (docs/PROTOCOL.md, SCHEMAS): said, and left out; its events cannot be encoded or decoded
- * here. True for such an entry, with its type id and version in @after.
+ * (docs/PROTOCOL.md, SCHEMAS): left out, as its events cannot be encoded or decoded here,
+ * but kept in @s->big so that its type's latest version is not taken to be the one before
+ * it; said unless @known (an earlier fetch) listed it. 1 for such an entry, with its type
+ * id and version in @after; 0 for another entry; -ENOMEM.
  */
-static bool schema_entry_too_large(const char *command, json_t *e, uint32_t *after_id,
-				   uint16_t *after_version)
+static int schema_entry_too_large(const char *command, json_t *e, struct cli_schemas *s,
+				  const struct cli_schemas *known, uint32_t *after_id,
+				  uint16_t *after_version)
 {
 	if (!json_is_true(json_object_get(e, "too_large")))
-		return false;
+		return 0;
 	json_int_t id = json_integer_value(json_object_get(e, "type_id"));
 	json_int_t v = json_integer_value(json_object_get(e, "version"));
 	const char *type = json_string_value(json_object_get(e, "type"));
-	fprintf(stderr,
-		"rill: %s: the server's schema %s v%lld (type id %lld, %lld bytes) is too large "
-		"for its frames (frame_bytes_max): left out, its events cannot be encoded or "
-		"decoded here\n",
-		command, type != NULL ? type : "?", (long long)v, (long long)id,
-		(long long)json_integer_value(json_object_get(e, "definition_bytes")));
-	if (id > 0 && id <= UINT32_MAX && v > 0 && v <= UINT16_MAX) {
-		*after_id = (uint32_t)id;
-		*after_version = (uint16_t)v;
-	}
-	return true;
+	bool valid = id > 0 && id <= UINT32_MAX && v > 0 && v <= UINT16_MAX;
+	if (!valid || !schemas_big_listed(known, (uint32_t)id, (uint16_t)v))
+		fprintf(stderr,
+			"rill: %s: the server's schema %s v%lld (type id %lld, %lld bytes) is too "
+			"large for its frames (frame_bytes_max): left out, its events cannot be "
+			"encoded or decoded here\n",
+			command, type != NULL ? type : "?", (long long)v, (long long)id,
+			(long long)json_integer_value(json_object_get(e, "definition_bytes")));
+	if (!valid)
+		return 1;
+	*after_id = (uint32_t)id;
+	*after_version = (uint16_t)v;
+	struct cli_schema_big *grown = realloc(s->big, (s->big_count + 1) * sizeof(*s->big));
+	if (grown == NULL)
+		return -ENOMEM;
+	s->big = grown;
+	s->big[s->big_count] = (struct cli_schema_big){
+		.type = type != NULL ? strdup(type) : NULL,
+		.type_id = (uint32_t)id,
+		.version = (uint16_t)v,
+	};
+	if (type != NULL && s->big[s->big_count].type == NULL)
+		return -ENOMEM;
+	s->big_count++;
+	return 1;
 }
 
 /*
  * One page of the SCHEMAS answer @text, added to @s; *@more when the server has more, and
  * the page's last version (the next page starts after it) in @after_id and @after_version.
  */
-static int schemas_parse(const char *command, const char *text, struct cli_schemas *s, bool *more,
-			 uint32_t *after_id, uint16_t *after_version)
+static int schemas_parse(const char *command, const char *text, struct cli_schemas *s,
+			 const struct cli_schemas *known, bool *more, uint32_t *after_id,
+			 uint16_t *after_version)
 {
 	json_error_t jerr;
 	/* A definition's string default may hold \u0000 (rill_schema_parse takes it). */
@@ -732,9 +770,12 @@ static int schemas_parse(const char *command, const char *text, struct cli_schem
 		char why[RILL_SCHEMA_MESSAGE_BYTES];
 		struct cli_schema_entry *e = &s->entries[s->count];
 		memset(e, 0, sizeof(*e));
-		if (schema_entry_too_large(command, json_array_get(list, i), after_id,
-					   after_version))
+		rc = schema_entry_too_large(command, json_array_get(list, i), s, known, after_id,
+					    after_version);
+		if (rc != 0) {
+			rc = rc < 0 ? rc : 0;
 			continue;
+		}
 		rc = schema_entry_parse(json_array_get(list, i), e, why, sizeof(why));
 		if (rc != 0) {
 			fprintf(stderr, "rill: %s: the server's schema %u: %s\n", command, s->count,
@@ -750,8 +791,9 @@ static int schemas_parse(const char *command, const char *text, struct cli_schem
 	return rc;
 }
 
-int cli_schemas_fetch(const char *command, const char *address, struct rill_client *c,
-		      struct cli_schemas **out)
+/* The server's schemas into @out; the too-large versions @known lists are not said again. */
+static int schemas_fetch(const char *command, const char *address, struct rill_client *c,
+			 const struct cli_schemas *known, struct cli_schemas **out)
 {
 	struct cli_schemas *s = calloc(1, sizeof(*s));
 	int rc = s == NULL ? -ENOMEM : 0;
@@ -772,7 +814,7 @@ int cli_schemas_fetch(const char *command, const char *address, struct rill_clie
 			cli_schemas_free(s);
 			return rc;
 		}
-		rc = schemas_parse(command, answer, s, &more, &after_id, &after_version);
+		rc = schemas_parse(command, answer, s, known, &more, &after_id, &after_version);
 		free(answer);
 	}
 	if (rc == 0)
@@ -785,6 +827,41 @@ int cli_schemas_fetch(const char *command, const char *address, struct rill_clie
 	}
 	*out = s;
 	return 0;
+}
+
+int cli_schemas_fetch(const char *command, const char *address, struct rill_client *c,
+		      struct cli_schemas **out)
+{
+	return schemas_fetch(command, address, c, NULL, out);
+}
+
+int cli_schemas_refetch(const char *command, const char *address, struct rill_client *c,
+			struct cli_schemas **s)
+{
+	struct cli_schemas *fresh;
+	int rc = schemas_fetch(command, address, c, *s, &fresh);
+	if (rc != 0)
+		return rc;
+	cli_schemas_free(*s);
+	*s = fresh;
+	return 0;
+}
+
+uint16_t cli_schemas_too_large(const struct cli_schemas *s, const char *type, uint16_t version)
+{
+	uint16_t big = 0;
+	for (uint32_t i = 0; i < s->big_count; i++)
+		if (s->big[i].type != NULL && strcmp(s->big[i].type, type) == 0 &&
+		    (version == 0 ? s->big[i].version > big : s->big[i].version == version))
+			big = s->big[i].version;
+	if (version != 0 || big == 0)
+		return big;
+	/* Its latest: past every version whose definition came. */
+	for (uint32_t i = 0; i < s->count; i++)
+		if (strcmp(rill_schema_type_name(s->entries[i].schema), type) == 0 &&
+		    rill_schema_version(s->entries[i].schema) > big)
+			return 0;
+	return big;
 }
 
 const struct rill_schema *cli_schemas_find(const struct cli_schemas *s, const char *type,
@@ -806,6 +883,9 @@ const struct rill_schema *cli_schemas_find(const struct cli_schemas *s, const ch
 		if (version == 0 || rill_schema_version(e->schema) == version)
 			found = e; /* version 0: the last, the latest */
 	}
+	/* A later version listed as too large is the latest: not the one before it. */
+	if (found != NULL && version == 0 && cli_schemas_too_large(s, type, 0) != 0)
+		found = NULL;
 	if (found != NULL && type_id != NULL)
 		*type_id = found->type_id;
 	return found != NULL ? found->schema : NULL;

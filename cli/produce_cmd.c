@@ -3,7 +3,8 @@
  * input order. Lines already waiting on stdin are batched into one PRODUCE request (up to
  * --batch events or a frame), several requests are kept in flight, and the answers, which
  * may come out of order, are printed in input order as they complete. Main thread;
- * blocking; allocates only at start.
+ * blocking; allocates at start, and when it fetches the server's schemas again (see
+ * line_schema).
  *
  * The requests sent and not yet printed sit in a ring of slots, oldest at ring_head; the
  * batch being filled is the slot just after them:
@@ -38,6 +39,8 @@
 #define PRODUCE_WHY_BYTES       1024u
 #define PRODUCE_INPUT_BYTES_MIN (64u << 10)
 #define PRODUCE_ACK_TIMEOUT_NS  (60ull * 1000000000u) /* then the server counts as lost */
+/* A line without "version" takes the latest of a list at most this old: fetched again. */
+#define PRODUCE_SCHEMAS_FRESH_NS (1000ull * 1000000u)
 
 #define PRODUCE_USAGE                                                                              \
 	"usage: rill produce [--connect HOST:PORT] --topic T [--acks none|applied|durable] "       \
@@ -76,6 +79,7 @@ struct producer {
 	uint32_t batch_max;
 	uint32_t budget_bytes; /* record bytes one frame takes after the PRODUCE fixed part */
 	struct cli_schemas *schemas;
+	uint64_t schemas_ns; /* when they were fetched (rill_clock_now_ns) */
 	struct slot ring[PRODUCE_INFLIGHT + 1];
 	uint32_t ring_head, ring_count;
 	struct rill_record *events; /* the batch being filled: batch_max of them */
@@ -181,34 +185,8 @@ static int check_members(json_t *o, char *why)
 	return 0;
 }
 
-/* The schema a line names ("type", "version"), with its type id into @rec. */
 static const struct rill_schema *line_schema(struct producer *p, json_t *o, struct rill_record *rec,
-					     char *why)
-{
-	json_t *type = json_object_get(o, "type"), *version = json_object_get(o, "version");
-	/* A NUL inside would cut the name short: "Order\u0000x" must not find Order. */
-	if (!json_is_string(type) || strlen(json_string_value(type)) != json_string_length(type)) {
-		snprintf(why, PRODUCE_WHY_BYTES, "\"type\" must be a type name");
-		return NULL;
-	}
-	json_int_t v =
-		version != NULL && json_is_integer(version) ? json_integer_value(version) : 0;
-	if (version != NULL && (v < 1 || v > 0xffff)) {
-		snprintf(why, PRODUCE_WHY_BYTES, "\"version\" must be an integer from 1 to 65535");
-		return NULL;
-	}
-	const struct rill_schema *s =
-		cli_schemas_find(p->schemas, json_string_value(type), (uint16_t)v, &rec->type_id);
-	if (s == NULL && v == 0)
-		snprintf(why, PRODUCE_WHY_BYTES, "the server has no schema for type '%.128s'",
-			 json_string_value(type));
-	else if (s == NULL)
-		snprintf(why, PRODUCE_WHY_BYTES, "the server has no version %d of type '%.128s'",
-			 (int)v, json_string_value(type));
-	else
-		rec->schema_version = rill_schema_version(s);
-	return s;
-}
+					     char *why);
 
 /* The line's data encoded into p->payload; its size into @bytes. 0 or an error. */
 static int line_payload(struct producer *p, json_t *o, const struct rill_schema *s, uint32_t *bytes,
@@ -414,6 +392,91 @@ static int collect(struct producer *p, bool wait)
 	}
 	print_ready(p);
 	return 0;
+}
+
+/*
+ * Fetch the server's schemas again. An ADMIN call needs a connection with nothing in
+ * flight: the requests sent are answered (and printed) first, and the batch being filled
+ * waits for the next send. 0, or the error (said on stderr, or as the requests' outcome).
+ */
+static int schemas_refresh(struct producer *p)
+{
+	int rc = 0;
+	while (rc == 0 && rill_client_inflight(p->c) > 0)
+		rc = collect(p, true);
+	if (rc != 0)
+		return rc;
+	/* Idle a while: the server's idle timeout may have closed the connection. */
+	if (rill_clock_now_ns() - p->busy_ns >= CLI_IDLE_PING_NS &&
+	    (rc = cli_client_revive("produce", p->address, PRODUCE_INFLIGHT, &p->c)) != 0)
+		return rc;
+	rc = cli_schemas_refetch("produce", p->address, p->c, &p->schemas);
+	p->busy_ns = rill_clock_now_ns();
+	if (rc == 0)
+		p->schemas_ns = p->busy_ns;
+	return rc;
+}
+
+/*
+ * The schema a line names ("type", "version"), with its type id into @rec. The schemas
+ * are fetched again for a type or version they lack, which may have been registered since
+ * (only once: a line still refused then stops the input, so a run of unknown types cannot
+ * fetch for each), and for a line without "version" when they are over
+ * PRODUCE_SCHEMAS_FRESH_NS old, so that it takes a latest version registered since.
+ */
+static const struct rill_schema *line_schema(struct producer *p, json_t *o, struct rill_record *rec,
+					     char *why)
+{
+	json_t *type = json_object_get(o, "type"), *version = json_object_get(o, "version");
+	/* A NUL inside would cut the name short: "Order\u0000x" must not find Order. */
+	if (!json_is_string(type) || strlen(json_string_value(type)) != json_string_length(type)) {
+		snprintf(why, PRODUCE_WHY_BYTES, "\"type\" must be a type name");
+		return NULL;
+	}
+	json_int_t v =
+		version != NULL && json_is_integer(version) ? json_integer_value(version) : 0;
+	if (version != NULL && (v < 1 || v > 0xffff)) {
+		snprintf(why, PRODUCE_WHY_BYTES, "\"version\" must be an integer from 1 to 65535");
+		return NULL;
+	}
+	const char *name = json_string_value(type);
+	bool stale = v == 0 && rill_clock_now_ns() - p->schemas_ns >= PRODUCE_SCHEMAS_FRESH_NS;
+	const struct rill_schema *s =
+		stale ? NULL : cli_schemas_find(p->schemas, name, (uint16_t)v, &rec->type_id);
+	if (s == NULL) {
+		int rc = schemas_refresh(p);
+		if (rc != 0) {
+			snprintf(why, PRODUCE_WHY_BYTES,
+				 "not sent: the server's schemas could not be fetched again (%s)",
+				 rill_strerror(rc));
+			return NULL;
+		}
+		s = cli_schemas_find(p->schemas, name, (uint16_t)v, &rec->type_id);
+	}
+	if (s != NULL) {
+		rec->schema_version = rill_schema_version(s);
+		return s;
+	}
+	/* Written as an older version, the event would not be what the line meant. */
+	uint16_t big = cli_schemas_too_large(p->schemas, name, (uint16_t)v);
+	if (big != 0 && v == 0)
+		snprintf(why, PRODUCE_WHY_BYTES,
+			 "the latest version of type '%.128s', v%u, is too large for this server's "
+			 "frames (frame_bytes_max): its events cannot be encoded here (give "
+			 "\"version\" for an older one)",
+			 name, big);
+	else if (big != 0)
+		snprintf(why, PRODUCE_WHY_BYTES,
+			 "version %u of type '%.128s' is too large for this server's frames "
+			 "(frame_bytes_max): its events cannot be encoded here",
+			 big, name);
+	else if (v == 0)
+		snprintf(why, PRODUCE_WHY_BYTES, "the server has no schema for type '%.128s'",
+			 name);
+	else
+		snprintf(why, PRODUCE_WHY_BYTES, "the server has no version %d of type '%.128s'",
+			 (int)v, name);
+	return NULL;
 }
 
 /* Send the batch being filled, first making room in the ring. 0 or a connection error. */
@@ -665,6 +728,7 @@ int cli_produce(int argc, char **argv)
 			 (uint32_t)strlen(p.topic);
 	int rc = cli_schemas_fetch("produce", p.address, p.c, &p.schemas);
 	p.busy_ns = rill_clock_now_ns();
+	p.schemas_ns = p.busy_ns;
 	if (rc == 0 && (rc = allocate(&p)) != 0)
 		fprintf(stderr, "rill: produce: out of memory\n");
 	if (rc == 0)

@@ -3,11 +3,13 @@
 # errors exit 2, an unreachable server exits 1 naming the address; then topics (one with
 # retention and segment size; one refused, too small a segment), two schemas and a
 # projection are created, events produced (output in input order, a bad line named and the
-# exit 1), consumed to the end with decoded payloads, queried (now, and as of an offset and
+# exit 1; types and versions registered while produce runs are taken), consumed to the
+# end with decoded payloads, queried (now, and as of an offset and
 # of a time), consumed as a group that resumes where it committed (and a new group refused
 # past groups_max until group delete makes room), and stat and ping answer; topic create
 # --schema registers the type first; a schema too large for the server's frames after a
-# restart is left out, said, and the rest goes on. Last, the same through a server started
+# restart is left out, said, and the rest goes on (a line without "version" whose type's
+# latest is left out is refused). Last, the same through a server started
 # with --sqpoll.
 # usage: test_client_cli.sh RILL_BINARY
 . "$(dirname "$0")/../common/test_env.sh"
@@ -100,6 +102,48 @@ done
 out=$(printf '%s\n' '{"key":"n\u0000l","type":"OrderPlaced","data":{"amount":5,"sku":"a\u0000b"}}' '   ' '' | "$rill" produce $c --topic spare) && out2=$("$rill" consume $c --topic spare --until-end); rc=$?
 check "produce takes \\u0000 in strings, skips blank lines, and consume gives them back" \
 	'[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && [[ "$out2" == *"\"key_hex\":\"6e006c\""*"\"sku\":\"a\\u0000b\""* ]]'
+
+# Types and versions registered while produce runs: a line naming one it has not seen
+# fetches the schemas again, and so does a line without "version" when the list is over
+# a second old (it said "the server has no schema", and wrote the first latest forever).
+late_def() { # TYPE VERSION: one i64 field, and from v2 on a second one with a default
+	printf '{"type":"%s","version":%u,"fields":[{"name":"a","type":"i64"}%s]}\n' "$1" "$2" \
+		"$([ "$2" -gt 1 ] && printf ',{"name":"b%u","type":"i64","default":0}' "$2")" >"$tmp/late-$1-$2.json"
+	echo "$tmp/late-$1-$2.json"
+}
+late_send() { echo "$1" >&7 2>/dev/null; }
+late_wait() { for _ in $(seq 200); do [ "$(wc -l <"$tmp/late.out")" -ge "$1" ] && break; sleep 0.05; done; }
+"$rill" topic create $c --name late --partitions 1 --schema "$(late_def Late 1)" >/dev/null
+mkfifo "$tmp/late.fifo"
+"$rill" produce $c --topic late <"$tmp/late.fifo" >"$tmp/late.out" 2>"$tmp/late.err" &
+producer=$!
+trap '' PIPE # a line after produce ended: EPIPE, said on /dev/null, not the death of the test
+exec 7>"$tmp/late.fifo"
+late_send '{"key":"k","type":"Late","data":{"a":1}}'
+late_wait 1
+"$rill" schema register $c --file "$(late_def Late 2)" >/dev/null
+late_send '{"key":"k","type":"Late","version":2,"data":{"a":2}}'
+late_wait 2
+late_send '{"key":"k","type":"Late","data":{"a":3}}'
+late_wait 3
+"$rill" schema register $c --file "$(late_def Late2 1)" >/dev/null
+late_send '{"key":"k","type":"Late2","data":{"a":4}}'
+late_wait 4
+"$rill" schema register $c --file "$(late_def Late 3)" >/dev/null
+sleep 1.2
+late_send '{"key":"k","type":"Late","data":{"a":5}}'
+late_wait 5
+late_send '{"key":"k","type":"Late3","data":{"a":6}}'
+exec 7>&-
+trap - PIPE
+wait "$producer"; rc=$?
+versions=$("$rill" consume $c --topic late --until-end | sed -n 's/.*"type":"\([^"]*\)","version":\([0-9]*\).*"a":\([0-9]*\).*/\3:\1 v\2/p' | tr '\n' ' ')
+check "produce takes a version registered after it started" '[[ "$versions" == *"2:Late v2 "* ]]'
+check "and, fetched again, the latest version for a line without one" '[[ "$versions" == *"3:Late v2 "* ]]'
+check "a type registered after it started" '[[ "$versions" == *"4:Late2 v1 "* ]]'
+check "a version registered over a second before a line without one" '[[ "$versions" == *"5:Late v3 "* ]]'
+check "a type still unknown after fetching again is refused, named, exit 1" \
+	'[ $rc -eq 1 ] && [ "$versions" = "1:Late v1 2:Late v2 3:Late v2 4:Late2 v1 5:Late v3 " ] && grep -q "line 6: the server has no schema for type .Late3." "$tmp/late.err" && [ "$(wc -l <"$tmp/late.err")" -eq 1 ]'
 
 out=$("$rill" consume $c --topic orders --until-end); rc=$?
 check "consume --until-end reads every event" '[ $rc -eq 0 ] && [ "$(echo "$out" | wc -l)" -eq 601 ]'
@@ -222,14 +266,18 @@ check "stat answers JSON" '[ $rc -eq 0 ] && [[ "$out" == "{"* ]]'
 # lowered): SCHEMAS lists it as too large, and produce and consume of the other types go
 # on, saying so (every produce and consume failed: "the answer is larger than a frame").
 doc=$(head -c 4000 /dev/zero | tr '\0' d)
-{
-	printf '{"type":"Wide","version":1,"fields":['
+wide_def() { # TYPE VERSION DOC: 18 i64 fields with defaults, each with DOC
+	printf '{"type":"%s","version":%u,"fields":[' "$1" "$2"
 	for i in $(seq 0 17); do
 		[ "$i" -gt 0 ] && printf ','
-		printf '{"name":"f%u","type":"i64","doc":"%s"}' "$i" "$doc"
+		printf '{"name":"f%u","type":"i64","default":0,"doc":"%s"}' "$i" "$3"
 	done
 	printf ']}\n'
-} >"$tmp/wide.json"
+}
+wide_def Wide 1 "$doc" >"$tmp/wide.json"
+# Thin: v1 fits the smaller frames, v2 (the same fields, long docs) does not.
+wide_def Thin 1 short >"$tmp/thin1.json"
+wide_def Thin 2 "$doc" >"$tmp/thin2.json"
 serve_wide() {
 	"$rill" serve --data "$tmp/data-wide" --listen 127.0.0.1:0 --shards 1 "$@" 2>"$tmp/serve-wide.log" &
 	server_wide=$!
@@ -238,6 +286,8 @@ serve_wide() {
 }
 serve_wide
 "$rill" schema register $cw --file "$tmp/wide.json" >/dev/null &&
+	"$rill" schema register $cw --file "$tmp/thin1.json" >/dev/null &&
+	"$rill" schema register $cw --file "$tmp/thin2.json" >/dev/null &&
 	"$rill" topic create $cw --name w --partitions 1 --schema "$tmp/order.json" >/dev/null; rc=$?
 kill -TERM "$server_wide"; wait "$server_wide"
 printf '[server]\nframe_bytes_max = 65536\n' >"$tmp/small-frames.ini"
@@ -249,7 +299,13 @@ check "produce goes on past a schema too large for the server's frames, saying s
 timeout 30 "$rill" consume $cw --topic w --until-end >"$tmp/wide-c.out" 2>"$tmp/wide-c.err"; rc=$?
 check "consume too" '[ $rc -eq 0 ] && grep -q "\"amount\":5" "$tmp/wide-c.out" && grep -q "Wide v1" "$tmp/wide-c.err"'
 echo '{"key":"w2","type":"Wide","data":{}}' | "$rill" produce $cw --topic w 2>"$tmp/wide2.err" >/dev/null; rc=$?
-check "an event of the type left out is refused by name" '[ $rc -eq 1 ] && grep -q "no schema for type .Wide." "$tmp/wide2.err"'
+check "an event of the type left out is refused by name, saying why" \
+	'[ $rc -eq 1 ] && grep -q "line 1: the latest version of type .Wide., v1, is too large for this server.s frames" "$tmp/wide2.err"'
+# Thin's latest, v2, was left out: a line without "version" is refused, not written as v1.
+echo '{"key":"t1","type":"Thin","data":{}}' | "$rill" produce $cw --topic w 2>"$tmp/thin.err" >/dev/null; rc=$?
+echo '{"key":"t2","type":"Thin","version":1,"data":{}}' | "$rill" produce $cw --topic w 2>/dev/null >"$tmp/thin.out"; rc2=$?
+check "a line without version whose type's latest is too large is refused; v1 by name is written" \
+	'[ $rc -eq 1 ] && grep -q "line 1: the latest version of type .Thin., v2, is too large" "$tmp/thin.err" && [ $rc2 -eq 0 ] && grep -q "\"offset\":1" "$tmp/thin.out"'
 kill -TERM "$server_wide"; wait "$server_wide"; server_wide=
 
 # The same commands through a server whose rings a kernel thread polls (--sqpoll).

@@ -44,6 +44,10 @@ static int admin_str(json_t *in, const char *key, bool optional, const char **ou
 		return admin_fail(msg, msg_bytes, -EINVAL,
 				  "\"%s\": expected a string of 1 to %u bytes", key,
 				  ADMIN_NAME_MAX);
+	/* Requests are read with \u0000 allowed (a schema's string default may hold one): a
+	 * name must not, or what follows it would be cut off unseen. */
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return admin_fail(msg, msg_bytes, -EINVAL, "\"%s\": a \\u0000 in it", key);
 	*out = json_string_value(v);
 	return 0;
 }
@@ -366,7 +370,9 @@ static int admin_schemas_one(void *arg, const struct rill_schema_type_info *info
 			return 1; /* the page is full: the walk stops */
 		}
 		a->used += bytes;
-		json_t *def = fits ? json_loads(rill_schema_definition(schema), 0, NULL) : NULL;
+		json_t *def =
+			fits ? json_loads(rill_schema_definition(schema), JSON_ALLOW_NUL, NULL)
+			     : NULL;
 		json_t *entry = NULL;
 		if (def != NULL)
 			entry = json_pack("{s:I, s:o}", "type_id", (json_int_t)info->type_id,
@@ -524,7 +530,7 @@ int srv_admin(struct rill_server *s, uint16_t op, const char *json, uint32_t jso
 	      char **answer, char *msg, size_t msg_bytes)
 {
 	json_error_t jerr;
-	json_t *in = json_loadb(json, json_bytes, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *in = json_loadb(json, json_bytes, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!json_is_object(in)) {
 		json_decref(in);
 		return admin_fail(msg, msg_bytes, RILL_E_JSON_INVALID,

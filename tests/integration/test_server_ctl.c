@@ -796,6 +796,11 @@ static void test_admin_and_queries_in_a_row(void **state)
 	ctl_expect_query_error(c, "nosuch", "k-none", NULL, -ENOENT, "an unknown projection");
 	ctl_expect_admin_error(c, RILL_ADMIN_TOPIC_INFO, "{\"name\":\"nosuch\"}", -ENOENT,
 			       "nosuch");
+	/* Requests are read with \u0000 allowed (for schema defaults): a name holding one is
+	 * refused, not cut short to "admin", which exists. */
+	ctl_expect_admin_error(c, RILL_ADMIN_TOPIC_CREATE,
+			       "{\"name\":\"admin\\u0000x\",\"partitions\":1}", -EINVAL,
+			       "\"name\": a \\u0000 in it");
 	ctl_ping(c, "after the admin ops and queries");
 
 	/* Rounds of the worker's frames (PRODUCE, PING) between the control thread's, each

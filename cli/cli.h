@@ -129,6 +129,9 @@ const struct rill_schema *cli_schemas_find(const struct cli_schemas *s, const ch
  * frames, so that it could not be fetched; else 0.
  */
 uint16_t cli_schemas_too_large(const struct cli_schemas *s, const char *type, uint16_t version);
+/* The name of type @type_id when the server listed its version @version as too large for
+ * its frames; else NULL. */
+const char *cli_schemas_big_name(const struct cli_schemas *s, uint32_t type_id, uint16_t version);
 /* Version @version of type @type_id, or NULL. */
 const struct rill_schema *cli_schemas_by_id(const struct cli_schemas *s, uint32_t type_id,
 					    uint16_t version);

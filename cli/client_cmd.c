@@ -689,12 +689,24 @@ void cli_schemas_free(struct cli_schemas *s)
 	free(s);
 }
 
-static bool schemas_big_listed(const struct cli_schemas *s, uint32_t type_id, uint16_t version)
+static const struct cli_schema_big *schemas_big_find(const struct cli_schemas *s, uint32_t type_id,
+						     uint16_t version)
 {
 	for (uint32_t i = 0; s != NULL && i < s->big_count; i++)
 		if (s->big[i].type_id == type_id && s->big[i].version == version)
-			return true;
-	return false;
+			return &s->big[i];
+	return NULL;
+}
+
+static bool schemas_big_listed(const struct cli_schemas *s, uint32_t type_id, uint16_t version)
+{
+	return schemas_big_find(s, type_id, version) != NULL;
+}
+
+const char *cli_schemas_big_name(const struct cli_schemas *s, uint32_t type_id, uint16_t version)
+{
+	const struct cli_schema_big *b = schemas_big_find(s, type_id, version);
+	return b != NULL ? b->type : NULL;
 }
 
 /*

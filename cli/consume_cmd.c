@@ -580,16 +580,13 @@ static const struct rill_schema *event_schema(struct consumer *c, const struct r
 	    (r->type_id == c->schema_missed_type && r->schema_version == c->schema_missed_version &&
 	     now - c->schema_missed_ns < CONSUME_SCHEMA_REFETCH_NS))
 		return s;
-	struct cli_schemas *fresh;
 	struct rill_client_error err = {{0}};
 	int rc = admin_ready(c, &err);
 	if (rc != 0)
 		consume_fail(c, "fetching the schemas again", rc, &err);
-	if (rc == 0 && cli_schemas_fetch("consume", c->address, c->admin, &fresh) == 0) {
-		cli_schemas_free(c->schemas);
-		c->schemas = fresh;
+	/* Against the list it has: versions too large for the frames are said once. */
+	if (rc == 0 && cli_schemas_refetch("consume", c->address, c->admin, &c->schemas) == 0)
 		s = cli_schemas_by_id(c->schemas, r->type_id, r->schema_version);
-	}
 	if (s == NULL) { /* still missing, or the fetch failed: a second before the next */
 		c->schema_missed_ns = now;
 		c->schema_missed_type = r->type_id;
@@ -634,7 +631,17 @@ static int print_event(struct consumer *c, const struct rill_client_event *ev)
 	json_object_set_new(o, "causation_id", cli_json_u64(r->causation_id));
 	struct rill_schema_error err = {{0}};
 	int rc = s != NULL ? decode_data(c, s, r, &err) : -ENOENT;
-	if (rc != 0) {
+	const char *big =
+		s == NULL ? cli_schemas_big_name(c->schemas, r->type_id, r->schema_version) : NULL;
+	if (big != NULL) {
+		/* The server has it, but could not send it: not "no schema". */
+		fprintf(stderr,
+			"rill: consume: partition %u offset %" PRIu64 ": its schema, %s v%u, is "
+			"too large for this server's frames (frame_bytes_max): printed as "
+			"payload_hex\n",
+			ev->partition, ev->offset, big, (unsigned)r->schema_version);
+		c->status = 1;
+	} else if (rc != 0) {
 		fprintf(stderr, "rill: consume: partition %u offset %" PRIu64 ": %s\n",
 			ev->partition, ev->offset,
 			s == NULL        ? "the server has no schema for its type and version"

@@ -158,6 +158,10 @@ int rill_partition_write(struct rill_partition *part, const struct rill_record *
  */
 int rill_partition_snapshot(struct rill_partition *part, uint32_t keep);
 
+/* What the last rill_partition_snapshot's error came from beyond its code (the custom
+ * projection whose snapshot failed), or "". */
+const char *rill_partition_snapshot_error(const struct rill_partition *part);
+
 /* The offset of the newest snapshot (0: none). */
 uint64_t rill_partition_snapshot_offset(const struct rill_partition *part);
 

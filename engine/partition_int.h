@@ -46,6 +46,7 @@ struct rill_partition {
 	bool snapshots;           /* config.snapshots: the log keeps what they need */
 	uint64_t snapshot_offset; /* the newest usable snapshot's offset (0: none) */
 	uint64_t snapshot_floor;  /* the oldest kept one's: retention keeps from it */
+	char snap_error[192];     /* what the last snapshot's error came from, or "" */
 	/* The highest record timestamp below the loaded snapshot's offset, and whether the
 	 * partition knows the highest of every record it ever held, deleted ones too: so
 	 * since its first event, or from a snapshot that knew it (as-of by time, W5). */

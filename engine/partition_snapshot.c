@@ -519,7 +519,23 @@ static int snap_build(struct rill_partition *part, uint8_t **out, uint64_t *byte
 		int64_t n = rill_projection_snapshot(p, buf + pos, ph.state_bytes);
 		if (n != (int64_t)ph.state_bytes) {
 			/* A custom projection whose snapshot failed, or whose size-only answer
-			 * was not exact: no snapshot this time (the previous ones stay). */
+			 * was not exact: no snapshot this time (the previous ones stay). Named,
+			 * or the error would read as the disk's. */
+			if (n == -EPROTO) /* rill_projection_snapshot: past the buffer */
+				snprintf(
+					part->snap_error, sizeof(part->snap_error),
+					"projection %s: its snapshot gave more than the %llu bytes "
+					"its size-only call said",
+					name, (unsigned long long)ph.state_bytes);
+			else if (n < 0)
+				snprintf(part->snap_error, sizeof(part->snap_error),
+					 "projection %s: its snapshot failed", name);
+			else
+				snprintf(part->snap_error, sizeof(part->snap_error),
+					 "projection %s: its snapshot gave %lld bytes, its "
+					 "size-only "
+					 "call %llu",
+					 name, (long long)n, (unsigned long long)ph.state_bytes);
 			free(buf);
 			return n < 0 ? (int)n : -EPROTO;
 		}
@@ -567,10 +583,16 @@ static int snap_write(struct rill_partition *part, uint64_t offset, const uint8_
 	return rc == 0 ? rill_io_replace_file(io, dir, tmp, path, buf, bytes) : rc;
 }
 
+const char *rill_partition_snapshot_error(const struct rill_partition *part)
+{
+	return part->snap_error;
+}
+
 int rill_partition_snapshot(struct rill_partition *part, uint32_t keep)
 {
 	if (keep == 0 || keep > RILL_PARTITION_SNAPSHOTS_MAX)
 		return -EINVAL;
+	part->snap_error[0] = '\0';
 	int rc = rill_log_sync(part->log); /* a snapshot covers durable events only */
 	uint8_t *buf = NULL;
 	uint64_t bytes = 0, offset = rill_log_next_offset(part->log);

@@ -704,8 +704,10 @@ int shard_snapshots(struct shard *s, bool all)
 			s->snapshot_errors++;
 			if (first == 0)
 				first = rc;
-			fprintf(stderr, "rill: shard %u: topic %s partition %u: snapshot: %s\n",
-				s->index, sp->topic->name, sp->partition, rill_strerror(rc));
+			const char *why = rill_partition_snapshot_error(sp->part);
+			fprintf(stderr, "rill: shard %u: topic %s partition %u: snapshot: %s%s%s\n",
+				s->index, sp->topic->name, sp->partition, why, why[0] ? ": " : "",
+				rill_strerror(rc));
 			continue;
 		}
 		sp->snap_offset = rill_partition_snapshot_offset(sp->part);

@@ -107,10 +107,12 @@ static bool job_query(struct rill_server *s, struct srv_job *j)
 			  : rc == -ENOSPC ? "no value for the key, and the projection is full "
 					    "(projection_keys_max or its key store): it may be one "
 					    "of the keys refused"
-			  : rc == -ERANGE ? "as of a point retention no longer reaches (events it "
-					    "needs were deleted); the oldest event kept is the "
-					    "earliest point to ask for"
-					  : rill_strerror(rc));
+			  : rc == -ERANGE
+				  ? "as of a point retention no longer reaches: events it "
+				    "needs were deleted and no snapshot kept holds the state "
+				    "there (as of a time: a deleted event may be stamped "
+				    "later)"
+				  : rill_strerror(rc));
 		return true;
 	}
 	if (!job_answer_alloc(j, RILL_WIRE_HEADER_BYTES + RILL_WIRE_RESULT_BYTES))

@@ -366,7 +366,7 @@ for i in range(3000):
     done
     out=$(client query --connect "$serve_addr" --projection trim_count --key k --as-of 5 2>&1); rc=$?
     check "an as-of point retention deleted (log from offset ${first:-0}) is refused, saying why" \
-        '[ $rc -eq 1 ] && [[ "$out" == *"as of a point retention no longer reaches"* ]]'
+        '[ $rc -eq 1 ] && [[ "$out" == *"as of a point retention no longer reaches: events it needs were deleted and no snapshot kept holds the state there"* ]]'
     serve_stop 10
 else
     check "a server with small snapshot intervals starts" false

@@ -625,33 +625,98 @@ static int engine_group_check(const char *group, const struct engine_topic *t, u
 	return 0;
 }
 
-int rill_group_commit(struct rill_engine *e, const char *group, struct rill_topic *topic,
-		      uint32_t partition, uint64_t next_offset, struct rill_error_text *err)
+/*
+ * The positions of a rill_group_commit_many, before anything is asked of a shard: their
+ * count (1 to the topic's partitions), each partition one the topic has and given once,
+ * each offset up to 2^63 - 1 (the group file's JSON integers). 0, or -EINVAL saying which.
+ * With one position, the texts are rill_group_commit's as they always were.
+ */
+static int engine_group_positions_check(const struct engine_topic *t,
+					const struct rill_group_position *pos, uint32_t count,
+					struct rill_error_text *err)
 {
-	const struct engine_topic *t = (const struct engine_topic *)topic;
-	int rc = engine_group_check(group, t, partition, err);
-	if (rc == 0 && next_offset > INT64_MAX)
-		rc = engine_error(err, -EINVAL, "offset %" PRIu64 " past 2^63 - 1", next_offset);
+	if (pos == NULL || count == 0)
+		return engine_error(err, -EINVAL, "no positions to commit for topic %s", t->name);
+	if (count > t->config.partitions)
+		return engine_error(err, -EINVAL,
+				    "%u positions for topic %s of %u partitions: one each at most",
+				    count, t->name, t->config.partitions);
+	uint64_t seen[RILL_ENGINE_PARTITIONS_MAX / 64] = {0};
+	_Static_assert(RILL_ENGINE_PARTITIONS_MAX % 64 == 0, "a bit for every partition");
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t p = pos[i].partition;
+		if (p >= t->config.partitions)
+			return engine_error(err, -EINVAL, "topic %s has no partition %u", t->name,
+					    p);
+		RILL_ASSERT(p < RILL_ENGINE_PARTITIONS_MAX);
+		if (seen[p / 64] & (1ull << (p % 64)))
+			return engine_error(err, -EINVAL,
+					    "topic %s partition %u: given twice (one position "
+					    "each)",
+					    t->name, p);
+		seen[p / 64] |= 1ull << (p % 64);
+		if (pos[i].next_offset > INT64_MAX && count == 1)
+			return engine_error(err, -EINVAL, "offset %" PRIu64 " past 2^63 - 1",
+					    pos[i].next_offset);
+		if (pos[i].next_offset > INT64_MAX)
+			return engine_error(err, -EINVAL,
+					    "topic %s partition %u: offset %" PRIu64
+					    " past 2^63 - 1",
+					    t->name, p, pos[i].next_offset);
+	}
+	return 0;
+}
+
+/* Each position up to its partition's durable offset: 0, -ERANGE naming the first past it
+ * (a crash could take the log back below it), or the error asking its shard. */
+static int engine_group_positions_durable(struct rill_engine *e, struct engine_topic *t,
+					  const struct rill_group_position *pos, uint32_t count,
+					  struct rill_error_text *err)
+{
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t p = pos[i].partition;
+		struct rill_partition_info info;
+		int rc = rill_partition_info_get(e, (struct rill_topic *)t, p, UINT64_MAX, &info,
+						 NULL);
+		if (rc < 0)
+			return engine_error(err, rc, "topic %s partition %u: %s", t->name, p,
+					    rill_strerror(rc));
+		if (pos[i].next_offset > info.durable_offset)
+			return engine_error(err, -ERANGE,
+					    "offset %" PRIu64 " is past topic %s partition %u's "
+					    "durable offset %" PRIu64,
+					    pos[i].next_offset, t->name, p, info.durable_offset);
+	}
+	return 0;
+}
+
+int rill_group_commit_many(struct rill_engine *e, const char *group, struct rill_topic *topic,
+			   const struct rill_group_position *positions, uint32_t count,
+			   struct rill_error_text *err)
+{
+	struct engine_topic *t = (struct engine_topic *)topic;
+	int rc = engine_group_check(group, t, 0, err); /* every topic has a partition 0 */
+	if (rc == 0)
+		rc = engine_group_positions_check(t, positions, count, err);
+	if (rc == 0)
+		rc = engine_group_positions_durable(e, t, positions, count, err);
 	if (rc < 0)
 		return rc;
-	struct rill_partition_info info;
-	rc = rill_partition_info_get(e, topic, partition, UINT64_MAX, &info, NULL);
-	if (rc < 0)
-		return engine_error(err, rc, "topic %s partition %u: %s", t->name, partition,
-				    rill_strerror(rc));
-	if (next_offset > info.durable_offset) /* a crash could take the log back below it */
-		return engine_error(err, -ERANGE,
-				    "offset %" PRIu64 " is past topic %s partition %u's "
-				    "durable offset %" PRIu64,
-				    next_offset, t->name, partition, info.durable_offset);
 	rc = engine_call_begin(e, err);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&e->lock);
-	rc = engine_meta_group_commit(e, group, t->name, partition, next_offset, err);
+	rc = engine_meta_group_commit(e, group, t->name, positions, count, err);
 	pthread_mutex_unlock(&e->lock);
 	engine_call_end(e);
 	return rc;
+}
+
+int rill_group_commit(struct rill_engine *e, const char *group, struct rill_topic *topic,
+		      uint32_t partition, uint64_t next_offset, struct rill_error_text *err)
+{
+	const struct rill_group_position one = {.partition = partition, .next_offset = next_offset};
+	return rill_group_commit_many(e, group, topic, &one, 1, err);
 }
 
 int rill_group_offset(struct rill_engine *e, const char *group, struct rill_topic *topic,

@@ -409,11 +409,14 @@ void engine_meta_projection_remove(struct rill_engine *e, const char *name);
 int engine_meta_projection_write(struct rill_engine *e, const struct rill_projection_def *d);
 /* e->group_count from DATA/groups, at open. */
 int engine_meta_groups_count(struct rill_engine *e, struct rill_error_text *err);
-/* RILL_E_GROUPS_FULL for a group not stored yet once e->group_count reaches groups_max.
+/* @count @positions of @topic (checked by the caller: valid, each partition once) into
+ * @group's file, in one write: every one stored, or (on any failure) none. RILL_E_GROUPS_FULL
+ * for a group not stored yet once e->group_count reaches groups_max.
  * Both say in @err (optional) why they failed: a group file that does not load (damaged)
  * with its path and what to do (RILL_E_JSON_INVALID, -EFBIG), or an I/O error. */
 int engine_meta_group_commit(struct rill_engine *e, const char *group, const char *topic,
-			     uint32_t partition, uint64_t offset, struct rill_error_text *err);
+			     const struct rill_group_position *positions, uint32_t count,
+			     struct rill_error_text *err);
 int engine_meta_group_offset(struct rill_engine *e, const char *group, const char *topic,
 			     uint32_t partition, uint64_t *offset, struct rill_error_text *err);
 /* DATA/groups/GROUP.json removed (and its directory synced). 0, -ENOENT or an I/O error. */

@@ -744,7 +744,8 @@ int engine_meta_groups_count(struct rill_engine *e, struct rill_error_text *err)
 }
 
 int engine_meta_group_commit(struct rill_engine *e, const char *group, const char *topic,
-			     uint32_t partition, uint64_t offset, struct rill_error_text *err)
+			     const struct rill_group_position *positions, uint32_t count,
+			     struct rill_error_text *err)
 {
 	json_t *root;
 	bool fresh = false;
@@ -765,10 +766,14 @@ int engine_meta_group_commit(struct rill_engine *e, const char *group, const cha
 		if (t == NULL || json_object_set_new(root, topic, t) != 0)
 			rc = -ENOMEM; /* set_new took t, even on failure */
 	}
-	char key[16];
-	snprintf(key, sizeof(key), "%u", partition);
-	if (rc == 0 && json_object_set_new(t, key, json_integer((json_int_t)offset)) != 0)
-		rc = -ENOMEM; /* else the file were rewritten unchanged, the commit "done" */
+	/* Every position into the one document, then one write: all of them, or none. */
+	for (uint32_t i = 0; rc == 0 && i < count; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "%u", positions[i].partition);
+		if (json_object_set_new(t, key,
+					json_integer((json_int_t)positions[i].next_offset)) != 0)
+			rc = -ENOMEM; /* else the file were rewritten without it, the commit "done" */
+	}
 	if (rc < 0) {
 		json_decref(root);
 		return engine_error(err, rc, "out of memory");

@@ -439,6 +439,28 @@ int rill_group_commit(struct rill_engine *engine, const char *group, struct rill
 int rill_group_offset(struct rill_engine *engine, const char *group, struct rill_topic *topic,
 		      uint32_t partition, uint64_t *next_offset, struct rill_error_text *err);
 
+/* A partition's position, as rill_group_commit_many takes them. */
+struct rill_group_position {
+	uint32_t partition;   /* < the topic's partitions */
+	uint64_t next_offset; /* the next offset to read there */
+};
+
+/*
+ * rill_group_commit_many - rill_group_commit of @count positions of @topic at once, all or
+ * nothing: each is checked first (a partition the topic has, given once, an offset up to
+ * 2^63 - 1 and up to that partition's durable offset), and only then is the group's file
+ * written, once (a file write and two syncs, where rill_group_commit of each would take
+ * @count). @count is 1 to the topic's partitions. Returns what rill_group_commit returns,
+ * with @err naming the partition refused (-EINVAL, -ERANGE). A refusal changes nothing; an
+ * I/O error leaves every position as before or (the file replaced, a sync failing after)
+ * every one committed, never some. rill_group_commit is the case of one position. Any
+ * host thread, not a shard's (a hook: -EDEADLK); blocks (a call to each position's shard,
+ * then the write).
+ */
+int rill_group_commit_many(struct rill_engine *engine, const char *group, struct rill_topic *topic,
+			   const struct rill_group_position *positions, uint32_t count,
+			   struct rill_error_text *err);
+
 /*
  * rill_group_delete - forget group @group: its file and every position in it (each topic's,
  * each partition's), durably (blocks: an unlink and a directory sync). A consumer still

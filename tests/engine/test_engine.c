@@ -3607,6 +3607,114 @@ static void test_group_offsets(void **state)
 	fx_close(f);
 }
 
+/* Group @group's position in each of @t's @n partitions into @out (UINT64_MAX: none). */
+static void group_positions(struct fx *f, const char *group, struct rill_topic *t, uint32_t n,
+			    uint64_t *out)
+{
+	for (uint32_t p = 0; p < n; p++) {
+		int rc = rill_group_offset(f->engine, group, t, p, &out[p], NULL);
+		if (rc == -ENOENT)
+			out[p] = UINT64_MAX;
+		else if (rc != 0)
+			fail_msg("group %s partition %u: %s", group, p, rill_strerror(rc));
+	}
+}
+
+/* rill_group_commit_many refused with @rc, @err holding @why, and nothing changed. */
+static void group_many_refused(struct fx *f, struct rill_topic *t,
+			       const struct rill_group_position *pos, uint32_t count, int rc,
+			       const char *why, const uint64_t *before)
+{
+	struct rill_error_text err = {{0}};
+	int got = rill_group_commit_many(f->engine, "g", t, pos, count, &err);
+	if (got != rc || strstr(err.message, why) == NULL)
+		fail_msg("commit_many: %s (\"%s\"), expected %s saying \"%s\"", rill_strerror(got),
+			 err.message, rill_strerror(rc), why);
+	uint64_t now[4];
+	group_positions(f, "g", t, 4, now);
+	for (uint32_t p = 0; p < 4; p++) {
+		if (now[p] != before[p])
+			fail_msg("refused (%s), yet partition %u moved from %llu to %llu", why, p,
+				 (unsigned long long)before[p], (unsigned long long)now[p]);
+	}
+}
+
+/*
+ * rill_group_commit_many: a consumer of many partitions commits them in one file write
+ * (one GROUP_COMMIT), where a commit a partition made `rill consume --group` over 128
+ * partitions write the group's file 128 times a second on the server's control thread.
+ * Every position is stored, and survives a restart; any refusal (a partition past the
+ * durable offset, one the topic lacks, one given twice, an offset past 2^63 - 1, no
+ * positions, more than the partitions) names what it refused and changes no position at
+ * all, those before it in the array included; a new group made by it counts once.
+ */
+static void test_group_commit_many(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	struct rill_topic *t = fx_topic(f, "grpmany", 4, RILL_DURABILITY_GROUP);
+	enum { KEYS = 32 };
+	struct fold folds[KEYS] = {0};
+	snap_publish(f, t, 200, KEYS, 0, folds);
+	uint64_t durable[4];
+	for (uint32_t p = 0; p < 4; p++) {
+		struct rill_partition_info info;
+		uint64_t deadline = rill_clock_now_ns() + 10ull * 1000000000u;
+		do { /* applied: durable a sync later */
+			assert_int_equal(
+				rill_partition_info_get(f->engine, t, p, UINT64_MAX, &info, NULL),
+				0);
+		} while (info.durable_offset < info.next_offset && rill_clock_now_ns() < deadline);
+		assert_int_equal(info.durable_offset, info.next_offset);
+		durable[p] = info.durable_offset;
+	}
+	uint32_t groups = rill_group_count(f->engine);
+	/* Out of order, and not every partition: 2 stays uncommitted. */
+	struct rill_group_position pos[4] = {{3, durable[3]}, {0, durable[0]}, {1, 1}};
+	struct rill_error_text err = {{0}};
+	assert_int_equal(rill_group_commit_many(f->engine, "g", t, pos, 3, &err), 0);
+	assert_int_equal(rill_group_count(f->engine), groups + 1);
+	uint64_t before[4];
+	group_positions(f, "g", t, 4, before);
+	assert_int_equal(before[0], durable[0]);
+	assert_int_equal(before[1], 1);
+	assert_int_equal(before[2], UINT64_MAX);
+	assert_int_equal(before[3], durable[3]);
+
+	/* Refusals, each with valid positions before the bad one: none of them stored. */
+	struct rill_group_position bad[4] = {{0, 0}, {1, 0}, {2, 0}, {3, durable[3] + 1}};
+	group_many_refused(f, t, bad, 4, -ERANGE, "partition 3's durable offset", before);
+	bad[3] = (struct rill_group_position){4, 0};
+	group_many_refused(f, t, bad, 4, -EINVAL, "has no partition 4", before);
+	bad[3] = (struct rill_group_position){1, 0};
+	group_many_refused(f, t, bad, 4, -EINVAL, "partition 1: given twice", before);
+	bad[3] = (struct rill_group_position){3, (uint64_t)INT64_MAX + 1};
+	group_many_refused(f, t, bad, 4, -EINVAL,
+			   "partition 3: offset 9223372036854775808 past 2^63 - 1", before);
+	bad[3] = (struct rill_group_position){3, 0};
+	group_many_refused(f, t, bad, 0, -EINVAL, "no positions", before);
+	group_many_refused(f, t, NULL, 4, -EINVAL, "no positions", before);
+	struct rill_group_position five[5] = {{0, 0}, {1, 0}, {2, 0}, {3, 0}, {0, 0}};
+	group_many_refused(f, t, five, 5, -EINVAL, "5 positions for topic grpmany of 4", before);
+	assert_int_equal(rill_group_commit_many(f->engine, "bad/name", t, bad, 4, NULL), -EINVAL);
+	assert_int_equal(rill_group_commit_many(f->engine, "g", NULL, bad, 4, NULL), -EINVAL);
+
+	/* All four, one of them moved back (a commit may), and after a restart. */
+	struct rill_group_position all[4] = {
+		{0, durable[0]}, {1, durable[1]}, {2, durable[2]}, {3, 0}};
+	assert_int_equal(rill_group_commit_many(f->engine, "g", t, all, 4, NULL), 0);
+	assert_int_equal(rill_group_count(f->engine), groups + 1);
+	fx_close(f);
+	fx_open(f);
+	t = rill_topic_find(f->engine, "grpmany");
+	assert_non_null(t);
+	uint64_t after[4];
+	group_positions(f, "g", t, 4, after);
+	for (uint32_t p = 0; p < 4; p++)
+		assert_int_equal(after[p], all[p].next_offset);
+	fx_close(f);
+}
+
 /* Whether @dir/@name exists. */
 static bool fx_has(const struct fx *f, const char *name)
 {
@@ -6416,6 +6524,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_projection_defined_idle, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_group_offsets, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_many, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_meta_write_failure_leaves_no_temp, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_temp_files_removed_at_open, fx_setup,

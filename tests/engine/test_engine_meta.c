@@ -1,7 +1,7 @@
 /*
  * Fault injection on the engine's own files: DATA/meta and its folders at a first open,
  * topic.json at rill_topic_create, a projection's definition at rill_projection_define, a
- * group's file at rill_group_commit and rill_group_delete. Each is written through the
+ * group's file at rill_group_commit, rill_group_commit_many and rill_group_delete. Each is written through the
  * engine's I/O layer (e->io), here a view that fails one chosen call with EIO
  * (tests/common/io_fault.h, through engine_meta_io_create). For every call the operation
  * makes, in turn: the operation fails with it (or, when the call was one whose failure it
@@ -107,8 +107,9 @@ static struct rill_topic *meta_topic(struct rill_engine *e)
 	return t;
 }
 
-/* Publish @n events to @t and wait until every one is durable. */
-static void meta_publish(struct rill_engine *e, struct rill_topic *t, uint32_t n)
+/* Publish @n events to @t and wait until every one is durable: of key "k", or when
+ * @spread of keys "k0" to "k31" (into every partition of a topic of a few). */
+static void meta_publish_keys(struct rill_engine *e, struct rill_topic *t, uint32_t n, bool spread)
 {
 	const struct rill_schema *schema = rill_schema_get(rill_engine_schemas(e), META_TYPE, 1);
 	assert_non_null(schema);
@@ -123,8 +124,11 @@ static void meta_publish(struct rill_engine *e, struct rill_topic *t, uint32_t n
 				 0);
 		assert_int_equal(rill_payload_set_i64(&b, 0, (int64_t)i), 0);
 		assert_int_equal(rill_payload_builder_finish(&b, &bytes, NULL), 0);
-		struct rill_event ev = {.key = "k",
-					.key_bytes = 1,
+		char key[8] = "k";
+		if (spread)
+			snprintf(key, sizeof(key), "k%u", i % 32);
+		struct rill_event ev = {.key = key,
+					.key_bytes = (uint32_t)strlen(key),
 					.type_id = rill_schema_type_id(schema),
 					.version = 1,
 					.payload = payload,
@@ -138,6 +142,11 @@ static void meta_publish(struct rill_engine *e, struct rill_topic *t, uint32_t n
 		rill_producer_poll(p, 1000000);
 	assert_int_equal(rill_producer_acks_owed(p), 0);
 	assert_int_equal(rill_producer_close(p), 0);
+}
+
+static void meta_publish(struct rill_engine *e, struct rill_topic *t, uint32_t n)
+{
+	meta_publish_keys(e, t, n, false);
 }
 
 /* Group "g"'s position in partition 0: the value, or UINT64_MAX for "never committed". */
@@ -207,6 +216,101 @@ static void test_group_commit_faults(void **state)
 {
 	(void)state;
 	meta_each_call(meta_commit_at, "group commit");
+}
+
+#define META_WIDE_PARTS 4u
+
+/* Topic "wide" of META_WIDE_PARTS partitions (after meta_topic: its schema), as made at a
+ * first call and found again after a reopen. */
+static struct rill_topic *meta_wide(struct rill_engine *e)
+{
+	struct rill_topic_config tc = {
+		.name = "wide", .partitions = META_WIDE_PARTS, .durability = RILL_DURABILITY_GROUP};
+	struct rill_error_text err = {{0}};
+	struct rill_topic *t = NULL;
+	int rc = rill_topic_create(e, &tc, &t, &err);
+	if (rc != 0)
+		fail_msg("topic wide: %s: %s", rill_strerror(rc), err.message);
+	return t;
+}
+
+/* Group "g"'s positions in every partition of @t, into @out (UINT64_MAX: none). */
+static void meta_wide_group(struct rill_engine *e, struct rill_topic *t, uint64_t *out)
+{
+	for (uint32_t p = 0; p < META_WIDE_PARTS; p++) {
+		int rc = rill_group_offset(e, "g", t, p, &out[p], NULL);
+		if (rc == -ENOENT)
+			out[p] = UINT64_MAX;
+		else if (rc != 0)
+			fail_msg("reading group g partition %u: %s", p, rill_strerror(rc));
+	}
+}
+
+/* Whether @seen is @want in every partition. */
+static bool meta_wide_is(const uint64_t *seen, const struct rill_group_position *want)
+{
+	for (uint32_t p = 0; p < META_WIDE_PARTS; p++) {
+		if (seen[want[p].partition] != want[p].next_offset)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A commit of every partition at once (rill_group_commit_many): all of them before (1) or
+ * all after (each partition's durable offset), never some of each, never an error but the
+ * fault's; the same after a reopen, and the commit done again goes through.
+ */
+static bool meta_commit_many_at(const char *dir, uint64_t at)
+{
+	struct rill_engine *e = meta_open_ok(dir);
+	(void)meta_topic(e);
+	struct rill_topic *t = meta_wide(e);
+	meta_publish_keys(e, t, 64, true);
+	struct rill_group_position before[META_WIDE_PARTS], after[META_WIDE_PARTS];
+	for (uint32_t p = 0; p < META_WIDE_PARTS; p++) {
+		struct rill_partition_info info;
+		assert_int_equal(rill_partition_info_get(e, t, p, UINT64_MAX, &info, NULL), 0);
+		assert_true(info.durable_offset > 1); /* the two states differ everywhere */
+		before[p] = (struct rill_group_position){p, 1};
+		after[p] = (struct rill_group_position){p, info.durable_offset};
+	}
+	assert_int_equal(rill_group_commit_many(e, "g", t, before, META_WIDE_PARTS, NULL), 0);
+	io_fault_arm(meta_fault, at, -EIO);
+	int rc = rill_group_commit_many(e, "g", t, after, META_WIDE_PARTS, NULL);
+	bool hit = meta_fault->hit;
+	io_fault_disarm(meta_fault);
+	if (!hit)
+		assert_int_equal(rc, 0);
+	if (rc != 0 && rc != -EIO)
+		fail_msg("commit many, call %llu failed: %s", (unsigned long long)at,
+			 rill_strerror(rc));
+	uint64_t seen[META_WIDE_PARTS];
+	meta_wide_group(e, t, seen);
+	bool done = meta_wide_is(seen, after);
+	if (!done && (rc == 0 || !meta_wide_is(seen, before)))
+		fail_msg("commit many, call %llu failed (%s): group g at %llu %llu %llu %llu",
+			 (unsigned long long)at, rill_strerror(rc), (unsigned long long)seen[0],
+			 (unsigned long long)seen[1], (unsigned long long)seen[2],
+			 (unsigned long long)seen[3]);
+	assert_int_equal(rill_engine_close(e), 0);
+	e = meta_open_ok(dir);
+	(void)meta_topic(e);
+	t = meta_wide(e);
+	uint64_t again[META_WIDE_PARTS];
+	meta_wide_group(e, t, again);
+	assert_memory_equal(again, seen, sizeof(seen));
+	assert_int_equal(rill_group_commit_many(e, "g", t, after, META_WIDE_PARTS, NULL), 0);
+	meta_wide_group(e, t, seen);
+	assert_true(meta_wide_is(seen, after));
+	assert_int_equal(rill_engine_close(e), 0);
+	return hit;
+}
+
+static void test_group_commit_many_faults(void **state)
+{
+	(void)state;
+	meta_each_call(meta_commit_many_at, "group commit of every partition");
 }
 
 /* A group delete: gone, or still at 3 if it failed; made again by the next commit. */
@@ -384,6 +488,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_group_commit_faults, meta_setup,
+						meta_teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_many_faults, meta_setup,
 						meta_teardown),
 		cmocka_unit_test_setup_teardown(test_group_delete_faults, meta_setup,
 						meta_teardown),

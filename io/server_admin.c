@@ -316,6 +316,9 @@ static int admin_stat(struct rill_server *s, json_t **out, char *msg, size_t msg
 		(json_int_t)ss.cut_off, "bytes_in", (json_int_t)ss.bytes_in, "bytes_out",
 		(json_int_t)ss.bytes_out, "inflight_bytes", (json_int_t)ss.inflight_bytes,
 		"inflight_bytes_peak", (json_int_t)ss.inflight_bytes_peak);
+	if (server != NULL) /* the control thread's own, as this STAT is */
+		json_object_set_new(server, "group_commits",
+				    json_integer((json_int_t)s->group_commits));
 	*out = json_pack("{s:o, s:o, s:I}", "shards", shards, "server", server,
 			 "engine_backpressure", (json_int_t)rill_engine_backpressure(s->engine));
 	pthread_mutex_lock(&s->stat_lock);
@@ -428,6 +431,109 @@ static int admin_group_fail(char *msg, size_t msg_bytes, int rc, const char *gro
 	return admin_fail(msg, msg_bytes, rc, "group '%s': %s", group, why);
 }
 
+/* "offsets" key @key as a partition of a topic of @parts: its decimal digits, no sign and
+ * no leading zero (so that "01" and "1" cannot both name partition 1). */
+_Static_assert(RILL_ENGINE_PARTITIONS_MAX <= 10000, "a partition's key: 4 digits at most");
+static bool admin_partition_key(const char *key, uint32_t parts, uint32_t *out)
+{
+	size_t n = strlen(key);
+	if (n == 0 || n > 4 || (key[0] == '0' && n > 1))
+		return false;
+	uint32_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (key[i] < '0' || key[i] > '9')
+			return false;
+		v = v * 10 + (uint32_t)(key[i] - '0');
+	}
+	*out = v;
+	return v < parts;
+}
+
+/*
+ * GROUP_COMMIT's positions, in one of two forms, exactly one: "partition" and "offset"
+ * (one partition), or "offsets": {"PARTITION": OFFSET, ...} (1 to @parts partitions, each
+ * once: the request is read with JSON_REJECT_DUPLICATES). Into @pos (room for @parts),
+ * their number into @count; or -EINVAL saying what is wrong.
+ */
+static int admin_group_positions(json_t *in, uint32_t parts, struct rill_group_position *pos,
+				 uint32_t *count, char *msg, size_t msg_bytes)
+{
+	json_t *many = json_object_get(in, "offsets");
+	bool one =
+		json_object_get(in, "partition") != NULL || json_object_get(in, "offset") != NULL;
+	if (many != NULL && one)
+		return admin_fail(
+			msg, msg_bytes, -EINVAL,
+			"\"offsets\", or \"partition\" and \"offset\": one form, not both");
+	if (many == NULL) {
+		uint64_t p = UINT64_MAX, offset = UINT64_MAX;
+		int rc = admin_uint(in, "partition", UINT64_MAX, parts - 1, &p, msg, msg_bytes);
+		if (rc == 0)
+			rc = admin_uint(in, "offset", UINT64_MAX, INT64_MAX, &offset, msg,
+					msg_bytes);
+		if (rc == 0 && (p == UINT64_MAX || offset == UINT64_MAX))
+			rc = admin_fail(msg, msg_bytes, -EINVAL,
+					"\"partition\" and \"offset\" needed (or \"offsets\")");
+		pos[0] = (struct rill_group_position){(uint32_t)p, offset};
+		*count = 1;
+		return rc;
+	}
+	if (!json_is_object(many) || json_object_size(many) == 0 || json_object_size(many) > parts)
+		return admin_fail(msg, msg_bytes, -EINVAL,
+				  "\"offsets\": expected an object of 1 to %u \"PARTITION\": "
+				  "OFFSET (the topic's partitions, each once)",
+				  parts);
+	const char *key;
+	json_t *v;
+	uint32_t n = 0;
+	json_object_foreach(many, key, v)
+	{
+		uint32_t p;
+		if (!admin_partition_key(key, parts, &p))
+			return admin_fail(msg, msg_bytes, -EINVAL,
+					  "\"offsets\": \"%.16s\": not a partition (0 to %u, in "
+					  "decimal)",
+					  key, parts - 1);
+		if (!json_is_integer(v) || json_integer_value(v) < 0)
+			return admin_fail(msg, msg_bytes, -EINVAL,
+					  "\"offsets\": \"%s\": expected an integer from 0 to %lld",
+					  key, (long long)INT64_MAX);
+		pos[n++] = (struct rill_group_position){p, (uint64_t)json_integer_value(v)};
+	}
+	*count = n;
+	return 0;
+}
+
+/* GROUP_COMMIT: every position given, in one write of the group's file. */
+static int admin_group_commit(struct rill_server *s, const char *group, struct rill_topic *t,
+			      json_t *in, json_t **out, char *msg, size_t msg_bytes)
+{
+	uint32_t parts = rill_topic_partitions(t), count = 0;
+	struct rill_group_position *pos = calloc(parts, sizeof(*pos)); /* 16 KiB at most */
+	if (pos == NULL)
+		return admin_fail(msg, msg_bytes, -ENOMEM, "out of memory");
+	int rc = admin_group_positions(in, parts, pos, &count, msg, msg_bytes);
+	if (rc < 0) {
+		free(pos);
+		return rc;
+	}
+	struct rill_error_text err = {{0}};
+	rc = rill_group_commit_many(s->engine, group, t, pos, count, &err);
+	free(pos);
+	if (rc == 0) {
+		*out = json_object();
+		return 0;
+	}
+	if (rc == RILL_E_GROUPS_FULL)
+		return admin_fail(msg, msg_bytes, rc,
+				  "group '%s': a new group, and the engine holds %u "
+				  "consumer groups ([engine] groups_max): commit to an "
+				  "existing group, delete one (GROUP_DELETE), or raise "
+				  "groups_max",
+				  group, rill_group_count(s->engine));
+	return admin_group_fail(msg, msg_bytes, rc, group, &err);
+}
+
 static int admin_group(struct rill_server *s, uint16_t op, json_t *in, json_t **out, char *msg,
 		       size_t msg_bytes)
 {
@@ -436,32 +542,9 @@ static int admin_group(struct rill_server *s, uint16_t op, json_t *in, json_t **
 	struct rill_topic *t = rc == 0 ? admin_topic(s, in, "topic", msg, msg_bytes) : NULL;
 	if (t == NULL)
 		return rc < 0 ? rc : -ENOENT;
+	if (op == RILL_WIRE_ADMIN_GROUP_COMMIT)
+		return admin_group_commit(s, group, t, in, out, msg, msg_bytes);
 	uint32_t parts = rill_topic_partitions(t);
-	if (op == RILL_WIRE_ADMIN_GROUP_COMMIT) {
-		uint64_t p = UINT64_MAX, offset = UINT64_MAX;
-		rc = admin_uint(in, "partition", UINT64_MAX, parts - 1, &p, msg, msg_bytes);
-		if (rc == 0)
-			rc = admin_uint(in, "offset", UINT64_MAX, INT64_MAX, &offset, msg,
-					msg_bytes);
-		if (rc == 0 && (p == UINT64_MAX || offset == UINT64_MAX))
-			rc = admin_fail(msg, msg_bytes, -EINVAL,
-					"\"partition\" and \"offset\" needed");
-		if (rc < 0)
-			return rc;
-		struct rill_error_text err = {{0}};
-		rc = rill_group_commit(s->engine, group, t, (uint32_t)p, offset, &err);
-		if (rc == RILL_E_GROUPS_FULL)
-			return admin_fail(msg, msg_bytes, rc,
-					  "group '%s': a new group, and the engine holds %u "
-					  "consumer groups ([engine] groups_max): commit to an "
-					  "existing group, delete one (GROUP_DELETE), or raise "
-					  "groups_max",
-					  group, rill_group_count(s->engine));
-		if (rc < 0)
-			return admin_group_fail(msg, msg_bytes, rc, group, &err);
-		*out = json_object();
-		return 0;
-	}
 	json_t *offsets = json_array();
 	for (uint32_t p = 0; offsets != NULL && p < parts; p++) {
 		uint64_t offset;
@@ -529,6 +612,9 @@ static int admin_op(struct rill_server *s, uint16_t op, json_t *in, json_t **out
 int srv_admin(struct rill_server *s, uint16_t op, const char *json, uint32_t json_bytes,
 	      char **answer, char *msg, size_t msg_bytes)
 {
+	/* Every GROUP_COMMIT, taken or not (STAT's group_commits): the control thread's alone
+	 * (admin requests run there one at a time), and STAT reads it there too. */
+	s->group_commits += op == RILL_WIRE_ADMIN_GROUP_COMMIT;
 	json_error_t jerr;
 	json_t *in = json_loadb(json, json_bytes, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!json_is_object(in)) {

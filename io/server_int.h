@@ -257,8 +257,9 @@ struct rill_server {
 	pthread_mutex_t ctl_lock;
 	pthread_cond_t ctl_cond;
 	struct srv_job *ctl_head, *ctl_tail;
-	uint64_t ctl_stop; /* atomic: 1 once stopping */
-	bool ctl_gone;     /* stopped: subscriptions close on the stopping thread */
+	uint64_t ctl_stop;      /* atomic: 1 once stopping */
+	bool ctl_gone;          /* stopped: subscriptions close on the stopping thread */
+	uint64_t group_commits; /* GROUP_COMMIT requests (STAT): the control thread's alone */
 };
 
 /* server.c */

@@ -47,6 +47,9 @@
  *      build sees). The stop returns, the client gets answers or a connection error, the
  *      engine closes, and reopened it holds every event sent, each one the client was
  *      told is durable at its offset.
+ *   7. GROUP_COMMIT of many partitions in one request ("offsets"), counted by STAT's
+ *      group_commits; every malformed form refused with a message naming it and no
+ *      position moved; the one-partition form unchanged.
  *
  * Nothing asserts on timing: every wait is bounded (10 s, 30 s for a stop) and fails with
  * a message saying what did not happen.
@@ -1402,6 +1405,133 @@ static void test_second_server_refused(void **state)
 	ctl_ping(c, "the first server, after the second was refused");
 }
 
+/* ---- 7. GROUP_COMMIT of many partitions ------------------------------------------------ */
+
+#define CTL_GRP       "grp" /* test 7: 4 partitions */
+#define CTL_GRP_PARTS 4u
+
+/* STAT's group_commits: the GROUP_COMMIT requests the server took. */
+static int64_t ctl_group_commits(struct rill_client *c)
+{
+	json_t *j = client_admin_json(c, RILL_ADMIN_STAT, "{}", "STAT");
+	json_t *v = json_object_get(json_object_get(j, "server"), "group_commits");
+	if (!json_is_integer(v))
+		fail_msg("STAT: no server.group_commits");
+	int64_t n = json_integer_value(v);
+	json_decref(j);
+	return n;
+}
+
+/* Group "g"'s positions in topic CTL_GRP, through the engine (UINT64_MAX: none). */
+static void ctl_group_read(struct rill_topic *t, uint64_t *out)
+{
+	for (uint32_t p = 0; p < CTL_GRP_PARTS; p++) {
+		int rc = rill_group_offset(env.engine, "g", t, p, &out[p], NULL);
+		if (rc == -ENOENT)
+			out[p] = UINT64_MAX;
+		else if (rc != 0)
+			fail_msg("group g partition %u: %s", p, rill_strerror(rc));
+	}
+}
+
+/*
+ * 7. GROUP_COMMIT takes "offsets": {"PARTITION": OFFSET, ...}, every position in one
+ * request and one write of the group's file (a consumer of 128 partitions sent 128
+ * requests a second, each writing the file on the control thread), and STAT counts the
+ * requests (server.group_commits). Malformed forms (both forms, neither, not an object,
+ * empty, a key that is no partition or not in canonical decimal, an offset that is no
+ * integer from 0, a partition twice) and a position past its partition's durable offset
+ * are refused with a message naming what, and change no position; the one-partition form
+ * still works.
+ */
+static void test_group_commit_offsets(void **state)
+{
+	(void)state;
+	struct rill_topic_config tc = {
+		.name = CTL_GRP, .partitions = CTL_GRP_PARTS, .durability = RILL_DURABILITY_GROUP};
+	struct rill_error_text terr = {{0}};
+	struct rill_topic *t = NULL;
+	if (rill_topic_create(env.engine, &tc, &t, &terr) != 0)
+		fail_msg("topic %s: %s", CTL_GRP, terr.message);
+	struct rill_client *c = ctl_connect("group commits");
+	uint64_t end[CTL_GRP_PARTS] = {0};
+	for (uint32_t i = 0; i < 32; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "k-grp-%u", i);
+		struct rill_client_ack ack;
+		ctl_produce(c, CTL_GRP, key, i, RILL_ACKS_DURABLE, &ack, "group commits");
+		assert_true(ack.partition < CTL_GRP_PARTS);
+		end[ack.partition] = ack.offset + 1;
+	}
+	for (uint32_t p = 0; p < CTL_GRP_PARTS; p++)
+		assert_true(end[p] > 1); /* every partition has two positions to move between */
+	assert_int_equal(ctl_group_commits(c), 0);
+
+	char json[512];
+	snprintf(json, sizeof(json),
+		 "{\"group\":\"g\",\"topic\":\"" CTL_GRP "\",\"offsets\":{\"3\":%llu,\"0\":%llu,"
+		 "\"1\":%llu,\"2\":%llu}}",
+		 (unsigned long long)end[3], (unsigned long long)end[0], (unsigned long long)end[1],
+		 (unsigned long long)end[2]);
+	json_decref(client_admin_json(c, RILL_ADMIN_GROUP_COMMIT, json, "GROUP_COMMIT offsets"));
+	assert_int_equal(ctl_group_commits(c), 1);
+	uint64_t seen[CTL_GRP_PARTS];
+	ctl_group_read(t, seen);
+	assert_memory_equal(seen, end, sizeof(end));
+	json_t *fetched = client_admin_json(c, RILL_ADMIN_GROUP_FETCH,
+					    "{\"group\":\"g\",\"topic\":\"" CTL_GRP "\"}", "FETCH");
+	assert_int_equal(json_array_size(json_object_get(fetched, "offsets")), CTL_GRP_PARTS);
+	json_decref(fetched);
+
+	static const struct {
+		const char *body; /* after {"group":"g","topic":"grp", */
+		int code;
+		const char *says;
+	} bad[] = {
+		{"\"offsets\":{\"0\":1},\"partition\":0}", -EINVAL, "one form, not both"},
+		{"\"offsets\":{\"0\":1},\"offset\":1}", -EINVAL, "one form, not both"},
+		{"\"partition\":0}", -EINVAL, "\"partition\" and \"offset\" needed"},
+		{"\"x\":1}", -EINVAL, "\"partition\" and \"offset\" needed (or \"offsets\")"},
+		{"\"offsets\":[[0,1]]}", -EINVAL, "\"offsets\": expected an object of 1 to 4"},
+		{"\"offsets\":{}}", -EINVAL, "\"offsets\": expected an object of 1 to 4"},
+		{"\"offsets\":{\"0\":1,\"1\":1,\"2\":1,\"3\":1,\"4\":1}}", -EINVAL,
+		 "expected an object of 1 to 4"},
+		{"\"offsets\":{\"0\":1,\"4\":1}}", -EINVAL, "\"4\": not a partition (0 to 3"},
+		{"\"offsets\":{\"01\":1}}", -EINVAL, "\"01\": not a partition"},
+		{"\"offsets\":{\"-1\":1}}", -EINVAL, "\"-1\": not a partition"},
+		{"\"offsets\":{\"+1\":1}}", -EINVAL, "\"+1\": not a partition"},
+		{"\"offsets\":{\"\":1}}", -EINVAL, "\"\": not a partition"},
+		{"\"offsets\":{\"one\":1}}", -EINVAL, "\"one\": not a partition"},
+		{"\"offsets\":{\"0\":1,\"1\":-1}}", -EINVAL, "\"1\": expected an integer from 0"},
+		{"\"offsets\":{\"0\":\"1\"}}", -EINVAL, "\"0\": expected an integer from 0"},
+		{"\"offsets\":{\"0\":1.5}}", -EINVAL, "\"0\": expected an integer from 0"},
+		{"\"offsets\":{\"0\":null}}", -EINVAL, "\"0\": expected an integer from 0"},
+		{"\"offsets\":{\"1\":1,\"1\":0}}", RILL_E_JSON_INVALID, "duplicate"},
+		{"\"offsets\":{\"0\":1,\"2\":99999}}", -ERANGE, "partition 2's durable offset"},
+	};
+	int64_t commits = 1;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(json, sizeof(json), "{\"group\":\"g\",\"topic\":\"" CTL_GRP "\",%s",
+			 bad[i].body);
+		ctl_expect_admin_error(c, RILL_ADMIN_GROUP_COMMIT, json, bad[i].code, bad[i].says);
+		ctl_group_read(t, seen);
+		if (memcmp(seen, end, sizeof(end)) != 0)
+			fail_msg("GROUP_COMMIT %s refused, yet the group moved", json);
+		commits++;
+	}
+	assert_int_equal(ctl_group_commits(c), commits);
+
+	/* The one-partition form, as before: only partition 2 moves. */
+	json_decref(client_admin_json(c, RILL_ADMIN_GROUP_COMMIT,
+				      "{\"group\":\"g\",\"topic\":\"" CTL_GRP
+				      "\",\"partition\":2,\"offset\":1}",
+				      "GROUP_COMMIT partition"));
+	end[2] = 1;
+	ctl_group_read(t, seen);
+	assert_memory_equal(seen, end, sizeof(end));
+	assert_int_equal(ctl_group_commits(c), commits + 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1430,6 +1560,7 @@ int main(void)
 						ctl_teardown),
 		cmocka_unit_test_setup_teardown(test_second_server_refused, ctl_setup,
 						ctl_teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_offsets, ctl_setup, ctl_teardown),
 	};
 	return cmocka_run_group_tests_name("server_ctl", tests, NULL, NULL);
 }

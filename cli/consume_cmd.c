@@ -5,9 +5,12 @@
  * SIGINT and SIGTERM included) over a second connection, since a subscribed connection
  * only reads events. Main thread; blocking.
  *
+ * A commit pass is one GROUP_COMMIT for every partition printed from ("offsets"), one
+ * write of the group's file on the server, whose control thread queries share.
+ *
  * The feed is not read while a commit waits for the server. A server whose host vanished
  * answers nothing, and each call waits out its deadline; so a commit pass stops at the
- * first failure of the connection (the partitions after it stay to commit), waits the
+ * first failure of the connection (what it did not commit stays to commit), waits the
  * keepalive's verdict before the next pass, and the commit at exit after a signal or a
  * lost feed is one short try: consume ends about when the keepalive promises it.
  */
@@ -295,38 +298,107 @@ static bool out_flush(struct consumer *c)
 	return true;
 }
 
-/* GROUP_COMMIT of partition @p's written offset over @admin. 0, or the error (@err). */
-static int commit_one(struct consumer *c, struct rill_client *admin, uint32_t p,
-		      struct rill_client_error *err)
+/*
+ * A GROUP_COMMIT of every partition in one request: its body holds the group, the topic
+ * and "offsets", a key of at most 4 digits and an offset of at most 19 for each (with
+ * quotes, colon and comma, 29 bytes), well within the smallest frame a server may have.
+ */
+#define CONSUME_COMMIT_BODY_BYTES_MAX                                                              \
+	(RILL_CLIENT_PARTITIONS_MAX * 29u + 2u * RILL_ENGINE_NAME_BYTES_MAX + 64u)
+_Static_assert(CONSUME_COMMIT_BODY_BYTES_MAX + 8u <= RILL_WIRE_FRAME_BYTES_MIN,
+	       "a commit of every partition fits the smallest frame");
+
+/* {"PARTITION": OFFSET, ...} of every dirty partition's written offset, or NULL (out of
+ * memory). */
+static json_t *commit_offsets(const struct consumer *c)
 {
-	json_t *body =
-		json_pack("{s:s, s:s, s:I, s:I}", "group", c->group, "topic", c->topic, "partition",
-			  (json_int_t)p, "offset", (json_int_t)c->parts[p].written);
+	json_t *offsets = json_object();
+	for (uint32_t p = 0; offsets != NULL && p < RILL_CLIENT_PARTITIONS_MAX; p++) {
+		char key[8];
+		snprintf(key, sizeof(key), "%u", p);
+		if (c->parts[p].dirty &&
+		    json_object_set_new(offsets, key,
+					json_integer((json_int_t)c->parts[p].written)) != 0) {
+			json_decref(offsets);
+			offsets = NULL;
+		}
+	}
+	return offsets;
+}
+
+/*
+ * GROUP_COMMIT over @admin of partition @p's written offset ("partition" and "offset",
+ * which every server takes), or with @p UINT32_MAX of every dirty partition's in one
+ * request ("offsets": all of them or none). Those committed are no longer dirty. 0, or
+ * the error (@err).
+ */
+static int commit_send(struct consumer *c, struct rill_client *admin, uint32_t p,
+		       struct rill_client_error *err)
+{
+	json_t *body = p != UINT32_MAX ? json_pack("{s:s, s:s, s:I, s:I}", "group", c->group,
+						   "topic", c->topic, "partition", (json_int_t)p,
+						   "offset", (json_int_t)c->parts[p].written)
+				       : json_pack("{s:s, s:s, s:o}", "group", c->group, "topic",
+						   c->topic, "offsets", commit_offsets(c));
 	char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	int rc = text != NULL
 			 ? rill_client_admin(admin, RILL_WIRE_ADMIN_GROUP_COMMIT, text, NULL, err)
 			 : -ENOMEM;
 	free(text);
-	if (rc == 0)
-		c->parts[p].dirty = false;
+	for (uint32_t q = 0; rc == 0 && q < RILL_CLIENT_PARTITIONS_MAX; q++) {
+		if (p == UINT32_MAX || q == p)
+			c->parts[q].dirty = false;
+	}
 	return rc;
 }
 
+/* The dirty partitions as "0-3, 5" into @out, cut short with "..." past @bytes: what a
+ * failed commit of them all names. */
+static void commit_what(const struct consumer *c, char *out, size_t bytes)
+{
+	size_t n = 0;
+	uint32_t first = UINT32_MAX;
+	out[0] = '\0';
+	for (uint32_t p = 0; p <= RILL_CLIENT_PARTITIONS_MAX && n < bytes; p++) {
+		bool dirty = p < RILL_CLIENT_PARTITIONS_MAX && c->parts[p].dirty;
+		if (dirty && first == UINT32_MAX)
+			first = p;
+		if (dirty || first == UINT32_MAX)
+			continue;
+		const char *sep = n == 0 ? "" : ", ";
+		int k = first == p - 1 ? snprintf(out + n, bytes - n, "%s%u", sep, first)
+				       : snprintf(out + n, bytes - n, "%s%u-%u", sep, first, p - 1);
+		n += (size_t)k;
+		first = UINT32_MAX;
+	}
+	if (n >= bytes && bytes > 4)
+		memcpy(out + bytes - 4, "...", 4);
+}
+
 /*
- * Partition @p's commit failed with @rc: say so, naming the group and the partition.
- * Returns whether the pass must stop: the connection was @lost, when each commit after
- * it would wait out a deadline of its own (the next pass comes after the keepalive's
- * verdict: if the server's host is gone, the feed says so first); or the server refused
- * what no later commit gets past (a bad name, groups_max), which ends the run. A refusal
- * of this one offset (-ERANGE, say) leaves it to commit.
+ * The commit of partition @p failed with @rc, or with @p UINT32_MAX that of all @left
+ * dirty partitions in one request: say so, naming the group and the partitions. Returns
+ * whether the pass must stop: the connection was @lost, when each commit after it would
+ * wait out a deadline of its own (the next pass comes after the keepalive's verdict: if
+ * the server's host is gone, the feed says so first); or the server refused what no later
+ * commit gets past (a bad name, groups_max), which ends the run. A refusal of this one
+ * offset (-ERANGE, say) leaves it to commit.
  */
 static bool commit_failed(struct consumer *c, bool lost, uint32_t p, int rc,
 			  const struct rill_client_error *err, bool final, uint32_t left)
 {
-	char what[RILL_ENGINE_NAME_BYTES_MAX + 128];
-	snprintf(what, sizeof(what), "group '%s' partition %u: %s of offset %" PRIu64 " failed",
-		 c->group, p, final ? "the final commit" : "the commit", c->parts[p].written);
+	char parts[160], what[RILL_ENGINE_NAME_BYTES_MAX + 256];
+	const char *how = final ? "the final commit" : "the commit";
+	if (p != UINT32_MAX) {
+		snprintf(what, sizeof(what),
+			 "group '%s' partition %u: %s of offset %" PRIu64 " failed", c->group, p,
+			 how, c->parts[p].written);
+	} else {
+		commit_what(c, parts, sizeof(parts));
+		snprintf(what, sizeof(what), "group '%s' partitions %s: %s of %u offsets failed",
+			 c->group, parts, how, left);
+	}
 	consume_fail(c, what, rc, err);
 	c->status = 1;
 	if (lost) {
@@ -353,52 +425,105 @@ static bool commit_failed(struct consumer *c, bool lost, uint32_t p, int rc,
 	return false;
 }
 
-/*
- * One commit pass over the partitions written out past the group's commit: on @final
- * (the final commit's own connection, with its deadline at @deadline_ns) or on the admin
- * connection, readied first (a revival at most: once it answers, it counts as used). It
- * stops where commit_failed says, on a signal unless final (the final commit takes them
- * over), and past @deadline_ns when final.
- */
-static void commit_pass(struct consumer *c, struct rill_client *final, uint64_t deadline_ns)
+/* The final commit's time ran out with @left partitions to commit: said, status 1. */
+static void commit_out_of_time(struct consumer *c, uint32_t left)
 {
-	uint32_t left = 0;
-	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++)
-		left += c->parts[p].dirty;
+	fprintf(stderr,
+		"rill: consume: group '%s': the final commit ran out of its %llu s: %u partition%s "
+		"left uncommitted\n",
+		c->group, (unsigned long long)(CONSUME_FINAL_COMMIT_NS / 1000000000u), left,
+		left == 1 ? "" : "s");
+	c->status = 1;
+}
+
+/*
+ * GROUP_COMMIT of partition @p alone (UINT32_MAX: every dirty one at once) on @final (the
+ * final commit's own connection) or on the admin connection, readied first (a revival at
+ * most: once it answers, it counts as used). 0, or the error (@err), with @lost set when
+ * the connection, not the server, failed it.
+ */
+static int commit_try(struct consumer *c, struct rill_client *final, uint32_t p, bool *lost,
+		      struct rill_client_error *err)
+{
+	struct rill_client *admin = final;
+	int rc = admin == NULL ? admin_ready(c, err) : 0;
+	*lost = rc != 0; /* no answer to a ping, and no new connection */
+	if (rc != 0)
+		return rc;
+	if (admin == NULL)
+		admin = c->admin;
+	rc = commit_send(c, admin, p, err);
+	/* Its deadline passed, or it is closed (rill_client_fd): not the server's refusal,
+	 * which leaves it open. */
+	*lost = rc == -ETIMEDOUT || rill_client_fd(admin) < 0;
+	if (!*lost && final == NULL) /* answered: not idle, no ping before the next */
+		c->admin_used_ns = rill_clock_now_ns();
+	return rc;
+}
+
+/*
+ * Partition by partition, after the server refused them all at once (see commit_pass), on
+ * @final or the admin connection as commit_try. Stops where commit_failed says, on a
+ * signal unless final (the final commit takes them over), and past @deadline_ns when
+ * final.
+ */
+static void commit_each(struct consumer *c, struct rill_client *final, uint64_t deadline_ns,
+			uint32_t left)
+{
 	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX && left > 0; p++) {
 		if (!c->parts[p].dirty)
 			continue;
 		if (final == NULL && consume_stop)
 			return;
 		if (final != NULL && rill_clock_now_ns() >= deadline_ns) {
-			fprintf(stderr,
-				"rill: consume: group '%s': the final commit ran out of its %llu "
-				"s: %u partition%s left uncommitted\n",
-				c->group,
-				(unsigned long long)(CONSUME_FINAL_COMMIT_NS / 1000000000u), left,
-				left == 1 ? "" : "s");
-			c->status = 1;
+			commit_out_of_time(c, left);
 			return;
 		}
 		struct rill_client_error err = {{0}};
-		struct rill_client *admin = final;
-		int rc = admin == NULL ? admin_ready(c, &err) : 0;
-		bool lost = rc != 0; /* no answer to a ping, and no new connection */
-		if (admin == NULL)
-			admin = c->admin;
-		if (rc == 0) {
-			rc = commit_one(c, admin, p, &err);
-			/* Its deadline passed, or it is closed (rill_client_fd): not the server's
-			 * refusal, which leaves it open. */
-			lost = rc == -ETIMEDOUT || rill_client_fd(admin) < 0;
-			if (!lost &&
-			    final == NULL) /* answered: not idle, no ping before the next */
-				c->admin_used_ns = rill_clock_now_ns();
-		}
+		bool lost;
+		int rc = commit_try(c, final, p, &lost, &err);
 		if (rc != 0 && commit_failed(c, lost, p, rc, &err, final != NULL, left))
 			return;
 		left--;
 	}
+}
+
+/*
+ * One commit pass over the partitions written out past the group's commit, on @final (the
+ * final commit's own connection, with its deadline at @deadline_ns) or on the admin
+ * connection. They all go in one request: one write of the group's file on the server,
+ * where a request each held the server's control thread, which queries share, for a
+ * write and two syncs per partition (80 ms a pass over 128 partitions). A connection lost
+ * ends the pass (commit_failed). The server's refusal, of all of them, is tried again
+ * partition by partition (commit_each), once: a refusal of one offset (-ERANGE) must not
+ * hold back the others, a refusal for good (a bad name, groups_max) is then said as for
+ * one partition, and a server that takes no "offsets" still gets every commit. No pass on
+ * a signal unless final (the final commit takes them over), nor past @deadline_ns when
+ * final.
+ */
+static void commit_pass(struct consumer *c, struct rill_client *final, uint64_t deadline_ns)
+{
+	uint32_t left = 0, last = 0;
+	for (uint32_t p = 0; p < RILL_CLIENT_PARTITIONS_MAX; p++) {
+		left += c->parts[p].dirty;
+		last = c->parts[p].dirty ? p : last;
+	}
+	if (left == 0 || (final == NULL && consume_stop))
+		return;
+	if (final != NULL && rill_clock_now_ns() >= deadline_ns) {
+		commit_out_of_time(c, left);
+		return;
+	}
+	struct rill_client_error err = {{0}};
+	bool lost;
+	uint32_t p = left == 1 ? last : UINT32_MAX;
+	int rc = commit_try(c, final, p, &lost, &err);
+	if (rc == 0)
+		return;
+	if (lost || left == 1)
+		(void)commit_failed(c, lost, p, rc, &err, final != NULL, left);
+	else
+		commit_each(c, final, deadline_ns, left);
 }
 
 /* Flush stdout and commit what it took (every second, and at an ordinary end). */

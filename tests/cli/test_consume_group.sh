@@ -8,7 +8,9 @@
 # with status 1 and a message, having committed no more than it wrote out, and produce the
 # same (both were killed by SIGPIPE, status 141). Last, on a server holding at most one
 # group, a new group ends consume with status 1 at its first commit, having printed what
-# it read (it used to follow the topic for good, saying so every second).
+# it read (it used to follow the topic for good, saying so every second), over 4
+# partitions too. And a commit pass over 16 partitions is one GROUP_COMMIT request (STAT's
+# group_commits), not one a partition.
 # usage: test_consume_group.sh RILL_BINARY JSON_FAIL_SHIM
 . "$(dirname "$0")/../common/test_env.sh"
 . "$(dirname "$0")/../common/serve.sh"
@@ -100,6 +102,34 @@ st=("${PIPESTATUS[@]}")
 check "produce | head -n 1: status 1, saying that writing failed" \
 	'[ "${st[1]}" = 1 ] && grep -q "writing the acknowledgements out failed" "$tmp/produce.err"'
 
+# ---- One commit request a pass ---------------------------------------------------------
+
+# A commit pass sends every partition printed from in one GROUP_COMMIT: one request each
+# held the server's control thread, which queries share, for a write of the group's file
+# and two syncs (128 partitions: about 80 ms a pass). STAT counts the requests.
+group_commits() {
+	"$rill" stat $c | sed -n 's/.*"group_commits":\([0-9]*\).*/\1/p'
+}
+"$rill" topic create $c --name sixteen --partitions 16 >/dev/null && produce sixteen 0 319
+check "a topic of 16 partitions, 320 events" '[ $? -eq 0 ]'
+before=$(group_commits)
+start=$(serve_now_us)
+timeout 20 "$rill" consume $c --topic sixteen --group wide --until-end >"$tmp/wide.out" 2>"$tmp/wide.err"
+rc=$?
+took_s=$((($(serve_now_us) - start) / 1000000))
+commits=$(($(group_commits) - before))
+parts=$(grep -o '"partition":[0-9]*' "$tmp/wide.out" | sort -u | wc -l)
+echo "consume --group over 16 partitions: status $rc, $parts partitions, $commits GROUP_COMMITs in $took_s s; stderr: $(cat "$tmp/wide.err")"
+check "consume --group over 16 partitions: all 320 events, from every partition, status 0" \
+	'[ $rc -eq 0 ] && [ "$(wc -l <"$tmp/wide.out")" -eq 320 ] && [ "$parts" -eq 16 ]'
+# A pass a second and one at the end, each a single request (there were 16 at the end).
+check "and one GROUP_COMMIT a commit pass, not one a partition ($commits in $took_s s)" \
+	'[ -n "$before" ] && [ "$commits" -ge 1 ] && [ "$commits" -le $((took_s + 1)) ]'
+before=$(group_commits)
+out=$(timeout 20 "$rill" consume $c --topic sixteen --group wide --until-end)
+check "and it committed every partition: a second run prints nothing, and commits nothing" \
+	'[ $? -eq 0 ] && [ -z "$out" ] && [ "$(group_commits)" = "$before" ]'
+
 # ---- Past groups_max -------------------------------------------------------------------
 
 serve_stop
@@ -118,6 +148,17 @@ check "a new group past groups_max: status 1 at its first commit, the events rea
 	'[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/full.out")" -eq 5 ]'
 check "and the refusal is said once, naming groups_max and the group" \
 	'[ "$(grep -c "groups_max" "$tmp/full.err")" -eq 1 ] && grep -q "group .second." "$tmp/full.err"'
+# The same over 4 partitions: their one request refused, they are tried one at a time (so
+# that one offset refused holds back no other); the first refusal, for good, ends the run.
+"$rill" topic create $c --name four --partitions 4 >/dev/null && produce four 0 39
+check "a topic of 4 partitions, 40 events" '[ $? -eq 0 ]'
+timeout 20 "$rill" consume $c --topic four --group third >"$tmp/full4.out" 2>"$tmp/full4.err"
+rc=$?
+echo "consume --group third over 4 partitions: status $rc; stderr: $(cat "$tmp/full4.err")"
+check "a new group past groups_max over 4 partitions: status 1, the events read printed" \
+	'[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/full4.out")" -eq 40 ]'
+check "and the refusal is said once, naming groups_max, the group and a partition" \
+	'[ "$(grep -c "groups_max" "$tmp/full4.err")" -eq 1 ] && grep -q "group .third. partition [0-3]: " "$tmp/full4.err"'
 serve_stop
 check "the server stops with exit 0" '[ "$serve_rc" = 0 ]'
 exit $fail

@@ -586,6 +586,21 @@ const struct rill_topic_config *rill_topic_config_get(const struct rill_topic *t
 	return &((const struct engine_topic *)topic)->config;
 }
 
+int rill_topic_each(struct rill_engine *e, rill_topic_each_fn *fn, void *arg)
+{
+	RILL_ASSERT(fn != NULL);
+	/* R4: pairs with the release in engine_topic_open; the topics below it are complete,
+	 * and a published topic is never removed or changed. */
+	uint32_t n = (uint32_t)rill_atomic_load_acquire_u64((const uint64_t *)&e->topic_count_pub);
+	RILL_ASSERT(n <= RILL_ENGINE_TOPICS_MAX);
+	for (uint32_t i = 0; i < n; i++) {
+		int rc = fn(arg, (struct rill_topic *)e->topics[i]);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
 int rill_partition_info_get(struct rill_engine *e, struct rill_topic *topic, uint32_t partition,
 			    uint64_t timestamp_ns, struct rill_partition_info *out, uint64_t *at)
 {
@@ -911,7 +926,8 @@ static int engine_topic_open(struct rill_engine *e, const struct rill_topic_conf
 		engine_topic_undo(e, t, c->partitions);
 		return rc;
 	}
-	/* R4: pairs with the acquire in engine_topic_find; the topic is complete. */
+	/* R4: pairs with the acquires in engine_topic_find and rill_topic_each; the topic is
+	 * complete. */
 	rill_atomic_store_release_u64(&e->topic_count_pub, index + 1);
 	return 0;
 }
@@ -980,6 +996,20 @@ struct rill_topic *rill_projection_topic(struct rill_engine *e, const char *name
 {
 	struct engine_projection *ep = name != NULL ? engine_projection_find(e, name) : NULL;
 	return ep != NULL ? (struct rill_topic *)ep->topic : NULL;
+}
+
+int rill_projection_each(struct rill_engine *e, rill_projection_each_fn *fn, void *arg)
+{
+	RILL_ASSERT(fn != NULL);
+	/* R5: pairs with the release in engine_projection_build; as rill_topic_each. */
+	uint32_t n = (uint32_t)rill_atomic_load_acquire_u64(&e->projection_count_pub);
+	RILL_ASSERT(n <= RILL_ENGINE_PROJECTIONS_MAX);
+	for (uint32_t i = 0; i < n; i++) {
+		int rc = fn(arg, &e->projections[i]->def);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
 }
 
 static bool engine_projection_same(const struct rill_projection_def *a,
@@ -1090,7 +1120,8 @@ static int engine_projection_build(struct rill_engine *e, struct engine_projecti
 			return rc;
 		}
 	}
-	/* R5: pairs with the acquire in engine_projection_find; the projection is complete. */
+	/* R5: pairs with the acquires in engine_projection_find and rill_projection_each; the
+	 * projection is complete. */
 	rill_atomic_store_release_u64(&e->projection_count_pub, index + 1);
 	return 0;
 }

@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include "base/assert.h"
+#include "base/compiler.h"
 #include "io/server_int.h"
 #include "rill/schema.h"
 
@@ -578,6 +580,257 @@ static int admin_group_delete(struct rill_server *s, json_t *in, json_t **out, c
 	return 0;
 }
 
+/* ---- Listing and inspecting: TOPICS, PROJECTIONS, TOPIC_INFO's partitions ----------- */
+
+/*
+ * Keys of @in that @op does not take: -EINVAL naming the first, so that a misspelt cursor
+ * ("afer") is an error rather than the first page again. The ops that came before these
+ * ignore keys they do not know, and keep doing so (their clients may send more).
+ */
+static int admin_keys_known(json_t *in, const char *op, const char *const *keys, size_t count,
+			    char *msg, size_t msg_bytes)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(in, key, v)
+	{
+		bool known = false;
+		for (size_t k = 0; k < count && !known; k++)
+			known = strcmp(key, keys[k]) == 0;
+		if (!known)
+			return admin_fail(msg, msg_bytes, -EINVAL,
+					  "\"%.64s\": %s takes no such key", key, op);
+	}
+	return 0;
+}
+
+/*
+ * How much a listing answer can take is worked out from the limits, not measured: every
+ * name in it (topic, projection, type, field) is at most 128 bytes of [A-Za-z0-9_.-], which
+ * JSON writes as they are, and every integer at most 20 characters ("-9223372036854775808",
+ * json_int_t's widest). A topic's entry is then at most
+ *   sizeof(ADMIN_TOPIC_KEYS) - 1 (115) + 128 + 5 ("group") + 6 × 20 = 368 bytes,
+ * and 1,024 topics (RILL_ENGINE_TOPICS_MAX) 376,832 bytes: more than the least frame a
+ * server may be set to (64 KiB), so TOPICS answers a page. A projection's entry is at most
+ *   sizeof(ADMIN_PROJECTION_KEYS) - 1 (78) + 4 × 128 + 12 ("window_count") + 2 × 20 = 642
+ * bytes, and 256 projections (RILL_ENGINE_PROJECTIONS_MAX) 164,352: PROJECTIONS pages
+ * too. A page holds as many entries as the server's frame takes at the worst: with the
+ * default 1 MiB frame, every topic (2,849 would fit) and every projection (1,633) in one
+ * page; with 64 KiB, 177 and 102. ADMIN_LIST_WRAP is the longer answer's wrapping.
+ */
+#define ADMIN_INT_CHARS_MAX 20u
+#define ADMIN_TOPIC_KEYS                                                                           \
+	"{\"name\":\"\",\"partitions\":,\"durability\":\"\",\"batch_delay_us\":,"                  \
+	"\"retention_bytes\":,\"retention_age_s\":,\"segment_bytes\":},"
+#define ADMIN_TOPIC_ENTRY_BYTES_MAX                                                                \
+	(sizeof(ADMIN_TOPIC_KEYS) - 1 + RILL_ENGINE_NAME_BYTES_MAX + 5 + 6 * ADMIN_INT_CHARS_MAX)
+#define ADMIN_PROJECTION_KEYS                                                                      \
+	"{\"name\":\"\",\"topic\":\"\",\"type\":\"\",\"version\":,\"kind\":\"\",\"field\":\"\","   \
+	"\"window_ns\":},"
+#define ADMIN_PROJECTION_ENTRY_BYTES_MAX                                                           \
+	(sizeof(ADMIN_PROJECTION_KEYS) - 1 + 2 * RILL_ENGINE_NAME_BYTES_MAX +                      \
+	 2 * RILL_SCHEMA_NAME_BYTES_MAX + 12 + 2 * ADMIN_INT_CHARS_MAX)
+#define ADMIN_LIST_WRAP       "{\"projections\":[],\"more\":false}"
+#define ADMIN_LIST_WRAP_BYTES (sizeof(ADMIN_LIST_WRAP) - 1)
+_Static_assert(ADMIN_TOPIC_ENTRY_BYTES_MAX == 368 && ADMIN_PROJECTION_ENTRY_BYTES_MAX == 642,
+	       "the arithmetic above is the code's");
+_Static_assert(RILL_ENGINE_NAME_BYTES_MAX == 128 && RILL_SCHEMA_NAME_BYTES_MAX == 128,
+	       "names as the comment above counts them");
+_Static_assert((RILL_WIRE_FRAME_BYTES_MIN - RILL_WIRE_ADMIN_OK_BYTES_MIN - ADMIN_LIST_WRAP_BYTES) /
+			       ADMIN_PROJECTION_ENTRY_BYTES_MAX >=
+		       1,
+	       "a page holds an entry in the least frame");
+
+/* Entries of @entry_bytes_max that a listing answer of @s's takes (at least one). */
+static uint32_t admin_page_count(const struct rill_server *s, size_t entry_bytes_max)
+{
+	return (uint32_t)((s->config.frame_bytes_max - RILL_WIRE_ADMIN_OK_BYTES_MIN -
+			   ADMIN_LIST_WRAP_BYTES) /
+			  entry_bytes_max);
+}
+
+/* A walk's page: the entries after the one named @after (NULL: from the first). */
+struct admin_page {
+	const char *after;
+	bool started, more;
+	uint32_t count_max;
+	json_t *list;
+};
+
+/* Whether the walk has reached @name's successor; false while it skips up to @after. */
+static bool admin_page_take(struct admin_page *pg, const char *name)
+{
+	if (!pg->started) {
+		pg->started = strcmp(name, pg->after) == 0;
+		return false;
+	}
+	return true;
+}
+
+static int admin_topics_one(void *arg, struct rill_topic *t)
+{
+	struct admin_page *pg = arg;
+	if (!admin_page_take(pg, rill_topic_config_get(t)->name))
+		return 0;
+	if (json_array_size(pg->list) == pg->count_max) {
+		pg->more = true;
+		return 1; /* the page is full: the walk stops */
+	}
+	json_t *entry = admin_topic_json(t);
+	return entry != NULL && json_array_append_new(pg->list, entry) == 0 ? 0 : -ENOMEM;
+}
+
+static json_t *admin_projection_json(const struct rill_projection_def *d)
+{
+	if (d->type == NULL) /* custom: the engine has its name and topic only */
+		return json_pack("{s:s, s:s, s:n, s:n, s:s, s:n, s:n}", "name", d->name, "topic",
+				 d->topic, "type", "version", "kind", "custom", "field",
+				 "window_ns");
+	const char *kind = rill_projection_kind_name(d->kind);
+	return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s?, s:I}", "name", d->name, "topic", d->topic,
+			 "type", d->type, "version", (json_int_t)d->version, "kind",
+			 kind != NULL ? kind : "unknown", "field", d->field, "window_ns",
+			 (json_int_t)d->window_ns);
+}
+
+static int admin_projections_one(void *arg, const struct rill_projection_def *d)
+{
+	struct admin_page *pg = arg;
+	if (!admin_page_take(pg, d->name))
+		return 0;
+	if (json_array_size(pg->list) == pg->count_max) {
+		pg->more = true;
+		return 1;
+	}
+	json_t *entry = admin_projection_json(d);
+	return entry != NULL && json_array_append_new(pg->list, entry) == 0 ? 0 : -ENOMEM;
+}
+
+/*
+ * TOPICS and PROJECTIONS: {"after"?} → {"topics"|"projections":[...], "more"}; the entries
+ * in the engine's order (the order they were made: they are never removed), after the one
+ * named "after", as many as a frame takes. With "more", ask again after the last.
+ */
+static int admin_list(struct rill_server *s, uint16_t op, json_t *in, json_t **out, char *msg,
+		      size_t msg_bytes)
+{
+	bool topics = op == RILL_WIRE_ADMIN_TOPICS;
+	const char *what = topics ? "topics" : "projections";
+	static const char *const keys[] = {"after"};
+	struct admin_page pg = {.started = true};
+	int rc = admin_keys_known(in, topics ? "TOPICS" : "PROJECTIONS", keys,
+				  RILL_ARRAY_COUNT(keys), msg, msg_bytes);
+	if (rc == 0)
+		rc = admin_str(in, "after", true, &pg.after, msg, msg_bytes);
+	if (rc < 0)
+		return rc;
+	if (pg.after != NULL && (topics ? rill_topic_find(s->engine, pg.after) == NULL
+					: rill_projection_topic(s->engine, pg.after) == NULL))
+		return admin_fail(msg, msg_bytes, -ENOENT, "\"after\": no %s '%s'",
+				  topics ? "topic" : "projection", pg.after);
+	pg.started = pg.after == NULL;
+	pg.count_max = admin_page_count(s, topics ? ADMIN_TOPIC_ENTRY_BYTES_MAX
+						  : ADMIN_PROJECTION_ENTRY_BYTES_MAX);
+	RILL_ASSERT(pg.count_max >= 1);
+	pg.list = json_array();
+	if (pg.list == NULL)
+		return admin_fail(msg, msg_bytes, -ENOMEM, "out of memory");
+	rc = topics ? rill_topic_each(s->engine, admin_topics_one, &pg)
+		    : rill_projection_each(s->engine, admin_projections_one, &pg);
+	if (rc < 0) {
+		json_decref(pg.list);
+		return admin_fail(msg, msg_bytes, rc, "%s: %s", what, rill_strerror(rc));
+	}
+	*out = json_pack("{s:o, s:b}", what, pg.list, "more", pg.more);
+	return 0;
+}
+
+/*
+ * TOPIC_INFO's partitions ("partitions_from": P): each asks the partition's owner shard
+ * (rill_partition_info_get blocks on it), on the control thread that answers every
+ * connection's queries and subscriptions, so one answer asks at most ADMIN_PARTITIONS_PAGE
+ * of them (1,024 partitions: four requests). An entry is at most
+ *   sizeof(ADMIN_PARTITION_KEYS) - 1 (64) + 4 × 20 = 144 bytes,
+ * a page 36,864, and with the topic (368) and its keys well within the least frame, so a
+ * real server's page is always ADMIN_PARTITIONS_PAGE. It is still worked out from the
+ * frame, as TOPICS's is, so that a test can see pages turn with a few partitions and a
+ * smaller frame_bytes_max than a server takes, rather than the 257 a page needs (five
+ * shards' worth).
+ */
+#define ADMIN_PARTITIONS_PAGE 256u
+#define ADMIN_PARTITION_KEYS                                                                       \
+	"{\"partition\":,\"first_offset\":,\"next_offset\":,\"durable_offset\":},"
+#define ADMIN_PARTITION_ENTRY_BYTES_MAX (sizeof(ADMIN_PARTITION_KEYS) - 1 + 4 * ADMIN_INT_CHARS_MAX)
+#define ADMIN_PARTITIONS_WRAP           ",\"partitions_info\":[],\"partitions_more\":false"
+_Static_assert(ADMIN_PARTITION_ENTRY_BYTES_MAX == 144, "the arithmetic above is the code's");
+_Static_assert(RILL_WIRE_ADMIN_OK_BYTES_MIN + ADMIN_TOPIC_ENTRY_BYTES_MAX +
+			       sizeof(ADMIN_PARTITIONS_WRAP) - 1 +
+			       ADMIN_PARTITIONS_PAGE * ADMIN_PARTITION_ENTRY_BYTES_MAX <=
+		       RILL_WIRE_FRAME_BYTES_MIN,
+	       "a TOPIC_INFO page fits the least frame");
+
+static int admin_partitions_info(struct rill_server *s, struct rill_topic *t, uint32_t from,
+				 json_t *out, char *msg, size_t msg_bytes)
+{
+	uint32_t parts = rill_topic_partitions(t);
+	size_t fit = (s->config.frame_bytes_max - RILL_WIRE_ADMIN_OK_BYTES_MIN -
+		      ADMIN_TOPIC_ENTRY_BYTES_MAX - (sizeof(ADMIN_PARTITIONS_WRAP) - 1)) /
+		     ADMIN_PARTITION_ENTRY_BYTES_MAX;
+	uint32_t page = fit < ADMIN_PARTITIONS_PAGE ? (uint32_t)fit : ADMIN_PARTITIONS_PAGE;
+	RILL_ASSERT(page >= 1);
+	uint32_t end = parts - from > page ? from + page : parts;
+	json_t *list = json_array();
+	for (uint32_t p = from; list != NULL && p < end; p++) {
+		struct rill_partition_info info;
+		int rc = rill_partition_info_get(s->engine, t, p, UINT64_MAX, &info, NULL);
+		if (rc < 0) {
+			json_decref(list);
+			return admin_fail(msg, msg_bytes, rc, "topic '%s', partition %u: %s",
+					  rill_topic_config_get(t)->name, p, rill_strerror(rc));
+		}
+		json_t *e = json_pack("{s:I, s:I, s:I, s:I}", "partition", (json_int_t)p,
+				      "first_offset", (json_int_t)info.first_offset, "next_offset",
+				      (json_int_t)info.next_offset, "durable_offset",
+				      (json_int_t)info.durable_offset);
+		if (e == NULL || json_array_append_new(list, e) != 0) {
+			json_decref(list);
+			list = NULL;
+		}
+	}
+	if (list == NULL || json_object_set_new(out, "partitions_info", list) != 0 ||
+	    json_object_set_new(out, "partitions_more", json_boolean(end < parts)) != 0)
+		return admin_fail(msg, msg_bytes, -ENOMEM, "out of memory");
+	return 0;
+}
+
+/* TOPIC_INFO: {"name","partitions_from"?} → the topic (as TOPIC_CREATE answers), and with
+ * "partitions_from" a page of its partitions' offsets. */
+static int admin_topic_info(struct rill_server *s, json_t *in, json_t **out, char *msg,
+			    size_t msg_bytes)
+{
+	const char *name = NULL;
+	int rc = admin_str(in, "name", false, &name, msg, msg_bytes);
+	if (rc < 0)
+		return rc;
+	struct rill_topic *t = rill_topic_find(s->engine, name);
+	if (t == NULL)
+		return admin_fail(msg, msg_bytes, -ENOENT, "no topic '%s'", name);
+	uint64_t from = UINT64_MAX;
+	rc = admin_uint(in, "partitions_from", UINT64_MAX, rill_topic_partitions(t) - 1, &from, msg,
+			msg_bytes);
+	if (rc < 0)
+		return rc;
+	*out = admin_topic_json(t);
+	if (*out == NULL || from == UINT64_MAX)
+		return 0;
+	rc = admin_partitions_info(s, t, (uint32_t)from, *out, msg, msg_bytes);
+	if (rc < 0) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 static int admin_op(struct rill_server *s, uint16_t op, json_t *in, json_t **out, char *msg,
 		    size_t msg_bytes)
 {
@@ -592,18 +845,16 @@ static int admin_op(struct rill_server *s, uint16_t op, json_t *in, json_t **out
 		return admin_stat(s, out, msg, msg_bytes);
 	case RILL_WIRE_ADMIN_SCHEMAS:
 		return admin_schemas(s, in, out, msg, msg_bytes);
-	case RILL_WIRE_ADMIN_TOPIC_INFO: {
-		struct rill_topic *t = admin_topic(s, in, "name", msg, msg_bytes);
-		if (t == NULL)
-			return -ENOENT;
-		*out = admin_topic_json(t);
-		return 0;
-	}
+	case RILL_WIRE_ADMIN_TOPIC_INFO:
+		return admin_topic_info(s, in, out, msg, msg_bytes);
 	case RILL_WIRE_ADMIN_GROUP_COMMIT:
 	case RILL_WIRE_ADMIN_GROUP_FETCH:
 		return admin_group(s, op, in, out, msg, msg_bytes);
 	case RILL_WIRE_ADMIN_GROUP_DELETE:
 		return admin_group_delete(s, in, out, msg, msg_bytes);
+	case RILL_WIRE_ADMIN_TOPICS:
+	case RILL_WIRE_ADMIN_PROJECTIONS:
+		return admin_list(s, op, in, out, msg, msg_bytes);
 	default:
 		return admin_fail(msg, msg_bytes, -EINVAL, "unknown admin op %u", op);
 	}

@@ -143,10 +143,16 @@ enum rill_wire_from {
  *   SCHEMAS            {} → {"schemas":[{"type_id","definition":{...}}, ...]}: every
  *                      version of every type (one too large for a frame: {"type_id",
  *                      "type","version","too_large":true,"definition_bytes"})
- *   TOPIC_INFO         {"name"} → {"name","partitions","durability"}
+ *   TOPIC_INFO         {"name","partitions_from"?} → {"name","partitions","durability"};
+ *                      with "partitions_from": P, also "partitions_info":[{"partition",
+ *                      "first_offset","next_offset","durable_offset"}, ...] from P, a
+ *                      page, and "partitions_more"
  *   GROUP_COMMIT       {"group","topic","partition","offset"} → {}
  *   GROUP_FETCH        {"group","topic"} → {"offsets":[{"partition","offset"}, ...]}
  *   GROUP_DELETE       {"group"} → {}: the group and every position in it
+ *   TOPICS             {"after"?} → {"topics":[{as TOPIC_INFO}, ...],"more"}: a page
+ *   PROJECTIONS        {"after"?} → {"projections":[{"name","topic","type","version",
+ *                      "kind","field","window_ns"}, ...],"more"}: a page
  */
 enum rill_wire_admin_op {
 	RILL_WIRE_ADMIN_TOPIC_CREATE = 1,
@@ -158,7 +164,9 @@ enum rill_wire_admin_op {
 	RILL_WIRE_ADMIN_GROUP_COMMIT = 7,
 	RILL_WIRE_ADMIN_GROUP_FETCH = 8,
 	RILL_WIRE_ADMIN_GROUP_DELETE = 9,
-	RILL_WIRE_ADMIN_OP_LAST = 10,
+	RILL_WIRE_ADMIN_TOPICS = 10,
+	RILL_WIRE_ADMIN_PROJECTIONS = 11,
+	RILL_WIRE_ADMIN_OP_LAST = 12,
 };
 
 struct rill_wire_header {

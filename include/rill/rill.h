@@ -350,6 +350,17 @@ uint32_t rill_topic_partition(const struct rill_topic *topic, const void *key, s
 /* rill_topic_config_get - the topic's settings (name included: valid while it exists). */
 const struct rill_topic_config *rill_topic_config_get(const struct rill_topic *topic);
 
+typedef int rill_topic_each_fn(void *arg, struct rill_topic *topic);
+
+/*
+ * rill_topic_each - call @fn for every topic, in the order they were made (those found at
+ * open first, in the order they were loaded); a non-zero return stops the walk and is
+ * returned. Returns 0 otherwise. Topics are never removed, so an operator's listing can
+ * page through them by name. A topic made meanwhile may or may not be seen. Any thread;
+ * never blocks (as rill_topic_find).
+ */
+int rill_topic_each(struct rill_engine *engine, rill_topic_each_fn *fn, void *arg);
+
 /* Where a partition's log stands. */
 struct rill_partition_info {
 	uint64_t first_offset;   /* the first offset retention keeps */
@@ -418,6 +429,19 @@ const char *rill_projection_kind_name(enum rill_projection_kind kind);
  * Any thread; does not block. */
 struct rill_topic *rill_projection_topic(struct rill_engine *engine, const char *name);
 int rill_projection_kind_parse(const char *name, enum rill_projection_kind *out);
+
+/* @def: the projection as defined, a built-in one's version resolved (never 0); a custom
+ * projection has only its name and topic (type and field NULL, kind and version 0).
+ * Valid during the call. */
+typedef int rill_projection_each_fn(void *arg, const struct rill_projection_def *def);
+
+/*
+ * rill_projection_each - call @fn for every projection, built-in and custom, in the order
+ * they were defined (those found at open first); a non-zero return stops the walk and is
+ * returned. Returns 0 otherwise. Projections are never removed; one defined meanwhile may
+ * or may not be seen. Any thread; never blocks (as rill_projection_topic).
+ */
+int rill_projection_each(struct rill_engine *engine, rill_projection_each_fn *fn, void *arg);
 
 /*
  * Consumer groups: a group's committed position in each partition (the next offset to

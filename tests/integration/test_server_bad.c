@@ -10,7 +10,10 @@
  * (a fresh connection can HELLO and PING). The refusals that are not the peer's fault
  * (an unknown topic, an unregistered event type) must leave the connection usable; so must
  * a schema too large for a SCHEMAS answer at the small frame limit, refused at register or
- * listed as too_large when stored in process, so that SCHEMAS still answers. At the
+ * listed as too_large when stored in process, so that SCHEMAS still answers; so must the
+ * listing ops' malformed arguments (TOPICS, PROJECTIONS, TOPIC_INFO's partitions_from),
+ * whose pages are then walked at a frame limit of two entries (srv_admin on a server
+ * struct of the test's), checked against what was made and produced. At the
  * end the server stops, the engine closes, and every partition's log must hold exactly the
  * valid events sent: nothing malformed reached it.
  *
@@ -1950,6 +1953,330 @@ static void test_schema_larger_than_a_frame(void **state)
 	free(huge);
 }
 
+/* ---- Listing and inspecting: TOPICS, PROJECTIONS, TOPIC_INFO's partitions ------------- */
+
+/* ADMIN @op with @json must fail with @code, its message holding @needle, and leave the
+ * connection usable (the failures are not the fatal kind). */
+static void admin_expect_error(struct rill_client *c, uint16_t op, const char *json, int code,
+			       const char *needle)
+{
+	char *answer = NULL;
+	struct rill_client_error err = {{0}};
+	int rc = rill_client_admin(c, op, json, &answer, &err);
+	free(answer);
+	if (rc != code || strstr(err.message, needle) == NULL)
+		fail_msg("ADMIN %u %s: %d (%s) \"%s\"; expected %d (%s) naming %s", op, json, rc,
+			 rill_strerror(rc), err.message, code, rill_strerror(code), needle);
+	assert_int_equal(rill_client_ping(c, &err), 0);
+}
+
+static struct rill_client *list_connect(void)
+{
+	char address[32];
+	snprintf(address, sizeof(address), "127.0.0.1:%u", env.port);
+	struct rill_client *c = NULL;
+	struct rill_client_error err = {{0}};
+	if (rill_client_connect(&c, address, NULL, &err) != 0)
+		fail_msg("connect %s: %s", address, err.message);
+	return c;
+}
+
+/*
+ * The listing ops' malformed arguments: each refused, not fatal, its message naming the
+ * key or the name at fault. The new ops refuse keys they do not take (a misspelt cursor
+ * would otherwise list the first page again); TOPIC_INFO's partitions_from is range-checked
+ * against the topic's partitions.
+ */
+static void test_admin_list_malformed(void **state)
+{
+	(void)state;
+	struct rill_client *c = list_connect();
+	admin_expect_error(c, RILL_ADMIN_TOPICS, "{\"afer\":\"orders\"}", -EINVAL, "\"afer\"");
+	admin_expect_error(c, RILL_ADMIN_TOPICS, "{\"after\":5}", -EINVAL, "\"after\"");
+	admin_expect_error(c, RILL_ADMIN_TOPICS, "{\"after\":\"\"}", -EINVAL, "\"after\"");
+	admin_expect_error(c, RILL_ADMIN_TOPICS, "{\"after\":\"nosuch\"}", -ENOENT, "nosuch");
+	admin_expect_error(c, RILL_ADMIN_TOPICS, "[]", RILL_E_JSON_INVALID, "not a JSON object");
+	admin_expect_error(c, RILL_ADMIN_PROJECTIONS, "{\"topic\":\"orders\"}", -EINVAL,
+			   "\"topic\"");
+	admin_expect_error(c, RILL_ADMIN_PROJECTIONS, "{\"after\":\"nosuch\"}", -ENOENT,
+			   "no projection 'nosuch'");
+	admin_expect_error(c, RILL_ADMIN_TOPIC_INFO, "{}", -EINVAL, "\"name\"");
+	admin_expect_error(c, RILL_ADMIN_TOPIC_INFO, "{\"name\":\"nosuch\"}", -ENOENT, "nosuch");
+	admin_expect_error(c, RILL_ADMIN_TOPIC_INFO,
+			   "{\"name\":\"" BAD_TOPIC "\",\"partitions_from\":2}", -EINVAL,
+			   "\"partitions_from\": expected an integer from 0 to 1");
+	admin_expect_error(c, RILL_ADMIN_TOPIC_INFO,
+			   "{\"name\":\"" BAD_TOPIC "\",\"partitions_from\":-1}", -EINVAL,
+			   "\"partitions_from\"");
+	admin_expect_error(c, RILL_ADMIN_TOPIC_INFO,
+			   "{\"name\":\"" BAD_TOPIC "\",\"partitions_from\":\"0\"}", -EINVAL,
+			   "\"partitions_from\"");
+	/* Without partitions_from, TOPIC_INFO answers as before: no shard is asked. */
+	json_t *j = client_admin_json(c, RILL_ADMIN_TOPIC_INFO, "{\"name\":\"" BAD_TOPIC "\"}",
+				      "TOPIC_INFO");
+	assert_null(json_object_get(j, "partitions_info"));
+	assert_int_equal(json_integer_value(json_object_get(j, "partitions")), BAD_PARTITIONS);
+	json_decref(j);
+	rill_client_close(c);
+}
+
+/* A custom projection that holds nothing: to be listed. */
+static void *list_custom_init(void *arg, uint32_t partition)
+{
+	(void)arg, (void)partition;
+	static char state; /* not NULL, which says out of memory; shared, as nothing is held */
+	return &state;
+}
+static int list_custom_apply(void *state, const struct rill_record *event, uint64_t offset)
+{
+	(void)state, (void)event, (void)offset;
+	return 0;
+}
+static int64_t list_custom_query(void *state, const void *key, uint32_t key_bytes, void *out,
+				 size_t out_bytes)
+{
+	(void)state, (void)key, (void)key_bytes, (void)out, (void)out_bytes;
+	return -ENOENT;
+}
+static int64_t list_custom_snapshot(void *state, void *buf, size_t buf_bytes)
+{
+	(void)state, (void)buf, (void)buf_bytes;
+	return 0;
+}
+static int list_custom_restore(void *state, const void *buf, size_t buf_bytes)
+{
+	(void)state, (void)buf, (void)buf_bytes;
+	return 0;
+}
+static void list_custom_destroy(void *state)
+{
+	(void)state;
+}
+static const struct rill_projection_ops list_custom_ops = {
+	.init = list_custom_init,
+	.apply = list_custom_apply,
+	.query = list_custom_query,
+	.snapshot = list_custom_snapshot,
+	.restore = list_custom_restore,
+	.destroy = list_custom_destroy,
+};
+
+/* ADMIN @op through srv_admin on @s, which must answer; its answer parsed. */
+static json_t *admin_direct(struct rill_server *s, uint16_t op, const char *json)
+{
+	char *answer = NULL;
+	char msg[RILL_WIRE_MESSAGE_BYTES_MAX];
+	int rc = srv_admin(s, op, json, (uint32_t)strlen(json), &answer, msg, sizeof(msg));
+	if (rc != 0)
+		fail_msg("ADMIN %u %s: %d (%s): %s", op, json, rc, rill_strerror(rc), msg);
+	json_t *j = json_loads(answer, 0, NULL);
+	free(answer);
+	assert_true(json_is_object(j));
+	return j;
+}
+
+/*
+ * Every page of listing @op (@key: the answer's array) through @s, the cursor the last
+ * name of each page: the names in order, joined by spaces, into @names; the pages' count.
+ */
+static uint32_t list_pages(struct rill_server *s, uint16_t op, const char *key, char *names,
+			   size_t names_bytes)
+{
+	char request[192] = "{}";
+	uint32_t pages = 0;
+	names[0] = '\0';
+	for (bool more = true; more; pages++) {
+		assert_true(pages < 64);
+		json_t *j = admin_direct(s, op, request);
+		json_t *list = json_object_get(j, key);
+		assert_true(json_is_array(list));
+		more = json_is_true(json_object_get(j, "more"));
+		assert_true(json_array_size(list) >= 1 || !more);
+		size_t i;
+		json_t *e;
+		const char *last = NULL;
+		json_array_foreach(list, i, e)
+		{
+			last = json_string_value(json_object_get(e, "name"));
+			assert_non_null(last);
+			size_t at = strlen(names);
+			snprintf(names + at, names_bytes - at, "%s%s", at > 0 ? " " : "", last);
+		}
+		if (last != NULL)
+			snprintf(request, sizeof(request), "{\"after\":\"%s\"}", last);
+		json_decref(j);
+	}
+	return pages;
+}
+
+/* rill_topic_each: each topic's name into @arg, a string of names joined by spaces. */
+static int list_topic_name(void *arg, struct rill_topic *t)
+{
+	char *names = arg;
+	size_t at = strlen(names);
+	snprintf(names + at, 1024 - at, "%s%s", at > 0 ? " " : "", rill_topic_config_get(t)->name);
+	return 0;
+}
+
+/*
+ * TOPICS, PROJECTIONS and TOPIC_INFO's partitions page by page: through srv_admin on a
+ * server struct holding the engine and a frame limit of two topic entries (a real server
+ * takes 64 KiB at least: 177 topics a page, more partitions than a test should open), so
+ * that N topics take N / 2 pages rounded up (those the tests before made, then 4 more:
+ * the order rill_topic_each gives), 4 projections 2, and a 5-partition topic's offsets 3; the
+ * cursor picks up after the last name. The offsets are the events': 40 produced durably
+ * into "list_p" sum to 40 over its next offsets, each partition's as many as were
+ * acknowledged there, all durable, none deleted.
+ */
+static void test_admin_list_pages(void **state)
+{
+	(void)state;
+	static const char *const topics[] = {"list_a", "list_b", "list_c", "list_p"};
+	for (size_t i = 0; i < RILL_ARRAY_COUNT(topics); i++) {
+		struct rill_topic_config tc = {.name = topics[i],
+					       .partitions = i == 3 ? 5 : 1,
+					       .durability = RILL_DURABILITY_GROUP};
+		struct rill_error_text err = {{0}};
+		if (rill_topic_create(env.engine, &tc, NULL, &err) != 0)
+			fail_msg("topic %s: %s", topics[i], err.message);
+	}
+	struct rill_projection_def defs[] = {
+		{.name = "list_count",
+		 .topic = "list_p",
+		 .type = "OrderPlaced",
+		 .kind = RILL_PROJECTION_COUNT},
+		{.name = "list_sum",
+		 .topic = "list_p",
+		 .type = "OrderPlaced",
+		 .version = 1,
+		 .kind = RILL_PROJECTION_SUM,
+		 .field = "amount"},
+		{.name = "list_win",
+		 .topic = "list_a",
+		 .type = "OrderPlaced",
+		 .kind = RILL_PROJECTION_WINDOW_SUM,
+		 .field = "amount",
+		 .window_ns = 60000000000ull},
+	};
+	for (size_t i = 0; i < RILL_ARRAY_COUNT(defs); i++) {
+		struct rill_error_text err = {{0}};
+		if (rill_projection_define(env.engine, &defs[i], &err) != 0)
+			fail_msg("projection %s: %s", defs[i].name, err.message);
+	}
+	struct rill_error_text err = {{0}};
+	assert_int_equal(rill_projection_define_custom(env.engine, "list_custom", "list_b",
+						       &list_custom_ops, NULL, &err),
+			 0);
+
+	static struct rill_server s; /* only the engine and the frame limit are used */
+	memset(&s, 0, sizeof(s));
+	s.engine = env.engine;
+	s.config.frame_bytes_max = 8 + 31 + 2 * 368; /* two topic entries at the worst */
+	char names[1024], expected[1024] = "";
+	uint32_t count = 1; /* topics: one more than the spaces between their names */
+	assert_int_equal(rill_topic_each(env.engine, list_topic_name, expected), 0);
+	for (const char *p = expected; *p != '\0'; p++)
+		count += *p == ' ';
+	assert_true(strstr(expected, BAD_TOPIC " ") == expected);          /* the first made */
+	assert_non_null(strstr(expected, " list_a list_b list_c list_p")); /* the last */
+	assert_int_equal(list_pages(&s, RILL_ADMIN_TOPICS, "topics", names, sizeof(names)),
+			 (count + 1) / 2);
+	assert_string_equal(names, expected);
+	s.config.frame_bytes_max = 8 + 31 + 2 * 642; /* two projection entries */
+	assert_int_equal(
+		list_pages(&s, RILL_ADMIN_PROJECTIONS, "projections", names, sizeof(names)), 2);
+	assert_string_equal(names, "list_count list_sum list_win list_custom");
+
+	/* The entries as defined; a custom one with its name and topic only. */
+	s.config.frame_bytes_max = BAD_FRAME_BYTES_MAX;
+	json_t *j = admin_direct(&s, RILL_ADMIN_PROJECTIONS, "{\"after\":\"list_count\"}");
+	char *text = json_dumps(json_object_get(j, "projections"), JSON_COMPACT);
+	assert_string_equal(
+		text, "[{\"name\":\"list_sum\",\"topic\":\"list_p\",\"type\":\"OrderPlaced\","
+		      "\"version\":1,\"kind\":\"sum\",\"field\":\"amount\",\"window_ns\":0},"
+		      "{\"name\":\"list_win\",\"topic\":\"list_a\",\"type\":\"OrderPlaced\","
+		      "\"version\":1,\"kind\":\"window_sum\",\"field\":\"amount\","
+		      "\"window_ns\":60000000000},"
+		      "{\"name\":\"list_custom\",\"topic\":\"list_b\",\"type\":null,"
+		      "\"version\":null,\"kind\":\"custom\",\"field\":null,\"window_ns\":null}]");
+	free(text);
+	assert_false(json_is_true(json_object_get(j, "more")));
+	json_decref(j);
+	j = admin_direct(&s, RILL_ADMIN_TOPICS, "{\"after\":\"list_c\"}");
+	text = json_dumps(j, JSON_COMPACT);
+	assert_string_equal(text, "{\"topics\":[{\"name\":\"list_p\",\"partitions\":5,"
+				  "\"durability\":\"group\",\"batch_delay_us\":0,"
+				  "\"retention_bytes\":0,\"retention_age_s\":0,"
+				  "\"segment_bytes\":0}],\"more\":false}");
+	free(text);
+	json_decref(j);
+
+	/* 40 events into list_p, acknowledged durable: where each went. */
+	enum { EVENTS = 40, PARTS = 5 };
+	uint8_t payload[256];
+	struct rill_payload_builder b;
+	uint32_t payload_bytes = 0;
+	assert_int_equal(rill_payload_builder_init(&b, env.schema, payload, sizeof(payload)), 0);
+	assert_int_equal(rill_payload_set_i64(&b, 0, 1), 0);
+	assert_int_equal(rill_payload_set_var(&b, 1, "sku-1", 5), 0);
+	assert_int_equal(rill_payload_builder_finish(&b, &payload_bytes, NULL), 0);
+	struct rill_record events[EVENTS];
+	char keys[EVENTS][16];
+	for (uint32_t i = 0; i < EVENTS; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "lk-%u", i);
+		events[i] = (struct rill_record){.type_id = rill_schema_type_id(env.schema),
+						 .schema_version = 1,
+						 .key = keys[i],
+						 .key_bytes = (uint16_t)strlen(keys[i]),
+						 .payload = payload,
+						 .payload_bytes = payload_bytes};
+	}
+	struct rill_client *c = list_connect();
+	static struct rill_client_ack acks[EVENTS];
+	struct rill_client_error cerr = {{0}};
+	assert_int_equal(
+		rill_client_produce(c, "list_p", events, EVENTS, RILL_ACKS_DURABLE, acks, &cerr),
+		0);
+	rill_client_close(c);
+	uint64_t per_part[PARTS] = {0};
+	for (uint32_t i = 0; i < EVENTS; i++) {
+		assert_int_equal(acks[i].error, 0);
+		assert_true(acks[i].partition < PARTS);
+		per_part[acks[i].partition]++;
+	}
+
+	/* Its partitions, two a page. */
+	s.config.frame_bytes_max = 8 + 368 + 45 + 2 * 144;
+	uint64_t sum = 0;
+	uint32_t pages = 0, seen = 0;
+	for (bool more = true; more; pages++) {
+		char request[96];
+		snprintf(request, sizeof(request), "{\"name\":\"list_p\",\"partitions_from\":%u}",
+			 seen);
+		j = admin_direct(&s, RILL_ADMIN_TOPIC_INFO, request);
+		assert_int_equal(json_integer_value(json_object_get(j, "partitions")), PARTS);
+		more = json_is_true(json_object_get(j, "partitions_more"));
+		size_t i;
+		json_t *e;
+		json_array_foreach(json_object_get(j, "partitions_info"), i, e)
+		{
+			uint64_t next =
+				(uint64_t)json_integer_value(json_object_get(e, "next_offset"));
+			assert_int_equal(json_integer_value(json_object_get(e, "partition")), seen);
+			assert_int_equal(json_integer_value(json_object_get(e, "first_offset")), 0);
+			assert_int_equal(json_integer_value(json_object_get(e, "durable_offset")),
+					 next);
+			assert_int_equal(next, per_part[seen]);
+			sum += next;
+			seen++;
+		}
+		json_decref(j);
+	}
+	assert_int_equal(pages, 3);
+	assert_int_equal(seen, PARTS);
+	assert_int_equal(sum, EVENTS);
+}
+
 /* ---- The log -------------------------------------------------------------------------- */
 
 /* The event expected at @p:@offset, or one whose offset is not known (its ACK never came)
@@ -2077,6 +2404,8 @@ int main(void)
 		cmocka_unit_test(test_server_inflight_budget),
 		cmocka_unit_test(test_stall_clock_starts_with_output),
 		cmocka_unit_test_setup(test_schema_larger_than_a_frame, bad_each),
+		cmocka_unit_test_setup(test_admin_list_malformed, bad_each),
+		cmocka_unit_test_setup(test_admin_list_pages, bad_each),
 		cmocka_unit_test_setup(test_log_holds_only_valid_events, bad_each),
 	};
 	return cmocka_run_group_tests_name("server_bad", tests, bad_setup, bad_teardown);

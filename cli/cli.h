@@ -51,7 +51,7 @@ int cli_serve(int argc, char **argv);
 /* Remove the directory tree @dir (a benchmark's scratch folder). 0 or -errno. */
 int cli_remove_tree(const char *dir);
 
-/* ---- Client commands (cli/client_cmd.c, produce_cmd.c, consume_cmd.c) ---- */
+/* ---- Client commands (cli/client_cmd.c, inspect_cmd.c, produce_cmd.c, consume_cmd.c) ---- */
 
 #define CLI_CONNECT_DEFAULT "127.0.0.1:7400"
 
@@ -61,6 +61,13 @@ int cli_topic(int argc, char **argv);
 int cli_schema_register(int argc, char **argv);
 int cli_projection(int argc, char **argv);
 int cli_group(int argc, char **argv);
+/* rill topic list|info, rill schema list, rill projection list, rill group show
+ * (cli/inspect_cmd.c) ...; each returns the process exit status. */
+int cli_topic_list(int argc, char **argv);
+int cli_topic_info(int argc, char **argv);
+int cli_schema_list(int argc, char **argv);
+int cli_projection_list(int argc, char **argv);
+int cli_group_show(int argc, char **argv);
 /* rill produce|consume|query|stat|ping ...; each returns the process exit status. */
 int cli_produce(int argc, char **argv);
 int cli_consume(int argc, char **argv);
@@ -132,6 +139,12 @@ uint16_t cli_schemas_too_large(const struct cli_schemas *s, const char *type, ui
 /* The name of type @type_id when the server listed its version @version as too large for
  * its frames; else NULL. */
 const char *cli_schemas_big_name(const struct cli_schemas *s, uint32_t type_id, uint16_t version);
+/* A version of a type: its definition @schema, or NULL when the server listed it as too
+ * large for its frames (@type NULL when it did not name the type either). */
+typedef void cli_schemas_each_fn(void *arg, const char *type, uint16_t version, uint32_t type_id,
+				 const struct rill_schema *schema);
+/* Call @fn for every version in @s, in (type id, version) order. 0 or -ENOMEM. */
+int cli_schemas_each(const struct cli_schemas *s, cli_schemas_each_fn *fn, void *arg);
 /* Version @version of type @type_id, or NULL. */
 const struct rill_schema *cli_schemas_by_id(const struct cli_schemas *s, uint32_t type_id,
 					    uint16_t version);

@@ -1,7 +1,8 @@
 /*
  * The client commands that ask a running server one thing and print its answer: `rill
- * topic create`, `rill schema register`, `rill projection create`, `rill query`, `rill
- * stat`, `rill ping`; and what every client command shares: --connect, error reports, and
+ * topic create`, `rill schema register`, `rill projection create`, `rill group delete`,
+ * `rill query`, `rill stat`, `rill ping` (the listings are cli/inspect_cmd.c's, reached
+ * from the command groups here); and what every client command shares: --connect, error reports, and
  * the server's schemas fetched and indexed (cli_schemas_*, for produce and consume).
  * Main thread; blocking; not a hot path.
  */
@@ -196,12 +197,21 @@ int cli_schema_register(int argc, char **argv)
 	"[--durability none|group] [--batch-delay-us U] [--retention-bytes N] "                    \
 	"[--retention-age-s S] [--segment-bytes N] [--schema SCHEMA.json]"
 
+#define TOPIC_GROUP_USAGE "usage: rill topic create|list|info [options]   (each takes --help)"
+
 int cli_topic(int argc, char **argv)
 {
+	const char *sub = argc > 0 ? argv[0] : "";
+	if (strcmp(sub, "list") == 0)
+		return cli_topic_list(argc - 1, argv + 1);
+	if (strcmp(sub, "info") == 0)
+		return cli_topic_info(argc - 1, argv + 1);
+	if (strcmp(sub, "create") != 0)
+		return cli_help(argc, argv, TOPIC_GROUP_USAGE)
+			       ? 0
+			       : cli_usage_error("topic", TOPIC_GROUP_USAGE);
 	if (cli_help(argc, argv, TOPIC_USAGE))
 		return 0;
-	if (argc < 1 || strcmp(argv[0], "create") != 0)
-		return cli_usage_error("topic", TOPIC_USAGE);
 	const char *address = CLI_CONNECT_DEFAULT, *name = NULL, *parts = NULL, *dur = NULL;
 	const char *delay = NULL, *schema = NULL;
 	/* Passed through as numbers: the server checks their ranges and says which is wrong. */
@@ -284,12 +294,19 @@ static bool projection_kind_known(const char *kind)
 	return false;
 }
 
+#define PROJECTION_GROUP_USAGE "usage: rill projection create|list [options]   (each takes --help)"
+
 int cli_projection(int argc, char **argv)
 {
+	const char *sub = argc > 0 ? argv[0] : "";
+	if (strcmp(sub, "list") == 0)
+		return cli_projection_list(argc - 1, argv + 1);
+	if (strcmp(sub, "create") != 0)
+		return cli_help(argc, argv, PROJECTION_GROUP_USAGE)
+			       ? 0
+			       : cli_usage_error("projection", PROJECTION_GROUP_USAGE);
 	if (cli_help(argc, argv, PROJECTION_USAGE))
 		return 0;
-	if (argc < 1 || strcmp(argv[0], "create") != 0)
-		return cli_usage_error("projection", PROJECTION_USAGE);
 	const char *address = CLI_CONNECT_DEFAULT, *name = NULL, *topic = NULL, *type = NULL;
 	const char *version = NULL, *kind = NULL, *field = NULL, *window = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -332,14 +349,20 @@ int cli_projection(int argc, char **argv)
 
 /* ---- group delete ------------------------------------------------------------------- */
 
-#define GROUP_USAGE "usage: rill group delete [--connect HOST:PORT] --group G"
+#define GROUP_USAGE       "usage: rill group delete [--connect HOST:PORT] --group G"
+#define GROUP_GROUP_USAGE "usage: rill group delete|show [options]   (each takes --help)"
 
 int cli_group(int argc, char **argv)
 {
+	const char *sub = argc > 0 ? argv[0] : "";
+	if (strcmp(sub, "show") == 0)
+		return cli_group_show(argc - 1, argv + 1);
+	if (strcmp(sub, "delete") != 0)
+		return cli_help(argc, argv, GROUP_GROUP_USAGE)
+			       ? 0
+			       : cli_usage_error("group", GROUP_GROUP_USAGE);
 	if (cli_help(argc, argv, GROUP_USAGE))
 		return 0;
-	if (argc < 1 || strcmp(argv[0], "delete") != 0)
-		return cli_usage_error("group", GROUP_USAGE);
 	const char *address = CLI_CONNECT_DEFAULT, *group = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!cli_opt(argc, argv, &i, "--connect", &address) &&
@@ -856,6 +879,48 @@ int cli_schemas_refetch(const char *command, const char *address, struct rill_cl
 		return rc;
 	cli_schemas_free(*s);
 	*s = fresh;
+	return 0;
+}
+
+/* An entry of cli_schemas_each's order: a version listed, or one too large. */
+struct schemas_each_item {
+	uint32_t type_id;
+	uint16_t version;
+	const char *type;
+	const struct rill_schema *schema; /* NULL: too large */
+};
+
+static int each_item_order(const void *a, const void *b)
+{
+	const struct schemas_each_item *x = a, *y = b;
+	if (x->type_id != y->type_id)
+		return x->type_id < y->type_id ? -1 : 1;
+	return (int)x->version - (int)y->version;
+}
+
+int cli_schemas_each(const struct cli_schemas *s, cli_schemas_each_fn *fn, void *arg)
+{
+	size_t n = (size_t)s->count + s->big_count;
+	struct schemas_each_item *items = calloc(n + 1, sizeof(*items));
+	if (items == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->count; i++)
+		items[i] = (struct schemas_each_item){
+			.type_id = s->entries[i].type_id,
+			.version = rill_schema_version(s->entries[i].schema),
+			.type = rill_schema_type_name(s->entries[i].schema),
+			.schema = s->entries[i].schema,
+		};
+	for (uint32_t i = 0; i < s->big_count; i++)
+		items[s->count + i] = (struct schemas_each_item){
+			.type_id = s->big[i].type_id,
+			.version = s->big[i].version,
+			.type = s->big[i].type,
+		};
+	qsort(items, n, sizeof(*items), each_item_order);
+	for (size_t i = 0; i < n; i++)
+		fn(arg, items[i].type, items[i].version, items[i].type_id, items[i].schema);
+	free(items);
 	return 0;
 }
 

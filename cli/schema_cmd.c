@@ -257,12 +257,13 @@ int cli_schema(int argc, char **argv)
 		     "       rill schema decode --file SCHEMA.json\n"
 		     "       rill schema register [--connect HOST:PORT] --file SCHEMA.json "
 		     "[--compat MODE]\n"
+		     "       rill schema list [--connect HOST:PORT]\n"
 		     "(each takes --help)");
 		return 0;
 	}
 	if (argc < 1)
-		return cli_usage_error("schema",
-				       "needs a subcommand: check, encode, decode or register");
+		return cli_usage_error(
+			"schema", "needs a subcommand: check, encode, decode, register or list");
 	if (strcmp(argv[0], "check") == 0)
 		return schema_check(argc - 1, argv + 1);
 	if (strcmp(argv[0], "encode") == 0)
@@ -271,5 +272,8 @@ int cli_schema(int argc, char **argv)
 		return schema_transcode(argc - 1, argv + 1, false);
 	if (strcmp(argv[0], "register") == 0)
 		return cli_schema_register(argc - 1, argv + 1);
-	return cli_usage_error("schema", "unknown subcommand (check, encode, decode or register)");
+	if (strcmp(argv[0], "list") == 0)
+		return cli_schema_list(argc - 1, argv + 1);
+	return cli_usage_error("schema",
+			       "unknown subcommand (check, encode, decode, register or list)");
 }

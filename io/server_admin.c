@@ -870,9 +870,14 @@ int srv_admin(struct rill_server *s, uint16_t op, const char *json, uint32_t jso
 	json_t *in = json_loadb(json, json_bytes, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!json_is_object(in)) {
 		json_decref(in);
+		/* Not "not a JSON object" when it was one that did not parse (a key given twice,
+		 * an integer past int64): jansson's text says what. */
+		if (in == NULL)
+			return admin_fail(msg, msg_bytes, RILL_E_JSON_INVALID,
+					  "admin request: invalid JSON at line %d, column %d: %s",
+					  jerr.line, jerr.column, jerr.text);
 		return admin_fail(msg, msg_bytes, RILL_E_JSON_INVALID,
-				  "admin request: not a JSON object (%s)",
-				  in == NULL ? jerr.text : "another JSON value");
+				  "admin request: not a JSON object (another JSON value)");
 	}
 	json_t *out = NULL;
 	int rc = admin_op(s, op, in, &out, msg, msg_bytes); /* one at a time: the control

@@ -1507,6 +1507,9 @@ static void test_group_commit_offsets(void **state)
 		{"\"offsets\":{\"0\":1.5}}", -EINVAL, "\"0\": expected an integer from 0"},
 		{"\"offsets\":{\"0\":null}}", -EINVAL, "\"0\": expected an integer from 0"},
 		{"\"offsets\":{\"1\":1,\"1\":0}}", RILL_E_JSON_INVALID, "duplicate"},
+		/* Past int64: invalid JSON, said so where (it said "not a JSON object"). */
+		{"\"offsets\":{\"0\":1,\"1\":9223372036854775808}}", RILL_E_JSON_INVALID,
+		 "admin request: invalid JSON at line 1, column"},
 		{"\"offsets\":{\"0\":1,\"2\":99999}}", -ERANGE, "partition 2's durable offset"},
 	};
 	int64_t commits = 1;

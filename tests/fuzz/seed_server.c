@@ -265,6 +265,16 @@ static void admins(void)
 	admin(RILL_WIRE_ADMIN_GROUP_COMMIT,
 	      "{\"group\":\"g1\",\"topic\":\"orders\",\"partition\":0,\"offset\":0}");
 	admin(RILL_WIRE_ADMIN_GROUP_FETCH, "{\"group\":\"g1\",\"topic\":\"orders\"}");
+	/* The newer forms: several partitions in one commit, the listings and their paging,
+	 * a topic's partitions, a group forgotten. */
+	admin(RILL_WIRE_ADMIN_GROUP_COMMIT,
+	      "{\"group\":\"g2\",\"topic\":\"orders\",\"offsets\":{\"0\":0,\"1\":0}}");
+	admin(RILL_WIRE_ADMIN_TOPICS, "{}");
+	admin(RILL_WIRE_ADMIN_TOPICS, "{\"after\":\"orders\"}");
+	admin(RILL_WIRE_ADMIN_PROJECTIONS, "{}");
+	admin(RILL_WIRE_ADMIN_PROJECTIONS, "{\"after\":\"" SERVER_FUZZ_PROJECTION "\"}");
+	admin(RILL_WIRE_ADMIN_TOPIC_INFO, "{\"name\":\"orders\",\"partitions_from\":0}");
+	admin(RILL_WIRE_ADMIN_GROUP_DELETE, "{\"group\":\"g2\"}");
 }
 
 static void conversations(const char *dir)

@@ -1057,9 +1057,12 @@ static int engine_projection_check(struct rill_engine *e, struct rill_projection
 
 static int engine_projection_build(struct rill_engine *e, struct engine_projection *ep,
 				   struct rill_error_text *err);
+static void engine_projection_publish(struct rill_engine *e, struct engine_projection *ep);
 
-static int engine_projection_open(struct rill_engine *e, const struct rill_projection_def *d,
-				  struct rill_error_text *err)
+/* Check @d and build it on the shards into *@out, the next projection, not yet published:
+ * the caller publishes it (engine_projection_publish) or undoes it. */
+static int engine_projection_make(struct rill_engine *e, const struct rill_projection_def *d,
+				  struct engine_projection **out, struct rill_error_text *err)
 {
 	struct rill_projection_def def = *d;
 	int rc = engine_projection_check(e, &def, err);
@@ -1081,7 +1084,21 @@ static int engine_projection_open(struct rill_engine *e, const struct rill_proje
 	ep->def.topic = ep->topic->name;
 	ep->def.type = ep->type;
 	ep->def.field = def.field != NULL ? ep->field : NULL;
-	return engine_projection_build(e, ep, err);
+	rc = engine_projection_build(e, ep, err); /* frees @ep on failure */
+	if (rc == 0)
+		*out = ep;
+	return rc;
+}
+
+/* A stored definition, at open: made and published. */
+static int engine_projection_open(struct rill_engine *e, const struct rill_projection_def *d,
+				  struct rill_error_text *err)
+{
+	struct engine_projection *ep;
+	int rc = engine_projection_make(e, d, &ep, err);
+	if (rc == 0)
+		engine_projection_publish(e, ep);
+	return rc;
 }
 
 /* Undo a projection whose build failed: no shard keeps an instance, the slot is free. */
@@ -1098,7 +1115,8 @@ static void engine_projection_undo(struct rill_engine *e, struct engine_projecti
 }
 
 /* Make @ep (complete but for its instances) the next projection: build it on every shard
- * that owns a partition of its topic, then publish it. Under e->lock, or at open. */
+ * that owns a partition of its topic, unpublished (found by no lookup) until
+ * engine_projection_publish; undone on failure. Under e->lock, or at open. */
 static int engine_projection_build(struct rill_engine *e, struct engine_projection *ep,
 				   struct rill_error_text *err)
 {
@@ -1120,10 +1138,16 @@ static int engine_projection_build(struct rill_engine *e, struct engine_projecti
 			return rc;
 		}
 	}
+	return 0;
+}
+
+/* @ep, built, found by lookups from now on. Under e->lock, or at open. */
+static void engine_projection_publish(struct rill_engine *e, struct engine_projection *ep)
+{
+	RILL_ASSERT(e->projection_count == ep->index + 1);
 	/* R5: pairs with the acquires in engine_projection_find and rill_projection_each; the
 	 * projection is complete. */
-	rill_atomic_store_release_u64(&e->projection_count_pub, index + 1);
-	return 0;
+	rill_atomic_store_release_u64(&e->projection_count_pub, ep->index + 1);
 }
 
 int rill_projection_define_custom(struct rill_engine *e, const char *name, const char *topic,
@@ -1166,6 +1190,8 @@ int rill_projection_define_custom(struct rill_engine *e, const char *name, const
 			ep->ops_arg = arg;
 			ep->def = (struct rill_projection_def){.name = ep->name, .topic = t->name};
 			rc = engine_projection_build(e, ep, err);
+			if (rc == 0)
+				engine_projection_publish(e, ep);
 		}
 	}
 	pthread_mutex_unlock(&e->lock);
@@ -1228,15 +1254,30 @@ int rill_projection_define(struct rill_engine *e, const struct rill_projection_d
 				  d.name, RILL_ENGINE_PROJECTIONS_MAX);
 		goto out_unlock;
 	}
-	rc = engine_meta_projection_write(e, &d);
+	/* M4 (engine_meta.c): stored as pending, built, then named NAME.json, then answered;
+	 * a crash before the rename leaves a pending file the next open removes. Stored first
+	 * so that a full disk refuses before the build's work. */
+	rc = engine_meta_projection_stage(e, &d);
 	if (rc < 0) {
 		engine_error(err, rc, "projection %s: storing its definition: %s", d.name,
 			     rill_strerror(rc));
 		goto out_unlock;
 	}
-	rc = engine_projection_open(e, &d, err);
-	if (rc < 0)
-		engine_meta_projection_remove(e, d.name); /* a later open must not meet it */
+	struct engine_projection *made = NULL;
+	rc = engine_projection_make(e, &d, &made, err);
+	if (rc < 0) {
+		engine_meta_projection_discard(e, d.name);
+		goto out_unlock;
+	}
+	rc = engine_meta_projection_commit(e, d.name);
+	if (rc < 0) {
+		/* Not stored: undone, so that it answers nothing a restart would not have. */
+		engine_projection_undo(e, made);
+		engine_error(err, rc, "projection %s: storing its definition: %s", d.name,
+			     rill_strerror(rc));
+		goto out_unlock;
+	}
+	engine_projection_publish(e, made);
 out_unlock:
 	pthread_mutex_unlock(&e->lock);
 	engine_call_end(e);

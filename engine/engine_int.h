@@ -405,8 +405,15 @@ int engine_meta_topic_dir(struct rill_engine *e, const char *name);
 /* DATA/topics/NAME/topic.json written: once its partitions' folders are made. */
 int engine_meta_topic_write(struct rill_engine *e, const struct rill_topic_config *c);
 void engine_meta_topic_remove(struct rill_engine *e, const char *name);
-void engine_meta_projection_remove(struct rill_engine *e, const char *name);
-int engine_meta_projection_write(struct rill_engine *e, const struct rill_projection_def *d);
+/* A projection's create (M4 in engine_meta.c): its definition written to
+ * DATA/projections/.NAME.json.pending and synced (stage), before its build; renamed to
+ * NAME.json and the folder synced (commit) once built, before it is published and the
+ * create answered; or, the build failed, the pending file removed (discard). Stage and
+ * commit return 0 or -errno, and on failure leave neither name (best effort: the next
+ * open removes a pending file left). */
+int engine_meta_projection_stage(struct rill_engine *e, const struct rill_projection_def *d);
+int engine_meta_projection_commit(struct rill_engine *e, const char *name);
+void engine_meta_projection_discard(struct rill_engine *e, const char *name);
 /* e->group_count from DATA/groups, at open. */
 int engine_meta_groups_count(struct rill_engine *e, struct rill_error_text *err);
 /* @count @positions of @topic (checked by the caller: valid, each partition once) into

@@ -5,6 +5,7 @@
  *   DATA/meta                      {"format": 1, "engine_id": "<16 hex digits>"}
  *   DATA/topics/NAME/topic.json    a topic's definition
  *   DATA/projections/NAME.json     a projection's definition
+ *   DATA/projections/.NAME.json.pending  one being created (M4)
  *   DATA/groups/NAME.json          a consumer group's positions
  *
  * Every file is written whole to a temporary name, synced, renamed over the old one and its
@@ -22,6 +23,17 @@
  * M3. A topic folder without topic.json is a create cut short (its definition is written
  *     after its partitions' folders) only while every partition's log is empty: it is
  *     skipped. One holding events lost its definition: the open stops, naming it.
+ * M4. A projection's create writes its definition whole to .NAME.json.pending and syncs
+ *     it, builds the projection, and only then renames it to NAME.json and syncs the
+ *     folder, before the create is answered: a NAME.json is a projection that built (and
+ *     was answered, or was about to be). A pending file at open is a create cut short,
+ *     never answered: removed, said on stderr, never loaded, so that a definition whose
+ *     build failed (a crash between the failure and the removal) cannot stop the open.
+ *     A NAME.json that does not load or build stops the open, as it was acknowledged.
+ *     State of a projection in a partition's snapshot without its definition (written
+ *     during a build cut short) is never restored into another: a snapshot's states are
+ *     looked up by the name of a projection defined, and restored only into the same
+ *     definition (partition_snapshot.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -388,13 +400,26 @@ void engine_meta_topic_remove(struct rill_engine *e, const char *name)
 		(void)e->io->ops->fsync_dir(e->io, dir);
 }
 
-void engine_meta_projection_remove(struct rill_engine *e, const char *name)
+/* M4: a projection's definition until its create is done, and once it is. */
+#define META_PENDING_SUFFIX ".json.pending"
+
+static void meta_projection_paths(struct rill_engine *e, const char *name, char *dir,
+				  size_t dir_bytes, char *pending, char *path, size_t path_bytes)
 {
-	char dir[META_PATH_BYTES], path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 8];
-	snprintf(dir, sizeof(dir), "%s/projections", e->data_dir);
-	snprintf(path, sizeof(path), "%s/%s.json", dir, name);
-	if (e->io->ops->unlink(e->io, path) == 0)
-		(void)e->io->ops->fsync_dir(e->io, dir);
+	snprintf(dir, dir_bytes, "%s/projections", e->data_dir);
+	snprintf(pending, path_bytes, "%s/.%s" META_PENDING_SUFFIX, dir, name);
+	snprintf(path, path_bytes, "%s/%s.json", dir, name);
+}
+
+void engine_meta_projection_discard(struct rill_engine *e, const char *name)
+{
+	char dir[META_PATH_BYTES];
+	char pending[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 24];
+	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 24];
+	meta_projection_paths(e, name, dir, sizeof(dir), pending, path, sizeof(path));
+	/* Best effort, and no folder sync: one left, or back after a power cut, is removed at
+	 * the next open (M4). */
+	(void)e->io->ops->unlink(e->io, pending);
 }
 
 static const char *const meta_kinds[] = {
@@ -408,18 +433,109 @@ static const char *const meta_kinds[] = {
 	[RILL_PROJECTION_WINDOW_SUM] = "window_sum",
 };
 
-int engine_meta_projection_write(struct rill_engine *e, const struct rill_projection_def *d)
+/* @text whole into a new file @path, synced: 0, or -errno with @path removed. */
+static int meta_write_synced(struct rill_engine *e, const char *path, const char *text)
 {
-	char dir[META_PATH_BYTES], name[RILL_ENGINE_NAME_BYTES_MAX + 8];
-	snprintf(dir, sizeof(dir), "%s/projections", e->data_dir);
-	snprintf(name, sizeof(name), "%s.json", d->name);
+	struct rill_io *io = e->io;
+	int handle;
+	int rc = io->ops->open(io, path, RILL_IO_CREATE, &handle);
+	if (rc < 0)
+		return rc; /* a create that fails makes no file */
+	rc = io->ops->truncate(io, handle, 0);
+	if (rc == 0)
+		rc = io->ops->pwrite(io, handle, text, strlen(text), 0);
+	if (rc == 0)
+		rc = io->ops->fsync(io, handle);
+	int close_rc = io->ops->close(io, handle);
+	if (rc == 0)
+		rc = close_rc;
+	if (rc < 0)
+		(void)io->ops->unlink(io, path); /* best effort: the next open removes it */
+	return rc;
+}
+
+int engine_meta_projection_stage(struct rill_engine *e, const struct rill_projection_def *d)
+{
 	if ((unsigned)d->kind >= RILL_ARRAY_COUNT(meta_kinds) || meta_kinds[d->kind] == NULL)
 		return -EINVAL;
 	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I}", "name", d->name, "topic",
 			      d->topic, "type", d->type, "version", (json_int_t)d->version, "kind",
 			      meta_kinds[d->kind], "field", d->field != NULL ? d->field : "",
 			      "window_ns", (json_int_t)d->window_ns);
-	return meta_write_json(e, dir, name, j);
+	char *text = j != NULL ? json_dumps(j, JSON_SORT_KEYS | JSON_INDENT(2)) : NULL;
+	json_decref(j);
+	if (text == NULL)
+		return -ENOMEM;
+	char dir[META_PATH_BYTES];
+	char pending[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 24];
+	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 24];
+	meta_projection_paths(e, d->name, dir, sizeof(dir), pending, path, sizeof(path));
+	int rc = meta_write_synced(e, pending, text);
+	free(text);
+	return rc;
+}
+
+int engine_meta_projection_commit(struct rill_engine *e, const char *name)
+{
+	char dir[META_PATH_BYTES];
+	char pending[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 24];
+	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 24];
+	meta_projection_paths(e, name, dir, sizeof(dir), pending, path, sizeof(path));
+	int rc = e->io->ops->rename(e->io, pending, path);
+	if (rc < 0) {
+		(void)e->io->ops->unlink(e->io, pending); /* best effort, as a discard */
+		return rc;
+	}
+	/* The folder synced: until then a power cut could take the new name back. */
+	rc = e->io->ops->fsync_dir(e->io, dir);
+	if (rc < 0 && e->io->ops->unlink(e->io, path) == 0) {
+		/* Best effort: should the name survive all the same, it is a definition that
+		 * built, which the next open loads. */
+		(void)e->io->ops->fsync_dir(e->io, dir);
+	}
+	return rc;
+}
+
+/* Whether @name is a pending definition's: ".NAME.json.pending" (M4). */
+static bool meta_pending_name(const char *name)
+{
+	size_t n = strlen(name), suffix_bytes = sizeof(META_PENDING_SUFFIX) - 1;
+	return n > suffix_bytes + 1 && name[0] == '.' && name[1] != '.' &&
+	       strcmp(name + n - suffix_bytes, META_PENDING_SUFFIX) == 0;
+}
+
+static int meta_pending_entry(void *arg, const char *name)
+{
+	struct meta_sweep *s = arg;
+	if (!meta_pending_name(name))
+		return 0;
+	/* Removed while listing: readdir(3) may return it again (then -ENOENT) or not. */
+	char path[META_PATH_BYTES + RILL_ENGINE_NAME_BYTES_MAX + 24];
+	snprintf(path, sizeof(path), "%s/%s", s->dir, name);
+	int rc = s->e->io->ops->unlink(s->e->io, path);
+	if (rc == -ENOENT)
+		return 0;
+	size_t n = strlen(name) - (sizeof(META_PENDING_SUFFIX) - 1) - 1;
+	if (rc == 0)
+		fprintf(stderr,
+			"rill: %s: a create of projection %.*s cut short (never answered): removed "
+			"(define it again)\n",
+			path, (int)n, name + 1);
+	else
+		fprintf(stderr,
+			"rill: %s: a create of projection %.*s cut short (never answered), not "
+			"loaded; removing it failed (%s): remove it by hand\n",
+			path, (int)n, name + 1, rill_strerror(rc));
+	return 0;
+}
+
+/* M4: every pending definition in DATA/projections removed (best effort), each said. */
+static void meta_pending_sweep(struct rill_engine *e)
+{
+	char dir[META_PATH_BYTES];
+	snprintf(dir, sizeof(dir), "%s/projections", e->data_dir);
+	struct meta_sweep s = {.e = e, .dir = dir};
+	(void)e->io->ops->list(e->io, dir, meta_pending_entry, &s);
 }
 
 /* Names in a directory, sorted, so that definitions load in a stable order. */
@@ -827,6 +943,7 @@ int engine_meta_projections_load(struct rill_engine *e,
 					   struct rill_error_text *),
 				 struct rill_error_text *err)
 {
+	meta_pending_sweep(e); /* M4: never loaded (meta_names_add skips them anyway) */
 	struct meta_names names = {0};
 	int rc = meta_list(e, "projections", &names, err);
 	for (size_t i = 0; rc == 0 && i < names.count; i++) {

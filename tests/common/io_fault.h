@@ -1,17 +1,21 @@
 /*
  * A fault-injecting view of a real I/O layer (engine/io.h): every call goes to the backend
  * it wraps, and one chosen call fails instead, before it reaches the backend, with a
- * chosen error. For the engine's own files (engine_meta_io_create), which the simulator
- * (tests/common/io_sim.h) cannot reach since the shards write theirs to a real folder.
- * Header-only; one thread at a time (the engine's control calls are serialised).
+ * chosen error; or, armed to crash (io_fault_arm_crash), the process is killed with
+ * SIGKILL there instead, as a kill -9 or a crash would stop it between two calls. For the
+ * engine's own files (engine_meta_io_create), which the simulator (tests/common/io_sim.h)
+ * cannot reach since the shards write theirs to a real folder. Header-only; one thread at
+ * a time (the engine's control calls are serialised).
  */
 #ifndef RILL_TEST_IO_FAULT_H
 #define RILL_TEST_IO_FAULT_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "engine/io.h"
 
@@ -21,6 +25,7 @@ struct io_fault {
 	uint64_t calls;        /* calls counted since io_fault_arm */
 	uint64_t fail_at;      /* the call that fails; UINT64_MAX: none */
 	int error;             /* what it fails with (-errno) */
+	bool crash;            /* instead: the process killed there (SIGKILL) */
 	bool hit;              /* the chosen call came, and failed */
 	bool *hit_also;        /* set with hit, if not NULL: it outlives the view */
 };
@@ -31,7 +36,17 @@ static inline void io_fault_arm(struct io_fault *f, uint64_t index, int error)
 	f->calls = 0;
 	f->fail_at = index;
 	f->error = error;
+	f->crash = false;
 	f->hit = false;
+}
+
+/* Count calls from now on; at call @index the process kills itself with SIGKILL, before
+ * the call reaches the backend: what it wrote so far stays as a crash leaves it (the page
+ * cache survives, as it does a kill -9). For a forked child. */
+static inline void io_fault_arm_crash(struct io_fault *f, uint64_t index)
+{
+	io_fault_arm(f, index, -EIO);
+	f->crash = true;
 }
 
 static inline void io_fault_disarm(struct io_fault *f)
@@ -45,6 +60,8 @@ static inline bool io_fault_now(struct rill_io *io)
 	struct io_fault *f = (struct io_fault *)io;
 	if (f->fail_at == UINT64_MAX || f->calls++ != f->fail_at)
 		return false;
+	if (f->crash)
+		kill(getpid(), SIGKILL); /* does not return */
 	f->hit = true;
 	if (f->hit_also != NULL)
 		*f->hit_also = true;

@@ -3181,10 +3181,13 @@ static void test_missing_partition_refused(void **state)
 	fx_close(f);
 }
 
+static void fx_leave(const struct fx *f, const char *name);
+
 /*
  * DATA/projections holds NAME.json files: an operator's copy under another name is never
  * loaded as a second definition. "p.json.bak" is ignored (said on stderr); "q.json"
- * holding projection p is refused, naming it (it used to build p twice).
+ * holding projection p is refused, naming it (it used to build p twice); so is p.json
+ * damaged.
  */
 static void test_projection_files_named(void **state)
 {
@@ -3210,6 +3213,18 @@ static void test_projection_files_named(void **state)
 		fail_msg("opened with projections/other.json holding projection pf_sum");
 	f->engine = NULL;
 	assert_non_null(strstr(err.message, "other.json"));
+	/* A definition once stored that no longer loads stops the open still, naming it: it
+	 * was acknowledged (only a pending one, never answered, is dropped at open). */
+	snprintf(cmd, sizeof(cmd), "rm %s/projections/other.json", f->dir);
+	assert_int_equal(system(cmd), 0);
+	fx_leave(f, "projections/pf_sum.json");
+	memset(&err, 0, sizeof(err));
+	rc = rill_engine_open(&f->engine, &c, &err);
+	if (rc == 0)
+		fail_msg("opened with projections/pf_sum.json damaged");
+	f->engine = NULL;
+	assert_int_equal(rc, RILL_E_JSON_INVALID);
+	assert_non_null(strstr(err.message, "pf_sum.json"));
 }
 
 /*
@@ -3777,6 +3792,7 @@ static void test_temp_files_removed_at_open(void **state)
 		".meta.tmp",
 		"topics/tmps/.topic.json.tmp",
 		"projections/.p.json.tmp",
+		"projections/.p.json.pending", /* a create cut short (M4): said, removed */
 		"groups/.g.json.tmp",
 		"groups/.other-group.v2.json.tmp",
 		"topics/tmps/0/00000000000000000000.idx.tmp",
@@ -3791,6 +3807,9 @@ static void test_temp_files_removed_at_open(void **state)
 		"groups/..g.json.tmp",
 		"groups/.g.json.tmp.bak",
 		"projections/.hidden",
+		"projections/..p.json.pending",
+		"projections/.p.json.pending.bak",
+		"projections/p.json.pending",
 		"topics/tmps/.other.tmp",
 		"topics/tmps/0/notes.tmp",
 	};

@@ -95,10 +95,11 @@ static int inspect_opts(int argc, char **argv, const char *command, const char *
 
 #define TOPIC_LIST_USAGE                                                                           \
 	"usage: rill topic list [--connect HOST:PORT]\n"                                           \
-	"  prints every topic as a JSON line, its settings as topic create prints them"
+	"  prints every topic as a JSON line, its settings as topic create prints them, in\n"      \
+	"  name order"
 #define PROJECTION_LIST_USAGE                                                                      \
 	"usage: rill projection list [--connect HOST:PORT]\n"                                      \
-	"  prints every projection as a JSON line: "                                               \
+	"  prints every projection as a JSON line, in name order: "                                \
 	"{\"name\",\"topic\",\"type\",\"version\",\"kind\",\"field\",\"window_ns\"}\n"             \
 	"  (a custom one, of the embedding application: kind \"custom\", the rest null)"
 

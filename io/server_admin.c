@@ -649,35 +649,45 @@ static uint32_t admin_page_count(const struct rill_server *s, size_t entry_bytes
 			  entry_bytes_max);
 }
 
-/* A walk's page: the entries after the one named @after (NULL: from the first). */
-struct admin_page {
-	const char *after;
-	bool started, more;
-	uint32_t count_max;
-	json_t *list;
+/*
+ * TOPICS and PROJECTIONS list in name order (byte order, strcmp): an order that a restart
+ * keeps, which the engine's does not (a reopen loads the definitions in name order, so
+ * what was made zeta then alpha walks alpha then zeta after it), so that a client paging
+ * with "after" across a restart neither skips nor repeats an entry. The server sorts what
+ * the engine walks: at most RILL_ENGINE_TOPICS_MAX (1,024) topics or
+ * RILL_ENGINE_PROJECTIONS_MAX (256) projections, a page at a time.
+ */
+struct admin_item {
+	const char *name;
+	const void *entry; /* struct rill_topic, or const struct rill_projection_def */
 };
 
-/* Whether the walk has reached @name's successor; false while it skips up to @after. */
-static bool admin_page_take(struct admin_page *pg, const char *name)
+struct admin_items {
+	struct admin_item *items;
+	uint32_t count, count_max;
+};
+
+static int admin_items_add(struct admin_items *a, const char *name, const void *entry)
 {
-	if (!pg->started) {
-		pg->started = strcmp(name, pg->after) == 0;
-		return false;
-	}
-	return true;
+	if (a->count == a->count_max)
+		return -ENOSPC; /* past the engine's own limit: not an engine's walk */
+	a->items[a->count++] = (struct admin_item){.name = name, .entry = entry};
+	return 0;
 }
 
-static int admin_topics_one(void *arg, struct rill_topic *t)
+static int admin_topic_item(void *arg, struct rill_topic *t)
 {
-	struct admin_page *pg = arg;
-	if (!admin_page_take(pg, rill_topic_config_get(t)->name))
-		return 0;
-	if (json_array_size(pg->list) == pg->count_max) {
-		pg->more = true;
-		return 1; /* the page is full: the walk stops */
-	}
-	json_t *entry = admin_topic_json(t);
-	return entry != NULL && json_array_append_new(pg->list, entry) == 0 ? 0 : -ENOMEM;
+	return admin_items_add(arg, rill_topic_config_get(t)->name, t);
+}
+
+static int admin_projection_item(void *arg, const struct rill_projection_def *d)
+{
+	return admin_items_add(arg, d->name, d);
+}
+
+static int admin_item_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct admin_item *)a)->name, ((const struct admin_item *)b)->name);
 }
 
 static json_t *admin_projection_json(const struct rill_projection_def *d)
@@ -693,23 +703,34 @@ static json_t *admin_projection_json(const struct rill_projection_def *d)
 			 (json_int_t)d->window_ns);
 }
 
-static int admin_projections_one(void *arg, const struct rill_projection_def *d)
+/*
+ * Into @list, the entries of @a (sorted) whose names sort after @after (NULL: from the
+ * first), at most @count_max; *@more when some are left. 0 or -ENOMEM.
+ */
+static int admin_page_fill(const struct admin_items *a, bool topics, const char *after,
+			   uint32_t count_max, json_t *list, bool *more)
 {
-	struct admin_page *pg = arg;
-	if (!admin_page_take(pg, d->name))
-		return 0;
-	if (json_array_size(pg->list) == pg->count_max) {
-		pg->more = true;
-		return 1;
+	*more = false;
+	for (uint32_t i = 0; i < a->count; i++) {
+		if (after != NULL && strcmp(a->items[i].name, after) <= 0)
+			continue;
+		if (json_array_size(list) == count_max) {
+			*more = true;
+			break;
+		}
+		json_t *entry = topics ? admin_topic_json(a->items[i].entry)
+				       : admin_projection_json(a->items[i].entry);
+		if (entry == NULL || json_array_append_new(list, entry) != 0)
+			return -ENOMEM;
 	}
-	json_t *entry = admin_projection_json(d);
-	return entry != NULL && json_array_append_new(pg->list, entry) == 0 ? 0 : -ENOMEM;
+	return 0;
 }
 
 /*
  * TOPICS and PROJECTIONS: {"after"?} → {"topics"|"projections":[...], "more"}; the entries
- * in the engine's order (the order they were made: they are never removed), after the one
- * named "after", as many as a frame takes. With "more", ask again after the last.
+ * in name order whose names sort after "after" (which need not name one: a custom
+ * projection an application has not defined again since a restart is a good cursor
+ * still), as many as a frame takes. With "more", ask again after the last.
  */
 static int admin_list(struct rill_server *s, uint16_t op, json_t *in, json_t **out, char *msg,
 		      size_t msg_bytes)
@@ -717,31 +738,38 @@ static int admin_list(struct rill_server *s, uint16_t op, json_t *in, json_t **o
 	bool topics = op == RILL_WIRE_ADMIN_TOPICS;
 	const char *what = topics ? "topics" : "projections";
 	static const char *const keys[] = {"after"};
-	struct admin_page pg = {.started = true};
+	const char *after = NULL;
 	int rc = admin_keys_known(in, topics ? "TOPICS" : "PROJECTIONS", keys,
 				  RILL_ARRAY_COUNT(keys), msg, msg_bytes);
 	if (rc == 0)
-		rc = admin_str(in, "after", true, &pg.after, msg, msg_bytes);
+		rc = admin_str(in, "after", true, &after, msg, msg_bytes);
 	if (rc < 0)
 		return rc;
-	if (pg.after != NULL && (topics ? rill_topic_find(s->engine, pg.after) == NULL
-					: rill_projection_topic(s->engine, pg.after) == NULL))
-		return admin_fail(msg, msg_bytes, -ENOENT, "\"after\": no %s '%s'",
-				  topics ? "topic" : "projection", pg.after);
-	pg.started = pg.after == NULL;
-	pg.count_max = admin_page_count(s, topics ? ADMIN_TOPIC_ENTRY_BYTES_MAX
-						  : ADMIN_PROJECTION_ENTRY_BYTES_MAX);
-	RILL_ASSERT(pg.count_max >= 1);
-	pg.list = json_array();
-	if (pg.list == NULL)
+	uint32_t count_max = admin_page_count(s, topics ? ADMIN_TOPIC_ENTRY_BYTES_MAX
+							: ADMIN_PROJECTION_ENTRY_BYTES_MAX);
+	RILL_ASSERT(count_max >= 1);
+	struct admin_items a = {.count_max = topics ? RILL_ENGINE_TOPICS_MAX
+						    : RILL_ENGINE_PROJECTIONS_MAX};
+	a.items = calloc(a.count_max, sizeof(*a.items));
+	json_t *list = json_array();
+	if (a.items == NULL || list == NULL) {
+		free(a.items);
+		json_decref(list);
 		return admin_fail(msg, msg_bytes, -ENOMEM, "out of memory");
-	rc = topics ? rill_topic_each(s->engine, admin_topics_one, &pg)
-		    : rill_projection_each(s->engine, admin_projections_one, &pg);
+	}
+	rc = topics ? rill_topic_each(s->engine, admin_topic_item, &a)
+		    : rill_projection_each(s->engine, admin_projection_item, &a);
+	bool more = false;
+	if (rc == 0) {
+		qsort(a.items, a.count, sizeof(*a.items), admin_item_cmp);
+		rc = admin_page_fill(&a, topics, after, count_max, list, &more);
+	}
+	free(a.items);
 	if (rc < 0) {
-		json_decref(pg.list);
+		json_decref(list);
 		return admin_fail(msg, msg_bytes, rc, "%s: %s", what, rill_strerror(rc));
 	}
-	*out = json_pack("{s:o, s:b}", what, pg.list, "more", pg.more);
+	*out = json_pack("{s:o, s:b}", what, list, "more", more);
 	return 0;
 }
 

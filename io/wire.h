@@ -151,8 +151,9 @@ enum rill_wire_from {
  *   GROUP_FETCH        {"group","topic"} → {"offsets":[{"partition","offset"}, ...]}
  *   GROUP_DELETE       {"group"} → {}: the group and every position in it
  *   TOPICS             {"after"?} → {"topics":[{as TOPIC_INFO}, ...],"more"}: a page
+ *                      in name order (byte order) of the names after "after"
  *   PROJECTIONS        {"after"?} → {"projections":[{"name","topic","type","version",
- *                      "kind","field","window_ns"}, ...],"more"}: a page
+ *                      "kind","field","window_ns"}, ...],"more"}: a page, as TOPICS
  */
 enum rill_wire_admin_op {
 	RILL_WIRE_ADMIN_TOPIC_CREATE = 1,

@@ -4,7 +4,8 @@
 # show`. Usage errors exit 2 and an unreachable server 1, naming the address; on an empty
 # server the lists print nothing and exit 0; then each prints what was made, with the
 # values it was made with (topic list the lines topic create printed, schema list each
-# version's field count in type id and version order, projection list each definition),
+# version's field count in type id and version order, projection list each definition;
+# both lists in name order, the same after a restart),
 # topic info each partition's offsets (30 events produced durably: next offsets that sum
 # to 30, each partition's as many as produce put there, all durable), and group show the
 # lag a consumer left (12 of 30 read: 18, per partition next less committed), for a group
@@ -53,8 +54,9 @@ made=$("$rill" topic create $c --name orders --partitions 3 --durability group -
 check "two topics, three schema versions, two projections made" '[ $? -eq 0 ]'
 
 out=$("$rill" topic list $c); rc=$?
-check "topic list: the topics in the order made, each as topic create printed it" \
-	'[ $rc -eq 0 ] && [ "$out" = "$made"$'"'"'\n'"'"'"$made2" ]'
+check "topic list: the topics in name order (kept, made second, first), each as topic create printed it" \
+	'[ $rc -eq 0 ] && [ "$out" = "$made2"$'"'"'\n'"'"'"$made" ]'
+topics_before=$out
 out=$("$rill" schema list $c); rc=$?
 expected='{"type":"Order","version":1,"type_id":1,"fields":2}
 {"type":"Order","version":2,"type_id":1,"fields":3}
@@ -62,11 +64,21 @@ expected='{"type":"Order","version":1,"type_id":1,"fields":2}
 check "schema list: every version, in type id and version order, with its field count" \
 	'[ $rc -eq 0 ] && [ "$out" = "$expected" ]'
 out=$("$rill" projection list $c); rc=$?
-expected='{"name":"total","topic":"orders","type":"Order","version":2,"kind":"sum","field":"amount","window_ns":0}
-{"name":"per_min","topic":"orders","type":"Order","version":1,"kind":"window_count","field":null,"window_ns":60000000000}'
-check "projection list: each as defined (the version it resolved to)" \
+expected='{"name":"per_min","topic":"orders","type":"Order","version":1,"kind":"window_count","field":null,"window_ns":60000000000}
+{"name":"total","topic":"orders","type":"Order","version":2,"kind":"sum","field":"amount","window_ns":0}'
+check "projection list: each as defined (the version it resolved to), in name order" \
 	'[ $rc -eq 0 ] && [ "$out" = "$expected" ]'
 [ "$out" = "$expected" ] || echo "projection list printed: $out"
+
+# The lists' order survives a restart: they listed in the order made, which a restart,
+# loading the definitions in name order, did not keep (orders, kept; then kept, orders).
+serve_stop && [ "$serve_rc" = 0 ]
+check "the server stops on SIGTERM" '[ $? -eq 0 ]'
+serve_start_or_skip "$tmp/data" "$tmp/serve2.log" --shards 2
+c="--connect $serve_addr"
+out=$("$rill" topic list $c) && out2=$("$rill" projection list $c); rc=$?
+check "after a restart: topic list and projection list in the same order as before" \
+	'[ $rc -eq 0 ] && [ "$out" = "$topics_before" ] && [ "$out2" = "$expected" ]'
 
 # ---- Offsets and lag -------------------------------------------------------------------
 

@@ -27,18 +27,6 @@
 #define SERVE_DRAIN_NS   (10ull * 1000000000ull)
 #define SERVE_TEXT_BYTES 4096u
 #define SERVE_KEYS_MAX   64u /* more than every key there is */
-/*
- * The descriptors the engine and the server hold once open, for the open-file check made
- * before the engine opens (serve_fds_engine): the data directory's lock and the schema
- * registry's lock and log; for each shard its io_uring and wake eventfd, and its server
- * worker's io_uring, listener, control and producer eventfds; for each partition its lock
- * and its active segment, twice (the O_DIRECT handle for batches; buffered I/O: once).
- * test_serve_fds.sh holds the reckoning to what the check after the open counts.
- */
-#define SERVE_FDS_ENGINE        3u
-#define SERVE_FDS_PER_SHARD     6u
-#define SERVE_FDS_PER_PARTITION 3u
-
 /* A key the config file set: where, for messages about it once the file is read. */
 struct serve_key {
 	char name[40];    /* "section.key" */
@@ -498,33 +486,40 @@ static uint64_t serve_partitions_stored(const char *data)
 }
 
 /* What the engine and the server will open for @shards shards, reckoned from the data
- * directory before the engine opens (SERVE_FDS_*); DPDK's files are not in it. */
+ * directory before the engine opens (RILL_SERVER_FDS_*, rill/server.h: the server's
+ * budget for topics made while it runs reckons partitions the same); DPDK's files are
+ * not in it. */
 static uint64_t serve_fds_engine(const struct serve_opts *o, uint32_t shards, uint64_t *partitions)
 {
 	*partitions = serve_partitions_stored(o->data);
-	return SERVE_FDS_ENGINE + (uint64_t)shards * SERVE_FDS_PER_SHARD +
-	       *partitions * SERVE_FDS_PER_PARTITION;
+	return RILL_SERVER_FDS_ENGINE + (uint64_t)shards * RILL_SERVER_FDS_PER_SHARD +
+	       *partitions * RILL_SERVER_FDS_PER_PARTITION;
 }
 
 /*
  * Whether the limit holds connections_max beside the files open now, the subscribers'
  * readers and the reserve (rill/server.h), for an engine of @shards shards; before the
- * engine opens (@before_open), with its files and the server's reckoned from the data
+ * engine opens (@server NULL), with its files and the server's reckoned from the data
  * directory, so that the connections_max suggested then is the one the check after the
  * open takes (it used to count ~5 descriptors, suggest a number and refuse it once the
  * engine's files were open: a whole open and recovery spent on each try). Each
  * subscription holds its partition's segment open while it lasts, up to
  * subscriptions_per_shard on each shard: more than the reserve may hold (1,024 a shard at
- * most), so counted apart. 0, or exit status 1 said, with what to do and where
+ * most), so counted apart. Once @server runs, the same sum becomes its budget: a topic
+ * created over it must fit beside them (rill_server_fds_budget), so that a restart under
+ * the same limit starts. 0, or exit status 1 said, with what to do and where
  * connections_max and subscriptions_per_shard were set.
  */
-static int serve_fds_check(const struct serve_opts *o, uint32_t shards, bool before_open)
+static int serve_fds_check(const struct serve_opts *o, uint32_t shards, struct rill_server *server)
 {
+	bool before_open = server == NULL;
 	uint64_t readers = (uint64_t)shards * o->engine.subscriptions_per_shard;
 	uint64_t partitions = 0;
 	uint64_t files = before_open ? serve_fds_engine(o, shards, &partitions) : 0;
 	struct rill_error_text err = {{0}};
-	if (rill_server_fds_check(&o->server, readers + files, &err) == 0)
+	int rc = before_open ? rill_server_fds_check(&o->server, readers + files, &err)
+			     : rill_server_fds_budget(server, readers, &err);
+	if (rc == 0)
 		return 0;
 	const struct serve_key *k = serve_key_seen(o, "server.connections_max");
 	char where[256] = "";
@@ -708,8 +703,9 @@ static int serve_start(struct serve_opts *o, struct serve_running *r)
 		(void)rill_server_stat_source(r->server, "dpdk", serve_dpdk_stat, r->dpdk);
 	/* The open-file limit again, with everything open: the engine's files (three for
 	 * each partition it holds), the server's (four for each shard), DPDK's. A client
-	 * that connected in this moment counts as a file: stricter by that many. */
-	if (serve_fds_check(o, rill_engine_shards(r->engine), false) != 0) {
+	 * that connected in this moment counts as a file: stricter by that many. The
+	 * server keeps the sum as the budget its TOPIC_CREATEs must fit. */
+	if (serve_fds_check(o, rill_engine_shards(r->engine), r->server) != 0) {
 		(void)serve_stop(r);
 		return 1;
 	}
@@ -724,7 +720,7 @@ static int serve_run(struct serve_opts *o)
 	/* Before the engine opens (a recovery of every log, a data directory made): a bad
 	 * value, a port taken or too low an open-file limit is said at once, and nothing is
 	 * left behind. */
-	if (serve_server_check(o) != 0 || serve_fds_check(o, serve_shards(o), true) != 0)
+	if (serve_server_check(o) != 0 || serve_fds_check(o, serve_shards(o), NULL) != 0)
 		return 1;
 	struct serve_running r = {0};
 	if (serve_start(o, &r) != 0)

@@ -1308,6 +1308,56 @@ static int srv_config_check(const struct rill_server_config *c, struct rill_erro
 	return -EINVAL;
 }
 
+/* @a + @b, saturated: sums of counted descriptors and a host's figures, never wrapped. */
+static uint64_t srv_fds_add(uint64_t a, uint64_t b)
+{
+	return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
+/*
+ * The sum every open-file check makes (rill_server_fds_check at the start, TOPIC_CREATE
+ * under a budget): besides connections_max, the @open descriptors held (counted, or
+ * counted once and reckoned since), the host's @fds_later and the reserve. Whether
+ * @limit holds it; the sum in @need and, in @fit, the connections_max that would fit
+ * beside the rest (0: none).
+ */
+static bool srv_fds_fits(uint64_t limit, uint32_t connections_max, uint64_t open,
+			 uint64_t fds_later, uint64_t *need, uint64_t *fit)
+{
+	uint64_t files = srv_fds_add(srv_fds_add(open, RILL_SERVER_FDS_RESERVED), fds_later);
+	*need = srv_fds_add(files, connections_max);
+	*fit = limit > files ? limit - files : 0;
+	return *need <= limit;
+}
+
+/* rill_server_fds_check's sum with @open descriptors held, said in @err when too much. */
+static int srv_fds_say(const struct rill_server_config *config, uint64_t open, uint64_t fds_later,
+		       struct rill_error_text *err)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	uint64_t limit = rl.rlim_cur, need = 0, room = 0;
+	if (srv_fds_fits(limit, config->connections_max, open, fds_later, &need, &room))
+		return 0;
+	char hard[32] = "unlimited", fit[64] = "", later[64] = "";
+	if (rl.rlim_max != RLIM_INFINITY)
+		snprintf(hard, sizeof(hard), "%llu", (unsigned long long)rl.rlim_max);
+	if (room > 0)
+		snprintf(fit, sizeof(fit), ", or lower connections_max to %llu",
+			 (unsigned long long)room);
+	if (fds_later > 0)
+		snprintf(later, sizeof(later), ", %llu more to be opened later",
+			 (unsigned long long)fds_later);
+	snprintf(err->message, sizeof(err->message),
+		 "the open-file limit (RLIMIT_NOFILE) is %llu (hard limit %s), but "
+		 "connections_max %u, the %llu descriptors open now%s and %u kept for the "
+		 "engine's files need %llu: raise the limit%s",
+		 (unsigned long long)limit, hard, config->connections_max, (unsigned long long)open,
+		 later, RILL_SERVER_FDS_RESERVED, (unsigned long long)need, fit);
+	return -EMFILE;
+}
+
 int rill_server_fds_check(const struct rill_server_config *config, uint64_t fds_later,
 			  struct rill_error_text *err)
 {
@@ -1318,35 +1368,79 @@ int rill_server_fds_check(const struct rill_server_config *config, uint64_t fds_
 	rill_server_config_default(&dflt);
 	if (config == NULL)
 		config = &dflt;
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+	return srv_fds_say(config, srv_fds_open(srv_fds_limit()), fds_later, err);
+}
+
+static int srv_partitions_add(void *arg, struct rill_topic *t)
+{
+	*(uint64_t *)arg += rill_topic_partitions(t);
+	return 0;
+}
+
+/* The partitions of every topic the engine holds now. */
+static uint64_t srv_partitions_held(struct rill_engine *engine)
+{
+	uint64_t n = 0;
+	(void)rill_topic_each(engine, srv_partitions_add, &n);
+	return n;
+}
+
+int rill_server_fds_budget(struct rill_server *s, uint64_t fds_later, struct rill_error_text *err)
+{
+	struct rill_error_text scratch;
+	if (err == NULL)
+		err = &scratch;
+	RILL_ASSERT(s != NULL);
+	/* Under the lock no TOPIC_CREATE of the server's is half made. The partitions are
+	 * counted first: a host's own create in between is then counted in the files and
+	 * again as made since, stricter, never short. */
+	pthread_mutex_lock(&s->fds_lock);
+	s->fds_partitions = srv_partitions_held(s->engine);
+	s->fds_files = srv_fds_open(srv_fds_limit());
+	s->fds_later = fds_later;
+	s->fds_budget = true;
+	uint64_t open = s->fds_files;
+	pthread_mutex_unlock(&s->fds_lock);
+	return srv_fds_say(&s->config, open, fds_later, err);
+}
+
+int srv_fds_topic_check(struct rill_server *s, const char *name, uint32_t partitions, char *msg,
+			size_t msg_bytes)
+{
+	uint64_t limit = srv_fds_limit();
+	if (!s->fds_budget || limit == UINT64_MAX || partitions == 0)
 		return 0;
-	uint64_t limit = rl.rlim_cur;
-	uint64_t open = srv_fds_open(limit);
-	/* Besides the connections: what is open, what the host will open, the reserve. A
-	 * sum of a count of descriptors and a host's figure: saturated, not wrapped. */
-	uint64_t files = open + RILL_SERVER_FDS_RESERVED;
-	files = fds_later > UINT64_MAX - files ? UINT64_MAX : files + fds_later;
-	uint64_t need = files > UINT64_MAX - config->connections_max
-				? UINT64_MAX
-				: files + config->connections_max;
-	if (need <= limit)
+	/* The files held now, reckoned as a restart's check counts them: those counted at
+	 * the budget, three for each partition made since; then this topic's. */
+	uint64_t held = srv_partitions_held(s->engine);
+	uint64_t since = held > s->fds_partitions ? held - s->fds_partitions : 0;
+	uint64_t open = srv_fds_add(s->fds_files, since * RILL_SERVER_FDS_PER_PARTITION);
+	uint64_t more = (uint64_t)partitions * RILL_SERVER_FDS_PER_PARTITION;
+	uint32_t conns = s->config.connections_max;
+	uint64_t need = 0, fit = 0;
+	if (srv_fds_fits(limit, conns, srv_fds_add(open, more), s->fds_later, &need, &fit))
 		return 0;
-	char hard[32] = "unlimited", fit[64] = "", later[64] = "";
-	if (rl.rlim_max != RLIM_INFINITY)
-		snprintf(hard, sizeof(hard), "%llu", (unsigned long long)rl.rlim_max);
-	if (limit > files)
-		snprintf(fit, sizeof(fit), ", or lower connections_max to %llu",
-			 (unsigned long long)(limit - files));
-	if (fds_later > 0)
-		snprintf(later, sizeof(later), ", %llu more to be opened later",
-			 (unsigned long long)fds_later);
-	snprintf(err->message, sizeof(err->message),
-		 "the open-file limit (RLIMIT_NOFILE) is %llu (hard limit %s), but "
-		 "connections_max %u, the %llu descriptors open now%s and %u kept for the "
-		 "engine's files need %llu: raise the limit%s",
-		 (unsigned long long)limit, hard, config->connections_max, (unsigned long long)open,
-		 later, RILL_SERVER_FDS_RESERVED, (unsigned long long)need, fit);
+	/* What would fit: partitions in the room left now beside connections_max. */
+	uint64_t need_now = 0, room = 0;
+	(void)srv_fds_fits(limit, conns, open, s->fds_later, &need_now, &room);
+	uint64_t parts_fit = room > conns ? (room - conns) / RILL_SERVER_FDS_PER_PARTITION : 0;
+	char lower[64] = "";
+	if (fit > 0)
+		snprintf(lower, sizeof(lower), " (to %llu)", (unsigned long long)fit);
+	snprintf(msg, msg_bytes,
+		 "topic '%s': its %u partition%s would hold %llu descriptors for good (%u each), "
+		 "and the open-file limit (RLIMIT_NOFILE) of %llu does not hold them beside "
+		 "connections_max %u, the %llu descriptors held now, %llu for subscribers' readers "
+		 "(shards x subscriptions_per_shard) and the %u kept for the engine's files: "
+		 "%llu in all, more than a restart would take; %llu more partitions fit. Raise "
+		 "the limit (LimitNOFILE= in the systemd unit, ulimit -n in a shell), or lower "
+		 "connections_max%s or [engine] subscriptions_per_shard, and restart the "
+		 "server. Nothing was made",
+		 name, partitions, partitions == 1 ? "" : "s", (unsigned long long)more,
+		 RILL_SERVER_FDS_PER_PARTITION, (unsigned long long)limit, conns,
+		 (unsigned long long)open, (unsigned long long)s->fds_later,
+		 RILL_SERVER_FDS_RESERVED, (unsigned long long)need, (unsigned long long)parts_fit,
+		 lower);
 	return -EMFILE;
 }
 
@@ -1366,6 +1460,7 @@ int rill_server_config_check(const struct rill_server_config *config, struct ril
 
 static void srv_free(struct rill_server *s)
 {
+	pthread_mutex_destroy(&s->fds_lock);
 	pthread_mutex_destroy(&s->start_lock);
 	pthread_cond_destroy(&s->start_cond);
 	pthread_mutex_destroy(&s->stat_lock);
@@ -1432,6 +1527,7 @@ int rill_server_start(struct rill_server **out, struct rill_engine *engine,
 	pthread_mutex_init(&s->start_lock, NULL);
 	pthread_cond_init(&s->start_cond, NULL);
 	pthread_mutex_init(&s->stat_lock, NULL);
+	pthread_mutex_init(&s->fds_lock, NULL);
 	if (srv_ctl_init(s) != 0 || s->workers == NULL) {
 		srv_free(s);
 		return -ENOMEM;

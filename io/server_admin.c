@@ -6,7 +6,9 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,7 +140,19 @@ static int admin_topic_create(struct rill_server *s, json_t *in, json_t **out, c
 				  "\"durability\": \"%s\": expected none or group", durability);
 	struct rill_topic *t = NULL;
 	struct rill_error_text err = {{0}};
-	rc = rill_topic_create(s->engine, &c, &t, &err);
+	/* A new topic's partitions hold their files for good: checked against the open-file
+	 * budget (rill_server_fds_budget), checked and made under its lock so that the
+	 * budget is never counted half way through. A topic that exists makes nothing: the
+	 * engine answers it (the same one, or -EEXIST). */
+	pthread_mutex_lock(&s->fds_lock);
+	if (rill_topic_find(s->engine, c.name) == NULL)
+		rc = srv_fds_topic_check(s, c.name, c.partitions, msg, msg_bytes);
+	bool refused = rc < 0; /* msg says why */
+	if (!refused)
+		rc = rill_topic_create(s->engine, &c, &t, &err);
+	pthread_mutex_unlock(&s->fds_lock);
+	if (refused)
+		return rc;
 	if (rc < 0)
 		return admin_fail(msg, msg_bytes, rc, "topic '%s': %s", c.name,
 				  err.message[0] != '\0' ? err.message : rill_strerror(rc));

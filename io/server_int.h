@@ -250,6 +250,13 @@ struct rill_server {
 	uint64_t connections;         /* atomic */
 	uint64_t fds_refused;         /* atomic: connections refused a reserved descriptor */
 	uint64_t fds_limit_start;     /* the soft RLIMIT_NOFILE at the start (srv_fd_room) */
+	/* The open-file budget a TOPIC_CREATE keeps to (rill_server_fds_budget): set by a
+	 * host thread, read by the control thread, under fds_lock. */
+	pthread_mutex_t fds_lock; /* also held across a TOPIC_CREATE, checked and made */
+	bool fds_budget;          /* set: TOPIC_CREATE is checked against it */
+	uint64_t fds_files;       /* descriptors open when the budget was set */
+	uint64_t fds_partitions;  /* partitions the engine held then, counted in fds_files */
+	uint64_t fds_later;       /* the host's fds_later: subscribers' readers */
 
 	/* The control thread and its queue (server_ctl.c). */
 	pthread_t ctl_thread;
@@ -263,6 +270,10 @@ struct rill_server {
 };
 
 /* server.c */
+/* Whether @partitions more, for topic @name, fit the open-file budget: 0, or -EMFILE with
+ * what to do in @msg. 0 without a budget. The caller holds s->fds_lock. */
+int srv_fds_topic_check(struct rill_server *s, const char *name, uint32_t partitions, char *msg,
+			size_t msg_bytes);
 void srv_conn_mark(struct srv_worker *w, const struct srv_conn *c); /* look at it next turn */
 void srv_conn_wait(struct srv_worker *w, struct srv_conn *c);       /* ... once room comes back */
 void srv_conn_send(struct srv_worker *w, struct srv_conn *c, const void *frame, uint32_t bytes);

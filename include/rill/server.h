@@ -38,18 +38,32 @@ struct rill_server;
 /*
  * Descriptors under the process's open-file limit (the soft RLIMIT_NOFILE) that no
  * connection takes: the top ones, left to the files the engine opens while the server
- * runs (a segment roll's new file, a snapshot, a new topic's partitions, three files
- * each). Subscribers' readers, one per subscription, are the host's to count beside it
- * (rill_server_fds_check's fds_later): as many as 1,024 on each shard. The kernel hands out the lowest free descriptor, so a
- * connection given one of these means every descriptor below it is taken: the server
- * closes it at once (counted in refused), and the engine finds these when it needs them.
- * Under a soft limit lowered below its value at rill_server_start (prlimit), where the
- * lowest free descriptor no longer tells what is free above it, the descriptors open are
- * counted at each connection, which is kept only if this many stay free. A host sizes
- * its limit as connections_max + the files open at start + the subscribers' readers +
- * this (rill_server_fds_check).
+ * runs (a segment roll's new file, a snapshot; a new topic's partitions, three files
+ * each, unless a budget keeps them apart: rill_server_fds_budget). Subscribers' readers,
+ * one per subscription, are the host's to count beside it (rill_server_fds_check's
+ * fds_later): as many as 1,024 on each shard. The kernel hands out the lowest free
+ * descriptor, so a connection given one of these means every descriptor below it is
+ * taken: the server closes it at once (counted in refused), and the engine finds these
+ * when it needs them. Under a soft limit lowered below its value at rill_server_start
+ * (prlimit), where the lowest free descriptor no longer tells what is free above it, the
+ * descriptors open are counted at each connection, which is kept only if this many stay
+ * free. A host sizes its limit as connections_max + the files open at start + the
+ * subscribers' readers + this (rill_server_fds_check).
  */
 #define RILL_SERVER_FDS_RESERVED 256u
+/*
+ * The descriptors the engine and the server hold once open, for a host that reckons them
+ * before the engine opens (rill serve, from its data directory) and for the budget a
+ * running server keeps (rill_server_fds_budget): the data directory's lock and the schema
+ * registry's lock and log; for each shard its io_uring and wake eventfd, and its server
+ * worker's io_uring, listener, control and producer eventfds; for each partition its lock
+ * and its active segment, twice (the O_DIRECT handle for batches; buffered I/O: once).
+ * A partition holds its three for as long as the engine is open: a topic's, once made,
+ * never go back. test_serve_fds.sh holds the reckoning to what is counted once open.
+ */
+#define RILL_SERVER_FDS_ENGINE        3u
+#define RILL_SERVER_FDS_PER_SHARD     6u
+#define RILL_SERVER_FDS_PER_PARTITION 3u
 
 struct rill_server_config {
 	const char *listen;                 /* "HOST:PORT" (default 127.0.0.1:7400; port 0:
@@ -100,6 +114,29 @@ int rill_server_config_check(const struct rill_server_config *config, struct ril
  */
 int rill_server_fds_check(const struct rill_server_config *config, uint64_t fds_later,
 			  struct rill_error_text *err);
+
+/*
+ * rill_server_fds_budget - rill_server_fds_check for @server, running, with the files it,
+ * the engine and the host hold open now, and a budget kept from then on: a TOPIC_CREATE
+ * over the server whose partitions (RILL_SERVER_FDS_PER_PARTITION descriptors each, held
+ * for good) would not fit under the limit beside connections_max, @fds_later, the
+ * reserve and the files held now (those counted here, and three for each partition made
+ * since) gets ERROR -EMFILE naming the numbers and what to do, and nothing is made. The
+ * sum is the one a restart's rill_server_fds_check makes with the same limit, so a topic
+ * the server makes never stops the next start (before, creates went on until the files
+ * took the descriptors kept for connections: most connections were refused, and the
+ * restart refused to start; at a tight limit, until a create failed with EMFILE, the
+ * segment rolls and consumers left without a descriptor). The limit is read at each
+ * TOPIC_CREATE. Call it once the server and whatever the host opens beside it are up
+ * (connections open then count as files: stricter by that many); a later call counts
+ * again and replaces the budget. Without a call, TOPIC_CREATE is not checked (the engine
+ * refuses a partition without a descriptor with EMFILE). Topics made by the host through
+ * rill_topic_create count once made. The budget is kept whatever the result. Returns 0,
+ * or -EMFILE with @err (optional) as rill_server_fds_check. Any host thread but a shard's;
+ * waits for a TOPIC_CREATE in progress; reads /proc/self/fd.
+ */
+int rill_server_fds_budget(struct rill_server *server, uint64_t fds_later,
+			   struct rill_error_text *err);
 
 /*
  * rill_server_start - listen on config->listen and serve @engine with one worker per

@@ -50,16 +50,24 @@
  *   7. GROUP_COMMIT of many partitions in one request ("offsets"), counted by STAT's
  *      group_commits; every malformed form refused with a message naming it and no
  *      position moved; the one-partition form unchanged.
+ *   8. TOPIC_CREATE under the open-file budget (rill_server_fds_budget): without one, a
+ *      create is not checked; with one, under a soft RLIMIT_NOFILE set so that four
+ *      partitions' files fit beside connections_max, the readers and the reserve, five
+ *      are refused with -EMFILE naming the limit, the numbers and what to do (four fit),
+ *      and nothing is made; four are made; one more is refused; the same topic made
+ *      again is answered; a budget taken again under a higher limit lets it go on.
  *
  * Nothing asserts on timing: every wait is bounded (10 s, 30 s for a stop) and fails with
  * a message saying what did not happen.
  */
 #include "tests/common/test_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -1535,6 +1543,137 @@ static void test_group_commit_offsets(void **state)
 	assert_int_equal(ctl_group_commits(c), commits + 1);
 }
 
+/* ---- 8. TOPIC_CREATE under the open-file budget ------------------------------------ */
+
+#define CTL_FDS_FIT    4u  /* test 8: partitions whose files the limit leaves room for */
+#define CTL_FDS_LATER  16u /* ... the host's fds_later (subscribers' readers) */
+#define CTL_FDS_TOPICS 5u  /* ... topics at its end: one, two, free, four, extra */
+
+static struct rlimit ctl_fds_saved; /* the limit before test 8 (rlim_cur 0: not saved) */
+
+/* Descriptors open in this process: /proc/self/fd's entries, less the directory's own. */
+static uint64_t ctl_fds_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (d == NULL)
+		return 0;
+	uint64_t n = 0;
+	for (struct dirent *e = readdir(d); e != NULL; e = readdir(d))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;
+}
+
+static int ctl_fds_teardown(void **state)
+{
+	if (ctl_fds_saved.rlim_cur != 0)
+		(void)setrlimit(RLIMIT_NOFILE, &ctl_fds_saved); /* the tests after need theirs */
+	ctl_fds_saved.rlim_cur = 0;
+	return ctl_teardown(state);
+}
+
+/* TOPIC_CREATE of @name with @partitions: its code, and its message in @msg. */
+static int ctl_fds_create(struct rill_client *c, const char *name, uint32_t partitions, char *msg,
+			  size_t msg_bytes)
+{
+	char json[128];
+	snprintf(json, sizeof(json), "{\"name\":\"%s\",\"partitions\":%u}", name, partitions);
+	char *answer = NULL;
+	struct rill_client_error err = {{0}};
+	int rc = rill_client_admin(c, RILL_ADMIN_TOPIC_CREATE, json, &answer, &err);
+	snprintf(msg, msg_bytes, "%s", rc == 0 ? answer : err.message);
+	free(answer);
+	return rc;
+}
+
+/* A TOPIC_CREATE refused for the open-file budget, naming what an operator needs. */
+static void ctl_fds_expect_refused(struct rill_client *c, const char *name, uint32_t partitions,
+				   uint32_t fit, const char *what)
+{
+	char msg[RILL_CLIENT_ERROR_BYTES];
+	int rc = ctl_fds_create(c, name, partitions, msg, sizeof(msg));
+	char fits[64];
+	snprintf(fits, sizeof(fits), "; %u more partitions fit", fit);
+	if (rc != -EMFILE || strstr(msg, "RLIMIT_NOFILE") == NULL ||
+	    strstr(msg, "connections_max 1024") == NULL || strstr(msg, fits) == NULL ||
+	    strstr(msg, "LimitNOFILE=") == NULL || strstr(msg, "ulimit -n") == NULL ||
+	    strstr(msg, "subscriptions_per_shard") == NULL)
+		fail_msg("%s: TOPIC_CREATE %s of %u partitions: %d (%s): %s; expected -EMFILE "
+			 "naming the limit, connections_max, that %u fit and what to do",
+			 what, name, partitions, rc, rill_strerror(rc), msg, fit);
+	if (rill_topic_find(env.engine, name) != NULL)
+		fail_msg("%s: TOPIC_CREATE %s refused, yet the topic was made", what, name);
+}
+
+/*
+ * 8. A TOPIC_CREATE's partitions hold three descriptors each for good: under a budget
+ * (rill_server_fds_budget, which rill serve takes once started) one whose files would not
+ * fit beside connections_max, the host's readers and the reserve is refused, nothing made,
+ * so that a restart under the same limit, which makes the same sum, starts (before, they
+ * were made, and took the descriptors promised to connections).
+ */
+static void test_topic_create_fds_budget(void **state)
+{
+	(void)state;
+	struct rill_client *c = ctl_connect("test 8");
+	struct rlimit rl;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	/* The room for CTL_FDS_FIT partitions beside everything else, and one to spare: a
+	 * descriptor more or less in the count leaves the same partitions fitting. */
+	struct rill_server_config dflt;
+	rill_server_config_default(&dflt);
+	uint64_t limit = ctl_fds_open() + RILL_SERVER_FDS_RESERVED + CTL_FDS_LATER +
+			 dflt.connections_max + CTL_FDS_FIT * RILL_SERVER_FDS_PER_PARTITION + 1;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < limit) {
+		fprintf(stderr, "test 8: the hard open-file limit %llu is under the %llu needed\n",
+			(unsigned long long)rl.rlim_max, (unsigned long long)limit);
+		skip();
+	}
+	ctl_fds_saved = rl;
+	struct rlimit low = {.rlim_cur = limit, .rlim_max = rl.rlim_max};
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+
+	/* No budget yet: not checked. Five partitions, past the room. */
+	char msg[RILL_CLIENT_ERROR_BYTES];
+	int rc = ctl_fds_create(c, "free", CTL_FDS_FIT + 1, msg, sizeof(msg));
+	if (rc != 0)
+		fail_msg("TOPIC_CREATE without a budget: %d (%s): %s", rc, rill_strerror(rc), msg);
+
+	/* The budget, counted with "free" open: its room is the limit's. */
+	low.rlim_cur = limit + (CTL_FDS_FIT + 1) * RILL_SERVER_FDS_PER_PARTITION;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	struct rill_error_text err = {{0}};
+	rc = rill_server_fds_budget(env.server, CTL_FDS_LATER, &err);
+	if (rc != 0)
+		fail_msg("rill_server_fds_budget under %llu: %d (%s): %s",
+			 (unsigned long long)low.rlim_cur, rc, rill_strerror(rc), err.message);
+	ctl_fds_expect_refused(c, "five", CTL_FDS_FIT + 1, CTL_FDS_FIT, "past the room");
+	rc = ctl_fds_create(c, "four", CTL_FDS_FIT, msg, sizeof(msg));
+	if (rc != 0)
+		fail_msg("TOPIC_CREATE of the %u partitions that fit: %d (%s): %s", CTL_FDS_FIT, rc,
+			 rill_strerror(rc), msg);
+	ctl_fds_expect_refused(c, "extra", 1, 0, "the room taken");
+	rc = ctl_fds_create(c, "four", CTL_FDS_FIT, msg, sizeof(msg));
+	if (rc != 0)
+		fail_msg("TOPIC_CREATE of a topic made already (it makes nothing): %d (%s): %s", rc,
+			 rill_strerror(rc), msg);
+	ctl_ping(c, "after the refusals");
+
+	/* A higher limit, the budget taken again: it goes on. */
+	low.rlim_cur += RILL_SERVER_FDS_PER_PARTITION;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(rill_server_fds_budget(env.server, CTL_FDS_LATER, &err), 0);
+	rc = ctl_fds_create(c, "extra", 1, msg, sizeof(msg));
+	if (rc != 0)
+		fail_msg("TOPIC_CREATE of one partition under a limit 3 higher: %d (%s): %s", rc,
+			 rill_strerror(rc), msg);
+	json_t *j = client_admin_json(c, RILL_ADMIN_TOPICS, "{}", "TOPICS");
+	size_t n = json_array_size(json_object_get(j, "topics"));
+	json_decref(j);
+	if (n != CTL_FDS_TOPICS)
+		fail_msg("TOPICS lists %zu topics; expected %u", n, CTL_FDS_TOPICS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1564,6 +1703,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_second_server_refused, ctl_setup,
 						ctl_teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_offsets, ctl_setup, ctl_teardown),
+		cmocka_unit_test_setup_teardown(test_topic_create_fds_budget, ctl_setup,
+						ctl_fds_teardown),
 	};
 	return cmocka_run_group_tests_name("server_ctl", tests, NULL, NULL);
 }

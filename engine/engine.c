@@ -41,6 +41,11 @@ _Static_assert(RILL_ENGINE_PROJECTION_KEYS_MAX == RILL_PROJECTION_KEYS_MAX,
 	       "projection_keys_max: the public maximum is the projection's");
 _Static_assert(RILL_ENGINE_PROJECTION_KEY_STORE_MAX == RILL_PROJECTION_KEY_STORE_MAX,
 	       "projection_key_store_bytes: the public maximum is the projection's");
+/* A projection binds to every partition of its topic: the partition's limit is the topic's. */
+_Static_assert(RILL_ENGINE_TOPIC_PROJECTIONS_MAX == RILL_PARTITION_PROJECTIONS_MAX,
+	       "projections per topic: the public maximum is the partition's");
+_Static_assert(RILL_ENGINE_TOPIC_PROJECTIONS_MAX <= RILL_ENGINE_PROJECTIONS_MAX,
+	       "a topic's projections fit the engine's");
 
 int engine_error(struct rill_error_text *err, int code, const char *fmt, ...)
 {
@@ -1059,6 +1064,26 @@ static int engine_projection_build(struct rill_engine *e, struct engine_projecti
 				   struct rill_error_text *err);
 static void engine_projection_publish(struct rill_engine *e, struct engine_projection *ep);
 
+/* Whether a new projection @name on @t fits both the engine's and the topic's limit, checked
+ * before anything is stored or built: past the topic's, each partition's bind would refuse
+ * it with a bare -ENOSPC halfway through the build. Under e->lock, or at open. */
+static int engine_projection_room(const struct rill_engine *e, const struct engine_topic *t,
+				  const char *name, struct rill_error_text *err)
+{
+	if (e->projection_count == RILL_ENGINE_PROJECTIONS_MAX)
+		return engine_error(err, -ENOSPC, "projection %s: the engine holds %u already",
+				    name, RILL_ENGINE_PROJECTIONS_MAX);
+	uint32_t on_topic = 0;
+	for (uint32_t i = 0; i < e->projection_count; i++)
+		on_topic += e->projections[i]->topic == t;
+	if (on_topic >= RILL_ENGINE_TOPIC_PROJECTIONS_MAX)
+		return engine_error(err, -ENOSPC,
+				    "projection %s: topic %s holds %u projections already, the "
+				    "most a topic may have",
+				    name, t->name, RILL_ENGINE_TOPIC_PROJECTIONS_MAX);
+	return 0;
+}
+
 /* Check @d and build it on the shards into *@out, the next projection, not yet published:
  * the caller publishes it (engine_projection_publish) or undoes it. */
 static int engine_projection_make(struct rill_engine *e, const struct rill_projection_def *d,
@@ -1068,17 +1093,17 @@ static int engine_projection_make(struct rill_engine *e, const struct rill_proje
 	int rc = engine_projection_check(e, &def, err);
 	if (rc < 0)
 		return rc;
-	uint32_t index = e->projection_count;
-	if (index == RILL_ENGINE_PROJECTIONS_MAX)
-		return engine_error(err, -ENOSPC, "projection %s: the engine holds %u already",
-				    def.name, RILL_ENGINE_PROJECTIONS_MAX);
+	struct engine_topic *t = engine_topic_find(e, def.topic);
+	rc = engine_projection_room(e, t, def.name, err);
+	if (rc < 0)
+		return rc;
 	struct engine_projection *ep = calloc(1, sizeof(*ep));
 	if (ep == NULL)
 		return engine_error(err, -ENOMEM, "out of memory");
 	snprintf(ep->name, sizeof(ep->name), "%s", def.name);
 	snprintf(ep->type, sizeof(ep->type), "%s", def.type);
 	snprintf(ep->field, sizeof(ep->field), "%s", def.field != NULL ? def.field : "");
-	ep->topic = engine_topic_find(e, def.topic);
+	ep->topic = t;
 	ep->def = def;
 	ep->def.name = ep->name;
 	ep->def.topic = ep->topic->name;
@@ -1176,9 +1201,8 @@ int rill_projection_define_custom(struct rill_engine *e, const char *name, const
 	else if (ep == NULL && e->projection_count != (uint32_t)e->projection_count_pub)
 		rc = engine_error(err, -EIO,
 				  "an earlier projection failed to build: reopen the engine");
-	else if (ep == NULL && e->projection_count == RILL_ENGINE_PROJECTIONS_MAX)
-		rc = engine_error(err, -ENOSPC, "projection %s: the engine holds %u already", name,
-				  RILL_ENGINE_PROJECTIONS_MAX);
+	else if (ep == NULL)
+		rc = engine_projection_room(e, t, name, err);
 	if (rc == 0 && ep == NULL) {
 		ep = calloc(1, sizeof(*ep));
 		if (ep == NULL) {
@@ -1249,11 +1273,9 @@ int rill_projection_define(struct rill_engine *e, const struct rill_projection_d
 				  "an earlier projection failed to build: reopen the engine");
 		goto out_unlock;
 	}
-	if (e->projection_count == RILL_ENGINE_PROJECTIONS_MAX) {
-		rc = engine_error(err, -ENOSPC, "projection %s: the engine holds %u already",
-				  d.name, RILL_ENGINE_PROJECTIONS_MAX);
+	rc = engine_projection_room(e, engine_topic_find(e, d.topic), d.name, err);
+	if (rc < 0)
 		goto out_unlock;
-	}
 	/* M4 (engine_meta.c): stored as pending, built, then named NAME.json, then answered;
 	 * a crash before the rename leaves a pending file the next open removes. Stored first
 	 * so that a full disk refuses before the build's work. */

@@ -94,16 +94,17 @@ enum rill_acks {
 };
 
 /* Engine limits. */
-#define RILL_ENGINE_SHARDS_MAX          64u
-#define RILL_ENGINE_TOPICS_MAX          1024u
-#define RILL_ENGINE_PARTITIONS_MAX      1024u /* per topic */
-#define RILL_ENGINE_PROJECTIONS_MAX     256u
-#define RILL_ENGINE_PRODUCERS_MAX       256u   /* handles open at once (rill_producer_open) */
-#define RILL_ENGINE_SUBSCRIPTIONS_MAX   1024u  /* subscriptions_per_shard, at most */
-#define RILL_ENGINE_GROUPS_MAX          65536u /* groups_max, at most */
-#define RILL_ENGINE_NAME_BYTES_MAX      128u   /* topic and projection names */
-#define RILL_ENGINE_RING_BYTES_MAX      (256u << 20)
-#define RILL_ENGINE_DURABLE_PENDING_MAX (1u << 16) /* durable acks waiting, per partition */
+#define RILL_ENGINE_SHARDS_MAX            64u
+#define RILL_ENGINE_TOPICS_MAX            1024u
+#define RILL_ENGINE_PARTITIONS_MAX        1024u /* per topic */
+#define RILL_ENGINE_PROJECTIONS_MAX       256u
+#define RILL_ENGINE_TOPIC_PROJECTIONS_MAX 64u    /* per topic: each binds to all its partitions */
+#define RILL_ENGINE_PRODUCERS_MAX         256u   /* handles open at once (rill_producer_open) */
+#define RILL_ENGINE_SUBSCRIPTIONS_MAX     1024u  /* subscriptions_per_shard, at most */
+#define RILL_ENGINE_GROUPS_MAX            65536u /* groups_max, at most */
+#define RILL_ENGINE_NAME_BYTES_MAX        128u   /* topic and projection names */
+#define RILL_ENGINE_RING_BYTES_MAX        (256u << 20)
+#define RILL_ENGINE_DURABLE_PENDING_MAX   (1u << 16) /* durable acks waiting, per partition */
 
 /* The per partition limits of struct rill_engine_config, at most (see there). */
 #define RILL_ENGINE_PARTITION_PRODUCERS_MAX  (1u << 20)   /* producers_max */
@@ -395,8 +396,9 @@ struct rill_projection_def {
  * rill_projection_define - define the projection (stored under DATA/projections), build
  * it from everything the topic's logs hold, and keep it up to date from then on. Defining
  * it again the same way is a no-op. Returns 0, -EINVAL, -ENOENT (no such topic, type or
- * field), -EEXIST (exists, otherwise defined), -ENOSPC, or a log error, with @err. Blocks
- * (replays the logs).
+ * field), -EEXIST (exists, otherwise defined), -ENOSPC (the engine holds
+ * RILL_ENGINE_PROJECTIONS_MAX, or the topic RILL_ENGINE_TOPIC_PROJECTIONS_MAX, already), or a
+ * log error, with @err. Blocks (replays the logs).
  */
 int rill_projection_define(struct rill_engine *engine, const struct rill_projection_def *def,
 			   struct rill_error_text *err);
@@ -414,8 +416,8 @@ int rill_projection_define(struct rill_engine *engine, const struct rill_project
  * keeps, and its saved state is lost. @ops and @arg must stay valid until rill_engine_close. ops->snapshot
  * called with a NULL buffer must give the exact length the real call writes.
  * Defining it again with the same ops, arg and topic is a no-op. Returns 0, -EINVAL,
- * -ENOENT (no such topic), -EEXIST (the name is taken), -ENOSPC, -ENOMEM, or a log error,
- * with @err. Blocks (builds the states).
+ * -ENOENT (no such topic), -EEXIST (the name is taken), -ENOSPC (as rill_projection_define),
+ * -ENOMEM, or a log error, with @err. Blocks (builds the states).
  */
 int rill_projection_define_custom(struct rill_engine *engine, const char *name, const char *topic,
 				  const struct rill_projection_ops *ops, void *arg,

@@ -4559,6 +4559,50 @@ static void test_custom_projection(void **state)
 	fx_close(f);
 }
 
+/*
+ * A topic carries at most RILL_ENGINE_TOPIC_PROJECTIONS_MAX projections (each binds to
+ * every partition of it). One more is refused up front with a message naming the limit,
+ * not with a bare "No space left on device" from a partition's rebuild, and leaves
+ * nothing behind; another topic still takes projections.
+ */
+static void test_topic_projections_max(void **state)
+{
+	struct fx *f = *state;
+	fx_open(f);
+	fx_topic(f, "big", 1, RILL_DURABILITY_NONE);
+	fx_topic(f, "other", 1, RILL_DURABILITY_NONE);
+	char name[32];
+	for (uint32_t i = 0; i < RILL_ENGINE_TOPIC_PROJECTIONS_MAX; i++) {
+		snprintf(name, sizeof(name), "p%u", i);
+		fx_projection(f, name, "big", RILL_PROJECTION_COUNT, NULL);
+	}
+	struct rill_projection_def d = {
+		.name = "over", .topic = "big", .type = "Order", .kind = RILL_PROJECTION_COUNT};
+	struct rill_error_text err = {{0}};
+	assert_int_equal(rill_projection_define(f->engine, &d, &err), -ENOSPC);
+	char want[128];
+	snprintf(want, sizeof(want), "topic big holds %u projections already",
+		 RILL_ENGINE_TOPIC_PROJECTIONS_MAX);
+	if (strstr(err.message, want) == NULL)
+		fail_msg("refusal \"%s\" lacks \"%s\"", err.message, want);
+	assert_null(rill_projection_topic(f->engine, "over"));
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(
+		rill_projection_define_custom(f->engine, "tally", "big", &tally_ops, f, &err),
+		-ENOSPC);
+	if (strstr(err.message, want) == NULL)
+		fail_msg("refusal \"%s\" lacks \"%s\"", err.message, want);
+	/* Defining one that exists again stays a no-op; another topic takes more. */
+	fx_projection(f, "p0", "big", RILL_PROJECTION_COUNT, NULL);
+	fx_projection(f, "over", "other", RILL_PROJECTION_COUNT, NULL);
+	fx_close(f);
+	fx_open(f);
+	assert_non_null(rill_projection_topic(f->engine, "p63"));
+	assert_ptr_equal(rill_projection_topic(f->engine, "over"),
+			 rill_topic_find(f->engine, "other"));
+	fx_close(f);
+}
+
 /* Open with snapshots only when asked for (one kept), a small-segment "snap" topic, and
  * the custom projections "tally" and @second on it. */
 static struct rill_topic *tally_pair_open(struct fx *f, struct rill_engine_config *c,
@@ -6590,6 +6634,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_as_of_end_start_gone, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projection, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_topic_projections_max, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projections_defined_again, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_custom_projection_never_defined_again,

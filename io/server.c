@@ -372,12 +372,57 @@ static void srv_keepalive_set(int fd)
 	       setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) == 0);
 }
 
+/*
+ * Close a connection the server has no room for, telling the client why, best effort and
+ * never blocking the worker: one non-blocking send of a fatal ERROR for request 0 (the
+ * HELLO's: the client library reports it in place of HELLO_OK), lost if the peer is gone.
+ * Then a FIN after it, and what the client sent already (its HELLO) read and dropped:
+ * Linux closes a socket with unread input by a reset, after which the client saw only
+ * "Connection reset by peer" (and a peer's stack may discard the ERROR it had not read).
+ * A HELLO that comes after the close still draws a reset, but behind the ERROR and the
+ * FIN, which the client reads first.
+ */
+static void srv_conn_turn_away(int fd, int code, const char *msg)
+{
+	uint8_t frame[RILL_WIRE_HEADER_BYTES + RILL_WIRE_ERROR_BYTES_MIN + 256];
+	int n = rill_wire_error_encode(frame, sizeof(frame), 0, code, RILL_WIRE_ERROR_F_FATAL, msg);
+	if (n > 0)
+		(void)send(fd, frame, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)shutdown(fd, SHUT_WR);
+	uint8_t sink[512]; /* a HELLO frame is 32 bytes; a peer that sent more is no client */
+	for (int i = 0; i < 4 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+		;
+	close(fd);
+}
+
+/* A connection past connections_max: said to the client, and on stderr at the 1st, 2nd,
+ * 4th... refusal (a flood of them must not flood the log). */
+static void srv_conn_refuse_full(struct rill_server *s, int fd)
+{
+	uint32_t max = s->config.connections_max;
+	char msg[160];
+	snprintf(msg, sizeof(msg),
+		 "the server holds connections_max = %u connections already: try again later, "
+		 "or raise connections_max ([server])",
+		 max);
+	srv_conn_turn_away(fd, -ENOSPC, msg);
+	uint64_t n = rill_atomic_fetch_add_relaxed_u64(&s->conns_refused, 1) + 1; /* a count */
+	if ((n & (n - 1)) == 0)
+		fprintf(stderr,
+			"rill: serve: a connection refused: connections_max = %u connections "
+			"are open (%llu refused so far); raise connections_max in [server] for "
+			"more\n",
+			max, (unsigned long long)n);
+}
+
 static void srv_conn_new(struct srv_worker *w, int fd)
 {
 	struct rill_server *s = w->server;
 	if (!srv_fd_room(s, fd)) {
 		srv_stat_add(&w->stats.refused, 1);
-		close(fd);
+		srv_conn_turn_away(fd, -EMFILE,
+				   "the server's open-file limit leaves no descriptor for another "
+				   "connection: try again later");
 		return;
 	}
 	uint64_t n = rill_atomic_fetch_add_relaxed_u64(&s->connections, 1); /* a count */
@@ -392,11 +437,15 @@ static void srv_conn_new(struct srv_worker *w, int fd)
 		c->tx = malloc(c->tx_cap);
 	}
 	if (c == NULL || c->tx == NULL) {
+		bool full = n >= s->config.connections_max || slot >= s->config.connections_max;
 		if (c != NULL)
 			free(c);
 		rill_atomic_fetch_sub_relaxed_u64(&s->connections, 1);
 		srv_stat_add(&w->stats.refused, 1);
-		close(fd); /* past connections_max (or out of memory): refuse at once */
+		if (full) /* refused at once */
+			srv_conn_refuse_full(s, fd);
+		else
+			srv_conn_turn_away(fd, -ENOMEM, "the server is out of memory");
 		return;
 	}
 	int one = 1;

@@ -249,6 +249,7 @@ struct rill_server {
 	uint64_t inflight_bytes_peak; /* atomic: the most inflight_bytes has held */
 	uint64_t connections;         /* atomic */
 	uint64_t fds_refused;         /* atomic: connections refused a reserved descriptor */
+	uint64_t conns_refused;       /* atomic: connections refused past connections_max */
 	uint64_t fds_limit_start;     /* the soft RLIMIT_NOFILE at the start (srv_fd_room) */
 	/* The open-file budget a TOPIC_CREATE keeps to (rill_server_fds_budget): set by a
 	 * host thread, read by the control thread, under fds_lock. */

@@ -6,7 +6,8 @@
 # file's line too, and before a data directory is made; the subscribers' readers (one
 # for each subscription the shards may hold) count; before the engine opens, its files
 # are reckoned from the data directory, so that the connections_max suggested then
-# starts; a soft limit below the hard one is raised to it. Then a server that fits its
+# starts; past connections_max a client is told so, and the log says it; a soft limit
+# below the hard one is raised to it. Then a server that fits its
 # limit at start keeps to it while it runs: a topic whose partitions' files (three each)
 # would take the descriptors promised to connections is refused, naming the numbers and
 # what to do, and nothing is made; the partitions that fit are made. (Before, a topic of
@@ -153,6 +154,25 @@ else
 	check "no connections_max suggested without the engine's files counted" \
 		'[[ "$err" == *"not counted"* ]]'
 fi
+
+# connections_max reached: the next client is told why (a fatal ERROR before the close,
+# which `rill ping` prints) and the server says so on stderr, rather than a bare
+# "Connection reset by peer" and nothing in the log. One shard: one worker, whose accepts
+# come in order, so the held three are in before the ping.
+printf '[server]\nconnections_max = 3\nhandshake_timeout_s = 60\n' >"$tmp/conns3.ini"
+serve_start_or_skip "$tmp/data-3" "$tmp/serve.log" --config "$tmp/conns3.ini" --shards 1
+holder_start held
+conns_cmd "open 3"
+err=$("$rill" ping --connect "$serve_addr" 2>&1); rc=$?
+check "past connections_max 3, ping exits 1 naming connections_max and 3 ($err)" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"connections_max = 3"* ]] && [[ "$err" != *"reset by peer"* ]]'
+check "the server says on stderr that it refused past connections_max" \
+	'grep -q "a connection refused: connections_max = 3" "$tmp/serve.log"'
+exec 4>&-
+wait "$holder"
+"$rill" ping --connect "$serve_addr" >/dev/null; rc=$?
+check "once the held connections close, ping answers" '[ $rc -eq 0 ]'
+serve_stop
 
 # A soft limit below the hard one is raised to the hard one.
 if [ "$hard" != unlimited ] && [ "$hard" -ge 2048 ]; then

@@ -1343,6 +1343,36 @@ static void test_subscriptions_max(void **state)
 	server_still_up("subscriptions_max");
 }
 
+/*
+ * A connection past connections_max is told why before the close: a fatal ERROR (request
+ * 0, the HELLO's) naming the key and the count, read whole whether the client sent its
+ * HELLO first or not (a close with the HELLO unread would be a reset, which may discard
+ * the ERROR before the client reads it). Before, it was closed without a word, and a
+ * client saw only "Connection reset by peer".
+ */
+static void expect_turned_away(int fd, const char *what)
+{
+	struct rill_wire_header h;
+	int rc = frame_recv(fd, &h);
+	if (rc != 1)
+		fail_msg("%s: expected a fatal ERROR naming connections_max, got: %s", what,
+			 raw_recv_outcome(rc));
+	if (h.type != RILL_WIRE_ERROR)
+		fail_msg("%s: expected a fatal ERROR, got %s", what, rill_wire_type_name(h.type));
+	struct rill_wire_error e;
+	assert_int_equal(rill_wire_error_decode(rx_body, h.body_bytes, &e), 0);
+	char msg[RILL_WIRE_MESSAGE_BYTES_MAX + 1];
+	snprintf(msg, sizeof(msg), "%.*s", (int)e.message_bytes, e.message);
+	char count[32];
+	snprintf(count, sizeof(count), "%u", BAD_CONNECTIONS_MAX);
+	if (!(e.flags & RILL_WIRE_ERROR_F_FATAL) || e.code != -ENOSPC || h.request_id != 0 ||
+	    strstr(msg, "connections_max") == NULL || strstr(msg, count) == NULL)
+		fail_msg("%s: ERROR %d (flags %u, request %llu): \"%s\"; expected a fatal "
+			 "-ENOSPC for request 0 naming connections_max and %s",
+			 what, e.code, e.flags, (unsigned long long)h.request_id, msg, count);
+	expect_closed(fd, what);
+}
+
 static void test_connections_max(void **state)
 {
 	(void)state;
@@ -1358,12 +1388,33 @@ static void test_connections_max(void **state)
 	for (uint32_t i = 0; i < 3; i++) { /* refused at once, each */
 		int extra = conn_open();
 		uint64_t start = rill_clock_now_ns();
-		expect_closed(extra, "a connection past connections_max");
+		expect_turned_away(extra, "a connection past connections_max");
 		assert_true(rill_clock_now_ns() - start < BAD_WAIT_NS);
 		conn_close(extra);
 	}
+	for (uint32_t i = 0; i < 3; i++) { /* as a client does: HELLO at once, then read */
+		int extra = conn_open();
+		uint8_t buf[64];
+		struct rill_wire_hello hh = {.version_min = 1, .version_max = 1};
+		int n = rill_wire_hello_encode(buf, sizeof(buf), 0, &hh);
+		assert_true(n > 0);
+		raw_send_all(extra, buf, (size_t)n);
+		expect_turned_away(extra, "a connection past connections_max that sent HELLO");
+		conn_close(extra);
+	}
+	/* The client library reports the server's reason, not the reset. */
+	char address[32];
+	snprintf(address, sizeof(address), "127.0.0.1:%u", env.port);
+	struct rill_client *c = NULL;
+	struct rill_client_error cerr = {{0}};
+	int rc = rill_client_connect(&c, address, NULL, &cerr);
+	if (rc != -ENOSPC || strstr(cerr.message, "connections_max") == NULL)
+		fail_msg("rill_client_connect past connections_max: %s: \"%s\"; expected "
+			 "-ENOSPC naming connections_max",
+			 rill_strerror(rc), cerr.message);
+	assert_null(c);
 	rill_server_stats_get(env.server, &after);
-	assert_int_equal(after.refused - before.refused, 3);
+	assert_int_equal(after.refused - before.refused, 7);
 	for (uint32_t i = 0; i < BAD_CONNECTIONS_MAX; i++)
 		ping(fds[i], "a connection within connections_max, after refusals");
 	for (uint32_t i = 0; i < BAD_CONNECTIONS_MAX; i++)

@@ -199,9 +199,22 @@ static void job_subscribe(struct rill_server *s, struct srv_job *j)
 	}
 	uint32_t first = ws.partition == RILL_WIRE_PARTITION_ALL ? 0 : ws.partition;
 	uint32_t n = ws.partition == RILL_WIRE_PARTITION_ALL ? parts : 1;
-	if (j->conn_subs + n > s->config.subscriptions_max) {
-		job_error(j, -ENOSPC, "more than %u partitions subscribed on one connection",
-			  s->config.subscriptions_max);
+	if (j->conn_subs + n > s->config.subscriptions_max) { /* named: which key to raise */
+		if (ws.partition == RILL_WIRE_PARTITION_ALL)
+			job_error(j, -ENOSPC,
+				  "topic '%s' has %u partitions and %u subscribed already on this "
+				  "connection: more than subscriptions_max = %u, the most one "
+				  "connection may subscribe ([server], at most %u); raise it, or "
+				  "subscribe to fewer partitions at a time",
+				  topic, parts, j->conn_subs, s->config.subscriptions_max,
+				  RILL_SERVER_SUBSCRIPTIONS_MAX);
+		else
+			job_error(j, -ENOSPC,
+				  "topic '%s' partition %u: %u subscribed already on this "
+				  "connection: subscriptions_max = %u, the most one connection may "
+				  "subscribe ([server], at most %u)",
+				  topic, ws.partition, j->conn_subs, s->config.subscriptions_max,
+				  RILL_SERVER_SUBSCRIPTIONS_MAX);
 		return;
 	}
 	struct rill_wire_subscribed_entry *entries = calloc(n, sizeof(*entries));

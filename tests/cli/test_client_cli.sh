@@ -6,7 +6,8 @@
 # exit 1; types and versions registered while produce runs are taken), consumed to the
 # end with decoded payloads, queried (now, and as of an offset and
 # of a time), consumed as a group that resumes where it committed (and a new group refused
-# past groups_max until group delete makes room), and stat and ping answer; topic create
+# past groups_max until group delete makes room; a topic wider than subscriptions_max
+# refused naming the key, one --partition of it read), and stat and ping answer; topic create
 # --schema registers the type first; a schema too large for the server's frames after a
 # restart is left out, said, and the rest goes on (a line without "version" whose type's
 # latest is left out is refused). Last, the same through a server started
@@ -207,6 +208,20 @@ check "query --as-of with a bad point exits 2" '[ $rc -eq 2 ]'
 first=$("$rill" consume $c --topic orders --group g --limit 100 | wc -l)
 rest=$("$rill" consume $c --topic orders --group g --until-end | wc -l)
 check "a group resumes where it committed" '[ "$first" -eq 100 ] && [ "$rest" -eq 501 ]'
+
+# A topic wider than subscriptions_max (64 by default) cannot be consumed whole on one
+# connection: the refusal names the key and the topic's partitions, and one partition at a
+# time (--partition) still reads.
+"$rill" topic create $c --name wide100 --partitions 100 >/dev/null &&
+	for i in 0 1 2 3 4 5 6 7 8 9; do echo "{\"key\":\"w$i\",\"type\":\"Paid\",\"data\":{\"cents\":1}}"; done |
+	"$rill" produce $c --topic wide100 --acks durable >"$tmp/wide100.acks"; rc=$?
+check "a topic of 100 partitions, 10 events" '[ $rc -eq 0 ] && [ "$(wc -l <"$tmp/wide100.acks")" -eq 10 ]'
+err=$(timeout 30 "$rill" consume $c --topic wide100 --until-end 2>&1 >/dev/null); rc=$?
+check "consume of 100 partitions exits 1 naming subscriptions_max and the 100 ($err)" \
+	'[ $rc -eq 1 ] && [[ "$err" == *"subscriptions_max = 64"* ]] && [[ "$err" == *"100 partitions"* ]]'
+wp=$(sed -n '1s/.*"partition":\([0-9]*\).*/\1/p' "$tmp/wide100.acks")
+out=$(timeout 30 "$rill" consume $c --topic wide100 --partition "$wp" --until-end); rc=$?
+check "consume --partition $wp of it reads that partition" '[ $rc -eq 0 ] && [[ "$out" == *"\"key\":\"w0\""* ]]'
 
 # --until-end stops each partition at the end it had when subscribed: events written to a
 # partition already done, while a bigger one is still being read, are not printed.

@@ -1327,6 +1327,8 @@ static uint64_t subscribe_all(int fd)
 /*
  * subscriptions_max: subscriptions up to it are granted; one more is refused with ENOSPC,
  * an answer that keeps the connection (and its subscriptions), which then still answers.
+ * The refusal names the key, the topic's partitions and those subscribed already: a
+ * consumer of a topic wider than the limit must learn which setting to change.
  */
 static void test_subscriptions_max(void **state)
 {
@@ -1337,7 +1339,21 @@ static void test_subscriptions_max(void **state)
 	uint64_t id = subscribe_all(fd); /* BAD_PARTITIONS partitions: the limit exactly */
 	expect_frame(fd, RILL_WIRE_SUBSCRIBED, id, &h, "a SUBSCRIBE within subscriptions_max");
 	id = subscribe_all(fd);
-	expect_refusal(fd, id, -ENOSPC, "a SUBSCRIBE past subscriptions_max");
+	expect_frame(fd, RILL_WIRE_ERROR, id, &h, "a SUBSCRIBE past subscriptions_max");
+	struct rill_wire_error e;
+	assert_int_equal(rill_wire_error_decode(rx_body, h.body_bytes, &e), 0);
+	assert_false(e.flags & RILL_WIRE_ERROR_F_FATAL); /* the connection stays */
+	assert_int_equal(e.code, -ENOSPC);
+	char msg[RILL_WIRE_MESSAGE_BYTES_MAX + 1], want[3][96];
+	snprintf(msg, sizeof(msg), "%.*s", (int)e.message_bytes, e.message);
+	snprintf(want[0], sizeof(want[0]), "subscriptions_max = %u", BAD_SUBSCRIPTIONS);
+	snprintf(want[1], sizeof(want[1]), "topic '%s' has %u partitions", BAD_TOPIC,
+		 BAD_PARTITIONS);
+	snprintf(want[2], sizeof(want[2]), "%u subscribed already", BAD_SUBSCRIPTIONS);
+	for (unsigned i = 0; i < 3; i++)
+		if (strstr(msg, want[i]) == NULL)
+			fail_msg("the refusal past subscriptions_max \"%s\" lacks \"%s\"", msg,
+				 want[i]);
 	ping(fd, "the connection after a SUBSCRIBE past subscriptions_max");
 	conn_close(fd);
 	server_still_up("subscriptions_max");

@@ -23,8 +23,10 @@
  *       RILL_CLIENT_STASH_BYTES_MAX (events_detach may pass it by one frame).
  *   C4. once !connected, the socket is closed and every call returns -ENOTCONN.
  *
- * Desynchronisation is never recovered: a malformed frame, a fatal ERROR, a frame nobody
- * asked for, or a send cut off by its deadline closes the client (C4).
+ * Desynchronisation is never recovered: a malformed frame, a fatal ERROR or a frame nobody
+ * asked for closes the client (C4). A send cut off by its deadline leaves a frame half sent,
+ * so it ends sending for good (send_cut), but not reading: the answers already sent are
+ * handed out to the end of the stream, as after the server's own close (send_dead).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -128,6 +130,7 @@ struct rill_client {
 	uint32_t obuf_len, obuf_cap;
 	bool corked;
 	bool send_dead; /* the server closed its side: reads go on, sends fail (-EPIPE) */
+	bool send_cut;  /* and why: a send cut off by its deadline (send_all), not the server */
 	bool timed_out; /* the kernel gave up on the server (keepalive): the end of the stream
 			 * reads as -ECONNABORTED (client_lost) */
 
@@ -367,10 +370,35 @@ static int send_wait(struct rill_client *c, uint64_t deadline_ns)
 	}
 }
 
-/* Send all @bytes or break the connection: a partial frame cannot be taken back. */
+/*
+ * A send cut off by its deadline (the server does not read): its frame may have gone in part,
+ * and nothing can follow half a frame, so sending ends for good. Reading does not: the
+ * answers the server sent before (the early queue may hold some) and those it still owes to
+ * the requests whose frames went whole are handed out, as after the server's own close. The
+ * client shuts its side of the connection, so that the server, once it reads on, meets the
+ * end after the cut frame, answers what it holds and closes: the end of the stream, which
+ * closes the client (C4). Returns -ETIMEDOUT.
+ */
+static int send_cut(struct rill_client *c, struct rill_client_error *err)
+{
+	c->send_dead = true;
+	c->send_cut = true;
+	c->obuf_len = 0;                /* gathered frames can never go now */
+	(void)shutdown(c->fd, SHUT_WR); /* a failure leaves the server's idle timeout to end it */
+	return client_fail(err, -ETIMEDOUT,
+			   "sending to the server: the server does not read; nothing more can be "
+			   "sent on this connection (answers already sent can still be collected)");
+}
+
+/* Send all @bytes, or end sending (send_dead) or the connection: a partial frame cannot be
+ * taken back. */
 static int send_all(struct rill_client *c, const void *buf, size_t bytes, uint64_t deadline_ns,
 		    struct rill_client_error *err)
 {
+	if (c->send_dead && c->send_cut)
+		return client_fail(err, -EPIPE,
+				   "an earlier send was cut off by its deadline: nothing more can "
+				   "be sent on this connection");
 	if (c->send_dead)
 		return client_fail(err, -EPIPE, "the server closed the connection");
 	const uint8_t *at = buf;
@@ -407,11 +435,11 @@ static int send_all(struct rill_client *c, const void *buf, size_t bytes, uint64
 					   "sent can still be collected)",
 					   rill_strerror(rc));
 		}
+		if (rc == -ETIMEDOUT)
+			return send_cut(c, err);
 		if (rc != 0) {
 			client_break(c, rc);
-			return client_fail(err, rc, "sending to the server: %s%s",
-					   rill_strerror(rc),
-					   rc == -ETIMEDOUT ? " (the server does not read)" : "");
+			return client_fail(err, rc, "sending to the server: %s", rill_strerror(rc));
 		}
 	}
 	return 0;

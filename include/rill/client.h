@@ -154,7 +154,12 @@ struct rill_client_ack {
  * when the events do not fit in one frame, or a connection error. After -EPIPE or
  * -ECONNRESET (the server closed: a stop, a fatal error), or -ECONNABORTED (it stopped
  * answering: the keepalive), nothing more can be sent, but rill_client_produce_wait still
- * hands out the answers that came before, to the end of the stream. -EAGAIN also when the
+ * hands out the answers that came before, to the end of the stream. So too after
+ * -ETIMEDOUT (the server read too little within config.timeout_ns): the frame may have gone
+ * in part, so later sends fail (-EPIPE) and the client shuts its side of the connection;
+ * the answers already read are handed out, and the server's to the requests whose frames
+ * went whole as they come, until the server, meeting the end of the client's stream,
+ * closes (a server that never reads again: each wait's -ETIMEDOUT). -EAGAIN also when the
  * request would take the requests in flight past the bytes the server holds for a
  * connection (its conn_inflight_bytes_max, announced at connect; one request always goes).
  * Blocks while the socket takes the bytes, reading the answers that come meanwhile

@@ -1358,6 +1358,119 @@ static void test_answers_survive_a_failed_send(void **state)
 	fake_join(&f);
 }
 
+/* Acknowledge request @id of one event at @offset. */
+static void fake_ack1(struct fake *f, int fd, uint64_t id, uint64_t offset)
+{
+	int n = rill_wire_ack_begin(f->out, FAKE_BUF_BYTES, id);
+	struct rill_wire_ack_entry e = {.partition = 0, .offset = offset, .event_count = 1};
+	n = rill_wire_ack_entry(f->out, FAKE_BUF_BYTES, (size_t)n, &e);
+	rill_wire_ack_finish(f->out, (uint32_t)n, 1);
+	send_raw(fd, f->out, (size_t)n);
+}
+
+#define CUT_SMALL      3u
+#define CUT_BIG_BYTES  900000u /* an event: the server's receive window takes a few */
+#define CUT_BIG_MAX    32u
+#define CUT_TIMEOUT_NS 500000000ull
+static atomic_int cut_phase; /* 1: the client's send was cut off by its deadline */
+
+/* Acknowledge three PRODUCEs, then read nothing until the client's send is cut off; then
+ * read on to the end of the client's stream, acknowledging each whole frame but the last,
+ * and close: that one's answer never comes. */
+static void script_ack_then_stall(struct fake *f, int fd)
+{
+	int bounded = 256 << 10; /* no autotuning: the client's sends wait soon */
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bounded, sizeof(bounded));
+	fake_hello(f, fd);
+	uint64_t ids[CUT_SMALL];
+	for (uint32_t i = 0; i < CUT_SMALL; i++)
+		ids[i] = fake_expect(f, fd, RILL_WIRE_PRODUCE);
+	for (uint32_t i = 0; i < CUT_SMALL; i++)
+		fake_ack1(f, fd, ids[i], i);
+	while (atomic_load(&cut_phase) < 1)
+		usleep(1000);
+	struct rill_wire_header hdr;
+	uint64_t offset = CUT_SMALL, held = 0;
+	while (fake_read(f, fd, &hdr)) { /* the last frame is cut short: the end then */
+		FAKE_CHECK(f, hdr.type == RILL_WIRE_PRODUCE);
+		if (held != 0)
+			fake_ack1(f, fd, held, offset++);
+		held = hdr.request_id;
+	}
+	FAKE_CHECK(f, held != 0);
+	close(fd); /* the client shut its side, so the end came: the server closes */
+	f->closed = true;
+}
+
+/*
+ * A send cut off by its deadline (the server does not read) ends sending, not reading: the
+ * answers the client had read while it waited, and those the server sends afterwards to the
+ * requests that went whole, are handed out, then the end of the stream. The client closed at
+ * once and threw them away (rill_client_inflight 0, -ENOTCONN), though the server had
+ * acknowledged three requests, unlike after -EPIPE or -ECONNRESET.
+ */
+static void test_answers_survive_a_cut_send(void **state)
+{
+	(void)state;
+	struct fake f;
+	atomic_store(&cut_phase, 0);
+	fake_start(&f, script_ack_then_stall);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.timeout_ns = CUT_TIMEOUT_NS;
+	struct rill_client *c = connect_ok(&f, &config);
+	struct rill_client_error err = {{0}};
+	struct rill_record ev;
+	make_events(&ev, 1);
+	uint64_t ids[CUT_SMALL + CUT_BIG_MAX];
+	for (uint32_t i = 0; i < CUT_SMALL; i++)
+		assert_int_equal(rill_client_produce_send(c, "t", &ev, 1, 2, &ids[i], &err), 0);
+	static uint8_t big[CUT_BIG_BYTES];
+	ev.payload = big;
+	ev.payload_bytes = sizeof(big);
+	uint32_t sent = CUT_SMALL;
+	int rc = 0;
+	while (sent < CUT_SMALL + CUT_BIG_MAX &&
+	       (rc = rill_client_produce_send(c, "t", &ev, 1, 2, &ids[sent], &err)) == 0)
+		sent++;
+	atomic_store(&cut_phase, 1);
+	if (rc != -ETIMEDOUT)
+		fail_msg("after %u sends: %d (%s): %s; expected the deadline", sent, rc,
+			 rill_strerror(rc), err.message);
+	assert_non_null(strstr(err.message, "does not read"));
+	assert_int_equal(rill_client_inflight(c), sent);
+	assert_true(rill_client_fd(c) >= 0);
+	assert_true(rill_client_buffered(c)); /* the three answers, read while it waited */
+	/* Nothing more goes: the cut frame's rest would be taken for a new one. */
+	make_events(&ev, 1);
+	assert_int_equal(rill_client_produce_send(c, "t", &ev, 1, 2, NULL, &err), -EPIPE);
+	assert_non_null(strstr(err.message, "cut off"));
+	/* The requests the server answered are handed out, in order, then the end of the
+	 * stream, which takes the last one with it (its outcome is unknown). */
+	struct rill_client_ack ack;
+	for (uint32_t i = 0; i + 1 < sent; i++) {
+		uint64_t id = 0;
+		uint32_t count = 0;
+		rc = rill_client_produce_wait(c, &id, &ack, 1, &count, 5000000000ull, &err);
+		if (rc != 0)
+			fail_msg("answer %u of %u: %d (%s): %s", i, sent, rc, rill_strerror(rc),
+				 err.message);
+		assert_int_equal(id, ids[i]);
+		assert_int_equal(count, 1);
+		assert_int_equal(ack.offset, i);
+	}
+	uint64_t id = 0;
+	uint32_t count = 0;
+	assert_int_equal(rill_client_inflight(c), 1);
+	assert_int_equal(rill_client_produce_wait(c, &id, &ack, 1, &count, 5000000000ull, &err),
+			 -ECONNRESET);
+	assert_int_equal(rill_client_inflight(c), 0);
+	assert_int_equal(rill_client_fd(c), -1);
+	assert_int_equal(rill_client_produce_wait(c, &id, &ack, 1, &count, 0, &err), -ENOTCONN);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 /* ---- `rill produce` against the fake server ------------------------------------------- */
 
 static const char *rill_binary; /* argv[1]: the rill command (tests/meson.build passes it) */
@@ -1538,6 +1651,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_ack_trailing_bytes),
 		cmocka_unit_test(test_subscribe_partition_error),
 		cmocka_unit_test(test_answers_survive_a_failed_send),
+		cmocka_unit_test(test_answers_survive_a_cut_send),
 		cmocka_unit_test(test_sends_read_answers_meanwhile),
 		cmocka_unit_test(test_fatal_read_while_sending),
 		cmocka_unit_test(test_early_events_detached),

@@ -1421,6 +1421,31 @@ bool rill_client_buffered(const struct rill_client *client)
 	return have - RILL_WIRE_HEADER_BYTES >= h.body_bytes;
 }
 
+/*
+ * Nothing in flight: what the socket holds can only be the connection's end (the server's
+ * close, its fatal ERROR: an idle timeout, a stop) or the late answer of a timed-out call.
+ * Read it without waiting, so that an event loop woken by the fd learns of the end (the
+ * client closes, its fd turning -1) rather than waking again at once for bytes nobody
+ * reads. A subscribed connection is left alone: its frames are rill_client_next's. Returns
+ * -ENODATA when nothing ended, or the end's error.
+ */
+static int produce_idle(struct rill_client *c, struct rill_client_error *err)
+{
+	while (c->sub_count == 0 && !c->events_active && c->stash_head == NULL) {
+		struct rill_wire_header hdr;
+		const uint8_t *body = NULL;
+		int rc = recv_frame(c, 0, &hdr, &body, err); /* 0: no wait (deadline_after) */
+		if (rc == -ETIMEDOUT)
+			break;
+		if (rc != 0)
+			return rc;
+		rc = stray(c, &hdr, body, err); /* a late answer is skipped: 0 */
+		if (rc != 0)
+			return rc;
+	}
+	return client_fail(err, -ENODATA, "no PRODUCE request in flight");
+}
+
 int rill_client_produce_wait(struct rill_client *client, uint64_t *request_id,
 			     struct rill_client_ack *acks, uint32_t capacity, uint32_t *count,
 			     uint64_t timeout_ns, struct rill_client_error *err)
@@ -1433,7 +1458,7 @@ int rill_client_produce_wait(struct rill_client *client, uint64_t *request_id,
 	/* -ENODATA, not -ENOENT: that is the server's answer to a request for a topic it
 	 * does not have, and a loop waiting until "nothing in flight" must tell them apart. */
 	if (client->inflight_count == 0)
-		return client_fail(err, -ENODATA, "no PRODUCE request in flight");
+		return produce_idle(client, err);
 	/* Room for the answer to any request in flight, checked before one is taken off the
 	 * list: a call with too little room loses nothing, and a larger one can follow. */
 	for (uint32_t i = 0; i < client->inflight_count; i++)

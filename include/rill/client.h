@@ -173,12 +173,15 @@ int rill_client_produce_send(struct rill_client *client, const char *topic,
  * rill_client_produce_wait - the next PRODUCE request to be answered: its id into
  * @request_id, its acknowledgements into @acks (room for @capacity) and their number into
  * @count. Waits up to @timeout_ns. Returns 0, -ETIMEDOUT, -ENODATA when nothing is in
- * flight, -ENOSPC (nothing read) when some request in flight has more events than
- * @capacity, the server's error for the whole request (-ENOENT: no such topic), or a
- * connection error. Blocks. A fatal ERROR (the connection closes after it) comes back once,
- * as the answer to the request it names; the other requests then in flight get none
- * (rill_client_inflight turns 0, and later calls return -ENOTCONN): whether their events
- * were written is not known, so a producer that sends them again should be idempotent.
+ * flight (what came meanwhile is read first, without waiting: the server's close or fatal
+ * ERROR, an idle timeout's say, comes back instead, and closes the client; a subscribed
+ * connection is not read), -ENOSPC (nothing read) when some request in flight has more
+ * events than @capacity, the server's error for the whole request (-ENOENT: no such
+ * topic), or a connection error. Blocks. A fatal ERROR (the connection closes after it)
+ * comes back once, as the answer to the request it names; the other requests then in
+ * flight get none (rill_client_inflight turns 0, and later calls return -ENOTCONN):
+ * whether their events were written is not known, so a producer that sends them again
+ * should be idempotent.
  */
 int rill_client_produce_wait(struct rill_client *client, uint64_t *request_id,
 			     struct rill_client_ack *acks, uint32_t capacity, uint32_t *count,
@@ -195,7 +198,8 @@ int rill_client_uncork(struct rill_client *client, struct rill_client_error *err
 
 /* rill_client_fd - the connection's socket, for an event loop that watches several
  * clients (readable: call rill_client_produce_wait with a timeout of 0 until it returns
- * -ETIMEDOUT); -1 once a connection error (or a fatal ERROR) closed it, when every call
+ * -ETIMEDOUT or -ENODATA; with nothing in flight, it reads the server's close and returns
+ * its error); -1 once a connection error (or a fatal ERROR) closed it, when every call
  * returns -ENOTCONN. Never read, write or close it directly. A send that waited for the
  * socket reads the answers that came meanwhile (the server stops reading a connection
  * whose answers are not read): after a send, check rill_client_buffered too. */

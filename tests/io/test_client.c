@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -1471,6 +1472,97 @@ static void test_answers_survive_a_cut_send(void **state)
 	fake_join(&f);
 }
 
+/* ---- An event loop's producer, with nothing in flight ---------------------------------- */
+
+static void script_close_idle(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	close(fd); /* as `rill serve` does past its idle_timeout_s */
+	f->closed = true;
+}
+
+static void script_fatal_idle(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	fake_error(f, fd, 0, -ENOMEM, RILL_WIRE_ERROR_F_FATAL, "out of memory for input");
+	close(fd);
+	f->closed = true;
+}
+
+static atomic_int late_phase; /* 1: the client's ping gave up */
+
+/* Answer a PING only after the client gave up on it, then the next one at once. */
+static void script_late_pong(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	uint64_t id = fake_expect(f, fd, RILL_WIRE_PING);
+	while (atomic_load(&late_phase) < 1)
+		usleep(1000);
+	fake_pong(f, fd, id);
+	fake_pong(f, fd, fake_expect(f, fd, RILL_WIRE_PING));
+}
+
+/* What an event loop does when the producer's fd turns readable (client.h): wait with a
+ * timeout of 0. */
+static int idle_wake(struct rill_client *c, struct rill_client_error *err)
+{
+	struct pollfd p = {.fd = rill_client_fd(c), .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	uint64_t id;
+	struct rill_client_ack ack;
+	uint32_t count;
+	return rill_client_produce_wait(c, &id, &ack, 1, &count, 0, err);
+}
+
+/*
+ * A producer with nothing in flight, in an event loop, whose server closes the connection
+ * (`rill serve`'s idle timeout) or ends it with a fatal ERROR: the fd turns readable and
+ * produce_wait reports the end, the client closing (fd -1). It answered -ENODATA without
+ * reading, so the fd stayed readable: the loop woke 1.3 million times in 4 s, never learnt
+ * of the end, and the next send "succeeded" on the dead connection. A late answer to a
+ * timed-out call is read and skipped, the fd quiet again.
+ */
+static void test_idle_producer_sees_the_end(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct rill_client_error err = {{0}};
+	struct rill_record ev;
+	make_events(&ev, 1);
+	fake_start(&f, script_close_idle);
+	struct rill_client *c = connect_ok(&f, NULL);
+	assert_int_equal(idle_wake(c, &err), -ECONNRESET);
+	assert_non_null(strstr(err.message, "closed"));
+	assert_int_equal(rill_client_fd(c), -1);
+	assert_int_equal(rill_client_produce_send(c, "t", &ev, 1, 1, NULL, &err), -ENOTCONN);
+	rill_client_close(c);
+	fake_join(&f);
+
+	fake_start(&f, script_fatal_idle);
+	c = connect_ok(&f, NULL);
+	assert_int_equal(idle_wake(c, &err), -ENOMEM);
+	assert_string_equal(err.message, "out of memory for input");
+	assert_int_equal(rill_client_fd(c), -1);
+	rill_client_close(c);
+	fake_join(&f);
+
+	atomic_store(&late_phase, 0);
+	fake_start(&f, script_late_pong);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.timeout_ns = 200000000ull;
+	c = connect_ok(&f, &config);
+	assert_int_equal(rill_client_ping(c, &err), -ETIMEDOUT);
+	atomic_store(&late_phase, 1);
+	assert_int_equal(idle_wake(c, &err), -ENODATA);
+	struct pollfd p = {.fd = rill_client_fd(c), .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 0), 0); /* nothing left to wake the loop */
+	assert_false(rill_client_buffered(c));
+	assert_int_equal(rill_client_ping(c, &err), 0);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 /* ---- `rill produce` against the fake server ------------------------------------------- */
 
 static const char *rill_binary; /* argv[1]: the rill command (tests/meson.build passes it) */
@@ -1652,6 +1744,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_subscribe_partition_error),
 		cmocka_unit_test(test_answers_survive_a_failed_send),
 		cmocka_unit_test(test_answers_survive_a_cut_send),
+		cmocka_unit_test(test_idle_producer_sees_the_end),
 		cmocka_unit_test(test_sends_read_answers_meanwhile),
 		cmocka_unit_test(test_fatal_read_while_sending),
 		cmocka_unit_test(test_early_events_detached),

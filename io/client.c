@@ -1411,7 +1411,12 @@ int rill_client_fd(const struct rill_client *client)
 
 bool rill_client_buffered(const struct rill_client *client)
 {
-	if (client->early_head != NULL)
+	if (client->early_head != NULL || client->stash_head != NULL)
+		return true; /* read while a send or a SUBSCRIBE waited */
+	/* The rest of the EVENTS frame being handed out, in rbuf or moved aside (stash_current,
+	 * early_current): rill_client_next hands it out, and the fd has nothing to say of it. */
+	if (client->events_active &&
+	    (client->events_it.left > 0 || client->events_it.at != client->events_it.end))
 		return true;
 	uint32_t head = client->rhead + client->rframe, have = client->rtail - head;
 	struct rill_wire_header h;

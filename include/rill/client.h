@@ -205,9 +205,10 @@ int rill_client_uncork(struct rill_client *client, struct rill_client_error *err
  * whose answers are not read): after a send, check rill_client_buffered too. */
 int rill_client_fd(const struct rill_client *client);
 
-/* rill_client_buffered - true when an answer (or what ends the connection) is already
- * read and waiting in the client: rill_client_produce_wait returns it without the socket
- * turning readable. */
+/* rill_client_buffered - true when an answer, a subscription's events (or what ends the
+ * connection) are already read and waiting in the client: rill_client_produce_wait or
+ * rill_client_next returns them without the socket turning readable. An event loop calls
+ * them while it is true before it polls the fd. */
 bool rill_client_buffered(const struct rill_client *client);
 
 /* rill_client_inflight - PRODUCE requests sent and not yet answered. */

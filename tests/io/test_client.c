@@ -1563,6 +1563,80 @@ static void test_idle_producer_sees_the_end(void **state)
 	fake_join(&f);
 }
 
+/* ---- Events waiting in the client ------------------------------------------------------ */
+
+#define HELD_EVENTS 100u
+static atomic_int held_phase; /* 1: the client has read the held events */
+
+/* One subscription with HELD_EVENTS events at once, a second one quiet; later, three
+ * events for the second in one frame. */
+static void script_events_held(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	uint64_t first = fake_expect(f, fd, RILL_WIRE_SUBSCRIBE);
+	struct rill_wire_subscribed_entry e = {
+		.partition = 0, .first_offset = 0, .end_offset = HELD_EVENTS};
+	int n = rill_wire_subscribed_encode(f->out, FAKE_BUF_BYTES, first, &e, 1);
+	send_raw(fd, f->out, (size_t)n);
+	fake_events(f, fd, first, 0, 0, HELD_EVENTS);
+	uint64_t second = fake_expect(f, fd, RILL_WIRE_SUBSCRIBE);
+	e = (struct rill_wire_subscribed_entry){.partition = 1, .first_offset = 7, .end_offset = 7};
+	n = rill_wire_subscribed_encode(f->out, FAKE_BUF_BYTES, second, &e, 1);
+	send_raw(fd, f->out, (size_t)n);
+	while (atomic_load(&held_phase) < 1)
+		usleep(1000);
+	fake_events(f, fd, second, 1, 7, 3);
+}
+
+/*
+ * rill_client_buffered counts the events read and not yet handed out: those a SUBSCRIBE's
+ * wait set aside, and the rest of the frame being handed out. It said false with a hundred
+ * events in the client and the fd quiet, so an event loop following client.h slept on
+ * them.
+ */
+static void test_buffered_counts_events(void **state)
+{
+	(void)state;
+	struct fake f;
+	atomic_store(&held_phase, 0);
+	fake_start(&f, script_events_held);
+	struct rill_client *c = connect_ok(&f, NULL);
+	struct rill_client_error err = {{0}};
+	uint32_t count = 0;
+	assert_int_equal(rill_client_subscribe(c, "orders", 0, RILL_CLIENT_FROM_EARLIEST, 0, NULL,
+					       &count, &err),
+			 0);
+	usleep(100000); /* the events are in the client's socket */
+	assert_int_equal(rill_client_subscribe(c, "orders", 1, RILL_CLIENT_FROM_LATEST, 0, NULL,
+					       &count, &err),
+			 0);
+	struct pollfd p = {.fd = rill_client_fd(c), .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 0), 0); /* the SUBSCRIBE's wait read them all */
+	assert_true(rill_client_buffered(c));
+	struct rill_client_event ev;
+	for (uint64_t i = 0; i < HELD_EVENTS; i++) {
+		assert_true(rill_client_buffered(c));
+		assert_int_equal(rill_client_next(c, &ev, 0, &err), 1);
+		assert_int_equal(ev.partition, 0);
+		assert_int_equal(ev.offset, i);
+	}
+	assert_false(rill_client_buffered(c));
+	assert_int_equal(rill_client_next(c, &ev, 0, &err), 0);
+	/* The rest of a frame read in place. */
+	atomic_store(&held_phase, 1);
+	assert_int_equal(rill_client_next(c, &ev, 5000000000ull, &err), 1);
+	assert_int_equal(ev.offset, 7);
+	for (uint64_t i = 8; i < 10; i++) {
+		assert_true(rill_client_buffered(c));
+		assert_int_equal(rill_client_next(c, &ev, 0, &err), 1);
+		assert_int_equal(ev.partition, 1);
+		assert_int_equal(ev.offset, i);
+	}
+	assert_false(rill_client_buffered(c));
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 /* ---- `rill produce` against the fake server ------------------------------------------- */
 
 static const char *rill_binary; /* argv[1]: the rill command (tests/meson.build passes it) */
@@ -1745,6 +1819,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_answers_survive_a_failed_send),
 		cmocka_unit_test(test_answers_survive_a_cut_send),
 		cmocka_unit_test(test_idle_producer_sees_the_end),
+		cmocka_unit_test(test_buffered_counts_events),
 		cmocka_unit_test(test_sends_read_answers_meanwhile),
 		cmocka_unit_test(test_fatal_read_while_sending),
 		cmocka_unit_test(test_early_events_detached),

@@ -3,7 +3,8 @@
  * with poll() deadlines, PRODUCE pipelining and subscriptions with client-side credit. Runs
  * on whichever thread calls it (one at a time); control path, not the engine's hot path,
  * though produce_send and next are meant to be called in tight loops. TCP keepalive on the
- * socket (keepalive_set) ends a connection whose server went silent.
+ * socket (keepalive_set) ends a connection whose server went silent. The one thread of its
+ * own resolves a name for a connect (struct resolve_job), which may outlive the connect.
  *
  * The receive buffer holds at most one frame's worth (the frame limit plus a header); frames
  * are read in place and stay valid until the next read, which is what lets
@@ -35,6 +36,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -880,6 +883,173 @@ static int connect_one(const struct rill_client *c, const struct addrinfo *ai, u
 	return 0;
 }
 
+/*
+ * A name's resolution, run on a thread of its own. getaddrinfo takes no deadline (the
+ * resolver's own timeouts bound it: /etc/resolv.conf's timeout and attempts, 5 s and 2 by
+ * default, per nameserver), so the connect waits for it only until its own deadline and
+ * leaves the thread to finish alone. Both hold a reference, taken and dropped under @lock;
+ * the last to let go frees the job, with the addresses if the connect gave up first. The
+ * thread touches nothing else: whatever the connect returns, the job outlives it. Its code
+ * must too: librill.so is linked -z nodelete, so that a dlclose() cannot unmap it.
+ */
+struct resolve_job {
+	pthread_mutex_t lock;
+	pthread_cond_t done_cond; /* on CLOCK_MONOTONIC, as deadlines are */
+	uint32_t refs;            /* 2: the connect's and the thread's */
+	bool done;                /* the thread's getaddrinfo returned: gai, gai_errno, list */
+	int gai;
+	int gai_errno; /* for EAI_SYSTEM: errno is the thread's own */
+	struct addrinfo *list;
+	struct addrinfo hints;
+	char host[RILL_CLIENT_HOST_BYTES_MAX];
+	char port[8];
+};
+
+static void resolve_job_free(struct resolve_job *j)
+{
+	if (j->list != NULL)
+		freeaddrinfo(j->list);
+	pthread_cond_destroy(&j->done_cond);
+	pthread_mutex_destroy(&j->lock);
+	free(j);
+}
+
+/* Drop a reference; the last frees the job. Called with @j->lock held, which it releases. */
+static void resolve_job_put(struct resolve_job *j)
+{
+	bool last = --j->refs == 0;
+	pthread_mutex_unlock(&j->lock);
+	if (last) /* the other side let go under the lock: nobody touches the job now */
+		resolve_job_free(j);
+}
+
+static void *resolve_main(void *arg)
+{
+	struct resolve_job *j = arg;
+	struct addrinfo *list = NULL;
+	int gai = getaddrinfo(j->host, j->port, &j->hints, &list);
+	int gai_errno = errno;
+	pthread_mutex_lock(&j->lock);
+	j->done = true;
+	j->gai = gai;
+	j->gai_errno = gai_errno;
+	j->list = list;
+	pthread_cond_signal(&j->done_cond);
+	resolve_job_put(j);
+	return NULL;
+}
+
+/* Start @j's thread: detached, with every signal blocked (a host's handlers must not run on
+ * a thread it does not know of). 0 or -errno. */
+static int resolve_start(struct resolve_job *j)
+{
+	pthread_attr_t attr;
+	int rc = pthread_attr_init(&attr);
+	if (rc != 0)
+		return -rc;
+	rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigset_t all, old;
+	sigfillset(&all);
+	if (rc == 0)
+		rc = pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (rc == 0) {
+		pthread_t thread;
+		rc = pthread_create(&thread, &attr, resolve_main, j);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	pthread_attr_destroy(&attr);
+	return -rc;
+}
+
+/* A new job for @host and @port, its two references taken; NULL when out of memory. */
+static struct resolve_job *resolve_job_new(const char *host, const char *port,
+					   const struct addrinfo *hints)
+{
+	struct resolve_job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return NULL;
+	pthread_condattr_t attr;
+	bool ok = pthread_condattr_init(&attr) == 0;
+	ok = ok && pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+	     pthread_cond_init(&j->done_cond, &attr) == 0;
+	pthread_condattr_destroy(&attr);
+	if (!ok || pthread_mutex_init(&j->lock, NULL) != 0) {
+		if (ok)
+			pthread_cond_destroy(&j->done_cond);
+		free(j);
+		return NULL;
+	}
+	j->refs = 2;
+	j->hints = *hints;
+	snprintf(j->host, sizeof(j->host), "%s", host);
+	snprintf(j->port, sizeof(j->port), "%s", port);
+	return j;
+}
+
+/*
+ * Resolve @host by name within @deadline_ns: 0 with getaddrinfo's answer in *@gai (the
+ * addresses into @list; for EAI_SYSTEM, its errno into *@sys_errno), or -ETIMEDOUT when it
+ * did not answer in time, -errno when it could not start.
+ */
+static int resolve_name(const char *host, const char *port, const struct addrinfo *hints,
+			uint64_t deadline_ns, struct addrinfo **list, int *gai, int *sys_errno)
+{
+	struct resolve_job *j = resolve_job_new(host, port, hints);
+	if (j == NULL)
+		return -ENOMEM;
+	int rc = resolve_start(j);
+	if (rc != 0) {
+		resolve_job_free(j); /* no thread: the connect's alone */
+		return rc;
+	}
+	struct timespec at = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
+			      .tv_nsec = (long)(deadline_ns % 1000000000u)};
+	pthread_mutex_lock(&j->lock);
+	while (!j->done && pthread_cond_timedwait(&j->done_cond, &j->lock, &at) == 0)
+		; /* woken, or woken for nothing: see again */
+	rc = j->done ? 0 : -ETIMEDOUT;
+	*gai = j->gai;
+	*sys_errno = j->gai_errno;
+	*list = j->list;
+	j->list = NULL; /* the connect's now (or, not done, the thread's to free) */
+	resolve_job_put(j);
+	return rc;
+}
+
+/* The addresses of @host: a numeric address at once, a name by resolve_name. 0, or an
+ * error with @err saying which. */
+static int resolve(const char *address, const char *host, const char *port, uint64_t deadline_ns,
+		   struct addrinfo **list, struct rill_client_error *err)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG | AI_NUMERICHOST};
+	/* A numeric address never reaches the resolver: no thread, no wait. */
+	int gai = getaddrinfo(host, port, &hints, list);
+	int sys_errno = errno;
+	if (gai == EAI_NONAME) {
+		hints.ai_flags &= ~AI_NUMERICHOST;
+		int rc = resolve_name(host, port, &hints, deadline_ns, list, &gai, &sys_errno);
+		if (rc == -ETIMEDOUT)
+			return client_fail(
+				err, rc,
+				"%s: resolving '%s' took longer than the connect's "
+				"timeout (do the nameservers of /etc/resolv.conf answer?)",
+				address, host);
+		if (rc != 0)
+			return client_fail(err, rc, "%s: cannot resolve '%s': %s", address, host,
+					   rill_strerror(rc));
+	}
+	if (gai == 0)
+		return 0;
+	int rc = gai == EAI_SYSTEM   ? (sys_errno > 0 ? -sys_errno : -EIO)
+		 : gai == EAI_MEMORY ? -ENOMEM
+		 : gai == EAI_AGAIN  ? -EAGAIN
+				     : -EHOSTUNREACH;
+	return client_fail(err, rc, "%s: cannot resolve '%s': %s", address, host,
+			   gai_strerror(gai));
+}
+
 static int resolve_and_connect(struct rill_client *c, const char *address, uint64_t deadline_ns,
 			       struct rill_client_error *err)
 {
@@ -887,19 +1057,10 @@ static int resolve_and_connect(struct rill_client *c, const char *address, uint6
 	int rc = parse_address(address, host, sizeof(host), port, sizeof(port), err);
 	if (rc != 0)
 		return rc;
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG};
 	struct addrinfo *list = NULL;
-	int gai = getaddrinfo(host, port, &hints, &list);
-	if (gai != 0) {
-		rc = gai == EAI_SYSTEM   ? -errno
-		     : gai == EAI_MEMORY ? -ENOMEM
-		     : gai == EAI_AGAIN  ? -EAGAIN
-					 : -EHOSTUNREACH;
-		return client_fail(err, rc, "%s: cannot resolve '%s': %s", address, host,
-				   gai_strerror(gai));
-	}
+	rc = resolve(address, host, port, deadline_ns, &list, err);
+	if (rc != 0)
+		return rc;
 	rc = -EHOSTUNREACH;
 	for (struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
 		rc = connect_one(c, ai, deadline_ns, &c->fd);

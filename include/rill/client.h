@@ -72,7 +72,11 @@ void rill_client_config_default(struct rill_client_config *config);
  * rill_client_connect - connect to @address ("HOST:PORT"; HOST a name or an IPv4 or IPv6
  * address, [::1]:7400 for IPv6) and shake hands. @config may be NULL. Returns 0,
  * -EINVAL (a bad address), -errno of the connection, RILL_E_WIRE_VERSION or
- * RILL_E_WIRE_MAGIC (not a rill server of a version this client speaks). Blocks.
+ * RILL_E_WIRE_MAGIC (not a rill server of a version this client speaks). Blocks, name
+ * resolution included, within config.timeout_ns: a numeric address is never resolved; a
+ * name is resolved by getaddrinfo on a thread of the client's own, which it waits for until
+ * the timeout (-ETIMEDOUT, "resolving ... took longer"), then leaves to end alone, within
+ * the resolver's own timeouts (the timeout and attempts options of /etc/resolv.conf).
  */
 int rill_client_connect(struct rill_client **out, const char *address,
 			const struct rill_client_config *config, struct rill_client_error *err);

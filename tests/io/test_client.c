@@ -13,8 +13,10 @@
 #define _GNU_SOURCE
 #include "tests/common/test_util.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -26,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "io/wire.h"
 #include "rill/client.h"
 #include "tests/common/test_dir.h"
@@ -398,6 +401,96 @@ static void test_server_stops_reading(void **state)
 	assert_int_equal(count, 3);
 	rill_client_close(c);
 	fake_join(&f);
+}
+
+/* ---- Name resolution ------------------------------------------------------------------ */
+
+/*
+ * The resolver the client calls, interposed (the test links the client's objects, whose
+ * getaddrinfo binds to this one): a name ending in ".rill.test" is answered here, a
+ * "slow." one after RESOLVE_SLOW_MS with a failure, as a resolver whose nameservers do not
+ * answer, the others as 127.0.0.1; anything else goes to libc's. The calls that may reach
+ * a nameserver (those without AI_NUMERICHOST) are counted.
+ */
+#define RESOLVE_SLOW_MS 1500u
+static atomic_int resolver_calls;
+static atomic_int resolver_slow_done;
+static int (*resolver_real)(const char *, const char *, const struct addrinfo *,
+			    struct addrinfo **);
+static pthread_once_t resolver_once = PTHREAD_ONCE_INIT;
+
+static void resolver_find(void)
+{
+	*(void **)&resolver_real = dlsym(RTLD_NEXT, "getaddrinfo"); /* ISO C: no cast to it */
+}
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+		struct addrinfo **res)
+{
+	pthread_once(&resolver_once, resolver_find);
+	if (hints != NULL && (hints->ai_flags & AI_NUMERICHOST) != 0)
+		return resolver_real(node, service, hints, res); /* a name: EAI_NONAME */
+	atomic_fetch_add(&resolver_calls, 1);
+	static const char test_domain[] = ".rill.test";
+	size_t n = node != NULL ? strlen(node) : 0, suffix = sizeof(test_domain) - 1;
+	if (hints == NULL || n <= suffix || strcmp(node + n - suffix, test_domain) != 0)
+		return resolver_real(node, service, hints, res);
+	if (strncmp(node, "slow.", 5) == 0) {
+		usleep(RESOLVE_SLOW_MS * 1000u);
+		atomic_fetch_add(&resolver_slow_done, 1);
+		return EAI_AGAIN;
+	}
+	struct addrinfo numeric = *hints;
+	numeric.ai_flags |= AI_NUMERICHOST;
+	return resolver_real("127.0.0.1", service, &numeric, res);
+}
+
+/*
+ * The connect's timeout bounds a name's resolution too: getaddrinfo, which takes no
+ * deadline, took 6.15 s of a 2 s connect with an unreachable nameserver (the resolver's
+ * own timeouts, resolv.conf's timeout x attempts). A numeric address never reaches the
+ * resolver; a name does, on a thread the connect stops waiting for at its deadline.
+ */
+static void test_resolve_within_the_timeout(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_hello_only);
+	int before = atomic_load(&resolver_calls);
+	struct rill_client *c = connect_ok(&f, NULL);
+	assert_int_equal(atomic_load(&resolver_calls), before); /* 127.0.0.1: not resolved */
+	rill_client_close(c);
+	fake_join(&f);
+
+	/* A name, resolved in time. */
+	fake_start(&f, script_hello_only);
+	char address[96];
+	snprintf(address, sizeof(address), "fake.rill.test%s", strrchr(f.address, ':'));
+	struct rill_client_error err = {{0}};
+	int rc = rill_client_connect(&c, address, NULL, &err);
+	if (rc != 0)
+		fail_msg("connect %s: %d (%s): %s", address, rc, rill_strerror(rc), err.message);
+	assert_int_equal(atomic_load(&resolver_calls), before + 1);
+	rill_client_close(c);
+	fake_join(&f);
+
+	/* One whose resolver does not answer in time: the connect's deadline holds. */
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.timeout_ns = 300000000ull;
+	atomic_store(&resolver_slow_done, 0);
+	uint64_t start = rill_clock_now_ns();
+	rc = rill_client_connect(&c, "slow.rill.test:7400", &config, &err);
+	uint64_t took_ns = rill_clock_now_ns() - start;
+	if (rc != -ETIMEDOUT || took_ns > 1000000000ull)
+		fail_msg("connect slow.rill.test: %d (%s) in %llu ms: %s", rc, rill_strerror(rc),
+			 (unsigned long long)(took_ns / 1000000u), err.message);
+	assert_null(c);
+	assert_non_null(strstr(err.message, "resolving 'slow.rill.test' took longer"));
+	/* The resolution ends alone and frees what it holds (ASan would see it otherwise). */
+	while (atomic_load(&resolver_slow_done) == 0)
+		usleep(10000);
+	usleep(100000);
 }
 
 /* ---- Handshakes ----------------------------------------------------------------------- */
@@ -1804,6 +1897,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_address_errors),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_resolve_within_the_timeout),
 		cmocka_unit_test(test_keepalive_options),
 		cmocka_unit_test(test_server_stops_reading),
 		cmocka_unit_test(test_handshake_refused),

@@ -84,8 +84,13 @@ int rill_client_connect(struct rill_client **out, const char *address,
 /* rill_client_close - close the connection and free. */
 void rill_client_close(struct rill_client *client);
 
-/* The server's shard count and frame limit, from its HELLO_OK. */
+/* rill_client_server_shards - the server's shard count, from its HELLO_OK. */
 uint32_t rill_client_server_shards(const struct rill_client *client);
+
+/* rill_client_frame_bytes_max - the limit in force on this connection for the frames it
+ * sends (body bytes): the smaller of config.frame_bytes_max and the server's limit from its
+ * HELLO_OK, what a PRODUCE request's events must fit in (or -EMSGSIZE). The frames it takes
+ * may be as large as the server's own limit. */
 uint32_t rill_client_frame_bytes_max(const struct rill_client *client);
 
 /* rill_client_ping - one round trip. 0 or an error. Blocks. */

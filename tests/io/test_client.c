@@ -528,6 +528,43 @@ static void test_handshake_refused(void **state)
 	fake_join(&f);
 }
 
+/* The handshake and one PRODUCE, answered. */
+static void script_one_produce(struct fake *f, int fd)
+{
+	fake_hello(f, fd);
+	fake_produce_ack(f, fd, 0, true);
+}
+
+/*
+ * rill_client_frame_bytes_max is the limit in force on the connection, the smaller of the
+ * config's and the server's (its comment called it the server's, which it is only when the
+ * config sets none or a larger one): what a PRODUCE must fit in, as `rill produce` sizes its
+ * batches by it.
+ */
+static void test_frame_limit_in_force(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_start(&f, script_one_produce);
+	struct rill_client_config config;
+	rill_client_config_default(&config);
+	config.frame_bytes_max = 65536;
+	struct rill_client *c = connect_ok(&f, &config);
+	assert_int_equal(rill_client_frame_bytes_max(c), 65536); /* the server's is 1 MiB */
+	static uint8_t payload[65536];
+	struct rill_record ev;
+	make_events(&ev, 1);
+	ev.payload = payload;
+	ev.payload_bytes = sizeof(payload);
+	struct rill_client_error err = {{0}};
+	struct rill_client_ack ack;
+	assert_int_equal(rill_client_produce(c, "t", &ev, 1, 1, &ack, &err), -EMSGSIZE);
+	ev.payload_bytes = 65536 - 256; /* room for the request's header and the record's */
+	assert_int_equal(rill_client_produce(c, "t", &ev, 1, 1, &ack, &err), 0);
+	rill_client_close(c);
+	fake_join(&f);
+}
+
 /* ---- Requests ------------------------------------------------------------------------- */
 
 static void script_requests(struct fake *f, int fd)
@@ -1902,6 +1939,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_server_stops_reading),
 		cmocka_unit_test(test_handshake_refused),
 		cmocka_unit_test(test_requests),
+		cmocka_unit_test(test_frame_limit_in_force),
 		cmocka_unit_test(test_fatal_and_malformed),
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_timeout),

@@ -203,10 +203,18 @@ static void srv_efd_arm(struct srv_worker *w, int fd, uint64_t *buf, enum srv_op
 	io_uring_sqe_set_data64(sqe, srv_udata(op, 0, 0));
 }
 
+/*
+ * One receive of one provided buffer (S6; a length of 0: the buffer's). Single-shot, not
+ * multishot: a multishot recv keeps taking buffers until its cancel lands, and one turn's
+ * enter gave a connection that had just stalled 92 of the ring's 128 (5.9 MB), all of it
+ * copied into its input buffer. A receive armed again only while the connection may read
+ * leaves the rest in the socket, where TCP's window holds it back. It costs a submission
+ * per buffer, which the turn's one enter carries with the sends.
+ */
 static void srv_recv_arm(struct srv_worker *w, struct srv_conn *c)
 {
 	struct io_uring_sqe *sqe = srv_sqe(w);
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	io_uring_prep_recv(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = SRV_BGID;
 	io_uring_sqe_set_data64(sqe, srv_udata(SRV_OP_RECV, c->slot, c->gen));
@@ -215,7 +223,8 @@ static void srv_recv_arm(struct srv_worker *w, struct srv_conn *c)
 	c->ops++;
 }
 
-/* Stop the multishot recv: what it already took still arrives (and is kept). */
+/* Stop the receive in flight (the connection is closing): a buffer it took already still
+ * arrives. */
 static void srv_recv_cancel(struct srv_worker *w, struct srv_conn *c)
 {
 	struct io_uring_sqe *sqe = srv_sqe(w);
@@ -237,6 +246,48 @@ static void srv_send_start(struct srv_worker *w, struct srv_conn *c)
 
 /* ---- Connections -------------------------------------------------------------------- */
 
+/* Count @delta bytes more (or, negative, fewer) of input buffers in the server's gauge. */
+static void srv_input_count(struct rill_server *s, int64_t delta)
+{
+	/* Statistics, as the in-flight peak: relaxed is enough. */
+	uint64_t total = rill_atomic_fetch_add_relaxed_u64(&s->input_bytes, (uint64_t)delta) +
+			 (uint64_t)delta;
+	if (delta > 0)
+		rill_atomic_max_relaxed_u64(&s->input_bytes_peak, total);
+}
+
+/* Make room at the end of rx for @bytes more. 0 or -ENOMEM. */
+static int srv_rx_room(struct srv_worker *w, struct srv_conn *c, uint32_t bytes)
+{
+	if (c->rx_cap - c->rx_len >= bytes)
+		return 0;
+	uint64_t max = srv_rx_bytes_max(w->server);
+	uint64_t want = (uint64_t)c->rx_len + bytes;
+	RILL_DASSERT(want <= max); /* S6: past it, the connection fails, the bound holds */
+	if (want > max)
+		return -ENOMEM;
+	uint64_t cap = c->rx_cap > 0 ? 2 * (uint64_t)c->rx_cap : SRV_BUF_BYTES;
+	cap = cap < want ? want : cap > max ? max : cap;
+	uint8_t *rx = realloc(c->rx, cap);
+	if (rx == NULL)
+		return -ENOMEM;
+	srv_input_count(w->server, (int64_t)cap - (int64_t)c->rx_cap);
+	c->rx = rx;
+	c->rx_cap = (uint32_t)cap;
+	return 0;
+}
+
+/* Free the input buffer if it is empty (S6): a connection idle after a burst holds none. */
+static void srv_rx_release(struct srv_worker *w, struct srv_conn *c)
+{
+	if (c->rx == NULL || c->rx_len > 0)
+		return;
+	free(c->rx);
+	c->rx = NULL;
+	srv_input_count(w->server, -(int64_t)c->rx_cap);
+	c->rx_cap = 0;
+}
+
 static void srv_conn_free(struct srv_worker *w, struct srv_conn *c)
 {
 	RILL_ASSERT(c->ops == 0 && c->preqs == 0 && !c->ctl_busy); /* S4 */
@@ -249,7 +300,8 @@ static void srv_conn_free(struct srv_worker *w, struct srv_conn *c)
 	rill_atomic_fetch_sub_relaxed_u64(&w->server->connections, 1); /* a count */
 	if (c->rx_reserved > 0)
 		srv_inflight_give(w->server, c->rx_reserved);
-	free(c->rx);
+	c->rx_len = 0; /* what it held goes too */
+	srv_rx_release(w, c);
 	free(c->tx);
 	free(c->subs);
 	free(c->job.body); /* a job taken back at the stop, never run or never answered */
@@ -268,7 +320,7 @@ static void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
 			c->ctl_busy = false;
 		}
 		srv_subs_release(w, c);     /* a job still out does it when it comes back */
-		shutdown(c->fd, SHUT_RDWR); /* ends the multishot recv and any send */
+		shutdown(c->fd, SHUT_RDWR); /* ends a receive in flight and any send */
 		close(c->fd);
 		c->fd = -1;
 		/* Answers not written yet are dropped: hand their budget back (S3). */
@@ -472,26 +524,6 @@ static void srv_conn_new(struct srv_worker *w, int fd)
 	srv_recv_arm(w, c);
 }
 
-/* Make room at the end of rx for @bytes more. 0 or -ENOMEM. */
-static int srv_rx_room(struct srv_conn *c, uint32_t bytes)
-{
-	if (c->rx_cap - c->rx_len >= bytes)
-		return 0;
-	uint64_t want = (uint64_t)c->rx_len + bytes;
-	uint64_t cap = c->rx_cap > 0 ? c->rx_cap : SRV_BUF_BYTES;
-	while (cap < want)
-		cap *= 2; /* bounded: a frame is at most frame_bytes_max, and reading stops
-			   * while frames wait (what a cancelled recv still brings is small) */
-	if (cap > SRV_RX_BYTES_MAX)
-		return -ENOMEM;
-	uint8_t *rx = realloc(c->rx, cap);
-	if (rx == NULL)
-		return -ENOMEM;
-	c->rx = rx;
-	c->rx_cap = (uint32_t)cap;
-	return 0;
-}
-
 /* May the connection take another frame now? (S2) */
 static bool srv_conn_can_read(const struct rill_server *s, const struct srv_conn *c)
 {
@@ -576,7 +608,9 @@ static bool srv_rx_reserve(struct srv_worker *w, struct srv_conn *c)
 		return false;
 	}
 	c->rx_reserved = need;
-	return srv_rx_room(c, need - c->rx_len) == 0;
+	/* Room for the frame and for the rest of the receive buffer that ends it (S6): the
+	 * buffer is not grown again, nor doubled past what it may hold. */
+	return srv_rx_room(w, c, need - c->rx_len + SRV_BUF_BYTES) == 0;
 }
 
 /* Handle what rx holds; keep the rest at its start. */
@@ -605,7 +639,7 @@ static void srv_conn_input(struct srv_worker *w, struct srv_conn *c, const uint8
 	if (c->closing || c->closed)
 		return;
 	if (used < bytes) {
-		if (srv_rx_room(c, bytes - used) < 0) {
+		if (srv_rx_room(w, c, bytes - used) < 0) {
 			if (c->stalled != NULL)
 				srv_produce_abandon(w, c, -ENOMEM); /* its frame cannot be kept */
 			srv_conn_fatal(w, c, 0, -ENOMEM, "out of memory for input");
@@ -626,9 +660,10 @@ static void srv_buf_return(struct srv_worker *w, uint32_t bid)
 	io_uring_buf_ring_advance(w->bufs, 1);
 }
 
+/* A receive completed (single-shot, S6: the turn's tick arms the next one). */
 static void srv_on_recv(struct srv_worker *w, struct srv_conn *c, struct io_uring_cqe *cqe)
 {
-	bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+	RILL_DASSERT(!(cqe->flags & IORING_CQE_F_MORE));
 	if (cqe->flags & IORING_CQE_F_BUFFER) {
 		uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		RILL_ASSERT(bid < SRV_BUF_COUNT);
@@ -637,8 +672,6 @@ static void srv_on_recv(struct srv_worker *w, struct srv_conn *c, struct io_urin
 				       (uint32_t)cqe->res);
 		srv_buf_return(w, bid);
 	}
-	if (more)
-		return;
 	c->ops--;
 	c->recv_armed = false;
 	c->recv_paused = false; /* a cancel asked for is done with it */
@@ -812,11 +845,13 @@ static bool srv_conn_tick(struct srv_worker *w, struct srv_conn *c)
 	work |= srv_rx_handle(w, c); /* in the room the ACKs just gave back */
 	if (c->sub_count > 0 && !c->closing)
 		work |= srv_subs_poll(w, c);
+	/* Backpressure is a receive not armed again (S6): the one in flight, if any, brings
+	 * a buffer at most. Only a closing connection cancels it, to close. */
 	bool want = !c->closing && !c->eof && !w->stopping && srv_conn_can_read(s, c) &&
 		    srv_rx_reserve(w, c);
 	if (want && !c->recv_armed) {
 		srv_recv_arm(w, c);
-	} else if (!want && c->recv_armed && !c->recv_paused) {
+	} else if (c->closing && c->recv_armed && !c->recv_paused) {
 		srv_recv_cancel(w, c);
 		c->recv_paused = true;
 	}
@@ -898,6 +933,8 @@ static bool srv_turn(struct srv_worker *w)
 			}
 			if (timers && !c->dead)
 				srv_conn_timers(w, c, now);
+			if (timers) /* empty now: idle since the last pass, or between frames */
+				srv_rx_release(w, c);
 			bool did = srv_conn_tick(w, c);
 			work |= did;
 			if (w->conns[slot] != c)
@@ -967,7 +1004,7 @@ static int srv_ring_init(struct srv_worker *w)
 	return 0;
 }
 
-/* The provided buffers multishot recv fills. */
+/* The provided buffers the connections' receives fill (S6). */
 static int srv_bufs_init(struct srv_worker *w)
 {
 	size_t ring_bytes = SRV_BUF_COUNT * sizeof(struct io_uring_buf);
@@ -1673,6 +1710,10 @@ void rill_server_stats_get(struct rill_server *s, struct rill_server_stats *out)
 	out->inflight_bytes_peak = rill_atomic_load_relaxed_u64(&s->inflight_bytes_peak);
 	if (out->inflight_bytes_peak < out->inflight_bytes) /* read between a take's steps */
 		out->inflight_bytes_peak = out->inflight_bytes;
+	out->input_bytes = rill_atomic_load_relaxed_u64(&s->input_bytes);
+	out->input_bytes_peak = rill_atomic_load_relaxed_u64(&s->input_bytes_peak);
+	if (out->input_bytes_peak < out->input_bytes) /* read between an add and its max */
+		out->input_bytes_peak = out->input_bytes;
 }
 
 int rill_server_stat_source(struct rill_server *s, const char *name, rill_server_stat_fn fn,

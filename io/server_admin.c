@@ -324,14 +324,15 @@ static int admin_stat(struct rill_server *s, json_t **out, char *msg, size_t msg
 	struct rill_server_stats ss;
 	rill_server_stats_get(s, &ss);
 	json_t *server = json_pack(
-		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
-		(json_int_t)ss.connections, "accepted", (json_int_t)ss.accepted, "refused",
-		(json_int_t)ss.refused, "frames", (json_int_t)ss.frames, "bad_frames",
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+		"connections", (json_int_t)ss.connections, "accepted", (json_int_t)ss.accepted,
+		"refused", (json_int_t)ss.refused, "frames", (json_int_t)ss.frames, "bad_frames",
 		(json_int_t)ss.bad_frames, "events", (json_int_t)ss.events, "acks",
 		(json_int_t)ss.acks, "backpressure", (json_int_t)ss.backpressure, "cut_off",
 		(json_int_t)ss.cut_off, "bytes_in", (json_int_t)ss.bytes_in, "bytes_out",
 		(json_int_t)ss.bytes_out, "inflight_bytes", (json_int_t)ss.inflight_bytes,
-		"inflight_bytes_peak", (json_int_t)ss.inflight_bytes_peak);
+		"inflight_bytes_peak", (json_int_t)ss.inflight_bytes_peak, "input_bytes",
+		(json_int_t)ss.input_bytes, "input_bytes_peak", (json_int_t)ss.input_bytes_peak);
 	if (server != NULL) /* the control thread's own, as this STAT is */
 		json_object_set_new(server, "group_commits",
 				    json_integer((json_int_t)s->group_commits));

@@ -19,6 +19,13 @@
  *      ADMIN or SUBSCRIBE comes before the answer to any frame after it (a PRODUCE's ACK
  *      may still come after frames sent later, when its events wait for a shard), and at
  *      most one job per connection is ever queued.
+ *  S6. A connection has at most one receive in flight, of one provided buffer, and it is
+ *      armed only while the connection may read and its input buffer holds no whole frame
+ *      (a single-shot recv: a multishot one, cancelled, still brought up to every buffer
+ *      of the worker's ring, and a connection that stalled held megabytes). So conn->rx
+ *      holds at most the frame at its head, whose size the budgets took before its body
+ *      was read (S3), and one receive buffer more: rx_cap <= srv_rx_bytes_max; and it is
+ *      freed once empty (srv_rx_release), so an idle connection holds none.
  */
 #ifndef RILL_IO_SERVER_INT_H
 #define RILL_IO_SERVER_INT_H
@@ -41,11 +48,10 @@
 #define SRV_PREQS_MAX      4096u /* produce requests in flight per worker */
 #define SRV_CONN_PREQS_MAX 256u  /* ... per connection: its pipeline depth */
 #define SRV_SUB_PARTS_MAX  RILL_SERVER_SUBSCRIPTIONS_MAX /* partitions one SUBSCRIBE may cover */
-#define SRV_WAIT_SOON_NS   1000000u    /* frames wait for ring room, or stopping: look this often */
-#define SRV_WAIT_IDLE_NS   50000000u   /* nothing pending: wake this often for timers */
-#define SRV_TIMER_NS       100000000u  /* timeouts are checked this often */
-#define SRV_CREDIT_MAX     (1u << 20)  /* events of credit a subscription may hold */
-#define SRV_RX_BYTES_MAX   (64u << 20) /* a connection's input buffer, at most */
+#define SRV_WAIT_SOON_NS   1000000u   /* frames wait for ring room, or stopping: look this often */
+#define SRV_WAIT_IDLE_NS   50000000u  /* nothing pending: wake this often for timers */
+#define SRV_TIMER_NS       100000000u /* timeouts are checked this often */
+#define SRV_CREDIT_MAX     (1u << 20) /* events of credit a subscription may hold */
 /* TCP keepalive of every connection (srv_keepalive_set): a vanished peer goes in ~90 s. */
 #define SRV_KEEPALIVE_IDLE_S     60
 #define SRV_KEEPALIVE_INTERVAL_S 10
@@ -54,9 +60,9 @@
 _Static_assert((SRV_BUF_COUNT & (SRV_BUF_COUNT - 1)) == 0, "a buffer ring is a power of two");
 _Static_assert(SRV_BUF_BYTES >= RILL_WIRE_HEADER_BYTES, "a header fits in a buffer");
 _Static_assert(SRV_CONN_PREQS_MAX <= SRV_PREQS_MAX, "a connection's pipeline fits a worker's");
-_Static_assert(SRV_RX_BYTES_MAX >=
-		       RILL_WIRE_FRAME_BYTES_MAX + RILL_WIRE_HEADER_BYTES + SRV_BUF_BYTES,
-	       "the input buffer holds the largest frame and a receive buffer more");
+_Static_assert((uint64_t)RILL_WIRE_FRAME_BYTES_MAX + RILL_WIRE_HEADER_BYTES + SRV_BUF_BYTES <=
+		       UINT32_MAX,
+	       "an input buffer's size (srv_rx_bytes_max) fits its u32 fields");
 
 /* io_uring user_data: the operation in the top byte, the connection's slot and generation
  * below, so that a completion for a closed connection is recognised and dropped. */
@@ -154,9 +160,10 @@ struct srv_conn {
 	uint64_t opened_ns, active_ns, send_progress_ns; /* monotonic */
 	char peer[64];
 
-	/* Input: a partial frame, or frames kept while the connection is stalled. */
+	/* Input: a partial frame, or a frame kept while the connection is stalled, and what
+	 * came after it in the same receive buffer (S6). NULL while empty, now and then. */
 	uint8_t *rx;
-	uint32_t rx_len, rx_cap;
+	uint32_t rx_len, rx_cap;  /* bytes */
 	uint32_t rx_reserved;     /* in-flight budget reserved for the frame being read (S3) */
 	struct srv_preq *stalled; /* a PRODUCE waiting for ring room */
 	bool waiting;             /* a frame waits for in-flight budget (S3) */
@@ -247,6 +254,8 @@ struct rill_server {
 	uint64_t drain_deadline_ns;   /* set before stop */
 	uint64_t inflight_bytes;      /* atomic: S3 over every connection */
 	uint64_t inflight_bytes_peak; /* atomic: the most inflight_bytes has held */
+	uint64_t input_bytes;         /* atomic: every connection's input buffer (rx_cap, S6) */
+	uint64_t input_bytes_peak;    /* atomic: the most input_bytes has held */
 	uint64_t connections;         /* atomic */
 	uint64_t fds_refused;         /* atomic: connections refused a reserved descriptor */
 	uint64_t conns_refused;       /* atomic: connections refused past connections_max */
@@ -314,6 +323,13 @@ static inline void srv_preq_results_free(struct srv_preq *r)
 		free(r->results);
 }
 uint32_t srv_tx_reserve_bytes(const struct rill_server *s);
+
+/* The most a connection's input buffer holds (S6): the largest frame, and a receive buffer
+ * more. */
+static inline uint32_t srv_rx_bytes_max(const struct rill_server *s)
+{
+	return s->config.frame_bytes_max + RILL_WIRE_HEADER_BYTES + SRV_BUF_BYTES;
+}
 
 /* server_ctl.c */
 int srv_ctl_init(struct rill_server *s); /* its lock and its (monotonic) condition */

@@ -171,6 +171,10 @@ struct rill_server_stats {
 	uint64_t inflight_bytes;      /* bytes held now: PRODUCEs awaiting their ACKs, frames
 				       * being read (server_inflight_bytes_max) */
 	uint64_t inflight_bytes_peak; /* the most held at once since start */
+	uint64_t input_bytes;         /* bytes of the connections' input buffers now: a frame
+				       * being read or kept, at most frame_bytes_max + 64 KiB +
+				       * 16 each; an idle connection's is freed */
+	uint64_t input_bytes_peak;    /* the most they held at once since start */
 };
 
 void rill_server_stats_get(struct rill_server *server, struct rill_server_stats *out);

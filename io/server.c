@@ -259,8 +259,14 @@ static void srv_input_count(struct rill_server *s, int64_t delta)
 /* Make room at the end of rx for @bytes more. 0 or -ENOMEM. */
 static int srv_rx_room(struct srv_worker *w, struct srv_conn *c, uint32_t bytes)
 {
-	if (c->rx_cap - c->rx_len >= bytes)
+	if (c->rx_cap - c->rx_at - c->rx_len >= bytes)
 		return 0;
+	if (c->rx_at > 0) { /* what is left of the frames handled: moved once, here */
+		memmove(c->rx, c->rx + c->rx_at, c->rx_len);
+		c->rx_at = 0;
+		if (c->rx_cap - c->rx_len >= bytes)
+			return 0;
+	}
 	uint64_t max = srv_rx_bytes_max(w->server);
 	uint64_t want = (uint64_t)c->rx_len + bytes;
 	RILL_DASSERT(want <= max); /* S6: past it, the connection fails, the bound holds */
@@ -285,7 +291,7 @@ static void srv_rx_release(struct srv_worker *w, struct srv_conn *c)
 	free(c->rx);
 	c->rx = NULL;
 	srv_input_count(w->server, -(int64_t)c->rx_cap);
-	c->rx_cap = 0;
+	c->rx_at = c->rx_cap = 0;
 }
 
 static void srv_conn_free(struct srv_worker *w, struct srv_conn *c)
@@ -594,7 +600,7 @@ static bool srv_rx_reserve(struct srv_worker *w, struct srv_conn *c)
 	if (c->rx_len < RILL_WIRE_HEADER_BYTES)
 		return true;
 	struct rill_wire_header h;
-	if (rill_wire_header_decode(c->rx, c->rx_len, s->config.frame_bytes_max, &h) < 0)
+	if (rill_wire_header_decode(srv_rx_data(c), c->rx_len, s->config.frame_bytes_max, &h) < 0)
 		return true; /* srv_frames reports it */
 	uint32_t need = RILL_WIRE_HEADER_BYTES + h.body_bytes;
 	if (c->rx_len >= need)
@@ -613,13 +619,12 @@ static bool srv_rx_reserve(struct srv_worker *w, struct srv_conn *c)
 	return srv_rx_room(w, c, need - c->rx_len + SRV_BUF_BYTES) == 0;
 }
 
-/* Handle what rx holds; keep the rest at its start. */
+/* Handle what rx holds; keep the rest. */
 static void srv_rx_process(struct srv_worker *w, struct srv_conn *c)
 {
-	uint32_t used = srv_frames(w, c, c->rx, c->rx_len);
+	uint32_t used = srv_frames(w, c, srv_rx_data(c), c->rx_len);
 	if (used > 0) {
-		memmove(c->rx, c->rx + used, c->rx_len - used);
-		c->rx_len -= used;
+		srv_rx_consume(c, used);
 		if (c->rx_reserved > 0) { /* what no PRODUCE took over (srv_budget_take) */
 			srv_inflight_give(w->server, c->rx_reserved);
 			c->rx_reserved = 0;
@@ -645,7 +650,7 @@ static void srv_conn_input(struct srv_worker *w, struct srv_conn *c, const uint8
 			srv_conn_fatal(w, c, 0, -ENOMEM, "out of memory for input");
 			return;
 		}
-		memcpy(c->rx + c->rx_len, data + used, bytes - used);
+		memcpy(srv_rx_data(c) + c->rx_len, data + used, bytes - used);
 		c->rx_len += bytes - used;
 		srv_rx_process(w, c);
 	}
@@ -688,7 +693,7 @@ static bool srv_rx_whole(const struct rill_server *s, const struct srv_conn *c)
 	struct rill_wire_header h;
 	if (c->rx_len < RILL_WIRE_HEADER_BYTES)
 		return false;
-	if (rill_wire_header_decode(c->rx, c->rx_len, s->config.frame_bytes_max, &h) < 0)
+	if (rill_wire_header_decode(srv_rx_data(c), c->rx_len, s->config.frame_bytes_max, &h) < 0)
 		return true;
 	return c->rx_len - RILL_WIRE_HEADER_BYTES >= h.body_bytes;
 }

@@ -17,6 +17,7 @@
 
 #include "base/assert.h"
 #include "base/atomic.h"
+#include "base/bytes.h"
 #include "base/clock.h"
 #include "io/server_int.h"
 
@@ -100,18 +101,26 @@ void srv_ack_cb(void *arg, const struct rill_ack *ack)
 
 /* ---- PRODUCE ------------------------------------------------------------------------ */
 
-/* Publish the request's events from r->published on. 0 when all are out, -EAGAIN when a
- * ring is full (the connection stalls until it has room). */
-static int srv_publish(struct srv_worker *w, struct srv_preq *r, const struct rill_wire_produce *p,
+/*
+ * Publish the request's events from r->published on, the first at r->next_at in @frame
+ * (its header first). 0 when all are out, -EAGAIN when a ring is full (the connection
+ * stalls until it has room; next_at keeps where to resume). The frame was checked whole
+ * when it came (S7): its records are walked, not checked again.
+ */
+static int srv_publish(struct srv_worker *w, struct srv_preq *r, const uint8_t *frame,
 		       uint64_t ingress_ns)
 {
+	RILL_ASSERT(r->next_at <= r->frame_bytes);
+	/* The rest of the decoded PRODUCE, as rill_wire_produce_decode would have set it. */
+	struct rill_wire_produce rest = {.records = frame + r->next_at,
+					 .records_bytes = r->frame_bytes - r->next_at,
+					 .event_count = r->count - r->published};
 	struct rill_wire_iter it;
 	struct rill_record rec;
-	rill_wire_produce_iter(p, &it);
-	for (uint32_t i = 0; i < r->published; i++)
-		rill_wire_produce_next(&it, &rec);
+	rill_wire_produce_iter(&rest, &it);
 	uint32_t record_max = rill_wire_events_record_max(w->server->config.frame_bytes_max);
 	while (r->published < r->count) {
+		const uint8_t *at = it.at;
 		int got = rill_wire_produce_next(&it, &rec);
 		RILL_ASSERT(got == 1); /* the frame was checked whole */
 		uint32_t i = r->published;
@@ -137,6 +146,7 @@ static int srv_publish(struct srv_worker *w, struct srv_preq *r, const struct ri
 			rc = rill_publish(w->producer, r->topic, &ev, (enum rill_acks)r->acks,
 					  cookie);
 			if (rc == -EAGAIN) {
+				r->next_at = (uint32_t)(at - frame); /* this one again, first */
 				srv_stat_add(&w->stats.backpressure, 1);
 				return -EAGAIN;
 			}
@@ -211,7 +221,9 @@ static int srv_produce(struct srv_worker *w, struct srv_conn *c, const struct ri
 	}
 	struct rill_wire_produce p;
 	uint32_t bad = 0;
-	int rc = rill_wire_produce_decode(body, h->body_bytes, &p, &bad);
+	int rc = rill_wire_produce_decode(body, h->body_bytes, &p, &bad); /* once (S7) */
+	if (rc == 0)
+		srv_stat_add(&w->records_checked, p.event_count);
 	struct rill_topic *t = NULL;
 	char topic[RILL_WIRE_TOPIC_BYTES_MAX + 1];
 	if (rc == 0)
@@ -236,6 +248,7 @@ static int srv_produce(struct srv_worker *w, struct srv_conn *c, const struct ri
 		return 0;
 	}
 	w->preq_free = r->next;
+	const uint8_t *frame = body - RILL_WIRE_HEADER_BYTES;
 	*r = (struct srv_preq){.index = r->index,
 			       .conn_slot = c->slot,
 			       .conn_gen = c->gen,
@@ -243,11 +256,12 @@ static int srv_produce(struct srv_worker *w, struct srv_conn *c, const struct ri
 			       .count = p.event_count,
 			       .left = p.event_count,
 			       .frame_bytes = frame_bytes,
+			       .next_at = (uint32_t)(p.records - frame),
 			       .acks = p.acks,
 			       .topic = t,
 			       .results = results};
 	c->preqs++;
-	if (srv_publish(w, r, &p, w->now) == -EAGAIN) {
+	if (srv_publish(w, r, frame, w->now) == -EAGAIN) {
 		c->stalled = r; /* the frame stays in rx until every event is out */
 		return -EAGAIN;
 	}
@@ -267,20 +281,17 @@ void srv_produce_abandon(struct srv_worker *w, struct srv_conn *c, int error)
 		srv_preq_done(w, r);
 }
 
-/* A stalled PRODUCE (at the head of rx): publish the rest. 0 once done, -EAGAIN. */
+/* A stalled PRODUCE (at the head of rx): publish the rest, from where it stopped (S7).
+ * 0 once done, -EAGAIN. */
 int srv_produce_resume(struct srv_worker *w, struct srv_conn *c)
 {
 	struct srv_preq *r = c->stalled;
 	RILL_ASSERT(r != NULL && c->rx_len >= r->frame_bytes);
-	struct rill_wire_produce p;
-	int rc = rill_wire_produce_decode(c->rx + RILL_WIRE_HEADER_BYTES,
-					  r->frame_bytes - RILL_WIRE_HEADER_BYTES, &p, NULL);
-	RILL_ASSERT(rc == 0); /* checked when it came */
-	if (srv_publish(w, r, &p, w->now) == -EAGAIN)
+	RILL_DASSERT(rill_ld32(srv_rx_data(c)) + RILL_WIRE_HEADER_BYTES == r->frame_bytes);
+	if (srv_publish(w, r, srv_rx_data(c), w->now) == -EAGAIN)
 		return -EAGAIN;
 	c->stalled = NULL;
-	memmove(c->rx, c->rx + r->frame_bytes, c->rx_len - r->frame_bytes);
-	c->rx_len -= r->frame_bytes;
+	srv_rx_consume(c, r->frame_bytes);
 	srv_stat_add(&w->stats.frames, 1);
 	return 0;
 }

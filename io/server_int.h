@@ -26,6 +26,12 @@
  *      holds at most the frame at its head, whose size the budgets took before its body
  *      was read (S3), and one receive buffer more: rx_cap <= srv_rx_bytes_max; and it is
  *      freed once empty (srv_rx_release), so an idle connection holds none.
+ *  S7. A PRODUCE frame's records are checked whole (CRCs, lengths, count) once, when it
+ *      arrives. A frame that stalls stays where it is, at the head of rx, and its request
+ *      keeps the byte offset of its first unpublished record (next_at): a retry resumes
+ *      there, checking nothing again, so it costs only the events it publishes (a frame
+ *      decoded whole on every retry, every turn while its ring was full, cost a stalled
+ *      worker 70% of its time in CRCs).
  */
 #ifndef RILL_IO_SERVER_INT_H
 #define RILL_IO_SERVER_INT_H
@@ -38,6 +44,7 @@
 #include <stdlib.h>
 
 #include "rill/server.h"
+#include "base/assert.h"
 #include "io/wire.h"
 
 #define SRV_NS_PER_S       1000000000ull
@@ -97,6 +104,8 @@ struct srv_preq {
 	uint64_t request_id;
 	uint32_t count;       /* events */
 	uint32_t published;   /* events handed to the shards so far */
+	uint32_t next_at;     /* the frame's bytes (header included) before event published:
+			       * where a retry resumes (S7) */
 	uint32_t left;        /* acknowledgements still to come */
 	uint32_t frame_bytes; /* its share of the in-flight budgets */
 	uint8_t acks;         /* enum rill_acks */
@@ -161,9 +170,15 @@ struct srv_conn {
 	char peer[64];
 
 	/* Input: a partial frame, or a frame kept while the connection is stalled, and what
-	 * came after it in the same receive buffer (S6). NULL while empty, now and then. */
+	 * came after it in the same receive buffer (S6). NULL while empty, now and then.
+	 *
+	 *   rx: [ handled | rx_len bytes still to handle | room ]
+	 *       0         rx_at                                  rx_cap
+	 *
+	 * Handled frames are dropped by moving rx_at (srv_rx_consume), not the bytes after
+	 * them: those move down only when the end needs room (srv_rx_room). */
 	uint8_t *rx;
-	uint32_t rx_len, rx_cap;  /* bytes */
+	uint32_t rx_at, rx_len, rx_cap; /* bytes */
 	uint32_t rx_reserved;     /* in-flight budget reserved for the frame being read (S3) */
 	struct srv_preq *stalled; /* a PRODUCE waiting for ring room */
 	bool waiting;             /* a frame waits for in-flight budget (S3) */
@@ -229,6 +244,7 @@ struct srv_worker {
 	uint64_t accept_after_ns; /* an accept error: re-arm no sooner */
 	/* Its counters, written by it alone (srv_stat_add), summed by rill_server_stats_get. */
 	_Alignas(64) struct rill_server_stats stats;
+	uint64_t records_checked;    /* records of PRODUCE frames checked whole: each once (S7) */
 	_Alignas(64) char stats_end; /* the next worker's fields start on a line of their own */
 	bool stopping;
 	int start_rc;
@@ -323,6 +339,20 @@ static inline void srv_preq_results_free(struct srv_preq *r)
 		free(r->results);
 }
 uint32_t srv_tx_reserve_bytes(const struct rill_server *s);
+
+/* What rx holds still to handle: rx_len bytes from here. */
+static inline uint8_t *srv_rx_data(const struct srv_conn *c)
+{
+	return c->rx + c->rx_at;
+}
+
+/* Drop @bytes handled from the head of rx: no copy (see struct srv_conn). */
+static inline void srv_rx_consume(struct srv_conn *c, uint32_t bytes)
+{
+	RILL_DASSERT(bytes <= c->rx_len);
+	c->rx_len -= bytes;
+	c->rx_at = c->rx_len == 0 ? 0 : c->rx_at + bytes; /* empty: start over at 0 */
+}
 
 /* The most a connection's input buffer holds (S6): the largest frame, and a receive buffer
  * more. */

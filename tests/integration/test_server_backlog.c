@@ -16,6 +16,8 @@
  *    it closed.
  *  - Every event is published once and in order: each connection's offsets increase, and
  *    the partition ends holding exactly the events sent.
+ *  - S7: a stalled frame's records are checked once, when it came, however often it is
+ *    retried: the worker's count of records checked is the count of events sent.
  *
  * The connections are opened until enough land on the worker that floods (the kernel
  * spreads them over the workers' listeners, SO_REUSEPORT); the others are closed. Client
@@ -341,7 +343,14 @@ struct bl_flood {
 	struct rill_topic *topic;
 	uint64_t events; /* sent, over all connections */
 	struct rill_server_stats before, held, after;
+	uint64_t checked; /* records the flooding worker checked meanwhile (S7) */
 };
+
+static uint64_t bl_checked(uint32_t worker)
+{
+	/* The worker's own counter (srv_stat_add): relaxed is enough once it is idle. */
+	return rill_atomic_load_relaxed_u64(&env.server->workers[worker].records_checked);
+}
 
 /*
  * A fresh one-partition topic on the held shard; BL_CONNS connections of the other
@@ -372,6 +381,7 @@ static void bl_flood_run(struct bl_flood *f, uint8_t acks)
 		f->events += (uint64_t)BL_FRAMES * f->conns[i].events;
 	}
 	rill_server_stats_get(env.server, &f->before);
+	uint64_t checked = bl_checked(worker);
 	bl_hold_set(true);
 	for (uint32_t i = 0; i < BL_CONNS; i++)
 		assert_int_equal(
@@ -384,6 +394,7 @@ static void bl_flood_run(struct bl_flood *f, uint8_t acks)
 	assert_int_equal(rill_engine_shard_hook_remove(env.engine, shard, &env.hold), 0);
 	env.hooked = false;
 	rill_server_stats_get(env.server, &f->after);
+	f->checked = bl_checked(worker) - checked; /* every ACK came: nothing is checked now */
 	for (uint32_t i = 0; i < BL_CONNS; i++) {
 		if (f->conns[i].error[0] != '\0')
 			fail_msg("connection %u: %s", i, f->conns[i].error);
@@ -441,6 +452,28 @@ static void test_stall_input_bounded(void **state)
 	bl_flood_end(&f);
 }
 
+/*
+ * S7: frames stalled on the full ring, retried on every turn of their worker while the
+ * shard is held, have their records checked once, when they came: the worker's count of
+ * records checked is the count of events sent, and each event is published once and in
+ * order (bl_flood_run, bl_flood_end). Each retry checked the whole frame again, every
+ * record's CRC: hundreds of times over, and a worker with stalled connections spent
+ * most of its time there.
+ */
+static void test_stall_resume_checks_once(void **state)
+{
+	(void)state;
+	static struct bl_flood f;
+	bl_flood_run(&f, 1);
+	uint64_t retries = f.after.backpressure - f.before.backpressure;
+	if (f.checked != f.events)
+		fail_msg("%llu events sent in %u frames, through %llu retries of stalled frames: "
+			 "%llu records checked (each must be, once)",
+			 (unsigned long long)f.events, BL_CONNS * BL_FRAMES,
+			 (unsigned long long)retries, (unsigned long long)f.checked);
+	bl_flood_end(&f);
+}
+
 /* ---- Setup and teardown --------------------------------------------------------------- */
 
 static int bl_teardown(void **state)
@@ -489,6 +522,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stall_input_bounded),
+		cmocka_unit_test(test_stall_resume_checks_once),
 	};
 	return cmocka_run_group_tests(tests, bl_setup, bl_teardown);
 }

@@ -439,11 +439,14 @@ int cli_ping(int argc, char **argv)
 	"usage: rill query [--connect HOST:PORT] --projection P --key K [--as-of "                 \
 	"@UNIX_NS|OFFSET] "                                                                        \
 	"[--after PARTITION:OFFSET]\n"                                                             \
-	"  prints {\"projection\",\"key\",\"count\",\"value\",\"avg\",\"offset\"} "                \
-	"(+\"window_start_ns\" for window kinds,\n  \"sum_overflow\":true when a sum was "         \
-	"clamped). \"value\": the f64 for an f64 field, else the\n  integer (u64 sums "            \
-	"as u64); a negative value of min, max or last also comes as \"u64\",\n  the same "        \
-	"bits unsigned, since the answer does not say whether the field is i64 or u64."
+	"  prints {\"projection\",\"key\",\"count\",\"value\",\"avg\",\"offset\"}, with "          \
+	"\"window_start_ns\" for window kinds\n  (but a window starting at 0, the epoch: the "     \
+	"answer does not say the kind) and\n  \"sum_overflow\":true when a sum was clamped. "      \
+	"\"offset\": the last event applied for the\n  key (a window kind's late events are not: " \
+	"rill stat counts them as projection_late).\n  \"value\": the f64 for an f64 field, else " \
+	"the integer (u64 sums as u64); a negative\n  value of min, max or last also comes as "    \
+	"\"u64\", the same bits unsigned, since the\n  answer does not say whether the field is "  \
+	"i64 or u64."
 
 /* --as-of @NS (a time) or OFFSET; --after PARTITION:OFFSET. 0 or -EINVAL. */
 static int query_options(const char *as_of, const char *after, struct rill_client_query_options *q)
@@ -493,7 +496,7 @@ static void query_print(const char *name, const char *key, size_t key_bytes,
 	}
 	json_object_set_new(o, "avg", cli_json_real(v->avg));
 	json_object_set_new(o, "offset", cli_json_u64(v->offset));
-	if (v->window_start_ns != 0)
+	if (v->window_start_ns != 0) /* RESULT does not say the kind: 0 is no window's start */
 		json_object_set_new(o, "window_start_ns", cli_json_u64(v->window_start_ns));
 	if (v->sum_overflow)
 		json_object_set_new(o, "sum_overflow", json_true());

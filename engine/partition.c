@@ -364,6 +364,13 @@ struct rill_log *rill_partition_log(struct rill_partition *part)
 void rill_partition_stats(const struct rill_partition *part, struct rill_partition_stats *out)
 {
 	*out = part->stats;
+	/* Late events are a fold's outcome, kept (and snapshotted) by each projection. */
+	out->projection_late = 0;
+	for (uint32_t i = 0; i < part->projection_count; i++) {
+		struct rill_projection_stats ps;
+		rill_projection_stats(part->projections[i], &ps);
+		out->projection_late += ps.late;
+	}
 }
 
 int rill_partition_check(struct rill_partition *part, const struct rill_record *rec,

@@ -272,6 +272,8 @@ struct rill_partition_stats {
 	uint64_t projection_errors; /* events a projection could not fold (see its stats) */
 	uint64_t snapshots;         /* written since open */
 	uint64_t snapshots_skipped; /* found at open but damaged or unusable */
+	uint64_t projection_late;   /* window kinds: events their state left out as late (its
+				     * projections' counts, filled by rill_partition_stats) */
 };
 
 void rill_partition_stats(const struct rill_partition *part, struct rill_partition_stats *out);

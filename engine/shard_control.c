@@ -335,6 +335,8 @@ static int shard_stats(struct shard *s, struct rill_shard_stats *out)
 		struct rill_partition_stats ps;
 		rill_partition_stats(s->parts[i]->part, &ps);
 		out->projection_errors += ps.projection_errors;
+		out->projection_late += ps.projection_late;
+		out->snapshots_skipped += ps.snapshots_skipped;
 		out->partitions_stopped += shard_part_stopped(s->parts[i]) ? 1u : 0u;
 	}
 	struct rusage ru;

@@ -300,6 +300,12 @@ static json_t *admin_shard_json(uint32_t i, const struct rill_shard_stats *st)
 	if (j != NULL)
 		json_object_set_new(j, "lost", json_integer((json_int_t)st->lost));
 	if (j != NULL)
+		json_object_set_new(j, "projection_late",
+				    json_integer((json_int_t)st->projection_late));
+	if (j != NULL)
+		json_object_set_new(j, "snapshots_skipped",
+				    json_integer((json_int_t)st->snapshots_skipped));
+	if (j != NULL)
 		json_object_set_new(
 			j, "latency",
 			json_pack("{s:o, s:o, s:o, s:o, s:o}", "ring", admin_latency(&st->ring),

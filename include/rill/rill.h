@@ -887,6 +887,15 @@ struct rill_shard_stats {
 	/* Events such a partition could not take: acknowledged with the log's error and
 	 * rill_ack.lost, never appended, and not counted in refused. */
 	uint64_t lost;
+	/* Events a window projection (window_count, window_sum) of its partitions left out as
+	 * late: stamped before both windows it keeps for their key (the current one and the
+	 * one before). Part of the projections' state: counted again by a rebuild, kept by
+	 * their snapshots. Disordered event time shows here. */
+	uint64_t projection_late;
+	/* Snapshots its partitions found at open and could not use (damaged, or made under
+	 * settings they no longer fit): each partition then rebuilt from an older one or the
+	 * log, and said so on stderr. */
+	uint64_t snapshots_skipped;
 };
 
 /*

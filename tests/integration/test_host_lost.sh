@@ -17,8 +17,11 @@
 ns=rillhl$$
 veth_here=rhl$$a
 veth_there=rhl$$b
-addr_here=10.79.0.1
-addr_there=10.79.0.2
+# A /30 of 10.79.0.0/16 chosen by the pid: two runs at once (two build trees' suites on one
+# machine) each route their own; with one subnet, one's routes took the other's packets.
+subnet=$((($$ % 16384) * 4))
+addr_here=10.79.$((subnet / 256)).$((subnet % 256 + 1))
+addr_there=10.79.$((subnet / 256)).$((subnet % 256 + 2))
 server_pid=
 consumer_pid=
 at_exit 'ip netns del "$ns" 2>/dev/null; ip link del "$veth_here" 2>/dev/null'

@@ -512,16 +512,18 @@ static int send_batch(struct producer *p)
 				 rill_strerror(rc));
 	}
 	p->busy_ns = rill_clock_now_ns();
-	if (rc == -EPIPE || rc == -ECONNRESET || rc == -ECONNABORTED) {
-		/* The server closed (or stopped answering: the client's keepalive) while this
+	if (rc == -EPIPE || rc == -ECONNRESET || rc == -ECONNABORTED || rc == -ETIMEDOUT) {
+		/* The server closed (or stopped answering: the client's keepalive; or stopped
+		 * reading past the client's timeout, when the client shuts its side) while this
 		 * frame went out: it never went whole, so none of its events can have been
 		 * written. The requests before it may have been answered already (the client
-		 * reads while a send waits): collect those to the end of the stream, which
-		 * fails only the ones left unanswered. */
+		 * reads while a send waits, and keeps those answers): collect them to the end
+		 * of the stream, which fails only the ones left unanswered. */
 		s->answered = true;
 		s->error = rc;
 		snprintf(s->message, sizeof(s->message), "%.200s: not sent: %s", p->address,
 			 rc == -ECONNABORTED ? "the server stopped answering"
+			 : rc == -ETIMEDOUT  ? "the server did not read it in time"
 					     : "the server closed the connection");
 		p->ring_count++;
 		while (rill_client_inflight(p->c) > 0 && collect(p, true) == 0)

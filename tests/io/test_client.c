@@ -1826,6 +1826,45 @@ static void script_ack_then_reset(struct fake *f, int fd)
 	f->closed = true;
 }
 
+/*
+ * As script_ack_then_reset, but stay silent past the client's timeout (10 s) without
+ * reading: the waiting send fails with -ETIMEDOUT and the client shuts its side; then read
+ * to the end of its stream, answer the second request (its frame went whole), and close.
+ */
+static void script_ack_then_silence(struct fake *f, int fd)
+{
+	int bounded = 64 << 10;
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bounded, sizeof(bounded));
+	fake_hello(f, fd);
+	fake_schemas(f, fd);
+	struct rill_wire_header hdr;
+	FAKE_CHECK(f, fake_read(f, fd, &hdr) && hdr.type == RILL_WIRE_PRODUCE);
+	uint64_t first = hdr.request_id;
+	FAKE_CHECK(f, fake_expect(f, fd, RILL_WIRE_PRODUCE) == first + 1);
+	int at = rill_wire_ack_begin(f->out, FAKE_BUF_BYTES, first);
+	for (uint32_t i = 0; i < PRODUCE_CLI_BATCH; i++) {
+		struct rill_wire_ack_entry e = {.partition = 0, .offset = i, .event_count = 1};
+		at = rill_wire_ack_entry(f->out, FAKE_BUF_BYTES, (size_t)at, &e);
+	}
+	rill_wire_ack_finish(f->out, (uint32_t)at, PRODUCE_CLI_BATCH);
+	send_raw(fd, f->out, (size_t)at);
+	sleep(12); /* past the client's 10 s: its waiting send gives up */
+	char sink[65536];
+	for (int i = 0; i < 100000 && recv(fd, sink, sizeof(sink), 0) > 0; i++)
+		; /* to its shutdown */
+	/* Then the second request's answer, late: its frame went whole. */
+	at = rill_wire_ack_begin(f->out, FAKE_BUF_BYTES, first + 1);
+	for (uint32_t i = 0; i < PRODUCE_CLI_BATCH; i++) {
+		struct rill_wire_ack_entry e = {
+			.partition = 0, .offset = PRODUCE_CLI_BATCH + i, .event_count = 1};
+		at = rill_wire_ack_entry(f->out, FAKE_BUF_BYTES, (size_t)at, &e);
+	}
+	rill_wire_ack_finish(f->out, (uint32_t)at, PRODUCE_CLI_BATCH);
+	send_raw(fd, f->out, (size_t)at);
+	close(fd);
+	f->closed = true;
+}
+
 /* Run `rill produce --batch 8` against @address, stdin from @in, stdout and stderr into
  * @out and @errs: its exit status. */
 static int produce_cli_run(const char *address, const char *in, const char *out, const char *errs)
@@ -1928,6 +1967,70 @@ static void test_produce_cli_keeps_answers_after_a_failed_send(void **state)
 	assert_int_equal(test_dir_remove(dir), 0);
 }
 
+/*
+ * A server that acknowledges a request, reads nothing past the client's timeout, then
+ * answers the second request after the client shut its side: both batches' answers are
+ * printed; the batch whose send timed out is "not sent", saying the server did not read
+ * it in time. rill produce failed every line in flight on that -ETIMEDOUT as "the outcome
+ * is unknown", the second batch too, whose answer was yet to come.
+ */
+static void test_produce_cli_keeps_answers_after_a_send_timeout(void **state)
+{
+	(void)state;
+	if (rill_binary == NULL)
+		skip();
+	char dir[128], in[192], out[192], errs[192];
+	assert_int_equal(test_dir_make(dir, sizeof(dir), "client-produce-stall"), 0);
+	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+	snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+	snprintf(errs, sizeof(errs), "%s/err.txt", dir);
+	FILE *fin = fopen(in, "w");
+	assert_non_null(fin);
+	char *value = malloc(PRODUCE_CLI_VALUE_BYTES + 1);
+	assert_non_null(value);
+	memset(value, 'v', PRODUCE_CLI_VALUE_BYTES);
+	value[PRODUCE_CLI_VALUE_BYTES] = '\0';
+	for (uint32_t i = 1; i <= PRODUCE_CLI_LINES; i++)
+		fprintf(fin, "{\"key\":\"k%u\",\"type\":\"Big\",\"data\":{\"s\":\"%s\"}}\n", i,
+			value);
+	free(value);
+	assert_int_equal(fclose(fin), 0);
+
+	struct fake f;
+	fake_start(&f, script_ack_then_silence);
+	int status = produce_cli_run(f.address, in, out, errs);
+	fake_join(&f);
+	assert_int_equal(status, 1);
+
+	FILE *fo = fopen(out, "r");
+	assert_non_null(fo);
+	char line[4096];
+	uint32_t acked = 0;
+	while (fgets(line, sizeof(line), fo) != NULL) {
+		char want[128];
+		snprintf(want, sizeof(want), "{\"key\":\"k%u\",\"partition\":0,\"offset\":%u}\n",
+			 acked + 1, acked);
+		assert_string_equal(line, want);
+		acked++;
+	}
+	fclose(fo);
+	if (acked != 2 * PRODUCE_CLI_BATCH)
+		fail_msg("%u acknowledgements printed, want the first two batches' %u", acked,
+			 2 * PRODUCE_CLI_BATCH);
+
+	FILE *fe = fopen(errs, "r");
+	assert_non_null(fe);
+	unsigned long not_sent = 0;
+	while (fgets(line, sizeof(line), fe) != NULL) {
+		if (error_line_number(line) <= 2 * PRODUCE_CLI_BATCH)
+			fail_msg("an acknowledged line reported on stderr: %s", line);
+		not_sent += strstr(line, "not sent: the server did not read it in time") != NULL;
+	}
+	fclose(fe);
+	assert_int_equal(not_sent, PRODUCE_CLI_BATCH);
+	assert_int_equal(test_dir_remove(dir), 0);
+}
+
 int main(int argc, char **argv)
 {
 	rill_binary = argc > 1 ? argv[1] : NULL;
@@ -1958,6 +2061,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_error_message_nul),
 		cmocka_unit_test(test_corked_produce_to_gone_server),
 		cmocka_unit_test(test_produce_cli_keeps_answers_after_a_failed_send),
+		cmocka_unit_test(test_produce_cli_keeps_answers_after_a_send_timeout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -427,7 +427,14 @@ int partition_snapshot_load(struct rill_partition *part, char *why, size_t why_b
 			rc = RILL_E_PROJECTION_SNAPSHOT;
 		}
 		if (rc < 0) {
+			/* Said, as the log says a damaged index: an operator learns why the open
+			 * replayed more than usual, and which file to look at. */
 			part->stats.snapshots_skipped++;
+			fprintf(stderr,
+				"rill: %s/snapshots/%020" PRIu64
+				".snap: skipped (%s); the partition "
+				"rebuilds from an older snapshot or the log\n",
+				part->dir, offset, rill_strerror(rc));
 			continue;
 		}
 		memcpy(&h, buf, sizeof(h));

@@ -893,8 +893,8 @@ struct rill_shard_stats {
 	 * their snapshots. Disordered event time shows here. */
 	uint64_t projection_late;
 	/* Snapshots its partitions found at open and could not use (damaged, or made under
-	 * settings they no longer fit): each partition then rebuilt from an older one or the
-	 * log, and said so on stderr. */
+	 * settings they no longer fit, or older than what retention kept): each partition
+	 * then rebuilt from an older one or the log; a damaged one is named on stderr. */
 	uint64_t snapshots_skipped;
 };
 

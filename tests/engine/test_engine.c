@@ -333,6 +333,33 @@ static void latency_check(const char *what, uint32_t shard, const struct rill_la
 			 shard, what, l->p50_ns, l->p99_ns, l->p999_ns, l->p9999_ns, l->max_ns);
 }
 
+/* stderr into a temporary file until stderr_end, which gives what was written. */
+struct stderr_capture {
+	FILE *file;
+	int saved;
+};
+
+static void stderr_begin(struct stderr_capture *cap)
+{
+	cap->file = tmpfile();
+	assert_non_null(cap->file);
+	fflush(stderr);
+	cap->saved = dup(STDERR_FILENO);
+	assert_true(cap->saved >= 0);
+	assert_true(dup2(fileno(cap->file), STDERR_FILENO) >= 0);
+}
+
+static void stderr_end(struct stderr_capture *cap, char *said, size_t said_bytes)
+{
+	fflush(stderr);
+	assert_true(dup2(cap->saved, STDERR_FILENO) >= 0);
+	close(cap->saved);
+	rewind(cap->file);
+	size_t n = fread(said, 1, said_bytes - 1, cap->file);
+	said[n] = '\0';
+	fclose(cap->file);
+}
+
 static struct stats_sum stats_sum(struct fx *f)
 {
 	struct stats_sum s = {0};
@@ -3559,8 +3586,19 @@ static void test_snapshot_rebuild(void **state)
 		 "printf 'XXXX' | dd of=\"$s\" bs=1 seek=100 conv=notrunc status=none; done",
 		 f->dir);
 	assert_int_equal(system(cmd), 0);
+	struct stderr_capture cap;
+	stderr_begin(&cap);
 	fx_open_with(f, &c);
+	char said[8192];
+	stderr_end(&cap, said, sizeof(said));
 	snap_check(f, folds, KEYS);
+	/* Each damaged file named on stderr, once per partition at least. */
+	uint32_t named = 0;
+	for (const char *at = said; (at = strstr(at, ".snap: skipped (")) != NULL; at++)
+		named++;
+	if (named < 4)
+		fail_msg("%u damaged snapshots named on stderr, 4 partitions had one: %s", named,
+			 said);
 	/* And counted where an operator sees it: each of the 4 partitions skipped one. */
 	uint64_t skipped = stats_sum(f).snapshots_skipped;
 	if (skipped < 4)
@@ -4796,33 +4834,6 @@ static void test_custom_projection_faults(void **state)
 	assert_true(errors > 0);
 	tally_check(f, folds, KEYS); /* and it goes on */
 	fx_close(f);
-}
-
-/* stderr into a temporary file until stderr_end, which gives what was written. */
-struct stderr_capture {
-	FILE *file;
-	int saved;
-};
-
-static void stderr_begin(struct stderr_capture *cap)
-{
-	cap->file = tmpfile();
-	assert_non_null(cap->file);
-	fflush(stderr);
-	cap->saved = dup(STDERR_FILENO);
-	assert_true(cap->saved >= 0);
-	assert_true(dup2(fileno(cap->file), STDERR_FILENO) >= 0);
-}
-
-static void stderr_end(struct stderr_capture *cap, char *said, size_t said_bytes)
-{
-	fflush(stderr);
-	assert_true(dup2(cap->saved, STDERR_FILENO) >= 0);
-	close(cap->saved);
-	rewind(cap->file);
-	size_t n = fread(said, 1, said_bytes - 1, cap->file);
-	said[n] = '\0';
-	fclose(cap->file);
 }
 
 static int tally_restore_refuses(void *state, const void *buf, size_t buf_bytes)

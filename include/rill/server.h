@@ -5,8 +5,10 @@
  * One worker per engine shard, running inside the shard's loop on the shard's thread (a
  * shard hook), each with its own io_uring (SINGLE_ISSUER and DEFER_TASKRUN where the
  * kernel offers them, SQPOLL as an option), its own SO_REUSEPORT listener on the same port
- * (the kernel spreads connections over them), multishot accept, multishot recv into a ring
- * of provided buffers, and one batched send per connection per loop turn. Frames are
+ * (the kernel spreads connections over them), multishot accept, a single-shot recv per
+ * connection into a ring of provided buffers, armed again only while the connection may
+ * read (a multishot recv kept taking buffers after a stall, past every bound on memory),
+ * and one batched send per connection per loop turn. Frames are
  * parsed in place from the receive buffers. Each worker publishes through its own
  * producer handle: rings to every shard, so events reach their owner shard over SPSC
  * rings (the local shard's ring is drained by the same thread, in its next turn) and

@@ -1897,6 +1897,49 @@ static unsigned long error_line_number(const char *text)
 	return at != NULL ? strtoul(at + 5, NULL, 10) : 0;
 }
 
+/* The files of a `rill produce` run in a new folder @name: @in holds PRODUCE_CLI_LINES
+ * lines of Big events, k1 on, each PRODUCE_CLI_VALUE_BYTES long. */
+struct produce_cli_files {
+	char dir[128], in[192], out[192], errs[192];
+};
+
+static void produce_cli_files_make(struct produce_cli_files *pf, const char *name)
+{
+	assert_int_equal(test_dir_make(pf->dir, sizeof(pf->dir), name), 0);
+	snprintf(pf->in, sizeof(pf->in), "%s/in.jsonl", pf->dir);
+	snprintf(pf->out, sizeof(pf->out), "%s/out.jsonl", pf->dir);
+	snprintf(pf->errs, sizeof(pf->errs), "%s/err.txt", pf->dir);
+	FILE *fin = fopen(pf->in, "w");
+	assert_non_null(fin);
+	char *value = malloc(PRODUCE_CLI_VALUE_BYTES + 1);
+	assert_non_null(value);
+	memset(value, 'v', PRODUCE_CLI_VALUE_BYTES);
+	value[PRODUCE_CLI_VALUE_BYTES] = '\0';
+	for (uint32_t i = 1; i <= PRODUCE_CLI_LINES; i++)
+		fprintf(fin, "{\"key\":\"k%u\",\"type\":\"Big\",\"data\":{\"s\":\"%s\"}}\n", i,
+			value);
+	free(value);
+	assert_int_equal(fclose(fin), 0);
+}
+
+/* The acknowledgements printed on @out: each k<n> at offset n - 1, in order. Their count. */
+static uint32_t produce_cli_acks(const char *out)
+{
+	FILE *fo = fopen(out, "r");
+	assert_non_null(fo);
+	char line[4096];
+	uint32_t acked = 0;
+	while (fgets(line, sizeof(line), fo) != NULL) {
+		char want[128];
+		snprintf(want, sizeof(want), "{\"key\":\"k%u\",\"partition\":0,\"offset\":%u}\n",
+			 acked + 1, acked);
+		assert_string_equal(line, want);
+		acked++;
+	}
+	fclose(fo);
+	return acked;
+}
+
 /*
  * A server that acknowledges a request and then resets the connection while `rill produce`
  * is sending: the acknowledgement, already in the client, is printed, and stderr names only
@@ -1910,46 +1953,21 @@ static void test_produce_cli_keeps_answers_after_a_failed_send(void **state)
 	(void)state;
 	if (rill_binary == NULL)
 		skip(); /* run by hand without the rill command: nothing to test */
-	char dir[128], in[192], out[192], errs[192];
-	assert_int_equal(test_dir_make(dir, sizeof(dir), "client-produce"), 0);
-	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
-	snprintf(out, sizeof(out), "%s/out.jsonl", dir);
-	snprintf(errs, sizeof(errs), "%s/err.txt", dir);
-	FILE *fin = fopen(in, "w");
-	assert_non_null(fin);
-	char *value = malloc(PRODUCE_CLI_VALUE_BYTES + 1);
-	assert_non_null(value);
-	memset(value, 'v', PRODUCE_CLI_VALUE_BYTES);
-	value[PRODUCE_CLI_VALUE_BYTES] = '\0';
-	for (uint32_t i = 1; i <= PRODUCE_CLI_LINES; i++)
-		fprintf(fin, "{\"key\":\"k%u\",\"type\":\"Big\",\"data\":{\"s\":\"%s\"}}\n", i,
-			value);
-	free(value);
-	assert_int_equal(fclose(fin), 0);
+	struct produce_cli_files pf;
+	produce_cli_files_make(&pf, "client-produce");
 
 	struct fake f;
 	fake_start(&f, script_ack_then_reset);
-	int status = produce_cli_run(f.address, in, out, errs);
+	int status = produce_cli_run(f.address, pf.in, pf.out, pf.errs);
 	fake_join(&f);
 	assert_int_equal(status, 1);
 
 	/* stdout: the first batch's acknowledgements, k1 to k8 at offsets 0 to 7. */
-	FILE *fo = fopen(out, "r");
-	assert_non_null(fo);
-	char line[4096];
-	uint32_t acked = 0;
-	while (fgets(line, sizeof(line), fo) != NULL) {
-		char want[128];
-		snprintf(want, sizeof(want), "{\"key\":\"k%u\",\"partition\":0,\"offset\":%u}\n",
-			 acked + 1, acked);
-		assert_string_equal(line, want);
-		acked++;
-	}
-	fclose(fo);
-	assert_int_equal(acked, PRODUCE_CLI_BATCH);
+	assert_int_equal(produce_cli_acks(pf.out), PRODUCE_CLI_BATCH);
 
 	/* stderr: lines 9 on, in order, each unknown; the last batch not sent. */
-	FILE *fe = fopen(errs, "r");
+	char line[4096];
+	FILE *fe = fopen(pf.errs, "r");
 	assert_non_null(fe);
 	unsigned long expect = PRODUCE_CLI_BATCH + 1, unknown = 0, not_sent = 0;
 	while (fgets(line, sizeof(line), fe) != NULL) {
@@ -1964,7 +1982,7 @@ static void test_produce_cli_keeps_answers_after_a_failed_send(void **state)
 	fclose(fe);
 	assert_true(unknown >= PRODUCE_CLI_BATCH); /* the second request at least */
 	assert_int_equal(not_sent, PRODUCE_CLI_BATCH);
-	assert_int_equal(test_dir_remove(dir), 0);
+	assert_int_equal(test_dir_remove(pf.dir), 0);
 }
 
 /*
@@ -1979,46 +1997,22 @@ static void test_produce_cli_keeps_answers_after_a_send_timeout(void **state)
 	(void)state;
 	if (rill_binary == NULL)
 		skip();
-	char dir[128], in[192], out[192], errs[192];
-	assert_int_equal(test_dir_make(dir, sizeof(dir), "client-produce-stall"), 0);
-	snprintf(in, sizeof(in), "%s/in.jsonl", dir);
-	snprintf(out, sizeof(out), "%s/out.jsonl", dir);
-	snprintf(errs, sizeof(errs), "%s/err.txt", dir);
-	FILE *fin = fopen(in, "w");
-	assert_non_null(fin);
-	char *value = malloc(PRODUCE_CLI_VALUE_BYTES + 1);
-	assert_non_null(value);
-	memset(value, 'v', PRODUCE_CLI_VALUE_BYTES);
-	value[PRODUCE_CLI_VALUE_BYTES] = '\0';
-	for (uint32_t i = 1; i <= PRODUCE_CLI_LINES; i++)
-		fprintf(fin, "{\"key\":\"k%u\",\"type\":\"Big\",\"data\":{\"s\":\"%s\"}}\n", i,
-			value);
-	free(value);
-	assert_int_equal(fclose(fin), 0);
+	struct produce_cli_files pf;
+	produce_cli_files_make(&pf, "client-produce-stall");
 
 	struct fake f;
 	fake_start(&f, script_ack_then_silence);
-	int status = produce_cli_run(f.address, in, out, errs);
+	int status = produce_cli_run(f.address, pf.in, pf.out, pf.errs);
 	fake_join(&f);
 	assert_int_equal(status, 1);
 
-	FILE *fo = fopen(out, "r");
-	assert_non_null(fo);
-	char line[4096];
-	uint32_t acked = 0;
-	while (fgets(line, sizeof(line), fo) != NULL) {
-		char want[128];
-		snprintf(want, sizeof(want), "{\"key\":\"k%u\",\"partition\":0,\"offset\":%u}\n",
-			 acked + 1, acked);
-		assert_string_equal(line, want);
-		acked++;
-	}
-	fclose(fo);
+	uint32_t acked = produce_cli_acks(pf.out);
 	if (acked != 2 * PRODUCE_CLI_BATCH)
 		fail_msg("%u acknowledgements printed, want the first two batches' %u", acked,
 			 2 * PRODUCE_CLI_BATCH);
 
-	FILE *fe = fopen(errs, "r");
+	char line[4096];
+	FILE *fe = fopen(pf.errs, "r");
 	assert_non_null(fe);
 	unsigned long not_sent = 0;
 	while (fgets(line, sizeof(line), fe) != NULL) {
@@ -2028,7 +2022,7 @@ static void test_produce_cli_keeps_answers_after_a_send_timeout(void **state)
 	}
 	fclose(fe);
 	assert_int_equal(not_sent, PRODUCE_CLI_BATCH);
-	assert_int_equal(test_dir_remove(dir), 0);
+	assert_int_equal(test_dir_remove(pf.dir), 0);
 }
 
 int main(int argc, char **argv)

@@ -295,19 +295,26 @@ static void bad_case(const char *what, bool after_hello, const void *bytes, size
 
 /* ---- Events --------------------------------------------------------------------------- */
 
+/* An OrderPlaced payload of @amount (sku "sku-1") into @payload; its length. */
+static uint32_t order_payload(uint8_t *payload, size_t cap, int64_t amount)
+{
+	assert_true(rill_schema_payload_bytes_max(env.schema) <= cap);
+	struct rill_payload_builder b;
+	uint32_t payload_bytes = 0;
+	assert_int_equal(rill_payload_builder_init(&b, env.schema, payload, cap), 0);
+	assert_int_equal(rill_payload_set_i64(&b, 0, amount), 0);
+	assert_int_equal(rill_payload_set_var(&b, 1, "sku-1", 5), 0);
+	assert_int_equal(rill_payload_builder_finish(&b, &payload_bytes, NULL), 0);
+	return payload_bytes;
+}
+
 /* An OrderPlaced record into @buf; its length. */
 static uint32_t make_record(uint8_t *buf, size_t cap, const char *key, int64_t amount,
 			    uint32_t type_id, uint16_t version, uint64_t producer_id,
 			    uint64_t sequence)
 {
 	uint8_t payload[256];
-	assert_true(rill_schema_payload_bytes_max(env.schema) <= sizeof(payload));
-	struct rill_payload_builder b;
-	uint32_t payload_bytes = 0;
-	assert_int_equal(rill_payload_builder_init(&b, env.schema, payload, sizeof(payload)), 0);
-	assert_int_equal(rill_payload_set_i64(&b, 0, amount), 0);
-	assert_int_equal(rill_payload_set_var(&b, 1, "sku-1", 5), 0);
-	assert_int_equal(rill_payload_builder_finish(&b, &payload_bytes, NULL), 0);
+	uint32_t payload_bytes = order_payload(payload, sizeof(payload), amount);
 	struct rill_record rec = {.type_id = type_id,
 				  .schema_version = version,
 				  .producer_id = producer_id,
@@ -1252,12 +1259,7 @@ static void test_send_stall_with_answer_owed(void **state)
 	/* Events of 2 KiB keys, several MiB in all: more than the output buffer and the
 	 * sockets' buffers hold. */
 	uint8_t payload[256];
-	struct rill_payload_builder b;
-	uint32_t payload_bytes = 0;
-	assert_int_equal(rill_payload_builder_init(&b, env.schema, payload, sizeof(payload)), 0);
-	assert_int_equal(rill_payload_set_i64(&b, 0, 1), 0);
-	assert_int_equal(rill_payload_set_var(&b, 1, "sku-1", 5), 0);
-	assert_int_equal(rill_payload_builder_finish(&b, &payload_bytes, NULL), 0);
+	uint32_t payload_bytes = order_payload(payload, sizeof(payload), 1);
 	static char key[KEY_BYTES];
 	memset(key, 'k', sizeof(key));
 	struct rill_producer_config pc = {.producer_id = 0};
@@ -2314,12 +2316,7 @@ static void test_admin_list_pages(void **state)
 	/* 40 events into list_p, acknowledged durable: where each went. */
 	enum { EVENTS = 40, PARTS = 5 };
 	uint8_t payload[256];
-	struct rill_payload_builder b;
-	uint32_t payload_bytes = 0;
-	assert_int_equal(rill_payload_builder_init(&b, env.schema, payload, sizeof(payload)), 0);
-	assert_int_equal(rill_payload_set_i64(&b, 0, 1), 0);
-	assert_int_equal(rill_payload_set_var(&b, 1, "sku-1", 5), 0);
-	assert_int_equal(rill_payload_builder_finish(&b, &payload_bytes, NULL), 0);
+	uint32_t payload_bytes = order_payload(payload, sizeof(payload), 1);
 	struct rill_record events[EVENTS];
 	char keys[EVENTS][16];
 	for (uint32_t i = 0; i < EVENTS; i++) {
